@@ -1,0 +1,278 @@
+"""The ``mixmatch`` command line: one subcommand per stage, plus build, serve, demo.
+
+It lives in ``api`` because it is the outermost layer: it may import every
+package (``api`` -> ``recommender`` -> ``features``), none may import it.
+Every handler imports its implementation lazily, so ``mixmatch --help`` is fast
+and a command whose implementation has not landed says so and exits 3.
+
+Exit codes: 0 success, 1 a check failed (e.g. validation found errors),
+2 bad input, 3 not implemented yet.
+
+Example::
+
+    mixmatch demo --out data/demo --items 2000 --seed 0
+    mixmatch build --source demo --out bundles/demo
+    mixmatch serve --bundle bundles/demo --port 8000
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from features.exceptions import MixmatchError, StageNotAvailable
+
+#: Environment variable naming the folder that holds ``mango/`` and ``fashionai/``.
+DATA_ENV = "MIXMATCH_DATA"
+
+
+def default_data_root() -> Path:
+    """``$MIXMATCH_DATA``, else ``../shared/data`` beside the project checkout."""
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _impl(module: str, func: str, issue: int) -> Callable[..., Any]:
+    """Import ``module.func`` or raise StageNotAvailable naming the issue."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            raise StageNotAvailable(f"this command is not implemented yet: {module} has "
+                                    f"not landed (issue #{issue})") from exc
+        raise
+    try:
+        return getattr(mod, func)
+    except AttributeError as exc:
+        raise StageNotAvailable(f"this command is not implemented yet: {module}.{func} "
+                                f"has not landed (issue #{issue})") from exc
+
+
+# -- handlers -------------------------------------------------------------------------
+def cmd_ingest(args) -> int:
+    return _impl("recommender.ingest", "cli_ingest", 2)(args)
+
+
+def cmd_demo(args) -> int:
+    return _impl("recommender.demo", "cli_demo", 2)(args)
+
+
+def cmd_build(args) -> int:
+    return _impl("recommender.build", "cli_build", 2)(args)
+
+
+def cmd_features(args) -> int:
+    args.stages = "features"
+    return _impl("recommender.build", "cli_stages", 3)(args)
+
+
+def cmd_train(args) -> int:
+    args.stages = args.stage or "attributes,keypoints,compatibility"
+    return _impl("recommender.build", "cli_stages", 3)(args)
+
+
+def cmd_graph(args) -> int:
+    args.stages = "graph"
+    return _impl("recommender.build", "cli_stages", 5)(args)
+
+
+def cmd_make_eval(args) -> int:
+    return _impl("recommender.evaluation.make_eval", "cli_make_eval", 4)(args)
+
+
+def cmd_evaluate(args) -> int:
+    """Score what was asked: keypoint files, attribute heads, FITB/compatibility."""
+    result: dict[str, Any] = {}
+    did = False
+    if args.keypoints_truth or args.keypoints_pred:
+        if not (args.keypoints_truth and args.keypoints_pred):
+            raise MixmatchError("--keypoints-truth and --keypoints-pred go together")
+        fn = _impl("features.fashionai.metrics", "evaluate_keypoint_files", 3)
+        result["keypoints"] = fn(args.keypoints_truth, args.keypoints_pred)
+        did = True
+    if args.attributes:
+        if not args.bundle:
+            raise MixmatchError("--attributes needs --bundle")
+        fn = _impl("features.attributes.evaluate", "evaluate_bundle", 3)
+        result.update(fn(args.bundle))
+        did = True
+    if args.fitb or args.compat or args.ablations:
+        if not args.bundle:
+            raise MixmatchError("--fitb/--compat/--ablations need --bundle")
+        fn = _impl("recommender.evaluation.evaluate", "evaluate_bundle_files", 4)
+        result.update(fn(args.bundle, fitb=args.fitb, compat=args.compat,
+                         ablations=args.ablations, seed=args.seed,
+                         print_text=not args.json))
+        did = True
+    if args.retrieval:
+        fn = _impl("recommender.evaluation.retrieval", "evaluate_retrieval", 5)
+        result["retrieval"] = fn(args.bundle, print_text=not args.json)
+        did = True
+    if not did:
+        raise MixmatchError("nothing to evaluate: give --keypoints-truth/--keypoints-pred, "
+                            "--attributes, --fitb/--compat, --ablations or --retrieval")
+    if args.json:
+        if "keypoints" in result and len(result) == 1:
+            result = result["keypoints"]
+        print(json.dumps(result, indent=2, sort_keys=True, default=float))
+    elif "keypoints" in result:
+        kp = result["keypoints"]
+        print(f"keypoint NE: {kp['ne']:.4f} over {kp['n_keypoints']} keypoints")
+        for cat, v in sorted(kp.get("per_category", {}).items()):
+            print(f"  {cat:<9} NE {v['ne']:.4f}  ({v['n_keypoints']} keypoints)")
+    if args.attributes and not args.json and "heads" in result:
+        print(f"{'head':<32}{'accuracy':>10}{'macro_f1':>10}{'n':>8}")
+        for head, v in result["heads"].items():
+            print(f"{head:<32}{v['accuracy']:>10.3f}{v['macro_f1']:>10.3f}{v['n']:>8}")
+        if "fashionai_map" in result:
+            print(f"FashionAI mAP: {result['fashionai_map']:.4f}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    return _impl("api.server", "cli_serve", 6)(args)
+
+
+def cmd_up(args) -> int:
+    """Build the demo bundle if missing, then serve it: the README's first command."""
+    return _impl("recommender.build", "cli_up", 2)(args)
+
+
+# -- parser ---------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mixmatch", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, fn, help_):
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(func=fn)
+        return sp
+
+    sources = ("demo", "mango", "csv")
+
+    sp = add("ingest", cmd_ingest, "Map a source catalogue onto the canonical schema "
+             "(catalog.parquet, outfits.parquet) and print a summary.")
+    sp.add_argument("--source", choices=sources + ("fashionai",), required=True)
+    sp.add_argument("--data", help="source folder (mango: holds product_data.csv; "
+                    f"default for mango/fashionai: ${DATA_ENV}/<source>)")
+    sp.add_argument("--mapping", help="column-mapping file (TOML/JSON/YAML) for --source csv")
+    sp.add_argument("--out", required=True, help="output folder")
+    sp.add_argument("--no-check-images", action="store_true",
+                    help="skip opening every image (faster on huge catalogues)")
+
+    sp = add("demo", cmd_demo, "Generate the demo catalogue: packshots, attributes, "
+             "FashionAI keypoints and outfits by a style grammar.")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--items", type=int, default=2000)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--image-sample", type=int, default=None,
+                    help="render images only for this many items (table form for "
+                    "benchmarks; default: all items up to 20,000, else 2,000)")
+    sp.add_argument("--outfits", type=int, default=None, help="number of outfits "
+                    "(default: about items/3)")
+    sp.add_argument("--fashionai-keypoints", default=None, help="FashionAI train.csv to "
+                    "seed garment shapes (default: the shared data when present)")
+
+    def bundle_build_args(sp):
+        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--force", action="store_true", help="re-run finished stages")
+        sp.add_argument("--engine", choices=("local", "dask"), default="local")
+        sp.add_argument("--scheduler", default=None, help="Dask scheduler address "
+                        "(default with --engine dask: a local cluster)")
+        sp.add_argument("--config", default=None, help="build config file (TOML/JSON) "
+                        "overriding stage defaults")
+
+    sp = add("build", cmd_build, "Run every stage into one bundle folder with a manifest.")
+    sp.add_argument("--source", choices=sources, default="demo")
+    sp.add_argument("--data", help="source folder (default: generated, for demo; "
+                    f"${DATA_ENV}/mango for mango)")
+    sp.add_argument("--mapping", help="column-mapping file for --source csv")
+    sp.add_argument("--out", required=True, help="bundle folder")
+    sp.add_argument("--items", type=int, default=2000, help="demo catalogue size")
+    sp.add_argument("--stages", default=None, help="comma-separated subset of stages")
+    sp.add_argument("--quick", action="store_true",
+                    help="smaller models and fewer epochs (tests, smoke runs)")
+    bundle_build_args(sp)
+
+    for name, fn, help_ in (
+            ("features", cmd_features, "Extract the features table and embeddings of a "
+             "bundle's catalogue (resumable, idempotent)."),
+            ("graph", cmd_graph, "Build the garment graph of a bundle."),
+            ("train", cmd_train, "Train a bundle's models: attribute network, keypoint "
+             "detector, compatibility model.")):
+        sp = add(name, fn, help_)
+        sp.add_argument("--bundle", required=True)
+        sp.add_argument("--quick", action="store_true")
+        if name == "train":
+            sp.add_argument("--stage", default=None,
+                            help="comma-separated: attributes, keypoints, compatibility")
+        bundle_build_args(sp)
+
+    sp = add("make-eval", cmd_make_eval, "Split outfits and write FITB and compatibility "
+             "files (Polyvore protocol).")
+    sp.add_argument("--outfits", required=True, help="outfits file (outfit_id,item_id)")
+    sp.add_argument("--catalog", required=True, help="canonical catalogue (parquet/csv)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--test-fraction", type=float, default=0.2)
+
+    sp = add("evaluate", cmd_evaluate, "Score a bundle or prediction files: FITB, "
+             "compatibility AUC, attributes, keypoint NE, retrieval.")
+    sp.add_argument("--bundle")
+    sp.add_argument("--fitb", help="FITB JSONL")
+    sp.add_argument("--compat", help="compatibility TSV")
+    sp.add_argument("--attributes", action="store_true",
+                    help="per-head accuracy and macro-F1 on held-out products")
+    sp.add_argument("--keypoints-truth", help="FashionAI keypoint CSV (truth)")
+    sp.add_argument("--keypoints-pred", help="FashionAI keypoint CSV (predictions)")
+    sp.add_argument("--ablations", action="store_true", help="feature-group ablations")
+    sp.add_argument("--retrieval", action="store_true",
+                    help="complementary-item Recall@10/NDCG@10 per strategy")
+    sp.add_argument("--seed", type=int, default=0, help="tie-breaking seed")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+
+    sp = add("serve", cmd_serve, "Serve a bundle over HTTP (gunicorn; --dev for Flask's "
+             "server).")
+    sp.add_argument("--bundle", required=True)
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument("--workers", type=int, default=2)
+    sp.add_argument("--config", default=None, help="API config file (experiments, rules, "
+                    "events database, CORS, admin token)")
+    sp.add_argument("--dev", action="store_true")
+
+    sp = add("up", cmd_up, "Build the demo bundle when missing, then serve it.")
+    sp.add_argument("--bundle", default="bundles/demo")
+    sp.add_argument("--items", type=int, default=2000)
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument("--workers", type=int, default=2)
+    sp.add_argument("--no-serve", action="store_true", help="build and validate only")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except StageNotAvailable as exc:
+        print(f"mixmatch {args.command}: {exc}", file=sys.stderr)
+        return 3
+    except MixmatchError as exc:
+        print(f"mixmatch {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mixmatch {args.command}: interrupted; finished work is kept and the "
+              "next run resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+"""mixmatch features: product image -> mask, colours, attributes, embedding,
+FashionAI keypoints and shape features. Imports neither ``recommender`` nor ``api``.
+"""

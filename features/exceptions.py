@@ -1,0 +1,108 @@
+"""Every exception the project raises on purpose.
+
+This module is the bottom of the dependency chain (``api`` -> ``recommender`` ->
+``features``), so all three packages import their errors from here and one error
+handler in ``api`` can turn any of them into a JSON 4xx response.
+
+Messages name the bad value and, where there is a closed set, what is allowed.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+
+class MixmatchError(Exception):
+    """Base class of every error the project raises deliberately."""
+
+    #: HTTP status the API answers with when this error escapes a request.
+    http_status = 400
+
+
+class InputError(MixmatchError, ValueError):
+    """A value supplied by a user (argument, file field, request field) is invalid.
+
+    Parameters
+    ----------
+    message : str
+        Human readable reason, naming the bad value.
+    field : str, optional
+        Name of the offending field, column, key or argument.
+    value : Any, optional
+        The offending value (kept for programmatic access).
+    allowed : iterable, optional
+        The allowed values when the set is closed.
+
+    Examples
+    --------
+    >>> err = InputError("unknown category 'hat'", field="category", value="hat",
+    ...                  allowed=["top", "bottom"])
+    >>> err.field, err.allowed
+    ('category', ['top', 'bottom'])
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, value: Any = None,
+                 allowed: Iterable[Any] | None = None):
+        if allowed is not None:
+            allowed = list(allowed)
+            message = f"{message} (allowed: {', '.join(map(str, allowed))})"
+        super().__init__(message)
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+
+    def to_dict(self) -> dict:
+        out = {"error": str(self), "field": self.field}
+        if self.allowed is not None:
+            out["allowed"] = self.allowed
+        return out
+
+
+class SchemaError(InputError):
+    """A table or file does not follow the schema it claims (missing column, bad type)."""
+
+
+class NotFoundError(MixmatchError, KeyError):
+    """A referenced object (item id, bundle, file) does not exist."""
+
+    http_status = 404
+
+    def __init__(self, message: str, *, field: str | None = None, value: Any = None):
+        super().__init__(message)
+        self.field = field
+        self.value = value
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+    def to_dict(self) -> dict:
+        return {"error": str(self), "field": self.field}
+
+
+class PayloadTooLarge(InputError):
+    """A request body, an upload or a declared image size exceeds a limit."""
+
+    http_status = 413
+
+
+class UnsupportedMediaType(InputError):
+    """An upload is not of an accepted media type."""
+
+    http_status = 415
+
+
+class NotFittedError(MixmatchError, RuntimeError):
+    """A learned component was used before ``fit`` (or loading) gave it its state."""
+
+    http_status = 503
+
+
+class StageNotAvailable(MixmatchError, RuntimeError):
+    """A pipeline stage or command whose implementation has not landed yet."""
+
+    http_status = 501
+
+
+class BundleError(MixmatchError, RuntimeError):
+    """An artifact bundle is missing, incomplete, or of an incompatible schema."""
+
+    http_status = 500

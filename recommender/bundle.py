@@ -1,0 +1,191 @@
+"""The artifact bundle: one folder holding everything a build made, with a manifest.
+
+Layout (paths relative to the bundle root)::
+
+    manifest.json            schema version, package versions, config, stages, metrics
+    catalog.parquet          the canonical catalogue (recommender.catalog)
+    outfits.parquet          all known outfits (outfit_id, item_id)
+    eval/                    held-out split: train_outfits.parquet, fitb.jsonl, ...
+    features/features.parquet, features/embeddings.npy (row-aligned with item_id)
+    models/                  attribute network (state_dict + config json),
+                             keypoint detector, compatibility model (LightGBM text)
+    graph/                   garment graph edges and serving arrays
+    rules/                   merchandiser rules files
+
+The manifest's ``image_root`` says where ``image_path`` values are relative to.
+Each stage records what it read (a hash) and wrote, so re-running a finished
+stage on the same inputs is skipped (see :mod:`recommender.pipeline`).
+
+Examples
+--------
+>>> import tempfile
+>>> b = Bundle.create(tempfile.mkdtemp(), source="demo", image_root="/tmp")
+>>> b.manifest["schema_version"] == BUNDLE_SCHEMA_VERSION
+True
+>>> Bundle.open(b.root).image_root
+PosixPath('/tmp')
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from features.exceptions import BundleError, NotFoundError
+
+BUNDLE_SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages whose formats a bundle depends on."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for name in ("mixmatch", "numpy", "pandas", "pyarrow", "lightgbm", "torch",
+                 "networkx", "scikit-learn", "pillow"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def file_hash(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (hex, first 16 characters)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def json_hash(obj: Any) -> str:
+    """Stable hash of a JSON-serialisable object (sorted keys)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()
+                          ).hexdigest()[:16]
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old or the new file, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class Bundle:
+    """A bundle folder and its manifest. Use :meth:`create` or :meth:`open`."""
+
+    def __init__(self, root: str | os.PathLike, manifest: dict):
+        self.root = Path(root)
+        self.manifest = manifest
+
+    # -- construction -------------------------------------------------------
+    @classmethod
+    def create(cls, root: str | os.PathLike, *, source: str,
+               image_root: str | os.PathLike | None, config: dict | None = None) -> "Bundle":
+        """Open ``root`` if it holds a bundle, else start a new one there."""
+        root = Path(root)
+        if (root / MANIFEST).is_file():
+            b = cls.open(root)
+            b.manifest["source"] = source
+            b.manifest["image_root"] = str(image_root) if image_root else None
+            if config is not None:
+                b.manifest["config"] = config
+            b.save()
+            return b
+        root.mkdir(parents=True, exist_ok=True)
+        manifest = {
+            "schema_version": BUNDLE_SCHEMA_VERSION,
+            "bundle_version": None,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "source": source,
+            "image_root": str(image_root) if image_root else None,
+            "versions": package_versions(),
+            "config": config or {},
+            "stages": {},
+            "metrics": {},
+            "data_hashes": {},
+        }
+        b = cls(root, manifest)
+        b.save()
+        return b
+
+    @classmethod
+    def open(cls, root: str | os.PathLike) -> "Bundle":
+        """Open an existing bundle, checking its schema version."""
+        root = Path(root)
+        mpath = root / MANIFEST
+        if not mpath.is_file():
+            raise NotFoundError(f"no bundle at {root} (no {MANIFEST})", field="bundle",
+                                value=str(root))
+        try:
+            manifest = json.loads(mpath.read_text())
+        except json.JSONDecodeError as exc:
+            raise BundleError(f"{mpath} is not valid JSON: {exc}") from exc
+        version = manifest.get("schema_version")
+        if version != BUNDLE_SCHEMA_VERSION:
+            raise BundleError(f"bundle {root} has schema_version {version!r}; this "
+                              f"mixmatch reads schema_version {BUNDLE_SCHEMA_VERSION}")
+        return cls(root, manifest)
+
+    def save(self) -> None:
+        """Write the manifest atomically; ``bundle_version`` hashes the stage records."""
+        self.manifest["bundle_version"] = json_hash(
+            {k: v.get("outputs_hash") for k, v in self.manifest.get("stages", {}).items()})
+        atomic_write_text(self.root / MANIFEST,
+                          json.dumps(self.manifest, indent=2, sort_keys=True, default=str))
+
+    # -- paths ---------------------------------------------------------------
+    def path(self, *parts: str) -> Path:
+        """Path inside the bundle (not created)."""
+        return self.root.joinpath(*parts)
+
+    @property
+    def image_root(self) -> Path | None:
+        r = self.manifest.get("image_root")
+        return Path(r) if r else None
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest.get("bundle_version"))
+
+    # -- stage records -------------------------------------------------------
+    def stage_record(self, name: str) -> dict | None:
+        return self.manifest.get("stages", {}).get(name)
+
+    def record_stage(self, name: str, *, inputs_hash: str, outputs: list[str],
+                     metrics: dict | None = None, extra: dict | None = None) -> None:
+        """Record that stage ``name`` finished, with what it read and wrote."""
+        out_hash = json_hash({o: (file_hash(self.path(o)) if self.path(o).is_file() else None)
+                              for o in outputs})
+        rec = {"inputs_hash": inputs_hash, "outputs": outputs, "outputs_hash": out_hash,
+               "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+               "metrics": metrics or {}}
+        if extra:
+            rec.update(extra)
+        self.manifest.setdefault("stages", {})[name] = rec
+        if metrics:
+            self.manifest.setdefault("metrics", {})[name] = metrics
+        self.save()
+
+    def stage_is_current(self, name: str, inputs_hash: str) -> bool:
+        """True when ``name`` finished on the same inputs and its outputs still exist."""
+        rec = self.stage_record(name)
+        return bool(rec and rec.get("inputs_hash") == inputs_hash
+                    and all(self.path(o).exists() for o in rec.get("outputs", [])))

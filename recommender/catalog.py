@@ -1,0 +1,277 @@
+"""The canonical catalogue: one row per sellable item, validated on load.
+
+Every source (MANGO datathon files, a shop's own CSV/Parquet with a column
+mapping, the generated demo catalogue) is mapped onto this one schema by an
+adapter in :mod:`recommender.adapters`; everything downstream reads only this.
+
+Columns
+-------
+item_id : str, required, unique
+category : str, required, one of :data:`CATEGORIES` (the outfit slot)
+subcategory : str, required (the fine category, e.g. "Jeans"; FITB negatives share it)
+colour, material, gender : str, required columns, values may be empty
+price : float, optional column (no column or NaN: no price-based up-sell)
+in_stock : bool, optional column (no column: stock is unknown, not assumed)
+image_path : str, required column; relative to the catalogue's image root or
+    absolute; an empty value means the item has no image
+any other column : a free attribute, kept as is
+
+Examples
+--------
+>>> import pandas as pd
+>>> df = pd.DataFrame({"item_id": ["a", "b"], "category": ["top", "bottom"],
+...     "subcategory": ["Shirt", "Jeans"], "colour": ["WHITE", "BLUE"],
+...     "material": ["", ""], "gender": ["Female", "Female"], "image_path": ["", ""]})
+>>> cat, report = validate_catalog(df, check_images=False)
+>>> report.ok, len(cat)
+(True, 2)
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from features.exceptions import SchemaError
+
+#: The outfit slots. Small and closed: cross-sell groups by it, rules pair it.
+CATEGORIES: tuple[str, ...] = (
+    "top", "bottom", "dress", "outerwear", "shoes", "bag", "jewellery", "accessory",
+    "other",
+)
+#: Slots that make up an outfit's body (the rest accessorise it).
+APPAREL_CATEGORIES: tuple[str, ...] = ("top", "bottom", "dress", "outerwear")
+
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "item_id", "category", "subcategory", "colour", "material", "gender", "image_path",
+)
+OPTIONAL_COLUMNS: tuple[str, ...] = ("price", "in_stock")
+STRING_COLUMNS: tuple[str, ...] = (
+    "item_id", "category", "subcategory", "colour", "material", "gender", "image_path",
+)
+
+#: Outfits table: one row per (outfit, item).
+OUTFIT_COLUMNS: tuple[str, ...] = ("outfit_id", "item_id")
+
+
+@dataclasses.dataclass
+class CatalogReport:
+    """What validation found. ``errors`` make the catalogue unusable; ``row_issues``
+    flag single rows (missing or unreadable image) that still load."""
+
+    n_rows: int = 0
+    errors: list[str] = dataclasses.field(default_factory=list)
+    row_issues: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    duplicate_ids: dict[str, int] = dataclasses.field(default_factory=dict)
+    unknown_categories: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def summary(self, max_rows: int = 20) -> str:
+        """A human readable report, at most ``max_rows`` per-row issues listed."""
+        lines = [f"{self.n_rows} rows checked: "
+                 + ("OK" if self.ok else f"{len(self.errors)} error(s)")]
+        lines += [f"  error: {e}" for e in self.errors]
+        if self.row_issues:
+            lines.append(f"  {len(self.row_issues)} row(s) with image problems "
+                         "(rows kept, flagged image_ok=False):")
+            for item_id, why in self.row_issues[:max_rows]:
+                lines.append(f"    item {item_id}: {why}")
+            if len(self.row_issues) > max_rows:
+                lines.append(f"    ... and {len(self.row_issues) - max_rows} more")
+        return "\n".join(lines)
+
+
+class CatalogError(SchemaError):
+    """The catalogue cannot be used; ``report`` holds every problem found."""
+
+    def __init__(self, report: CatalogReport):
+        super().__init__("invalid catalogue:\n" + report.summary(), field="catalog")
+        self.report = report
+
+
+def _check_image(path: Path) -> str | None:
+    """Return why the image at ``path`` is unusable, or None when it opens."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        return f"image not found: {path}"
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        return f"image unreadable: {path} ({exc.__class__.__name__}: {exc})"
+    return None
+
+
+def resolve_image_path(image_path: str, image_root: str | os.PathLike | None) -> Path | None:
+    """Absolute path of an item's image, or None when it has none."""
+    if not isinstance(image_path, str) or not image_path:
+        return None
+    p = Path(image_path)
+    if not p.is_absolute() and image_root is not None:
+        p = Path(image_root) / p
+    return p
+
+
+def validate_catalog(df: pd.DataFrame, image_root: str | os.PathLike | None = None, *,
+                     check_images: bool = True,
+                     image_sample: int | None = None) -> tuple[pd.DataFrame, CatalogReport]:
+    """Check ``df`` against the canonical schema and return a clean copy and a report.
+
+    The clean copy has string columns as ``str`` (missing as ""), ``price`` as
+    float, ``in_stock`` as bool where present, and an ``image_ok`` column.
+    Missing columns, duplicate ids and unknown categories are errors (reported
+    together, never one at a time); missing or unreadable images only flag their
+    row. ``image_sample`` checks only that many images (chosen evenly), for
+    million-row catalogues.
+
+    Raises nothing: callers decide; :func:`load_catalog` raises
+    :class:`CatalogError` when ``report.ok`` is false.
+    """
+    report = CatalogReport(n_rows=len(df))
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        report.errors.append(
+            "missing required column(s): " + ", ".join(missing)
+            + f"; columns present: {', '.join(map(str, df.columns))}")
+        return df, report
+
+    out = df.copy()
+    for c in STRING_COLUMNS:
+        out[c] = out[c].astype("string").fillna("").astype(str)
+    empty_ids = int((out["item_id"] == "").sum())
+    if empty_ids:
+        report.errors.append(f"{empty_ids} row(s) with an empty item_id")
+    counts = Counter(out["item_id"])
+    dups = {k: v for k, v in counts.items() if v > 1 and k != ""}
+    if dups:
+        report.duplicate_ids = dict(sorted(dups.items(), key=lambda kv: (-kv[1], kv[0])))
+        shown = ", ".join(f"{k} (x{v})" for k, v in list(report.duplicate_ids.items())[:20])
+        more = f" and {len(dups) - 20} more" if len(dups) > 20 else ""
+        report.errors.append(f"{len(dups)} duplicate item_id(s): {shown}{more}")
+    bad_cat = out.loc[~out["category"].isin(CATEGORIES), "category"]
+    if len(bad_cat):
+        report.unknown_categories = dict(Counter(bad_cat))
+        shown = ", ".join(f"{k!r} ({v} rows)" for k, v in report.unknown_categories.items())
+        report.errors.append(f"unknown category value(s): {shown}; allowed: "
+                             + ", ".join(CATEGORIES))
+    if "price" in out.columns:
+        price = pd.to_numeric(out["price"], errors="coerce")
+        bad = out.loc[price.isna() & out["price"].notna(), "item_id"].tolist()
+        if bad:
+            report.errors.append(f"non-numeric price in {len(bad)} row(s), e.g. item "
+                                 f"{bad[0]}: {out.loc[out['item_id'] == bad[0], 'price'].iloc[0]!r}")
+        neg = out.loc[price < 0, "item_id"].tolist()
+        if neg:
+            report.errors.append(f"negative price in {len(neg)} row(s), e.g. item {neg[0]}")
+        out["price"] = price.astype(float)
+    if "in_stock" in out.columns:
+        truthy = {"1", "true", "yes", "y", "t"}
+        falsy = {"0", "false", "no", "n", "f"}
+        raw = out["in_stock"].astype("string").str.strip().str.lower()
+        bad = raw[~raw.isin(truthy | falsy)]
+        if len(bad):
+            report.errors.append(f"in_stock must be true/false; got {bad.iloc[0]!r} "
+                                 f"in {len(bad)} row(s)")
+        out["in_stock"] = raw.isin(truthy).astype(bool)
+
+    image_ok = np.zeros(len(out), dtype=bool)
+    if check_images:
+        idx = np.arange(len(out))
+        if image_sample is not None and image_sample < len(out):
+            idx = np.unique(np.linspace(0, len(out) - 1, image_sample).astype(int))
+            image_ok[:] = out["image_path"].to_numpy() != ""
+            image_ok[idx] = False
+        ids = out["item_id"].to_numpy()
+        paths = out["image_path"].to_numpy()
+        for i in idx:
+            p = resolve_image_path(paths[i], image_root)
+            if p is None:
+                continue  # no image is a property of the item, not a fault
+            why = _check_image(p)
+            if why:
+                report.row_issues.append((ids[i], why))
+            else:
+                image_ok[i] = True
+    else:
+        image_ok[:] = out["image_path"].to_numpy() != ""
+    out["image_ok"] = image_ok
+    return out.reset_index(drop=True), report
+
+
+def load_catalog(path: str | os.PathLike, image_root: str | os.PathLike | None = None, *,
+                 check_images: bool = False) -> pd.DataFrame:
+    """Read a canonical catalogue (Parquet or CSV) and validate it.
+
+    Raises :class:`CatalogError` listing every problem when it cannot be used.
+
+    >>> load_catalog("/nonexistent.parquet")  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    NotFoundError: catalogue file not found: /nonexistent.parquet
+    """
+    from features.exceptions import NotFoundError
+
+    path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(f"catalogue file not found: {path}", field="catalog",
+                            value=str(path))
+    if path.suffix == ".parquet":
+        df = pd.read_parquet(path)
+    else:
+        df = pd.read_csv(path, dtype={"item_id": str}, keep_default_na=False)
+    cat, report = validate_catalog(df, image_root, check_images=check_images)
+    if not report.ok:
+        raise CatalogError(report)
+    return cat
+
+
+def validate_outfits(outfits: pd.DataFrame, item_ids: Iterable[str] | None = None
+                     ) -> tuple[pd.DataFrame, list[str]]:
+    """Check an outfits table (``outfit_id,item_id``); drop rows naming unknown items.
+
+    Returns the clean table (both columns as str) and a list of problems found.
+    """
+    problems: list[str] = []
+    missing = [c for c in OUTFIT_COLUMNS if c not in outfits.columns]
+    if missing:
+        raise SchemaError("outfits table is missing column(s): " + ", ".join(missing),
+                          field=missing[0])
+    out = outfits[list(OUTFIT_COLUMNS)].astype(str).drop_duplicates().reset_index(drop=True)
+    if item_ids is not None:
+        known = set(item_ids)
+        unknown = ~out["item_id"].isin(known)
+        if unknown.any():
+            problems.append(f"{int(unknown.sum())} outfit row(s) name item ids absent "
+                            f"from the catalogue (e.g. {out.loc[unknown, 'item_id'].iloc[0]}); dropped")
+            out = out[~unknown].reset_index(drop=True)
+    return out, problems
+
+
+def catalog_summary(catalog: pd.DataFrame, outfits: pd.DataFrame | None = None) -> str:
+    """One screen of text: items per category, images, outfits and their sizes."""
+    lines = [f"items: {len(catalog)}"]
+    counts = catalog["category"].value_counts()
+    for c in CATEGORIES:
+        if counts.get(c, 0):
+            lines.append(f"  {c:<10} {counts[c]:>8}")
+    if "image_ok" in catalog.columns:
+        n_missing = int((~catalog["image_ok"]).sum())
+        lines.append(f"images usable: {len(catalog) - n_missing}, missing or unreadable: "
+                     f"{n_missing}")
+    lines.append("price: " + ("yes" if "price" in catalog.columns
+                              and catalog["price"].notna().any() else "none in this catalogue"))
+    lines.append("stock: " + ("yes" if "in_stock" in catalog.columns else "unknown"))
+    if outfits is not None and len(outfits):
+        sizes = outfits.groupby("outfit_id").size()
+        lines.append(f"outfits: {len(sizes)}, items per outfit: min {sizes.min()}, "
+                     f"median {int(sizes.median())}, max {sizes.max()}; distinct items used: "
+                     f"{outfits['item_id'].nunique()}")
+    return "\n".join(lines)
