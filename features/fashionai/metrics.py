@@ -22,6 +22,8 @@ real ``keypoints/train.csv``:
   either point is absent (``v == -1``, written ``-1_-1_-1``) or the distance is 0.
   In the real train.csv this happens for 275 of 63,765 images (0.43%): blouse 61,
   outwear 63, dress 53, skirt 40, trousers 58; no annotated pair has distance 0.
+  Another 7 images have a normaliser but no visible point, so they add nothing:
+  the real file scores 63,483 images.
 * Images are matched by ``image_id``; the category is the ground truth's. A
   ground-truth image without a prediction row is an error naming the id(s); a
   duplicated id on either side is an error too. Prediction rows for images absent
@@ -92,12 +94,14 @@ def _xy_vis(df: pd.DataFrame, what: str) -> tuple[np.ndarray, np.ndarray]:
     return arr[:, :, :2], arr[:, :, 2].astype(int)
 
 
-def _duplicates(ids: pd.Series, what: str) -> None:
-    dup = ids[ids.duplicated()]
-    if len(dup):
-        shown = ", ".join(map(str, dup.unique()[:5]))
-        raise InputError(f"{what} has {len(dup)} duplicated image_id row(s), e.g. {shown}",
-                         field="image_id", value=dup.iloc[0])
+def _duplicates(ids: list[str], what: str) -> None:
+    if len(set(ids)) == len(ids):
+        return
+    seen: set[str] = set()
+    dup = [i for i in ids if i in seen or seen.add(i)]
+    shown = ", ".join(list(dict.fromkeys(dup))[:5])
+    raise InputError(f"{what} has {len(dup)} duplicated image_id row(s), e.g. {shown}",
+                     field="image_id", value=dup[0])
 
 
 def normalized_error(truth_df: pd.DataFrame, pred_df: pd.DataFrame) -> dict:
@@ -134,18 +138,19 @@ def normalized_error(truth_df: pd.DataFrame, pred_df: pd.DataFrame) -> dict:
     """
     t_xy, t_vis = _xy_vis(truth_df, "ground-truth")
     p_xy_all, _ = _xy_vis(pred_df, "prediction")
-    t_ids = truth_df["image_id"].astype(str).reset_index(drop=True)
-    p_ids = pred_df["image_id"].astype(str).reset_index(drop=True)
+    # Plain Python lists and a dict: pandas' isin on Arrow strings is ~50x slower here.
+    t_ids = [str(i) for i in truth_df["image_id"].tolist()]
+    p_ids = [str(i) for i in pred_df["image_id"].tolist()]
     _duplicates(t_ids, "the ground truth")
     _duplicates(p_ids, "the prediction table")
-    pos = pd.Series(np.arange(len(p_ids)), index=p_ids.to_numpy())
-    missing = ~t_ids.isin(pos.index)
-    if missing.any():
-        shown = ", ".join(t_ids[missing].iloc[:5])
-        more = f" and {int(missing.sum()) - 5} more" if missing.sum() > 5 else ""
-        raise InputError(f"no prediction for {int(missing.sum())} ground-truth image(s): "
-                         f"{shown}{more}", field="image_id", value=t_ids[missing].iloc[0])
-    p_xy = p_xy_all[pos.loc[t_ids.to_numpy()].to_numpy()]
+    pos = {i: k for k, i in enumerate(p_ids)}
+    missing = [i for i in t_ids if i not in pos]
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise InputError(f"no prediction for {len(missing)} ground-truth image(s): "
+                         f"{', '.join(missing[:5])}{more}", field="image_id",
+                         value=missing[0])
+    p_xy = p_xy_all[np.fromiter((pos[i] for i in t_ids), dtype=np.int64, count=len(t_ids))]
     cats = truth_df["image_category"].astype(str).to_numpy()
     unknown = sorted(set(cats) - set(NORMALISING_PAIR))
     if unknown:
@@ -165,7 +170,7 @@ def normalized_error(truth_df: pd.DataFrame, pred_df: pd.DataFrame) -> dict:
         a, b = NORMALISING_PAIR[cats[i]]
         reason = (f"{a}/{b} not annotated (visibility -1)" if not annotated[i]
                   else f"{a} and {b} coincide (distance 0)")
-        skipped.append({"image_id": t_ids.iloc[i], "image_category": cats[i],
+        skipped.append({"image_id": t_ids[i], "image_category": cats[i],
                         "reason": reason})
 
     # e_ik for every ground-truth-visible point of the usable images, in
@@ -191,7 +196,7 @@ def normalized_error(truth_df: pd.DataFrame, pred_df: pd.DataFrame) -> dict:
         "per_category": per_category,
         "n_skipped": len(skipped),
         "skipped": skipped,
-        "n_extra_predictions": int((~p_ids.isin(set(t_ids))).sum()),
+        "n_extra_predictions": len(set(p_ids) - set(t_ids)),
     }
 
 
