@@ -170,3 +170,12 @@ def test_real_mango_cli(mango_dir, tmp_path, capsys):
     assert "outfits: 6274, items per outfit: min 2, median 5, max 15" in text
     cat = pd.read_parquet(tmp_path / "catalog.parquet")
     assert len(cat) == 9222 and "price" not in cat.columns
+
+
+def test_rebuild_keeps_the_image_root_recorded_by_ingest(mango, tmp_path):
+    from recommender.build import build_bundle
+
+    out = tmp_path / "bundle"
+    for _ in range(2):      # the second build skips ingest
+        build_bundle(out, source="mango", data=mango, stages=["ingest"], log=lambda m: None)
+    assert Bundle.open(out).image_root == mango.resolve()
