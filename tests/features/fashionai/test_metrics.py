@@ -1,6 +1,4 @@
 """FashionAI NE and attribute mAP: hand-worked cases and the real label files."""
-import io
-
 import numpy as np
 import pytest
 
@@ -89,6 +87,17 @@ def test_uncomputable_normaliser_is_reported_and_skipped():
     assert "distance 0" in r["skipped"][1]["reason"]
     assert r["n_images"] == 1 and r["n_keypoints"] == 3
     assert r["ne"] == pytest.approx((2 / 20) / 3)
+
+
+def test_cli_says_how_many_images_were_skipped(tmp_path, capsys):
+    truth = _table([
+        ("s1.jpg", "skirt", {"waistband_left": (0, 0, 1), "hemline_left": (5, 50, 1)}),
+        ("s3.jpg", "skirt", {"waistband_left": (0, 0, 1), "waistband_right": (20, 0, 1)}),
+    ])
+    write_keypoints_csv(truth, tmp_path / "t.csv")
+    assert main(["evaluate", "--keypoints-truth", str(tmp_path / "t.csv"),
+                 "--keypoints-pred", str(tmp_path / "t.csv")]) == 0
+    assert "1 image(s) skipped" in capsys.readouterr().out
 
 
 def test_extra_predictions_are_ignored_and_counted():
