@@ -21,7 +21,9 @@ whose image is missing or unreadable are kept, flagged ``image_ok = False`` and
 listed.
 
 As a build stage (``ingest``, see :mod:`recommender.pipeline`) it writes into the
-bundle and records the image root in the manifest. Its inputs are the source files'
+bundle and records the image root in the manifest. Stage settings
+(``[stages.ingest]`` of a build config): ``check_images`` (default true) and
+``image_sample`` (open only that many images, for huge catalogues). Its inputs are the source files'
 hashes (content hash for the tables and mapping; size and mtime for each referenced
 image), so re-running on unchanged data is skipped.
 
@@ -115,15 +117,18 @@ def read_source(source: str, data: str | os.PathLike | None = None,
 
 
 def ingest(source: str, data: str | os.PathLike | None = None,
-           mapping: str | os.PathLike | None = None, *, check_images: bool = True
+           mapping: str | os.PathLike | None = None, *, check_images: bool = True,
+           image_sample: int | None = None
            ) -> tuple[pd.DataFrame, pd.DataFrame, Path, CatalogReport, list[str]]:
     """Read and validate a source.
 
-    Returns ``(catalog, outfits, image_root, report, outfit_problems)``; the caller
-    decides what to do when ``report.ok`` is false.
+    ``image_sample`` opens only that many images, evenly spread (for catalogues of
+    a million rows). Returns ``(catalog, outfits, image_root, report,
+    outfit_problems)``; the caller decides what to do when ``report.ok`` is false.
     """
     raw, outfits, image_root = read_source(source, data, mapping)
-    catalog, report = validate_catalog(raw, image_root, check_images=check_images)
+    catalog, report = validate_catalog(raw, image_root, check_images=check_images,
+                                       image_sample=image_sample)
     if not report.ok:
         return catalog, outfits, image_root, report, []
     outfits, problems = validate_outfits(outfits, catalog["item_id"])
@@ -247,7 +252,8 @@ def _image_fingerprint(paths: Iterable[str], root: Path) -> dict:
 def stage_inputs(ctx) -> dict:
     """What the ingest result depends on: source, settings, and the source files."""
     source, data, mapping = _stage_source(ctx)
-    check = bool(ctx.stage_config("ingest").get("check_images", True))
+    conf = ctx.stage_config("ingest")
+    check = bool(conf.get("check_images", True))
     files: dict[str, str | None] = {}
     if source == "mango":
         from recommender.adapters.mango import read_products, source_files
@@ -274,7 +280,7 @@ def stage_inputs(ctx) -> dict:
         root = data
     return {"source": source, "data": str(data) if data else None,
             "mapping": str(mapping) if mapping else None, "check_images": check,
-            "files": files, "images": _image_fingerprint(paths, Path(root))}
+            "image_sample": conf.get("image_sample"), "files": files, "images": _image_fingerprint(paths, Path(root))}
 
 
 def run_stage(ctx) -> dict:
@@ -284,9 +290,10 @@ def run_stage(ctx) -> dict:
     catalogue has errors; image problems only flag their rows.
     """
     source, data, mapping = _stage_source(ctx)
-    check = bool(ctx.stage_config("ingest").get("check_images", True))
-    catalog, outfits, image_root, report, problems = ingest(source, data, mapping,
-                                                            check_images=check)
+    conf = ctx.stage_config("ingest")
+    catalog, outfits, image_root, report, problems = ingest(
+        source, data, mapping, check_images=bool(conf.get("check_images", True)),
+        image_sample=conf.get("image_sample"))
     if not report.ok:
         raise CatalogError(report)
     outputs = write_tables(catalog, outfits, ctx.bundle.root)

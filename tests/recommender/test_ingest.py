@@ -179,3 +179,15 @@ def test_rebuild_keeps_the_image_root_recorded_by_ingest(mango, tmp_path):
     for _ in range(2):      # the second build skips ingest
         build_bundle(out, source="mango", data=mango, stages=["ingest"], log=lambda m: None)
     assert Bundle.open(out).image_root == mango.resolve()
+
+
+def test_stage_settings_check_images_and_sample(tmp_path):
+    bdir = tmp_path / "b"
+    src = _demo(bdir / "source")
+    (src / "images" / "d3.jpg").unlink()           # row 2 of 4
+    runs = {}
+    for name, conf in [("default", {}), ("no_check", {"check_images": False}),
+                       ("sample", {"image_sample": 2})]:   # opens rows 0 and 3 only
+        ctx = _ctx(bdir, source="demo", stages={"ingest": conf})
+        runs[name] = run_stages(ctx, ["ingest"])["ingest"]["image_problems"]
+    assert runs == {"default": 1, "no_check": 0, "sample": 0}
