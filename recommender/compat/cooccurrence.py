@@ -141,7 +141,7 @@ class CooccurrenceStats:
         else:
             val = np.zeros(len(a))
         if outfit is not None:
-            val = val - self._in_outfit(a, outfit) * self._in_outfit(b, outfit)
+            val = val - self._in_outfit(a, outfit) * self._in_outfit(b, outfit) * (a != b)
         return val
 
     def pmi(self, field: str, va, vb, outfit=None):
@@ -176,6 +176,8 @@ class CooccurrenceStats:
         self._check()
         aff = self.affinity_[field][idx, v_other]
         partners = self.partners_[idx].copy()
+        marg = self.row_marg_[field][v_other].astype(np.float64)
+        total = np.full(len(idx), self.total_pairs_)
         if outfit is not None and (outfit >= 0).any():
             m = outfit >= 0
             inside = np.zeros(len(idx))
@@ -187,7 +189,11 @@ class CooccurrenceStats:
             sizes = np.zeros(len(idx))
             sizes[m] = self.outfit_sizes_[outfit[m]]
             partners = partners - inside * (sizes - 1)
-        prior = (self.row_marg_[field][v_other] + ALPHA) / (self.total_pairs_ + ALPHA)
+            n_v = np.zeros(len(idx))
+            n_v[m] = ov[outfit[m], v_other[m]]
+            marg = marg - n_v * (sizes - 1)
+            total = total - sizes * (sizes - 1)
+        prior = (marg + ALPHA) / (total + ALPHA)
         return np.log((aff + 2 * ALPHA * prior) / ((partners + 2 * ALPHA) * prior))
 
     # -- persistence -------------------------------------------------------------------
