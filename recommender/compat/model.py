@@ -7,11 +7,13 @@ Polyvore negative). Co-occurrence features of a row leave the row's own outfit o
 worth when it is honest, and what content is worth when there is none.
 
 The "unseen means right" shortcut. Many true answers have no history, and a model
-fed raw counts may learn that absence predicts a match. Negatives here are drawn
-half at random and half *popularity-matched* (a swap with the same bucket of
-training-outfit count as the item it replaces), so in every popularity stratum
-there are positives and negatives and the model must use content to separate
-them. Warm and cold FITB are reported separately.
+fed raw counts may learn that absence predicts a match. Two guards: co-occurrence
+of a training row never counts the row's own outfit (so a positive's history looks
+exactly like a held-out item's), and negatives can be *popularity-matched* (a swap
+from the same bucket of training-outfit count as the item it replaces), so every
+popularity stratum holds positives and negatives and only content separates them.
+``negatives="auto"`` fits random and mixed (half matched) negatives and keeps the
+better on the validation split of the training outfits. Warm and cold FITB are reported separately.
 
 Examples
 --------
@@ -38,7 +40,11 @@ import pandas as pd
 from features.exceptions import BundleError, InputError, NotFittedError, NotFoundError
 from recommender.compat.pair_features import GROUPS, PairFeaturizer
 
-NEGATIVE_MODES = ("random", "matched", "mixed")
+NEGATIVE_MODES = ("auto", "random", "matched", "mixed")
+#: What "auto" tries; the validation split (never the test files) picks one.
+AUTO_CANDIDATES = ("random", "mixed")
+#: Validation metrics whose mean picks the negatives mode under "auto".
+SELECTION_METRICS = ("val_fitb", "val_fitb_cold", "val_auc_hard")
 AGGREGATES = ("mean", "mean_logit", "min")
 
 
@@ -54,7 +60,9 @@ class CompatibilityModel:
     Parameters
     ----------
     groups : feature groups (see :data:`recommender.compat.pair_features.GROUPS`)
-    negatives : "random", "matched" (popularity-matched) or "mixed" (half each)
+    negatives : "random", "matched" (popularity-matched), "mixed" (half each), or
+        "auto" (fit "random" and "mixed", keep the better on the validation split by
+        the mean of validation FITB, cold FITB and hard AUC)
     n_negatives : negatives per positive pair and side
     val_fraction : share of training outfits held out for early stopping
     num_boost_round, early_stopping_rounds, learning_rate, num_leaves,
@@ -72,7 +80,7 @@ class CompatibilityModel:
     feature_importance_ : dict name -> gain
     """
 
-    def __init__(self, groups=GROUPS, negatives="mixed", n_negatives=1, val_fraction=0.15,
+    def __init__(self, groups=GROUPS, negatives="auto", n_negatives=1, val_fraction=0.15,
                  num_boost_round=1000, early_stopping_rounds=50, learning_rate=0.05,
                  num_leaves=63, min_data_in_leaf=50, aggregate="mean", num_threads=1,
                  random_state=0):
@@ -115,6 +123,8 @@ class CompatibilityModel:
             raise InputError(f"unknown aggregate {self.aggregate!r}", field="aggregate",
                              value=self.aggregate, allowed=AGGREGATES)
         log = log or (lambda msg: None)
+        if self.negatives == "auto":
+            return self._fit_auto(catalog, train_outfits, features, embeddings, log)
         catalog = catalog.reset_index(drop=True)
         outfits = outfit_index_lists(train_outfits, catalog)
         if len(outfits) < 4:
@@ -170,6 +180,32 @@ class CompatibilityModel:
         gain = booster.feature_importance("gain")
         self.feature_importance_ = {n: float(g) for n, g in zip(self.feature_names_, gain)}
         return self
+
+    def _fit_auto(self, catalog, train_outfits, features, embeddings, log):
+        fits = {}
+        for mode in AUTO_CANDIDATES:
+            params = {k: getattr(self, k) for k in self._param_names()}
+            params["negatives"] = mode
+            fits[mode] = CompatibilityModel(groups=self.groups, **params).fit(
+                catalog, train_outfits, features, embeddings, log)
+        score = {m: float(np.mean([f.metrics_.get(k, 0.0) for k in SELECTION_METRICS]))
+                 for m, f in fits.items()}
+        best = max(score, key=score.get)
+        log(f"[compatibility] negatives 'auto': validation score {score}, keeping {best!r}")
+        chosen = fits[best]
+        for k, v in vars(chosen).items():
+            if k.endswith("_") or k.startswith("_"):
+                setattr(self, k, v)
+        self.metrics_ = dict(chosen.metrics_, negatives_chosen=best,
+                             auto_validation={m: {k: f.metrics_.get(k) for k in SELECTION_METRICS}
+                                              for m, f in fits.items()})
+        return self
+
+    @staticmethod
+    def _param_names():
+        return ("negatives", "n_negatives", "val_fraction", "num_boost_round",
+                "early_stopping_rounds", "learning_rate", "num_leaves", "min_data_in_leaf",
+                "aggregate", "num_threads", "random_state")
 
     def _validation_metrics(self, val, fit, subs, rng) -> dict:
         """FITB (mixed and cold) and AUC (all swapped / one swapped) on validation outfits."""
@@ -348,10 +384,7 @@ class CompatibilityModel:
         from recommender.bundle import json_hash
 
         meta = {"format": "mixmatch-compat/1",
-                "params": {k: getattr(self, k) for k in (
-                    "negatives", "n_negatives", "val_fraction", "num_boost_round",
-                    "early_stopping_rounds", "learning_rate", "num_leaves",
-                    "min_data_in_leaf", "aggregate", "num_threads", "random_state")},
+                "params": {k: getattr(self, k) for k in self._param_names()},
                 "feature_names": self.feature_names_,
                 "feature_groups": dict(zip(self.feature_names_,
                                            self.featurizer_.feature_groups_)),
