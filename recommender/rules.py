@@ -23,8 +23,9 @@ group of a response (a cross-sell group, the up-sell list, a search result):
    ``score *= factor``, factor > 0; a boost needs factor >= 1, a bury
    0 < factor <= 1) or ``add`` (additive: ``score += add``; a boost adds >= 0,
    a bury adds <= 0). Several matching rules compose: boosts first, then buries,
-   each in file order. The group
-   is re-sorted by the adjusted score, which is the score shown.
+   each in file order. When any score changed, the group is re-sorted by the
+   adjusted score (the score shown); otherwise the incoming order -- the
+   strategy's ranking after the diversity re-ranking -- is kept.
 5. **category pairing matrix** -- ``[pairing] top = ["bottom", "shoes", ...]``:
    which categories complete which. A cross-sell group whose category is not
    paired with any anchor category is dropped (the engine also uses the matrix
@@ -693,7 +694,10 @@ def apply_rules(groups: list[Group], rules: Rules, table: ItemTable, *, k: int,
         pin_set = {q for _, q in pins}
         # step 4: boost/bury then re-sort (stable: ties keep strategy order)
         adj = adjust_scores(rules, table, idx, scores)
-        order = np.argsort(-adj, kind="stable")
+        # re-sort only when a boost/bury changed something: the incoming order may
+        # be a diversity re-ranking (MMR) that a plain sort by score would undo
+        order = (np.argsort(-adj, kind="stable") if not np.array_equal(adj, scores)
+                 else np.arange(len(idx)))
         cand = [(int(idx[j]), float(adj[j]), reasons[j]) for j in order
                 if ok[j] and int(idx[j]) not in pin_set]
         # step 6: relative price band (up-sell)
