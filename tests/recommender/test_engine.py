@@ -32,6 +32,9 @@ def test_complements_grouped_with_reasons(engine):
     out = engine.complements("t2", k=3)
     json.dumps(out)
     g = by_cat(out)
+    # the default pairing matrix: a top is completed by bottom, shoes, bag (and
+    # outerwear, jewellery, accessory, absent from this catalogue) -- not a dress
+    assert [c["category"] for c in out["groups"]] == ["bottom", "shoes", "bag"]
     assert ids(g["bottom"])[0] == "p2" and ids(g["shoes"])[0] == "h2"
     assert g["bottom"]["items"][0]["reason"] == "worn with the red shirt in 2 looks"
 
