@@ -18,7 +18,12 @@ def query(name: str) -> dict:
 
 
 def json_body(name: str) -> dict:
-    """The JSON body validated by the ``body[name]`` schema."""
+    """The JSON body validated by the ``body[name]`` schema.
+
+    A ``oneOf`` schema is validated against the branch the body's keys select (the
+    first branch whose required keys are all present), so the error names the field
+    inside that branch rather than "not valid under any of the given schemas".
+    """
     if not request.is_json:
         raise UnsupportedMediaType("the body must be JSON (Content-Type: application/json)",
                                    field="body", allowed=["application/json"])
@@ -26,7 +31,12 @@ def json_body(name: str) -> dict:
         data = request.get_json(force=False, silent=False)
     except BadRequest:
         raise InputError("the body is not valid JSON", field="body") from None
-    return validate_body(get_serving().schemas.body[name], data)
+    schema = get_serving().schemas.body[name]
+    if "oneOf" in schema and isinstance(data, dict):
+        branches = schema["oneOf"]
+        schema = next((b for b in reversed(branches)
+                       if all(k in data for k in b.get("required", []))), branches[0])
+    return validate_body(schema, data)
 
 
 def csv_list(value: str | None, *, field: str, allowed=None, max_len: int) -> list[str] | None:

@@ -215,7 +215,9 @@ class StateHolder:
         self.reloads = 0
         self.reload_failures = 0
         self.last_error: str | None = None
-        self._apply_control_file()
+        # the configuration we start with wins over what an earlier run published; only
+        # reloads published from now on are followed
+        self._control_seen = self._read_control().get("token")
         if not lazy:
             self.reload()
 
@@ -305,12 +307,7 @@ class StateHolder:
 
     def _apply_control_file(self) -> bool:
         """Adopt paths another worker published; True when the spec changed."""
-        if self.control_file is None:
-            return False
-        try:
-            data = json.loads(self.control_file.read_text())
-        except (OSError, ValueError):
-            return False
+        data = self._read_control()
         token = data.get("token")
         if not token or token == self._control_seen:
             return False
@@ -321,6 +318,15 @@ class StateHolder:
                 self.spec[key] = data[key]
                 changed = True
         return changed
+
+    def _read_control(self) -> dict:
+        if self.control_file is None:
+            return {}
+        try:
+            data = json.loads(self.control_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
 
     def describe(self) -> dict:
         return {"reloads": self.reloads, "reload_failures": self.reload_failures,
