@@ -239,8 +239,9 @@ class StateHolder:
                 spec["bundle"] = bundle
             if rules:
                 spec["rules"] = rules
-            sig = self._signature(spec)
+            sig = None
             try:
+                sig = self._signature(spec)
                 new = self._build(spec)
             except Exception as exc:  # any failure: refuse, keep serving the old state
                 self.reload_failures += 1
@@ -275,7 +276,10 @@ class StateHolder:
             changed_spec = self._apply_control_file()
             if not self.spec.get("bundle"):
                 return False   # nothing to watch until a bundle is configured
-            sig = self._signature(self.spec)
+            try:
+                sig = self._signature(self.spec)
+            except OSError:
+                sig = None
             if not changed_spec and (sig == self._sig or sig == self._failed_sig):
                 return False
             if self._lock.locked():
