@@ -140,8 +140,26 @@ def cmd_serve(args) -> int:
 
 
 def cmd_up(args) -> int:
-    """Build the demo bundle if missing, then serve it: the README's first command."""
-    return _impl("recommender.build", "cli_up", 2)(args)
+    """Build the demo bundle if missing (or unfinished), validate it, then serve it.
+
+    This is the README's first command. Building is idempotent: finished stages
+    are skipped, so a second ``mixmatch up`` goes straight to serving.
+    """
+    from recommender.build import build_bundle
+    from recommender.bundle import Bundle
+    from recommender.catalog import catalog_summary, load_catalog
+
+    build_bundle(args.bundle, source="demo", items=args.items, seed=0)
+    b = Bundle.open(args.bundle)
+    cat = load_catalog(b.path("catalog.parquet"))
+    print(f"demo bundle {args.bundle} (version {b.version}) is ready:")
+    print(catalog_summary(cat))
+    print("stages: " + ", ".join(b.manifest.get("stages", {})))
+    if args.no_serve:
+        return 0
+    args.config = None
+    args.dev = False
+    return cmd_serve(args)
 
 
 # -- parser ---------------------------------------------------------------------------
