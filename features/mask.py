@@ -405,6 +405,11 @@ def _classical(ev: _Evidence) -> np.ndarray:
     raw = (ev.de > t_col) | ((ev.grad > t_grad) & (ev.de > 0.35 * t_col) & ~shadowish)
     raw_outside = _outside(raw)
     m = _close(raw, 2)
+    # The closing must not seal narrow background wedges that reach in from
+    # outside (the tip of the gap between trouser legs, under a sleeve): pixels
+    # that were outside before it and look like background stay background.
+    wedge = raw_outside & ~raw & (ev.de < 0.5 * t_col) & (ev.grad < t_grad)
+    m &= ~wedge
     m = _fill_holes_selectively(m, ev, raw_outside, bg_de=0.6 * t_col,
                                 bg_grad=0.5 * t_grad, strict=False)
     m = _remove_shadows(m, ev, t_grad)

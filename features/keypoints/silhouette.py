@@ -230,6 +230,27 @@ def _trousers(P: _Points, mask, y0, y1, H, W):
         P.set(f"bottom_{side}_in", in_x, y_end, 0.75)
 
 
+def _concave_corner(edge: np.ndarray, y0: int, H: int, side: str):
+    """Row of the sharpest concave turn of a side contour ``edge[y]`` (x per row).
+
+    Looks in the upper 60% of the garment, below its first 8%. The turn at row y
+    is the cross product of the contour's directions before and after it over a
+    step of 5% of the height; for the left side concave is negative.
+    """
+    s = max(2, int(round(0.05 * H)))
+    ys = np.arange(y0 + max(s, int(0.08 * H)), y0 + int(0.6 * H))
+    ys = ys[(ys - s >= 0) & (ys + s < len(edge))]
+    if len(ys) == 0:
+        return None
+    x = edge.astype(float)
+    v1x, v2x = x[ys] - x[ys - s], x[ys + s] - x[ys]
+    cross = (v1x * s - s * v2x) / (np.hypot(v1x, s) * np.hypot(v2x, s))
+    if side == "right":
+        cross = -cross
+    i = int(np.argmin(cross))
+    return int(ys[i]) if cross[i] < -0.1 else None
+
+
 def _tops(P: _Points, mask, y0, y1, H, W, category):
     h, w = mask.shape
     has = mask.any(1)
@@ -280,10 +301,11 @@ def _tops(P: _Points, mask, y0, y1, H, W, category):
             armpit[side] = (float(edge[y]), y, 0.6)
             pocket[side] = None
         else:
-            inside_rows = rows[np.abs(out[rows]) <= tol]
-            if len(inside_rows):
-                y = int(inside_rows.min())
-                armpit[side] = (float(edge[y]), y, 0.4)
+            # Sleeveless: the armhole curve meets the side seam in a concave
+            # corner; find the sharpest inward turn of the side contour.
+            y = _concave_corner(edge, y0, H, side)
+            if y is not None:
+                armpit[side] = (float(edge[y]), y, 0.45)
     for side, (x, y, c) in armpit.items():
         P.set(f"armpit_{side}", x, y, c)
 
