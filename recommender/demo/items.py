@@ -202,6 +202,8 @@ def sample_items(n: int, rng: np.random.Generator) -> pd.DataFrame:
     """
     cats = list(CATEGORY_SHARE)
     category = _pick(rng, cats, [CATEGORY_SHARE[c] for c in cats], n)
+    if n >= len(cats):  # even a tiny catalogue can dress a full look
+        category[rng.choice(n, size=len(cats), replace=False)] = cats
     subcat = np.empty(n, dtype=object)
     for c in cats:
         m = category == c
