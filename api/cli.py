@@ -126,6 +126,9 @@ def cmd_evaluate(args) -> int:
         print(f"keypoint NE: {kp['ne']:.4f} over {kp['n_keypoints']} keypoints")
         for cat, v in sorted(kp.get("per_category", {}).items()):
             print(f"  {cat:<9} NE {v['ne']:.4f}  ({v['n_keypoints']} keypoints)")
+        if kp.get("n_skipped"):
+            print(f"  {kp['n_skipped']} image(s) skipped: normalising pair not annotated "
+                  f"(e.g. {kp['skipped'][0]['image_id']}; --json lists them)")
     if args.attributes and not args.json and "heads" in result:
         print(f"{'head':<32}{'accuracy':>10}{'macro_f1':>10}{'n':>8}")
         for head, v in result["heads"].items():
