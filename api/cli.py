@@ -126,6 +126,9 @@ def cmd_evaluate(args) -> int:
         print(f"keypoint NE: {kp['ne']:.4f} over {kp['n_keypoints']} keypoints")
         for cat, v in sorted(kp.get("per_category", {}).items()):
             print(f"  {cat:<9} NE {v['ne']:.4f}  ({v['n_keypoints']} keypoints)")
+        if kp.get("n_skipped"):
+            print(f"  {kp['n_skipped']} image(s) skipped: normalising pair not annotated "
+                  f"(e.g. {kp['skipped'][0]['image_id']}; --json lists them)")
     if args.attributes and not args.json and "heads" in result:
         print(f"{'head':<32}{'accuracy':>10}{'macro_f1':>10}{'n':>8}")
         for head, v in result["heads"].items():
@@ -140,8 +143,26 @@ def cmd_serve(args) -> int:
 
 
 def cmd_up(args) -> int:
-    """Build the demo bundle if missing, then serve it: the README's first command."""
-    return _impl("recommender.build", "cli_up", 2)(args)
+    """Build the demo bundle if missing (or unfinished), validate it, then serve it.
+
+    This is the README's first command. Building is idempotent: finished stages
+    are skipped, so a second ``mixmatch up`` goes straight to serving.
+    """
+    from recommender.build import build_bundle
+    from recommender.bundle import Bundle
+    from recommender.catalog import catalog_summary, load_catalog
+
+    build_bundle(args.bundle, source="demo", items=args.items, seed=0)
+    b = Bundle.open(args.bundle)
+    cat = load_catalog(b.path("catalog.parquet"))
+    print(f"demo bundle {args.bundle} (version {b.version}) is ready:")
+    print(catalog_summary(cat))
+    print("stages: " + ", ".join(b.manifest.get("stages", {})))
+    if args.no_serve:
+        return 0
+    args.config = None
+    args.dev = False
+    return cmd_serve(args)
 
 
 # -- parser ---------------------------------------------------------------------------

@@ -104,7 +104,10 @@ class Bundle:
         if (root / MANIFEST).is_file():
             b = cls.open(root)
             b.manifest["source"] = source
-            b.manifest["image_root"] = str(image_root) if image_root else None
+            # None keeps the recorded root: the ingest stage sets it, and a re-run that
+            # skips ingest must not erase it.
+            if image_root is not None:
+                b.manifest["image_root"] = str(image_root)
             if config is not None:
                 b.manifest["config"] = config
             b.save()

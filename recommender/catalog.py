@@ -106,6 +106,12 @@ def _check_image(path: Path) -> str | None:
     try:
         with Image.open(path) as im:
             im.verify()
+        # verify() does not decode JPEG data, so a truncated JPEG passes it; decoding
+        # (at 1/8 scale for JPEG: ~0.2 ms per MANGO packshot) catches those.
+        with Image.open(path) as im:
+            if im.format == "JPEG":
+                im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
+            im.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         return f"image unreadable: {path} ({exc.__class__.__name__}: {exc})"
     return None

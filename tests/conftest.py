@@ -36,3 +36,13 @@ def fashionai_dir(shared_data) -> Path:
     if not d.is_dir():
         pytest.skip(f"FashionAI labels not found at {d}")
     return d
+
+
+@pytest.fixture(scope="session")
+def demo_bundle(tmp_path_factory) -> Path:
+    """A small demo bundle built once per test session by the real pipeline (quick mode)."""
+    from recommender.build import build_bundle
+
+    out = tmp_path_factory.mktemp("demo_bundle") / "bundle"
+    build_bundle(out, source="demo", items=300, seed=0, quick=True, log=lambda m: None)
+    return out

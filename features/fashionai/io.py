@@ -53,41 +53,76 @@ def read_keypoints_csv(src: str | os.PathLike | IO[str]) -> pd.DataFrame:
         if header is None or tuple(h.strip() for h in header) != KEYPOINT_HEADER:
             raise SchemaError(f"keypoint CSV header must be {','.join(KEYPOINT_HEADER[:3])},..."
                               f" (26 columns); got {header!r:.200}", field="header")
-        ids, cats, rows = [], [], []
-        for lineno, rec in enumerate(reader, start=2):
-            if not rec:
-                continue
-            if len(rec) != len(KEYPOINT_HEADER):
-                raise SchemaError(f"line {lineno}: expected {len(KEYPOINT_HEADER)} cells, "
-                                  f"got {len(rec)}", field=f"line {lineno}")
-            if rec[1] not in KEYPOINT_CATEGORIES:
-                raise SchemaError(f"line {lineno}: unknown image_category {rec[1]!r}",
-                                  field="image_category", value=rec[1],
-                                  allowed=KEYPOINT_CATEGORIES)
-            vals = []
-            for name, cell in zip(KEYPOINT_NAMES, rec[2:]):
-                parts = cell.split("_")
-                try:
-                    x, y, v = (int(p) for p in parts)
-                except ValueError:
-                    raise SchemaError(f"line {lineno}: keypoint {name} cell {cell!r} is not "
-                                      "x_y_visibility", field=name, value=cell) from None
-                if v not in (-1, 0, 1):
-                    raise SchemaError(f"line {lineno}: keypoint {name} visibility {v} not in "
-                                      "-1, 0, 1", field=name, value=cell)
-                vals.extend((x, y, v))
-            ids.append(rec[0])
-            cats.append(rec[1])
-            rows.append(vals)
+        records = [rec for rec in reader]
     finally:
         if fh is not src:
             fh.close()
     cols = [f"{n}_{k}" for n in KEYPOINT_NAMES for k in "xyv"]
-    arr = np.asarray(rows, dtype=np.int64).reshape(len(rows), len(cols))
+    arr = _parse_cells_fast(records)
+    if arr is None:
+        # Something is off: the cell-by-cell parser names the line and cell.
+        arr = _parse_cells_checked(records)
+    keep = [rec for rec in records if rec]
     df = pd.DataFrame(arr, columns=cols)
-    df.insert(0, "image_category", cats)
-    df.insert(0, "image_id", ids)
+    df.insert(0, "image_category", [rec[1] for rec in keep])
+    df.insert(0, "image_id", [rec[0] for rec in keep])
     return df
+
+
+def _parse_cells_fast(records: list[list[str]]) -> np.ndarray | None:
+    """All ``x_y_v`` cells as an (N, 72) int array via pandas' C parser, or None when
+    any record is not clean (the checked parser then says where and why).
+
+    Cell-by-cell ``int()`` takes about 3 s on the 63,765 rows of train.csv; this
+    path takes well under a second, which keeps the real-data tests fast.
+    """
+    n_cells = len(KEYPOINT_HEADER)
+    keep = [rec for rec in records if rec]
+    if not keep:
+        return np.zeros((0, 3 * len(KEYPOINT_NAMES)), dtype=np.int64)
+    if any(len(rec) != n_cells or rec[1] not in KEYPOINT_CATEGORIES for rec in keep):
+        return None
+    body = "\n".join("_".join(rec[2:]) for rec in keep)
+    if "," in body or '"' in body:
+        return None
+    try:
+        arr = pd.read_csv(io.StringIO(body.replace("_", ",")), header=None, sep=",",
+                          dtype=np.int64, engine="c", na_filter=False).to_numpy()
+    except (ValueError, pd.errors.ParserError):
+        return None
+    if arr.shape != (len(keep), 3 * len(KEYPOINT_NAMES)):
+        return None
+    if not np.isin(arr[:, 2::3], (-1, 0, 1)).all():
+        return None
+    return arr
+
+
+def _parse_cells_checked(records: list[list[str]]) -> np.ndarray:
+    rows = []
+    for lineno, rec in enumerate(records, start=2):
+        if not rec:
+            continue
+        if len(rec) != len(KEYPOINT_HEADER):
+            raise SchemaError(f"line {lineno}: expected {len(KEYPOINT_HEADER)} cells, "
+                              f"got {len(rec)}", field=f"line {lineno}")
+        if rec[1] not in KEYPOINT_CATEGORIES:
+            raise SchemaError(f"line {lineno}: unknown image_category {rec[1]!r}",
+                              field="image_category", value=rec[1],
+                              allowed=KEYPOINT_CATEGORIES)
+        vals = []
+        for name, cell in zip(KEYPOINT_NAMES, rec[2:]):
+            parts = cell.split("_")
+            try:
+                x, y, v = (int(p) for p in parts)
+            except ValueError:
+                raise SchemaError(f"line {lineno}: keypoint {name} cell {cell!r} is not "
+                                  "x_y_visibility", field=name, value=cell) from None
+            if v not in (-1, 0, 1):
+                raise SchemaError(f"line {lineno}: keypoint {name} visibility {v} not in "
+                                  "-1, 0, 1", field=name, value=cell)
+            vals.extend((x, y, v))
+        rows.append(vals)
+    return np.asarray(rows, dtype=np.int64).reshape(len(rows), 3 * len(KEYPOINT_NAMES))
 
 
 def keypoints_to_arrays(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -113,17 +148,46 @@ def keypoints_from_arrays(image_ids: Iterable[str], categories: Iterable[str],
     return pd.DataFrame(data)
 
 
-def write_keypoints_csv(df: pd.DataFrame, dst: str | os.PathLike | IO[str]) -> None:
-    """Write the wide table in the FashionAI keypoint CSV format (inverse of read)."""
+#: Line ending of the published keypoint CSV (train.csv uses CRLF on every line; the
+#: attribute label files use LF), so that writing reproduces the file byte for byte.
+KEYPOINT_LINE_END = "\r\n"
+ATTRIBUTE_LINE_END = "\n"
+
+
+def write_keypoints_csv(df: pd.DataFrame, dst: str | os.PathLike | IO[str], *,
+                        lineterminator: str = KEYPOINT_LINE_END) -> None:
+    """Write the wide table in the FashionAI keypoint CSV format (inverse of read).
+
+    Lines end in CRLF like the published ``train.csv`` (readers accept either).
+    """
+    ids = df["image_id"].astype(str)
+    cats = df["image_category"].astype(str)
+    special = [",", '"', "\r", "\n"]
+    if not any(ids.str.contains(c, regex=False).any() or cats.str.contains(c, regex=False)
+               .any() for c in special):
+        # Column-wise string building: ~10x faster than a csv.writer row loop on the
+        # 63,765 rows of train.csv, and the same bytes when no cell needs quoting.
+        lines = ids + "," + cats
+        for n in KEYPOINT_NAMES:
+            lines = (lines + "," + df[f"{n}_x"].astype(str) + "_" + df[f"{n}_y"].astype(str)
+                     + "_" + df[f"{n}_v"].astype(str))
+        text = lineterminator.join([",".join(KEYPOINT_HEADER), *lines.tolist()])
+        fh = _open_text(dst, "w")
+        try:
+            fh.write(text + lineterminator)
+        finally:
+            if fh is not dst:
+                fh.close()
+        return
     fh = _open_text(dst, "w")
     try:
-        w = csv.writer(fh, lineterminator="\n")
+        w = csv.writer(fh, lineterminator=lineterminator)
         w.writerow(KEYPOINT_HEADER)
         cols = [[df[f"{n}_{k}"].to_numpy() for k in "xyv"] for n in KEYPOINT_NAMES]
-        ids = df["image_id"].to_numpy()
-        cats = df["image_category"].to_numpy()
+        ids_a = ids.to_numpy()
+        cats_a = cats.to_numpy()
         for i in range(len(df)):
-            w.writerow([ids[i], cats[i]] + [f"{c[0][i]}_{c[1][i]}_{c[2][i]}" for c in cols])
+            w.writerow([ids_a[i], cats_a[i]] + [f"{c[0][i]}_{c[1][i]}_{c[2][i]}" for c in cols])
     finally:
         if fh is not dst:
             fh.close()
@@ -163,7 +227,7 @@ def write_attribute_file(df: pd.DataFrame, dst: str | os.PathLike | IO[str]) -> 
     """Write rows ``image_path,task,labels`` with no header (inverse of read)."""
     fh = _open_text(dst, "w")
     try:
-        w = csv.writer(fh, lineterminator="\n")
+        w = csv.writer(fh, lineterminator=ATTRIBUTE_LINE_END)
         for rec in df[["image_path", "task", "labels"]].itertuples(index=False):
             w.writerow(rec)
     finally:

@@ -1,0 +1,201 @@
+"""The application factory: ``create_app(config)`` builds one Flask app per process.
+
+Heavy state (the engine over a bundle, rules) is loaded once here and reached through
+:func:`api.state.get_state`; nothing is built at import time.
+
+Configuration (a dict; ``mixmatch serve --config FILE`` reads TOML/YAML/JSON, keys
+case-insensitive):
+
+============== ===================================================================
+BUNDLE         bundle folder to serve (None: start empty; /admin/reload loads one)
+RULES          rules file (default: the bundle's rules/rules.toml, else the engine's)
+RULES_FILES    {name: path}: extra rules versions variants may choose
+MODELS         {name: bundle path}: extra engines variants may choose
+EXPERIMENTS    experiments file (see :mod:`api.experiments`); None: no experiments
+DATA_DIR       where the events database and the reload control file live
+               (default: <bundle>/serving, else ./.mixmatch)
+EVENTS_DB      events database path (default: DATA_DIR/events.db)
+ADMIN_TOKEN    token for /admin/*; None disables the admin endpoints
+CORS_ORIGINS   list of allowed origins, or "*" (default: none)
+MAX_CONTENT_LENGTH  largest request body in bytes (413 above)
+MAX_IMAGE_BYTES     largest image upload in bytes (413 above)
+MAX_IMAGE_PIXELS    largest declared width x height of an upload (413 above)
+LIMITS         overrides of :class:`api.schemas.Limits` (max_k, max_items, ...)
+WATCH_INTERVAL seconds between file checks per worker (0: no watch)
+============== ===================================================================
+
+Examples
+--------
+>>> app = create_app({"TESTING": True, "DATA_DIR": __import__("tempfile").mkdtemp()})
+>>> app.test_client().get("/healthz").get_json()["status"]
+'no_bundle'
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Mapping
+
+from flask import Flask, g, request
+
+from api.errors import register_error_handlers
+from api.events import EventStore
+from api.experiments import Experiments
+from api.schemas import Limits, build_schemas
+from api.state import EXTENSION, Serving, StateHolder, build_state, default_engine_loader
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "BUNDLE": None,
+    "RULES": None,
+    "RULES_FILES": {},
+    "MODELS": {},
+    "EXPERIMENTS": None,
+    "DATA_DIR": None,
+    "EVENTS_DB": None,
+    "ADMIN_TOKEN": None,
+    "CORS_ORIGINS": [],
+    "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,
+    "MAX_IMAGE_BYTES": 8 * 1024 * 1024,
+    "MAX_IMAGE_PIXELS": 25_000_000,
+    "LIMITS": {},
+    "WATCH_INTERVAL": 1.0,
+    "ENGINE_LOADER": None,
+    "JSON_SORT_KEYS": False,
+}
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app. ``config`` overrides :data:`DEFAULT_CONFIG` (keys upper-cased).
+
+    Raises the loader's error when the configured bundle, rules or experiments file is
+    invalid: a server must not start half-configured.
+    """
+    app = Flask(__name__)
+    # "//etc/x" must reach the image route as an absolute path (and be refused), not be
+    # redirected to a merged URL
+    app.url_map.merge_slashes = False
+    app.config.from_mapping(DEFAULT_CONFIG)
+    app.config.from_mapping({str(k).upper(): v for k, v in (config or {}).items()})
+    app.json.sort_keys = False
+    cfg = app.config
+
+    bundle = str(cfg["BUNDLE"]) if cfg["BUNDLE"] else None
+    data_dir = Path(cfg["DATA_DIR"] or (Path(bundle) / "serving" if bundle
+                                        else ".mixmatch"))
+    events_db = cfg["EVENTS_DB"] or data_dir / "events.db"
+    limits = Limits(**dict(cfg["LIMITS"] or {}))
+    schemas = build_schemas(limits)
+
+    loader = cfg["ENGINE_LOADER"] or default_engine_loader
+    spec = {"bundle": bundle, "rules": cfg["RULES"],
+            "rules_files": dict(cfg["RULES_FILES"] or {}),
+            "models": dict(cfg["MODELS"] or {})}
+    holder_ref: list[StateHolder] = []
+
+    def build(s: dict):
+        previous = holder_ref[0].current() if holder_ref else None
+        return build_state(s, loader, previous=previous)
+
+    holder = StateHolder(build, spec,
+                         watch_interval=float(cfg["WATCH_INTERVAL"] or 0),
+                         control_file=data_dir / "control.json", lazy=bundle is None)
+    holder_ref.append(holder)
+    experiments = (Experiments.load(cfg["EXPERIMENTS"], models=spec["models"],
+                                    rules=spec["rules_files"])
+                   if cfg["EXPERIMENTS"] else Experiments())
+
+    from api.blueprints.health import Metrics
+    app.extensions[EXTENSION] = Serving(holder=holder, experiments=experiments,
+                                        events=EventStore(events_db), schemas=schemas,
+                                        metrics=Metrics())
+
+    register_error_handlers(app)
+    _register_hooks(app)
+    from api.blueprints import admin, analyze, events, health, items, outfits, preview, search
+    from api import openapi
+    for bp in (items.bp, outfits.bp, search.bp, analyze.bp, events.bp, health.bp,
+               preview.bp, admin.bp, openapi.bp):
+        app.register_blueprint(bp)
+    return app
+
+
+def _register_hooks(app: Flask) -> None:
+    serving: Serving = app.extensions[EXTENSION]
+
+    @app.before_request
+    def _start():
+        g.t0 = time.perf_counter()
+        rid = request.headers.get("X-Request-ID", "")
+        g.request_id = rid if _REQUEST_ID.fullmatch(rid) else uuid.uuid4().hex
+        serving.holder.maybe_check()
+
+    @app.after_request
+    def _finish(response):
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        _cors(app, response)
+        assignment = g.get("assignment")
+        if assignment is not None and assignment.entries and response.status_code < 400:
+            _log_exposure(serving, assignment, response)
+        serving.metrics.observe(request.url_rule.rule if request.url_rule else "unmatched",
+                                request.method, response.status_code,
+                                time.perf_counter() - g.get("t0", time.perf_counter()))
+        return response
+
+
+def _log_exposure(serving: Serving, assignment, response) -> None:
+    """Exposures are written when the response is served; a failing write is logged and
+    counted but does not fail the shopper's page."""
+    state = g.get("mixmatch_state")
+    body = response.get_json(silent=True) or {}
+    try:
+        serving.events.add_exposures(
+            g.request_id, assignment.unit, assignment.entries,
+            endpoint=g.get("endpoint", request.endpoint or ""),
+            bundle_version=state.bundle_version if state is not None else None,
+            rules_version=body.get("rules_version"))
+    except Exception:
+        serving.metrics.exposure_failures += 1
+        log.exception("could not log the exposure of request %s", g.get("request_id"))
+
+
+def _cors(app: Flask, response) -> None:
+    origins = app.config["CORS_ORIGINS"]
+    origin = request.headers.get("Origin")
+    if not origins or not origin:
+        return
+    if origins == "*" or origins == ["*"]:
+        response.headers["Access-Control-Allow-Origin"] = "*"
+    elif origin in origins:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers.add("Vary", "Origin")
+    else:
+        return
+    response.headers["Access-Control-Expose-Headers"] = "X-Request-ID"
+    if request.method == "OPTIONS":
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type, X-Request-ID"
+        response.headers["Access-Control-Max-Age"] = "600"
+
+
+def load_config_file(path: str | os.PathLike) -> dict:
+    """Read an API config file (TOML/YAML/JSON); keys are upper-cased."""
+    from api.experiments import parse_config_text
+    p = Path(path)
+    data = parse_config_text(p.read_text(encoding="utf-8"), p.suffix.lower(), str(p))
+    if not isinstance(data, dict):
+        from features.exceptions import SchemaError
+        raise SchemaError(f"{p}: the config must be a table/mapping", field=str(p))
+    unknown = [k for k in data if str(k).upper() not in DEFAULT_CONFIG]
+    if unknown:
+        from features.exceptions import SchemaError
+        raise SchemaError(f"{p}: unknown key {unknown[0]!r}", field=str(unknown[0]),
+                          allowed=sorted(k.lower() for k in DEFAULT_CONFIG))
+    return {str(k).upper(): v for k, v in data.items()}

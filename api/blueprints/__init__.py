@@ -1,0 +1,1 @@
+"""One blueprint per resource; shared request helpers live in :mod:`api.requests`."""

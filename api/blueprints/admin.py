@@ -1,0 +1,56 @@
+"""Admin: token-protected live reload of the bundle and the rules.
+
+``POST /admin/reload`` with ``Authorization: Bearer <ADMIN_TOKEN>`` (or
+``X-Admin-Token``) and an optional JSON body ``{"bundle": path, "rules": path}``:
+reloads (from the new paths, or the same ones re-read), swaps atomically and tells the
+other workers through the control file. An invalid bundle or rules file answers 422 with
+the reason and the previous version keeps serving. Without ``ADMIN_TOKEN`` configured
+the admin endpoints answer 403.
+"""
+from __future__ import annotations
+
+import hmac
+
+from flask import Blueprint, current_app, request
+
+from features.exceptions import MixmatchError
+from api.requests import json_body
+from api.responses import respond
+from api.state import get_serving
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+class Forbidden(MixmatchError):
+    http_status = 403
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.field = "token"
+
+
+class Unauthorized(Forbidden):
+    http_status = 401
+
+
+def require_token() -> None:
+    token = current_app.config.get("ADMIN_TOKEN")
+    if not token:
+        raise Forbidden("admin endpoints are disabled: no ADMIN_TOKEN is configured")
+    given = request.headers.get("X-Admin-Token", "")
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    if not given or not hmac.compare_digest(given.encode(), str(token).encode()):
+        raise Unauthorized("missing or wrong admin token (Authorization: Bearer <token>)")
+
+
+@bp.post("/reload")
+def reload():
+    require_token()
+    body = json_body("reload") if request.content_length else {}
+    holder = get_serving().holder
+    new, old = holder.reload(bundle=body.get("bundle"), rules=body.get("rules"),
+                             publish=True)
+    return respond({"reloaded": True, **new.describe(),
+                    "previous": old.describe() if old is not None else {}})

@@ -1,0 +1,102 @@
+"""Health and metrics: ``/healthz`` (JSON) and ``/metrics`` (Prometheus text format).
+
+Metrics are per process: under gunicorn each worker answers with its own counters
+(label ``pid``), as Prometheus' multi-target scraping of workers expects.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections import defaultdict
+
+from flask import Blueprint, Response
+
+from api.responses import respond
+from api.state import get_serving
+
+bp = Blueprint("health", __name__)
+
+#: Latency histogram buckets in seconds.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"))
+
+
+class Metrics:
+    """Request counters and latency histograms, guarded by one lock."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.requests = defaultdict(int)          # (route, method, status) -> count
+        self.hist = defaultdict(lambda: [0] * len(BUCKETS))  # route -> bucket counts
+        self.sum = defaultdict(float)
+        self.exposure_failures = 0
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        with self._lock:
+            self.requests[(route, method, status)] += 1
+            h = self.hist[route]
+            for i, b in enumerate(BUCKETS):
+                if seconds <= b:
+                    h[i] += 1
+            self.sum[route] += seconds
+
+    def render(self, extra: list[str]) -> str:
+        pid = os.getpid()
+        lines = ["# HELP mixmatch_requests_total Requests answered, by route and status.",
+                 "# TYPE mixmatch_requests_total counter"]
+        with self._lock:
+            for (route, method, status), n in sorted(self.requests.items()):
+                lines.append(f'mixmatch_requests_total{{route="{_esc(route)}",'
+                             f'method="{method}",status="{status}",pid="{pid}"}} {n}')
+            lines += ["# HELP mixmatch_request_seconds Request latency.",
+                      "# TYPE mixmatch_request_seconds histogram"]
+            for route, h in sorted(self.hist.items()):
+                r = _esc(route)
+                for b, n in zip(BUCKETS, h):
+                    le = "+Inf" if b == float("inf") else f"{b:g}"
+                    lines.append(f'mixmatch_request_seconds_bucket{{route="{r}",le="{le}",'
+                                 f'pid="{pid}"}} {n}')
+                lines.append(f'mixmatch_request_seconds_sum{{route="{r}",pid="{pid}"}} '
+                             f'{self.sum[route]:.6f}')
+                lines.append(f'mixmatch_request_seconds_count{{route="{r}",pid="{pid}"}} '
+                             f'{h[-1]}')
+            lines += ["# TYPE mixmatch_exposure_failures_total counter",
+                      f'mixmatch_exposure_failures_total{{pid="{pid}"}} '
+                      f'{self.exposure_failures}']
+        return "\n".join(lines + extra) + "\n"
+
+
+def _esc(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+@bp.get("/healthz")
+def healthz():
+    """``ok`` with the versions served, or 503 ``no_bundle`` before one is loaded."""
+    serving = get_serving()
+    state = serving.holder.current()
+    if state is None:
+        return respond({"status": "no_bundle", "items": None, "loaded_at": None,
+                        **serving.holder.describe()}, 503)
+    n = getattr(getattr(state.engine, "catalog", None), "shape", (None,))[0]
+    return respond({"status": "ok", "items": n, "loaded_at": state.loaded_at,
+                    **serving.holder.describe()})
+
+
+@bp.get("/metrics")
+def metrics():
+    serving = get_serving()
+    pid = os.getpid()
+    state = serving.holder.current()
+    extra = ["# TYPE mixmatch_reloads_total counter",
+             f'mixmatch_reloads_total{{pid="{pid}"}} {serving.holder.reloads}',
+             "# TYPE mixmatch_reload_failures_total counter",
+             f'mixmatch_reload_failures_total{{pid="{pid}"}} '
+             f'{serving.holder.reload_failures}',
+             "# TYPE mixmatch_bundle_info gauge"]
+    if state is not None:
+        extra.append(f'mixmatch_bundle_info{{bundle_version="{_esc(state.bundle_version)}",'
+                     f'rules_version="{_esc(state.rules_for(None).version)}",'
+                     f'pid="{pid}"}} 1')
+    return Response(serving.metrics.render(extra),
+                    mimetype="text/plain", headers={"Content-Type":
+                                                    "text/plain; version=0.0.4"})

@@ -1,0 +1,431 @@
+"""A/B experiments through flags: a validated config file and deterministic assignment.
+
+The config (TOML, YAML or JSON; same structure) holds a holdout and *layers*. Layers
+are independent: a unit is in at most one experiment per layer, and in one experiment
+of every layer at once, so a ranking experiment and a rules experiment run side by side
+as long as they set different keys. Example (TOML)::
+
+    salt = "mixmatch-2024"            # default prefix of every salt below
+
+    [holdout]                         # units that never see an experiment
+    fraction = 0.05
+    salt = "holdout-1"
+
+    [[layers]]
+    name = "ranking"
+      [[layers.experiments]]
+      name = "strategy-ab"
+      coverage = 0.5                  # share of the layer's units in this experiment
+      qa_override = true              # ?variant=strategy-ab:visual is honoured
+      endpoints = ["complements", "upsell"]   # optional; default: every endpoint
+        [[layers.experiments.variants]]
+        name = "control"
+        weight = 1
+        strategy = "default"
+        [[layers.experiments.variants]]
+        name = "visual"
+        weight = 1
+        strategy = "visual"
+        params = { diversity = 0.3 }
+
+    [[layers]]
+    name = "rules"
+      [[layers.experiments]]
+      name = "rules-v2"
+      coverage = 1.0
+        [[layers.experiments.variants]]
+        name = "v1"
+        weight = 1
+        [[layers.experiments.variants]]
+        name = "v2"
+        weight = 1
+        rules = "v2"                  # a name from the app's RULES_FILES
+
+A variant may set ``strategy`` (one of :data:`api.schemas.STRATEGIES`), ``model``
+(a name from the app's ``MODELS``: another bundle), ``rules`` (a name from
+``RULES_FILES``) and free ``params`` (echoed, and passed to the engine where it
+takes them). What a variant leaves unset keeps the serving default.
+
+Assignment: a unit (``user_id``, else ``session_id``) maps to ``u = H(salt, unit)``,
+the first 8 bytes of ``sha256(f"{salt}:{unit}")`` read big-endian over ``2**64``:
+uniform in [0, 1), the same in every process, machine and restart. The holdout uses
+its own salt; in a layer, experiments take consecutive ranges of ``u`` (their
+coverage); inside an experiment a second hash with the experiment's salt picks the
+variant by weight. Changing a salt reshuffles; changing the order of experiments in
+a layer moves their ranges (append new ones at the end).
+
+Examples
+--------
+>>> exp = Experiments.from_dict({"layers": [{"name": "ranking", "experiments": [
+...     {"name": "s", "coverage": 1.0, "variants": [
+...         {"name": "a", "weight": 1}, {"name": "b", "weight": 1,
+...                                       "strategy": "visual"}]}]}]})
+>>> a = exp.assign("user-1")
+>>> a.experiment, a.variant in ("a", "b")
+('s', True)
+>>> exp.assign("user-1") == a       # deterministic
+True
+>>> round(unit_hash("salt", "unit"), 6)
+0.403259
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Iterable
+
+from features.exceptions import InputError, SchemaError
+
+from api.schemas import STRATEGIES
+
+#: Keys a variant may set besides ``name`` and ``weight``.
+VARIANT_SETTINGS: tuple[str, ...] = ("strategy", "model", "rules", "params")
+HOLDOUT = "holdout"
+
+
+def unit_hash(salt: str, unit: str) -> float:
+    """Uniform number in [0, 1) from ``sha256(f"{salt}:{unit}")`` (first 8 bytes).
+
+    Stable across processes, machines and Python versions (unlike ``hash()``).
+    """
+    digest = hashlib.sha256(f"{salt}:{unit}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    name: str
+    weight: float
+    settings: dict  # subset of VARIANT_SETTINGS
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    name: str
+    layer: str
+    salt: str
+    coverage: float
+    start: float            # the experiment's range in its layer is [start, start+coverage)
+    variants: tuple[Variant, ...]
+    qa_override: bool = False
+    endpoints: tuple[str, ...] | None = None  # None: every endpoint
+
+    def pick(self, unit: str) -> Variant:
+        """The variant of ``unit`` by weight (a second hash, with this salt)."""
+        total = sum(v.weight for v in self.variants)
+        x = unit_hash(self.salt, unit) * total
+        acc = 0.0
+        for v in self.variants:
+            acc += v.weight
+            if x < acc:
+                return v
+        return self.variants[-1]  # x == total is impossible, but float sums can round
+
+    def applies_to(self, endpoint: str | None) -> bool:
+        return self.endpoints is None or endpoint is None or endpoint in self.endpoints
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    name: str
+    salt: str
+    experiments: tuple[Experiment, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Assignment:
+    """What a unit sees on one request: its (layer, experiment, variant) triples and
+    the merged settings of its variants."""
+
+    unit: str | None
+    entries: tuple[tuple[str, str, str, bool], ...] = ()  # layer, experiment, variant, forced
+    settings: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def experiment(self) -> str | None:
+        return ",".join(e[1] for e in self.entries) or None
+
+    @property
+    def variant(self) -> str | None:
+        return ",".join(e[2] for e in self.entries) or None
+
+    def as_list(self) -> list[dict]:
+        return [{"layer": l, "experiment": e, "variant": v, "forced": f}
+                for l, e, v, f in self.entries]
+
+
+NO_ASSIGNMENT = Assignment(unit=None)
+
+
+class Experiments:
+    """A validated experiments config. Build with :meth:`load` or :meth:`from_dict`."""
+
+    def __init__(self, layers: tuple[Layer, ...] = (), holdout_fraction: float = 0.0,
+                 holdout_salt: str = HOLDOUT, source: str | None = None):
+        self.layers = layers
+        self.holdout_fraction = holdout_fraction
+        self.holdout_salt = holdout_salt
+        self.source = source
+        self._by_name = {e.name: e for l in layers for e in l.experiments}
+
+    # -- loading --------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, models: Iterable[str] = (),
+             rules: Iterable[str] = ()) -> "Experiments":
+        """Read and validate a TOML/YAML/JSON file; errors name the line or the key."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InputError(f"experiments file {path} does not exist",
+                             field="experiments") from None
+        data = parse_config_text(text, path.suffix.lower(), str(path))
+        return cls.from_dict(data, models=models, rules=rules, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Any, *, models: Iterable[str] = (), rules: Iterable[str] = (),
+                  source: str | None = None) -> "Experiments":
+        """Validate a decoded config. ``models``/``rules``: names variants may reference."""
+        where = source or "experiments"
+        v = _Validator(where, set(models), set(rules))
+        return v.config(data, source)
+
+    # -- assignment -----------------------------------------------------------
+    def experiment(self, name: str) -> Experiment | None:
+        return self._by_name.get(name)
+
+    def in_holdout(self, unit: str) -> bool:
+        return unit_hash(self.holdout_salt, unit) < self.holdout_fraction
+
+    def assign(self, unit: str | None, *, endpoint: str | None = None,
+               forced: str | None = None) -> Assignment:
+        """Assign ``unit`` on ``endpoint``; ``forced`` is ``[experiment:]variant``.
+
+        Raises :class:`InputError` (field ``variant``) when the forced variant is
+        unknown, ambiguous, or its experiment does not allow forcing.
+        """
+        forced_exp, forced_var = self._resolve_forced(forced) if forced else (None, None)
+        entries: list[tuple[str, str, str, bool]] = []
+        settings: dict = {}
+        holdout = unit is not None and self.holdout_fraction > 0 and self.in_holdout(unit)
+        if holdout and forced_exp is None:
+            return Assignment(unit, ((HOLDOUT, HOLDOUT, HOLDOUT, False),), {})
+        for layer in self.layers:
+            chosen: tuple[Experiment, Variant, bool] | None = None
+            if forced_exp is not None and forced_exp.layer == layer.name:
+                chosen = (forced_exp, forced_var, True)
+            elif unit is not None and not holdout:
+                u = unit_hash(layer.salt, unit)
+                for exp in layer.experiments:
+                    if exp.start <= u < exp.start + exp.coverage:
+                        chosen = (exp, exp.pick(unit), False)
+                        break
+            if chosen is None or not chosen[0].applies_to(endpoint):
+                continue
+            exp, var, is_forced = chosen
+            entries.append((layer.name, exp.name, var.name, is_forced))
+            settings.update(var.settings)  # layers set disjoint keys (validated)
+        return Assignment(unit, tuple(entries), settings)
+
+    def _resolve_forced(self, forced: str) -> tuple[Experiment, Variant]:
+        if ":" in forced:
+            exp_name, var_name = forced.split(":", 1)
+            exps = [self._by_name[exp_name]] if exp_name in self._by_name else []
+        else:
+            var_name = forced
+            exps = [e for e in self._by_name.values()
+                    if any(v.name == var_name for v in e.variants)]
+        matches = [(e, v) for e in exps for v in e.variants if v.name == var_name]
+        if not matches:
+            known = sorted(f"{e.name}:{v.name}" for e in self._by_name.values()
+                           for v in e.variants)
+            raise InputError(f"unknown variant {forced!r}", field="variant", value=forced,
+                             allowed=known)
+        if len(matches) > 1:
+            raise InputError(f"variant {forced!r} is in several experiments; give it as "
+                             "experiment:variant", field="variant", value=forced,
+                             allowed=[f"{e.name}:{v.name}" for e, v in matches])
+        exp, var = matches[0]
+        if not exp.qa_override:
+            raise InputError(f"experiment {exp.name!r} does not allow forcing a variant "
+                             "(set qa_override = true in its config)", field="variant",
+                             value=forced)
+        return exp, var
+
+    def describe(self) -> dict:
+        return {"source": self.source, "holdout": self.holdout_fraction,
+                "layers": [{"name": l.name, "experiments": [
+                    {"name": e.name, "coverage": e.coverage,
+                     "variants": [v.name for v in e.variants]} for e in l.experiments]}
+                    for l in self.layers]}
+
+
+def parse_config_text(text: str, suffix: str, where: str) -> Any:
+    """Decode TOML/YAML/JSON text; syntax errors name the line."""
+    try:
+        if suffix == ".toml":
+            return tomllib.loads(text)
+        if suffix in (".yaml", ".yml"):
+            import yaml
+            return yaml.safe_load(text)
+        if suffix == ".json":
+            return json.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SchemaError(f"{where}: {exc}", field=where) from None
+    except json.JSONDecodeError as exc:
+        raise SchemaError(f"{where}: line {exc.lineno}: {exc.msg}", field=where) from None
+    except Exception as exc:  # yaml.YAMLError: its message carries line and column
+        if type(exc).__module__.startswith("yaml"):
+            raise SchemaError(f"{where}: {exc}", field=where) from None
+        raise
+    raise SchemaError(f"{where}: unknown config format {suffix!r}", field=where,
+                      allowed=[".toml", ".yaml", ".yml", ".json"])
+
+
+class _Validator:
+    """Walks a decoded config; every error names its key path, e.g.
+    ``layers[0].experiments[1].variants[0].weight``."""
+
+    def __init__(self, where: str, models: set[str], rules: set[str]):
+        self.where = where
+        self.models = models
+        self.rules = rules
+
+    def fail(self, key: str, msg: str, allowed=None):
+        raise SchemaError(f"{self.where}: {key}: {msg}", field=key, allowed=allowed)
+
+    def mapping(self, obj, key, allowed_keys):
+        if not isinstance(obj, dict):
+            self.fail(key or "(top level)", f"must be a table/mapping, got "
+                      f"{type(obj).__name__}")
+        for k in obj:
+            if k not in allowed_keys:
+                self.fail(f"{key}.{k}" if key else k, "unknown key", allowed=allowed_keys)
+        return obj
+
+    def string(self, obj, key, *, required=True, default=None):
+        if obj is None and not required:
+            return default
+        if not isinstance(obj, str) or not obj or len(obj) > 128 or "," in obj \
+                or ":" in obj:
+            self.fail(key, f"must be a non-empty string without ',' or ':' (at most 128 "
+                      f"characters), got {obj!r}")
+        return obj
+
+    def number(self, obj, key, lo, hi, *, lo_open=False, default=None):
+        if obj is None and default is not None:
+            return default
+        if isinstance(obj, bool) or not isinstance(obj, (int, float)) \
+                or not math.isfinite(obj) or obj > hi or obj < lo or (lo_open and obj == lo):
+            self.fail(key, f"must be a number in {'(' if lo_open else '['}{lo}, {hi}], "
+                      f"got {obj!r}")
+        return float(obj)
+
+    def config(self, data, source) -> Experiments:
+        self.mapping(data, "", ["version", "salt", "holdout", "layers"])
+        salt = self.string(data.get("salt"), "salt", required=False, default="mixmatch")
+        holdout = data.get("holdout") or {}
+        self.mapping(holdout, "holdout", ["fraction", "salt"])
+        fraction = self.number(holdout.get("fraction", 0.0), "holdout.fraction", 0.0, 0.5)
+        h_salt = self.string(holdout.get("salt"), "holdout.salt", required=False,
+                             default=f"{salt}:{HOLDOUT}")
+        layers_raw = data.get("layers", [])
+        if not isinstance(layers_raw, list):
+            self.fail("layers", "must be a list of tables")
+        layers, exp_names, layer_names = [], set(), set()
+        layer_keys: dict[str, str] = {}   # setting key -> layer that sets it
+        for li, lraw in enumerate(layers_raw):
+            lk = f"layers[{li}]"
+            self.mapping(lraw, lk, ["name", "salt", "experiments"])
+            lname = self.string(lraw.get("name"), f"{lk}.name")
+            if lname in layer_names or lname == HOLDOUT:
+                self.fail(f"{lk}.name", f"duplicate or reserved layer name {lname!r}")
+            layer_names.add(lname)
+            lsalt = self.string(lraw.get("salt"), f"{lk}.salt", required=False,
+                                default=f"{salt}:{lname}")
+            exps_raw = lraw.get("experiments", [])
+            if not isinstance(exps_raw, list) or not exps_raw:
+                self.fail(f"{lk}.experiments", "must be a non-empty list of tables")
+            start, exps = 0.0, []
+            for ei, eraw in enumerate(exps_raw):
+                ek = f"{lk}.experiments[{ei}]"
+                self.mapping(eraw, ek, ["name", "salt", "coverage", "qa_override",
+                                        "endpoints", "variants"])
+                ename = self.string(eraw.get("name"), f"{ek}.name")
+                if ename in exp_names or ename == HOLDOUT:
+                    self.fail(f"{ek}.name", f"duplicate or reserved experiment name "
+                              f"{ename!r} (names are unique across layers)")
+                exp_names.add(ename)
+                cov = self.number(eraw.get("coverage", 1.0), f"{ek}.coverage", 0.0, 1.0,
+                                  lo_open=True)
+                if start + cov > 1.0 + 1e-9:
+                    self.fail(f"{ek}.coverage", f"coverages in layer {lname!r} add up to "
+                              f"{start + cov:g} > 1")
+                qa = eraw.get("qa_override", False)
+                if not isinstance(qa, bool):
+                    self.fail(f"{ek}.qa_override", f"must be true or false, got {qa!r}")
+                endpoints = eraw.get("endpoints")
+                if endpoints is not None:
+                    if not isinstance(endpoints, list) or not endpoints or any(
+                            p not in ENDPOINTS for p in endpoints):
+                        self.fail(f"{ek}.endpoints", f"must be a non-empty list of "
+                                  f"endpoint names, got {endpoints!r}", allowed=ENDPOINTS)
+                    endpoints = tuple(endpoints)
+                variants = self.variants(eraw.get("variants"), f"{ek}.variants", lname,
+                                         layer_keys)
+                esalt = self.string(eraw.get("salt"), f"{ek}.salt", required=False,
+                                    default=f"{salt}:{ename}")
+                exps.append(Experiment(ename, lname, esalt, cov, start, variants, qa,
+                                       endpoints))
+                start += cov
+            layers.append(Layer(lname, lsalt, tuple(exps)))
+        return Experiments(tuple(layers), fraction, h_salt, source)
+
+    def variants(self, raw, key, layer, layer_keys) -> tuple[Variant, ...]:
+        if not isinstance(raw, list) or len(raw) < 1:
+            self.fail(key, "must be a non-empty list of variants")
+        out, names = [], set()
+        for vi, vraw in enumerate(raw):
+            vk = f"{key}[{vi}]"
+            self.mapping(vraw, vk, ["name", "weight", *VARIANT_SETTINGS])
+            name = self.string(vraw.get("name"), f"{vk}.name")
+            if name in names:
+                self.fail(f"{vk}.name", f"duplicate variant name {name!r}")
+            names.add(name)
+            weight = self.number(vraw.get("weight", 1), f"{vk}.weight", 0.0, 1e6,
+                                 lo_open=True)
+            settings = {}
+            for s in VARIANT_SETTINGS:
+                if s not in vraw:
+                    continue
+                val = vraw[s]
+                if s == "strategy" and val not in STRATEGIES:
+                    self.fail(f"{vk}.strategy", f"unknown strategy {val!r}",
+                              allowed=STRATEGIES)
+                if s == "model" and val not in self.models:
+                    self.fail(f"{vk}.model", f"unknown model {val!r} (the app's MODELS "
+                              "names them)", allowed=sorted(self.models))
+                if s == "rules" and val not in self.rules:
+                    self.fail(f"{vk}.rules", f"unknown rules {val!r} (the app's "
+                              "RULES_FILES names them)", allowed=sorted(self.rules))
+                if s == "params" and not isinstance(val, dict):
+                    self.fail(f"{vk}.params", f"must be a table/mapping, got {val!r}")
+                owner = layer_keys.setdefault(s, layer)
+                if owner != layer:
+                    # two layers setting one key would make the merged variant depend
+                    # on layer order: refuse it so layers stay independent
+                    self.fail(f"{vk}.{s}", f"{s!r} is already set by layer {owner!r}; "
+                              "layers must set different keys")
+                settings[s] = val
+            out.append(Variant(name, float(weight), settings))
+        return tuple(out)
+
+
+#: Endpoint names an experiment may be limited to.
+ENDPOINTS: list[str] = ["complements", "upsell", "complete", "score", "search",
+                        "search_image", "analyze", "preview"]

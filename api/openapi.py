@@ -1,0 +1,136 @@
+"""``/openapi.json``: the OpenAPI 3.1 document, generated from :mod:`api.schemas`.
+
+The request schemas that validate requests are the ones published here, so the
+document cannot drift from the server. OpenAPI 3.1 uses JSON Schema 2020-12, the
+dialect :mod:`api.schemas` validates with.
+"""
+from __future__ import annotations
+
+import copy
+
+from flask import Blueprint, jsonify
+
+from api.schemas import ERROR_SCHEMA, ITEM_ID, Schemas
+from api.state import get_serving
+
+bp = Blueprint("openapi", __name__)
+
+ERRORS = {
+    "400": "bad input: the body names the field and the reason",
+    "404": "unknown item id or path",
+    "413": "body, upload or declared image dimensions too large",
+    "415": "wrong media type: not JSON, not multipart, not an accepted image",
+    "422": "reload refused: the previous version keeps serving",
+    "503": "no bundle loaded yet",
+}
+
+
+def _json(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+def _errors(*codes: str) -> dict:
+    out = {c: {"description": ERRORS[c], "content": _json({"$ref":
+                                                          "#/components/schemas/Error"})}
+           for c in codes}
+    out["default"] = {"description": "any other error, same body",
+                      "content": _json({"$ref": "#/components/schemas/Error"})}
+    return out
+
+
+def _query_params(schema: dict) -> list[dict]:
+    req = set(schema.get("required", []))
+    return [{"name": name, "in": "query", "required": name in req,
+             "schema": {k: v for k, v in prop.items() if k != "description"},
+             **({"description": prop["description"]} if "description" in prop else {})}
+            for name, prop in schema.get("properties", {}).items()]
+
+
+def _path_item_id() -> dict:
+    return {"name": "item_id", "in": "path", "required": True,
+            "schema": {**ITEM_ID, "pattern": "^[^/]+$"}, "description": "catalogue id"}
+
+
+def build_document(s: Schemas) -> dict:
+    """The OpenAPI document for the given schemas (with the app's limits)."""
+    q, b, r = s.query, s.body, s.responses
+
+    def op(op_id, summary, response, params=(), body=None, codes=("400",), content=None):
+        o = {"operationId": op_id, "summary": summary, "parameters": list(params),
+             "responses": {"200" if op_id != "postEvents" else "201": {
+                 "description": "OK", "content": content or _json(response)},
+                 **_errors(*codes)}}
+        if body is not None:
+            o["requestBody"] = {"required": True, "content": body}
+        return o
+
+    image_form = copy.deepcopy(q["image_form"])
+    image_form["required"] = ["image"]
+    image_form["properties"]["image"] = {"type": "string", "format": "binary",
+                                         "contentMediaType": "image/*"}
+    multipart = {"multipart/form-data": {"schema": image_form}}
+    paths = {
+        "/v1/items/{item_id}/complements": {"get": op(
+            "getComplements", "Cross-sell: complementary items grouped by category",
+            r["complements"], [_path_item_id(), *_query_params(q["complements"])],
+            codes=("400", "404", "503"))},
+        "/v1/items/{item_id}/upsell": {"get": op(
+            "getUpsell", "Up-sell: pricier alternatives compatible with a context",
+            r["upsell"], [_path_item_id(), *_query_params(q["upsell"])],
+            codes=("400", "404", "503"))},
+        "/v1/outfits/complete": {"post": op(
+            "completeOutfit", "Complete a partial outfit into n looks", r["complete"],
+            body=_json(b["complete"]), codes=("400", "404", "413", "415", "503"))},
+        "/v1/outfits/score": {"post": op(
+            "scoreOutfit", "Score an outfit with a per-pair breakdown", r["score"],
+            body=_json(b["score"]), codes=("400", "404", "413", "415", "503"))},
+        "/v1/search": {
+            "get": op("searchAttributes", "Attribute search; any other parameter "
+                      "<attribute>=<value> is a filter", r["search"],
+                      _query_params(q["search"]), codes=("400", "404", "503")),
+            "post": op("searchImage", "Search by photo with attribute overrides",
+                       r["search"], body=multipart,
+                       codes=("400", "404", "413", "415", "503"))},
+        "/v1/analyze": {"post": op(
+            "analyzeImage", "Category, attributes, colours, keypoints, shape of a photo",
+            r["analyze"], body=multipart, codes=("400", "413", "415", "503"))},
+        "/v1/events": {"post": op(
+            "postEvents", "Store shop events tied to a request_id", r["events"],
+            body=_json(b["events"]), codes=("400", "413", "415"))},
+        "/healthz": {"get": op("healthz", "Health and the versions served", r["healthz"],
+                               codes=("503",))},
+        "/metrics": {"get": op("metrics", "Prometheus metrics of this worker", None,
+                               codes=(), content={"text/plain": {"schema":
+                                                                 {"type": "string"}}})},
+        "/preview/{item_id}": {"get": op(
+            "preview", "HTML preview: the item, its complements and a completed look",
+            None, [_path_item_id(), *_query_params(q["preview"])],
+            codes=("400", "404", "503"),
+            content={"text/html": {"schema": {"type": "string"}}})},
+        "/admin/reload": {"post": {**op(
+            "adminReload", "Reload the bundle and/or rules (token)", r["reload"],
+            body={"application/json": {"schema": b["reload"]}},
+            codes=("400", "415", "422")),
+            "security": [{"adminToken": []}]}},
+    }
+    paths["/admin/reload"]["post"]["requestBody"]["required"] = False
+    for code in ("401", "403"):
+        paths["/admin/reload"]["post"]["responses"][code] = {
+            "description": "missing/wrong token, or admin disabled",
+            "content": _json({"$ref": "#/components/schemas/Error"})}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "mixmatch", "version": "1",
+                 "description": "Outfit recommendations for shop pages. Every JSON body "
+                 "carries request_id, experiment, variant, bundle_version and "
+                 "rules_version."},
+        "paths": paths,
+        "components": {"schemas": {"Error": ERROR_SCHEMA},
+                       "securitySchemes": {"adminToken": {"type": "http",
+                                                          "scheme": "bearer"}}},
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    return jsonify(build_document(get_serving().schemas))

@@ -1,0 +1,145 @@
+"""Reading requests: query strings and JSON bodies validated against :mod:`api.schemas`,
+and image uploads refused before they are decoded in full."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, request
+from werkzeug.exceptions import BadRequest
+
+from features.exceptions import InputError, PayloadTooLarge, UnsupportedMediaType
+from api.schemas import IMAGE_FORMATS, validate_body, validate_query
+from api.state import get_serving
+
+
+def query(name: str) -> dict:
+    """The query string validated by the ``query[name]`` schema (types coerced)."""
+    return validate_query(get_serving().schemas.query[name], request.args)
+
+
+def json_body(name: str) -> dict:
+    """The JSON body validated by the ``body[name]`` schema.
+
+    A ``oneOf`` schema is validated against the branch the body's keys select (the
+    first branch whose required keys are all present), so the error names the field
+    inside that branch rather than "not valid under any of the given schemas".
+    """
+    if not request.is_json:
+        raise UnsupportedMediaType("the body must be JSON (Content-Type: application/json)",
+                                   field="body", allowed=["application/json"])
+    try:
+        data = request.get_json(force=False, silent=False)
+    except BadRequest:
+        raise InputError("the body is not valid JSON", field="body") from None
+    schema = get_serving().schemas.body[name]
+    if "oneOf" in schema and isinstance(data, dict):
+        branches = schema["oneOf"]
+        schema = next((b for b in reversed(branches)
+                       if all(k in data for k in b.get("required", []))), branches[0])
+    return validate_body(schema, data)
+
+
+def csv_list(value: str | None, *, field: str, allowed=None, max_len: int) -> list[str] | None:
+    """Split ``a,b,c``; refuse empty entries, unknown values and too many entries."""
+    if value is None:
+        return None
+    parts = [p.strip() for p in value.split(",")]
+    if any(not p for p in parts):
+        raise InputError(f"{field} has an empty entry: {value[:80]!r}", field=field)
+    if len(parts) > max_len:
+        raise InputError(f"{field} has {len(parts)} entries; at most {max_len}",
+                         field=field)
+    if allowed is not None:
+        for p in parts:
+            if p not in allowed:
+                raise InputError(f"unknown {field} value {p[:40]!r}", field=field,
+                                 value=p[:40], allowed=allowed)
+    return parts
+
+
+def form_fields(name: str) -> dict:
+    """The multipart form's text fields, validated like a query string."""
+    return validate_query(get_serving().schemas.query[name], request.form)
+
+
+def image_upload(field: str = "image"):
+    """Decode the uploaded image of a multipart request into uint8 RGB (H, W, 3).
+
+    Refused before a full decode: a body that is not multipart (415), no ``image``
+    part (400), more than ``MAX_IMAGE_BYTES`` (413), not an image (415), declared
+    dimensions above ``MAX_IMAGE_PIXELS`` (413), truncated or corrupt (400).
+    """
+    if request.mimetype != "multipart/form-data":
+        raise UnsupportedMediaType("send the image as multipart/form-data",
+                                   field="body", allowed=["multipart/form-data"])
+    f = request.files.get(field)
+    if f is None:
+        raise InputError(f"no {field!r} file part in the upload", field=field)
+    limit = int(current_app.config["MAX_IMAGE_BYTES"])
+    data = f.stream.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"the image is larger than {limit} bytes", field=field)
+    return decode_image(data, int(current_app.config["MAX_IMAGE_PIXELS"]), field=field)
+
+
+def decode_image(data: bytes, max_pixels: int, *, field: str = "image"):
+    """``features.imaging.decode_upload`` with the request's field named in errors.
+
+    Until that function is on main, :func:`_decode_with_pil` applies the same contract.
+    """
+    try:
+        from features.imaging import decode_upload
+    except ImportError:
+        decode_upload = _decode_with_pil
+    try:
+        return decode_upload(data, max_pixels)
+    except InputError as exc:
+        exc.field = field
+        raise
+
+
+def _decode_with_pil(data: bytes, max_pixels: int):
+    """Header first (lazy ``Image.open``), size check, then the full decode."""
+    import io
+    import warnings
+
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise InputError("the upload is empty", field="image")
+    with warnings.catch_warnings():
+        # our limit is stricter than PIL's bomb check; its warning must not escape
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(io.BytesIO(data))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise PayloadTooLarge("the image declares enormous dimensions",
+                                  field="image") from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            raise UnsupportedMediaType("the upload is not a recognised image",
+                                       field="image", allowed=IMAGE_FORMATS) from None
+        if im.format not in IMAGE_FORMATS:
+            raise UnsupportedMediaType(f"image format {im.format} is not accepted",
+                                       field="image", allowed=IMAGE_FORMATS)
+        w, h = im.size
+        if w * h > max_pixels:
+            raise PayloadTooLarge(f"the image declares {w}x{h} = {w * h} pixels; at most "
+                                  f"{max_pixels}", field="image")
+        if w < 1 or h < 1:
+            raise InputError(f"the image declares {w}x{h} pixels", field="image")
+        try:
+            rgb = im.convert("RGB")
+            rgb.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise PayloadTooLarge("the image declares enormous dimensions",
+                                  field="image") from None
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+            raise InputError(f"the image is truncated or corrupt: {exc}",
+                             field="image") from None
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def reserved(args: dict, *names: str) -> dict[str, Any]:
+    """``args`` without the given keys (what is left are attribute filters)."""
+    return {k: v for k, v in args.items() if k not in names}

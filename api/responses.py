@@ -1,0 +1,80 @@
+"""Building responses: the envelope every body carries, and per-request A/B assignment.
+
+Every JSON body (errors included) carries ``request_id``, ``experiment``, ``variant``,
+``bundle_version`` and ``rules_version`` so a page can tie the events it posts back to
+what it was shown.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from flask import g, jsonify
+
+from api.experiments import NO_ASSIGNMENT, Assignment
+from api.state import get_serving, get_state, peek_state
+
+
+def assign(endpoint: str, args: dict) -> Assignment:
+    """Assign this request's unit (``user_id``, else ``session_id``) on ``endpoint``.
+
+    The result is kept on ``g``: the envelope reports it and the exposure is logged
+    when the response is served.
+    """
+    unit = args.get("user_id") or args.get("session_id")
+    forced = args.get("variant")
+    a = get_serving().experiments.assign(unit, endpoint=endpoint, forced=forced)
+    g.assignment, g.endpoint = a, endpoint
+    return a
+
+
+def rules_version_for(assignment: Assignment) -> str | None:
+    state = peek_state()
+    if state is None:
+        return None
+    name = assignment.settings.get("rules")
+    rv = state.rules.get(name) if name else None
+    return (rv or state.rules_for(None)).version
+
+
+def envelope() -> dict:
+    a: Assignment = g.get("assignment", NO_ASSIGNMENT)
+    state = peek_state()
+    out = {"request_id": g.get("request_id", ""), "experiment": a.experiment,
+           "variant": a.variant,
+           "bundle_version": state.bundle_version if state is not None else None,
+           "rules_version": rules_version_for(a)}
+    if a.entries:
+        out["assignments"] = a.as_list()
+    return out
+
+
+def clean_json(obj: Any) -> Any:
+    """numpy scalars/arrays to Python; NaN/inf to None (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean_json(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    item = getattr(obj, "item", None)        # numpy scalar
+    if callable(item) and getattr(obj, "shape", None) == ():
+        return clean_json(item())
+    tolist = getattr(obj, "tolist", None)    # numpy array
+    if callable(tolist):
+        return clean_json(tolist())
+    return str(obj)
+
+
+def respond(payload: dict, status: int = 200):
+    """JSON response: the engine's payload plus the envelope (envelope keys win)."""
+    body = clean_json(payload)
+    body.update(envelope())
+    return jsonify(body), status
+
+
+def state_for_request():
+    """Shortcut used by blueprints: the request's one state snapshot."""
+    return get_state()

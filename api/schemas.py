@@ -1,0 +1,297 @@
+"""JSON Schemas of every request and response: the one source of the API contract.
+
+The same dictionaries validate incoming requests (:func:`validate_query`,
+:func:`validate_body`) and build the OpenAPI document (:mod:`api.openapi`), so the
+published contract cannot drift from what the server enforces.
+
+Limits (``k``, items per request, looks per completion) come from the app config;
+:func:`build_schemas` bakes them into the schemas once per app.
+
+Examples
+--------
+>>> s = build_schemas(Limits(max_k=20))
+>>> s.query["complements"]["properties"]["k"]["maximum"]
+20
+>>> validate_query(s.query["complements"], {"k": "3"})
+{'k': 3}
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from typing import Any, Mapping
+
+import jsonschema
+
+from features.exceptions import InputError
+from recommender.catalog import CATEGORIES
+
+#: Strategies a variant (or nothing: "default") may choose; the engine implements them.
+STRATEGIES: tuple[str, ...] = ("default", "cooccurrence", "visual")
+EVENT_TYPES: tuple[str, ...] = ("impression", "click", "add_to_cart", "purchase")
+#: Media types an image upload may have (checked from the bytes, not the header).
+IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP")
+
+_INT = re.compile(r"[+-]?[0-9]{1,12}")
+
+# item ids are catalogue strings; bounded so a hostile id cannot bloat logs or the db
+ITEM_ID = {"type": "string", "minLength": 1, "maxLength": 128}
+UNIT_ID = {"type": "string", "minLength": 1, "maxLength": 128}
+REQUEST_ID = {"type": "string", "minLength": 1, "maxLength": 64,
+              "pattern": "^[A-Za-z0-9_.-]+$"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Request limits; every one is enforced and published in the OpenAPI document."""
+
+    max_k: int = 50
+    max_items: int = 20         # items in an outfit / cart / context
+    max_looks: int = 10         # ``n`` of a completion
+    max_events: int = 100       # events in one POST
+    max_categories: int = len(CATEGORIES)
+    max_filters: int = 20       # attribute filters of a search
+
+
+#: Fields every response carries (errors included), so a page can log them with events.
+ENVELOPE_PROPERTIES = {
+    "request_id": {"type": "string"},
+    "experiment": {"type": ["string", "null"],
+                   "description": "experiments the unit is in, comma-separated by layer"},
+    "variant": {"type": ["string", "null"],
+                "description": "the variants, aligned with ``experiment``"},
+    "bundle_version": {"type": ["string", "null"]},
+    "rules_version": {"type": ["string", "null"]},
+}
+ENVELOPE_REQUIRED = list(ENVELOPE_PROPERTIES)
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error", "field"] + ENVELOPE_REQUIRED,
+    "properties": {
+        "error": {"type": "string", "description": "the reason, naming the bad value"},
+        "field": {"type": ["string", "null"], "description": "the offending field"},
+        "allowed": {"type": "array"},
+        "status": {"type": "integer"},
+        **ENVELOPE_PROPERTIES,
+    },
+}
+
+_SCORED_ITEM = {
+    "type": "object",
+    "required": ["item_id"],
+    "properties": {"item_id": {"type": "string"}, "score": {"type": ["number", "null"]},
+                   "reason": {"type": ["string", "null"]}},
+}
+
+
+def _response(properties: dict, required: list[str]) -> dict:
+    return {"type": "object", "required": required + ENVELOPE_REQUIRED,
+            "properties": {**properties, **ENVELOPE_PROPERTIES,
+                           "assignments": {"type": "array", "items": {
+                               "type": "object",
+                               "required": ["layer", "experiment", "variant"],
+                               "properties": {"layer": {"type": "string"},
+                                              "experiment": {"type": "string"},
+                                              "variant": {"type": "string"},
+                                              "forced": {"type": "boolean"}}}}}}
+
+
+RESPONSES: dict[str, dict] = {
+    "complements": _response({
+        "item_id": {"type": "string"},
+        "strategy": {"type": "string"},
+        "groups": {"type": "array", "items": {
+            "type": "object", "required": ["category", "items"],
+            "properties": {"category": {"type": "string"},
+                           "items": {"type": "array", "items": _SCORED_ITEM}}}},
+    }, ["item_id", "groups"]),
+    "upsell": _response({
+        "item_id": {"type": "string"},
+        "price_available": {"type": "boolean"},
+        "items": {"type": "array", "items": _SCORED_ITEM},
+        "note": {"type": ["string", "null"]},
+    }, ["items", "price_available"]),
+    "complete": _response({
+        "looks": {"type": "array", "items": {
+            "type": "object", "required": ["items"],
+            "properties": {"items": {"type": "array"}, "score": {"type": ["number", "null"]}}}},
+    }, ["looks"]),
+    "score": _response({
+        "score": {"type": ["number", "null"]},
+        "pairs": {"type": "array", "items": {
+            "type": "object", "required": ["a", "b"],
+            "properties": {"a": {"type": "string"}, "b": {"type": "string"},
+                           "score": {"type": ["number", "null"]},
+                           "reasons": {"type": "array", "items": {"type": "string"}}}}},
+    }, ["score", "pairs"]),
+    "search": _response({"items": {"type": "array", "items": _SCORED_ITEM}}, ["items"]),
+    "analyze": _response({"category": {"type": ["string", "null"]},
+                          "attributes": {"type": ["object", "array", "null"]},
+                          "colours": {"type": ["array", "object", "null"]},
+                          "keypoints": {"type": ["object", "array", "null"]},
+                          "shape": {"type": ["object", "null"]}}, ["category"]),
+    "events": _response({"stored": {"type": "integer", "minimum": 0},
+                         "ids": {"type": "array", "items": {"type": "integer"}}},
+                        ["stored", "ids"]),
+    "healthz": _response({"status": {"type": "string", "enum": ["ok", "no_bundle"]},
+                          "items": {"type": ["integer", "null"]},
+                          "loaded_at": {"type": ["number", "null"]}}, ["status"]),
+    "reload": _response({"reloaded": {"type": "boolean"},
+                         "previous": {"type": "object"}}, ["reloaded"]),
+}
+
+
+def build_schemas(limits: Limits | None = None) -> "Schemas":
+    """Request schemas with the app's limits baked in (query strings and JSON bodies)."""
+    lim = limits or Limits()
+    k = {"type": "integer", "minimum": 1, "maximum": lim.max_k,
+         "description": f"how many items (1..{lim.max_k})"}
+    unit = {"user_id": {**UNIT_ID, "description": "A/B unit; wins over session_id"},
+            "session_id": {**UNIT_ID, "description": "A/B unit when there is no user"},
+            "variant": {"type": "string", "minLength": 1, "maxLength": 128,
+                        "description": "force a variant ([experiment:]variant); only "
+                        "honoured where the experiment sets qa_override"}}
+    csv_categories = {"type": "string", "maxLength": 200,
+                      "description": "comma-separated subset of " + ", ".join(CATEGORIES)}
+    csv_items = {"type": "string", "maxLength": 129 * lim.max_items,
+                 "description": f"comma-separated item ids (at most {lim.max_items})"}
+    query = {
+        "complements": {"type": "object", "additionalProperties": True, "properties": {
+            "k": k, "categories": csv_categories, **unit}},
+        "upsell": {"type": "object", "additionalProperties": True, "properties": {
+            "k": k, "context": csv_items, **unit}},
+        "search": {"type": "object",
+                   "description": "any other parameter is an attribute filter "
+                   "(<attribute>=<value>)",
+                   "additionalProperties": {"type": "string", "maxLength": 128},
+                   "maxProperties": lim.max_filters + 6,
+                   "properties": {"k": k, "category": {"type": "string",
+                                                       "enum": list(CATEGORIES)},
+                                  "colour": {"type": "string", "maxLength": 128},
+                                  "like": ITEM_ID, **unit}},
+        "preview": {"type": "object", "additionalProperties": True, "properties": {
+            "k": {**k, "maximum": min(lim.max_k, 12)}}},
+        "image_form": {"type": "object",
+                       "description": "multipart form: ``image`` plus optional ``k`` and "
+                       "attribute overrides (<attribute>=<value>)",
+                       "additionalProperties": {"type": "string", "maxLength": 128},
+                       "maxProperties": lim.max_filters + 4,
+                       "properties": {"k": k, **unit}},
+    }
+    items = {"type": "array", "items": ITEM_ID, "minItems": 1, "maxItems": lim.max_items}
+    event = {
+        "type": "object", "additionalProperties": False,
+        "required": ["type", "request_id"],
+        "properties": {
+            "type": {"type": "string", "enum": list(EVENT_TYPES)},
+            "request_id": REQUEST_ID,
+            "item_id": ITEM_ID,
+            "user_id": UNIT_ID, "session_id": UNIT_ID,
+            "value": {"type": "number", "description": "e.g. the price paid"},
+            "quantity": {"type": "integer", "minimum": 1, "maximum": 10_000},
+        },
+    }
+    body = {
+        "complete": {"type": "object", "additionalProperties": False, "required": ["items"],
+                     "properties": {
+                         "items": items,
+                         "slots": {"type": "array", "maxItems": len(CATEGORIES),
+                                   "items": {"type": "string", "enum": list(CATEGORIES)}},
+                         "n": {"type": "integer", "minimum": 1, "maximum": lim.max_looks},
+                         **unit}},
+        "score": {"type": "object", "additionalProperties": False, "required": ["items"],
+                  "properties": {"items": {**items, "minItems": 2}, **unit}},
+        "event": event,
+        "events": {"oneOf": [
+            event,
+            {"type": "object", "additionalProperties": False, "required": ["events"],
+             "properties": {"events": {"type": "array", "items": event, "minItems": 1,
+                                       "maxItems": lim.max_events}}},
+        ]},
+        "reload": {"type": "object", "additionalProperties": False, "properties": {
+            "bundle": {"type": "string", "minLength": 1, "maxLength": 4096},
+            "rules": {"type": "string", "minLength": 1, "maxLength": 4096}}},
+    }
+    return Schemas(limits=lim, query=query, body=body, responses=RESPONSES)
+
+
+@dataclasses.dataclass(frozen=True)
+class Schemas:
+    limits: Limits
+    query: dict[str, dict]
+    body: dict[str, dict]
+    responses: dict[str, dict]
+
+
+def _error_field(err: jsonschema.ValidationError, root: str | None) -> str | None:
+    """Dotted path of the failing value: ``items[2]``, ``k``, ``events[0].type``."""
+    path = ""
+    for part in err.absolute_path:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    if err.validator == "required" and isinstance(err.instance, dict):
+        # jsonschema reports the missing key only in the message: name it as the field
+        missing = [r for r in err.validator_value if r not in err.instance]
+        if missing:
+            path = f"{path}.{missing[0]}" if path else missing[0]
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        extra = [p for p in err.instance if p not in err.schema.get("properties", {})]
+        if extra:
+            path = f"{path}.{extra[0]}" if path else str(extra[0])
+    return path or root
+
+
+def _best_error(errors: list[jsonschema.ValidationError]) -> jsonschema.ValidationError:
+    return jsonschema.exceptions.best_match(errors)
+
+
+def validate_instance(schema: dict, instance: Any, *, root: str | None = None) -> None:
+    """Raise :class:`InputError` naming the field when ``instance`` breaks ``schema``."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = list(validator.iter_errors(instance))
+    if not errors:
+        return
+    err = _best_error(errors)
+    field = _error_field(err, root)
+    allowed = err.validator_value if err.validator == "enum" else None
+    message = err.message
+    if allowed is not None:
+        message = f"{err.instance!r} is not allowed"[:200]
+    if len(message) > 300:  # jsonschema echoes the whole instance; keep bodies small
+        message = message[:300] + "..."
+    raise InputError(f"{field or 'body'}: {message}", field=field, allowed=allowed)
+
+
+def validate_body(schema: dict, body: Any) -> dict:
+    """Validate a decoded JSON body; return it unchanged."""
+    if not isinstance(body, dict):
+        raise InputError("the request body must be a JSON object", field="body")
+    validate_instance(schema, body, root="body")
+    return body
+
+
+def validate_query(schema: dict, args: Mapping[str, str]) -> dict:
+    """Coerce query-string values to the schema's types, then validate.
+
+    Repeated parameters are refused: ``?k=1&k=2`` is ambiguous.
+    """
+    props = schema.get("properties", {})
+    out: dict[str, Any] = {}
+    getlist = getattr(args, "getlist", None)
+    for name in args:
+        values = getlist(name) if getlist else [args[name]]
+        if len(values) > 1:
+            raise InputError(f"parameter {name!r} is given {len(values)} times; give it "
+                             "once", field=name)
+        value = values[0]
+        typ = props.get(name, {}).get("type")
+        if typ == "integer":
+            # ASCII digits only: int() would also take "1_0" and non-Latin digits
+            if not _INT.fullmatch(value):
+                raise InputError(f"{name} must be an integer, got {value[:40]!r}",
+                                 field=name, value=value[:40])
+            value = int(value)
+        out[name] = value
+    validate_instance(schema, out, root="query")
+    return out

@@ -1,0 +1,84 @@
+"""Serving: gunicorn through its application API, or Flask's dev server with ``--dev``.
+
+The app is built once in the gunicorn master (``preload_app``): an invalid bundle, rules
+or experiments file stops the start with the reason instead of crash-looping workers,
+and the forked workers share the loaded arrays copy-on-write. Workers use the threaded
+worker class so a slow client or an fsync does not hold a whole worker.
+
+Examples
+--------
+Command line::
+
+    mixmatch serve --bundle bundles/demo --port 8000 --workers 2
+    mixmatch serve --bundle bundles/demo --dev            # Flask's server, debugging
+
+From Python (tests, benchmarks)::
+
+    serve({"BUNDLE": "bundles/demo"}, host="127.0.0.1", port=8000, workers=2)
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable
+
+#: Threads per gunicorn worker (gthread worker class).
+DEFAULT_THREADS = 4
+
+
+def gunicorn_application(factory: Callable[[], Any], options: dict):
+    """A gunicorn ``BaseApplication`` serving ``factory()`` with ``options``."""
+    from gunicorn.app.base import BaseApplication
+
+    class _App(BaseApplication):
+        def __init__(self):
+            self.options = options
+            self._factory = factory
+            super().__init__()
+
+        def load_config(self):
+            for key, value in self.options.items():
+                if key in self.cfg.settings and value is not None:
+                    self.cfg.set(key.lower(), value)
+
+        def load(self):
+            return self._factory()
+
+    return _App()
+
+
+def serve(config: dict, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 2,
+          threads: int = DEFAULT_THREADS, dev: bool = False,
+          factory: Callable[[dict], Any] | None = None) -> int:
+    """Run the API until interrupted. ``factory(config)`` defaults to ``create_app``."""
+    from api.app import create_app
+    factory = factory or create_app
+    if dev:
+        factory(config).run(host=host, port=port, threaded=True, debug=False)
+        return 0
+    options = {"bind": f"{host}:{port}", "workers": int(workers),
+               "worker_class": "gthread", "threads": int(threads),
+               "preload_app": True, "timeout": 60, "graceful_timeout": 10,
+               "keepalive": 5, "accesslog": None, "errorlog": "-", "loglevel": "warning"}
+    gunicorn_application(lambda: factory(config), options).run()
+    return 0
+
+
+def cli_serve(args) -> int:
+    """``mixmatch serve``: --bundle, --host, --port, --workers, --config, --dev."""
+    from api.app import load_config_file
+    config = load_config_file(args.config) if getattr(args, "config", None) else {}
+    if getattr(args, "bundle", None):
+        config["BUNDLE"] = args.bundle
+    print(f"mixmatch serve: http://{args.host}:{args.port}/ "
+          f"({'dev server' if args.dev else f'gunicorn, {args.workers} workers'}; "
+          f"bundle {config.get('BUNDLE')})", file=sys.stderr)
+    return serve(config, host=args.host, port=args.port, workers=args.workers,
+                 dev=bool(args.dev))
+
+
+if __name__ == "__main__":
+    # python -m api.server '<config json>' HOST PORT WORKERS: used by tests and benchmarks
+    # to start a real gunicorn server in a subprocess they can kill
+    cfg = json.loads(sys.argv[1])
+    sys.exit(serve(cfg, host=sys.argv[2], port=int(sys.argv[3]), workers=int(sys.argv[4])))

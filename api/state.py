@@ -1,0 +1,402 @@
+"""The one accessor for heavy serving state, and its atomic live reload.
+
+Everything a request reads that is expensive to build (the engine with its bundle,
+the rules files, the engines of other models) lives in one immutable
+:class:`ServingState`. A :class:`StateHolder` keeps the current one; a reload builds a
+complete new state *beside* the old and swaps a single reference, so:
+
+- a request takes one reference at its start (:func:`get_state`, cached on ``g``)
+  and is served wholly by that version, even if a reload lands meanwhile;
+- a bundle or rules file that fails to load is refused with the reason and the
+  previous state keeps serving.
+
+Reloads come from ``POST /admin/reload`` (token-protected) or from the file watch: at
+most once per ``WATCH_INTERVAL`` seconds per worker a request stats the bundle
+manifest, the rules files and the control file; a change starts a reload in a
+background thread (requests keep being served by the old state meanwhile). The control
+file carries admin reloads to every gunicorn worker: the worker that took the request
+validates and swaps, then writes the new paths there; the others follow on their next
+check.
+
+Examples
+--------
+>>> import json, tempfile, os
+>>> d = tempfile.mkdtemp(); p = os.path.join(d, "v.json")
+>>> _ = open(p, "w").write('{"v": 1}')
+>>> holder = StateHolder(lambda spec: json.load(open(spec["bundle"])), {"bundle": p})
+>>> holder.current()["v"]
+1
+>>> _ = open(p, "w").write('{"v": ')          # broken: refused, old state serves
+>>> holder.reload()                             # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+api.state.ReloadRefused: ...
+>>> holder.current()["v"]
+1
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from flask import current_app, g
+
+from features.exceptions import InputError, MixmatchError, NotFittedError
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "mixmatch"
+DEFAULT_RULES = "default"
+
+
+class ReloadRefused(InputError):
+    """A new bundle or rules file failed to load; the previous one keeps serving."""
+
+    http_status = 422
+
+
+@dataclasses.dataclass(frozen=True)
+class RulesVersion:
+    name: str
+    rules: Any            # recommender.rules.Rules (None: the engine's own default)
+    version: str
+    path: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingState:
+    """One consistent serving version: never mutated, only replaced."""
+
+    engine: Any
+    bundle_path: str
+    bundle_version: str
+    image_root: Path | None
+    rules: dict[str, RulesVersion]          # name -> rules; DEFAULT_RULES always present
+    models: dict[str, Any]                  # variant ``model`` name -> engine
+    spec: dict                              # the paths it was built from
+    signature: tuple                        # file stats the watch compares
+    loaded_at: float
+    generation: str
+
+    def engine_for(self, model: str | None) -> Any:
+        if not model or model == DEFAULT_RULES:
+            return self.engine
+        return self.models[model]
+
+    def rules_for(self, name: str | None) -> RulesVersion:
+        return self.rules[name or DEFAULT_RULES]
+
+    def describe(self) -> dict:
+        return {"bundle": self.bundle_path, "bundle_version": self.bundle_version,
+                "rules_version": self.rules[DEFAULT_RULES].version,
+                "rules": {k: v.version for k, v in self.rules.items()},
+                "generation": self.generation}
+
+
+# -- loading ---------------------------------------------------------------------------
+def _stat(path: str | os.PathLike | None) -> tuple:
+    if not path:
+        return (None,)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (str(path), None)
+    return (str(path), st.st_mtime_ns, st.st_size)
+
+
+def state_signature(spec: dict) -> tuple:
+    """What the watch compares: manifest and rules files (path, mtime, size)."""
+    bundle = spec.get("bundle")
+    parts = [_stat(Path(bundle) / "manifest.json" if bundle else None),
+             _stat(spec.get("rules"))]
+    for name in sorted(spec.get("rules_files") or {}):
+        parts.append(_stat(spec["rules_files"][name]))
+    for name in sorted(spec.get("models") or {}):
+        parts.append(_stat(Path(spec["models"][name]) / "manifest.json"))
+    return tuple(parts)
+
+
+def load_rules_file(path: str | os.PathLike, engine: Any = None) -> tuple[Any, str]:
+    """Load a merchandiser rules file with :func:`recommender.rules.load_rules`, and
+    check the fields it names exist in the engine's catalogue (when it can say)."""
+    from recommender.rules import load_rules
+    rules = load_rules(path)
+    vocab = getattr(engine, "attribute_vocab", None)
+    if vocab is not None:
+        from recommender.rules import validate_rules_fields
+        validate_rules_fields(rules, vocab)
+    return rules, str(rules.version)
+
+
+def default_engine_loader(bundle_path: str) -> Any:
+    """``recommender.engine.Engine.load`` (imported when first needed)."""
+    from recommender.engine import Engine
+    return Engine.load(bundle_path)
+
+
+def _bundle_signature(spec: dict) -> tuple:
+    return (str(spec.get("bundle")), _stat(Path(spec["bundle"]) / "manifest.json")
+            if spec.get("bundle") else None,
+            tuple(sorted((k, str(v), _stat(Path(v) / "manifest.json"))
+                         for k, v in (spec.get("models") or {}).items())))
+
+
+def build_state(spec: dict, engine_loader: Callable[[str], Any] = default_engine_loader,
+                previous: "ServingState | None" = None) -> ServingState:
+    """Load everything ``spec`` names into a new :class:`ServingState`.
+
+    ``spec``: ``bundle`` (path), ``rules`` (path or None: the engine's own rules, i.e.
+    the bundle's ``rules/rules.toml`` or the packaged defaults), ``rules_files``
+    (name -> path, for variants), ``models`` (name -> bundle path, for variants).
+    When only rules changed since ``previous``, its engines are reused (a rules reload
+    on a 1M-item bundle costs milliseconds, not a bundle load): engines are not
+    mutated, rules are passed to every call. Any failure raises; the caller decides
+    to keep the old state.
+    """
+    signature = state_signature(spec)   # before reading: a change while loading re-fires
+    bundle = spec.get("bundle")
+    if not bundle:
+        raise NotFittedError("no bundle configured (set BUNDLE)")
+    bsig = _bundle_signature(spec)
+    if previous is not None and _bundle_signature(previous.spec) == bsig:
+        engine, models = previous.engine, previous.models
+    else:
+        engine = engine_loader(str(bundle))
+        models = {name: engine_loader(str(path))
+                  for name, path in (spec.get("models") or {}).items()}
+    rules_path = spec.get("rules")
+    if rules_path:
+        rules_obj, version = load_rules_file(rules_path, engine)
+    else:
+        own = getattr(engine, "rules", None)
+        rules_obj, version = own, str(getattr(own, "version", None) or "default")
+    rules = {DEFAULT_RULES: RulesVersion(DEFAULT_RULES, rules_obj, version,
+                                         str(rules_path) if rules_path else None)}
+    for name, path in (spec.get("rules_files") or {}).items():
+        obj, ver = load_rules_file(path, engine)
+        rules[name] = RulesVersion(name, obj, ver, str(path))
+    bundle_version = str(getattr(engine, "bundle_version", None) or "unknown")
+    image_root = None
+    try:
+        from recommender.bundle import Bundle
+        image_root = Bundle.open(bundle).image_root
+    except MixmatchError:
+        image_root = None
+    return ServingState(engine=engine, bundle_path=str(bundle),
+                        bundle_version=bundle_version, image_root=image_root, rules=rules,
+                        models=models, spec=dict(spec), signature=signature,
+                        loaded_at=time.time(), generation=uuid.uuid4().hex[:12])
+
+
+# -- the holder --------------------------------------------------------------------
+class StateHolder:
+    """Holds the current state; reloads build a new one and swap one reference.
+
+    Parameters
+    ----------
+    build : callable(spec) -> state
+        Builds a complete state or raises.
+    spec : dict
+        What to build first (paths).
+    watch_interval : float
+        Seconds between file checks per worker (0: no watch).
+    control_file : path, optional
+        Shared file through which an admin reload reaches every worker.
+    signature : callable(spec) -> tuple, optional
+        What the watch compares (default :func:`state_signature`).
+    """
+
+    def __init__(self, build: Callable[[dict], Any], spec: dict, *,
+                 watch_interval: float = 0.0, control_file: str | os.PathLike | None = None,
+                 signature: Callable[[dict], tuple] = state_signature,
+                 lazy: bool = False):
+        self._build = build
+        self._signature = signature
+        self.spec = dict(spec)
+        self.watch_interval = watch_interval
+        self.control_file = Path(control_file) if control_file else None
+        self._lock = threading.Lock()          # one reload at a time
+        self._check_lock = threading.Lock()
+        self._state: Any = None
+        self._sig: tuple | None = None
+        self._failed_sig: tuple | None = None
+        self._control_seen: str | None = None
+        self._next_check = 0.0
+        self.reloads = 0
+        self.reload_failures = 0
+        self.last_error: str | None = None
+        # the configuration we start with wins over what an earlier run published; only
+        # reloads published from now on are followed
+        self._control_seen = self._read_control().get("token")
+        if not lazy:
+            self.reload()
+
+    def current(self) -> Any:
+        """The current state (one attribute read: atomic under the GIL)."""
+        return self._state
+
+    # -- explicit reload ------------------------------------------------------
+    def reload(self, *, bundle: str | None = None, rules: str | None = None,
+               publish: bool = False) -> tuple[Any, Any]:
+        """Build a new state (optionally from new paths) and swap it in.
+
+        Returns ``(new, old)``. Raises :class:`ReloadRefused` with the reason when the
+        new state fails to load; the old one keeps serving and the spec is unchanged.
+        """
+        with self._lock:
+            spec = dict(self.spec)
+            if bundle:
+                spec["bundle"] = bundle
+            if rules:
+                spec["rules"] = rules
+            sig = None
+            try:
+                sig = self._signature(spec)
+                new = self._build(spec)
+            except Exception as exc:  # any failure: refuse, keep serving the old state
+                self.reload_failures += 1
+                self._failed_sig = sig
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("reload refused, previous state keeps serving: %s",
+                            self.last_error)
+                raise ReloadRefused(f"reload refused, the previous version keeps "
+                                    f"serving: {exc}", field=_failed_field(exc, bundle,
+                                                                          rules)) from exc
+            old, self._state = self._state, new
+            self.spec, self._sig, self._failed_sig = spec, sig, None
+            self.last_error = None
+            self.reloads += 1 if old is not None else 0
+            if publish:
+                self._publish(spec)
+            return new, old
+
+    # -- watch ----------------------------------------------------------------
+    def maybe_check(self, *, now: float | None = None, background: bool = True) -> bool:
+        """Check the files if ``watch_interval`` has passed; start a reload on change.
+
+        Cheap when nothing is due (one comparison). Returns True when a reload started.
+        """
+        if self.watch_interval <= 0:
+            return False
+        now = time.monotonic() if now is None else now
+        if now < self._next_check or not self._check_lock.acquire(blocking=False):
+            return False
+        try:
+            self._next_check = now + self.watch_interval
+            changed_spec = self._apply_control_file()
+            if not self.spec.get("bundle"):
+                return False   # nothing to watch until a bundle is configured
+            try:
+                sig = self._signature(self.spec)
+            except OSError:
+                sig = None
+            if not changed_spec and (sig == self._sig or sig == self._failed_sig):
+                return False
+            if self._lock.locked():
+                return False   # a reload is already running
+            if background:
+                threading.Thread(target=self._reload_quietly, daemon=True,
+                                 name="mixmatch-reload").start()
+            else:
+                self._reload_quietly()
+            return True
+        finally:
+            self._check_lock.release()
+
+    def _reload_quietly(self) -> None:
+        try:
+            self.reload()
+        except ReloadRefused:
+            pass  # logged and counted in reload(); the old state serves
+
+    def _publish(self, spec: dict) -> None:
+        if self.control_file is None:
+            return
+        token = uuid.uuid4().hex
+        payload = {"token": token, "bundle": spec.get("bundle"), "rules": spec.get("rules"),
+                   "written": time.time()}
+        from recommender.bundle import atomic_write_text
+        atomic_write_text(self.control_file, json.dumps(payload))
+        self._control_seen = token
+
+    def _apply_control_file(self) -> bool:
+        """Adopt paths another worker published; True when the spec changed."""
+        data = self._read_control()
+        token = data.get("token")
+        if not token or token == self._control_seen:
+            return False
+        self._control_seen = token
+        changed = False
+        for key in ("bundle", "rules"):
+            if data.get(key) and data[key] != self.spec.get(key):
+                self.spec[key] = data[key]
+                changed = True
+        return changed
+
+    def _read_control(self) -> dict:
+        if self.control_file is None:
+            return {}
+        try:
+            data = json.loads(self.control_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def describe(self) -> dict:
+        return {"reloads": self.reloads, "reload_failures": self.reload_failures,
+                "last_error": self.last_error}
+
+
+def _failed_field(exc: Exception, bundle, rules) -> str:
+    field = getattr(exc, "field", None)
+    if field in ("rules", "bundle"):
+        return field
+    if rules and not bundle:
+        return "rules"
+    return "bundle"
+
+
+# -- the accessor (flaskr's get_db) -----------------------------------------------------
+def get_serving() -> "Serving":
+    """The app's :class:`Serving` extension (holder, experiments, events, config)."""
+    return current_app.extensions[EXTENSION]
+
+
+def get_state() -> ServingState:
+    """The serving state of this request: taken once, then the same for the whole
+    request, so a reload landing mid-request cannot mix two versions."""
+    if "mixmatch_state" not in g:
+        state = get_serving().holder.current()
+        if state is None:
+            raise NotFittedError("no bundle is loaded: start the server with --bundle or "
+                                 "POST /admin/reload a valid one")
+        g.mixmatch_state = state
+    return g.mixmatch_state
+
+
+def peek_state() -> ServingState | None:
+    """The request's state if there is one loaded, without raising (error bodies)."""
+    if "mixmatch_state" in g:
+        return g.mixmatch_state
+    try:
+        return get_serving().holder.current()
+    except (KeyError, RuntimeError):
+        return None
+
+
+@dataclasses.dataclass
+class Serving:
+    """What :func:`api.app.create_app` puts in ``app.extensions["mixmatch"]``."""
+
+    holder: StateHolder
+    experiments: Any            # api.experiments.Experiments
+    events: Any                 # api.events.EventStore
+    schemas: Any                # api.schemas.Schemas
+    metrics: Any                # api.blueprints.health.Metrics

@@ -1,0 +1,238 @@
+"""Co-occurrence statistics from TRAINING outfits, with leave-one-outfit-out lookups.
+
+Two levels:
+
+* **item level**: how many training outfits hold an item, and how many hold a pair.
+  Strong for items with history, silent for new arrivals.
+* **content level**: for categorical fields (subcategory, colour, material, ...),
+  how often values are worn together (a smoothed PMI table), and for each item with
+  history how often its partners had a given value (an item-by-value "affinity").
+  These generalise: a new white shirt inherits what white shirts are worn with.
+
+Leakage. A training row built from outfit ``o`` must not see ``o`` in its
+statistics, else a positive pair "co-occurs" because of itself. Every lookup takes
+optional per-row outfit indices and subtracts that outfit's own contribution,
+computed exactly from a dense outfit-by-value count table. At test time the
+held-out outfits were never counted, so no subtraction is needed.
+
+Examples
+--------
+>>> import numpy as np
+>>> st = CooccurrenceStats().fit([[0, 1, 2], [0, 1], [2, 3]], n_items=4,
+...                               fields={"colour": np.array([1, 1, 2, 2])}, n_values={"colour": 3})
+>>> st.pair_count(np.array([0, 0]), np.array([1, 3])).tolist()
+[2.0, 0.0]
+>>> st.pair_count(np.array([0]), np.array([1]), outfit=np.array([1])).tolist()  # outfit 1 left out
+[1.0]
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from features.exceptions import BundleError, NotFittedError
+
+#: Additive smoothing of the PMI and affinity tables (in counts).
+ALPHA = 1.0
+
+
+class CooccurrenceStats:
+    """Item and content co-occurrence counts of a list of outfits (catalogue indices)."""
+
+    def fit(self, outfits: list[list[int]], n_items: int, fields: dict[str, np.ndarray],
+            n_values: dict[str, int]) -> "CooccurrenceStats":
+        """Count items, pairs and field values over ``outfits``.
+
+        Parameters
+        ----------
+        outfits : list of lists of catalogue row indices (one list per outfit)
+        n_items : catalogue size
+        fields : name -> (n_items,) int codes of a categorical field (0 = unknown)
+        n_values : name -> number of codes of that field
+        """
+        outfits = [np.unique(np.asarray(o, dtype=np.int64)) for o in outfits]
+        self.n_items_ = int(n_items)
+        self.n_outfits_ = len(outfits)
+        item_count = np.zeros(n_items, np.float64)
+        keys = []
+        for o in outfits:
+            item_count[o] += 1
+            if len(o) > 1:
+                a, b = np.meshgrid(o, o, indexing="ij")
+                m = a != b
+                keys.append(a[m] * n_items + b[m])
+        self.item_count_ = item_count
+        allk = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+        self.pair_keys_, self.pair_vals_ = np.unique(allk, return_counts=True)
+        self.pair_vals_ = self.pair_vals_.astype(np.float64)
+        # partners: number of (outfit, other item) slots next to each item
+        self.partners_ = np.zeros(n_items, np.float64)
+        for o in outfits:
+            self.partners_[o] += len(o) - 1
+        self.fields_ = list(fields)
+        self.n_values_ = {f: int(n_values[f]) for f in fields}
+        self.codes_ = {f: np.asarray(fields[f], dtype=np.int64) for f in fields}
+        self.outfit_values_ = {}   # f -> (n_outfits, V) counts of each value in each outfit
+        self.joint_ = {}           # f -> (V, V) ordered-pair counts
+        self.affinity_ = {}        # f -> (n_items, V) partner value counts
+        sizes = np.array([len(o) for o in outfits], np.float64)
+        self.outfit_sizes_ = sizes
+        self.total_pairs_ = float((sizes * (sizes - 1)).sum())
+        for f in fields:
+            V = self.n_values_[f]
+            codes = self.codes_[f]
+            ov = np.zeros((len(outfits), V), np.float64)
+            for k, o in enumerate(outfits):
+                np.add.at(ov[k], codes[o], 1)
+            self.outfit_values_[f] = ov
+            joint = ov.T @ ov - np.diag(ov.sum(axis=0))   # ordered pairs i != j
+            self.joint_[f] = joint
+            aff = np.zeros((n_items, V), np.float64)
+            for k, o in enumerate(outfits):
+                # partners of each item in o: the outfit's value counts minus itself
+                rows = np.tile(ov[k], (len(o), 1))
+                rows[np.arange(len(o)), codes[o]] -= 1
+                np.add.at(aff, o, rows)
+            self.affinity_[f] = aff
+        self.row_marg_ = {f: self.joint_[f].sum(axis=1) for f in fields}
+        self.set_outfits(outfits)
+        return self
+
+    def _check(self):
+        if not hasattr(self, "item_count_"):
+            raise NotFittedError("CooccurrenceStats used before fit/load")
+
+    # -- lookups (vectorised over rows; ``outfit`` = per-row outfit to leave out, -1 none)
+    def _in_outfit(self, idx, outfit):
+        """1.0 where item ``idx`` is in outfit ``outfit`` (row-wise), else 0."""
+        res = np.zeros(len(idx), np.float64)
+        if outfit is None:
+            return res
+        m = outfit >= 0
+        if m.any():
+            res[m] = self._outfit_member(idx[m], outfit[m])
+        return res
+
+    def _outfit_member(self, idx, outfit):
+        keys = outfit * self.n_items_ + idx
+        pos = np.searchsorted(self.member_keys_, keys)
+        pos = np.clip(pos, 0, len(self.member_keys_) - 1)
+        return (self.member_keys_[pos] == keys).astype(np.float64)
+
+    def set_outfits(self, outfits: list[list[int]]) -> None:
+        """Remember outfit membership (needed only for leave-one-out lookups in training)."""
+        keys = [k * self.n_items_ + np.unique(np.asarray(o, np.int64))
+                for k, o in enumerate(outfits)]
+        self.member_keys_ = np.sort(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+
+    def item_count(self, idx, outfit=None):
+        """Training outfits holding each item (minus the row's own outfit)."""
+        self._check()
+        return self.item_count_[idx] - self._in_outfit(idx, outfit)
+
+    def pair_count(self, a, b, outfit=None):
+        """Training outfits holding both items (minus the row's own outfit)."""
+        self._check()
+        a = np.asarray(a, np.int64)
+        b = np.asarray(b, np.int64)
+        keys = a * self.n_items_ + b
+        if len(self.pair_keys_):
+            pos = np.clip(np.searchsorted(self.pair_keys_, keys), 0, len(self.pair_keys_) - 1)
+            val = np.where(self.pair_keys_[pos] == keys, self.pair_vals_[pos], 0.0)
+        else:
+            val = np.zeros(len(a))
+        if outfit is not None:
+            val = val - self._in_outfit(a, outfit) * self._in_outfit(b, outfit) * (a != b)
+        return val
+
+    def pmi(self, field: str, va, vb, outfit=None):
+        """Smoothed PMI of values ``va`` and ``vb`` of ``field`` being worn together."""
+        self._check()
+        joint = self.joint_[field][va, vb]
+        ra = self.row_marg_[field][va]
+        rb = self.row_marg_[field][vb]
+        total = np.full(len(va), self.total_pairs_)
+        if outfit is not None and (outfit >= 0).any():
+            m = outfit >= 0
+            ov = self.outfit_values_[field]
+            na = np.zeros(len(va))
+            nb = np.zeros(len(va))
+            size = np.zeros(len(va))
+            na[m] = ov[outfit[m], va[m]]
+            nb[m] = ov[outfit[m], vb[m]]
+            size[m] = self.outfit_sizes_[outfit[m]]
+            joint = joint - np.where(va == vb, na * (na - 1), na * nb)
+            ra = ra - na * (size - 1)
+            rb = rb - nb * (size - 1)
+            total = total - size * (size - 1)
+        expected = ra * rb / np.maximum(total, 1.0)
+        return np.log((joint + ALPHA) / (expected + ALPHA))
+
+    def affinity(self, field: str, idx, v_other, outfit=None):
+        """Lift of value ``v_other`` among item ``idx``'s training partners (0 if none).
+
+        log((partners with that value + a*prior) / ((partners + a) * prior)), where
+        prior is the value's share of all partner slots.
+        """
+        self._check()
+        aff = self.affinity_[field][idx, v_other]
+        partners = self.partners_[idx].copy()
+        marg = self.row_marg_[field][v_other].astype(np.float64)
+        total = np.full(len(idx), self.total_pairs_)
+        if outfit is not None and (outfit >= 0).any():
+            m = outfit >= 0
+            inside = np.zeros(len(idx))
+            inside[m] = self._outfit_member(idx[m], outfit[m])
+            ov = self.outfit_values_[field]
+            own = np.zeros(len(idx))
+            own[m] = ov[outfit[m], v_other[m]] - (self.codes_[field][idx[m]] == v_other[m])
+            aff = aff - inside * own
+            sizes = np.zeros(len(idx))
+            sizes[m] = self.outfit_sizes_[outfit[m]]
+            partners = partners - inside * (sizes - 1)
+            n_v = np.zeros(len(idx))
+            n_v[m] = ov[outfit[m], v_other[m]]
+            marg = marg - n_v * (sizes - 1)
+            total = total - sizes * (sizes - 1)
+        prior = (marg + ALPHA) / (total + ALPHA)
+        return np.log((aff + 2 * ALPHA * prior) / ((partners + 2 * ALPHA) * prior))
+
+    # -- persistence -------------------------------------------------------------------
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Arrays for ``np.savez`` (no pickle)."""
+        self._check()
+        out = {"item_count": self.item_count_, "pair_keys": self.pair_keys_,
+               "pair_vals": self.pair_vals_, "partners": self.partners_,
+               "outfit_sizes": self.outfit_sizes_,
+               "meta": np.array([self.n_items_, self.n_outfits_], np.int64),
+               "total_pairs": np.array([self.total_pairs_])}
+        for f in self.fields_:
+            out[f"joint__{f}"] = self.joint_[f]
+            out[f"affinity__{f}"] = self.affinity_[f].astype(np.float32)
+            out[f"codes__{f}"] = self.codes_[f]
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrs) -> "CooccurrenceStats":
+        """Inverse of :meth:`to_arrays` (outfit tables are not kept: no leave-one-out)."""
+        st = cls()
+        try:
+            st.item_count_ = np.asarray(arrs["item_count"])
+            st.pair_keys_ = np.asarray(arrs["pair_keys"])
+            st.pair_vals_ = np.asarray(arrs["pair_vals"])
+            st.partners_ = np.asarray(arrs["partners"])
+            st.outfit_sizes_ = np.asarray(arrs["outfit_sizes"])
+            st.n_items_, st.n_outfits_ = (int(x) for x in arrs["meta"])
+            st.total_pairs_ = float(arrs["total_pairs"][0])
+            st.fields_ = [k.split("__", 1)[1] for k in arrs.files if k.startswith("joint__")] \
+                if hasattr(arrs, "files") else [k.split("__", 1)[1] for k in arrs
+                                                if k.startswith("joint__")]
+            st.joint_ = {f: np.asarray(arrs[f"joint__{f}"]) for f in st.fields_}
+            st.affinity_ = {f: np.asarray(arrs[f"affinity__{f}"], np.float64)
+                            for f in st.fields_}
+            st.codes_ = {f: np.asarray(arrs[f"codes__{f}"]) for f in st.fields_}
+        except KeyError as exc:
+            raise BundleError(f"co-occurrence file lacks array {exc}") from exc
+        st.n_values_ = {f: st.joint_[f].shape[0] for f in st.fields_}
+        st.row_marg_ = {f: st.joint_[f].sum(axis=1) for f in st.fields_}
+        st.outfit_values_ = {}
+        return st

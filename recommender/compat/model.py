@@ -1,0 +1,544 @@
+"""The pairwise compatibility model: LightGBM on pair features, outfit score from pairs.
+
+Training rows are pairs of items from training outfits (label 1) and the same pairs
+with one side swapped for another item of the same subcategory (label 0, the
+Polyvore negative). Co-occurrence features of a row leave the row's own outfit out
+(see :mod:`recommender.compat.cooccurrence`), so the model learns what history is
+worth when it is honest, and what content is worth when there is none.
+
+The "unseen means right" shortcut. Many true answers have no history, and a model
+fed raw counts may learn that absence predicts a match. Two guards: co-occurrence
+of a training row never counts the row's own outfit (so a positive's history looks
+exactly like a held-out item's), and negatives can be *popularity-matched* (a swap
+from the same bucket of training-outfit count as the item it replaces), so every
+popularity stratum holds positives and negatives and only content separates them.
+``negatives="auto"`` fits random and mixed (half matched) negatives and keeps the
+better on the validation split of the training outfits. Warm and cold FITB are reported separately.
+
+Examples
+--------
+>>> import pandas as pd
+>>> cat = pd.DataFrame({"item_id": [f"i{k}" for k in range(8)],
+...     "category": ["top"] * 4 + ["bottom"] * 4, "subcategory": ["Shirt"] * 4 + ["Jeans"] * 4,
+...     "colour": ["WHITE", "RED"] * 4, "material": "", "gender": "", "image_path": ""})
+>>> # white tops are worn with white bottoms, red with red
+>>> outfits = pd.DataFrame({"outfit_id": [str(k) for k in range(40) for _ in (0, 1)],
+...     "item_id": [x for k in range(40) for x in (f"i{k % 4}", f"i{4 + (k % 4)}")]})
+>>> m = CompatibilityModel(num_boost_round=20, min_data_in_leaf=2).fit(cat, outfits)
+>>> m.score_pairs([0, 0], [4, 5]).round(2).tolist()[0] > 0.5
+True
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.exceptions import BundleError, InputError, NotFittedError, NotFoundError
+from recommender.compat.pair_features import GROUPS, PairFeaturizer
+
+NEGATIVE_MODES = ("auto", "random", "matched", "mixed")
+#: What "auto" tries; the validation split (never the test files) picks one.
+AUTO_CANDIDATES = ("random", "mixed")
+#: Validation metrics whose mean picks the negatives mode under "auto".
+SELECTION_METRICS = ("val_fitb", "val_fitb_cold", "val_auc_hard")
+AGGREGATES = ("mean", "mean_logit", "min")
+
+
+def _bucket(count: np.ndarray) -> np.ndarray:
+    """Popularity bucket of training-outfit counts: 0, 1, 2-3, 4-7, 8-15, ..."""
+    c = np.asarray(count, float)
+    return np.where(c <= 0, 0, 1 + np.floor(np.log2(np.maximum(c, 1)))).astype(np.int64)
+
+
+class CompatibilityModel:
+    """Pairwise compatibility (probability two items belong in one outfit).
+
+    Parameters
+    ----------
+    groups : feature groups (see :data:`recommender.compat.pair_features.GROUPS`)
+    negatives : "random", "matched" (popularity-matched), "mixed" (half each), or
+        "auto" (fit "random" and "mixed", keep the better on the validation split by
+        the mean of validation FITB, cold FITB and hard AUC)
+    n_negatives : negatives per positive pair and side
+    val_fraction : share of training outfits held out for early stopping
+    num_boost_round, early_stopping_rounds, learning_rate, num_leaves,
+    min_data_in_leaf : LightGBM settings
+    aggregate : how an outfit's pair scores become one score ("mean", "mean_logit", "min")
+    num_threads : LightGBM threads (training and prediction)
+    random_state : seed of the validation split, negatives and LightGBM
+
+    Attributes (after fit or load)
+    ------------------------------
+    featurizer_ : PairFeaturizer
+    booster_ : lightgbm.Booster
+    feature_names_ : list of str
+    metrics_ : dict (validation metrics)
+    feature_importance_ : dict name -> gain
+    """
+
+    def __init__(self, groups=GROUPS, negatives="auto", n_negatives=1, val_fraction=0.15,
+                 num_boost_round=1000, early_stopping_rounds=50, learning_rate=0.05,
+                 num_leaves=63, min_data_in_leaf=50, aggregate="mean", num_threads=1,
+                 random_state=0):
+        self.groups = groups
+        self.negatives = negatives
+        self.n_negatives = n_negatives
+        self.val_fraction = val_fraction
+        self.num_boost_round = num_boost_round
+        self.early_stopping_rounds = early_stopping_rounds
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_data_in_leaf = min_data_in_leaf
+        self.aggregate = aggregate
+        self.num_threads = num_threads
+        self.random_state = random_state
+
+    # -- training ----------------------------------------------------------------------
+    def _params(self) -> dict:
+        return {"objective": "binary", "learning_rate": self.learning_rate,
+                "num_leaves": self.num_leaves, "min_data_in_leaf": self.min_data_in_leaf,
+                "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1,
+                "lambda_l2": 1.0, "cat_smooth": 10, "max_cat_to_onehot": 8,
+                "num_threads": self.num_threads, "seed": self.random_state,
+                "deterministic": True, "force_row_wise": True, "verbosity": -1}
+
+    def fit(self, catalog: pd.DataFrame, train_outfits: pd.DataFrame,
+            features: pd.DataFrame | None = None, embeddings: np.ndarray | None = None,
+            log=None) -> "CompatibilityModel":
+        """Fit on ``train_outfits`` (outfit_id, item_id) over ``catalog`` rows.
+
+        Early stopping uses ``val_fraction`` of the training outfits (split by
+        outfit); the saved statistics are then recounted on all training outfits.
+        """
+        import lightgbm as lgb
+
+        if self.negatives not in NEGATIVE_MODES:
+            raise InputError(f"unknown negatives mode {self.negatives!r}", field="negatives",
+                             value=self.negatives, allowed=NEGATIVE_MODES)
+        if self.aggregate not in AGGREGATES:
+            raise InputError(f"unknown aggregate {self.aggregate!r}", field="aggregate",
+                             value=self.aggregate, allowed=AGGREGATES)
+        log = log or (lambda msg: None)
+        if self.negatives == "auto":
+            return self._fit_auto(catalog, train_outfits, features, embeddings, log)
+        catalog = catalog.reset_index(drop=True)
+        outfits = outfit_index_lists(train_outfits, catalog)
+        if len(outfits) < 4:
+            raise InputError(f"need at least 4 training outfits of 2+ catalogue items, got "
+                             f"{len(outfits)}", field="outfits")
+        rng = np.random.default_rng(self.random_state)
+        perm = rng.permutation(len(outfits))
+        n_val = max(1, int(round(self.val_fraction * len(outfits))))
+        val = [outfits[k] for k in sorted(perm[:n_val])]
+        fit = [outfits[k] for k in sorted(perm[n_val:])]
+
+        fz = PairFeaturizer(self.groups).fit(catalog, features, embeddings, fit)
+        items = fz.item_table(catalog, features, embeddings)
+        subs = items.codes["subcategory"] if "subcategory" in items.codes else \
+            np.zeros(len(catalog), np.int64)
+        a, b, o, y = make_training_pairs(fit, subs, fz.stats_.item_count_, rng,
+                                         self.negatives, self.n_negatives)
+        X = fz.transform(items, a, items, b, outfit=o)
+        # validation outfits are not in the statistics, as held-out outfits will not be
+        va, vb, _, vy = make_training_pairs(val, subs, fz.stats_.item_count_, rng, "random", 1)
+        Xv = fz.transform(items, va, items, vb)
+        log(f"[compatibility] {len(y)} training pairs ({int(y.sum())} positive) from "
+            f"{len(fit)} outfits, {len(vy)} validation pairs from {len(val)} outfits, "
+            f"{X.shape[1]} features")
+        cats = [k for k, c in enumerate(fz.categorical_) if c]
+        dtrain = lgb.Dataset(X, y, feature_name=fz.feature_names_, categorical_feature=cats,
+                             free_raw_data=True)
+        dval = lgb.Dataset(Xv, vy, reference=dtrain)
+        evals: dict = {}
+        booster = lgb.train(self._params(), dtrain, num_boost_round=self.num_boost_round,
+                            valid_sets=[dval], valid_names=["val"],
+                            callbacks=[lgb.early_stopping(self.early_stopping_rounds,
+                                                          verbose=False),
+                                       lgb.record_evaluation(evals)])
+        self.featurizer_ = fz
+        self.booster_ = booster
+        self.feature_names_ = list(fz.feature_names_)
+        self._set_items(catalog, features, embeddings)
+        self.metrics_ = self._validation_metrics(val, fit, subs, rng)
+        self.metrics_.update({"best_iteration": int(booster.best_iteration or
+                                                     booster.current_iteration()),
+                              "val_logloss": float(min(evals["val"]["binary_logloss"])),
+                              "n_train_pairs": int(len(y)), "n_val_pairs": int(len(vy)),
+                              "n_fit_outfits": len(fit), "n_val_outfits": len(val)})
+        log(f"[compatibility] validation: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in self.metrics_.items() if isinstance(v, float)))
+        # final statistics: all training outfits (the trees are kept)
+        self.featurizer_ = PairFeaturizer(self.groups).fit(catalog, features, embeddings,
+                                                            outfits)
+        if self.featurizer_.feature_names_ != self.feature_names_:
+            raise BundleError("feature list changed between validation and final fit")
+        self._set_items(catalog, features, embeddings)
+        gain = booster.feature_importance("gain")
+        self.feature_importance_ = {n: float(g) for n, g in zip(self.feature_names_, gain)}
+        return self
+
+    def _fit_auto(self, catalog, train_outfits, features, embeddings, log):
+        fits = {}
+        for mode in AUTO_CANDIDATES:
+            params = {k: getattr(self, k) for k in self._param_names()}
+            params["negatives"] = mode
+            fits[mode] = CompatibilityModel(groups=self.groups, **params).fit(
+                catalog, train_outfits, features, embeddings, log)
+        score = {m: float(np.mean([f.metrics_.get(k, 0.0) for k in SELECTION_METRICS]))
+                 for m, f in fits.items()}
+        best = max(score, key=score.get)
+        log(f"[compatibility] negatives 'auto': validation score {score}, keeping {best!r}")
+        chosen = fits[best]
+        for k, v in vars(chosen).items():
+            if k.endswith("_") or k.startswith("_"):
+                setattr(self, k, v)
+        self.metrics_ = dict(chosen.metrics_, negatives_chosen=best,
+                             auto_validation={m: {k: f.metrics_.get(k) for k in SELECTION_METRICS}
+                                              for m, f in fits.items()})
+        return self
+
+    @staticmethod
+    def _param_names():
+        return ("negatives", "n_negatives", "val_fraction", "num_boost_round",
+                "early_stopping_rounds", "learning_rate", "num_leaves", "min_data_in_leaf",
+                "aggregate", "num_threads", "random_state")
+
+    def _validation_metrics(self, val, fit, subs, rng) -> dict:
+        """FITB (mixed and cold) and AUC (all swapped / one swapped) on validation outfits."""
+        from recommender.evaluation.metrics import fitb_accuracy, roc_auc
+
+        seen = np.zeros(len(subs), bool)
+        for o in fit:
+            seen[o] = True
+        pools = {}
+        for i, s in enumerate(subs):
+            pools.setdefault(int(s), []).append(i)
+        out = {}
+        for name, eligible, pool_filter in (("fitb", None, None), ("fitb_cold", seen, seen)):
+            qs, ans, labels = [], [], []
+            for o in val:
+                cand = [i for i in o if eligible is None or not eligible[i]]
+                rng.shuffle(cand)
+                for blank in cand:
+                    pool = [c for c in pools[int(subs[blank])] if c not in set(o)
+                            and (pool_filter is None or not pool_filter[c])]
+                    if len(pool) >= 3:
+                        negs = list(rng.choice(pool, 3, replace=False))
+                        qs.append([i for i in o if i != blank])
+                        ans.append([blank] + negs)
+                        labels.append(0)
+                        break
+            if qs:
+                scores = self.score_fitb(qs, ans)
+                r = fitb_accuracy(scores, np.array(labels), seed=0)
+                out[f"val_{name}"] = r["expected_accuracy"]
+                out[f"n_val_{name}"] = r["n"]
+        pos, neg, hard = [], [], []
+        for o in val:
+            swapped = [int(rng.choice(pools[int(subs[i])])) for i in o]
+            one = list(o)
+            k = int(rng.integers(len(o)))
+            one[k] = int(rng.choice(pools[int(subs[o[k]])]))
+            pos.append(list(o))
+            neg.append(swapped)
+            hard.append(one)
+        sp = self.score_outfits(pos)
+        out["val_auc"] = roc_auc(np.r_[np.ones(len(pos)), np.zeros(len(neg))],
+                                 np.r_[sp, self.score_outfits(neg)])
+        out["val_auc_hard"] = roc_auc(np.r_[np.ones(len(pos)), np.zeros(len(hard))],
+                                      np.r_[sp, self.score_outfits(hard)])
+        return out
+
+    def _set_items(self, catalog, features, embeddings):
+        self.catalog_ids_ = catalog["item_id"].astype(str).tolist()
+        self.index_ = {k: i for i, k in enumerate(self.catalog_ids_)}
+        self.items_ = self.featurizer_.item_table(catalog, features, embeddings)
+        self._catalog = catalog
+
+    def _check(self):
+        if not hasattr(self, "booster_"):
+            raise NotFittedError("CompatibilityModel used before fit or load")
+
+    # -- scoring -----------------------------------------------------------------------
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        if len(X) == 0:
+            return np.zeros(0)
+        return self.booster_.predict(X, num_threads=self.num_threads)
+
+    def _indices(self, idx, name) -> np.ndarray:
+        idx = np.asarray(idx, np.int64).ravel()
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(self.items_)):
+            raise InputError(f"{name} holds catalogue row indices outside 0..{len(self.items_) - 1}",
+                             field=name)
+        return idx
+
+    def score_pairs(self, idx_a, idx_b) -> np.ndarray:
+        """Compatibility probability of each pair of catalogue rows (vectorised)."""
+        self._check()
+        a = self._indices(idx_a, "idx_a")
+        b = self._indices(idx_b, "idx_b")
+        if len(a) != len(b):
+            raise InputError(f"idx_a and idx_b differ in length ({len(a)} vs {len(b)})",
+                             field="idx_b")
+        return self._predict(self.featurizer_.transform(self.items_, a, self.items_, b))
+
+    def score_pairs_rows(self, rows_a: pd.DataFrame, emb_a, idx_b) -> np.ndarray:
+        """Score items NOT in the catalogue (feature rows) against catalogue rows.
+
+        ``rows_a`` holds the catalogue fields and, if the model uses them, the
+        feature columns of each new item; ``emb_a`` its embeddings (or None when the
+        model uses none). Pairs are (rows_a[k], idx_b[k]); with one row and many
+        ``idx_b`` the row is broadcast.
+        """
+        self._check()
+        b = self._indices(idx_b, "idx_b")
+        tab = self.featurizer_.item_table(rows_a, None, emb_a,
+                                          stat_idx=np.full(len(rows_a), -1))
+        ia = np.zeros(len(b), np.int64) if len(rows_a) == 1 else np.arange(len(rows_a))
+        if len(ia) != len(b):
+            raise InputError("rows_a must have one row or as many rows as idx_b", field="rows_a")
+        return self._predict(self.featurizer_.transform(tab, ia, self.items_, b))
+
+    def _aggregate(self, p: np.ndarray, group: np.ndarray, n: int) -> np.ndarray:
+        out = np.full(n, np.nan)
+        if self.aggregate == "min":
+            out = np.full(n, np.inf)
+            np.minimum.at(out, group, p)
+            out[np.isinf(out)] = np.nan
+            return out
+        v = p if self.aggregate == "mean" else np.log(np.clip(p, 1e-9, 1)) - np.log(
+            np.clip(1 - p, 1e-9, 1))
+        s = np.bincount(group, v, n)
+        c = np.bincount(group, minlength=n)
+        out = np.where(c > 0, s / np.maximum(c, 1), np.nan)
+        return out
+
+    def score_outfits(self, outfits: list[list[int]]) -> np.ndarray:
+        """One score per outfit (catalogue rows) from all its pairs, in one batch."""
+        self._check()
+        a, b, g = [], [], []
+        for k, o in enumerate(outfits):
+            o = np.asarray(o, np.int64)
+            i, j = np.triu_indices(len(o), 1)
+            a.append(o[i])
+            b.append(o[j])
+            g.append(np.full(len(i), k))
+        if not a:
+            return np.zeros(0)
+        p = self.score_pairs(np.concatenate(a), np.concatenate(b))
+        return self._aggregate(p, np.concatenate(g), len(outfits))
+
+    def score_outfit(self, idx) -> tuple[float, np.ndarray]:
+        """(outfit score, symmetric pair-score matrix with NaN diagonal)."""
+        idx = self._indices(idx, "idx")
+        n = len(idx)
+        mat = np.full((n, n), np.nan)
+        if n < 2:
+            return float("nan"), mat
+        i, j = np.triu_indices(n, 1)
+        p = self.score_pairs(idx[i], idx[j])
+        mat[i, j] = p
+        mat[j, i] = p
+        return float(self._aggregate(p, np.zeros(len(p), np.int64), 1)[0]), mat
+
+    def score_fitb(self, questions: list[list[int]], answers: list[list[int]]) -> np.ndarray:
+        """(Q, A) scores: each answer's mean pair score with the question's items."""
+        self._check()
+        a, b, g = [], [], []
+        A = len(answers[0]) if answers else 0
+        for k, (q, ans) in enumerate(zip(questions, answers)):
+            q = np.asarray(q, np.int64)
+            for r, c in enumerate(ans):
+                a.append(np.full(len(q), c))
+                b.append(q)
+                g.append(np.full(len(q), k * A + r))
+        if not a:
+            return np.zeros((len(questions), A))
+        p = self.score_pairs(np.concatenate(a), np.concatenate(b))
+        g = np.concatenate(g)
+        s = np.bincount(g, p, len(questions) * A) / np.maximum(
+            np.bincount(g, minlength=len(questions) * A), 1)
+        return s.reshape(len(questions), A)
+
+    # -- explanations ------------------------------------------------------------------
+    def explain_pair(self, i: int, j: int, max_reasons: int = 3) -> list[str]:
+        """Short human reasons why catalogue rows ``i`` and ``j`` go together (or not)."""
+        from recommender.compat.explain import pair_reasons
+
+        self._check()
+        i, j = (int(x) for x in self._indices([i, j], "idx"))
+        return pair_reasons(self, i, j)[:max_reasons]
+
+    # -- persistence -------------------------------------------------------------------
+    def save(self, models_dir: str | os.PathLike) -> list[Path]:
+        """Write compat.txt (LightGBM text), compat.json (manifest), cooc.npz."""
+        self._check()
+        d = Path(models_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        self.booster_.save_model(str(d / "compat.txt"))
+        np.savez_compressed(d / "cooc.npz", **self.featurizer_.to_arrays())
+        from recommender.bundle import json_hash
+
+        meta = {"format": "mixmatch-compat/1",
+                "params": {k: getattr(self, k) for k in self._param_names()},
+                "feature_names": self.feature_names_,
+                "feature_groups": dict(zip(self.feature_names_,
+                                           self.featurizer_.feature_groups_)),
+                "groups": list(self.featurizer_.groups_),
+                "featurizer": self.featurizer_.to_json(),
+                "catalog_ids_hash": json_hash(self.catalog_ids_),
+                "n_items": len(self.catalog_ids_),
+                "metrics": self.metrics_,
+                "feature_importance": dict(sorted(self.feature_importance_.items(),
+                                                  key=lambda kv: -kv[1]))}
+        (d / "compat.json").write_text(json.dumps(meta, indent=2, default=float))
+        return [d / "compat.txt", d / "compat.json", d / "cooc.npz"]
+
+    @classmethod
+    def load(cls, bundle, num_threads: int = 1) -> "CompatibilityModel":
+        """Load from a bundle (path or :class:`recommender.bundle.Bundle`).
+
+        Raises BundleError when files are missing, the feature list of the text
+        model differs from compat.json, or the catalogue changed since training.
+        """
+        import lightgbm as lgb
+        from recommender.bundle import Bundle, json_hash
+
+        b = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+        d = b.path("models")
+        for f in ("compat.txt", "compat.json", "cooc.npz"):
+            if not (d / f).is_file():
+                raise BundleError(f"bundle {b.root} has no compatibility model "
+                                  f"(models/{f} missing): run the compatibility stage")
+        meta = json.loads((d / "compat.json").read_text())
+        booster = lgb.Booster(model_file=str(d / "compat.txt"))
+        names = meta.get("feature_names")
+        if booster.feature_name() != names:
+            raise BundleError("compatibility model feature list does not match compat.json: "
+                              f"model has {len(booster.feature_name())} features, manifest "
+                              f"{len(names or [])}")
+        with np.load(d / "cooc.npz", allow_pickle=False) as arrs:
+            fz = PairFeaturizer.from_saved(meta["featurizer"], arrs)
+        if fz.feature_names_ != names:
+            raise BundleError("compat.json feature list does not match its featurizer")
+        catalog = pd.read_parquet(b.path("catalog.parquet"))
+        ids = catalog["item_id"].astype(str).tolist()
+        if json_hash(ids) != meta.get("catalog_ids_hash"):
+            raise BundleError("the catalogue changed since the compatibility model was "
+                              "trained: retrain it (mixmatch train --stage compatibility)")
+        features = embeddings = None
+        needs_features = bool(fz.pixel_colours_ or fz.shape_columns_ or
+                              fz.cat_columns_.get("attributes") or fz.conf_columns_)
+        if needs_features:
+            fp = b.path("features", "features.parquet")
+            if not fp.is_file():
+                raise BundleError("the compatibility model uses image features but the "
+                                  "bundle has no features/features.parquet")
+            features = pd.read_parquet(fp)
+        if fz.has_embedding_:
+            ep = b.path("features", "embeddings.npy")
+            if not ep.is_file():
+                raise BundleError("the compatibility model uses embeddings but the bundle "
+                                  "has no features/embeddings.npy")
+            embeddings = np.load(ep, mmap_mode="r")
+        self = cls(groups=tuple(meta["featurizer"]["requested_groups"]))
+        for k, v in meta.get("params", {}).items():
+            setattr(self, k, v)
+        self.num_threads = num_threads
+        self.booster_ = booster
+        self.featurizer_ = fz
+        self.feature_names_ = list(names)
+        self.metrics_ = meta.get("metrics", {})
+        self.feature_importance_ = meta.get("feature_importance", {})
+        self._set_items(catalog, features, embeddings)
+        return self
+
+    def index_of(self, item_id: str) -> int:
+        """Catalogue row of an item id (NotFoundError naming the id)."""
+        try:
+            return self.index_[str(item_id)]
+        except KeyError:
+            raise NotFoundError(f"unknown item id {item_id!r}", field="item_id",
+                                value=item_id) from None
+
+
+def outfit_index_lists(outfits: pd.DataFrame, catalog: pd.DataFrame) -> list[np.ndarray]:
+    """Outfits as arrays of catalogue rows; unknown ids dropped, outfits under 2 items too."""
+    index = pd.Series(np.arange(len(catalog)), index=catalog["item_id"].astype(str))
+    df = outfits[["outfit_id", "item_id"]].astype(str)
+    df = df[df["item_id"].isin(index.index)]
+    rows = index.loc[df["item_id"]].to_numpy()
+    out = []
+    for _, g in pd.Series(rows).groupby(df["outfit_id"].to_numpy(), sort=False):
+        u = np.unique(g.to_numpy())
+        if len(u) >= 2:
+            out.append(u)
+    return out
+
+
+def make_training_pairs(outfits, subs, counts, rng, mode="mixed", n_neg=1):
+    """Positive pairs of each outfit and same-subcategory swaps of either side.
+
+    Returns (a, b, outfit, label) arrays. ``counts`` are the items' training-outfit
+    counts (used to match negatives' popularity to the replaced item's count
+    without its own outfit).
+    """
+    pa, pb, po = [], [], []
+    for k, o in enumerate(outfits):
+        i, j = np.triu_indices(len(o), 1)
+        pa.append(o[i])
+        pb.append(o[j])
+        po.append(np.full(len(i), k))
+    if not pa:
+        z = np.zeros(0, np.int64)
+        return z, z, z, np.zeros(0)
+    pa, pb, po = np.concatenate(pa), np.concatenate(pb), np.concatenate(po)
+    member = {(k, int(x)) for k, o in enumerate(outfits) for x in o}
+    subs = np.asarray(subs, np.int64)
+    bucket = _bucket(counts)
+    order = np.argsort(subs, kind="stable")
+    sub_sorted = subs[order]
+    key2 = subs * 64 + bucket
+    order2 = np.argsort(key2, kind="stable")
+    key_sorted = key2[order2]
+
+    def draw(items, matched):
+        """A same-subcategory replacement for each item (popularity-matched if asked)."""
+        out = np.empty(len(items), np.int64)
+        s = subs[items]
+        lo, hi = np.searchsorted(sub_sorted, s, "left"), np.searchsorted(sub_sorted, s, "right")
+        out[:] = order[lo + (rng.random(len(items)) * (hi - lo)).astype(np.int64)]
+        if matched.any():
+            want = s * 64 + _bucket(np.maximum(counts[items] - 1, 0))
+            l2 = np.searchsorted(key_sorted, want, "left")
+            h2 = np.searchsorted(key_sorted, want, "right")
+            ok = matched & (h2 - l2 > 1)
+            pick = order2[np.minimum(l2 + (rng.random(len(items)) * (h2 - l2)).astype(np.int64),
+                                     len(order2) - 1)]
+            out[ok] = pick[ok]
+        return out
+
+    na, nb, no = [], [], []
+    for _ in range(n_neg):
+        for keep, repl in ((pa, pb), (pb, pa)):
+            if mode == "random":
+                matched = np.zeros(len(repl), bool)
+            elif mode == "matched":
+                matched = np.ones(len(repl), bool)
+            else:
+                matched = rng.random(len(repl)) < 0.5
+            new = draw(repl, matched)
+            ok = np.array([(k, int(x)) not in member for k, x in zip(po, new)], bool)
+            na.append(keep[ok])
+            nb.append(new[ok])
+            no.append(po[ok])
+    na, nb, no = np.concatenate(na), np.concatenate(nb), np.concatenate(no)
+    a = np.concatenate([pa, na])
+    b = np.concatenate([pb, nb])
+    o = np.concatenate([po, no])
+    y = np.concatenate([np.ones(len(pa)), np.zeros(len(na))])
+    return a, b, o, y

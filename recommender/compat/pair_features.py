@@ -1,0 +1,491 @@
+"""Features of a pair of items for the compatibility model.
+
+Per-item arrays (category codes, colours, shape, attributes, embedding) are built
+once (:class:`ItemTable`); a pair's features are then pure array arithmetic, so
+scoring a batch of pairs costs a few vectorised lookups and a LightGBM predict.
+
+Feature groups (the ablation ladder adds them in this order):
+
+``metadata``
+    categorical codes of both items for the catalogue fields (category, subcategory,
+    colour name, material, gender, and free attribute columns such as product type),
+    and whether the two agree.
+``colour``
+    colour harmony from CIELAB: the dominant colour of each item (from
+    ``features.parquet`` ``colour1_L/a/b`` when present, else from the catalogue
+    colour name), chroma, hue, lightness contrast, hue difference, colour distance,
+    neutral vs accent, and the closest pair of palette colours.
+``shape``
+    each item's ``shape_*`` features (NaN where they do not apply), box aspect and
+    mask area: the trees learn balance (a fitted top with a wide leg).
+``attributes``
+    predicted attribute classes (``attr_*``) of both items and their agreement.
+``embedding``
+    cosine of the two visual embeddings, and of each item with the mean embedding of
+    its category's items worn with the partner's category in training.
+``cooccurrence``
+    item-level (pair count, each item's count) and content-level statistics (PMI of
+    the two values of each categorical field; each item's affinity for the partner's
+    values) from training outfits, leave-one-outfit-out during training. The content
+    level carries new arrivals.
+
+Pairs are put in a canonical order (by category, then subcategory code), so
+``f(a, b) == f(b, a)``.
+
+Examples
+--------
+>>> lab = colour_name_lab(["white", "NAVY", "unknown"])
+>>> lab.shape, bool(np.isnan(lab[2, 0]))
+((3, 3), True)
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.exceptions import BundleError, InputError
+
+GROUPS = ("metadata", "colour", "shape", "attributes", "embedding", "cooccurrence")
+#: The ablation ladder: each adds a group to the previous one; "all" adds the rest.
+ABLATION_LADDER = (("metadata only", ("metadata",)),
+                   ("+ colours", ("metadata", "colour")),
+                   ("+ shape", ("metadata", "colour", "shape")),
+                   ("+ embedding", ("metadata", "colour", "shape", "embedding")),
+                   ("+ co-occurrence", ("metadata", "colour", "shape", "embedding",
+                                        "cooccurrence")),
+                   ("all", GROUPS))
+
+META_COLUMNS = ("category", "subcategory", "colour", "material", "gender")
+#: Columns never used as attributes.
+SKIP_COLUMNS = {"item_id", "image_path", "image_ok", "price", "in_stock", "feat_ok",
+                "feat_error", "mask_method", "name", "title", "description"}
+MAX_FREE_LEVELS = 500
+#: Chroma below this is a neutral (white, grey, black, beige-ish).
+NEUTRAL_CHROMA = 12.0
+
+#: Approximate CIELAB of common colour names (lower case), for catalogues without
+#: pixel colours. MANGO's groups fold black into GREY and cream into WHITE.
+COLOUR_NAMES_LAB = {
+    "white": (95, 0, 2), "offwhite": (92, 0, 8), "cream": (92, 0, 10), "ivory": (93, 0, 8),
+    "ecru": (88, 1, 12), "beige": (80, 3, 18), "sand": (78, 3, 20), "camel": (62, 12, 35),
+    "grey": (55, 0, 0), "gray": (55, 0, 0), "silver": (75, 0, 0), "charcoal": (30, 0, 0),
+    "black": (12, 0, 0), "blue": (40, 10, -45), "navy": (22, 8, -30), "denim": (45, 0, -25),
+    "light blue": (75, -5, -20), "sky": (75, -5, -20), "turquoise": (70, -35, -10),
+    "brown": (40, 15, 25), "tan": (60, 10, 30), "khaki": (50, -5, 25), "pink": (75, 25, 5),
+    "fuchsia": (55, 75, -15), "red": (45, 60, 35), "burgundy": (28, 40, 12),
+    "green": (50, -40, 30), "olive": (45, -10, 35), "mint": (85, -25, 5),
+    "yellow": (88, -5, 75), "mustard": (70, 8, 65), "gold": (70, 5, 55),
+    "orange": (65, 40, 65), "coral": (65, 45, 30), "purple": (35, 45, -40),
+    "lilac": (70, 20, -20), "violet": (40, 50, -50),
+}
+
+
+def colour_name_lab(names) -> np.ndarray:
+    """CIELAB (n, 3) of colour names (case-insensitive); NaN for unknown names."""
+    out = np.full((len(names), 3), np.nan)
+    for i, n in enumerate(names):
+        key = str(n).strip().lower().replace("_", " ")
+        lab = COLOUR_NAMES_LAB.get(key) or COLOUR_NAMES_LAB.get(key.replace(" ", ""))
+        if lab is None:  # "dark blue", "light pink": use the last known word
+            for word in reversed(key.replace("-", " ").split()):
+                if word in COLOUR_NAMES_LAB:
+                    lab = COLOUR_NAMES_LAB[word]
+                    break
+        if lab is not None:
+            out[i] = lab
+    return out
+
+
+def _lab_polar(lab):
+    chroma = np.hypot(lab[..., 1], lab[..., 2])
+    hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1])) % 360
+    return chroma, hue
+
+
+def _is_free_attribute(s: pd.Series, n: int) -> bool:
+    if s.dtype.kind not in "OSU" and str(s.dtype) not in ("string", "category"):
+        return False
+    k = s.astype(str).nunique()
+    return 2 <= k <= MAX_FREE_LEVELS and k < max(2, 0.5 * n)
+
+
+class ItemTable:
+    """Per-item arrays the pair features read: codes, numeric columns, embedding.
+
+    ``stat_idx`` is each row's catalogue index for the co-occurrence statistics
+    (-1 for items not in the catalogue, which have no history).
+    """
+
+    def __init__(self, codes, num, emb, stat_idx):
+        self.codes = codes            # col -> (n,) int64, 0 = unknown
+        self.num = num                # (n, K) float64
+        self.emb = emb                # (n, D) float32 L2-normalised, or None
+        self.stat_idx = stat_idx      # (n,) int64
+
+    def __len__(self):
+        return len(self.stat_idx)
+
+
+class PairFeaturizer:
+    """Builds pair feature matrices; fitted on the catalogue and training outfits.
+
+    Parameters
+    ----------
+    groups : feature groups to use (default: all of :data:`GROUPS`); groups whose
+        data is absent (no features table, no embeddings) are left out and the
+        fitted ``groups_`` says which were used.
+    """
+
+    def __init__(self, groups=GROUPS):
+        self.groups = tuple(groups)
+
+    # -- fitting -----------------------------------------------------------------------
+    def fit(self, catalog: pd.DataFrame, features: pd.DataFrame | None,
+            embeddings: np.ndarray | None, train_outfits: list[list[int]]):
+        """Choose columns and vocabularies, count co-occurrence on ``train_outfits``."""
+        from recommender.compat.cooccurrence import CooccurrenceStats
+
+        unknown = [g for g in self.groups if g not in GROUPS]
+        if unknown:
+            raise InputError(f"unknown feature group {unknown[0]!r}", field="groups",
+                             value=unknown[0], allowed=GROUPS)
+        n = len(catalog)
+        feats = features if features is not None else pd.DataFrame(index=range(n))
+        meta = [c for c in META_COLUMNS if c in catalog.columns]
+        free = [c for c in catalog.columns if c not in META_COLUMNS and c not in SKIP_COLUMNS
+                and _is_free_attribute(catalog[c], n)]
+        attr = [c for c in feats.columns if c.startswith("attr_") and not c.endswith("_conf")]
+        if "colour_group" in feats.columns:
+            attr.append("colour_group")
+        self.cat_columns_ = {"metadata": meta + free, "attributes": attr}
+        self.vocab_ = {}
+        for c in meta + free:
+            self.vocab_[c] = self._make_vocab(catalog[c])
+        for c in attr:
+            self.vocab_[c] = self._make_vocab(feats[c])
+        has_px = all(f"colour1_{k}" in feats.columns for k in "Lab")
+        self.pixel_colours_ = bool(has_px)
+        shape_cols = [c for c in feats.columns if c.startswith("shape_")]
+        shape_cols += [c for c in ("bbox_aspect", "mask_area", "kp_conf") if c in feats.columns]
+        self.shape_columns_ = shape_cols
+        self.conf_columns_ = [f"{c}_conf" for c in attr if f"{c}_conf" in feats.columns]
+        self.extra_colour_columns_ = [c for c in ("colourfulness",) if c in feats.columns]
+        self.has_embedding_ = embeddings is not None and len(embeddings) == n
+        groups = [g for g in self.groups
+                  if not (g == "embedding" and not self.has_embedding_)
+                  and not (g == "attributes" and not attr)
+                  and not (g == "shape" and not shape_cols)]
+        self.groups_ = tuple(groups)
+        items = self.item_table(catalog, features, embeddings)
+        # co-occurrence on every categorical field we know (metadata and attributes)
+        self.cooc_fields_ = [c for c in meta + free + attr if c != "gender"]
+        self.stats_ = CooccurrenceStats().fit(
+            train_outfits, n, {c: items.codes[c] for c in self.cooc_fields_},
+            {c: len(self.vocab_[c]) + 1 for c in self.cooc_fields_})
+        self._fit_centroids(items, train_outfits)
+        self.feature_names_, self.feature_groups_, self.categorical_ = self._names()
+        return self
+
+    @staticmethod
+    def _make_vocab(s: pd.Series) -> list[str]:
+        vals = sorted(v for v in s.astype(str).unique() if v not in ("", "nan", "None"))
+        return vals
+
+    def _fit_centroids(self, items: ItemTable, outfits):
+        """Mean embedding of category-c items worn with a category-c' item, (C+1, C+1, D)."""
+        C = len(self.vocab_.get("category", [])) + 1
+        if not self.has_embedding_ or "category" not in items.codes:
+            self.centroids_ = None
+            return
+        D = items.emb.shape[1]
+        acc = np.zeros((C, C, D))
+        cnt = np.zeros((C, C))
+        cat = items.codes["category"]
+        for o in outfits:
+            o = np.unique(np.asarray(o, np.int64))
+            for i in o:
+                # the categories this item was worn with (each counted once per outfit)
+                for c2 in np.unique(cat[o[o != i]]):
+                    acc[cat[i], c2] += items.emb[i]
+                    cnt[cat[i], c2] += 1
+        cen = acc / np.maximum(cnt[..., None], 1)
+        norm = np.linalg.norm(cen, axis=-1, keepdims=True)
+        self.centroids_ = (cen / np.where(norm > 0, norm, 1)).astype(np.float32)
+
+    # -- per-item arrays -----------------------------------------------------------------
+    def item_table(self, rows: pd.DataFrame, features: pd.DataFrame | None = None,
+                   embeddings: np.ndarray | None = None,
+                   stat_idx: np.ndarray | None = None) -> ItemTable:
+        """Per-item arrays for catalogue rows (``stat_idx`` default: 0..n-1) or new items.
+
+        ``rows`` holds the catalogue fields; feature columns may be in ``rows`` itself
+        or in ``features`` (row-aligned).
+        """
+        n = len(rows)
+        rows = rows.reset_index(drop=True)
+        if features is not None:
+            features = features.reset_index(drop=True)
+            extra = [c for c in features.columns if c not in rows.columns]
+            rows = pd.concat([rows, features[extra]], axis=1)
+        codes = {}
+        for c, vocab in self.vocab_.items():
+            lut = {v: k + 1 for k, v in enumerate(vocab)}
+            col = rows[c].astype(str) if c in rows.columns else pd.Series([""] * n)
+            codes[c] = col.map(lut).fillna(0).to_numpy(np.int64)
+        num = self._numeric(rows)
+        emb = None
+        if self.has_embedding_:
+            if embeddings is None or len(embeddings) != n:
+                raise InputError("this model uses visual embeddings: give one embedding "
+                                 "row per item", field="embeddings")
+            emb = np.asarray(embeddings, np.float32)
+            norm = np.linalg.norm(emb, axis=1, keepdims=True)
+            emb = emb / np.where(norm > 0, norm, 1)
+        if stat_idx is None:
+            stat_idx = np.arange(n, dtype=np.int64)
+        return ItemTable(codes, num, emb, np.asarray(stat_idx, np.int64))
+
+    def _numeric(self, rows: pd.DataFrame) -> np.ndarray:
+        """Colour (L, a, b, chroma, hue, weight) x 3 palette colours, extras, shape, conf."""
+        n = len(rows)
+        cols = []
+        if self.pixel_colours_:
+            for k in (1, 2, 3):
+                lab = np.stack([pd.to_numeric(rows.get(f"colour{k}_{c}", np.nan),
+                                              errors="coerce") * np.ones(n) for c in "Lab"], 1)
+                w = pd.to_numeric(rows.get(f"colour{k}_w", np.nan), errors="coerce") * np.ones(n)
+                chroma, hue = _lab_polar(lab)
+                cols += [lab[:, 0], lab[:, 1], lab[:, 2], chroma, hue, np.asarray(w, float)]
+        else:
+            lab = colour_name_lab(rows["colour"].astype(str).tolist() if "colour" in rows
+                                  else [""] * n)
+            chroma, hue = _lab_polar(lab)
+            cols += [lab[:, 0], lab[:, 1], lab[:, 2], chroma, hue, np.ones(n)]
+        for c in self.extra_colour_columns_ + self.shape_columns_ + self.conf_columns_:
+            v = pd.to_numeric(rows[c], errors="coerce") if c in rows else pd.Series(np.nan, range(n))
+            cols.append(v.to_numpy(float))
+        return np.stack(cols, axis=1) if cols else np.zeros((n, 0))
+
+    # -- names ---------------------------------------------------------------------------
+    def _n_palette(self):
+        return 3 if self.pixel_colours_ else 1
+
+    def _names(self):
+        names, groups, cats = [], [], []
+
+        def add(name, group, categorical=False):
+            names.append(name)
+            groups.append(group)
+            cats.append(categorical)
+
+        g = self.groups_
+        if "metadata" in g:
+            for c in self.cat_columns_["metadata"]:
+                add(f"{c}_a", "metadata", True)
+                add(f"{c}_b", "metadata", True)
+                add(f"same_{c}", "metadata")
+        if "colour" in g:
+            for side in "ab":
+                for q in ("L", "chroma", "hue", "neutral"):
+                    add(f"colour_{q}_{side}", "colour")
+            for q in ("dL", "dE", "dhue", "both_neutral", "one_accent", "palette_min_dE"):
+                add(f"colour_{q}", "colour")
+            for c in self.extra_colour_columns_:
+                add(f"{c}_a", "colour")
+                add(f"{c}_b", "colour")
+        if "shape" in g:
+            for c in self.shape_columns_:
+                add(f"{c}_a", "shape")
+                add(f"{c}_b", "shape")
+        if "attributes" in g:
+            for c in self.cat_columns_["attributes"]:
+                add(f"{c}_a", "attributes", True)
+                add(f"{c}_b", "attributes", True)
+                add(f"same_{c}", "attributes")
+            for c in self.conf_columns_:
+                add(f"{c}_a", "attributes")
+                add(f"{c}_b", "attributes")
+        if "embedding" in g:
+            add("emb_cos", "embedding")
+            add("emb_partner_a", "embedding")
+            add("emb_partner_b", "embedding")
+        if "cooccurrence" in g:
+            for q in ("pair_count", "pair_norm", "log_count_a", "log_count_b"):
+                add(f"cooc_{q}", "cooccurrence")
+            for f in self.cooc_fields_:
+                add(f"pmi_{f}", "cooccurrence")
+                add(f"aff_{f}_a", "cooccurrence")
+                add(f"aff_{f}_b", "cooccurrence")
+        return names, groups, cats
+
+    # -- pair features -------------------------------------------------------------------
+    def _order(self, ta: ItemTable, ia, tb: ItemTable, ib):
+        """Row-wise swap mask putting each pair in canonical order."""
+        key_a = np.zeros(len(ia), np.int64)
+        key_b = np.zeros(len(ib), np.int64)
+        for c in ("category", "subcategory", "colour"):
+            if c in ta.codes:
+                key_a = key_a * 1024 + ta.codes[c][ia] % 1024
+                key_b = key_b * 1024 + tb.codes[c][ib] % 1024
+        return key_a > key_b
+
+    def transform(self, ta: ItemTable, ia, tb: ItemTable | None = None, ib=None,
+                  outfit: np.ndarray | None = None) -> np.ndarray:
+        """Feature matrix (P, F) of pairs (ta[ia[k]], tb[ib[k]]).
+
+        ``outfit`` gives, per row, the training outfit to leave out of the
+        co-occurrence statistics (-1: none); only meaningful while training.
+        """
+        if not hasattr(self, "feature_names_"):
+            from features.exceptions import NotFittedError
+            raise NotFittedError("PairFeaturizer used before fit/load")
+        tb = ta if tb is None else tb
+        ia = np.asarray(ia, np.int64)
+        ib = np.asarray(ib, np.int64)
+        swap = self._order(ta, ia, tb, ib)
+
+        def both(get):
+            """Per-side arrays (a, b) after the canonical swap."""
+            xa, xb = get(ta, ia), get(tb, ib)
+            sw = swap.reshape((-1,) + (1,) * (xa.ndim - 1))
+            return np.where(sw, xb, xa), np.where(sw, xa, xb)
+
+        cols = []
+        g = self.groups_
+        if "metadata" in g or "attributes" in g:
+            code = {c: both(lambda t, i, c=c: t.codes[c][i]) for c in self.vocab_}
+        if "metadata" in g:
+            for c in self.cat_columns_["metadata"]:
+                a, b = code[c]
+                cols += [a, b, ((a == b) & (a > 0)).astype(float)]
+        if "colour" in g or "shape" in g or "attributes" in g:
+            na, nb = both(lambda t, i: t.num[i])
+        P = self._n_palette()
+        if "colour" in g:
+            labs_a = [na[:, 6 * k:6 * k + 3] for k in range(P)]
+            labs_b = [nb[:, 6 * k:6 * k + 3] for k in range(P)]
+            for x in (na, nb):
+                chroma = x[:, 3]
+                cols += [x[:, 0], chroma, x[:, 4], (chroma < NEUTRAL_CHROMA).astype(float)]
+            dL = np.abs(na[:, 0] - nb[:, 0])
+            dE = np.linalg.norm(labs_a[0] - labs_b[0], axis=1)
+            dh = np.abs(na[:, 4] - nb[:, 4]) % 360
+            dh = np.minimum(dh, 360 - dh)
+            neutral_a = na[:, 3] < NEUTRAL_CHROMA
+            neutral_b = nb[:, 3] < NEUTRAL_CHROMA
+            dmin = np.full(len(ia), np.inf)
+            for la in labs_a:
+                for lb in labs_b:
+                    d = np.linalg.norm(la - lb, axis=1)
+                    dmin = np.fmin(dmin, d)
+            dmin[np.isinf(dmin)] = np.nan
+            cols += [dL, dE, np.where(neutral_a | neutral_b, np.nan, dh),
+                     (neutral_a & neutral_b).astype(float), (neutral_a ^ neutral_b).astype(float),
+                     dmin]
+            off = 6 * P
+            for k in range(len(self.extra_colour_columns_)):
+                cols += [na[:, off + k], nb[:, off + k]]
+        if "shape" in g:
+            off = 6 * P + len(self.extra_colour_columns_)
+            for k in range(len(self.shape_columns_)):
+                cols += [na[:, off + k], nb[:, off + k]]
+        if "attributes" in g:
+            for c in self.cat_columns_["attributes"]:
+                a, b = code[c]
+                cols += [a, b, ((a == b) & (a > 0)).astype(float)]
+            off = 6 * P + len(self.extra_colour_columns_) + len(self.shape_columns_)
+            for k in range(len(self.conf_columns_)):
+                cols += [na[:, off + k], nb[:, off + k]]
+        if "embedding" in g:
+            ea, eb = both(lambda t, i: t.emb[i])
+            cols.append((ea * eb).sum(axis=1))
+            if self.centroids_ is not None:
+                ca, cb = both(lambda t, i: t.codes["category"][i])
+                cols.append((ea * self.centroids_[ca, cb]).sum(axis=1))
+                cols.append((eb * self.centroids_[cb, ca]).sum(axis=1))
+            else:
+                cols += [np.full(len(ia), np.nan)] * 2
+        if "cooccurrence" in g:
+            cols += self._cooc_columns(ta, ia, tb, ib, swap, outfit)
+        X = np.column_stack(cols).astype(np.float32) if cols else np.zeros((len(ia), 0), np.float32)
+        return X
+
+    def _cooc_columns(self, ta, ia, tb, ib, swap, outfit):
+        st = self.stats_
+        sa = np.where(swap, tb.stat_idx[ib], ta.stat_idx[ia])
+        sb = np.where(swap, ta.stat_idx[ia], tb.stat_idx[ib])
+        known_a = sa >= 0
+        known_b = sb >= 0
+        both_known = known_a & known_b
+        ca = np.zeros(len(sa))
+        cb = np.zeros(len(sa))
+        pc = np.zeros(len(sa))
+        o = None if outfit is None else np.asarray(outfit, np.int64)
+        if known_a.any():
+            ca[known_a] = st.item_count(sa[known_a], None if o is None else o[known_a])
+        if known_b.any():
+            cb[known_b] = st.item_count(sb[known_b], None if o is None else o[known_b])
+        if both_known.any():
+            pc[both_known] = st.pair_count(sa[both_known], sb[both_known],
+                                           None if o is None else o[both_known])
+        cols = [pc, pc / np.sqrt((ca + 1) * (cb + 1)), np.log1p(ca), np.log1p(cb)]
+        for f in self.cooc_fields_:
+            va = np.where(swap, tb.codes[f][ib], ta.codes[f][ia])
+            vb = np.where(swap, ta.codes[f][ia], tb.codes[f][ib])
+            cols.append(st.pmi(f, va, vb, o))
+            aff_a = np.zeros(len(sa))
+            aff_b = np.zeros(len(sa))
+            if known_a.any():
+                aff_a[known_a] = st.affinity(f, sa[known_a], vb[known_a],
+                                             None if o is None else o[known_a])
+            if known_b.any():
+                aff_b[known_b] = st.affinity(f, sb[known_b], va[known_b],
+                                             None if o is None else o[known_b])
+            cols += [aff_a, aff_b]
+        return cols
+
+    # -- persistence ---------------------------------------------------------------------
+    def to_json(self) -> dict:
+        """Everything but the arrays (those go to :meth:`to_arrays`)."""
+        return {"groups": list(self.groups_), "requested_groups": list(self.groups),
+                "cat_columns": self.cat_columns_, "vocab": self.vocab_,
+                "pixel_colours": self.pixel_colours_, "shape_columns": self.shape_columns_,
+                "conf_columns": self.conf_columns_,
+                "extra_colour_columns": self.extra_colour_columns_,
+                "has_embedding": self.has_embedding_, "cooc_fields": self.cooc_fields_,
+                "feature_names": self.feature_names_, "feature_groups": self.feature_groups_,
+                "categorical": self.categorical_}
+
+    def to_arrays(self) -> dict:
+        out = {f"stats__{k}": v for k, v in self.stats_.to_arrays().items()}
+        if self.centroids_ is not None:
+            out["centroids"] = self.centroids_
+        return out
+
+    @classmethod
+    def from_saved(cls, meta: dict, arrays) -> "PairFeaturizer":
+        """Rebuild from :meth:`to_json` and :meth:`to_arrays` output."""
+        from recommender.compat.cooccurrence import CooccurrenceStats
+
+        try:
+            self = cls(meta["requested_groups"])
+            self.groups_ = tuple(meta["groups"])
+            self.cat_columns_ = meta["cat_columns"]
+            self.vocab_ = meta["vocab"]
+            self.pixel_colours_ = meta["pixel_colours"]
+            self.shape_columns_ = meta["shape_columns"]
+            self.conf_columns_ = meta["conf_columns"]
+            self.extra_colour_columns_ = meta["extra_colour_columns"]
+            self.has_embedding_ = meta["has_embedding"]
+            self.cooc_fields_ = meta["cooc_fields"]
+        except KeyError as exc:
+            raise BundleError(f"compatibility manifest lacks key {exc}") from exc
+        files = arrays.files if hasattr(arrays, "files") else list(arrays)
+        self.stats_ = CooccurrenceStats.from_arrays(
+            {k[len("stats__"):]: arrays[k] for k in files if k.startswith("stats__")})
+        self.centroids_ = np.asarray(arrays["centroids"]) if "centroids" in files else None
+        self.feature_names_, self.feature_groups_, self.categorical_ = self._names()
+        if self.feature_names_ != meta["feature_names"]:
+            raise BundleError("the saved feature list does not match the features this "
+                              "code builds from the saved configuration")
+        return self

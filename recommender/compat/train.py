@@ -1,0 +1,107 @@
+"""The "compatibility" stage: train the pairwise model on the bundle's training outfits.
+
+Reads ``catalog.parquet``, ``eval/train_outfits.parquet`` (written by the split
+stage, so held-out outfits never reach training) and, when present,
+``features/features.parquet`` and ``features/embeddings.npy``. Writes
+``models/compat.txt``, ``models/compat.json`` and ``models/cooc.npz``, and records
+the validation metrics and the held-out FITB/AUC in the manifest.
+
+Stage settings (``ctx.config["stages"]["compatibility"]``) override the model's
+constructor arguments, e.g. ``{"negatives": "matched", "num_threads": 2}``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.exceptions import BundleError
+
+OUTPUTS = ["models/compat.txt", "models/compat.json", "models/cooc.npz"]
+#: Smaller, faster settings for tests and smoke builds (``quick``).
+QUICK = {"num_boost_round": 80, "num_leaves": 15, "min_data_in_leaf": 10,
+         "learning_rate": 0.1, "early_stopping_rounds": 20}
+
+
+def model_settings(config: dict, quick: bool = False) -> dict:
+    """CompatibilityModel keyword arguments from a build config."""
+    settings = {"random_state": int(config.get("seed", 0)), "num_threads": 1}
+    if quick or config.get("quick"):
+        settings.update(QUICK)
+    settings.update(config.get("stages", {}).get("compatibility", {}))
+    return settings
+
+
+def load_inputs(b):
+    """(catalog, training outfits, features or None, embeddings or None) of a bundle."""
+    cp, tp = b.path("catalog.parquet"), b.path("eval", "train_outfits.parquet")
+    if not cp.is_file():
+        raise BundleError(f"bundle {b.root} has no catalog.parquet: run the ingest stage")
+    if not tp.is_file():
+        raise BundleError(f"bundle {b.root} has no eval/train_outfits.parquet: run the split "
+                          "stage first (the model trains on training outfits only)")
+    catalog = pd.read_parquet(cp)
+    train = pd.read_parquet(tp).astype(str)
+    features = embeddings = None
+    fp, ep = b.path("features", "features.parquet"), b.path("features", "embeddings.npy")
+    if fp.is_file():
+        features = pd.read_parquet(fp)
+        if "item_id" in features.columns and not np.array_equal(
+                features["item_id"].astype(str).to_numpy(),
+                catalog["item_id"].astype(str).to_numpy()):
+            raise BundleError("features/features.parquet is not row-aligned with "
+                              "catalog.parquet: re-run the features stage")
+    if ep.is_file():
+        embeddings = np.load(ep)
+        if len(embeddings) != len(catalog):
+            raise BundleError(f"features/embeddings.npy has {len(embeddings)} rows for "
+                              f"{len(catalog)} catalogue items: re-run the features stage")
+    return catalog, train, features, embeddings
+
+
+def stage_inputs(ctx) -> dict:
+    from recommender.bundle import file_hash
+
+    b = ctx.bundle
+    deps = {}
+    for rel in ("catalog.parquet", "eval/train_outfits.parquet", "features/features.parquet",
+                "features/embeddings.npy"):
+        p = b.path(rel)
+        deps[rel] = file_hash(p) if p.is_file() else None
+    deps["settings"] = model_settings(ctx.config)
+    return deps
+
+
+def run_stage(ctx) -> dict:
+    """Fit, save, and score the bundle's held-out evaluation files."""
+    from recommender.compat.model import CompatibilityModel
+    from recommender.evaluation.evaluate import (EVAL_FILE_NAMES, compat_metrics,
+                                                 fitb_metrics, index_compat, index_fitb)
+    from recommender.evaluation.make_eval import read_compat, read_fitb
+
+    b = ctx.bundle
+    catalog, train, features, embeddings = load_inputs(b)
+    settings = model_settings(ctx.config)
+    ctx.log(f"[compatibility] features table: {'yes' if features is not None else 'no'}, "
+            f"embeddings: {'yes' if embeddings is not None else 'no'}")
+    model = CompatibilityModel(**settings).fit(catalog, train, features, embeddings, log=ctx.log)
+    metrics = {k: v for k, v in model.metrics_.items()}
+    # held-out scores, for the manifest (never used to choose anything)
+    index = model.index_
+    seen = model.featurizer_.stats_.item_count_ > 0
+    for key, name in EVAL_FILE_NAMES.items():
+        p = b.path("eval", name)
+        if not p.is_file():
+            continue
+        if key.startswith("fitb"):
+            r = fitb_metrics(model, index_fitb(read_fitb(p), index), seen)
+            metrics[f"test_{key}"] = r["fitb_accuracy"]
+        else:
+            r = compat_metrics(model, index_compat(read_compat(p), index))
+            metrics[f"test_{key}_auc"] = r["compat_auc"]
+    model.metrics_ = metrics
+    model.save(b.path("models"))
+    ctx.log("[compatibility] " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()
+                                           if isinstance(v, float)))
+    metrics["groups"] = list(model.featurizer_.groups_)
+    metrics["n_features"] = len(model.feature_names_)
+    return {"outputs": OUTPUTS, "metrics": metrics}

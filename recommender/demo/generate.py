@@ -1,0 +1,233 @@
+"""Generate the demo catalogue folder (see :func:`generate_demo` for the layout)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from features.exceptions import InputError, NotFoundError
+from features.fashionai.io import keypoints_from_arrays, write_attribute_file, write_keypoints_csv
+from features.fashionai.schema import (ATTRIBUTE_TASKS, LABEL_MAYBE, LABEL_NO, LABEL_YES)
+from recommender.demo.garments import (ShapeStats, build_garment, builtin_shape_stats,
+                                       fashionai_shape_stats)
+from recommender.demo.grammar import compose_outfits, grammar_description
+from recommender.demo.items import ATTRIBUTE_COLUMNS, sample_items
+from recommender.demo.render import HEIGHT, WIDTH, render_item
+
+GENERATOR_VERSION = "1.0.0"
+#: Above this many items the catalogue is written in table form (see generate_demo).
+TABLE_FORM_ITEMS = 20_000
+DEFAULT_TABLE_IMAGE_SAMPLE = 2_000
+JPEG_QUALITY = 90
+
+SIMULATED_FIELDS = {
+    "price": "simulated: base price per subcategory x formality x premium material x "
+             "lognormal noise, rounded to .99",
+    "in_stock": "simulated: 90% in stock at random",
+    "gender": "constant 'Female' (the MANGO catalogue it imitates is womenswear)",
+    "colour": "MANGO colour group of colour_name (exact, not simulated)",
+}
+
+
+def default_fashionai_keypoints() -> Path:
+    """``$MIXMATCH_DATA/fashionai/keypoints/train.csv``, else ``../shared/data/...``
+    beside the checkout (the same rule as ``api.cli.default_data_root``, which
+    ``recommender`` may not import)."""
+    env = os.environ.get("MIXMATCH_DATA")
+    root = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    return root / "fashionai" / "keypoints" / "train.csv"
+
+
+def resolve_shape_stats(fashionai_keypoints) -> ShapeStats:
+    """Shape statistics: from the FashionAI file when given or present by default,
+    built-in when ``fashionai_keypoints`` is False/"none" or the default is absent."""
+    if fashionai_keypoints is False or (isinstance(fashionai_keypoints, str)
+                                        and fashionai_keypoints.lower() in ("", "none")):
+        return builtin_shape_stats()
+    if fashionai_keypoints is None:
+        p = default_fashionai_keypoints()
+        return fashionai_shape_stats(p) if p.is_file() else builtin_shape_stats()
+    p = Path(fashionai_keypoints)
+    if not p.is_file():
+        raise NotFoundError(f"FashionAI keypoint file not found: {p}",
+                            field="fashionai_keypoints", value=str(p))
+    return fashionai_shape_stats(p)
+
+
+def _labels(task: str, cls: str, maybe: str | None) -> str:
+    names = ATTRIBUTE_TASKS[task]
+    out = [LABEL_NO] * len(names)
+    if maybe and maybe in names and maybe != cls:
+        out[names.index(maybe)] = LABEL_MAYBE
+    out[names.index(cls)] = LABEL_YES
+    return "".join(out)
+
+
+def item_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator of one item's shape and picture: depends on (seed, row) only,
+    so an item looks the same whatever the catalogue size or image sample."""
+    return np.random.default_rng([seed, 0x5EED, index])
+
+
+def generate_demo(out_dir, n_items: int = 2000, seed: int = 0, n_outfits: int | None = None,
+                  image_sample: int | None = None, fashionai_keypoints=None,
+                  progress=None) -> dict:
+    """Write the generated demo catalogue into ``out_dir``; return its counts.
+
+    Layout (every path relative to ``out_dir``)::
+
+        catalog.csv            canonical columns + pattern, formality, silhouette,
+                               colour_name + one column per FashionAI task (class name
+                               or "") ; image_path = images/<item_id>.jpg or "" (no image)
+        catalog.parquet        the same table, only in table form (n_items > 20,000)
+        outfits.csv            outfit_id,item_id (outfits.parquet too in table form)
+        images/<item_id>.jpg   240x336 packshot, JPEG quality 90
+        masks/<item_id>.png    exact garment mask, 8-bit, 255 garment / 0 background
+        fashionai/keypoints.csv            FashionAI keypoint CSV of imaged apparel
+        fashionai/attributes/<task>.csv    FashionAI attribute files (8 tasks)
+        demo.json              seed, counts, version, grammar, simulated fields, shapes
+
+    Parameters
+    ----------
+    out_dir : path
+    n_items : int
+        Catalogue size (1 .. 1,000,000 and beyond: the table form is vectorised).
+    seed : int
+        Everything is a function of the seed: same seed, byte-identical files.
+    n_outfits : int, optional
+        Default ``n_items // 3``.
+    image_sample : int, optional
+        Render images (and masks, keypoints, attribute rows) for this many items,
+        chosen at random; default all items up to 20,000, else 2,000.
+    fashionai_keypoints : path, None or False
+        FashionAI ``train.csv`` whose geometry seeds the shape proportions; None
+        uses the shared data when present; False (or "none") the built-in ones.
+    progress : callable, optional
+        Called as ``progress(done, total)`` while rendering.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> counts = generate_demo(tempfile.mkdtemp(), n_items=30, seed=1,
+    ...                        fashionai_keypoints=False)
+    >>> counts["items"], counts["images"]
+    (30, 30)
+    """
+    t0 = time.perf_counter()
+    if int(n_items) < 1:
+        raise InputError(f"n_items must be >= 1, got {n_items}", field="items", value=n_items)
+    n_items = int(n_items)
+    n_outfits = max(1, n_items // 3) if n_outfits is None else int(n_outfits)
+    if n_outfits < 0:
+        raise InputError(f"n_outfits must be >= 0, got {n_outfits}", field="outfits",
+                         value=n_outfits)
+    table_form = n_items > TABLE_FORM_ITEMS
+    if image_sample is None:
+        image_sample = DEFAULT_TABLE_IMAGE_SAMPLE if table_form else n_items
+    image_sample = int(min(max(int(image_sample), 0), n_items))
+    stats = resolve_shape_stats(fashionai_keypoints)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for sub in ("images", "masks", "fashionai"):
+        if (out / sub).exists():  # stale pictures of an earlier run must not linger
+            shutil.rmtree(out / sub)
+    (out / "images").mkdir()
+    (out / "masks").mkdir()
+    (out / "fashionai" / "attributes").mkdir(parents=True)
+
+    ss = np.random.SeedSequence(seed)
+    rng_items, rng_outfits, rng_sample = (np.random.default_rng(s) for s in ss.spawn(3))
+    items = sample_items(n_items, rng_items)
+    t_items = time.perf_counter()
+    outfits = compose_outfits(items, n_outfits, rng_outfits)
+    t_outfits = time.perf_counter()
+
+    if image_sample == n_items:
+        sample = np.arange(n_items)
+    else:
+        sample = np.sort(rng_sample.choice(n_items, size=image_sample, replace=False))
+    image_path = np.full(n_items, "", dtype=object)
+    kp_ids, kp_cats, kp_xy, kp_vis = [], [], [], []
+    attr_rows: dict[str, list[tuple[str, str, str]]] = {t: [] for t in ATTRIBUTE_TASKS}
+    item_ids = items["item_id"].to_numpy()
+    records = items.iloc[sample].to_dict("records")
+    for k, (i, rec) in enumerate(zip(sample, records)):
+        rng = item_rng(seed, int(i))
+        g = build_garment(rec, stats, rng)
+        shot = render_item(rec, g, rng, (WIDTH, HEIGHT))
+        rel = f"images/{item_ids[i]}.jpg"
+        Image.fromarray(shot.image).save(out / rel, quality=JPEG_QUALITY)
+        Image.fromarray(shot.mask.astype(np.uint8) * 255).save(
+            out / "masks" / f"{item_ids[i]}.png", compress_level=1)
+        image_path[i] = rel
+        if shot.fa_category:
+            kp_ids.append(rel)
+            kp_cats.append(shot.fa_category)
+            kp_xy.append(shot.keypoints_xy)
+            kp_vis.append(shot.keypoints_vis)
+        for t in ATTRIBUTE_COLUMNS:
+            cls = rec[t]
+            if cls:
+                attr_rows[t].append((rel, t, _labels(t, cls, g.maybe.get(t))))
+        if progress is not None:
+            progress(k + 1, len(sample))
+    t_images = time.perf_counter()
+    items["image_path"] = image_path.astype(str)
+
+    items.to_csv(out / "catalog.csv", index=False)
+    outfits.to_csv(out / "outfits.csv", index=False)
+    if table_form:
+        items.to_parquet(out / "catalog.parquet", index=False)
+        outfits.to_parquet(out / "outfits.parquet", index=False)
+    kp = keypoints_from_arrays(kp_ids, kp_cats,
+                               np.array(kp_xy).reshape(-1, 24, 2),
+                               np.array(kp_vis, dtype=int).reshape(-1, 24))
+    write_keypoints_csv(kp, out / "fashionai" / "keypoints.csv")
+    n_attr = {}
+    for t, rows in attr_rows.items():
+        write_attribute_file(pd.DataFrame(rows, columns=["image_path", "task", "labels"]),
+                             out / "fashionai" / "attributes" / f"{t}.csv")
+        n_attr[t] = len(rows)
+    t_write = time.perf_counter()
+
+    sizes = outfits.groupby("outfit_id", sort=False).size()
+    used = outfits["item_id"].nunique()
+    counts = {
+        "items": n_items, "images": int(len(sample)), "masks": int(len(sample)),
+        "keypoint_rows": len(kp), "attribute_rows": n_attr, "outfits": int(len(sizes)),
+        "outfit_rows": int(len(outfits)), "items_in_outfits": int(used),
+        "cold_items": int(n_items - used),
+        "per_category": {k: int(v) for k, v in items["category"].value_counts().sort_index().items()},
+        "outfit_size": {"min": int(sizes.min()) if len(sizes) else 0,
+                        "max": int(sizes.max()) if len(sizes) else 0,
+                        "mean": round(float(sizes.mean()), 3) if len(sizes) else 0.0},
+    }
+    meta = {
+        "generator": "recommender.demo", "generator_version": GENERATOR_VERSION,
+        "seed": int(seed), "n_items": n_items, "n_outfits": n_outfits, "counts": counts,
+        "table_form": table_form,
+        "files": {"catalog": ["catalog.csv"] + (["catalog.parquet"] if table_form else []),
+                  "outfits": ["outfits.csv"] + (["outfits.parquet"] if table_form else []),
+                  "images": "images/<item_id>.jpg", "masks": "masks/<item_id>.png",
+                  "keypoints": "fashionai/keypoints.csv",
+                  "attributes": "fashionai/attributes/<task>.csv"},
+        "image_size": [WIDTH, HEIGHT], "jpeg_quality": JPEG_QUALITY,
+        "simulated_fields": SIMULATED_FIELDS,
+        "grammar": grammar_description(),
+        "shape_stats": stats.to_dict(),
+        "fashionai_categories": {"top": "blouse", "outerwear": "outwear", "dress": "dress",
+                                 "trousers/jeans/shorts": "trousers", "skirt": "skirt"},
+    }
+    (out / "demo.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    counts["seconds"] = {"items": round(t_items - t0, 3), "outfits": round(t_outfits - t_items, 3),
+                         "images": round(t_images - t_outfits, 3),
+                         "write": round(t_write - t_images, 3),
+                         "total": round(time.perf_counter() - t0, 3)}
+    return counts

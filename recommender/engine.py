@@ -1,0 +1,861 @@
+"""The recommendation engine the API serves: loaded once per process from a bundle.
+
+Every public method returns plain JSON-serialisable dicts and lists (scores
+rounded to 4 decimals). Unknown item ids raise ``NotFoundError(field="item_id")``;
+a bad ``k``, category, strategy, attribute or value raises ``InputError`` naming
+the field and, for closed sets, the allowed values.
+
+Request path (cross-sell): for each category that completes the anchor(s) (the
+rules' pairing matrix), the strategy reads one precomputed graph row per anchor
+(memory-mapped CSR, :mod:`recommender.graph`); rows are merged (mean over
+anchors), re-ranked for diversity (MMR on embeddings and colour), the rules run
+last (:mod:`recommender.rules`), and only the shown items are explained.
+
+Outfit slots (``complete``): an outfit is a *body* -- top + bottom, or a dress --
+plus shoes and a bag by default; outerwear, jewellery and accessory are optional
+slots filled when asked for (``slots=[...]``). Looks are filled by beam search
+over the missing slots with the whole outfit's score (mean pairwise score; the
+compatibility model's ``score_outfit`` re-scores the final beams when the bundle
+has one), so an item is chosen for how it goes with everything already in the
+look, not only with the first item.
+
+Examples
+--------
+>>> # engine = Engine.load("bundles/demo")
+>>> # engine.complements("d000123", k=3)["groups"][0]["items"][0].keys()
+>>> # dict_keys(['item_id', 'score', 'reason', 'pinned', 'fallback'])
+"""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from features.exceptions import (BundleError, InputError, NotFoundError,
+                                 StageNotAvailable)
+from recommender.bundle import Bundle
+from recommender.catalog import CATEGORIES
+from recommender.graph import NEUTRAL_COLOURS, ContentScorer, ServingGraph, colour_keys
+from recommender.rules import (Group, ItemTable, Rules, apply_rules, default_rules,
+                               load_rules, pairing_for, validate_band,
+                               validate_rules_fields)
+from recommender.rules import _filters_ok as rules_allow
+from recommender.strategies import STRATEGIES, get_strategy
+
+MAX_K = 100
+MAX_ITEMS = 20
+#: catalogue columns never offered as search attributes
+NON_ATTRIBUTE_COLUMNS = {"item_id", "image_path", "price", "in_stock", "image_ok"}
+#: a free-text column with more distinct values than this is not an attribute
+MAX_ATTRIBUTE_VALUES = 500
+BODY_TEMPLATES = (("top", "bottom"), ("dress",))
+DEFAULT_EXTRA_SLOTS = ("shoes", "bag")
+OPTIONAL_SLOTS = ("outerwear", "jewellery", "accessory")
+WIDE_WORDS = ("wide", "flare", "palazzo", "culotte", "baggy", "loose", "oversize")
+SLIM_WORDS = ("skinny", "slim", "fitted", "pencil", "leggings", "straight")
+
+
+def _r(x: float) -> float:
+    return round(float(x), 4)
+
+
+class Engine:
+    """Recommendations from one bundle. Build with :meth:`load`.
+
+    Attributes
+    ----------
+    catalog : DataFrame (the canonical catalogue)
+    bundle_version, rules_version : str
+    categories : list of the catalogue's categories (CATEGORIES order)
+    attribute_vocab : dict field -> sorted allowed values (search filters and rules)
+    price_available : bool
+    """
+
+    def __init__(self, bundle: Bundle, catalog: pd.DataFrame, features: pd.DataFrame | None,
+                 emb: np.ndarray, graph: ServingGraph, compat=None, rules: Rules | None = None):
+        self.bundle = bundle
+        self.catalog = catalog
+        self.features = features
+        self.emb = emb
+        self.graph = graph
+        self.compat = compat
+        self.table = ItemTable(catalog, features)
+        self.colours = colour_keys(catalog, features)
+        self._neutral = np.isin(self.colours, list(NEUTRAL_COLOURS))
+        self._content = ContentScorer(emb, self.colours)
+        self.price_available = self.table.has_price
+        self.categories = [c for c in CATEGORIES if (self.table.category == c).any()]
+        self._cat_rows = {c: np.flatnonzero(self.table.category == c) for c in self.categories}
+        self.attribute_vocab = self._vocab()
+        self._popular: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._price_sorted: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+        self.rules = default_rules()
+        if rules is not None:
+            self.set_rules(rules)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, bundle_path: str | Path, *, rules: str | Path | Rules | None = None
+             ) -> "Engine":
+        """Load a built bundle once: catalogue, features, embeddings (memory-mapped),
+        graph arrays (memory-mapped), compatibility model when present, rules
+        (``rules`` argument, else ``<bundle>/rules/rules.toml``, else the defaults)."""
+        b = Bundle.open(bundle_path)
+        cp = b.path("catalog.parquet")
+        if not cp.is_file():
+            raise BundleError(f"{cp} missing: the bundle has no catalogue")
+        catalog = pd.read_parquet(cp)
+        fp = b.path("features", "features.parquet")
+        features = pd.read_parquet(fp) if fp.is_file() else None
+        if features is not None and (len(features) != len(catalog) or not (
+                features["item_id"].astype(str).to_numpy()
+                == catalog["item_id"].astype(str).to_numpy()).all()):
+            raise BundleError(f"{fp} is not row-aligned with catalog.parquet")
+        ep = b.path("features", "embeddings.npy")
+        if not ep.is_file():
+            raise BundleError(f"{ep} missing: run the features stage")
+        emb = np.load(ep, mmap_mode="r")
+        if emb.shape[0] != len(catalog):
+            raise BundleError(f"{ep} has {emb.shape[0]} rows, the catalogue {len(catalog)}")
+        graph = ServingGraph(b.path("graph"), len(catalog))
+        compat = None
+        if b.path("models", "compat.txt").is_file():
+            try:
+                from recommender.compat import CompatibilityModel
+            except ModuleNotFoundError as exc:  # the model file without the code
+                raise BundleError(f"bundle has models/compat.txt but recommender.compat "
+                                  f"cannot be imported: {exc}") from exc
+            compat = CompatibilityModel.load(b)
+        if rules is None and b.path("rules", "rules.toml").is_file():
+            rules = b.path("rules", "rules.toml")
+        return cls(b, catalog, features, emb, graph, compat, rules)
+
+    @property
+    def bundle_version(self) -> str:
+        return self.bundle.version
+
+    @property
+    def rules_version(self) -> str:
+        return self.rules.version
+
+    def set_rules(self, rules: Rules | str | Path) -> Rules:
+        """Validate and swap in new rules (a path or :class:`Rules`). On any error the
+        current rules stay and the error (naming the key) is raised."""
+        new = rules if isinstance(rules, Rules) else load_rules(rules)
+        validate_rules_fields(new, self.attribute_vocab)
+        self.rules = new
+        return new
+
+    def _vocab(self) -> dict[str, list[str]]:
+        vocab: dict[str, list[str]] = {}
+        frames = [self.catalog] + ([self.features] if self.features is not None else [])
+        for df in frames:
+            for col in df.columns:
+                if col in NON_ATTRIBUTE_COLUMNS or col in vocab:
+                    continue
+                if df is self.features and not (col.startswith("attr_") or col == "colour_group"):
+                    continue
+                if col.endswith("_conf"):
+                    continue
+                s = df[col]
+                if not (pd.api.types.is_string_dtype(s) or pd.api.types.is_object_dtype(s)
+                        or isinstance(s.dtype, pd.CategoricalDtype)):
+                    continue
+                vals = s.dropna().astype(str)
+                vals = vals[vals != ""].unique()
+                if 0 < len(vals) <= MAX_ATTRIBUTE_VALUES:
+                    vocab[col] = sorted(vals.tolist())
+        return vocab
+
+    # ------------------------------------------------------------------ validation
+    def _idx(self, item_id: Any, field: str = "item_id") -> int:
+        if not isinstance(item_id, str) or not item_id:
+            raise InputError(f"{field} must be a non-empty string, got {item_id!r}",
+                             field=field, value=item_id)
+        i = int(self.table.index_of([item_id])[0])
+        if i < 0:
+            raise NotFoundError(f"unknown item id {item_id!r}", field=field, value=item_id)
+        return i
+
+    def _ids(self, items: Any, field: str = "items") -> list[int]:
+        if isinstance(items, str):
+            items = [items]
+        if not isinstance(items, (list, tuple)) or not items:
+            raise InputError(f"{field} must be a non-empty list of item ids", field=field,
+                             value=items)
+        if len(items) > MAX_ITEMS:
+            raise InputError(f"{field} has {len(items)} items; at most {MAX_ITEMS}",
+                             field=field, value=len(items))
+        out = []
+        for it in items:
+            i = self._idx(it, "item_id")
+            if i not in out:
+                out.append(i)
+        return out
+
+    @staticmethod
+    def _k(k: Any, field: str = "k", maximum: int = MAX_K) -> int:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= maximum:
+            raise InputError(f"{field} must be an integer in 1..{maximum}, got {k!r}",
+                             field=field, value=k)
+        return int(k)
+
+    def _cats(self, categories: Any, field: str = "categories") -> list[str] | None:
+        if categories is None:
+            return None
+        if isinstance(categories, str):
+            categories = [c for c in categories.split(",") if c]
+        out = []
+        for c in categories:
+            if c not in self.categories:
+                raise InputError(f"unknown category {c!r}", field=field, value=c,
+                                 allowed=self.categories)
+            out.append(c)
+        return out
+
+    def _strategy(self, name: str):
+        return get_strategy(name)
+
+    def _rules(self, rules: Rules | None) -> Rules:
+        if rules is None:
+            return self.rules
+        if not isinstance(rules, Rules):
+            raise InputError("rules must be a recommender.rules.Rules", field="rules")
+        return rules
+
+    # ------------------------------------------------------------------ state for strategies
+    def popular(self, category: str) -> tuple[np.ndarray, np.ndarray]:
+        """Most-worn items of ``category`` (count of co-occurrence edges pointing at them)."""
+        got = self._popular.get(category)
+        if got is None:
+            a = self.graph._arrays.get(("cooc", category))
+            if a is None:
+                got = (np.zeros(0, np.int64), np.zeros(0))
+            else:
+                cnt = np.bincount(np.asarray(a[1]), minlength=len(self.catalog))
+                rows = self._cat_rows.get(category, np.zeros(0, np.int64))
+                order = rows[np.argsort(-cnt[rows], kind="stable")][:200]
+                order = order[cnt[order] > 0]
+                got = (order.astype(np.int64), cnt[order].astype(float))
+            self._popular[category] = got
+        return got
+
+    def cooc_count(self, a: int, b: np.ndarray) -> np.ndarray:
+        """Shared training looks of item ``a`` with each of ``b`` (0 if not an edge)."""
+        b = np.asarray(b, dtype=np.int64)
+        out = np.zeros(len(b))
+        for c in np.unique(self.table.category[b]) if len(b) else []:
+            idx, w = self.graph.row("cooc", c, a)
+            if len(idx):
+                lut = dict(zip(idx.tolist(), w.tolist()))
+                m = self.table.category[b] == c
+                out[m] = [lut.get(int(x), 0.0) for x in b[m]]
+        return out
+
+    def pair_scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Compatibility of pairs of catalogue rows (the model when present, else the
+        documented content scorer with training co-occurrence)."""
+        a = np.asarray(a, dtype=np.int64)
+        b = np.asarray(b, dtype=np.int64)
+        if len(a) == 0:
+            return np.zeros(0)
+        if self.compat is not None:
+            return np.asarray(self.compat.score_pairs(a, b), dtype=float)
+        cooc = np.zeros(len(a))
+        for x in np.unique(a):
+            m = a == x
+            cooc[m] = self.cooc_count(int(x), b[m])
+        return self._content(a, b, cooc).astype(float)
+
+    # ------------------------------------------------------------------ explanations
+    def _describe(self, i: int) -> str:
+        # numpy columns, not DataFrame.iloc: this runs for every shown item
+        colour = self.table.column("colour")[i].lower() if self.table.has_column(
+            "colour") else ""
+        sub = (self.table.column("subcategory")[i] if self.table.has_column("subcategory")
+               else "") or self.table.category[i]
+        return " ".join(x for x in (colour, sub.lower()) if x) or str(self.table.ids[i])
+
+    def _text(self, i: int) -> str:
+        fields = ["subcategory"] + [f for f in self.attribute_vocab if f.startswith("attr_")]
+        return " ".join(self.table.column(f)[i] for f in fields
+                        if self.table.has_column(f)).lower()
+
+    def _cooc_with(self, a: int, j: int) -> float:
+        idx, w = self.graph.row("cooc", self.table.category[j], a)
+        hit = np.flatnonzero(idx == j)
+        return float(w[hit[0]]) if len(hit) else 0.0
+
+    def explain(self, anchors: Sequence[int], j: int) -> str:
+        """A short reason why item ``j`` goes with the anchors, from graph and features."""
+        best_a, best_n = None, 0.0
+        for a in anchors:
+            n = self._cooc_with(a, j)
+            if n > best_n:
+                best_a, best_n = a, n
+        if best_a is not None:
+            looks = "look" if best_n == 1 else "looks"
+            return f"worn with the {self._describe(best_a)} in {int(best_n)} {looks}"
+        a0 = anchors[0]
+        ta, tj = self._text(a0), self._text(j)
+        cj, ca = self.table.category[j], self.table.category[a0]
+        if ca == "bottom" and cj in ("top", "outerwear") and any(w in ta for w in WIDE_WORDS) \
+                and not any(w in tj for w in WIDE_WORDS):
+            return "balances a wide leg"
+        if ca == "bottom" and cj in ("top", "outerwear") and any(w in ta for w in SLIM_WORDS) \
+                and any(w in tj for w in WIDE_WORDS):
+            return "a relaxed shape over a slim leg"
+        if self.compat is not None:
+            try:
+                rs = self.compat.explain_pair(int(a0), int(j))
+                if rs:
+                    return str(rs[0])
+            except Exception:  # an explanation must never fail a recommendation
+                pass
+        for a in anchors:
+            if self.colours[a] and self.colours[a] == self.colours[j]:
+                return f"same colour family as the {self._describe(a)}"
+        if self._neutral[j] and self.colours[j]:
+            return f"neutral {self.colours[j].lower()} goes with the {self._describe(a0)}"
+        cos = float(np.dot(self.emb[a0], self.emb[j]))
+        if cos > 0.5:
+            return f"similar style to the {self._describe(a0)}"
+        return f"pairs well with the {self._describe(a0)}"
+
+    def _finish(self, groups: list[dict], anchors: Sequence[int]) -> list[dict]:
+        out = []
+        for g in groups:
+            items = []
+            for it in g["items"]:
+                reason = it["reason"] or self.explain(anchors, it["idx"])
+                d = {"item_id": str(self.table.ids[it["idx"]]), "score": _r(it["score"]),
+                     "reason": reason, "pinned": bool(it["pinned"]),
+                     "fallback": bool(it["fallback"])}
+                items.append(d)
+            out.append({"category": g["category"], "items": items})
+        return out
+
+    # ------------------------------------------------------------------ diversity
+    def mmr(self, idx: np.ndarray, scores: np.ndarray, *, lam: float = 0.7,
+            depth: int | None = None) -> np.ndarray:
+        """Maximal marginal relevance order of ``idx``: each next item maximises
+        ``lam * score - (1 - lam) * max_sim(selected)``, with similarity
+        ``0.7 * max(cos, 0) + 0.3 * same_colour`` -- no five near-identical black bags.
+        Returns positions into ``idx``."""
+        n = len(idx)
+        if n <= 1:
+            return np.arange(n)
+        depth = n if depth is None else min(depth, n)
+        e = np.asarray(self.emb[idx], dtype=np.float32)
+        sim = 0.7 * np.maximum(e @ e.T, 0) + 0.3 * (self.colours[idx][:, None]
+                                                    == self.colours[idx][None, :])
+        s = np.asarray(scores, dtype=float)
+        span = s.max() - s.min()
+        rel = (s - s.min()) / span if span > 0 else np.ones(n)
+        chosen = [int(np.argmax(rel))]
+        maxsim = sim[chosen[0]].copy()
+        left = np.ones(n, dtype=bool)
+        left[chosen[0]] = False
+        while len(chosen) < depth:
+            val = np.where(left, lam * rel - (1 - lam) * maxsim, -np.inf)
+            j = int(np.argmax(val))
+            chosen.append(j)
+            left[j] = False
+            maxsim = np.maximum(maxsim, sim[j])
+        rest = np.flatnonzero(left)
+        return np.concatenate([np.array(chosen), rest[np.argsort(-s[rest], kind="stable")]])
+
+    # ------------------------------------------------------------------ cross-sell
+    def _merged(self, strategy, anchors: Sequence[int], category: str, depth: int
+                ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Candidates of ``category`` for all anchors, mean score over anchors."""
+        acc: dict[int, float] = {}
+        reason: dict[int, str] = {}
+        for a in anchors:
+            idx, sc, rs = strategy.candidates(self, a, category, depth)
+            for i, s, r in zip(idx.tolist(), sc.tolist(), rs):
+                acc[i] = acc.get(i, 0.0) + s
+                if r and i not in reason:
+                    reason[i] = r
+        for a in anchors:
+            acc.pop(a, None)
+        if not acc:
+            return np.zeros(0, np.int64), np.zeros(0), []
+        idx = np.fromiter(acc.keys(), dtype=np.int64, count=len(acc))
+        sc = np.fromiter(acc.values(), dtype=float, count=len(acc)) / len(anchors)
+        order = np.lexsort((idx, -sc))
+        idx, sc = idx[order], sc[order]
+        return idx, sc, [reason.get(int(i), "") for i in idx]
+
+    def complements(self, item_id: str | Sequence[str], k: int = 5, categories=None,
+                    strategy: str = "default", rules: Rules | None = None,
+                    context: Sequence[str] | None = None) -> dict:
+        """Cross-sell: complementary items grouped by category, top ``k`` each.
+
+        ``item_id`` is one id or a cart (list); ``context`` adds more cart items.
+        Groups: the categories that complete the anchors in the rules' pairing
+        matrix (or ``categories``), each with ``{"item_id", "score", "reason",
+        "pinned", "fallback"}`` items.
+        """
+        k = self._k(k)
+        anchors = self._ids([item_id] if isinstance(item_id, str) else item_id, "item_id")
+        if context:
+            anchors += [i for i in self._ids(context, "context") if i not in anchors]
+        strat = self._strategy(strategy)
+        cats = self._cats(categories)
+        rs = self._rules(rules)
+        anchor_cats = [self.table.category[a] for a in anchors]
+        wanted = pairing_for(rs, anchor_cats) if rs.pairing else [
+            c for c in self.categories if c not in anchor_cats]
+        if cats is not None:
+            wanted = [c for c in cats if c not in anchor_cats]
+        wanted = [c for c in wanted if c in self._cat_rows]
+        depth = max(4 * k, 40)
+        groups = []
+        for c in wanted:
+            idx, sc, rsn = self._merged(strat, anchors, c, depth)
+            order = self.mmr(idx, sc, depth=min(len(idx), 3 * k))
+            groups.append(Group(c, idx[order], sc[order], [rsn[o] for o in order]))
+        out = apply_rules(groups, rs, self.table, k=k, mode="complements",
+                          anchor_ids=[self.table.ids[a] for a in anchors],
+                          anchor_categories=anchor_cats if cats is None else [],
+                          score_missing=lambda ii, c: self._pin_score(anchors, ii))
+        return {"item_id": self.table.ids[anchors[0]],
+                "items": [str(self.table.ids[a]) for a in anchors],
+                "strategy": strat.name, "rules_version": rs.version,
+                "bundle_version": self.bundle_version,
+                "groups": self._finish(out, anchors)}
+
+    def _pin_score(self, anchors, ii):
+        a = np.repeat(np.asarray(anchors), len(ii))
+        b = np.tile(np.asarray(ii), len(anchors))
+        return self.pair_scores(a, b).reshape(len(anchors), len(ii)).mean(axis=0)
+
+    # ------------------------------------------------------------------ cold start
+    def complements_for_features(self, features: dict, embedding: np.ndarray, k: int = 5,
+                                 categories=None, rules: Rules | None = None) -> dict:
+        """Complements for an item that is not in the bundle (no rebuild).
+
+        ``features``: a dict of catalogue/feature fields; needs ``category`` and
+        uses ``colour``/``colour_group``/``subcategory`` when present. ``embedding``:
+        its visual embedding (D,). Candidates: nearest items of each target category
+        by embedding, plus the partners of its nearest same-category items (how it
+        inherits outfit history); scored by the compatibility model
+        (``score_pairs_rows``) when present, else the content scorer.
+        """
+        k = self._k(k)
+        if not isinstance(features, dict):
+            raise InputError("features must be a dict of fields", field="features")
+        cat = features.get("category")
+        if cat not in CATEGORIES:
+            raise InputError(f"unknown category {cat!r}", field="category", value=cat,
+                             allowed=CATEGORIES)
+        e = np.asarray(embedding, dtype=np.float32).ravel()
+        if e.shape[0] != self.emb.shape[1] or not np.isfinite(e).all():
+            raise InputError(f"embedding must have {self.emb.shape[1]} finite values, got "
+                             f"{e.shape[0]}", field="embedding")
+        nrm = float(np.linalg.norm(e))
+        e = e / nrm if nrm > 0 else e
+        cats = self._cats(categories)
+        rs = self._rules(rules)
+        wanted = cats if cats is not None else (pairing_for(rs, [cat]) if rs.pairing else
+                                                [c for c in self.categories if c != cat])
+        wanted = [c for c in wanted if c in self._cat_rows and c != cat]
+        colour = str(features.get("colour_group") or features.get("colour") or "").upper()
+        # nearest same-category items: their outfit partners become candidates
+        same = self._nearest(e, cat, 5)
+        groups = []
+        for c in wanted:
+            cand = [self._nearest(e, c, 30)]
+            for s in same:
+                cand.append(self.graph.row("cooc", c, int(s))[0][:10])
+            idx = np.unique(np.concatenate(cand)).astype(np.int64)
+            if len(idx) == 0:
+                continue
+            sc = self._cold_scores(features, e, colour, idx)
+            order = np.lexsort((idx, -sc))
+            idx, sc = idx[order], sc[order]
+            mo = self.mmr(idx, sc, depth=min(len(idx), 3 * k))
+            groups.append(Group(c, idx[mo], sc[mo], [""] * len(idx)))
+        out = apply_rules(groups, rs, self.table, k=k, mode="complements",
+                          anchor_categories=[cat])
+        for g in out:
+            for it in g["items"]:
+                if not it["reason"]:
+                    j = it["idx"]
+                    if colour and colour == self.colours[j]:
+                        it["reason"] = "same colour family as this item"
+                    elif self._neutral[j]:
+                        it["reason"] = f"neutral {self.colours[j].lower()} goes with it"
+                    else:
+                        it["reason"] = "pairs well with this item"
+        return {"category": cat, "strategy": "default", "rules_version": rs.version,
+                "bundle_version": self.bundle_version, "groups": self._finish(out, [])}
+
+    def _nearest(self, e: np.ndarray, category: str, n: int) -> np.ndarray:
+        rows = self._cat_rows.get(category)
+        if rows is None or len(rows) == 0:
+            return np.zeros(0, np.int64)
+        sims = np.empty(len(rows), dtype=np.float32)
+        for s in range(0, len(rows), 65536):
+            sims[s:s + 65536] = np.asarray(self.emb[rows[s:s + 65536]]) @ e
+        n = min(n, len(rows))
+        top = np.argpartition(-sims, n - 1)[:n]
+        return rows[top[np.argsort(-sims[top], kind="stable")]]
+
+    def _cold_scores(self, features: dict, e: np.ndarray, colour: str, idx: np.ndarray
+                     ) -> np.ndarray:
+        if self.compat is not None and hasattr(self.compat, "score_pairs_rows"):
+            row = pd.DataFrame([features])
+            return np.asarray(self.compat.score_pairs_rows(
+                pd.concat([row] * len(idx), ignore_index=True),
+                np.repeat(e[None, :], len(idx), axis=0), idx), dtype=float)
+        cos = np.asarray(self.emb[idx]) @ e
+        neutral = colour in NEUTRAL_COLOURS
+        col = np.where((self.colours[idx] == colour) | neutral | self._neutral[idx], 1.0, 0.5)
+        return 0.4 * (cos + 1) / 2 + 0.2 * col
+
+    # ------------------------------------------------------------------ up-sell
+    def upsell(self, item_id: str, k: int = 5, context: Sequence[str] | None = None,
+               band: Sequence[float] | None = None, strategy: str = "default",
+               rules: Rules | None = None) -> dict:
+        """Pricier alternatives in the same slot, similar and compatible with ``context``.
+
+        Score = ``0.6 * similarity + 0.2 * attribute agreement + 0.2 * compatibility
+        with the context`` (without context: ``0.75 * similarity + 0.25 * agreement``).
+        With prices: only items priced in ``(lo * p, hi * p]`` (``band``, default the
+        rules' ``[upsell] band``). Without prices (e.g. MANGO): ``price_available`` is
+        false, no price is invented, and the ranking is by similarity and compatibility
+        only -- the ``note`` says so.
+        """
+        k = self._k(k)
+        i = self._idx(item_id)
+        ctx = self._ids(context, "context") if context else []
+        self._strategy(strategy)  # validated; similarity drives up-sell whatever it is
+        rs = self._rules(rules)
+        band_t = validate_band(list(band), "band") if band is not None else rs.band
+        cat = self.table.category[i]
+        rows = self._cat_rows[cat]
+        price = self.table.price
+        p = float(price[i]) if self.price_available else float("nan")
+        have_price = self.price_available and np.isfinite(p)
+        if have_price:
+            cand = self._band_rows(cat, p, band_t)
+        else:
+            cand = np.unique(np.concatenate([self.graph.row("visual", cat, i)[0],
+                                             self._nearest(np.asarray(self.emb[i]), cat, 200)]))
+        cand = cand[(cand != i) & ~np.isin(cand, ctx)]
+        if len(cand) > 20_000:  # very wide bands on huge catalogues: an even sample
+            cand = cand[np.linspace(0, len(cand) - 1, 20_000).astype(np.int64)]
+        sim = (np.asarray(self.emb[cand], dtype=np.float32) @ np.asarray(self.emb[i]) + 1) / 2
+        agree = self._agreement(i, cand)
+        if ctx:
+            pre = np.argsort(-(0.75 * sim + 0.25 * agree), kind="stable")[:200]
+            cand, sim, agree = cand[pre], sim[pre], agree[pre]
+            comp = self._pin_score(ctx, cand)
+            score = 0.6 * sim + 0.2 * agree + 0.2 * comp
+        else:
+            score = 0.75 * sim + 0.25 * agree
+        order = np.lexsort((cand, -score))[:max(50, 4 * k)]
+        cand, score = cand[order], score[order]
+        mo = self.mmr(cand, score, lam=0.85, depth=min(len(cand), 3 * k))
+        reasons = []
+        for j in cand[mo]:
+            bits = []
+            if have_price:
+                bits.append(f"{price[j] / p:.2f}x the price")
+            shared = self._shared_attrs(i, int(j))
+            bits.append(f"same {', '.join(shared[:2])}" if shared else "similar look")
+            reasons.append("; ".join(bits))
+        g = Group(cat, cand[mo], score[mo], reasons)
+        out = apply_rules([g], rs, self.table, k=k, mode="upsell",
+                          anchor_ids=[self.table.ids[a] for a in [i] + ctx],
+                          anchor_price=p if have_price else None, band=band_t)
+        items = self._finish(out, [i])[0]["items"] if out else []
+        if have_price:
+            for it in items:
+                it["price"] = _r(price[self._idx(it["item_id"])])
+            note = (f"pricier alternatives within {band_t[0]:g}x-{band_t[1]:g}x of "
+                    f"{p:.2f}, ranked by similarity"
+                    + (" and compatibility with the context" if ctx else ""))
+        elif self.price_available:
+            note = "this item has no price: ranked by similarity and compatibility only"
+        else:
+            note = ("the catalogue has no prices: no price band applied and no prices "
+                    "shown; ranked by similarity" + (" and compatibility with the context"
+                                                     if ctx else "") + " only")
+        return {"item_id": item_id, "price_available": bool(have_price),
+                "price": _r(p) if have_price else None, "band": list(band_t),
+                "items": items, "note": note, "strategy": strategy,
+                "rules_version": rs.version, "bundle_version": self.bundle_version}
+
+    def _band_rows(self, cat: str, p: float, band: tuple[float, float]) -> np.ndarray:
+        srt = self._price_sorted.get(cat)
+        if srt is None:
+            rows = self._cat_rows[cat]
+            pr = self.table.price[rows]
+            rows = rows[np.isfinite(pr)]
+            srt = rows[np.argsort(self.table.price[rows], kind="stable")]
+            self._price_sorted[cat] = srt
+        pr = self.table.price[srt]
+        a = np.searchsorted(pr, band[0] * p, side="right")
+        b = np.searchsorted(pr, band[1] * p, side="right")
+        return srt[a:b]
+
+    def _attr_fields(self) -> list[str]:
+        return [f for f in self.attribute_vocab if f not in ("category", "item_id")]
+
+    def _agreement(self, i: int, cand: np.ndarray) -> np.ndarray:
+        fields = self._attr_fields()
+        if not fields or len(cand) == 0:
+            return np.zeros(len(cand))
+        agree = np.zeros(len(cand))
+        for f in fields:
+            col = self.table.column(f)
+            agree += col[cand] == col[i]
+        return agree / len(fields)
+
+    def _shared_attrs(self, i: int, j: int) -> list[str]:
+        out = []
+        for f in self._attr_fields():
+            col = self.table.column(f)
+            if col[i] and col[i] == col[j] and f not in ("gender",):
+                out.append(f"{f.removeprefix('attr_').replace('_', ' ')} ({col[i].lower()})")
+        return out
+
+    # ------------------------------------------------------------------ outfits
+    def score_outfit(self, items: Sequence[str]) -> dict:
+        """Outfit score and the per-pair breakdown with reasons."""
+        idx = self._ids(items)
+        if len(idx) < 2:
+            raise InputError("an outfit needs at least 2 distinct items", field="items",
+                             value=list(items) if not isinstance(items, str) else items)
+        a, b = np.triu_indices(len(idx), 1)
+        ia, ib = np.asarray(idx)[a], np.asarray(idx)[b]
+        ps = self.pair_scores(ia, ib)
+        if self.compat is not None:
+            score = float(self.compat.score_outfit(list(map(int, idx)))[0])
+        else:
+            score = float(ps.mean())
+        pairs = [{"a": str(self.table.ids[x]), "b": str(self.table.ids[y]), "score": _r(s),
+                  "reasons": [self.explain([int(x)], int(y))]}
+                 for x, y, s in zip(ia, ib, ps)]
+        return {"items": [str(self.table.ids[i]) for i in idx], "score": _r(score),
+                "pairs": pairs, "bundle_version": self.bundle_version}
+
+    def _slots_to_fill(self, have: list[str], slots) -> list[list[str]]:
+        """Slot plans (one per body template that fits what is already there)."""
+        present = set(have)
+        extra = [c for c in (slots if slots is not None else DEFAULT_EXTRA_SLOTS)
+                 if c not in ("top", "bottom", "dress")]
+        body_req = [c for c in (slots or []) if c in ("top", "bottom", "dress")]
+        plans = []
+        if body_req:
+            plans.append([c for c in body_req if c not in present])
+        elif "dress" in present or {"top", "bottom"} <= present:
+            plans.append([])
+        elif "top" in present or "bottom" in present:
+            plans.append([c for c in ("top", "bottom") if c not in present])
+        else:
+            plans += [list(t) for t in BODY_TEMPLATES]
+        plans = [[c for c in p if c in self._cat_rows] + [
+            c for c in extra if c not in present and c in self._cat_rows] for p in plans]
+        return [p for p in plans if p] or [[]]
+
+    def complete(self, items: Sequence[str], slots: Sequence[str] | None = None, n: int = 3,
+                 rules: Rules | None = None, strategy: str = "default",
+                 beam_width: int = 8, per_slot: int = 8) -> dict:
+        """Complete a partial outfit into ``n`` distinct looks (beam search, module docs)."""
+        n = self._k(n, "n", 10)
+        base = self._ids(items)
+        if slots is not None:
+            slots = self._cats(slots, "slots")
+        strat = self._strategy(strategy)
+        rs = self._rules(rules)
+        have = [self.table.category[i] for i in base]
+        plans = self._slots_to_fill(have, slots)
+        pair_cache: dict[tuple[int, int], float] = {}
+
+        def pairs_needed(pairs):
+            todo = [p for p in pairs if p not in pair_cache]
+            if todo:
+                arr = np.array(todo, dtype=np.int64)
+                for p, s in zip(todo, self.pair_scores(arr[:, 0], arr[:, 1])):
+                    pair_cache[p] = float(s)
+
+        def key(x, y):
+            return (x, y) if x < y else (y, x)
+
+        base_pairs = [key(x, y) for ai, x in enumerate(base) for y in base[ai + 1:]]
+        pairs_needed(base_pairs)
+        beams = []  # (items, filled, score_sum, n_pairs)
+        for plan in plans:
+            beams.append((tuple(base), (), sum(pair_cache[p] for p in base_pairs),
+                          len(base_pairs), tuple(plan)))
+        finished = []
+        while beams:
+            nxt = []
+            for its, filled, ssum, npairs, plan in beams:
+                if not plan:
+                    finished.append((its, filled, ssum, npairs))
+                    continue
+                slot = plan[0]
+                idx, sc, _ = self._merged(strat, list(its), slot, 3 * per_slot)
+                if len(idx):
+                    ok = rules_allow(rs, self.table, idx)
+                    idx = idx[ok][:per_slot]
+                for j in idx.tolist():
+                    if j in its:
+                        continue
+                    ps = [key(x, j) for x in its]
+                    nxt.append((its, filled, ssum, npairs, plan, j, ps))
+            if not nxt:
+                break
+            pairs_needed([p for t in nxt for p in t[6]])
+            cand = []
+            for its, filled, ssum, npairs, plan, j, ps in nxt:
+                s2 = ssum + sum(pair_cache[p] for p in ps)
+                n2 = npairs + len(ps)
+                cand.append((s2 / max(n2, 1), (its + (j,), filled + (j,), s2, n2, plan[1:])))
+            cand.sort(key=lambda t: (-t[0], t[1][1]))
+            seen, beams = set(), []
+            for _, b in cand:
+                sig = frozenset(b[0])
+                if sig in seen:
+                    continue
+                seen.add(sig)
+                beams.append(b)
+                if len(beams) >= beam_width * max(1, n):
+                    break
+        looks = []
+        scored = []
+        for its, filled, ssum, npairs in finished:
+            s = ssum / max(npairs, 1)
+            if self.compat is not None and len(its) > 1:
+                s = float(self.compat.score_outfit(list(map(int, its)))[0])
+            scored.append((s, its, filled))
+        scored.sort(key=lambda t: (-t[0], t[2]))
+        chosen: list[tuple] = []
+        for need in (0.5, 0.0):  # distinct: differ in at least half the filled slots
+            for s, its, filled in scored:
+                if len(chosen) >= n:
+                    break
+                if any(c[1] == its for c in chosen):
+                    continue
+                if all(len(set(filled) - set(c[2])) > need * len(filled) for c in chosen):
+                    chosen.append((s, its, filled))
+        for s, its, filled in chosen:
+            looks.append({
+                "items": [{"item_id": str(self.table.ids[j]),
+                           "category": str(self.table.category[j]),
+                           "given": j in base} for j in its],
+                "score": _r(s)})
+        return {"items": [str(self.table.ids[i]) for i in base], "looks": looks,
+                "strategy": strat.name, "rules_version": rs.version,
+                "bundle_version": self.bundle_version}
+
+    # ------------------------------------------------------------------ search
+    def _resolve_field(self, name: str) -> str:
+        if name in self.attribute_vocab:
+            return name
+        if f"attr_{name}" in self.attribute_vocab:
+            return f"attr_{name}"
+        raise InputError(f"unknown attribute {name!r}", field=name, value=name,
+                         allowed=sorted(self.attribute_vocab))
+
+    def search(self, filters: dict | None = None, like: str | None = None, k: int = 10,
+               rules: Rules | None = None) -> dict:
+        """Items matching attribute ``filters`` (field -> value or list of values), and
+        with ``like`` an item id: "like this item, but with <filters>" ranked by visual
+        similarity to it (its category unless ``category`` is given).
+
+        Fields: ``category``, any catalogue attribute column (``colour``,
+        ``subcategory``, ...), feature attributes ``attr_<head>`` (also accepted
+        without the ``attr_`` prefix) and ``colour_group``. Without ``like`` the
+        matches are ordered by popularity in looks, then id.
+        """
+        k = self._k(k)
+        filters = dict(filters or {})
+        if not isinstance(filters, dict):
+            raise InputError("filters must be a mapping", field="filters")
+        li = self._idx(like, "like") if like is not None else None
+        if li is not None and "category" not in filters:
+            filters["category"] = self.table.category[li]
+        mask = np.ones(len(self.table), dtype=bool)
+        applied = {}
+        for name, val in filters.items():
+            field = self._resolve_field(name)
+            vals = [val] if isinstance(val, str) else list(val) if isinstance(
+                val, (list, tuple)) else None
+            if not vals:
+                raise InputError(f"{name} must be a value or a list of values", field=name,
+                                 value=val)
+            allowed = set(self.attribute_vocab[field])
+            for v in vals:
+                if v not in allowed:
+                    raise InputError(f"unknown value {v!r} for {name}", field=name, value=v,
+                                     allowed=self.attribute_vocab[field])
+            mask &= np.isin(self.table.column(field), np.asarray(vals, dtype=object))
+            applied[field] = vals
+        rows = np.flatnonzero(mask)
+        if li is not None:
+            rows = rows[rows != li]
+            sims = np.empty(len(rows), dtype=np.float32)
+            e = np.asarray(self.emb[li])
+            for s in range(0, len(rows), 65536):
+                sims[s:s + 65536] = np.asarray(self.emb[rows[s:s + 65536]]) @ e
+            top = min(len(rows), max(4 * k, 50))
+            part = np.argpartition(-sims, top - 1)[:top] if top else np.zeros(0, np.int64)
+            part = part[np.lexsort((rows[part], -sims[part]))]
+            idx, sc = rows[part], sims[part].astype(float)
+        else:
+            cnt = np.zeros(len(rows))
+            for c in np.unique(self.table.category[rows]) if len(rows) else []:
+                pi, pw = self.popular(c)
+                lut = dict(zip(pi.tolist(), pw.tolist()))
+                m = self.table.category[rows] == c
+                cnt[m] = [lut.get(int(x), 0.0) for x in rows[m]]
+            order = np.lexsort((self.table.ids[rows], -cnt))[:max(4 * k, 50)]
+            idx, sc = rows[order], cnt[order]
+        g = Group("search", idx, sc, [""] * len(idx))
+        # search results have no slot, so dedupe/pairing/fallback do not apply
+        rs = self._rules(rules)
+        out = apply_rules([g], _search_rules(rs), self.table, k=k, mode="search",
+                          anchor_ids=[self.table.ids[li]] if li is not None else [])
+        items = []
+        for it in out[0]["items"]:
+            j = it["idx"]
+            reason = (f"visually similar to the {self._describe(li)}" if li is not None
+                      else "matches the filters")
+            items.append({"item_id": str(self.table.ids[j]), "category":
+                          str(self.table.category[j]), "score": _r(it["score"]),
+                          "reason": reason})
+        return {"filters": applied, "like": like, "n_matches": int(len(rows)),
+                "items": items, "rules_version": rs.version,
+                "bundle_version": self.bundle_version}
+
+    # ------------------------------------------------------------------ images
+    def analyze_image(self, rgb: np.ndarray) -> dict:
+        """Category, attributes with confidences, colours, keypoints and shape of a photo."""
+        raise StageNotAvailable("image analysis needs features.extract (issue #3), which "
+                                "has not landed in this build")
+
+    def search_by_image(self, rgb: np.ndarray, overrides: dict | None = None, k: int = 10
+                        ) -> dict:
+        """Items sharing the photo's attributes except ``overrides``, by visual similarity."""
+        raise StageNotAvailable("image search needs features.extract (issue #3), which "
+                                "has not landed in this build")
+
+    def strategies(self) -> list[str]:
+        return sorted(STRATEGIES)
+
+
+def _search_rules(rs: Rules) -> Rules:
+    import dataclasses
+
+    return dataclasses.replace(rs, pins=(), dedupe=False, fallback=False)

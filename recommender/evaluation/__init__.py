@@ -1,0 +1,1 @@
+"""Offline evaluation: held-out outfits, FITB and compatibility files, metrics, baselines."""

@@ -1,0 +1,267 @@
+"""Score FITB and compatibility files against a bundle: the model beside the baselines.
+
+``mixmatch evaluate --bundle B --fitb F [--compat C] [--ablations] [--json]``.
+
+* FITB accuracy with ties broken at random (fixed seed) and the expected accuracy
+  under random tie-breaking; split into questions whose true answer was / was not
+  in the bundle's training outfits (``warm`` / ``cold``).
+* Compatibility AUC (each outfit's score from its pair scores).
+* Unknown item ids: the question or outfit line is skipped and counted
+  (``n_fitb_skipped``, ``n_compat_skipped``, ``n_unknown_ids``), never a crash.
+* Baselines (random, popularity, item co-occurrence) from the bundle's TRAINING
+  outfits (``eval/train_outfits.parquet``), in the same run.
+* ``--ablations`` retrains the model on the bundle's split once per step of the
+  feature-group ladder and scores the bundle's four evaluation files.
+
+Examples
+--------
+>>> idx = {"a": 0, "b": 1, "c": 2, "d": 3, "e": 4}
+>>> q = [{"question": ["a"], "answers": ["b", "c", "d", "zz"], "label": 0, "outfit_id": "1"},
+...      {"question": ["a"], "answers": ["b", "c", "d", "e"], "label": 1, "outfit_id": "2"}]
+>>> data = index_fitb(q, idx)
+>>> data["n_skipped"], sorted(data["unknown_ids"])
+(1, ['zz'])
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.exceptions import BundleError
+from recommender.evaluation.metrics import fitb_outcomes, roc_auc
+
+EVAL_FILE_NAMES = {"fitb": "fitb.jsonl", "fitb_cold": "fitb_cold.jsonl",
+                   "compatibility": "compatibility.tsv",
+                   "compatibility_hard": "compatibility_hard.tsv"}
+
+
+# -- reading files against a catalogue index ------------------------------------------
+def index_fitb(questions: list[dict], index: dict[str, int]) -> dict:
+    """Map FITB questions to catalogue rows; questions naming unknown ids are skipped."""
+    qs, ans, labels, answer_ids, unknown = [], [], [], [], set()
+    skipped = 0
+    for q in questions:
+        ids = list(q["question"]) + list(q["answers"])
+        missing = [i for i in ids if i not in index]
+        if missing or not q["question"]:
+            unknown.update(missing)
+            skipped += 1
+            continue
+        qs.append([index[i] for i in q["question"]])
+        ans.append([index[i] for i in q["answers"]])
+        labels.append(int(q["label"]))
+        answer_ids.append(q["answers"][q["label"]])
+    return {"questions": qs, "answers": ans, "labels": np.array(labels, int),
+            "answer_rows": np.array([a[l] for a, l in zip(ans, labels)], int),
+            "n_skipped": skipped, "unknown_ids": unknown}
+
+
+def index_compat(rows: list[tuple[int, list[str]]], index: dict[str, int]) -> dict:
+    """Map compatibility rows to catalogue rows; lines naming unknown ids are skipped."""
+    outfits, labels, unknown = [], [], set()
+    skipped = 0
+    for label, ids in rows:
+        missing = [i for i in ids if i not in index]
+        if missing or len(ids) < 2:
+            unknown.update(missing)
+            skipped += 1
+            continue
+        outfits.append([index[i] for i in ids])
+        labels.append(label)
+    return {"outfits": outfits, "labels": np.array(labels, int), "n_skipped": skipped,
+            "unknown_ids": unknown}
+
+
+# -- scoring ---------------------------------------------------------------------------
+def fitb_metrics(scorer, data: dict, seen: np.ndarray, seed: int = 0) -> dict:
+    """FITB accuracy (seeded ties), expected accuracy, and warm/cold answer splits."""
+    n = len(data["labels"])
+    out = {"n_fitb": n, "n_fitb_skipped": data["n_skipped"]}
+    if n == 0:
+        out.update(fitb_accuracy=float("nan"), fitb_expected_accuracy=float("nan"))
+        return out
+    scores = scorer.score_fitb(data["questions"], data["answers"])
+    correct, expected = fitb_outcomes(scores, data["labels"], seed)
+    warm = seen[data["answer_rows"]]
+    out.update(fitb_accuracy=float(correct.mean()), fitb_expected_accuracy=float(expected.mean()))
+    for name, m in (("warm", warm), ("cold", ~warm)):
+        out[f"n_fitb_{name}"] = int(m.sum())
+        out[f"fitb_{name}_accuracy"] = float(correct[m].mean()) if m.any() else float("nan")
+        out[f"fitb_{name}_expected_accuracy"] = (float(expected[m].mean()) if m.any()
+                                                 else float("nan"))
+    return out
+
+
+def compat_metrics(scorer, data: dict) -> dict:
+    """AUC of outfit scores against the 0/1 labels."""
+    n = len(data["labels"])
+    out = {"n_compat": n, "n_compat_skipped": data["n_skipped"]}
+    if n == 0:
+        out["compat_auc"] = float("nan")
+        return out
+    out["compat_auc"] = roc_auc(data["labels"], scorer.score_outfits(data["outfits"]))
+    return out
+
+
+def _bundle_state(bundle_path):
+    from recommender.bundle import Bundle
+    from recommender.compat.model import outfit_index_lists
+
+    b = Bundle.open(bundle_path)
+    cp = b.path("catalog.parquet")
+    tp = b.path("eval", "train_outfits.parquet")
+    if not cp.is_file():
+        raise BundleError(f"bundle {b.root} has no catalog.parquet: run the ingest stage")
+    if not tp.is_file():
+        raise BundleError(f"bundle {b.root} has no eval/train_outfits.parquet: run the "
+                          "split stage (baselines and warm/cold need the training outfits)")
+    catalog = pd.read_parquet(cp)
+    index = {k: i for i, k in enumerate(catalog["item_id"].astype(str))}
+    train = outfit_index_lists(pd.read_parquet(tp).astype(str), catalog)
+    seen = np.zeros(len(catalog), bool)
+    for o in train:
+        seen[o] = True
+    return b, catalog, index, train, seen
+
+
+def _load_model(b):
+    from recommender.compat.model import CompatibilityModel
+
+    if not b.path("models", "compat.txt").is_file():
+        return None
+    return CompatibilityModel.load(b)
+
+
+def evaluate_bundle_files(bundle_path, fitb=None, compat=None, ablations: bool = False,
+                          seed: int = 0, print_text: bool = True) -> dict:
+    """Score FITB/compatibility files with the bundle's model and the baselines.
+
+    Returns ``{"fitb_accuracy", "fitb_expected_accuracy", "n_fitb", "fitb_warm_accuracy",
+    "fitb_cold_accuracy", "compat_auc", "n_compat", "n_unknown_ids", "model",
+    "baselines": {name: {...}}, "ablations": {...}}`` (keys for what was asked).
+    """
+    from recommender.evaluation.baselines import make_baselines
+    from recommender.evaluation.make_eval import read_compat, read_fitb
+
+    b, catalog, index, train, seen = _bundle_state(bundle_path)
+    model = _load_model(b)
+    scorers = ([("model", model)] if model is not None else []) + [
+        (s.name, s) for s in make_baselines(train, len(catalog), seed)]
+    result: dict = {"model": "lightgbm" if model is not None else None}
+    unknown: set = set()
+    per: dict[str, dict] = {name: {} for name, _ in scorers}
+    fdata = cdata = None
+    if fitb:
+        fdata = index_fitb(read_fitb(fitb), index)
+        unknown |= fdata["unknown_ids"]
+        for name, s in scorers:
+            per[name].update(fitb_metrics(s, fdata, seen, seed))
+    if compat:
+        cdata = index_compat(read_compat(compat), index)
+        unknown |= cdata["unknown_ids"]
+        for name, s in scorers:
+            per[name].update(compat_metrics(s, cdata))
+    if fitb or compat:
+        main = per["model"] if model is not None else {}
+        result.update(main)
+        result["baselines"] = {k: v for k, v in per.items() if k != "model"}
+        result["n_unknown_ids"] = len(unknown)
+        result["files"] = {"fitb": str(fitb) if fitb else None,
+                           "compat": str(compat) if compat else None}
+        if print_text:
+            print(format_table(per, fitb, compat, len(unknown), model is None))
+    if ablations:
+        result["ablations"] = run_ablations(b, catalog, index, seen, seed, print_text)
+    return _json_safe(result)
+
+
+def _json_safe(obj):
+    """NaN (an empty split) becomes None so ``--json`` prints valid JSON."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return None if np.isnan(obj) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def format_table(per: dict, fitb, compat, n_unknown: int, no_model: bool) -> str:
+    lines = []
+    if no_model:
+        lines.append("note: the bundle has no compatibility model (models/compat.txt); "
+                     "baselines only")
+    if fitb:
+        any_row = next(iter(per.values()))
+        lines.append(f"FITB {fitb}: {any_row.get('n_fitb', 0)} questions "
+                     f"({any_row.get('n_fitb_warm', 0)} with a training-seen answer, "
+                     f"{any_row.get('n_fitb_cold', 0)} unseen), "
+                     f"{any_row.get('n_fitb_skipped', 0)} skipped for unknown ids")
+    if compat:
+        any_row = next(iter(per.values()))
+        lines.append(f"compatibility {compat}: {any_row.get('n_compat', 0)} outfits, "
+                     f"{any_row.get('n_compat_skipped', 0)} skipped for unknown ids")
+    if n_unknown:
+        lines.append(f"unknown item ids: {n_unknown} (their lines skipped)")
+    head = f"{'scorer':<14}"
+    if fitb:
+        head += f"{'FITB':>8}{'expected':>10}{'warm':>8}{'cold':>8}"
+    if compat:
+        head += f"{'AUC':>8}"
+    lines.append(head)
+    for name, v in per.items():
+        row = f"{name:<14}"
+        if fitb:
+            row += (f"{v.get('fitb_accuracy', float('nan')):>8.3f}"
+                    f"{v.get('fitb_expected_accuracy', float('nan')):>10.3f}"
+                    f"{v.get('fitb_warm_accuracy', float('nan')):>8.3f}"
+                    f"{v.get('fitb_cold_accuracy', float('nan')):>8.3f}")
+        if compat:
+            row += f"{v.get('compat_auc', float('nan')):>8.3f}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+# -- ablations -------------------------------------------------------------------------
+def run_ablations(b, catalog, index, seen, seed: int = 0, print_text: bool = True,
+                  quick: bool = False) -> dict:
+    """Retrain on the bundle's split for each step of the ladder; score the four files."""
+    from recommender.compat.model import CompatibilityModel
+    from recommender.compat.pair_features import ABLATION_LADDER
+    from recommender.compat.train import load_inputs, model_settings
+    from recommender.evaluation.make_eval import read_compat, read_fitb
+
+    files = {k: b.path("eval", v) for k, v in EVAL_FILE_NAMES.items()}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise BundleError(f"ablations need the bundle's evaluation files; missing {missing[0]}")
+    data = {"fitb": index_fitb(read_fitb(files["fitb"]), index),
+            "fitb_cold": index_fitb(read_fitb(files["fitb_cold"]), index),
+            "compatibility": index_compat(read_compat(files["compatibility"]), index),
+            "compatibility_hard": index_compat(read_compat(files["compatibility_hard"]),
+                                               index)}
+    catalog_, train_df, features, embeddings = load_inputs(b)
+    settings = model_settings(b.manifest.get("config", {}), quick=quick)
+    settings.update(learning_rate=max(settings.get("learning_rate", 0.05), 0.1))
+    out: dict = {}
+    if print_text:
+        print(f"{'ablation':<18}{'FITB':>8}{'cold':>8}{'AUC':>8}{'hard AUC':>10}"
+              f"{'features':>10}  groups")
+    for step, groups in ABLATION_LADDER:
+        m = CompatibilityModel(groups=groups, **settings).fit(catalog_, train_df, features,
+                                                              embeddings)
+        r = {"groups": list(m.featurizer_.groups_), "n_features": len(m.feature_names_),
+             "fitb": fitb_metrics(m, data["fitb"], seen, seed)["fitb_accuracy"],
+             "fitb_cold": fitb_metrics(m, data["fitb_cold"], seen, seed)["fitb_accuracy"],
+             "auc": compat_metrics(m, data["compatibility"])["compat_auc"],
+             "auc_hard": compat_metrics(m, data["compatibility_hard"])["compat_auc"]}
+        out[step] = r
+        if print_text:
+            print(f"{step:<18}{r['fitb']:>8.3f}{r['fitb_cold']:>8.3f}{r['auc']:>8.3f}"
+                  f"{r['auc_hard']:>10.3f}{r['n_features']:>10}  {'+'.join(r['groups'])}",
+                  flush=True)
+    return out

@@ -1,0 +1,361 @@
+"""Held-out outfits and the Polyvore-protocol evaluation files (the "split" stage).
+
+The outfits are split by outfit (never by item row), ``test_fraction`` held out
+with a seed, and four files are written from the held-out outfits:
+
+``fitb.jsonl``
+    One question per held-out outfit: one item blanked, three negatives of the same
+    fine category (catalogue ``subcategory``) drawn at random from the catalogue,
+    the four answers shuffled. ``{"outfit_id", "question": [ids], "blank_position":
+    k, "answers": [4 ids], "label": i}``.
+``fitb_cold.jsonl``
+    The same, but the blank and its three negatives never appear in the training
+    outfits (new arrivals: co-occurrence and popularity know nothing about them).
+    Outfits without such an item give no question.
+``compatibility.tsv``
+    ``label<TAB>space-separated ids``: every held-out outfit (1), and a negative
+    with every item swapped for another of the same subcategory (0).
+``compatibility_hard.tsv``
+    The same with ONE item swapped: the negative differs from a real outfit in a
+    single slot.
+
+Each file draws from its own seeded random stream, so changing how one is made
+does not change the others. Questions whose blank has fewer than three possible
+negatives are skipped and counted in ``split.json``.
+
+Examples
+--------
+>>> import pandas as pd
+>>> cat = pd.DataFrame({"item_id": list("abcdefgh"), "category": ["top"] * 4 + ["bottom"] * 4,
+...                     "subcategory": ["Shirt"] * 4 + ["Jeans"] * 4})
+>>> outfits = pd.DataFrame({"outfit_id": ["1", "1", "2", "2"], "item_id": list("aebf")})
+>>> ev = make_eval(outfits, cat, seed=0, test_fraction=0.5)
+>>> len(ev.train_outfits), len(ev.test_outfits), len(ev.fitb), len(ev.compatibility)
+(2, 2, 1, 2)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.exceptions import InputError, SchemaError
+
+N_ANSWERS = 4
+EVAL_FILES = ("train_outfits.parquet", "test_outfits.parquet", "fitb.jsonl",
+              "fitb_cold.jsonl", "compatibility.tsv", "compatibility_hard.tsv",
+              "split.json")
+
+
+@dataclasses.dataclass
+class EvalSet:
+    """The split and the four evaluation files, in memory."""
+
+    train_outfits: pd.DataFrame
+    test_outfits: pd.DataFrame
+    fitb: list[dict]
+    fitb_cold: list[dict]
+    compatibility: list[tuple[int, list[str]]]
+    compatibility_hard: list[tuple[int, list[str]]]
+    info: dict
+
+
+# -- reading and writing -----------------------------------------------------------
+def write_fitb(questions: list[dict], path: str | os.PathLike) -> None:
+    """Write FITB questions as JSON lines."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for q in questions:
+            f.write(json.dumps({k: q[k] for k in ("outfit_id", "question", "blank_position",
+                                                  "answers", "label")}) + "\n")
+
+
+def read_fitb(path: str | os.PathLike) -> list[dict]:
+    """Read a FITB JSONL file; a malformed line raises SchemaError naming the line.
+
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "f.jsonl")
+    >>> write_fitb([{"outfit_id": "1", "question": ["a"], "blank_position": 1,
+    ...              "answers": ["b", "c", "d", "e"], "label": 0}], p)
+    >>> read_fitb(p)[0]["answers"]
+    ['b', 'c', 'd', 'e']
+    """
+    out = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                q = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SchemaError(f"{path}:{n}: not JSON ({exc})", field="fitb") from exc
+            missing = [k for k in ("question", "answers", "label") if k not in q]
+            if missing:
+                raise SchemaError(f"{path}:{n}: missing key(s) {', '.join(missing)}",
+                                  field=missing[0])
+            label = q["label"]
+            if not isinstance(label, int) or not 0 <= label < len(q["answers"]):
+                raise SchemaError(f"{path}:{n}: label {label!r} is not an index into the "
+                                  f"{len(q['answers'])} answers", field="label", value=label)
+            q["question"] = [str(i) for i in q["question"]]
+            q["answers"] = [str(i) for i in q["answers"]]
+            q.setdefault("outfit_id", str(n))
+            out.append(q)
+    return out
+
+
+def write_compat(rows: list[tuple[int, list[str]]], path: str | os.PathLike) -> None:
+    """Write compatibility rows as ``label<TAB>space-separated ids``."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for label, ids in rows:
+            f.write(f"{int(label)}\t{' '.join(ids)}\n")
+
+
+def read_compat(path: str | os.PathLike) -> list[tuple[int, list[str]]]:
+    """Read a compatibility TSV; a malformed line raises SchemaError naming the line."""
+    out = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) != 2 or parts[0].strip() not in ("0", "1"):
+                raise SchemaError(f"{path}:{n}: expected 'label<TAB>ids' with label 0 or 1, "
+                                  f"got {line[:60]!r}", field="compatibility")
+            out.append((int(parts[0]), parts[1].split()))
+    return out
+
+
+def read_outfits_file(path: str | os.PathLike) -> pd.DataFrame:
+    """Outfits from Parquet or CSV with columns ``outfit_id,item_id``.
+
+    A two-column file with other names (e.g. MANGO's ``cod_outfit,cod_modelo_color``)
+    is read as (outfit, item) in that order.
+    """
+    path = Path(path)
+    if not path.is_file():
+        from features.exceptions import NotFoundError
+        raise NotFoundError(f"outfits file not found: {path}", field="outfits",
+                            value=str(path))
+    df = (pd.read_parquet(path) if path.suffix == ".parquet"
+          else pd.read_csv(path, dtype=str, keep_default_na=False))
+    if not {"outfit_id", "item_id"} <= set(df.columns):
+        if len(df.columns) != 2:
+            raise SchemaError(f"{path}: needs columns outfit_id,item_id; has "
+                              f"{', '.join(map(str, df.columns))}", field="outfit_id")
+        df = df.set_axis(["outfit_id", "item_id"], axis=1)
+    return df[["outfit_id", "item_id"]].astype(str)
+
+
+# -- making the files --------------------------------------------------------------
+def split_outfits(outfits: pd.DataFrame, test_fraction: float = 0.2, seed: int = 0
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split an outfits table by outfit; ``test_fraction`` of the outfits held out."""
+    if not 0 < test_fraction < 1:
+        raise InputError(f"test_fraction must be in (0, 1), got {test_fraction}",
+                         field="test_fraction", value=test_fraction)
+    ids = np.array(sorted(outfits["outfit_id"].unique(), key=_natural_key), dtype=object)
+    rng = np.random.default_rng([seed, 0])
+    n_test = int(round(test_fraction * len(ids)))
+    test_ids = set(rng.permutation(ids)[:n_test])
+    is_test = outfits["outfit_id"].isin(test_ids)
+    return (outfits[~is_test].reset_index(drop=True), outfits[is_test].reset_index(drop=True))
+
+
+def _natural_key(s: str):
+    # Numeric ids sort as numbers so the split does not depend on zero padding.
+    return (0, int(s), "") if s.isdigit() else (1, 0, s)
+
+
+def _groups(outfits: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    out = []
+    for oid, g in outfits.groupby("outfit_id", sort=False):
+        items = list(dict.fromkeys(g["item_id"]))  # drop repeats, keep order
+        out.append((oid, items))
+    out.sort(key=lambda t: _natural_key(t[0]))
+    return out
+
+
+def _fitb_questions(groups, sub_of, pools, rng, eligible) -> tuple[list[dict], int]:
+    """One question per outfit; ``eligible(item)`` says which items may be blanked."""
+    questions, skipped = [], 0
+    for oid, items in groups:
+        if len(items) < 2:
+            continue
+        in_outfit = set(items)
+        options = []
+        for pos, it in enumerate(items):
+            if not eligible(it):
+                continue
+            pool = [c for c in pools.get(sub_of[it], ()) if c not in in_outfit]
+            if len(pool) >= N_ANSWERS - 1:
+                options.append((pos, it, pool))
+        if not options:
+            skipped += 1
+            continue
+        pos, blank, pool = options[rng.integers(len(options))]
+        negs = [pool[i] for i in rng.choice(len(pool), N_ANSWERS - 1, replace=False)]
+        answers = [blank] + negs
+        order = rng.permutation(N_ANSWERS)
+        answers = [answers[i] for i in order]
+        questions.append({"outfit_id": oid, "question": [x for x in items if x != blank],
+                          "blank_position": pos, "answers": answers,
+                          "label": int(np.flatnonzero(order == 0)[0])})
+    return questions, skipped
+
+
+def _compat_rows(groups, sub_of, pools, rng, hard: bool) -> tuple[list, int]:
+    rows, skipped = [], 0
+    for oid, items in groups:
+        if len(items) < 2:
+            continue
+        in_outfit = set(items)
+        swaps = {}
+        for pos, it in enumerate(items):
+            pool = [c for c in pools.get(sub_of[it], ()) if c not in in_outfit]
+            if pool:
+                swaps[pos] = pool
+        if hard:
+            if not swaps:
+                skipped += 1
+                continue
+            positions = sorted(swaps)
+            chosen = [positions[rng.integers(len(positions))]]
+        else:
+            if len(swaps) < len(items):
+                skipped += 1
+                continue
+            chosen = list(range(len(items)))
+        neg = list(items)
+        used = set(items)
+        for pos in chosen:
+            pool = [c for c in swaps[pos] if c not in used] or swaps[pos]
+            neg[pos] = pool[rng.integers(len(pool))]
+            used.add(neg[pos])
+        rows.append((1, list(items)))
+        rows.append((0, neg))
+    return rows, skipped
+
+
+def make_eval(outfits: pd.DataFrame, catalog: pd.DataFrame, *, seed: int = 0,
+              test_fraction: float = 0.2) -> EvalSet:
+    """Split ``outfits`` and build the FITB and compatibility sets.
+
+    Outfit rows naming items absent from ``catalog`` are dropped (counted in
+    ``info``); negatives are drawn from the whole catalogue.
+    """
+    from recommender.catalog import validate_outfits
+
+    outfits, problems = validate_outfits(outfits, catalog["item_id"].astype(str))
+    train, test = split_outfits(outfits, test_fraction, seed)
+    ids = catalog["item_id"].astype(str).to_numpy()
+    subs = catalog["subcategory"].astype(str).to_numpy()
+    sub_of = dict(zip(ids, subs))
+    pools: dict[str, list[str]] = {}
+    for i, s in zip(ids, subs):
+        pools.setdefault(s, []).append(i)
+    train_items = set(train["item_id"])
+    cold_pools = {s: [i for i in p if i not in train_items] for s, p in pools.items()}
+    groups = _groups(test)
+
+    fitb, fitb_skipped = _fitb_questions(groups, sub_of, pools,
+                                         np.random.default_rng([seed, 1]), lambda it: True)
+    cold, cold_skipped = _fitb_questions(groups, sub_of, cold_pools,
+                                         np.random.default_rng([seed, 2]),
+                                         lambda it: it not in train_items)
+    compat, compat_skipped = _compat_rows(groups, sub_of, pools,
+                                          np.random.default_rng([seed, 3]), hard=False)
+    hard, hard_skipped = _compat_rows(groups, sub_of, pools,
+                                      np.random.default_rng([seed, 4]), hard=True)
+    info = {
+        "seed": int(seed), "test_fraction": float(test_fraction),
+        "n_outfits": int(outfits["outfit_id"].nunique()),
+        "n_train_outfits": int(train["outfit_id"].nunique()),
+        "n_test_outfits": int(test["outfit_id"].nunique()),
+        "n_train_items": len(train_items),
+        "n_fitb": len(fitb), "n_fitb_skipped": fitb_skipped,
+        "n_fitb_cold": len(cold), "n_fitb_cold_skipped": cold_skipped,
+        "n_compatibility": len(compat), "n_compatibility_skipped": compat_skipped,
+        "n_compatibility_hard": len(hard), "n_compatibility_hard_skipped": hard_skipped,
+        "fitb_answer_cold_fraction": (float(np.mean([q["answers"][q["label"]] not in train_items
+                                                    for q in fitb])) if fitb else 0.0),
+        "problems": problems,
+    }
+    return EvalSet(train, test, fitb, cold, compat, hard, info)
+
+
+def write_eval(ev: EvalSet, out_dir: str | os.PathLike) -> list[Path]:
+    """Write the split and the files (names in :data:`EVAL_FILES`) into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ev.train_outfits.to_parquet(out / "train_outfits.parquet", index=False)
+    ev.test_outfits.to_parquet(out / "test_outfits.parquet", index=False)
+    write_fitb(ev.fitb, out / "fitb.jsonl")
+    write_fitb(ev.fitb_cold, out / "fitb_cold.jsonl")
+    write_compat(ev.compatibility, out / "compatibility.tsv")
+    write_compat(ev.compatibility_hard, out / "compatibility_hard.tsv")
+    (out / "split.json").write_text(json.dumps(ev.info, indent=2, sort_keys=True))
+    return [out / f for f in EVAL_FILES]
+
+
+def summary(info: dict) -> str:
+    """A few lines describing a split."""
+    return (f"outfits: {info['n_train_outfits']} train, {info['n_test_outfits']} held out "
+            f"(seed {info['seed']})\n"
+            f"fitb: {info['n_fitb']} questions ({info['n_fitb_skipped']} outfits skipped; "
+            f"{info['fitb_answer_cold_fraction']:.0%} of answers unseen in training)\n"
+            f"fitb_cold: {info['n_fitb_cold']} questions\n"
+            f"compatibility: {info['n_compatibility']} rows, compatibility_hard: "
+            f"{info['n_compatibility_hard']} rows")
+
+
+# -- pipeline stage and CLI ----------------------------------------------------------
+def _split_params(ctx) -> tuple[int, float]:
+    cfg = ctx.stage_config("split")
+    return int(cfg.get("seed", ctx.config.get("seed", 0))), float(cfg.get("test_fraction", 0.2))
+
+
+def stage_inputs(ctx) -> dict:
+    """The split depends on the catalogue, the outfits, the seed and the fraction."""
+    from recommender.bundle import file_hash
+
+    seed, frac = _split_params(ctx)
+    b = ctx.bundle
+    return {"catalog": file_hash(b.path("catalog.parquet")),
+            "outfits": file_hash(b.path("outfits.parquet")),
+            "seed": seed, "test_fraction": frac}
+
+
+def run_stage(ctx) -> dict:
+    """Write ``eval/`` into the bundle from its catalogue and outfits."""
+    b = ctx.bundle
+    seed, frac = _split_params(ctx)
+    catalog = pd.read_parquet(b.path("catalog.parquet"))
+    outfits = pd.read_parquet(b.path("outfits.parquet")).astype(str)
+    ev = make_eval(outfits, catalog, seed=seed, test_fraction=frac)
+    write_eval(ev, b.path("eval"))
+    ctx.log("[split] " + summary(ev.info).replace("\n", "\n[split] "))
+    metrics = {k: v for k, v in ev.info.items() if k != "problems"}
+    return {"outputs": [f"eval/{f}" for f in EVAL_FILES], "metrics": metrics}
+
+
+def cli_make_eval(args) -> int:
+    """``mixmatch make-eval --outfits F --catalog C --seed S --out DIR``."""
+    from recommender.catalog import load_catalog
+
+    catalog = load_catalog(args.catalog)
+    outfits = read_outfits_file(args.outfits)
+    ev = make_eval(outfits, catalog, seed=args.seed,
+                   test_fraction=getattr(args, "test_fraction", 0.2))
+    write_eval(ev, args.out)
+    for p in ev.info["problems"]:
+        print(f"note: {p}")
+    print(summary(ev.info))
+    print(f"written to {args.out}")
+    return 0

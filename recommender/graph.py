@@ -1,0 +1,515 @@
+"""The garment graph: the pipeline's ``graph`` stage, its networkx record and serving arrays.
+
+Nodes are catalogue items. Edges, each with a ``kind`` and a ``weight``:
+
+``compat``
+    For every item and every category that completes it (the pairing matrix of the
+    rules), the top ``k_compat`` items by the compatibility model, scored only on
+    generated candidates (:mod:`recommender.candidates`: embedding neighbours,
+    co-occurrence, two-hop co-occurrence, popular items). Without a trained
+    compatibility model in the bundle the :class:`ContentScorer` weighs the pairs
+    and ``graph.json`` says so (``"scorer": "content"``).
+``cooc``
+    Items worn together in *training* outfits (``eval/train_outfits.parquet``;
+    all outfits only when the bundle has no split, which ``graph.json`` records),
+    weight = number of shared outfits, top ``k_cooc`` per item and category.
+``visual``
+    Nearest items by visual-embedding cosine, top ``k_visual`` per item in each
+    complementary category and in its own category (up-sell and "more like this").
+
+Files written (relative to the bundle)::
+
+    graph/edges.parquet      src, dst (item ids), weight, kind: the graph of record
+    graph/graph.json         config, counts, scorer, build time, networkx stats
+    graph/csr_<kind>_<category>_{indptr,indices,weights}.npy
+                             per kind and target category: CSR rows over all
+                             catalogue rows (int64 indptr, int32 indices, float32
+                             weights, each row sorted by weight, best first);
+                             the engine memory-maps them and reads a row per request.
+
+networkx is the graph of record for building and analysis: :func:`to_networkx`
+rebuilds it from ``edges.parquet``; the stage builds it (for its statistics) when
+the graph has at most ``networkx_max_edges`` edges, and says when it did not.
+
+Examples
+--------
+>>> import pandas as pd
+>>> cat = pd.DataFrame({"item_id": list("abcd"), "category": ["top", "top", "bottom",
+...                     "bottom"], "colour": ["WHITE", "RED", "BLUE", "BLUE"]})
+>>> emb = np.eye(4, dtype=np.float32)
+>>> out = pd.DataFrame({"outfit_id": ["1", "1"], "item_id": ["a", "c"]})
+>>> g = build_graph(cat, emb, out, {"top": ("bottom",), "bottom": ("top",)},
+...                 config=GraphConfig(k_compat=1))
+>>> e = g.edges_frame()
+>>> sorted(e[(e.kind == "cooc")][["src", "dst", "weight"]].values.tolist())
+[['a', 'c', 1.0], ['c', 'a', 1.0]]
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from features.exceptions import BundleError
+from recommender.candidates import cooccurrence_matrix, neighbours_in, row_topk_sparse
+from recommender.catalog import CATEGORIES
+
+EDGE_KINDS = ("compat", "cooc", "visual")
+#: Colour groups that go with anything (MANGO's groups and the demo's names).
+NEUTRAL_COLOURS = frozenset({"BLACK", "WHITE", "GREY", "GRAY", "BEIGE", "BROWN", "NAVY",
+                             "CREAM", "NEUTRAL", "DENIM"})
+
+
+@dataclasses.dataclass
+class GraphConfig:
+    """Sizes of the graph build (stage config ``[stages.graph]`` overrides them)."""
+
+    k_compat: int = 20       # compat edges kept per (item, complementary category)
+    k_visual: int = 20       # visual edges per (item, category)
+    k_cooc: int = 20         # co-occurrence edges per (item, category)
+    k_candidates: int = 40   # embedding neighbours scored per (item, category)
+    k_hop: int = 5           # same-category neighbours whose partners are candidates
+    k_hop_candidates: int = 10
+    k_popular: int = 5
+    exact_max: int = 4_096   # exact search up to this many target items, IVF above
+    list_size: int = 512
+    n_probe: int = 3
+    chunk: int = 20_000      # queries scored per batch (bounds memory)
+    networkx_max_edges: int = 2_000_000
+    seed: int = 0
+
+
+def colour_keys(catalog: pd.DataFrame, features: pd.DataFrame | None = None) -> np.ndarray:
+    """The colour family of each item: the features' ``colour_group`` when present,
+    else the catalogue's ``colour`` (upper case)."""
+    if features is not None and "colour_group" in features.columns:
+        col = features["colour_group"].astype(object).fillna("")
+    elif "colour" in catalog.columns:
+        col = catalog["colour"].astype(object).fillna("")
+    else:
+        col = pd.Series([""] * len(catalog))
+    return col.astype(str).str.upper().to_numpy(dtype=object)
+
+
+class ContentScorer:
+    """Pair score from content and history when no compatibility model is trained.
+
+    ``score = 0.4 * (cos + 1) / 2 + 0.4 * (1 - exp(-cooc / 2)) + 0.2 * colour``
+    where ``cos`` is the embedding cosine, ``cooc`` the number of shared training
+    outfits, and ``colour`` is 1 when the two share a colour family or either is
+    neutral (:data:`NEUTRAL_COLOURS`), else 0.5. In 0..1; a documented heuristic,
+    not a learned model -- the compatibility model replaces it when present.
+    """
+
+    name = "content"
+
+    def __init__(self, emb: np.ndarray, colours: np.ndarray):
+        self.emb = emb
+        self.colours = colours
+        self.neutral = np.isin(colours, list(NEUTRAL_COLOURS))
+
+    def __call__(self, src: np.ndarray, dst: np.ndarray, cooc: np.ndarray | None = None
+                 ) -> np.ndarray:
+        src = np.asarray(src, dtype=np.int64)
+        dst = np.asarray(dst, dtype=np.int64)
+        cos = np.empty(len(src), dtype=np.float32)
+        for s in range(0, len(src), 100_000):
+            a = np.asarray(self.emb[src[s:s + 100_000]], dtype=np.float32)
+            b = np.asarray(self.emb[dst[s:s + 100_000]], dtype=np.float32)
+            cos[s:s + 100_000] = np.einsum("ij,ij->i", a, b)
+        c = np.zeros(len(src)) if cooc is None else np.asarray(cooc, dtype=float)
+        col = np.where((self.colours[src] == self.colours[dst]) | self.neutral[src]
+                       | self.neutral[dst], 1.0, 0.5)
+        return (0.4 * (cos + 1) / 2 + 0.4 * (1 - np.exp(-c / 2)) + 0.2 * col).astype(np.float32)
+
+
+class CompatScorer:
+    """Adapter: a :class:`recommender.compat.CompatibilityModel` as a pair scorer."""
+
+    name = "compat_model"
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, src, dst, cooc=None):
+        return np.asarray(self.model.score_pairs(np.asarray(src), np.asarray(dst)),
+                          dtype=np.float32)
+
+
+@dataclasses.dataclass
+class GraphResult:
+    item_ids: np.ndarray
+    categories: np.ndarray
+    edges: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # kind -> src, dst, w
+    stats: dict
+
+    def edges_frame(self) -> pd.DataFrame:
+        """All edges with item ids (small graphs; large ones go through :func:`write_edges`)."""
+        parts = []
+        for kind, (s, d, w) in self.edges.items():
+            parts.append(pd.DataFrame({"src": self.item_ids[s], "dst": self.item_ids[d],
+                                       "weight": w.astype(float), "kind": kind}))
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+            columns=["src", "dst", "weight", "kind"])
+
+
+def _dedupe_pairs(src, dst, cnt, n):
+    """Unique (src, dst) pairs, keeping the largest co-occurrence count."""
+    key = src.astype(np.int64) * n + dst
+    order = np.lexsort((-cnt, key))
+    key, cnt = key[order], cnt[order]
+    first = np.concatenate([[True], key[1:] != key[:-1]])
+    key, cnt = key[first], cnt[first]
+    return key // n, key % n, cnt
+
+
+def _topk_per_src(src, dst, w, k):
+    """Keep each source's ``k`` heaviest edges (sorted by src, then weight desc)."""
+    order = np.lexsort((dst, -w, src))
+    src, dst, w = src[order], dst[order], w[order]
+    if len(src) == 0:
+        return src, dst, w
+    starts = np.concatenate([[True], src[1:] != src[:-1]])
+    grp_start = np.maximum.accumulate(np.where(starts, np.arange(len(src)), 0))
+    keep = (np.arange(len(src)) - grp_start) < k
+    return src[keep], dst[keep], w[keep]
+
+
+def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFrame | None,
+                pairing: dict[str, tuple[str, ...]], *, scorer: Callable | None = None,
+                features: pd.DataFrame | None = None, config: GraphConfig | None = None,
+                log: Callable[[str], None] = lambda m: None) -> GraphResult:
+    """Build the garment graph's edges from candidates (never all pairs).
+
+    Parameters
+    ----------
+    catalog : DataFrame with ``item_id``, ``category`` (and ``colour``), row-aligned
+        with ``emb``.
+    emb : (N, D) L2-normalised embeddings (a memory map is fine).
+    train_outfits : ``outfit_id, item_id`` of training outfits (None: no history).
+    pairing : category -> categories that complete it (the rules' matrix).
+    scorer : callable(src, dst, cooc_count) -> scores in 0..1; default
+        :class:`ContentScorer`.
+    """
+    cfg = config or GraphConfig()
+    t0 = time.perf_counter()
+    ids = catalog["item_id"].astype(str).to_numpy()
+    cats = catalog["category"].astype(str).to_numpy()
+    n = len(ids)
+    if emb.shape[0] != n:
+        raise BundleError(f"embeddings have {emb.shape[0]} rows, catalogue {n}")
+    scorer = scorer or ContentScorer(emb, colour_keys(catalog, features))
+    cooc = cooccurrence_matrix(train_outfits, ids)
+    popularity = np.asarray(cooc.sum(axis=1)).ravel()
+    log(f"co-occurrence: {cooc.nnz // 2} item pairs from training outfits")
+    present = [c for c in CATEGORIES if (cats == c).any()]
+    by_cat = {c: np.flatnonzero(cats == c) for c in present}
+    edges: dict[str, list] = {k: [] for k in EDGE_KINDS}
+    n_scored = 0
+
+    # pass 1: same-category neighbours (visual edges, and the two-hop bridge)
+    k1 = max(cfg.k_visual, cfg.k_hop)
+    hop_rows, hop_cols = [], []
+    for c in present:
+        q = by_cat[c]
+        nb, sim = neighbours_in(emb, q, q, k1, exact_max=cfg.exact_max,
+                                list_size=cfg.list_size, n_probe=cfg.n_probe,
+                                random_state=cfg.seed)
+        m = nb[:, :cfg.k_visual] >= 0
+        edges["visual"].append((np.repeat(q, m.sum(1)), nb[:, :cfg.k_visual][m],
+                                sim[:, :cfg.k_visual][m]))
+        mh = nb[:, :cfg.k_hop] >= 0
+        hop_rows.append(np.repeat(q, mh.sum(1)))
+        hop_cols.append(nb[:, :cfg.k_hop][mh])
+    hop = sp.csr_matrix((np.ones(sum(map(len, hop_rows)), np.int32),
+                         (np.concatenate(hop_rows), np.concatenate(hop_cols))), shape=(n, n))
+    two_hop = (hop @ cooc).tocsr()
+    t_same = time.perf_counter() - t0
+
+    # pass 2: each target category b, for the items it completes
+    for b in present:
+        src_cats = [c for c in present if c != b and b in pairing.get(c, ())]
+        if not src_cats:
+            continue
+        q_all = np.concatenate([by_cat[c] for c in src_cats])
+        mask_b = cats == b
+        top_pop = by_cat[b][np.argsort(-popularity[by_cat[b]], kind="stable")[:cfg.k_popular]]
+        top_pop = top_pop[popularity[top_pop] > 0]
+        for s in range(0, len(q_all), cfg.chunk):
+            q = q_all[s:s + cfg.chunk]
+            kk = max(cfg.k_candidates, cfg.k_visual)
+            nb, sim = neighbours_in(emb, q, by_cat[b], kk, exact_max=cfg.exact_max,
+                                    list_size=cfg.list_size, n_probe=cfg.n_probe,
+                                    random_state=cfg.seed)
+            m = nb[:, :cfg.k_visual] >= 0
+            edges["visual"].append((np.repeat(q, m.sum(1)), nb[:, :cfg.k_visual][m],
+                                    sim[:, :cfg.k_visual][m]))
+            r, col, v = row_topk_sparse(cooc, q, mask_b, max(cfg.k_cooc, cfg.k_candidates))
+            keep = np.zeros(len(r), dtype=bool)
+            if len(r):
+                first = np.concatenate([[0], np.flatnonzero(np.diff(r)) + 1])
+                rank = np.arange(len(r)) - np.repeat(first, np.diff(np.append(first, len(r))))
+                keep = rank < cfg.k_cooc
+            edges["cooc"].append((q[r[keep]], col[keep], v[keep].astype(np.float32)))
+            hr, hc, _ = row_topk_sparse(two_hop, q, mask_b, cfg.k_hop_candidates)
+            me = nb[:, :cfg.k_candidates] >= 0
+            cs = [np.repeat(q, me.sum(1)), q[r], q[hr], np.repeat(q, len(top_pop))]
+            cd = [nb[:, :cfg.k_candidates][me], col, hc, np.tile(top_pop, len(q))]
+            cc = [np.zeros(me.sum()), v.astype(float), np.zeros(len(hr)),
+                  np.zeros(len(q) * len(top_pop))]
+            ps, pd_, pc = _dedupe_pairs(np.concatenate(cs).astype(np.int64),
+                                        np.concatenate(cd).astype(np.int64),
+                                        np.concatenate(cc), n)
+            w = np.asarray(scorer(ps, pd_, pc), dtype=np.float32)
+            n_scored += len(ps)
+            edges["compat"].append(_topk_per_src(ps, pd_, w, cfg.k_compat))
+        log(f"graph: target {b}: {len(q_all)} queries")
+
+    out = {}
+    for kind, parts in edges.items():
+        if parts:
+            s = np.concatenate([p[0] for p in parts]).astype(np.int64)
+            d = np.concatenate([p[1] for p in parts]).astype(np.int64)
+            w = np.concatenate([p[2] for p in parts]).astype(np.float32)
+        else:
+            s = d = np.zeros(0, np.int64)
+            w = np.zeros(0, np.float32)
+        out[kind] = (s, d, w)
+    elapsed = time.perf_counter() - t0
+    stats = {
+        "n_items": int(n), "categories": {c: int(len(by_cat[c])) for c in present},
+        "edges": {k: int(len(v[0])) for k, v in out.items()},
+        "pairs_scored": int(n_scored),
+        "pairs_scored_per_item": round(n_scored / max(n, 1), 2),
+        "all_pairs_would_be": int(n) * (int(n) - 1),
+        "cooc_pairs": int(cooc.nnz // 2),
+        "scorer": getattr(scorer, "name", type(scorer).__name__),
+        "seconds": round(elapsed, 3), "seconds_same_category": round(t_same, 3),
+        "config": dataclasses.asdict(cfg),
+    }
+    return GraphResult(ids, cats, out, stats)
+
+
+# --------------------------------------------------------------------------- export
+def csr_name(kind: str, category: str, part: str) -> str:
+    return f"csr_{kind}_{category}_{part}.npy"
+
+
+def export_serving_arrays(result: GraphResult, out_dir: str | Path) -> list[Path]:
+    """Write per (kind, target category) CSR arrays; returns the paths written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n = len(result.item_ids)
+    written = []
+    for kind, (s, d, w) in result.edges.items():
+        dcat = result.categories[d] if len(d) else np.zeros(0, dtype=object)
+        for c in CATEGORIES:
+            m = dcat == c
+            if not m.any():
+                continue
+            ss, dd, ww = s[m], d[m], w[m]
+            order = np.lexsort((dd, -ww, ss))
+            ss, dd, ww = ss[order], dd[order], ww[order]
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(ss, minlength=n))]
+                                    ).astype(np.int64)
+            for part, arr in (("indptr", indptr), ("indices", dd.astype(np.int32)),
+                              ("weights", ww.astype(np.float32))):
+                p = out_dir / csr_name(kind, c, part)
+                np.save(p, arr)
+                written.append(p)
+    return written
+
+
+def write_edges(result: GraphResult, path: str | Path) -> None:
+    """Write ``edges.parquet`` with dictionary-encoded ids (cheap at 10^8 edges)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    dictionary = pa.array(result.item_ids.astype(str))
+    writer = None
+    try:
+        for kind, (s, d, w) in result.edges.items():
+            for a in range(0, max(len(s), 1), 10_000_000):
+                sl = slice(a, a + 10_000_000)
+                tbl = pa.table({
+                    "src": pa.DictionaryArray.from_arrays(pa.array(s[sl].astype(np.int32)),
+                                                          dictionary),
+                    "dst": pa.DictionaryArray.from_arrays(pa.array(d[sl].astype(np.int32)),
+                                                          dictionary),
+                    "weight": pa.array(w[sl].astype(np.float32)),
+                    "kind": pa.array([kind] * len(s[sl])).dictionary_encode(),
+                })
+                if writer is None:
+                    writer = pq.ParquetWriter(str(path), tbl.schema)
+                writer.write_table(tbl)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def to_networkx(edges: pd.DataFrame, item_ids=None, categories=None):
+    """The graph of record as a ``networkx.MultiDiGraph`` (edge key = kind).
+
+    >>> g = to_networkx(pd.DataFrame({"src": ["a"], "dst": ["b"], "weight": [0.5],
+    ...                               "kind": ["compat"]}))
+    >>> g["a"]["b"]["compat"]["weight"]
+    0.5
+    """
+    import networkx as nx
+
+    g = nx.MultiDiGraph()
+    if item_ids is not None:
+        if categories is not None:
+            g.add_nodes_from((i, {"category": c}) for i, c in zip(item_ids, categories))
+        else:
+            g.add_nodes_from(item_ids)
+    g.add_edges_from((s, d, k, {"weight": float(w)}) for s, d, w, k in zip(
+        edges["src"].astype(str), edges["dst"].astype(str), edges["weight"],
+        edges["kind"].astype(str)))
+    return g
+
+
+def graph_stats(g) -> dict:
+    """Summary statistics of the networkx graph (for graph.json and notebooks)."""
+    import networkx as nx
+
+    und = nx.Graph(g)
+    comps = [len(c) for c in nx.connected_components(und)] if len(und) else []
+    return {"nodes": g.number_of_nodes(), "edges": g.number_of_edges(),
+            "components": len(comps), "largest_component": max(comps, default=0),
+            "isolated": int(sum(1 for _ in nx.isolates(und))),
+            "mean_out_degree": round(g.number_of_edges() / max(g.number_of_nodes(), 1), 2)}
+
+
+# --------------------------------------------------------------------------- serving
+class ServingGraph:
+    """Memory-mapped CSR arrays of a bundle's graph: one row read per request.
+
+    >>> # sg = ServingGraph(bundle.path("graph")); sg.row("compat", "shoes", 12)
+    """
+
+    def __init__(self, graph_dir: str | Path, n_items: int):
+        self.dir = Path(graph_dir)
+        self.n_items = n_items
+        self._arrays: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        for kind in EDGE_KINDS:
+            for c in CATEGORIES:
+                p = self.dir / csr_name(kind, c, "indptr")
+                if p.is_file():
+                    indptr = np.load(p, mmap_mode="r")
+                    if len(indptr) != n_items + 1:
+                        raise BundleError(f"{p} has {len(indptr) - 1} rows; the catalogue "
+                                          f"has {n_items} items: rebuild the graph")
+                    self._arrays[(kind, c)] = (
+                        indptr, np.load(self.dir / csr_name(kind, c, "indices"), mmap_mode="r"),
+                        np.load(self.dir / csr_name(kind, c, "weights"), mmap_mode="r"))
+        if not self._arrays:
+            raise BundleError(f"no graph arrays in {self.dir}: run `mixmatch graph`")
+
+    def has(self, kind: str, category: str) -> bool:
+        return (kind, category) in self._arrays
+
+    def row(self, kind: str, category: str, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Neighbours of item row ``i`` in ``category`` (best first) and weights."""
+        a = self._arrays.get((kind, category))
+        if a is None:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        indptr, ind, w = a
+        s, e = int(indptr[i]), int(indptr[i + 1])
+        return np.asarray(ind[s:e], dtype=np.int64), np.asarray(w[s:e], dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- stage
+def _config(ctx) -> GraphConfig:
+    over = ctx.stage_config("graph")
+    cfg = GraphConfig(**{k: v for k, v in over.items()
+                         if k in {f.name for f in dataclasses.fields(GraphConfig)}})
+    if ctx.config.get("quick"):
+        cfg.k_candidates = min(cfg.k_candidates, 20)
+    cfg.seed = int(ctx.config.get("seed", cfg.seed))
+    return cfg
+
+
+def _train_outfits_path(bundle) -> tuple[Path, bool]:
+    p = bundle.path("eval", "train_outfits.parquet")
+    if p.is_file():
+        return p, True
+    return bundle.path("outfits.parquet"), False
+
+
+def stage_inputs(ctx) -> dict:
+    from recommender.bundle import file_hash
+
+    b = ctx.bundle
+    files = ["catalog.parquet", "features/embeddings.npy", "features/features.parquet",
+             "models/compat.txt", "models/compat.json", "rules/rules.toml"]
+    tp, _ = _train_outfits_path(b)
+    hashes = {f: (file_hash(b.path(f)) if b.path(f).is_file() else None) for f in files}
+    hashes["train_outfits"] = file_hash(tp) if tp.is_file() else None
+    return {"files": hashes, "config": dataclasses.asdict(_config(ctx))}
+
+
+def _load_scorer(bundle, emb, catalog, features, log):
+    if not bundle.path("models", "compat.txt").is_file():
+        log("graph: no compatibility model in the bundle; edges weighted by the content "
+            "scorer (see recommender.graph.ContentScorer)")
+        return ContentScorer(emb, colour_keys(catalog, features))
+    from recommender.compat import CompatibilityModel
+
+    return CompatScorer(CompatibilityModel.load(bundle))
+
+
+def bundle_pairing(bundle) -> dict[str, tuple[str, ...]]:
+    """The pairing matrix: the bundle's rules file when valid, else the defaults."""
+    from recommender.rules import default_rules, load_rules
+
+    p = bundle.path("rules", "rules.toml")
+    return (load_rules(p) if p.is_file() else default_rules()).pairing
+
+
+def run_stage(ctx) -> dict:
+    """Build the graph of ``ctx.bundle`` and write its files (module docstring)."""
+    b = ctx.bundle
+    cfg = _config(ctx)
+    catalog = pd.read_parquet(b.path("catalog.parquet"))
+    ep = b.path("features", "embeddings.npy")
+    if not ep.is_file():
+        raise BundleError(f"{ep} missing: run the features stage first")
+    emb = np.load(ep, mmap_mode="r")
+    fp = b.path("features", "features.parquet")
+    features = pd.read_parquet(fp) if fp.is_file() else None
+    tp, from_split = _train_outfits_path(b)
+    outfits = pd.read_parquet(tp) if tp.is_file() else None
+    if not from_split:
+        ctx.log("graph: no eval/train_outfits.parquet; co-occurrence uses ALL outfits "
+                "(held-out retrieval metrics on this bundle would leak)")
+    scorer = _load_scorer(b, emb, catalog, features, ctx.log)
+    res = build_graph(catalog, emb, outfits, bundle_pairing(b), scorer=scorer,
+                      features=features, config=cfg, log=ctx.log)
+    gdir = b.path("graph")
+    gdir.mkdir(parents=True, exist_ok=True)
+    for old in gdir.glob("csr_*.npy"):
+        old.unlink()
+    written = export_serving_arrays(res, gdir)
+    write_edges(res, gdir / "edges.parquet")
+    stats = dict(res.stats)
+    stats["cooc_source"] = "train_outfits" if from_split else "all_outfits"
+    n_edges = sum(stats["edges"].values())
+    if n_edges <= cfg.networkx_max_edges:
+        g = to_networkx(pd.read_parquet(gdir / "edges.parquet"), res.item_ids, res.categories)
+        stats["networkx"] = graph_stats(g)
+    else:
+        stats["networkx"] = (f"not built: {n_edges} edges > networkx_max_edges "
+                             f"{cfg.networkx_max_edges}; edges.parquet is the record")
+    (gdir / "graph.json").write_text(json.dumps(stats, indent=2, sort_keys=True))
+    outputs = ["graph/edges.parquet", "graph/graph.json"] + [
+        str(p.relative_to(b.root)) for p in written]
+    metrics = {"n_edges": n_edges, "pairs_scored_per_item": stats["pairs_scored_per_item"],
+               "scorer": stats["scorer"], "seconds": stats["seconds"]}
+    return {"outputs": outputs, "metrics": metrics}

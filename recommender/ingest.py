@@ -1,0 +1,309 @@
+"""Ingest: a source catalogue -> the canonical ``catalog.parquet`` and ``outfits.parquet``.
+
+Sources (``--source``):
+
+``mango``
+    The MANGO datathon folder (:mod:`recommender.adapters.mango`); default
+    ``$MIXMATCH_DATA/mango``. Image root: the data folder.
+``csv``
+    A shop's CSV/Parquet plus a mapping file (:mod:`recommender.adapters.generic`).
+``demo``
+    The generated demo folder (``catalog.csv``, ``outfits.csv``, ``images/``), already
+    canonical; read through the same validation. Image root: that folder.
+``fashionai``
+    FashionAI label folders (:mod:`recommender.adapters.fashionai`): writes
+    ``keypoints.parquet`` and ``attributes.parquet`` (labels, not a catalogue).
+
+Every catalogue goes through :func:`recommender.catalog.validate_catalog`: missing
+columns, duplicate ids and unknown categories stop the ingest with the full report
+(exit 1 from the CLI, :class:`~recommender.catalog.CatalogError` in a build); rows
+whose image is missing or unreadable are kept, flagged ``image_ok = False`` and
+listed.
+
+As a build stage (``ingest``, see :mod:`recommender.pipeline`) it writes into the
+bundle and records the image root in the manifest. Stage settings
+(``[stages.ingest]`` of a build config): ``check_images`` (default true) and
+``image_sample`` (open only that many images, for huge catalogues). Its inputs are the source files'
+hashes (content hash for the tables and mapping; size and mtime for each referenced
+image), so re-running on unchanged data is skipped.
+
+Example::
+
+    mixmatch ingest --source mango --data ../shared/data/mango --out /tmp/mango
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from features.exceptions import InputError, NotFoundError
+from recommender.bundle import atomic_write_text, file_hash
+from recommender.catalog import (CATEGORIES, CatalogError, CatalogReport, catalog_summary,
+                                 validate_catalog, validate_outfits)
+
+SOURCES = ("demo", "mango", "csv")
+DEMO_CATALOG = "catalog.csv"
+DEMO_OUTFITS = "outfits.csv"
+CATALOG_TABLE = "catalog.parquet"
+OUTFITS_TABLE = "outfits.parquet"
+
+
+# Same rule as api.cli.default_data_root, restated here because recommender must not
+# import api (dependencies point api -> recommender -> features).
+def default_mango_dir() -> Path:
+    """``$MIXMATCH_DATA/mango`` (else ``../shared/data/mango`` beside the checkout)."""
+    env = os.environ.get("MIXMATCH_DATA")
+    if env:
+        return Path(env) / "mango"
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mango"
+
+
+def default_fashionai_dir() -> Path:
+    env = os.environ.get("MIXMATCH_DATA")
+    if env:
+        return Path(env) / "fashionai"
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fashionai"
+
+
+# -- reading a source ----------------------------------------------------------------------
+def read_demo_source(folder: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+    """The generated demo folder's canonical ``catalog.csv`` and ``outfits.csv``."""
+    folder = Path(folder)
+    cpath = folder / DEMO_CATALOG
+    if not cpath.is_file():
+        raise NotFoundError(f"demo catalogue not found: {cpath} (generate it with "
+                            "`mixmatch demo --out DIR`)", field="data", value=str(cpath))
+    catalog = pd.read_csv(cpath, dtype=str, keep_default_na=False)
+    for c in ("price", "in_stock"):
+        if c in catalog.columns:  # a blank cell means unknown, not malformed
+            catalog[c] = catalog[c].where(catalog[c].str.strip() != "")
+    opath = folder / DEMO_OUTFITS
+    outfits = (pd.read_csv(opath, dtype=str, keep_default_na=False) if opath.is_file()
+               else pd.DataFrame({"outfit_id": [], "item_id": []}, dtype=str))
+    return catalog, outfits, folder
+
+
+def read_source(source: str, data: str | os.PathLike | None = None,
+                mapping: str | os.PathLike | None = None
+                ) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+    """``(catalogue, outfits, image_root)`` of a source, before validation."""
+    if source == "mango":
+        from recommender.adapters.mango import load_mango
+
+        return load_mango(Path(data) if data else default_mango_dir())
+    if source == "csv":
+        if not mapping:
+            raise InputError("--source csv needs --mapping FILE", field="mapping")
+        from recommender.adapters.generic import load_mapped
+
+        catalog, outfits, root = load_mapped(mapping, data)
+        if outfits is None:
+            outfits = pd.DataFrame({"outfit_id": [], "item_id": []}, dtype=str)
+        return catalog, outfits, root
+    if source == "demo":
+        if not data:
+            raise InputError("--source demo needs --data DIR (a folder written by "
+                             "`mixmatch demo`)", field="data")
+        return read_demo_source(data)
+    raise InputError(f"unknown source {source!r}", field="source", value=source,
+                     allowed=SOURCES + ("fashionai",))
+
+
+def ingest(source: str, data: str | os.PathLike | None = None,
+           mapping: str | os.PathLike | None = None, *, check_images: bool = True,
+           image_sample: int | None = None
+           ) -> tuple[pd.DataFrame, pd.DataFrame, Path, CatalogReport, list[str]]:
+    """Read and validate a source.
+
+    ``image_sample`` opens only that many images, evenly spread (for catalogues of
+    a million rows). Returns ``(catalog, outfits, image_root, report,
+    outfit_problems)``; the caller decides what to do when ``report.ok`` is false.
+    """
+    raw, outfits, image_root = read_source(source, data, mapping)
+    catalog, report = validate_catalog(raw, image_root, check_images=check_images,
+                                       image_sample=image_sample)
+    if not report.ok:
+        return catalog, outfits, image_root, report, []
+    outfits, problems = validate_outfits(outfits, catalog["item_id"])
+    return catalog, outfits, image_root, report, problems
+
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """Write so a reader never sees half a file (rename over the old one)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def write_tables(catalog: pd.DataFrame, outfits: pd.DataFrame, out: str | os.PathLike
+                 ) -> list[str]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_parquet(catalog, out / CATALOG_TABLE)
+    _write_parquet(outfits.astype(str), out / OUTFITS_TABLE)
+    return [CATALOG_TABLE, OUTFITS_TABLE]
+
+
+def ingest_metrics(catalog: pd.DataFrame, outfits: pd.DataFrame, report: CatalogReport,
+                   outfit_problems: Iterable[str] = ()) -> dict:
+    counts = catalog["category"].value_counts()
+    sizes = outfits.groupby("outfit_id").size() if len(outfits) else pd.Series(dtype=int)
+    return {
+        "n_items": int(len(catalog)),
+        "n_outfits": int(outfits["outfit_id"].nunique()) if len(outfits) else 0,
+        "n_outfit_rows": int(len(outfits)),
+        "outfit_size_min": int(sizes.min()) if len(sizes) else 0,
+        "outfit_size_max": int(sizes.max()) if len(sizes) else 0,
+        "per_category": {c: int(counts[c]) for c in CATEGORIES if counts.get(c, 0)},
+        "images_missing": int((~catalog["image_ok"]).sum()),
+        "image_problems": len(report.row_issues),
+        "outfit_problems": list(outfit_problems),
+    }
+
+
+# -- CLI --------------------------------------------------------------------------------------
+def cli_ingest(args) -> int:
+    """Handler of ``mixmatch ingest``: write the tables and print a one-screen summary.
+
+    Exit 0 when written, 1 when the catalogue has errors (the report is printed and
+    nothing is written).
+    """
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    if args.source == "fashionai":
+        from recommender.adapters.fashionai import format_counts, ingest_fashionai
+
+        data = Path(args.data) if args.data else default_fashionai_dir()
+        counts = ingest_fashionai(data, out)
+        print(f"FashionAI labels from {data}")
+        print(format_counts(counts))
+        print(f"wrote {out / 'keypoints.parquet'} and {out / 'attributes.parquet'} in "
+              f"{time.perf_counter() - t0:.1f}s")
+        return 0
+    check = not getattr(args, "no_check_images", False)
+    catalog, outfits, image_root, report, problems = ingest(
+        args.source, args.data, args.mapping, check_images=check)
+    if not report.ok:
+        print(report.summary(), file=sys.stderr)
+        print(f"mixmatch ingest: the catalogue has errors; nothing written to {out}",
+              file=sys.stderr)
+        return 1
+    write_tables(catalog, outfits, out)
+    metrics = ingest_metrics(catalog, outfits, report, problems)
+    atomic_write_text(out / "ingest.json", json.dumps(
+        {"source": args.source, "data": str(args.data) if args.data else None,
+         "mapping": str(args.mapping) if args.mapping else None,
+         "image_root": str(Path(image_root).resolve()), "images_checked": check,
+         "metrics": metrics}, indent=2))
+    print(catalog_summary(catalog, outfits))
+    if not check:
+        print("images: not opened (--no-check-images); image_ok only says a path is set")
+    print(report.summary(max_rows=10))
+    for p in problems:
+        print(f"outfits: {p}")
+    print(f"image root: {Path(image_root).resolve()}")
+    print(f"wrote {out / CATALOG_TABLE}, {out / OUTFITS_TABLE} in "
+          f"{time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+# -- build stage --------------------------------------------------------------------------------
+def _stage_source(ctx) -> tuple[str, Path | None, Path | None]:
+    source = ctx.source or "demo"
+    data = ctx.config.get("data")
+    mapping = ctx.config.get("mapping")
+    if source == "mango":
+        data = Path(data) if data else default_mango_dir()
+    elif source == "demo":
+        data = Path(data) if data else ctx.bundle.path("source")
+    elif source == "csv":
+        if not mapping:
+            raise InputError("--source csv needs --mapping FILE", field="mapping")
+        data = Path(data) if data else None
+    else:
+        raise InputError(f"unknown source {source!r}", field="source", value=source,
+                         allowed=SOURCES)
+    return source, data, Path(mapping) if mapping else None
+
+
+def _image_fingerprint(paths: Iterable[str], root: Path) -> dict:
+    """Hash of (path, size, mtime) of every referenced image: cheap, and changes when
+    an image is replaced, added or removed."""
+    h = hashlib.sha256()
+    n = 0
+    for p in sorted(set(p for p in paths if isinstance(p, str) and p)):
+        full = Path(p) if Path(p).is_absolute() else root / p
+        try:
+            st = full.stat()
+            h.update(f"{p}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{p}\tmissing\n".encode())
+        n += 1
+    return {"n": n, "hash": h.hexdigest()[:16]}
+
+
+def stage_inputs(ctx) -> dict:
+    """What the ingest result depends on: source, settings, and the source files."""
+    source, data, mapping = _stage_source(ctx)
+    conf = ctx.stage_config("ingest")
+    check = bool(conf.get("check_images", True))
+    files: dict[str, str | None] = {}
+    if source == "mango":
+        from recommender.adapters.mango import read_products, source_files
+
+        sf = source_files(data)
+        for k in ("products", "outfits"):
+            files[k] = file_hash(sf[k]) if sf[k].is_file() else None
+        paths = read_products(data)["image_path"] if sf["products"].is_file() else []
+        root = data
+    elif source == "csv":
+        from recommender.adapters.generic import load_mapped, source_files
+
+        for k, p in source_files(mapping, data).items():
+            files[k] = file_hash(p) if p.is_file() else None
+        catalog, _, root = load_mapped(mapping, data)
+        paths = catalog["image_path"]
+    else:
+        for name in (DEMO_CATALOG, DEMO_OUTFITS):
+            p = data / name
+            files[name] = file_hash(p) if p.is_file() else None
+        paths = (pd.read_csv(data / DEMO_CATALOG, dtype=str, keep_default_na=False,
+                             usecols=["image_path"])["image_path"]
+                 if (data / DEMO_CATALOG).is_file() else [])
+        root = data
+    return {"source": source, "data": str(data) if data else None,
+            "mapping": str(mapping) if mapping else None, "check_images": check,
+            "image_sample": conf.get("image_sample"), "files": files, "images": _image_fingerprint(paths, Path(root))}
+
+
+def run_stage(ctx) -> dict:
+    """Read and validate the build's source, write the tables into the bundle.
+
+    Raises :class:`~recommender.catalog.CatalogError` (with the full report) when the
+    catalogue has errors; image problems only flag their rows.
+    """
+    source, data, mapping = _stage_source(ctx)
+    conf = ctx.stage_config("ingest")
+    catalog, outfits, image_root, report, problems = ingest(
+        source, data, mapping, check_images=bool(conf.get("check_images", True)),
+        image_sample=conf.get("image_sample"))
+    if not report.ok:
+        raise CatalogError(report)
+    outputs = write_tables(catalog, outfits, ctx.bundle.root)
+    ctx.bundle.manifest["image_root"] = str(Path(image_root).resolve())
+    ctx.bundle.save()
+    metrics = ingest_metrics(catalog, outfits, report, problems)
+    ctx.log(f"[ingest] {metrics['n_items']} items, {metrics['n_outfits']} outfits, "
+            f"{metrics['images_missing']} without a usable image")
+    if report.row_issues:
+        ctx.log(report.summary(max_rows=5))
+    for p in problems:
+        ctx.log(f"[ingest] outfits: {p}")
+    return {"outputs": outputs, "metrics": metrics}

@@ -1,0 +1,36 @@
+"""Co-occurrence strategy: items worn together in training outfits, most often first.
+
+An item with no outfit history gets the category's most-worn items (popularity,
+itself co-occurrence), reason "often worn in looks".
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from recommender.strategies.base import Strategy
+
+
+class CooccurrenceStrategy(Strategy):
+    """Co-occurrence only (history, no content).
+
+    >>> CooccurrenceStrategy().kind
+    'cooc'
+    """
+
+    name = "cooccurrence"
+    kind = "cooc"
+
+    def candidates(self, state, item_idx, category, k):
+        idx, w, r = super().candidates(state, item_idx, category, k)
+        if len(idx) < k:
+            pop_idx, pop_w = state.popular(category)
+            taken = set(idx.tolist()) | {int(item_idx)}
+            extra = [(i, s) for i, s in zip(pop_idx.tolist(), pop_w.tolist())
+                     if i not in taken][:k - len(idx)]
+            if extra:
+                # below any direct partner: scores < 1 (a shared look counts 1)
+                top = float(max(s for _, s in extra))
+                idx = np.concatenate([idx, np.array([i for i, _ in extra], dtype=np.int64)])
+                w = np.concatenate([w, np.array([0.5 * s / max(top, 1e-9) for _, s in extra])])
+                r = r + ["often worn in looks"] * len(extra)
+        return idx.astype(np.int64), np.asarray(w, dtype=float), r

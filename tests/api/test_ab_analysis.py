@@ -1,0 +1,56 @@
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from api.ab_analysis import (newcombe_diff_interval, srm_check, variant_report,
+                             wilson_interval)
+from features.exceptions import InputError
+
+
+def test_wilson_matches_hand_worked_value():
+    # p=0.1, n=100, z=1.96: centre=(0.1+0.0192)/1.0384, half=1.96*sqrt(.0009+.00009604)/1.0384
+    lo, hi = wilson_interval(10, 100)
+    z = stats.norm.ppf(0.975)
+    centre = (0.1 + z * z / 200) / (1 + z * z / 100)
+    half = z * math.sqrt(0.1 * 0.9 / 100 + z * z / 40000) / (1 + z * z / 100)
+    assert lo == pytest.approx(centre - half) and hi == pytest.approx(centre + half)
+    assert wilson_interval(0, 10)[0] == 0.0
+
+
+def test_wilson_rejects_impossible_counts():
+    with pytest.raises(InputError, match="successes=11"):
+        wilson_interval(11, 10)
+
+
+def test_newcombe_contains_zero_for_equal_rates_and_not_for_large_gap():
+    lo, hi = newcombe_diff_interval(50, 500, 50, 500)
+    assert lo < 0 < hi
+    lo, hi = newcombe_diff_interval(150, 500, 50, 500)
+    assert lo > 0.1 and hi < 0.3
+
+
+def test_srm_flags_a_skewed_split():
+    assert not srm_check({"a": 5010, "b": 4990}, {"a": 0.5, "b": 0.5})["mismatch"]
+    assert srm_check({"a": 5600, "b": 4400}, {"a": 0.5, "b": 0.5})["mismatch"]
+    with pytest.raises(InputError, match="no configured weight"):
+        srm_check({"c": 1}, {"a": 0.5, "b": 0.5})
+
+
+def test_variant_report_counts_units_not_requests():
+    exposures = pd.DataFrame({
+        "request_id": ["r1", "r2", "r3", "r4"], "experiment": ["e"] * 4,
+        "variant": ["control", "control", "treat", "treat"],
+        "unit": ["u1", "u1", "u2", "u3"]})
+    events = pd.DataFrame({"request_id": ["r1", "r2", "r3", "zz"],
+                           "type": ["click", "click", "purchase", "click"]})
+    rep = variant_report(exposures, events, "e", "control", weights={"control": .5, "treat": .5})
+    v = rep["variants"].set_index(["variant", "event"])
+    assert v.loc[("control", "click"), "units"] == 1
+    assert v.loc[("control", "click"), "rate"] == 1.0
+    assert v.loc[("treat", "purchase"), "conversions"] == 1
+    assert v.loc[("treat", "click"), "diff"] == -1.0
+    assert rep["srm"]["expected"] == {"control": 1.5, "treat": 1.5}
+    with pytest.raises(InputError, match="control variant 'x'"):
+        variant_report(exposures, events, "e", "x")

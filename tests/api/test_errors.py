@@ -1,0 +1,185 @@
+"""Every bad input gets a JSON 4xx naming the field; uploads are refused before a full
+decode. These checks run before the engine is reached, so they need no bundle."""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from api import create_app
+
+ENVELOPE = {"request_id", "experiment", "variant", "bundle_version", "rules_version"}
+
+
+def png_bytes(w=32, h=24) -> bytes:
+    buf = io.BytesIO()
+    rgb = (np.arange(w * h * 3) % 251).astype(np.uint8).reshape(h, w, 3)
+    Image.fromarray(rgb).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def png_declaring(w: int, h: int) -> bytes:
+    """A real PNG whose IHDR claims w x h (CRC fixed): a decompression-bomb header."""
+    data = bytearray(png_bytes(8, 8))
+    ihdr = bytearray(data[12:29])          # type + 13 bytes of IHDR data
+    ihdr[4:12] = struct.pack(">II", w, h)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)) & 0xFFFFFFFF)
+    return bytes(data)
+
+
+def check_error(r, status: int, field):
+    assert r.status_code == status, r.get_data(as_text=True)
+    body = r.get_json()
+    assert body["field"] == field, body
+    assert body["error"]
+    assert ENVELOPE <= set(body)
+    assert r.headers["X-Request-ID"] == body["request_id"]
+    return body
+
+
+@pytest.mark.parametrize("url, field", [
+    ("/v1/items/A/complements?k=0", "k"),
+    ("/v1/items/A/complements?k=51", "k"),
+    ("/v1/items/A/complements?k=abc", "k"),
+    ("/v1/items/A/complements?k=1_0", "k"),
+    ("/v1/items/A/complements?k=1&k=2", "k"),
+    ("/v1/items/A/complements?categories=hat", "categories"),
+    ("/v1/items/A/complements?categories=top,,shoes", "categories"),
+    ("/v1/items/A/upsell?context=" + ",".join(f"i{i}" for i in range(21)), "context"),
+    ("/v1/search?category=hat", "category"),
+    ("/v1/search?k=-3", "k"),
+    ("/v1/items/" + "x" * 200 + "/complements", "item_id"),
+])
+def test_bad_query_is_400_naming_the_field(client, url, field):
+    check_error(client.get(url), 400, field)
+
+
+@pytest.mark.parametrize("body, field", [
+    ({}, "items"),
+    ({"items": []}, "items"),
+    ({"items": ["a"] * 21}, "items"),
+    ({"items": ["a"], "n": 0}, "n"),
+    ({"items": ["a"], "slots": ["hat"]}, "slots[0]"),
+    ({"items": ["a"], "colour": "red"}, "colour"),
+    ({"items": [3]}, "items[0]"),
+])
+def test_bad_completion_body_is_400_naming_the_field(client, body, field):
+    check_error(client.post("/v1/outfits/complete", json=body), 400, field)
+
+
+def test_body_must_be_json_object(client):
+    check_error(client.post("/v1/outfits/score", data="{nope",
+                            content_type="application/json"), 400, "body")
+    check_error(client.post("/v1/outfits/score", json=[1, 2]), 400, "body")
+    check_error(client.post("/v1/outfits/score", data="items=a",
+                            content_type="application/x-www-form-urlencoded"), 415, "body")
+
+
+def test_event_validation(client):
+    check_error(client.post("/v1/events", json={"type": "view", "request_id": "r"}), 400,
+                "type")
+    check_error(client.post("/v1/events", json={"type": "click"}), 400, "request_id")
+    body = client.post("/v1/events", json={"type": "click", "request_id": "r r"}).get_json()
+    assert body["field"] == "request_id"
+
+
+def test_unknown_path_and_method(client):
+    check_error(client.get("/v2/nothing"), 404, "path")
+    body = check_error(client.delete("/v1/events"), 405, "method")
+    assert "POST" in body["allowed"]
+
+
+def test_oversized_body_is_413(tmp_path):
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "WATCH_INTERVAL": 0,
+                      "MAX_CONTENT_LENGTH": 2000})
+    r = app.test_client().post("/v1/events", data=b"{" + b" " * 5000 + b"}",
+                               content_type="application/json")
+    check_error(r, 413, "body")
+
+
+def upload(client, data: bytes, name="photo.png", url="/v1/analyze", **fields):
+    return client.post(url, data={"image": (io.BytesIO(data), name), **fields},
+                       content_type="multipart/form-data")
+
+
+def test_upload_not_an_image_is_415(client):
+    body = check_error(upload(client, b"GIF89a-not-really" * 10), 415, "image")
+    assert "PNG" in body["allowed"]
+    check_error(upload(client, b"%PDF-1.4 hello"), 415, "image")
+
+
+def test_upload_declaring_enormous_dimensions_is_413_before_decoding(client):
+    bomb = png_declaring(100_000, 100_000)
+    assert len(bomb) < 1000      # the body is tiny; only the header is huge
+    check_error(upload(client, bomb), 413, "image")
+    check_error(upload(client, bomb, url="/v1/search"), 413, "image")
+
+
+def test_truncated_upload_is_400(client):
+    data = png_bytes(64, 64)
+    check_error(upload(client, data[: len(data) // 2]), 400, "image")
+
+
+def test_upload_too_many_bytes_is_413(tmp_path):
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "WATCH_INTERVAL": 0,
+                      "MAX_IMAGE_BYTES": 1000})
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "PNG")     # noise does not compress: > 12 kB
+    check_error(upload(app.test_client(), buf.getvalue()), 413, "image")
+
+
+def test_upload_missing_or_not_multipart(client):
+    check_error(client.post("/v1/analyze", data={"k": "3"},
+                            content_type="multipart/form-data"), 400, "image")
+    check_error(client.post("/v1/analyze", data=png_bytes(), content_type="image/png"),
+                415, "body")
+    check_error(upload(client, png_bytes(), url="/v1/search", k="0"), 400, "k")
+
+
+def test_admin_token(client, tmp_path):
+    check_error(client.post("/admin/reload"), 401, "token")
+    check_error(client.post("/admin/reload", headers={"Authorization": "Bearer nope"}),
+                401, "token")
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "WATCH_INTERVAL": 0})
+    check_error(app.test_client().post("/admin/reload"), 403, "token")
+
+
+def test_no_bundle_is_503_json(client):
+    body = check_error(client.get("/v1/items/A/complements"), 503, None)
+    assert "no bundle" in body["error"]
+
+
+def test_last_resort_handler_still_answers_json(app):
+    @app.get("/boom")
+    def boom():
+        raise ZeroDivisionError("hidden detail")
+
+    r = app.test_client().get("/boom")
+    body = check_error(r, 500, None)
+    assert "hidden detail" not in body["error"]
+
+
+def test_request_id_is_echoed_when_valid(client):
+    r = client.get("/healthz", headers={"X-Request-ID": "shop-123"})
+    assert r.get_json()["request_id"] == "shop-123" == r.headers["X-Request-ID"]
+    r = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
+    assert r.get_json()["request_id"] != "bad id with spaces"
+
+
+def test_cors_from_config(tmp_path):
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "WATCH_INTERVAL": 0,
+                      "CORS_ORIGINS": ["https://shop.example"]})
+    c = app.test_client()
+    r = c.get("/healthz", headers={"Origin": "https://shop.example"})
+    assert r.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    assert c.get("/healthz", headers={"Origin": "https://evil.example"}
+                 ).headers.get("Access-Control-Allow-Origin") is None
+    r = c.options("/v1/events", headers={"Origin": "https://shop.example",
+                                         "Access-Control-Request-Method": "POST"})
+    assert r.status_code == 200 and "POST" in r.headers["Access-Control-Allow-Methods"]

@@ -1,0 +1,168 @@
+"""A/B assignment: frozen vectors, determinism across processes, proportions, layers,
+holdout, forcing, and config validation errors that name the key."""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from features.exceptions import InputError, SchemaError
+from api.experiments import Experiments, unit_hash
+
+VECTORS = json.loads((Path(__file__).parent / "assignment_vectors.json").read_text())
+
+
+def vector_experiments() -> Experiments:
+    return Experiments.from_dict(VECTORS["config"], rules=VECTORS["rules_names"])
+
+
+def test_unit_hash_matches_frozen_values_and_the_documented_formula():
+    for h in VECTORS["hashes"]:
+        assert unit_hash(h["salt"], h["unit"]) == h["u"]
+        digest = hashlib.sha256(f"{h['salt']}:{h['unit']}".encode()).digest()
+        assert h["u"] == int.from_bytes(digest[:8], "big") / 2 ** 64
+
+
+def test_assignment_matches_frozen_vectors():
+    exp = vector_experiments()
+    for v in VECTORS["vectors"]:
+        a = exp.assign(v["unit"])
+        assert (a.experiment, a.variant, a.settings) == (v["experiment"], v["variant"],
+                                                          v["settings"]), v["unit"]
+
+
+def test_assignment_is_the_same_in_a_fresh_process():
+    # a fresh interpreter has a different hash() seed: assignment must not depend on it
+    code = ("import json,sys; from tests.api.test_experiments import vector_experiments;"
+            "e=vector_experiments(); print(json.dumps([e.assign(f'u{i}').variant "
+            "for i in range(200)]))")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                         text=True, check=True, env={"PYTHONPATH": str(root),
+                                                     "PYTHONHASHSEED": "123"})
+    exp = vector_experiments()
+    assert json.loads(out.stdout) == [exp.assign(f"u{i}").variant for i in range(200)]
+
+
+def test_weights_coverage_and_holdout_proportions():
+    exp = vector_experiments()
+    n = 20_000
+    by_exp, by_var = Counter(), Counter()
+    for i in range(n):
+        a = exp.assign(f"p{i}")
+        entries = {e[1]: e[2] for e in a.entries}
+        if "holdout" in entries:
+            by_exp["holdout"] += 1
+            continue
+        by_exp[next((e for e in entries if e != "rules-v2"), "none")] += 1
+        by_var[entries.get("strategy-ab")] += 1
+        by_var["rules:" + entries["rules-v2"]] += 1
+    # holdout 10%; the ranking layer: 60% strategy-ab, 30% diversity, 10% none (of 90%)
+    assert abs(by_exp["holdout"] / n - 0.10) < 0.01
+    kept = n - by_exp["holdout"]
+    assert abs(by_exp["strategy-ab"] / kept - 0.6) < 0.015
+    assert abs(by_exp["diversity"] / kept - 0.3) < 0.015
+    assert abs(by_exp["none"] / kept - 0.1) < 0.01
+    # variants weighted 1:1:2 inside strategy-ab; rules v1:v2 = 3:1 over everyone kept
+    sab = by_exp["strategy-ab"]
+    assert abs(by_var["cooc"] / sab - 0.5) < 0.02
+    assert abs(by_var["visual"] / sab - 0.25) < 0.02
+    assert abs(by_var["rules:v2"] / kept - 0.25) < 0.015
+
+
+def test_layers_are_independent():
+    exp = vector_experiments()
+    joint = Counter()
+    for i in range(20_000):
+        a = exp.assign(f"j{i}")
+        e = {x[1]: x[2] for x in a.entries}
+        if "strategy-ab" in e:
+            joint[(e["strategy-ab"], e["rules-v2"])] += 1
+    total = sum(joint.values())
+    p_v2 = sum(n for (s, r), n in joint.items() if r == "v2") / total
+    for strat in ("control", "visual", "cooc"):
+        row = sum(n for (s, r), n in joint.items() if s == strat)
+        # P(rules v2 | strategy) == P(rules v2): knowing one layer says nothing of the other
+        assert abs(joint[(strat, "v2")] / row - p_v2) < 0.03
+
+
+def test_settings_merge_across_layers():
+    exp = vector_experiments()
+    a = next(exp.assign(f"m{i}") for i in range(1000)
+             if exp.assign(f"m{i}").variant == "visual,v2")
+    assert a.settings == {"strategy": "visual", "rules": "v2"}
+    assert a.experiment == "strategy-ab,rules-v2"
+
+
+def test_forced_variant_only_where_allowed():
+    exp = vector_experiments()
+    a = exp.assign("anyone", forced="strategy-ab:visual")
+    assert ("ranking", "strategy-ab", "visual", True) in a.entries
+    assert exp.assign(None, forced="visual").settings["strategy"] == "visual"
+    with pytest.raises(InputError) as err:
+        exp.assign("anyone", forced="diversity:high")   # qa_override is false there
+    assert err.value.field == "variant" and "qa_override" in str(err.value)
+    with pytest.raises(InputError) as err:
+        exp.assign("anyone", forced="nope")
+    assert err.value.field == "variant" and "strategy-ab:visual" in err.value.allowed
+
+
+def test_no_unit_means_no_assignment():
+    a = vector_experiments().assign(None)
+    assert a.entries == () and a.experiment is None and a.variant is None
+
+
+def test_endpoint_limited_experiment():
+    exp = Experiments.from_dict({"layers": [{"name": "l", "experiments": [
+        {"name": "e", "coverage": 1.0, "endpoints": ["upsell"],
+         "variants": [{"name": "only", "weight": 1}]}]}]})
+    assert exp.assign("u", endpoint="upsell").variant == "only"
+    assert exp.assign("u", endpoint="complements").variant is None
+
+
+@pytest.mark.parametrize("mutate, key", [
+    (lambda c: c["layers"][0]["experiments"][0].update(coverage=0.8),
+     "layers[0].experiments[1].coverage"),
+    (lambda c: c["layers"][0]["experiments"][0]["variants"][1].update(strategy="magic"),
+     "layers[0].experiments[0].variants[1].strategy"),
+    (lambda c: c["layers"][0]["experiments"][0]["variants"][0].update(weight=-1),
+     "layers[0].experiments[0].variants[0].weight"),
+    (lambda c: c["layers"][1]["experiments"][0]["variants"][0].update(strategy="visual"),
+     "layers[1].experiments[0].variants[0].strategy"),
+    (lambda c: c["layers"][1]["experiments"][0].update(name="diversity"),
+     "layers[1].experiments[0].name"),
+    (lambda c: c["layers"][1]["experiments"][0]["variants"][1].update(rules="v9"),
+     "layers[1].experiments[0].variants[1].rules"),
+    (lambda c: c["layers"][0].update(colour="red"), "layers[0].colour"),
+    (lambda c: c["holdout"].update(fraction=0.9), "holdout.fraction"),
+])
+def test_invalid_config_names_the_key(mutate, key):
+    cfg = json.loads(json.dumps(VECTORS["config"]))
+    mutate(cfg)
+    with pytest.raises(SchemaError) as err:
+        Experiments.from_dict(cfg, rules=["v2"])
+    assert err.value.field == key, str(err.value)
+    assert key in str(err.value)
+
+
+def test_load_toml_yaml_json_and_syntax_error_line(tmp_path):
+    toml = tmp_path / "exp.toml"
+    toml.write_text('salt = "s"\n[[layers]]\nname = "l"\n[[layers.experiments]]\n'
+                    'name = "e"\n[[layers.experiments.variants]]\nname = "a"\n')
+    yaml_ = tmp_path / "exp.yaml"
+    yaml_.write_text("salt: s\nlayers:\n- name: l\n  experiments:\n  - name: e\n"
+                     "    variants:\n    - name: a\n")
+    jsn = tmp_path / "exp.json"
+    jsn.write_text(json.dumps({"salt": "s", "layers": [{"name": "l", "experiments": [
+        {"name": "e", "variants": [{"name": "a"}]}]}]}))
+    got = {p.suffix: Experiments.load(p).assign("u").variant for p in (toml, yaml_, jsn)}
+    assert got == {".toml": "a", ".yaml": "a", ".json": "a"}
+    bad = tmp_path / "bad.toml"
+    bad.write_text('salt = "s"\n[[layers]\nname = "l"\n')
+    with pytest.raises(SchemaError, match="line 2"):
+        Experiments.load(bad)

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from recommender.compat.cooccurrence import CooccurrenceStats
+
+OUTFITS = [[0, 1, 2], [0, 1], [2, 3], [0, 3, 4]]
+COLOUR = np.array([1, 1, 2, 2, 1])
+
+
+def fit(outfits):
+    return CooccurrenceStats().fit(outfits, n_items=5, fields={"colour": COLOUR},
+                                   n_values={"colour": 3})
+
+
+def test_counts_hand_worked():
+    st = fit(OUTFITS)
+    assert st.item_count(np.arange(5)).tolist() == [3, 2, 2, 2, 1]
+    assert st.pair_count(np.array([0, 1, 0, 3]), np.array([1, 0, 2, 4])).tolist() == [2, 2, 1, 1]
+
+
+def test_leave_one_outfit_out_counts_hand_worked():
+    st = fit(OUTFITS)
+    # pair (0, 1) seen in outfits 0 and 1: leaving out outfit 1 leaves 1
+    assert st.pair_count(np.array([0]), np.array([1]), outfit=np.array([1])).tolist() == [1]
+    # leaving out an outfit that lacks the pair changes nothing; -1 leaves none out
+    assert st.pair_count(np.array([0, 0]), np.array([1, 1]),
+                         outfit=np.array([2, -1])).tolist() == [2, 2]
+    assert st.item_count(np.array([4, 0]), outfit=np.array([3, 3])).tolist() == [0, 2]
+
+
+@pytest.mark.parametrize("left_out", range(len(OUTFITS)))
+def test_leave_one_out_equals_refitting_without_the_outfit(left_out):
+    st = fit(OUTFITS)
+    ref = fit([o for k, o in enumerate(OUTFITS) if k != left_out])
+    va, vb = np.array([1, 1, 2, 2, 0]), np.array([1, 2, 1, 2, 1])
+    o = np.full(len(va), left_out)
+    np.testing.assert_allclose(st.pmi("colour", va, vb, o), ref.pmi("colour", va, vb))
+    items = np.array([0, 1, 2, 3, 4])
+    np.testing.assert_allclose(st.affinity("colour", items, vb, o),
+                               ref.affinity("colour", items, vb))
+    np.testing.assert_allclose(st.pair_count(items, items[::-1], o),
+                               ref.pair_count(items, items[::-1]))
+
+
+def test_arrays_round_trip(tmp_path):
+    st = fit(OUTFITS)
+    np.savez(tmp_path / "c.npz", **st.to_arrays())
+    with np.load(tmp_path / "c.npz") as arrs:
+        back = CooccurrenceStats.from_arrays(arrs)
+    v = np.array([1, 2])
+    np.testing.assert_allclose(back.pmi("colour", v, v), st.pmi("colour", v, v))
+    assert back.pair_count(np.array([0]), np.array([1])).tolist() == [2]

@@ -1,0 +1,105 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.exceptions import BundleError, InputError
+from recommender.compat.model import CompatibilityModel, outfit_index_lists
+from recommender.evaluation.metrics import fitb_accuracy
+from tests.recommender.compat.synthetic import make_bundle, palette_of
+
+FAST = dict(num_boost_round=60, num_leaves=7, min_data_in_leaf=5, learning_rate=0.1,
+            early_stopping_rounds=20)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bundle")
+    b = make_bundle(root, per_sub=30, n_outfits=200)
+    catalog = pd.read_parquet(b.path("catalog.parquet"))
+    outfits = pd.read_parquet(b.path("outfits.parquet"))
+    model = CompatibilityModel(**FAST).fit(catalog, outfits)
+    return b, catalog, outfits, model
+
+
+def cold_fitb(model, catalog, outfits, seed=0):
+    """FITB on items never used in an outfit: only content can answer."""
+    rng = np.random.default_rng(seed)
+    used = set(outfits["item_id"])
+    cold = catalog[~catalog["item_id"].isin(used)]
+    pal = catalog["colour"].map(palette_of).to_numpy()
+    qs, ans = [], []
+    tops = np.flatnonzero(catalog["category"] == "top")
+    for _ in range(150):
+        anchor = int(rng.choice(tops))
+        sub = cold[cold["category"] == "bottom"]
+        right = sub.index[pal[sub.index] == pal[anchor]]
+        wrong = sub.index[pal[sub.index] != pal[anchor]]
+        qs.append([anchor])
+        ans.append([int(rng.choice(right))] + [int(x) for x in rng.choice(wrong, 3)])
+    return fitb_accuracy(model.score_fitb(qs, ans), np.zeros(len(qs), int))
+
+
+def test_learns_the_hidden_colour_rule_on_cold_items(fitted):
+    _, catalog, outfits, model = fitted
+    r = cold_fitb(model, catalog, outfits)
+    assert r["expected_accuracy"] > 0.6   # random is 0.25
+    assert model.metrics_["val_auc"] > 0.8
+
+
+def test_pairs_are_symmetric_and_outfits_aggregate(fitted):
+    _, catalog, _, model = fitted
+    a, b = np.arange(0, 60), np.arange(60, 120)
+    np.testing.assert_allclose(model.score_pairs(a, b), model.score_pairs(b, a))
+    score, mat = model.score_outfit([0, 70, 130])
+    assert mat.shape == (3, 3) and np.isnan(mat[0, 0]) and mat[0, 1] == mat[1, 0]
+    assert score == pytest.approx(np.nanmean(mat[np.triu_indices(3, 1)]))
+    assert model.score_outfits([[0, 70, 130]])[0] == pytest.approx(score)
+    with pytest.raises(InputError):
+        model.score_pairs([0], [10_000])
+
+
+def test_save_load_round_trip_and_feature_check(fitted, tmp_path):
+    b, catalog, _, model = fitted
+    model.save(b.path("models"))
+    meta = json.loads(b.path("models", "compat.json").read_text())
+    assert meta["feature_names"] == model.feature_names_
+    assert set(meta["feature_importance"]) == set(model.feature_names_)
+    back = CompatibilityModel.load(b.root)
+    a, c = np.arange(0, 50), np.arange(50, 100)
+    np.testing.assert_allclose(back.score_pairs(a, c), model.score_pairs(a, c), rtol=1e-6)
+    # a manifest whose feature list differs from the model's is refused
+    meta["feature_names"] = meta["feature_names"][:-1] + ["something_else"]
+    b.path("models", "compat.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="feature list"):
+        CompatibilityModel.load(b.root)
+    model.save(b.path("models"))
+
+
+def test_cold_start_rows_match_catalogue_items_without_history(fitted):
+    _, catalog, outfits, model = fitted
+    unused = np.flatnonzero(~catalog["item_id"].isin(set(outfits["item_id"])))
+    i = int(unused[0])
+    others = np.arange(len(catalog))
+    row = catalog.iloc[[i]].drop(columns=["item_id"])
+    np.testing.assert_allclose(model.score_pairs_rows(row, None, others),
+                               model.score_pairs(np.full(len(others), i), others), rtol=1e-6)
+
+
+def test_explain_pair_names_history(fitted):
+    _, catalog, outfits, model = fitted
+    idx = outfit_index_lists(outfits, catalog)[0]
+    n = int(model.featurizer_.stats_.pair_count(idx[:1], idx[1:2])[0])
+    reasons = model.explain_pair(int(idx[0]), int(idx[1]))
+    assert any(f"worn together in {n} look" in r for r in reasons)
+    assert all(isinstance(r, str) and r for r in reasons)
+
+
+def test_unfitted_model_and_bad_settings():
+    from features.exceptions import NotFittedError
+    with pytest.raises(NotFittedError):
+        CompatibilityModel().score_pairs([0], [1])
+    with pytest.raises(InputError, match="negatives"):
+        CompatibilityModel(negatives="some").fit(pd.DataFrame({"item_id": []}),
+                                                 pd.DataFrame({"outfit_id": [], "item_id": []}))

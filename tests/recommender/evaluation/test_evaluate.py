@@ -1,0 +1,74 @@
+import json
+
+import pytest
+
+from api.cli import main
+from features.exceptions import BundleError
+from recommender.bundle import Bundle
+from recommender.evaluation.evaluate import evaluate_bundle_files
+from recommender.evaluation.make_eval import read_fitb, write_compat, write_fitb
+from recommender.pipeline import BuildContext, run_stages
+from tests.recommender.compat.synthetic import make_bundle
+
+FAST = {"num_boost_round": 60, "num_leaves": 7, "min_data_in_leaf": 5, "learning_rate": 0.1,
+        "early_stopping_rounds": 20}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("b")
+    b = make_bundle(root, per_sub=30, n_outfits=250)
+    ctx = BuildContext(b, {"source": "synthetic", "seed": 0, "stages": {"compatibility": FAST}},
+                       log=lambda m: None)
+    metrics = run_stages(ctx, ["split", "compatibility"])
+    return Bundle.open(root), metrics
+
+
+def test_stages_write_files_and_skip_when_current(built):
+    b, metrics = built
+    for f in ("eval/fitb.jsonl", "eval/compatibility_hard.tsv", "models/compat.txt",
+              "models/compat.json", "models/cooc.npz"):
+        assert b.path(f).is_file()
+    assert metrics["compatibility"]["test_fitb"] > 0.5
+    logs = []
+    ctx = BuildContext(b, {"source": "synthetic", "seed": 0, "stages": {"compatibility": FAST}},
+                       log=logs.append)
+    run_stages(ctx, ["split", "compatibility"])
+    assert sum("up to date" in m for m in logs) == 2
+
+
+def test_model_beats_baselines_and_unknown_ids_are_skipped(built, tmp_path):
+    b, _ = built
+    qs = read_fitb(b.path("eval", "fitb.jsonl"))
+    qs[0]["answers"][0] = "no-such-item"
+    write_fitb(qs, tmp_path / "f.jsonl")
+    write_compat([(1, ["no-such-item", "x2"]), (0, ["sh000", "je000"]),
+                  (1, ["sh001", "je001"])], tmp_path / "c.tsv")
+    r = evaluate_bundle_files(b.root, fitb=tmp_path / "f.jsonl", compat=tmp_path / "c.tsv",
+                              print_text=False)
+    assert r["n_fitb"] == len(qs) - 1 and r["n_fitb_skipped"] == 1
+    assert r["n_compat"] == 2 and r["n_compat_skipped"] == 1
+    assert r["n_unknown_ids"] == 2
+    assert set(r["baselines"]) == {"random", "popularity", "cooccurrence"}
+    assert r["fitb_accuracy"] > r["baselines"]["random"]["fitb_accuracy"] + 0.2
+    assert r["n_fitb_warm"] + r["n_fitb_cold"] == r["n_fitb"]
+
+
+def test_cli_json_and_text(built, capsys):
+    b, _ = built
+    rc = main(["evaluate", "--bundle", str(b.root), "--fitb", str(b.path("eval", "fitb.jsonl")),
+               "--compat", str(b.path("eval", "compatibility.tsv")), "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    for k in ("fitb_accuracy", "n_fitb", "compat_auc", "n_compat", "fitb_expected_accuracy"):
+        assert k in out
+    assert out["compat_auc"] > out["baselines"]["random"]["compat_auc"]
+    rc = main(["evaluate", "--bundle", str(b.root), "--fitb", str(b.path("eval", "fitb.jsonl"))])
+    text = capsys.readouterr().out
+    assert rc == 0 and "popularity" in text and "cooccurrence" in text
+
+
+def test_bundle_without_split_is_refused(tmp_path):
+    make_bundle(tmp_path / "nosplit", per_sub=20, n_outfits=10)
+    with pytest.raises(BundleError, match="split"):
+        evaluate_bundle_files(tmp_path / "nosplit", fitb="x", print_text=False)

@@ -1,0 +1,50 @@
+"""One contract, every strategy (recommender/strategies/base.py states it)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from recommender.strategies import STRATEGIES, get_strategy
+
+
+@pytest.fixture(params=sorted(STRATEGIES))
+def strategy(request):
+    return get_strategy(request.param)
+
+
+def test_candidates_contract(strategy, engine):
+    for item in ("t0", "p3", "h5", "d1", "nb0"):
+        i = engine._idx(item)
+        for cat in engine.categories:
+            for k in (1, 3, 10):
+                idx, sc, rs = strategy.candidates(engine, i, cat, k)
+                assert idx.dtype == np.int64 and len(idx) == len(sc) == len(rs) <= k
+                assert i not in idx and len(set(idx.tolist())) == len(idx)
+                assert (engine.table.category[idx] == cat).all()
+                assert np.isfinite(sc).all() and (np.diff(sc) <= 1e-9).all()
+                assert all(isinstance(r, str) for r in rs)
+                again = strategy.candidates(engine, i, cat, k)
+                assert np.array_equal(again[0], idx) and np.allclose(again[1], sc)
+
+
+def test_candidates_unknown_category_is_empty(strategy, engine):
+    idx, sc, rs = strategy.candidates(engine, 0, "hat", 5)
+    assert len(idx) == len(sc) == len(rs) == 0
+
+
+def test_known_partner_ranks_first(strategy, engine):
+    # every strategy sees that t2 goes with p2: co-worn twice, same style embedding
+    idx, _, _ = strategy.candidates(engine, engine._idx("t2"), "bottom", 3)
+    assert engine.table.ids[idx[0]] == "p2"
+
+
+def test_engine_complements_per_strategy_json(strategy, engine):
+    out = engine.complements("t3", k=2, strategy=strategy.name)
+    assert out["strategy"] == strategy.name
+    json.dumps(out)
+    assert {g["category"] for g in out["groups"]} >= {"bottom", "shoes", "bag"}
+    for g in out["groups"]:
+        assert 1 <= len(g["items"]) <= 2
+        assert all(it["reason"] for it in g["items"])

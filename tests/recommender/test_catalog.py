@@ -1,0 +1,125 @@
+"""The canonical catalogue's error reports, on bad files written here."""
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from recommender.catalog import (CATEGORIES, CatalogError, catalog_summary, load_catalog,
+                                 validate_catalog, validate_outfits)
+
+
+def _jpeg_bytes(seed=0) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray((rng.random((40, 30, 3)) * 255).astype("uint8")).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def _rows(n=4, **over):
+    df = pd.DataFrame({
+        "item_id": [f"i{k}" for k in range(n)],
+        "category": ["top", "bottom", "shoes", "bag"][:n],
+        "subcategory": ["Shirt", "Jeans", "Footwear", "Bags"][:n],
+        "colour": ["WHITE", "BLUE", "GREY", "BROWN"][:n],
+        "material": [""] * n, "gender": ["Female"] * n,
+        "image_path": [f"img/i{k}.jpg" for k in range(n)],
+    })
+    for k, v in over.items():
+        df[k] = v
+    return df
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    (tmp_path / "img").mkdir()
+    return tmp_path
+
+
+def test_good_catalogue_loads_with_images(image_dir):
+    for k in range(4):
+        (image_dir / "img" / f"i{k}.jpg").write_bytes(_jpeg_bytes(k))
+    cat, report = validate_catalog(_rows(), image_dir)
+    assert report.ok and report.row_issues == []
+    assert cat["image_ok"].tolist() == [True] * 4
+
+
+def test_missing_column_is_named(tmp_path):
+    path = tmp_path / "cat.csv"
+    _rows().drop(columns=["colour"]).to_csv(path, index=False)
+    with pytest.raises(CatalogError) as exc:
+        load_catalog(path)
+    assert "missing required column(s): colour" in str(exc.value)
+    assert "columns present: item_id, category" in str(exc.value)
+
+
+def test_duplicate_ids_listed_with_counts(tmp_path):
+    path = tmp_path / "cat.csv"
+    df = _rows()
+    df["item_id"] = ["a", "b", "a", "a"]
+    df.to_csv(path, index=False)
+    with pytest.raises(CatalogError) as exc:
+        load_catalog(path)
+    assert exc.value.report.duplicate_ids == {"a": 3}
+    assert "a (x3)" in str(exc.value)
+
+
+def test_unknown_categories_named_with_the_allowed_set(tmp_path):
+    path = tmp_path / "cat.csv"
+    _rows(category=["top", "hat", "hat", "sock"]).to_csv(path, index=False)
+    with pytest.raises(CatalogError) as exc:
+        load_catalog(path)
+    msg = str(exc.value)
+    assert "'hat' (2 rows)" in msg and "'sock' (1 rows)" in msg
+    assert "allowed: " + ", ".join(CATEGORIES) in msg
+
+
+def test_all_errors_reported_together(tmp_path):
+    df = _rows(category=["top", "hat", "top", "top"])
+    df["item_id"] = ["a", "a", "b", "c"]
+    _, report = validate_catalog(df, tmp_path, check_images=False)
+    assert len(report.errors) == 2 and not report.ok
+
+
+def test_bad_images_listed_per_row_and_the_rest_loads(image_dir):
+    good = _jpeg_bytes(1)
+    (image_dir / "img" / "i0.jpg").write_bytes(good)
+    (image_dir / "img" / "i1.jpg").write_bytes(good[: len(good) // 2])   # truncated
+    (image_dir / "img" / "i2.jpg").write_bytes(b"\x00garbage" * 50)      # not an image
+    # i3.jpg is missing
+    path = image_dir / "cat.csv"
+    _rows().to_csv(path, index=False)
+    cat = load_catalog(path, image_dir, check_images=True)
+    assert len(cat) == 4
+    assert cat["image_ok"].tolist() == [True, False, False, False]
+    _, report = validate_catalog(_rows(), image_dir)
+    assert report.ok
+    issues = dict(report.row_issues)
+    assert set(issues) == {"i1", "i2", "i3"}
+    assert "unreadable" in issues["i1"] and "truncated" in issues["i1"]
+    assert "unreadable" in issues["i2"]
+    assert "not found" in issues["i3"]
+    text = report.summary()
+    assert "3 row(s) with image problems" in text and "item i3" in text
+
+
+def test_empty_image_path_means_no_image_not_an_error(image_dir):
+    _, report = validate_catalog(_rows(1, image_path=[""]), image_dir)
+    assert report.ok and report.row_issues == []
+
+
+def test_outfits_naming_unknown_items_are_dropped_and_said():
+    out, problems = validate_outfits(
+        pd.DataFrame({"outfit_id": [1, 1, 2], "item_id": ["a", "x", "a"]}), ["a"])
+    assert out.to_dict("list") == {"outfit_id": ["1", "2"], "item_id": ["a", "a"]}
+    assert "1 outfit row(s)" in problems[0] and "x" in problems[0]
+
+
+def test_summary_counts_categories_and_outfit_sizes():
+    cat, _ = validate_catalog(_rows(), check_images=False)
+    outfits = pd.DataFrame({"outfit_id": ["1", "1", "2", "2", "2"],
+                            "item_id": ["i0", "i1", "i0", "i1", "i2"]})
+    text = catalog_summary(cat, outfits)
+    assert "items: 4" in text and "price: none" in text
+    assert "outfits: 2, items per outfit: min 2, median 2, max 3" in text

@@ -1,0 +1,192 @@
+"""Engine on the tiny bundle (tests/recommender/tiny_bundle.py states the construction)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from features.exceptions import InputError, NotFoundError
+from recommender.engine import Engine
+from recommender.rules import RulesError, parse_rules, rules_diff
+
+
+def ids(group):
+    return [it["item_id"] for it in group["items"]]
+
+
+def by_cat(out):
+    return {g["category"]: g for g in out["groups"]}
+
+
+def test_load_exposes_interface(engine, tiny_bundle):
+    assert engine.categories == ["top", "bottom", "dress", "shoes", "bag"]
+    assert engine.attribute_vocab["attr_sleeve_length_labels"] == ["Long Sleeves",
+                                                                  "Short Sleeves"]
+    assert "colour" in engine.attribute_vocab and "price" not in engine.attribute_vocab
+    assert engine.rules_version == "default-1" and engine.bundle_version
+    assert isinstance(np.asarray(engine.emb), np.ndarray)
+
+
+def test_complements_grouped_with_reasons(engine):
+    out = engine.complements("t2", k=3)
+    json.dumps(out)
+    g = by_cat(out)
+    # the default pairing matrix: a top is completed by bottom, shoes, bag (and
+    # outerwear, jewellery, accessory, absent from this catalogue) -- not a dress
+    assert [c["category"] for c in out["groups"]] == ["bottom", "shoes", "bag"]
+    assert ids(g["bottom"])[0] == "p2" and ids(g["shoes"])[0] == "h2"
+    assert g["bottom"]["items"][0]["reason"] == "worn with the red shirt in 2 looks"
+
+
+def test_diversity_no_near_identical_bags(engine):
+    # five near-identical black bags score close to each other; MMR keeps one at most
+    out = engine.complements("t2", k=3, categories=["bag"])
+    bags = ids(out["groups"][0])
+    assert sum(b.startswith("nb") for b in bags) <= 1
+
+
+def test_cart_complements_exclude_cart_categories(engine):
+    out = engine.complements(["t3", "p3"], k=2)
+    cats = [g["category"] for g in out["groups"]]
+    assert "top" not in cats and "bottom" not in cats
+    assert ids(by_cat(out)["shoes"])[0] == "h3"
+
+
+def test_errors_name_the_field(engine):
+    with pytest.raises(NotFoundError) as e:
+        engine.complements("nope")
+    assert e.value.field == "item_id"
+    with pytest.raises(InputError) as e:
+        engine.complements("t0", k=0)
+    assert e.value.field == "k"
+    with pytest.raises(InputError) as e:
+        engine.complements("t0", categories=["hat"])
+    assert e.value.field == "categories" and "bag" in e.value.allowed
+    with pytest.raises(InputError) as e:
+        engine.complements("t0", strategy="magic")
+    assert e.value.field == "strategy"
+    with pytest.raises(InputError) as e:
+        engine.search({"sleve": "Long Sleeves"})
+    assert e.value.field == "sleve" and "colour" in e.value.allowed
+    with pytest.raises(InputError) as e:
+        engine.search({"sleeve_length_labels": "Cap"})
+    assert e.value.field == "sleeve_length_labels" and "Long Sleeves" in e.value.allowed
+
+
+def test_rules_pin_and_exclude_through_engine(engine):
+    r = parse_rules({"version": "t1", "pairing": {"top": ["bottom"]},
+                     "filters": {"exclude_ids": ["p2"]},
+                     "pin": [{"item_id": "p2", "position": 1},
+                             {"item_id": "p5", "position": 1}]})
+    out = engine.complements("t2", k=3, rules=r)
+    assert [g["category"] for g in out["groups"]] == ["bottom"]
+    b = out["groups"][0]
+    assert "p2" not in ids(b) and ids(b)[0] == "p5" and b["items"][0]["pinned"]
+    assert out["rules_version"] == "t1"
+
+
+def test_in_stock_only(engine):
+    r = parse_rules({"version": 2, "in_stock_only": True})
+    for item in ("t0", "t2"):
+        out = engine.complements(item, k=5, rules=r, categories=["bottom"])
+        assert "p0_oos" not in ids(out["groups"][0])
+
+
+def test_set_rules_invalid_keeps_last_good(engine, tmp_path):
+    good = engine.rules
+    p = tmp_path / "rules.toml"
+    p.write_text('version = "x"\n[[caps]]\nfield = "colr"\nmax = 2\n')
+    with pytest.raises(RulesError, match=r"rules\.caps\[0\]\.field"):
+        engine.set_rules(p)
+    assert engine.rules is good
+
+
+def test_rules_diff(engine):
+    after = parse_rules({"version": 2, "filters": {"exclude_ids": ["p2"]}})
+    d = rules_diff(engine.rules, after, engine, ["t2", "t3"], k=2)
+    row = d[(d.item_id == "t2") & (d.category == "bottom")].iloc[0]
+    assert row.changed and row.removed == ["p2"] and "p2" not in row.after
+    assert not d[(d.item_id == "t3")].changed.any()
+
+
+def test_upsell_with_prices(engine):
+    out = engine.upsell("t0", k=3)
+    json.dumps(out)
+    assert out["price_available"] is True
+    got = ids(out)
+    assert got[0] == "t0_plus"  # 1.3x, near copy
+    assert "t0_lux" not in got  # 2.5x, outside the default band
+    assert all(30.0 < it["price"] <= 48.0 for it in out["items"])
+    wide = engine.upsell("t0", k=3, band=[1.0, 3.0])
+    assert "t0_lux" in ids(wide)
+    with pytest.raises(InputError) as e:
+        engine.upsell("t0", band=[2.0, 1.0])
+    assert e.value.field == "band[1]"
+
+
+def test_upsell_with_context_is_compatible(engine):
+    out = engine.upsell("t1", k=2, context=["p1", "h1"], band=[1.0, 5.0])
+    assert "compatibility" in out["note"] and len(out["items"]) == 2
+
+
+def test_upsell_without_prices_says_so(tiny_bundle_no_price):
+    e = Engine.load(tiny_bundle_no_price)
+    out = e.upsell("t0", k=2)
+    assert out["price_available"] is False and out["price"] is None
+    assert "no prices" in out["note"]
+    assert all("price" not in it for it in out["items"])
+    assert ids(out)[0] in ("t0_plus", "t0_lux")
+
+
+def test_complete_fills_missing_slots_jointly(engine):
+    out = engine.complete(["t1"], n=3)
+    json.dumps(out)
+    looks = out["looks"]
+    assert len(looks) == 3
+    first = [it["item_id"] for it in looks[0]["items"]]
+    assert first == ["t1", "p1", "h1", "g1"]
+    assert looks[0]["score"] >= looks[1]["score"] >= looks[2]["score"]
+    filled = [frozenset(it["item_id"] for it in lk["items"] if not it["given"]) for lk in looks]
+    assert len(set(filled)) == 3
+
+
+def test_complete_dress_and_no_body(engine):
+    out = engine.complete(["d0"], n=1)
+    assert [it["category"] for it in out["looks"][0]["items"]] == ["dress", "shoes", "bag"]
+    out = engine.complete(["h3"], n=2)
+    cats = [it["category"] for it in out["looks"][0]["items"]]
+    assert "shoes" in cats and ({"top", "bottom"} <= set(cats) or "dress" in cats)
+    out = engine.complete(["t4"], slots=["bottom"], n=1)
+    assert [it["item_id"] for it in out["looks"][0]["items"]] == ["t4", "p4"]
+
+
+def test_score_outfit(engine):
+    good = engine.score_outfit(["t1", "p1", "h1"])
+    bad = engine.score_outfit(["t1", "p4", "h2"])
+    assert good["score"] > bad["score"] and len(good["pairs"]) == 3
+    assert all(p["reasons"] for p in good["pairs"])
+    with pytest.raises(InputError):
+        engine.score_outfit(["t1"])
+
+
+def test_search_filters_and_like(engine):
+    out = engine.search({"colour": "RED"}, k=10)
+    assert {it["item_id"] for it in out["items"]} == {"t2", "p2", "h2", "g2", "d2"}
+    out = engine.search({"sleeve_length_labels": "Long Sleeves"}, like="t0", k=3)
+    assert [it["item_id"] for it in out["items"]][:2] == ["t0_plus", "t0_lux"]
+    assert all(it["category"] == "top" for it in out["items"])
+    out = engine.search({"category": "dress", "attr_sleeve_length_labels": "Short Sleeves"})
+    assert [it["item_id"] for it in out["items"]] == ["d1"]
+
+
+def test_cold_start_complements_without_rebuild(engine):
+    # a new blue top: the style-3 direction, slightly perturbed, not in the catalogue
+    e = np.asarray(engine.emb[engine._idx("t3")]) + 0.05
+    out = engine.complements_for_features({"category": "top", "colour": "BLUE"}, e, k=2)
+    json.dumps(out)
+    g = by_cat(out)
+    assert ids(g["bottom"])[0] == "p3" and ids(g["shoes"])[0] == "h3"
+    with pytest.raises(InputError) as err:
+        engine.complements_for_features({"category": "hat"}, e)
+    assert err.value.field == "category"

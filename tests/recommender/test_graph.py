@@ -1,0 +1,127 @@
+"""Garment graph: candidates only, known edges, CSR export consistent with edges.parquet."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender.candidates import (IVFIndex, cooccurrence_matrix, exact_neighbours,
+                                    neighbours_in)
+from recommender.graph import (GraphConfig, ServingGraph, build_graph, graph_stats,
+                               to_networkx)
+
+
+def test_exact_neighbours_excludes_self_and_sorts():
+    x = np.eye(4, dtype=np.float32)
+    x[1] = [0.8, 0.6, 0, 0]
+    idx, sim = exact_neighbours(x, x, 2, exclude=np.arange(4))
+    assert idx[0, 0] == 1 and idx[1, 0] == 0
+    assert (np.diff(sim, axis=1) <= 0).all()
+
+
+def test_ivf_recall_against_exact():
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(40, 16))
+    x = (centres[rng.integers(0, 40, 4000)] + 0.3 * rng.normal(size=(4000, 16)))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    q = np.arange(200)
+    ex, _ = exact_neighbours(x[q], x, 10, exclude=q)
+    ivf = IVFIndex(list_size=200, random_state=0).fit(x)
+    ap, _ = ivf.search(x[q], 10, n_probe=3, exclude=q)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ap, ex)])
+    assert recall > 0.9
+    assert not (ap == q[:, None]).any()
+
+
+def test_neighbours_in_switches_to_ivf_and_returns_catalogue_rows():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(600, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    base = np.arange(100, 600)
+    nb, _ = neighbours_in(x, np.array([0, 150]), base, 5, exact_max=100, list_size=50)
+    assert ((nb >= 100) | (nb == -1)).all() and 150 not in nb[1]
+
+
+def test_cooccurrence_counts_each_outfit_once():
+    m = cooccurrence_matrix(pd.DataFrame({"outfit_id": ["1", "1", "1", "2", "2"],
+                                          "item_id": ["a", "b", "b", "a", "b"]}),
+                            np.array(["a", "b"]))
+    assert m.toarray().tolist() == [[0, 2], [2, 0]]
+
+
+def test_build_scores_candidates_not_all_pairs():
+    rng = np.random.default_rng(0)
+    n = 400
+    cats = np.array(["top", "bottom", "shoes", "bag"])[np.arange(n) % 4]
+    cat = pd.DataFrame({"item_id": [f"i{i}" for i in range(n)], "category": cats,
+                        "colour": "BLACK"})
+    emb = rng.normal(size=(n, 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    pairing = {"top": ("bottom", "shoes", "bag"), "bottom": ("top", "shoes", "bag"),
+               "shoes": ("top", "bottom"), "bag": ("top", "bottom")}
+    calls = []
+
+    def scorer(s, d, c):
+        calls.append(len(s))
+        return np.ones(len(s), dtype=np.float32)
+
+    cfg = GraphConfig(k_compat=5, k_candidates=10, k_visual=5)
+    res = build_graph(cat, emb, None, pairing, scorer=scorer, config=cfg)
+    # 100 items per category; each scored against <= k_candidates per target category
+    n_targets = sum(len(pairing[c]) for c in cats)
+    assert sum(calls) <= n_targets * 10 < n * (n - 1) / 4
+    s, d, _ = res.edges["compat"]
+    assert (cat["category"].to_numpy()[s] != cat["category"].to_numpy()[d]).all()
+    assert np.bincount(s, minlength=n).max() <= 5 * 3
+
+
+def test_tiny_bundle_graph_files_and_known_edges(tiny_bundle):
+    g = json.loads((tiny_bundle / "graph" / "graph.json").read_text())
+    assert g["scorer"] == "content" and g["cooc_source"] == "train_outfits"
+    edges = pd.read_parquet(tiny_bundle / "graph" / "edges.parquet")
+    cooc = edges[edges.kind == "cooc"]
+    # t1 and p1 share o1a only (o1b is held out)
+    w = cooc[(cooc.src == "t1") & (cooc.dst == "p1")].weight
+    assert w.tolist() == [1.0]
+    assert cooc[(cooc.src == "t2") & (cooc.dst == "p2")].weight.tolist() == [2.0]
+    cat = pd.read_parquet(tiny_bundle / "catalog.parquet")
+    sg = ServingGraph(tiny_bundle / "graph", len(cat))
+    i = int(np.flatnonzero(cat.item_id == "t2")[0])
+    idx, wts = sg.row("compat", "bottom", i)
+    assert cat.item_id[idx[0]] == "p2" and (np.diff(wts) <= 0).all()
+    # CSR rows agree with the edges table
+    e = edges[(edges.kind == "compat") & (edges.src == "t2")]
+    e = e[e.dst.isin(cat.item_id[cat.category == "bottom"])]
+    assert set(e.dst) == set(cat.item_id[idx])
+
+
+def test_networkx_record(tiny_bundle):
+    edges = pd.read_parquet(tiny_bundle / "graph" / "edges.parquet")
+    g = to_networkx(edges)
+    assert g.has_edge("t2", "p2", key="cooc")
+    st = graph_stats(g)
+    assert st["edges"] == len(edges) and st["components"] == 1
+
+
+def test_graph_stage_is_idempotent(tiny_bundle):
+    from recommender.bundle import Bundle
+    from recommender.pipeline import BuildContext, run_stages
+
+    b = Bundle.open(tiny_bundle)
+    before = b.stage_record("graph")["finished"]
+    msgs = []
+    ctx = BuildContext(b, {"source": "test", "seed": 0, "quick": True,
+                           "stages": {"graph": {"k_compat": 10, "k_visual": 10}}},
+                       log=msgs.append)
+    run_stages(ctx, ["graph"])
+    assert any("up to date" in m for m in msgs)
+    assert Bundle.open(tiny_bundle).stage_record("graph")["finished"] == before
+
+
+def test_serving_graph_refuses_misaligned(tiny_bundle):
+    from features.exceptions import BundleError
+
+    with pytest.raises(BundleError, match="rebuild"):
+        ServingGraph(tiny_bundle / "graph", 3)

@@ -1,0 +1,193 @@
+"""`mixmatch ingest` and the build's ingest stage, on sources written by the tests."""
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from api.cli import main
+from features.exceptions import InputError
+from recommender.bundle import Bundle
+from recommender.catalog import CatalogError
+from recommender.pipeline import BuildContext, run_stages
+from tests.recommender.adapters.test_mango import _product, write_mango
+
+
+def _jpeg(path, seed=0):
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((rng.random((30, 20, 3)) * 255).astype("uint8")).save(path, "JPEG")
+
+
+@pytest.fixture
+def mango(tmp_path):
+    folder = write_mango(tmp_path / "mango",
+                         [_product("11-01", "Shirt"), _product("22-TO", "Jeans", "Bottoms"),
+                          _product("33-99", "Footwear", "Accesories, Swim and Intimate")],
+                         [[1, "11-01"], [1, "22-TO"], [1, "33-99"], [2, "11-01"],
+                          [2, "22-TO"], [3, "11-01"], [3, "99-99"]])
+    _jpeg(folder / "images" / "2019_11_01.jpg")
+    _jpeg(folder / "images" / "2019_22_TO.jpg")
+    (folder / "images" / "2019_33_99.jpg").write_bytes(b"garbage" * 20)
+    return folder
+
+
+def _demo(folder, *, dup=False):
+    """A canonical demo-style source folder: catalog.csv, outfits.csv, images/."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = ["d1", "d2", "d3", "d1" if dup else "d4"]
+    pd.DataFrame({"item_id": ids, "category": ["top", "bottom", "shoes", "bag"],
+                  "subcategory": ["Tee", "Jeans", "Sneakers", "Tote"],
+                  "colour": ["WHITE", "BLUE", "GREY", "BROWN"], "material": [""] * 4,
+                  "gender": ["Female"] * 4,
+                  "image_path": [f"images/{i}.jpg" for i in ["d1", "d2", "d3", "d4"]],
+                  "price": ["10", "30.5", "", "25"], "in_stock": ["true", "false", "1", "0"],
+                  }).to_csv(folder / "catalog.csv", index=False)
+    pd.DataFrame({"outfit_id": ["o1", "o1", "o1", "o2", "o2"],
+                  "item_id": ["d1", "d2", "d3", "d1", "d4"]}).to_csv(
+                      folder / "outfits.csv", index=False)
+    for k, i in enumerate(["d1", "d2", "d3", "d4"]):
+        _jpeg(folder / "images" / f"{i}.jpg", k)
+    return folder
+
+
+def test_cli_mango(mango, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["ingest", "--source", "mango", "--data", str(mango), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "items: 3" in text and "images usable: 2, missing or unreadable: 1" in text
+    assert "item 33-99: image unreadable" in text
+    assert "outfits: 3, items per outfit: min 1, median 2, max 3" in text
+    assert "1 outfit row(s) name item ids absent from the catalogue (e.g. 99-99)" in text
+    cat = pd.read_parquet(out / "catalog.parquet")
+    assert cat["item_id"].tolist() == ["11-01", "22-TO", "33-99"]
+    assert cat["image_ok"].tolist() == [True, True, False]
+    outfits = pd.read_parquet(out / "outfits.parquet")
+    assert len(outfits) == 6 and outfits.dtypes.map(str).tolist() in (
+        ["object", "object"], ["str", "str"])
+    meta = json.loads((out / "ingest.json").read_text())
+    assert meta["image_root"] == str(mango.resolve()) and meta["metrics"]["n_items"] == 3
+
+
+def test_cli_demo_folder_and_no_check_images(tmp_path, capsys):
+    src = _demo(tmp_path / "demo")
+    assert main(["ingest", "--source", "demo", "--data", str(src), "--out",
+                 str(tmp_path / "o"), "--no-check-images"]) == 0
+    assert "not opened (--no-check-images)" in capsys.readouterr().out
+    cat = pd.read_parquet(tmp_path / "o" / "catalog.parquet")
+    assert cat["price"].tolist()[:2] == [10.0, 30.5] and np.isnan(cat["price"][2])
+    assert cat["in_stock"].tolist() == [True, False, True, False]
+
+
+def test_cli_catalogue_errors_exit_1_and_write_nothing(tmp_path, capsys):
+    src = _demo(tmp_path / "demo", dup=True)
+    assert main(["ingest", "--source", "demo", "--data", str(src), "--out",
+                 str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "duplicate item_id(s): d1 (x2)" in err and "nothing written" in err
+    assert not (tmp_path / "o" / "catalog.parquet").exists()
+
+
+def test_cli_csv_with_mapping(tmp_path, capsys):
+    pd.DataFrame({"sku": ["a", "b"], "kind": ["Tee", "Jeans"]}).to_csv(tmp_path / "s.csv",
+                                                                       index=False)
+    (tmp_path / "m.toml").write_text('catalog = "s.csv"\n[columns]\nitem_id = "sku"\n'
+                                     'category = "kind"\n[category_map]\nTee = "top"\n'
+                                     'Jeans = "bottom"\n')
+    assert main(["ingest", "--source", "csv", "--mapping", str(tmp_path / "m.toml"),
+                 "--out", str(tmp_path / "o")]) == 0
+    assert "items: 2" in capsys.readouterr().out
+    assert len(pd.read_parquet(tmp_path / "o" / "outfits.parquet")) == 0
+
+
+def test_cli_input_errors_exit_2(tmp_path, capsys):
+    assert main(["ingest", "--source", "csv", "--out", str(tmp_path)]) == 2
+    assert "--mapping" in capsys.readouterr().err
+    assert main(["ingest", "--source", "demo", "--out", str(tmp_path)]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert main(["ingest", "--source", "mango", "--data", str(tmp_path / "nope"),
+                 "--out", str(tmp_path)]) == 2
+    assert "product_data.csv" in capsys.readouterr().err
+
+
+def _ctx(bundle_dir, **config):
+    b = Bundle.create(bundle_dir, source=config["source"], image_root=None, config=config)
+    return BuildContext(bundle=b, config=config, log=lambda m: None)
+
+
+def test_stage_demo_writes_tables_and_skips_when_unchanged(tmp_path):
+    bdir = tmp_path / "bundle"
+    src = _demo(bdir / "source")                  # the demo generator's location
+    ctx = _ctx(bdir, source="demo")
+    m = run_stages(ctx, ["ingest"])["ingest"]
+    assert m["n_items"] == 4 and m["n_outfits"] == 2 and m["images_missing"] == 0
+    assert m["per_category"] == {"top": 1, "bottom": 1, "shoes": 1, "bag": 1}
+    b = Bundle.open(bdir)
+    assert b.image_root == src.resolve()
+    assert b.stage_record("ingest")["outputs"] == ["catalog.parquet", "outfits.parquet"]
+    finished = b.stage_record("ingest")["finished"]
+
+    logs = []
+    ctx2 = BuildContext(bundle=b, config=ctx.config, log=logs.append)
+    run_stages(ctx2, ["ingest"])
+    assert any("up to date, skipped" in line for line in logs)
+
+    # a replaced image (new size/mtime) makes the stage run again
+    img = src / "images" / "d2.jpg"
+    _jpeg(img, seed=9)
+    st = img.stat()
+    os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    logs.clear()
+    run_stages(BuildContext(bundle=Bundle.open(bdir), config=ctx.config, log=logs.append),
+               ["ingest"])
+    assert not any("skipped" in line for line in logs)
+    assert Bundle.open(bdir).stage_record("ingest")["finished"] >= finished
+
+
+def test_stage_mango_and_csv(mango, tmp_path):
+    m = run_stages(_ctx(tmp_path / "b1", source="mango", data=str(mango)), ["ingest"])["ingest"]
+    assert m["n_items"] == 3 and m["images_missing"] == 1 and m["n_outfits"] == 3
+    assert m["outfit_problems"] and "99-99" in m["outfit_problems"][0]
+    assert Bundle.open(tmp_path / "b1").image_root == mango.resolve()
+    with pytest.raises(InputError, match="mapping"):
+        run_stages(_ctx(tmp_path / "b2", source="csv"), ["ingest"])
+
+
+def test_stage_refuses_a_bad_catalogue(tmp_path):
+    _demo(tmp_path / "b" / "source", dup=True)
+    with pytest.raises(CatalogError, match="duplicate item_id"):
+        run_stages(_ctx(tmp_path / "b", source="demo"), ["ingest"])
+
+
+@pytest.mark.realdata
+def test_real_mango_cli(mango_dir, tmp_path, capsys):
+    assert main(["ingest", "--source", "mango", "--data", str(mango_dir), "--out",
+                 str(tmp_path), "--no-check-images"]) == 0
+    text = capsys.readouterr().out
+    assert "items: 9222" in text
+    assert "outfits: 6274, items per outfit: min 2, median 5, max 15" in text
+    cat = pd.read_parquet(tmp_path / "catalog.parquet")
+    assert len(cat) == 9222 and "price" not in cat.columns
+
+
+def test_rebuild_keeps_the_image_root_recorded_by_ingest(mango, tmp_path):
+    from recommender.build import build_bundle
+
+    out = tmp_path / "bundle"
+    for _ in range(2):      # the second build skips ingest
+        build_bundle(out, source="mango", data=mango, stages=["ingest"], log=lambda m: None)
+    assert Bundle.open(out).image_root == mango.resolve()
+
+
+def test_stage_settings_check_images_and_sample(tmp_path):
+    bdir = tmp_path / "b"
+    src = _demo(bdir / "source")
+    (src / "images" / "d3.jpg").unlink()           # row 2 of 4
+    runs = {}
+    for name, conf in [("default", {}), ("no_check", {"check_images": False}),
+                       ("sample", {"image_sample": 2})]:   # opens rows 0 and 3 only
+        ctx = _ctx(bdir, source="demo", stages={"ingest": conf})
+        runs[name] = run_stages(ctx, ["ingest"])["ingest"]["image_problems"]
+    assert runs == {"default": 1, "no_check": 0, "sample": 0}

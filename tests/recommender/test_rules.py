@@ -1,0 +1,255 @@
+"""Each rule primitive with a known answer, conflicts included (module docstring of
+recommender.rules documents the order)."""
+from __future__ import annotations
+
+import tomllib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender.rules import (DEFAULT_RULES_PATH, Group, ItemTable, RulesError,
+                               apply_rules, default_rules, dumps_toml, load_rules,
+                               pairing_for, parse_rules, save_rules, validate_rules_fields)
+
+
+@pytest.fixture()
+def table():
+    # 8 bags ranked b0 > b1 > ... > b7 by the strategy; colours and prices known
+    df = pd.DataFrame({
+        "item_id": [f"b{i}" for i in range(8)] + ["t0", "s0", "s1"],
+        "category": ["bag"] * 8 + ["top", "shoes", "shoes"],
+        "colour": ["BLACK", "BLACK", "BLACK", "RED", "BLACK", "BROWN", "RED", "WHITE",
+                   "WHITE", "BLACK", "BLUE"],
+        "price": [10, 20, 30, 40, 50, 60, 70, 80, 50, 30, 40],
+        "in_stock": [True, True, False, True, True, True, True, True, True, True, True],
+    })
+    return ItemTable(df)
+
+
+def bags(table):
+    idx = table.index_of([f"b{i}" for i in range(8)])
+    return Group("bag", idx, np.linspace(0.9, 0.2, 8), [f"r{i}" for i in range(8)])
+
+
+def shoes(table):
+    return Group("shoes", table.index_of(["s0", "s1"]), np.array([0.8, 0.7]), ["", ""])
+
+
+def ids(table, group):
+    return [table.ids[it["idx"]] for it in group["items"]]
+
+
+def run(table, rules, k=4, groups=None, **kw):
+    r = parse_rules({"version": 1, **rules})
+    return apply_rules(groups or [bags(table)], r, table, k=k, **kw)
+
+
+def test_no_rules_keeps_ranking(table):
+    out = run(table, {}, mode="search")
+    assert ids(table, out[0]) == ["b0", "b1", "b2", "b3"]
+    assert not any(it["fallback"] or it["pinned"] for it in out[0]["items"])
+
+
+def test_exclude_and_include_ids(table):
+    assert ids(table, run(table, {"filters": {"exclude_ids": ["b0", "b2"]}},
+                          mode="search")[0]) == ["b1", "b3", "b4", "b5"]
+    out = run(table, {"filters": {"include_ids": ["b5", "b1"]}, "fallback": {"enabled": False}},
+              mode="search")
+    assert ids(table, out[0]) == ["b1", "b5"]
+
+
+def test_exclude_include_attribute_and_category(table):
+    out = run(table, {"filters": {"exclude_attributes": [{"field": "colour",
+                                                           "values": ["BLACK"]}]}},
+              mode="search")
+    assert ids(table, out[0]) == ["b3", "b5", "b6", "b7"]
+    out = run(table, {"filters": {"include_attributes": [{"field": "colour", "value": "RED"}]},
+                      "fallback": {"enabled": False}}, mode="search")
+    assert ids(table, out[0]) == ["b3", "b6"]
+    out = run(table, {"filters": {"exclude_categories": ["bag"]}, "fallback": {"enabled": False}},
+              mode="search")
+    assert out[0]["items"] == []
+
+
+def test_price_range(table):
+    out = run(table, {"filters": {"price_min": 25, "price_max": 60}}, mode="search")
+    assert ids(table, out[0]) == ["b2", "b3", "b4", "b5"]
+
+
+def test_in_stock_only(table):
+    out = run(table, {"in_stock_only": True}, mode="search")
+    assert ids(table, out[0]) == ["b0", "b1", "b3", "b4"]  # b2 is out of stock
+
+
+def test_pin_at_position(table):
+    out = run(table, {"pin": [{"item_id": "b6", "position": 2}]}, mode="search")
+    assert ids(table, out[0]) == ["b0", "b6", "b1", "b2"]
+    assert [it["pinned"] for it in out[0]["items"]] == [False, True, False, False]
+
+
+def test_pin_only_for_its_anchor(table):
+    rules = {"pin": [{"item_id": "b6", "position": 1, "anchor": "t0"}]}
+    assert ids(table, run(table, rules, mode="search", anchor_ids=["t0"])[0])[0] == "b6"
+    assert ids(table, run(table, rules, mode="search", anchor_ids=["s0"])[0])[0] == "b0"
+
+
+def test_two_pins_same_position_keep_file_order(table):
+    out = run(table, {"pin": [{"item_id": "b7", "position": 1},
+                              {"item_id": "b6", "position": 1}]}, mode="search")
+    assert ids(table, out[0]) == ["b7", "b6", "b0", "b1"]
+
+
+def test_conflict_excluded_id_never_shown_even_if_pinned(table):
+    out = run(table, {"filters": {"exclude_ids": ["b6"]},
+                      "pin": [{"item_id": "b6", "position": 1}]}, mode="search")
+    assert "b6" not in ids(table, out[0])
+    assert ids(table, out[0]) == ["b0", "b1", "b2", "b3"]
+
+
+def test_conflict_out_of_stock_pin_not_shown(table):
+    out = run(table, {"in_stock_only": True, "pin": [{"item_id": "b2", "position": 1}]},
+              mode="search")
+    assert "b2" not in ids(table, out[0])
+
+
+def test_boost_multiplicative_and_bury_additive(table):
+    # b7 (WHITE, 0.2) * 5 = 1.0 > b0's 0.9
+    out = run(table, {"boost": [{"field": "colour", "value": "WHITE", "factor": 5.0}]},
+              mode="search")
+    assert ids(table, out[0])[:2] == ["b7", "b0"]
+    assert out[0]["items"][0]["score"] == pytest.approx(1.0)
+    # BLACK minus 1: b3 (RED) leads, then the non-black
+    out = run(table, {"bury": [{"field": "colour", "value": "BLACK", "add": -1.0}]},
+              mode="search")
+    assert ids(table, out[0]) == ["b3", "b5", "b6", "b7"]
+
+
+def test_pinned_item_is_not_moved_by_bury(table):
+    out = run(table, {"pin": [{"item_id": "b0", "position": 1}],
+                      "bury": [{"field": "colour", "value": "BLACK", "factor": 0.1}]},
+              mode="search")
+    assert ids(table, out[0])[0] == "b0"
+
+
+def test_pairing_matrix_drops_unpaired_groups(table):
+    groups = [bags(table), shoes(table)]
+    out = run(table, {"pairing": {"top": ["shoes"]}}, groups=groups, mode="complements",
+              anchor_ids=["t0"], anchor_categories=["top"])
+    assert [g["category"] for g in out] == ["shoes"]
+    r = parse_rules({"version": 1, "pairing": {"top": ["bag", "shoes"], "bottom": ["top"]}})
+    assert pairing_for(r, ["top", "bottom"]) == ["shoes", "bag"]  # anchors excluded
+
+
+def test_upsell_price_band(table):
+    # anchor priced 20: band (1.0, 1.6] -> (20, 32]: only b2 (30)
+    out = run(table, {"fallback": {"enabled": False}}, mode="upsell", anchor_price=20.0)
+    assert ids(table, out[0]) == ["b2"]
+    out = run(table, {"upsell": {"band": [1.0, 3.0]}, "fallback": {"enabled": False}},
+              mode="upsell", anchor_price=20.0)
+    assert ids(table, out[0]) == ["b2", "b3", "b4", "b5"]
+    out = run(table, {"fallback": {"enabled": False}}, mode="upsell", anchor_price=20.0,
+              band=(2.0, 2.5))
+    assert ids(table, out[0]) == ["b4"]
+
+
+def test_caps_per_attribute(table):
+    out = run(table, {"caps": [{"field": "colour", "value": "BLACK", "max": 2}]}, k=5,
+              mode="search")
+    assert ids(table, out[0]) == ["b0", "b1", "b3", "b5", "b6"]
+    out = run(table, {"caps": [{"field": "colour", "max": 1}]}, k=5, mode="search")
+    # one of each colour (BLACK, RED, BROWN, WHITE), then fallback fills the 5th slot
+    assert ids(table, out[0]) == ["b0", "b3", "b5", "b7", "b1"]
+    assert [it["fallback"] for it in out[0]["items"]] == [False] * 4 + [True]
+
+
+def test_dedupe_across_groups_and_anchor(table):
+    g1, g2 = bags(table), bags(table)
+    out = apply_rules([g1, g2], parse_rules({"version": 1}), table, k=3, mode="search",
+                      anchor_ids=["b0"])
+    assert ids(table, out[0]) == ["b1", "b2", "b3"]
+    assert ids(table, out[1]) == ["b4", "b5", "b6"]
+    out = apply_rules([g1, g2], parse_rules({"version": 1, "dedupe": {"enabled": False}}),
+                      table, k=3, mode="search", anchor_ids=["b0"])
+    assert ids(table, out[1]) == ["b1", "b2", "b3"]
+
+
+def test_fallback_fill_when_filters_empty_a_slot(table):
+    out = run(table, {"filters": {"include_attributes": [{"field": "colour", "value": "RED"}],
+                                  "exclude_ids": ["b0"]}}, mode="search")
+    items = out[0]["items"]
+    assert ids(table, out[0]) == ["b3", "b6", "b1", "b2"]
+    assert [it["fallback"] for it in items] == [False, False, True, True]
+    # excluded b0 is never used to fill
+
+
+def test_fallback_respects_stock(table):
+    out = run(table, {"in_stock_only": True, "filters": {"include_ids": ["b7"]}},
+              mode="search")
+    assert ids(table, out[0]) == ["b7", "b0", "b1", "b3"]  # b2 out of stock skipped
+
+
+@pytest.mark.parametrize("data, path", [
+    ({}, "rules.version"),
+    ({"version": 1, "boost": [{"field": "colour", "value": "X", "factor": -1}]},
+     "rules.boost[0].factor"),
+    ({"version": 1, "boost": [{"field": "c", "value": "X", "factor": 0.5}]},
+     "rules.boost[0].factor"),
+    ({"version": 1, "bury": [{"field": "c", "value": "X", "add": 0.5}]}, "rules.bury[0].add"),
+    ({"version": 1, "boost": [{"field": "c", "value": "X"}]}, "rules.boost[0]"),
+    ({"version": 1, "pin": [{"item_id": "a", "position": 0}]}, "rules.pin[0].position"),
+    ({"version": 1, "pairing": {"top": ["hat"]}}, "rules.pairing.top[0]"),
+    ({"version": 1, "pairing": {"hat": ["top"]}}, "rules.pairing.hat"),
+    ({"version": 1, "upsell": {"band": [1.6, 1.0]}}, "rules.upsell.band[1]"),
+    ({"version": 1, "caps": [{"field": "colour", "max": 0}]}, "rules.caps[0].max"),
+    ({"version": 1, "filters": {"price_min": 10, "price_max": 5}}, "rules.filters.price_max"),
+    ({"version": 1, "filters": {"exclud_ids": []}}, "rules.filters.exclud_ids"),
+    ({"version": 1, "in_stock_only": "yes"}, "rules.in_stock_only"),
+])
+def test_validation_names_key_path_and_value(data, path):
+    with pytest.raises(RulesError) as exc:
+        parse_rules(data)
+    assert exc.value.field == path
+    assert str(exc.value).startswith(path + ":")
+
+
+def test_error_message_example():
+    with pytest.raises(RulesError, match=r"rules\.boost\[2\]\.factor: -1 must be > 0"):
+        parse_rules({"version": 1, "boost": [
+            {"field": "c", "value": "x", "factor": 1.1},
+            {"field": "c", "value": "x", "add": 0.1},
+            {"field": "c", "value": "x", "factor": -1}]})
+
+
+def test_fields_validated_against_vocab():
+    r = parse_rules({"version": 1, "caps": [{"field": "colr", "max": 2}]})
+    with pytest.raises(RulesError) as exc:
+        validate_rules_fields(r, {"colour": ["BLACK"]})
+    assert exc.value.field == "rules.caps[0].field" and exc.value.allowed == ["colour"]
+    r = parse_rules({"version": 1, "boost": [{"field": "colour", "value": "BLAK",
+                                              "factor": 2}]})
+    with pytest.raises(RulesError, match="BLAK"):
+        validate_rules_fields(r, {"colour": ["BLACK"]})
+
+
+def test_toml_round_trip_and_invalid_file_refused(tmp_path):
+    raw = tomllib.loads(DEFAULT_RULES_PATH.read_text())
+    raw["boost"] = [{"field": "colour", "value": "BLACK \"deep\"", "factor": 1.5}]
+    raw["pin"] = [{"item_id": "x", "position": 2}]
+    assert tomllib.loads(dumps_toml(raw)) == raw
+    p = tmp_path / "rules.toml"
+    r = save_rules(raw, p)
+    assert load_rules(p) == r and r.version == "default-1"
+    p.write_text('version = "2"\n[[boost]]\nfield = "colour"\nvalue = "X"\nfactor = -1\n')
+    with pytest.raises(RulesError, match=r"rules\.boost\[0\]\.factor"):
+        load_rules(p)
+    p.write_text("version = ")
+    with pytest.raises(RulesError, match="not valid TOML"):
+        load_rules(p)
+
+
+def test_default_rules_pairing_is_complete():
+    r = default_rules()
+    assert set(r.pairing) == {"top", "bottom", "dress", "outerwear", "shoes", "bag",
+                              "jewellery", "accessory", "other"}
+    assert r.band == (1.0, 1.6)
