@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -258,6 +259,31 @@ def stage_inputs(ctx) -> dict:
             "version": TRAIN_VERSION}
 
 
+#: Where a FashionAI-format source keeps its attribute label files (y/m/n strings).
+FASHIONAI_LABEL_DIR = "source/fashionai/attributes"
+
+
+def _attach_fashionai_labels(bundle, cat: pd.DataFrame, heads: list[str]) -> None:
+    """Replace FashionAI task columns by the challenge's y/m/n label strings when the
+    source ships the label files, so "maybe" classes are known to training and to
+    the mAP (the catalogue columns hold only the ``y`` class)."""
+    from features.fashionai.io import read_attribute_dir
+
+    label_dir = bundle.path(FASHIONAI_LABEL_DIR)
+    tasks = [h for h in heads if h in ATTRIBUTE_TASKS]
+    if not tasks or not label_dir.is_dir() or not any(label_dir.glob("*.csv")):
+        return
+    labels = read_attribute_dir(label_dir)
+    labels["item_id"] = labels["image_path"].map(lambda p: Path(p).stem)
+    for task in tasks:
+        lab = labels[labels["task"] == task].drop_duplicates("item_id", keep="last")
+        by_id = dict(zip(lab["item_id"], lab["labels"]))
+        ids = cat["item_id"].astype(str)
+        has = ids.isin(by_id.keys())
+        cat[task] = cat[task].astype(object)
+        cat.loc[has, task] = ids[has].map(by_id)
+
+
 def load_training_table(bundle, heads: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Catalogue rows with a usable image, their absolute image paths and the heads."""
     path = bundle.path("catalog.parquet")
@@ -273,6 +299,7 @@ def load_training_table(bundle, heads: list[str] | None = None) -> tuple[pd.Data
     if "image_ok" in cat.columns:
         ok &= cat["image_ok"].fillna(False).astype(bool)
     cat = cat[ok].reset_index(drop=True)
+    _attach_fashionai_labels(bundle, cat, heads)
     root = bundle.image_root
     cat["abs_path"] = [str((root / p) if root is not None and not str(p).startswith("/") else p)
                        for p in cat["image_path"].astype(str)]

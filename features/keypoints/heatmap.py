@@ -509,3 +509,9 @@ class HeatmapKeypointDetector:
         det.history_ = meta.get("history", [])
         det.n_train_ = int(meta.get("n_train", 0))
         return det
+
+
+def load_detector(path: str | os.PathLike, name: str = "keypoints") -> HeatmapKeypointDetector:
+    """Load a trained detector (``<path>/<name>.pt`` + ``.json``); the hook
+    :mod:`features.extract` uses when a bundle has ``models/keypoints.pt``."""
+    return HeatmapKeypointDetector.load(path, name)

@@ -35,4 +35,5 @@ def test_keypoints_stage(tmp_path):
     pred = read_keypoints_csv(b.path("eval", "keypoints_pred_test.csv"))
     truth = read_keypoints_csv(b.path("eval", "keypoints_truth_test.csv"))
     assert pred["image_id"].tolist() == truth["image_id"].tolist()
-    HeatmapKeypointDetector.load(b.path("models"))
+    from features.keypoints.heatmap import load_detector
+    assert load_detector(b.path("models")).n_train_ == m["n_train"]
