@@ -178,7 +178,9 @@ def grid(rows: Sequence[tuple[str, Sequence[dict]]], images: ItemImages, *,
                 ax.set_ylabel(row_title, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    # keep the title's strip free: tight_layout alone lets the first row overlap it
+    top = 1 - 0.45 / fig.get_figheight() if title else 1
+    fig.tight_layout(rect=(0, 0, 1, top))
     return fig
 
 
@@ -343,12 +345,13 @@ def ab_rates_figure(variants: pd.DataFrame, control: str, *,
         y2 = np.arange(len(other))[::-1]
         ax2.axvline(0, color="#999999", lw=1)
         if len(other):
-            colours = ["#1a9850" if lo > 0 else "#d73027" if hi < 0 else "#555555"
-                       for lo, hi in zip(other["diff_lo"], other["diff_hi"])]
-            ax2.errorbar(other["diff"], y2, xerr=[other["diff"] - other["diff_lo"],
-                                                  other["diff_hi"] - other["diff"]],
-                         fmt="none", ecolor=colours, capsize=3)
-            ax2.scatter(other["diff"], y2, color=colours, zorder=3)
+            for yy, (_, r) in zip(y2, other.iterrows()):
+                # green: the interval excludes 0 upwards; red: downwards; grey: neither
+                colour = ("#1a9850" if r["diff_lo"] > 0 else "#d73027" if r["diff_hi"] < 0
+                          else "#555555")
+                ax2.errorbar([r["diff"]], [yy], xerr=[[r["diff"] - r["diff_lo"]],
+                                                      [r["diff_hi"] - r["diff"]]],
+                             fmt="o", color=colour, capsize=3)
             ax2.set_yticks(y2, [f"{v} - {control}" for v in other.index])
         ax2.set_title(f"{ev}: difference to {control} (95% CI)", fontsize=9)
         ax2.margins(y=0.4)
