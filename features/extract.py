@@ -1,0 +1,541 @@
+"""Batch feature extraction: the pipeline's ``features`` stage and its library function.
+
+For every catalogue item: load the image, garment mask (:mod:`features.mask`),
+dominant colours and colour group (:mod:`features.colour`), FashionAI keypoints
+for apparel (the trained heatmap detector when the bundle has one and the
+module offers it, else :mod:`features.keypoints.silhouette`), shape features
+(:mod:`features.shape`), and -- when ``models/attributes.pt`` exists -- the
+attribute predictions and the visual embedding (:class:`features.attributes.AttributeModel`).
+
+Outputs (relative to the bundle root, see the interfaces doc)::
+
+    features/features.parquet            one row per catalogue item, catalogue order
+    features/embeddings.npy              (N, D) float32 L2-normalised (only with a model)
+    features/keypoints.csv               FashionAI format, apparel items with an image
+    features/keypoint_confidence.parquet item_id, image_id, image_category, kp_method,
+                                         conf_<keypoint name> (24 columns)
+    features/parts/<signature>/part_*.parquet   resumable per-chunk results
+
+The classical part runs in chunks (``chunk_size`` items), each written as a part
+file named under a signature of the catalogue and settings: an interrupted run
+resumes by skipping finished parts; a finished run re-assembles the same bytes.
+With many items the chunks run on ``workers`` processes. A missing or corrupt
+image flags its row (``feat_ok`` False, ``feat_error`` says why); the run goes on.
+
+Stage settings (``[stages.features]`` of a build config): ``workers`` (2),
+``chunk_size`` (64), ``max_side`` (512: images are shrunk to this first),
+``batch_size`` (64, attribute network batches).
+
+Example::
+
+    from features.extract import extract_features
+    summary = extract_features(catalog_df, image_root, "out/features")
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.colour import colour_group, colourfulness, dominant_colours
+from features.exceptions import InputError, MixmatchError
+from features.fashionai.schema import CATEGORY_KEYPOINTS, KEYPOINT_INDEX, KEYPOINT_NAMES
+from features.imaging import load_rgb
+from features.keypoints import category_for
+from features.keypoints.silhouette import estimate_keypoints
+from features.mask import garment_mask
+from features.shape import SHAPE_FEATURES, shape_features
+
+#: Bumped when the per-item results change, so stale part files are not reused.
+FEATURES_VERSION = 1
+FEATURES_DIR = "features"
+FEATURES_TABLE = "features/features.parquet"
+EMBEDDINGS = "features/embeddings.npy"
+KEYPOINTS_CSV = "features/keypoints.csv"
+KEYPOINT_CONFIDENCE = "features/keypoint_confidence.parquet"
+
+COLOUR_COLUMNS = tuple(f"colour{i}_{c}" for i in (1, 2, 3) for c in ("L", "a", "b", "w"))
+#: Columns every features table has, in order (``attr_*`` follow when a model exists).
+BASE_COLUMNS: tuple[str, ...] = (
+    ("item_id", "feat_ok", "feat_error", "mask_quality", "mask_method", "mask_area",
+     "bbox_aspect") + COLOUR_COLUMNS + ("colour_group", "colourfulness")
+    + SHAPE_FEATURES + ("kp_conf", "kp_category", "kp_method"))
+DEFAULTS = {"workers": 2, "chunk_size": 64, "max_side": 512, "batch_size": 64}
+#: Fewer items than this run in-process (spawning workers costs about a second).
+MIN_ITEMS_FOR_WORKERS = 200
+
+_KP_COLS = ([f"kp_x_{i}" for i in range(24)] + [f"kp_y_{i}" for i in range(24)]
+            + [f"kp_v_{i}" for i in range(24)] + [f"kp_c_{i}" for i in range(24)])
+
+
+# -- one image -----------------------------------------------------------------
+def analyse_image(rgb: np.ndarray, slot: str | None = None, subcategory: str = "",
+                  keypoint_category: str | None = None) -> dict[str, Any]:
+    """Every classical feature of one image (mask, colours, keypoints, shape).
+
+    Parameters
+    ----------
+    rgb : uint8 (H, W, 3)
+    slot, subcategory : str, optional
+        The item's catalogue category and subcategory; they decide the FashionAI
+        keypoint category (:func:`features.keypoints.category_for`).
+    keypoint_category : str, optional
+        Overrides that choice (``blouse`` ... ``trousers``); None for no keypoints
+        when ``slot`` is None too.
+
+    Returns
+    -------
+    dict
+        ``row`` (the features-table fields of :data:`BASE_COLUMNS` except
+        ``item_id``/``feat_ok``/``feat_error``), ``mask`` (a MaskResult),
+        ``colours``, and ``keypoints``: ``(category, xy, vis, conf)`` or None.
+        Keypoint confidences are the estimator's cue clarity times the mask
+        quality (a poor mask makes every point doubtful).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.full((120, 80, 3), 240, np.uint8); img[20:100, 20:60] = (30, 30, 120)
+    >>> out = analyse_image(img, "bottom", "Skirts")
+    >>> out["row"]["colour_group"], out["keypoints"][0], round(out["row"]["shape_skirt_length"], 2)
+    ('BLUE', 'skirt', 2.03)
+    """
+    m = garment_mask(rgb)
+    mask = m.mask
+    h, w = mask.shape
+    row: dict[str, Any] = {"mask_quality": float(m.quality), "mask_method": m.method,
+                           "mask_area": float(mask.mean())}
+    if mask.any():
+        ys = np.nonzero(mask.any(1))[0]
+        xs = np.nonzero(mask.any(0))[0]
+        row["bbox_aspect"] = float((ys[-1] - ys[0] + 1) / (xs[-1] - xs[0] + 1))
+    else:
+        row["bbox_aspect"] = float("nan")
+    # An empty mask would leave no pixels: fall back to the whole image, said by
+    # the mask quality (0) rather than by inventing a garment.
+    cmask = mask if mask.sum() >= 20 else np.ones_like(mask)
+    cols = dominant_colours(rgb, cmask, k=3)
+    for i in range(3):
+        c = cols[i] if i < len(cols) else (np.nan, np.nan, np.nan, 0.0)
+        for j, n in enumerate(("L", "a", "b", "w")):
+            row[f"colour{i + 1}_{n}"] = float(c[j])
+    row["colour_group"] = colour_group(cols)
+    row["colourfulness"] = colourfulness(rgb, cmask)
+    kcat = keypoint_category if keypoint_category is not None else (
+        category_for(slot, subcategory) if slot is not None else None)
+    kp = None
+    shape = {k: float("nan") for k in SHAPE_FEATURES}
+    row["kp_conf"] = float("nan")
+    row["kp_category"] = kcat or ""
+    row["kp_method"] = ""
+    if kcat is not None:
+        xy, vis, conf = estimate_keypoints(mask, kcat)
+        conf = conf * float(m.quality)
+        kp = (kcat, xy, vis, conf)
+        shape = shape_features(xy, vis, kcat)
+        idx = [KEYPOINT_INDEX[n] for n in CATEGORY_KEYPOINTS[kcat]]
+        row["kp_conf"] = float(np.mean(conf[idx]))
+        row["kp_method"] = "silhouette"
+    row.update(shape)
+    return {"row": row, "mask": m, "colours": cols, "keypoints": kp}
+
+
+def _empty_row(item_id: str, error: str, kcat: str | None) -> dict:
+    row = {c: float("nan") for c in BASE_COLUMNS}
+    row.update({"item_id": item_id, "feat_ok": False, "feat_error": error,
+                "mask_quality": 0.0, "mask_method": "", "colour_group": "",
+                "kp_category": kcat or "", "kp_method": "", "mask_area": 0.0})
+    for i in (1, 2, 3):
+        row[f"colour{i}_w"] = 0.0
+    return row
+
+
+def _process_items(items: list[tuple], max_side: int) -> pd.DataFrame:
+    """Rows (plus flat keypoint columns) for ``items`` = [(id, path|None, slot, sub)]."""
+    rows = []
+    for item_id, path, slot, sub in items:
+        kcat = category_for(slot, sub)
+        if path is None:
+            row = _empty_row(item_id, "no image", kcat)
+            kp = None
+        else:
+            try:
+                rgb = load_rgb(path, max_side=max_side)
+                res = analyse_image(rgb, slot, sub)
+            except MixmatchError as exc:
+                rows.append({**_empty_row(item_id, str(exc)[:300], kcat),
+                             **dict.fromkeys(_KP_COLS, np.nan)})
+                continue
+            except Exception as exc:  # a per-item bug must not stop a 1M-item run
+                rows.append({**_empty_row(item_id, f"{exc.__class__.__name__}: {exc}"[:300],
+                                          kcat), **dict.fromkeys(_KP_COLS, np.nan)})
+                continue
+            row = {"item_id": item_id, "feat_ok": True, "feat_error": "", **res["row"]}
+            kp = res["keypoints"]
+            if kp is not None:
+                # Keypoints in the coordinates of the image file, not the shrunk copy.
+                from PIL import Image
+                with Image.open(path) as im:
+                    fw, fh = im.size
+                s = max(fw, fh) / max(rgb.shape[:2]) if max(rgb.shape[:2]) else 1.0
+                kcat_, xy, vis, conf = kp
+                xy = np.where(vis[:, None] >= 0, xy * s, -1.0)
+                kp = (kcat_, xy, vis, conf)
+        flat = dict.fromkeys(_KP_COLS, np.nan)
+        if kp is not None:
+            _, xy, vis, conf = kp
+            for i in range(24):
+                flat[f"kp_x_{i}"], flat[f"kp_y_{i}"] = float(xy[i, 0]), float(xy[i, 1])
+                flat[f"kp_v_{i}"], flat[f"kp_c_{i}"] = float(vis[i]), float(conf[i])
+        rows.append({**row, **flat})
+    df = pd.DataFrame(rows, columns=list(BASE_COLUMNS) + _KP_COLS)
+    return df
+
+
+def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _run_chunk(job: tuple) -> tuple[int, int]:
+    """Worker entry point: process one chunk and write its part file."""
+    index, items, max_side, part_path = job
+    df = _process_items(items, max_side)
+    _atomic_parquet(df, Path(part_path))
+    return index, len(items)
+
+
+# -- the catalogue -------------------------------------------------------------
+def _resolve(path: str, root: Path | None) -> str | None:
+    if not isinstance(path, str) or not path:
+        return None
+    p = Path(path)
+    if not p.is_absolute() and root is not None:
+        p = root / p
+    return str(p)
+
+
+def _signature(items: list[tuple], settings: dict) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"v": FEATURES_VERSION, **settings}, sort_keys=True).encode())
+    for it in items:
+        h.update(repr(it).encode())
+        p = it[1]
+        if p is not None:
+            try:
+                st = os.stat(p)
+                h.update(f"{st.st_size}:{int(st.st_mtime)}".encode())
+            except OSError:
+                h.update(b"missing")
+    return h.hexdigest()[:16]
+
+
+def _attribute_outputs(model, paths: list[str | None], ok: np.ndarray, max_side: int,
+                       batch_size: int, progress: bool):
+    """(attr columns dict, embeddings (N, D)) from the attribute network."""
+    from tqdm import tqdm
+
+    n = len(paths)
+    heads = list(model.taxonomy_.names)
+    cols: dict[str, np.ndarray] = {}
+    for h in heads:
+        cols[f"attr_{h}"] = np.full(n, "", dtype=object)
+        cols[f"attr_{h}_conf"] = np.full(n, np.nan)
+    emb = None
+    todo = np.nonzero(ok)[0]
+    bar = tqdm(total=len(todo), desc="attributes", file=sys.stderr, disable=not progress)
+    for s in range(0, len(todo), batch_size):
+        idx = todo[s:s + batch_size]
+        images = [load_rgb(paths[i], max_side=max_side) for i in idx]
+        probs, z = model.predict_all(images)
+        if emb is None:
+            emb = np.zeros((n, z.shape[1]), np.float32)
+        norm = np.linalg.norm(z, axis=1, keepdims=True)
+        emb[idx] = z / np.maximum(norm, 1e-12)
+        for h in heads:
+            classes = np.array(model.taxonomy_.classes(h), dtype=object)
+            cols[f"attr_{h}"][idx] = classes[probs[h].argmax(1)]
+            cols[f"attr_{h}_conf"][idx] = probs[h].max(1)
+        bar.update(len(idx))
+    bar.close()
+    return cols, emb
+
+
+def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None,
+                     out_dir: str | os.PathLike, attribute_model=None, keypoint_model=None,
+                     progress: bool = True, batch_size: int = 64, *, workers: int = 2,
+                     chunk_size: int = 64, max_side: int = 512) -> dict:
+    """Extract the features of every item of ``catalog`` into ``out_dir``.
+
+    Parameters
+    ----------
+    catalog : DataFrame
+        Canonical catalogue (``item_id``, ``category``, ``subcategory``,
+        ``image_path``; ``image_ok`` is honoured when present).
+    image_root : path or None
+        What relative ``image_path`` values are relative to.
+    out_dir : path
+        Folder that receives ``features.parquet``, ``keypoints.csv``,
+        ``keypoint_confidence.parquet``, ``embeddings.npy`` (with a model) and
+        ``parts/``.
+    attribute_model : features.attributes.AttributeModel, optional
+        Adds ``attr_<head>``/``attr_<head>_conf`` columns and the embeddings.
+    keypoint_model : optional
+        A trained detector with ``predict(images, categories) -> (xy, vis, conf)``
+        on batches; used for apparel instead of the silhouette estimator.
+    progress : bool
+        tqdm progress bars on stderr.
+    batch_size : int
+        Images per attribute-network (and detector) batch.
+    workers : int
+        Processes for the classical part (used from 200 items on).
+    chunk_size : int
+        Items per resumable part file.
+    max_side : int
+        Images are shrunk to this longer side before any processing.
+
+    Returns
+    -------
+    dict
+        Summary metrics: counts, failures (with up to 10 examples), timings,
+        mask and keypoint statistics, whether embeddings were written.
+
+    Examples
+    --------
+    >>> import tempfile, pandas as pd
+    >>> cat = pd.DataFrame({"item_id": ["a"], "category": ["top"], "subcategory": ["x"],
+    ...                     "image_path": ["missing.jpg"]})
+    >>> s = extract_features(cat, tempfile.mkdtemp(), tempfile.mkdtemp(), progress=False)
+    >>> s["n_items"], s["n_failed"]
+    (1, 1)
+    """
+    from tqdm import tqdm
+
+    for c in ("item_id", "category", "image_path"):
+        if c not in catalog.columns:
+            raise InputError(f"catalogue has no column {c!r}", field=c)
+    for name, v in (("workers", workers), ("chunk_size", chunk_size), ("max_side", max_side),
+                    ("batch_size", batch_size)):
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise InputError(f"{name} must be a positive integer, got {v!r}", field=name,
+                             value=v)
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    root = Path(image_root) if image_root else None
+    ids = catalog["item_id"].astype(str).tolist()
+    subs = (catalog["subcategory"].astype(str).tolist() if "subcategory" in catalog.columns
+            else [""] * len(ids))
+    paths = [_resolve(p, root) for p in catalog["image_path"].tolist()]
+    items = list(zip(ids, paths, catalog["category"].astype(str).tolist(), subs))
+    settings = {"max_side": int(max_side), "chunk_size": int(chunk_size)}
+    sig = _signature(items, settings)
+    parts_dir = out / "parts" / sig
+    chunks = [items[s:s + chunk_size] for s in range(0, len(items), chunk_size)]
+    part_paths = [parts_dir / f"part_{i:06d}.parquet" for i in range(len(chunks))]
+    todo = [i for i, p in enumerate(part_paths) if not p.is_file()]
+    resumed = len(chunks) - len(todo)
+    bar = tqdm(total=len(items), desc="features", file=sys.stderr, disable=not progress,
+               initial=sum(len(chunks[i]) for i in range(len(chunks)) if i not in set(todo)))
+    jobs = [(i, chunks[i], int(max_side), str(part_paths[i])) for i in todo]
+    n_proc = int(workers) if (workers > 1 and len(items) >= MIN_ITEMS_FOR_WORKERS
+                              and len(jobs) > 1) else 1
+    t_classical = time.perf_counter()
+    if n_proc > 1:
+        import multiprocessing as mp
+
+        # spawn, not fork: the parent may hold torch's thread pools.
+        with mp.get_context("spawn").Pool(n_proc) as pool:
+            for _, n in pool.imap_unordered(_run_chunk, jobs):
+                bar.update(n)
+    else:
+        for job in jobs:
+            _, n = _run_chunk(job)
+            bar.update(n)
+    bar.close()
+    t_classical = time.perf_counter() - t_classical
+
+    df = pd.concat([pd.read_parquet(p) for p in part_paths], ignore_index=True) if chunks \
+        else pd.DataFrame(columns=list(BASE_COLUMNS) + _KP_COLS)
+    if list(df["item_id"]) != ids:
+        raise MixmatchError("part files do not match the catalogue order; delete "
+                            f"{parts_dir} and re-run")
+    ok = df["feat_ok"].to_numpy(bool)
+
+    # -- keypoints from a trained detector, where one is given ------------------
+    if keypoint_model is not None:
+        kcats = df["kp_category"].to_numpy(object)
+        sel = np.nonzero(ok & (kcats != ""))[0]
+        for s in range(0, len(sel), batch_size):
+            idx = sel[s:s + batch_size]
+            images = [load_rgb(paths[i]) for i in idx]
+            xy, vis, conf = keypoint_model.predict(images, [kcats[i] for i in idx])
+            for j, i in enumerate(idx):
+                for k in range(24):
+                    df.at[i, f"kp_x_{k}"], df.at[i, f"kp_y_{k}"] = xy[j, k]
+                    df.at[i, f"kp_v_{k}"], df.at[i, f"kp_c_{k}"] = vis[j, k], conf[j, k]
+                kxy = np.asarray(xy[j], float)
+                kvis = np.asarray(vis[j])
+                for name, v in shape_features(kxy, kvis, kcats[i]).items():
+                    df.at[i, name] = v
+                pts = [KEYPOINT_INDEX[n] for n in CATEGORY_KEYPOINTS[kcats[i]]]
+                df.at[i, "kp_conf"] = float(np.mean(np.asarray(conf[j])[pts]))
+                df.at[i, "kp_method"] = "heatmap"
+
+    # -- attributes and embeddings ---------------------------------------------
+    t_attr = time.perf_counter()
+    emb = None
+    attr_cols: dict = {}
+    if attribute_model is not None:
+        attr_cols, emb = _attribute_outputs(attribute_model, paths, ok, int(max_side),
+                                            int(batch_size), progress)
+    t_attr = time.perf_counter() - t_attr
+
+    table = df[list(BASE_COLUMNS)].copy()
+    for k, v in attr_cols.items():
+        table[k] = v
+    table["feat_ok"] = table["feat_ok"].astype(bool)
+    table["feat_error"] = table["feat_error"].fillna("").astype(str)
+    for c in ("mask_method", "colour_group", "kp_category", "kp_method"):
+        table[c] = table[c].fillna("").astype(str)
+    _atomic_parquet(table, out / "features.parquet")
+    if emb is not None:
+        tmp = out / f".embeddings.{os.getpid()}.npy"
+        np.save(tmp, emb.astype(np.float32))
+        os.replace(tmp, out / "embeddings.npy")
+    elif (out / "embeddings.npy").exists():
+        os.unlink(out / "embeddings.npy")  # a stale file would be row-misaligned
+
+    # -- keypoint files --------------------------------------------------------
+    from features.fashionai.io import keypoints_from_arrays, write_keypoints_csv
+
+    has_kp = ok & (table["kp_category"].to_numpy(object) != "")
+    kidx = np.nonzero(has_kp)[0]
+    xy = np.stack([df[[f"kp_x_{i}" for i in range(24)]].to_numpy(float),
+                   df[[f"kp_y_{i}" for i in range(24)]].to_numpy(float)], axis=-1)
+    vis = np.nan_to_num(df[[f"kp_v_{i}" for i in range(24)]].to_numpy(float), nan=-1)
+    conf = np.nan_to_num(df[[f"kp_c_{i}" for i in range(24)]].to_numpy(float), nan=0.0)
+    image_ids = [str(catalog["image_path"].iloc[i]) for i in kidx]
+    kcats = [table["kp_category"].iloc[i] for i in kidx]
+    xy_k = np.where(vis[kidx][..., None] >= 0, np.round(xy[kidx]), -1).astype(int)
+    kdf = keypoints_from_arrays(image_ids, kcats, xy_k, vis[kidx].astype(int))
+    tmp = out / f".keypoints.{os.getpid()}.csv"
+    write_keypoints_csv(kdf, tmp)
+    os.replace(tmp, out / "keypoints.csv")
+    cdf = pd.DataFrame({"item_id": [ids[i] for i in kidx], "image_id": image_ids,
+                        "image_category": kcats,
+                        "kp_method": [table["kp_method"].iloc[i] for i in kidx]})
+    for k, name in enumerate(KEYPOINT_NAMES):
+        cdf[f"conf_{name}"] = conf[kidx, k] if len(kidx) else np.zeros(0)
+    _atomic_parquet(cdf, out / "keypoint_confidence.parquet")
+
+    n_done = sum(len(chunks[i]) for i in todo)
+    failed = table.loc[~table["feat_ok"], ["item_id", "feat_error"]]
+    elapsed = time.perf_counter() - t0
+    q = table.loc[table["feat_ok"], "mask_quality"]
+    summary = {
+        "n_items": len(table), "n_failed": int(len(failed)),
+        "failed_examples": [f"{a}: {b}" for a, b in failed.head(10).itertuples(index=False)],
+        "parts": len(chunks), "parts_resumed": resumed, "workers": n_proc,
+        "seconds": round(elapsed, 2), "seconds_classical": round(t_classical, 2),
+        "seconds_attributes": round(t_attr, 2),
+        "images_per_second": (round(n_done / max(t_classical, 1e-9), 2) if n_done else None),
+        "mask_quality_mean": round(float(q.mean()), 4) if len(q) else None,
+        "mask_low_quality": int((q < 0.5).sum()),
+        "mask_methods": table.loc[table["feat_ok"], "mask_method"].value_counts().to_dict(),
+        "n_keypoint_items": int(len(kidx)),
+        "keypoint_method": (table.loc[has_kp, "kp_method"].value_counts().to_dict()),
+        "attributes": (sorted(k for k in attr_cols if not k.endswith("_conf"))
+                       if attr_cols else []),
+        "embedding": (f"{emb.shape[1]}-d from the attribute network" if emb is not None
+                      else "absent: no attribute model (models/attributes.pt) in the bundle"),
+    }
+    return summary
+
+
+# -- pipeline stage ------------------------------------------------------------
+def _stage_settings(ctx) -> dict:
+    cfg = {**DEFAULTS, **ctx.stage_config("features")}
+    unknown = set(cfg) - set(DEFAULTS)
+    if unknown:
+        raise InputError(f"unknown [stages.features] setting {sorted(unknown)[0]!r}",
+                         field="stages.features", allowed=sorted(DEFAULTS))
+    return cfg
+
+
+def stage_inputs(ctx) -> dict:
+    """The catalogue, image root, settings, code version and model files."""
+    from recommender.bundle import file_hash
+
+    b = ctx.bundle
+    inputs = {"version": FEATURES_VERSION, "settings": _stage_settings(ctx),
+              "image_root": str(b.image_root)}
+    for rel in ("catalog.parquet", "models/attributes.pt", "models/attributes.json",
+                "models/keypoints.pt"):
+        p = b.path(rel)
+        inputs[rel] = file_hash(p) if p.is_file() else None
+    return inputs
+
+
+def _load_attribute_model(ctx):
+    pt = ctx.bundle.path("models", "attributes.pt")
+    if not pt.is_file():
+        return None, "no models/attributes.pt in the bundle"
+    try:
+        from features.attributes import AttributeModel
+    except ModuleNotFoundError as exc:
+        return None, f"features.attributes is not available ({exc})"
+    return AttributeModel.load(ctx.bundle.path("models")), "models/attributes.pt"
+
+
+def _load_keypoint_model(ctx):
+    pt = ctx.bundle.path("models", "keypoints.pt")
+    if not pt.is_file():
+        return None, "silhouette (no models/keypoints.pt)"
+    try:
+        from features.keypoints import heatmap
+    except ModuleNotFoundError:
+        return None, "silhouette (features.keypoints.heatmap not available)"
+    loader = getattr(heatmap, "load_detector", None)
+    if loader is None:
+        return None, "silhouette (heatmap module has no load_detector)"
+    return loader(ctx.bundle.path("models")), "heatmap (models/keypoints.pt)"
+
+
+def run_stage(ctx) -> dict:
+    """The ``features`` stage: extract into ``<bundle>/features/``."""
+    import pandas as pd
+
+    cfg = _stage_settings(ctx)
+    b = ctx.bundle
+    cpath = b.path("catalog.parquet")
+    if not cpath.is_file():
+        from features.exceptions import BundleError
+        raise BundleError(f"{cpath} not found: run the ingest stage first")
+    catalog = pd.read_parquet(cpath)
+    amodel, asrc = _load_attribute_model(ctx)
+    kmodel, ksrc = _load_keypoint_model(ctx)
+    ctx.log(f"[features] {len(catalog)} items; attributes: {asrc}; keypoints: {ksrc}")
+    summary = extract_features(catalog, b.image_root, b.path(FEATURES_DIR),
+                               attribute_model=amodel, keypoint_model=kmodel,
+                               progress=True, batch_size=int(cfg["batch_size"]),
+                               workers=int(cfg["workers"]), chunk_size=int(cfg["chunk_size"]),
+                               max_side=int(cfg["max_side"]))
+    if summary["n_failed"]:
+        ctx.log(f"[features] {summary['n_failed']} of {summary['n_items']} items failed "
+                f"(feat_ok = False), e.g. {summary['failed_examples'][:3]}")
+    summary["attribute_source"] = asrc
+    summary["keypoint_source"] = ksrc
+    outputs = [FEATURES_TABLE, KEYPOINTS_CSV, KEYPOINT_CONFIDENCE]
+    if b.path(EMBEDDINGS).is_file():
+        outputs.append(EMBEDDINGS)
+    return {"outputs": outputs, "metrics": summary}

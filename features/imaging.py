@@ -1,0 +1,261 @@
+"""Image I/O and colour-space helpers shared by every perception module.
+
+Everything here works on ``numpy`` arrays: RGB images are ``uint8`` ``(H, W, 3)``;
+CIELAB images are ``float`` ``(H, W, 3)`` with L in 0..100 (D65 white, sRGB
+primaries, the same convention as skimage and OpenCV's float path).
+
+Uploads from the API go through :func:`decode_upload`, which reads only the
+image header first and refuses non-images, truncated files and enormous declared
+dimensions before any pixel is decoded.
+
+Examples
+--------
+>>> import numpy as np
+>>> lab = rgb_to_lab(np.array([[[255, 255, 255], [0, 0, 0]]], dtype=np.uint8))
+>>> np.round(lab[0, 0], 3).tolist(), np.round(lab[0, 1], 3).tolist()
+([100.0, 0.0, 0.0], [0.0, 0.0, 0.0])
+>>> back = lab_to_rgb(lab)
+>>> back.dtype, back[0, 0].tolist()
+(dtype('uint8'), [255, 255, 255])
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from features.exceptions import (InputError, NotFoundError, PayloadTooLarge,
+                                 UnsupportedMediaType)
+
+#: Image formats accepted from uploads (PIL format names).
+UPLOAD_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+#: Default pixel budget of an upload (about 5000 x 5000).
+DEFAULT_MAX_PIXELS = 25_000_000
+
+# D65 reference white of the 2-degree observer (XYZ, Y = 1).
+_WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
+_RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
+                        [0.2126729, 0.7151522, 0.0721750],
+                        [0.0193339, 0.1191920, 0.9503041]])
+_XYZ_TO_RGB = np.linalg.inv(_RGB_TO_XYZ)
+_EPS = 216 / 24389  # CIE epsilon: (6/29)^3
+_KAPPA = 24389 / 27
+
+
+# -- colour spaces -------------------------------------------------------------
+def _as_unit_float(rgb: np.ndarray) -> np.ndarray:
+    arr = np.asarray(rgb)
+    if arr.shape[-1:] != (3,):
+        raise InputError(f"expected an RGB array with a last axis of 3, got shape {arr.shape}",
+                         field="rgb")
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / np.float32(255.0)
+    return arr.astype(np.float32, copy=False)
+
+
+def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """Convert sRGB (``uint8`` 0..255 or float 0..1, shape ``(..., 3)``) to CIELAB D65.
+
+    Returns float32 of the same leading shape: L in 0..100, a and b roughly -128..127.
+
+    >>> import numpy as np
+    >>> [round(float(v), 1) for v in rgb_to_lab(np.array([255, 0, 0], dtype=np.uint8))]
+    [53.2, 80.1, 67.2]
+    """
+    c = _as_unit_float(rgb)
+    # sRGB transfer function, inverted (gamma-encoded -> linear light).
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = lin @ _RGB_TO_XYZ.T.astype(np.float32)
+    xyz = xyz / _WHITE_D65.astype(np.float32)
+    f = np.where(xyz > _EPS, np.cbrt(xyz), (_KAPPA * xyz + 16) / 116)
+    L = 116 * f[..., 1] - 16
+    a = 500 * (f[..., 0] - f[..., 1])
+    b = 200 * (f[..., 1] - f[..., 2])
+    return np.stack([L, a, b], axis=-1).astype(np.float32)
+
+
+def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
+    """Convert CIELAB D65 (``(..., 3)``) back to sRGB ``uint8`` (out-of-gamut clipped).
+
+    >>> import numpy as np
+    >>> lab_to_rgb(np.array([53.24, 80.09, 67.20])).tolist()
+    [255, 0, 0]
+    """
+    lab = np.asarray(lab, dtype=np.float64)
+    fy = (lab[..., 0] + 16) / 116
+    fx = fy + lab[..., 1] / 500
+    fz = fy - lab[..., 2] / 200
+    f = np.stack([fx, fy, fz], axis=-1)
+    xyz = np.where(f ** 3 > _EPS, f ** 3, (116 * f - 16) / _KAPPA) * _WHITE_D65
+    lin = np.clip(xyz @ _XYZ_TO_RGB.T, 0.0, 1.0)
+    c = np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
+    return np.clip(np.round(c * 255), 0, 255).astype(np.uint8)
+
+
+# -- loading and resizing ------------------------------------------------------
+def _pil_to_rgb_array(im) -> np.ndarray:
+    from PIL import Image
+
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        # Composite transparency on white: packshots with alpha are cut-outs.
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, im)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def load_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray:
+    """Read an image file as ``uint8`` RGB ``(H, W, 3)``, optionally shrunk.
+
+    Parameters
+    ----------
+    path : path-like
+        The image file.
+    max_side : int, optional
+        When given, the image is shrunk (aspect kept) so that its longer side is at
+        most this many pixels; never enlarged.
+
+    Raises
+    ------
+    NotFoundError
+        The file does not exist.
+    InputError
+        The file is not a readable image (corrupt, truncated, unknown format).
+
+    Examples
+    --------
+    >>> import tempfile, os, numpy as np
+    >>> from PIL import Image
+    >>> p = os.path.join(tempfile.mkdtemp(), "x.png")
+    >>> Image.fromarray(np.zeros((40, 20, 3), np.uint8)).save(p)
+    >>> load_rgb(p, max_side=10).shape
+    (10, 5, 3)
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(f"image not found: {path}", field="image_path", value=str(path))
+    try:
+        with Image.open(path) as im:
+            if max_side is not None and max(im.size) > max_side:
+                # draft() lets the JPEG decoder skip detail we would throw away anyway.
+                im.draft("RGB", (max_side, max_side))
+            im.load()
+            arr = _pil_to_rgb_array(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"image unreadable: {path} ({exc.__class__.__name__}: {exc})",
+                         field="image_path", value=str(path)) from exc
+    if max_side is not None:
+        arr = resize_max_side(arr, max_side)
+    return arr
+
+
+def resize_max_side(img: np.ndarray, max_side: int) -> np.ndarray:
+    """Shrink ``img`` (RGB uint8 or a 2-D mask) so its longer side is ``max_side``.
+
+    Never enlarges. Masks (bool) are resized with nearest neighbour, images with
+    a box/bilinear filter.
+
+    >>> import numpy as np
+    >>> resize_max_side(np.zeros((300, 150, 3), np.uint8), 100).shape
+    (100, 50, 3)
+    """
+    h, w = img.shape[:2]
+    if max(h, w) <= max_side:
+        return img
+    s = max_side / max(h, w)
+    return resize_to(img, (max(1, round(h * s)), max(1, round(w * s))))
+
+
+def resize_to(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize an RGB ``uint8`` image, a bool mask or a float map to ``shape`` (h, w).
+
+    >>> import numpy as np
+    >>> resize_to(np.ones((4, 4), bool), (8, 2)).shape
+    (8, 2)
+    """
+    from PIL import Image
+
+    h, w = int(shape[0]), int(shape[1])
+    if img.shape[:2] == (h, w):
+        return img
+    if img.dtype == bool:
+        out = Image.fromarray(img.astype(np.uint8) * 255).resize((w, h), Image.NEAREST)
+        return np.asarray(out) > 127
+    if img.dtype == np.uint8:
+        resample = Image.BOX if h < img.shape[0] else Image.BILINEAR
+        return np.asarray(Image.fromarray(img).resize((w, h), resample))
+    out = Image.fromarray(img.astype(np.float32)).resize((w, h), Image.BILINEAR)
+    return np.asarray(out)
+
+
+# -- uploads -----------------------------------------------------------------
+def decode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an uploaded image safely into ``uint8`` RGB ``(H, W, 3)``.
+
+    The header is read first: a body that is not an image of an accepted format
+    is refused as :class:`UnsupportedMediaType`; declared dimensions above
+    ``max_pixels`` (a decompression bomb, or just too large) are refused as
+    :class:`PayloadTooLarge` before any pixel is decoded; a truncated or corrupt
+    body is an :class:`InputError`.
+
+    Examples
+    --------
+    >>> import io, numpy as np
+    >>> from PIL import Image
+    >>> buf = io.BytesIO(); Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(buf, "PNG")
+    >>> decode_upload(buf.getvalue()).shape
+    (4, 6, 3)
+    >>> decode_upload(b"hello")  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    UnsupportedMediaType: upload is not a recognised image
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InputError(f"upload must be bytes, got {type(data).__name__}", field="image")
+    if len(data) == 0:
+        raise InputError("upload is empty", field="image")
+    if max_pixels is None or max_pixels <= 0:
+        raise InputError(f"max_pixels must be positive, got {max_pixels!r}",
+                         field="max_pixels", value=max_pixels)
+    with warnings.catch_warnings():
+        # PIL warns (DecompressionBombWarning) or raises past its own limit; we
+        # apply our own, stricter limit from the header, so both become refusals.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(io.BytesIO(bytes(data)))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise PayloadTooLarge(f"image dimensions exceed the decoder's limit: {exc}",
+                                  field="image") from exc
+        except UnidentifiedImageError as exc:
+            raise UnsupportedMediaType("upload is not a recognised image", field="image",
+                                       allowed=UPLOAD_FORMATS) from exc
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise InputError(f"image header unreadable ({exc})", field="image") from exc
+        with im:
+            if im.format not in UPLOAD_FORMATS:
+                raise UnsupportedMediaType(f"image format {im.format!r} is not accepted",
+                                           field="image", value=im.format,
+                                           allowed=UPLOAD_FORMATS)
+            w, h = im.size
+            if w <= 0 or h <= 0:
+                raise InputError(f"image has no pixels ({w}x{h})", field="image")
+            if w * h > max_pixels:
+                raise PayloadTooLarge(f"image is {w}x{h} = {w * h} pixels; at most "
+                                      f"{max_pixels} are accepted", field="image",
+                                      value=w * h)
+            try:
+                im.load()
+                arr = _pil_to_rgb_array(im)
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+                raise PayloadTooLarge(f"image exceeds the decoder's limit: {exc}",
+                                      field="image") from exc
+            except (OSError, SyntaxError, ValueError, EOFError) as exc:
+                raise InputError(f"image data is truncated or corrupt ({exc})",
+                                 field="image") from exc
+    return arr

@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+
+from features.exceptions import InputError
+from features.fashionai.schema import CATEGORY_KEYPOINTS, KEYPOINT_INDEX as K, KEYPOINT_NAMES
+from features.keypoints import category_for
+from features.keypoints.silhouette import estimate_keypoints
+
+
+def _trousers():
+    m = np.zeros((200, 120), bool)
+    m[20:80, 20:100] = True            # hips, waistband at row 20
+    m[80:190, 20:56] = True            # left leg
+    m[80:190, 64:100] = True           # right leg: gap 56..63 from row 80 down
+    return m
+
+
+def _tshirt():
+    m = np.zeros((200, 160), bool)
+    m[30:180, 50:110] = True           # torso 50..109, hem at 179
+    m[30:60, 5:155] = True             # short sleeves spread out, underside at row 59
+    m[20:30, 62:98] = True             # collar band: neckline corners at row 20
+    return m
+
+
+def test_only_category_points_are_set():
+    for cat in ("blouse", "dress", "outwear", "skirt", "trousers"):
+        xy, vis, conf = estimate_keypoints(_tshirt() if cat != "trousers" else _trousers(),
+                                           cat)
+        allowed = {K[n] for n in CATEGORY_KEYPOINTS[cat]}
+        for i, name in enumerate(KEYPOINT_NAMES):
+            if i not in allowed:
+                assert vis[i] == -1 and conf[i] == 0 and (xy[i] == -1).all(), name
+        assert ((conf >= 0) & (conf <= 1)).all()
+
+
+def test_trousers_known_answers():
+    xy, vis, conf = estimate_keypoints(_trousers(), "trousers")
+    assert xy[K["waistband_left"]].tolist() == [20, 20]
+    assert xy[K["waistband_right"]].tolist() == [99, 20]
+    assert xy[K["crotch"]].tolist() == [59.5, 80]
+    assert xy[K["bottom_left_out"]].tolist() == [20, 189]
+    assert xy[K["bottom_left_in"]].tolist() == [55, 189]
+    assert xy[K["bottom_right_in"]].tolist() == [64, 189]
+    assert xy[K["bottom_right_out"]].tolist() == [99, 189]
+    assert (vis[[K[n] for n in CATEGORY_KEYPOINTS["trousers"]]] == 1).all()
+
+
+def test_trousers_without_gap_have_no_crotch():
+    m = np.zeros((100, 60), bool)
+    m[10:90, 10:50] = True
+    xy, vis, conf = estimate_keypoints(m, "trousers")
+    assert vis[K["crotch"]] == -1 and conf[K["crotch"]] == 0
+
+
+def test_tshirt_known_answers():
+    xy, vis, conf = estimate_keypoints(_tshirt(), "blouse")
+    assert xy[K["armpit_left"]].tolist() == [50, 60]
+    assert xy[K["armpit_right"]].tolist() == [109, 60]
+    assert xy[K["top_hem_left"]].tolist() == [50, 179]
+    assert xy[K["top_hem_right"]].tolist() == [109, 179]
+    assert xy[K["neckline_left"]][1] == 20 and xy[K["neckline_right"]][1] == 20
+    assert xy[K["shoulder_left"]].tolist() == [50, 30]
+    # cuffs at the sleeve ends, out above in
+    lo, li = xy[K["cuff_left_out"]], xy[K["cuff_left_in"]]
+    assert lo.tolist() == [5, 30] and li[0] <= 8 and li[1] == 59
+    ro, ri = xy[K["cuff_right_out"]], xy[K["cuff_right_in"]]
+    assert ro.tolist() == [154, 30] and ri[0] >= 151 and ri[1] == 59
+
+
+def test_hanging_sleeves_armpit_from_gap():
+    m = np.zeros((200, 160), bool)
+    m[30:180, 50:110] = True                  # torso
+    m[30:50, 30:130] = True                   # shoulders/sleeve tops
+    m[50:150, 30:45] = True                   # left sleeve hanging, gap 45..49
+    m[50:150, 115:130] = True                 # right sleeve hanging
+    xy, vis, conf = estimate_keypoints(m, "blouse")
+    assert xy[K["armpit_left"]][1] == 50 and 45 <= xy[K["armpit_left"]][0] <= 49
+    assert xy[K["armpit_right"]][1] == 50 and 110 <= xy[K["armpit_right"]][0] <= 114
+    # within the cuff slab (3% of the garment height) of the sleeve end
+    assert 143 <= xy[K["cuff_left_out"]][1] <= 149 and xy[K["cuff_left_out"]][0] < 38
+    assert xy[K["cuff_left_in"]][0] > 38
+
+
+def test_bad_input_and_empty_mask():
+    with pytest.raises(InputError):
+        estimate_keypoints(np.zeros((10, 10), bool), "hat")
+    with pytest.raises(InputError):
+        estimate_keypoints(np.zeros((10, 10, 3), bool), "skirt")
+    xy, vis, conf = estimate_keypoints(np.zeros((10, 10), bool), "skirt")
+    assert (vis == -1).all()
+
+
+def test_category_for():
+    assert category_for("top", "Shirt") == "blouse"
+    assert category_for("outerwear", "Coats") == "outwear"
+    assert category_for("bottom", "Skirts") == "skirt"
+    assert category_for("bottom", "Shorts") == "trousers"
+    assert category_for("dress", "Jumpsuit") == "dress"
+    assert category_for("shoes", "") is None

@@ -1,0 +1,129 @@
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from features import extract as X
+from features.extract import BASE_COLUMNS, extract_features, run_stage, stage_inputs
+from features.fashionai.io import read_keypoints_csv
+from features.shape import SHAPE_FEATURES
+from tests.features.synth import packshot
+
+
+def _catalogue(tmp_path, n_ok=6):
+    img_dir = tmp_path / "images"
+    img_dir.mkdir()
+    rows = []
+    specs = [("top", "T-shirt", "tshirt", (180, 30, 40)),
+             ("bottom", "Trousers", "trousers", (30, 30, 30)),
+             ("bottom", "Skirts", "rect", (30, 60, 150)),
+             ("shoes", "Sneakers", "rect", (120, 80, 40))]
+    for i in range(n_ok):
+        slot, sub, shape, fg = specs[i % len(specs)]
+        img, _ = packshot(shape=shape, fg=fg, seed=i)
+        Image.fromarray(img).save(img_dir / f"i{i}.jpg", quality=92)
+        rows.append((f"i{i}", slot, sub, f"images/i{i}.jpg"))
+    (img_dir / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 corrupt")
+    rows.append(("bad", "top", "Shirt", "images/bad.jpg"))
+    rows.append(("gone", "dress", "Dresses", "images/gone.jpg"))
+    rows.append(("noimg", "bag", "Bags", ""))
+    df = pd.DataFrame(rows, columns=["item_id", "category", "subcategory", "image_path"])
+    for c in ("colour", "material", "gender"):
+        df[c] = ""
+    return df
+
+
+def test_extract_rows_columns_and_failures(tmp_path):
+    cat = _catalogue(tmp_path)
+    out = tmp_path / "feat"
+    s = extract_features(cat, tmp_path, out, progress=False, workers=1, chunk_size=4)
+    assert s["n_items"] == 9 and s["n_failed"] == 3
+    assert "absent" in s["embedding"]
+    t = pd.read_parquet(out / "features.parquet")
+    assert list(t.columns) == list(BASE_COLUMNS)
+    assert t["item_id"].tolist() == cat["item_id"].tolist()
+    bad = t.set_index("item_id")
+    assert not bad.loc["bad", "feat_ok"] and "unreadable" in bad.loc["bad", "feat_error"]
+    assert "not found" in bad.loc["gone", "feat_error"]
+    assert bad.loc["noimg", "feat_error"] == "no image"
+    good = t[t["feat_ok"]]
+    assert (good["feat_error"] == "").all() and (good["mask_quality"] > 0.8).all()
+    w = good[[f"colour{i}_w" for i in (1, 2, 3)]].fillna(0).sum(axis=1)
+    np.testing.assert_allclose(w, 1.0, atol=1e-9)
+    assert bad.loc["i0", "colour_group"] == "RED" and bad.loc["i2", "colour_group"] == "BLUE"
+    # keypoints only for apparel; shoes get NaN shape features and kp_conf
+    assert bad.loc["i1", "kp_category"] == "trousers" and bad.loc["i2", "kp_category"] == "skirt"
+    assert bad.loc["i3", "kp_category"] == "" and np.isnan(bad.loc["i3", "kp_conf"])
+    assert np.isnan(bad.loc["i3", SHAPE_FEATURES].astype(float)).all()
+    assert 0 < bad.loc["i1", "kp_conf"] <= 1 and bad.loc["i1", "shape_rise"] > 0
+    kp = read_keypoints_csv(out / "keypoints.csv")
+    assert kp["image_id"].tolist() == ["images/i0.jpg", "images/i1.jpg", "images/i2.jpg",
+                                       "images/i4.jpg", "images/i5.jpg"]
+    assert set(kp["image_category"]) == {"blouse", "trousers", "skirt"}
+    conf = pd.read_parquet(out / "keypoint_confidence.parquet")
+    assert conf["item_id"].tolist() == ["i0", "i1", "i2", "i4", "i5"]
+    assert conf.filter(like="conf_").shape[1] == 24
+
+
+def test_extract_is_idempotent_and_resumable(tmp_path):
+    cat = _catalogue(tmp_path)
+    out = tmp_path / "feat"
+    extract_features(cat, tmp_path, out, progress=False, workers=1, chunk_size=4)
+    first = (out / "features.parquet").read_bytes(), (out / "keypoints.csv").read_bytes()
+    parts = sorted((out / "parts").rglob("part_*.parquet"))
+    assert len(parts) == 3
+    parts[1].unlink()  # an interrupted run: one chunk never finished
+    s = extract_features(cat, tmp_path, out, progress=False, workers=1, chunk_size=4)
+    assert s["parts_resumed"] == 2
+    assert ((out / "features.parquet").read_bytes(), (out / "keypoints.csv").read_bytes()) \
+        == first
+    s = extract_features(cat, tmp_path, out, progress=False, workers=1, chunk_size=4)
+    assert s["parts_resumed"] == 3
+
+
+def test_extract_with_two_worker_processes_matches_one(tmp_path, monkeypatch):
+    cat = _catalogue(tmp_path)
+    extract_features(cat, tmp_path, tmp_path / "one", progress=False, workers=1,
+                     chunk_size=3)
+    monkeypatch.setattr(X, "MIN_ITEMS_FOR_WORKERS", 2)
+    s = extract_features(cat, tmp_path, tmp_path / "two", progress=False, workers=2,
+                         chunk_size=3)
+    assert s["workers"] == 2
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "one" / "features.parquet"),
+                                  pd.read_parquet(tmp_path / "two" / "features.parquet"))
+
+
+def test_bad_settings(tmp_path):
+    cat = _catalogue(tmp_path)
+    from features.exceptions import InputError
+    with pytest.raises(InputError):
+        extract_features(cat, tmp_path, tmp_path / "o", progress=False, workers=0)
+    with pytest.raises(InputError):
+        extract_features(cat.drop(columns="image_path"), tmp_path, tmp_path / "o",
+                         progress=False)
+
+
+def test_features_stage_in_a_bundle(tmp_path):
+    from recommender.bundle import Bundle
+    from recommender.pipeline import BuildContext, STAGES, run_stages
+
+    cat = _catalogue(tmp_path)
+    b = Bundle.create(tmp_path / "bundle", source="csv", image_root=tmp_path)
+    cat.to_parquet(b.path("catalog.parquet"))
+    logs = []
+    ctx = BuildContext(bundle=b, config={"source": "csv", "stages": {
+        "features": {"workers": 1, "chunk_size": 4}}}, log=logs.append)
+    res = run_stages(ctx, ["features"])
+    m = res["features"]
+    assert m["n_failed"] == 3 and "absent" in m["embedding"]
+    rec = b.stage_record("features")
+    assert "features/features.parquet" in rec["outputs"]
+    assert not b.path("features/embeddings.npy").exists()
+    assert any("3 of 9 items failed" in line for line in logs)
+    # unchanged inputs: skipped
+    run_stages(ctx, ["features"])
+    assert any("up to date" in line for line in logs)
+    bad = BuildContext(bundle=b, config={"stages": {"features": {"nope": 1}}})
+    from features.exceptions import InputError
+    with pytest.raises(InputError):
+        stage_inputs(bad)

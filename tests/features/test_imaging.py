@@ -1,0 +1,107 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from features.exceptions import (InputError, NotFoundError, PayloadTooLarge,
+                                 UnsupportedMediaType)
+from features.imaging import (decode_upload, lab_to_rgb, load_rgb, resize_max_side,
+                              resize_to, rgb_to_lab)
+
+
+def _png(arr, fmt="PNG"):
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("rgb,lab", [
+    ((255, 255, 255), (100.0, 0.0, 0.0)),
+    ((0, 0, 0), (0.0, 0.0, 0.0)),
+    ((255, 0, 0), (53.24, 80.09, 67.20)),      # published sRGB D65 values
+    ((0, 255, 0), (87.73, -86.18, 83.18)),
+    ((0, 0, 255), (32.30, 79.19, -107.86)),
+    ((128, 128, 128), (53.59, 0.0, 0.0)),
+])
+def test_rgb_to_lab_known_values(rgb, lab):
+    out = rgb_to_lab(np.array(rgb, np.uint8))
+    np.testing.assert_allclose(out, lab, atol=0.02)
+    # float input 0..1 gives the same
+    np.testing.assert_allclose(rgb_to_lab(np.array(rgb) / 255.0), lab, atol=0.02)
+
+
+def test_lab_round_trip_is_exact_on_uint8():
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (50, 40, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(lab_to_rgb(rgb_to_lab(rgb)), rgb)
+
+
+def test_rgb_to_lab_rejects_non_rgb():
+    with pytest.raises(InputError):
+        rgb_to_lab(np.zeros((4, 4, 2)))
+
+
+def test_load_rgb(tmp_path):
+    p = tmp_path / "a.png"
+    rgba = np.zeros((30, 20, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[:15, :, 3] = 255  # lower half transparent -> composited on white
+    Image.fromarray(rgba).save(p)
+    out = load_rgb(p)
+    assert out.shape == (30, 20, 3) and out.dtype == np.uint8
+    assert out[0, 0].tolist() == [200, 0, 0] and out[-1, 0].tolist() == [255, 255, 255]
+    assert load_rgb(p, max_side=15).shape == (15, 10, 3)
+    with pytest.raises(NotFoundError):
+        load_rgb(tmp_path / "missing.jpg")
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(InputError):
+        load_rgb(bad)
+
+
+def test_resize_helpers():
+    m = np.zeros((100, 50), bool)
+    m[:50] = True
+    r = resize_max_side(m, 20)
+    assert r.shape == (20, 10) and r.dtype == bool and r[:10].all() and not r[10:].any()
+    assert resize_to(np.zeros((10, 10, 3), np.uint8), (5, 7)).shape == (5, 7, 3)
+    assert resize_max_side(np.zeros((10, 10, 3), np.uint8), 50).shape == (10, 10, 3)
+
+
+def test_decode_upload_ok_png_and_jpeg():
+    arr = np.full((12, 9, 3), 77, np.uint8)
+    np.testing.assert_array_equal(decode_upload(_png(arr)), arr)
+    assert decode_upload(_png(arr, "JPEG")).shape == (12, 9, 3)
+
+
+def test_decode_upload_refuses_non_images():
+    with pytest.raises(UnsupportedMediaType):
+        decode_upload(b"%PDF-1.4 hello")
+    with pytest.raises(InputError):
+        decode_upload(b"")
+
+
+def test_decode_upload_refuses_truncated():
+    data = _png(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8),
+                "JPEG")
+    with pytest.raises(InputError) as e:
+        decode_upload(data[: len(data) // 2])
+    assert not isinstance(e.value, UnsupportedMediaType)
+
+
+def test_decode_upload_refuses_huge_declared_size_before_decoding():
+    # A tiny PNG whose header declares 100000 x 100000: must be refused from the
+    # header alone (decoding it would need 30 GB).
+    import struct
+    import zlib
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
+    with pytest.raises(PayloadTooLarge):
+        decode_upload(data, max_pixels=25_000_000)
+    # and a small real image over a small budget
+    with pytest.raises(PayloadTooLarge):
+        decode_upload(_png(np.zeros((40, 40, 3), np.uint8)), max_pixels=1000)
