@@ -79,6 +79,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     invalid: a server must not start half-configured.
     """
     app = Flask(__name__)
+    # "//etc/x" must reach the image route as an absolute path (and be refused), not be
+    # redirected to a merged URL
+    app.url_map.merge_slashes = False
     app.config.from_mapping(DEFAULT_CONFIG)
     app.config.from_mapping({str(k).upper(): v for k, v in (config or {}).items()})
     app.json.sort_keys = False
@@ -95,9 +98,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     spec = {"bundle": bundle, "rules": cfg["RULES"],
             "rules_files": dict(cfg["RULES_FILES"] or {}),
             "models": dict(cfg["MODELS"] or {})}
-    holder = StateHolder(lambda s: build_state(s, loader), spec,
+    holder_ref: list[StateHolder] = []
+
+    def build(s: dict):
+        previous = holder_ref[0].current() if holder_ref else None
+        return build_state(s, loader, previous=previous)
+
+    holder = StateHolder(build, spec,
                          watch_interval=float(cfg["WATCH_INTERVAL"] or 0),
                          control_file=data_dir / "control.json", lazy=bundle is None)
+    holder_ref.append(holder)
     experiments = (Experiments.load(cfg["EXPERIMENTS"], models=spec["models"],
                                     rules=spec["rules_files"])
                    if cfg["EXPERIMENTS"] else Experiments())

@@ -274,23 +274,28 @@ class Engine:
 
     # ------------------------------------------------------------------ explanations
     def _describe(self, i: int) -> str:
-        row = self.catalog.iloc[i]
-        colour = str(row.get("colour", "") or "").lower()
-        sub = str(row.get("subcategory", "") or row.get("category", "")).lower()
-        return " ".join(x for x in (colour, sub) if x) or str(row["item_id"])
+        # numpy columns, not DataFrame.iloc: this runs for every shown item
+        colour = self.table.column("colour")[i].lower() if self.table.has_column(
+            "colour") else ""
+        sub = (self.table.column("subcategory")[i] if self.table.has_column("subcategory")
+               else "") or self.table.category[i]
+        return " ".join(x for x in (colour, sub.lower()) if x) or str(self.table.ids[i])
 
     def _text(self, i: int) -> str:
-        parts = [str(self.catalog.iloc[i].get("subcategory", ""))]
-        if self.features is not None:
-            parts += [str(self.features.iloc[i][c]) for c in self.features.columns
-                      if c.startswith("attr_") and not c.endswith("_conf")]
-        return " ".join(parts).lower()
+        fields = ["subcategory"] + [f for f in self.attribute_vocab if f.startswith("attr_")]
+        return " ".join(self.table.column(f)[i] for f in fields
+                        if self.table.has_column(f)).lower()
+
+    def _cooc_with(self, a: int, j: int) -> float:
+        idx, w = self.graph.row("cooc", self.table.category[j], a)
+        hit = np.flatnonzero(idx == j)
+        return float(w[hit[0]]) if len(hit) else 0.0
 
     def explain(self, anchors: Sequence[int], j: int) -> str:
         """A short reason why item ``j`` goes with the anchors, from graph and features."""
         best_a, best_n = None, 0.0
         for a in anchors:
-            n = float(self.cooc_count(a, np.array([j]))[0])
+            n = self._cooc_with(a, j)
             if n > best_n:
                 best_a, best_n = a, n
         if best_a is not None:

@@ -77,7 +77,7 @@ class GraphConfig:
     k_hop: int = 5           # same-category neighbours whose partners are candidates
     k_hop_candidates: int = 10
     k_popular: int = 5
-    exact_max: int = 20_000  # exact search up to this many target items, IVF above
+    exact_max: int = 4_096   # exact search up to this many target items, IVF above
     list_size: int = 512
     n_probe: int = 3
     chunk: int = 20_000      # queries scored per batch (bounds memory)

@@ -40,7 +40,7 @@ def complements(item_id: str):
     engine, strategy, rules = variant_choice(a, state)
     result = engine.complements(item_id, k=args.get("k", DEFAULT_K), categories=cats,
                                 strategy=strategy, rules=rules)
-    return respond({**result, "strategy": strategy})
+    return respond({"strategy": strategy, **result})
 
 
 @bp.get("/v1/items/<item_id>/upsell")
@@ -55,4 +55,4 @@ def upsell(item_id: str):
     engine, strategy, rules = variant_choice(a, state)
     result = engine.upsell(item_id, k=args.get("k", DEFAULT_K), context=context or [],
                            strategy=strategy, rules=rules)
-    return respond({"item_id": item_id, **result, "strategy": strategy})
+    return respond({"item_id": item_id, "strategy": strategy, **result})

@@ -211,7 +211,8 @@ def generate_demo(out_dir, n_items: int = 2000, seed: int = 0, n_outfits: int | 
     }
     meta = {
         "generator": "recommender.demo", "generator_version": GENERATOR_VERSION,
-        "seed": int(seed), "counts": counts, "table_form": table_form,
+        "seed": int(seed), "n_items": n_items, "n_outfits": n_outfits, "counts": counts,
+        "table_form": table_form,
         "files": {"catalog": ["catalog.csv"] + (["catalog.parquet"] if table_form else []),
                   "outfits": ["outfits.csv"] + (["outfits.parquet"] if table_form else []),
                   "images": "images/<item_id>.jpg", "masks": "masks/<item_id>.png",

@@ -17,7 +17,8 @@ An outfit is a *look*, generated in this order:
    0.3 (casual), 0.5 (smart), 0.6 (formal).
 4. **Shoes**, always.
 5. **Accessories**: 0-3 of bag, jewellery, accessory (distinct slots), such that
-   the outfit has 3 to 7 items.
+   the outfit has 3 to 7 items (a tiny catalogue lacking a slot drops the looks
+   that end up smaller).
 
 Each slot is filled by *sampled softmax*: K = 24 candidates of the slot are drawn
 in proportion to item popularity, each scored
@@ -194,11 +195,14 @@ def compose_outfits(items: pd.DataFrame, n_outfits: int, rng: np.random.Generato
             if slot in ("top", "dress"):
                 top_sil[rows] = sil[item]
             col += 1
-        oid = np.repeat(np.arange(start, start + B), filled)
-        flat = chosen[chosen >= 0]  # row-major: outfit order, slot order within
+        # a catalogue lacking a slot (only tiny ones) cannot make a 3-item look
+        keep = filled >= 3
+        oid = np.repeat(np.arange(start, start + B)[keep], filled[keep])
+        flat = chosen[keep][chosen[keep] >= 0]  # row-major: outfit order, slot order within
         out_o.append(oid)
         out_i.append(flat)
     oid = np.concatenate(out_o) if out_o else np.zeros(0, int)
     iid = np.concatenate(out_i) if out_i else np.zeros(0, int)
-    return pd.DataFrame({"outfit_id": np.char.add("O", np.char.zfill(oid.astype(str), width)),
-                         "item_id": ids[iid]})
+    names = (np.char.add("O", np.char.zfill(oid.astype(str), width)) if len(oid)
+             else np.zeros(0, dtype=str))
+    return pd.DataFrame({"outfit_id": names, "item_id": ids[iid]})

@@ -9,7 +9,13 @@ class NAME, "" when the task does not apply) and the simulated commerce fields
 
 The attribute classes are drawn here; :mod:`recommender.demo.garments` then
 draws a shape whose geometry realises them exactly (a "Long Sleeves" shirt has
-sleeves reaching the wrist), so the attribute labels can be learned from pixels.
+sleeves reaching the wrist), so the attribute labels can be learned from pixels. The FashionAI class
+"Invisible" is never drawn: every packshot shows the whole garment.
+
+Which tasks apply: sleeve length (tops, dresses, outerwear); coat length (tops
+and outerwear); skirt length (skirts, dresses); pant length (trousers, jeans,
+shorts); lapel design (outerwear); and for tops and dresses exactly one of
+neckline, collar or neck design, by the kind of neck drawn.
 
 Examples
 --------
@@ -202,6 +208,8 @@ def sample_items(n: int, rng: np.random.Generator) -> pd.DataFrame:
     """
     cats = list(CATEGORY_SHARE)
     category = _pick(rng, cats, [CATEGORY_SHARE[c] for c in cats], n)
+    if n >= len(cats):  # even a tiny catalogue can dress a full look
+        category[rng.choice(n, size=len(cats), replace=False)] = cats
     subcat = np.empty(n, dtype=object)
     for c in cats:
         m = category == c

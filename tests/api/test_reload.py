@@ -58,6 +58,7 @@ def test_swap_is_atomic_under_concurrent_readers(tmp_path):
             if not consistent(s):
                 torn.append(s)
             seen.add(s.version)
+            time.sleep(0.0001)   # let the writer run: a busy loop starves it of the GIL
 
     readers = [threading.Thread(target=reader) for _ in range(4)]
     for t in readers:

@@ -33,3 +33,18 @@ def test_rerun_into_same_folder_replaces_everything(tmp_path):
     generate_demo(tmp_path, n_items=20, seed=1, fashionai_keypoints=False)
     assert len(list((tmp_path / "images").iterdir())) == 20
     assert len(list((tmp_path / "masks").iterdir())) == 20
+
+
+def test_tiny_catalogues_and_bad_sizes(tmp_path):
+    import pytest
+
+    from features.exceptions import InputError
+
+    c = generate_demo(tmp_path / "eight", n_items=8, seed=0, fashionai_keypoints=False)
+    assert len(c["per_category"]) == 8          # every slot present
+    assert c["outfits"] == 2 and c["outfit_size"]["min"] >= 3
+    c = generate_demo(tmp_path / "none", n_items=12, seed=0, n_outfits=0, image_sample=0,
+                      fashionai_keypoints=False)
+    assert c["outfits"] == 0 and c["images"] == 0 and c["keypoint_rows"] == 0
+    with pytest.raises(InputError, match="n_items"):
+        generate_demo(tmp_path / "bad", n_items=0)

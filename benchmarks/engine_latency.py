@@ -1,0 +1,100 @@
+"""In-process latency of cross-sell, up-sell and completion per request (p50, p99).
+
+Either an existing bundle (``--bundle``, e.g. the MANGO one) or a generated
+table-form bundle of ``--items`` rows (catalogue, embeddings and outfits
+synthesised by benchmarks/graph_build.py's ``synthesise``, with prices, graph built
+by the real graph stage code). Run with one thread for the one-core target::
+
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 nice -n 10 \
+        python benchmarks/engine_latency.py --items 1000000 --requests 2000
+    python benchmarks/engine_latency.py --bundle bundles/mango
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def make_bundle(root: Path, n: int, seed: int = 0) -> Path:
+    from graph_build import synthesise
+    from recommender.bundle import Bundle
+    from recommender.catalog import validate_catalog
+    from recommender.pipeline import BuildContext, run_stages
+
+    cat, emb, outfits = synthesise(n, seed)
+    rng = np.random.default_rng(seed + 1)
+    cat = cat.assign(subcategory=cat["category"], material="", gender="Female",
+                     image_path="", price=np.round(rng.uniform(10, 200, n), 2),
+                     in_stock=True)
+    cat, _ = validate_catalog(cat, check_images=False)
+    b = Bundle.create(root, source="synthetic", image_root=None)
+    cat.to_parquet(b.path("catalog.parquet"))
+    outfits.to_parquet(b.path("outfits.parquet"))
+    b.path("eval").mkdir(exist_ok=True)
+    outfits.to_parquet(b.path("eval", "train_outfits.parquet"))
+    b.path("features").mkdir(exist_ok=True)
+    np.save(b.path("features", "embeddings.npy"), emb)
+    cfg = {"k_compat": 10, "k_visual": 10, "k_cooc": 10, "k_candidates": 20}
+    run_stages(BuildContext(b, {"source": "synthetic", "seed": seed,
+                                "stages": {"graph": cfg}}), ["graph"])
+    return Path(root)
+
+
+def pct(xs):
+    a = np.asarray(xs) * 1000
+    return f"p50 {np.percentile(a, 50):7.2f} ms  p99 {np.percentile(a, 99):7.2f} ms"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bundle")
+    p.add_argument("--items", type=int, default=100_000)
+    p.add_argument("--requests", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    from recommender.engine import Engine
+
+    tmp = None
+    if a.bundle:
+        path = Path(a.bundle)
+    else:
+        tmp = tempfile.TemporaryDirectory()
+        t0 = time.perf_counter()
+        path = make_bundle(Path(tmp.name) / "b", a.items, a.seed)
+        print(f"generated table-form bundle of {a.items} items (synthesised embeddings "
+              f"and outfits) in {time.perf_counter() - t0:.1f}s")
+    t0 = time.perf_counter()
+    eng = Engine.load(path)
+    print(f"Engine.load: {time.perf_counter() - t0:.2f}s; {len(eng.catalog)} items; "
+          f"threads OMP={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    rng = np.random.default_rng(a.seed)
+    ids = eng.table.ids
+    body = np.flatnonzero(np.isin(eng.table.category, ["top", "bottom", "dress"]))
+    sample = ids[rng.choice(body, a.requests)]
+    for name, fn in (("cross-sell (k=5)", lambda i: eng.complements(i, k=5)),
+                     ("up-sell (k=5)", lambda i: eng.upsell(i, k=5)),
+                     ("completion (n=3)", lambda i: eng.complete([i], n=3))):
+        for i in sample[:20]:  # warm the memory maps and caches
+            fn(i)
+        times = []
+        reqs = sample if name.startswith("cross") else sample[: max(200, a.requests // 5)]
+        for i in reqs:
+            t = time.perf_counter()
+            fn(i)
+            times.append(time.perf_counter() - t)
+        print(f"{name:<18} {len(times):>5} requests  {pct(times)}")
+    if tmp:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Images and labels for the attribute network: loading, caching, batching, augmenting.
+
+Images are decoded and letterboxed **once** into a uint8 array ``(N, H, W, 3)``
+(optionally cached as ``.npy`` on disk and memory-mapped), so training epochs never
+re-decode JPEGs.  Augmentation then runs on whole batches as tensor ops.
+
+Augmentation is chosen so that it cannot change a label:
+
+* horizontal flip (garments are near-symmetric; no head is about left/right),
+* a small affine (scale 0.9-1.1, shift up to 6%, rotation up to 5 degrees) that
+  replicates the border (the light packshot background) into the revealed area,
+* brightness/contrast jitter applied **equally to the three channels**: hue and
+  saturation are left alone, because the colour head must not be taught that a
+  red dress can look orange.
+
+Examples
+--------
+>>> import numpy as np
+>>> img = np.zeros((30, 20, 3), np.uint8)
+>>> letterbox(img, (16, 16)).shape
+(16, 16, 3)
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from features.exceptions import InputError
+
+#: Mean and scale used to normalise uint8 pixels (roughly centred for packshots).
+PIXEL_MEAN, PIXEL_STD = 0.5, 0.25
+
+
+def load_image(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode an image file to uint8 RGB ``(H, W, 3)``; letterboxed to ``size`` if given.
+
+    JPEG decoding uses PIL's draft mode to decode directly at a reduced scale when the
+    target is much smaller (several times faster, same quality after resampling).
+    """
+    with Image.open(path) as im:
+        if size is not None and im.format == "JPEG":
+            im.draft("RGB", (size[1] * 2, size[0] * 2))
+        rgb = np.asarray(im.convert("RGB"))
+    return letterbox(rgb, size) if size is not None else rgb
+
+
+def letterbox(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize ``rgb`` (H, W, 3) to fit ``size`` = (height, width) keeping its aspect,
+    padding with the image's own border colour (the packshot background)."""
+    th, tw = size
+    h, w = rgb.shape[:2]
+    if h == 0 or w == 0:
+        raise InputError("empty image", field="image")
+    scale = min(th / h, tw / w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    im = Image.fromarray(np.ascontiguousarray(rgb[..., :3]))
+    small = np.asarray(im.resize((nw, nh), Image.BILINEAR, reducing_gap=2.0))
+    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
+    fill = np.median(border, axis=0).astype(np.uint8)
+    out = np.empty((th, tw, 3), np.uint8)
+    out[:] = fill
+    top, left = (th - nh) // 2, (tw - nw) // 2
+    out[top:top + nh, left:left + nw] = small
+    return out
+
+
+def load_images(paths: Sequence[str | os.PathLike], size: tuple[int, int], *,
+                cache: str | os.PathLike | None = None, progress: bool = False
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Decode and letterbox many images into ``(N, H, W, 3)`` uint8, plus an ``ok`` mask.
+
+    Unreadable images become a mid-grey frame with ``ok=False`` instead of stopping
+    the run.  With ``cache`` (a directory), the array is stored as
+    ``<cache>/images_<H>x<W>_<hash of the paths>.npy`` and re-used (memory-mapped)
+    the next time the same paths are asked at the same size.
+    """
+    paths = [str(p) for p in paths]
+    key = hashlib.sha256(("\n".join(paths) + f"|{size}").encode()).hexdigest()[:16]
+    if cache is not None:
+        cdir = Path(cache)
+        arr_path = cdir / f"images_{size[0]}x{size[1]}_{key}.npy"
+        ok_path = cdir / f"images_{size[0]}x{size[1]}_{key}.ok.npy"
+        if arr_path.is_file() and ok_path.is_file():
+            return np.load(arr_path, mmap_mode="r"), np.load(ok_path)
+    arr = np.full((len(paths), size[0], size[1], 3), 128, np.uint8)
+    ok = np.zeros(len(paths), bool)
+    for i, p in enumerate(paths):
+        try:
+            arr[i] = load_image(p, size)
+            ok[i] = True
+        except (OSError, ValueError, InputError):
+            pass
+        if progress and (i + 1) % 500 == 0:
+            print(f"  decoded {i + 1}/{len(paths)} images", file=sys.stderr, flush=True)
+    if cache is not None:
+        cdir.mkdir(parents=True, exist_ok=True)
+        tmp = arr_path.with_suffix(".tmp.npy")
+        np.save(tmp, arr)
+        os.replace(tmp, arr_path)
+        np.save(ok_path, ok)
+    return arr, ok
+
+
+def as_image_array(images, size: tuple[int, int]) -> np.ndarray:
+    """Accept a uint8 array ``(N, H, W, 3)`` or a list of paths / arrays; return uint8
+    ``(N, *size, 3)`` (letterboxing whatever is not already at ``size``)."""
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        if images.dtype != np.uint8 or images.shape[-1] != 3:
+            raise InputError(f"image array must be uint8 (N, H, W, 3); got {images.dtype} "
+                             f"{images.shape}", field="images")
+        if images.shape[1:3] == tuple(size):
+            return images
+        return np.stack([letterbox(im, size) for im in images]) if len(images) else \
+            np.zeros((0, size[0], size[1], 3), np.uint8)
+    if isinstance(images, (str, os.PathLike)) or not hasattr(images, "__len__"):
+        raise InputError("images must be an array (N, H, W, 3) or a list of paths/arrays",
+                         field="images")
+    out = np.zeros((len(images), size[0], size[1], 3), np.uint8)
+    for i, im in enumerate(images):
+        if isinstance(im, (str, os.PathLike)):
+            out[i] = load_image(im, size)
+        else:
+            a = np.asarray(im)
+            if a.ndim != 3 or a.shape[-1] < 3 or a.dtype != np.uint8:
+                raise InputError(f"image {i} must be uint8 (H, W, 3); got {a.dtype} "
+                                 f"{a.shape}", field="images")
+            out[i] = letterbox(a, size)
+    return out
+
+
+def to_tensor(batch: np.ndarray) -> torch.Tensor:
+    """uint8 ``(B, H, W, 3)`` -> normalised float ``(B, 3, H, W)`` (channels-last memory)."""
+    x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float()
+    return ((x / 255.0 - PIXEL_MEAN) / PIXEL_STD).contiguous(memory_format=torch.channels_last)
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, *, flip: bool = True,
+            max_scale: float = 0.1, max_shift: float = 0.06, max_rot_deg: float = 5.0,
+            brightness: float = 0.1, contrast: float = 0.1) -> torch.Tensor:
+    """Label-preserving augmentation of a normalised batch ``(B, 3, H, W)`` (see module
+    doc for why there is no hue or saturation jitter)."""
+    b = x.shape[0]
+
+    def u(lo, hi, *shape):
+        return lo + (hi - lo) * torch.rand(b, *shape, generator=gen)
+
+    s = u(1 - max_scale, 1 + max_scale)
+    rot = u(-max_rot_deg, max_rot_deg) * math.pi / 180
+    sign = torch.ones(b)
+    if flip:
+        sign = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
+    tx, ty = u(-max_shift, max_shift) * 2, u(-max_shift, max_shift) * 2
+    cos, sin = torch.cos(rot) / s, torch.sin(rot) / s
+    theta = torch.stack([torch.stack([cos * sign, -sin, tx], 1),
+                         torch.stack([sin * sign, cos, ty], 1)], 1)     # (B, 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    # Same factor on every channel: brightness and contrast change, hue does not.
+    mean = x.mean((1, 2, 3), keepdim=True)
+    c = u(1 - contrast, 1 + contrast, 1, 1, 1)
+    br = u(-brightness, brightness, 1, 1, 1) / PIXEL_STD
+    return ((x - mean) * c + mean + br).contiguous(memory_format=torch.channels_last)
+
+
+def class_balanced_weights(targets: np.ndarray, power: float = 0.5) -> np.ndarray:
+    """Per-row sampling weights that flatten the class distributions of all heads.
+
+    ``targets`` is ``(N, H)`` int with -1 for a missing label.  Each row gets the mean
+    over its labelled heads of ``count(class) ** -power``, normalised per head so that
+    heads count equally.  ``power=0.5`` is square-root sampling (Mahajan et al. 2018):
+    rare classes are seen more often without repeating a handful of images endlessly
+    as full balancing (``power=1``) would.  Rows with no label get weight 0.
+    """
+    n, h = targets.shape
+    w = np.zeros(n)
+    used = np.zeros(n)
+    for j in range(h):
+        t = targets[:, j]
+        m = t >= 0
+        if not m.any():
+            continue
+        counts = np.bincount(t[m])
+        wj = np.zeros(n)
+        wj[m] = counts[t[m]].astype(float) ** -power
+        wj[m] /= wj[m].mean()
+        w += wj
+        used += m
+    return np.where(used > 0, w / np.maximum(used, 1), 0.0)
+
+
+def grouped_split(item_ids: Sequence[str], *, fractions=(0.8, 0.1, 0.1), seed: int = 0,
+                  group_sep: str | None = "-") -> pd.Series:
+    """Seeded train/val/test split of items **grouped** by the part of the id before
+    ``group_sep`` (MANGO's model code), so colour variants of one garment never
+    straddle the split.  Returns a Series of "train"/"val"/"test" aligned with the ids.
+
+    >>> s = grouped_split(["a-1", "a-2", "b-1", "c-1"], fractions=(0.5, 0.25, 0.25))
+    >>> s[0] == s[1], len(s)
+    (True, 4)
+    """
+    ids = pd.Series([str(i) for i in item_ids])
+    groups = ids.str.split(group_sep).str[0] if group_sep else ids
+    uniq = np.array(sorted(groups.unique()))
+    rng = np.random.default_rng(seed)
+    rng.shuffle(uniq)
+    n = len(uniq)
+    n_train = int(round(fractions[0] * n))
+    n_val = int(round(fractions[1] * n))
+    which = {g: ("train" if k < n_train else "val" if k < n_train + n_val else "test")
+             for k, g in enumerate(uniq)}
+    return pd.Series([which[g] for g in groups], index=range(len(ids)), name="split")

@@ -1,0 +1,313 @@
+"""AttributeModel: the scikit-learn-style wrapper around :class:`AttributeNet`.
+
+``__init__`` stores arguments unchanged; :meth:`AttributeModel.fit` validates, builds
+the taxonomy and network and trains (the loop lives in
+:mod:`features.attributes.train`); fitted attributes end in ``_``; an unfitted model
+raises :class:`~features.exceptions.NotFittedError`.  Artifacts are a ``state_dict``
+(``<name>.pt``, loaded with ``weights_only=True``) and a JSON file with the network
+config, the taxonomy, the preprocessing and a schema number checked on load.
+
+Examples
+--------
+>>> import numpy as np, pandas as pd
+>>> rng = np.random.default_rng(0)
+>>> imgs = rng.integers(0, 255, (8, 24, 16, 3), dtype=np.uint8)
+>>> labels = pd.DataFrame({"colour": ["a", "b"] * 4})
+>>> m = AttributeModel(preset="tiny", image_size=(24, 16), embed_dim=64,
+...                    epochs=1).fit(imgs, labels)
+>>> m.predict_proba(imgs)["colour"].shape, m.embed(imgs).shape
+((8, 2), (8, 64))
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from features.attributes.data import as_image_array, to_tensor
+from features.attributes.model import PRESETS, AttributeNet, AttributeNetConfig
+from features.attributes.taxonomy import Taxonomy
+from features.exceptions import BundleError, InputError, NotFittedError, SchemaError
+
+MODEL_SCHEMA = 1
+
+
+class AttributeModel:
+    """Multi-task attribute classifier whose penultimate layer is a visual embedding.
+
+    Parameters
+    ----------
+    taxonomy : Taxonomy, optional
+        Heads and classes.  ``None``: built in :meth:`fit` from the label columns.
+    preset : {"base", "small", "tiny"}
+        Backbone size (see :data:`features.attributes.model.PRESETS`).
+    image_size : (int, int)
+        Network input (height, width); images are letterboxed to it.
+    embed_dim : int
+        Embedding size (penultimate layer).
+    epochs, batch_size, lr, weight_decay, warmup_epochs : training schedule
+        AdamW with linear warmup then cosine decay to zero, stepped per batch.
+    label_smoothing : float
+        Spread over the classes allowed for the row (not the ``m`` ones).
+    sampling_power : float
+        Class-balanced sampling exponent: 0 uniform, 0.5 square-root, 1 balanced.
+    sampling_mix : float
+        Fraction of each batch drawn from the balanced sampler; the rest uniform
+        ("mixed" epochs keep head-class accuracy while rare classes get seen).
+    ema_decay : float
+        Exponential moving average of the weights used for prediction (0: off).
+    augment : bool
+        Flip / small affine / brightness-contrast (hue-preserving) augmentation.
+    progressive_resize : bool
+        Train the first 35% of the schedule at 0.6x, the next 35% at 0.8x and the
+        rest at full resolution (about 65% of the compute of full-size training).
+    tta : bool
+        Average predictions over the image and its mirror.
+    time_budget_s : float, optional
+        Wall-clock budget of training: the cosine schedule then runs on
+        ``max(step fraction, time fraction)`` and stops at the budget, so training
+        always finishes annealed in time on a loaded machine (at the cost of
+        bit-exact reproducibility).
+    num_threads : int
+        ``torch.set_num_threads`` during fit/predict.
+    random_state : int
+        Seeds initialisation, sampling, augmentation and dropout.
+    verbose : bool or callable
+        Progress lines to stderr (or to the callable).
+    """
+
+    def __init__(self, taxonomy: Taxonomy | None = None, *, preset: str = "base",
+                 image_size: tuple[int, int] = (160, 112), embed_dim: int = 256,
+                 dropout: float = 0.2, epochs: int = 20, batch_size: int = 64,
+                 lr: float = 2e-3, weight_decay: float = 0.05, warmup_epochs: float = 1.0,
+                 label_smoothing: float = 0.1, sampling_power: float = 0.5,
+                 sampling_mix: float = 0.5, ema_decay: float = 0.998, augment: bool = True,
+                 progressive_resize: bool = True,
+                 tta: bool = True, time_budget_s: float | None = None, num_threads: int = 1,
+                 random_state: int = 0, verbose: bool | Callable[[str], None] = False):
+        self.taxonomy = taxonomy
+        self.preset = preset
+        self.image_size = image_size
+        self.embed_dim = embed_dim
+        self.dropout = dropout
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.warmup_epochs = warmup_epochs
+        self.label_smoothing = label_smoothing
+        self.sampling_power = sampling_power
+        self.sampling_mix = sampling_mix
+        self.ema_decay = ema_decay
+        self.augment = augment
+        self.progressive_resize = progressive_resize
+        self.tta = tta
+        self.time_budget_s = time_budget_s
+        self.num_threads = num_threads
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- parameters ---------------------------------------------------------------------
+    _PARAMS = ("preset", "image_size", "embed_dim", "dropout", "epochs", "batch_size", "lr",
+               "weight_decay", "warmup_epochs", "label_smoothing", "sampling_power",
+               "sampling_mix", "ema_decay", "augment", "progressive_resize", "tta",
+               "time_budget_s", "num_threads", "random_state")
+
+    def get_params(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self._PARAMS}
+        out["image_size"] = list(self.image_size)
+        return out
+
+    def _validate_params(self) -> None:
+        if self.preset not in PRESETS:
+            raise InputError(f"unknown preset {self.preset!r}", field="preset",
+                             value=self.preset, allowed=PRESETS)
+        size = tuple(self.image_size)
+        if len(size) != 2 or min(size) < 16:
+            raise InputError(f"image_size must be (height, width) >= 16; got {size}",
+                             field="image_size", value=self.image_size)
+        for name in ("epochs", "batch_size", "num_threads"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be >= 1", field=name, value=getattr(self, name))
+        for name in ("sampling_mix", "ema_decay", "label_smoothing", "dropout"):
+            v = float(getattr(self, name))
+            if not 0.0 <= v < 1.0 + (name == "sampling_mix"):
+                raise InputError(f"{name} must be in [0, 1)", field=name, value=v)
+        if self.lr <= 0:
+            raise InputError("lr must be > 0", field="lr", value=self.lr)
+
+    def _log(self, msg: str) -> None:
+        if callable(self.verbose):
+            self.verbose(msg)
+        elif self.verbose:
+            import sys
+            print(msg, file=sys.stderr, flush=True)
+
+    # -- fitting ------------------------------------------------------------------------
+    def fit(self, images, labels: pd.DataFrame, *, eval_set: tuple | None = None
+            ) -> "AttributeModel":
+        """Train on ``images`` (uint8 array ``(N, H, W, 3)`` or paths) and ``labels``
+        (DataFrame, one column per head; missing cells are ignored by that head).
+
+        ``eval_set=(images, labels)`` is scored after each epoch (logged, kept in
+        ``history_``); it never influences training.
+        """
+        from features.attributes.train import train_network
+
+        self._validate_params()
+        if not isinstance(labels, pd.DataFrame):
+            raise InputError("labels must be a pandas DataFrame with one column per head",
+                             field="labels")
+        size = tuple(int(s) for s in self.image_size)
+        taxonomy = self.taxonomy
+        if taxonomy is None:
+            taxonomy = Taxonomy.from_labels(labels, list(labels.columns))
+        x = as_image_array(images, size)
+        if len(x) != len(labels):
+            raise InputError(f"{len(x)} images but {len(labels)} label rows", field="labels")
+        targets, maybe = taxonomy.encode(labels.reset_index(drop=True))
+        if (targets < 0).all():
+            raise InputError("no labelled rows to train on", field="labels")
+        val = None
+        if eval_set is not None:
+            vx = as_image_array(eval_set[0], size)
+            vt, _ = taxonomy.encode(eval_set[1].reset_index(drop=True), unknown="keep")
+            val = (vx, vt)
+        torch.manual_seed(self.random_state)
+        config = AttributeNetConfig(heads=taxonomy.n_classes(), preset=self.preset,
+                                    image_size=size, embed_dim=self.embed_dim,
+                                    dropout=self.dropout)
+        net = AttributeNet(config)
+        prev = torch.get_num_threads()
+        torch.set_num_threads(int(self.num_threads))
+        try:
+            net, history = train_network(net, x, targets, maybe, taxonomy, self.get_params(),
+                                         val=val, log=self._log)
+        finally:
+            torch.set_num_threads(prev)
+        self.taxonomy_ = taxonomy
+        self.config_ = config
+        self.net_ = net.eval()
+        self.history_ = history
+        self.n_train_ = int(len(x))
+        return self
+
+    # -- inference ----------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "net_"):
+            raise NotFittedError("this AttributeModel is not fitted yet: call fit() or "
+                                 "AttributeModel.load() first")
+
+    @torch.no_grad()
+    def _forward(self, images, batch_size: int = 128) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        self._check_fitted()
+        x = as_image_array(images, self.config_.image_size)
+        net = self.net_.eval()
+        probs: dict[str, list[np.ndarray]] = {h: [] for h in self.taxonomy_.names}
+        embs = []
+        prev = torch.get_num_threads()
+        torch.set_num_threads(int(self.num_threads))
+        try:
+            for s in range(0, len(x), batch_size):
+                xb = to_tensor(x[s:s + batch_size])                 # (B, 3, H, W)
+                logits, z = net.forward_all(xb)
+                p = {h: torch.softmax(v, 1) for h, v in logits.items()}
+                if self.tta:
+                    lf, zf = net.forward_all(torch.flip(xb, dims=[3]))
+                    p = {h: 0.5 * (p[h] + torch.softmax(lf[h], 1)) for h in p}
+                    z = torch.nn.functional.normalize(z + zf, dim=1)
+                for h in probs:
+                    probs[h].append(p[h].numpy().astype(np.float32))
+                embs.append(z.numpy().astype(np.float32))
+        finally:
+            torch.set_num_threads(prev)
+        d = self.net_.embed_dim
+        out = {h: (np.concatenate(v) if v else np.zeros((0, self.config_.heads[h]), np.float32))
+               for h, v in probs.items()}
+        return out, (np.concatenate(embs) if embs else np.zeros((0, d), np.float32))
+
+    def predict_proba(self, images) -> dict[str, np.ndarray]:
+        """Class probabilities per head: ``{head: (N, C_head)}`` float32, rows sum to 1."""
+        return self._forward(images)[0]
+
+    def predict(self, images) -> pd.DataFrame:
+        """Most probable class name per head, and its probability (``<head>_conf``)."""
+        probs = self.predict_proba(images)
+        cols = {}
+        for h, p in probs.items():
+            classes = np.array(self.taxonomy_.classes(h), dtype=object)
+            cols[h] = classes[p.argmax(1)] if len(p) else np.array([], dtype=object)
+            cols[f"{h}_conf"] = p.max(1) if len(p) else np.array([], np.float32)
+        return pd.DataFrame(cols)
+
+    def embed(self, images) -> np.ndarray:
+        """L2-normalised visual embedding ``(N, D)`` float32 (the penultimate layer)."""
+        return self._forward(images)[1]
+
+    def predict_all(self, images) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """``(predict_proba(images), embed(images))`` from one forward pass."""
+        return self._forward(images)
+
+    # -- persistence --------------------------------------------------------------------
+    def save(self, directory: str | os.PathLike, name: str = "attributes") -> list[Path]:
+        """Write ``<directory>/<name>.pt`` (state_dict) and ``<name>.json``; return paths."""
+        self._check_fitted()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        pt, js = d / f"{name}.pt", d / f"{name}.json"
+        state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
+        torch.save(state, pt)
+        meta = {"schema": MODEL_SCHEMA, "kind": "attribute_net",
+                "config": self.config_.to_dict(), "taxonomy": self.taxonomy_.to_dict(),
+                "params": self.get_params(), "n_train": self.n_train_,
+                "history": self.history_, "torch": torch.__version__}
+        js.write_text(json.dumps(meta, indent=2, default=float))
+        return [pt, js]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, name: str = "attributes") -> "AttributeModel":
+        """Load from a directory (``<name>.pt`` + ``<name>.json``) or either file's path."""
+        p = Path(path)
+        if p.is_dir():
+            js, pt = p / f"{name}.json", p / f"{name}.pt"
+        else:
+            js, pt = p.with_suffix(".json"), p.with_suffix(".pt")
+        if not js.is_file() or not pt.is_file():
+            raise BundleError(f"attribute model files not found: {js} and {pt}")
+        meta = json.loads(js.read_text())
+        if meta.get("schema") != MODEL_SCHEMA or meta.get("kind") != "attribute_net":
+            raise SchemaError(f"{js} is not an attribute model of schema {MODEL_SCHEMA} "
+                              f"(found kind={meta.get('kind')!r} schema={meta.get('schema')!r})",
+                              field="schema")
+        taxonomy = Taxonomy.from_dict(meta["taxonomy"])
+        config = AttributeNetConfig.from_dict(meta["config"])
+        if config.heads != taxonomy.n_classes():
+            raise SchemaError(f"{js}: network heads {config.heads} disagree with the taxonomy",
+                              field="heads")
+        params = dict(meta.get("params", {}))
+        params.pop("image_size", None)
+        model = cls(taxonomy, image_size=config.image_size,
+                    **{k: v for k, v in params.items() if k in cls._PARAMS})
+        net = AttributeNet(config)
+        state = torch.load(pt, map_location="cpu", weights_only=True)
+        # Early files keyed heads by name ("heads.<name>.weight"); map to list order.
+        pos = {h: i for i, h in enumerate(taxonomy.names)}
+        state = {(f"heads.{pos[k.split('.')[1]]}.{k.rsplit('.', 1)[1]}"
+                  if k.startswith("heads.") and k.split(".")[1] in pos else k): v
+                 for k, v in state.items()}
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise SchemaError(f"{pt} does not match its config {js}: {exc}",
+                              field="state_dict") from exc
+        model.taxonomy_ = taxonomy
+        model.config_ = config
+        model.net_ = net.eval()
+        model.history_ = meta.get("history", [])
+        model.n_train_ = int(meta.get("n_train", 0))
+        return model

@@ -1,0 +1,168 @@
+"""Scores of the attribute network: per-head accuracy and macro-F1, FashionAI mAP.
+
+``mixmatch evaluate --bundle B --attributes [--json]`` calls :func:`evaluate_bundle`,
+which scores the bundle's model on its held-out products (``split == "test"`` in
+``models/attributes_split.parquet``).
+
+FashionAI heads follow the challenge on "maybe" (``m``) labels: a prediction that
+lands on a class labelled ``m`` for that image is neither a hit nor an error.  It is
+left out of accuracy's denominator, of macro-F1 and of the ranking in AP.
+
+FashionAI mAP: :func:`features.fashionai.metrics.attribute_map` when that module is
+present, else :func:`fashionai_ap` here, which follows the same published definition:
+per task, take each row's top class and its probability; for every threshold (each
+distinct top probability) the rows at or above it are output, a top class labelled
+``y`` is correct, ``n`` wrong, ``m`` not counted; AP is the mean of the precisions
+over the thresholds (thresholds with nothing counted are left out); mAP is the mean
+AP over tasks.
+
+Examples
+--------
+>>> import numpy as np
+>>> p = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+>>> fashionai_ap(p, np.array([0, 1, 1]), np.zeros((3, 2), bool))   # (1 + 1 + 2/3) / 3
+0.8888888888888888
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.attributes.taxonomy import Taxonomy
+from features.exceptions import BundleError
+from features.fashionai.schema import ATTRIBUTE_TASKS
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Macro-averaged F1 over the union of classes in truth and prediction (sklearn's
+    ``f1_score(average="macro")``)."""
+    from sklearn.metrics import f1_score
+
+    if len(y_true) == 0:
+        return float("nan")
+    return float(f1_score(y_true, y_pred, average="macro", zero_division=0))
+
+
+def fashionai_ap(probs: np.ndarray, y: np.ndarray, maybe: np.ndarray) -> float:
+    """AP of one FashionAI task (see module doc). ``y`` (N,) class of the ``y`` label,
+    ``maybe`` (N, C) bool."""
+    n = len(y)
+    if n == 0:
+        return float("nan")
+    pred = probs.argmax(1)
+    conf = probs[np.arange(n), pred]
+    order = np.argsort(-conf, kind="stable")
+    conf = conf[order]
+    hit = (pred == y)[order]
+    skip = maybe[np.arange(n), pred][order] & ~hit
+    correct = np.cumsum(hit)
+    counted = np.cumsum(~skip)
+    last = np.r_[conf[1:] != conf[:-1], True]
+    c, k = correct[last], counted[last]
+    return float(np.mean(c[k > 0] / k[k > 0])) if (k > 0).any() else float("nan")
+
+
+def _label_strings(y: np.ndarray, maybe: np.ndarray) -> list[str]:
+    out = []
+    for t, m in zip(y, maybe):
+        chars = np.where(m, "m", "n").astype(object)
+        chars[t] = "y"
+        out.append("".join(chars))
+    return out
+
+
+def fashionai_map(probs: dict[str, np.ndarray], ys: dict[str, np.ndarray],
+                  maybes: dict[str, np.ndarray]) -> tuple[float, dict[str, float]]:
+    """mAP and per-task AP, through :mod:`features.fashionai.metrics` when present."""
+    try:
+        from features.fashionai.metrics import attribute_ap
+    except ImportError:
+        attribute_ap = None
+    aps = {}
+    for h in probs:
+        if attribute_ap is not None:
+            try:
+                aps[h] = float(attribute_ap(_label_strings(ys[h], maybes[h]), probs[h]))
+                continue
+            except ValueError:      # every top class on an 'm' label: AP undefined
+                aps[h] = float("nan")
+                continue
+        aps[h] = fashionai_ap(probs[h], ys[h], maybes[h])
+    vals = [v for v in aps.values() if not np.isnan(v)]
+    return (float(np.mean(vals)) if vals else float("nan")), aps
+
+
+def head_metrics(taxonomy: Taxonomy, probs: dict[str, np.ndarray], targets: np.ndarray,
+                 maybe: np.ndarray | None = None) -> dict:
+    """Accuracy, macro-F1 and n per head over the rows labelled for it; FashionAI mAP
+    over the FashionAI heads when there are any.
+
+    ``targets`` is ``(N, H)`` from :meth:`Taxonomy.encode` (-1 missing, -2 a class the
+    model does not know: counted, always wrong).
+    """
+    off = taxonomy.offsets()
+    if maybe is None:
+        maybe = np.zeros((len(targets), int(off[-1])), bool)
+    heads = {}
+    fa_p, fa_y, fa_m = {}, {}, {}
+    for j, h in enumerate(taxonomy.names):
+        t = targets[:, j]
+        rows = np.flatnonzero(t != -1)
+        p = probs[h][rows]
+        mm = maybe[rows, off[j]:off[j + 1]]
+        pred = p.argmax(1) if len(rows) else np.zeros(0, int)
+        t = t[rows]
+        counted = ~mm[np.arange(len(rows)), pred] | (pred == t) if len(rows) else \
+            np.zeros(0, bool)
+        tc, pc = t[counted], pred[counted]
+        heads[h] = {"accuracy": float((tc == pc).mean()) if len(tc) else float("nan"),
+                    "macro_f1": macro_f1(tc, pc), "n": int(len(tc))}
+        if h in ATTRIBUTE_TASKS and len(rows):
+            known = t >= 0
+            if known.any():
+                fa_p[h], fa_y[h], fa_m[h] = p[known], t[known], mm[known]
+    out: dict = {"heads": heads}
+    if fa_p:
+        out["fashionai_map"], out["fashionai_ap"] = fashionai_map(fa_p, fa_y, fa_m)
+    return out
+
+
+def evaluate_bundle(bundle_path: str | os.PathLike, split: str = "test") -> dict:
+    """Score the bundle's attribute model on its held-out products.
+
+    Returns ``{"heads": {field: {"accuracy", "macro_f1", "n"}}, "split": split,
+    "n_items": int}`` plus ``"fashionai_map"`` (and per-task ``"fashionai_ap"``) when
+    heads are FashionAI tasks.
+
+    Examples
+    --------
+    >>> evaluate_bundle("bundles/demo")  # doctest: +SKIP
+    {'heads': {'subcategory': {'accuracy': 0.97, 'macro_f1': 0.95, 'n': 30}, ...}
+    """
+    from features.attributes.data import load_images
+    from features.attributes.estimator import AttributeModel
+    from features.attributes.train import load_training_table
+    from recommender.bundle import Bundle
+
+    bundle = Bundle.open(bundle_path)
+    split_path = bundle.path("models", "attributes_split.parquet")
+    if not split_path.is_file():
+        raise BundleError(f"{split_path} missing: run the attributes stage first")
+    model = AttributeModel.load(bundle.path("models"), "attributes")
+    cat, heads = load_training_table(bundle, list(model.taxonomy_.names))
+    sp = pd.read_parquet(split_path)
+    test_ids = set(sp.loc[sp["split"] == split, "item_id"].astype(str))
+    sub = cat[cat["item_id"].astype(str).isin(test_ids)].reset_index(drop=True)
+    images, ok = load_images(sub["abs_path"].tolist(), model.config_.image_size,
+                             cache=bundle.path("cache"))
+    sub = sub[ok].reset_index(drop=True)
+    probs = model.predict_proba(np.asarray(images[ok]))
+    targets, maybe = model.taxonomy_.encode(sub[list(model.taxonomy_.names)], unknown="keep")
+    out = head_metrics(model.taxonomy_, probs, targets, maybe)
+    out["split"] = split
+    out["n_items"] = int(len(sub))
+    return out

@@ -1,0 +1,228 @@
+"""The attribute network: a compact convolutional backbone with one head per attribute.
+
+A config dataclass plus an ``nn.Module`` (the nanoGPT layout); the training loop lives
+in :mod:`features.attributes.train` and the sklearn-style wrapper in
+:mod:`features.attributes.estimator`.
+
+The backbone is an EfficientNetV2-flavoured stack designed for a 2-core CPU: fused
+inverted-residual blocks (a full 3x3 expansion conv, cheap at high resolution where
+depthwise convs are memory-bound) for the first stages, then depthwise-separable
+inverted-residual blocks with squeeze-excitation, SiLU and BatchNorm.  Features are
+pooled by global average *and* max (max keeps small details such as a print or a
+buckle that an average washes out), projected to the embedding and fed to the heads.
+The embedding (the penultimate layer) is the item's visual descriptor; it is returned
+L2-normalised by :meth:`AttributeNet.embed`.
+
+Examples
+--------
+>>> import torch
+>>> cfg = AttributeNetConfig(heads={"colour": 3, "family": 5}, preset="tiny", embed_dim=64,
+...                          image_size=(32, 24))
+>>> net = AttributeNet(cfg).eval()
+>>> out = net(torch.zeros(2, 3, 32, 24))
+>>> out["colour"].shape, net.embed(torch.zeros(2, 3, 32, 24)).shape
+(torch.Size([2, 3]), torch.Size([2, 64]))
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+#: Stage specifications: (block, expansion, out_channels, repeats, stride, squeeze-excite).
+#: ``fused`` = 3x3 conv expand + 1x1 project; ``mb`` = 1x1 expand, depthwise 3x3, SE,
+#: 1x1 project.  "base" is ~1.2M parameters and ~0.25 GFLOPs at 160x112.
+PRESETS: dict[str, dict[str, Any]] = {
+    "base": {
+        "stem": 24,
+        "stages": (("fused", 1, 24, 1, 1, False),
+                   ("fused", 4, 32, 2, 2, False),
+                   ("fused", 4, 48, 2, 2, False),
+                   ("mb", 4, 96, 3, 2, True),
+                   ("mb", 6, 128, 3, 1, True),
+                   ("mb", 6, 192, 2, 2, True)),
+        "head_channels": 512,
+    },
+    "small": {
+        "stem": 16,
+        "stages": (("fused", 1, 16, 1, 1, False),
+                   ("fused", 4, 24, 1, 2, False),
+                   ("fused", 4, 40, 2, 2, False),
+                   ("mb", 4, 80, 2, 2, True),
+                   ("mb", 4, 112, 2, 1, True),
+                   ("mb", 6, 160, 1, 2, True)),
+        "head_channels": 384,
+    },
+    # For tests and quick builds: a few thousand parameters, still every block kind.
+    "tiny": {
+        "stem": 8,
+        "stages": (("fused", 1, 8, 1, 1, False),
+                   ("fused", 2, 16, 1, 2, False),
+                   ("mb", 2, 24, 1, 2, True),
+                   ("mb", 2, 32, 1, 2, True)),
+        "head_channels": 64,
+    },
+}
+
+
+@dataclasses.dataclass
+class AttributeNetConfig:
+    """Everything that defines the network's shape (saved beside every state_dict).
+
+    Parameters
+    ----------
+    heads : dict[str, int]
+        Head name -> number of classes, in the taxonomy's order.
+    preset : str
+        Backbone size, a key of :data:`PRESETS`.
+    image_size : (int, int)
+        Input (height, width); images are letterboxed to it (aspect preserved).
+    embed_dim : int
+        Size of the penultimate layer, the visual embedding.  ``None`` uses the
+        preset's ``head_channels``.
+    dropout : float
+        Dropout before the heads (training only).
+    """
+
+    heads: dict[str, int]
+    preset: str = "base"
+    image_size: tuple[int, int] = (160, 112)
+    embed_dim: int | None = 256
+    dropout: float = 0.2
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["image_size"] = list(self.image_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AttributeNetConfig":
+        d = dict(d)
+        d["image_size"] = tuple(d["image_size"])
+        d["heads"] = {str(k): int(v) for k, v in d["heads"].items()}
+        return cls(**d)
+
+
+class ConvBNAct(nn.Sequential):
+    def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1,
+                 act: bool = True):
+        super().__init__(
+            nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.SiLU(inplace=True) if act else nn.Identity(),
+        )
+
+
+class SqueezeExcite(nn.Module):
+    """Channel gating from globally pooled context (Hu et al. 2018)."""
+
+    def __init__(self, channels: int, reduced: int):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, reduced, 1)
+        self.fc2 = nn.Conv2d(reduced, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)                        # (B, C, 1, 1)
+        s = torch.sigmoid(self.fc2(F.silu(self.fc1(s))))
+        return x * s                                             # (B, C, H, W)
+
+
+class InvertedResidual(nn.Module):
+    """MBConv (``fused=False``) or Fused-MBConv block with an identity shortcut
+    when shape allows."""
+
+    def __init__(self, cin: int, cout: int, expansion: int, stride: int, se: bool,
+                 fused: bool):
+        super().__init__()
+        mid = cin * expansion
+        layers: list[nn.Module] = []
+        if fused:
+            if expansion == 1:
+                layers.append(ConvBNAct(cin, cout, 3, stride))
+            else:
+                layers += [ConvBNAct(cin, mid, 3, stride), ConvBNAct(mid, cout, 1, act=False)]
+        else:
+            layers += [ConvBNAct(cin, mid, 1), ConvBNAct(mid, mid, 3, stride, groups=mid)]
+            if se:
+                layers.append(SqueezeExcite(mid, max(8, cin // 4)))
+            layers.append(ConvBNAct(mid, cout, 1, act=False))
+        self.block = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.block(x)
+        return x + y if self.residual else y
+
+
+class AttributeNet(nn.Module):
+    """Backbone -> avg+max pool -> embedding -> one linear head per attribute."""
+
+    def __init__(self, config: AttributeNetConfig):
+        super().__init__()
+        if config.preset not in PRESETS:
+            raise ValueError(f"unknown preset {config.preset!r} (allowed: "
+                             f"{', '.join(PRESETS)})")
+        self.config = config
+        spec = PRESETS[config.preset]
+        layers: list[nn.Module] = [ConvBNAct(3, spec["stem"], 3, 2)]
+        cin = spec["stem"]
+        for kind, exp, cout, reps, stride, se in spec["stages"]:
+            for r in range(reps):
+                layers.append(InvertedResidual(cin, cout, exp, stride if r == 0 else 1, se,
+                                               fused=kind == "fused"))
+                cin = cout
+        layers.append(ConvBNAct(cin, spec["head_channels"], 1))
+        self.backbone = nn.Sequential(*layers)
+        feat = spec["head_channels"]
+        self.embed_dim = config.embed_dim or feat
+        self.project = nn.Sequential(nn.Linear(2 * feat, self.embed_dim, bias=False),
+                                     nn.BatchNorm1d(self.embed_dim))
+        self.dropout = nn.Dropout(config.dropout)
+        # A list, not a ModuleDict: head names are free text ("type", "half", "a.b")
+        # and must not collide with Module attributes.
+        self.head_names = tuple(config.heads)
+        self.heads = nn.ModuleList([nn.Linear(self.embed_dim, n)
+                                    for n in config.heads.values()])
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.01)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        # Zero-init the last BN of each residual branch: blocks start as identities,
+        # which trains deeper stacks stably from scratch (Goyal et al. 2017).
+        for m in self.modules():
+            if isinstance(m, InvertedResidual) and m.residual:
+                last = m.block[-1]
+                if isinstance(last, ConvBNAct):
+                    nn.init.zeros_(last[1].weight)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-normalisation embedding ``(B, D)`` of normalised images ``(B, 3, H, W)``."""
+        f = self.backbone(x)                                     # (B, C, h, w)
+        pooled = torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1)  # (B, 2C)
+        return F.silu(self.project(pooled))                      # (B, D)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits per head: ``{head: (B, C_head)}``."""
+        z = self.dropout(self.features(x))                       # (B, D)
+        return {h: head(z) for h, head in zip(self.head_names, self.heads)}
+
+    def forward_all(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Logits per head and the L2-normalised embedding from one pass."""
+        z = self.features(x)                                     # (B, D)
+        logits = {h: head(self.dropout(z)) for h, head in zip(self.head_names, self.heads)}
+        return logits, F.normalize(z, dim=1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """L2-normalised visual embedding ``(B, D)``."""
+        return F.normalize(self.features(x), dim=1)

@@ -1,0 +1,354 @@
+"""Training of the attribute network, and the pipeline's ``attributes`` stage.
+
+:func:`train_network` is the loop (AdamW, linear warmup + cosine decay per step,
+mixed uniform / square-root class-balanced sampling, masked multi-task cross-entropy
+with label smoothing, weight EMA).  :func:`run_stage` trains on a bundle's catalogue
+with a seeded split of products grouped by model code, and writes::
+
+    models/attributes.pt            state_dict (weights_only loadable)
+    models/attributes.json          network config + taxonomy + training params/history
+    models/attributes_split.parquet item_id, split (train / val / test)
+
+Stage config (``ctx.stage_config("attributes")``, all optional): ``heads`` (list of
+catalogue columns), ``preset``, ``image_size``, ``epochs``, ``batch_size``, ``lr``,
+``time_budget_s``, ``num_threads``, ``sampling_power``, ``sampling_mix``,
+``group_sep`` (split grouping; default "-" for MANGO, none otherwise), ``cache``
+(directory for the decoded-image cache; default ``<bundle>/cache``).
+
+Examples
+--------
+>>> round(lr_at(0.0, warmup=0.1), 3), round(lr_at(0.55, warmup=0.1), 3), lr_at(1.0, 0.1)
+(0.0, 0.5, 0.0)
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from features.attributes.data import (augment, class_balanced_weights, grouped_split,
+                                      load_images, to_tensor)
+from features.attributes.taxonomy import Taxonomy
+from features.exceptions import BundleError, InputError
+from features.fashionai.schema import ATTRIBUTE_TASKS
+
+#: Bumped when training changes in a way that should invalidate finished stages.
+TRAIN_VERSION = 1
+
+#: Catalogue columns tried as heads when the stage config names none.
+DEFAULT_HEAD_CANDIDATES = ("subcategory", "product_type", "colour", "material", "pattern")
+
+
+def lr_at(progress: float, warmup: float) -> float:
+    """Learning-rate multiplier: linear warmup over the first ``warmup`` fraction of
+    training, then cosine decay to 0 at ``progress == 1``."""
+    if progress < warmup:
+        return progress / warmup
+    p = min(1.0, (progress - warmup) / max(1e-9, 1.0 - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * p))
+
+
+#: Progressive resizing (Tan & Le 2021; FixRes): (progress from, input scale).  Early
+#: training at lower resolution costs ~40% of the pixels, and the last phase at full
+#: resolution matches what the model sees at test time.
+RESIZE_SCHEDULE = ((0.0, 0.6), (0.35, 0.8), (0.7, 1.0))
+
+
+def resize_scale(progress: float) -> float:
+    """Input scale of :data:`RESIZE_SCHEDULE` at ``progress`` (0..1)."""
+    scale = 1.0
+    for start, s in RESIZE_SCHEDULE:
+        if progress >= start:
+            scale = s
+    return scale
+
+
+def masked_multitask_loss(logits: dict[str, torch.Tensor], targets: torch.Tensor,
+                          maybe: torch.Tensor, taxonomy: Taxonomy,
+                          smoothing: float = 0.0) -> torch.Tensor:
+    """Sum over heads of the mean cross-entropy over the rows labelled for that head.
+
+    Rows with target -1 are ignored by that head.  Classes flagged "maybe" for a row
+    are removed from its softmax (see :mod:`features.attributes.taxonomy`); label
+    smoothing spreads ``smoothing`` over the remaining classes.
+    """
+    off = taxonomy.offsets()
+    total = logits[taxonomy.names[0]].new_zeros(())
+    for j, h in enumerate(taxonomy.names):
+        t = targets[:, j]
+        m = t >= 0
+        if not bool(m.any()):
+            continue
+        lg = logits[h][m].float()                                   # (b, C)
+        mm = maybe[m, off[j]:off[j + 1]]                            # (b, C) bool
+        lg = lg.masked_fill(mm, float("-inf"))
+        logp = F.log_softmax(lg, dim=1)
+        nll = -logp.gather(1, t[m][:, None]).squeeze(1)             # (b,)
+        allowed = ~mm
+        smooth = -torch.where(allowed, logp, torch.zeros_like(logp)).sum(1) / allowed.sum(1)
+        total = total + ((1 - smoothing) * nll + smoothing * smooth).mean()
+    return total
+
+
+def _param_groups(net: torch.nn.Module, weight_decay: float) -> list[dict]:
+    # No decay on norms and biases: decaying BN scales only fights the normalisation.
+    decay, no_decay = [], []
+    for p in net.parameters():
+        (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
+    for pe, p in zip(ema.parameters(), net.parameters()):
+        pe.lerp_(p, 1.0 - decay)
+    for be, b in zip(ema.buffers(), net.buffers()):
+        be.copy_(b)
+
+
+@torch.no_grad()
+def _val_accuracy(net, x: np.ndarray, targets: np.ndarray, names, batch: int = 128
+                  ) -> dict[str, float]:
+    net.eval()
+    preds = {h: [] for h in names}
+    for s in range(0, len(x), batch):
+        out = net(to_tensor(x[s:s + batch]))
+        for h in names:
+            preds[h].append(out[h].argmax(1).numpy())
+    res = {}
+    for j, h in enumerate(names):
+        t = targets[:, j]
+        m = t != -1
+        if m.any():
+            res[h] = float((np.concatenate(preds[h])[m] == t[m]).mean())
+    return res
+
+
+def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
+                  maybe: np.ndarray, taxonomy: Taxonomy, params: dict[str, Any], *,
+                  val: tuple[np.ndarray, np.ndarray] | None = None,
+                  log: Callable[[str], None] = lambda m: None
+                  ) -> tuple[torch.nn.Module, list[dict]]:
+    """Train ``net`` on uint8 images ``x`` (N, H, W, 3) and encoded targets.
+
+    Returns the network to predict with (the EMA copy when ``ema_decay > 0``) and a
+    history of per-epoch dicts (loss, lr, seconds, val accuracy per head).
+    """
+    seed = int(params["random_state"])
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    pool = np.flatnonzero((targets >= 0).any(1))
+    bs = int(min(params["batch_size"], max(2, len(pool))))
+    steps_per_epoch = max(1, math.ceil(len(pool) / bs))
+    total_steps = int(params["epochs"]) * steps_per_epoch
+    warmup = min(0.3, float(params["warmup_epochs"]) / max(1, int(params["epochs"])))
+    budget = params.get("time_budget_s")
+    # Sampling: a mixture of uniform and class-balanced draws (see AttributeModel doc).
+    bal = class_balanced_weights(targets[pool], float(params["sampling_power"]))
+    mix = float(params["sampling_mix"])
+    w = (1 - mix) / len(pool) + mix * bal / max(bal.sum(), 1e-12)
+    w_t = torch.as_tensor(w, dtype=torch.float64)
+    net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(_param_groups(net, float(params["weight_decay"])),
+                            lr=float(params["lr"]), betas=(0.9, 0.999))
+    ema = None
+    if float(params["ema_decay"]) > 0:
+        ema = copy.deepcopy(net).eval()
+        for p in ema.parameters():
+            p.requires_grad_(False)
+    tgt_t = torch.as_tensor(targets)
+    maybe_t = torch.as_tensor(maybe)
+    history: list[dict] = []
+    t0 = time.perf_counter()
+    step = 0
+    done = False
+    for epoch in range(int(params["epochs"])):
+        net.train()
+        run_loss, n_b, te = 0.0, 0, time.perf_counter()
+        for _ in range(steps_per_epoch):
+            progress = step / total_steps
+            if budget:
+                progress = max(progress, (time.perf_counter() - t0) / float(budget))
+            if progress >= 1.0:
+                done = True
+                break
+            lr = float(params["lr"]) * lr_at(progress, warmup)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            draw = torch.multinomial(w_t, bs, replacement=True, generator=gen).numpy()
+            idx = np.sort(pool[draw])
+            xb = to_tensor(x[idx])                                     # (B, 3, H, W)
+            if params["augment"]:
+                xb = augment(xb, gen)
+            scale = resize_scale(progress) if params.get("progressive_resize") else 1.0
+            if scale < 1.0:
+                xb = F.interpolate(xb, scale_factor=scale, mode="bilinear", antialias=True,
+                                   align_corners=False, recompute_scale_factor=False
+                                   ).contiguous(memory_format=torch.channels_last)
+            logits = net(xb)
+            loss = masked_multitask_loss(logits, tgt_t[idx], maybe_t[idx], taxonomy,
+                                         float(params["label_smoothing"]))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if ema is not None:
+                d = min(float(params["ema_decay"]), (1.0 + step) / (10.0 + step))
+                _ema_update(ema, net, d)
+            run_loss += float(loss.detach())
+            n_b += 1
+            step += 1
+        if n_b == 0:
+            break
+        rec = {"epoch": epoch + 1, "loss": run_loss / n_b, "lr": lr, "steps": step,
+               "seconds": round(time.perf_counter() - t0, 1)}
+        if val is not None and len(val[0]):
+            rec["val_accuracy"] = _val_accuracy(ema if ema is not None else net, val[0],
+                                                val[1], taxonomy.names)
+        history.append(rec)
+        va = " ".join(f"{h}={a:.3f}" for h, a in rec.get("val_accuracy", {}).items())
+        log(f"  epoch {epoch + 1}/{params['epochs']} loss {rec['loss']:.4f} lr {lr:.2e} "
+            f"{time.perf_counter() - te:.0f}s {va}")
+        if done:
+            break
+    out = ema if ema is not None else net
+    return out.to(memory_format=torch.contiguous_format).eval(), history
+
+
+# -- pipeline stage ------------------------------------------------------------------------
+
+def _default_heads(catalog: pd.DataFrame) -> list[str]:
+    cols = [c for c in DEFAULT_HEAD_CANDIDATES if c in catalog.columns]
+    cols += [c for c in ATTRIBUTE_TASKS if c in catalog.columns]
+    keep = []
+    for c in cols:
+        v = catalog[c].dropna().astype(str).str.strip()
+        if (v != "").sum() and v[v != ""].nunique() >= 2:
+            keep.append(c)
+    return keep
+
+
+def _stage_params(ctx) -> dict[str, Any]:
+    cfg = ctx.stage_config("attributes")
+    quick = bool(ctx.config.get("quick"))
+    base: dict[str, Any] = (
+        {"preset": "tiny", "image_size": [64, 48], "epochs": 2, "batch_size": 32,
+         "num_threads": 1, "embed_dim": 64}
+        if quick else
+        {"preset": "base", "image_size": [160, 112], "epochs": 20, "batch_size": 64,
+         "num_threads": 2, "embed_dim": 256})
+    base.update({k: v for k, v in cfg.items() if k not in ("heads", "group_sep", "cache")})
+    base["random_state"] = int(ctx.config.get("seed", 0) or 0)
+    return base
+
+
+def stage_inputs(ctx) -> dict:
+    from recommender.bundle import file_hash
+
+    cat = ctx.bundle.path("catalog.parquet")
+    return {"catalog": file_hash(cat) if cat.is_file() else None,
+            "image_root": str(ctx.bundle.image_root), "quick": bool(ctx.config.get("quick")),
+            "seed": ctx.config.get("seed", 0), "stage": ctx.stage_config("attributes"),
+            "version": TRAIN_VERSION}
+
+
+#: Where a FashionAI-format source keeps its attribute label files (y/m/n strings).
+FASHIONAI_LABEL_DIR = "source/fashionai/attributes"
+
+
+def _attach_fashionai_labels(bundle, cat: pd.DataFrame, heads: list[str]) -> None:
+    """Replace FashionAI task columns by the challenge's y/m/n label strings when the
+    source ships the label files, so "maybe" classes are known to training and to
+    the mAP (the catalogue columns hold only the ``y`` class)."""
+    from features.fashionai.io import read_attribute_dir
+
+    label_dir = bundle.path(FASHIONAI_LABEL_DIR)
+    tasks = [h for h in heads if h in ATTRIBUTE_TASKS]
+    if not tasks or not label_dir.is_dir() or not any(label_dir.glob("*.csv")):
+        return
+    labels = read_attribute_dir(label_dir)
+    labels["item_id"] = labels["image_path"].map(lambda p: Path(p).stem)
+    for task in tasks:
+        lab = labels[labels["task"] == task].drop_duplicates("item_id", keep="last")
+        by_id = dict(zip(lab["item_id"], lab["labels"]))
+        ids = cat["item_id"].astype(str)
+        has = ids.isin(by_id.keys())
+        cat[task] = cat[task].astype(object)
+        cat.loc[has, task] = ids[has].map(by_id)
+
+
+def load_training_table(bundle, heads: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Catalogue rows with a usable image, their absolute image paths and the heads."""
+    path = bundle.path("catalog.parquet")
+    if not path.is_file():
+        raise BundleError(f"{path} missing: run the ingest stage first")
+    cat = pd.read_parquet(path)
+    heads = list(heads) if heads else _default_heads(cat)
+    if not heads:
+        raise InputError("the catalogue has no labelled column to train attribute heads on "
+                         f"(looked for {', '.join(DEFAULT_HEAD_CANDIDATES)} and the FashionAI"
+                         " task columns)", field="heads")
+    ok = cat["image_path"].fillna("").astype(str).str.len() > 0
+    if "image_ok" in cat.columns:
+        ok &= cat["image_ok"].fillna(False).astype(bool)
+    cat = cat[ok].reset_index(drop=True)
+    _attach_fashionai_labels(bundle, cat, heads)
+    root = bundle.image_root
+    cat["abs_path"] = [str((root / p) if root is not None and not str(p).startswith("/") else p)
+                       for p in cat["image_path"].astype(str)]
+    return cat, heads
+
+
+def run_stage(ctx) -> dict:
+    """Train the attribute network on the bundle's catalogue (see module doc)."""
+    from features.attributes.estimator import AttributeModel
+    from features.attributes.evaluate import head_metrics
+
+    t0 = time.perf_counter()
+    cfg = ctx.stage_config("attributes")
+    cat, heads = load_training_table(ctx.bundle, cfg.get("heads"))
+    seed = int(ctx.config.get("seed", 0) or 0)
+    group_sep = cfg.get("group_sep", "-" if ctx.source == "mango" else None)
+    split = grouped_split(cat["item_id"], seed=seed, group_sep=group_sep)
+    cat["split"] = split.to_numpy()
+    params = _stage_params(ctx)
+    size = tuple(params["image_size"])
+    cache = cfg.get("cache", str(ctx.bundle.path("cache")))
+    ctx.log(f"[attributes] decoding {len(cat)} images at {size[0]}x{size[1]} (cached in "
+            f"{cache}) ...")
+    images, ok = load_images(cat["abs_path"].tolist(), size, cache=cache, progress=True)
+    labels = cat[heads].copy()
+    taxonomy = Taxonomy.from_labels(labels, heads)
+    tr = np.flatnonzero((cat["split"] == "train").to_numpy() & ok)
+    va = np.flatnonzero((cat["split"] == "val").to_numpy() & ok)
+    te = np.flatnonzero((cat["split"] == "test").to_numpy() & ok)
+    ctx.log(f"[attributes] heads {heads}; train/val/test = {len(tr)}/{len(va)}/{len(te)}")
+    model = AttributeModel(taxonomy, verbose=ctx.log, **params)
+    model.fit(np.asarray(images[tr]), labels.iloc[tr],
+              eval_set=(np.asarray(images[va]), labels.iloc[va]))
+    metrics: dict[str, Any] = {"heads": heads, "n_train": int(len(tr)), "n_val": int(len(va)),
+                               "n_test": int(len(te)), "epochs": len(model.history_)}
+    for name, idx in (("val", va), ("test", te)):
+        if len(idx):
+            probs = model.predict_proba(np.asarray(images[idx]))
+            targets, maybe = taxonomy.encode(labels.iloc[idx].reset_index(drop=True),
+                                             unknown="keep")
+            metrics[name] = head_metrics(taxonomy, probs, targets, maybe)
+    out_dir = ctx.bundle.path("models")
+    model.save(out_dir, "attributes")
+    split_df = pd.DataFrame({"item_id": cat["item_id"].astype(str), "split": cat["split"]})
+    split_df.to_parquet(out_dir / "attributes_split.parquet", index=False)
+    metrics["seconds"] = round(time.perf_counter() - t0, 1)
+    for name in ("val", "test"):
+        for h, v in metrics.get(name, {}).get("heads", {}).items():
+            ctx.log(f"[attributes] {name} {h}: accuracy {v['accuracy']:.3f} "
+                    f"macro-F1 {v['macro_f1']:.3f} (n={v['n']})")
+    return {"outputs": ["models/attributes.pt", "models/attributes.json",
+                        "models/attributes_split.parquet"], "metrics": metrics}

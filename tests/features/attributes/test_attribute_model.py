@@ -1,0 +1,184 @@
+"""AttributeModel contract: shapes, persistence, errors, masking, determinism, learning."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from features.attributes import AttributeModel, AttributeNet, AttributeNetConfig, Taxonomy
+from features.attributes.evaluate import fashionai_ap, head_metrics
+from features.attributes.train import masked_multitask_loss
+from features.exceptions import InputError, NotFittedError, SchemaError
+
+SIZE = (24, 16)
+
+
+def separable_set(n=48, seed=0):
+    """Images whose colour decides head ``colour`` and whose upper/lower half being
+    bright decides head ``half``: a known answer a working net must learn."""
+    rng = np.random.default_rng(seed)
+    colours = {"red": (220, 30, 30), "blue": (30, 30, 220)}
+    imgs = np.full((n, *SIZE, 3), 235, np.uint8)
+    col, half = [], []
+    for i in range(n):
+        c = ["red", "blue"][i % 2]
+        h = ["top", "bottom"][(i // 2) % 2]
+        rows = slice(2, 11) if h == "top" else slice(13, 22)
+        imgs[i, rows, 3:13] = colours[c]
+        imgs[i] = np.clip(imgs[i].astype(int) + rng.integers(-10, 10, imgs[i].shape), 0, 255)
+        col.append(c)
+        half.append(h)
+    return imgs, pd.DataFrame({"colour": col, "half": half})
+
+
+def tiny(**kw):
+    args = dict(preset="tiny", image_size=SIZE, embed_dim=32, epochs=2, batch_size=16,
+                random_state=0, num_threads=1)
+    args.update(kw)
+    return AttributeModel(**args)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    imgs, labels = separable_set()
+    return tiny().fit(imgs, labels), imgs, labels
+
+
+def test_shapes_and_types(fitted):
+    model, imgs, _ = fitted
+    probs = model.predict_proba(imgs[:5])
+    assert set(probs) == {"colour", "half"}
+    assert probs["colour"].shape == (5, 2) and probs["colour"].dtype == np.float32
+    np.testing.assert_allclose(probs["half"].sum(1), 1.0, rtol=1e-5)
+    emb = model.embed(imgs[:5])
+    assert emb.shape == (5, 32) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
+    pred = model.predict(imgs[:5])
+    assert list(pred.columns) == ["colour", "colour_conf", "half", "half_conf"]
+    assert set(pred["colour"]) <= {"red", "blue"}
+    assert model.n_train_ == 48 and len(model.history_) == 2
+
+
+def test_network_shapes():
+    cfg = AttributeNetConfig(heads={"a": 3, "b": 7}, preset="tiny", image_size=SIZE,
+                             embed_dim=16)
+    net = AttributeNet(cfg).eval()
+    out = net(torch.zeros(4, 3, *SIZE))
+    assert out["a"].shape == (4, 3) and out["b"].shape == (4, 7)
+    assert net.embed(torch.zeros(4, 3, *SIZE)).shape == (4, 16)
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    model, imgs, _ = fitted
+    paths = model.save(tmp_path, "attributes")
+    assert [p.name for p in paths] == ["attributes.pt", "attributes.json"]
+    meta = json.loads((tmp_path / "attributes.json").read_text())
+    assert meta["taxonomy"]["heads"][0]["name"] == "colour"
+    loaded = AttributeModel.load(tmp_path)
+    a, b = model.predict_proba(imgs), loaded.predict_proba(imgs)
+    for h in a:
+        np.testing.assert_array_equal(a[h], b[h])
+    np.testing.assert_array_equal(model.embed(imgs), loaded.embed(imgs))
+
+
+def test_load_checks_schema(fitted, tmp_path):
+    model, _, _ = fitted
+    model.save(tmp_path)
+    meta = json.loads((tmp_path / "attributes.json").read_text())
+    meta["schema"] = 99
+    (tmp_path / "attributes.json").write_text(json.dumps(meta))
+    with pytest.raises(SchemaError):
+        AttributeModel.load(tmp_path)
+
+
+def test_unfitted_raises():
+    with pytest.raises(NotFittedError):
+        tiny().predict_proba(np.zeros((1, *SIZE, 3), np.uint8))
+    with pytest.raises(NotFittedError):
+        tiny().embed(np.zeros((1, *SIZE, 3), np.uint8))
+
+
+def test_bad_inputs_named():
+    imgs, labels = separable_set(8)
+    with pytest.raises(InputError) as e:
+        tiny().fit(imgs, labels.iloc[:4])
+    assert e.value.field == "labels"
+    with pytest.raises(InputError) as e:
+        tiny(preset="huge").fit(imgs, labels)
+    assert e.value.field == "preset"
+    tax = Taxonomy.from_labels(labels, ["colour"])
+    with pytest.raises(InputError) as e:
+        tax.encode(pd.DataFrame({"colour": ["green"]}))
+    assert e.value.field == "colour"
+
+
+def test_determinism_with_random_state():
+    imgs, labels = separable_set(32)
+    a = tiny(epochs=1, random_state=3).fit(imgs, labels).predict_proba(imgs)
+    b = tiny(epochs=1, random_state=3).fit(imgs, labels).predict_proba(imgs)
+    c = tiny(epochs=1, random_state=4).fit(imgs, labels).predict_proba(imgs)
+    np.testing.assert_array_equal(a["colour"], b["colour"])
+    assert not np.array_equal(a["colour"], c["colour"])
+
+
+def test_masked_heads_ignore_missing_rows():
+    tax = Taxonomy((("a", ("x", "y")), ("b", ("p", "q", "r"))))
+    logits = {"a": torch.tensor([[2.0, 0.0], [0.0, 5.0]]),
+              "b": torch.tensor([[0.0, 0.0, 0.0], [9.0, -9.0, 0.0]])}
+    targets = torch.tensor([[0, 1], [1, -1]])        # row 1 has no label for head b
+    maybe = torch.zeros(2, 5, dtype=torch.bool)
+    loss = masked_multitask_loss(logits, targets, maybe, tax)
+    ce_a = torch.nn.functional.cross_entropy(logits["a"], torch.tensor([0, 1]))
+    ce_b = torch.nn.functional.cross_entropy(logits["b"][:1], torch.tensor([1]))
+    torch.testing.assert_close(loss, ce_a + ce_b)
+    # Changing the unlabelled row's logits for head b changes nothing.
+    logits["b"][1] = torch.tensor([-3.0, 4.0, 1.0])
+    torch.testing.assert_close(masked_multitask_loss(logits, targets, maybe, tax), loss)
+
+
+def test_maybe_classes_leave_the_softmax():
+    tax = Taxonomy.fashionai(["pant_length_labels"])
+    t, m = tax.encode(pd.DataFrame({"pant_length_labels": ["nnnnmy", "Short Pant", None]}))
+    assert t[:, 0].tolist() == [5, 1, -1]
+    assert m[0].tolist() == [False] * 4 + [True, False] and not m[1].any()
+    logits = {"pant_length_labels": torch.tensor([[0.0, 0, 0, 0, 7.0, 1.0]])}
+    loss = masked_multitask_loss(logits, torch.tensor([[5]]), torch.as_tensor(m[:1]), tax)
+    # Without the maybe class the target competes with four zeros only.
+    expected = torch.nn.functional.cross_entropy(torch.tensor([[0.0, 0, 0, 0, 1.0]]),
+                                                 torch.tensor([4]))
+    torch.testing.assert_close(loss, expected)
+
+
+def test_learns_trivially_separable_set():
+    imgs, labels = separable_set(64)
+    model = tiny(epochs=12, lr=5e-3, ema_decay=0.0, augment=False, label_smoothing=0.0,
+                 progressive_resize=False,
+                 sampling_mix=0.0).fit(imgs, labels)
+    losses = [h["loss"] for h in model.history_]
+    assert losses[-1] < losses[0] * 0.5
+    test_imgs, test_labels = separable_set(32, seed=1)
+    pred = model.predict(test_imgs)
+    assert (pred["colour"] == test_labels["colour"]).mean() >= 0.9
+    assert (pred["half"] == test_labels["half"]).mean() >= 0.9
+
+
+def test_metrics_known_answers():
+    tax = Taxonomy((("c", ("x", "y", "z")),))
+    probs = {"c": np.eye(3, dtype=np.float32)[[0, 1, 2, 2]]}
+    res = head_metrics(tax, probs, np.array([[0], [1], [1], [-1]]))
+    assert res["heads"]["c"]["n"] == 3
+    assert res["heads"]["c"]["accuracy"] == pytest.approx(2 / 3)
+    # classes x: f1 1, y: p=1 r=.5 -> 2/3, z: 0  -> macro (1 + 2/3 + 0) / 3
+    assert res["heads"]["c"]["macro_f1"] == pytest.approx((1 + 2 / 3) / 3)
+    # AP (mean precision over confidence thresholds): all correct is 1; a wrong top
+    # class at a lower threshold halves that threshold's precision; 'maybe' is skipped.
+    p = np.array([[0.9, 0.1], [0.3, 0.7]])
+    assert fashionai_ap(p, np.array([0, 1]), np.zeros((2, 2), bool)) == 1.0
+    maybe = np.array([[False, False], [True, False], [False, False]])
+    assert fashionai_ap(np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9]]), np.array([0, 1, 1]),
+                        maybe) == 1.0
+    assert fashionai_ap(np.array([[0.4, 0.6], [0.3, 0.7]]), np.array([0, 1]),
+                        np.zeros((2, 2), bool)) == 0.75
