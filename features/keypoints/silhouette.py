@@ -190,13 +190,27 @@ def _solid_row(mask, y0, y1, H, from_top: bool) -> int:
 
 
 def _corners(P: _Points, mask, y0, y1, H, name: str, top: bool):
+    """The two corners of the top (waistband) or bottom (hem) edge.
+
+    Each corner is the extreme mask pixel in a diagonal direction (left and
+    0.5 down for the bottom-left corner, left and 2 up for the top-left), among the rows from the outermost
+    solid row (see :func:`_solid_row`) 20% of the height inward: so a curved
+    hem's corners, which sit higher than its middle, are found where they are.
+    """
     y = _solid_row(mask, y0, y1, H, from_top=top)
-    k = max(1, int(round(0.01 * H)))
-    # x is read a little inside the outermost row (a rounded corner's very first
-    # row is short); y is the outermost row itself, where the corner is.
-    yx = min(y + k, y1) if top else max(y - k, y0)
-    for side in ("left", "right"):
-        P.set(f"{name}_{side}", _edge_row(mask, yx, side), y, 0.85)
+    span = max(2, int(round(0.2 * H)))
+    rows = slice(y, min(y + span, y1) + 1) if top else slice(max(y - span, y0), y + 1)
+    ys, xs = np.nonzero(mask[rows])
+    if len(ys) == 0:
+        return
+    ys = ys + rows.start
+    inward = (ys - y) if top else (y - ys)      # 0 on the outermost row, growing inward
+    # A waistband is a straight top edge over a body that may flare: stay near
+    # the top row. A hem curves up at its corners: follow them further.
+    weight = 2.0 if top else 0.5
+    for side, sx in (("left", 1.0), ("right", -1.0)):
+        i = int(np.argmin(sx * xs + weight * inward))
+        P.set(f"{name}_{side}", xs[i], ys[i], 0.85)
 
 
 def _trousers(P: _Points, mask, y0, y1, H, W):
