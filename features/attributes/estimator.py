@@ -136,8 +136,10 @@ class AttributeModel:
                 raise InputError(f"{name} must be >= 1", field=name, value=getattr(self, name))
         for name in ("sampling_mix", "ema_decay", "label_smoothing", "dropout"):
             v = float(getattr(self, name))
-            if not 0.0 <= v < 1.0 + (name == "sampling_mix"):
-                raise InputError(f"{name} must be in [0, 1)", field=name, value=v)
+            top_ok = v <= 1.0 if name == "sampling_mix" else v < 1.0
+            if not (0.0 <= v and top_ok):
+                raise InputError(f"{name} must be in [0, 1{']' if name == 'sampling_mix' else ')'}",
+                                 field=name, value=v)
         if self.lr <= 0:
             raise InputError("lr must be > 0", field="lr", value=self.lr)
 
