@@ -66,6 +66,9 @@ class AttributeModel:
     progressive_resize : bool
         Train the first 35% of the schedule at 0.6x, the next 35% at 0.8x and the
         rest at full resolution (about 65% of the compute of full-size training).
+        Off by default: downscaling whole packshots makes garments *smaller* than
+        at test time (the opposite of FixRes' crops), and on MANGO the validation
+        accuracy of shape heads stayed near chance until the full-size phase.
     tta : bool
         Average predictions over the image and its mirror.
     time_budget_s : float, optional
@@ -87,7 +90,7 @@ class AttributeModel:
                  lr: float = 2e-3, weight_decay: float = 0.05, warmup_epochs: float = 1.0,
                  label_smoothing: float = 0.1, sampling_power: float = 0.5,
                  sampling_mix: float = 0.5, ema_decay: float = 0.998, augment: bool = True,
-                 progressive_resize: bool = True,
+                 progressive_resize: bool = False,
                  tta: bool = True, time_budget_s: float | None = None, num_threads: int = 1,
                  random_state: int = 0, verbose: bool | Callable[[str], None] = False):
         self.taxonomy = taxonomy
