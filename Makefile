@@ -16,13 +16,13 @@ $(STAMP): pyproject.toml
 # Debian's chromium renders the preview page in tests/api/test_preview_chromium.py;
 # without root or apt the test skips with the reason instead of failing the install
 install: $(STAMP)
-	test -x /usr/bin/chromium || apt-get install -y chromium || \
+	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium) || \
 		echo "chromium not installed: the preview browser test will be skipped"
 
 up: $(STAMP)
 	$(VENV)/bin/mixmatch up
 
-test: $(STAMP)
+test: install
 	$(PY) -m pytest
 
 clean:
