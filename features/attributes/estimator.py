@@ -66,6 +66,9 @@ class AttributeModel:
     progressive_resize : bool
         Train the first 35% of the schedule at 0.6x, the next 35% at 0.8x and the
         rest at full resolution (about 65% of the compute of full-size training).
+        Off by default: downscaling whole packshots makes garments *smaller* than
+        at test time (the opposite of FixRes' crops), and on MANGO the validation
+        accuracy of shape heads stayed near chance until the full-size phase.
     tta : bool
         Average predictions over the image and its mirror.
     time_budget_s : float, optional
@@ -87,7 +90,7 @@ class AttributeModel:
                  lr: float = 2e-3, weight_decay: float = 0.05, warmup_epochs: float = 1.0,
                  label_smoothing: float = 0.1, sampling_power: float = 0.5,
                  sampling_mix: float = 0.5, ema_decay: float = 0.998, augment: bool = True,
-                 progressive_resize: bool = True,
+                 progressive_resize: bool = False,
                  tta: bool = True, time_budget_s: float | None = None, num_threads: int = 1,
                  random_state: int = 0, verbose: bool | Callable[[str], None] = False):
         self.taxonomy = taxonomy
@@ -136,8 +139,10 @@ class AttributeModel:
                 raise InputError(f"{name} must be >= 1", field=name, value=getattr(self, name))
         for name in ("sampling_mix", "ema_decay", "label_smoothing", "dropout"):
             v = float(getattr(self, name))
-            if not 0.0 <= v < 1.0 + (name == "sampling_mix"):
-                raise InputError(f"{name} must be in [0, 1)", field=name, value=v)
+            top_ok = v <= 1.0 if name == "sampling_mix" else v < 1.0
+            if not (0.0 <= v and top_ok):
+                raise InputError(f"{name} must be in [0, 1{']' if name == 'sampling_mix' else ')'}",
+                                 field=name, value=v)
         if self.lr <= 0:
             raise InputError("lr must be > 0", field="lr", value=self.lr)
 

@@ -278,10 +278,14 @@ class HeatmapKeypointDetector:
 
     Examples
     --------
-    >>> det = HeatmapKeypointDetector(preset="tiny", epochs=1)
-    >>> det.predict([np.zeros((64, 48, 3), np.uint8)], ["skirt"])  # doctest: +SKIP
-    Traceback (most recent call last):
-    NotFittedError: ...
+    >>> rng = np.random.default_rng(0)
+    >>> imgs = [rng.integers(0, 255, (80, 60, 3), dtype=np.uint8) for _ in range(4)]
+    >>> xy = np.full((4, 24, 2), -1.0); vis = np.full((4, 24), -1)
+    >>> xy[:, 15:19] = [(40, 10), (20, 10), (45, 70), (15, 70)]; vis[:, 15:19] = 1
+    >>> det = HeatmapKeypointDetector(preset="tiny", image_size=(64, 48), epochs=1)
+    >>> pxy, pvis, conf = det.fit(imgs, xy, vis).predict(imgs, ["skirt"] * 4)
+    >>> pxy.shape, int(pvis[0, 15]), int(pvis[0, 0])
+    ((4, 24, 2), 1, -1)
     """
 
     def __init__(self, *, preset: str = "base", image_size: tuple[int, int] = (160, 112),

@@ -61,3 +61,17 @@ def test_stage_writes_model_split_and_metrics(tiny_bundle):
     assert 0.0 <= res["fashionai_map"] <= 1.0
     for v in res["heads"].values():
         assert 0.0 <= v["accuracy"] <= 1.0 and 0.0 <= v["macro_f1"] <= 1.0
+
+
+def test_evaluate_cli_on_demo_bundle(demo_bundle, capsys):
+    """`mixmatch evaluate --bundle B --attributes --json` on the session's demo bundle."""
+    import json
+
+    from api.cli import main
+
+    assert main(["evaluate", "--bundle", str(demo_bundle), "--attributes", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert {"subcategory", "colour", "sleeve_length_labels"} <= set(res["heads"])
+    for v in res["heads"].values():
+        assert set(v) == {"accuracy", "macro_f1", "n"}
+    assert 0.0 <= res["fashionai_map"] <= 1.0
