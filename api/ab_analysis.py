@@ -92,7 +92,9 @@ def unit_outcomes(exposures: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame
     if need - set(exposures.columns):
         raise InputError("exposures table lacks column(s) "
                          f"{sorted(need - set(exposures.columns))}", field="exposures")
-    exp = exposures[list(need)].drop_duplicates("request_id")
+    # one request is exposed once per experiment layer it ran in
+    exp = exposures[["request_id", "experiment", "variant", "unit"]].drop_duplicates(
+        ["request_id", "experiment"])
     units = exp[["experiment", "variant", "unit"]].drop_duplicates()
     if len(events):
         ev = events.merge(exp, on="request_id", how="inner")

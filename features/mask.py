@@ -211,45 +211,71 @@ def _fill_holes_selectively(mask: np.ndarray, ev: _Evidence, raw_outside: np.nda
     return out
 
 
-def _remove_shadows(mask: np.ndarray, ev: _Evidence, t_grad: float) -> np.ndarray:
-    """Drop soft, low-chroma, darker regions lying below the object.
+def _remove_shadows(mask: np.ndarray, ev: _Evidence, t_grad: float,
+                    anywhere: bool = True) -> np.ndarray:
+    """Drop soft, low-chroma, darker regions where the object meets the background.
 
-    A cast shadow has the background's chroma, is darker, is smooth inside and
-    fades into the background without a sharp edge; a grey garment has the same
-    colour traits but a sharp outline, so the outline test separates them.
+    A cast shadow (below the object, or a drop shadow beside it) has the
+    background's chroma, is darker, is smooth inside and fades into the
+    background without a sharp edge; a grey garment has the same colour traits
+    but a sharp outline, so the outline test separates them. With
+    ``anywhere=False`` only regions in the lower half that reach the object's
+    bottom are considered (the edge-driven path: there a white garment's own
+    soft shading looks like a shadow).
     """
     if not mask.any():
         return mask
-    cand = mask & (ev.dl < -1.0) & (ev.dab < 4.0) & (ev.dl > -35) & (ev.grad < t_grad)
-    cand = ndi.binary_opening(cand, iterations=1)
+    ys = np.nonzero(mask)[0]
+    y_mid, y_bottom = np.median(ys), ys.max()
+    cand = mask & (ev.dl < -1.0) & (ev.dab < 4.0 + 0.1 * np.abs(ev.dl)) & (ev.dl > -35) \
+        & (ev.grad < t_grad)
     if not cand.any():
         return mask
     lab, n = ndi.label(cand)
-    ys = np.nonzero(mask)[0]
-    y_mid = np.median(ys)
-    y_bottom = ys.max()
-    outside = ~mask
-    ring_out = ndi.binary_dilation(mask, iterations=2) & outside
+    ring_out = ndi.binary_dilation(mask, iterations=2) & ~mask
     out = mask.copy()
-    objs = ndi.find_objects(lab)
-    h = mask.shape[0]
-    for i, sl in enumerate(objs, start=1):
-        comp = lab[sl] == i
-        if comp.sum() < 0.002 * mask.size:
-            continue
-        cy = sl[0].start + np.nonzero(comp)[0].mean()
-        if cy < y_mid or sl[0].stop < y_bottom - 0.02 * h:
-            continue  # not at the bottom of the object
-        # Sharpness of its outline where it meets the background.
-        sl2 = tuple(slice(max(s.start - 3, 0), s.stop + 3) for s in sl)
+    area = mask.sum()
+    for i, sl in enumerate(ndi.find_objects(lab), start=1):
+        sl2 = tuple(slice(max(s_.start - 3, 0), s_.stop + 3) for s_ in sl)
         comp2 = lab[sl2] == i
+        size = comp2.sum()
+        if size < 0.0005 * mask.size or size > 0.5 * area:
+            continue
+        if not anywhere:
+            cy = sl2[0].start + np.nonzero(comp2)[0].mean()
+            if cy < y_mid or sl[0].stop < y_bottom - 0.02 * mask.shape[0]:
+                continue
+        # Sharpness of its outline where it meets the background.
         touch = ndi.binary_dilation(comp2, iterations=2) & ring_out[sl2]
-        if not touch.any():
+        if touch.sum() < 3:
             continue
         edge = np.percentile(ev.grad[sl2][touch], 75)
         if edge < 0.6 * t_grad:
-            out[sl2][comp2] = False
+            out[sl2] &= ~comp2
     return out
+
+
+def _peel_chroma_bleed(mask: np.ndarray, ev: _Evidence) -> np.ndarray:
+    """Remove the rim of background-lightness pixels that JPEG chroma bleed adds.
+
+    JPEG stores colour at half resolution, so a garment's colour leaks 1-3 px
+    into the background while lightness stays sharp. Where the garment differs
+    from the background mainly in lightness, a boundary pixel with the
+    background's lightness is background, whatever its chroma says.
+    """
+    inner = ndi.binary_erosion(mask, iterations=3)
+    if not inner.any():
+        return mask
+    band = mask & ~inner
+    w = ndi.uniform_filter(inner.astype(np.float32), size=11, mode="constant")
+    local_dl = ndi.uniform_filter(np.where(inner, ev.dl, 0).astype(np.float32), size=11,
+                                  mode="constant") / np.maximum(w, 1e-6)
+    # Anti-aliased rim pixels blend garment and background: they belong to the
+    # side whose lightness they are nearer (the ground truth of a rasterised
+    # outline takes a pixel when its centre is inside).
+    bleed = band & (w > 0.05) & (np.abs(local_dl) > 12.0) \
+        & (np.abs(ev.dl) < np.maximum(2.5, 0.5 * np.abs(local_dl)))
+    return mask & ~bleed
 
 
 def _keep_significant(mask: np.ndarray) -> np.ndarray:
@@ -372,12 +398,17 @@ def _classical(ev: _Evidence) -> np.ndarray:
     t_grad = max(5.0, 3.0 * ev.noise_grad)
     # Gradient evidence counts only where the colour also departs a little from
     # the background, else the blur of the edge would grow the mask outward.
-    raw = (ev.de > t_col) | ((ev.grad > t_grad) & (ev.de > 0.35 * t_col))
+    # Nor where the pixel looks like a faint shadow (background chroma, a little
+    # darker): next to a dark garment the gradient is strong there, but the
+    # pixel is background in shade.
+    shadowish = (ev.dl < 0) & (ev.dl > -12) & (ev.dab < 2.5 + 0.1 * np.abs(ev.dl))
+    raw = (ev.de > t_col) | ((ev.grad > t_grad) & (ev.de > 0.35 * t_col) & ~shadowish)
     raw_outside = _outside(raw)
     m = _close(raw, 2)
     m = _fill_holes_selectively(m, ev, raw_outside, bg_de=0.6 * t_col,
                                 bg_grad=0.5 * t_grad, strict=False)
     m = _remove_shadows(m, ev, t_grad)
+    m = _peel_chroma_bleed(m, ev)
     return _keep_significant(m)
 
 
@@ -406,7 +437,7 @@ def _edge_driven(ev: _Evidence, close_radius: int = 5) -> np.ndarray:
     m = _close(raw, close_radius)
     m = _fill_holes_selectively(m, ev, raw_outside, bg_de=t_de, bg_grad=1.2 * ev.noise_grad,
                                 strict=True)
-    m = _remove_shadows(m, ev, max(5.0, 3.0 * ev.noise_grad))
+    m = _remove_shadows(m, ev, max(5.0, 3.0 * ev.noise_grad), anywhere=False)
     # The gradient of the smoothed image spreads about a pixel beyond the outline.
     m = ndi.binary_erosion(m, iterations=1)
     return _keep_significant(m)

@@ -63,6 +63,9 @@ class AttributeModel:
         Exponential moving average of the weights used for prediction (0: off).
     augment : bool
         Flip / small affine / brightness-contrast (hue-preserving) augmentation.
+    progressive_resize : bool
+        Train the first 35% of the schedule at 0.6x, the next 35% at 0.8x and the
+        rest at full resolution (about 65% of the compute of full-size training).
     tta : bool
         Average predictions over the image and its mirror.
     time_budget_s : float, optional
@@ -84,6 +87,7 @@ class AttributeModel:
                  lr: float = 2e-3, weight_decay: float = 0.05, warmup_epochs: float = 1.0,
                  label_smoothing: float = 0.1, sampling_power: float = 0.5,
                  sampling_mix: float = 0.5, ema_decay: float = 0.998, augment: bool = True,
+                 progressive_resize: bool = True,
                  tta: bool = True, time_budget_s: float | None = None, num_threads: int = 1,
                  random_state: int = 0, verbose: bool | Callable[[str], None] = False):
         self.taxonomy = taxonomy
@@ -101,6 +105,7 @@ class AttributeModel:
         self.sampling_mix = sampling_mix
         self.ema_decay = ema_decay
         self.augment = augment
+        self.progressive_resize = progressive_resize
         self.tta = tta
         self.time_budget_s = time_budget_s
         self.num_threads = num_threads
@@ -110,8 +115,8 @@ class AttributeModel:
     # -- parameters ---------------------------------------------------------------------
     _PARAMS = ("preset", "image_size", "embed_dim", "dropout", "epochs", "batch_size", "lr",
                "weight_decay", "warmup_epochs", "label_smoothing", "sampling_power",
-               "sampling_mix", "ema_decay", "augment", "tta", "time_budget_s", "num_threads",
-               "random_state")
+               "sampling_mix", "ema_decay", "augment", "progressive_resize", "tta",
+               "time_budget_s", "num_threads", "random_state")
 
     def get_params(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self._PARAMS}

@@ -8,19 +8,20 @@ FashionAI heads follow the challenge on "maybe" (``m``) labels: a prediction tha
 lands on a class labelled ``m`` for that image is neither a hit nor an error.  It is
 left out of accuracy's denominator, of macro-F1 and of the ranking in AP.
 
-FashionAI AP of one task (the challenge's precision-over-confidence ranking, computed
-here when :mod:`features.fashionai.metrics` does not provide ``attribute_map``): rank
-the task's images by the probability of their top class, descending; walking down,
-a top class labelled ``y`` is a hit, ``n`` a miss, ``m`` skipped; AP is the mean over
-all images with a ``y`` label of the precision (hits / counted so far) at each hit
-(images never hit contribute 0).  mAP is the mean AP over tasks.
+FashionAI mAP: :func:`features.fashionai.metrics.attribute_map` when that module is
+present, else :func:`fashionai_ap` here, which follows the same published definition:
+per task, take each row's top class and its probability; for every threshold (each
+distinct top probability) the rows at or above it are output, a top class labelled
+``y`` is correct, ``n`` wrong, ``m`` not counted; AP is the mean of the precisions
+over the thresholds (thresholds with nothing counted are left out); mAP is the mean
+AP over tasks.
 
 Examples
 --------
 >>> import numpy as np
 >>> p = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
->>> fashionai_ap(p, np.array([0, 1, 1]), np.zeros((3, 2), bool))
-0.6666666666666666
+>>> fashionai_ap(p, np.array([0, 1, 1]), np.zeros((3, 2), bool))   # (1 + 1 + 2/3) / 3
+0.8888888888888888
 """
 from __future__ import annotations
 
@@ -53,14 +54,46 @@ def fashionai_ap(probs: np.ndarray, y: np.ndarray, maybe: np.ndarray) -> float:
     if n == 0:
         return float("nan")
     pred = probs.argmax(1)
-    conf = probs.max(1)
+    conf = probs[np.arange(n), pred]
     order = np.argsort(-conf, kind="stable")
+    conf = conf[order]
     hit = (pred == y)[order]
     skip = maybe[np.arange(n), pred][order] & ~hit
+    correct = np.cumsum(hit)
     counted = np.cumsum(~skip)
-    hits = np.cumsum(hit)
-    precision_at_hits = hits[hit] / counted[hit]
-    return float(precision_at_hits.sum() / n)
+    last = np.r_[conf[1:] != conf[:-1], True]
+    c, k = correct[last], counted[last]
+    return float(np.mean(c[k > 0] / k[k > 0])) if (k > 0).any() else float("nan")
+
+
+def _label_strings(y: np.ndarray, maybe: np.ndarray) -> list[str]:
+    out = []
+    for t, m in zip(y, maybe):
+        chars = np.where(m, "m", "n").astype(object)
+        chars[t] = "y"
+        out.append("".join(chars))
+    return out
+
+
+def fashionai_map(probs: dict[str, np.ndarray], ys: dict[str, np.ndarray],
+                  maybes: dict[str, np.ndarray]) -> tuple[float, dict[str, float]]:
+    """mAP and per-task AP, through :mod:`features.fashionai.metrics` when present."""
+    try:
+        from features.fashionai.metrics import attribute_ap
+    except ImportError:
+        attribute_ap = None
+    aps = {}
+    for h in probs:
+        if attribute_ap is not None:
+            try:
+                aps[h] = float(attribute_ap(_label_strings(ys[h], maybes[h]), probs[h]))
+                continue
+            except ValueError:      # every top class on an 'm' label: AP undefined
+                aps[h] = float("nan")
+                continue
+        aps[h] = fashionai_ap(probs[h], ys[h], maybes[h])
+    vals = [v for v in aps.values() if not np.isnan(v)]
+    return (float(np.mean(vals)) if vals else float("nan")), aps
 
 
 def head_metrics(taxonomy: Taxonomy, probs: dict[str, np.ndarray], targets: np.ndarray,
@@ -74,7 +107,8 @@ def head_metrics(taxonomy: Taxonomy, probs: dict[str, np.ndarray], targets: np.n
     off = taxonomy.offsets()
     if maybe is None:
         maybe = np.zeros((len(targets), int(off[-1])), bool)
-    heads, aps = {}, {}
+    heads = {}
+    fa_p, fa_y, fa_m = {}, {}, {}
     for j, h in enumerate(taxonomy.names):
         t = targets[:, j]
         rows = np.flatnonzero(t != -1)
@@ -89,11 +123,11 @@ def head_metrics(taxonomy: Taxonomy, probs: dict[str, np.ndarray], targets: np.n
                     "macro_f1": macro_f1(tc, pc), "n": int(len(tc))}
         if h in ATTRIBUTE_TASKS and len(rows):
             known = t >= 0
-            aps[h] = fashionai_ap(p[known], t[known], mm[known])
+            if known.any():
+                fa_p[h], fa_y[h], fa_m[h] = p[known], t[known], mm[known]
     out: dict = {"heads": heads}
-    if aps:
-        out["fashionai_ap"] = aps
-        out["fashionai_map"] = float(np.mean(list(aps.values())))
+    if fa_p:
+        out["fashionai_map"], out["fashionai_ap"] = fashionai_map(fa_p, fa_y, fa_m)
     return out
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -52,6 +53,21 @@ def lr_at(progress: float, warmup: float) -> float:
         return progress / warmup
     p = min(1.0, (progress - warmup) / max(1e-9, 1.0 - warmup))
     return 0.5 * (1.0 + math.cos(math.pi * p))
+
+
+#: Progressive resizing (Tan & Le 2021; FixRes): (progress from, input scale).  Early
+#: training at lower resolution costs ~40% of the pixels, and the last phase at full
+#: resolution matches what the model sees at test time.
+RESIZE_SCHEDULE = ((0.0, 0.6), (0.35, 0.8), (0.7, 1.0))
+
+
+def resize_scale(progress: float) -> float:
+    """Input scale of :data:`RESIZE_SCHEDULE` at ``progress`` (0..1)."""
+    scale = 1.0
+    for start, s in RESIZE_SCHEDULE:
+        if progress >= start:
+            scale = s
+    return scale
 
 
 def masked_multitask_loss(logits: dict[str, torch.Tensor], targets: torch.Tensor,
@@ -172,6 +188,11 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
             xb = to_tensor(x[idx])                                     # (B, 3, H, W)
             if params["augment"]:
                 xb = augment(xb, gen)
+            scale = resize_scale(progress) if params.get("progressive_resize") else 1.0
+            if scale < 1.0:
+                xb = F.interpolate(xb, scale_factor=scale, mode="bilinear", antialias=True,
+                                   align_corners=False, recompute_scale_factor=False
+                                   ).contiguous(memory_format=torch.channels_last)
             logits = net(xb)
             loss = masked_multitask_loss(logits, tgt_t[idx], maybe_t[idx], taxonomy,
                                          float(params["label_smoothing"]))
@@ -238,6 +259,31 @@ def stage_inputs(ctx) -> dict:
             "version": TRAIN_VERSION}
 
 
+#: Where a FashionAI-format source keeps its attribute label files (y/m/n strings).
+FASHIONAI_LABEL_DIR = "source/fashionai/attributes"
+
+
+def _attach_fashionai_labels(bundle, cat: pd.DataFrame, heads: list[str]) -> None:
+    """Replace FashionAI task columns by the challenge's y/m/n label strings when the
+    source ships the label files, so "maybe" classes are known to training and to
+    the mAP (the catalogue columns hold only the ``y`` class)."""
+    from features.fashionai.io import read_attribute_dir
+
+    label_dir = bundle.path(FASHIONAI_LABEL_DIR)
+    tasks = [h for h in heads if h in ATTRIBUTE_TASKS]
+    if not tasks or not label_dir.is_dir() or not any(label_dir.glob("*.csv")):
+        return
+    labels = read_attribute_dir(label_dir)
+    labels["item_id"] = labels["image_path"].map(lambda p: Path(p).stem)
+    for task in tasks:
+        lab = labels[labels["task"] == task].drop_duplicates("item_id", keep="last")
+        by_id = dict(zip(lab["item_id"], lab["labels"]))
+        ids = cat["item_id"].astype(str)
+        has = ids.isin(by_id.keys())
+        cat[task] = cat[task].astype(object)
+        cat.loc[has, task] = ids[has].map(by_id)
+
+
 def load_training_table(bundle, heads: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Catalogue rows with a usable image, their absolute image paths and the heads."""
     path = bundle.path("catalog.parquet")
@@ -253,6 +299,7 @@ def load_training_table(bundle, heads: list[str] | None = None) -> tuple[pd.Data
     if "image_ok" in cat.columns:
         ok &= cat["image_ok"].fillna(False).astype(bool)
     cat = cat[ok].reset_index(drop=True)
+    _attach_fashionai_labels(bundle, cat, heads)
     root = bundle.image_root
     cat["abs_path"] = [str((root / p) if root is not None and not str(p).startswith("/") else p)
                        for p in cat["image_path"].astype(str)]

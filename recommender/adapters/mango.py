@@ -20,6 +20,9 @@ gender                         des_sex
 image_path                     des_filename "datathon/images/NAME.jpg" -> "images/NAME.jpg"
                                (relative to the image root, which is ``<data>``)
 model_code                     the part of cod_modelo_color before "-" (split key)
+season                         the collection year that prefixes the packshot's file
+                               name ("2019_41085800_02.jpg" -> "2019"); shops know
+                               their collections, and looks are built within one
 product_type                   des_product_type
 aggregated_family              des_product_aggregated_family
 product_category               des_product_category
@@ -169,8 +172,9 @@ def read_products(data: str | os.PathLike) -> pd.DataFrame:
             out[canonical] = src[source].str.strip()
     out["image_path"] = src["des_filename"].map(image_path_from_filename)
     out["model_code"] = out["item_id"].str.split("-", n=1).str[0]
+    out["season"] = out["image_path"].str.extract(r"/(\d{4})_", expand=False).fillna("")
     order = ["item_id", "category", "subcategory", "colour", "material", "gender",
-             "image_path", "model_code", "product_type", "aggregated_family",
+             "image_path", "model_code", "season", "product_type", "aggregated_family",
              "product_category", "colour_name", "colour_code", "age", "line"]
     return out[order]
 

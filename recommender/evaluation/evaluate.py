@@ -190,6 +190,16 @@ def _json_safe(obj):
     return obj
 
 
+def _usable_groups(groups, features, embeddings) -> list[str]:
+    """The groups a model would actually use given the bundle's data."""
+    f = features if features is not None else pd.DataFrame()
+    has = {"embedding": embeddings is not None,
+           "shape": any(c.startswith("shape_") or c in ("bbox_aspect", "mask_area", "kp_conf")
+                        for c in f.columns),
+           "attributes": any(c.startswith("attr_") or c == "colour_group" for c in f.columns)}
+    return [g for g in groups if has.get(g, True)]
+
+
 def format_table(per: dict, fitb, compat, n_unknown: int, no_model: bool) -> str:
     lines = []
     if no_model:
@@ -251,15 +261,23 @@ def run_ablations(b, catalog, index, seen, seed: int = 0, print_text: bool = Tru
     if print_text:
         print(f"{'ablation':<18}{'FITB':>8}{'cold':>8}{'AUC':>8}{'hard AUC':>10}"
               f"{'features':>10}  groups")
+    previous = None
     for step, groups in ABLATION_LADDER:
-        m = CompatibilityModel(groups=groups, **settings).fit(catalog_, train_df, features,
-                                                              embeddings)
-        r = {"groups": list(m.featurizer_.groups_), "n_features": len(m.feature_names_),
-             "fitb": fitb_metrics(m, data["fitb"], seen, seed)["fitb_accuracy"],
-             "fitb_cold": fitb_metrics(m, data["fitb_cold"], seen, seed)["fitb_accuracy"],
-             "auc": compat_metrics(m, data["compatibility"])["compat_auc"],
-             "auc_hard": compat_metrics(m, data["compatibility_hard"])["compat_auc"]}
+        m = CompatibilityModel(groups=groups, **settings)
+        usable = _usable_groups(groups, features, embeddings)
+        if previous is not None and usable == previous["groups"]:
+            # the added group has no data in this bundle: same model as the step before
+            r = dict(previous, note="no data for the added group; same as the previous step")
+        else:
+            m.fit(catalog_, train_df, features, embeddings)
+            r = {"groups": list(m.featurizer_.groups_), "n_features": len(m.feature_names_),
+                 "fitb": fitb_metrics(m, data["fitb"], seen, seed)["fitb_accuracy"],
+                 "fitb_cold": fitb_metrics(m, data["fitb_cold"], seen, seed)["fitb_accuracy"],
+                 "auc": compat_metrics(m, data["compatibility"])["compat_auc"],
+                 "auc_hard": compat_metrics(m, data["compatibility_hard"])["compat_auc"]}
+            r.pop("note", None)
         out[step] = r
+        previous = r
         if print_text:
             print(f"{step:<18}{r['fitb']:>8.3f}{r['fitb_cold']:>8.3f}{r['auc']:>8.3f}"
                   f"{r['auc_hard']:>10.3f}{r['n_features']:>10}  {'+'.join(r['groups'])}",

@@ -54,3 +54,17 @@ def test_variant_report_counts_units_not_requests():
     assert rep["srm"]["expected"] == {"control": 1.5, "treat": 1.5}
     with pytest.raises(InputError, match="control variant 'x'"):
         variant_report(exposures, events, "e", "x")
+
+
+def test_a_request_exposed_in_two_layers_counts_in_both():
+    exposures = pd.DataFrame({
+        "request_id": ["r1", "r1", "r2", "r2"], "experiment": ["rank", "rules"] * 2,
+        "variant": ["a", "x", "b", "y"], "unit": ["u1", "u1", "u2", "u2"]})
+    events = pd.DataFrame({"request_id": ["r1"], "type": ["click"]})
+    rank = variant_report(exposures, events, "rank", "a")["variants"].set_index(
+        ["variant", "event"])
+    rules = variant_report(exposures, events, "rules", "x")["variants"].set_index(
+        ["variant", "event"])
+    assert rank.loc[("a", "click"), "conversions"] == 1
+    assert rules.loc[("x", "click"), "conversions"] == 1
+    assert rules.loc[("y", "click"), "units"] == 1

@@ -5,7 +5,6 @@ inserted right after it, so the stored notebook stays as merchandisers see it.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import nbformat
@@ -18,9 +17,10 @@ def run_notebook(path: Path, parameters: dict, cwd: Path, timeout: int = 600):
                 if "parameters" in c.get("metadata", {}).get("tags", [])), None)
     if idx is None:
         raise ValueError(f"{path.name} has no cell tagged 'parameters'")
+    # repr() writes Python literals (str, numbers, True/False/None, lists, dicts);
+    # JSON would write true/false/null inside containers
     src = "# injected by the test runner\n" + "\n".join(
-        f"{k} = {json.dumps(v) if not isinstance(v, bool) else v!r}"
-        for k, v in parameters.items())
+        f"{k} = {v!r}" for k, v in parameters.items())
     nb.cells.insert(idx + 1, nbformat.v4.new_code_cell(src))
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(cwd)}})

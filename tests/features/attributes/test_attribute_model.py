@@ -155,6 +155,7 @@ def test_maybe_classes_leave_the_softmax():
 def test_learns_trivially_separable_set():
     imgs, labels = separable_set(64)
     model = tiny(epochs=12, lr=5e-3, ema_decay=0.0, augment=False, label_smoothing=0.0,
+                 progressive_resize=False,
                  sampling_mix=0.0).fit(imgs, labels)
     losses = [h["loss"] for h in model.history_]
     assert losses[-1] < losses[0] * 0.5
@@ -172,9 +173,12 @@ def test_metrics_known_answers():
     assert res["heads"]["c"]["accuracy"] == pytest.approx(2 / 3)
     # classes x: f1 1, y: p=1 r=.5 -> 2/3, z: 0  -> macro (1 + 2/3 + 0) / 3
     assert res["heads"]["c"]["macro_f1"] == pytest.approx((1 + 2 / 3) / 3)
-    # AP: perfect ranking of all-correct predictions is 1; a 'maybe' hit is skipped.
+    # AP (mean precision over confidence thresholds): all correct is 1; a wrong top
+    # class at a lower threshold halves that threshold's precision; 'maybe' is skipped.
     p = np.array([[0.9, 0.1], [0.3, 0.7]])
     assert fashionai_ap(p, np.array([0, 1]), np.zeros((2, 2), bool)) == 1.0
     maybe = np.array([[False, False], [True, False], [False, False]])
     assert fashionai_ap(np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9]]), np.array([0, 1, 1]),
-                        maybe) == pytest.approx((1 + 1) / 3)
+                        maybe) == 1.0
+    assert fashionai_ap(np.array([[0.4, 0.6], [0.3, 0.7]]), np.array([0, 1]),
+                        np.zeros((2, 2), bool)) == 0.75

@@ -55,6 +55,7 @@ def test_columns_and_categories(tiny):
         ("Jeans", "BLUE", "P-PLANA", "Female")
     assert row["image_path"] == "images/2019_22_TO.jpg"
     assert row["model_code"] == "22" and row["colour_code"] == "TO"
+    assert row["season"] == "2019"
     assert row["product_type"] == "Jeans" and row["aggregated_family"] == "Jeans"
     assert row["product_category"] == "Bottoms" and row["colour_name"] == "AZUL"
     assert (row["age"], row["line"]) == ("Adult", "SHE")

@@ -72,3 +72,17 @@ def test_bundle_without_split_is_refused(tmp_path):
     make_bundle(tmp_path / "nosplit", per_sub=20, n_outfits=10)
     with pytest.raises(BundleError, match="split"):
         evaluate_bundle_files(tmp_path / "nosplit", fitb="x", print_text=False)
+
+
+def test_ablations_ladder(built, capsys):
+    b, _ = built
+    r = evaluate_bundle_files(b.root, ablations=True, print_text=True)["ablations"]
+    assert list(r) == ["metadata only", "+ colours", "+ shape", "+ embedding",
+                       "+ co-occurrence", "all"]
+    # no features table here: shape and embedding add nothing and are not retrained
+    assert r["+ shape"]["groups"] == r["+ colours"]["groups"] == ["metadata", "colour"]
+    assert "same as the previous step" in r["+ shape"]["note"]
+    assert "cooccurrence" in r["all"]["groups"]
+    for v in r.values():
+        assert v["fitb"] > 0.4 and v["auc"] > 0.6   # the colour rule is learnt
+    assert "metadata only" in capsys.readouterr().out

@@ -1,0 +1,140 @@
+"""The pipeline's ``keypoints`` stage: train the heatmap detector on FashionAI-format data.
+
+Reads ``<bundle>/source/fashionai/keypoints.csv`` (the FashionAI keypoint CSV; its
+``image_id`` values are image paths relative to ``<bundle>/source``), holds out the
+products the attributes stage held out (``models/attributes_split.parquet``, matched
+on the image file's stem = item id) or, without it, a seeded 80/10/10 split, trains
+:class:`~features.keypoints.heatmap.HeatmapKeypointDetector`, and writes::
+
+    models/keypoints.pt, models/keypoints.json    the detector
+    eval/keypoints_truth_test.csv                  held-out ground truth (FashionAI CSV)
+    eval/keypoints_pred_test.csv                   the detector's predictions for it
+
+so ``mixmatch evaluate --keypoints-truth eval/keypoints_truth_test.csv
+--keypoints-pred eval/keypoints_pred_test.csv`` scores it as a submission would be.
+
+Metrics: NE on val and test, and the NE of the mean shape (per category, from the
+training images) as the floor a detector has to beat.
+
+Stage config (``ctx.stage_config("keypoints")``): ``csv`` (path, relative to the
+bundle), ``preset``, ``image_size``, ``epochs``, ``batch_size``, ``lr``,
+``time_budget_s``, ``num_threads``.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.exceptions import BundleError
+from features.fashionai.io import keypoints_to_arrays, read_keypoints_csv, write_keypoints_csv
+
+TRAIN_VERSION = 1
+DEFAULT_CSV = "source/fashionai/keypoints.csv"
+
+
+def _csv_path(ctx) -> Path:
+    return ctx.bundle.path(ctx.stage_config("keypoints").get("csv", DEFAULT_CSV))
+
+
+def stage_inputs(ctx) -> dict:
+    from recommender.bundle import file_hash
+
+    csv = _csv_path(ctx)
+    split = ctx.bundle.path("models", "attributes_split.parquet")
+    return {"csv": file_hash(csv) if csv.is_file() else None,
+            "split": file_hash(split) if split.is_file() else None,
+            "quick": bool(ctx.config.get("quick")), "seed": ctx.config.get("seed", 0),
+            "stage": ctx.stage_config("keypoints"), "version": TRAIN_VERSION}
+
+
+def mean_shape_predict(xy: np.ndarray, vis: np.ndarray, cats: np.ndarray,
+                       test_cats: np.ndarray) -> np.ndarray:
+    """Baseline: each category's mean training position of every point."""
+    out = np.full((len(test_cats), xy.shape[1], 2), -1.0)
+    for c in np.unique(test_cats):
+        m = cats == c
+        w = (vis[m] >= 0)[..., None]
+        mean = (xy[m] * w).sum(0) / np.maximum(w.sum(0), 1)
+        out[test_cats == c] = mean
+    return out
+
+
+def _ne(truth: pd.DataFrame, pred: pd.DataFrame) -> float:
+    """NE via features.fashionai.metrics when it is present, else the local copy."""
+    try:
+        from features.fashionai.metrics import normalized_error as ne_frames
+    except ImportError:
+        from features.keypoints.heatmap import normalized_error
+
+        t_xy, t_vis = keypoints_to_arrays(truth)
+        p_xy, _ = keypoints_to_arrays(pred)
+        return normalized_error(t_xy, t_vis, p_xy, truth["image_category"].tolist())[0]
+    return float(ne_frames(truth, pred)["ne"])
+
+
+def run_stage(ctx) -> dict:
+    """Train the detector on the bundle's FashionAI keypoint CSV (see module doc)."""
+    from features.attributes.data import grouped_split
+    from features.fashionai.io import keypoints_from_arrays
+    from features.keypoints.heatmap import HeatmapKeypointDetector
+
+    t0 = time.perf_counter()
+    csv = _csv_path(ctx)
+    if not csv.is_file():
+        raise BundleError(f"{csv} missing: the keypoints stage trains on a FashionAI "
+                          "keypoint CSV (the demo source writes one)")
+    df = read_keypoints_csv(csv)
+    root = csv.parent.parent if csv.parent.name == "fashionai" else csv.parent
+    paths = [str(root / p) for p in df["image_id"]]
+    ok = np.array([Path(p).is_file() for p in paths])
+    df, paths = df[ok].reset_index(drop=True), [p for p, k in zip(paths, ok) if k]
+    stems = df["image_id"].map(lambda s: Path(s).stem)
+    seed = int(ctx.config.get("seed", 0) or 0)
+    split = grouped_split(stems, seed=seed, group_sep=None).to_numpy()
+    sp_path = ctx.bundle.path("models", "attributes_split.parquet")
+    if sp_path.is_file():
+        known = pd.read_parquet(sp_path).set_index("item_id")["split"]
+        split = np.array([known.get(s, d) for s, d in zip(stems, split)])
+    xy, vis = keypoints_to_arrays(df)
+    cats = df["image_category"].to_numpy()
+    tr, va, te = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
+    cfg = ctx.stage_config("keypoints")
+    quick = bool(ctx.config.get("quick"))
+    params = ({"preset": "tiny", "image_size": (64, 48), "epochs": 2, "batch_size": 16,
+               "num_threads": 1} if quick else
+              {"preset": "base", "image_size": (160, 112), "epochs": 40, "batch_size": 32,
+               "num_threads": 2, "time_budget_s": 300})
+    params.update({k: v for k, v in cfg.items() if k != "csv"})
+    params["image_size"] = tuple(params["image_size"])
+    ctx.log(f"[keypoints] {len(df)} labelled images; train/val/test = "
+            f"{len(tr)}/{len(va)}/{len(te)}")
+    det = HeatmapKeypointDetector(random_state=seed, verbose=ctx.log, **params)
+    eval_set = ([paths[i] for i in va], xy[va], vis[va], list(cats[va])) if len(va) else None
+    det.fit([paths[i] for i in tr], xy[tr], vis[tr], eval_set=eval_set)
+    det.save(ctx.bundle.path("models"), "keypoints")
+    outputs = ["models/keypoints.pt", "models/keypoints.json"]
+    metrics = {"n_train": int(len(tr)), "n_val": int(len(va)), "n_test": int(len(te)),
+               "epochs": len(det.history_)}
+    for name, idx in (("val", va), ("test", te)):
+        if not len(idx):
+            continue
+        truth = df.iloc[idx].reset_index(drop=True)
+        pred = det.predict_frame([paths[i] for i in idx], truth["image_id"],
+                                 truth["image_category"])
+        base = keypoints_from_arrays(truth["image_id"], truth["image_category"],
+                                     mean_shape_predict(xy[tr], vis[tr], cats[tr], cats[idx]),
+                                     vis[idx])
+        metrics[f"{name}_ne"] = _ne(truth, pred)
+        metrics[f"{name}_ne_mean_shape"] = _ne(truth, base)
+        if name == "test":
+            (ctx.bundle.path("eval")).mkdir(parents=True, exist_ok=True)
+            write_keypoints_csv(truth, ctx.bundle.path("eval", "keypoints_truth_test.csv"))
+            write_keypoints_csv(pred, ctx.bundle.path("eval", "keypoints_pred_test.csv"))
+            outputs += ["eval/keypoints_truth_test.csv", "eval/keypoints_pred_test.csv"]
+        ctx.log(f"[keypoints] {name} NE {metrics[f'{name}_ne']:.4f} (mean shape "
+                f"{metrics[f'{name}_ne_mean_shape']:.4f})")
+    metrics["seconds"] = round(time.perf_counter() - t0, 1)
+    return {"outputs": outputs, "metrics": metrics}

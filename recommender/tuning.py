@@ -1,0 +1,105 @@
+"""Helpers for tuning merchandiser rules in a notebook: choose items, edit, version.
+
+The rules themselves (format, validation, order of application, before/after
+diff) live in :mod:`recommender.rules`; this module holds the small steps the
+tuning notebook takes around them, so the notebook stays a list of calls.
+
+Examples
+--------
+>>> next_version("default-1"), next_version("2024-06-01.9"), next_version("spring")
+('default-2', '2024-06-01.10', 'spring.1')
+>>> apply_edits({"version": "1", "filters": {"exclude_ids": ["a"], "price_max": 90}},
+...             {"filters": {"exclude_ids": ["b"]}}, version="2")
+{'version': '2', 'filters': {'exclude_ids': ['b'], 'price_max': 90}}
+"""
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from typing import Any, Sequence
+
+from features.exceptions import InputError
+from recommender.rules import Rules, parse_rules, validate_rules_fields
+
+
+def next_version(version: str) -> str:
+    """The version after ``version``: its trailing number plus one, else ``.1`` added."""
+    m = re.search(r"(\d+)$", str(version))
+    if not m:
+        return f"{version}.1"
+    return f"{version[:m.start()]}{int(m.group(1)) + 1}"
+
+
+def apply_edits(raw: dict, edits: dict | str, *, version: str | None = None) -> dict:
+    """A new rules mapping: ``raw`` with ``edits`` applied.
+
+    ``edits`` is a mapping (or TOML text) in the rules file's own shape. Tables
+    (``filters``, ``pairing``, ``upsell``, ...) merge key by key; every other value
+    -- a list such as ``exclude_ids``, the ``pin``/``boost``/``bury``/``caps``
+    arrays, a scalar -- *replaces* the old value, so what you write is what the file
+    says. ``version`` (default: :func:`next_version` of the old one) is set last.
+    ``raw`` is not modified.
+    """
+    if isinstance(edits, str):
+        try:
+            edits = tomllib.loads(edits)
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"the edits are not valid TOML: {exc}", field="edits") from exc
+    if not isinstance(edits, dict):
+        raise InputError(f"edits must be a mapping or TOML text, got {type(edits).__name__}",
+                         field="edits")
+    out = copy.deepcopy(raw)
+
+    def merge(dst: dict, src: dict) -> None:
+        for k, v in src.items():
+            if isinstance(v, dict) and isinstance(dst.get(k), dict):
+                merge(dst[k], v)
+            else:
+                dst[k] = copy.deepcopy(v)
+
+    merge(out, edits)
+    out["version"] = version or edits.get("version") or next_version(raw.get("version", "0"))
+    return out
+
+
+def validate_for(engine, raw: dict) -> Rules:
+    """Parse ``raw`` and check every field and value it names exists in the engine's
+    catalogue; raises :class:`recommender.rules.RulesError` naming the key."""
+    rules = parse_rules(raw)
+    validate_rules_fields(rules, engine.attribute_vocab)
+    return rules
+
+
+def pick_items(engine, item_ids: Sequence[str] = (), category: str | None = None,
+               filters: dict | None = None, n: int = 3) -> list[str]:
+    """Items to look at: ``item_ids`` when given (checked), else the ``n`` most-worn
+    items matching ``category`` and attribute ``filters`` (:meth:`Engine.search`)."""
+    if item_ids:
+        for i in item_ids:
+            engine._idx(i)  # unknown ids raise NotFoundError naming the id
+        return list(item_ids)
+    f = dict(filters or {})
+    if category:
+        f["category"] = category
+    return [it["item_id"] for it in engine.search(f, k=n)["items"]]
+
+
+def shown_by_category(response: dict) -> dict[str, list[str]]:
+    """``{category: [item ids shown]}`` of a complements response."""
+    return {g["category"]: [it["item_id"] for it in g["items"]]
+            for g in response.get("groups", [])}
+
+
+def attribute_value(engine, item_id: str, field: str) -> str:
+    """The value of catalogue/feature ``field`` for ``item_id`` (as rules compare it)."""
+    return str(engine.table.column(field)[engine._idx(item_id)])
+
+
+def rules_summary(rules: Rules) -> dict[str, Any]:
+    """What a rules object does, in a few counts (for a quick look in the notebook)."""
+    return {"version": rules.version, "in_stock_only": rules.in_stock_only,
+            "excluded ids": len(rules.exclude_ids), "pins": len(rules.pins),
+            "boosts": len(rules.boosts), "buries": len(rules.buries),
+            "caps": len(rules.caps), "upsell band": list(rules.band),
+            "pairing rows": len(rules.pairing)}

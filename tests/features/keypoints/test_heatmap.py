@@ -1,0 +1,141 @@
+"""Heatmap keypoint detector: shapes, geometry, persistence, errors, learning."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from features.exceptions import InputError, NotFittedError, SchemaError
+from features.fashionai.io import read_keypoints_csv, write_keypoints_csv
+from features.fashionai.schema import KEYPOINT_INDEX
+from features.keypoints.heatmap import (FLIP_PERM, HeatmapKeypointDetector, HeatmapNet,
+                                        HeatmapNetConfig, letterbox_transform,
+                                        local_soft_argmax, normalized_error)
+from features.keypoints.train import mean_shape_predict
+
+WB_L, WB_R = KEYPOINT_INDEX["waistband_left"], KEYPOINT_INDEX["waistband_right"]
+HEM_L, HEM_R = KEYPOINT_INDEX["hemline_left"], KEYPOINT_INDEX["hemline_right"]
+
+
+def skirts(n, seed=0, h=80, w=60):
+    """Dark trapezoid 'skirts' at random places on a light background; the four skirt
+    points are its corners (a known answer)."""
+    rng = np.random.default_rng(seed)
+    imgs = np.full((n, h, w, 3), 235, np.uint8)
+    xy = np.full((n, 24, 2), -1.0)
+    vis = np.full((n, 24), -1)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for i in range(n):
+        top, bot = rng.uniform(8, 30), rng.uniform(50, 72)
+        cx = rng.uniform(22, 38)
+        half_top, half_bot = rng.uniform(6, 10), rng.uniform(11, 18)
+        frac = np.clip((yy - top) / (bot - top), 0, 1)
+        half = half_top + frac * (half_bot - half_top)
+        inside = (yy >= top) & (yy <= bot) & (np.abs(xx - cx) <= half)
+        imgs[i][inside] = (60, 40, 120)
+        # FashionAI "left" is the wearer's left: the right side of the picture.
+        xy[i, WB_L], xy[i, WB_R] = (cx + half_top, top), (cx - half_top, top)
+        xy[i, HEM_L], xy[i, HEM_R] = (cx + half_bot, bot), (cx - half_bot, bot)
+        vis[i, [WB_L, WB_R, HEM_L, HEM_R]] = 1
+    return imgs, xy, vis, ["skirt"] * n
+
+
+def tiny(**kw):
+    args = dict(preset="tiny", image_size=(64, 48), epochs=2, batch_size=16, lr=5e-3,
+                random_state=0, num_threads=1)
+    args.update(kw)
+    return HeatmapKeypointDetector(**args)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    imgs, xy, vis, cats = skirts(96)
+    det = tiny(epochs=14, augment=False).fit(list(imgs), xy, vis)
+    return det
+
+
+def test_network_output_is_quarter_resolution():
+    net = HeatmapNet(HeatmapNetConfig(preset="tiny", image_size=(64, 48))).eval()
+    assert net(torch.zeros(2, 3, 64, 48)).shape == (2, 24, 16, 12)
+
+
+def test_flip_permutation_swaps_sides():
+    assert FLIP_PERM[WB_L] == WB_R and FLIP_PERM[HEM_R] == HEM_L
+    assert FLIP_PERM[KEYPOINT_INDEX["crotch"]] == KEYPOINT_INDEX["crotch"]
+    assert sorted(FLIP_PERM) == list(range(24))
+
+
+def test_letterbox_transform_maps_corners():
+    scale, left, top = letterbox_transform(80, 60, (64, 48))
+    assert scale == pytest.approx(0.8) and left == 0 and top == 0
+    scale, left, top = letterbox_transform(40, 60, (64, 48))
+    assert scale == pytest.approx(0.8) and top == 16
+
+
+def test_local_soft_argmax_is_sub_cell():
+    logits = torch.full((1, 1, 8, 8), -30.0)
+    logits[0, 0, 3, 4] = 5.0
+    logits[0, 0, 3, 5] = 5.0            # two equal cells: the point is between them
+    xy, mass = local_soft_argmax(logits)
+    assert xy[0, 0].tolist() == pytest.approx([4.5, 3.0])
+    assert float(mass[0, 0]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_normalized_error_known_answer():
+    xy = np.full((1, 24, 2), -1.0)
+    vis = np.full((1, 24), -1)
+    xy[0, [WB_L, WB_R, HEM_L]] = [(10, 0), (0, 0), (0, 20)]
+    vis[0, [WB_L, WB_R, HEM_L]] = 1
+    pred = xy.copy()
+    pred[0, HEM_L] = (3, 24)          # off by 5, waistband distance 10
+    ne, n = normalized_error(xy, vis, pred, ["skirt"])
+    assert n == 3 and ne == pytest.approx(0.5 / 3)
+    assert normalized_error(xy, vis, xy, ["skirt"])[0] == 0.0
+
+
+def test_learns_better_than_mean_shape(trained):
+    losses = [h["loss"] for h in trained.history_]
+    assert losses[-1] < losses[0]
+    imgs, xy, vis, cats = skirts(32, seed=1)
+    pxy, pvis, conf = trained.predict(list(imgs), cats)
+    assert pxy.shape == (32, 24, 2) and pvis.shape == (32, 24) and conf.shape == (32, 24)
+    assert (pvis[:, WB_L] == 1).all() and (pvis[:, 0] == -1).all()
+    assert ((conf >= 0) & (conf <= 1)).all() and (conf[:, 0] == 0).all()
+    ne = normalized_error(xy, vis, pxy, cats)[0]
+    txy, tvis, tcats = skirts(96)[1:]
+    base = normalized_error(xy, vis, mean_shape_predict(txy, tvis, np.array(tcats),
+                                                        np.array(cats)), cats)[0]
+    assert ne < 0.6 * base
+
+
+def test_save_load_round_trip_and_csv(trained, tmp_path):
+    imgs, xy, vis, cats = skirts(4, seed=2)
+    trained.save(tmp_path)
+    loaded = HeatmapKeypointDetector.load(tmp_path)
+    np.testing.assert_array_equal(trained.predict(list(imgs), cats)[0],
+                                  loaded.predict(list(imgs), cats)[0])
+    frame = loaded.predict_frame(list(imgs), [f"images/{i}.jpg" for i in range(4)], cats)
+    write_keypoints_csv(frame, tmp_path / "pred.csv")
+    back = read_keypoints_csv(tmp_path / "pred.csv")
+    assert back["image_category"].tolist() == cats
+    assert (back["neckline_left_v"] == -1).all() and (back["waistband_left_v"] == 1).all()
+
+
+def test_load_checks_schema(trained, tmp_path):
+    trained.save(tmp_path)
+    (tmp_path / "keypoints.json").write_text('{"schema": 7, "kind": "heatmap_keypoints"}')
+    with pytest.raises(SchemaError):
+        HeatmapKeypointDetector.load(tmp_path)
+
+
+def test_errors():
+    imgs, xy, vis, cats = skirts(4)
+    with pytest.raises(NotFittedError):
+        tiny().predict(list(imgs), cats)
+    with pytest.raises(InputError) as e:
+        tiny().fit(list(imgs), xy[:2], vis[:2])
+    assert e.value.field == "images"
+    with pytest.raises(InputError) as e:
+        tiny(epochs=1).fit(list(imgs), xy, vis).predict(list(imgs), ["hat"] * 4)
+    assert e.value.field == "image_category"

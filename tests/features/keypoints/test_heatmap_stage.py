@@ -1,0 +1,39 @@
+"""The pipeline's keypoints stage on a tiny FashionAI-format source folder."""
+from __future__ import annotations
+
+import pandas as pd
+from PIL import Image
+
+from features.fashionai.io import keypoints_from_arrays, read_keypoints_csv, write_keypoints_csv
+from features.keypoints.heatmap import HeatmapKeypointDetector
+from features.keypoints.train import run_stage
+from recommender.bundle import Bundle
+from recommender.pipeline import BuildContext
+from tests.features.keypoints.test_heatmap import skirts
+
+
+def test_keypoints_stage(tmp_path):
+    b = Bundle.create(tmp_path / "bundle", source="demo", image_root=tmp_path / "bundle" /
+                      "source")
+    src = b.path("source")
+    (src / "images").mkdir(parents=True)
+    (src / "fashionai").mkdir()
+    imgs, xy, vis, cats = skirts(30)
+    ids = [f"images/D{i:03d}.jpg" for i in range(30)]
+    for i, im in enumerate(imgs):
+        Image.fromarray(im).save(src / ids[i], quality=95)
+    write_keypoints_csv(keypoints_from_arrays(ids, cats, xy, vis),
+                        src / "fashionai" / "keypoints.csv")
+    ctx = BuildContext(bundle=b, config={"source": "demo", "quick": True, "seed": 0},
+                       log=lambda m: None)
+    out = run_stage(ctx)
+    for rel in out["outputs"]:
+        assert b.path(rel).is_file(), rel
+    m = out["metrics"]
+    assert m["n_train"] + m["n_val"] + m["n_test"] == 30
+    assert m["test_ne"] >= 0 and m["test_ne_mean_shape"] > 0
+    pred = read_keypoints_csv(b.path("eval", "keypoints_pred_test.csv"))
+    truth = read_keypoints_csv(b.path("eval", "keypoints_truth_test.csv"))
+    assert pred["image_id"].tolist() == truth["image_id"].tolist()
+    from features.keypoints.heatmap import load_detector
+    assert load_detector(b.path("models")).n_train_ == m["n_train"]

@@ -1,0 +1,64 @@
+"""Tuning helpers: versions, edits, validation against the catalogue, picking items."""
+from __future__ import annotations
+
+import pytest
+
+from features.exceptions import InputError, NotFoundError
+from recommender import tuning
+from recommender.rules import RulesError, default_rules
+
+
+@pytest.mark.parametrize("old, new", [("default-1", "default-2"), ("7", "8"),
+                                      ("2024-06-01.9", "2024-06-01.10"), ("x", "x.1")])
+def test_next_version(old, new):
+    assert tuning.next_version(old) == new
+
+
+def test_apply_edits_merges_tables_and_replaces_values():
+    raw = default_rules().raw
+    new = tuning.apply_edits(raw, {"pairing": {"dress": ["shoes"]},
+                                   "pin": [{"item_id": "a", "position": 2}]})
+    assert new["version"] == "default-2"
+    assert new["pairing"]["dress"] == ["shoes"]
+    assert new["pairing"]["top"] == raw["pairing"]["top"]         # other rows kept
+    assert new["pin"] == [{"item_id": "a", "position": 2}]
+    assert "pin" not in raw and raw["pairing"]["dress"] != ["shoes"]  # input untouched
+    again = tuning.apply_edits(new, {"pin": []}, version="v9")
+    assert again["pin"] == [] and again["version"] == "v9"
+
+
+def test_apply_edits_from_toml_text():
+    new = tuning.apply_edits({"version": "1"}, '[filters]\nexclude_ids = ["x"]\n')
+    assert new == {"version": "2", "filters": {"exclude_ids": ["x"]}}
+    with pytest.raises(InputError, match="not valid TOML"):
+        tuning.apply_edits({"version": "1"}, "[filters\n")
+
+
+def test_validate_for_names_the_key(engine):
+    raw = tuning.apply_edits(default_rules().raw,
+                             {"boost": [{"field": "colour", "value": "PURPLE", "factor": 2}]})
+    with pytest.raises(RulesError) as err:
+        tuning.validate_for(engine, raw)
+    assert err.value.field == "rules.boost[0].value"
+    ok = tuning.apply_edits(default_rules().raw,
+                            {"boost": [{"field": "colour", "value": "RED", "factor": 2}]})
+    assert tuning.validate_for(engine, ok).boosts[0].values == ("RED",)
+
+
+def test_pick_items(engine):
+    assert tuning.pick_items(engine, ["t1", "p2"]) == ["t1", "p2"]
+    with pytest.raises(NotFoundError):
+        tuning.pick_items(engine, ["nope"])
+    tops = tuning.pick_items(engine, category="top", n=3)
+    assert len(tops) == 3 and all(engine.catalog.set_index("item_id").loc[t, "category"]
+                                  == "top" for t in tops)
+    reds = tuning.pick_items(engine, category="top", filters={"colour": "RED"}, n=5)
+    assert reds == ["t2"]
+
+
+def test_shown_by_category_and_attribute_value(engine):
+    resp = engine.complements("t0", k=2)
+    shown = tuning.shown_by_category(resp)
+    assert list(shown) == [g["category"] for g in resp["groups"]]
+    assert all(len(v) <= 2 for v in shown.values())
+    assert tuning.attribute_value(engine, "t2", "colour") == "RED"

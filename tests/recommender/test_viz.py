@@ -1,0 +1,136 @@
+"""Pictures: thumbnails with a known layout, grids with the right cells and frames,
+plots carrying the numbers they were given."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.colors import to_rgba
+from PIL import Image
+
+from recommender import viz
+
+
+@pytest.fixture
+def images(tmp_path):
+    Image.new("RGB", (40, 20), (255, 0, 0)).save(tmp_path / "red.png")
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    cat = pd.DataFrame({"item_id": ["r", "b", "m", "n"],
+                        "category": ["bag", "top", "shoes", "bottom"],
+                        "colour": ["RED", "BLUE", "BLACK", "WHITE"],
+                        "subcategory": ["Tote", "Shirt", "Boots", "Jeans"],
+                        "image_path": ["red.png", "broken.jpg", "missing.png", ""]})
+    return viz.ItemImages(cat, tmp_path, size=32)
+
+
+def png_bytes(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def test_thumbnail_is_letterboxed_on_white(images):
+    img = images.get("r")
+    assert img.shape == (32, 32, 3) and img.dtype == np.uint8
+    # 40x20 scaled to 32x16, centred: rows 8..23 red, the rest white
+    assert (img[8:24] == [255, 0, 0]).all()
+    assert (img[:8] == 255).all() and (img[24:] == 255).all()
+
+
+@pytest.mark.parametrize("item", ["b", "m", "n", "unknown"])
+def test_missing_or_broken_photo_is_a_grey_placeholder(images, item):
+    assert (images.get(item) == 225).all()
+
+
+def test_label(images):
+    assert images.label("r") == "red tote"
+    assert images.label("unknown") == "unknown"
+
+
+def test_grid_cells_captions_and_frames(images):
+    fig = viz.grid([("row a", [{"item_id": "r", "score": 0.91, "reason": "goes with it",
+                                "mark": "added"},
+                               {"item_id": "b"}, {"item_id": "m", "mark": "removed"}]),
+                    ("row b", [{"item_id": "n"}])], images, title="t")
+    assert len(fig.axes) == 6
+    first = fig.axes[0]
+    assert "0.91" in first.get_xlabel() and "goes with it" in first.get_xlabel()
+    assert first.get_ylabel() == "row a"
+    assert to_rgba(first.spines["top"].get_edgecolor()) == to_rgba(viz.MARK_COLOURS["added"])
+    assert to_rgba(fig.axes[2].spines["top"].get_edgecolor()) == to_rgba(
+        viz.MARK_COLOURS["removed"])
+    # row b has one photo: its other cells are blank
+    assert not fig.axes[4].spines["top"].get_visible()
+    assert png_bytes(fig).startswith(b"\x89PNG")
+
+
+def test_rules_diff_figure_marks_added_and_removed(images):
+    diff = pd.DataFrame([
+        {"item_id": "b", "category": "bag", "before": ["r", "m"], "after": ["m", "n"],
+         "added": ["n"], "removed": ["r"], "changed": True},
+        {"item_id": "b", "category": "shoes", "before": ["m"], "after": ["m"],
+         "added": [], "removed": [], "changed": False}])
+    fig = viz.rules_diff_figure(diff, images)
+    assert len(fig.axes) == 4                      # before and after rows of 2
+    before_r, after_n = fig.axes[0], fig.axes[3]
+    assert "removed" in before_r.get_xlabel()
+    assert to_rgba(before_r.spines["left"].get_edgecolor()) == to_rgba(
+        viz.MARK_COLOURS["removed"])
+    assert to_rgba(after_n.spines["left"].get_edgecolor()) == to_rgba(
+        viz.MARK_COLOURS["added"])
+    assert len(viz.rules_diff_figure(diff, images, only_changed=False).axes) == 8
+
+
+def test_complements_and_looks_figures(images):
+    resp = {"item_id": "b", "items": ["b"], "rules_version": "7",
+            "groups": [{"category": "bag", "items": [
+                {"item_id": "r", "score": 0.5, "reason": "x", "pinned": True,
+                 "fallback": False}]},
+                {"category": "shoes", "items": []}]}
+    fig = viz.complements_figure(resp, images)
+    assert len(fig.axes) == 3 and "rules 7" in fig._suptitle.get_text()
+    assert "pinned" in fig.axes[1].get_xlabel()
+    looks = {"items": ["b"], "looks": [{"score": 0.7, "items": [
+        {"item_id": "b", "given": True}, {"item_id": "n", "given": False}]}]}
+    fig = viz.looks_figure(looks, images)
+    assert len(fig.axes) == 2 and "0.70" in fig.axes[0].get_ylabel()
+
+
+def test_calibration_figure_plots_the_bins():
+    bins = pd.DataFrame({"lo": [0.0, 0.5], "hi": [0.5, 1.0], "n": [3.0, 1.0],
+                         "mean_score": [0.2, 0.8], "positive_rate": [0.1, 0.9]})
+    fig = viz.calibration_figure(bins, base_rate=0.5)
+    lines = {l.get_label(): l for l in fig.axes[0].get_lines()}
+    assert list(lines["model"].get_xdata()) == [0.2, 0.8]
+    assert list(lines["model"].get_ydata()) == [0.1, 0.9]
+    assert [p.get_height() for p in fig.axes[1].patches] == [3.0, 1.0]
+
+
+def test_ab_figures_from_a_report():
+    from api.ab_analysis import variant_report
+
+    exp = pd.DataFrame({"request_id": [f"r{i}" for i in range(8)], "experiment": "e",
+                        "variant": ["a"] * 4 + ["b"] * 4, "unit": [f"u{i}" for i in range(8)]})
+    ev = pd.DataFrame({"request_id": ["r4", "r5", "r0"], "type": ["click"] * 3})
+    rep = variant_report(exp, ev, "e", "a", {"a": 1, "b": 1})
+    fig = viz.ab_rates_figure(rep["variants"], "a")
+    assert len(fig.axes) == 6
+    counts = pd.DataFrame({"variant": ["a", "b"], "units": [4, 4]})
+    fig = viz.ab_counts_figure(counts, rep["srm"])
+    assert [p.get_height() for p in fig.axes[0].patches] == [4, 4]
+    assert "p=1" in fig.axes[0].get_title()
+    assert png_bytes(fig).startswith(b"\x89PNG")
+
+
+def test_importance_and_metrics_figures():
+    from recommender.report import importance_tables
+
+    fig = viz.importance_figure(importance_tables({"a": 2.0, "b": 1.0}, {"a": "g", "b": "h"}))
+    assert len(fig.axes) == 2
+    table = pd.DataFrame({"scorer": ["model", "random"], "fitb": [0.6, 0.25],
+                          "auc": [0.8, None]})
+    fig = viz.metrics_figure(table, ["fitb", "auc"], title="m", chance={"auc": 0.5})
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert heights[:2] == [0.6, 0.8] and heights[2] == 0.25 and np.isnan(heights[3])
