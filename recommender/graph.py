@@ -387,7 +387,9 @@ def write_edges(result: GraphResult, path: str | Path) -> None:
                     "dst": pa.DictionaryArray.from_arrays(pa.array(d[sl].astype(np.int32)),
                                                           dictionary),
                     "weight": pa.array(w[sl].astype(np.float32)),
-                    "kind": pa.array([kind] * len(s[sl])).dictionary_encode(),
+                    # one dictionary entry, no per-edge Python strings
+                    "kind": pa.DictionaryArray.from_arrays(
+                        pa.array(np.zeros(len(s[sl]), np.int32)), pa.array([kind])),
                 })
                 if writer is None:
                     writer = pq.ParquetWriter(str(path), tbl.schema)
