@@ -745,10 +745,14 @@ class Engine:
                     break
         looks = []
         scored = []
+        # the model re-scores every finished beam in one batch (score_outfits is
+        # score_outfit over many outfits: one featurisation and one prediction)
+        multi = [t for t in finished if len(t[0]) > 1]
+        model = (dict(zip([t[0] for t in multi], self.compat.score_outfits(
+            [list(map(int, t[0])) for t in multi])))
+            if self.compat is not None and multi else {})
         for its, filled, ssum, npairs in finished:
-            s = ssum / max(npairs, 1)
-            if self.compat is not None and len(its) > 1:
-                s = float(self.compat.score_outfit(list(map(int, its)))[0])
+            s = float(model[its]) if its in model else ssum / max(npairs, 1)
             scored.append((s, its, filled))
         scored.sort(key=lambda t: (-t[0], t[2]))
         chosen: list[tuple] = []
