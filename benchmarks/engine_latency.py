@@ -1,6 +1,8 @@
 """In-process latency of cross-sell, up-sell and completion per request (p50, p99).
 
-Either an existing bundle (``--bundle``, e.g. the MANGO one) or a generated
+Wall and CPU (thread time) per request are both reported: on a shared machine
+the wall clock includes waiting for a core. Either an existing bundle
+(``--bundle``, e.g. the MANGO one) or a generated
 table-form bundle of ``--items`` rows (catalogue, embeddings and outfits
 synthesised by benchmarks/graph_build.py's ``synthesise``, with prices, graph built
 by the real graph stage code). Run with one thread for the one-core target::
@@ -53,22 +55,44 @@ def pct(xs):
     return f"p50 {np.percentile(a, 50):7.2f} ms  p99 {np.percentile(a, 99):7.2f} ms"
 
 
+def generated_bundle(out: Path, n: int, seed: int) -> Path:
+    """``out`` if it already holds the generated bundle of ``n`` items, else build it."""
+    import json
+
+    m = out / "manifest.json"
+    if m.is_file():
+        man = json.loads(m.read_text())
+        if "graph" in man.get("stages", {}) and man.get("n_items") == n:
+            print(f"reusing the generated bundle at {out}")
+            return out
+    make_bundle(out, n, seed)
+    man = json.loads(m.read_text())
+    man["n_items"] = n
+    m.write_text(json.dumps(man, indent=2))
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle")
     p.add_argument("--items", type=int, default=100_000)
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="keep the generated bundle here (reused when present)")
     a = p.parse_args(argv)
     from recommender.engine import Engine
 
     tmp = None
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if a.bundle:
         path = Path(a.bundle)
     else:
-        tmp = tempfile.TemporaryDirectory()
         t0 = time.perf_counter()
-        path = make_bundle(Path(tmp.name) / "b", a.items, a.seed)
+        if a.out:
+            path = generated_bundle(Path(a.out), a.items, a.seed)
+        else:
+            tmp = tempfile.TemporaryDirectory()
+            path = make_bundle(Path(tmp.name) / "b", a.items, a.seed)
         print(f"generated table-form bundle of {a.items} items (synthesised embeddings "
               f"and outfits) in {time.perf_counter() - t0:.1f}s")
     t0 = time.perf_counter()
@@ -84,13 +108,15 @@ def main(argv=None) -> int:
                      ("completion (n=3)", lambda i: eng.complete([i], n=3))):
         for i in sample[:20]:  # warm the memory maps and caches
             fn(i)
-        times = []
+        times, cpu = [], []
         reqs = sample if name.startswith("cross") else sample[: max(200, a.requests // 5)]
         for i in reqs:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             fn(i)
+            cpu.append(time.thread_time() - c)
             times.append(time.perf_counter() - t)
-        print(f"{name:<18} {len(times):>5} requests  {pct(times)}")
+        print(f"{name:<18} {len(times):>5} requests  wall {pct(times)}   CPU {pct(cpu)}")
+    print(f"load average {os.getloadavg()[0]:.1f}")
     if tmp:
         tmp.cleanup()
     return 0

@@ -77,7 +77,8 @@ _KP_COLS = ([f"kp_x_{i}" for i in range(24)] + [f"kp_y_{i}" for i in range(24)]
 
 # -- one image -----------------------------------------------------------------
 def analyse_image(rgb: np.ndarray, slot: str | None = None, subcategory: str = "",
-                  keypoint_category: str | None = None) -> dict[str, Any]:
+                  keypoint_category: str | None = None, keypoint_model=None
+                  ) -> dict[str, Any]:
     """Every classical feature of one image (mask, colours, keypoints, shape).
 
     Parameters
@@ -89,6 +90,10 @@ def analyse_image(rgb: np.ndarray, slot: str | None = None, subcategory: str = "
     keypoint_category : str, optional
         Overrides that choice (``blouse`` ... ``trousers``); None for no keypoints
         when ``slot`` is None too.
+    keypoint_model : optional
+        A trained detector (``predict(images, categories) -> (xy, vis, conf)``,
+        e.g. ``features.keypoints.heatmap``) used instead of the silhouette
+        estimator; ``kp_method`` says which ran.
 
     Returns
     -------
@@ -136,13 +141,18 @@ def analyse_image(rgb: np.ndarray, slot: str | None = None, subcategory: str = "
     row["kp_category"] = kcat or ""
     row["kp_method"] = ""
     if kcat is not None:
-        xy, vis, conf = estimate_keypoints(mask, kcat)
-        conf = conf * float(m.quality)
+        if keypoint_model is not None:
+            pxy, pvis, pconf = keypoint_model.predict([rgb], [kcat])
+            xy, vis, conf = (np.asarray(pxy[0], float), np.asarray(pvis[0]),
+                             np.asarray(pconf[0], float))
+        else:
+            xy, vis, conf = estimate_keypoints(mask, kcat)
+            conf = conf * float(m.quality)
         kp = (kcat, xy, vis, conf)
         shape = shape_features(xy, vis, kcat)
         idx = [KEYPOINT_INDEX[n] for n in CATEGORY_KEYPOINTS[kcat]]
         row["kp_conf"] = float(np.mean(conf[idx]))
-        row["kp_method"] = "silhouette"
+        row["kp_method"] = "heatmap" if keypoint_model is not None else "silhouette"
     row.update(shape)
     return {"row": row, "mask": m, "colours": cols, "keypoints": kp}
 

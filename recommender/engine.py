@@ -55,6 +55,10 @@ MAX_ATTRIBUTE_VALUES = 500
 BODY_TEMPLATES = (("top", "bottom"), ("dress",))
 DEFAULT_EXTRA_SLOTS = ("shoes", "bag")
 OPTIONAL_SLOTS = ("outerwear", "jewellery", "accessory")
+#: visually nearest catalogue items that vote on a photo's (sub)category
+PHOTO_NEIGHBOURS = 20
+#: cosine scale of their votes: 0.01 below the nearest weighs 1/e as much
+PHOTO_VOTE_TEMPERATURE = 0.01
 WIDE_WORDS = ("wide", "flare", "palazzo", "culotte", "baggy", "loose", "oversize")
 SLIM_WORDS = ("skinny", "slim", "fitted", "pencil", "leggings", "straight")
 
@@ -94,6 +98,8 @@ class Engine:
         self._popular: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._price_sorted: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
+        self._vision_lock = threading.Lock()
+        self._vision_models: dict | None = None
         self.rules = default_rules()
         if rules is not None:
             self.set_rules(rules)
@@ -291,8 +297,14 @@ class Engine:
         hit = np.flatnonzero(idx == j)
         return float(w[hit[0]]) if len(hit) else 0.0
 
-    def explain(self, anchors: Sequence[int], j: int) -> str:
-        """A short reason why item ``j`` goes with the anchors, from graph and features."""
+    def explain(self, anchors: Sequence[int], j: int, model_reasons: bool = False) -> str:
+        """A short reason why item ``j`` goes with the anchors, from graph and features.
+
+        ``model_reasons``: ask the compatibility model (``explain_pair``) before the
+        colour and style rules. It costs about 9 ms a pair on MANGO (per-row
+        featurisation), so only the outfit-score breakdown asks for it; cross-sell
+        explains every shown item and stays O(k) numpy reads.
+        """
         best_a, best_n = None, 0.0
         for a in anchors:
             n = self._cooc_with(a, j)
@@ -310,7 +322,7 @@ class Engine:
         if ca == "bottom" and cj in ("top", "outerwear") and any(w in ta for w in SLIM_WORDS) \
                 and any(w in tj for w in WIDE_WORDS):
             return "a relaxed shape over a slim leg"
-        if self.compat is not None:
+        if model_reasons and self.compat is not None:
             try:
                 rs = self.compat.explain_pair(int(a0), int(j))
                 if rs:
@@ -511,10 +523,9 @@ class Engine:
     def _cold_scores(self, features: dict, e: np.ndarray, colour: str, idx: np.ndarray
                      ) -> np.ndarray:
         if self.compat is not None and hasattr(self.compat, "score_pairs_rows"):
-            row = pd.DataFrame([features])
+            # one row, broadcast over ``idx`` by score_pairs_rows
             return np.asarray(self.compat.score_pairs_rows(
-                pd.concat([row] * len(idx), ignore_index=True),
-                np.repeat(e[None, :], len(idx), axis=0), idx), dtype=float)
+                pd.DataFrame([features]), e[None, :], idx), dtype=float)
         cos = np.asarray(self.emb[idx]) @ e
         neutral = colour in NEUTRAL_COLOURS
         col = np.where((self.colours[idx] == colour) | neutral | self._neutral[idx], 1.0, 0.5)
@@ -643,7 +654,7 @@ class Engine:
         else:
             score = float(ps.mean())
         pairs = [{"a": str(self.table.ids[x]), "b": str(self.table.ids[y]), "score": _r(s),
-                  "reasons": [self.explain([int(x)], int(y))]}
+                  "reasons": [self.explain([int(x)], int(y), model_reasons=True)]}
                  for x, y, s in zip(ia, ib, ps)]
         return {"items": [str(self.table.ids[i]) for i in idx], "score": _r(score),
                 "pairs": pairs, "bundle_version": self.bundle_version}
@@ -734,10 +745,14 @@ class Engine:
                     break
         looks = []
         scored = []
+        # the model re-scores every finished beam in one batch (score_outfits is
+        # score_outfit over many outfits: one featurisation and one prediction)
+        multi = [t for t in finished if len(t[0]) > 1]
+        model = (dict(zip([t[0] for t in multi], self.compat.score_outfits(
+            [list(map(int, t[0])) for t in multi])))
+            if self.compat is not None and multi else {})
         for its, filled, ssum, npairs in finished:
-            s = ssum / max(npairs, 1)
-            if self.compat is not None and len(its) > 1:
-                s = float(self.compat.score_outfit(list(map(int, its)))[0])
+            s = float(model[its]) if its in model else ssum / max(npairs, 1)
             scored.append((s, its, filled))
         scored.sort(key=lambda t: (-t[0], t[2]))
         chosen: list[tuple] = []
@@ -789,30 +804,13 @@ class Engine:
         mask = np.ones(len(self.table), dtype=bool)
         applied = {}
         for name, val in filters.items():
-            field = self._resolve_field(name)
-            vals = [val] if isinstance(val, str) else list(val) if isinstance(
-                val, (list, tuple)) else None
-            if not vals:
-                raise InputError(f"{name} must be a value or a list of values", field=name,
-                                 value=val)
-            allowed = set(self.attribute_vocab[field])
-            for v in vals:
-                if v not in allowed:
-                    raise InputError(f"unknown value {v!r} for {name}", field=name, value=v,
-                                     allowed=self.attribute_vocab[field])
+            field, vals = self._filter_values(name, val)
             mask &= np.isin(self.table.column(field), np.asarray(vals, dtype=object))
             applied[field] = vals
         rows = np.flatnonzero(mask)
         if li is not None:
             rows = rows[rows != li]
-            sims = np.empty(len(rows), dtype=np.float32)
-            e = np.asarray(self.emb[li])
-            for s in range(0, len(rows), 65536):
-                sims[s:s + 65536] = np.asarray(self.emb[rows[s:s + 65536]]) @ e
-            top = min(len(rows), max(4 * k, 50))
-            part = np.argpartition(-sims, top - 1)[:top] if top else np.zeros(0, np.int64)
-            part = part[np.lexsort((rows[part], -sims[part]))]
-            idx, sc = rows[part], sims[part].astype(float)
+            idx, sc = self._rank_by_embedding(rows, np.asarray(self.emb[li]), k)
         else:
             cnt = np.zeros(len(rows))
             for c in np.unique(self.table.category[rows]) if len(rows) else []:
@@ -840,16 +838,388 @@ class Engine:
                 "bundle_version": self.bundle_version}
 
     # ------------------------------------------------------------------ images
-    def analyze_image(self, rgb: np.ndarray) -> dict:
-        """Category, attributes with confidences, colours, keypoints and shape of a photo."""
-        raise StageNotAvailable("image analysis needs features.extract (issue #3), which "
-                                "has not landed in this build")
+    def _vision(self) -> dict:
+        """The perception models, loaded once on first use (torch is not imported by
+        engines that never see a photo): the attribute network (category via its
+        subcategory head, attributes, the embedding), the keypoint detector when the
+        bundle has ``models/keypoints.pt`` and ``features.keypoints.heatmap`` is
+        installed (else the silhouette estimator), and the features stage's
+        ``max_side`` so a photo is processed as the catalogue images were."""
+        with self._vision_lock:
+            if self._vision_models is not None:
+                return self._vision_models
+            models = self.bundle.path("models")
+            if not (models / "attributes.pt").is_file():
+                raise StageNotAvailable(
+                    "this bundle has no attribute network (models/attributes.pt): image "
+                    "analysis and image search need it (run the attributes and features "
+                    "stages)")
+            from features.attributes import AttributeModel
+            from features.extract import DEFAULTS
 
-    def search_by_image(self, rgb: np.ndarray, overrides: dict | None = None, k: int = 10
-                        ) -> dict:
-        """Items sharing the photo's attributes except ``overrides``, by visual similarity."""
-        raise StageNotAvailable("image search needs features.extract (issue #3), which "
-                                "has not landed in this build")
+            amodel = AttributeModel.load(models)
+            amodel.num_threads = 1  # one request, one core; workers give parallelism
+            if amodel.net_.embed_dim != self.emb.shape[1]:
+                raise BundleError(f"the attribute network embeds in {amodel.net_.embed_dim} "
+                                  f"dimensions, features/embeddings.npy has "
+                                  f"{self.emb.shape[1]}: re-run the features stage")
+            kmodel, kmethod = None, "silhouette"
+            if (models / "keypoints.pt").is_file():
+                try:
+                    from features.keypoints.heatmap import load_detector
+                except ImportError:  # the detector's module is not installed here
+                    pass
+                else:
+                    kmodel, kmethod = load_detector(models), "heatmap"
+                    kmodel.num_threads = 1
+            stages = self.bundle.manifest.get("config", {}).get("stages", {}) or {}
+            max_side = int((stages.get("features") or {}).get("max_side",
+                                                               DEFAULTS["max_side"]))
+            heads = list(amodel.taxonomy_.names)
+            self._vision_models = {"attributes": amodel, "keypoints": kmodel,
+                                   "keypoint_method": kmethod, "max_side": max_side,
+                                   "heads": heads, "sub_to_cat": self._sub_to_cat()}
+            return self._vision_models
+
+    def _sub_to_cat(self) -> dict[str, str]:
+        """The catalogue's (subcategory -> category) table: each subcategory's most
+        common category (ties: CATEGORIES order)."""
+        if "subcategory" not in self.catalog.columns:
+            return {}
+        df = pd.DataFrame({"s": self.catalog["subcategory"].astype(str).to_numpy(),
+                           "c": self.table.category})
+        cnt = df.groupby(["s", "c"]).size().reset_index(name="n")
+        cnt["o"] = cnt["c"].map({c: i for i, c in enumerate(CATEGORIES)}).fillna(99)
+        cnt = cnt.sort_values(["s", "n", "o"], ascending=[True, False, True])
+        return dict(zip(cnt.drop_duplicates("s")["s"], cnt.drop_duplicates("s")["c"]))
+
+    @staticmethod
+    def _check_rgb(rgb: Any) -> np.ndarray:
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 \
+                or rgb.shape[2] != 3 or min(rgb.shape[:2]) < 8:
+            raise InputError("image must be an RGB uint8 array (H, W, 3), at least 8x8 "
+                             "pixels", field="image",
+                             value=getattr(rgb, "shape", type(rgb).__name__))
+        return rgb
+
+    def _perceive(self, rgb: np.ndarray) -> dict:
+        """Everything the engine needs from a photo: recognised category and
+        attributes (with probabilities), embedding, and the classical features of
+        :func:`features.extract.analyse_image` (mask, colours, keypoints, shape)."""
+        from features.extract import analyse_image
+        from features.imaging import resize_max_side
+
+        rgb = self._check_rgb(rgb)
+        v = self._vision()
+        img = resize_max_side(rgb, v["max_side"])
+        if min(img.shape[:2]) < 8:
+            raise InputError(f"image {rgb.shape[1]}x{rgb.shape[0]} is too thin: at "
+                             f"{v['max_side']} pixels on its long side the short side is "
+                             f"under 8", field="image", value=list(rgb.shape[:2]))
+        scale = max(rgb.shape[:2]) / max(img.shape[:2])
+        amodel = v["attributes"]
+        probs, z = amodel.predict_all([img])
+        e = z[0].astype(np.float32)
+        e /= max(float(np.linalg.norm(e)), 1e-12)
+        attrs = {}
+        for h in v["heads"]:
+            p = probs[h][0]
+            classes = amodel.taxonomy_.classes(h)
+            top = np.argsort(-p, kind="stable")[:3]
+            attrs[h] = {"value": str(classes[top[0]]), "confidence": _r(p[top[0]]),
+                        "top": [{"value": str(classes[j]), "p": _r(p[j])} for j in top]}
+        cat, cat_conf, sub, method = self._photo_category(probs, amodel, e, v)
+        res = analyse_image(img, cat, sub or "", keypoint_model=v["keypoints"])
+        return {"rgb": img, "scale": scale, "embedding": e, "attributes": attrs,
+                "category": cat, "category_confidence": cat_conf, "subcategory": sub,
+                "category_method": method, "classical": res,
+                "keypoint_method": v["keypoint_method"]}
+
+    def _photo_category(self, probs, amodel, e, v):
+        """(category, confidence, subcategory, method) of a photo.
+
+        Two pieces of evidence over subcategories, averaged: the attribute network's
+        subcategory head, and a vote of the :data:`PHOTO_NEIGHBOURS` visually
+        nearest catalogue items (their catalogue subcategories, weighted
+        ``exp((cos - cos_best) / PHOTO_VOTE_TEMPERATURE)``, so a photo of a catalogue
+        item is decided by that item). Categories get the summed probability of
+        their subcategories through the catalogue's subcategory -> category table;
+        the subcategory is the most probable one inside the chosen category.
+        """
+        table = v["sub_to_cat"]
+        near = self._nearest_all(e, PHOTO_NEIGHBOURS)
+        if not table:  # a catalogue without subcategories: the neighbours' categories
+            if len(near) == 0:
+                return None, 0.0, None, "none"
+            w = self._vote_weights(e, near)
+            per = pd.Series(w).groupby(self.table.category[near]).sum()
+            best = str(per.idxmax())
+            return best, float(per.max() / w.sum()), None, "nearest catalogue items"
+        p_sub: dict[str, float] = {}
+        parts = []
+        if "subcategory" in probs:
+            head = {c: float(x) for c, x in zip(amodel.taxonomy_.classes("subcategory"),
+                                                probs["subcategory"][0]) if c in table}
+            mass = sum(head.values())
+            if mass > 0:
+                p_sub = {c: 0.5 * x / mass for c, x in head.items()}
+                parts.append("subcategory head")
+        if len(near):
+            w = self._vote_weights(e, near)
+            subs = self.catalog["subcategory"].astype(str).to_numpy()[near]
+            share = 0.5 if parts else 1.0
+            for sname, x in zip(subs, w / w.sum()):
+                p_sub[sname] = p_sub.get(sname, 0.0) + share * float(x)
+            parts.append("nearest catalogue items")
+        if not p_sub:
+            return None, 0.0, None, "none"
+        total = sum(p_sub.values())
+        per: dict[str, float] = {}
+        for sname, x in p_sub.items():
+            per[table[sname]] = per.get(table[sname], 0.0) + x / total
+        best = max(per, key=lambda c: (per[c], -CATEGORIES.index(c)
+                                       if c in CATEGORIES else -99))
+        sub = max((sname for sname in p_sub if table[sname] == best),
+                  key=lambda sname: (p_sub[sname], sname))
+        return best, per[best], sub, " + ".join(parts)
+
+    def _vote_weights(self, e: np.ndarray, near: np.ndarray) -> np.ndarray:
+        cos = np.asarray(self.emb[np.sort(near)], dtype=np.float32) @ e
+        cos = cos[np.argsort(np.argsort(near))]  # back to ``near`` order
+        return np.exp((cos - cos.max()) / PHOTO_VOTE_TEMPERATURE)
+
+    def _nearest_all(self, e: np.ndarray, n: int) -> np.ndarray:
+        sims = np.empty(len(self.catalog), dtype=np.float32)
+        for s in range(0, len(sims), 65536):
+            sims[s:s + 65536] = np.asarray(self.emb[s:s + 65536]) @ e
+        n = min(n, len(sims))
+        top = np.argpartition(-sims, n - 1)[:n] if n else np.zeros(0, np.int64)
+        return top[np.argsort(-sims[top], kind="stable")]
+
+    def analyze_image(self, rgb: np.ndarray) -> dict:
+        """Category, attributes with confidences, colours, keypoints and shape of a photo.
+
+        Parameters
+        ----------
+        rgb : uint8 array (H, W, 3)
+            The photo (e.g. from :func:`features.imaging.decode_upload`). It is shrunk
+            to the features stage's ``max_side`` first, as catalogue images were.
+
+        Returns
+        -------
+        dict
+            ``category`` (catalogue category, from the attribute network's
+            subcategory head mapped through the catalogue's subcategory -> category
+            table), ``category_confidence``, ``category_method``, ``subcategory``;
+            ``attributes``: head -> ``{"value", "confidence", "top"}``;
+            ``colours``: dominant colours ``{"L", "a", "b", "weight", "hex"}``
+            (weights sum to 1) and ``colour_group``; ``keypoints``: ``{"category"``
+            (FashionAI), ``"method"``, ``"mean_confidence"``, ``"points": [{"name",
+            "x", "y", "visible", "confidence"}]}`` in the photo's pixels, or None for
+            items without FashionAI points (shoes, bags, ...); ``shape``: the
+            applicable shape features; ``mask``: quality, method, area.
+
+        Raises StageNotAvailable when the bundle has no attribute network.
+
+        Examples
+        --------
+        >>> # out = engine.analyze_image(load_rgb("dress.jpg"))
+        >>> # out["category"], out["attributes"]["sleeve_length_labels"]["value"]
+        """
+        from features.fashionai.schema import CATEGORY_KEYPOINTS, KEYPOINT_INDEX
+        from features.imaging import lab_to_rgb
+
+        p = self._perceive(rgb)
+        res = p["classical"]
+        row = res["row"]
+        colours = []
+        for L, a, b, w in res["colours"]:
+            hx = "#" + "".join(f"{int(x):02x}" for x in lab_to_rgb(np.array([L, a, b])))
+            colours.append({"L": _r(L), "a": _r(a), "b": _r(b), "weight": _r(w), "hex": hx})
+        kp = None
+        if res["keypoints"] is not None:
+            kcat, xy, vis, conf = res["keypoints"]
+            pts = []
+            for name in CATEGORY_KEYPOINTS[kcat]:
+                j = KEYPOINT_INDEX[name]
+                seen = int(vis[j]) >= 0 and np.isfinite(xy[j]).all() and xy[j][0] >= 0
+                pts.append({"name": name,
+                            "x": _r(xy[j][0] * p["scale"]) if seen else None,
+                            "y": _r(xy[j][1] * p["scale"]) if seen else None,
+                            "visible": int(vis[j]), "confidence": _r(conf[j])})
+            kp = {"category": kcat, "method": row["kp_method"],
+                  "mean_confidence": _r(row["kp_conf"]), "points": pts}
+        shape = {k.removeprefix("shape_"): _r(row[k]) for k in row
+                 if k.startswith("shape_") and np.isfinite(row[k])}
+        return {
+            "category": p["category"],
+            "category_confidence": _r(p["category_confidence"]),
+            "category_method": p["category_method"],
+            "subcategory": p["subcategory"],
+            "attributes": p["attributes"],
+            "colours": colours, "colour_group": row["colour_group"] or None,
+            "colourfulness": _r(row["colourfulness"]) if np.isfinite(
+                row["colourfulness"]) else None,
+            "keypoints": kp, "shape": shape,
+            "mask": {"quality": _r(row["mask_quality"]), "method": row["mask_method"],
+                     "area": _r(row["mask_area"])},
+            "image_size": [int(x) for x in np.asarray(rgb).shape[:2]],
+            "embedding_dim": int(len(p["embedding"])),
+            "bundle_version": self.bundle_version,
+        }
+
+    #: fields that name the same concept: overriding one releases the others
+    _CONCEPTS = {"colour": "colour", "attr_colour": "colour", "colour_group": "colour",
+                 "category": "category", "subcategory": "subcategory",
+                 "attr_subcategory": "subcategory"}
+
+    def _concept(self, field: str) -> str:
+        return self._CONCEPTS.get(field, field.removeprefix("attr_"))
+
+    def _filter_values(self, name: str, val: Any) -> tuple[str, list[str]]:
+        field = self._resolve_field(name)
+        vals = [val] if isinstance(val, str) else list(val) if isinstance(
+            val, (list, tuple)) else None
+        if not vals:
+            raise InputError(f"{name} must be a value or a list of values", field=name,
+                             value=val)
+        allowed = set(self.attribute_vocab[field])
+        for x in vals:
+            if x not in allowed:
+                raise InputError(f"unknown value {x!r} for {name}", field=name, value=x,
+                                 allowed=self.attribute_vocab[field])
+        return field, vals
+
+    def search_by_image(self, rgb: np.ndarray, overrides: dict | None = None, k: int = 10,
+                        rules: Rules | None = None) -> dict:
+        """Items sharing the photo's recognised attributes except ``overrides``, ranked
+        by visual similarity (embedding cosine) to the photo.
+
+        "This dress, but with long sleeves": ``overrides={"sleeve_length_labels":
+        "Long Sleeves"}``. Constraints: the overrides (hard, validated like
+        :meth:`search` filters), the photo's category (unless a category or
+        subcategory is overridden), and each recognised attribute the catalogue's
+        features carry (``attr_<head>``) unless the same concept is overridden
+        (``colour`` releases ``attr_colour`` and ``colour_group``). When fewer than
+        ``k`` items match them all, the least confident recognised attributes are
+        relaxed one at a time (``relaxed`` lists them) -- never the overrides or the
+        category.
+
+        >>> # engine.search_by_image(rgb, {"sleeve_length_labels": "Long Sleeves"}, k=5)
+        """
+        k = self._k(k)
+        if overrides is None:
+            overrides = {}
+        if not isinstance(overrides, dict):
+            raise InputError("overrides must be a mapping of attribute -> value",
+                             field="overrides")
+        hard: dict[str, list[str]] = {}
+        for name, val in overrides.items():
+            field, vals = self._filter_values(str(name), val)
+            hard[field] = vals
+        given = {f: list(v) for f, v in hard.items()}
+        p = self._perceive(rgb)
+        released = {self._concept(f) for f in hard}
+        if "subcategory" in released:
+            released.add("category")
+        soft = []  # (field, value, confidence)
+        if p["category"] is not None and "category" not in released:
+            hard["category"] = [p["category"]]
+        for h, a in p["attributes"].items():
+            field = f"attr_{h}"
+            if self._concept(field) in released or field not in self.attribute_vocab:
+                continue
+            if a["value"] in set(self.attribute_vocab[field]):
+                soft.append((field, a["value"], a["confidence"]))
+        mask = np.ones(len(self.table), dtype=bool)
+        for field, vals in hard.items():
+            mask &= np.isin(self.table.column(field), np.asarray(vals, dtype=object))
+        soft.sort(key=lambda t: (-t[2], t[0]))  # most confident first
+        masks = [self.table.column(f) == v for f, v, _ in soft]
+        # keep the longest prefix (by confidence) of soft constraints with >= k matches
+        keep = 0
+        cur = mask
+        for m in masks:
+            nxt = cur & m
+            if nxt.sum() < k:
+                break
+            cur, keep = nxt, keep + 1
+        # a later, less confident constraint may still fit after one failed: try each
+        applied_soft = list(range(keep))
+        for t in range(keep + 1, len(masks)):
+            nxt = cur & masks[t]
+            if nxt.sum() >= k:
+                cur = nxt
+                applied_soft.append(t)
+        rows = np.flatnonzero(cur)
+        idx, sc = self._rank_by_embedding(rows, p["embedding"], k)
+        rs = self._rules(rules)
+        out = apply_rules([Group("search", idx, sc, [""] * len(idx))], _search_rules(rs),
+                          self.table, k=k, mode="search", anchor_ids=[])
+        shared = [soft[t] for t in applied_soft]
+        items = []
+        for it in out[0]["items"]:
+            j = it["idx"]
+            reason = "visually similar to the photo"
+            if shared:
+                f, v, _ = shared[0]
+                reason += f"; same {f.removeprefix('attr_').replace('_', ' ')} ({v.lower()})"
+            items.append({"item_id": str(self.table.ids[j]),
+                          "category": str(self.table.category[j]),
+                          "score": _r(it["score"]), "reason": reason})
+        return {"recognised": {"category": p["category"],
+                               "category_confidence": _r(p["category_confidence"]),
+                               "attributes": {h: a["value"] for h, a in
+                                              p["attributes"].items()}},
+                "overrides": given,
+                "filters": {**hard, **{f: [v] for f, v, _ in shared}},
+                "relaxed": [soft[t][0] for t in range(len(soft)) if t not in applied_soft],
+                "n_matches": int(len(rows)), "items": items,
+                "rules_version": rs.version, "bundle_version": self.bundle_version}
+
+    def _rank_by_embedding(self, rows: np.ndarray, e: np.ndarray, k: int
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``max(4k, 50)`` of ``rows`` most similar to ``e`` (cosine), best first."""
+        sims = np.empty(len(rows), dtype=np.float32)
+        for s in range(0, len(rows), 65536):
+            sims[s:s + 65536] = np.asarray(self.emb[rows[s:s + 65536]]) @ e
+        top = min(len(rows), max(4 * k, 50))
+        part = np.argpartition(-sims, top - 1)[:top] if top else np.zeros(0, np.int64)
+        part = part[np.lexsort((rows[part], -sims[part]))]
+        return rows[part], sims[part].astype(float)
+
+    def image_features(self, rgb: np.ndarray) -> tuple[dict, np.ndarray]:
+        """A photo as a new item: (feature fields, embedding) for
+        :meth:`complements_for_features` -- the catalogue fields the photo gives
+        (``category``, ``subcategory``, ``colour`` from the colour head when the
+        network has one), the features-table columns (colours, shape, mask,
+        ``attr_<head>`` and ``attr_<head>_conf``)."""
+        p = self._perceive(rgb)
+        if p["category"] is None:
+            raise InputError("the photo's category could not be recognised", field="image")
+        feats = {"category": p["category"], "subcategory": p["subcategory"] or ""}
+        feats.update(p["classical"]["row"])
+        feats["feat_ok"] = True
+        for h, a in p["attributes"].items():
+            feats[f"attr_{h}"] = a["value"]
+            feats[f"attr_{h}_conf"] = a["confidence"]
+        if "colour" in p["attributes"]:
+            feats["colour"] = p["attributes"]["colour"]["value"]
+        return feats, p["embedding"]
+
+    def complements_for_image(self, rgb: np.ndarray, k: int = 5, categories=None,
+                              rules: Rules | None = None) -> dict:
+        """Cold start from a photo: complements for a new item that only exists as a
+        picture (no rebuild) -- :meth:`image_features` then
+        :meth:`complements_for_features`."""
+        k = self._k(k)
+        cats = self._cats(categories)
+        feats, e = self.image_features(rgb)
+        out = self.complements_for_features(feats, e, k=k, categories=cats, rules=rules)
+        out["recognised"] = {"category": feats["category"],
+                             "subcategory": feats["subcategory"],
+                             "colour_group": feats.get("colour_group") or None}
+        return out
 
     def strategies(self) -> list[str]:
         return sorted(STRATEGIES)

@@ -125,3 +125,49 @@ def test_serving_graph_refuses_misaligned(tiny_bundle):
 
     with pytest.raises(BundleError, match="rebuild"):
         ServingGraph(tiny_bundle / "graph", 3)
+
+
+def test_topk_rows_matches_a_full_sort_with_ties():
+    from recommender.candidates import _topk_rows
+
+    rng = np.random.default_rng(3)
+    for t in range(200):
+        m, n = int(rng.integers(1, 30)), int(rng.integers(1, 60))
+        k = int(rng.integers(1, n + 3))
+        sc = (rng.integers(0, 6, (m, n)) / 5).astype(np.float32)  # many ties
+        if t % 4 == 0:
+            sc[rng.random((m, n)) < 0.3] = -np.inf
+        idx, val = _topk_rows(sc, k)
+        assert (val == -np.sort(-sc, axis=1)[:, :min(k, n)]).all()
+        assert (np.take_along_axis(sc, idx, 1) == val).all()
+        # ties: lower column first
+        same = val[:, 1:] == val[:, :-1]
+        assert (idx[:, 1:][same] > idx[:, :-1][same]).all()
+
+
+def test_topk_per_src_keeps_heaviest_by_source_ties_by_dst():
+    from recommender.graph import _topk_per_src
+
+    src = np.array([2, 0, 0, 2, 0, 2, 0])
+    dst = np.array([5, 9, 1, 7, 4, 6, 3])
+    w = np.array([0.5, 0.9, 0.2, 0.5, 0.9, 0.1, 0.2], dtype=np.float32)
+    s, d, ww = _topk_per_src(src, dst, w, 2)
+    assert s.tolist() == [0, 0, 2, 2]
+    assert d.tolist() == [4, 9, 5, 7]  # 0.9 twice: dst 4 before 9; 0.5 twice: 5 before 7
+
+
+def test_category_index_reused_across_batches_equals_one_search():
+    from recommender.candidates import CategoryIndex
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(3000, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    base = np.arange(0, 3000, 2)
+    ix = CategoryIndex(x, base, exact_max=500, list_size=100, n_probe=3)
+    assert not ix.exact
+    q = np.arange(0, 3000, 3)
+    nb, sim = ix.search(x, q, 5)
+    parts = [ix.search(x, q[s:s + 97], 5) for s in range(0, len(q), 97)]
+    assert (np.concatenate([p[0] for p in parts]) == nb).all()
+    assert (nb[nb >= 0] % 2 == 0).all() and not (nb == q[:, None]).any()
+    assert (np.diff(sim, axis=1) <= 0).all()
