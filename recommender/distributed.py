@@ -294,12 +294,5 @@ def dask_executor(config: dict) -> Iterator[DaskExecutor]:
             _ACTIVE = None
 
 
-def executor_for(ctx) -> "contextlib.AbstractContextManager[DaskExecutor | None]":
-    """``dask_executor(ctx.config)`` when the build's engine is dask, else ``None``."""
-    if (ctx.config or {}).get("engine") == "dask":
-        return dask_executor(ctx.config)
-    return contextlib.nullcontext(None)
-
-
-__all__ = ["DaskExecutor", "WorkerCached", "dask_executor", "executor_for",
+__all__ = ["DaskExecutor", "WorkerCached", "dask_executor",
            "pair_feature_frame", "FirstRowsLogloss", "LOCAL_CLUSTER", "EXECUTOR_DEFAULTS"]
