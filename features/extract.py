@@ -280,10 +280,44 @@ def _attribute_outputs(model, paths: list[str | None], ok: np.ndarray, max_side:
     return cols, emb
 
 
+def _blocks(idx: np.ndarray, size: int) -> list[np.ndarray]:
+    return [idx[s:s + size] for s in range(0, len(idx), size)]
+
+
+def _keypoint_block(job: tuple):
+    """Detector output (xy, vis, conf) for one batch: ``job`` = (model, paths, categories)."""
+    model, block_paths, block_cats = job
+    return model.predict([load_rgb(p) for p in block_paths], block_cats)
+
+
+def _attribute_part(job: tuple):
+    model, part_paths, part_ok, max_side, batch_size = job
+    return _attribute_outputs(model, part_paths, part_ok, max_side, batch_size, False)
+
+
+def _attribute_outputs_parts(model, paths, ok, max_side: int, batch_size: int, executor,
+                             part_size: int):
+    """:func:`_attribute_outputs` on item partitions through ``executor``, joined."""
+    bounds = [(s, min(s + part_size, len(paths))) for s in range(0, len(paths), part_size)]
+    parts = executor.map(_attribute_part, [(model, paths[s:e], ok[s:e], max_side, batch_size)
+                                           for s, e in bounds])
+    cols: dict[str, np.ndarray] = {}
+    for k in (parts[0][0] if parts else {}):
+        cols[k] = np.concatenate([p[0][k] for p in parts])
+    dims = [p[1].shape[1] for p in parts if p[1] is not None]
+    emb = None
+    if dims:
+        emb = np.zeros((len(paths), dims[0]), np.float32)
+        for (s, e), (_, z) in zip(bounds, parts):
+            if z is not None:
+                emb[s:e] = z
+    return cols, emb
+
+
 def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None,
                      out_dir: str | os.PathLike, attribute_model=None, keypoint_model=None,
                      progress: bool = True, batch_size: int = 64, *, workers: int = 2,
-                     chunk_size: int = 64, max_side: int = 512) -> dict:
+                     chunk_size: int = 64, max_side: int = 512, executor=None) -> dict:
     """Extract the features of every item of ``catalog`` into ``out_dir``.
 
     Parameters
@@ -312,6 +346,11 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
         Items per resumable part file.
     max_side : int
         Images are shrunk to this longer side before any processing.
+    executor : optional
+        Runs the chunks elsewhere: ``executor.map(func, jobs)`` returns
+        ``[func(job) for job in jobs]`` (the Dask build passes a
+        :class:`recommender.distributed.DaskExecutor`; the models are then
+        handles that load once per worker). The same chunk functions run.
 
     Returns
     -------
@@ -360,7 +399,11 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
     n_proc = int(workers) if (workers > 1 and len(items) >= MIN_ITEMS_FOR_WORKERS
                               and len(jobs) > 1) else 1
     t_classical = time.perf_counter()
-    if n_proc > 1:
+    if executor is not None:
+        n_proc = int(getattr(executor, "n_workers", 1))
+        for _, n in executor.map(_run_chunk, jobs):
+            bar.update(n)
+    elif n_proc > 1:
         import multiprocessing as mp
 
         # spawn, not fork: the parent may hold torch's thread pools.
@@ -385,10 +428,11 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
     if keypoint_model is not None:
         kcats = df["kp_category"].to_numpy(object)
         sel = np.nonzero(ok & (kcats != ""))[0]
-        for s in range(0, len(sel), batch_size):
-            idx = sel[s:s + batch_size]
-            images = [load_rgb(paths[i]) for i in idx]
-            xy, vis, conf = keypoint_model.predict(images, [kcats[i] for i in idx])
+        jobs = [(keypoint_model, [paths[i] for i in idx], [kcats[i] for i in idx])
+                for idx in _blocks(sel, batch_size)]
+        results = executor.map(_keypoint_block, jobs) if executor is not None else \
+            map(_keypoint_block, jobs)
+        for idx, (xy, vis, conf) in zip(_blocks(sel, batch_size), results):
             for j, i in enumerate(idx):
                 for k in range(24):
                     df.at[i, f"kp_x_{k}"], df.at[i, f"kp_y_{k}"] = xy[j, k]
@@ -405,7 +449,11 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
     t_attr = time.perf_counter()
     emb = None
     attr_cols: dict = {}
-    if attribute_model is not None:
+    if attribute_model is not None and executor is not None:
+        attr_cols, emb = _attribute_outputs_parts(attribute_model, paths, ok, int(max_side),
+                                                  int(batch_size), executor,
+                                                  max(int(chunk_size), int(batch_size)))
+    elif attribute_model is not None:
         attr_cols, emb = _attribute_outputs(attribute_model, paths, ok, int(max_side),
                                             int(batch_size), progress)
     t_attr = time.perf_counter() - t_attr
@@ -496,6 +544,16 @@ def stage_inputs(ctx) -> dict:
     return inputs
 
 
+def _load(ctx, loader, pt):
+    """``loader(models dir)`` here, or, on an executor, a handle loaded once per worker."""
+    ex = getattr(ctx, "executor", None)
+    if ex is None:
+        return loader(ctx.bundle.path("models"))
+    from recommender.bundle import file_hash
+
+    return ex.cached(loader, ctx.bundle.path("models"), stamp=file_hash(pt))
+
+
 def _load_attribute_model(ctx):
     pt = ctx.bundle.path("models", "attributes.pt")
     if not pt.is_file():
@@ -504,7 +562,7 @@ def _load_attribute_model(ctx):
         from features.attributes import AttributeModel
     except ModuleNotFoundError as exc:
         return None, f"features.attributes is not available ({exc})"
-    return AttributeModel.load(ctx.bundle.path("models")), "models/attributes.pt"
+    return _load(ctx, AttributeModel.load, pt), "models/attributes.pt"
 
 
 def _load_keypoint_model(ctx):
@@ -518,7 +576,7 @@ def _load_keypoint_model(ctx):
     loader = getattr(heatmap, "load_detector", None)
     if loader is None:
         return None, "silhouette (heatmap module has no load_detector)"
-    return loader(ctx.bundle.path("models")), "heatmap (models/keypoints.pt)"
+    return _load(ctx, loader, pt), "heatmap (models/keypoints.pt)"
 
 
 def run_stage(ctx) -> dict:
@@ -539,10 +597,13 @@ def run_stage(ctx) -> dict:
                                attribute_model=amodel, keypoint_model=kmodel,
                                progress=True, batch_size=int(cfg["batch_size"]),
                                workers=int(cfg["workers"]), chunk_size=int(cfg["chunk_size"]),
-                               max_side=int(cfg["max_side"]))
+                               max_side=int(cfg["max_side"]),
+                               executor=getattr(ctx, "executor", None))
     if summary["n_failed"]:
         ctx.log(f"[features] {summary['n_failed']} of {summary['n_items']} items failed "
                 f"(feat_ok = False), e.g. {summary['failed_examples'][:3]}")
+    if getattr(ctx, "executor", None) is not None:  # one model load per worker, visibly
+        summary["worker_model_loads"] = ctx.executor.worker_loads()
     summary["attribute_source"] = asrc
     summary["keypoint_source"] = ksrc
     outputs = [FEATURES_TABLE, KEYPOINTS_CSV, KEYPOINT_CONFIDENCE]

@@ -111,6 +111,7 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
         "mapping": str(mapping) if mapping else None, "items": items, "seed": seed,
         "quick": bool(quick), "engine": engine, "scheduler": scheduler,
         "stages": (overrides or {}).get("stages", {}),
+        "dask": (overrides or {}).get("dask", {}),  # [dask]: cluster sizes (engine dask)
     }
     bundle = Bundle.create(out, source=source, image_root=None, config=config)
     ctx = BuildContext(bundle=bundle, config=config, force=force, log=log)

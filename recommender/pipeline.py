@@ -66,6 +66,9 @@ class BuildContext:
     force: bool = False
     log: Callable[[str], None] = dataclasses.field(
         default=lambda msg: print(msg, file=sys.stderr, flush=True))
+    #: Where stages may spread work: None (this process) or, with engine "dask",
+    #: a recommender.distributed.DaskExecutor (map / cached / train_booster).
+    executor: Any = None
 
     @property
     def source(self) -> str:
@@ -91,8 +94,22 @@ def run_stages(ctx: BuildContext, names: list[str] | None = None) -> dict[str, d
     """Run the named stages (default: all that apply to the source) in order.
 
     A stage already finished on identical inputs is skipped unless ``ctx.force``.
-    Returns the metrics of each stage run or skipped.
+    Returns the metrics of each stage run or skipped. With ``engine = "dask"`` one
+    Dask client serves every stage of the run (``ctx.executor``).
     """
+    if ctx.config.get("engine") == "dask" and ctx.executor is None:
+        from recommender.distributed import dask_executor  # lazily: dask is optional
+
+        with dask_executor(ctx.config) as ex:
+            ctx.executor = ex
+            try:
+                return _run_stages(ctx, names)
+            finally:
+                ctx.executor = None
+    return _run_stages(ctx, names)
+
+
+def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
     if names is not None:
         unknown = [n for n in names if n not in STAGE_NAMES]
         if unknown:

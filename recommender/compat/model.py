@@ -108,14 +108,14 @@ class CompatibilityModel:
 
     def fit(self, catalog: pd.DataFrame, train_outfits: pd.DataFrame,
             features: pd.DataFrame | None = None, embeddings: np.ndarray | None = None,
-            log=None) -> "CompatibilityModel":
+            log=None, trainer=None) -> "CompatibilityModel":
         """Fit on ``train_outfits`` (outfit_id, item_id) over ``catalog`` rows.
 
         Early stopping uses ``val_fraction`` of the training outfits (split by
         outfit); the saved statistics are then recounted on all training outfits.
+        ``trainer`` turns pairs into a booster (default :func:`train_booster`, in
+        this process; the Dask build passes ``DaskExecutor.train_booster``).
         """
-        import lightgbm as lgb
-
         if self.negatives not in NEGATIVE_MODES:
             raise InputError(f"unknown negatives mode {self.negatives!r}", field="negatives",
                              value=self.negatives, allowed=NEGATIVE_MODES)
@@ -124,7 +124,7 @@ class CompatibilityModel:
                              value=self.aggregate, allowed=AGGREGATES)
         log = log or (lambda msg: None)
         if self.negatives == "auto":
-            return self._fit_auto(catalog, train_outfits, features, embeddings, log)
+            return self._fit_auto(catalog, train_outfits, features, embeddings, log, trainer)
         catalog = catalog.reset_index(drop=True)
         outfits = outfit_index_lists(train_outfits, catalog)
         if len(outfits) < 4:
@@ -142,23 +142,15 @@ class CompatibilityModel:
             np.zeros(len(catalog), np.int64)
         a, b, o, y = make_training_pairs(fit, subs, fz.stats_.item_count_, rng,
                                          self.negatives, self.n_negatives)
-        X = fz.transform(items, a, items, b, outfit=o)
         # validation outfits are not in the statistics, as held-out outfits will not be
         va, vb, _, vy = make_training_pairs(val, subs, fz.stats_.item_count_, rng, "random", 1)
-        Xv = fz.transform(items, va, items, vb)
         log(f"[compatibility] {len(y)} training pairs ({int(y.sum())} positive) from "
             f"{len(fit)} outfits, {len(vy)} validation pairs from {len(val)} outfits, "
-            f"{X.shape[1]} features")
-        cats = [k for k, c in enumerate(fz.categorical_) if c]
-        dtrain = lgb.Dataset(X, y, feature_name=fz.feature_names_, categorical_feature=cats,
-                             free_raw_data=True)
-        dval = lgb.Dataset(Xv, vy, reference=dtrain)
-        evals: dict = {}
-        booster = lgb.train(self._params(), dtrain, num_boost_round=self.num_boost_round,
-                            valid_sets=[dval], valid_names=["val"],
-                            callbacks=[lgb.early_stopping(self.early_stopping_rounds,
-                                                          verbose=False),
-                                       lgb.record_evaluation(evals)])
+            f"{len(fz.feature_names_)} features")
+        booster, val_logloss = (trainer or train_booster)(
+            self._params(), fz, items, (a, b, o, y), (va, vb, vy),
+            num_boost_round=self.num_boost_round,
+            early_stopping_rounds=self.early_stopping_rounds)
         self.featurizer_ = fz
         self.booster_ = booster
         self.feature_names_ = list(fz.feature_names_)
@@ -166,7 +158,7 @@ class CompatibilityModel:
         self.metrics_ = self._validation_metrics(val, fit, subs, rng)
         self.metrics_.update({"best_iteration": int(booster.best_iteration or
                                                      booster.current_iteration()),
-                              "val_logloss": float(min(evals["val"]["binary_logloss"])),
+                              "val_logloss": float(val_logloss),
                               "n_train_pairs": int(len(y)), "n_val_pairs": int(len(vy)),
                               "n_fit_outfits": len(fit), "n_val_outfits": len(val)})
         log(f"[compatibility] validation: " + ", ".join(
@@ -181,13 +173,13 @@ class CompatibilityModel:
         self.feature_importance_ = {n: float(g) for n, g in zip(self.feature_names_, gain)}
         return self
 
-    def _fit_auto(self, catalog, train_outfits, features, embeddings, log):
+    def _fit_auto(self, catalog, train_outfits, features, embeddings, log, trainer=None):
         fits = {}
         for mode in AUTO_CANDIDATES:
             params = {k: getattr(self, k) for k in self._param_names()}
             params["negatives"] = mode
             fits[mode] = CompatibilityModel(groups=self.groups, **params).fit(
-                catalog, train_outfits, features, embeddings, log)
+                catalog, train_outfits, features, embeddings, log, trainer)
         score = {m: float(np.mean([f.metrics_.get(k, 0.0) for k in SELECTION_METRICS]))
                  for m, f in fits.items()}
         best = max(score, key=score.get)
@@ -464,6 +456,32 @@ class CompatibilityModel:
         except KeyError:
             raise NotFoundError(f"unknown item id {item_id!r}", field="item_id",
                                 value=item_id) from None
+
+
+def train_booster(params: dict, fz: PairFeaturizer, items, train: tuple, val: tuple, *,
+                  num_boost_round: int, early_stopping_rounds: int):
+    """LightGBM on pair features, early-stopped on the validation pairs, in this process.
+
+    ``train`` = (a, b, outfit, y) and ``val`` = (a, b, y) are catalogue-row pairs
+    of ``items``; training rows leave their own outfit out of the co-occurrence
+    features. Returns ``(booster, best validation logloss)``.
+    """
+    import lightgbm as lgb
+
+    a, b, o, y = train
+    va, vb, vy = val
+    X = fz.transform(items, a, items, b, outfit=o)
+    Xv = fz.transform(items, va, items, vb)
+    cats = [k for k, c in enumerate(fz.categorical_) if c]
+    dtrain = lgb.Dataset(X, y, feature_name=fz.feature_names_, categorical_feature=cats,
+                         free_raw_data=True)
+    dval = lgb.Dataset(Xv, vy, reference=dtrain)
+    evals: dict = {}
+    booster = lgb.train(params, dtrain, num_boost_round=num_boost_round,
+                        valid_sets=[dval], valid_names=["val"],
+                        callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False),
+                                   lgb.record_evaluation(evals)])
+    return booster, float(min(evals["val"]["binary_logloss"]))
 
 
 def outfit_index_lists(outfits: pd.DataFrame, catalog: pd.DataFrame) -> list[np.ndarray]:

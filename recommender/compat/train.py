@@ -83,7 +83,9 @@ def run_stage(ctx) -> dict:
     settings = model_settings(ctx.config)
     ctx.log(f"[compatibility] features table: {'yes' if features is not None else 'no'}, "
             f"embeddings: {'yes' if embeddings is not None else 'no'}")
-    model = CompatibilityModel(**settings).fit(catalog, train, features, embeddings, log=ctx.log)
+    ex = getattr(ctx, "executor", None)  # the Dask build trains on the cluster
+    model = CompatibilityModel(**settings).fit(catalog, train, features, embeddings, log=ctx.log,
+                                               trainer=ex.train_booster if ex else None)
     metrics = {k: v for k, v in model.metrics_.items()}
     # held-out scores, for the manifest (never used to choose anything)
     index = model.index_

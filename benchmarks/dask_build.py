@@ -1,0 +1,213 @@
+"""Build time, stage by stage, on a local Dask cluster beside the single-process build.
+
+For each size the generated demo catalogue (table form: every item has catalogue
+rows and outfits; only ``--image-sample`` items have images, as
+``recommender.demo.generate_demo(..., image_sample=2000)`` makes them) is built
+twice from the same source folder:
+
+``local``  ``build_bundle(..., engine="local")`` with ``[stages.features] workers = 1``:
+           one process does everything.
+``dask``   ``build_bundle(..., engine="dask")`` on a ``LocalCluster`` of
+           ``--workers`` processes x 1 thread. The stages before ``features``
+           (ingest, split, attributes, keypoints) are the same code on both
+           engines and do not use the cluster, so the Dask bundle starts as a
+           copy of the local one and runs features, compatibility and graph.
+
+Each build runs in its own process. Memory: a sampler thread reads the resident
+set size (psutil) of the build process and of every Dask worker process every
+0.2 s and keeps the peak of each. Quick mode (smaller networks and LightGBM
+settings) throughout, so the largest sizes finish on a shared 2-core machine.
+
+Run (one at a time, niced; prints a table and writes ``<workdir>/dask_build.json``)::
+
+    nice -n 10 python benchmarks/dask_build.py --sizes 5000 20000 100000 1000000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENGINE_OUTPUTS = ("features", "graph", "models/compat.txt", "models/compat.json",
+                  "models/cooc.npz")
+STAGES = ("ingest", "split", "attributes", "keypoints", "features", "compatibility", "graph")
+
+
+class PeakRSS:
+    """Peak resident memory of a set of processes, sampled in a thread."""
+
+    def __init__(self, pids: dict[str, int] | None = None, interval: float = 0.2):
+        import psutil
+
+        self._psutil = psutil
+        self.pids = dict(pids or {"build": os.getpid()})
+        self.peak = dict.fromkeys(self.pids, 0)
+        self.interval = interval
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            for name, pid in list(self.pids.items()):
+                try:
+                    rss = self._psutil.Process(pid).memory_info().rss
+                except self._psutil.Error:
+                    continue
+                self.peak[name] = max(self.peak.get(name, 0), rss)
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
+def _stage_seconds(bundle: Path) -> dict:
+    m = json.loads((bundle / "manifest.json").read_text())
+    return {k: v.get("seconds") for k, v in m.get("stages", {}).items()}
+
+
+def run_one(args) -> dict:
+    """One build in this process (called through a subprocess by :func:`main`)."""
+    from recommender.build import build_bundle
+
+    out = Path(args.bundle)
+    overrides = {"stages": {"features": {"workers": 1, "max_side": args.max_side}}}
+    log = (lambda m: None) if args.quiet else None
+    t0 = time.perf_counter()
+    result: dict = {"engine": args.engine, "items": args.items}
+    if args.engine == "local":
+        with PeakRSS() as mem:
+            build_bundle(out, source="demo", items=args.items, seed=0,
+                         quick=True, stages=args.stages, overrides=overrides, log=log)
+        result["peak_rss_mb"] = {k: round(v / 2**20) for k, v in mem.peak.items()}
+    else:
+        from recommender.distributed import dask_executor
+
+        overrides["dask"] = {"n_workers": args.workers, "memory_limit": args.memory_limit}
+        config = {"scheduler": args.scheduler, "dask": overrides["dask"]}
+        with dask_executor(config) as ex:  # the build reuses this one (re-entrant)
+            result["seconds_cluster_start"] = round(time.perf_counter() - t0, 2)
+            pids = ex.client.run(os.getpid)
+            with PeakRSS({"build": os.getpid(), **pids}) as mem:
+                build_bundle(out, source="demo", items=args.items,
+                             seed=0, quick=True, stages=args.stages, engine="dask",
+                             scheduler=args.scheduler, overrides=overrides, log=log)
+        result["peak_rss_mb"] = {k: round(v / 2**20) for k, v in mem.peak.items()}
+    result["seconds_total"] = round(time.perf_counter() - t0, 2)
+    result["stages"] = _stage_seconds(out)
+    return result
+
+
+def _sub(args, engine: str, bundle: Path, source: Path, items: int, stages) -> dict:
+    cmd = [sys.executable, __file__, "--one", "--engine", engine, "--bundle", str(bundle),
+           "--source", str(source), "--items", str(items), "--workers", str(args.workers),
+           "--memory-limit", args.memory_limit, "--max-side", str(args.max_side),
+           "--json-out", str(bundle) + ".json"]
+    if stages:
+        cmd += ["--stages", ",".join(stages)]
+    if args.scheduler:
+        cmd += ["--scheduler", args.scheduler]
+    if args.quiet:
+        cmd.append("--quiet")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run(cmd, check=True, env=env)
+    return json.loads(Path(str(bundle) + ".json").read_text())
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000])
+    p.add_argument("--image-sample", type=int, default=2000)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--memory-limit", default="3GiB")
+    p.add_argument("--scheduler", default=None)
+    p.add_argument("--max-side", type=int, default=512,
+                   help="[stages.features] max_side for both builds (images shrunk to it)")
+    p.add_argument("--workdir", default="/tmp/mixmatch_dask_bench")
+    p.add_argument("--graph-max", type=int, default=200_000,
+                   help="skip the graph stage above this many items (it is not distributed)")
+    p.add_argument("--quiet", action="store_true")
+    # internal: one build in this process
+    p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--engine", default="local", help=argparse.SUPPRESS)
+    p.add_argument("--bundle", help=argparse.SUPPRESS)
+    p.add_argument("--source", help=argparse.SUPPRESS)
+    p.add_argument("--items", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--stages", type=lambda s: s.split(","), default=None,
+                   help=argparse.SUPPRESS)
+    p.add_argument("--json-out", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.one:
+        res = run_one(args)
+        Path(args.json_out).write_text(json.dumps(res, indent=2))
+        return 0
+
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    results = []
+    for n in args.sizes:
+        src = work / f"source_{n}_{args.image_sample}"
+        row: dict = {"items": n, "uptime_before": os.popen("uptime").read().strip()}
+        if not (src / "demo.json").is_file():
+            from recommender.demo import generate_demo
+
+            t0 = time.perf_counter()
+            generate_demo(src, n_items=n, seed=0, image_sample=args.image_sample)
+            row["seconds_generate"] = round(time.perf_counter() - t0, 1)
+        stages = [s for s in STAGES if s != "graph"] if n > args.graph_max else None
+        local, dask = work / f"local_{n}", work / f"dask_{n}"
+        for b in (local, dask):
+            if b.exists():
+                shutil.rmtree(b)
+        # the demo build reads its source from <bundle>/source (generated once per size)
+        local.mkdir(parents=True)
+        (local / "source").symlink_to(src.resolve(), target_is_directory=True)
+        row["local"] = _sub(args, "local", local, src, n, stages)
+        shutil.copytree(local, dask, symlinks=True, ignore=shutil.ignore_patterns("parts"))
+        for rel in ENGINE_OUTPUTS:
+            q = dask / rel
+            if q.is_dir():
+                shutil.rmtree(q)
+            elif q.exists():
+                q.unlink()
+        row["dask"] = _sub(args, "dask", dask, src, n, stages)
+        row["graph"] = "built" if stages is None else f"skipped (> --graph-max {args.graph_max})"
+        row["uptime_after"] = os.popen("uptime").read().strip()
+        results.append(row)
+        _print_row(row)
+        (work / "dask_build.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def _print_row(row: dict) -> None:
+    print(f"\n== {row['items']} items  ({row['uptime_before']})")
+    if "seconds_generate" in row:
+        print(f"   generate_demo: {row['seconds_generate']} s")
+    print(f"   {'stage':<14}{'local s':>10}{'dask s':>10}")
+    for s in STAGES:
+        a, b = row["local"]["stages"].get(s), row["dask"]["stages"].get(s)
+        if a is None and b is None:
+            continue
+        b = b if s in ("features", "compatibility", "graph") else None
+        print(f"   {s:<14}{a if a is not None else '-':>10}"
+              f"{b if b is not None else '(same)':>10}")
+    print(f"   dask cluster start: {row['dask'].get('seconds_cluster_start')} s; "
+          f"graph: {row['graph']}")
+    print(f"   peak RSS MB local: {row['local']['peak_rss_mb']}")
+    print(f"   peak RSS MB dask:  {row['dask']['peak_rss_mb']}")
+    print(f"   ({row['uptime_after']})", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
