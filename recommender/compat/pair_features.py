@@ -23,6 +23,10 @@ Feature groups (the ablation ladder adds them in this order):
 ``embedding``
     cosine of the two visual embeddings, and of each item with the mean embedding of
     its category's items worn with the partner's category in training.
+``style``
+    cosine of two learned content-only "style" vectors
+    (:mod:`recommender.compat.style`), cross-fitted so a training row never sees a
+    vector trained on its own outfit.
 ``cooccurrence``
     item-level (pair count, each item's count) and content-level statistics (PMI of
     the two values of each categorical field; each item's affinity for the partner's
@@ -45,7 +49,7 @@ import pandas as pd
 
 from features.exceptions import BundleError, InputError
 
-GROUPS = ("metadata", "colour", "shape", "attributes", "embedding", "cooccurrence")
+GROUPS = ("metadata", "colour", "shape", "attributes", "embedding", "cooccurrence", "style")
 #: The ablation ladder: each adds a group to the previous one; "all" adds the rest.
 ABLATION_LADDER = (("metadata only", ("metadata",)),
                    ("+ colours", ("metadata", "colour")),
@@ -121,6 +125,7 @@ class ItemTable:
         self.num = num                # (n, K) float64
         self.emb = emb                # (n, D) float32 L2-normalised, or None
         self.stat_idx = stat_idx      # (n,) int64
+        self.style = None             # (n, D) float32 style vectors, or None
 
     def __len__(self):
         return len(self.stat_idx)
@@ -134,15 +139,24 @@ class PairFeaturizer:
     groups : feature groups to use (default: all of :data:`GROUPS`); groups whose
         data is absent (no features table, no embeddings) are left out and the
         fitted ``groups_`` says which were used.
+    style : :class:`recommender.compat.style.StyleConfig` of the "style" group
+    style_folds : cross-fitting folds of the style vectors for training rows (0: none,
+        only for fitting statistics that score no training rows)
     """
 
-    def __init__(self, groups=GROUPS):
+    def __init__(self, groups=GROUPS, style=None, style_folds=2):
         self.groups = tuple(groups)
+        self.style = style
+        self.style_folds = style_folds
 
     # -- fitting -----------------------------------------------------------------------
     def fit(self, catalog: pd.DataFrame, features: pd.DataFrame | None,
             embeddings: np.ndarray | None, train_outfits: list[list[int]]):
-        """Choose columns and vocabularies, count co-occurrence on ``train_outfits``."""
+        """Choose columns and vocabularies, count co-occurrence on ``train_outfits``.
+
+        With the "style" group, also fits the style tower on ``train_outfits`` and
+        (``style_folds`` > 1) one tower per fold for the training rows.
+        """
         from recommender.compat.cooccurrence import CooccurrenceStats
 
         unknown = [g for g in self.groups if g not in GROUPS]
@@ -183,8 +197,55 @@ class PairFeaturizer:
             train_outfits, n, {c: items.codes[c] for c in self.cooc_fields_},
             {c: len(self.vocab_[c]) + 1 for c in self.cooc_fields_})
         self._fit_centroids(items, train_outfits)
+        self.style_ = None
+        self.style_fold_vecs_ = None
+        if "style" in self.groups_:
+            self._fit_style(items, train_outfits)
         self.feature_names_, self.feature_groups_, self.categorical_ = self._names()
         return self
+
+    # -- the learned style vectors ------------------------------------------------------
+    def _style_inputs(self, items: ItemTable):
+        """Content the style tower reads: codes and numbers of the groups in use."""
+        g = self.groups_
+        fields = list(self.cat_columns_["metadata"]) if "metadata" in g else []
+        if "attributes" in g:
+            fields += self.cat_columns_["attributes"]
+        codes = {f: items.codes[f] for f in fields if f != "gender"}
+        P = self._n_palette()
+        ranges = []
+        if "colour" in g:
+            ranges += list(range(0, 6 * P + len(self.extra_colour_columns_)))
+        off = 6 * P + len(self.extra_colour_columns_)
+        if "shape" in g:
+            ranges += list(range(off, off + len(self.shape_columns_)))
+        off += len(self.shape_columns_)
+        if "attributes" in g:
+            ranges += list(range(off, off + len(self.conf_columns_)))
+        num = items.num[:, ranges]
+        if "embedding" in g and items.emb is not None:
+            num = np.concatenate([num, items.emb.astype(np.float64)], axis=1)
+        return codes, num
+
+    def _fit_style(self, items: ItemTable, outfits):
+        from recommender.compat.style import StyleConfig, StyleEmbedding
+
+        cfg = self.style if self.style is not None else StyleConfig()
+        if isinstance(cfg, dict):
+            cfg = StyleConfig(**cfg)
+        codes, num = self._style_inputs(items)
+        n_values = {f: len(self.vocab_[f]) + 1 for f in codes}
+        groups = items.codes.get("subcategory", np.zeros(len(items), np.int64))
+        self.style_ = StyleEmbedding(cfg).fit(codes, n_values, num, outfits, groups)
+        K = int(self.style_folds)
+        if K > 1 and len(outfits) >= 2 * K:
+            vecs = []
+            for k in range(K):
+                part = [o for m, o in enumerate(outfits) if m % K != k]
+                st = StyleEmbedding(cfg).fit(codes, n_values, num, part, groups)
+                vecs.append(st.transform(codes, num))
+            # (K, n, D): fold k's vectors never saw outfits m with m % K == k
+            self.style_fold_vecs_ = np.stack(vecs)
 
     @staticmethod
     def _make_vocab(s: pd.Series) -> list[str]:
@@ -243,7 +304,10 @@ class PairFeaturizer:
             emb = emb / np.where(norm > 0, norm, 1)
         if stat_idx is None:
             stat_idx = np.arange(n, dtype=np.int64)
-        return ItemTable(codes, num, emb, np.asarray(stat_idx, np.int64))
+        table = ItemTable(codes, num, emb, np.asarray(stat_idx, np.int64))
+        if getattr(self, "style_", None) is not None:
+            table.style = self.style_.transform(*self._style_inputs(table))
+        return table
 
     def _numeric(self, rows: pd.DataFrame) -> np.ndarray:
         """Colour (L, a, b, chroma, hue, weight) x 3 palette colours, extras, shape, conf."""
@@ -309,6 +373,8 @@ class PairFeaturizer:
             add("emb_cos", "embedding")
             add("emb_partner_a", "embedding")
             add("emb_partner_b", "embedding")
+        if "style" in g:
+            add("style_cos", "style")
         if "cooccurrence" in g:
             for q in ("pair_count", "pair_norm", "log_count_a", "log_count_b"):
                 add(f"cooc_{q}", "cooccurrence")
@@ -405,10 +471,25 @@ class PairFeaturizer:
                 cols.append((eb * self.centroids_[cb, ca]).sum(axis=1))
             else:
                 cols += [np.full(len(ia), np.nan)] * 2
+        if "style" in g:
+            cols.append(self._style_cos(ta, ia, tb, ib, outfit))
         if "cooccurrence" in g:
             cols += self._cooc_columns(ta, ia, tb, ib, swap, outfit)
         X = np.column_stack(cols).astype(np.float32) if cols else np.zeros((len(ia), 0), np.float32)
         return X
+
+    def _style_cos(self, ta, ia, tb, ib, outfit):
+        """Cosine of the style vectors; training rows use their out-of-fold tower."""
+        cos = (ta.style[ia] * tb.style[ib]).sum(axis=1).astype(np.float64)
+        fv = self.style_fold_vecs_
+        if outfit is not None and fv is not None:
+            o = np.asarray(outfit, np.int64)
+            sa, sb = ta.stat_idx[ia], tb.stat_idx[ib]
+            m = (o >= 0) & (sa >= 0) & (sb >= 0)
+            if m.any():
+                k = o[m] % len(fv)
+                cos[m] = (fv[k, sa[m]] * fv[k, sb[m]]).sum(axis=1)
+        return cos
 
     def _cooc_columns(self, ta, ia, tb, ib, swap, outfit):
         st = self.stats_
@@ -453,6 +534,7 @@ class PairFeaturizer:
                 "conf_columns": self.conf_columns_,
                 "extra_colour_columns": self.extra_colour_columns_,
                 "has_embedding": self.has_embedding_, "cooc_fields": self.cooc_fields_,
+                "style": None if self.style_ is None else self.style_.to_json(),
                 "feature_names": self.feature_names_, "feature_groups": self.feature_groups_,
                 "categorical": self.categorical_}
 
@@ -460,6 +542,8 @@ class PairFeaturizer:
         out = {f"stats__{k}": v for k, v in self.stats_.to_arrays().items()}
         if self.centroids_ is not None:
             out["centroids"] = self.centroids_
+        if self.style_ is not None:
+            out.update(self.style_.to_arrays())
         return out
 
     @classmethod
@@ -484,6 +568,13 @@ class PairFeaturizer:
         self.stats_ = CooccurrenceStats.from_arrays(
             {k[len("stats__"):]: arrays[k] for k in files if k.startswith("stats__")})
         self.centroids_ = np.asarray(arrays["centroids"]) if "centroids" in files else None
+        self.style_fold_vecs_ = None
+        self.style_ = None
+        if meta.get("style"):
+            from recommender.compat.style import StyleEmbedding
+            self.style_ = StyleEmbedding.from_saved(meta["style"], arrays)
+        elif "style" in self.groups_:
+            raise BundleError("the compatibility model uses style vectors but none were saved")
         self.feature_names_, self.feature_groups_, self.categorical_ = self._names()
         if self.feature_names_ != meta["feature_names"]:
             raise BundleError("the saved feature list does not match the features this "

@@ -54,8 +54,19 @@ def test_pairs_are_symmetric_and_outfits_aggregate(fitted):
     np.testing.assert_allclose(model.score_pairs(a, b), model.score_pairs(b, a))
     score, mat = model.score_outfit([0, 70, 130])
     assert mat.shape == (3, 3) and np.isnan(mat[0, 0]) and mat[0, 1] == mat[1, 0]
-    assert score == pytest.approx(np.nanmean(mat[np.triu_indices(3, 1)]))
+    pairs = mat[np.triu_indices(3, 1)]
+    logit = np.log(pairs / (1 - pairs))
+    # the item mean log-odds of rows 0, 70, 130 (pairs 01, 02, 12)
+    item = np.array([logit[0] + logit[1], logit[0] + logit[2], logit[1] + logit[2]]) / 2
+    expected = {"mean": pairs.mean(), "mean_logit": 1 / (1 + np.exp(-logit.mean())),
+                "worst": 1 / (1 + np.exp(-item.min())),
+                "blend": 1 / (1 + np.exp(-(logit.mean() + item.min()) / 2))}
+    assert model.aggregate_ in expected
+    assert score == pytest.approx(expected[model.aggregate_])
+    assert 0 < score < 1
     assert model.score_outfits([[0, 70, 130]])[0] == pytest.approx(score)
+    for how, value in expected.items():
+        assert model.score_outfits([[0, 70, 130]], how)[0] == pytest.approx(value)
     with pytest.raises(InputError):
         model.score_pairs([0], [10_000])
 
