@@ -176,10 +176,13 @@ class StyleEmbedding:
         n = len(groups)
         if num is not None and num.shape[1]:
             num = np.asarray(num, np.float64)
-            self.num_mean_ = np.nan_to_num(np.nanmean(np.where(np.isfinite(num), num, np.nan),
-                                                      axis=0))
-            sd = np.nanstd(np.where(np.isfinite(num), num, np.nan), axis=0)
-            self.num_std_ = np.where(np.isfinite(sd) & (sd > 1e-9), sd, 1.0)
+            ok = np.isfinite(num)
+            cnt = np.maximum(ok.sum(axis=0), 1)   # all-missing columns: mean 0, sd 1
+            x0 = np.where(ok, num, 0.0)
+            self.num_mean_ = x0.sum(axis=0) / cnt
+            var = (np.where(ok, num - self.num_mean_, 0.0) ** 2).sum(axis=0) / cnt
+            sd = np.sqrt(var)
+            self.num_std_ = np.where(sd > 1e-9, sd, 1.0)
         else:
             self.num_mean_ = self.num_std_ = np.zeros(0)
         c, x = self._inputs(codes, num, n)
