@@ -28,9 +28,9 @@ Feature groups (the ablation ladder adds them in this order):
     (:mod:`recommender.compat.style`), cross-fitted so a training row never sees a
     vector trained on its own outfit.
 ``cooccurrence``
-    item-level (pair count, each item's count) and content-level statistics (PMI of
-    the two values of each categorical field; each item's affinity for the partner's
-    values) from training outfits, leave-one-outfit-out during training. The content
+    item-level (pair count, each item's count, shared partners: "two hop") and
+    content-level statistics (PMI of the two values of each categorical field; each
+    item's affinity for the partner's values) from training outfits, leave-one-outfit-out during training. The content
     level carries new arrivals.
 
 Pairs are put in a canonical order (by category, then subcategory code), so
@@ -376,7 +376,8 @@ class PairFeaturizer:
         if "style" in g:
             add("style_cos", "style")
         if "cooccurrence" in g:
-            for q in ("pair_count", "pair_norm", "log_count_a", "log_count_b"):
+            for q in ("pair_count", "pair_norm", "log_count_a", "log_count_b", "two_hop",
+                      "two_hop_norm"):
                 add(f"cooc_{q}", "cooccurrence")
             for f in self.cooc_fields_:
                 add(f"pmi_{f}", "cooccurrence")
@@ -509,7 +510,12 @@ class PairFeaturizer:
         if both_known.any():
             pc[both_known] = st.pair_count(sa[both_known], sb[both_known],
                                            None if o is None else o[both_known])
-        cols = [pc, pc / np.sqrt((ca + 1) * (cb + 1)), np.log1p(ca), np.log1p(cb)]
+        th = np.zeros(len(sa))
+        if both_known.any():
+            th[both_known] = st.two_hop(sa[both_known], sb[both_known],
+                                        None if o is None else o[both_known])
+        cols = [pc, pc / np.sqrt((ca + 1) * (cb + 1)), np.log1p(ca), np.log1p(cb),
+                np.log1p(th), th / np.sqrt((ca + 1) * (cb + 1))]
         for f in self.cooc_fields_:
             va = np.where(swap, tb.codes[f][ib], ta.codes[f][ia])
             vb = np.where(swap, ta.codes[f][ia], tb.codes[f][ib])
