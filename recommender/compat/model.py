@@ -48,6 +48,8 @@ SELECTION_METRICS = ("val_fitb", "val_fitb_cold", "val_auc_hard")
 AGGREGATES = ("auto", "mean", "mean_logit", "min", "worst", "blend")
 #: What aggregate="auto" tries; picked by validation AUC (all swapped + one swapped).
 AUTO_AGGREGATES = ("mean", "mean_logit", "worst", "blend")
+#: How an FITB answer's pair scores with the question items combine (picked on validation).
+FITB_AGGREGATES = ("mean", "mean_logit")
 
 
 def _sigmoid(x):
@@ -180,6 +182,7 @@ class CompatibilityModel:
         self.feature_names_ = list(fz.feature_names_)
         self._set_items(catalog, features, embeddings)
         self.aggregate_ = "mean" if self.aggregate == "auto" else self.aggregate
+        self.fitb_aggregate_ = "mean"
         self.metrics_ = self._validation_metrics(val, fit, subs, rng)
         self.metrics_.update({"best_iteration": int(booster.best_iteration or
                                                      booster.current_iteration()),
@@ -189,7 +192,8 @@ class CompatibilityModel:
         log(f"[compatibility] validation: " + ", ".join(
             f"{k} {v:.3f}" for k, v in self.metrics_.items() if isinstance(v, float)))
         # final statistics: all training outfits (the trees are kept)
-        self.featurizer_ = PairFeaturizer(self.groups, style=self._style_config(),
+        # (the style tower fitted above is kept: it reads content only)
+        self.featurizer_ = PairFeaturizer(self.groups, style=fz.style_ or self._style_config(),
                                           style_folds=0).fit(catalog, features, embeddings,
                                                              outfits)
         if self.featurizer_.feature_names_ != self.feature_names_:
@@ -240,7 +244,7 @@ class CompatibilityModel:
         pools = {}
         for i, s in enumerate(subs):
             pools.setdefault(int(s), []).append(i)
-        out = {}
+        out, fitb_acc = {}, {}
         for name, eligible, pool_filter in (("fitb", None, None), ("fitb_cold", seen, seen)):
             qs, ans, labels = [], [], []
             for o in val:
@@ -256,10 +260,18 @@ class CompatibilityModel:
                         labels.append(0)
                         break
             if qs:
-                scores = self.score_fitb(qs, ans)
-                r = fitb_accuracy(scores, np.array(labels), seed=0)
-                out[f"val_{name}"] = r["expected_accuracy"]
+                for how in FITB_AGGREGATES:
+                    scores = self.score_fitb(qs, ans, how)
+                    r = fitb_accuracy(scores, np.array(labels), seed=0)
+                    fitb_acc.setdefault(how, {})[f"val_{name}"] = r["expected_accuracy"]
                 out[f"n_val_{name}"] = r["n"]
+        if fitb_acc:
+            # the FITB answer score: mean probability or mean log-odds with the question
+            self.fitb_aggregate_ = max(FITB_AGGREGATES,
+                                       key=lambda h: np.mean(list(fitb_acc[h].values())))
+            out.update(fitb_acc[self.fitb_aggregate_])
+            out["val_fitb_by_aggregate"] = fitb_acc
+        out["fitb_aggregate_chosen"] = self.fitb_aggregate_
         pos, neg, hard = [], [], []
         for o in val:
             swapped = [int(rng.choice(pools[int(subs[i])])) for i in o]
@@ -414,9 +426,17 @@ class CompatibilityModel:
         mat[j, i] = p
         return float(self._aggregate(p, np.zeros(len(p), np.int64), 1, i, j)[0]), mat
 
-    def score_fitb(self, questions: list[list[int]], answers: list[list[int]]) -> np.ndarray:
-        """(Q, A) scores: each answer's mean pair score with the question's items."""
+    def score_fitb(self, questions: list[list[int]], answers: list[list[int]],
+                   how: str | None = None) -> np.ndarray:
+        """(Q, A) scores: each answer's mean pair score (or log-odds) with the question.
+
+        ``how``: "mean" or "mean_logit" (default: the one chosen on validation).
+        """
         self._check()
+        how = how or getattr(self, "fitb_aggregate_", "mean")
+        if how not in FITB_AGGREGATES:
+            raise InputError(f"unknown FITB aggregate {how!r}", field="how", value=how,
+                             allowed=FITB_AGGREGATES)
         a, b, g = [], [], []
         A = len(answers[0]) if answers else 0
         for k, (q, ans) in enumerate(zip(questions, answers)):
@@ -428,6 +448,8 @@ class CompatibilityModel:
         if not a:
             return np.zeros((len(questions), A))
         p = self.score_pairs(np.concatenate(a), np.concatenate(b))
+        if how == "mean_logit":
+            p = np.log(np.clip(p, 1e-9, 1)) - np.log(np.clip(1 - p, 1e-9, 1))
         g = np.concatenate(g)
         s = np.bincount(g, p, len(questions) * A) / np.maximum(
             np.bincount(g, minlength=len(questions) * A), 1)
@@ -459,6 +481,7 @@ class CompatibilityModel:
                                            self.featurizer_.feature_groups_)),
                 "groups": list(self.featurizer_.groups_),
                 "aggregate": self.aggregate_,
+                "fitb_aggregate": self.fitb_aggregate_,
                 "featurizer": self.featurizer_.to_json(),
                 "catalog_ids_hash": json_hash(self.catalog_ids_),
                 "n_items": len(self.catalog_ids_),
@@ -521,6 +544,10 @@ class CompatibilityModel:
         self.num_threads = num_threads
         self.aggregate_ = meta.get("aggregate") or (
             self.aggregate if self.aggregate in AGGREGATES[1:] else "mean")
+        self.fitb_aggregate_ = meta.get("fitb_aggregate", "mean")
+        if self.fitb_aggregate_ not in FITB_AGGREGATES:
+            raise BundleError(f"compat.json names an unknown FITB aggregate "
+                              f"{self.fitb_aggregate_!r}")
         if self.aggregate_ not in AGGREGATES[1:]:
             raise BundleError(f"compat.json names an unknown aggregate {self.aggregate_!r}")
         self.booster_ = booster

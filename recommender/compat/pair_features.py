@@ -139,7 +139,9 @@ class PairFeaturizer:
     groups : feature groups to use (default: all of :data:`GROUPS`); groups whose
         data is absent (no features table, no embeddings) are left out and the
         fitted ``groups_`` says which were used.
-    style : :class:`recommender.compat.style.StyleConfig` of the "style" group
+    style : :class:`recommender.compat.style.StyleConfig` (or dict) of the "style"
+        group, or an already fitted :class:`~recommender.compat.style.StyleEmbedding`
+        to reuse
     style_folds : cross-fitting folds of the style vectors for training rows (0: none,
         only for fitting statistics that score no training rows)
     """
@@ -230,13 +232,23 @@ class PairFeaturizer:
     def _fit_style(self, items: ItemTable, outfits):
         from recommender.compat.style import StyleConfig, StyleEmbedding
 
-        cfg = self.style if self.style is not None else StyleConfig()
-        if isinstance(cfg, dict):
-            cfg = StyleConfig(**cfg)
         codes, num = self._style_inputs(items)
+        if isinstance(self.style, StyleEmbedding) and hasattr(self.style, "weights_"):
+            # an already fitted tower (content only, so a refit on a few more outfits
+            # would add little and cost a training run)
+            if self.style.fields_ != list(codes) or self.style.num_mean_.size != num.shape[1]:
+                raise InputError("the given fitted style embedding reads other inputs",
+                                 field="style")
+            self.style_ = self.style
+            cfg = self.style.config
+        else:
+            cfg = self.style if self.style is not None else StyleConfig()
+            if isinstance(cfg, dict):
+                cfg = StyleConfig(**cfg)
         n_values = {f: len(self.vocab_[f]) + 1 for f in codes}
         groups = items.codes.get("subcategory", np.zeros(len(items), np.int64))
-        self.style_ = StyleEmbedding(cfg).fit(codes, n_values, num, outfits, groups)
+        if self.style_ is None:
+            self.style_ = StyleEmbedding(cfg).fit(codes, n_values, num, outfits, groups)
         K = int(self.style_folds)
         if K > 1 and len(outfits) >= 2 * K:
             vecs = []
