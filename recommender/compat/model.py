@@ -235,7 +235,12 @@ class CompatibilityModel:
                 "aggregate", "num_threads", "random_state", "style", "style_folds")
 
     def _validation_metrics(self, val, fit, subs, rng) -> dict:
-        """FITB (mixed and cold) and AUC (all swapped / one swapped) on validation outfits."""
+        """FITB (mixed and cold) and AUC (all swapped / one swapped) on validation outfits.
+
+        Every item of a validation outfit is blanked once (not one blank per outfit
+        as in the test files): several times more questions, so choices made on
+        these numbers (negatives, aggregates) are less at the mercy of noise.
+        """
         from recommender.evaluation.metrics import fitb_accuracy, roc_auc
 
         seen = np.zeros(len(subs), bool)
@@ -258,7 +263,6 @@ class CompatibilityModel:
                         qs.append([i for i in o if i != blank])
                         ans.append([blank] + negs)
                         labels.append(0)
-                        break
             if qs:
                 for how in FITB_AGGREGATES:
                     scores = self.score_fitb(qs, ans, how)
