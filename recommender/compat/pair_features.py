@@ -26,7 +26,8 @@ Feature groups (the ablation ladder adds them in this order):
 ``style``
     cosine of two learned content-only "style" vectors
     (:mod:`recommender.compat.style`), cross-fitted so a training row never sees a
-    vector trained on its own outfit.
+    vector trained on its own outfit; and the cosine of each item's vector with the
+    mean vector of the other's training partners (its own outfit left out).
 ``cooccurrence``
     item-level (pair count, each item's count, shared partners: "two hop") and
     content-level statistics (PMI of the two values of each categorical field; each
@@ -201,6 +202,7 @@ class PairFeaturizer:
         self._fit_centroids(items, train_outfits)
         self.style_ = None
         self.style_fold_vecs_ = None
+        self.style_partner_sum_ = self.style_fold_partner_sum_ = None
         if "style" in self.groups_:
             self._fit_style(items, train_outfits)
         self.feature_names_, self.feature_groups_, self.categorical_ = self._names()
@@ -258,6 +260,11 @@ class PairFeaturizer:
                 vecs.append(st.transform(codes, num))
             # (K, n, D): fold k's vectors never saw outfits m with m % K == k
             self.style_fold_vecs_ = np.stack(vecs)
+        # each item's training partners in style space: (A @ V), A = pair counts
+        A = self.stats_._adjacency()
+        self.style_partner_sum_ = np.asarray(A @ self.style_.transform(codes, num), np.float32)
+        self.style_fold_partner_sum_ = None if self.style_fold_vecs_ is None else np.stack(
+            [np.asarray(A @ v, np.float32) for v in self.style_fold_vecs_])
 
     @staticmethod
     def _make_vocab(s: pd.Series) -> list[str]:
@@ -387,6 +394,8 @@ class PairFeaturizer:
             add("emb_partner_b", "embedding")
         if "style" in g:
             add("style_cos", "style")
+            add("style_partner_a", "style")
+            add("style_partner_b", "style")
         if "cooccurrence" in g:
             for q in ("pair_count", "pair_norm", "log_count_a", "log_count_b", "two_hop",
                       "two_hop_norm"):
@@ -486,6 +495,9 @@ class PairFeaturizer:
                 cols += [np.full(len(ia), np.nan)] * 2
         if "style" in g:
             cols.append(self._style_cos(ta, ia, tb, ib, outfit))
+            x = self._style_partner(ta, ia, tb, ib, outfit)   # a vs b's partners
+            y = self._style_partner(tb, ib, ta, ia, outfit)   # b vs a's partners
+            cols += [np.where(swap, y, x), np.where(swap, x, y)]
         if "cooccurrence" in g:
             cols += self._cooc_columns(ta, ia, tb, ib, swap, outfit)
         X = np.column_stack(cols).astype(np.float32) if cols else np.zeros((len(ia), 0), np.float32)
@@ -503,6 +515,47 @@ class PairFeaturizer:
                 k = o[m] % len(fv)
                 cos[m] = (fv[k, sa[m]] * fv[k, sb[m]]).sum(axis=1)
         return cos
+
+    def _style_partner(self, ta, ia, tb, ib, outfit):
+        """Cosine of a's style vector with the mean style of b's training partners.
+
+        Carries new arrivals: a cold ``a`` is compared with the company ``b`` keeps.
+        Training rows use the out-of-fold tower and leave their own outfit out of
+        b's partners. NaN where b has no (other) partners.
+        """
+        out = np.full(len(ia), np.nan)
+        sb = tb.stat_idx[ib]
+        known = sb >= 0
+        if self.style_partner_sum_ is None or not known.any():
+            return out
+        va = ta.style[ia].astype(np.float64)
+        S = np.zeros((len(ia), va.shape[1]))
+        S[known] = self.style_partner_sum_[sb[known]]
+        fv, fs = self.style_fold_vecs_, self.style_fold_partner_sum_
+        if outfit is not None and fv is not None and (np.asarray(outfit) >= 0).any():
+            o = np.asarray(outfit, np.int64)
+            sa = ta.stat_idx[ia]
+            m = np.flatnonzero((o >= 0) & known & (sa >= 0))
+            k = o[m] % len(fv)
+            va[m] = fv[k, sa[m]]
+            S[m] = fs[k, sb[m]]
+            # b's partners inside its own outfit o are not history: take them out
+            st = self.stats_
+            n = st.n_items_
+            lo = np.searchsorted(st.member_keys_, o[m] * n)
+            hi = np.searchsorted(st.member_keys_, (o[m] + 1) * n)
+            size = hi - lo
+            rep = np.repeat(np.arange(len(m)), size)
+            start = np.repeat(lo - np.r_[0, np.cumsum(size)[:-1]], size)
+            c = st.member_keys_[np.arange(len(rep)) + start] % n
+            inside = st._outfit_member(sb[m], o[m])[rep] * (c != sb[m][rep])
+            own = np.zeros((len(m), va.shape[1]))
+            np.add.at(own, rep, fv[k[rep], c] * inside[:, None])
+            S[m] -= own
+        norm = np.linalg.norm(S, axis=1)
+        ok = known & (norm > 1e-6)
+        out[ok] = (va[ok] * S[ok]).sum(axis=1) / norm[ok]
+        return out
 
     def _cooc_columns(self, ta, ia, tb, ib, swap, outfit):
         st = self.stats_
@@ -562,6 +615,7 @@ class PairFeaturizer:
             out["centroids"] = self.centroids_
         if self.style_ is not None:
             out.update(self.style_.to_arrays())
+            out["style_partner_sum"] = self.style_partner_sum_
         return out
 
     @classmethod
@@ -586,11 +640,12 @@ class PairFeaturizer:
         self.stats_ = CooccurrenceStats.from_arrays(
             {k[len("stats__"):]: arrays[k] for k in files if k.startswith("stats__")})
         self.centroids_ = np.asarray(arrays["centroids"]) if "centroids" in files else None
-        self.style_fold_vecs_ = None
-        self.style_ = None
+        self.style_fold_vecs_ = self.style_fold_partner_sum_ = None
+        self.style_ = self.style_partner_sum_ = None
         if meta.get("style"):
             from recommender.compat.style import StyleEmbedding
             self.style_ = StyleEmbedding.from_saved(meta["style"], arrays)
+            self.style_partner_sum_ = np.asarray(arrays["style_partner_sum"])
         elif "style" in self.groups_:
             raise BundleError("the compatibility model uses style vectors but none were saved")
         self.feature_names_, self.feature_groups_, self.categorical_ = self._names()

@@ -85,3 +85,35 @@ def test_training_rows_use_out_of_fold_vectors(data):
     # a new item gets its vector from content alone: same as its catalogue twin
     row = fz.item_table(catalog.iloc[[a[0]]], stat_idx=np.array([-1]))
     np.testing.assert_allclose(row.style[0], items.style[a[0]], rtol=1e-5)
+
+
+def test_partner_feature_leaves_the_rows_outfit_out(data):
+    catalog, lists, _, _, _ = data
+    fz = PairFeaturizer(("metadata", "cooccurrence", "style"), style=dict(vars(FAST), epochs=2),
+                        style_folds=2).fit(catalog, None, None, lists)
+    items = fz.item_table(catalog)
+    k_a = fz.feature_names_.index("style_partner_a")
+    k_b = fz.feature_names_.index("style_partner_b")
+    o = 3
+    a, b = int(lists[o][0]), int(lists[o][1])
+    row = fz.transform(items, [a], items, [b], outfit=np.array([o]))[0]
+    fold = fz.style_fold_vecs_[o % 2]
+
+    def partner_cos(x, y):
+        # y's partners in every outfit but o, by brute force
+        acc = np.zeros(fold.shape[1])
+        for j, other in enumerate(lists):
+            if j != o and y in other:
+                acc += sum(fold[c] for c in other if c != y)
+        return float(fold[x] @ acc / np.linalg.norm(acc))
+
+    swap = fz._order(items, np.array([a]), items, np.array([b]))[0]
+    got = (row[k_b], row[k_a]) if swap else (row[k_a], row[k_b])
+    assert got[0] == pytest.approx(partner_cos(a, b), abs=1e-4)
+    assert got[1] == pytest.approx(partner_cos(b, a), abs=1e-4)
+    # served (no outfit): the full tower and all partners
+    served = fz.transform(items, [a], items, [b])[0]
+    full = items.style
+    acc = sum(full[c] * 1.0 for other in lists if b in other for c in other if c != b)
+    want = float(full[a] @ acc / np.linalg.norm(acc))
+    assert (served[k_b] if swap else served[k_a]) == pytest.approx(want, abs=1e-4)
