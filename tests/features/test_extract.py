@@ -127,3 +127,68 @@ def test_features_stage_in_a_bundle(tmp_path):
     from features.exceptions import InputError
     with pytest.raises(InputError):
         stage_inputs(bad)
+
+
+def test_features_stage_with_an_attribute_model(tmp_path):
+    """With models/attributes.pt the table gets attr_* columns and embeddings.npy
+    (L2-normalised rows; failed items are zero rows)."""
+    torch = pytest.importorskip("torch")
+    from features.attributes import AttributeModel
+    from recommender.bundle import Bundle
+    from recommender.pipeline import BuildContext, run_stages
+
+    cat = _catalogue(tmp_path)
+    ok = cat["item_id"].str.startswith("i")
+    imgs = [np.asarray(Image.open(tmp_path / p).convert("RGB")) for p in cat.loc[ok, "image_path"]]
+    labels = pd.DataFrame({"slot": cat.loc[ok, "category"].tolist()})
+    model = AttributeModel(preset="tiny", image_size=(24, 16), embed_dim=16, epochs=1,
+                           batch_size=8, random_state=0, num_threads=1).fit(imgs, labels)
+    b = Bundle.create(tmp_path / "bundle", source="csv", image_root=tmp_path)
+    cat.to_parquet(b.path("catalog.parquet"))
+    model.save(b.path("models"))
+    ctx = BuildContext(bundle=b, config={"stages": {"features": {"workers": 1}}},
+                       log=lambda m: None)
+    m = run_stages(ctx, ["features"])["features"]
+    assert m["attributes"] == ["attr_slot"] and m["embedding"].startswith("16-d")
+    t = pd.read_parquet(b.path("features/features.parquet"))
+    assert set(t.loc[t["feat_ok"], "attr_slot"]) <= {"top", "bottom", "shoes"}
+    assert ((t.loc[t["feat_ok"], "attr_slot_conf"] > 0) & (t.loc[t["feat_ok"], "attr_slot_conf"] <= 1)).all()
+    emb = np.load(b.path("features/embeddings.npy"))
+    assert emb.shape == (len(cat), 16) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb[t["feat_ok"].to_numpy()], axis=1), 1.0,
+                               atol=1e-5)
+    assert (emb[~t["feat_ok"].to_numpy()] == 0).all()
+    assert "features/embeddings.npy" in b.stage_record("features")["outputs"]
+
+
+def test_features_stage_uses_a_trained_keypoint_detector(tmp_path):
+    """With models/keypoints.pt apparel keypoints come from the heatmap detector."""
+    pytest.importorskip("torch")
+    from features.keypoints.heatmap import HeatmapKeypointDetector
+    from features.keypoints.silhouette import estimate_keypoints
+    from recommender.bundle import Bundle
+    from recommender.pipeline import BuildContext, run_stages
+
+    cat = _catalogue(tmp_path)
+    # train briefly on the synthetic skirts' silhouette points (a known, simple target)
+    imgs, xys, viss = [], [], []
+    for s in range(6):
+        img, m = packshot(shape="rect", fg=(30, 60, 150), seed=10 + s)
+        xy, vis, _ = estimate_keypoints(m, "skirt")
+        imgs.append(img)
+        xys.append(xy)
+        viss.append(vis)
+    det = HeatmapKeypointDetector(preset="tiny", image_size=(64, 48), epochs=1,
+                                  batch_size=6, random_state=0, num_threads=1)
+    det.fit(imgs, np.array(xys), np.array(viss))
+    b = Bundle.create(tmp_path / "bundle", source="demo", image_root=tmp_path)
+    cat.to_parquet(b.path("catalog.parquet"))
+    det.save(b.path("models"))
+    ctx = BuildContext(bundle=b, config={"stages": {"features": {"workers": 1}}},
+                       log=lambda m: None)
+    m = run_stages(ctx, ["features"])["features"]
+    assert m["keypoint_source"].startswith("heatmap")
+    t = pd.read_parquet(b.path("features/features.parquet")).set_index("item_id")
+    assert t.loc["i2", "kp_method"] == "heatmap" and t.loc["i3", "kp_method"] == ""
+    conf = pd.read_parquet(b.path("features/keypoint_confidence.parquet"))
+    assert set(conf["kp_method"]) == {"heatmap"}
