@@ -114,3 +114,16 @@ def test_unfitted_model_and_bad_settings():
     with pytest.raises(InputError, match="negatives"):
         CompatibilityModel(negatives="some").fit(pd.DataFrame({"item_id": []}),
                                                  pd.DataFrame({"outfit_id": [], "item_id": []}))
+
+
+def test_fitb_scores_by_mean_probability_or_mean_log_odds(fitted):
+    _, _, _, model = fitted
+    q, ans = [0, 70], [130, 131]
+    p = model.score_pairs(np.repeat(ans, 2), np.tile(q, 2)).reshape(2, 2)
+    np.testing.assert_allclose(model.score_fitb([q], [ans], "mean")[0], p.mean(axis=1))
+    np.testing.assert_allclose(model.score_fitb([q], [ans], "mean_logit")[0],
+                               np.log(p / (1 - p)).mean(axis=1), rtol=1e-6)
+    assert model.fitb_aggregate_ in ("mean", "mean_logit")
+    assert model.metrics_["fitb_aggregate_chosen"] == model.fitb_aggregate_
+    with pytest.raises(InputError, match="aggregate"):
+        model.score_fitb([q], [ans], "median")
