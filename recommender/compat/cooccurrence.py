@@ -196,6 +196,57 @@ class CooccurrenceStats:
         prior = (marg + ALPHA) / (total + ALPHA)
         return np.log((aff + 2 * ALPHA * prior) / ((partners + 2 * ALPHA) * prior))
 
+    def _adjacency(self):
+        """Sparse (n, n) matrix of pair counts (built once, from the saved pair table)."""
+        if getattr(self, "_adj", None) is None:
+            from scipy import sparse
+
+            n = self.n_items_
+            rows, cols = np.divmod(self.pair_keys_, n)
+            self._adj = sparse.csr_matrix((self.pair_vals_, (rows, cols)), shape=(n, n))
+        return self._adj
+
+    def two_hop(self, a, b, outfit=None):
+        """Shared partners: sum over items c of pair_count(a, c) * pair_count(b, c).
+
+        Two items never worn together may still share many partners (the same
+        collection, styled around the same pieces). With ``outfit``, the row's own
+        outfit is taken out exactly: with A the pair-count matrix and M the
+        outfit's clique, (A - M)^2[a, b] = A^2[a, b] - sum_c M[a, c] A[b, c] -
+        sum_c M[b, c] A[a, c] + sum_c M[a, c] M[b, c].
+
+        >>> st = CooccurrenceStats().fit([[0, 1], [1, 2], [0, 2, 3]], 4, {}, {})
+        >>> st.two_hop(np.array([0]), np.array([2])).tolist()   # via 1 and 3
+        [2.0]
+        >>> st.two_hop(np.array([0]), np.array([2]), outfit=np.array([2])).tolist()
+        [1.0]
+        """
+        self._check()
+        a = np.asarray(a, np.int64)
+        b = np.asarray(b, np.int64)
+        A = self._adjacency()
+        val = np.asarray(A[a].multiply(A[b]).sum(axis=1), np.float64).ravel()
+        if outfit is None or not (np.asarray(outfit) >= 0).any():
+            return val
+        o = np.asarray(outfit, np.int64)
+        m = np.flatnonzero(o >= 0)
+        n = self.n_items_
+        lo = np.searchsorted(self.member_keys_, o[m] * n)
+        hi = np.searchsorted(self.member_keys_, (o[m] + 1) * n)
+        size = hi - lo
+        rep = np.repeat(np.arange(len(m)), size)
+        start = np.repeat(lo - np.r_[0, np.cumsum(size)[:-1]], size)
+        c = self.member_keys_[np.arange(len(rep)) + start] % n
+        ra, rb = a[m][rep], b[m][rep]
+        in_a = self._outfit_member(a[m], o[m])
+        in_b = self._outfit_member(b[m], o[m])
+        # sum over c in o, c != a of A[b, c] (and the mirror), in pair-count lookups
+        s_b = np.bincount(rep, self.pair_count(rb, c) * (c != ra), len(m))
+        s_a = np.bincount(rep, self.pair_count(ra, c) * (c != rb), len(m))
+        both = in_a * in_b * np.maximum(size - 2, 0) * (a[m] != b[m])
+        val[m] = val[m] - in_a * s_b - in_b * s_a + both
+        return np.maximum(val, 0.0)
+
     # -- persistence -------------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Arrays for ``np.savez`` (no pickle)."""

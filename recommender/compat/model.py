@@ -45,7 +45,15 @@ NEGATIVE_MODES = ("auto", "random", "matched", "mixed")
 AUTO_CANDIDATES = ("random", "mixed")
 #: Validation metrics whose mean picks the negatives mode under "auto".
 SELECTION_METRICS = ("val_fitb", "val_fitb_cold", "val_auc_hard")
-AGGREGATES = ("mean", "mean_logit", "min")
+AGGREGATES = ("auto", "mean", "mean_logit", "min", "worst", "blend")
+#: What aggregate="auto" tries; picked by validation AUC (all swapped + one swapped).
+AUTO_AGGREGATES = ("mean", "mean_logit", "worst", "blend")
+#: How an FITB answer's pair scores with the question items combine (picked on validation).
+FITB_AGGREGATES = ("mean", "mean_logit")
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -40, 40)))
 
 
 def _bucket(count: np.ndarray) -> np.ndarray:
@@ -67,9 +75,16 @@ class CompatibilityModel:
     val_fraction : share of training outfits held out for early stopping
     num_boost_round, early_stopping_rounds, learning_rate, num_leaves,
     min_data_in_leaf : LightGBM settings
-    aggregate : how an outfit's pair scores become one score ("mean", "mean_logit", "min")
+    aggregate : how an outfit's pair scores become one score: "mean" (of probabilities),
+        "mean_logit", "min", "worst" (the lowest item-mean log-odds: the outfit's
+        weakest item), "blend" (mean of "mean_logit" and "worst"), or "auto" (the one
+        of :data:`AUTO_AGGREGATES` with the best mean validation AUC, all-swapped and
+        one-swapped)
     num_threads : LightGBM threads (training and prediction)
     random_state : seed of the validation split, negatives and LightGBM
+    style : dict of :class:`recommender.compat.style.StyleConfig` settings for the
+        "style" feature group (None: defaults, seeded by ``random_state``)
+    style_folds : cross-fitting folds of the style vectors (training rows only)
 
     Attributes (after fit or load)
     ------------------------------
@@ -82,8 +97,8 @@ class CompatibilityModel:
 
     def __init__(self, groups=GROUPS, negatives="auto", n_negatives=1, val_fraction=0.15,
                  num_boost_round=1000, early_stopping_rounds=50, learning_rate=0.05,
-                 num_leaves=63, min_data_in_leaf=50, aggregate="mean", num_threads=1,
-                 random_state=0):
+                 num_leaves=63, min_data_in_leaf=50, aggregate="auto", num_threads=1,
+                 random_state=0, style=None, style_folds=2):
         self.groups = groups
         self.negatives = negatives
         self.n_negatives = n_negatives
@@ -96,6 +111,8 @@ class CompatibilityModel:
         self.aggregate = aggregate
         self.num_threads = num_threads
         self.random_state = random_state
+        self.style = style
+        self.style_folds = style_folds
 
     # -- training ----------------------------------------------------------------------
     def _params(self) -> dict:
@@ -136,7 +153,8 @@ class CompatibilityModel:
         val = [outfits[k] for k in sorted(perm[:n_val])]
         fit = [outfits[k] for k in sorted(perm[n_val:])]
 
-        fz = PairFeaturizer(self.groups).fit(catalog, features, embeddings, fit)
+        fz = PairFeaturizer(self.groups, style=self._style_config(),
+                            style_folds=self.style_folds).fit(catalog, features, embeddings, fit)
         items = fz.item_table(catalog, features, embeddings)
         subs = items.codes["subcategory"] if "subcategory" in items.codes else \
             np.zeros(len(catalog), np.int64)
@@ -155,6 +173,8 @@ class CompatibilityModel:
         self.booster_ = booster
         self.feature_names_ = list(fz.feature_names_)
         self._set_items(catalog, features, embeddings)
+        self.aggregate_ = "mean" if self.aggregate == "auto" else self.aggregate
+        self.fitb_aggregate_ = "mean"
         self.metrics_ = self._validation_metrics(val, fit, subs, rng)
         self.metrics_.update({"best_iteration": int(booster.best_iteration or
                                                      booster.current_iteration()),
@@ -164,8 +184,10 @@ class CompatibilityModel:
         log(f"[compatibility] validation: " + ", ".join(
             f"{k} {v:.3f}" for k, v in self.metrics_.items() if isinstance(v, float)))
         # final statistics: all training outfits (the trees are kept)
-        self.featurizer_ = PairFeaturizer(self.groups).fit(catalog, features, embeddings,
-                                                            outfits)
+        # (the style tower fitted above is kept: it reads content only)
+        self.featurizer_ = PairFeaturizer(self.groups, style=fz.style_ or self._style_config(),
+                                          style_folds=0).fit(catalog, features, embeddings,
+                                                             outfits)
         if self.featurizer_.feature_names_ != self.feature_names_:
             raise BundleError("feature list changed between validation and final fit")
         self._set_items(catalog, features, embeddings)
@@ -193,14 +215,24 @@ class CompatibilityModel:
                                               for m, f in fits.items()})
         return self
 
+    def _style_config(self) -> dict:
+        cfg = {"seed": self.random_state, "num_threads": self.num_threads}
+        cfg.update(self.style or {})
+        return cfg
+
     @staticmethod
     def _param_names():
         return ("negatives", "n_negatives", "val_fraction", "num_boost_round",
                 "early_stopping_rounds", "learning_rate", "num_leaves", "min_data_in_leaf",
-                "aggregate", "num_threads", "random_state")
+                "aggregate", "num_threads", "random_state", "style", "style_folds")
 
     def _validation_metrics(self, val, fit, subs, rng) -> dict:
-        """FITB (mixed and cold) and AUC (all swapped / one swapped) on validation outfits."""
+        """FITB (mixed and cold) and AUC (all swapped / one swapped) on validation outfits.
+
+        Every item of a validation outfit is blanked once (not one blank per outfit
+        as in the test files): several times more questions, so choices made on
+        these numbers (negatives, aggregates) are less at the mercy of noise.
+        """
         from recommender.evaluation.metrics import fitb_accuracy, roc_auc
 
         seen = np.zeros(len(subs), bool)
@@ -209,7 +241,7 @@ class CompatibilityModel:
         pools = {}
         for i, s in enumerate(subs):
             pools.setdefault(int(s), []).append(i)
-        out = {}
+        out, fitb_acc = {}, {}
         for name, eligible, pool_filter in (("fitb", None, None), ("fitb_cold", seen, seen)):
             qs, ans, labels = [], [], []
             for o in val:
@@ -223,12 +255,19 @@ class CompatibilityModel:
                         qs.append([i for i in o if i != blank])
                         ans.append([blank] + negs)
                         labels.append(0)
-                        break
             if qs:
-                scores = self.score_fitb(qs, ans)
-                r = fitb_accuracy(scores, np.array(labels), seed=0)
-                out[f"val_{name}"] = r["expected_accuracy"]
+                for how in FITB_AGGREGATES:
+                    scores = self.score_fitb(qs, ans, how)
+                    r = fitb_accuracy(scores, np.array(labels), seed=0)
+                    fitb_acc.setdefault(how, {})[f"val_{name}"] = r["expected_accuracy"]
                 out[f"n_val_{name}"] = r["n"]
+        if fitb_acc:
+            # the FITB answer score: mean probability or mean log-odds with the question
+            self.fitb_aggregate_ = max(FITB_AGGREGATES,
+                                       key=lambda h: np.mean(list(fitb_acc[h].values())))
+            out.update(fitb_acc[self.fitb_aggregate_])
+            out["val_fitb_by_aggregate"] = fitb_acc
+        out["fitb_aggregate_chosen"] = self.fitb_aggregate_
         pos, neg, hard = [], [], []
         for o in val:
             swapped = [int(rng.choice(pools[int(subs[i])])) for i in o]
@@ -238,11 +277,18 @@ class CompatibilityModel:
             pos.append(list(o))
             neg.append(swapped)
             hard.append(one)
-        sp = self.score_outfits(pos)
-        out["val_auc"] = roc_auc(np.r_[np.ones(len(pos)), np.zeros(len(neg))],
-                                 np.r_[sp, self.score_outfits(neg)])
-        out["val_auc_hard"] = roc_auc(np.r_[np.ones(len(pos)), np.zeros(len(hard))],
-                                      np.r_[sp, self.score_outfits(hard)])
+        y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+        aucs = {}
+        for how in (AUTO_AGGREGATES if self.aggregate == "auto" else (self.aggregate_,)):
+            sp = self.score_outfits(pos, how)
+            aucs[how] = (roc_auc(y, np.r_[sp, self.score_outfits(neg, how)]),
+                         roc_auc(y, np.r_[sp, self.score_outfits(hard, how)]))
+        if self.aggregate == "auto":
+            self.aggregate_ = max(aucs, key=lambda h: np.mean(aucs[h]))
+            out["val_auc_by_aggregate"] = {h: {"auc": v[0], "auc_hard": v[1]}
+                                           for h, v in aucs.items()}
+        out["aggregate_chosen"] = self.aggregate_
+        out["val_auc"], out["val_auc_hard"] = aucs[self.aggregate_]
         return out
 
     def _set_items(self, catalog, features, embeddings):
@@ -295,34 +341,73 @@ class CompatibilityModel:
             raise InputError("rows_a must have one row or as many rows as idx_b", field="rows_a")
         return self._predict(self.featurizer_.transform(tab, ia, self.items_, b))
 
-    def _aggregate(self, p: np.ndarray, group: np.ndarray, n: int) -> np.ndarray:
+    def _aggregate(self, p: np.ndarray, group: np.ndarray, n: int, slot_a=None, slot_b=None,
+                   how: str | None = None) -> np.ndarray:
+        """One score per outfit from its pair probabilities ``p`` (``group`` = outfit).
+
+        ``slot_a``/``slot_b`` number each pair's two items across all outfits; the
+        "worst" and "blend" aggregates need them (an item's mean log-odds with the
+        rest of its outfit: one misfit drags the outfit down instead of being
+        averaged away among the pairs that do not involve it).
+        """
+        how = how or self.aggregate_
         out = np.full(n, np.nan)
-        if self.aggregate == "min":
+        if how == "min":
             out = np.full(n, np.inf)
             np.minimum.at(out, group, p)
             out[np.isinf(out)] = np.nan
             return out
-        v = p if self.aggregate == "mean" else np.log(np.clip(p, 1e-9, 1)) - np.log(
-            np.clip(1 - p, 1e-9, 1))
-        s = np.bincount(group, v, n)
+        logit = np.log(np.clip(p, 1e-9, 1)) - np.log(np.clip(1 - p, 1e-9, 1))
+        v = p if how == "mean" else logit
         c = np.bincount(group, minlength=n)
-        out = np.where(c > 0, s / np.maximum(c, 1), np.nan)
-        return out
+        mean = np.where(c > 0, np.bincount(group, v, n) / np.maximum(c, 1), np.nan)
+        if how == "mean":
+            return mean
+        if how == "mean_logit":
+            return _sigmoid(mean)
+        if slot_a is None:
+            raise InputError(f"aggregate {how!r} needs the items of each pair", field="aggregate")
+        m = int(max(slot_a.max(), slot_b.max())) + 1 if len(slot_a) else 0
+        slots = np.r_[slot_a, slot_b]
+        s = np.bincount(slots, np.r_[logit, logit], m)
+        k = np.bincount(slots, minlength=m)
+        item_mean = s / np.maximum(k, 1)
+        owner = np.full(m, -1, np.int64)
+        owner[slots] = np.r_[group, group]
+        worst = np.full(n, np.inf)
+        used = k > 0
+        np.minimum.at(worst, owner[used], item_mean[used])
+        worst[np.isinf(worst)] = np.nan
+        # back to 0..1 (monotone, so rankings and AUC are unchanged)
+        return _sigmoid(worst if how == "worst" else 0.5 * (mean + worst))
 
-    def score_outfits(self, outfits: list[list[int]]) -> np.ndarray:
-        """One score per outfit (catalogue rows) from all its pairs, in one batch."""
-        self._check()
-        a, b, g = [], [], []
+    @staticmethod
+    def _outfit_pairs(outfits):
+        """All pairs of each outfit: (a, b, outfit, slot_a, slot_b) arrays."""
+        a, b, g, sa, sb = [], [], [], [], []
+        off = 0
         for k, o in enumerate(outfits):
             o = np.asarray(o, np.int64)
             i, j = np.triu_indices(len(o), 1)
             a.append(o[i])
             b.append(o[j])
             g.append(np.full(len(i), k))
+            sa.append(off + i)
+            sb.append(off + j)
+            off += len(o)
         if not a:
-            return np.zeros(0)
-        p = self.score_pairs(np.concatenate(a), np.concatenate(b))
-        return self._aggregate(p, np.concatenate(g), len(outfits))
+            z = np.zeros(0, np.int64)
+            return z, z, z, z, z
+        return tuple(np.concatenate(x) for x in (a, b, g, sa, sb))
+
+    def score_outfits(self, outfits: list[list[int]], how: str | None = None) -> np.ndarray:
+        """One score per outfit (catalogue rows) from all its pairs, in one batch."""
+        self._check()
+        a, b, g, sa, sb = self._outfit_pairs(outfits)
+        if not len(a):
+            return np.full(len(outfits), np.nan)
+        p = self.score_pairs(a, b)
+        return self._aggregate(p, g, len(outfits), sa, sb, how)
 
     def score_outfit(self, idx) -> tuple[float, np.ndarray]:
         """(outfit score, symmetric pair-score matrix with NaN diagonal)."""
@@ -335,11 +420,19 @@ class CompatibilityModel:
         p = self.score_pairs(idx[i], idx[j])
         mat[i, j] = p
         mat[j, i] = p
-        return float(self._aggregate(p, np.zeros(len(p), np.int64), 1)[0]), mat
+        return float(self._aggregate(p, np.zeros(len(p), np.int64), 1, i, j)[0]), mat
 
-    def score_fitb(self, questions: list[list[int]], answers: list[list[int]]) -> np.ndarray:
-        """(Q, A) scores: each answer's mean pair score with the question's items."""
+    def score_fitb(self, questions: list[list[int]], answers: list[list[int]],
+                   how: str | None = None) -> np.ndarray:
+        """(Q, A) scores: each answer's mean pair score (or log-odds) with the question.
+
+        ``how``: "mean" or "mean_logit" (default: the one chosen on validation).
+        """
         self._check()
+        how = how or getattr(self, "fitb_aggregate_", "mean")
+        if how not in FITB_AGGREGATES:
+            raise InputError(f"unknown FITB aggregate {how!r}", field="how", value=how,
+                             allowed=FITB_AGGREGATES)
         a, b, g = [], [], []
         A = len(answers[0]) if answers else 0
         for k, (q, ans) in enumerate(zip(questions, answers)):
@@ -351,6 +444,8 @@ class CompatibilityModel:
         if not a:
             return np.zeros((len(questions), A))
         p = self.score_pairs(np.concatenate(a), np.concatenate(b))
+        if how == "mean_logit":
+            p = np.log(np.clip(p, 1e-9, 1)) - np.log(np.clip(1 - p, 1e-9, 1))
         g = np.concatenate(g)
         s = np.bincount(g, p, len(questions) * A) / np.maximum(
             np.bincount(g, minlength=len(questions) * A), 1)
@@ -381,6 +476,8 @@ class CompatibilityModel:
                 "feature_groups": dict(zip(self.feature_names_,
                                            self.featurizer_.feature_groups_)),
                 "groups": list(self.featurizer_.groups_),
+                "aggregate": self.aggregate_,
+                "fitb_aggregate": self.fitb_aggregate_,
                 "featurizer": self.featurizer_.to_json(),
                 "catalog_ids_hash": json_hash(self.catalog_ids_),
                 "n_items": len(self.catalog_ids_),
@@ -441,6 +538,14 @@ class CompatibilityModel:
         for k, v in meta.get("params", {}).items():
             setattr(self, k, v)
         self.num_threads = num_threads
+        self.aggregate_ = meta.get("aggregate") or (
+            self.aggregate if self.aggregate in AGGREGATES[1:] else "mean")
+        self.fitb_aggregate_ = meta.get("fitb_aggregate", "mean")
+        if self.fitb_aggregate_ not in FITB_AGGREGATES:
+            raise BundleError(f"compat.json names an unknown FITB aggregate "
+                              f"{self.fitb_aggregate_!r}")
+        if self.aggregate_ not in AGGREGATES[1:]:
+            raise BundleError(f"compat.json names an unknown aggregate {self.aggregate_!r}")
         self.booster_ = booster
         self.featurizer_ = fz
         self.feature_names_ = list(names)

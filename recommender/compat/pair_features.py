@@ -23,10 +23,15 @@ Feature groups (the ablation ladder adds them in this order):
 ``embedding``
     cosine of the two visual embeddings, and of each item with the mean embedding of
     its category's items worn with the partner's category in training.
+``style``
+    cosine of two learned content-only "style" vectors
+    (:mod:`recommender.compat.style`), cross-fitted so a training row never sees a
+    vector trained on its own outfit; and the cosine of each item's vector with the
+    mean vector of the other's training partners (its own outfit left out).
 ``cooccurrence``
-    item-level (pair count, each item's count) and content-level statistics (PMI of
-    the two values of each categorical field; each item's affinity for the partner's
-    values) from training outfits, leave-one-outfit-out during training. The content
+    item-level (pair count, each item's count, shared partners: "two hop") and
+    content-level statistics (PMI of the two values of each categorical field; each
+    item's affinity for the partner's values) from training outfits, leave-one-outfit-out during training. The content
     level carries new arrivals.
 
 Pairs are put in a canonical order (by category, then subcategory code), so
@@ -45,7 +50,7 @@ import pandas as pd
 
 from features.exceptions import BundleError, InputError
 
-GROUPS = ("metadata", "colour", "shape", "attributes", "embedding", "cooccurrence")
+GROUPS = ("metadata", "colour", "shape", "attributes", "embedding", "cooccurrence", "style")
 #: The ablation ladder: each adds a group to the previous one; "all" adds the rest.
 ABLATION_LADDER = (("metadata only", ("metadata",)),
                    ("+ colours", ("metadata", "colour")),
@@ -121,6 +126,7 @@ class ItemTable:
         self.num = num                # (n, K) float64
         self.emb = emb                # (n, D) float32 L2-normalised, or None
         self.stat_idx = stat_idx      # (n,) int64
+        self.style = None             # (n, D) float32 style vectors, or None
 
     def __len__(self):
         return len(self.stat_idx)
@@ -134,15 +140,26 @@ class PairFeaturizer:
     groups : feature groups to use (default: all of :data:`GROUPS`); groups whose
         data is absent (no features table, no embeddings) are left out and the
         fitted ``groups_`` says which were used.
+    style : :class:`recommender.compat.style.StyleConfig` (or dict) of the "style"
+        group, or an already fitted :class:`~recommender.compat.style.StyleEmbedding`
+        to reuse
+    style_folds : cross-fitting folds of the style vectors for training rows (0: none,
+        only for fitting statistics that score no training rows)
     """
 
-    def __init__(self, groups=GROUPS):
+    def __init__(self, groups=GROUPS, style=None, style_folds=2):
         self.groups = tuple(groups)
+        self.style = style
+        self.style_folds = style_folds
 
     # -- fitting -----------------------------------------------------------------------
     def fit(self, catalog: pd.DataFrame, features: pd.DataFrame | None,
             embeddings: np.ndarray | None, train_outfits: list[list[int]]):
-        """Choose columns and vocabularies, count co-occurrence on ``train_outfits``."""
+        """Choose columns and vocabularies, count co-occurrence on ``train_outfits``.
+
+        With the "style" group, also fits the style tower on ``train_outfits`` and
+        (``style_folds`` > 1) one tower per fold for the training rows.
+        """
         from recommender.compat.cooccurrence import CooccurrenceStats
 
         unknown = [g for g in self.groups if g not in GROUPS]
@@ -183,8 +200,71 @@ class PairFeaturizer:
             train_outfits, n, {c: items.codes[c] for c in self.cooc_fields_},
             {c: len(self.vocab_[c]) + 1 for c in self.cooc_fields_})
         self._fit_centroids(items, train_outfits)
+        self.style_ = None
+        self.style_fold_vecs_ = None
+        self.style_partner_sum_ = self.style_fold_partner_sum_ = None
+        if "style" in self.groups_:
+            self._fit_style(items, train_outfits)
         self.feature_names_, self.feature_groups_, self.categorical_ = self._names()
         return self
+
+    # -- the learned style vectors ------------------------------------------------------
+    def _style_inputs(self, items: ItemTable):
+        """Content the style tower reads: codes and numbers of the groups in use."""
+        g = self.groups_
+        fields = list(self.cat_columns_["metadata"]) if "metadata" in g else []
+        if "attributes" in g:
+            fields += self.cat_columns_["attributes"]
+        codes = {f: items.codes[f] for f in fields if f != "gender"}
+        P = self._n_palette()
+        ranges = []
+        if "colour" in g:
+            ranges += list(range(0, 6 * P + len(self.extra_colour_columns_)))
+        off = 6 * P + len(self.extra_colour_columns_)
+        if "shape" in g:
+            ranges += list(range(off, off + len(self.shape_columns_)))
+        off += len(self.shape_columns_)
+        if "attributes" in g:
+            ranges += list(range(off, off + len(self.conf_columns_)))
+        num = items.num[:, ranges]
+        if "embedding" in g and items.emb is not None:
+            num = np.concatenate([num, items.emb.astype(np.float64)], axis=1)
+        return codes, num
+
+    def _fit_style(self, items: ItemTable, outfits):
+        from recommender.compat.style import StyleConfig, StyleEmbedding
+
+        codes, num = self._style_inputs(items)
+        if isinstance(self.style, StyleEmbedding) and hasattr(self.style, "weights_"):
+            # an already fitted tower (content only, so a refit on a few more outfits
+            # would add little and cost a training run)
+            if self.style.fields_ != list(codes) or self.style.num_mean_.size != num.shape[1]:
+                raise InputError("the given fitted style embedding reads other inputs",
+                                 field="style")
+            self.style_ = self.style
+            cfg = self.style.config
+        else:
+            cfg = self.style if self.style is not None else StyleConfig()
+            if isinstance(cfg, dict):
+                cfg = StyleConfig(**cfg)
+        n_values = {f: len(self.vocab_[f]) + 1 for f in codes}
+        groups = items.codes.get("subcategory", np.zeros(len(items), np.int64))
+        if self.style_ is None:
+            self.style_ = StyleEmbedding(cfg).fit(codes, n_values, num, outfits, groups)
+        K = int(self.style_folds)
+        if K > 1 and len(outfits) >= 2 * K:
+            vecs = []
+            for k in range(K):
+                part = [o for m, o in enumerate(outfits) if m % K != k]
+                st = StyleEmbedding(cfg).fit(codes, n_values, num, part, groups)
+                vecs.append(st.transform(codes, num))
+            # (K, n, D): fold k's vectors never saw outfits m with m % K == k
+            self.style_fold_vecs_ = np.stack(vecs)
+        # each item's training partners in style space: (A @ V), A = pair counts
+        A = self.stats_._adjacency()
+        self.style_partner_sum_ = np.asarray(A @ self.style_.transform(codes, num), np.float32)
+        self.style_fold_partner_sum_ = None if self.style_fold_vecs_ is None else np.stack(
+            [np.asarray(A @ v, np.float32) for v in self.style_fold_vecs_])
 
     @staticmethod
     def _make_vocab(s: pd.Series) -> list[str]:
@@ -243,7 +323,10 @@ class PairFeaturizer:
             emb = emb / np.where(norm > 0, norm, 1)
         if stat_idx is None:
             stat_idx = np.arange(n, dtype=np.int64)
-        return ItemTable(codes, num, emb, np.asarray(stat_idx, np.int64))
+        table = ItemTable(codes, num, emb, np.asarray(stat_idx, np.int64))
+        if getattr(self, "style_", None) is not None:
+            table.style = self.style_.transform(*self._style_inputs(table))
+        return table
 
     def _numeric(self, rows: pd.DataFrame) -> np.ndarray:
         """Colour (L, a, b, chroma, hue, weight) x 3 palette colours, extras, shape, conf."""
@@ -309,8 +392,13 @@ class PairFeaturizer:
             add("emb_cos", "embedding")
             add("emb_partner_a", "embedding")
             add("emb_partner_b", "embedding")
+        if "style" in g:
+            add("style_cos", "style")
+            add("style_partner_a", "style")
+            add("style_partner_b", "style")
         if "cooccurrence" in g:
-            for q in ("pair_count", "pair_norm", "log_count_a", "log_count_b"):
+            for q in ("pair_count", "pair_norm", "log_count_a", "log_count_b", "two_hop",
+                      "two_hop_norm"):
                 add(f"cooc_{q}", "cooccurrence")
             for f in self.cooc_fields_:
                 add(f"pmi_{f}", "cooccurrence")
@@ -405,10 +493,69 @@ class PairFeaturizer:
                 cols.append((eb * self.centroids_[cb, ca]).sum(axis=1))
             else:
                 cols += [np.full(len(ia), np.nan)] * 2
+        if "style" in g:
+            cols.append(self._style_cos(ta, ia, tb, ib, outfit))
+            x = self._style_partner(ta, ia, tb, ib, outfit)   # a vs b's partners
+            y = self._style_partner(tb, ib, ta, ia, outfit)   # b vs a's partners
+            cols += [np.where(swap, y, x), np.where(swap, x, y)]
         if "cooccurrence" in g:
             cols += self._cooc_columns(ta, ia, tb, ib, swap, outfit)
         X = np.column_stack(cols).astype(np.float32) if cols else np.zeros((len(ia), 0), np.float32)
         return X
+
+    def _style_cos(self, ta, ia, tb, ib, outfit):
+        """Cosine of the style vectors; training rows use their out-of-fold tower."""
+        cos = (ta.style[ia] * tb.style[ib]).sum(axis=1).astype(np.float64)
+        fv = self.style_fold_vecs_
+        if outfit is not None and fv is not None:
+            o = np.asarray(outfit, np.int64)
+            sa, sb = ta.stat_idx[ia], tb.stat_idx[ib]
+            m = (o >= 0) & (sa >= 0) & (sb >= 0)
+            if m.any():
+                k = o[m] % len(fv)
+                cos[m] = (fv[k, sa[m]] * fv[k, sb[m]]).sum(axis=1)
+        return cos
+
+    def _style_partner(self, ta, ia, tb, ib, outfit):
+        """Cosine of a's style vector with the mean style of b's training partners.
+
+        Carries new arrivals: a cold ``a`` is compared with the company ``b`` keeps.
+        Training rows use the out-of-fold tower and leave their own outfit out of
+        b's partners. NaN where b has no (other) partners.
+        """
+        out = np.full(len(ia), np.nan)
+        sb = tb.stat_idx[ib]
+        known = sb >= 0
+        if self.style_partner_sum_ is None or not known.any():
+            return out
+        va = ta.style[ia].astype(np.float64)
+        S = np.zeros((len(ia), va.shape[1]))
+        S[known] = self.style_partner_sum_[sb[known]]
+        fv, fs = self.style_fold_vecs_, self.style_fold_partner_sum_
+        if outfit is not None and fv is not None and (np.asarray(outfit) >= 0).any():
+            o = np.asarray(outfit, np.int64)
+            sa = ta.stat_idx[ia]
+            m = np.flatnonzero((o >= 0) & known & (sa >= 0))
+            k = o[m] % len(fv)
+            va[m] = fv[k, sa[m]]
+            S[m] = fs[k, sb[m]]
+            # b's partners inside its own outfit o are not history: take them out
+            st = self.stats_
+            n = st.n_items_
+            lo = np.searchsorted(st.member_keys_, o[m] * n)
+            hi = np.searchsorted(st.member_keys_, (o[m] + 1) * n)
+            size = hi - lo
+            rep = np.repeat(np.arange(len(m)), size)
+            start = np.repeat(lo - np.r_[0, np.cumsum(size)[:-1]], size)
+            c = st.member_keys_[np.arange(len(rep)) + start] % n
+            inside = st._outfit_member(sb[m], o[m])[rep] * (c != sb[m][rep])
+            own = np.zeros((len(m), va.shape[1]))
+            np.add.at(own, rep, fv[k[rep], c] * inside[:, None])
+            S[m] -= own
+        norm = np.linalg.norm(S, axis=1)
+        ok = known & (norm > 1e-6)
+        out[ok] = (va[ok] * S[ok]).sum(axis=1) / norm[ok]
+        return out
 
     def _cooc_columns(self, ta, ia, tb, ib, swap, outfit):
         st = self.stats_
@@ -428,7 +575,12 @@ class PairFeaturizer:
         if both_known.any():
             pc[both_known] = st.pair_count(sa[both_known], sb[both_known],
                                            None if o is None else o[both_known])
-        cols = [pc, pc / np.sqrt((ca + 1) * (cb + 1)), np.log1p(ca), np.log1p(cb)]
+        th = np.zeros(len(sa))
+        if both_known.any():
+            th[both_known] = st.two_hop(sa[both_known], sb[both_known],
+                                        None if o is None else o[both_known])
+        cols = [pc, pc / np.sqrt((ca + 1) * (cb + 1)), np.log1p(ca), np.log1p(cb),
+                np.log1p(th), th / np.sqrt((ca + 1) * (cb + 1))]
         for f in self.cooc_fields_:
             va = np.where(swap, tb.codes[f][ib], ta.codes[f][ia])
             vb = np.where(swap, ta.codes[f][ia], tb.codes[f][ib])
@@ -453,6 +605,7 @@ class PairFeaturizer:
                 "conf_columns": self.conf_columns_,
                 "extra_colour_columns": self.extra_colour_columns_,
                 "has_embedding": self.has_embedding_, "cooc_fields": self.cooc_fields_,
+                "style": None if self.style_ is None else self.style_.to_json(),
                 "feature_names": self.feature_names_, "feature_groups": self.feature_groups_,
                 "categorical": self.categorical_}
 
@@ -460,6 +613,9 @@ class PairFeaturizer:
         out = {f"stats__{k}": v for k, v in self.stats_.to_arrays().items()}
         if self.centroids_ is not None:
             out["centroids"] = self.centroids_
+        if self.style_ is not None:
+            out.update(self.style_.to_arrays())
+            out["style_partner_sum"] = self.style_partner_sum_
         return out
 
     @classmethod
@@ -484,6 +640,14 @@ class PairFeaturizer:
         self.stats_ = CooccurrenceStats.from_arrays(
             {k[len("stats__"):]: arrays[k] for k in files if k.startswith("stats__")})
         self.centroids_ = np.asarray(arrays["centroids"]) if "centroids" in files else None
+        self.style_fold_vecs_ = self.style_fold_partner_sum_ = None
+        self.style_ = self.style_partner_sum_ = None
+        if meta.get("style"):
+            from recommender.compat.style import StyleEmbedding
+            self.style_ = StyleEmbedding.from_saved(meta["style"], arrays)
+            self.style_partner_sum_ = np.asarray(arrays["style_partner_sum"])
+        elif "style" in self.groups_:
+            raise BundleError("the compatibility model uses style vectors but none were saved")
         self.feature_names_, self.feature_groups_, self.categorical_ = self._names()
         if self.feature_names_ != meta["feature_names"]:
             raise BundleError("the saved feature list does not match the features this "

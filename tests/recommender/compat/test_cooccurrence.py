@@ -50,3 +50,26 @@ def test_arrays_round_trip(tmp_path):
     v = np.array([1, 2])
     np.testing.assert_allclose(back.pmi("colour", v, v), st.pmi("colour", v, v))
     assert back.pair_count(np.array([0]), np.array([1])).tolist() == [2]
+
+
+def test_two_hop_leave_one_outfit_out_is_exact():
+    rng = np.random.default_rng(3)
+    n = 12
+    outfits = [rng.choice(n, size=rng.integers(2, 6), replace=False) for _ in range(25)]
+    st = CooccurrenceStats().fit(outfits, n, {}, {})
+    for k in (0, 7, 19):
+        rest = CooccurrenceStats().fit([o for j, o in enumerate(outfits) if j != k], n, {}, {})
+        a = np.repeat(np.arange(n), n)
+        b = np.tile(np.arange(n), n)
+        want = rest.two_hop(a, b)
+        got = st.two_hop(a, b, outfit=np.full(len(a), k))
+        np.testing.assert_allclose(got[a != b], want[a != b])
+    # brute force without leave-one-out: A @ A
+    A = np.zeros((n, n))
+    for o in outfits:
+        for i in o:
+            for j in o:
+                if i != j:
+                    A[i, j] += 1
+    a, b = np.array([0, 3, 5]), np.array([1, 4, 11])
+    np.testing.assert_allclose(st.two_hop(a, b), (A @ A)[a, b])

@@ -54,8 +54,19 @@ def test_pairs_are_symmetric_and_outfits_aggregate(fitted):
     np.testing.assert_allclose(model.score_pairs(a, b), model.score_pairs(b, a))
     score, mat = model.score_outfit([0, 70, 130])
     assert mat.shape == (3, 3) and np.isnan(mat[0, 0]) and mat[0, 1] == mat[1, 0]
-    assert score == pytest.approx(np.nanmean(mat[np.triu_indices(3, 1)]))
+    pairs = mat[np.triu_indices(3, 1)]
+    logit = np.log(pairs / (1 - pairs))
+    # the item mean log-odds of rows 0, 70, 130 (pairs 01, 02, 12)
+    item = np.array([logit[0] + logit[1], logit[0] + logit[2], logit[1] + logit[2]]) / 2
+    expected = {"mean": pairs.mean(), "mean_logit": 1 / (1 + np.exp(-logit.mean())),
+                "worst": 1 / (1 + np.exp(-item.min())),
+                "blend": 1 / (1 + np.exp(-(logit.mean() + item.min()) / 2))}
+    assert model.aggregate_ in expected
+    assert score == pytest.approx(expected[model.aggregate_])
+    assert 0 < score < 1
     assert model.score_outfits([[0, 70, 130]])[0] == pytest.approx(score)
+    for how, value in expected.items():
+        assert model.score_outfits([[0, 70, 130]], how)[0] == pytest.approx(value)
     with pytest.raises(InputError):
         model.score_pairs([0], [10_000])
 
@@ -103,3 +114,16 @@ def test_unfitted_model_and_bad_settings():
     with pytest.raises(InputError, match="negatives"):
         CompatibilityModel(negatives="some").fit(pd.DataFrame({"item_id": []}),
                                                  pd.DataFrame({"outfit_id": [], "item_id": []}))
+
+
+def test_fitb_scores_by_mean_probability_or_mean_log_odds(fitted):
+    _, _, _, model = fitted
+    q, ans = [0, 70], [130, 131]
+    p = model.score_pairs(np.repeat(ans, 2), np.tile(q, 2)).reshape(2, 2)
+    np.testing.assert_allclose(model.score_fitb([q], [ans], "mean")[0], p.mean(axis=1))
+    np.testing.assert_allclose(model.score_fitb([q], [ans], "mean_logit")[0],
+                               np.log(p / (1 - p)).mean(axis=1), rtol=1e-6)
+    assert model.fitb_aggregate_ in ("mean", "mean_logit")
+    assert model.metrics_["fitb_aggregate_chosen"] == model.fitb_aggregate_
+    with pytest.raises(InputError, match="aggregate"):
+        model.score_fitb([q], [ans], "median")
