@@ -142,6 +142,16 @@ def cmd_serve(args) -> int:
     return _impl("api.server", "cli_serve", 6)(args)
 
 
+#: Stage settings of ``mixmatch up``: a fresh machine should serve within minutes, so
+#: the networks train smaller and under a time budget (``mixmatch build`` trains the
+#: full-size ones; ``make up`` is a demo, not a benchmark).
+UP_PROFILE = {
+    "attributes": {"preset": "small", "image_size": [112, 80], "epochs": 8,
+                   "time_budget_s": 150},
+    "keypoints": {"image_size": [112, 80], "epochs": 20, "time_budget_s": 120},
+}
+
+
 def cmd_up(args) -> int:
     """Build the demo bundle if missing (or unfinished), validate it, then serve it.
 
@@ -152,7 +162,8 @@ def cmd_up(args) -> int:
     from recommender.bundle import Bundle
     from recommender.catalog import catalog_summary, load_catalog
 
-    build_bundle(args.bundle, source="demo", items=args.items, seed=0)
+    build_bundle(args.bundle, source="demo", items=args.items, seed=0,
+                 overrides={"stages": UP_PROFILE})
     b = Bundle.open(args.bundle)
     cat = load_catalog(b.path("catalog.parquet"))
     print(f"demo bundle {args.bundle} (version {b.version}) is ready:")
@@ -270,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("up", cmd_up, "Build the demo bundle when missing, then serve it.")
     sp.add_argument("--bundle", default="bundles/demo")
-    sp.add_argument("--items", type=int, default=2000)
+    sp.add_argument("--items", type=int, default=1000)
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8000)
     sp.add_argument("--workers", type=int, default=2)

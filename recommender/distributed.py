@@ -285,7 +285,7 @@ def dask_executor(config: dict) -> Iterator[DaskExecutor]:
             client = stack.enter_context(Client(scheduler, set_as_default=False))
         else:
             cluster = stack.enter_context(LocalCluster(
-                processes=True, dashboard_address=None, **{**LOCAL_CLUSTER, **opts}))
+                processes=True, dashboard_address=":0", **{**LOCAL_CLUSTER, **opts}))
             client = stack.enter_context(Client(cluster, set_as_default=False))
         _ACTIVE = DaskExecutor(client, **ex_opts)
         try:
