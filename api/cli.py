@@ -19,23 +19,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
-from pathlib import Path
 from typing import Any, Callable
 
 from features.exceptions import MixmatchError, StageNotAvailable
 
-#: Environment variable naming the folder that holds ``mango/`` and ``fashionai/``.
-DATA_ENV = "MIXMATCH_DATA"
-
-
-def default_data_root() -> Path:
-    """``$MIXMATCH_DATA``, else ``../shared/data`` beside the project checkout."""
-    env = os.environ.get(DATA_ENV)
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from recommender.paths import DATA_ENV, default_data_root  # noqa: F401  (re-exported)
 
 
 def _impl(module: str, func: str, issue: int) -> Callable[..., Any]:

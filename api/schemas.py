@@ -17,7 +17,6 @@ Examples
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import re
 from typing import Any, Mapping

@@ -23,17 +23,10 @@ from typing import Any, Callable
 
 from features.exceptions import InputError, NotFoundError, StageNotAvailable
 from recommender.bundle import Bundle
+from recommender.paths import DATA_ENV, default_data_root
 from recommender.pipeline import STAGE_NAMES, BuildContext, run_stages
 
 SOURCES = ("demo", "mango", "csv")
-DATA_ENV = "MIXMATCH_DATA"
-
-
-def _default_data_root() -> Path:
-    env = os.environ.get(DATA_ENV)
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def read_config_file(path: str | os.PathLike | None) -> dict:
@@ -99,7 +92,7 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
     if source == "demo":
         data = prepare_demo_source(Path(data) if data else out / "source", items, seed, log)
     elif source == "mango":
-        data = Path(data) if data else _default_data_root() / "mango"
+        data = Path(data) if data else default_data_root() / "mango"
         if not (Path(data) / "product_data.csv").is_file():
             raise NotFoundError(f"MANGO data not found: {data}/product_data.csv (pass --data "
                                 f"or set {DATA_ENV})", field="data", value=str(data))

@@ -27,10 +27,9 @@ Examples
 """
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd

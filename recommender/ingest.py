@@ -47,6 +47,7 @@ from features.exceptions import InputError, NotFoundError
 from recommender.bundle import atomic_write_text, file_hash
 from recommender.catalog import (CATEGORIES, CatalogError, CatalogReport, catalog_summary,
                                  validate_catalog, validate_outfits)
+from recommender.paths import default_data_root
 
 SOURCES = ("demo", "mango", "csv")
 DEMO_CATALOG = "catalog.csv"
@@ -55,21 +56,14 @@ CATALOG_TABLE = "catalog.parquet"
 OUTFITS_TABLE = "outfits.parquet"
 
 
-# Same rule as api.cli.default_data_root, restated here because recommender must not
-# import api (dependencies point api -> recommender -> features).
 def default_mango_dir() -> Path:
     """``$MIXMATCH_DATA/mango`` (else ``../shared/data/mango`` beside the checkout)."""
-    env = os.environ.get("MIXMATCH_DATA")
-    if env:
-        return Path(env) / "mango"
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mango"
+    return default_data_root() / "mango"
 
 
 def default_fashionai_dir() -> Path:
-    env = os.environ.get("MIXMATCH_DATA")
-    if env:
-        return Path(env) / "fashionai"
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fashionai"
+    """``$MIXMATCH_DATA/fashionai`` (else ``../shared/data/fashionai``)."""
+    return default_data_root() / "fashionai"
 
 
 # -- reading a source ----------------------------------------------------------------------

@@ -27,7 +27,6 @@ torch.Size([1, 24, 16, 12])
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math

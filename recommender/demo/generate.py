@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -37,11 +36,10 @@ SIMULATED_FIELDS = {
 
 def default_fashionai_keypoints() -> Path:
     """``$MIXMATCH_DATA/fashionai/keypoints/train.csv``, else ``../shared/data/...``
-    beside the checkout (the same rule as ``api.cli.default_data_root``, which
-    ``recommender`` may not import)."""
-    env = os.environ.get("MIXMATCH_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
-    return root / "fashionai" / "keypoints" / "train.csv"
+    beside the checkout (:func:`recommender.paths.default_data_root`)."""
+    from recommender.paths import default_data_root
+
+    return default_data_root() / "fashionai" / "keypoints" / "train.csv"
 
 
 def resolve_shape_stats(fashionai_keypoints) -> ShapeStats:

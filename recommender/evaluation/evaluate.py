@@ -24,7 +24,6 @@ Examples
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
