@@ -21,6 +21,29 @@ settings) throughout, so the largest sizes finish on a shared 2-core machine.
 Run (one at a time, niced; prints a table and writes ``<workdir>/dask_build.json``)::
 
     nice -n 10 python benchmarks/dask_build.py --sizes 5000 20000 100000 1000000
+
+Measured on the shared 2-core build machine (2 workers x 1 thread, 3 GiB each),
+``--sizes 5000 --image-sample 300`` (load average 13-15) and ``--sizes 100000
+--image-sample 2000 --graph-max 5000`` (load average 8-15), seconds::
+
+    stage          5k local   5k dask   100k local   100k dask
+    ingest             0.6     (same)          5.6      (same)
+    split              0.4     (same)        159.4      (same)
+    attributes         8.3     (same)         16.7      (same)
+    keypoints          2.2     (same)          6.9      (same)
+    features          58.9       98.0        430.1       580.4
+    compatibility     19.5       45.3        446.7       682.3
+    graph             61.7       92.3      skipped     skipped
+    peak RSS (MB)   build 1567   build 1541 + workers 596/586
+                    100k: build 5149   build 2237 + workers 1991/2606
+
+Two worker processes on a machine whose two cores are already oversubscribed
+cannot be faster than one process; the figures show the Dask path's overhead
+(worker start-up and imports, task scheduling, shipping results back), and its
+memory split: at 100k the single process peaked at 5.1 GB, the Dask driver at
+2.2 GB with each worker under 2.7 GB. The 1M build did not fit here (see the
+issue report): by the growth from 5k to 100k its pair-feature matrix alone is
+~6.6 GB in one process.
 """
 from __future__ import annotations
 

@@ -112,6 +112,9 @@ def worker_loads() -> dict[str, int]:
 class DaskExecutor:
     """What the stages get as ``ctx.executor`` when the build runs on Dask."""
 
+    #: Tasks of :meth:`map` in flight per worker.
+    window_per_worker = 4
+
     def __init__(self, client, parts_per_worker: int = 2, min_pairs_per_part: int = 20_000):
         self.client = client
         self.parts_per_worker = int(parts_per_worker)
@@ -122,16 +125,35 @@ class DaskExecutor:
         return max(1, len(self.client.scheduler_info(n_workers=-1)["workers"]))
 
     def map(self, func: Callable, jobs: list) -> list:
-        """``[func(job) for job in jobs]``, run on the workers, in job order."""
-        if not jobs:
-            return []
-        # pure=False: chunk functions write files; never dedupe or reuse them
-        futures = self.client.map(func, jobs, pure=False)
-        try:
-            return self.client.gather(futures)
-        finally:
-            for f in futures:
-                f.release()
+        """``[func(job) for job in jobs]``, run on the workers, in job order.
+
+        Jobs are submitted as a sliding window of ``window_per_worker`` tasks per
+        worker, not as one graph: a million-item catalogue is ~15,000 chunk jobs
+        whose item lists would make one graph of hundreds of MB, all held by the
+        scheduler at once.
+        """
+        from distributed import as_completed
+
+        results: list = [None] * len(jobs)
+        pending = iter(enumerate(jobs))
+        index: dict = {}
+
+        def submit_next(ac) -> None:
+            for i, job in pending:
+                # pure=False: chunk functions write files; never dedupe or reuse them
+                f = self.client.submit(func, job, pure=False)
+                index[f.key] = i
+                ac.add(f)
+                return
+
+        ac = as_completed(loop=self.client.loop)
+        for _ in range(self.window_per_worker * self.n_workers):
+            submit_next(ac)
+        for f in ac:
+            results[index.pop(f.key)] = f.result()
+            f.release()
+            submit_next(ac)
+        return results
 
     def cached(self, loader: Callable[[str], Any], path, stamp: str = "") -> WorkerCached:
         """A handle that loads ``loader(path)`` once per worker (see :class:`WorkerCached`)."""
@@ -174,6 +196,11 @@ class DaskExecutor:
                              math.ceil(len(a) / self.min_pairs_per_part)))
         pairs = pd.DataFrame({"a": np.asarray(a, np.int64), "b": np.asarray(b, np.int64),
                               "o": np.asarray(o, np.int64), "y": np.asarray(y, np.int64)})
+        # Rows come positives first, then negatives; contiguous partitions would give
+        # a worker one class only, and LightGBM's classifier encodes labels per
+        # worker (one class -> all labels 0). A seeded shuffle mixes every partition.
+        order = np.random.default_rng(int(params.get("seed", 0))).permutation(len(pairs))
+        pairs = pairs.iloc[order].reset_index(drop=True)
         vpairs = pd.DataFrame({"a": np.asarray(va, np.int64), "b": np.asarray(vb, np.int64),
                                "o": -1, "y": np.asarray(vy, np.int64)})
         names = list(fz.feature_names_)
@@ -284,8 +311,13 @@ def dask_executor(config: dict) -> Iterator[DaskExecutor]:
         if scheduler:
             client = stack.enter_context(Client(scheduler, set_as_default=False))
         else:
+            # No dashboard; the scheduler's HTTP endpoints (health, metrics) on a free
+            # loopback port: the default 8787 may belong to another cluster, and
+            # taking another port then warns.
             cluster = stack.enter_context(LocalCluster(
-                processes=True, dashboard_address=":0", **{**LOCAL_CLUSTER, **opts}))
+                processes=True, dashboard_address=None,
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                **{**LOCAL_CLUSTER, **opts}))
             client = stack.enter_context(Client(cluster, set_as_default=False))
         _ACTIVE = DaskExecutor(client, **ex_opts)
         try:
