@@ -1,7 +1,8 @@
 """The three notebooks run top to bottom on a built bundle; a failing cell fails the test.
 
-The bundle is the session's demo bundle (``demo_bundle``: the real pipeline on the
-generated catalogue, quick mode). Set ``MIXMATCH_NOTEBOOK_BUNDLE`` to a built
+Each notebook runs on the session's demo bundle (``demo_bundle``: the real pipeline on
+the generated catalogue, quick mode) and, when the data folder is present, on a quick
+bundle of real MANGO products (``mango_subset_bundle``). Set ``MIXMATCH_NOTEBOOK_BUNDLE`` to a built
 bundle (e.g. one built from the MANGO data) to run them on it instead: then the
 pictures are real products.
 
@@ -27,16 +28,17 @@ BUNDLE_ENV = "MIXMATCH_NOTEBOOK_BUNDLE"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["demo", "mango"])
 def nb_bundle(request) -> Path:
+    """The demo bundle, and a bundle of real MANGO products when the data is present
+    (``mango_subset_bundle`` skips otherwise)."""
     given = os.environ.get(BUNDLE_ENV)
     if given:
+        if request.param == "mango":
+            pytest.skip(f"{BUNDLE_ENV} given: its bundle runs as the first parameter")
         return Path(given)
-    from features.exceptions import StageNotAvailable
-    try:
-        return request.getfixturevalue("demo_bundle")
-    except StageNotAvailable as exc:
-        pytest.skip(f"the demo bundle cannot be built yet: {exc}")
+    return request.getfixturevalue(
+        "demo_bundle" if request.param == "demo" else "mango_subset_bundle")
 
 
 @pytest.fixture
