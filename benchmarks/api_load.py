@@ -123,8 +123,12 @@ def percentile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
 
 
-def run_load(port: int, method: str, path: str, body: bytes | None, *, duration: float,
+def run_load(port: int, method: str, path, body, *, duration: float,
              concurrency: int, rate: float | None, max_requests: int) -> dict:
+    """``path`` and ``body`` may be lists: requests cycle through them (many items,
+    as a shop's pages ask, rather than one item the caches learn by heart)."""
+    paths = path if isinstance(path, list) else [path]
+    bodies = body if isinstance(body, list) else [body] * len(paths)
     lat: list[float] = []
     errors = [0]
     lock = threading.Lock()
@@ -133,7 +137,7 @@ def run_load(port: int, method: str, path: str, body: bytes | None, *, duration:
 
     def worker(i: int):
         c = Client(port)
-        c.request(method, path, body)                # warm the connection (not counted)
+        c.request(method, paths[i % len(paths)], bodies[i % len(paths)])  # not counted
         mine, bad = [], 0
         n = 0
         interval = concurrency / rate if rate else 0.0
@@ -149,7 +153,8 @@ def run_load(port: int, method: str, path: str, body: bytes | None, *, duration:
                 sched = time.perf_counter()
             if sched - t_start > duration:
                 break
-            status = c.request(method, path, body)
+            j = (i + n * concurrency) % len(paths)
+            status = c.request(method, paths[j], bodies[j])
             mine.append(time.perf_counter() - sched)   # from the scheduled time
             bad += status != 200
             n += 1
@@ -177,7 +182,11 @@ def main(argv=None) -> int:
     p.add_argument("--rate", type=float, default=200.0, help="paced requests/second")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--max-requests", type=int, default=20_000)
-    p.add_argument("--item", help="item id (default: the first top of the catalogue)")
+    p.add_argument("--item", help="one item id for every request (default: --sample "
+                   "random items of the apparel slots, cycled)")
+    p.add_argument("--sample", type=int, default=500, help="items requests cycle through")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds of the same load "
+                   "before each measurement, not counted (page cache, lazy loads)")
     p.add_argument("--trivial-only", action="store_true")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "api_load.json"))
     p.add_argument("--serve-trivial", type=int, help=argparse.SUPPRESS)
@@ -206,19 +215,28 @@ def main(argv=None) -> int:
             import pandas as pd
             cat = pd.read_parquet(Path(args.bundle) / "catalog.parquet",
                                   columns=["item_id", "category"])
-            item = args.item or str(cat.loc[cat["category"] == "top", "item_id"].iloc[0])
+            if args.item:
+                items = [args.item]
+            else:
+                apparel = cat[cat["category"].isin(["top", "bottom", "dress", "outerwear"])]
+                items = apparel["item_id"].sample(min(args.sample, len(apparel)),
+                                                  random_state=0).astype(str).tolist()
             n_items = len(cat)
             proc, aport = start_server("api", args.workers, {
                 "BUNDLE": str(args.bundle), "WATCH_INTERVAL": 1.0,
                 "DATA_DIR": str(Path(args.out).parent / "serving")})
             procs.append(proc)
             targets.append(("complements", aport, "GET",
-                            f"/v1/items/{item}/complements?k=5", None))
-            targets.append(("complete", aport, "POST", "/v1/outfits/complete",
-                            json.dumps({"items": [item], "n": 3}).encode()))
+                            [f"/v1/items/{it}/complements?k=5" for it in items], None))
+            targets.append(("complete", aport, "POST", ["/v1/outfits/complete"] * len(items),
+                            [json.dumps({"items": [it], "n": 3}).encode() for it in items]))
         results = {}
         for name, port, method, path, body in targets:
             for mode, rate in (("paced", args.rate), ("max", None)):
+                if args.warmup > 0:
+                    run_load(port, method, path, body, duration=args.warmup,
+                             concurrency=args.concurrency, rate=rate,
+                             max_requests=args.max_requests)
                 r = run_load(port, method, path, body, duration=args.duration,
                              concurrency=args.concurrency, rate=rate,
                              max_requests=args.max_requests)
@@ -230,7 +248,7 @@ def main(argv=None) -> int:
         for proc in procs:
             stop_server(proc)
     meta = {"workers": args.workers, "rate": args.rate, "concurrency": args.concurrency,
-            "duration": args.duration, "bundle": args.bundle,
+            "duration": args.duration, "warmup": args.warmup, "sample": args.sample, "bundle": args.bundle,
             "items": None if args.trivial_only else n_items,
             "machine": f"{platform.machine()} {os.cpu_count()} cpus", "host": HOST}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
