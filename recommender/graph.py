@@ -489,6 +489,10 @@ def _train_outfits_path(bundle) -> tuple[Path, bool]:
     return bundle.path("outfits.parquet"), False
 
 
+#: Bump when the serving arrays' layout changes (see stage_inputs of the compat stage).
+GRAPH_VERSION = 2
+
+
 def stage_inputs(ctx) -> dict:
     from recommender.bundle import file_hash
 
@@ -498,7 +502,8 @@ def stage_inputs(ctx) -> dict:
     tp, _ = _train_outfits_path(b)
     hashes = {f: (file_hash(b.path(f)) if b.path(f).is_file() else None) for f in files}
     hashes["train_outfits"] = file_hash(tp) if tp.is_file() else None
-    return {"files": hashes, "config": dataclasses.asdict(_config(ctx))}
+    return {"files": hashes, "config": dataclasses.asdict(_config(ctx)),
+            "version": GRAPH_VERSION}
 
 
 def _load_scorer(bundle, emb, catalog, features, log):

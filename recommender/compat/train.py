@@ -58,6 +58,12 @@ def load_inputs(b):
     return catalog, train, features, embeddings
 
 
+#: Bump when the saved model's format or the training code changes what a bundle
+#: holds: a bundle trained by older code is then retrained, not kept as "up to date"
+#: and refused at load.
+TRAIN_VERSION = 2
+
+
 def stage_inputs(ctx) -> dict:
     from recommender.bundle import file_hash
 
@@ -68,6 +74,7 @@ def stage_inputs(ctx) -> dict:
         p = b.path(rel)
         deps[rel] = file_hash(p) if p.is_file() else None
     deps["settings"] = model_settings(ctx.config)
+    deps["version"] = TRAIN_VERSION
     return deps
 
 
