@@ -433,20 +433,14 @@ class CompatibilityModel:
         if how not in FITB_AGGREGATES:
             raise InputError(f"unknown FITB aggregate {how!r}", field="how", value=how,
                              allowed=FITB_AGGREGATES)
-        a, b, g = [], [], []
-        A = len(answers[0]) if answers else 0
-        for k, (q, ans) in enumerate(zip(questions, answers)):
-            q = np.asarray(q, np.int64)
-            for r, c in enumerate(ans):
-                a.append(np.full(len(q), c))
-                b.append(q)
-                g.append(np.full(len(q), k * A + r))
-        if not a:
+        from recommender.evaluation.metrics import fitb_pairs
+
+        a, b, g, A = fitb_pairs(questions, answers)
+        if not len(a):
             return np.zeros((len(questions), A))
-        p = self.score_pairs(np.concatenate(a), np.concatenate(b))
+        p = self.score_pairs(a, b)
         if how == "mean_logit":
             p = np.log(np.clip(p, 1e-9, 1)) - np.log(np.clip(1 - p, 1e-9, 1))
-        g = np.concatenate(g)
         s = np.bincount(g, p, len(questions) * A) / np.maximum(
             np.bincount(g, minlength=len(questions) * A), 1)
         return s.reshape(len(questions), A)

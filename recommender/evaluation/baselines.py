@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from recommender.evaluation.metrics import fitb_pairs
+
 
 class _PairBaseline:
     name = "baseline"
@@ -30,18 +32,10 @@ class _PairBaseline:
         raise NotImplementedError
 
     def score_fitb(self, questions, answers):
-        A = len(answers[0]) if answers else 0
-        a, b, g = [], [], []
-        for k, (q, ans) in enumerate(zip(questions, answers)):
-            q = np.asarray(q, np.int64)
-            for r, c in enumerate(ans):
-                a.append(np.full(len(q), c))
-                b.append(q)
-                g.append(np.full(len(q), k * A + r))
-        if not a:
+        a, b, g, A = fitb_pairs(questions, answers)
+        if not len(a):
             return np.zeros((len(questions), A))
-        p = self.score_pairs(np.concatenate(a), np.concatenate(b))
-        g = np.concatenate(g)
+        p = self.score_pairs(a, b)
         n = len(questions) * A
         return (np.bincount(g, p, n) / np.maximum(np.bincount(g, minlength=n), 1)
                 ).reshape(len(questions), A)

@@ -94,3 +94,28 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
     ranks = rankdata(scores)  # average ranks: ties get half credit
     return float((ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def fitb_pairs(questions, answers) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Every (candidate answer, question item) pair of a batch of FITB questions.
+
+    Returns ``(a, b, group, n_answers)``: ``a[i]`` is a candidate, ``b[i]`` an item of
+    its question, and ``group[i] = question * n_answers + answer position``, so a
+    scorer's pair scores average per candidate with ``np.bincount(group, scores)``.
+
+    >>> a, b, g, n = fitb_pairs([[10, 11]], [[1, 2]])
+    >>> a.tolist(), b.tolist(), g.tolist(), n
+    ([1, 1, 2, 2], [10, 11, 10, 11], [0, 0, 1, 1], 2)
+    """
+    n_answers = len(answers[0]) if len(answers) else 0
+    a, b, g = [], [], []
+    for k, (q, ans) in enumerate(zip(questions, answers)):
+        q = np.asarray(q, np.int64)
+        for r, c in enumerate(ans):
+            a.append(np.full(len(q), c, np.int64))
+            b.append(q)
+            g.append(np.full(len(q), k * n_answers + r, np.int64))
+    if not a:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, n_answers
+    return np.concatenate(a), np.concatenate(b), np.concatenate(g), n_answers
