@@ -118,6 +118,17 @@ class CooccurrenceStats:
         pos = np.clip(pos, 0, len(self.member_keys_) - 1)
         return (self.member_keys_[pos] == keys).astype(np.float64)
 
+    def outfit_members(self, outfits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every member of each given outfit: ``(row, item)`` with ``row[j]`` the position
+        in ``outfits`` whose outfit holds ``item[j]`` (for leave-one-outfit-out sums)."""
+        n = self.n_items_
+        lo = np.searchsorted(self.member_keys_, outfits * n)
+        hi = np.searchsorted(self.member_keys_, (outfits + 1) * n)
+        size = hi - lo
+        row = np.repeat(np.arange(len(outfits)), size)
+        start = np.repeat(lo - np.r_[0, np.cumsum(size)[:-1]], size)
+        return row, self.member_keys_[np.arange(len(row)) + start] % n
+
     def set_outfits(self, outfits: list[list[int]]) -> None:
         """Remember outfit membership (needed only for leave-one-out lookups in training)."""
         keys = [k * self.n_items_ + np.unique(np.asarray(o, np.int64))
@@ -230,19 +241,14 @@ class CooccurrenceStats:
             return val
         o = np.asarray(outfit, np.int64)
         m = np.flatnonzero(o >= 0)
-        n = self.n_items_
-        lo = np.searchsorted(self.member_keys_, o[m] * n)
-        hi = np.searchsorted(self.member_keys_, (o[m] + 1) * n)
-        size = hi - lo
-        rep = np.repeat(np.arange(len(m)), size)
-        start = np.repeat(lo - np.r_[0, np.cumsum(size)[:-1]], size)
-        c = self.member_keys_[np.arange(len(rep)) + start] % n
+        rep, c = self.outfit_members(o[m])
         ra, rb = a[m][rep], b[m][rep]
         in_a = self._outfit_member(a[m], o[m])
         in_b = self._outfit_member(b[m], o[m])
         # sum over c in o, c != a of A[b, c] (and the mirror), in pair-count lookups
         s_b = np.bincount(rep, self.pair_count(rb, c) * (c != ra), len(m))
         s_a = np.bincount(rep, self.pair_count(ra, c) * (c != rb), len(m))
+        size = np.bincount(rep, minlength=len(m))
         both = in_a * in_b * np.maximum(size - 2, 0) * (a[m] != b[m])
         val[m] = val[m] - in_a * s_b - in_b * s_a + both
         return np.maximum(val, 0.0)

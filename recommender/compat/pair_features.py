@@ -541,13 +541,7 @@ class PairFeaturizer:
             S[m] = fs[k, sb[m]]
             # b's partners inside its own outfit o are not history: take them out
             st = self.stats_
-            n = st.n_items_
-            lo = np.searchsorted(st.member_keys_, o[m] * n)
-            hi = np.searchsorted(st.member_keys_, (o[m] + 1) * n)
-            size = hi - lo
-            rep = np.repeat(np.arange(len(m)), size)
-            start = np.repeat(lo - np.r_[0, np.cumsum(size)[:-1]], size)
-            c = st.member_keys_[np.arange(len(rep)) + start] % n
+            rep, c = st.outfit_members(o[m])
             inside = st._outfit_member(sb[m], o[m])[rep] * (c != sb[m][rep])
             own = np.zeros((len(m), va.shape[1]))
             np.add.at(own, rep, fv[k[rep], c] * inside[:, None])
