@@ -190,7 +190,8 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
             idx_t = torch.as_tensor(idx, device=device)
             xb = to_tensor(x[idx]).to(device)                          # (B, 3, H, W)
             if params["augment"]:
-                xb = augment(xb, gen)
+                j = float(params.get("jitter", 0.1))
+                xb = augment(xb, gen, brightness=j, contrast=j)
             scale = resize_scale(progress) if params.get("progressive_resize") else 1.0
             if scale < 1.0:
                 xb = F.interpolate(xb, scale_factor=scale, mode="bilinear", antialias=True,
