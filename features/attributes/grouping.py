@@ -23,9 +23,9 @@ Examples
 ['fabric']
 >>> p = {"fabric": np.array([[0.6, 0.4], [0.2, 0.8], [0.9, 0.1]])}
 >>> pool_probabilities(p, ["a", "a", None], ["fabric"])["fabric"].round(3)
-array([[0.273, 0.727],
-       [0.273, 0.727],
-       [0.9  , 0.1  ]])
+array([[0.38, 0.62],
+       [0.38, 0.62],
+       [0.9 , 0.1 ]])
 """
 from __future__ import annotations
 
