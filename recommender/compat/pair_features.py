@@ -145,12 +145,16 @@ class PairFeaturizer:
         to reuse
     style_folds : cross-fitting folds of the style vectors for training rows (0: none,
         only for fitting statistics that score no training rows)
+    style_outfits : positions in ``train_outfits`` of the outfits the style towers
+        train on (None: all); the statistics always count them all. A fold tower
+        still never sees an outfit of its own fold.
     """
 
-    def __init__(self, groups=GROUPS, style=None, style_folds=2):
+    def __init__(self, groups=GROUPS, style=None, style_folds=2, style_outfits=None):
         self.groups = tuple(groups)
         self.style = style
         self.style_folds = style_folds
+        self.style_outfits = style_outfits
 
     # -- fitting -----------------------------------------------------------------------
     def fit(self, catalog: pd.DataFrame, features: pd.DataFrame | None,
@@ -249,13 +253,18 @@ class PairFeaturizer:
                 cfg = StyleConfig(**cfg)
         n_values = {f: len(self.vocab_[f]) + 1 for f in codes}
         groups = items.codes.get("subcategory", np.zeros(len(items), np.int64))
+        sel = (range(len(outfits)) if self.style_outfits is None
+               else [int(m) for m in self.style_outfits])
         if self.style_ is None:
-            self.style_ = StyleEmbedding(cfg).fit(codes, n_values, num, outfits, groups)
+            self.style_ = StyleEmbedding(cfg).fit(
+                codes, n_values, num,
+                outfits if self.style_outfits is None else [outfits[m] for m in sel], groups)
         K = int(self.style_folds)
         if K > 1 and len(outfits) >= 2 * K:
             vecs = []
             for k in range(K):
-                part = [o for m, o in enumerate(outfits) if m % K != k]
+                # fold k: outfit m's training rows read this tower when m % K == k
+                part = [outfits[m] for m in sel if m % K != k]
                 st = StyleEmbedding(cfg).fit(codes, n_values, num, part, groups)
                 vecs.append(st.transform(codes, num))
             # (K, n, D): fold k's vectors never saw outfits m with m % K == k
