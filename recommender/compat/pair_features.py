@@ -114,6 +114,37 @@ def _is_free_attribute(s: pd.Series, n: int) -> bool:
     return 2 <= k <= MAX_FREE_LEVELS and k < max(2, 0.5 * n)
 
 
+def _worn_with(outfits, cat: np.ndarray, n_cat: int):
+    """(outfit, item, category) for each item of each outfit and each category it
+    was worn with there (counted once per outfit), sorted in that order.
+
+    >>> k, i, c = _worn_with([np.array([0, 1, 2])], np.array([0, 1, 1]), 2)
+    >>> k.tolist(), i.tolist(), c.tolist()
+    ([0, 0, 0, 0, 0], [0, 1, 1, 2, 2], [1, 0, 1, 0, 1])
+    """
+    outfits = [np.unique(np.asarray(o, np.int64)) for o in outfits]
+    sizes = np.array([len(o) for o in outfits], np.int64)
+    if not len(outfits) or sizes.sum() == 0:
+        z = np.zeros(0, np.int64)
+        return z, z, z
+    members = np.concatenate(outfits)
+    owner = np.repeat(np.arange(len(outfits)), sizes)
+    start = np.r_[0, np.cumsum(sizes)[:-1]]
+    # every ordered pair (member p, member q) of one outfit, p != q
+    reps = sizes[owner]
+    p = np.repeat(np.arange(len(members)), reps)
+    first = np.repeat(np.r_[0, np.cumsum(reps)[:-1]], reps)
+    q = start[owner[p]] + (np.arange(len(p)) - first)
+    keep = p != q
+    p, q = p[keep], q[keep]
+    n = int(members.max()) + 1
+    key = (owner[p] * n + members[p]) * n_cat + cat[members[q]]
+    key = np.unique(key)
+    c2 = key % n_cat
+    rest = key // n_cat
+    return rest // n, rest % n, c2
+
+
 class ItemTable:
     """Per-item arrays the pair features read: codes, numeric columns, embedding.
 
@@ -290,13 +321,12 @@ class PairFeaturizer:
         acc = np.zeros((C, C, D))
         cnt = np.zeros((C, C))
         cat = items.codes["category"]
-        for o in outfits:
-            o = np.unique(np.asarray(o, np.int64))
-            for i in o:
-                # the categories this item was worn with (each counted once per outfit)
-                for c2 in np.unique(cat[o[o != i]]):
-                    acc[cat[i], c2] += items.emb[i]
-                    cnt[cat[i], c2] += 1
+        k, i, c2 = _worn_with(outfits, cat, C)
+        # np.add.at adds row by row in the order given: (outfit, item, partner
+        # category) ascending, the order the per-outfit loop once added them in,
+        # so every sum is the same float sum
+        np.add.at(acc, (cat[i], c2), items.emb[i])
+        np.add.at(cnt, (cat[i], c2), 1)
         cen = acc / np.maximum(cnt[..., None], 1)
         norm = np.linalg.norm(cen, axis=-1, keepdims=True)
         self.centroids_ = (cen / np.where(norm > 0, norm, 1)).astype(np.float32)

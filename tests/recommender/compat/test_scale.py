@@ -126,3 +126,29 @@ def test_validation_outfits_capped(data):
     catalog, outfits = data
     m = CompatibilityModel(max_val_outfits=12, **FAST).fit(catalog, outfits)
     assert m.metrics_["n_val_outfits"] == 12 and m.metrics_["n_fit_outfits"] == 188
+
+
+def test_category_centroids_equal_the_per_outfit_loop(data):
+    """The mean partner-category embeddings, bit for bit what the loop summed."""
+    catalog, outfits = data
+    from recommender.compat.model import outfit_index_lists
+    from recommender.compat.pair_features import ItemTable, PairFeaturizer
+
+    lists = outfit_index_lists(outfits, catalog)
+    rng = np.random.default_rng(2)
+    emb = rng.normal(size=(len(catalog), 8)).astype(np.float32)
+    fz = PairFeaturizer(groups=("metadata", "embedding")).fit(catalog, None, emb, lists)
+    items = fz.item_table(catalog, None, emb)
+    C = len(fz.vocab_["category"]) + 1
+    acc, cnt = np.zeros((C, C, 8)), np.zeros((C, C))
+    cat = items.codes["category"]
+    for o in lists:
+        o = np.unique(o)
+        for i in o:
+            for c2 in np.unique(cat[o[o != i]]):
+                acc[cat[i], c2] += items.emb[i]
+                cnt[cat[i], c2] += 1
+    cen = acc / np.maximum(cnt[..., None], 1)
+    norm = np.linalg.norm(cen, axis=-1, keepdims=True)
+    want = (cen / np.where(norm > 0, norm, 1)).astype(np.float32)
+    assert cnt.sum() > 100 and np.array_equal(fz.centroids_, want)
