@@ -322,20 +322,37 @@ def _attribute_part(job: tuple):
 
 def _attribute_outputs_parts(model, paths, ok, max_side: int, batch_size: int, executor,
                              part_size: int):
-    """:func:`_attribute_outputs` on item partitions through ``executor``, joined."""
-    bounds = [(s, min(s + part_size, len(paths))) for s in range(0, len(paths), part_size)]
-    parts = executor.map(_attribute_part, [(model, paths[s:e], ok[s:e], max_side, batch_size)
-                                           for s, e in bounds])
+    """:func:`_attribute_outputs` on item partitions through ``executor``, joined.
+
+    Only items with a usable image are sent (in partitions of ``part_size``); the
+    others get what :func:`_attribute_outputs` gives them ("" / NaN / a zero
+    embedding) here. A table-only catalogue of a million items would otherwise be
+    ~15,000 tasks that carry nothing to the network.
+    """
+    n = len(paths)
+    todo = np.flatnonzero(np.asarray(ok, bool))
+    blocks = _blocks(todo, part_size)
+    parts = executor.map(_attribute_part, [(model, [paths[i] for i in idx],
+                                            np.ones(len(idx), bool), max_side, batch_size)
+                                           for idx in blocks])
     cols: dict[str, np.ndarray] = {}
-    for k in (parts[0][0] if parts else {}):
-        cols[k] = np.concatenate([p[0][k] for p in parts])
+    if parts:
+        for k, v in parts[0][0].items():
+            full = np.full(n, "", dtype=object) if v.dtype == object else np.full(n, np.nan)
+            for idx, (pc, _) in zip(blocks, parts):
+                full[idx] = pc[k]
+            cols[k] = full
+    else:  # no usable image: the columns still exist, as in the local path
+        for h in model.taxonomy_.names:
+            cols[f"attr_{h}"] = np.full(n, "", dtype=object)
+            cols[f"attr_{h}_conf"] = np.full(n, np.nan)
     dims = [p[1].shape[1] for p in parts if p[1] is not None]
     emb = None
     if dims:
-        emb = np.zeros((len(paths), dims[0]), np.float32)
-        for (s, e), (_, z) in zip(bounds, parts):
+        emb = np.zeros((n, dims[0]), np.float32)
+        for idx, (_, z) in zip(blocks, parts):
             if z is not None:
-                emb[s:e] = z
+                emb[idx] = z
     return cols, emb
 
 
