@@ -286,9 +286,9 @@ def main(argv=None) -> int:
             row["local"] = json.loads(Path(str(local) + ".json").read_text())
         if "dask" not in args.engines:
             row["dask"] = {"stages": {}}
-            _print_row(row)
             results.append(row)
             (work / "dask_build.json").write_text(json.dumps(results, indent=2))
+            _print_row(row)
             continue
         shutil.copytree(local, dask, symlinks=True, ignore=shutil.ignore_patterns("parts"))
         for rel in ENGINE_OUTPUTS:
@@ -301,8 +301,8 @@ def main(argv=None) -> int:
         row["graph"] = "built" if stages is None else f"skipped (> --graph-max {args.graph_max})"
         row["uptime_after"] = os.popen("uptime").read().strip()
         results.append(row)
-        _print_row(row)
         (work / "dask_build.json").write_text(json.dumps(results, indent=2))
+        _print_row(row)
     return 0
 
 
@@ -338,8 +338,8 @@ def _print_row(row: dict) -> None:
         print(line)
     print(f"   dask cluster start: {row['dask'].get('seconds_cluster_start')} s; "
           f"graph: {row['graph']}")
-    print(f"   peak RSS MB local: {row['local']['peak_rss_mb']}")
-    print(f"   peak RSS MB dask:  {row['dask']['peak_rss_mb']}")
+    print(f"   peak RSS MB local: {row['local'].get('peak_rss_mb')}")
+    print(f"   peak RSS MB dask:  {row['dask'].get('peak_rss_mb')}")
     print(f"   ({row['uptime_after']})", flush=True)
 
 
