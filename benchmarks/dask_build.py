@@ -101,6 +101,14 @@ class PeakRSS:
                 sp = self.stage_peak.setdefault(stage, {})
                 sp[name] = max(sp.get(name, 0), rss)
 
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
 
 def cpu_seconds(pid: int, children: bool = False) -> float:
     """User + system CPU seconds of a process so far (with its waited-for children)."""
@@ -149,13 +157,6 @@ class StageMeter:
                 self.mem.stage = None
                 self._t0 = {}
 
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
 
 
 def _stage_seconds(bundle: Path) -> dict:
@@ -307,7 +308,8 @@ def main(argv=None) -> int:
 
 
 def _cpu(res: dict, stage: str, who: str):
-    return res.get("stage_cpu_seconds", {}).get(stage, {}).get(who)
+    v = res.get("stage_cpu_seconds", {}).get(stage, {}).get(who)
+    return "-" if v is None else v
 
 
 def _print_row(row: dict) -> None:
@@ -325,12 +327,12 @@ def _print_row(row: dict) -> None:
         if a is None:
             continue
         on_dask = s in ("features", "compatibility", "graph")
-        line = (f"   {s:<14}{a:>11}{_cpu(loc, s, 'build') or '-':>10}"
+        line = (f"   {s:<14}{a:>11}{_cpu(loc, s, 'build'):>10}"
                 f"{loc.get('stage_peak_rss_mb', {}).get(s, {}).get('build', '-'):>9}")
         if on_dask:
             mem = dsk.get("stage_peak_rss_mb", {}).get(s, {})
-            line += (f"{dsk['stages'].get(s, '-'):>10}{_cpu(dsk, s, 'build') or '-':>11}"
-                     + "".join(f"{_cpu(dsk, s, w) or '-':>12}" for w in workers)
+            line += (f"{dsk['stages'].get(s, '-'):>10}{_cpu(dsk, s, 'build'):>11}"
+                     + "".join(f"{_cpu(dsk, s, w):>12}" for w in workers)
                      + f"{mem.get('build', '-'):>10}"
                      + "".join(f"{mem.get(w, '-'):>11}" for w in workers))
         else:
