@@ -299,6 +299,9 @@ def main(argv=None) -> int:
             elif q.exists():
                 q.unlink()
         row["dask"] = _sub(args, "dask", dask, src, n, stages)
+        if row["dask"].get("failed"):  # the copied manifest still names local's records
+            row["dask"]["stages"] = {k: v for k, v in row["dask"]["stages"].items()
+                                     if v != row["local"]["stages"].get(k)}
         row["graph"] = "built" if stages is None else f"skipped (> --graph-max {args.graph_max})"
         row["uptime_after"] = os.popen("uptime").read().strip()
         results.append(row)
