@@ -13,37 +13,65 @@ twice from the same source folder:
            engines and do not use the cluster, so the Dask bundle starts as a
            copy of the local one and runs features, compatibility and graph.
 
-Each build runs in its own process. Memory: a sampler thread reads the resident
-set size (psutil) of the build process and of every Dask worker process every
-0.2 s and keeps the peak of each. Quick mode (smaller networks and LightGBM
-settings) throughout, so the largest sizes finish on a shared 2-core machine.
+Each build runs in its own process. Per stage (from the pipeline's start and
+end log lines): wall seconds, CPU seconds (user + system, psutil) of the build
+process and of each Dask worker, and the peak resident set of each, sampled
+every 0.2 s (the kernel's ``ru_maxrss`` of the build process is kept too).
+Quick mode (smaller networks and LightGBM settings) throughout. The graph stage
+(not distributed; being made near-linear separately) is left out with
+``--graph-max``. A build that fails is reported with its log tail.
 
 Run (one at a time, niced; prints a table and writes ``<workdir>/dask_build.json``)::
 
-    nice -n 10 python benchmarks/dask_build.py --sizes 5000 20000 100000 1000000
+    nice -n 10 python benchmarks/dask_build.py --sizes 100000 1000000 \
+        --image-sample 2000 --graph-max 5000 --memory-limit 4GiB
 
-Measured on the shared 2-core build machine (2 workers x 1 thread, 3 GiB each),
-``--sizes 5000 --image-sample 300`` (load average 13-15) and ``--sizes 100000
---image-sample 2000 --graph-max 5000`` (load average 8-15), seconds::
+Measured 2026-11-27 on the shared 2-core machine (24 GB), code at commit 4cf5be9
+(split through pool views, compatibility training capped at 30,000 outfits,
+float32 co-occurrence tables, image-less items as one feature part), 2 workers
+x 1 thread. CPU seconds are the figures to compare: wall time includes waiting
+for the cores (load average 2-7 from other people's jobs).
 
-    stage          5k local   5k dask   100k local   100k dask
-    ingest             0.6     (same)          5.6      (same)
-    split              0.4     (same)        159.4      (same)
-    attributes         8.3     (same)         16.7      (same)
-    keypoints          2.2     (same)          6.9      (same)
-    features          58.9       98.0        430.1       580.4
-    compatibility     19.5       45.3        446.7       682.3
-    graph             61.7       92.3      skipped     skipped
-    peak RSS (MB)   build 1567   build 1541 + workers 596/586
-                    100k: build 5149   build 2237 + workers 1991/2606
+1,000,000 items (333,333 outfits, 2,000 images; ``--memory-limit 4GiB``)::
 
-Two worker processes on a machine whose two cores are already oversubscribed
-cannot be faster than one process; the figures show the Dask path's overhead
-(worker start-up and imports, task scheduling, shipping results back), and its
-memory split: at 100k the single process peaked at 5.1 GB, the Dask driver at
-2.2 GB with each worker under 2.7 GB. The 1M build did not fit here (see the
-issue report): by the growth from 5k to 100k its pair-feature matrix alone is
-~6.6 GB in one process.
+    stage          local wall  local CPU  local peak MB | dask wall  dask result
+    ingest               15.9       13.9         1006   | (same code)
+    split                35.5       27.6         1422   | (same code)
+    attributes            8.8        6.6          946   | (same code)
+    keypoints             4.4        3.4          719   | (same code)
+    features            112.6       93.7         4935   |  110.8    done; workers 420 MB each
+    compatibility       931.2      895.8        15069   |  failed   a worker passed 95% of 4 GiB
+    total              1112 s                           |
+    (generating the source: 44 s)
+
+The local compatibility stage at 1M: 843,246 training pairs from 30,000 of
+261,666 training outfits (the cap), 141,758 validation pairs, 257 features;
+test FITB 0.567 (cold 0.438), compatibility AUC 0.831 (hard 0.665). Its 15.1 GB
+peak is the process holding both "auto" candidate models' per-item tables
+(items x features, co-occurrence items x values, style vectors) while fitting
+the second. The Dask build ran features to the end (the same 110 s wall; the
+workers' CPU was 76 s and 80 s, read with ps, start-up included) and failed in
+compatibility: while LightGBM loaded its data, one worker reached 3.40 GiB
+(paused at 85%) and was restarted by its nanny at 95% of 4 GiB (17:51:05),
+which cancelled the training futures. On that worker: the broadcast featurizer
+and item table (the per-item arrays of a million items), its partitions of
+the 843k x 257 float32 pair matrix, one full copy of the validation pairs per
+partition, and LightGBM's own copy while it builds its dataset. More memory
+per worker was not an option here: the driver had reached 7.8 GB by then and
+runs the same featurizer fits as the local process (whose 15.1 GB peak, less
+LightGBM's share, is where the driver was heading: an estimate, not measured),
+on a 24 GB machine shared with two other people's runs. So 1M on Dask did not
+finish here for memory.
+
+100,000 items (33,333 outfits, 2,000 images; ``--memory-limit 3GiB``)::
+
+    RESULTS_100K
+
+Before these fixes (same machine, load average 8-15, wall seconds only):
+``split`` 0.4 s at 5k and 159.4 s at 100k (each held-out blank copied its whole
+subcategory pool: outfits x pool size); ``features`` 430 s local at 100k, most
+of it 1,563 chunk round trips of identical "no image" rows; ``compatibility``
+447 s local at 100k with a 5.1 GB peak, growing with every training outfit.
 """
 from __future__ import annotations
 
