@@ -355,7 +355,7 @@ class HeatmapKeypointDetector:
     def __init__(self, *, preset: str = "base", image_size: tuple[int, int] = (160, 112),
                  epochs: int = 30, batch_size: int = 32, lr: float = 2e-3,
                  weight_decay: float = 1e-4, sigma: float = 1.0, coord_weight: float = 0.5,
-                 augment: bool = True, flip_test: bool = True, decoder: str = "quadratic",
+                 augment: bool = True, flip_test: bool = True, decoder: str = "local",
                  time_budget_s: float | None = None, budget_clock: str = "wall",
                  num_threads: int = 1, random_state: int = 0,
                  verbose: bool | Callable[[str], None] = False):
