@@ -235,7 +235,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sections", default=",".join(SECTIONS),
                     help="comma-separated, of: " + ", ".join(SECTIONS))
     ap.add_argument("--limit", type=int, default=None, help="mask section: first N images")
-    ap.add_argument("--kp-budget", type=float, default=600.0,
+    ap.add_argument("--kp-budget", type=float, default=300.0,
                     help="keypoint detector training budget, CPU seconds")
     ap.add_argument("--attr-epochs", type=int, default=25)
     ap.add_argument("--threads", type=int, default=1)

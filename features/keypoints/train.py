@@ -109,7 +109,7 @@ def run_stage(ctx) -> dict:
                # One thread and a CPU-second budget: on the shared 2-core machine a
                # second thread mostly spins (3x the CPU seconds per image), and a
                # wall-clock budget gave 2 to 5 epochs depending on the load (test
-               # NE 0.084); 300 CPU seconds are ~18 epochs (NE ~0.025, see
+               # NE 0.084); 300 CPU seconds are 19 epochs (test NE 0.028, see
                # benchmarks/demo_perception.py).
                "num_threads": 1, "time_budget_s": 300, "budget_clock": "cpu"})
     params.update({k: v for k, v in cfg.items() if k != "csv"})
