@@ -29,6 +29,19 @@ for the same wall time) and prints its CPU and wall seconds. The keypoint
 detector stops at ``--kp-budget`` CPU seconds; the attribute network trains
 ``--attr-epochs`` epochs.
 
+Measured here (2026-11-27, ``generate_demo(n_items=2000, seed=0)``: 1,106 labelled
+keypoint images, 113 in the test split; shared 2-core machine at load 3-4)::
+
+    keypoints, NE on the test split       mean shape 0.3305 (baseline)
+      heatmap, 300 CPU s (19 epochs)      0.0300 no flip, 0.0281 with flip (default)
+      heatmap, 600 CPU s (36 epochs)      0.0239 no flip, 0.0206 with flip
+      heatmap, before (2 threads, 300 s wall budget: 5 epochs, 241 CPU s)   0.0845
+      silhouette, predicted / exact masks 0.1837 / 0.0745
+    attributes, 8 FashionAI heads, 25 epochs (700 steps), 521 CPU s
+      FashionAI mAP 0.8330 (class prior 0.4647); per task: pant 0.996,
+      collar 0.964, lapel 0.953, coat 0.947, sleeve 0.880, skirt 0.827,
+      neckline 0.618, neck 0.480 (9 test rows)
+
 Usage::
 
     python -c "from recommender.demo import generate_demo; generate_demo('/tmp/demo2k', n_items=2000, seed=0)"
