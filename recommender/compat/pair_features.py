@@ -32,7 +32,10 @@ Feature groups (the ablation ladder adds them in this order):
     item-level (pair count, each item's count, shared partners: "two hop") and
     content-level statistics (PMI of the two values of each categorical field; each
     item's affinity for the partner's values) from training outfits, leave-one-outfit-out during training. The content
-    level carries new arrivals.
+    level carries new arrivals. Where the catalogue groups items into colour
+    variants of one garment (a ``model_code`` column, or ids ``<model>-<colour>``),
+    the same item-level statistics are also counted per model ("sibling" history):
+    a new colour of a known garment inherits its siblings' outfits.
 
 Pairs are put in a canonical order (by category, then subcategory code), so
 ``f(a, b) == f(b, a)``.
@@ -114,6 +117,37 @@ def _is_free_attribute(s: pd.Series, n: int) -> bool:
     return 2 <= k <= MAX_FREE_LEVELS and k < max(2, 0.5 * n)
 
 
+def sibling_key_source(catalog: pd.DataFrame) -> str | None:
+    """Where an item's model ("sibling group": colour variants of one garment) is read.
+
+    ``"model_code"`` when the catalogue has that column; ``"item_id"`` when ids look
+    like ``<model>-<colour>`` and some models have several colours; else None.
+    """
+    n = len(catalog)
+    if "model_code" in catalog.columns:
+        return "model_code"
+    if "item_id" not in catalog.columns or n == 0:
+        return None
+    ids = catalog["item_id"].astype(str)
+    if ids.str.contains("-", regex=False).mean() < 0.5:
+        return None
+    return "item_id" if ids.str.split("-", n=1).str[0].nunique() < n else None
+
+
+def sibling_keys(rows: pd.DataFrame, source: str | None) -> np.ndarray:
+    """Model key (str) of each row; "" where unknown."""
+    n = len(rows)
+    if source == "model_code" and "model_code" in rows.columns:
+        keys = rows["model_code"].astype(str)
+    elif source is not None and "item_id" in rows.columns:
+        # new items may come without the column: their id still names the model
+        keys = rows["item_id"].astype(str).str.split("-", n=1).str[0]
+    else:
+        return np.full(n, "", dtype=object)
+    keys = keys.where(~keys.isin(["", "nan", "None"]), "")
+    return keys.to_numpy(dtype=object)
+
+
 class ItemTable:
     """Per-item arrays the pair features read: codes, numeric columns, embedding.
 
@@ -121,12 +155,15 @@ class ItemTable:
     (-1 for items not in the catalogue, which have no history).
     """
 
-    def __init__(self, codes, num, emb, stat_idx):
+    def __init__(self, codes, num, emb, stat_idx, group_idx=None):
         self.codes = codes            # col -> (n,) int64, 0 = unknown
         self.num = num                # (n, K) float64
         self.emb = emb                # (n, D) float32 L2-normalised, or None
         self.stat_idx = stat_idx      # (n,) int64
         self.style = None             # (n, D) float32 style vectors, or None
+        # (n,) int64 model ("sibling group") of each item, -1 = none known
+        self.group_idx = (np.full(len(stat_idx), -1, np.int64) if group_idx is None
+                          else np.asarray(group_idx, np.int64))
 
     def __len__(self):
         return len(self.stat_idx)
@@ -199,6 +236,7 @@ class PairFeaturizer:
         self.stats_ = CooccurrenceStats().fit(
             train_outfits, n, {c: items.codes[c] for c in self.cooc_fields_},
             {c: len(self.vocab_[c]) + 1 for c in self.cooc_fields_})
+        self._fit_siblings(catalog, train_outfits)
         self._fit_centroids(items, train_outfits)
         self.style_ = None
         self.style_fold_vecs_ = None
@@ -266,6 +304,35 @@ class PairFeaturizer:
         self.style_fold_partner_sum_ = None if self.style_fold_vecs_ is None else np.stack(
             [np.asarray(A @ v, np.float32) for v in self.style_fold_vecs_])
 
+    def _fit_siblings(self, catalog: pd.DataFrame, outfits) -> None:
+        """Model-level ("sibling") co-occurrence: the item statistics counted per model.
+
+        Each training outfit becomes the set of its items' models, so a pair of
+        models co-occurs when any colours of the two garments were worn together.
+        Outfit order is kept, so the same leave-one-outfit-out lookups apply.
+        """
+        from recommender.compat.cooccurrence import CooccurrenceStats
+
+        self.group_source_ = (sibling_key_source(catalog) if "cooccurrence" in self.groups_
+                              else None)
+        self.group_vocab_ = []
+        self.group_stats_ = None
+        if self.group_source_ is None:
+            return
+        keys = sibling_keys(catalog, self.group_source_)
+        self.group_vocab_ = sorted({k for k in keys if k})
+        gidx = self._group_index(keys)
+        self.group_stats_ = CooccurrenceStats().fit(
+            [gidx[np.asarray(o, np.int64)][gidx[np.asarray(o, np.int64)] >= 0] for o in outfits],
+            len(self.group_vocab_), {}, {})
+
+    def _group_index(self, keys) -> np.ndarray:
+        """Row of each model key in ``group_vocab_`` (-1: unknown model)."""
+        lut = getattr(self, "_group_lut", None)
+        if lut is None or len(lut) != len(self.group_vocab_):
+            lut = self._group_lut = {k: i for i, k in enumerate(self.group_vocab_)}
+        return np.array([lut.get(k, -1) for k in keys], np.int64)
+
     @staticmethod
     def _make_vocab(s: pd.Series) -> list[str]:
         vals = sorted(v for v in s.astype(str).unique() if v not in ("", "nan", "None"))
@@ -323,7 +390,9 @@ class PairFeaturizer:
             emb = emb / np.where(norm > 0, norm, 1)
         if stat_idx is None:
             stat_idx = np.arange(n, dtype=np.int64)
-        table = ItemTable(codes, num, emb, np.asarray(stat_idx, np.int64))
+        group_idx = (self._group_index(sibling_keys(rows, self.group_source_))
+                     if getattr(self, "group_source_", None) else None)
+        table = ItemTable(codes, num, emb, np.asarray(stat_idx, np.int64), group_idx)
         if getattr(self, "style_", None) is not None:
             table.style = self.style_.transform(*self._style_inputs(table))
         return table
@@ -400,6 +469,10 @@ class PairFeaturizer:
             for q in ("pair_count", "pair_norm", "log_count_a", "log_count_b", "two_hop",
                       "two_hop_norm"):
                 add(f"cooc_{q}", "cooccurrence")
+            if getattr(self, "group_source_", None):
+                for q in ("pair_count", "pair_norm", "log_count_a", "log_count_b",
+                          "two_hop", "two_hop_norm"):
+                    add(f"sib_{q}", "cooccurrence")
             for f in self.cooc_fields_:
                 add(f"pmi_{f}", "cooccurrence")
                 add(f"aff_{f}_a", "cooccurrence")
@@ -575,6 +648,10 @@ class PairFeaturizer:
                                         None if o is None else o[both_known])
         cols = [pc, pc / np.sqrt((ca + 1) * (cb + 1)), np.log1p(ca), np.log1p(cb),
                 np.log1p(th), th / np.sqrt((ca + 1) * (cb + 1))]
+        if getattr(self, "group_source_", None):
+            ga = np.where(swap, tb.group_idx[ib], ta.group_idx[ia])
+            gb = np.where(swap, ta.group_idx[ia], tb.group_idx[ib])
+            cols += self._item_level(self.group_stats_, ga, gb, o)
         for f in self.cooc_fields_:
             va = np.where(swap, tb.codes[f][ib], ta.codes[f][ia])
             vb = np.where(swap, ta.codes[f][ia], tb.codes[f][ib])
@@ -590,6 +667,24 @@ class PairFeaturizer:
             cols += [aff_a, aff_b]
         return cols
 
+    @staticmethod
+    def _item_level(st, sa, sb, o):
+        """Pair count, its normalised form, both log counts, two-hop (and normalised)
+        of rows ``sa``/``sb`` of ``st`` (-1: no history), leaving outfit ``o`` out."""
+        known_a, known_b = sa >= 0, sb >= 0
+        both_known = known_a & known_b
+        ca, cb, pc, th = (np.zeros(len(sa)) for _ in range(4))
+        if known_a.any():
+            ca[known_a] = st.item_count(sa[known_a], None if o is None else o[known_a])
+        if known_b.any():
+            cb[known_b] = st.item_count(sb[known_b], None if o is None else o[known_b])
+        if both_known.any():
+            oo = None if o is None else o[both_known]
+            pc[both_known] = st.pair_count(sa[both_known], sb[both_known], oo)
+            th[both_known] = st.two_hop(sa[both_known], sb[both_known], oo)
+        norm = np.sqrt((ca + 1) * (cb + 1))
+        return [pc, pc / norm, np.log1p(ca), np.log1p(cb), np.log1p(th), th / norm]
+
     # -- persistence ---------------------------------------------------------------------
     def to_json(self) -> dict:
         """Everything but the arrays (those go to :meth:`to_arrays`)."""
@@ -599,12 +694,16 @@ class PairFeaturizer:
                 "conf_columns": self.conf_columns_,
                 "extra_colour_columns": self.extra_colour_columns_,
                 "has_embedding": self.has_embedding_, "cooc_fields": self.cooc_fields_,
+                "group_source": self.group_source_,
                 "style": None if self.style_ is None else self.style_.to_json(),
                 "feature_names": self.feature_names_, "feature_groups": self.feature_groups_,
                 "categorical": self.categorical_}
 
     def to_arrays(self) -> dict:
         out = {f"stats__{k}": v for k, v in self.stats_.to_arrays().items()}
+        if self.group_stats_ is not None:
+            out.update({f"gstats__{k}": v for k, v in self.group_stats_.to_arrays().items()})
+            out["group_vocab"] = np.array(self.group_vocab_, dtype=str)
         if self.centroids_ is not None:
             out["centroids"] = self.centroids_
         if self.style_ is not None:
@@ -634,6 +733,15 @@ class PairFeaturizer:
         self.stats_ = CooccurrenceStats.from_arrays(
             {k[len("stats__"):]: arrays[k] for k in files if k.startswith("stats__")})
         self.centroids_ = np.asarray(arrays["centroids"]) if "centroids" in files else None
+        self.group_source_ = meta.get("group_source")
+        self.group_vocab_, self.group_stats_ = [], None
+        if self.group_source_:
+            if "group_vocab" not in files:
+                raise BundleError("the compatibility model uses model-level co-occurrence "
+                                  "but its arrays were not saved")
+            self.group_vocab_ = [str(k) for k in arrays["group_vocab"]]
+            self.group_stats_ = CooccurrenceStats.from_arrays(
+                {k[len("gstats__"):]: arrays[k] for k in files if k.startswith("gstats__")})
         self.style_fold_vecs_ = self.style_fold_partner_sum_ = None
         self.style_ = self.style_partner_sum_ = None
         if meta.get("style"):
