@@ -85,6 +85,10 @@ class CompatibilityModel:
     style : dict of :class:`recommender.compat.style.StyleConfig` settings for the
         "style" feature group (None: defaults, seeded by ``random_state``)
     style_folds : cross-fitting folds of the style vectors (training rows only)
+    model_code_gap : use the gap between numeric model codes as a metadata feature
+        (see :class:`recommender.compat.pair_features.PairFeaturizer`)
+    lgb_params : further LightGBM parameters (override the defaults above), e.g.
+        ``{"feature_fraction": 0.5, "cat_smooth": 50}``
 
     Attributes (after fit or load)
     ------------------------------
@@ -98,7 +102,8 @@ class CompatibilityModel:
     def __init__(self, groups=GROUPS, negatives="auto", n_negatives=1, val_fraction=0.15,
                  num_boost_round=1000, early_stopping_rounds=50, learning_rate=0.05,
                  num_leaves=63, min_data_in_leaf=50, aggregate="auto", num_threads=1,
-                 random_state=0, style=None, style_folds=2):
+                 random_state=0, style=None, style_folds=2, model_code_gap=True,
+                 lgb_params=None):
         self.groups = groups
         self.negatives = negatives
         self.n_negatives = n_negatives
@@ -113,6 +118,8 @@ class CompatibilityModel:
         self.random_state = random_state
         self.style = style
         self.style_folds = style_folds
+        self.model_code_gap = model_code_gap
+        self.lgb_params = lgb_params
 
     # -- training ----------------------------------------------------------------------
     def _params(self) -> dict:
@@ -121,7 +128,8 @@ class CompatibilityModel:
                 "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1,
                 "lambda_l2": 1.0, "cat_smooth": 10, "max_cat_to_onehot": 8,
                 "num_threads": self.num_threads, "seed": self.random_state,
-                "deterministic": True, "force_row_wise": True, "verbosity": -1}
+                "deterministic": True, "force_row_wise": True, "verbosity": -1,
+                **(self.lgb_params or {})}
 
     def fit(self, catalog: pd.DataFrame, train_outfits: pd.DataFrame,
             features: pd.DataFrame | None = None, embeddings: np.ndarray | None = None,
@@ -154,7 +162,9 @@ class CompatibilityModel:
         fit = [outfits[k] for k in sorted(perm[n_val:])]
 
         fz = PairFeaturizer(self.groups, style=self._style_config(),
-                            style_folds=self.style_folds).fit(catalog, features, embeddings, fit)
+                            style_folds=self.style_folds,
+                            model_code_gap=self.model_code_gap).fit(catalog, features,
+                                                                    embeddings, fit)
         items = fz.item_table(catalog, features, embeddings)
         subs = items.codes["subcategory"] if "subcategory" in items.codes else \
             np.zeros(len(catalog), np.int64)
@@ -175,7 +185,10 @@ class CompatibilityModel:
         self._set_items(catalog, features, embeddings)
         self.aggregate_ = "mean" if self.aggregate == "auto" else self.aggregate
         self.fitb_aggregate_ = "mean"
-        self.metrics_ = self._validation_metrics(val, fit, subs, rng)
+        # the validation questions draw from their own stream: settings that change how
+        # many training negatives are drawn are then compared on the same questions
+        self.metrics_ = self._validation_metrics(
+            val, fit, subs, np.random.default_rng([self.random_state, 1]))
         self.metrics_.update({"best_iteration": int(booster.best_iteration or
                                                      booster.current_iteration()),
                               "val_logloss": float(val_logloss),
@@ -186,7 +199,8 @@ class CompatibilityModel:
         # final statistics: all training outfits (the trees are kept)
         # (the style tower fitted above is kept: it reads content only)
         self.featurizer_ = PairFeaturizer(self.groups, style=fz.style_ or self._style_config(),
-                                          style_folds=0).fit(catalog, features, embeddings,
+                                          style_folds=0, model_code_gap=self.model_code_gap
+                                          ).fit(catalog, features, embeddings,
                                                              outfits)
         if self.featurizer_.feature_names_ != self.feature_names_:
             raise BundleError("feature list changed between validation and final fit")
@@ -224,7 +238,8 @@ class CompatibilityModel:
     def _param_names():
         return ("negatives", "n_negatives", "val_fraction", "num_boost_round",
                 "early_stopping_rounds", "learning_rate", "num_leaves", "min_data_in_leaf",
-                "aggregate", "num_threads", "random_state", "style", "style_folds")
+                "aggregate", "num_threads", "random_state", "style", "style_folds",
+                "model_code_gap", "lgb_params")
 
     def _validation_metrics(self, val, fit, subs, rng) -> dict:
         """FITB (mixed and cold) and AUC (all swapped / one swapped) on validation outfits.

@@ -164,6 +164,7 @@ class ItemTable:
         # (n,) int64 model ("sibling group") of each item, -1 = none known
         self.group_idx = (np.full(len(stat_idx), -1, np.int64) if group_idx is None
                           else np.asarray(group_idx, np.int64))
+        self.code_num = None          # (n,) float64 numeric model code, or None
 
     def __len__(self):
         return len(self.stat_idx)
@@ -182,12 +183,16 @@ class PairFeaturizer:
         to reuse
     style_folds : cross-fitting folds of the style vectors for training rows (0: none,
         only for fitting statistics that score no training rows)
+    model_code_gap : with numeric model codes (MANGO), the metadata feature
+        ``model_code_gap`` = log(1 + |code_a - code_b|): models of one collection
+        are numbered close together
     """
 
-    def __init__(self, groups=GROUPS, style=None, style_folds=2):
+    def __init__(self, groups=GROUPS, style=None, style_folds=2, model_code_gap=True):
         self.groups = tuple(groups)
         self.style = style
         self.style_folds = style_folds
+        self.model_code_gap = model_code_gap
 
     # -- fitting -----------------------------------------------------------------------
     def fit(self, catalog: pd.DataFrame, features: pd.DataFrame | None,
@@ -230,6 +235,7 @@ class PairFeaturizer:
                   and not (g == "attributes" and not attr)
                   and not (g == "shape" and not shape_cols)]
         self.groups_ = tuple(groups)
+        self._fit_model_keys(catalog)
         items = self.item_table(catalog, features, embeddings)
         # co-occurrence on every categorical field we know (metadata and attributes)
         self.cooc_fields_ = [c for c in meta + free + attr if c != "gender"]
@@ -313,18 +319,24 @@ class PairFeaturizer:
         """
         from recommender.compat.cooccurrence import CooccurrenceStats
 
-        self.group_source_ = (sibling_key_source(catalog) if "cooccurrence" in self.groups_
-                              else None)
-        self.group_vocab_ = []
         self.group_stats_ = None
-        if self.group_source_ is None:
+        if self.group_source_ is None or "cooccurrence" not in self.groups_:
             return
-        keys = sibling_keys(catalog, self.group_source_)
-        self.group_vocab_ = sorted({k for k in keys if k})
-        gidx = self._group_index(keys)
+        gidx = self._group_index(sibling_keys(catalog, self.group_source_))
         self.group_stats_ = CooccurrenceStats().fit(
             [gidx[np.asarray(o, np.int64)][gidx[np.asarray(o, np.int64)] >= 0] for o in outfits],
             len(self.group_vocab_), {}, {})
+
+    def _fit_model_keys(self, catalog: pd.DataFrame) -> None:
+        """Which column names each item's model, the models known, and whether model
+        codes are numbers (then the gap between two codes is a metadata feature)."""
+        self.group_source_ = sibling_key_source(catalog)
+        keys = sibling_keys(catalog, self.group_source_)
+        self.group_vocab_ = sorted({k for k in keys if k})
+        digits = pd.Series(keys, dtype=object).astype(str).str.fullmatch(r"\d{4,12}")
+        self.code_gap_ = bool(self.model_code_gap and "metadata" in self.groups_
+                              and self.group_source_ is not None and len(keys)
+                              and digits.mean() >= 0.9)
 
     def _group_index(self, keys) -> np.ndarray:
         """Row of each model key in ``group_vocab_`` (-1: unknown model)."""
@@ -390,9 +402,15 @@ class PairFeaturizer:
             emb = emb / np.where(norm > 0, norm, 1)
         if stat_idx is None:
             stat_idx = np.arange(n, dtype=np.int64)
-        group_idx = (self._group_index(sibling_keys(rows, self.group_source_))
-                     if getattr(self, "group_source_", None) else None)
+        group_idx = code_num = None
+        if getattr(self, "group_source_", None):
+            keys = sibling_keys(rows, self.group_source_)
+            group_idx = self._group_index(keys)
+            if self.code_gap_:
+                code_num = pd.to_numeric(pd.Series(keys, dtype=object), errors="coerce"
+                                         ).to_numpy(np.float64)
         table = ItemTable(codes, num, emb, np.asarray(stat_idx, np.int64), group_idx)
+        table.code_num = code_num
         if getattr(self, "style_", None) is not None:
             table.style = self.style_.transform(*self._style_inputs(table))
         return table
@@ -436,6 +454,8 @@ class PairFeaturizer:
                 add(f"{c}_a", "metadata", True)
                 add(f"{c}_b", "metadata", True)
                 add(f"same_{c}", "metadata")
+            if getattr(self, "code_gap_", False):
+                add("model_code_gap", "metadata")
         if "colour" in g:
             for side in "ab":
                 for q in ("L", "chroma", "hue", "neutral"):
@@ -469,7 +489,7 @@ class PairFeaturizer:
             for q in ("pair_count", "pair_norm", "log_count_a", "log_count_b", "two_hop",
                       "two_hop_norm"):
                 add(f"cooc_{q}", "cooccurrence")
-            if getattr(self, "group_source_", None):
+            if getattr(self, "group_stats_", None) is not None:
                 for q in ("pair_count", "pair_norm", "log_count_a", "log_count_b",
                           "two_hop", "two_hop_norm"):
                     add(f"sib_{q}", "cooccurrence")
@@ -519,6 +539,10 @@ class PairFeaturizer:
             for c in self.cat_columns_["metadata"]:
                 a, b = code[c]
                 cols += [a, b, ((a == b) & (a > 0)).astype(float)]
+            if self.code_gap_:
+                # MANGO numbers the models of one collection close together
+                ka, kb = ta.code_num[ia], tb.code_num[ib]
+                cols.append(np.log1p(np.abs(ka - kb)))
         if "colour" in g or "shape" in g or "attributes" in g:
             na, nb = both(lambda t, i: t.num[i])
         P = self._n_palette()
@@ -648,7 +672,7 @@ class PairFeaturizer:
                                         None if o is None else o[both_known])
         cols = [pc, pc / np.sqrt((ca + 1) * (cb + 1)), np.log1p(ca), np.log1p(cb),
                 np.log1p(th), th / np.sqrt((ca + 1) * (cb + 1))]
-        if getattr(self, "group_source_", None):
+        if self.group_stats_ is not None:
             ga = np.where(swap, tb.group_idx[ib], ta.group_idx[ia])
             gb = np.where(swap, ta.group_idx[ia], tb.group_idx[ib])
             cols += self._item_level(self.group_stats_, ga, gb, o)
@@ -694,16 +718,18 @@ class PairFeaturizer:
                 "conf_columns": self.conf_columns_,
                 "extra_colour_columns": self.extra_colour_columns_,
                 "has_embedding": self.has_embedding_, "cooc_fields": self.cooc_fields_,
-                "group_source": self.group_source_,
+                "group_source": self.group_source_, "code_gap": self.code_gap_,
+                "model_code_gap": self.model_code_gap,
                 "style": None if self.style_ is None else self.style_.to_json(),
                 "feature_names": self.feature_names_, "feature_groups": self.feature_groups_,
                 "categorical": self.categorical_}
 
     def to_arrays(self) -> dict:
         out = {f"stats__{k}": v for k, v in self.stats_.to_arrays().items()}
+        if self.group_source_:
+            out["group_vocab"] = np.array(self.group_vocab_, dtype=str)
         if self.group_stats_ is not None:
             out.update({f"gstats__{k}": v for k, v in self.group_stats_.to_arrays().items()})
-            out["group_vocab"] = np.array(self.group_vocab_, dtype=str)
         if self.centroids_ is not None:
             out["centroids"] = self.centroids_
         if self.style_ is not None:
@@ -734,14 +760,17 @@ class PairFeaturizer:
             {k[len("stats__"):]: arrays[k] for k in files if k.startswith("stats__")})
         self.centroids_ = np.asarray(arrays["centroids"]) if "centroids" in files else None
         self.group_source_ = meta.get("group_source")
+        self.code_gap_ = bool(meta.get("code_gap", False))
+        self.model_code_gap = bool(meta.get("model_code_gap", True))
         self.group_vocab_, self.group_stats_ = [], None
         if self.group_source_:
             if "group_vocab" not in files:
-                raise BundleError("the compatibility model uses model-level co-occurrence "
-                                  "but its arrays were not saved")
+                raise BundleError("the compatibility model reads model codes but their "
+                                  "vocabulary was not saved")
             self.group_vocab_ = [str(k) for k in arrays["group_vocab"]]
-            self.group_stats_ = CooccurrenceStats.from_arrays(
-                {k[len("gstats__"):]: arrays[k] for k in files if k.startswith("gstats__")})
+            if any(k.startswith("gstats__") for k in files):
+                self.group_stats_ = CooccurrenceStats.from_arrays(
+                    {k[len("gstats__"):]: arrays[k] for k in files if k.startswith("gstats__")})
         self.style_fold_vecs_ = self.style_fold_partner_sum_ = None
         self.style_ = self.style_partner_sum_ = None
         if meta.get("style"):
