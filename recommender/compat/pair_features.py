@@ -68,6 +68,8 @@ META_COLUMNS = ("category", "subcategory", "colour", "material", "gender")
 SKIP_COLUMNS = {"item_id", "image_path", "image_ok", "price", "in_stock", "feat_ok",
                 "feat_error", "mask_method", "name", "title", "description"}
 MAX_FREE_LEVELS = 500
+#: The low digits of a numeric model code (MANGO: the number within a collection).
+CODE_LOW = 10_000
 #: Chroma below this is a neutral (white, grey, black, beige-ish).
 NEUTRAL_CHROMA = 12.0
 
@@ -183,9 +185,10 @@ class PairFeaturizer:
         to reuse
     style_folds : cross-fitting folds of the style vectors for training rows (0: none,
         only for fitting statistics that score no training rows)
-    model_code_gap : with numeric model codes (MANGO), the metadata feature
-        ``model_code_gap`` = log(1 + |code_a - code_b|): models of one collection
-        are numbered close together
+    model_code_gap : with numeric model codes (MANGO), the metadata features
+        ``model_code_gap`` = log(1 + |code_a - code_b|) and ``model_code_gap_low``,
+        the same on the codes' last four digits: models of one collection are
+        numbered close together
     """
 
     def __init__(self, groups=GROUPS, style=None, style_folds=2, model_code_gap=True):
@@ -336,7 +339,7 @@ class PairFeaturizer:
         digits = pd.Series(keys, dtype=object).astype(str).str.fullmatch(r"\d{4,12}")
         self.code_gap_ = bool(self.model_code_gap and "metadata" in self.groups_
                               and self.group_source_ is not None and len(keys)
-                              and digits.mean() >= 0.9)
+                              and digits.mean() >= 0.8)
 
     def _group_index(self, keys) -> np.ndarray:
         """Row of each model key in ``group_vocab_`` (-1: unknown model)."""
@@ -456,6 +459,7 @@ class PairFeaturizer:
                 add(f"same_{c}", "metadata")
             if getattr(self, "code_gap_", False):
                 add("model_code_gap", "metadata")
+                add("model_code_gap_low", "metadata")
         if "colour" in g:
             for side in "ab":
                 for q in ("L", "chroma", "hue", "neutral"):
@@ -540,9 +544,12 @@ class PairFeaturizer:
                 a, b = code[c]
                 cols += [a, b, ((a == b) & (a > 0)).astype(float)]
             if self.code_gap_:
-                # MANGO numbers the models of one collection close together
+                # MANGO's codes read <series: 2 digits><family: 2><number: 4>; the
+                # number runs through a collection across families, so models
+                # designed together have close low digits
                 ka, kb = ta.code_num[ia], tb.code_num[ib]
-                cols.append(np.log1p(np.abs(ka - kb)))
+                cols += [np.log1p(np.abs(ka - kb)),
+                         np.log1p(np.abs(ka % CODE_LOW - kb % CODE_LOW))]
         if "colour" in g or "shape" in g or "attributes" in g:
             na, nb = both(lambda t, i: t.num[i])
         P = self._n_palette()

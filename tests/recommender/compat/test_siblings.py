@@ -73,3 +73,35 @@ def test_sibling_arrays_survive_save_and_load(tmp_path):
     a, b = np.array([0, 1, 3]), np.array([2, 3, 4])
     np.testing.assert_allclose(back.transform(back.item_table(cat), a, ib=b),
                                fz.transform(fz.item_table(cat), a, ib=b))
+
+
+def test_numeric_model_codes_give_the_code_gap():
+    cat = _catalog().assign(model_code=["57043812", "57043812", "57083800", "53012000",
+                                        "5701abcd"])
+    fz = PairFeaturizer(("metadata",)).fit(cat, None, None, OUTFITS)
+    assert fz.code_gap_ and "model_code_gap_low" in fz.feature_names_
+    X = fz.transform(fz.item_table(cat), np.array([0, 0, 0]), ib=np.array([2, 3, 4]))
+    np.testing.assert_allclose(_column(fz, X, "model_code_gap"),
+                               [np.log1p(39_988), np.log1p(4_031_812), np.nan], rtol=1e-6)
+    np.testing.assert_allclose(_column(fz, X, "model_code_gap_low"),
+                               [np.log1p(12), np.log1p(1812), np.nan], rtol=1e-6)
+    off = PairFeaturizer(("metadata",), model_code_gap=False).fit(cat, None, None, OUTFITS)
+    assert "model_code_gap" not in off.feature_names_
+    # codes that are not numbers: no gap feature
+    words = PairFeaturizer(("metadata",)).fit(cat.assign(model_code=list("aabcd")), None,
+                                              None, OUTFITS)
+    assert not words.code_gap_ and "model_code_gap" not in words.feature_names_
+
+
+def test_explanations_name_sibling_history():
+    from recommender.compat.model import CompatibilityModel
+
+    cat = _catalog()
+    # m1-01 and m2-01 worn together in 30 looks; m2-02 never worn
+    outfits = pd.DataFrame({"outfit_id": [str(k) for k in range(30) for _ in (0, 1)],
+                            "item_id": ["m1-01", "m2-01"] * 30})
+    m = CompatibilityModel(groups=("metadata", "cooccurrence"), negatives="random",
+                           num_boost_round=5, min_data_in_leaf=2).fit(cat, outfits)
+    reasons = m.explain_pair(0, 3, max_reasons=5)
+    assert any("other colours of these pieces were worn together in 30 looks" in r
+               for r in reasons), reasons
