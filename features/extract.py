@@ -250,8 +250,9 @@ def _signature(items: list[tuple], settings: dict) -> str:
 
 
 def _attribute_outputs(model, paths: list[str | None], ok: np.ndarray, max_side: int,
-                       batch_size: int, progress: bool):
-    """(attr columns dict, embeddings (N, D)) from the attribute network."""
+                       batch_size: int, progress: bool, keep: tuple = ()):
+    """(attr columns dict, embeddings (N, D), {head: probabilities (N, C)} for the
+    heads in ``keep``) from the attribute network."""
     from tqdm import tqdm
 
     n = len(paths)
@@ -260,6 +261,8 @@ def _attribute_outputs(model, paths: list[str | None], ok: np.ndarray, max_side:
     for h in heads:
         cols[f"attr_{h}"] = np.full(n, "", dtype=object)
         cols[f"attr_{h}_conf"] = np.full(n, np.nan)
+    kept = {h: np.full((n, len(model.taxonomy_.classes(h))), np.nan, np.float32)
+            for h in keep}
     emb = None
     todo = np.nonzero(ok)[0]
     bar = tqdm(total=len(todo), desc="attributes", file=sys.stderr, disable=not progress)
@@ -275,9 +278,27 @@ def _attribute_outputs(model, paths: list[str | None], ok: np.ndarray, max_side:
             classes = np.array(model.taxonomy_.classes(h), dtype=object)
             cols[f"attr_{h}"][idx] = classes[probs[h].argmax(1)]
             cols[f"attr_{h}_conf"][idx] = probs[h].max(1)
+        for h in kept:
+            kept[h][idx] = probs[h]
         bar.update(len(idx))
     bar.close()
-    return cols, emb
+    return cols, emb, kept
+
+
+def _pool_attribute_columns(model, cols: dict, kept: dict, groups, ok: np.ndarray) -> None:
+    """Garment-level heads pooled over colour variants (see
+    :mod:`features.attributes.grouping`): rewrite ``attr_<head>`` and its confidence."""
+    from features.attributes.grouping import pool_probabilities
+
+    rows = np.flatnonzero(ok)
+    if not kept or not len(rows):
+        return
+    g = [groups[i] for i in rows]
+    pooled = pool_probabilities({h: p[rows] for h, p in kept.items()}, g, list(kept))
+    for h, p in pooled.items():
+        classes = np.array(model.taxonomy_.classes(h), dtype=object)
+        cols[f"attr_{h}"][rows] = classes[p.argmax(1)]
+        cols[f"attr_{h}_conf"][rows] = p.max(1)
 
 
 def _blocks(idx: np.ndarray, size: int) -> list[np.ndarray]:
@@ -291,19 +312,20 @@ def _keypoint_block(job: tuple):
 
 
 def _attribute_part(job: tuple):
-    model, part_paths, part_ok, max_side, batch_size = job
-    return _attribute_outputs(model, part_paths, part_ok, max_side, batch_size, False)
+    model, part_paths, part_ok, max_side, batch_size, keep = job
+    return _attribute_outputs(model, part_paths, part_ok, max_side, batch_size, False, keep)
 
 
 def _attribute_outputs_parts(model, paths, ok, max_side: int, batch_size: int, executor,
-                             part_size: int):
+                             part_size: int, keep: tuple = ()):
     """:func:`_attribute_outputs` on item partitions through ``executor``, joined."""
     bounds = [(s, min(s + part_size, len(paths))) for s in range(0, len(paths), part_size)]
-    parts = executor.map(_attribute_part, [(model, paths[s:e], ok[s:e], max_side, batch_size)
-                                           for s, e in bounds])
+    parts = executor.map(_attribute_part, [(model, paths[s:e], ok[s:e], max_side, batch_size,
+                                            keep) for s, e in bounds])
     cols: dict[str, np.ndarray] = {}
     for k in (parts[0][0] if parts else {}):
         cols[k] = np.concatenate([p[0][k] for p in parts])
+    kept = {h: np.concatenate([p[2][h] for p in parts]) for h in keep} if parts else {}
     dims = [p[1].shape[1] for p in parts if p[1] is not None]
     emb = None
     if dims:
@@ -311,13 +333,14 @@ def _attribute_outputs_parts(model, paths, ok, max_side: int, batch_size: int, e
         for (s, e), (_, z) in zip(bounds, parts):
             if z is not None:
                 emb[s:e] = z
-    return cols, emb
+    return cols, emb, kept
 
 
 def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None,
                      out_dir: str | os.PathLike, attribute_model=None, keypoint_model=None,
                      progress: bool = True, batch_size: int = 64, *, workers: int = 2,
-                     chunk_size: int = 64, max_side: int = 512, executor=None) -> dict:
+                     chunk_size: int = 64, max_side: int = 512, executor=None,
+                     groups=None, pooled_heads=()) -> dict:
     """Extract the features of every item of ``catalog`` into ``out_dir``.
 
     Parameters
@@ -336,6 +359,9 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
     keypoint_model : optional
         A trained detector with ``predict(images, categories) -> (xy, vis, conf)``
         on batches; used for apparel instead of the silhouette estimator.
+    groups, pooled_heads : sequence, optional
+        Group key per catalogue row (colour variants of one garment share it) and the
+        attribute heads to pool over each group (:mod:`features.attributes.grouping`).
     progress : bool
         tqdm progress bars on stderr.
     batch_size : int
@@ -449,13 +475,18 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
     t_attr = time.perf_counter()
     emb = None
     attr_cols: dict = {}
+    keep = tuple(pooled_heads) if groups is not None else ()
+    kept: dict = {}
     if attribute_model is not None and executor is not None:
-        attr_cols, emb = _attribute_outputs_parts(attribute_model, paths, ok, int(max_side),
-                                                  int(batch_size), executor,
-                                                  max(int(chunk_size), int(batch_size)))
+        attr_cols, emb, kept = _attribute_outputs_parts(
+            attribute_model, paths, ok, int(max_side), int(batch_size), executor,
+            max(int(chunk_size), int(batch_size)), keep)
     elif attribute_model is not None:
-        attr_cols, emb = _attribute_outputs(attribute_model, paths, ok, int(max_side),
-                                            int(batch_size), progress)
+        attr_cols, emb, kept = _attribute_outputs(attribute_model, paths, ok, int(max_side),
+                                                  int(batch_size), progress, keep)
+    if kept:
+        _pool_attribute_columns(attribute_model, attr_cols, kept, list(groups),
+                                np.asarray(ok, bool))
     t_attr = time.perf_counter() - t_attr
 
     table = df[list(BASE_COLUMNS)].copy()
@@ -536,9 +567,9 @@ def stage_inputs(ctx) -> dict:
 
     b = ctx.bundle
     inputs = {"version": FEATURES_VERSION, "settings": _stage_settings(ctx),
-              "image_root": str(b.image_root)}
+              "image_root": str(b.image_root), "attribute_pooling": 1}
     for rel in ("catalog.parquet", "models/attributes.pt", "models/attributes.json",
-                "models/keypoints.pt"):
+                "models/attributes_split.parquet", "models/keypoints.pt"):
         p = b.path(rel)
         inputs[rel] = file_hash(p) if p.is_file() else None
     return inputs
@@ -579,6 +610,25 @@ def _load_keypoint_model(ctx):
     return _load(ctx, loader, pt), "heatmap (models/keypoints.pt)"
 
 
+def _attribute_pooling(bundle, catalog, model) -> tuple[list | None, list[str]]:
+    """Group keys and garment-level heads when the catalogue has ``model_code`` and the
+    attribute stage left its split: the heads are read from the *training* products,
+    as the attributes stage's own evaluation does."""
+    import pandas as pd
+
+    from features.attributes.grouping import GROUP_COLUMN, garment_level_heads
+
+    split = bundle.path("models", "attributes_split.parquet")
+    if model is None or GROUP_COLUMN not in catalog.columns or not split.is_file():
+        return None, []
+    sp = pd.read_parquet(split)
+    train_ids = set(sp.loc[sp["split"] == "train", "item_id"].astype(str))
+    names = [h for h in model.taxonomy_.names if h in catalog.columns]
+    train = catalog[catalog["item_id"].astype(str).isin(train_ids)]
+    heads = garment_level_heads(train[names], train[GROUP_COLUMN].tolist()) if names else []
+    return (catalog[GROUP_COLUMN].tolist(), heads) if heads else (None, [])
+
+
 def run_stage(ctx) -> dict:
     """The ``features`` stage: extract into ``<bundle>/features/``."""
     import pandas as pd
@@ -593,12 +643,18 @@ def run_stage(ctx) -> dict:
     amodel, asrc = _load_attribute_model(ctx)
     kmodel, ksrc = _load_keypoint_model(ctx)
     ctx.log(f"[features] {len(catalog)} items; attributes: {asrc}; keypoints: {ksrc}")
+    groups, pooled = _attribute_pooling(b, catalog, amodel)
+    if pooled:
+        ctx.log(f"[features] attributes {', '.join(pooled)} pooled over colour variants "
+                f"(catalogue column model_code)")
     summary = extract_features(catalog, b.image_root, b.path(FEATURES_DIR),
                                attribute_model=amodel, keypoint_model=kmodel,
                                progress=True, batch_size=int(cfg["batch_size"]),
                                workers=int(cfg["workers"]), chunk_size=int(cfg["chunk_size"]),
                                max_side=int(cfg["max_side"]),
-                               executor=getattr(ctx, "executor", None))
+                               executor=getattr(ctx, "executor", None),
+                               groups=groups, pooled_heads=pooled)
+    summary["attributes_pooled"] = list(pooled)
     if summary["n_failed"]:
         ctx.log(f"[features] {summary['n_failed']} of {summary['n_items']} items failed "
                 f"(feat_ok = False), e.g. {summary['failed_examples'][:3]}")

@@ -192,3 +192,33 @@ def test_features_stage_uses_a_trained_keypoint_detector(tmp_path):
     assert t.loc["i2", "kp_method"] == "heatmap" and t.loc["i3", "kp_method"] == ""
     conf = pd.read_parquet(b.path("features/keypoint_confidence.parquet"))
     assert set(conf["kp_method"]) == {"heatmap"}
+
+
+def test_attributes_pooled_over_colour_variants(tmp_path):
+    """Rows of one group (colour variants of a garment) get one answer for a pooled
+    head: the argmax of their renormalised geometric-mean probabilities."""
+    pytest.importorskip("torch")
+    from features.attributes import AttributeModel
+    from features.attributes.grouping import pool_probabilities
+    from features.imaging import load_rgb
+
+    cat = _catalogue(tmp_path)
+    ok = cat["item_id"].str.startswith("i").to_numpy()
+    imgs = [np.asarray(Image.open(tmp_path / p).convert("RGB")) for p in cat.loc[ok, "image_path"]]
+    labels = pd.DataFrame({"slot": cat.loc[ok, "category"].tolist()})
+    model = AttributeModel(preset="tiny", image_size=(24, 16), embed_dim=16, epochs=1,
+                           batch_size=8, random_state=0, num_threads=1).fit(imgs, labels)
+    groups = ["g0", "g0", "g0", "g1", "g1", None, None, None, None]
+    kw = dict(attribute_model=model, progress=False, workers=1)
+    extract_features(cat, tmp_path, tmp_path / "plain", **kw)
+    extract_features(cat, tmp_path, tmp_path / "pooled", groups=groups, pooled_heads=["slot"], **kw)
+    plain = pd.read_parquet(tmp_path / "plain" / "features.parquet")
+    pooled = pd.read_parquet(tmp_path / "pooled" / "features.parquet")
+    probs = model.predict_proba([load_rgb(tmp_path / p) for p in cat.loc[ok, "image_path"]])
+    want = pool_probabilities(probs, groups[:6], ["slot"])["slot"]
+    classes = np.array(model.taxonomy_.classes("slot"), dtype=object)
+    assert pooled.loc[:5, "attr_slot"].tolist() == classes[want.argmax(1)].tolist()
+    np.testing.assert_allclose(pooled.loc[:5, "attr_slot_conf"], want.max(1), rtol=1e-4)
+    assert pooled.loc[:2, "attr_slot"].nunique() == 1 and pooled.loc[3:4, "attr_slot"].nunique() == 1
+    # the ungrouped row and failed rows are as without pooling
+    assert pooled.loc[5:, "attr_slot"].tolist() == plain.loc[5:, "attr_slot"].tolist()
