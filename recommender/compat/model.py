@@ -87,6 +87,8 @@ class CompatibilityModel:
     style_folds : cross-fitting folds of the style vectors (training rows only)
     model_code_gap : use the gap between numeric model codes as a metadata feature
         (see :class:`recommender.compat.pair_features.PairFeaturizer`)
+    graph_dim : size of the co-occurrence graph vectors (0: none; see
+        :func:`recommender.compat.pair_features.graph_vectors`)
     lgb_params : further LightGBM parameters (override the defaults above), e.g.
         ``{"feature_fraction": 0.5, "cat_smooth": 50}``
 
@@ -99,11 +101,11 @@ class CompatibilityModel:
     feature_importance_ : dict name -> gain
     """
 
-    def __init__(self, groups=GROUPS, negatives="auto", n_negatives=1, val_fraction=0.15,
+    def __init__(self, groups=GROUPS, negatives="auto", n_negatives=2, val_fraction=0.15,
                  num_boost_round=1000, early_stopping_rounds=50, learning_rate=0.05,
                  num_leaves=63, min_data_in_leaf=50, aggregate="auto", num_threads=1,
                  random_state=0, style=None, style_folds=2, model_code_gap=True,
-                 lgb_params=None):
+                 graph_dim=32, lgb_params=None):
         self.groups = groups
         self.negatives = negatives
         self.n_negatives = n_negatives
@@ -120,6 +122,7 @@ class CompatibilityModel:
         self.style_folds = style_folds
         self.model_code_gap = model_code_gap
         self.lgb_params = lgb_params
+        self.graph_dim = graph_dim
 
     # -- training ----------------------------------------------------------------------
     def _params(self) -> dict:
@@ -162,9 +165,8 @@ class CompatibilityModel:
         fit = [outfits[k] for k in sorted(perm[n_val:])]
 
         fz = PairFeaturizer(self.groups, style=self._style_config(),
-                            style_folds=self.style_folds,
-                            model_code_gap=self.model_code_gap).fit(catalog, features,
-                                                                    embeddings, fit)
+                            style_folds=self.style_folds, model_code_gap=self.model_code_gap,
+                            graph_dim=self.graph_dim).fit(catalog, features, embeddings, fit)
         items = fz.item_table(catalog, features, embeddings)
         subs = items.codes["subcategory"] if "subcategory" in items.codes else \
             np.zeros(len(catalog), np.int64)
@@ -198,10 +200,10 @@ class CompatibilityModel:
             f"{k} {v:.3f}" for k, v in self.metrics_.items() if isinstance(v, float)))
         # final statistics: all training outfits (the trees are kept)
         # (the style tower fitted above is kept: it reads content only)
-        self.featurizer_ = PairFeaturizer(self.groups, style=fz.style_ or self._style_config(),
-                                          style_folds=0, model_code_gap=self.model_code_gap
-                                          ).fit(catalog, features, embeddings,
-                                                             outfits)
+        self.featurizer_ = PairFeaturizer(
+            self.groups, style=fz.style_ or self._style_config(), style_folds=0,
+            model_code_gap=self.model_code_gap, graph_dim=self.graph_dim,
+        ).fit(catalog, features, embeddings, outfits)
         if self.featurizer_.feature_names_ != self.feature_names_:
             raise BundleError("feature list changed between validation and final fit")
         self._set_items(catalog, features, embeddings)
@@ -239,7 +241,7 @@ class CompatibilityModel:
         return ("negatives", "n_negatives", "val_fraction", "num_boost_round",
                 "early_stopping_rounds", "learning_rate", "num_leaves", "min_data_in_leaf",
                 "aggregate", "num_threads", "random_state", "style", "style_folds",
-                "model_code_gap", "lgb_params")
+                "model_code_gap", "graph_dim", "lgb_params")
 
     def _validation_metrics(self, val, fit, subs, rng) -> dict:
         """FITB (mixed and cold) and AUC (all swapped / one swapped) on validation outfits.

@@ -9,7 +9,9 @@ Feature groups (the ablation ladder adds them in this order):
 ``metadata``
     categorical codes of both items for the catalogue fields (category, subcategory,
     colour name, material, gender, and free attribute columns such as product type),
-    and whether the two agree.
+    and whether the two agree; with numeric model codes (MANGO), the gap between the
+    two codes and between their last four digits (a collection's models are
+    numbered in sequence).
 ``colour``
     colour harmony from CIELAB: the dominant colour of each item (from
     ``features.parquet`` ``colour1_L/a/b`` when present, else from the catalogue
@@ -35,7 +37,9 @@ Feature groups (the ablation ladder adds them in this order):
     level carries new arrivals. Where the catalogue groups items into colour
     variants of one garment (a ``model_code`` column, or ids ``<model>-<colour>``),
     the same item-level statistics are also counted per model ("sibling" history):
-    a new colour of a known garment inherits its siblings' outfits.
+    a new colour of a known garment inherits its siblings' outfits. And the cosine
+    of the two items' (and models') spectral vectors of the co-occurrence graph:
+    communities further apart than two hops (cross-fitted for training rows).
 
 Pairs are put in a canonical order (by category, then subcategory code), so
 ``f(a, b) == f(b, a)``.
@@ -150,6 +154,66 @@ def sibling_keys(rows: pd.DataFrame, source: str | None) -> np.ndarray:
     return keys.to_numpy(dtype=object)
 
 
+def graph_vectors(stats, dim: int) -> np.ndarray:
+    """Unit spectral vectors (n, dim) of a co-occurrence graph; zero rows: no history.
+
+    The top singular vectors of D^-1/2 A D^-1/2 (A: pair counts, D: degrees), scaled
+    by the square root of their singular values. Deterministic (fixed start vector).
+
+    >>> from recommender.compat.cooccurrence import CooccurrenceStats
+    >>> st = CooccurrenceStats().fit([[0, 1, 2], [1, 2], [0, 2, 3]], 5, {}, {})
+    >>> v = graph_vectors(st, 3)
+    >>> v.shape, float(abs(v[4]).sum())     # item 4 was never worn
+    ((5, 3), 0.0)
+    """
+    from scipy import sparse
+    from scipy.sparse.linalg import svds
+
+    A = stats._adjacency().astype(np.float64)
+    n = A.shape[0]
+    deg = np.asarray(A.sum(axis=1)).ravel()
+    out = np.zeros((n, dim), np.float32)
+    if not (deg > 0).any() or dim < 1:
+        return out
+    d = sparse.diags(1.0 / np.sqrt(np.maximum(deg, 1e-12)) * (deg > 0))
+    M = (d @ A @ d).tocsr()
+    k = int(min(dim, n - 2))
+    if k < 1:
+        return out
+    if n <= 2000:
+        # small graphs: the dense eigendecomposition is exact and quick
+        w, U = np.linalg.eigh(M.toarray())
+        top = np.argsort(-np.abs(w))[:k]
+        s, U = np.abs(w[top]), U[:, top]
+    else:
+        U, s, _ = svds(M, k=k, v0=np.full(n, 1.0 / np.sqrt(n)))
+    V = U * np.sqrt(s)
+    norm = np.linalg.norm(V, axis=1, keepdims=True)
+    V = np.where(norm > 1e-9, V / np.maximum(norm, 1e-9), 0.0)
+    out[:, :k] = V
+    return out
+
+
+def _graph_cos(vec, fold_vecs, sa, sb, outfit):
+    """Cosine of two rows' graph vectors (NaN when either has none); training rows
+    (``outfit`` >= 0) read the fold that left their outfit out."""
+    out = np.full(len(sa), np.nan)
+    ok = (sa >= 0) & (sb >= 0)
+    if not ok.any():
+        return out
+    va, vb = vec[np.maximum(sa, 0)], vec[np.maximum(sb, 0)]
+    if outfit is not None and fold_vecs is not None:
+        o = np.asarray(outfit, np.int64)
+        m = np.flatnonzero(ok & (o >= 0))
+        k = o[m] % len(fold_vecs)
+        va[m] = fold_vecs[k, sa[m]]
+        vb[m] = fold_vecs[k, sb[m]]
+    cos = (va * vb).sum(axis=1)
+    has = (np.abs(va).sum(axis=1) > 0) & (np.abs(vb).sum(axis=1) > 0)
+    out[ok & has] = cos[ok & has]
+    return out
+
+
 class ItemTable:
     """Per-item arrays the pair features read: codes, numeric columns, embedding.
 
@@ -183,19 +247,23 @@ class PairFeaturizer:
     style : :class:`recommender.compat.style.StyleConfig` (or dict) of the "style"
         group, or an already fitted :class:`~recommender.compat.style.StyleEmbedding`
         to reuse
-    style_folds : cross-fitting folds of the style vectors for training rows (0: none,
-        only for fitting statistics that score no training rows)
+    style_folds : cross-fitting folds of the style and graph vectors for training rows
+        (0: none, only for fitting statistics that score no training rows)
+    graph_dim : size of the co-occurrence graph vectors (spectral embedding of the
+        normalised pair-count matrix, items and models); 0: none
     model_code_gap : with numeric model codes (MANGO), the metadata features
         ``model_code_gap`` = log(1 + |code_a - code_b|) and ``model_code_gap_low``,
         the same on the codes' last four digits: models of one collection are
         numbered close together
     """
 
-    def __init__(self, groups=GROUPS, style=None, style_folds=2, model_code_gap=True):
+    def __init__(self, groups=GROUPS, style=None, style_folds=2, model_code_gap=True,
+                 graph_dim=32):
         self.groups = tuple(groups)
         self.style = style
         self.style_folds = style_folds
         self.model_code_gap = model_code_gap
+        self.graph_dim = graph_dim
 
     # -- fitting -----------------------------------------------------------------------
     def fit(self, catalog: pd.DataFrame, features: pd.DataFrame | None,
@@ -246,6 +314,7 @@ class PairFeaturizer:
             train_outfits, n, {c: items.codes[c] for c in self.cooc_fields_},
             {c: len(self.vocab_[c]) + 1 for c in self.cooc_fields_})
         self._fit_siblings(catalog, train_outfits)
+        self._fit_graph(catalog, train_outfits)
         self._fit_centroids(items, train_outfits)
         self.style_ = None
         self.style_fold_vecs_ = None
@@ -329,6 +398,46 @@ class PairFeaturizer:
         self.group_stats_ = CooccurrenceStats().fit(
             [gidx[np.asarray(o, np.int64)][gidx[np.asarray(o, np.int64)] >= 0] for o in outfits],
             len(self.group_vocab_), {}, {})
+
+    def _fit_graph(self, catalog: pd.DataFrame, outfits) -> None:
+        """Spectral vectors of the co-occurrence graph, of items and of models.
+
+        Two items never worn together may still sit in one community of the graph
+        (one collection, styled around the same pieces) further than two hops
+        apart. Training rows read cross-fitted vectors: those of the graph without
+        the fold that holds the row's outfit.
+        """
+        from recommender.compat.cooccurrence import CooccurrenceStats
+
+        self.graph_vec_ = self.graph_fold_vecs_ = None
+        self.sib_graph_vec_ = self.sib_graph_fold_vecs_ = None
+        self.graph_dim_ = 0
+        if "cooccurrence" not in self.groups_ or not self.graph_dim:
+            return
+        dim = int(min(self.graph_dim, self.stats_.n_items_ - 2))
+        if dim < 2:
+            return
+        self.graph_dim_ = dim
+        self.graph_vec_ = graph_vectors(self.stats_, dim)
+        gstats = self.group_stats_
+        if gstats is not None:
+            self.sib_graph_vec_ = graph_vectors(gstats, min(dim, gstats.n_items_ - 2))
+        K = int(self.style_folds)
+        if K > 1 and len(outfits) >= 2 * K:
+            n = self.stats_.n_items_
+            gidx = (self._group_index(sibling_keys(catalog, self.group_source_))
+                    if gstats is not None else None)
+            vecs, gvecs = [], []
+            for k in range(K):
+                part = [np.asarray(o, np.int64) for m, o in enumerate(outfits) if m % K != k]
+                vecs.append(graph_vectors(CooccurrenceStats().fit(part, n, {}, {}), dim))
+                if gidx is not None:
+                    gp = [gidx[o][gidx[o] >= 0] for o in part]
+                    gvecs.append(graph_vectors(CooccurrenceStats().fit(gp, gstats.n_items_,
+                                                                       {}, {}),
+                                               self.sib_graph_vec_.shape[1]))
+            self.graph_fold_vecs_ = np.stack(vecs)
+            self.sib_graph_fold_vecs_ = np.stack(gvecs) if gvecs else None
 
     def _fit_model_keys(self, catalog: pd.DataFrame) -> None:
         """Which column names each item's model, the models known, and whether model
@@ -497,6 +606,10 @@ class PairFeaturizer:
                 for q in ("pair_count", "pair_norm", "log_count_a", "log_count_b",
                           "two_hop", "two_hop_norm"):
                     add(f"sib_{q}", "cooccurrence")
+            if getattr(self, "graph_dim_", 0):
+                add("graph_cos", "cooccurrence")
+                if self.sib_graph_vec_ is not None:
+                    add("sib_graph_cos", "cooccurrence")
             for f in self.cooc_fields_:
                 add(f"pmi_{f}", "cooccurrence")
                 add(f"aff_{f}_a", "cooccurrence")
@@ -683,6 +796,11 @@ class PairFeaturizer:
             ga = np.where(swap, tb.group_idx[ib], ta.group_idx[ia])
             gb = np.where(swap, ta.group_idx[ia], tb.group_idx[ib])
             cols += self._item_level(self.group_stats_, ga, gb, o)
+        if self.graph_dim_:
+            cols.append(_graph_cos(self.graph_vec_, self.graph_fold_vecs_, sa, sb, o))
+            if self.sib_graph_vec_ is not None:
+                cols.append(_graph_cos(self.sib_graph_vec_, self.sib_graph_fold_vecs_,
+                                       ga, gb, o))
         for f in self.cooc_fields_:
             va = np.where(swap, tb.codes[f][ib], ta.codes[f][ia])
             vb = np.where(swap, ta.codes[f][ia], tb.codes[f][ib])
@@ -726,6 +844,7 @@ class PairFeaturizer:
                 "extra_colour_columns": self.extra_colour_columns_,
                 "has_embedding": self.has_embedding_, "cooc_fields": self.cooc_fields_,
                 "group_source": self.group_source_, "code_gap": self.code_gap_,
+                "graph_dim": self.graph_dim_,
                 "model_code_gap": self.model_code_gap,
                 "style": None if self.style_ is None else self.style_.to_json(),
                 "feature_names": self.feature_names_, "feature_groups": self.feature_groups_,
@@ -735,6 +854,10 @@ class PairFeaturizer:
         out = {f"stats__{k}": v for k, v in self.stats_.to_arrays().items()}
         if self.group_source_:
             out["group_vocab"] = np.array(self.group_vocab_, dtype=str)
+        if self.graph_dim_:
+            out["graph_vec"] = self.graph_vec_
+            if self.sib_graph_vec_ is not None:
+                out["sib_graph_vec"] = self.sib_graph_vec_
         if self.group_stats_ is not None:
             out.update({f"gstats__{k}": v for k, v in self.group_stats_.to_arrays().items()})
         if self.centroids_ is not None:
@@ -768,6 +891,13 @@ class PairFeaturizer:
         self.centroids_ = np.asarray(arrays["centroids"]) if "centroids" in files else None
         self.group_source_ = meta.get("group_source")
         self.code_gap_ = bool(meta.get("code_gap", False))
+        self.graph_dim_ = int(meta.get("graph_dim", 0))
+        self.graph_fold_vecs_ = self.sib_graph_fold_vecs_ = None
+        self.graph_vec_ = np.asarray(arrays["graph_vec"]) if "graph_vec" in files else None
+        self.sib_graph_vec_ = (np.asarray(arrays["sib_graph_vec"]) if "sib_graph_vec" in files
+                               else None)
+        if self.graph_dim_ and self.graph_vec_ is None:
+            raise BundleError("the compatibility model uses graph vectors but none were saved")
         self.model_code_gap = bool(meta.get("model_code_gap", True))
         self.group_vocab_, self.group_stats_ = [], None
         if self.group_source_:

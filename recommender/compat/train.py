@@ -61,7 +61,9 @@ def load_inputs(b):
 #: Bump when the saved model's format or the training code changes what a bundle
 #: holds: a bundle trained by older code is then retrained, not kept as "up to date"
 #: and refused at load.
-TRAIN_VERSION = 2
+#: 3: model-level (sibling) co-occurrence, model-code gaps, graph vectors, two
+#: negatives per positive.
+TRAIN_VERSION = 3
 
 
 def stage_inputs(ctx) -> dict:

@@ -60,7 +60,9 @@ def test_sibling_counts_leave_the_rows_outfit_out_exactly(left_out):
     a, b = np.repeat(np.arange(5), 5), np.tile(np.arange(5), 5)
     got = fz.transform(fz.item_table(cat), a, outfit=np.full(len(a), left_out), ib=b)
     want = ref.transform(ref.item_table(cat), a, ib=b)
-    sib = [k for k, n in enumerate(fz.feature_names_) if n.startswith("sib_")]
+    # the counts (graph vectors are cross-fitted by fold instead: test_graph_vectors)
+    sib = [k for k, n in enumerate(fz.feature_names_)
+           if n.startswith("sib_") and "graph" not in n]
     np.testing.assert_allclose(got[:, sib], want[:, sib])
 
 
