@@ -105,7 +105,7 @@ class CompatibilityModel:
                  num_boost_round=1000, early_stopping_rounds=50, learning_rate=0.05,
                  num_leaves=63, min_data_in_leaf=50, aggregate="auto", num_threads=1,
                  random_state=0, style=None, style_folds=2, model_code_gap=True,
-                 graph_dim=32, lgb_params=None):
+                 graph_dim=0, lgb_params=None):
         self.groups = groups
         self.negatives = negatives
         self.n_negatives = n_negatives
