@@ -207,46 +207,6 @@ class CooccurrenceStats:
         prior = (marg + ALPHA) / (total + ALPHA)
         return np.log((aff + 2 * ALPHA * prior) / ((partners + 2 * ALPHA) * prior))
 
-    def set_groups(self, group: np.ndarray, n_groups: int) -> None:
-        """Group items (MANGO: colour variants of one model) for :meth:`group_affinity`."""
-        from scipy import sparse
-
-        self._check()
-        group = np.asarray(group, np.int64)
-        ok = np.flatnonzero(group >= 0)
-        G = sparse.csr_matrix((np.ones(len(ok)), (group[ok], ok)),
-                              shape=(int(n_groups), self.n_items_))
-        self.group_ = group
-        self.group_partners_ = G @ self.partners_
-        self.group_affinity_ = {f: np.asarray(G @ self.affinity_[f]) for f in self.fields_}
-
-    def group_affinity(self, field: str, g, v_other, outfit=None):
-        """:meth:`affinity` of a whole group: the partners of all its items pooled.
-
-        A new colour of a garment reads what its sibling colours were worn with.
-        With ``outfit``, every item of the group inside that outfit is taken out.
-        """
-        g = np.asarray(g, np.int64)
-        v_other = np.asarray(v_other, np.int64)
-        aff = self.group_affinity_[field][g, v_other].astype(np.float64)
-        partners = self.group_partners_[g].astype(np.float64)
-        marg = self.row_marg_[field][v_other].astype(np.float64)
-        total = np.full(len(g), self.total_pairs_)
-        if outfit is not None and (np.asarray(outfit) >= 0).any():
-            o = np.asarray(outfit, np.int64)
-            m = np.flatnonzero(o >= 0)
-            rep, c = self.outfit_members(o[m])
-            inside = (self.group_[c] == g[m][rep]).astype(np.float64)
-            ov = self.outfit_values_[field]
-            sizes = self.outfit_sizes_[o[m]]
-            own = ov[o[m][rep], v_other[m][rep]] - (self.codes_[field][c] == v_other[m][rep])
-            aff[m] -= np.bincount(rep, inside * own, len(m))
-            partners[m] -= np.bincount(rep, inside, len(m)) * (sizes - 1)
-            marg[m] -= ov[o[m], v_other[m]] * (sizes - 1)
-            total[m] -= sizes * (sizes - 1)
-        prior = (marg + ALPHA) / (total + ALPHA)
-        return np.log((aff + 2 * ALPHA * prior) / ((partners + 2 * ALPHA) * prior))
-
     def _adjacency(self):
         """Sparse (n, n) matrix of pair counts (built once, from the saved pair table)."""
         if getattr(self, "_adj", None) is None:
@@ -305,8 +265,6 @@ class CooccurrenceStats:
                "outfit_sizes": self.outfit_sizes_,
                "meta": np.array([self.n_items_, self.n_outfits_], np.int64),
                "total_pairs": np.array([self.total_pairs_])}
-        if getattr(self, "group_", None) is not None:
-            out["group"] = self.group_
         for f in self.fields_:
             out[f"joint__{f}"] = self.joint_[f]
             out[f"affinity__{f}"] = self.affinity_[f].astype(np.float32)
@@ -337,8 +295,4 @@ class CooccurrenceStats:
         st.n_values_ = {f: st.joint_[f].shape[0] for f in st.fields_}
         st.row_marg_ = {f: st.joint_[f].sum(axis=1) for f in st.fields_}
         st.outfit_values_ = {}
-        files = arrs.files if hasattr(arrs, "files") else list(arrs)
-        if "group" in files:
-            group = np.asarray(arrs["group"], np.int64)
-            st.set_groups(group, int(group.max()) + 1 if len(group) else 0)
         return st

@@ -400,8 +400,6 @@ class PairFeaturizer:
         self.group_stats_ = CooccurrenceStats().fit(
             [gidx[np.asarray(o, np.int64)][gidx[np.asarray(o, np.int64)] >= 0] for o in outfits],
             len(self.group_vocab_), {}, {})
-        # pooled partner values of each model (a cold colour reads its siblings')
-        self.stats_.set_groups(gidx, len(self.group_vocab_))
 
     def _fit_graph(self, catalog: pd.DataFrame, outfits) -> None:
         """Spectral vectors of the co-occurrence graph, of items and of models.
@@ -610,10 +608,6 @@ class PairFeaturizer:
                 for q in ("pair_count", "pair_norm", "log_count_a", "log_count_b",
                           "two_hop", "two_hop_norm"):
                     add(f"sib_{q}", "cooccurrence")
-            if getattr(self, "group_stats_", None) is not None:
-                for f in self.cooc_fields_:
-                    add(f"saff_{f}_a", "cooccurrence")
-                    add(f"saff_{f}_b", "cooccurrence")
             if getattr(self, "graph_dim_", 0):
                 add("graph_cos", "cooccurrence")
                 if self.sib_graph_vec_ is not None:
@@ -804,17 +798,6 @@ class PairFeaturizer:
             ga = np.where(swap, tb.group_idx[ib], ta.group_idx[ia])
             gb = np.where(swap, ta.group_idx[ia], tb.group_idx[ib])
             cols += self._item_level(self.group_stats_, ga, gb, o)
-        if self.group_stats_ is not None:
-            for f in self.cooc_fields_:
-                va = np.where(swap, tb.codes[f][ib], ta.codes[f][ia])
-                vb = np.where(swap, ta.codes[f][ia], tb.codes[f][ib])
-                for g_own, v_part in ((ga, vb), (gb, va)):
-                    col = np.zeros(len(sa))
-                    k = g_own >= 0
-                    if k.any():
-                        col[k] = st.group_affinity(f, g_own[k], v_part[k],
-                                                   None if o is None else o[k])
-                    cols.append(col)
         if self.graph_dim_:
             cols.append(_graph_cos(self.graph_vec_, self.graph_fold_vecs_, sa, sb, o))
             if self.sib_graph_vec_ is not None:

@@ -107,26 +107,3 @@ def test_explanations_name_sibling_history():
     reasons = m.explain_pair(0, 3, max_reasons=5)
     assert any("other colours of these pieces were worn together in 30 looks" in r
                for r in reasons), reasons
-
-
-@pytest.mark.parametrize("left_out", range(len(OUTFITS)))
-def test_model_affinity_pools_siblings_and_leaves_the_outfit_out(left_out):
-    from recommender.compat.cooccurrence import CooccurrenceStats
-
-    colour = np.array([1, 2, 1, 2, 2])   # per catalogue row
-    group = np.array([0, 0, 1, 1, 2])    # m1, m1, m2, m2, m3
-
-    def fit(outfits):
-        st = CooccurrenceStats().fit(outfits, 5, {"colour": colour}, {"colour": 3})
-        st.set_groups(group, 3)
-        return st
-
-    st, ref = fit(OUTFITS), fit([o for k, o in enumerate(OUTFITS) if k != left_out])
-    g = np.array([0, 0, 1, 1, 2, 2])
-    v = np.array([1, 2, 1, 2, 1, 2])
-    # pooled: m1's affinity is that of a partner table summing both colours' partners
-    np.testing.assert_allclose(
-        st.group_affinity("colour", g, v, np.full(len(g), left_out)),
-        ref.group_affinity("colour", g, v))
-    both = st.affinity_["colour"][0] + st.affinity_["colour"][1]
-    assert st.group_affinity_["colour"][0].tolist() == both.tolist()
