@@ -214,6 +214,37 @@ def _graph_cos(vec, fold_vecs, sa, sb, outfit):
     return out
 
 
+def _worn_with(outfits, cat: np.ndarray, n_cat: int):
+    """(outfit, item, category) for each item of each outfit and each category it
+    was worn with there (counted once per outfit), sorted in that order.
+
+    >>> k, i, c = _worn_with([np.array([0, 1, 2])], np.array([0, 1, 1]), 2)
+    >>> k.tolist(), i.tolist(), c.tolist()
+    ([0, 0, 0, 0, 0], [0, 1, 1, 2, 2], [1, 0, 1, 0, 1])
+    """
+    outfits = [np.unique(np.asarray(o, np.int64)) for o in outfits]
+    sizes = np.array([len(o) for o in outfits], np.int64)
+    if not len(outfits) or sizes.sum() == 0:
+        z = np.zeros(0, np.int64)
+        return z, z, z
+    members = np.concatenate(outfits)
+    owner = np.repeat(np.arange(len(outfits)), sizes)
+    start = np.r_[0, np.cumsum(sizes)[:-1]]
+    # every ordered pair (member p, member q) of one outfit, p != q
+    reps = sizes[owner]
+    p = np.repeat(np.arange(len(members)), reps)
+    first = np.repeat(np.r_[0, np.cumsum(reps)[:-1]], reps)
+    q = start[owner[p]] + (np.arange(len(p)) - first)
+    keep = p != q
+    p, q = p[keep], q[keep]
+    n = int(members.max()) + 1
+    key = (owner[p] * n + members[p]) * n_cat + cat[members[q]]
+    key = np.unique(key)
+    c2 = key % n_cat
+    rest = key // n_cat
+    return rest // n, rest % n, c2
+
+
 class ItemTable:
     """Per-item arrays the pair features read: codes, numeric columns, embedding.
 
@@ -249,21 +280,25 @@ class PairFeaturizer:
         to reuse
     style_folds : cross-fitting folds of the style and graph vectors for training rows
         (0: none, only for fitting statistics that score no training rows)
-    graph_dim : size of the co-occurrence graph vectors (spectral embedding of the
-        normalised pair-count matrix, items and models); 0 (default): none. On the
-        MANGO validation split 32 moved FITB 0.877->0.879 but cold FITB
-        0.682->0.660, so it is off unless asked for.
+    style_outfits : positions in ``train_outfits`` of the outfits the style towers
+        train on (None: all); the statistics always count them all. A fold tower
+        still never sees an outfit of its own fold.
     model_code_gap : with numeric model codes (MANGO), the metadata features
         ``model_code_gap`` = log(1 + |code_a - code_b|) and ``model_code_gap_low``,
         the same on the codes' last four digits: models of one collection are
         numbered close together
+    graph_dim : size of the co-occurrence graph vectors (spectral embedding of the
+        normalised pair-count matrix, items and models); 0 (default): none. On the
+        MANGO validation split 32 moved FITB 0.877->0.879 but cold FITB
+        0.682->0.660, so it is off unless asked for.
     """
 
-    def __init__(self, groups=GROUPS, style=None, style_folds=2, model_code_gap=True,
-                 graph_dim=0):
+    def __init__(self, groups=GROUPS, style=None, style_folds=2, style_outfits=None,
+                 model_code_gap=True, graph_dim=0):
         self.groups = tuple(groups)
         self.style = style
         self.style_folds = style_folds
+        self.style_outfits = style_outfits
         self.model_code_gap = model_code_gap
         self.graph_dim = graph_dim
 
@@ -367,13 +402,18 @@ class PairFeaturizer:
                 cfg = StyleConfig(**cfg)
         n_values = {f: len(self.vocab_[f]) + 1 for f in codes}
         groups = items.codes.get("subcategory", np.zeros(len(items), np.int64))
+        sel = (range(len(outfits)) if self.style_outfits is None
+               else [int(m) for m in self.style_outfits])
         if self.style_ is None:
-            self.style_ = StyleEmbedding(cfg).fit(codes, n_values, num, outfits, groups)
+            self.style_ = StyleEmbedding(cfg).fit(
+                codes, n_values, num,
+                outfits if self.style_outfits is None else [outfits[m] for m in sel], groups)
         K = int(self.style_folds)
         if K > 1 and len(outfits) >= 2 * K:
             vecs = []
             for k in range(K):
-                part = [o for m, o in enumerate(outfits) if m % K != k]
+                # fold k: outfit m's training rows read this tower when m % K == k
+                part = [outfits[m] for m in sel if m % K != k]
                 st = StyleEmbedding(cfg).fit(codes, n_values, num, part, groups)
                 vecs.append(st.transform(codes, num))
             # (K, n, D): fold k's vectors never saw outfits m with m % K == k
@@ -474,13 +514,12 @@ class PairFeaturizer:
         acc = np.zeros((C, C, D))
         cnt = np.zeros((C, C))
         cat = items.codes["category"]
-        for o in outfits:
-            o = np.unique(np.asarray(o, np.int64))
-            for i in o:
-                # the categories this item was worn with (each counted once per outfit)
-                for c2 in np.unique(cat[o[o != i]]):
-                    acc[cat[i], c2] += items.emb[i]
-                    cnt[cat[i], c2] += 1
+        k, i, c2 = _worn_with(outfits, cat, C)
+        # np.add.at adds row by row in the order given: (outfit, item, partner
+        # category) ascending, the order the per-outfit loop once added them in,
+        # so every sum is the same float sum
+        np.add.at(acc, (cat[i], c2), items.emb[i])
+        np.add.at(cnt, (cat[i], c2), 1)
         cen = acc / np.maximum(cnt[..., None], 1)
         norm = np.linalg.norm(cen, axis=-1, keepdims=True)
         self.centroids_ = (cen / np.where(norm > 0, norm, 1)).astype(np.float32)

@@ -68,9 +68,9 @@ def load_inputs(b):
 #: Bump when the saved model's format or the training code changes what a bundle
 #: holds: a bundle trained by older code is then retrained, not kept as "up to date"
 #: and refused at load.
-#: 3: model-level (sibling) co-occurrence, model-code gaps, graph vectors, two
-#: negatives per positive.
-TRAIN_VERSION = 3
+#: 3 (main): scale changes; 4: model-level (sibling) co-occurrence, model-code gaps,
+#: optional graph vectors, two negatives per positive, a wider style tower.
+TRAIN_VERSION = 4
 
 
 def stage_inputs(ctx) -> dict:
