@@ -279,27 +279,38 @@ class CompatibilityModel:
         as in the test files): several times more questions, so choices made on
         these numbers (negatives, aggregates) are less at the mercy of noise.
         """
-        from recommender.evaluation.metrics import fitb_accuracy, roc_auc
+        from recommender.evaluation.metrics import fitb_accuracy, fitb_outcomes, roc_auc
 
         seen = np.zeros(len(subs), bool)
         for o in fit:
             seen[o] = True
         pools = SubPools(subs)
         cold_pools = SubPools(subs, keep=~seen)
-        out, fitb_acc = {}, {}
+        out, fitb_acc, fitb_split = {}, {}, {}
         for name, eligible, pp in (("fitb", None, pools), ("fitb_cold", seen, cold_pools)):
             qs, ans, labels = validation_fitb(val, subs, rng, pp, eligible)
             if qs:
+                warm = seen[np.array([a[l] for a, l in zip(ans, labels)], np.int64)]
                 for how in FITB_AGGREGATES:
                     scores = self.score_fitb(qs, ans, how)
                     r = fitb_accuracy(scores, np.array(labels), seed=0)
                     fitb_acc.setdefault(how, {})[f"val_{name}"] = r["expected_accuracy"]
+                    if name == "fitb":
+                        # warm and cold answers apart: validation negatives are colder
+                        # than the answers (fewer outfits in the statistics), which
+                        # rewards "unseen means wrong"; the split shows it
+                        _, e = fitb_outcomes(scores, np.array(labels), 0)
+                        fitb_split.setdefault(how, {}).update(
+                            val_fitb_warm=float(e[warm].mean()) if warm.any() else float("nan"),
+                            val_fitb_cold_answer=(float(e[~warm].mean()) if (~warm).any()
+                                                  else float("nan")))
                 out[f"n_val_{name}"] = r["n"]
         if fitb_acc:
             # the FITB answer score: mean probability or mean log-odds with the question
             self.fitb_aggregate_ = max(FITB_AGGREGATES,
                                        key=lambda h: np.mean(list(fitb_acc[h].values())))
             out.update(fitb_acc[self.fitb_aggregate_])
+            out.update(fitb_split.get(self.fitb_aggregate_, {}))
             out["val_fitb_by_aggregate"] = fitb_acc
         out["fitb_aggregate_chosen"] = self.fitb_aggregate_
         pos, neg, hard = [], [], []
