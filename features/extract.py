@@ -16,9 +16,13 @@ Outputs (relative to the bundle root, see the interfaces doc)::
                                          conf_<keypoint name> (24 columns)
     features/parts/<signature>/part_*.parquet   resumable per-chunk results
 
-The classical part runs in chunks (``chunk_size`` items), each written as a part
-file named under a signature of the catalogue and settings: an interrupted run
-resumes by skipping finished parts; a finished run re-assembles the same bytes.
+The classical part runs in chunks (``chunk_size`` items with an image path), each
+written as a part file named under a signature of the catalogue and settings: an
+interrupted run resumes by skipping finished parts; a finished run re-assembles
+the same bytes. Items without an image path all get the same "no image" row (id
+and keypoint category aside), written at once as one more part
+(``no_image.parquet``): a table-only catalogue of a million items is then one
+vectorised frame, not 15,000 chunk round trips (~27 ms of CPU each).
 With many items the chunks run on ``workers`` processes. A missing or corrupt
 image flags its row (``feat_ok`` False, ``feat_error`` says why); the run goes on.
 
@@ -53,8 +57,9 @@ from features.keypoints.silhouette import estimate_keypoints
 from features.mask import garment_mask
 from features.shape import SHAPE_FEATURES, shape_features
 
-#: Bumped when the per-item results change, so stale part files are not reused.
-FEATURES_VERSION = 1
+#: Bumped when the per-item results or the part layout change, so stale part
+#: files are not reused (2: chunks hold items with an image; the rest is one part).
+FEATURES_VERSION = 2
 FEATURES_DIR = "features"
 FEATURES_TABLE = "features/features.parquet"
 EMBEDDINGS = "features/embeddings.npy"
@@ -209,6 +214,26 @@ def _process_items(items: list[tuple], max_side: int) -> pd.DataFrame:
     return df
 
 
+def _no_image_rows(items: list[tuple]) -> pd.DataFrame:
+    """What :func:`_process_items` gives items without an image path, built at once.
+
+    One template row made by the same constructor (so the columns and their
+    types are the chunks'), repeated, with each item's id and keypoint category.
+    """
+    kcat_of: dict[tuple, str] = {}
+    kcats = []
+    for _, _, slot, sub in items:
+        key = (slot, sub)
+        if key not in kcat_of:
+            kcat_of[key] = category_for(slot, sub) or ""
+        kcats.append(kcat_of[key])
+    template = _process_items([("", None, "", "")], 1)
+    df = template.iloc[np.zeros(len(items), np.int64)].reset_index(drop=True)
+    df["item_id"] = [it[0] for it in items]
+    df["kp_category"] = kcats
+    return df
+
+
 def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -318,21 +343,42 @@ def _attribute_part(job: tuple):
 
 def _attribute_outputs_parts(model, paths, ok, max_side: int, batch_size: int, executor,
                              part_size: int, keep: tuple = ()):
-    """:func:`_attribute_outputs` on item partitions through ``executor``, joined."""
-    bounds = [(s, min(s + part_size, len(paths))) for s in range(0, len(paths), part_size)]
-    parts = executor.map(_attribute_part, [(model, paths[s:e], ok[s:e], max_side, batch_size,
-                                            keep) for s, e in bounds])
+    """:func:`_attribute_outputs` on item partitions through ``executor``, joined.
+
+    Only items with a usable image are sent (in partitions of ``part_size``); the
+    others get what :func:`_attribute_outputs` gives them ("" / NaN / a zero
+    embedding) here. A table-only catalogue of a million items would otherwise be
+    ~15,000 tasks that carry nothing to the network.
+    """
+    n = len(paths)
+    todo = np.flatnonzero(np.asarray(ok, bool))
+    blocks = _blocks(todo, part_size)
+    parts = executor.map(_attribute_part, [(model, [paths[i] for i in idx],
+                                            np.ones(len(idx), bool), max_side, batch_size,
+                                            keep) for idx in blocks])
     cols: dict[str, np.ndarray] = {}
-    for k in (parts[0][0] if parts else {}):
-        cols[k] = np.concatenate([p[0][k] for p in parts])
-    kept = {h: np.concatenate([p[2][h] for p in parts]) for h in keep} if parts else {}
+    if parts:
+        for k, v in parts[0][0].items():
+            full = np.full(n, "", dtype=object) if v.dtype == object else np.full(n, np.nan)
+            for idx, part in zip(blocks, parts):
+                full[idx] = part[0][k]
+            cols[k] = full
+    else:  # no usable image: the columns still exist, as in the local path
+        for h in model.taxonomy_.names:
+            cols[f"attr_{h}"] = np.full(n, "", dtype=object)
+            cols[f"attr_{h}_conf"] = np.full(n, np.nan)
+    kept = {}
+    for h in keep:
+        kept[h] = np.full((n, len(model.taxonomy_.classes(h))), np.nan, np.float32)
+        for idx, part in zip(blocks, parts):
+            kept[h][idx] = part[2][h]
     dims = [p[1].shape[1] for p in parts if p[1] is not None]
     emb = None
     if dims:
-        emb = np.zeros((len(paths), dims[0]), np.float32)
-        for (s, e), (_, z) in zip(bounds, parts):
+        emb = np.zeros((n, dims[0]), np.float32)
+        for idx, (_, z, _) in zip(blocks, parts):
             if z is not None:
-                emb[s:e] = z
+                emb[idx] = z
     return cols, emb, kept
 
 
@@ -415,11 +461,17 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
     settings = {"max_side": int(max_side), "chunk_size": int(chunk_size)}
     sig = _signature(items, settings)
     parts_dir = out / "parts" / sig
-    chunks = [items[s:s + chunk_size] for s in range(0, len(items), chunk_size)]
+    with_image = [k for k, it in enumerate(items) if it[1] is not None]
+    no_image = [k for k, it in enumerate(items) if it[1] is None]
+    image_items = [items[k] for k in with_image]
+    chunks = [image_items[s:s + chunk_size] for s in range(0, len(image_items), chunk_size)]
     part_paths = [parts_dir / f"part_{i:06d}.parquet" for i in range(len(chunks))]
+    no_image_part = parts_dir / "no_image.parquet"
+    if no_image and not no_image_part.is_file():
+        _atomic_parquet(_no_image_rows([items[k] for k in no_image]), no_image_part)
     todo = [i for i, p in enumerate(part_paths) if not p.is_file()]
     resumed = len(chunks) - len(todo)
-    bar = tqdm(total=len(items), desc="features", file=sys.stderr, disable=not progress,
+    bar = tqdm(total=len(image_items), desc="features", file=sys.stderr, disable=not progress,
                initial=sum(len(chunks[i]) for i in range(len(chunks)) if i not in set(todo)))
     jobs = [(i, chunks[i], int(max_side), str(part_paths[i])) for i in todo]
     n_proc = int(workers) if (workers > 1 and len(items) >= MIN_ITEMS_FOR_WORKERS
@@ -443,8 +495,15 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
     bar.close()
     t_classical = time.perf_counter() - t_classical
 
-    df = pd.concat([pd.read_parquet(p) for p in part_paths], ignore_index=True) if chunks \
+    frames = [pd.read_parquet(p) for p in part_paths]
+    if no_image:
+        frames.append(pd.read_parquet(no_image_part))
+    df = pd.concat(frames, ignore_index=True) if frames \
         else pd.DataFrame(columns=list(BASE_COLUMNS) + _KP_COLS)
+    if no_image and with_image:  # back to catalogue order
+        where = np.empty(len(items), np.int64)
+        where[np.r_[with_image, no_image]] = np.arange(len(items))
+        df = df.iloc[where].reset_index(drop=True)
     if list(df["item_id"]) != ids:
         raise MixmatchError("part files do not match the catalogue order; delete "
                             f"{parts_dir} and re-run")
