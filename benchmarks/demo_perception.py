@@ -36,7 +36,7 @@ keypoint images, 113 in the test split; shared 2-core machine at load 3-4)::
       heatmap, 300 CPU s (19 epochs)      0.0300 no flip, 0.0281 with flip (default)
       heatmap, 600 CPU s (36 epochs)      0.0239 no flip, 0.0206 with flip
       heatmap, before (2 threads, 300 s wall budget: 5 epochs, 241 CPU s)   0.0845
-      silhouette, predicted / exact masks 0.1837 / 0.0745
+      silhouette, predicted / exact masks 0.1837 / 0.0745 (before 37f2223: 0.3196 / 0.1866)
     attributes, 8 FashionAI heads, 25 epochs (700 steps), 521 CPU s
       FashionAI mAP 0.8330 (class prior 0.4647); per task: pant 0.996,
       collar 0.964, lapel 0.953, coat 0.947, sleeve 0.880, skirt 0.827,
