@@ -156,6 +156,24 @@ class IVFIndex:
             out[s:s + block] = np.argmax(x[s:s + block] @ cent.T, axis=1)
         return out
 
+    def probes(self, queries: np.ndarray, n_probe: int, *, block: int = 2048
+               ) -> np.ndarray:
+        """The ``n_probe`` lists nearest each query, (nq, n_probe), ascending list id.
+
+        In blocks of ``block`` queries: the (block, n_lists) centroid scores stay
+        in cache however many lists there are (at 10^6 items, 65,536 queries x
+        489 lists was a 128 MB matrix partitioned from main memory).
+        """
+        q = np.asarray(queries, dtype=np.float32)
+        n_lists = len(self.centroids_)
+        n_probe = min(n_probe, n_lists)
+        if n_probe == n_lists:
+            return np.broadcast_to(np.arange(n_lists), (len(q), n_lists))
+        out = np.empty((len(q), n_probe), dtype=np.int64)
+        for s in range(0, len(q), block):
+            out[s:s + block] = _topk_unordered(q[s:s + block] @ self.centroids_.T, n_probe)
+        return out
+
     def search(self, queries: np.ndarray, k: int, *, n_probe: int = 2,
                exclude: np.ndarray | None = None, block: int = 65_536
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -182,9 +200,7 @@ class IVFIndex:
             qb = q[s:s + block]
             nb = len(qb)
             ex = None if exclude is None else np.asarray(exclude[s:s + block], np.int64)
-            cs = qb @ self.centroids_.T                                   # (nb, n_lists)
-            probes = (_topk_unordered(cs, n_probe) if n_probe < n_lists
-                      else np.broadcast_to(np.arange(n_lists), cs.shape))  # (nb, n_probe)
+            probes = self.probes(qb, n_probe)                             # (nb, n_probe)
             cand_i = np.full((nb, n_probe, kk), -1, dtype=np.int64)
             cand_v = np.full((nb, n_probe, kk), -np.inf, dtype=np.float32)
             flat = probes.ravel()                                         # qi * n_probe + r

@@ -81,6 +81,11 @@ class GraphConfig:
     list_size: int = 512
     n_probe: int = 3
     chunk: int = 20_000      # queries scored per batch (bounds memory)
+    # queries per nearest-neighbour search: larger than ``chunk`` because every
+    # batch scans each IVF list it touches once, and at 10^6 items a 20,000-query
+    # batch touched nearly all ~500 lists with ~40 queries each (the Python loop
+    # and small products grew with n); rounded up to a multiple of ``chunk``
+    search_chunk: int = 65_536
     networkx_max_edges: int = 2_000_000
     seed: int = 0
 
@@ -210,6 +215,35 @@ def _keep_columns(m: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
     return out
 
 
+def _score_chunk(q, nb, cooc_b, hop_b, top_pop, scorer, cfg, n, edges, lap) -> int:
+    """Candidates of queries ``q`` in one target category (their embedding
+    neighbours ``nb``, co-occurrence, two-hop, popular), scored; appends the
+    ``cooc`` and ``compat`` edges and returns the number of pairs scored."""
+    all_cols = np.ones(n, dtype=bool)
+    r, col, v = row_topk_sparse(cooc_b, q, all_cols, max(cfg.k_cooc, cfg.k_candidates))
+    keep = np.zeros(len(r), dtype=bool)
+    if len(r):
+        first = np.concatenate([[0], np.flatnonzero(np.diff(r)) + 1])
+        rank = np.arange(len(r)) - np.repeat(first, np.diff(np.append(first, len(r))))
+        keep = rank < cfg.k_cooc
+    edges["cooc"].append(_part(q[r[keep]], col[keep], v[keep]))
+    hr, hc, _ = row_topk_sparse(hop_b, q, all_cols, cfg.k_hop_candidates)
+    me = nb[:, :cfg.k_candidates] >= 0
+    cs = [np.repeat(q, me.sum(1)), q[r], q[hr], np.repeat(q, len(top_pop))]
+    cd = [nb[:, :cfg.k_candidates][me], col, hc, np.tile(top_pop, len(q))]
+    cc = [np.zeros(me.sum()), v.astype(float), np.zeros(len(hr)),
+          np.zeros(len(q) * len(top_pop))]
+    ps, pd_, pc = _dedupe_pairs(np.concatenate(cs).astype(np.int64),
+                                np.concatenate(cd).astype(np.int64),
+                                np.concatenate(cc), n)
+    lap("history_candidates")
+    w = np.asarray(scorer(ps, pd_, pc), dtype=np.float32)
+    lap("score")
+    edges["compat"].append(_part(*_topk_per_src(ps, pd_, w, cfg.k_compat)))
+    lap("top_k")
+    return len(ps)
+
+
 def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFrame | None,
                 pairing: dict[str, tuple[str, ...]], *, scorer: Callable | None = None,
                 features: pd.DataFrame | None = None, config: GraphConfig | None = None,
@@ -228,6 +262,14 @@ def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFr
     """
     cfg = config or GraphConfig()
     t0 = time.perf_counter()
+    # CPU seconds per phase (graph.json, benchmarks): which step grows with n
+    phase: dict[str, float] = {}
+    clock = [time.process_time()]
+
+    def lap(name: str) -> None:
+        now = time.process_time()
+        phase[name] = phase.get(name, 0.0) + now - clock[0]
+        clock[0] = now
     ids = catalog["item_id"].astype(str).to_numpy()
     cats = catalog["category"].astype(str).to_numpy()
     n = len(ids)
@@ -237,6 +279,7 @@ def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFr
     cooc = cooccurrence_matrix(train_outfits, ids)
     popularity = np.asarray(cooc.sum(axis=1)).ravel()
     log(f"co-occurrence: {cooc.nnz // 2} item pairs from training outfits")
+    lap("cooccurrence")
     present = [c for c in CATEGORIES if (cats == c).any()]
     by_cat = {c: np.flatnonzero(cats == c) for c in present}
     edges: dict[str, list] = {k: [] for k in EDGE_KINDS}
@@ -248,6 +291,7 @@ def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFr
                               list_size=cfg.list_size, n_probe=cfg.n_probe,
                               random_state=cfg.seed) for c in present}
     t_index = time.perf_counter() - t0
+    lap("index")
 
     # pass 1: same-category neighbours (visual edges, and the two-hop bridge)
     k1 = max(cfg.k_visual, cfg.k_hop)
@@ -261,10 +305,12 @@ def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFr
         mh = nb[:, :cfg.k_hop] >= 0
         hop_rows.append(np.repeat(q, mh.sum(1)))
         hop_cols.append(nb[:, :cfg.k_hop][mh])
+    lap("search_same_category")
     hop = sp.csr_matrix((np.ones(sum(map(len, hop_rows)), np.int32),
                          (np.concatenate(hop_rows), np.concatenate(hop_cols))), shape=(n, n))
     two_hop = (hop @ cooc).tocsr()
     t_same = time.perf_counter() - t0
+    lap("two_hop")
 
     # pass 2: each target category b, for the items it completes
     for b in present:
@@ -275,35 +321,23 @@ def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFr
         # history restricted to target columns once, not per batch
         cooc_b = _keep_columns(cooc, cats == b)
         hop_b = _keep_columns(two_hop, cats == b)
-        all_cols = np.ones(n, dtype=bool)
         top_pop = by_cat[b][np.argsort(-popularity[by_cat[b]], kind="stable")[:cfg.k_popular]]
         top_pop = top_pop[popularity[top_pop] > 0]
-        for s in range(0, len(q_all), cfg.chunk):
-            q = q_all[s:s + cfg.chunk]
-            kk = max(cfg.k_candidates, cfg.k_visual)
-            nb, sim = index[b].search(emb, q, kk)
-            m = nb[:, :cfg.k_visual] >= 0
-            edges["visual"].append(_part(np.repeat(q, m.sum(1)), nb[:, :cfg.k_visual][m],
-                                         sim[:, :cfg.k_visual][m]))
-            r, col, v = row_topk_sparse(cooc_b, q, all_cols, max(cfg.k_cooc, cfg.k_candidates))
-            keep = np.zeros(len(r), dtype=bool)
-            if len(r):
-                first = np.concatenate([[0], np.flatnonzero(np.diff(r)) + 1])
-                rank = np.arange(len(r)) - np.repeat(first, np.diff(np.append(first, len(r))))
-                keep = rank < cfg.k_cooc
-            edges["cooc"].append(_part(q[r[keep]], col[keep], v[keep]))
-            hr, hc, _ = row_topk_sparse(hop_b, q, all_cols, cfg.k_hop_candidates)
-            me = nb[:, :cfg.k_candidates] >= 0
-            cs = [np.repeat(q, me.sum(1)), q[r], q[hr], np.repeat(q, len(top_pop))]
-            cd = [nb[:, :cfg.k_candidates][me], col, hc, np.tile(top_pop, len(q))]
-            cc = [np.zeros(me.sum()), v.astype(float), np.zeros(len(hr)),
-                  np.zeros(len(q) * len(top_pop))]
-            ps, pd_, pc = _dedupe_pairs(np.concatenate(cs).astype(np.int64),
-                                        np.concatenate(cd).astype(np.int64),
-                                        np.concatenate(cc), n)
-            w = np.asarray(scorer(ps, pd_, pc), dtype=np.float32)
-            n_scored += len(ps)
-            edges["compat"].append(_part(*_topk_per_src(ps, pd_, w, cfg.k_compat)))
+        lap("history_columns")
+        kk = max(cfg.k_candidates, cfg.k_visual)
+        # a whole number of scoring chunks: the same batches, so the same edges in
+        # the same order, as one search per scoring chunk
+        search_chunk = -(-max(cfg.search_chunk, cfg.chunk) // cfg.chunk) * cfg.chunk
+        for s0 in range(0, len(q_all), search_chunk):
+            q_s = q_all[s0:s0 + search_chunk]
+            nb_s, sim_s = index[b].search(emb, q_s, kk)
+            m = nb_s[:, :cfg.k_visual] >= 0
+            edges["visual"].append(_part(np.repeat(q_s, m.sum(1)), nb_s[:, :cfg.k_visual][m],
+                                         sim_s[:, :cfg.k_visual][m]))
+            lap("search_targets")
+            for s in range(0, len(q_s), cfg.chunk):
+                n_scored += _score_chunk(q_s[s:s + cfg.chunk], nb_s[s:s + cfg.chunk],
+                                         cooc_b, hop_b, top_pop, scorer, cfg, n, edges, lap)
         log(f"graph: target {b}: {len(q_all)} queries")
 
     out = {}
@@ -317,6 +351,7 @@ def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFr
             s = d = np.zeros(0, np.int32)
             w = np.zeros(0, np.float32)
         out[kind] = (s, d, w)
+    lap("assemble")
     elapsed = time.perf_counter() - t0
     stats = {
         "n_items": int(n), "categories": {c: int(len(by_cat[c])) for c in present},
@@ -328,6 +363,7 @@ def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFr
         "scorer": getattr(scorer, "name", type(scorer).__name__),
         "seconds": round(elapsed, 3), "seconds_index": round(t_index, 3),
         "seconds_same_category": round(t_same, 3),
+        "cpu_seconds_by_phase": {k: round(v, 3) for k, v in phase.items()},
         "config": dataclasses.asdict(cfg),
     }
     return GraphResult(ids, cats, out, stats)
