@@ -118,6 +118,12 @@ class ContentScorer:
         self.emb = emb
         self.colours = colours
         self.neutral = np.isin(colours, list(NEUTRAL_COLOURS))
+        # integer codes: comparing Python strings pair by pair chased pointers to
+        # scattered string objects (the score step grew faster than n)
+        codes = pd.factorize(pd.Series(colours, dtype=object))[0].astype(np.int64)
+        missing = codes < 0  # a missing colour matches nothing, as NaN != NaN
+        codes[missing] = -1 - np.arange(int(missing.sum()))
+        self._codes = codes
 
     def __call__(self, src: np.ndarray, dst: np.ndarray, cooc: np.ndarray | None = None
                  ) -> np.ndarray:
@@ -129,7 +135,7 @@ class ContentScorer:
             b = np.asarray(self.emb[dst[s:s + 100_000]], dtype=np.float32)
             cos[s:s + 100_000] = np.einsum("ij,ij->i", a, b)
         c = np.zeros(len(src)) if cooc is None else np.asarray(cooc, dtype=float)
-        col = np.where((self.colours[src] == self.colours[dst]) | self.neutral[src]
+        col = np.where((self._codes[src] == self._codes[dst]) | self.neutral[src]
                        | self.neutral[dst], 1.0, 0.5)
         return (0.4 * (cos + 1) / 2 + 0.4 * (1 - np.exp(-c / 2)) + 0.2 * col).astype(np.float32)
 

@@ -171,3 +171,16 @@ def test_category_index_reused_across_batches_equals_one_search():
     assert (np.concatenate([p[0] for p in parts]) == nb).all()
     assert (nb[nb >= 0] % 2 == 0).all() and not (nb == q[:, None]).any()
     assert (np.diff(sim, axis=1) <= 0).all()
+
+
+def test_content_scorer_known_scores():
+    from recommender.graph import ContentScorer
+
+    emb = np.array([[1, 0], [1, 0], [0, 1], [1, 0], [1, 0]], dtype=np.float32)
+    colours = np.array(["RED", "RED", "BLUE", "BLACK", "GREEN"], dtype=object)
+    sc = ContentScorer(emb, colours)
+    w = sc(np.array([0, 0, 0, 2]), np.array([1, 2, 3, 4]), np.array([0.0, 0.0, 2.0, 0.0]))
+    # same colour, cos 1; other colour, cos 0; neutral partner, cos 1, 2 outfits;
+    # two different non-neutral colours, cos 0
+    expected = [0.4 + 0.2, 0.2 + 0.1, 0.4 + 0.4 * (1 - np.exp(-1)) + 0.2, 0.2 + 0.1]
+    assert np.allclose(w, expected, atol=1e-6)
