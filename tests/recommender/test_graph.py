@@ -184,3 +184,16 @@ def test_content_scorer_known_scores():
     # two different non-neutral colours, cos 0
     expected = [0.4 + 0.2, 0.2 + 0.1, 0.4 + 0.4 * (1 - np.exp(-1)) + 0.2, 0.2 + 0.1]
     assert np.allclose(w, expected, atol=1e-6)
+
+
+def test_ivf_probes_are_the_nearest_lists():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3000, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ivf = IVFIndex(list_size=30, random_state=0).fit(x)  # 100 lists
+    q = x[:500]
+    full = np.argsort(-(q @ ivf.centroids_.T), axis=1, kind="stable")
+    for n_probe in (1, 3, 10):  # repeated argmax (<= 8) and partition
+        p = ivf.probes(q, n_probe, block=64)
+        assert (np.diff(p, axis=1) > 0).all()
+        assert (p == np.sort(full[:, :n_probe], axis=1)).all()
