@@ -163,12 +163,15 @@ def augment(x: torch.Tensor, gen: torch.Generator, *, flip: bool = True,
     cos, sin = torch.cos(rot) / s, torch.sin(rot) / s
     theta = torch.stack([torch.stack([cos * sign, -sin, tx], 1),
                          torch.stack([sin * sign, cos, ty], 1)], 1)     # (B, 2, 3)
+    # Random draws come from the (CPU) generator so a seed means the same augmentation
+    # on any device; only the finished parameters move to the batch's device.
+    theta = theta.to(x.device)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     # Same factor on every channel: brightness and contrast change, hue does not.
     mean = x.mean((1, 2, 3), keepdim=True)
-    c = u(1 - contrast, 1 + contrast, 1, 1, 1)
-    br = u(-brightness, brightness, 1, 1, 1) / PIXEL_STD
+    c = u(1 - contrast, 1 + contrast, 1, 1, 1).to(x.device)
+    br = (u(-brightness, brightness, 1, 1, 1) / PIXEL_STD).to(x.device)
     return ((x - mean) * c + mean + br).contiguous(memory_format=torch.channels_last)
 
 

@@ -78,6 +78,10 @@ class AttributeModel:
         bit-exact reproducibility).
     num_threads : int
         ``torch.set_num_threads`` during fit/predict.
+    device : str
+        Torch device to *train* on ("cpu", "cuda", "cuda:1", ...).  Prediction, saving
+        and serving always run on the CPU, so a model trained on a GPU loads and
+        predicts anywhere.
     random_state : int
         Seeds initialisation, sampling, augmentation and dropout.
     verbose : bool or callable
@@ -92,7 +96,7 @@ class AttributeModel:
                  sampling_mix: float = 0.5, ema_decay: float = 0.998, augment: bool = True,
                  progressive_resize: bool = False,
                  tta: bool = True, time_budget_s: float | None = None, num_threads: int = 1,
-                 random_state: int = 0, verbose: bool | Callable[[str], None] = False):
+                 device: str = "cpu", random_state: int = 0, verbose: bool | Callable[[str], None] = False):
         self.taxonomy = taxonomy
         self.preset = preset
         self.image_size = image_size
@@ -112,6 +116,7 @@ class AttributeModel:
         self.tta = tta
         self.time_budget_s = time_budget_s
         self.num_threads = num_threads
+        self.device = device
         self.random_state = random_state
         self.verbose = verbose
 
@@ -119,7 +124,7 @@ class AttributeModel:
     _PARAMS = ("preset", "image_size", "embed_dim", "dropout", "epochs", "batch_size", "lr",
                "weight_decay", "warmup_epochs", "label_smoothing", "sampling_power",
                "sampling_mix", "ema_decay", "augment", "progressive_resize", "tta",
-               "time_budget_s", "num_threads", "random_state")
+               "time_budget_s", "num_threads", "device", "random_state")
 
     def get_params(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self._PARAMS}
@@ -145,6 +150,15 @@ class AttributeModel:
                                  field=name, value=v)
         if self.lr <= 0:
             raise InputError("lr must be > 0", field="lr", value=self.lr)
+        try:
+            dev = torch.device(str(self.device))
+        except (RuntimeError, TypeError) as exc:
+            raise InputError(f"unknown torch device {self.device!r}", field="device",
+                             value=self.device, allowed=["cpu", "cuda"]) from exc
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise InputError(f"device {self.device!r} asked for but this torch has no CUDA "
+                             f"device (torch {torch.__version__})", field="device",
+                             value=self.device, allowed=["cpu"])
 
     def _log(self, msg: str) -> None:
         if callable(self.verbose):

@@ -11,7 +11,7 @@ with a seeded split of products grouped by model code, and writes::
 
 Stage config (``ctx.stage_config("attributes")``, all optional): ``heads`` (list of
 catalogue columns), ``preset``, ``image_size``, ``epochs``, ``batch_size``, ``lr``,
-``time_budget_s``, ``num_threads``, ``sampling_power``, ``sampling_mix``,
+``time_budget_s``, ``num_threads``, ``device``, ``sampling_power``, ``sampling_mix``,
 ``group_sep`` (split grouping; default "-" for MANGO, none otherwise), ``cache``
 (directory for the decoded-image cache; default ``<bundle>/cache``).
 
@@ -118,11 +118,12 @@ def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> Non
 def _val_accuracy(net, x: np.ndarray, targets: np.ndarray, names, batch: int = 128
                   ) -> dict[str, float]:
     net.eval()
+    device = next(net.parameters()).device
     preds = {h: [] for h in names}
     for s in range(0, len(x), batch):
-        out = net(to_tensor(x[s:s + batch]))
+        out = net(to_tensor(x[s:s + batch]).to(device))
         for h in names:
-            preds[h].append(out[h].argmax(1).numpy())
+            preds[h].append(out[h].argmax(1).cpu().numpy())
     res = {}
     for j, h in enumerate(names):
         t = targets[:, j]
@@ -156,7 +157,8 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
     mix = float(params["sampling_mix"])
     w = (1 - mix) / len(pool) + mix * bal / max(bal.sum(), 1e-12)
     w_t = torch.as_tensor(w, dtype=torch.float64)
-    net = net.to(memory_format=torch.channels_last)
+    device = torch.device(params.get("device") or "cpu")
+    net = net.to(device, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(_param_groups(net, float(params["weight_decay"])),
                             lr=float(params["lr"]), betas=(0.9, 0.999))
     ema = None
@@ -164,8 +166,8 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
         ema = copy.deepcopy(net).eval()
         for p in ema.parameters():
             p.requires_grad_(False)
-    tgt_t = torch.as_tensor(targets)
-    maybe_t = torch.as_tensor(maybe)
+    tgt_t = torch.as_tensor(targets).to(device)
+    maybe_t = torch.as_tensor(maybe).to(device)
     history: list[dict] = []
     t0 = time.perf_counter()
     step = 0
@@ -185,7 +187,8 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
                 g["lr"] = lr
             draw = torch.multinomial(w_t, bs, replacement=True, generator=gen).numpy()
             idx = np.sort(pool[draw])
-            xb = to_tensor(x[idx])                                     # (B, 3, H, W)
+            idx_t = torch.as_tensor(idx, device=device)
+            xb = to_tensor(x[idx]).to(device)                          # (B, 3, H, W)
             if params["augment"]:
                 xb = augment(xb, gen)
             scale = resize_scale(progress) if params.get("progressive_resize") else 1.0
@@ -194,7 +197,7 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
                                    align_corners=False, recompute_scale_factor=False
                                    ).contiguous(memory_format=torch.channels_last)
             logits = net(xb)
-            loss = masked_multitask_loss(logits, tgt_t[idx], maybe_t[idx], taxonomy,
+            loss = masked_multitask_loss(logits, tgt_t[idx_t], maybe_t[idx_t], taxonomy,
                                          float(params["label_smoothing"]))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -224,7 +227,8 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
         if done:
             break
     out = ema if ema is not None else net
-    return out.to(memory_format=torch.contiguous_format).eval(), history
+    # Predictions run on the CPU (serving has no accelerator), whatever trained it.
+    return out.to("cpu", memory_format=torch.contiguous_format).eval(), history
 
 
 # -- pipeline stage ------------------------------------------------------------------------

@@ -109,6 +109,13 @@ def test_bad_inputs_named():
     with pytest.raises(InputError) as e:
         tiny(preset="huge").fit(imgs, labels)
     assert e.value.field == "preset"
+    with pytest.raises(InputError) as e:
+        tiny(device="gpu0").fit(imgs, labels)
+    assert e.value.field == "device" and "gpu0" in str(e.value)
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError) as e:
+            tiny(device="cuda").fit(imgs, labels)
+        assert e.value.field == "device"
     tax = Taxonomy.from_labels(labels, ["colour"])
     with pytest.raises(InputError) as e:
         tax.encode(pd.DataFrame({"colour": ["green"]}))
