@@ -20,7 +20,8 @@ Nodes are catalogue items. Edges, each with a ``kind`` and a ``weight``:
 Files written (relative to the bundle)::
 
     graph/edges.parquet      src, dst (item ids), weight, kind: the graph of record
-    graph/graph.json         config, counts, scorer, build time, networkx stats
+    graph/graph.json         config, counts, scorer, build time (and CPU seconds
+                             by phase), networkx stats
     graph/csr_<kind>_<category>_{indptr,indices,weights}.npy
                              per kind and target category: CSR rows over all
                              catalogue rows (int64 indptr, int32 indices, float32
