@@ -414,28 +414,34 @@ def export_serving_arrays(result: GraphResult, out_dir: str | Path) -> list[Path
 
 
 def write_edges(result: GraphResult, path: str | Path) -> None:
-    """Write ``edges.parquet`` with dictionary-encoded ids (cheap at 10^8 edges)."""
+    """Write ``edges.parquet``: src and dst item ids as plain strings, weight, kind.
+
+    The ids are gathered from one arrow array of the catalogue's ids in C++ (no
+    per-edge Python strings) and written without a parquet dictionary: parquet
+    re-encodes a dictionary column value by value through a hash table of all the
+    ids, which at 10^6 items no longer fits in cache (557 ns an edge against 192
+    ns at 10^5; 127-139 ns plain at both) and outgrew its dictionary page.
+    ``kind`` (three values) stays dictionary-encoded.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    dictionary = pa.array(result.item_ids.astype(str))
+    ids = pa.array(result.item_ids.astype(str))
     writer = None
     try:
         for kind, (s, d, w) in result.edges.items():
             for a in range(0, max(len(s), 1), 10_000_000):
                 sl = slice(a, a + 10_000_000)
                 tbl = pa.table({
-                    "src": pa.DictionaryArray.from_arrays(pa.array(s[sl].astype(np.int32)),
-                                                          dictionary),
-                    "dst": pa.DictionaryArray.from_arrays(pa.array(d[sl].astype(np.int32)),
-                                                          dictionary),
+                    "src": ids.take(pa.array(s[sl].astype(np.int32))),
+                    "dst": ids.take(pa.array(d[sl].astype(np.int32))),
                     "weight": pa.array(w[sl].astype(np.float32)),
                     # one dictionary entry, no per-edge Python strings
                     "kind": pa.DictionaryArray.from_arrays(
                         pa.array(np.zeros(len(s[sl]), np.int32)), pa.array([kind])),
                 })
                 if writer is None:
-                    writer = pq.ParquetWriter(str(path), tbl.schema)
+                    writer = pq.ParquetWriter(str(path), tbl.schema, use_dictionary=["kind"])
                 writer.write_table(tbl)
     finally:
         if writer is not None:
@@ -533,7 +539,8 @@ def _train_outfits_path(bundle) -> tuple[Path, bool]:
 
 
 #: Bump when the serving arrays' layout changes (see stage_inputs of the compat stage).
-GRAPH_VERSION = 2
+#: 3: edges.parquet src/dst are plain strings, no longer dictionary (categorical) columns.
+GRAPH_VERSION = 3
 
 
 def stage_inputs(ctx) -> dict:

@@ -197,3 +197,21 @@ def test_ivf_probes_are_the_nearest_lists():
         p = ivf.probes(q, n_probe, block=64)
         assert (np.diff(p, axis=1) > 0).all()
         assert (p == np.sort(full[:, :n_probe], axis=1)).all()
+
+
+def test_write_edges_round_trip(tmp_path):
+    from recommender.graph import GraphResult, write_edges
+
+    ids = np.array(["a", "b", "c", "d"], dtype=object)
+    res = GraphResult(ids, np.array(["top", "top", "bottom", "bag"], dtype=object),
+                      {"compat": (np.array([0, 0, 2], np.int32), np.array([2, 3, 0], np.int32),
+                                  np.array([0.9, 0.5, 0.7], np.float32)),
+                       "cooc": (np.array([1], np.int32), np.array([2], np.int32),
+                                np.array([3.0], np.float32)),
+                       "visual": (np.zeros(0, np.int32),) * 2 + (np.zeros(0, np.float32),)},
+                      {})
+    write_edges(res, tmp_path / "e.parquet")
+    e = pd.read_parquet(tmp_path / "e.parquet")
+    assert e.astype({"src": str, "dst": str, "kind": str}).values.tolist() == [
+        ["a", "c", 0.8999999761581421, "compat"], ["a", "d", 0.5, "compat"],
+        ["c", "a", 0.699999988079071, "compat"], ["b", "c", 3.0, "cooc"]]
