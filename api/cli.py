@@ -119,9 +119,18 @@ def cmd_evaluate(args) -> int:
             print(f"  {kp['n_skipped']} image(s) skipped: normalising pair not annotated "
                   f"(e.g. {kp['skipped'][0]['image_id']}; --json lists them)")
     if args.attributes and not args.json and "heads" in result:
-        print(f"{'head':<32}{'accuracy':>10}{'macro_f1':>10}{'n':>8}")
+        per_image = result.get("per_image", {}).get("heads")
+        extra = f"{'per image':>12}{'macro_f1':>10}" if per_image else ""
+        print(f"{'head':<32}{'accuracy':>10}{'macro_f1':>10}{'n':>8}{extra}")
         for head, v in result["heads"].items():
-            print(f"{head:<32}{v['accuracy']:>10.3f}{v['macro_f1']:>10.3f}{v['n']:>8}")
+            line = f"{head:<32}{v['accuracy']:>10.3f}{v['macro_f1']:>10.3f}{v['n']:>8}"
+            if per_image:
+                r = per_image[head]
+                line += f"{r['accuracy']:>12.3f}{r['macro_f1']:>10.3f}"
+            print(line)
+        if per_image:
+            print(f"pooled over colour variants ({result['group_column']}): "
+                  f"{', '.join(result['pooled_heads'])}; 'per image' is the network alone")
         if "fashionai_map" in result:
             print(f"FashionAI mAP: {result['fashionai_map']:.4f}")
     return 0

@@ -50,6 +50,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -64,7 +66,11 @@ STAGES = ("ingest", "split", "attributes", "keypoints", "features", "compatibili
 
 
 class PeakRSS:
-    """Peak resident memory of a set of processes, sampled in a thread."""
+    """Peak resident memory of a set of processes, sampled in a thread.
+
+    ``peak`` is over the whole run; ``stage_peak[stage]`` over the stage named in
+    ``stage`` when the sample was taken (set by :class:`StageMeter`).
+    """
 
     def __init__(self, pids: dict[str, int] | None = None, interval: float = 0.2):
         import psutil
@@ -72,19 +78,28 @@ class PeakRSS:
         self._psutil = psutil
         self.pids = dict(pids or {"build": os.getpid()})
         self.peak = dict.fromkeys(self.pids, 0)
+        self.stage: str | None = None
+        self.stage_peak: dict[str, dict[str, int]] = {}
         self.interval = interval
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
-            for name, pid in list(self.pids.items()):
-                try:
-                    rss = self._psutil.Process(pid).memory_info().rss
-                except self._psutil.Error:
-                    continue
-                self.peak[name] = max(self.peak.get(name, 0), rss)
+            self.sample()
             self._stop.wait(self.interval)
+
+    def sample(self):
+        stage = self.stage
+        for name, pid in list(self.pids.items()):
+            try:
+                rss = self._psutil.Process(pid).memory_info().rss
+            except self._psutil.Error:
+                continue
+            self.peak[name] = max(self.peak.get(name, 0), rss)
+            if stage:
+                sp = self.stage_peak.setdefault(stage, {})
+                sp[name] = max(sp.get(name, 0), rss)
 
     def __enter__(self):
         self._t.start()
@@ -93,6 +108,55 @@ class PeakRSS:
     def __exit__(self, *exc):
         self._stop.set()
         self._t.join()
+
+
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """User + system CPU seconds of a process so far (with its waited-for children)."""
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system + ((t.children_user + t.children_system) if children else 0.0)
+
+
+class StageMeter:
+    """The build's log function: CPU seconds of every process per stage.
+
+    The pipeline logs ``[stage] <description> ...`` when a stage starts and
+    ``[stage] done in ...`` when it ends; at each, the CPU times of the build
+    process (with its children: the features stage's process pool) and of each
+    Dask worker are read, and the peak-memory sampler is told the stage.
+    """
+
+    def __init__(self, pids: dict[str, int], mem: PeakRSS, quiet: bool):
+        from recommender.pipeline import STAGES as PIPE
+
+        self.pids = pids
+        self.mem = mem
+        self.quiet = quiet
+        self.starts = {f"[{st.name}] {st.description} ...": st.name for st in PIPE}
+        self.cpu: dict[str, dict[str, float]] = {}
+        self._t0: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        return {n: cpu_seconds(p, children=(n == "build")) for n, p in self.pids.items()}
+
+    def __call__(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, file=sys.stderr, flush=True)
+        if msg in self.starts:
+            self.mem.sample()
+            self.mem.stage = self.starts[msg]
+            self._t0 = self._now()
+        else:
+            m = re.match(r"^\[(\w+)\] done in", msg)
+            if m and self._t0:
+                now = self._now()
+                self.cpu[m.group(1)] = {n: round(now[n] - self._t0.get(n, 0.0), 1)
+                                        for n in now}
+                self.mem.sample()
+                self.mem.stage = None
+                self._t0 = {}
+
 
 
 def _stage_seconds(bundle: Path) -> dict:
@@ -106,14 +170,13 @@ def run_one(args) -> dict:
 
     out = Path(args.bundle)
     overrides = {"stages": {"features": {"workers": 1, "max_side": args.max_side}}}
-    log = (lambda m: None) if args.quiet else None
     t0 = time.perf_counter()
     result: dict = {"engine": args.engine, "items": args.items}
     if args.engine == "local":
         with PeakRSS() as mem:
+            meter = StageMeter({"build": os.getpid()}, mem, args.quiet)
             build_bundle(out, source="demo", items=args.items, seed=0,
-                         quick=True, stages=args.stages, overrides=overrides, log=log)
-        result["peak_rss_mb"] = {k: round(v / 2**20) for k, v in mem.peak.items()}
+                         quick=True, stages=args.stages, overrides=overrides, log=meter)
     else:
         from recommender.distributed import dask_executor
 
@@ -121,12 +184,19 @@ def run_one(args) -> dict:
         config = {"scheduler": args.scheduler, "dask": overrides["dask"]}
         with dask_executor(config) as ex:  # the build reuses this one (re-entrant)
             result["seconds_cluster_start"] = round(time.perf_counter() - t0, 2)
-            pids = ex.client.run(os.getpid)
+            pids = {f"worker{k}": pid for k, (_, pid) in
+                    enumerate(sorted(ex.client.run(os.getpid).items()))}
             with PeakRSS({"build": os.getpid(), **pids}) as mem:
+                meter = StageMeter({"build": os.getpid(), **pids}, mem, args.quiet)
                 build_bundle(out, source="demo", items=args.items,
                              seed=0, quick=True, stages=args.stages, engine="dask",
-                             scheduler=args.scheduler, overrides=overrides, log=log)
-        result["peak_rss_mb"] = {k: round(v / 2**20) for k, v in mem.peak.items()}
+                             scheduler=args.scheduler, overrides=overrides, log=meter)
+    result["peak_rss_mb"] = {k: round(v / 2**20) for k, v in mem.peak.items()}
+    # the kernel's own peak of this process (the sampler may miss a short spike)
+    result["build_maxrss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result["stage_peak_rss_mb"] = {s: {k: round(v / 2**20) for k, v in d.items()}
+                                   for s, d in mem.stage_peak.items()}
+    result["stage_cpu_seconds"] = meter.cpu
     result["seconds_total"] = round(time.perf_counter() - t0, 2)
     result["stages"] = _stage_seconds(out)
     return result
@@ -144,7 +214,19 @@ def _sub(args, engine: str, bundle: Path, source: Path, items: int, stages) -> d
     if args.quiet:
         cmd.append("--quiet")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run(cmd, check=True, env=env)
+    log = Path(str(bundle) + ".log")
+    t0 = time.perf_counter()
+    with open(log, "w") as f:  # the build's log (stderr) kept beside its bundle
+        rc = subprocess.run(cmd, env=env, stderr=f).returncode
+    if rc != 0:  # a build that failed (memory, a bug) is a result too: say where
+        tail = log.read_text().splitlines()[-15:]
+        print(f"   {engine} build of {items} items FAILED (exit {rc}); log {log}:\n     "
+              + "\n     ".join(tail), flush=True)
+        done = {}
+        if (bundle / "manifest.json").is_file():
+            done = _stage_seconds(bundle)
+        return {"engine": engine, "items": items, "failed": rc, "log_tail": tail,
+                "seconds_total": round(time.perf_counter() - t0, 1), "stages": done}
     return json.loads(Path(str(bundle) + ".json").read_text())
 
 
@@ -161,6 +243,9 @@ def main(argv=None) -> int:
     p.add_argument("--graph-max", type=int, default=200_000,
                    help="skip the graph stage above this many items (it is not distributed)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--engines", nargs="+", default=["local", "dask"],
+                   choices=["local", "dask"],
+                   help="which builds to run (dask alone reuses local_<n>'s early stages)")
     # internal: one build in this process
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--engine", default="local", help=argparse.SUPPRESS)
@@ -190,13 +275,22 @@ def main(argv=None) -> int:
             row["seconds_generate"] = round(time.perf_counter() - t0, 1)
         stages = [s for s in STAGES if s != "graph"] if n > args.graph_max else None
         local, dask = work / f"local_{n}", work / f"dask_{n}"
-        for b in (local, dask):
-            if b.exists():
+        for b, engine in ((local, "local"), (dask, "dask")):
+            if b.exists() and engine in args.engines:
                 shutil.rmtree(b)
-        # the demo build reads its source from <bundle>/source (generated once per size)
-        local.mkdir(parents=True)
-        (local / "source").symlink_to(src.resolve(), target_is_directory=True)
-        row["local"] = _sub(args, "local", local, src, n, stages)
+        if "local" in args.engines:
+            # the demo build reads its source from <bundle>/source (generated once per size)
+            local.mkdir(parents=True)
+            (local / "source").symlink_to(src.resolve(), target_is_directory=True)
+            row["local"] = _sub(args, "local", local, src, n, stages)
+        else:
+            row["local"] = json.loads(Path(str(local) + ".json").read_text())
+        if "dask" not in args.engines:
+            row["dask"] = {"stages": {}}
+            results.append(row)
+            (work / "dask_build.json").write_text(json.dumps(results, indent=2))
+            _print_row(row)
+            continue
         shutil.copytree(local, dask, symlinks=True, ignore=shutil.ignore_patterns("parts"))
         for rel in ENGINE_OUTPUTS:
             q = dask / rel
@@ -208,27 +302,46 @@ def main(argv=None) -> int:
         row["graph"] = "built" if stages is None else f"skipped (> --graph-max {args.graph_max})"
         row["uptime_after"] = os.popen("uptime").read().strip()
         results.append(row)
-        _print_row(row)
         (work / "dask_build.json").write_text(json.dumps(results, indent=2))
+        _print_row(row)
     return 0
+
+
+def _cpu(res: dict, stage: str, who: str):
+    v = res.get("stage_cpu_seconds", {}).get(stage, {}).get(who)
+    return "-" if v is None else v
 
 
 def _print_row(row: dict) -> None:
     print(f"\n== {row['items']} items  ({row['uptime_before']})")
     if "seconds_generate" in row:
         print(f"   generate_demo: {row['seconds_generate']} s")
-    print(f"   {'stage':<14}{'local s':>10}{'dask s':>10}")
+    loc, dsk = row["local"], row["dask"]
+    workers = sorted(k for k in dsk.get("peak_rss_mb", {}) if k.startswith("worker"))
+    head = (f"   {'stage':<14}{'local wall':>11}{'local cpu':>10}{'local MB':>9}"
+            f"{'dask wall':>10}{'driver cpu':>11}" + "".join(f"{w + ' cpu':>12}" for w in workers)
+            + f"{'driver MB':>10}" + "".join(f"{w + ' MB':>11}" for w in workers))
+    print(head)
     for s in STAGES:
-        a, b = row["local"]["stages"].get(s), row["dask"]["stages"].get(s)
-        if a is None and b is None:
+        a = loc["stages"].get(s)
+        if a is None:
             continue
-        b = b if s in ("features", "compatibility", "graph") else None
-        print(f"   {s:<14}{a if a is not None else '-':>10}"
-              f"{b if b is not None else '(same)':>10}")
+        on_dask = s in ("features", "compatibility", "graph")
+        line = (f"   {s:<14}{a:>11}{_cpu(loc, s, 'build'):>10}"
+                f"{loc.get('stage_peak_rss_mb', {}).get(s, {}).get('build', '-'):>9}")
+        if on_dask:
+            mem = dsk.get("stage_peak_rss_mb", {}).get(s, {})
+            line += (f"{dsk['stages'].get(s, '-'):>10}{_cpu(dsk, s, 'build'):>11}"
+                     + "".join(f"{_cpu(dsk, s, w):>12}" for w in workers)
+                     + f"{mem.get('build', '-'):>10}"
+                     + "".join(f"{mem.get(w, '-'):>11}" for w in workers))
+        else:
+            line += f"{'(same)':>10}"
+        print(line)
     print(f"   dask cluster start: {row['dask'].get('seconds_cluster_start')} s; "
           f"graph: {row['graph']}")
-    print(f"   peak RSS MB local: {row['local']['peak_rss_mb']}")
-    print(f"   peak RSS MB dask:  {row['dask']['peak_rss_mb']}")
+    print(f"   peak RSS MB local: {row['local'].get('peak_rss_mb')}")
+    print(f"   peak RSS MB dask:  {row['dask'].get('peak_rss_mb')}")
     print(f"   ({row['uptime_after']})", flush=True)
 
 

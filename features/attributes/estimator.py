@@ -63,6 +63,10 @@ class AttributeModel:
         Exponential moving average of the weights used for prediction (0: off).
     augment : bool
         Flip / small affine / brightness-contrast (hue-preserving) augmentation.
+    jitter : float
+        Largest brightness shift and contrast change of the augmentation (fraction of
+        the pixel range).  Packshots are lit alike; a large shift blurs white, cream
+        and light grey, which colour labels keep apart.
     progressive_resize : bool
         Train the first 35% of the schedule at 0.6x, the next 35% at 0.8x and the
         rest at full resolution (about 65% of the compute of full-size training).
@@ -94,6 +98,7 @@ class AttributeModel:
                  lr: float = 2e-3, weight_decay: float = 0.05, warmup_epochs: float = 1.0,
                  label_smoothing: float = 0.1, sampling_power: float = 0.5,
                  sampling_mix: float = 0.5, ema_decay: float = 0.998, augment: bool = True,
+                 jitter: float = 0.1,
                  progressive_resize: bool = False,
                  tta: bool = True, time_budget_s: float | None = None, num_threads: int = 1,
                  device: str = "cpu", random_state: int = 0, verbose: bool | Callable[[str], None] = False):
@@ -112,6 +117,7 @@ class AttributeModel:
         self.sampling_mix = sampling_mix
         self.ema_decay = ema_decay
         self.augment = augment
+        self.jitter = jitter
         self.progressive_resize = progressive_resize
         self.tta = tta
         self.time_budget_s = time_budget_s
@@ -123,7 +129,7 @@ class AttributeModel:
     # -- parameters ---------------------------------------------------------------------
     _PARAMS = ("preset", "image_size", "embed_dim", "dropout", "epochs", "batch_size", "lr",
                "weight_decay", "warmup_epochs", "label_smoothing", "sampling_power",
-               "sampling_mix", "ema_decay", "augment", "progressive_resize", "tta",
+               "sampling_mix", "ema_decay", "augment", "jitter", "progressive_resize", "tta",
                "time_budget_s", "num_threads", "device", "random_state")
 
     def get_params(self) -> dict[str, Any]:
@@ -142,7 +148,7 @@ class AttributeModel:
         for name in ("epochs", "batch_size", "num_threads"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1", field=name, value=getattr(self, name))
-        for name in ("sampling_mix", "ema_decay", "label_smoothing", "dropout"):
+        for name in ("sampling_mix", "ema_decay", "label_smoothing", "dropout", "jitter"):
             v = float(getattr(self, name))
             top_ok = v <= 1.0 if name == "sampling_mix" else v < 1.0
             if not (0.0 <= v and top_ok):

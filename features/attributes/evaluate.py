@@ -133,7 +133,9 @@ def evaluate_bundle(bundle_path: str | os.PathLike, split: str = "test") -> dict
     """Score the bundle's attribute model on its held-out products.
 
     Returns ``{"heads": {field: {"accuracy", "macro_f1", "n"}}, "split": split,
-    "n_items": int}`` plus ``"fashionai_map"`` (and per-task ``"fashionai_ap"``) when
+    "n_items": int}`` (garment-level heads pooled over colour variants when the
+    catalogue has ``model_code``; see :func:`grouped_head_metrics`, which also adds the
+    per-image figures under ``"per_image"``) plus ``"fashionai_map"`` (and per-task ``"fashionai_ap"``) when
     heads are FashionAI tasks.
 
     Examples
@@ -160,7 +162,37 @@ def evaluate_bundle(bundle_path: str | os.PathLike, split: str = "test") -> dict
     sub = sub[ok].reset_index(drop=True)
     probs = model.predict_proba(np.asarray(images[ok]))
     targets, maybe = model.taxonomy_.encode(sub[list(model.taxonomy_.names)], unknown="keep")
-    out = head_metrics(model.taxonomy_, probs, targets, maybe)
+    train_ids = set(sp.loc[sp["split"] == "train", "item_id"].astype(str))
+    train = cat[cat["item_id"].astype(str).isin(train_ids)]
+    out = grouped_head_metrics(model.taxonomy_, probs, targets, maybe, sub, train)
     out["split"] = split
     out["n_items"] = int(len(sub))
+    return out
+
+
+def grouped_head_metrics(taxonomy: Taxonomy, probs: dict[str, np.ndarray],
+                         targets: np.ndarray, maybe: np.ndarray, rows: pd.DataFrame,
+                         train: pd.DataFrame) -> dict:
+    """:func:`head_metrics` of the predictions as the product makes them: garment-level
+    heads pooled over colour variants (:mod:`features.attributes.grouping`) when the
+    catalogue has the group column.  ``"heads"`` holds those figures; the network's
+    per-image figures are kept beside them in ``"per_image"`` with the pooled heads in
+    ``"pooled_heads"``.  ``rows`` are the scored catalogue rows (aligned with
+    ``probs``), ``train`` the training rows the garment-level heads are read from.
+    """
+    from features.attributes.grouping import (GROUP_COLUMN, garment_level_heads,
+                                              pool_probabilities)
+
+    raw = head_metrics(taxonomy, probs, targets, maybe)
+    if GROUP_COLUMN not in rows.columns or GROUP_COLUMN not in train.columns:
+        return raw
+    names = list(taxonomy.names)
+    pooled_heads = garment_level_heads(train[names], train[GROUP_COLUMN].tolist())
+    if not pooled_heads:
+        return raw
+    out = head_metrics(taxonomy, pool_probabilities(probs, rows[GROUP_COLUMN].tolist(),
+                                                    pooled_heads), targets, maybe)
+    out["per_image"] = raw
+    out["pooled_heads"] = pooled_heads
+    out["group_column"] = GROUP_COLUMN
     return out

@@ -190,7 +190,8 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
             idx_t = torch.as_tensor(idx, device=device)
             xb = to_tensor(x[idx]).to(device)                          # (B, 3, H, W)
             if params["augment"]:
-                xb = augment(xb, gen)
+                j = float(params.get("jitter", 0.1))
+                xb = augment(xb, gen, brightness=j, contrast=j)
             scale = resize_scale(progress) if params.get("progressive_resize") else 1.0
             if scale < 1.0:
                 xb = F.interpolate(xb, scale_factor=scale, mode="bilinear", antialias=True,
@@ -318,7 +319,7 @@ def load_training_table(bundle, heads: list[str] | None = None) -> tuple[pd.Data
 def run_stage(ctx) -> dict:
     """Train the attribute network on the bundle's catalogue (see module doc)."""
     from features.attributes.estimator import AttributeModel
-    from features.attributes.evaluate import head_metrics
+    from features.attributes.evaluate import grouped_head_metrics
 
     t0 = time.perf_counter()
     cfg = ctx.stage_config("attributes")
@@ -349,7 +350,8 @@ def run_stage(ctx) -> dict:
             probs = model.predict_proba(np.asarray(images[idx]))
             targets, maybe = taxonomy.encode(labels.iloc[idx].reset_index(drop=True),
                                              unknown="keep")
-            metrics[name] = head_metrics(taxonomy, probs, targets, maybe)
+            metrics[name] = grouped_head_metrics(taxonomy, probs, targets, maybe,
+                                                 cat.iloc[idx], cat.iloc[tr])
     out_dir = ctx.bundle.path("models")
     model.save(out_dir, "attributes")
     split_df = pd.DataFrame({"item_id": cat["item_id"].astype(str), "split": cat["split"]})
@@ -357,7 +359,10 @@ def run_stage(ctx) -> dict:
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     for name in ("val", "test"):
         for h, v in metrics.get(name, {}).get("heads", {}).items():
+            raw = metrics[name].get("per_image", {}).get("heads", {}).get(h)
+            note = (f" (per image {raw['accuracy']:.3f} / {raw['macro_f1']:.3f}; pooled over "
+                    f"colour variants)") if raw and h in metrics[name]["pooled_heads"] else ""
             ctx.log(f"[attributes] {name} {h}: accuracy {v['accuracy']:.3f} "
-                    f"macro-F1 {v['macro_f1']:.3f} (n={v['n']})")
+                    f"macro-F1 {v['macro_f1']:.3f} (n={v['n']}){note}")
     return {"outputs": ["models/attributes.pt", "models/attributes.json",
                         "models/attributes_split.parquet"], "metrics": metrics}

@@ -49,13 +49,18 @@ class CooccurrenceStats:
         fields : name -> (n_items,) int codes of a categorical field (0 = unknown)
         n_values : name -> number of codes of that field
         """
+        from scipy import sparse
+
         outfits = [np.unique(np.asarray(o, dtype=np.int64)) for o in outfits]
         self.n_items_ = int(n_items)
         self.n_outfits_ = len(outfits)
-        item_count = np.zeros(n_items, np.float64)
+        sizes = np.array([len(o) for o in outfits], np.int64)
+        # every (outfit, member) once: the counts below are sums over these
+        mem_outfit = np.repeat(np.arange(len(outfits)), sizes)
+        mem_item = np.concatenate(outfits) if outfits else np.zeros(0, np.int64)
+        item_count = np.bincount(mem_item, minlength=n_items).astype(np.float64)
         keys = []
         for o in outfits:
-            item_count[o] += 1
             if len(o) > 1:
                 a, b = np.meshgrid(o, o, indexing="ij")
                 m = a != b
@@ -65,34 +70,34 @@ class CooccurrenceStats:
         self.pair_keys_, self.pair_vals_ = np.unique(allk, return_counts=True)
         self.pair_vals_ = self.pair_vals_.astype(np.float64)
         # partners: number of (outfit, other item) slots next to each item
-        self.partners_ = np.zeros(n_items, np.float64)
-        for o in outfits:
-            self.partners_[o] += len(o) - 1
+        self.partners_ = np.bincount(mem_item, (sizes - 1)[mem_outfit].astype(np.float64),
+                                     minlength=n_items)
         self.fields_ = list(fields)
         self.n_values_ = {f: int(n_values[f]) for f in fields}
         self.codes_ = {f: np.asarray(fields[f], dtype=np.int64) for f in fields}
+        # Counts are whole numbers far below 2**24, so the two big tables (outfits x
+        # values, items x values: ~2 GB at a million items in float64) are kept as
+        # float32, exactly, and read back as float64 (:meth:`pmi`, :meth:`affinity`).
         self.outfit_values_ = {}   # f -> (n_outfits, V) counts of each value in each outfit
         self.joint_ = {}           # f -> (V, V) ordered-pair counts
         self.affinity_ = {}        # f -> (n_items, V) partner value counts
-        sizes = np.array([len(o) for o in outfits], np.float64)
+        sizes = sizes.astype(np.float64)
         self.outfit_sizes_ = sizes
         self.total_pairs_ = float((sizes * (sizes - 1)).sum())
+        member = sparse.csr_matrix((np.ones(len(mem_item)), (mem_item, mem_outfit)),
+                                   shape=(n_items, len(outfits)))
         for f in fields:
             V = self.n_values_[f]
             codes = self.codes_[f]
-            ov = np.zeros((len(outfits), V), np.float64)
-            for k, o in enumerate(outfits):
-                np.add.at(ov[k], codes[o], 1)
-            self.outfit_values_[f] = ov
+            ov = np.bincount(mem_outfit * V + codes[mem_item],
+                             minlength=len(outfits) * V).astype(np.float64).reshape(-1, V)
+            self.outfit_values_[f] = ov.astype(np.float32)
             joint = ov.T @ ov - np.diag(ov.sum(axis=0))   # ordered pairs i != j
             self.joint_[f] = joint
-            aff = np.zeros((n_items, V), np.float64)
-            for k, o in enumerate(outfits):
-                # partners of each item in o: the outfit's value counts minus itself
-                rows = np.tile(ov[k], (len(o), 1))
-                rows[np.arange(len(o)), codes[o]] -= 1
-                np.add.at(aff, o, rows)
-            self.affinity_[f] = aff
+            # partners of item i: the value counts of its outfits, minus itself once each
+            aff = np.asarray(member @ ov)
+            aff[np.arange(n_items), codes] -= item_count
+            self.affinity_[f] = aff.astype(np.float32)
         self.row_marg_ = {f: self.joint_[f].sum(axis=1) for f in fields}
         self.set_outfits(outfits)
         return self
@@ -168,7 +173,7 @@ class CooccurrenceStats:
             na = np.zeros(len(va))
             nb = np.zeros(len(va))
             size = np.zeros(len(va))
-            na[m] = ov[outfit[m], va[m]]
+            na[m] = ov[outfit[m], va[m]]   # float32 counts, exact in float64
             nb[m] = ov[outfit[m], vb[m]]
             size[m] = self.outfit_sizes_[outfit[m]]
             joint = joint - np.where(va == vb, na * (na - 1), na * nb)
@@ -185,7 +190,7 @@ class CooccurrenceStats:
         prior is the value's share of all partner slots.
         """
         self._check()
-        aff = self.affinity_[field][idx, v_other]
+        aff = self.affinity_[field][idx, v_other].astype(np.float64)
         partners = self.partners_[idx].copy()
         marg = self.row_marg_[field][v_other].astype(np.float64)
         total = np.full(len(idx), self.total_pairs_)
@@ -195,7 +200,8 @@ class CooccurrenceStats:
             inside[m] = self._outfit_member(idx[m], outfit[m])
             ov = self.outfit_values_[field]
             own = np.zeros(len(idx))
-            own[m] = ov[outfit[m], v_other[m]] - (self.codes_[field][idx[m]] == v_other[m])
+            own[m] = (ov[outfit[m], v_other[m]].astype(np.float64)
+                      - (self.codes_[field][idx[m]] == v_other[m]))
             aff = aff - inside * own
             sizes = np.zeros(len(idx))
             sizes[m] = self.outfit_sizes_[outfit[m]]
@@ -249,7 +255,10 @@ class CooccurrenceStats:
         s_b = np.bincount(rep, self.pair_count(rb, c) * (c != ra), len(m))
         s_a = np.bincount(rep, self.pair_count(ra, c) * (c != rb), len(m))
         size = np.bincount(rep, minlength=len(m))
-        both = in_a * in_b * np.maximum(size - 2, 0) * (a[m] != b[m])
+        # sum_c M[a, c] M[b, c]: the outfit's other members (a == b happens at model
+        # level, two colours of one garment)
+        both = np.where(a[m] != b[m], in_a * in_b * np.maximum(size - 2, 0),
+                        in_a * np.maximum(size - 1, 0))
         val[m] = val[m] - in_a * s_b - in_b * s_a + both
         return np.maximum(val, 0.0)
 
@@ -284,7 +293,7 @@ class CooccurrenceStats:
                 if hasattr(arrs, "files") else [k.split("__", 1)[1] for k in arrs
                                                 if k.startswith("joint__")]
             st.joint_ = {f: np.asarray(arrs[f"joint__{f}"]) for f in st.fields_}
-            st.affinity_ = {f: np.asarray(arrs[f"affinity__{f}"], np.float64)
+            st.affinity_ = {f: np.asarray(arrs[f"affinity__{f}"], np.float32)
                             for f in st.fields_}
             st.codes_ = {f: np.asarray(arrs[f"codes__{f}"]) for f in st.fields_}
         except KeyError as exc:

@@ -50,6 +50,12 @@ AGGREGATES = ("auto", "mean", "mean_logit", "min", "worst", "blend")
 AUTO_AGGREGATES = ("mean", "mean_logit", "worst", "blend")
 #: How an FITB answer's pair scores with the question items combine (picked on validation).
 FITB_AGGREGATES = ("mean", "mean_logit")
+#: Defaults of ``max_train_outfits`` / ``max_val_outfits`` (see :class:`CompatibilityModel`).
+MAX_TRAIN_OUTFITS = 30_000
+MAX_VAL_OUTFITS = 5_000
+#: Pairs featurised at once: the float64 columns of a block are a transient
+#: (rows x features x 8 bytes), so a million pairs are never built in one go.
+PAIR_BLOCK = 100_000
 
 
 def _sigmoid(x):
@@ -85,6 +91,20 @@ class CompatibilityModel:
     style : dict of :class:`recommender.compat.style.StyleConfig` settings for the
         "style" feature group (None: defaults, seeded by ``random_state``)
     style_folds : cross-fitting folds of the style vectors (training rows only)
+    max_train_outfits : at most this many training outfits give the LightGBM rows
+        and train the style tower: a seeded sample when there are more (None: all).
+        The co-occurrence statistics still count every training outfit. Bounds the
+        pair-feature matrix (rows ~ 3 x pairs per outfit x outfits) whatever the
+        catalogue size; the default leaves catalogues up to ~100k items (a few
+        ten thousand outfits) untouched.
+    max_val_outfits : at most this many outfits held out for early stopping and the
+        validation metrics (the rest of ``val_fraction`` stays in training)
+    model_code_gap : use the gap between numeric model codes as a metadata feature
+        (see :class:`recommender.compat.pair_features.PairFeaturizer`)
+    graph_dim : size of the co-occurrence graph vectors (0: none; see
+        :func:`recommender.compat.pair_features.graph_vectors`)
+    lgb_params : further LightGBM parameters (override the defaults above), e.g.
+        ``{"feature_fraction": 0.5, "cat_smooth": 50}``
 
     Attributes (after fit or load)
     ------------------------------
@@ -95,10 +115,12 @@ class CompatibilityModel:
     feature_importance_ : dict name -> gain
     """
 
-    def __init__(self, groups=GROUPS, negatives="auto", n_negatives=1, val_fraction=0.15,
+    def __init__(self, groups=GROUPS, negatives="auto", n_negatives=2, val_fraction=0.15,
                  num_boost_round=1000, early_stopping_rounds=50, learning_rate=0.05,
                  num_leaves=63, min_data_in_leaf=50, aggregate="auto", num_threads=1,
-                 random_state=0, style=None, style_folds=2):
+                 random_state=0, style=None, style_folds=2,
+                 max_train_outfits=MAX_TRAIN_OUTFITS, max_val_outfits=MAX_VAL_OUTFITS,
+                 model_code_gap=True, graph_dim=0, lgb_params=None):
         self.groups = groups
         self.negatives = negatives
         self.n_negatives = n_negatives
@@ -113,6 +135,11 @@ class CompatibilityModel:
         self.random_state = random_state
         self.style = style
         self.style_folds = style_folds
+        self.max_train_outfits = max_train_outfits
+        self.max_val_outfits = max_val_outfits
+        self.model_code_gap = model_code_gap
+        self.lgb_params = lgb_params
+        self.graph_dim = graph_dim
 
     # -- training ----------------------------------------------------------------------
     def _params(self) -> dict:
@@ -121,7 +148,8 @@ class CompatibilityModel:
                 "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1,
                 "lambda_l2": 1.0, "cat_smooth": 10, "max_cat_to_onehot": 8,
                 "num_threads": self.num_threads, "seed": self.random_state,
-                "deterministic": True, "force_row_wise": True, "verbosity": -1}
+                "deterministic": True, "force_row_wise": True, "verbosity": -1,
+                **(self.lgb_params or {})}
 
     def fit(self, catalog: pd.DataFrame, train_outfits: pd.DataFrame,
             features: pd.DataFrame | None = None, embeddings: np.ndarray | None = None,
@@ -150,20 +178,31 @@ class CompatibilityModel:
         rng = np.random.default_rng(self.random_state)
         perm = rng.permutation(len(outfits))
         n_val = max(1, int(round(self.val_fraction * len(outfits))))
+        if self.max_val_outfits is not None:
+            n_val = max(1, min(n_val, int(self.max_val_outfits)))
         val = [outfits[k] for k in sorted(perm[:n_val])]
         fit = [outfits[k] for k in sorted(perm[n_val:])]
 
+        # the outfits that give training rows: all, or a seeded sample (own stream,
+        # so an uncapped fit draws exactly what it drew before the cap existed)
+        rows_from = training_sample(len(fit), self.max_train_outfits, self.random_state)
         fz = PairFeaturizer(self.groups, style=self._style_config(),
-                            style_folds=self.style_folds).fit(catalog, features, embeddings, fit)
+                            style_folds=self.style_folds, style_outfits=rows_from,
+                            model_code_gap=self.model_code_gap,
+                            graph_dim=self.graph_dim).fit(catalog, features, embeddings, fit)
         items = fz.item_table(catalog, features, embeddings)
         subs = items.codes["subcategory"] if "subcategory" in items.codes else \
             np.zeros(len(catalog), np.int64)
-        a, b, o, y = make_training_pairs(fit, subs, fz.stats_.item_count_, rng,
+        sampled = fit if rows_from is None else [fit[k] for k in rows_from]
+        a, b, o, y = make_training_pairs(sampled, subs, fz.stats_.item_count_, rng,
                                          self.negatives, self.n_negatives)
+        if rows_from is not None:
+            o = rows_from[o]  # outfit numbers in ``fit``: leave-one-out and style folds
         # validation outfits are not in the statistics, as held-out outfits will not be
         va, vb, _, vy = make_training_pairs(val, subs, fz.stats_.item_count_, rng, "random", 1)
         log(f"[compatibility] {len(y)} training pairs ({int(y.sum())} positive) from "
-            f"{len(fit)} outfits, {len(vy)} validation pairs from {len(val)} outfits, "
+            f"{len(sampled)} of {len(fit)} outfits, {len(vy)} validation pairs from "
+            f"{len(val)} outfits, "
             f"{len(fz.feature_names_)} features")
         booster, val_logloss = (trainer or train_booster)(
             self._params(), fz, items, (a, b, o, y), (va, vb, vy),
@@ -175,19 +214,24 @@ class CompatibilityModel:
         self._set_items(catalog, features, embeddings)
         self.aggregate_ = "mean" if self.aggregate == "auto" else self.aggregate
         self.fitb_aggregate_ = "mean"
-        self.metrics_ = self._validation_metrics(val, fit, subs, rng)
+        # the validation questions draw from their own stream: settings that change how
+        # many training negatives are drawn are then compared on the same questions
+        self.metrics_ = self._validation_metrics(
+            val, fit, subs, np.random.default_rng([self.random_state, 1]))
         self.metrics_.update({"best_iteration": int(booster.best_iteration or
                                                      booster.current_iteration()),
                               "val_logloss": float(val_logloss),
                               "n_train_pairs": int(len(y)), "n_val_pairs": int(len(vy)),
-                              "n_fit_outfits": len(fit), "n_val_outfits": len(val)})
+                              "n_fit_outfits": len(fit), "n_val_outfits": len(val),
+                              "n_pair_outfits": len(sampled)})
         log(f"[compatibility] validation: " + ", ".join(
             f"{k} {v:.3f}" for k, v in self.metrics_.items() if isinstance(v, float)))
         # final statistics: all training outfits (the trees are kept)
         # (the style tower fitted above is kept: it reads content only)
-        self.featurizer_ = PairFeaturizer(self.groups, style=fz.style_ or self._style_config(),
-                                          style_folds=0).fit(catalog, features, embeddings,
-                                                             outfits)
+        self.featurizer_ = PairFeaturizer(
+            self.groups, style=fz.style_ or self._style_config(), style_folds=0,
+            model_code_gap=self.model_code_gap, graph_dim=self.graph_dim,
+        ).fit(catalog, features, embeddings, outfits)
         if self.featurizer_.feature_names_ != self.feature_names_:
             raise BundleError("feature list changed between validation and final fit")
         self._set_items(catalog, features, embeddings)
@@ -224,7 +268,9 @@ class CompatibilityModel:
     def _param_names():
         return ("negatives", "n_negatives", "val_fraction", "num_boost_round",
                 "early_stopping_rounds", "learning_rate", "num_leaves", "min_data_in_leaf",
-                "aggregate", "num_threads", "random_state", "style", "style_folds")
+                "aggregate", "num_threads", "random_state", "style", "style_folds",
+                "max_train_outfits", "max_val_outfits", "model_code_gap", "graph_dim",
+                "lgb_params")
 
     def _validation_metrics(self, val, fit, subs, rng) -> dict:
         """FITB (mixed and cold) and AUC (all swapped / one swapped) on validation outfits.
@@ -233,47 +279,46 @@ class CompatibilityModel:
         as in the test files): several times more questions, so choices made on
         these numbers (negatives, aggregates) are less at the mercy of noise.
         """
-        from recommender.evaluation.metrics import fitb_accuracy, roc_auc
+        from recommender.evaluation.metrics import fitb_accuracy, fitb_outcomes, roc_auc
 
         seen = np.zeros(len(subs), bool)
         for o in fit:
             seen[o] = True
-        pools = {}
-        for i, s in enumerate(subs):
-            pools.setdefault(int(s), []).append(i)
-        out, fitb_acc = {}, {}
-        for name, eligible, pool_filter in (("fitb", None, None), ("fitb_cold", seen, seen)):
-            qs, ans, labels = [], [], []
-            for o in val:
-                cand = [i for i in o if eligible is None or not eligible[i]]
-                rng.shuffle(cand)
-                for blank in cand:
-                    pool = [c for c in pools[int(subs[blank])] if c not in set(o)
-                            and (pool_filter is None or not pool_filter[c])]
-                    if len(pool) >= 3:
-                        negs = list(rng.choice(pool, 3, replace=False))
-                        qs.append([i for i in o if i != blank])
-                        ans.append([blank] + negs)
-                        labels.append(0)
+        pools = SubPools(subs)
+        cold_pools = SubPools(subs, keep=~seen)
+        out, fitb_acc, fitb_split = {}, {}, {}
+        for name, eligible, pp in (("fitb", None, pools), ("fitb_cold", seen, cold_pools)):
+            qs, ans, labels = validation_fitb(val, subs, rng, pp, eligible)
             if qs:
+                warm = seen[np.array([a[l] for a, l in zip(ans, labels)], np.int64)]
                 for how in FITB_AGGREGATES:
                     scores = self.score_fitb(qs, ans, how)
                     r = fitb_accuracy(scores, np.array(labels), seed=0)
                     fitb_acc.setdefault(how, {})[f"val_{name}"] = r["expected_accuracy"]
+                    if name == "fitb":
+                        # warm and cold answers apart: validation negatives are colder
+                        # than the answers (fewer outfits in the statistics), which
+                        # rewards "unseen means wrong"; the split shows it
+                        _, e = fitb_outcomes(scores, np.array(labels), 0)
+                        fitb_split.setdefault(how, {}).update(
+                            val_fitb_warm=float(e[warm].mean()) if warm.any() else float("nan"),
+                            val_fitb_cold_answer=(float(e[~warm].mean()) if (~warm).any()
+                                                  else float("nan")))
                 out[f"n_val_{name}"] = r["n"]
         if fitb_acc:
             # the FITB answer score: mean probability or mean log-odds with the question
             self.fitb_aggregate_ = max(FITB_AGGREGATES,
                                        key=lambda h: np.mean(list(fitb_acc[h].values())))
             out.update(fitb_acc[self.fitb_aggregate_])
+            out.update(fitb_split.get(self.fitb_aggregate_, {}))
             out["val_fitb_by_aggregate"] = fitb_acc
         out["fitb_aggregate_chosen"] = self.fitb_aggregate_
         pos, neg, hard = [], [], []
         for o in val:
-            swapped = [int(rng.choice(pools[int(subs[i])])) for i in o]
+            swapped = [int(rng.choice(pools.pool(int(subs[i])))) for i in o]
             one = list(o)
             k = int(rng.integers(len(o)))
-            one[k] = int(rng.choice(pools[int(subs[o[k]])]))
+            one[k] = int(rng.choice(pools.pool(int(subs[o[k]]))))
             pos.append(list(o))
             neg.append(swapped)
             hard.append(one)
@@ -322,7 +367,12 @@ class CompatibilityModel:
         if len(a) != len(b):
             raise InputError(f"idx_a and idx_b differ in length ({len(a)} vs {len(b)})",
                              field="idx_b")
-        return self._predict(self.featurizer_.transform(self.items_, a, self.items_, b))
+        if len(a) <= PAIR_BLOCK:
+            return self._predict(self.featurizer_.transform(self.items_, a, self.items_, b))
+        return np.concatenate([
+            self._predict(self.featurizer_.transform(self.items_, a[s:s + PAIR_BLOCK],
+                                                     self.items_, b[s:s + PAIR_BLOCK]))
+            for s in range(0, len(a), PAIR_BLOCK)])
 
     def score_pairs_rows(self, rows_a: pd.DataFrame, emb_a, idx_b) -> np.ndarray:
         """Score items NOT in the catalogue (feature rows) against catalogue rows.
@@ -569,8 +619,8 @@ def train_booster(params: dict, fz: PairFeaturizer, items, train: tuple, val: tu
 
     a, b, o, y = train
     va, vb, vy = val
-    X = fz.transform(items, a, items, b, outfit=o)
-    Xv = fz.transform(items, va, items, vb)
+    X = transform_blocks(fz, items, a, b, o)
+    Xv = transform_blocks(fz, items, va, vb)
     cats = [k for k, c in enumerate(fz.categorical_) if c]
     dtrain = lgb.Dataset(X, y, feature_name=fz.feature_names_, categorical_feature=cats,
                          free_raw_data=True)
@@ -581,6 +631,116 @@ def train_booster(params: dict, fz: PairFeaturizer, items, train: tuple, val: tu
                         callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False),
                                    lgb.record_evaluation(evals)])
     return booster, float(min(evals["val"]["binary_logloss"]))
+
+
+def validation_fitb(outfits, subs, rng, pools: "SubPools", seen=None):
+    """FITB questions blanking every item of each outfit (in a shuffled order).
+
+    Three negatives of the blank's subcategory from ``pools`` minus the outfit;
+    with ``seen``, only unseen items are blanked (cold questions; pass pools of
+    unseen items). The answer is first (label 0). Returns (questions, answers, labels).
+    """
+    qs, ans, labels = [], [], []
+    for o in outfits:
+        cand = [i for i in o if seen is None or not seen[i]]
+        rng.shuffle(cand)
+        for blank in cand:
+            pool = pools.without(int(subs[blank]), o)
+            if len(pool) >= 3:
+                negs = list(pool[rng.choice(len(pool), 3, replace=False)])
+                qs.append([i for i in o if i != blank])
+                ans.append([blank] + negs)
+                labels.append(0)
+    return qs, ans, labels
+
+
+def transform_blocks(fz: PairFeaturizer, items, a, b, outfit=None, block: int = PAIR_BLOCK
+                     ) -> np.ndarray:
+    """``fz.transform(items, a, items, b, outfit=outfit)`` filled in blocks of rows.
+
+    The same float32 matrix (every feature is a function of its own row), without
+    the whole-matrix float64 columns that one call builds first.
+    """
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    if len(a) <= block:
+        return fz.transform(items, a, items, b, outfit=outfit)
+    X = np.empty((len(a), len(fz.feature_names_)), np.float32)
+    for s in range(0, len(a), block):
+        X[s:s + block] = fz.transform(items, a[s:s + block], items, b[s:s + block],
+                                      outfit=None if outfit is None else outfit[s:s + block])
+    return X
+
+
+def training_sample(n: int, cap: int | None, seed: int) -> np.ndarray | None:
+    """Sorted seeded sample of ``cap`` of ``range(n)``, or None when ``n <= cap``.
+
+    >>> training_sample(5, 10, 0) is None
+    True
+    >>> s = training_sample(1000, 10, 0)
+    >>> len(s), len(set(s.tolist())), bool((s[1:] > s[:-1]).all())
+    (10, 10, True)
+    """
+    if cap is None or n <= int(cap):
+        return None
+    if int(cap) < 4:
+        raise InputError(f"max_train_outfits must be at least 4, got {cap}",
+                         field="max_train_outfits", value=cap)
+    rng = np.random.default_rng([int(seed), 0x5A3])
+    return np.sort(rng.choice(n, int(cap), replace=False))
+
+
+class SubPools:
+    """Catalogue rows of each subcategory code, ascending; a pool minus a few rows as a view.
+
+    ``without(sub, rows)`` stands for ``[c for c in pool if c not in rows]`` (same
+    order, same index -> row) without copying the pool, whose size grows with the
+    catalogue while ``rows`` (an outfit) does not.
+
+    >>> p = SubPools(np.array([0, 1, 0, 0, 1]))
+    >>> v = p.without(0, [2, 4])
+    >>> len(v), v[np.array([0, 1])].tolist()
+    (2, [0, 3])
+    """
+
+    def __init__(self, subs: np.ndarray, keep: np.ndarray | None = None):
+        subs = np.asarray(subs, np.int64)
+        rows = np.arange(len(subs)) if keep is None else np.flatnonzero(keep)
+        order = rows[np.argsort(subs[rows], kind="stable")]
+        keys, starts = np.unique(subs[order], return_index=True)
+        self._pools = dict(zip(keys.tolist(), np.split(order, starts[1:])))
+        self._empty = np.zeros(0, np.int64)
+
+    def pool(self, sub: int) -> np.ndarray:
+        return self._pools.get(int(sub), self._empty)
+
+    def without(self, sub: int, rows) -> "_RowsView":
+        pool = self.pool(sub)
+        r = np.unique(np.asarray(rows, np.int64))
+        k = np.searchsorted(pool, r)
+        hit = k < len(pool)
+        hit[hit] = pool[k[hit]] == r[hit]
+        return _RowsView(pool, k[hit])
+
+
+class _RowsView:
+    __slots__ = ("pool", "skip")
+
+    def __init__(self, pool: np.ndarray, skip: np.ndarray):
+        self.pool, self.skip = pool, skip  # skip: ascending positions left out
+
+    def __len__(self) -> int:
+        return len(self.pool) - len(self.skip)
+
+    def __getitem__(self, k):
+        k = np.asarray(k, np.int64)
+        if k.size and (k.min() < 0 or k.max() >= len(self)):
+            raise IndexError(k)
+        # the j-th kept position p satisfies p - #(skip <= p) == j: add skips one by one
+        p = k.copy()
+        for s in self.skip:
+            p = p + (s <= p)
+        return self.pool[p]
 
 
 def outfit_index_lists(outfits: pd.DataFrame, catalog: pd.DataFrame) -> list[np.ndarray]:

@@ -182,7 +182,66 @@ def _groups(outfits: pd.DataFrame) -> list[tuple[str, list[str]]]:
     return out
 
 
-def _fitb_questions(groups, sub_of, pools, rng, eligible) -> tuple[list[dict], int]:
+class _Pools:
+    """The items of each subcategory in catalogue order, and where each item sits.
+
+    A negative is drawn from a pool *without* some items (the outfit's own, the
+    negatives already used). Copying the pool minus those items for every blank
+    costs the pool's size each time, so a split of ``n`` held-out outfits over
+    pools of ``N / subcategories`` items grew as ``n * N``: 159 s at 100k items.
+    :meth:`without` instead returns a view that skips the excluded positions
+    (an outfit has a handful): the same list, the same index -> item, in time
+    independent of the pool's size.
+
+    Examples
+    --------
+    >>> p = _Pools(["a", "b", "c", "d"], ["S", "S", "T", "S"])
+    >>> v = p.without("S", {"b", "c"})
+    >>> len(v), [v[k] for k in range(len(v))]
+    (2, ['a', 'd'])
+    """
+
+    def __init__(self, ids, subs, keep=None):
+        self.pools: dict[str, list[str]] = {}
+        self.where: dict[str, list[tuple[str, int]]] = {}
+        for i, s in zip(ids, subs):
+            if keep is not None and not keep(i):
+                continue
+            pool = self.pools.setdefault(s, [])
+            self.where.setdefault(i, []).append((s, len(pool)))
+            pool.append(i)
+
+    def without(self, sub: str, exclude) -> "_PoolView":
+        """The pool of ``sub`` minus every copy of the items in ``exclude``."""
+        pool = self.pools.get(sub, [])
+        skip = sorted(k for x in exclude for s, k in self.where.get(x, ()) if s == sub)
+        return _PoolView(pool, skip)
+
+
+class _PoolView:
+    """``[c for c in pool if c not in exclude]`` without building it (see :class:`_Pools`)."""
+
+    __slots__ = ("pool", "skip")
+
+    def __init__(self, pool: list[str], skip: list[int]):
+        self.pool, self.skip = pool, skip
+
+    def __len__(self) -> int:
+        return len(self.pool) - len(self.skip)
+
+    def __getitem__(self, k: int) -> str:
+        k = int(k)
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        for s in self.skip:  # ascending: each excluded position at or before k shifts it
+            if s <= k:
+                k += 1
+            else:
+                break
+        return self.pool[k]
+
+
+def _fitb_questions(groups, sub_of, pools: _Pools, rng, eligible) -> tuple[list[dict], int]:
     """One question per outfit; ``eligible(item)`` says which items may be blanked."""
     questions, skipped = [], 0
     for oid, items in groups:
@@ -193,7 +252,7 @@ def _fitb_questions(groups, sub_of, pools, rng, eligible) -> tuple[list[dict], i
         for pos, it in enumerate(items):
             if not eligible(it):
                 continue
-            pool = [c for c in pools.get(sub_of[it], ()) if c not in in_outfit]
+            pool = pools.without(sub_of[it], in_outfit)
             if len(pool) >= N_ANSWERS - 1:
                 options.append((pos, it, pool))
         if not options:
@@ -210,7 +269,7 @@ def _fitb_questions(groups, sub_of, pools, rng, eligible) -> tuple[list[dict], i
     return questions, skipped
 
 
-def _compat_rows(groups, sub_of, pools, rng, hard: bool) -> tuple[list, int]:
+def _compat_rows(groups, sub_of, pools: _Pools, rng, hard: bool) -> tuple[list, int]:
     rows, skipped = [], 0
     for oid, items in groups:
         if len(items) < 2:
@@ -218,9 +277,8 @@ def _compat_rows(groups, sub_of, pools, rng, hard: bool) -> tuple[list, int]:
         in_outfit = set(items)
         swaps = {}
         for pos, it in enumerate(items):
-            pool = [c for c in pools.get(sub_of[it], ()) if c not in in_outfit]
-            if pool:
-                swaps[pos] = pool
+            if len(pools.without(sub_of[it], in_outfit)):
+                swaps[pos] = sub_of[it]
         if hard:
             if not swaps:
                 skipped += 1
@@ -235,7 +293,10 @@ def _compat_rows(groups, sub_of, pools, rng, hard: bool) -> tuple[list, int]:
         neg = list(items)
         used = set(items)
         for pos in chosen:
-            pool = [c for c in swaps[pos] if c not in used] or swaps[pos]
+            # prefer an item not used yet; else any item outside the outfit
+            pool = pools.without(swaps[pos], used)
+            if not len(pool):
+                pool = pools.without(swaps[pos], in_outfit)
             neg[pos] = pool[rng.integers(len(pool))]
             used.add(neg[pos])
         rows.append((1, list(items)))
@@ -257,11 +318,9 @@ def make_eval(outfits: pd.DataFrame, catalog: pd.DataFrame, *, seed: int = 0,
     ids = catalog["item_id"].astype(str).to_numpy()
     subs = catalog["subcategory"].astype(str).to_numpy()
     sub_of = dict(zip(ids, subs))
-    pools: dict[str, list[str]] = {}
-    for i, s in zip(ids, subs):
-        pools.setdefault(s, []).append(i)
+    pools = _Pools(ids, subs)
     train_items = set(train["item_id"])
-    cold_pools = {s: [i for i in p if i not in train_items] for s, p in pools.items()}
+    cold_pools = _Pools(ids, subs, keep=lambda i: i not in train_items)
     groups = _groups(test)
 
     fitb, fitb_skipped = _fitb_questions(groups, sub_of, pools,

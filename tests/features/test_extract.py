@@ -71,14 +71,14 @@ def test_extract_is_idempotent_and_resumable(tmp_path):
     extract_features(cat, tmp_path, out, progress=False, workers=1, chunk_size=4)
     first = (out / "features.parquet").read_bytes(), (out / "keypoints.csv").read_bytes()
     parts = sorted((out / "parts").rglob("part_*.parquet"))
-    assert len(parts) == 3
+    assert len(parts) == 2  # 8 items with an image path in chunks of 4 (+ no_image)
     parts[1].unlink()  # an interrupted run: one chunk never finished
     s = extract_features(cat, tmp_path, out, progress=False, workers=1, chunk_size=4)
-    assert s["parts_resumed"] == 2
+    assert s["parts_resumed"] == 1
     assert ((out / "features.parquet").read_bytes(), (out / "keypoints.csv").read_bytes()) \
         == first
     s = extract_features(cat, tmp_path, out, progress=False, workers=1, chunk_size=4)
-    assert s["parts_resumed"] == 3
+    assert s["parts_resumed"] == 2
 
 
 def test_extract_with_two_worker_processes_matches_one(tmp_path, monkeypatch):
@@ -192,3 +192,64 @@ def test_features_stage_uses_a_trained_keypoint_detector(tmp_path):
     assert t.loc["i2", "kp_method"] == "heatmap" and t.loc["i3", "kp_method"] == ""
     conf = pd.read_parquet(b.path("features/keypoint_confidence.parquet"))
     assert set(conf["kp_method"]) == {"heatmap"}
+
+
+def test_attributes_pooled_over_colour_variants(tmp_path):
+    """Rows of one group (colour variants of a garment) get one answer for a pooled
+    head: the argmax of their renormalised geometric-mean probabilities."""
+    pytest.importorskip("torch")
+    from features.attributes import AttributeModel
+    from features.attributes.grouping import pool_probabilities
+    from features.imaging import load_rgb
+
+    cat = _catalogue(tmp_path)
+    ok = cat["item_id"].str.startswith("i").to_numpy()
+    imgs = [np.asarray(Image.open(tmp_path / p).convert("RGB")) for p in cat.loc[ok, "image_path"]]
+    labels = pd.DataFrame({"slot": cat.loc[ok, "category"].tolist()})
+    model = AttributeModel(preset="tiny", image_size=(24, 16), embed_dim=16, epochs=1,
+                           batch_size=8, random_state=0, num_threads=1).fit(imgs, labels)
+    groups = ["g0", "g0", "g0", "g1", "g1", None, None, None, None]
+    kw = dict(attribute_model=model, progress=False, workers=1)
+    extract_features(cat, tmp_path, tmp_path / "plain", **kw)
+    extract_features(cat, tmp_path, tmp_path / "pooled", groups=groups, pooled_heads=["slot"], **kw)
+    plain = pd.read_parquet(tmp_path / "plain" / "features.parquet")
+    pooled = pd.read_parquet(tmp_path / "pooled" / "features.parquet")
+    probs = model.predict_proba([load_rgb(tmp_path / p) for p in cat.loc[ok, "image_path"]])
+    want = pool_probabilities(probs, groups[:6], ["slot"])["slot"]
+    classes = np.array(model.taxonomy_.classes("slot"), dtype=object)
+    assert pooled.loc[:5, "attr_slot"].tolist() == classes[want.argmax(1)].tolist()
+    np.testing.assert_allclose(pooled.loc[:5, "attr_slot_conf"], want.max(1), rtol=1e-4)
+    assert pooled.loc[:2, "attr_slot"].nunique() == 1 and pooled.loc[3:4, "attr_slot"].nunique() == 1
+    # the ungrouped row and failed rows are as without pooling
+    assert pooled.loc[5:, "attr_slot"].tolist() == plain.loc[5:, "attr_slot"].tolist()
+
+
+def test_items_without_an_image_are_one_part_with_the_chunk_rows(tmp_path):
+    """Image-less items (interleaved with imaged ones) get exactly the rows the
+    per-item path gives them, in catalogue order; only imaged items are chunked."""
+    cat = _catalogue(tmp_path, n_ok=4)
+    extra = pd.DataFrame({"item_id": [f"t{k}" for k in range(5)],
+                          "category": ["top", "bottom", "dress", "shoes", "outerwear"],
+                          "subcategory": ["Shirt", "Jeans", "Dresses", "Sneakers", "Coats"],
+                          "image_path": "", "colour": "", "material": "", "gender": ""})
+    cat = pd.concat([extra.iloc[:2], cat.iloc[:3], extra.iloc[2:], cat.iloc[3:]],
+                    ignore_index=True)
+    out = tmp_path / "feat"
+    s = extract_features(cat, tmp_path, out, progress=False, workers=1, chunk_size=2)
+    # 6 items have an image path (4 images, one corrupt, one missing): 3 chunks
+    assert s["parts"] == 3 and s["n_items"] == len(cat)
+    parts = list((out / "parts").glob("*/*.parquet"))
+    assert sorted(p.name for p in parts) == ["no_image.parquet", "part_000000.parquet",
+                                             "part_000001.parquet", "part_000002.parquet"]
+    t = pd.read_parquet(out / "features.parquet")
+    assert t["item_id"].tolist() == cat["item_id"].tolist()
+    items = [(r.item_id, X._resolve(r.image_path, tmp_path), r.category, r.subcategory)
+             for r in cat.itertuples()]
+    ref = X._process_items(items, 512)[list(BASE_COLUMNS)]
+    for c in ("feat_ok", "feat_error", "mask_method", "colour_group", "kp_category",
+              "kp_method"):
+        ref[c] = ref[c].fillna("").astype(bool if c == "feat_ok" else str)
+    pd.testing.assert_frame_equal(t[list(BASE_COLUMNS)], ref, check_dtype=False)
+    noimg = t.set_index("item_id").loc[["t0", "t2", "noimg"]]
+    assert (noimg["feat_error"] == "no image").all() and not noimg["feat_ok"].any()
+    assert noimg.loc["t2", "kp_category"] == "dress"

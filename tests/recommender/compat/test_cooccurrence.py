@@ -73,3 +73,37 @@ def test_two_hop_leave_one_outfit_out_is_exact():
                     A[i, j] += 1
     a, b = np.array([0, 3, 5]), np.array([1, 4, 11])
     np.testing.assert_allclose(st.two_hop(a, b), (A @ A)[a, b])
+
+
+def test_vectorised_tables_equal_the_per_outfit_loops():
+    """The outfit-by-value and item-by-value tables equal the per-outfit loops
+    they replaced (kept as float32: the counts are exact)."""
+    rng = np.random.default_rng(4)
+    n, V = 300, 7
+    codes = rng.integers(0, V, n)
+    outfits = [rng.choice(n, int(rng.integers(1, 7)), replace=False) for _ in range(150)]
+    outfits.append(np.array([5, 5, 9]))  # a repeated item counts once
+    st = CooccurrenceStats().fit(outfits, n, {"f": codes}, {"f": V})
+    uniq = [np.unique(o) for o in outfits]
+    ov = np.zeros((len(uniq), V))
+    for k, o in enumerate(uniq):
+        np.add.at(ov[k], codes[o], 1)
+    aff = np.zeros((n, V))
+    partners = np.zeros(n)
+    count = np.zeros(n)
+    for k, o in enumerate(uniq):
+        rows = np.tile(ov[k], (len(o), 1))
+        rows[np.arange(len(o)), codes[o]] -= 1
+        np.add.at(aff, o, rows)
+        partners[o] += len(o) - 1
+        count[o] += 1
+    assert st.outfit_values_["f"].dtype == np.float32 == st.affinity_["f"].dtype
+    assert np.array_equal(st.outfit_values_["f"], ov) and np.array_equal(st.affinity_["f"], aff)
+    assert np.array_equal(st.partners_, partners) and np.array_equal(st.item_count_, count)
+    assert np.array_equal(st.joint_["f"], ov.T @ ov - np.diag(ov.sum(axis=0)))
+    # lookups read them as float64, with the row's outfit left out
+    idx = rng.integers(0, n, 50)
+    v = rng.integers(0, V, 50)
+    o = rng.integers(-1, len(uniq), 50)
+    assert st.affinity("f", idx, v, o).dtype == np.float64
+    assert st.pmi("f", codes[idx], v, o).dtype == np.float64

@@ -91,3 +91,128 @@ def test_cli_make_eval(tmp_path, data, capsys):
     assert len(read_compat(tmp_path / "ev" / "compatibility_hard.tsv")) == 40
     assert pd.read_parquet(tmp_path / "ev" / "train_outfits.parquet")["outfit_id"].nunique() == 80
     assert "fitb: 20 questions" in capsys.readouterr().out
+
+
+# -- the pool views give the very files the list-copying code gave ---------------------
+def _reference_fitb(groups, sub_of, pools, rng, eligible):
+    """The split's FITB questions as first written: a filtered copy of the pool per blank."""
+    questions, skipped = [], 0
+    for oid, items in groups:
+        if len(items) < 2:
+            continue
+        in_outfit = set(items)
+        options = []
+        for pos, it in enumerate(items):
+            if not eligible(it):
+                continue
+            pool = [c for c in pools.get(sub_of[it], ()) if c not in in_outfit]
+            if len(pool) >= 3:
+                options.append((pos, it, pool))
+        if not options:
+            skipped += 1
+            continue
+        pos, blank, pool = options[rng.integers(len(options))]
+        negs = [pool[i] for i in rng.choice(len(pool), 3, replace=False)]
+        answers = [blank] + negs
+        order = rng.permutation(4)
+        answers = [answers[i] for i in order]
+        questions.append({"outfit_id": oid, "question": [x for x in items if x != blank],
+                          "blank_position": pos, "answers": answers,
+                          "label": int(np.flatnonzero(order == 0)[0])})
+    return questions, skipped
+
+
+def _reference_compat(groups, sub_of, pools, rng, hard):
+    rows, skipped = [], 0
+    for oid, items in groups:
+        if len(items) < 2:
+            continue
+        in_outfit = set(items)
+        swaps = {}
+        for pos, it in enumerate(items):
+            pool = [c for c in pools.get(sub_of[it], ()) if c not in in_outfit]
+            if pool:
+                swaps[pos] = pool
+        if hard:
+            if not swaps:
+                skipped += 1
+                continue
+            positions = sorted(swaps)
+            chosen = [positions[rng.integers(len(positions))]]
+        else:
+            if len(swaps) < len(items):
+                skipped += 1
+                continue
+            chosen = list(range(len(items)))
+        neg = list(items)
+        used = set(items)
+        for pos in chosen:
+            pool = [c for c in swaps[pos] if c not in used] or swaps[pos]
+            neg[pos] = pool[rng.integers(len(pool))]
+            used.add(neg[pos])
+        rows.append((1, list(items)))
+        rows.append((0, neg))
+    return rows, skipped
+
+
+def test_pool_views_reproduce_the_list_copying_split():
+    """3,000 items in pools of 1 to 400 (tiny pools exercise the skips and the
+    fallback to an already used negative): every file equals what the old
+    list-copying code drew from the same seeds."""
+    from recommender.evaluation import make_eval as me
+
+    rng = np.random.default_rng(7)
+    sizes = [1, 2, 3, 4, 5] + [400] * 5 + list(rng.integers(20, 120, 20))
+    subs = [f"S{k}" for k, n in enumerate(sizes) for _ in range(n)]
+    ids = [f"i{k}" for k in range(len(subs))]
+    cat = pd.DataFrame({"item_id": ids, "subcategory": subs, "category": "top"})
+    # outfits of 2-6 items, biased to the tiny pools so every branch is taken
+    weights = np.array([40.0 if s in ("S0", "S1", "S2", "S3", "S4") else 1.0 for s in subs])
+    weights /= weights.sum()
+    rows = []
+    for o in range(1500):
+        for it in rng.choice(len(ids), int(rng.integers(2, 7)), replace=False, p=weights):
+            rows.append((str(o), ids[it]))
+    tiny = [k for k, s in enumerate(subs) if s in ("S0", "S1", "S2", "S3")]
+    for o in range(1500, 1700):  # outfits of tiny-pool items only: nothing to ask
+        for it in rng.choice(tiny, int(rng.integers(2, 4)), replace=False):
+            rows.append((str(o), ids[it]))
+    outfits = pd.DataFrame(rows, columns=["outfit_id", "item_id"])
+    ev = make_eval(outfits, cat, seed=5)
+
+    sub_of = dict(zip(ids, subs))
+    pools: dict = {}
+    for i, s in zip(ids, subs):
+        pools.setdefault(s, []).append(i)
+    train_items = set(ev.train_outfits["item_id"])
+    cold = {s: [i for i in p if i not in train_items] for s, p in pools.items()}
+    groups = me._groups(ev.test_outfits)
+    ref_fitb = _reference_fitb(groups, sub_of, pools, np.random.default_rng([5, 1]),
+                               lambda it: True)
+    ref_cold = _reference_fitb(groups, sub_of, cold, np.random.default_rng([5, 2]),
+                               lambda it: it not in train_items)
+    ref_compat = _reference_compat(groups, sub_of, pools, np.random.default_rng([5, 3]), False)
+    ref_hard = _reference_compat(groups, sub_of, pools, np.random.default_rng([5, 4]), True)
+    assert ev.fitb == ref_fitb[0] and ev.info["n_fitb_skipped"] == ref_fitb[1]
+    assert ev.fitb_cold == ref_cold[0] and ev.info["n_fitb_cold_skipped"] == ref_cold[1]
+    assert ev.compatibility == ref_compat[0]
+    assert ev.info["n_compatibility_skipped"] == ref_compat[1]
+    assert ev.compatibility_hard == ref_hard[0]
+    assert ev.info["n_compatibility_hard_skipped"] == ref_hard[1]
+    # every branch was exercised: skipped questions and rows, and questions asked
+    assert ref_fitb[1] > 0 and ref_compat[1] > 0 and len(ref_fitb[0]) > 100
+    assert len(ref_cold[0]) > 10 and len(ref_hard[0]) > 100
+
+
+def test_pool_view_skips_every_copy_of_an_excluded_id():
+    from recommender.evaluation.make_eval import _Pools
+
+    p = _Pools(["a", "b", "a", "c", "d"], ["S", "S", "S", "S", "T"])
+    v = p.without("S", {"a", "d", "zz"})
+    assert len(v) == 2 and [v[0], v[1]] == ["b", "c"]
+    with pytest.raises(IndexError):
+        v[2]
+    assert len(p.without("missing", {"a"})) == 0
+    cold = _Pools(["a", "b", "c"], ["S", "S", "S"], keep=lambda i: i != "b")
+    w = cold.without("S", {"b"})
+    assert [w[k] for k in range(len(w))] == ["a", "c"]
