@@ -20,7 +20,8 @@ Nodes are catalogue items. Edges, each with a ``kind`` and a ``weight``:
 Files written (relative to the bundle)::
 
     graph/edges.parquet      src, dst (item ids), weight, kind: the graph of record
-    graph/graph.json         config, counts, scorer, build time, networkx stats
+    graph/graph.json         config, counts, scorer, build time (and CPU seconds
+                             by phase), networkx stats
     graph/csr_<kind>_<category>_{indptr,indices,weights}.npy
                              per kind and target category: CSR rows over all
                              catalogue rows (int64 indptr, int32 indices, float32
@@ -81,6 +82,11 @@ class GraphConfig:
     list_size: int = 512
     n_probe: int = 3
     chunk: int = 20_000      # queries scored per batch (bounds memory)
+    # queries per nearest-neighbour search: larger than ``chunk`` because every
+    # batch scans each IVF list it touches once, and at 10^6 items a 20,000-query
+    # batch touched nearly all ~500 lists with ~40 queries each (the Python loop
+    # and small products grew with n); rounded up to a multiple of ``chunk``
+    search_chunk: int = 65_536
     networkx_max_edges: int = 2_000_000
     seed: int = 0
 
@@ -113,6 +119,12 @@ class ContentScorer:
         self.emb = emb
         self.colours = colours
         self.neutral = np.isin(colours, list(NEUTRAL_COLOURS))
+        # integer codes: comparing Python strings pair by pair chased pointers to
+        # scattered string objects (the score step grew faster than n)
+        codes = pd.factorize(pd.Series(colours, dtype=object))[0].astype(np.int64)
+        missing = codes < 0  # a missing colour matches nothing, as NaN != NaN
+        codes[missing] = -1 - np.arange(int(missing.sum()))
+        self._codes = codes
 
     def __call__(self, src: np.ndarray, dst: np.ndarray, cooc: np.ndarray | None = None
                  ) -> np.ndarray:
@@ -124,7 +136,7 @@ class ContentScorer:
             b = np.asarray(self.emb[dst[s:s + 100_000]], dtype=np.float32)
             cos[s:s + 100_000] = np.einsum("ij,ij->i", a, b)
         c = np.zeros(len(src)) if cooc is None else np.asarray(cooc, dtype=float)
-        col = np.where((self.colours[src] == self.colours[dst]) | self.neutral[src]
+        col = np.where((self._codes[src] == self._codes[dst]) | self.neutral[src]
                        | self.neutral[dst], 1.0, 0.5)
         return (0.4 * (cos + 1) / 2 + 0.4 * (1 - np.exp(-c / 2)) + 0.2 * col).astype(np.float32)
 
@@ -210,6 +222,35 @@ def _keep_columns(m: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
     return out
 
 
+def _score_chunk(q, nb, cooc_b, hop_b, top_pop, scorer, cfg, n, edges, lap) -> int:
+    """Candidates of queries ``q`` in one target category (their embedding
+    neighbours ``nb``, co-occurrence, two-hop, popular), scored; appends the
+    ``cooc`` and ``compat`` edges and returns the number of pairs scored."""
+    all_cols = np.ones(n, dtype=bool)
+    r, col, v = row_topk_sparse(cooc_b, q, all_cols, max(cfg.k_cooc, cfg.k_candidates))
+    keep = np.zeros(len(r), dtype=bool)
+    if len(r):
+        first = np.concatenate([[0], np.flatnonzero(np.diff(r)) + 1])
+        rank = np.arange(len(r)) - np.repeat(first, np.diff(np.append(first, len(r))))
+        keep = rank < cfg.k_cooc
+    edges["cooc"].append(_part(q[r[keep]], col[keep], v[keep]))
+    hr, hc, _ = row_topk_sparse(hop_b, q, all_cols, cfg.k_hop_candidates)
+    me = nb[:, :cfg.k_candidates] >= 0
+    cs = [np.repeat(q, me.sum(1)), q[r], q[hr], np.repeat(q, len(top_pop))]
+    cd = [nb[:, :cfg.k_candidates][me], col, hc, np.tile(top_pop, len(q))]
+    cc = [np.zeros(me.sum()), v.astype(float), np.zeros(len(hr)),
+          np.zeros(len(q) * len(top_pop))]
+    ps, pd_, pc = _dedupe_pairs(np.concatenate(cs).astype(np.int64),
+                                np.concatenate(cd).astype(np.int64),
+                                np.concatenate(cc), n)
+    lap("history_candidates")
+    w = np.asarray(scorer(ps, pd_, pc), dtype=np.float32)
+    lap("score")
+    edges["compat"].append(_part(*_topk_per_src(ps, pd_, w, cfg.k_compat)))
+    lap("top_k")
+    return len(ps)
+
+
 def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFrame | None,
                 pairing: dict[str, tuple[str, ...]], *, scorer: Callable | None = None,
                 features: pd.DataFrame | None = None, config: GraphConfig | None = None,
@@ -228,6 +269,14 @@ def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFr
     """
     cfg = config or GraphConfig()
     t0 = time.perf_counter()
+    # CPU seconds per phase (graph.json, benchmarks): which step grows with n
+    phase: dict[str, float] = {}
+    clock = [time.process_time()]
+
+    def lap(name: str) -> None:
+        now = time.process_time()
+        phase[name] = phase.get(name, 0.0) + now - clock[0]
+        clock[0] = now
     ids = catalog["item_id"].astype(str).to_numpy()
     cats = catalog["category"].astype(str).to_numpy()
     n = len(ids)
@@ -237,6 +286,7 @@ def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFr
     cooc = cooccurrence_matrix(train_outfits, ids)
     popularity = np.asarray(cooc.sum(axis=1)).ravel()
     log(f"co-occurrence: {cooc.nnz // 2} item pairs from training outfits")
+    lap("cooccurrence")
     present = [c for c in CATEGORIES if (cats == c).any()]
     by_cat = {c: np.flatnonzero(cats == c) for c in present}
     edges: dict[str, list] = {k: [] for k in EDGE_KINDS}
@@ -248,6 +298,7 @@ def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFr
                               list_size=cfg.list_size, n_probe=cfg.n_probe,
                               random_state=cfg.seed) for c in present}
     t_index = time.perf_counter() - t0
+    lap("index")
 
     # pass 1: same-category neighbours (visual edges, and the two-hop bridge)
     k1 = max(cfg.k_visual, cfg.k_hop)
@@ -261,10 +312,12 @@ def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFr
         mh = nb[:, :cfg.k_hop] >= 0
         hop_rows.append(np.repeat(q, mh.sum(1)))
         hop_cols.append(nb[:, :cfg.k_hop][mh])
+    lap("search_same_category")
     hop = sp.csr_matrix((np.ones(sum(map(len, hop_rows)), np.int32),
                          (np.concatenate(hop_rows), np.concatenate(hop_cols))), shape=(n, n))
     two_hop = (hop @ cooc).tocsr()
     t_same = time.perf_counter() - t0
+    lap("two_hop")
 
     # pass 2: each target category b, for the items it completes
     for b in present:
@@ -275,35 +328,23 @@ def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFr
         # history restricted to target columns once, not per batch
         cooc_b = _keep_columns(cooc, cats == b)
         hop_b = _keep_columns(two_hop, cats == b)
-        all_cols = np.ones(n, dtype=bool)
         top_pop = by_cat[b][np.argsort(-popularity[by_cat[b]], kind="stable")[:cfg.k_popular]]
         top_pop = top_pop[popularity[top_pop] > 0]
-        for s in range(0, len(q_all), cfg.chunk):
-            q = q_all[s:s + cfg.chunk]
-            kk = max(cfg.k_candidates, cfg.k_visual)
-            nb, sim = index[b].search(emb, q, kk)
-            m = nb[:, :cfg.k_visual] >= 0
-            edges["visual"].append(_part(np.repeat(q, m.sum(1)), nb[:, :cfg.k_visual][m],
-                                         sim[:, :cfg.k_visual][m]))
-            r, col, v = row_topk_sparse(cooc_b, q, all_cols, max(cfg.k_cooc, cfg.k_candidates))
-            keep = np.zeros(len(r), dtype=bool)
-            if len(r):
-                first = np.concatenate([[0], np.flatnonzero(np.diff(r)) + 1])
-                rank = np.arange(len(r)) - np.repeat(first, np.diff(np.append(first, len(r))))
-                keep = rank < cfg.k_cooc
-            edges["cooc"].append(_part(q[r[keep]], col[keep], v[keep]))
-            hr, hc, _ = row_topk_sparse(hop_b, q, all_cols, cfg.k_hop_candidates)
-            me = nb[:, :cfg.k_candidates] >= 0
-            cs = [np.repeat(q, me.sum(1)), q[r], q[hr], np.repeat(q, len(top_pop))]
-            cd = [nb[:, :cfg.k_candidates][me], col, hc, np.tile(top_pop, len(q))]
-            cc = [np.zeros(me.sum()), v.astype(float), np.zeros(len(hr)),
-                  np.zeros(len(q) * len(top_pop))]
-            ps, pd_, pc = _dedupe_pairs(np.concatenate(cs).astype(np.int64),
-                                        np.concatenate(cd).astype(np.int64),
-                                        np.concatenate(cc), n)
-            w = np.asarray(scorer(ps, pd_, pc), dtype=np.float32)
-            n_scored += len(ps)
-            edges["compat"].append(_part(*_topk_per_src(ps, pd_, w, cfg.k_compat)))
+        lap("history_columns")
+        kk = max(cfg.k_candidates, cfg.k_visual)
+        # a whole number of scoring chunks: the same batches, so the same edges in
+        # the same order, as one search per scoring chunk
+        search_chunk = -(-max(cfg.search_chunk, cfg.chunk) // cfg.chunk) * cfg.chunk
+        for s0 in range(0, len(q_all), search_chunk):
+            q_s = q_all[s0:s0 + search_chunk]
+            nb_s, sim_s = index[b].search(emb, q_s, kk)
+            m = nb_s[:, :cfg.k_visual] >= 0
+            edges["visual"].append(_part(np.repeat(q_s, m.sum(1)), nb_s[:, :cfg.k_visual][m],
+                                         sim_s[:, :cfg.k_visual][m]))
+            lap("search_targets")
+            for s in range(0, len(q_s), cfg.chunk):
+                n_scored += _score_chunk(q_s[s:s + cfg.chunk], nb_s[s:s + cfg.chunk],
+                                         cooc_b, hop_b, top_pop, scorer, cfg, n, edges, lap)
         log(f"graph: target {b}: {len(q_all)} queries")
 
     out = {}
@@ -317,6 +358,7 @@ def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFr
             s = d = np.zeros(0, np.int32)
             w = np.zeros(0, np.float32)
         out[kind] = (s, d, w)
+    lap("assemble")
     elapsed = time.perf_counter() - t0
     stats = {
         "n_items": int(n), "categories": {c: int(len(by_cat[c])) for c in present},
@@ -328,6 +370,7 @@ def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFr
         "scorer": getattr(scorer, "name", type(scorer).__name__),
         "seconds": round(elapsed, 3), "seconds_index": round(t_index, 3),
         "seconds_same_category": round(t_same, 3),
+        "cpu_seconds_by_phase": {k: round(v, 3) for k, v in phase.items()},
         "config": dataclasses.asdict(cfg),
     }
     return GraphResult(ids, cats, out, stats)
@@ -371,28 +414,36 @@ def export_serving_arrays(result: GraphResult, out_dir: str | Path) -> list[Path
 
 
 def write_edges(result: GraphResult, path: str | Path) -> None:
-    """Write ``edges.parquet`` with dictionary-encoded ids (cheap at 10^8 edges)."""
+    """Write ``edges.parquet``: src and dst item ids as plain strings, weight, kind.
+
+    The ids are gathered from one arrow array of the catalogue's ids in C++ (no
+    per-edge Python strings) and written without a parquet dictionary: parquet
+    re-encodes a dictionary column value by value through a hash table of all the
+    ids, which at 10^6 items no longer fits in cache: 560 ns an edge against 163
+    ns at 10^5, plain 165 and 104 ns (1.2 x 10^7 edges; peak memory lower too).
+    ``kind`` (three values) stays dictionary-encoded.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    dictionary = pa.array(result.item_ids.astype(str))
+    ids = pa.array(result.item_ids.astype(str))
     writer = None
     try:
         for kind, (s, d, w) in result.edges.items():
-            for a in range(0, max(len(s), 1), 10_000_000):
-                sl = slice(a, a + 10_000_000)
+            # 2M-edge batches: the gathered id strings (~11 bytes an edge per
+            # column) stay a transient of tens of MB
+            for a in range(0, max(len(s), 1), 2_000_000):
+                sl = slice(a, a + 2_000_000)
                 tbl = pa.table({
-                    "src": pa.DictionaryArray.from_arrays(pa.array(s[sl].astype(np.int32)),
-                                                          dictionary),
-                    "dst": pa.DictionaryArray.from_arrays(pa.array(d[sl].astype(np.int32)),
-                                                          dictionary),
+                    "src": ids.take(pa.array(s[sl].astype(np.int32))),
+                    "dst": ids.take(pa.array(d[sl].astype(np.int32))),
                     "weight": pa.array(w[sl].astype(np.float32)),
                     # one dictionary entry, no per-edge Python strings
                     "kind": pa.DictionaryArray.from_arrays(
                         pa.array(np.zeros(len(s[sl]), np.int32)), pa.array([kind])),
                 })
                 if writer is None:
-                    writer = pq.ParquetWriter(str(path), tbl.schema)
+                    writer = pq.ParquetWriter(str(path), tbl.schema, use_dictionary=["kind"])
                 writer.write_table(tbl)
     finally:
         if writer is not None:
@@ -490,7 +541,8 @@ def _train_outfits_path(bundle) -> tuple[Path, bool]:
 
 
 #: Bump when the serving arrays' layout changes (see stage_inputs of the compat stage).
-GRAPH_VERSION = 2
+#: 3: edges.parquet src/dst are plain strings, no longer dictionary (categorical) columns.
+GRAPH_VERSION = 3
 
 
 def stage_inputs(ctx) -> dict:

@@ -244,15 +244,18 @@ def _trousers(P: _Points, mask, y0, y1, H, W):
         P.set(f"bottom_{side}_in", in_x, y_end, 0.75)
 
 
-def _concave_corner(edge: np.ndarray, y0: int, H: int, side: str):
+def _concave_corner(edge: np.ndarray, y0: int, H: int, side: str,
+                    rows: tuple[float, float] | None = None):
     """Row of the sharpest concave turn of a side contour ``edge[y]`` (x per row).
 
-    Looks in the upper 60% of the garment, below its first 8%. The turn at row y
-    is the cross product of the contour's directions before and after it over a
-    step of 5% of the height; for the left side concave is negative.
+    Looks in ``rows`` (first, last) or else the upper 60% of the garment, below its
+    first 8%. The turn at row y is the cross product of the contour's directions
+    before and after it over a step of 5% of the height; for the left side concave
+    is negative.
     """
     s = max(2, int(round(0.05 * H)))
-    ys = np.arange(y0 + max(s, int(0.08 * H)), y0 + int(0.6 * H))
+    lo, hi = rows if rows is not None else (y0 + max(s, int(0.08 * H)), y0 + int(0.6 * H))
+    ys = np.arange(int(lo), int(hi) + 1)
     ys = ys[(ys - s >= 0) & (ys + s < len(edge))]
     if len(ys) == 0:
         return None
@@ -263,6 +266,32 @@ def _concave_corner(edge: np.ndarray, y0: int, H: int, side: str):
         cross = -cross
     i = int(np.argmin(cross))
     return int(ys[i]) if cross[i] < -0.1 else None
+
+
+def _top_width(mask: np.ndarray, y0: int, H: int) -> float:
+    """Median width (extent of the mask) of the rows 5-15% down the garment."""
+    widths = []
+    for y in range(y0 + int(0.05 * H), y0 + max(int(0.15 * H), int(0.05 * H) + 1)):
+        xs = np.nonzero(mask[y])[0]
+        if len(xs):
+            widths.append(xs.max() - xs.min() + 1)
+    return float(np.median(widths)) if widths else float(H)
+
+
+#: Marks the side whose armpit was mirrored from the other side's pocket.
+MIRRORED = "mirrored"
+
+
+def _centre_x(mask: np.ndarray, y0: int, H: int, default: float) -> float:
+    """The garment's symmetry axis from its top rows (neck and shoulder line), which
+    no hanging sleeve reaches: the median midpoint of each row's extent."""
+    rows = range(y0 + max(1, int(0.02 * H)), y0 + max(2, int(0.1 * H)))
+    mids = []
+    for y in rows:
+        xs = np.nonzero(mask[y])[0]
+        if len(xs):
+            mids.append(0.5 * (xs.min() + xs.max()))
+    return float(np.median(mids)) if mids else default
 
 
 def _tops(P: _Points, mask, y0, y1, H, W, category):
@@ -306,20 +335,48 @@ def _tops(P: _Points, mask, y0, y1, H, W, category):
         out = (xl_t - edge) if side == "left" else (edge - xr_t)  # >0: sticks out
         rows = np.arange(y0, y0 + int(0.6 * H))
         sticking = rows[out[rows] > tol]
+        last = None
         if len(sticking) >= max(2, 0.03 * H):
             # The first run of rows from the top (a flared skirt lower down
             # sticks out too, but is not the sleeve).
             breaks = np.nonzero(np.diff(sticking) > 1)[0]
-            last = sticking[breaks[0]] if len(breaks) else sticking[-1]
-            y = min(int(last) + 1, y1)
+            last = int(sticking[breaks[0]] if len(breaks) else sticking[-1])
+            # A dress's sleeve ends in a step (its underside); the bodice of a
+            # sleeveless dress tapering to the waist only drifts inward row by
+            # row. (Not for tops: their short spread sleeves have slanted
+            # undersides, and their bodies do not taper.)
+            below = min(last + max(2, int(round(0.03 * H))), y1)
+            if category == "dress" and out[last] - out[below] < 0.08 * tw:
+                last = None
+        if last is not None:
+            y = min(last + 1, y1)
             armpit[side] = (float(edge[y]), y, 0.6)
             pocket[side] = None
         else:
             # Sleeveless: the armhole curve meets the side seam in a concave
-            # corner; find the sharpest inward turn of the side contour.
-            y = _concave_corner(edge, y0, H, side)
-            if y is not None:
-                armpit[side] = (float(edge[y]), y, 0.45)
+            # corner; find the sharpest inward turn of the side contour at armhole
+            # depth (a dress's waist lower down turns more sharply), measured in
+            # chest widths A: the width across the top of a sleeveless garment.
+            # A straight-sided armhole shows no corner: the armpit then sits at
+            # the usual depth, 0.57 A below the top (shoulder drop 0.07 + armhole
+            # 0.5, the median proportions of laid-flat tops).
+            A = _top_width(mask, y0, H)
+            y = _concave_corner(edge, y0, H, side, (y0 + 0.3 * A, y0 + 0.9 * A))
+            conf = 0.45
+            if y is None:
+                y, conf = min(int(round(y0 + 0.57 * A)), y1), 0.3
+            armpit[side] = (float(edge[y]), y, conf)
+    # A garment laid flat is symmetric: its armpits mirror each other about the
+    # centre line. A sleeve hanging flush against the body leaves no pocket on its
+    # side, and the fallbacks above then land on the sleeve; when exactly one side
+    # has a pocket, mirror it (on the demo catalogue 1 in 5 tops has one such side).
+    found = [sd for sd in ("left", "right") if pocket.get(sd) is not None]
+    if len(found) == 1:
+        sd = found[0]
+        other = "right" if sd == "left" else "left"
+        x, y, c = armpit[sd]
+        armpit[other] = (2 * _centre_x(mask, y0, H, cx) - x, y, 0.8 * c)
+        pocket[other] = MIRRORED
     for side, (x, y, c) in armpit.items():
         P.set(f"armpit_{side}", x, y, c)
 
@@ -364,26 +421,45 @@ def _tops(P: _Points, mask, y0, y1, H, W, category):
             P.set(f"{hem}_left", r[0], yb_torso, 0.8)
             P.set(f"{hem}_right", r[1], yb_torso, 0.8)
         ya = min((v[1] for v in armpit.values()), default=y0 + 0.25 * H)
-        s, e = int(ya + 0.1 * (yb - ya)), int(ya + 0.55 * (yb - ya))
         best, best_y = None, None
-        for y in range(s, max(e, s + 1)):
-            r = _run_at(mask[y], cx)
-            if r is not None and (best is None or r[1] - r[0] < best[1] - best[0]):
-                best, best_y = r, y
+        if category == "dress":
+            # A dress is cut in at the waist: its narrowest row below the armpits.
+            s, e = int(ya + 0.1 * (yb - ya)), int(ya + 0.55 * (yb - ya))
+            for y in range(s, max(e, s + 1)):
+                r = _run_at(mask[y], cx)
+                if r is not None and (best is None or r[1] - r[0] < best[1] - best[0]):
+                    best, best_y = r, y
+        else:
+            # Outerwear hangs straight or widens from the armpits down, so its
+            # narrowest row is just the top of any search window; its waistline
+            # sits at the usual waist drop, 0.6 armpit widths below the armpits
+            # (at most halfway to the hem), on the side contour.
+            if len(armpit) == 2:
+                width = abs(armpit["right"][0] - armpit["left"][0])
+            else:
+                width = tw
+            best_y = int(round(min(ya + 0.6 * width, ya + 0.5 * (yb - ya))))
+            best = _run_at(mask[min(max(best_y, y0), y1)], cx)
         if best is not None:
             P.set("waistline_left", best[0], best_y, 0.4)
             P.set("waistline_right", best[1], best_y, 0.4)
 
     # -- cuffs -----------------------------------------------------------------
     for side in ("left", "right"):
-        if side not in pocket:
-            continue  # sleeveless: no sleeve, no cuff
         sh = P.xy[K[f"shoulder_{side}"]]
-        if P.vis[K[f"shoulder_{side}"]] < 0:
+        if P.vis[K[f"shoulder_{side}"]] < 0 or side not in armpit:
             continue
         ax, ay = armpit[side][0], armpit[side][1]
+        if side not in pocket:
+            # Sleeveless: FashionAI puts the "cuff" on the armhole, its inner end
+            # at the armpit and its outer end at the shoulder.
+            P.set(f"cuff_{side}_in", ax, ay, 0.3)
+            P.set(f"cuff_{side}_out", *sh, 0.3)
+            continue
         sel = (xs_all < ax - tol) if side == "left" else (xs_all > ax + tol)
         g = pocket[side]
+        if g is MIRRORED:   # the sleeve is as long as the other side's
+            g = pocket["right" if side == "left" else "left"]
         # The sleeve ends where its pocket opens (a flared body further down is
         # not sleeve); a spread sleeve lies above its armpit.
         sel &= ys_all <= (g[0] + g[2] if g is not None else ay)

@@ -255,7 +255,10 @@ class CooccurrenceStats:
         s_b = np.bincount(rep, self.pair_count(rb, c) * (c != ra), len(m))
         s_a = np.bincount(rep, self.pair_count(ra, c) * (c != rb), len(m))
         size = np.bincount(rep, minlength=len(m))
-        both = in_a * in_b * np.maximum(size - 2, 0) * (a[m] != b[m])
+        # sum_c M[a, c] M[b, c]: the outfit's other members (a == b happens at model
+        # level, two colours of one garment)
+        both = np.where(a[m] != b[m], in_a * in_b * np.maximum(size - 2, 0),
+                        in_a * np.maximum(size - 1, 0))
         val[m] = val[m] - in_a * s_b - in_b * s_a + both
         return np.maximum(val, 0.0)
 

@@ -40,6 +40,14 @@ def pair_reasons(model, i: int, j: int) -> list[str]:
         looks = "look" if n_pair == 1 else "looks"
         reasons.append((contrib.get("cooccurrence", 0) + 1.0,
                         f"worn together in {int(n_pair)} {looks}"))
+    else:
+        # no history of the pair itself: colour variants of the two pieces may have one
+        n_sib = feat("sib_pair_count")
+        if n_sib == n_sib and n_sib >= 1:
+            looks = "look" if n_sib == 1 else "looks"
+            reasons.append((contrib.get("cooccurrence", 0) + 0.5,
+                            f"other colours of these pieces were worn together in "
+                            f"{int(n_sib)} {looks}"))
     pmi_sub = feat("pmi_subcategory")
     if pmi_sub == pmi_sub and pmi_sub > 0.3 and str(ri.get("subcategory", "")):
         reasons.append((contrib.get("cooccurrence", 0),

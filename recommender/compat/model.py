@@ -99,6 +99,12 @@ class CompatibilityModel:
         ten thousand outfits) untouched.
     max_val_outfits : at most this many outfits held out for early stopping and the
         validation metrics (the rest of ``val_fraction`` stays in training)
+    model_code_gap : use the gap between numeric model codes as a metadata feature
+        (see :class:`recommender.compat.pair_features.PairFeaturizer`)
+    graph_dim : size of the co-occurrence graph vectors (0: none; see
+        :func:`recommender.compat.pair_features.graph_vectors`)
+    lgb_params : further LightGBM parameters (override the defaults above), e.g.
+        ``{"feature_fraction": 0.5, "cat_smooth": 50}``
 
     Attributes (after fit or load)
     ------------------------------
@@ -109,11 +115,12 @@ class CompatibilityModel:
     feature_importance_ : dict name -> gain
     """
 
-    def __init__(self, groups=GROUPS, negatives="auto", n_negatives=1, val_fraction=0.15,
+    def __init__(self, groups=GROUPS, negatives="auto", n_negatives=2, val_fraction=0.15,
                  num_boost_round=1000, early_stopping_rounds=50, learning_rate=0.05,
                  num_leaves=63, min_data_in_leaf=50, aggregate="auto", num_threads=1,
                  random_state=0, style=None, style_folds=2,
-                 max_train_outfits=MAX_TRAIN_OUTFITS, max_val_outfits=MAX_VAL_OUTFITS):
+                 max_train_outfits=MAX_TRAIN_OUTFITS, max_val_outfits=MAX_VAL_OUTFITS,
+                 model_code_gap=True, graph_dim=0, lgb_params=None):
         self.groups = groups
         self.negatives = negatives
         self.n_negatives = n_negatives
@@ -130,6 +137,9 @@ class CompatibilityModel:
         self.style_folds = style_folds
         self.max_train_outfits = max_train_outfits
         self.max_val_outfits = max_val_outfits
+        self.model_code_gap = model_code_gap
+        self.lgb_params = lgb_params
+        self.graph_dim = graph_dim
 
     # -- training ----------------------------------------------------------------------
     def _params(self) -> dict:
@@ -138,7 +148,8 @@ class CompatibilityModel:
                 "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1,
                 "lambda_l2": 1.0, "cat_smooth": 10, "max_cat_to_onehot": 8,
                 "num_threads": self.num_threads, "seed": self.random_state,
-                "deterministic": True, "force_row_wise": True, "verbosity": -1}
+                "deterministic": True, "force_row_wise": True, "verbosity": -1,
+                **(self.lgb_params or {})}
 
     def fit(self, catalog: pd.DataFrame, train_outfits: pd.DataFrame,
             features: pd.DataFrame | None = None, embeddings: np.ndarray | None = None,
@@ -176,8 +187,9 @@ class CompatibilityModel:
         # so an uncapped fit draws exactly what it drew before the cap existed)
         rows_from = training_sample(len(fit), self.max_train_outfits, self.random_state)
         fz = PairFeaturizer(self.groups, style=self._style_config(),
-                            style_folds=self.style_folds,
-                            style_outfits=rows_from).fit(catalog, features, embeddings, fit)
+                            style_folds=self.style_folds, style_outfits=rows_from,
+                            model_code_gap=self.model_code_gap,
+                            graph_dim=self.graph_dim).fit(catalog, features, embeddings, fit)
         items = fz.item_table(catalog, features, embeddings)
         subs = items.codes["subcategory"] if "subcategory" in items.codes else \
             np.zeros(len(catalog), np.int64)
@@ -202,7 +214,10 @@ class CompatibilityModel:
         self._set_items(catalog, features, embeddings)
         self.aggregate_ = "mean" if self.aggregate == "auto" else self.aggregate
         self.fitb_aggregate_ = "mean"
-        self.metrics_ = self._validation_metrics(val, fit, subs, rng)
+        # the validation questions draw from their own stream: settings that change how
+        # many training negatives are drawn are then compared on the same questions
+        self.metrics_ = self._validation_metrics(
+            val, fit, subs, np.random.default_rng([self.random_state, 1]))
         self.metrics_.update({"best_iteration": int(booster.best_iteration or
                                                      booster.current_iteration()),
                               "val_logloss": float(val_logloss),
@@ -213,9 +228,10 @@ class CompatibilityModel:
             f"{k} {v:.3f}" for k, v in self.metrics_.items() if isinstance(v, float)))
         # final statistics: all training outfits (the trees are kept)
         # (the style tower fitted above is kept: it reads content only)
-        self.featurizer_ = PairFeaturizer(self.groups, style=fz.style_ or self._style_config(),
-                                          style_folds=0).fit(catalog, features, embeddings,
-                                                             outfits)
+        self.featurizer_ = PairFeaturizer(
+            self.groups, style=fz.style_ or self._style_config(), style_folds=0,
+            model_code_gap=self.model_code_gap, graph_dim=self.graph_dim,
+        ).fit(catalog, features, embeddings, outfits)
         if self.featurizer_.feature_names_ != self.feature_names_:
             raise BundleError("feature list changed between validation and final fit")
         self._set_items(catalog, features, embeddings)
@@ -253,7 +269,8 @@ class CompatibilityModel:
         return ("negatives", "n_negatives", "val_fraction", "num_boost_round",
                 "early_stopping_rounds", "learning_rate", "num_leaves", "min_data_in_leaf",
                 "aggregate", "num_threads", "random_state", "style", "style_folds",
-                "max_train_outfits", "max_val_outfits")
+                "max_train_outfits", "max_val_outfits", "model_code_gap", "graph_dim",
+                "lgb_params")
 
     def _validation_metrics(self, val, fit, subs, rng) -> dict:
         """FITB (mixed and cold) and AUC (all swapped / one swapped) on validation outfits.
@@ -262,27 +279,38 @@ class CompatibilityModel:
         as in the test files): several times more questions, so choices made on
         these numbers (negatives, aggregates) are less at the mercy of noise.
         """
-        from recommender.evaluation.metrics import fitb_accuracy, roc_auc
+        from recommender.evaluation.metrics import fitb_accuracy, fitb_outcomes, roc_auc
 
         seen = np.zeros(len(subs), bool)
         for o in fit:
             seen[o] = True
         pools = SubPools(subs)
         cold_pools = SubPools(subs, keep=~seen)
-        out, fitb_acc = {}, {}
+        out, fitb_acc, fitb_split = {}, {}, {}
         for name, eligible, pp in (("fitb", None, pools), ("fitb_cold", seen, cold_pools)):
             qs, ans, labels = validation_fitb(val, subs, rng, pp, eligible)
             if qs:
+                warm = seen[np.array([a[l] for a, l in zip(ans, labels)], np.int64)]
                 for how in FITB_AGGREGATES:
                     scores = self.score_fitb(qs, ans, how)
                     r = fitb_accuracy(scores, np.array(labels), seed=0)
                     fitb_acc.setdefault(how, {})[f"val_{name}"] = r["expected_accuracy"]
+                    if name == "fitb":
+                        # warm and cold answers apart: validation negatives are colder
+                        # than the answers (fewer outfits in the statistics), which
+                        # rewards "unseen means wrong"; the split shows it
+                        _, e = fitb_outcomes(scores, np.array(labels), 0)
+                        fitb_split.setdefault(how, {}).update(
+                            val_fitb_warm=float(e[warm].mean()) if warm.any() else float("nan"),
+                            val_fitb_cold_answer=(float(e[~warm].mean()) if (~warm).any()
+                                                  else float("nan")))
                 out[f"n_val_{name}"] = r["n"]
         if fitb_acc:
             # the FITB answer score: mean probability or mean log-odds with the question
             self.fitb_aggregate_ = max(FITB_AGGREGATES,
                                        key=lambda h: np.mean(list(fitb_acc[h].values())))
             out.update(fitb_acc[self.fitb_aggregate_])
+            out.update(fitb_split.get(self.fitb_aggregate_, {}))
             out["val_fitb_by_aggregate"] = fitb_acc
         out["fitb_aggregate_chosen"] = self.fitb_aggregate_
         pos, neg, hard = [], [], []

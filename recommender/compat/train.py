@@ -22,9 +22,16 @@ QUICK = {"num_boost_round": 80, "num_leaves": 15, "min_data_in_leaf": 10,
          "learning_rate": 0.1, "early_stopping_rounds": 20}
 
 
+#: The style tower of the stage (StyleConfig fields): wider than the class default. On
+#: the MANGO validation split (training outfits only) it moved FITB 0.877->0.880,
+#: cold FITB 0.682->0.686 and hard AUC 0.897->0.899 for ~1.7x the fit's CPU time.
+STYLE = {"dim": 32, "hidden": 128, "epochs": 20, "patience": 3}
+
+
 def model_settings(config: dict, quick: bool = False) -> dict:
     """CompatibilityModel keyword arguments from a build config."""
-    settings = {"random_state": int(config.get("seed", 0)), "num_threads": 1}
+    settings = {"random_state": int(config.get("seed", 0)), "num_threads": 1,
+                "style": dict(STYLE)}
     if quick or config.get("quick"):
         settings.update(QUICK)
     settings.update(config.get("stages", {}).get("compatibility", {}))
@@ -61,7 +68,9 @@ def load_inputs(b):
 #: Bump when the saved model's format or the training code changes what a bundle
 #: holds: a bundle trained by older code is then retrained, not kept as "up to date"
 #: and refused at load.
-TRAIN_VERSION = 3
+#: 3 (main): scale changes; 4: model-level (sibling) co-occurrence, model-code gaps,
+#: optional graph vectors, two negatives per positive, a wider style tower.
+TRAIN_VERSION = 4
 
 
 def stage_inputs(ctx) -> dict:

@@ -171,3 +171,47 @@ def test_category_index_reused_across_batches_equals_one_search():
     assert (np.concatenate([p[0] for p in parts]) == nb).all()
     assert (nb[nb >= 0] % 2 == 0).all() and not (nb == q[:, None]).any()
     assert (np.diff(sim, axis=1) <= 0).all()
+
+
+def test_content_scorer_known_scores():
+    from recommender.graph import ContentScorer
+
+    emb = np.array([[1, 0], [1, 0], [0, 1], [1, 0], [1, 0]], dtype=np.float32)
+    colours = np.array(["RED", "RED", "BLUE", "BLACK", "GREEN"], dtype=object)
+    sc = ContentScorer(emb, colours)
+    w = sc(np.array([0, 0, 0, 2]), np.array([1, 2, 3, 4]), np.array([0.0, 0.0, 2.0, 0.0]))
+    # same colour, cos 1; other colour, cos 0; neutral partner, cos 1, 2 outfits;
+    # two different non-neutral colours, cos 0
+    expected = [0.4 + 0.2, 0.2 + 0.1, 0.4 + 0.4 * (1 - np.exp(-1)) + 0.2, 0.2 + 0.1]
+    assert np.allclose(w, expected, atol=1e-6)
+
+
+def test_ivf_probes_are_the_nearest_lists():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3000, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ivf = IVFIndex(list_size=30, random_state=0).fit(x)  # 100 lists
+    q = x[:500]
+    full = np.argsort(-(q @ ivf.centroids_.T), axis=1, kind="stable")
+    for n_probe in (1, 3, 10):  # repeated argmax (<= 8) and partition
+        p = ivf.probes(q, n_probe, block=64)
+        assert (np.diff(p, axis=1) > 0).all()
+        assert (p == np.sort(full[:, :n_probe], axis=1)).all()
+
+
+def test_write_edges_round_trip(tmp_path):
+    from recommender.graph import GraphResult, write_edges
+
+    ids = np.array(["a", "b", "c", "d"], dtype=object)
+    res = GraphResult(ids, np.array(["top", "top", "bottom", "bag"], dtype=object),
+                      {"compat": (np.array([0, 0, 2], np.int32), np.array([2, 3, 0], np.int32),
+                                  np.array([0.9, 0.5, 0.7], np.float32)),
+                       "cooc": (np.array([1], np.int32), np.array([2], np.int32),
+                                np.array([3.0], np.float32)),
+                       "visual": (np.zeros(0, np.int32),) * 2 + (np.zeros(0, np.float32),)},
+                      {})
+    write_edges(res, tmp_path / "e.parquet")
+    e = pd.read_parquet(tmp_path / "e.parquet")
+    assert e.astype({"src": str, "dst": str, "kind": str}).values.tolist() == [
+        ["a", "c", 0.8999999761581421, "compat"], ["a", "d", 0.5, "compat"],
+        ["c", "a", 0.699999988079071, "compat"], ["b", "c", 3.0, "cooc"]]

@@ -9,9 +9,10 @@ import torch
 from features.exceptions import InputError, NotFittedError, SchemaError
 from features.fashionai.io import read_keypoints_csv, write_keypoints_csv
 from features.fashionai.schema import KEYPOINT_INDEX
-from features.keypoints.heatmap import (FLIP_PERM, HeatmapKeypointDetector, HeatmapNet,
-                                        HeatmapNetConfig, letterbox_transform,
-                                        local_soft_argmax, normalized_error)
+from features.keypoints.heatmap import (FLIP_PERM, STRIDE, HeatmapKeypointDetector,
+                                        HeatmapNet, HeatmapNetConfig, flip_logits,
+                                        letterbox_transform, local_soft_argmax,
+                                        normalized_error, quadratic_peak)
 from features.keypoints.train import mean_shape_predict
 
 WB_L, WB_R = KEYPOINT_INDEX["waistband_left"], KEYPOINT_INDEX["waistband_right"]
@@ -80,6 +81,70 @@ def test_local_soft_argmax_is_sub_cell():
     xy, mass = local_soft_argmax(logits)
     assert xy[0, 0].tolist() == pytest.approx([4.5, 3.0])
     assert float(mass[0, 0]) == pytest.approx(1.0, abs=1e-6)
+
+
+def gaussian_logits(cx, cy, h=10, w=8, sigma=1.0):
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32),
+                            torch.arange(w, dtype=torch.float32), indexing="ij")
+    return (-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma ** 2))[None, None]
+
+
+@pytest.mark.parametrize("cx, cy", [(3.3, 4.8), (2.0, 6.0), (4.45, 2.55)])
+def test_quadratic_peak_recovers_gaussian_centre(cx, cy):
+    # The log of a Gaussian is a quadratic: the Taylor step lands on its centre.
+    xy, mass = quadratic_peak(gaussian_logits(cx, cy))
+    assert xy[0, 0].tolist() == pytest.approx([cx, cy], abs=1e-4)
+    assert 0.9 < float(mass[0, 0]) <= 1.0
+    # A wide heatmap overflows the 5x5 window, whose mean is pulled towards the
+    # peak cell; the quadratic step is not.
+    wide = gaussian_logits(3.4, 4.0, h=10, w=10, sigma=2.5)
+    assert float(local_soft_argmax(wide)[0][0, 0, 0]) < 3.35
+    assert float(quadratic_peak(wide)[0][0, 0, 0]) == pytest.approx(3.4, abs=1e-4)
+    # On the border there is no neighbour on one side: the cell itself is returned.
+    assert quadratic_peak(gaussian_logits(0.3, 4.0))[0][0, 0].tolist() == [0.0, 4.0]
+
+
+def test_quadratic_peak_offset_is_bounded():
+    # A flat ridge has no curvature across x: the offset stays at 0, never explodes.
+    logits = torch.zeros(1, 1, 6, 6)
+    logits[0, 0, 2, :] = 1.0
+    xy, _ = quadratic_peak(logits)
+    assert float(xy[0, 0, 0]) == 0.0 and float(xy[0, 0, 1]) == pytest.approx(2.0)
+
+
+def test_flip_logits_maps_mirrored_cells_back():
+    w = 48
+    logits = torch.full((1, 24, 16, w // STRIDE), -20.0)
+    logits[0, WB_L, 5, 2] = 10.0                # waistband_left at cell (2, 5)
+    mirrored = logits.flip(-1)[:, torch.as_tensor(FLIP_PERM)]   # as the mirror image shows it
+    back = flip_logits(mirrored)
+    assert torch.equal(back, logits)
+    # in the mirror image the wearer's left point sits in the right channel, mirrored
+    assert float(mirrored[0, WB_R, 5, w // STRIDE - 1 - 2]) == 10.0
+
+
+def test_flip_test_averages_both_views(trained):
+    imgs, xy, vis, cats = skirts(8, seed=3)
+    plain = trained.predict(list(imgs), cats, flip_test=False)[0]
+    both = trained.predict(list(imgs), cats, flip_test=True)[0]
+    mirrored = trained.predict(list(imgs[:, :, ::-1]), cats, flip_test=False)[0]
+    w = imgs.shape[2]
+    # the mirrored image's points, mapped back, are a second estimate of each point
+    back = mirrored[:, FLIP_PERM].copy()
+    back[..., 0] = w - 1 - back[..., 0]
+    on = vis == 1
+    assert not np.allclose(plain[on], both[on])
+    err = lambda p: normalized_error(xy, vis, p, cats)[0]
+    assert err(both) <= max(err(plain), err(np.where(on[..., None], back, -1))) + 1e-9
+    with pytest.raises(InputError) as e:
+        trained.predict(list(imgs), cats, decoder="median")
+    assert e.value.field == "decoder"
+
+
+def test_cpu_budget_counts_process_time():
+    imgs, xy, vis, cats = skirts(32)
+    det = tiny(epochs=50, time_budget_s=0.5, budget_clock="cpu").fit(list(imgs), xy, vis)
+    assert len(det.history_) < 50 and det.history_[-1]["seconds"] < 5
 
 
 def test_normalized_error_known_answer():

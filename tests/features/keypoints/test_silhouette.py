@@ -98,3 +98,66 @@ def test_category_for():
     assert category_for("bottom", "Shorts") == "trousers"
     assert category_for("dress", "Jumpsuit") == "dress"
     assert category_for("shoes", "") is None
+
+
+def _flush_sleeve_top():
+    """Hanging sleeves; the right one lies flush against the torso (no gap)."""
+    m = np.zeros((200, 160), bool)
+    m[30:180, 50:110] = True                  # torso 50..109
+    m[30:50, 30:130] = True                   # shoulders/sleeve tops
+    m[50:150, 30:45] = True                   # left sleeve hanging, gap 45..49
+    m[50:150, 110:125] = True                 # right sleeve flush: no gap
+    return m
+
+
+def test_flush_sleeve_armpit_mirrors_the_other_side():
+    xy, vis, conf = estimate_keypoints(_flush_sleeve_top(), "blouse")
+    lx, ly = xy[K["armpit_left"]]
+    assert ly == 50 and 45 <= lx <= 49
+    # mirrored about the top rows' centre (30 + 129) / 2 = 79.5, same height
+    assert xy[K["armpit_right"]].tolist() == [159 - lx, 50]
+    assert conf[K["armpit_right"]] < conf[K["armpit_left"]]
+    # the flush sleeve's cuff is found at its end, as long as the other sleeve
+    assert 143 <= xy[K["cuff_right_out"]][1] <= 149 and xy[K["cuff_right_out"]][0] > 118
+    assert vis[K["cuff_right_in"]] == 1
+
+
+def test_sleeveless_cuffs_on_the_armhole_and_armpit_at_armhole_depth():
+    # A sleeveless dress as the demo draws one (armpit width A = 100 px): straight
+    # sides from the shoulders (row 20) past the armpits (row 70, no corner), in
+    # to the waist (row 125) and flared below. FashionAI's cuffs of a sleeveless
+    # garment are the armhole's ends: armpit (in) and shoulder (out).
+    m = np.zeros((320, 200), bool)
+    for y in range(20, 300):
+        if y < 70:
+            half = 52 - 2 * (y - 20) / 50
+        elif y < 125:
+            half = 50 - 6 * (y - 70) / 55
+        else:
+            half = 44 + 36 * (y - 125) / 175
+        m[y, int(round(100 - half)):int(round(100 + half))] = True
+    xy, vis, conf = estimate_keypoints(m, "dress")
+    for side in ("left", "right"):
+        ax, ay = xy[K[f"armpit_{side}"]]
+        # near the armhole's depth (0.57 chest widths below the top), not at the
+        # waist where the old rules put it
+        assert abs(ay - 70) <= 0.1 * 100
+        assert xy[K[f"cuff_{side}_in"]].tolist() == [ax, ay]
+        assert xy[K[f"cuff_{side}_out"]].tolist() == xy[K[f"shoulder_{side}"]].tolist()
+    assert abs(xy[K["waistline_left"]][1] - 125) <= 5     # rounded widths tie near it
+
+
+def test_outwear_waistline_at_the_usual_waist_drop():
+    # A straight-sided coat: no narrowest row; the waistline sits 0.6 armpit
+    # widths below the armpits.
+    m = np.zeros((300, 200), bool)
+    m[40:280, 60:140] = True                  # body 60..139
+    m[40:60, 30:170] = True                   # sleeve tops
+    m[60:200, 30:50] = True                   # hanging sleeves, gaps 50..59, 140..149
+    m[60:200, 150:170] = True
+    xy, vis, conf = estimate_keypoints(m, "outwear")
+    ay = xy[K["armpit_left"]][1]
+    width = xy[K["armpit_right"]][0] - xy[K["armpit_left"]][0]
+    assert ay == 60 and 80 <= width <= 100
+    assert xy[K["waistline_left"]][1] == round(ay + 0.6 * width)
+    assert xy[K["waistline_left"]][0] == 60 and xy[K["waistline_right"]][0] == 139

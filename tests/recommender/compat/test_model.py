@@ -46,6 +46,9 @@ def test_learns_the_hidden_colour_rule_on_cold_items(fitted):
     r = cold_fitb(model, catalog, outfits)
     assert r["expected_accuracy"] > 0.6   # random is 0.25
     assert model.metrics_["val_auc"] > 0.8
+    # validation FITB is also reported for warm and cold answers apart
+    warm = model.metrics_["val_fitb_warm"]
+    assert 0.25 < warm <= 1 and "val_fitb_cold_answer" in model.metrics_
 
 
 def test_pairs_are_symmetric_and_outfits_aggregate(fitted):
