@@ -27,6 +27,7 @@ Run (one at a time, niced; prints a table and writes ``<workdir>/dask_build.json
         --image-sample 2000 --graph-max 5000 --memory-limit 4GiB
 
 Measured 2026-11-27 on the shared 2-core machine (24 GB), code at commit 4cf5be9
+(1M, ``--memory-limit 4GiB``) and 75e6a17 (100k, ``--memory-limit 3GiB``)
 (split through pool views, compatibility training capped at 30,000 outfits,
 float32 co-occurrence tables, image-less items as one feature part), 2 workers
 x 1 thread. CPU seconds are the figures to compare: wall time includes waiting
@@ -47,9 +48,10 @@ for the cores (load average 2-7 from other people's jobs).
 The local compatibility stage at 1M: 843,246 training pairs from 30,000 of
 261,666 training outfits (the cap), 141,758 validation pairs, 257 features;
 test FITB 0.567 (cold 0.438), compatibility AUC 0.831 (hard 0.665). Its 15.1 GB
-peak is the process holding both "auto" candidate models' per-item tables
-(items x features, co-occurrence items x values, style vectors) while fitting
-the second. The Dask build ran features to the end (the same 110 s wall; the
+peak came late in the stage (RSS sampled at 6-7 GB through the first candidate
+model, 9-15 GB in the second); not profiled further, but "auto" keeps the first
+fitted candidate, with its per-item tables (item codes and numbers,
+co-occurrence items x values, style vectors), alive while it fits the second. The Dask build ran features to the end (the same 110 s wall; the
 workers' CPU was 76 s and 80 s, read with ps, start-up included) and failed in
 compatibility: while LightGBM loaded its data, one worker reached 3.40 GiB
 (paused at 85%) and was restarted by its nanny at 95% of 4 GiB (17:51:05),
