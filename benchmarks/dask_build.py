@@ -48,8 +48,8 @@ for the cores (load average 2-7 from other people's jobs).
 The local compatibility stage at 1M: 843,246 training pairs from 30,000 of
 261,666 training outfits (the cap), 141,758 validation pairs, 257 features;
 test FITB 0.567 (cold 0.438), compatibility AUC 0.831 (hard 0.665). Its 15.1 GB
-peak came late in the stage (RSS sampled at 6-7 GB through the first candidate
-model, 9-15 GB in the second); not profiled further, but "auto" keeps the first
+peak came late in the stage (RSS read by hand every 30-50 s: 5-7 GB in its
+first half, 9-15 GB in its second); not profiled further, but "auto" keeps the first
 fitted candidate, with its per-item tables (item codes and numbers,
 co-occurrence items x values, style vectors), alive while it fits the second. The Dask build ran features to the end (the same 110 s wall; the
 workers' CPU was 76 s and 80 s, read with ps, start-up included) and failed in
