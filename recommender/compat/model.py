@@ -39,6 +39,7 @@ import pandas as pd
 
 from features.exceptions import BundleError, InputError, NotFittedError, NotFoundError
 from recommender.compat.pair_features import GROUPS, PairFeaturizer
+from recommender.compat.style import outfit_pairs
 
 NEGATIVE_MODES = ("auto", "random", "matched", "mixed")
 #: What "auto" tries; the validation split (never the test files) picks one.
@@ -764,16 +765,9 @@ def make_training_pairs(outfits, subs, counts, rng, mode="mixed", n_neg=1):
     counts (used to match negatives' popularity to the replaced item's count
     without its own outfit).
     """
-    pa, pb, po = [], [], []
-    for k, o in enumerate(outfits):
-        i, j = np.triu_indices(len(o), 1)
-        pa.append(o[i])
-        pb.append(o[j])
-        po.append(np.full(len(i), k))
-    if not pa:
-        z = np.zeros(0, np.int64)
-        return z, z, z, np.zeros(0)
-    pa, pb, po = np.concatenate(pa), np.concatenate(pb), np.concatenate(po)
+    pa, pb, po = outfit_pairs(outfits)
+    if not len(pa):
+        return pa, pb, po, np.zeros(0)
     member = {(k, int(x)) for k, o in enumerate(outfits) for x in o}
     subs = np.asarray(subs, np.int64)
     bucket = _bucket(counts)

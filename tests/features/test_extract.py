@@ -33,6 +33,30 @@ def _catalogue(tmp_path, n_ok=6):
     return df
 
 
+def _tiny_attribute_model(tmp_path, cat):
+    """A one-epoch tiny network trained to tell the slots of the catalogue's images."""
+    from features.attributes import AttributeModel
+
+    ok = cat["item_id"].str.startswith("i")
+    imgs = [np.asarray(Image.open(tmp_path / p).convert("RGB")) for p in cat.loc[ok, "image_path"]]
+    labels = pd.DataFrame({"slot": cat.loc[ok, "category"].tolist()})
+    return AttributeModel(preset="tiny", image_size=(24, 16), embed_dim=16, epochs=1,
+                          batch_size=8, random_state=0, num_threads=1).fit(imgs, labels)
+
+
+def _run_features_stage(tmp_path, cat, model, source):
+    """The features stage on a bundle holding ``cat`` and the saved ``model``."""
+    from recommender.bundle import Bundle
+    from recommender.pipeline import BuildContext, run_stages
+
+    b = Bundle.create(tmp_path / "bundle", source=source, image_root=tmp_path)
+    cat.to_parquet(b.path("catalog.parquet"))
+    model.save(b.path("models"))
+    ctx = BuildContext(bundle=b, config={"stages": {"features": {"workers": 1}}},
+                       log=lambda m: None)
+    return b, run_stages(ctx, ["features"])["features"]
+
+
 def test_extract_rows_columns_and_failures(tmp_path):
     cat = _catalogue(tmp_path)
     out = tmp_path / "feat"
@@ -132,23 +156,9 @@ def test_features_stage_in_a_bundle(tmp_path):
 def test_features_stage_with_an_attribute_model(tmp_path):
     """With models/attributes.pt the table gets attr_* columns and embeddings.npy
     (L2-normalised rows; failed items are zero rows)."""
-    torch = pytest.importorskip("torch")
-    from features.attributes import AttributeModel
-    from recommender.bundle import Bundle
-    from recommender.pipeline import BuildContext, run_stages
-
+    pytest.importorskip("torch")
     cat = _catalogue(tmp_path)
-    ok = cat["item_id"].str.startswith("i")
-    imgs = [np.asarray(Image.open(tmp_path / p).convert("RGB")) for p in cat.loc[ok, "image_path"]]
-    labels = pd.DataFrame({"slot": cat.loc[ok, "category"].tolist()})
-    model = AttributeModel(preset="tiny", image_size=(24, 16), embed_dim=16, epochs=1,
-                           batch_size=8, random_state=0, num_threads=1).fit(imgs, labels)
-    b = Bundle.create(tmp_path / "bundle", source="csv", image_root=tmp_path)
-    cat.to_parquet(b.path("catalog.parquet"))
-    model.save(b.path("models"))
-    ctx = BuildContext(bundle=b, config={"stages": {"features": {"workers": 1}}},
-                       log=lambda m: None)
-    m = run_stages(ctx, ["features"])["features"]
+    b, m = _run_features_stage(tmp_path, cat, _tiny_attribute_model(tmp_path, cat), "csv")
     assert m["attributes"] == ["attr_slot"] and m["embedding"].startswith("16-d")
     t = pd.read_parquet(b.path("features/features.parquet"))
     assert set(t.loc[t["feat_ok"], "attr_slot"]) <= {"top", "bottom", "shoes"}
@@ -166,8 +176,6 @@ def test_features_stage_uses_a_trained_keypoint_detector(tmp_path):
     pytest.importorskip("torch")
     from features.keypoints.heatmap import HeatmapKeypointDetector
     from features.keypoints.silhouette import estimate_keypoints
-    from recommender.bundle import Bundle
-    from recommender.pipeline import BuildContext, run_stages
 
     cat = _catalogue(tmp_path)
     # train briefly on the synthetic skirts' silhouette points (a known, simple target)
@@ -181,12 +189,7 @@ def test_features_stage_uses_a_trained_keypoint_detector(tmp_path):
     det = HeatmapKeypointDetector(preset="tiny", image_size=(64, 48), epochs=1,
                                   batch_size=6, random_state=0, num_threads=1)
     det.fit(imgs, np.array(xys), np.array(viss))
-    b = Bundle.create(tmp_path / "bundle", source="demo", image_root=tmp_path)
-    cat.to_parquet(b.path("catalog.parquet"))
-    det.save(b.path("models"))
-    ctx = BuildContext(bundle=b, config={"stages": {"features": {"workers": 1}}},
-                       log=lambda m: None)
-    m = run_stages(ctx, ["features"])["features"]
+    b, m = _run_features_stage(tmp_path, cat, det, "demo")
     assert m["keypoint_source"].startswith("heatmap")
     t = pd.read_parquet(b.path("features/features.parquet")).set_index("item_id")
     assert t.loc["i2", "kp_method"] == "heatmap" and t.loc["i3", "kp_method"] == ""
@@ -198,16 +201,12 @@ def test_attributes_pooled_over_colour_variants(tmp_path):
     """Rows of one group (colour variants of a garment) get one answer for a pooled
     head: the argmax of their renormalised geometric-mean probabilities."""
     pytest.importorskip("torch")
-    from features.attributes import AttributeModel
     from features.attributes.grouping import pool_probabilities
     from features.imaging import load_rgb
 
     cat = _catalogue(tmp_path)
     ok = cat["item_id"].str.startswith("i").to_numpy()
-    imgs = [np.asarray(Image.open(tmp_path / p).convert("RGB")) for p in cat.loc[ok, "image_path"]]
-    labels = pd.DataFrame({"slot": cat.loc[ok, "category"].tolist()})
-    model = AttributeModel(preset="tiny", image_size=(24, 16), embed_dim=16, epochs=1,
-                           batch_size=8, random_state=0, num_threads=1).fit(imgs, labels)
+    model = _tiny_attribute_model(tmp_path, cat)
     groups = ["g0", "g0", "g0", "g1", "g1", None, None, None, None]
     kw = dict(attribute_model=model, progress=False, workers=1)
     extract_features(cat, tmp_path, tmp_path / "plain", **kw)
