@@ -51,6 +51,17 @@ AGGREGATES = ("auto", "mean", "mean_logit", "min", "worst", "blend")
 AUTO_AGGREGATES = ("mean", "mean_logit", "worst", "blend")
 #: How an FITB answer's pair scores with the question items combine (picked on validation).
 FITB_AGGREGATES = ("mean", "mean_logit")
+#: What ``fitb_ranker`` accepts: "auto" fits the second-stage ranker and keeps it when
+#: its cross-fitted validation FITB beats the plain aggregate; "off" never fits one.
+FITB_RANKER_MODES = ("auto", "off")
+#: Settings of the second-stage FITB ranker (:class:`recommender.compat.ranker.FitbRanker`
+#: arguments, plus "folds" for cross-fitting, "history" for the candidate's own count and
+#: "pair_columns", the pair features summarised per candidate; None: ranker.PAIR_COLUMNS).
+RANKER_DEFAULTS = {"objective": "lambdarank", "num_boost_round": 200, "learning_rate": 0.05,
+                   "num_leaves": 15, "min_data_in_leaf": 40, "base": None, "folds": 5,
+                   "history": True, "pair_columns": None}
+#: The ranker's LightGBM text model, beside compat.txt in ``models/``.
+RANKER_FILE = "compat_ranker.txt"
 #: Defaults of ``max_train_outfits`` / ``max_val_outfits`` (see :class:`CompatibilityModel`).
 MAX_TRAIN_OUTFITS = 30_000
 MAX_VAL_OUTFITS = 5_000
@@ -106,6 +117,11 @@ class CompatibilityModel:
         :func:`recommender.compat.pair_features.graph_vectors`)
     lgb_params : further LightGBM parameters (override the defaults above), e.g.
         ``{"feature_fraction": 0.5, "cat_smooth": 50}``
+    fitb_ranker : "auto" (fit a second-stage FITB ranker on questions from the
+        validation outfits and keep it for :meth:`score_fitb` when its cross-fitted
+        validation FITB, mean of mixed and cold, beats the plain aggregate's) or "off"
+        (see :mod:`recommender.compat.ranker`)
+    ranker_params : overrides of :data:`RANKER_DEFAULTS`
 
     Attributes (after fit or load)
     ------------------------------
@@ -114,6 +130,7 @@ class CompatibilityModel:
     feature_names_ : list of str
     metrics_ : dict (validation metrics)
     feature_importance_ : dict name -> gain
+    fitb_ranker_ : FitbRanker or None (None: FITB answers use ``fitb_aggregate_``)
     """
 
     def __init__(self, groups=GROUPS, negatives="auto", n_negatives=2, val_fraction=0.15,
@@ -121,7 +138,8 @@ class CompatibilityModel:
                  num_leaves=63, min_data_in_leaf=50, aggregate="auto", num_threads=1,
                  random_state=0, style=None, style_folds=2,
                  max_train_outfits=MAX_TRAIN_OUTFITS, max_val_outfits=MAX_VAL_OUTFITS,
-                 model_code_gap=True, graph_dim=0, lgb_params=None):
+                 model_code_gap=True, graph_dim=0, lgb_params=None, fitb_ranker="auto",
+                 ranker_params=None):
         self.groups = groups
         self.negatives = negatives
         self.n_negatives = n_negatives
@@ -141,6 +159,8 @@ class CompatibilityModel:
         self.model_code_gap = model_code_gap
         self.lgb_params = lgb_params
         self.graph_dim = graph_dim
+        self.fitb_ranker = fitb_ranker
+        self.ranker_params = ranker_params
 
     # -- training ----------------------------------------------------------------------
     def _params(self) -> dict:
@@ -168,6 +188,14 @@ class CompatibilityModel:
         if self.aggregate not in AGGREGATES:
             raise InputError(f"unknown aggregate {self.aggregate!r}", field="aggregate",
                              value=self.aggregate, allowed=AGGREGATES)
+        if self.fitb_ranker not in FITB_RANKER_MODES:
+            raise InputError(f"unknown fitb_ranker mode {self.fitb_ranker!r}",
+                             field="fitb_ranker", value=self.fitb_ranker,
+                             allowed=FITB_RANKER_MODES)
+        unknown = set(self.ranker_params or {}) - set(RANKER_DEFAULTS)
+        if unknown:
+            raise InputError(f"unknown ranker_params {sorted(unknown)}", field="ranker_params",
+                             value=sorted(unknown), allowed=tuple(RANKER_DEFAULTS))
         log = log or (lambda msg: None)
         if self.negatives == "auto":
             return self._fit_auto(catalog, train_outfits, features, embeddings, log, trainer)
@@ -215,6 +243,7 @@ class CompatibilityModel:
         self._set_items(catalog, features, embeddings)
         self.aggregate_ = "mean" if self.aggregate == "auto" else self.aggregate
         self.fitb_aggregate_ = "mean"
+        self.fitb_ranker_ = None
         # the validation questions draw from their own stream: settings that change how
         # many training negatives are drawn are then compared on the same questions
         self.metrics_ = self._validation_metrics(
@@ -225,6 +254,11 @@ class CompatibilityModel:
                               "n_train_pairs": int(len(y)), "n_val_pairs": int(len(vy)),
                               "n_fit_outfits": len(fit), "n_val_outfits": len(val),
                               "n_pair_outfits": len(sampled)})
+        # the ranker reads the validation-time statistics (validation outfits unseen),
+        # so its training questions look like held-out ones
+        if self.fitb_ranker != "off":
+            self.metrics_.update(self._fit_fitb_ranker(log))
+        self._val_questions = None
         log(f"[compatibility] validation: " + ", ".join(
             f"{k} {v:.3f}" for k, v in self.metrics_.items() if isinstance(v, float)))
         # final statistics: all training outfits (the trees are kept)
@@ -245,7 +279,7 @@ class CompatibilityModel:
         for mode in AUTO_CANDIDATES:
             params = {k: getattr(self, k) for k in self._param_names()}
             params["negatives"] = mode
-            fits[mode] = CompatibilityModel(groups=self.groups, **params).fit(
+            fits[mode] = type(self)(groups=self.groups, **params).fit(
                 catalog, train_outfits, features, embeddings, log, trainer)
         score = {m: float(np.mean([f.metrics_.get(k, 0.0) for k in SELECTION_METRICS]))
                  for m, f in fits.items()}
@@ -271,7 +305,7 @@ class CompatibilityModel:
                 "early_stopping_rounds", "learning_rate", "num_leaves", "min_data_in_leaf",
                 "aggregate", "num_threads", "random_state", "style", "style_folds",
                 "max_train_outfits", "max_val_outfits", "model_code_gap", "graph_dim",
-                "lgb_params")
+                "lgb_params", "fitb_ranker", "ranker_params")
 
     def _validation_metrics(self, val, fit, subs, rng) -> dict:
         """FITB (mixed and cold) and AUC (all swapped / one swapped) on validation outfits.
@@ -288,8 +322,10 @@ class CompatibilityModel:
         pools = SubPools(subs)
         cold_pools = SubPools(subs, keep=~seen)
         out, fitb_acc, fitb_split = {}, {}, {}
+        self._val_questions = {}
         for name, eligible, pp in (("fitb", None, pools), ("fitb_cold", seen, cold_pools)):
             qs, ans, labels = validation_fitb(val, subs, rng, pp, eligible)
+            self._val_questions[name] = (qs, ans, labels, seen)
             if qs:
                 warm = seen[np.array([a[l] for a, l in zip(ans, labels)], np.int64)]
                 for how in FITB_AGGREGATES:
@@ -475,15 +511,28 @@ class CompatibilityModel:
 
     def score_fitb(self, questions: list[list[int]], answers: list[list[int]],
                    how: str | None = None) -> np.ndarray:
-        """(Q, A) scores: each answer's mean pair score (or log-odds) with the question.
+        """(Q, A) scores: each answer's mean pair score (or log-odds) with the question,
+        or the second-stage ranker's score.
 
-        ``how``: "mean" or "mean_logit" (default: the one chosen on validation).
+        ``how``: "mean", "mean_logit" or "ranker" (default: the ranker when validation
+        kept one, else the aggregate chosen on validation).
         """
         self._check()
-        how = how or getattr(self, "fitb_aggregate_", "mean")
-        if how not in FITB_AGGREGATES:
+        ranker = getattr(self, "fitb_ranker_", None)
+        how = how or ("ranker" if ranker is not None else getattr(self, "fitb_aggregate_",
+                                                                  "mean"))
+        if how not in FITB_AGGREGATES + ("ranker",):
             raise InputError(f"unknown FITB aggregate {how!r}", field="how", value=how,
-                             allowed=FITB_AGGREGATES)
+                             allowed=FITB_AGGREGATES + ("ranker",))
+        if how == "ranker":
+            if ranker is None:
+                raise InputError("this model has no FITB ranker (validation did not keep "
+                                 "one, or fitb_ranker='off')", field="how", value=how,
+                                 allowed=FITB_AGGREGATES)
+            F, names, A = self._fitb_candidate_features(questions, answers)
+            if names != ranker.feature_names_:
+                raise BundleError("FITB ranker features do not match the pair model's")
+            return ranker.predict(F, A)
         from recommender.evaluation.metrics import fitb_pairs
 
         a, b, g, A = fitb_pairs(questions, answers)
@@ -496,6 +545,89 @@ class CompatibilityModel:
             np.bincount(g, minlength=len(questions) * A), 1)
         return s.reshape(len(questions), A)
 
+    # -- second-stage FITB ranker ------------------------------------------------------
+    def _ranker_settings(self) -> dict:
+        return {**RANKER_DEFAULTS, **(self.ranker_params or {})}
+
+    def _fitb_candidate_features(self, questions, answers):
+        """(F, names, n_answers): :func:`recommender.compat.ranker.candidate_features`
+        of every answer of every question, from one pass of the pair model."""
+        from recommender.compat.ranker import PAIR_COLUMNS, candidate_features
+        from recommender.evaluation.metrics import fitb_pairs
+
+        a, b, g, A = fitb_pairs(questions, answers)
+        pos = {n: k for k, n in enumerate(self.feature_names_)}
+        cfg = self._ranker_settings()
+        keep = [c for c in (cfg["pair_columns"] or PAIR_COLUMNS) if c in pos]
+        p = np.empty(len(a))
+        cols = {c: np.empty(len(a), np.float32) for c in keep}
+        for s in range(0, len(a), PAIR_BLOCK):
+            X = self.featurizer_.transform(self.items_, a[s:s + PAIR_BLOCK], self.items_,
+                                           b[s:s + PAIR_BLOCK])
+            p[s:s + PAIR_BLOCK] = self._predict(X)
+            for c in keep:
+                cols[c][s:s + PAIR_BLOCK] = X[:, pos[c]]
+        counts = self.featurizer_.stats_.item_count_
+        cand = np.asarray(answers, np.int64).reshape(-1) if len(answers) else \
+            np.zeros(0, np.int64)
+        return (*candidate_features(
+            p, cols, g, len(questions), A, np.log1p(counts[cand].astype(float)),
+            np.array([len(q) for q in questions]),
+            history=bool(cfg["history"])), A)
+
+    def _fit_fitb_ranker(self, log) -> dict:
+        """Cross-fit the ranker on the validation questions; keep it if it beats the aggregate.
+
+        Questions: the mixed and cold validation FITB questions together (cold ones
+        teach it what content is worth when history is silent), folds by outfit.
+        The comparison is the mean of mixed and cold FITB, as for ``fitb_aggregate_``.
+        """
+        from recommender.compat.ranker import FitbRanker, cross_fit_scores, question_folds
+        from recommender.evaluation.metrics import fitb_outcomes
+
+        sets = {k: v for k, v in (self._val_questions or {}).items() if v[0]}
+        if "fitb" not in sets:
+            return {"fitb_ranker_chosen": False}
+        cfg = self._ranker_settings()
+        params = {k: cfg[k] for k in ("objective", "num_boost_round", "learning_rate",
+                                      "num_leaves", "min_data_in_leaf", "base")}
+        params.update(num_threads=self.num_threads, random_state=self.random_state)
+        qs, ans, labels, which = [], [], [], []
+        for name, (q, a, l, _) in sets.items():
+            qs += q
+            ans += a
+            labels += l
+            which += [name] * len(q)
+        labels = np.array(labels, np.int64)
+        which = np.array(which)
+        if len(labels) < 4 * int(cfg["folds"]):
+            return {"fitb_ranker_chosen": False}
+        F, names, A = self._fitb_candidate_features(qs, ans)
+        folds = question_folds(qs, ans, labels, int(cfg["folds"]), self.random_state)
+        oof = cross_fit_scores(F, labels, A, names, folds, params)
+        plain = self.score_fitb(qs, ans, self.fitb_aggregate_)
+        _, e_rank = fitb_outcomes(oof, labels, 0)
+        _, e_plain = fitb_outcomes(plain, labels, 0)
+        out = {}
+        for name in sets:
+            m = which == name
+            out[f"val_{name}_ranker_cv"] = float(e_rank[m].mean())
+            out[f"val_{name}_plain"] = float(e_plain[m].mean())
+        gain = float(np.mean([out[f"val_{n}_ranker_cv"] - out[f"val_{n}_plain"]
+                              for n in sets]))
+        keep = gain > 0
+        log(f"[compatibility] FITB ranker (cross-fitted on {len(labels)} validation "
+            f"questions): " + ", ".join(f"{k} {v:.3f}" for k, v in out.items())
+            + f" -> {'kept' if keep else 'not kept'}")
+        out["fitb_ranker_gain"] = gain
+        out["fitb_ranker_chosen"] = keep
+        if keep:
+            self.fitb_ranker_ = FitbRanker(**params).fit(F, labels, A, names)
+            # the headline validation figures are then the ranker's (out-of-fold)
+            for name in sets:
+                out[f"val_{name}"] = out[f"val_{name}_ranker_cv"]
+        return out
+
     # -- explanations ------------------------------------------------------------------
     def explain_pair(self, i: int, j: int, max_reasons: int = 3) -> list[str]:
         """Short human reasons why catalogue rows ``i`` and ``j`` go together (or not)."""
@@ -507,11 +639,17 @@ class CompatibilityModel:
 
     # -- persistence -------------------------------------------------------------------
     def save(self, models_dir: str | os.PathLike) -> list[Path]:
-        """Write compat.txt (LightGBM text), compat.json (manifest), cooc.npz."""
+        """Write compat.txt (LightGBM text), compat.json (manifest), cooc.npz, and
+        compat_ranker.txt when validation kept a FITB ranker (a stale one is removed)."""
         self._check()
         d = Path(models_dir)
         d.mkdir(parents=True, exist_ok=True)
         self.booster_.save_model(str(d / "compat.txt"))
+        ranker = getattr(self, "fitb_ranker_", None)
+        if ranker is not None:
+            ranker.save(d / RANKER_FILE)
+        elif (d / RANKER_FILE).is_file():
+            (d / RANKER_FILE).unlink()
         np.savez_compressed(d / "cooc.npz", **self.featurizer_.to_arrays())
         from recommender.bundle import json_hash
 
@@ -523,6 +661,8 @@ class CompatibilityModel:
                 "groups": list(self.featurizer_.groups_),
                 "aggregate": self.aggregate_,
                 "fitb_aggregate": self.fitb_aggregate_,
+                "fitb_ranker": None if ranker is None else {"file": RANKER_FILE,
+                                                            **ranker.to_json()},
                 "featurizer": self.featurizer_.to_json(),
                 "catalog_ids_hash": json_hash(self.catalog_ids_),
                 "n_items": len(self.catalog_ids_),
@@ -530,7 +670,8 @@ class CompatibilityModel:
                 "feature_importance": dict(sorted(self.feature_importance_.items(),
                                                   key=lambda kv: -kv[1]))}
         (d / "compat.json").write_text(json.dumps(meta, indent=2, default=float))
-        return [d / "compat.txt", d / "compat.json", d / "cooc.npz"]
+        return [d / "compat.txt", d / "compat.json", d / "cooc.npz"] + (
+            [d / RANKER_FILE] if ranker is not None else [])
 
     @classmethod
     def load(cls, bundle, num_threads: int = 1) -> "CompatibilityModel":
@@ -594,6 +735,16 @@ class CompatibilityModel:
         self.booster_ = booster
         self.featurizer_ = fz
         self.feature_names_ = list(names)
+        # bundles from before the ranker have no entry: plain aggregate, as they were built
+        self.fitb_ranker_ = None
+        rmeta = meta.get("fitb_ranker")
+        if rmeta:
+            from recommender.compat.ranker import FitbRanker
+
+            if rmeta.get("file") != RANKER_FILE or not (d / RANKER_FILE).is_file():
+                raise BundleError(f"compat.json names a FITB ranker but models/{RANKER_FILE} "
+                                  "is missing: retrain the compatibility stage")
+            self.fitb_ranker_ = FitbRanker.load(d / RANKER_FILE, rmeta, num_threads)
         self.metrics_ = meta.get("metrics", {})
         self.feature_importance_ = meta.get("feature_importance", {})
         self._set_items(catalog, features, embeddings)

@@ -3,7 +3,8 @@
 Reads ``catalog.parquet``, ``eval/train_outfits.parquet`` (written by the split
 stage, so held-out outfits never reach training) and, when present,
 ``features/features.parquet`` and ``features/embeddings.npy``. Writes
-``models/compat.txt``, ``models/compat.json`` and ``models/cooc.npz``, and records
+``models/compat.txt``, ``models/compat.json``, ``models/cooc.npz`` (and
+``models/compat_ranker.txt`` when validation keeps the FITB ranker), and records
 the validation metrics and the held-out FITB/AUC in the manifest.
 
 Stage settings (``ctx.config["stages"]["compatibility"]``) override the model's
@@ -69,8 +70,9 @@ def load_inputs(b):
 #: holds: a bundle trained by older code is then retrained, not kept as "up to date"
 #: and refused at load.
 #: 3 (main): scale changes; 4: model-level (sibling) co-occurrence, model-code gaps,
-#: optional graph vectors, two negatives per positive, a wider style tower.
-TRAIN_VERSION = 4
+#: optional graph vectors, two negatives per positive, a wider style tower; 5: the
+#: second-stage FITB ranker (models/compat_ranker.txt when validation keeps it).
+TRAIN_VERSION = 5
 
 
 def stage_inputs(ctx) -> dict:
@@ -117,9 +119,12 @@ def run_stage(ctx) -> dict:
             r = compat_metrics(model, index_compat(read_compat(p), index))
             metrics[f"test_{key}_auc"] = r["compat_auc"]
     model.metrics_ = metrics
-    model.save(b.path("models"))
+    written = model.save(b.path("models"))
     ctx.log("[compatibility] " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()
                                            if isinstance(v, float)))
     metrics["groups"] = list(model.featurizer_.groups_)
     metrics["n_features"] = len(model.feature_names_)
-    return {"outputs": OUTPUTS, "metrics": metrics}
+    # the ranker file exists only when validation kept a ranker
+    return {"outputs": OUTPUTS + [f"models/{p.name}" for p in written
+                                  if f"models/{p.name}" not in OUTPUTS],
+            "metrics": metrics}
