@@ -76,7 +76,8 @@ def candidate_features(p: np.ndarray, pair_cols: dict[str, np.ndarray], group: n
 
     >>> F, names = candidate_features(np.array([0.9, 0.5, 0.2, 0.2]), {},
     ...     np.array([0, 0, 1, 1]), 1, 2, np.zeros(2), np.array([2]))
-    >>> dict(zip(names, F[0].round(2)))["p_min"], dict(zip(names, F[1]))["p_mean_rank"]
+    >>> f0, f1 = (dict(zip(names, row.tolist())) for row in F)
+    >>> round(f0["p_min"], 2), f1["p_mean_rank"]
     (0.5, 1.0)
     """
     n = n_questions * n_answers
