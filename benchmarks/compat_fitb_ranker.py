@@ -58,6 +58,8 @@ def fit(bundle: str, val_bundle: str, cache: str, overrides: dict) -> dict:
             qs, ans, labels, which = _val_set(self._val_questions)
             # one cache per negatives mode "auto" tries, named after it
             tag = self.negatives
+            # importance is only filled in by the final fit; save() writes it
+            self.feature_importance_ = getattr(self, "feature_importance_", {})
             self.save(vb.path("models", tag))
             np.savez_compressed(f"{cache}.{tag}.npz", labels=labels, which=which,
                                 **_ragged(qs, "q"), **_ragged(ans, "a"))
@@ -135,36 +137,50 @@ def features_of(t, columns, history):
                               history=history)
 
 
-#: Ranker variants compared (the first is the model's default); "pair_columns" may
-#: add to the default columns with a leading "+".
+#: The first ranker recipe tried (before the defaults changed): every variant below
+#: is this plus its own settings, so the table reads the same whatever the defaults.
+FIRST = {"objective": "lambdarank", "num_boost_round": 200, "learning_rate": 0.05,
+         "num_leaves": 15, "min_data_in_leaf": 40, "base": None, "history": True,
+         "pair_columns": ("cooc_pair_count", "cooc_pair_norm", "sib_pair_count",
+                          "sib_pair_norm", "cooc_two_hop_norm", "sib_two_hop_norm",
+                          "style_cos", "emb_cos"),
+         "extra_draws": 0}
+#: Columns added by the "+ gap/season/colour" variants.
+MORE = ("model_code_gap", "model_code_gap_low", "same_season", "pmi_season",
+        "same_colour_name", "pmi_colour")
+FROM_LOGIT = {"base": "logit_mean", "num_boost_round": 100, "num_leaves": 7}
 VARIANTS = {
-    "default (lambdarank, 200 rounds, 15 leaves)": {},
+    "first (lambdarank, 200 rounds, 15 leaves)": {},
     "no own history": {"history": False},
     "binary objective": {"objective": "binary"},
     "7 leaves, 100 min leaf, lr 0.02, 300 rounds": {"num_leaves": 7, "min_data_in_leaf": 100,
                                                      "learning_rate": 0.02,
                                                      "num_boost_round": 300},
-    "from logit_mean, 100 rounds": {"base": "logit_mean", "num_boost_round": 100},
+    "from logit_mean, 100 rounds, 15 leaves": {"base": "logit_mean", "num_boost_round": 100},
     "from logit_mean, 50 rounds, 7 leaves": {"base": "logit_mean", "num_boost_round": 50,
                                              "num_leaves": 7},
     "from logit_mean, 200 rounds, lr 0.02, 7 leaves, 100 min leaf": {
         "base": "logit_mean", "num_boost_round": 200, "learning_rate": 0.02,
         "num_leaves": 7, "min_data_in_leaf": 100},
-    "+ model-code gap, season, sibling columns": {
-        "pair_columns": ("+", "model_code_gap", "model_code_gap_low", "same_season",
-                         "pmi_season", "same_colour_name", "pmi_colour")},
-    "+ those, from logit_mean, 100 rounds, 7 leaves": {
-        "base": "logit_mean", "num_boost_round": 100, "num_leaves": 7,
-        "pair_columns": ("+", "model_code_gap", "model_code_gap_low", "same_season",
-                         "pmi_season", "same_colour_name", "pmi_colour")},
+    "+ gap/season/colour columns": {"pair_columns": FIRST["pair_columns"] + MORE},
+    "+ gap/season/colour, from logit_mean, 100 rounds, 7 leaves": {
+        **FROM_LOGIT, "pair_columns": FIRST["pair_columns"] + MORE},
+    "+ gap/season/colour, 2 extra negative draws": {
+        "pair_columns": FIRST["pair_columns"] + MORE, "extra_draws": 2},
+    "+ gap/season/colour, from logit_mean, 100 r, 7 l, 2 extra draws (model default)": {
+        **FROM_LOGIT, "pair_columns": FIRST["pair_columns"] + MORE, "extra_draws": 2},
+    "  the same, no own history": {
+        **FROM_LOGIT, "pair_columns": FIRST["pair_columns"] + MORE, "extra_draws": 2,
+        "history": False},
+    "  the same, 4 extra draws": {
+        **FROM_LOGIT, "pair_columns": FIRST["pair_columns"] + MORE, "extra_draws": 4},
 }
 
 
 def variants(val_bundle: str, bundle: str, cache: str, tag: str, only=None) -> list[dict]:
     from recommender.bundle import Bundle
-    from recommender.compat.model import RANKER_DEFAULTS, CompatibilityModel
-    from recommender.compat.ranker import (PAIR_COLUMNS, FitbRanker, cross_fit_scores,
-                                           question_folds)
+    from recommender.compat.model import RANKER_DEFAULTS, CompatibilityModel, redraw_negatives
+    from recommender.compat.ranker import FitbRanker, cross_fit_scores, question_folds
     from recommender.evaluation.evaluate import EVAL_FILE_NAMES, index_fitb
     from recommender.evaluation.make_eval import read_fitb
     from recommender.evaluation.metrics import fitb_outcomes
@@ -177,10 +193,24 @@ def variants(val_bundle: str, bundle: str, cache: str, tag: str, only=None) -> l
     vt = pair_table(vmodel, qs, ans)
     A = vt["A"]
     folds = question_folds(qs, ans, labels, RANKER_DEFAULTS["folds"], vmodel.random_state)
+    extra_tables = {}
+
+    def extra_table(n):
+        # the model's own draws (same stream as CompatibilityModel._fit_fitb_ranker)
+        if n not in extra_tables:
+            subs = vmodel.items_.codes["subcategory"]
+            seen = vmodel.featurizer_.stats_.item_count_ > 0
+            xq, xa, xl, xo = redraw_negatives(qs, ans, labels, which == "fitb_cold", subs, seen,
+                                              n, np.random.default_rng([vmodel.random_state, 2]))
+            extra_tables[n] = (pair_table(vmodel, xq, xa), xl, folds[xo])
+        return extra_tables[n]
+
     test = {}
     for key in ("fitb", "fitb_cold"):
         d = index_fitb(read_fitb(Bundle.open(bundle).path("eval", EVAL_FILE_NAMES[key])),
                        fmodel.index_)
+        if not len(d["labels"]):
+            continue
         test[key] = (pair_table(fmodel, d["questions"], d["answers"]), d["labels"],
                      fmodel.score_fitb(d["questions"], d["answers"], vmodel.fitb_aggregate_))
     rows = []
@@ -189,26 +219,33 @@ def variants(val_bundle: str, bundle: str, cache: str, tag: str, only=None) -> l
     row = {"variant": f"plain aggregate ({vmodel.fitb_aggregate_}, no ranker)"}
     for n in ("fitb", "fitb_cold"):
         row[f"val_{n}"] = float(e[which == n].mean())
-        row[f"test_{n}"] = float(fitb_outcomes(test[n][2], test[n][1], 0)[1].mean())
+        row[f"test_{n}"] = (float(fitb_outcomes(test[n][2], test[n][1], 0)[1].mean())
+                            if n in test else float("nan"))
     rows.append(row)
     for name, v in VARIANTS.items():
         if only and not any(o in name for o in only):
             continue
         t0, c0 = time.time(), cpu_seconds()
-        cfg = {**RANKER_DEFAULTS, **v}
-        columns = cfg["pair_columns"] or PAIR_COLUMNS
-        if columns and columns[0] == "+":
-            columns = PAIR_COLUMNS + tuple(columns[1:])
+        cfg = {**FIRST, **v}
+        columns = cfg["pair_columns"]
         params = {k: cfg[k] for k in ("objective", "num_boost_round", "learning_rate",
                                       "num_leaves", "min_data_in_leaf", "base")}
         F, cols = features_of(vt, columns, cfg["history"])
-        oof = cross_fit_scores(F, labels, A, cols, folds, params)
+        extra = None
+        if cfg["extra_draws"]:
+            xt, xl, xf = extra_table(cfg["extra_draws"])
+            extra = (features_of(xt, columns, cfg["history"])[0], xl, xf)
+        oof = cross_fit_scores(F, labels, A, cols, folds, params, extra)
         _, e = fitb_outcomes(oof, labels, 0)
-        row = {"variant": name}
+        row = {"variant": name, "test_fitb": float("nan"), "test_fitb_cold": float("nan")}
         for n in ("fitb", "fitb_cold"):
             row[f"val_{n}"] = float(e[which == n].mean())
-        r = FitbRanker(**params).fit(F, labels, A, cols)
-        for n in ("fitb", "fitb_cold"):
+        if extra is not None:
+            F, lab = np.vstack([F, extra[0]]), np.r_[labels, extra[1]]
+        else:
+            lab = labels
+        r = FitbRanker(**params).fit(F, lab, A, cols)
+        for n in test:
             Ft, _ = features_of(test[n][0], columns, cfg["history"])
             row[f"test_{n}"] = float(fitb_outcomes(r.predict(Ft, A), test[n][1], 0)[1].mean())
         row["cpu_s"] = round(cpu_seconds() - c0, 1)
@@ -238,10 +275,10 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
-        print(f"{'variant':62s} {'val FITB':>8s} {'val cold':>8s} {'test FITB':>9s} "
+        print(f"{'variant':80s} {'val FITB':>8s} {'val cold':>8s} {'test FITB':>9s} "
               f"{'test cold':>9s}")
         for r in rows:
-            print(f"{r['variant']:62s} {r['val_fitb']:8.3f} {r['val_fitb_cold']:8.3f} "
+            print(f"{r['variant']:80s} {r['val_fitb']:8.3f} {r['val_fitb_cold']:8.3f} "
                   f"{r['test_fitb']:9.3f} {r['test_fitb_cold']:9.3f}")
     return 0
 

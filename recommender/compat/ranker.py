@@ -40,9 +40,13 @@ from features.exceptions import BundleError, InputError, NotFittedError
 
 RANKER_FORMAT = "mixmatch-fitb-ranker/1"
 #: Raw pair-feature columns summarised per candidate by default (those the pair model
-#: has); all are symmetric in the two items, so the pair's canonical side order is moot.
+#: has); each describes the pair, not one side of it, so the pair's canonical side
+#: order is moot. The model-code gap, season and colour-name columns joined the
+#: history and style ones on validation (benchmarks/compat_fitb_ranker.py).
 PAIR_COLUMNS = ("cooc_pair_count", "cooc_pair_norm", "sib_pair_count", "sib_pair_norm",
-                "cooc_two_hop_norm", "sib_two_hop_norm", "style_cos", "emb_cos")
+                "cooc_two_hop_norm", "sib_two_hop_norm", "style_cos", "emb_cos",
+                "model_code_gap", "model_code_gap_low", "same_season", "pmi_season",
+                "same_colour_name", "pmi_colour")
 #: Candidate summaries also given as gap-to-best and rank within their question.
 RELATIVE = ("p_mean", "p_min", "p_max", "logit_mean", "logit_min", "style_cos_mean",
             "style_cos_min", "cooc_pair_count_max", "sib_pair_count_max")
@@ -265,14 +269,26 @@ def question_folds(questions, answers, labels, n_folds: int, seed: int) -> np.nd
 
 
 def cross_fit_scores(F: np.ndarray, labels: np.ndarray, n_answers: int, names: list[str],
-                     folds: np.ndarray, params: dict) -> np.ndarray:
-    """Out-of-fold (Q, n_answers) ranker scores: each fold scored by a ranker fitted on the rest."""
+                     folds: np.ndarray, params: dict, extra=None) -> np.ndarray:
+    """Out-of-fold (Q, n_answers) ranker scores: each fold scored by a ranker fitted on the rest.
+
+    ``extra`` = (F, labels, folds) of further training-only questions (e.g. the same
+    outfits with other negatives): a fold's ranker also learns from those of the
+    other folds; they are never scored.
+    """
     labels = np.asarray(labels, np.int64)
     out = np.zeros((len(labels), n_answers))
     F3 = F.reshape(len(labels), n_answers, -1)
+    if extra is not None:
+        Fx, lx, fx = extra
+        Fx3 = np.asarray(Fx).reshape(len(lx), n_answers, -1)
     for f in np.unique(folds):
         tr, te = folds != f, folds == f
-        r = FitbRanker(**params).fit(F3[tr].reshape(-1, F.shape[1]), labels[tr], n_answers,
-                                     names)
+        Ftr, ltr = F3[tr].reshape(-1, F.shape[1]), labels[tr]
+        if extra is not None:
+            mx = fx != f
+            Ftr = np.vstack([Ftr, Fx3[mx].reshape(-1, F.shape[1])])
+            ltr = np.r_[ltr, np.asarray(lx, np.int64)[mx]]
+        r = FitbRanker(**params).fit(Ftr, ltr, n_answers, names)
         out[te] = r.predict(F3[te].reshape(-1, F.shape[1]), n_answers)
     return out

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from features.exceptions import BundleError, InputError, NotFittedError
-from recommender.compat.model import RANKER_FILE, CompatibilityModel
+from recommender.compat.model import RANKER_FILE, CompatibilityModel, redraw_negatives
 from recommender.compat.ranker import (FitbRanker, candidate_features, cross_fit_scores,
                                        question_folds)
 from recommender.evaluation.metrics import fitb_accuracy
@@ -96,6 +96,44 @@ def test_ranker_checks_its_input():
         FitbRanker(objective="regression").fit(np.zeros((8, 1)), np.zeros(2, int), 4, ["x"])
     with pytest.raises(InputError, match="F must be"):
         FitbRanker().fit(np.zeros((8, 2)), np.zeros(2, int), 4, ["x"])
+
+
+def test_redrawn_negatives_keep_the_blank_and_its_subcategory():
+    subs = np.array([0] * 8 + [1] * 2)
+    seen = np.array([1, 1, 1, 0, 0, 0, 0, 0, 1, 1], bool)
+    # outfit {8, 0} with 0 blanked; a cold question: outfit {9, 3} with 3 blanked
+    qs, ans, labels = [[8], [9]], [[1, 0, 2, 4], [3, 4, 5, 6]], [1, 0]
+    xq, xa, xl, src = redraw_negatives(qs, ans, labels, np.array([False, True]), subs, seen,
+                                       3, np.random.default_rng(0))
+    assert (xl == 0).all() and sorted(src.tolist()) == [0, 0, 0, 1, 1, 1]
+    for q, a, k in zip(xq, xa, src):
+        assert q == qs[k] and a[0] == ans[k][labels[k]]
+        negs = a[1:]
+        assert len(set(negs)) == 3 and a[0] not in negs
+        assert all(subs[n] == 0 and n not in q for n in negs)
+        if k == 1:
+            assert not seen[negs].any()   # cold questions keep unseen negatives
+    # a pool of fewer than three others gives no question
+    none = redraw_negatives([[9]], [[6, 7, 3, 4]], [0], np.array([True]),
+                            np.array([0] * 8 + [1] * 2), np.arange(10) < 5, 2,
+                            np.random.default_rng(0))
+    assert none[0] == [] and len(none[3]) == 0
+
+
+def test_extra_training_questions_help_and_are_never_scored():
+    rng = np.random.default_rng(3)
+    p, g, labels, A, k = _planted_questions(40, rng)
+    F, names = candidate_features(p, {}, g, 40, A, np.zeros(40 * A), np.full(40, k))
+    px, gx, lx, _, _ = _planted_questions(400, rng)
+    Fx, _ = candidate_features(px, {}, gx, 400, A, np.zeros(400 * A), np.full(400, k))
+    folds = np.arange(40) % 2
+    params = dict(num_boost_round=40, min_data_in_leaf=20)
+    few = cross_fit_scores(F, labels, A, names, folds, params)
+    more = cross_fit_scores(F, labels, A, names, folds, params,
+                            extra=(Fx, lx, np.arange(400) % 2))
+    assert more.shape == few.shape == (40, A)
+    acc = [fitb_accuracy(s, labels)["expected_accuracy"] for s in (few, more)]
+    assert acc[1] > 0.95 and acc[1] >= acc[0]
 
 
 def test_question_folds_keep_an_outfit_together():
