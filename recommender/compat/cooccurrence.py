@@ -11,9 +11,19 @@ Two levels:
 
 Leakage. A training row built from outfit ``o`` must not see ``o`` in its
 statistics, else a positive pair "co-occurs" because of itself. Every lookup takes
-optional per-row outfit indices and subtracts that outfit's own contribution,
-computed exactly from a dense outfit-by-value count table. At test time the
-held-out outfits were never counted, so no subtraction is needed.
+optional per-row outfit indices. Item-level counts (items, pairs, an item's
+partners) subtract that outfit's own contribution exactly, computed from a dense
+outfit-by-value count table: what is left is a whole count of *other* outfits, the
+same quantity a held-out pair sees. The value-level tables (the PMI joint and
+marginals, the affinity prior) are instead taken out *by fold* (``folds``
+seeded folds of the outfits; a row reads the tables without its outfit's fold).
+Exact leave-one-out there is a label leak: a positive's own outfit always holds
+both of its values, a negative's often not, so its table is nudged down for
+positives and up for negatives, a tiny float shift that trees learn perfectly
+and that no held-out pair has (on the generated catalogue the model then
+stopped at its first tree). Out of fold, the value depends on the values and the
+fold only, never on the label. At test time the held-out outfits were never
+counted, so no subtraction is needed.
 
 Examples
 --------
@@ -37,6 +47,9 @@ ALPHA = 1.0
 
 class CooccurrenceStats:
     """Item and content co-occurrence counts of a list of outfits (catalogue indices)."""
+
+    #: Seeded folds of the outfits for the value-level tables' out-of-fold lookups.
+    folds = 5
 
     def fit(self, outfits: list[list[int]], n_items: int, fields: dict[str, np.ndarray],
             n_values: dict[str, int]) -> "CooccurrenceStats":
@@ -99,8 +112,28 @@ class CooccurrenceStats:
             aff[np.arange(n_items), codes] -= item_count
             self.affinity_[f] = aff.astype(np.float32)
         self.row_marg_ = {f: self.joint_[f].sum(axis=1) for f in fields}
+        # out-of-fold value tables (module docstring): fold k's own joint counts,
+        # marginals and pair total, subtracted for training rows of fold k
+        k = max(1, min(int(self.folds), len(outfits)))
+        self.fold_of_outfit_ = (np.random.default_rng(0x0F01D).permutation(len(outfits)) % k
+                                ).astype(np.int64)
+        self.fold_total_ = np.bincount(self.fold_of_outfit_, sizes * (sizes - 1), minlength=k)
+        self.fold_joint_, self.fold_marg_ = {}, {}
+        for f in fields:
+            ov = self.outfit_values_[f].astype(np.float64)
+            fj = np.stack([ov[self.fold_of_outfit_ == j].T @ ov[self.fold_of_outfit_ == j]
+                           - np.diag(ov[self.fold_of_outfit_ == j].sum(axis=0))
+                           for j in range(k)]) if len(outfits) else \
+                np.zeros((k, self.n_values_[f], self.n_values_[f]))
+            self.fold_joint_[f] = fj
+            self.fold_marg_[f] = fj.sum(axis=2)
         self.set_outfits(outfits)
         return self
+
+    def _out_of_fold(self, outfit):
+        """(rows with an outfit, their folds) for the value-level tables."""
+        m = outfit >= 0
+        return m, self.fold_of_outfit_[outfit[m]]
 
     def _check(self):
         if not hasattr(self, "item_count_"):
@@ -168,18 +201,12 @@ class CooccurrenceStats:
         rb = self.row_marg_[field][vb]
         total = np.full(len(va), self.total_pairs_)
         if outfit is not None and (outfit >= 0).any():
-            m = outfit >= 0
-            ov = self.outfit_values_[field]
-            na = np.zeros(len(va))
-            nb = np.zeros(len(va))
-            size = np.zeros(len(va))
-            na[m] = ov[outfit[m], va[m]]   # float32 counts, exact in float64
-            nb[m] = ov[outfit[m], vb[m]]
-            size[m] = self.outfit_sizes_[outfit[m]]
-            joint = joint - np.where(va == vb, na * (na - 1), na * nb)
-            ra = ra - na * (size - 1)
-            rb = rb - nb * (size - 1)
-            total = total - size * (size - 1)
+            m, k = self._out_of_fold(outfit)   # the tables without the row's fold
+            joint, ra, rb = joint.astype(np.float64), ra.astype(np.float64), rb.astype(np.float64)
+            joint[m] -= self.fold_joint_[field][k, va[m], vb[m]]
+            ra[m] -= self.fold_marg_[field][k, va[m]]
+            rb[m] -= self.fold_marg_[field][k, vb[m]]
+            total[m] -= self.fold_total_[k]
         expected = ra * rb / np.maximum(total, 1.0)
         return np.log((joint + ALPHA) / (expected + ALPHA))
 
@@ -206,10 +233,10 @@ class CooccurrenceStats:
             sizes = np.zeros(len(idx))
             sizes[m] = self.outfit_sizes_[outfit[m]]
             partners = partners - inside * (sizes - 1)
-            n_v = np.zeros(len(idx))
-            n_v[m] = ov[outfit[m], v_other[m]]
-            marg = marg - n_v * (sizes - 1)
-            total = total - sizes * (sizes - 1)
+            # the prior (a value's share of all partner slots) out of fold, as in pmi()
+            _, k = self._out_of_fold(outfit)
+            marg[m] -= self.fold_marg_[field][k, v_other[m]]
+            total[m] -= self.fold_total_[k]
         prior = (marg + ALPHA) / (total + ALPHA)
         return np.log((aff + 2 * ALPHA * prior) / ((partners + 2 * ALPHA) * prior))
 
