@@ -2,12 +2,12 @@
 
 ``fit`` mode trains the compatibility model on the bundle's training outfits with
 the compatibility stage's settings (plus ``--set key=json`` overrides), exactly as
-the stage does, and keeps the ranker's inputs in a ``.npz`` cache outside the
-repository: the candidate features of the validation questions (statistics of the
-fit outfits only, as the ranker is trained) and of the bundle's test FITB files
-(final statistics, as they are scored). ``variants`` mode re-fits only the ranker on
-that cache under other settings: each row gives the cross-fitted validation FITB
-(mixed, cold: what chooses) beside the test FITB (only reported, never used).
+the stage does (its final model goes to the bundle's ``models/``), and keeps, for
+each negatives mode it fits, the model as it was when its ranker was cross-fitted
+(final trees, statistics of the fit outfits only) and the validation questions.
+``variants`` mode re-fits only the ranker on those under other settings: each row
+gives the cross-fitted validation FITB (mixed, cold: what chooses) beside the test
+FITB of the bundle's files scored with the final model (only reported, never used).
 
 Usage::
 
