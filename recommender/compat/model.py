@@ -12,8 +12,14 @@ of a training row never counts the row's own outfit (so a positive's history loo
 exactly like a held-out item's), and negatives can be *popularity-matched* (a swap
 from the same bucket of training-outfit count as the item it replaces), so every
 popularity stratum holds positives and negatives and only content separates them.
+
 ``negatives="auto"`` fits random and mixed (half matched) negatives and keeps the
 better on the validation split of the training outfits. Warm and cold FITB are reported separately.
+
+FITB answers are scored by the mean (log-odds) pair score with the question items, or
+by a second-stage ranker over question-level features of each candidate
+(:mod:`recommender.compat.ranker`) when cross-fitting on the validation questions
+says it does better (``fitb_ranker="auto"``).
 
 Examples
 --------
@@ -60,10 +66,11 @@ FITB_RANKER_MODES = ("auto", "off")
 #: "pair_columns", the pair features summarised per candidate; None: ranker.PAIR_COLUMNS).
 #: "extra_draws": further sets of negatives per validation blank, for TRAINING the ranker
 #: (its out-of-fold figures score the original questions only).
-#: The defaults are the best of the variants cross-fitted on the MANGO validation
+#: The defaults are the steadiest of the variants cross-fitted on the MANGO validation
 #: questions (benchmarks/compat_fitb_ranker.py): corrections to the plain log-odds mean
-#: (base "logit_mean") by few small trees held up; a freer ranker lost to the plain
-#: aggregate (validation FITB 0.873 vs 0.883).
+#: (base "logit_mean") by few small trees. A freer ranker (200 rounds of 15-leaf trees
+#: from scratch) lost to the plain aggregate (FITB 0.878 vs 0.886, cold 0.688 vs 0.714);
+#: these defaults came out level with it (0.888 / 0.709), so "auto" did not keep it there.
 RANKER_DEFAULTS = {"objective": "lambdarank", "num_boost_round": 100, "learning_rate": 0.05,
                    "num_leaves": 7, "min_data_in_leaf": 40, "base": "logit_mean", "folds": 5,
                    "history": True, "pair_columns": None, "extra_draws": 2}

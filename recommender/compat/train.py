@@ -114,8 +114,17 @@ def run_stage(ctx) -> dict:
         if not p.is_file():
             continue
         if key.startswith("fitb"):
-            r = fitb_metrics(model, index_fitb(read_fitb(p), index), seen)
+            data = index_fitb(read_fitb(p), index)
+            r = fitb_metrics(model, data, seen)
             metrics[f"test_{key}"] = r["fitb_accuracy"]
+            if model.fitb_ranker_ is not None and len(data["labels"]):
+                # the plain aggregate beside the ranker, to show what the ranker changed
+                from recommender.evaluation.metrics import fitb_outcomes
+
+                plain = model.score_fitb(data["questions"], data["answers"],
+                                         model.fitb_aggregate_)
+                metrics[f"test_{key}_plain"] = float(
+                    fitb_outcomes(plain, data["labels"], 0)[0].mean())
         else:
             r = compat_metrics(model, index_compat(read_compat(p), index))
             metrics[f"test_{key}_auc"] = r["compat_auc"]
