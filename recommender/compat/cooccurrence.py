@@ -45,6 +45,28 @@ from features.exceptions import BundleError, NotFittedError
 ALPHA = 1.0
 
 
+def compact_counts(x: np.ndarray) -> np.ndarray:
+    """Whole non-negative counts in the smallest unsigned type that holds them (else float32).
+
+    The per-item and per-outfit value tables are counts; at a million items they
+    are gigabytes in float32, and the Dask build sends one copy to every worker.
+    Lookups read them back as float64, so the values are the same.
+
+    >>> compact_counts(np.array([[0., 3.], [255., 1.]])).dtype.name
+    'uint8'
+    >>> compact_counts(np.array([70000.])).dtype.name, compact_counts(np.array([0.5])).dtype.name
+    ('float32', 'float32')
+    """
+    x = np.asarray(x)
+    if x.size and (x.min() < 0 or not np.array_equal(x, np.floor(x))):
+        return x.astype(np.float32)
+    top = x.max() if x.size else 0
+    for t in (np.uint8, np.uint16):
+        if top <= np.iinfo(t).max:
+            return x.astype(t)
+    return x.astype(np.float32)
+
+
 class CooccurrenceStats:
     """Item and content co-occurrence counts of a list of outfits (catalogue indices)."""
 
@@ -87,10 +109,10 @@ class CooccurrenceStats:
                                      minlength=n_items)
         self.fields_ = list(fields)
         self.n_values_ = {f: int(n_values[f]) for f in fields}
-        self.codes_ = {f: np.asarray(fields[f], dtype=np.int64) for f in fields}
-        # Counts are whole numbers far below 2**24, so the two big tables (outfits x
-        # values, items x values: ~2 GB at a million items in float64) are kept as
-        # float32, exactly, and read back as float64 (:meth:`pmi`, :meth:`affinity`).
+        self.codes_ = {f: np.asarray(fields[f], dtype=np.int32) for f in fields}
+        # Counts are whole numbers, so the two big tables (outfits x values, items x
+        # values: ~2 GB at a million items in float64) are kept in the smallest type
+        # that holds them exactly (compact_counts) and read back as float64.
         self.outfit_values_ = {}   # f -> (n_outfits, V) counts of each value in each outfit
         self.joint_ = {}           # f -> (V, V) ordered-pair counts
         self.affinity_ = {}        # f -> (n_items, V) partner value counts
@@ -104,13 +126,13 @@ class CooccurrenceStats:
             codes = self.codes_[f]
             ov = np.bincount(mem_outfit * V + codes[mem_item],
                              minlength=len(outfits) * V).astype(np.float64).reshape(-1, V)
-            self.outfit_values_[f] = ov.astype(np.float32)
+            self.outfit_values_[f] = compact_counts(ov)
             joint = ov.T @ ov - np.diag(ov.sum(axis=0))   # ordered pairs i != j
             self.joint_[f] = joint
             # partners of item i: the value counts of its outfits, minus itself once each
             aff = np.asarray(member @ ov)
             aff[np.arange(n_items), codes] -= item_count
-            self.affinity_[f] = aff.astype(np.float32)
+            self.affinity_[f] = compact_counts(aff)
         self.row_marg_ = {f: self.joint_[f].sum(axis=1) for f in fields}
         # out-of-fold value tables (module docstring): fold k's own joint counts,
         # marginals and pair total, subtracted for training rows of fold k
@@ -320,7 +342,7 @@ class CooccurrenceStats:
                 if hasattr(arrs, "files") else [k.split("__", 1)[1] for k in arrs
                                                 if k.startswith("joint__")]
             st.joint_ = {f: np.asarray(arrs[f"joint__{f}"]) for f in st.fields_}
-            st.affinity_ = {f: np.asarray(arrs[f"affinity__{f}"], np.float32)
+            st.affinity_ = {f: compact_counts(np.asarray(arrs[f"affinity__{f}"]))
                             for f in st.fields_}
             st.codes_ = {f: np.asarray(arrs[f"codes__{f}"]) for f in st.fields_}
         except KeyError as exc:

@@ -99,6 +99,16 @@ def test_value_lookup_of_a_training_row_does_not_depend_on_its_label():
     assert found >= 2
 
 
+def test_compact_counts_keep_every_value():
+    from recommender.compat.cooccurrence import compact_counts
+
+    for x, kind in ((np.array([0, 255.0]), np.uint8), (np.array([256.0, 3]), np.uint16),
+                    (np.array([65536.0]), np.float32), (np.array([1.5]), np.float32),
+                    (np.array([-1.0]), np.float32)):
+        c = compact_counts(x)
+        assert c.dtype == kind and np.array_equal(c.astype(np.float64), x)
+
+
 def test_arrays_round_trip(tmp_path):
     st = fit(OUTFITS)
     np.savez(tmp_path / "c.npz", **st.to_arrays())
@@ -154,7 +164,8 @@ def test_vectorised_tables_equal_the_per_outfit_loops():
         np.add.at(aff, o, rows)
         partners[o] += len(o) - 1
         count[o] += 1
-    assert st.outfit_values_["f"].dtype == np.float32 == st.affinity_["f"].dtype
+    # small whole counts: stored as uint8 (compact_counts), exactly
+    assert st.outfit_values_["f"].dtype == np.uint8 == st.affinity_["f"].dtype
     assert np.array_equal(st.outfit_values_["f"], ov) and np.array_equal(st.affinity_["f"], aff)
     assert np.array_equal(st.partners_, partners) and np.array_equal(st.item_count_, count)
     assert np.array_equal(st.joint_["f"], ov.T @ ov - np.diag(ov.sum(axis=0)))
