@@ -26,46 +26,51 @@ Run (one at a time, niced; prints a table and writes ``<workdir>/dask_build.json
     nice -n 10 python benchmarks/dask_build.py --sizes 100000 1000000 \
         --image-sample 2000 --graph-max 5000 --memory-limit 4GiB
 
-Measured 2026-11-27 on the shared 2-core machine (24 GB), code at commit 4cf5be9
-(1M, ``--memory-limit 4GiB``) and 75e6a17 (100k, ``--memory-limit 3GiB``)
-(split through pool views, compatibility training capped at 30,000 outfits,
-float32 co-occurrence tables, image-less items as one feature part), 2 workers
-x 1 thread. CPU seconds are the figures to compare: wall time includes waiting
-for the cores (load average 2-7 from other people's jobs).
+Measured 2026-11-27 on the shared 2-core machine (24 GB), 2 workers x 1 thread.
+CPU seconds are the figures to compare: wall time includes waiting for the cores
+(load average 2-5 from other people's jobs).
 
-1,000,000 items (333,333 outfits, 2,000 images; ``--memory-limit 4GiB``)::
+1,000,000 items (333,333 outfits, 2,000 images), code at commit 6d8b9e1 for both
+builds (compatibility "auto" sharing its statistics between candidates,
+value-level co-occurrence out of fold, compact count tables),
+``--memory-limit 5.5GiB``; local ran with ``--engines local`` after the Dask one::
 
-    stage          local wall  local CPU  local peak MB | dask wall  dask result
-    ingest               15.9       13.9         1006   | (same code)
-    split                35.5       27.6         1422   | (same code)
-    attributes            8.8        6.6          946   | (same code)
-    keypoints             4.4        3.4          719   | (same code)
-    features            112.6       93.7         4935   |  110.8    done; workers 420 MB each
-    compatibility       931.2      895.8        15069   |  failed   a worker passed 95% of 4 GiB
-    total              1112 s                           |
-    (generating the source: 44 s)
+    stage          local wall  local CPU  local MB | dask wall  driver CPU  worker CPU  driver MB  worker MB
+    ingest               12.8       13.0      1010 | (same code)
+    split                31.2       25.5      1443 | (same code)
+    attributes           10.9        7.0       905 | (same code)
+    keypoints             4.5        3.1       717 | (same code)
+    features            116.3       97.0      4954 |   112.9       27.6   67.5 / 65.5     4761   433 / 432
+    compatibility       844.3      790.5      8492 |  1069.2      727.1  249.3 / 244.1    8550  4466 / 4811
+    total 1,023 s local, 1,200 s dask (cluster start 1.0 s); generating the source: 41 s
 
-The local compatibility stage at 1M: 843,246 training pairs from 30,000 of
-261,666 training outfits (the cap), 141,758 validation pairs, 257 features;
-test FITB 0.567 (cold 0.438), compatibility AUC 0.831 (hard 0.665). Its 15.1 GB
-peak came late in the stage (RSS read by hand every 30-50 s: 5-7 GB in its
-first half, 9-15 GB in its second); not profiled further, but "auto" keeps the first
-fitted candidate, with its per-item tables (item codes and numbers,
-co-occurrence items x values, style vectors), alive while it fits the second. The Dask build ran features to the end (the same 110 s wall; the
-workers' CPU was 76 s and 80 s, read with ps, start-up included) and failed in
-compatibility: while LightGBM loaded its data, one worker reached 3.40 GiB
-(paused at 85%) and was restarted by its nanny at 95% of 4 GiB (17:51:05),
-which cancelled the training futures. On that worker: the broadcast featurizer
-and item table (the per-item arrays of a million items), its partitions of
-the 843k x 257 float32 pair matrix, one full copy of the validation pairs per
-partition, and LightGBM's own copy while it builds its dataset. More memory
-per worker was not an option here: the driver had reached 7.8 GB by then and
-runs the same featurizer fits as the local process (whose 15.1 GB peak, less
-LightGBM's share, is where the driver was heading: an estimate, not measured),
-on a 24 GB machine shared with two other people's runs. So 1M on Dask did not
-finish here for memory.
+Both compatibility models: 1,405,402 training pairs from 30,000 of 261,666 training
+outfits (the cap), 141,758 validation pairs, 257 features, "random" negatives kept.
+Held-out figures, local / dask: FITB 0.637 / 0.637, cold FITB 0.523 / 0.525,
+compatibility AUC 0.946 / 0.946, hard AUC 0.695 / 0.695. In the Dask build the
+driver spent 727 CPU-s of the stage (statistics, style tower, validation questions,
+scoring the held-out files) against the local process's 790: the workers' 493 CPU-s
+(pair features and LightGBM) bought 63 s of the driver's. The graph stage is left
+out at 1M (``--graph-max``): its second pass runs on the workers (the edges are the
+same as a local build's, tested) but it was not timed at this size here.
 
-100,000 items (33,333 outfits, 2,000 images; ``--memory-limit 3GiB``)::
+Earlier runs of the same sizes, and what changed:
+
+* 1M, code at 4cf5be9, ``--memory-limit 4GiB``: local compatibility 895.8 CPU-s,
+  peak 15.1 GB (both "auto" candidates fitted their own statistics, style tower and
+  item tables, and the first was alive while the second fitted); Dask failed in
+  compatibility when a 4 GiB worker was restarted while LightGBM loaded its data
+  (the broadcast featurizer was 1.38 GB and the item table 0.95 GB: count tables in
+  float32, codes in int64). At 6d8b9e1 with 5 GiB the workers were still restarted
+  (4.1 GB at the pause threshold); 5.5 GiB passed.
+* Their test figures then (FITB 0.567, cold 0.438, AUC 0.831, hard 0.665) came from
+  the leaking value-level leave-one-out (recommender.compat.cooccurrence docstring);
+  at 100k the validation AUC was 0.55 and 0.38 (below chance) for the two candidates,
+  the same signature (100k not re-run since the fix).
+
+100,000 items (33,333 outfits, 2,000 images; ``--memory-limit 3GiB``; code at
+75e6a17: one negatives mode's worth of style tower less than now, leaking
+leave-one-out, one negative per positive)::
 
     stage          local wall  local CPU  local peak MB | dask wall  driver CPU   worker CPU  driver MB    worker MB
     ingest               1.8        1.8           230   | (same code)
@@ -76,13 +81,12 @@ finish here for memory.
     compatibility      347.9      305.2          2636   |   616.0       308.7  88.8 / 86.0       2235  2197 / 2239
     total 454 s local, 762 s dask (cluster start 1.3 s); generating the source: 22 s
 
-Growth from 100k to 1M (10x the items and outfits): split CPU 2.3 -> 27.6 s,
-features 74 -> 94 s (the same 2,000 images; the rest is the table), and
-compatibility 305 -> 896 s with its peak 2.6 -> 15.1 GB: its training rows are
+Growth from 100k to 1M (10x the items and outfits; 75e6a17 vs 4cf5be9): split CPU
+2.3 -> 27.6 s, features 74 -> 94 s (the same 2,000 images; the rest is the table),
+and compatibility 305 -> 896 s with its peak 2.6 -> 15.1 GB: its training rows are
 capped (642k pairs at 100k, 843k at 1M), so what grows is the per-item and
-per-outfit work around them (statistics, style vectors for every item, the
-second "auto" candidate, scoring 10x the held-out files) and the per-item
-tables held in memory. At 100k the Dask driver spent as much CPU in
+per-outfit work around them (statistics, style vectors for every item, scoring 10x
+the held-out files) and the per-item tables held in memory. At 100k the Dask driver spent as much CPU in
 compatibility as the whole local stage (309 vs 305 s) while the two workers
 added 175 s for the pair features and LightGBM: the stage's driver part is
 most of it.
@@ -390,7 +394,7 @@ def _print_row(row: dict) -> None:
             line += f"{'(same)':>10}"
         print(line)
     print(f"   dask cluster start: {row['dask'].get('seconds_cluster_start')} s; "
-          f"graph: {row['graph']}")
+          f"graph: {row.get('graph', 'not run (--engines local)')}")
     print(f"   peak RSS MB local: {row['local'].get('peak_rss_mb')}")
     print(f"   peak RSS MB dask:  {row['dask'].get('peak_rss_mb')}")
     print(f"   ({row['uptime_after']})", flush=True)
