@@ -99,6 +99,10 @@ def exact_neighbours(queries: np.ndarray, base: np.ndarray, k: int, *,
     return idx, sims
 
 
+#: Scores computed at once when a list is scanned (float32: 128 MB).
+SCORE_BLOCK = 32_000_000
+
+
 class IVFIndex:
     """A flat inverted-file index over L2-normalised vectors (numpy only).
 
@@ -227,21 +231,28 @@ class IVFIndex:
                 a, b = int(self.offsets_[l]), int(self.offsets_[l + 1])
                 if a == b:
                     continue
-                pos = order[bounds[l]:bounds[l + 1]]
-                qi, r = pos // n_probe, pos % n_probe
-                sc = qb[qi] @ self.base_[a:b].T                           # (len(qi), b - a)
-                if ex is not None:
-                    e = ex[qi]
-                    loc = np.where(e >= 0, self.where_[np.maximum(e, 0)] - a, -1)
-                    hit = np.flatnonzero((loc >= 0) & (loc < b - a))
-                    sc[hit, loc[hit]] = -np.inf
-                if kk < b - a:  # unordered: the merge below sorts the survivors
-                    ii = _topk_unordered(sc, kk)
-                    vv = np.take_along_axis(sc, ii, axis=1)
-                else:
-                    ii, vv = np.broadcast_to(np.arange(b - a), sc.shape), sc
-                cand_i[qi, r, :ii.shape[1]] = self.order_[a:b][ii]
-                cand_v[qi, r, :ii.shape[1]] = vv
+                pos_all = order[bounds[l]:bounds[l + 1]]
+                # the queries probing one list in pieces of at most SCORE_BLOCK scores:
+                # lists are not always balanced (a million image-less items share one
+                # zero embedding, so one list held 219k of them, and 65k queries x
+                # 219k scores was 53 GB)
+                step = max(1, SCORE_BLOCK // (b - a))
+                for p0 in range(0, len(pos_all), step):
+                    pos = pos_all[p0:p0 + step]
+                    qi, r = pos // n_probe, pos % n_probe
+                    sc = qb[qi] @ self.base_[a:b].T                       # (len(qi), b - a)
+                    if ex is not None:
+                        e = ex[qi]
+                        loc = np.where(e >= 0, self.where_[np.maximum(e, 0)] - a, -1)
+                        hit = np.flatnonzero((loc >= 0) & (loc < b - a))
+                        sc[hit, loc[hit]] = -np.inf
+                    if kk < b - a:  # unordered: the merge below sorts the survivors
+                        ii = _topk_unordered(sc, kk)
+                        vv = np.take_along_axis(sc, ii, axis=1)
+                    else:
+                        ii, vv = np.broadcast_to(np.arange(b - a), sc.shape), sc
+                    cand_i[qi, r, :ii.shape[1]] = self.order_[a:b][ii]
+                    cand_v[qi, r, :ii.shape[1]] = vv
             ti, tv = _topk_rows(cand_v.reshape(nb, -1), min(k, n_probe * kk))
             best_i[s:s + nb, :ti.shape[1]] = np.take_along_axis(cand_i.reshape(nb, -1), ti, 1)
             best_v[s:s + nb, :ti.shape[1]] = tv

@@ -215,3 +215,24 @@ def test_write_edges_round_trip(tmp_path):
     assert e.astype({"src": str, "dst": str, "kind": str}).values.tolist() == [
         ["a", "c", 0.8999999761581421, "compat"], ["a", "d", 0.5, "compat"],
         ["c", "a", 0.699999988079071, "compat"], ["b", "c", 3.0, "cooc"]]
+
+
+def test_ivf_scan_in_pieces_is_the_same_and_survives_a_degenerate_list(monkeypatch):
+    """Many identical vectors (image-less items: one zero embedding) make one huge list;
+    its scores are computed in pieces of SCORE_BLOCK, with the same neighbours."""
+    import recommender.candidates as C
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(600, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x[:300] = 0.0  # half the items share one vector
+    ivf = IVFIndex(list_size=50, random_state=0).fit(x)
+    assert np.diff(ivf.offsets_).max() >= 300
+    q = np.arange(0, 600, 3)
+    want = ivf.search(x[q], 7, n_probe=3, exclude=q)
+    monkeypatch.setattr(C, "SCORE_BLOCK", 500)  # a few queries per piece of the big list
+    got = ivf.search(x[q], 7, n_probe=3, exclude=q)
+    np.testing.assert_array_equal(got[0], want[0])
+    # the same products, in smaller matrices: BLAS may round the last bit differently
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
+    assert not (got[0] == q[:, None]).any()  # a query never gets itself
