@@ -70,6 +70,8 @@ from features.keypoints.silhouette import estimate_keypoints
 from features.mask import garment_mask
 
 SECTIONS = ("mask", "keypoints", "attributes")
+#: Neck crop size of the attribute network's region path.
+REGION_SIZE = (80, 80)
 
 
 class Timer:
@@ -201,9 +203,63 @@ def _attribute_table(demo: Path) -> pd.DataFrame:
     return cat[(cat[list(ATTRIBUTE_TASKS)] != "").any(axis=1)].reset_index(drop=True)
 
 
-def section_attributes(demo: Path, epochs: int, threads: int) -> None:
+def _truth_keypoints(demo: Path, item_ids) -> tuple[np.ndarray, np.ndarray]:
+    """Ground-truth keypoints of ``item_ids`` (vis -1 where an item has none)."""
+    df = read_keypoints_csv(demo / "fashionai" / "keypoints.csv")
+    xy, vis = keypoints_to_arrays(df)
+    row = {Path(p).stem: i for i, p in enumerate(df["image_id"])}
+    out_xy = np.full((len(item_ids), 24, 2), -1.0)
+    out_vis = np.full((len(item_ids), 24), -1)
+    for k, it in enumerate(item_ids):
+        if it in row:
+            out_xy[k], out_vis[k] = xy[row[it]], vis[row[it]]
+    return out_xy, out_vis
+
+
+def _detector_keypoints(demo: Path, cat: pd.DataFrame, rows: np.ndarray, budget: float,
+                        threads: int, cache: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints of ``cat.iloc[rows]`` predicted by a heatmap detector trained on the
+    train split's keypoint images only (as the build's keypoints stage trains it),
+    with each item's category from its catalogue slot and subcategory (as the
+    features stage asks it).  Cached in ``cache`` (.npz) when given."""
+    from features.keypoints.heatmap import HeatmapKeypointDetector
+
+    ids = cat["item_id"].to_numpy()[rows].astype(str)
+    if cache is not None and cache.is_file():
+        z = np.load(cache, allow_pickle=False)
+        if list(z["item_id"]) == list(ids):
+            print(f"  detector keypoints read from {cache}")
+            return z["xy"], z["vis"]
+    split = _split(demo)
+    df = read_keypoints_csv(demo / "fashionai" / "keypoints.csv")
+    stems = df["image_id"].map(lambda s: Path(s).stem)
+    tr = np.flatnonzero(stems.map(split).to_numpy() == "train")
+    xy, vis = keypoints_to_arrays(df)
+    det = HeatmapKeypointDetector(preset="base", image_size=(160, 112), epochs=60,
+                                  batch_size=32, time_budget_s=budget, budget_clock="cpu",
+                                  num_threads=threads, random_state=0)
+    with Timer() as t:
+        det.fit([str(demo / df["image_id"].iloc[i]) for i in tr], xy[tr], vis[tr])
+    print(f"  keypoint detector for the test crops: {len(det.history_)} epochs, {t}")
+    kcats = [category_for(c, s) for c, s in zip(cat["category"].iloc[rows],
+                                                 cat["subcategory"].iloc[rows])]
+    out_xy = np.full((len(rows), 24, 2), -1.0)
+    out_vis = np.full((len(rows), 24), -1)
+    has = np.array([k is not None for k in kcats])
+    if has.any():
+        pxy, pvis, _ = det.predict([str(demo / p) for p in cat["image_path"].iloc[rows[has]]],
+                                   [k for k in kcats if k is not None])
+        out_xy[has], out_vis[has] = pxy, pvis
+    if cache is not None:
+        np.savez(cache, item_id=ids, xy=out_xy, vis=out_vis)
+    return out_xy, out_vis
+
+
+def section_attributes(demo: Path, epochs: int, threads: int, regions: str = "detector",
+                       kp_budget: float = 300.0, kp_cache: Path | None = None) -> None:
     from features.attributes.data import load_images
     from features.attributes.estimator import AttributeModel
+    from features.attributes.regions import region_inputs
     from features.attributes.taxonomy import Taxonomy
 
     split = _split(demo)
@@ -213,16 +269,30 @@ def section_attributes(demo: Path, epochs: int, threads: int) -> None:
     labels = cat[tasks].replace("", None)
     tax = Taxonomy.fashionai(tasks)
     size = (160, 112)
-    images, ok = load_images([str(demo / p) for p in cat["image_path"]], size)
+    paths = [str(demo / p) for p in cat["image_path"]]
+    images, ok = load_images(paths, size)
     tr, te = (np.flatnonzero((sp == s) & ok) for s in ("train", "test"))
-    print(f"\nattributes: {len(cat)} apparel images, train/test {len(tr)}/{len(te)}")
+    print(f"\nattributes: {len(cat)} apparel images, train/test {len(tr)}/{len(te)}; "
+          f"keypoint regions: {regions}")
+    reg_tr = reg_te = None
+    if regions != "none":
+        # Training crops come from the labelled keypoints (labels, like the
+        # attribute labels); test crops from the detector unless asked otherwise.
+        xy, vis = _truth_keypoints(demo, cat["item_id"])
+        if regions == "detector":
+            xy[te], vis[te] = _detector_keypoints(demo, cat, te, kp_budget, threads, kp_cache)
+        with Timer() as t:
+            reg_tr = region_inputs([paths[i] for i in tr], xy[tr], vis[tr], REGION_SIZE)
+            reg_te = region_inputs([paths[i] for i in te], xy[te], vis[te], REGION_SIZE)
+        print(f"  neck crops {REGION_SIZE}: train {int(reg_tr.has_crop.sum())}, test "
+              f"{int(reg_te.has_crop.sum())} ({t})")
     model = AttributeModel(tax, preset="base", image_size=size, epochs=epochs, batch_size=32,
                            num_threads=threads, random_state=0)
     with Timer() as t:
-        model.fit(np.asarray(images[tr]), labels.iloc[tr])
+        model.fit(np.asarray(images[tr]), labels.iloc[tr], regions=reg_tr)
     print(f"  network (8 FashionAI heads) trained: {len(model.history_)} epochs, "
           f"{model.history_[-1]['steps']} steps, {t} ({threads} thread(s))")
-    probs = model.predict_proba(np.asarray(images[te]))
+    probs = model.predict_proba(np.asarray(images[te]), reg_te)
     train_t, _ = tax.encode(labels.iloc[tr].reset_index(drop=True))
     rows = []
     for j, task in enumerate(tasks):
@@ -251,6 +321,12 @@ def main(argv=None) -> int:
     ap.add_argument("--kp-budget", type=float, default=300.0,
                     help="keypoint detector training budget, CPU seconds")
     ap.add_argument("--attr-epochs", type=int, default=25)
+    ap.add_argument("--attr-regions", choices=("detector", "truth", "none"), default="detector",
+                    help="keypoints of the test images' neck crops and geometry: a detector "
+                         "trained on the train split (default), the labels (an upper "
+                         "bound), or no region path (the whole-image network)")
+    ap.add_argument("--kp-cache", type=Path, default=None,
+                    help="attributes section: .npz to keep the detector's test keypoints in")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
@@ -262,7 +338,8 @@ def main(argv=None) -> int:
     if "keypoints" in wanted:
         section_keypoints(args.demo, args.kp_budget, args.threads)
     if "attributes" in wanted:
-        section_attributes(args.demo, args.attr_epochs, args.threads)
+        section_attributes(args.demo, args.attr_epochs, args.threads, args.attr_regions,
+                           args.kp_budget, args.kp_cache)
     return 0
 
 

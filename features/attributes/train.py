@@ -114,14 +114,26 @@ def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> Non
         be.copy_(b)
 
 
+def region_batch(regions, idx, device) -> dict[str, torch.Tensor]:
+    """Network keyword inputs (``region``, ``has_region``, ``geometry``) of rows ``idx``
+    of a :class:`~features.attributes.regions.RegionInputs` (empty dict for None)."""
+    if regions is None:
+        return {}
+    return {"region": to_tensor(regions.crops[idx]).to(device),
+            "has_region": torch.as_tensor(np.asarray(regions.has_crop[idx])).to(device),
+            "geometry": torch.as_tensor(np.asarray(regions.geometry[idx],
+                                                   np.float32)).to(device)}
+
+
 @torch.no_grad()
-def _val_accuracy(net, x: np.ndarray, targets: np.ndarray, names, batch: int = 128
-                  ) -> dict[str, float]:
+def _val_accuracy(net, x: np.ndarray, targets: np.ndarray, names, batch: int = 128,
+                  regions=None) -> dict[str, float]:
     net.eval()
     device = next(net.parameters()).device
     preds = {h: [] for h in names}
     for s in range(0, len(x), batch):
-        out = net(to_tensor(x[s:s + batch]).to(device))
+        out = net(to_tensor(x[s:s + batch]).to(device),
+                  **region_batch(regions, slice(s, s + batch), device))
         for h in names:
             preds[h].append(out[h].argmax(1).cpu().numpy())
     res = {}
@@ -135,10 +147,18 @@ def _val_accuracy(net, x: np.ndarray, targets: np.ndarray, names, batch: int = 1
 
 def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
                   maybe: np.ndarray, taxonomy: Taxonomy, params: dict[str, Any], *,
-                  val: tuple[np.ndarray, np.ndarray] | None = None,
-                  log: Callable[[str], None] = lambda m: None
-                  ) -> tuple[torch.nn.Module, list[dict]]:
+                  val: tuple | None = None,
+                  log: Callable[[str], None] = lambda m: None,
+                  regions=None) -> tuple[torch.nn.Module, list[dict]]:
     """Train ``net`` on uint8 images ``x`` (N, H, W, 3) and encoded targets.
+
+    ``regions`` (:class:`~features.attributes.regions.RegionInputs`, row-aligned with
+    ``x``) feeds a network built with a region path: crops get the same kind of
+    augmentation as the images (drawn independently: a shifted, rescaled crop is
+    what an imprecise keypoint gives), geometry gets Gaussian noise of
+    ``geometry_noise`` (in normalising-pair units, about a detector's error), and a
+    ``region_dropout`` share of rows loses both, so the heads also work without
+    keypoints.  ``val`` is ``(images, targets)`` or ``(images, targets, regions)``.
 
     Returns the network to predict with (the EMA copy when ``ema_decay > 0``) and a
     history of per-epoch dicts (loss, lr, seconds, val accuracy per head).
@@ -189,15 +209,28 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
             idx = np.sort(pool[draw])
             idx_t = torch.as_tensor(idx, device=device)
             xb = to_tensor(x[idx]).to(device)                          # (B, 3, H, W)
+            j = float(params.get("jitter", 0.1))
             if params["augment"]:
-                j = float(params.get("jitter", 0.1))
                 xb = augment(xb, gen, brightness=j, contrast=j)
             scale = resize_scale(progress) if params.get("progressive_resize") else 1.0
             if scale < 1.0:
                 xb = F.interpolate(xb, scale_factor=scale, mode="bilinear", antialias=True,
                                    align_corners=False, recompute_scale_factor=False
                                    ).contiguous(memory_format=torch.channels_last)
-            logits = net(xb)
+            extra = region_batch(regions, idx, device)
+            if extra:
+                if params["augment"]:
+                    extra["region"] = augment(extra["region"], gen, brightness=j,
+                                              contrast=j, max_scale=0.12, max_shift=0.08)
+                keep = (torch.rand(len(idx), generator=gen)
+                        >= float(params.get("region_dropout", 0.1))).to(device)
+                extra["has_region"] = extra["has_region"] & keep
+                noise = torch.randn(extra["geometry"].shape, generator=gen).to(device)
+                g = extra["geometry"].view(len(idx), -1, 3)
+                g = torch.cat([g[..., :2] + float(params.get("geometry_noise", 0.03))
+                               * noise.view_as(g)[..., :2] * g[..., 2:], g[..., 2:]], -1)
+                extra["geometry"] = g.view(len(idx), -1) * keep[:, None].to(g.dtype)
+            logits = net(xb, **extra)
             loss = masked_multitask_loss(logits, tgt_t[idx_t], maybe_t[idx_t], taxonomy,
                                          float(params["label_smoothing"]))
             opt.zero_grad(set_to_none=True)
@@ -220,7 +253,8 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
                "seconds": round(time.perf_counter() - t0, 1)}
         if val is not None and len(val[0]):
             rec["val_accuracy"] = _val_accuracy(ema if ema is not None else net, val[0],
-                                                val[1], taxonomy.names)
+                                                val[1], taxonomy.names,
+                                                regions=val[2] if len(val) > 2 else None)
         history.append(rec)
         va = " ".join(f"{h}={a:.3f}" for h, a in rec.get("val_accuracy", {}).items())
         log(f"  epoch {epoch + 1}/{params['epochs']} loss {rec['loss']:.4f} lr {lr:.2e} "
