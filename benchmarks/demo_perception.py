@@ -216,20 +216,14 @@ def _truth_keypoints(demo: Path, item_ids) -> tuple[np.ndarray, np.ndarray]:
     return out_xy, out_vis
 
 
-def _detector_keypoints(demo: Path, cat: pd.DataFrame, rows: np.ndarray, budget: float,
-                        threads: int, cache: Path | None) -> tuple[np.ndarray, np.ndarray]:
-    """Keypoints of ``cat.iloc[rows]`` predicted by a heatmap detector trained on the
-    train split's keypoint images only (as the build's keypoints stage trains it),
-    with each item's category from its catalogue slot and subcategory (as the
-    features stage asks it).  Cached in ``cache`` (.npz) when given."""
+def _detector(demo: Path, budget: float, threads: int, cache: Path | None):
+    """A heatmap detector trained on the train split's keypoint images only (as the
+    build's keypoints stage trains it); kept in / read from the folder ``cache``."""
     from features.keypoints.heatmap import HeatmapKeypointDetector
 
-    ids = cat["item_id"].to_numpy()[rows].astype(str)
-    if cache is not None and cache.is_file():
-        z = np.load(cache, allow_pickle=False)
-        if list(z["item_id"]) == list(ids):
-            print(f"  detector keypoints read from {cache}")
-            return z["xy"], z["vis"]
+    if cache is not None and (cache / "keypoints.pt").is_file():
+        print(f"  keypoint detector read from {cache}")
+        return HeatmapKeypointDetector.load(cache)
     split = _split(demo)
     df = read_keypoints_csv(demo / "fashionai" / "keypoints.csv")
     stems = df["image_id"].map(lambda s: Path(s).stem)
@@ -241,22 +235,49 @@ def _detector_keypoints(demo: Path, cat: pd.DataFrame, rows: np.ndarray, budget:
     with Timer() as t:
         det.fit([str(demo / df["image_id"].iloc[i]) for i in tr], xy[tr], vis[tr])
     print(f"  keypoint detector for the test crops: {len(det.history_)} epochs, {t}")
+    if cache is not None:
+        det.save(cache)
+    return det
+
+
+def _detector_keypoints(det, demo: Path, cat: pd.DataFrame, rows: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints of ``cat.iloc[rows]`` from ``det``, each item's category from its
+    catalogue slot and subcategory (as the features stage asks it)."""
     kcats = [category_for(c, s) for c, s in zip(cat["category"].iloc[rows],
                                                  cat["subcategory"].iloc[rows])]
     out_xy = np.full((len(rows), 24, 2), -1.0)
     out_vis = np.full((len(rows), 24), -1)
-    has = np.array([k is not None for k in kcats])
+    has = np.array([k is not None for k in kcats], bool)
     if has.any():
         pxy, pvis, _ = det.predict([str(demo / p) for p in cat["image_path"].iloc[rows[has]]],
                                    [k for k in kcats if k is not None])
         out_xy[has], out_vis[has] = pxy, pvis
-    if cache is not None:
-        np.savez(cache, item_id=ids, xy=out_xy, vis=out_vis)
     return out_xy, out_vis
 
 
+def _score_tasks(tasks, cat: pd.DataFrame, rows: np.ndarray, probs: dict,
+                 train_t: np.ndarray) -> pd.DataFrame:
+    """Per task: test rows, AP of the class-prior baseline and of the model, accuracy
+    (predictions on an ``m`` class left out, as the challenge does)."""
+    out = []
+    for j, task in enumerate(tasks):
+        lab = cat[task].to_numpy()[rows]
+        has = lab != ""
+        n_cls = len(ATTRIBUTE_TASKS[task])
+        counts = np.bincount(train_t[:, j][train_t[:, j] >= 0], minlength=n_cls) + 1e-3
+        prior = np.tile(counts / counts.sum(), (int(has.sum()), 1))
+        lab_list = lab[has].tolist()
+        p = probs[task][has]
+        acc = np.mean([s[k] == "y" for s, k in zip(lab_list, p.argmax(1)) if s[k] != "m"])
+        out.append((task, int(has.sum()), attribute_ap(lab_list, prior),
+                    attribute_ap(lab_list, p), acc))
+    return pd.DataFrame(out, columns=["task", "n_test", "AP_prior", "AP_model", "accuracy"])
+
+
 def section_attributes(demo: Path, epochs: int, threads: int, regions: str = "detector",
-                       kp_budget: float = 300.0, kp_cache: Path | None = None) -> None:
+                       kp_budget: float = 300.0, kp_cache: Path | None = None,
+                       extra_test: Path | None = None) -> None:
     from features.attributes.data import load_images
     from features.attributes.estimator import AttributeModel
     from features.attributes.regions import region_inputs
@@ -280,7 +301,8 @@ def section_attributes(demo: Path, epochs: int, threads: int, regions: str = "de
         # attribute labels); test crops from the detector unless asked otherwise.
         xy, vis = _truth_keypoints(demo, cat["item_id"])
         if regions == "detector":
-            xy[te], vis[te] = _detector_keypoints(demo, cat, te, kp_budget, threads, kp_cache)
+            det = _detector(demo, kp_budget, threads, kp_cache)
+            xy[te], vis[te] = _detector_keypoints(det, demo, cat, te)
         with Timer() as t:
             reg_tr = region_inputs([paths[i] for i in tr], xy[tr], vis[tr], REGION_SIZE)
             reg_te = region_inputs([paths[i] for i in te], xy[te], vis[te], REGION_SIZE)
@@ -294,22 +316,32 @@ def section_attributes(demo: Path, epochs: int, threads: int, regions: str = "de
           f"{model.history_[-1]['steps']} steps, {t} ({threads} thread(s))")
     probs = model.predict_proba(np.asarray(images[te]), reg_te)
     train_t, _ = tax.encode(labels.iloc[tr].reset_index(drop=True))
-    rows = []
-    for j, task in enumerate(tasks):
-        lab = cat[task].to_numpy()[te]
-        has = lab != ""
-        n_cls = len(ATTRIBUTE_TASKS[task])
-        counts = np.bincount(train_t[:, j][train_t[:, j] >= 0], minlength=n_cls) + 1e-3
-        prior = np.tile(counts / counts.sum(), (int(has.sum()), 1))
-        lab_list = lab[has].tolist()
-        p = probs[task][has]
-        acc = np.mean([s[k] == "y" for s, k in zip(lab_list, p.argmax(1)) if s[k] != "m"])
-        rows.append((task, int(has.sum()), attribute_ap(lab_list, prior),
-                     attribute_ap(lab_list, p), acc))
-    res = pd.DataFrame(rows, columns=["task", "n_test", "AP_prior", "AP_model", "accuracy"])
+    res = _score_tasks(tasks, cat, te, probs, train_t)
     print(res.round(4).to_string(index=False))
     print(f"  FashionAI mAP: model {res['AP_model'].mean():.4f}, class-prior baseline "
           f"{res['AP_prior'].mean():.4f} (over {len(te)} test images)")
+    if extra_test is None:
+        return
+    # A second generated catalogue (another seed): every apparel image of it is
+    # held out, so small tasks get enough rows to be measured.
+    xcat = _attribute_table(extra_test)
+    xpaths = [str(extra_test / p) for p in xcat["image_path"]]
+    ximages, xok = load_images(xpaths, size)
+    xr = np.flatnonzero(xok)
+    xreg = None
+    if regions != "none":
+        if regions == "detector":
+            xxy, xvis = _detector_keypoints(det, extra_test, xcat, xr)
+        else:
+            xxy, xvis = (a[xr] for a in _truth_keypoints(extra_test, xcat["item_id"]))
+        xreg = region_inputs([xpaths[i] for i in xr], xxy, xvis, REGION_SIZE)
+    with Timer() as t:
+        xprobs = model.predict_proba(np.asarray(ximages[xr]), xreg)
+    xres = _score_tasks(tasks, xcat, xr, xprobs, train_t)
+    print(f"\n  held-out catalogue {extra_test} ({len(xr)} apparel images, predict {t}):")
+    print(xres.round(4).to_string(index=False))
+    print(f"  FashionAI mAP: model {xres['AP_model'].mean():.4f}, class-prior baseline "
+          f"{xres['AP_prior'].mean():.4f} (over {len(xr)} images of another catalogue)")
 
 
 def main(argv=None) -> int:
@@ -326,7 +358,11 @@ def main(argv=None) -> int:
                          "trained on the train split (default), the labels (an upper "
                          "bound), or no region path (the whole-image network)")
     ap.add_argument("--kp-cache", type=Path, default=None,
-                    help="attributes section: .npz to keep the detector's test keypoints in")
+                    help="attributes section: folder to keep the trained detector in (and "
+                         "read it from on the next run)")
+    ap.add_argument("--extra-test", type=Path, default=None,
+                    help="attributes section: another generated catalogue (e.g. seed 1) "
+                         "whose apparel is all scored as a second held-out set")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
@@ -339,7 +375,7 @@ def main(argv=None) -> int:
         section_keypoints(args.demo, args.kp_budget, args.threads)
     if "attributes" in wanted:
         section_attributes(args.demo, args.attr_epochs, args.threads, args.attr_regions,
-                           args.kp_budget, args.kp_cache)
+                           args.kp_budget, args.kp_cache, args.extra_test)
     return 0
 
 
