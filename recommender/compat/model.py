@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -169,8 +170,17 @@ class CompatibilityModel:
             raise InputError(f"unknown aggregate {self.aggregate!r}", field="aggregate",
                              value=self.aggregate, allowed=AGGREGATES)
         log = log or (lambda msg: None)
+        prep = self._prepare(catalog, train_outfits, features, embeddings)
         if self.negatives == "auto":
-            return self._fit_auto(catalog, train_outfits, features, embeddings, log, trainer)
+            return self._fit_auto(prep, log, trainer)
+        return self._fit_prepared(prep, log, trainer)._finalize(prep)
+
+    def _prepare(self, catalog, train_outfits, features, embeddings) -> "_Prepared":
+        """What every negatives mode shares: the outfit split, statistics and item table.
+
+        Nothing here depends on the negatives, so "auto" computes it once for both
+        candidates (the per-item tables of a large catalogue are its memory).
+        """
         catalog = catalog.reset_index(drop=True)
         outfits = outfit_index_lists(train_outfits, catalog)
         if len(outfits) < 4:
@@ -194,6 +204,16 @@ class CompatibilityModel:
         items = fz.item_table(catalog, features, embeddings)
         subs = items.codes["subcategory"] if "subcategory" in items.codes else \
             np.zeros(len(catalog), np.int64)
+        return _Prepared(catalog=catalog, features=features, embeddings=embeddings,
+                         outfits=outfits, val=val, fit=fit, rows_from=rows_from, fz=fz,
+                         items=items, subs=subs, rng_state=rng.bit_generator.state)
+
+    def _fit_prepared(self, prep: "_Prepared", log, trainer=None) -> "CompatibilityModel":
+        """Pairs of this model's negatives mode, the booster, and its validation metrics."""
+        fz, items, subs, fit, val = prep.fz, prep.items, prep.subs, prep.fit, prep.val
+        rng = np.random.default_rng()
+        rng.bit_generator.state = prep.rng_state  # every candidate draws the same stream
+        rows_from = prep.rows_from
         sampled = fit if rows_from is None else [fit[k] for k in rows_from]
         a, b, o, y = make_training_pairs(sampled, subs, fz.stats_.item_count_, rng,
                                          self.negatives, self.n_negatives)
@@ -209,10 +229,14 @@ class CompatibilityModel:
             self._params(), fz, items, (a, b, o, y), (va, vb, vy),
             num_boost_round=self.num_boost_round,
             early_stopping_rounds=self.early_stopping_rounds)
+        counts = {"n_train_pairs": int(len(y)), "n_val_pairs": int(len(vy)),
+                  "n_fit_outfits": len(fit), "n_val_outfits": len(val),
+                  "n_pair_outfits": len(sampled)}
+        del a, b, o, y, va, vb, vy
         self.featurizer_ = fz
         self.booster_ = booster
         self.feature_names_ = list(fz.feature_names_)
-        self._set_items(catalog, features, embeddings)
+        self._set_items(prep.catalog, items=items)
         self.aggregate_ = "mean" if self.aggregate == "auto" else self.aggregate
         self.fitb_aggregate_ = "mean"
         # the validation questions draw from their own stream: settings that change how
@@ -221,43 +245,49 @@ class CompatibilityModel:
             val, fit, subs, np.random.default_rng([self.random_state, 1]))
         self.metrics_.update({"best_iteration": int(booster.best_iteration or
                                                      booster.current_iteration()),
-                              "val_logloss": float(val_logloss),
-                              "n_train_pairs": int(len(y)), "n_val_pairs": int(len(vy)),
-                              "n_fit_outfits": len(fit), "n_val_outfits": len(val),
-                              "n_pair_outfits": len(sampled)})
+                              "val_logloss": float(val_logloss), **counts})
         log(f"[compatibility] validation: " + ", ".join(
             f"{k} {v:.3f}" for k, v in self.metrics_.items() if isinstance(v, float)))
-        # final statistics: all training outfits (the trees are kept)
-        # (the style tower fitted above is kept: it reads content only)
+        return self
+
+    def _finalize(self, prep: "_Prepared") -> "CompatibilityModel":
+        """Statistics recounted on all training outfits (the trees and style tower kept)."""
+        style = self.featurizer_.style_ or self._style_config()
+        # the validation-time featurizer and item table are not needed any more: drop
+        # them before the final ones are built (two of each at 1M items is gigabytes)
+        self.featurizer_ = self.items_ = prep.fz = prep.items = None
         self.featurizer_ = PairFeaturizer(
-            self.groups, style=fz.style_ or self._style_config(), style_folds=0,
+            self.groups, style=style, style_folds=0,
             model_code_gap=self.model_code_gap, graph_dim=self.graph_dim,
-        ).fit(catalog, features, embeddings, outfits)
+        ).fit(prep.catalog, prep.features, prep.embeddings, prep.outfits)
         if self.featurizer_.feature_names_ != self.feature_names_:
             raise BundleError("feature list changed between validation and final fit")
-        self._set_items(catalog, features, embeddings)
-        gain = booster.feature_importance("gain")
+        self._set_items(prep.catalog, prep.features, prep.embeddings)
+        gain = self.booster_.feature_importance("gain")
         self.feature_importance_ = {n: float(g) for n, g in zip(self.feature_names_, gain)}
         return self
 
-    def _fit_auto(self, catalog, train_outfits, features, embeddings, log, trainer=None):
+    def _fit_auto(self, prep: "_Prepared", log, trainer=None):
         fits = {}
         for mode in AUTO_CANDIDATES:
             params = {k: getattr(self, k) for k in self._param_names()}
             params["negatives"] = mode
-            fits[mode] = CompatibilityModel(groups=self.groups, **params).fit(
-                catalog, train_outfits, features, embeddings, log, trainer)
+            fits[mode] = CompatibilityModel(groups=self.groups, **params)._fit_prepared(
+                prep, log, trainer)
         score = {m: float(np.mean([f.metrics_.get(k, 0.0) for k in SELECTION_METRICS]))
                  for m, f in fits.items()}
         best = max(score, key=score.get)
         log(f"[compatibility] negatives 'auto': validation score {score}, keeping {best!r}")
         chosen = fits[best]
+        auto_validation = {m: {k: f.metrics_.get(k) for k in SELECTION_METRICS}
+                           for m, f in fits.items()}
+        fits.clear()  # the other candidate's booster and tables go before the final fit
+        chosen._finalize(prep)
         for k, v in vars(chosen).items():
             if k.endswith("_") or k.startswith("_"):
                 setattr(self, k, v)
         self.metrics_ = dict(chosen.metrics_, negatives_chosen=best,
-                             auto_validation={m: {k: f.metrics_.get(k) for k in SELECTION_METRICS}
-                                              for m, f in fits.items()})
+                             auto_validation=auto_validation)
         return self
 
     def _style_config(self) -> dict:
@@ -337,10 +367,11 @@ class CompatibilityModel:
         out["val_auc"], out["val_auc_hard"] = aucs[self.aggregate_]
         return out
 
-    def _set_items(self, catalog, features, embeddings):
+    def _set_items(self, catalog, features=None, embeddings=None, items=None):
         self.catalog_ids_ = catalog["item_id"].astype(str).tolist()
         self.index_ = {k: i for i, k in enumerate(self.catalog_ids_)}
-        self.items_ = self.featurizer_.item_table(catalog, features, embeddings)
+        self.items_ = items if items is not None else \
+            self.featurizer_.item_table(catalog, features, embeddings)
         self._catalog = catalog
 
     def _check(self):
@@ -606,6 +637,22 @@ class CompatibilityModel:
         except KeyError:
             raise NotFoundError(f"unknown item id {item_id!r}", field="item_id",
                                 value=item_id) from None
+
+
+@dataclass
+class _Prepared:
+    """The shared part of a fit (:meth:`CompatibilityModel._prepare`)."""
+    catalog: pd.DataFrame
+    features: pd.DataFrame | None
+    embeddings: np.ndarray | None
+    outfits: list            # every training outfit (catalogue rows)
+    val: list                # the early-stopping / selection outfits
+    fit: list                # the rest: statistics and training pairs
+    rows_from: np.ndarray | None
+    fz: PairFeaturizer       # fitted on ``fit``
+    items: object            # fz.item_table(...)
+    subs: np.ndarray
+    rng_state: dict          # the stream after the split, where each candidate starts
 
 
 def train_booster(params: dict, fz: PairFeaturizer, items, train: tuple, val: tuple, *,
