@@ -21,7 +21,16 @@ Sections (``--sections``, default all):
     FashionAI task heads, trained on the train split's apparel (the y/m/n label
     files: ``m`` classes leave the row's softmax) and scored on the test split
     with :func:`features.fashionai.metrics.attribute_ap`, beside the class-prior
-    baseline (every row gets the training class frequencies).
+    baseline (every row gets the training class frequencies).  With
+    ``--attr-regions detector`` (the default) the network has the keypoint-guided
+    path of :mod:`features.attributes.regions` (an 80x80 neck crop and the keypoint
+    geometry), trained on the labelled keypoints of the train split and fed, on
+    test images, the keypoints of a heatmap detector trained on the train split
+    only (``--kp-budget`` CPU seconds; kept in ``--kp-cache``); ``truth`` feeds
+    the labelled test keypoints (an upper bound), ``none`` is the whole-image
+    network.  ``--extra-test`` scores the same model on every apparel image of
+    a second generated catalogue (another seed, same generator and shape
+    statistics): the test split's neck task has 9 rows, too few to measure.
 
 Training runs on ``--threads`` torch threads (default 1: on this shared 2-core
 machine a second thread mostly spins waiting for the first, tripling CPU seconds
