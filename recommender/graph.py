@@ -251,10 +251,52 @@ def _score_chunk(q, nb, cooc_b, hop_b, top_pop, scorer, cfg, n, edges, lap) -> i
     return len(ps)
 
 
+def _target_batch(job: tuple) -> tuple[dict, int, dict]:
+    """Second-pass work for one batch of queries and one target category.
+
+    ``job`` = (shared, emb, scorer, queries); ``shared`` holds the target's
+    :class:`CategoryIndex`, history columns, popular items, the config and ``n``.
+    ``emb`` and ``scorer`` may be worker-cached handles. Returns the batch's edges
+    by kind (lists of parts, in build order), the pairs scored and CPU seconds by
+    phase. The local build calls it in a loop, the Dask build on the workers.
+    """
+    shared, emb, scorer, q_s = job
+    emb, scorer = _resolve(emb), _resolve(scorer)
+    cfg, index = shared["cfg"], shared["index"]
+    phase: dict[str, float] = {}
+    clock = [time.process_time()]
+
+    def lap(name: str) -> None:
+        now = time.process_time()
+        phase[name] = phase.get(name, 0.0) + now - clock[0]
+        clock[0] = now
+
+    edges: dict[str, list] = {k: [] for k in EDGE_KINDS}
+    kk = max(cfg.k_candidates, cfg.k_visual)
+    nb_s, sim_s = index.search(emb, q_s, kk)
+    m = nb_s[:, :cfg.k_visual] >= 0
+    edges["visual"].append(_part(np.repeat(q_s, m.sum(1)), nb_s[:, :cfg.k_visual][m],
+                                 sim_s[:, :cfg.k_visual][m]))
+    lap("search_targets")
+    n_scored = 0
+    for s in range(0, len(q_s), cfg.chunk):
+        n_scored += _score_chunk(q_s[s:s + cfg.chunk], nb_s[s:s + cfg.chunk],
+                                 shared["cooc_b"], shared["hop_b"], shared["top_pop"], scorer,
+                                 cfg, shared["n"], edges, lap)
+    return edges, n_scored, phase
+
+
+def _resolve(x):
+    """The object behind a worker-cached handle (:class:`WorkerCached`), else ``x``."""
+    get = getattr(type(x), "get", None)
+    return x.get() if get is not None and type(x).__name__ == "WorkerCached" else x
+
+
 def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFrame | None,
                 pairing: dict[str, tuple[str, ...]], *, scorer: Callable | None = None,
                 features: pd.DataFrame | None = None, config: GraphConfig | None = None,
-                log: Callable[[str], None] = lambda m: None) -> GraphResult:
+                log: Callable[[str], None] = lambda m: None, executor=None,
+                remote: dict | None = None) -> GraphResult:
     """Build the garment graph's edges from candidates (never all pairs).
 
     Parameters
@@ -266,6 +308,13 @@ def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFr
     pairing : category -> categories that complete it (the rules' matrix).
     scorer : callable(src, dst, cooc_count) -> scores in 0..1; default
         :class:`ContentScorer`.
+    executor, remote : optional
+        The Dask build's ``ctx.executor`` and worker-side handles
+        ``{"emb": ..., "scorer": ...}`` (:meth:`DaskExecutor.cached` of the same
+        embeddings and scorer). Candidate generation and scoring of the second
+        pass -- one job per target category and query batch, the same batches as
+        here -- then run on the workers, with each category's index and history
+        columns sent once per worker; the edges are the same, in the same order.
     """
     cfg = config or GraphConfig()
     t0 = time.perf_counter()
@@ -331,21 +380,36 @@ def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFr
         top_pop = by_cat[b][np.argsort(-popularity[by_cat[b]], kind="stable")[:cfg.k_popular]]
         top_pop = top_pop[popularity[top_pop] > 0]
         lap("history_columns")
-        kk = max(cfg.k_candidates, cfg.k_visual)
         # a whole number of scoring chunks: the same batches, so the same edges in
         # the same order, as one search per scoring chunk
         search_chunk = -(-max(cfg.search_chunk, cfg.chunk) // cfg.chunk) * cfg.chunk
-        for s0 in range(0, len(q_all), search_chunk):
-            q_s = q_all[s0:s0 + search_chunk]
-            nb_s, sim_s = index[b].search(emb, q_s, kk)
-            m = nb_s[:, :cfg.k_visual] >= 0
-            edges["visual"].append(_part(np.repeat(q_s, m.sum(1)), nb_s[:, :cfg.k_visual][m],
-                                         sim_s[:, :cfg.k_visual][m]))
-            lap("search_targets")
-            for s in range(0, len(q_s), cfg.chunk):
-                n_scored += _score_chunk(q_s[s:s + cfg.chunk], nb_s[s:s + cfg.chunk],
-                                         cooc_b, hop_b, top_pop, scorer, cfg, n, edges, lap)
-        log(f"graph: target {b}: {len(q_all)} queries")
+        shared = {"index": index[b], "cooc_b": cooc_b, "hop_b": hop_b, "top_pop": top_pop,
+                  "cfg": cfg, "n": n}
+        batches = [q_all[s0:s0 + search_chunk] for s0 in range(0, len(q_all), search_chunk)]
+        if executor is None:
+            done = (_target_batch((shared, emb, scorer, q_s)) for q_s in batches)
+        else:
+            # one copy of the index and history columns per worker, not per job
+            # (in a list: a scattered dict becomes a dict of futures, one per key)
+            [ref] = executor.client.scatter([shared], broadcast=True, hash=False)
+            try:
+                done = executor.map(_target_batch,
+                                    [(ref, remote["emb"], remote["scorer"], q_s)
+                                     for q_s in batches])
+            finally:
+                ref.release()
+        for part_edges, part_n, part_phase in done:
+            for kind, parts in part_edges.items():
+                edges[kind].extend(parts)
+            n_scored += part_n
+            for k, v in part_phase.items():  # the workers' CPU seconds, by phase
+                phase[k] = phase.get(k, 0.0) + v
+        if executor is None:
+            clock[0] = time.process_time()  # the batches' own laps counted this process
+        else:
+            lap("targets_driver")  # sending jobs and gathering edges
+        log(f"graph: target {b}: {len(q_all)} queries"
+            + (f" in {len(batches)} jobs on the cluster" if executor is not None else ""))
 
     out = {}
     for kind, parts in edges.items():
@@ -568,6 +632,24 @@ def _load_scorer(bundle, emb, catalog, features, log):
     return CompatScorer(CompatibilityModel.load(bundle))
 
 
+def load_embeddings(path: str) -> np.ndarray:
+    """A bundle's embeddings, memory-mapped (what a worker loads once)."""
+    return np.load(path, mmap_mode="r")
+
+
+def load_scorer(bundle_root: str):
+    """The pair scorer of a bundle, as the graph stage builds it (once per worker)."""
+    from recommender.bundle import Bundle
+
+    b = Bundle.open(bundle_root)
+    ep, fp = b.path("features", "embeddings.npy"), b.path("features", "features.parquet")
+    catalog = features = None
+    if not b.path("models", "compat.txt").is_file():  # the content scorer reads these
+        catalog = pd.read_parquet(b.path("catalog.parquet"))
+        features = pd.read_parquet(fp) if fp.is_file() else None
+    return _load_scorer(b, np.load(ep, mmap_mode="r"), catalog, features, lambda m: None)
+
+
 def bundle_pairing(bundle) -> dict[str, tuple[str, ...]]:
     """The pairing matrix: the bundle's rules file when valid, else the defaults."""
     from recommender.rules import default_rules, load_rules
@@ -593,8 +675,18 @@ def run_stage(ctx) -> dict:
         ctx.log("graph: no eval/train_outfits.parquet; co-occurrence uses ALL outfits "
                 "(held-out retrieval metrics on this bundle would leak)")
     scorer = _load_scorer(b, emb, catalog, features, ctx.log)
+    ex = getattr(ctx, "executor", None)  # the Dask build scores candidates on the cluster
+    remote = None
+    if ex is not None:
+        from recommender.bundle import file_hash
+
+        stamp = file_hash(ep)
+        cp = b.path("models", "compat.txt")
+        remote = {"emb": ex.cached(load_embeddings, str(ep), stamp),
+                  "scorer": ex.cached(load_scorer, str(b.root),
+                                      stamp + (file_hash(cp) if cp.is_file() else ""))}
     res = build_graph(catalog, emb, outfits, bundle_pairing(b), scorer=scorer,
-                      features=features, config=cfg, log=ctx.log)
+                      features=features, config=cfg, log=ctx.log, executor=ex, remote=remote)
     gdir = b.path("graph")
     gdir.mkdir(parents=True, exist_ok=True)
     for old in gdir.glob("csr_*.npy"):

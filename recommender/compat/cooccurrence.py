@@ -11,9 +11,19 @@ Two levels:
 
 Leakage. A training row built from outfit ``o`` must not see ``o`` in its
 statistics, else a positive pair "co-occurs" because of itself. Every lookup takes
-optional per-row outfit indices and subtracts that outfit's own contribution,
-computed exactly from a dense outfit-by-value count table. At test time the
-held-out outfits were never counted, so no subtraction is needed.
+optional per-row outfit indices. Item-level counts (items, pairs, an item's
+partners) subtract that outfit's own contribution exactly, computed from a dense
+outfit-by-value count table: what is left is a whole count of *other* outfits, the
+same quantity a held-out pair sees. The value-level tables (the PMI joint and
+marginals, the affinity prior) are instead taken out *by fold* (``folds``
+seeded folds of the outfits; a row reads the tables without its outfit's fold).
+Exact leave-one-out there is a label leak: a positive's own outfit always holds
+both of its values, a negative's often not, so its table is nudged down for
+positives and up for negatives, a tiny float shift that trees learn perfectly
+and that no held-out pair has (on the generated catalogue the model then
+stopped at its first tree). Out of fold, the value depends on the values and the
+fold only, never on the label. At test time the held-out outfits were never
+counted, so no subtraction is needed.
 
 Examples
 --------
@@ -35,8 +45,33 @@ from features.exceptions import BundleError, NotFittedError
 ALPHA = 1.0
 
 
+def compact_counts(x: np.ndarray) -> np.ndarray:
+    """Whole non-negative counts in the smallest unsigned type that holds them (else float32).
+
+    The per-item and per-outfit value tables are counts; at a million items they
+    are gigabytes in float32, and the Dask build sends one copy to every worker.
+    Lookups read them back as float64, so the values are the same.
+
+    >>> compact_counts(np.array([[0., 3.], [255., 1.]])).dtype.name
+    'uint8'
+    >>> compact_counts(np.array([70000.])).dtype.name, compact_counts(np.array([0.5])).dtype.name
+    ('float32', 'float32')
+    """
+    x = np.asarray(x)
+    if x.size and (x.min() < 0 or not np.array_equal(x, np.floor(x))):
+        return x.astype(np.float32)
+    top = x.max() if x.size else 0
+    for t in (np.uint8, np.uint16):
+        if top <= np.iinfo(t).max:
+            return x.astype(t)
+    return x.astype(np.float32)
+
+
 class CooccurrenceStats:
     """Item and content co-occurrence counts of a list of outfits (catalogue indices)."""
+
+    #: Seeded folds of the outfits for the value-level tables' out-of-fold lookups.
+    folds = 5
 
     def fit(self, outfits: list[list[int]], n_items: int, fields: dict[str, np.ndarray],
             n_values: dict[str, int]) -> "CooccurrenceStats":
@@ -74,10 +109,10 @@ class CooccurrenceStats:
                                      minlength=n_items)
         self.fields_ = list(fields)
         self.n_values_ = {f: int(n_values[f]) for f in fields}
-        self.codes_ = {f: np.asarray(fields[f], dtype=np.int64) for f in fields}
-        # Counts are whole numbers far below 2**24, so the two big tables (outfits x
-        # values, items x values: ~2 GB at a million items in float64) are kept as
-        # float32, exactly, and read back as float64 (:meth:`pmi`, :meth:`affinity`).
+        self.codes_ = {f: np.asarray(fields[f], dtype=np.int32) for f in fields}
+        # Counts are whole numbers, so the two big tables (outfits x values, items x
+        # values: ~2 GB at a million items in float64) are kept in the smallest type
+        # that holds them exactly (compact_counts) and read back as float64.
         self.outfit_values_ = {}   # f -> (n_outfits, V) counts of each value in each outfit
         self.joint_ = {}           # f -> (V, V) ordered-pair counts
         self.affinity_ = {}        # f -> (n_items, V) partner value counts
@@ -91,16 +126,36 @@ class CooccurrenceStats:
             codes = self.codes_[f]
             ov = np.bincount(mem_outfit * V + codes[mem_item],
                              minlength=len(outfits) * V).astype(np.float64).reshape(-1, V)
-            self.outfit_values_[f] = ov.astype(np.float32)
+            self.outfit_values_[f] = compact_counts(ov)
             joint = ov.T @ ov - np.diag(ov.sum(axis=0))   # ordered pairs i != j
             self.joint_[f] = joint
             # partners of item i: the value counts of its outfits, minus itself once each
             aff = np.asarray(member @ ov)
             aff[np.arange(n_items), codes] -= item_count
-            self.affinity_[f] = aff.astype(np.float32)
+            self.affinity_[f] = compact_counts(aff)
         self.row_marg_ = {f: self.joint_[f].sum(axis=1) for f in fields}
+        # out-of-fold value tables (module docstring): fold k's own joint counts,
+        # marginals and pair total, subtracted for training rows of fold k
+        k = max(1, min(int(self.folds), len(outfits)))
+        self.fold_of_outfit_ = (np.random.default_rng(0x0F01D).permutation(len(outfits)) % k
+                                ).astype(np.int64)
+        self.fold_total_ = np.bincount(self.fold_of_outfit_, sizes * (sizes - 1), minlength=k)
+        self.fold_joint_, self.fold_marg_ = {}, {}
+        for f in fields:
+            ov = self.outfit_values_[f].astype(np.float64)
+            fj = np.stack([ov[self.fold_of_outfit_ == j].T @ ov[self.fold_of_outfit_ == j]
+                           - np.diag(ov[self.fold_of_outfit_ == j].sum(axis=0))
+                           for j in range(k)]) if len(outfits) else \
+                np.zeros((k, self.n_values_[f], self.n_values_[f]))
+            self.fold_joint_[f] = fj
+            self.fold_marg_[f] = fj.sum(axis=2)
         self.set_outfits(outfits)
         return self
+
+    def _out_of_fold(self, outfit):
+        """(rows with an outfit, their folds) for the value-level tables."""
+        m = outfit >= 0
+        return m, self.fold_of_outfit_[outfit[m]]
 
     def _check(self):
         if not hasattr(self, "item_count_"):
@@ -168,18 +223,12 @@ class CooccurrenceStats:
         rb = self.row_marg_[field][vb]
         total = np.full(len(va), self.total_pairs_)
         if outfit is not None and (outfit >= 0).any():
-            m = outfit >= 0
-            ov = self.outfit_values_[field]
-            na = np.zeros(len(va))
-            nb = np.zeros(len(va))
-            size = np.zeros(len(va))
-            na[m] = ov[outfit[m], va[m]]   # float32 counts, exact in float64
-            nb[m] = ov[outfit[m], vb[m]]
-            size[m] = self.outfit_sizes_[outfit[m]]
-            joint = joint - np.where(va == vb, na * (na - 1), na * nb)
-            ra = ra - na * (size - 1)
-            rb = rb - nb * (size - 1)
-            total = total - size * (size - 1)
+            m, k = self._out_of_fold(outfit)   # the tables without the row's fold
+            joint, ra, rb = joint.astype(np.float64), ra.astype(np.float64), rb.astype(np.float64)
+            joint[m] -= self.fold_joint_[field][k, va[m], vb[m]]
+            ra[m] -= self.fold_marg_[field][k, va[m]]
+            rb[m] -= self.fold_marg_[field][k, vb[m]]
+            total[m] -= self.fold_total_[k]
         expected = ra * rb / np.maximum(total, 1.0)
         return np.log((joint + ALPHA) / (expected + ALPHA))
 
@@ -206,10 +255,10 @@ class CooccurrenceStats:
             sizes = np.zeros(len(idx))
             sizes[m] = self.outfit_sizes_[outfit[m]]
             partners = partners - inside * (sizes - 1)
-            n_v = np.zeros(len(idx))
-            n_v[m] = ov[outfit[m], v_other[m]]
-            marg = marg - n_v * (sizes - 1)
-            total = total - sizes * (sizes - 1)
+            # the prior (a value's share of all partner slots) out of fold, as in pmi()
+            _, k = self._out_of_fold(outfit)
+            marg[m] -= self.fold_marg_[field][k, v_other[m]]
+            total[m] -= self.fold_total_[k]
         prior = (marg + ALPHA) / (total + ALPHA)
         return np.log((aff + 2 * ALPHA * prior) / ((partners + 2 * ALPHA) * prior))
 
@@ -293,7 +342,7 @@ class CooccurrenceStats:
                 if hasattr(arrs, "files") else [k.split("__", 1)[1] for k in arrs
                                                 if k.startswith("joint__")]
             st.joint_ = {f: np.asarray(arrs[f"joint__{f}"]) for f in st.fields_}
-            st.affinity_ = {f: np.asarray(arrs[f"affinity__{f}"], np.float32)
+            st.affinity_ = {f: compact_counts(np.asarray(arrs[f"affinity__{f}"]))
                             for f in st.fields_}
             st.codes_ = {f: np.asarray(arrs[f"codes__{f}"]) for f in st.fields_}
         except KeyError as exc:

@@ -543,7 +543,8 @@ class PairFeaturizer:
         for c, vocab in self.vocab_.items():
             lut = {v: k + 1 for k, v in enumerate(vocab)}
             col = rows[c].astype(str) if c in rows.columns else pd.Series([""] * n)
-            codes[c] = col.map(lut).fillna(0).to_numpy(np.int64)
+            # int32: a million items x ~30 fields, and a copy on every Dask worker
+            codes[c] = col.map(lut).fillna(0).to_numpy(np.int32)
         num = self._numeric(rows)
         emb = None
         if self.has_embedding_:

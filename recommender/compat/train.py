@@ -69,8 +69,9 @@ def load_inputs(b):
 #: holds: a bundle trained by older code is then retrained, not kept as "up to date"
 #: and refused at load.
 #: 3 (main): scale changes; 4: model-level (sibling) co-occurrence, model-code gaps,
-#: optional graph vectors, two negatives per positive, a wider style tower.
-TRAIN_VERSION = 4
+#: optional graph vectors, two negatives per positive, a wider style tower; 5: value-level
+#: co-occurrence tables out of fold for training rows (exact leave-one-out leaked labels).
+TRAIN_VERSION = 5
 
 
 def stage_inputs(ctx) -> dict:

@@ -154,6 +154,41 @@ def test_dask_graph_is_built(bundles):
     assert g["scorer"] != "content" and g["n_edges"] > 0
 
 
+def test_dask_graph_pass_gives_the_local_edges(bundles):
+    """The graph's candidate generation and scoring on the workers: same edges, same order.
+
+    Small batches (several jobs per target category) and a small exact-search limit
+    (the IVF index is what gets shipped for the larger categories)."""
+    from recommender import graph as G
+    from recommender.bundle import Bundle
+
+    local, _ = bundles
+    b = Bundle.open(local)
+    catalog = pd.read_parquet(b.path("catalog.parquet"))
+    ep = b.path("features", "embeddings.npy")
+    emb = np.load(ep, mmap_mode="r")
+    features = pd.read_parquet(b.path("features", "features.parquet"))
+    outfits = pd.read_parquet(b.path("eval", "train_outfits.parquet"))
+    scorer = G._load_scorer(b, emb, catalog, features, lambda m: None)
+    assert scorer.name == "compat_model"
+    cfg = G.GraphConfig(chunk=8, search_chunk=16, exact_max=20, list_size=8)
+    args = (catalog, emb, outfits, G.bundle_pairing(b))
+    ref = G.build_graph(*args, scorer=scorer, features=features, config=cfg)
+    logs = []
+    with dask_executor({"scheduler": None}) as ex:
+        remote = {"emb": ex.cached(G.load_embeddings, str(ep), "t"),
+                  "scorer": ex.cached(G.load_scorer, str(local), "t")}
+        got = G.build_graph(*args, scorer=scorer, features=features, config=cfg,
+                            log=logs.append, executor=ex, remote=remote)
+        loads = ex.worker_loads()
+    assert any("jobs on the cluster" in m for m in logs)
+    # every worker that ran a job loaded the scorer once, never once per job
+    scorer_loads = [n for w in loads.values() for k, n in w.items() if "load_scorer" in k]
+    assert scorer_loads and all(n == 1 for n in scorer_loads)
+    assert ref.stats["pairs_scored"] == got.stats["pairs_scored"] > 0
+    pd.testing.assert_frame_equal(ref.edges_frame(), got.edges_frame())
+
+
 # -- small parts, no cluster -----------------------------------------------------------
 def test_worker_cached_loads_once_and_pickles_as_a_reference(tmp_path):
     from recommender import distributed as D

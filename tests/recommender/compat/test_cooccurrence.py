@@ -30,6 +30,8 @@ def test_leave_one_outfit_out_counts_hand_worked():
 
 @pytest.mark.parametrize("left_out", range(len(OUTFITS)))
 def test_leave_one_out_equals_refitting_without_the_outfit(left_out):
+    # four outfits, five folds: every outfit is its own fold, so the value-level
+    # tables are left out exactly too
     st = fit(OUTFITS)
     ref = fit([o for k, o in enumerate(OUTFITS) if k != left_out])
     va, vb = np.array([1, 1, 2, 2, 0]), np.array([1, 2, 1, 2, 1])
@@ -40,6 +42,71 @@ def test_leave_one_out_equals_refitting_without_the_outfit(left_out):
                                ref.affinity("colour", items, vb))
     np.testing.assert_allclose(st.pair_count(items, items[::-1], o),
                                ref.pair_count(items, items[::-1]))
+
+
+def _random_outfits(n_outfits=40, n_items=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return [sorted(rng.choice(n_items, int(rng.integers(2, 5)), replace=False).tolist())
+            for _ in range(n_outfits)]
+
+
+def test_value_tables_are_out_of_fold_and_item_counts_leave_one_out():
+    outfits = _random_outfits()
+    colour = np.arange(12) % 3 + 1
+    kw = dict(n_items=12, fields={"colour": colour}, n_values={"colour": 4})
+    st = CooccurrenceStats().fit(outfits, **kw)
+    assert sorted(set(st.fold_of_outfit_.tolist())) == list(range(CooccurrenceStats.folds))
+    va, vb = np.array([1, 1, 2, 3]), np.array([1, 2, 3, 3])
+    items = np.array([0, 4, 7, 11])
+    for left_out in (0, 17, 39):
+        fold = st.fold_of_outfit_[left_out]
+        without_fold = CooccurrenceStats().fit(
+            [o for k, o in enumerate(outfits) if st.fold_of_outfit_[k] != fold], **kw)
+        without_one = CooccurrenceStats().fit(
+            [o for k, o in enumerate(outfits) if k != left_out], **kw)
+        o = np.full(len(va), left_out)
+        np.testing.assert_allclose(st.pmi("colour", va, vb, o), without_fold.pmi("colour", va, vb))
+        # affinity: the item's own counts without the outfit, the prior without the fold
+        aff = without_one.affinity_["colour"][items, vb].astype(float)
+        partners = without_one.partners_[items]
+        prior = ((without_fold.row_marg_["colour"][vb] + 1.0)
+                 / (without_fold.total_pairs_ + 1.0))
+        want = np.log((aff + 2 * prior) / ((partners + 2) * prior))
+        np.testing.assert_allclose(st.affinity("colour", items, vb, o), want)
+        np.testing.assert_allclose(st.pair_count(items, items[::-1], o),
+                                   without_one.pair_count(items, items[::-1]))
+
+
+def test_value_lookup_of_a_training_row_does_not_depend_on_its_label():
+    """The leak that exact leave-one-out had: two rows with the same values and fold,
+    one from an outfit that holds both values (a positive), one from an outfit that
+    does not (a negative swap), must read the same PMI."""
+    outfits = _random_outfits(n_outfits=60)
+    colour = np.arange(12) % 3 + 1
+    st = CooccurrenceStats().fit(outfits, n_items=12, fields={"colour": colour},
+                                 n_values={"colour": 4})
+    values = [set(colour[o].tolist()) for o in outfits]
+    found = 0
+    for fold in range(st.folds):
+        ks = np.flatnonzero(st.fold_of_outfit_ == fold)
+        holds = [k for k in ks if {1, 2} <= values[k]]
+        lacks = [k for k in ks if 2 not in values[k] and 1 in values[k]]
+        if holds and lacks:
+            found += 1
+            o = np.array([holds[0], lacks[0]])
+            p = st.pmi("colour", np.array([1, 1]), np.array([2, 2]), o)
+            assert p[0] == p[1]
+    assert found >= 2
+
+
+def test_compact_counts_keep_every_value():
+    from recommender.compat.cooccurrence import compact_counts
+
+    for x, kind in ((np.array([0, 255.0]), np.uint8), (np.array([256.0, 3]), np.uint16),
+                    (np.array([65536.0]), np.float32), (np.array([1.5]), np.float32),
+                    (np.array([-1.0]), np.float32)):
+        c = compact_counts(x)
+        assert c.dtype == kind and np.array_equal(c.astype(np.float64), x)
 
 
 def test_arrays_round_trip(tmp_path):
@@ -97,7 +164,8 @@ def test_vectorised_tables_equal_the_per_outfit_loops():
         np.add.at(aff, o, rows)
         partners[o] += len(o) - 1
         count[o] += 1
-    assert st.outfit_values_["f"].dtype == np.float32 == st.affinity_["f"].dtype
+    # small whole counts: stored as uint8 (compact_counts), exactly
+    assert st.outfit_values_["f"].dtype == np.uint8 == st.affinity_["f"].dtype
     assert np.array_equal(st.outfit_values_["f"], ov) and np.array_equal(st.affinity_["f"], aff)
     assert np.array_equal(st.partners_, partners) and np.array_equal(st.item_count_, count)
     assert np.array_equal(st.joint_["f"], ov.T @ ov - np.diag(ov.sum(axis=0)))
