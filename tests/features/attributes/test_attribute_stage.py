@@ -98,3 +98,12 @@ def test_tiny_bundle_without_keypoints_has_no_region_path(tiny_bundle):
     assert run_stage(ctx)["metrics"]["regions"] == "none"
     assert not AttributeModel.load(tiny_bundle.path("models")).uses_regions
     assert evaluate_bundle(tiny_bundle.root)["regions_from"] == "none"
+
+
+def test_mango_bundle_trains_the_whole_image_network(mango_subset_bundle):
+    """MANGO has no keypoints: its attribute network has no region path."""
+    model = AttributeModel.load(mango_subset_bundle / "models")
+    assert not model.uses_regions and model.config_.geometry_dim == 0
+    res = evaluate_bundle(mango_subset_bundle)
+    assert res["regions_from"] == "none"
+    assert {"subcategory", "colour"} <= set(res["heads"])
