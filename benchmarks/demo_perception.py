@@ -51,14 +51,19 @@ keypoint images, 113 in the test split; shared 2-core machine at load 3-4)::
         FashionAI mAP 0.8330 (class prior 0.4647); per task: pant 0.996,
         collar 0.964, lapel 0.953, coat 0.947, sleeve 0.880, skirt 0.827,
         neckline 0.618, neck 0.480 (9 test rows)
+      whole image only, re-run 2026-11-27 19:45 (same code path; not bit-identical
+      to the run above), 491 CPU s
+        FashionAI mAP 0.8158; pant 0.996, collar 0.983, lapel 0.907, coat 0.903,
+        skirt 0.852, sleeve 0.841, neckline 0.620, neck 0.425
       with the keypoint-guided path (--attr-regions detector), 569 CPU s
       (+ the detector's 303 CPU s, which the build's keypoints stage spends anyway)
         FashionAI mAP 0.9046; per task: pant 0.994, collar 0.974, neckline 0.928,
         lapel 0.921, coat 0.911, skirt 0.882, neck 0.814, sleeve 0.811
-      same model, every apparel image of generate_demo(n_items=2000, seed=1) (1,152)
-        FashionAI mAP 0.9067 (class prior 0.4797); pant 0.984, collar 0.982,
-        coat 0.931, neckline 0.929, neck 0.894 (74 rows), skirt 0.867, lapel 0.841,
-        sleeve 0.827
+    the same two models on every apparel image of generate_demo(n_items=2000,
+    seed=1) (1,152 images; class prior 0.4797), whole image -> keypoint-guided:
+        mAP 0.8278 -> 0.9067; neckline 0.689 -> 0.929, neck 0.723 -> 0.894 (74 rows),
+        skirt 0.717 -> 0.867, pant 0.945 -> 0.984, sleeve 0.790 -> 0.827,
+        collar 0.960 -> 0.982, coat 0.914 -> 0.931, lapel 0.885 -> 0.841 (worse)
 
 Usage::
 
