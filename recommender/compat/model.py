@@ -12,8 +12,14 @@ of a training row never counts the row's own outfit (so a positive's history loo
 exactly like a held-out item's), and negatives can be *popularity-matched* (a swap
 from the same bucket of training-outfit count as the item it replaces), so every
 popularity stratum holds positives and negatives and only content separates them.
+
 ``negatives="auto"`` fits random and mixed (half matched) negatives and keeps the
 better on the validation split of the training outfits. Warm and cold FITB are reported separately.
+
+FITB answers are scored by the mean (log-odds) pair score with the question items, or
+by a second-stage ranker over question-level features of each candidate
+(:mod:`recommender.compat.ranker`) when cross-fitting on the validation questions
+says it does better (``fitb_ranker="auto"``).
 
 Examples
 --------
@@ -52,6 +58,24 @@ AGGREGATES = ("auto", "mean", "mean_logit", "min", "worst", "blend")
 AUTO_AGGREGATES = ("mean", "mean_logit", "worst", "blend")
 #: How an FITB answer's pair scores with the question items combine (picked on validation).
 FITB_AGGREGATES = ("mean", "mean_logit")
+#: What ``fitb_ranker`` accepts: "auto" fits the second-stage ranker and keeps it when
+#: its cross-fitted validation FITB beats the plain aggregate; "off" never fits one.
+FITB_RANKER_MODES = ("auto", "off")
+#: Settings of the second-stage FITB ranker (:class:`recommender.compat.ranker.FitbRanker`
+#: arguments, plus "folds" for cross-fitting, "history" for the candidate's own count and
+#: "pair_columns", the pair features summarised per candidate; None: ranker.PAIR_COLUMNS).
+#: "extra_draws": further sets of negatives per validation blank, for TRAINING the ranker
+#: (its out-of-fold figures score the original questions only).
+#: The defaults are the steadiest of the variants cross-fitted on the MANGO validation
+#: questions (benchmarks/compat_fitb_ranker.py): corrections to the plain log-odds mean
+#: (base "logit_mean") by few small trees. A freer ranker (200 rounds of 15-leaf trees
+#: from scratch) lost to the plain aggregate (FITB 0.878 vs 0.886, cold 0.688 vs 0.714);
+#: these defaults came out level with it (0.888 / 0.709), so "auto" did not keep it there.
+RANKER_DEFAULTS = {"objective": "lambdarank", "num_boost_round": 100, "learning_rate": 0.05,
+                   "num_leaves": 7, "min_data_in_leaf": 40, "base": "logit_mean", "folds": 5,
+                   "history": True, "pair_columns": None, "extra_draws": 2}
+#: The ranker's LightGBM text model, beside compat.txt in ``models/``.
+RANKER_FILE = "compat_ranker.txt"
 #: Defaults of ``max_train_outfits`` / ``max_val_outfits`` (see :class:`CompatibilityModel`).
 MAX_TRAIN_OUTFITS = 30_000
 MAX_VAL_OUTFITS = 5_000
@@ -107,6 +131,11 @@ class CompatibilityModel:
         :func:`recommender.compat.pair_features.graph_vectors`)
     lgb_params : further LightGBM parameters (override the defaults above), e.g.
         ``{"feature_fraction": 0.5, "cat_smooth": 50}``
+    fitb_ranker : "auto" (fit a second-stage FITB ranker on questions from the
+        validation outfits and keep it for :meth:`score_fitb` when its cross-fitted
+        validation FITB, mean of mixed and cold, beats the plain aggregate's) or "off"
+        (see :mod:`recommender.compat.ranker`)
+    ranker_params : overrides of :data:`RANKER_DEFAULTS`
 
     Attributes (after fit or load)
     ------------------------------
@@ -115,6 +144,7 @@ class CompatibilityModel:
     feature_names_ : list of str
     metrics_ : dict (validation metrics)
     feature_importance_ : dict name -> gain
+    fitb_ranker_ : FitbRanker or None (None: FITB answers use ``fitb_aggregate_``)
     """
 
     def __init__(self, groups=GROUPS, negatives="auto", n_negatives=2, val_fraction=0.15,
@@ -122,7 +152,8 @@ class CompatibilityModel:
                  num_leaves=63, min_data_in_leaf=50, aggregate="auto", num_threads=1,
                  random_state=0, style=None, style_folds=2,
                  max_train_outfits=MAX_TRAIN_OUTFITS, max_val_outfits=MAX_VAL_OUTFITS,
-                 model_code_gap=True, graph_dim=0, lgb_params=None):
+                 model_code_gap=True, graph_dim=0, lgb_params=None, fitb_ranker="auto",
+                 ranker_params=None):
         self.groups = groups
         self.negatives = negatives
         self.n_negatives = n_negatives
@@ -142,6 +173,8 @@ class CompatibilityModel:
         self.model_code_gap = model_code_gap
         self.lgb_params = lgb_params
         self.graph_dim = graph_dim
+        self.fitb_ranker = fitb_ranker
+        self.ranker_params = ranker_params
 
     # -- training ----------------------------------------------------------------------
     def _params(self) -> dict:
@@ -169,6 +202,14 @@ class CompatibilityModel:
         if self.aggregate not in AGGREGATES:
             raise InputError(f"unknown aggregate {self.aggregate!r}", field="aggregate",
                              value=self.aggregate, allowed=AGGREGATES)
+        if self.fitb_ranker not in FITB_RANKER_MODES:
+            raise InputError(f"unknown fitb_ranker mode {self.fitb_ranker!r}",
+                             field="fitb_ranker", value=self.fitb_ranker,
+                             allowed=FITB_RANKER_MODES)
+        unknown = set(self.ranker_params or {}) - set(RANKER_DEFAULTS)
+        if unknown:
+            raise InputError(f"unknown ranker_params {sorted(unknown)}", field="ranker_params",
+                             value=sorted(unknown), allowed=tuple(RANKER_DEFAULTS))
         log = log or (lambda msg: None)
         prep = self._prepare(catalog, train_outfits, features, embeddings)
         if self.negatives == "auto":
@@ -239,6 +280,7 @@ class CompatibilityModel:
         self._set_items(prep.catalog, items=items)
         self.aggregate_ = "mean" if self.aggregate == "auto" else self.aggregate
         self.fitb_aggregate_ = "mean"
+        self.fitb_ranker_ = None
         # the validation questions draw from their own stream: settings that change how
         # many training negatives are drawn are then compared on the same questions
         self.metrics_ = self._validation_metrics(
@@ -246,6 +288,11 @@ class CompatibilityModel:
         self.metrics_.update({"best_iteration": int(booster.best_iteration or
                                                      booster.current_iteration()),
                               "val_logloss": float(val_logloss), **counts})
+        # the ranker reads the validation-time statistics (validation outfits unseen),
+        # so its training questions look like held-out ones
+        if self.fitb_ranker != "off":
+            self.metrics_.update(self._fit_fitb_ranker(log))
+        self._val_questions = None
         log(f"[compatibility] validation: " + ", ".join(
             f"{k} {v:.3f}" for k, v in self.metrics_.items() if isinstance(v, float)))
         return self
@@ -272,7 +319,7 @@ class CompatibilityModel:
         for mode in AUTO_CANDIDATES:
             params = {k: getattr(self, k) for k in self._param_names()}
             params["negatives"] = mode
-            fits[mode] = CompatibilityModel(groups=self.groups, **params)._fit_prepared(
+            fits[mode] = type(self)(groups=self.groups, **params)._fit_prepared(
                 prep, log, trainer)
         score = {m: float(np.mean([f.metrics_.get(k, 0.0) for k in SELECTION_METRICS]))
                  for m, f in fits.items()}
@@ -301,7 +348,7 @@ class CompatibilityModel:
                 "early_stopping_rounds", "learning_rate", "num_leaves", "min_data_in_leaf",
                 "aggregate", "num_threads", "random_state", "style", "style_folds",
                 "max_train_outfits", "max_val_outfits", "model_code_gap", "graph_dim",
-                "lgb_params")
+                "lgb_params", "fitb_ranker", "ranker_params")
 
     def _validation_metrics(self, val, fit, subs, rng) -> dict:
         """FITB (mixed and cold) and AUC (all swapped / one swapped) on validation outfits.
@@ -318,8 +365,10 @@ class CompatibilityModel:
         pools = SubPools(subs)
         cold_pools = SubPools(subs, keep=~seen)
         out, fitb_acc, fitb_split = {}, {}, {}
+        self._val_questions = {}
         for name, eligible, pp in (("fitb", None, pools), ("fitb_cold", seen, cold_pools)):
             qs, ans, labels = validation_fitb(val, subs, rng, pp, eligible)
+            self._val_questions[name] = (qs, ans, labels, seen)
             if qs:
                 warm = seen[np.array([a[l] for a, l in zip(ans, labels)], np.int64)]
                 for how in FITB_AGGREGATES:
@@ -506,15 +555,30 @@ class CompatibilityModel:
 
     def score_fitb(self, questions: list[list[int]], answers: list[list[int]],
                    how: str | None = None) -> np.ndarray:
-        """(Q, A) scores: each answer's mean pair score (or log-odds) with the question.
+        """(Q, A) scores: each answer's mean pair score (or log-odds) with the question,
+        or the second-stage ranker's score.
 
-        ``how``: "mean" or "mean_logit" (default: the one chosen on validation).
+        ``how``: "mean", "mean_logit" or "ranker" (default: the ranker when validation
+        kept one, else the aggregate chosen on validation).
         """
         self._check()
-        how = how or getattr(self, "fitb_aggregate_", "mean")
-        if how not in FITB_AGGREGATES:
+        ranker = getattr(self, "fitb_ranker_", None)
+        how = how or ("ranker" if ranker is not None else getattr(self, "fitb_aggregate_",
+                                                                  "mean"))
+        if how not in FITB_AGGREGATES + ("ranker",):
             raise InputError(f"unknown FITB aggregate {how!r}", field="how", value=how,
-                             allowed=FITB_AGGREGATES)
+                             allowed=FITB_AGGREGATES + ("ranker",))
+        if how == "ranker":
+            if ranker is None:
+                raise InputError("this model has no FITB ranker (validation did not keep "
+                                 "one, or fitb_ranker='off')", field="how", value=how,
+                                 allowed=FITB_AGGREGATES)
+            if not len(questions):
+                return np.zeros((0, 0))
+            F, names, A = self._fitb_candidate_features(questions, answers)
+            if names != ranker.feature_names_:
+                raise BundleError("FITB ranker features do not match the pair model's")
+            return ranker.predict(F, A)
         from recommender.evaluation.metrics import fitb_pairs
 
         a, b, g, A = fitb_pairs(questions, answers)
@@ -527,6 +591,100 @@ class CompatibilityModel:
             np.bincount(g, minlength=len(questions) * A), 1)
         return s.reshape(len(questions), A)
 
+    # -- second-stage FITB ranker ------------------------------------------------------
+    def _ranker_settings(self) -> dict:
+        return {**RANKER_DEFAULTS, **(self.ranker_params or {})}
+
+    def _fitb_candidate_features(self, questions, answers):
+        """(F, names, n_answers): :func:`recommender.compat.ranker.candidate_features`
+        of every answer of every question, from one pass of the pair model."""
+        from recommender.compat.ranker import PAIR_COLUMNS, candidate_features
+        from recommender.evaluation.metrics import fitb_pairs
+
+        a, b, g, A = fitb_pairs(questions, answers)
+        pos = {n: k for k, n in enumerate(self.feature_names_)}
+        cfg = self._ranker_settings()
+        keep = [c for c in (cfg["pair_columns"] or PAIR_COLUMNS) if c in pos]
+        p = np.empty(len(a))
+        cols = {c: np.empty(len(a), np.float32) for c in keep}
+        for s in range(0, len(a), PAIR_BLOCK):
+            X = self.featurizer_.transform(self.items_, a[s:s + PAIR_BLOCK], self.items_,
+                                           b[s:s + PAIR_BLOCK])
+            p[s:s + PAIR_BLOCK] = self._predict(X)
+            for c in keep:
+                cols[c][s:s + PAIR_BLOCK] = X[:, pos[c]]
+        counts = self.featurizer_.stats_.item_count_
+        cand = np.asarray(answers, np.int64).reshape(-1) if len(answers) else \
+            np.zeros(0, np.int64)
+        return (*candidate_features(
+            p, cols, g, len(questions), A, np.log1p(counts[cand].astype(float)),
+            np.array([len(q) for q in questions]),
+            history=bool(cfg["history"])), A)
+
+    def _fit_fitb_ranker(self, log) -> dict:
+        """Cross-fit the ranker on the validation questions; keep it if it beats the aggregate.
+
+        Questions: the mixed and cold validation FITB questions together (cold ones
+        teach it what content is worth when history is silent), folds by outfit.
+        The comparison is the mean of mixed and cold FITB, as for ``fitb_aggregate_``.
+        """
+        from recommender.compat.ranker import FitbRanker, cross_fit_scores, question_folds
+        from recommender.evaluation.metrics import fitb_outcomes
+
+        sets = {k: v for k, v in (self._val_questions or {}).items() if v[0]}
+        if "fitb" not in sets:
+            return {"fitb_ranker_chosen": False}
+        cfg = self._ranker_settings()
+        params = {k: cfg[k] for k in ("objective", "num_boost_round", "learning_rate",
+                                      "num_leaves", "min_data_in_leaf", "base")}
+        params.update(num_threads=self.num_threads, random_state=self.random_state)
+        qs, ans, labels, which = [], [], [], []
+        for name, (q, a, l, _) in sets.items():
+            qs += q
+            ans += a
+            labels += l
+            which += [name] * len(q)
+        labels = np.array(labels, np.int64)
+        which = np.array(which)
+        if len(labels) < 4 * int(cfg["folds"]):
+            return {"fitb_ranker_chosen": False}
+        F, names, A = self._fitb_candidate_features(qs, ans)
+        folds = question_folds(qs, ans, labels, int(cfg["folds"]), self.random_state)
+        extra = None
+        if int(cfg["extra_draws"]) > 0:
+            subs = self.items_.codes.get("subcategory", np.zeros(len(self.items_), np.int64))
+            xq, xa, xl, xo = redraw_negatives(
+                qs, ans, labels, which == "fitb_cold", subs, sets["fitb"][3],
+                int(cfg["extra_draws"]), np.random.default_rng([self.random_state, 2]))
+            if xq:
+                Fx, _, _ = self._fitb_candidate_features(xq, xa)
+                extra = (Fx, xl, folds[xo])
+        oof = cross_fit_scores(F, labels, A, names, folds, params, extra)
+        plain = self.score_fitb(qs, ans, self.fitb_aggregate_)
+        _, e_rank = fitb_outcomes(oof, labels, 0)
+        _, e_plain = fitb_outcomes(plain, labels, 0)
+        out = {}
+        for name in sets:
+            m = which == name
+            out[f"val_{name}_ranker_cv"] = float(e_rank[m].mean())
+            out[f"val_{name}_plain"] = float(e_plain[m].mean())
+        gain = float(np.mean([out[f"val_{n}_ranker_cv"] - out[f"val_{n}_plain"]
+                              for n in sets]))
+        keep = gain > 0
+        log(f"[compatibility] FITB ranker (cross-fitted on {len(labels)} validation "
+            f"questions): " + ", ".join(f"{k} {v:.3f}" for k, v in out.items())
+            + f" -> {'kept' if keep else 'not kept'}")
+        out["fitb_ranker_gain"] = gain
+        out["fitb_ranker_chosen"] = keep
+        if keep:
+            if extra is not None:
+                F, labels = np.vstack([F, extra[0]]), np.r_[labels, extra[1]]
+            self.fitb_ranker_ = FitbRanker(**params).fit(F, labels, A, names)
+            # the headline validation figures are then the ranker's (out-of-fold)
+            for name in sets:
+                out[f"val_{name}"] = out[f"val_{name}_ranker_cv"]
+        return out
+
     # -- explanations ------------------------------------------------------------------
     def explain_pair(self, i: int, j: int, max_reasons: int = 3) -> list[str]:
         """Short human reasons why catalogue rows ``i`` and ``j`` go together (or not)."""
@@ -538,11 +696,17 @@ class CompatibilityModel:
 
     # -- persistence -------------------------------------------------------------------
     def save(self, models_dir: str | os.PathLike) -> list[Path]:
-        """Write compat.txt (LightGBM text), compat.json (manifest), cooc.npz."""
+        """Write compat.txt (LightGBM text), compat.json (manifest), cooc.npz, and
+        compat_ranker.txt when validation kept a FITB ranker (a stale one is removed)."""
         self._check()
         d = Path(models_dir)
         d.mkdir(parents=True, exist_ok=True)
         self.booster_.save_model(str(d / "compat.txt"))
+        ranker = getattr(self, "fitb_ranker_", None)
+        if ranker is not None:
+            ranker.save(d / RANKER_FILE)
+        elif (d / RANKER_FILE).is_file():
+            (d / RANKER_FILE).unlink()
         np.savez_compressed(d / "cooc.npz", **self.featurizer_.to_arrays())
         from recommender.bundle import json_hash
 
@@ -554,6 +718,8 @@ class CompatibilityModel:
                 "groups": list(self.featurizer_.groups_),
                 "aggregate": self.aggregate_,
                 "fitb_aggregate": self.fitb_aggregate_,
+                "fitb_ranker": None if ranker is None else {"file": RANKER_FILE,
+                                                            **ranker.to_json()},
                 "featurizer": self.featurizer_.to_json(),
                 "catalog_ids_hash": json_hash(self.catalog_ids_),
                 "n_items": len(self.catalog_ids_),
@@ -561,7 +727,8 @@ class CompatibilityModel:
                 "feature_importance": dict(sorted(self.feature_importance_.items(),
                                                   key=lambda kv: -kv[1]))}
         (d / "compat.json").write_text(json.dumps(meta, indent=2, default=float))
-        return [d / "compat.txt", d / "compat.json", d / "cooc.npz"]
+        return [d / "compat.txt", d / "compat.json", d / "cooc.npz"] + (
+            [d / RANKER_FILE] if ranker is not None else [])
 
     @classmethod
     def load(cls, bundle, num_threads: int = 1) -> "CompatibilityModel":
@@ -625,6 +792,16 @@ class CompatibilityModel:
         self.booster_ = booster
         self.featurizer_ = fz
         self.feature_names_ = list(names)
+        # bundles from before the ranker have no entry: plain aggregate, as they were built
+        self.fitb_ranker_ = None
+        rmeta = meta.get("fitb_ranker")
+        if rmeta:
+            from recommender.compat.ranker import FitbRanker
+
+            if rmeta.get("file") != RANKER_FILE or not (d / RANKER_FILE).is_file():
+                raise BundleError(f"compat.json names a FITB ranker but models/{RANKER_FILE} "
+                                  "is missing: retrain the compatibility stage")
+            self.fitb_ranker_ = FitbRanker.load(d / RANKER_FILE, rmeta, num_threads)
         self.metrics_ = meta.get("metrics", {})
         self.feature_importance_ = meta.get("feature_importance", {})
         self._set_items(catalog, features, embeddings)
@@ -700,6 +877,29 @@ def validation_fitb(outfits, subs, rng, pools: "SubPools", seen=None):
                 ans.append([blank] + negs)
                 labels.append(0)
     return qs, ans, labels
+
+
+def redraw_negatives(questions, answers, labels, cold, subs, seen, n_draws: int, rng):
+    """``n_draws`` new sets of negatives for each FITB question (same outfit, same blank).
+
+    Negatives are drawn as :func:`validation_fitb` draws them: three of the blank's
+    subcategory, not in the outfit; from unseen items where ``cold[k]``. More
+    negatives per positive for training the ranker, without new outfits. Returns
+    (questions, answers, labels, index of the source question); the answer is first.
+    """
+    subs = np.asarray(subs, np.int64)
+    pools = {False: SubPools(subs), True: SubPools(subs, keep=~np.asarray(seen, bool))}
+    qs, ans, src = [], [], []
+    for _ in range(n_draws):
+        for k, (q, a, l) in enumerate(zip(questions, answers, labels)):
+            blank = int(a[l])
+            pool = pools[bool(cold[k])].without(int(subs[blank]), list(q) + [blank])
+            if len(pool) >= 3:
+                negs = pool[rng.choice(len(pool), 3, replace=False)]
+                qs.append(list(q))
+                ans.append([blank] + [int(x) for x in negs])
+                src.append(k)
+    return qs, ans, np.zeros(len(qs), np.int64), np.array(src, np.int64)
 
 
 def transform_blocks(fz: PairFeaturizer, items, a, b, outfit=None, block: int = PAIR_BLOCK

@@ -3,7 +3,8 @@
 Reads ``catalog.parquet``, ``eval/train_outfits.parquet`` (written by the split
 stage, so held-out outfits never reach training) and, when present,
 ``features/features.parquet`` and ``features/embeddings.npy``. Writes
-``models/compat.txt``, ``models/compat.json`` and ``models/cooc.npz``, and records
+``models/compat.txt``, ``models/compat.json``, ``models/cooc.npz`` (and
+``models/compat_ranker.txt`` when validation keeps the FITB ranker), and records
 the validation metrics and the held-out FITB/AUC in the manifest.
 
 Stage settings (``ctx.config["stages"]["compatibility"]``) override the model's
@@ -70,8 +71,9 @@ def load_inputs(b):
 #: and refused at load.
 #: 3 (main): scale changes; 4: model-level (sibling) co-occurrence, model-code gaps,
 #: optional graph vectors, two negatives per positive, a wider style tower; 5: value-level
-#: co-occurrence tables out of fold for training rows (exact leave-one-out leaked labels).
-TRAIN_VERSION = 5
+#: co-occurrence tables out of fold for training rows (exact leave-one-out leaked labels);
+#: 6: the second-stage FITB ranker (models/compat_ranker.txt when validation keeps it).
+TRAIN_VERSION = 6
 
 
 def stage_inputs(ctx) -> dict:
@@ -112,15 +114,27 @@ def run_stage(ctx) -> dict:
         if not p.is_file():
             continue
         if key.startswith("fitb"):
-            r = fitb_metrics(model, index_fitb(read_fitb(p), index), seen)
+            data = index_fitb(read_fitb(p), index)
+            r = fitb_metrics(model, data, seen)
             metrics[f"test_{key}"] = r["fitb_accuracy"]
+            if model.fitb_ranker_ is not None and len(data["labels"]):
+                # the plain aggregate beside the ranker, to show what the ranker changed
+                from recommender.evaluation.metrics import fitb_outcomes
+
+                plain = model.score_fitb(data["questions"], data["answers"],
+                                         model.fitb_aggregate_)
+                metrics[f"test_{key}_plain"] = float(
+                    fitb_outcomes(plain, data["labels"], 0)[0].mean())
         else:
             r = compat_metrics(model, index_compat(read_compat(p), index))
             metrics[f"test_{key}_auc"] = r["compat_auc"]
     model.metrics_ = metrics
-    model.save(b.path("models"))
+    written = model.save(b.path("models"))
     ctx.log("[compatibility] " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()
                                            if isinstance(v, float)))
     metrics["groups"] = list(model.featurizer_.groups_)
     metrics["n_features"] = len(model.feature_names_)
-    return {"outputs": OUTPUTS, "metrics": metrics}
+    # the ranker file exists only when validation kept a ranker
+    return {"outputs": OUTPUTS + [f"models/{p.name}" for p in written
+                                  if f"models/{p.name}" not in OUTPUTS],
+            "metrics": metrics}
