@@ -274,10 +274,25 @@ def _signature(items: list[tuple], settings: dict) -> str:
     return h.hexdigest()[:16]
 
 
+def _keypoints_in_image_frame(path, rgb: np.ndarray, xy: np.ndarray,
+                              vis: np.ndarray) -> np.ndarray:
+    """Keypoints stored in the image file's pixel frame, moved to ``rgb``'s (the copy
+    shrunk to ``max_side``)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        fw, fh = im.size
+    s = max(rgb.shape[:2]) / max(fw, fh, 1)
+    return np.where(np.asarray(vis)[:, None] >= 0, np.asarray(xy, float) * s, -1.0)
+
+
 def _attribute_outputs(model, paths: list[str | None], ok: np.ndarray, max_side: int,
-                       batch_size: int, progress: bool, keep: tuple = ()):
+                       batch_size: int, progress: bool, keep: tuple = (),
+                       keypoints: tuple | None = None):
     """(attr columns dict, embeddings (N, D), {head: probabilities (N, C)} for the
-    heads in ``keep``) from the attribute network."""
+    heads in ``keep``) from the attribute network.  ``keypoints`` = (xy (N, 24, 2),
+    vis (N, 24)) in the image files' frame, row-aligned with ``paths``, feed a
+    network with a keypoint-guided region path (:mod:`features.attributes.regions`)."""
     from tqdm import tqdm
 
     n = len(paths)
@@ -294,7 +309,14 @@ def _attribute_outputs(model, paths: list[str | None], ok: np.ndarray, max_side:
     for s in range(0, len(todo), batch_size):
         idx = todo[s:s + batch_size]
         images = [load_rgb(paths[i], max_side=max_side) for i in idx]
-        probs, z = model.predict_all(images)
+        regions = None
+        if keypoints is not None and getattr(model, "uses_regions", False):
+            kxy = np.stack([_keypoints_in_image_frame(paths[i], im, keypoints[0][i],
+                                                      keypoints[1][i])
+                            for i, im in zip(idx, images)])
+            regions = model.region_inputs(images, kxy, keypoints[1][idx])
+        probs, z = model.predict_all(images, regions) if regions is not None else \
+            model.predict_all(images)
         if emb is None:
             emb = np.zeros((n, z.shape[1]), np.float32)
         norm = np.linalg.norm(z, axis=1, keepdims=True)
@@ -337,12 +359,13 @@ def _keypoint_block(job: tuple):
 
 
 def _attribute_part(job: tuple):
-    model, part_paths, part_ok, max_side, batch_size, keep = job
-    return _attribute_outputs(model, part_paths, part_ok, max_side, batch_size, False, keep)
+    model, part_paths, part_ok, max_side, batch_size, keep, kp = job
+    return _attribute_outputs(model, part_paths, part_ok, max_side, batch_size, False, keep,
+                              kp)
 
 
 def _attribute_outputs_parts(model, paths, ok, max_side: int, batch_size: int, executor,
-                             part_size: int, keep: tuple = ()):
+                             part_size: int, keep: tuple = (), keypoints: tuple | None = None):
     """:func:`_attribute_outputs` on item partitions through ``executor``, joined.
 
     Only items with a usable image are sent (in partitions of ``part_size``); the
@@ -355,7 +378,9 @@ def _attribute_outputs_parts(model, paths, ok, max_side: int, batch_size: int, e
     blocks = _blocks(todo, part_size)
     parts = executor.map(_attribute_part, [(model, [paths[i] for i in idx],
                                             np.ones(len(idx), bool), max_side, batch_size,
-                                            keep) for idx in blocks])
+                                            keep, None if keypoints is None else
+                                            (keypoints[0][idx], keypoints[1][idx]))
+                                           for idx in blocks])
     cols: dict[str, np.ndarray] = {}
     if parts:
         for k, v in parts[0][0].items():
@@ -536,13 +561,21 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
     attr_cols: dict = {}
     keep = tuple(pooled_heads) if groups is not None else ()
     kept: dict = {}
+    kp_arrays = None
+    if attribute_model is not None and getattr(attribute_model, "uses_regions", False):
+        # The network's neck crop and geometry come from these keypoints (detector
+        # or silhouette), in the image files' frame.
+        kp_arrays = (np.stack([df[[f"kp_x_{i}" for i in range(24)]].to_numpy(float),
+                               df[[f"kp_y_{i}" for i in range(24)]].to_numpy(float)], -1),
+                     np.nan_to_num(df[[f"kp_v_{i}" for i in range(24)]].to_numpy(float),
+                                   nan=-1).astype(int))
     if attribute_model is not None and executor is not None:
         attr_cols, emb, kept = _attribute_outputs_parts(
             attribute_model, paths, ok, int(max_side), int(batch_size), executor,
-            max(int(chunk_size), int(batch_size)), keep)
+            max(int(chunk_size), int(batch_size)), keep, kp_arrays)
     elif attribute_model is not None:
         attr_cols, emb, kept = _attribute_outputs(attribute_model, paths, ok, int(max_side),
-                                                  int(batch_size), progress, keep)
+                                                  int(batch_size), progress, keep, kp_arrays)
     if kept:
         _pool_attribute_columns(attribute_model, attr_cols, kept, list(groups),
                                 np.asarray(ok, bool))

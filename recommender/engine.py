@@ -920,6 +920,14 @@ class Engine:
         probs, z = amodel.predict_all([img])
         e = z[0].astype(np.float32)
         e /= max(float(np.linalg.norm(e)), 1e-12)
+        cat, cat_conf, sub, method = self._photo_category(probs, amodel, e, v)
+        res = analyse_image(img, cat, sub or "", keypoint_model=v["keypoints"])
+        if res["keypoints"] is not None and getattr(amodel, "uses_regions", False):
+            # A network with the keypoint-guided neck path answers from the photo's
+            # keypoints, as the features stage answered for catalogue items.
+            _, kxy, kvis, _ = res["keypoints"]
+            probs, _ = amodel.predict_all([img], amodel.region_inputs(
+                [img], np.asarray(kxy, float)[None], np.asarray(kvis)[None]))
         attrs = {}
         for h in v["heads"]:
             p = probs[h][0]
@@ -927,8 +935,6 @@ class Engine:
             top = np.argsort(-p, kind="stable")[:3]
             attrs[h] = {"value": str(classes[top[0]]), "confidence": _r(p[top[0]]),
                         "top": [{"value": str(classes[j]), "p": _r(p[j])} for j in top]}
-        cat, cat_conf, sub, method = self._photo_category(probs, amodel, e, v)
-        res = analyse_image(img, cat, sub or "", keypoint_model=v["keypoints"])
         return {"rgb": img, "scale": scale, "embedding": e, "attributes": attrs,
                 "category": cat, "category_confidence": cat_conf, "subcategory": sub,
                 "category_method": method, "classical": res,

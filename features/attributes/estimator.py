@@ -31,6 +31,7 @@ import torch
 
 from features.attributes.data import as_image_array, to_tensor
 from features.attributes.model import PRESETS, AttributeNet, AttributeNetConfig
+from features.attributes.regions import GEOMETRY_DIM, RegionInputs, region_inputs
 from features.attributes.taxonomy import Taxonomy
 from features.exceptions import BundleError, InputError, NotFittedError, SchemaError
 
@@ -75,6 +76,18 @@ class AttributeModel:
         accuracy of shape heads stayed near chance until the full-size phase.
     tta : bool
         Average predictions over the image and its mirror.
+    region_preset, region_dim : str, int
+        Backbone and feature size of the keypoint-guided neck crop's path, built
+        when :meth:`fit` is given ``regions`` (see
+        :mod:`features.attributes.regions`); without, the network is the whole-image
+        one alone (MANGO: no keypoints).
+    region_dropout : float
+        Share of training rows whose crop and geometry are withheld, so the heads
+        also answer for items without keypoints.
+    geometry_noise : float
+        Standard deviation of the noise added to the training keypoint geometry, in
+        units of the normalising pair (training uses exact keypoints, prediction a
+        detector's: 0.03 is about the detector's NE on the demo).
     time_budget_s : float, optional
         Wall-clock budget of training: the cosine schedule then runs on
         ``max(step fraction, time fraction)`` and stops at the budget, so training
@@ -100,7 +113,8 @@ class AttributeModel:
                  sampling_mix: float = 0.5, ema_decay: float = 0.998, augment: bool = True,
                  jitter: float = 0.1,
                  progressive_resize: bool = False,
-                 tta: bool = True, time_budget_s: float | None = None, num_threads: int = 1,
+                 tta: bool = True, region_preset: str = "small", region_dim: int = 128,
+                 region_dropout: float = 0.1, geometry_noise: float = 0.03, time_budget_s: float | None = None, num_threads: int = 1,
                  device: str = "cpu", random_state: int = 0, verbose: bool | Callable[[str], None] = False):
         self.taxonomy = taxonomy
         self.preset = preset
@@ -120,6 +134,10 @@ class AttributeModel:
         self.jitter = jitter
         self.progressive_resize = progressive_resize
         self.tta = tta
+        self.region_preset = region_preset
+        self.region_dim = region_dim
+        self.region_dropout = region_dropout
+        self.geometry_noise = geometry_noise
         self.time_budget_s = time_budget_s
         self.num_threads = num_threads
         self.device = device
@@ -130,6 +148,7 @@ class AttributeModel:
     _PARAMS = ("preset", "image_size", "embed_dim", "dropout", "epochs", "batch_size", "lr",
                "weight_decay", "warmup_epochs", "label_smoothing", "sampling_power",
                "sampling_mix", "ema_decay", "augment", "jitter", "progressive_resize", "tta",
+               "region_preset", "region_dim", "region_dropout", "geometry_noise",
                "time_budget_s", "num_threads", "device", "random_state")
 
     def get_params(self) -> dict[str, Any]:
@@ -148,7 +167,15 @@ class AttributeModel:
         for name in ("epochs", "batch_size", "num_threads"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1", field=name, value=getattr(self, name))
-        for name in ("sampling_mix", "ema_decay", "label_smoothing", "dropout", "jitter"):
+        if self.region_preset not in PRESETS:
+            raise InputError(f"unknown region_preset {self.region_preset!r}",
+                             field="region_preset", value=self.region_preset, allowed=PRESETS)
+        if float(self.geometry_noise) < 0 or int(self.region_dim) < 1:
+            raise InputError("geometry_noise must be >= 0 and region_dim >= 1",
+                             field="geometry_noise" if float(self.geometry_noise) < 0
+                             else "region_dim")
+        for name in ("sampling_mix", "ema_decay", "label_smoothing", "dropout", "jitter",
+                     "region_dropout"):
             v = float(getattr(self, name))
             top_ok = v <= 1.0 if name == "sampling_mix" else v < 1.0
             if not (0.0 <= v and top_ok):
@@ -174,13 +201,15 @@ class AttributeModel:
             print(msg, file=sys.stderr, flush=True)
 
     # -- fitting ------------------------------------------------------------------------
-    def fit(self, images, labels: pd.DataFrame, *, eval_set: tuple | None = None
-            ) -> "AttributeModel":
+    def fit(self, images, labels: pd.DataFrame, *, eval_set: tuple | None = None,
+            regions: RegionInputs | None = None) -> "AttributeModel":
         """Train on ``images`` (uint8 array ``(N, H, W, 3)`` or paths) and ``labels``
         (DataFrame, one column per head; missing cells are ignored by that head).
 
-        ``eval_set=(images, labels)`` is scored after each epoch (logged, kept in
-        ``history_``); it never influences training.
+        ``eval_set=(images, labels)`` or ``(images, labels, regions)`` is scored after
+        each epoch (logged, kept in ``history_``); it never influences training.
+        ``regions`` (row-aligned :class:`~features.attributes.regions.RegionInputs`)
+        adds the keypoint-guided path; prediction then takes regions too.
         """
         from features.attributes.train import train_network
 
@@ -195,6 +224,9 @@ class AttributeModel:
         x = as_image_array(images, size)
         if len(x) != len(labels):
             raise InputError(f"{len(x)} images but {len(labels)} label rows", field="labels")
+        if regions is not None and len(regions) != len(x):
+            raise InputError(f"{len(regions)} region rows for {len(x)} images",
+                             field="regions")
         targets, maybe = taxonomy.encode(labels.reset_index(drop=True))
         if (targets < 0).all():
             raise InputError("no labelled rows to train on", field="labels")
@@ -203,16 +235,24 @@ class AttributeModel:
             vx = as_image_array(eval_set[0], size)
             vt, _ = taxonomy.encode(eval_set[1].reset_index(drop=True), unknown="keep")
             val = (vx, vt)
+            if regions is not None:
+                val = (vx, vt, eval_set[2] if len(eval_set) > 2 and eval_set[2] is not None
+                       else RegionInputs.empty(len(vx), regions.crops.shape[1:3]))
         torch.manual_seed(self.random_state)
         config = AttributeNetConfig(heads=taxonomy.n_classes(), preset=self.preset,
                                     image_size=size, embed_dim=self.embed_dim,
-                                    dropout=self.dropout)
+                                    dropout=self.dropout,
+                                    region_size=(tuple(int(v) for v in regions.crops.shape[1:3])
+                                                 if regions is not None else None),
+                                    region_preset=self.region_preset,
+                                    region_dim=int(self.region_dim),
+                                    geometry_dim=GEOMETRY_DIM if regions is not None else 0)
         net = AttributeNet(config)
         prev = torch.get_num_threads()
         torch.set_num_threads(int(self.num_threads))
         try:
             net, history = train_network(net, x, targets, maybe, taxonomy, self.get_params(),
-                                         val=val, log=self._log)
+                                         val=val, log=self._log, regions=regions)
         finally:
             torch.set_num_threads(prev)
         self.taxonomy_ = taxonomy
@@ -228,10 +268,33 @@ class AttributeModel:
             raise NotFittedError("this AttributeModel is not fitted yet: call fit() or "
                                  "AttributeModel.load() first")
 
+    @property
+    def uses_regions(self) -> bool:
+        """Whether the fitted network has the keypoint-guided path (then
+        :meth:`predict_proba` and friends take ``regions``)."""
+        self._check_fitted()
+        return bool(self.config_.region_size)
+
+    def region_inputs(self, images, xy=None, vis=None) -> RegionInputs | None:
+        """The ``regions`` argument for ``images`` (full-resolution arrays or paths)
+        and their keypoints in each image's pixel frame; None for a model without
+        a region path."""
+        if not self.uses_regions:
+            return None
+        return region_inputs(images, xy, vis, self.config_.region_size)
+
     @torch.no_grad()
-    def _forward(self, images, batch_size: int = 128) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def _forward(self, images, batch_size: int = 128, regions: RegionInputs | None = None
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        from features.attributes.train import region_batch
+
         self._check_fitted()
         x = as_image_array(images, self.config_.image_size)
+        if regions is not None and not self.config_.region_size:
+            regions = None   # a whole-image model has no use for them
+        if regions is not None and len(regions) != len(x):
+            raise InputError(f"{len(regions)} region rows for {len(x)} images",
+                             field="regions")
         net = self.net_.eval()
         probs: dict[str, list[np.ndarray]] = {h: [] for h in self.taxonomy_.names}
         embs = []
@@ -240,10 +303,13 @@ class AttributeModel:
         try:
             for s in range(0, len(x), batch_size):
                 xb = to_tensor(x[s:s + batch_size])                 # (B, 3, H, W)
-                logits, z = net.forward_all(xb)
+                extra = region_batch(regions, slice(s, s + batch_size), "cpu")
+                logits, z = net.forward_all(xb, **extra)
                 p = {h: torch.softmax(v, 1) for h, v in logits.items()}
                 if self.tta:
-                    lf, zf = net.forward_all(torch.flip(xb, dims=[3]))
+                    if extra:
+                        extra["region"] = torch.flip(extra["region"], dims=[3])
+                    lf, zf = net.forward_all(torch.flip(xb, dims=[3]), **extra)
                     p = {h: 0.5 * (p[h] + torch.softmax(lf[h], 1)) for h in p}
                     z = torch.nn.functional.normalize(z + zf, dim=1)
                 for h in probs:
@@ -256,13 +322,15 @@ class AttributeModel:
                for h, v in probs.items()}
         return out, (np.concatenate(embs) if embs else np.zeros((0, d), np.float32))
 
-    def predict_proba(self, images) -> dict[str, np.ndarray]:
-        """Class probabilities per head: ``{head: (N, C_head)}`` float32, rows sum to 1."""
-        return self._forward(images)[0]
+    def predict_proba(self, images, regions: RegionInputs | None = None
+                      ) -> dict[str, np.ndarray]:
+        """Class probabilities per head: ``{head: (N, C_head)}`` float32, rows sum to 1.
+        ``regions``: see :meth:`region_inputs` (None: predicted as without keypoints)."""
+        return self._forward(images, regions=regions)[0]
 
-    def predict(self, images) -> pd.DataFrame:
+    def predict(self, images, regions: RegionInputs | None = None) -> pd.DataFrame:
         """Most probable class name per head, and its probability (``<head>_conf``)."""
-        probs = self.predict_proba(images)
+        probs = self.predict_proba(images, regions)
         cols = {}
         for h, p in probs.items():
             classes = np.array(self.taxonomy_.classes(h), dtype=object)
@@ -274,9 +342,10 @@ class AttributeModel:
         """L2-normalised visual embedding ``(N, D)`` float32 (the penultimate layer)."""
         return self._forward(images)[1]
 
-    def predict_all(self, images) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """``(predict_proba(images), embed(images))`` from one forward pass."""
-        return self._forward(images)
+    def predict_all(self, images, regions: RegionInputs | None = None
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """``(predict_proba(images, regions), embed(images))`` from one forward pass."""
+        return self._forward(images, regions=regions)
 
     # -- persistence --------------------------------------------------------------------
     def save(self, directory: str | os.PathLike, name: str = "attributes") -> list[Path]:

@@ -160,13 +160,27 @@ def evaluate_bundle(bundle_path: str | os.PathLike, split: str = "test") -> dict
     images, ok = load_images(sub["abs_path"].tolist(), model.config_.image_size,
                              cache=bundle.path("cache"))
     sub = sub[ok].reset_index(drop=True)
-    probs = model.predict_proba(np.asarray(images[ok]))
+    regions, regions_from = None, "none"
+    if model.uses_regions:
+        # The keypoints the product uses (features stage: detector or silhouette),
+        # else the source's labelled ones.
+        from features.attributes.train import FASHIONAI_KEYPOINTS_CSV, keypoints_by_item
+
+        for rel, what in (("features/keypoints.csv", "features stage keypoints"),
+                          (FASHIONAI_KEYPOINTS_CSV, "label keypoints")):
+            kp = keypoints_by_item(bundle.path(rel), sub["item_id"])
+            if kp is not None and (kp[1] >= 0).any():
+                regions = model.region_inputs(sub["abs_path"].tolist(), *kp)
+                regions_from = what
+                break
+    probs = model.predict_proba(np.asarray(images[ok]), regions)
     targets, maybe = model.taxonomy_.encode(sub[list(model.taxonomy_.names)], unknown="keep")
     train_ids = set(sp.loc[sp["split"] == "train", "item_id"].astype(str))
     train = cat[cat["item_id"].astype(str).isin(train_ids)]
     out = grouped_head_metrics(model.taxonomy_, probs, targets, maybe, sub, train)
     out["split"] = split
     out["n_items"] = int(len(sub))
+    out["regions_from"] = regions_from
     return out
 
 

@@ -85,6 +85,16 @@ class AttributeNetConfig:
         preset's ``head_channels``.
     dropout : float
         Dropout before the heads (training only).
+    region_size : (int, int), optional
+        Size of the keypoint-guided neck crop (:mod:`features.attributes.regions`);
+        ``None`` (the default, and MANGO's) builds no region path.
+    region_preset : str
+        Backbone of the crop (a key of :data:`PRESETS`).
+    region_dim : int
+        Size of the crop's feature vector.
+    geometry_dim : int
+        Length of the keypoint geometry vector fed to the heads (0: none;
+        :data:`features.attributes.regions.GEOMETRY_DIM` when used).
     """
 
     heads: dict[str, int]
@@ -92,16 +102,23 @@ class AttributeNetConfig:
     image_size: tuple[int, int] = (160, 112)
     embed_dim: int | None = 256
     dropout: float = 0.2
+    region_size: tuple[int, int] | None = None
+    region_preset: str = "small"
+    region_dim: int = 128
+    geometry_dim: int = 0
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["image_size"] = list(self.image_size)
+        d["region_size"] = list(self.region_size) if self.region_size else None
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "AttributeNetConfig":
         d = dict(d)
         d["image_size"] = tuple(d["image_size"])
+        if d.get("region_size"):
+            d["region_size"] = tuple(d["region_size"])
         d["heads"] = {str(k): int(v) for k, v in d["heads"].items()}
         return cls(**d)
 
@@ -157,36 +174,64 @@ class InvertedResidual(nn.Module):
         return x + y if self.residual else y
 
 
+def _backbone(preset: str) -> tuple[nn.Sequential, int]:
+    """The convolutional stack of ``preset`` and its output channels."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r} (allowed: {', '.join(PRESETS)})")
+    spec = PRESETS[preset]
+    layers: list[nn.Module] = [ConvBNAct(3, spec["stem"], 3, 2)]
+    cin = spec["stem"]
+    for kind, exp, cout, reps, stride, se in spec["stages"]:
+        for r in range(reps):
+            layers.append(InvertedResidual(cin, cout, exp, stride if r == 0 else 1, se,
+                                           fused=kind == "fused"))
+            cin = cout
+    layers.append(ConvBNAct(cin, spec["head_channels"], 1))
+    return nn.Sequential(*layers), spec["head_channels"]
+
+
 class AttributeNet(nn.Module):
-    """Backbone -> avg+max pool -> embedding -> one linear head per attribute."""
+    """Backbone -> avg+max pool -> embedding -> one linear head per attribute.
+
+    With ``config.region_size`` a second, smaller backbone reads the keypoint-guided
+    neck crop, and with ``config.geometry_dim`` a small MLP reads the keypoint
+    geometry; their features join the embedding at the heads' input (the embedding
+    itself stays the whole image's, so its size and meaning do not depend on
+    keypoints).  Rows without a crop have its features zeroed, the state the heads
+    also learn from bottoms and from rows dropped in training.
+    """
 
     def __init__(self, config: AttributeNetConfig):
         super().__init__()
-        if config.preset not in PRESETS:
-            raise ValueError(f"unknown preset {config.preset!r} (allowed: "
-                             f"{', '.join(PRESETS)})")
         self.config = config
-        spec = PRESETS[config.preset]
-        layers: list[nn.Module] = [ConvBNAct(3, spec["stem"], 3, 2)]
-        cin = spec["stem"]
-        for kind, exp, cout, reps, stride, se in spec["stages"]:
-            for r in range(reps):
-                layers.append(InvertedResidual(cin, cout, exp, stride if r == 0 else 1, se,
-                                               fused=kind == "fused"))
-                cin = cout
-        layers.append(ConvBNAct(cin, spec["head_channels"], 1))
-        self.backbone = nn.Sequential(*layers)
-        feat = spec["head_channels"]
+        self.backbone, feat = _backbone(config.preset)
         self.embed_dim = config.embed_dim or feat
         self.project = nn.Sequential(nn.Linear(2 * feat, self.embed_dim, bias=False),
                                      nn.BatchNorm1d(self.embed_dim))
+        head_in = self.embed_dim
+        self.region_backbone = self.region_project = self.geometry = None
+        if config.region_size:
+            self.region_backbone, rfeat = _backbone(config.region_preset)
+            self.region_project = nn.Sequential(
+                nn.Linear(2 * rfeat, config.region_dim, bias=False),
+                nn.BatchNorm1d(config.region_dim))
+            head_in += config.region_dim
+        if config.geometry_dim:
+            self.geometry = nn.Sequential(nn.Linear(config.geometry_dim, 128), nn.SiLU(),
+                                          nn.Linear(128, 64), nn.SiLU())
+            head_in += 64
         self.dropout = nn.Dropout(config.dropout)
         # A list, not a ModuleDict: head names are free text ("type", "half", "a.b")
         # and must not collide with Module attributes.
         self.head_names = tuple(config.heads)
-        self.heads = nn.ModuleList([nn.Linear(self.embed_dim, n)
-                                    for n in config.heads.values()])
+        self.heads = nn.ModuleList([nn.Linear(head_in, n) for n in config.heads.values()])
         self._init_weights()
+        if self.geometry is not None:
+            # Default (Kaiming-uniform) init for the geometry MLP: its inputs are a
+            # few units in size, and std 0.01 weights would start it silent.
+            for m in self.geometry:
+                if isinstance(m, nn.Linear):
+                    m.reset_parameters()
 
     def _init_weights(self) -> None:
         for m in self.modules():
@@ -212,15 +257,46 @@ class AttributeNet(nn.Module):
         pooled = torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1)  # (B, 2C)
         return F.silu(self.project(pooled))                      # (B, D)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Logits per head: ``{head: (B, C_head)}``."""
-        z = self.dropout(self.features(x))                       # (B, D)
+    def head_input(self, z: torch.Tensor, region: torch.Tensor | None = None,
+                   has_region: torch.Tensor | None = None,
+                   geometry: torch.Tensor | None = None) -> torch.Tensor:
+        """The heads' input: embedding ``z (B, D)`` joined with the crop's features
+        (``region (B, 3, h, w)``, zeroed where ``has_region (B,)`` is False or when
+        None) and the geometry MLP's (``geometry (B, G)``, zeros when None)."""
+        parts = [z]
+        b = z.shape[0]
+        if self.region_backbone is not None:
+            if region is None:
+                parts.append(z.new_zeros(b, self.config.region_dim))
+            else:
+                f = self.region_backbone(region)                     # (B, C, h, w)
+                r = torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1)   # (B, 2C)
+                r = F.silu(self.region_project(r))                   # (B, R)
+                if has_region is not None:
+                    r = r * has_region.to(r.dtype)[:, None]
+                parts.append(r)
+        if self.geometry is not None:
+            g = geometry if geometry is not None else z.new_zeros(b, self.config.geometry_dim)
+            parts.append(self.geometry(g))                           # (B, 64)
+        return torch.cat(parts, 1) if len(parts) > 1 else z
+
+    def forward(self, x: torch.Tensor, region: torch.Tensor | None = None,
+                has_region: torch.Tensor | None = None,
+                geometry: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Logits per head: ``{head: (B, C_head)}`` (region inputs: see
+        :meth:`head_input`)."""
+        z = self.head_input(self.features(x), region, has_region, geometry)
+        z = self.dropout(z)
         return {h: head(z) for h, head in zip(self.head_names, self.heads)}
 
-    def forward_all(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def forward_all(self, x: torch.Tensor, region: torch.Tensor | None = None,
+                    has_region: torch.Tensor | None = None,
+                    geometry: torch.Tensor | None = None
+                    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Logits per head and the L2-normalised embedding from one pass."""
         z = self.features(x)                                     # (B, D)
-        logits = {h: head(self.dropout(z)) for h, head in zip(self.head_names, self.heads)}
+        zh = self.dropout(self.head_input(z, region, has_region, geometry))
+        logits = {h: head(zh) for h, head in zip(self.head_names, self.heads)}
         return logits, F.normalize(z, dim=1)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,16 @@ Stage config (``ctx.stage_config("attributes")``, all optional): ``heads`` (list
 catalogue columns), ``preset``, ``image_size``, ``epochs``, ``batch_size``, ``lr``,
 ``time_budget_s``, ``num_threads``, ``device``, ``sampling_power``, ``sampling_mix``,
 ``group_sep`` (split grouping; default "-" for MANGO, none otherwise), ``cache``
-(directory for the decoded-image cache; default ``<bundle>/cache``).
+(directory for the decoded-image cache; default ``<bundle>/cache``), ``regions``
+("auto" or false), ``region_size``, ``keypoints_csv``.
+
+Keypoint-guided regions (:mod:`features.attributes.regions`): when the heads include
+FashionAI tasks and the source ships a FashionAI keypoint CSV (the demo:
+``source/fashionai/keypoints.csv``), the network gets the neck-crop and geometry
+path, trained on those labelled keypoints; the features stage then feeds it the
+keypoints it extracts (the trained detector's).  The stage's own val/test figures
+use the labelled keypoints (the detector is trained after this stage);
+``mixmatch evaluate --attributes`` uses the features stage's when they exist.
 
 Examples
 --------
@@ -40,7 +49,15 @@ from features.exceptions import BundleError, InputError
 from features.fashionai.schema import ATTRIBUTE_TASKS
 
 #: Bumped when training changes in a way that should invalidate finished stages.
-TRAIN_VERSION = 1
+TRAIN_VERSION = 2
+
+#: Neck crop size of the region path (80 px: a ruffled edge, ~1 px in the whole-image
+#: view, spans ~3 px; see the crops in benchmarks/demo_perception.py).
+REGION_SIZE = (80, 80)
+#: Where a FashionAI-format source keeps its labelled keypoints.
+FASHIONAI_KEYPOINTS_CSV = "source/fashionai/keypoints.csv"
+#: Stage config keys that are not AttributeModel parameters.
+_STAGE_ONLY = ("heads", "group_sep", "cache", "regions", "region_size", "keypoints_csv")
 
 #: Catalogue columns tried as heads when the stage config names none.
 DEFAULT_HEAD_CANDIDATES = ("subcategory", "product_type", "colour", "material", "pattern")
@@ -114,14 +131,26 @@ def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> Non
         be.copy_(b)
 
 
+def region_batch(regions, idx, device) -> dict[str, torch.Tensor]:
+    """Network keyword inputs (``region``, ``has_region``, ``geometry``) of rows ``idx``
+    of a :class:`~features.attributes.regions.RegionInputs` (empty dict for None)."""
+    if regions is None:
+        return {}
+    return {"region": to_tensor(regions.crops[idx]).to(device),
+            "has_region": torch.as_tensor(np.asarray(regions.has_crop[idx])).to(device),
+            "geometry": torch.as_tensor(np.asarray(regions.geometry[idx],
+                                                   np.float32)).to(device)}
+
+
 @torch.no_grad()
-def _val_accuracy(net, x: np.ndarray, targets: np.ndarray, names, batch: int = 128
-                  ) -> dict[str, float]:
+def _val_accuracy(net, x: np.ndarray, targets: np.ndarray, names, batch: int = 128,
+                  regions=None) -> dict[str, float]:
     net.eval()
     device = next(net.parameters()).device
     preds = {h: [] for h in names}
     for s in range(0, len(x), batch):
-        out = net(to_tensor(x[s:s + batch]).to(device))
+        out = net(to_tensor(x[s:s + batch]).to(device),
+                  **region_batch(regions, slice(s, s + batch), device))
         for h in names:
             preds[h].append(out[h].argmax(1).cpu().numpy())
     res = {}
@@ -135,10 +164,18 @@ def _val_accuracy(net, x: np.ndarray, targets: np.ndarray, names, batch: int = 1
 
 def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
                   maybe: np.ndarray, taxonomy: Taxonomy, params: dict[str, Any], *,
-                  val: tuple[np.ndarray, np.ndarray] | None = None,
-                  log: Callable[[str], None] = lambda m: None
-                  ) -> tuple[torch.nn.Module, list[dict]]:
+                  val: tuple | None = None,
+                  log: Callable[[str], None] = lambda m: None,
+                  regions=None) -> tuple[torch.nn.Module, list[dict]]:
     """Train ``net`` on uint8 images ``x`` (N, H, W, 3) and encoded targets.
+
+    ``regions`` (:class:`~features.attributes.regions.RegionInputs`, row-aligned with
+    ``x``) feeds a network built with a region path: crops get the same kind of
+    augmentation as the images (drawn independently: a shifted, rescaled crop is
+    what an imprecise keypoint gives), geometry gets Gaussian noise of
+    ``geometry_noise`` (in normalising-pair units, about a detector's error), and a
+    ``region_dropout`` share of rows loses both, so the heads also work without
+    keypoints.  ``val`` is ``(images, targets)`` or ``(images, targets, regions)``.
 
     Returns the network to predict with (the EMA copy when ``ema_decay > 0``) and a
     history of per-epoch dicts (loss, lr, seconds, val accuracy per head).
@@ -189,15 +226,28 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
             idx = np.sort(pool[draw])
             idx_t = torch.as_tensor(idx, device=device)
             xb = to_tensor(x[idx]).to(device)                          # (B, 3, H, W)
+            j = float(params.get("jitter", 0.1))
             if params["augment"]:
-                j = float(params.get("jitter", 0.1))
                 xb = augment(xb, gen, brightness=j, contrast=j)
             scale = resize_scale(progress) if params.get("progressive_resize") else 1.0
             if scale < 1.0:
                 xb = F.interpolate(xb, scale_factor=scale, mode="bilinear", antialias=True,
                                    align_corners=False, recompute_scale_factor=False
                                    ).contiguous(memory_format=torch.channels_last)
-            logits = net(xb)
+            extra = region_batch(regions, idx, device)
+            if extra:
+                if params["augment"]:
+                    extra["region"] = augment(extra["region"], gen, brightness=j,
+                                              contrast=j, max_scale=0.12, max_shift=0.08)
+                keep = (torch.rand(len(idx), generator=gen)
+                        >= float(params.get("region_dropout", 0.1))).to(device)
+                extra["has_region"] = extra["has_region"] & keep
+                noise = torch.randn(extra["geometry"].shape, generator=gen).to(device)
+                g = extra["geometry"].view(len(idx), -1, 3)
+                g = torch.cat([g[..., :2] + float(params.get("geometry_noise", 0.03))
+                               * noise.view_as(g)[..., :2] * g[..., 2:], g[..., 2:]], -1)
+                extra["geometry"] = g.view(len(idx), -1) * keep[:, None].to(g.dtype)
+            logits = net(xb, **extra)
             loss = masked_multitask_loss(logits, tgt_t[idx_t], maybe_t[idx_t], taxonomy,
                                          float(params["label_smoothing"]))
             opt.zero_grad(set_to_none=True)
@@ -220,7 +270,8 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
                "seconds": round(time.perf_counter() - t0, 1)}
         if val is not None and len(val[0]):
             rec["val_accuracy"] = _val_accuracy(ema if ema is not None else net, val[0],
-                                                val[1], taxonomy.names)
+                                                val[1], taxonomy.names,
+                                                regions=val[2] if len(val) > 2 else None)
         history.append(rec)
         va = " ".join(f"{h}={a:.3f}" for h, a in rec.get("val_accuracy", {}).items())
         log(f"  epoch {epoch + 1}/{params['epochs']} loss {rec['loss']:.4f} lr {lr:.2e} "
@@ -250,11 +301,11 @@ def _stage_params(ctx) -> dict[str, Any]:
     quick = bool(ctx.config.get("quick"))
     base: dict[str, Any] = (
         {"preset": "tiny", "image_size": [64, 48], "epochs": 2, "batch_size": 32,
-         "num_threads": 1, "embed_dim": 64}
+         "num_threads": 1, "embed_dim": 64, "region_preset": "tiny", "region_dim": 32}
         if quick else
         {"preset": "base", "image_size": [160, 112], "epochs": 20, "batch_size": 64,
          "num_threads": 2, "embed_dim": 256})
-    base.update({k: v for k, v in cfg.items() if k not in ("heads", "group_sep", "cache")})
+    base.update({k: v for k, v in cfg.items() if k not in _STAGE_ONLY})
     base["random_state"] = int(ctx.config.get("seed", 0) or 0)
     return base
 
@@ -263,9 +314,12 @@ def stage_inputs(ctx) -> dict:
     from recommender.bundle import file_hash
 
     cat = ctx.bundle.path("catalog.parquet")
+    kcsv = ctx.bundle.path(ctx.stage_config("attributes").get("keypoints_csv",
+                                                              FASHIONAI_KEYPOINTS_CSV))
     return {"catalog": file_hash(cat) if cat.is_file() else None,
             "image_root": str(ctx.bundle.image_root), "quick": bool(ctx.config.get("quick")),
             "seed": ctx.config.get("seed", 0), "stage": ctx.stage_config("attributes"),
+            "keypoints": file_hash(kcsv) if kcsv.is_file() else None,
             "version": TRAIN_VERSION}
 
 
@@ -316,8 +370,42 @@ def load_training_table(bundle, heads: list[str] | None = None) -> tuple[pd.Data
     return cat, heads
 
 
+def keypoints_by_item(csv: Path, item_ids) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(xy (N, 24, 2), vis (N, 24))`` of ``item_ids`` from a FashionAI keypoint CSV
+    whose image file names are the item ids (vis -1 for items it lacks); None when
+    the file does not exist."""
+    from features.fashionai.io import keypoints_to_arrays, read_keypoints_csv
+
+    if not Path(csv).is_file():
+        return None
+    df = read_keypoints_csv(csv)
+    xy, vis = keypoints_to_arrays(df)
+    row = {Path(str(p)).stem: i for i, p in enumerate(df["image_id"])}
+    ids = [str(i) for i in item_ids]
+    out_xy = np.full((len(ids), 24, 2), -1.0)
+    out_vis = np.full((len(ids), 24), -1)
+    for k, it in enumerate(ids):
+        if it in row:
+            out_xy[k], out_vis[k] = xy[row[it]], vis[row[it]]
+    return out_xy, out_vis
+
+
+def _stage_regions(ctx, cat: pd.DataFrame, heads: list[str]):
+    """(xy, vis) label keypoints for the region path, or None when it is off."""
+    cfg = ctx.stage_config("attributes")
+    if cfg.get("regions", "auto") in (False, "none", "off") or \
+            not any(h in ATTRIBUTE_TASKS for h in heads):
+        return None
+    kp = keypoints_by_item(ctx.bundle.path(cfg.get("keypoints_csv", FASHIONAI_KEYPOINTS_CSV)),
+                           cat["item_id"])
+    if kp is None or not (kp[1] >= 0).any():
+        return None
+    return kp
+
+
 def run_stage(ctx) -> dict:
     """Train the attribute network on the bundle's catalogue (see module doc)."""
+    from features.attributes.regions import region_inputs
     from features.attributes.estimator import AttributeModel
     from features.attributes.evaluate import grouped_head_metrics
 
@@ -340,14 +428,26 @@ def run_stage(ctx) -> dict:
     va = np.flatnonzero((cat["split"] == "val").to_numpy() & ok)
     te = np.flatnonzero((cat["split"] == "test").to_numpy() & ok)
     ctx.log(f"[attributes] heads {heads}; train/val/test = {len(tr)}/{len(va)}/{len(te)}")
+    kp = _stage_regions(ctx, cat, heads)
+    reg = {}
+    if kp is not None:
+        rsize = tuple(int(v) for v in cfg.get("region_size", (32, 32) if ctx.config.get(
+            "quick") else REGION_SIZE))
+        paths = cat["abs_path"].tolist()
+        for name, idx in (("train", tr), ("val", va), ("test", te)):
+            reg[name] = region_inputs([paths[i] for i in idx], kp[0][idx], kp[1][idx], rsize)
+        ctx.log(f"[attributes] keypoint-guided neck crops {rsize[0]}x{rsize[1]}: "
+                f"{int(reg['train'].has_crop.sum())} of {len(tr)} training images")
     model = AttributeModel(taxonomy, verbose=ctx.log, **params)
     model.fit(np.asarray(images[tr]), labels.iloc[tr],
-              eval_set=(np.asarray(images[va]), labels.iloc[va]))
+              eval_set=(np.asarray(images[va]), labels.iloc[va], reg.get("val")),
+              regions=reg.get("train"))
     metrics: dict[str, Any] = {"heads": heads, "n_train": int(len(tr)), "n_val": int(len(va)),
-                               "n_test": int(len(te)), "epochs": len(model.history_)}
+                               "n_test": int(len(te)), "epochs": len(model.history_),
+                               "regions": ("label keypoints" if reg else "none")}
     for name, idx in (("val", va), ("test", te)):
         if len(idx):
-            probs = model.predict_proba(np.asarray(images[idx]))
+            probs = model.predict_proba(np.asarray(images[idx]), reg.get(name))
             targets, maybe = taxonomy.encode(labels.iloc[idx].reset_index(drop=True),
                                              unknown="keep")
             metrics[name] = grouped_head_metrics(taxonomy, probs, targets, maybe,

@@ -75,3 +75,35 @@ def test_evaluate_cli_on_demo_bundle(demo_bundle, capsys):
     for v in res["heads"].values():
         assert set(v) == {"accuracy", "macro_f1", "n"}
     assert 0.0 <= res["fashionai_map"] <= 1.0
+
+
+def test_demo_bundle_model_uses_keypoint_regions_end_to_end(demo_bundle):
+    """The demo source ships labelled keypoints: the attributes stage trains the
+    region path on them, and evaluation feeds it the features stage's keypoints."""
+    import json
+
+    model = AttributeModel.load(demo_bundle / "models")
+    assert model.uses_regions and model.config_.region_size == (32, 32)
+    metrics = json.loads((demo_bundle / "manifest.json").read_text())
+    assert "regions" in json.dumps(metrics)
+    res = evaluate_bundle(demo_bundle)
+    assert res["regions_from"] == "features stage keypoints"
+    assert 0.0 <= res["fashionai_map"] <= 1.0
+
+
+def test_tiny_bundle_without_keypoints_has_no_region_path(tiny_bundle):
+    """No keypoint file (MANGO's case): the whole-image network, as before."""
+    ctx = BuildContext(bundle=tiny_bundle, config={"source": "demo", "quick": True, "seed": 0},
+                       log=lambda m: None)
+    assert run_stage(ctx)["metrics"]["regions"] == "none"
+    assert not AttributeModel.load(tiny_bundle.path("models")).uses_regions
+    assert evaluate_bundle(tiny_bundle.root)["regions_from"] == "none"
+
+
+def test_mango_bundle_trains_the_whole_image_network(mango_subset_bundle):
+    """MANGO has no keypoints: its attribute network has no region path."""
+    model = AttributeModel.load(mango_subset_bundle / "models")
+    assert not model.uses_regions and model.config_.geometry_dim == 0
+    res = evaluate_bundle(mango_subset_bundle)
+    assert res["regions_from"] == "none"
+    assert {"subcategory", "colour"} <= set(res["heads"])
