@@ -277,10 +277,17 @@ class CategoryIndex:
 
     def __init__(self, emb: np.ndarray, base_idx: np.ndarray, *, exact_max: int = 20_000,
                  list_size: int = 512, n_probe: int = 3, random_state: int = 0):
-        self.base_idx = np.asarray(base_idx, dtype=np.int64)
+        base_idx = np.asarray(base_idx, dtype=np.int64)
+        base = np.asarray(emb[base_idx], dtype=np.float32)
+        # Items without an embedding (no usable image: an all-zero row) are nobody's
+        # visual neighbour and have none: every cosine with them is 0, so they only
+        # filled result lists with ties, and in the IVF index they all fell into one
+        # list that every such query scanned (a million image-less items: quadratic).
+        has = np.abs(base).max(axis=1) > 0 if len(base) else np.zeros(0, bool)
+        self.base_idx = base_idx[has]
+        base = base[has]
         self.n_probe = n_probe
         self.exact = len(self.base_idx) <= exact_max
-        base = np.asarray(emb[self.base_idx], dtype=np.float32)
         if self.exact:
             self.base = base
             self.ivf = None
@@ -305,13 +312,20 @@ class CategoryIndex:
         if len(self.base_idx) == 0 or len(query_idx) == 0:
             return (np.full((len(query_idx), k), -1, np.int64),
                     np.full((len(query_idx), k), -np.inf, np.float32))
-        exclude = self.local(query_idx)
+        out_i = np.full((len(query_idx), k), -1, np.int64)
+        out_v = np.full((len(query_idx), k), -np.inf, np.float32)
         queries = np.asarray(emb[query_idx], dtype=np.float32)
+        live = np.flatnonzero(np.abs(queries).max(axis=1) > 0)  # no embedding: no neighbours
+        if len(live) == 0:
+            return out_i, out_v
+        exclude = self.local(query_idx[live])
         if self.exact:
-            loc, sims = exact_neighbours(queries, self.base, k, exclude=exclude)
+            loc, sims = exact_neighbours(queries[live], self.base, k, exclude=exclude)
         else:
-            loc, sims = self.ivf.search(queries, k, n_probe=self.n_probe, exclude=exclude)
-        return np.where(loc >= 0, self.base_idx[np.maximum(loc, 0)], -1), sims
+            loc, sims = self.ivf.search(queries[live], k, n_probe=self.n_probe, exclude=exclude)
+        out_i[live, :loc.shape[1]] = np.where(loc >= 0, self.base_idx[np.maximum(loc, 0)], -1)
+        out_v[live, :sims.shape[1]] = sims
+        return out_i, out_v
 
 
 def neighbours_in(emb: np.ndarray, query_idx: np.ndarray, base_idx: np.ndarray, k: int, *,

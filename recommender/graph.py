@@ -606,7 +606,8 @@ def _train_outfits_path(bundle) -> tuple[Path, bool]:
 
 #: Bump when the serving arrays' layout changes (see stage_inputs of the compat stage).
 #: 3: edges.parquet src/dst are plain strings, no longer dictionary (categorical) columns.
-GRAPH_VERSION = 3
+#: 4: items without an embedding (no usable image) get and give no visual neighbours.
+GRAPH_VERSION = 4
 
 
 def stage_inputs(ctx) -> dict:

@@ -236,3 +236,21 @@ def test_ivf_scan_in_pieces_is_the_same_and_survives_a_degenerate_list(monkeypat
     # the same products, in smaller matrices: BLAS may round the last bit differently
     np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
     assert not (got[0] == q[:, None]).any()  # a query never gets itself
+
+
+@pytest.mark.parametrize("exact_max", [1000, 10])
+def test_items_without_an_embedding_have_no_visual_neighbours_and_are_none(exact_max):
+    """An all-zero embedding (no usable image) is nobody's neighbour and has none,
+    on the exact and the IVF path."""
+    from recommender.candidates import CategoryIndex
+
+    rng = np.random.default_rng(5)
+    emb = rng.normal(size=(60, 6)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    emb[::3] = 0.0
+    ix = CategoryIndex(emb, np.arange(60), exact_max=exact_max, list_size=8)
+    nb, sim = ix.search(emb, np.arange(60), 5)
+    assert (nb[::3] == -1).all() and np.isneginf(sim[::3]).all()
+    found = nb[nb >= 0]
+    assert len(found) and not np.isin(found, np.arange(0, 60, 3)).any()
+    assert (nb[1::3] >= 0).all()  # every item with an embedding still gets 5
