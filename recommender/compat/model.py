@@ -770,7 +770,11 @@ class CompatibilityModel:
             if not fp.is_file():
                 raise BundleError("the compatibility model uses image features but the "
                                   "bundle has no features/features.parquet")
-            features = pd.read_parquet(fp)
+            import pyarrow.parquet as pq
+
+            have = set(pq.read_schema(fp).names)
+            features = pd.read_parquet(fp, columns=[c for c in fz.feature_columns()
+                                                    if c in have])
         if fz.has_embedding_:
             ep = b.path("features", "embeddings.npy")
             if not ep.is_file():

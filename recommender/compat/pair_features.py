@@ -569,6 +569,17 @@ class PairFeaturizer:
             table.style = self.style_.transform(*self._style_inputs(table))
         return table
 
+    def feature_columns(self) -> list[str]:
+        """The columns of a features table that :meth:`item_table` reads (after fit).
+
+        Loading a model reads only these: at a million items the whole table (error
+        strings, keypoint columns, ...) is gigabytes, loaded once per Dask worker.
+        """
+        cols = [c for c in self.vocab_ if c.startswith("attr_") or c == "colour_group"]
+        if self.pixel_colours_:
+            cols += [f"colour{k}_{c}" for k in (1, 2, 3) for c in "Labw"]
+        return cols + self.extra_colour_columns_ + self.shape_columns_ + self.conf_columns_
+
     def _numeric(self, rows: pd.DataFrame) -> np.ndarray:
         """Colour (L, a, b, chroma, hue, weight) x 3 palette colours, extras, shape, conf."""
         n = len(rows)
