@@ -52,7 +52,9 @@ driver spent 727 CPU-s of the stage (statistics, style tower, validation questio
 scoring the held-out files) against the local process's 790: the workers' 493 CPU-s
 (pair features and LightGBM) bought 63 s of the driver's. The graph stage is left
 out at 1M (``--graph-max``): its second pass runs on the workers (the edges are the
-same as a local build's, tested) but it was not timed at this size here.
+same as a local build's, tested), but at 1M on this catalogue its workers were
+restarted at 7 GiB while scoring (jobs of 65k queries plus the loaded model; not
+profiled further), so the graph has no 1M figure here.
 
 Earlier runs of the same sizes, and what changed:
 
