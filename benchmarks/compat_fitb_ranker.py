@@ -63,6 +63,7 @@ def fit(bundle: str, val_bundle: str, cache: str, overrides: dict) -> dict:
     """
     from recommender.bundle import Bundle
     from recommender.compat import model as cm
+    from recommender.compat.ranker import pool_questions
     from recommender.compat.train import load_inputs, model_settings
 
     t0, c0 = time.time(), cpu_seconds()
@@ -73,7 +74,7 @@ def fit(bundle: str, val_bundle: str, cache: str, overrides: dict) -> dict:
 
     class Recording(cm.CompatibilityModel):
         def _fit_fitb_ranker(self, log):
-            qs, ans, labels, which = _val_set(self._val_questions)
+            qs, ans, labels, which = pool_questions(self._val_questions)
             # one cache per negatives mode "auto" tries, named after it
             tag = self.negatives
             # importance is only filled in by the final fit; save() writes it
@@ -90,16 +91,6 @@ def fit(bundle: str, val_bundle: str, cache: str, overrides: dict) -> dict:
                        if isinstance(v, (int, float, str, bool))},
            "wall_s": round(time.time() - t0, 1), "cpu_s": round(cpu_seconds() - c0, 1)}
     return out
-
-
-def _val_set(val_questions):
-    qs, ans, labels, which = [], [], [], []
-    for name, (q, a, l, _) in val_questions.items():
-        qs += q
-        ans += a
-        labels += l
-        which += [name] * len(q)
-    return qs, ans, np.array(labels, np.int64), np.array(which)
 
 
 def _ragged(lists, key):

@@ -235,15 +235,9 @@ def _attribute_table(demo: Path) -> pd.DataFrame:
 
 def _truth_keypoints(demo: Path, item_ids) -> tuple[np.ndarray, np.ndarray]:
     """Ground-truth keypoints of ``item_ids`` (vis -1 where an item has none)."""
-    df = read_keypoints_csv(demo / "fashionai" / "keypoints.csv")
-    xy, vis = keypoints_to_arrays(df)
-    row = {Path(p).stem: i for i, p in enumerate(df["image_id"])}
-    out_xy = np.full((len(item_ids), 24, 2), -1.0)
-    out_vis = np.full((len(item_ids), 24), -1)
-    for k, it in enumerate(item_ids):
-        if it in row:
-            out_xy[k], out_vis[k] = xy[row[it]], vis[row[it]]
-    return out_xy, out_vis
+    from features.attributes.train import keypoints_by_item
+
+    return keypoints_by_item(demo / "fashionai" / "keypoints.csv", item_ids)
 
 
 def _detector(demo: Path, budget: float, threads: int, cache: Path | None):

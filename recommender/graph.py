@@ -263,13 +263,7 @@ def _target_batch(job: tuple) -> tuple[dict, int, dict]:
     shared, emb, scorer, q_s = job
     emb, scorer = _resolve(emb), _resolve(scorer)
     cfg, index = shared["cfg"], shared["index"]
-    phase: dict[str, float] = {}
-    clock = [time.process_time()]
-
-    def lap(name: str) -> None:
-        now = time.process_time()
-        phase[name] = phase.get(name, 0.0) + now - clock[0]
-        clock[0] = now
+    clock = PhaseClock()
 
     edges: dict[str, list] = {k: [] for k in EDGE_KINDS}
     kk = max(cfg.k_candidates, cfg.k_visual)
@@ -277,19 +271,37 @@ def _target_batch(job: tuple) -> tuple[dict, int, dict]:
     m = nb_s[:, :cfg.k_visual] >= 0
     edges["visual"].append(_part(np.repeat(q_s, m.sum(1)), nb_s[:, :cfg.k_visual][m],
                                  sim_s[:, :cfg.k_visual][m]))
-    lap("search_targets")
+    clock.lap("search_targets")
     n_scored = 0
     for s in range(0, len(q_s), cfg.chunk):
         n_scored += _score_chunk(q_s[s:s + cfg.chunk], nb_s[s:s + cfg.chunk],
                                  shared["cooc_b"], shared["hop_b"], shared["top_pop"], scorer,
-                                 cfg, shared["n"], edges, lap)
-    return edges, n_scored, phase
+                                 cfg, shared["n"], edges, clock.lap)
+    return edges, n_scored, clock.phase
 
 
 def _resolve(x):
     """The object behind a worker-cached handle (:class:`WorkerCached`), else ``x``."""
-    get = getattr(type(x), "get", None)
-    return x.get() if get is not None and type(x).__name__ == "WorkerCached" else x
+    from recommender.distributed import WorkerCached  # imports no Dask
+
+    return x.get() if isinstance(x, WorkerCached) else x
+
+
+class PhaseClock:
+    """CPU seconds of this process by named phase: ``lap(name)`` books the time since
+    the previous lap (or the start) to ``name``; ``restart()`` drops it unbooked."""
+
+    def __init__(self):
+        self.phase: dict[str, float] = {}
+        self.restart()
+
+    def restart(self) -> None:
+        self._last = time.process_time()
+
+    def lap(self, name: str) -> None:
+        now = time.process_time()
+        self.phase[name] = self.phase.get(name, 0.0) + now - self._last
+        self._last = now
 
 
 def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFrame | None,
@@ -319,13 +331,8 @@ def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFr
     cfg = config or GraphConfig()
     t0 = time.perf_counter()
     # CPU seconds per phase (graph.json, benchmarks): which step grows with n
-    phase: dict[str, float] = {}
-    clock = [time.process_time()]
-
-    def lap(name: str) -> None:
-        now = time.process_time()
-        phase[name] = phase.get(name, 0.0) + now - clock[0]
-        clock[0] = now
+    clock = PhaseClock()
+    lap = clock.lap
     ids = catalog["item_id"].astype(str).to_numpy()
     cats = catalog["category"].astype(str).to_numpy()
     n = len(ids)
@@ -403,9 +410,9 @@ def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFr
                 edges[kind].extend(parts)
             n_scored += part_n
             for k, v in part_phase.items():  # the workers' CPU seconds, by phase
-                phase[k] = phase.get(k, 0.0) + v
+                clock.phase[k] = clock.phase.get(k, 0.0) + v
         if executor is None:
-            clock[0] = time.process_time()  # the batches' own laps counted this process
+            clock.restart()  # the batches' own laps counted this process
         else:
             lap("targets_driver")  # sending jobs and gathering edges
         log(f"graph: target {b}: {len(q_all)} queries"
@@ -434,7 +441,7 @@ def build_graph(catalog: pd.DataFrame, emb: np.ndarray, train_outfits: pd.DataFr
         "scorer": getattr(scorer, "name", type(scorer).__name__),
         "seconds": round(elapsed, 3), "seconds_index": round(t_index, 3),
         "seconds_same_category": round(t_same, 3),
-        "cpu_seconds_by_phase": {k: round(v, 3) for k, v in phase.items()},
+        "cpu_seconds_by_phase": {k: round(v, 3) for k, v in clock.phase.items()},
         "config": dataclasses.asdict(cfg),
     }
     return GraphResult(ids, cats, out, stats)

@@ -628,7 +628,8 @@ class CompatibilityModel:
         teach it what content is worth when history is silent), folds by outfit.
         The comparison is the mean of mixed and cold FITB, as for ``fitb_aggregate_``.
         """
-        from recommender.compat.ranker import FitbRanker, cross_fit_scores, question_folds
+        from recommender.compat.ranker import (FitbRanker, cross_fit_scores, pool_questions,
+                                               question_folds)
         from recommender.evaluation.metrics import fitb_outcomes
 
         sets = {k: v for k, v in (self._val_questions or {}).items() if v[0]}
@@ -638,14 +639,7 @@ class CompatibilityModel:
         params = {k: cfg[k] for k in ("objective", "num_boost_round", "learning_rate",
                                       "num_leaves", "min_data_in_leaf", "base")}
         params.update(num_threads=self.num_threads, random_state=self.random_state)
-        qs, ans, labels, which = [], [], [], []
-        for name, (q, a, l, _) in sets.items():
-            qs += q
-            ans += a
-            labels += l
-            which += [name] * len(q)
-        labels = np.array(labels, np.int64)
-        which = np.array(which)
+        qs, ans, labels, which = pool_questions(sets)
         if len(labels) < 4 * int(cfg["folds"]):
             return {"fitb_ranker_chosen": False}
         F, names, A = self._fitb_candidate_features(qs, ans)

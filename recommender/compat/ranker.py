@@ -249,6 +249,22 @@ class FitbRanker:
         return self
 
 
+def pool_questions(sets: dict) -> tuple[list, list, np.ndarray, np.ndarray]:
+    """Questions of several FITB sets as one: ``sets`` = {name: (questions, answers,
+    labels, ...)}; returns (questions, answers, labels, set name of each question).
+
+    >>> pool_questions({"a": ([[1]], [[2, 3]], [0], None), "b": ([[4]], [[5, 6]], [1], None)})
+    ([[1], [4]], [[2, 3], [5, 6]], array([0, 1]), array(['a', 'b'], dtype='<U1'))
+    """
+    qs, ans, labels, which = [], [], [], []
+    for name, (q, a, l, *_) in sets.items():
+        qs += q
+        ans += a
+        labels += l
+        which += [name] * len(q)
+    return qs, ans, np.array(labels, np.int64), np.array(which)
+
+
 def question_folds(questions, answers, labels, n_folds: int, seed: int) -> np.ndarray:
     """Fold of each question, questions from one outfit always in the same fold.
 
