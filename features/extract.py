@@ -310,7 +310,7 @@ def _attribute_outputs(model, paths: list[str | None], ok: np.ndarray, max_side:
         idx = todo[s:s + batch_size]
         images = [load_rgb(paths[i], max_side=max_side) for i in idx]
         regions = None
-        if keypoints is not None and getattr(model, "uses_regions", False):
+        if keypoints is not None and getattr(model, "region_kind", None) == "neck":
             kxy = np.stack([_keypoints_in_image_frame(paths[i], im, keypoints[0][i],
                                                       keypoints[1][i])
                             for i, im in zip(idx, images)])
@@ -562,7 +562,7 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
     keep = tuple(pooled_heads) if groups is not None else ()
     kept: dict = {}
     kp_arrays = None
-    if attribute_model is not None and getattr(attribute_model, "uses_regions", False):
+    if attribute_model is not None and getattr(attribute_model, "region_kind", None) == "neck":
         # The network's neck crop and geometry come from these keypoints (detector
         # or silhouette), in the image files' frame.
         kp_arrays = (np.stack([df[[f"kp_x_{i}" for i in range(24)]].to_numpy(float),

@@ -922,7 +922,7 @@ class Engine:
         e /= max(float(np.linalg.norm(e)), 1e-12)
         cat, cat_conf, sub, method = self._photo_category(probs, amodel, e, v)
         res = analyse_image(img, cat, sub or "", keypoint_model=v["keypoints"])
-        if res["keypoints"] is not None and getattr(amodel, "uses_regions", False):
+        if res["keypoints"] is not None and getattr(amodel, "region_kind", None) == "neck":
             # A network with the keypoint-guided neck path answers from the photo's
             # keypoints, as the features stage answered for catalogue items.
             _, kxy, kvis, _ = res["keypoints"]

@@ -31,7 +31,8 @@ import torch
 
 from features.attributes.data import as_image_array, to_tensor
 from features.attributes.model import PRESETS, AttributeNet, AttributeNetConfig
-from features.attributes.regions import GEOMETRY_DIM, RegionInputs, region_inputs
+from features.attributes.regions import (GEOMETRY_DIM, RegionInputs, detail_inputs,
+                                         region_inputs)
 from features.attributes.taxonomy import Taxonomy
 from features.exceptions import BundleError, InputError, NotFittedError, SchemaError
 
@@ -77,10 +78,12 @@ class AttributeModel:
     tta : bool
         Average predictions over the image and its mirror.
     region_preset, region_dim : str, int
-        Backbone and feature size of the keypoint-guided neck crop's path, built
-        when :meth:`fit` is given ``regions`` (see
-        :mod:`features.attributes.regions`); without, the network is the whole-image
-        one alone (MANGO: no keypoints).
+        Backbone and feature size of the region crop's path, built when
+        :meth:`fit` is given ``regions`` (see :mod:`features.attributes.regions`):
+        a keypoint-guided neck crop with geometry (``kind="neck"``) or a
+        garment-centred detail crop at full resolution (``kind="detail"``, no
+        keypoints needed: the MANGO recipe); without, the network is the
+        whole-image one alone.
     region_dropout : float
         Share of training rows whose crop and geometry are withheld, so the heads
         also answer for items without keypoints.
@@ -236,8 +239,12 @@ class AttributeModel:
             vt, _ = taxonomy.encode(eval_set[1].reset_index(drop=True), unknown="keep")
             val = (vx, vt)
             if regions is not None:
-                val = (vx, vt, eval_set[2] if len(eval_set) > 2 and eval_set[2] is not None
-                       else RegionInputs.empty(len(vx), regions.crops.shape[1:3]))
+                rsize = tuple(regions.crops.shape[1:3])
+                vreg = eval_set[2] if len(eval_set) > 2 else None
+                if vreg is None:
+                    vreg = (detail_inputs(eval_set[0], rsize) if regions.kind == "detail"
+                            else RegionInputs.empty(len(vx), rsize))
+                val = (vx, vt, vreg)
         torch.manual_seed(self.random_state)
         config = AttributeNetConfig(heads=taxonomy.n_classes(), preset=self.preset,
                                     image_size=size, embed_dim=self.embed_dim,
@@ -246,7 +253,10 @@ class AttributeModel:
                                                  if regions is not None else None),
                                     region_preset=self.region_preset,
                                     region_dim=int(self.region_dim),
-                                    geometry_dim=GEOMETRY_DIM if regions is not None else 0)
+                                    geometry_dim=(GEOMETRY_DIM if regions is not None
+                                                  and regions.kind == "neck" else 0),
+                                    region_kind=regions.kind if regions is not None
+                                    else "neck")
         net = AttributeNet(config)
         prev = torch.get_num_threads()
         torch.set_num_threads(int(self.num_threads))
@@ -270,17 +280,26 @@ class AttributeModel:
 
     @property
     def uses_regions(self) -> bool:
-        """Whether the fitted network has the keypoint-guided path (then
-        :meth:`predict_proba` and friends take ``regions``)."""
+        """Whether the fitted network has a region path (then :meth:`predict_proba`
+        and friends take ``regions``)."""
         self._check_fitted()
         return bool(self.config_.region_size)
 
+    @property
+    def region_kind(self) -> str | None:
+        """``"neck"`` (keypoint-guided: callers pass keypoints through
+        :meth:`region_inputs`), ``"detail"`` (cut from the images themselves, so a
+        call without ``regions`` makes them) or None (no region path)."""
+        return self.config_.region_kind if self.uses_regions else None
+
     def region_inputs(self, images, xy=None, vis=None) -> RegionInputs | None:
         """The ``regions`` argument for ``images`` (full-resolution arrays or paths)
-        and their keypoints in each image's pixel frame; None for a model without
-        a region path."""
+        and, for a neck path, their keypoints in each image's pixel frame; None for
+        a model without a region path.  A detail path ignores keypoints."""
         if not self.uses_regions:
             return None
+        if self.config_.region_kind == "detail":
+            return detail_inputs(images, self.config_.region_size)
         return region_inputs(images, xy, vis, self.config_.region_size)
 
     @torch.no_grad()
@@ -289,6 +308,11 @@ class AttributeModel:
         from features.attributes.train import region_batch
 
         self._check_fitted()
+        if regions is None and self.region_kind == "detail":
+            # Cut from the images as given: full-resolution paths or arrays give the
+            # crops the network was trained on; images already letterboxed to the
+            # network's size give coarser ones.
+            regions = detail_inputs(images, self.config_.region_size)
         x = as_image_array(images, self.config_.image_size)
         if regions is not None and not self.config_.region_size:
             regions = None   # a whole-image model has no use for them

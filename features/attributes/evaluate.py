@@ -161,7 +161,10 @@ def evaluate_bundle(bundle_path: str | os.PathLike, split: str = "test") -> dict
                              cache=bundle.path("cache"))
     sub = sub[ok].reset_index(drop=True)
     regions, regions_from = None, "none"
-    if model.uses_regions:
+    if model.region_kind == "detail":
+        regions = model.region_inputs(sub["abs_path"].tolist())
+        regions_from = "detail crops"
+    elif model.uses_regions:
         # The keypoints the product uses (features stage: detector or silhouette),
         # else the source's labelled ones.
         from features.attributes.train import FASHIONAI_KEYPOINTS_CSV, keypoints_by_item

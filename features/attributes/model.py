@@ -86,7 +86,8 @@ class AttributeNetConfig:
     dropout : float
         Dropout before the heads (training only).
     region_size : (int, int), optional
-        Size of the keypoint-guided neck crop (:mod:`features.attributes.regions`);
+        Size of the region crop (keypoint-guided neck or detail crop, see
+        ``region_kind`` and :mod:`features.attributes.regions`);
         ``None`` (the default, and MANGO's) builds no region path.
     region_preset : str
         Backbone of the crop (a key of :data:`PRESETS`).
@@ -95,6 +96,10 @@ class AttributeNetConfig:
     geometry_dim : int
         Length of the keypoint geometry vector fed to the heads (0: none;
         :data:`features.attributes.regions.GEOMETRY_DIM` when used).
+    region_kind : {"neck", "detail"}
+        What the region path reads (:data:`features.attributes.regions.REGION_KINDS`):
+        the keypoint-guided neck crop, or the garment-centred detail crop that the
+        model cuts from the image itself.
     """
 
     heads: dict[str, int]
@@ -106,6 +111,7 @@ class AttributeNetConfig:
     region_preset: str = "small"
     region_dim: int = 128
     geometry_dim: int = 0
+    region_kind: str = "neck"
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -193,8 +199,8 @@ def _backbone(preset: str) -> tuple[nn.Sequential, int]:
 class AttributeNet(nn.Module):
     """Backbone -> avg+max pool -> embedding -> one linear head per attribute.
 
-    With ``config.region_size`` a second, smaller backbone reads the keypoint-guided
-    neck crop, and with ``config.geometry_dim`` a small MLP reads the keypoint
+    With ``config.region_size`` a second, smaller backbone reads the region crop (the
+    keypoint-guided neck crop, or the garment-centred detail crop), and with ``config.geometry_dim`` a small MLP reads the keypoint
     geometry; their features join the embedding at the heads' input (the embedding
     itself stays the whole image's, so its size and meaning do not depend on
     keypoints).  Rows without a crop have its features zeroed, the state the heads

@@ -42,6 +42,11 @@ from PIL import Image
 from features.exceptions import InputError
 from features.fashionai.schema import KEYPOINT_INDEX, KEYPOINT_NAMES
 
+#: What a region path reads: the keypoint-guided neck crop plus geometry ("neck"), or
+#: the garment-centred detail crop that needs no keypoints ("detail", for catalogues
+#: such as MANGO's; :func:`detail_inputs`).
+REGION_KINDS = ("neck", "detail")
+
 #: Length of :func:`keypoint_geometry`'s vector: (dx, dy, present) per keypoint.
 GEOMETRY_DIM = 3 * len(KEYPOINT_NAMES)
 
@@ -109,6 +114,56 @@ def neck_box(xy, vis) -> tuple[float, float, float, float] | None:
     side = NECK_SIDE * u
     x0 = cx - side / 2
     return (float(x0), float(y0), float(x0 + side), float(y0 + side))
+
+
+#: The detail crop's side as a fraction of the garment box's shorter side.
+DETAIL_SIDE = 0.5
+#: A pixel is garment when a channel differs from the border colour by more than this.
+FOREGROUND_TOL = 24
+
+
+def foreground_box(rgb: np.ndarray, tol: int = FOREGROUND_TOL
+                   ) -> tuple[float, float, float, float] | None:
+    """Bounding box ``(x0, y0, x1, y1)`` of the pixels that differ from the image's
+    median border colour (the packshot background) by more than ``tol`` in some
+    channel; rows and columns with under 0.5% such pixels are ignored (sensor noise,
+    a stray shadow).  None when nothing stands out.
+
+    >>> img = np.full((20, 10, 3), 250, np.uint8); img[5:15, 2:8] = 40
+    >>> foreground_box(img)
+    (2.0, 5.0, 8.0, 15.0)
+    """
+    rgb = np.asarray(rgb)[..., :3]
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    bg = np.median(border, axis=0)
+    fg = (np.abs(rgb.astype(np.int16) - bg.astype(np.int16)) > tol).any(-1)   # (H, W)
+    h, w = fg.shape
+    rows = np.flatnonzero(fg.sum(1) > max(1, 0.005 * w))
+    cols = np.flatnonzero(fg.sum(0) > max(1, 0.005 * h))
+    if not len(rows) or not len(cols):
+        return None
+    return (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
+
+
+def detail_box(rgb: np.ndarray, side: float = DETAIL_SIDE
+               ) -> tuple[float, float, float, float] | None:
+    """A square at the centre of the garment (:func:`foreground_box`) whose side is
+    ``side`` x the box's shorter side: the fabric's texture and the front's
+    fastening at the image's full resolution, which the whole-garment view
+    (letterboxed to ~160x112) blurs away (knit against jersey, cardigan against
+    sweater).  None when no garment is found.
+
+    >>> img = np.full((40, 20, 3), 250, np.uint8); img[2:38, 2:18] = 30
+    >>> detail_box(img)
+    (6.0, 16.0, 14.0, 24.0)
+    """
+    box = foreground_box(rgb)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    s = max(8.0, side * min(x1 - x0, y1 - y0))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return (cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2)
 
 
 def crop(rgb: np.ndarray, box: Sequence[float], size: tuple[int, int]) -> np.ndarray:
@@ -180,8 +235,12 @@ class RegionInputs:
     crops: np.ndarray
     geometry: np.ndarray
     has_crop: np.ndarray
+    kind: str = "neck"
 
     def __post_init__(self):
+        if self.kind not in REGION_KINDS:
+            raise InputError(f"unknown region kind {self.kind!r}", field="kind",
+                             value=self.kind, allowed=REGION_KINDS)
         n = len(self.crops)
         if (self.crops.ndim != 4 or self.crops.dtype != np.uint8 or self.crops.shape[-1] != 3
                 or self.geometry.shape != (n, GEOMETRY_DIM) or self.has_crop.shape != (n,)):
@@ -195,13 +254,13 @@ class RegionInputs:
 
     def take(self, idx) -> "RegionInputs":
         return RegionInputs(np.asarray(self.crops[idx]), np.asarray(self.geometry[idx]),
-                            np.asarray(self.has_crop[idx]))
+                            np.asarray(self.has_crop[idx]), self.kind)
 
     @classmethod
-    def empty(cls, n: int, size: tuple[int, int]) -> "RegionInputs":
-        """``n`` rows without keypoints."""
+    def empty(cls, n: int, size: tuple[int, int], kind: str = "neck") -> "RegionInputs":
+        """``n`` rows without keypoints (or, for ``kind="detail"``, without a garment)."""
         return cls(np.full((n, size[0], size[1], 3), 128, np.uint8),
-                   np.zeros((n, GEOMETRY_DIM), np.float32), np.zeros(n, bool))
+                   np.zeros((n, GEOMETRY_DIM), np.float32), np.zeros(n, bool), kind)
 
 
 def region_inputs(images: Sequence, xy: np.ndarray | None, vis: np.ndarray | None,
@@ -231,4 +290,50 @@ def region_inputs(images: Sequence, xy: np.ndarray | None, vis: np.ndarray | Non
         rgb = load_image(im) if isinstance(im, (str, os.PathLike)) else np.asarray(im)
         out.crops[i] = crop(rgb, box, size)
         out.has_crop[i] = True
+    return out
+
+
+def detail_inputs(images: Sequence, size: tuple[int, int], *, side: float = DETAIL_SIDE,
+                  cache: str | os.PathLike | None = None) -> RegionInputs:
+    """Detail crops (:func:`detail_box`, resized to ``size``) of ``images`` (uint8
+    ``(H, W, 3)`` arrays or paths, at full resolution: a crop of an already
+    letterboxed image holds no more detail than the image), as
+    :class:`RegionInputs` of kind ``"detail"`` (zero geometry; ``has_crop`` False
+    where no garment stands out of the background or the file is unreadable).
+
+    With ``cache`` (a directory) and paths, the crops are stored as
+    ``<cache>/detail_<h>x<w>_<hash>.npz`` and re-used for the same paths, size and
+    side (the attribute stage's val/test figures and a re-run decode nothing).
+    """
+    import hashlib
+
+    from features.attributes.data import load_image
+
+    n = len(images)
+    paths = all(isinstance(im, (str, os.PathLike)) for im in images)
+    cfile = None
+    if cache is not None and paths and n:
+        key = hashlib.sha256(("\n".join(map(str, images)) + f"|{tuple(size)}|{side}")
+                             .encode()).hexdigest()[:16]
+        cfile = os.path.join(cache, f"detail_{size[0]}x{size[1]}_{key}.npz")
+        if os.path.isfile(cfile):
+            with np.load(cfile) as z:
+                return RegionInputs(z["crops"], np.zeros((n, GEOMETRY_DIM), np.float32),
+                                    z["has_crop"], "detail")
+    out = RegionInputs.empty(n, size, "detail")
+    for i, im in enumerate(images):
+        try:
+            rgb = load_image(im) if isinstance(im, (str, os.PathLike)) else np.asarray(im)
+        except (OSError, ValueError, InputError):
+            continue
+        box = detail_box(rgb, side)
+        if box is None:
+            continue
+        out.crops[i] = crop(rgb, box, size)
+        out.has_crop[i] = True
+    if cfile is not None:
+        os.makedirs(cache, exist_ok=True)
+        tmp = cfile + ".tmp.npz"
+        np.savez(tmp, crops=out.crops, has_crop=out.has_crop)
+        os.replace(tmp, cfile)
     return out

@@ -14,7 +14,13 @@ catalogue columns), ``preset``, ``image_size``, ``epochs``, ``batch_size``, ``lr
 ``time_budget_s``, ``num_threads``, ``device``, ``sampling_power``, ``sampling_mix``,
 ``group_sep`` (split grouping; default "-" for MANGO, none otherwise), ``cache``
 (directory for the decoded-image cache; default ``<bundle>/cache``), ``regions``
-("auto" or false), ``region_size``, ``keypoints_csv``.
+("auto", "detail" or false), ``region_size``, ``keypoints_csv``.
+
+Detail crops (``regions = "detail"``): a garment-centred square cut from each image
+at full resolution (:func:`features.attributes.regions.detail_box`), read by a second
+small backbone, for catalogues without keypoints: the fabric's texture and the
+front's fastening that the letterboxed whole view blurs (knit against jersey,
+cardigan against sweater).  The model cuts them itself at prediction.
 
 Keypoint-guided regions (:mod:`features.attributes.regions`): when the heads include
 FashionAI tasks and the source ships a FashionAI keypoint CSV (the demo:
@@ -54,6 +60,9 @@ TRAIN_VERSION = 2
 #: Neck crop size of the region path (80 px: a ruffled edge, ~1 px in the whole-image
 #: view, spans ~3 px; see the crops in benchmarks/demo_perception.py).
 REGION_SIZE = (80, 80)
+#: Detail crop size of ``regions = "detail"`` (64 px: about the garment centre's
+#: native resolution in a 334x239 MANGO packshot; 96 px scored no better on a GPU sweep).
+DETAIL_SIZE = (64, 64)
 #: Where a FashionAI-format source keeps its labelled keypoints.
 FASHIONAI_KEYPOINTS_CSV = "source/fashionai/keypoints.csv"
 #: Stage config keys that are not AttributeModel parameters.
@@ -125,10 +134,10 @@ def _param_groups(net: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 @torch.no_grad()
 def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
-    for pe, p in zip(ema.parameters(), net.parameters()):
-        pe.lerp_(p, 1.0 - decay)
-    for be, b in zip(ema.buffers(), net.buffers()):
-        be.copy_(b)
+    # One fused call per kind instead of a kernel per tensor (~300 of them): on a GPU
+    # the per-tensor launches cost about as much as the small network's step.
+    torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1.0 - decay)
+    torch._foreach_copy_(list(ema.buffers()), list(net.buffers()))
 
 
 def region_batch(regions, idx, device) -> dict[str, torch.Tensor]:
@@ -430,7 +439,18 @@ def run_stage(ctx) -> dict:
     ctx.log(f"[attributes] heads {heads}; train/val/test = {len(tr)}/{len(va)}/{len(te)}")
     kp = _stage_regions(ctx, cat, heads)
     reg = {}
-    if kp is not None:
+    regions_used = "label keypoints"
+    if cfg.get("regions") == "detail":
+        from features.attributes.regions import detail_inputs
+
+        rsize = tuple(int(v) for v in cfg.get("region_size", DETAIL_SIZE))
+        paths = cat["abs_path"].tolist()
+        for name, idx in (("train", tr), ("val", va), ("test", te)):
+            reg[name] = detail_inputs([paths[i] for i in idx], rsize, cache=cache)
+        regions_used = "detail crops"
+        ctx.log(f"[attributes] detail crops {rsize[0]}x{rsize[1]}: "
+                f"{int(reg['train'].has_crop.sum())} of {len(tr)} training images")
+    elif kp is not None:
         rsize = tuple(int(v) for v in cfg.get("region_size", (32, 32) if ctx.config.get(
             "quick") else REGION_SIZE))
         paths = cat["abs_path"].tolist()
@@ -444,7 +464,7 @@ def run_stage(ctx) -> dict:
               regions=reg.get("train"))
     metrics: dict[str, Any] = {"heads": heads, "n_train": int(len(tr)), "n_val": int(len(va)),
                                "n_test": int(len(te)), "epochs": len(model.history_),
-                               "regions": ("label keypoints" if reg else "none")}
+                               "regions": (regions_used if reg else "none")}
     for name, idx in (("val", va), ("test", te)):
         if len(idx):
             probs = model.predict_proba(np.asarray(images[idx]), reg.get(name))

@@ -100,6 +100,21 @@ def test_tiny_bundle_without_keypoints_has_no_region_path(tiny_bundle):
     assert evaluate_bundle(tiny_bundle.root)["regions_from"] == "none"
 
 
+def test_stage_with_detail_crops_end_to_end(tiny_bundle):
+    """``regions = "detail"``: crops cut from the images, no keypoints needed; the
+    saved model cuts them itself when evaluated."""
+    ctx = BuildContext(bundle=tiny_bundle, config={
+        "source": "demo", "quick": True, "seed": 0,
+        "stages": {"attributes": {"regions": "detail", "region_size": [16, 16]}}},
+        log=lambda m: None)
+    assert run_stage(ctx)["metrics"]["regions"] == "detail crops"
+    model = AttributeModel.load(tiny_bundle.path("models"))
+    assert model.region_kind == "detail" and model.config_.region_size == (16, 16)
+    assert list(tiny_bundle.path("cache").glob("detail_16x16_*.npz"))
+    res = evaluate_bundle(tiny_bundle.root)
+    assert res["regions_from"] == "detail crops" and "subcategory" in res["heads"]
+
+
 def test_mango_bundle_trains_the_whole_image_network(mango_subset_bundle):
     """MANGO has no keypoints: its attribute network has no region path."""
     model = AttributeModel.load(mango_subset_bundle / "models")

@@ -1,5 +1,5 @@
-"""Keypoint-guided regions: the neck box of known layouts, crops, geometry, and a
-network that reads a detail only its crop can see."""
+"""Region inputs: the keypoint-guided neck box of known layouts, the garment-centred
+detail box, crops, geometry, and networks that read a detail only their crop can see."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from features.attributes import AttributeModel
-from features.attributes.regions import (GEOMETRY_DIM, RegionInputs, crop, keypoint_geometry,
+from features.attributes.model import AttributeNetConfig
+from features.attributes.regions import (GEOMETRY_DIM, RegionInputs, crop, detail_box,
+                                         detail_inputs, foreground_box, keypoint_geometry,
                                          neck_box, region_inputs)
 from features.exceptions import InputError
 from features.fashionai.schema import KEYPOINT_INDEX as K
@@ -157,3 +159,100 @@ def test_region_model_round_trips(tmp_path):
     assert back.embed(imgs).shape == (8, 16)
     with pytest.raises(InputError):
         m.fit(imgs, labels, regions=reg.take(slice(0, 4)))
+
+
+# -- detail crops (no keypoints) ------------------------------------------------------------
+
+def test_foreground_and_detail_box_of_a_known_garment():
+    img = np.full((300, 200, 3), 245, np.uint8)
+    img[50:250, 40:160] = (90, 60, 40)                  # 120 x 200 px garment
+    img[10, 10] = 0                                      # one stray dark pixel: ignored
+    assert foreground_box(img) == (40.0, 50.0, 160.0, 250.0)
+    # Square of half the shorter side (60 px) at the garment's centre (100, 150).
+    assert detail_box(img) == (70.0, 120.0, 130.0, 180.0)
+    assert detail_box(img, side=0.25) == (85.0, 135.0, 115.0, 165.0)
+    # A white garment on a light background still stands out by more than the tolerance.
+    img2 = np.full((100, 80, 3), 250, np.uint8)
+    img2[20:80, 20:60] = 215
+    assert foreground_box(img2) == (20.0, 20.0, 60.0, 80.0)
+    assert foreground_box(np.full((50, 40, 3), 250, np.uint8)) is None
+    assert detail_box(np.full((50, 40, 3), 250, np.uint8)) is None
+
+
+def _texture_set(n: int, seed: int):
+    """Packshots whose class is the direction of 1 px stripes over the whole garment
+    (same mean colour either way): a flat patch once letterboxed to 16x16, plain in
+    the full-resolution detail crop."""
+    rng = np.random.default_rng(seed)
+    imgs, labels = [], []
+    for i in range(n):
+        img = np.full((160, 120, 3), 240, np.uint8)
+        h0, w0 = rng.integers(15, 30), rng.integers(10, 20)
+        g = np.empty((160 - 2 * h0, 120 - 2 * w0, 3), np.uint8)
+        base = rng.integers(40, 90)
+        g[:] = base
+        cls = i % 2
+        if cls:
+            g[::2] = base + 80
+        else:
+            g[:, ::2] = base + 80
+        img[h0:160 - h0, w0:120 - w0] = g
+        imgs.append(img)
+        labels.append(["knit", "jersey"][cls])
+    return imgs, pd.DataFrame({"material": labels})
+
+
+def test_network_reads_the_texture_only_its_detail_crop_shows():
+    imgs, labels = _texture_set(48, 0)
+    kw = dict(preset="tiny", image_size=(16, 16), embed_dim=16, epochs=25, batch_size=16,
+              lr=5e-3, augment=False, tta=False, region_preset="tiny", region_dim=16,
+              region_dropout=0.0, random_state=0)
+    reg = detail_inputs(imgs, (24, 24))
+    assert reg.kind == "detail" and reg.has_crop.all() and not reg.geometry.any()
+    with_detail = AttributeModel(**kw).fit(imgs, labels, regions=reg)
+    assert with_detail.region_kind == "detail" and with_detail.config_.geometry_dim == 0
+    timg, tlab = _texture_set(20, 1)
+    truth = tlab["material"].to_numpy()
+    # Without ``regions`` the model cuts the crops from the images itself.
+    pred = with_detail.predict(timg)["material"].to_numpy()
+    assert (pred == truth).mean() == 1.0
+    explicit = with_detail.predict_proba(timg, with_detail.region_inputs(timg))["material"]
+    assert np.allclose(with_detail.predict_proba(timg)["material"], explicit, atol=1e-6)
+    plain = AttributeModel(**kw).fit(imgs, labels)
+    assert plain.region_kind is None
+    assert (plain.predict(timg)["material"].to_numpy() == truth).mean() <= 0.75
+
+
+def test_detail_model_round_trips_and_caches_its_crops(tmp_path):
+    from PIL import Image
+
+    imgs, labels = _texture_set(8, 2)
+    paths = []
+    for i, im in enumerate(imgs):
+        paths.append(str(tmp_path / f"i{i}.png"))
+        Image.fromarray(im).save(paths[-1])
+    reg = detail_inputs(paths, (12, 12), cache=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("detail_12x12_*.npz"))) == 1
+    again = detail_inputs(paths, (12, 12), cache=tmp_path / "cache")
+    assert np.array_equal(reg.crops, again.crops) and np.array_equal(reg.crops,
+                                                                     detail_inputs(imgs, (12, 12)).crops)
+    m = AttributeModel(preset="tiny", image_size=(16, 16), embed_dim=16, epochs=1,
+                       region_preset="tiny", region_dim=8, random_state=0)
+    m.fit(paths, labels, regions=reg)
+    m.save(tmp_path / "model")
+    back = AttributeModel.load(tmp_path / "model")
+    assert back.region_kind == "detail" and back.config_.region_size == (12, 12)
+    assert np.allclose(m.predict_proba(paths)["material"], back.predict_proba(imgs)["material"],
+                       atol=1e-6)
+    # An unreadable file gets no crop; the others are unchanged.
+    bad = detail_inputs(paths[:2] + [str(tmp_path / "missing.png")], (12, 12))
+    assert bad.has_crop.tolist() == [True, True, False]
+    assert np.array_equal(bad.crops[:2], reg.crops[:2])
+
+
+def test_region_kind_is_checked_and_old_configs_read_as_neck():
+    with pytest.raises(InputError, match="'sleeve'"):
+        RegionInputs.empty(2, (8, 8), kind="sleeve")
+    cfg = AttributeNetConfig(heads={"a": 2}, region_size=(8, 8)).to_dict()
+    cfg.pop("region_kind")                  # a model saved before detail crops existed
+    assert AttributeNetConfig.from_dict(cfg).region_kind == "neck"
