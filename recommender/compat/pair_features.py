@@ -72,6 +72,8 @@ META_COLUMNS = ("category", "subcategory", "colour", "material", "gender")
 SKIP_COLUMNS = {"item_id", "image_path", "image_ok", "price", "in_stock", "feat_ok",
                 "feat_error", "mask_method", "name", "title", "description"}
 MAX_FREE_LEVELS = 500
+#: Items per block of the style tower's forward pass in :meth:`PairFeaturizer.item_table`.
+STYLE_BLOCK = 65_536
 #: The low digits of a numeric model code (MANGO: the number within a collection).
 CODE_LOW = 10_000
 #: Chroma below this is a neutral (white, grey, black, beige-ish).
@@ -362,13 +364,14 @@ class PairFeaturizer:
         return self
 
     # -- the learned style vectors ------------------------------------------------------
-    def _style_inputs(self, items: ItemTable):
-        """Content the style tower reads: codes and numbers of the groups in use."""
+    def _style_inputs(self, items: ItemTable, rows: slice = slice(None)):
+        """Content the style tower reads: codes and numbers of the groups in use (of
+        ``rows`` of the table)."""
         g = self.groups_
         fields = list(self.cat_columns_["metadata"]) if "metadata" in g else []
         if "attributes" in g:
             fields += self.cat_columns_["attributes"]
-        codes = {f: items.codes[f] for f in fields if f != "gender"}
+        codes = {f: items.codes[f][rows] for f in fields if f != "gender"}
         P = self._n_palette()
         ranges = []
         if "colour" in g:
@@ -379,9 +382,9 @@ class PairFeaturizer:
         off += len(self.shape_columns_)
         if "attributes" in g:
             ranges += list(range(off, off + len(self.conf_columns_)))
-        num = items.num[:, ranges]
+        num = items.num[rows][:, ranges]
         if "embedding" in g and items.emb is not None:
-            num = np.concatenate([num, items.emb.astype(np.float64)], axis=1)
+            num = np.concatenate([num, items.emb[rows].astype(np.float64)], axis=1)
         return codes, num
 
     def _fit_style(self, items: ItemTable, outfits):
@@ -566,7 +569,12 @@ class PairFeaturizer:
         table = ItemTable(codes, num, emb, np.asarray(stat_idx, np.int64), group_idx)
         table.code_num = code_num
         if getattr(self, "style_", None) is not None:
-            table.style = self.style_.transform(*self._style_inputs(table))
+            # in blocks of rows: the tower's inputs (codes, numbers and the embedding
+            # in float64) and hidden layer for a million items at once took ~4.5 GB
+            # beside a 725 MB table, on every Dask worker that loads the model
+            table.style = np.concatenate(
+                [self.style_.transform(*self._style_inputs(table, slice(s, s + STYLE_BLOCK)))
+                 for s in range(0, max(n, 1), STYLE_BLOCK)])
         return table
 
     def feature_columns(self) -> list[str]:

@@ -130,3 +130,21 @@ def test_fitb_scores_by_mean_probability_or_mean_log_odds(fitted):
     assert model.metrics_["fitb_aggregate_chosen"] == model.fitb_aggregate_
     with pytest.raises(InputError, match="aggregate"):
         model.score_fitb([q], [ans], "median")
+
+
+def test_style_vectors_do_not_depend_on_the_block_size(fitted, monkeypatch):
+    """The item table runs the style tower in blocks of rows (bounded memory at a
+    million items); the vectors are those of one pass over all rows, up to the last
+    bits of a float32 (BLAS sums a 7-row block in another order; 65,536-row blocks gave
+    bit-identical vectors on the MANGO and 1M bundles)."""
+    import recommender.compat.pair_features as pf
+
+    _, catalog, _, model = fitted
+    fz = model.featurizer_
+    assert getattr(fz, "style_", None) is not None and len(catalog) > 3 * 7
+    whole = fz.style_.transform(*fz._style_inputs(model.items_))
+    monkeypatch.setattr(pf, "STYLE_BLOCK", 7)
+    blocked = fz.item_table(catalog).style
+    assert blocked.shape == whole.shape
+    np.testing.assert_allclose(blocked, whole, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(model.items_.style, whole)
