@@ -17,9 +17,9 @@ Each build runs in its own process. Per stage (from the pipeline's start and
 end log lines): wall seconds, CPU seconds (user + system, psutil) of the build
 process and of each Dask worker, and the peak resident set of each, sampled
 every 0.2 s (the kernel's ``ru_maxrss`` of the build process is kept too).
-Quick mode (smaller networks and LightGBM settings) throughout. The graph stage
-(not distributed; being made near-linear separately) is left out with
-``--graph-max``. A build that fails is reported with its log tail.
+Quick mode (smaller networks and LightGBM settings) throughout. ``--graph-max``
+leaves the graph stage out above a size. A build that fails is reported with its
+log tail.
 
 Run (one at a time, niced; prints a table and writes ``<workdir>/dask_build.json``)::
 
@@ -50,11 +50,28 @@ Held-out figures, local / dask: FITB 0.637 / 0.637, cold FITB 0.523 / 0.525,
 compatibility AUC 0.946 / 0.946, hard AUC 0.695 / 0.695. In the Dask build the
 driver spent 727 CPU-s of the stage (statistics, style tower, validation questions,
 scoring the held-out files) against the local process's 790: the workers' 493 CPU-s
-(pair features and LightGBM) bought 63 s of the driver's. The graph stage is left
-out at 1M (``--graph-max``): its second pass runs on the workers (the edges are the
-same as a local build's, tested), but at 1M on this catalogue its workers were
-restarted at 7 GiB while scoring (jobs of 65k queries plus the loaded model; not
-profiled further), so the graph has no 1M figure here.
+(pair features and LightGBM) bought 63 s of the driver's. The graph stage was left
+out of that run (``--graph-max 5000``) and measured afterwards on the same two
+bundles, at commit 82d3434 (style vectors in blocks, below), graph stage defaults::
+
+    python benchmarks/dask_build.py --sizes 1000000 --image-sample 2000 \
+        --memory-limit 5.5GiB --only-stages graph
+
+    stage          local wall  local CPU  local MB | dask wall  driver CPU  worker CPU  driver MB  worker MB
+    graph               378.3      392.0      4706 |   403.4       64.1  326.2 / 320.4    4832  3848 / 3825
+
+(run from a script doing what ``--only-stages graph`` does: ``build_bundle(...,
+stages=["graph"])`` in one process, and on a 2 x 1-thread ``LocalCluster``.)
+Both scored 30.1M candidate pairs (30 per item) and kept the same numbers of edges
+(30.0M compatibility, 3.8M co-occurrence, 0.25M visual: few visual edges because
+only 2,000 items have an image). Scoring is nearly all of it: 347 CPU-s locally, 574
+CPU-s on the two workers for the same pairs (each worker also loads the model,
+~15 s; two scoring processes on the two cores gather from their item tables at
+once, which we take to be the rest: not profiled). Before the fix, loading the
+compatibility model at 1M peaked at 7.8 GB for a 3.0 GB result -- the style
+tower's forward pass over all million rows at once -- so the workers crossed 95%
+of 7 GiB and were restarted; computing the style vectors in blocks of 65,536 rows
+(bit-identical vectors) brought the load's peak to 3.4 GB.
 
 Earlier runs of the same sizes, and what changed:
 
@@ -230,7 +247,8 @@ def run_one(args) -> dict:
         with PeakRSS() as mem:
             meter = StageMeter({"build": os.getpid()}, mem, args.quiet)
             build_bundle(out, source="demo", items=args.items, seed=0,
-                         quick=True, stages=args.stages, overrides=overrides, log=meter)
+                         quick=True, stages=args.stages, force=args.force,
+                         overrides=overrides, log=meter)
     else:
         from recommender.distributed import dask_executor
 
@@ -243,7 +261,8 @@ def run_one(args) -> dict:
             with PeakRSS({"build": os.getpid(), **pids}) as mem:
                 meter = StageMeter({"build": os.getpid(), **pids}, mem, args.quiet)
                 build_bundle(out, source="demo", items=args.items,
-                             seed=0, quick=True, stages=args.stages, engine="dask",
+                             seed=0, quick=True, stages=args.stages, force=args.force,
+                             engine="dask",
                              scheduler=args.scheduler, overrides=overrides, log=meter)
     result["peak_rss_mb"] = {k: round(v / 2**20) for k, v in mem.peak.items()}
     # the kernel's own peak of this process (the sampler may miss a short spike)
@@ -263,6 +282,8 @@ def _sub(args, engine: str, bundle: Path, source: Path, items: int, stages) -> d
            "--json-out", str(bundle) + ".json"]
     if stages:
         cmd += ["--stages", ",".join(stages)]
+    if args.only_stages:  # re-run them even where their inputs did not change
+        cmd.append("--force")
     if args.scheduler:
         cmd += ["--scheduler", args.scheduler]
     if args.quiet:
@@ -294,12 +315,15 @@ def main(argv=None) -> int:
     p.add_argument("--max-side", type=int, default=512,
                    help="[stages.features] max_side for both builds (images shrunk to it)")
     p.add_argument("--workdir", default="/tmp/mixmatch_dask_bench")
-    p.add_argument("--graph-max", type=int, default=200_000,
-                   help="skip the graph stage above this many items (it is not distributed)")
+    p.add_argument("--graph-max", type=int, default=None,
+                   help="skip the graph stage above this many items (default: never)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--engines", nargs="+", default=["local", "dask"],
                    choices=["local", "dask"],
                    help="which builds to run (dask alone reuses local_<n>'s early stages)")
+    p.add_argument("--only-stages", type=lambda s: s.split(","), default=None,
+                   help="re-run just these stages (comma-separated) on the bundles an "
+                        "earlier run left in --workdir, e.g. graph after a change")
     # internal: one build in this process
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--engine", default="local", help=argparse.SUPPRESS)
@@ -309,6 +333,7 @@ def main(argv=None) -> int:
     p.add_argument("--stages", type=lambda s: s.split(","), default=None,
                    help=argparse.SUPPRESS)
     p.add_argument("--json-out", help=argparse.SUPPRESS)
+    p.add_argument("--force", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
         res = run_one(args)
@@ -327,8 +352,23 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             generate_demo(src, n_items=n, seed=0, image_sample=args.image_sample)
             row["seconds_generate"] = round(time.perf_counter() - t0, 1)
-        stages = [s for s in STAGES if s != "graph"] if n > args.graph_max else None
+        stages = ([s for s in STAGES if s != "graph"]
+                  if args.graph_max is not None and n > args.graph_max else None)
         local, dask = work / f"local_{n}", work / f"dask_{n}"
+        if args.only_stages:
+            for b, engine in ((local, "local"), (dask, "dask")):
+                if engine in args.engines:
+                    if not (b / "manifest.json").is_file():
+                        p.error(f"--only-stages needs the bundle {b} of an earlier run")
+                    row[engine] = _sub(args, engine, b, src, n, args.only_stages)
+                else:
+                    row[engine] = {"stages": {}}
+            row["graph"] = "built" if "graph" in args.only_stages else "not re-run"
+            row["uptime_after"] = os.popen("uptime").read().strip()
+            results.append(row)
+            (work / "dask_build.json").write_text(json.dumps(results, indent=2))
+            _print_row(row)
+            continue
         for b, engine in ((local, "local"), (dask, "dask")):
             if b.exists() and engine in args.engines:
                 shutil.rmtree(b)

@@ -292,7 +292,8 @@ def _attribute_outputs(model, paths: list[str | None], ok: np.ndarray, max_side:
     """(attr columns dict, embeddings (N, D), {head: probabilities (N, C)} for the
     heads in ``keep``) from the attribute network.  ``keypoints`` = (xy (N, 24, 2),
     vis (N, 24)) in the image files' frame, row-aligned with ``paths``, feed a
-    network with a keypoint-guided region path (:mod:`features.attributes.regions`)."""
+    network with a keypoint-guided region path (:mod:`features.attributes.regions`);
+    a network with a detail crop cuts it from the loaded images itself."""
     from tqdm import tqdm
 
     n = len(paths)
