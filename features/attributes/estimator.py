@@ -82,8 +82,7 @@ class AttributeModel:
         :meth:`fit` is given ``regions`` (see :mod:`features.attributes.regions`):
         a keypoint-guided neck crop with geometry (``kind="neck"``) or a
         garment-centred detail crop at full resolution (``kind="detail"``, no
-        keypoints needed: the MANGO recipe); without, the network is the
-        whole-image one alone.
+        keypoints needed); without, the network is the whole-image one alone.
     region_dropout : float
         Share of training rows whose crop and geometry are withheld, so the heads
         also answer for items without keypoints.
