@@ -65,9 +65,11 @@ stages=["graph"])`` in one process, and on a 2 x 1-thread ``LocalCluster``.)
 Both scored 30.1M candidate pairs (30 per item) and kept the same numbers of edges
 (30.0M compatibility, 3.8M co-occurrence, 0.25M visual: few visual edges because
 only 2,000 items have an image). Scoring is nearly all of it: 347 CPU-s locally, 574
-CPU-s on the two workers for the same pairs (each worker also loads the model,
-~15 s; two scoring processes on the two cores gather from their item tables at
-once, which we take to be the rest: not profiled). Before the fix, loading the
+CPU-s on the two workers for the same pairs. Each worker also loads the model
+(~15 s), and two processes scoring at once on the two cores cost more CPU per pair:
+1.6M random pairs took 31.1 CPU-s alone and 35.7 / 36.4 with a second process
+scoring beside it. That explains about a quarter of the gap; the rest is not yet
+profiled. Before the fix, loading the
 compatibility model at 1M peaked at 7.8 GB for a 3.0 GB result -- the style
 tower's forward pass over all million rows at once -- so the workers crossed 95%
 of 7 GiB and were restarted; computing the style vectors in blocks of 65,536 rows
