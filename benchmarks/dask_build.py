@@ -69,11 +69,10 @@ CPU-s on the two workers for the same pairs. Each worker also loads the model
 (~15 s), and two processes scoring at once on the two cores cost more CPU per pair:
 1.6M random pairs took 31.1 CPU-s alone and 35.7 / 36.4 with a second process
 scoring beside it. That explains about a quarter of the gap; the rest is not yet
-profiled. Before the fix, loading the
-compatibility model at 1M peaked at 7.8 GB for a 3.0 GB result -- the style
-tower's forward pass over all million rows at once -- so the workers crossed 95%
-of 7 GiB and were restarted; computing the style vectors in blocks of 65,536 rows
-(bit-identical vectors) brought the load's peak to 3.4 GB.
+profiled. Before the fix, loading the compatibility model at 1M peaked at 7.8 GB for
+a 3.0 GB result -- the style tower's forward pass over all million rows at once --
+so the workers crossed 95% of 7 GiB and were restarted; computing the style vectors
+in blocks of 65,536 rows (bit-identical vectors) brought the load's peak to 3.4 GB.
 
 Earlier runs of the same sizes, and what changed:
 

@@ -200,8 +200,8 @@ class AttributeNet(nn.Module):
     """Backbone -> avg+max pool -> embedding -> one linear head per attribute.
 
     With ``config.region_size`` a second, smaller backbone reads the region crop (the
-    keypoint-guided neck crop, or the garment-centred detail crop), and with ``config.geometry_dim`` a small MLP reads the keypoint
-    geometry; their features join the embedding at the heads' input (the embedding
+    keypoint-guided neck crop, or the garment-centred detail crop), and with
+    ``config.geometry_dim`` a small MLP reads the keypoint geometry; their features join the embedding at the heads' input (the embedding
     itself stays the whole image's, so its size and meaning do not depend on
     keypoints).  Rows without a crop have its features zeroed, the state the heads
     also learn from bottoms and from rows dropped in training.

@@ -310,9 +310,9 @@ def detail_inputs(images: Sequence, size: tuple[int, int], *, side: float = DETA
     from features.attributes.data import load_image
 
     n = len(images)
-    paths = all(isinstance(im, (str, os.PathLike)) for im in images)
+    all_paths = all(isinstance(im, (str, os.PathLike)) for im in images)
     cfile = None
-    if cache is not None and paths and n:
+    if cache is not None and all_paths and n:
         key = hashlib.sha256(("\n".join(map(str, images)) + f"|{tuple(size)}|{side}")
                              .encode()).hexdigest()[:16]
         cfile = os.path.join(cache, f"detail_{size[0]}x{size[1]}_{key}.npz")

@@ -72,7 +72,7 @@ META_COLUMNS = ("category", "subcategory", "colour", "material", "gender")
 SKIP_COLUMNS = {"item_id", "image_path", "image_ok", "price", "in_stock", "feat_ok",
                 "feat_error", "mask_method", "name", "title", "description"}
 MAX_FREE_LEVELS = 500
-#: Items per block of the style tower's forward pass in :meth:`PairFeaturizer.item_table`.
+#: Items per block of the style tower's inputs in :meth:`PairFeaturizer.item_table`.
 STYLE_BLOCK = 65_536
 #: The low digits of a numeric model code (MANGO: the number within a collection).
 CODE_LOW = 10_000
@@ -569,8 +569,8 @@ class PairFeaturizer:
         table = ItemTable(codes, num, emb, np.asarray(stat_idx, np.int64), group_idx)
         table.code_num = code_num
         if getattr(self, "style_", None) is not None:
-            # in blocks of rows: the tower's inputs (codes, numbers and the embedding
-            # in float64) and hidden layer for a million items at once took ~4.5 GB
+            # in blocks of rows: the tower's inputs (numbers and the embedding in
+            # float64) and its forward pass for a million items at once took ~4.5 GB
             # beside a 725 MB table, on every Dask worker that loads the model
             table.style = np.concatenate(
                 [self.style_.transform(*self._style_inputs(table, slice(s, s + STYLE_BLOCK)))

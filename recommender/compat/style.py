@@ -39,6 +39,9 @@ import numpy as np
 
 from features.exceptions import BundleError, InputError, NotFittedError
 
+#: Items per block of :meth:`StyleEmbedding.transform`'s forward pass.
+TRANSFORM_BLOCK = 65_536
+
 
 @dataclasses.dataclass
 class StyleConfig:
@@ -252,6 +255,13 @@ class StyleEmbedding:
         if not hasattr(self, "weights_"):
             raise NotFittedError("StyleEmbedding used before fit/load")
         n = len(next(iter(codes.values()))) if codes else (0 if num is None else len(num))
+        if n > TRANSFORM_BLOCK:
+            # in blocks of rows: the layers' activations for a million items at once
+            # are gigabytes (the fit's fold towers and partner sums transform them all)
+            return np.concatenate([
+                self.transform({f: v[s:s + TRANSFORM_BLOCK] for f, v in codes.items()},
+                               None if num is None else num[s:s + TRANSFORM_BLOCK])
+                for s in range(0, n, TRANSFORM_BLOCK)])
         c, x = self._inputs(codes, num, n)
         w = self.weights_
         parts = [w[f"emb.{k}.weight"][c[:, k]] for k in range(len(self.fields_))] + [x]

@@ -117,3 +117,19 @@ def test_partner_feature_leaves_the_rows_outfit_out(data):
     acc = sum(full[c] * 1.0 for other in lists if b in other for c in other if c != b)
     want = float(full[a] @ acc / np.linalg.norm(acc))
     assert (served[k_b] if swap else served[k_a]) == pytest.approx(want, abs=1e-4)
+
+
+def test_transform_in_blocks_matches_one_pass(data, monkeypatch):
+    """Long inputs run in blocks of rows (bounded memory at a million items); the
+    vectors are those of one pass, up to a float32's last bits (BLAS sums small
+    blocks in another order)."""
+    from recommender.compat import style
+
+    catalog, lists, codes, subs, _ = data
+    num = np.c_[np.arange(len(catalog), dtype=float) % 7, np.ones(len(catalog))]
+    st = StyleEmbedding(FAST).fit(codes, {"colour": 7, "category": 4}, num, lists, subs)
+    whole = st.transform(codes, num)
+    monkeypatch.setattr(style, "TRANSFORM_BLOCK", 9)
+    blocked = st.transform(codes, num)
+    assert blocked.shape == whole.shape == (len(catalog), FAST.dim)
+    np.testing.assert_allclose(blocked, whole, rtol=0, atol=1e-6)
