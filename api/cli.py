@@ -130,7 +130,8 @@ def cmd_evaluate(args) -> int:
             print(line)
         if per_image:
             print(f"pooled over colour variants ({result['group_column']}): "
-                  f"{', '.join(result['pooled_heads'])}; 'per image' is the network alone")
+                  f"{', '.join(result['pooled_heads'])}; 'per image' is each image's own "
+                  f"prediction")
         if "fashionai_map" in result:
             print(f"FashionAI mAP: {result['fashionai_map']:.4f}")
     return 0

@@ -269,7 +269,41 @@ class AttributeModel:
         self.net_ = net.eval()
         self.history_ = history
         self.n_train_ = int(len(x))
+        self.fusion_ = None
         return self
+
+    def fit_fusion(self, descriptors_train: np.ndarray, labels_train: pd.DataFrame,
+                   groups_train, descriptors_val: np.ndarray, labels_val: pd.DataFrame,
+                   net_probs_val: dict[str, np.ndarray], **params) -> "AttributeModel":
+        """Fuse full-resolution garment descriptors with the fitted network
+        (:class:`features.attributes.descriptors.DescriptorFusion`, ``params`` go to
+        it): per-head descriptor classifiers on the training rows, fusion weights on
+        the validation rows, where ``net_probs_val`` are this network's probabilities
+        (:meth:`predict_proba` before fusion).  Afterwards every prediction fuses; a
+        caller holding the descriptors passes them, else they are measured from the
+        images given (see :meth:`predict_proba`)."""
+        from features.attributes.descriptors import DescriptorFusion
+
+        self._check_fitted()
+        if len(descriptors_train) != len(labels_train) or \
+                len(descriptors_val) != len(labels_val):
+            raise InputError(f"descriptor rows ({len(descriptors_train)}, "
+                             f"{len(descriptors_val)}) do not match label rows "
+                             f"({len(labels_train)}, {len(labels_val)})", field="descriptors")
+        tt, _ = self.taxonomy_.encode(labels_train.reset_index(drop=True), unknown="keep")
+        tv, _ = self.taxonomy_.encode(labels_val.reset_index(drop=True), unknown="keep")
+        params.setdefault("num_threads", int(self.num_threads))
+        params.setdefault("seed", int(self.random_state))
+        self.fusion_ = DescriptorFusion(**params).fit(
+            descriptors_train, tt, groups_train, descriptors_val, net_probs_val, tv,
+            list(self.taxonomy_.names), self.taxonomy_.n_classes())
+        return self
+
+    @property
+    def fused_heads(self) -> list[str]:
+        """Heads whose probabilities fuse full-resolution descriptors (empty: none)."""
+        f = getattr(self, "fusion_", None)
+        return list(f.heads_) if f is not None else []
 
     # -- inference ----------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -301,12 +335,31 @@ class AttributeModel:
             return detail_inputs(images, self.config_.region_size)
         return region_inputs(images, xy, vis, self.config_.region_size)
 
-    @torch.no_grad()
-    def _forward(self, images, batch_size: int = 128, regions: RegionInputs | None = None
+    def _forward(self, images, batch_size: int = 128, regions: RegionInputs | None = None,
+                 descriptors: np.ndarray | None = None
                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        self._check_fitted()
+        if self.fused_heads and descriptors is None:
+            # Measured from the images as given: paths or full-resolution arrays give
+            # the descriptors the fusion was fitted on; images already letterboxed to
+            # the network's size give blurrier texture.
+            from features.attributes.descriptors import descriptor_table
+
+            if isinstance(images, np.ndarray) and images.ndim == 4:
+                descriptors = descriptor_table(list(images))[0]
+            elif isinstance(images, (list, tuple)):
+                descriptors = descriptor_table(images)[0]
+        probs, z = self._forward_net(images, batch_size, regions)
+        if self.fused_heads and descriptors is not None:
+            probs = self.fusion_.fuse(probs, descriptors)
+        return probs, z
+
+    @torch.no_grad()
+    def _forward_net(self, images, batch_size: int = 128,
+                     regions: RegionInputs | None = None
+                     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         from features.attributes.train import region_batch
 
-        self._check_fitted()
         if regions is None and self.region_kind == "detail":
             # Cut from the images as given: full-resolution paths or arrays give the
             # crops the network was trained on; images already letterboxed to the
@@ -345,15 +398,19 @@ class AttributeModel:
                for h, v in probs.items()}
         return out, (np.concatenate(embs) if embs else np.zeros((0, d), np.float32))
 
-    def predict_proba(self, images, regions: RegionInputs | None = None
-                      ) -> dict[str, np.ndarray]:
+    def predict_proba(self, images, regions: RegionInputs | None = None,
+                      descriptors: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Class probabilities per head: ``{head: (N, C_head)}`` float32, rows sum to 1.
-        ``regions``: see :meth:`region_inputs` (None: predicted as without keypoints)."""
-        return self._forward(images, regions=regions)[0]
+        ``regions``: see :meth:`region_inputs` (None: predicted as without keypoints).
+        ``descriptors``: row-aligned :func:`~features.attributes.descriptors.descriptor_table`
+        rows for a model with fused heads (:meth:`fit_fusion`); None measures them from
+        ``images`` (paths or full-resolution arrays; letterboxed ones blur texture)."""
+        return self._forward(images, regions=regions, descriptors=descriptors)[0]
 
-    def predict(self, images, regions: RegionInputs | None = None) -> pd.DataFrame:
+    def predict(self, images, regions: RegionInputs | None = None,
+                descriptors: np.ndarray | None = None) -> pd.DataFrame:
         """Most probable class name per head, and its probability (``<head>_conf``)."""
-        probs = self.predict_proba(images, regions)
+        probs = self.predict_proba(images, regions, descriptors)
         cols = {}
         for h, p in probs.items():
             classes = np.array(self.taxonomy_.classes(h), dtype=object)
@@ -363,16 +420,19 @@ class AttributeModel:
 
     def embed(self, images) -> np.ndarray:
         """L2-normalised visual embedding ``(N, D)`` float32 (the penultimate layer)."""
-        return self._forward(images)[1]
+        return self._forward_net(images)[1]
 
-    def predict_all(self, images, regions: RegionInputs | None = None
+    def predict_all(self, images, regions: RegionInputs | None = None,
+                    descriptors: np.ndarray | None = None
                     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """``(predict_proba(images, regions), embed(images))`` from one forward pass."""
-        return self._forward(images, regions=regions)
+        """``(predict_proba(images, regions, descriptors), embed(images))`` from one
+        forward pass."""
+        return self._forward(images, regions=regions, descriptors=descriptors)
 
     # -- persistence --------------------------------------------------------------------
     def save(self, directory: str | os.PathLike, name: str = "attributes") -> list[Path]:
-        """Write ``<directory>/<name>.pt`` (state_dict) and ``<name>.json``; return paths."""
+        """Write ``<directory>/<name>.pt`` (state_dict), ``<name>.json`` and, with fused
+        heads, ``<name>.fusion.json``; return the paths."""
         self._check_fitted()
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
@@ -384,6 +444,11 @@ class AttributeModel:
                 "params": self.get_params(), "n_train": self.n_train_,
                 "history": self.history_, "torch": torch.__version__}
         js.write_text(json.dumps(meta, indent=2, default=float))
+        fusion = d / f"{name}.fusion.json"
+        if self.fused_heads:
+            fusion.write_text(self.fusion_.to_json())
+            return [pt, js, fusion]
+        fusion.unlink(missing_ok=True)     # never pair a new network with an old fusion
         return [pt, js]
 
     @classmethod
@@ -427,4 +492,10 @@ class AttributeModel:
         model.net_ = net.eval()
         model.history_ = meta.get("history", [])
         model.n_train_ = int(meta.get("n_train", 0))
+        model.fusion_ = None
+        fusion = js.with_name(js.name[:-len(".json")] + ".fusion.json")
+        if fusion.is_file():
+            from features.attributes.descriptors import DescriptorFusion
+
+            model.fusion_ = DescriptorFusion.from_json(fusion.read_text(), str(fusion))
         return model

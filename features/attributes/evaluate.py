@@ -176,7 +176,13 @@ def evaluate_bundle(bundle_path: str | os.PathLike, split: str = "test") -> dict
                 regions = model.region_inputs(sub["abs_path"].tolist(), *kp)
                 regions_from = what
                 break
-    probs = model.predict_proba(np.asarray(images[ok]), regions)
+    descriptors = None
+    if model.fused_heads:
+        from features.attributes.descriptors import descriptor_table
+
+        descriptors = descriptor_table(sub["abs_path"].tolist(), cache=bundle.path("cache"),
+                                       workers=int(model.num_threads))[0]
+    probs = model.predict_proba(np.asarray(images[ok]), regions, descriptors)
     targets, maybe = model.taxonomy_.encode(sub[list(model.taxonomy_.names)], unknown="keep")
     train_ids = set(sp.loc[sp["split"] == "train", "item_id"].astype(str))
     train = cat[cat["item_id"].astype(str).isin(train_ids)]

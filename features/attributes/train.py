@@ -7,6 +7,7 @@ with a seeded split of products grouped by model code, and writes::
 
     models/attributes.pt            state_dict (weights_only loadable)
     models/attributes.json          network config + taxonomy + training params/history
+    models/attributes.fusion.json   descriptor classifiers + fusion weights (``descriptors = true``)
     models/attributes_split.parquet item_id, split (train / val / test)
 
 Stage config (``ctx.stage_config("attributes")``, all optional): ``heads`` (list of
@@ -14,7 +15,15 @@ catalogue columns), ``preset``, ``image_size``, ``epochs``, ``batch_size``, ``lr
 ``time_budget_s``, ``num_threads``, ``device``, ``sampling_power``, ``sampling_mix``,
 ``group_sep`` (split grouping; default "-" for MANGO, none otherwise), ``cache``
 (directory for the decoded-image cache; default ``<bundle>/cache``), ``regions``
-("auto", "detail" or false), ``region_size``, ``keypoints_csv``.
+("auto", "detail" or false), ``region_size``, ``keypoints_csv``, ``descriptors``
+(true: fuse full-resolution texture / colour descriptors with the network).
+
+Descriptor fusion (``descriptors = true``; :mod:`features.attributes.descriptors`):
+after the network is trained, every product's full-resolution texture, colour and
+silhouette descriptors are measured (cached in the bundle), per-head LightGBM
+classifiers are fitted on them on the training products, and each head's fusion
+weight is chosen on the validation products' log-loss; the stage's figures and every
+later prediction use the fused probabilities (``models/attributes.fusion.json``).
 
 Detail crops (``regions = "detail"``): a garment-centred square cut from each image
 at full resolution (:func:`features.attributes.regions.detail_box`), read by a second
@@ -66,7 +75,8 @@ DETAIL_SIZE = (64, 64)
 #: Where a FashionAI-format source keeps its labelled keypoints.
 FASHIONAI_KEYPOINTS_CSV = "source/fashionai/keypoints.csv"
 #: Stage config keys that are not AttributeModel parameters.
-_STAGE_ONLY = ("heads", "group_sep", "cache", "regions", "region_size", "keypoints_csv")
+_STAGE_ONLY = ("heads", "group_sep", "cache", "regions", "region_size", "keypoints_csv",
+               "descriptors")
 
 #: Catalogue columns tried as heads when the stage config names none.
 DEFAULT_HEAD_CANDIDATES = ("subcategory", "product_type", "colour", "material", "pattern")
@@ -412,6 +422,33 @@ def _stage_regions(ctx, cat: pd.DataFrame, heads: list[str]):
     return kp
 
 
+def _fit_fusion(ctx, model, cat: pd.DataFrame, labels: pd.DataFrame, images, reg: dict,
+                tr: np.ndarray, va: np.ndarray, group_sep: str | None, cache: str,
+                workers: int) -> np.ndarray:
+    """Measure every product's full-resolution descriptors and fuse them with the
+    fitted network (``descriptors = true``; see features.attributes.descriptors).
+    Returns the descriptor table, row-aligned with ``cat``."""
+    from features.attributes.descriptors import descriptor_table
+
+    t0 = time.perf_counter()
+    ctx.log(f"[attributes] measuring full-resolution descriptors of {len(cat)} images ...")
+    desc, _ = descriptor_table(cat["abs_path"].tolist(), workers=max(1, workers),
+                               cache=cache, progress=True)
+    t1 = time.perf_counter()
+    ids = cat["item_id"].astype(str)
+    groups = ids.str.split(group_sep).str[0] if group_sep else ids
+    net_val = model.predict_proba(np.asarray(images[va]), reg.get("val"))
+    model.fit_fusion(desc[tr], labels.iloc[tr], groups.iloc[tr].tolist(), desc[va],
+                     labels.iloc[va], net_val)
+    for h, r in model.fusion_.report_.items():
+        ctx.log(f"[attributes] descriptor fusion {h}: " + (
+            f"skipped ({r['skipped']})" if "skipped" in r else
+            f"{r['rounds']} rounds, weight {r['weight']} (validation log-loss "
+            f"{r['val_log_loss']['0.0']:.4f} -> {r['val_log_loss'][str(r['weight'])]:.4f})"))
+    ctx.log(f"[attributes] descriptors {t1 - t0:.0f} s, fusion {time.perf_counter() - t1:.0f} s")
+    return desc
+
+
 def run_stage(ctx) -> dict:
     """Train the attribute network on the bundle's catalogue (see module doc)."""
     from features.attributes.regions import region_inputs
@@ -465,9 +502,15 @@ def run_stage(ctx) -> dict:
     metrics: dict[str, Any] = {"heads": heads, "n_train": int(len(tr)), "n_val": int(len(va)),
                                "n_test": int(len(te)), "epochs": len(model.history_),
                                "regions": (regions_used if reg else "none")}
+    desc = None
+    if cfg.get("descriptors", False) and len(va):
+        desc = _fit_fusion(ctx, model, cat, labels, images, reg, tr, va, group_sep, cache,
+                           int(params.get("num_threads", 1)))
+        metrics["descriptor_fusion"] = model.fusion_.report_
     for name, idx in (("val", va), ("test", te)):
         if len(idx):
-            probs = model.predict_proba(np.asarray(images[idx]), reg.get(name))
+            probs = model.predict_proba(np.asarray(images[idx]), reg.get(name),
+                                        descriptors=None if desc is None else desc[idx])
             targets, maybe = taxonomy.encode(labels.iloc[idx].reset_index(drop=True),
                                              unknown="keep")
             metrics[name] = grouped_head_metrics(taxonomy, probs, targets, maybe,
@@ -484,5 +527,8 @@ def run_stage(ctx) -> dict:
                     f"colour variants)") if raw and h in metrics[name]["pooled_heads"] else ""
             ctx.log(f"[attributes] {name} {h}: accuracy {v['accuracy']:.3f} "
                     f"macro-F1 {v['macro_f1']:.3f} (n={v['n']}){note}")
-    return {"outputs": ["models/attributes.pt", "models/attributes.json",
-                        "models/attributes_split.parquet"], "metrics": metrics}
+    outputs = ["models/attributes.pt", "models/attributes.json",
+               "models/attributes_split.parquet"]
+    if model.fused_heads:
+        outputs.append("models/attributes.fusion.json")
+    return {"outputs": outputs, "metrics": metrics}

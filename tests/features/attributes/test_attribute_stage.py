@@ -115,6 +115,29 @@ def test_stage_with_detail_crops_end_to_end(tiny_bundle):
     assert res["regions_from"] == "detail crops" and "subcategory" in res["heads"]
 
 
+def test_stage_with_descriptor_fusion_end_to_end(tiny_bundle):
+    """``descriptors = true``: every head gets a fusion report, the descriptors are
+    cached, the fused heads (and only they) are saved, and evaluation uses them."""
+    ctx = BuildContext(bundle=tiny_bundle, config={
+        "source": "demo", "quick": True, "seed": 0,
+        "stages": {"attributes": {"descriptors": True}}}, log=lambda m: None)
+    out = run_stage(ctx)
+    report = out["metrics"]["descriptor_fusion"]
+    heads = out["metrics"]["heads"]
+    assert set(report) == set(heads)
+    assert all("weight" in r or "skipped" in r for r in report.values())
+    assert list(tiny_bundle.path("cache").glob("descriptors_v*_*.npy"))
+    model = AttributeModel.load(tiny_bundle.path("models"))
+    fused = {h for h, r in report.items() if r.get("weight", 0) > 0}
+    assert set(model.fused_heads) == fused
+    assert tiny_bundle.path("models", "attributes.fusion.json").is_file() == bool(fused)
+    assert ("models/attributes.fusion.json" in out["outputs"]) == bool(fused)
+    res = evaluate_bundle(tiny_bundle.root)
+    assert set(res["heads"]) == set(heads)
+    assert res["heads"]["subcategory"]["accuracy"] == \
+        pytest.approx(out["metrics"]["test"]["heads"]["subcategory"]["accuracy"])
+
+
 def test_mango_bundle_trains_the_whole_image_network(mango_subset_bundle):
     """MANGO has no keypoints: its attribute network has no region path."""
     model = AttributeModel.load(mango_subset_bundle / "models")
