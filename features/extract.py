@@ -288,12 +288,14 @@ def _keypoints_in_image_frame(path, rgb: np.ndarray, xy: np.ndarray,
 
 def _attribute_outputs(model, paths: list[str | None], ok: np.ndarray, max_side: int,
                        batch_size: int, progress: bool, keep: tuple = (),
-                       keypoints: tuple | None = None):
+                       keypoints: tuple | None = None, desc_workers: int = 1):
     """(attr columns dict, embeddings (N, D), {head: probabilities (N, C)} for the
     heads in ``keep``) from the attribute network.  ``keypoints`` = (xy (N, 24, 2),
     vis (N, 24)) in the image files' frame, row-aligned with ``paths``, feed a
     network with a keypoint-guided region path (:mod:`features.attributes.regions`);
-    a network with a detail crop cuts it from the loaded images itself."""
+    a network with a detail crop cuts it from the loaded images itself.  A network
+    with fused descriptor heads gets the images' descriptors, measured up front in
+    ``desc_workers`` processes."""
     from tqdm import tqdm
 
     n = len(paths)
@@ -306,18 +308,27 @@ def _attribute_outputs(model, paths: list[str | None], ok: np.ndarray, max_side:
             for h in keep}
     emb = None
     todo = np.nonzero(ok)[0]
+    desc = None
+    if getattr(model, "fused_heads", None) and len(todo):
+        from features.attributes.descriptors import descriptor_table
+
+        d, _ = descriptor_table([paths[i] for i in todo], workers=max(1, int(desc_workers)),
+                                progress=progress)
+        desc = np.full((n, d.shape[1]), np.nan, np.float32)
+        desc[todo] = d
     bar = tqdm(total=len(todo), desc="attributes", file=sys.stderr, disable=not progress)
     for s in range(0, len(todo), batch_size):
         idx = todo[s:s + batch_size]
         images = [load_rgb(paths[i], max_side=max_side) for i in idx]
+        extra = {} if desc is None else {"descriptors": desc[idx]}
         regions = None
         if keypoints is not None and getattr(model, "region_kind", None) == "neck":
             kxy = np.stack([_keypoints_in_image_frame(paths[i], im, keypoints[0][i],
                                                       keypoints[1][i])
                             for i, im in zip(idx, images)])
             regions = model.region_inputs(images, kxy, keypoints[1][idx])
-        probs, z = model.predict_all(images, regions) if regions is not None else \
-            model.predict_all(images)
+        probs, z = model.predict_all(images, regions, **extra) if regions is not None else \
+            model.predict_all(images, **extra)
         if emb is None:
             emb = np.zeros((n, z.shape[1]), np.float32)
         norm = np.linalg.norm(z, axis=1, keepdims=True)
@@ -576,7 +587,8 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
             max(int(chunk_size), int(batch_size)), keep, kp_arrays)
     elif attribute_model is not None:
         attr_cols, emb, kept = _attribute_outputs(attribute_model, paths, ok, int(max_side),
-                                                  int(batch_size), progress, keep, kp_arrays)
+                                                  int(batch_size), progress, keep, kp_arrays,
+                                                  desc_workers=int(workers))
     if kept:
         _pool_attribute_columns(attribute_model, attr_cols, kept, list(groups),
                                 np.asarray(ok, bool))

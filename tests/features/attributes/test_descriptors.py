@@ -181,3 +181,32 @@ def test_fusion_checks_its_inputs_and_its_file():
         DescriptorFusion.from_json(json.dumps(meta), "old.fusion.json")
     with pytest.raises(SchemaError, match="not a descriptor fusion"):
         DescriptorFusion.from_json(json.dumps({"schema": "x"}), "other.json")
+
+
+def test_feature_extraction_fuses_like_the_model(tmp_path):
+    """The features stage's batch path hands the model the descriptors it measured up
+    front; the columns it writes are the fused predictions."""
+    from features.extract import extract_features
+
+    imgs, labels = _texture_set(80, 0)
+    vimgs, vlab = _texture_set(30, 1)
+    model = AttributeModel(**KW).fit(imgs, labels)
+    model.fit_fusion(descriptor_table(imgs)[0], labels, [f"g{i}" for i in range(len(imgs))],
+                     descriptor_table(vimgs)[0], vlab, model.predict_proba(vimgs),
+                     max_rounds=200)
+    assert model.fused_heads == ["material"]
+    timgs, tlab = _texture_set(12, 3)
+    (tmp_path / "images").mkdir()
+    rows = []
+    for i, img in enumerate(timgs):
+        Image.fromarray(img).save(tmp_path / "images" / f"t{i}.png")
+        rows.append({"item_id": f"t{i}", "category": "top", "subcategory": "Tops",
+                     "image_path": f"images/t{i}.png", "colour": "", "material": "",
+                     "gender": ""})
+    extract_features(pd.DataFrame(rows), tmp_path, tmp_path / "out", attribute_model=model,
+                     progress=False, workers=1)
+    got = pd.read_parquet(tmp_path / "out" / "features.parquet")
+    want = model.predict([str(tmp_path / r["image_path"]) for r in rows])
+    assert got["attr_material"].tolist() == want["material"].tolist()
+    np.testing.assert_allclose(got["attr_material_conf"], want["material_conf"], rtol=1e-4)
+    assert (got["attr_material"].to_numpy() == tlab["material"].to_numpy()).mean() >= 0.9
