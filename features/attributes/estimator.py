@@ -339,18 +339,15 @@ class AttributeModel:
                  descriptors: np.ndarray | None = None
                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         self._check_fitted()
-        if self.fused_heads and descriptors is None:
-            # Measured from the images as given: paths or full-resolution arrays give
-            # the descriptors the fusion was fitted on; images already letterboxed to
-            # the network's size give blurrier texture.
-            from features.attributes.descriptors import descriptor_table
+        probs, z = self._forward_net(images, batch_size, regions)     # validates images
+        if self.fused_heads:
+            if descriptors is None:
+                # Measured from the images as given: paths or full-resolution arrays
+                # give the descriptors the fusion was fitted on; images already
+                # letterboxed to the network's size give blurrier texture.
+                from features.attributes.descriptors import descriptor_table
 
-            if isinstance(images, np.ndarray) and images.ndim == 4:
                 descriptors = descriptor_table(list(images))[0]
-            elif isinstance(images, (list, tuple)):
-                descriptors = descriptor_table(images)[0]
-        probs, z = self._forward_net(images, batch_size, regions)
-        if self.fused_heads and descriptors is not None:
             probs = self.fusion_.fuse(probs, descriptors)
         return probs, z
 

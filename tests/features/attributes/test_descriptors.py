@@ -207,6 +207,9 @@ def test_feature_extraction_fuses_like_the_model(tmp_path):
                      progress=False, workers=1)
     got = pd.read_parquet(tmp_path / "out" / "features.parquet")
     want = model.predict([str(tmp_path / r["image_path"]) for r in rows])
+    # Any sequence of paths is measured, not only a list.
+    series = model.predict(pd.Series([str(tmp_path / r["image_path"]) for r in rows]))
+    np.testing.assert_allclose(series["material_conf"], want["material_conf"], rtol=1e-6)
     assert got["attr_material"].tolist() == want["material"].tolist()
     np.testing.assert_allclose(got["attr_material_conf"], want["material_conf"], rtol=1e-4)
     assert (got["attr_material"].to_numpy() == tlab["material"].to_numpy()).mean() >= 0.9
