@@ -132,6 +132,9 @@ def cmd_evaluate(args) -> int:
             print(f"pooled over colour variants ({result['group_column']}): "
                   f"{', '.join(result['pooled_heads'])}; 'per image' is each image's own "
                   f"prediction")
+        if result.get("descriptor_fusion"):
+            print("fused with full-resolution descriptors: " + ", ".join(
+                f"{h} (weight {w:g})" for h, w in result["descriptor_fusion"].items()))
         if "fashionai_map" in result:
             print(f"FashionAI mAP: {result['fashionai_map']:.4f}")
     return 0

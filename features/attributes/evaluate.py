@@ -135,8 +135,10 @@ def evaluate_bundle(bundle_path: str | os.PathLike, split: str = "test") -> dict
     Returns ``{"heads": {field: {"accuracy", "macro_f1", "n"}}, "split": split,
     "n_items": int}`` (garment-level heads pooled over colour variants when the
     catalogue has ``model_code``; see :func:`grouped_head_metrics`, which also adds the
-    per-image figures under ``"per_image"``) plus ``"fashionai_map"`` (and per-task ``"fashionai_ap"``) when
-    heads are FashionAI tasks.
+    per-image figures under ``"per_image"``) plus ``"fashionai_map"`` (and per-task
+    ``"fashionai_ap"``) when heads are FashionAI tasks, and ``"descriptor_fusion"``
+    (``{head: weight}`` of the heads fused with full-resolution descriptors; empty when
+    none are).
 
     Examples
     --------
@@ -190,6 +192,9 @@ def evaluate_bundle(bundle_path: str | os.PathLike, split: str = "test") -> dict
     out["split"] = split
     out["n_items"] = int(len(sub))
     out["regions_from"] = regions_from
+    # Which heads fuse the full-resolution descriptors, with their weights.
+    out["descriptor_fusion"] = {h: model.fusion_.heads_[h]["weight"]
+                                for h in model.fused_heads}
     return out
 
 

@@ -129,11 +129,16 @@ def test_stage_with_descriptor_fusion_end_to_end(tiny_bundle):
     assert list(tiny_bundle.path("cache").glob("descriptors_v*_*.npy"))
     model = AttributeModel.load(tiny_bundle.path("models"))
     fused = {h for h, r in report.items() if r.get("weight", 0) > 0}
+    # The quick two-epoch network is at chance; the descriptors see the red / blue
+    # colour and the block's height, so both heads fuse.
+    assert {"subcategory", "colour"} <= fused
     assert set(model.fused_heads) == fused
     assert tiny_bundle.path("models", "attributes.fusion.json").is_file() == bool(fused)
     assert ("models/attributes.fusion.json" in out["outputs"]) == bool(fused)
     res = evaluate_bundle(tiny_bundle.root)
     assert set(res["heads"]) == set(heads)
+    assert res["descriptor_fusion"] == {h: report[h]["weight"] for h in fused}
+    assert res["heads"]["colour"]["accuracy"] == 1.0
     assert res["heads"]["subcategory"]["accuracy"] == \
         pytest.approx(out["metrics"]["test"]["heads"]["subcategory"]["accuracy"])
 
