@@ -201,6 +201,17 @@ def class_balanced_weights(targets: np.ndarray, power: float = 0.5) -> np.ndarra
     return np.where(used > 0, w / np.maximum(used, 1), 0.0)
 
 
+def group_keys(item_ids: Sequence[str], group_sep: str | None = "-") -> pd.Series:
+    """The part of each id before ``group_sep`` (MANGO's model code: colour variants
+    of one garment share it); the ids themselves when ``group_sep`` is None.
+
+    >>> group_keys(["a-1", "a-2", "b"]).tolist()
+    ['a', 'a', 'b']
+    """
+    ids = pd.Series([str(i) for i in item_ids])
+    return ids.str.split(group_sep).str[0] if group_sep else ids
+
+
 def grouped_split(item_ids: Sequence[str], *, fractions=(0.8, 0.1, 0.1), seed: int = 0,
                   group_sep: str | None = "-") -> pd.Series:
     """Seeded train/val/test split of items **grouped** by the part of the id before
@@ -211,8 +222,7 @@ def grouped_split(item_ids: Sequence[str], *, fractions=(0.8, 0.1, 0.1), seed: i
     >>> s[0] == s[1], len(s)
     (True, 4)
     """
-    ids = pd.Series([str(i) for i in item_ids])
-    groups = ids.str.split(group_sep).str[0] if group_sep else ids
+    groups = group_keys(item_ids, group_sep)
     uniq = np.array(sorted(groups.unique()))
     rng = np.random.default_rng(seed)
     rng.shuffle(uniq)
@@ -221,4 +231,4 @@ def grouped_split(item_ids: Sequence[str], *, fractions=(0.8, 0.1, 0.1), seed: i
     n_val = int(round(fractions[1] * n))
     which = {g: ("train" if k < n_train else "val" if k < n_train + n_val else "test")
              for k, g in enumerate(uniq)}
-    return pd.Series([which[g] for g in groups], index=range(len(ids)), name="split")
+    return pd.Series([which[g] for g in groups], index=range(len(groups)), name="split")

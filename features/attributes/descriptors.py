@@ -50,10 +50,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage as ndi
 
-from features.exceptions import InputError, SchemaError
+from features.attributes.regions import background_difference
+from features.exceptions import InputError, NotFoundError, SchemaError
+from features.imaging import load_rgb, resize_to, rgb_to_lab
 
 #: Version of the descriptor definition (cache keys and saved fusions carry it).
 DESCRIPTOR_VERSION = 1
@@ -117,28 +118,6 @@ def _lbp(g: np.ndarray, r: int) -> np.ndarray:
     return _LBP_TABLE[code]
 
 
-def _lab(rgb: np.ndarray) -> np.ndarray:
-    """sRGB (..., 3) in 0..255 -> CIELAB (D65)."""
-    c = rgb / 255.0
-    c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
-    m = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722],
-                  [0.0193, 0.1192, 0.9505]])
-    xyz = c @ m.T / np.array([0.95047, 1.0, 1.08883])
-    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
-    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]),
-                     200 * (f[..., 1] - f[..., 2])], -1)
-
-
-def _resize(rgb: np.ndarray, side: int) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    if max(h, w) == side:
-        return rgb
-    s = side / max(h, w)
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    return np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize(
-        size, Image.BILINEAR, reducing_gap=2.0))
-
-
 def garment_descriptors(rgb: np.ndarray, side: int = DESCRIPTOR_SIDE) -> np.ndarray:
     """Texture, colour and silhouette descriptors of one packshot (see module doc):
     float32 ``(len(DESCRIPTOR_NAMES),)``.  ``rgb`` is uint8 ``(H, W, 3)`` (extra
@@ -147,11 +126,12 @@ def garment_descriptors(rgb: np.ndarray, side: int = DESCRIPTOR_SIDE) -> np.ndar
     if a.ndim != 3 or a.shape[-1] < 3 or a.dtype != np.uint8 or min(a.shape[:2]) < 8:
         raise InputError(f"image must be uint8 (H, W, 3) of at least 8x8; got {a.dtype} "
                          f"{a.shape}", field="image", value=list(a.shape))
-    rgb = _resize(a[..., :3], side)
+    h, w = a.shape[:2]
+    scale = side / max(h, w)
+    rgb = resize_to(np.ascontiguousarray(a[..., :3]),
+                    (max(1, round(h * scale)), max(1, round(w * scale))))
     h, w = rgb.shape[:2]
-    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(float)
-    bg = np.median(border, 0)
-    fg = (np.abs(rgb.astype(np.int16) - bg.astype(np.int16)) > FOREGROUND_TOL).any(-1)
+    fg, bg = background_difference(rgb, FOREGROUND_TOL)
     fg = ndi.binary_opening(fg, iterations=1)
     fg = ndi.binary_fill_holes(ndi.binary_closing(fg, iterations=2))
     inner = ndi.binary_erosion(fg, iterations=4)
@@ -176,8 +156,8 @@ def garment_descriptors(rgb: np.ndarray, side: int = DESCRIPTOR_SIDE) -> np.ndar
     tr = jxx + jyy + 1e-6
     coh = np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / tr
     out += [float(coh.mean()), float(np.median(coh)), float(np.mean(np.abs(jxx - jyy) / tr))]
-    lab = _lab(rgb[inner].astype(float))
-    lab_bg = _lab(bg[None])[0]
+    lab = rgb_to_lab(rgb[inner]).astype(float)
+    lab_bg = rgb_to_lab(bg / 255.0).astype(float)
     chroma = np.hypot(lab[:, 1], lab[:, 2])
     for q in _PCTS:
         out += list(np.percentile(lab, q, axis=0)) + [float(np.percentile(chroma, q))]
@@ -199,10 +179,9 @@ def garment_descriptors(rgb: np.ndarray, side: int = DESCRIPTOR_SIDE) -> np.ndar
 def _one(item) -> np.ndarray | None:
     try:
         if isinstance(item, (str, os.PathLike)):
-            with Image.open(item) as im:
-                item = np.asarray(im.convert("RGB"))
+            item = load_rgb(item)
         return garment_descriptors(np.asarray(item))
-    except (OSError, ValueError, InputError):
+    except (OSError, InputError, NotFoundError):
         return None
 
 
@@ -351,9 +330,8 @@ class DescriptorFusion:
                 best = 0.0              # a gain within noise does not earn a second model
             self.report_[h] = {"rounds": rounds, "weight": best,
                                "val_log_loss": {str(k): round(v, 4) for k, v in nll.items()}}
-            if best > 0:
-                booster = booster if rounds == booster.current_iteration() else \
-                    lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))
+            if best > 0:       # keep the early-stopped rounds only
+                booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))
                 self.heads_[h] = {"weight": best, "rounds": rounds, "booster": booster,
                                   "n_classes": c}
         return self

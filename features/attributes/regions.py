@@ -122,6 +122,24 @@ DETAIL_SIDE = 0.5
 FOREGROUND_TOL = 24
 
 
+def background_difference(rgb: np.ndarray, tol: int = FOREGROUND_TOL
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """``(fg, bg)``: the bool ``(H, W)`` mask of pixels that differ from the image's
+    median border colour (the packshot background) by more than ``tol`` in some
+    channel, and that colour (float RGB, 0..255).
+
+    >>> img = np.full((4, 4, 3), 250, np.uint8); img[1, 2] = 40
+    >>> fg, bg = background_difference(img)
+    >>> int(fg.sum()), bg.tolist()
+    (1, [250.0, 250.0, 250.0])
+    """
+    rgb = np.asarray(rgb)[..., :3]
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    bg = np.median(border, axis=0)
+    fg = (np.abs(rgb.astype(np.int16) - bg.astype(np.int16)) > tol).any(-1)
+    return fg, bg
+
+
 def foreground_box(rgb: np.ndarray, tol: int = FOREGROUND_TOL
                    ) -> tuple[float, float, float, float] | None:
     """Bounding box ``(x0, y0, x1, y1)`` of the pixels that differ from the image's
@@ -133,10 +151,7 @@ def foreground_box(rgb: np.ndarray, tol: int = FOREGROUND_TOL
     >>> foreground_box(img)
     (2.0, 5.0, 8.0, 15.0)
     """
-    rgb = np.asarray(rgb)[..., :3]
-    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
-    bg = np.median(border, axis=0)
-    fg = (np.abs(rgb.astype(np.int16) - bg.astype(np.int16)) > tol).any(-1)   # (H, W)
+    fg, _ = background_difference(rgb, tol)
     h, w = fg.shape
     rows = np.flatnonzero(fg.sum(1) > max(1, 0.005 * w))
     cols = np.flatnonzero(fg.sum(0) > max(1, 0.005 * h))

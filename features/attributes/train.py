@@ -57,8 +57,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from features.attributes.data import (augment, class_balanced_weights, grouped_split,
-                                      load_images, to_tensor)
+from features.attributes.data import (augment, class_balanced_weights, group_keys,
+                                      grouped_split, load_images, to_tensor)
 from features.attributes.taxonomy import Taxonomy
 from features.exceptions import BundleError, InputError
 from features.fashionai.schema import ATTRIBUTE_TASKS
@@ -435,8 +435,7 @@ def _fit_fusion(ctx, model, cat: pd.DataFrame, labels: pd.DataFrame, images, reg
     desc, _ = descriptor_table(cat["abs_path"].tolist(), workers=max(1, workers),
                                cache=cache, progress=True)
     t1 = time.perf_counter()
-    ids = cat["item_id"].astype(str)
-    groups = ids.str.split(group_sep).str[0] if group_sep else ids
+    groups = group_keys(cat["item_id"], group_sep)
     net_val = model.predict_proba(np.asarray(images[va]), reg.get("val"))
     model.fit_fusion(desc[tr], labels.iloc[tr], groups.iloc[tr].tolist(), desc[va],
                      labels.iloc[va], net_val)
