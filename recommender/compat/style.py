@@ -131,6 +131,42 @@ def same_group_swap(items: np.ndarray, groups: np.ndarray, rng) -> np.ndarray:
     return order[lo + (rng.random(len(items)) * (hi - lo)).astype(np.int64)]
 
 
+def fit_standardiser(num: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of each numeric input column, NaN ignored (a column
+    with no finite value gets mean 0 and sd 1; so does a constant one's sd)."""
+    if num is None or not num.shape[1]:
+        return np.zeros(0), np.zeros(0)
+    num = np.asarray(num, np.float64)
+    ok = np.isfinite(num)
+    cnt = np.maximum(ok.sum(axis=0), 1)
+    mean = np.where(ok, num, 0.0).sum(axis=0) / cnt
+    sd = np.sqrt((np.where(ok, num - mean, 0.0) ** 2).sum(axis=0) / cnt)
+    return mean, np.where(sd > 1e-9, sd, 1.0)
+
+
+def content_inputs(fields, n_values, mean, std, codes: dict, num: np.ndarray | None, n: int,
+                   what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(codes (n, F) int64, numbers (n, K) float32) as a content tower reads them.
+
+    Codes outside a field's range become 0 (unknown); numbers are standardised,
+    missing ones become 0 (the mean) and the rest are clipped to +-5 sd. ``what``
+    names the model in errors.
+    """
+    c = np.zeros((n, len(fields)), np.int64)
+    for k, f in enumerate(fields):
+        if f not in codes:
+            raise InputError(f"{what} needs field {f!r}", field=f)
+        c[:, k] = np.clip(np.asarray(codes[f], np.int64), 0, n_values[k] - 1)
+    if mean.size:
+        if num is None or num.shape[1] != mean.size:
+            raise InputError(f"{what} needs {mean.size} numeric inputs per item", field="num")
+        x = (np.asarray(num, np.float64) - mean) / std
+        x = np.clip(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), -5, 5)
+    else:
+        x = np.zeros((n, 0))
+    return c, x.astype(np.float32)
+
+
 class StyleEmbedding:
     """Content-only item vectors fitted on outfits (sklearn-style).
 
@@ -151,20 +187,8 @@ class StyleEmbedding:
         self.config = config or StyleConfig()
 
     def _inputs(self, codes: dict, num: np.ndarray | None, n: int):
-        c = np.zeros((n, len(self.fields_)), np.int64)
-        for k, f in enumerate(self.fields_):
-            if f not in codes:
-                raise InputError(f"style embedding needs field {f!r}", field=f)
-            c[:, k] = np.clip(np.asarray(codes[f], np.int64), 0, self.n_values_[k] - 1)
-        if self.num_mean_.size:
-            if num is None or num.shape[1] != self.num_mean_.size:
-                raise InputError(f"style embedding needs {self.num_mean_.size} numeric "
-                                 "inputs per item", field="num")
-            x = (np.asarray(num, np.float64) - self.num_mean_) / self.num_std_
-            x = np.clip(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), -5, 5)
-        else:
-            x = np.zeros((n, 0))
-        return c, x.astype(np.float32)
+        return content_inputs(self.fields_, self.n_values_, self.num_mean_, self.num_std_,
+                              codes, num, n, "style embedding")
 
     def fit(self, codes: dict[str, np.ndarray], n_values: dict[str, int],
             num: np.ndarray | None, outfits, groups: np.ndarray) -> "StyleEmbedding":
@@ -177,17 +201,7 @@ class StyleEmbedding:
         self.fields_ = list(codes)
         self.n_values_ = [int(n_values[f]) for f in self.fields_]
         n = len(groups)
-        if num is not None and num.shape[1]:
-            num = np.asarray(num, np.float64)
-            ok = np.isfinite(num)
-            cnt = np.maximum(ok.sum(axis=0), 1)   # all-missing columns: mean 0, sd 1
-            x0 = np.where(ok, num, 0.0)
-            self.num_mean_ = x0.sum(axis=0) / cnt
-            var = (np.where(ok, num - self.num_mean_, 0.0) ** 2).sum(axis=0) / cnt
-            sd = np.sqrt(var)
-            self.num_std_ = np.where(sd > 1e-9, sd, 1.0)
-        else:
-            self.num_mean_ = self.num_std_ = np.zeros(0)
+        self.num_mean_, self.num_std_ = fit_standardiser(num)
         c, x = self._inputs(codes, num, n)
         outfits = [o for o in outfits if len(np.unique(o)) >= 2]
         if len(outfits) < 2:
