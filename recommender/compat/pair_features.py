@@ -387,6 +387,26 @@ class PairFeaturizer:
             num = np.concatenate([num, items.emb[rows].astype(np.float64)], axis=1)
         return codes, num
 
+    def context_inputs(self, items: ItemTable) -> tuple[dict, np.ndarray, dict]:
+        """Content the outfit context model reads (:mod:`recommender.compat.context`):
+        the style tower's inputs and, with numeric model codes, the code's collection
+        digits as two codes (the two digits above the low four, and the two above
+        those) and its low four digits as sines and cosines (a collection's models are
+        numbered in sequence). Returns (codes, numbers, values per code field)."""
+        codes, num = self._style_inputs(items)
+        n_values = {f: len(self.vocab_[f]) + 1 for f in codes}
+        if getattr(self, "code_gap_", False) and items.code_num is not None:
+            code = np.asarray(items.code_num, np.float64)
+            ok = np.isfinite(code) & (code >= 0)
+            high = np.floor(np.where(ok, code, 0) / CODE_LOW)
+            codes = dict(codes, code_series=np.where(ok, high % 100 + 1, 0).astype(np.int64),
+                         code_line=np.where(ok, (high // 100) % 100 + 1, 0).astype(np.int64))
+            n_values.update(code_series=101, code_line=101)
+            low = np.where(ok, code % CODE_LOW, np.nan) / CODE_LOW
+            waves = [f(2 * np.pi * k * low) for k in (1, 2, 4, 8) for f in (np.sin, np.cos)]
+            num = np.concatenate([num, np.stack(waves, axis=1)], axis=1)
+        return codes, num, n_values
+
     def _fit_style(self, items: ItemTable, outfits):
         from recommender.compat.style import StyleConfig, StyleEmbedding
 
