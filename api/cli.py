@@ -151,6 +151,7 @@ UP_PROFILE = {
     "attributes": {"preset": "small", "image_size": [112, 80], "epochs": 8,
                    "time_budget_s": 150},
     "keypoints": {"image_size": [112, 80], "epochs": 20, "time_budget_s": 120},
+    "compatibility": {"context_params": {"members": 1, "num_threads": 2}},
 }
 
 

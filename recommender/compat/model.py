@@ -19,7 +19,10 @@ better on the validation split of the training outfits. Warm and cold FITB are r
 FITB answers are scored by the mean (log-odds) pair score with the question items, or
 by a second-stage ranker over question-level features of each candidate
 (:mod:`recommender.compat.ranker`) when cross-fitting on the validation questions
-says it does better (``fitb_ranker="auto"``).
+says it does better (``fitb_ranker="auto"``). That ranker also reads an outfit-level
+score: an outfit context model (:mod:`recommender.compat.context`) that reads the
+question's items together, trained on the FITB task on the training outfits outside
+the validation split (``context``).
 
 Examples
 --------
@@ -76,6 +79,12 @@ RANKER_DEFAULTS = {"objective": "lambdarank", "num_boost_round": 100, "learning_
                    "history": True, "pair_columns": None, "extra_draws": 2}
 #: The ranker's LightGBM text model, beside compat.txt in ``models/``.
 RANKER_FILE = "compat_ranker.txt"
+#: What ``context`` accepts: "auto" fits the outfit context model when at least
+#: :data:`MIN_CONTEXT_OUTFITS` training outfits give rows, "on" always, "off" never.
+CONTEXT_MODES = ("auto", "on", "off")
+MIN_CONTEXT_OUTFITS = 200
+#: The outfit context model's weights, beside compat.txt in ``models/``.
+CONTEXT_FILE = "compat_context.npz"
 #: Defaults of ``max_train_outfits`` / ``max_val_outfits`` (see :class:`CompatibilityModel`).
 MAX_TRAIN_OUTFITS = 30_000
 MAX_VAL_OUTFITS = 5_000
@@ -136,6 +145,10 @@ class CompatibilityModel:
         validation FITB, mean of mixed and cold, beats the plain aggregate's) or "off"
         (see :mod:`recommender.compat.ranker`)
     ranker_params : overrides of :data:`RANKER_DEFAULTS`
+    context : "auto", "on" or "off" (:data:`CONTEXT_MODES`): fit the outfit context
+        model, whose score joins the FITB ranker's candidate features
+    context_params : :class:`recommender.compat.context.ContextConfig` settings (seed
+        and threads default to ``random_state`` and ``num_threads``)
 
     Attributes (after fit or load)
     ------------------------------
@@ -145,6 +158,7 @@ class CompatibilityModel:
     metrics_ : dict (validation metrics)
     feature_importance_ : dict name -> gain
     fitb_ranker_ : FitbRanker or None (None: FITB answers use ``fitb_aggregate_``)
+    context_ : OutfitContext or None
     """
 
     def __init__(self, groups=GROUPS, negatives="auto", n_negatives=2, val_fraction=0.15,
@@ -153,7 +167,7 @@ class CompatibilityModel:
                  random_state=0, style=None, style_folds=2,
                  max_train_outfits=MAX_TRAIN_OUTFITS, max_val_outfits=MAX_VAL_OUTFITS,
                  model_code_gap=True, graph_dim=0, lgb_params=None, fitb_ranker="auto",
-                 ranker_params=None):
+                 ranker_params=None, context="auto", context_params=None):
         self.groups = groups
         self.negatives = negatives
         self.n_negatives = n_negatives
@@ -175,6 +189,8 @@ class CompatibilityModel:
         self.graph_dim = graph_dim
         self.fitb_ranker = fitb_ranker
         self.ranker_params = ranker_params
+        self.context = context
+        self.context_params = context_params
 
     # -- training ----------------------------------------------------------------------
     def _params(self) -> dict:
@@ -206,17 +222,22 @@ class CompatibilityModel:
             raise InputError(f"unknown fitb_ranker mode {self.fitb_ranker!r}",
                              field="fitb_ranker", value=self.fitb_ranker,
                              allowed=FITB_RANKER_MODES)
+        if self.context not in CONTEXT_MODES:
+            raise InputError(f"unknown context mode {self.context!r}", field="context",
+                             value=self.context, allowed=CONTEXT_MODES)
+        self._context_config()  # bad settings fail before any training
         unknown = set(self.ranker_params or {}) - set(RANKER_DEFAULTS)
         if unknown:
             raise InputError(f"unknown ranker_params {sorted(unknown)}", field="ranker_params",
                              value=sorted(unknown), allowed=tuple(RANKER_DEFAULTS))
         log = log or (lambda msg: None)
-        prep = self._prepare(catalog, train_outfits, features, embeddings)
+        prep = self._prepare(catalog, train_outfits, features, embeddings, log)
         if self.negatives == "auto":
             return self._fit_auto(prep, log, trainer)
         return self._fit_prepared(prep, log, trainer)._finalize(prep)
 
-    def _prepare(self, catalog, train_outfits, features, embeddings) -> "_Prepared":
+    def _prepare(self, catalog, train_outfits, features, embeddings, log=None
+                 ) -> "_Prepared":
         """What every negatives mode shares: the outfit split, statistics and item table.
 
         Nothing here depends on the negatives, so "auto" computes it once for both
@@ -245,9 +266,39 @@ class CompatibilityModel:
         items = fz.item_table(catalog, features, embeddings)
         subs = items.codes["subcategory"] if "subcategory" in items.codes else \
             np.zeros(len(catalog), np.int64)
+        sampled = fit if rows_from is None else [fit[k] for k in rows_from]
+        context = self._fit_context(fz, items, sampled, subs, log or (lambda msg: None))
         return _Prepared(catalog=catalog, features=features, embeddings=embeddings,
                          outfits=outfits, val=val, fit=fit, rows_from=rows_from, fz=fz,
-                         items=items, subs=subs, rng_state=rng.bit_generator.state)
+                         items=items, subs=subs, rng_state=rng.bit_generator.state,
+                         context=context)
+
+    def _context_config(self):
+        from recommender.compat.context import ContextConfig
+
+        return ContextConfig.from_dict({"seed": self.random_state,
+                                        "num_threads": self.num_threads,
+                                        **(self.context_params or {})})
+
+    def _fit_context(self, fz, items, outfits, subs, log):
+        """The outfit context model on ``outfits`` (never the validation outfits, whose
+        questions train the FITB ranker), or None (``context``, too few outfits)."""
+        import time
+
+        from recommender.compat.context import OutfitContext
+
+        n = sum(len(np.unique(o)) >= 2 for o in outfits)
+        if self.context == "off" or (self.context == "auto" and n < MIN_CONTEXT_OUTFITS):
+            return None
+        t0 = time.perf_counter()
+        codes, num, n_values = fz.context_inputs(items)
+        model = OutfitContext(self._context_config()).fit(codes, n_values, num, outfits, subs)
+        log(f"[compatibility] outfit context model: {n} outfits, {len(model.weights_)} "
+            f"networks, epochs kept {model.best_epoch_} (of "
+            f"{[len(h) for h in model.history_]}), held-out FITB "
+            f"{[round(max(h), 3) for h in model.history_]} "
+            f"({time.perf_counter() - t0:.0f} s)")
+        return model
 
     def _fit_prepared(self, prep: "_Prepared", log, trainer=None) -> "CompatibilityModel":
         """Pairs of this model's negatives mode, the booster, and its validation metrics."""
@@ -281,6 +332,7 @@ class CompatibilityModel:
         self.aggregate_ = "mean" if self.aggregate == "auto" else self.aggregate
         self.fitb_aggregate_ = "mean"
         self.fitb_ranker_ = None
+        self.context_ = prep.context
         # the validation questions draw from their own stream: settings that change how
         # many training negatives are drawn are then compared on the same questions
         self.metrics_ = self._validation_metrics(
@@ -348,7 +400,7 @@ class CompatibilityModel:
                 "early_stopping_rounds", "learning_rate", "num_leaves", "min_data_in_leaf",
                 "aggregate", "num_threads", "random_state", "style", "style_folds",
                 "max_train_outfits", "max_val_outfits", "model_code_gap", "graph_dim",
-                "lgb_params", "fitb_ranker", "ranker_params")
+                "lgb_params", "fitb_ranker", "ranker_params", "context", "context_params")
 
     def _validation_metrics(self, val, fit, subs, rng) -> dict:
         """FITB (mixed and cold) and AUC (all swapped / one swapped) on validation outfits.
@@ -558,16 +610,25 @@ class CompatibilityModel:
         """(Q, A) scores: each answer's mean pair score (or log-odds) with the question,
         or the second-stage ranker's score.
 
-        ``how``: "mean", "mean_logit" or "ranker" (default: the ranker when validation
-        kept one, else the aggregate chosen on validation).
+        ``how``: "mean", "mean_logit", "ranker" (default: the ranker when validation
+        kept one, else the aggregate chosen on validation) or "context" (the outfit
+        context model's score alone, when the model has one).
         """
         self._check()
         ranker = getattr(self, "fitb_ranker_", None)
         how = how or ("ranker" if ranker is not None else getattr(self, "fitb_aggregate_",
                                                                   "mean"))
-        if how not in FITB_AGGREGATES + ("ranker",):
+        if how not in FITB_AGGREGATES + ("ranker", "context"):
             raise InputError(f"unknown FITB aggregate {how!r}", field="how", value=how,
-                             allowed=FITB_AGGREGATES + ("ranker",))
+                             allowed=FITB_AGGREGATES + ("ranker", "context"))
+        if how == "context":
+            if getattr(self, "context_", None) is None:
+                raise InputError("this model has no outfit context model (context='off', "
+                                 "or too few training outfits)", field="how", value=how,
+                                 allowed=FITB_AGGREGATES)
+            if not len(questions):
+                return np.zeros((0, 0))
+            return self._context_scores(questions, answers).astype(float)
         if how == "ranker":
             if ranker is None:
                 raise InputError("this model has no FITB ranker (validation did not keep "
@@ -616,10 +677,22 @@ class CompatibilityModel:
         counts = self.featurizer_.stats_.item_count_
         cand = np.asarray(answers, np.int64).reshape(-1) if len(answers) else \
             np.zeros(0, np.int64)
+        extra = None
+        if getattr(self, "context_", None) is not None and len(questions):
+            extra = {"context": self._context_scores(questions, answers).reshape(-1)}
         return (*candidate_features(
             p, cols, g, len(questions), A, np.log1p(counts[cand].astype(float)),
             np.array([len(q) for q in questions]),
-            history=bool(cfg["history"])), A)
+            history=bool(cfg["history"]), extra=extra), A)
+
+    def _context_scores(self, questions, answers) -> np.ndarray:
+        """(Q, A) outfit context scores; the items' content is read once per item table."""
+        if getattr(self, "_context_items", None) is not self.items_:
+            codes, num, _ = self.featurizer_.context_inputs(self.items_)
+            self.context_.set_items(codes, num)
+            self._context_items = self.items_
+        subs = self.items_.codes.get("subcategory", np.zeros(len(self.items_), np.int64))
+        return self.context_.score(questions, answers, subs)
 
     def _fit_fitb_ranker(self, log) -> dict:
         """Cross-fit the ranker on the validation questions; keep it if it beats the aggregate.
@@ -658,10 +731,15 @@ class CompatibilityModel:
         _, e_rank = fitb_outcomes(oof, labels, 0)
         _, e_plain = fitb_outcomes(plain, labels, 0)
         out = {}
+        e_ctx = None
+        if getattr(self, "context_", None) is not None:
+            _, e_ctx = fitb_outcomes(self.score_fitb(qs, ans, "context"), labels, 0)
         for name in sets:
             m = which == name
             out[f"val_{name}_ranker_cv"] = float(e_rank[m].mean())
             out[f"val_{name}_plain"] = float(e_plain[m].mean())
+            if e_ctx is not None:
+                out[f"val_{name}_context"] = float(e_ctx[m].mean())
         gain = float(np.mean([out[f"val_{n}_ranker_cv"] - out[f"val_{n}_plain"]
                               for n in sets]))
         keep = gain > 0
@@ -702,6 +780,11 @@ class CompatibilityModel:
         elif (d / RANKER_FILE).is_file():
             (d / RANKER_FILE).unlink()
         np.savez_compressed(d / "cooc.npz", **self.featurizer_.to_arrays())
+        context = getattr(self, "context_", None)
+        if context is not None:
+            np.savez_compressed(d / CONTEXT_FILE, **context.to_arrays())
+        elif (d / CONTEXT_FILE).is_file():
+            (d / CONTEXT_FILE).unlink()
         from recommender.bundle import json_hash
 
         meta = {"format": "mixmatch-compat/1",
@@ -714,6 +797,8 @@ class CompatibilityModel:
                 "fitb_aggregate": self.fitb_aggregate_,
                 "fitb_ranker": None if ranker is None else {"file": RANKER_FILE,
                                                             **ranker.to_json()},
+                "context": None if context is None else {"file": CONTEXT_FILE,
+                                                         **context.to_json()},
                 "featurizer": self.featurizer_.to_json(),
                 "catalog_ids_hash": json_hash(self.catalog_ids_),
                 "n_items": len(self.catalog_ids_),
@@ -722,7 +807,8 @@ class CompatibilityModel:
                                                   key=lambda kv: -kv[1]))}
         (d / "compat.json").write_text(json.dumps(meta, indent=2, default=float))
         return [d / "compat.txt", d / "compat.json", d / "cooc.npz"] + (
-            [d / RANKER_FILE] if ranker is not None else [])
+            [d / RANKER_FILE] if ranker is not None else []) + (
+            [d / CONTEXT_FILE] if context is not None else [])
 
     @classmethod
     def load(cls, bundle, num_threads: int = 1) -> "CompatibilityModel":
@@ -800,6 +886,17 @@ class CompatibilityModel:
                 raise BundleError(f"compat.json names a FITB ranker but models/{RANKER_FILE} "
                                   "is missing: retrain the compatibility stage")
             self.fitb_ranker_ = FitbRanker.load(d / RANKER_FILE, rmeta, num_threads)
+        self.context_ = None
+        cmeta = meta.get("context")
+        if cmeta:
+            from recommender.compat.context import OutfitContext
+
+            if cmeta.get("file") != CONTEXT_FILE or not (d / CONTEXT_FILE).is_file():
+                raise BundleError(f"compat.json names an outfit context model but models/"
+                                  f"{CONTEXT_FILE} is missing: retrain the compatibility stage")
+            with np.load(d / CONTEXT_FILE, allow_pickle=False) as arrs:
+                self.context_ = OutfitContext.from_saved(cmeta, arrs)
+            self.context_.config.num_threads = num_threads
         self.metrics_ = meta.get("metrics", {})
         self.feature_importance_ = meta.get("feature_importance", {})
         self._set_items(catalog, features, embeddings)
@@ -828,6 +925,7 @@ class _Prepared:
     items: object            # fz.item_table(...)
     subs: np.ndarray
     rng_state: dict          # the stream after the split, where each candidate starts
+    context: object = None   # OutfitContext fitted on the training-row outfits, or None
 
 
 def train_booster(params: dict, fz: PairFeaturizer, items, train: tuple, val: tuple, *,

@@ -10,6 +10,8 @@ much history stands behind each number. The ranker sees, for each candidate:
   question items, and the same summaries of a few raw pair columns of the pair
   model's features (co-occurrence and sibling counts, style and embedding cosines);
 * its own history (log training-outfit count), the number of question items;
+* when the pair model has one, the outfit context model's score of the candidate
+  (:mod:`recommender.compat.context`: the question's items read together);
 * for the main summaries, the gap to the best candidate of the question and the
   rank within the question (what the plain aggregate uses implicitly, made explicit).
 
@@ -49,7 +51,7 @@ PAIR_COLUMNS = ("cooc_pair_count", "cooc_pair_norm", "sib_pair_count", "sib_pair
                 "same_colour_name", "pmi_colour")
 #: Candidate summaries also given as gap-to-best and rank within their question.
 RELATIVE = ("p_mean", "p_min", "p_max", "logit_mean", "logit_min", "style_cos_mean",
-            "style_cos_min", "cooc_pair_count_max", "sib_pair_count_max")
+            "style_cos_min", "cooc_pair_count_max", "sib_pair_count_max", "context")
 
 
 def _logit(p):
@@ -59,7 +61,8 @@ def _logit(p):
 
 def candidate_features(p: np.ndarray, pair_cols: dict[str, np.ndarray], group: np.ndarray,
                        n_questions: int, n_answers: int, own_log_count: np.ndarray,
-                       n_question_items: np.ndarray, history: bool = True
+                       n_question_items: np.ndarray, history: bool = True,
+                       extra: dict[str, np.ndarray] | None = None
                        ) -> tuple[np.ndarray, list[str]]:
     """One feature row per (question, candidate) from the candidate's pairs.
 
@@ -73,6 +76,8 @@ def candidate_features(p: np.ndarray, pair_cols: dict[str, np.ndarray], group: n
     own_log_count : (Q * n_answers,) each candidate's log1p training-outfit count
     n_question_items : (Q,) items in each question
     history : include the candidate's own history (its log count)
+    extra : name -> (Q * n_answers,) further per-candidate scores taken as they are
+        (the outfit context model's "context"), in ``group`` order
 
     Returns
     -------
@@ -116,6 +121,9 @@ def candidate_features(p: np.ndarray, pair_cols: dict[str, np.ndarray], group: n
         names.append("own_log_count")
     cols.append(np.repeat(np.asarray(n_question_items, float), n_answers))
     names.append("n_question_items")
+    for name, v in (extra or {}).items():
+        cols.append(np.asarray(v, float).reshape(n))
+        names.append(name)
     # within-question comparisons: the trees see each candidate on its own row
     by = dict(zip(names, cols))
     for r in RELATIVE:

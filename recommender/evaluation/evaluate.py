@@ -10,6 +10,9 @@
   (``n_fitb_skipped``, ``n_compat_skipped``, ``n_unknown_ids``), never a crash.
 * Baselines (random, popularity, item co-occurrence) from the bundle's TRAINING
   outfits (``eval/train_outfits.parquet``), in the same run.
+* When the model has an outfit context model, its FITB score alone is printed as a
+  row of its own ("context only", and ``context_model`` in the JSON): what the
+  set-level component contributes before the ranker combines it with the pairs.
 * ``--ablations`` retrains the model on the bundle's split once per step of the
   feature-group ladder and scores the bundle's four evaluation files.
 
@@ -125,6 +128,18 @@ def _bundle_state(bundle_path):
     return b, catalog, index, train, seen
 
 
+class _ContextOnly:
+    """FITB by the compatibility model's outfit context model alone."""
+
+    name = "context only"
+
+    def __init__(self, model):
+        self.model = model
+
+    def score_fitb(self, questions, answers):
+        return self.model.score_fitb(questions, answers, "context")
+
+
 def _load_model(b):
     from recommender.compat.model import CompatibilityModel
 
@@ -157,6 +172,8 @@ def evaluate_bundle_files(bundle_path, fitb=None, compat=None, ablations: bool =
         unknown |= fdata["unknown_ids"]
         for name, s in scorers:
             per[name].update(fitb_metrics(s, fdata, seen, seed))
+        if model is not None and getattr(model, "context_", None) is not None:
+            per[_ContextOnly.name] = fitb_metrics(_ContextOnly(model), fdata, seen, seed)
     if compat:
         cdata = index_compat(read_compat(compat), index)
         unknown |= cdata["unknown_ids"]
@@ -165,7 +182,10 @@ def evaluate_bundle_files(bundle_path, fitb=None, compat=None, ablations: bool =
     if fitb or compat:
         main = per["model"] if model is not None else {}
         result.update(main)
-        result["baselines"] = {k: v for k, v in per.items() if k != "model"}
+        result["baselines"] = {k: v for k, v in per.items()
+                               if k not in ("model", _ContextOnly.name)}
+        if _ContextOnly.name in per:
+            result["context_model"] = per[_ContextOnly.name]
         result["n_unknown_ids"] = len(unknown)
         result["files"] = {"fitb": str(fitb) if fitb else None,
                            "compat": str(compat) if compat else None}
@@ -256,6 +276,9 @@ def run_ablations(b, catalog, index, seen, seed: int = 0, print_text: bool = Tru
     catalog_, train_df, features, embeddings = load_inputs(b)
     settings = model_settings(b.manifest.get("config", {}), quick=quick)
     settings.update(learning_rate=max(settings.get("learning_rate", 0.05), 0.1))
+    # the ladder measures the pair features; the outfit context model reads whole
+    # outfits, so it is left out of every step (the bundle's model has it)
+    settings["context"] = "off"
     out: dict = {}
     if print_text:
         print(f"{'ablation':<18}{'FITB':>8}{'cold':>8}{'AUC':>8}{'hard AUC':>10}"

@@ -1,0 +1,232 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.exceptions import BundleError, InputError, NotFittedError
+from recommender.compat.context import ContextConfig, OutfitContext, _Draw
+from recommender.compat.model import CONTEXT_FILE, CompatibilityModel
+from tests.recommender.compat.synthetic import make_bundle, palette_of, synthetic_catalog
+
+SMALL = dict(dim=32, hidden=64, layers=1, heads=4, negatives=7, epochs=12, patience=12,
+             batch_size=64, members=2)
+FAST = dict(num_boost_round=40, num_leaves=7, min_data_in_leaf=5, learning_rate=0.1,
+            early_stopping_rounds=10, negatives="random")
+
+
+def _palette_data(n_outfits=300, seed=0):
+    """Synthetic catalogue (colour-palette rule) as codes, and outfits as row lists;
+    30% of the items are never worn (cold)."""
+    cat = synthetic_catalog(40, seed)
+    colour = pd.factorize(cat["colour"])[0] + 1
+    material = pd.factorize(cat["material"])[0] + 1
+    groups = pd.factorize(cat["subcategory"])[0]
+    pal = cat["colour"].map(palette_of).to_numpy()
+    rng = np.random.default_rng(seed)
+    worn = rng.random(len(cat)) > 0.3
+    slots = [np.flatnonzero(cat["category"].to_numpy() == c) for c in ("top", "bottom", "shoes")]
+    outfits = []
+    for _ in range(n_outfits):
+        p = rng.integers(3)
+        outfits.append(np.array([rng.choice(s[(pal[s] == p) & worn[s]]) for s in slots]))
+    codes = {"colour": colour, "material": material}
+    n_values = {"colour": int(colour.max()) + 1, "material": int(material.max()) + 1}
+    return codes, n_values, groups, pal, worn, outfits
+
+
+def _questions(outfits, groups, pal, pool_mask, rng, n=200):
+    """Blank one item; three negatives of its group from ``pool_mask`` items of OTHER
+    palettes (so exactly one candidate fits)."""
+    qs, ans, labels = [], [], []
+    for o in outfits[:n]:
+        j = rng.integers(len(o))
+        a = o[j]
+        cands = np.flatnonzero((groups == groups[a]) & (pal != pal[a]) & pool_mask)
+        neg = rng.choice(cands, 3, replace=False)
+        row = np.r_[a, neg]
+        perm = rng.permutation(4)
+        qs.append(np.delete(o, j).tolist())
+        ans.append(row[perm].tolist())
+        labels.append(int(np.flatnonzero(perm == 0)[0]))
+    return qs, np.array(ans), np.array(labels)
+
+
+@pytest.fixture(scope="module")
+def palette_fit():
+    codes, n_values, groups, pal, worn, outfits = _palette_data()
+    model = OutfitContext(ContextConfig(**SMALL)).fit(codes, n_values, None, outfits[:250],
+                                                      groups)
+    return model, codes, n_values, groups, pal, worn, outfits
+
+
+def test_context_learns_the_outfit_rule_for_worn_and_never_worn_items(palette_fit):
+    model, codes, _, groups, pal, worn, outfits = palette_fit
+    rng = np.random.default_rng(1)
+    # held-out outfits; answers swapped for never-worn items of the same palette: the
+    # model reads content, so items without outfit history are scored the same way
+    held = outfits[250:]
+    qs, ans, labels = _questions(held, groups, pal, np.ones(len(groups), bool), rng)
+    acc = (model.score(qs, ans, groups, codes, None).argmax(axis=1) == labels).mean()
+    assert acc > 0.9  # chance is 0.25
+    cold_ans = ans.copy()
+    for r, l in enumerate(labels):
+        a = ans[r, l]
+        pool = np.flatnonzero((groups == groups[a]) & (pal == pal[a]) & ~worn)
+        cold_ans[r, l] = rng.choice(pool)
+    s = model.score(qs, cold_ans, groups)
+    assert (s.argmax(axis=1) == labels).mean() > 0.9
+    assert len(model.weights_) == len(model.history_) == len(model.best_epoch_) == 2
+    for hist, best in zip(model.history_, model.best_epoch_):
+        assert 1 <= best <= len(hist) and hist[best - 1] == max(hist)
+
+
+def test_training_negatives_come_from_worn_items_of_the_same_group():
+    groups = np.array([0, 0, 0, 1, 1, 1, 1])
+    pool = np.array([0, 2, 3, 4])
+    d = _Draw(groups, pool)
+    got = d(np.array([0, 1] * 50), 5, np.random.default_rng(0))
+    assert set(got[::2].ravel()) == {0, 2} and set(got[1::2].ravel()) == {3, 4}
+
+
+def test_saved_weights_score_identically(palette_fit):
+    model, codes, _, groups, pal, _, outfits = palette_fit
+    qs, ans, _ = _questions(outfits, groups, pal, np.ones(len(groups), bool),
+                            np.random.default_rng(2), 30)
+    meta = json.loads(json.dumps(model.to_json()))
+    back = OutfitContext.from_saved(meta, model.to_arrays())
+    np.testing.assert_allclose(back.score(qs, ans, groups, codes, None),
+                               model.score(qs, ans, groups, codes, None), rtol=1e-5, atol=1e-5)
+    # an empty question (no other items) is still scored, by the slot alone
+    s = model.score([[]], ans[:1], groups)
+    assert s.shape == (1, 4) and np.isfinite(s).all()
+    with pytest.raises(BundleError, match="format"):
+        OutfitContext.from_saved(dict(meta, format="other/1"), model.to_arrays())
+    with pytest.raises(BundleError, match="incomplete"):
+        OutfitContext.from_saved(meta, {})
+    with pytest.raises(BundleError, match="do not fit"):
+        OutfitContext.from_saved(dict(meta, config=dict(meta["config"], dim=64)),
+                                 model.to_arrays()).score(qs, ans, groups, codes, None)
+
+
+def test_bad_settings_and_inputs_are_named():
+    with pytest.raises(InputError, match="depth"):
+        ContextConfig.from_dict({"depth": 3})
+    with pytest.raises(InputError, match="multiple of heads"):
+        ContextConfig.from_dict({"dim": 30, "heads": 4})
+    with pytest.raises(NotFittedError):
+        OutfitContext().score([[0]], [[1, 2]], np.zeros(3, int))
+    codes, n_values, groups, *_ = _palette_data(10)
+    with pytest.raises(InputError, match="at least 2 outfits"):
+        OutfitContext(ContextConfig(**SMALL)).fit(codes, n_values, None, [np.array([1, 2])],
+                                                  groups)
+    with pytest.raises(InputError, match="'colour'"):
+        OutfitContext(ContextConfig(**SMALL)).fit(
+            codes, n_values, None, [np.array([1, 2]), np.array([3, 4])], groups).score(
+            [[1]], [[2, 3]], groups, {"material": codes["material"]}, None)
+
+
+@pytest.fixture(scope="module")
+def compat_fit(tmp_path_factory):
+    b = make_bundle(tmp_path_factory.mktemp("ctx") / "bundle", n_outfits=240)
+    catalog = pd.read_parquet(b.path("catalog.parquet"))
+    outfits = pd.read_parquet(b.path("outfits.parquet"))
+    model = CompatibilityModel(**FAST, context="on", context_params=SMALL).fit(catalog,
+                                                                              outfits)
+    return b, catalog, outfits, model
+
+
+def _fitb(model, n=30, seed=0):
+    rng = np.random.default_rng(seed)
+    N = len(model.items_)
+    return ([rng.choice(N, 2, replace=False).tolist() for _ in range(n)],
+            [rng.choice(N, 4, replace=False).tolist() for _ in range(n)])
+
+
+def test_compatibility_model_feeds_the_context_score_to_the_ranker(compat_fit):
+    _, _, _, model = compat_fit
+    assert model.context_ is not None
+    m = model.metrics_
+    assert 0 <= m["val_fitb_context"] <= 1
+    # each validation set's own figure beside the ranker's and the plain aggregate's
+    assert all(f"val_{k}_context" in m for k in ("fitb", "fitb_cold") if f"val_{k}_plain" in m)
+    qs, ans = _fitb(model)
+    F, names, A = model._fitb_candidate_features(qs, ans)
+    ctx = model.score_fitb(qs, ans, "context")
+    assert ctx.shape == (len(qs), 4)
+    k = names.index("context")
+    np.testing.assert_allclose(F[:, k], ctx.ravel(), rtol=1e-5)
+    assert {"context_gap", "context_rank"} <= set(names)
+
+
+def test_context_model_is_saved_loaded_and_checked(compat_fit):
+    b, _, _, model = compat_fit
+    qs, ans = _fitb(model, seed=1)
+    model.save(b.path("models"))
+    assert b.path("models", CONTEXT_FILE).is_file()
+    back = CompatibilityModel.load(b.root)
+    np.testing.assert_allclose(back.score_fitb(qs, ans, "context"),
+                               model.score_fitb(qs, ans, "context"), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(back.score_fitb(qs, ans), model.score_fitb(qs, ans),
+                               rtol=1e-5, atol=1e-6)
+    b.path("models", CONTEXT_FILE).unlink()
+    with pytest.raises(BundleError, match="outfit context model"):
+        CompatibilityModel.load(b.root)
+    # saving without a context model removes the stale file and the manifest entry
+    model.save(b.path("models"))
+    kept, model.context_ = model.context_, None
+    ranker, model.fitb_ranker_ = model.fitb_ranker_, None
+    try:
+        model.save(b.path("models"))
+        assert not b.path("models", CONTEXT_FILE).is_file()
+        meta = json.loads(b.path("models", "compat.json").read_text())
+        assert meta["context"] is None
+        assert CompatibilityModel.load(b.root).context_ is None
+    finally:
+        model.context_, model.fitb_ranker_ = kept, ranker
+        model.save(b.path("models"))
+
+
+def test_context_off_auto_and_bad_mode(compat_fit):
+    _, catalog, outfits, _ = compat_fit
+    off = CompatibilityModel(**FAST, context="off", fitb_ranker="off").fit(catalog, outfits)
+    assert off.context_ is None
+    with pytest.raises(InputError, match="no outfit context model"):
+        off.score_fitb(*_fitb(off), "context")
+    # "auto" leaves it out below MIN_CONTEXT_OUTFITS (200) outfits giving rows
+    few = outfits[outfits["outfit_id"].astype(int) < 180]
+    auto = CompatibilityModel(**FAST, fitb_ranker="off").fit(catalog, few)
+    assert auto.context_ is None
+    with pytest.raises(InputError, match="context mode"):
+        CompatibilityModel(context="always").fit(catalog, outfits)
+    with pytest.raises(InputError, match="unknown outfit context settings"):
+        CompatibilityModel(context_params={"depth": 2}).fit(catalog, outfits)
+
+
+def test_context_inputs_add_the_model_code_digits():
+    from recommender.compat.pair_features import PairFeaturizer
+
+    cat = synthetic_catalog(10, 0)
+    codes = [f"{53060000 + 7 * k}" for k in range(len(cat))]
+    codes[0] = "UNKNOWN"  # 80% numeric is enough for code features; this one has none
+    cat["model_code"] = codes
+    outfits = [np.array([0, 25, 45]), np.array([1, 26, 46]), np.array([2, 27, 47])]
+    fz = PairFeaturizer(("metadata",), style_folds=0).fit(cat, None, None, outfits)
+    items = fz.item_table(cat, None, None)
+    base_codes, base_num = fz._style_inputs(items)
+    c, num, n_values = fz.context_inputs(items)
+    assert set(c) == set(base_codes) | {"code_series", "code_line"}
+    # 53060007 -> above the low four digits 5306: series 06, line 53 (stored +1; 0 unknown)
+    assert c["code_series"][1] == 7 and c["code_line"][1] == 54
+    assert c["code_series"][0] == 0 and c["code_line"][0] == 0
+    assert n_values["code_series"] == 101
+    waves = num[:, base_num.shape[1]:]
+    assert waves.shape == (len(cat), 8) and np.isnan(waves[0]).all()
+    low = 7 / 10_000
+    np.testing.assert_allclose(waves[1, :2], [np.sin(2 * np.pi * low), np.cos(2 * np.pi * low)])
+    # without numeric codes there is nothing to add
+    plain = PairFeaturizer(("metadata",), style_folds=0).fit(cat.drop(columns="model_code"),
+                                                             None, None, outfits)
+    c2, num2, _ = plain.context_inputs(plain.item_table(cat.drop(columns="model_code"),
+                                                        None, None))
+    assert "code_series" not in c2
