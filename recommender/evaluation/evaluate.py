@@ -250,7 +250,8 @@ def format_table(per: dict, fitb, compat, n_unknown: int, no_model: bool) -> str
                     f"{v.get('fitb_warm_accuracy', float('nan')):>8.3f}"
                     f"{v.get('fitb_cold_accuracy', float('nan')):>8.3f}")
         if compat:
-            row += f"{v.get('compat_auc', float('nan')):>8.3f}"
+            # a scorer of FITB answers only (the context model) has no outfit score
+            row += (f"{v['compat_auc']:>8.3f}" if "compat_auc" in v else f"{'-':>8}")
         lines.append(row)
     return "\n".join(lines)
 
