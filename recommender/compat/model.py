@@ -768,8 +768,9 @@ class CompatibilityModel:
 
     # -- persistence -------------------------------------------------------------------
     def save(self, models_dir: str | os.PathLike) -> list[Path]:
-        """Write compat.txt (LightGBM text), compat.json (manifest), cooc.npz, and
-        compat_ranker.txt when validation kept a FITB ranker (a stale one is removed)."""
+        """Write compat.txt (LightGBM text), compat.json (manifest), cooc.npz,
+        compat_ranker.txt when validation kept a FITB ranker, and compat_context.npz
+        when the model has an outfit context model (stale ones are removed)."""
         self._check()
         d = Path(models_dir)
         d.mkdir(parents=True, exist_ok=True)
