@@ -48,7 +48,7 @@ import math
 import numpy as np
 
 from features.exceptions import BundleError, InputError, NotFittedError
-from recommender.compat.style import content_inputs, fit_standardiser
+from recommender.compat.style import content_inputs, content_rows, fit_standardiser
 
 CONTEXT_FORMAT = "mixmatch-outfit-context/1"
 #: Questions per forward pass when scoring.
@@ -157,6 +157,19 @@ def _torch_modules():
     return torch, nn, ContextNet
 
 
+def _padded(rows, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(items (R, w), pad (R, w) True = empty) of item-row lists, each cut to its first
+    ``width`` items; w = max(width, 1), so an empty question still has a column."""
+    w = max(int(width), 1)
+    ctx = np.zeros((len(rows), w), np.int64)
+    pad = np.ones((len(rows), w), bool)
+    for r, items in enumerate(rows):
+        items = np.asarray(items, np.int64)[:w]
+        ctx[r, :len(items)] = items
+        pad[r, :len(items)] = False
+    return ctx, pad
+
+
 class _Draw:
     """Random items of a group from a pool of rows (vectorised, with replacement)."""
 
@@ -202,8 +215,7 @@ class OutfitContext:
         cfg = self.config
         torch, nn, ContextNet = _torch_modules()
         torch.set_num_threads(int(cfg.num_threads))
-        torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)  # the outfit sample; members seed themselves
         groups = np.asarray(groups, np.int64)
         n = len(groups)
         self.fields_ = list(codes)
@@ -297,17 +309,16 @@ class OutfitContext:
     def _questions(self, outfits, o, p, draw, k, rng, groups, random_context):
         """Padded context rows, slots and candidates (answer first) of blanks (o, p)."""
         L = min(max(len(outfits[i]) for i in o) - 1, self.config.max_context)
-        ctx = np.zeros((len(o), max(L, 1)), np.int64)
-        pad = np.ones((len(o), max(L, 1)), bool)
         ans = np.empty(len(o), np.int64)
+        rows = []
         for r, (i, j) in enumerate(zip(o, p)):
             items = outfits[i]
             ans[r] = items[j]
             rest = np.delete(items, j)
-            if len(rest) > L:
-                rest = rng.permutation(rest)[:L] if random_context else rest[:L]
-            ctx[r, :len(rest)] = rest
-            pad[r, :len(rest)] = False
+            if len(rest) > L and random_context:
+                rest = rng.permutation(rest)
+            rows.append(rest)
+        ctx, pad = _padded(rows, L)
         slot = groups[ans]
         cand = np.concatenate([ans[:, None], draw(slot, k, rng)], axis=1)
         return ctx, pad, slot, cand
@@ -363,13 +374,8 @@ class OutfitContext:
         torch.set_num_threads(int(self.config.num_threads))
         for s in range(0, len(questions), SCORE_BLOCK):
             qs = questions[s:s + SCORE_BLOCK]
-            L = max(1, min(self.config.max_context, max((len(q) for q in qs), default=0)))
-            ctx = np.zeros((len(qs), L), np.int64)
-            pad = np.ones((len(qs), L), bool)
-            for r, q in enumerate(qs):
-                q = np.asarray(q, np.int64)[:L]
-                ctx[r, :len(q)] = q
-                pad[r, :len(q)] = False
+            ctx, pad = _padded(qs, min(self.config.max_context,
+                                       max((len(q) for q in qs), default=0)))
             cand = A[s:s + SCORE_BLOCK]
             slot = np.clip(groups[cand[:, 0]], 0, self.n_slots_ - 1)
             with torch.no_grad():
@@ -382,8 +388,7 @@ class OutfitContext:
         """Keep the items' content (as given to :meth:`fit`) for :meth:`score`."""
         import torch
 
-        n = len(next(iter(codes.values()))) if codes else (0 if num is None else len(num))
-        c, x = self._inputs(codes, num, n)
+        c, x = self._inputs(codes, num, content_rows(codes, num))
         self._items = (torch.from_numpy(c), torch.from_numpy(x))
         return self
 

@@ -732,8 +732,8 @@ class CompatibilityModel:
         _, e_plain = fitb_outcomes(plain, labels, 0)
         out = {}
         e_ctx = None
-        if getattr(self, "context_", None) is not None:
-            _, e_ctx = fitb_outcomes(self.score_fitb(qs, ans, "context"), labels, 0)
+        if "context" in names:  # the context model's score, already in the features
+            _, e_ctx = fitb_outcomes(F[:, names.index("context")].reshape(-1, A), labels, 0)
         for name in sets:
             m = which == name
             out[f"val_{name}_ranker_cv"] = float(e_rank[m].mean())

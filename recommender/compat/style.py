@@ -144,6 +144,11 @@ def fit_standardiser(num: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(sd > 1e-9, sd, 1.0)
 
 
+def content_rows(codes: dict, num: np.ndarray | None) -> int:
+    """Number of items in a content tower's inputs (codes first, else numbers)."""
+    return len(next(iter(codes.values()))) if codes else (0 if num is None else len(num))
+
+
 def content_inputs(fields, n_values, mean, std, codes: dict, num: np.ndarray | None, n: int,
                    what: str) -> tuple[np.ndarray, np.ndarray]:
     """(codes (n, F) int64, numbers (n, K) float32) as a content tower reads them.
@@ -268,7 +273,7 @@ class StyleEmbedding:
         """(n, dim) unit style vectors of items from their content (numpy forward pass)."""
         if not hasattr(self, "weights_"):
             raise NotFittedError("StyleEmbedding used before fit/load")
-        n = len(next(iter(codes.values()))) if codes else (0 if num is None else len(num))
+        n = content_rows(codes, num)
         if n > TRANSFORM_BLOCK:
             # in blocks of rows: the layers' activations for a million items at once
             # are gigabytes (the fit's fold towers and partner sums transform them all)
