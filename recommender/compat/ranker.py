@@ -11,7 +11,8 @@ much history stands behind each number. The ranker sees, for each candidate:
   model's features (co-occurrence and sibling counts, style and embedding cosines);
 * its own history (log training-outfit count), the number of question items;
 * when the pair model has one, the outfit context model's score of the candidate
-  (:mod:`recommender.compat.context`: the question's items read together);
+  (:mod:`recommender.compat.context`: the question's items read together), and its
+  reverse score (how well the question's items fit with the candidate among them);
 * for the main summaries, the gap to the best candidate of the question and the
   rank within the question (what the plain aggregate uses implicitly, made explicit).
 
@@ -51,7 +52,8 @@ PAIR_COLUMNS = ("cooc_pair_count", "cooc_pair_norm", "sib_pair_count", "sib_pair
                 "same_colour_name", "pmi_colour")
 #: Candidate summaries also given as gap-to-best and rank within their question.
 RELATIVE = ("p_mean", "p_min", "p_max", "logit_mean", "logit_min", "style_cos_mean",
-            "style_cos_min", "cooc_pair_count_max", "sib_pair_count_max", "context")
+            "style_cos_min", "cooc_pair_count_max", "sib_pair_count_max", "context",
+            "context_reverse")
 
 
 def _logit(p):
@@ -77,7 +79,8 @@ def candidate_features(p: np.ndarray, pair_cols: dict[str, np.ndarray], group: n
     n_question_items : (Q,) items in each question
     history : include the candidate's own history (its log count)
     extra : name -> (Q * n_answers,) further per-candidate scores taken as they are
-        (the outfit context model's "context"), in ``group`` order
+        (the outfit context model's "context" and "context_reverse"), in ``group``
+        order
 
     Returns
     -------

@@ -83,8 +83,10 @@ def load_inputs(b):
 #: optional graph vectors, two negatives per positive, a wider style tower; 5: value-level
 #: co-occurrence tables out of fold for training rows (exact leave-one-out leaked labels);
 #: 6: the second-stage FITB ranker (models/compat_ranker.txt when validation keeps it);
-#: 7: the outfit context model (models/compat_context.npz), a feature of that ranker.
-TRAIN_VERSION = 7
+#: 7: the outfit context model (models/compat_context.npz), a feature of that ranker;
+#: 8: the context model refitted on all training outfits, its reverse score a ranker
+#: feature.
+TRAIN_VERSION = 8
 
 
 def stage_inputs(ctx) -> dict:

@@ -81,6 +81,24 @@ def test_context_learns_the_outfit_rule_for_worn_and_never_worn_items(palette_fi
         assert 1 <= best <= len(hist) and hist[best - 1] == max(hist)
 
 
+def test_reverse_score_is_the_mean_of_each_question_item_scored_with_the_answer(palette_fit):
+    model, codes, _, groups, pal, _, outfits = palette_fit
+    rng = np.random.default_rng(3)
+    qs, ans, labels = _questions(outfits[250:], groups, pal, np.ones(len(groups), bool), rng)
+    rev = model.score_reverse(qs, ans, groups, codes, None)
+    assert rev.shape == ans.shape
+    # by hand for one question: each item q_j is the blank of {a} + the others
+    q, row = qs[0], ans[0]
+    for k, a in enumerate(row):
+        want = np.mean([model.score([[a] + q[:j] + q[j + 1:]], [[q[j]]], groups)[0, 0]
+                        for j in range(len(q))])
+        assert rev[0, k] == pytest.approx(want, rel=1e-5, abs=1e-5)
+    # the outfit rule holds both ways: the fitting answer explains the others best
+    assert (rev.argmax(axis=1) == labels).mean() > 0.9
+    # an empty question has nothing to explain
+    np.testing.assert_array_equal(model.score_reverse([[]], ans[:1], groups), 0)
+
+
 def test_training_negatives_come_from_worn_items_of_the_same_group():
     groups = np.array([0, 0, 0, 1, 1, 1, 1])
     pool = np.array([0, 2, 3, 4])
@@ -156,7 +174,28 @@ def test_compatibility_model_feeds_the_context_score_to_the_ranker(compat_fit):
     assert ctx.shape == (len(qs), 4)
     k = names.index("context")
     np.testing.assert_allclose(F[:, k], ctx.ravel(), rtol=1e-5)
-    assert {"context_gap", "context_rank"} <= set(names)
+    subs = model.items_.codes["subcategory"]
+    rev = model.context_.score_reverse(qs, ans, subs)
+    np.testing.assert_allclose(F[:, names.index("context_reverse")], rev.ravel(), rtol=1e-5)
+    assert {"context_gap", "context_rank", "context_reverse_gap",
+            "context_reverse_rank"} <= set(names)
+
+
+def test_final_context_model_is_refit_on_all_training_outfits(compat_fit):
+    _, catalog, outfits, model = compat_fit
+    n_all = int((outfits.groupby("outfit_id")["item_id"].nunique() >= 2).sum())
+    m = model.metrics_
+    # validation fitted it on the fit outfits only; the final one has seen them all
+    assert m["n_fit_outfits"] < n_all
+    assert model.context_.n_outfits_ == m["context_refit_outfits"] == n_all
+    kept = CompatibilityModel(**FAST, context="on", context_params=SMALL,
+                              context_refit=False).fit(catalog, outfits)
+    assert kept.context_.n_outfits_ == kept.metrics_["n_fit_outfits"]
+    assert "context_refit_outfits" not in kept.metrics_
+    # the validation-time network of the same seed: the refit one scores differently
+    qs, ans = _fitb(model, seed=2)
+    assert not np.allclose(kept.score_fitb(qs, ans, "context"),
+                           model.score_fitb(qs, ans, "context"))
 
 
 def test_context_model_is_saved_loaded_and_checked(compat_fit):
@@ -165,6 +204,7 @@ def test_context_model_is_saved_loaded_and_checked(compat_fit):
     model.save(b.path("models"))
     assert b.path("models", CONTEXT_FILE).is_file()
     back = CompatibilityModel.load(b.root)
+    assert back.context_.n_outfits_ == model.context_.n_outfits_
     np.testing.assert_allclose(back.score_fitb(qs, ans, "context"),
                                model.score_fitb(qs, ans, "context"), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(back.score_fitb(qs, ans), model.score_fitb(qs, ans),
