@@ -233,6 +233,10 @@ class CompatibilityModel:
         if self.context not in CONTEXT_MODES:
             raise InputError(f"unknown context mode {self.context!r}", field="context",
                              value=self.context, allowed=CONTEXT_MODES)
+        if not isinstance(self.context_refit, (bool, np.bool_)):
+            raise InputError(f"context_refit must be true or false, got "
+                             f"{self.context_refit!r}", field="context_refit",
+                             value=self.context_refit)
         self._context_config()  # bad settings fail before any training
         unknown = set(self.ranker_params or {}) - set(RANKER_DEFAULTS)
         if unknown:

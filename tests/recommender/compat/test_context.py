@@ -241,6 +241,8 @@ def test_context_off_auto_and_bad_mode(compat_fit):
         CompatibilityModel(context="always").fit(catalog, outfits)
     with pytest.raises(InputError, match="unknown outfit context settings"):
         CompatibilityModel(context_params={"depth": 2}).fit(catalog, outfits)
+    with pytest.raises(InputError, match="context_refit must be true or false, got 'yes'"):
+        CompatibilityModel(context_refit="yes").fit(catalog, outfits)
 
 
 def test_context_inputs_add_the_model_code_digits():
