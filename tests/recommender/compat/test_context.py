@@ -95,8 +95,10 @@ def test_reverse_score_is_the_mean_of_each_question_item_scored_with_the_answer(
         assert rev[0, k] == pytest.approx(want, rel=1e-5, abs=1e-5)
     # the outfit rule holds both ways: the fitting answer explains the others best
     assert (rev.argmax(axis=1) == labels).mean() > 0.9
-    # an empty question has nothing to explain
+    # an empty question has nothing to explain; no questions, no scores
     np.testing.assert_array_equal(model.score_reverse([[]], ans[:1], groups), 0)
+    assert model.score_reverse([], [], groups).shape == model.score([], [], groups).shape \
+        == (0, 0)
 
 
 def test_training_negatives_come_from_worn_items_of_the_same_group():
