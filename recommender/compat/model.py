@@ -307,8 +307,7 @@ class CompatibilityModel:
         codes, num, n_values = fz.context_inputs(items)
         model = OutfitContext(self._context_config()).fit(codes, n_values, num, outfits, subs)
         log(f"[compatibility] outfit context model ({what}): {n} outfits, "
-            f"{len(model.weights_)} "
-            f"networks, epochs kept {model.best_epoch_} (of "
+            f"{len(model.weights_)} networks, epochs kept {model.best_epoch_} (of "
             f"{[len(h) for h in model.history_]}), held-out FITB "
             f"{[round(max(h), 3) for h in model.history_]} "
             f"({time.perf_counter() - t0:.0f} s)")
@@ -378,12 +377,12 @@ class CompatibilityModel:
             raise BundleError("feature list changed between validation and final fit")
         self._set_items(prep.catalog, prep.features, prep.embeddings)
         if self.context_ is not None and self.context_refit:
-            refit = self._fit_context(self.featurizer_, self.items_, prep.outfits,
-                                      prep.subs, log or (lambda msg: None), "refit on all")
-            if refit is not None:
-                self.context_ = refit
-                self._context_items = None
-                self.metrics_["context_refit_outfits"] = refit.n_outfits_
+            # all outfits are at least the validation-time ones: never too few here
+            self.context_ = self._fit_context(self.featurizer_, self.items_, prep.outfits,
+                                              prep.subs, log or (lambda msg: None),
+                                              "refit on all")
+            self._context_items = None
+            self.metrics_["context_refit_outfits"] = self.context_.n_outfits_
         gain = self.booster_.feature_importance("gain")
         self.feature_importance_ = {n: float(g) for n, g in zip(self.feature_names_, gain)}
         return self
