@@ -165,6 +165,8 @@ def cmd_up(args) -> int:
     from recommender.bundle import Bundle
     from recommender.catalog import catalog_summary, load_catalog
 
+    if not args.no_serve:  # a taken port is named now, not after minutes of building
+        _impl("api.server", "check_port", 6)(args.host, args.port)
     build_bundle(args.bundle, source="demo", items=args.items, seed=0,
                  overrides={"stages": UP_PROFILE})
     b = Bundle.open(args.bundle)

@@ -18,12 +18,55 @@ From Python (tests, benchmarks)::
 """
 from __future__ import annotations
 
+import errno
 import json
+import socket
 import sys
 from typing import Any, Callable
 
+from features.exceptions import InputError
+
 #: Threads per gunicorn worker (gthread worker class).
 DEFAULT_THREADS = 4
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise :class:`InputError` naming ``host:port`` when the server could not listen there.
+
+    Called before serving, and by ``mixmatch up`` before it builds: on a port already
+    taken (an earlier server still running) gunicorn would otherwise retry for five
+    seconds and exit with "Can't connect", after a build of minutes. The check binds
+    and closes a socket the way gunicorn does (``SO_REUSEADDR``, so a closed server's
+    lingering connections do not count); a server that takes the port in between is
+    still refused by gunicorn itself.
+
+    >>> check_port("127.0.0.1", 0)  # any free port
+    >>> check_port("127.0.0.1", 70000)
+    Traceback (most recent call last):
+    ...
+    features.exceptions.InputError: port must be 0-65535, got 70000
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise InputError(f"port must be 0-65535, got {port!r}", field="port", value=port)
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port,
+                                                          type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise InputError(f"host {host!r} does not resolve ({exc})", field="host",
+                         value=host) from exc
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise InputError(
+                    f"port {port} on {host} is already in use (an earlier `mixmatch up` "
+                    f"or `mixmatch serve` still running? stop it with "
+                    f"`pkill -f 'mixmatch (up|serve)'`), or pass another --port",
+                    field="port", value=port) from exc
+            raise InputError(f"cannot listen on {host}:{port} ({exc.strerror or exc})",
+                             field="port", value=port) from exc
 
 
 def gunicorn_application(factory: Callable[[], Any], options: dict):
@@ -67,6 +110,7 @@ def serve(config: dict, *, host: str = "127.0.0.1", port: int = 8000, workers: i
 def cli_serve(args) -> int:
     """``mixmatch serve``: --bundle, --host, --port, --workers, --config, --dev."""
     from api.app import load_config_file
+    check_port(args.host, args.port)
     config = load_config_file(args.config) if getattr(args, "config", None) else {}
     if getattr(args, "bundle", None):
         config["BUNDLE"] = args.bundle

@@ -33,3 +33,29 @@ def test_bad_input_is_exit_2_with_the_value_named(tmp_path, capsys):
 def test_evaluate_without_a_target_is_refused(capsys):
     assert main(["evaluate"]) == 2
     assert "nothing to evaluate" in capsys.readouterr().err
+
+
+def test_up_and_serve_name_a_taken_port_before_building(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        bundle = tmp_path / "demo"
+        rc = main(["up", "--bundle", str(bundle), "--port", str(port)])
+        err = capsys.readouterr().err
+        assert rc == 2
+        assert f"port {port} on 127.0.0.1 is already in use" in err
+        assert not bundle.exists()  # refused before minutes of building, nothing written
+        rc = main(["serve", "--bundle", str(bundle), "--port", str(port)])
+        assert rc == 2
+        assert f"port {port} on 127.0.0.1 is already in use" in capsys.readouterr().err
+    # the same port, released, passes the check
+    from api.server import check_port
+    assert check_port("127.0.0.1", port) is None
+    assert main(["up", "--bundle", str(bundle), "--port", "70000"]) == 2
+    assert "port must be 0-65535, got 70000" in capsys.readouterr().err
+    # an address this machine does not have (TEST-NET-1, no name lookup)
+    assert main(["serve", "--bundle", str(bundle), "--host", "192.0.2.1"]) == 2
+    assert "cannot listen on 192.0.2.1:8000" in capsys.readouterr().err
