@@ -235,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stages", default=None, help="comma-separated subset of stages")
     sp.add_argument("--quick", action="store_true",
                     help="smaller models and fewer epochs (tests, smoke runs)")
+    sp.add_argument("--holdout", type=float, default=None, metavar="FRACTION",
+                    help="share of outfits held out for the bundle's evaluation files "
+                    "(default 0.2); 0 trains on every outfit: the bundle to serve")
     bundle_build_args(sp)
 
     for name, fn, help_ in (

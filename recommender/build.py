@@ -74,12 +74,17 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
                  mapping: str | os.PathLike | None = None, items: int = 2000,
                  seed: int = 0, quick: bool = False, stages: list[str] | None = None,
                  force: bool = False, engine: str = "local", scheduler: str | None = None,
-                 overrides: dict | None = None,
+                 overrides: dict | None = None, holdout: float | None = None,
                  log: Callable[[str], None] | None = None) -> Path:
     """Run the build stages into the bundle folder ``out`` and return its path.
 
     Finished stages whose inputs did not change are skipped, so re-running is cheap
     and an interrupted build resumes at the stage it was in.
+
+    ``holdout`` (the split stage's ``test_fraction``, 0.2 unless the config says
+    otherwise): the share of outfits held out for the bundle's own evaluation
+    files. ``0`` holds out none, so the models and the graph learn from every
+    outfit: the bundle to serve, or to score on outfits from elsewhere.
     """
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     if source not in SOURCES:
@@ -88,6 +93,18 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
     if engine not in ("local", "dask"):
         raise InputError(f"unknown engine {engine!r}", field="engine", value=engine,
                          allowed=("local", "dask"))
+    stage_cfg = {k: (dict(v) if isinstance(v, dict) else v)
+                 for k, v in ((overrides or {}).get("stages") or {}).items()}
+    if holdout is not None:
+        if isinstance(holdout, bool) or not (isinstance(holdout, (int, float))
+                                             and 0 <= holdout < 1):
+            raise InputError(f"holdout must be a fraction in [0, 1), got {holdout!r}",
+                             field="holdout", value=holdout)
+        split = stage_cfg.setdefault("split", {})
+        if not isinstance(split, dict):
+            raise InputError(f"config [stages] split must be a table, got {split!r}",
+                             field="stages.split", value=split)
+        split["test_fraction"] = float(holdout)
     out = Path(out)
     if source == "demo":
         data = prepare_demo_source(Path(data) if data else out / "source", items, seed, log)
@@ -103,7 +120,7 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
         "source": source, "data": str(data) if data else None,
         "mapping": str(mapping) if mapping else None, "items": items, "seed": seed,
         "quick": bool(quick), "engine": engine, "scheduler": scheduler,
-        "stages": (overrides or {}).get("stages", {}),
+        "stages": stage_cfg,
         "dask": (overrides or {}).get("dask", {}),  # [dask]: cluster sizes (engine dask)
     }
     bundle = Bundle.create(out, source=source, image_root=None, config=config)
@@ -130,7 +147,8 @@ def cli_build(args) -> int:
     out = build_bundle(args.out, source=args.source, data=args.data, mapping=args.mapping,
                        items=args.items, seed=args.seed, quick=args.quick,
                        stages=_stage_list(args.stages), force=args.force,
-                       engine=args.engine, scheduler=args.scheduler, overrides=overrides)
+                       engine=args.engine, scheduler=args.scheduler, overrides=overrides,
+                       holdout=getattr(args, "holdout", None))
     b = Bundle.open(out)
     print(f"bundle {out} (version {b.version}) built in {time.perf_counter() - t0:.1f}s")
     for name, rec in b.manifest.get("stages", {}).items():

@@ -242,6 +242,9 @@ def pair_calibration_data(data: ReportData, seed: int = 0, negatives: int = 1
     if not tp.is_file():
         raise BundleError(f"{tp} missing: run the split stage")
     test = pd.read_parquet(tp).astype(str)
+    if test.empty:
+        raise BundleError(f"{tp} holds no outfits (the bundle was built with --holdout 0): "
+                          "there are no held-out pairs to score")
     cats = data.catalog["category"].astype(str).to_numpy()
     by_cat = {c: np.flatnonzero(cats == c) for c in np.unique(cats)}
     rng = np.random.default_rng(seed)

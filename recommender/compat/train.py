@@ -129,9 +129,11 @@ def run_stage(ctx) -> dict:
             continue
         if key.startswith("fitb"):
             data = index_fitb(read_fitb(p), index)
+            if not len(data["labels"]):  # nothing held out (--holdout 0), or no question
+                continue
             r = fitb_metrics(model, data, seen)
             metrics[f"test_{key}"] = r["fitb_accuracy"]
-            if model.fitb_ranker_ is not None and len(data["labels"]):
+            if model.fitb_ranker_ is not None:
                 # the plain aggregate beside the ranker, to show what the ranker changed
                 from recommender.evaluation.metrics import fitb_outcomes
 
@@ -140,7 +142,10 @@ def run_stage(ctx) -> dict:
                 metrics[f"test_{key}_plain"] = float(
                     fitb_outcomes(plain, data["labels"], 0)[0].mean())
         else:
-            r = compat_metrics(model, index_compat(read_compat(p), index))
+            data = index_compat(read_compat(p), index)
+            if not len(data["labels"]):
+                continue
+            r = compat_metrics(model, data)
             metrics[f"test_{key}_auc"] = r["compat_auc"]
     model.metrics_ = metrics
     written = model.save(b.path("models"))

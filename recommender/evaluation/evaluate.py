@@ -274,6 +274,10 @@ def run_ablations(b, catalog, index, seen, seed: int = 0, print_text: bool = Tru
             "compatibility": index_compat(read_compat(files["compatibility"]), index),
             "compatibility_hard": index_compat(read_compat(files["compatibility_hard"]),
                                                index)}
+    if not (len(data["fitb"]["labels"]) or len(data["compatibility"]["labels"])):
+        raise BundleError(f"bundle {b.root} holds out no outfits (built with --holdout 0): "
+                          "its evaluation files are empty, so ablations would measure "
+                          "nothing; run them on a bundle built with a holdout")
     catalog_, train_df, features, embeddings = load_inputs(b)
     settings = model_settings(b.manifest.get("config", {}), quick=quick)
     settings.update(learning_rate=max(settings.get("learning_rate", 0.05), 0.1))

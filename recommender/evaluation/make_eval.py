@@ -19,6 +19,11 @@ with a seed, and four files are written from the held-out outfits:
     The same with ONE item swapped: the negative differs from a real outfit in a
     single slot.
 
+With ``test_fraction = 0`` nothing is held out: ``train_outfits.parquet`` holds every
+outfit and the four files are empty. That is the bundle to serve (its models and
+graph learn from all the stylists' outfits) or to score on outfits from elsewhere
+(``mixmatch build --holdout 0``); its own files then measure nothing.
+
 Each file draws from its own seeded random stream, so changing how one is made
 does not change the others. Questions whose blank has fewer than three possible
 negatives are skipped and counted in ``split.json``.
@@ -156,9 +161,17 @@ def read_outfits_file(path: str | os.PathLike) -> pd.DataFrame:
 # -- making the files --------------------------------------------------------------
 def split_outfits(outfits: pd.DataFrame, test_fraction: float = 0.2, seed: int = 0
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split an outfits table by outfit; ``test_fraction`` of the outfits held out."""
-    if not 0 < test_fraction < 1:
-        raise InputError(f"test_fraction must be in (0, 1), got {test_fraction}",
+    """Split an outfits table by outfit; ``test_fraction`` of the outfits held out.
+
+    ``test_fraction = 0`` holds out nothing: every outfit trains (a bundle built to
+    serve, or to be scored on outfits from elsewhere), and the test table is empty.
+
+    >>> o = pd.DataFrame({"outfit_id": ["1", "1", "2"], "item_id": ["a", "b", "c"]})
+    >>> [len(t) for t in split_outfits(o, 0.0)]
+    [3, 0]
+    """
+    if not (isinstance(test_fraction, (int, float)) and 0 <= test_fraction < 1):
+        raise InputError(f"test_fraction must be in [0, 1), got {test_fraction!r}",
                          field="test_fraction", value=test_fraction)
     ids = np.array(sorted(outfits["outfit_id"].unique(), key=_natural_key), dtype=object)
     rng = np.random.default_rng([seed, 0])
@@ -365,6 +378,9 @@ def write_eval(ev: EvalSet, out_dir: str | os.PathLike) -> list[Path]:
 
 def summary(info: dict) -> str:
     """A few lines describing a split."""
+    if not info["n_test_outfits"]:
+        return (f"outfits: all {info['n_train_outfits']} train, none held out (test "
+                f"fraction {info['test_fraction']:g}): the evaluation files are empty")
     return (f"outfits: {info['n_train_outfits']} train, {info['n_test_outfits']} held out "
             f"(seed {info['seed']})\n"
             f"fitb: {info['n_fitb']} questions ({info['n_fitb_skipped']} outfits skipped; "

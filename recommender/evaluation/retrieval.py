@@ -43,6 +43,10 @@ def evaluate_retrieval(bundle_path, print_text: bool = True, *, k: int = K,
     if not tp.is_file():
         raise BundleError(f"{tp} missing: run the split stage (mixmatch build) first")
     test = pd.read_parquet(tp)
+    if test.empty:
+        raise BundleError(f"bundle {b.root} holds out no outfits (built with --holdout 0: "
+                          "every outfit trained it), so it has nothing to retrieve; "
+                          "evaluate a bundle built with a holdout")
     trp = b.path("eval", "train_outfits.parquet")
     train_items = set(pd.read_parquet(trp)["item_id"].astype(str)) if trp.is_file() else set()
     engine = Engine.load(bundle_path)
