@@ -244,6 +244,10 @@ class Experiments:
         if not matches:
             known = sorted(f"{e.name}:{v.name}" for e in self._by_name.values()
                            for v in e.variants)
+            if not known:
+                raise InputError(f"unknown variant {forced!r}: no experiment is running, "
+                                 "so there is no variant to force", field="variant",
+                                 value=forced)
             raise InputError(f"unknown variant {forced!r}", field="variant", value=forced,
                              allowed=known)
         if len(matches) > 1:

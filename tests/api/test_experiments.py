@@ -110,6 +110,9 @@ def test_forced_variant_only_where_allowed():
     with pytest.raises(InputError) as err:
         exp.assign("anyone", forced="nope")
     assert err.value.field == "variant" and "strategy-ab:visual" in err.value.allowed
+    with pytest.raises(InputError) as err:          # no experiment at all: says so
+        Experiments.from_dict({}).assign("anyone", forced="nope")
+    assert "no experiment is running" in str(err.value) and "allowed" not in str(err.value)
 
 
 def test_no_unit_means_no_assignment():
