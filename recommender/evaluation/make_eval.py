@@ -18,6 +18,12 @@ with a seed, and four files are written from the held-out outfits:
 ``compatibility_hard.tsv``
     The same with ONE item swapped: the negative differs from a real outfit in a
     single slot.
+``fitb_all.jsonl``
+    Not part of the Polyvore protocol: a question for *every* item of every held-out
+    outfit (three negatives each, as in ``fitb.jsonl``). Questions of one outfit
+    share its items, so they are not independent, but on MANGO the file has 5.6
+    times the questions of ``fitb.jsonl`` and about half its standard error: the
+    file to compare two models on.
 
 With ``test_fraction = 0`` nothing is held out: ``train_outfits.parquet`` holds every
 outfit and the four files are empty. That is the bundle to serve (its models and
@@ -53,12 +59,12 @@ from features.exceptions import InputError, SchemaError
 N_ANSWERS = 4
 EVAL_FILES = ("train_outfits.parquet", "test_outfits.parquet", "fitb.jsonl",
               "fitb_cold.jsonl", "compatibility.tsv", "compatibility_hard.tsv",
-              "split.json")
+              "fitb_all.jsonl", "split.json")
 
 
 @dataclasses.dataclass
 class EvalSet:
-    """The split and the four evaluation files, in memory."""
+    """The split and the evaluation files, in memory."""
 
     train_outfits: pd.DataFrame
     test_outfits: pd.DataFrame
@@ -67,6 +73,7 @@ class EvalSet:
     compatibility: list[tuple[int, list[str]]]
     compatibility_hard: list[tuple[int, list[str]]]
     info: dict
+    fitb_all: list[dict] = dataclasses.field(default_factory=list)
 
 
 # -- reading and writing -----------------------------------------------------------
@@ -282,6 +289,29 @@ def _fitb_questions(groups, sub_of, pools: _Pools, rng, eligible) -> tuple[list[
     return questions, skipped
 
 
+def _fitb_all_questions(groups, sub_of, pools: _Pools, rng) -> tuple[list[dict], int]:
+    """A question for every item of every outfit of 2+ items (blanks whose subcategory
+    has fewer than three other items are skipped and counted)."""
+    questions, skipped = [], 0
+    for oid, items in groups:
+        if len(items) < 2:
+            continue
+        in_outfit = set(items)
+        for pos, blank in enumerate(items):
+            pool = pools.without(sub_of[blank], in_outfit)
+            if len(pool) < N_ANSWERS - 1:
+                skipped += 1
+                continue
+            negs = [pool[i] for i in rng.choice(len(pool), N_ANSWERS - 1, replace=False)]
+            answers = [blank] + negs
+            order = rng.permutation(N_ANSWERS)
+            questions.append({"outfit_id": oid, "question": [x for x in items if x != blank],
+                              "blank_position": pos,
+                              "answers": [answers[i] for i in order],
+                              "label": int(np.flatnonzero(order == 0)[0])})
+    return questions, skipped
+
+
 def _compat_rows(groups, sub_of, pools: _Pools, rng, hard: bool) -> tuple[list, int]:
     rows, skipped = [], 0
     for oid, items in groups:
@@ -345,6 +375,8 @@ def make_eval(outfits: pd.DataFrame, catalog: pd.DataFrame, *, seed: int = 0,
                                           np.random.default_rng([seed, 3]), hard=False)
     hard, hard_skipped = _compat_rows(groups, sub_of, pools,
                                       np.random.default_rng([seed, 4]), hard=True)
+    every, every_skipped = _fitb_all_questions(groups, sub_of, pools,
+                                               np.random.default_rng([seed, 5]))
     info = {
         "seed": int(seed), "test_fraction": float(test_fraction),
         "n_outfits": int(outfits["outfit_id"].nunique()),
@@ -355,11 +387,12 @@ def make_eval(outfits: pd.DataFrame, catalog: pd.DataFrame, *, seed: int = 0,
         "n_fitb_cold": len(cold), "n_fitb_cold_skipped": cold_skipped,
         "n_compatibility": len(compat), "n_compatibility_skipped": compat_skipped,
         "n_compatibility_hard": len(hard), "n_compatibility_hard_skipped": hard_skipped,
+        "n_fitb_all": len(every), "n_fitb_all_skipped": every_skipped,
         "fitb_answer_cold_fraction": (float(np.mean([q["answers"][q["label"]] not in train_items
                                                     for q in fitb])) if fitb else 0.0),
         "problems": problems,
     }
-    return EvalSet(train, test, fitb, cold, compat, hard, info)
+    return EvalSet(train, test, fitb, cold, compat, hard, info, every)
 
 
 def write_eval(ev: EvalSet, out_dir: str | os.PathLike) -> list[Path]:
@@ -372,6 +405,7 @@ def write_eval(ev: EvalSet, out_dir: str | os.PathLike) -> list[Path]:
     write_fitb(ev.fitb_cold, out / "fitb_cold.jsonl")
     write_compat(ev.compatibility, out / "compatibility.tsv")
     write_compat(ev.compatibility_hard, out / "compatibility_hard.tsv")
+    write_fitb(ev.fitb_all, out / "fitb_all.jsonl")
     (out / "split.json").write_text(json.dumps(ev.info, indent=2, sort_keys=True))
     return [out / f for f in EVAL_FILES]
 
@@ -385,7 +419,8 @@ def summary(info: dict) -> str:
             f"(seed {info['seed']})\n"
             f"fitb: {info['n_fitb']} questions ({info['n_fitb_skipped']} outfits skipped; "
             f"{info['fitb_answer_cold_fraction']:.0%} of answers unseen in training)\n"
-            f"fitb_cold: {info['n_fitb_cold']} questions\n"
+            f"fitb_cold: {info['n_fitb_cold']} questions, fitb_all: "
+            f"{info.get('n_fitb_all', 0)} (every item of every held-out outfit)\n"
             f"compatibility: {info['n_compatibility']} rows, compatibility_hard: "
             f"{info['n_compatibility_hard']} rows")
 

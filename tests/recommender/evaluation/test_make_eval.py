@@ -49,6 +49,25 @@ def test_fitb_questions_follow_the_protocol(data):
         assert not set(q["answers"]) & train_items
 
 
+def test_fitb_all_blanks_every_item_of_every_held_out_outfit(data):
+    cat, outfits = data
+    ev = make_eval(outfits, cat, seed=0)
+    sub = dict(zip(cat["item_id"], cat["subcategory"]))
+    test = ev.test_outfits.groupby("outfit_id")["item_id"].apply(list).to_dict()
+    blanks = {(q["outfit_id"], q["blank_position"]) for q in ev.fitb_all}
+    assert blanks == {(o, k) for o, items in test.items() if len(items) > 1
+                      for k in range(len(items))}
+    assert ev.info["n_fitb_all"] == len(ev.fitb_all) > len(ev.fitb)
+    for q in ev.fitb_all:
+        items = test[q["outfit_id"]]
+        blank = q["answers"][q["label"]]
+        assert items[q["blank_position"]] == blank
+        assert q["question"] == [i for i in items if i != blank]
+        assert {sub[a] for a in q["answers"]} == {sub[blank]} and len(set(q["answers"])) == 4
+        assert not set(q["answers"]) - {blank} & set(items)
+    assert len({q["label"] for q in ev.fitb_all}) == 4
+
+
 def test_compatibility_negatives(data):
     cat, outfits = data
     ev = make_eval(outfits, cat, seed=0)
@@ -90,6 +109,7 @@ def test_cli_make_eval(tmp_path, data, capsys):
     assert info["n_test_outfits"] == 20 and info["n_fitb"] == 20
     assert len(read_compat(tmp_path / "ev" / "compatibility_hard.tsv")) == 40
     assert pd.read_parquet(tmp_path / "ev" / "train_outfits.parquet")["outfit_id"].nunique() == 80
+    assert len(read_fitb(tmp_path / "ev" / "fitb_all.jsonl")) == info["n_fitb_all"] > 20
     assert "fitb: 20 questions" in capsys.readouterr().out
 
 
