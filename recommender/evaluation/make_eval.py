@@ -1,7 +1,8 @@
 """Held-out outfits and the Polyvore-protocol evaluation files (the "split" stage).
 
 The outfits are split by outfit (never by item row), ``test_fraction`` held out
-with a seed, and four files are written from the held-out outfits:
+with a seed, and these files are written from the held-out outfits (the first four
+are the Polyvore protocol's):
 
 ``fitb.jsonl``
     One question per held-out outfit: one item blanked, three negatives of the same
@@ -19,14 +20,13 @@ with a seed, and four files are written from the held-out outfits:
     The same with ONE item swapped: the negative differs from a real outfit in a
     single slot.
 ``fitb_all.jsonl``
-    Not part of the Polyvore protocol: a question for *every* item of every held-out
-    outfit (three negatives each, as in ``fitb.jsonl``). Questions of one outfit
-    share its items, so they are not independent, but on MANGO the file has 5.6
-    times the questions of ``fitb.jsonl`` and about half its standard error: the
-    file to compare two models on.
+    A question for *every* item of every held-out outfit (three negatives each, as
+    in ``fitb.jsonl``): on MANGO 6,983 questions against 1,255, the file to compare
+    two models on. Questions of one outfit share its items, so they are not
+    independent and the error shrinks by less than the square root of the count.
 
 With ``test_fraction = 0`` nothing is held out: ``train_outfits.parquet`` holds every
-outfit and the four files are empty. That is the bundle to serve (its models and
+outfit and the evaluation files are empty. That is the bundle to serve (its models and
 graph learn from all the stylists' outfits) or to score on outfits from elsewhere
 (``mixmatch build --holdout 0``); its own files then measure nothing.
 
