@@ -109,7 +109,7 @@ def run_stage(ctx) -> dict:
     from recommender.compat.model import CompatibilityModel
     from recommender.evaluation.evaluate import (EVAL_FILE_NAMES, compat_metrics,
                                                  fitb_metrics, index_compat, index_fitb)
-    from recommender.evaluation.make_eval import read_compat, read_fitb
+    from recommender.evaluation.make_eval import FITB_ALL_FILE, read_compat, read_fitb
 
     b = ctx.bundle
     catalog, train, features, embeddings = load_inputs(b)
@@ -124,7 +124,7 @@ def run_stage(ctx) -> dict:
     index = model.index_
     seen = model.featurizer_.stats_.item_count_ > 0
     # fitb_all.jsonl (every blank of every held-out outfit): the less noisy FITB figure
-    for key, name in dict(EVAL_FILE_NAMES, fitb_all="fitb_all.jsonl").items():
+    for key, name in dict(EVAL_FILE_NAMES, fitb_all=FITB_ALL_FILE).items():
         p = b.path("eval", name)
         if not p.is_file():
             continue

@@ -61,9 +61,11 @@ N_ANSWERS = 4
 #: split itself is unchanged, so the stages after it keep their results).
 #: 2: fitb_all.jsonl.
 SPLIT_VERSION = 2
+#: Every blank of every held-out outfit (not a protocol file; see the module doc).
+FITB_ALL_FILE = "fitb_all.jsonl"
 EVAL_FILES = ("train_outfits.parquet", "test_outfits.parquet", "fitb.jsonl",
               "fitb_cold.jsonl", "compatibility.tsv", "compatibility_hard.tsv",
-              "fitb_all.jsonl", "split.json")
+              FITB_ALL_FILE, "split.json")
 
 
 @dataclasses.dataclass
@@ -409,7 +411,7 @@ def write_eval(ev: EvalSet, out_dir: str | os.PathLike) -> list[Path]:
     write_fitb(ev.fitb_cold, out / "fitb_cold.jsonl")
     write_compat(ev.compatibility, out / "compatibility.tsv")
     write_compat(ev.compatibility_hard, out / "compatibility_hard.tsv")
-    write_fitb(ev.fitb_all, out / "fitb_all.jsonl")
+    write_fitb(ev.fitb_all, out / FITB_ALL_FILE)
     (out / "split.json").write_text(json.dumps(ev.info, indent=2, sort_keys=True))
     return [out / f for f in EVAL_FILES]
 
@@ -424,7 +426,7 @@ def summary(info: dict) -> str:
             f"fitb: {info['n_fitb']} questions ({info['n_fitb_skipped']} outfits skipped; "
             f"{info['fitb_answer_cold_fraction']:.0%} of answers unseen in training)\n"
             f"fitb_cold: {info['n_fitb_cold']} questions, fitb_all: "
-            f"{info.get('n_fitb_all', 0)} (every item of every held-out outfit)\n"
+            f"{info['n_fitb_all']} (every item of every held-out outfit)\n"
             f"compatibility: {info['n_compatibility']} rows, compatibility_hard: "
             f"{info['n_compatibility_hard']} rows")
 
