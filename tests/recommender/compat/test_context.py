@@ -109,6 +109,57 @@ def test_training_negatives_come_from_worn_items_of_the_same_group():
     assert set(got[::2].ravel()) == {0, 2} and set(got[1::2].ravel()) == {3, 4}
 
 
+def test_per_distinct_item_forward_equals_the_per_reference_network(palette_fit):
+    # the batched forward runs the item tower once per distinct item; the network's
+    # own forward runs it once per reference: the scores must be the same
+    import torch
+
+    model, codes, _, groups, pal, _, outfits = palette_fit
+    net = model._modules()[0]
+    ct, xt = model._items
+    qs, ans, _ = _questions(outfits, groups, pal, np.ones(len(groups), bool),
+                            np.random.default_rng(3), 40)
+    ctx = np.array([q + [q[0]] for q in qs])        # repeated items within a row too
+    pad = np.zeros(ctx.shape, bool)
+    pad[::3, -1] = True
+    slot = groups[ans[:, 0]]
+    with torch.no_grad():
+        got = OutfitContext._forward(torch, net, ct, xt, ctx, pad, slot, ans).numpy()
+        c, a = torch.from_numpy(ctx), torch.from_numpy(ans)
+        want = net(ct[c], xt[c], torch.from_numpy(pad), torch.from_numpy(slot), ct[a],
+                   xt[a]).numpy()
+    assert got.shape == (40, 4)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_byte_dropout_drops_its_share_scales_the_rest_and_is_off_in_eval():
+    import torch
+
+    from recommender.compat.context import _torch_modules
+
+    torch.manual_seed(0)
+    net = _torch_modules()[2]([3], 2, 2, ContextConfig(dim=8, hidden=16, heads=2,
+                                                         dropout=0.25))
+    drop = net.tower[2]
+    assert type(drop).__name__ == "ByteDropout"
+    assert all(type(m).__name__ == "ByteDropout" for lay in net.enc.layers
+               for m in (lay.dropout, lay.dropout1, lay.dropout2))
+    x = torch.ones(200, 500)
+    drop.train()
+    y = drop(x)
+    kept = (y != 0).float().mean().item()
+    assert abs(kept - 0.75) < 0.01                  # 64 of 256 byte values dropped
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 256 / 192))
+    assert abs(y.mean().item() - 1.0) < 0.02        # expectation kept
+    assert not torch.equal(drop(x) != 0, y != 0)    # a new mask every call
+    drop.eval()
+    assert torch.equal(drop(x), x)
+    # p = 0 keeps everything; the state dict has no dropout entries to load
+    assert torch.equal(_torch_modules()[2]([3], 2, 2, ContextConfig(
+        dim=8, hidden=16, heads=2, dropout=0.0)).tower[2].train()(x), x)
+    assert not any("dropout" in k for k in net.state_dict())
+
+
 def test_saved_weights_score_identically(palette_fit):
     model, codes, _, groups, pal, _, outfits = palette_fit
     qs, ans, _ = _questions(outfits, groups, pal, np.ones(len(groups), bool),
