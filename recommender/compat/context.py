@@ -81,7 +81,7 @@ class ContextConfig:
         was 0.822-0.834 over three seeds, the three averaged 0.855.
     max_outfits : at most this many outfits train it, a seeded sample when there are
         more: an epoch's time grows with the outfits' items (on MANGO, 4,266 outfits
-        of 5.6 items, an epoch takes about 11 s on two threads), not with the catalogue
+        of 5.6 items, an epoch takes about 12 s on two threads), not with the catalogue
     num_threads : torch threads
     seed : initialisation, negatives and split
     """
