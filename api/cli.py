@@ -133,8 +133,11 @@ def cmd_evaluate(args) -> int:
                   f"{', '.join(result['pooled_heads'])}; 'per image' is each image's own "
                   f"prediction")
         if result.get("descriptor_fusion"):
+            # a fused head has a weight; a head taking fused heads' evidence, {head: weight}
             print("fused with full-resolution descriptors: " + ", ".join(
-                f"{h} (weight {w:g})" for h, w in result["descriptor_fusion"].items()))
+                f"{h} (weight {w:g})" if not isinstance(w, dict) else
+                f"{h} (evidence of " + ", ".join(f"{s} weight {v:g}" for s, v in w.items())
+                + ")" for h, w in result["descriptor_fusion"].items()))
         if "fashionai_map" in result:
             print(f"FashionAI mAP: {result['fashionai_map']:.4f}")
     return 0

@@ -29,6 +29,22 @@ validation products by log-loss.  A head whose best weight is 0 keeps the networ
 probabilities alone.  On MANGO the colour and fabric heads gain most (see
 ``benchmarks/mango_attributes.toml``).
 
+A head that is not fused directly (too many classes for a booster per class, or no
+gain) can still take the descriptors' evidence through a fused head whose classes it
+predicts: the fabric tells knitwear from woven shirts, and so a sweater from a shirt.
+With ``P(s | t)`` the share of head ``t``'s class with class ``s`` of a fused head in
+the training labels (add-half smoothed) and ``L(s) = p_desc(s) / prior(s)`` the
+descriptor classifier's likelihood ratio (Bayes' rule up to a constant),
+
+    ``log p(t) = log p_net(t) + a * log sum_s P(s | t) L(s)``   (renormalised),
+
+with ``a`` chosen on the validation rows by log-loss like a direct weight (one source
+head after another).  On MANGO (the seed-0 network, its fusion fitted again) the
+fabric's evidence got weight 0.7 for family and type; test accuracy, pooled over colour
+variants, moved from 0.859 to 0.861 for family (macro-F1 0.742 -> 0.765; validation
+0.860 -> 0.881) and from 0.811 to 0.815 for type (0.609 -> 0.607; validation
+0.807 -> 0.824).
+
 Examples
 --------
 >>> import numpy as np
@@ -243,14 +259,25 @@ class DescriptorFusion:
     weights : candidate fusion weights, chosen per head on validation log-loss
     holdout : share of the training groups held out for early stopping
     min_gain : a head is fused only when its best weight lowers the validation log-loss
-        by at least this share of the network's own (MANGO's fused heads gain 6-11%)
+        by at least this share of the network's own (MANGO's fused heads gain 6-11%);
+        the same bar holds for a head that takes a fused head's evidence
+    propagate : let heads that are not fused directly take the fused heads' evidence
+        through the joint label distribution (see the module doc)
+
+    Attributes
+    ----------
+    heads_ : head -> {"weight", "rounds", "booster", "n_classes"}: the fused heads
+    propagated_ : head -> {source head -> {"weight", "joint" (C_head, C_source) array of
+        P(source class | head class), "prior" (C_source,) array}}: heads that take a
+        fused head's evidence
+    report_ : head -> what the fit found (weights, validation log-loss, or why skipped)
     """
 
     def __init__(self, *, max_classes: int = 20, num_leaves: int = 31,
                  learning_rate: float = 0.05, max_rounds: int = 2000,
                  weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0),
                  holdout: float = 0.1, min_gain: float = 0.01, num_threads: int = 2,
-                 seed: int = 0):
+                 seed: int = 0, propagate: bool = True):
         if max_classes < 2:
             raise InputError(f"max_classes must be at least 2; got {max_classes}",
                              field="max_classes", value=max_classes)
@@ -269,7 +296,9 @@ class DescriptorFusion:
         self.min_gain = float(min_gain)
         self.num_threads = int(num_threads)
         self.seed = int(seed)
+        self.propagate = bool(propagate)
         self.heads_: dict[str, dict] = {}
+        self.propagated_: dict[str, dict] = {}
         self.report_: dict[str, dict] = {}
 
     def fit(self, x_train: np.ndarray, targets_train: np.ndarray, groups_train,
@@ -293,7 +322,8 @@ class DescriptorFusion:
         held = set(rng.choice(uniq, max(1, round(self.holdout * len(uniq))),
                               replace=False))
         is_held = np.array([g in held for g in groups])
-        self.heads_, self.report_ = {}, {}
+        self.heads_, self.propagated_, self.report_ = {}, {}, {}
+        desc_val: dict[str, np.ndarray] = {}    # fused heads' descriptor probabilities
         for j, h in enumerate(head_names):
             c = int(n_classes[h])
             if c > self.max_classes:
@@ -334,7 +364,49 @@ class DescriptorFusion:
                 booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))
                 self.heads_[h] = {"weight": best, "rounds": rounds, "booster": booster,
                                   "n_classes": c}
+                desc_val[h] = booster.predict(x_val)
+        if self.propagate and self.heads_:
+            self._fit_propagation(targets_train, x_val, net_probs_val, targets_val,
+                                  list(head_names), n_classes, desc_val)
         return self
+
+    def _fit_propagation(self, targets_train, x_val, net_probs_val, targets_val, head_names,
+                         n_classes, desc_val) -> None:
+        """Weights of the fused heads' evidence for each head not fused directly
+        (module doc), one source head after another, on validation log-loss."""
+        col = {h: j for j, h in enumerate(head_names)}
+        good = ~np.isnan(x_val).all(1)
+        for t in head_names:
+            if t in self.heads_ or t not in net_probs_val:
+                continue
+            yv = targets_val[:, col[t]]
+            rows = np.flatnonzero((yv >= 0) & good)
+            if not len(rows):
+                continue
+            base = np.log(np.asarray(net_probs_val[t], float)[rows] + 1e-9)
+
+            def nll(lp):
+                lp = _normalise_log(lp)
+                return float(-lp[np.arange(len(rows)), yv[rows]].mean())
+
+            start = cur = nll(base)
+            chosen: dict[str, dict] = {}
+            for src in self.heads_:
+                spec = _joint_spec(targets_train[:, col[t]], targets_train[:, col[src]],
+                                   int(n_classes[t]), int(n_classes[src]))
+                if spec is None:
+                    continue
+                ev = _evidence(spec, desc_val[src][rows])
+                tried = {w: nll(base + w * ev) for w in sorted({0.0, *self.weights})}
+                w = min(tried, key=lambda k: (tried[k], k))
+                if w > 0 and tried[w] <= (1 - self.min_gain) * cur:
+                    chosen[src] = {"weight": w, **spec}
+                    base, cur = base + w * ev, tried[w]
+            rep = self.report_.setdefault(t, {})
+            rep["propagated"] = {src: v["weight"] for src, v in chosen.items()}
+            rep["propagation_val_log_loss"] = [round(start, 4), round(cur, 4)]
+            if chosen:
+                self.propagated_[t] = chosen
 
     def fuse(self, net_probs: dict[str, np.ndarray], descriptors: np.ndarray
              ) -> dict[str, np.ndarray]:
@@ -349,14 +421,33 @@ class DescriptorFusion:
         good = ~np.isnan(x).all(1)
         if not n or not good.any():
             return out
+        pdesc = {h: spec["booster"].predict(x[good]) for h, spec in self.heads_.items()}
         for h, spec in self.heads_.items():
             if h not in net_probs:
                 continue
             p = np.asarray(net_probs[h], float).copy()
-            ld = np.log(spec["booster"].predict(x[good]) + 1e-9)
+            ld = np.log(pdesc[h] + 1e-9)
             lp = _normalise_log(np.log(p[good] + 1e-9) + spec["weight"] * ld)
             p[good] = np.exp(lp)
             out[h] = p.astype(np.float32)
+        for t, sources in self.propagated_.items():
+            if t not in net_probs:
+                continue
+            p = np.asarray(net_probs[t], float).copy()
+            lp = np.log(p[good] + 1e-9)
+            for src, spec in sources.items():
+                lp = lp + spec["weight"] * _evidence(spec, pdesc[src])
+            p[good] = np.exp(_normalise_log(lp))
+            out[t] = p.astype(np.float32)
+        return out
+
+    @property
+    def weights_(self) -> dict:
+        """What each head takes from the descriptors: a fused head its weight, a head
+        that takes fused heads' evidence ``{source head: weight}``."""
+        out: dict = {h: s["weight"] for h, s in self.heads_.items()}
+        out.update({t: {src: v["weight"] for src, v in srcs.items()}
+                    for t, srcs in self.propagated_.items()})
         return out
 
     # -- persistence ----------------------------------------------------------------
@@ -368,7 +459,11 @@ class DescriptorFusion:
             "heads": {h: {"weight": s["weight"], "rounds": s["rounds"],
                           "n_classes": s["n_classes"],
                           "model": s["booster"].model_to_string()}
-                      for h, s in self.heads_.items()}})
+                      for h, s in self.heads_.items()},
+            "propagated": {t: {src: {"weight": v["weight"], "joint": v["joint"].tolist(),
+                                     "prior": v["prior"].tolist()}
+                               for src, v in srcs.items()}
+                           for t, srcs in self.propagated_.items()}})
 
     @classmethod
     def from_json(cls, text: str, source: str = "fusion") -> "DescriptorFusion":
@@ -390,4 +485,43 @@ class DescriptorFusion:
                         "n_classes": int(s["n_classes"]),
                         "booster": lgb.Booster(model_str=s["model"])}
                     for h, s in meta["heads"].items()}
+        # files from before propagation have no entry: their heads fused directly only
+        f.propagated_ = {}
+        for t, srcs in meta.get("propagated", {}).items():
+            for src, v in srcs.items():
+                if src not in f.heads_:
+                    raise SchemaError(f"{source}: head {t!r} takes evidence from {src!r}, "
+                                      "which is not a fused head", field="propagated")
+            f.propagated_[t] = {src: {"weight": float(v["weight"]),
+                                      "joint": np.asarray(v["joint"], float),
+                                      "prior": np.asarray(v["prior"], float)}
+                                for src, v in srcs.items()}
         return f
+
+
+def _joint_spec(target: np.ndarray, source: np.ndarray, n_target: int, n_source: int
+                ) -> dict | None:
+    """``{"joint": P(source class | target class), "prior": P(source class)}`` from
+    the training rows labelled on both heads (add-half smoothed), or None when none is.
+
+    >>> s = _joint_spec(np.array([0, 0, 1]), np.array([1, 1, 0]), 2, 2)
+    >>> s["joint"].round(2).tolist(), s["prior"].round(2).tolist()
+    ([[0.17, 0.83], [0.75, 0.25]], [0.38, 0.62])
+    """
+    both = (target >= 0) & (source >= 0)
+    if not both.any():
+        return None
+    counts = np.full((n_target, n_source), 0.5)
+    np.add.at(counts, (target[both], source[both]), 1.0)
+    prior = np.bincount(source[both], minlength=n_source) + 0.5
+    return {"joint": counts / counts.sum(1, keepdims=True), "prior": prior / prior.sum()}
+
+
+def _evidence(spec: dict, p_source: np.ndarray) -> np.ndarray:
+    """``log sum_s P(s | t) p_desc(s) / prior(s)`` for every target class ``t``
+    (rows of ``p_source``, the source head's descriptor probabilities), each row
+    shifted so its largest value is 0 (renormalisation drops the shift)."""
+    ratio = np.asarray(p_source, float) / spec["prior"]
+    ratio /= ratio.sum(1, keepdims=True)
+    ev = np.log(ratio @ spec["joint"].T + 1e-12)
+    return ev - ev.max(1, keepdims=True)

@@ -301,9 +301,10 @@ class AttributeModel:
 
     @property
     def fused_heads(self) -> list[str]:
-        """Heads whose probabilities fuse full-resolution descriptors (empty: none)."""
+        """Heads whose probabilities fuse full-resolution descriptors, directly or
+        through a fused head's evidence (empty: none)."""
         f = getattr(self, "fusion_", None)
-        return list(f.heads_) if f is not None else []
+        return list(f.heads_) + list(f.propagated_) if f is not None else []
 
     # -- inference ----------------------------------------------------------------------
     def _check_fitted(self) -> None:

@@ -192,9 +192,9 @@ def evaluate_bundle(bundle_path: str | os.PathLike, split: str = "test") -> dict
     out["split"] = split
     out["n_items"] = int(len(sub))
     out["regions_from"] = regions_from
-    # Which heads fuse the full-resolution descriptors, with their weights.
-    out["descriptor_fusion"] = {h: model.fusion_.heads_[h]["weight"]
-                                for h in model.fused_heads}
+    # Which heads fuse the full-resolution descriptors, with their weights ({source
+    # head: weight} for a head that takes a fused head's evidence).
+    out["descriptor_fusion"] = model.fusion_.weights_ if model.fused_heads else {}
     return out
 
 

@@ -65,6 +65,10 @@ from features.fashionai.schema import ATTRIBUTE_TASKS
 
 #: Bumped when training changes in a way that should invalidate finished stages.
 TRAIN_VERSION = 2
+#: The same for the descriptor fusion, part of the stage's inputs only when the stage
+#: fuses (``descriptors = true``), so other bundles keep their finished networks.
+#: 2: heads not fused directly take the fused heads' evidence.
+FUSION_VERSION = 2
 
 #: Neck crop size of the region path (80 px: a ruffled edge, ~1 px in the whole-image
 #: view, spans ~3 px; see the crops in benchmarks/demo_perception.py).
@@ -335,11 +339,14 @@ def stage_inputs(ctx) -> dict:
     cat = ctx.bundle.path("catalog.parquet")
     kcsv = ctx.bundle.path(ctx.stage_config("attributes").get("keypoints_csv",
                                                               FASHIONAI_KEYPOINTS_CSV))
-    return {"catalog": file_hash(cat) if cat.is_file() else None,
+    deps = {"catalog": file_hash(cat) if cat.is_file() else None,
             "image_root": str(ctx.bundle.image_root), "quick": bool(ctx.config.get("quick")),
             "seed": ctx.config.get("seed", 0), "stage": ctx.stage_config("attributes"),
             "keypoints": file_hash(kcsv) if kcsv.is_file() else None,
             "version": TRAIN_VERSION}
+    if ctx.stage_config("attributes").get("descriptors", False):
+        deps["fusion_version"] = FUSION_VERSION
+    return deps
 
 
 #: Where a FashionAI-format source keeps its attribute label files (y/m/n strings).
@@ -440,10 +447,14 @@ def _fit_fusion(ctx, model, cat: pd.DataFrame, labels: pd.DataFrame, images, reg
     model.fit_fusion(desc[tr], labels.iloc[tr], groups.iloc[tr].tolist(), desc[va],
                      labels.iloc[va], net_val)
     for h, r in model.fusion_.report_.items():
-        ctx.log(f"[attributes] descriptor fusion {h}: " + (
-            f"skipped ({r['skipped']})" if "skipped" in r else
-            f"{r['rounds']} rounds, weight {r['weight']} (validation log-loss "
-            f"{r['val_log_loss']['0.0']:.4f} -> {r['val_log_loss'][str(r['weight'])]:.4f})"))
+        msg = (f"skipped ({r['skipped']})" if "skipped" in r else
+               f"{r['rounds']} rounds, weight {r['weight']} (validation log-loss "
+               f"{r['val_log_loss']['0.0']:.4f} -> {r['val_log_loss'][str(r['weight'])]:.4f})")
+        if "propagated" in r:
+            before, after = r["propagation_val_log_loss"]
+            msg += (f"; evidence of fused heads {r['propagated'] or 'none'} (validation "
+                    f"log-loss {before:.4f} -> {after:.4f})")
+        ctx.log(f"[attributes] descriptor fusion {h}: " + msg)
     ctx.log(f"[attributes] descriptors {t1 - t0:.0f} s, fusion {time.perf_counter() - t1:.0f} s")
     return desc
 

@@ -42,6 +42,7 @@ def test_stage_writes_model_split_and_metrics(tiny_bundle):
                        log=lambda m: None)
     inputs = stage_inputs(ctx)
     assert inputs["quick"] is True and inputs["catalog"]
+    assert "fusion_version" not in inputs  # a change to fusion never retrains this one
     out = run_stage(ctx)
     for rel in out["outputs"]:
         assert tiny_bundle.path(rel).is_file(), rel
@@ -115,12 +116,13 @@ def test_stage_with_detail_crops_end_to_end(tiny_bundle):
     assert res["regions_from"] == "detail crops" and "subcategory" in res["heads"]
 
 
-def test_stage_with_descriptor_fusion_end_to_end(tiny_bundle):
+def test_stage_with_descriptor_fusion_end_to_end(tiny_bundle, capsys):
     """``descriptors = true``: every head gets a fusion report, the descriptors are
     cached, the fused heads (and only they) are saved, and evaluation uses them."""
     ctx = BuildContext(bundle=tiny_bundle, config={
         "source": "demo", "quick": True, "seed": 0,
         "stages": {"attributes": {"descriptors": True}}}, log=lambda m: None)
+    assert stage_inputs(ctx)["fusion_version"] >= 2  # fusion changes retrain this one
     out = run_stage(ctx)
     report = out["metrics"]["descriptor_fusion"]
     heads = out["metrics"]["heads"]
@@ -132,12 +134,26 @@ def test_stage_with_descriptor_fusion_end_to_end(tiny_bundle):
     # The quick two-epoch network is at chance; the descriptors see the red / blue
     # colour and the block's height, so both heads fuse.
     assert {"subcategory", "colour"} <= fused
-    assert set(model.fused_heads) == fused
+    # The heads not fused directly may take the fused heads' evidence instead.
+    taking = {h: r["propagated"] for h, r in report.items() if r.get("propagated")}
+    assert not fused & set(taking)
+    assert all(set(src) <= fused for src in taking.values())
+    assert set(model.fused_heads) == fused | set(taking)
     assert tiny_bundle.path("models", "attributes.fusion.json").is_file() == bool(fused)
     assert ("models/attributes.fusion.json" in out["outputs"]) == bool(fused)
     res = evaluate_bundle(tiny_bundle.root)
     assert set(res["heads"]) == set(heads)
-    assert res["descriptor_fusion"] == {h: report[h]["weight"] for h in fused}
+    assert res["descriptor_fusion"] == {**{h: report[h]["weight"] for h in fused}, **taking}
+    # The CLI's table names both kinds.
+    from api.cli import main
+
+    capsys.readouterr()
+    assert main(["evaluate", "--bundle", str(tiny_bundle.root), "--attributes"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("fused with")][0]
+    assert f"colour (weight {report['colour']['weight']:g})" in line
+    for h, src in taking.items():
+        assert f"{h} (evidence of " + ", ".join(f"{k} weight {v:g}" for k, v in src.items()) \
+            in line
     assert res["heads"]["colour"]["accuracy"] == 1.0
     assert res["heads"]["subcategory"]["accuracy"] == \
         pytest.approx(out["metrics"]["test"]["heads"]["subcategory"]["accuracy"])

@@ -213,3 +213,73 @@ def test_feature_extraction_fuses_like_the_model(tmp_path):
     assert got["attr_material"].tolist() == want["material"].tolist()
     np.testing.assert_allclose(got["attr_material_conf"], want["material_conf"], rtol=1e-4)
     assert (got["attr_material"].to_numpy() == tlab["material"].to_numpy()).mean() >= 0.9
+
+
+def _family_of_fabric_set(n, seed, linked=True):
+    """Descriptors that see the fabric (3 classes) and a network that sees only a
+    family's cut: family = 2 * fabric + cut when ``linked``, else 2 * random + cut."""
+    rng = np.random.default_rng(seed)
+    fabric = rng.integers(0, 3, n)
+    cut = rng.integers(0, 2, n)
+    family = 2 * (fabric if linked else rng.integers(0, 3, n)) + cut
+    x = rng.normal(size=(n, len(DESCRIPTOR_NAMES))).astype(np.float32)
+    x[:, 0] = fabric + 0.25 * rng.normal(size=n)
+    net_fabric = np.full((n, 3), 1 / 3)
+    net_family = np.full((n, 6), 0.02)
+    for k in range(3):                 # the right cut, any fabric
+        net_family[np.arange(n), 2 * k + cut] = (1 - 3 * 0.02) / 3
+    return x, np.c_[family, fabric], {"family": net_family, "fabric": net_fabric}
+
+
+def test_a_head_too_wide_to_fuse_takes_a_fused_heads_evidence(tmp_path):
+    """The family head has more classes than ``max_classes`` so gets no booster, but
+    the fabric's descriptor evidence reaches it through P(fabric | family)."""
+    x, y, net = _family_of_fabric_set(900, 0)
+    tr, va, te = slice(0, 500), slice(500, 700), slice(700, 900)
+    f = DescriptorFusion(max_classes=4, max_rounds=200).fit(
+        x[tr], y[tr], [str(i) for i in range(500)], x[va],
+        {h: p[va] for h, p in net.items()}, y[va], ["family", "fabric"],
+        {"family": 6, "fabric": 3})
+    assert "skipped" in f.report_["family"] and list(f.heads_) == ["fabric"]
+    assert f.report_["family"]["propagated"]["fabric"] > 0
+    before, after = f.report_["family"]["propagation_val_log_loss"]
+    assert after < 0.8 * before
+    assert f.weights_ == {"fabric": f.heads_["fabric"]["weight"],
+                          "family": {"fabric": f.report_["family"]["propagated"]["fabric"]}}
+    out = f.fuse({h: p[te] for h, p in net.items()}, x[te])
+    plain = (net["family"][te].argmax(1) == y[te, 0]).mean()
+    fused = (out["family"].argmax(1) == y[te, 0]).mean()
+    assert plain < 0.45 and fused > 0.85
+    assert np.allclose(out["family"].sum(1), 1, atol=1e-5)
+    # A save / load round trip predicts the same; rows without descriptors keep the
+    # network's probabilities.
+    back = DescriptorFusion.from_json(f.to_json())
+    again = back.fuse({h: p[te] for h, p in net.items()}, x[te])
+    assert np.allclose(again["family"], out["family"], atol=1e-6)
+    nan = np.full_like(x[te], np.nan)
+    assert np.allclose(back.fuse({h: p[te] for h, p in net.items()}, nan)["family"],
+                       net["family"][te])
+    # A file naming a source head that is not fused is refused.
+    meta = json.loads(f.to_json())
+    meta["propagated"]["family"]["colour"] = meta["propagated"]["family"]["fabric"]
+    with pytest.raises(SchemaError, match="'colour', which is not a fused head"):
+        DescriptorFusion.from_json(json.dumps(meta), "bad.fusion.json")
+    # Older files, without the entry, load with no propagation.
+    del meta["propagated"]
+    assert DescriptorFusion.from_json(json.dumps(meta)).propagated_ == {}
+
+
+def test_evidence_is_not_propagated_to_an_unrelated_head_or_when_switched_off():
+    x, y, net = _family_of_fabric_set(900, 1, linked=False)
+    args = (x[:500], y[:500], [str(i) for i in range(500)], x[500:],
+            {h: p[500:] for h, p in net.items()}, y[500:], ["family", "fabric"],
+            {"family": 6, "fabric": 3})
+    f = DescriptorFusion(max_classes=4, max_rounds=200).fit(*args)
+    assert list(f.heads_) == ["fabric"]
+    assert f.report_["family"]["propagated"] == {} and f.propagated_ == {}
+    x, y, net = _family_of_fabric_set(900, 1)
+    off = DescriptorFusion(max_classes=4, max_rounds=200, propagate=False).fit(
+        x[:500], y[:500], [str(i) for i in range(500)], x[500:],
+        {h: p[500:] for h, p in net.items()}, y[500:], ["family", "fabric"],
+        {"family": 6, "fabric": 3})
+    assert off.propagated_ == {} and "propagated" not in off.report_["family"]
