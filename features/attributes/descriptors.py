@@ -410,8 +410,9 @@ class DescriptorFusion:
 
     def fuse(self, net_probs: dict[str, np.ndarray], descriptors: np.ndarray
              ) -> dict[str, np.ndarray]:
-        """The network's probabilities with the fused heads replaced (float32, rows sum
-        to 1).  Rows whose descriptors are all NaN (unreadable) keep the network's."""
+        """The network's probabilities with the fused heads, and the heads that take
+        their evidence, replaced (float32, rows sum to 1).  Rows whose descriptors are
+        all NaN (unreadable) keep the network's."""
         x = np.asarray(descriptors, np.float32)
         n = len(next(iter(net_probs.values()))) if net_probs else 0
         if x.ndim != 2 or x.shape != (n, len(DESCRIPTOR_NAMES)):
@@ -492,6 +493,12 @@ class DescriptorFusion:
                 if src not in f.heads_:
                     raise SchemaError(f"{source}: head {t!r} takes evidence from {src!r}, "
                                       "which is not a fused head", field="propagated")
+                c = f.heads_[src]["n_classes"]
+                shapes = (np.shape(v.get("joint")), np.shape(v.get("prior")))
+                if len(shapes[0]) != 2 or shapes[0][1] != c or shapes[1] != (c,):
+                    raise SchemaError(f"{source}: the evidence of {src!r} ({c} classes) for "
+                                      f"head {t!r} has tables of shape {shapes}",
+                                      field="propagated")
             f.propagated_[t] = {src: {"weight": float(v["weight"]),
                                       "joint": np.asarray(v["joint"], float),
                                       "prior": np.asarray(v["prior"], float)}

@@ -264,6 +264,10 @@ def test_a_head_too_wide_to_fuse_takes_a_fused_heads_evidence(tmp_path):
     meta["propagated"]["family"]["colour"] = meta["propagated"]["family"]["fabric"]
     with pytest.raises(SchemaError, match="'colour', which is not a fused head"):
         DescriptorFusion.from_json(json.dumps(meta), "bad.fusion.json")
+    meta = json.loads(f.to_json())
+    meta["propagated"]["family"]["fabric"]["prior"] = [0.5, 0.5]
+    with pytest.raises(SchemaError, match="'fabric' \\(3 classes\\) for head 'family'"):
+        DescriptorFusion.from_json(json.dumps(meta), "bad.fusion.json")
     # Older files, without the entry, load with no propagation.
     del meta["propagated"]
     assert DescriptorFusion.from_json(json.dumps(meta)).propagated_ == {}
