@@ -288,14 +288,16 @@ def _keypoints_in_image_frame(path, rgb: np.ndarray, xy: np.ndarray,
 
 def _attribute_outputs(model, paths: list[str | None], ok: np.ndarray, max_side: int,
                        batch_size: int, progress: bool, keep: tuple = (),
-                       keypoints: tuple | None = None, desc_workers: int = 1):
+                       keypoints: tuple | None = None, desc_workers: int = 1,
+                       desc_cache: str | os.PathLike | None = None):
     """(attr columns dict, embeddings (N, D), {head: probabilities (N, C)} for the
     heads in ``keep``) from the attribute network.  ``keypoints`` = (xy (N, 24, 2),
     vis (N, 24)) in the image files' frame, row-aligned with ``paths``, feed a
     network with a keypoint-guided region path (:mod:`features.attributes.regions`);
     a network with a detail crop cuts it from the loaded images itself.  A network
     with fused descriptor heads gets the images' descriptors, measured up front in
-    ``desc_workers`` processes."""
+    ``desc_workers`` processes (or read from ``desc_cache``, where the attribute stage
+    left those of the same image paths)."""
     from tqdm import tqdm
 
     n = len(paths)
@@ -313,7 +315,7 @@ def _attribute_outputs(model, paths: list[str | None], ok: np.ndarray, max_side:
         from features.attributes.descriptors import descriptor_table
 
         d, _ = descriptor_table([paths[i] for i in todo], workers=max(1, int(desc_workers)),
-                                progress=progress)
+                                cache=desc_cache, progress=progress)
         desc = np.full((n, d.shape[1]), np.nan, np.float32)
         desc[todo] = d
     bar = tqdm(total=len(todo), desc="attributes", file=sys.stderr, disable=not progress)
@@ -423,7 +425,8 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
                      out_dir: str | os.PathLike, attribute_model=None, keypoint_model=None,
                      progress: bool = True, batch_size: int = 64, *, workers: int = 2,
                      chunk_size: int = 64, max_side: int = 512, executor=None,
-                     groups=None, pooled_heads=()) -> dict:
+                     groups=None, pooled_heads=(),
+                     descriptor_cache: str | os.PathLike | None = None) -> dict:
     """Extract the features of every item of ``catalog`` into ``out_dir``.
 
     Parameters
@@ -445,6 +448,11 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
     groups, pooled_heads : sequence, optional
         Group key per catalogue row (colour variants of one garment share it) and the
         attribute heads to pool over each group (:mod:`features.attributes.grouping`).
+    descriptor_cache : path, optional
+        Folder of cached full-resolution descriptor tables
+        (:func:`features.attributes.descriptors.descriptor_table`) for a model with
+        fused heads: the attribute stage leaves the catalogue's there, so they are not
+        measured twice (about 115 s on MANGO).
     progress : bool
         tqdm progress bars on stderr.
     batch_size : int
@@ -588,7 +596,8 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
     elif attribute_model is not None:
         attr_cols, emb, kept = _attribute_outputs(attribute_model, paths, ok, int(max_side),
                                                   int(batch_size), progress, keep, kp_arrays,
-                                                  desc_workers=int(workers))
+                                                  desc_workers=int(workers),
+                                                  desc_cache=descriptor_cache)
     if kept:
         _pool_attribute_columns(attribute_model, attr_cols, kept, list(groups),
                                 np.asarray(ok, bool))
@@ -758,7 +767,8 @@ def run_stage(ctx) -> dict:
                                workers=int(cfg["workers"]), chunk_size=int(cfg["chunk_size"]),
                                max_side=int(cfg["max_side"]),
                                executor=getattr(ctx, "executor", None),
-                               groups=groups, pooled_heads=pooled)
+                               groups=groups, pooled_heads=pooled,
+                               descriptor_cache=b.path("cache"))
     summary["attributes_pooled"] = list(pooled)
     if summary["n_failed"]:
         ctx.log(f"[features] {summary['n_failed']} of {summary['n_items']} items failed "

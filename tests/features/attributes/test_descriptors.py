@@ -213,6 +213,25 @@ def test_feature_extraction_fuses_like_the_model(tmp_path):
     assert got["attr_material"].tolist() == want["material"].tolist()
     np.testing.assert_allclose(got["attr_material_conf"], want["material_conf"], rtol=1e-4)
     assert (got["attr_material"].to_numpy() == tlab["material"].to_numpy()).mean() >= 0.9
+    # With a cache folder the descriptors are stored there and a later run (the
+    # features stage after the attribute stage) reads them instead of measuring again.
+    extract_features(pd.DataFrame(rows), tmp_path, tmp_path / "out2", attribute_model=model,
+                     progress=False, workers=1, descriptor_cache=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("descriptors_v*_*.npy"))) == 1
+    import features.attributes.descriptors as D
+
+    def no_measuring(*a, **k):
+        raise AssertionError("descriptors measured again")
+
+    orig, D.garment_descriptors = D.garment_descriptors, no_measuring
+    try:
+        extract_features(pd.DataFrame(rows), tmp_path, tmp_path / "out3",
+                         attribute_model=model, progress=False, workers=1,
+                         descriptor_cache=tmp_path / "cache")
+    finally:
+        D.garment_descriptors = orig
+    again = pd.read_parquet(tmp_path / "out3" / "features.parquet")
+    assert again["attr_material"].tolist() == got["attr_material"].tolist()
 
 
 def _family_of_fabric_set(n, seed, linked=True):
