@@ -183,7 +183,7 @@ def test_fusion_checks_its_inputs_and_its_file():
         DescriptorFusion.from_json(json.dumps({"schema": "x"}), "other.json")
 
 
-def test_feature_extraction_fuses_like_the_model(tmp_path):
+def test_feature_extraction_fuses_like_the_model(tmp_path, monkeypatch):
     """The features stage's batch path hands the model the descriptors it measured up
     front; the columns it writes are the fused predictions."""
     from features.extract import extract_features
@@ -218,18 +218,12 @@ def test_feature_extraction_fuses_like_the_model(tmp_path):
     extract_features(pd.DataFrame(rows), tmp_path, tmp_path / "out2", attribute_model=model,
                      progress=False, workers=1, descriptor_cache=tmp_path / "cache")
     assert len(list((tmp_path / "cache").glob("descriptors_v*_*.npy"))) == 1
-    import features.attributes.descriptors as D
-
     def no_measuring(*a, **k):
         raise AssertionError("descriptors measured again")
 
-    orig, D.garment_descriptors = D.garment_descriptors, no_measuring
-    try:
-        extract_features(pd.DataFrame(rows), tmp_path, tmp_path / "out3",
-                         attribute_model=model, progress=False, workers=1,
-                         descriptor_cache=tmp_path / "cache")
-    finally:
-        D.garment_descriptors = orig
+    monkeypatch.setattr("features.attributes.descriptors.garment_descriptors", no_measuring)
+    extract_features(pd.DataFrame(rows), tmp_path, tmp_path / "out3", attribute_model=model,
+                     progress=False, workers=1, descriptor_cache=tmp_path / "cache")
     again = pd.read_parquet(tmp_path / "out3" / "features.parquet")
     assert again["attr_material"].tolist() == got["attr_material"].tolist()
 
@@ -250,7 +244,7 @@ def _family_of_fabric_set(n, seed, linked=True):
     return x, np.c_[family, fabric], {"family": net_family, "fabric": net_fabric}
 
 
-def test_a_head_too_wide_to_fuse_takes_a_fused_heads_evidence(tmp_path):
+def test_a_head_too_wide_to_fuse_takes_a_fused_heads_evidence():
     """The family head has more classes than ``max_classes`` so gets no booster, but
     the fabric's descriptor evidence reaches it through P(fabric | family)."""
     x, y, net = _family_of_fabric_set(900, 0)
