@@ -289,7 +289,8 @@ def _keypoints_in_image_frame(path, rgb: np.ndarray, xy: np.ndarray,
 def _attribute_outputs(model, paths: list[str | None], ok: np.ndarray, max_side: int,
                        batch_size: int, progress: bool, keep: tuple = (),
                        keypoints: tuple | None = None, desc_workers: int = 1,
-                       desc_cache: str | os.PathLike | None = None):
+                       desc_cache: str | os.PathLike | None = None,
+                       descriptors: np.ndarray | None = None):
     """(attr columns dict, embeddings (N, D), {head: probabilities (N, C)} for the
     heads in ``keep``) from the attribute network.  ``keypoints`` = (xy (N, 24, 2),
     vis (N, 24)) in the image files' frame, row-aligned with ``paths``, feed a
@@ -297,7 +298,8 @@ def _attribute_outputs(model, paths: list[str | None], ok: np.ndarray, max_side:
     a network with a detail crop cuts it from the loaded images itself.  A network
     with fused descriptor heads gets the images' descriptors, measured up front in
     ``desc_workers`` processes (or read from ``desc_cache``, where the attribute stage
-    left those of the same image paths)."""
+    left those of the same image paths), unless ``descriptors`` (row-aligned with
+    ``paths``) already holds them."""
     from tqdm import tqdm
 
     n = len(paths)
@@ -311,7 +313,9 @@ def _attribute_outputs(model, paths: list[str | None], ok: np.ndarray, max_side:
     emb = None
     todo = np.nonzero(ok)[0]
     desc = None
-    if getattr(model, "fused_heads", None) and len(todo):
+    if descriptors is not None and getattr(model, "fused_heads", None):
+        desc = np.asarray(descriptors, np.float32)
+    elif getattr(model, "fused_heads", None) and len(todo):
         from features.attributes.descriptors import descriptor_table
 
         d, _ = descriptor_table([paths[i] for i in todo], workers=max(1, int(desc_workers)),
@@ -373,28 +377,39 @@ def _keypoint_block(job: tuple):
 
 
 def _attribute_part(job: tuple):
-    model, part_paths, part_ok, max_side, batch_size, keep, kp = job
+    model, part_paths, part_ok, max_side, batch_size, keep, kp, desc = job
     return _attribute_outputs(model, part_paths, part_ok, max_side, batch_size, False, keep,
-                              kp)
+                              kp, descriptors=desc)
 
 
 def _attribute_outputs_parts(model, paths, ok, max_side: int, batch_size: int, executor,
-                             part_size: int, keep: tuple = (), keypoints: tuple | None = None):
+                             part_size: int, keep: tuple = (), keypoints: tuple | None = None,
+                             desc_cache: str | os.PathLike | None = None):
     """:func:`_attribute_outputs` on item partitions through ``executor``, joined.
 
     Only items with a usable image are sent (in partitions of ``part_size``); the
     others get what :func:`_attribute_outputs` gives them ("" / NaN / a zero
     embedding) here. A table-only catalogue of a million items would otherwise be
-    ~15,000 tasks that carry nothing to the network.
+    ~15,000 tasks that carry nothing to the network.  A model with fused descriptor
+    heads gets each part's rows of the table that ``desc_cache`` holds for these
+    image paths (the attribute stage's); without one, each part measures its own.
     """
     n = len(paths)
     todo = np.flatnonzero(np.asarray(ok, bool))
     blocks = _blocks(todo, part_size)
+    desc = None
+    if getattr(model, "fused_heads", None) and desc_cache is not None and len(todo):
+        from features.attributes.descriptors import cached_descriptors
+
+        desc = cached_descriptors([paths[i] for i in todo], desc_cache)
+    starts = np.cumsum([0] + [len(b) for b in blocks])
     parts = executor.map(_attribute_part, [(model, [paths[i] for i in idx],
                                             np.ones(len(idx), bool), max_side, batch_size,
                                             keep, None if keypoints is None else
-                                            (keypoints[0][idx], keypoints[1][idx]))
-                                           for idx in blocks])
+                                            (keypoints[0][idx], keypoints[1][idx]),
+                                            None if desc is None else
+                                            desc[starts[k]:starts[k + 1]])
+                                           for k, idx in enumerate(blocks)])
     cols: dict[str, np.ndarray] = {}
     if parts:
         for k, v in parts[0][0].items():
@@ -592,7 +607,8 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
     if attribute_model is not None and executor is not None:
         attr_cols, emb, kept = _attribute_outputs_parts(
             attribute_model, paths, ok, int(max_side), int(batch_size), executor,
-            max(int(chunk_size), int(batch_size)), keep, kp_arrays)
+            max(int(chunk_size), int(batch_size)), keep, kp_arrays,
+            desc_cache=descriptor_cache)
     elif attribute_model is not None:
         attr_cols, emb, kept = _attribute_outputs(attribute_model, paths, ok, int(max_side),
                                                   int(batch_size), progress, keep, kp_arrays,

@@ -201,6 +201,31 @@ def _one(item) -> np.ndarray | None:
         return None
 
 
+def _cache_file(items: Sequence, cache: str | os.PathLike | None) -> Path | None:
+    """Where :func:`descriptor_table` keeps the table of ``items`` (None: not cached,
+    because no cache folder is given or some item is not a path)."""
+    if cache is None or not items or \
+            not all(isinstance(p, (str, os.PathLike)) for p in items):
+        return None
+    key = hashlib.sha256(("\n".join(map(str, items)) + f"|{DESCRIPTOR_SIDE}")
+                         .encode()).hexdigest()[:16]
+    return Path(cache) / f"descriptors_v{DESCRIPTOR_VERSION}_{key}.npy"
+
+
+def cached_descriptors(paths: Sequence, cache: str | os.PathLike | None
+                       ) -> np.ndarray | None:
+    """The table :func:`descriptor_table` stored in ``cache`` for exactly these
+    ``paths`` (same order), or None when there is none: nothing is measured."""
+    return _load_cached(_cache_file(list(paths), cache), len(paths))
+
+
+def _load_cached(cfile: Path | None, n: int) -> np.ndarray | None:
+    if cfile is None or not cfile.is_file():
+        return None
+    x = np.load(cfile)
+    return x if x.shape == (n, len(DESCRIPTOR_NAMES)) else None
+
+
 def descriptor_table(images: Sequence, *, workers: int = 1,
                      cache: str | os.PathLike | None = None, progress: bool = False
                      ) -> tuple[np.ndarray, np.ndarray]:
@@ -211,16 +236,10 @@ def descriptor_table(images: Sequence, *, workers: int = 1,
     ``<cache>/descriptors_v<version>_<hash of the paths>.npy`` and re-used."""
     items = list(images)
     n, d = len(items), len(DESCRIPTOR_NAMES)
-    all_paths = n > 0 and all(isinstance(p, (str, os.PathLike)) for p in items)
-    cfile = None
-    if cache is not None and all_paths:
-        key = hashlib.sha256(("\n".join(map(str, items)) + f"|{DESCRIPTOR_SIDE}")
-                             .encode()).hexdigest()[:16]
-        cfile = Path(cache) / f"descriptors_v{DESCRIPTOR_VERSION}_{key}.npy"
-        if cfile.is_file():
-            x = np.load(cfile)
-            if x.shape == (n, d):
-                return x, ~np.isnan(x).all(1)
+    cfile = _cache_file(items, cache)
+    x = _load_cached(cfile, n)
+    if x is not None:
+        return x, ~np.isnan(x).all(1)
     if workers > 1 and n > 64:
         with ProcessPoolExecutor(workers) as ex:
             rows = []
