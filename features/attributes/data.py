@@ -175,6 +175,27 @@ def augment(x: torch.Tensor, gen: torch.Generator, *, flip: bool = True,
     return ((x - mean) * c + mean + br).contiguous(memory_format=torch.channels_last)
 
 
+def zoom(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """A normalised batch ``(B, 3, H, W)`` zoomed about its centre by ``factor`` (above 1
+    magnifies and cuts the border; below 1 shrinks and replicates the border), at the
+    same size: the view :class:`~features.attributes.estimator.AttributeModel`'s
+    ``tta_zoom`` adds at prediction.
+
+    >>> x = torch.arange(16.0).view(1, 1, 4, 4).expand(1, 3, 4, 4)
+    >>> bool(torch.equal(zoom(x, 1.0), x)), tuple(zoom(x, 2.0).shape)
+    (True, (1, 3, 4, 4))
+    >>> zoom(x, 2.0)[0, 0, 1].tolist()    # a row through the centre block [[5, 6], [9, 10]]
+    [5.75, 6.25, 6.75, 7.25]
+    """
+    if factor == 1.0:
+        return x
+    theta = torch.tensor([[1.0 / factor, 0.0, 0.0], [0.0, 1.0 / factor, 0.0]],
+                         dtype=x.dtype, device=x.device).expand(x.shape[0], 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border",
+                         align_corners=False).contiguous(memory_format=torch.channels_last)
+
+
 def class_balanced_weights(targets: np.ndarray, power: float = 0.5) -> np.ndarray:
     """Per-row sampling weights that flatten the class distributions of all heads.
 

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from features.attributes.data import as_image_array, to_tensor
+from features.attributes.data import as_image_array, to_tensor, zoom
 from features.attributes.model import PRESETS, AttributeNet, AttributeNetConfig
 from features.attributes.regions import (GEOMETRY_DIM, RegionInputs, detail_inputs,
                                          region_inputs)
@@ -77,6 +77,14 @@ class AttributeModel:
         accuracy of shape heads stayed near chance until the full-size phase.
     tta : bool
         Average predictions over the image and its mirror.
+    tta_zoom : float
+        With ``tta``, a factor other than 1 adds the image and its mirror zoomed
+        about the centre by it (:func:`features.attributes.data.zoom`) to the
+        average of the heads' probabilities; the embedding stays the average of the
+        first two views.  On MANGO, 1.08 (the recipe's) lifted validation accuracy
+        (pooled, after fusion) family 0.873 -> 0.879, type 0.815 -> 0.819, fabric
+        0.836 -> 0.847, and every factor from 1.04 to 1.16 gained alike; it doubles the
+        network's prediction cost.
     region_preset, region_dim : str, int
         Backbone and feature size of the region crop's path, built when
         :meth:`fit` is given ``regions`` (see :mod:`features.attributes.regions`):
@@ -115,7 +123,7 @@ class AttributeModel:
                  sampling_mix: float = 0.5, ema_decay: float = 0.998, augment: bool = True,
                  jitter: float = 0.1,
                  progressive_resize: bool = False,
-                 tta: bool = True, region_preset: str = "small", region_dim: int = 128,
+                 tta: bool = True, tta_zoom: float = 1.0, region_preset: str = "small", region_dim: int = 128,
                  region_dropout: float = 0.1, geometry_noise: float = 0.03, time_budget_s: float | None = None, num_threads: int = 1,
                  device: str = "cpu", random_state: int = 0, verbose: bool | Callable[[str], None] = False):
         self.taxonomy = taxonomy
@@ -136,6 +144,7 @@ class AttributeModel:
         self.jitter = jitter
         self.progressive_resize = progressive_resize
         self.tta = tta
+        self.tta_zoom = tta_zoom
         self.region_preset = region_preset
         self.region_dim = region_dim
         self.region_dropout = region_dropout
@@ -150,6 +159,7 @@ class AttributeModel:
     _PARAMS = ("preset", "image_size", "embed_dim", "dropout", "epochs", "batch_size", "lr",
                "weight_decay", "warmup_epochs", "label_smoothing", "sampling_power",
                "sampling_mix", "ema_decay", "augment", "jitter", "progressive_resize", "tta",
+               "tta_zoom",
                "region_preset", "region_dim", "region_dropout", "geometry_noise",
                "time_budget_s", "num_threads", "device", "random_state")
 
@@ -185,6 +195,7 @@ class AttributeModel:
                                  field=name, value=v)
         if self.lr <= 0:
             raise InputError("lr must be > 0", field="lr", value=self.lr)
+        self._check_tta_zoom()
         try:
             dev = torch.device(str(self.device))
         except (RuntimeError, TypeError) as exc:
@@ -194,6 +205,15 @@ class AttributeModel:
             raise InputError(f"device {self.device!r} asked for but this torch has no CUDA "
                              f"device (torch {torch.__version__})", field="device",
                              value=self.device, allowed=["cpu"])
+
+    def _check_tta_zoom(self) -> None:
+        try:
+            z = float(self.tta_zoom)
+        except (TypeError, ValueError):
+            z = float("nan")
+        if not 0.5 <= z <= 2.0:
+            raise InputError(f"tta_zoom must be a factor in [0.5, 2]; got {self.tta_zoom!r}",
+                             field="tta_zoom", value=self.tta_zoom)
 
     def _log(self, msg: str) -> None:
         if callable(self.verbose):
@@ -381,11 +401,20 @@ class AttributeModel:
                 logits, z = net.forward_all(xb, **extra)
                 p = {h: torch.softmax(v, 1) for h, v in logits.items()}
                 if self.tta:
+                    mirror = dict(extra)
                     if extra:
-                        extra["region"] = torch.flip(extra["region"], dims=[3])
-                    lf, zf = net.forward_all(torch.flip(xb, dims=[3]), **extra)
-                    p = {h: 0.5 * (p[h] + torch.softmax(lf[h], 1)) for h in p}
+                        mirror["region"] = torch.flip(extra["region"], dims=[3])
+                    lf, zf = net.forward_all(torch.flip(xb, dims=[3]), **mirror)
+                    views = [p, {h: torch.softmax(v, 1) for h, v in lf.items()}]
                     z = torch.nn.functional.normalize(z + zf, dim=1)
+                    if float(self.tta_zoom) != 1.0:
+                        # Only the whole image is zoomed: a region crop is already
+                        # cut at the garment's own scale.
+                        xz = zoom(xb, float(self.tta_zoom))
+                        for xv, ex in ((xz, extra), (torch.flip(xz, dims=[3]), mirror)):
+                            views.append({h: torch.softmax(v, 1)
+                                          for h, v in net.forward_all(xv, **ex)[0].items()})
+                    p = {h: sum(v[h] for v in views) / len(views) for h in p}
                 for h in probs:
                     probs[h].append(p[h].numpy().astype(np.float32))
                 embs.append(z.numpy().astype(np.float32))
@@ -473,6 +502,10 @@ class AttributeModel:
         params.pop("image_size", None)
         model = cls(taxonomy, image_size=config.image_size,
                     **{k: v for k, v in params.items() if k in cls._PARAMS})
+        try:
+            model._check_tta_zoom()
+        except InputError as exc:
+            raise SchemaError(f"{js}: {exc}", field="tta_zoom") from exc
         net = AttributeNet(config)
         state = torch.load(pt, map_location="cpu", weights_only=True)
         # Early files keyed heads by name ("heads.<name>.weight"); map to list order.

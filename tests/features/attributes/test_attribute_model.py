@@ -94,6 +94,56 @@ def test_load_checks_schema(fitted, tmp_path):
         AttributeModel.load(tmp_path)
 
 
+def test_tta_zoom_averages_the_zoomed_views(tmp_path):
+    """tta_zoom adds the image and its mirror zoomed about the centre to the average
+    of the heads' probabilities; the embedding stays that of the first two views."""
+    from features.attributes.data import to_tensor, zoom
+
+    imgs, labels = separable_set(64)
+    # trained to confident answers, so that a zoomed view moves them
+    model = tiny(epochs=12, lr=5e-3, ema_decay=0.0, augment=False,
+                 label_smoothing=0.0, sampling_mix=0.0).fit(imgs, labels)
+    plain = model.predict_proba(imgs[:6])
+    model.tta_zoom = 1.25
+    try:
+        got = model.predict_proba(imgs[:6])
+        emb = model.embed(imgs[:6])
+        model.save(tmp_path, "attributes")
+    finally:
+        model.tta_zoom = 1.0
+    net = model.net_.eval()
+    x = to_tensor(imgs[:6])
+    with torch.no_grad():
+        views = [x, torch.flip(x, dims=[3]), zoom(x, 1.25), torch.flip(zoom(x, 1.25), dims=[3])]
+        want = {h: np.mean([torch.softmax(net(v)[h], 1).numpy() for v in views], 0)
+                for h in plain}
+    for h in plain:
+        np.testing.assert_allclose(got[h], want[h], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(plain[h], np.mean([torch.softmax(net(v)[h], 1).detach()
+                                                      .numpy() for v in views[:2]], 0),
+                                   rtol=1e-5, atol=1e-6)
+    assert any(np.abs(got[h] - plain[h]).max() > 1e-4 for h in plain)
+    np.testing.assert_allclose(emb, model.embed(imgs[:6]), rtol=1e-6)
+    loaded = AttributeModel.load(tmp_path)
+    assert loaded.tta_zoom == 1.25
+    np.testing.assert_allclose(loaded.predict_proba(imgs[:6])["colour"], got["colour"],
+                               rtol=1e-6)
+
+
+def test_tta_zoom_is_checked(fitted, tmp_path):
+    imgs, labels = separable_set(8)
+    with pytest.raises(InputError) as e:
+        tiny(tta_zoom=3).fit(imgs, labels)
+    assert e.value.field == "tta_zoom" and "3" in str(e.value)
+    model, _, _ = fitted
+    model.save(tmp_path)
+    meta = json.loads((tmp_path / "attributes.json").read_text())
+    meta["params"]["tta_zoom"] = "big"
+    (tmp_path / "attributes.json").write_text(json.dumps(meta))
+    with pytest.raises(SchemaError, match="tta_zoom.*'big'"):
+        AttributeModel.load(tmp_path)
+
+
 def test_unfitted_raises():
     with pytest.raises(NotFittedError):
         tiny().predict_proba(np.zeros((1, *SIZE, 3), np.uint8))
