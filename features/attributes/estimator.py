@@ -123,7 +123,8 @@ class AttributeModel:
                  sampling_mix: float = 0.5, ema_decay: float = 0.998, augment: bool = True,
                  jitter: float = 0.1,
                  progressive_resize: bool = False,
-                 tta: bool = True, tta_zoom: float = 1.0, region_preset: str = "small", region_dim: int = 128,
+                 tta: bool = True, tta_zoom: float = 1.0,
+                 region_preset: str = "small", region_dim: int = 128,
                  region_dropout: float = 0.1, geometry_noise: float = 0.03, time_budget_s: float | None = None, num_threads: int = 1,
                  device: str = "cpu", random_state: int = 0, verbose: bool | Callable[[str], None] = False):
         self.taxonomy = taxonomy
