@@ -397,19 +397,20 @@ def _attribute_outputs_parts(model, paths, ok, max_side: int, batch_size: int, e
     n = len(paths)
     todo = np.flatnonzero(np.asarray(ok, bool))
     blocks = _blocks(todo, part_size)
-    desc = None
+    desc = None       # catalogue-row aligned, like keypoints
     if getattr(model, "fused_heads", None) and desc_cache is not None and len(todo):
         from features.attributes.descriptors import cached_descriptors
 
-        desc = cached_descriptors([paths[i] for i in todo], desc_cache)
-    starts = np.cumsum([0] + [len(b) for b in blocks])
+        table = cached_descriptors([paths[i] for i in todo], desc_cache)
+        if table is not None:
+            desc = np.full((n, table.shape[1]), np.nan, np.float32)
+            desc[todo] = table
     parts = executor.map(_attribute_part, [(model, [paths[i] for i in idx],
                                             np.ones(len(idx), bool), max_side, batch_size,
                                             keep, None if keypoints is None else
                                             (keypoints[0][idx], keypoints[1][idx]),
-                                            None if desc is None else
-                                            desc[starts[k]:starts[k + 1]])
-                                           for k, idx in enumerate(blocks)])
+                                            None if desc is None else desc[idx])
+                                           for idx in blocks])
     cols: dict[str, np.ndarray] = {}
     if parts:
         for k, v in parts[0][0].items():
