@@ -22,10 +22,13 @@ Examples
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import math
 import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -41,17 +44,99 @@ from features.exceptions import InputError
 PIXEL_MEAN, PIXEL_STD = 0.5, 0.25
 
 
-def load_image(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode an image file to uint8 RGB ``(H, W, 3)``; letterboxed to ``size`` if given.
+#: How an image is framed before it is letterboxed to the network's size: the whole
+#: frame, or the garment's box (:func:`garment_box`).
+CROPS = ("frame", "garment")
+#: Margin around the garment's mask box, as a share of the box's longer side.
+GARMENT_MARGIN = 0.06
+#: The garment box never magnifies the garment more than this against the whole frame
+#: (a ring stays a small thing in a large field, not a blob filling it).
+MAX_GARMENT_ZOOM = 3.0
+#: Below this mask quality (:func:`features.mask.garment_mask`) the whole frame is kept.
+MIN_CROP_QUALITY = 0.5
+#: Side the mask for the box is computed at (a box needs no fine outline).
+CROP_WORK_SIDE = 160
+
+
+def check_crop(crop) -> str:
+    """``crop`` if it is one of :data:`CROPS`, else an :class:`InputError` naming it."""
+    if crop not in CROPS:
+        raise InputError(f"crop must be one of {list(CROPS)}; got {crop!r}", field="crop",
+                         value=crop, allowed=list(CROPS))
+    return crop
+
+
+def garment_box(rgb: np.ndarray, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """The box ``(top, left, bottom, right)`` of ``rgb`` to letterbox to ``size`` so that
+    the garment fills the network's input, or None to keep the whole frame.
+
+    The garment's mask (:func:`features.mask.garment_mask` at a
+    :data:`CROP_WORK_SIDE` working size) gives its bounding box, widened by
+    :data:`GARMENT_MARGIN` of its longer side on every side, then grown to ``size``'s
+    aspect (real background instead of padding) and to at least ``1 /``
+    :data:`MAX_GARMENT_ZOOM` of the frame, and shifted inside the image.  None when
+    the mask scores below :data:`MIN_CROP_QUALITY` or is empty: a doubtful mask could
+    cut the garment, and the whole frame never does.
+
+    >>> img = np.full((200, 140, 3), 235, np.uint8); img[60:140, 50:90] = 40
+    >>> garment_box(img, (160, 112))
+    (55, 38, 145, 102)
+    """
+    from features.mask import garment_mask
+
+    h, w = rgb.shape[:2]
+    if min(h, w) < 8:
+        return None
+    res = garment_mask(np.ascontiguousarray(rgb[..., :3]), work_side=CROP_WORK_SIDE)
+    if res.quality < MIN_CROP_QUALITY:
+        return None
+    rows, cols = np.flatnonzero(res.mask.any(1)), np.flatnonzero(res.mask.any(0))
+    if not len(rows):
+        return None
+    top, bottom, left, right = rows[0], rows[-1] + 1.0, cols[0], cols[-1] + 1.0
+    margin = GARMENT_MARGIN * max(bottom - top, right - left)
+    bh, bw = bottom - top + 2 * margin, right - left + 2 * margin
+    th, tw = size
+    bh = max(bh, bw * th / tw)                                  # the network's aspect
+    bh = max(bh, th / (MAX_GARMENT_ZOOM * min(th / h, tw / w)))  # zoom cap
+    bw = bh * tw / th
+    bh, bw = min(bh, h), min(bw, w)
+
+    def place(lo: float, hi: float, length: float, limit: int) -> tuple[int, int]:
+        start = min(max((lo + hi - length) / 2, 0.0), limit - length)
+        return int(math.floor(start)), min(int(math.ceil(start + length)), limit)
+
+    t, b = place(top, bottom, bh, h)
+    lft, rgt = place(left, right, bw, w)
+    return t, lft, b, rgt
+
+
+def frame(rgb: np.ndarray, size: tuple[int, int], crop: str = "frame") -> np.ndarray:
+    """Letterbox ``rgb`` to ``size``, first cut to :func:`garment_box` when ``crop`` is
+    ``"garment"`` (see :data:`CROPS`)."""
+    if check_crop(crop) == "garment":
+        box = garment_box(rgb, size)
+        if box is not None:
+            t, lft, b, rgt = box
+            rgb = rgb[t:b, lft:rgt]
+    return letterbox(rgb, size)
+
+
+def load_image(path: str | os.PathLike, size: tuple[int, int] | None = None,
+               crop: str = "frame") -> np.ndarray:
+    """Decode an image file to uint8 RGB ``(H, W, 3)``; framed (:func:`frame`) and
+    letterboxed to ``size`` if given.
 
     JPEG decoding uses PIL's draft mode to decode directly at a reduced scale when the
-    target is much smaller (several times faster, same quality after resampling).
+    target is much smaller (several times faster, same quality after resampling); a
+    garment crop decodes at a larger scale, since only part of the frame is kept.
     """
     with Image.open(path) as im:
         if size is not None and im.format == "JPEG":
-            im.draft("RGB", (size[1] * 2, size[0] * 2))
+            f = 2 if check_crop(crop) == "frame" else 3
+            im.draft("RGB", (size[1] * f, size[0] * f))
         rgb = np.asarray(im.convert("RGB"))
-    return letterbox(rgb, size) if size is not None else rgb
+    return frame(rgb, size, crop) if size is not None else rgb
 
 
 def letterbox(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -75,33 +160,42 @@ def letterbox(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def load_images(paths: Sequence[str | os.PathLike], size: tuple[int, int], *,
-                cache: str | os.PathLike | None = None, progress: bool = False
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Decode and letterbox many images into ``(N, H, W, 3)`` uint8, plus an ``ok`` mask.
+                cache: str | os.PathLike | None = None, progress: bool = False,
+                crop: str = "frame", workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Decode, frame (``crop``, see :func:`frame`) and letterbox many images into
+    ``(N, H, W, 3)`` uint8, plus an ``ok`` mask.
 
     Unreadable images become a mid-grey frame with ``ok=False`` instead of stopping
-    the run.  With ``cache`` (a directory), the array is stored as
-    ``<cache>/images_<H>x<W>_<hash of the paths>.npy`` and re-used (memory-mapped)
-    the next time the same paths are asked at the same size.
+    the run.  ``workers`` > 1 decodes in that many processes (the garment crop's mask
+    costs about 13 ms an image, decoding alone 1-2 ms).  With ``cache`` (a directory),
+    the array is stored as
+    ``<cache>/images_<H>x<W>[_garment]_<hash of the paths>.npy`` and re-used
+    (memory-mapped) the next time the same paths are asked at the same size and crop.
     """
     paths = [str(p) for p in paths]
+    check_crop(crop)
+    tag = "" if crop == "frame" else f"_{crop}"
     key = hashlib.sha256(("\n".join(paths) + f"|{size}").encode()).hexdigest()[:16]
     if cache is not None:
         cdir = Path(cache)
-        arr_path = cdir / f"images_{size[0]}x{size[1]}_{key}.npy"
-        ok_path = cdir / f"images_{size[0]}x{size[1]}_{key}.ok.npy"
+        arr_path = cdir / f"images_{size[0]}x{size[1]}{tag}_{key}.npy"
+        ok_path = cdir / f"images_{size[0]}x{size[1]}{tag}_{key}.ok.npy"
         if arr_path.is_file() and ok_path.is_file():
             return np.load(arr_path, mmap_mode="r"), np.load(ok_path)
     arr = np.full((len(paths), size[0], size[1], 3), 128, np.uint8)
     ok = np.zeros(len(paths), bool)
-    for i, p in enumerate(paths):
-        try:
-            arr[i] = load_image(p, size)
-            ok[i] = True
-        except (OSError, ValueError, InputError):
-            pass
-        if progress and (i + 1) % 500 == 0:
-            print(f"  decoded {i + 1}/{len(paths)} images", file=sys.stderr, flush=True)
+    job = functools.partial(_load_or_none, size=tuple(size), crop=crop)
+    with contextlib.ExitStack() as stack:
+        if int(workers) > 1 and len(paths) > 64:
+            pool = stack.enter_context(ProcessPoolExecutor(int(workers)))
+            decoded = pool.map(job, paths, chunksize=32)
+        else:
+            decoded = map(job, paths)
+        for i, im in enumerate(decoded):
+            if im is not None:
+                arr[i], ok[i] = im, True
+            if progress and (i + 1) % 500 == 0:
+                print(f"  decoded {i + 1}/{len(paths)} images", file=sys.stderr, flush=True)
     if cache is not None:
         cdir.mkdir(parents=True, exist_ok=True)
         tmp = arr_path.with_suffix(".tmp.npy")
@@ -111,16 +205,26 @@ def load_images(paths: Sequence[str | os.PathLike], size: tuple[int, int], *,
     return arr, ok
 
 
-def as_image_array(images, size: tuple[int, int]) -> np.ndarray:
+def _load_or_none(path: str, size: tuple[int, int], crop: str) -> np.ndarray | None:
+    try:
+        return load_image(path, size, crop)
+    except (OSError, ValueError, InputError):
+        return None
+
+
+def as_image_array(images, size: tuple[int, int], crop: str = "frame") -> np.ndarray:
     """Accept a uint8 array ``(N, H, W, 3)`` or a list of paths / arrays; return uint8
-    ``(N, *size, 3)`` (letterboxing whatever is not already at ``size``)."""
+    ``(N, *size, 3)``, framing (``crop``, :func:`frame`) and letterboxing whatever is
+    not already at ``size``.  An array already at ``size`` is taken as framed: the
+    output of :func:`load_images` with the same ``crop``."""
+    check_crop(crop)
     if isinstance(images, np.ndarray) and images.ndim == 4:
         if images.dtype != np.uint8 or images.shape[-1] != 3:
             raise InputError(f"image array must be uint8 (N, H, W, 3); got {images.dtype} "
                              f"{images.shape}", field="images")
         if images.shape[1:3] == tuple(size):
             return images
-        return np.stack([letterbox(im, size) for im in images]) if len(images) else \
+        return np.stack([frame(im, size, crop) for im in images]) if len(images) else \
             np.zeros((0, size[0], size[1], 3), np.uint8)
     if isinstance(images, (str, os.PathLike)) or not hasattr(images, "__len__"):
         raise InputError("images must be an array (N, H, W, 3) or a list of paths/arrays",
@@ -128,13 +232,13 @@ def as_image_array(images, size: tuple[int, int]) -> np.ndarray:
     out = np.zeros((len(images), size[0], size[1], 3), np.uint8)
     for i, im in enumerate(images):
         if isinstance(im, (str, os.PathLike)):
-            out[i] = load_image(im, size)
+            out[i] = load_image(im, size, crop)
         else:
             a = np.asarray(im)
             if a.ndim != 3 or a.shape[-1] < 3 or a.dtype != np.uint8:
                 raise InputError(f"image {i} must be uint8 (H, W, 3); got {a.dtype} "
                                  f"{a.shape}", field="images")
-            out[i] = letterbox(a, size)
+            out[i] = frame(a, size, crop)
     return out
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from features.attributes.data import as_image_array, to_tensor, zoom
+from features.attributes.data import as_image_array, check_crop, to_tensor, zoom
 from features.attributes.model import PRESETS, AttributeNet, AttributeNetConfig
 from features.attributes.regions import (GEOMETRY_DIM, RegionInputs, detail_inputs,
                                          region_inputs)
@@ -50,6 +50,13 @@ class AttributeModel:
         Backbone size (see :data:`features.attributes.model.PRESETS`).
     image_size : (int, int)
         Network input (height, width); images are letterboxed to it.
+    crop : {"frame", "garment"}
+        What is letterboxed: the whole frame, or the garment's box from its mask
+        (:func:`features.attributes.data.garment_box`; the whole frame where the mask
+        is doubtful), so that the garment gets more of the network's pixels.  Arrays
+        already at ``image_size`` are taken as framed (by
+        :func:`~features.attributes.data.load_images` with the same ``crop``); paths
+        and other arrays are framed here.
     embed_dim : int
         Embedding size (penultimate layer).
     epochs, batch_size, lr, weight_decay, warmup_epochs : training schedule
@@ -116,7 +123,8 @@ class AttributeModel:
     """
 
     def __init__(self, taxonomy: Taxonomy | None = None, *, preset: str = "base",
-                 image_size: tuple[int, int] = (160, 112), embed_dim: int = 256,
+                 image_size: tuple[int, int] = (160, 112), crop: str = "frame",
+                 embed_dim: int = 256,
                  dropout: float = 0.2, epochs: int = 20, batch_size: int = 64,
                  lr: float = 2e-3, weight_decay: float = 0.05, warmup_epochs: float = 1.0,
                  label_smoothing: float = 0.1, sampling_power: float = 0.5,
@@ -130,6 +138,7 @@ class AttributeModel:
         self.taxonomy = taxonomy
         self.preset = preset
         self.image_size = image_size
+        self.crop = crop
         self.embed_dim = embed_dim
         self.dropout = dropout
         self.epochs = epochs
@@ -157,8 +166,8 @@ class AttributeModel:
         self.verbose = verbose
 
     # -- parameters ---------------------------------------------------------------------
-    _PARAMS = ("preset", "image_size", "embed_dim", "dropout", "epochs", "batch_size", "lr",
-               "weight_decay", "warmup_epochs", "label_smoothing", "sampling_power",
+    _PARAMS = ("preset", "image_size", "crop", "embed_dim", "dropout", "epochs", "batch_size",
+               "lr", "weight_decay", "warmup_epochs", "label_smoothing", "sampling_power",
                "sampling_mix", "ema_decay", "augment", "jitter", "progressive_resize", "tta",
                "tta_zoom",
                "region_preset", "region_dim", "region_dropout", "geometry_noise",
@@ -197,6 +206,7 @@ class AttributeModel:
         if self.lr <= 0:
             raise InputError("lr must be > 0", field="lr", value=self.lr)
         self._check_tta_zoom()
+        check_crop(self.crop)
         try:
             dev = torch.device(str(self.device))
         except (RuntimeError, TypeError) as exc:
@@ -244,7 +254,7 @@ class AttributeModel:
         taxonomy = self.taxonomy
         if taxonomy is None:
             taxonomy = Taxonomy.from_labels(labels, list(labels.columns))
-        x = as_image_array(images, size)
+        x = as_image_array(images, size, self.crop)
         if len(x) != len(labels):
             raise InputError(f"{len(x)} images but {len(labels)} label rows", field="labels")
         if regions is not None and len(regions) != len(x):
@@ -255,7 +265,7 @@ class AttributeModel:
             raise InputError("no labelled rows to train on", field="labels")
         val = None
         if eval_set is not None:
-            vx = as_image_array(eval_set[0], size)
+            vx = as_image_array(eval_set[0], size, self.crop)
             vt, _ = taxonomy.encode(eval_set[1].reset_index(drop=True), unknown="keep")
             val = (vx, vt)
             if regions is not None:
@@ -384,7 +394,7 @@ class AttributeModel:
             # crops the network was trained on; images already letterboxed to the
             # network's size give coarser ones.
             regions = detail_inputs(images, self.config_.region_size)
-        x = as_image_array(images, self.config_.image_size)
+        x = as_image_array(images, self.config_.image_size, self.crop)
         if regions is not None and not self.config_.region_size:
             regions = None   # a whole-image model has no use for them
         if regions is not None and len(regions) != len(x):
@@ -505,8 +515,9 @@ class AttributeModel:
                     **{k: v for k, v in params.items() if k in cls._PARAMS})
         try:
             model._check_tta_zoom()
+            check_crop(model.crop)
         except InputError as exc:
-            raise SchemaError(f"{js}: {exc}", field="tta_zoom") from exc
+            raise SchemaError(f"{js}: {exc}", field=exc.field) from exc
         net = AttributeNet(config)
         state = torch.load(pt, map_location="cpu", weights_only=True)
         # Early files keyed heads by name ("heads.<name>.weight"); map to list order.

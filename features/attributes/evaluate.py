@@ -160,7 +160,8 @@ def evaluate_bundle(bundle_path: str | os.PathLike, split: str = "test") -> dict
     test_ids = set(sp.loc[sp["split"] == split, "item_id"].astype(str))
     sub = cat[cat["item_id"].astype(str).isin(test_ids)].reset_index(drop=True)
     images, ok = load_images(sub["abs_path"].tolist(), model.config_.image_size,
-                             cache=bundle.path("cache"))
+                             cache=bundle.path("cache"), crop=model.crop,
+                             workers=int(model.num_threads))
     sub = sub[ok].reset_index(drop=True)
     regions, regions_from = None, "none"
     if model.region_kind == "detail":

@@ -475,9 +475,12 @@ def run_stage(ctx) -> dict:
     params = _stage_params(ctx)
     size = tuple(params["image_size"])
     cache = cfg.get("cache", str(ctx.bundle.path("cache")))
-    ctx.log(f"[attributes] decoding {len(cat)} images at {size[0]}x{size[1]} (cached in "
+    ctx.log(f"[attributes] decoding {len(cat)} images at {size[0]}x{size[1]}"
+            f"{', cut to the garment' if params.get('crop') == 'garment' else ''} (cached in "
             f"{cache}) ...")
-    images, ok = load_images(cat["abs_path"].tolist(), size, cache=cache, progress=True)
+    crop = params.get("crop", "frame")
+    images, ok = load_images(cat["abs_path"].tolist(), size, cache=cache, progress=True,
+                             crop=crop, workers=int(params.get("num_threads", 1)))
     labels = cat[heads].copy()
     taxonomy = Taxonomy.from_labels(labels, heads)
     tr = np.flatnonzero((cat["split"] == "train").to_numpy() & ok)
