@@ -56,6 +56,9 @@ MAX_GARMENT_ZOOM = 3.0
 MIN_CROP_QUALITY = 0.5
 #: Side the mask for the box is computed at (a box needs no fine outline).
 CROP_WORK_SIDE = 160
+#: Part of a garment-crop cache file's name: bump it when the box's rule changes, so
+#: that no image array cut by an older rule is read back.
+CROP_VERSION = 1
 
 
 def check_crop(crop) -> str:
@@ -129,7 +132,7 @@ def load_image(path: str | os.PathLike, size: tuple[int, int] | None = None,
 
     JPEG decoding uses PIL's draft mode to decode directly at a reduced scale when the
     target is much smaller (several times faster, same quality after resampling); a
-    garment crop decodes at a larger scale, since only part of the frame is kept.
+    garment crop asks for a larger scale, since only part of the frame is kept.
     """
     with Image.open(path) as im:
         if size is not None and im.format == "JPEG":
@@ -168,13 +171,13 @@ def load_images(paths: Sequence[str | os.PathLike], size: tuple[int, int], *,
     Unreadable images become a mid-grey frame with ``ok=False`` instead of stopping
     the run.  ``workers`` > 1 decodes in that many processes (the garment crop's mask
     costs about 13 ms an image, decoding alone 1-2 ms).  With ``cache`` (a directory),
-    the array is stored as
-    ``<cache>/images_<H>x<W>[_garment]_<hash of the paths>.npy`` and re-used
+    the array is stored as ``<cache>/images_<H>x<W>_<hash of the paths>.npy`` (with
+    ``_garment_v<CROP_VERSION>`` before the hash for the garment crop) and re-used
     (memory-mapped) the next time the same paths are asked at the same size and crop.
     """
     paths = [str(p) for p in paths]
     check_crop(crop)
-    tag = "" if crop == "frame" else f"_{crop}"
+    tag = "" if crop == "frame" else f"_{crop}_v{CROP_VERSION}"
     key = hashlib.sha256(("\n".join(paths) + f"|{size}").encode()).hexdigest()[:16]
     if cache is not None:
         cdir = Path(cache)
