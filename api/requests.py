@@ -8,7 +8,7 @@ from flask import current_app, request
 from werkzeug.exceptions import BadRequest
 
 from features.exceptions import InputError, PayloadTooLarge, UnsupportedMediaType
-from api.schemas import IMAGE_FORMATS, validate_body, validate_query
+from api.schemas import validate_body, validate_query
 from api.state import get_serving
 
 
@@ -83,61 +83,14 @@ def image_upload(field: str = "image"):
 
 
 def decode_image(data: bytes, max_pixels: int, *, field: str = "image"):
-    """``features.imaging.decode_upload`` with the request's field named in errors.
+    """:func:`features.imaging.decode_upload` with the request's field named in errors."""
+    from features.imaging import decode_upload
 
-    Until that function is on main, :func:`_decode_with_pil` applies the same contract.
-    """
-    try:
-        from features.imaging import decode_upload
-    except ImportError:
-        decode_upload = _decode_with_pil
     try:
         return decode_upload(data, max_pixels)
     except InputError as exc:
         exc.field = field
         raise
-
-
-def _decode_with_pil(data: bytes, max_pixels: int):
-    """Header first (lazy ``Image.open``), size check, then the full decode."""
-    import io
-    import warnings
-
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    if not data:
-        raise InputError("the upload is empty", field="image")
-    with warnings.catch_warnings():
-        # our limit is stricter than PIL's bomb check; its warning must not escape
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            im = Image.open(io.BytesIO(data))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise PayloadTooLarge("the image declares enormous dimensions",
-                                  field="image") from None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-            raise UnsupportedMediaType("the upload is not a recognised image",
-                                       field="image", allowed=IMAGE_FORMATS) from None
-        if im.format not in IMAGE_FORMATS:
-            raise UnsupportedMediaType(f"image format {im.format} is not accepted",
-                                       field="image", allowed=IMAGE_FORMATS)
-        w, h = im.size
-        if w * h > max_pixels:
-            raise PayloadTooLarge(f"the image declares {w}x{h} = {w * h} pixels; at most "
-                                  f"{max_pixels}", field="image")
-        if w < 1 or h < 1:
-            raise InputError(f"the image declares {w}x{h} pixels", field="image")
-        try:
-            rgb = im.convert("RGB")
-            rgb.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise PayloadTooLarge("the image declares enormous dimensions",
-                                  field="image") from None
-        except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            raise InputError(f"the image is truncated or corrupt: {exc}",
-                             field="image") from None
-    return np.asarray(rgb, dtype=np.uint8)
 
 
 def reserved(args: dict, *names: str) -> dict[str, Any]:

@@ -29,10 +29,10 @@ from recommender.catalog import CATEGORIES
 #: Strategies a variant (or nothing: "default") may choose; the engine implements them.
 STRATEGIES: tuple[str, ...] = ("default", "cooccurrence", "visual")
 EVENT_TYPES: tuple[str, ...] = ("impression", "click", "add_to_cart", "purchase")
-#: Media types an image upload may have (checked from the bytes, not the header).
-IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP")
 
-_INT = re.compile(r"[+-]?[0-9]{1,12}")
+_INT_DIGITS = 12
+_INT = re.compile(rf"[+-]?[0-9]{{1,{_INT_DIGITS}}}")
+_LONG_INT = re.compile(r"[+-]?[0-9]+")
 
 # item ids are catalogue strings; bounded so a hostile id cannot bloat logs or the db
 ITEM_ID = {"type": "string", "minLength": 1, "maxLength": 128}
@@ -288,6 +288,9 @@ def validate_query(schema: dict, args: Mapping[str, str]) -> dict:
         if typ == "integer":
             # ASCII digits only: int() would also take "1_0" and non-Latin digits
             if not _INT.fullmatch(value):
+                if _LONG_INT.fullmatch(value):   # an integer, but beyond any limit here
+                    raise InputError(f"{name}: {value[:40]} is out of range (at most "
+                                     f"{_INT_DIGITS} digits)", field=name, value=value[:40])
                 raise InputError(f"{name} must be an integer, got {value[:40]!r}",
                                  field=name, value=value[:40])
             value = int(value)

@@ -72,6 +72,13 @@ def test_bad_completion_body_is_400_naming_the_field(client, body, field):
     check_error(client.post("/v1/outfits/complete", json=body), 400, field)
 
 
+def test_too_long_integer_is_out_of_range_not_a_non_integer(client):
+    body = check_error(client.get("/v1/items/A/complements?k=" + "9" * 20), 400, "k")
+    assert "out of range" in body["error"] and "9" * 20 in body["error"], body
+    body = check_error(client.get("/v1/items/A/complements?k=9x"), 400, "k")
+    assert "must be an integer" in body["error"], body
+
+
 def test_body_must_be_json_object(client):
     check_error(client.post("/v1/outfits/score", data="{nope",
                             content_type="application/json"), 400, "body")
