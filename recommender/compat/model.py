@@ -306,7 +306,9 @@ class CompatibilityModel:
         t0 = time.perf_counter()
         codes, num, n_values = fz.context_inputs(items)
         model = OutfitContext(self._context_config()).fit(codes, n_values, num, outfits, subs)
-        log(f"[compatibility] outfit context model ({what}): {n} outfits, "
+        trained = (f"{n} outfits" if model.n_outfits_ == n else
+                   f"{model.n_outfits_} of {n} outfits (max_outfits)")
+        log(f"[compatibility] outfit context model ({what}): {trained}, "
             f"{len(model.weights_)} networks, epochs kept {model.best_epoch_} (of "
             f"{[len(h) for h in model.history_]}), held-out FITB "
             f"{[round(max(h), 3) for h in model.history_]} "

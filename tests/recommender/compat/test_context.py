@@ -251,6 +251,24 @@ def test_final_context_model_is_refit_on_all_training_outfits(compat_fit):
                            model.score_fitb(qs, ans, "context"))
 
 
+def test_stage_log_names_the_outfits_the_context_model_trained_on(compat_fit):
+    _, catalog, outfits, _ = compat_fit
+    n_all = int((outfits.groupby("outfit_id")["item_id"].nunique() >= 2).sum())
+    lines = []
+    capped = CompatibilityModel(**FAST, context="on", fitb_ranker="off",
+                                context_params=dict(SMALL, max_outfits=100)
+                                ).fit(catalog, outfits, log=lines.append)
+    assert capped.context_.n_outfits_ == 100
+    refit = [x for x in lines if "outfit context model (refit on all)" in x]
+    assert len(refit) == 1 and f"100 of {n_all} outfits (max_outfits)" in refit[0], refit
+    # without the cap the line gives the one count
+    lines.clear()
+    CompatibilityModel(**FAST, context="on", fitb_ranker="off", context_params=SMALL
+                       ).fit(catalog, outfits, log=lines.append)
+    refit = [x for x in lines if "outfit context model (refit on all)" in x]
+    assert f": {n_all} outfits," in refit[0], refit
+
+
 def test_context_model_is_saved_loaded_and_checked(compat_fit):
     b, _, _, model = compat_fit
     qs, ans = _fitb(model, seed=1)
