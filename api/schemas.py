@@ -289,8 +289,9 @@ def validate_query(schema: dict, args: Mapping[str, str]) -> dict:
             # ASCII digits only: int() would also take "1_0" and non-Latin digits
             if not _INT.fullmatch(value):
                 if _LONG_INT.fullmatch(value):   # an integer, but beyond any limit here
-                    raise InputError(f"{name}: {value[:40]} is out of range (at most "
-                                     f"{_INT_DIGITS} digits)", field=name, value=value[:40])
+                    shown = value[:40] + ("..." if len(value) > 40 else "")
+                    raise InputError(f"{name}: {shown} is out of range (at most "
+                                     f"{_INT_DIGITS} digits)", field=name, value=shown)
                 raise InputError(f"{name} must be an integer, got {value[:40]!r}",
                                  field=name, value=value[:40])
             value = int(value)

@@ -75,6 +75,8 @@ def test_bad_completion_body_is_400_naming_the_field(client, body, field):
 def test_too_long_integer_is_out_of_range_not_a_non_integer(client):
     body = check_error(client.get("/v1/items/A/complements?k=" + "9" * 20), 400, "k")
     assert "out of range" in body["error"] and "9" * 20 in body["error"], body
+    body = check_error(client.get("/v1/items/A/complements?k=" + "9" * 60), 400, "k")
+    assert "9" * 40 + "... is out of range" in body["error"], body
     body = check_error(client.get("/v1/items/A/complements?k=9x"), 400, "k")
     assert "must be an integer" in body["error"], body
 
