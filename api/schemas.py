@@ -30,9 +30,9 @@ from recommender.catalog import CATEGORIES
 STRATEGIES: tuple[str, ...] = ("default", "cooccurrence", "visual")
 EVENT_TYPES: tuple[str, ...] = ("impression", "click", "add_to_cart", "purchase")
 
+_INT = re.compile(r"[+-]?[0-9]+")
+#: Longer query integers are refused as out of range before int() reads them.
 _INT_DIGITS = 12
-_INT = re.compile(rf"[+-]?[0-9]{{1,{_INT_DIGITS}}}")
-_LONG_INT = re.compile(r"[+-]?[0-9]+")
 
 # item ids are catalogue strings; bounded so a hostile id cannot bloat logs or the db
 ITEM_ID = {"type": "string", "minLength": 1, "maxLength": 128}
@@ -288,12 +288,12 @@ def validate_query(schema: dict, args: Mapping[str, str]) -> dict:
         if typ == "integer":
             # ASCII digits only: int() would also take "1_0" and non-Latin digits
             if not _INT.fullmatch(value):
-                if _LONG_INT.fullmatch(value):   # an integer, but beyond any limit here
-                    shown = value[:40] + ("..." if len(value) > 40 else "")
-                    raise InputError(f"{name}: {shown} is out of range (at most "
-                                     f"{_INT_DIGITS} digits)", field=name, value=shown)
                 raise InputError(f"{name} must be an integer, got {value[:40]!r}",
                                  field=name, value=value[:40])
+            if len(value.lstrip("+-")) > _INT_DIGITS:
+                shown = value[:40] + ("..." if len(value) > 40 else "")
+                raise InputError(f"{name}: {shown} is out of range (at most "
+                                 f"{_INT_DIGITS} digits)", field=name, value=shown)
             value = int(value)
         out[name] = value
     validate_instance(schema, out, root="query")

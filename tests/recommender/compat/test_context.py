@@ -255,18 +255,17 @@ def test_stage_log_names_the_outfits_the_context_model_trained_on(compat_fit):
     _, catalog, outfits, _ = compat_fit
     n_all = int((outfits.groupby("outfit_id")["item_id"].nunique() >= 2).sum())
     lines = []
+    # a cap between the validation fit's outfits and all of them: one fit logs both
     capped = CompatibilityModel(**FAST, context="on", fitb_ranker="off",
-                                context_params=dict(SMALL, max_outfits=100)
+                                context_params=dict(SMALL, max_outfits=n_all - 1)
                                 ).fit(catalog, outfits, log=lines.append)
-    assert capped.context_.n_outfits_ == 100
+    n_fit = capped.metrics_["n_fit_outfits"]
+    assert n_fit < n_all - 1 and capped.context_.n_outfits_ == n_all - 1
     refit = [x for x in lines if "outfit context model (refit on all)" in x]
-    assert len(refit) == 1 and f"100 of {n_all} outfits (max_outfits)" in refit[0], refit
-    # without the cap the line gives the one count
-    lines.clear()
-    CompatibilityModel(**FAST, context="on", fitb_ranker="off", context_params=SMALL
-                       ).fit(catalog, outfits, log=lines.append)
-    refit = [x for x in lines if "outfit context model (refit on all)" in x]
-    assert f": {n_all} outfits," in refit[0], refit
+    assert len(refit) == 1 and f"{n_all - 1} of {n_all} outfits (max_outfits)" in refit[0], refit
+    # below the cap the line gives the one count
+    val = [x for x in lines if "outfit context model (validation)" in x]
+    assert len(val) == 1 and f": {n_fit} outfits," in val[0], val
 
 
 def test_context_model_is_saved_loaded_and_checked(compat_fit):
