@@ -38,11 +38,68 @@ def read_config_file(path: str | os.PathLike | None) -> dict:
         raise NotFoundError(f"config file not found: {p}", field="config", value=str(p))
     try:
         if p.suffix == ".toml":
-            return tomllib.loads(p.read_text())
-        return json.loads(p.read_text())
+            cfg = tomllib.loads(p.read_text())
+        else:
+            cfg = json.loads(p.read_text())
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"config file {p} is not valid: {exc}", field="config",
                          value=str(p)) from exc
+    if not isinstance(cfg, dict):
+        raise InputError(f"config file {p} must hold a table of settings, got "
+                         f"{type(cfg).__name__}", field="config", value=str(p))
+    stages = cfg.get("stages", {})
+    if not isinstance(stages, dict):
+        raise InputError(f"config file {p}: [stages] must be a table of stage tables, "
+                         f"got {stages!r}", field="stages", value=stages)
+    for name, table in stages.items():
+        if name not in STAGE_NAMES:
+            raise InputError(f"config file {p}: unknown stage {name!r} in [stages]",
+                             field="stages", value=name, allowed=STAGE_NAMES)
+        if not isinstance(table, dict):
+            raise InputError(f"config file {p}: [stages.{name}] must be a table, got "
+                             f"{table!r}", field=f"stages.{name}", value=table)
+    return cfg
+
+
+def source_stage_defaults(source: str, quick: bool = False) -> dict[str, dict]:
+    """Per-stage settings that ``source`` builds with unless the config says otherwise.
+
+    MANGO trains its measured attribute recipe
+    (:data:`recommender.adapters.mango.STAGE_DEFAULTS`); other sources, and every
+    ``quick`` build (tiny networks for tests and smoke runs), have none.
+
+    >>> source_stage_defaults("mango")["attributes"]["preset"]
+    'small'
+    >>> source_stage_defaults("mango", quick=True), source_stage_defaults("demo")
+    ({}, {})
+    """
+    if quick or source != "mango":
+        return {}
+    from recommender.adapters.mango import STAGE_DEFAULTS
+
+    return {name: dict(table) for name, table in STAGE_DEFAULTS.items()}
+
+
+def resolve_stage_config(source: str, quick: bool, stages: dict | None) -> dict[str, Any]:
+    """The ``[stages]`` tables a build runs with: the source's defaults
+    (:func:`source_stage_defaults`), each key overridden by the config's.
+
+    A stage table the config gives is merged key by key over the source's one (so
+    ``[stages.attributes] epochs = 10`` keeps the rest of MANGO's recipe); a stage the
+    source has no defaults for is taken as the config gives it.
+
+    >>> cfg = resolve_stage_config("mango", False, {"attributes": {"epochs": 10},
+    ...                                             "split": {"test_fraction": 0.0}})
+    >>> cfg["attributes"]["epochs"], cfg["attributes"]["preset"], cfg["split"]
+    (10, 'small', {'test_fraction': 0.0})
+    """
+    out: dict[str, Any] = source_stage_defaults(source, quick)
+    for name, table in (stages or {}).items():
+        if isinstance(table, dict):
+            out[name] = {**out.get(name, {}), **table}
+        else:  # not a table: kept as given, for the stage to refuse by name
+            out[name] = table
+    return out
 
 
 def prepare_demo_source(source_dir: Path, items: int, seed: int,
@@ -93,8 +150,7 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
     if engine not in ("local", "dask"):
         raise InputError(f"unknown engine {engine!r}", field="engine", value=engine,
                          allowed=("local", "dask"))
-    stage_cfg = {k: (dict(v) if isinstance(v, dict) else v)
-                 for k, v in ((overrides or {}).get("stages") or {}).items()}
+    stage_cfg = resolve_stage_config(source, quick, (overrides or {}).get("stages"))
     if holdout is not None:
         if isinstance(holdout, bool) or not (isinstance(holdout, (int, float))
                                              and 0 <= holdout < 1):
@@ -169,7 +225,8 @@ def cli_stages(args) -> int:
     config["scheduler"] = getattr(args, "scheduler", None)
     overrides = read_config_file(getattr(args, "config", None))
     if overrides.get("stages"):
-        config["stages"] = overrides["stages"]
+        config["stages"] = resolve_stage_config(config.get("source", ""), config["quick"],
+                                                overrides["stages"])
     ctx = BuildContext(bundle=b, config=config, force=bool(getattr(args, "force", False)))
     results = run_stages(ctx, _stage_list(args.stages))
     for name, metrics in results.items():

@@ -1,0 +1,85 @@
+"""What a build runs with: a source's own stage defaults under the user's config, and
+config files refused by name when they are not tables of stage tables."""
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from api.cli import main
+from features.attributes.train import _stage_params
+from features.exceptions import InputError
+from recommender.adapters.mango import STAGE_DEFAULTS
+from recommender.build import build_bundle, read_config_file, resolve_stage_config
+from recommender.bundle import Bundle
+from recommender.pipeline import BuildContext
+from tests.recommender.test_ingest import mango  # noqa: F401  (the fixture)
+
+RECIPE = Path(__file__).resolve().parents[2] / "benchmarks" / "mango_attributes.toml"
+
+
+def test_the_mango_default_is_the_measured_recipe_file():
+    """The recipe's figures were measured with the toml's table; the default a MANGO
+    build trains with must be that table, not a copy that drifted."""
+    table = tomllib.loads(RECIPE.read_text())["stages"]["attributes"]
+    assert table == STAGE_DEFAULTS["attributes"]
+
+
+def _params(source, quick, stages):
+    config = {"source": source, "quick": quick,
+              "stages": resolve_stage_config(source, quick, stages)}
+    return _stage_params(BuildContext(bundle=None, config=config))
+
+
+def test_a_mango_build_trains_the_recipe_and_the_config_overrides_key_by_key():
+    p = _params("mango", False, {})
+    assert (p["preset"], p["image_size"], p["time_budget_s"], p["tta_zoom"]) == (
+        "small", [160, 112], 1460, 1.08)
+    p = _params("mango", False, {"attributes": {"epochs": 3, "preset": "base"}})
+    assert (p["epochs"], p["preset"], p["time_budget_s"], p["sampling_mix"]) == (
+        3, "base", 1460, 0.3)
+    cfg = resolve_stage_config("mango", False, {"attributes": {"epochs": 3}})
+    assert cfg["attributes"]["descriptors"] is True          # a stage-only key, kept too
+    assert STAGE_DEFAULTS["attributes"]["epochs"] == 47       # the default is not mutated
+
+
+def test_quick_builds_and_other_sources_keep_the_generic_defaults():
+    quick = _params("mango", True, {})
+    assert (quick["preset"], quick["epochs"]) == ("tiny", 2)
+    assert "time_budget_s" not in quick
+    demo = _params("demo", False, {})
+    assert (demo["preset"], demo["epochs"]) == ("base", 20)
+    assert resolve_stage_config("csv", False, {"split": {"test_fraction": 0.0}}) == {
+        "split": {"test_fraction": 0.0}}
+
+
+def test_the_manifest_records_the_recipe_a_mango_build_ran_with(mango, tmp_path):  # noqa: F811
+    out = tmp_path / "b"
+    build_bundle(out, source="mango", data=mango, stages=["ingest"], log=lambda m: None,
+                 overrides={"stages": {"attributes": {"epochs": 5}}}, holdout=0.0)
+    stages = Bundle.open(out).manifest["config"]["stages"]
+    assert stages["attributes"] == {**STAGE_DEFAULTS["attributes"], "epochs": 5}
+    assert stages["split"] == {"test_fraction": 0.0}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("stages = 3\n", "[stages] must be a table of stage tables, got 3"),
+    ("[stages]\nattributes = 3\n", "[stages.attributes] must be a table, got 3"),
+    ("[stages.atributes]\nepochs = 3\n", "unknown stage 'atributes' in [stages]"),
+])
+def test_a_config_that_is_not_stage_tables_is_refused_by_name(tmp_path, capsys, text,
+                                                              message):
+    f = tmp_path / "c.toml"
+    f.write_text(text)
+    with pytest.raises(InputError) as exc:
+        read_config_file(f)
+    assert message in str(exc.value)
+    assert main(["build", "--out", str(tmp_path / "b"), "--config", str(f)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_json_config_must_be_an_object(tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text("[1, 2]")
+    with pytest.raises(InputError, match="must hold a table of settings, got list"):
+        read_config_file(f)
