@@ -13,6 +13,7 @@ Build on the MANGO datathon files::
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -77,7 +78,7 @@ def source_stage_defaults(source: str, quick: bool = False) -> dict[str, dict]:
         return {}
     from recommender.adapters.mango import STAGE_DEFAULTS
 
-    return {name: dict(table) for name, table in STAGE_DEFAULTS.items()}
+    return copy.deepcopy(STAGE_DEFAULTS)
 
 
 def resolve_stage_config(source: str, quick: bool, stages: dict | None) -> dict[str, Any]:

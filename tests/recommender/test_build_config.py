@@ -39,7 +39,9 @@ def test_a_mango_build_trains_the_recipe_and_the_config_overrides_key_by_key():
         3, "base", 1460, 0.3)
     cfg = resolve_stage_config("mango", False, {"attributes": {"epochs": 3}})
     assert cfg["attributes"]["descriptors"] is True          # a stage-only key, kept too
-    assert STAGE_DEFAULTS["attributes"]["epochs"] == 47       # the default is not mutated
+    cfg["attributes"]["image_size"].append(1)
+    assert STAGE_DEFAULTS["attributes"]["epochs"] == 47       # the defaults are copies
+    assert STAGE_DEFAULTS["attributes"]["image_size"] == [160, 112]
 
 
 def test_quick_builds_and_other_sources_keep_the_generic_defaults():
