@@ -22,6 +22,9 @@ MAX_IMAGE_BYTES     largest image upload in bytes (413 above)
 MAX_IMAGE_PIXELS    largest declared width x height of an upload (413 above)
 LIMITS         overrides of :class:`api.schemas.Limits` (max_k, max_items, ...)
 WATCH_INTERVAL seconds between file checks per worker (0: no watch)
+WARM_VISION    true (default): each gunicorn worker loads the perception models in
+               the background as it starts, so the first photo sent to /v1/analyze
+               or POST /v1/search does not wait ~2 s for them (see warm_vision)
 ============== ===================================================================
 
 Examples
@@ -67,6 +70,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "WATCH_INTERVAL": 1.0,
     "ENGINE_LOADER": None,
     "JSON_SORT_KEYS": False,
+    "WARM_VISION": True,
 }
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -125,6 +129,29 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                preview.bp, admin.bp, openapi.bp):
         app.register_blueprint(bp)
     return app
+
+
+def warm_vision(app: Flask) -> bool:
+    """Load the served engine's perception models now (``WARM_VISION``).
+
+    Called by each gunicorn worker in a background thread as it starts
+    (:func:`api.server.post_worker_init`): the models load in about 2 s, once per
+    worker, and a photo that arrives meanwhile waits for the same load instead of
+    starting its own. Returns whether they are loaded. Never raises: a bundle
+    without an attribute network, or one whose network cannot load, is reported by
+    the photo routes with their own errors, as before; the failure is logged here.
+    """
+    if not app.config.get("WARM_VISION"):
+        return False
+    state = app.extensions[EXTENSION].holder.current()
+    warm = getattr(getattr(state, "engine", None), "warm_vision", None)
+    if warm is None:
+        return False
+    try:
+        return bool(warm())
+    except Exception as exc:  # noqa: BLE001 - reported again, with its status, per photo
+        app.logger.warning("perception models not preloaded: %s", exc)
+        return False
 
 
 def _register_hooks(app: Flask) -> None:

@@ -136,7 +136,8 @@ RESPONSES: dict[str, dict] = {
                         ["stored", "ids"]),
     "healthz": _response({"status": {"type": "string", "enum": ["ok", "no_bundle"]},
                           "items": {"type": ["integer", "null"]},
-                          "loaded_at": {"type": ["number", "null"]}}, ["status"]),
+                          "loaded_at": {"type": ["number", "null"]},
+                          "vision_loaded": {"type": "boolean"}}, ["status"]),
     "reload": _response({"reloaded": {"type": "boolean"},
                          "previous": {"type": "object"}}, ["reloaded"]),
 }

@@ -22,6 +22,7 @@ import errno
 import json
 import socket
 import sys
+import threading
 from typing import Any, Callable
 
 from features.exceptions import InputError
@@ -90,6 +91,28 @@ def gunicorn_application(factory: Callable[[], Any], options: dict):
     return _App()
 
 
+def post_worker_init(worker) -> threading.Thread | None:
+    """gunicorn hook: a started worker loads its perception models in the background.
+
+    The app was built in the master (``preload_app``) without them: torch is not
+    imported before the fork, and a worker that never sees a photo could do without
+    it. Each worker then loads them in a daemon thread (:func:`api.app.warm_vision`),
+    about 2 s on MANGO, while it already answers other requests. Returns the thread
+    (None when the app is not mixmatch's).
+    """
+    from api.app import warm_vision
+    from api.state import EXTENSION
+
+    app = getattr(worker, "wsgi", None)
+    if EXTENSION not in (getattr(app, "extensions", None) or {}):
+        return None
+
+    t = threading.Thread(target=warm_vision, args=(app,), name="mixmatch-warm-vision",
+                         daemon=True)
+    t.start()
+    return t
+
+
 def serve(config: dict, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 2,
           threads: int = DEFAULT_THREADS, dev: bool = False,
           factory: Callable[[dict], Any] | None = None) -> int:
@@ -102,7 +125,8 @@ def serve(config: dict, *, host: str = "127.0.0.1", port: int = 8000, workers: i
     options = {"bind": f"{host}:{port}", "workers": int(workers),
                "worker_class": "gthread", "threads": int(threads),
                "preload_app": True, "timeout": 60, "graceful_timeout": 10,
-               "keepalive": 5, "accesslog": None, "errorlog": "-", "loglevel": "warning"}
+               "keepalive": 5, "accesslog": None, "errorlog": "-", "loglevel": "warning",
+               "post_worker_init": post_worker_init}
     gunicorn_application(lambda: factory(config), options).run()
     return 0
 

@@ -71,7 +71,10 @@ def _esc(s: str) -> str:
 
 @bp.get("/healthz")
 def healthz():
-    """``ok`` with the versions served, or 503 ``no_bundle`` before one is loaded."""
+    """``ok`` with the versions served, or 503 ``no_bundle`` before one is loaded.
+
+    ``vision_loaded``: whether this worker has its perception models loaded (the
+    photo routes answer at once), which a started worker does in the background."""
     serving = get_serving()
     state = serving.holder.current()
     if state is None:
@@ -79,6 +82,7 @@ def healthz():
                         **serving.holder.describe()}, 503)
     n = getattr(getattr(state.engine, "catalog", None), "shape", (None,))[0]
     return respond({"status": "ok", "items": n, "loaded_at": state.loaded_at,
+                    "vision_loaded": bool(getattr(state.engine, "vision_loaded", False)),
                     **serving.holder.describe()})
 
 
