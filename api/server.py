@@ -106,7 +106,6 @@ def post_worker_init(worker) -> threading.Thread | None:
     app = getattr(worker, "wsgi", None)
     if EXTENSION not in (getattr(app, "extensions", None) or {}):
         return None
-
     t = threading.Thread(target=warm_vision, args=(app,), name="mixmatch-warm-vision",
                          daemon=True)
     t.start()

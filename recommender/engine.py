@@ -890,9 +890,10 @@ class Engine:
         has no attribute network; errors of a broken network are raised as by
         :meth:`analyze_image`.
         """
-        if not (self.bundle.path("models") / "attributes.pt").is_file():
+        try:
+            self._vision()
+        except StageNotAvailable:  # no attribute network: nothing to load
             return False
-        self._vision()
         return True
 
     @property
