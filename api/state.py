@@ -84,6 +84,7 @@ class ServingState:
     signature: tuple                        # file stats the watch compares
     loaded_at: float
     generation: str
+    bundle_signature: tuple = ()            # the bundles' manifest stats when loaded
 
     def engine_for(self, model: str | None) -> Any:
         if not model or model == DEFAULT_RULES:
@@ -165,7 +166,9 @@ def build_state(spec: dict, engine_loader: Callable[[str], Any] = default_engine
     if not bundle:
         raise NotFittedError("no bundle configured (set BUNDLE)")
     bsig = _bundle_signature(spec)
-    if previous is not None and _bundle_signature(previous.spec) == bsig:
+    # compared with the stats recorded when ``previous`` loaded, not with its paths'
+    # stats now: a bundle rebuilt in place has the same paths and a new manifest
+    if previous is not None and getattr(previous, "bundle_signature", None) == bsig:
         engine, models = previous.engine, previous.models
     else:
         engine = engine_loader(str(bundle))
@@ -192,7 +195,8 @@ def build_state(spec: dict, engine_loader: Callable[[str], Any] = default_engine
     return ServingState(engine=engine, bundle_path=str(bundle),
                         bundle_version=bundle_version, image_root=image_root, rules=rules,
                         models=models, spec=dict(spec), signature=signature,
-                        loaded_at=time.time(), generation=uuid.uuid4().hex[:12])
+                        loaded_at=time.time(), generation=uuid.uuid4().hex[:12],
+                        bundle_signature=bsig)
 
 
 # -- the holder --------------------------------------------------------------------

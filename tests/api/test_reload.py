@@ -205,3 +205,30 @@ def test_live_reload_under_load_on_a_real_server(served_bundle, live_server, tmp
     assert not wrong, f"{len(wrong)} responses inconsistent with their version"
     print(f"{len(results)} requests, 0 failed, versions seen: "
           f"{ {v: versions.count(v) for v in set(versions)} }")
+
+
+def test_a_bundle_rebuilt_in_place_is_loaded_again_and_rules_alone_reuse_it(
+        served_bundle, tmp_path):
+    """The watch sees a rewritten manifest at the same path: the reload must load the
+    new bundle, not keep the old engine because the paths are unchanged (a rebuilt
+    bundle served stale). A rules-only reload keeps the loaded engine."""
+    import os
+    import shutil
+
+    from api import create_app
+    from api.state import EXTENSION
+    bundle = shutil.copytree(served_bundle, tmp_path / "bundle")
+    app = create_app({"TESTING": True, "BUNDLE": str(bundle), "WATCH_INTERVAL": 1.0,
+                      "DATA_DIR": str(tmp_path / "data")})
+    holder = app.extensions[EXTENSION].holder
+    first = holder.current().engine
+    manifest = bundle / "manifest.json"
+    st = os.stat(manifest)
+    os.utime(manifest, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    assert holder.maybe_check(now=time.monotonic() + 60, background=False) is True
+    rebuilt = holder.current().engine
+    assert rebuilt is not first and holder.reloads == 1
+    rules = tmp_path / "rules.toml"
+    shutil.copy(__import__("recommender").__path__[0] + "/default_rules.toml", rules)
+    holder.reload(rules=str(rules))
+    assert holder.current().engine is rebuilt and holder.reloads == 2
