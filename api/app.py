@@ -24,7 +24,9 @@ LIMITS         overrides of :class:`api.schemas.Limits` (max_k, max_items, ...)
 WATCH_INTERVAL seconds between file checks per worker (0: no watch)
 WARM_VISION    true (default): each gunicorn worker loads the perception models in
                the background as it starts, so the first photo sent to /v1/analyze
-               or POST /v1/search does not wait ~2 s for them (see warm_vision)
+               or POST /v1/search does not wait ~2 s for them (see warm_vision);
+               a reload loads the new bundle's models before it serves when the
+               old one had them loaded (see carry_warmth)
 ============== ===================================================================
 
 Examples
@@ -106,7 +108,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     def build(s: dict):
         previous = holder_ref[0].current() if holder_ref else None
-        return build_state(s, loader, previous=previous)
+        state = build_state(s, loader, previous=previous)
+        if previous is not None and cfg.get("WARM_VISION"):
+            carry_warmth(app, previous, state)
+        return state
 
     holder = StateHolder(build, spec,
                          watch_interval=float(cfg["WATCH_INTERVAL"] or 0),
@@ -144,7 +149,35 @@ def warm_vision(app: Flask) -> bool:
     if not app.config.get("WARM_VISION"):
         return False
     state = app.extensions[EXTENSION].holder.current()
-    warm = getattr(getattr(state, "engine", None), "warm_vision", None)
+    return _warm_engine(app, getattr(state, "engine", None))
+
+
+def carry_warmth(app: Flask, previous: Any, state: Any) -> list[str]:
+    """Load the perception models of ``state``'s engines whose counterparts in
+    ``previous`` had theirs loaded (``WARM_VISION``, after a reload).
+
+    A reload (``/admin/reload``, the control file, the file watch) builds the new state
+    off the request path, and this runs there too, before the new state is swapped in:
+    a worker that had its models warm keeps them warm, and no shopper's photo pays the
+    ~2 s load. Engines that were cold before (no photo yet, or ``WARM_VISION`` off)
+    stay cold, so a reload costs no more CPU than the worker had chosen to spend; an
+    engine reused for a rules-only reload is already loaded. Returns the names warmed
+    (``"default"`` for the main engine, else the variant's model name); never raises.
+    """
+    pairs = [("default", getattr(previous, "engine", None), getattr(state, "engine", None))]
+    old_models = getattr(previous, "models", None) or {}
+    for name, engine in (getattr(state, "models", None) or {}).items():
+        pairs.append((name, old_models.get(name), engine))
+    warmed = []
+    for name, old, new in pairs:
+        if (new is not None and new is not old and getattr(old, "vision_loaded", False)
+                and _warm_engine(app, new)):
+            warmed.append(name)
+    return warmed
+
+
+def _warm_engine(app: Flask, engine: Any) -> bool:
+    warm = getattr(engine, "warm_vision", None)
     if warm is None:
         return False
     try:

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 from api import create_app
-from api.app import warm_vision
+from api.app import carry_warmth, warm_vision
 from api.server import post_worker_init
 from api.state import EXTENSION
 from features.exceptions import BundleError
@@ -90,3 +90,66 @@ def test_live_workers_load_the_models_before_any_photo(vision_bundle, live_serve
     while time.monotonic() - t0 < max(3.0, 2 * waited):
         assert _healthz(cold.url)["vision_loaded"] is False
         time.sleep(0.2)
+
+
+def _reload(app, bundle):
+    r = app.test_client().post("/admin/reload", json={"bundle": str(bundle)},
+                               headers={"Authorization": "Bearer s3cret"})
+    assert r.status_code == 200, r.get_json()
+
+
+@pytest.fixture
+def bundle_copy(vision_bundle, tmp_path):
+    import shutil
+    return shutil.copytree(vision_bundle, tmp_path / "copy")
+
+
+def test_a_reload_keeps_a_warm_worker_warm(vision_bundle, bundle_copy, tmp_path):
+    app = _app(vision_bundle, tmp_path, ADMIN_TOKEN="s3cret")
+    assert warm_vision(app) is True
+    before = _engine(app)
+    _reload(app, bundle_copy)
+    after = _engine(app)
+    assert after is not before and after.vision_loaded     # loaded before it served
+    assert app.test_client().get("/healthz").get_json()["vision_loaded"] is True
+
+
+def test_a_reload_leaves_a_cold_worker_cold(vision_bundle, bundle_copy, tmp_path):
+    app = _app(vision_bundle, tmp_path, ADMIN_TOKEN="s3cret")
+    _reload(app, bundle_copy)
+    assert not _engine(app).vision_loaded                   # no photo, no warm-up yet
+    off = _app(vision_bundle, tmp_path / "off", ADMIN_TOKEN="s3cret", WARM_VISION=False)
+    assert _engine(off).warm_vision()                      # a photo loaded them
+    _reload(off, bundle_copy)
+    assert not _engine(off).vision_loaded                   # WARM_VISION off: lazy again
+
+
+class _FakeEngine:
+    def __init__(self, loaded=False, fails=False):
+        self.vision_loaded, self.fails, self.calls = loaded, fails, 0
+
+    def warm_vision(self):
+        self.calls += 1
+        if self.fails:
+            raise BundleError("the attribute network embeds in 64 dimensions, ...")
+        self.vision_loaded = True
+        return True
+
+
+def test_carry_warmth_follows_each_engine_and_logs_failures(tmp_path, caplog):
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "d")})
+    shared = _FakeEngine(loaded=True)
+    old = types.SimpleNamespace(engine=_FakeEngine(loaded=True),
+                                models={"warm": _FakeEngine(loaded=True),
+                                        "cold": _FakeEngine(), "same": shared,
+                                        "broken": _FakeEngine(loaded=True)})
+    new = types.SimpleNamespace(engine=_FakeEngine(),
+                                models={"warm": _FakeEngine(), "cold": _FakeEngine(),
+                                        "same": shared, "broken": _FakeEngine(fails=True),
+                                        "added": _FakeEngine()})
+    assert carry_warmth(app, old, new) == ["default", "warm"]
+    assert new.engine.vision_loaded and new.models["warm"].vision_loaded
+    assert new.models["cold"].calls == 0 and new.models["added"].calls == 0
+    assert shared.calls == 0                                # reused: already loaded
+    assert new.models["broken"].calls == 1 and not new.models["broken"].vision_loaded
+    assert "perception models not preloaded: the attribute network embeds" in caplog.text
