@@ -31,6 +31,9 @@ def json_body(name: str) -> dict:
         data = request.get_json(force=False, silent=False)
     except BadRequest:
         raise InputError("the body is not valid JSON", field="body") from None
+    except RecursionError:
+        # the decoder recurses per level: "[[[[..." a few thousand deep is bad input
+        raise InputError("the body's JSON is nested too deeply", field="body") from None
     schema = get_serving().schemas.body[name]
     if "oneOf" in schema and isinstance(data, dict):
         branches = schema["oneOf"]

@@ -89,6 +89,15 @@ def test_body_must_be_json_object(client):
                             content_type="application/x-www-form-urlencoded"), 415, "body")
 
 
+@pytest.mark.parametrize("url", ["/v1/events", "/v1/outfits/complete"])
+def test_deeply_nested_json_is_400_not_500(client, url):
+    # json.loads gives up on deep nesting with RecursionError, which is not a ValueError
+    deep = "[" * 100_000 + "]" * 100_000
+    check_error(client.post(url, data=deep, content_type="application/json"), 400, "body")
+    check_error(client.post(url, data='{"items": ' + deep + "}",
+                            content_type="application/json"), 400, "body")
+
+
 def test_event_validation(client):
     check_error(client.post("/v1/events", json={"type": "view", "request_id": "r"}), 400,
                 "type")
