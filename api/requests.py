@@ -2,6 +2,7 @@
 and image uploads refused before they are decoded in full."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from flask import current_app, request
@@ -34,12 +35,37 @@ def json_body(name: str) -> dict:
     except RecursionError:
         # the decoder recurses per level: "[[[[..." a few thousand deep is bad input
         raise InputError("the body's JSON is nested too deeply", field="body") from None
+    bad = _non_json_value(data)
+    if bad is not None:
+        path, reason = bad
+        raise InputError(f"{path or 'body'}: {reason}", field=path or "body")
     schema = get_serving().schemas.body[name]
     if "oneOf" in schema and isinstance(data, dict):
         branches = schema["oneOf"]
         schema = next((b for b in reversed(branches)
                        if all(k in data for k in b.get("required", []))), branches[0])
     return validate_body(schema, data)
+
+
+def _non_json_value(data: Any) -> tuple[str, str] | None:
+    """The path and reason of the first value JSON cannot carry, or None.
+
+    Python's decoder accepts ``NaN``, ``Infinity`` and numbers beyond the float range
+    (``1e400`` decodes to inf), which JSON Schema's ``number`` lets through; stored,
+    SQLite turns NaN into NULL. Paths are written as validation errors name fields:
+    ``events[1].value``.
+    """
+    stack = [("", data)]
+    while stack:   # iterative: the body may be nested as deep as the decoder allows
+        path, v = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            return path, f"{v!r} is not a finite number"
+        if isinstance(v, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), x)
+                         for k, x in reversed(list(v.items())))
+        elif isinstance(v, list):
+            stack.extend((f"{path}[{i}]", x) for i, x in reversed(list(enumerate(v))))
+    return None
 
 
 def csv_list(value: str | None, *, field: str, allowed=None, max_len: int) -> list[str] | None:

@@ -125,3 +125,20 @@ def test_server_killed_mid_load_loses_no_acknowledged_event(live_server, tmp_pat
     missing = set(acked) - stored
     assert not missing, f"{len(missing)} acknowledged events lost"
     print(f"acknowledged {len(acked)}, stored {len(stored)}, lost 0")
+
+
+def test_non_finite_event_value_is_refused_not_stored(client, app):
+    """Python's JSON decoder takes NaN, Infinity and 1e400 (inf); SQLite stored NaN as
+    NULL and inf as inf, acknowledged with 201: a purchase's value was lost or poisoned
+    every revenue sum."""
+    store = app.extensions["mixmatch"].events
+    for raw in ("NaN", "Infinity", "-Infinity", "1e400"):
+        r = client.post("/v1/events", data='{"type": "purchase", "request_id": "r1", '
+                        f'"value": {raw}}}', content_type="application/json")
+        assert r.status_code == 400, (raw, r.get_data(as_text=True))
+        assert r.get_json()["field"] == "value"
+    r = client.post("/v1/events", data='{"events": [{"type": "click", "request_id": "r2"},'
+                    ' {"type": "purchase", "request_id": "r2", "value": NaN}]}',
+                    content_type="application/json")
+    assert r.status_code == 400 and r.get_json()["field"] == "events[1].value"
+    assert store.count("events") == 0
