@@ -122,7 +122,10 @@ class EventStore:
     def add_events(self, events: Iterable[dict], *, ts: float | None = None) -> list[int]:
         """Store validated events in one transaction; returns their ids once committed."""
         now = time.time() if ts is None else ts
-        rows = [(now, *(e.get(c) for c in EVENT_COLUMNS)) for e in events]
+        # ``value`` is REAL: an integral value is bound as a float, because sqlite3
+        # binds an int as a 64-bit INTEGER first and overflows on a larger one
+        rows = [(now, *(_as_real(e.get(c)) if c == "value" else e.get(c)
+                        for c in EVENT_COLUMNS)) for e in events]
         cols = ", ".join(("ts",) + EVENT_COLUMNS)
         marks = ", ".join("?" * (len(EVENT_COLUMNS) + 1))
         return self._write(f"INSERT INTO events ({cols}) VALUES ({marks})", rows)
@@ -158,6 +161,10 @@ class EventStore:
 
     def describe(self) -> dict:
         return {"path": str(self.path)}
+
+
+def _as_real(value):
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def summary(store: EventStore) -> str:

@@ -3,6 +3,7 @@ and image uploads refused before they are decoded in full."""
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 from flask import current_app, request
@@ -47,12 +48,15 @@ def json_body(name: str) -> dict:
     return validate_body(schema, data)
 
 
+_FLOAT_MAX = sys.float_info.max
+
+
 def _non_json_value(data: Any) -> tuple[str, str] | None:
     """The path and reason of the first value JSON cannot carry, or None.
 
-    Python's decoder accepts ``NaN``, ``Infinity`` and numbers beyond the float range
-    (``1e400`` decodes to inf), which JSON Schema's ``number`` lets through; stored,
-    SQLite turns NaN into NULL. Paths are written as validation errors name fields:
+    Python's decoder accepts ``NaN``, ``Infinity``, numbers beyond the float range
+    (``1e400`` decodes to inf) and integers no float can hold, which JSON Schema's
+    ``number`` lets through; stored, SQLite turns NaN into NULL. Paths are written as validation errors name fields:
     ``events[1].value``.
     """
     stack = [("", data)]
@@ -60,6 +64,8 @@ def _non_json_value(data: Any) -> tuple[str, str] | None:
         path, v = stack.pop()
         if isinstance(v, float) and not math.isfinite(v):
             return path, f"{v!r} is not a finite number"
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > _FLOAT_MAX:
+            return path, "the number is out of range (larger than any float)"
         if isinstance(v, dict):
             stack.extend((f"{path}.{k}" if path else str(k), x)
                          for k, x in reversed(list(v.items())))

@@ -142,3 +142,17 @@ def test_non_finite_event_value_is_refused_not_stored(client, app):
                     content_type="application/json")
     assert r.status_code == 400 and r.get_json()["field"] == "events[1].value"
     assert store.count("events") == 0
+
+
+def test_integer_value_beyond_64_bits_is_stored_or_refused_not_500(client, app):
+    """An integral value is bound to SQLite as a 64-bit INTEGER before the REAL column
+    converts it: 10**30 raised OverflowError (500) though it is a JSON number."""
+    store = app.extensions["mixmatch"].events
+    r = client.post("/v1/events", data='{"type": "purchase", "request_id": "r1", '
+                    '"value": 1' + "0" * 30 + "}", content_type="application/json")
+    assert r.status_code == 201, r.get_data(as_text=True)
+    assert store.query("SELECT value FROM events") == [(1e30,)]
+    r = client.post("/v1/events", data='{"type": "purchase", "request_id": "r2", '
+                    '"value": 1' + "0" * 400 + "}", content_type="application/json")
+    assert r.status_code == 400 and r.get_json()["field"] == "value", r.get_json()
+    assert store.count("events") == 1
