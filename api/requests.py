@@ -51,13 +51,22 @@ def json_body(name: str) -> dict:
 _FLOAT_MAX = sys.float_info.max
 
 
+def _utf8(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _non_json_value(data: Any) -> tuple[str, str] | None:
     """The path and reason of the first value JSON cannot carry, or None.
 
     Python's decoder accepts ``NaN``, ``Infinity``, numbers beyond the float range
     (``1e400`` decodes to inf) and integers no float can hold, which JSON Schema's
-    ``number`` lets through; stored, SQLite turns NaN into NULL. Paths are written as validation errors name fields:
-    ``events[1].value``.
+    ``number`` lets through; stored, SQLite turns NaN into NULL. It also decodes escaped
+    lone surrogates (``"\\ud800"``), which no UTF-8 encoder (SQLite's) takes. Paths
+    are written as validation errors name fields: ``events[1].value``.
     """
     stack = [("", data)]
     while stack:   # iterative: the body may be nested as deep as the decoder allows
@@ -66,7 +75,12 @@ def _non_json_value(data: Any) -> tuple[str, str] | None:
             return path, f"{v!r} is not a finite number"
         if isinstance(v, int) and not isinstance(v, bool) and abs(v) > _FLOAT_MAX:
             return path, "the number is out of range (larger than any float)"
+        if isinstance(v, str) and not _utf8(v):
+            return path, "the string holds a lone surrogate (\\ud800-\\udfff): not text"
         if isinstance(v, dict):
+            bad_key = next((k for k in v if not _utf8(k)), None)
+            if bad_key is not None:
+                return path, "a key holds a lone surrogate (\\ud800-\\udfff): not text"
             stack.extend((f"{path}.{k}" if path else str(k), x)
                          for k, x in reversed(list(v.items())))
         elif isinstance(v, list):

@@ -98,6 +98,18 @@ def test_deeply_nested_json_is_400_not_500(client, url):
                             content_type="application/json"), 400, "body")
 
 
+@pytest.mark.parametrize("body, field", [
+    ('{"type": "click", "request_id": "r", "item_id": "\\ud800"}', "item_id"),
+    ('{"events": [{"type": "click", "request_id": "r", "user_id": "a\\udc00"}]}',
+     "events[0].user_id"),
+])
+def test_lone_surrogate_in_json_string_is_400(client, app, body, field):
+    # valid JSON escapes, but no UTF-8 can encode them: SQLite's bind raised (500)
+    check_error(client.post("/v1/events", data=body, content_type="application/json"),
+                400, field)
+    assert app.extensions["mixmatch"].events.count("events") == 0
+
+
 def test_event_validation(client):
     check_error(client.post("/v1/events", json={"type": "view", "request_id": "r"}), 400,
                 "type")
