@@ -114,6 +114,10 @@ def build_document(s: Schemas) -> dict:
             "security": [{"adminToken": []}]}},
     }
     paths["/admin/reload"]["post"]["requestBody"]["required"] = False
+    # /healthz answers 503 with its own body (status "no_bundle"), not an Error body
+    paths["/healthz"]["get"]["responses"]["503"] = {
+        "description": "no bundle loaded yet (status no_bundle)",
+        "content": _json(r["healthz"])}
     for code in ("401", "403"):
         paths["/admin/reload"]["post"]["responses"][code] = {
             "description": "missing/wrong token, or admin disabled",

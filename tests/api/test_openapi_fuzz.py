@@ -105,3 +105,21 @@ def test_fuzz_with_engine(engine_schema):
           f"no 5xx, every response within its schema")
     assert len(counts) >= 18, counts      # 24 with the image operations
     assert all(n > 0 for k, n in counts.items() if k.endswith("positive")), counts
+
+
+def test_healthz_without_a_bundle_answers_what_the_document_says(tmp_path):
+    """/healthz answers 503 with its own body (status no_bundle) before a bundle is
+    loaded; the document must describe that body, not the Error one it lacks."""
+    import jsonschema
+
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "WATCH_INTERVAL": 0})
+    client = app.test_client()
+    r = client.get("/healthz")
+    assert r.status_code == 503
+    doc = client.get("/openapi.json").get_json()
+    schema = doc["paths"]["/healthz"]["get"]["responses"]["503"]["content"][
+        "application/json"]["schema"]
+    if "$ref" in schema:
+        schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    jsonschema.validate(r.get_json(), schema)
+    assert r.get_json()["status"] == "no_bundle"
