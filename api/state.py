@@ -116,12 +116,18 @@ def state_signature(spec: dict) -> tuple:
     """What the watch compares: manifest and rules files (path, mtime, size)."""
     bundle = spec.get("bundle")
     parts = [_stat(Path(bundle) / "manifest.json" if bundle else None),
-             _stat(spec.get("rules"))]
+             _stat(spec.get("rules") or _bundle_rules(bundle))]
     for name in sorted(spec.get("rules_files") or {}):
         parts.append(_stat(spec["rules_files"][name]))
     for name in sorted(spec.get("models") or {}):
         parts.append(_stat(Path(spec["models"][name]) / "manifest.json"))
     return tuple(parts)
+
+
+def _bundle_rules(bundle: str | os.PathLike | None) -> Path | None:
+    """The bundle's own rules file, served when ``RULES`` is not set (as the engine
+    loads it: ``<bundle>/rules/rules.toml``)."""
+    return Path(bundle) / "rules" / "rules.toml" if bundle else None
 
 
 def load_rules_file(path: str | os.PathLike, engine: Any = None) -> tuple[Any, str]:
@@ -175,8 +181,13 @@ def build_state(spec: dict, engine_loader: Callable[[str], Any] = default_engine
         models = {name: engine_loader(str(path))
                   for name, path in (spec.get("models") or {}).items()}
     rules_path = spec.get("rules")
+    own_rules = _bundle_rules(bundle)
     if rules_path:
         rules_obj, version = load_rules_file(rules_path, engine)
+    elif own_rules.is_file():
+        # read again, not taken from the engine: a rules-only reload reuses the engine,
+        # which read this file once when it loaded
+        rules_obj, version = load_rules_file(own_rules, engine)
     else:
         own = getattr(engine, "rules", None)
         rules_obj, version = own, str(getattr(own, "version", None) or "default")

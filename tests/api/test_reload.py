@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -232,3 +234,37 @@ def test_a_bundle_rebuilt_in_place_is_loaded_again_and_rules_alone_reuse_it(
     shutil.copy(__import__("recommender").__path__[0] + "/default_rules.toml", rules)
     holder.reload(rules=str(rules))
     assert holder.current().engine is rebuilt and holder.reloads == 2
+
+
+def test_the_bundles_own_rules_file_is_read_again_on_reload(served_bundle, tmp_path):
+    """Without RULES the bundle's rules/rules.toml is served. Edited in place, the watch
+    must see it and a reload must read it again: the reload reused the loaded engine
+    (same bundle), whose rules were read once at load, and answered "reloaded" while
+    the old rules kept serving."""
+    import shutil
+
+    from api import create_app
+    from api.state import EXTENSION
+    bundle = shutil.copytree(served_bundle, tmp_path / "bundle")
+    (bundle / "rules").mkdir(exist_ok=True)
+    rules = bundle / "rules" / "rules.toml"
+    default = (Path(__import__("recommender").__path__[0]) / "default_rules.toml").read_text()
+
+    def write_rules(version):
+        rules.write_text(default.replace('version = "default-1"', f'version = "{version}"'))
+        st = os.stat(rules)   # a distinct mtime even on a coarse clock
+        os.utime(rules, ns=(st.st_atime_ns, st.st_mtime_ns + int(version[-1]) * 10**9))
+
+    write_rules("shop-1")
+    app = create_app({"TESTING": True, "BUNDLE": str(bundle), "WATCH_INTERVAL": 1.0,
+                      "DATA_DIR": str(tmp_path / "data"), "ADMIN_TOKEN": "s3cret"})
+    holder = app.extensions[EXTENSION].holder
+    engine = holder.current().engine
+    assert holder.current().rules_for(None).version == "shop-1"
+    write_rules("shop-2")
+    assert holder.maybe_check(now=time.monotonic() + 60, background=False) is True
+    assert holder.current().rules_for(None).version == "shop-2"
+    write_rules("shop-3")
+    r = app.test_client().post("/admin/reload", headers={"Authorization": "Bearer s3cret"})
+    assert r.status_code == 200 and r.get_json()["rules_version"] == "shop-3", r.get_json()
+    assert holder.current().engine is engine   # a rules-only change keeps the engine
