@@ -50,6 +50,7 @@ from flask import Flask, g, request
 from api.errors import register_error_handlers
 from api.events import EventStore
 from api.experiments import Experiments
+from api.responses import rules_version_for
 from api.schemas import Limits, build_schemas
 from api.state import EXTENSION, Serving, StateHolder, build_state, default_engine_loader
 
@@ -214,13 +215,14 @@ def _log_exposure(serving: Serving, assignment, response) -> None:
     """Exposures are written when the response is served; a failing write is logged and
     counted but does not fail the shopper's page."""
     state = g.get("mixmatch_state")
-    body = response.get_json(silent=True) or {}
     try:
+        # the version the assigned variant's rules carry, as the envelope reports it:
+        # the response body may not be JSON (the preview page is HTML)
         serving.events.add_exposures(
             g.request_id, assignment.unit, assignment.entries,
             endpoint=g.get("endpoint", request.endpoint or ""),
             bundle_version=state.bundle_version if state is not None else None,
-            rules_version=body.get("rules_version"))
+            rules_version=rules_version_for(assignment))
     except Exception:
         serving.metrics.exposure_failures += 1
         log.exception("could not log the exposure of request %s", g.get("request_id"))

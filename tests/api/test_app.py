@@ -243,6 +243,22 @@ def test_variant_reaches_the_engine_and_exposure_is_logged(ab_app, engine):
         assert sorted(rows) == sorted((l, e, v) for l, e, v, _ in a.entries)
 
 
+def test_preview_exposure_records_the_rules_version_it_applied(ab_app):
+    """The preview page is HTML: its exposures took rules_version from a JSON body
+    that is not there and were logged with NULL, though the variant's rules applied."""
+    app, item, _first, exps = ab_app
+    c = app.test_client()
+    for user in (f"user-{i}" for i in range(6)):
+        r = c.get(f"/preview/{item}?user_id={user}")
+        assert r.status_code == 200
+        a = exps.assign(user, endpoint="preview")
+        rows = app.extensions["mixmatch"].events.query(
+            "SELECT rules_version FROM exposures WHERE request_id = ?",
+            (r.headers["X-Request-ID"],))
+        want = "r2-excl" if a.settings.get("rules") else "r1"
+        assert rows and {v for (v,) in rows} == {want}, (user, rows)
+
+
 def test_forced_variant(ab_app):
     app, item, _first, _exps = ab_app
     c = app.test_client()
