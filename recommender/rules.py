@@ -17,7 +17,7 @@ group of a response (a cross-sell group, the up-sell list, a search result):
    position of its category's group, optionally only for one ``anchor`` item.
    A pinned item must survive steps 1-2: *an excluded or out-of-stock id is never
    shown, even when pinned*. Pinned items are exempt from boost/bury (4) and caps
-   (7) but not from dedupe (8).
+   (7) but not from the up-sell price band (6) or dedupe (8).
 4. **boost / bury** -- ``[[boost]]``/``[[bury]]`` with ``field`` and ``value``
    (or ``values``) and exactly one of ``factor`` (multiplicative:
    ``score *= factor``, factor > 0; a boost needs factor >= 1, a bury
@@ -671,6 +671,19 @@ def apply_rules(groups: list[Group], rules: Rules, table: ItemTable, *, k: int,
     shown: set[int] = set(anchor_idx)
     pairing = set(pairing_for(rules, anchor_categories)) if (
         mode == "complements" and anchor_categories and rules.pairing) else None
+    # step 6: relative price band (up-sell); pinned items are held to it too
+    band_lohi = None
+    if mode == "upsell" and table.has_price and anchor_price is not None \
+            and np.isfinite(anchor_price):
+        band_lohi = band or rules.band
+
+    def in_band(i: int) -> bool:
+        if band_lohi is None:
+            return True
+        lo, hi = band_lohi
+        return bool(np.isfinite(table.price[i])
+                    and lo * anchor_price < table.price[i] <= hi * anchor_price)
+
     out = []
     for g in groups:
         if pairing is not None and g.category not in pairing:
@@ -689,6 +702,8 @@ def apply_rules(groups: list[Group], rules: Rules, table: ItemTable, *, k: int,
                 continue
             if not _filters_ok(rules, table, np.array([pi]))[0]:
                 continue  # exclusion beats pinning
+            if not in_band(pi):
+                continue  # an up-sell never shows an item outside the price band
             if pi not in [q for _, q in pins]:
                 pins.append((p.position, pi))
         pin_set = {q for _, q in pins}
@@ -701,11 +716,8 @@ def apply_rules(groups: list[Group], rules: Rules, table: ItemTable, *, k: int,
         cand = [(int(idx[j]), float(adj[j]), reasons[j]) for j in order
                 if ok[j] and int(idx[j]) not in pin_set]
         # step 6: relative price band (up-sell)
-        if mode == "upsell" and table.has_price and anchor_price is not None \
-                and np.isfinite(anchor_price):
-            lo, hi = band or rules.band
-            cand = [c for c in cand if np.isfinite(table.price[c[0]])
-                    and lo * anchor_price < table.price[c[0]] <= hi * anchor_price]
+        if band_lohi is not None:
+            cand = [c for c in cand if in_band(c[0])]
         # steps 7-9: caps, dedupe, cut to k with pins in place
         counts: dict[tuple[str, int], dict[str, int]] = {}
         n_free = max(0, k - len(pins))

@@ -153,6 +153,20 @@ def test_upsell_price_band(table):
     assert ids(table, out[0]) == ["b4"]
 
 
+def test_upsell_pin_outside_price_band_not_shown(table):
+    # anchor priced 20, band (20, 32]: a pinned b0 (10) is cheaper, not an up-sell
+    out = run(table, {"pin": [{"item_id": "b0", "position": 1}],
+                      "fallback": {"enabled": False}}, mode="upsell", anchor_ids=["b1"],
+              anchor_price=20.0)
+    assert ids(table, out[0]) == ["b2"]
+    # a pin inside the band keeps its position
+    out = run(table, {"pin": [{"item_id": "b3", "position": 1}],
+                      "upsell": {"band": [1.0, 2.0]}, "fallback": {"enabled": False}},
+              mode="upsell", anchor_ids=["b1"], anchor_price=20.0)
+    assert ids(table, out[0]) == ["b3", "b2"]
+    assert out[0]["items"][0]["pinned"]
+
+
 def test_caps_per_attribute(table):
     out = run(table, {"caps": [{"field": "colour", "value": "BLACK", "max": 2}]}, k=5,
               mode="search")
