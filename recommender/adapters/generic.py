@@ -174,11 +174,30 @@ def _read_table(path: Path, fmt: str | None, sep: str, key: str) -> pd.DataFrame
     if fmt == "parquet":
         return pd.read_parquet(path)
     if fmt in ("csv", "tsv", "txt"):
-        return pd.read_csv(path, dtype=str, keep_default_na=False,
-                           sep="\t" if fmt == "tsv" and sep == "," else sep)
+        try:
+            return pd.read_csv(path, dtype=str, keep_default_na=False,
+                               sep="\t" if fmt == "tsv" and sep == "," else sep)
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path} (mapping key {key}) is not UTF-8 text: "
+                             f"{_first_bad_byte(path)}; save the file as UTF-8", field=key,
+                             value=str(path)) from exc
+        except pd.errors.ParserError as exc:
+            raise InputError(f"{path} (mapping key {key}) is not a well-formed table: {exc}",
+                             field=key, value=str(path)) from exc
     raise InputError(f"cannot read {path}: format {fmt!r} is not csv or parquet "
                      "(set the mapping key format)", field="format", value=fmt,
                      allowed=("csv", "parquet"))
+
+
+def _first_bad_byte(path: Path) -> str:
+    """Where a file stops being UTF-8 (pandas reports offsets within its read buffer)."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        return f"byte {raw[exc.start:exc.start + 1]!r} on line {line}"
+    return "undecodable bytes"
 
 
 def _need_columns(df: pd.DataFrame, wanted: dict[str, str], where: str,

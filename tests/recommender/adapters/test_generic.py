@@ -144,6 +144,22 @@ def test_missing_files_and_bad_syntax(shop):
         read_mapping(shop / "broken.yaml")
 
 
+def test_unreadable_source_csv_is_an_input_error(shop):
+    # a shop export in Latin-1 (not UTF-8), and a row with more fields than the header
+    (shop / "shop.csv").write_bytes(b"sku,type\nA1,T-Shirts\nA2,Jeans caf\xe9\n")
+    with pytest.raises(InputError, match=r"shop.csv .*not UTF-8 text: byte .*xe9.* on line 3") as exc:
+        load_mapped(shop / "map.toml")
+    assert exc.value.field == "catalog"
+    (shop / "shop.csv").write_text("sku,type\nA1,T-Shirts\nA2,Jeans,x,y\n")
+    with pytest.raises(InputError, match="shop.csv .*not a well-formed table"):
+        load_mapped(shop / "map.toml")
+    SHOP.to_csv(shop / "shop.csv", index=False)
+    (shop / "looks.csv").write_bytes(b"look,sku\n7,A1\n8,B\xe91\n")
+    with pytest.raises(InputError, match="looks.csv .*not UTF-8") as exc:
+        load_mapped(shop / "map.toml")
+    assert exc.value.field == "outfits.path"
+
+
 def test_outfit_column_named_when_absent(shop):
     (shop / "bad.toml").write_text(TOML.replace('outfit_id = "look"', 'outfit_id = "set"'))
     with pytest.raises(SchemaError, match="outfits.outfit_id names column 'set'"):
