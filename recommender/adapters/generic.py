@@ -97,7 +97,11 @@ def read_mapping(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise NotFoundError(f"mapping file not found: {path}", field="mapping",
                             value=str(path))
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"mapping file {path} is not UTF-8 text: {_first_bad_byte(path)}",
+                         field="mapping", value=str(path)) from exc
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
@@ -126,6 +130,15 @@ def read_mapping(path: str | os.PathLike) -> dict:
     if unknown:
         raise InputError(f"unknown mapping key {unknown[0]!r} in {path}", field=unknown[0],
                          value=unknown[0], allowed=MAPPING_KEYS)
+    for key in ("catalog", "format", "sep", "image_root"):
+        if key in m and not (isinstance(m[key], str) and m[key]):
+            raise InputError(f"mapping key {key} must be a non-empty string, got "
+                             f"{m[key]!r}", field=key, value=m[key])
+    if isinstance(m.get("outfits"), dict) and "sep" in m["outfits"] \
+            and not (isinstance(m["outfits"]["sep"], str) and m["outfits"]["sep"]):
+        raise InputError(f"mapping key outfits.sep must be a non-empty string, got "
+                         f"{m['outfits']['sep']!r}", field="outfits.sep",
+                         value=m["outfits"]["sep"])
     for key in ("columns", "category_map", "defaults", "outfits"):
         if key in m and not isinstance(m[key], dict):
             raise InputError(f"mapping key {key} must be a table, got "

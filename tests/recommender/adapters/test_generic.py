@@ -160,6 +160,21 @@ def test_unreadable_source_csv_is_an_input_error(shop):
     assert exc.value.field == "outfits.path"
 
 
+def test_mapping_file_not_utf8_or_scalar_of_wrong_type(shop):
+    (shop / "latin.toml").write_bytes(TOML.replace('"T-Shirts"', '"Caf\u00e9"')
+                                      .encode("latin-1"))
+    with pytest.raises(InputError, match=r"mapping file .*latin.toml is not UTF-8"):
+        read_mapping(shop / "latin.toml")
+    (shop / "sep.json").write_text(json.dumps({"catalog": "shop.csv", "sep": 1, "columns": {
+        "item_id": "sku", "category": "type"}}))
+    with pytest.raises(InputError, match="mapping key sep must be a non-empty string, got 1"):
+        read_mapping(shop / "sep.json")
+    (shop / "cat.json").write_text(json.dumps({"catalog": ["shop.csv"], "columns": {
+        "item_id": "sku", "category": "type"}}))
+    with pytest.raises(InputError, match="mapping key catalog must be a non-empty string"):
+        read_mapping(shop / "cat.json")
+
+
 def test_outfit_column_named_when_absent(shop):
     (shop / "bad.toml").write_text(TOML.replace('outfit_id = "look"', 'outfit_id = "set"'))
     with pytest.raises(SchemaError, match="outfits.outfit_id names column 'set'"):
