@@ -233,6 +233,12 @@ def load_catalog(path: str | os.PathLike, image_root: str | os.PathLike | None =
         df = pd.read_parquet(path)
     else:
         df = pd.read_csv(path, dtype={"item_id": str}, keep_default_na=False)
+        for c in OPTIONAL_COLUMNS:
+            if c in df.columns and not (pd.api.types.is_numeric_dtype(df[c])
+                                        or pd.api.types.is_bool_dtype(df[c])):
+                # a blank cell means unknown (what a missing price is written as), not
+                # a malformed value
+                df[c] = df[c].where(df[c].astype(str).str.strip() != "")
     cat, report = validate_catalog(df, image_root, check_images=check_images)
     if not report.ok:
         raise CatalogError(report)

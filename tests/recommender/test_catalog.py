@@ -54,6 +54,20 @@ def test_missing_column_is_named(tmp_path):
     assert "columns present: item_id, category" in str(exc.value)
 
 
+def test_csv_with_a_blank_price_loads_as_unknown_price(tmp_path):
+    # a valid catalogue with one unpriced item, written to CSV (NaN -> empty cell)
+    cat, report = validate_catalog(_rows(price=[10.0, np.nan, 30.0, 5.5]),
+                                   check_images=False)
+    assert report.ok
+    path = tmp_path / "cat.csv"
+    cat.to_csv(path, index=False)
+    back = load_catalog(path)
+    assert back["price"].tolist()[::2] == [10.0, 30.0] and np.isnan(back["price"][1])
+    path.write_text(path.read_text().replace("30.0", "thirty"))
+    with pytest.raises(CatalogError, match="non-numeric price in 1 row.*'thirty'"):
+        load_catalog(path)
+
+
 def test_duplicate_ids_listed_with_counts(tmp_path):
     path = tmp_path / "cat.csv"
     df = _rows()
