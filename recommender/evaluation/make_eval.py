@@ -103,6 +103,7 @@ def read_fitb(path: str | os.PathLike) -> list[dict]:
     ['b', 'c', 'd', 'e']
     """
     out = []
+    n_answers = first_line = None
     with open(path) as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -111,12 +112,30 @@ def read_fitb(path: str | os.PathLike) -> list[dict]:
                 q = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise SchemaError(f"{path}:{n}: not JSON ({exc})", field="fitb") from exc
+            if not isinstance(q, dict):
+                raise SchemaError(f"{path}:{n}: expected a JSON object with keys question, "
+                                  f"answers, label; got {line.strip()[:60]!r}", field="fitb")
             missing = [k for k in ("question", "answers", "label") if k not in q]
             if missing:
                 raise SchemaError(f"{path}:{n}: missing key(s) {', '.join(missing)}",
                                   field=missing[0])
+            for key in ("question", "answers"):
+                v = q[key]
+                if not isinstance(v, list) or not all(
+                        isinstance(i, (str, int)) and not isinstance(i, bool) for i in v):
+                    raise SchemaError(f"{path}:{n}: {key} must be a list of item ids, got "
+                                      f"{v!r}", field=key, value=v)
+            if n_answers is None:
+                n_answers, first_line = len(q["answers"]), n
+            elif len(q["answers"]) != n_answers:
+                # the scorers compare answers question by question in one (Q, A) array
+                raise SchemaError(f"{path}:{n}: {len(q['answers'])} answers, where line "
+                                  f"{first_line} has {n_answers}: every question of a file "
+                                  "needs the same number", field="answers",
+                                  value=len(q["answers"]))
             label = q["label"]
-            if not isinstance(label, int) or not 0 <= label < len(q["answers"]):
+            if isinstance(label, bool) or not isinstance(label, int) \
+                    or not 0 <= label < len(q["answers"]):
                 raise SchemaError(f"{path}:{n}: label {label!r} is not an index into the "
                                   f"{len(q['answers'])} answers", field="label", value=label)
             q["question"] = [str(i) for i in q["question"]]

@@ -97,6 +97,26 @@ def test_files_round_trip_and_bad_lines(tmp_path, data):
         read_fitb(tmp_path / "bad.jsonl")
 
 
+@pytest.mark.parametrize("line, field, match", [
+    ("5", "fitb", "expected a JSON object"),
+    ("null", "fitb", "expected a JSON object"),
+    ('["a", "b"]', "fitb", "expected a JSON object"),
+    ('{"question": ["a"], "answers": 7, "label": 0}', "answers", "answers must be a list"),
+    ('{"question": "a", "answers": ["b", "c", "d", "e"], "label": 0}', "question",
+     "question must be a list"),
+    ('{"question": ["a"], "answers": ["b", "c", "d", "e"], "label": true}', "label",
+     "label True"),
+    ('{"question": ["a"], "answers": ["b", "c", "d", "e", "f"], "label": 0}', "answers",
+     "5 answers, where line 1 has 4"),
+])
+def test_malformed_fitb_lines_are_named(tmp_path, line, field, match):
+    good = json.dumps({"question": ["a"], "answers": ["b", "c", "d", "e"], "label": 0})
+    (tmp_path / "f.jsonl").write_text(good + "\n" + line + "\n")
+    with pytest.raises(SchemaError, match=":2: .*" + match) as exc:
+        read_fitb(tmp_path / "f.jsonl")
+    assert exc.value.field == field
+
+
 def test_cli_make_eval(tmp_path, data, capsys):
     cat, outfits = data
     cat.to_parquet(tmp_path / "catalog.parquet", index=False)
