@@ -719,16 +719,25 @@ class Engine:
                 if len(idx):
                     ok = rules_allow(rs, self.table, idx)
                     idx = idx[ok][:per_slot]
+                n_before = len(nxt)
                 for j in idx.tolist():
                     if j in its:
                         continue
                     ps = [key(x, j) for x in its]
                     nxt.append((its, filled, ssum, npairs, plan, j, ps))
+                if len(nxt) == n_before:
+                    # no candidate passes the rules (e.g. every bag excluded or out of
+                    # stock): the look goes on without this slot, as it does when the
+                    # catalogue has no such category, instead of being dropped
+                    nxt.append((its, filled, ssum, npairs, plan, None, []))
             if not nxt:
                 break
             pairs_needed([p for t in nxt for p in t[6]])
             cand = []
             for its, filled, ssum, npairs, plan, j, ps in nxt:
+                if j is None:
+                    cand.append((ssum / max(npairs, 1), (its, filled, ssum, npairs, plan[1:])))
+                    continue
                 s2 = ssum + sum(pair_cache[p] for p in ps)
                 n2 = npairs + len(ps)
                 cand.append((s2 / max(n2, 1), (its + (j,), filled + (j,), s2, n2, plan[1:])))

@@ -161,6 +161,20 @@ def test_complete_dress_and_no_body(engine):
     assert [it["item_id"] for it in out["looks"][0]["items"]] == ["t4", "p4"]
 
 
+def test_complete_skips_a_slot_the_rules_empty(engine):
+    # every bag excluded: the looks go on without a bag (as for a catalogue without
+    # bags) instead of there being no look at all
+    r = parse_rules({"version": "nb", "filters": {"exclude_categories": ["bag"]}})
+    out = engine.complete(["t1"], n=2, rules=r)
+    assert len(out["looks"]) == 2
+    assert [it["item_id"] for it in out["looks"][0]["items"]] == ["t1", "p1", "h1"]
+    for look in out["looks"]:
+        assert [it["category"] for it in look["items"]] == ["top", "bottom", "shoes"]
+    r = parse_rules({"version": "one", "filters": {"include_ids": ["p1", "h1"]}})
+    out = engine.complete(["t1"], n=2, rules=r)
+    assert [it["item_id"] for it in out["looks"][0]["items"]] == ["t1", "p1", "h1"]
+
+
 def test_score_outfit(engine):
     good = engine.score_outfit(["t1", "p1", "h1"])
     bad = engine.score_outfit(["t1", "p4", "h2"])
