@@ -803,9 +803,10 @@ class Engine:
         matches are ordered by popularity in looks, then id.
         """
         k = self._k(k)
+        if filters is not None and not isinstance(filters, dict):
+            raise InputError(f"filters must be a mapping of attribute -> value(s), got "
+                             f"{filters!r}", field="filters", value=filters)
         filters = dict(filters or {})
-        if not isinstance(filters, dict):
-            raise InputError("filters must be a mapping", field="filters")
         li = self._idx(like, "like") if like is not None else None
         if li is not None and "category" not in filters:
             filters["category"] = self.table.category[li]

@@ -194,6 +194,13 @@ def test_search_filters_and_like(engine):
     assert [it["item_id"] for it in out["items"]] == ["d1"]
 
 
+@pytest.mark.parametrize("bad", ["colour=RED", ["colour"], 5])
+def test_search_filters_not_a_mapping_is_an_input_error(engine, bad):
+    with pytest.raises(InputError, match="filters must be a mapping") as e:
+        engine.search(bad, k=2)
+    assert e.value.field == "filters"
+
+
 def test_cold_start_complements_without_rebuild(engine):
     # a new blue top: the style-3 direction, slightly perturbed, not in the catalogue
     e = np.asarray(engine.emb[engine._idx("t3")]) + 0.05
