@@ -232,7 +232,13 @@ def load_catalog(path: str | os.PathLike, image_root: str | os.PathLike | None =
     if path.suffix == ".parquet":
         df = pd.read_parquet(path)
     else:
-        df = pd.read_csv(path, dtype={"item_id": str}, keep_default_na=False)
+        try:
+            df = pd.read_csv(path, dtype={"item_id": str}, keep_default_na=False)
+        except UnicodeDecodeError as exc:
+            from features.exceptions import InputError
+
+            raise InputError(f"catalogue file {path} is not UTF-8 text ({exc.reason}); "
+                             "save it as UTF-8", field="catalog", value=str(path)) from exc
         for c in OPTIONAL_COLUMNS:
             if c in df.columns and not (pd.api.types.is_numeric_dtype(df[c])
                                         or pd.api.types.is_bool_dtype(df[c])):

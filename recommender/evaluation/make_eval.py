@@ -180,8 +180,12 @@ def read_outfits_file(path: str | os.PathLike) -> pd.DataFrame:
         from features.exceptions import NotFoundError
         raise NotFoundError(f"outfits file not found: {path}", field="outfits",
                             value=str(path))
-    df = (pd.read_parquet(path) if path.suffix == ".parquet"
-          else pd.read_csv(path, dtype=str, keep_default_na=False))
+    try:
+        df = (pd.read_parquet(path) if path.suffix == ".parquet"
+              else pd.read_csv(path, dtype=str, keep_default_na=False))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"outfits file {path} is not UTF-8 text ({exc.reason}); save it "
+                         "as UTF-8", field="outfits", value=str(path)) from exc
     if not {"outfit_id", "item_id"} <= set(df.columns):
         if len(df.columns) != 2:
             raise SchemaError(f"{path}: needs columns outfit_id,item_id; has "

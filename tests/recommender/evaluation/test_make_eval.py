@@ -117,6 +117,21 @@ def test_malformed_fitb_lines_are_named(tmp_path, line, field, match):
     assert exc.value.field == field
 
 
+def test_cli_make_eval_input_not_utf8_exits_2(tmp_path, data, capsys):
+    cat, outfits = data
+    cat.to_csv(tmp_path / "cat.csv", index=False)
+    (tmp_path / "o.csv").write_bytes(b"outfit_id,item_id\n1,caf\xe9\n")
+    rc = main(["make-eval", "--outfits", str(tmp_path / "o.csv"), "--catalog",
+               str(tmp_path / "cat.csv"), "--out", str(tmp_path / "ev")])
+    assert rc == 2 and "o.csv is not UTF-8" in capsys.readouterr().err
+    outfits.to_csv(tmp_path / "o.csv", index=False)
+    (tmp_path / "cat.csv").write_bytes((tmp_path / "cat.csv").read_bytes() + b"x\xe9,top\n")
+    rc = main(["make-eval", "--outfits", str(tmp_path / "o.csv"), "--catalog",
+               str(tmp_path / "cat.csv"), "--out", str(tmp_path / "ev")])
+    assert rc == 2 and "cat.csv is not UTF-8" in capsys.readouterr().err
+    assert not (tmp_path / "ev").exists()
+
+
 def test_cli_make_eval(tmp_path, data, capsys):
     cat, outfits = data
     cat.to_parquet(tmp_path / "catalog.parquet", index=False)
