@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from features.exceptions import InputError, NotFoundError, StageNotAvailable
-from recommender.bundle import Bundle
+from recommender.bundle import MANIFEST, Bundle
 from recommender.paths import DATA_ENV, default_data_root
 from recommender.pipeline import STAGE_NAMES, BuildContext, run_stages
 
@@ -180,9 +180,19 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
         "stages": stage_cfg,
         "dask": (overrides or {}).get("dask", {}),  # [dask]: cluster sizes (engine dask)
     }
-    bundle = Bundle.create(out, source=source, image_root=None, config=config)
+    if (out / MANIFEST).is_file():
+        # An existing bundle: the new source and config are saved with the first stage
+        # that runs under them (record_stage saves the manifest), or once the build
+        # finishes, so a build that fails before any stage ran (a bad mapping) leaves
+        # the manifest describing what the bundle holds.
+        bundle = Bundle.open(out)
+        bundle.manifest["source"] = source
+        bundle.manifest["config"] = config
+    else:
+        bundle = Bundle.create(out, source=source, image_root=None, config=config)
     ctx = BuildContext(bundle=bundle, config=config, force=force, log=log)
     run_stages(ctx, stages)
+    bundle.save()
     return out
 
 

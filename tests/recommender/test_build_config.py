@@ -85,3 +85,25 @@ def test_a_json_config_must_be_an_object(tmp_path):
     f.write_text("[1, 2]")
     with pytest.raises(InputError, match="must hold a table of settings, got list"):
         read_config_file(f)
+
+
+def test_a_failed_rebuild_leaves_the_manifest_of_the_existing_bundle(tmp_path):
+    """A build into an existing bundle that fails before any stage ran (here: a mapping
+    naming an absent column) must not rewrite the manifest's source and config."""
+    (tmp_path / "p.csv").write_text("sku,type\n1,Jeans\n2,Tee\n")
+    (tmp_path / "good.toml").write_text(
+        'catalog = "p.csv"\n[columns]\nitem_id = "sku"\ncategory = "type"\n'
+        '[category_map]\nJeans = "bottom"\nTee = "top"\n')
+    (tmp_path / "bad.toml").write_text(
+        'catalog = "p.csv"\n[columns]\nitem_id = "sku"\ncategory = "kind"\n')
+    out = tmp_path / "b"
+    build_bundle(out, source="csv", mapping=tmp_path / "good.toml", stages=["ingest"],
+                 log=lambda m: None)
+    before = (out / "manifest.json").read_text()
+    with pytest.raises(InputError, match="columns.category names column 'kind'"):
+        build_bundle(out, source="csv", mapping=tmp_path / "bad.toml", holdout=0.0,
+                     stages=["ingest"], log=lambda m: None)
+    assert (out / "manifest.json").read_text() == before
+    b = Bundle.open(out)
+    assert b.manifest["config"]["mapping"] == str(tmp_path / "good.toml")
+    assert "split" not in b.manifest["config"]["stages"]
