@@ -35,10 +35,22 @@ from features.fashionai.schema import (ATTRIBUTE_TASKS, KEYPOINT_CATEGORIES,
 KEYPOINT_HEADER = ("image_id", "image_category") + KEYPOINT_NAMES
 
 
+#: A UTF-8 byte-order mark, as Excel and other Windows tools put before "CSV UTF-8".
+_BOM = "\ufeff"
+
+
 def _open_text(src, mode="r"):
     if isinstance(src, (str, os.PathLike)):
-        return open(src, mode, newline="", encoding="utf-8")
+        # utf-8-sig reads files with or without a byte-order mark alike.
+        return open(src, mode, newline="", encoding="utf-8-sig" if mode == "r" else "utf-8")
     return src
+
+
+def _not_text(src, exc: UnicodeDecodeError) -> SchemaError:
+    name = str(src) if isinstance(src, (str, os.PathLike)) else "the input"
+    return SchemaError(f"{name} is not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r}"
+                       f" at offset {exc.start}); save it as CSV UTF-8", field="encoding",
+                       value=name)
 
 
 def read_keypoints_csv(src: str | os.PathLike | IO[str]) -> pd.DataFrame:
@@ -50,10 +62,14 @@ def read_keypoints_csv(src: str | os.PathLike | IO[str]) -> pd.DataFrame:
     try:
         reader = csv.reader(fh)
         header = next(reader, None)
+        if header:
+            header[0] = header[0].removeprefix(_BOM)    # an open stream keeps the BOM
         if header is None or tuple(h.strip() for h in header) != KEYPOINT_HEADER:
             raise SchemaError(f"keypoint CSV header must be {','.join(KEYPOINT_HEADER[:3])},..."
                               f" (26 columns); got {header!r:.200}", field="header")
         records = [rec for rec in reader]
+    except UnicodeDecodeError as exc:
+        raise _not_text(src, exc) from None
     finally:
         if fh is not src:
             fh.close()
@@ -205,6 +221,8 @@ def read_attribute_file(src: str | os.PathLike | IO[str]) -> pd.DataFrame:
         for lineno, rec in enumerate(csv.reader(fh), start=1):
             if not rec:
                 continue
+            if lineno == 1:
+                rec[0] = rec[0].removeprefix(_BOM)
             if len(rec) != 3:
                 raise SchemaError(f"line {lineno}: expected image_path,task,labels; got "
                                   f"{len(rec)} cells", field=f"line {lineno}")
@@ -217,6 +235,8 @@ def read_attribute_file(src: str | os.PathLike | IO[str]) -> pd.DataFrame:
                 raise SchemaError(f"line {lineno}: label {labels!r} of task {task} must be "
                                   f"{n} characters of y/m/n", field="labels", value=labels)
             rows.append((path, task, labels))
+    except UnicodeDecodeError as exc:
+        raise _not_text(src, exc) from None
     finally:
         if fh is not src:
             fh.close()

@@ -133,3 +133,30 @@ def test_ids_that_need_quoting_round_trip():
     assert '"Images/skirt/a,""b"".jpg"' in buf.getvalue()
     back = read_keypoints_csv(io.StringIO(buf.getvalue(), newline=""))
     pd.testing.assert_frame_equal(back, df, check_dtype=False)
+
+
+def test_keypoint_and_attribute_files_with_a_utf8_bom(tmp_path):
+    # Excel and other Windows tools save "CSV UTF-8" with a byte-order mark.
+    kp = tmp_path / "kp.csv"
+    kp.write_text("\r\n".join([HEADER, _line(cells={"waistband_left": "10_20_1"}), ""]),
+                  encoding="utf-8-sig", newline="")
+    df = read_keypoints_csv(kp)
+    assert df.loc[0, "image_id"] == "a.jpg" and df.loc[0, "waistband_left_x"] == 10
+    with open(kp, encoding="utf-8", newline="") as fh:      # an open stream keeps the BOM
+        assert read_keypoints_csv(fh).loc[0, "image_id"] == "a.jpg"
+    attr = tmp_path / "skirt_length_labels_train.csv"
+    attr.write_text("Images/skirt_length_labels/a.jpg,skirt_length_labels,nnynnn\n",
+                    encoding="utf-8-sig", newline="")
+    assert read_attribute_file(attr)["image_path"].tolist() == [
+        "Images/skirt_length_labels/a.jpg"]
+
+
+def test_files_that_are_not_utf8_text_are_schema_errors(tmp_path):
+    kp = tmp_path / "kp.csv"
+    kp.write_bytes("\n".join([HEADER, _line(image_id="caf\xe9.jpg"), ""]).encode("latin-1"))
+    with pytest.raises(SchemaError, match=r"kp\.csv is not UTF-8 text"):
+        read_keypoints_csv(kp)
+    png = tmp_path / "labels.csv"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    with pytest.raises(SchemaError, match=r"labels\.csv is not UTF-8 text"):
+        read_attribute_file(png)
