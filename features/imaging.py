@@ -99,6 +99,12 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
 def _pil_to_rgb_array(im) -> np.ndarray:
     from PIL import Image
 
+    if im.mode.startswith("I;16") or (im.mode == "I" and im.format == "PNG"):
+        # 16-bit greyscale (older Pillow opens a 16-bit PNG as "I"): PIL's convert
+        # would clip every sample above 255 to white; scale 0..65535 to 0..255.
+        a = np.asarray(im, dtype=np.float64)
+        grey = np.rint(np.clip(a, 0, 65535) / 257.0).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         # Composite transparency on white: packshots with alpha are cut-outs.
         im = im.convert("RGBA")

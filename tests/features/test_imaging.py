@@ -105,3 +105,17 @@ def test_decode_upload_refuses_huge_declared_size_before_decoding():
     # and a small real image over a small budget
     with pytest.raises(PayloadTooLarge):
         decode_upload(_png(np.zeros((40, 40, 3), np.uint8)), max_pixels=1000)
+
+
+def test_16_bit_greyscale_keeps_its_tones(tmp_path):
+    # 16-bit PNG/TIFF greyscale (scanners, some DAM exports) holds 0..65535: a
+    # light background (60000) and a mid-grey garment (20000) must stay that.
+    a = np.full((30, 20), 60000, np.uint16)
+    a[5:25, 5:15] = 20000
+    for name in ("g16.png", "g16.tif"):
+        Image.fromarray(a).save(tmp_path / name)
+        out = load_rgb(tmp_path / name)
+        assert out.shape == (30, 20, 3) and out.dtype == np.uint8
+        assert out[0, 0].tolist() == [233] * 3 and out[15, 10].tolist() == [78] * 3, name
+    up = decode_upload((tmp_path / "g16.png").read_bytes())
+    assert up[15, 10].tolist() == [78] * 3
