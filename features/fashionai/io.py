@@ -156,6 +156,14 @@ def keypoints_from_arrays(image_ids: Iterable[str], categories: Iterable[str],
     xy = np.asarray(xy, dtype=float)
     vis = np.asarray(vis, dtype=int)
     data = {"image_id": list(image_ids), "image_category": list(categories)}
+    # A NaN would be cast to -9223372036854775808 and written as a coordinate.
+    bad = (vis != -1) & ~np.isfinite(xy).all(axis=-1)
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        raise SchemaError(f"image {data['image_id'][i]!r}: keypoint {KEYPOINT_NAMES[j]} "
+                          f"(visibility {vis[i, j]}) has coordinates {tuple(xy[i, j].tolist())}"
+                          f" that are not finite; {int(bad.sum())} such point(s) in all",
+                          field=KEYPOINT_NAMES[j], value=tuple(xy[i, j].tolist()))
     for j, n in enumerate(KEYPOINT_NAMES):
         absent = vis[:, j] == -1
         data[f"{n}_x"] = np.where(absent, -1, np.rint(xy[:, j, 0])).astype(np.int64)

@@ -104,6 +104,18 @@ def _duplicates(ids: list[str], what: str) -> None:
                      field="image_id", value=dup[0])
 
 
+def _finite(xy: np.ndarray, used: np.ndarray, ids: list[str], what: str) -> None:
+    """Refuse NaN or infinite coordinates where they would enter the score (the
+    mean would silently become NaN)."""
+    bad = used & ~np.isfinite(xy).all(axis=-1)
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        raise InputError(f"{what} has {int(bad.sum())} keypoint(s) with non-finite "
+                         f"coordinates, e.g. image {ids[i]!r} {KEYPOINT_NAMES[j]} "
+                         f"{tuple(xy[i, j].tolist())}", field=KEYPOINT_NAMES[j],
+                         value=ids[i])
+
+
 def normalized_error(truth_df: pd.DataFrame, pred_df: pd.DataFrame) -> dict:
     """FashionAI keypoint NE of ``pred_df`` against ``truth_df`` (see the module doc).
 
@@ -122,7 +134,8 @@ def normalized_error(truth_df: pd.DataFrame, pred_df: pd.DataFrame) -> dict:
     ------
     InputError
         A ground-truth image has no prediction (the ids are named), an id is
-        duplicated, an unknown category appears, or nothing can be scored.
+        duplicated, an unknown category appears, a scored or normalising point has
+        a NaN or infinite coordinate, or nothing can be scored.
 
     Examples
     --------
@@ -151,6 +164,8 @@ def normalized_error(truth_df: pd.DataFrame, pred_df: pd.DataFrame) -> dict:
                          f"{', '.join(missing[:5])}{more}", field="image_id",
                          value=missing[0])
     p_xy = p_xy_all[np.fromiter((pos[i] for i in t_ids), dtype=np.int64, count=len(t_ids))]
+    _finite(t_xy, t_vis != ABSENT, t_ids, "the ground truth")
+    _finite(p_xy, t_vis == VISIBLE, t_ids, "the prediction table")
     cats = truth_df["image_category"].astype(str).to_numpy()
     unknown = sorted(set(cats) - set(NORMALISING_PAIR))
     if unknown:

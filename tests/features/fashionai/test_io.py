@@ -160,3 +160,17 @@ def test_files_that_are_not_utf8_text_are_schema_errors(tmp_path):
     png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
     with pytest.raises(SchemaError, match=r"labels\.csv is not UTF-8 text"):
         read_attribute_file(png)
+
+
+def test_keypoints_from_arrays_refuses_nan_coordinates_of_annotated_points():
+    xy = np.zeros((2, 24, 2))
+    vis = np.full((2, 24), -1)
+    vis[:, KEYPOINT_INDEX["hemline_left"]] = 1
+    xy[1, KEYPOINT_INDEX["hemline_left"]] = (np.nan, 5)
+    with pytest.raises(SchemaError, match=r"b\.jpg.*hemline_left.*not finite"):
+        keypoints_from_arrays(["a.jpg", "b.jpg"], ["skirt", "skirt"], xy, vis)
+    # an absent point's coordinates are not used: NaN there is fine (written -1_-1_-1)
+    xy[1, KEYPOINT_INDEX["hemline_left"]] = 0
+    xy[:, KEYPOINT_INDEX["crotch"]] = np.nan
+    df = keypoints_from_arrays(["a.jpg", "b.jpg"], ["skirt", "skirt"], xy, vis)
+    assert df["crotch_x"].tolist() == [-1, -1]

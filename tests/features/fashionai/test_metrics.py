@@ -225,3 +225,20 @@ def test_real_labels_perfect_and_uniform_scores(fashionai_dir):
         hits = np.array([s[0] for s in labels[task]])
         assert v["ap"] == v["basic_precision"] == pytest.approx(
             (hits == "y").sum() / (hits != "m").sum())
+
+
+def test_ne_refuses_nan_coordinates_instead_of_returning_nan():
+    pred = TRUTH.copy()
+    pred["crotch_x"] = pred["crotch_x"].astype(float)
+    pred.loc[pred["image_id"] == "t.jpg", "crotch_x"] = np.nan
+    with pytest.raises(InputError, match=r"prediction.*t\.jpg.*crotch"):
+        normalized_error(TRUTH, pred)
+    truth = TRUTH.copy()
+    truth["armpit_right_y"] = truth["armpit_right_y"].astype(float)
+    truth.loc[truth["image_id"] == "b.jpg", "armpit_right_y"] = np.nan
+    with pytest.raises(InputError, match=r"ground truth.*b\.jpg.*armpit_right"):
+        normalized_error(truth, TRUTH)
+    # a NaN where nothing is scored (an absent point) changes nothing
+    pred = TRUTH.copy()
+    pred["hemline_left_x"] = np.nan
+    assert normalized_error(TRUTH, pred)["ne"] == 0.0
