@@ -152,3 +152,24 @@ def test_old_model_files_frame_the_whole_image(files, tmp_path):
     assert loaded.crop == "frame"
     np.testing.assert_allclose(loaded.predict_proba(files[:4])["colour"],
                                model.predict_proba(whole[:4])["colour"], rtol=1e-5)
+
+
+def test_training_images_decode_like_the_features_stage(tmp_path):
+    """The attribute network trains and is evaluated on what load_images gives, and
+    predicts in the features stage and the API on what load_rgb / decode_upload give:
+    a transparent cut-out (composited on white there) and a 16-bit greyscale image
+    must come out the same from both, or the network sees another background."""
+    from features.attributes.data import load_image
+    from features.imaging import load_rgb
+
+    rgba = np.zeros((60, 40, 4), np.uint8)          # transparent black around the garment
+    rgba[15:45, 10:30] = (200, 30, 30, 255)
+    Image.fromarray(rgba).save(tmp_path / "cut.png")
+    g16 = np.full((60, 40), 60000, np.uint16)
+    g16[15:45, 10:30] = 20000
+    Image.fromarray(g16).save(tmp_path / "g16.png")
+    for name in ("cut.png", "g16.png"):
+        p = tmp_path / name
+        np.testing.assert_array_equal(load_image(p), load_rgb(p), err_msg=name)
+    framed, ok = load_images([str(tmp_path / "cut.png")], SIZE)
+    assert ok.all() and framed[0][0, 0].tolist() == [255, 255, 255]

@@ -204,3 +204,22 @@ def test_errors():
     with pytest.raises(InputError) as e:
         tiny(epochs=1).fit(list(imgs), xy, vis).predict(list(imgs), ["hat"] * 4)
     assert e.value.field == "image_category"
+
+
+def test_image_paths_decode_like_the_features_stage(tmp_path):
+    """The detector trains on image paths (the keypoints stage) and predicts on what
+    load_rgb gives (the features stage): a transparent cut-out must be on white in both."""
+    from PIL import Image
+
+    from features.imaging import load_rgb
+    from features.keypoints.heatmap import _prepare
+
+    rgba = np.zeros((80, 60, 4), np.uint8)            # transparent black background
+    rgba[20:60, 15:45] = (30, 30, 120, 255)
+    p = tmp_path / "cut.png"
+    Image.fromarray(rgba).save(p)
+    from_path, tf_path = _prepare([str(p)], (64, 48))
+    from_array, tf_array = _prepare([load_rgb(p)], (64, 48))
+    np.testing.assert_array_equal(from_path, from_array)
+    np.testing.assert_array_equal(tf_path, tf_array)
+    assert from_path[0, 0, 0].tolist() == [255, 255, 255]
