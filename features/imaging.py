@@ -96,7 +96,10 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
 
 
 # -- loading and resizing ------------------------------------------------------
-def _pil_to_rgb_array(im) -> np.ndarray:
+def pil_to_rgb_array(im) -> np.ndarray:
+    """An open PIL image as ``uint8`` RGB ``(H, W, 3)``, decoded the one way every
+    loader shares (:func:`load_rgb`, uploads, attribute and keypoint training):
+    transparency composited on white, 16-bit greyscale scaled to 8 bits."""
     from PIL import Image
 
     if im.mode.startswith("I;16") or (im.mode == "I" and im.format == "PNG"):
@@ -151,7 +154,7 @@ def load_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray
                 # draft() lets the JPEG decoder skip detail we would throw away anyway.
                 im.draft("RGB", (max_side, max_side))
             im.load()
-            arr = _pil_to_rgb_array(im)
+            arr = pil_to_rgb_array(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"image unreadable: {path} ({exc.__class__.__name__}: {exc})",
                          field="image_path", value=str(path)) from exc
@@ -257,7 +260,7 @@ def decode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
                                       value=w * h)
             try:
                 im.load()
-                arr = _pil_to_rgb_array(im)
+                arr = pil_to_rgb_array(im)
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
                 raise PayloadTooLarge(f"image exceeds the decoder's limit: {exc}",
                                       field="image") from exc

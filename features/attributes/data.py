@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from features.exceptions import InputError
-from features.imaging import _pil_to_rgb_array
+from features.imaging import pil_to_rgb_array
 
 #: Mean and scale used to normalise uint8 pixels (roughly centred for packshots).
 PIXEL_MEAN, PIXEL_STD = 0.5, 0.25
@@ -144,7 +144,7 @@ def load_image(path: str | os.PathLike, size: tuple[int, int] | None = None,
             im.draft("RGB", (size[1] * f, size[0] * f))
         # Decoded as load_rgb does (alpha on white, 16-bit greyscale scaled), so the
         # network trains on what the features stage and the API show it.
-        rgb = _pil_to_rgb_array(im)
+        rgb = pil_to_rgb_array(im)
     return frame(rgb, size, crop) if size is not None else rgb
 
 
