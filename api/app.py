@@ -203,7 +203,10 @@ def _register_hooks(app: Flask) -> None:
         response.headers["X-Request-ID"] = g.get("request_id", "")
         _cors(app, response)
         assignment = g.get("assignment")
-        if assignment is not None and assignment.entries and response.status_code < 400:
+        # a HEAD answer shows the shopper nothing: no exposure (it would count a
+        # unit as exposed to a variant it never saw)
+        if (assignment is not None and assignment.entries and response.status_code < 400
+                and request.method != "HEAD"):
             _log_exposure(serving, assignment, response)
         serving.metrics.observe(request.url_rule.rule if request.url_rule else "unmatched",
                                 request.method, response.status_code,

@@ -266,3 +266,17 @@ def test_forced_variant(ab_app):
     assert body["strategy"] == "visual" and "vis" in body["variant"].split(",")
     r = c.get(f"/v1/items/{item}/complements?user_id=u&variant=rul:excl")
     assert r.status_code == 400 and r.get_json()["field"] == "variant"
+
+
+def test_a_head_request_logs_no_exposure(ab_app):
+    """HEAD answers carry no body: nothing was shown, so no exposure is counted."""
+    app, item, _first, _exps = ab_app
+    c = app.test_client()
+    events = app.extensions["mixmatch"].events
+    r = c.head(f"/v1/items/{item}/complements?user_id=head-user")
+    assert r.status_code == 200 and r.data == b""
+    assert events.query("SELECT COUNT(*) FROM exposures WHERE request_id = ?",
+                        (r.headers["X-Request-ID"],)) == [(0,)]
+    r = c.get(f"/v1/items/{item}/complements?user_id=head-user")
+    assert events.query("SELECT COUNT(*) FROM exposures WHERE request_id = ?",
+                        (r.headers["X-Request-ID"],))[0][0] >= 1
