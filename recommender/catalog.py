@@ -239,6 +239,14 @@ def load_catalog(path: str | os.PathLike, image_root: str | os.PathLike | None =
 
             raise InputError(f"catalogue file {path} is not UTF-8 text ({exc.reason}); "
                              "save it as UTF-8", field="catalog", value=str(path)) from exc
+        if not isinstance(df.index, pd.RangeIndex):
+            from features.exceptions import InputError
+
+            # rows one field longer than the header: pandas makes the first column the
+            # index, and every value would shift by a column, silently
+            raise InputError(f"catalogue file {path}: its rows have more fields than its "
+                             f"header ({', '.join(map(str, df.columns))})", field="catalog",
+                             value=str(path))
         for c in OPTIONAL_COLUMNS:
             if c in df.columns and not (pd.api.types.is_numeric_dtype(df[c])
                                         or pd.api.types.is_bool_dtype(df[c])):

@@ -188,8 +188,8 @@ def _read_table(path: Path, fmt: str | None, sep: str, key: str) -> pd.DataFrame
         return pd.read_parquet(path)
     if fmt in ("csv", "tsv", "txt"):
         try:
-            return pd.read_csv(path, dtype=str, keep_default_na=False,
-                               sep="\t" if fmt == "tsv" and sep == "," else sep)
+            df = pd.read_csv(path, dtype=str, keep_default_na=False,
+                             sep="\t" if fmt == "tsv" and sep == "," else sep)
         except UnicodeDecodeError as exc:
             raise InputError(f"{path} (mapping key {key}) is not UTF-8 text: "
                              f"{_first_bad_byte(path)}; save the file as UTF-8", field=key,
@@ -197,6 +197,13 @@ def _read_table(path: Path, fmt: str | None, sep: str, key: str) -> pd.DataFrame
         except pd.errors.ParserError as exc:
             raise InputError(f"{path} (mapping key {key}) is not a well-formed table: {exc}",
                              field=key, value=str(path)) from exc
+        if not isinstance(df.index, pd.RangeIndex):
+            # rows one field longer than the header: pandas makes the first column the
+            # index, and every value would shift by a column, silently
+            raise InputError(f"{path} (mapping key {key}): its rows have more fields than "
+                             f"its header ({', '.join(map(str, df.columns))})", field=key,
+                             value=str(path))
+        return df
     raise InputError(f"cannot read {path}: format {fmt!r} is not csv or parquet "
                      "(set the mapping key format)", field="format", value=fmt,
                      allowed=("csv", "parquet"))

@@ -68,6 +68,17 @@ def test_csv_with_a_blank_price_loads_as_unknown_price(tmp_path):
         load_catalog(path)
 
 
+def test_csv_rows_longer_than_the_header_are_refused_not_shifted(tmp_path):
+    from features.exceptions import InputError
+    path = tmp_path / "cat.csv"
+    _rows().to_csv(path, index=False)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:1] + [ln + ",extra" for ln in lines[1:]]) + "\n")
+    with pytest.raises(InputError, match="cat.csv: its rows have more fields") as exc:
+        load_catalog(path)
+    assert exc.value.field == "catalog"
+
+
 def test_duplicate_ids_listed_with_counts(tmp_path):
     path = tmp_path / "cat.csv"
     df = _rows()

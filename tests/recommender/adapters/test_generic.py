@@ -153,6 +153,10 @@ def test_unreadable_source_csv_is_an_input_error(shop):
     (shop / "shop.csv").write_text("sku,type\nA1,T-Shirts\nA2,Jeans,x,y\n")
     with pytest.raises(InputError, match="shop.csv .*not a well-formed table"):
         load_mapped(shop / "map.toml")
+    # every row one field longer: pandas would index by the first column and shift
+    (shop / "shop.csv").write_text("sku,type\nA1,T-Shirts,x\nA2,Jeans,y\n")
+    with pytest.raises(InputError, match="shop.csv .*more fields than its header"):
+        load_mapped(shop / "map.toml")
     SHOP.to_csv(shop / "shop.csv", index=False)
     (shop / "looks.csv").write_bytes(b"look,sku\n7,A1\n8,B\xe91\n")
     with pytest.raises(InputError, match="looks.csv .*not UTF-8") as exc:

@@ -271,3 +271,16 @@ def test_pool_view_skips_every_copy_of_an_excluded_id():
     cold = _Pools(["a", "b", "c"], ["S", "S", "S"], keep=lambda i: i != "b")
     w = cold.without("S", {"b"})
     assert [w[k] for k in range(len(w))] == ["a", "c"]
+
+
+@pytest.mark.parametrize("text", [
+    "outfit_id,item_id\n1,t0,x\n1,t1,y\n",      # every row one field longer: ids shift
+    "outfit_id,item_id\n1,t0\n1,t1,y\n",        # one row longer
+])
+def test_outfit_rows_longer_than_the_header_are_refused_not_shifted(tmp_path, text):
+    from features.exceptions import InputError
+    from recommender.evaluation.make_eval import read_outfits_file
+    (tmp_path / "o.csv").write_text(text)
+    with pytest.raises(InputError, match="o.csv") as exc:
+        read_outfits_file(tmp_path / "o.csv")
+    assert exc.value.field == "outfits"
