@@ -203,6 +203,20 @@ def resize_to(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 # -- uploads -----------------------------------------------------------------
+def _upright(im):
+    """``im`` turned as its EXIF orientation tag says (phones store a portrait photo
+    as landscape pixels plus the tag, and browsers show it turned). Without a tag, or
+    with an unreadable one, ``im`` itself."""
+    from PIL import ImageOps
+
+    try:
+        if im.getexif().get(0x0112, 1) in (None, 1):   # 0x0112: Orientation
+            return im
+        return ImageOps.exif_transpose(im)
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not refuse the photo
+        return im
+
+
 def decode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode an uploaded image safely into ``uint8`` RGB ``(H, W, 3)``.
 
@@ -210,7 +224,8 @@ def decode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
     is refused as :class:`UnsupportedMediaType`; declared dimensions above
     ``max_pixels`` (a decompression bomb, or just too large) are refused as
     :class:`PayloadTooLarge` before any pixel is decoded; a truncated or corrupt
-    body is an :class:`InputError`.
+    body is an :class:`InputError`. A photo with an EXIF orientation tag is turned
+    upright, as a browser shows it (keypoints and masks are in that frame).
 
     Examples
     --------
@@ -260,7 +275,7 @@ def decode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
                                       value=w * h)
             try:
                 im.load()
-                arr = pil_to_rgb_array(im)
+                arr = pil_to_rgb_array(_upright(im))
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
                 raise PayloadTooLarge(f"image exceeds the decoder's limit: {exc}",
                                       field="image") from exc

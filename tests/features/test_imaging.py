@@ -119,3 +119,22 @@ def test_16_bit_greyscale_keeps_its_tones(tmp_path):
         assert out[0, 0].tolist() == [233] * 3 and out[15, 10].tolist() == [78] * 3, name
     up = decode_upload((tmp_path / "g16.png").read_bytes())
     assert up[15, 10].tolist() == [78] * 3
+
+
+def test_decode_upload_turns_a_phone_photo_upright():
+    """A portrait phone photo is stored as landscape pixels with EXIF orientation 6
+    (turn 90 degrees clockwise to view): the analysis must see it as shown."""
+    from PIL import Image
+    stored = np.full((40, 80, 3), 255, np.uint8)
+    stored[:, :20] = 0                      # dark band on the left of the stored pixels
+    im = Image.fromarray(stored)
+    exif = im.getexif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    out = decode_upload(buf.getvalue())
+    assert out.shape == (80, 40, 3)         # portrait, as a browser shows it
+    assert out[:20].mean() < 40 and out[30:].mean() > 215   # the band is now on top
+    plain = io.BytesIO()
+    im.save(plain, "JPEG", quality=95)      # no tag: pixels as stored
+    assert decode_upload(plain.getvalue()).shape == (40, 80, 3)
