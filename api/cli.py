@@ -116,8 +116,9 @@ def cmd_evaluate(args) -> int:
         for cat, v in sorted(kp.get("per_category", {}).items()):
             print(f"  {cat:<9} NE {v['ne']:.4f}  ({v['n_keypoints']} keypoints)")
         if kp.get("n_skipped"):
-            print(f"  {kp['n_skipped']} image(s) skipped: normalising pair not annotated "
-                  f"(e.g. {kp['skipped'][0]['image_id']}; --json lists them)")
+            first = kp["skipped"][0]
+            print(f"  {kp['n_skipped']} image(s) skipped: no normalising distance (e.g. "
+                  f"{first['image_id']}: {first['reason']}; --json lists them)")
     if args.attributes and not args.json and "heads" in result:
         per_image = result.get("per_image", {}).get("heads")
         extra = f"{'per image':>12}{'macro_f1':>10}" if per_image else ""

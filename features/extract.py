@@ -449,7 +449,8 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
     ----------
     catalog : DataFrame
         Canonical catalogue (``item_id``, ``category``, ``subcategory``,
-        ``image_path``; ``image_ok`` is honoured when present).
+        ``image_path``). Every image is opened: one that is missing or unreadable
+        flags its row (``image_ok`` is not consulted).
     image_root : path or None
         What relative ``image_path`` values are relative to.
     out_dir : path

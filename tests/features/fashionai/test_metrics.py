@@ -97,7 +97,20 @@ def test_cli_says_how_many_images_were_skipped(tmp_path, capsys):
     write_keypoints_csv(truth, tmp_path / "t.csv")
     assert main(["evaluate", "--keypoints-truth", str(tmp_path / "t.csv"),
                  "--keypoints-pred", str(tmp_path / "t.csv")]) == 0
-    assert "1 image(s) skipped" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 image(s) skipped" in out and "s1.jpg: waistband_left/waistband_right not " \
+        "annotated" in out
+    # a pair that is annotated but coincides is named as such, not as "not annotated"
+    truth = _table([
+        ("s2.jpg", "skirt", {"waistband_left": (7, 7, 1), "waistband_right": (7, 7, 1)}),
+        ("s3.jpg", "skirt", {"waistband_left": (0, 0, 1), "waistband_right": (20, 0, 1)}),
+    ])
+    write_keypoints_csv(truth, tmp_path / "t2.csv")
+    assert main(["evaluate", "--keypoints-truth", str(tmp_path / "t2.csv"),
+                 "--keypoints-pred", str(tmp_path / "t2.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "s2.jpg: waistband_left and waistband_right coincide (distance 0)" in out
+    assert "not annotated" not in out
 
 
 def test_extra_predictions_are_ignored_and_counted():
