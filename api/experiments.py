@@ -52,7 +52,9 @@ uniform in [0, 1), the same in every process, machine and restart. The holdout u
 its own salt; in a layer, experiments take consecutive ranges of ``u`` (their
 coverage); inside an experiment a second hash with the experiment's salt picks the
 variant by weight. Changing a salt reshuffles; changing the order of experiments in
-a layer moves their ranges (append new ones at the end).
+a layer moves their ranges (append new ones at the end). A salt may not serve two
+draws (an experiment named like its layer would share the layer's default salt), except
+for experiments of one layer, which no unit is in together.
 
 Examples
 --------
@@ -338,6 +340,12 @@ class _Validator:
         fraction = self.number(holdout.get("fraction", 0.0), "holdout.fraction", 0.0, 0.5)
         h_salt = self.string(holdout.get("salt"), "holdout.salt", required=False,
                              default=f"{salt}:{HOLDOUT}")
+        # salt -> (key path, layer): a salt used twice makes two hashes one, so the
+        # second draw follows the first (e.g. an experiment named like its layer would
+        # pick its variant from the very number that placed it in the layer's range)
+        salts: dict[str, tuple[str, str | None]] = {}
+        if fraction > 0:
+            salts[h_salt] = ("holdout.salt", None)
         layers_raw = data.get("layers", [])
         if not isinstance(layers_raw, list):
             self.fail("layers", "must be a list of tables")
@@ -352,6 +360,7 @@ class _Validator:
             layer_names.add(lname)
             lsalt = self.string(lraw.get("salt"), f"{lk}.salt", required=False,
                                 default=f"{salt}:{lname}")
+            self.unique_salt(salts, lsalt, f"{lk}.salt", None)
             exps_raw = lraw.get("experiments", [])
             if not isinstance(exps_raw, list) or not exps_raw:
                 self.fail(f"{lk}.experiments", "must be a non-empty list of tables")
@@ -384,11 +393,22 @@ class _Validator:
                                          layer_keys)
                 esalt = self.string(eraw.get("salt"), f"{ek}.salt", required=False,
                                     default=f"{salt}:{ename}")
+                self.unique_salt(salts, esalt, f"{ek}.salt", lname)
                 exps.append(Experiment(ename, lname, esalt, cov, start, variants, qa,
                                        endpoints))
                 start += cov
             layers.append(Layer(lname, lsalt, tuple(exps)))
         return Experiments(tuple(layers), fraction, h_salt, source)
+
+    def unique_salt(self, salts: dict, value: str, key: str, layer: str | None) -> None:
+        """Refuse a salt already drawn with, unless both are experiments of one layer
+        (their ranges are disjoint, so no unit meets both draws)."""
+        other = salts.get(value)
+        if other is not None and not (layer is not None and other[1] == layer):
+            self.fail(key, f"salt {value!r} is also the salt of {other[0]}: units would "
+                      "be assigned by one hash twice, so the split is not random (set a "
+                      "distinct salt, or a distinct name when the salt is the default)")
+        salts.setdefault(value, (key, layer))
 
     def variants(self, raw, key, layer, layer_keys) -> tuple[Variant, ...]:
         if not isinstance(raw, list) or len(raw) < 1:

@@ -169,3 +169,40 @@ def test_load_toml_yaml_json_and_syntax_error_line(tmp_path):
     bad.write_text('salt = "s"\n[[layers]\nname = "l"\n')
     with pytest.raises(SchemaError, match="line 2"):
         Experiments.load(bad)
+
+
+def _named_like_its_layer(**exp_extra) -> dict:
+    return {"layers": [{"name": "ranking", "experiments": [
+        {"name": "other", "coverage": 0.5, "variants": [{"name": "a"}, {"name": "b"}]},
+        {"name": "ranking", "coverage": 0.5, **exp_extra,
+         "variants": [{"name": "control"}, {"name": "visual"}]}]}]}
+
+
+def test_a_salt_drawn_twice_is_refused():
+    # an experiment named like its layer got the layer's default salt: its units are
+    # those with u in [0.5, 1), and the variant pick u * 2 >= 1 gave every one of them
+    # 'visual' -- control had no units at all
+    with pytest.raises(SchemaError) as err:
+        Experiments.from_dict(_named_like_its_layer())
+    assert err.value.field == "layers[0].experiments[1].salt"
+    assert "mixmatch:ranking" in str(err.value) and "layers[0].salt" in str(err.value)
+    # with its own salt the split is 1:1 again
+    exp = Experiments.from_dict(_named_like_its_layer(salt="ranking-exp"))
+    got = Counter(exp.assign(f"u{i}").variant for i in range(4000))
+    assert abs(got["control"] / (got["control"] + got["visual"]) - 0.5) < 0.04
+    # the holdout's salt, and an experiment of another layer's, are taken too
+    cfg = json.loads(json.dumps(VECTORS["config"]))
+    cfg["layers"][0]["experiments"][0]["salt"] = "holdout-v1"
+    with pytest.raises(SchemaError) as err:
+        Experiments.from_dict(cfg, rules=["v2"])
+    assert err.value.field == "layers[0].experiments[0].salt"
+    cfg = json.loads(json.dumps(VECTORS["config"]))
+    cfg["layers"][0]["experiments"][0]["salt"] = "shared"
+    cfg["layers"][1]["experiments"][0]["salt"] = "shared"
+    with pytest.raises(SchemaError) as err:
+        Experiments.from_dict(cfg, rules=["v2"])
+    assert err.value.field == "layers[1].experiments[0].salt"
+    # experiments of one layer may share one: no unit is in both
+    cfg["layers"][1]["experiments"][0].pop("salt")
+    cfg["layers"][0]["experiments"][1]["salt"] = "shared"
+    Experiments.from_dict(cfg, rules=["v2"])
