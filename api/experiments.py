@@ -431,6 +431,9 @@ class _Validator:
                 if s == "strategy" and val not in STRATEGIES:
                     self.fail(f"{vk}.strategy", f"unknown strategy {val!r}",
                               allowed=STRATEGIES)
+                if s in ("model", "rules") and not isinstance(val, str):
+                    # checked first: a list or table cannot be looked up in a set
+                    self.fail(f"{vk}.{s}", f"must be a name (a string), got {val!r}")
                 if s == "model" and val not in self.models:
                     self.fail(f"{vk}.model", f"unknown model {val!r} (the app's MODELS "
                               "names them)", allowed=sorted(self.models))

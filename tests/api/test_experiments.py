@@ -142,6 +142,11 @@ def test_endpoint_limited_experiment():
     (lambda c: c["layers"][1]["experiments"][0]["variants"][1].update(rules="v9"),
      "layers[1].experiments[0].variants[1].rules"),
     (lambda c: c["layers"][0].update(colour="red"), "layers[0].colour"),
+    # a list or table where a name belongs was a TypeError (unhashable), not a key error
+    (lambda c: c["layers"][1]["experiments"][0]["variants"][1].update(rules=["v2"]),
+     "layers[1].experiments[0].variants[1].rules"),
+    (lambda c: c["layers"][0]["experiments"][0]["variants"][0].update(model={"a": 1}),
+     "layers[0].experiments[0].variants[0].model"),
     (lambda c: c["holdout"].update(fraction=0.9), "holdout.fraction"),
 ])
 def test_invalid_config_names_the_key(mutate, key):
