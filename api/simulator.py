@@ -238,7 +238,10 @@ def simulate(api_url: str, item_ids: Sequence[str], config: SimulationConfig | N
             evs = page_events(rng, resp["request_id"], user, shown_items(resp),
                               cfg.behaviour_for(variant))
             for s in range(0, len(evs), EVENTS_PER_POST):
-                if budget():
+                # a bound met here leaves this page's events unposted: the run did not
+                # finish, and says which bound stopped it
+                stopped = budget() or "done"
+                if stopped != "done":
                     break
                 requests += 1
                 chunk = evs[s:s + EVENTS_PER_POST]
@@ -248,6 +251,8 @@ def simulate(api_url: str, item_ids: Sequence[str], config: SimulationConfig | N
                     errors.append(str(exc))
                     continue
                 events.update(e["type"] for e in chunk)
+            if stopped != "done":
+                break
         if stopped != "done":
             break
         users_done += 1

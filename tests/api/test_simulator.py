@@ -135,6 +135,11 @@ def test_simulation_stops_at_its_bounds(config):
         assert run.stopped == "max_requests" and run.requests == 3
         run = simulate(url, PAGES, users=10_000, max_seconds=0.3)
         assert run.stopped == "max_seconds" and run.users < 10_000
+        # the bound met while posting the last page's events: that page's events were
+        # dropped, yet the run said "done" and counted the user as complete
+        run = simulate(url, PAGES, users=1, pages_per_user=1, k=2, max_requests=1)
+        assert run.requests == 1 and sum(run.events.values()) == 0
+        assert run.stopped == "max_requests" and run.users == 0
 
 
 def test_experiments_read_for_analysis_accept_unknown_names(tmp_path):
