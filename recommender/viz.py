@@ -326,9 +326,15 @@ def metrics_figure(table: pd.DataFrame, columns: Sequence[str], *, title: str,
 
 def ab_rates_figure(variants: pd.DataFrame, control: str, *,
                     events: Sequence[str] = ("click", "add_to_cart", "purchase"),
-                    title: str = ""):
+                    title: str = "", confidence: float = 0.95):
     """Per event type: each variant's rate with its interval (left), and its
-    difference to the control with the interval (right; zero marked)."""
+    difference to the control with the interval (right; zero marked).
+
+    ``confidence`` is the level the intervals were computed at (what was passed to
+    :func:`api.ab_analysis.ab_summary`); the panel titles name it."""
+    if not (isinstance(confidence, (int, float)) and 0 < confidence < 1):
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    level = f"{100 * confidence:g}% CI"
     fig = _figure(10.0, 1.1 + 1.3 * len(events))
     names = sorted(variants["variant"].unique(), key=lambda v: (v != control, v))
     for k, ev in enumerate(events):
@@ -338,7 +344,7 @@ def ab_rates_figure(variants: pd.DataFrame, control: str, *,
         ax.errorbar(d["rate"], y, xerr=[d["rate"] - d["rate_lo"], d["rate_hi"] - d["rate"]],
                     fmt="o", color="#4575b4", capsize=3)
         ax.set_yticks(y, names)
-        ax.set_title(f"{ev} rate per unit (95% CI)", fontsize=9)
+        ax.set_title(f"{ev} rate per unit ({level})", fontsize=9)
         ax.margins(y=0.4)
         ax2 = fig.add_subplot(len(events), 2, 2 * k + 2)
         other = d.drop(index=control, errors="ignore")
@@ -353,7 +359,7 @@ def ab_rates_figure(variants: pd.DataFrame, control: str, *,
                                                       [r["diff_hi"] - r["diff"]]],
                              fmt="o", color=colour, capsize=3)
             ax2.set_yticks(y2, [f"{v} - {control}" for v in other.index])
-        ax2.set_title(f"{ev}: difference to {control} (95% CI)", fontsize=9)
+        ax2.set_title(f"{ev}: difference to {control} ({level})", fontsize=9)
         ax2.margins(y=0.4)
     if title:
         fig.suptitle(title, fontsize=11)

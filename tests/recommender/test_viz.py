@@ -116,7 +116,10 @@ def test_ab_figures_from_a_report():
     ev = pd.DataFrame({"request_id": ["r4", "r5", "r0"], "type": ["click"] * 3})
     rep = variant_report(exp, ev, "e", "a", {"a": 1, "b": 1})
     fig = viz.ab_rates_figure(rep["variants"], "a")
-    assert len(fig.axes) == 6
+    assert len(fig.axes) == 6 and "(95% CI)" in fig.axes[0].get_title()
+    rep90 = variant_report(exp, ev, "e", "a", {"a": 1, "b": 1}, confidence=0.9)
+    fig = viz.ab_rates_figure(rep90["variants"], "a", confidence=0.9)
+    assert {ax.get_title().split("(")[-1] for ax in fig.axes} == {"90% CI)"}
     counts = pd.DataFrame({"variant": ["a", "b"], "units": [4, 4]})
     fig = viz.ab_counts_figure(counts, rep["srm"])
     assert [p.get_height() for p in fig.axes[0].patches] == [4, 4]
