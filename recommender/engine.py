@@ -95,6 +95,7 @@ class Engine:
         self._cat_rows = {c: np.flatnonzero(self.table.category == c) for c in self.categories}
         self.attribute_vocab = self._vocab()
         self._popular: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._popularity: dict[str, np.ndarray] = {}
         self._price_sorted: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
         self._vision_lock = threading.Lock()
@@ -234,19 +235,28 @@ class Engine:
         return rules
 
     # ------------------------------------------------------------------ state for strategies
+    def popularity(self, category: str) -> np.ndarray:
+        """Count of co-occurrence edges pointing at each item of ``category`` (how
+        often it is worn in looks), aligned with the category's catalogue rows
+        (ascending)."""
+        got = self._popularity.get(category)
+        if got is None:
+            rows = self._cat_rows.get(category, np.zeros(0, np.int64))
+            a = self.graph._arrays.get(("cooc", category))
+            got = (np.zeros(len(rows)) if a is None else np.bincount(
+                np.asarray(a[1]), minlength=len(self.catalog))[rows].astype(float))
+            self._popularity[category] = got
+        return got
+
     def popular(self, category: str) -> tuple[np.ndarray, np.ndarray]:
-        """Most-worn items of ``category`` (count of co-occurrence edges pointing at them)."""
+        """The 200 most-worn items of ``category`` (:meth:`popularity`), most first."""
         got = self._popular.get(category)
         if got is None:
-            a = self.graph._arrays.get(("cooc", category))
-            if a is None:
-                got = (np.zeros(0, np.int64), np.zeros(0))
-            else:
-                cnt = np.bincount(np.asarray(a[1]), minlength=len(self.catalog))
-                rows = self._cat_rows.get(category, np.zeros(0, np.int64))
-                order = rows[np.argsort(-cnt[rows], kind="stable")][:200]
-                order = order[cnt[order] > 0]
-                got = (order.astype(np.int64), cnt[order].astype(float))
+            cnt = self.popularity(category)
+            rows = self._cat_rows.get(category, np.zeros(0, np.int64))
+            top = np.argsort(-cnt, kind="stable")[:200]
+            top = top[cnt[top] > 0]
+            got = (rows[top].astype(np.int64), cnt[top])
             self._popular[category] = got
         return got
 
@@ -821,12 +831,12 @@ class Engine:
             rows = rows[rows != li]
             idx, sc = self._rank_by_embedding(rows, np.asarray(self.emb[li]), k)
         else:
+            # every match's own count: ``popular`` keeps only a category's 200 most
+            # worn, which left a filter's worn items outside them tied at 0 (id order)
             cnt = np.zeros(len(rows))
             for c in np.unique(self.table.category[rows]) if len(rows) else []:
-                pi, pw = self.popular(c)
-                lut = dict(zip(pi.tolist(), pw.tolist()))
                 m = self.table.category[rows] == c
-                cnt[m] = [lut.get(int(x), 0.0) for x in rows[m]]
+                cnt[m] = self.popularity(c)[np.searchsorted(self._cat_rows[c], rows[m])]
             order = np.lexsort((self.table.ids[rows], -cnt))[:max(4 * k, 50)]
             idx, sc = rows[order], cnt[order]
         g = Group("search", idx, sc, [""] * len(idx))

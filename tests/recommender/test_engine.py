@@ -211,3 +211,51 @@ def test_cold_start_complements_without_rebuild(engine):
     with pytest.raises(InputError) as err:
         engine.complements_for_features({"category": "hat"}, e)
     assert err.value.field == "category"
+
+
+@pytest.fixture(scope="module")
+def many_tops_engine(tmp_path_factory):
+    """210 white tops each worn with two bottoms, one red top worn once and one red top
+    never worn: more tops than the 200 that ``Engine.popular`` keeps."""
+    import pandas as pd
+
+    from recommender.bundle import Bundle
+    from recommender.catalog import validate_catalog
+    from recommender.pipeline import BuildContext, run_stages
+
+    n = 210
+    ids_ = ([f"tw{i:03d}" for i in range(n)] + ["a_red_never", "t_red_worn"]
+            + [f"pb{i:03d}" for i in range(n)] + ["pb_red"])
+    cats = ["top"] * (n + 2) + ["bottom"] * (n + 1)
+    colours = ["WHITE"] * n + ["RED", "RED"] + ["BLUE"] * (n + 1)
+    cat = pd.DataFrame({"item_id": ids_, "category": cats, "subcategory": "",
+                        "colour": colours, "material": "", "gender": "Female",
+                        "image_path": ""})
+    cat, report = validate_catalog(cat, check_images=False)
+    assert report.ok, report.summary()
+    outfits = [(f"o{i}a", x) for i in range(n) for x in (f"tw{i:03d}", f"pb{i:03d}")]
+    outfits += [(f"o{i}b", x) for i in range(n)
+                for x in (f"tw{i:03d}", f"pb{(i + 1) % n:03d}")]
+    outfits += [("ored", "t_red_worn"), ("ored", "pb_red")]
+    outfits = pd.DataFrame(outfits, columns=["outfit_id", "item_id"])
+    emb = np.random.default_rng(0).normal(size=(len(cat), 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    b = Bundle.create(tmp_path_factory.mktemp("many_tops") / "bundle", source="test",
+                      image_root=None)
+    cat.to_parquet(b.path("catalog.parquet"))
+    outfits.to_parquet(b.path("outfits.parquet"))
+    b.path("eval").mkdir(exist_ok=True)
+    outfits.to_parquet(b.path("eval", "train_outfits.parquet"))
+    b.path("features").mkdir(exist_ok=True)
+    np.save(b.path("features", "embeddings.npy"), emb)
+    run_stages(BuildContext(b, {"source": "test", "seed": 0, "quick": True},
+                            log=lambda m: None), ["graph"])
+    return Engine.load(b.root)
+
+
+def test_search_without_like_orders_every_match_by_popularity(many_tops_engine):
+    # the red top worn in a look beats the never-worn one, although 210 white tops are
+    # worn more often than either (only the 200 most worn used to be counted)
+    out = many_tops_engine.search({"category": "top", "colour": "RED"}, k=2)
+    assert [it["item_id"] for it in out["items"]] == ["t_red_worn", "a_red_never"]
+    assert out["items"][0]["score"] > out["items"][1]["score"] == 0
