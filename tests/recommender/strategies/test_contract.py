@@ -48,3 +48,41 @@ def test_engine_complements_per_strategy_json(strategy, engine):
     for g in out["groups"]:
         assert 1 <= len(g["items"]) <= 2
         assert all(it["reason"] for it in g["items"])
+
+
+@pytest.fixture(scope="module")
+def imageless_engine(tmp_path_factory):
+    """The tiny bundle with t5's and h3's image failed: zero embeddings, feat_ok False,
+    the graph rebuilt (they get no visual neighbours)."""
+    import pandas as pd
+
+    from recommender.bundle import Bundle
+    from recommender.engine import Engine
+    from recommender.pipeline import BuildContext, run_stages
+    from tests.recommender.tiny_bundle import make_tiny_bundle
+
+    b = Bundle.open(make_tiny_bundle(tmp_path_factory.mktemp("imageless") / "bundle"))
+    cat = pd.read_parquet(b.path("catalog.parquet"))
+    rows = np.flatnonzero(cat["item_id"].isin(["t5", "h3"]))
+    emb = np.load(b.path("features", "embeddings.npy"))
+    emb[rows] = 0
+    np.save(b.path("features", "embeddings.npy"), emb)
+    feats = pd.read_parquet(b.path("features", "features.parquet"))
+    feats.loc[rows, "feat_ok"] = False
+    feats.to_parquet(b.path("features", "features.parquet"))
+    run_stages(BuildContext(b, {"source": "test", "seed": 0, "quick": True,
+                                "stages": {"graph": {"k_compat": 10, "k_visual": 10}}},
+                            log=lambda m: None), ["graph"])
+    return Engine.load(b.root)
+
+
+@pytest.mark.parametrize("item", ["t5", "h3"])
+def test_item_without_embedding_still_gets_complements_and_looks(strategy, imageless_engine,
+                                                                 item):
+    e = imageless_engine
+    out = e.complements(item, k=3, strategy=strategy.name)
+    json.dumps(out)
+    assert out["groups"] and all(len(g["items"]) == 3 for g in out["groups"])
+    for look in e.complete([item], n=2, strategy=strategy.name)["looks"]:
+        # a body, shoes and a bag: never the anchor left alone
+        assert len(look["items"]) == 4
