@@ -16,9 +16,9 @@ def complete():
     """Fill the missing slots of a partial outfit: ``n`` distinct looks."""
     body = json_body("complete")
     a = assign("complete", body)
-    engine, _strategy, rules = variant_choice(a, get_state())
+    engine, strategy, rules = variant_choice(a, get_state())
     result = engine.complete(body["items"], slots=body.get("slots"), n=body.get("n", 3),
-                             rules=rules)
+                             rules=rules, strategy=strategy)
     return respond(result)
 
 

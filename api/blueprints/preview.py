@@ -72,7 +72,7 @@ def preview(item_id: str):
     engine, strategy, rules = variant_choice(a, state)
     k = args.get("k", 4)
     comp = engine.complements(item_id, k=k, strategy=strategy, rules=rules)
-    looks = engine.complete([item_id], n=1, rules=rules).get("looks", [])
+    looks = engine.complete([item_id], n=1, rules=rules, strategy=strategy).get("looks", [])
     groups = [{"category": grp["category"],
                "items": [_card(state, it["item_id"], it.get("score"), it.get("reason"))
                          for it in grp["items"]]} for grp in comp.get("groups", [])]

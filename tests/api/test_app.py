@@ -268,6 +268,22 @@ def test_forced_variant(ab_app):
     assert r.status_code == 400 and r.get_json()["field"] == "variant"
 
 
+def test_outfit_completion_follows_the_variants_strategy(ab_app, engine):
+    """The completion endpoint ran the default strategy for every variant, so a
+    'visual' arm's looks were the control's while its exposures counted as visual."""
+    from recommender.rules import load_rules
+    app, item, _first, _exps = ab_app
+    c = app.test_client()
+    body = c.post("/v1/outfits/complete", json={"items": [item], "n": 2, "user_id": "u",
+                                                "variant": "strat:vis"}).get_json()
+    assert body["strategy"] == "visual" and "vis" in body["variant"].split(",")
+    holder = app.extensions["mixmatch"].holder.current()
+    rules = load_rules(holder.rules_for(
+        "v2" if "excl" in body["variant"].split(",") else None).path)
+    want = engine.complete([item], n=2, strategy="visual", rules=rules)
+    assert strip(body) == strip(roundtrip(want))
+
+
 def test_a_head_request_logs_no_exposure(ab_app):
     """HEAD answers carry no body: nothing was shown, so no exposure is counted."""
     app, item, _first, _exps = ab_app
