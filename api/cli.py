@@ -77,23 +77,28 @@ def cmd_make_eval(args) -> int:
 
 def cmd_evaluate(args) -> int:
     """Score what was asked: keypoint files, attribute heads, FITB/compatibility."""
+    # every refusal comes before any scoring: a missing input is named, not found by a
+    # traceback after minutes of work on the others
+    if (args.keypoints_truth or args.keypoints_pred) and not (args.keypoints_truth
+                                                              and args.keypoints_pred):
+        raise MixmatchError("--keypoints-truth and --keypoints-pred go together")
+    if args.attributes and not args.bundle:
+        raise MixmatchError("--attributes needs --bundle")
+    if (args.fitb or args.compat or args.ablations) and not args.bundle:
+        raise MixmatchError("--fitb/--compat/--ablations need --bundle")
+    if args.retrieval and not args.bundle:
+        raise MixmatchError("--retrieval needs --bundle")
     result: dict[str, Any] = {}
     did = False
     if args.keypoints_truth or args.keypoints_pred:
-        if not (args.keypoints_truth and args.keypoints_pred):
-            raise MixmatchError("--keypoints-truth and --keypoints-pred go together")
         fn = _impl("features.fashionai.metrics", "evaluate_keypoint_files", 3)
         result["keypoints"] = fn(args.keypoints_truth, args.keypoints_pred)
         did = True
     if args.attributes:
-        if not args.bundle:
-            raise MixmatchError("--attributes needs --bundle")
         fn = _impl("features.attributes.evaluate", "evaluate_bundle", 3)
         result.update(fn(args.bundle))
         did = True
     if args.fitb or args.compat or args.ablations:
-        if not args.bundle:
-            raise MixmatchError("--fitb/--compat/--ablations need --bundle")
         fn = _impl("recommender.evaluation.evaluate", "evaluate_bundle_files", 4)
         result.update(fn(args.bundle, fitb=args.fitb, compat=args.compat,
                          ablations=args.ablations, seed=args.seed,

@@ -59,3 +59,10 @@ def test_up_and_serve_name_a_taken_port_before_building(tmp_path, capsys):
     # an address this machine does not have (TEST-NET-1, no name lookup)
     assert main(["serve", "--bundle", str(bundle), "--host", "192.0.2.1"]) == 2
     assert "cannot listen on 192.0.2.1:8000" in capsys.readouterr().err
+
+
+def test_evaluate_retrieval_without_a_bundle_is_refused(capsys):
+    # before: TypeError traceback from Path(None), exit 1
+    assert main(["evaluate", "--retrieval"]) == 2
+    assert "--retrieval needs --bundle" in capsys.readouterr().err
+
