@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from typing import Any, Callable
 
@@ -88,6 +89,9 @@ def cmd_evaluate(args) -> int:
         raise MixmatchError("--fitb/--compat/--ablations need --bundle")
     if args.retrieval and not args.bundle:
         raise MixmatchError("--retrieval needs --bundle")
+    for opt, path in (("--fitb", args.fitb), ("--compat", args.compat)):
+        if path and not os.path.isfile(path):
+            raise MixmatchError(f"{opt} file not found: {path}")
     result: dict[str, Any] = {}
     did = False
     if args.keypoints_truth or args.keypoints_pred:

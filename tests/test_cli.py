@@ -66,3 +66,28 @@ def test_evaluate_retrieval_without_a_bundle_is_refused(capsys):
     assert main(["evaluate", "--retrieval"]) == 2
     assert "--retrieval needs --bundle" in capsys.readouterr().err
 
+
+def test_evaluate_refuses_every_missing_input_before_scoring(tmp_path, capsys, monkeypatch):
+    import api.cli as cli
+
+    called = []
+    monkeypatch.setattr(cli, "_impl", lambda *a: called.append(a) or (lambda *x, **k: {}))
+    # --retrieval without a bundle is named before the keypoint files are scored
+    (tmp_path / "t.csv").write_text("x")
+    assert main(["evaluate", "--keypoints-truth", str(tmp_path / "t.csv"),
+                 "--keypoints-pred", str(tmp_path / "t.csv"), "--retrieval"]) == 2
+    assert "--retrieval needs --bundle" in capsys.readouterr().err
+    # a FITB or compatibility file that is not there is named, not a FileNotFoundError
+    # traceback after the bundle and its model were loaded and the FITB file scored
+    for opt in ("--fitb", "--compat"):
+        missing = tmp_path / "no such.file"
+        assert main(["evaluate", "--bundle", str(tmp_path), opt, str(missing)]) == 2
+        err = capsys.readouterr().err
+        assert f"{opt} file not found: {missing}" in err
+        assert "Traceback" not in err
+        assert main(["evaluate", "--bundle", str(tmp_path), opt, str(tmp_path)]) == 2
+        assert f"{opt} file not found: {tmp_path}" in capsys.readouterr().err
+    assert main(["evaluate", "--bundle", str(tmp_path), "--fitb", str(tmp_path / "t.csv"),
+                 "--compat", str(tmp_path / "gone.tsv")]) == 2
+    assert "--compat file not found" in capsys.readouterr().err
+    assert called == []
