@@ -179,6 +179,7 @@ def cmd_up(args) -> int:
     from recommender.catalog import catalog_summary, load_catalog
 
     if not args.no_serve:  # a taken port is named now, not after minutes of building
+        _impl("api.server", "check_workers", 6)(args.workers)
         _impl("api.server", "check_port", 6)(args.host, args.port)
     build_bundle(args.bundle, source="demo", items=args.items, seed=0,
                  overrides={"stages": UP_PROFILE})

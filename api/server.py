@@ -70,6 +70,23 @@ def check_port(host: str, port: int) -> None:
                              field="port", value=port) from exc
 
 
+def check_workers(workers: int) -> None:
+    """Raise :class:`InputError` unless ``workers`` is a worker count gunicorn can serve with.
+
+    gunicorn starts a master with no worker for 0 (it listens and never answers) and
+    exits with its own message for a negative count, so both are refused first.
+
+    >>> check_workers(2)
+    >>> check_workers(0)
+    Traceback (most recent call last):
+    ...
+    features.exceptions.InputError: --workers must be at least 1, got 0
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers!r}", field="workers",
+                         value=workers)
+
+
 def gunicorn_application(factory: Callable[[], Any], options: dict):
     """A gunicorn ``BaseApplication`` serving ``factory()`` with ``options``."""
     from gunicorn.app.base import BaseApplication
@@ -133,6 +150,8 @@ def serve(config: dict, *, host: str = "127.0.0.1", port: int = 8000, workers: i
 def cli_serve(args) -> int:
     """``mixmatch serve``: --bundle, --host, --port, --workers, --config, --dev."""
     from api.app import load_config_file
+    if not args.dev:
+        check_workers(args.workers)
     check_port(args.host, args.port)
     config = load_config_file(args.config) if getattr(args, "config", None) else {}
     if getattr(args, "bundle", None):

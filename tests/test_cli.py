@@ -91,3 +91,16 @@ def test_evaluate_refuses_every_missing_input_before_scoring(tmp_path, capsys, m
                  "--compat", str(tmp_path / "gone.tsv")]) == 2
     assert "--compat file not found" in capsys.readouterr().err
     assert called == []
+
+
+@pytest.mark.parametrize("workers", ["0", "-1"])
+def test_serve_and_up_refuse_a_worker_count_below_one(tmp_path, capsys, workers):
+    # before: serve --workers 0 started a gunicorn master with no worker, listening but
+    # never answering; -1 exited 1 with gunicorn's "Value must be positive"; up did
+    # either only after building the demo bundle
+    bundle = tmp_path / "demo"
+    for cmd in ("serve", "up"):
+        rc = main([cmd, "--bundle", str(bundle), "--port", "0", "--workers", workers])
+        assert rc == 2
+        assert f"--workers must be at least 1, got {workers}" in capsys.readouterr().err
+        assert not bundle.exists()
