@@ -128,6 +128,9 @@ def generate_demo(out_dir, n_items: int = 2000, seed: int = 0, n_outfits: int | 
     table_form = n_items > TABLE_FORM_ITEMS
     if image_sample is None:
         image_sample = DEFAULT_TABLE_IMAGE_SAMPLE if table_form else n_items
+    elif int(image_sample) < 0:
+        raise InputError(f"image_sample must be >= 0, got {image_sample}",
+                         field="image_sample", value=image_sample)
     image_sample = int(min(max(int(image_sample), 0), n_items))
     stats = resolve_shape_stats(fashionai_keypoints)
 
