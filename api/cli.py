@@ -267,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--stage", default=None,
                             help="comma-separated: attributes, keypoints, compatibility")
         bundle_build_args(sp)
+        # the bundle's own seed unless one is given: a default of 0 would rebuild the
+        # stage of a bundle built with another seed
+        sp.set_defaults(seed=None)
 
     sp = add("make-eval", cmd_make_eval, "Split outfits and write FITB and compatibility "
              "files (Polyvore protocol).")

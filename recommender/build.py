@@ -231,7 +231,8 @@ def cli_stages(args) -> int:
     b = Bundle.open(args.bundle)
     config = dict(b.manifest.get("config", {}))
     config["quick"] = bool(getattr(args, "quick", False)) or config.get("quick", False)
-    config["seed"] = getattr(args, "seed", config.get("seed", 0))
+    seed = getattr(args, "seed", None)
+    config["seed"] = config.get("seed", 0) if seed is None else seed
     config["engine"] = getattr(args, "engine", config.get("engine", "local"))
     config["scheduler"] = getattr(args, "scheduler", None)
     overrides = read_config_file(getattr(args, "config", None))

@@ -67,3 +67,19 @@ def test_bundle_open_checks_schema(tmp_path):
     (b.root / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(BundleError, match="schema_version 999"):
         Bundle.open(b.root)
+
+
+@pytest.mark.parametrize("command", ["features", "train", "graph"])
+def test_single_stage_commands_keep_the_bundles_seed(tmp_path, monkeypatch, command):
+    # before: --seed defaulted to 0, so `mixmatch graph --bundle B` on a bundle built
+    # with --seed 3 rebuilt its graph (and `train` its compatibility model) with seed 0
+    from api.cli import main
+    from recommender import build
+
+    seen = []
+    monkeypatch.setattr(build, "run_stages", lambda ctx, stages: seen.append(
+        ctx.config["seed"]) or {})
+    Bundle.create(tmp_path / "b", source="demo", image_root=None, config={"seed": 3})
+    assert main([command, "--bundle", str(tmp_path / "b")]) == 0
+    assert main([command, "--bundle", str(tmp_path / "b"), "--seed", "5"]) == 0
+    assert seen == [3, 5]
