@@ -136,6 +136,9 @@ def generate_demo(out_dir, n_items: int = 2000, seed: int = 0, n_outfits: int | 
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # the marker of an earlier run goes first and comes back last: a generation that is
+    # interrupted leaves no demo.json for a build to mistake the folder's mix for it
+    (out / "demo.json").unlink(missing_ok=True)
     for sub in ("images", "masks", "fashionai"):
         if (out / sub).exists():  # stale pictures of an earlier run must not linger
             shutil.rmtree(out / sub)

@@ -179,3 +179,26 @@ def test_outfits_follow_the_layout(demo_dir):
     used = outfits["item_id"].value_counts()
     assert counts["cold_items"] == N_ITEMS - len(used) > 0
     assert used.max() >= 4 * used.median()   # popularity is skewed
+
+
+def test_an_interrupted_regeneration_is_not_trusted_by_the_build(tmp_path):
+    # before: regenerating a folder (another seed) deleted its images but kept the old
+    # demo.json until the end, so after a Ctrl-C `mixmatch build` found the old seed's
+    # marker, said "already at" and ingested a half-rendered catalogue with no keypoints
+    from recommender.build import prepare_demo_source
+    from recommender.demo import generate_demo
+
+    src = tmp_path / "source"
+    generate_demo(src, n_items=12, seed=0, fashionai_keypoints=False)
+
+    def stop(done, total):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate_demo(src, n_items=12, seed=1, fashionai_keypoints=False, progress=stop)
+    log = []
+    prepare_demo_source(src, 12, 0, log.append)
+    assert log[0].startswith("[demo] generating 12 items (seed 0)")
+    assert len(list((src / "images").iterdir())) == 12
+    assert json.loads((src / "demo.json").read_text())["seed"] == 0
