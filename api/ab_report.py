@@ -70,6 +70,22 @@ def experiment_names(exposures: pd.DataFrame) -> list[str]:
     return e["experiment"].value_counts().index.tolist()
 
 
+def most_exposed_experiment(exposures: pd.DataFrame, source: str | os.PathLike = "") -> str:
+    """The experiment with the most exposures, holdout excluded (the notebook's default).
+
+    A database with none (the server ran without an ``EXPERIMENTS`` config, or every
+    unit fell in the holdout) is a :class:`NotFoundError` naming ``source``.
+    """
+    names = experiment_names(exposures)
+    if not names:
+        where = f" in {source}" if str(source) else ""
+        raise NotFoundError(
+            f"no experiment has exposures{where} ({len(exposures)} exposure rows, all in "
+            f"the holdout or none): did the server run with an EXPERIMENTS config?",
+            field="experiment")
+    return names[0]
+
+
 def experiment_design(experiments: Experiments | str | os.PathLike | None,
                       experiment: str) -> tuple[str | None, dict[str, float] | None]:
     """(control variant, weights) of ``experiment`` from the config: the control is

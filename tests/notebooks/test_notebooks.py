@@ -131,3 +131,20 @@ def test_rules_saved_in_tune_rules_are_served_without_restart(nb_bundle, kernel_
     # before/after pictures were drawn
     assert len(outputs(nb, mime="image/png")) >= 3
     print(f"tune_rules: {seconds:.1f}s")
+
+
+def test_ab_results_names_an_events_database_without_experiment_exposures(kernel_env,
+                                                                          tmp_path):
+    # before: experiment_names(exposures)[0] on a database with no experiment's
+    # exposures (the server ran without EXPERIMENTS) stopped with "IndexError: list
+    # index out of range"
+    from nbclient.exceptions import CellExecutionError
+
+    from api.events import EventStore
+
+    db = tmp_path / "events.db"
+    EventStore(db).close()
+    with pytest.raises(CellExecutionError) as exc:
+        run("ab_results", {"events_db": str(db)})
+    assert f"no experiment has exposures in {db}" in str(exc.value)
+    assert "IndexError" not in str(exc.value)
