@@ -253,8 +253,16 @@ def _cors(app: Flask, response) -> None:
 def load_config_file(path: str | os.PathLike) -> dict:
     """Read an API config file (TOML/YAML/JSON); keys are upper-cased."""
     from api.experiments import parse_config_text
+    from features.exceptions import InputError, NotFoundError
     p = Path(path)
-    data = parse_config_text(p.read_text(encoding="utf-8"), p.suffix.lower(), str(p))
+    if not p.is_file():
+        raise NotFoundError(f"API config file not found: {p}", field="config", value=str(p))
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{p}: not UTF-8 text (byte {exc.start})", field="config",
+                         value=str(p)) from exc
+    data = parse_config_text(text, p.suffix.lower(), str(p))
     if not isinstance(data, dict):
         from features.exceptions import SchemaError
         raise SchemaError(f"{p}: the config must be a table/mapping", field=str(p))

@@ -104,3 +104,17 @@ def test_serve_and_up_refuse_a_worker_count_below_one(tmp_path, capsys, workers)
         assert rc == 2
         assert f"--workers must be at least 1, got {workers}" in capsys.readouterr().err
         assert not bundle.exists()
+
+
+def test_serve_names_a_config_file_that_is_missing_or_not_text(tmp_path, capsys):
+    # before: FileNotFoundError / UnicodeDecodeError tracebacks (exit 1)
+    missing = tmp_path / "no such.toml"
+    assert main(["serve", "--bundle", str(tmp_path), "--port", "0",
+                 "--config", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"API config file not found: {missing}" in err and "Traceback" not in err
+    latin = tmp_path / "serve.toml"
+    latin.write_bytes('EVENTS_DB = "caf\xe9.db"\n'.encode("latin-1"))
+    assert main(["serve", "--bundle", str(tmp_path), "--port", "0",
+                 "--config", str(latin)]) == 2
+    assert f"{latin}: not UTF-8 text" in capsys.readouterr().err
