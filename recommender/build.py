@@ -38,10 +38,15 @@ def read_config_file(path: str | os.PathLike | None) -> dict:
     if not p.is_file():
         raise NotFoundError(f"config file not found: {p}", field="config", value=str(p))
     try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"config file {p} is not UTF-8 text (byte {exc.start})",
+                         field="config", value=str(p)) from exc
+    try:
         if p.suffix == ".toml":
-            cfg = tomllib.loads(p.read_text())
+            cfg = tomllib.loads(text)
         else:
-            cfg = json.loads(p.read_text())
+            cfg = json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"config file {p} is not valid: {exc}", field="config",
                          value=str(p)) from exc

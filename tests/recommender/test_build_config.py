@@ -107,3 +107,13 @@ def test_a_failed_rebuild_leaves_the_manifest_of_the_existing_bundle(tmp_path):
     b = Bundle.open(out)
     assert b.manifest["config"]["mapping"] == str(tmp_path / "good.toml")
     assert "split" not in b.manifest["config"]["stages"]
+
+
+def test_a_config_that_is_not_utf8_is_refused_by_name(tmp_path, capsys):
+    # before: UnicodeDecodeError traceback (exit 1)
+    f = tmp_path / "c.toml"
+    f.write_bytes('[stages.attributes]\nnote = "caf\xe9"\n'.encode("latin-1"))
+    assert main(["build", "--out", str(tmp_path / "B"), "--config", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert f"config file {f} is not UTF-8 text" in err and "Traceback" not in err
+    assert not (tmp_path / "B").exists()
