@@ -47,6 +47,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 from pathlib import Path
@@ -92,6 +93,15 @@ def write_fitb(questions: list[dict], path: str | os.PathLike) -> None:
                                                   "answers", "label")}) + "\n")
 
 
+def _utf8_lines(path: str | os.PathLike, field: str) -> io.StringIO:
+    """The file's lines, read as UTF-8; any other bytes are a SchemaError naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return io.StringIO(f.read())
+    except UnicodeDecodeError as exc:
+        raise SchemaError(f"{path}: not UTF-8 text (byte {exc.start})", field=field) from exc
+
+
 def read_fitb(path: str | os.PathLike) -> list[dict]:
     """Read a FITB JSONL file; a malformed line raises SchemaError naming the line.
 
@@ -104,7 +114,7 @@ def read_fitb(path: str | os.PathLike) -> list[dict]:
     """
     out = []
     n_answers = first_line = None
-    with open(path) as f:
+    with _utf8_lines(path, "fitb") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -156,7 +166,7 @@ def write_compat(rows: list[tuple[int, list[str]]], path: str | os.PathLike) -> 
 def read_compat(path: str | os.PathLike) -> list[tuple[int, list[str]]]:
     """Read a compatibility TSV; a malformed line raises SchemaError naming the line."""
     out = []
-    with open(path) as f:
+    with _utf8_lines(path, "compatibility") as f:
         for n, line in enumerate(f, 1):
             line = line.rstrip("\n")
             if not line.strip():

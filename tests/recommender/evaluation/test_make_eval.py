@@ -284,3 +284,16 @@ def test_outfit_rows_longer_than_the_header_are_refused_not_shifted(tmp_path, te
     with pytest.raises(InputError, match="o.csv") as exc:
         read_outfits_file(tmp_path / "o.csv")
     assert exc.value.field == "outfits"
+
+
+def test_fitb_and_compat_files_not_utf8_are_named(tmp_path):
+    # before: `evaluate --fitb/--compat` on a Latin-1 file died with a UnicodeDecodeError
+    # traceback (exit 1)
+    from recommender.evaluation.make_eval import read_compat, read_fitb
+
+    fitb, compat = tmp_path / "f.jsonl", tmp_path / "c.tsv"
+    fitb.write_bytes('{"outfit_id": "caf\xe9"}\n'.encode("latin-1"))
+    compat.write_bytes("1\ta\xe9 b\n".encode("latin-1"))
+    for read, path in ((read_fitb, fitb), (read_compat, compat)):
+        with pytest.raises(SchemaError, match=f"{path}: not UTF-8 text"):
+            read(path)
