@@ -471,10 +471,16 @@ class CompatibilityModel:
         out["fitb_aggregate_chosen"] = self.fitb_aggregate_
         pos, neg, hard = [], [], []
         for o in val:
-            swapped = [int(rng.choice(pools.pool(int(subs[i])))) for i in o]
+            # swaps from the subcategory minus the outfit, as the test files draw them:
+            # from the whole pool a swap could draw the item back (a "negative" equal
+            # to its outfit) or another item of the outfit
+            other = [pools.without(int(subs[i]), o) for i in o]
+            if not all(len(p) for p in other):
+                continue  # an item with no alternative: no all-swapped negative
+            swapped = [int(p[rng.integers(len(p))]) for p in other]
             one = list(o)
             k = int(rng.integers(len(o)))
-            one[k] = int(rng.choice(pools.pool(int(subs[o[k]]))))
+            one[k] = int(other[k][rng.integers(len(other[k]))])
             pos.append(list(o))
             neg.append(swapped)
             hard.append(one)

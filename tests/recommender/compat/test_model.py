@@ -148,3 +148,31 @@ def test_style_vectors_do_not_depend_on_the_block_size(fitted, monkeypatch):
     assert blocked.shape == whole.shape
     np.testing.assert_allclose(blocked, whole, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(model.items_.style, whole)
+
+
+def test_validation_negatives_never_reuse_the_outfits_own_items():
+    """Validation AUC (it picks the aggregate and, with negatives="auto", the negatives
+    mode) scores each validation outfit against a copy with every item swapped and one
+    with one item swapped for another of its subcategory. A swap drawn from the whole
+    subcategory could draw the item itself back (a "negative" equal to its outfit) or
+    another item of the outfit; the test files' negatives never do (make_eval draws
+    from the subcategory minus the outfit)."""
+    subs = np.repeat(np.arange(6), 3)                # 6 subcategories of 3 rows each
+    rng = np.random.default_rng(5)
+    val = [np.array([3 * s + int(rng.integers(3)) for s in (0, 2, 4)]) for _ in range(40)]
+    val += [np.array([3 * s + int(rng.integers(3)) for s in (1, 3, 5)]) for _ in range(40)]
+    m = CompatibilityModel(aggregate="mean")
+    m.aggregate_ = m.fitb_aggregate_ = "mean"
+    scored = []
+    m.score_fitb = lambda qs, ans, how=None: np.zeros((len(qs), 4))
+    m.score_outfits = lambda outfits, how=None: (scored.append([list(o) for o in outfits])
+                                                 or np.arange(len(outfits), dtype=float))
+    m._validation_metrics(val, [], subs, np.random.default_rng(0))
+    pos, neg, hard = scored
+    assert len(pos) == len(neg) == len(hard) == len(val)
+    for p, n, h in zip(pos, neg, hard):
+        assert not set(n) & set(p), (p, n)                     # every item swapped
+        diff = [k for k in range(len(p)) if h[k] != p[k]]
+        assert len(diff) == 1 and h[diff[0]] not in p, (p, h)  # one item, a new one
+        assert all(subs[a] == subs[b] for a, b in zip(p, n)) and \
+            all(subs[a] == subs[b] for a, b in zip(p, h))
