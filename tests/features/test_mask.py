@@ -98,3 +98,23 @@ def test_mango_sample_sanity_rates(mango_dir):
         fails += bool(sanity_failures(r.checks))
     # measured on the full catalogue: about 1% fail; allow sampling noise
     assert fails <= 3
+
+
+@pytest.mark.parametrize("box", [
+    (slice(40, None), slice(30, 90)),     # a dress cropped at the bottom edge
+    (slice(None, 120), slice(30, 90)),    # cropped at the top edge
+    (slice(30, 130), slice(50, None)),    # cropped at the right edge
+])
+def test_garment_touching_one_border_is_found(box):
+    # A tenth of the border band is garment: the robust background fit must not
+    # be bent by it (it was: the first least-squares fit absorbed the garment's
+    # colour, every border pixel then looked like background and the mask was
+    # empty).
+    h, w = 160, 120
+    truth = np.zeros((h, w), bool)
+    truth[box] = True
+    rng = np.random.default_rng(0)
+    img = np.where(truth[..., None], np.array([40, 60, 150.0]), np.array([238, 236, 232.0]))
+    img = np.clip(np.round(img + rng.normal(0, 1.5, img.shape)), 0, 255).astype(np.uint8)
+    r = garment_mask(img)
+    assert iou(r.mask, truth) > 0.95
