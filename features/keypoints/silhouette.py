@@ -101,7 +101,7 @@ def _edge_row(mask: np.ndarray, y: int, side: str):
     return int(xs.min()) if side == "left" else int(xs.max())
 
 
-def _apex(ys: np.ndarray, xs: np.ndarray, top: int, bottom: int):
+def _apex(ys: np.ndarray, xs: np.ndarray, top: int, bottom: int, y_min: int = 0):
     """Where the two walls of a wedge-shaped pocket meet, extrapolated upward.
 
     The narrow tip of a wedge (between the legs, under a sleeve) is closed by
@@ -128,7 +128,7 @@ def _apex(ys: np.ndarray, xs: np.ndarray, top: int, bottom: int):
     if br - bl <= 0.05:  # walls not diverging downward: no wedge
         return None, None
     y = (al - ar) / (br - bl)
-    if not (top - 0.5 * depth - 2 <= y <= top):
+    if not (max(top - 0.5 * depth - 2, y_min) <= y <= top):
         return None, None
     return float(al + bl * y), float(y)
 
@@ -163,7 +163,7 @@ def _gap_tops(mask: np.ndarray, y0: int, y1: int):
             continue  # closed below: a dip in the top contour or a hole
         top = ys.min()
         top_xs = xs[ys == top]
-        ax, ay = _apex(ys, xs, top, bottom)
+        ax, ay = _apex(ys, xs, top, bottom, y0)
         if ay is None:
             ax, ay = float(top_xs.mean()), float(top)
         out.append((int(top), float(top_xs.mean()), int(bottom - top + 1), float(xs.mean()),

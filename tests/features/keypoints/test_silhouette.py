@@ -161,3 +161,22 @@ def test_outwear_waistline_at_the_usual_waist_drop():
     assert ay == 60 and 80 <= width <= 100
     assert xy[K["waistline_left"]][1] == round(ay + 0.6 * width)
     assert xy[K["waistline_left"]][0] == 60 and xy[K["waistline_right"]][0] == 139
+
+
+def test_crotch_apex_never_above_the_garment():
+    # Trousers cropped at the waistband (the mask starts on row 0), the legs
+    # parting in a V right under a 2-row waistband: the V's walls, extrapolated
+    # upward, meet above the image. The crotch must stay on the garment (it was
+    # put at y = -3.5, above the waistband and outside the image).
+    m = np.zeros((80, 60), bool)
+    m[0:70, 10:50] = True
+    xs = np.arange(60)
+    for y in range(2, 70):
+        m[y, np.abs(xs - 29.5) < (y + 6) * 0.25] = False
+    xy, vis, conf = estimate_keypoints(m, "trousers")
+    cx, cy = xy[K["crotch"]]
+    assert vis[K["crotch"]] == 1
+    assert 0 <= cy <= 3 and 27 <= cx <= 32
+    for i in np.nonzero(vis == 1)[0]:
+        assert 0 <= xy[i, 0] <= 59 and 0 <= xy[i, 1] <= 79, KEYPOINT_NAMES[i]
+
