@@ -216,7 +216,10 @@ def _corners(P: _Points, mask, y0, y1, H, name: str, top: bool):
 def _trousers(P: _Points, mask, y0, y1, H, W):
     _corners(P, mask, y0, y1, H, "waistband", top=True)
     gaps = _gap_tops(mask, y0, y1)
-    cx = 0.5 * (_edge_row(mask, y0 + 1, "left") + _edge_row(mask, y0 + 1, "right"))
+    # The centre just under the waistband's top row (that row itself may be a
+    # ragged edge); a mask one row high has only that row.
+    yc = y0 + 1 if y0 + 1 <= y1 and mask[y0 + 1].any() else y0
+    cx = 0.5 * (_edge_row(mask, yc, "left") + _edge_row(mask, yc, "right"))
     central = [g for g in gaps if g[2] >= 0.05 * H]
     if not central:
         return
