@@ -300,8 +300,12 @@ def _centre_x(mask: np.ndarray, y0: int, H: int, default: float) -> float:
 def _tops(P: _Points, mask, y0, y1, H, W, category):
     h, w = mask.shape
     has = mask.any(1)
-    left = np.where(has, mask.argmax(1), -1)
-    right = np.where(has, w - 1 - mask[:, ::-1].argmax(1), -1)
+    # An empty row inside the garment (a separate piece above the body) takes the
+    # contour of the nearest row above it: a placeholder x there would read as a
+    # sleeve sticking out on one side and land points off the image.
+    src = np.maximum.accumulate(np.where(has, np.arange(h), 0))
+    left = mask.argmax(1)[src]
+    right = (w - 1 - mask[:, ::-1].argmax(1))[src]
     ys_all, xs_all = np.nonzero(mask)
     # The centre line from the upper body (a flared skirt or one long sleeve
     # would shift a whole-mask estimate).

@@ -189,3 +189,17 @@ def test_one_row_mask_does_not_crash(cat):
     m[25, 5:45] = True
     xy, vis, conf = estimate_keypoints(m, cat)
     assert ((conf >= 0) & (conf <= 1)).all()
+
+
+@pytest.mark.parametrize("cat", ["blouse", "outwear", "dress"])
+def test_top_in_two_pieces_keeps_points_on_the_image(cat):
+    # A separate piece (hood, bow) above the body leaves empty rows inside the
+    # garment's extent. Their missing contour must not read as x = -1: the right
+    # armpit was put at (-1, 40), off the image on the wrong side.
+    m = np.zeros((200, 160), bool)
+    m[10:40, 40:120] = True
+    m[45:190, 50:110] = True
+    xy, vis, conf = estimate_keypoints(m, cat)
+    for i in np.nonzero(vis == 1)[0]:
+        assert 0 <= xy[i, 0] <= 159 and 0 <= xy[i, 1] <= 199, KEYPOINT_NAMES[i]
+    assert xy[K["armpit_left"]][0] < 80 < xy[K["armpit_right"]][0]
