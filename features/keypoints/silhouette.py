@@ -382,7 +382,10 @@ def _tops(P: _Points, mask, y0, y1, H, W, category):
         sd = found[0]
         other = "right" if sd == "left" else "left"
         x, y, c = armpit[sd]
-        armpit[other] = (2 * _centre_x(mask, y0, H, cx) - x, y, 0.8 * c)
+        # Never past the garment's own extent: an off-centre axis (a collar turned
+        # aside) would mirror the point off the garment, even off the image.
+        xm = float(np.clip(2 * _centre_x(mask, y0, H, cx) - x, xs_all.min(), xs_all.max()))
+        armpit[other] = (xm, y, 0.8 * c)
         pocket[other] = MIRRORED
     for side, (x, y, c) in armpit.items():
         P.set(f"armpit_{side}", x, y, c)

@@ -203,3 +203,18 @@ def test_top_in_two_pieces_keeps_points_on_the_image(cat):
     for i in np.nonzero(vis == 1)[0]:
         assert 0 <= xy[i, 0] <= 159 and 0 <= xy[i, 1] <= 199, KEYPOINT_NAMES[i]
     assert xy[K["armpit_left"]][0] < 80 < xy[K["armpit_right"]][0]
+
+
+def test_mirrored_armpit_stays_on_the_garment():
+    # Only the left sleeve leaves a pocket and the top rows (a collar turned to
+    # one side) put the symmetry axis far right: the mirrored right armpit was
+    # put at x = 2 * 125 - 40 = 210, off this 160-px-wide image.
+    m = np.zeros((200, 160), bool)
+    m[20:40, 100:150] = True                  # collar, off centre
+    m[40:180, 50:150] = True                  # body
+    m[40:60, 20:50] = True                    # left sleeve top
+    m[60:140, 20:35] = True                   # left sleeve hanging, pocket 35..49
+    xy, vis, conf = estimate_keypoints(m, "blouse")
+    assert vis[K["armpit_right"]] == 1
+    for i in np.nonzero(vis == 1)[0]:
+        assert 0 <= xy[i, 0] <= 159 and 0 <= xy[i, 1] <= 199, KEYPOINT_NAMES[i]
