@@ -187,6 +187,15 @@ class Bundle:
             self.manifest.setdefault("metrics", {})[name] = metrics
         self.save()
 
+    def forget_stage(self, name: str) -> None:
+        """Drop stage ``name``'s record and save, before the stage runs again: a run
+        interrupted or failed half way leaves its outputs half rewritten, and the
+        old record (same inputs on ``--force``, or on a config changed back) would
+        let the next build skip it as finished."""
+        if self.manifest.get("stages", {}).pop(name, None) is not None:
+            self.manifest.get("metrics", {}).pop(name, None)
+            self.save()
+
     def stage_is_current(self, name: str, inputs_hash: str) -> bool:
         """True when ``name`` finished on the same inputs and its outputs still exist."""
         rec = self.stage_record(name)

@@ -127,6 +127,7 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
             ctx.log(f"[{stage.name}] up to date, skipped")
             results[stage.name] = ctx.bundle.stage_record(stage.name).get("metrics", {})
             continue
+        ctx.bundle.forget_stage(stage.name)  # not trusted again until it finishes
         ctx.log(f"[{stage.name}] {stage.description} ...")
         t0 = time.perf_counter()
         out = module.run_stage(ctx) or {}

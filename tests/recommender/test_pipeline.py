@@ -83,3 +83,28 @@ def test_single_stage_commands_keep_the_bundles_seed(tmp_path, monkeypatch, comm
     assert main([command, "--bundle", str(tmp_path / "b")]) == 0
     assert main([command, "--bundle", str(tmp_path / "b"), "--seed", "5"]) == 0
     assert seen == [3, 5]
+
+
+def test_an_interrupted_rerun_is_not_skipped_next_time(tmp_path, counting, monkeypatch):
+    # before: the stage's old record stayed while it ran again, so a --force rebuild
+    # (or one on a config changed back) killed after rewriting half its outputs was
+    # skipped by the next build as "up to date" with those half-written outputs
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    run_stages(BuildContext(bundle=b, config={"value": 1}, log=lambda m: None))
+
+    def interrupted(ctx):
+        ctx.bundle.path("out.txt").write_text("half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(counting_stage, "run_stage", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_stages(BuildContext(bundle=b, config={"value": 1}, force=True,
+                                log=lambda m: None))
+    assert "ingest" not in Bundle.open(b.root).manifest["stages"]
+    monkeypatch.undo()
+    monkeypatch.setattr(pipeline, "STAGES",
+                        (Stage("ingest", "tests.recommender.counting_stage", 0, "count"),))
+    b = Bundle.open(b.root)
+    run_stages(BuildContext(bundle=b, config={"value": 1}, log=lambda m: None))
+    assert counting == [1, 1]
+    assert b.path("out.txt").read_text() == "1"
