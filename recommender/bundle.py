@@ -187,14 +187,37 @@ class Bundle:
             self.manifest.setdefault("metrics", {})[name] = metrics
         self.save()
 
-    def forget_stage(self, name: str) -> None:
-        """Drop stage ``name``'s record and save, before the stage runs again: a run
-        interrupted or failed half way leaves its outputs half rewritten, and the
-        old record (same inputs on ``--force``, or on a config changed back) would
-        let the next build skip it as finished."""
-        if self.manifest.get("stages", {}).pop(name, None) is not None:
-            self.manifest.get("metrics", {}).pop(name, None)
+    def start_stage(self, name: str) -> None:
+        """Mark the bundle as being built (stage ``name`` now) and drop the stage's
+        record, saved before the stage writes anything: a run interrupted half way
+        leaves its outputs half rewritten, and the old record (same inputs on
+        ``--force``, or on a config changed back) would let the next build skip the
+        stage as finished. Until :meth:`finish_build` the bundle's files may mix two
+        builds (new features, the old model), so loading it for serving is refused
+        (:meth:`check_complete`)."""
+        self.manifest["building"] = {
+            "stage": name,
+            "since": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        self.manifest.get("stages", {}).pop(name, None)
+        self.manifest.get("metrics", {}).pop(name, None)
+        self.save()
+
+    def finish_build(self) -> None:
+        """Clear the mark :meth:`start_stage` set: every stage run has finished."""
+        if self.manifest.pop("building", None) is not None:
             self.save()
+
+    def check_complete(self) -> None:
+        """Raise BundleError when a build is running in this bundle, or was interrupted
+        or failed in it: its files may then belong to two different builds."""
+        building = self.manifest.get("building")
+        if building:
+            stage = building.get("stage") if isinstance(building, dict) else building
+            since = building.get("since") if isinstance(building, dict) else None
+            raise BundleError(
+                f"bundle {self.root} is being built (stage {stage!r} started {since}), "
+                f"or that build was interrupted or failed: its files may mix two builds. "
+                f"It loads once a build into it finishes (re-run mixmatch build)")
 
     def stage_is_current(self, name: str, inputs_hash: str) -> bool:
         """True when ``name`` finished on the same inputs and its outputs still exist."""

@@ -112,6 +112,7 @@ class Engine:
         graph arrays (memory-mapped), compatibility model when present, rules
         (``rules`` argument, else ``<bundle>/rules/rules.toml``, else the defaults)."""
         b = Bundle.open(bundle_path)
+        b.check_complete()  # a bundle being rebuilt in place may mix two builds' files
         cp = b.path("catalog.parquet")
         if not cp.is_file():
             raise BundleError(f"{cp} missing: the bundle has no catalogue")
@@ -139,6 +140,13 @@ class Engine:
             compat = CompatibilityModel.load(b)
         if rules is None and b.path("rules", "rules.toml").is_file():
             rules = b.path("rules", "rules.toml")
+        # a build that started (or a stage that finished) while these files were read
+        # may have replaced some of them: refuse rather than serve a mix
+        now = Bundle.open(bundle_path)
+        now.check_complete()
+        if now.version != b.version:
+            raise BundleError(f"bundle {b.root} changed while it was loading (version "
+                              f"{b.version} -> {now.version}): load it again")
         return cls(b, catalog, features, emb, graph, compat, rules)
 
     @property

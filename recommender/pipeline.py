@@ -127,7 +127,9 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
             ctx.log(f"[{stage.name}] up to date, skipped")
             results[stage.name] = ctx.bundle.stage_record(stage.name).get("metrics", {})
             continue
-        ctx.bundle.forget_stage(stage.name)  # not trusted again until it finishes
+        # saved before the stage writes: its old record is not trusted again until it
+        # finishes, and loaders see a build under way (Bundle.check_complete)
+        ctx.bundle.start_stage(stage.name)
         ctx.log(f"[{stage.name}] {stage.description} ...")
         t0 = time.perf_counter()
         out = module.run_stage(ctx) or {}
@@ -138,4 +140,5 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
                                 extra={"seconds": round(elapsed, 2)})
         ctx.log(f"[{stage.name}] done in {elapsed:.1f}s")
         results[stage.name] = metrics
+    ctx.bundle.finish_build()
     return results

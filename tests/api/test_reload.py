@@ -268,3 +268,56 @@ def test_the_bundles_own_rules_file_is_read_again_on_reload(served_bundle, tmp_p
     r = app.test_client().post("/admin/reload", headers={"Authorization": "Bearer s3cret"})
     assert r.status_code == 200 and r.get_json()["rules_version"] == "shop-3", r.get_json()
     assert holder.current().engine is engine   # a rules-only change keeps the engine
+
+
+def test_a_bundle_being_rebuilt_in_place_is_not_served_until_the_build_finishes(
+        served_bundle, tmp_path, monkeypatch):
+    """The build saves the manifest after every stage. Before, the watch reloaded the
+    bundle between stages and served new features with the old compatibility model
+    and graph (and during a stage, whatever files it had replaced so far). A bundle
+    with a build under way is refused (the old state keeps serving) and loads once
+    the build finishes."""
+    import shutil
+
+    from api import create_app
+    from api.state import EXTENSION
+    from recommender import pipeline
+    from recommender.bundle import Bundle
+    from recommender.engine import Engine
+    from recommender.pipeline import BuildContext, Stage, run_stages
+    from tests.recommender import counting_stage
+
+    bundle = shutil.copytree(served_bundle, tmp_path / "bundle")
+    app = create_app({"TESTING": True, "BUNDLE": str(bundle), "WATCH_INTERVAL": 1.0,
+                      "DATA_DIR": str(tmp_path / "data")})
+    holder = app.extensions[EXTENSION].holder
+    first = holder.current()
+    clock = [time.monotonic()]
+
+    def watch():
+        manifest = bundle / "manifest.json"
+        st = os.stat(manifest)   # a distinct mtime even on a coarse clock
+        os.utime(manifest, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+        clock[0] += 60
+        holder.maybe_check(now=clock[0], background=False)
+        return holder.current()
+
+    seen = []
+
+    def run_stage(ctx):
+        seen.append(watch())   # the stage before this one has finished and saved
+        with pytest.raises(Exception, match="is being built"):
+            Engine.load(bundle)
+        ctx.bundle.path("out.txt").write_text("x")
+        return {"outputs": ["out.txt"]}
+
+    monkeypatch.setattr(counting_stage, "run_stage", run_stage)
+    monkeypatch.setattr(pipeline, "STAGES", (
+        Stage("features", "tests.recommender.counting_stage", 0, "f"),
+        Stage("compatibility", "tests.recommender.counting_stage", 0, "c")))
+    run_stages(BuildContext(bundle=Bundle.open(bundle), config={"value": 7},
+                            log=lambda m: None))
+    assert len(seen) == 2 and all(s is first for s in seen)
+    assert holder.reload_failures >= 1 and "is being built" in holder.last_error
+    after = watch()
+    assert after is not first and after.bundle_version == Bundle.open(bundle).version
