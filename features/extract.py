@@ -699,7 +699,8 @@ def stage_inputs(ctx) -> dict:
 
     b = ctx.bundle
     inputs = {"version": FEATURES_VERSION, "settings": _stage_settings(ctx),
-              "image_root": str(b.image_root), "attribute_pooling": 1}
+              "image_root": str(b.image_root), "attribute_pooling": 1,
+              "images": b.catalog_images()}
     for rel in ("catalog.parquet", "models/attributes.pt", "models/attributes.json",
                 "models/attributes_split.parquet", "models/keypoints.pt"):
         p = b.path(rel)

@@ -34,7 +34,7 @@ import os
 import platform
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from features.exceptions import BundleError, NotFoundError
 
@@ -63,6 +63,22 @@ def file_hash(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()[:16]
+
+
+def image_fingerprint(paths: Iterable[str], root: Path | None) -> dict:
+    """Hash of (path, size, mtime) of every referenced image: cheap, and changes when
+    an image is replaced, added or removed (relative paths are under ``root``)."""
+    h = hashlib.sha256()
+    n = 0
+    for p in sorted(set(p for p in paths if isinstance(p, str) and p)):
+        full = Path(p) if Path(p).is_absolute() or root is None else Path(root) / p
+        try:
+            st = full.stat()
+            h.update(f"{p}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{p}\tmissing\n".encode())
+        n += 1
+    return {"n": n, "hash": h.hexdigest()[:16]}
 
 
 def json_hash(obj: Any) -> str:
@@ -167,6 +183,20 @@ class Bundle:
     @property
     def version(self) -> str:
         return str(self.manifest.get("bundle_version"))
+
+    def catalog_images(self) -> dict | None:
+        """:func:`image_fingerprint` of the catalogue's images (None: no catalogue).
+
+        In the inputs of every stage that reads the images: an image replaced at
+        the same path leaves ``catalog.parquet`` unchanged, so its hash alone would
+        let those stages skip with what they measured on the old picture."""
+        cp = self.path("catalog.parquet")
+        if not cp.is_file():
+            return None
+        import pandas as pd
+
+        paths = pd.read_parquet(cp, columns=["image_path"])["image_path"]
+        return image_fingerprint(paths, self.image_root)
 
     # -- stage records -------------------------------------------------------
     def stage_record(self, name: str) -> dict | None:

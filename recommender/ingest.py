@@ -45,6 +45,7 @@ import pandas as pd
 
 from features.exceptions import InputError, NotFoundError
 from recommender.bundle import atomic_write_text, file_hash
+from recommender.bundle import image_fingerprint as _image_fingerprint
 from recommender.catalog import (CATEGORIES, CatalogError, CatalogReport, catalog_summary,
                                  validate_catalog, validate_outfits)
 from recommender.paths import default_data_root
@@ -225,22 +226,6 @@ def _stage_source(ctx) -> tuple[str, Path | None, Path | None]:
         raise InputError(f"unknown source {source!r}", field="source", value=source,
                          allowed=SOURCES)
     return source, data, Path(mapping) if mapping else None
-
-
-def _image_fingerprint(paths: Iterable[str], root: Path) -> dict:
-    """Hash of (path, size, mtime) of every referenced image: cheap, and changes when
-    an image is replaced, added or removed."""
-    h = hashlib.sha256()
-    n = 0
-    for p in sorted(set(p for p in paths if isinstance(p, str) and p)):
-        full = Path(p) if Path(p).is_absolute() else root / p
-        try:
-            st = full.stat()
-            h.update(f"{p}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-        except OSError:
-            h.update(f"{p}\tmissing\n".encode())
-        n += 1
-    return {"n": n, "hash": h.hexdigest()[:16]}
 
 
 def stage_inputs(ctx) -> dict:

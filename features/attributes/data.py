@@ -168,6 +168,16 @@ def letterbox(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
+def file_stamp(path: str | os.PathLike) -> str:
+    """``|size:mtime_ns`` of a file (``|missing``), for cache keys that must change
+    when a file is replaced at the same path."""
+    try:
+        st = os.stat(path)
+    except (OSError, TypeError, ValueError):
+        return "|missing"
+    return f"|{st.st_size}:{st.st_mtime_ns}"
+
+
 def load_images(paths: Sequence[str | os.PathLike], size: tuple[int, int], *,
                 cache: str | os.PathLike | None = None, progress: bool = False,
                 crop: str = "frame", workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -186,6 +196,10 @@ def load_images(paths: Sequence[str | os.PathLike], size: tuple[int, int], *,
     tag = "" if crop == "frame" else f"_{crop}_v{CROP_VERSION}"
     key = hashlib.sha256(("\n".join(paths) + f"|{size}").encode()).hexdigest()[:16]
     if cache is not None:
+        # and of the files' (size, mtime): an image replaced at the same path must not
+        # be served from the decoded array of the old one
+        key = hashlib.sha256((key + "".join(map(file_stamp, paths))).encode()
+                             ).hexdigest()[:16]
         cdir = Path(cache)
         arr_path = cdir / f"images_{size[0]}x{size[1]}{tag}_{key}.npy"
         ok_path = cdir / f"images_{size[0]}x{size[1]}{tag}_{key}.ok.npy"

@@ -340,7 +340,8 @@ def stage_inputs(ctx) -> dict:
     kcsv = ctx.bundle.path(ctx.stage_config("attributes").get("keypoints_csv",
                                                               FASHIONAI_KEYPOINTS_CSV))
     deps = {"catalog": file_hash(cat) if cat.is_file() else None,
-            "image_root": str(ctx.bundle.image_root), "quick": bool(ctx.config.get("quick")),
+            "image_root": str(ctx.bundle.image_root), "images": ctx.bundle.catalog_images(),
+            "quick": bool(ctx.config.get("quick")),
             "seed": ctx.config.get("seed", 0), "stage": ctx.stage_config("attributes"),
             "keypoints": file_hash(kcsv) if kcsv.is_file() else None,
             "version": TRAIN_VERSION}

@@ -46,6 +46,7 @@ def stage_inputs(ctx) -> dict:
     split = ctx.bundle.path("models", "attributes_split.parquet")
     return {"csv": file_hash(csv) if csv.is_file() else None,
             "split": file_hash(split) if split.is_file() else None,
+            "images": ctx.bundle.catalog_images(),
             "quick": bool(ctx.config.get("quick")), "seed": ctx.config.get("seed", 0),
             "stage": ctx.stage_config("keypoints"), "version": TRAIN_VERSION}
 

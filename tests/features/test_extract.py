@@ -252,3 +252,32 @@ def test_items_without_an_image_are_one_part_with_the_chunk_rows(tmp_path):
     noimg = t.set_index("item_id").loc[["t0", "t2", "noimg"]]
     assert (noimg["feat_error"] == "no image").all() and not noimg["feat_ok"].any()
     assert noimg.loc["t2", "kp_category"] == "dress"
+
+
+def test_an_image_replaced_at_the_same_path_reruns_the_stages_that_read_images(tmp_path):
+    # before: the ingest stage saw the new picture (its inputs fingerprint the images)
+    # but wrote the same catalog.parquet, so attributes, keypoints and features said
+    # "up to date, skipped" and the bundle kept colours, attributes and embeddings of
+    # the old picture; the decoded-image caches (keyed by paths) would have too
+    from features.attributes.data import load_images
+    from features.attributes.train import stage_inputs as attribute_inputs
+    from features.keypoints.train import stage_inputs as keypoint_inputs
+    from recommender.bundle import Bundle
+    from recommender.pipeline import BuildContext
+
+    cat = _catalogue(tmp_path)
+    b = Bundle.create(tmp_path / "bundle", source="csv", image_root=tmp_path)
+    cat.to_parquet(b.path("catalog.parquet"))
+    ctx = BuildContext(bundle=b, config={"source": "csv"}, log=lambda m: None)
+    cache = tmp_path / "cache"
+    paths = [str(tmp_path / "images" / "i0.jpg")]
+    before = [f(ctx) for f in (stage_inputs, attribute_inputs, keypoint_inputs)]
+    first = np.array(load_images(paths, (16, 12), cache=cache)[0])
+
+    img, _ = packshot(shape="rect", fg=(20, 200, 20), seed=9)
+    Image.fromarray(img).save(tmp_path / "images" / "i0.jpg", quality=92)
+    after = [f(ctx) for f in (stage_inputs, attribute_inputs, keypoint_inputs)]
+    assert all(a != b_ for a, b_ in zip(after, before))
+    again = np.array(load_images(paths, (16, 12), cache=cache)[0])
+    assert np.array_equal(again, load_images(paths, (16, 12))[0])
+    assert not np.array_equal(again, first)
