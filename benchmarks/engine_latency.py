@@ -27,9 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def make_bundle(root: Path, n: int, seed: int = 0) -> Path:
     from graph_build import synthesise
-    from recommender.bundle import Bundle
+    from recommender.build import bundle_from_tables
     from recommender.catalog import validate_catalog
-    from recommender.pipeline import BuildContext, run_stages
 
     cat, emb, outfits = synthesise(n, seed)
     rng = np.random.default_rng(seed + 1)
@@ -37,16 +36,10 @@ def make_bundle(root: Path, n: int, seed: int = 0) -> Path:
                      image_path="", price=np.round(rng.uniform(10, 200, n), 2),
                      in_stock=True)
     cat, _ = validate_catalog(cat, check_images=False)
-    b = Bundle.create(root, source="synthetic", image_root=None)
-    cat.to_parquet(b.path("catalog.parquet"))
-    outfits.to_parquet(b.path("outfits.parquet"))
-    b.path("eval").mkdir(exist_ok=True)
-    outfits.to_parquet(b.path("eval", "train_outfits.parquet"))
-    b.path("features").mkdir(exist_ok=True)
-    np.save(b.path("features", "embeddings.npy"), emb)
     cfg = {"k_compat": 10, "k_visual": 10, "k_cooc": 10, "k_candidates": 20}
-    run_stages(BuildContext(b, {"source": "synthetic", "seed": seed,
-                                "stages": {"graph": cfg}}), ["graph"])
+    bundle_from_tables(root, cat, outfits, emb, source="synthetic",
+                       config={"seed": seed, "stages": {"graph": cfg}},
+                       log=lambda m: print(m, file=sys.stderr, flush=True))
     return Path(root)
 
 

@@ -201,6 +201,33 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
     return out
 
 
+def bundle_from_tables(root: str | os.PathLike, catalog, outfits, embeddings, *,
+                       config: dict | None = None, train_outfits=None,
+                       source: str = "tables", log: Callable[[str], None] | None = None
+                       ) -> Bundle:
+    """A serving bundle from tables already at hand, with its garment graph built.
+
+    For benchmarks, tests and notebooks that have a validated canonical ``catalog``,
+    an ``outfits`` table (``outfit_id, item_id``) and row-aligned ``embeddings``
+    but no images to run the perception stages on. ``train_outfits`` (default: all
+    of ``outfits``) are the outfits the graph learns from; ``config`` is the build
+    config (``seed``, ``quick``, ``stages``...). Returns the bundle.
+    """
+    import numpy as np
+
+    b = Bundle.create(root, source=source, image_root=None)
+    catalog.to_parquet(b.path("catalog.parquet"))
+    outfits.to_parquet(b.path("outfits.parquet"))
+    b.path("eval").mkdir(exist_ok=True)
+    (outfits if train_outfits is None else train_outfits).to_parquet(
+        b.path("eval", "train_outfits.parquet"))
+    b.path("features").mkdir(exist_ok=True)
+    np.save(b.path("features", "embeddings.npy"), np.asarray(embeddings, np.float32))
+    run_stages(BuildContext(b, {"source": source, "seed": 0, **(config or {})},
+                            log=log or (lambda m: None)), ["graph"])
+    return b
+
+
 def _stage_list(value: str | None) -> list[str] | None:
     if not value:
         return None

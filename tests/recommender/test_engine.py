@@ -219,9 +219,8 @@ def many_tops_engine(tmp_path_factory):
     never worn: more tops than the 200 that ``Engine.popular`` keeps."""
     import pandas as pd
 
-    from recommender.bundle import Bundle
+    from recommender.build import bundle_from_tables
     from recommender.catalog import validate_catalog
-    from recommender.pipeline import BuildContext, run_stages
 
     n = 210
     ids_ = ([f"tw{i:03d}" for i in range(n)] + ["a_red_never", "t_red_worn"]
@@ -240,16 +239,8 @@ def many_tops_engine(tmp_path_factory):
     outfits = pd.DataFrame(outfits, columns=["outfit_id", "item_id"])
     emb = np.random.default_rng(0).normal(size=(len(cat), 8)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    b = Bundle.create(tmp_path_factory.mktemp("many_tops") / "bundle", source="test",
-                      image_root=None)
-    cat.to_parquet(b.path("catalog.parquet"))
-    outfits.to_parquet(b.path("outfits.parquet"))
-    b.path("eval").mkdir(exist_ok=True)
-    outfits.to_parquet(b.path("eval", "train_outfits.parquet"))
-    b.path("features").mkdir(exist_ok=True)
-    np.save(b.path("features", "embeddings.npy"), emb)
-    run_stages(BuildContext(b, {"source": "test", "seed": 0, "quick": True},
-                            log=lambda m: None), ["graph"])
+    b = bundle_from_tables(tmp_path_factory.mktemp("many_tops") / "bundle", cat, outfits,
+                           emb, config={"quick": True}, source="test")
     return Engine.load(b.root)
 
 
