@@ -213,6 +213,19 @@ def validate_catalog(df: pd.DataFrame, image_root: str | os.PathLike | None = No
     return out.reset_index(drop=True), report
 
 
+def check_row_width(df: pd.DataFrame, what: str, field: str,
+                    path: str | os.PathLike) -> None:
+    """Refuse a CSV read whose rows are one field longer than its header: pandas then
+    makes the first column the index, and every value would shift by a column,
+    silently. ``what`` names the file in the message (InputError on ``field``)."""
+    if not isinstance(df.index, pd.RangeIndex):
+        from features.exceptions import InputError
+
+        raise InputError(f"{what}: its rows have more fields than its header "
+                         f"({', '.join(map(str, df.columns))})", field=field,
+                         value=str(path))
+
+
 def load_catalog(path: str | os.PathLike, image_root: str | os.PathLike | None = None, *,
                  check_images: bool = False) -> pd.DataFrame:
     """Read a canonical catalogue (Parquet or CSV) and validate it.
@@ -239,14 +252,7 @@ def load_catalog(path: str | os.PathLike, image_root: str | os.PathLike | None =
 
             raise InputError(f"catalogue file {path} is not UTF-8 text ({exc.reason}); "
                              "save it as UTF-8", field="catalog", value=str(path)) from exc
-        if not isinstance(df.index, pd.RangeIndex):
-            from features.exceptions import InputError
-
-            # rows one field longer than the header: pandas makes the first column the
-            # index, and every value would shift by a column, silently
-            raise InputError(f"catalogue file {path}: its rows have more fields than its "
-                             f"header ({', '.join(map(str, df.columns))})", field="catalog",
-                             value=str(path))
+        check_row_width(df, f"catalogue file {path}", "catalog", path)
         for c in OPTIONAL_COLUMNS:
             if c in df.columns and not (pd.api.types.is_numeric_dtype(df[c])
                                         or pd.api.types.is_bool_dtype(df[c])):

@@ -82,7 +82,8 @@ from typing import Any
 import pandas as pd
 
 from features.exceptions import InputError, NotFoundError, SchemaError
-from recommender.catalog import CATEGORIES, OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from recommender.catalog import (CATEGORIES, OPTIONAL_COLUMNS, REQUIRED_COLUMNS,
+                                 check_row_width)
 
 MAPPING_KEYS = ("catalog", "format", "sep", "image_root", "columns", "category_map",
                 "defaults", "attributes", "outfits")
@@ -197,12 +198,7 @@ def _read_table(path: Path, fmt: str | None, sep: str, key: str) -> pd.DataFrame
         except pd.errors.ParserError as exc:
             raise InputError(f"{path} (mapping key {key}) is not a well-formed table: {exc}",
                              field=key, value=str(path)) from exc
-        if not isinstance(df.index, pd.RangeIndex):
-            # rows one field longer than the header: pandas makes the first column the
-            # index, and every value would shift by a column, silently
-            raise InputError(f"{path} (mapping key {key}): its rows have more fields than "
-                             f"its header ({', '.join(map(str, df.columns))})", field=key,
-                             value=str(path))
+        check_row_width(df, f"{path} (mapping key {key})", key, path)
         return df
     raise InputError(f"cannot read {path}: format {fmt!r} is not csv or parquet "
                      "(set the mapping key format)", field="format", value=fmt,

@@ -199,12 +199,8 @@ def read_outfits_file(path: str | os.PathLike) -> pd.DataFrame:
     except pd.errors.ParserError as exc:
         raise InputError(f"outfits file {path} is not a well-formed table: {exc}",
                          field="outfits", value=str(path)) from exc
-    if not isinstance(df.index, pd.RangeIndex):
-        # pandas reads rows with one field more than the header by turning the first
-        # column into the index: every id would shift by a column, silently
-        raise InputError(f"outfits file {path}: its rows have more fields than its header "
-                         f"({', '.join(map(str, df.columns))})", field="outfits",
-                         value=str(path))
+    from recommender.catalog import check_row_width
+    check_row_width(df, f"outfits file {path}", "outfits", path)
     if not {"outfit_id", "item_id"} <= set(df.columns):
         if len(df.columns) != 2:
             raise SchemaError(f"{path}: needs columns outfit_id,item_id; has "
