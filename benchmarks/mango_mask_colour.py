@@ -13,6 +13,15 @@ Usage::
 
 Per-image results are cached (``--cache``) so the colour rules can be re-scored
 without re-masking (``--rescore``).
+
+``--bundle DIR`` scores a built MANGO bundle instead (seconds, no images read):
+the group is recomputed with the current :func:`~features.colour.colour_group` from
+the dominant Lab colours in its features table (the stored ``colour_group`` may
+come from older rules), and the agreement is printed on all items and per split
+of the bundle's attribute split (``models/attributes_split.parquet``, by model
+code) so rule changes can be chosen on the training products alone::
+
+    python benchmarks/mango_mask_colour.py --bundle /tmp/mb33
 """
 from __future__ import annotations
 
@@ -45,9 +54,34 @@ def _one(path: str) -> dict:
     return out
 
 
-def _colours_of(row) -> list:
-    return [tuple(row[f"c{i}_{n}"] for n in "Labw") for i in (1, 2, 3)
-            if np.isfinite(row[f"c{i}_w"])]
+def _colours_of(row, name: str = "c{}_{}") -> list:
+    return [tuple(row[name.format(i, n)] for n in "Labw") for i in (1, 2, 3)
+            if np.isfinite(row[name.format(i, "w")])]
+
+
+def _agreement(df: pd.DataFrame, label: str = "des_agrup_color_eng") -> None:
+    """Print the agreement of ``df["pred"]`` with ``df[label]``, per label and confusion."""
+    agree = df["pred"] == df[label]
+    print(f"colour group agreement: {agree.mean():.4f} ({agree.sum()}/{len(df)})")
+    per = df.groupby(label).apply(
+        lambda g: pd.Series({"n": len(g), "recall": (g["pred"] == g.name).mean()}),
+        include_groups=False)
+    print(per.round(3).to_string())
+    conf = pd.crosstab(df[label], df["pred"])
+    print("confusion (rows: label, cols: predicted):")
+    print(conf.to_string())
+
+
+def score_bundle(bundle: Path) -> pd.DataFrame:
+    """Recompute the colour group of a built bundle's items from their stored colours."""
+    feats = pd.read_parquet(bundle / "features" / "features.parquet")
+    cat = pd.read_parquet(bundle / "catalog.parquet", columns=["item_id", "colour"])
+    df = cat.merge(feats, on="item_id")
+    split = bundle / "models" / "attributes_split.parquet"
+    df["split"] = (df["item_id"].map(pd.read_parquet(split).set_index("item_id")["split"])
+                   if split.is_file() else "all")
+    df["pred"] = [colour_group(_colours_of(r, "colour{}_{}")) for _, r in df.iterrows()]
+    return df
 
 
 def main(argv=None) -> int:
@@ -57,7 +91,16 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/mango_mask_colour.parquet"))
     ap.add_argument("--rescore", action="store_true", help="only re-score the cache")
+    ap.add_argument("--bundle", type=Path, default=None,
+                    help="score a built bundle's stored colours (no masking)")
     args = ap.parse_args(argv)
+    if args.bundle is not None:
+        df = score_bundle(args.bundle)
+        for name, part in [("all", df), *df.groupby("split")]:
+            ok = part["pred"] == part["colour"]
+            print(f"{name:5s} agreement {ok.mean():.4f} ({ok.sum()}/{len(part)})")
+        _agreement(df, "colour")
+        return 0
     prod = pd.read_csv(args.data / "product_data.csv")
     prod["path"] = [str(args.data / "images" / Path(f).name) for f in prod["des_filename"]]
     prod = prod[[Path(p).is_file() for p in prod["path"]]].reset_index(drop=True)
@@ -85,15 +128,7 @@ def main(argv=None) -> int:
               f"WHITE {low[white].sum()} ({low[white].mean():.1%})")
     print("methods:", df["method"].value_counts().to_dict())
     df["pred"] = [colour_group(_colours_of(r)) for _, r in df.iterrows()]
-    agree = df["pred"] == df["des_agrup_color_eng"]
-    print(f"colour group agreement: {agree.mean():.4f} ({agree.sum()}/{len(df)})")
-    per = df.groupby("des_agrup_color_eng").apply(
-        lambda g: pd.Series({"n": len(g), "recall": (g["pred"] == g.name).mean()}),
-        include_groups=False)
-    print(per.round(3).to_string())
-    conf = pd.crosstab(df["des_agrup_color_eng"], df["pred"])
-    print("confusion (rows: label, cols: predicted):")
-    print(conf.to_string())
+    _agreement(df)
     return 0
 
 
