@@ -58,8 +58,9 @@ from features.mask import garment_mask
 from features.shape import SHAPE_FEATURES, shape_features
 
 #: Bumped when the per-item results or the part layout change, so stale part
-#: files are not reused (2: chunks hold items with an image; the rest is one part).
-FEATURES_VERSION = 2
+#: files are not reused (2: chunks hold items with an image; the rest is one part;
+#: 3: colour groups of dark colours compared by saturation).
+FEATURES_VERSION = 3
 FEATURES_DIR = "features"
 FEATURES_TABLE = "features/features.parquet"
 EMBEDDINGS = "features/embeddings.npy"

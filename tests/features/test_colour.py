@@ -52,6 +52,30 @@ def test_colour_group_of_plain_colours(rgb, group):
     assert colour_group([(*lab, 1.0)]) == group
 
 
+# Lab values as packshots read them: a navy garment photographs at L 10-15 with
+# a chroma of only 7-9 (a dark colour cannot be more chromatic), black at L 6-20
+# with a chroma under 3, often slightly blue.
+@pytest.mark.parametrize("lab,group", [
+    ((12, 2, -8), "BLUE"), ((13, 1, -7), "BLUE"),      # navy / marino
+    ((25, 15, -18), "PURPLE"),                          # dark purple, not navy
+    ((19, -11, 0), "GREEN"), ((20, -8, 2), "GREEN"),    # bottle green, not black
+])
+def test_dark_colours_are_told_from_black_by_saturation(lab, group):
+    assert nearest_group(*lab) == group
+    assert colour_group([(*lab, 0.7), (95, 0, 2, 0.3)]) == group
+
+
+@pytest.mark.parametrize("lab,group", [
+    ((25, 4, -20), "BLUE"), ((30, 2, -25), "BLUE"), ((15, 2, -9), "BLUE"),  # navy
+    ((90, 0, 6), "WHITE"), ((87, 1, 12), "WHITE"), ((85, 3, 18), "WHITE"),  # cream, ecru
+    ((11, 1, -1), "GREY"), ((7, 0, -3), "GREY"), ((11, 1.5, -3), "GREY"),   # black
+    ((20, 1, -2), "GREY"), ((55, 0, -1), "GREY"),                           # charcoal, grey
+    ((35, 25, -25), "PURPLE"), ((85, -5, 70), "YELLOW"), ((90, -5, 30), "YELLOW"),
+])
+def test_neutrals_creams_and_clear_hues_keep_their_groups(lab, group):
+    assert nearest_group(*lab) == group
+
+
 def test_colour_group_votes_by_weight():
     black, white = (12, 0, 0), (95, 0, 2)
     assert colour_group([(*black, 0.6), (*white, 0.4)]) == "GREY"
