@@ -99,10 +99,25 @@ def resolve_stage_config(source: str, quick: bool, stages: dict | None) -> dict[
     >>> cfg["attributes"]["epochs"], cfg["attributes"]["preset"], cfg["split"]
     (10, 'small', {'test_fraction': 0.0})
     """
-    out: dict[str, Any] = source_stage_defaults(source, quick)
+    return merge_stage_config(source_stage_defaults(source, quick), stages)
+
+
+def merge_stage_config(base: dict[str, Any], stages: dict | None) -> dict[str, Any]:
+    """``base``'s stage tables with ``stages``' merged over them key by key (a copy).
+
+    What a build merges over its source's defaults, and what ``mixmatch features |
+    train | graph --config`` merges over the tables the bundle recorded: a config
+    naming one key changes that key, not the rest of the stage's recipe.
+
+    >>> merge_stage_config({"graph": {"k_compat": 3, "k_visual": 3}},
+    ...                    {"graph": {"k_visual": 5}, "split": {"test_fraction": 0.0}})
+    {'graph': {'k_compat': 3, 'k_visual': 5}, 'split': {'test_fraction': 0.0}}
+    """
+    out: dict[str, Any] = copy.deepcopy(base)
     for name, table in (stages or {}).items():
         if isinstance(table, dict):
-            out[name] = {**out.get(name, {}), **table}
+            prev = out.get(name)
+            out[name] = {**(prev if isinstance(prev, dict) else {}), **table}
         else:  # not a table: kept as given, for the stage to refuse by name
             out[name] = table
     return out
@@ -269,8 +284,17 @@ def cli_stages(args) -> int:
     config["scheduler"] = getattr(args, "scheduler", None)
     overrides = read_config_file(getattr(args, "config", None))
     if overrides.get("stages"):
-        config["stages"] = resolve_stage_config(config.get("source", ""), config["quick"],
-                                                overrides["stages"])
+        # merged over what the bundle recorded, not over the source's defaults: a
+        # config setting one key must not drop the rest of the tables the bundle was
+        # built with (``mixmatch up``'s profile, a build's --config, --holdout)
+        recorded = config.get("stages")
+        if not isinstance(recorded, dict):  # a bundle recorded without stage tables
+            recorded = source_stage_defaults(config.get("source", ""), config["quick"])
+        config["stages"] = merge_stage_config(recorded, overrides["stages"])
+        # the manifest records the tables the stages ran with (saved with the first
+        # stage that runs, as a build does), so a later command without --config
+        # finds the stage current instead of rerunning it on the old tables
+        b.manifest.setdefault("config", {})["stages"] = config["stages"]
     ctx = BuildContext(bundle=b, config=config, force=bool(getattr(args, "force", False)))
     results = run_stages(ctx, _stage_list(args.stages))
     for name, metrics in results.items():

@@ -117,3 +117,31 @@ def test_a_config_that_is_not_utf8_is_refused_by_name(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"config file {f} is not UTF-8 text" in err and "Traceback" not in err
     assert not (tmp_path / "B").exists()
+
+
+def test_a_stage_command_config_overrides_the_bundles_tables_key_by_key(tmp_path, capsys):
+    """``mixmatch graph --config`` setting one key keeps the rest of the tables the
+    bundle recorded, and the manifest records what the stage ran with. Before, the
+    config replaced the recorded tables (the graph ran with k_compat 20, not the
+    bundle's 3; the split table was gone) and the manifest kept the old ones, so the
+    next ``mixmatch graph`` reran the stage on them."""
+    import json
+
+    from tests.recommender.tiny_bundle import make_tiny_bundle
+
+    root = make_tiny_bundle(tmp_path / "b")
+    b = Bundle.open(root)
+    b.manifest["config"] = {"source": "test", "seed": 0, "quick": True, "stages": {
+        "graph": {"k_compat": 3, "k_visual": 3}, "split": {"test_fraction": 0.0}}}
+    b.save()
+    f = tmp_path / "c.toml"
+    f.write_text("[stages.graph]\nk_cooc = 2\n")
+    assert main(["graph", "--bundle", str(root), "--config", str(f)]) == 0
+    ran = json.loads((root / "graph" / "graph.json").read_text())["config"]
+    assert (ran["k_compat"], ran["k_visual"], ran["k_cooc"]) == (3, 3, 2)
+    stages = Bundle.open(root).manifest["config"]["stages"]
+    assert stages == {"graph": {"k_compat": 3, "k_visual": 3, "k_cooc": 2},
+                      "split": {"test_fraction": 0.0}}
+    capsys.readouterr()
+    assert main(["graph", "--bundle", str(root)]) == 0
+    assert "[graph] up to date, skipped" in capsys.readouterr().err
