@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from features.exceptions import InputError
 from features.imaging import load_rgb, resize_to
 from features.mask import garment_mask, sanity_failures
 
@@ -58,6 +59,10 @@ def make_sheet(paths: list[Path], n: int, tile_h: int = 200) -> tuple[np.ndarray
     """Mask every path, keep the ``n`` worst by quality, return (sheet, rows)."""
     from PIL import Image, ImageDraw
 
+    # rows[:n] with n < 0 would silently keep all but the |n| best instead
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InputError(f"n must be a whole number >= 1 (tiles on the sheet), got {n!r}",
+                         field="n", value=n)
     rows = []
     for p in paths:
         rgb = load_rgb(p)
@@ -90,6 +95,17 @@ def make_sheet(paths: list[Path], n: int, tile_h: int = 200) -> tuple[np.ndarray
     return sheet, rows
 
 
+def _positive_int(text: str) -> int:
+    """argparse type of ``--n`` and ``--sample``: a count of at least one."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
@@ -97,11 +113,16 @@ def main(argv: list[str] | None = None) -> int:
                                  description=__doc__.splitlines()[0])
     ap.add_argument("--images", required=True, type=Path, help="folder of images")
     ap.add_argument("--filter", choices=["white"], default=None)
-    ap.add_argument("--n", type=int, default=48, help="tiles on the sheet")
-    ap.add_argument("--sample", type=int, default=400, help="images masked to pick from")
+    # a negative --n kept all but the best |n| (rows[:n]); a negative --sample was a
+    # numpy traceback: both are refused by name (argparse: exit 2)
+    ap.add_argument("--n", type=_positive_int, default=48, help="tiles on the sheet")
+    ap.add_argument("--sample", type=_positive_int, default=400,
+                    help="images masked to pick from")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True, type=Path)
     args = ap.parse_args(argv)
+    if not args.images.is_dir():
+        ap.error(f"--images: no such folder: {args.images}")
     paths = sorted(p for p in args.images.iterdir()
                    if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if args.filter == "white":

@@ -1,0 +1,52 @@
+"""The mask contact sheet's command line: counts refused by name before any masking."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from features.contact_sheet import main, make_sheet
+from features.exceptions import InputError
+
+
+@pytest.fixture
+def images(tmp_path):
+    d = tmp_path / "images"
+    d.mkdir()
+    for i in range(4):
+        a = np.full((60, 40, 3), 245, np.uint8)
+        a[10:50, 8:32] = (30 + 40 * i, 60, 90)  # a dark garment on a light packshot
+        Image.fromarray(a).save(d / f"p{i}.png")
+    return d
+
+
+def test_the_sheet_shows_the_n_worst(images, tmp_path, capsys):
+    out = tmp_path / "sheet.png"
+    assert main(["--images", str(images), "--n", "3", "--out", str(out)]) == 0
+    assert "4 images masked; sheet of the 3 worst" in capsys.readouterr().out
+    assert out.is_file()
+
+
+@pytest.mark.parametrize("option, value", [("--n", "-2"), ("--n", "0"),
+                                           ("--sample", "-1"), ("--sample", "0")])
+def test_a_count_below_one_is_refused_by_name(images, tmp_path, capsys, option, value):
+    # before: --n -2 drew a sheet of all but the 2 worst (rows[:-2]) and exited 0;
+    # --sample -1 was a numpy traceback
+    out = tmp_path / "sheet.png"
+    with pytest.raises(SystemExit) as exc:
+        main(["--images", str(images), option, value, "--out", str(out)])
+    assert exc.value.code == 2
+    assert f"argument {option}: must be a whole number >= 1, got '{value}'" in (
+        capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_a_missing_images_folder_is_refused_by_name(tmp_path, capsys):
+    # before: FileNotFoundError traceback from iterdir
+    with pytest.raises(SystemExit) as exc:
+        main(["--images", str(tmp_path / "nope"), "--out", str(tmp_path / "s.png")])
+    assert exc.value.code == 2
+    assert f"--images: no such folder: {tmp_path / 'nope'}" in capsys.readouterr().err
+
+
+def test_make_sheet_refuses_a_count_below_one(images):
+    with pytest.raises(InputError, match="n must be a whole number >= 1.*got -1"):
+        make_sheet(sorted(images.iterdir()), -1)
