@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
 from typing import Any, Callable
@@ -118,7 +117,11 @@ def cmd_evaluate(args) -> int:
     if args.json:
         if "keypoints" in result and len(result) == 1:
             result = result["keypoints"]
-        print(json.dumps(result, indent=2, sort_keys=True, default=float))
+        # NaN (a head or split with nothing to score) is printed as null: bare NaN is
+        # not JSON, and jq or JSON.parse would refuse the whole output
+        from recommender.json_output import dumps
+
+        print(dumps(result, indent=2, sort_keys=True))
     elif "keypoints" in result:
         kp = result["keypoints"]
         print(f"keypoint NE: {kp['ne']:.4f} over {kp['n_keypoints']} keypoints")

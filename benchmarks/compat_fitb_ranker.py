@@ -47,6 +47,8 @@ import time
 
 import numpy as np
 
+from recommender.json_output import dumps  # NaN (an empty split) as null
+
 
 def cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
@@ -277,12 +279,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.mode == "fit":
         overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
-        print(json.dumps(fit(args.bundle, args.val_bundle, args.cache, overrides), indent=1,
-                         default=str))
+        print(dumps(fit(args.bundle, args.val_bundle, args.cache, overrides), indent=1,
+                    default=str))
         return 0
     rows = variants(args.val_bundle, args.bundle, args.cache, args.tag, args.only)
     if args.json:
-        print(json.dumps(rows, indent=1))
+        print(dumps(rows, indent=1))
     else:
         print(f"{'variant':80s} {'val FITB':>8s} {'val cold':>8s} {'test FITB':>9s} "
               f"{'test cold':>9s}")

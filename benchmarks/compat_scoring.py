@@ -13,10 +13,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
+
+from recommender.json_output import dumps  # NaN (an empty split) as null
 
 
 def best_time(fn, repeat: int) -> float:
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     rows = run(args.bundle, [int(x) for x in args.pairs.split(",")], args.threads, args.repeat)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(dumps(rows, indent=2))
         return 0
     print(f"{'pairs':>8}{'features':>10}{'raw predict/s':>16}{'features/s':>14}"
           f"{'score_pairs/s':>16}{'ms':>10}")

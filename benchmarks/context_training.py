@@ -21,10 +21,11 @@ The bundle needs a compatibility model (its featurizer gives the items' inputs) 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
+
+from recommender.json_output import dumps  # NaN (an empty split) as null
 
 
 def _variants():
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     rows = run(a.bundle, a.epochs, a.threads, a.max_outfits)
     if a.json:
-        print(json.dumps(rows, indent=1))
+        print(dumps(rows, indent=1))
         return 0
     print(f"outfit context model, one network, {rows[0]['outfits']} outfits, "
           f"{a.epochs} epochs, {a.threads} threads")

@@ -118,3 +118,33 @@ def test_serve_names_a_config_file_that_is_missing_or_not_text(tmp_path, capsys)
     assert main(["serve", "--bundle", str(tmp_path), "--port", "0",
                  "--config", str(latin)]) == 2
     assert f"{latin}: not UTF-8 text" in capsys.readouterr().err
+
+
+def _strict_json(text):
+    """json.loads that refuses NaN and Infinity, as jq and JSON.parse do."""
+    import json
+
+    def refuse(word):
+        raise ValueError(f"not JSON: {word}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_evaluate_json_prints_a_head_with_nothing_to_score_as_null(monkeypatch, capsys):
+    # before: an attribute head with no labelled test product (n = 0) printed
+    # "accuracy": NaN, which is not JSON: jq and JSON.parse refused the whole output
+    import numpy as np
+
+    import features.attributes.evaluate as attr_eval
+
+    nan = float("nan")
+    monkeypatch.setattr(attr_eval, "evaluate_bundle", lambda bundle: {
+        "heads": {"colour": {"accuracy": 0.75, "macro_f1": np.float32(0.5), "n": 8},
+                  "sleeve_length_labels": {"accuracy": nan, "macro_f1": nan, "n": 0}},
+        "fashionai_map": nan, "fashionai_ap": {"sleeve_length_labels": -np.inf}})
+    assert main(["evaluate", "--bundle", "B", "--attributes", "--json"]) == 0
+    out = _strict_json(capsys.readouterr().out)
+    assert out["heads"]["sleeve_length_labels"] == {"accuracy": None, "macro_f1": None,
+                                                    "n": 0}
+    assert out["heads"]["colour"] == {"accuracy": 0.75, "macro_f1": 0.5, "n": 8}
+    assert out["fashionai_map"] is None and out["fashionai_ap"] == {
+        "sleeve_length_labels": None}

@@ -33,6 +33,7 @@ import pandas as pd
 
 from features.exceptions import BundleError
 from recommender.evaluation.metrics import fitb_outcomes, roc_auc
+from recommender.json_output import json_safe
 
 EVAL_FILE_NAMES = {"fitb": "fitb.jsonl", "fitb_cold": "fitb_cold.jsonl",
                    "compatibility": "compatibility.tsv",
@@ -193,20 +194,7 @@ def evaluate_bundle_files(bundle_path, fitb=None, compat=None, ablations: bool =
             print(format_table(per, fitb, compat, len(unknown), model is None))
     if ablations:
         result["ablations"] = run_ablations(b, catalog, index, seen, seed, print_text)
-    return _json_safe(result)
-
-
-def _json_safe(obj):
-    """NaN (an empty split) becomes None so ``--json`` prints valid JSON."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return None if np.isnan(obj) else float(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
+    return json_safe(result)  # NaN (an empty split) as None: --json prints valid JSON
 
 
 def _usable_groups(groups, features, embeddings) -> list[str]:
