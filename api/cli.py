@@ -199,6 +199,24 @@ def cmd_up(args) -> int:
 
 
 # -- parser ---------------------------------------------------------------------------
+def seed_value(text: str) -> int:
+    """argparse type of every ``--seed``: a whole number >= 0.
+
+    numpy's generators refuse a negative seed, and they are first called after
+    minutes of work, or after ``mixmatch demo`` has started writing its folder.
+
+    >>> seed_value("3")
+    3
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mixmatch", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -224,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
              "FashionAI keypoints and outfits by a style grammar.")
     sp.add_argument("--out", required=True)
     sp.add_argument("--items", type=int, default=2000)
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=seed_value, default=0)
     sp.add_argument("--image-sample", type=int, default=None,
                     help="render images only for this many items (table form for "
                     "benchmarks; default: all items up to 20,000, else 2,000)")
@@ -234,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "seed garment shapes (default: the shared data when present)")
 
     def bundle_build_args(sp):
-        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--seed", type=seed_value, default=0)
         sp.add_argument("--force", action="store_true", help="re-run finished stages")
         sp.add_argument("--engine", choices=("local", "dask"), default="local")
         sp.add_argument("--scheduler", default=None, help="Dask scheduler address "
@@ -278,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
              "files (Polyvore protocol).")
     sp.add_argument("--outfits", required=True, help="outfits file (outfit_id,item_id)")
     sp.add_argument("--catalog", required=True, help="canonical catalogue (parquet/csv)")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=seed_value, default=0)
     sp.add_argument("--out", required=True)
     sp.add_argument("--test-fraction", type=float, default=0.2)
 
@@ -294,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ablations", action="store_true", help="feature-group ablations")
     sp.add_argument("--retrieval", action="store_true",
                     help="complementary-item Recall@10/NDCG@10 per strategy")
-    sp.add_argument("--seed", type=int, default=0, help="tie-breaking seed")
+    sp.add_argument("--seed", type=seed_value, default=0, help="tie-breaking seed")
     sp.add_argument("--json", action="store_true", help="print one JSON object")
 
     sp = add("serve", cmd_serve, "Serve a bundle over HTTP (gunicorn; --dev for Flask's "

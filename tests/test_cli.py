@@ -148,3 +148,20 @@ def test_evaluate_json_prints_a_head_with_nothing_to_score_as_null(monkeypatch, 
     assert out["heads"]["colour"] == {"accuracy": 0.75, "macro_f1": 0.5, "n": 8}
     assert out["fashionai_map"] is None and out["fashionai_ap"] == {
         "sleeve_length_labels": None}
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo", "--items", "20"], ["build", "--items", "20", "--stages", "ingest"],
+    ["graph", "--bundle", "B"], ["make-eval", "--outfits", "o", "--catalog", "c"],
+    ["evaluate", "--bundle", "B", "--retrieval"]])
+def test_a_negative_seed_is_refused_by_name_before_any_work(tmp_path, capsys, argv):
+    # before: mixmatch demo --seed -1 made the folder's subfolders, then exited 1 with
+    # numpy's "ValueError: expected non-negative integer" traceback; build the same
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        main(argv + ["--out", str(out), "--seed", "-1"] if argv[0] in (
+            "demo", "build", "make-eval") else argv + ["--seed", "-1"])
+    assert exc.value.code == 2
+    assert "argument --seed: must be a whole number >= 0, got '-1'" in (
+        capsys.readouterr().err)
+    assert not out.exists()
