@@ -25,7 +25,7 @@ from typing import Any, Callable
 from features.exceptions import InputError, NotFoundError, StageNotAvailable
 from recommender.bundle import MANIFEST, Bundle
 from recommender.paths import DATA_ENV, default_data_root
-from recommender.pipeline import STAGE_NAMES, BuildContext, run_stages
+from recommender.pipeline import STAGE_NAMES, STAGES, BuildContext, run_stages
 
 SOURCES = ("demo", "mango", "csv")
 
@@ -296,7 +296,16 @@ def cli_stages(args) -> int:
         # finds the stage current instead of rerunning it on the old tables
         b.manifest.setdefault("config", {})["stages"] = config["stages"]
     ctx = BuildContext(bundle=b, config=config, force=bool(getattr(args, "force", False)))
-    results = run_stages(ctx, _stage_list(args.stages))
+    names = _stage_list(args.stages)
+    if names and getattr(args, "applicable_only", False):
+        # the stages a build of this source runs (run_stages runs every stage named)
+        source = config.get("source", "")
+        skip = [s.name for s in STAGES if s.name in names and s.sources is not None
+                and source not in s.sources]
+        for name in skip:
+            ctx.log(f"[{name}] not a stage of a {source!r} bundle, skipped")
+        names = [n for n in names if n not in skip]
+    results = run_stages(ctx, names)
     for name, metrics in results.items():
         print(f"{name}: " + json.dumps(metrics, default=str)[:400])
     return 0

@@ -165,3 +165,31 @@ def test_a_negative_seed_is_refused_by_name_before_any_work(tmp_path, capsys, ar
     assert "argument --seed: must be a whole number >= 0, got '-1'" in (
         capsys.readouterr().err)
     assert not out.exists()
+
+
+def test_train_without_stage_trains_what_a_build_of_the_source_would(tmp_path, monkeypatch,
+                                                                     capsys):
+    # before: `mixmatch train --bundle <mango bundle>` ran the keypoints stage too
+    # (demo sources only): after the attribute network trained, it failed with
+    # "source/fashionai/keypoints.csv missing", exit 2, the compatibility model untrained
+    # and the bundle marked as being built, so serving refused it
+    from recommender import build, pipeline
+    from recommender.bundle import Bundle
+    from recommender.pipeline import Stage
+
+    stages = tuple(Stage(name, "tests.recommender.counting_stage", 0, name, sources=src)
+                   for name, src in (("attributes", None), ("keypoints", ("demo",)),
+                                     ("compatibility", None)))
+    monkeypatch.setattr(pipeline, "STAGES", stages)
+    monkeypatch.setattr(build, "STAGES", stages, raising=False)
+    for source, trained in (("mango", {"attributes", "compatibility"}),
+                            ("demo", {"attributes", "keypoints", "compatibility"})):
+        root = Bundle.create(tmp_path / source, source=source, image_root=None,
+                             config={"source": source}).root
+        assert main(["train", "--bundle", str(root)]) == 0
+        manifest = Bundle.open(root).manifest
+        assert set(manifest["stages"]) == trained and "building" not in manifest
+    assert "[keypoints] not a stage of a 'mango' bundle, skipped" in capsys.readouterr().err
+    # named, it runs: a config may give a non-demo bundle a keypoint CSV
+    assert main(["train", "--bundle", str(tmp_path / "mango"), "--stage", "keypoints"]) == 0
+    assert "keypoints" in Bundle.open(tmp_path / "mango").manifest["stages"]
