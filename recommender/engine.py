@@ -280,6 +280,15 @@ class Engine:
                 out[m] = [lut.get(int(x), 0.0) for x in b[m]]
         return out
 
+    def neighbours(self, item_idx: int, category: str, n: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` items of ``category`` nearest to row ``item_idx`` by embedding
+        cosine (exact, over the category's rows), best first: ``(rows, cosines)``.
+        The item itself is among them when it is of ``category``; an unknown
+        category has none."""
+        return self._nearest_scored(np.asarray(self.emb[int(item_idx)], dtype=np.float32),
+                                    category, n)
+
     def pair_scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Compatibility of pairs of catalogue rows (the model when present, else the
         documented content scorer with training co-occurrence)."""
@@ -400,13 +409,14 @@ class Engine:
         return np.concatenate([np.array(chosen), rest[np.argsort(-s[rest], kind="stable")]])
 
     # ------------------------------------------------------------------ cross-sell
-    def _merged(self, strategy, anchors: Sequence[int], category: str, depth: int
-                ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Candidates of ``category`` for all anchors, mean score over anchors."""
+    def _merged(self, strategy, anchors: Sequence[int], category: str, depth: int,
+                fill: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Candidates of ``category`` for all anchors, mean score over anchors
+        (``fill``: each anchor's graph row topped up to that many when shorter)."""
         acc: dict[int, float] = {}
         reason: dict[int, str] = {}
         for a in anchors:
-            idx, sc, rs = strategy.candidates(self, a, category, depth)
+            idx, sc, rs = strategy.candidates(self, a, category, depth, fill=fill)
             for i, s, r in zip(idx.tolist(), sc.tolist(), rs):
                 acc[i] = acc.get(i, 0.0) + s
                 if r and i not in reason:
@@ -429,7 +439,10 @@ class Engine:
         ``item_id`` is one id or a cart (list); ``context`` adds more cart items.
         Groups: the categories that complete the anchors in the rules' pairing
         matrix (or ``categories``), each with ``{"item_id", "score", "reason",
-        "pinned", "fallback"}`` items.
+        "pinned", "fallback"}`` items. A group shows ``k`` items whenever the
+        category has them: past the graph's row (``k_compat`` = 20 edges) the
+        strategy tops it up with further items it scores (the compatibility scorer,
+        or embedding cosine for ``visual``; ``cooccurrence`` adds popular items).
         """
         k = self._k(k)
         anchors = self._ids([item_id] if isinstance(item_id, str) else item_id, "item_id")
@@ -445,9 +458,13 @@ class Engine:
             wanted = [c for c in cats if c not in anchor_cats]
         wanted = [c for c in wanted if c in self._cat_rows]
         depth = max(4 * k, 40)
+        # a graph row holds k_compat (20) items; a page asking for more gets the row
+        # topped up by the strategy's scorer, to twice k so that diversity and the
+        # rules still have a choice (with full rows, k <= 10 reads the graph alone)
+        fill = 2 * k
         groups = []
         for c in wanted:
-            idx, sc, rsn = self._merged(strat, anchors, c, depth)
+            idx, sc, rsn = self._merged(strat, anchors, c, depth, fill)
             order = self.mmr(idx, sc, depth=min(len(idx), 3 * k))
             groups.append(Group(c, idx[order], sc[order], [rsn[o] for o in order]))
         out = apply_rules(groups, rs, self.table, k=k, mode="complements",
@@ -527,15 +544,20 @@ class Engine:
                 "bundle_version": self.bundle_version, "groups": self._finish(out, [])}
 
     def _nearest(self, e: np.ndarray, category: str, n: int) -> np.ndarray:
+        return self._nearest_scored(e, category, n)[0]
+
+    def _nearest_scored(self, e: np.ndarray, category: str, n: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
         rows = self._cat_rows.get(category)
-        if rows is None or len(rows) == 0:
-            return np.zeros(0, np.int64)
+        if rows is None or len(rows) == 0 or n <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
         sims = np.empty(len(rows), dtype=np.float32)
         for s in range(0, len(rows), 65536):
             sims[s:s + 65536] = np.asarray(self.emb[rows[s:s + 65536]]) @ e
         n = min(n, len(rows))
         top = np.argpartition(-sims, n - 1)[:n]
-        return rows[top[np.argsort(-sims[top], kind="stable")]]
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return rows[top], sims[top]
 
     def _cold_scores(self, features: dict, e: np.ndarray, colour: str, idx: np.ndarray
                      ) -> np.ndarray:

@@ -20,7 +20,8 @@ class CooccurrenceStrategy(Strategy):
     name = "cooccurrence"
     kind = "cooc"
 
-    def candidates(self, state, item_idx, category, k):
+    def candidates(self, state, item_idx, category, k, fill=0):
+        # history only: the popular items already fill the row up to ``k``
         idx, w, r = super().candidates(state, item_idx, category, k)
         if len(idx) < k:
             pop_idx, pop_w = state.popular(category)

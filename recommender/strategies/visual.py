@@ -1,13 +1,13 @@
 """Visual strategy: nearest items by visual-embedding cosine in the target category.
 
 An item without an embedding (its image failed feature extraction) has no visual
-neighbours; its compatibility edges (outfit history, popular items) stand in.
+neighbours; its compatibility edges (outfit history, popular items) stand in. A
+request for more items than the row holds (``fill``) tops it up with the next
+nearest items (or, for such an item, the next best by the compatibility scorer).
 """
 from __future__ import annotations
 
-import numpy as np
-
-from recommender.strategies.base import Strategy
+from recommender.strategies.base import Strategy, visual_extras
 
 
 class VisualStrategy(Strategy):
@@ -20,13 +20,14 @@ class VisualStrategy(Strategy):
     name = "visual"
     kind = "visual"
 
-    def candidates(self, state, item_idx, category, k):
-        idx, w, r = super().candidates(state, item_idx, category, k)
-        if len(idx) == 0:
+    def candidates(self, state, item_idx, category, k, fill=0):
+        idx, w = self.row(state, "visual", item_idx, category, k)
+        if len(idx):
+            idx, w = self.top_up(state, item_idx, category, idx, w, k, fill,
+                                 extras=visual_extras)
+        else:
             # no visual row (an image-less item is nobody's neighbour and has none):
             # without this the shop page showed empty groups and one-item looks
-            idx, w = state.graph.row("compat", category, int(item_idx))
-            keep = idx != item_idx
-            idx, w = idx[keep][:k], w[keep][:k]
-            r = [""] * len(idx)
-        return idx.astype(np.int64), np.asarray(w, dtype=float), r
+            idx, w = self.row(state, "compat", item_idx, category, k)
+            idx, w = self.top_up(state, item_idx, category, idx, w, k, fill)
+        return idx, w, [""] * len(idx)

@@ -103,7 +103,10 @@ def test_set_rules_invalid_keeps_last_good(engine, tmp_path):
 
 
 def test_rules_diff(engine):
-    after = parse_rules({"version": 2, "filters": {"exclude_ids": ["p2"]}})
+    # the same pairing matrix: only the exclusion differs (without one, every other
+    # category -- dresses for a top -- would be offered too, a change of its own)
+    after = parse_rules({"version": 2, "filters": {"exclude_ids": ["p2"]},
+                         "pairing": {c: list(v) for c, v in engine.rules.pairing.items()}})
     d = rules_diff(engine.rules, after, engine, ["t2", "t3"], k=2)
     row = d[(d.item_id == "t2") & (d.category == "bottom")].iloc[0]
     assert row.changed and row.removed == ["p2"] and "p2" not in row.after

@@ -86,3 +86,71 @@ def test_item_without_embedding_still_gets_complements_and_looks(strategy, image
     for look in e.complete([item], n=2, strategy=strategy.name)["looks"]:
         # a body, shoes and a bag: never the anchor left alone
         assert len(look["items"]) == 4
+
+
+@pytest.fixture(scope="module")
+def short_rows_engine(tmp_path_factory):
+    """The tiny bundle with a graph of 3 edges per (item, category) (``k_compat`` and
+    ``k_visual`` = 3): every category has more items than a row holds."""
+    from recommender.bundle import Bundle
+    from recommender.engine import Engine
+    from recommender.pipeline import BuildContext, run_stages
+    from tests.recommender.tiny_bundle import make_tiny_bundle
+
+    b = Bundle.open(make_tiny_bundle(tmp_path_factory.mktemp("short") / "bundle"))
+    run_stages(BuildContext(b, {"source": "test", "seed": 0, "quick": True,
+                                "stages": {"graph": {"k_compat": 3, "k_visual": 3}}},
+                            log=lambda m: None), ["graph"])
+    return Engine.load(b.root)
+
+
+def test_candidates_contract_when_topped_up(strategy, short_rows_engine):
+    e = short_rows_engine
+    for item in ("t0", "p3", "h5", "d1", "nb0"):
+        i = e._idx(item)
+        for cat in e.categories:
+            for k, fill in ((1, 2), (5, 5), (40, 8), (40, 40)):
+                idx, sc, rs = strategy.candidates(e, i, cat, k, fill=fill)
+                assert idx.dtype == np.int64 and len(idx) == len(sc) == len(rs) <= k
+                assert i not in idx and len(set(idx.tolist())) == len(idx)
+                assert (e.table.category[idx] == cat).all()
+                assert np.isfinite(sc).all() and (np.diff(sc) <= 1e-9).all()
+                again = strategy.candidates(e, i, cat, k, fill=fill)
+                assert np.array_equal(again[0], idx) and np.allclose(again[1], sc)
+
+
+@pytest.mark.parametrize("name", ["default", "visual"])
+def test_complements_return_k_items_beyond_the_graph_rows(name, short_rows_engine):
+    # a shop page asking for more matches than the graph keeps per category got the
+    # row's 3 and no explanation; the category has them, so k are shown
+    e = short_rows_engine
+    out = e.complements("t0", k=6, strategy=name)
+    sizes = {g["category"]: len(g["items"]) for g in out["groups"]}
+    assert sizes == {"bottom": 6, "shoes": 6, "bag": 6}
+    for g in out["groups"]:
+        assert not any(it["fallback"] for it in g["items"])
+
+
+def test_default_top_up_is_ranked_by_the_compatibility_scorer(short_rows_engine):
+    e = short_rows_engine
+    a = e._idx("t0")
+    idx, sc, _ = get_strategy("default").candidates(e, a, "bag", 40, fill=8)
+    assert len(idx) == 8
+    # the extras carry the scorer's own scores, merged with the graph's edges
+    assert np.allclose(sc, e.pair_scores(np.full(len(idx), a), idx), atol=1e-5)
+    # known answer: the tiny category is small enough to score whole
+    bags = e._cat_rows["bag"]
+    best = np.sort(e.pair_scores(np.full(len(bags), a), bags))[::-1][:8]
+    assert np.allclose(sc, best, atol=1e-5)
+
+
+def test_visual_top_up_is_ranked_by_embedding_cosine(short_rows_engine):
+    e = short_rows_engine
+    a = e._idx("t0")
+    idx, sc, _ = get_strategy("visual").candidates(e, a, "bag", 40, fill=8)
+    assert len(idx) == 8
+    cos = np.asarray(e.emb[idx]) @ np.asarray(e.emb[a])
+    assert np.allclose(sc, cos, atol=1e-5)
+    bags = e._cat_rows["bag"]
+    best = np.sort(np.asarray(e.emb[bags]) @ np.asarray(e.emb[a]))[::-1][:8]
+    assert np.allclose(sc, best, atol=1e-5)
