@@ -80,9 +80,22 @@ ERROR_SCHEMA = {
 _SCORED_ITEM = {
     "type": "object",
     "required": ["item_id"],
-    "properties": {"item_id": {"type": "string"}, "score": {"type": ["number", "null"]},
-                   "reason": {"type": ["string", "null"]}},
+    "properties": {"item_id": {"type": "string"}, "score": {
+        "type": ["number", "null"],
+        # the score stays the item's relevance rather than becoming its position:
+        # a shop page or merchandiser reads it as "how well it goes", and the
+        # order is already the array's
+        "description": "the item's relevance, higher is better: its compatibility "
+        "with the anchor(s) for cross-sell, similarity and compatibility for "
+        "up-sell, similarity for search, after the rules' boosts and buries. It is "
+        "not the rank: the list is in display order, diversified (maximal marginal "
+        "relevance) and with pinned items in place, so scores need not decrease "
+        "down the list"},
+        "reason": {"type": ["string", "null"]}},
 }
+#: the arrays of scored items: their order is the one to show
+_DISPLAY_ORDER = ("in display order (best first after diversity and the rules' pins); "
+                  "each item's score is its relevance, not its rank")
 
 
 def _response(properties: dict, required: list[str]) -> dict:
@@ -104,12 +117,13 @@ RESPONSES: dict[str, dict] = {
         "groups": {"type": "array", "items": {
             "type": "object", "required": ["category", "items"],
             "properties": {"category": {"type": "string"},
-                           "items": {"type": "array", "items": _SCORED_ITEM}}}},
+                           "items": {"type": "array", "items": _SCORED_ITEM,
+                                     "description": _DISPLAY_ORDER}}}},
     }, ["item_id", "groups"]),
     "upsell": _response({
         "item_id": {"type": "string"},
         "price_available": {"type": "boolean"},
-        "items": {"type": "array", "items": _SCORED_ITEM},
+        "items": {"type": "array", "items": _SCORED_ITEM, "description": _DISPLAY_ORDER},
         "note": {"type": ["string", "null"]},
     }, ["items", "price_available"]),
     "complete": _response({

@@ -1,7 +1,9 @@
 """The recommendation engine the API serves: loaded once per process from a bundle.
 
 Every public method returns plain JSON-serialisable dicts and lists (scores
-rounded to 4 decimals). Unknown item ids raise ``NotFoundError(field="item_id")``;
+rounded to 4 decimals). Lists are in display order; an item's ``score`` is its
+relevance, not its rank, so after the diversity re-ranking scores need not
+decrease down a list (the API documents the same). Unknown item ids raise ``NotFoundError(field="item_id")``;
 a bad ``k``, category, strategy, attribute or value raises ``InputError`` naming
 the field and, for closed sets, the allowed values.
 

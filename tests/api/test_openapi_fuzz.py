@@ -123,3 +123,18 @@ def test_healthz_without_a_bundle_answers_what_the_document_says(tmp_path):
         schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
     jsonschema.validate(r.get_json(), schema)
     assert r.get_json()["status"] == "no_bundle"
+
+
+def test_item_score_is_documented_as_relevance_not_rank(client):
+    """With diversity on, a group's scores need not decrease down the list (MMR may
+    put a less similar item above a near-duplicate that scores higher); the document
+    must say what ``score`` is and that the list order is the display order."""
+    doc = client.get("/openapi.json").get_json()
+    for path in ("/v1/items/{item_id}/complements", "/v1/items/{item_id}/upsell"):
+        schema = doc["paths"][path]["get"]["responses"]["200"]["content"][
+            "application/json"]["schema"]["properties"]
+        items = (schema["groups"]["items"]["properties"]["items"] if "groups" in schema
+                 else schema["items"])
+        assert "display order" in items["description"]
+        score = items["items"]["properties"]["score"]["description"]
+        assert "relevance" in score and "need not decrease" in score

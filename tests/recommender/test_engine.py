@@ -46,6 +46,18 @@ def test_diversity_no_near_identical_bags(engine):
     assert sum(b.startswith("nb") for b in bags) <= 1
 
 
+def test_diversified_scores_stay_relevance_in_display_order(engine):
+    # t0's bottoms: MMR shows a different style before two closer-scored ones, and
+    # each shown score is still the pair's compatibility (what the API documents),
+    # never rewritten to look sorted
+    items = engine.complements("t0", k=5, categories=["bottom"])["groups"][0]["items"]
+    a = engine._idx("t0")
+    rows = np.array([engine._idx(it["item_id"]) for it in items])
+    rel = engine.pair_scores(np.full(len(rows), a), rows)
+    assert np.allclose([it["score"] for it in items], rel, atol=1e-4)
+    assert np.diff(rel).max() > 0   # the display order is not the score order
+
+
 def test_cart_complements_exclude_cart_categories(engine):
     out = engine.complements(["t3", "p3"], k=2)
     cats = [g["category"] for g in out["groups"]]
