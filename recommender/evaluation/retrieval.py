@@ -75,7 +75,8 @@ def evaluate_retrieval(bundle_path, print_text: bool = True, *, k: int = K,
             key = (int(a), cats[t])
             r = cache.get(key)
             if r is None:
-                idx, _, _ = strat.candidates(engine, int(a), cats[t], k)
+                # fill=k: the ranking a k-item group shows, past a shorter graph row
+                idx, _, _ = strat.candidates(engine, int(a), cats[t], k, fill=k)
                 r = {int(i): p + 1 for p, i in enumerate(idx.tolist())}
                 cache[key] = r
             ranks[n] = r.get(int(t), 0)
