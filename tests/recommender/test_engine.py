@@ -265,3 +265,15 @@ def test_search_without_like_orders_every_match_by_popularity(many_tops_engine):
     out = many_tops_engine.search({"category": "top", "colour": "RED"}, k=2)
     assert [it["item_id"] for it in out["items"]] == ["t_red_worn", "a_red_never"]
     assert out["items"][0]["score"] > out["items"][1]["score"] == 0
+
+
+@pytest.mark.parametrize("strategy", ["default", "visual", "cooccurrence"])
+def test_complements_k_beyond_the_graphs_twenty_edges(many_tops_engine, strategy):
+    # the graph keeps 20 compat/visual edges per item and category; the API allows
+    # k = 50 and the category has 211 bottoms, so a page asking for 50 gets 50
+    out = many_tops_engine.complements("tw000", k=50, categories=["bottom"],
+                                       strategy=strategy)
+    items = out["groups"][0]["items"]
+    assert len(items) == 50 and len({it["item_id"] for it in items}) == 50
+    assert not any(it["fallback"] for it in items)
+
