@@ -491,8 +491,8 @@ class Engine:
 
         ``features``: a dict of catalogue/feature fields; needs ``category`` and
         uses ``colour``/``colour_group``/``subcategory`` when present. ``embedding``:
-        its visual embedding (D,). Candidates: nearest items of each target category
-        by embedding, plus the partners of its nearest same-category items (how it
+        its visual embedding (D,). Candidates: the ``max(30, 2k)`` nearest items of
+        each target category by embedding, plus the partners of its nearest same-category items (how it
         inherits outfit history); scored by the compatibility model
         (``score_pairs_rows``) when present, else the content scorer.
         """
@@ -519,7 +519,8 @@ class Engine:
         same = self._nearest(e, cat, 5)
         groups = []
         for c in wanted:
-            cand = [self._nearest(e, c, 30)]
+            # twice k (at least 30): a group of k with room for diversity and rules
+            cand = [self._nearest(e, c, max(30, 2 * k))]
             for s in same:
                 cand.append(self.graph.row("cooc", c, int(s))[0][:10])
             idx = np.unique(np.concatenate(cand)).astype(np.int64)

@@ -277,3 +277,11 @@ def test_complements_k_beyond_the_graphs_twenty_edges(many_tops_engine, strategy
     assert len(items) == 50 and len({it["item_id"] for it in items}) == 50
     assert not any(it["fallback"] for it in items)
 
+
+def test_cold_start_complements_k_beyond_thirty(many_tops_engine):
+    # a new top's candidates were its 30 nearest bottoms (plus the partners of its
+    # nearest tops): k = 50 got fewer than 50 from a category of 211
+    e = many_tops_engine
+    out = e.complements_for_features({"category": "top", "colour": "WHITE"},
+                                     np.asarray(e.emb[e._idx("tw000")]), k=50)
+    assert len(by_cat(out)["bottom"]["items"]) == 50
