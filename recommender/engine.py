@@ -3,9 +3,10 @@
 Every public method returns plain JSON-serialisable dicts and lists (scores
 rounded to 4 decimals). Lists are in display order; an item's ``score`` is its
 relevance, not its rank, so after the diversity re-ranking scores need not
-decrease down a list (the API documents the same). Unknown item ids raise ``NotFoundError(field="item_id")``;
-a bad ``k``, category, strategy, attribute or value raises ``InputError`` naming
-the field and, for closed sets, the allowed values.
+decrease down a list (the API documents the same). Unknown item ids raise
+``NotFoundError(field="item_id")``; a bad ``k``, category, strategy, attribute or
+value raises ``InputError`` naming the field and, for closed sets, the allowed
+values.
 
 Request path (cross-sell): for each category that completes the anchor(s) (the
 rules' pairing matrix), the strategy reads one precomputed graph row per anchor
@@ -492,9 +493,10 @@ class Engine:
         ``features``: a dict of catalogue/feature fields; needs ``category`` and
         uses ``colour``/``colour_group``/``subcategory`` when present. ``embedding``:
         its visual embedding (D,). Candidates: the ``max(30, 2k)`` nearest items of
-        each target category by embedding, plus the partners of its nearest same-category items (how it
-        inherits outfit history); scored by the compatibility model
-        (``score_pairs_rows``) when present, else the content scorer.
+        each target category by embedding, plus the partners of its nearest
+        same-category items (how it inherits outfit history); scored by the
+        compatibility model (``score_pairs_rows``) when present, else the content
+        scorer.
         """
         k = self._k(k)
         if not isinstance(features, dict):
