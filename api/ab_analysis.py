@@ -6,9 +6,13 @@ served response: ``request_id, experiment, variant, unit``) and events (``reques
 type`` with type in impression, click, add_to_cart, purchase).
 
 Rates are per exposed unit: a unit converts for an event type when any of its
-exposed requests has that event. Intervals: Wilson score for a rate; Newcombe's
-hybrid score interval for a difference of two independent rates; the sample-ratio
-mismatch check is Pearson's chi-square of unit counts against the configured weights.
+exposed requests has that event. An exposure without a unit (a QA request forcing a
+variant with ``?variant=`` and no ``user_id``/``session_id``; the store logs its unit
+as NULL) is its own unit, named ``request:<request_id>``.
+
+Intervals: Wilson score for a rate; Newcombe's hybrid score interval for a difference
+of two independent rates; the sample-ratio mismatch check is Pearson's chi-square of
+unit counts against the configured weights.
 
 Examples
 --------
@@ -86,12 +90,29 @@ def srm_check(counts: dict[str, int], weights: dict[str, float],
             "expected": dict(zip(names, exp.round(1).tolist()))}
 
 
+def with_units(exposures: pd.DataFrame) -> pd.DataFrame:
+    """``exposures`` with a missing ``unit`` replaced by ``request:<request_id>``.
+
+    Only a forced QA request can be exposed without a unit. Left missing, pandas drops
+    it from every grouping: its clicks vanished from the rates and all such requests
+    counted as one unit (or none). A request is the only unit it is known to be.
+    """
+    missing = exposures["unit"].isna()
+    if not missing.any():
+        return exposures
+    out = exposures.copy()
+    out["unit"] = out["unit"].astype(object)
+    out.loc[missing, "unit"] = "request:" + out.loc[missing, "request_id"].astype(str)
+    return out
+
+
 def unit_outcomes(exposures: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     """One row per (experiment, variant, unit) with a 0/1 column per event type."""
     need = {"request_id", "experiment", "variant", "unit"}
     if need - set(exposures.columns):
         raise InputError("exposures table lacks column(s) "
                          f"{sorted(need - set(exposures.columns))}", field="exposures")
+    exposures = with_units(exposures)
     # one request is exposed once per experiment layer it ran in
     exp = exposures[["request_id", "experiment", "variant", "unit"]].drop_duplicates(
         ["request_id", "experiment"])

@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from features.exceptions import InputError, NotFoundError
-from api.ab_analysis import variant_report
+from api.ab_analysis import variant_report, with_units
 from api.experiments import HOLDOUT, Experiments
 
 EXPOSURE_COLUMNS = ["request_id", "unit", "layer", "experiment", "variant", "forced",
@@ -57,11 +57,13 @@ def read_event_tables(db_path: str | os.PathLike) -> tuple[pd.DataFrame, pd.Data
 def experiment_exposures(exposures: pd.DataFrame, experiment: str,
                          include_forced: bool = False) -> pd.DataFrame:
     """The exposures of one experiment (one row per request), QA-forced ones left out
-    unless ``include_forced``: a forced variant is not a random assignment."""
+    unless ``include_forced``: a forced variant is not a random assignment. A forced
+    request without a unit counts as the unit ``request:<request_id>``
+    (:func:`api.ab_analysis.with_units`)."""
     e = exposures[exposures["experiment"] == experiment]
     if not include_forced and "forced" in e.columns:
         e = e[e["forced"] == 0]
-    return e.drop_duplicates("request_id")
+    return with_units(e.drop_duplicates("request_id"))
 
 
 def experiment_names(exposures: pd.DataFrame) -> list[str]:

@@ -68,3 +68,17 @@ def test_a_request_exposed_in_two_layers_counts_in_both():
     assert rank.loc[("a", "click"), "conversions"] == 1
     assert rules.loc[("x", "click"), "conversions"] == 1
     assert rules.loc[("y", "click"), "units"] == 1
+
+
+def test_an_exposure_without_a_unit_is_its_own_unit():
+    """A QA request forcing a variant with no user_id/session_id is logged with a NULL
+    unit: pandas dropped it from the grouping, so its click vanished and two such
+    requests counted as one unit with no conversion."""
+    exposures = pd.DataFrame({
+        "request_id": ["r1", "r2", "r3"], "experiment": ["e"] * 3,
+        "variant": ["a"] * 3, "unit": [None, None, "u1"]})
+    events = pd.DataFrame({"request_id": ["r1"], "type": ["click"]})
+    v = variant_report(exposures, events, "e", "a")["variants"].set_index(
+        ["variant", "event"])
+    assert v.loc[("a", "click"), "units"] == 3
+    assert v.loc[("a", "click"), "conversions"] == 1

@@ -15,6 +15,7 @@ import pytest
 
 from api import create_app
 from api.experiments import Experiments
+from features.exceptions import InputError
 
 ENVELOPE = {"request_id", "experiment", "variant", "bundle_version", "rules_version"}
 
@@ -266,6 +267,33 @@ def test_forced_variant(ab_app):
     assert body["strategy"] == "visual" and "vis" in body["variant"].split(",")
     r = c.get(f"/v1/items/{item}/complements?user_id=u&variant=rul:excl")
     assert r.status_code == 400 and r.get_json()["field"] == "variant"
+
+
+def test_forced_requests_without_a_unit_keep_their_outcomes(ab_app):
+    """QA forcing ?variant= with no user_id/session_id: the exposures are logged with
+    no unit, and the QA report (include_forced) counted them as no unit at all and
+    lost their clicks, so a QA check of the event pipeline saw nothing arrive."""
+    from api.ab_report import ab_summary, read_event_tables
+    app, item, _first, _exps = ab_app
+    c = app.test_client()
+    store = app.extensions["mixmatch"].events
+    rids = []
+    for _ in range(2):
+        body = c.get(f"/v1/items/{item}/complements?k=3&variant=strat:vis").get_json()
+        assert body["assignments"] == [{"layer": "ranking", "experiment": "strat",
+                                        "variant": "vis", "forced": True}]
+        rids.append(body["request_id"])
+    assert c.post("/v1/events", json={"type": "click", "request_id": rids[0],
+                                      "item_id": item}).status_code == 201
+    assert store.query("SELECT unit, forced FROM exposures") == [(None, 1), (None, 1)]
+    exposures, events = read_event_tables(store.path)
+    rep = ab_summary(exposures, events, "strat", include_forced=True)
+    v = rep["variants"].set_index(["variant", "event"])
+    assert v.loc[("vis", "click"), "units"] == 2
+    assert v.loc[("vis", "click"), "conversions"] == 1
+    assert rep["counts"].set_index("variant").loc["vis", "units"] == 2
+    with pytest.raises(InputError, match="no exposures"):   # QA stays out by default
+        ab_summary(exposures, events, "strat")
 
 
 def test_outfit_completion_follows_the_variants_strategy(ab_app, engine):
