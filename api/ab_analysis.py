@@ -136,7 +136,9 @@ def variant_report(exposures: pd.DataFrame, events: pd.DataFrame, experiment: st
 
     Returns ``{"variants": DataFrame, "srm": dict | None}``; the DataFrame has, per
     variant and event type, ``units``, ``rate``, ``rate_lo``, ``rate_hi``, ``diff``,
-    ``diff_lo``, ``diff_hi``.
+    ``diff_lo``, ``diff_hi``. A variant with exposures but no weight in ``weights``
+    keeps its rows and is left out of the SRM check, which then carries
+    ``unconfigured`` (variant -> units) and a ``note`` saying so.
     """
     u = unit_outcomes(exposures, events)
     u = u[u["experiment"] == experiment]
@@ -161,5 +163,17 @@ def variant_report(exposures: pd.DataFrame, events: pd.DataFrame, experiment: st
                          "diff": (x / n - x0 / n0) if n and n0 else math.nan,
                          "diff_lo": dlo, "diff_hi": dhi})
     counts = u.groupby("variant").size().to_dict()
-    srm = srm_check(counts, weights) if weights else None
+    srm = None
+    if weights:
+        # a variant logged but no longer configured (removed or renamed since): its rows
+        # above stand, but no weight says how many units it should have had, so the
+        # check compares the configured variants among themselves
+        unconfigured = {v: int(n) for v, n in counts.items() if v not in weights}
+        srm = srm_check({v: n for v, n in counts.items() if v in weights}, weights)
+        if unconfigured:
+            srm["unconfigured"] = unconfigured
+            srm["note"] = (f"variant(s) {sorted(unconfigured)} have exposures but no "
+                           f"configured weight (removed from the config?): their "
+                           f"{sum(unconfigured.values())} unit(s) are left out of the "
+                           f"sample-ratio check")
     return {"variants": pd.DataFrame(rows), "srm": srm}

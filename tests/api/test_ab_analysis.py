@@ -82,3 +82,42 @@ def test_an_exposure_without_a_unit_is_its_own_unit():
         ["variant", "event"])
     assert v.loc[("a", "click"), "units"] == 3
     assert v.loc[("a", "click"), "conversions"] == 1
+
+
+def test_a_variant_missing_from_the_weights_is_reported_not_fatal():
+    """A variant removed from the experiments config after it was logged: the SRM
+    check raised 'no configured weight', so the whole report (and the notebook)
+    failed. Its rows are reported; the SRM compares the configured variants only."""
+    exposures = pd.DataFrame({
+        "request_id": ["r1", "r2", "r3", "r4", "r5"], "experiment": ["e"] * 5,
+        "variant": ["a", "b", "b", "gone", "gone"],
+        "unit": ["u1", "u2", "u3", "u4", "u5"]})
+    events = pd.DataFrame({"request_id": ["r4"], "type": ["click"]})
+    rep = variant_report(exposures, events, "e", "a", weights={"a": 1.0, "b": 1.0})
+    v = rep["variants"].set_index(["variant", "event"])
+    assert v.loc[("gone", "click"), "units"] == 2
+    assert v.loc[("gone", "click"), "conversions"] == 1
+    assert rep["srm"]["expected"] == {"a": 1.5, "b": 1.5}
+    assert rep["srm"]["unconfigured"] == {"gone": 2}
+    assert "gone" in rep["srm"]["note"] and "left out" in rep["srm"]["note"]
+    # every logged variant configured: no note
+    rep = variant_report(exposures, events, "e", "a",
+                         weights={"a": 1.0, "b": 1.0, "gone": 1.0})
+    assert "note" not in rep["srm"] and "unconfigured" not in rep["srm"]
+
+
+def test_ab_summary_with_the_design_of_a_config_that_dropped_a_variant():
+    from api.ab_report import ab_summary, experiment_design
+    from api.experiments import Experiments
+    now = Experiments.from_dict({"layers": [{"name": "l", "experiments": [
+        {"name": "e", "variants": [{"name": "a", "weight": 3}, {"name": "b"}]}]}]})
+    exposures = pd.DataFrame({
+        "request_id": ["r1", "r2", "r3"], "experiment": ["e"] * 3,
+        "variant": ["a", "b", "c"], "unit": ["u1", "u2", "u3"], "forced": [0] * 3})
+    events = pd.DataFrame({"request_id": ["r3"], "type": ["click"]})
+    control, weights = experiment_design(now, "e")
+    rep = ab_summary(exposures, events, "e", control=control, weights=weights)
+    assert rep["control"] == "a"
+    assert set(rep["variants"]["variant"]) == {"a", "b", "c"}
+    assert rep["srm"]["expected"] == {"a": 1.5, "b": 0.5}
+    assert rep["srm"]["unconfigured"] == {"c": 1}
