@@ -285,7 +285,15 @@ class StateHolder:
                                     f"serving: {exc}", field=_failed_field(exc, bundle,
                                                                           rules)) from exc
             old, self._state = self._state, new
-            self.spec, self._sig, self._failed_sig = spec, sig, None
+            # only the paths this call was given: a publication the watch adopted while
+            # this build ran must stay the target (putting back the spec this build
+            # started from lost it for good); its signature then differs from ``_sig``,
+            # so the next check loads it
+            if bundle:
+                self.spec["bundle"] = bundle
+            if rules:
+                self.spec["rules"] = rules
+            self._sig, self._failed_sig = sig, None
             self.last_error = None
             self.reloads += 1 if old is not None else 0
             if publish:

@@ -321,3 +321,65 @@ def test_a_bundle_being_rebuilt_in_place_is_not_served_until_the_build_finishes(
     assert holder.reload_failures >= 1 and "is being built" in holder.last_error
     after = watch()
     assert after is not first and after.bundle_version == Bundle.open(bundle).version
+
+
+def test_a_publication_read_while_a_reload_runs_is_followed_after_it(tmp_path):
+    """The control file named a new bundle while this worker's watch reload (of the
+    old spec) was still building. The worker adopted the new path, could not start a
+    second reload, and the running one then put back the spec it had started from:
+    the publication was lost and the worker served the old bundle for good, while the
+    other workers served the new one."""
+    a_file, b_file = tmp_path / "a.json", tmp_path / "b.json"
+    write(a_file, 1)
+    write(b_file, 7)
+    control = tmp_path / "control.json"
+    gate, started, armed = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_build(spec):
+        if spec["bundle"] == str(a_file) and armed.is_set():
+            started.set()
+            assert gate.wait(10)   # the watch reload of a.json is still loading...
+        return build(spec)
+
+    w1 = StateHolder(build, {"bundle": str(a_file)}, signature=sig, control_file=control)
+    w2 = StateHolder(slow_build, {"bundle": str(a_file)}, signature=sig,
+                     watch_interval=1.0, control_file=control)
+    armed.set()
+    write(a_file, 2)
+    os.utime(a_file, ns=(0, 10**9))    # a change the watch sees on any clock
+    assert w2.maybe_check(now=10.0) is True            # background reload of a.json
+    assert started.wait(10)
+    w1.reload(bundle=str(b_file), publish=True)        # ...when the admin reload lands
+    assert w2.maybe_check(now=11.0) is False           # adopted; one reload at a time
+    gate.set()
+    deadline = time.monotonic() + 10
+    while w2.current().version != 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert w2.current().version == 2 and w2.reloads == 1
+    assert w2.spec["bundle"] == str(b_file)            # the publication still stands
+    assert w2.maybe_check(now=12.0, background=False) is True
+    assert w2.current().version == 7
+    assert w2.maybe_check(now=13.0, background=False) is False
+
+
+def test_a_published_bundle_that_fails_here_keeps_the_old_state_until_fixed(tmp_path):
+    """Another worker published b.json, which then broke before this worker read it:
+    this worker keeps serving its state, reports the failure, does not retry the same
+    broken file, and loads b.json once it is fixed."""
+    a_file, b_file = tmp_path / "a.json", tmp_path / "b.json"
+    write(a_file, 1)
+    write(b_file, 7)
+    control = tmp_path / "control.json"
+    w1 = StateHolder(build, {"bundle": str(a_file)}, signature=sig, control_file=control)
+    w2 = StateHolder(build, {"bundle": str(a_file)}, signature=sig, watch_interval=1.0,
+                     control_file=control)
+    w1.reload(bundle=str(b_file), publish=True)
+    b_file.write_text('{"version": 8, "valid": false, "pad": 1}')
+    assert w2.maybe_check(now=20.0, background=False) is True
+    assert w2.current().version == 1
+    assert w2.describe()["reload_failures"] == 1
+    assert "version 8 is marked invalid" in w2.describe()["last_error"]
+    assert w2.maybe_check(now=21.0, background=False) is False   # same broken file
+    write(b_file, 9)
+    assert w2.maybe_check(now=22.0, background=False) is True
+    assert w2.current().version == 9 and w2.describe()["last_error"] is None
