@@ -43,7 +43,9 @@ def read_event_tables(db_path: str | os.PathLike) -> tuple[pd.DataFrame, pd.Data
     if not p.is_file():
         raise NotFoundError(f"events database not found: {p}", field="events_db",
                             value=str(p))
-    con = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+    # as_uri() percent-encodes the path: spliced in raw, a '#' or '?' in it ended the
+    # file name early and dropped mode=ro, so another file was opened read-write
+    con = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
     try:
         exposures = pd.read_sql_query(
             f"SELECT {', '.join(EXPOSURE_COLUMNS)} FROM exposures ORDER BY id", con)

@@ -121,3 +121,21 @@ def test_ab_summary_with_the_design_of_a_config_that_dropped_a_variant():
     assert set(rep["variants"]["variant"]) == {"a", "b", "c"}
     assert rep["srm"]["expected"] == {"a": 1.5, "b": 0.5}
     assert rep["srm"]["unconfigured"] == {"c": 1}
+
+
+@pytest.mark.parametrize("folder", ["runs#3", "what?x=1", "100%AB"])
+def test_read_event_tables_opens_a_path_with_uri_characters_read_only(tmp_path, folder):
+    """The database was opened as ``file:{path}?mode=ro``: a '#' or '?' in the path cut
+    it short, so another file (``runs``) was opened read-write, created empty, and
+    the read failed with 'no such table'; a '%' failed to open."""
+    from api.ab_report import read_event_tables
+    from api.events import EventStore
+    db = tmp_path / folder / "events.db"
+    store = EventStore(db)
+    store.add_exposures("r1", "u1", [("l", "e", "a", False)], endpoint="complements",
+                        bundle_version="b", rules_version="1")
+    store.close()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    exposures, events = read_event_tables(db)
+    assert exposures["request_id"].tolist() == ["r1"] and events.empty
+    assert sorted(p.name for p in tmp_path.iterdir()) == before   # nothing created
