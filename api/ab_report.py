@@ -68,25 +68,32 @@ def experiment_exposures(exposures: pd.DataFrame, experiment: str,
     return with_units(e.drop_duplicates("request_id"))
 
 
-def experiment_names(exposures: pd.DataFrame) -> list[str]:
-    """Experiments with exposures, holdout excluded, most exposed first."""
+def experiment_names(exposures: pd.DataFrame, include_forced: bool = False) -> list[str]:
+    """Experiments with exposures, holdout excluded, most exposed first; QA-forced
+    exposures are not counted unless ``include_forced`` (as :func:`ab_summary`)."""
     e = exposures[exposures["experiment"] != HOLDOUT]
+    if not include_forced and "forced" in e.columns:
+        # an experiment QA forced but no unit was assigned to has nothing to analyse:
+        # named here, it was the notebook's default and ab_summary refused it
+        e = e[e["forced"] == 0]
     return e["experiment"].value_counts().index.tolist()
 
 
 def most_exposed_experiment(exposures: pd.DataFrame, source: str | os.PathLike = "") -> str:
-    """The experiment with the most exposures, holdout excluded (the notebook's default).
+    """The experiment with the most exposures, holdout and QA-forced ones excluded (the
+    notebook's default).
 
     A database with none (the server ran without an ``EXPERIMENTS`` config, or every
-    unit fell in the holdout) is a :class:`NotFoundError` naming ``source``.
+    unit fell in the holdout, or only QA forced variants) is a :class:`NotFoundError`
+    naming ``source``.
     """
     names = experiment_names(exposures)
     if not names:
         where = f" in {source}" if str(source) else ""
         raise NotFoundError(
             f"no experiment has exposures{where} ({len(exposures)} exposure rows, all in "
-            f"the holdout or none): did the server run with an EXPERIMENTS config?",
-            field="experiment")
+            f"the holdout, forced by QA, or none): did the server run with an "
+            f"EXPERIMENTS config?", field="experiment")
     return names[0]
 
 
@@ -139,7 +146,8 @@ def ab_summary(exposures: pd.DataFrame, events: pd.DataFrame, experiment: str, *
     exp = experiment_exposures(exposures, experiment, include_forced)
     if exp.empty:
         raise InputError(f"no exposures for experiment {experiment!r}", field="experiment",
-                         value=experiment, allowed=experiment_names(exposures))
+                         value=experiment,
+                         allowed=experiment_names(exposures, include_forced))
     if control is None:
         control = exp.groupby("variant")["unit"].nunique().idxmax()
     rep = variant_report(exp, events, experiment, control, weights, confidence)

@@ -139,3 +139,24 @@ def test_read_event_tables_opens_a_path_with_uri_characters_read_only(tmp_path, 
     exposures, events = read_event_tables(db)
     assert exposures["request_id"].tolist() == ["r1"] and events.empty
     assert sorted(p.name for p in tmp_path.iterdir()) == before   # nothing created
+
+
+def test_the_default_experiment_is_one_with_assigned_units_not_qa_traffic():
+    """QA forced a new experiment more often than units saw the running one: the
+    notebook's default (most exposures) picked the QA-only experiment and ab_summary
+    then refused it with 'no exposures', listing that very experiment as allowed."""
+    from api.ab_report import ab_summary, experiment_names, most_exposed_experiment
+    from features.exceptions import NotFoundError
+    exposures = pd.DataFrame({
+        "request_id": ["q1", "q2", "q3", "r1", "r2"],
+        "experiment": ["new"] * 3 + ["old"] * 2, "variant": ["a"] * 3 + ["c", "t"],
+        "unit": [None] * 3 + ["u1", "u2"], "forced": [1, 1, 1, 0, 0]})
+    events = pd.DataFrame({"request_id": ["r2"], "type": ["click"]})
+    assert most_exposed_experiment(exposures) == "old"
+    assert ab_summary(exposures, events, "old", control="c")["control"] == "c"
+    assert experiment_names(exposures, include_forced=True) == ["new", "old"]
+    with pytest.raises(InputError) as err:
+        ab_summary(exposures, events, "new")
+    assert err.value.allowed == ["old"]
+    with pytest.raises(NotFoundError, match="forced by QA"):
+        most_exposed_experiment(exposures[exposures["forced"] == 1], "db")
