@@ -117,13 +117,13 @@ def load_experiments_for_analysis(path: str | os.PathLike) -> Experiments:
     """Load an experiments file for its design only: the ``model``/``rules`` names its
     variants use are accepted as they are, since this process does not know the
     server's MODELS and RULES_FILES."""
-    from api.experiments import parse_config_text
+    from api.experiments import parse_config_text, read_config_file
 
     p = Path(path)
     if not p.is_file():
         raise NotFoundError(f"experiments file not found: {p}", field="experiments",
                             value=str(p))
-    data = parse_config_text(p.read_text(encoding="utf-8"), p.suffix.lower(), str(p))
+    data = parse_config_text(read_config_file(p, "experiments"), p.suffix.lower(), str(p))
     names: dict[str, set] = {"model": set(), "rules": set()}
     for layer in (data.get("layers") or []) if isinstance(data, dict) else []:
         for exp in (layer.get("experiments") or []) if isinstance(layer, dict) else []:

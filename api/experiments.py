@@ -182,7 +182,7 @@ class Experiments:
         """Read and validate a TOML/YAML/JSON file; errors name the line or the key."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_config_file(path, "experiments")
         except FileNotFoundError:
             raise InputError(f"experiments file {path} does not exist",
                              field="experiments") from None
@@ -269,6 +269,19 @@ class Experiments:
                     {"name": e.name, "coverage": e.coverage,
                      "variants": [v.name for v in e.variants]} for e in l.experiments]}
                     for l in self.layers]}
+
+
+def read_config_file(path: Path, field: str) -> str:
+    """The UTF-8 text of a config file; a folder or another encoding is an
+    :class:`InputError` naming the path (not a traceback from ``mixmatch serve``).
+    A missing file raises ``FileNotFoundError`` for the caller to word."""
+    if path.is_dir():
+        raise InputError(f"{path} is not a file (a folder)", field=field, value=str(path))
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})", field=field,
+                         value=str(path)) from None
 
 
 def parse_config_text(text: str, suffix: str, where: str) -> Any:

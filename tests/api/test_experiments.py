@@ -211,3 +211,21 @@ def test_a_salt_drawn_twice_is_refused():
     cfg["layers"][1]["experiments"][0].pop("salt")
     cfg["layers"][0]["experiments"][1]["salt"] = "shared"
     Experiments.from_dict(cfg, rules=["v2"])
+
+
+def test_an_experiments_file_that_is_not_text_or_not_a_file_is_named(tmp_path):
+    """Before: UnicodeDecodeError / IsADirectoryError tracebacks from create_app (so
+    `mixmatch serve` did not exit 2 naming the file), and from the A/B notebook's
+    loader for a file in another encoding."""
+    from api import create_app
+    from api.ab_report import load_experiments_for_analysis
+    latin = tmp_path / "exp.toml"
+    latin.write_bytes('salt = "caf\xe9"\n'.encode("latin-1"))
+    for load in (Experiments.load, load_experiments_for_analysis):
+        with pytest.raises(InputError, match=r"exp\.toml: not UTF-8 text \(byte 11\)"):
+            load(latin)
+    with pytest.raises(InputError, match="is not a file"):
+        Experiments.load(tmp_path)
+    with pytest.raises(InputError, match="not UTF-8"):
+        create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data"),
+                    "EXPERIMENTS": str(latin)})
