@@ -48,7 +48,9 @@ def require_token() -> None:
 @bp.post("/reload")
 def reload():
     require_token()
-    body = json_body("reload") if request.content_length else {}
+    # the body itself, not Content-Length, says whether there is one: a chunked body
+    # has no length, and was taken for none (the same paths reloaded, answered 200)
+    body = json_body("reload") if request.get_data(cache=True) else {}
     holder = get_serving().holder
     new, old = holder.reload(bundle=body.get("bundle"), rules=body.get("rules"),
                              publish=True)
