@@ -243,6 +243,7 @@ class StateHolder:
         self._sig: tuple | None = None
         self._failed_sig: tuple | None = None
         self._control_seen: str | None = None
+        self._pending = False                  # a publication not yet reloaded from
         self._next_check = 0.0
         self.reloads = 0
         self.reload_failures = 0
@@ -266,6 +267,7 @@ class StateHolder:
         new state fails to load; the old one keeps serving and the spec is unchanged.
         """
         with self._lock:
+            self._pending = False   # this build reads every file a publication named
             spec = dict(self.spec)
             if bundle:
                 spec["bundle"] = bundle
@@ -313,17 +315,17 @@ class StateHolder:
             return False
         try:
             self._next_check = now + self.watch_interval
-            changed_spec = self._apply_control_file()
+            self._apply_control_file()
             if not self.spec.get("bundle"):
                 return False   # nothing to watch until a bundle is configured
             try:
                 sig = self._signature(self.spec)
             except OSError:
                 sig = None
-            if not changed_spec and (sig == self._sig or sig == self._failed_sig):
+            if not self._pending and (sig == self._sig or sig == self._failed_sig):
                 return False
             if self._lock.locked():
-                return False   # a reload is already running
+                return False   # a reload is already running (a publication stays pending)
             if background:
                 threading.Thread(target=self._reload_quietly, daemon=True,
                                  name="mixmatch-reload").start()
@@ -350,18 +352,22 @@ class StateHolder:
         self._control_seen = token
 
     def _apply_control_file(self) -> bool:
-        """Adopt paths another worker published; True when the spec changed."""
+        """Adopt what another worker published; True when it published a reload.
+
+        Every publication is a reload, even of unchanged paths: an admin reload of the
+        same paths re-reads the files, and the other workers must too, whether or not
+        the files' stats show a change (a copy that kept its mtime, or a load that failed
+        here for a reason the manifest does not show)."""
         data = self._read_control()
         token = data.get("token")
         if not token or token == self._control_seen:
             return False
         self._control_seen = token
-        changed = False
         for key in ("bundle", "rules"):
-            if data.get(key) and data[key] != self.spec.get(key):
+            if data.get(key):
                 self.spec[key] = data[key]
-                changed = True
-        return changed
+        self._pending = True
+        return True
 
     def _read_control(self) -> dict:
         if self.control_file is None:

@@ -402,3 +402,25 @@ def test_a_published_bundle_that_fails_here_keeps_the_old_state_until_fixed(tmp_
     write(b_file, 9)
     assert w2.maybe_check(now=22.0, background=False) is True
     assert w2.current().version == 9 and w2.describe()["last_error"] is None
+
+
+def test_an_admin_reload_of_the_same_paths_is_re_read_by_every_worker(tmp_path):
+    """/admin/reload with no body re-reads the configured files and tells the other
+    workers through the control file. They adopted only changed paths, and then
+    reloaded only if the files' stats had changed: a file whose stats match (a copy
+    keeping its mtime, or a bundle whose earlier load failed for a reason the manifest
+    does not show) was re-read by the worker that took the request only."""
+    a_file = tmp_path / "a.json"
+    write(a_file, 1)
+    control = tmp_path / "control.json"
+    w1 = StateHolder(build, {"bundle": str(a_file)}, signature=sig, control_file=control)
+    w2 = StateHolder(build, {"bundle": str(a_file)}, signature=sig, watch_interval=1.0,
+                     control_file=control)
+    st = os.stat(a_file)
+    write(a_file, 2)                                   # same size...
+    os.utime(a_file, ns=(st.st_atime_ns, st.st_mtime_ns))   # ...and mtime
+    w1.reload(publish=True)
+    assert w1.current().version == 2
+    assert w2.maybe_check(now=30.0, background=False) is True
+    assert w2.current().version == 2
+    assert w2.maybe_check(now=31.0, background=False) is False   # once per publication
