@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+from features.exceptions import InputError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS exposures (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -78,15 +80,25 @@ class EventStore:
     def __init__(self, path: str | os.PathLike, *, busy_timeout_ms: int = 10_000):
         self.path = Path(path)
         if str(path) == ":memory:":
-            raise ValueError("EventStore needs a file: an in-memory database is not "
-                             "durable")
+            raise InputError("the events database ':memory:' is refused: it would not be "
+                             "durable; give a file path", field="EVENTS_DB",
+                             value=str(path))
         self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._pid = os.getpid()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:  # create the schema once, up front
-            con.executescript(SCHEMA)
-        con.close()
+        # named as configuration errors: the server must refuse to start with a clear
+        # message (exit 2), not a traceback from mkdir or sqlite3
+        if self.path.is_dir():
+            raise InputError(f"the events database {self.path} is a folder; give a file "
+                             "path", field="EVENTS_DB", value=str(self.path))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as con:  # create the schema once, up front
+                con.executescript(SCHEMA)
+            con.close()
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise InputError(f"cannot open the events database {self.path}: {exc}",
+                             field="EVENTS_DB", value=str(self.path)) from exc
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,

@@ -11,6 +11,8 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from api.events import EventStore
 
 
@@ -156,3 +158,19 @@ def test_integer_value_beyond_64_bits_is_stored_or_refused_not_500(client, app):
                     '"value": 1' + "0" * 400 + "}", content_type="application/json")
     assert r.status_code == 400 and r.get_json()["field"] == "value", r.get_json()
     assert store.count("events") == 1
+
+
+@pytest.mark.parametrize("kind", ["memory", "folder", "under_a_file", "not_sqlite"])
+def test_an_unusable_events_database_is_named_as_bad_configuration(tmp_path, kind):
+    """Before: ValueError, IsADirectoryError/OperationalError, NotADirectoryError or
+    DatabaseError tracebacks from create_app, so `mixmatch serve` did not exit 2."""
+    from api import create_app
+    from features.exceptions import InputError
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "junk.db").write_bytes(b"not a database" * 100)
+    path = {"memory": ":memory:", "folder": str(tmp_path),
+            "under_a_file": str(tmp_path / "file" / "events.db"),
+            "not_sqlite": str(tmp_path / "junk.db")}[kind]
+    with pytest.raises(InputError) as err:
+        create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "EVENTS_DB": path})
+    assert err.value.field == "EVENTS_DB" and path in str(err.value)
