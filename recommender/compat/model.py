@@ -809,22 +809,11 @@ class CompatibilityModel:
         compat_ranker.txt when validation kept a FITB ranker, and compat_context.npz
         when the model has an outfit context model (stale ones are removed)."""
         self._check()
-        d = Path(models_dir)
-        d.mkdir(parents=True, exist_ok=True)
-        self.booster_.save_model(str(d / "compat.txt"))
-        ranker = getattr(self, "fitb_ranker_", None)
-        if ranker is not None:
-            ranker.save(d / RANKER_FILE)
-        elif (d / RANKER_FILE).is_file():
-            (d / RANKER_FILE).unlink()
-        np.savez_compressed(d / "cooc.npz", **self.featurizer_.to_arrays())
-        context = getattr(self, "context_", None)
-        if context is not None:
-            np.savez_compressed(d / CONTEXT_FILE, **context.to_arrays())
-        elif (d / CONTEXT_FILE).is_file():
-            (d / CONTEXT_FILE).unlink()
-        from recommender.bundle import json_hash
+        from recommender.bundle import atomic_files, json_hash
 
+        d = Path(models_dir)
+        ranker = getattr(self, "fitb_ranker_", None)
+        context = getattr(self, "context_", None)
         meta = {"format": "mixmatch-compat/1",
                 "params": {k: getattr(self, k) for k in self._param_names()},
                 "feature_names": self.feature_names_,
@@ -843,10 +832,28 @@ class CompatibilityModel:
                 "metrics": self.metrics_,
                 "feature_importance": dict(sorted(self.feature_importance_.items(),
                                                   key=lambda kv: -kv[1]))}
-        (d / "compat.json").write_text(json.dumps(meta, indent=2, default=float))
-        return [d / "compat.txt", d / "compat.json", d / "cooc.npz"] + (
+        written = [d / "compat.txt", d / "cooc.npz"] + (
             [d / RANKER_FILE] if ranker is not None else []) + (
-            [d / CONTEXT_FILE] if context is not None else [])
+            [d / CONTEXT_FILE] if context is not None else []) + [d / "compat.json"]
+        # Temporary files renamed into place only once all are written, compat.json
+        # last: a failure or a kill half way leaves the previous model whole (a server
+        # watching the bundle could otherwise load a new booster with the old
+        # compat.json, or a truncated file).
+        with atomic_files(*written) as tmps:
+            tmp = dict(zip((p.name for p in written), tmps))
+            self.booster_.save_model(str(tmp["compat.txt"]))
+            if ranker is not None:
+                ranker.save(tmp[RANKER_FILE])
+            np.savez_compressed(tmp["cooc.npz"], **self.featurizer_.to_arrays())
+            if context is not None:
+                np.savez_compressed(tmp[CONTEXT_FILE], **context.to_arrays())
+            tmp["compat.json"].write_text(json.dumps(meta, indent=2, default=float))
+        # stale ones go once the new compat.json, which does not name them, is in place
+        if ranker is None:
+            (d / RANKER_FILE).unlink(missing_ok=True)
+        if context is None:
+            (d / CONTEXT_FILE).unlink(missing_ok=True)
+        return written
 
     @classmethod
     def load(cls, bundle, num_threads: int = 1) -> "CompatibilityModel":

@@ -91,6 +91,33 @@ def test_save_load_round_trip_and_feature_check(fitted, tmp_path):
     model.save(b.path("models"))
 
 
+def test_a_save_that_fails_half_way_leaves_the_previous_model_whole(fitted, tmp_path,
+                                                                     monkeypatch):
+    b, catalog, outfits, model = fitted
+    models = tmp_path / "models"
+    model.save(models)
+    before = {p.name: p.read_bytes() for p in models.iterdir()}
+    other = CompatibilityModel(**dict(FAST, num_boost_round=10, random_state=1)
+                               ).fit(catalog, outfits)
+    real = np.savez_compressed
+
+    def fail_after_the_booster(file, **arrays):
+        # compat.txt is written before cooc.npz: fail between the two, as a kill would
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(np, "savez_compressed", fail_after_the_booster)
+    with pytest.raises(OSError, match="No space"):
+        other.save(models)
+    monkeypatch.setattr(np, "savez_compressed", real)
+    # every file as it was, and no temporary file left beside them
+    assert {p.name: p.read_bytes() for p in models.iterdir()} == before
+    for name in before:
+        b.path("models", name).write_bytes(before[name])
+    back = CompatibilityModel.load(b.root)
+    a, c = np.arange(0, 50), np.arange(50, 100)
+    np.testing.assert_allclose(back.score_pairs(a, c), model.score_pairs(a, c), rtol=1e-6)
+
+
 def test_cold_start_rows_match_catalogue_items_without_history(fitted):
     _, catalog, outfits, model = fitted
     unused = np.flatnonzero(~catalog["item_id"].isin(set(outfits["item_id"])))
