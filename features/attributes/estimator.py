@@ -472,22 +472,32 @@ class AttributeModel:
         """Write ``<directory>/<name>.pt`` (state_dict), ``<name>.json`` and, with fused
         heads, ``<name>.fusion.json``; return the paths."""
         self._check_fitted()
+        from recommender.bundle import atomic_files
+
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        pt, js = d / f"{name}.pt", d / f"{name}.json"
+        pt, js, fusion = d / f"{name}.pt", d / f"{name}.json", d / f"{name}.fusion.json"
+        fused = bool(self.fused_heads)
         state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
-        torch.save(state, pt)
         meta = {"schema": MODEL_SCHEMA, "kind": "attribute_net",
                 "config": self.config_.to_dict(), "taxonomy": self.taxonomy_.to_dict(),
                 "params": self.get_params(), "n_train": self.n_train_,
-                "history": self.history_, "torch": torch.__version__}
-        js.write_text(json.dumps(meta, indent=2, default=float))
-        fusion = d / f"{name}.fusion.json"
-        if self.fused_heads:
-            fusion.write_text(self.fusion_.to_json())
-            return [pt, js, fusion]
-        fusion.unlink(missing_ok=True)     # never pair a new network with an old fusion
-        return [pt, js]
+                "history": self.history_, "torch": torch.__version__,
+                # whether <name>.fusion.json belongs to this network: load never
+                # pairs it with a stale one left beside it
+                "fusion": fused}
+        written = [pt] + ([fusion] if fused else []) + [js]
+        # renamed into place once all are written, the json last: a failure or a kill
+        # half way leaves the previous model whole, never a new network beside the old
+        # config (a state_dict that no longer matches it, or a truncated file)
+        with atomic_files(*written) as tmps:
+            tmp = dict(zip(written, tmps))
+            torch.save(state, tmp[pt])
+            if fused:
+                tmp[fusion].write_text(self.fusion_.to_json())
+            tmp[js].write_text(json.dumps(meta, indent=2, default=float))
+        if not fused:
+            fusion.unlink(missing_ok=True)
+        return [pt, js] + ([fusion] if fused else [])
 
     @classmethod
     def load(cls, path: str | os.PathLike, name: str = "attributes") -> "AttributeModel":
@@ -537,7 +547,14 @@ class AttributeModel:
         model.n_train_ = int(meta.get("n_train", 0))
         model.fusion_ = None
         fusion = js.with_name(js.name[:-len(".json")] + ".fusion.json")
-        if fusion.is_file():
+        # "fusion" says whether the network was saved with one: a file beside a model
+        # saved without (a stale one) is not its. Models saved before the entry: the
+        # file, if there is one.
+        fused = meta.get("fusion", fusion.is_file())
+        if fused and not fusion.is_file():
+            raise BundleError(f"{js} was saved with a descriptor fusion but {fusion} "
+                              f"is missing: retrain the attributes stage")
+        if fused:
             from features.attributes.descriptors import DescriptorFusion
 
             model.fusion_ = DescriptorFusion.from_json(fusion.read_text(), str(fusion))

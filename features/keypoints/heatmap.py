@@ -582,15 +582,22 @@ class HeatmapKeypointDetector:
     def save(self, directory: str | os.PathLike, name: str = "keypoints") -> list[Path]:
         """Write ``<name>.pt`` (state_dict) and ``<name>.json`` (config, params)."""
         self._check_fitted()
+        from recommender.bundle import atomic_files
+
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
         pt, js = d / f"{name}.pt", d / f"{name}.json"
-        torch.save({k: v.detach().clone() for k, v in self.net_.state_dict().items()}, pt)
-        js.write_text(json.dumps({"schema": MODEL_SCHEMA, "kind": "heatmap_keypoints",
-                                  "config": self.config_.to_dict(),
-                                  "params": self.get_params(), "keypoints": KEYPOINT_NAMES,
-                                  "history": self.history_, "n_train": self.n_train_},
-                                 indent=2, default=float))
+        # renamed into place once both are written, the json last: a failure or a kill
+        # half way leaves the previous detector whole, never a new state_dict beside
+        # the old config
+        with atomic_files(pt, js) as (tmp_pt, tmp_js):
+            torch.save({k: v.detach().clone() for k, v in self.net_.state_dict().items()},
+                       tmp_pt)
+            tmp_js.write_text(json.dumps({"schema": MODEL_SCHEMA, "kind": "heatmap_keypoints",
+                                          "config": self.config_.to_dict(),
+                                          "params": self.get_params(),
+                                          "keypoints": KEYPOINT_NAMES,
+                                          "history": self.history_, "n_train": self.n_train_},
+                                         indent=2, default=float))
         return [pt, js]
 
     @classmethod

@@ -84,6 +84,40 @@ def test_save_load_round_trip(fitted, tmp_path):
     np.testing.assert_array_equal(model.embed(imgs), loaded.embed(imgs))
 
 
+def test_a_save_that_fails_half_way_leaves_the_previous_model_whole(fitted, tmp_path,
+                                                                     monkeypatch):
+    import pathlib
+
+    model, imgs, labels = fitted
+    model.save(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    other = tiny(random_state=1).fit(imgs, labels)
+
+    def disk_full(self, *args, **kwargs):
+        raise OSError("No space left on device")
+
+    # the json is written after the state_dict: fail there, as a full disk would
+    with monkeypatch.context() as m:
+        m.setattr(pathlib.Path, "write_text", disk_full)
+        with pytest.raises(OSError, match="No space"):
+            other.save(tmp_path)
+    # both files as they were (no new network beside the old config), no temporaries
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    np.testing.assert_array_equal(AttributeModel.load(tmp_path).embed(imgs),
+                                  model.embed(imgs))
+
+
+def test_a_fusion_file_the_model_was_not_saved_with_is_ignored(fitted, tmp_path):
+    """A stale attributes.fusion.json (a fused model's, left by an interrupted save)
+    is not paired with a network saved without fusion."""
+    model, imgs, _ = fitted
+    model.save(tmp_path)
+    (tmp_path / "attributes.fusion.json").write_text('{"stale": true}')
+    loaded = AttributeModel.load(tmp_path)
+    assert loaded.fused_heads == []
+    np.testing.assert_array_equal(loaded.embed(imgs), model.embed(imgs))
+
+
 def test_load_checks_schema(fitted, tmp_path):
     model, _, _ = fitted
     model.save(tmp_path)

@@ -187,6 +187,32 @@ def test_save_load_round_trip_and_csv(trained, tmp_path):
     assert (back["neckline_left_v"] == -1).all() and (back["waistband_left_v"] == 1).all()
 
 
+def test_a_save_that_fails_half_way_leaves_the_previous_detector_whole(trained, tmp_path,
+                                                                        monkeypatch):
+    import copy
+    import pathlib
+
+    imgs, _, _, cats = skirts(4, seed=2)
+    trained.save(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    other = copy.deepcopy(trained)
+    with torch.no_grad():
+        for v in other.net_.parameters():
+            v.add_(0.5)
+
+    def disk_full(self, *args, **kwargs):
+        raise OSError("No space left on device")
+
+    # the json is written after the state_dict: fail there, as a full disk would
+    with monkeypatch.context() as m:
+        m.setattr(pathlib.Path, "write_text", disk_full)
+        with pytest.raises(OSError, match="No space"):
+            other.save(tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    np.testing.assert_array_equal(HeatmapKeypointDetector.load(tmp_path).predict(
+        list(imgs), cats)[0], trained.predict(list(imgs), cats)[0])
+
+
 def test_load_checks_schema(trained, tmp_path):
     trained.save(tmp_path)
     (tmp_path / "keypoints.json").write_text('{"schema": 7, "kind": "heatmap_keypoints"}')
