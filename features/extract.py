@@ -51,7 +51,7 @@ import pandas as pd
 from features.colour import colour_group, colourfulness, dominant_colours
 from features.exceptions import InputError, MixmatchError
 from features.fashionai.schema import CATEGORY_KEYPOINTS, KEYPOINT_INDEX, KEYPOINT_NAMES
-from features.imaging import load_rgb
+from features.imaging import load_rgb, orientation_stamp
 from features.keypoints import category_for
 from features.keypoints.silhouette import estimate_keypoints
 from features.mask import garment_mask
@@ -269,7 +269,7 @@ def _signature(items: list[tuple], settings: dict) -> str:
         if p is not None:
             try:
                 st = os.stat(p)
-                h.update(f"{st.st_size}:{int(st.st_mtime)}".encode())
+                h.update(f"{st.st_size}:{int(st.st_mtime)}{orientation_stamp(p)}".encode())
             except OSError:
                 h.update(b"missing")
     return h.hexdigest()[:16]

@@ -6,7 +6,8 @@ primaries, the same convention as skimage and OpenCV's float path).
 
 Uploads from the API go through :func:`decode_upload`, which reads only the
 image header first and refuses non-images, truncated files and enormous declared
-dimensions before any pixel is decoded.
+dimensions before any pixel is decoded. Uploads and catalogue files alike are
+turned upright by their EXIF orientation tag (:func:`pil_to_rgb_array`).
 
 Examples
 --------
@@ -98,10 +99,13 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
 # -- loading and resizing ------------------------------------------------------
 def pil_to_rgb_array(im) -> np.ndarray:
     """An open PIL image as ``uint8`` RGB ``(H, W, 3)``, decoded the one way every
-    loader shares (:func:`load_rgb`, uploads, attribute and keypoint training):
-    transparency composited on white, 16-bit greyscale scaled to 8 bits."""
+    loader shares (:func:`load_rgb`, uploads, attribute and keypoint training, the
+    report's thumbnails): turned upright as its EXIF orientation tag says (as a
+    browser shows it), transparency composited on white, 16-bit greyscale scaled to
+    8 bits."""
     from PIL import Image
 
+    im = upright(im)
     if im.mode.startswith("I;16") or (im.mode == "I" and im.format == "PNG"):
         # 16-bit greyscale (older Pillow opens a 16-bit PNG as "I"): PIL's convert
         # would clip every sample above 255 to white; scale 0..65535 to 0..255.
@@ -202,21 +206,63 @@ def resize_to(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(out)
 
 
-# -- uploads -----------------------------------------------------------------
-def _upright(im):
-    """``im`` turned as its EXIF orientation tag says (phones store a portrait photo
-    as landscape pixels plus the tag, and browsers show it turned). Without a tag, or
-    with an unreadable one, ``im`` itself."""
+# -- orientation ---------------------------------------------------------------
+_ORIENTATION = 0x0112   # the EXIF Orientation tag
+#: Orientations whose turn swaps width and height (90 or 270 degrees).
+TRANSPOSING = (5, 6, 7, 8)
+
+
+def exif_orientation(im) -> int:
+    """The EXIF orientation tag of an open PIL image: 1 (as stored) to 8; 1 when it
+    has none or an unreadable one."""
+    try:
+        o = im.getexif().get(_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not refuse the photo
+        return 1
+    return o if isinstance(o, int) and 1 <= o <= 8 else 1
+
+
+def upright(im):
+    """``im`` turned as its EXIF orientation tag says (phones and some studio tools
+    store a portrait photo as landscape pixels plus the tag, and browsers show it
+    turned). Without a tag, or with an unreadable one, ``im`` itself."""
     from PIL import ImageOps
 
+    if exif_orientation(im) == 1:
+        return im
     try:
-        if im.getexif().get(0x0112, 1) in (None, 1):   # 0x0112: Orientation
-            return im
         return ImageOps.exif_transpose(im)
     except Exception:  # noqa: BLE001 - a broken EXIF block must not refuse the photo
         return im
 
 
+def orientation_stamp(path: str | os.PathLike) -> str:
+    """``""`` for an image file decoded as stored; ``"|exif<k>"`` for one that
+    :func:`upright` turns (``k``: its orientation tag).
+
+    For cache keys and the catalogue's image fingerprint: they stay as they were
+    for files without a turning tag (existing bundles and caches are still current),
+    and change for those whose pixels were once read lying on their side. Reads the
+    header only (~0.1 ms a JPEG); an unreadable file is ``""`` (the decoders say why).
+
+    >>> import tempfile, os, numpy as np
+    >>> from PIL import Image
+    >>> p = os.path.join(tempfile.mkdtemp(), "x.jpg")
+    >>> Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(p)
+    >>> orientation_stamp(p)
+    ''
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            o = exif_orientation(im)
+    except Exception:  # noqa: BLE001 - missing or unreadable: the decoders report it
+        return ""
+    return "" if o == 1 else f"|exif{o}"
+
+
+# -- uploads -----------------------------------------------------------------
 def decode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode an uploaded image safely into ``uint8`` RGB ``(H, W, 3)``.
 
@@ -275,7 +321,7 @@ def decode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
                                       value=w * h)
             try:
                 im.load()
-                arr = pil_to_rgb_array(_upright(im))
+                arr = pil_to_rgb_array(im)   # turned upright there
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
                 raise PayloadTooLarge(f"image exceeds the decoder's limit: {exc}",
                                       field="image") from exc

@@ -68,14 +68,23 @@ def file_hash(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
 
 def image_fingerprint(paths: Iterable[str], root: Path | None) -> dict:
     """Hash of (path, size, mtime) of every referenced image: cheap, and changes when
-    an image is replaced, added or removed (relative paths are under ``root``)."""
+    an image is replaced, added or removed (relative paths are under ``root``).
+
+    A photo with an EXIF tag that turns it adds the tag
+    (:func:`features.imaging.orientation_stamp`): stages that ran before catalogue
+    photos were turned upright read it lying on its side, and rerun once; a
+    catalogue without such photos keeps its fingerprint, so its stages stay current.
+    """
+    from features.imaging import orientation_stamp
+
     h = hashlib.sha256()
     n = 0
     for p in sorted(set(p for p in paths if isinstance(p, str) and p)):
         full = Path(p) if Path(p).is_absolute() or root is None else Path(root) / p
         try:
             st = full.stat()
-            h.update(f"{p}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+            h.update(f"{p}\t{st.st_size}\t{st.st_mtime_ns}{orientation_stamp(full)}\n"
+                     .encode())
         except OSError:
             h.update(f"{p}\tmissing\n".encode())
         n += 1

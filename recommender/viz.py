@@ -105,11 +105,14 @@ class ItemImages:
     def _load(self, item_id: str) -> np.ndarray:
         from PIL import Image
 
+        from features.imaging import pil_to_rgb_array
+
         p = self.path(item_id)
         if p is not None and p.is_file():
             try:
                 with Image.open(p) as im:
-                    im = im.convert("RGB")
+                    # decoded as the pipeline saw it (upright, alpha on white)
+                    im = Image.fromarray(pil_to_rgb_array(im))
                     im.thumbnail((self.size, self.size))
                     canvas = Image.new("RGB", (self.size, self.size), (255, 255, 255))
                     canvas.paste(im, ((self.size - im.width) // 2,

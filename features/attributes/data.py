@@ -39,7 +39,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from features.exceptions import InputError
-from features.imaging import pil_to_rgb_array
+from features.imaging import (TRANSPOSING, exif_orientation, orientation_stamp,
+                              pil_to_rgb_array)
 
 #: Mean and scale used to normalise uint8 pixels (roughly centred for packshots).
 PIXEL_MEAN, PIXEL_STD = 0.5, 0.25
@@ -141,7 +142,10 @@ def load_image(path: str | os.PathLike, size: tuple[int, int] | None = None,
     with Image.open(path) as im:
         if size is not None and im.format == "JPEG":
             f = 2 if check_crop(crop) == "frame" else 3
-            im.draft("RGB", (size[1] * f, size[0] * f))
+            want = (size[1] * f, size[0] * f)
+            # draft() sizes the stored pixels: a photo turned 90 degrees upright
+            # asks for the target's height across them
+            im.draft("RGB", want[::-1] if exif_orientation(im) in TRANSPOSING else want)
         # Decoded as load_rgb does (alpha on white, 16-bit greyscale scaled), so the
         # network trains on what the features stage and the API show it.
         rgb = pil_to_rgb_array(im)
@@ -170,12 +174,15 @@ def letterbox(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def file_stamp(path: str | os.PathLike) -> str:
     """``|size:mtime_ns`` of a file (``|missing``), for cache keys that must change
-    when a file is replaced at the same path."""
+    when a file is replaced at the same path; with
+    :func:`features.imaging.orientation_stamp` after it for a photo its EXIF tag
+    turns, whose caches from before catalogue photos were turned upright hold it
+    lying on its side (nothing added otherwise: those caches stay current)."""
     try:
         st = os.stat(path)
     except (OSError, TypeError, ValueError):
         return "|missing"
-    return f"|{st.st_size}:{st.st_mtime_ns}"
+    return f"|{st.st_size}:{st.st_mtime_ns}" + orientation_stamp(path)
 
 
 def load_images(paths: Sequence[str | os.PathLike], size: tuple[int, int], *,

@@ -41,3 +41,18 @@ def packshot(h=160, w=120, bg=(238, 236, 232), fg=(40, 60, 150), shape="rect",
 def iou(a, b):
     a, b = np.asarray(a, bool), np.asarray(b, bool)
     return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def turned_photo(path, orientation=6, h=40, w=80):
+    """A JPEG stored as ``h x w`` landscape pixels, a dark band over its left 20
+    columns, with EXIF ``orientation`` (6: turn 90 degrees clockwise to view, as a
+    phone stores a portrait photo). Upright, it is ``w x h`` with the band on top."""
+    from PIL import Image
+
+    stored = np.full((h, w, 3), 255, np.uint8)
+    stored[:, :20] = 0
+    im = Image.fromarray(stored)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    im.save(path, "JPEG", quality=95, exif=exif.tobytes())
+    return path

@@ -281,3 +281,34 @@ def test_an_image_replaced_at_the_same_path_reruns_the_stages_that_read_images(t
     again = np.array(load_images(paths, (16, 12), cache=cache)[0])
     assert np.array_equal(again, load_images(paths, (16, 12))[0])
     assert not np.array_equal(again, first)
+
+
+def test_only_photos_an_exif_tag_turns_change_the_image_keys(tmp_path):
+    """Catalogue photos are turned upright by their EXIF orientation tag: the stages
+    and caches that read such a photo on its side must run again, while catalogues
+    without one (no MANGO image has a turning tag) keep their fingerprint and cache
+    keys, so their bundles stay current."""
+    import hashlib
+    import os
+
+    from features.attributes.data import file_stamp
+    from recommender.bundle import image_fingerprint
+    from tests.features.synth import turned_photo
+
+    def as_before(paths):   # the fingerprint existing bundles recorded
+        h = hashlib.sha256()
+        for p in sorted(paths):
+            st = (tmp_path / p).stat()
+            h.update(f"{p}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        return {"n": len(paths), "hash": h.hexdigest()[:16]}
+
+    cat = _catalogue(tmp_path)
+    turned_photo(tmp_path / "images" / "upright_as_stored.jpg", orientation=1)
+    plain = [p for p in cat["image_path"] if p and p != "images/gone.jpg"]
+    plain.append("images/upright_as_stored.jpg")
+    assert image_fingerprint(plain, tmp_path) == as_before(plain)
+    st = os.stat(tmp_path / plain[0])
+    assert file_stamp(tmp_path / plain[0]) == f"|{st.st_size}:{st.st_mtime_ns}"
+    turned_photo(tmp_path / "images" / "turned.jpg")
+    with_turned = plain + ["images/turned.jpg"]
+    assert image_fingerprint(with_turned, tmp_path) != as_before(with_turned)

@@ -138,3 +138,23 @@ def test_decode_upload_turns_a_phone_photo_upright():
     plain = io.BytesIO()
     im.save(plain, "JPEG", quality=95)      # no tag: pixels as stored
     assert decode_upload(plain.getvalue()).shape == (40, 80, 3)
+
+
+def test_catalogue_photos_are_turned_upright_like_uploads(tmp_path):
+    """A catalogue photo stored on its side with an EXIF orientation tag is read as a
+    browser shows it by load_rgb (features, masks, contact sheet), as uploads are."""
+    from features.imaging import orientation_stamp
+    from tests.features.synth import turned_photo
+
+    p = turned_photo(tmp_path / "turned.jpg")
+    out = load_rgb(p)
+    assert out.shape == (80, 40, 3)
+    assert out[:20].mean() < 40 and out[30:].mean() > 215   # the band is on top
+    small = load_rgb(p, max_side=40)
+    assert small.shape == (40, 20, 3) and small[:10].mean() < 40
+    # the caches and the image fingerprint see it; untagged and upright ones add nothing
+    assert orientation_stamp(p) == "|exif6"
+    assert orientation_stamp(turned_photo(tmp_path / "as_stored.jpg", 1)) == ""
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "plain.jpg")
+    assert orientation_stamp(tmp_path / "plain.jpg") == ""
+    assert orientation_stamp(tmp_path / "missing.jpg") == ""

@@ -39,6 +39,18 @@ def test_thumbnail_is_letterboxed_on_white(images):
     assert (img[:8] == 255).all() and (img[24:] == 255).all()
 
 
+def test_thumbnail_of_a_turned_photo_is_upright(tmp_path):
+    """A photo with an EXIF orientation tag is shown as the pipeline read it."""
+    from tests.features.synth import turned_photo
+
+    turned_photo(tmp_path / "t.jpg")                     # upright: 40 wide, 80 high
+    img = viz.ItemImages(pd.DataFrame({"item_id": ["t"], "category": ["top"],
+                                       "image_path": ["t.jpg"]}), tmp_path, size=32).get("t")
+    # 16 x 32 centred between white side bands, its dark band on top
+    assert (img[:, :7] == 255).all() and (img[:, 25:] == 255).all()
+    assert img[:7, 9:23].mean() < 40 and img[12:, 9:23].mean() > 215
+
+
 @pytest.mark.parametrize("item", ["b", "m", "n", "unknown"])
 def test_missing_or_broken_photo_is_a_grey_placeholder(images, item):
     assert (images.get(item) == 225).all()

@@ -173,3 +173,24 @@ def test_training_images_decode_like_the_features_stage(tmp_path):
         np.testing.assert_array_equal(load_image(p), load_rgb(p), err_msg=name)
     framed, ok = load_images([str(tmp_path / "cut.png")], SIZE)
     assert ok.all() and framed[0][0, 0].tolist() == [255, 255, 255]
+
+
+def test_a_turned_catalogue_photo_is_loaded_upright(tmp_path):
+    """The attribute stage's loaders turn a photo with an EXIF orientation tag upright
+    (as load_rgb and uploads do), also when JPEG draft mode decodes it smaller; the
+    decoded-image cache of such a photo is keyed apart from one read on its side."""
+    from features.attributes.data import file_stamp, load_image
+    from features.imaging import load_rgb
+    from tests.features.synth import turned_photo
+
+    p = turned_photo(tmp_path / "turned.jpg", h=200, w=400)
+    full = load_image(p)
+    assert full.shape == (400, 200, 3) and full[:20].mean() < 40
+    np.testing.assert_array_equal(full, load_rgb(p))
+    small = load_image(p, size=(40, 20))
+    assert small.shape == (40, 20, 3)
+    assert small[:1].mean() < 60 and small[10:].mean() > 200
+    arr, ok = load_images([str(p)], (40, 20), cache=tmp_path / "cache")
+    assert ok.all()
+    np.testing.assert_array_equal(arr[0], small)
+    assert file_stamp(p).endswith("|exif6")

@@ -249,3 +249,21 @@ def test_image_paths_decode_like_the_features_stage(tmp_path):
     np.testing.assert_array_equal(from_path, from_array)
     np.testing.assert_array_equal(tf_path, tf_array)
     assert from_path[0, 0, 0].tolist() == [255, 255, 255]
+
+
+def test_a_turned_catalogue_photo_trains_upright(tmp_path):
+    """The keypoints stage decodes image paths itself: a photo with an EXIF
+    orientation tag is letterboxed upright, as load_rgb gives the features stage."""
+    from features.imaging import load_rgb
+    from features.keypoints.heatmap import _prepare
+    from tests.features.synth import turned_photo
+
+    p = turned_photo(tmp_path / "turned.jpg")
+    from_path, tf_path = _prepare([str(p)], (64, 48))
+    from_array, tf_array = _prepare([load_rgb(p)], (64, 48))
+    np.testing.assert_array_equal(from_path, from_array)
+    np.testing.assert_array_equal(tf_path, tf_array)
+    # portrait 80 x 40 letterboxed to 64 x 32 between white side bands, dark band on top
+    img = from_path[0]
+    assert (img[:, :6] == 255).all() and (img[:, -6:] == 255).all()
+    assert img[:14, 18:30].mean() < 40 and img[24:, 18:30].mean() > 215
