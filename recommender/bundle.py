@@ -33,7 +33,7 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -103,6 +103,22 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+def _new_file_beside(path: Path) -> Path:
+    """A new empty file in ``path``'s folder, named ``.<name>.<random><suffix>``.
+
+    Created with the mode a plain ``open`` gives (0o666 less the umask), not
+    ``mkstemp``'s 0o600: renamed into place it is the bundle's file, and a server
+    running as another user than the build must be able to read it."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{path.suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
 @contextlib.contextmanager
 def atomic_files(*paths: str | os.PathLike) -> Iterator[list[Path]]:
     """Write one or several files so that a reader, or a crash, never leaves half a file.
@@ -131,9 +147,7 @@ def atomic_files(*paths: str | os.PathLike) -> Iterator[list[Path]]:
     try:
         for p in targets:
             p.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=p.suffix)
-            os.close(fd)
-            tmps.append(Path(tmp))
+            tmps.append(_new_file_beside(p))
         yield list(tmps)
         for tmp in tmps:
             # the writers (LightGBM, torch, numpy) close their files but do not sync

@@ -1,0 +1,42 @@
+"""Bundle files: written whole, and readable by whoever may read the bundle's folder."""
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from recommender.bundle import Bundle, atomic_files, atomic_write_text
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_files_written_atomically_get_the_usual_mode(tmp_path, umask_022):
+    """A server running as another user than the build reads the bundle. Before, the
+    manifest (and every model file written through the same helper) was created by
+    mkstemp with mode 0600, so such a server could not open it."""
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    atomic_write_text(tmp_path / "rules.toml", "")
+    with atomic_files(tmp_path / "m.bin", tmp_path / "m.json") as (w, js):
+        w.write_bytes(b"w")
+        js.write_text("{}")
+    for p in (b.path("manifest.json"), tmp_path / "rules.toml", tmp_path / "m.bin",
+              tmp_path / "m.json"):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644, p.name
+
+
+def test_a_failed_block_leaves_the_old_files_and_no_temporaries(tmp_path):
+    (tmp_path / "m.bin").write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_files(tmp_path / "m.bin", tmp_path / "m.json") as (w, js):
+            w.write_bytes(b"new")
+            raise RuntimeError("killed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin"]
+    assert (tmp_path / "m.bin").read_bytes() == b"old"
