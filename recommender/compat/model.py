@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,8 @@ CONTEXT_MODES = ("auto", "on", "off")
 MIN_CONTEXT_OUTFITS = 200
 #: The outfit context model's weights, beside compat.txt in ``models/``.
 CONTEXT_FILE = "compat_context.npz"
+#: What numpy raises for an .npz cut short or damaged (zip, header, array errors).
+_UNREADABLE_NPZ = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
 #: Defaults of ``max_train_outfits`` / ``max_val_outfits`` (see :class:`CompatibilityModel`).
 MAX_TRAIN_OUTFITS = 30_000
 MAX_VAL_OUTFITS = 5_000
@@ -809,7 +812,7 @@ class CompatibilityModel:
         compat_ranker.txt when validation kept a FITB ranker, and compat_context.npz
         when the model has an outfit context model (stale ones are removed)."""
         self._check()
-        from recommender.bundle import atomic_files, json_hash
+        from recommender.bundle import atomic_files, file_hash, json_hash
 
         d = Path(models_dir)
         ranker = getattr(self, "fitb_ranker_", None)
@@ -847,6 +850,8 @@ class CompatibilityModel:
             np.savez_compressed(tmp["cooc.npz"], **self.featurizer_.to_arrays())
             if context is not None:
                 np.savez_compressed(tmp[CONTEXT_FILE], **context.to_arrays())
+            # their hashes: load refuses a file cut short by a copy before parsing it
+            meta["files"] = {p.name: file_hash(t) for p, t in zip(written[:-1], tmps)}
             tmp["compat.json"].write_text(json.dumps(meta, indent=2, default=float))
         # stale ones go once the new compat.json, which does not name them, is in place
         if ranker is None:
@@ -862,8 +867,8 @@ class CompatibilityModel:
         Raises BundleError when files are missing, the feature list of the text
         model differs from compat.json, or the catalogue changed since training.
         """
-        import lightgbm as lgb
-        from recommender.bundle import Bundle, json_hash
+        from recommender.bundle import Bundle, file_hash, json_hash
+        from recommender.compat.ranker import read_booster
 
         b = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
         d = b.path("models")
@@ -871,15 +876,32 @@ class CompatibilityModel:
             if not (d / f).is_file():
                 raise BundleError(f"bundle {b.root} has no compatibility model "
                                   f"(models/{f} missing): run the compatibility stage")
-        meta = json.loads((d / "compat.json").read_text())
-        booster = lgb.Booster(model_file=str(d / "compat.txt"))
+        try:
+            meta = json.loads((d / "compat.json").read_text())
+        except (ValueError, OSError) as e:
+            raise BundleError(f"cannot read {d / 'compat.json'} ({e}): an interrupted "
+                              "copy? retrain the compatibility stage") from None
+        # files saved with their hashes (an interrupted copy, or a file from another
+        # save, is refused before any is parsed); older ones: the checks below
+        for name, h in (meta.get("files") or {}).items():
+            if name in (RANKER_FILE, CONTEXT_FILE) and not (d / name).is_file():
+                continue   # missing: reported by name below
+            if file_hash(d / name) != h:
+                raise BundleError(f"models/{name} does not match compat.json (cut short, "
+                                  "or from another save): retrain the compatibility stage")
+        booster = read_booster(d / "compat.txt", "compatibility model")
         names = meta.get("feature_names")
         if booster.feature_name() != names:
             raise BundleError("compatibility model feature list does not match compat.json: "
                               f"model has {len(booster.feature_name())} features, manifest "
                               f"{len(names or [])}")
-        with np.load(d / "cooc.npz", allow_pickle=False) as arrs:
-            fz = PairFeaturizer.from_saved(meta["featurizer"], arrs)
+        try:
+            # opened here: np.load leaves its own handle open when the zip is bad
+            with open(d / "cooc.npz", "rb") as f, np.load(f, allow_pickle=False) as arrs:
+                fz = PairFeaturizer.from_saved(meta["featurizer"], arrs)
+        except _UNREADABLE_NPZ as e:
+            raise BundleError(f"cannot read {d / 'cooc.npz'} ({e.__class__.__name__}: "
+                              f"{e}): retrain the compatibility stage") from None
         if fz.feature_names_ != names:
             raise BundleError("compat.json feature list does not match its featurizer")
         catalog = pd.read_parquet(b.path("catalog.parquet"))
@@ -939,8 +961,13 @@ class CompatibilityModel:
             if cmeta.get("file") != CONTEXT_FILE or not (d / CONTEXT_FILE).is_file():
                 raise BundleError(f"compat.json names an outfit context model but models/"
                                   f"{CONTEXT_FILE} is missing: retrain the compatibility stage")
-            with np.load(d / CONTEXT_FILE, allow_pickle=False) as arrs:
-                self.context_ = OutfitContext.from_saved(cmeta, arrs)
+            try:
+                with open(d / CONTEXT_FILE, "rb") as f, \
+                        np.load(f, allow_pickle=False) as arrs:
+                    self.context_ = OutfitContext.from_saved(cmeta, arrs)
+            except _UNREADABLE_NPZ as e:
+                raise BundleError(f"cannot read {d / CONTEXT_FILE} ({e.__class__.__name__}: "
+                                  f"{e}): retrain the compatibility stage") from None
             self.context_.config.num_threads = num_threads
         self.metrics_ = meta.get("metrics", {})
         self.feature_importance_ = meta.get("feature_importance", {})

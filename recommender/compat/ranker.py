@@ -56,6 +56,34 @@ RELATIVE = ("p_mean", "p_min", "p_max", "logit_mean", "logit_min", "style_cos_me
             "context_reverse")
 
 
+def read_booster(path, what: str):
+    """A LightGBM text model from ``path``; BundleError naming ``what`` when it is
+    missing, cut short or unreadable.
+
+    LightGBM 4.7 aborts or crashes the whole process on most truncated text models
+    (an error thrown inside its parallel tree parser), which no ``except`` can catch
+    and which takes a serving worker down. Every model file ends with its parameters
+    block (``end of parameters``), so a file cut anywhere before that is refused
+    before LightGBM reads it."""
+    import os
+
+    import lightgbm as lgb
+
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+            tail = f.read()
+    except OSError as e:
+        raise BundleError(f"cannot read the {what} {path}: {e}") from None
+    if b"end of parameters" not in tail:
+        raise BundleError(f"the {what} {path} is cut short (no parameters block at its "
+                          f"end): an interrupted save or copy; retrain or copy it again")
+    try:
+        return lgb.Booster(model_file=str(path))
+    except lgb.basic.LightGBMError as e:
+        raise BundleError(f"cannot read the {what} {path}: {e}") from None
+
+
 def _logit(p):
     p = np.clip(p, 1e-9, 1 - 1e-9)
     return np.log(p) - np.log1p(-p)
@@ -243,15 +271,10 @@ class FitbRanker:
     @classmethod
     def load(cls, path, meta: dict, num_threads: int = 1) -> "FitbRanker":
         """Load a text model; BundleError when it does not match its manifest entry."""
-        import lightgbm as lgb
-
         if meta.get("format") != RANKER_FORMAT:
             raise BundleError(f"unknown FITB ranker format {meta.get('format')!r} "
                               f"(expected {RANKER_FORMAT!r})")
-        try:
-            booster = lgb.Booster(model_file=str(path))
-        except Exception as e:  # LightGBM raises its own error type for a missing/bad file
-            raise BundleError(f"cannot read the FITB ranker {path}: {e}") from None
+        booster = read_booster(path, "FITB ranker")
         if booster.feature_name() != meta.get("feature_names"):
             raise BundleError("FITB ranker feature list does not match compat.json")
         self = cls(num_threads=num_threads, **meta.get("params", {}))

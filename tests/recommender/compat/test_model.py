@@ -118,6 +118,57 @@ def test_a_save_that_fails_half_way_leaves_the_previous_model_whole(fitted, tmp_
     np.testing.assert_allclose(back.score_pairs(a, c), model.score_pairs(a, c), rtol=1e-6)
 
 
+def _load_in_a_subprocess(root):
+    """CompatibilityModel.load in a fresh interpreter: LightGBM aborts the process
+    that reads a truncated text model, which must not take the test session down."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom recommender.compat.model import CompatibilityModel\n"
+            "from features.exceptions import BundleError\n"
+            "try:\n    CompatibilityModel.load(sys.argv[1])\n    print('LOADED')\n"
+            "except BundleError as e:\n    print('BundleError:', e)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    return subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True,
+                          text=True, env=env, timeout=120)
+
+
+def test_model_files_cut_short_are_refused_by_name(fitted, tmp_path):
+    """A compat.txt cut short (an interrupted copy of the bundle) made LightGBM abort
+    the whole process (a serving worker reloading it died); a cut cooc.npz or
+    compat.json gave a raw BadZipFile / JSONDecodeError instead of a BundleError."""
+    import shutil
+
+    b, _, _, model = fitted
+    root = tmp_path / "bundle"
+    shutil.copytree(b.root, root)
+    model.save(root / "models")
+    models = root / "models"
+    meta = json.loads((models / "compat.json").read_text())
+    assert set(meta["files"]) >= {"compat.txt", "cooc.npz"}
+    txt = (models / "compat.txt").read_bytes()
+    (models / "compat.txt").write_bytes(txt[: len(txt) // 2])
+    r = _load_in_a_subprocess(root)
+    assert r.returncode == 0, r.stderr[-500:]
+    assert "BundleError: models/compat.txt does not match compat.json" in r.stdout
+    # saved before the hashes: the missing parameters block at the end tells
+    del meta["files"]
+    (models / "compat.json").write_text(json.dumps(meta))
+    r = _load_in_a_subprocess(root)
+    assert r.returncode == 0, r.stderr[-500:]
+    assert "BundleError: the compatibility model" in r.stdout and "cut short" in r.stdout
+    (models / "compat.txt").write_bytes(txt)
+    cooc = (models / "cooc.npz").read_bytes()
+    (models / "cooc.npz").write_bytes(cooc[: len(cooc) // 2])
+    with pytest.raises(BundleError, match="cooc.npz"):
+        CompatibilityModel.load(root)
+    (models / "cooc.npz").write_bytes(cooc)
+    (models / "compat.json").write_text(json.dumps(meta)[:100])
+    with pytest.raises(BundleError, match="compat.json"):
+        CompatibilityModel.load(root)
+
+
 def test_cold_start_rows_match_catalogue_items_without_history(fitted):
     _, catalog, outfits, model = fitted
     unused = np.flatnonzero(~catalog["item_id"].isin(set(outfits["item_id"])))
