@@ -69,7 +69,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from features.attributes.regions import background_difference
-from features.exceptions import InputError, NotFoundError, SchemaError
+from features.exceptions import BundleError, InputError, NotFoundError, SchemaError
 from features.imaging import load_rgb, resize_to, rgb_to_lab
 
 #: Version of the descriptor definition (cache keys and saved fusions carry it).
@@ -492,7 +492,11 @@ class DescriptorFusion:
     def from_json(cls, text: str, source: str = "fusion") -> "DescriptorFusion":
         import lightgbm as lgb
 
-        meta = json.loads(text)
+        try:
+            meta = json.loads(text)
+        except ValueError as e:   # cut short: an interrupted copy of the bundle
+            raise BundleError(f"cannot read {source} ({e}): copy it again or retrain the "
+                              "attributes stage") from None
         if meta.get("schema") != FUSION_SCHEMA:
             raise SchemaError(f"{source} is not a descriptor fusion of schema "
                               f"{FUSION_SCHEMA} (found {meta.get('schema')!r})", field="schema")

@@ -30,7 +30,8 @@ import pandas as pd
 import torch
 
 from features.attributes.data import as_image_array, check_crop, to_tensor, zoom
-from features.attributes.model import PRESETS, AttributeNet, AttributeNetConfig
+from features.attributes.model import (PRESETS, AttributeNet, AttributeNetConfig,
+                                       read_model_json, read_state_dict)
 from features.attributes.regions import (GEOMETRY_DIM, RegionInputs, detail_inputs,
                                          region_inputs)
 from features.attributes.taxonomy import Taxonomy
@@ -509,7 +510,7 @@ class AttributeModel:
             js, pt = p.with_suffix(".json"), p.with_suffix(".pt")
         if not js.is_file() or not pt.is_file():
             raise BundleError(f"attribute model files not found: {js} and {pt}")
-        meta = json.loads(js.read_text())
+        meta = read_model_json(js)
         if meta.get("schema") != MODEL_SCHEMA or meta.get("kind") != "attribute_net":
             raise SchemaError(f"{js} is not an attribute model of schema {MODEL_SCHEMA} "
                               f"(found kind={meta.get('kind')!r} schema={meta.get('schema')!r})",
@@ -529,7 +530,7 @@ class AttributeModel:
         except InputError as exc:
             raise SchemaError(f"{js}: {exc}", field=exc.field) from exc
         net = AttributeNet(config)
-        state = torch.load(pt, map_location="cpu", weights_only=True)
+        state = read_state_dict(pt)
         # Early files keyed heads by name ("heads.<name>.weight"); map to list order.
         pos = {h: i for i, h in enumerate(taxonomy.names)}
         state = {(f"heads.{pos[k.split('.')[1]]}.{k.rsplit('.', 1)[1]}"

@@ -26,11 +26,16 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import pickle
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from features.exceptions import BundleError
 
 #: Stage specifications: (block, expansion, out_channels, repeats, stride, squeeze-excite).
 #: ``fused`` = 3x3 conv expand + 1x1 project; ``mb`` = 1x1 expand, depthwise 3x3, SE,
@@ -66,6 +71,29 @@ PRESETS: dict[str, dict[str, Any]] = {
         "head_channels": 64,
     },
 }
+
+
+def read_model_json(path: str | os.PathLike) -> dict:
+    """The json config saved beside a network; BundleError naming the file when it
+    is cut short or damaged (an interrupted copy of the bundle), not a raw
+    JSONDecodeError (a traceback from the build, an unexplained 500 from /analyze)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise BundleError(f"cannot read {path} ({e.__class__.__name__}: {e}): copy it "
+                          f"again or retrain") from None
+
+
+def read_state_dict(path: str | os.PathLike) -> dict:
+    """A saved ``state_dict`` (``weights_only``: tensors only, no pickled code runs);
+    BundleError naming the file when it is cut short or damaged, not torch's
+    ``PytorchStreamReader failed reading zip archive``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError) as e:
+        raise BundleError(f"cannot read the network weights {path} "
+                          f"({e.__class__.__name__}: {e}): copy it again or retrain") from None
 
 
 @dataclasses.dataclass

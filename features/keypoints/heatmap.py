@@ -46,7 +46,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from features.attributes.data import PIXEL_MEAN, PIXEL_STD, letterbox
-from features.attributes.model import ConvBNAct, InvertedResidual
+from features.attributes.model import (ConvBNAct, InvertedResidual, read_model_json,
+                                       read_state_dict)
 from features.exceptions import BundleError, InputError, NotFittedError, SchemaError
 from features.fashionai.io import keypoints_from_arrays
 from features.fashionai.schema import (CATEGORY_KEYPOINTS, KEYPOINT_CATEGORIES,
@@ -608,7 +609,7 @@ class HeatmapKeypointDetector:
                   else (p.with_suffix(".json"), p.with_suffix(".pt")))
         if not js.is_file() or not pt.is_file():
             raise BundleError(f"keypoint model files not found: {js} and {pt}")
-        meta = json.loads(js.read_text())
+        meta = read_model_json(js)
         if meta.get("schema") != MODEL_SCHEMA or meta.get("kind") != "heatmap_keypoints" \
                 or tuple(meta.get("keypoints", ())) != KEYPOINT_NAMES:
             raise SchemaError(f"{js} is not a heatmap keypoint model of schema "
@@ -618,8 +619,9 @@ class HeatmapKeypointDetector:
         det = cls(**params)
         det.config_ = HeatmapNetConfig.from_dict(meta["config"])
         net = HeatmapNet(det.config_)
+        state = read_state_dict(pt)    # a BundleError (a RuntimeError too) of its own
         try:
-            net.load_state_dict(torch.load(pt, map_location="cpu", weights_only=True))
+            net.load_state_dict(state)
         except RuntimeError as exc:
             raise SchemaError(f"{pt} does not match {js}: {exc}", field="state_dict") from exc
         det.net_ = net.to(memory_format=torch.channels_last).eval()

@@ -118,6 +118,48 @@ def test_a_fusion_file_the_model_was_not_saved_with_is_ignored(fitted, tmp_path)
     np.testing.assert_array_equal(loaded.embed(imgs), model.embed(imgs))
 
 
+@pytest.mark.parametrize("name", ["attributes.pt", "attributes.json"])
+def test_a_model_file_cut_short_is_refused_by_name(fitted, tmp_path, name):
+    """An interrupted copy of the bundle: a BundleError naming the file (the CLI's
+    exit 2 with a message), not torch's or json's raw error (a traceback)."""
+    from features.exceptions import BundleError
+
+    model, _, _ = fitted
+    model.save(tmp_path)
+    data = (tmp_path / name).read_bytes()
+    (tmp_path / name).write_bytes(data[: len(data) // 2])
+    with pytest.raises(BundleError, match=name):
+        AttributeModel.load(tmp_path)
+
+
+def test_a_fusion_file_cut_short_is_refused_by_name(fitted, tmp_path):
+    from features.exceptions import BundleError
+
+    model, _, _ = fitted
+    model.save(tmp_path)
+    meta = json.loads((tmp_path / "attributes.json").read_text())
+    meta["fusion"] = True
+    (tmp_path / "attributes.json").write_text(json.dumps(meta))
+    (tmp_path / "attributes.fusion.json").write_text('{"schema": 1, "heads": {"mat')
+    with pytest.raises(BundleError, match="attributes.fusion.json"):
+        AttributeModel.load(tmp_path)
+
+
+class Pickled:
+    """Not a tensor: torch.load(weights_only=True) must refuse to rebuild it."""
+
+
+def test_weights_that_are_not_plain_tensors_are_refused(fitted, tmp_path):
+    """weights_only: a .pt carrying pickled objects is refused, never run."""
+    from features.exceptions import BundleError
+
+    model, _, _ = fitted
+    model.save(tmp_path)
+    torch.save({"x": Pickled()}, tmp_path / "attributes.pt")
+    with pytest.raises(BundleError, match="attributes.pt"):
+        AttributeModel.load(tmp_path)
+
+
 def test_load_checks_schema(fitted, tmp_path):
     model, _, _ = fitted
     model.save(tmp_path)

@@ -213,6 +213,17 @@ def test_a_save_that_fails_half_way_leaves_the_previous_detector_whole(trained, 
         list(imgs), cats)[0], trained.predict(list(imgs), cats)[0])
 
 
+@pytest.mark.parametrize("name", ["keypoints.pt", "keypoints.json"])
+def test_a_detector_file_cut_short_is_refused_by_name(trained, tmp_path, name):
+    from features.exceptions import BundleError
+
+    trained.save(tmp_path)
+    data = (tmp_path / name).read_bytes()
+    (tmp_path / name).write_bytes(data[: len(data) // 2])
+    with pytest.raises(BundleError, match=name):
+        HeatmapKeypointDetector.load(tmp_path)
+
+
 def test_load_checks_schema(trained, tmp_path):
     trained.save(tmp_path)
     (tmp_path / "keypoints.json").write_text('{"schema": 7, "kind": "heatmap_keypoints"}')
