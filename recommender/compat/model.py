@@ -85,6 +85,8 @@ RANKER_FILE = "compat_ranker.txt"
 #: :data:`MIN_CONTEXT_OUTFITS` training outfits give rows, "on" always, "off" never.
 CONTEXT_MODES = ("auto", "on", "off")
 MIN_CONTEXT_OUTFITS = 200
+#: The format compat.json names; load refuses any other.
+COMPAT_FORMAT = "mixmatch-compat/1"
 #: The outfit context model's weights, beside compat.txt in ``models/``.
 CONTEXT_FILE = "compat_context.npz"
 #: What numpy raises for an .npz cut short or damaged (zip, header, array errors).
@@ -817,7 +819,7 @@ class CompatibilityModel:
         d = Path(models_dir)
         ranker = getattr(self, "fitb_ranker_", None)
         context = getattr(self, "context_", None)
-        meta = {"format": "mixmatch-compat/1",
+        meta = {"format": COMPAT_FORMAT,
                 "params": {k: getattr(self, k) for k in self._param_names()},
                 "feature_names": self.feature_names_,
                 "feature_groups": dict(zip(self.feature_names_,
@@ -881,6 +883,10 @@ class CompatibilityModel:
         except (ValueError, OSError) as e:
             raise BundleError(f"cannot read {d / 'compat.json'} ({e}): an interrupted "
                               "copy? retrain the compatibility stage") from None
+        if not isinstance(meta, dict) or meta.get("format") != COMPAT_FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise BundleError(f"models/compat.json has format {found!r}; this mixmatch "
+                              f"reads {COMPAT_FORMAT!r}: retrain the compatibility stage")
         # files saved with their hashes (an interrupted copy, or a file from another
         # save, is refused before any is parsed); older ones: the checks below
         for name, h in (meta.get("files") or {}).items():

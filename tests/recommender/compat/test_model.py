@@ -118,6 +118,25 @@ def test_a_save_that_fails_half_way_leaves_the_previous_model_whole(fitted, tmp_
     np.testing.assert_allclose(back.score_pairs(a, c), model.score_pairs(a, c), rtol=1e-6)
 
 
+def test_a_compat_json_of_another_format_is_refused(fitted, tmp_path):
+    """compat.json names its format; one this code does not read (a newer mixmatch's,
+    or a file that is not a compat manifest) was loaded as if it were version 1."""
+    import shutil
+
+    b, _, _, model = fitted
+    root = tmp_path / "bundle"
+    shutil.copytree(b.root, root)
+    model.save(root / "models")
+    meta = json.loads((root / "models" / "compat.json").read_text())
+    meta["format"] = "mixmatch-compat/2"
+    (root / "models" / "compat.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="format 'mixmatch-compat/2'.*mixmatch-compat/1"):
+        CompatibilityModel.load(root)
+    (root / "models" / "compat.json").write_text("[]")
+    with pytest.raises(BundleError, match="format 'list'"):
+        CompatibilityModel.load(root)
+
+
 def _load_in_a_subprocess(root):
     """CompatibilityModel.load in a fresh interpreter: LightGBM aborts the process
     that reads a truncated text model, which must not take the test session down."""
