@@ -35,7 +35,7 @@ import os
 import platform
 import secrets
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from features.exceptions import BundleError, NotFoundError
 
@@ -89,6 +89,26 @@ def image_fingerprint(paths: Iterable[str], root: Path | None) -> dict:
             h.update(f"{p}\tmissing\n".encode())
         n += 1
     return {"n": n, "hash": h.hexdigest()[:16]}
+
+
+def read_bundle_file(path: str | os.PathLike, read: Callable[[Path], Any]) -> Any:
+    """``read(path)``; BundleError naming the file when it is cut short or damaged (an
+    interrupted copy of the bundle), not numpy's ``mmap length is greater than file
+    size`` or Arrow's ``Parquet magic bytes not found`` without a name (a traceback
+    from the CLI).
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "e.npy"; _ = p.write_bytes(b"\\x93NUMPY")
+    >>> import numpy as np
+    >>> read_bundle_file(p, np.load)  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    features.exceptions.BundleError: cannot read .../e.npy (...)
+    """
+    try:
+        return read(Path(path))
+    except (OSError, EOFError, ValueError) as e:   # Arrow's errors are ValueErrors
+        raise BundleError(f"cannot read {path} ({e.__class__.__name__}: {e}): the bundle "
+                          f"is damaged; copy it again or rebuild it") from None
 
 
 def json_hash(obj: Any) -> str:

@@ -39,7 +39,7 @@ import pandas as pd
 
 from features.exceptions import (BundleError, InputError, NotFoundError,
                                  StageNotAvailable)
-from recommender.bundle import Bundle
+from recommender.bundle import Bundle, read_bundle_file
 from recommender.catalog import CATEGORIES
 from recommender.graph import NEUTRAL_COLOURS, ContentScorer, ServingGraph, colour_keys
 from recommender.rules import (Group, ItemTable, Rules, apply_rules, default_rules,
@@ -119,9 +119,9 @@ class Engine:
         cp = b.path("catalog.parquet")
         if not cp.is_file():
             raise BundleError(f"{cp} missing: the bundle has no catalogue")
-        catalog = pd.read_parquet(cp)
+        catalog = read_bundle_file(cp, pd.read_parquet)
         fp = b.path("features", "features.parquet")
-        features = pd.read_parquet(fp) if fp.is_file() else None
+        features = read_bundle_file(fp, pd.read_parquet) if fp.is_file() else None
         if features is not None and (len(features) != len(catalog) or not (
                 features["item_id"].astype(str).to_numpy()
                 == catalog["item_id"].astype(str).to_numpy()).all()):
@@ -129,7 +129,7 @@ class Engine:
         ep = b.path("features", "embeddings.npy")
         if not ep.is_file():
             raise BundleError(f"{ep} missing: run the features stage")
-        emb = np.load(ep, mmap_mode="r")
+        emb = read_bundle_file(ep, lambda p: np.load(p, mmap_mode="r"))
         if emb.shape[0] != len(catalog):
             raise BundleError(f"{ep} has {emb.shape[0]} rows, the catalogue {len(catalog)}")
         graph = ServingGraph(b.path("graph"), len(catalog))

@@ -556,6 +556,13 @@ def graph_stats(g) -> dict:
 
 
 # --------------------------------------------------------------------------- serving
+def _mapped(path: Path) -> np.ndarray:
+    """A memory-mapped .npy; BundleError naming it when it is cut short."""
+    from recommender.bundle import read_bundle_file
+
+    return read_bundle_file(path, lambda p: np.load(p, mmap_mode="r"))
+
+
 class ServingGraph:
     """Memory-mapped CSR arrays of a bundle's graph: one row read per request.
 
@@ -570,13 +577,13 @@ class ServingGraph:
             for c in CATEGORIES:
                 p = self.dir / csr_name(kind, c, "indptr")
                 if p.is_file():
-                    indptr = np.load(p, mmap_mode="r")
+                    indptr = _mapped(p)
                     if len(indptr) != n_items + 1:
                         raise BundleError(f"{p} has {len(indptr) - 1} rows; the catalogue "
                                           f"has {n_items} items: rebuild the graph")
                     self._arrays[(kind, c)] = (
-                        indptr, np.load(self.dir / csr_name(kind, c, "indices"), mmap_mode="r"),
-                        np.load(self.dir / csr_name(kind, c, "weights"), mmap_mode="r"))
+                        indptr, _mapped(self.dir / csr_name(kind, c, "indices")),
+                        _mapped(self.dir / csr_name(kind, c, "weights")))
         if not self._arrays:
             raise BundleError(f"no graph arrays in {self.dir}: run `mixmatch graph`")
 

@@ -285,3 +285,22 @@ def test_cold_start_complements_k_beyond_thirty(many_tops_engine):
     out = e.complements_for_features({"category": "top", "colour": "WHITE"},
                                      np.asarray(e.emb[e._idx("tw000")]), k=50)
     assert len(by_cat(out)["bottom"]["items"]) == 50
+
+
+@pytest.mark.parametrize("rel", ["catalog.parquet", "features/features.parquet",
+                                 "features/embeddings.npy", "graph/csr_compat_top_indptr.npy",
+                                 "graph/csr_compat_top_weights.npy"])
+def test_a_bundle_file_cut_short_is_refused_by_name(tiny_bundle, tmp_path, rel):
+    """An interrupted copy of a bundle: Engine.load raised Arrow's 'Parquet magic
+    bytes not found' or numpy's 'mmap length is greater than file size' (no file
+    named; a traceback from the CLI) instead of a BundleError naming the file."""
+    import shutil
+
+    from features.exceptions import BundleError
+
+    root = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, root)
+    data = (root / rel).read_bytes()
+    (root / rel).write_bytes(data[: len(data) // 2])
+    with pytest.raises(BundleError, match=rel.rsplit("/", 1)[-1]):
+        Engine.load(root)
