@@ -696,7 +696,7 @@ def _stage_settings(ctx) -> dict:
 
 def stage_inputs(ctx) -> dict:
     """The catalogue, image root, settings, code version and model files."""
-    from recommender.bundle import file_hash
+    from features.files import file_hash
 
     b = ctx.bundle
     inputs = {"version": FEATURES_VERSION, "settings": _stage_settings(ctx),
@@ -714,7 +714,7 @@ def _load(ctx, loader, pt):
     ex = getattr(ctx, "executor", None)
     if ex is None:
         return loader(ctx.bundle.path("models"))
-    from recommender.bundle import file_hash
+    from features.files import file_hash
 
     return ex.cached(loader, ctx.bundle.path("models"), stamp=file_hash(pt))
 

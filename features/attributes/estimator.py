@@ -473,7 +473,7 @@ class AttributeModel:
         """Write ``<directory>/<name>.pt`` (state_dict), ``<name>.json`` and, with fused
         heads, ``<name>.fusion.json``; return the paths."""
         self._check_fitted()
-        from recommender.bundle import atomic_files
+        from features.files import atomic_files
 
         d = Path(directory)
         pt, js, fusion = d / f"{name}.pt", d / f"{name}.json", d / f"{name}.fusion.json"

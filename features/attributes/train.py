@@ -334,7 +334,7 @@ def _stage_params(ctx) -> dict[str, Any]:
 
 
 def stage_inputs(ctx) -> dict:
-    from recommender.bundle import file_hash
+    from features.files import file_hash
 
     cat = ctx.bundle.path("catalog.parquet")
     kcsv = ctx.bundle.path(ctx.stage_config("attributes").get("keypoints_csv",

@@ -583,7 +583,7 @@ class HeatmapKeypointDetector:
     def save(self, directory: str | os.PathLike, name: str = "keypoints") -> list[Path]:
         """Write ``<name>.pt`` (state_dict) and ``<name>.json`` (config, params)."""
         self._check_fitted()
-        from recommender.bundle import atomic_files
+        from features.files import atomic_files
 
         d = Path(directory)
         pt, js = d / f"{name}.pt", d / f"{name}.json"

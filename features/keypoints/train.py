@@ -40,7 +40,7 @@ def _csv_path(ctx) -> Path:
 
 
 def stage_inputs(ctx) -> dict:
-    from recommender.bundle import file_hash
+    from features.files import file_hash
 
     csv = _csv_path(ctx)
     split = ctx.bundle.path("models", "attributes_split.parquet")
