@@ -107,6 +107,38 @@ def json_hash(obj: Any) -> str:
                           ).hexdigest()[:16]
 
 
+#: manifest fields read as mappings (stage records, metrics, the build config)
+_MAPPING_FIELDS = ("stages", "metrics", "config")
+
+
+def _json_kind(value: Any) -> str:
+    return ("null" if value is None else "a boolean" if isinstance(value, bool)
+            else "a number" if isinstance(value, (int, float))
+            else "a string" if isinstance(value, str) else "an array")
+
+
+def _check_manifest(mpath: Path, manifest: Any) -> None:
+    """BundleError naming ``mpath`` when the manifest, valid JSON, is not shaped as one:
+    read with ``.get`` and ``Path(...)`` on open, save and load, a list or a number
+    there raised AttributeError or TypeError (a traceback from every command)."""
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{mpath} holds {_json_kind(manifest)}, not a JSON "
+                          f"object: not a bundle manifest; rebuild the bundle")
+    for key in _MAPPING_FIELDS:
+        value = manifest.get(key, {})
+        if not isinstance(value, dict):
+            raise BundleError(f"{mpath}: {key!r} is {_json_kind(value)}; "
+                              f"allowed: an object")
+    for name, rec in manifest.get("stages", {}).items():
+        if not isinstance(rec, dict):
+            raise BundleError(f"{mpath}: the record of stage {name!r} is "
+                              f"{_json_kind(rec)}; allowed: an object")
+    root = manifest.get("image_root")
+    if root is not None and not isinstance(root, str):
+        raise BundleError(f"{mpath}: 'image_root' is {root!r}; allowed: a path "
+                          f"(a string) or null")
+
+
 class Bundle:
     """A bundle folder and its manifest. Use :meth:`create` or :meth:`open`."""
 
@@ -160,6 +192,7 @@ class Bundle:
             manifest = json.loads(mpath.read_text())
         except json.JSONDecodeError as exc:
             raise BundleError(f"{mpath} is not valid JSON: {exc}") from exc
+        _check_manifest(mpath, manifest)
         version = manifest.get("schema_version")
         if version != BUNDLE_SCHEMA_VERSION:
             raise BundleError(f"bundle {root} has schema_version {version!r}; this "

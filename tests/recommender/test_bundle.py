@@ -40,3 +40,33 @@ def test_a_failed_block_leaves_the_old_files_and_no_temporaries(tmp_path):
             raise RuntimeError("killed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin"]
     assert (tmp_path / "m.bin").read_bytes() == b"old"
+
+
+@pytest.mark.parametrize("text, says", [
+    ("[]", "holds an array, not a JSON object"),
+    ("3", "holds a number, not a JSON object"),
+    ('{"schema_version": 1, "stages": []}', "'stages' is an array"),
+    ('{"schema_version": 1, "stages": null}', "'stages' is null"),
+    ('{"schema_version": 1, "config": "x"}', "'config' is a string"),
+    ('{"schema_version": 1, "metrics": 2}', "'metrics' is a number"),
+    ('{"schema_version": 1, "stages": {"graph": 3}}', "record of stage 'graph'"),
+    ('{"schema_version": 1, "image_root": 5}', "'image_root' is 5"),
+])
+def test_a_manifest_not_shaped_as_one_is_refused_naming_the_file(tmp_path, text, says):
+    """Before, a manifest.json of valid JSON but not an object ([] or 3) raised
+    AttributeError from Bundle.open, and a list or number where the stage records,
+    config or image root belong raised AttributeError or TypeError later (saving,
+    loading, the image root): a traceback from every mixmatch command."""
+    from features.exceptions import BundleError
+
+    (tmp_path / "manifest.json").write_text(text)
+    with pytest.raises(BundleError, match=str(tmp_path / "manifest.json")) as err:
+        Bundle.open(tmp_path)
+    assert says in str(err.value)
+
+
+def test_a_well_formed_manifest_still_opens(tmp_path):
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=tmp_path, config={"a": 1})
+    b.record_stage("graph", inputs_hash="h", outputs=[])
+    again = Bundle.open(b.root)
+    assert again.image_root == tmp_path and again.stage_record("graph")["inputs_hash"] == "h"
