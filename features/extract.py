@@ -51,6 +51,7 @@ import pandas as pd
 from features.colour import colour_group, colourfulness, dominant_colours
 from features.exceptions import InputError, MixmatchError
 from features.fashionai.schema import CATEGORY_KEYPOINTS, KEYPOINT_INDEX, KEYPOINT_NAMES
+from features.files import atomic_files
 from features.imaging import load_rgb, orientation_stamp
 from features.keypoints import category_for
 from features.keypoints.silhouette import estimate_keypoints
@@ -236,10 +237,8 @@ def _no_image_rows(items: list[tuple]) -> pd.DataFrame:
 
 
 def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_files(path) as (tmp,):
+        df.to_parquet(tmp, index=False)
 
 
 def _run_chunk(job: tuple) -> tuple[int, int]:
@@ -631,9 +630,8 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
         table[c] = table[c].fillna("").astype(str)
     _atomic_parquet(table, out / "features.parquet")
     if emb is not None:
-        tmp = out / f".embeddings.{os.getpid()}.npy"
-        np.save(tmp, emb.astype(np.float32))
-        os.replace(tmp, out / "embeddings.npy")
+        with atomic_files(out / "embeddings.npy") as (tmp,):
+            np.save(tmp, emb.astype(np.float32))
     elif (out / "embeddings.npy").exists():
         os.unlink(out / "embeddings.npy")  # a stale file would be row-misaligned
 
@@ -650,9 +648,8 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
     kcats = [table["kp_category"].iloc[i] for i in kidx]
     xy_k = np.where(vis[kidx][..., None] >= 0, np.round(xy[kidx]), -1).astype(int)
     kdf = keypoints_from_arrays(image_ids, kcats, xy_k, vis[kidx].astype(int))
-    tmp = out / f".keypoints.{os.getpid()}.csv"
-    write_keypoints_csv(kdf, tmp)
-    os.replace(tmp, out / "keypoints.csv")
+    with atomic_files(out / "keypoints.csv") as (tmp,):
+        write_keypoints_csv(kdf, tmp)
     cdf = pd.DataFrame({"item_id": [ids[i] for i in kidx], "image_id": image_ids,
                         "image_category": kcats,
                         "kp_method": [table["kp_method"].iloc[i] for i in kidx]})

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from features.exceptions import InputError, NotFoundError, StageNotAvailable
-from recommender.bundle import MANIFEST, Bundle
+from recommender.bundle import MANIFEST, Bundle, atomic_files
 from recommender.paths import DATA_ENV, default_data_root
 from recommender.pipeline import STAGE_NAMES, STAGES, BuildContext, run_stages
 
@@ -231,13 +231,14 @@ def bundle_from_tables(root: str | os.PathLike, catalog, outfits, embeddings, *,
     import numpy as np
 
     b = Bundle.create(root, source=source, image_root=None)
-    catalog.to_parquet(b.path("catalog.parquet"))
-    outfits.to_parquet(b.path("outfits.parquet"))
-    b.path("eval").mkdir(exist_ok=True)
-    (outfits if train_outfits is None else train_outfits).to_parquet(
-        b.path("eval", "train_outfits.parquet"))
-    b.path("features").mkdir(exist_ok=True)
-    np.save(b.path("features", "embeddings.npy"), np.asarray(embeddings, np.float32))
+    # whole files or the old ones: a bundle rebuilt in place may be read meanwhile
+    with atomic_files(b.path("catalog.parquet"), b.path("outfits.parquet"),
+                      b.path("eval", "train_outfits.parquet"),
+                      b.path("features", "embeddings.npy")) as (cat, out, train, emb):
+        catalog.to_parquet(cat)
+        outfits.to_parquet(out)
+        (outfits if train_outfits is None else train_outfits).to_parquet(train)
+        np.save(emb, np.asarray(embeddings, np.float32))
     run_stages(BuildContext(b, {"source": source, "seed": 0, **(config or {})},
                             log=log or (lambda m: None)), ["graph"])
     return b

@@ -58,6 +58,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from features.exceptions import BundleError
+from recommender.bundle import atomic_files, atomic_write_text
 from recommender.candidates import CategoryIndex, cooccurrence_matrix, row_topk_sparse
 from recommender.catalog import CATEGORIES
 
@@ -479,7 +480,8 @@ def export_serving_arrays(result: GraphResult, out_dir: str | Path) -> list[Path
             for part, arr in (("indptr", indptr), ("indices", d[sel].astype(np.int32)),
                               ("weights", w[sel].astype(np.float32))):
                 p = out_dir / csr_name(kind, c, part)
-                np.save(p, arr)
+                with atomic_files(p) as (tmp,):  # never half an array under its name
+                    np.save(tmp, arr)
                 written.append(p)
     return written
 
@@ -497,28 +499,33 @@ def write_edges(result: GraphResult, path: str | Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if not result.edges:
+        return
     ids = pa.array(result.item_ids.astype(str))
     writer = None
-    try:
-        for kind, (s, d, w) in result.edges.items():
-            # 2M-edge batches: the gathered id strings (~11 bytes an edge per
-            # column) stay a transient of tens of MB
-            for a in range(0, max(len(s), 1), 2_000_000):
-                sl = slice(a, a + 2_000_000)
-                tbl = pa.table({
-                    "src": ids.take(pa.array(s[sl].astype(np.int32))),
-                    "dst": ids.take(pa.array(d[sl].astype(np.int32))),
-                    "weight": pa.array(w[sl].astype(np.float32)),
-                    # one dictionary entry, no per-edge Python strings
-                    "kind": pa.DictionaryArray.from_arrays(
-                        pa.array(np.zeros(len(s[sl]), np.int32)), pa.array([kind])),
-                })
-                if writer is None:
-                    writer = pq.ParquetWriter(str(path), tbl.schema, use_dictionary=["kind"])
-                writer.write_table(tbl)
-    finally:
-        if writer is not None:
-            writer.close()
+    # written beside ``path`` and renamed over it once closed: a build killed half way
+    # leaves the old edges whole, not a parquet without its footer
+    with atomic_files(path) as (tmp,):
+        try:
+            for kind, (s, d, w) in result.edges.items():
+                # 2M-edge batches: the gathered id strings (~11 bytes an edge per
+                # column) stay a transient of tens of MB
+                for a in range(0, max(len(s), 1), 2_000_000):
+                    sl = slice(a, a + 2_000_000)
+                    tbl = pa.table({
+                        "src": ids.take(pa.array(s[sl].astype(np.int32))),
+                        "dst": ids.take(pa.array(d[sl].astype(np.int32))),
+                        "weight": pa.array(w[sl].astype(np.float32)),
+                        # one dictionary entry, no per-edge Python strings
+                        "kind": pa.DictionaryArray.from_arrays(
+                            pa.array(np.zeros(len(s[sl]), np.int32)), pa.array([kind])),
+                    })
+                    if writer is None:
+                        writer = pq.ParquetWriter(str(tmp), tbl.schema, use_dictionary=["kind"])
+                    writer.write_table(tbl)
+        finally:
+            if writer is not None:
+                writer.close()
 
 
 def to_networkx(edges: pd.DataFrame, item_ids=None, categories=None):
@@ -717,7 +724,7 @@ def run_stage(ctx) -> dict:
     else:
         stats["networkx"] = (f"not built: {n_edges} edges > networkx_max_edges "
                              f"{cfg.networkx_max_edges}; edges.parquet is the record")
-    (gdir / "graph.json").write_text(json.dumps(stats, indent=2, sort_keys=True))
+    atomic_write_text(gdir / "graph.json", json.dumps(stats, indent=2, sort_keys=True))
     outputs = ["graph/edges.parquet", "graph/graph.json"] + [
         str(p.relative_to(b.root)) for p in written]
     metrics = {"n_edges": n_edges, "pairs_scored_per_item": stats["pairs_scored_per_item"],

@@ -44,7 +44,7 @@ from typing import Iterable
 import pandas as pd
 
 from features.exceptions import InputError, NotFoundError
-from recommender.bundle import atomic_write_text, file_hash
+from recommender.bundle import atomic_files, atomic_write_text, file_hash
 from recommender.bundle import image_fingerprint as _image_fingerprint
 from recommender.catalog import (CATEGORIES, CatalogError, CatalogReport, catalog_summary,
                                  validate_catalog, validate_outfits)
@@ -132,9 +132,8 @@ def ingest(source: str, data: str | os.PathLike | None = None,
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
     """Write so a reader never sees half a file (rename over the old one)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_files(path) as (tmp,):
+        df.to_parquet(tmp, index=False)
 
 
 def write_tables(catalog: pd.DataFrame, outfits: pd.DataFrame, out: str | os.PathLike

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from features.exceptions import InputError
+from features.files import atomic_files
 from features.imaging import (TRANSPOSING, exif_orientation, orientation_stamp,
                               pil_to_rgb_array)
 
@@ -227,11 +228,10 @@ def load_images(paths: Sequence[str | os.PathLike], size: tuple[int, int], *,
             if progress and (i + 1) % 500 == 0:
                 print(f"  decoded {i + 1}/{len(paths)} images", file=sys.stderr, flush=True)
     if cache is not None:
-        cdir.mkdir(parents=True, exist_ok=True)
-        tmp = arr_path.with_suffix(".tmp.npy")
-        np.save(tmp, arr)
-        os.replace(tmp, arr_path)
-        np.save(ok_path, ok)
+        # the mask last and both whole: the pair is taken as decoded when both exist
+        with atomic_files(arr_path, ok_path) as (arr_tmp, ok_tmp):
+            np.save(arr_tmp, arr)
+            np.save(ok_tmp, ok)
     return arr, ok
 
 

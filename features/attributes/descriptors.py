@@ -70,6 +70,7 @@ from scipy import ndimage as ndi
 
 from features.attributes.regions import background_difference
 from features.exceptions import BundleError, InputError, NotFoundError, SchemaError
+from features.files import atomic_files
 from features.imaging import load_rgb, resize_to, rgb_to_lab
 
 #: Version of the descriptor definition (cache keys and saved fusions carry it).
@@ -257,10 +258,8 @@ def descriptor_table(images: Sequence, *, workers: int = 1,
     for i in np.flatnonzero(ok):
         x[i] = rows[i]
     if cfile is not None:
-        cfile.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cfile.with_suffix(".tmp.npy")
-        np.save(tmp, x)
-        os.replace(tmp, cfile)
+        with atomic_files(cfile) as (tmp,):
+            np.save(tmp, x)
     return x, ok
 
 

@@ -41,6 +41,7 @@ from PIL import Image
 
 from features.exceptions import InputError
 from features.fashionai.schema import KEYPOINT_INDEX, KEYPOINT_NAMES
+from features.files import atomic_files
 
 #: What a region path reads: the keypoint-guided neck crop plus geometry ("neck"), or
 #: the garment-centred detail crop that needs no keypoints ("detail", for catalogues
@@ -348,8 +349,6 @@ def detail_inputs(images: Sequence, size: tuple[int, int], *, side: float = DETA
         out.crops[i] = crop(rgb, box, size)
         out.has_crop[i] = True
     if cfile is not None:
-        os.makedirs(cache, exist_ok=True)
-        tmp = cfile + ".tmp.npz"
-        np.savez(tmp, crops=out.crops, has_crop=out.has_crop)
-        os.replace(tmp, cfile)
+        with atomic_files(cfile) as (tmp,):
+            np.savez(tmp, crops=out.crops, has_crop=out.has_crop)
     return out

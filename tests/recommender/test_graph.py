@@ -254,3 +254,144 @@ def test_items_without_an_embedding_have_no_visual_neighbours_and_are_none(exact
     found = nb[nb >= 0]
     assert len(found) and not np.isin(found, np.arange(0, 60, 3)).any()
     assert (nb[1::3] >= 0).all()  # every item with an embedding still gets 5
+
+
+def _small_result():
+    from recommender.graph import GraphResult
+
+    ids = np.array(["a", "b", "c", "d"], dtype=object)
+    return GraphResult(ids, np.array(["top", "top", "bottom", "bag"], dtype=object),
+                       {"compat": (np.array([0, 0, 2], np.int32), np.array([2, 3, 0], np.int32),
+                                   np.array([0.9, 0.5, 0.7], np.float32)),
+                        "cooc": (np.array([1], np.int32), np.array([2], np.int32),
+                                 np.array([3.0], np.float32))},
+                       {})
+
+
+def test_edges_cut_short_by_a_failure_leave_the_old_file(tmp_path, monkeypatch):
+    # before: edges.parquet was written in place and the writer closed on the way out
+    # of an error, so a build dying after the first kind left a valid parquet holding
+    # only the compat edges: read as the whole graph of record
+    import pyarrow.parquet as pq
+
+    from recommender.graph import write_edges
+
+    write_edges(_small_result(), tmp_path / "e.parquet")
+    before = pd.read_parquet(tmp_path / "e.parquet")
+    real = pq.ParquetWriter.write_table
+    calls = []
+
+    def dies_on_the_second(self, table, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(self, table, *a, **k)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", dies_on_the_second)
+    with pytest.raises(OSError, match="No space"):
+        write_edges(_small_result(), tmp_path / "e.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "e.parquet"), before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.parquet"]
+
+
+def test_serving_arrays_cut_short_by_a_failure_are_not_left_half(tmp_path, monkeypatch):
+    # before: each CSR array was np.save'd in place: a build dying mid-array left a
+    # file whose header promises more than it holds under the array's own name
+    import io
+
+    from recommender.graph import export_serving_arrays
+
+    written = export_serving_arrays(_small_result(), tmp_path)
+    before = {p.name: np.load(p) for p in written}
+    real, calls = np.save, []
+
+    def dies_half_way(file, arr, *a, **k):
+        calls.append(file)
+        if len(calls) < 4:
+            return real(file, arr, *a, **k)
+        buf = io.BytesIO()
+        real(buf, arr, *a, **k)
+        with open(file, "wb") as f:
+            f.write(buf.getvalue()[:len(buf.getvalue()) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "save", dies_half_way)
+    with pytest.raises(OSError, match="No space"):
+        export_serving_arrays(_small_result(), tmp_path)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before)
+    for name, arr in before.items():
+        assert np.array_equal(np.load(tmp_path / name), arr), name
+
+
+def test_graph_json_cut_short_by_a_failure_leaves_the_old_one(tiny_bundle, tmp_path,
+                                                              monkeypatch):
+    # before: graph.json was written in place, last of the graph stage's files
+    import pathlib
+    import shutil
+
+    from recommender.bundle import Bundle
+    from recommender.pipeline import BuildContext, run_stages
+
+    root = tmp_path / "b"
+    shutil.copytree(tiny_bundle, root)
+    before = json.loads((root / "graph" / "graph.json").read_text())
+    real = pathlib.Path.write_text
+
+    def dies_half_way(self, text, *a, **k):
+        if self.name.startswith(".graph.json") or self.name == "graph.json":
+            real(self, text[:len(text) // 2], *a, **k)
+            raise OSError(28, "No space left on device")
+        return real(self, text, *a, **k)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", dies_half_way)
+    ctx = BuildContext(Bundle.open(root), {"source": "test", "seed": 0, "quick": True,
+                                           "stages": {"graph": {"k_compat": 10,
+                                                                "k_visual": 10}}},
+                       force=True, log=lambda m: None)
+    with pytest.raises(OSError, match="No space"):
+        run_stages(ctx, ["graph"])
+    monkeypatch.undo()
+    assert json.loads((root / "graph" / "graph.json").read_text()) == before
+    assert not [p.name for p in (root / "graph").iterdir() if p.name.startswith(".")]
+
+
+def test_bundle_from_tables_dying_mid_write_leaves_the_old_tables(tmp_path, monkeypatch):
+    # before: the tables and embeddings.npy were written in place, one after another:
+    # a rebuild dying while saving the embeddings left the new catalogue beside a
+    # half array
+    import io
+
+    from recommender.build import bundle_from_tables
+    from recommender.catalog import validate_catalog
+
+    def tables(n):
+        cat = pd.DataFrame({"item_id": [f"t{i}" for i in range(n)] + [f"p{i}" for i in range(n)],
+                            "category": ["top"] * n + ["bottom"] * n, "subcategory": "",
+                            "colour": "RED", "material": "", "gender": "Female",
+                            "image_path": ""})
+        cat, report = validate_catalog(cat, check_images=False)
+        assert report.ok
+        outfits = pd.DataFrame([(f"o{i}", x) for i in range(n) for x in (f"t{i}", f"p{i}")],
+                               columns=["outfit_id", "item_id"])
+        emb = np.random.default_rng(n).normal(size=(2 * n, 8)).astype(np.float32)
+        return cat, outfits, emb / np.linalg.norm(emb, axis=1, keepdims=True)
+
+    b = bundle_from_tables(tmp_path / "b", *tables(4), config={"quick": True})
+    cat_before = pd.read_parquet(b.path("catalog.parquet"))
+    emb_before = np.load(b.path("features", "embeddings.npy"))
+    real = np.save
+
+    def dies_half_way(file, arr, *a, **k):
+        buf = io.BytesIO()
+        real(buf, arr, *a, **k)
+        with open(file, "wb") as f:
+            f.write(buf.getvalue()[:len(buf.getvalue()) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "save", dies_half_way)
+    with pytest.raises(OSError, match="No space"):
+        bundle_from_tables(tmp_path / "b", *tables(6), config={"quick": True})
+    monkeypatch.undo()
+    pd.testing.assert_frame_equal(pd.read_parquet(b.path("catalog.parquet")), cat_before)
+    assert np.array_equal(np.load(b.path("features", "embeddings.npy")), emb_before)
