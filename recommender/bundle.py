@@ -27,13 +27,14 @@ PosixPath('/tmp')
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
 import platform
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from features.exceptions import BundleError, NotFoundError
 from features.files import atomic_files, atomic_write_text, file_hash  # noqa: F401 (re-exported)
@@ -267,6 +268,54 @@ class Bundle:
         self.manifest.get("stages", {}).pop(name, None)
         self.manifest.get("metrics", {}).pop(name, None)
         self.save()
+
+    @contextlib.contextmanager
+    def stage_run(self, name: str) -> Iterator[None]:
+        """:meth:`start_stage` for the block that runs stage ``name``.
+
+        When the block raises having changed no file of the bundle (a stage refusing
+        its inputs or a config value, a missing input file, Ctrl-C before it saved
+        anything), the manifest is put back as it was on disk, the stage's record and
+        the build mark included: the bundle holds what it held, and a bundle that
+        served before still serves. A block that wrote anything leaves the mark, as
+        its outputs may be half rewritten.
+
+        >>> import tempfile
+        >>> b = Bundle.create(tempfile.mkdtemp(), source="demo", image_root=None)
+        >>> try:
+        ...     with b.stage_run("graph"):
+        ...         raise ValueError("refused")
+        ... except ValueError:
+        ...     pass
+        >>> Bundle.open(b.root).check_complete()  # not marked: nothing was written
+        """
+        mpath = self.path(MANIFEST)
+        saved = mpath.read_text() if mpath.is_file() else None
+        before = self._file_stamps()
+        self.start_stage(name)
+        try:
+            yield
+        except BaseException:
+            if saved is not None and self._file_stamps() == before:
+                atomic_write_text(mpath, saved)
+                self.manifest = json.loads(saved)
+            raise
+
+    def _file_stamps(self) -> dict[str, tuple[int, int, int]]:
+        """(inode, size, mtime) of every file in the bundle but the manifest: a file
+        written in place changes its size or mtime, one renamed into place its inode."""
+        out = {}
+        for folder, _, names in os.walk(self.root):
+            for n in names:
+                p = os.path.join(folder, n)
+                if n == MANIFEST and folder == str(self.root) or n.startswith(f".{MANIFEST}."):
+                    continue
+                try:
+                    st = os.lstat(p)
+                except FileNotFoundError:  # a temporary file going away meanwhile
+                    continue
+                out[os.path.relpath(p, self.root)] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        return out
 
     def finish_build(self) -> None:
         """Clear the mark :meth:`start_stage` set: every stage run has finished."""

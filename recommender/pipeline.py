@@ -127,12 +127,13 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
             ctx.log(f"[{stage.name}] up to date, skipped")
             results[stage.name] = ctx.bundle.stage_record(stage.name).get("metrics", {})
             continue
-        # saved before the stage writes: its old record is not trusted again until it
-        # finishes, and loaders see a build under way (Bundle.check_complete)
-        ctx.bundle.start_stage(stage.name)
-        ctx.log(f"[{stage.name}] {stage.description} ...")
-        t0 = time.perf_counter()
-        out = module.run_stage(ctx) or {}
+        # marked before the stage writes: its old record is not trusted again until it
+        # finishes, and loaders see a build under way (Bundle.check_complete); a stage
+        # that refuses before writing anything leaves the bundle as it was
+        with ctx.bundle.stage_run(stage.name):
+            ctx.log(f"[{stage.name}] {stage.description} ...")
+            t0 = time.perf_counter()
+            out = module.run_stage(ctx) or {}
         elapsed = time.perf_counter() - t0
         metrics = dict(out.get("metrics", {}))
         ctx.bundle.record_stage(stage.name, inputs_hash=inputs_hash,

@@ -6,7 +6,7 @@ from features.exceptions import BundleError, InputError, NotFoundError, StageNot
 from recommender import pipeline
 from recommender.bundle import BUNDLE_SCHEMA_VERSION, Bundle
 from recommender.pipeline import BuildContext, Stage, run_stages
-from tests.recommender import counting_stage
+from tests.recommender import counting_stage, refusing_stage
 
 
 @pytest.fixture
@@ -108,3 +108,72 @@ def test_an_interrupted_rerun_is_not_skipped_next_time(tmp_path, counting, monke
     run_stages(BuildContext(bundle=b, config={"value": 1}, log=lambda m: None))
     assert counting == [1, 1]
     assert b.path("out.txt").read_text() == "1"
+
+
+def test_a_stage_refusing_before_writing_leaves_the_bundle_as_it_was(tmp_path, counting,
+                                                                     monkeypatch):
+    # before: the stage's record was dropped and the bundle marked building before the
+    # stage ran, so a stage refusing its inputs at once (a config value, a missing
+    # input file) left a good bundle that the server refused to load
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None, config={"value": 1})
+    run_stages(BuildContext(bundle=b, config={"value": 1}, log=lambda m: None))
+    before = (b.root / "manifest.json").read_text()
+    monkeypatch.setattr(counting_stage, "run_stage", refusing_stage.run_stage)
+    b.manifest["config"] = {"value": 2}  # as build / cli_stages do, saved by a stage
+    with pytest.raises(InputError, match="value 2 refused"):
+        run_stages(BuildContext(bundle=b, config={"value": 2}, log=lambda m: None))
+    again = Bundle.open(b.root)
+    again.check_complete()
+    assert (b.root / "manifest.json").read_text() == before
+    assert again.stage_record("ingest")["metrics"] == {"value": 1}
+    assert b.manifest == again.manifest
+
+
+def test_a_stage_failing_after_writing_leaves_the_mark(tmp_path, counting, monkeypatch):
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    run_stages(BuildContext(bundle=b, config={"value": 1}, log=lambda m: None))
+
+    def writes_then_refuses(ctx):
+        ctx.bundle.path("out.txt").write_text("partial output")
+        refusing_stage.run_stage(ctx)
+
+    monkeypatch.setattr(counting_stage, "run_stage", writes_then_refuses)
+    with pytest.raises(InputError):
+        run_stages(BuildContext(bundle=b, config={"value": 2}, log=lambda m: None))
+    again = Bundle.open(b.root)
+    with pytest.raises(BundleError, match="stage 'ingest'"):
+        again.check_complete()
+    assert again.stage_record("ingest") is None
+
+
+def test_a_refusal_after_an_earlier_stage_wrote_keeps_the_mark(tmp_path, monkeypatch):
+    # the run changed the bundle (the first stage's outputs are new, the second's
+    # old): the refusal of the second must not clear the mark the first set
+    counting_stage.RUNS.clear()
+    monkeypatch.setattr(pipeline, "STAGES", (
+        Stage("ingest", "tests.recommender.counting_stage", 0, "count"),
+        Stage("split", "tests.recommender.refusing_stage", 0, "refuse")))
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    with pytest.raises(InputError):
+        run_stages(BuildContext(bundle=b, config={"value": 1}, log=lambda m: None))
+    again = Bundle.open(b.root)
+    with pytest.raises(BundleError, match="being built"):
+        again.check_complete()
+    assert again.stage_record("ingest")["metrics"] == {"value": 1}
+
+
+def test_a_stage_not_available_for_the_bundle_keeps_it_servable(tiny_bundle, tmp_path):
+    # before: `mixmatch train --bundle B --stage keypoints` on a bundle without a
+    # FashionAI keypoint CSV (every MANGO bundle) stopped at once with "keypoints.csv
+    # missing", and the server then refused B as "being built"
+    import shutil
+
+    from api.cli import main
+    from recommender.engine import Engine
+
+    root = tmp_path / "b"
+    shutil.copytree(tiny_bundle, root)
+    before = (root / "manifest.json").read_text()
+    assert main(["train", "--bundle", str(root), "--stage", "keypoints"]) == 2
+    assert (root / "manifest.json").read_text() == before
+    assert len(Engine.load(root).catalog) > 0
