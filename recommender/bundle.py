@@ -262,9 +262,13 @@ class Bundle:
         stage as finished. Until :meth:`finish_build` the bundle's files may mix two
         builds (new features, the old model), so loading it for serving is refused
         (:meth:`check_complete`)."""
+        # the stages started and not finished since the bundle was last complete: a
+        # run of other stages must not clear the mark an interrupted one left
+        unfinished = [n for n in self.unfinished_stages() if n != name] + [name]
         self.manifest["building"] = {
             "stage": name,
-            "since": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+            "since": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "unfinished": unfinished}
         self.manifest.get("stages", {}).pop(name, None)
         self.manifest.get("metrics", {}).pop(name, None)
         self.save()
@@ -317,10 +321,33 @@ class Bundle:
                 out[os.path.relpath(p, self.root)] = (st.st_ino, st.st_size, st.st_mtime_ns)
         return out
 
-    def finish_build(self) -> None:
-        """Clear the mark :meth:`start_stage` set: every stage run has finished."""
-        if self.manifest.pop("building", None) is not None:
+    def unfinished_stages(self) -> list[str]:
+        """Stages started since the bundle was last complete and not recorded since
+        (a mark from before the list was kept names only its last stage)."""
+        building = self.manifest.get("building")
+        if not building:
+            return []
+        if isinstance(building, dict):
+            names = building.get("unfinished")
+            if not isinstance(names, list):
+                names = [building.get("stage")]
+        else:
+            names = [building]
+        return [str(n) for n in names if n and self.stage_record(str(n)) is None]
+
+    def finish_build(self, *, every_stage: bool = False) -> list[str]:
+        """Clear the mark :meth:`start_stage` set once every stage started since the
+        bundle was last complete has finished, or when ``every_stage`` (a build ran
+        every stage of its source to the end); returns the stages still unfinished.
+
+        Not whenever a run ends: after a build interrupted in ``features``, a
+        ``mixmatch graph`` (or a run whose stages are all up to date) must not make
+        loadable a bundle whose features are half rewritten and have no record.
+        """
+        pending = [] if every_stage else self.unfinished_stages()
+        if not pending and self.manifest.pop("building", None) is not None:
             self.save()
+        return pending
 
     def check_complete(self) -> None:
         """Raise BundleError when a build is running in this bundle, or was interrupted

@@ -141,5 +141,9 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
                                 extra={"seconds": round(elapsed, 2)})
         ctx.log(f"[{stage.name}] done in {elapsed:.1f}s")
         results[stage.name] = metrics
-    ctx.bundle.finish_build()
+    pending = ctx.bundle.finish_build(every_stage=names is None)
+    if pending:
+        ctx.log(f"bundle {ctx.bundle.root} stays marked as being built: stage(s) "
+                f"{', '.join(pending)} started earlier did not finish; run them "
+                f"(mixmatch build) before serving it")
     return results

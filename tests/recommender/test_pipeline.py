@@ -177,3 +177,47 @@ def test_a_stage_not_available_for_the_bundle_keeps_it_servable(tiny_bundle, tmp
     assert main(["train", "--bundle", str(root), "--stage", "keypoints"]) == 2
     assert (root / "manifest.json").read_text() == before
     assert len(Engine.load(root).catalog) > 0
+
+
+def test_a_run_of_other_stages_does_not_clear_an_interrupted_stages_mark(tmp_path,
+                                                                         monkeypatch):
+    # before: whichever run ended next cleared the mark, even one whose stages were all
+    # up to date: after a build interrupted in `split`, `--stages ingest` (or
+    # `mixmatch graph`) made the bundle loadable with split's outputs half rewritten
+    stages = (Stage("ingest", "tests.recommender.counting_stage", 0, "count"),
+              Stage("split", "tests.recommender.counting_stage", 0, "count"))
+    monkeypatch.setattr(pipeline, "STAGES", stages)
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    run_stages(BuildContext(bundle=b, config={"value": 1}, log=lambda m: None))
+
+    def interrupted(ctx):
+        ctx.bundle.path("out.txt").write_text("half")
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(counting_stage, "run_stage", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run_stages(BuildContext(bundle=b, config={"value": 1}, force=True,
+                                    log=lambda m: None), ["split"])
+    logs = []
+    run_stages(BuildContext(bundle=Bundle.open(b.root), config={"value": 1},
+                            log=logs.append), ["ingest"])
+    with pytest.raises(BundleError, match="being built"):
+        Bundle.open(b.root).check_complete()
+    assert "stage(s) split started earlier did not finish" in logs[-1]
+
+    run_stages(BuildContext(bundle=Bundle.open(b.root), config={"value": 1},
+                            log=lambda m: None), ["split"])
+    Bundle.open(b.root).check_complete()
+
+
+def test_a_full_build_clears_the_mark_of_a_stage_it_does_not_run(tmp_path, counting):
+    # a stage interrupted under another source (keypoints: demo only) is not run by
+    # this source's build: the build running every stage of its own source clears it
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    b.start_stage("keypoints")
+    run_stages(BuildContext(bundle=b, config={"value": 1}, log=lambda m: None), ["ingest"])
+    with pytest.raises(BundleError, match="being built"):
+        Bundle.open(b.root).check_complete()
+    run_stages(BuildContext(bundle=b, config={"value": 1}, log=lambda m: None))
+    Bundle.open(b.root).check_complete()
