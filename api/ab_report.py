@@ -32,13 +32,18 @@ from api.ab_analysis import variant_report, with_units
 from api.experiments import HOLDOUT, Experiments
 
 EXPOSURE_COLUMNS = ["request_id", "unit", "layer", "experiment", "variant", "forced",
-                    "endpoint", "ts", "bundle_version", "rules_version"]
+                    "endpoint", "ts", "bundle_version", "rules_version",
+                    "client_request_id"]
 EVENT_COLUMNS = ["request_id", "type", "item_id", "user_id", "session_id", "value",
                  "quantity", "ts"]
 
 
 def read_event_tables(db_path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(exposures, events) from an events database, opened read-only."""
+    """(exposures, events) from an events database, opened read-only.
+
+    A database written before ``client_request_id`` was logged reads with that column
+    empty. Events are tied to requests by :func:`tie_client_request_ids`.
+    """
     p = Path(db_path)
     if not p.is_file():
         raise NotFoundError(f"events database not found: {p}", field="events_db",
@@ -47,13 +52,40 @@ def read_event_tables(db_path: str | os.PathLike) -> tuple[pd.DataFrame, pd.Data
     # file name early and dropped mode=ro, so another file was opened read-write
     con = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
     try:
+        have = {r[1] for r in con.execute("PRAGMA table_info(exposures)")}
+        cols = [c if c in have else f"NULL AS {c}" for c in EXPOSURE_COLUMNS]
         exposures = pd.read_sql_query(
-            f"SELECT {', '.join(EXPOSURE_COLUMNS)} FROM exposures ORDER BY id", con)
+            f"SELECT {', '.join(cols)} FROM exposures ORDER BY id", con)
         events = pd.read_sql_query(
             f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY id", con)
     finally:
         con.close()
-    return exposures, events
+    return exposures, tie_client_request_ids(exposures, events)
+
+
+def tie_client_request_ids(exposures: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """``events`` with a client's X-Request-ID replaced by the server's request id,
+    where that client id named exactly one request.
+
+    Events carry the body's ``request_id`` (the server's, unique per response). A page
+    that sent its own X-Request-ID and posts events with it (what it got back in the
+    header) is tied when its id was unique; an id the client reused for several
+    requests (per session, constant) says nothing about which of them an event
+    followed, and is left untied rather than credited to all or the first of them.
+    """
+    if events.empty or "client_request_id" not in exposures.columns:
+        return events
+    known = set(exposures["request_id"])
+    pairs = (exposures.dropna(subset=["client_request_id"])
+             [["client_request_id", "request_id"]].drop_duplicates())
+    per_client = pairs.groupby("client_request_id")["request_id"]
+    unique = per_client.first()[per_client.nunique() == 1]
+    untied = ~events["request_id"].isin(known) & events["request_id"].isin(unique.index)
+    if not untied.any():
+        return events
+    out = events.copy()
+    out.loc[untied, "request_id"] = events.loc[untied, "request_id"].map(unique)
+    return out
 
 
 def experiment_exposures(exposures: pd.DataFrame, experiment: str,

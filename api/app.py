@@ -194,13 +194,21 @@ def _register_hooks(app: Flask) -> None:
     @app.before_request
     def _start():
         g.t0 = time.perf_counter()
+        # every response gets an id of its own: it keys the exposures and the events a
+        # page posts back. A client's X-Request-ID is not unique (a page may send one
+        # per session, or a constant): taken as the key, a session's exposures shared
+        # one id and the A/B report kept the first. It is kept apart, for tracing.
+        g.request_id = uuid.uuid4().hex
         rid = request.headers.get("X-Request-ID", "")
-        g.request_id = rid if _REQUEST_ID.fullmatch(rid) else uuid.uuid4().hex
+        g.client_request_id = rid if _REQUEST_ID.fullmatch(rid) else None
         serving.holder.maybe_check()
 
     @app.after_request
     def _finish(response):
-        response.headers["X-Request-ID"] = g.get("request_id", "")
+        # the client's own id echoed when it sent one (proxies and logs match on it);
+        # the body's ``request_id`` is the one events must carry
+        response.headers["X-Request-ID"] = (g.get("client_request_id")
+                                            or g.get("request_id", ""))
         _cors(app, response)
         assignment = g.get("assignment")
         # a HEAD answer shows the shopper nothing: no exposure (it would count a
@@ -224,6 +232,7 @@ def _log_exposure(serving: Serving, assignment, response) -> None:
         serving.events.add_exposures(
             g.request_id, assignment.unit, assignment.entries,
             endpoint=g.get("endpoint", request.endpoint or ""),
+            client_request_id=g.get("client_request_id"),
             bundle_version=state.bundle_version if state is not None else None,
             rules_version=rules_version_for(assignment))
     except Exception:

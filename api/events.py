@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS exposures (
     forced INTEGER NOT NULL DEFAULT 0,
     endpoint TEXT NOT NULL,
     bundle_version TEXT,
-    rules_version TEXT
+    rules_version TEXT,
+    client_request_id TEXT
 );
 CREATE INDEX IF NOT EXISTS exposures_request ON exposures(request_id);
 CREATE INDEX IF NOT EXISTS exposures_experiment ON exposures(experiment, variant);
@@ -95,6 +96,7 @@ class EventStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as con:  # create the schema once, up front
                 con.executescript(SCHEMA)
+                _migrate(con)
             con.close()
         except (OSError, sqlite3.DatabaseError) as exc:
             raise InputError(f"cannot open the events database {self.path}: {exc}",
@@ -144,17 +146,22 @@ class EventStore:
 
     def add_exposures(self, request_id: str, unit: str | None, entries, *, endpoint: str,
                       bundle_version: str | None, rules_version: str | None,
+                      client_request_id: str | None = None,
                       ts: float | None = None) -> list[int]:
-        """One row per (layer, experiment, variant, forced) entry of an assignment."""
+        """One row per (layer, experiment, variant, forced) entry of an assignment.
+
+        ``request_id`` is the server's own, unique per response; ``client_request_id``
+        the X-Request-ID the client sent, if any (not unique: kept for tracing)."""
         now = time.time() if ts is None else ts
         rows = [(now, request_id, unit, layer, exp, var, int(forced), endpoint,
-                 bundle_version, rules_version) for layer, exp, var, forced in entries]
+                 bundle_version, rules_version, client_request_id)
+                for layer, exp, var, forced in entries]
         if not rows:
             return []
         return self._write(
             "INSERT INTO exposures (ts, request_id, unit, layer, experiment, variant, "
-            "forced, endpoint, bundle_version, rules_version) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            "forced, endpoint, bundle_version, rules_version, client_request_id) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     # -- reading (tests, notebooks, metrics) ------------------------------------
     def count(self, table: str) -> int:
@@ -173,6 +180,21 @@ class EventStore:
 
     def describe(self) -> dict:
         return {"path": str(self.path)}
+
+
+def _migrate(con: sqlite3.Connection) -> None:
+    """Bring a database written by an older server up to :data:`SCHEMA` (columns
+    added since; ``CREATE TABLE IF NOT EXISTS`` leaves an existing table as it is).
+    Under the write lock, so servers starting together add a column once."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        cols = {r[1] for r in con.execute("PRAGMA table_info(exposures)")}
+        if "client_request_id" not in cols:
+            con.execute("ALTER TABLE exposures ADD COLUMN client_request_id TEXT")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def _as_real(value):

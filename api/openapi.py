@@ -127,7 +127,8 @@ def build_document(s: Schemas) -> dict:
         "info": {"title": "mixmatch", "version": "1",
                  "description": "Outfit recommendations for shop pages. Every JSON body "
                  "carries request_id, experiment, variant, bundle_version and "
-                 "rules_version."},
+                 "rules_version. request_id is unique to the response and is what "
+                 "events carry; a client's X-Request-ID is echoed in the header."},
         "paths": paths,
         "components": {"schemas": {"Error": ERROR_SCHEMA},
                        "securitySchemes": {"adminToken": {"type": "http",

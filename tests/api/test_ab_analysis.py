@@ -160,3 +160,18 @@ def test_the_default_experiment_is_one_with_assigned_units_not_qa_traffic():
     assert err.value.allowed == ["old"]
     with pytest.raises(NotFoundError, match="forced by QA"):
         most_exposed_experiment(exposures[exposures["forced"] == 1], "db")
+
+
+def test_events_keyed_by_a_client_request_id_are_tied_only_when_it_was_unique():
+    """A page posting events with its own X-Request-ID (what the header echoes) rather
+    than the body's request_id: tied to the one request that id named; an id reused
+    for several requests cannot say which of them a click followed and stays untied."""
+    from api.ab_report import tie_client_request_ids
+    exposures = pd.DataFrame({
+        "request_id": ["s1", "s1", "s2", "s3", "s4"],
+        "client_request_id": ["page-1", "page-1", "sess", "sess", None]})
+    events = pd.DataFrame({"request_id": ["page-1", "sess", "s4", "zz"],
+                           "type": ["click"] * 4})
+    tied = tie_client_request_ids(exposures, events)
+    assert tied["request_id"].tolist() == ["s1", "sess", "s4", "zz"]
+    assert events["request_id"].tolist() == ["page-1", "sess", "s4", "zz"]   # a copy

@@ -324,3 +324,36 @@ def test_a_head_request_logs_no_exposure(ab_app):
     r = c.get(f"/v1/items/{item}/complements?user_id=head-user")
     assert events.query("SELECT COUNT(*) FROM exposures WHERE request_id = ?",
                         (r.headers["X-Request-ID"],))[0][0] >= 1
+
+
+def test_a_reused_client_request_id_loses_no_exposure_and_no_outcome(ab_app):
+    """A shop page sending one X-Request-ID per session (or a constant one): the server
+    took it as the request's id, so every response of the session was logged under
+    the same id and the A/B report kept the first exposure only (two of three units
+    lost here), and a click posted with that id counted for every one of them. The
+    server now gives every response its own id (the body's ``request_id``, which
+    events carry), keeps the client's in the exposures as ``client_request_id`` and
+    echoes it in the X-Request-ID header."""
+    from api.ab_report import ab_summary, read_event_tables
+    app, item, _first, _exps = ab_app
+    c = app.test_client()
+    store = app.extensions["mixmatch"].events
+    rids = []
+    for user in ("u1", "u2", "u3"):
+        r = c.get(f"/v1/items/{item}/complements?k=3&user_id={user}",
+                  headers={"X-Request-ID": "shop-session-1"})
+        assert r.status_code == 200 and r.headers["X-Request-ID"] == "shop-session-1"
+        rids.append(r.get_json()["request_id"])
+    assert len(set(rids)) == 3 and "shop-session-1" not in rids
+    assert c.post("/v1/events", json={"type": "click", "request_id": rids[1],
+                                      "item_id": item}).status_code == 201
+    assert {cid for (cid,) in store.query(
+        "SELECT DISTINCT client_request_id FROM exposures")} == {"shop-session-1"}
+    exposures, events = read_event_tables(store.path)
+    rep = ab_summary(exposures, events, "strat")
+    assert rep["counts"]["units"].sum() == 3 and rep["counts"]["exposures"].sum() == 3
+    clicks = rep["variants"].set_index("event").loc["click"]
+    assert clicks["units"].sum() == 3 and clicks["conversions"].sum() == 1
+    # without one, the header carries the server's id, as before
+    r = c.get(f"/v1/items/{item}/complements?k=3&user_id=u4")
+    assert r.headers["X-Request-ID"] == r.get_json()["request_id"]

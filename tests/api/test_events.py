@@ -174,3 +174,37 @@ def test_an_unusable_events_database_is_named_as_bad_configuration(tmp_path, kin
     with pytest.raises(InputError) as err:
         create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "EVENTS_DB": path})
     assert err.value.field == "EVENTS_DB" and path in str(err.value)
+
+
+OLD_SCHEMA = """CREATE TABLE exposures (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, request_id TEXT NOT NULL,
+    unit TEXT, layer TEXT NOT NULL, experiment TEXT NOT NULL, variant TEXT NOT NULL,
+    forced INTEGER NOT NULL DEFAULT 0, endpoint TEXT NOT NULL, bundle_version TEXT,
+    rules_version TEXT);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, request_id TEXT NOT NULL,
+    type TEXT NOT NULL, item_id TEXT, user_id TEXT, session_id TEXT, value REAL,
+    quantity INTEGER);
+INSERT INTO exposures (ts, request_id, unit, layer, experiment, variant, endpoint)
+    VALUES (1.0, 'old-1', 'u1', 'l', 'e', 'a', 'complements');"""
+
+
+def test_a_database_from_before_client_request_ids_is_read_and_migrated(tmp_path):
+    """Exposures now record the client's X-Request-ID: a database written by an older
+    server (no such column) is read as it is, with the column empty, and a server
+    opening it adds the column and keeps the rows it had."""
+    from api.ab_report import read_event_tables
+    db = tmp_path / "events.db"
+    con = sqlite3.connect(db)
+    con.executescript(OLD_SCHEMA)
+    con.close()
+    exposures, _ = read_event_tables(db)            # read-only: not migrated
+    assert exposures["request_id"].tolist() == ["old-1"]
+    assert exposures["client_request_id"].isna().all()
+    store = EventStore(db)
+    store.add_exposures("new-1", "u2", [("l", "e", "b", False)], endpoint="complements",
+                        bundle_version=None, rules_version=None, client_request_id="c-1")
+    assert store.query("SELECT request_id, client_request_id FROM exposures ORDER BY id"
+                       ) == [("old-1", None), ("new-1", "c-1")]
+    store.close()
+    EventStore(db).close()                          # a second open migrates nothing
