@@ -21,7 +21,8 @@ MAX_CONTENT_LENGTH  largest request body in bytes (413 above)
 MAX_IMAGE_BYTES     largest image upload in bytes (413 above)
 MAX_IMAGE_PIXELS    largest declared width x height of an upload (413 above)
 LIMITS         overrides of :class:`api.schemas.Limits` (max_k, max_items, ...)
-WATCH_INTERVAL seconds between file checks per worker (0: no watch)
+WATCH_INTERVAL seconds between file checks per worker (0: no watch; an admin reload
+               still reaches every worker, whose control file is read each second)
 WARM_VISION    true (default): each gunicorn worker loads the perception models in
                the background as it starts, so the first photo sent to /v1/analyze
                or POST /v1/search does not wait ~2 s for them (see warm_vision);

@@ -16,7 +16,9 @@ manifest, the rules files and the control file; a change starts a reload in a
 background thread (requests keep being served by the old state meanwhile). The control
 file carries admin reloads to every gunicorn worker: the worker that took the request
 validates and swaps, then writes the new paths there; the others follow on their next
-check.
+check. With the watch off (``WATCH_INTERVAL = 0``) the control file alone is still read,
+at most once per :data:`CONTROL_INTERVAL` seconds, so every worker follows an admin
+reload.
 
 Examples
 --------
@@ -54,6 +56,8 @@ log = logging.getLogger(__name__)
 
 EXTENSION = "mixmatch"
 DEFAULT_RULES = "default"
+#: Seconds between reads of the control file per worker when the file watch is off.
+CONTROL_INTERVAL = 1.0
 
 
 class ReloadRefused(InputError):
@@ -221,7 +225,8 @@ class StateHolder:
     spec : dict
         What to build first (paths).
     watch_interval : float
-        Seconds between file checks per worker (0: no watch).
+        Seconds between file checks per worker (0: no watch of the bundle and rules
+        files; the control file is still read every ``CONTROL_INTERVAL`` seconds).
     control_file : path, optional
         Shared file through which an admin reload reaches every worker.
     signature : callable(spec) -> tuple, optional
@@ -307,23 +312,32 @@ class StateHolder:
         """Check the files if ``watch_interval`` has passed; start a reload on change.
 
         Cheap when nothing is due (one comparison). Returns True when a reload started.
+        With the watch off (``watch_interval`` 0) only the control file is read, every
+        :data:`CONTROL_INTERVAL` seconds: an admin reload another worker took must reach
+        this one too (it did only while the watch ran, so with the watch off the
+        workers served different bundles until restarted).
         """
-        if self.watch_interval <= 0:
+        watching = self.watch_interval > 0
+        if not watching and self.control_file is None:
             return False
+        interval = self.watch_interval if watching else CONTROL_INTERVAL
         now = time.monotonic() if now is None else now
         if now < self._next_check or not self._check_lock.acquire(blocking=False):
             return False
         try:
-            self._next_check = now + self.watch_interval
+            self._next_check = now + interval
             self._apply_control_file()
             if not self.spec.get("bundle"):
                 return False   # nothing to watch until a bundle is configured
-            try:
-                sig = self._signature(self.spec)
-            except OSError:
-                sig = None
-            if not self._pending and (sig == self._sig or sig == self._failed_sig):
-                return False
+            if not self._pending:
+                if not watching:
+                    return False   # the files' stats are not compared with the watch off
+                try:
+                    sig = self._signature(self.spec)
+                except OSError:
+                    sig = None
+                if sig == self._sig or sig == self._failed_sig:
+                    return False
             if self._lock.locked():
                 return False   # a reload is already running (a publication stays pending)
             if background:

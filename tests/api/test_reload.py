@@ -424,3 +424,56 @@ def test_an_admin_reload_of_the_same_paths_is_re_read_by_every_worker(tmp_path):
     assert w2.maybe_check(now=30.0, background=False) is True
     assert w2.current().version == 2
     assert w2.maybe_check(now=31.0, background=False) is False   # once per publication
+
+
+def test_with_the_watch_off_an_admin_reload_still_reaches_every_worker(tmp_path):
+    """WATCH_INTERVAL = 0 turned off the reading of the control file too: the worker
+    that took POST /admin/reload served the new bundle and the others the old one
+    until restarted. The control file alone is read (once a second); the bundle's
+    files are not watched."""
+    from api.state import CONTROL_INTERVAL
+    a_file, b_file = tmp_path / "a.json", tmp_path / "b.json"
+    write(a_file, 1)
+    write(b_file, 7)
+    control = tmp_path / "control.json"
+    w1 = StateHolder(build, {"bundle": str(a_file)}, signature=sig, control_file=control)
+    w2 = StateHolder(build, {"bundle": str(a_file)}, signature=sig, control_file=control)
+    w1.reload(bundle=str(b_file), publish=True)
+    assert w2.maybe_check(now=40.0, background=False) is True
+    assert w2.current().version == 7 and w2.spec["bundle"] == str(b_file)
+    assert w2.maybe_check(now=40.0 + CONTROL_INTERVAL, background=False) is False
+    write(b_file, 8)                      # a file change alone: not watched
+    os.utime(b_file, ns=(0, 10**9))
+    assert w2.maybe_check(now=40.0 + 2 * CONTROL_INTERVAL, background=False) is False
+    assert w2.current().version == 7
+    w1.reload(publish=True)               # an admin reload of the same paths
+    assert w2.maybe_check(now=40.0 + 2.5 * CONTROL_INTERVAL, background=False) is False
+    assert w2.maybe_check(now=40.0 + 3 * CONTROL_INTERVAL, background=False) is True
+    assert w2.current().version == 8
+    # no control file: nothing to read
+    w3 = StateHolder(build, {"bundle": str(a_file)}, signature=sig)
+    assert w3.maybe_check(now=40.0, background=False) is False
+
+
+def test_with_the_watch_off_two_apps_follow_one_admin_reload(tmp_path):
+    """The same through the app: two workers (apps sharing DATA_DIR, so one control
+    file) with WATCH_INTERVAL = 0; the reload posted to one is served by both."""
+    import types
+    from api import create_app
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    cfg = {"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "ADMIN_TOKEN": "s3cret",
+           "WATCH_INTERVAL": 0, "BUNDLE": str(tmp_path / "a"), "WARM_VISION": False,
+           "ENGINE_LOADER": lambda p: types.SimpleNamespace(bundle_version=Path(p).name)}
+    w1, w2 = create_app(cfg), create_app(cfg)
+    r = w1.test_client().post("/admin/reload", json={"bundle": str(tmp_path / "b")},
+                              headers={"Authorization": "Bearer s3cret"})
+    assert r.status_code == 200 and r.get_json()["bundle_version"] == "b"
+    holder = w2.extensions["mixmatch"].holder
+    deadline = time.monotonic() + 10
+    while holder.current().bundle_version != "b" and time.monotonic() < deadline:
+        assert w2.test_client().get("/healthz").status_code == 200
+        time.sleep(0.05)
+    assert holder.current().bundle_version == "b" and holder.reloads == 1
+    for app in (w1, w2):
+        app.extensions["mixmatch"].events.close()
