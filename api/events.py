@@ -27,6 +27,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Iterable
 
@@ -87,6 +88,17 @@ class EventStore:
         self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._pid = os.getpid()
+        # every thread's connection, so close() reaches them all, not only its own:
+        # (pid, thread, connection), the pid so a forked worker never closes its
+        # parent's, the thread so one that ended (a dev server's per-request thread)
+        # has its connection closed rather than kept open by this list
+        self._cons: list[tuple[int, weakref.ref, sqlite3.Connection]] = []
+        self._cons_lock = threading.Lock()
+        self._generation = 0       # bumped by close(): threads then open new connections
+        # a store dropped without close() (an app torn down) closes its connections when
+        # collected, not left to the connections' own finalizers
+        self._finalizer = weakref.finalize(self, _close_connections, self._cons,
+                                           self._cons_lock)
         # named as configuration errors: the server must refuse to start with a clear
         # message (exit 2), not a traceback from mkdir or sqlite3
         if self.path.is_dir():
@@ -103,8 +115,10 @@ class EventStore:
                              field="EVENTS_DB", value=str(self.path)) from exc
 
     def _connect(self) -> sqlite3.Connection:
+        # used by one thread only (the thread-local below); not checked by sqlite3 so
+        # that close() may close it from another (SQLite is built serialized)
         con = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
-                              isolation_level=None, check_same_thread=True)
+                              isolation_level=None, check_same_thread=False)
         con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
         con.execute("PRAGMA journal_mode=WAL")
         # FULL: the WAL is fsynced at every commit, so an acknowledged event survives
@@ -113,11 +127,21 @@ class EventStore:
         return con
 
     def _con(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
-        if con is None or self._local.pid != os.getpid():
-            # a forked worker must not reuse its parent's connection
+        local, pid = self._local, os.getpid()
+        con = getattr(local, "con", None)
+        if con is None or local.pid != pid or local.generation != self._generation:
+            # a forked worker must not reuse its parent's connection, nor a thread one
+            # that close() closed
+            generation = self._generation
             con = self._connect()
-            self._local.con, self._local.pid = con, os.getpid()
+            with self._cons_lock:
+                ended = [c for owner, t, c in self._cons
+                         if owner == pid and not _alive(t())]
+                self._cons[:] = [e for e in self._cons if e[2] not in ended]
+                self._cons.append((pid, weakref.ref(threading.current_thread()), con))
+            for c in ended:
+                c.close()
+            local.con, local.pid, local.generation = con, pid, generation
         return con
 
     def _write(self, sql: str, rows: list[tuple]) -> list[int]:
@@ -173,13 +197,32 @@ class EventStore:
         return self._con().execute(sql, params).fetchall()
 
     def close(self) -> None:
-        con = getattr(self._local, "con", None)
-        if con is not None:
-            con.close()
-            self._local.con = None
+        """Close the connections of every thread of this process (they were closed for
+        the calling thread only, and the others kept the database's files open). Call
+        it once requests are done; a later use opens a new connection."""
+        with self._cons_lock:
+            self._generation += 1
+        _close_connections(self._cons, self._cons_lock)
 
     def describe(self) -> dict:
         return {"path": str(self.path)}
+
+
+def _close_connections(cons: list, lock: threading.Lock) -> None:
+    """Close and forget the connections this process opened. A parent's, inherited
+    through fork, are left alone and kept referenced: closing one here (or letting it
+    be collected, which closes it) could checkpoint and remove the WAL the parent
+    still uses."""
+    pid = os.getpid()
+    with lock:
+        mine = [con for owner, _thread, con in cons if owner == pid]
+        cons[:] = [e for e in cons if e[0] != pid]
+    for con in mine:
+        con.close()
+
+
+def _alive(thread: threading.Thread | None) -> bool:
+    return thread is not None and thread.is_alive()
 
 
 def _migrate(con: sqlite3.Connection) -> None:

@@ -21,8 +21,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def app(tmp_path):
-    return create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data"),
-                       "ADMIN_TOKEN": "s3cret", "WATCH_INTERVAL": 0})
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data"),
+                      "ADMIN_TOKEN": "s3cret", "WATCH_INTERVAL": 0})
+    yield app
+    app.extensions["mixmatch"].events.close()   # its files, not left to the collector
 
 
 @pytest.fixture
@@ -117,6 +119,8 @@ def served_bundle(request, tmp_path_factory):
 
 @pytest.fixture
 def served_app(served_bundle, tmp_path):
-    return create_app({"TESTING": True, "BUNDLE": str(served_bundle),
-                       "DATA_DIR": str(tmp_path / "data"), "ADMIN_TOKEN": "s3cret",
-                       "WATCH_INTERVAL": 0})
+    app = create_app({"TESTING": True, "BUNDLE": str(served_bundle),
+                      "DATA_DIR": str(tmp_path / "data"), "ADMIN_TOKEN": "s3cret",
+                      "WATCH_INTERVAL": 0})
+    yield app
+    app.extensions["mixmatch"].events.close()

@@ -208,3 +208,80 @@ def test_a_database_from_before_client_request_ids_is_read_and_migrated(tmp_path
                        ) == [("old-1", None), ("new-1", "c-1")]
     store.close()
     EventStore(db).close()                          # a second open migrates nothing
+
+
+def open_files(prefix) -> list[str]:
+    """The files under ``prefix`` this process holds open (Linux: /proc/self/fd)."""
+    import os
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(prefix)):
+            out.append(target)
+    return out
+
+
+needs_proc = pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/fd"),
+                                reason="counts open files through /proc/self/fd")
+
+
+@needs_proc
+def test_close_closes_every_threads_connection(tmp_path):
+    """Connections are per thread, and close() closed the calling thread's only: the
+    database, its WAL and shared-memory files stayed open in every other thread that
+    had written (a server's worker threads, a test's pool) until it ended."""
+    store = EventStore(tmp_path / "ev.db")
+    wrote, release = threading.Barrier(4), threading.Event()
+
+    def worker(t):
+        store.add_events([{"type": "click", "request_id": f"t{t}"}])
+        wrote.wait(10)
+        assert release.wait(10)
+        store.add_events([{"type": "click", "request_id": f"again{t}"}])   # reopens
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(3)]
+    for t in threads:
+        t.start()
+    wrote.wait(10)
+    assert store.count("events") == 3 and open_files(tmp_path)
+    store.close()
+    assert open_files(tmp_path) == []
+    release.set()
+    for t in threads:
+        t.join()
+    assert store.count("events") == 6
+    store.close()
+    assert open_files(tmp_path) == []
+
+
+@needs_proc
+def test_connections_of_ended_threads_do_not_pile_up(tmp_path):
+    """A dev server runs each request in a new thread: the store's list of connections
+    (kept so close() reaches them all) must not keep theirs open after they end."""
+    import gc
+    store = EventStore(tmp_path / "ev.db")
+    gc.disable()   # closed by the store, not by the collector
+    try:
+        for i in range(30):
+            t = threading.Thread(target=store.add_events,
+                                 args=([{"type": "click", "request_id": f"r{i}"}],))
+            t.start()
+            t.join()
+        assert len(open_files(tmp_path)) <= 4
+    finally:
+        gc.enable()
+    assert store.count("events") == 30
+    store.close()
+
+
+def test_a_store_dropped_without_close_closes_its_connections(tmp_path):
+    """An app torn down without closing its store (tests build hundreds): the store's
+    connections are closed with it, not left to each connection's own finalizer."""
+    store = EventStore(tmp_path / "ev.db")
+    con = store._con()
+    del store
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        con.execute("SELECT 1")
