@@ -151,7 +151,19 @@ RESPONSES: dict[str, dict] = {
     "healthz": _response({"status": {"type": "string", "enum": ["ok", "no_bundle"]},
                           "items": {"type": ["integer", "null"]},
                           "loaded_at": {"type": ["number", "null"]},
-                          "vision_loaded": {"type": "boolean"}}, ["status"]),
+                          "vision_loaded": {"type": "boolean"},
+                          "reloads": {"type": "integer"},
+                          "reload_failures": {"type": "integer"},
+                          "last_error": {"type": ["string", "null"],
+                                         "description": "why this worker's last reload "
+                                         "was refused (null once one succeeds)"},
+                          "failed_target": {
+                              "type": ["object", "null"],
+                              "description": "the paths that reload tried; rules null: "
+                              "the bundle's own",
+                              "properties": {"bundle": {"type": ["string", "null"]},
+                                             "rules": {"type": ["string", "null"]}}}},
+                         ["status"]),
     "reload": _response({"reloaded": {"type": "boolean"},
                          "previous": {"type": "object"}}, ["reloaded"]),
 }

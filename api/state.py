@@ -253,6 +253,9 @@ class StateHolder:
         self.reloads = 0
         self.reload_failures = 0
         self.last_error: str | None = None
+        # the paths the failed reload tried ({"bundle", "rules"}; rules None: the
+        # bundle's own): with several workers, which publication this one could not load
+        self.failed_target: dict | None = None
         # the configuration we start with wins over what an earlier run published; only
         # reloads published from now on are followed
         self._control_seen = self._read_control().get("token")
@@ -286,6 +289,8 @@ class StateHolder:
                 self.reload_failures += 1
                 self._failed_sig = sig
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                self.failed_target = {"bundle": _path_or_none(spec.get("bundle")),
+                                      "rules": _path_or_none(spec.get("rules"))}
                 log.warning("reload refused, previous state keeps serving: %s",
                             self.last_error)
                 raise ReloadRefused(f"reload refused, the previous version keeps "
@@ -301,7 +306,7 @@ class StateHolder:
             if rules:
                 self.spec["rules"] = rules
             self._sig, self._failed_sig = sig, None
-            self.last_error = None
+            self.last_error = self.failed_target = None
             self.reloads += 1 if old is not None else 0
             if publish:
                 self._publish(spec)
@@ -394,7 +399,11 @@ class StateHolder:
 
     def describe(self) -> dict:
         return {"reloads": self.reloads, "reload_failures": self.reload_failures,
-                "last_error": self.last_error}
+                "last_error": self.last_error, "failed_target": self.failed_target}
+
+
+def _path_or_none(path) -> str | None:
+    return str(path) if path else None
 
 
 def _failed_field(exc: Exception, bundle, rules) -> str:

@@ -477,3 +477,58 @@ def test_with_the_watch_off_two_apps_follow_one_admin_reload(tmp_path):
     assert holder.current().bundle_version == "b" and holder.reloads == 1
     for app in (w1, w2):
         app.extensions["mixmatch"].events.close()
+
+
+def test_healthz_names_the_published_target_this_worker_failed_to_load(tmp_path):
+    """A bundle published by another worker broke before this one read it: /healthz
+    said this worker's last reload failed (last_error) but not what it had tried to
+    load, so an operator could not tell which publication, or whether a rules file or
+    the bundle, was the one to fix. ``failed_target`` names the paths, and the
+    OpenAPI document describes it."""
+    import jsonschema
+    import types
+    from api import create_app
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+
+    def loader(path):
+        if (Path(path) / "broken").exists():
+            raise ValueError(f"{path} is broken")
+        return types.SimpleNamespace(bundle_version=Path(path).name)
+
+    cfg = {"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "ADMIN_TOKEN": "s3cret",
+           "WATCH_INTERVAL": 0, "BUNDLE": str(tmp_path / "a"), "WARM_VISION": False,
+           "ENGINE_LOADER": loader}
+    w1, w2 = create_app(cfg), create_app(cfg)
+    assert w1.test_client().post("/admin/reload", json={"bundle": str(tmp_path / "b")},
+                                 headers={"Authorization": "Bearer s3cret"}
+                                 ).status_code == 200
+    (tmp_path / "b" / "broken").write_text("")
+    holder = w2.extensions["mixmatch"].holder
+    c = w2.test_client()
+    deadline = time.monotonic() + 10
+    while holder.reload_failures == 0 and time.monotonic() < deadline:
+        c.get("/healthz")
+        time.sleep(0.05)
+    r = c.get("/healthz")
+    body = r.get_json()
+    assert r.status_code == 200 and body["status"] == "ok"    # bundle a still serves
+    assert "is broken" in body["last_error"]
+    assert body["failed_target"] == {"bundle": str(tmp_path / "b"), "rules": None}
+    doc = c.get("/openapi.json").get_json()
+    schema = doc["paths"]["/healthz"]["get"]["responses"]["200"]["content"][
+        "application/json"]["schema"]
+    assert {"last_error", "failed_target"} <= set(schema["properties"])
+    jsonschema.validate(body, schema)
+    (tmp_path / "b" / "broken").unlink()                      # fixed: loaded, cleared
+    assert w1.test_client().post("/admin/reload", headers={
+        "Authorization": "Bearer s3cret"}).status_code == 200
+    deadline = time.monotonic() + 10
+    while holder.current().bundle_version != "b" and time.monotonic() < deadline:
+        c.get("/healthz")
+        time.sleep(0.05)
+    body = c.get("/healthz").get_json()
+    assert body["failed_target"] is None and body["last_error"] is None
+    for app in (w1, w2):
+        app.extensions["mixmatch"].events.close()
