@@ -382,6 +382,15 @@ class StateHolder:
         if not token or token == self._control_seen:
             return False
         self._control_seen = token
+        # paths only: a hand-edited file naming a list or a number put it in the spec,
+        # and the watch's stat of it then raised TypeError in every request that checked
+        bad = [k for k in ("bundle", "rules")
+               if data.get(k) is not None and not isinstance(data[k], str)]
+        if bad:
+            self.last_error = (f"control file {self.control_file}: {bad[0]} must be a "
+                               f"path, got {data[bad[0]]!r:.80}; publication ignored")
+            log.warning("%s", self.last_error)
+            return False
         for key in ("bundle", "rules"):
             if data.get(key):
                 self.spec[key] = data[key]

@@ -532,3 +532,26 @@ def test_healthz_names_the_published_target_this_worker_failed_to_load(tmp_path)
     assert body["failed_target"] is None and body["last_error"] is None
     for app in (w1, w2):
         app.extensions["mixmatch"].events.close()
+
+
+@pytest.mark.parametrize("bad", [["b.json"], 7.5, {"path": "b.json"}])
+def test_a_control_file_naming_no_path_is_ignored_not_a_500(tmp_path, bad):
+    """A hand-edited control file naming a list or a number: the worker put it in its
+    spec, and from then on the watch's stat of it raised TypeError, a 500 for every
+    request that made the check. It is ignored (and said so in last_error); the next
+    valid publication is followed."""
+    a_file, b_file = tmp_path / "a.json", tmp_path / "b.json"
+    write(a_file, 1)
+    write(b_file, 7)
+    control = tmp_path / "control.json"
+    w = StateHolder(build, {"bundle": str(a_file)}, signature=sig, watch_interval=1.0,
+                    control_file=control)
+    control.write_text(json.dumps({"token": "hand", "bundle": bad}))
+    assert w.maybe_check(now=60.0, background=False) is False
+    assert w.maybe_check(now=61.0, background=False) is False
+    assert w.spec["bundle"] == str(a_file) and w.current().version == 1
+    assert "must be a path" in w.describe()["last_error"]
+    StateHolder(build, {"bundle": str(a_file)}, signature=sig,
+                control_file=control).reload(bundle=str(b_file), publish=True)
+    assert w.maybe_check(now=62.0, background=False) is True
+    assert w.current().version == 7 and w.describe()["last_error"] is None
