@@ -165,6 +165,10 @@ RESPONSES: dict[str, dict] = {
                                              "rules": {"type": ["string", "null"]}}}},
                          ["status"]),
     "reload": _response({"reloaded": {"type": "boolean"},
+                         "published": {"type": "boolean",
+                                       "description": "whether the other workers were "
+                                       "told (false: see warning)"},
+                         "warning": {"type": "string"},
                          "previous": {"type": "object"}}, ["reloaded"]),
 }
 

@@ -256,6 +256,9 @@ class StateHolder:
         # the paths the failed reload tried ({"bundle", "rules"}; rules None: the
         # bundle's own): with several workers, which publication this one could not load
         self.failed_target: dict | None = None
+        # why the last reload asked to publish could not (None: it did); read by the
+        # admin route right after its reload (two at once may see each other's)
+        self.publish_error: str | None = None
         # the configuration we start with wins over what an earlier run published; only
         # reloads published from now on are followed
         self._control_seen = self._read_control().get("token")
@@ -309,7 +312,17 @@ class StateHolder:
             self.last_error = self.failed_target = None
             self.reloads += 1 if old is not None else 0
             if publish:
-                self._publish(spec)
+                # the swap stands: this worker serves the new state whether or not the
+                # others can be told (the admin route says which); raised, it was a 500
+                # "internal error" for a reload that had happened
+                try:
+                    self._publish(spec)
+                    self.publish_error = None
+                except OSError as exc:
+                    self.publish_error = (f"the other workers were not told (cannot "
+                                          f"write the control file {self.control_file}: "
+                                          f"{exc.strerror or exc})")
+                    log.warning("reloaded, but %s", self.publish_error)
             return new, old
 
     # -- watch ----------------------------------------------------------------

@@ -54,5 +54,8 @@ def reload():
     holder = get_serving().holder
     new, old = holder.reload(bundle=body.get("bundle"), rules=body.get("rules"),
                              publish=True)
-    return respond({"reloaded": True, **new.describe(),
+    published = holder.publish_error is None
+    extra = {} if published else {"warning": f"reloaded in this worker only: "
+                                             f"{holder.publish_error}"}
+    return respond({"reloaded": True, "published": published, **extra, **new.describe(),
                     "previous": old.describe() if old is not None else {}})

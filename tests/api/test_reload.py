@@ -555,3 +555,31 @@ def test_a_control_file_naming_no_path_is_ignored_not_a_500(tmp_path, bad):
                 control_file=control).reload(bundle=str(b_file), publish=True)
     assert w.maybe_check(now=62.0, background=False) is True
     assert w.current().version == 7 and w.describe()["last_error"] is None
+
+
+def test_an_admin_reload_that_cannot_publish_says_so_instead_of_500(tmp_path):
+    """DATA_DIR not writable (a bundle on a read-only mount, with the events database
+    elsewhere): the worker swapped in the new bundle, then writing the control file
+    raised and the admin route answered 500 'internal error', for a reload that had
+    happened here and would reach no other worker. It answers 200 with
+    ``published: false`` and a warning naming the control file."""
+    import types
+    from api import create_app
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "data" / "control.json").mkdir(parents=True)   # cannot be written
+    cfg = {"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "ADMIN_TOKEN": "s3cret",
+           "WATCH_INTERVAL": 0, "BUNDLE": str(tmp_path / "a"), "WARM_VISION": False,
+           "ENGINE_LOADER": lambda p: types.SimpleNamespace(bundle_version=Path(p).name)}
+    app = create_app(cfg)
+    c = app.test_client()
+    r = c.post("/admin/reload", json={"bundle": str(tmp_path / "b")},
+               headers={"Authorization": "Bearer s3cret"})
+    assert r.status_code == 200, r.get_json()
+    body = r.get_json()
+    assert body["bundle_version"] == "b" and body["published"] is False
+    assert "control.json" in body["warning"] and "this worker only" in body["warning"]
+    (tmp_path / "data" / "control.json").rmdir()
+    body = c.post("/admin/reload", headers={"Authorization": "Bearer s3cret"}).get_json()
+    assert body["published"] is True and "warning" not in body
+    app.extensions["mixmatch"].events.close()
