@@ -184,6 +184,9 @@ class LocalServer:
             self._server.server_close()
             self._thread.join(timeout=10)
             self._server = None
+            # the events database's files: each request ran in a thread of its own, and
+            # the last one's connection stayed open for as long as the app was kept
+            self.app.extensions["mixmatch"].events.close()
 
     def __enter__(self) -> str:
         return self.start()

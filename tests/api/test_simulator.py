@@ -173,3 +173,34 @@ def test_publish_rules_by_watch_and_by_admin_reload(tiny, tmp_path):
         with pytest.raises(ApiError) as err:
             publish_rules(url, str(other), "a-3", probe_item="t0", admin_token="wrong")
         assert err.value.status == 401
+
+
+def test_a_stopped_local_server_leaves_no_database_file_open(tmp_path):
+    """A notebook starts and stops LocalServer several times: stopping it left the
+    events database (and its WAL) open in the process for as long as the app lived."""
+    import gc
+    import os
+    from api.client import post_json
+
+    def open_files():
+        out = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue
+            out += [target] if target.startswith(str(tmp_path)) else []
+        return out
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("counts open files through /proc/self/fd")
+    gc.disable()   # closed by stop(), not by the collector
+    try:
+        server = LocalServer({"DATA_DIR": str(tmp_path / "data"), "WATCH_INTERVAL": 0})
+        with server as url:
+            for i in range(3):
+                post_json(url + "/v1/events", {"type": "click", "request_id": f"r{i}"})
+            assert open_files()
+        assert open_files() == []
+    finally:
+        gc.enable()
