@@ -22,13 +22,15 @@ reload.
 
 Examples
 --------
->>> import json, tempfile, os
->>> d = tempfile.mkdtemp(); p = os.path.join(d, "v.json")
->>> _ = open(p, "w").write('{"v": 1}')
->>> holder = StateHolder(lambda spec: json.load(open(spec["bundle"])), {"bundle": p})
+>>> import json, tempfile
+>>> from pathlib import Path
+>>> p = Path(tempfile.mkdtemp()) / "v.json"
+>>> _ = p.write_text('{"v": 1}')
+>>> holder = StateHolder(lambda spec: json.loads(Path(spec["bundle"]).read_text()),
+...                      {"bundle": str(p)})
 >>> holder.current()["v"]
 1
->>> _ = open(p, "w").write('{"v": ')          # broken: refused, old state serves
+>>> _ = p.write_text('{"v": ')                # broken: refused, old state serves
 >>> holder.reload()                             # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
