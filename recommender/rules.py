@@ -38,10 +38,14 @@ group of a response (a cross-sell group, the up-sell list, a search result):
 8. **dedupe across groups** -- an item already shown in an earlier group (or an
    anchor item) is not shown again.
 9. **cut to k** -- the first k survivors, pinned items placed at their positions.
-10. **fallback fill** -- a group left with fewer than k items is filled from the
-    *unfiltered* ranking of that group, skipping excluded ids, out-of-stock items
-    when ``in_stock_only``, and items already shown; filled items carry
-    ``"fallback": true``. ``[fallback] enabled = false`` turns it off.
+10. **fallback fill** -- a group left with fewer than k items by the caps (7) is
+    filled from the ranking of that group, in the strategy's order, with items the
+    caps removed; filled items carry ``"fallback": true``. The fill obeys every
+    other rule: the filters (1: excluded ids, categories and attribute values, the
+    ``include_*`` allow-lists, the price range), stock (2), the up-sell price band
+    (6) and dedupe (8), so *an item a rule excludes is never shown, not even as a
+    fallback*; a group the filters shorten stays short. ``[fallback] enabled =
+    false`` turns it off.
 
 Conflicts: exclusion beats pinning; a pin at a position beyond the group's
 length lands at the end; two pins at one position keep file order (the later
@@ -572,18 +576,14 @@ def _match(table: ItemTable, idx: np.ndarray, field: str, values: Sequence[str])
     return np.isin(table.column(field)[idx], np.asarray(values, dtype=object))
 
 
-def _hard_ok(rules: Rules, table: ItemTable, idx: np.ndarray) -> np.ndarray:
-    """Steps that even fallback respects: excluded ids and stock."""
+def _filters_ok(rules: Rules, table: ItemTable, idx: np.ndarray) -> np.ndarray:
+    """Steps 1-2 (filters, stock): which of ``idx`` may be shown at all, pinned or
+    filled in by the fallback included."""
     ok = np.ones(len(idx), dtype=bool)
     if rules.exclude_ids:
         ok &= ~np.isin(table.ids[idx], list(rules.exclude_ids))
     if rules.in_stock_only and table.has_stock:
         ok &= table.in_stock[idx]
-    return ok
-
-
-def _filters_ok(rules: Rules, table: ItemTable, idx: np.ndarray) -> np.ndarray:
-    ok = _hard_ok(rules, table, idx)
     if rules.include_ids:
         ok &= np.isin(table.ids[idx], list(rules.include_ids))
     cats = table.category[idx]
@@ -787,14 +787,18 @@ def apply_rules(groups: list[Group], rules: Rules, table: ItemTable, *, k: int,
         group_seen.update(it["idx"] for it in items)
         if rules.dedupe:
             shown.update(group_seen)
-        # step 10: fallback fill from the unfiltered ranking
+        # step 10: fallback fill from the strategy's ranking. It relaxes only the caps:
+        # a merchandiser who excludes an id, a category or an attribute value, or
+        # sets an allow-list, a price range, stock or the up-sell band, expects that
+        # item gone from every response, a filled slot included
         if rules.fallback and len(items) < k:
-            hard = _hard_ok(rules, table, idx)
             for j in range(len(idx)):
                 if len(items) >= k:
                     break
                 i = int(idx[j])
-                if not hard[j] or i in shown or i in anchor_idx or i in group_seen:
+                if not ok[j] or i in shown or i in anchor_idx or i in group_seen:
+                    continue
+                if not in_band(i):
                     continue
                 items.append({"idx": i, "score": float(scores[j]), "reason": reasons[j],
                               "pinned": False, "fallback": True})

@@ -105,6 +105,32 @@ def test_in_stock_only(engine):
         assert "p0_oos" not in ids(out["groups"][0])
 
 
+NO_BLACK = {"exclude_attributes": [{"field": "colour", "value": "BLACK"}]}
+
+
+def test_complements_fallback_never_shows_an_excluded_colour_or_category(engine):
+    # 6 bottoms and 10 bags: a page of 6 is short once the black ones are excluded;
+    # the fallback fill must not top it up with them
+    r = parse_rules({"version": "nb", "filters": NO_BLACK})
+    out = engine.complements("t1", k=6, rules=r, categories=["bottom", "bag"])
+    shown = [it for g in out["groups"] for it in g["items"]]
+    assert shown and not [it["item_id"] for it in shown
+                          if engine.table.column("colour")[engine._idx(it["item_id"])]
+                          == "BLACK"]
+    assert not any(it["fallback"] for it in shown)
+    r = parse_rules({"version": "nobag", "filters": {"exclude_categories": ["bag"]}})
+    out = engine.complements("t1", k=6, rules=r, categories=["bottom", "bag"])
+    assert {g["category"]: len(g["items"]) for g in out["groups"]} == {"bottom": 6, "bag": 0}
+
+
+def test_upsell_fallback_never_shows_an_excluded_colour(engine):
+    r = parse_rules({"version": "nb", "filters": NO_BLACK})
+    out = engine.upsell("t1", k=5, rules=r)  # t1 (33.0): t0_plus (39.0, BLACK) in band
+    assert ids(out) and "t0_plus" not in ids(out)
+    assert not any(it["fallback"] for it in out["items"])
+    assert "t0_plus" in ids(engine.upsell("t1", k=5))
+
+
 def test_set_rules_invalid_keeps_last_good(engine, tmp_path):
     good = engine.rules
     p = tmp_path / "rules.toml"

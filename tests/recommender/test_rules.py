@@ -171,10 +171,9 @@ def test_caps_per_attribute(table):
     out = run(table, {"caps": [{"field": "colour", "value": "BLACK", "max": 2}]}, k=5,
               mode="search")
     assert ids(table, out[0]) == ["b0", "b1", "b3", "b5", "b6"]
-    out = run(table, {"caps": [{"field": "colour", "max": 1}]}, k=5, mode="search")
-    # one of each colour (BLACK, RED, BROWN, WHITE), then fallback fills the 5th slot
-    assert ids(table, out[0]) == ["b0", "b3", "b5", "b7", "b1"]
-    assert [it["fallback"] for it in out[0]["items"]] == [False] * 4 + [True]
+    out = run(table, {"caps": [{"field": "colour", "max": 1}], "fallback": {"enabled": False}},
+              k=5, mode="search")
+    assert ids(table, out[0]) == ["b0", "b3", "b5", "b7"]  # one of each colour
 
 
 def test_dedupe_across_groups_and_anchor(table):
@@ -188,19 +187,38 @@ def test_dedupe_across_groups_and_anchor(table):
     assert ids(table, out[1]) == ["b1", "b2", "b3"]
 
 
-def test_fallback_fill_when_filters_empty_a_slot(table):
-    out = run(table, {"filters": {"include_attributes": [{"field": "colour", "value": "RED"}],
-                                  "exclude_ids": ["b0"]}}, mode="search")
-    items = out[0]["items"]
-    assert ids(table, out[0]) == ["b3", "b6", "b1", "b2"]
-    assert [it["fallback"] for it in items] == [False, False, True, True]
-    # excluded b0 is never used to fill
+def test_fallback_fills_what_the_caps_removed(table):
+    # at most one bag per colour leaves 4 of 5; the fallback shows the best capped one
+    out = run(table, {"caps": [{"field": "colour", "max": 1}]}, k=5, mode="search")
+    assert ids(table, out[0]) == ["b0", "b3", "b5", "b7", "b1"]
+    assert [it["fallback"] for it in out[0]["items"]] == [False] * 4 + [True]
 
 
-def test_fallback_respects_stock(table):
-    out = run(table, {"in_stock_only": True, "filters": {"include_ids": ["b7"]}},
-              mode="search")
-    assert ids(table, out[0]) == ["b7", "b0", "b1", "b3"]  # b2 out of stock skipped
+# bags b0..b7: BLACK BLACK BLACK(out of stock) RED BLACK BROWN RED WHITE, priced 10..80;
+# one bag per colour (the cap) leaves room that the fallback fills -- but never with
+# an item another rule excludes
+@pytest.mark.parametrize("rules, k, kw, expected", [
+    ({"filters": {"exclude_attributes": [{"field": "colour", "value": "RED"}]}}, 6, {},
+     ["b0", "b5", "b7", "b1", "b2", "b4"]),
+    ({"filters": {"include_attributes": [{"field": "colour", "values": ["BLACK", "WHITE"]}]}},
+     5, {}, ["b0", "b7", "b1", "b2", "b4"]),
+    ({"filters": {"exclude_ids": ["b1"]}}, 6, {}, ["b0", "b3", "b5", "b7", "b2", "b4"]),
+    ({"filters": {"include_ids": ["b0", "b1", "b7"]}}, 4, {}, ["b0", "b7", "b1"]),
+    ({"filters": {"price_max": 50}}, 6, {}, ["b0", "b3", "b1", "b2", "b4"]),
+    ({"filters": {"price_min": 30}}, 6, {}, ["b2", "b3", "b5", "b7", "b4", "b6"]),
+    ({"in_stock_only": True}, 6, {}, ["b0", "b3", "b5", "b7", "b1", "b4"]),
+    ({"filters": {"exclude_categories": ["bag"]}}, 4, {}, []),
+    ({"filters": {"include_categories": ["shoes"]}}, 4, {}, []),
+    # up-sell from a bag priced 20, band (20, 60]: b0 and b1 are not up-sells
+    ({"upsell": {"band": [1.0, 3.0]}}, 4, {"mode": "upsell", "anchor_price": 20.0},
+     ["b2", "b3", "b5", "b4"]),
+], ids=["exclude_attributes", "include_attributes", "exclude_ids", "include_ids", "price_max",
+        "price_min", "in_stock_only", "exclude_categories", "include_categories", "upsell_band"])
+def test_fallback_never_shows_an_item_a_rule_excludes(table, rules, k, kw, expected):
+    kw = {"mode": "complements", **kw}
+    out = run(table, {"caps": [{"field": "colour", "max": 1}], **rules}, k=k, **kw)
+    # a group the filters shorten below k stays short: nothing allowed is left to fill it
+    assert ids(table, out[0]) == expected
 
 
 @pytest.mark.parametrize("data, path", [
