@@ -129,7 +129,10 @@ RESPONSES: dict[str, dict] = {
     "complete": _response({
         "looks": {"type": "array", "items": {
             "type": "object", "required": ["items"],
-            "properties": {"items": {"type": "array"}, "score": {"type": ["number", "null"]}}}},
+            "properties": {"items": {"type": "array"}, "score": {
+                "type": ["number", "null"],
+                "description": "the look's outfit score; null for a look of one item "
+                "(nothing to add, e.g. slots [\"top\"] for a top): no pair to score"}}}},
     }, ["looks"]),
     "score": _response({
         "score": {"type": ["number", "null"]},

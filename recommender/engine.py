@@ -725,7 +725,12 @@ class Engine:
     def complete(self, items: Sequence[str], slots: Sequence[str] | None = None, n: int = 3,
                  rules: Rules | None = None, strategy: str = "default",
                  beam_width: int = 8, per_slot: int = 8) -> dict:
-        """Complete a partial outfit into ``n`` distinct looks (beam search, module docs)."""
+        """Complete a partial outfit into ``n`` distinct looks (beam search, module docs).
+
+        Each look's ``score`` is the outfit's score; it is None for a look of a single
+        item (nothing to add to it, e.g. ``slots=["top"]`` for a top), which has no
+        pair to score.
+        """
         n = self._k(n, "n", 10)
         base = self._ids(items)
         if slots is not None:
@@ -805,9 +810,13 @@ class Engine:
             [list(map(int, t[0])) for t in multi])))
             if self.compat is not None and multi else {})
         for its, filled, ssum, npairs in finished:
-            s = float(model[its]) if its in model else ssum / max(npairs, 1)
+            # a look of one item (nothing to add: slots=["top"] for a top, or every
+            # slot emptied by the rules) has no pair to score: None, not 0.0, which
+            # would read as the worst possible look
+            s = (float(model[its]) if its in model else ssum / npairs if npairs
+                 else None)
             scored.append((s, its, filled))
-        scored.sort(key=lambda t: (-t[0], t[2]))
+        scored.sort(key=lambda t: (-np.inf if t[0] is None else -t[0], t[2]))
         chosen: list[tuple] = []
         for need in (0.5, 0.0):  # distinct: differ in at least half the filled slots
             for s, its, filled in scored:
@@ -822,7 +831,7 @@ class Engine:
                 "items": [{"item_id": str(self.table.ids[j]),
                            "category": str(self.table.category[j]),
                            "given": j in base} for j in its],
-                "score": _r(s)})
+                "score": None if s is None else _r(s)})
         return {"items": [str(self.table.ids[i]) for i in base], "looks": looks,
                 "strategy": strat.name, "rules_version": rs.version,
                 "bundle_version": self.bundle_version}

@@ -215,7 +215,10 @@ def looks_figure(response: dict, images: ItemImages, *, title: str | None = None
     for n, look in enumerate(response.get("looks", []), 1):
         items = [{"item_id": it["item_id"], "note": "given" if it.get("given") else None,
                   "mark": "pinned" if it.get("given") else None} for it in look["items"]]
-        rows.append((f"look {n}\nscore {look['score']:.2f}", items))
+        # a look of one item has nothing to score (score None)
+        score = look.get("score")
+        rows.append((f"look {n}\n" + ("no score" if score is None else f"score {score:.2f}"),
+                     items))
     if not rows:
         rows = [("no look", [])]
     return grid(rows, images, title=title or f"completed looks for {response.get('items')}")

@@ -192,6 +192,27 @@ def test_complete_fills_missing_slots_jointly(engine):
     assert len(set(filled)) == 3
 
 
+@pytest.mark.parametrize("items, slots, rules", [
+    (["t1"], ["top"], None),          # the only slot asked for is the anchor's own
+    (["d1"], ["dress"], None),
+    # every slot emptied by the rules: the look goes on without them, alone
+    (["t1"], ["bottom", "bag"], {"version": "none", "filters": {
+        "exclude_categories": ["bottom", "bag"]}}),
+])
+def test_complete_with_nothing_to_add_has_no_score(engine, items, slots, rules):
+    out = engine.complete(items, slots=slots, n=2,
+                          rules=parse_rules(rules) if rules else None)
+    assert [[it["item_id"] for it in lk["items"]] for lk in out["looks"]] == [items]
+    # nothing to score is None (JSON null), not 0.0, which reads as a terrible look
+    assert out["looks"][0]["score"] is None
+    assert json.loads(json.dumps(out, allow_nan=False))["looks"][0]["score"] is None
+
+
+def test_complete_of_given_items_only_scores_them(engine):
+    out = engine.complete(["t1", "p1"], slots=[], n=1)
+    assert out["looks"][0]["score"] == engine.score_outfit(["t1", "p1"])["score"]
+
+
 def test_complete_dress_and_no_body(engine):
     out = engine.complete(["d0"], n=1)
     assert [it["category"] for it in out["looks"][0]["items"]] == ["dress", "shoes", "bag"]

@@ -108,6 +108,10 @@ def test_complements_and_looks_figures(images):
         {"item_id": "b", "given": True}, {"item_id": "n", "given": False}]}]}
     fig = viz.looks_figure(looks, images)
     assert len(fig.axes) == 2 and "0.70" in fig.axes[0].get_ylabel()
+    # a look with nothing added has no score (None): the figure says so
+    alone = {"items": ["b"], "looks": [{"score": None, "items": [
+        {"item_id": "b", "given": True}]}]}
+    assert "no score" in viz.looks_figure(alone, images).axes[0].get_ylabel()
 
 
 def test_calibration_figure_plots_the_bins():
