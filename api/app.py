@@ -51,7 +51,7 @@ from flask import Flask, g, request
 from api.errors import register_error_handlers
 from api.events import EventStore
 from api.experiments import Experiments
-from api.responses import rules_version_for
+from api.responses import FiniteJSONProvider, rules_version_for
 from api.schemas import Limits, build_schemas
 from api.state import EXTENSION, Serving, StateHolder, build_state, default_engine_loader
 
@@ -92,6 +92,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.url_map.merge_slashes = False
     app.config.from_mapping(DEFAULT_CONFIG)
     app.config.from_mapping({str(k).upper(): v for k, v in (config or {}).items()})
+    app.json = FiniteJSONProvider(app)  # NaN/inf as null: every body is valid JSON
     app.json.sort_keys = False
     cfg = app.config
 

@@ -10,9 +10,31 @@ import math
 from typing import Any
 
 from flask import g, jsonify
+from flask.json.provider import DefaultJSONProvider
 
 from api.experiments import NO_ASSIGNMENT, Assignment
 from api.state import get_serving, get_state, peek_state
+from recommender.json_output import json_safe
+
+
+class FiniteJSONProvider(DefaultJSONProvider):
+    """The app's JSON writer: NaN and infinities as ``null``, numpy values as Python ones.
+
+    Python's ``json`` writes a NaN as the bare word ``NaN``, which a browser's
+    ``JSON.parse`` refuses along with the whole body. :func:`respond` already cleans
+    the engine's payloads; this covers every other body (error bodies, the OpenAPI
+    document, anything a blueprint hands to ``jsonify``), so no route can answer
+    invalid JSON. ``allow_nan=False`` makes a value that slipped past
+    :func:`recommender.json_output.json_safe` an error rather than bad output.
+
+    >>> from flask import Flask
+    >>> FiniteJSONProvider(Flask("x")).dumps({"score": float("nan")})
+    '{"score": null}'
+    """
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        kwargs.setdefault("allow_nan", False)
+        return super().dumps(json_safe(obj), **kwargs)
 
 
 def assign(endpoint: str, args: dict) -> Assignment:

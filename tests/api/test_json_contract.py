@@ -6,15 +6,22 @@ from __future__ import annotations
 import json
 
 import jsonschema
+import numpy as np
 import pytest
+from flask import jsonify
 
 from api import create_app
 from tests.recommender.tiny_bundle import make_tiny_bundle
 
+#: t3 (a top, 39.0 if it had a price) has a blank price: unknown, NaN once loaded. It
+#: would be an up-sell of t1 (33.0, band (33, 52.8]) and of t0 (30.0, (30, 48]).
+UNKNOWN_PRICE = "t3"
+
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    root = make_tiny_bundle(tmp_path_factory.mktemp("json_contract") / "bundle")
+    root = make_tiny_bundle(tmp_path_factory.mktemp("json_contract") / "bundle",
+                            unknown_price=(UNKNOWN_PRICE,))
     app = create_app({"TESTING": True, "BUNDLE": str(root), "WATCH_INTERVAL": 0,
                       "DATA_DIR": str(tmp_path_factory.mktemp("json_contract_data"))})
     return app.test_client()
@@ -47,3 +54,54 @@ def test_complete_with_nothing_to_add_scores_null(client, body):
     assert [[it["item_id"] for it in lk["items"]] for lk in out["looks"]] == [body["items"]]
     assert out["looks"][0]["score"] is None   # nothing to score, not 0.0
     jsonschema.validate(out, response_schema(client, "/v1/outfits/complete", "post"))
+
+
+def test_the_apps_json_writes_non_finite_numbers_as_null(client):
+    """Whatever reaches ``jsonify`` (an error body, a blueprint's own answer), a NaN or
+    an infinity is written as null, and numpy values as numbers."""
+    with client.application.test_request_context():
+        r = jsonify({"score": float("nan"), "price": float("inf")})
+        assert strict_json(r) == {"score": None, "price": None}
+        r = jsonify({"price": np.float64("inf"), "scores": np.array([0.5, -np.inf]),
+                     "n": np.int64(3)})
+        assert strict_json(r) == {"price": None, "scores": [0.5, None], "n": 3}
+
+
+def test_unknown_price_is_never_shown_as_a_number(client):
+    # an up-sell of a priced top: the unknown-priced one cannot be shown as pricier
+    for anchor in ("t1", "t0"):
+        r = client.get(f"/v1/items/{anchor}/upsell?k=10")
+        assert r.status_code == 200, r.get_json()
+        out = strict_json(r)
+        assert out["price_available"] is True and out["items"]
+        assert UNKNOWN_PRICE not in [it["item_id"] for it in out["items"]]
+        assert all(isinstance(it["price"], float) for it in out["items"])
+        jsonschema.validate(out, response_schema(client, "/v1/items/{item_id}/upsell",
+                                                 "get"))
+    # the up-sell of the unknown-priced top itself: no price, no band, and it says so
+    out = strict_json(client.get(f"/v1/items/{UNKNOWN_PRICE}/upsell?k=3"))
+    assert out["price_available"] is False and out["price"] is None
+    assert "no price" in out["note"] and out["items"]
+    assert all("price" not in it for it in out["items"])
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("get", f"/v1/items/{UNKNOWN_PRICE}/complements?k=3", None),
+    ("get", "/v1/items/p1/complements?k=6&categories=top", None),
+    ("get", "/v1/search?category=top&k=10", None),
+    ("get", f"/v1/search?like={UNKNOWN_PRICE}&k=3", None),
+    ("post", "/v1/outfits/complete", {"items": [UNKNOWN_PRICE], "n": 2}),
+    ("post", "/v1/outfits/score", {"items": [UNKNOWN_PRICE, "p3"]}),
+    ("get", "/healthz", None),
+])
+def test_routes_answer_strict_json_with_an_unknown_price(client, method, path, body):
+    r = getattr(client, method)(path, json=body) if body else getattr(client, method)(path)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    strict_json(r)
+
+
+def test_preview_of_an_unknown_priced_item_shows_no_price(client):
+    r = client.get(f"/preview/{UNKNOWN_PRICE}")
+    assert r.status_code == 200
+    html = r.get_data(as_text=True)
+    assert f"<b>{UNKNOWN_PRICE}</b>" in html and "nan" not in html.lower()

@@ -49,7 +49,10 @@ def _rows():
     return rows
 
 
-def make_tiny_bundle(root: Path, *, with_price: bool = True) -> Path:
+def make_tiny_bundle(root: Path, *, with_price: bool = True,
+                     unknown_price: tuple[str, ...] = ()) -> Path:
+    """Build the bundle under ``root``; ``unknown_price``: ids whose price cell is
+    blank (loaded as NaN: unknown), in a catalogue that has prices."""
     rows = _rows()
     rng = np.random.default_rng(0)
     emb = np.zeros((len(rows), DIM), dtype=np.float32)
@@ -70,7 +73,7 @@ def make_tiny_bundle(root: Path, *, with_price: bool = True) -> Path:
         "in_stock": [not r.get("oos", False) for r in rows],
     })
     if with_price:
-        cat["price"] = [r["price"] for r in rows]
+        cat["price"] = [None if r["item_id"] in unknown_price else r["price"] for r in rows]
     cat, report = validate_catalog(cat, check_images=False)
     assert report.ok, report.summary()
     outfits = []
