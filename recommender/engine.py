@@ -854,7 +854,8 @@ class Engine:
         Fields: ``category``, any catalogue attribute column (``colour``,
         ``subcategory``, ...), feature attributes ``attr_<head>`` (also accepted
         without the ``attr_`` prefix) and ``colour_group``. Without ``like`` the
-        matches are ordered by popularity in looks, then id.
+        matches are ordered by popularity in looks, then id. ``n_matches`` counts the
+        matches the rules' filters and stock allow: what a page may show.
         """
         k = self._k(k)
         if filters is not None and not isinstance(filters, dict):
@@ -871,6 +872,11 @@ class Engine:
             mask &= np.isin(self.table.column(field), np.asarray(vals, dtype=object))
             applied[field] = vals
         rows = np.flatnonzero(mask)
+        rs = self._rules(rules)
+        # the rules' filters and stock first: ranking keeps only the best max(4k, 50)
+        # candidates, which an exclusion could otherwise empty while allowed matches
+        # lie further down
+        rows = rows[rules_allow(rs, self.table, rows)]
         if li is not None:
             rows = rows[rows != li]
             idx, sc = self._rank_by_embedding(rows, np.asarray(self.emb[li]), k)
@@ -885,7 +891,6 @@ class Engine:
             idx, sc = rows[order], cnt[order]
         g = Group("search", idx, sc, [""] * len(idx))
         # search results have no slot, so dedupe/pairing/fallback do not apply
-        rs = self._rules(rules)
         out = apply_rules([g], _search_rules(rs), self.table, k=k, mode="search",
                           anchor_ids=[self.table.ids[li]] if li is not None else [])
         items = []
@@ -1193,7 +1198,8 @@ class Engine:
         (``colour`` releases ``attr_colour`` and ``colour_group``). When fewer than
         ``k`` items match them all, the least confident recognised attributes are
         relaxed one at a time (``relaxed`` lists them) -- never the overrides or the
-        category.
+        category. Items the rules' filters or stock exclude do not count as matches
+        (``n_matches``), as in :meth:`search`.
 
         >>> # engine.search_by_image(rgb, {"sleeve_length_labels": "Long Sleeves"}, k=5)
         """
@@ -1221,7 +1227,9 @@ class Engine:
                 continue
             if a["value"] in set(self.attribute_vocab[field]):
                 soft.append((field, a["value"], a["confidence"]))
-        mask = np.ones(len(self.table), dtype=bool)
+        rs = self._rules(rules)
+        # only what the rules' filters and stock allow counts toward k (see search)
+        mask = rules_allow(rs, self.table, np.arange(len(self.table)))
         for field, vals in hard.items():
             mask &= np.isin(self.table.column(field), np.asarray(vals, dtype=object))
         soft.sort(key=lambda t: (-t[2], t[0]))  # most confident first
@@ -1243,7 +1251,6 @@ class Engine:
                 applied_soft.append(t)
         rows = np.flatnonzero(cur)
         idx, sc = self._rank_by_embedding(rows, p["embedding"], k)
-        rs = self._rules(rules)
         out = apply_rules([Group("search", idx, sc, [""] * len(idx))], _search_rules(rs),
                           self.table, k=k, mode="search", anchor_ids=[])
         shared = [soft[t] for t in applied_soft]

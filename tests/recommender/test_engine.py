@@ -314,6 +314,19 @@ def test_search_without_like_orders_every_match_by_popularity(many_tops_engine):
     assert out["items"][0]["score"] > out["items"][1]["score"] == 0
 
 
+def test_search_finds_what_the_rules_allow_past_the_first_fifty_matches(many_tops_engine):
+    # 210 white tops are worn more than either red one: ranked first, all 50 of the
+    # candidates the rules used to see were white, and the page came back empty
+    r = parse_rules({"version": "nw", "filters": {"exclude_attributes": [
+        {"field": "colour", "value": "WHITE"}]}})
+    out = many_tops_engine.search({"category": "top"}, k=2, rules=r)
+    assert [it["item_id"] for it in out["items"]] == ["t_red_worn", "a_red_never"]
+    assert out["n_matches"] == 2  # what may be shown, not what the rules hide
+    like = many_tops_engine.search({}, like="t_red_worn", k=2, rules=r)
+    assert [it["item_id"] for it in like["items"]] == ["a_red_never"]
+    assert like["n_matches"] == 1
+
+
 @pytest.mark.parametrize("strategy", ["default", "visual", "cooccurrence"])
 def test_complements_k_beyond_the_graphs_twenty_edges(many_tops_engine, strategy):
     # the graph keeps 20 compat/visual edges per item and category; the API allows

@@ -28,6 +28,7 @@ from features.imaging import load_rgb
 from recommender.bundle import Bundle
 from recommender.engine import Engine
 from recommender.pipeline import BuildContext, run_stages
+from recommender.rules import parse_rules
 
 RETRAIN = {"epochs": 20, "ema_decay": 0.0, "lr": 0.01, "augment": False,
            "weight_decay": 0.0, "heads": ["subcategory", "sleeve_length_labels"]}
@@ -141,6 +142,19 @@ def test_search_by_image_with_an_override(engine_t):
     cand = np.flatnonzero(m)
     best = cand[np.argmax(np.asarray(e.emb[cand]) @ z)]
     assert got[0] == e.table.ids[best]
+
+
+def test_search_by_image_counts_only_what_the_rules_allow(engine_t):
+    e = engine_t
+    i = int(np.flatnonzero(e.table.category == "top")[0])
+    rgb = photo(e, i)
+    cat = e.search_by_image(rgb, {}, k=3)["recognised"]["category"]
+    if cat is None:
+        pytest.skip("the retrained network recognises no category for this top")
+    r = parse_rules({"version": "x", "filters": {"exclude_categories": [cat]}})
+    res = e.search_by_image(rgb, {}, k=3, rules=r)
+    # every match is of the excluded category: none may be shown, none is counted
+    assert res["items"] == [] and res["n_matches"] == 0
 
 
 def test_image_errors_name_the_field(engine_t):
