@@ -20,9 +20,11 @@ def search():
     with ``like=<item_id>``: ranked by visual similarity to that item."""
     args = query("search")
     a = assign("search", args)
-    engine, _strategy, _rules = variant_choice(a, get_state())
+    # the served (or the variant's) rules: the engine's own are only the bundle's
+    engine, _strategy, rules = variant_choice(a, get_state())
     filters = reserved(args, *_NOT_FILTERS)
-    result = engine.search(filters, like=args.get("like"), k=args.get("k", DEFAULT_K))
+    result = engine.search(filters, like=args.get("like"), k=args.get("k", DEFAULT_K),
+                           rules=rules)
     return respond(result)
 
 
@@ -33,6 +35,7 @@ def search_image():
     fields = form_fields("image_form")
     rgb = image_upload("image")
     a = assign("search_image", fields)
-    engine, _strategy, _rules = variant_choice(a, get_state())
+    engine, _strategy, rules = variant_choice(a, get_state())
     overrides = reserved(fields, *_NOT_FILTERS)
-    return respond(engine.search_by_image(rgb, overrides, fields.get("k", DEFAULT_K)))
+    return respond(engine.search_by_image(rgb, overrides, fields.get("k", DEFAULT_K),
+                                          rules=rules))

@@ -244,6 +244,62 @@ def test_variant_reaches_the_engine_and_exposure_is_logged(ab_app, engine):
         assert sorted(rows) == sorted((l, e, v) for l, e, v, _ in a.entries)
 
 
+def test_search_applies_the_served_rules_and_the_variants(ab_app, engine, tmp_path):
+    """GET /v1/search answered with the engine's own rules (the bundle's or the
+    packaged defaults): a RULES file's exclusions, or a variant's, did not apply,
+    while the body reported their version."""
+    top = engine.search({"category": "top"}, k=3)["items"][0]["item_id"]
+    write_rules(tmp_path / "served.toml", "served-excl", [top])
+    served = create_app({"TESTING": True, "BUNDLE": engine.bundle.root,
+                         "RULES": str(tmp_path / "served.toml"),
+                         "DATA_DIR": str(tmp_path / "served"), "WATCH_INTERVAL": 0})
+    body = served.test_client().get("/v1/search?category=top&k=3").get_json()
+    assert body["rules_version"] == "served-excl"
+    assert body["items"] and top not in [it["item_id"] for it in body["items"]]
+    # the variant's rules (v2 excludes ``first``) reach search as they reach complements
+    app, _item, first, exps = ab_app
+    c = app.test_client()
+    state = app.extensions["mixmatch"].holder.current()
+    j = engine._idx(first)
+    filters = {"category": str(engine.table.category[j]),
+               "colour": str(engine.table.column("colour")[j])}
+    seen = set()
+    for user in (f"user-{i}" for i in range(12)):
+        a = exps.assign(user, endpoint="search")
+        name = a.settings.get("rules")
+        body = c.get("/v1/search", query_string={**filters, "k": 50,
+                                                  "user_id": user}).get_json()
+        got = [it["item_id"] for it in body["items"]]
+        want = engine.search(filters, k=50, rules=state.rules_for(name).rules)
+        assert got == [it["item_id"] for it in want["items"]], user
+        assert (first in got) == (name is None), user
+        seen.add(name)
+    assert seen == {None, "v2"}
+
+
+def test_image_search_applies_the_served_rules(served_bundle, engine, tmp_path):
+    data = catalogue_image(served_bundle, engine)
+    from features.exceptions import StageNotAvailable
+    try:
+        engine.analyze_image(np.zeros((8, 8, 3), np.uint8))
+    except StageNotAvailable as exc:
+        pytest.skip(f"the engine cannot analyse images yet: {exc}")
+
+    def image_search(rules_path):
+        app = create_app({"TESTING": True, "BUNDLE": str(served_bundle), "RULES": rules_path,
+                          "DATA_DIR": str(tmp_path / "data"), "WATCH_INTERVAL": 0})
+        r = app.test_client().post("/v1/search", data={
+            "image": (io.BytesIO(data), "p.png"), "k": "3"}, content_type="multipart/form-data")
+        assert r.status_code == 200, r.get_json()
+        return r.get_json()
+
+    first = image_search(None)["items"][0]["item_id"]
+    write_rules(tmp_path / "served.toml", "served-excl", [first])
+    body = image_search(str(tmp_path / "served.toml"))
+    assert body["rules_version"] == "served-excl"
+    assert body["items"] and first not in [it["item_id"] for it in body["items"]]
+
+
 def test_preview_exposure_records_the_rules_version_it_applied(ab_app):
     """The preview page is HTML: its exposures took rules_version from a JSON body
     that is not there and were logged with NULL, though the variant's rules applied."""
