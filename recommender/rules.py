@@ -35,6 +35,8 @@ group of a response (a cross-sell group, the up-sell list, a search result):
    Without prices this step is skipped and the response says so.
 7. **per-attribute caps** -- ``[[caps]] field, max[, value]``: at most ``max``
    items sharing a value of ``field`` per group (only ``value`` when given).
+   Items with a blank ``field`` (unknown, or not applicable: a bag's sleeve
+   length) share no value and are not capped.
 8. **dedupe across groups** -- an item already shown in an earlier group (or an
    anchor item) is not shown again.
 9. **cut to k** -- the first k survivors, pinned items placed at their positions.
@@ -728,7 +730,9 @@ def apply_rules(groups: list[Group], rules: Rules, table: ItemTable, *, k: int,
                 if not table.has_column(c.field):
                     continue
                 v = table.column(c.field)[i]
-                if c.value is not None and v != c.value:
+                # a blank (unknown, or the field does not apply: a bag's sleeve) is
+                # not a value items share, so it is never capped
+                if v == "" or (c.value is not None and v != c.value):
                     continue
                 if counts.setdefault((c.field, ci), {}).get(v, 0) >= c.max:
                     return False
@@ -739,7 +743,7 @@ def apply_rules(groups: list[Group], rules: Rules, table: ItemTable, *, k: int,
                 if not table.has_column(c.field):
                     continue
                 v = table.column(c.field)[i]
-                if c.value is None or v == c.value:
+                if v != "" and (c.value is None or v == c.value):
                     d = counts.setdefault((c.field, ci), {})
                     d[v] = d.get(v, 0) + 1
 

@@ -176,6 +176,18 @@ def test_caps_per_attribute(table):
     assert ids(table, out[0]) == ["b0", "b3", "b5", "b7"]  # one of each colour
 
 
+def test_caps_leave_items_without_a_value_alone():
+    # a cap on sleeve length limits items sharing a sleeve length; bags have none, and
+    # a blank is not a value they share (they used to be capped together, as one)
+    t = ItemTable(pd.DataFrame({"item_id": [f"g{i}" for i in range(5)], "category": "bag",
+                                "sleeve": ["", "", "", "Long", "Long"]}))
+    g = Group("bag", np.arange(5), np.linspace(0.9, 0.5, 5), [""] * 5)
+    out = apply_rules([g], parse_rules({"version": 1, "caps": [{"field": "sleeve", "max": 1}],
+                                        "fallback": {"enabled": False}}), t, k=5,
+                      mode="search")
+    assert ids(t, out[0]) == ["g0", "g1", "g2", "g3"]
+
+
 def test_dedupe_across_groups_and_anchor(table):
     g1, g2 = bags(table), bags(table)
     out = apply_rules([g1, g2], parse_rules({"version": 1}), table, k=3, mode="search",
