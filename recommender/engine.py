@@ -42,8 +42,8 @@ from features.exceptions import (BundleError, InputError, NotFoundError,
 from recommender.bundle import Bundle, read_bundle_file
 from recommender.catalog import CATEGORIES
 from recommender.graph import NEUTRAL_COLOURS, ContentScorer, ServingGraph, colour_keys
-from recommender.rules import (Group, ItemTable, Rules, apply_rules, default_rules,
-                               load_rules, pairing_for, validate_band,
+from recommender.rules import (Group, ItemTable, Rules, apply_rules, categories_allowed,
+                               default_rules, load_rules, pairing_for, validate_band,
                                validate_rules_fields)
 from recommender.rules import _filters_ok as rules_allow
 from recommender.strategies import STRATEGIES, get_strategy
@@ -459,7 +459,7 @@ class Engine:
             c for c in self.categories if c not in anchor_cats]
         if cats is not None:
             wanted = [c for c in cats if c not in anchor_cats]
-        wanted = [c for c in wanted if c in self._cat_rows]
+        wanted = [c for c in categories_allowed(rs, wanted) if c in self._cat_rows]
         depth = max(4 * k, 40)
         # a graph row holds k_compat (20) items; a page asking for more gets the row
         # topped up by the strategy's scorer, to twice k so that diversity and the
@@ -515,7 +515,8 @@ class Engine:
         rs = self._rules(rules)
         wanted = cats if cats is not None else (pairing_for(rs, [cat]) if rs.pairing else
                                                 [c for c in self.categories if c != cat])
-        wanted = [c for c in wanted if c in self._cat_rows and c != cat]
+        wanted = [c for c in categories_allowed(rs, wanted) if c in self._cat_rows
+                  and c != cat]
         colour = str(features.get("colour_group") or features.get("colour") or "").upper()
         # nearest same-category items: their outfit partners become candidates
         same = self._nearest(e, cat, 5)

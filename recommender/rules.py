@@ -9,7 +9,8 @@ group of a response (a cross-sell group, the up-sell list, a search result):
    (any catalogue or feature column, e.g. ``colour`` or ``attr_sleeve_length_labels``),
    ``price_min``/``price_max``. An ``include_*`` list, when non-empty, is an
    allow-list. Items without a price pass price filters only when the catalogue
-   has no prices at all.
+   has no prices at all. A cross-sell group of a category the category filters
+   exclude is not offered at all (:func:`categories_allowed`), not offered empty.
 2. **in stock only** -- ``in_stock_only = true`` drops items whose ``in_stock``
    is false (a catalogue without the column: nothing is dropped, and
    :func:`apply_rules` reports ``stock_known = False``).
@@ -628,6 +629,20 @@ def pairing_for(rules: Rules, anchor_categories: Iterable[str]) -> list[str]:
     for c in anchors:
         want.update(rules.pairing.get(c, ()))
     return [c for c in CATEGORIES if c in want and c not in anchors]
+
+
+def categories_allowed(rules: Rules, categories: Iterable[str]) -> list[str]:
+    """``categories`` that step 1's category filters let through, in the given order.
+
+    A category group the rules exclude could only ever be empty, so the engine does
+    not compute it, and a response carries no empty group for it.
+
+    >>> categories_allowed(parse_rules({"version": 1, "filters": {
+    ...     "exclude_categories": ["bag"]}}), ["shoes", "bag"])
+    ['shoes']
+    """
+    return [c for c in categories if c not in rules.exclude_categories
+            and (not rules.include_categories or c in rules.include_categories)]
 
 
 def apply_rules(groups: list[Group], rules: Rules, table: ItemTable, *, k: int,

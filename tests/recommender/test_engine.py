@@ -118,9 +118,24 @@ def test_complements_fallback_never_shows_an_excluded_colour_or_category(engine)
                           if engine.table.column("colour")[engine._idx(it["item_id"])]
                           == "BLACK"]
     assert not any(it["fallback"] for it in shown)
-    r = parse_rules({"version": "nobag", "filters": {"exclude_categories": ["bag"]}})
-    out = engine.complements("t1", k=6, rules=r, categories=["bottom", "bag"])
-    assert {g["category"]: len(g["items"]) for g in out["groups"]} == {"bottom": 6, "bag": 0}
+
+
+
+@pytest.mark.parametrize("filters", [{"exclude_categories": ["bag"]},
+                                     {"include_categories": ["bottom", "shoes"]}])
+def test_complements_offer_no_group_for_a_category_the_rules_exclude(engine, filters):
+    # the group used to be there, empty (before that: full of fallbacks)
+    pairing = {c: list(v) for c, v in engine.rules.pairing.items()}
+    r = parse_rules({"version": "nobag", "pairing": pairing, "filters": filters})
+    for categories in (None, ["bottom", "bag"]):
+        out = engine.complements("t1", k=3, rules=r, categories=categories)
+        cats = [g["category"] for g in out["groups"]]
+        assert "bag" not in cats and "bottom" in cats
+        assert all(len(g["items"]) == 3 for g in out["groups"])
+    cold = engine.complements_for_features({"category": "top", "colour": "RED"},
+                                           np.asarray(engine.emb[engine._idx("t2")]), k=3,
+                                           rules=r)
+    assert "bag" not in [g["category"] for g in cold["groups"]]
 
 
 def test_upsell_fallback_never_shows_an_excluded_colour(engine):
