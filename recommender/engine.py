@@ -49,6 +49,8 @@ from recommender.rules import _filters_ok as rules_allow
 from recommender.strategies import STRATEGIES, get_strategy
 
 MAX_K = 100
+#: most candidates a group is widened to when the rules' filters leave too few
+MAX_RULES_WIDENING = 2000
 MAX_ITEMS = 20
 #: catalogue columns never offered as search attributes
 NON_ATTRIBUTE_COLUMNS = {"item_id", "image_path", "price", "in_stock", "image_ok"}
@@ -467,7 +469,7 @@ class Engine:
         fill = 2 * k
         groups = []
         for c in wanted:
-            idx, sc, rsn = self._merged(strat, anchors, c, depth, fill)
+            idx, sc, rsn = self._merged_allowed(strat, anchors, c, depth, fill, rs, k)
             order = self.mmr(idx, sc, depth=min(len(idx), 3 * k))
             groups.append(Group(c, idx[order], sc[order], [rsn[o] for o in order]))
         out = apply_rules(groups, rs, self.table, k=k, mode="complements",
@@ -479,6 +481,35 @@ class Engine:
                 "strategy": strat.name, "rules_version": rs.version,
                 "bundle_version": self.bundle_version,
                 "groups": self._finish(out, anchors)}
+
+    def _merged_allowed(self, strategy, anchors: Sequence[int], category: str, depth: int,
+                        fill: int, rules: Rules, want: int
+                        ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """:meth:`_merged` less what the rules' filters and stock exclude (steps 1-2).
+
+        While fewer than ``want`` remain and the strategy still gives more, it is
+        asked for more (up to :data:`MAX_RULES_WIDENING`): an exclusion that empties
+        the graph row (every grey bottom) must not empty a group whose category has
+        allowed items further down. The best first, at most ``depth`` (or what the
+        first call gave, for a cart); filtering before the diversity re-ranking also
+        lets it diversify among items that may be shown.
+        """
+        cap = min(len(self._cat_rows.get(category, ())), MAX_RULES_WIDENING)
+        prev, n, f, first = -1, depth, fill, None
+        while True:
+            idx, sc, rsn = self._merged(strategy, anchors, category, n, f)
+            first = len(idx) if first is None else first
+            ok = rules_allow(rules, self.table, idx)
+            if ok.all() or ok.sum() >= want or f >= cap or len(idx) <= prev:
+                break
+            # as many again as the share allowed so far says it takes (at least twice
+            # as many): one more call in the usual case, not a doubling series
+            share = max(ok.mean() if len(ok) else 0.0, 1 / 64)
+            prev, f = len(idx), min(max(2 * f, int(np.ceil(1.5 * want / share))), cap)
+            n = max(n, f)
+        # no longer than an answer without widening: the diversity re-ranking's cost
+        keep = np.flatnonzero(ok)[:max(first, depth)]
+        return idx[keep], sc[keep], [rsn[j] for j in keep]
 
     def _pin_score(self, anchors, ii):
         a = np.repeat(np.asarray(anchors), len(ii))
@@ -522,11 +553,14 @@ class Engine:
         same = self._nearest(e, cat, 5)
         groups = []
         for c in wanted:
-            # twice k (at least 30): a group of k with room for diversity and rules
-            cand = [self._nearest(e, c, max(30, 2 * k))]
+            # twice k (at least 30): a group of k with room for diversity and rules,
+            # among the items the rules' filters and stock allow (see _merged_allowed)
+            rows = self._cat_rows[c]
+            cand = [self._nearest(e, c, max(30, 2 * k), rows[rules_allow(rs, self.table, rows)])]
             for s in same:
                 cand.append(self.graph.row("cooc", c, int(s))[0][:10])
             idx = np.unique(np.concatenate(cand)).astype(np.int64)
+            idx = idx[rules_allow(rs, self.table, idx)]
             if len(idx) == 0:
                 continue
             sc = self._cold_scores(features, e, colour, idx)
@@ -549,12 +583,14 @@ class Engine:
         return {"category": cat, "strategy": "default", "rules_version": rs.version,
                 "bundle_version": self.bundle_version, "groups": self._finish(out, [])}
 
-    def _nearest(self, e: np.ndarray, category: str, n: int) -> np.ndarray:
-        return self._nearest_scored(e, category, n)[0]
+    def _nearest(self, e: np.ndarray, category: str, n: int,
+                 rows: np.ndarray | None = None) -> np.ndarray:
+        return self._nearest_scored(e, category, n, rows)[0]
 
-    def _nearest_scored(self, e: np.ndarray, category: str, n: int
-                        ) -> tuple[np.ndarray, np.ndarray]:
-        rows = self._cat_rows.get(category)
+    def _nearest_scored(self, e: np.ndarray, category: str, n: int,
+                        rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` rows of ``category`` (or of ``rows``, a subset of it) nearest ``e``."""
+        rows = self._cat_rows.get(category) if rows is None else rows
         if rows is None or len(rows) == 0 or n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         sims = np.empty(len(rows), dtype=np.float32)
@@ -600,11 +636,16 @@ class Engine:
         price = self.table.price
         p = float(price[i]) if self.price_available else float("nan")
         have_price = self.price_available and np.isfinite(p)
+        # what the rules' filters and stock exclude goes first: the ranking below keeps
+        # only the best max(50, 4k), which an exclusion could otherwise empty
         if have_price:
             cand = self._band_rows(cat, p, band_t)
+            cand = cand[rules_allow(rs, self.table, cand)]
         else:
-            cand = np.unique(np.concatenate([self.graph.row("visual", cat, i)[0],
-                                             self._nearest(np.asarray(self.emb[i]), cat, 200)]))
+            near = self._nearest(np.asarray(self.emb[i]), cat, 200,
+                                 rows[rules_allow(rs, self.table, rows)])
+            vis = self.graph.row("visual", cat, i)[0]
+            cand = np.unique(np.concatenate([vis[rules_allow(rs, self.table, vis)], near]))
         cand = cand[(cand != i) & ~np.isin(cand, ctx)]
         if len(cand) > 20_000:  # very wide bands on huge catalogues: an even sample
             cand = cand[np.linspace(0, len(cand) - 1, 20_000).astype(np.int64)]

@@ -353,6 +353,27 @@ def test_complements_k_beyond_the_graphs_twenty_edges(many_tops_engine, strategy
     assert not any(it["fallback"] for it in items)
 
 
+def test_complements_and_upsell_find_what_the_rules_allow_past_the_graph_row(
+        many_tops_engine):
+    # a campaign allows one of the 211 bottoms; tw000's row (20 edges, topped up to
+    # 2k) does not hold it, and the group came back empty
+    e = many_tops_engine
+    r = parse_rules({"version": "one", "filters": {"include_ids": ["pb_red"]}})
+    assert "pb_red" not in ids(e.complements("tw000", k=5, categories=["bottom"])
+                               ["groups"][0])
+    # (cooccurrence reaches only partners and popular items: pb_red is neither)
+    for strategy in ("default", "visual"):
+        out = e.complements("tw000", k=5, categories=["bottom"], rules=r, strategy=strategy)
+        assert ids(out["groups"][0]) == ["pb_red"], strategy
+    cold = e.complements_for_features({"category": "top", "colour": "WHITE"},
+                                      np.asarray(e.emb[e._idx("tw000")]), k=5, rules=r)
+    assert ids(by_cat(cold)["bottom"]) == ["pb_red"]
+    # up-sell (no prices: by similarity) ranks only its best max(50, 4k) candidates
+    r = parse_rules({"version": "red", "filters": {"include_attributes": [
+        {"field": "colour", "value": "RED"}]}})
+    assert set(ids(e.upsell("tw000", k=3, rules=r))) == {"a_red_never", "t_red_worn"}
+
+
 def test_cold_start_complements_k_beyond_thirty(many_tops_engine):
     # a new top's candidates were its 30 nearest bottoms (plus the partners of its
     # nearest tops): k = 50 got fewer than 50 from a category of 211
