@@ -807,10 +807,9 @@ class Engine:
                     finished.append((its, filled, ssum, npairs))
                     continue
                 slot = plan[0]
-                idx, sc, _ = self._merged(strat, list(its), slot, 3 * per_slot)
-                if len(idx):
-                    ok = rules_allow(rs, self.table, idx)
-                    idx = idx[ok][:per_slot]
+                idx, sc, _ = self._merged_allowed(strat, list(its), slot, 3 * per_slot, 0,
+                                                  rs, per_slot)
+                idx = idx[:per_slot]
                 n_before = len(nxt)
                 for j in idx.tolist():
                     if j in its:

@@ -368,6 +368,9 @@ def test_complements_and_upsell_find_what_the_rules_allow_past_the_graph_row(
     cold = e.complements_for_features({"category": "top", "colour": "WHITE"},
                                       np.asarray(e.emb[e._idx("tw000")]), k=5, rules=r)
     assert ids(by_cat(cold)["bottom"]) == ["pb_red"]
+    # completing the look: the bottom slot used to be skipped
+    look = e.complete(["tw000"], slots=["bottom"], n=1, rules=r)["looks"][0]
+    assert [it["item_id"] for it in look["items"]] == ["tw000", "pb_red"]
     # up-sell (no prices: by similarity) ranks only its best max(50, 4k) candidates
     r = parse_rules({"version": "red", "filters": {"include_attributes": [
         {"field": "colour", "value": "RED"}]}})
