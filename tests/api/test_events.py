@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from api.events import EventStore
+from tests.faults import open_files
 
 
 def post_json(url: str, body: dict, timeout: float = 10.0):
@@ -208,20 +209,6 @@ def test_a_database_from_before_client_request_ids_is_read_and_migrated(tmp_path
                        ) == [("old-1", None), ("new-1", "c-1")]
     store.close()
     EventStore(db).close()                          # a second open migrates nothing
-
-
-def open_files(prefix) -> list[str]:
-    """The files under ``prefix`` this process holds open (Linux: /proc/self/fd)."""
-    import os
-    out = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(str(prefix)):
-            out.append(target)
-    return out
 
 
 needs_proc = pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/fd"),

@@ -14,6 +14,7 @@ from api.client import ApiError, LocalServer, publish_rules, require_loopback, \
     served_rules_version
 from api.simulator import Behaviour, SimulationConfig, page_events, simulate
 from recommender.rules import DEFAULT_RULES_PATH, save_rules
+from tests.faults import open_files
 from tests.recommender.tiny_bundle import make_tiny_bundle
 
 EXPERIMENTS = """
@@ -182,16 +183,6 @@ def test_a_stopped_local_server_leaves_no_database_file_open(tmp_path):
     import os
     from api.client import post_json
 
-    def open_files():
-        out = []
-        for fd in os.listdir("/proc/self/fd"):
-            try:
-                target = os.readlink(f"/proc/self/fd/{fd}")
-            except OSError:
-                continue
-            out += [target] if target.startswith(str(tmp_path)) else []
-        return out
-
     if not os.path.isdir("/proc/self/fd"):
         pytest.skip("counts open files through /proc/self/fd")
     gc.disable()   # closed by stop(), not by the collector
@@ -200,7 +191,7 @@ def test_a_stopped_local_server_leaves_no_database_file_open(tmp_path):
         with server as url:
             for i in range(3):
                 post_json(url + "/v1/events", {"type": "click", "request_id": f"r{i}"})
-            assert open_files()
-        assert open_files() == []
+            assert open_files(tmp_path)
+        assert open_files(tmp_path) == []
     finally:
         gc.enable()

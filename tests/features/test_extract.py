@@ -8,6 +8,7 @@ from features.extract import BASE_COLUMNS, extract_features, run_stage, stage_in
 from features.fashionai.io import read_keypoints_csv
 from features.shape import SHAPE_FEATURES
 from tests.features.synth import packshot
+from tests.faults import save_dies_half_way
 
 
 def _catalogue(tmp_path, n_ok=6):
@@ -314,25 +315,6 @@ def test_only_photos_an_exif_tag_turns_change_the_image_keys(tmp_path):
     assert image_fingerprint(with_turned, tmp_path) != as_before(with_turned)
 
 
-def _dies_half_way(real_save, fail_on):
-    """np.save that writes only half of call number ``fail_on`` and raises, like a
-    full disk or a killed build: what a reader finds afterwards is the test."""
-    import io
-
-    calls = []
-
-    def save(file, arr, *a, **k):
-        calls.append(file)
-        if len(calls) != fail_on:
-            return real_save(file, arr, *a, **k)
-        buf = io.BytesIO()
-        real_save(buf, arr, *a, **k)
-        with open(file, "wb") as f:
-            f.write(buf.getvalue()[:len(buf.getvalue()) // 2])
-        raise OSError(28, "No space left on device")
-    return save
-
-
 def test_a_decoded_image_cache_cut_short_is_decoded_again(tmp_path, monkeypatch):
     # before: the decoded array was renamed into place and its ``ok`` mask written in
     # place after it; a run dying while writing the mask left both names, so every
@@ -342,7 +324,7 @@ def test_a_decoded_image_cache_cut_short_is_decoded_again(tmp_path, monkeypatch)
     cat = _catalogue(tmp_path)
     paths = [str(tmp_path / p) for p in cat["image_path"] if p]
     cache = tmp_path / "cache"
-    monkeypatch.setattr(np, "save", _dies_half_way(np.save, fail_on=2))
+    monkeypatch.setattr(np, "save", save_dies_half_way(np.save, fail_on=2))
     with pytest.raises(OSError, match="No space"):
         load_images(paths, (16, 12), cache=cache)
     monkeypatch.undo()

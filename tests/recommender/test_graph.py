@@ -11,6 +11,7 @@ from recommender.candidates import (IVFIndex, cooccurrence_matrix, exact_neighbo
                                     neighbours_in)
 from recommender.graph import (GraphConfig, ServingGraph, build_graph, graph_stats,
                                to_networkx)
+from tests.faults import save_dies_half_way
 
 
 def test_exact_neighbours_excludes_self_and_sorts():
@@ -297,25 +298,12 @@ def test_edges_cut_short_by_a_failure_leave_the_old_file(tmp_path, monkeypatch):
 def test_serving_arrays_cut_short_by_a_failure_are_not_left_half(tmp_path, monkeypatch):
     # before: each CSR array was np.save'd in place: a build dying mid-array left a
     # file whose header promises more than it holds under the array's own name
-    import io
-
     from recommender.graph import export_serving_arrays
 
     written = export_serving_arrays(_small_result(), tmp_path)
     before = {p.name: np.load(p) for p in written}
-    real, calls = np.save, []
-
-    def dies_half_way(file, arr, *a, **k):
-        calls.append(file)
-        if len(calls) < 4:
-            return real(file, arr, *a, **k)
-        buf = io.BytesIO()
-        real(buf, arr, *a, **k)
-        with open(file, "wb") as f:
-            f.write(buf.getvalue()[:len(buf.getvalue()) // 2])
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(np, "save", dies_half_way)
+    # the fourth array is cut half way
+    monkeypatch.setattr(np, "save", save_dies_half_way(np.save, fail_on=4))
     with pytest.raises(OSError, match="No space"):
         export_serving_arrays(_small_result(), tmp_path)
     monkeypatch.undo()
@@ -360,8 +348,6 @@ def test_bundle_from_tables_dying_mid_write_leaves_the_old_tables(tmp_path, monk
     # before: the tables and embeddings.npy were written in place, one after another:
     # a rebuild dying while saving the embeddings left the new catalogue beside a
     # half array
-    import io
-
     from recommender.build import bundle_from_tables
     from recommender.catalog import validate_catalog
 
@@ -380,16 +366,7 @@ def test_bundle_from_tables_dying_mid_write_leaves_the_old_tables(tmp_path, monk
     b = bundle_from_tables(tmp_path / "b", *tables(4), config={"quick": True})
     cat_before = pd.read_parquet(b.path("catalog.parquet"))
     emb_before = np.load(b.path("features", "embeddings.npy"))
-    real = np.save
-
-    def dies_half_way(file, arr, *a, **k):
-        buf = io.BytesIO()
-        real(buf, arr, *a, **k)
-        with open(file, "wb") as f:
-            f.write(buf.getvalue()[:len(buf.getvalue()) // 2])
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(np, "save", dies_half_way)
+    monkeypatch.setattr(np, "save", save_dies_half_way(np.save, fail_on=1))
     with pytest.raises(OSError, match="No space"):
         bundle_from_tables(tmp_path / "b", *tables(6), config={"quick": True})
     monkeypatch.undo()

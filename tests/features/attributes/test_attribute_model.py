@@ -12,6 +12,7 @@ from features.attributes import AttributeModel, AttributeNet, AttributeNetConfig
 from features.attributes.evaluate import fashionai_ap, head_metrics
 from features.attributes.train import masked_multitask_loss
 from features.exceptions import InputError, NotFittedError, SchemaError
+from tests.faults import disk_full
 
 SIZE = (24, 16)
 
@@ -92,9 +93,6 @@ def test_a_save_that_fails_half_way_leaves_the_previous_model_whole(fitted, tmp_
     model.save(tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     other = tiny(random_state=1).fit(imgs, labels)
-
-    def disk_full(self, *args, **kwargs):
-        raise OSError("No space left on device")
 
     # the json is written after the state_dict: fail there, as a full disk would
     with monkeypatch.context() as m:

@@ -14,6 +14,7 @@ from features.keypoints.heatmap import (FLIP_PERM, STRIDE, HeatmapKeypointDetect
                                         letterbox_transform, local_soft_argmax,
                                         normalized_error, quadratic_peak)
 from features.keypoints.train import mean_shape_predict
+from tests.faults import disk_full
 
 WB_L, WB_R = KEYPOINT_INDEX["waistband_left"], KEYPOINT_INDEX["waistband_right"]
 HEM_L, HEM_R = KEYPOINT_INDEX["hemline_left"], KEYPOINT_INDEX["hemline_right"]
@@ -199,9 +200,6 @@ def test_a_save_that_fails_half_way_leaves_the_previous_detector_whole(trained, 
     with torch.no_grad():
         for v in other.net_.parameters():
             v.add_(0.5)
-
-    def disk_full(self, *args, **kwargs):
-        raise OSError("No space left on device")
 
     # the json is written after the state_dict: fail there, as a full disk would
     with monkeypatch.context() as m:

@@ -1,0 +1,44 @@
+"""Failures a test stages on purpose: a full disk, a save cut short, files left open.
+
+Shared by the tests that check a writer leaves the old file whole (atomic saves of
+models, graph arrays, caches) and that a store closes what it opened.
+"""
+from __future__ import annotations
+
+import io
+import os
+
+
+def disk_full(*args, **kwargs):
+    """A writer (``Path.write_text``, ``np.save``...) on a full disk."""
+    raise OSError(28, "No space left on device")
+
+
+def save_dies_half_way(real_save, fail_on: int = 1):
+    """``np.save`` that writes only half of call number ``fail_on`` and raises, like a
+    full disk or a killed build: what a reader finds afterwards is the test."""
+    calls = []
+
+    def save(file, arr, *a, **k):
+        calls.append(file)
+        if len(calls) != fail_on:
+            return real_save(file, arr, *a, **k)
+        buf = io.BytesIO()
+        real_save(buf, arr, *a, **k)
+        with open(file, "wb") as f:
+            f.write(buf.getvalue()[:len(buf.getvalue()) // 2])
+        raise OSError(28, "No space left on device")
+    return save
+
+
+def open_files(prefix) -> list[str]:
+    """The files under ``prefix`` this process holds open (Linux: /proc/self/fd)."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(prefix)):
+            out.append(target)
+    return out
