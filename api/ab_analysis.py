@@ -42,7 +42,7 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
                          field="successes", value=successes)
     if n == 0:
         return (math.nan, math.nan)
-    z = stats.norm.ppf(0.5 + confidence / 2)
+    z = float(stats.norm.ppf(0.5 + confidence / 2))  # plain floats, as annotated
     p = successes / n
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom

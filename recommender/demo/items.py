@@ -23,7 +23,7 @@ Examples
 >>> t = sample_items(50, np.random.default_rng(0))
 >>> sorted(set(t.category)) <= sorted(SUBCATEGORIES)
 True
->>> t.loc[t.category == "shoes", "sleeve_length_labels"].eq("").all()
+>>> bool(t.loc[t.category == "shoes", "sleeve_length_labels"].eq("").all())
 True
 """
 from __future__ import annotations

@@ -65,8 +65,8 @@ COLOUR_INDEX: dict[str, int] = {n: i for i, n in enumerate(COLOUR_NAMES)}
 def srgb_to_lab(rgb) -> np.ndarray:
     """CIELAB (D65) of sRGB values in 0..255, shape (..., 3) -> (..., 3).
 
-    >>> np.round(srgb_to_lab([255, 255, 255]), 1).tolist()
-    [100.0, 0.0, 0.0]
+    >>> np.round(srgb_to_lab([255, 255, 255]), 1).tolist() == [100.0, 0.0, 0.0]
+    True
     """
     c = np.asarray(rgb, dtype=float) / 255.0
     lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)

@@ -17,8 +17,8 @@ Examples
 ...         "Full Length", "colour_name": "denim", "pattern": "solid", "material": "denim"}
 >>> rng = np.random.default_rng(0)
 >>> shot = render_item(item, build_garment(item, builtin_shape_stats(), rng), rng)
->>> shot.image.shape, shot.mask.dtype.name, bool(shot.mask[shot.keypoints_xy[:, 1].astype(int),
-...                                                          shot.keypoints_xy[:, 0].astype(int)].all())
+>>> drawn = shot.keypoints_xy[shot.keypoints_xy[:, 0] >= 0].astype(int)  # (-1, -1): absent
+>>> shot.image.shape, shot.mask.dtype.name, bool(shot.mask[drawn[:, 1], drawn[:, 0]].all())
 ((336, 240, 3), 'bool', True)
 """
 from __future__ import annotations
