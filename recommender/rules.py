@@ -589,11 +589,14 @@ def _filters_ok(rules: Rules, table: ItemTable, idx: np.ndarray) -> np.ndarray:
         ok &= table.in_stock[idx]
     if rules.include_ids:
         ok &= np.isin(table.ids[idx], list(rules.include_ids))
-    cats = table.category[idx]
-    if rules.exclude_categories:
-        ok &= ~np.isin(cats, list(rules.exclude_categories))
-    if rules.include_categories:
-        ok &= np.isin(cats, list(rules.include_categories))
+    if rules.exclude_categories or rules.include_categories:
+        # read only when a category filter is set: cold start and up-sell check whole
+        # categories per request
+        cats = table.category[idx]
+        if rules.exclude_categories:
+            ok &= ~np.isin(cats, list(rules.exclude_categories))
+        if rules.include_categories:
+            ok &= np.isin(cats, list(rules.include_categories))
     for m in rules.exclude_attributes:
         ok &= ~_match(table, idx, m.field, m.values)
     for m in rules.include_attributes:

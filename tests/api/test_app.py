@@ -105,13 +105,19 @@ def catalogue_image(served_bundle, engine) -> bytes:
     return (Path(root) / path).read_bytes()
 
 
-def test_analyze_and_image_search(client, engine, served_bundle):
-    data = catalogue_image(served_bundle, engine)
+def analysable_image(root, engine) -> bytes:
+    """A catalogue photo's bytes; the test skips, saying why, when the engine cannot
+    analyse images."""
     from features.exceptions import StageNotAvailable
     try:
         engine.analyze_image(np.zeros((8, 8, 3), np.uint8))
     except StageNotAvailable as exc:
         pytest.skip(f"the engine cannot analyse images yet: {exc}")
+    return catalogue_image(root, engine)
+
+
+def test_analyze_and_image_search(client, engine, served_bundle):
+    data = analysable_image(served_bundle, engine)
     r = client.post("/v1/analyze", data={"image": (io.BytesIO(data), "p.png")},
                     content_type="multipart/form-data")
     assert r.status_code == 200, r.get_json()
@@ -278,12 +284,7 @@ def test_search_applies_the_served_rules_and_the_variants(ab_app, engine, tmp_pa
 
 
 def test_image_search_applies_the_served_rules(served_bundle, engine, tmp_path):
-    data = catalogue_image(served_bundle, engine)
-    from features.exceptions import StageNotAvailable
-    try:
-        engine.analyze_image(np.zeros((8, 8, 3), np.uint8))
-    except StageNotAvailable as exc:
-        pytest.skip(f"the engine cannot analyse images yet: {exc}")
+    data = analysable_image(served_bundle, engine)
 
     def image_search(rules_path):
         app = create_app({"TESTING": True, "BUNDLE": str(served_bundle), "RULES": rules_path,
