@@ -931,7 +931,8 @@ class Engine:
             order = np.lexsort((self.table.ids[rows], -cnt))[:max(4 * k, 50)]
             idx, sc = rows[order], cnt[order]
         g = Group("search", idx, sc, [""] * len(idx))
-        # search results have no slot, so dedupe/pairing/fallback do not apply
+        # search results have no slot, so dedupe/pairing/fallback do not apply, and a
+        # search lists every colourway that matches
         out = apply_rules([g], _search_rules(rs), self.table, k=k, mode="search",
                           anchor_ids=[self.table.ids[li]] if li is not None else [])
         items = []
@@ -1366,4 +1367,4 @@ class Engine:
 def _search_rules(rs: Rules) -> Rules:
     import dataclasses
 
-    return dataclasses.replace(rs, pins=(), dedupe=False, fallback=False)
+    return dataclasses.replace(rs, pins=(), dedupe=False, colourways=False, fallback=False)

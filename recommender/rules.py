@@ -39,11 +39,17 @@ group of a response (a cross-sell group, the up-sell list, a search result):
    Items with a blank ``field`` (unknown, or not applicable: a bag's sleeve
    length) share no value and are not capped.
 8. **dedupe across groups** -- an item already shown in an earlier group (or an
-   anchor item) is not shown again.
+   anchor item) is not shown again. With ``[dedupe] colourways = true`` (the
+   default) a group also shows one colourway per model: an item whose
+   ``model_code`` is that of an item already in the group, or of an anchor (and,
+   with dedupe enabled, of an item in an earlier group), is skipped, so two colours
+   of one garment do not take two of a page's k slots. A catalogue without a
+   ``model_code`` column, or an item with a blank one, is not affected.
 9. **cut to k** -- the first k survivors, pinned items placed at their positions.
-10. **fallback fill** -- a group left with fewer than k items by the caps (7) is
-    filled from the ranking of that group, in the strategy's order, with items the
-    caps removed; filled items carry ``"fallback": true``. The fill obeys every
+10. **fallback fill** -- a group left with fewer than k items by the caps (7) or
+    the one-colourway-per-model step (8) is filled from the ranking of that group,
+    in the strategy's order, with items those removed; filled items carry
+    ``"fallback": true``. The fill obeys every
     other rule: the filters (1: excluded ids, categories and attribute values, the
     ``include_*`` allow-lists, the price range), stock (2), the up-sell price band
     (6) and dedupe (8), so *an item a rule excludes is never shown, not even as a
@@ -155,6 +161,7 @@ class Rules:
     band: tuple[float, float] = DEFAULT_BAND
     caps: tuple[Cap, ...] = ()
     dedupe: bool = True
+    colourways: bool = True
     fallback: bool = True
     raw: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
@@ -379,13 +386,15 @@ def parse_rules(data: dict) -> Rules:
         out_caps.append(Cap(_field(d, p), m, None if v is None else str(v)))
     kw["caps"] = tuple(out_caps)
 
-    for key in ("dedupe", "fallback"):
-        sec = _check_keys(data.get(key, {}), {"enabled"}, f"rules.{key}")
-        if "enabled" in sec:
-            if not isinstance(sec["enabled"], bool):
-                raise _fail(f"rules.{key}.enabled", f"{sec['enabled']!r} must be true or "
-                            "false", sec["enabled"])
-            kw[key] = sec["enabled"]
+    for key, flags in (("dedupe", {"enabled": "dedupe", "colourways": "colourways"}),
+                       ("fallback", {"enabled": "fallback"})):
+        sec = _check_keys(data.get(key, {}), set(flags), f"rules.{key}")
+        for name, attr in flags.items():
+            if name in sec:
+                if not isinstance(sec[name], bool):
+                    raise _fail(f"rules.{key}.{name}", f"{sec[name]!r} must be true or "
+                                "false", sec[name])
+                kw[attr] = sec[name]
     return Rules(**kw)
 
 
@@ -689,6 +698,12 @@ def apply_rules(groups: list[Group], rules: Rules, table: ItemTable, *, k: int,
     # anchors are never recommended for themselves; ``shown`` feeds dedupe (step 8)
     anchor_idx = set(int(i) for i in table.index_of(anchor_set) if i >= 0)
     shown: set[int] = set(anchor_idx)
+    # step 8, colourways: model codes already shown (anchors' own count: an up-sell of
+    # the same garment in another colour is not an alternative)
+    models = (table.column("model_code") if rules.colourways
+              and table.has_column("model_code") else None)
+    shown_models: set[str] = ({models[i] for i in anchor_idx} - {""}
+                              if models is not None else set())
     pairing = set(pairing_for(rules, anchor_categories)) if (
         mode == "complements" and anchor_categories and rules.pairing) else None
     # step 6: relative price band (up-sell); pinned items are held to it too
@@ -767,8 +782,11 @@ def apply_rules(groups: list[Group], rules: Rules, table: ItemTable, *, k: int,
 
         live_pins = [(pos, q) for pos, q in pins if not (rules.dedupe and q in shown)]
         group_seen: set[int] = set()
+        group_models: set[str] = set()
         for _, q in live_pins:
             cap_add(q)  # pinned items count toward caps but are never removed by them
+            if models is not None and models[q]:
+                group_models.add(models[q])  # ... and toward colourways likewise
         n_free = max(0, k - len(live_pins))
         for i, s, r in cand:
             if len(kept) >= n_free:
@@ -777,8 +795,13 @@ def apply_rules(groups: list[Group], rules: Rules, table: ItemTable, *, k: int,
                 continue
             if not cap_ok(i):
                 continue
+            if models is not None and models[i] and (models[i] in shown_models
+                                                     or models[i] in group_models):
+                continue
             cap_add(i)
             group_seen.add(i)
+            if models is not None and models[i]:
+                group_models.add(models[i])
             kept.append((i, s, r))
         # pins claim their position (file order; an occupied one pushes a pin down),
         # the ranked survivors fill the free slots, and the list closes up
@@ -809,7 +832,10 @@ def apply_rules(groups: list[Group], rules: Rules, table: ItemTable, *, k: int,
         group_seen.update(it["idx"] for it in items)
         if rules.dedupe:
             shown.update(group_seen)
-        # step 10: fallback fill from the strategy's ranking. It relaxes only the caps:
+            if models is not None:
+                shown_models.update(models[it["idx"]] for it in items if models[it["idx"]])
+        # step 10: fallback fill from the strategy's ranking. It relaxes only the caps
+        # and the one-colourway-per-model step (another colour beats a short group):
         # a merchandiser who excludes an id, a category or an attribute value, or
         # sets an allow-list, a price range, stock or the up-sell band, expects that
         # item gone from every response, a filled slot included

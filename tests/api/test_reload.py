@@ -270,7 +270,7 @@ def test_the_bundles_own_rules_file_is_read_again_on_reload(served_bundle, tmp_p
     default = (Path(__import__("recommender").__path__[0]) / "default_rules.toml").read_text()
 
     def write_rules(version):
-        rules.write_text(default.replace('version = "default-1"', f'version = "{version}"'))
+        rules.write_text(default.replace('version = "default-2"', f'version = "{version}"'))
         st = os.stat(rules)   # a distinct mtime even on a coarse clock
         os.utime(rules, ns=(st.st_atime_ns, st.st_mtime_ns + int(version[-1]) * 10**9))
 

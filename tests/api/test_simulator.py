@@ -104,7 +104,7 @@ def test_simulation_end_to_end_known_rates(config, tmp_path):
     assert run.events["purchase"] == 0
     # the server logged the variant's rules version with each exposure
     assert set(exposures.loc[exposures["variant"] == "always", "rules_version"]) == {
-        "default-1"}
+        "default-2"}
     control, weights = experiment_design(config["EXPERIMENTS"], "funnel")
     assert control == "never" and weights == {"never": 1.0, "always": 1.0}
     rep = ab_summary(exposures, events, "funnel", control=control, weights=weights)
@@ -156,7 +156,7 @@ def test_publish_rules_by_watch_and_by_admin_reload(tiny, tmp_path):
            "ADMIN_TOKEN": "tok", "WATCH_INTERVAL": 0.05}
     base = __import__("tomllib").loads(DEFAULT_RULES_PATH.read_text())
     with LocalServer(cfg) as url:
-        assert served_rules_version(url, "t0") == "default-1"
+        assert served_rules_version(url, "t0") == "default-2"
         save_rules({**base, "version": "w-2"}, rules)
         r = publish_rules(url, str(rules), "w-2", probe_item="t0")       # the file watch
         assert r == {"served_version": "w-2", "via": "watch", "seconds": r["seconds"]}

@@ -114,7 +114,7 @@ def test_rules_saved_in_tune_rules_are_served_without_restart(nb_bundle, kernel_
     with server as url:
         catalog = server.app.extensions["mixmatch"].holder.current().engine.catalog
         top = catalog.loc[catalog["category"] == "top", "item_id"].iloc[0]
-        assert served_rules_version(url, top) == "default-1"
+        assert served_rules_version(url, top) == "default-2"
         nb, seconds = run("tune_rules", {
             "bundle": str(nb_bundle), "rules_path": str(rules_path), "item_ids": [top],
             "k": 3, "new_version": "nb-test-2", "api_url": url,

@@ -24,7 +24,7 @@ def test_load_exposes_interface(engine, tiny_bundle):
     assert engine.attribute_vocab["attr_sleeve_length_labels"] == ["Long Sleeves",
                                                                   "Short Sleeves"]
     assert "colour" in engine.attribute_vocab and "price" not in engine.attribute_vocab
-    assert engine.rules_version == "default-1" and engine.bundle_version
+    assert engine.rules_version == "default-2" and engine.bundle_version
     assert isinstance(np.asarray(engine.emb), np.ndarray)
 
 
@@ -403,3 +403,11 @@ def test_a_bundle_file_cut_short_is_refused_by_name(tiny_bundle, tmp_path, rel):
     (root / rel).write_bytes(data[: len(data) // 2])
     with pytest.raises(BundleError, match=rel.rsplit("/", 1)[-1]):
         Engine.load(root)
+
+
+def test_search_lists_every_colourway():
+    # one colourway per model is a rule for a page's groups; a search lists them all
+    from recommender.engine import _search_rules
+    from recommender.rules import default_rules
+    rs = default_rules()
+    assert rs.colourways and not _search_rules(rs).colourways

@@ -283,7 +283,7 @@ def test_toml_round_trip_and_invalid_file_refused(tmp_path):
     assert tomllib.loads(dumps_toml(raw)) == raw
     p = tmp_path / "rules.toml"
     r = save_rules(raw, p)
-    assert load_rules(p) == r and r.version == "default-1"
+    assert load_rules(p) == r and r.version == "default-2"
     p.write_text('version = "2"\n[[boost]]\nfield = "colour"\nvalue = "X"\nfactor = -1\n')
     with pytest.raises(RulesError, match=r"rules\.boost\[0\]\.factor"):
         load_rules(p)
@@ -297,3 +297,66 @@ def test_default_rules_pairing_is_complete():
     assert set(r.pairing) == {"top", "bottom", "dress", "outerwear", "shoes", "bag",
                               "jewellery", "accessory", "other"}
     assert r.band == (1.0, 1.6)
+
+
+@pytest.fixture()
+def colourways():
+    # six bags of three models (m1 in three colours, m2 in two) ranked g0 > ... > g5,
+    # and a top of model m3 whose other colourway g5 is a bag only for this test's sake
+    return ItemTable(pd.DataFrame({
+        "item_id": [f"g{i}" for i in range(6)] + ["t0"],
+        "category": ["bag"] * 6 + ["top"],
+        "model_code": ["m1", "m1", "m2", "m1", "m2", "m3", "m3"],
+        "price": [10.0, 11, 12, 13, 14, 15, 10],
+    }))
+
+
+def bag_group(t, n=6):
+    return Group("bag", np.arange(n), np.linspace(0.9, 0.4, n), [""] * n)
+
+
+def test_one_colourway_per_model_in_a_group(colourways):
+    out = apply_rules([bag_group(colourways)], parse_rules({"version": 1}), colourways,
+                      k=3, mode="search")
+    assert ids(colourways, out[0]) == ["g0", "g2", "g5"]
+    assert not any(it["fallback"] for it in out[0]["items"])
+    # turned off, the strategy's order stands
+    off = parse_rules({"version": 1, "dedupe": {"colourways": False}})
+    out = apply_rules([bag_group(colourways)], off, colourways, k=3, mode="search")
+    assert ids(colourways, out[0]) == ["g0", "g1", "g2"]
+
+
+def test_colourways_of_the_anchor_and_of_earlier_groups_are_skipped(colourways):
+    # the anchor t0 is model m3: its bag-coloured twin g5 is no alternative to it
+    out = apply_rules([bag_group(colourways)], parse_rules({"version": 1}), colourways,
+                      k=2, mode="upsell", anchor_ids=["t0"])
+    assert ids(colourways, out[0]) == ["g0", "g2"]
+    out = apply_rules([bag_group(colourways), bag_group(colourways)],
+                      parse_rules({"version": 1, "fallback": {"enabled": False}}),
+                      colourways, k=2, mode="search", anchor_ids=["t0"])
+    assert ids(colourways, out[0]) == ["g0", "g2"]
+    assert ids(colourways, out[1]) == []  # m1 and m2 shown above, m3 is the anchor's
+
+
+def test_fallback_brings_colourways_back_when_models_run_out(colourways):
+    out = apply_rules([bag_group(colourways)], parse_rules({"version": 1}), colourways,
+                      k=5, mode="search")
+    assert ids(colourways, out[0]) == ["g0", "g2", "g5", "g1", "g3"]
+    assert [it["fallback"] for it in out[0]["items"]] == [False] * 3 + [True] * 2
+
+
+def test_a_pinned_colourway_is_kept_and_counts(colourways):
+    r = parse_rules({"version": 1, "pin": [{"item_id": "g3", "position": 1}],
+                     "fallback": {"enabled": False}})
+    out = apply_rules([bag_group(colourways)], r, colourways, k=3, mode="search")
+    assert ids(colourways, out[0]) == ["g3", "g2", "g5"]  # g0, g1: m1 like the pin
+
+
+def test_catalogue_without_model_codes_is_not_deduplicated_by_model(table):
+    assert ids(table, run(table, {}, mode="search")[0]) == ["b0", "b1", "b2", "b3"]
+
+
+def test_colourways_flag_must_be_boolean():
+    with pytest.raises(RulesError, match=r"rules\.dedupe\.colourways"):
+        parse_rules({"version": 1, "dedupe": {"colourways": "yes"}})
+    assert default_rules().colourways is True

@@ -18,7 +18,7 @@ def test_apply_edits_merges_tables_and_replaces_values():
     raw = default_rules().raw
     new = tuning.apply_edits(raw, {"pairing": {"dress": ["shoes"]},
                                    "pin": [{"item_id": "a", "position": 2}]})
-    assert new["version"] == "default-2"
+    assert new["version"] == "default-3"
     assert new["pairing"]["dress"] == ["shoes"]
     assert new["pairing"]["top"] == raw["pairing"]["top"]         # other rows kept
     assert new["pin"] == [{"item_id": "a", "position": 2}]
