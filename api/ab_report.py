@@ -33,7 +33,7 @@ from api.experiments import HOLDOUT, Experiments
 
 EXPOSURE_COLUMNS = ["request_id", "unit", "layer", "experiment", "variant", "forced",
                     "endpoint", "ts", "bundle_version", "rules_version",
-                    "client_request_id"]
+                    "client_request_id", "experiments_version"]
 EVENT_COLUMNS = ["request_id", "type", "item_id", "user_id", "session_id", "value",
                  "quantity", "ts"]
 

@@ -11,7 +11,8 @@ BUNDLE         bundle folder to serve (None: start empty; /admin/reload loads on
 RULES          rules file (default: the bundle's rules/rules.toml, else the engine's)
 RULES_FILES    {name: path}: extra rules versions variants may choose
 MODELS         {name: bundle path}: extra engines variants may choose
-EXPERIMENTS    experiments file (see :mod:`api.experiments`); None: no experiments
+EXPERIMENTS    experiments file (see :mod:`api.experiments`); None: no experiments.
+               Re-read on every reload and watched, like a rules file
 DATA_DIR       where the events database and the reload control file live
                (default: <bundle>/serving, else ./.mixmatch)
 EVENTS_DB      events database path (default: DATA_DIR/events.db)
@@ -50,10 +51,10 @@ from flask import Flask, g, request
 
 from api.errors import register_error_handlers
 from api.events import EventStore
-from api.experiments import Experiments
 from api.responses import FiniteJSONProvider, rules_version_for
 from api.schemas import Limits, build_schemas
-from api.state import EXTENSION, Serving, StateHolder, build_state, default_engine_loader
+from api.state import (EXTENSION, Serving, StateHolder, build_state,
+                       default_engine_loader, load_experiments)
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     loader = cfg["ENGINE_LOADER"] or default_engine_loader
     spec = {"bundle": bundle, "rules": cfg["RULES"],
             "rules_files": dict(cfg["RULES_FILES"] or {}),
-            "models": dict(cfg["MODELS"] or {})}
+            "models": dict(cfg["MODELS"] or {}),
+            "experiments": str(cfg["EXPERIMENTS"]) if cfg["EXPERIMENTS"] else None}
     holder_ref: list[StateHolder] = []
 
     def build(s: dict):
@@ -120,14 +122,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                          watch_interval=float(cfg["WATCH_INTERVAL"] or 0),
                          control_file=data_dir / "control.json", lazy=bundle is None)
     holder_ref.append(holder)
-    experiments = (Experiments.load(cfg["EXPERIMENTS"], models=spec["models"],
-                                    rules=spec["rules_files"])
-                   if cfg["EXPERIMENTS"] else Experiments())
+    if bundle is None:
+        # the experiments load with the state (a reload re-reads them); with no bundle
+        # there is none yet, but a bad file must still stop the start
+        load_experiments(spec)
 
     from api.blueprints.health import Metrics
-    app.extensions[EXTENSION] = Serving(holder=holder, experiments=experiments,
-                                        events=EventStore(events_db), schemas=schemas,
-                                        metrics=Metrics())
+    app.extensions[EXTENSION] = Serving(holder=holder, events=EventStore(events_db),
+                                        schemas=schemas, metrics=Metrics())
 
     register_error_handlers(app)
     _register_hooks(app)
@@ -236,7 +238,10 @@ def _log_exposure(serving: Serving, assignment, response) -> None:
             endpoint=g.get("endpoint", request.endpoint or ""),
             client_request_id=g.get("client_request_id"),
             bundle_version=state.bundle_version if state is not None else None,
-            rules_version=rules_version_for(assignment))
+            rules_version=rules_version_for(assignment),
+            # the config that assigned it: rows before and after a reload differ
+            experiments_version=(state.experiments.version if state is not None
+                                 else None))
     except Exception:
         serving.metrics.exposure_failures += 1
         log.exception("could not log the exposure of request %s", g.get("request_id"))

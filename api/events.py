@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS exposures (
     endpoint TEXT NOT NULL,
     bundle_version TEXT,
     rules_version TEXT,
-    client_request_id TEXT
+    client_request_id TEXT,
+    experiments_version TEXT
 );
 CREATE INDEX IF NOT EXISTS exposures_request ON exposures(request_id);
 CREATE INDEX IF NOT EXISTS exposures_experiment ON exposures(experiment, variant);
@@ -171,21 +172,24 @@ class EventStore:
     def add_exposures(self, request_id: str, unit: str | None, entries, *, endpoint: str,
                       bundle_version: str | None, rules_version: str | None,
                       client_request_id: str | None = None,
+                      experiments_version: str | None = None,
                       ts: float | None = None) -> list[int]:
         """One row per (layer, experiment, variant, forced) entry of an assignment.
 
         ``request_id`` is the server's own, unique per response; ``client_request_id``
-        the X-Request-ID the client sent, if any (not unique: kept for tracing)."""
+        the X-Request-ID the client sent, if any (not unique: kept for tracing);
+        ``experiments_version`` the version of the experiments config that assigned
+        it (the config is reloadable, so one experiment's rows may span edits)."""
         now = time.time() if ts is None else ts
         rows = [(now, request_id, unit, layer, exp, var, int(forced), endpoint,
-                 bundle_version, rules_version, client_request_id)
+                 bundle_version, rules_version, client_request_id, experiments_version)
                 for layer, exp, var, forced in entries]
         if not rows:
             return []
         return self._write(
             "INSERT INTO exposures (ts, request_id, unit, layer, experiment, variant, "
-            "forced, endpoint, bundle_version, rules_version, client_request_id) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            "forced, endpoint, bundle_version, rules_version, client_request_id, "
+            "experiments_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     # -- reading (tests, notebooks, metrics) ------------------------------------
     def count(self, table: str) -> int:
@@ -232,8 +236,9 @@ def _migrate(con: sqlite3.Connection) -> None:
     con.execute("BEGIN IMMEDIATE")
     try:
         cols = {r[1] for r in con.execute("PRAGMA table_info(exposures)")}
-        if "client_request_id" not in cols:
-            con.execute("ALTER TABLE exposures ADD COLUMN client_request_id TEXT")
+        for col in ("client_request_id", "experiments_version"):
+            if col not in cols:
+                con.execute(f"ALTER TABLE exposures ADD COLUMN {col} TEXT")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -5,6 +5,7 @@ are independent: a unit is in at most one experiment per layer, and in one exper
 of every layer at once, so a ranking experiment and a rules experiment run side by side
 as long as they set different keys. Example (TOML)::
 
+    version = "2024-06-01.1"          # optional; logged with every exposure
     salt = "mixmatch-2024"            # default prefix of every salt below
 
     [holdout]                         # units that never see an experiment
@@ -55,6 +56,13 @@ variant by weight. Changing a salt reshuffles; changing the order of experiments
 a layer moves their ranges (append new ones at the end). A salt may not serve two
 draws (an experiment named like its layer would share the layer's default salt), except
 for experiments of one layer, which no unit is in together.
+
+The server re-reads the file on every reload (``POST /admin/reload``, and the file watch
+when its mtime or size changes), in every worker, like a rules file; an invalid edit is
+refused and the previous config keeps serving. Assignment depends on the config only,
+so a unit keeps its variant in every experiment a reload leaves unchanged. Each
+exposure records the config's :attr:`Experiments.version`: its ``version`` key when it
+has one, else a hash of its contents, so rows logged before and after an edit differ.
 
 Examples
 --------
@@ -168,11 +176,13 @@ class Experiments:
     """A validated experiments config. Build with :meth:`load` or :meth:`from_dict`."""
 
     def __init__(self, layers: tuple[Layer, ...] = (), holdout_fraction: float = 0.0,
-                 holdout_salt: str = HOLDOUT, source: str | None = None):
+                 holdout_salt: str = HOLDOUT, source: str | None = None,
+                 version: str | None = None):
         self.layers = layers
         self.holdout_fraction = holdout_fraction
         self.holdout_salt = holdout_salt
         self.source = source
+        self.version = version      # None: no config (no experiments)
         self._by_name = {e.name: e for l in layers for e in l.experiments}
 
     # -- loading --------------------------------------------------------------
@@ -264,7 +274,8 @@ class Experiments:
         return exp, var
 
     def describe(self) -> dict:
-        return {"source": self.source, "holdout": self.holdout_fraction,
+        return {"source": self.source, "version": self.version,
+                "holdout": self.holdout_fraction,
                 "layers": [{"name": l.name, "experiments": [
                     {"name": e.name, "coverage": e.coverage,
                      "variants": [v.name for v in e.variants]} for e in l.experiments]}
@@ -347,6 +358,7 @@ class _Validator:
 
     def config(self, data, source) -> Experiments:
         self.mapping(data, "", ["version", "salt", "holdout", "layers"])
+        version = self.version(data)
         salt = self.string(data.get("salt"), "salt", required=False, default="mixmatch")
         holdout = data.get("holdout") or {}
         self.mapping(holdout, "holdout", ["fraction", "salt"])
@@ -411,7 +423,20 @@ class _Validator:
                                        endpoints))
                 start += cov
             layers.append(Layer(lname, lsalt, tuple(exps)))
-        return Experiments(tuple(layers), fraction, h_salt, source)
+        return Experiments(tuple(layers), fraction, h_salt, source, version)
+
+    def version(self, data: dict) -> str:
+        """The config's ``version`` (a non-empty string or integer, as a rules file's,
+        taken as given: bump it with each edit), else the first 12 hex digits of the
+        SHA-256 of its canonical JSON, the same in every worker, and new with any edit
+        that changes what the file says."""
+        if "version" not in data:
+            blob = json.dumps(data, sort_keys=True, default=str).encode("utf-8")
+            return hashlib.sha256(blob).hexdigest()[:12]
+        v = data["version"]
+        if isinstance(v, bool) or not isinstance(v, (str, int)) or str(v) == "":
+            self.fail("version", f"must be a non-empty string or integer, got {v!r}")
+        return str(v)
 
     def unique_salt(self, salts: dict, value: str, key: str, layer: str | None) -> None:
         """Refuse a salt already drawn with, unless both are experiments of one layer

@@ -108,7 +108,7 @@ def build_document(s: Schemas) -> dict:
             codes=("400", "404", "503"),
             content={"text/html": {"schema": {"type": "string"}}})},
         "/admin/reload": {"post": {**op(
-            "adminReload", "Reload the bundle and/or rules (token)", r["reload"],
+            "adminReload", "Reload the bundle, rules and experiments (token)", r["reload"],
             body={"application/json": {"schema": b["reload"]}},
             codes=("400", "415", "422")),
             "security": [{"adminToken": []}]}},

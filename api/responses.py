@@ -13,7 +13,7 @@ from flask import g, jsonify
 from flask.json.provider import DefaultJSONProvider
 
 from api.experiments import NO_ASSIGNMENT, Assignment
-from api.state import get_serving, get_state, peek_state
+from api.state import get_state, peek_state
 from recommender.json_output import json_safe
 
 
@@ -41,11 +41,12 @@ def assign(endpoint: str, args: dict) -> Assignment:
     """Assign this request's unit (``user_id``, else ``session_id``) on ``endpoint``.
 
     The result is kept on ``g``: the envelope reports it and the exposure is logged
-    when the response is served.
+    when the response is served. The experiments config is the request's state's, so
+    a reload landing mid-request cannot assign with one config and serve another.
     """
     unit = args.get("user_id") or args.get("session_id")
     forced = args.get("variant")
-    a = get_serving().experiments.assign(unit, endpoint=endpoint, forced=forced)
+    a = get_state().experiments.assign(unit, endpoint=endpoint, forced=forced)
     g.assignment, g.endpoint = a, endpoint
     return a
 

@@ -163,9 +163,11 @@ RESPONSES: dict[str, dict] = {
                           "failed_target": {
                               "type": ["object", "null"],
                               "description": "the paths that reload tried; rules null: "
-                              "the bundle's own",
+                              "the bundle's own; experiments null: none configured",
                               "properties": {"bundle": {"type": ["string", "null"]},
-                                             "rules": {"type": ["string", "null"]}}}},
+                                             "rules": {"type": ["string", "null"]},
+                                             "experiments": {"type": ["string",
+                                                                      "null"]}}}},
                          ["status"]),
     "reload": _response({"reloaded": {"type": "boolean"},
                          "published": {"type": "boolean",

@@ -1,24 +1,25 @@
 """The one accessor for heavy serving state, and its atomic live reload.
 
-Everything a request reads that is expensive to build (the engine with its bundle,
-the rules files, the engines of other models) lives in one immutable
-:class:`ServingState`. A :class:`StateHolder` keeps the current one; a reload builds a
-complete new state *beside* the old and swaps a single reference, so:
+Everything a request reads that is expensive to build or that a reload may change (the
+engine with its bundle, the rules files, the engines of other models, the experiments
+config) lives in one immutable :class:`ServingState`. A :class:`StateHolder` keeps the
+current one; a reload builds a complete new state *beside* the old and swaps a single
+reference, so:
 
 - a request takes one reference at its start (:func:`get_state`, cached on ``g``)
   and is served wholly by that version, even if a reload lands meanwhile;
-- a bundle or rules file that fails to load is refused with the reason and the
-  previous state keeps serving.
+- a bundle, rules or experiments file that fails to load is refused with the reason
+  and the previous state keeps serving.
 
 Reloads come from ``POST /admin/reload`` (token-protected) or from the file watch: at
-most once per ``WATCH_INTERVAL`` seconds per worker a request stats the bundle
-manifest, the rules files and the control file; a change starts a reload in a
-background thread (requests keep being served by the old state meanwhile). The control
-file carries admin reloads to every gunicorn worker: the worker that took the request
-validates and swaps, then writes the new paths there; the others follow on their next
-check. With the watch off (``WATCH_INTERVAL = 0``) the control file alone is still read,
-at most once per :data:`CONTROL_INTERVAL` seconds, so every worker follows an admin
-reload.
+most once per ``WATCH_INTERVAL`` seconds per worker a request stats the bundle manifest,
+the rules files, the experiments file and the control file; a change starts a reload in
+a background thread (requests keep being served by the old state meanwhile), which
+re-reads every one of those files. The control file carries admin reloads to every
+gunicorn worker: the worker that took the request validates and swaps, then writes the
+new paths there; the others follow on their next check. With the watch off
+(``WATCH_INTERVAL = 0``) the control file alone is still read, at most once per
+:data:`CONTROL_INTERVAL` seconds, so every worker follows an admin reload.
 
 Examples
 --------
@@ -54,6 +55,8 @@ from flask import current_app, g
 
 from features.exceptions import InputError, MixmatchError, NotFittedError
 
+from api.experiments import Experiments
+
 log = logging.getLogger(__name__)
 
 EXTENSION = "mixmatch"
@@ -63,7 +66,8 @@ CONTROL_INTERVAL = 1.0
 
 
 class ReloadRefused(InputError):
-    """A new bundle or rules file failed to load; the previous one keeps serving."""
+    """A new bundle, rules or experiments file failed to load; the previous one keeps
+    serving."""
 
     http_status = 422
 
@@ -91,6 +95,10 @@ class ServingState:
     loaded_at: float
     generation: str
     bundle_signature: tuple = ()            # the bundles' manifest stats when loaded
+    # the A/B config (api.experiments.Experiments; empty when EXPERIMENTS is not set):
+    # here, not beside the holder, so a reload re-reads it and a request assigns its
+    # unit with the config of the state that serves it
+    experiments: Any = dataclasses.field(default_factory=Experiments)
 
     def engine_for(self, model: str | None) -> Any:
         if not model or model == DEFAULT_RULES:
@@ -104,6 +112,7 @@ class ServingState:
         return {"bundle": self.bundle_path, "bundle_version": self.bundle_version,
                 "rules_version": self.rules[DEFAULT_RULES].version,
                 "rules": {k: v.version for k, v in self.rules.items()},
+                "experiments_version": self.experiments.version,
                 "generation": self.generation}
 
 
@@ -119,10 +128,12 @@ def _stat(path: str | os.PathLike | None) -> tuple:
 
 
 def state_signature(spec: dict) -> tuple:
-    """What the watch compares: manifest and rules files (path, mtime, size)."""
+    """What the watch compares: manifest, rules and experiments files (path, mtime,
+    size)."""
     bundle = spec.get("bundle")
     parts = [_stat(Path(bundle) / "manifest.json" if bundle else None),
-             _stat(spec.get("rules") or _bundle_rules(bundle))]
+             _stat(spec.get("rules") or _bundle_rules(bundle)),
+             _stat(spec.get("experiments"))]
     for name in sorted(spec.get("rules_files") or {}):
         parts.append(_stat(spec["rules_files"][name]))
     for name in sorted(spec.get("models") or {}):
@@ -148,6 +159,24 @@ def load_rules_file(path: str | os.PathLike, engine: Any = None) -> tuple[Any, s
     return rules, str(rules.version)
 
 
+def load_experiments(spec: dict) -> Experiments:
+    """The experiments file ``spec`` names (``experiments``; None: no experiments),
+    validated against the ``models`` and ``rules_files`` variants may choose.
+
+    Errors are :class:`InputError` with field ``experiments`` and a message naming the
+    file (a reload refused for it says which file to fix, not a key path alone).
+    """
+    path = spec.get("experiments")
+    if not path:
+        return Experiments()
+    try:
+        return Experiments.load(path, models=spec.get("models") or {},
+                                rules=spec.get("rules_files") or {})
+    except (MixmatchError, OSError) as exc:
+        msg = str(exc) if str(path) in str(exc) else f"experiments file {path}: {exc}"
+        raise InputError(msg, field="experiments", value=str(path)) from exc
+
+
 def default_engine_loader(bundle_path: str) -> Any:
     """``recommender.engine.Engine.load`` (imported when first needed)."""
     from recommender.engine import Engine
@@ -167,16 +196,19 @@ def build_state(spec: dict, engine_loader: Callable[[str], Any] = default_engine
 
     ``spec``: ``bundle`` (path), ``rules`` (path or None: the engine's own rules, i.e.
     the bundle's ``rules/rules.toml`` or the packaged defaults), ``rules_files``
-    (name -> path, for variants), ``models`` (name -> bundle path, for variants).
-    When only rules changed since ``previous``, its engines are reused (a rules reload
-    on a 1M-item bundle costs milliseconds, not a bundle load): engines are not
-    mutated, rules are passed to every call. Any failure raises; the caller decides
-    to keep the old state.
+    (name -> path, for variants), ``models`` (name -> bundle path, for variants),
+    ``experiments`` (path or None, see :func:`load_experiments`).
+    When only rules or experiments changed since ``previous``, its engines are reused
+    (a rules reload on a 1M-item bundle costs milliseconds, not a bundle load): engines
+    are not mutated, rules are passed to every call. Any failure raises; the caller
+    decides to keep the old state.
     """
     signature = state_signature(spec)   # before reading: a change while loading re-fires
     bundle = spec.get("bundle")
     if not bundle:
         raise NotFittedError("no bundle configured (set BUNDLE)")
+    # first: a bad edit is refused in milliseconds, before a bundle load of seconds
+    experiments = load_experiments(spec)
     bsig = _bundle_signature(spec)
     # compared with the stats recorded when ``previous`` loaded, not with its paths'
     # stats now: a bundle rebuilt in place has the same paths and a new manifest
@@ -213,7 +245,7 @@ def build_state(spec: dict, engine_loader: Callable[[str], Any] = default_engine
                         bundle_version=bundle_version, image_root=image_root, rules=rules,
                         models=models, spec=dict(spec), signature=signature,
                         loaded_at=time.time(), generation=uuid.uuid4().hex[:12],
-                        bundle_signature=bsig)
+                        bundle_signature=bsig, experiments=experiments)
 
 
 # -- the holder --------------------------------------------------------------------
@@ -255,8 +287,9 @@ class StateHolder:
         self.reloads = 0
         self.reload_failures = 0
         self.last_error: str | None = None
-        # the paths the failed reload tried ({"bundle", "rules"}; rules None: the
-        # bundle's own): with several workers, which publication this one could not load
+        # the paths the failed reload tried ({"bundle", "rules", "experiments"}; rules
+        # None: the bundle's own): with several workers, which publication this one
+        # could not load
         self.failed_target: dict | None = None
         # why the last reload asked to publish could not (None: it did); read by the
         # admin route right after its reload (two at once may see each other's)
@@ -295,7 +328,9 @@ class StateHolder:
                 self._failed_sig = sig
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.failed_target = {"bundle": _path_or_none(spec.get("bundle")),
-                                      "rules": _path_or_none(spec.get("rules"))}
+                                      "rules": _path_or_none(spec.get("rules")),
+                                      "experiments": _path_or_none(
+                                          spec.get("experiments"))}
                 log.warning("reload refused, previous state keeps serving: %s",
                             self.last_error)
                 raise ReloadRefused(f"reload refused, the previous version keeps "
@@ -432,7 +467,7 @@ def _path_or_none(path) -> str | None:
 
 def _failed_field(exc: Exception, bundle, rules) -> str:
     field = getattr(exc, "field", None)
-    if field in ("rules", "bundle"):
+    if field in ("rules", "bundle", "experiments"):
         return field
     if rules and not bundle:
         return "rules"
@@ -441,7 +476,7 @@ def _failed_field(exc: Exception, bundle, rules) -> str:
 
 # -- the accessor (flaskr's get_db) -----------------------------------------------------
 def get_serving() -> "Serving":
-    """The app's :class:`Serving` extension (holder, experiments, events, config)."""
+    """The app's :class:`Serving` extension (holder, events, schemas, metrics)."""
     return current_app.extensions[EXTENSION]
 
 
@@ -471,8 +506,7 @@ def peek_state() -> ServingState | None:
 class Serving:
     """What :func:`api.app.create_app` puts in ``app.extensions["mixmatch"]``."""
 
-    holder: StateHolder
-    experiments: Any            # api.experiments.Experiments
+    holder: StateHolder         # its state holds the experiments config too
     events: Any                 # api.events.EventStore
     schemas: Any                # api.schemas.Schemas
     metrics: Any                # api.blueprints.health.Metrics

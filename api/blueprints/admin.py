@@ -1,9 +1,10 @@
-"""Admin: token-protected live reload of the bundle and the rules.
+"""Admin: token-protected live reload of the bundle, the rules and the experiments.
 
 ``POST /admin/reload`` with ``Authorization: Bearer <ADMIN_TOKEN>`` (or
 ``X-Admin-Token``) and an optional JSON body ``{"bundle": path, "rules": path}``:
-reloads (from the new paths, or the same ones re-read), swaps atomically and tells the
-other workers through the control file. An invalid bundle or rules file answers 422 with
+reloads (from the new paths, or the same ones re-read; the ``EXPERIMENTS`` file is
+always re-read from its configured path), swaps atomically and tells the other workers
+through the control file. An invalid bundle, rules or experiments file answers 422 with
 the reason and the previous version keeps serving. Without ``ADMIN_TOKEN`` configured
 the admin endpoints answer 403.
 """

@@ -211,6 +211,25 @@ def test_a_database_from_before_client_request_ids_is_read_and_migrated(tmp_path
     EventStore(db).close()                          # a second open migrates nothing
 
 
+def test_exposures_record_the_experiments_version_and_an_older_database_gets_it(tmp_path):
+    """The experiments config is reloadable, so one experiment's exposures may span
+    edits: each row records the version of the config that assigned it. A database
+    from before has the column added and reads its old rows with it empty."""
+    from api.ab_report import read_event_tables
+    db = tmp_path / "events.db"
+    con = sqlite3.connect(db)
+    con.executescript(OLD_SCHEMA)
+    con.close()
+    store = EventStore(db)
+    store.add_exposures("new-1", "u2", [("l", "e", "b", False)], endpoint="complements",
+                        bundle_version=None, rules_version=None, experiments_version="x-2")
+    store.close()
+    exposures, _ = read_event_tables(db)
+    assert exposures["request_id"].tolist() == ["old-1", "new-1"]
+    assert exposures["experiments_version"].isna().tolist() == [True, False]
+    assert exposures["experiments_version"].iloc[1] == "x-2"
+
+
 needs_proc = pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/fd"),
                                 reason="counts open files through /proc/self/fd")
 

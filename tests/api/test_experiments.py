@@ -229,3 +229,24 @@ def test_an_experiments_file_that_is_not_text_or_not_a_file_is_named(tmp_path):
     with pytest.raises(InputError, match="not UTF-8"):
         create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data"),
                     "EXPERIMENTS": str(latin)})
+
+
+def test_the_config_version_is_its_version_key_else_a_hash_of_its_contents():
+    """Exposures record the version of the config that assigned them (the file is
+    reloadable): a ``version`` key is taken as given, else a hash of the contents that
+    is the same for the same config and new with an edit."""
+    cfg = json.loads(json.dumps(VECTORS["config"]))
+    cfg.pop("version", None)
+    hashed = Experiments.from_dict(cfg, rules=["v2"]).version
+    assert len(hashed) == 12 and int(hashed, 16) >= 0
+    assert Experiments.from_dict(json.loads(json.dumps(cfg)), rules=["v2"]).version == hashed
+    cfg["layers"][0]["experiments"][0]["variants"][0]["weight"] = 7
+    assert Experiments.from_dict(cfg, rules=["v2"]).version != hashed
+    assert Experiments.from_dict({**cfg, "version": "2024-06-01.1"},
+                                 rules=["v2"]).version == "2024-06-01.1"
+    assert Experiments.from_dict({**cfg, "version": 3}, rules=["v2"]).version == "3"
+    assert Experiments().version is None
+    for bad in ("", True, 1.5, ["v"]):
+        with pytest.raises(SchemaError) as err:
+            Experiments.from_dict({**cfg, "version": bad}, rules=["v2"])
+        assert err.value.field == "version" and repr(bad) in str(err.value)

@@ -515,7 +515,8 @@ def test_healthz_names_the_published_target_this_worker_failed_to_load(tmp_path)
     body = r.get_json()
     assert r.status_code == 200 and body["status"] == "ok"    # bundle a still serves
     assert "is broken" in body["last_error"]
-    assert body["failed_target"] == {"bundle": str(tmp_path / "b"), "rules": None}
+    assert body["failed_target"] == {"bundle": str(tmp_path / "b"), "rules": None,
+                                     "experiments": None}
     doc = c.get("/openapi.json").get_json()
     schema = doc["paths"]["/healthz"]["get"]["responses"]["200"]["content"][
         "application/json"]["schema"]
@@ -583,3 +584,174 @@ def test_an_admin_reload_that_cannot_publish_says_so_instead_of_500(tmp_path):
     body = c.post("/admin/reload", headers={"Authorization": "Bearer s3cret"}).get_json()
     assert body["published"] is True and "warning" not in body
     app.extensions["mixmatch"].events.close()
+
+
+# -- the experiments file reloads like a rules file ------------------------------------
+EXPERIMENTS_V1 = '''salt = "t"
+[[layers]]
+name = "ranking"
+  [[layers.experiments]]
+  name = "strat"
+  coverage = 1.0
+    [[layers.experiments.variants]]
+    name = "def"
+    strategy = "default"
+    [[layers.experiments.variants]]
+    name = "vis"
+    strategy = "visual"
+'''
+# a second layer with its own experiment: "strat" is unchanged, so its units keep theirs
+EXPERIMENTS_V2 = EXPERIMENTS_V1 + '''
+[[layers]]
+name = "page"
+  [[layers.experiments]]
+  name = "size"
+  coverage = 1.0
+    [[layers.experiments.variants]]
+    name = "small"
+    params = { k = 3 }
+'''
+BAD_EXPERIMENTS = {
+    "toml syntax": (EXPERIMENTS_V1 + "[[layers]\n", "at line 13"),
+    "unknown model": (EXPERIMENTS_V1.replace('strategy = "visual"',
+                                             'strategy = "visual"\n    model = "nope"'),
+                      "unknown model 'nope'"),
+    # named like its layer: both draw with the default salt "t:page"
+    "salt reused": (EXPERIMENTS_V2.replace('name = "size"', 'name = "page"'),
+                    "salt 't:page' is also the salt of layers[1].salt"),
+    "weight invalid": (EXPERIMENTS_V1.replace('name = "vis"', 'name = "vis"\n    weight = -1'),
+                       "variants[1].weight: must be a number in (0.0, 1000000.0]"),
+}
+ADMIN = {"Authorization": "Bearer s3cret"}
+
+
+class ExperimentEngine:
+    """Answers complements with nothing: these tests read the envelope's assignment."""
+
+    def __init__(self, path):
+        self.bundle_version = Path(path).name
+
+    def complements(self, item_id, **kwargs):
+        return {"groups": []}
+
+
+def experiments_app(tmp_path, text=EXPERIMENTS_V1, **cfg):
+    (tmp_path / "a").mkdir(exist_ok=True)
+    exp = tmp_path / "experiments.toml"
+    if not exp.exists():
+        exp.write_text(text)
+    from api import create_app
+    return create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data"),
+                       "ADMIN_TOKEN": "s3cret", "WATCH_INTERVAL": 0,
+                       "BUNDLE": str(tmp_path / "a"), "WARM_VISION": False,
+                       "ENGINE_LOADER": ExperimentEngine, "EXPERIMENTS": str(exp), **cfg})
+
+
+def assignments(client, users=range(40)) -> dict:
+    out = {}
+    for i in users:
+        r = client.get(f"/v1/items/X/complements?user_id=u{i}")
+        assert r.status_code == 200, r.get_json()
+        out[f"u{i}"] = {a["experiment"]: a["variant"] for a in r.get_json()["assignments"]}
+    return out
+
+
+def exposure_versions(app) -> set:
+    return {v for (v,) in app.extensions["mixmatch"].events.query(
+        "SELECT DISTINCT experiments_version FROM exposures")}
+
+
+def test_an_edited_experiments_file_is_served_after_an_admin_reload_in_every_worker(
+        tmp_path):
+    """The experiments file was read once, when the server started: a data scientist
+    who added an experiment (or changed weights, or stopped one) had to restart every
+    worker. An admin reload re-reads it, the control file carries that reload to the
+    other workers, a unit keeps its variant in the experiments the edit left alone,
+    and the exposures logged after it carry the new config's version."""
+    w1, w2 = experiments_app(tmp_path), experiments_app(tmp_path)
+    c1, c2 = w1.test_client(), w2.test_client()
+    before = assignments(c1)
+    assert {frozenset(a) for a in before.values()} == {frozenset({"strat"})}
+    assert {a["strat"] for a in before.values()} == {"def", "vis"}
+    (v1,) = exposure_versions(w1)
+    (tmp_path / "experiments.toml").write_text(EXPERIMENTS_V2)
+    r = c1.post("/admin/reload", headers=ADMIN)
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["experiments_version"] not in (None, v1)
+    assert r.get_json()["previous"]["experiments_version"] == v1
+    after = assignments(c1)
+    assert after == {u: {**a, "size": "small"} for u, a in before.items()}
+    assert exposure_versions(w1) == {v1, r.get_json()["experiments_version"]}
+    # the other worker follows the publication (its next check of the control file)
+    assert w2.extensions["mixmatch"].holder.maybe_check(now=time.monotonic() + 60,
+                                                        background=False) is True
+    assert assignments(c2) == after
+    for app in (w1, w2):
+        app.extensions["mixmatch"].events.close()
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_EXPERIMENTS))
+def test_a_bad_experiments_edit_keeps_the_old_config_and_is_reported(tmp_path, bad):
+    """A bad edit (TOML error, unknown model, a salt drawn twice, an invalid weight) is
+    refused with the reason (422, never a 500); the old config keeps assigning, and
+    /healthz names the file and the error until a good edit is loaded."""
+    app = experiments_app(tmp_path)
+    c = app.test_client()
+    before = assignments(c, range(10))
+    exp = tmp_path / "experiments.toml"
+    text, reason = BAD_EXPERIMENTS[bad]
+    exp.write_text(text)
+    r = c.post("/admin/reload", headers=ADMIN)
+    assert r.status_code == 422, r.get_json()
+    body = r.get_json()
+    assert body["field"] == "experiments" and reason in body["error"]
+    assert str(exp) in body["error"]
+    assert assignments(c, range(10)) == before
+    health = c.get("/healthz").get_json()
+    assert health["status"] == "ok" and reason in health["last_error"]
+    assert str(exp) in health["last_error"]
+    assert health["failed_target"] == {"bundle": str(tmp_path / "a"), "rules": None,
+                                       "experiments": str(exp)}
+    exp.write_text(EXPERIMENTS_V2)
+    assert c.post("/admin/reload", headers=ADMIN).status_code == 200
+    health = c.get("/healthz").get_json()
+    assert health["last_error"] is None and health["failed_target"] is None
+    assert assignments(c, range(10)) == {u: {**a, "size": "small"}
+                                         for u, a in before.items()}
+    app.extensions["mixmatch"].events.close()
+
+
+def test_the_watch_reloads_an_edited_experiments_file(tmp_path):
+    """With the file watch on, an edit is served within WATCH_INTERVAL without an admin
+    reload; a bad edit after it is refused and reported, and the last good config
+    keeps serving."""
+    app = experiments_app(tmp_path, WATCH_INTERVAL=0.05)
+    c = app.test_client()
+    holder = app.extensions["mixmatch"].holder
+    before = assignments(c, range(5))
+    exp = tmp_path / "experiments.toml"
+    exp.write_text(EXPERIMENTS_V2)
+    want = {u: {**a, "size": "small"} for u, a in before.items()}
+    deadline = time.monotonic() + 10
+    while assignments(c, range(5)) != want and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert assignments(c, range(5)) == want and holder.reloads == 1
+    exp.write_text(BAD_EXPERIMENTS["unknown model"][0])
+    deadline = time.monotonic() + 10
+    while holder.reload_failures == 0 and time.monotonic() < deadline:
+        c.get("/healthz")
+        time.sleep(0.05)
+    health = c.get("/healthz").get_json()
+    assert "unknown model 'nope'" in health["last_error"]
+    assert health["failed_target"]["experiments"] == str(exp)
+    assert assignments(c, range(5)) == want
+    app.extensions["mixmatch"].events.close()
+
+
+def test_a_bad_experiments_file_still_stops_the_start(tmp_path):
+    """Reloadable, but not optional: a server does not start half-configured, with a
+    bundle or without one (then the experiments load with the first bundle)."""
+    from features.exceptions import InputError
+    for cfg in ({}, {"BUNDLE": None}):
+        with pytest.raises(InputError, match="unknown model 'nope'"):
+            experiments_app(tmp_path, BAD_EXPERIMENTS["unknown model"][0], **cfg)
