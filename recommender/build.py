@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from features.exceptions import InputError, NotFoundError, StageNotAvailable
-from recommender.bundle import MANIFEST, Bundle, atomic_files
+from recommender.bundle import MANIFEST, Bundle, atomic_files, write_lock
 from recommender.paths import DATA_ENV, default_data_root
 from recommender.pipeline import STAGE_NAMES, STAGES, BuildContext, run_stages
 
@@ -183,9 +183,7 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
                              field="stages.split", value=split)
         split["test_fraction"] = float(holdout)
     out = Path(out)
-    if source == "demo":
-        data = prepare_demo_source(Path(data) if data else out / "source", items, seed, log)
-    elif source == "mango":
+    if source == "mango":
         data = Path(data) if data else default_data_root() / "mango"
         if not (Path(data) / "product_data.csv").is_file():
             raise NotFoundError(f"MANGO data not found: {data}/product_data.csv (pass --data "
@@ -193,26 +191,33 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
     elif source == "csv":
         if not mapping:
             raise InputError("--source csv needs --mapping FILE", field="mapping")
-    config: dict[str, Any] = {
-        "source": source, "data": str(data) if data else None,
-        "mapping": str(mapping) if mapping else None, "items": items, "seed": seed,
-        "quick": bool(quick), "engine": engine, "scheduler": scheduler,
-        "stages": stage_cfg,
-        "dask": (overrides or {}).get("dask", {}),  # [dask]: cluster sizes (engine dask)
-    }
-    if (out / MANIFEST).is_file():
-        # An existing bundle: the new source and config are saved with the first stage
-        # that runs under them (record_stage saves the manifest), or once the build
-        # finishes, so a build that fails before any stage ran (a bad mapping) leaves
-        # the manifest describing what the bundle holds.
-        bundle = Bundle.open(out)
-        bundle.manifest["source"] = source
-        bundle.manifest["config"] = config
-    else:
-        bundle = Bundle.create(out, source=source, image_root=None, config=config)
-    ctx = BuildContext(bundle=bundle, config=config, force=force, log=log)
-    run_stages(ctx, stages)
-    bundle.save()
+    # held from the manifest read to its last save: a second build of ``out`` is refused
+    # at once, rather than mixing its stages' files and manifest with this one's
+    with write_lock(out):
+        if source == "demo":
+            data = prepare_demo_source(Path(data) if data else out / "source", items, seed,
+                                       log)
+        config: dict[str, Any] = {
+            "source": source, "data": str(data) if data else None,
+            "mapping": str(mapping) if mapping else None, "items": items, "seed": seed,
+            "quick": bool(quick), "engine": engine, "scheduler": scheduler,
+            "stages": stage_cfg,
+            # [dask]: cluster sizes (engine dask)
+            "dask": (overrides or {}).get("dask", {}),
+        }
+        if (out / MANIFEST).is_file():
+            # An existing bundle: the new source and config are saved with the first
+            # stage that runs under them (record_stage saves the manifest), or once the
+            # build finishes, so a build that fails before any stage ran (a bad
+            # mapping) leaves the manifest describing what the bundle holds.
+            bundle = Bundle.open(out)
+            bundle.manifest["source"] = source
+            bundle.manifest["config"] = config
+        else:
+            bundle = Bundle.create(out, source=source, image_root=None, config=config)
+        ctx = BuildContext(bundle=bundle, config=config, force=force, log=log)
+        run_stages(ctx, stages)
+        bundle.save()
     return out
 
 
@@ -276,6 +281,14 @@ def cli_build(args) -> int:
 
 def cli_stages(args) -> int:
     """Handler of ``mixmatch features | train | graph`` on an existing bundle."""
+    Bundle.open(args.bundle)  # no bundle there: named, and no folder made to lock
+    # from the manifest read to its last save: a build running meanwhile would
+    # otherwise have its records overwritten by the manifest read before it finished
+    with write_lock(args.bundle):
+        return _cli_stages_locked(args)
+
+
+def _cli_stages_locked(args) -> int:
     b = Bundle.open(args.bundle)
     config = dict(b.manifest.get("config", {}))
     config["quick"] = bool(getattr(args, "quick", False)) or config.get("quick", False)

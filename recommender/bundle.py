@@ -16,6 +16,9 @@ The manifest's ``image_root`` says where ``image_path`` values are relative to.
 Each stage records what it read (a hash) and wrote, so re-running a finished
 stage on the same inputs is skipped (see :mod:`recommender.pipeline`).
 
+One process at a time writes a bundle: :func:`write_lock` holds ``.write.lock``
+in the folder for a whole run of stages (an advisory lock, no bundle output).
+
 Examples
 --------
 >>> import tempfile
@@ -29,10 +32,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import fcntl
 import hashlib
 import json
 import os
 import platform
+import shlex
+import socket
+import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -41,6 +49,86 @@ from features.files import atomic_files, atomic_write_text, file_hash  # noqa: F
 
 BUNDLE_SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
+#: the writers' lock file (:func:`write_lock`): not a bundle output, in no hash
+LOCK = ".write.lock"
+
+#: write locks this process holds: (bundle folder, thread) -> [lock file, depth]
+_HELD: dict[tuple[str, int], list] = {}
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _holder_text(text: str) -> str:
+    """``pid N on HOST since T (COMMAND)`` from a lock file's content."""
+    try:
+        h = json.loads(text)
+        return (f"pid {h['pid']} on {h['host']} since {h['since']} "
+                f"({h.get('command') or 'command unknown'})")
+    except (ValueError, TypeError, KeyError):
+        # the holder took the lock and has not written its name yet
+        return "a process that has not recorded itself yet"
+
+
+@contextlib.contextmanager
+def write_lock(root: str | os.PathLike, *, command: str | None = None) -> Iterator[None]:
+    """Hold the bundle ``root``'s write lock for the block, or raise BundleError at once
+    naming the process that holds it.
+
+    Two builds (``mixmatch build``, ``features``, ``train``, ``graph``) writing one
+    folder would mix their stages' files and overwrite each other's manifest, so the
+    second is refused rather than made to wait behind hours of training. The lock is
+    ``flock`` on ``.write.lock``: the kernel drops it when its holder exits, killed
+    included, so no stale lock outlives a crash. Readers (the engine, the server)
+    never take it; they rely on the manifest's ``building`` mark. Taking it again in
+    the same thread (a build calling :func:`~recommender.pipeline.run_stages`) nests.
+
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> with write_lock(root), write_lock(root):  # nested in one thread: one lock
+    ...     pass
+    """
+    root = Path(root)
+    key = (os.path.realpath(root), threading.get_ident())
+    held = _HELD.get(key)
+    if held is not None:
+        held[1] += 1
+        try:
+            yield
+        finally:
+            held[1] -= 1
+        return
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        # "a+": opening must not erase the holder's name before we hold the lock
+        f = open(root / LOCK, "a+", encoding="utf-8")
+    except OSError as exc:
+        raise BundleError(f"cannot write to bundle {root} ({exc.__class__.__name__}: "
+                          f"{exc})") from None
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise BundleError(
+                f"bundle {root} is being written by another process: "
+                f"{_holder_text(f.read())}. Two writers would mix their files; run this "
+                f"once that one has finished (serving the bundle is not blocked)") from None
+        if command is None:
+            command = shlex.join([os.path.basename(sys.argv[0]), *sys.argv[1:]])
+        f.truncate(0)
+        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                            "command": command, "since": _now()}))
+        f.flush()
+        _HELD[key] = [f, 1]
+        try:
+            yield
+        finally:
+            del _HELD[key]
+            f.truncate(0)  # a copy of the folder carries no stale holder
+    finally:
+        f.close()  # releases the lock
 
 
 def package_versions() -> dict[str, str]:
@@ -212,6 +300,10 @@ class Bundle:
         """Path inside the bundle (not created)."""
         return self.root.joinpath(*parts)
 
+    def write_lock(self, *, command: str | None = None):
+        """:func:`write_lock` of this bundle's folder."""
+        return write_lock(self.root, command=command)
+
     @property
     def image_root(self) -> Path | None:
         r = self.manifest.get("image_root")
@@ -312,7 +404,8 @@ class Bundle:
         for folder, _, names in os.walk(self.root):
             for n in names:
                 p = os.path.join(folder, n)
-                if n == MANIFEST and folder == str(self.root) or n.startswith(f".{MANIFEST}."):
+                if (n in (MANIFEST, LOCK) and folder == str(self.root)
+                        or n.startswith(f".{MANIFEST}.")):
                     continue
                 try:
                     st = os.lstat(p)

@@ -96,17 +96,22 @@ def run_stages(ctx: BuildContext, names: list[str] | None = None) -> dict[str, d
     A stage already finished on identical inputs is skipped unless ``ctx.force``.
     Returns the metrics of each stage run or skipped. With ``engine = "dask"`` one
     Dask client serves every stage of the run (``ctx.executor``).
-    """
-    if ctx.config.get("engine") == "dask" and ctx.executor is None:
-        from recommender.distributed import dask_executor  # lazily: dask is optional
 
-        with dask_executor(ctx.config) as ex:
-            ctx.executor = ex
-            try:
-                return _run_stages(ctx, names)
-            finally:
-                ctx.executor = None
-    return _run_stages(ctx, names)
+    The run holds the bundle's write lock (:func:`recommender.bundle.write_lock`):
+    while another process builds into the same folder it is refused at once
+    (BundleError naming that process).
+    """
+    with ctx.bundle.write_lock():
+        if ctx.config.get("engine") == "dask" and ctx.executor is None:
+            from recommender.distributed import dask_executor  # lazily: dask is optional
+
+            with dask_executor(ctx.config) as ex:
+                ctx.executor = ex
+                try:
+                    return _run_stages(ctx, names)
+                finally:
+                    ctx.executor = None
+        return _run_stages(ctx, names)
 
 
 def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
