@@ -232,20 +232,31 @@ def bundle_from_tables(root: str | os.PathLike, catalog, outfits, embeddings, *,
     but no images to run the perception stages on. ``train_outfits`` (default: all
     of ``outfits``) are the outfits the graph learns from; ``config`` is the build
     config (``seed``, ``quick``, ``stages``...). Returns the bundle.
+
+    Into an existing bundle, the bundle is marked as being built (loading it is
+    refused) until the graph of the new tables is recorded, and the graph is always
+    rebuilt.
     """
     import numpy as np
 
-    b = Bundle.create(root, source=source, image_root=None)
-    # whole files or the old ones: a bundle rebuilt in place may be read meanwhile
-    with atomic_files(b.path("catalog.parquet"), b.path("outfits.parquet"),
-                      b.path("eval", "train_outfits.parquet"),
-                      b.path("features", "embeddings.npy")) as (cat, out, train, emb):
-        catalog.to_parquet(cat)
-        outfits.to_parquet(out)
-        (outfits if train_outfits is None else train_outfits).to_parquet(train)
-        np.save(emb, np.asarray(embeddings, np.float32))
-    run_stages(BuildContext(b, {"source": source, "seed": 0, **(config or {})},
-                            log=log or (lambda m: None)), ["graph"])
+    with write_lock(root):
+        b = Bundle.create(root, source=source, image_root=None)
+        files = (b.path("catalog.parquet"), b.path("outfits.parquet"),
+                 b.path("eval", "train_outfits.parquet"),
+                 b.path("features", "embeddings.npy"))
+        # Whole files or the old ones, as a bundle rebuilt in place may be read
+        # meanwhile; and marked as the graph stage (the tables are its inputs) from
+        # before the first is renamed in until the graph of the new ones is recorded:
+        # a loader would take the new catalogue beside the old graph, or the old
+        # embeddings, for a complete bundle. Dying before any is renamed in leaves
+        # the bundle as it was (Bundle.stage_run).
+        with b.stage_run("graph"), atomic_files(*files) as (cat, out, train, emb):
+            catalog.to_parquet(cat)
+            outfits.to_parquet(out)
+            (outfits if train_outfits is None else train_outfits).to_parquet(train)
+            np.save(emb, np.asarray(embeddings, np.float32))
+        run_stages(BuildContext(b, {"source": source, "seed": 0, **(config or {})},
+                                log=log or (lambda m: None)), ["graph"])
     return b
 
 

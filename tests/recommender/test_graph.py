@@ -344,31 +344,70 @@ def test_graph_json_cut_short_by_a_failure_leaves_the_old_one(tiny_bundle, tmp_p
     assert not [p.name for p in (root / "graph").iterdir() if p.name.startswith(".")]
 
 
+def two_piece_tables(n: int):
+    """A validated catalogue of n tops and n bottoms, n outfits, unit embeddings."""
+    from recommender.catalog import validate_catalog
+
+    ids = [f"t{i}" for i in range(n)] + [f"p{i}" for i in range(n)]
+    cat = pd.DataFrame({"item_id": ids,
+                        "category": ["top"] * n + ["bottom"] * n, "subcategory": "",
+                        "colour": "RED", "material": "", "gender": "Female",
+                        "image_path": ""})
+    cat, report = validate_catalog(cat, check_images=False)
+    assert report.ok
+    outfits = pd.DataFrame([(f"o{i}", x) for i in range(n) for x in (f"t{i}", f"p{i}")],
+                           columns=["outfit_id", "item_id"])
+    emb = np.random.default_rng(n).normal(size=(2 * n, 8)).astype(np.float32)
+    return cat, outfits, emb / np.linalg.norm(emb, axis=1, keepdims=True)
+
+
 def test_bundle_from_tables_dying_mid_write_leaves_the_old_tables(tmp_path, monkeypatch):
     # before: the tables and embeddings.npy were written in place, one after another:
     # a rebuild dying while saving the embeddings left the new catalogue beside a
     # half array
     from recommender.build import bundle_from_tables
-    from recommender.catalog import validate_catalog
+    from recommender.bundle import Bundle
 
-    def tables(n):
-        cat = pd.DataFrame({"item_id": [f"t{i}" for i in range(n)] + [f"p{i}" for i in range(n)],
-                            "category": ["top"] * n + ["bottom"] * n, "subcategory": "",
-                            "colour": "RED", "material": "", "gender": "Female",
-                            "image_path": ""})
-        cat, report = validate_catalog(cat, check_images=False)
-        assert report.ok
-        outfits = pd.DataFrame([(f"o{i}", x) for i in range(n) for x in (f"t{i}", f"p{i}")],
-                               columns=["outfit_id", "item_id"])
-        emb = np.random.default_rng(n).normal(size=(2 * n, 8)).astype(np.float32)
-        return cat, outfits, emb / np.linalg.norm(emb, axis=1, keepdims=True)
-
-    b = bundle_from_tables(tmp_path / "b", *tables(4), config={"quick": True})
+    b = bundle_from_tables(tmp_path / "b", *two_piece_tables(4), config={"quick": True})
     cat_before = pd.read_parquet(b.path("catalog.parquet"))
     emb_before = np.load(b.path("features", "embeddings.npy"))
     monkeypatch.setattr(np, "save", save_dies_half_way(np.save, fail_on=1))
     with pytest.raises(OSError, match="No space"):
-        bundle_from_tables(tmp_path / "b", *tables(6), config={"quick": True})
+        bundle_from_tables(tmp_path / "b", *two_piece_tables(6), config={"quick": True})
     monkeypatch.undo()
     pd.testing.assert_frame_equal(pd.read_parquet(b.path("catalog.parquet")), cat_before)
     assert np.array_equal(np.load(b.path("features", "embeddings.npy")), emb_before)
+    Bundle.open(b.root).check_complete()  # nothing renamed in: it serves as before
+
+
+def test_bundle_from_tables_into_a_bundle_marks_it_until_the_graph_is_built(tmp_path,
+                                                                          monkeypatch):
+    # before: the new tables were renamed in over a complete bundle without the
+    # building mark, so a loader reading then took the new catalogue beside the old
+    # graph (or the new catalogue beside the old embeddings) for a complete bundle
+    from features.exceptions import BundleError
+    from recommender import build
+    from recommender.bundle import Bundle
+
+    b = build.bundle_from_tables(tmp_path / "b", *two_piece_tables(4),
+                                 config={"quick": True})
+    Bundle.open(b.root).check_complete()
+    seen = []
+    real_run_stages = build.run_stages
+
+    def run_stages_seeing_the_bundle(ctx, names):
+        # the tables are in place and the graph not yet rebuilt: what a loader sees
+        assert len(pd.read_parquet(ctx.bundle.path("catalog.parquet"))) == 12
+        try:
+            Bundle.open(ctx.bundle.root).check_complete()
+            seen.append("complete")
+        except BundleError as exc:
+            seen.append(str(exc))
+        return real_run_stages(ctx, names)
+
+    monkeypatch.setattr(build, "run_stages", run_stages_seeing_the_bundle)
+    build.bundle_from_tables(tmp_path / "b", *two_piece_tables(6), config={"quick": True})
+    assert len(seen) == 1 and "being built" in seen[0]
+    again = Bundle.open(b.root)
+    again.check_complete()  # the graph of the new tables finished: loadable again
+    assert again.stage_record("graph") is not None
