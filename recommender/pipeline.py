@@ -141,9 +141,13 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
             out = module.run_stage(ctx) or {}
         elapsed = time.perf_counter() - t0
         metrics = dict(out.get("metrics", {}))
+        # the seed and quick of this run, as the stages read them: `mixmatch train
+        # --seed 3` retrains under the build's config, which keeps the build's seed
         ctx.bundle.record_stage(stage.name, inputs_hash=inputs_hash,
                                 outputs=list(out.get("outputs", [])), metrics=metrics,
-                                extra={"seconds": round(elapsed, 2)})
+                                extra={"seconds": round(elapsed, 2),
+                                       "seed": ctx.config.get("seed", 0),
+                                       "quick": bool(ctx.config.get("quick"))})
         ctx.log(f"[{stage.name}] done in {elapsed:.1f}s")
         results[stage.name] = metrics
     pending = ctx.bundle.finish_build(every_stage=names is None)

@@ -221,3 +221,37 @@ def test_a_full_build_clears_the_mark_of_a_stage_it_does_not_run(tmp_path, count
         Bundle.open(b.root).check_complete()
     run_stages(BuildContext(bundle=b, config={"value": 1}, log=lambda m: None))
     Bundle.open(b.root).check_complete()
+
+
+def test_a_stage_command_records_the_seed_and_quick_it_ran_with(tiny_bundle, tmp_path):
+    # before: `mixmatch graph --bundle B --seed 3 --quick` rebuilt the graph (the seed
+    # is among its inputs) but the manifest kept only the build's config, so nothing
+    # said which seed, or that quick settings, made the graph B serves
+    import shutil
+
+    from api.cli import main
+
+    root = tmp_path / "b"
+    shutil.copytree(tiny_bundle, root)
+    assert main(["graph", "--bundle", str(root), "--seed", "3", "--quick"]) == 0
+    rec = Bundle.open(root).stage_record("graph")
+    assert (rec["seed"], rec["quick"]) == (3, True)
+    config = Bundle.open(root).manifest["config"]
+    assert config.get("seed", 0) == 0 and not config.get("quick")  # the build's own
+    # the same seed again is up to date; another seed is not skipped
+    assert main(["graph", "--bundle", str(root), "--seed", "3", "--quick"]) == 0
+    assert Bundle.open(root).stage_record("graph") == rec
+    assert main(["graph", "--bundle", str(root), "--seed", "4"]) == 0
+    rec = Bundle.open(root).stage_record("graph")
+    assert (rec["seed"], rec["quick"]) == (4, False)
+
+
+def test_every_stage_record_says_the_seed_and_quick_of_its_run(tmp_path, counting):
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    run_stages(BuildContext(bundle=b, config={"value": 1}, log=lambda m: None))
+    assert {k: b.stage_record("ingest")[k] for k in ("seed", "quick")} == {
+        "seed": 0, "quick": False}  # what the stages read when the config names none
+    run_stages(BuildContext(bundle=b, config={"value": 2, "seed": 7, "quick": True},
+                            log=lambda m: None))
+    assert {k: b.stage_record("ingest")[k] for k in ("seed", "quick")} == {
+        "seed": 7, "quick": True}
