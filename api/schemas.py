@@ -155,6 +155,12 @@ RESPONSES: dict[str, dict] = {
                           "items": {"type": ["integer", "null"]},
                           "loaded_at": {"type": ["number", "null"]},
                           "vision_loaded": {"type": "boolean"},
+                          "stale_stages": {
+                              "type": "array", "items": {"type": "string"},
+                              "description": "stages of the bundle served built from "
+                              "inputs another stage has rewritten since (e.g. the graph "
+                              "after the compatibility model alone was retrained): "
+                              "served as they are until rebuilt"},
                           "reloads": {"type": "integer"},
                           "reload_failures": {"type": "integer"},
                           "last_error": {"type": ["string", "null"],

@@ -334,9 +334,12 @@ class Bundle:
     def record_stage(self, name: str, *, inputs_hash: str, outputs: list[str],
                      metrics: dict | None = None, extra: dict | None = None) -> None:
         """Record that stage ``name`` finished, with what it read and wrote."""
-        out_hash = json_hash({o: (file_hash(self.path(o)) if self.path(o).is_file() else None)
-                              for o in outputs})
-        rec = {"inputs_hash": inputs_hash, "outputs": outputs, "outputs_hash": out_hash,
+        hashes = {o: (file_hash(self.path(o)) if self.path(o).is_file() else None)
+                  for o in outputs}
+        # each file's hash kept too: what a later stage read of it is compared with
+        # on load (stale_stages), without hashing a file again
+        rec = {"inputs_hash": inputs_hash, "outputs": outputs,
+               "outputs_hash": json_hash(hashes), "output_hashes": hashes,
                "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                "metrics": metrics or {}}
         if extra:
@@ -453,6 +456,46 @@ class Bundle:
                 f"bundle {self.root} is being built (stage {stage!r} started {since}), "
                 f"or that build was interrupted or failed: its files may mix two builds. "
                 f"It loads once a build into it finishes (re-run mixmatch build)")
+
+    def stale_stages(self) -> list[str]:
+        """Stages built from a file another stage has rewritten since: the graph
+        after ``mixmatch train --stage compatibility`` alone, still scored by the
+        model that is no longer in the bundle. Read from the manifest only (each
+        record's ``reads``, the producers' ``output_hashes``), so every load can
+        afford it; records made before those were kept say nothing.
+
+        What ``mixmatch build`` would rerun for that reason (their inputs hash
+        changed with the file); the stages after a stale one become stale only once
+        it has been rebuilt.
+
+        >>> import tempfile
+        >>> b = Bundle.create(tempfile.mkdtemp(), source="demo", image_root=None)
+        >>> _ = b.path("m.txt").write_text("old")
+        >>> b.record_stage("compatibility", inputs_hash="a", outputs=["m.txt"])
+        >>> b.record_stage("graph", inputs_hash="b", outputs=[],
+        ...                extra={"reads": {"m.txt": file_hash(b.path("m.txt"))}})
+        >>> b.stale_stages()
+        []
+        >>> _ = b.path("m.txt").write_text("new")
+        >>> b.record_stage("compatibility", inputs_hash="c", outputs=["m.txt"])
+        >>> b.stale_stages()
+        ['graph']
+        """
+        stages = self.manifest.get("stages", {})
+        written: dict[str, tuple[str, Any]] = {}  # file -> (stage, hash it recorded)
+        for name, rec in stages.items():
+            hashes = rec.get("output_hashes")
+            if isinstance(hashes, dict):
+                written.update({f: (name, h) for f, h in hashes.items()})
+        stale = []
+        for name, rec in stages.items():
+            reads = rec.get("reads")
+            if not isinstance(reads, dict):
+                continue
+            if any(f in written and written[f][0] != name and written[f][1] != h
+                   for f, h in reads.items()):
+                stale.append(name)
+        return sorted(stale)
 
     def stage_is_current(self, name: str, inputs_hash: str) -> bool:
         """True when ``name`` finished on the same inputs and its outputs still exist."""

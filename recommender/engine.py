@@ -30,6 +30,7 @@ Examples
 """
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any, Sequence
@@ -47,6 +48,7 @@ from recommender.rules import (Group, ItemTable, Rules, apply_rules, categories_
                                validate_rules_fields)
 from recommender.rules import _filters_ok as rules_allow
 from recommender.strategies import STRATEGIES, get_strategy
+log = logging.getLogger(__name__)
 
 MAX_K = 100
 #: most candidates a group is widened to when the rules' filters leave too few
@@ -81,6 +83,8 @@ class Engine:
     categories : list of the catalogue's categories (CATEGORIES order)
     attribute_vocab : dict field -> sorted allowed values (search filters and rules)
     price_available : bool
+    stale_stages : list of stages built from files another stage has rewritten
+        since (:meth:`Bundle.stale_stages`), served as they are until rebuilt
     """
 
     def __init__(self, bundle: Bundle, catalog: pd.DataFrame, features: pd.DataFrame | None,
@@ -96,6 +100,7 @@ class Engine:
         self._neutral = np.isin(self.colours, list(NEUTRAL_COLOURS))
         self._content = ContentScorer(emb, self.colours)
         self.price_available = self.table.has_price
+        self.stale_stages = bundle.stale_stages()
         self.categories = [c for c in CATEGORIES if (self.table.category == c).any()]
         self._cat_rows = {c: np.flatnonzero(self.table.category == c) for c in self.categories}
         self.attribute_vocab = self._vocab()
@@ -152,7 +157,18 @@ class Engine:
         if now.version != b.version:
             raise BundleError(f"bundle {b.root} changed while it was loading (version "
                               f"{b.version} -> {now.version}): load it again")
-        return cls(b, catalog, features, emb, graph, compat, rules)
+        engine = cls(b, catalog, features, emb, graph, compat, rules)
+        if engine.stale_stages:
+            # served all the same: a graph scored by the previous model still answers,
+            # where refusing the bundle would leave nothing to serve
+            from recommender.pipeline import rebuild_command
+
+            log.warning("bundle %s: stage(s) %s built from inputs that have changed "
+                        "since; serving them as they are. Rebuild: %s", b.root,
+                        ", ".join(engine.stale_stages),
+                        "; then ".join(rebuild_command(n, b.root)
+                                       for n in engine.stale_stages))
+        return engine
 
     @property
     def bundle_version(self) -> str:

@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from features.exceptions import InputError, StageNotAvailable
+from features.exceptions import InputError, MixmatchError, StageNotAvailable
 from recommender.bundle import Bundle, json_hash
 
 
@@ -127,7 +127,8 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
         if names is None and stage.sources is not None and ctx.source not in stage.sources:
             continue
         module = load_stage_module(stage)
-        inputs_hash = json_hash({"stage": stage.name, "inputs": module.stage_inputs(ctx)})
+        inputs = module.stage_inputs(ctx)
+        inputs_hash = json_hash({"stage": stage.name, "inputs": inputs})
         if not ctx.force and ctx.bundle.stage_is_current(stage.name, inputs_hash):
             ctx.log(f"[{stage.name}] up to date, skipped")
             results[stage.name] = ctx.bundle.stage_record(stage.name).get("metrics", {})
@@ -147,7 +148,8 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
                                 outputs=list(out.get("outputs", [])), metrics=metrics,
                                 extra={"seconds": round(elapsed, 2),
                                        "seed": ctx.config.get("seed", 0),
-                                       "quick": bool(ctx.config.get("quick"))})
+                                       "quick": bool(ctx.config.get("quick")),
+                                       "reads": files_read(ctx.bundle, stage.name, inputs)})
         ctx.log(f"[{stage.name}] done in {elapsed:.1f}s")
         results[stage.name] = metrics
     pending = ctx.bundle.finish_build(every_stage=names is None)
@@ -155,4 +157,84 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
         ctx.log(f"bundle {ctx.bundle.root} stays marked as being built: stage(s) "
                 f"{', '.join(pending)} started earlier did not finish; run them "
                 f"(mixmatch build) before serving it")
+    if names is not None and results:
+        # a stage run alone (mixmatch train --stage compatibility) leaves the stages
+        # after it built from what it replaced; the server would go on serving them
+        stale = out_of_date_after(ctx, list(results))
+        if stale:
+            ctx.log(f"stage(s) {', '.join(stale)} of bundle {ctx.bundle.root} were built "
+                    f"from inputs that have changed since and are out of date (served "
+                    f"as they are until rebuilt); rebuild them: "
+                    + "; then ".join(rebuild_command(n, ctx.bundle.root) for n in stale))
     return results
+
+
+def files_read(bundle: Bundle, name: str, inputs: Any) -> dict[str, str | None]:
+    """The bundle files stage ``name`` read, with their hashes, found in its
+    ``stage_inputs``: a key naming a bundle file (``"models/compat.txt": hash``, or
+    None when the file was absent) or a hash another stage recorded for one of its
+    outputs (``"train_outfits": hash``). Recorded with the stage, for
+    :meth:`Bundle.stale_stages` to compare with what is there on load.
+
+    >>> import tempfile
+    >>> b = Bundle.create(tempfile.mkdtemp(), source="demo", image_root=None)
+    >>> _ = b.path("o.parquet").write_text("x")
+    >>> b.record_stage("split", inputs_hash="a", outputs=["o.parquet"])
+    >>> h = b.stage_record("split")["output_hashes"]["o.parquet"]
+    >>> files_read(b, "graph", {"files": {"models/compat.txt": None}, "train": h,
+    ...                         "seed": 0}) == {"models/compat.txt": None, "o.parquet": h}
+    True
+    """
+    by_hash = {h: f for other, rec in bundle.manifest.get("stages", {}).items()
+               if other != name
+               for f, h in (rec.get("output_hashes") or {}).items() if h}
+    reads: dict[str, str | None] = {}
+
+    def walk(obj: Any) -> None:
+        for key, value in obj.items():
+            if isinstance(value, dict):
+                walk(value)
+            elif isinstance(value, str) and value in by_hash:
+                reads[by_hash[value]] = value
+            elif ("." in str(key) and (value is None or isinstance(value, str))
+                  and (value is None or bundle.path(str(key)).is_file())):
+                reads[str(key)] = value
+
+    if isinstance(inputs, dict):
+        walk(inputs)
+    return dict(sorted(reads.items()))
+
+
+def out_of_date_after(ctx: BuildContext, ran: list[str]) -> list[str]:
+    """Finished stages after the first of ``ran`` whose recorded inputs hash no longer
+    matches their ``stage_inputs`` now: what ``mixmatch build`` would rerun."""
+    order = [s.name for s in STAGES]
+    first = min(order.index(n) for n in ran)
+    stale = []
+    for stage in STAGES[first + 1:]:
+        if stage.name in ran or ctx.bundle.stage_record(stage.name) is None:
+            continue
+        try:
+            module = load_stage_module(stage)
+            inputs_hash = json_hash({"stage": stage.name,
+                                     "inputs": module.stage_inputs(ctx)})
+        except (MixmatchError, OSError):
+            # a stage whose inputs cannot be read now is for `mixmatch build` to say;
+            # the stage that ran has finished and the command succeeded
+            continue
+        if not ctx.bundle.stage_is_current(stage.name, inputs_hash):
+            stale.append(stage.name)
+    return stale
+
+
+def rebuild_command(name: str, root) -> str:
+    """The command that reruns stage ``name`` of the bundle at ``root``.
+
+    >>> rebuild_command("graph", "b"), rebuild_command("compatibility", "b")
+    ('mixmatch graph --bundle b', 'mixmatch train --bundle b --stage compatibility')
+    """
+    if name in ("features", "graph"):
+        return f"mixmatch {name} --bundle {root}"
+    if name in ("attributes", "keypoints", "compatibility"):
+        return f"mixmatch train --bundle {root} --stage {name}"
+    return f"mixmatch build --out {root} --stages {name} (with the bundle's --source)"

@@ -74,7 +74,9 @@ def healthz():
     """``ok`` with the versions served, or 503 ``no_bundle`` before one is loaded.
 
     ``vision_loaded``: whether this worker has its perception models loaded (the
-    photo routes answer at once), which a started worker does in the background."""
+    photo routes answer at once), which a started worker does in the background.
+    ``stale_stages``: stages of the served bundle built from inputs rewritten since
+    (the graph after the compatibility model alone was retrained), still served."""
     serving = get_serving()
     state = serving.holder.current()
     if state is None:
@@ -83,6 +85,7 @@ def healthz():
     n = getattr(getattr(state.engine, "catalog", None), "shape", (None,))[0]
     return respond({"status": "ok", "items": n, "loaded_at": state.loaded_at,
                     "vision_loaded": bool(getattr(state.engine, "vision_loaded", False)),
+                    "stale_stages": list(getattr(state.engine, "stale_stages", [])),
                     **serving.holder.describe()})
 
 

@@ -192,6 +192,7 @@ def test_images_refuse_path_traversal(image_root_app, path, tmp_path):
 def test_healthz_and_metrics(client, engine):
     body = client.get("/healthz").get_json()
     assert body["status"] == "ok" and body["items"] == len(engine.catalog)
+    assert body["stale_stages"] == []   # every stage built from the files there
     client.get("/v1/items/NO-SUCH/complements")
     text = client.get("/metrics").get_data(as_text=True)
     assert 'mixmatch_requests_total{route="/v1/items/<item_id>/complements",method="GET",' \

@@ -255,3 +255,84 @@ def test_every_stage_record_says_the_seed_and_quick_of_its_run(tmp_path, countin
                             log=lambda m: None))
     assert {k: b.stage_record("ingest")[k] for k in ("seed", "quick")} == {
         "seed": 7, "quick": True}
+
+
+def test_a_stage_run_alone_names_the_stages_after_it_left_out_of_date(tmp_path,
+                                                                      monkeypatch):
+    # before: `mixmatch train --stage compatibility` alone left the graph scored by the
+    # old model, and neither the command nor the loaded bundle said so
+    from tests.recommender import reading_stage
+
+    monkeypatch.setattr(pipeline, "STAGES", (
+        Stage("ingest", "tests.recommender.counting_stage", 0, "count"),
+        Stage("graph", "tests.recommender.reading_stage", 0, "read")))
+    reading_stage.RUNS.clear()
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    run_stages(BuildContext(bundle=b, config={"value": 1}, log=lambda m: None))
+    assert Bundle.open(b.root).stale_stages() == []
+
+    logs = []
+    run_stages(BuildContext(bundle=b, config={"value": 2}, log=logs.append), ["ingest"])
+    assert f"stage(s) graph of bundle {b.root}" in logs[-1]
+    assert logs[-1].endswith(f"rebuild them: mixmatch graph --bundle {b.root}")
+    assert Bundle.open(b.root).stale_stages() == ["graph"]
+
+    run_stages(BuildContext(bundle=b, config={"value": 2}, log=lambda m: None), ["graph"])
+    assert reading_stage.RUNS == ["1", "2"]
+    assert Bundle.open(b.root).stale_stages() == []
+    # rerun giving the same output: what read it is still current, and nothing is said
+    logs.clear()
+    run_stages(BuildContext(bundle=b, config={"value": 2}, force=True, log=logs.append),
+               ["ingest"])
+    assert not any("out of date" in m for m in logs)
+    assert Bundle.open(b.root).stale_stages() == []
+
+
+def test_a_stage_that_read_a_file_absent_then_is_stale_once_it_is_written(tmp_path,
+                                                                          monkeypatch):
+    # the graph of a bundle without a compatibility model (content scorer) is stale
+    # once the model is trained
+    monkeypatch.setattr(pipeline, "STAGES", (
+        Stage("ingest", "tests.recommender.counting_stage", 0, "count"),
+        Stage("graph", "tests.recommender.reading_stage", 0, "read")))
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    run_stages(BuildContext(bundle=b, config={"value": 1}, log=lambda m: None), ["graph"])
+    assert b.stage_record("graph")["reads"] == {"out.txt": None}
+    run_stages(BuildContext(bundle=b, config={"value": 1}, log=lambda m: None), ["ingest"])
+    assert Bundle.open(b.root).stale_stages() == ["graph"]
+
+
+@pytest.mark.slow
+def test_retraining_the_compatibility_model_alone_reports_the_graph_stale(
+        tiny_bundle, tmp_path, capsys, caplog):
+    # before: the command, Engine.load and /healthz were silent while the graph served
+    # edges scored by a model no longer in the bundle (here: the content scorer's)
+    import shutil
+
+    from api import create_app
+    from api.cli import main
+    from recommender.engine import Engine
+
+    root = tmp_path / "b"
+    shutil.copytree(tiny_bundle, root)
+    assert Engine.load(root).stale_stages == []
+    assert main(["train", "--bundle", str(root), "--stage", "compatibility"]) == 0
+    err = capsys.readouterr().err
+    assert "stage(s) graph of bundle" in err and f"mixmatch graph --bundle {root}" in err
+
+    with caplog.at_level("WARNING", logger="recommender.engine"):
+        assert Engine.load(root).stale_stages == ["graph"]
+    assert "graph built from inputs that have changed" in caplog.text
+    app = create_app({"TESTING": True, "BUNDLE": str(root), "WATCH_INTERVAL": 0,
+                      "DATA_DIR": str(tmp_path / "data")})
+    body = app.test_client().get("/healthz").get_json()
+    assert body["status"] == "ok" and body["stale_stages"] == ["graph"]
+    app.extensions["mixmatch"].events.close()
+
+    assert main(["graph", "--bundle", str(root)]) == 0
+    assert "out of date" not in capsys.readouterr().err
+    assert Engine.load(root).stale_stages == []
+    app = create_app({"TESTING": True, "BUNDLE": str(root), "WATCH_INTERVAL": 0,
+                      "DATA_DIR": str(tmp_path / "data2")})
+    assert app.test_client().get("/healthz").get_json()["stale_stages"] == []
+    app.extensions["mixmatch"].events.close()
