@@ -101,7 +101,7 @@ def cmd_evaluate(args) -> int:
         result["keypoints"] = fn(args.keypoints_truth, args.keypoints_pred)
         did = True
     if args.attributes:
-        fn = _impl("features.attributes.evaluate", "evaluate_bundle", 3)
+        fn = _impl("recommender.evaluation.evaluate", "evaluate_attributes", 3)
         result.update(fn(args.bundle))
         did = True
     if args.fitb or args.compat or args.ablations:

@@ -134,10 +134,10 @@ def test_evaluate_json_prints_a_head_with_nothing_to_score_as_null(monkeypatch, 
     # "accuracy": NaN, which is not JSON: jq and JSON.parse refused the whole output
     import numpy as np
 
-    import features.attributes.evaluate as attr_eval
+    import recommender.evaluation.evaluate as attr_eval
 
     nan = float("nan")
-    monkeypatch.setattr(attr_eval, "evaluate_bundle", lambda bundle: {
+    monkeypatch.setattr(attr_eval, "evaluate_attributes", lambda bundle: {
         "heads": {"colour": {"accuracy": 0.75, "macro_f1": np.float32(0.5), "n": 8},
                   "sleeve_length_labels": {"accuracy": nan, "macro_f1": nan, "n": 0}},
         "fashionai_map": nan, "fashionai_ap": {"sleeve_length_labels": -np.inf}})

@@ -1,8 +1,9 @@
 """Scores of the attribute network: per-head accuracy and macro-F1, FashionAI mAP.
 
-``mixmatch evaluate --bundle B --attributes [--json]`` calls :func:`evaluate_bundle`,
-which scores the bundle's model on its held-out products (``split == "test"`` in
-``models/attributes_split.parquet``).
+``mixmatch evaluate --bundle B --attributes [--json]`` opens the bundle
+(:func:`recommender.evaluation.evaluate.evaluate_attributes`) and calls
+:func:`evaluate_bundle`, which scores the bundle's model on its held-out products
+(``split == "test"`` in ``models/attributes_split.parquet``).
 
 FashionAI heads follow the challenge on "maybe" (``m``) labels: a prediction that
 lands on a class labelled ``m`` for that image is neither a hit nor an error.  It is
@@ -24,8 +25,6 @@ Examples
 0.8888888888888888
 """
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import pandas as pd
@@ -129,8 +128,12 @@ def head_metrics(taxonomy: Taxonomy, probs: dict[str, np.ndarray], targets: np.n
     return out
 
 
-def evaluate_bundle(bundle_path: str | os.PathLike, split: str = "test") -> dict:
+def evaluate_bundle(bundle, split: str = "test") -> dict:
     """Score the bundle's attribute model on its held-out products.
+
+    ``bundle``: an open bundle (what a stage gets as ``ctx.bundle``: ``path(...)``
+    and ``image_root``), opened by the caller: ``features`` does not import
+    ``recommender``, where :class:`~recommender.bundle.Bundle` lives.
 
     Returns ``{"heads": {field: {"accuracy", "macro_f1", "n"}}, "split": split,
     "n_items": int}`` (garment-level heads pooled over colour variants when the
@@ -142,15 +145,14 @@ def evaluate_bundle(bundle_path: str | os.PathLike, split: str = "test") -> dict
 
     Examples
     --------
-    >>> evaluate_bundle("bundles/demo")  # doctest: +SKIP
+    >>> from recommender.bundle import Bundle   # doctest: +SKIP
+    >>> evaluate_bundle(Bundle.open("bundles/demo"))  # doctest: +SKIP
     {'heads': {'subcategory': {'accuracy': 0.97, 'macro_f1': 0.95, 'n': 30}, ...}
     """
     from features.attributes.data import load_images
     from features.attributes.estimator import AttributeModel
     from features.attributes.train import load_training_table
-    from recommender.bundle import Bundle
 
-    bundle = Bundle.open(bundle_path)
     split_path = bundle.path("models", "attributes_split.parquet")
     if not split_path.is_file():
         raise BundleError(f"{split_path} missing: run the attributes stage first")

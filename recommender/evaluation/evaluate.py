@@ -149,6 +149,17 @@ def _load_model(b):
     return CompatibilityModel.load(b)
 
 
+def evaluate_attributes(bundle_path, split: str = "test") -> dict:
+    """``mixmatch evaluate --attributes``: the bundle at ``bundle_path`` opened here
+    and its attribute network scored by
+    :func:`features.attributes.evaluate.evaluate_bundle` (``features`` does not
+    import ``recommender``, so it takes the bundle open)."""
+    from features.attributes.evaluate import evaluate_bundle
+    from recommender.bundle import Bundle
+
+    return evaluate_bundle(Bundle.open(bundle_path), split)
+
+
 def evaluate_bundle_files(bundle_path, fitb=None, compat=None, ablations: bool = False,
                           seed: int = 0, print_text: bool = True) -> dict:
     """Score FITB/compatibility files with the bundle's model and the baselines.

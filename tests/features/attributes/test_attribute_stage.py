@@ -54,7 +54,7 @@ def test_stage_writes_model_split_and_metrics(tiny_bundle):
     assert set(split["split"]) <= {"train", "val", "test"} and len(split) == 40
     model = AttributeModel.load(tiny_bundle.path("models"))
     assert model.taxonomy_.classes("colour") == ("BLUE", "RED")
-    res = evaluate_bundle(tiny_bundle.root)
+    res = evaluate_bundle(tiny_bundle)
     assert set(res["heads"]) == {"subcategory", "colour", "sleeve_length_labels"}
     assert res["heads"]["colour"]["n"] == m["n_test"]
     # Skirts have no sleeve label: that head is scored on dresses only.
@@ -87,7 +87,7 @@ def test_demo_bundle_model_uses_keypoint_regions_end_to_end(demo_bundle):
     assert model.uses_regions and model.config_.region_size == (32, 32)
     metrics = json.loads((demo_bundle / "manifest.json").read_text())
     assert "regions" in json.dumps(metrics)
-    res = evaluate_bundle(demo_bundle)
+    res = evaluate_bundle(Bundle.open(demo_bundle))
     assert res["regions_from"] == "features stage keypoints"
     assert 0.0 <= res["fashionai_map"] <= 1.0
 
@@ -98,7 +98,7 @@ def test_tiny_bundle_without_keypoints_has_no_region_path(tiny_bundle):
                        log=lambda m: None)
     assert run_stage(ctx)["metrics"]["regions"] == "none"
     assert not AttributeModel.load(tiny_bundle.path("models")).uses_regions
-    assert evaluate_bundle(tiny_bundle.root)["regions_from"] == "none"
+    assert evaluate_bundle(tiny_bundle)["regions_from"] == "none"
 
 
 def test_stage_with_detail_crops_end_to_end(tiny_bundle):
@@ -112,7 +112,7 @@ def test_stage_with_detail_crops_end_to_end(tiny_bundle):
     model = AttributeModel.load(tiny_bundle.path("models"))
     assert model.region_kind == "detail" and model.config_.region_size == (16, 16)
     assert list(tiny_bundle.path("cache").glob("detail_16x16_*.npz"))
-    res = evaluate_bundle(tiny_bundle.root)
+    res = evaluate_bundle(tiny_bundle)
     assert res["regions_from"] == "detail crops" and "subcategory" in res["heads"]
 
 
@@ -141,7 +141,7 @@ def test_stage_with_descriptor_fusion_end_to_end(tiny_bundle, capsys):
     assert set(model.fused_heads) == fused | set(taking)
     assert tiny_bundle.path("models", "attributes.fusion.json").is_file() == bool(fused)
     assert ("models/attributes.fusion.json" in out["outputs"]) == bool(fused)
-    res = evaluate_bundle(tiny_bundle.root)
+    res = evaluate_bundle(tiny_bundle)
     assert set(res["heads"]) == set(heads)
     assert res["descriptor_fusion"] == {**{h: report[h]["weight"] for h in fused}, **taking}
     # The CLI's table names both kinds.
@@ -163,6 +163,6 @@ def test_mango_bundle_trains_the_whole_image_network(mango_subset_bundle):
     """MANGO has no keypoints: its attribute network has no region path."""
     model = AttributeModel.load(mango_subset_bundle / "models")
     assert not model.uses_regions and model.config_.geometry_dim == 0
-    res = evaluate_bundle(mango_subset_bundle)
+    res = evaluate_bundle(Bundle.open(mango_subset_bundle))
     assert res["regions_from"] == "none"
     assert {"subcategory", "colour"} <= set(res["heads"])
