@@ -16,6 +16,9 @@ EXPERIMENTS    experiments file (see :mod:`api.experiments`); None: no experimen
 DATA_DIR       where the events database and the reload control file live
                (default: <bundle>/serving, else ./.mixmatch)
 EVENTS_DB      events database path (default: DATA_DIR/events.db)
+EVENTS_BUSY_TIMEOUT_MS  how long a write waits for another process's lock on the
+               events database (default 10000) before POST /v1/events answers 503
+               with Retry-After (and an exposure is dropped, counted in /healthz)
 ADMIN_TOKEN    token for /admin/*; None disables the admin endpoints
 CORS_ORIGINS   list of allowed origins, or "*" (default: none)
 MAX_CONTENT_LENGTH  largest request body in bytes (413 above)
@@ -66,6 +69,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "EXPERIMENTS": None,
     "DATA_DIR": None,
     "EVENTS_DB": None,
+    "EVENTS_BUSY_TIMEOUT_MS": 10_000,
     "ADMIN_TOKEN": None,
     "CORS_ORIGINS": [],
     "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,
@@ -127,8 +131,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         # there is none yet, but a bad file must still stop the start
         load_experiments(spec)
 
+    event_store = EventStore(events_db, busy_timeout_ms=cfg["EVENTS_BUSY_TIMEOUT_MS"])
+
     from api.blueprints.health import Metrics
-    app.extensions[EXTENSION] = Serving(holder=holder, events=EventStore(events_db),
+    app.extensions[EXTENSION] = Serving(holder=holder, events=event_store,
                                         schemas=schemas, metrics=Metrics())
 
     register_error_handlers(app)
@@ -259,7 +265,8 @@ def _cors(app: Flask, response) -> None:
         response.headers.add("Vary", "Origin")
     else:
         return
-    response.headers["Access-Control-Expose-Headers"] = "X-Request-ID"
+    # Retry-After: a cross-origin page must read how long a 503 asks it to wait
+    response.headers["Access-Control-Expose-Headers"] = "X-Request-ID, Retry-After"
     if request.method == "OPTIONS":
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = "Content-Type, X-Request-ID"

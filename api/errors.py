@@ -3,8 +3,9 @@
 Every error body is ``{"error": reason, "field": offending field or null, ...}`` plus
 the envelope (``request_id`` and the versions), with the status the exception class
 names (:attr:`features.exceptions.MixmatchError.http_status`): 400 bad input, 404
-unknown id, 413 too large, 415 not an image. A last-resort handler still answers 500
-in JSON, but no input should reach it (the OpenAPI fuzz test checks that).
+unknown id, 413 too large, 415 not an image, 503 busy for now (with ``Retry-After``
+when the error names one: the events database locked). A last-resort handler still
+answers 500 in JSON, but no input should reach it (the OpenAPI fuzz test checks that).
 """
 from __future__ import annotations
 
@@ -45,7 +46,11 @@ def handle_mixmatch_error(exc: MixmatchError):
     if status >= 500:
         log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.path, exc)
     extra = {k: v for k, v in body.items() if k not in ("error", "field")}
-    return _body(body["error"], body.get("field"), status, extra)
+    resp = _body(body["error"], body.get("field"), status, extra)
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        resp.headers["Retry-After"] = str(int(retry_after))
+    return resp
 
 
 def handle_http_error(exc: HTTPException):

@@ -12,6 +12,11 @@ for. One connection per thread (SQLite connections are not shared across threads
 opened lazily so gunicorn workers forked after the app was built open their own; several
 processes may write at once (SQLite's file lock, waited on with ``busy_timeout``).
 
+A write that cannot be done (the lock still held after the busy timeout, a disk I/O
+error, a read-only file) raises :class:`features.exceptions.ServiceUnavailable`, which
+the API answers with 503 and ``Retry-After``: a batch is one transaction, so nothing of
+it was stored and the page may post it again.
+
 Examples
 --------
 >>> import tempfile, os
@@ -31,7 +36,11 @@ import weakref
 from pathlib import Path
 from typing import Iterable
 
-from features.exceptions import InputError
+from features.exceptions import InputError, ServiceUnavailable
+
+#: Seconds a client is told to wait (``Retry-After``) when the database is busy: the
+#: busy timeout has already been waited, so a lock still held is a long one
+RETRY_AFTER_S = 1
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS exposures (
@@ -77,7 +86,8 @@ class EventStore:
     path : str or PathLike
         The database file (``:memory:`` is refused: it would not be durable).
     busy_timeout_ms : int
-        How long a writer waits for another process's lock before failing.
+        How long a writer waits for another process's lock before failing
+        (``EVENTS_BUSY_TIMEOUT_MS``); 0 fails at once.
     """
 
     def __init__(self, path: str | os.PathLike, *, busy_timeout_ms: int = 10_000):
@@ -86,6 +96,11 @@ class EventStore:
             raise InputError("the events database ':memory:' is refused: it would not be "
                              "durable; give a file path", field="EVENTS_DB",
                              value=str(path))
+        if (isinstance(busy_timeout_ms, bool) or not isinstance(busy_timeout_ms, int)
+                or busy_timeout_ms < 0):
+            raise InputError(f"the events database busy timeout {busy_timeout_ms!r} is "
+                             "not a whole number of milliseconds >= 0",
+                             field="EVENTS_BUSY_TIMEOUT_MS", value=busy_timeout_ms)
         self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._pid = os.getpid()
@@ -120,11 +135,15 @@ class EventStore:
         # that close() may close it from another (SQLite is built serialized)
         con = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
                               isolation_level=None, check_same_thread=False)
-        con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-        con.execute("PRAGMA journal_mode=WAL")
-        # FULL: the WAL is fsynced at every commit, so an acknowledged event survives
-        # a power cut too, not only a killed process
-        con.execute("PRAGMA synchronous=FULL")
+        try:
+            con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+            con.execute("PRAGMA journal_mode=WAL")
+            # FULL: the WAL is fsynced at every commit, so an acknowledged event
+            # survives a power cut too, not only a killed process
+            con.execute("PRAGMA synchronous=FULL")
+        except BaseException:
+            con.close()     # a busy database: the next write opens a new one
+            raise
         return con
 
     def _con(self) -> sqlite3.Connection:
@@ -146,20 +165,39 @@ class EventStore:
         return con
 
     def _write(self, sql: str, rows: list[tuple]) -> list[int]:
-        con = self._con()
+        try:
+            con = self._con()
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:   # locked past the timeout, I/O, ...
+            raise self._unavailable(exc) from exc
         ids = []
-        con.execute("BEGIN IMMEDIATE")
         try:
             for row in rows:
                 ids.append(con.execute(sql, row).lastrowid)
             con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
+        except BaseException as exc:
+            # SQLite has already rolled back after some errors (I/O, disk full): a
+            # second ROLLBACK would raise "no transaction is active" over the reason
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise self._unavailable(exc) from exc
             raise
         return ids
 
+    @staticmethod
+    def _unavailable(exc: sqlite3.OperationalError) -> ServiceUnavailable:
+        # SQLite's reason ("database is locked", "disk I/O error") is short and names
+        # no file; the error handler logs the message with the request
+        return ServiceUnavailable(f"the events database is busy or unavailable ({exc}): "
+                                  f"nothing of this request was stored; retry in "
+                                  f"{RETRY_AFTER_S} s", retry_after=RETRY_AFTER_S)
+
     def add_events(self, events: Iterable[dict], *, ts: float | None = None) -> list[int]:
-        """Store validated events in one transaction; returns their ids once committed."""
+        """Store validated events in one transaction; returns their ids once committed.
+
+        All or nothing: raises :class:`ServiceUnavailable` with none of them stored
+        when the database cannot take the write."""
         now = time.time() if ts is None else ts
         # ``value`` is REAL: an integral value is bound as a float, because sqlite3
         # binds an int as a 64-bit INTEGER first and overflows on a larger one

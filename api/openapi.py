@@ -96,7 +96,7 @@ def build_document(s: Schemas) -> dict:
             r["analyze"], body=multipart, codes=("400", "413", "415", "503"))},
         "/v1/events": {"post": op(
             "postEvents", "Store shop events tied to a request_id", r["events"],
-            body=_json(b["events"]), codes=("400", "413", "415"))},
+            body=_json(b["events"]), codes=("400", "413", "415", "503"))},
         "/healthz": {"get": op("healthz", "Health and the versions served", r["healthz"],
                                codes=("503",))},
         "/metrics": {"get": op("metrics", "Prometheus metrics of this worker", None,
@@ -118,6 +118,14 @@ def build_document(s: Schemas) -> dict:
     paths["/healthz"]["get"]["responses"]["503"] = {
         "description": "no bundle loaded yet (status no_bundle)",
         "content": _json(r["healthz"])}
+    # the events database busy or failing: nothing stored, the same batch may be sent
+    # again after Retry-After (a 500 would have said retrying was pointless)
+    paths["/v1/events"]["post"]["responses"]["503"] = {
+        "description": "the events database is busy or unavailable: nothing of the "
+        "request was stored; send it again after Retry-After seconds",
+        "headers": {"Retry-After": {"description": "seconds to wait before retrying",
+                                    "schema": {"type": "integer", "minimum": 0}}},
+        "content": _json({"$ref": "#/components/schemas/Error"})}
     for code in ("401", "403"):
         paths["/admin/reload"]["post"]["responses"][code] = {
             "description": "missing/wrong token, or admin disabled",

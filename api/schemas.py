@@ -73,6 +73,8 @@ ERROR_SCHEMA = {
         "field": {"type": ["string", "null"], "description": "the offending field"},
         "allowed": {"type": "array"},
         "status": {"type": "integer"},
+        "retry_after": {"type": "integer", "description": "with 503: seconds to wait "
+                        "before sending the same request again (also Retry-After)"},
         **ENVELOPE_PROPERTIES,
     },
 }

@@ -102,6 +102,31 @@ class StageNotAvailable(MixmatchError, RuntimeError):
     http_status = 501
 
 
+class ServiceUnavailable(MixmatchError, RuntimeError):
+    """Something a request needs (the events database) is busy or failing for now.
+
+    Nothing of the request was done, so the same request may be sent again: the API
+    answers 503 with ``retry_after`` (seconds) as the ``Retry-After`` header, where a
+    500 would have told a shop page that retrying was pointless.
+
+    Examples
+    --------
+    >>> err = ServiceUnavailable("the events database is busy", retry_after=2)
+    >>> err.http_status, err.to_dict()
+    (503, {'error': 'the events database is busy', 'field': None, 'retry_after': 2})
+    """
+
+    http_status = 503
+
+    def __init__(self, message: str, *, retry_after: int = 1, field: str | None = None):
+        super().__init__(message)
+        self.retry_after = int(retry_after)
+        self.field = field
+
+    def to_dict(self) -> dict:
+        return {"error": str(self), "field": self.field, "retry_after": self.retry_after}
+
+
 class BundleError(MixmatchError, RuntimeError):
     """An artifact bundle is missing, incomplete, or of an incompatible schema."""
 

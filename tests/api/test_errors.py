@@ -215,6 +215,9 @@ def test_cors_from_config(tmp_path):
     c = app.test_client()
     r = c.get("/healthz", headers={"Origin": "https://shop.example"})
     assert r.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    # a cross-origin page reads how long a 503 (events database busy) asks it to wait
+    exposed = {h.strip() for h in r.headers["Access-Control-Expose-Headers"].split(",")}
+    assert exposed == {"X-Request-ID", "Retry-After"}
     assert c.get("/healthz", headers={"Origin": "https://evil.example"}
                  ).headers.get("Access-Control-Allow-Origin") is None
     r = c.options("/v1/events", headers={"Origin": "https://shop.example",

@@ -2,6 +2,7 @@
 acknowledged event lost when the server is killed mid-load."""
 from __future__ import annotations
 
+import contextlib
 import json
 import http.client
 import sqlite3
@@ -291,3 +292,92 @@ def test_a_store_dropped_without_close_closes_its_connections(tmp_path):
     del store
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):
         con.execute("SELECT 1")
+
+
+@pytest.fixture
+def busy_app(tmp_path):
+    """An app whose events database waits 50 ms for a lock instead of 10 s."""
+    from api import create_app
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data"),
+                      "WATCH_INTERVAL": 0, "EVENTS_BUSY_TIMEOUT_MS": 50})
+    yield app
+    app.extensions["mixmatch"].events.close()
+
+
+@contextlib.contextmanager
+def write_locked(path):
+    """Another process's connection holding the database's write lock meanwhile."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def test_a_locked_events_database_answers_503_with_retry_after(busy_app):
+    """Before: the lock held past the busy timeout escaped as sqlite3.OperationalError
+    and the shop page got a 500 ("internal error"), which says a retry is pointless."""
+    client = busy_app.test_client()
+    store = busy_app.extensions["mixmatch"].events
+    assert client.post("/v1/events", json={"type": "click",
+                                           "request_id": "kept"}).status_code == 201
+    batch = {"events": [{"type": "click", "request_id": "r1", "item_id": "A"},
+                        {"type": "purchase", "request_id": "r1", "value": 10}]}
+    with write_locked(store.path):
+        r = client.post("/v1/events", json=batch)
+    assert r.status_code == 503, r.get_json()
+    assert r.headers["Retry-After"] == "1"
+    body = r.get_json()
+    assert "events database is busy" in body["error"] and "locked" in body["error"]
+    assert "Traceback" not in body["error"] and str(store.path) not in body["error"]
+    assert body["status"] == 503 and body["retry_after"] == 1 and body["request_id"]
+    # the stored event is still there, none of the refused batch is, and the same
+    # batch posted again once the lock is gone is stored whole
+    assert store.query("SELECT request_id FROM events") == [("kept",)]
+    r = client.post("/v1/events", json=batch)
+    assert r.status_code == 201 and store.count("events") == 3
+
+
+def test_the_events_503_is_what_the_openapi_document_says(busy_app):
+    import jsonschema
+    client = busy_app.test_client()
+    doc = client.get("/openapi.json").get_json()
+    documented = doc["paths"]["/v1/events"]["post"]["responses"]["503"]
+    assert "Retry-After" in documented["headers"]
+    with write_locked(busy_app.extensions["mixmatch"].events.path):
+        r = client.post("/v1/events", json={"type": "click", "request_id": "r1"})
+    assert r.status_code == 503
+    schema = {**doc["components"]["schemas"]["Error"],
+              "components": doc["components"]}
+    jsonschema.validate(r.get_json(), schema)
+
+
+def test_a_batch_failing_midway_stores_nothing(busy_app):
+    """A write error after some rows of a batch were inserted (here a trigger calling
+    a function that fails on the third row) rolls the whole batch back: 503, no row."""
+    client = busy_app.test_client()
+    store = busy_app.extensions["mixmatch"].events
+
+    def boom():
+        raise RuntimeError("disk gone")
+
+    con = store._con()        # the test client serves requests in this thread
+    con.create_function("boom", 0, boom)
+    con.execute("CREATE TEMP TRIGGER fail_on_c BEFORE INSERT ON events "
+                "WHEN NEW.item_id = 'C' BEGIN SELECT boom(); END")
+    r = client.post("/v1/events", json={"events": [
+        {"type": "click", "request_id": "r1", "item_id": i} for i in "ABCD"]})
+    assert r.status_code == 503, r.get_json()
+    assert store.count("events") == 0
+
+
+@pytest.mark.parametrize("value", [-1, "10", 1.5, True])
+def test_a_bad_busy_timeout_is_named_as_bad_configuration(tmp_path, value):
+    from api import create_app
+    from features.exceptions import InputError
+    with pytest.raises(InputError) as err:
+        create_app({"TESTING": True, "DATA_DIR": str(tmp_path),
+                    "EVENTS_BUSY_TIMEOUT_MS": value})
+    assert err.value.field == "EVENTS_BUSY_TIMEOUT_MS" and repr(value) in str(err.value)
