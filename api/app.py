@@ -233,8 +233,10 @@ def _register_hooks(app: Flask) -> None:
 
 
 def _log_exposure(serving: Serving, assignment, response) -> None:
-    """Exposures are written when the response is served; a failing write is logged and
-    counted but does not fail the shopper's page."""
+    """Exposures are written when the response is served; a failing write (the events
+    database locked past its busy timeout, an I/O error) is logged and counted, in
+    ``/metrics`` and ``/healthz`` (``exposures_dropped``), but does not fail the
+    shopper's page: the A/B log is not worth a broken page."""
     state = g.get("mixmatch_state")
     try:
         # the version the assigned variant's rules carry, as the envelope reports it:
@@ -249,7 +251,7 @@ def _log_exposure(serving: Serving, assignment, response) -> None:
             experiments_version=(state.experiments.version if state is not None
                                  else None))
     except Exception:
-        serving.metrics.exposure_failures += 1
+        serving.metrics.exposure_failed()
         log.exception("could not log the exposure of request %s", g.get("request_id"))
 
 

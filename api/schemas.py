@@ -163,6 +163,11 @@ RESPONSES: dict[str, dict] = {
                               "inputs another stage has rewritten since (e.g. the graph "
                               "after the compatibility model alone was retrained): "
                               "served as they are until rebuilt"},
+                          "exposures_dropped": {
+                              "type": "integer", "minimum": 0,
+                              "description": "exposures this worker could not write "
+                              "to the events database (logged; the responses were "
+                              "served)"},
                           "reloads": {"type": "integer"},
                           "reload_failures": {"type": "integer"},
                           "last_error": {"type": ["string", "null"],

@@ -1,12 +1,16 @@
-"""Failures a test stages on purpose: a full disk, a save cut short, files left open.
+"""Failures a test stages on purpose: a full disk, a save cut short, files left open,
+an SQLite database locked by another process or refusing writes.
 
 Shared by the tests that check a writer leaves the old file whole (atomic saves of
-models, graph arrays, caches) and that a store closes what it opened.
+models, graph arrays, caches), that a store closes what it opened, and that the API
+answers a busy events database without a 500.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import sqlite3
 
 
 def disk_full(*args, **kwargs):
@@ -42,3 +46,27 @@ def open_files(prefix) -> list[str]:
         if target.startswith(str(prefix)):
             out.append(target)
     return out
+
+
+@contextlib.contextmanager
+def write_locked(path):
+    """Another process's connection holding the SQLite database's write lock
+    meanwhile (``BEGIN EXCLUSIVE``): writers wait their busy timeout, then fail."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+@contextlib.contextmanager
+def read_only(con: sqlite3.Connection):
+    """``con`` refusing writes meanwhile ("attempt to write a readonly database", as
+    for a file made read-only: root, which runs the tests here, ignores file modes)."""
+    con.execute("PRAGMA query_only=1")
+    try:
+        yield
+    finally:
+        con.execute("PRAGMA query_only=0")

@@ -28,7 +28,12 @@ class Metrics:
         self.requests = defaultdict(int)          # (route, method, status) -> count
         self.hist = defaultdict(lambda: [0] * len(BUCKETS))  # route -> bucket counts
         self.sum = defaultdict(float)
-        self.exposure_failures = 0
+        self.exposure_failures = 0                # exposures not written (dropped)
+
+    def exposure_failed(self) -> None:
+        # under the lock: threads of one worker may fail together (a locked database)
+        with self._lock:
+            self.exposure_failures += 1
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -76,17 +81,22 @@ def healthz():
     ``vision_loaded``: whether this worker has its perception models loaded (the
     photo routes answer at once), which a started worker does in the background.
     ``stale_stages``: stages of the served bundle built from inputs rewritten since
-    (the graph after the compatibility model alone was retrained), still served."""
+    (the graph after the compatibility model alone was retrained), still served.
+
+    ``exposures_dropped``: exposures this worker could not write to the events
+    database (locked, failing): their responses were served, but the A/B report
+    misses them, so a monitor should see it without scraping ``/metrics``."""
     serving = get_serving()
     state = serving.holder.current()
+    dropped = {"exposures_dropped": serving.metrics.exposure_failures}
     if state is None:
         return respond({"status": "no_bundle", "items": None, "loaded_at": None,
-                        **serving.holder.describe()}, 503)
+                        **dropped, **serving.holder.describe()}, 503)
     n = getattr(getattr(state.engine, "catalog", None), "shape", (None,))[0]
     return respond({"status": "ok", "items": n, "loaded_at": state.loaded_at,
                     "vision_loaded": bool(getattr(state.engine, "vision_loaded", False)),
                     "stale_stages": list(getattr(state.engine, "stale_stages", [])),
-                    **serving.holder.describe()})
+                    **dropped, **serving.holder.describe()})
 
 
 @bp.get("/metrics")

@@ -206,7 +206,13 @@ def write_rules(path: Path, version: str, exclude_ids=()):
 
 
 @pytest.fixture
-def ab_app(served_bundle, engine, tmp_path):
+def ab_config() -> dict:
+    """Extra configuration of ``ab_app`` (a test parametrizes it to override)."""
+    return {}
+
+
+@pytest.fixture
+def ab_app(served_bundle, engine, tmp_path, ab_config):
     item = an_item(engine, "top")
     first = engine.complements(item, k=3)["groups"][0]["items"][0]["item_id"]
     write_rules(tmp_path / "v1.toml", "r1")
@@ -224,7 +230,8 @@ def ab_app(served_bundle, engine, tmp_path):
                       "RULES": str(tmp_path / "v1.toml"),
                       "RULES_FILES": {"v2": str(tmp_path / "v2.toml")},
                       "EXPERIMENTS": str(tmp_path / "exp.json"),
-                      "DATA_DIR": str(tmp_path / "data"), "WATCH_INTERVAL": 0})
+                      "DATA_DIR": str(tmp_path / "data"), "WATCH_INTERVAL": 0,
+                      **ab_config})
     return app, item, first, Experiments.from_dict(exp, rules=["v2"])
 
 
@@ -415,3 +422,34 @@ def test_a_reused_client_request_id_loses_no_exposure_and_no_outcome(ab_app):
     # without one, the header carries the server's id, as before
     r = c.get(f"/v1/items/{item}/complements?k=3&user_id=u4")
     assert r.headers["X-Request-ID"] == r.get_json()["request_id"]
+
+
+@pytest.mark.parametrize("ab_config", [{"EVENTS_BUSY_TIMEOUT_MS": 50}])
+@pytest.mark.parametrize("failure", ["locked", "read_only"])
+def test_a_failed_exposure_write_still_serves_and_is_counted(ab_app, failure, caplog):
+    """The events database locked by another process past the busy timeout, or
+    refusing writes: the recommendation is served as it would have been (the page
+    must not break for the A/B log), the exposure is dropped whole, logged and
+    counted. Before, the count was in /metrics only: /healthz did not show it."""
+    from tests.faults import read_only, write_locked
+    app, item, _first, _exps = ab_app
+    c = app.test_client()
+    store = app.extensions["mixmatch"].events
+    url = f"/v1/items/{item}/complements?k=3&user_id=u1"
+    want = strip(c.get(url).get_json())
+    assert c.get("/healthz").get_json()["exposures_dropped"] == 0
+    stored = store.count("exposures")
+    failing = write_locked(store.path) if failure == "locked" else read_only(store._con())
+    with failing, caplog.at_level("ERROR", logger="api.app"):
+        r = c.get(url)
+    assert r.status_code == 200 and strip(r.get_json()) == want
+    assert store.count("exposures") == stored
+    assert any(r.get_json()["request_id"] in rec.getMessage()
+               and "could not log the exposure" in rec.getMessage()
+               for rec in caplog.records)
+    health = c.get("/healthz")
+    assert health.status_code == 200 and health.get_json()["exposures_dropped"] == 1
+    assert "mixmatch_exposure_failures_total{" in c.get("/metrics").get_data(as_text=True)
+    c.get(url)                                  # the database is back: logged again
+    assert store.count("exposures") == stored + len(r.get_json()["assignments"])
+    assert c.get("/healthz").get_json()["exposures_dropped"] == 1

@@ -2,7 +2,6 @@
 acknowledged event lost when the server is killed mid-load."""
 from __future__ import annotations
 
-import contextlib
 import json
 import http.client
 import sqlite3
@@ -15,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from api.events import EventStore
-from tests.faults import open_files
+from tests.faults import open_files, write_locked
 
 
 def post_json(url: str, body: dict, timeout: float = 10.0):
@@ -302,18 +301,6 @@ def busy_app(tmp_path):
                       "WATCH_INTERVAL": 0, "EVENTS_BUSY_TIMEOUT_MS": 50})
     yield app
     app.extensions["mixmatch"].events.close()
-
-
-@contextlib.contextmanager
-def write_locked(path):
-    """Another process's connection holding the database's write lock meanwhile."""
-    other = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN EXCLUSIVE")
-    try:
-        yield
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
 
 
 def test_a_locked_events_database_answers_503_with_retry_after(busy_app):
