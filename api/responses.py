@@ -6,7 +6,6 @@ what it was shown.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from flask import g, jsonify
@@ -24,8 +23,9 @@ class FiniteJSONProvider(DefaultJSONProvider):
     ``JSON.parse`` refuses along with the whole body. :func:`respond` already cleans
     the engine's payloads; this covers every other body (error bodies, the OpenAPI
     document, anything a blueprint hands to ``jsonify``), so no route can answer
-    invalid JSON. ``allow_nan=False`` makes a value that slipped past
-    :func:`recommender.json_output.json_safe` an error rather than bad output.
+    invalid JSON. Both clean with :func:`recommender.json_output.json_safe`;
+    ``allow_nan=False`` makes a value that slipped past it an error rather than bad
+    output.
 
     >>> from flask import Flask
     >>> FiniteJSONProvider(Flask("x")).dumps({"score": float("nan")})
@@ -72,28 +72,13 @@ def envelope() -> dict:
     return out
 
 
-def clean_json(obj: Any) -> Any:
-    """numpy scalars/arrays to Python; NaN/inf to None (JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {str(k): clean_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean_json(v) for v in obj]
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, (str, int, bool)) or obj is None:
-        return obj
-    item = getattr(obj, "item", None)        # numpy scalar
-    if callable(item) and getattr(obj, "shape", None) == ():
-        return clean_json(item())
-    tolist = getattr(obj, "tolist", None)    # numpy array
-    if callable(tolist):
-        return clean_json(tolist())
-    return str(obj)
-
-
 def respond(payload: dict, status: int = 200):
-    """JSON response: the engine's payload plus the envelope (envelope keys win)."""
-    body = clean_json(payload)
+    """JSON response: the engine's payload plus the envelope (envelope keys win).
+
+    The payload is made JSON-safe with ``default=str``: a value JSON has no type for
+    (a path, a date, a set) is written as its text and every key as a string, so an
+    engine payload cannot turn a request into a 500."""
+    body = json_safe(payload, default=str)
     body.update(envelope())
     return jsonify(body), status
 

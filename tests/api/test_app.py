@@ -37,8 +37,8 @@ def strip(body: dict) -> dict:
 
 def roundtrip(obj):
     """What the engine's answer looks like after JSON (tuples become lists...)."""
-    from api.responses import clean_json
-    return strip(json.loads(json.dumps(clean_json(obj))))
+    from recommender.json_output import json_safe
+    return strip(json.loads(json.dumps(json_safe(obj, default=str))))
 
 
 def an_item(engine, category=None) -> str:

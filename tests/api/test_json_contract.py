@@ -67,6 +67,27 @@ def test_the_apps_json_writes_non_finite_numbers_as_null(client):
         assert strict_json(r) == {"price": None, "scores": [0.5, None], "n": 3}
 
 
+def test_respond_writes_an_engine_payload_json_has_no_type_for(app):
+    """``respond`` cleans with ``json_safe(default=str)`` (it had a cleaner of its own,
+    ``clean_json``): a path, a set, numpy and pandas values, non-string keys are all
+    written, the envelope added, never a 500."""
+    from pathlib import Path
+
+    import pandas as pd
+    from api.responses import respond
+    payload = {"image": Path("/img/a.png"), "tags": {"x"}, 3: np.float32("nan"),
+               np.int64(4): pd.Series([1.0, np.inf]), "n": np.int64(2)}
+    with app.test_request_context():
+        r, status = respond(payload, 201)
+        body = strict_json(r)
+    assert status == 201
+    assert {k: v for k, v in body.items() if k not in ("request_id", "experiment",
+                                                       "variant", "bundle_version",
+                                                       "rules_version")} == {
+        "image": "/img/a.png", "tags": "{'x'}", "3": None, "4": [1.0, None], "n": 2}
+    assert "request_id" in body and "rules_version" in body
+
+
 def test_unknown_price_is_never_shown_as_a_number(client):
     # an up-sell of a priced top: the unknown-priced one cannot be shown as pricier
     for anchor in ("t1", "t0"):

@@ -168,7 +168,7 @@ def test_live_reload_under_load_on_a_real_server(served_bundle, live_server, tmp
 
     from recommender.engine import Engine
     from recommender.rules import load_rules
-    from api.responses import clean_json
+    from recommender.json_output import json_safe
 
     engine = Engine.load(served_bundle)
     item = str(engine.catalog.loc[engine.catalog["category"] == "top", "item_id"].iloc[0])
@@ -178,8 +178,9 @@ def test_live_reload_under_load_on_a_real_server(served_bundle, live_server, tmp
     r2.write_text(f'version = "r2"\n[filters]\nexclude_ids = ["{first}"]\n')
     live = tmp_path / "rules.toml"
     live.write_text(r1.read_text())
-    expected = {v: json.loads(json.dumps(clean_json(
-        engine.complements(item, k=3, strategy="default", rules=load_rules(p))["groups"])))
+    expected = {v: json.loads(json.dumps(json_safe(
+        engine.complements(item, k=3, strategy="default", rules=load_rules(p))["groups"],
+        default=str)))
         for v, p in (("r1", r1), ("r2", r2))}
     assert expected["r1"] != expected["r2"]
 
