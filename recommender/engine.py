@@ -463,7 +463,8 @@ class Engine:
         "pinned", "fallback"}`` items. A group shows ``k`` items whenever the
         category has them: past the graph's row (``k_compat`` = 20 edges) the
         strategy tops it up with further items it scores (the compatibility scorer,
-        or embedding cosine for ``visual``; ``cooccurrence`` adds popular items).
+        or embedding cosine for ``visual``; ``cooccurrence`` adds popular items, then
+        the compatibility scorer's choice below them).
         """
         k = self._k(k)
         anchors = self._ids([item_id] if isinstance(item_id, str) else item_id, "item_id")

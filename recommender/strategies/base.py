@@ -10,7 +10,9 @@ default). When a request needs more (``fill``: a shop page asking for 40 matches
 a group), a strategy that can score any item of the category tops the row up:
 the compatibility scorer for ``compat`` rows, embedding cosine for ``visual``
 rows -- the measures the build ranked the edges by, so the extra items merge
-with the row's by score instead of trailing it unranked.
+with the row's by score instead of trailing it unranked. ``cooc`` rows (counts,
+then popular items) have no such measure for items never worn with the item:
+the compatibility scorer ranks those below the whole history.
 
 Contract (checked for every strategy by tests/recommender/strategies/test_contract.py):
 

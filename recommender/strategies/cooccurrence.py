@@ -1,7 +1,10 @@
 """Co-occurrence strategy: items worn together in training outfits, most often first.
 
 An item with no outfit history gets the category's most-worn items (popularity,
-itself co-occurrence), reason "often worn in looks".
+itself co-occurrence), reason "often worn in looks". Past the history (a request
+for more than it holds, or an allow-list in the rules that keeps few worn items)
+the compatibility scorer ranks the rest of the category below every worn item
+(:func:`recommender.strategies.base.compat_extras`, as the default strategy tops up).
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from recommender.strategies.base import Strategy
 
 
 class CooccurrenceStrategy(Strategy):
-    """Co-occurrence only (history, no content).
+    """Co-occurrence first (history), then compatibility for items never worn with it.
 
     >>> CooccurrenceStrategy().kind
     'cooc'
@@ -34,4 +37,14 @@ class CooccurrenceStrategy(Strategy):
                 idx = np.concatenate([idx, np.array([i for i, _ in extra], dtype=np.int64)])
                 w = np.concatenate([w, np.array([0.5 * s / max(top, 1e-9) for _, s in extra])])
                 r = r + ["often worn in looks"] * len(extra)
+        if len(idx) < min(int(fill), int(k)):
+            # the popular list stops at 200 worn items: under an allow-list of a rare
+            # colour none of them may be shown, and the group came back short although
+            # the category had the items. The scorer's 0..1 is squeezed below the
+            # least history score so that history keeps ranking first
+            floor = float(w.min()) if len(w) else 1.0
+            reason = dict(zip(idx.tolist(), r))
+            idx, w = self.top_up(state, item_idx, category, idx, np.asarray(w, dtype=float),
+                                 k, fill, scale=lambda s: 0.5 * floor * np.clip(s, 0, 1))
+            r = [reason.get(i, "") for i in idx.tolist()]
         return idx.astype(np.int64), np.asarray(w, dtype=float), r

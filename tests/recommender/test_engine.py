@@ -361,8 +361,9 @@ def test_complements_and_upsell_find_what_the_rules_allow_past_the_graph_row(
     r = parse_rules({"version": "one", "filters": {"include_ids": ["pb_red"]}})
     assert "pb_red" not in ids(e.complements("tw000", k=5, categories=["bottom"])
                                ["groups"][0])
-    # (cooccurrence reaches only partners and popular items: pb_red is neither)
-    for strategy in ("default", "visual"):
+    # pb_red is worn once: neither tw000's partner nor among the 200 most-worn bottoms,
+    # so cooccurrence reaches it past its history, by the compatibility scorer
+    for strategy in ("default", "visual", "cooccurrence"):
         out = e.complements("tw000", k=5, categories=["bottom"], rules=r, strategy=strategy)
         assert ids(out["groups"][0]) == ["pb_red"], strategy
     cold = e.complements_for_features({"category": "top", "colour": "WHITE"},

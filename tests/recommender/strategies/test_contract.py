@@ -154,3 +154,42 @@ def test_visual_top_up_is_ranked_by_embedding_cosine(short_rows_engine):
     bags = e._cat_rows["bag"]
     best = np.sort(np.asarray(e.emb[bags]) @ np.asarray(e.emb[a]))[::-1][:8]
     assert np.allclose(sc, best, atol=1e-5)
+
+
+def test_cooccurrence_top_up_follows_the_history(short_rows_engine):
+    # t0's bags: one partner (g0) and five popular bags; the five black bags nb0..nb4
+    # were never worn, so a request for more than the history holds got six
+    e = short_rows_engine
+    a = e._idx("t0")
+    strat = get_strategy("cooccurrence")
+    hist = strat.candidates(e, a, "bag", 40)
+    assert list(e.table.ids[hist[0]]) == ["g0", "g1", "g2", "g3", "g4", "g5"]
+    idx, sc, rs = strat.candidates(e, a, "bag", 40, fill=40)
+    assert len(idx) == 11
+    # the history first, unchanged; then the never-worn bags by the compatibility
+    # scorer, below every item worn in a look
+    assert np.array_equal(idx[:6], hist[0]) and np.allclose(sc[:6], hist[1])
+    assert rs[:6] == hist[2] and rs[6:] == [""] * 5
+    assert sc[6] < sc[5]
+    nb = e.table.index_of([f"nb{i}" for i in range(5)])
+    pair = e.pair_scores(np.full(5, a), nb)
+    extra = idx[6:]
+    best = nb[np.lexsort((nb, -pair))]
+    assert np.array_equal(extra, best)
+
+
+def test_cooccurrence_fills_a_group_a_strict_allow_list_leaves_short(engine):
+    # black bags only: of t0's history (g0 and the popular g1..g5) one is black, and
+    # the group showed one bag although the catalogue has six
+    from recommender.rules import parse_rules
+
+    r = parse_rules({"version": "black", "filters": {"include_attributes": [
+        {"field": "colour", "value": "BLACK"}]}})
+    out = engine.complements("t0", k=6, categories=["bag"], strategy="cooccurrence",
+                             rules=r)
+    items = out["groups"][0]["items"]
+    assert [it["item_id"] for it in items][0] == "g0"
+    assert sorted(it["item_id"] for it in items) == ["g0", "nb0", "nb1", "nb2", "nb3",
+                                                       "nb4"]
+    # filled by the strategy (as default and visual fill), not by the caps' fallback
+    assert not any(it["fallback"] for it in items) and all(it["reason"] for it in items)
