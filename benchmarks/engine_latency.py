@@ -10,6 +10,10 @@ by the real graph stage code). Run with one thread for the one-core target::
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 nice -n 10 \
         python benchmarks/engine_latency.py --items 1000000 --requests 2000
     python benchmarks/engine_latency.py --bundle bundles/mango
+
+``--rules`` serves every request under a rules file, e.g. one excluding a colour
+most items have (the groups then widen past the graph rows; see
+``Engine._merged_allowed``); ``--strategy`` picks the cross-sell strategy.
 """
 from __future__ import annotations
 
@@ -72,6 +76,8 @@ def main(argv=None) -> int:
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="keep the generated bundle here (reused when present)")
+    p.add_argument("--rules", help="a rules TOML file every request is served under")
+    p.add_argument("--strategy", default="default", help="cross-sell strategy")
     a = p.parse_args(argv)
     from recommender.engine import Engine
 
@@ -89,18 +95,20 @@ def main(argv=None) -> int:
         print(f"generated table-form bundle of {a.items} items (synthesised embeddings "
               f"and outfits) in {time.perf_counter() - t0:.1f}s")
     t0 = time.perf_counter()
-    eng = Engine.load(path)
+    eng = Engine.load(path, rules=a.rules)
     print(f"Engine.load: {time.perf_counter() - t0:.2f}s; {len(eng.catalog)} items; "
-          f"threads OMP={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+          f"threads OMP={os.environ.get('OMP_NUM_THREADS', 'unset')}; rules "
+          f"{eng.rules_version}; strategy {a.strategy}")
     rng = np.random.default_rng(a.seed)
     ids = eng.table.ids
     body = np.flatnonzero(np.isin(eng.table.category, ["top", "bottom", "dress"]))
     sample = ids[rng.choice(body, a.requests)]
-    for name, fn in (("cross-sell (k=5)", lambda i: eng.complements(i, k=5)),
+    st = a.strategy
+    for name, fn in (("cross-sell (k=5)", lambda i: eng.complements(i, k=5, strategy=st)),
                      # k beyond the graph's k_compat edges: the strategies top up
-                     ("cross-sell (k=40)", lambda i: eng.complements(i, k=40)),
+                     ("cross-sell (k=40)", lambda i: eng.complements(i, k=40, strategy=st)),
                      ("up-sell (k=5)", lambda i: eng.upsell(i, k=5)),
-                     ("completion (n=3)", lambda i: eng.complete([i], n=3))):
+                     ("completion (n=3)", lambda i: eng.complete([i], n=3, strategy=st))):
         for i in sample[:20]:  # warm the memory maps and caches
             fn(i)
         times, cpu = [], []

@@ -431,13 +431,15 @@ class Engine:
 
     # ------------------------------------------------------------------ cross-sell
     def _merged(self, strategy, anchors: Sequence[int], category: str, depth: int,
-                fill: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+                fill: int = 0, state=None) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Candidates of ``category`` for all anchors, mean score over anchors
-        (``fill``: each anchor's graph row topped up to that many when shorter)."""
+        (``fill``: each anchor's graph row topped up to that many when shorter;
+        ``state``: what the strategy reads, the engine itself by default)."""
         acc: dict[int, float] = {}
         reason: dict[int, str] = {}
         for a in anchors:
-            idx, sc, rs = strategy.candidates(self, a, category, depth, fill=fill)
+            idx, sc, rs = strategy.candidates(self if state is None else state, a, category,
+                                              depth, fill=fill)
             for i, s, r in zip(idx.tolist(), sc.tolist(), rs):
                 acc[i] = acc.get(i, 0.0) + s
                 if r and i not in reason:
@@ -513,8 +515,11 @@ class Engine:
         """
         cap = min(len(self._cat_rows.get(category, ())), MAX_RULES_WIDENING)
         prev, n, f, first = -1, depth, fill, None
+        # each round asks for more than the last and gets the last one's candidates
+        # again (most of them excluded): the scorer sees only the new ones
+        state = _ScoredOnce(self)
         while True:
-            idx, sc, rsn = self._merged(strategy, anchors, category, n, f)
+            idx, sc, rsn = self._merged(strategy, anchors, category, n, f, state)
             first = len(idx) if first is None else first
             ok = rules_allow(rules, self.table, idx)
             if ok.all() or ok.sum() >= want or f >= cap or len(idx) <= prev:
@@ -1379,6 +1384,48 @@ class Engine:
 
     def strategies(self) -> list[str]:
         return sorted(STRATEGIES)
+
+
+class _ScoredOnce:
+    """The engine as a strategy reads it during one widening (``_merged_allowed``),
+    with pair scores remembered: a later round scores only pairs no earlier round
+    did. The scorers score each pair on its own (the model's rows, the content
+    scorer's dot products), so a remembered score is the one a new call gives.
+
+    >>> class Const:
+    ...     calls, catalog = 0, range(10)
+    ...     def pair_scores(self, a, b):
+    ...         Const.calls += len(a)
+    ...         return np.full(len(a), 0.5)
+    >>> s = _ScoredOnce(Const())
+    >>> s.pair_scores(np.array([0, 0]), np.array([1, 2])).tolist()
+    [0.5, 0.5]
+    >>> s.pair_scores(np.array([0, 0, 0]), np.array([2, 3, 3])).tolist(), Const.calls
+    ([0.5, 0.5, 0.5], 3)
+    """
+
+    def __init__(self, engine: "Engine"):
+        self._engine = engine
+        self._n = len(engine.catalog)
+        # pair (a, b) as one key a * N + b, sorted, and its score
+        self._keys = np.zeros(0, np.int64)
+        self._scores = np.zeros(0)
+
+    def __getattr__(self, name: str) -> Any:
+        # graph, emb, popular, neighbours, ...: the engine's own
+        return getattr(self._engine, name)
+
+    def pair_scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        keys = np.asarray(a, dtype=np.int64) * self._n + np.asarray(b, dtype=np.int64)
+        new = np.unique(keys[~np.isin(keys, self._keys)])
+        if len(new):
+            sc = np.asarray(self._engine.pair_scores(new // self._n, new % self._n),
+                            dtype=float)
+            keys_all = np.concatenate([self._keys, new])
+            order = np.argsort(keys_all, kind="stable")
+            self._keys = keys_all[order]
+            self._scores = np.concatenate([self._scores, sc])[order]
+        return self._scores[np.searchsorted(self._keys, keys)]
 
 
 def _search_rules(rs: Rules) -> Rules:

@@ -378,6 +378,43 @@ def test_complements_and_upsell_find_what_the_rules_allow_past_the_graph_row(
     assert set(ids(e.upsell("tw000", k=3, rules=r))) == {"a_red_never", "t_red_worn"}
 
 
+def test_widening_scores_each_candidate_once(many_tops_engine, monkeypatch):
+    # one allowed bottom of 211: the first call's top-up (k = 40 asks for 80) finds
+    # none, the widening asks for the whole category, and the second round scored
+    # again the 69 candidates the first had scored and the rules had excluded
+    e = many_tops_engine
+    r = parse_rules({"version": "one", "filters": {"include_ids": ["pb_red"]}})
+    seen: list[tuple[int, int]] = []
+    score = e.pair_scores
+
+    def counting(a, b):
+        seen.extend(zip(np.asarray(a).tolist(), np.asarray(b).tolist()))
+        return score(a, b)
+
+    monkeypatch.setattr(e, "pair_scores", counting)
+    out = e.complements("tw000", k=40, categories=["bottom"], rules=r)
+    assert ids(out["groups"][0]) == ["pb_red"]
+    assert len(seen) > 100 and len(seen) == len(set(seen))
+
+
+@pytest.mark.parametrize("strategy", ["default", "visual", "cooccurrence"])
+def test_widening_without_rescoring_gives_the_same_answer(many_tops_engine, monkeypatch,
+                                                           strategy):
+    import recommender.engine as engine_mod
+
+    e = many_tops_engine
+    one = parse_rules({"version": "one", "filters": {"include_ids": ["pb_red", "pb007"]}})
+    red = parse_rules({"version": "red", "filters": {"include_attributes": [
+        {"field": "colour", "value": "RED"}]}})
+    calls = [("tw000", 40, one), ("tw000", 5, one), (["tw000", "tw100"], 10, one),
+             ("pb003", 5, red), ("tw000", 40, None)]
+    remembered = [e.complements(i, k=k, rules=r, strategy=strategy) for i, k, r in calls]
+    # every round scoring its candidates afresh, as before
+    monkeypatch.setattr(engine_mod, "_ScoredOnce", lambda eng: eng)
+    for (i, k, r), got in zip(calls, remembered):
+        assert e.complements(i, k=k, rules=r, strategy=strategy) == got
+
+
 def test_cold_start_complements_k_beyond_thirty(many_tops_engine):
     # a new top's candidates were its 30 nearest bottoms (plus the partners of its
     # nearest tops): k = 50 got fewer than 50 from a category of 211
