@@ -6,6 +6,20 @@ tables; this module gets those tables out of the SQLite store written by
 server recorded, and picks an experiment's exposures, control and weights from
 the experiments config.
 
+Config versions. The experiments config is reloadable, so one experiment's exposures
+may span several versions of it (``exposures.experiments_version``; rows logged before
+that column existed form one version, ``"unknown"``). The server records each
+version's weights in the ``experiments_configs`` table (:func:`read_experiments_configs`).
+When an experiment's allocation (its variants' shares) differs between versions,
+pooling them confounds time with the share of traffic each variant got (Simpson's
+paradox) and the sample-ratio check compares traffic that followed two sets of weights
+against one: :func:`ab_summary` then analyses the latest version only, with a note,
+unless asked to pool them or to analyse another version; its ``versions`` table gives
+each version's exposures, units, first and last time and its own sample-ratio check.
+A version with no recorded weights takes the weights passed in (the config the server
+runs now) when it is the latest, and is otherwise of unknown allocation, which counts
+as a change: whether it differs cannot be told.
+
 Examples
 --------
 >>> import os, tempfile
@@ -21,6 +35,8 @@ Examples
 """
 from __future__ import annotations
 
+import json
+import math
 import os
 import sqlite3
 from pathlib import Path
@@ -28,7 +44,7 @@ from pathlib import Path
 import pandas as pd
 
 from features.exceptions import InputError, NotFoundError
-from api.ab_analysis import variant_report, with_units
+from api.ab_analysis import srm_check, variant_report, with_units
 from api.experiments import HOLDOUT, Experiments
 
 EXPOSURE_COLUMNS = ["request_id", "unit", "layer", "experiment", "variant", "forced",
@@ -36,6 +52,8 @@ EXPOSURE_COLUMNS = ["request_id", "unit", "layer", "experiment", "variant", "for
                     "client_request_id", "experiments_version"]
 EVENT_COLUMNS = ["request_id", "type", "item_id", "user_id", "session_id", "value",
                  "quantity", "ts"]
+#: The version of exposures logged before ``experiments_version`` was (NULL there).
+UNKNOWN_VERSION = "unknown"
 
 
 def read_event_tables(db_path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -61,6 +79,27 @@ def read_event_tables(db_path: str | os.PathLike) -> tuple[pd.DataFrame, pd.Data
     finally:
         con.close()
     return exposures, tie_client_request_ids(exposures, events)
+
+
+def read_experiments_configs(db_path: str | os.PathLike
+                             ) -> dict[str, dict[str, dict[str, float]]]:
+    """``{version: {experiment: {variant: weight}}}`` of every experiments config
+    version the server logged exposures with, from the database's
+    ``experiments_configs`` table (opened read-only); ``{}`` for a database written
+    before the server recorded them."""
+    p = Path(db_path)
+    if not p.is_file():
+        raise NotFoundError(f"events database not found: {p}", field="events_db",
+                            value=str(p))
+    con = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        if con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                       "AND name = 'experiments_configs'").fetchone() is None:
+            return {}
+        rows = con.execute("SELECT version, allocation FROM experiments_configs").fetchall()
+    finally:
+        con.close()
+    return {version: json.loads(allocation) for version, allocation in rows}
 
 
 def tie_client_request_ids(exposures: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
@@ -169,17 +208,41 @@ def load_experiments_for_analysis(path: str | os.PathLike) -> Experiments:
 
 def ab_summary(exposures: pd.DataFrame, events: pd.DataFrame, experiment: str, *,
                control: str | None = None, weights: dict[str, float] | None = None,
-               confidence: float = 0.95, include_forced: bool = False) -> dict:
+               confidence: float = 0.95, include_forced: bool = False,
+               configs: dict[str, dict[str, dict[str, float]]] | None = None,
+               version: str | None = None, pool_versions: bool = False) -> dict:
     """Per-variant report of one experiment (see :func:`api.ab_analysis.variant_report`)
-    plus ``exposures`` (requests) and ``units`` per variant.
+    plus ``exposures`` (requests) and ``units`` per variant, and its config versions.
 
     ``control`` defaults to the variant with the most units when not given.
+    ``configs`` are the weights each config version had (:func:`read_experiments_configs`);
+    ``weights`` (the config the server runs now) stand for the latest version's when
+    ``configs`` has none for it. When the experiment's allocation differs between the
+    versions its exposures span, only the latest version is analysed and ``note`` says
+    so; ``pool_versions=True`` analyses them all (the sample-ratio check is then per
+    version only), ``version`` one of them (``"unknown"``: rows logged before versions
+    were). ``versions`` has one row per version: ``exposures``, ``units``,
+    ``first_ts``/``last_ts``, ``weights``, its own SRM ``srm_p_value`` and
+    ``srm_mismatch`` (NaN/None without weights), and ``analysed``.
+
+    Examples
+    --------
+    >>> exposures = pd.DataFrame({"request_id": ["r1", "r2", "r3"],
+    ...     "unit": ["u1", "u2", "u3"], "experiment": "e", "variant": ["a", "b", "a"],
+    ...     "forced": 0, "experiments_version": ["v1", "v1", "v2"]})
+    >>> configs = {"v1": {"e": {"a": 1, "b": 1}}, "v2": {"e": {"a": 9, "b": 1}}}
+    >>> rep = ab_summary(exposures, pd.DataFrame(columns=["request_id", "type"]), "e",
+    ...                  control="a", configs=configs)
+    >>> rep["versions"]["version"].tolist(), rep["analysed_versions"]
+    (['v1', 'v2'], ['v2'])
     """
     exp = experiment_exposures(exposures, experiment, include_forced)
     if exp.empty:
         raise InputError(f"no exposures for experiment {experiment!r}", field="experiment",
                          value=experiment,
                          allowed=experiment_names(exposures, include_forced))
+    versions, exp, weights, note = _pick_versions(exp, experiment, configs or {}, weights,
+                                                  version, pool_versions)
     if control is None:
         control = exp.groupby("variant")["unit"].nunique().idxmax()
     rep = variant_report(exp, events, experiment, control, weights, confidence)
@@ -187,4 +250,95 @@ def ab_summary(exposures: pd.DataFrame, events: pd.DataFrame, experiment: str, *
               .agg(exposures=("request_id", "size"), units=("unit", "nunique"))
               .reset_index())
     return {"experiment": experiment, "control": control, "variants": rep["variants"],
-            "srm": rep["srm"], "counts": counts}
+            "srm": rep["srm"], "counts": counts, "versions": versions,
+            "analysed_versions": versions.loc[versions["analysed"], "version"].tolist(),
+            "note": note}
+
+
+def _shares(weights: dict[str, float] | None) -> dict[str, float] | None:
+    if not weights:
+        return None
+    total = sum(weights.values())
+    return {v: w / total for v, w in weights.items()}
+
+
+def _same_allocation(a: dict[str, float] | None, b: dict[str, float] | None) -> bool:
+    """Both known, the same variants and the same shares (weights 1:1 and 2:2 are one
+    allocation: a version bump alone changes nothing a unit sees)."""
+    sa, sb = _shares(a), _shares(b)
+    return (sa is not None and sb is not None and sa.keys() == sb.keys()
+            and all(math.isclose(sa[v], sb[v], rel_tol=1e-9, abs_tol=1e-12) for v in sa))
+
+
+def _pick_versions(exp: pd.DataFrame, experiment: str, configs: dict,
+                   weights: dict[str, float] | None, version: str | None,
+                   pool_versions: bool):
+    """(versions table, the exposures to analyse, their weights, note) for
+    :func:`ab_summary`."""
+    col = (exp["experiments_version"] if "experiments_version" in exp.columns
+           else pd.Series(None, index=exp.index, dtype=object))
+    exp = exp.assign(experiments_version=col.astype(object).where(col.notna(),
+                                                                  UNKNOWN_VERSION))
+    ts = (pd.to_numeric(exp["ts"], errors="coerce") if "ts" in exp.columns
+          else pd.Series(math.nan, index=exp.index))
+    # the latest is the version of the last exposure: a config reverted to an
+    # earlier version is that version again
+    order = exp.assign(_ts=ts.fillna(-math.inf).to_numpy(), _row=range(len(exp)))
+    latest = order.sort_values(["_ts", "_row"])["experiments_version"].iloc[-1]
+    first_row = order.groupby("experiments_version")["_row"].min().sort_values()
+    names = first_row.index.tolist()
+
+    def weights_of(v: str) -> dict[str, float] | None:
+        recorded = configs.get(v, {}).get(experiment)
+        return recorded or (weights if v == latest else None)
+
+    rows = []
+    for v in names:
+        e = exp[exp["experiments_version"] == v]
+        w = weights_of(v)
+        units = e.groupby("variant")["unit"].nunique().to_dict()
+        srm = (srm_check({k: n for k, n in units.items() if k in w}, w) if w else None)
+        t = ts[e.index]
+        rows.append({"version": v, "exposures": len(e), "units": e["unit"].nunique(),
+                     "first_ts": pd.to_datetime(t.min(), unit="s", utc=True),
+                     "last_ts": pd.to_datetime(t.max(), unit="s", utc=True),
+                     "weights": w,
+                     "srm_p_value": srm["p_value"] if srm else math.nan,
+                     "srm_mismatch": srm["mismatch"] if srm else None})
+    table = pd.DataFrame(rows)
+    changed = any(not _same_allocation(weights_of(v), weights_of(latest)) for v in names)
+
+    note = None
+    if version is not None:
+        if version not in names:
+            raise InputError(f"experiment {experiment!r} has no exposures under config "
+                             f"version {version!r}", field="version", value=version,
+                             allowed=names)
+        picked = [version]
+        if len(names) > 1:
+            note = (f"only config version {version!r} is analysed, as asked "
+                    f"({int(table.set_index('version').loc[version, 'exposures'])} of "
+                    f"{len(exp)} exposures)")
+    elif pool_versions or not changed:
+        picked = names
+        if changed:
+            note = (f"config versions {names} of experiment {experiment!r} pooled, as "
+                    f"asked, although their allocations differ: the rates mix periods "
+                    f"with different shares of traffic per variant, and the "
+                    f"sample-ratio check is per version only (see versions)")
+    else:
+        picked = [latest]
+        unknown = [v for v in names if weights_of(v) is None]
+        why = (f"; the weights of {unknown} are not recorded, so whether they "
+               f"differ cannot be told" if unknown else "")
+        n = int(table.set_index("version").loc[latest, "exposures"])
+        note = (f"experiment {experiment!r} ran under config versions {names} with "
+                f"different allocations{why}: pooling them would confound time with "
+                f"each variant's share of traffic, so only the latest version "
+                f"{latest!r} is analysed ({n} of {len(exp)} exposures); pass "
+                f"pool_versions=True to pool them or version=... to pick one")
+    table["analysed"] = table["version"].isin(picked)
+    # one set of weights for the sample-ratio check of what is analysed; none when
+    # pooled versions had different ones (each version's check is in the table)
+    srm_weights = (weights_of(picked[0]) if len(picked) == 1 or not changed else None)
+    return (table, exp[exp["experiments_version"].isin(picked)], srm_weights, note)

@@ -249,7 +249,11 @@ def _log_exposure(serving: Serving, assignment, response) -> None:
             rules_version=rules_version_for(assignment),
             # the config that assigned it: rows before and after a reload differ
             experiments_version=(state.experiments.version if state is not None
-                                 else None))
+                                 else None),
+            # its weights, recorded once per version: the report checks each version's
+            # sample ratio against them after the file has been edited
+            experiments_allocation=(state.experiments.allocation() if state is not None
+                                    else None))
     except Exception:
         serving.metrics.exposure_failed()
         log.exception("could not log the exposure of request %s", g.get("request_id"))

@@ -6,6 +6,14 @@ Two tables, both tied to the ``request_id`` a response carried:
   response is served;
 - ``events``: impression, click, add_to_cart, purchase posted by the shop's pages.
 
+A third, ``experiments_configs``, has one row per version of the experiments config
+that assigned an exposure, with each experiment's variant weights (its
+``allocation``, JSON ``{experiment: {variant: weight}}``), written with the first
+exposure that version logs. The config is reloadable, so an experiment's exposures may
+span versions with different weights: the A/B report checks each version's sample
+ratio against that version's weights (:mod:`api.ab_report`), which the server no
+longer has once the file was edited.
+
 Durability: WAL journal with ``synchronous=FULL``, and every write commits before the
 caller acknowledges it, so a server killed at any moment keeps every event it answered
 for. One connection per thread (SQLite connections are not shared across threads),
@@ -72,6 +80,11 @@ CREATE TABLE IF NOT EXISTS events (
     quantity INTEGER
 );
 CREATE INDEX IF NOT EXISTS events_request ON events(request_id);
+CREATE TABLE IF NOT EXISTS experiments_configs (
+    version TEXT PRIMARY KEY,
+    ts REAL NOT NULL,
+    allocation TEXT NOT NULL
+);
 """
 
 EVENT_COLUMNS = ("type", "request_id", "item_id", "user_id", "session_id", "value",
@@ -111,6 +124,9 @@ class EventStore:
         self._cons: list[tuple[int, weakref.ref, sqlite3.Connection]] = []
         self._cons_lock = threading.Lock()
         self._generation = 0       # bumped by close(): threads then open new connections
+        # experiments config versions whose allocation this process has recorded: one
+        # write per version and process, not one per exposure
+        self._allocations_recorded: set[str] = set()
         # a store dropped without close() (an app torn down) closes its connections when
         # collected, not left to the connections' own finalizers
         self._finalizer = weakref.finalize(self, _close_connections, self._cons,
@@ -211,19 +227,31 @@ class EventStore:
                       bundle_version: str | None, rules_version: str | None,
                       client_request_id: str | None = None,
                       experiments_version: str | None = None,
+                      experiments_allocation: dict | None = None,
                       ts: float | None = None) -> list[int]:
         """One row per (layer, experiment, variant, forced) entry of an assignment.
 
         ``request_id`` is the server's own, unique per response; ``client_request_id``
         the X-Request-ID the client sent, if any (not unique: kept for tracing);
         ``experiments_version`` the version of the experiments config that assigned
-        it (the config is reloadable, so one experiment's rows may span edits)."""
+        it (the config is reloadable, so one experiment's rows may span edits), and
+        ``experiments_allocation`` that config's weights
+        (:meth:`api.experiments.Experiments.allocation`), recorded in
+        ``experiments_configs`` the first time the version is seen: the first record
+        of a version stands, so a ``version`` key must change with every edit."""
         now = time.time() if ts is None else ts
         rows = [(now, request_id, unit, layer, exp, var, int(forced), endpoint,
                  bundle_version, rules_version, client_request_id, experiments_version)
                 for layer, exp, var, forced in entries]
         if not rows:
             return []
+        if (experiments_version is not None and experiments_allocation is not None
+                and experiments_version not in self._allocations_recorded):
+            self._write("INSERT OR IGNORE INTO experiments_configs (version, ts, "
+                        "allocation) VALUES (?, ?, ?)",
+                        [(experiments_version, now,
+                          json.dumps(experiments_allocation, sort_keys=True))])
+            self._allocations_recorded.add(experiments_version)
         return self._write(
             "INSERT INTO exposures (ts, request_id, unit, layer, experiment, variant, "
             "forced, endpoint, bundle_version, rules_version, client_request_id, "
@@ -231,7 +259,7 @@ class EventStore:
 
     # -- reading (tests, notebooks, metrics) ------------------------------------
     def count(self, table: str) -> int:
-        if table not in ("events", "exposures"):
+        if table not in ("events", "exposures", "experiments_configs"):
             raise ValueError(f"unknown table {table!r}")
         return self._con().execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 

@@ -273,6 +273,14 @@ class Experiments:
                              value=forced)
         return exp, var
 
+    def allocation(self) -> dict[str, dict[str, float]]:
+        """Each experiment's variant weights, ``{experiment: {variant: weight}}``: what
+        the A/B report needs of a version to check its sample ratio. The event store
+        records it with the version's first exposure, since the file itself may be
+        edited before the analysis."""
+        return {e.name: {v.name: v.weight for v in e.variants}
+                for l in self.layers for e in l.experiments}
+
     def describe(self) -> dict:
         return {"source": self.source, "version": self.version,
                 "holdout": self.holdout_fraction,

@@ -175,3 +175,144 @@ def test_events_keyed_by_a_client_request_id_are_tied_only_when_it_was_unique():
     tied = tie_client_request_ids(exposures, events)
     assert tied["request_id"].tolist() == ["s1", "sess", "s4", "zz"]
     assert events["request_id"].tolist() == ["page-1", "sess", "s4", "zz"]   # a copy
+
+
+def _store_two_versions(db, w1, w2, n1=40, n2=100, b_every2=2, b_every=10):
+    """An events database whose experiment 'e' ran under config version v1 (units
+    u0.. split by ``b_every2``) and then v2 (units w0.., one in ``b_every`` in b), the
+    server recording each version's weights with its first exposure."""
+    from api.events import EventStore
+    store = EventStore(db)
+    for i in range(n1):
+        store.add_exposures(f"r1-{i}", f"u{i}", [("l", "e", "b" if i % b_every2 == 0
+                                                  else "a", False)],
+                            endpoint="complements", bundle_version="b", rules_version="1",
+                            experiments_version="v1", experiments_allocation={"e": w1},
+                            ts=1000.0 + i)
+    for i in range(n2):
+        store.add_exposures(f"r2-{i}", f"w{i}", [("l", "e", "b" if i % b_every == 0
+                                                  else "a", False)],
+                            endpoint="complements", bundle_version="b", rules_version="1",
+                            experiments_version="v2", experiments_allocation={"e": w2},
+                            ts=2000.0 + i)
+    store.add_events([{"type": "click", "request_id": "r2-1", "item_id": "x"}])
+    store.close()
+
+
+def test_a_mid_experiment_reweighting_is_reported_per_version_and_the_latest_analysed(
+        tmp_path):
+    """Weights edited mid-experiment (50/50 -> 90/10): the report pooled both periods,
+    checked the sample ratio of all 140 units against the current 9:1 weights and
+    flagged a mismatch (p ~ 7e-6) although each period split exactly as configured,
+    and said nothing of the edit. Each version is listed with its own check against
+    its own weights, and only the latest is analysed, with a note."""
+    from api.ab_report import ab_summary, read_event_tables, read_experiments_configs
+    db = tmp_path / "events.db"
+    _store_two_versions(db, {"a": 1.0, "b": 1.0}, {"a": 9.0, "b": 1.0})
+    exposures, events = read_event_tables(db)
+    configs = read_experiments_configs(db)
+    assert configs == {"v1": {"e": {"a": 1.0, "b": 1.0}}, "v2": {"e": {"a": 9.0, "b": 1.0}}}
+    rep = ab_summary(exposures, events, "e", control="a", weights={"a": 9, "b": 1},
+                     configs=configs)
+    v = rep["versions"].set_index("version")
+    assert v.index.tolist() == ["v1", "v2"]
+    assert v["exposures"].tolist() == [40, 100] and v["units"].tolist() == [40, 100]
+    assert v.loc["v1", "weights"] == {"a": 1.0, "b": 1.0}
+    assert v["srm_p_value"].tolist() == [1.0, 1.0]          # each split as configured
+    assert v["srm_mismatch"].tolist() == [False, False]
+    assert v.loc["v1", "first_ts"] == pd.Timestamp(1000.0, unit="s", tz="UTC")
+    assert v.loc["v2", "last_ts"] == pd.Timestamp(2099.0, unit="s", tz="UTC")
+    assert v["analysed"].tolist() == [False, True] and rep["analysed_versions"] == ["v2"]
+    assert rep["counts"].set_index("variant")["units"].to_dict() == {"a": 90, "b": 10}
+    assert rep["srm"]["expected"] == {"a": 90.0, "b": 10.0} and not rep["srm"]["mismatch"]
+    assert "['v1', 'v2']" in rep["note"] and "'v2' is analysed (100 of 140" in rep["note"]
+    assert "pool_versions=True" in rep["note"]
+    # pooled on request: every exposure, the check per version only
+    pooled = ab_summary(exposures, events, "e", control="a", configs=configs,
+                        pool_versions=True)
+    assert pooled["counts"]["units"].sum() == 140 and pooled["srm"] is None
+    assert pooled["versions"]["analysed"].all() and "pooled" in pooled["note"]
+    # or one version picked
+    first = ab_summary(exposures, events, "e", control="a", configs=configs, version="v1")
+    assert first["analysed_versions"] == ["v1"]
+    assert first["srm"]["expected"] == {"a": 20.0, "b": 20.0}
+    assert "'v1' is analysed, as asked" in first["note"]
+    with pytest.raises(InputError) as err:
+        ab_summary(exposures, events, "e", configs=configs, version="v3")
+    assert err.value.allowed == ["v1", "v2"]
+
+
+def test_a_version_bump_with_the_same_allocation_is_pooled_without_a_note(tmp_path):
+    """Only the version changed (weights 1:1, then 2:2: the same shares): nothing a unit
+    saw changed, so both versions are analysed together as before, and listed."""
+    from api.ab_report import ab_summary, read_event_tables, read_experiments_configs
+    db = tmp_path / "events.db"
+    _store_two_versions(db, {"a": 1.0, "b": 1.0}, {"a": 2.0, "b": 2.0}, b_every=2)
+    exposures, events = read_event_tables(db)
+    rep = ab_summary(exposures, events, "e", control="a",
+                     configs=read_experiments_configs(db))
+    assert rep["note"] is None and rep["analysed_versions"] == ["v1", "v2"]
+    assert rep["counts"]["units"].sum() == 140
+    assert rep["srm"]["expected"] == {"a": 70.0, "b": 70.0}
+    assert rep["versions"]["version"].tolist() == ["v1", "v2"]
+
+
+def test_exposures_from_before_versions_were_logged_are_one_unknown_version(tmp_path):
+    """Rows with no experiments_version (an older server) are one version, 'unknown':
+    alone, they are analysed against the weights passed in, as before; beside a
+    recorded version, their allocation cannot be compared, so the latest is analysed."""
+    import sqlite3
+
+    from api.ab_report import ab_summary, read_event_tables, read_experiments_configs
+    from api.events import EventStore
+    db = tmp_path / "events.db"
+    EventStore(db).close()
+    con = sqlite3.connect(db)
+    con.executemany(
+        "INSERT INTO exposures (ts, request_id, unit, layer, experiment, variant, "
+        "endpoint) VALUES (?, ?, ?, 'l', 'e', ?, 'complements')",
+        [(float(i), f"old-{i}", f"o{i}", "ab"[i % 2]) for i in range(10)])
+    con.commit()
+    con.close()
+    exposures, events = read_event_tables(db)
+    assert read_experiments_configs(db) == {}
+    rep = ab_summary(exposures, events, "e", control="a", weights={"a": 1, "b": 1},
+                     configs=read_experiments_configs(db))
+    assert rep["note"] is None and rep["analysed_versions"] == ["unknown"]
+    assert rep["srm"]["expected"] == {"a": 5.0, "b": 5.0}
+    store = EventStore(db)
+    for i in range(4):
+        store.add_exposures(f"new-{i}", f"n{i}", [("l", "e", "a", False)],
+                            endpoint="complements", bundle_version=None,
+                            rules_version=None, experiments_version="v2",
+                            experiments_allocation={"e": {"a": 1.0}}, ts=100.0 + i)
+    store.close()
+    exposures, events = read_event_tables(db)
+    rep = ab_summary(exposures, events, "e", control="a", weights={"a": 1, "b": 1},
+                     configs=read_experiments_configs(db))
+    assert rep["versions"]["version"].tolist() == ["unknown", "v2"]
+    assert rep["versions"].set_index("version").loc["unknown", "weights"] is None
+    assert rep["analysed_versions"] == ["v2"]
+    assert "['unknown'] are not recorded" in rep["note"]
+    pooled = ab_summary(exposures, events, "e", control="a", pool_versions=True,
+                        configs=read_experiments_configs(db))
+    assert pooled["counts"]["units"].sum() == 14
+    assert ab_summary(exposures, events, "e", control="a",
+                      version="unknown")["counts"]["units"].sum() == 10
+
+
+def test_each_experiments_version_records_its_allocation_once(tmp_path):
+    """The server keeps the weights of each experiments config version it logged
+    exposures with, so a report can check each version's sample ratio after the file
+    has been edited; the first record of a version stands."""
+    from api.events import EventStore
+    store = EventStore(tmp_path / "events.db")
+    for i, alloc in enumerate([{"e": {"a": 1.0}}, {"e": {"a": 5.0}}]):
+        store.add_exposures(f"r{i}", "u", [("l", "e", "a", False)], endpoint="c",
+                            bundle_version=None, rules_version=None,
+                            experiments_version="v1", experiments_allocation=alloc)
+    store.add_exposures("r9", "u", [("l", "e", "a", False)], endpoint="c",
+                        bundle_version=None, rules_version=None)
+    assert store.query("SELECT version, allocation FROM experiments_configs") == [
+        ("v1", '{"e": {"a": 1.0}}')]
+    store.close()

@@ -683,6 +683,14 @@ def test_an_edited_experiments_file_is_served_after_an_admin_reload_in_every_wor
     after = assignments(c1)
     assert after == {u: {**a, "size": "small"} for u, a in before.items()}
     assert exposure_versions(w1) == {v1, r.get_json()["experiments_version"]}
+    # each version's weights are kept for the A/B report, which checks each version's
+    # sample ratio against its own (the file itself now says only the new ones)
+    recorded = dict(w1.extensions["mixmatch"].events.query(
+        "SELECT version, allocation FROM experiments_configs"))
+    assert {v: json.loads(a) for v, a in recorded.items()} == {
+        v1: {"strat": {"def": 1.0, "vis": 1.0}},
+        r.get_json()["experiments_version"]: {"strat": {"def": 1.0, "vis": 1.0},
+                                              "size": {"small": 1.0}}}
     # the other worker follows the publication (its next check of the control file)
     assert w2.extensions["mixmatch"].holder.maybe_check(now=time.monotonic() + 60,
                                                         background=False) is True

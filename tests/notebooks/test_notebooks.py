@@ -94,8 +94,41 @@ def test_ab_results_simulates_and_analyses(nb_bundle, kernel_env, tmp_path):
     text = stream_text(nb)
     assert "experiment 'strategy-ab', control 'control'" in text
     assert "chi2 =" in text
+    # one server run, one config: its version listed and analysed, no note
+    (version,) = set(exposures["experiments_version"])
+    assert f"1 config version(s); analysed: [{version!r}]" in text
     assert len(outputs(nb, mime="image/png")) >= 2
     print(f"ab_results: {seconds:.1f}s")
+
+
+def test_ab_results_analyses_the_latest_config_version_when_the_weights_changed(
+        kernel_env, tmp_path):
+    """Weights edited mid-experiment (50/50, then 90/10): the notebook pooled both
+    periods and reported a sample-ratio mismatch against one set of weights. It lists
+    both versions, each checked against its own weights, analyses the latest with a
+    note, and pools them when asked."""
+    from api.events import EventStore
+
+    db = tmp_path / "events.db"
+    store = EventStore(db)
+    for version, weights, n, b_every in (("v1", {"a": 1, "b": 1}, 40, 2),
+                                         ("v2", {"a": 9, "b": 1}, 100, 10)):
+        for i in range(n):
+            store.add_exposures(f"{version}-{i}", f"{version}-u{i}",
+                                [("l", "e", "b" if i % b_every == 0 else "a", False)],
+                                endpoint="complements", bundle_version="b",
+                                rules_version="1", experiments_version=version,
+                                experiments_allocation={"e": weights})
+    store.add_events([{"type": "click", "request_id": "v2-1", "item_id": "x"}])
+    store.close()
+    nb, _ = run("ab_results", {"events_db": str(db), "experiments": "", "control": "a"})
+    text = stream_text(nb)
+    assert "2 config version(s); analysed: ['v2']" in text
+    assert "only the latest version 'v2' is analysed (100 of 140 exposures)" in text
+    assert "p = 1.0000: no mismatch" in text
+    nb, _ = run("ab_results", {"events_db": str(db), "experiments": "", "control": "a",
+                               "pool_versions": True})
+    assert "analysed: ['v1', 'v2']" in stream_text(nb)
 
 
 def test_rules_saved_in_tune_rules_are_served_without_restart(nb_bundle, kernel_env,
