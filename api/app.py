@@ -16,9 +16,13 @@ EXPERIMENTS    experiments file (see :mod:`api.experiments`); None: no experimen
 DATA_DIR       where the events database and the reload control file live
                (default: <bundle>/serving, else ./.mixmatch)
 EVENTS_DB      events database path (default: DATA_DIR/events.db)
-EVENTS_BUSY_TIMEOUT_MS  how long a write waits for another process's lock on the
-               events database (default 10000) before POST /v1/events answers 503
-               with Retry-After (and an exposure is dropped, counted in /healthz)
+EVENTS_BUSY_TIMEOUT_MS  how long a write of events waits for another process's lock
+               on the events database (default 10000) before POST /v1/events
+               answers 503 with Retry-After (the page may post the batch again)
+EXPOSURE_BUSY_TIMEOUT_MS  the same for the exposure a recommendation writes before it
+               is sent (default 200): then the exposure is dropped (counted in
+               /healthz) and the recommendation served; short, because the shopper
+               waits for it and nobody retries it
 ADMIN_TOKEN    token for /admin/*; None disables the admin endpoints
 CORS_ORIGINS   list of allowed origins, or "*" (default: none)
 MAX_CONTENT_LENGTH  largest request body in bytes (413 above)
@@ -70,6 +74,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "DATA_DIR": None,
     "EVENTS_DB": None,
     "EVENTS_BUSY_TIMEOUT_MS": 10_000,
+    "EXPOSURE_BUSY_TIMEOUT_MS": 200,
     "ADMIN_TOKEN": None,
     "CORS_ORIGINS": [],
     "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,
@@ -131,7 +136,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         # there is none yet, but a bad file must still stop the start
         load_experiments(spec)
 
-    event_store = EventStore(events_db, busy_timeout_ms=cfg["EVENTS_BUSY_TIMEOUT_MS"])
+    event_store = EventStore(events_db, busy_timeout_ms=cfg["EVENTS_BUSY_TIMEOUT_MS"],
+                             exposure_busy_timeout_ms=cfg["EXPOSURE_BUSY_TIMEOUT_MS"])
 
     from api.blueprints.health import Metrics
     app.extensions[EXTENSION] = Serving(holder=holder, events=event_store,
@@ -234,9 +240,10 @@ def _register_hooks(app: Flask) -> None:
 
 def _log_exposure(serving: Serving, assignment, response) -> None:
     """Exposures are written when the response is served; a failing write (the events
-    database locked past its busy timeout, an I/O error) is logged and counted, in
-    ``/metrics`` and ``/healthz`` (``exposures_dropped``), but does not fail the
-    shopper's page: the A/B log is not worth a broken page."""
+    database locked past ``EXPOSURE_BUSY_TIMEOUT_MS``, an I/O error) is logged and
+    counted, in ``/metrics`` and ``/healthz`` (``exposures_dropped``), but does not
+    fail the shopper's page: the A/B log is not worth a broken page, nor a slow one
+    (the response waits for this write, hence the short timeout)."""
     state = g.get("mixmatch_state")
     try:
         # the version the assigned variant's rules carry, as the envelope reports it:

@@ -25,6 +25,18 @@ error, a read-only file) raises :class:`features.exceptions.ServiceUnavailable`,
 the API answers with 503 and ``Retry-After``: a batch is one transaction, so nothing of
 it was stored and the page may post it again.
 
+Two busy timeouts, because the two writes wait for different people: a batch of events
+is posted by a page that retries on 503, so it may wait long for a lock
+(``busy_timeout_ms``, 10 s by default) rather than be refused; an exposure is written
+while a shopper waits for the recommendation it describes, so it waits at most
+``exposure_busy_timeout_ms`` (200 ms by default) and is then dropped (the API counts
+it). A writer holds the lock for one commit (an fsync, a few ms), so 200 ms still
+queues behind dozens of them; only a lock held far longer (a backup, a long report
+holding a write transaction) costs exposures, never seconds of a shop page. The
+exposure is still written before the response rather than handed to a background
+queue: a served page's exposure is then on disk, a killed worker loses none, and
+nothing is left to flush at shutdown.
+
 Examples
 --------
 >>> import tempfile, os
@@ -99,22 +111,23 @@ class EventStore:
     path : str or PathLike
         The database file (``:memory:`` is refused: it would not be durable).
     busy_timeout_ms : int
-        How long a writer waits for another process's lock before failing
+        How long a write of events waits for another process's lock before failing
         (``EVENTS_BUSY_TIMEOUT_MS``); 0 fails at once.
+    exposure_busy_timeout_ms : int
+        The same for a write of exposures (``EXPOSURE_BUSY_TIMEOUT_MS``): short,
+        because the recommendation they describe is not sent before it ends.
     """
 
-    def __init__(self, path: str | os.PathLike, *, busy_timeout_ms: int = 10_000):
+    def __init__(self, path: str | os.PathLike, *, busy_timeout_ms: int = 10_000,
+                 exposure_busy_timeout_ms: int = 200):
         self.path = Path(path)
         if str(path) == ":memory:":
             raise InputError("the events database ':memory:' is refused: it would not be "
                              "durable; give a file path", field="EVENTS_DB",
                              value=str(path))
-        if (isinstance(busy_timeout_ms, bool) or not isinstance(busy_timeout_ms, int)
-                or busy_timeout_ms < 0):
-            raise InputError(f"the events database busy timeout {busy_timeout_ms!r} is "
-                             "not a whole number of milliseconds >= 0",
-                             field="EVENTS_BUSY_TIMEOUT_MS", value=busy_timeout_ms)
-        self.busy_timeout_ms = busy_timeout_ms
+        self.busy_timeout_ms = _check_timeout(busy_timeout_ms, "EVENTS_BUSY_TIMEOUT_MS")
+        self.exposure_busy_timeout_ms = _check_timeout(exposure_busy_timeout_ms,
+                                                       "EXPOSURE_BUSY_TIMEOUT_MS")
         self._local = threading.local()
         self._pid = os.getpid()
         # every thread's connection, so close() reaches them all, not only its own:
@@ -180,9 +193,12 @@ class EventStore:
             local.con, local.pid, local.generation = con, pid, generation
         return con
 
-    def _write(self, sql: str, rows: list[tuple]) -> list[int]:
+    def _write(self, sql: str, rows: list[tuple], *, busy_timeout_ms: int) -> list[int]:
         try:
             con = self._con()
+            # the thread's one connection serves both kinds of write: each sets its own
+            # wait (a pragma, microseconds) before it asks for the lock
+            con.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             con.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:   # locked past the timeout, I/O, ...
             raise self._unavailable(exc) from exc
@@ -221,7 +237,8 @@ class EventStore:
                         for c in EVENT_COLUMNS)) for e in events]
         cols = ", ".join(("ts",) + EVENT_COLUMNS)
         marks = ", ".join("?" * (len(EVENT_COLUMNS) + 1))
-        return self._write(f"INSERT INTO events ({cols}) VALUES ({marks})", rows)
+        return self._write(f"INSERT INTO events ({cols}) VALUES ({marks})", rows,
+                           busy_timeout_ms=self.busy_timeout_ms)
 
     def add_exposures(self, request_id: str, unit: str | None, entries, *, endpoint: str,
                       bundle_version: str | None, rules_version: str | None,
@@ -238,7 +255,10 @@ class EventStore:
         ``experiments_allocation`` that config's weights
         (:meth:`api.experiments.Experiments.allocation`), recorded in
         ``experiments_configs`` the first time the version is seen: the first record
-        of a version stands, so a ``version`` key must change with every edit."""
+        of a version stands, so a ``version`` key must change with every edit.
+
+        Waits at most ``exposure_busy_timeout_ms`` for the lock, then raises
+        :class:`ServiceUnavailable` with nothing stored."""
         now = time.time() if ts is None else ts
         rows = [(now, request_id, unit, layer, exp, var, int(forced), endpoint,
                  bundle_version, rules_version, client_request_id, experiments_version)
@@ -250,12 +270,14 @@ class EventStore:
             self._write("INSERT OR IGNORE INTO experiments_configs (version, ts, "
                         "allocation) VALUES (?, ?, ?)",
                         [(experiments_version, now,
-                          json.dumps(experiments_allocation, sort_keys=True))])
+                          json.dumps(experiments_allocation, sort_keys=True))],
+                        busy_timeout_ms=self.exposure_busy_timeout_ms)
             self._allocations_recorded.add(experiments_version)
         return self._write(
             "INSERT INTO exposures (ts, request_id, unit, layer, experiment, variant, "
             "forced, endpoint, bundle_version, rules_version, client_request_id, "
-            "experiments_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            "experiments_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows,
+            busy_timeout_ms=self.exposure_busy_timeout_ms)
 
     # -- reading (tests, notebooks, metrics) ------------------------------------
     def count(self, table: str) -> int:
@@ -289,6 +311,14 @@ def _close_connections(cons: list, lock: threading.Lock) -> None:
         cons[:] = [e for e in cons if e[0] != pid]
     for con in mine:
         con.close()
+
+
+def _check_timeout(value, field: str) -> int:
+    # named as configuration errors, with the key to fix: the server refuses to start
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(f"the events database busy timeout {value!r} is not a whole "
+                         "number of milliseconds >= 0", field=field, value=value)
+    return value
 
 
 def _alive(thread: threading.Thread | None) -> bool:

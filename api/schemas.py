@@ -166,8 +166,9 @@ RESPONSES: dict[str, dict] = {
                           "exposures_dropped": {
                               "type": "integer", "minimum": 0,
                               "description": "exposures this worker could not write "
-                              "to the events database (logged; the responses were "
-                              "served)"},
+                              "to the events database (locked past "
+                              "EXPOSURE_BUSY_TIMEOUT_MS, failing; logged; the responses "
+                              "were served)"},
                           "reloads": {"type": "integer"},
                           "reload_failures": {"type": "integer"},
                           "last_error": {"type": ["string", "null"],

@@ -424,7 +424,50 @@ def test_a_reused_client_request_id_loses_no_exposure_and_no_outcome(ab_app):
     assert r.headers["X-Request-ID"] == r.get_json()["request_id"]
 
 
-@pytest.mark.parametrize("ab_config", [{"EVENTS_BUSY_TIMEOUT_MS": 50}])
+def test_a_locked_events_database_delays_a_recommendation_by_a_bound_not_seconds(ab_app):
+    """Before: the exposure was written with the events' busy timeout (10 s by
+    default), so while another process held the write lock every recommendation waited
+    the whole 10 s before it was sent. Now the exposure waits EXPOSURE_BUSY_TIMEOUT_MS
+    (200 ms by default) and is dropped; a batch of events posted meanwhile still waits
+    its own, longer, timeout (a page retries those) and is stored once the lock goes."""
+    import threading
+    import time
+
+    from tests.faults import write_locked
+    app, item, _first, _exps = ab_app
+    assert app.config["EVENTS_BUSY_TIMEOUT_MS"] == 10_000     # the defaults, as served
+    c = app.test_client()
+    store = app.extensions["mixmatch"].events
+    url = f"/v1/items/{item}/complements?k=3&user_id=u1"
+    want = strip(c.get(url).get_json())
+    t0 = time.perf_counter()
+    c.get(url)
+    unlocked = time.perf_counter() - t0
+    stored = store.count("exposures")
+    posted = {}
+
+    def post():
+        posted["response"] = app.test_client().post(
+            "/v1/events", json={"type": "click", "request_id": "r1"})
+
+    with write_locked(store.path):
+        t0 = time.perf_counter()
+        r = c.get(url)
+        locked = time.perf_counter() - t0
+        poster = threading.Thread(target=post)
+        poster.start()
+        time.sleep(0.5)                 # longer than the exposure's wait
+        assert poster.is_alive()        # still waiting for the lock, not refused
+    poster.join(timeout=10)
+    assert r.status_code == 200 and strip(r.get_json()) == want
+    # 200 ms of waiting plus the request itself; before, 10 s
+    assert locked < unlocked + 2.0, (locked, unlocked)
+    assert store.count("exposures") == stored
+    assert c.get("/healthz").get_json()["exposures_dropped"] == 1
+    assert posted["response"].status_code == 201 and store.count("events") == 1
+
+
+@pytest.mark.parametrize("ab_config", [{"EXPOSURE_BUSY_TIMEOUT_MS": 50}])
 @pytest.mark.parametrize("failure", ["locked", "read_only"])
 def test_a_failed_exposure_write_still_serves_and_is_counted(ab_app, failure, caplog):
     """The events database locked by another process past the busy timeout, or

@@ -360,11 +360,42 @@ def test_a_batch_failing_midway_stores_nothing(busy_app):
     assert store.count("events") == 0
 
 
+@pytest.mark.parametrize("key", ["EVENTS_BUSY_TIMEOUT_MS", "EXPOSURE_BUSY_TIMEOUT_MS"])
 @pytest.mark.parametrize("value", [-1, "10", 1.5, True])
-def test_a_bad_busy_timeout_is_named_as_bad_configuration(tmp_path, value):
+def test_a_bad_busy_timeout_is_named_as_bad_configuration(tmp_path, key, value):
     from api import create_app
     from features.exceptions import InputError
     with pytest.raises(InputError) as err:
-        create_app({"TESTING": True, "DATA_DIR": str(tmp_path),
-                    "EVENTS_BUSY_TIMEOUT_MS": value})
-    assert err.value.field == "EVENTS_BUSY_TIMEOUT_MS" and repr(value) in str(err.value)
+        create_app({"TESTING": True, "DATA_DIR": str(tmp_path), key: value})
+    assert err.value.field == key and repr(value) in str(err.value)
+
+
+def test_exposures_wait_their_own_short_timeout_and_events_their_long_one(tmp_path):
+    """An exposure is written while a shopper waits: under a lock held by another
+    process it gives up after exposure_busy_timeout_ms, not after the events' timeout
+    (before, both waited busy_timeout_ms, 10 s by default). The events' wait is kept."""
+    from features.exceptions import ServiceUnavailable
+    store = EventStore(tmp_path / "ev.db", busy_timeout_ms=10_000,
+                       exposure_busy_timeout_ms=100)
+    entry = [("ranking", "strat", "a", False)]
+    kw = dict(endpoint="complements", bundle_version="b", rules_version="r")
+    with write_locked(store.path):
+        t0 = time.perf_counter()
+        with pytest.raises(ServiceUnavailable, match="locked"):
+            store.add_exposures("r1", "u1", entry, **kw)
+        waited = time.perf_counter() - t0
+    assert 0.09 < waited < 2.0, waited
+    assert store.count("exposures") == 0
+    # the same thread's connection then writes events with the long wait: a lock
+    # released after 0.5 s is waited for, not refused
+    lock = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
+    lock.execute("BEGIN EXCLUSIVE")
+    releaser = threading.Timer(0.5, lambda: lock.execute("ROLLBACK"))
+    releaser.start()
+    try:
+        assert len(store.add_events([{"type": "click", "request_id": "r1"}])) == 1
+    finally:
+        releaser.join()
+        lock.close()
+    assert store.add_exposures("r2", "u1", entry, **kw) and store.count("exposures") == 1
+    store.close()
