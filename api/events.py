@@ -21,9 +21,11 @@ opened lazily so gunicorn workers forked after the app was built open their own;
 processes may write at once (SQLite's file lock, waited on with ``busy_timeout``).
 
 A write that cannot be done (the lock still held after the busy timeout, a disk I/O
-error, a read-only file) raises :class:`features.exceptions.ServiceUnavailable`, which
-the API answers with 503 and ``Retry-After``: a batch is one transaction, so nothing of
-it was stored and the page may post it again.
+error, a read-only file, a file that is no longer a database) raises
+:class:`features.exceptions.ServiceUnavailable`, which the API answers with 503 and
+``Retry-After``: a batch is one transaction, so nothing of it was stored and the page
+may post it again. A write the code got wrong (a constraint, a bad binding) is a bug
+and stays an error of its own (500).
 
 Two busy timeouts, because the two writes wait for different people: a batch of events
 is posted by a page that retries on 503, so it may wait long for a lock
@@ -52,15 +54,21 @@ import os
 import sqlite3
 import threading
 import time
+import logging
 import weakref
 from pathlib import Path
 from typing import Iterable
 
 from features.exceptions import InputError, ServiceUnavailable
 
+log = logging.getLogger(__name__)
+
 #: Seconds a client is told to wait (``Retry-After``) when the database is busy: the
 #: busy timeout has already been waited, so a lock still held is a long one
 RETRY_AFTER_S = 1
+#: ... and when the file is unusable (overwritten, cut short): an operator must restore
+#: or move it, which takes minutes, not the second a lock does
+RETRY_AFTER_UNUSABLE_S = 60
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS exposures (
@@ -200,7 +208,9 @@ class EventStore:
             # wait (a pragma, microseconds) before it asks for the lock
             con.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             con.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:   # locked past the timeout, I/O, ...
+        except sqlite3.DatabaseError as exc:   # locked past the timeout, I/O, corrupt
+            if not _cannot_write(exc):
+                raise
             raise self._unavailable(exc) from exc
         ids = []
         try:
@@ -212,18 +222,27 @@ class EventStore:
             # second ROLLBACK would raise "no transaction is active" over the reason
             if con.in_transaction:
                 con.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError):
+            if _cannot_write(exc):
                 raise self._unavailable(exc) from exc
             raise
         return ids
 
-    @staticmethod
-    def _unavailable(exc: sqlite3.OperationalError) -> ServiceUnavailable:
-        # SQLite's reason ("database is locked", "disk I/O error") is short and names
-        # no file; the error handler logs the message with the request
-        return ServiceUnavailable(f"the events database is busy or unavailable ({exc}): "
-                                  f"nothing of this request was stored; retry in "
-                                  f"{RETRY_AFTER_S} s", retry_after=RETRY_AFTER_S)
+    def _unavailable(self, exc: sqlite3.DatabaseError) -> ServiceUnavailable:
+        # SQLite's reason ("database is locked", "file is not a database") is short and
+        # names no file, so it is the body's; the path is for the server's log only
+        if isinstance(exc, sqlite3.OperationalError):  # locked, disk I/O, read-only
+            # the error handler logs the message with the request
+            return ServiceUnavailable(
+                f"the events database is busy or unavailable ({exc}): nothing of this "
+                f"request was stored; retry in {RETRY_AFTER_S} s",
+                retry_after=RETRY_AFTER_S)
+        # overwritten or cut short under the server: no retry mends it, an operator
+        # must, and needs to know which file
+        log.error("the events database %s is unusable: %s", self.path, exc)
+        return ServiceUnavailable(
+            f"the events database is unusable ({exc}): nothing of this request was "
+            f"stored; retry in {RETRY_AFTER_UNUSABLE_S} s",
+            retry_after=RETRY_AFTER_UNUSABLE_S)
 
     def add_events(self, events: Iterable[dict], *, ts: float | None = None) -> list[int]:
         """Store validated events in one transaction; returns their ids once committed.
@@ -311,6 +330,16 @@ def _close_connections(cons: list, lock: threading.Lock) -> None:
         cons[:] = [e for e in cons if e[0] != pid]
     for con in mine:
         con.close()
+
+
+def _cannot_write(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot take a write for now (503: the page may
+    retry): locked, disk I/O, read-only (OperationalError), or the file no longer a
+    database (DatabaseError itself: SQLITE_NOTADB, SQLITE_CORRUPT). Its other
+    subclasses (IntegrityError, ProgrammingError...) are the code's fault: a retry
+    would only repeat them."""
+    return (isinstance(exc, sqlite3.OperationalError)
+            or type(exc) is sqlite3.DatabaseError)
 
 
 def _check_timeout(value, field: str) -> int:

@@ -118,11 +118,13 @@ def build_document(s: Schemas) -> dict:
     paths["/healthz"]["get"]["responses"]["503"] = {
         "description": "no bundle loaded yet (status no_bundle)",
         "content": _json(r["healthz"])}
-    # the events database busy or failing: nothing stored, the same batch may be sent
-    # again after Retry-After (a 500 would have said retrying was pointless)
+    # the events database busy, failing or unusable: nothing stored, the same batch
+    # may be sent again after Retry-After (a 500 would have said retrying was pointless)
     paths["/v1/events"]["post"]["responses"]["503"] = {
-        "description": "the events database is busy or unavailable: nothing of the "
-        "request was stored; send it again after Retry-After seconds",
+        "description": "the events database is busy or unavailable (Retry-After 1), "
+        "or unusable, its file overwritten or cut short (Retry-After 60, until an "
+        "operator restores it): nothing of the request was stored; send it again "
+        "after Retry-After seconds",
         "headers": {"Retry-After": {"description": "seconds to wait before retrying",
                                     "schema": {"type": "integer", "minimum": 0}}},
         "content": _json({"$ref": "#/components/schemas/Error"})}

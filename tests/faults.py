@@ -1,5 +1,5 @@
 """Failures a test stages on purpose: a full disk, a save cut short, files left open,
-an SQLite database locked by another process or refusing writes.
+an SQLite database locked by another process, refusing writes or overwritten.
 
 Shared by the tests that check a writer leaves the old file whole (atomic saves of
 models, graph arrays, caches), that a store closes what it opened, and that the API
@@ -70,3 +70,25 @@ def read_only(con: sqlite3.Connection):
         yield
     finally:
         con.execute("PRAGMA query_only=0")
+
+
+@contextlib.contextmanager
+def not_a_database(path, how: str = "garbage"):
+    """The SQLite file at ``path`` overwritten with garbage (``how="garbage"``) or cut
+    short to 100 bytes (``"truncated"``) meanwhile, as by a stray copy or a full disk;
+    its bytes are put back after. Only a connection opened meanwhile is sure to see it:
+    one already open in WAL mode trusts its cache and does not re-read the file."""
+    with open(path, "rb") as f:
+        saved = f.read()
+    with open(path, "r+b") as f:
+        if how == "garbage":
+            f.write(b"not a database, " * (len(saved) // 16 + 1))
+        elif how == "truncated":
+            f.truncate(100)
+        else:
+            raise ValueError(f"unknown damage {how!r} (allowed: garbage, truncated)")
+    try:
+        yield
+    finally:
+        with open(path, "wb") as f:
+            f.write(saved)

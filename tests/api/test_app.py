@@ -468,13 +468,14 @@ def test_a_locked_events_database_delays_a_recommendation_by_a_bound_not_seconds
 
 
 @pytest.mark.parametrize("ab_config", [{"EXPOSURE_BUSY_TIMEOUT_MS": 50}])
-@pytest.mark.parametrize("failure", ["locked", "read_only"])
+@pytest.mark.parametrize("failure", ["locked", "read_only", "corrupt"])
 def test_a_failed_exposure_write_still_serves_and_is_counted(ab_app, failure, caplog):
-    """The events database locked by another process past the busy timeout, or
-    refusing writes: the recommendation is served as it would have been (the page
-    must not break for the A/B log), the exposure is dropped whole, logged and
-    counted. Before, the count was in /metrics only: /healthz did not show it."""
-    from tests.faults import read_only, write_locked
+    """The events database locked by another process past the busy timeout, refusing
+    writes, or overwritten with garbage: the recommendation is served as it would have
+    been (the page must not break for the A/B log), the exposure is dropped whole,
+    logged and counted. Before, the count was in /metrics only: /healthz did not show
+    it."""
+    from tests.faults import not_a_database, read_only, write_locked
     app, item, _first, _exps = ab_app
     c = app.test_client()
     store = app.extensions["mixmatch"].events
@@ -482,7 +483,12 @@ def test_a_failed_exposure_write_still_serves_and_is_counted(ab_app, failure, ca
     want = strip(c.get(url).get_json())
     assert c.get("/healthz").get_json()["exposures_dropped"] == 0
     stored = store.count("exposures")
-    failing = write_locked(store.path) if failure == "locked" else read_only(store._con())
+    if failure == "corrupt":
+        store.close()   # the request's write opens its connection on the damaged file
+        failing = not_a_database(store.path)
+    else:
+        failing = (write_locked(store.path) if failure == "locked"
+                   else read_only(store._con()))
     with failing, caplog.at_level("ERROR", logger="api.app"):
         r = c.get(url)
     assert r.status_code == 200 and strip(r.get_json()) == want

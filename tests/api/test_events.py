@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from api.events import EventStore
-from tests.faults import open_files, write_locked
+from tests.faults import not_a_database, open_files, write_locked
 
 
 def post_json(url: str, body: dict, timeout: float = 10.0):
@@ -358,6 +358,62 @@ def test_a_batch_failing_midway_stores_nothing(busy_app):
         {"type": "click", "request_id": "r1", "item_id": i} for i in "ABCD"]})
     assert r.status_code == 503, r.get_json()
     assert store.count("events") == 0
+
+
+@pytest.mark.parametrize("how", ["garbage", "truncated"])
+def test_a_corrupt_events_database_answers_503_naming_it_unusable(busy_app, how, caplog):
+    """Before: only sqlite3.OperationalError became 503; a file overwritten or cut
+    short while the server ran raised sqlite3.DatabaseError ("file is not a database",
+    "database disk image is malformed") and the page got a 500. Now 503 saying the
+    database is unusable, its path in the server's log only (as for a busy one, the
+    body names no file), and a Retry-After longer than a busy database's."""
+    client = busy_app.test_client()
+    store = busy_app.extensions["mixmatch"].events
+    assert client.post("/v1/events", json={"type": "click",
+                                           "request_id": "kept"}).status_code == 201
+    store.close()       # the next write opens its connection on the damaged file
+    with not_a_database(store.path, how), caplog.at_level("ERROR", logger="api"):
+        r = client.post("/v1/events", json={"type": "click", "request_id": "r1"})
+    assert r.status_code == 503, r.get_json()
+    body = r.get_json()
+    assert "events database is unusable" in body["error"]
+    assert ("file is not a database" if how == "garbage" else "malformed") in body["error"]
+    assert "Traceback" not in body["error"] and str(store.path) not in body["error"]
+    assert body["retry_after"] == 60 and r.headers["Retry-After"] == "60"
+    assert any(str(store.path) in rec.getMessage() and "unusable" in rec.getMessage()
+               for rec in caplog.records)
+    # the file restored: stored again, the first event kept
+    store.close()
+    assert client.post("/v1/events", json={"type": "click",
+                                           "request_id": "r2"}).status_code == 201
+    assert store.query("SELECT request_id FROM events ORDER BY id") == [("kept",),
+                                                                       ("r2",)]
+
+
+def test_a_write_that_is_a_bug_still_answers_500_not_503(busy_app):
+    """Only a busy or unusable database is 503 (the page may retry); a write the code
+    got wrong (here a constraint the validation should have caught) stays a 500."""
+    store = busy_app.extensions["mixmatch"].events
+    with pytest.raises(sqlite3.IntegrityError):
+        store.add_events([{"type": "view", "request_id": "r1"}])
+
+
+@pytest.mark.parametrize("how", ["garbage", "truncated"])
+def test_a_corrupt_events_database_stops_the_start_naming_its_path(tmp_path, how):
+    """At start the damaged file is a configuration error naming the path (mixmatch
+    serve exits 2 with it), not a traceback or a server answering 503 to every event."""
+    from api import create_app
+    from features.exceptions import InputError
+    db = tmp_path / "events.db"
+    store = EventStore(db)
+    store.add_events([{"type": "click", "request_id": "r1"}])
+    store.close()
+    with not_a_database(db, how):
+        with pytest.raises(InputError) as err:
+            create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "WATCH_INTERVAL": 0})
+    assert err.value.field == "EVENTS_DB"
+    assert f"cannot open the events database {db}: " in str(err.value)
+    assert ("file is not a database" if how == "garbage" else "malformed") in str(err.value)
 
 
 @pytest.mark.parametrize("key", ["EVENTS_BUSY_TIMEOUT_MS", "EXPOSURE_BUSY_TIMEOUT_MS"])
