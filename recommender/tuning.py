@@ -97,9 +97,31 @@ def attribute_value(engine, item_id: str, field: str) -> str:
 
 
 def rules_summary(rules: Rules) -> dict[str, Any]:
-    """What a rules object does, in a few counts (for a quick look in the notebook)."""
+    """What a rules object does, in a few counts (for a quick look in the notebook).
+
+    Every step of :func:`recommender.rules.apply_rules` is listed, those left at their
+    defaults included: the dedupe, colourway and fallback switches are on unless the
+    file turns them off, so a file that never names them still changes what shoppers
+    see, and a summary without them hid why a second colour of a garment was missing.
+
+    >>> s = rules_summary(parse_rules({"version": "1", "dedupe": {"colourways": False}}))
+    >>> s["dedupe: no item in two groups"], s["colourways: one colour per model per group"]
+    (True, False)
+    """
+    price = ("any" if rules.price_min is None and rules.price_max is None
+             else f"{rules.price_min if rules.price_min is not None else 0:g} to "
+                  f"{rules.price_max if rules.price_max is not None else float('inf'):g}")
     return {"version": rules.version, "in_stock_only": rules.in_stock_only,
-            "excluded ids": len(rules.exclude_ids), "pins": len(rules.pins),
+            "excluded ids": len(rules.exclude_ids), "included ids (allow-list)":
+                len(rules.include_ids),
+            "excluded categories": sorted(rules.exclude_categories),
+            "included categories (allow-list)": sorted(rules.include_categories),
+            "attribute filters": len(rules.exclude_attributes) + len(rules.include_attributes),
+            "price range": price,
+            "pins": len(rules.pins),
             "boosts": len(rules.boosts), "buries": len(rules.buries),
             "caps": len(rules.caps), "upsell band": list(rules.band),
-            "pairing rows": len(rules.pairing)}
+            "pairing rows": len(rules.pairing),
+            "dedupe: no item in two groups": rules.dedupe,
+            "colourways: one colour per model per group": rules.colourways,
+            "fallback fill": rules.fallback}

@@ -62,3 +62,26 @@ def test_shown_by_category_and_attribute_value(engine):
     assert list(shown) == [g["category"] for g in resp["groups"]]
     assert all(len(v) <= 2 for v in shown.values())
     assert tuning.attribute_value(engine, "t2", "colour") == "RED"
+
+
+def test_rules_summary_lists_the_steps_on_by_default():
+    # before: the summary counted pins, boosts and the like but not the dedupe,
+    # colourway and fallback switches, on unless a file turns them off: the tuning
+    # notebook's "rules now" said nothing of why a second colour of a garment is missing
+    from recommender.rules import parse_rules
+
+    s = tuning.rules_summary(default_rules())
+    assert s["dedupe: no item in two groups"] is True
+    assert s["colourways: one colour per model per group"] is True
+    assert s["fallback fill"] is True
+    off = tuning.rules_summary(parse_rules({
+        "version": "1", "dedupe": {"colourways": False}, "fallback": {"enabled": False},
+        "filters": {"include_categories": ["shoes"], "price_max": 90,
+                    "exclude_attributes": [{"field": "colour", "values": ["RED"]}]}}))
+    assert off["colourways: one colour per model per group"] is False
+    assert off["dedupe: no item in two groups"] is True
+    assert off["fallback fill"] is False
+    # the filters a summary of exclude_ids alone left out
+    assert off["included categories (allow-list)"] == ["shoes"]
+    assert off["attribute filters"] == 1
+    assert off["price range"] == "0 to 90"
