@@ -229,9 +229,15 @@ def rules_diff_figure(diff: pd.DataFrame, images: ItemImages, *, only_changed: b
     """A :func:`recommender.rules.rules_diff` table as pictures.
 
     For each (item, category) that changed: a *before* row with removed items framed
-    red, and an *after* row with added items framed green.
+    red, and an *after* row with added items framed green. Past ``max_rows`` groups
+    the title says how many were left out: cut silently, a change to the later items'
+    groups looked like no change at all.
     """
     d = diff[diff["changed"]] if only_changed else diff
+    if len(d) > max_rows:
+        what = "changed groups" if only_changed else "groups"
+        title = (f"{title}\n(first {max_rows} of {len(d)} {what}; "
+                 f"max_rows={len(d)} shows all)")
     rows = []
     for _, r in d.head(max_rows).iterrows():
         removed, added = set(r["removed"]), set(r["added"])

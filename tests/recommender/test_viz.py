@@ -153,3 +153,19 @@ def test_importance_and_metrics_figures():
     fig = viz.metrics_figure(table, ["fitb", "auc"], title="m", chance={"auc": 0.5})
     heights = [p.get_height() for p in fig.axes[0].patches]
     assert heights[:2] == [0.6, 0.8] and heights[2] == 0.25 and np.isnan(heights[3])
+
+
+def test_rules_diff_figure_says_when_it_leaves_groups_out(images):
+    # before: past max_rows (8) changed groups the figure cut the rest silently; on the
+    # tuning notebook's two MANGO items 10 groups changed and the second item's bag and
+    # accessory changes were in no picture, with nothing saying so
+    diff = pd.DataFrame([
+        {"item_id": "b", "category": c, "before": ["r"], "after": ["n"],
+         "added": ["n"], "removed": ["r"], "changed": True}
+        for c in ("bag", "shoes", "bottom")])
+    fig = viz.rules_diff_figure(diff, images, max_rows=2)
+    assert len(fig.axes) == 4                      # 2 groups x (before, after)
+    assert "first 2 of 3 changed groups" in fig._suptitle.get_text()
+    assert "max_rows=3" in fig._suptitle.get_text()
+    whole = viz.rules_diff_figure(diff, images, max_rows=3)
+    assert len(whole.axes) == 6 and "of 3" not in whole._suptitle.get_text()
