@@ -68,7 +68,8 @@ def srm_check(counts: dict[str, int], weights: dict[str, float],
               alpha: float = 0.001) -> dict:
     """Sample-ratio mismatch: chi-square of observed unit counts vs expected weights.
 
-    Returns ``{"chi2", "p_value", "mismatch": p < alpha, "expected": {...}}``.
+    Returns ``{"chi2", "p_value", "mismatch": p < alpha, "alpha", "expected": {...}}``
+    (``alpha`` kept so a report can say which p-values it flags).
     """
     missing = set(weights) - set(counts)
     counts = {**{k: 0 for k in missing}, **counts}
@@ -81,12 +82,12 @@ def srm_check(counts: dict[str, int], weights: dict[str, float],
     w = np.array([weights[k] for k in names], dtype=float)
     total = obs.sum()
     if total == 0:
-        return {"chi2": 0.0, "p_value": 1.0, "mismatch": False,
+        return {"chi2": 0.0, "p_value": 1.0, "mismatch": False, "alpha": alpha,
                 "expected": {k: 0.0 for k in names}}
     exp = total * w / w.sum()
     chi2 = float(((obs - exp) ** 2 / exp).sum())
     p = float(stats.chi2.sf(chi2, df=len(names) - 1)) if len(names) > 1 else 1.0
-    return {"chi2": chi2, "p_value": p, "mismatch": p < alpha,
+    return {"chi2": chi2, "p_value": p, "mismatch": p < alpha, "alpha": alpha,
             "expected": dict(zip(names, exp.round(1).tolist()))}
 
 

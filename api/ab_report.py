@@ -252,7 +252,7 @@ def ab_summary(exposures: pd.DataFrame, events: pd.DataFrame, experiment: str, *
     return {"experiment": experiment, "control": control, "variants": rep["variants"],
             "srm": rep["srm"], "counts": counts, "versions": versions,
             "analysed_versions": versions.loc[versions["analysed"], "version"].tolist(),
-            "note": note}
+            "note": note, "confidence": confidence}
 
 
 def _shares(weights: dict[str, float] | None) -> dict[str, float] | None:
@@ -342,3 +342,99 @@ def _pick_versions(exp: pd.DataFrame, experiment: str, configs: dict,
     # pooled versions had different ones (each version's check is in the table)
     srm_weights = (weights_of(picked[0]) if len(picked) == 1 or not changed else None)
     return (table, exp[exp["experiments_version"].isin(picked)], srm_weights, note)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _points(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def explain_split(result: dict) -> str:
+    """The sample-ratio check of an :func:`ab_summary` result in plain sentences: the
+    units per variant against the configured shares, how often chance alone splits
+    units this unevenly, and what a mismatch means for the rates.
+
+    >>> import pandas as pd
+    >>> counts = pd.DataFrame({"variant": ["a", "b"], "units": [90, 110]})
+    >>> srm = {"chi2": 2.0, "p_value": 0.157, "mismatch": False, "alpha": 0.001,
+    ...        "expected": {"a": 100.0, "b": 100.0}}
+    >>> print(explain_split({"srm": srm, "counts": counts}))
+    Units per variant: a 90 (45.0%), b 110 (55.0%); the config expects a 50.0%, b 50.0%.
+    A split at least this uneven happens by chance in 15.7% of experiments split as configured (p = 0.157): no sign of a sample-ratio mismatch (flagged below p = 0.001).
+    """
+    srm = result.get("srm")
+    counts = result["counts"].set_index("variant")["units"]
+    total = counts.sum()
+    head = "Units per variant: " + ", ".join(
+        f"{v} {n} ({_pct(n / total) if total else 'n/a'})" for v, n in counts.items())
+    if not srm:
+        if len(result.get("analysed_versions") or ()) > 1:
+            # pooled config versions with different weights: no one split to expect
+            return (head + ".\nThe analysed config versions had different weights: "
+                    "each version's split is checked against its own weights in the "
+                    "versions table above (srm_p_value, srm_mismatch).")
+        return (head + ".\nNo experiments config given and no weights recorded: whether "
+                "the units split as configured is not checked.")
+    exp_total = sum(srm["expected"].values())
+    lines = [head + "; the config expects " + ", ".join(
+        f"{v} {_pct(e / exp_total) if exp_total else 'n/a'}"
+        for v, e in srm["expected"].items()) + "."]
+    chance = (f"A split at least this uneven happens by chance in {_pct(srm['p_value'])} "
+              f"of experiments split as configured (p = {srm['p_value']:.3g})")
+    alpha = srm.get("alpha", 0.001)
+    if srm["mismatch"]:
+        lines.append(f"{chance}: SAMPLE-RATIO MISMATCH (p < {alpha:g}). Units are not split "
+                     "as configured: assignment or logging is broken, so the rates below "
+                     "are not comparable. Find the cause before reading them.")
+    else:
+        lines.append(f"{chance}: no sign of a sample-ratio mismatch (flagged below "
+                     f"p = {alpha:g}).")
+    if srm.get("note"):
+        lines.append(srm["note"] + ".")
+    return "\n".join(lines)
+
+
+def explain_differences(result: dict,
+                        events: tuple[str, ...] = ("click", "add_to_cart", "purchase")
+                        ) -> str:
+    """Per event type and variant of an :func:`ab_summary` result, in plain sentences:
+    the variant's rate and the control's, the difference in percentage points with its
+    interval, and whether that interval rules out "no difference".
+
+    >>> import pandas as pd
+    >>> rows = [{"variant": v, "event": "click", "rate": r, "diff": d, "diff_lo": dl,
+    ...          "diff_hi": dh} for v, r, d, dl, dh in (("a", .1, 0, 0, 0),
+    ...                                                  ("b", .3, .2, .09, .31),
+    ...                                                  ("c", .12, .02, -.06, .1))]
+    >>> counts = pd.DataFrame({"variant": ["a", "b", "c"], "units": [100, 100, 100]})
+    >>> print(explain_differences({"control": "a", "variants": pd.DataFrame(rows),
+    ...                            "counts": counts, "confidence": 0.95}, events=("click",)))
+    click: b 30.0% of units vs a 10.0%, a difference of +20.0 points (95% interval +9.0 to +31.0): b is higher; the interval leaves out 0.
+    click: c 12.0% of units vs a 10.0%, a difference of +2.0 points (95% interval -6.0 to +10.0): the interval includes 0, so these units show no difference either way (more units would narrow it).
+    """
+    control = result["control"]
+    level = f"{100 * result.get('confidence', 0.95):g}%"
+    table = result["variants"].set_index(["variant", "event"])
+    lines = []
+    for ev in events:
+        for v in [v for v in result["counts"]["variant"] if v != control]:
+            if (v, ev) not in table.index or (control, ev) not in table.index:
+                continue
+            r, c = table.loc[(v, ev)], table.loc[(control, ev)]
+            if pd.isna(r["diff_lo"]) or pd.isna(r["diff_hi"]):
+                continue
+            if r["diff_lo"] > 0:
+                verdict = f"{v} is higher; the interval leaves out 0."
+            elif r["diff_hi"] < 0:
+                verdict = f"{v} is lower; the interval leaves out 0."
+            else:
+                verdict = ("the interval includes 0, so these units show no difference "
+                           "either way (more units would narrow it).")
+            lines.append(f"{ev}: {v} {_pct(r['rate'])} of units vs {control} "
+                         f"{_pct(c['rate'])}, a difference of {_points(r['diff'])} points "
+                         f"({level} interval {_points(r['diff_lo'])} to "
+                         f"{_points(r['diff_hi'])}): {verdict}")
+    return "\n".join(lines)

@@ -316,3 +316,57 @@ def test_each_experiments_version_records_its_allocation_once(tmp_path):
     assert store.query("SELECT version, allocation FROM experiments_configs") == [
         ("v1", '{"e": {"a": 1.0}}')]
     store.close()
+
+
+def _experiment(units: dict[str, int], clicks: dict[str, int]):
+    """Exposures of experiment ``e`` (one request per unit) and their clicks."""
+    rows, events = [], []
+    for v, n in units.items():
+        for i in range(n):
+            rows.append({"request_id": f"{v}{i}", "experiment": "e", "variant": v,
+                         "unit": f"{v}-u{i}", "forced": 0})
+            if i < clicks.get(v, 0):
+                events.append({"request_id": f"{v}{i}", "type": "click"})
+    return pd.DataFrame(rows), pd.DataFrame(events, columns=["request_id", "type"])
+
+
+def test_explain_split_says_in_words_whether_units_split_as_configured():
+    # before: the notebook printed "chi2 = 1.670, p = 0.1962: no mismatch" and left a
+    # merchandiser to know what a chi-square and a p-value of a split are
+    from api.ab_report import ab_summary, explain_split
+
+    exposures, events = _experiment({"a": 500, "b": 500}, {})
+    ok = explain_split(ab_summary(exposures, events, "e", control="a",
+                                  weights={"a": 0.5, "b": 0.5}))
+    assert "a 500 (50.0%), b 500 (50.0%); the config expects a 50.0%, b 50.0%" in ok
+    assert "no sign of a sample-ratio mismatch (flagged below p = 0.001)" in ok
+    exposures, events = _experiment({"a": 600, "b": 400}, {})
+    bad = explain_split(ab_summary(exposures, events, "e", control="a",
+                                   weights={"a": 0.5, "b": 0.5}))
+    assert "SAMPLE-RATIO MISMATCH" in bad and "not comparable" in bad
+    unchecked = explain_split(ab_summary(exposures, events, "e", control="a"))
+    assert "not checked" in unchecked
+    # config versions with different weights pooled: no one split to check against
+    exposures["experiments_version"] = ["v1"] * 500 + ["v2"] * 500
+    pooled = ab_summary(exposures, events, "e", control="a", pool_versions=True,
+                        configs={"v1": {"e": {"a": 1, "b": 1}}, "v2": {"e": {"a": 3, "b": 1}}})
+    assert pooled["srm"] is None
+    assert "checked against its own weights in the versions table" in explain_split(pooled)
+
+
+def test_explain_differences_reads_the_interval_for_each_variant():
+    from api.ab_report import ab_summary, explain_differences
+
+    exposures, events = _experiment({"a": 400, "b": 400, "c": 400},
+                                    {"a": 40, "b": 120, "c": 44})
+    text = explain_differences(ab_summary(exposures, events, "e", control="a"),
+                               events=("click",)).splitlines()
+    assert len(text) == 2                          # one line per variant beside control
+    b, c = text
+    assert b.startswith("click: b 30.0% of units vs a 10.0%, a difference of +20.0 points")
+    assert "95% interval +" in b and b.endswith("b is higher; the interval leaves out 0.")
+    assert c.startswith("click: c 11.0% of units vs a 10.0%, a difference of +1.0 points")
+    assert "the interval includes 0" in c
+    fewer = explain_differences(ab_summary(exposures, events, "e", control="b"),
+                                events=("click",))
+    assert "a is lower" in fewer and "c is lower" in fewer
