@@ -40,6 +40,11 @@ import pandas as pd
 MARK_COLOURS = {"added": "#1a9850", "removed": "#d73027", "pinned": "#4575b4",
                 "fallback": "#fdae61", "real": "#1a9850", "fake": "#d73027"}
 
+#: Bar colour of each scorer in the report plots, by name: colours by row position
+#: made the model blue in one figure and orange in the next (a pivot sorts the rows).
+SCORER_COLOURS = {"model": "#4575b4", "cooccurrence": "#fdae61", "popularity": "#74add1",
+                  "random": "#bbbbbb"}
+
 
 class ItemImages:
     """Square thumbnails of catalogue items, cached.
@@ -315,15 +320,21 @@ def importance_figure(tables: dict, top: int = 15):
 
 def metrics_figure(table: pd.DataFrame, columns: Sequence[str], *, title: str,
                    chance: dict | None = None):
-    """Grouped bars: one group per metric column, one bar per scorer (row)."""
-    fig = _figure(1.6 * len(columns) + 2.5, 3.2)
+    """Grouped bars: one group per metric column, one bar per scorer (row).
+
+    A scorer keeps its colour (:data:`SCORER_COLOURS`) whatever its row, so figures
+    read alike; the legend sits right of the bars, where it covers none (inside, it
+    hid the model's bars near 1)."""
+    fig = _figure(1.6 * len(columns) + 3.5, 3.2)
     ax = fig.add_subplot(1, 1, 1)
     n = len(table)
     width = 0.8 / max(n, 1)
     x = np.arange(len(columns))
+    others = iter(["#d73027", "#1a9850", "#984ea3", "#a65628", "#f781bf", "#999999"])
     for k, (_, r) in enumerate(table.iterrows()):
         vals = [np.nan if r[c] is None else float(r[c]) for c in columns]
-        ax.bar(x + (k - (n - 1) / 2) * width, vals, width, label=r["scorer"])
+        colour = SCORER_COLOURS.get(str(r["scorer"])) or next(others, None)
+        ax.bar(x + (k - (n - 1) / 2) * width, vals, width, label=r["scorer"], color=colour)
     for c, v in (chance or {}).items():
         if c in columns:
             i = list(columns).index(c)
@@ -331,7 +342,7 @@ def metrics_figure(table: pd.DataFrame, columns: Sequence[str], *, title: str,
     ax.set_xticks(x, list(columns))
     ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, ncols=min(n, 4), loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     return fig
 

@@ -169,3 +169,25 @@ def test_rules_diff_figure_says_when_it_leaves_groups_out(images):
     assert "max_rows=3" in fig._suptitle.get_text()
     whole = viz.rules_diff_figure(diff, images, max_rows=3)
     assert len(whole.axes) == 6 and "of 3" not in whole._suptitle.get_text()
+
+
+def test_metrics_figure_colours_a_scorer_alike_and_keeps_the_legend_off_the_bars():
+    # before: bar colours went by row position, and the model report's second figure
+    # (a pivot, rows sorted by name) drew the model orange after a first drawing it
+    # blue; the legend sat inside the axes, over the model's AUC bars near 1
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    def colours(table):
+        fig = viz.metrics_figure(table, ["fitb"], title="m")
+        return fig, {t.get_text(): to_rgba(h.get_facecolor()) for t, h in
+                     zip(fig.axes[0].get_legend().get_texts(), fig.axes[0].patches)}
+
+    ordered = pd.DataFrame({"scorer": ["model", "cooccurrence", "random"],
+                            "fitb": [0.9, 0.7, 0.2]})
+    fig, first = colours(ordered)
+    _, second = colours(ordered.sort_values("fitb"))
+    assert first == second
+    assert first["model"] == to_rgba(viz.SCORER_COLOURS["model"])
+    FigureCanvasAgg(fig).draw()
+    legend = fig.axes[0].get_legend().get_window_extent()
+    assert legend.x0 >= fig.axes[0].get_window_extent().x1
