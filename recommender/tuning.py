@@ -96,6 +96,46 @@ def attribute_value(engine, item_id: str, field: str) -> str:
     return str(engine.table.column(field)[engine._idx(item_id)])
 
 
+def readable_diff(diff, images) -> "pd.DataFrame":
+    """A :func:`recommender.rules.rules_diff` table to read: ids named with their
+    colour and type (``images``: a :class:`recommender.viz.ItemImages`), and a
+    ``what changed`` column (how many removed and added, order only, or the whole
+    group dropped). Raw ids alone sent a merchandiser to the catalogue to learn
+    what was removed.
+
+    >>> import pandas as pd
+    >>> from recommender.viz import ItemImages
+    >>> images = ItemImages(pd.DataFrame({
+    ...     "item_id": ["a", "b"], "category": ["top", "bag"], "colour": ["RED", "BLACK"],
+    ...     "subcategory": ["Shirt", "Tote"], "image_path": ["", ""]}), None)
+    >>> d = pd.DataFrame([{"item_id": "a", "category": "bag", "before": ["b"], "after": [],
+    ...                    "added": [], "removed": ["b"], "changed": True}])
+    >>> readable_diff(d, images).iloc[0][["item", "what changed", "removed"]].tolist()
+    ['a (red shirt)', 'group dropped', 'b (black tote)']
+    """
+    import pandas as pd
+
+    def named(ids) -> str:
+        return "; ".join(f"{i} ({images.label(i)})" for i in ids)
+
+    def what(r) -> str:
+        if not r["changed"]:
+            return "no change"
+        if r["before"] and not r["after"]:
+            return "group dropped"
+        if not r["before"] and r["after"]:
+            return "group added"
+        if not r["removed"] and not r["added"]:
+            return "order only"
+        return f"{len(r['removed'])} removed, {len(r['added'])} added"
+
+    return pd.DataFrame([{"item": f"{r['item_id']} ({images.label(r['item_id'])})",
+                          "category": r["category"], "what changed": what(r),
+                          "removed": named(r["removed"]), "added": named(r["added"])}
+                         for _, r in diff.iterrows()],
+                        columns=["item", "category", "what changed", "removed", "added"])
+
+
 def rules_summary(rules: Rules) -> dict[str, Any]:
     """What a rules object does, in a few counts (for a quick look in the notebook).
 

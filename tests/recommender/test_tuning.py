@@ -85,3 +85,26 @@ def test_rules_summary_lists_the_steps_on_by_default():
     assert off["included categories (allow-list)"] == ["shoes"]
     assert off["attribute filters"] == 1
     assert off["price range"] == "0 to 90"
+
+
+def test_readable_diff_names_the_items_and_what_changed(engine):
+    # before: the notebook showed the rules_diff table of raw ids ("[D000097]"),
+    # and a merchandiser had to look each one up to know what an edit removed
+    from recommender.rules import parse_rules, rules_diff
+    from recommender.viz import ItemImages
+
+    images = ItemImages.from_engine(engine, size=8)
+    before = default_rules()
+    shown = tuning.shown_by_category(engine.complements("t0", k=2, rules=before))
+    cat, first = next((c, ids) for c, ids in shown.items() if ids)
+    after = parse_rules(tuning.apply_edits(before.raw, {
+        "filters": {"exclude_ids": [first[0]]}}))
+    diff = rules_diff(before, after, engine, ["t0"], k=2)
+    table = tuning.readable_diff(diff, images)
+    assert list(table.columns) == ["item", "category", "what changed", "removed", "added"]
+    row = table[table["category"] == cat].iloc[0]
+    assert row["item"] == f"t0 ({images.label('t0')})"
+    assert row["removed"].startswith(f"{first[0]} ({images.label(first[0])})")
+    assert row["what changed"].startswith("1 removed")
+    unchanged = table[table["category"] != cat]
+    assert (unchanged["what changed"] == "no change").all()
