@@ -392,8 +392,11 @@ def ab_rates_figure(variants: pd.DataFrame, control: str, *,
 
 def ab_counts_figure(counts: pd.DataFrame, srm: dict | None, *, title: str = "units per "
                      "variant"):
-    """Units per variant against the count the configured weights expect (SRM)."""
-    fig = _figure(5.0, 3.0)
+    """Units per variant against the count the configured weights expect (SRM).
+
+    The legend sits right of the bars: inside, it covered the first variant's
+    expected-count mark, the one thing the figure is for."""
+    fig = _figure(6.2, 3.0)
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(len(counts))
     ax.bar(x, counts["units"], color="#74add1", label="observed units")
@@ -404,6 +407,8 @@ def ab_counts_figure(counts: pd.DataFrame, srm: dict | None, *, title: str = "un
             " -- MISMATCH" if srm["mismatch"] else "")
     ax.set_xticks(x, counts["variant"])
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    # markerscale: the expected mark is a bar-wide line, wider than the legend itself
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0,
+              markerscale=0.3)
     fig.tight_layout()
     return fig

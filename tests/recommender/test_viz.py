@@ -191,3 +191,17 @@ def test_metrics_figure_colours_a_scorer_alike_and_keeps_the_legend_off_the_bars
     FigureCanvasAgg(fig).draw()
     legend = fig.axes[0].get_legend().get_window_extent()
     assert legend.x0 >= fig.axes[0].get_window_extent().x1
+
+
+def test_ab_counts_figure_keeps_the_legend_off_the_expected_marks():
+    # before: the legend sat in the axes' best corner, which for a split near the
+    # weights was over the first variant's red expected-count mark
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    counts = pd.DataFrame({"variant": ["control", "visual"], "units": [88, 106]})
+    srm = {"chi2": 1.67, "p_value": 0.196, "mismatch": False,
+           "expected": {"control": 97.0, "visual": 97.0}}
+    fig = viz.ab_counts_figure(counts, srm)
+    FigureCanvasAgg(fig).draw()
+    ax = fig.axes[0]
+    assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1
