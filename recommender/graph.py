@@ -636,12 +636,15 @@ def stage_inputs(ctx) -> dict:
 
     b = ctx.bundle
     files = ["catalog.parquet", "features/embeddings.npy", "features/features.parquet",
-             "models/compat.txt", "models/compat.json", "rules/rules.toml"]
+             "models/compat.txt", "models/compat.json"]
     tp, _ = _train_outfits_path(b)
     hashes = {f: (file_hash(b.path(f)) if b.path(f).is_file() else None) for f in files}
     hashes["train_outfits"] = file_hash(tp) if tp.is_file() else None
-    return {"files": hashes, "config": dataclasses.asdict(_config(ctx)),
-            "version": GRAPH_VERSION}
+    # of the rules the graph reads only the pairing matrix: the rules file's hash made
+    # every merchandiser edit (an excluded id, a boost) rebuild the graph and had a
+    # stage command call it out of date, while a changed packaged default went unseen
+    return {"files": hashes, "pairing": bundle_pairing(b),
+            "config": dataclasses.asdict(_config(ctx)), "version": GRAPH_VERSION}
 
 
 def _load_scorer(bundle, emb, catalog, features, log):

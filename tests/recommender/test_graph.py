@@ -411,3 +411,36 @@ def test_bundle_from_tables_into_a_bundle_marks_it_until_the_graph_is_built(tmp_
     again = Bundle.open(b.root)
     again.check_complete()  # the graph of the new tables finished: loadable again
     assert again.stage_record("graph") is not None
+
+
+def test_a_rules_edit_leaves_the_graph_current_unless_it_changes_the_pairing(tiny_bundle,
+                                                                            tmp_path):
+    # before: the graph's inputs hashed the whole rules file, so a merchandiser's edit
+    # (an excluded id) made `mixmatch build` rebuild the graph and a stage command call
+    # it out of date, although the graph reads only the pairing matrix of the rules
+    import shutil
+
+    from recommender.bundle import Bundle
+    from recommender.pipeline import BuildContext, out_of_date_after, run_stages
+    from recommender.rules import default_rules, save_rules
+    from recommender.tuning import apply_edits
+
+    root = tmp_path / "b"
+    shutil.copytree(tiny_bundle, root)
+    b = Bundle.open(root)
+    before = b.stage_record("graph")
+    config = {"source": "test", "seed": 0, "quick": True,
+              "stages": {"graph": {"k_compat": 10, "k_visual": 10}}}
+    raw = default_rules().raw
+    save_rules(apply_edits(raw, {"filters": {"exclude_ids": ["t0"]}}),
+               b.path("rules", "rules.toml"))
+    ctx = BuildContext(b, config, log=lambda m: None)
+    assert out_of_date_after(ctx, ["compatibility"]) == []
+    run_stages(ctx, ["graph"])
+    assert Bundle.open(root).stage_record("graph") == before  # skipped: up to date
+
+    save_rules(apply_edits(raw, {"pairing": {"top": ["bottom"]}}),
+               b.path("rules", "rules.toml"))
+    assert out_of_date_after(ctx, ["compatibility"]) == ["graph"]
+    run_stages(ctx, ["graph"])
+    assert Bundle.open(root).stage_record("graph")["inputs_hash"] != before["inputs_hash"]
