@@ -22,7 +22,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
-from features.exceptions import InputError, NotFoundError, StageNotAvailable
+from features.exceptions import BundleError, InputError, NotFoundError, StageNotAvailable
 from recommender.bundle import MANIFEST, Bundle, atomic_files, write_lock
 from recommender.paths import DATA_ENV, default_data_root
 from recommender.pipeline import STAGE_NAMES, STAGES, BuildContext, run_stages
@@ -235,11 +235,23 @@ def bundle_from_tables(root: str | os.PathLike, catalog, outfits, embeddings, *,
 
     Into an existing bundle, the bundle is marked as being built (loading it is
     refused) until the graph of the new tables is recorded, and the graph is always
-    rebuilt.
+    rebuilt. A bundle that stages other than the graph built (``mixmatch build``) is
+    refused with :class:`BundleError`: the tables are for a folder of their own.
     """
     import numpy as np
 
     with write_lock(root):
+        if Path(root, MANIFEST).is_file():
+            built = sorted(Bundle.open(root).manifest.get("stages", {}))
+            if set(built) - {"graph"}:
+                # its features, models and stage records were made from other tables:
+                # the new ones beside them would mix two catalogues, and the records
+                # would name files they did not make (stale_stages, build's skipping)
+                raise BundleError(
+                    f"{root} holds a bundle built by the stages {', '.join(built)}; "
+                    f"tables written over it would sit beside the features and models "
+                    f"made from other tables. Write the tables bundle to a folder of "
+                    f"its own (or remove this one)")
         b = Bundle.create(root, source=source, image_root=None)
         files = (b.path("catalog.parquet"), b.path("outfits.parquet"),
                  b.path("eval", "train_outfits.parquet"),

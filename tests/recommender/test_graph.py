@@ -444,3 +444,24 @@ def test_a_rules_edit_leaves_the_graph_current_unless_it_changes_the_pairing(tin
     assert out_of_date_after(ctx, ["compatibility"]) == ["graph"]
     run_stages(ctx, ["graph"])
     assert Bundle.open(root).stage_record("graph")["inputs_hash"] != before["inputs_hash"]
+
+
+def test_bundle_from_tables_refuses_a_bundle_its_other_stages_built(tmp_path):
+    # before: over a real build it renamed its tables in beside the build's features
+    # and models and left the ingest, split and features records naming the files it
+    # had replaced: the graph it had just built was reported stale, `mixmatch build`
+    # then skipped split (its output still there) and trained on all the outfits
+    from features.exceptions import BundleError
+    from recommender.build import bundle_from_tables
+    from recommender.bundle import Bundle
+
+    b = bundle_from_tables(tmp_path / "b", *two_piece_tables(4), config={"quick": True})
+    b.record_stage("ingest", inputs_hash="a", outputs=["catalog.parquet"])  # a build's
+    manifest = b.path("manifest.json").read_text()
+    cat_before = pd.read_parquet(b.path("catalog.parquet"))
+    with pytest.raises(BundleError, match=r"built by the stages graph, ingest; .*"
+                                          r"folder of its own"):
+        bundle_from_tables(tmp_path / "b", *two_piece_tables(6), config={"quick": True})
+    assert b.path("manifest.json").read_text() == manifest  # as it was, source included
+    pd.testing.assert_frame_equal(pd.read_parquet(b.path("catalog.parquet")), cat_before)
+    Bundle.open(b.root).check_complete()
