@@ -62,6 +62,7 @@ from api.responses import FiniteJSONProvider, rules_version_for
 from api.schemas import Limits, build_schemas
 from api.state import (EXTENSION, Serving, StateHolder, build_state,
                        default_engine_loader, load_experiments)
+from recommender.bundle import SERVING_DIR
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     cfg = app.config
 
     bundle = str(cfg["BUNDLE"]) if cfg["BUNDLE"] else None
-    data_dir = Path(cfg["DATA_DIR"] or (Path(bundle) / "serving" if bundle
+    data_dir = Path(cfg["DATA_DIR"] or (Path(bundle) / SERVING_DIR if bundle
                                         else ".mixmatch"))
     events_db = cfg["EVENTS_DB"] or data_dir / "events.db"
     limits = Limits(**dict(cfg["LIMITS"] or {}))

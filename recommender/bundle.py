@@ -11,6 +11,8 @@ Layout (paths relative to the bundle root)::
                              keypoint detector, compatibility model (LightGBM text)
     graph/                   garment graph edges and serving arrays
     rules/                   merchandiser rules files
+    serving/                 the server's events database and control file, when it
+                             runs without DATA_DIR (no stage reads or writes it)
 
 The manifest's ``image_root`` says where ``image_path`` values are relative to.
 Each stage records what it read (a hash) and wrote, so re-running a finished
@@ -51,6 +53,9 @@ BUNDLE_SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 #: the writers' lock file (:func:`write_lock`): not a bundle output, in no hash
 LOCK = ".write.lock"
+#: the server's data folder when it is given no DATA_DIR (events database, reload
+#: control file): written by a running server, not by a stage, in no file stamp
+SERVING_DIR = "serving"
 
 #: write locks this process holds: (bundle folder, thread) -> [lock file, depth]
 _HELD: dict[tuple[str, int], list] = {}
@@ -404,7 +409,10 @@ class Bundle:
         """(inode, size, mtime) of every file in the bundle but the manifest: a file
         written in place changes its size or mtime, one renamed into place its inode."""
         out = {}
-        for folder, _, names in os.walk(self.root):
+        for folder, dirs, names in os.walk(self.root):
+            if folder == str(self.root):
+                # a server logging exposures meanwhile is no write of the stage's
+                dirs[:] = [d for d in dirs if d != SERVING_DIR]
             for n in names:
                 p = os.path.join(folder, n)
                 if (n in (MANIFEST, LOCK) and folder == str(self.root)

@@ -4,7 +4,7 @@ import pytest
 
 from features.exceptions import BundleError, InputError, NotFoundError, StageNotAvailable
 from recommender import pipeline
-from recommender.bundle import BUNDLE_SCHEMA_VERSION, Bundle
+from recommender.bundle import BUNDLE_SCHEMA_VERSION, SERVING_DIR, Bundle
 from recommender.pipeline import BuildContext, Stage, run_stages
 from tests.recommender import counting_stage, refusing_stage
 
@@ -127,6 +127,39 @@ def test_a_stage_refusing_before_writing_leaves_the_bundle_as_it_was(tmp_path, c
     assert (b.root / "manifest.json").read_text() == before
     assert again.stage_record("ingest")["metrics"] == {"value": 1}
     assert b.manifest == again.manifest
+
+
+def test_a_server_logging_into_the_bundle_does_not_leave_a_refused_stage_marked(
+        tmp_path, counting, monkeypatch):
+    # before: a server run without DATA_DIR keeps its events database in
+    # <bundle>/serving; an exposure it logged while `mixmatch train` was interrupted
+    # before saving anything counted as the stage having written, so the bundle stayed
+    # marked as being built and a restarted server had nothing to load
+    import sqlite3
+    import types
+
+    from api.app import create_app
+
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None, config={"value": 1})
+    run_stages(BuildContext(bundle=b, config={"value": 1}, log=lambda m: None))
+    app = create_app({"TESTING": True, "BUNDLE": str(b.root), "WATCH_INTERVAL": 0,
+                      "ENGINE_LOADER": lambda p: types.SimpleNamespace(bundle_version="v")})
+    app.extensions["mixmatch"].events.close()
+    db = b.path(SERVING_DIR, "events.db")
+    assert db.is_file()  # the server's own database, inside the bundle without DATA_DIR
+
+    def refuse_while_the_server_logs(ctx):
+        con = sqlite3.connect(db)
+        with con:
+            con.execute("CREATE TABLE written_meanwhile (x)")  # an exposure logged
+            con.execute("INSERT INTO written_meanwhile VALUES (1)")
+        con.close()
+        refusing_stage.run_stage(ctx)
+
+    monkeypatch.setattr(counting_stage, "run_stage", refuse_while_the_server_logs)
+    with pytest.raises(InputError, match="value 2 refused"):
+        run_stages(BuildContext(bundle=b, config={"value": 2}, log=lambda m: None))
+    Bundle.open(b.root).check_complete()
 
 
 def test_a_stage_failing_after_writing_leaves_the_mark(tmp_path, counting, monkeypatch):
