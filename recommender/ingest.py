@@ -43,8 +43,8 @@ from typing import Iterable
 
 import pandas as pd
 
-from features.exceptions import InputError, NotFoundError
-from recommender.bundle import atomic_files, atomic_write_text, file_hash
+from features.exceptions import BundleError, InputError, NotFoundError
+from recommender.bundle import MANIFEST, atomic_files, atomic_write_text, file_hash
 from recommender.bundle import image_fingerprint as _image_fingerprint
 from recommender.catalog import (CATEGORIES, CatalogError, CatalogReport, catalog_summary,
                                  validate_catalog, validate_outfits)
@@ -167,7 +167,7 @@ def cli_ingest(args) -> int:
     """Handler of ``mixmatch ingest``: write the tables and print a one-screen summary.
 
     Exit 0 when written, 1 when the catalogue has errors (the report is printed and
-    nothing is written).
+    nothing is written); ``--out`` holding a bundle is refused (BundleError, exit 2).
     """
     t0 = time.perf_counter()
     out = Path(args.out)
@@ -181,6 +181,12 @@ def cli_ingest(args) -> int:
         print(f"wrote {out / 'keypoints.parquet'} and {out / 'attributes.parquet'} in "
               f"{time.perf_counter() - t0:.1f}s")
         return 0
+    if (out / MANIFEST).is_file():
+        # the tables would replace a built bundle's catalogue beside the features and
+        # graph made from the old one, with no stage record or building mark saying so
+        raise BundleError(f"{out} holds a bundle: mixmatch ingest writes its tables to a "
+                          f"folder of its own; to re-ingest a bundle run mixmatch build "
+                          f"--out {out} (its ingest stage)")
     check = not getattr(args, "no_check_images", False)
     catalog, outfits, image_root, report, problems = ingest(
         args.source, args.data, args.mapping, check_images=check)

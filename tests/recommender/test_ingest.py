@@ -191,3 +191,19 @@ def test_stage_settings_check_images_and_sample(tmp_path):
         ctx = _ctx(bdir, source="demo", stages={"ingest": conf})
         runs[name] = run_stages(ctx, ["ingest"])["ingest"]["image_problems"]
     assert runs == {"default": 1, "no_check": 0, "sample": 0}
+
+
+def test_cli_refuses_to_write_its_tables_into_a_bundle(tmp_path, capsys):
+    # before: `mixmatch ingest --out B` over a built bundle replaced its catalogue beside
+    # the features and graph of the old one, unmarked and unlocked: the bundle passed
+    # check_complete and stale_stages said nothing, but no server could load it again
+    # (features not row-aligned with catalog.parquet)
+    from recommender.bundle import Bundle
+
+    src = _demo(tmp_path / "demo")
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    assert main(["ingest", "--source", "demo", "--data", str(src), "--out",
+                 str(b.root)]) == 2
+    err = capsys.readouterr().err
+    assert f"{b.root} holds a bundle" in err and "mixmatch build" in err
+    assert not b.path("catalog.parquet").exists()
