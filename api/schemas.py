@@ -170,7 +170,15 @@ RESPONSES: dict[str, dict] = {
                               "EXPOSURE_BUSY_TIMEOUT_MS, failing; logged; the responses "
                               "were served)"},
                           "reloads": {"type": "integer"},
-                          "reload_failures": {"type": "integer"},
+                          "reload_failures": {"type": "integer",
+                                              "description": "reloads refused for a "
+                                              "fault (a build still writing the bundle "
+                                              "is not one: see waiting_for_build)"},
+                          "waiting_for_build": {
+                              "type": ["string", "null"],
+                              "description": "a build is writing the served bundle "
+                              "now (who, since when): the previous version serves until "
+                              "it finishes, then reloads; null otherwise"},
                           "last_error": {"type": ["string", "null"],
                                          "description": "why this worker's last reload "
                                          "was refused (null once one succeeds)"},

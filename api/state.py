@@ -53,7 +53,7 @@ from typing import Any, Callable
 
 from flask import current_app, g
 
-from features.exceptions import InputError, MixmatchError, NotFittedError
+from features.exceptions import BundleBeingBuilt, InputError, MixmatchError, NotFittedError
 
 from api.experiments import Experiments
 
@@ -287,6 +287,11 @@ class StateHolder:
         self.reloads = 0
         self.reload_failures = 0
         self.last_error: str | None = None
+        # a build writing the served bundle now (its message), seen by the last reload:
+        # the old state serves meanwhile, and the build's last manifest save starts
+        # the reload that succeeds. Not a failure: a monitor alerting on
+        # ``reload_failures`` or ``last_error`` was paged by every stage command
+        self.waiting_for_build: str | None = None
         # the paths the failed reload tried ({"bundle", "rules", "experiments"}; rules
         # None: the bundle's own): with several workers, which publication this one
         # could not load
@@ -323,9 +328,16 @@ class StateHolder:
             try:
                 sig = self._signature(spec)
                 new = self._build(spec)
+            except BundleBeingBuilt as exc:
+                self._failed_sig = sig   # retried when the build's manifest changes
+                self.waiting_for_build = str(exc)
+                log.info("reload deferred, previous state keeps serving: %s", exc)
+                raise ReloadRefused(f"reload refused, the previous version keeps "
+                                    f"serving: {exc}", field="bundle") from exc
             except Exception as exc:  # any failure: refuse, keep serving the old state
                 self.reload_failures += 1
                 self._failed_sig = sig
+                self.waiting_for_build = None
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.failed_target = {"bundle": _path_or_none(spec.get("bundle")),
                                       "rules": _path_or_none(spec.get("rules")),
@@ -346,7 +358,7 @@ class StateHolder:
             if rules:
                 self.spec["rules"] = rules
             self._sig, self._failed_sig = sig, None
-            self.last_error = self.failed_target = None
+            self.last_error = self.failed_target = self.waiting_for_build = None
             self.reloads += 1 if old is not None else 0
             if publish:
                 # the swap stands: this worker serves the new state whether or not the
@@ -458,7 +470,8 @@ class StateHolder:
 
     def describe(self) -> dict:
         return {"reloads": self.reloads, "reload_failures": self.reload_failures,
-                "last_error": self.last_error, "failed_target": self.failed_target}
+                "last_error": self.last_error, "failed_target": self.failed_target,
+                "waiting_for_build": self.waiting_for_build}
 
 
 def _path_or_none(path) -> str | None:

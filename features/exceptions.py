@@ -131,3 +131,9 @@ class BundleError(MixmatchError, RuntimeError):
     """An artifact bundle is missing, incomplete, or of an incompatible schema."""
 
     http_status = 500
+
+
+class BundleBeingBuilt(BundleError):
+    """A build is writing the bundle right now (its process holds the write lock):
+    it loads once that build finishes. Not a fault to alert on, unlike a bundle a
+    build left half-written (a plain :class:`BundleError`)."""

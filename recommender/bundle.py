@@ -46,7 +46,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from features.exceptions import BundleError, NotFoundError
+from features.exceptions import BundleBeingBuilt, BundleError, NotFoundError
 from features.files import atomic_files, atomic_write_text, file_hash  # noqa: F401 (re-exported)
 
 BUNDLE_SCHEMA_VERSION = 1
@@ -453,6 +453,30 @@ class Bundle:
             self.save()
         return pending
 
+    def writer(self) -> dict | None:
+        """The process writing this bundle now (``{"pid", "host", "command", "since"}``
+        from its write lock file), or None. Read without taking the lock, which a
+        reader must never hold (a build starting then would be refused): a holder
+        empties the file when it lets go, and one killed before that is recognised as
+        gone by its pid (on this host; another host's holder is taken at its word)."""
+        try:
+            text = self.path(LOCK).read_text(encoding="utf-8")
+        except OSError:
+            return None
+        try:
+            holder = json.loads(text) if text.strip() else None
+            pid, host = int(holder["pid"]), str(holder["host"])
+        except (ValueError, TypeError, KeyError):
+            return None
+        if host == socket.gethostname():
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return None
+            except PermissionError:
+                pass  # alive, another user's
+        return holder
+
     def check_complete(self) -> None:
         """Raise BundleError when a build is running in this bundle, or was interrupted
         or failed in it: its files may then belong to two different builds."""
@@ -460,6 +484,12 @@ class Bundle:
         if building:
             stage = building.get("stage") if isinstance(building, dict) else building
             since = building.get("since") if isinstance(building, dict) else None
+            holder = self.writer()
+            if holder is not None:
+                raise BundleBeingBuilt(
+                    f"bundle {self.root} is being built (stage {stage!r} started {since}) "
+                    f"by {_holder_text(json.dumps(holder))}: it loads once that build "
+                    f"finishes")
             raise BundleError(
                 f"bundle {self.root} is being built (stage {stage!r} started {since}), "
                 f"or that build was interrupted or failed: its files may mix two builds. "

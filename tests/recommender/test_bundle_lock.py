@@ -114,3 +114,29 @@ def test_the_lock_nests_in_one_thread_and_refuses_another(tmp_path):
     assert "(mixmatch build --out x)" in errors[0]
     with write_lock(tmp_path):  # released when the outer block ended
         pass
+
+
+def test_a_bundle_marked_while_its_writer_runs_says_so_and_not_once_it_is_gone(tmp_path):
+    # loaders tell a build under way (wait for it) from one that died (a fault)
+    import json
+    import socket
+
+    from features.exceptions import BundleBeingBuilt
+
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    b.manifest["building"] = {"stage": "graph", "since": "t0"}
+    b.save()
+    with b.write_lock(command="mixmatch graph"):
+        assert Bundle.open(b.root).writer()["command"] == "mixmatch graph"
+        with pytest.raises(BundleBeingBuilt, match=r"being built .* by pid \d+"):
+            Bundle.open(b.root).check_complete()
+    assert Bundle.open(b.root).writer() is None   # released: the file is emptied
+    # a holder killed with SIGKILL leaves its name behind; its pid is gone
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (b.root / LOCK).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(),
+                                           "command": "x", "since": "t0"}))
+    assert Bundle.open(b.root).writer() is None
+    with pytest.raises(BundleError, match="interrupted") as err:
+        Bundle.open(b.root).check_complete()
+    assert not isinstance(err.value, BundleBeingBuilt)
