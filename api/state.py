@@ -154,8 +154,11 @@ def load_rules_file(path: str | os.PathLike, engine: Any = None) -> tuple[Any, s
     rules = load_rules(path)
     vocab = getattr(engine, "attribute_vocab", None)
     if vocab is not None:
-        from recommender.rules import validate_rules_fields
-        validate_rules_fields(rules, vocab)
+        from recommender.rules import RulesError, in_file, validate_rules_fields
+        try:
+            validate_rules_fields(rules, vocab)
+        except RulesError as exc:
+            raise in_file(exc, path) from None
     return rules, str(rules.version)
 
 

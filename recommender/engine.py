@@ -43,11 +43,12 @@ from features.exceptions import (BundleError, InputError, NotFoundError,
 from recommender.bundle import Bundle, read_bundle_file
 from recommender.catalog import CATEGORIES
 from recommender.graph import NEUTRAL_COLOURS, ContentScorer, ServingGraph, colour_keys
-from recommender.rules import (Group, ItemTable, Rules, apply_rules, categories_allowed,
-                               default_rules, load_rules, pairing_for, validate_band,
-                               validate_rules_fields)
+from recommender.rules import (Group, ItemTable, Rules, RulesError, apply_rules,
+                               categories_allowed, default_rules, in_file, load_rules,
+                               pairing_for, validate_band, validate_rules_fields)
 from recommender.rules import _filters_ok as rules_allow
 from recommender.strategies import STRATEGIES, get_strategy
+
 log = logging.getLogger(__name__)
 
 MAX_K = 100
@@ -182,7 +183,10 @@ class Engine:
         """Validate and swap in new rules (a path or :class:`Rules`). On any error the
         current rules stay and the error (naming the key) is raised."""
         new = rules if isinstance(rules, Rules) else load_rules(rules)
-        validate_rules_fields(new, self.attribute_vocab)
+        try:
+            validate_rules_fields(new, self.attribute_vocab)
+        except RulesError as exc:
+            raise (exc if isinstance(rules, Rules) else in_file(exc, rules)) from None
         self.rules = new
         return new
 

@@ -424,7 +424,22 @@ def load_rules(path: str | os.PathLike) -> Rules:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(f"{path}: not valid TOML: {exc}", field="rules") from exc
-    return parse_rules(data)
+    try:
+        return parse_rules(data)
+    except RulesError as exc:
+        raise in_file(exc, path) from None
+
+
+def in_file(exc: RulesError, path: str | os.PathLike) -> RulesError:
+    """``exc`` with the rules file it is about named first: a server may serve several
+    (variants' ``RULES_FILES``), and a refused reload should say which to open.
+
+    >>> str(in_file(RulesError("rules.version: missing", field="rules.version"), "r.toml"))
+    'r.toml: rules.version: missing'
+    """
+    out = RulesError(f"{path}: {exc}", field=exc.field, value=exc.value)
+    out.allowed = exc.allowed   # already in the message
+    return out
 
 
 def default_rules() -> Rules:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -150,9 +151,16 @@ def test_set_rules_invalid_keeps_last_good(engine, tmp_path):
     good = engine.rules
     p = tmp_path / "rules.toml"
     p.write_text('version = "x"\n[[caps]]\nfield = "colr"\nmax = 2\n')
-    with pytest.raises(RulesError, match=r"rules\.caps\[0\]\.field"):
+    with pytest.raises(RulesError, match=r"rules\.caps\[0\]\.field") as err:
         engine.set_rules(p)
     assert engine.rules is good
+    # the message opens with the file (a server may serve several); field and the
+    # allowed values stay for programs
+    assert str(err.value).startswith(f"{p}: rules.caps[0].field: 'colr' is not a field")
+    assert err.value.field == "rules.caps[0].field" and "colour" in err.value.allowed
+    p.write_text('version = "x"\n[dedupe]\ncolourways = "yes"\n')
+    with pytest.raises(RulesError, match=rf"^{re.escape(str(p))}: rules\.dedupe\.colourways"):
+        engine.set_rules(p)
 
 
 def test_rules_diff(engine):
