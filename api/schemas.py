@@ -157,6 +157,11 @@ RESPONSES: dict[str, dict] = {
                           "items": {"type": ["integer", "null"]},
                           "loaded_at": {"type": ["number", "null"]},
                           "vision_loaded": {"type": "boolean"},
+                          "experiments_version": {
+                              "type": ["string", "null"],
+                              "description": "the experiments config this worker "
+                              "assigns with (its version key, else a hash of the file); "
+                              "null: no EXPERIMENTS"},
                           "stale_stages": {
                               "type": "array", "items": {"type": "string"},
                               "description": "stages of the bundle served built from "

@@ -82,7 +82,8 @@ def healthz():
     photo routes answer at once), which a started worker does in the background.
     ``stale_stages``: stages of the served bundle built from inputs rewritten since
     (the graph after the compatibility model alone was retrained), still served.
-
+    ``experiments_version``: the experiments config this worker assigns with (it
+    is reloadable: after an edit, every worker should show the new one).
     ``exposures_dropped``: exposures this worker could not write to the events
     database (locked, failing): their responses were served, but the A/B report
     misses them, so a monitor should see it without scraping ``/metrics``."""
@@ -96,6 +97,7 @@ def healthz():
     return respond({"status": "ok", "items": n, "loaded_at": state.loaded_at,
                     "vision_loaded": bool(getattr(state.engine, "vision_loaded", False)),
                     "stale_stages": list(getattr(state.engine, "stale_stages", [])),
+                    "experiments_version": state.experiments.version,
                     **dropped, **serving.holder.describe()})
 
 

@@ -720,6 +720,9 @@ def test_an_edited_experiments_file_is_served_after_an_admin_reload_in_every_wor
     assert w2.extensions["mixmatch"].holder.maybe_check(now=time.monotonic() + 60,
                                                         background=False) is True
     assert assignments(c2) == after
+    # and says so where a monitor looks
+    assert {c.get("/healthz").get_json()["experiments_version"] for c in (c1, c2)} == {
+        r.get_json()["experiments_version"]}
     for app in (w1, w2):
         app.extensions["mixmatch"].events.close()
 
