@@ -39,8 +39,9 @@ group of a response (a cross-sell group, the up-sell list, a search result):
    Items with a blank ``field`` (unknown, or not applicable: a bag's sleeve
    length) share no value and are not capped.
 8. **dedupe across groups** -- an item already shown in an earlier group (or an
-   anchor item) is not shown again. With ``[dedupe] colourways = true`` (the
-   default) a group also shows one colourway per model: an item whose
+   anchor item) is not shown again. With ``[dedupe] colourways = true`` (set in
+   the shipped default rules; a file that does not say is off, so a rules file
+   written before the switch existed serves as it did under its version) a group also shows one colourway per model: an item whose
    ``model_code`` is that of an item already in the group, or of an anchor (and,
    with dedupe enabled, of an item in an earlier group), is skipped, so two colours
    of one garment do not take two of a page's k slots. A catalogue without a
@@ -161,7 +162,7 @@ class Rules:
     band: tuple[float, float] = DEFAULT_BAND
     caps: tuple[Cap, ...] = ()
     dedupe: bool = True
-    colourways: bool = True
+    colourways: bool = False
     fallback: bool = True
     raw: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 

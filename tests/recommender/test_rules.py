@@ -299,6 +299,10 @@ def test_default_rules_pairing_is_complete():
     assert r.band == (1.0, 1.6)
 
 
+#: one colourway per model on, as the shipped default rules have it
+ON = {"version": 1, "dedupe": {"colourways": True}}
+
+
 @pytest.fixture()
 def colourways():
     # six bags of three models (m1 in three colours, m2 in two) ranked g0 > ... > g5,
@@ -316,7 +320,7 @@ def bag_group(t, n=6):
 
 
 def test_one_colourway_per_model_in_a_group(colourways):
-    out = apply_rules([bag_group(colourways)], parse_rules({"version": 1}), colourways,
+    out = apply_rules([bag_group(colourways)], parse_rules(ON), colourways,
                       k=3, mode="search")
     assert ids(colourways, out[0]) == ["g0", "g2", "g5"]
     assert not any(it["fallback"] for it in out[0]["items"])
@@ -328,25 +332,25 @@ def test_one_colourway_per_model_in_a_group(colourways):
 
 def test_colourways_of_the_anchor_and_of_earlier_groups_are_skipped(colourways):
     # the anchor t0 is model m3: its bag-coloured twin g5 is no alternative to it
-    out = apply_rules([bag_group(colourways)], parse_rules({"version": 1}), colourways,
+    out = apply_rules([bag_group(colourways)], parse_rules(ON), colourways,
                       k=2, mode="upsell", anchor_ids=["t0"])
     assert ids(colourways, out[0]) == ["g0", "g2"]
     out = apply_rules([bag_group(colourways), bag_group(colourways)],
-                      parse_rules({"version": 1, "fallback": {"enabled": False}}),
+                      parse_rules({**ON, "fallback": {"enabled": False}}),
                       colourways, k=2, mode="search", anchor_ids=["t0"])
     assert ids(colourways, out[0]) == ["g0", "g2"]
     assert ids(colourways, out[1]) == []  # m1 and m2 shown above, m3 is the anchor's
 
 
 def test_fallback_brings_colourways_back_when_models_run_out(colourways):
-    out = apply_rules([bag_group(colourways)], parse_rules({"version": 1}), colourways,
+    out = apply_rules([bag_group(colourways)], parse_rules(ON), colourways,
                       k=5, mode="search")
     assert ids(colourways, out[0]) == ["g0", "g2", "g5", "g1", "g3"]
     assert [it["fallback"] for it in out[0]["items"]] == [False] * 3 + [True] * 2
 
 
 def test_a_pinned_colourway_is_kept_and_counts(colourways):
-    r = parse_rules({"version": 1, "pin": [{"item_id": "g3", "position": 1}],
+    r = parse_rules({**ON, "pin": [{"item_id": "g3", "position": 1}],
                      "fallback": {"enabled": False}})
     out = apply_rules([bag_group(colourways)], r, colourways, k=3, mode="search")
     assert ids(colourways, out[0]) == ["g3", "g2", "g5"]  # g0, g1: m1 like the pin
@@ -359,4 +363,7 @@ def test_catalogue_without_model_codes_is_not_deduplicated_by_model(table):
 def test_colourways_flag_must_be_boolean():
     with pytest.raises(RulesError, match=r"rules\.dedupe\.colourways"):
         parse_rules({"version": 1, "dedupe": {"colourways": "yes"}})
+    # on in the shipped defaults; a file that does not say (one written before the
+    # switch existed) serves as it did under its version
     assert default_rules().colourways is True
+    assert parse_rules({"version": 1}).colourways is False
