@@ -506,32 +506,54 @@ class Engine:
                 "groups": self._finish(out, anchors)}
 
     def _merged_allowed(self, strategy, anchors: Sequence[int], category: str, depth: int,
-                        fill: int, rules: Rules, want: int
+                        fill: int, rules: Rules, want: int, shown: dict | None = None
                         ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """:meth:`_merged` less what the rules' filters and stock exclude (steps 1-2).
 
         While fewer than ``want`` remain and the strategy still gives more, it is
         asked for more (up to :data:`MAX_RULES_WIDENING`): an exclusion that empties
         the graph row (every grey bottom) must not empty a group whose category has
-        allowed items further down. The best first, at most ``depth`` (or what the
-        first call gave, for a cart); filtering before the diversity re-ranking also
-        lets it diversify among items that may be shown.
+        allowed items further down. The strategy reads the engine through
+        :class:`_RulesAllowed` (when the rules exclude any of the category): its
+        top-up past the graph row takes, scores and counts only allowed items, so a
+        request pays the scorer for items it may show, about as a request without
+        rules does. The best first, at most ``depth`` (or what the first call gave,
+        for a cart); filtering before the diversity re-ranking also lets it
+        diversify among items that may be shown. ``shown``: category -> which of its
+        rows the rules allow, kept across the calls of one request.
         """
-        cap = min(len(self._cat_rows.get(category, ())), MAX_RULES_WIDENING)
+        rows = self._cat_rows.get(category, np.zeros(0, np.int64))
+        cap = min(len(rows), MAX_RULES_WIDENING)
         prev, n, f, first = -1, depth, fill, None
         # each round asks for more than the last and gets the last one's candidates
-        # again (most of them excluded): the scorer sees only the new ones
+        # again: the scorer sees only the new ones
         state = _ScoredOnce(self)
+        if shown is None or category not in shown:
+            # a whole category per call: complete() asks for a slot once per beam
+            shown = {} if shown is None else shown
+            shown[category] = rules_allow(rules, self.table, rows)
+        ok_rows = shown[category]
+        if not ok_rows.all():
+            # the strategy's top-up takes and scores only items that may be shown:
+            # scoring the excluded ones was most of a widened request's time
+            state = _RulesAllowed(state, rules, category, rows[ok_rows])
         while True:
             idx, sc, rsn = self._merged(strategy, anchors, category, n, f, state)
             first = len(idx) if first is None else first
             ok = rules_allow(rules, self.table, idx)
             if ok.all() or ok.sum() >= want or f >= cap or len(idx) <= prev:
                 break
-            # as many again as the share allowed so far says it takes (at least twice
-            # as many): one more call in the usual case, not a doubling series
+            # what the strategy returns unscored (the graph row, the history): as many
+            # again as the share allowed so far says it takes (at least twice as
+            # many), one more call in the usual case, not a doubling series
             share = max(ok.mean() if len(ok) else 0.0, 1 / 64)
-            prev, f = len(idx), min(max(2 * f, int(np.ceil(1.5 * want / share))), cap)
+            grow = min(max(2 * f, int(np.ceil(1.5 * want / share))), cap)
+            prev, n = len(idx), max(n, grow)
+            # its top-up brings allowed items only: as many as the ``grow`` nearest
+            # items of the category hold (by the share the rules allow), at least
+            # twice ``want`` -- the choice a top-up to ``grow`` items gave, at the
+            # cost of scoring only those
+            f = min(max(2 * f, 2 * want, int(np.ceil(grow * ok_rows.mean()))), cap)
             n = max(n, f)
         # no longer than an answer without widening: the diversity re-ranking's cost
         keep = np.flatnonzero(ok)[:max(first, depth)]
@@ -808,6 +830,7 @@ class Engine:
         have = [self.table.category[i] for i in base]
         plans = self._slots_to_fill(have, slots)
         pair_cache: dict[tuple[int, int], float] = {}
+        shown: dict[str, np.ndarray] = {}  # per slot category, what the rules allow
 
         def pairs_needed(pairs):
             todo = [p for p in pairs if p not in pair_cache]
@@ -834,7 +857,7 @@ class Engine:
                     continue
                 slot = plan[0]
                 idx, sc, _ = self._merged_allowed(strat, list(its), slot, 3 * per_slot, 0,
-                                                  rs, per_slot)
+                                                  rs, per_slot, shown)
                 idx = idx[:per_slot]
                 n_before = len(nxt)
                 for j in idx.tolist():
@@ -1408,6 +1431,10 @@ class _ScoredOnce:
     ([0.5, 0.5, 0.5], 3)
     """
 
+    #: no rules of its own (:class:`_RulesAllowed` adds them); found here, not looked
+    #: up on the engine through ``__getattr__`` for every candidates call
+    allowed = None
+
     def __init__(self, engine: "Engine"):
         self._engine = engine
         self._n = len(engine.catalog)
@@ -1430,6 +1457,42 @@ class _ScoredOnce:
             self._keys = keys_all[order]
             self._scores = np.concatenate([self._scores, sc])[order]
         return self._scores[np.searchsorted(self._keys, keys)]
+
+
+class _RulesAllowed:
+    """A strategy's state (:class:`_ScoredOnce`) under a request's rules, for one
+    category (``_merged_allowed``): ``allowed`` says which rows the rules' filters
+    and stock let be shown, and ``neighbours`` are the nearest of those, so that a
+    top-up (:meth:`Strategy.top_up`) scores only items that can be shown. The graph
+    rows and the history are read as they are (the rules step filters them).
+
+    >>> import types
+    >>> def nearest(e, category, n, rows):  # the engine's, over ``rows`` only
+    ...     return rows[:n], e[rows[:n]]
+    >>> eng = types.SimpleNamespace(emb=np.eye(4, dtype=np.float32), _nearest_scored=nearest)
+    >>> s = _RulesAllowed(eng, None, "top", np.array([1, 3]))
+    >>> s.neighbours(0, "top", 5)[0].tolist()
+    [1, 3]
+    """
+
+    def __init__(self, state: Any, rules: Rules, category: str, rows: np.ndarray):
+        self._state = state
+        self._rules = rules
+        self._category = category
+        self._rows = rows  # the category's rows the rules allow, ascending
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._state, name)
+
+    def allowed(self, rows: np.ndarray) -> np.ndarray:
+        return rules_allow(self._rules, self.table, np.asarray(rows, dtype=np.int64))
+
+    def neighbours(self, item_idx: int, category: str, n: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        if category != self._category:
+            return self._state.neighbours(item_idx, category, n)
+        return self._state._nearest_scored(
+            np.asarray(self.emb[int(item_idx)], dtype=np.float32), category, n, self._rows)
 
 
 def _search_rules(rs: Rules) -> Rules:

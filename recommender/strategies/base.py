@@ -14,6 +14,13 @@ with the row's by score instead of trailing it unranked. ``cooc`` rows (counts,
 then popular items) have no such measure for items never worn with the item:
 the compatibility scorer ranks those below the whole history.
 
+Under merchandiser rules that exclude items (the engine's widening,
+``Engine._merged_allowed``) the state says which items may be shown
+(``state.allowed``): a top-up then takes and scores only those, and counts the
+row by its allowed items -- scoring an item the rules drop afterwards is wasted
+(it was most of a widened request's time). The graph row and the history are
+returned as they are; the rules step drops what they exclude.
+
 Contract (checked for every strategy by tests/recommender/strategies/test_contract.py):
 
 - returns ``(idx, scores, reasons)``: ``idx`` int64 catalogue rows, all of
@@ -21,7 +28,8 @@ Contract (checked for every strategy by tests/recommender/strategies/test_contra
   float, same length, finite and non-increasing; ``reasons`` a list of str of
   the same length (may be empty strings: the engine explains the shown items);
 - ``fill`` (<= ``k``): when the graph gives fewer, the strategy may add items
-  beyond it, up to ``fill``, scored on the row's own scale;
+  beyond it, up to ``fill``, scored on the row's own scale; with ``state.allowed``
+  the added items are allowed ones, up to ``fill`` allowed in all (at most ``k``);
 - deterministic: the same call gives the same answer;
 - an unknown category simply yields nothing (the engine validates names).
 """
@@ -36,7 +44,12 @@ POPULAR_EXTRAS = 10
 
 
 class EngineState(Protocol):
-    """What a strategy may read: the engine's loaded, read-only state."""
+    """What a strategy may read: the engine's loaded, read-only state.
+
+    A state may also carry a request's rules: ``allowed(rows)``, a boolean mask of
+    the rows that may be shown, and ``neighbours`` then only among those (read
+    through :func:`allowed_mask`; the engine itself has none: everything is).
+    """
 
     graph: Any           # recommender.graph.ServingGraph
     emb: np.ndarray      # (N, D) memory map
@@ -49,6 +62,18 @@ class EngineState(Protocol):
                    ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
+def allowed_mask(state: EngineState, rows: np.ndarray) -> np.ndarray:
+    """Which of ``rows`` the state's rules let be shown (all without rules).
+
+    >>> allowed_mask(object(), np.array([3, 1])).tolist()
+    [True, True]
+    """
+    allowed = getattr(state, "allowed", None)
+    if allowed is None:
+        return np.ones(len(rows), dtype=bool)
+    return np.asarray(allowed(np.asarray(rows, dtype=np.int64)), dtype=bool)
+
+
 def compat_extras(state: EngineState, item_idx: int, category: str, exclude: np.ndarray,
                   n: int) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``n`` items of ``category`` outside ``exclude``, best first by the
@@ -57,15 +82,21 @@ def compat_extras(state: EngineState, item_idx: int, category: str, exclude: np.
 
     Candidates as the build generates them, only more: the item's embedding
     neighbours in the category, its co-occurrence partners, a few popular items
-    (the scorer's per-pair cost is what a topped-up request pays).
+    (the scorer's per-pair cost is what a topped-up request pays). Under rules
+    (``state.allowed``) only items they allow are candidates: the neighbours are
+    the nearest allowed ones, and partners or popular items the rules exclude are
+    dropped before they are scored.
     """
     if n <= 0:
         return np.zeros(0, np.int64), np.zeros(0)
+    # enough neighbours for n once ``exclude`` and the item are set aside; under
+    # rules as many, all allowed: more of them to choose from at the same cost
     near, _ = state.neighbours(item_idx, category, n + len(exclude) + 1)
     cooc, _ = state.graph.row("cooc", category, int(item_idx))
     pop, _ = state.popular(category)
     cand = np.unique(np.concatenate([near, cooc, pop[:POPULAR_EXTRAS]]).astype(np.int64))
     cand = cand[(cand != item_idx) & ~np.isin(cand, exclude)]
+    cand = cand[allowed_mask(state, cand)]
     if len(cand) == 0:
         return np.zeros(0, np.int64), np.zeros(0)
     sc = np.asarray(state.pair_scores(np.full(len(cand), int(item_idx)), cand), dtype=float)
@@ -76,11 +107,12 @@ def compat_extras(state: EngineState, item_idx: int, category: str, exclude: np.
 def visual_extras(state: EngineState, item_idx: int, category: str, exclude: np.ndarray,
                   n: int) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``n`` items of ``category`` outside ``exclude``, nearest first by
-    embedding cosine (the ``visual`` edges' weight)."""
+    embedding cosine (the ``visual`` edges' weight); under rules (``state.allowed``)
+    the nearest items they allow."""
     if n <= 0:
         return np.zeros(0, np.int64), np.zeros(0)
     near, cos = state.neighbours(item_idx, category, n + len(exclude) + 1)
-    keep = (near != item_idx) & ~np.isin(near, exclude)
+    keep = (near != item_idx) & ~np.isin(near, exclude) & allowed_mask(state, near)
     return near[keep][:n].astype(np.int64), np.asarray(cos[keep][:n], dtype=float)
 
 
@@ -121,11 +153,18 @@ class Strategy:
                w: np.ndarray, k: int, fill: int, extras=compat_extras,
                scale=lambda s: s) -> tuple[np.ndarray, np.ndarray]:
         """``idx, w`` with ``extras`` (``scale``-d onto the row's scale) merged in by
-        score up to ``min(fill, k)`` items; unchanged when the row is long enough."""
+        score up to ``min(fill, k)`` items; unchanged when the row is long enough.
+
+        Under rules (``state.allowed``) the row counts by the items they allow and the
+        extras are allowed ones, up to ``min(fill, k)`` allowed items and ``k`` in all:
+        a row of excluded items gets as many items that may be shown as an empty row.
+        """
         want = min(int(fill), int(k))
-        if len(idx) >= want:
+        have = int(allowed_mask(state, idx).sum())
+        n = min(want - have, int(k) - len(idx))
+        if n <= 0:
             return idx, w
-        more, s = extras(state, int(item_idx), category, idx, want - len(idx))
+        more, s = extras(state, int(item_idx), category, idx, n)
         return merge_by_score(idx, w, more, scale(s))
 
     def __repr__(self) -> str:

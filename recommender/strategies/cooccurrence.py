@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recommender.strategies.base import Strategy
+from recommender.strategies.base import Strategy, allowed_mask
 
 
 class CooccurrenceStrategy(Strategy):
@@ -37,7 +37,7 @@ class CooccurrenceStrategy(Strategy):
                 idx = np.concatenate([idx, np.array([i for i, _ in extra], dtype=np.int64)])
                 w = np.concatenate([w, np.array([0.5 * s / max(top, 1e-9) for _, s in extra])])
                 r = r + ["often worn in looks"] * len(extra)
-        if len(idx) < min(int(fill), int(k)):
+        if allowed_mask(state, idx).sum() < min(int(fill), int(k)):
             # the popular list stops at 200 worn items: under an allow-list of a rare
             # colour none of them may be shown, and the group came back short although
             # the category had the items. The scorer's 0..1 is squeezed below the

@@ -386,12 +386,8 @@ def test_complements_and_upsell_find_what_the_rules_allow_past_the_graph_row(
     assert set(ids(e.upsell("tw000", k=3, rules=r))) == {"a_red_never", "t_red_worn"}
 
 
-def test_widening_scores_each_candidate_once(many_tops_engine, monkeypatch):
-    # one allowed bottom of 211: the first call's top-up (k = 40 asks for 80) finds
-    # none, the widening asks for the whole category, and the second round scored
-    # again the 69 candidates the first had scored and the rules had excluded
-    e = many_tops_engine
-    r = parse_rules({"version": "one", "filters": {"include_ids": ["pb_red"]}})
+def _counting_scorer(e, monkeypatch) -> list[tuple[int, int]]:
+    """Every pair the engine's scorer is asked for, in order."""
     seen: list[tuple[int, int]] = []
     score = e.pair_scores
 
@@ -400,9 +396,43 @@ def test_widening_scores_each_candidate_once(many_tops_engine, monkeypatch):
         return score(a, b)
 
     monkeypatch.setattr(e, "pair_scores", counting)
+    return seen
+
+
+#: eleven of the 211 bottoms, none of them in tw000's graph rows
+ELEVEN = ["pb_red"] + [f"pb{i:03d}" for i in range(100, 110)]
+
+
+def test_widening_scores_each_candidate_once(many_tops_engine, monkeypatch):
+    # eleven allowed bottoms for a page of 40: the first round's top-up finds them
+    # all, the widening asks again for more, and the second round used to score
+    # again every candidate the first had scored
+    e = many_tops_engine
+    r = parse_rules({"version": "eleven", "filters": {"include_ids": ELEVEN}})
+    seen = _counting_scorer(e, monkeypatch)
     out = e.complements("tw000", k=40, categories=["bottom"], rules=r)
-    assert ids(out["groups"][0]) == ["pb_red"]
-    assert len(seen) > 100 and len(seen) == len(set(seen))
+    assert sorted(ids(out["groups"][0])) == sorted(ELEVEN)
+    assert len(seen) == len(set(seen)) == 11
+
+
+@pytest.mark.parametrize("strategy", ["default", "visual", "cooccurrence"])
+def test_widened_top_up_scores_only_what_the_rules_allow(many_tops_engine, monkeypatch,
+                                                         strategy):
+    # the top-up scored the category's nearest items and the rules dropped them
+    # afterwards: with eleven bottoms allowed, tw000's k = 40 group had 260 pairs
+    # scored for 11 that could be shown (on MANGO, pink only: 203 of 5005)
+    e = many_tops_engine
+    allowed = set(e.table.index_of(ELEVEN).tolist())
+    r = parse_rules({"version": "eleven", "filters": {"include_ids": ELEVEN}})
+    seen = _counting_scorer(e, monkeypatch)
+    for item, k in (("tw000", 40), ("tw000", 5), (["tw000", "tw100"], 10)):
+        out = e.complements(item, k=k, categories=["bottom"], rules=r, strategy=strategy)
+        # the group as full as the allowed bottoms make it, by the strategy (no fallback)
+        items = out["groups"][0]["items"]
+        assert len(items) == min(k, 11) and not any(it["fallback"] for it in items)
+    look = e.complete(["tw000"], slots=["bottom"], n=3, rules=r, strategy=strategy)
+    assert all(look["looks"]) and len(look["looks"]) == 3
+    assert seen and {b for _, b in seen} <= allowed
 
 
 @pytest.mark.parametrize("strategy", ["default", "visual", "cooccurrence"])

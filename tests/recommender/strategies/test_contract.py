@@ -193,3 +193,66 @@ def test_cooccurrence_fills_a_group_a_strict_allow_list_leaves_short(engine):
                                                        "nb4"]
     # filled by the strategy (as default and visual fill), not by the caps' fallback
     assert not any(it["fallback"] for it in items) and all(it["reason"] for it in items)
+
+
+def _under_rules(e, rules, category, scored):
+    """The state a widened request hands the strategy (``Engine._merged_allowed``),
+    recording the pairs its scorer is asked for in ``scored``."""
+    from recommender.engine import _RulesAllowed, _ScoredOnce
+    from recommender.rules import _filters_ok
+
+    class Recording(_ScoredOnce):
+        def pair_scores(self, a, b):
+            scored.extend(np.asarray(b).tolist())
+            return super().pair_scores(a, b)
+
+    rows = e._cat_rows[category]
+    return _RulesAllowed(Recording(e), rules, category, rows[_filters_ok(rules, e.table, rows)])
+
+
+def test_top_up_under_rules_that_allow_everything_is_the_plain_top_up(strategy,
+                                                                      short_rows_engine):
+    # no filter excludes anything: the rules-aware top-up must answer exactly as the
+    # top-up without rules (the answers without rules are unchanged)
+    from recommender.rules import parse_rules
+
+    e = short_rows_engine
+    r = parse_rules({"version": "none"})
+    for item in ("t0", "p3", "h5", "d1", "nb0"):
+        i = e._idx(item)
+        for cat in e.categories:
+            state = _under_rules(e, r, cat, [])
+            for k, fill in ((1, 2), (5, 5), (40, 8), (40, 40)):
+                got = strategy.candidates(state, i, cat, k, fill=fill)
+                want = strategy.candidates(e, i, cat, k, fill=fill)
+                assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+                assert got[2] == want[2]
+
+
+def test_top_up_under_rules_scores_and_adds_only_allowed_items(strategy, short_rows_engine):
+    # not black: 6 of 11 bags, 3 of 8 tops excluded. The top-up used to score (and
+    # add) the nearest items whatever their colour, for the rules to drop them later
+    from recommender.rules import _filters_ok, parse_rules
+
+    e = short_rows_engine
+    r = parse_rules({"version": "nb", "filters": {"exclude_attributes": [
+        {"field": "colour", "value": "BLACK"}]}})
+    for item in ("t0", "p3", "h5", "d1", "nb0"):
+        i = e._idx(item)
+        for cat in e.categories:
+            scored: list[int] = []
+            state = _under_rules(e, r, cat, scored)
+            row = strategy.candidates(e, i, cat, 40)[0]  # the graph row and history
+            n_allowed = int(_filters_ok(r, e.table, e._cat_rows[cat]).sum()) - int(
+                e.table.category[i] == cat and _filters_ok(r, e.table, [i])[0])
+            for fill in (2, 8, 40):
+                idx, sc, rs = strategy.candidates(state, i, cat, 40, fill=fill)
+                assert len(idx) == len(sc) == len(rs) and (np.diff(sc) <= 1e-9).all()
+                ok = _filters_ok(r, e.table, idx)
+                # the extras are allowed; the row is returned as it is
+                assert ok[~np.isin(idx, row)].all()
+                assert set(row.tolist()) <= set(idx.tolist())
+                # as many allowed as asked for, when the category has them
+                assert ok.sum() >= min(fill, n_allowed)
+            assert not (set(scored) - set(np.flatnonzero(_filters_ok(
+                r, e.table, np.arange(len(e.table))))))
