@@ -56,19 +56,25 @@ EVENT_COLUMNS = ["request_id", "type", "item_id", "user_id", "session_id", "valu
 UNKNOWN_VERSION = "unknown"
 
 
-def read_event_tables(db_path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(exposures, events) from an events database, opened read-only.
-
-    A database written before ``client_request_id`` was logged reads with that column
-    empty. Events are tied to requests by :func:`tie_client_request_ids`.
-    """
+def _open_read_only(db_path: str | os.PathLike) -> sqlite3.Connection:
+    """A read-only connection to the events database; NotFoundError naming it when
+    there is no such file (SQLite would create an empty one)."""
     p = Path(db_path)
     if not p.is_file():
         raise NotFoundError(f"events database not found: {p}", field="events_db",
                             value=str(p))
     # as_uri() percent-encodes the path: spliced in raw, a '#' or '?' in it ended the
     # file name early and dropped mode=ro, so another file was opened read-write
-    con = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
+    return sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
+
+
+def read_event_tables(db_path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(exposures, events) from an events database, opened read-only.
+
+    A database written before ``client_request_id`` was logged reads with that column
+    empty. Events are tied to requests by :func:`tie_client_request_ids`.
+    """
+    con = _open_read_only(db_path)
     try:
         have = {r[1] for r in con.execute("PRAGMA table_info(exposures)")}
         cols = [c if c in have else f"NULL AS {c}" for c in EXPOSURE_COLUMNS]
@@ -87,11 +93,7 @@ def read_experiments_configs(db_path: str | os.PathLike
     version the server logged exposures with, from the database's
     ``experiments_configs`` table (opened read-only); ``{}`` for a database written
     before the server recorded them."""
-    p = Path(db_path)
-    if not p.is_file():
-        raise NotFoundError(f"events database not found: {p}", field="events_db",
-                            value=str(p))
-    con = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
+    con = _open_read_only(db_path)
     try:
         if con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
                        "AND name = 'experiments_configs'").fetchone() is None:
