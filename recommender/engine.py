@@ -506,7 +506,7 @@ class Engine:
                 "groups": self._finish(out, anchors)}
 
     def _merged_allowed(self, strategy, anchors: Sequence[int], category: str, depth: int,
-                        fill: int, rules: Rules, want: int, shown: dict | None = None
+                        fill: int, rules: Rules, want: int, allowed: dict | None = None
                         ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """:meth:`_merged` less what the rules' filters and stock exclude (steps 1-2).
 
@@ -519,7 +519,7 @@ class Engine:
         request pays the scorer for items it may show, about as a request without
         rules does. The best first, at most ``depth`` (or what the first call gave,
         for a cart); filtering before the diversity re-ranking also lets it
-        diversify among items that may be shown. ``shown``: category -> which of its
+        diversify among items that may be shown. ``allowed``: category -> which of its
         rows the rules allow, kept across the calls of one request.
         """
         rows = self._cat_rows.get(category, np.zeros(0, np.int64))
@@ -528,11 +528,11 @@ class Engine:
         # each round asks for more than the last and gets the last one's candidates
         # again: the scorer sees only the new ones
         state = _ScoredOnce(self)
-        if shown is None or category not in shown:
+        allowed = {} if allowed is None else allowed
+        if category not in allowed:
             # a whole category per call: complete() asks for a slot once per beam
-            shown = {} if shown is None else shown
-            shown[category] = rules_allow(rules, self.table, rows)
-        ok_rows = shown[category]
+            allowed[category] = rules_allow(rules, self.table, rows)
+        ok_rows = allowed[category]
         if not ok_rows.all():
             # the strategy's top-up takes and scores only items that may be shown:
             # scoring the excluded ones was most of a widened request's time
@@ -830,7 +830,7 @@ class Engine:
         have = [self.table.category[i] for i in base]
         plans = self._slots_to_fill(have, slots)
         pair_cache: dict[tuple[int, int], float] = {}
-        shown: dict[str, np.ndarray] = {}  # per slot category, what the rules allow
+        allowed: dict[str, np.ndarray] = {}  # per slot category, what the rules allow
 
         def pairs_needed(pairs):
             todo = [p for p in pairs if p not in pair_cache]
@@ -857,7 +857,7 @@ class Engine:
                     continue
                 slot = plan[0]
                 idx, sc, _ = self._merged_allowed(strat, list(its), slot, 3 * per_slot, 0,
-                                                  rs, per_slot, shown)
+                                                  rs, per_slot, allowed)
                 idx = idx[:per_slot]
                 n_before = len(nxt)
                 for j in idx.tolist():

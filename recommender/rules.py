@@ -39,23 +39,23 @@ group of a response (a cross-sell group, the up-sell list, a search result):
    Items with a blank ``field`` (unknown, or not applicable: a bag's sleeve
    length) share no value and are not capped.
 8. **dedupe across groups** -- an item already shown in an earlier group (or an
-   anchor item) is not shown again. With ``[dedupe] colourways = true`` (set in
-   the shipped default rules; a file that does not say is off, so a rules file
-   written before the switch existed serves as it did under its version) a group also shows one colourway per model: an item whose
-   ``model_code`` is that of an item already in the group, or of an anchor (and,
-   with dedupe enabled, of an item in an earlier group), is skipped, so two colours
-   of one garment do not take two of a page's k slots. A catalogue without a
-   ``model_code`` column, or an item with a blank one, is not affected.
+   anchor item) is not shown again. With ``[dedupe] colourways = true`` (set in the
+   shipped default rules; a file that does not say is off, so a rules file written
+   before the switch existed serves as it did under its version) a group also shows
+   one colourway per model: an item whose ``model_code`` is that of an item already
+   in the group, or of an anchor (and, with dedupe enabled, of an item in an earlier
+   group), is skipped, so two colours of one garment do not take two of a page's k
+   slots. A catalogue without a ``model_code`` column, or an item with a blank one,
+   is not affected.
 9. **cut to k** -- the first k survivors, pinned items placed at their positions.
-10. **fallback fill** -- a group left with fewer than k items by the caps (7) or
-    the one-colourway-per-model step (8) is filled from the ranking of that group,
-    in the strategy's order, with items those removed; filled items carry
-    ``"fallback": true``. The fill obeys every
-    other rule: the filters (1: excluded ids, categories and attribute values, the
-    ``include_*`` allow-lists, the price range), stock (2), the up-sell price band
-    (6) and dedupe (8), so *an item a rule excludes is never shown, not even as a
-    fallback*; a group the filters shorten stays short. ``[fallback] enabled =
-    false`` turns it off.
+10. **fallback fill** -- a group left with fewer than k items by the caps (7) or the
+    one-colourway-per-model step (8) is filled from the ranking of that group, in
+    the strategy's order, with items those removed; filled items carry
+    ``"fallback": true``. The fill obeys every other rule: the filters (1: excluded
+    ids, categories and attribute values, the ``include_*`` allow-lists, the price
+    range), stock (2), the up-sell price band (6) and dedupe (8), so *an item a rule
+    excludes is never shown, not even as a fallback*; a group the filters shorten
+    stays short. ``[fallback] enabled = false`` turns it off.
 
 Conflicts: exclusion beats pinning; a pin at a position beyond the group's
 length lands at the end; two pins at one position keep file order (the later
