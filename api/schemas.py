@@ -168,6 +168,15 @@ RESPONSES: dict[str, dict] = {
                               "inputs another stage has rewritten since (e.g. the graph "
                               "after the compatibility model alone was retrained): "
                               "served as they are until rebuilt"},
+                          "models": {
+                              "type": "object",
+                              "description": "each MODELS bundle served (name -> "
+                              "its stale_stages, as stale_stages says of the main "
+                              "bundle); empty without MODELS",
+                              "additionalProperties": {
+                                  "type": "object", "required": ["stale_stages"],
+                                  "properties": {"stale_stages": {
+                                      "type": "array", "items": {"type": "string"}}}}},
                           "exposures_dropped": {
                               "type": "integer", "minimum": 0,
                               "description": "exposures this worker could not write "

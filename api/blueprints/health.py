@@ -82,6 +82,9 @@ def healthz():
     photo routes answer at once), which a started worker does in the background.
     ``stale_stages``: stages of the served bundle built from inputs rewritten since
     (the graph after the compatibility model alone was retrained), still served.
+    ``models``: the same for each ``MODELS`` bundle (name -> ``{"stale_stages"}``):
+    a variant's engine is served as much as the main one, and its stale graph would
+    otherwise show only in the load log.
     ``experiments_version``: the experiments config this worker assigns with (it
     is reloadable: after an edit, every worker should show the new one).
     ``exposures_dropped``: exposures this worker could not write to the events
@@ -97,6 +100,8 @@ def healthz():
     return respond({"status": "ok", "items": n, "loaded_at": state.loaded_at,
                     "vision_loaded": bool(getattr(state.engine, "vision_loaded", False)),
                     "stale_stages": list(getattr(state.engine, "stale_stages", [])),
+                    "models": {name: {"stale_stages": list(getattr(e, "stale_stages", []))}
+                               for name, e in state.models.items()},
                     "experiments_version": state.experiments.version,
                     **dropped, **serving.holder.describe()})
 
