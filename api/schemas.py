@@ -171,12 +171,22 @@ RESPONSES: dict[str, dict] = {
                           "models": {
                               "type": "object",
                               "description": "each MODELS bundle served (name -> "
-                              "its stale_stages, as stale_stages says of the main "
-                              "bundle); empty without MODELS",
+                              "its stale_stages and graph_pairing_differs, as the keys "
+                              "of those names say of the main bundle); empty without "
+                              "MODELS",
                               "additionalProperties": {
                                   "type": "object", "required": ["stale_stages"],
                                   "properties": {"stale_stages": {
-                                      "type": "array", "items": {"type": "string"}}}}},
+                                      "type": "array", "items": {"type": "string"}},
+                                      "graph_pairing_differs": {"type": "boolean"}}}},
+                          "graph_pairing_differs": {
+                              "type": "boolean",
+                              "description": "a served rules file (RULES, the "
+                              "bundle's own, a RULES_FILES one) pairs categories the "
+                              "bundle's graph was not built to pair: those groups are "
+                              "served from the strategy's top-up alone, without the "
+                              "graph's precomputed neighbours (the log names the pairs "
+                              "and the rebuild)"},
                           "exposures_dropped": {
                               "type": "integer", "minimum": 0,
                               "description": "exposures this worker could not write "

@@ -99,6 +99,9 @@ class ServingState:
     # here, not beside the holder, so a reload re-reads it and a request assigns its
     # unit with the config of the state that serves it
     experiments: Any = dataclasses.field(default_factory=Experiments)
+    # model name (DEFAULT_RULES: the main engine) -> served rules name -> category
+    # pairs those rules ask for that the engine's graph holds no neighbours for
+    graph_pairing_gaps: dict = dataclasses.field(default_factory=dict)
 
     def engine_for(self, model: str | None) -> Any:
         if not model or model == DEFAULT_RULES:
@@ -186,6 +189,36 @@ def default_engine_loader(bundle_path: str) -> Any:
     return Engine.load(bundle_path)
 
 
+def graph_pairing_gaps(engine: Any, rules: dict[str, RulesVersion]) -> dict[str, list[str]]:
+    """Served rules name -> the category pairs (``"shoes->jewellery"``) it asks
+    complements for that ``engine``'s graph was not built to pair
+    (:meth:`recommender.engine.Engine.graph_pairs_missing`), each logged with the
+    rebuild that restores them. A rules file is served with any engine (``RULES``, a
+    reload of it, a variant's ``RULES_FILES`` with any ``MODELS`` bundle), while a
+    graph is built with its bundle's own pairing; those groups are served all the
+    same, from the strategy's top-up alone, so the service says so rather than
+    refusing the file."""
+    check = getattr(engine, "graph_pairs_missing", None)
+    if check is None:
+        return {}   # an engine that cannot say (a test's stand-in)
+    out = {}
+    for name, rv in rules.items():
+        missing = check(rv.rules)
+        if not missing:
+            continue
+        out[name] = missing
+        from recommender.pipeline import rebuild_command
+
+        root = engine.bundle.root
+        log.warning("rules %r (%s, version %s) pair %s, which the graph of bundle %s was "
+                    "not built to pair: those groups are served from the strategy's "
+                    "top-up alone, without the graph's precomputed neighbours. Rebuild "
+                    "the graph with a [pairing] that includes them in %s: %s", name,
+                    rv.path or "the bundle's own", rv.version, ", ".join(missing), root,
+                    Path(root) / "rules" / "rules.toml", rebuild_command("graph", root))
+    return out
+
+
 def _bundle_signature(spec: dict) -> tuple:
     return (str(spec.get("bundle")), _stat(Path(spec["bundle"]) / "manifest.json")
             if spec.get("bundle") else None,
@@ -237,6 +270,8 @@ def build_state(spec: dict, engine_loader: Callable[[str], Any] = default_engine
     for name, path in (spec.get("rules_files") or {}).items():
         obj, ver = load_rules_file(path, engine)
         rules[name] = RulesVersion(name, obj, ver, str(path))
+    gaps = {name: graph_pairing_gaps(e, rules)
+            for name, e in [(DEFAULT_RULES, engine), *models.items()]}
     bundle_version = str(getattr(engine, "bundle_version", None) or "unknown")
     image_root = None
     try:
@@ -248,7 +283,8 @@ def build_state(spec: dict, engine_loader: Callable[[str], Any] = default_engine
                         bundle_version=bundle_version, image_root=image_root, rules=rules,
                         models=models, spec=dict(spec), signature=signature,
                         loaded_at=time.time(), generation=uuid.uuid4().hex[:12],
-                        bundle_signature=bsig, experiments=experiments)
+                        bundle_signature=bsig, experiments=experiments,
+                        graph_pairing_gaps=gaps)
 
 
 # -- the holder --------------------------------------------------------------------

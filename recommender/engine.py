@@ -111,6 +111,7 @@ class Engine:
         self._lock = threading.Lock()
         self._vision_lock = threading.Lock()
         self._vision_models: dict | None = None
+        self._graph_pairs: dict[str, frozenset[str]] | None = None
         self.rules = default_rules()
         if rules is not None:
             self.set_rules(rules)
@@ -170,6 +171,29 @@ class Engine:
                         "; then ".join(rebuild_command(n, b.root)
                                        for n in engine.stale_stages))
         return engine
+
+    def graph_pairs_missing(self, rules: Rules | None = None) -> list[str]:
+        """Category pairs (``"shoes->jewellery"``) for which ``rules`` (default: the
+        engine's) ask complements that the graph holds no neighbours for: it was built
+        with another pairing matrix (a served rules file that pairs differently, the
+        bundle's own edited since). Those groups are still served, filled by the
+        strategy's top-up alone, without the graph's candidates (outfit history,
+        two-hop, popular items); rebuilding the graph with a pairing that includes
+        them restores those. Pairs the graph holds and the rules no longer ask for
+        cost nothing: the engine never reads them.
+        """
+        rs = self._rules(rules)
+        if self._graph_pairs is None:
+            # once: every state a reload builds asks again
+            self._graph_pairs = self.graph.paired_categories(self.table.category)
+        missing = []
+        for c in self.categories:
+            wanted = pairing_for(rs, [c]) if rs.pairing else [
+                o for o in self.categories if o != c]
+            held = self._graph_pairs.get(c, frozenset())
+            missing += [f"{c}->{b}" for b in categories_allowed(rs, wanted)
+                        if b in self._cat_rows and b not in held]
+        return missing
 
     @property
     def bundle_version(self) -> str:

@@ -597,6 +597,22 @@ class ServingGraph:
     def has(self, kind: str, category: str) -> bool:
         return (kind, category) in self._arrays
 
+    def paired_categories(self, categories: np.ndarray) -> dict[str, frozenset[str]]:
+        """Category -> the categories its items have compatibility neighbours in: the
+        pairs of the pairing matrix the graph was built with, read from the arrays
+        (``categories``: each row's category). Read from what the graph holds, not
+        from a record: the stage records the matrix only inside its inputs hash, and
+        the arrays are what the engine reads.
+        """
+        cats = np.asarray(categories)
+        out: dict[str, set[str]] = {}
+        for (kind, target), (indptr, _, _) in self._arrays.items():
+            if kind != "compat":
+                continue
+            for c in np.unique(cats[np.flatnonzero(np.diff(indptr))]):
+                out.setdefault(str(c), set()).add(target)
+        return {c: frozenset(t) for c, t in out.items()}
+
     def row(self, kind: str, category: str, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Neighbours of item row ``i`` in ``category`` (best first) and weights."""
         a = self._arrays.get((kind, category))

@@ -12,7 +12,7 @@ from collections import defaultdict
 from flask import Blueprint, Response
 
 from api.responses import respond
-from api.state import get_serving
+from api.state import DEFAULT_RULES, get_serving
 
 bp = Blueprint("health", __name__)
 
@@ -82,9 +82,14 @@ def healthz():
     photo routes answer at once), which a started worker does in the background.
     ``stale_stages``: stages of the served bundle built from inputs rewritten since
     (the graph after the compatibility model alone was retrained), still served.
-    ``models``: the same for each ``MODELS`` bundle (name -> ``{"stale_stages"}``):
-    a variant's engine is served as much as the main one, and its stale graph would
-    otherwise show only in the load log.
+    ``graph_pairing_differs``: a served rules file (``RULES``, the bundle's own,
+    a ``RULES_FILES`` one) asks complements for category pairs the graph was not
+    built to pair (another ``[pairing]``): those groups are served from the
+    strategy's top-up alone, without the graph's precomputed neighbours; the load
+    logged which pairs and the rebuild. Pairs only the graph has are never read.
+    ``models``: both for each ``MODELS`` bundle (name -> ``{"stale_stages",
+    "graph_pairing_differs"}``): a variant's engine is served as much as the main
+    one, and its stale graph would otherwise show only in the load log.
     ``experiments_version``: the experiments config this worker assigns with (it
     is reloadable: after an edit, every worker should show the new one).
     ``exposures_dropped``: exposures this worker could not write to the events
@@ -97,10 +102,13 @@ def healthz():
         return respond({"status": "no_bundle", "items": None, "loaded_at": None,
                         **dropped, **serving.holder.describe()}, 503)
     n = getattr(getattr(state.engine, "catalog", None), "shape", (None,))[0]
+    gaps = getattr(state, "graph_pairing_gaps", {})
     return respond({"status": "ok", "items": n, "loaded_at": state.loaded_at,
                     "vision_loaded": bool(getattr(state.engine, "vision_loaded", False)),
                     "stale_stages": list(getattr(state.engine, "stale_stages", [])),
-                    "models": {name: {"stale_stages": list(getattr(e, "stale_stages", []))}
+                    "graph_pairing_differs": bool(gaps.get(DEFAULT_RULES)),
+                    "models": {name: {"stale_stages": list(getattr(e, "stale_stages", [])),
+                                      "graph_pairing_differs": bool(gaps.get(name))}
                                for name, e in state.models.items()},
                     "experiments_version": state.experiments.version,
                     **dropped, **serving.holder.describe()})

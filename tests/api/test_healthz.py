@@ -73,3 +73,68 @@ def test_healthz_reports_the_stale_stages_of_each_served_model(served_bundle, tm
 def test_healthz_models_is_empty_without_models(served_bundle, make_app):
     body = make_app(BUNDLE=str(served_bundle)).test_client().get("/healthz").get_json()
     assert body["models"] == {}
+
+
+#: the packaged defaults' shoes row plus jewellery, a pair their graph does not hold
+SHOES_WITH_JEWELLERY = '["top", "bottom", "dress", "outerwear", "bag", "jewellery"]'
+
+
+def write_pairing(path, version: str, shoes: str) -> None:
+    path.write_text(f'version = "{version}"\n[pairing]\nshoes = {shoes}\n')
+
+
+def test_healthz_says_when_the_served_rules_pair_what_the_graph_was_not_built_for(
+        served_bundle, tmp_path, make_app, caplog):
+    # before: with RULES pairing shoes with jewellery, a graph built with the default
+    # pairing holds no jewellery neighbours of shoes; the jewellery group of a shoe
+    # was filled by the strategy's top-up alone while /healthz and the log said nothing
+    from recommender.engine import Engine
+
+    engine = Engine.load(served_bundle)
+    if "jewellery" not in engine.categories or "shoes" not in engine.categories:
+        pytest.skip("the served bundle has no shoes or no jewellery")
+    assert engine.graph_pairs_missing() == []     # built with its own pairing
+    rules = tmp_path / "rules.toml"
+    write_pairing(rules, "pair-1", SHOES_WITH_JEWELLERY)
+    with caplog.at_level("WARNING", logger="api.state"):
+        app = make_app(BUNDLE=str(served_bundle), RULES=str(rules))
+    assert "shoes->jewellery" in caplog.text
+    assert f"mixmatch graph --bundle {served_bundle}" in caplog.text
+    c = app.test_client()
+    body = c.get("/healthz").get_json()
+    assert body["graph_pairing_differs"] is True
+    assert body["stale_stages"] == []             # the bundle's stages are current
+    jsonschema.validate(body, healthz_schema(c))
+    shoe = engine.table.ids[engine._cat_rows["shoes"][0]]
+    groups = c.get(f"/v1/items/{shoe}/complements?k=3").get_json()["groups"]
+    assert "jewellery" in [g["category"] for g in groups]   # served all the same
+
+    # a reloaded rules file that pairs as the graph does: no longer said
+    write_pairing(rules, "pair-2", '["top", "bottom"]')
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="api.state"):
+        app.extensions["mixmatch"].holder.reload()
+    assert "shoes->" not in caplog.text
+    assert c.get("/healthz").get_json()["graph_pairing_differs"] is False
+
+
+def test_healthz_pairing_check_covers_rules_files_and_models(served_bundle, tmp_path,
+                                                             make_app):
+    from recommender.engine import Engine
+
+    if "jewellery" not in Engine.load(served_bundle).categories:
+        pytest.skip("the served bundle has no jewellery")
+    variant_rules = tmp_path / "variant.toml"
+    write_pairing(variant_rules, "v-1", SHOES_WITH_JEWELLERY)
+    model = tmp_path / "model"
+    shutil.copytree(served_bundle, model)
+    c = make_app(BUNDLE=str(served_bundle)).test_client()
+    body = c.get("/healthz").get_json()
+    assert body["graph_pairing_differs"] is False
+    # a variant may serve RULES_FILES' rules with any engine, MODELS' ones included
+    c = make_app(BUNDLE=str(served_bundle), RULES_FILES={"wide": str(variant_rules)},
+                 MODELS={"v2": str(model)}).test_client()
+    body = c.get("/healthz").get_json()
+    assert body["graph_pairing_differs"] is True
+    assert body["models"]["v2"] == {"stale_stages": [], "graph_pairing_differs": True}
+
