@@ -89,11 +89,11 @@ def test_healthz_says_when_the_served_rules_pair_what_the_graph_was_not_built_fo
     # pairing holds no jewellery neighbours of shoes; the jewellery group of a shoe
     # was filled by the strategy's top-up alone while /healthz and the log said nothing
     from recommender.engine import Engine
+    from recommender.rules import load_rules
 
     engine = Engine.load(served_bundle)
     if "jewellery" not in engine.categories or "shoes" not in engine.categories:
         pytest.skip("the served bundle has no shoes or no jewellery")
-    assert engine.graph_pairs_missing() == []     # built with its own pairing
     rules = tmp_path / "rules.toml"
     write_pairing(rules, "pair-1", SHOES_WITH_JEWELLERY)
     with caplog.at_level("WARNING", logger="api.state"):
@@ -105,6 +105,8 @@ def test_healthz_says_when_the_served_rules_pair_what_the_graph_was_not_built_fo
     assert body["graph_pairing_differs"] is True
     assert body["stale_stages"] == []             # the bundle's stages are current
     jsonschema.validate(body, healthz_schema(c))
+    assert engine.graph_pairs_missing() == []     # built with its own pairing
+    assert engine.graph_pairs_missing(load_rules(rules)) == ["shoes->jewellery"]
     shoe = engine.table.ids[engine._cat_rows["shoes"][0]]
     groups = c.get(f"/v1/items/{shoe}/complements?k=3").get_json()["groups"]
     assert "jewellery" in [g["category"] for g in groups]   # served all the same
