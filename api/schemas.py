@@ -193,6 +193,12 @@ RESPONSES: dict[str, dict] = {
                               "to the events database (locked past "
                               "EXPOSURE_BUSY_TIMEOUT_MS, failing; logged; the responses "
                               "were served)"},
+                          "worker_pid": {
+                              "type": "integer",
+                              "description": "the gunicorn worker (process id) that "
+                              "answered: reloads, reload_failures and "
+                              "exposures_dropped are that worker's own counts, not "
+                              "summed across workers"},
                           "reloads": {"type": "integer"},
                           "reload_failures": {"type": "integer",
                                               "description": "reloads refused for a "

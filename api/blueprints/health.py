@@ -94,13 +94,18 @@ def healthz():
     is reloadable: after an edit, every worker should show the new one).
     ``exposures_dropped``: exposures this worker could not write to the events
     database (locked, failing): their responses were served, but the A/B report
-    misses them, so a monitor should see it without scraping ``/metrics``."""
+    misses them, so a monitor should see it without scraping ``/metrics``.
+    ``worker_pid``: the process that answered. Counters are per worker (as in
+    ``/metrics``, label ``pid``), not summed across gunicorn's workers."""
     serving = get_serving()
     state = serving.holder.current()
-    dropped = {"exposures_dropped": serving.metrics.exposure_failures}
+    # the counters here (exposures_dropped, reloads, reload_failures) are this
+    # process's: under gunicorn two calls may be answered by two workers
+    per_worker = {"exposures_dropped": serving.metrics.exposure_failures,
+               "worker_pid": os.getpid()}
     if state is None:
         return respond({"status": "no_bundle", "items": None, "loaded_at": None,
-                        **dropped, **serving.holder.describe()}, 503)
+                        **per_worker, **serving.holder.describe()}, 503)
     n = getattr(getattr(state.engine, "catalog", None), "shape", (None,))[0]
     gaps = getattr(state, "graph_pairing_gaps", {})
     return respond({"status": "ok", "items": n, "loaded_at": state.loaded_at,
@@ -111,7 +116,7 @@ def healthz():
                                       "graph_pairing_differs": bool(gaps.get(name))}
                                for name, e in state.models.items()},
                     "experiments_version": state.experiments.version,
-                    **dropped, **serving.holder.describe()})
+                    **per_worker, **serving.holder.describe()})
 
 
 @bp.get("/metrics")

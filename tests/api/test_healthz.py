@@ -140,3 +140,33 @@ def test_healthz_pairing_check_covers_rules_files_and_models(served_bundle, tmp_
     assert body["graph_pairing_differs"] is True
     assert body["models"]["v2"] == {"stale_stages": [], "graph_pairing_differs": True}
 
+
+def test_healthz_names_the_worker_that_answered(make_app):
+    # before: counters (reloads, reload_failures, exposures_dropped) are per worker,
+    # and nothing said which worker's they were: two calls showed different counts
+    import os
+
+    c = make_app().test_client()
+    r = c.get("/healthz")                             # no bundle yet: 503, pid all the same
+    assert r.status_code == 503 and r.get_json()["worker_pid"] == os.getpid()
+    schema = healthz_schema(c)
+    assert schema["properties"]["worker_pid"]["type"] == "integer"
+
+
+def test_healthz_worker_pid_is_a_gunicorn_worker(live_server, tmp_path):
+    import json
+    import urllib.error
+    import urllib.request
+    from pathlib import Path
+
+    srv = live_server({"DATA_DIR": str(tmp_path)}, workers=2)
+    pids = set()
+    for _ in range(6):
+        try:
+            urllib.request.urlopen(srv.url + "/healthz", timeout=5)
+        except urllib.error.HTTPError as exc:        # 503 no_bundle: the body says
+            pids.add(json.loads(exc.read())["worker_pid"])
+    assert pids and srv.proc.pid not in pids
+    for pid in pids:   # a worker of this server (its master's child), not the master
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        assert int(stat.rsplit(")", 1)[1].split()[1]) == srv.proc.pid
