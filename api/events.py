@@ -230,7 +230,18 @@ class EventStore:
     def _unavailable(self, exc: sqlite3.DatabaseError) -> ServiceUnavailable:
         # SQLite's reason ("database is locked", "file is not a database") is short and
         # names no file, so it is the body's; the path is for the server's log only
-        if isinstance(exc, sqlite3.OperationalError):  # locked, disk I/O, read-only
+        reason = str(exc)
+        if reason.startswith("no such table"):
+            # not a lock: the file lost the tables the server made at start (it was
+            # answered "busy", retry in 1 s). An empty file is a valid new database to
+            # SQLite, so a file emptied under the server opens, and is made a 1-page
+            # database by the connection's WAL pragma: no table at all says so
+            if self._table_count() == 0:
+                reason = (f"its file holds no table at all (emptied to 0 bytes, or "
+                          f"replaced by an empty database): {reason}")
+            else:
+                reason = f"{reason}: the file has lost the server's tables"
+        elif isinstance(exc, sqlite3.OperationalError):  # locked, disk I/O, read-only
             # the error handler logs the message with the request
             return ServiceUnavailable(
                 f"the events database is busy or unavailable ({exc}): nothing of this "
@@ -238,11 +249,18 @@ class EventStore:
                 retry_after=RETRY_AFTER_S)
         # overwritten or cut short under the server: no retry mends it, an operator
         # must, and needs to know which file
-        log.error("the events database %s is unusable: %s", self.path, exc)
+        log.error("the events database %s is unusable: %s", self.path, reason)
         return ServiceUnavailable(
-            f"the events database is unusable ({exc}): nothing of this request was "
+            f"the events database is unusable ({reason}): nothing of this request was "
             f"stored; retry in {RETRY_AFTER_UNUSABLE_S} s",
             retry_after=RETRY_AFTER_UNUSABLE_S)
+
+    def _table_count(self) -> int | None:
+        try:
+            return self._con().execute("SELECT COUNT(*) FROM sqlite_master "
+                                       "WHERE type = 'table'").fetchone()[0]
+        except sqlite3.Error:
+            return None
 
     def add_events(self, events: Iterable[dict], *, ts: float | None = None) -> list[int]:
         """Store validated events in one transaction; returns their ids once committed.

@@ -455,3 +455,43 @@ def test_exposures_wait_their_own_short_timeout_and_events_their_long_one(tmp_pa
         lock.close()
     assert store.add_exposures("r2", "u1", entry, **kw) and store.count("exposures") == 1
     store.close()
+
+
+def test_an_emptied_events_database_says_it_is_empty_not_busy(busy_app):
+    """A 0-byte file is a valid new database to SQLite: the connection opens and the
+    write fails with "no such table: events", which was worded "busy or unavailable"
+    with a Retry-After of 1 s, as if a lock would soon be released. It names what is
+    wrong instead, with the Retry-After of a file an operator must restore."""
+    client = busy_app.test_client()
+    store = busy_app.extensions["mixmatch"].events
+    assert client.post("/v1/events", json={"type": "click",
+                                           "request_id": "kept"}).status_code == 201
+    store.close()       # the next write opens its connection on the emptied file
+    saved = store.path.read_bytes()
+    store.path.write_bytes(b"")
+    try:
+        r = client.post("/v1/events", json={"type": "click", "request_id": "r1"})
+    finally:
+        store.close()
+        store.path.write_bytes(saved)
+    assert r.status_code == 503, r.get_json()
+    body = r.get_json()
+    assert "busy" not in body["error"] and "emptied to 0 bytes" in body["error"], body
+    assert "events database is unusable" in body["error"]
+    assert body["retry_after"] == 60 and r.headers["Retry-After"] == "60"
+
+
+def test_an_events_database_that_lost_its_tables_is_unusable_not_busy(busy_app):
+    """The same for a file that is not empty but has no events table (dropped, or
+    another database put in its place): not a lock, so not "busy"."""
+    client = busy_app.test_client()
+    store = busy_app.extensions["mixmatch"].events
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("DROP TABLE events")
+    other.close()
+    r = client.post("/v1/events", json={"type": "click", "request_id": "r1"})
+    assert r.status_code == 503, r.get_json()
+    body = r.get_json()
+    assert "busy" not in body["error"] and "no such table: events" in body["error"]
+    assert "events database is unusable" in body["error"]
+    assert body["retry_after"] == 60
