@@ -27,6 +27,11 @@ error, a read-only file, a file that is no longer a database) raises
 may post it again. A write the code got wrong (a constraint, a bad binding) is a bug
 and stays an error of its own (500).
 
+A file renamed over the database while the server runs (``mv backup.db events.db``)
+is followed: each write checks, under the lock, that the path still names the file its
+connection opened, and if not moves to the new one (:meth:`EventStore._follow_replacement`
+says how the old file's write-ahead log is kept out of it).
+
 Two busy timeouts, because the two writes wait for different people: a batch of events
 is posted by a page that retries on 503, so it may wait long for a lock
 (``busy_timeout_ms``, 10 s by default) rather than be refused; an exposure is written
@@ -171,7 +176,8 @@ class EventStore:
         # used by one thread only (the thread-local below); not checked by sqlite3 so
         # that close() may close it from another (SQLite is built serialized)
         con = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
-                              isolation_level=None, check_same_thread=False)
+                              isolation_level=None, check_same_thread=False,
+                              factory=_Connection)
         try:
             con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
             con.execute("PRAGMA journal_mode=WAL")
@@ -181,7 +187,15 @@ class EventStore:
         except BaseException:
             con.close()     # a busy database: the next write opens a new one
             raise
+        # the files it opened (the pragma opened the log and its index): a write
+        # compares them with the path's (a file renamed over it is another inode)
+        con.file_id = _file_id(self.path)
+        con.wal_id = _file_id(self._side("-wal"))
+        con.shm_id = _file_id(self._side("-shm"))
         return con
+
+    def _side(self, suffix: str) -> Path:
+        return self.path.with_name(self.path.name + suffix)
 
     def _con(self) -> sqlite3.Connection:
         local, pid = self._local, os.getpid()
@@ -201,17 +215,73 @@ class EventStore:
             local.con, local.pid, local.generation = con, pid, generation
         return con
 
-    def _write(self, sql: str, rows: list[tuple], *, busy_timeout_ms: int) -> list[int]:
+    def _begin(self, busy_timeout_ms: int) -> sqlite3.Connection:
+        """The thread's connection, holding the write lock of the file now at the
+        path: one renamed over it (a backup restored by ``mv``) is followed first."""
+        for _ in range(3):
+            try:
+                con = self._con()
+                # the thread's one connection serves both kinds of write: each sets its
+                # own wait (a pragma, microseconds) before it asks for the lock
+                con.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+                con.execute("BEGIN IMMEDIATE")
+                # a stat (a few µs beside a commit's fsync of ms), under the lock: no
+                # writer of the old file comes between it and the write
+                if _file_id(self.path) == con.file_id:
+                    return con
+                self._follow_replacement(con)
+            except sqlite3.DatabaseError as exc:   # locked past the timeout, I/O, corrupt
+                if not _cannot_write(exc):
+                    raise
+                raise self._unavailable(exc) from exc
+        raise ServiceUnavailable(
+            "the events database file was replaced again while the server reopened it: "
+            f"nothing of this request was stored; retry in {RETRY_AFTER_S} s",
+            retry_after=RETRY_AFTER_S)
+
+    def _follow_replacement(self, con: sqlite3.Connection) -> None:
+        """Leave the file ``con`` opened (no longer at the path: renamed away, removed)
+        for the one there now. Called holding the old file's write lock.
+
+        SQLite names its write-ahead log and index after the path, not the file: left
+        there, the log of the old file is read by the next connection to the new one
+        as if its own (a restart laid the old pages over a restored backup). So,
+        still under the lock, the old file's log and index are unlinked (only if they
+        are still the ones ``con`` opened: a worker that followed first has started the
+        new file's), the lock is released, and the log is checkpointed through
+        ``con``'s open handles into the old file, which keeps every event written to
+        it (``mv events.db old.db`` first leaves them all in old.db). A connection to a
+        moved file does not checkpoint on close, nor delete the log."""
+        log.warning("the events database %s was replaced while the server ran: the "
+                    "events go to the file now at that path", self.path)
+        for suffix, seen in (("-wal", con.wal_id), ("-shm", con.shm_id)):
+            side = self._side(suffix)
+            if seen is not None and _file_id(side) == seen:
+                side.unlink(missing_ok=True)
+        con.execute("ROLLBACK")
         try:
-            con = self._con()
-            # the thread's one connection serves both kinds of write: each sets its own
-            # wait (a pragma, microseconds) before it asks for the lock
-            con.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-            con.execute("BEGIN IMMEDIATE")
-        except sqlite3.DatabaseError as exc:   # locked past the timeout, I/O, corrupt
-            if not _cannot_write(exc):
-                raise
-            raise self._unavailable(exc) from exc
+            busy = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            busy = exc
+        if busy:
+            log.warning("the log of the replaced events database was not all written "
+                        "into it: %s", busy)
+        self._drop(con)
+        # the new file has its own record of experiments configs (none, maybe)
+        self._allocations_recorded.clear()
+        con = self._con()
+        con.executescript(SCHEMA)   # a backup from an older server, or an empty file
+        _migrate(con)
+
+    def _drop(self, con: sqlite3.Connection) -> None:
+        """Close the calling thread's connection ``con``; its next use opens another."""
+        with self._cons_lock:
+            self._cons[:] = [e for e in self._cons if e[2] is not con]
+        self._local.con = None
+        con.close()
+
+    def _write(self, sql: str, rows: list[tuple], *, busy_timeout_ms: int) -> list[int]:
+        con = self._begin(busy_timeout_ms)
         ids = []
         try:
             for row in rows:
@@ -335,6 +405,24 @@ class EventStore:
 
     def describe(self) -> dict:
         return {"path": str(self.path)}
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that remembers the files it opened, as ``(device, inode)``: the
+    database (``file_id``), its write-ahead log (``wal_id``) and the log's index
+    (``shm_id``)."""
+
+    file_id: tuple[int, int] | None = None
+    wal_id: tuple[int, int] | None = None
+    shm_id: tuple[int, int] | None = None
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:     # gone (removed, renamed away): not the file a connection has
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _close_connections(cons: list, lock: threading.Lock) -> None:

@@ -495,3 +495,75 @@ def test_an_events_database_that_lost_its_tables_is_unusable_not_busy(busy_app):
     assert "busy" not in body["error"] and "no such table: events" in body["error"]
     assert "events database is unusable" in body["error"]
     assert body["retry_after"] == 60
+
+
+def _read_ids(db) -> list[str]:
+    """The request ids of ``db``'s events, read as the next server would (no server
+    connection open), after an integrity check."""
+    con = sqlite3.connect(db)
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        return [r for (r,) in con.execute("SELECT request_id FROM events ORDER BY id")]
+    finally:
+        con.close()
+
+
+def _backup(path, request_id: str):
+    """A database like the server's holding one event, closed (as a restored backup)."""
+    store = EventStore(path)
+    store.add_events([{"type": "click", "request_id": request_id}])
+    store.close()
+
+
+def test_a_database_replaced_by_rename_is_followed(busy_app, tmp_path):
+    """`mv events.db old.db; mv backup.db events.db` while the server ran: the server
+    went on writing into the file it had open (now old.db) and, worse, the write-ahead
+    log it left beside the path belonged to that file, so the next connection to the
+    new events.db (a restart) laid the old pages over the restored backup. Now the
+    next write sees the path holds another file, puts the old file's log into the old
+    file, sets it aside, and writes into the new one."""
+    client = busy_app.test_client()
+    store = busy_app.extensions["mixmatch"].events
+    for rid in ("old1", "old2"):
+        assert client.post("/v1/events", json={"type": "click",
+                                               "request_id": rid}).status_code == 201
+    _backup(tmp_path / "backup.db", "restored")
+    old = store.path.with_name("old.db")
+    store.path.rename(old)
+    (tmp_path / "backup.db").rename(store.path)
+    r = client.post("/v1/events", json={"type": "click", "request_id": "after"})
+    assert r.status_code == 201, r.get_json()
+    assert store.query("SELECT request_id FROM events ORDER BY id") == [("restored",),
+                                                                       ("after",)]
+    store.close()
+    assert _read_ids(store.path) == ["restored", "after"]
+    assert _read_ids(old) == ["old1", "old2"]      # the old file keeps what it had
+
+
+def test_every_worker_follows_a_renamed_database_and_none_undoes_another(tmp_path):
+    """Two stores on one file (two workers): the first to write after the rename
+    sets the old log aside; the second must not take the log the first started on
+    the new file for the old one's. A backup from an older server (no
+    experiments_configs table, no experiments_version column) is brought up to date."""
+    path = tmp_path / "events.db"
+    w1, w2 = EventStore(path), EventStore(path)
+    w1.add_events([{"type": "click", "request_id": "old1"}])
+    w2.add_events([{"type": "click", "request_id": "old2"}])
+    new = sqlite3.connect(tmp_path / "backup.db")
+    new.executescript(OLD_SCHEMA)
+    new.close()
+    (tmp_path / "backup.db").rename(path)
+    w1.add_events([{"type": "click", "request_id": "w1"}])
+    w2.add_events([{"type": "click", "request_id": "w2"}])
+    w2.add_exposures("x", "u", [("l", "e", "a", False)], endpoint="complements",
+                     bundle_version=None, rules_version=None, experiments_version="v1",
+                     experiments_allocation={"e": {"a": 1.0}})
+    w1.add_events([{"type": "click", "request_id": "w1-again"}])
+    assert w2.count("experiments_configs") == 1
+    w1.close()
+    w2.close()
+    assert _read_ids(path) == ["w1", "w2", "w1-again"]
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT request_id, experiments_version FROM exposures "
+                       "ORDER BY id").fetchall() == [("old-1", None), ("x", "v1")]
+    con.close()
