@@ -150,6 +150,9 @@ class EventStore:
         self._cons: list[tuple[int, weakref.ref, sqlite3.Connection]] = []
         self._cons_lock = threading.Lock()
         self._generation = 0       # bumped by close(): threads then open new connections
+        # the largest size of the file seen (inherited by forked workers): a file
+        # smaller than that was overwritten (:meth:`_check_size`)
+        self._size_seen = 0
         # experiments config versions whose allocation this process has recorded: one
         # write per version and process, not one per exposure
         self._allocations_recorded: set[str] = set()
@@ -168,6 +171,7 @@ class EventStore:
                 con.executescript(SCHEMA)
                 _migrate(con)
             con.close()
+            self._size_seen = self.path.stat().st_size
         except (OSError, sqlite3.DatabaseError) as exc:
             raise InputError(f"cannot open the events database {self.path}: {exc}",
                              field="EVENTS_DB", value=str(self.path)) from exc
@@ -227,7 +231,9 @@ class EventStore:
                 con.execute("BEGIN IMMEDIATE")
                 # a stat (a few µs beside a commit's fsync of ms), under the lock: no
                 # writer of the old file comes between it and the write
-                if _file_id(self.path) == con.file_id:
+                st = _stat(self.path)
+                if st is not None and (st.st_dev, st.st_ino) == con.file_id:
+                    self._check_size(con, st.st_size)
                     return con
                 self._follow_replacement(con)
             except sqlite3.DatabaseError as exc:   # locked past the timeout, I/O, corrupt
@@ -238,6 +244,38 @@ class EventStore:
             "the events database file was replaced again while the server reopened it: "
             f"nothing of this request was stored; retry in {RETRY_AFTER_S} s",
             retry_after=RETRY_AFTER_S)
+
+    def _check_size(self, con: sqlite3.Connection, size: int) -> None:
+        """Refuse the write if the file shrank below the largest size this process
+        saw: overwritten in place (``cp backup.db events.db``), which no reopening
+        mends. The log (``-wal``) holds the pages of the file the copy replaced and
+        SQLite lays them over it: the server answered 201 and the restore did not
+        happen, or mixed pages of both. This store never deletes rows, so its file
+        only grows; a shrink SQLite made (a ``VACUUM``, a ``.restore`` of a smaller
+        database, then a checkpoint) is refused too, until a restart."""
+        seen = self._size_seen
+        if size >= seen:
+            self._size_seen = size
+            return
+        reason = (f"its file was overwritten while the server ran: {size} bytes, it had "
+                  f"{seen}")
+        if self._table_count() == 0:    # the connection wrote a header into 0 bytes
+            reason = (f"its file holds no table at all (emptied to 0 bytes, or "
+                      f"replaced by an empty database) while the server ran: it had "
+                      f"{seen} bytes")
+        con.execute("ROLLBACK")
+        log.error("the events database %s is unusable: %s. Nothing is written into it "
+                  "until its file is put back or the server restarted: its write-ahead "
+                  "log holds pages of the file the copy replaced, which SQLite would lay "
+                  "over the copy. To restore a backup, run sqlite3 %s '.restore BACKUP' "
+                  "(through the log: safe while the server runs), or stop every server "
+                  "process, copy the backup again (their last connection writes the log "
+                  "into the file as it closes), and start them", self.path, reason,
+                  self.path)
+        raise ServiceUnavailable(
+            f"the events database is unusable ({reason}): nothing of this request was "
+            f"stored; retry in {RETRY_AFTER_UNUSABLE_S} s",
+            retry_after=RETRY_AFTER_UNUSABLE_S)
 
     def _follow_replacement(self, con: sqlite3.Connection) -> None:
         """Leave the file ``con`` opened (no longer at the path: renamed away, removed)
@@ -267,8 +305,10 @@ class EventStore:
             log.warning("the log of the replaced events database was not all written "
                         "into it: %s", busy)
         self._drop(con)
-        # the new file has its own record of experiments configs (none, maybe)
+        # the new file has its own record of experiments configs (none, maybe), and
+        # its own size
         self._allocations_recorded.clear()
+        self._size_seen = 0
         con = self._con()
         con.executescript(SCHEMA)   # a backup from an older server, or an empty file
         _migrate(con)
@@ -417,12 +457,16 @@ class _Connection(sqlite3.Connection):
     shm_id: tuple[int, int] | None = None
 
 
-def _file_id(path: Path) -> tuple[int, int] | None:
+def _stat(path: Path) -> os.stat_result | None:
     try:
-        st = os.stat(path)
+        return os.stat(path)
     except OSError:     # gone (removed, renamed away): not the file a connection has
         return None
-    return st.st_dev, st.st_ino
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    st = _stat(path)
+    return None if st is None else (st.st_dev, st.st_ino)
 
 
 def _close_connections(cons: list, lock: threading.Lock) -> None:

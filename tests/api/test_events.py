@@ -567,3 +567,46 @@ def test_every_worker_follows_a_renamed_database_and_none_undoes_another(tmp_pat
     assert con.execute("SELECT request_id, experiments_version FROM exposures "
                        "ORDER BY id").fetchall() == [("old-1", None), ("x", "v1")]
     con.close()
+
+
+def test_a_database_overwritten_in_place_is_refused_not_written_over(busy_app, tmp_path,
+                                                                     caplog):
+    """`cp backup.db events.db` while the server ran: same file, new bytes. An open
+    connection in WAL mode does not re-read the file, and its write-ahead log holds
+    pages of what the copy replaced: the server went on answering 201, its log laid
+    over the copy, so the restore silently did not happen (or mixed pages of both).
+    The inode is unchanged, so this is seen by the file shrinking below the size the
+    server saw: writes are refused (503, nothing added to the log) until the file is
+    put back or the server restarted, and the log says how to restore."""
+    import shutil
+    client = busy_app.test_client()
+    store = busy_app.extensions["mixmatch"].events
+    assert client.post("/v1/events", json={"type": "click",
+                                           "request_id": "kept"}).status_code == 201
+    backup = sqlite3.connect(tmp_path / "backup.db")
+    store._con().backup(backup)
+    backup.close()
+    store.add_events([{"type": "click", "request_id": f"late{i}", "item_id": "x" * 500}
+                      for i in range(100)])
+    store.query("PRAGMA wal_checkpoint(TRUNCATE)")   # the file grows to hold them
+    assert client.post("/v1/events", json={"type": "click",
+                                           "request_id": "seen"}).status_code == 201
+    saved = store.path.read_bytes()
+    shutil.copyfile(tmp_path / "backup.db", store.path)
+    wal = store.path.with_name(store.path.name + "-wal")
+    wal_size = wal.stat().st_size
+    with caplog.at_level("ERROR", logger="api"):
+        r = client.post("/v1/events", json={"type": "click", "request_id": "r1"})
+        assert client.post("/v1/events", json={"type": "click",
+                                               "request_id": "r2"}).status_code == 503
+    assert r.status_code == 503, r.get_json()
+    body = r.get_json()
+    assert "events database is unusable" in body["error"]
+    assert f"it had {len(saved)}" in body["error"] and "overwritten" in body["error"]
+    assert body["retry_after"] == 60 and str(store.path) not in body["error"]
+    assert wal.stat().st_size == wal_size           # nothing written over the copy
+    assert any(str(store.path) in rec.getMessage() and ".restore" in rec.getMessage()
+               for rec in caplog.records)
+    store.path.write_bytes(saved)                   # put back: written again
+    assert client.post("/v1/events", json={"type": "click",
+                                           "request_id": "r3"}).status_code == 201
