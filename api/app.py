@@ -120,10 +120,20 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             "models": dict(cfg["MODELS"] or {}),
             "experiments": str(cfg["EXPERIMENTS"]) if cfg["EXPERIMENTS"] else None}
     holder_ref: list[StateHolder] = []
+    # before the state: a config whose version was recorded with other weights is
+    # refused (see Experiments.check_recorded), at start as at a reload
+    event_store = EventStore(events_db, busy_timeout_ms=cfg["EVENTS_BUSY_TIMEOUT_MS"],
+                             exposure_busy_timeout_ms=cfg["EXPOSURE_BUSY_TIMEOUT_MS"])
+
+    def check_experiments(experiments) -> None:
+        if experiments.version is not None:
+            experiments.check_recorded(event_store.recorded_allocation(
+                experiments.version))
 
     def build(s: dict):
         previous = holder_ref[0].current() if holder_ref else None
         state = build_state(s, loader, previous=previous)
+        check_experiments(state.experiments)
         if previous is not None and cfg.get("WARM_VISION"):
             carry_warmth(app, previous, state)
         return state
@@ -135,10 +145,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if bundle is None:
         # the experiments load with the state (a reload re-reads them); with no bundle
         # there is none yet, but a bad file must still stop the start
-        load_experiments(spec)
-
-    event_store = EventStore(events_db, busy_timeout_ms=cfg["EVENTS_BUSY_TIMEOUT_MS"],
-                             exposure_busy_timeout_ms=cfg["EXPOSURE_BUSY_TIMEOUT_MS"])
+        check_experiments(load_experiments(spec))
 
     from api.blueprints.health import Metrics
     app.extensions[EXTENSION] = Serving(holder=holder, events=event_store,

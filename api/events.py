@@ -426,6 +426,19 @@ class EventStore:
             "experiments_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows,
             busy_timeout_ms=self.exposure_busy_timeout_ms)
 
+    def recorded_allocation(self, version: str) -> dict | None:
+        """The weights recorded for experiments config ``version`` (``None``: none
+        recorded, or the database cannot be read now: a reload is not refused for
+        the events database's trouble)."""
+        try:
+            row = self._con().execute("SELECT allocation FROM experiments_configs "
+                                      "WHERE version = ?", (version,)).fetchone()
+        except sqlite3.Error as exc:
+            log.warning("could not read the recorded weights of experiments version "
+                        "%r from %s: %s", version, self.path, exc)
+            return None
+        return None if row is None else json.loads(row[0])
+
     # -- reading (tests, notebooks, metrics) ------------------------------------
     def count(self, table: str) -> int:
         if table not in ("events", "exposures", "experiments_configs"):

@@ -281,6 +281,33 @@ class Experiments:
         return {e.name: {v.name: v.weight for v in e.variants}
                 for l in self.layers for e in l.experiments}
 
+    def check_recorded(self, recorded: dict | None) -> None:
+        """Refuse this config if its version was recorded with other weights.
+
+        ``recorded`` is the allocation the events database holds for
+        :attr:`version` (:meth:`api.events.EventStore.recorded_allocation`). The
+        first record of a version stands and the A/B report checks the version's
+        sample ratio against it, so an edit of the weights that keeps the ``version``
+        key would be reported against the old weights. Refused rather than given a
+        version of its own from the contents: the version is the name a data
+        scientist writes and asks the report for, and a renamed one would split their
+        data under a name they never wrote. Weights with the same shares (1:1 and
+        2:2) and experiments removed change nothing recorded, and pass.
+        """
+        if not recorded or self.version is None:
+            return
+        changed = [name for name, weights in self.allocation().items()
+                   if not _same_shares(weights, recorded.get(name))]
+        if changed:
+            name = changed[0]
+            raise InputError(
+                f"experiments file {self.source}: version {self.version!r} was recorded "
+                f"with other weights for experiment {name!r} ({_weights(recorded.get(name))}"
+                f"; now {_weights(self.allocation()[name])}): the A/B report checks each "
+                f"version's sample ratio against the weights first recorded for it; "
+                f"bump the file's version key to change the weights",
+                field="experiments", value=self.version)
+
     def describe(self) -> dict:
         return {"source": self.source, "version": self.version,
                 "holdout": self.holdout_fraction,
@@ -288,6 +315,20 @@ class Experiments:
                     {"name": e.name, "coverage": e.coverage,
                      "variants": [v.name for v in e.variants]} for e in l.experiments]}
                     for l in self.layers]}
+
+
+def _same_shares(a: dict | None, b: dict | None) -> bool:
+    """The same variants with the same shares of the experiment's units."""
+    if not a or not b or a.keys() != b.keys():
+        return False
+    ta, tb = sum(a.values()), sum(b.values())
+    return all(math.isclose(a[v] / ta, b[v] / tb, rel_tol=1e-9) for v in a)
+
+
+def _weights(weights: dict | None) -> str:
+    if not weights:
+        return "not in it"
+    return ", ".join(f"{v} {w:g}" for v, w in weights.items())
 
 
 def read_config_file(path: Path, field: str) -> str:

@@ -792,3 +792,45 @@ def test_a_bad_experiments_file_still_stops_the_start(tmp_path):
     for cfg in ({}, {"BUNDLE": None}):
         with pytest.raises(InputError, match="unknown model 'nope'"):
             experiments_app(tmp_path, BAD_EXPERIMENTS["unknown model"][0], **cfg)
+
+
+def test_an_edit_of_the_weights_that_keeps_the_version_is_refused(tmp_path):
+    """The events database records each experiments version's weights with its first
+    exposure, and the A/B report checks that version's sample ratio against them. A
+    data scientist who changed the weights but not the file's ``version`` key had the
+    edit served, the old weights kept on record, and a report that flagged a sample
+    ratio mismatch that was not there (or hid one). The reload is refused (422, the old
+    config keeps serving) with a message naming the version and saying to bump it."""
+    v1 = 'version = "2024-06-01"\n' + EXPERIMENTS_V1
+    app = experiments_app(tmp_path, text=v1)
+    c = app.test_client()
+    before = assignments(c, range(10))
+    exp = tmp_path / "experiments.toml"
+    exp.write_text(v1.replace('name = "vis"', 'name = "vis"\n    weight = 3'))
+    r = c.post("/admin/reload", headers=ADMIN)
+    assert r.status_code == 422, r.get_json()
+    body = r.get_json()
+    assert body["field"] == "experiments" and str(exp) in body["error"]
+    assert "'2024-06-01'" in body["error"] and "bump" in body["error"], body["error"]
+    assert assignments(c, range(10)) == before
+    assert c.get("/healthz").get_json()["experiments_version"] == "2024-06-01"
+    # the same weights in other units (1:1 as 2:2) change no share: accepted
+    exp.write_text(v1.replace('name = "vis"', 'name = "vis"\n    weight = 1.0'))
+    assert c.post("/admin/reload", headers=ADMIN).status_code == 200
+    # bumped: served, and its weights recorded beside the first version's
+    exp.write_text(v1.replace("2024-06-01", "2024-06-02").replace(
+        'name = "vis"', 'name = "vis"\n    weight = 3'))
+    r = c.post("/admin/reload", headers=ADMIN)
+    assert r.status_code == 200, r.get_json()
+    assignments(c, range(10))
+    recorded = dict(app.extensions["mixmatch"].events.query(
+        "SELECT version, allocation FROM experiments_configs"))
+    assert {v: json.loads(a) for v, a in recorded.items()} == {
+        "2024-06-01": {"strat": {"def": 1.0, "vis": 1.0}},
+        "2024-06-02": {"strat": {"def": 1.0, "vis": 3.0}}}
+    app.extensions["mixmatch"].events.close()
+    # a server started on the edited file with the old version is refused too
+    exp.write_text(v1.replace('name = "vis"', 'name = "vis"\n    weight = 3'))
+    from features.exceptions import InputError
+    with pytest.raises(InputError, match="bump"):
+        experiments_app(tmp_path)
