@@ -133,6 +133,12 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
             ctx.log(f"[{stage.name}] up to date, skipped")
             results[stage.name] = ctx.bundle.stage_record(stage.name).get("metrics", {})
             continue
+        rec = ctx.bundle.stage_record(stage.name)
+        if not ctx.force and rec and rec.get("inputs_hash") == inputs_hash:
+            # same inputs: rerun only because a file it wrote was replaced or removed,
+            # which the user should hear of (a model copied in by hand is discarded)
+            ctx.log(f"[{stage.name}] outputs changed since it ran: "
+                    f"{', '.join(ctx.bundle.changed_outputs(stage.name))}; running it again")
         # marked before the stage writes: its old record is not trusted again until it
         # finishes, and loaders see a build under way (Bundle.check_complete); a stage
         # that refuses before writing anything leaves the bundle as it was

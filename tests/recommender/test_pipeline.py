@@ -36,6 +36,39 @@ def test_changed_inputs_or_lost_output_rerun(tmp_path, counting):
     assert counting == [1, 2, 2, 2]
 
 
+def test_an_output_rewritten_from_outside_reruns_the_stage_and_says_why(tmp_path,
+                                                                        counting):
+    # before: only the outputs' existence was checked, so a file copied over a
+    # stage's output (another compat model) was kept, and served, as "up to date"
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    run_stages(BuildContext(bundle=b, config={"value": 1}, log=lambda m: None))
+    b.path("out.txt").write_text("9")  # same size, other bytes
+    logs = []
+    run_stages(BuildContext(bundle=b, config={"value": 1}, log=logs.append))
+    assert counting == [1, 1]
+    assert b.path("out.txt").read_text() == "1"
+    assert "[ingest] outputs changed since it ran: out.txt; running it again" in logs
+    logs.clear()
+    run_stages(BuildContext(bundle=b, config={"value": 1}, log=logs.append))
+    assert counting == [1, 1] and logs == ["[ingest] up to date, skipped"]
+
+
+def test_a_record_without_output_hashes_checks_existence_only(tmp_path, counting):
+    # records from bundles built before output_hashes were kept: nothing to compare
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    run_stages(BuildContext(bundle=b, config={"value": 1}, log=lambda m: None))
+    del b.manifest["stages"]["ingest"]["output_hashes"]
+    b.save()
+    b.path("out.txt").write_text("9")
+    run_stages(BuildContext(bundle=Bundle.open(b.root), config={"value": 1},
+                            log=lambda m: None))
+    assert counting == [1]
+    b.path("out.txt").unlink()
+    run_stages(BuildContext(bundle=Bundle.open(b.root), config={"value": 1},
+                            log=lambda m: None))
+    assert counting == [1, 1]
+
+
 def test_bundle_version_changes_with_outputs(tmp_path, counting):
     b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
     run_stages(BuildContext(bundle=b, config={"value": 1}, log=lambda m: None))
