@@ -89,8 +89,11 @@ def load_report_data(bundle_path: str | os.PathLike, seed: int = 0) -> ReportDat
 
 
 # -- evaluation with baselines ---------------------------------------------------------
-def evaluation_tables(bundle_path: str | os.PathLike, seed: int = 0) -> dict:
+def evaluation_tables(data: "ReportData | str | os.PathLike", seed: int = 0) -> dict:
     """The model and the baselines on the bundle's evaluation files, as tables.
+
+    ``data``: the bundle as :func:`load_report_data` returned it (the notebook's
+    ``data``: the bundle and its model are not loaded again), or the bundle's path.
 
     Returns ``{"metrics": DataFrame, "cold_start": DataFrame, "raw": {...}}``:
 
@@ -100,19 +103,25 @@ def evaluation_tables(bundle_path: str | os.PathLike, seed: int = 0) -> dict:
     - ``cold_start``: per scorer, FITB on questions whose answer was / was not in a
       training outfit (``warm`` / ``cold``) and on ``fitb_cold.jsonl``, with counts.
     """
-    from recommender.evaluation.evaluate import EVAL_FILE_NAMES, evaluate_bundle_files
+    from recommender.evaluation.evaluate import EVAL_FILE_NAMES, evaluate_loaded
 
-    b = Bundle.open(bundle_path)
-    files = {k: b.path("eval", v) for k, v in EVAL_FILE_NAMES.items()}
+    if not isinstance(data, ReportData):
+        data = load_report_data(data, seed=seed)
+    files = {k: data.eval_path(k) for k in EVAL_FILE_NAMES}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
         raise BundleError(f"the bundle lacks evaluation file {missing[0]}: run the split "
                           "stage")
-    main = evaluate_bundle_files(bundle_path, fitb=files["fitb"], compat=files["compatibility"],
-                                 seed=seed, print_text=False)
-    cold = evaluate_bundle_files(bundle_path, fitb=files["fitb_cold"],
-                                 compat=files["compatibility_hard"], seed=seed,
-                                 print_text=False)
+
+    def run(fitb: Path, compat: Path) -> dict:
+        # fresh baselines per run (evaluate_loaded), not data.baselines: the random
+        # baseline's draws would go on from where the previous file left them
+        return evaluate_loaded(data.bundle, data.catalog, data.index, data.train,
+                               data.seen, data.model, fitb=fitb, compat=compat, seed=seed,
+                               print_text=False)
+
+    main = run(files["fitb"], files["compatibility"])
+    cold = run(files["fitb_cold"], files["compatibility_hard"])
 
     def per_scorer(result: dict) -> dict[str, dict]:
         out = {"model": {k: v for k, v in result.items()

@@ -168,11 +168,27 @@ def evaluate_bundle_files(bundle_path, fitb=None, compat=None, ablations: bool =
     "fitb_cold_accuracy", "compat_auc", "n_compat", "n_unknown_ids", "model",
     "baselines": {name: {...}}, "ablations": {...}}`` (keys for what was asked).
     """
+    b, catalog, index, train, seen = _bundle_state(bundle_path)
+    return evaluate_loaded(b, catalog, index, train, seen, _load_model(b), fitb=fitb,
+                           compat=compat, ablations=ablations, seed=seed,
+                           print_text=print_text)
+
+
+def evaluate_loaded(b, catalog, index, train, seen, model, fitb=None, compat=None,
+                    ablations: bool = False, seed: int = 0, print_text: bool = True) -> dict:
+    """:func:`evaluate_bundle_files` on a bundle already loaded: its catalogue, row
+    ``index``, training outfits (``train``, rows), ``seen`` (rows in a training
+    outfit) and compatibility ``model`` (None: baselines only), as
+    :func:`recommender.report.load_report_data` holds them. The model report scores
+    two pairs of files; loading the bundle and its model for each took seconds on
+    MANGO.
+
+    The baselines are fitted here on every call: the random baseline's draws then
+    start from ``seed`` each time, so the scores are those of a fresh load.
+    """
     from recommender.evaluation.baselines import make_baselines
     from recommender.evaluation.make_eval import read_compat, read_fitb
 
-    b, catalog, index, train, seen = _bundle_state(bundle_path)
-    model = _load_model(b)
     scorers = ([("model", model)] if model is not None else []) + [
         (s.name, s) for s in make_baselines(train, len(catalog), seed)]
     result: dict = {"model": "lightgbm" if model is not None else None}

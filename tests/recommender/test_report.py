@@ -100,6 +100,33 @@ def test_evaluation_tables(bundle):
     assert c.loc["model", "n_warm"] + c.loc["model", "n_cold"] == 2
 
 
+def test_evaluation_tables_of_loaded_data_load_nothing_again(bundle, monkeypatch):
+    # before: the notebook's evaluation_tables(bundle) opened the bundle and loaded
+    # its compatibility model once per pair of files, after load_report_data had
+    # loaded both: three model loads where one does (seconds each on MANGO)
+    from recommender.compat.model import CompatibilityModel
+    from recommender.evaluation.evaluate import EVAL_FILE_NAMES, evaluate_bundle_files
+
+    load, loads = CompatibilityModel.load.__func__, []
+    monkeypatch.setattr(CompatibilityModel, "load", classmethod(
+        lambda cls, *a, **k: loads.append(1) or load(cls, *a, **k)))
+    data = report.load_report_data(bundle)
+    t = report.evaluation_tables(data)
+    assert len(loads) == 1
+    # the same figures as the files scored one fresh load at a time (the random
+    # baseline's draws start from the seed for each file pair), and data's own
+    # baselines left unused for fitb_by_category
+    files = {k: Bundle.open(bundle).path("eval", v) for k, v in EVAL_FILE_NAMES.items()}
+    assert t["raw"]["main"] == evaluate_bundle_files(
+        bundle, fitb=files["fitb"], compat=files["compatibility"], print_text=False)
+    assert t["raw"]["cold"] == evaluate_bundle_files(
+        bundle, fitb=files["fitb_cold"], compat=files["compatibility_hard"],
+        print_text=False)
+    pd.testing.assert_frame_equal(t["metrics"], report.evaluation_tables(bundle)["metrics"])
+    pd.testing.assert_frame_equal(report.fitb_by_category(data),
+                                  report.fitb_by_category(report.load_report_data(bundle)))
+
+
 def test_pair_calibration_data_construction(data):
     pairs = report.pair_calibration_data(data, seed=0)
     pos = pairs[pairs["label"] == 1]
