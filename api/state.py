@@ -364,15 +364,19 @@ class StateHolder:
             if rules:
                 spec["rules"] = rules
             sig = None
+            # nothing served yet (a server starting, or one started without a bundle):
+            # "the previous version keeps serving" was said of none, and `mixmatch
+            # serve` printed it as it exited
+            kept = ("reload refused, the previous version keeps serving"
+                    if self._state is not None else "nothing loaded, nothing is served")
             try:
                 sig = self._signature(spec)
                 new = self._build(spec)
             except BundleBeingBuilt as exc:
                 self._failed_sig = sig   # retried when the build's manifest changes
                 self.waiting_for_build = str(exc)
-                log.info("reload deferred, previous state keeps serving: %s", exc)
-                raise ReloadRefused(f"reload refused, the previous version keeps "
-                                    f"serving: {exc}", field="bundle") from exc
+                log.info("reload deferred (%s): %s", kept, exc)
+                raise ReloadRefused(f"{kept}: {exc}", field="bundle") from exc
             except Exception as exc:  # any failure: refuse, keep serving the old state
                 self.reload_failures += 1
                 self._failed_sig = sig
@@ -382,11 +386,9 @@ class StateHolder:
                                       "rules": _path_or_none(spec.get("rules")),
                                       "experiments": _path_or_none(
                                           spec.get("experiments"))}
-                log.warning("reload refused, previous state keeps serving: %s",
-                            self.last_error)
-                raise ReloadRefused(f"reload refused, the previous version keeps "
-                                    f"serving: {exc}", field=_failed_field(exc, bundle,
-                                                                          rules)) from exc
+                log.warning("%s: %s", kept, self.last_error)
+                raise ReloadRefused(f"{kept}: {exc}",
+                                    field=_failed_field(exc, bundle, rules)) from exc
             old, self._state = self._state, new
             # only the paths this call was given: a publication the watch adopted while
             # this build ran must stay the target (putting back the spec this build

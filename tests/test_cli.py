@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -193,3 +194,51 @@ def test_train_without_stage_trains_what_a_build_of_the_source_would(tmp_path, m
     # named, it runs: a config may give a non-demo bundle a keypoint CSV
     assert main(["train", "--bundle", str(tmp_path / "mango"), "--stage", "keypoints"]) == 0
     assert "keypoints" in Bundle.open(tmp_path / "mango").manifest["stages"]
+
+
+def test_serve_refuses_weights_edited_under_a_recorded_version_with_exit_2(tmp_path):
+    """``mixmatch serve`` (gunicorn, app preloaded in the master) on an experiments file
+    whose weights changed under a ``version`` the events database recorded with other
+    weights: exit 2 with the message naming the version and saying to bump it, no
+    traceback, no worker started. Run as a process (in its own session, killed if it
+    served) because a refusal that failed would serve until stopped."""
+    import os
+    import signal
+
+    from api.events import EventStore
+    from tests.recommender.tiny_bundle import make_tiny_bundle
+
+    bundle = make_tiny_bundle(tmp_path / "bundle")
+    db = tmp_path / "events.db"
+    store = EventStore(db)
+    store.add_exposures("r1", "u1", [("ranking", "strat", "def", False)], endpoint="t",
+                        bundle_version="b", rules_version="r",
+                        experiments_version="2024-06-01",
+                        experiments_allocation={"strat": {"def": 1.0, "vis": 1.0}})
+    store.close()
+    exp = tmp_path / "experiments.toml"
+    exp.write_text('version = "2024-06-01"\nsalt = "t"\n[[layers]]\nname = "ranking"\n'
+                   '  [[layers.experiments]]\n  name = "strat"\n  coverage = 1.0\n'
+                   '    [[layers.experiments.variants]]\n    name = "def"\n'
+                   '    strategy = "default"\n    [[layers.experiments.variants]]\n'
+                   '    name = "vis"\n    strategy = "visual"\n    weight = 3\n')
+    cfg = tmp_path / "serve.toml"
+    cfg.write_text(f'EVENTS_DB = "{db}"\nEXPERIMENTS = "{exp}"\nWARM_VISION = false\n')
+    root = str(Path(__file__).resolve().parents[1])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--bundle", str(bundle), "--port", "0",
+         "--workers", "1", "--config", str(cfg)], cwd=root, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": root}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("mixmatch serve started on an experiments file it must refuse")
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err, err
+    assert ("mixmatch serve: error: " in err and "version '2024-06-01' was recorded with "
+            "other weights for experiment 'strat'" in err and "bump" in err), err
+    # at start nothing was served before: no "previous version keeps serving"
+    assert "keeps serving" not in err, err
