@@ -1,4 +1,5 @@
-"""The ``mixmatch`` command line: one subcommand per stage, plus build, serve, demo.
+"""The ``mixmatch`` command line: one subcommand per stage, plus build, serve, demo,
+and events (backup and restore of the events database).
 
 It lives in ``api`` because it is the outermost layer: it may import every
 package (``api`` -> ``recommender`` -> ``features``), none may import it.
@@ -13,6 +14,7 @@ Example::
     mixmatch demo --out data/demo --items 2000 --seed 0
     mixmatch build --source demo --out bundles/demo
     mixmatch serve --bundle bundles/demo --port 8000
+    mixmatch events backup --db bundles/demo/serving/events.db --out events-monday.db
 """
 from __future__ import annotations
 
@@ -161,6 +163,10 @@ def cmd_evaluate(args) -> int:
 
 def cmd_serve(args) -> int:
     return _impl("api.server", "cli_serve", 6)(args)
+
+
+def cmd_events(args) -> int:
+    return _impl("api.events", "cli_events", 6)(args)
 
 
 #: Stage settings of ``mixmatch up``: a fresh machine should serve within minutes, so
@@ -327,6 +333,25 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--config", default=None, help="API config file (experiments, rules, "
                     "events database, CORS, admin token)")
     sp.add_argument("--dev", action="store_true")
+
+    sp = add("events", cmd_events, "Back up or restore the events database (exposures, "
+             "shop events), safely while servers write to it.")
+    actions = sp.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ap = actions.add_parser("backup", help="copy the database into a new file",
+                            description="Copy the events database into a new file, as "
+                            "of one commit (SQLite's online backup; `cp` misses the "
+                            "events still in its -wal file).")
+    ap.add_argument("--db", required=True, help="the events database (EVENTS_DB; "
+                    "default <bundle>/serving/events.db)")
+    ap.add_argument("--out", required=True, help="the backup file (must not exist)")
+    ap = actions.add_parser("restore", help="replace the database's rows with a "
+                            "backup's", description="Replace the rows of the events "
+                            "database with a backup's, in one transaction the servers "
+                            "wait for; they keep serving and write into the restored "
+                            "database.")
+    ap.add_argument("--db", required=True, help="the events database the servers use")
+    ap.add_argument("--from", dest="source", required=True, metavar="FILE",
+                    help="a backup made by `mixmatch events backup`")
 
     sp = add("up", cmd_up, "Build the demo bundle when missing, then serve it.")
     sp.add_argument("--bundle", default="bundles/demo")

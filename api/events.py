@@ -30,7 +30,10 @@ and stays an error of its own (500).
 A file renamed over the database while the server runs (``mv backup.db events.db``)
 is followed: each write checks, under the lock, that the path still names the file its
 connection opened, and if not moves to the new one (:meth:`EventStore._follow_replacement`
-says how the old file's write-ahead log is kept out of it).
+says how the old file's write-ahead log is kept out of it). A file overwritten in place
+(``cp backup.db events.db``) cannot be followed and is refused (503): back up and
+restore with :func:`backup` and :func:`restore` (``mixmatch events backup|restore``),
+safe while the servers run.
 
 Two busy timeouts, because the two writes wait for different people: a batch of events
 is posted by a page that retries on 503, so it may wait long for a lock
@@ -267,11 +270,11 @@ class EventStore:
         log.error("the events database %s is unusable: %s. Nothing is written into it "
                   "until its file is put back or the server restarted: its write-ahead "
                   "log holds pages of the file the copy replaced, which SQLite would lay "
-                  "over the copy. To restore a backup, run sqlite3 %s '.restore BACKUP' "
-                  "(through the log: safe while the server runs), or stop every server "
-                  "process, copy the backup again (their last connection writes the log "
-                  "into the file as it closes), and start them", self.path, reason,
-                  self.path)
+                  "over the copy. To restore a backup, run mixmatch events restore --db "
+                  "%s --from BACKUP (through the log: safe while the server runs), or "
+                  "stop every server process, copy the backup again (their last "
+                  "connection writes the log into the file as it closes), and start "
+                  "them", self.path, reason, self.path)
         raise ServiceUnavailable(
             f"the events database is unusable ({reason}): nothing of this request was "
             f"stored; retry in {RETRY_AFTER_UNUSABLE_S} s",
@@ -542,3 +545,187 @@ def summary(store: EventStore) -> str:
     rows = store.query("SELECT experiment, variant, COUNT(*) FROM exposures "
                        "GROUP BY experiment, variant ORDER BY 1, 2")
     return json.dumps([{"experiment": e, "variant": v, "exposures": n} for e, v, n in rows])
+
+
+# -- backup and restore (``mixmatch events``) ------------------------------------------
+#: The tables a restore replaces; ``experiments_configs`` is merged (see :func:`restore`).
+EVENT_TABLES = ("events", "exposures")
+
+
+def backup(db: str | os.PathLike, out: str | os.PathLike) -> dict[str, int]:
+    """Copy the events database ``db`` into the new file ``out``, safely while servers
+    write to it; returns the backup's row counts per table.
+
+    SQLite's online backup (``sqlite3 DB ".backup OUT"``, without the sqlite3 tool): one
+    read transaction, so the copy is the database as of one commit, with the events
+    still in the write-ahead log, and no server waits for it (readers do not block
+    writers in WAL mode). ``cp events.db`` is not a backup: the latest events are in
+    ``events.db-wal``. Written to a temporary file beside ``out``, renamed when
+    complete: an interrupted backup leaves no file that looks like one.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = EventStore(d / "events.db").add_events([{"type": "click", "request_id": "r"}])
+    >>> backup(d / "events.db", d / "backup.db")["events"]
+    1
+    """
+    db, out = Path(db), Path(out)
+    _check_events_file(db, "--db")
+    if out.exists() or out.is_symlink():
+        raise InputError(f"--out {out} already exists: a backup is written to a new file, "
+                         "never over one", field="out", value=str(out))
+    if not out.parent.is_dir():
+        raise InputError(f"--out {out}: its folder {out.parent} does not exist",
+                         field="out", value=str(out))
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    src = _open_existing(db, "--db")
+    try:
+        dst = sqlite3.connect(tmp)
+        try:
+            src.backup(dst)
+            # one self-contained file (the copied header says WAL): read by a restore
+            # or the A/B report, it then leaves no -wal and -shm files beside it
+            dst.execute("PRAGMA journal_mode=DELETE")
+            counts = _counts(dst)
+        finally:
+            dst.close()
+        os.replace(tmp, out)
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"cannot back up the events database {db}: {exc}", field="db",
+                         value=str(db)) from exc
+    finally:
+        src.close()
+        tmp.unlink(missing_ok=True)
+    return counts
+
+
+def restore(db: str | os.PathLike, source: str | os.PathLike, *,
+            busy_timeout_ms: int = 10_000) -> dict[str, int]:
+    """Replace the rows of the events database ``db`` with those of the backup
+    ``source``, safely while servers write to ``db``; returns the restored row counts.
+
+    One write transaction through ``db``'s own connection and log, as a server's write:
+    the servers wait for it (exposures up to their 200 ms, then dropped and counted),
+    then write into the restored database, and readers (the A/B report) see the old rows
+    or the restored ones, never a mix. Rows, not the file: the file keeps its inode and
+    does not shrink, which is what a server checks to refuse a file overwritten under it
+    (:meth:`EventStore._check_size`). ``sqlite3 DB ".restore BACKUP"`` is safe for the
+    data, but a smaller backup shrinks the file at the next checkpoint, and the servers
+    then refuse every write (503) until restarted: they cannot tell it from ``cp``.
+
+    ``events`` and ``exposures`` become the backup's (the columns both have: a backup of
+    an older server lacks some). ``experiments_configs`` takes the backup's record of
+    each version it has and keeps the versions recorded since: a server records a
+    version's weights once per process, and would not write them again.
+    """
+    db, source = Path(db), Path(source)
+    _check_events_file(source, "--from")
+    _check_events_file(db, "--db")
+    if os.path.samefile(db, source):
+        raise InputError(f"--from {source} is the events database itself; give a backup",
+                         field="from", value=str(source))
+    try:
+        EventStore(db).close()      # a database of an older server: its columns added
+        con = sqlite3.connect(db, isolation_level=None, uri=True,
+                              timeout=busy_timeout_ms / 1000)
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"cannot open the events database {db}: {exc}", field="db",
+                         value=str(db)) from exc
+    try:
+        con.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        con.execute("ATTACH DATABASE ? AS backup", (_read_only_uri(source),))
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for table in EVENT_TABLES:
+                cols = ", ".join(c for c in _columns(con, "backup", table)
+                                 if c in _columns(con, "main", table))
+                con.execute(f"DELETE FROM main.{table}")
+                con.execute(f"INSERT INTO main.{table} ({cols}) "
+                            f"SELECT {cols} FROM backup.{table}")
+            if _columns(con, "backup", "experiments_configs"):
+                con.execute("INSERT OR REPLACE INTO main.experiments_configs (version, ts, "
+                            "allocation) SELECT version, ts, allocation "
+                            "FROM backup.experiments_configs")
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        return {t: con.execute(f"SELECT COUNT(*) FROM main.{t}").fetchone()[0]
+                for t in (*EVENT_TABLES, "experiments_configs")}
+    except sqlite3.OperationalError as exc:
+        raise ServiceUnavailable(f"nothing was restored into {db}: {exc} (a server "
+                                 f"holding its lock past {busy_timeout_ms} ms?); run it "
+                                 "again") from exc
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"cannot restore {source} into {db}: {exc}", field="from",
+                         value=str(source)) from exc
+    finally:
+        con.close()
+
+
+def cli_events(args) -> int:
+    """``mixmatch events backup --db DB --out FILE`` and
+    ``mixmatch events restore --db DB --from FILE``."""
+    if args.action == "backup":
+        counts = backup(args.db, args.out)
+        print(f"backed up {args.db} into {args.out}: {_describe_counts(counts)}")
+    else:
+        counts = restore(args.db, args.source)
+        print(f"restored {args.source} into {args.db}: {_describe_counts(counts)}")
+    return 0
+
+
+def _check_events_file(path: Path, option: str) -> None:
+    """Refuse, by name, a path that is not an events database: missing, a folder, not
+    SQLite, or without the ``events`` and ``exposures`` tables. Before anything opens
+    it: ``sqlite3.connect`` would create a missing file (a typo restored into a new,
+    empty database while the servers kept their own)."""
+    field = option.lstrip("-")
+    if not path.exists():
+        raise InputError(f"{option} {path} does not exist", field=field, value=str(path))
+    if not path.is_file():
+        raise InputError(f"{option} {path} is not a file", field=field, value=str(path))
+    con = _open_existing(path, option)
+    try:
+        tables = {r[0] for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"{option} {path} is not an events database: {exc}", field=field,
+                         value=str(path)) from exc
+    finally:
+        con.close()
+    missing = [t for t in EVENT_TABLES if t not in tables]
+    if missing:
+        raise InputError(f"{option} {path} is not an events database: it has no "
+                         f"{' or '.join(missing)} table", field=field, value=str(path))
+
+
+def _open_existing(path: Path, option: str) -> sqlite3.Connection:
+    try:
+        return sqlite3.connect(_read_only_uri(path), uri=True)
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"{option} {path} cannot be opened: {exc}",
+                         field=option.lstrip("-"), value=str(path)) from exc
+
+
+def _read_only_uri(path: Path) -> str:
+    # read-only, and never created; as_uri() quotes a '?' or '#' in the file name
+    return f"{Path(path).resolve().as_uri()}?mode=ro"
+
+
+def _columns(con: sqlite3.Connection, schema: str, table: str) -> list[str]:
+    return [r[1] for r in con.execute(f"PRAGMA {schema}.table_info({table})")]
+
+
+def _counts(con: sqlite3.Connection) -> dict[str, int]:
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master "
+                                        "WHERE type = 'table'")}
+    return {t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+            for t in (*EVENT_TABLES, "experiments_configs") if t in tables}
+
+
+def _describe_counts(counts: dict[str, int]) -> str:
+    names = {"events": "events", "exposures": "exposures",
+             "experiments_configs": "experiments config versions"}
+    return ", ".join(f"{n} {names[t]}" for t, n in counts.items())

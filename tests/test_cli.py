@@ -1,3 +1,4 @@
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +8,7 @@ import pytest
 from api.cli import build_parser, main
 
 COMMANDS = ["ingest", "demo", "features", "train", "graph", "build", "make-eval",
-            "evaluate", "serve", "up"]
+            "evaluate", "serve", "events", "up"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -242,3 +243,58 @@ def test_serve_refuses_weights_edited_under_a_recorded_version_with_exit_2(tmp_p
             "other weights for experiment 'strat'" in err and "bump" in err), err
     # at start nothing was served before: no "previous version keeps serving"
     assert "keeps serving" not in err, err
+
+
+def test_events_backup_and_restore_from_the_command_line(tmp_path, capsys):
+    """A merchandiser or data scientist backs up and restores the events database with
+    ``mixmatch`` alone (the sqlite3 tool is not on every machine); a path that is not
+    what it should be is refused by name, exit 2, and nothing is created or written."""
+    from api.ab_report import read_event_tables
+    from api.events import EventStore
+
+    db = tmp_path / "events.db"
+    store = EventStore(db)
+    store.add_events([{"type": "click", "request_id": "r1"}])
+    out = tmp_path / "monday.db"
+    assert main(["events", "backup", "--db", str(db), "--out", str(out)]) == 0
+    assert f"backed up {db} into {out}: 1 events, 0 exposures" in capsys.readouterr().out
+    store.add_events([{"type": "click", "request_id": "r2"}])
+    assert main(["events", "restore", "--db", str(db), "--from", str(out)]) == 0
+    assert f"restored {out} into {db}: 1 events" in capsys.readouterr().out
+    assert read_event_tables(db)[1]["request_id"].tolist() == ["r1"]
+    store.add_events([{"type": "click", "request_id": "r3"}])
+    assert read_event_tables(db)[1]["request_id"].tolist() == ["r1", "r3"]
+    store.close()
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database")
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE t (x)")
+    con.close()
+    missing = tmp_path / "nope.db"
+    for argv, said in (
+            (["backup", "--db", str(missing), "--out", str(tmp_path / "x.db")],
+             f"--db {missing} does not exist"),
+            (["backup", "--db", str(db), "--out", str(out)],
+             f"--out {out} already exists"),
+            (["backup", "--db", str(db), "--out", str(tmp_path / "no" / "x.db")],
+             f"--out {tmp_path / 'no' / 'x.db'}: its folder {tmp_path / 'no'} does not "
+             "exist"),
+            (["backup", "--db", str(tmp_path), "--out", str(tmp_path / "x.db")],
+             f"--db {tmp_path} is not a file"),
+            (["restore", "--db", str(db), "--from", str(text)],
+             f"--from {text} is not an events database: file is not a database"),
+            (["restore", "--db", str(db), "--from", str(other)],
+             f"--from {other} is not an events database: it has no events or exposures "
+             "table"),
+            (["restore", "--db", str(db), "--from", str(db)],
+             f"--from {db} is the events database itself"),
+            (["restore", "--db", str(missing), "--from", str(out)],
+             f"--db {missing} does not exist")):
+        assert main(["events", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert f"mixmatch events: error: {said}" in err, err
+    assert not missing.exists() and not (tmp_path / "x.db").exists()
+    assert read_event_tables(db)[1]["request_id"].tolist() == ["r1", "r3"]
+    assert read_event_tables(out)[1]["request_id"].tolist() == ["r1"]
