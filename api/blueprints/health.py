@@ -134,6 +134,26 @@ def metrics():
         extra.append(f'mixmatch_bundle_info{{bundle_version="{_esc(state.bundle_version)}",'
                      f'rules_version="{_esc(state.rules_for(None).version)}",'
                      f'pid="{pid}"}} 1')
+        extra += _served_out_of_date(state, pid)
     return Response(serving.metrics.render(extra),
                     mimetype="text/plain", headers={"Content-Type":
                                                     "text/plain; version=0.0.4"})
+
+
+def _served_out_of_date(state, pid: int) -> list[str]:
+    """``/healthz``'s ``stale_stages`` and ``graph_pairing_differs`` as gauges, one per
+    served engine (``model="default"``: the main bundle; else a ``MODELS`` name), so an
+    alert on a graph served out of date needs no JSON probe beside the scrape."""
+    engines = [(DEFAULT_RULES, state.engine), *state.models.items()]
+    gaps = getattr(state, "graph_pairing_gaps", {})
+    lines = ["# HELP mixmatch_stale_stages Stages of the served bundle built from "
+             "inputs rewritten since (served as they are until rebuilt).",
+             "# TYPE mixmatch_stale_stages gauge"]
+    lines += [f'mixmatch_stale_stages{{model="{_esc(name)}",pid="{pid}"}} '
+              f'{len(getattr(e, "stale_stages", []))}' for name, e in engines]
+    lines += ["# HELP mixmatch_graph_pairing_differs 1 when a served rules file pairs "
+              "categories the bundle's graph was not built to pair.",
+              "# TYPE mixmatch_graph_pairing_differs gauge"]
+    lines += [f'mixmatch_graph_pairing_differs{{model="{_esc(name)}",pid="{pid}"}} '
+              f'{int(bool(gaps.get(name)))}' for name, _ in engines]
+    return lines

@@ -170,3 +170,41 @@ def test_healthz_worker_pid_is_a_gunicorn_worker(live_server, tmp_path):
     for pid in pids:   # a worker of this server (its master's child), not the master
         stat = Path(f"/proc/{pid}/stat").read_text()
         assert int(stat.rsplit(")", 1)[1].split()[1]) == srv.proc.pid
+
+
+def gauges(client, name: str) -> dict:
+    """``{model: value}`` of the ``/metrics`` gauge ``name``."""
+    import re
+
+    text = client.get("/metrics").get_data(as_text=True)
+    assert f"# TYPE {name} gauge" in text
+    return {m[1]: float(m[2]) for m in re.finditer(
+        rf'^{name}{{model="([^"]*)",pid="\d+"}} (\S+)$', text, re.M)}
+
+
+def test_metrics_has_the_stale_stages_and_the_pairing_flag_of_each_model(
+        served_bundle, tmp_path, make_app):
+    # before: /metrics had neither, so an alert on a graph served out of date needed a
+    # JSON probe of /healthz beside the Prometheus scrape
+    from recommender.engine import Engine
+
+    if "jewellery" not in Engine.load(served_bundle).categories:
+        pytest.skip("the served bundle has no jewellery")
+    stale = tmp_path / "stale_model"
+    shutil.copytree(served_bundle, stale)
+    make_graph_stale(stale)
+    c = make_app(BUNDLE=str(served_bundle), MODELS={"v2": str(stale)}).test_client()
+    assert gauges(c, "mixmatch_stale_stages") == {"default": 0, "v2": 1}
+    assert gauges(c, "mixmatch_graph_pairing_differs") == {"default": 0, "v2": 0}
+    variant_rules = tmp_path / "variant.toml"
+    write_pairing(variant_rules, "v-1", SHOES_WITH_JEWELLERY)
+    c = make_app(BUNDLE=str(served_bundle), MODELS={"v2": str(stale)},
+                 RULES_FILES={"wide": str(variant_rules)}).test_client()
+    assert gauges(c, "mixmatch_graph_pairing_differs") == {"default": 1, "v2": 1}
+    body = c.get("/healthz").get_json()              # the same as /healthz says
+    assert body["graph_pairing_differs"] and body["models"]["v2"]["graph_pairing_differs"]
+
+
+def test_metrics_without_a_bundle_has_no_model_gauges(make_app):
+    text = make_app().test_client().get("/metrics").get_data(as_text=True)
+    assert "mixmatch_reloads_total" in text and "mixmatch_stale_stages" not in text
