@@ -189,6 +189,12 @@ def default_engine_loader(bundle_path: str) -> Any:
     return Engine.load(bundle_path)
 
 
+#: The pairing gaps :func:`graph_pairing_gaps` has logged in this process: (bundle folder,
+#: bundle version, rules path, rules version, pairs)
+_pairing_logged: set[tuple] = set()
+_pairing_logged_lock = threading.Lock()
+
+
 def graph_pairing_gaps(engine: Any, rules: dict[str, RulesVersion]) -> dict[str, list[str]]:
     """Served rules name -> the category pairs (``"shoes->jewellery"``) it asks
     complements for that ``engine``'s graph was not built to pair
@@ -197,7 +203,8 @@ def graph_pairing_gaps(engine: Any, rules: dict[str, RulesVersion]) -> dict[str,
     reload of it, a variant's ``RULES_FILES`` with any ``MODELS`` bundle), while a
     graph is built with its bundle's own pairing; those groups are served all the
     same, from the strategy's top-up alone, so the service says so rather than
-    refusing the file."""
+    refusing the file. Each gap is logged once per process (a worker inherits what
+    the gunicorn master logged before it forked), not at every reload."""
     check = getattr(engine, "graph_pairs_missing", None)
     if check is None:
         return {}   # an engine that cannot say (a test's stand-in)
@@ -210,6 +217,15 @@ def graph_pairing_gaps(engine: Any, rules: dict[str, RulesVersion]) -> dict[str,
         from recommender.pipeline import rebuild_command
 
         root = engine.bundle.root
+        # once per process for one gap: every reload (each file-watch tick that saw
+        # any change, every admin reload, in every worker) rebuilt the state and
+        # repeated it while the gap lasted; /healthz and /metrics keep saying it
+        key = (str(root), str(getattr(engine, "bundle_version", None)), rv.path,
+               rv.version, tuple(missing))
+        with _pairing_logged_lock:
+            if key in _pairing_logged:
+                continue
+            _pairing_logged.add(key)
         log.warning("rules %r (%s, version %s) pair %s, which the graph of bundle %s was "
                     "not built to pair: those groups are served from the strategy's "
                     "top-up alone, without the graph's precomputed neighbours. Rebuild "

@@ -208,3 +208,35 @@ def test_metrics_has_the_stale_stages_and_the_pairing_flag_of_each_model(
 def test_metrics_without_a_bundle_has_no_model_gauges(make_app):
     text = make_app().test_client().get("/metrics").get_data(as_text=True)
     assert "mixmatch_reloads_total" in text and "mixmatch_stale_stages" not in text
+
+
+def test_a_pairing_gap_is_logged_once_per_process_not_at_every_reload(
+        served_bundle, tmp_path, make_app, caplog):
+    # before: every reload (admin, file watch) rebuilt the state and logged the same
+    # warning again, in every worker, for as long as the gap lasted
+    from recommender.engine import Engine
+
+    engine = Engine.load(served_bundle)
+    if "jewellery" not in engine.categories or "shoes" not in engine.categories:
+        pytest.skip("the served bundle has no shoes or no jewellery")
+    rules = tmp_path / "rules.toml"
+    write_pairing(rules, "once-1", SHOES_WITH_JEWELLERY)
+
+    def warnings() -> int:
+        return sum("shoes->jewellery" in r.getMessage() for r in caplog.records)
+
+    with caplog.at_level("WARNING", logger="api.state"):
+        app = make_app(BUNDLE=str(served_bundle), RULES=str(rules))
+        holder = app.extensions["mixmatch"].holder
+        holder.reload()
+        holder.reload()
+        make_app(BUNDLE=str(served_bundle), RULES=str(rules))   # same process
+        assert warnings() == 1
+        c = app.test_client()
+        assert c.get("/healthz").get_json()["graph_pairing_differs"] is True
+        write_pairing(rules, "once-2", SHOES_WITH_JEWELLERY)    # a new rules version
+        holder.reload()
+        holder.reload()
+        assert warnings() == 2
+        assert "version once-2" in caplog.records[-1].getMessage()
+    assert c.get("/healthz").get_json()["graph_pairing_differs"] is True
