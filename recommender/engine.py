@@ -459,15 +459,25 @@ class Engine:
 
     # ------------------------------------------------------------------ cross-sell
     def _merged(self, strategy, anchors: Sequence[int], category: str, depth: int,
-                fill: int = 0, state=None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+                fill: int = 0, state=None, memo: dict | None = None
+                ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Candidates of ``category`` for all anchors, mean score over anchors
         (``fill``: each anchor's graph row topped up to that many when shorter;
-        ``state``: what the strategy reads, the engine itself by default)."""
+        ``state``: what the strategy reads, the engine itself by default; ``memo``:
+        the strategy's answers kept across the calls of one request, by anchor)."""
         acc: dict[int, float] = {}
         reason: dict[int, str] = {}
         for a in anchors:
-            idx, sc, rs = strategy.candidates(self if state is None else state, a, category,
-                                              depth, fill=fill)
+            key = (strategy.name, a, category, depth, fill)
+            got = None if memo is None else memo.get(key)
+            if got is None:
+                # a strategy is deterministic (its contract): the same question in the
+                # same request has the same answer
+                got = strategy.candidates(self if state is None else state, a, category,
+                                          depth, fill=fill)
+                if memo is not None:
+                    memo[key] = got
+            idx, sc, rs = got
             for i, s, r in zip(idx.tolist(), sc.tolist(), rs):
                 acc[i] = acc.get(i, 0.0) + s
                 if r and i not in reason:
@@ -530,7 +540,7 @@ class Engine:
                 "groups": self._finish(out, anchors)}
 
     def _merged_allowed(self, strategy, anchors: Sequence[int], category: str, depth: int,
-                        fill: int, rules: Rules, want: int, allowed: dict | None = None
+                        fill: int, rules: Rules, want: int, shared: "_Widenings | None" = None
                         ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """:meth:`_merged` less what the rules' filters and stock exclude (steps 1-2).
 
@@ -543,26 +553,28 @@ class Engine:
         request pays the scorer for items it may show, about as a request without
         rules does. The best first, at most ``depth`` (or what the first call gave,
         for a cart); filtering before the diversity re-ranking also lets it
-        diversify among items that may be shown. ``allowed``: category -> which of its
-        rows the rules allow, kept across the calls of one request.
+        diversify among items that may be shown. ``shared``: what the calls of one
+        request keep (:class:`_Widenings`), a fresh one by default.
         """
         rows = self._cat_rows.get(category, np.zeros(0, np.int64))
         cap = min(len(rows), MAX_RULES_WIDENING)
         prev, n, f, first = -1, depth, fill, None
-        # each round asks for more than the last and gets the last one's candidates
-        # again: the scorer sees only the new ones
-        state = _ScoredOnce(self)
-        allowed = {} if allowed is None else allowed
-        if category not in allowed:
+        shared = _Widenings(self) if shared is None else shared
+        if category not in shared.allowed:
             # a whole category per call: complete() asks for a slot once per beam
-            allowed[category] = rules_allow(rules, self.table, rows)
-        ok_rows = allowed[category]
-        if not ok_rows.all():
-            # the strategy's top-up takes and scores only items that may be shown:
-            # scoring the excluded ones was most of a widened request's time
-            state = _RulesAllowed(state, rules, category, rows[ok_rows])
+            ok_rows = shared.allowed[category] = rules_allow(rules, self.table, rows)
+            # each round asks for more than the last and gets the last one's
+            # candidates again: the scorer sees only the new ones
+            state = shared.scored
+            if not ok_rows.all():
+                # the strategy's top-up takes and scores only items that may be shown:
+                # scoring the excluded ones was most of a widened request's time
+                state = _RulesAllowed(state, rules, category, rows[ok_rows])
+            shared.states[category] = state
+        ok_rows, state = shared.allowed[category], shared.states[category]
         while True:
-            idx, sc, rsn = self._merged(strategy, anchors, category, n, f, state)
+            idx, sc, rsn = self._merged(strategy, anchors, category, n, f, state,
+                                        shared.answers)
             first = len(idx) if first is None else first
             ok = rules_allow(rules, self.table, idx)
             if ok.all() or ok.sum() >= want or f >= cap or len(idx) <= prev:
@@ -854,7 +866,10 @@ class Engine:
         have = [self.table.category[i] for i in base]
         plans = self._slots_to_fill(have, slots)
         pair_cache: dict[tuple[int, int], float] = {}
-        allowed: dict[str, np.ndarray] = {}  # per slot category, what the rules allow
+        # the beams ask for each slot with anchor sets that mostly overlap (the given
+        # items are in every one): the strategy's answers for an anchor, its pair
+        # scores and what the rules allow serve all of them
+        shared = _Widenings(self)
 
         def pairs_needed(pairs):
             todo = [p for p in pairs if p not in pair_cache]
@@ -881,7 +896,7 @@ class Engine:
                     continue
                 slot = plan[0]
                 idx, sc, _ = self._merged_allowed(strat, list(its), slot, 3 * per_slot, 0,
-                                                  rs, per_slot, allowed)
+                                                  rs, per_slot, shared)
                 idx = idx[:per_slot]
                 n_before = len(nxt)
                 for j in idx.tolist():
@@ -1481,6 +1496,23 @@ class _ScoredOnce:
             self._keys = keys_all[order]
             self._scores = np.concatenate([self._scores, sc])[order]
         return self._scores[np.searchsorted(self._keys, keys)]
+
+
+class _Widenings:
+    """What the widenings (``Engine._merged_allowed``) of one request share: per
+    category, which of its rows the rules allow and the state the strategy reads
+    (:class:`_RulesAllowed` over one :class:`_ScoredOnce`, so a pair is scored once
+    in the request), and the strategy's answers by ``(strategy, anchor, category,
+    k, fill)``. ``complete`` widens a slot once per beam, and the beams' anchors
+    are mostly the same items: each asked the strategy, and paid the scorer's fixed
+    cost per call (~4 ms on MANGO), again for every beam.
+    """
+
+    def __init__(self, engine: "Engine"):
+        self.scored = _ScoredOnce(engine)
+        self.allowed: dict[str, np.ndarray] = {}
+        self.states: dict[str, Any] = {}
+        self.answers: dict[tuple, tuple] = {}
 
 
 class _RulesAllowed:
