@@ -872,7 +872,9 @@ class Engine:
         shared = _Widenings(self)
 
         def pairs_needed(pairs):
-            todo = [p for p in pairs if p not in pair_cache]
+            # once each: the beams share items, so a step brings the same pair once
+            # per beam that holds both (half of the pairs scored for a MANGO look)
+            todo = list(dict.fromkeys(p for p in pairs if p not in pair_cache))
             if todo:
                 arr = np.array(todo, dtype=np.int64)
                 for p, s in zip(todo, self.pair_scores(arr[:, 0], arr[:, 1])):

@@ -553,3 +553,20 @@ def test_complete_sharing_the_widenings_gives_the_same_looks(engine, monkeypatch
     alone = engine.complete(items, n=3, rules=r, strategy=strategy)
     assert shared == alone and shared["looks"]
 
+
+
+def test_complete_scores_each_pair_of_a_look_once(engine, monkeypatch):
+    # the beams' looks share items: (t1, h2) came once per bottom in the beams, and
+    # every copy went to the scorer (half the pairs of a MANGO completion)
+    seen = []
+    score = engine.pair_scores
+
+    def counting(a, b):
+        seen.append(list(zip(np.asarray(a).tolist(), np.asarray(b).tolist())))
+        return score(a, b)
+
+    monkeypatch.setattr(engine, "pair_scores", counting)
+    out = engine.complete(["t1"], n=3)
+    assert len(out["looks"]) == 3 and len(seen) >= 2
+    for call in seen:
+        assert len(call) == len(set(call))
