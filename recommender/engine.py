@@ -467,21 +467,31 @@ class Engine:
         the strategy's answers kept across the calls of one request, by anchor)."""
         acc: dict[int, float] = {}
         reason: dict[int, str] = {}
+        deferred = False
         for a in anchors:
             key = (strategy.name, a, category, depth, fill)
             got = None if memo is None else memo.get(key)
             if got is None:
                 # a strategy is deterministic (its contract): the same question in the
                 # same request has the same answer
-                got = strategy.candidates(self if state is None else state, a, category,
-                                          depth, fill=fill)
+                try:
+                    got = strategy.candidates(self if state is None else state, a,
+                                              category, depth, fill=fill)
+                except _Deferred:
+                    # the other anchors' pairs go into the same scorer call
+                    deferred = True
+                    continue
                 if memo is not None:
                     memo[key] = got
+            if deferred:
+                continue
             idx, sc, rs = got
             for i, s, r in zip(idx.tolist(), sc.tolist(), rs):
                 acc[i] = acc.get(i, 0.0) + s
                 if r and i not in reason:
                     reason[i] = r
+        if deferred:
+            raise _Deferred
         for a in anchors:
             acc.pop(a, None)
         if not acc:
@@ -573,8 +583,13 @@ class Engine:
             shared.states[category] = state
         ok_rows, state = shared.allowed[category], shared.states[category]
         while True:
-            idx, sc, rsn = self._merged(strategy, anchors, category, n, f, state,
-                                        shared.answers)
+            key = (strategy.name, tuple(anchors), category, n, f)
+            if key not in shared.merged:
+                # a round that stopped for its pairs to be scored runs again
+                # (``_widen_all``), its earlier rounds with it
+                shared.merged[key] = self._merged(strategy, anchors, category, n, f, state,
+                                                  shared.answers)
+            idx, sc, rsn = shared.merged[key]
             first = len(idx) if first is None else first
             ok = rules_allow(rules, self.table, idx)
             if ok.all() or ok.sum() >= want or f >= cap or len(idx) <= prev:
@@ -594,6 +609,42 @@ class Engine:
         # no longer than an answer without widening: the diversity re-ranking's cost
         keep = np.flatnonzero(ok)[:max(first, depth)]
         return idx[keep], sc[keep], [rsn[j] for j in keep]
+
+    def _widen_all(self, strategy, asks: list[tuple[list[int], str]], depth: int,
+                   rules: Rules, want: int, shared: "_Widenings"
+                   ) -> list[tuple[np.ndarray, np.ndarray, list[str]]]:
+        """:meth:`_merged_allowed` for each ``(anchors, category)`` of ``asks`` (the
+        beams of one step of ``complete``), with the scorer called once per round of
+        the widenings rather than once per anchor and round.
+
+        The scorer's cost is mostly fixed per call (~4 ms on MANGO, for 1 pair or
+        50): a widening that needs pairs scored stops (:class:`_Deferred`), the others
+        go on, the pairs they all asked for are scored in one call, and the stopped
+        ones run again -- the same answers, the strategy's earlier ones remembered.
+        """
+        out: list = [None] * len(asks)
+        todo = list(range(len(asks)))
+        scored = shared.scored
+        defer = hasattr(scored, "score_deferred")  # not the engine itself (tests)
+        try:
+            if defer:
+                scored.defer = True
+            while todo:
+                again = []
+                for t in todo:
+                    anchors, category = asks[t]
+                    try:
+                        out[t] = self._merged_allowed(strategy, anchors, category, depth,
+                                                      0, rules, want, shared)
+                    except _Deferred:
+                        again.append(t)
+                if again:
+                    scored.score_deferred()
+                todo = again
+        finally:
+            if defer:
+                scored.defer = False
+        return out
 
     def _pin_score(self, anchors, ii):
         a = np.repeat(np.asarray(anchors), len(ii))
@@ -892,13 +943,11 @@ class Engine:
         finished = []
         while beams:
             nxt = []
-            for its, filled, ssum, npairs, plan in beams:
-                if not plan:
-                    finished.append((its, filled, ssum, npairs))
-                    continue
-                slot = plan[0]
-                idx, sc, _ = self._merged_allowed(strat, list(its), slot, 3 * per_slot, 0,
-                                                  rs, per_slot, shared)
+            finished += [b[:4] for b in beams if not b[4]]
+            beams = [b for b in beams if b[4]]
+            widened = self._widen_all(strat, [(list(b[0]), b[4][0]) for b in beams],
+                                      3 * per_slot, rs, per_slot, shared)
+            for (its, filled, ssum, npairs, plan), (idx, _, _) in zip(beams, widened):
                 idx = idx[:per_slot]
                 n_before = len(nxt)
                 for j in idx.tolist():
@@ -1475,6 +1524,9 @@ class _ScoredOnce:
     #: no rules of its own (:class:`_RulesAllowed` adds them); found here, not looked
     #: up on the engine through ``__getattr__`` for every candidates call
     allowed = None
+    #: while True, a call with pairs not scored yet raises :class:`_Deferred` and
+    #: keeps them for :meth:`score_deferred` (``Engine._widen_all``)
+    defer = False
 
     def __init__(self, engine: "Engine"):
         self._engine = engine
@@ -1482,6 +1534,7 @@ class _ScoredOnce:
         # pair (a, b) as one key a * N + b, sorted, and its score
         self._keys = np.zeros(0, np.int64)
         self._scores = np.zeros(0)
+        self._deferred: list[np.ndarray] = []
 
     def __getattr__(self, name: str) -> Any:
         # graph, emb, popular, neighbours, ...: the engine's own
@@ -1491,13 +1544,33 @@ class _ScoredOnce:
         keys = np.asarray(a, dtype=np.int64) * self._n + np.asarray(b, dtype=np.int64)
         new = np.unique(keys[~np.isin(keys, self._keys)])
         if len(new):
-            sc = np.asarray(self._engine.pair_scores(new // self._n, new % self._n),
-                            dtype=float)
-            keys_all = np.concatenate([self._keys, new])
-            order = np.argsort(keys_all, kind="stable")
-            self._keys = keys_all[order]
-            self._scores = np.concatenate([self._scores, sc])[order]
+            if self.defer:
+                self._deferred.append(new)
+                raise _Deferred
+            self._score(new)
         return self._scores[np.searchsorted(self._keys, keys)]
+
+    def score_deferred(self) -> None:
+        """Score, in one call, the pairs that deferred calls asked for."""
+        if self._deferred:
+            new = np.unique(np.concatenate(self._deferred))
+            self._deferred = []
+            self._score(new[~np.isin(new, self._keys)])
+
+    def _score(self, new: np.ndarray) -> None:
+        if len(new) == 0:
+            return
+        sc = np.asarray(self._engine.pair_scores(new // self._n, new % self._n), dtype=float)
+        keys_all = np.concatenate([self._keys, new])
+        order = np.argsort(keys_all, kind="stable")
+        self._keys = keys_all[order]
+        self._scores = np.concatenate([self._scores, sc])[order]
+
+
+class _Deferred(Exception):
+    """A strategy asked :class:`_ScoredOnce` for pairs while it defers scoring them:
+    the call is abandoned and made again once they are scored (``Engine._widen_all``).
+    Strategies let it pass (they catch no exceptions around ``pair_scores``)."""
 
 
 class _Widenings:
@@ -1515,6 +1588,7 @@ class _Widenings:
         self.allowed: dict[str, np.ndarray] = {}
         self.states: dict[str, Any] = {}
         self.answers: dict[tuple, tuple] = {}
+        self.merged: dict[tuple, tuple] = {}  # _merged by (strategy, anchors, ...)
 
 
 class _RulesAllowed:

@@ -490,7 +490,8 @@ def test_search_lists_every_colourway():
 
 
 def _recording_candidates(monkeypatch, strategy: str) -> list[tuple]:
-    """Every ``(anchor, category, k, fill)`` the strategy is asked for, in order."""
+    """Every ``(anchor, category, k, fill)`` the strategy answers, in order (a call
+    that stops to have its pairs scored with the other beams' is not an answer)."""
     from recommender.strategies import STRATEGIES
 
     asked: list[tuple] = []
@@ -498,8 +499,9 @@ def _recording_candidates(monkeypatch, strategy: str) -> list[tuple]:
     candidates = cls.candidates
 
     def recording(self, state, item_idx, category, k, fill=0):
+        got = candidates(self, state, item_idx, category, k, fill)
         asked.append((int(item_idx), category, int(k), int(fill)))
-        return candidates(self, state, item_idx, category, k, fill)
+        return got
 
     monkeypatch.setattr(cls, "candidates", recording)
     return asked
@@ -570,3 +572,24 @@ def test_complete_scores_each_pair_of_a_look_once(engine, monkeypatch):
     assert len(out["looks"]) == 3 and len(seen) >= 2
     for call in seen:
         assert len(call) == len(set(call))
+
+
+def test_complete_under_rules_scores_the_beams_widenings_together(engine, monkeypatch):
+    # each beam's widening called the scorer for its own anchors' top-ups: t1's look
+    # made 51 calls of one pair each (the scorer's cost is mostly per call: ~4 ms on
+    # MANGO); the beams of a step now share a call per round. (On this catalogue
+    # only the default strategy's widenings score: visual tops up by cosine, and
+    # the history and popular items fill cooccurrence's.)
+    calls = []
+    score = engine.pair_scores
+
+    def counting(a, b):
+        calls.append(len(a))
+        return score(a, b)
+
+    monkeypatch.setattr(engine, "pair_scores", counting)
+    out = engine.complete(["t1"], n=3, rules=parse_rules(NO_BLACK_WHITE))
+    slots = [it["category"] for it in out["looks"][0]["items"][1:]]
+    assert slots == ["bottom", "shoes", "bag"] and len(out["looks"]) == 3
+    # per slot: the widenings' pairs in one call, the looks' pairs in another
+    assert len(calls) <= 2 * len(slots)
