@@ -28,14 +28,15 @@ class CooccurrenceStrategy(Strategy):
         idx, w, r = super().candidates(state, item_idx, category, k)
         if len(idx) < k:
             pop_idx, pop_w = state.popular(category)
-            taken = set(idx.tolist()) | {int(item_idx)}
-            extra = [(i, s) for i, s in zip(pop_idx.tolist(), pop_w.tolist())
-                     if i not in taken][:k - len(idx)]
-            if extra:
+            # numpy, not a walk in Python over the 200 popular items: a completion
+            # asks once per anchor, slot and widening round
+            new = ~np.isin(pop_idx, idx) & (pop_idx != int(item_idx))
+            extra, extra_w = pop_idx[new][:k - len(idx)], pop_w[new][:k - len(idx)]
+            if len(extra):
                 # below any direct partner: scores < 1 (a shared look counts 1)
-                top = float(max(s for _, s in extra))
-                idx = np.concatenate([idx, np.array([i for i, _ in extra], dtype=np.int64)])
-                w = np.concatenate([w, np.array([0.5 * s / max(top, 1e-9) for _, s in extra])])
+                top = float(extra_w.max())
+                idx = np.concatenate([idx, extra.astype(np.int64)])
+                w = np.concatenate([w, 0.5 * np.asarray(extra_w, dtype=float) / max(top, 1e-9)])
                 r = r + ["often worn in looks"] * len(extra)
         if allowed_mask(state, idx).sum() < min(int(fill), int(k)):
             # the popular list stops at 200 worn items: under an allow-list of a rare

@@ -593,3 +593,19 @@ def test_complete_under_rules_scores_the_beams_widenings_together(engine, monkey
     assert slots == ["bottom", "shoes", "bag"] and len(out["looks"]) == 3
     # per slot: the widenings' pairs in one call, the looks' pairs in another
     assert len(calls) <= 2 * len(slots)
+
+
+def test_rules_allowed_reads_the_category_from_its_rows_and_filters_the_rest(engine):
+    # the widening's state looks a row of its category up in the allowed rows: the
+    # same answer as the rules' filters, for those and for rows of other categories
+    from recommender.engine import _RulesAllowed
+    from recommender.rules import _filters_ok
+
+    r = parse_rules(NO_BLACK_WHITE)
+    rows = engine._cat_rows["bottom"]
+    state = _RulesAllowed(engine, r, "bottom", rows[_filters_ok(r, engine.table, rows)])
+    every = np.arange(len(engine.catalog))[::-1]
+    want = _filters_ok(r, engine.table, every)
+    assert 0 < want.sum() < len(every)
+    assert state.allowed(every).tolist() == want.tolist()
+    assert state.allowed(np.zeros(0, np.int64)).tolist() == []
