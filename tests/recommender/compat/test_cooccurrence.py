@@ -175,3 +175,76 @@ def test_vectorised_tables_equal_the_per_outfit_loops():
     o = rng.integers(-1, len(uniq), 50)
     assert st.affinity("f", idx, v, o).dtype == np.float64
     assert st.pmi("f", codes[idx], v, o).dtype == np.float64
+
+
+def _random_stats(seed=5, n=60, V=6):
+    rng = np.random.default_rng(seed)
+    codes = {"f": rng.integers(0, V, n), "g": rng.integers(0, V + 3, n)}
+    outfits = [rng.choice(n - 5, int(rng.integers(2, 6)), replace=False) for _ in range(80)]
+    # items n-5..n-1 are never worn: empty rows of the pair table, the last one too
+    st = CooccurrenceStats().fit(outfits, n, codes, {"f": V, "g": V + 3})
+    return st, codes, rng
+
+
+def test_two_hop_equals_the_pair_matrix_product_exactly():
+    st, _, rng = _random_stats()
+    n = st.n_items_
+    A = st._adjacency().toarray()
+    a = np.concatenate([rng.integers(0, n, 400), np.arange(n), [n - 1, 0]])
+    b = np.concatenate([rng.integers(0, n, 400), np.arange(n), [0, n - 1]])  # a == b too
+    assert np.array_equal(st.two_hop(a, b), (A @ A)[a, b])
+    # one pair, no pair: the per-call path
+    assert np.array_equal(st.two_hop(a[:1], b[:1]), (A @ A)[a[:1], b[:1]])
+    assert st.two_hop(a[:0], b[:0]).shape == (0,)
+
+
+def test_value_features_equal_pmi_and_affinity_bit_for_bit():
+    """The scoring path's batched lookups give the per-field methods' very floats."""
+    st, codes, rng = _random_stats()
+    n = st.n_items_
+    a, b = rng.integers(0, n, 300), rng.integers(0, n, 300)
+    a[:5] = -1      # rows without history (new items): affinity 0
+    b[3:9] = -1
+    va = {f: codes[f][np.maximum(a, 0)] for f in codes}
+    vb = {f: codes[f][np.maximum(b, 0)] for f in codes}
+    got = st.value_features(["f", "g"], va, vb, a, b)
+    want = []
+    for f in ("f", "g"):
+        aff_a, aff_b = np.zeros(len(a)), np.zeros(len(a))
+        aff_a[a >= 0] = st.affinity(f, a[a >= 0], vb[f][a >= 0])
+        aff_b[b >= 0] = st.affinity(f, b[b >= 0], va[f][b >= 0])
+        want += [st.pmi(f, va[f], vb[f]), aff_a, aff_b]
+    assert len(got) == len(want) == 6
+    for g, w in zip(got, want):
+        assert g.dtype == np.float64 and np.array_equal(g, w)
+
+
+def test_refitting_rebuilds_the_cached_lookup_tables():
+    """A refit object scores like a fresh one: no table cached from the first fit."""
+    st, codes, rng = _random_stats(seed=6)
+    a, b = rng.integers(0, st.n_items_, 200), rng.integers(0, st.n_items_, 200)
+    va = {f: codes[f][a] for f in codes}
+    vb = {f: codes[f][b] for f in codes}
+    st.two_hop(a, b), st.value_features(["f", "g"], va, vb, a, b)   # fill the caches
+    other = [rng.choice(st.n_items_, 4, replace=False) for _ in range(50)]
+    kw = dict(n_items=st.n_items_, fields=codes, n_values={"f": 6, "g": 9})
+    st.fit(other, **kw)
+    fresh = CooccurrenceStats().fit(other, **kw)
+    assert np.array_equal(st.two_hop(a, b), fresh.two_hop(a, b))
+    for g, w in zip(st.value_features(["f", "g"], va, vb, a, b),
+                    fresh.value_features(["f", "g"], va, vb, a, b)):
+        assert np.array_equal(g, w)
+
+
+def test_loaded_statistics_serve_the_same_lookups(tmp_path):
+    st, codes, rng = _random_stats(seed=7)
+    np.savez(tmp_path / "c.npz", **st.to_arrays())
+    with np.load(tmp_path / "c.npz") as arrs:
+        back = CooccurrenceStats.from_arrays(arrs)
+    a, b = rng.integers(0, st.n_items_, 200), rng.integers(0, st.n_items_, 200)
+    va = {f: codes[f][a] for f in codes}
+    vb = {f: codes[f][b] for f in codes}
+    assert np.array_equal(back.two_hop(a, b), st.two_hop(a, b))
+    for g, w in zip(back.value_features(["f", "g"], va, vb, a, b),
+                    st.value_features(["f", "g"], va, vb, a, b)):
+        assert np.array_equal(g, w)

@@ -107,3 +107,16 @@ def test_explanations_name_sibling_history():
     reasons = m.explain_pair(0, 3, max_reasons=5)
     assert any("other colours of these pieces were worn together in 30 looks" in r
                for r in reasons), reasons
+
+
+@pytest.mark.parametrize("graph_dim", [0, 3])
+def test_scoring_path_equals_the_per_field_path_with_siblings(graph_dim):
+    cat = _catalog()
+    fz = PairFeaturizer(("metadata", "cooccurrence"), style_folds=0,
+                        graph_dim=graph_dim).fit(cat, None, None, OUTFITS)
+    items = fz.item_table(cat)
+    a, b = np.repeat(np.arange(5), 5), np.tile(np.arange(5), 5)
+    fast = fz.transform(items, a, items, b)
+    ref = fz.transform(items, a, items, b, outfit=np.full(len(a), -1))
+    assert fast.dtype == ref.dtype and np.array_equal(fast, ref, equal_nan=True)
+    assert "sib_two_hop" in fz.feature_names_
