@@ -168,8 +168,11 @@ def fitb_by_category(data: ReportData, seed: int = 0, which: str = "fitb") -> pd
     """FITB accuracy of every scorer per category of the true answer.
 
     Columns: ``category, scorer, n, accuracy, expected_accuracy``. ``which`` is
-    ``"fitb"`` or ``"fitb_cold"``.
+    ``"fitb"`` or ``"fitb_cold"``. The random baseline draws from ``seed`` afresh on
+    every call, as in :func:`evaluation_tables`: the same figures however often it
+    is asked.
     """
+    from recommender.evaluation.baselines import RandomBaseline
     from recommender.evaluation.evaluate import index_fitb
     from recommender.evaluation.make_eval import read_fitb
     from recommender.evaluation.metrics import fitb_outcomes
@@ -181,6 +184,9 @@ def fitb_by_category(data: ReportData, seed: int = 0, which: str = "fitb") -> pd
     cats = data.catalog["category"].astype(str).to_numpy()[fd["answer_rows"]]
     frames = []
     for name, scorer in data.scorers:
+        if name == RandomBaseline.name:
+            # data's own would go on drawing from where the previous call left it
+            scorer = RandomBaseline(seed)
         scores = scorer.score_fitb(fd["questions"], fd["answers"])
         correct, expected = fitb_outcomes(scores, fd["labels"], seed)
         t = accuracy_by_group(correct, expected, cats).rename(columns={"group": "category"})
