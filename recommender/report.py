@@ -45,7 +45,12 @@ SCORER_ORDER = ("model", "cooccurrence", "popularity", "random")
 @dataclasses.dataclass
 class ReportData:
     """A bundle opened once for the report: catalogue, index, training outfits, model
-    (None when the bundle has none) and the baselines."""
+    (None when the bundle has none) and the baselines.
+
+    ``fitb_scores``: the FITB files as :func:`evaluation_tables` scored them, by
+    ``(file key, seed)``: ``{"data": indexed questions, "scores": {scorer: array}}``.
+    :func:`fitb_by_category` reads them instead of scoring the file again.
+    """
 
     bundle: Bundle
     catalog: pd.DataFrame
@@ -54,6 +59,7 @@ class ReportData:
     seen: np.ndarray
     model: Any
     baselines: list
+    fitb_scores: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def scorers(self) -> list[tuple[str, Any]]:
@@ -113,15 +119,20 @@ def evaluation_tables(data: "ReportData | str | os.PathLike", seed: int = 0) -> 
         raise BundleError(f"the bundle lacks evaluation file {missing[0]}: run the split "
                           "stage")
 
-    def run(fitb: Path, compat: Path) -> dict:
+    def run(key: str, compat: Path) -> dict:
         # fresh baselines per run (evaluate_loaded), not data.baselines: the random
-        # baseline's draws would go on from where the previous file left them
-        return evaluate_loaded(data.bundle, data.catalog, data.index, data.train,
-                               data.seen, data.model, fitb=fitb, compat=compat, seed=seed,
-                               print_text=False)
+        # baseline's draws would go on from where the previous file left them.
+        # The questions' scores are kept for fitb_by_category: scoring the file
+        # again with the model and the baselines took seconds on MANGO
+        kept: dict = {}
+        out = evaluate_loaded(data.bundle, data.catalog, data.index, data.train,
+                              data.seen, data.model, fitb=files[key], compat=compat,
+                              seed=seed, print_text=False, fitb_scores=kept)
+        data.fitb_scores[(key, seed)] = kept
+        return out
 
-    main = run(files["fitb"], files["compatibility"])
-    cold = run(files["fitb_cold"], files["compatibility_hard"])
+    main = run("fitb", files["compatibility"])
+    cold = run("fitb_cold", files["compatibility_hard"])
 
     def per_scorer(result: dict) -> dict[str, dict]:
         out = {"model": {k: v for k, v in result.items()
@@ -170,24 +181,30 @@ def fitb_by_category(data: ReportData, seed: int = 0, which: str = "fitb") -> pd
     Columns: ``category, scorer, n, accuracy, expected_accuracy``. ``which`` is
     ``"fitb"`` or ``"fitb_cold"``. The random baseline draws from ``seed`` afresh on
     every call, as in :func:`evaluation_tables`: the same figures however often it
-    is asked.
+    is asked. After :func:`evaluation_tables` with the same ``seed``, the scores it
+    kept on ``data`` are read, not computed again (the same figures: the same
+    scorers, the random one drawing from the same seed on the same questions).
     """
     from recommender.evaluation.baselines import RandomBaseline
     from recommender.evaluation.evaluate import index_fitb
     from recommender.evaluation.make_eval import read_fitb
     from recommender.evaluation.metrics import fitb_outcomes
 
-    fd = index_fitb(read_fitb(data.eval_path(which)), data.index)
+    kept = data.fitb_scores.get((which, seed))
+    fd = kept["data"] if kept else index_fitb(read_fitb(data.eval_path(which)), data.index)
     if len(fd["labels"]) == 0:
         return pd.DataFrame(columns=["category", "scorer", "n", "accuracy",
                                      "expected_accuracy"])
     cats = data.catalog["category"].astype(str).to_numpy()[fd["answer_rows"]]
     frames = []
     for name, scorer in data.scorers:
-        if name == RandomBaseline.name:
-            # data's own would go on drawing from where the previous call left it
-            scorer = RandomBaseline(seed)
-        scores = scorer.score_fitb(fd["questions"], fd["answers"])
+        if kept:
+            scores = kept["scores"][name]
+        else:
+            if name == RandomBaseline.name:
+                # data's own would go on drawing from where the previous call left it
+                scorer = RandomBaseline(seed)
+            scores = scorer.score_fitb(fd["questions"], fd["answers"])
         correct, expected = fitb_outcomes(scores, fd["labels"], seed)
         t = accuracy_by_group(correct, expected, cats).rename(columns={"group": "category"})
         t.insert(1, "scorer", name)

@@ -78,14 +78,20 @@ def index_compat(rows: list[tuple[int, list[str]]], index: dict[str, int]) -> di
 
 
 # -- scoring ---------------------------------------------------------------------------
-def fitb_metrics(scorer, data: dict, seen: np.ndarray, seed: int = 0) -> dict:
-    """FITB accuracy (seeded ties), expected accuracy, and warm/cold answer splits."""
+def fitb_metrics(scorer, data: dict, seen: np.ndarray, seed: int = 0,
+                 scores: np.ndarray | None = None) -> dict:
+    """FITB accuracy (seeded ties), expected accuracy, and warm/cold answer splits.
+
+    ``scores``: the scorer's ``(questions, answers)`` scores when the caller has
+    them already (it keeps them for a further breakdown); else the scorer is asked.
+    """
     n = len(data["labels"])
     out = {"n_fitb": n, "n_fitb_skipped": data["n_skipped"]}
     if n == 0:
         out.update(fitb_accuracy=float("nan"), fitb_expected_accuracy=float("nan"))
         return out
-    scores = scorer.score_fitb(data["questions"], data["answers"])
+    if scores is None:
+        scores = scorer.score_fitb(data["questions"], data["answers"])
     correct, expected = fitb_outcomes(scores, data["labels"], seed)
     warm = seen[data["answer_rows"]]
     out.update(fitb_accuracy=float(correct.mean()), fitb_expected_accuracy=float(expected.mean()))
@@ -175,7 +181,8 @@ def evaluate_bundle_files(bundle_path, fitb=None, compat=None, ablations: bool =
 
 
 def evaluate_loaded(b, catalog, index, train, seen, model, fitb=None, compat=None,
-                    ablations: bool = False, seed: int = 0, print_text: bool = True) -> dict:
+                    ablations: bool = False, seed: int = 0, print_text: bool = True,
+                    fitb_scores: dict | None = None) -> dict:
     """:func:`evaluate_bundle_files` on a bundle already loaded: its catalogue, row
     ``index``, training outfits (``train``, rows), ``seen`` (rows in a training
     outfit) and compatibility ``model`` (None: baselines only), as
@@ -185,6 +192,11 @@ def evaluate_loaded(b, catalog, index, train, seen, model, fitb=None, compat=Non
 
     The baselines are fitted here on every call: the random baseline's draws then
     start from ``seed`` each time, so the scores are those of a fresh load.
+
+    ``fitb_scores``: a dict to fill, when ``fitb`` is given, with ``"data"`` (the
+    questions as :func:`index_fitb` maps them) and ``"scores"`` (``{scorer name:
+    (questions, answers) array}``, the model and the baselines): the model report
+    breaks FITB down by category from them instead of scoring the file again.
     """
     from recommender.evaluation.baselines import make_baselines
     from recommender.evaluation.make_eval import read_compat, read_fitb
@@ -198,8 +210,15 @@ def evaluate_loaded(b, catalog, index, train, seen, model, fitb=None, compat=Non
     if fitb:
         fdata = index_fitb(read_fitb(fitb), index)
         unknown |= fdata["unknown_ids"]
+        kept: dict = {}
         for name, s in scorers:
-            per[name].update(fitb_metrics(s, fdata, seen, seed))
+            # scored here, once, so that the caller may keep the scores; in the
+            # scorers' order as before (the random baseline's draws depend on it)
+            kept[name] = (s.score_fitb(fdata["questions"], fdata["answers"])
+                          if len(fdata["labels"]) else None)
+            per[name].update(fitb_metrics(s, fdata, seen, seed, scores=kept[name]))
+        if fitb_scores is not None:
+            fitb_scores.update(data=fdata, scores=kept)
         if model is not None and getattr(model, "context_", None) is not None:
             per[_ContextOnly.name] = fitb_metrics(_ContextOnly(model), fdata, seen, seed)
     if compat:

@@ -161,3 +161,35 @@ def test_fitb_by_category_gives_the_same_figures_when_called_again(bundle):
     first = report.fitb_by_category(data, which="fitb_cold")
     for _ in range(3):
         pd.testing.assert_frame_equal(report.fitb_by_category(data, which="fitb_cold"), first)
+
+
+def test_fitb_by_category_after_evaluation_tables_scores_nothing_again(bundle, monkeypatch):
+    # before: the notebook's by-category cell scored fitb.jsonl again with the model
+    # and the three baselines, right after evaluation_tables had scored it (seconds
+    # on MANGO). Now it reads the scores evaluation_tables kept on data
+    from recommender.compat.model import CompatibilityModel
+    from recommender.evaluation import baselines
+
+    calls = []
+    for cls in (CompatibilityModel, baselines._PairBaseline):
+        def counted(self, *a, _f=cls.score_fitb, **k):
+            calls.append(type(self).__name__)
+            return _f(self, *a, **k)
+        monkeypatch.setattr(cls, "score_fitb", counted)
+    data = report.load_report_data(bundle)
+    report.evaluation_tables(data)
+    # fitb.jsonl and fitb_cold.jsonl: the model and the three baselines once each
+    assert sorted(calls) == sorted(["CompatibilityModel", "RandomBaseline",
+                                    "PopularityBaseline", "CooccurrenceBaseline"] * 2)
+    calls.clear()
+    both = {w: report.fitb_by_category(data, which=w) for w in ("fitb", "fitb_cold")}
+    assert calls == []
+    # the same figures as scoring the files alone, on a fresh load
+    for w, t in both.items():
+        pd.testing.assert_frame_equal(t, report.fitb_by_category(
+            report.load_report_data(bundle), which=w))
+    assert len(calls) == 2 * 4
+    # another seed was not scored by the tables: scored here, from that seed
+    calls.clear()
+    report.fitb_by_category(data, seed=1)
+    assert len(calls) == 4
