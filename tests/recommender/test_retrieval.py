@@ -37,3 +37,59 @@ def test_retrieval_ranks_past_the_graph_rows(tmp_path):
     assert r["n_pairs"] == 2
     for m in r["strategies"].values():
         assert m["recall"] == pytest.approx(1.0)
+
+
+def test_retrieval_scores_the_top_ups_together_with_the_rankings_of_one_at_a_time(
+        tmp_path, monkeypatch):
+    """Before: every (anchor, category) ranking past a short graph row called the
+    pair scorer on its own (thousands of calls, most of the 46 s on MANGO). Now the
+    top-ups' pairs are scored together, and a pair once for all strategies; the
+    rankings are those of asking the engine one at a time."""
+    import numpy as np
+    import pandas as pd
+
+    from recommender.bundle import Bundle
+    from recommender.engine import Engine
+    from recommender.pipeline import BuildContext, run_stages
+    from recommender.strategies import STRATEGIES, get_strategy
+    from tests.recommender.tiny_bundle import make_tiny_bundle
+
+    b = Bundle.open(make_tiny_bundle(tmp_path / "bundle"))
+    # held out: looks that mix the styles, so that the targets rank past the graph's
+    # one-item rows (the top-ups' ranks), some inside k and some not
+    pd.DataFrame({"outfit_id": ["x"] * 3 + ["y"] * 3,
+                  "item_id": ["t1", "p4", "h2", "t4", "p1", "h5"]}).to_parquet(
+        b.path("eval", "test_outfits.parquet"))
+    run_stages(BuildContext(b, {"source": "test", "seed": 0, "quick": True,
+                                "stages": {"graph": {"k_compat": 1, "k_visual": 1}}},
+                            log=lambda m: None), ["graph"])
+    k = 4
+    # the reference: each ranking asked of the engine itself, one at a time
+    engine = Engine.load(b.root)
+    cats = engine.table.category
+    test = pd.read_parquet(b.path("eval", "test_outfits.parquet"))
+    want = {}
+    for name in sorted(STRATEGIES):
+        hits, gains = [], []
+        for _, g in test.groupby("outfit_id", sort=True):
+            rows = engine.table.index_of(g["item_id"].astype(str))
+            for a in rows:
+                for t in rows:
+                    if a != t and cats[a] != cats[t]:
+                        idx, _, _ = get_strategy(name).candidates(engine, int(a), cats[t], k,
+                                                                  fill=k)
+                        r = idx.tolist().index(t) + 1 if t in idx else 0
+                        hits.append(r > 0)
+                        gains.append(1 / np.log2(1 + r) if r else 0.0)
+        want[name] = (round(float(np.mean(hits)), 4), round(float(np.mean(gains)), 4))
+    # the top-ups rank the targets: some inside k, some past it
+    assert len(hits) == 12 and all(0 < recall < 1 for recall, _ in want.values())
+
+    calls = []
+    pair_scores = Engine.pair_scores
+    monkeypatch.setattr(Engine, "pair_scores",
+                        lambda self, a, b: calls.append(len(a)) or pair_scores(self, a, b))
+    r = evaluate_retrieval(b.root, print_text=False, k=k)
+    assert {n: (m["recall"], m["ndcg"]) for n, m in r["strategies"].items()} == want
+    # one call per strategy at most (the first scores most pairs), not one per ranking
+    assert 1 <= len(calls) <= len(STRATEGIES)
