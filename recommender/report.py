@@ -190,6 +190,10 @@ def fitb_by_category(data: ReportData, seed: int = 0, which: str = "fitb") -> pd
     from recommender.evaluation.make_eval import read_fitb
     from recommender.evaluation.metrics import fitb_outcomes
 
+    if which not in ("fitb", "fitb_cold"):
+        # not a KeyError from the file names' table, which named no choice
+        raise InputError(f"unknown FITB file {which!r}", field="which", value=which,
+                         allowed=["fitb", "fitb_cold"])
     kept = data.fitb_scores.get((which, seed))
     fd = kept["data"] if kept else index_fitb(read_fitb(data.eval_path(which)), data.index)
     if len(fd["labels"]) == 0:

@@ -193,3 +193,13 @@ def test_fitb_by_category_after_evaluation_tables_scores_nothing_again(bundle, m
     calls.clear()
     report.fitb_by_category(data, seed=1)
     assert len(calls) == 4
+
+
+def test_fitb_by_category_names_the_files_it_reads(data):
+    # before: "fitb.jsonl" raised KeyError('fitb.jsonl') from the file names' table,
+    # naming no choice; "compatibility" read compatibility.tsv as FITB questions and
+    # failed on its first line as "not JSON"
+    for bad in ("compatibility", "fitb.jsonl"):
+        with pytest.raises(InputError, match="fitb_cold") as e:
+            report.fitb_by_category(data, which=bad)
+        assert e.value.field == "which"
