@@ -541,20 +541,28 @@ def test_complete_sharing_the_widenings_gives_the_same_looks(engine, monkeypatch
     shared = engine.complete(items, n=3, rules=r, strategy=strategy)
 
     class Alone(engine_mod._Widenings):
-        # each widening on its own, as before: nothing remembered across the beams
+        # each widening on its own, as before: nothing remembered across the beams,
+        # neither the strategy's answers nor the merged rounds (a baseline that kept
+        # the merged rounds shared them as the code under test does, and a key that
+        # mixed two beams' anchor sets up passed)
         def __init__(self, eng):
             super().__init__(eng)
             self.scored = eng
             self.answers = _Forgetful()
+            self.merged = _Forgetful()
 
     class _Forgetful(dict):
-        def __setitem__(self, key, value):
-            pass
+        # asked afresh every time: never holds a key, but the answer just stored is
+        # read back (``_merged_allowed`` stores a round, then reads it)
+        def __contains__(self, key):
+            return False
+
+        def get(self, key, default=None):
+            return default
 
     monkeypatch.setattr(engine_mod, "_Widenings", Alone)
     alone = engine.complete(items, n=3, rules=r, strategy=strategy)
     assert shared == alone and shared["looks"]
-
 
 
 def test_complete_scores_each_pair_of_a_look_once(engine, monkeypatch):
@@ -609,3 +617,23 @@ def test_rules_allowed_reads_the_category_from_its_rows_and_filters_the_rest(eng
     assert 0 < want.sum() < len(every)
     assert state.allowed(every).tolist() == want.tolist()
     assert state.allowed(np.zeros(0, np.int64)).tolist() == []
+
+
+@pytest.mark.parametrize("strategy", ["default", "visual", "cooccurrence"])
+def test_widenings_shared_by_the_beams_answer_each_beam_as_alone(engine, strategy):
+    # complete() hands one step's beams to _widen_all with one _Widenings: each
+    # beam's answer must be the one its own anchors get asked alone (a widening
+    # remembered under a key that ignored the other anchors served every beam the
+    # first beam's candidates, and no look on this catalogue showed it)
+    from recommender.engine import _Widenings
+
+    rs = parse_rules(NO_BLACK_WHITE)
+    strat = engine._strategy(strategy)
+    t1 = engine._idx("t1")
+    asks = [([t1, int(b)], "shoes") for b in engine._cat_rows["bottom"]] + [
+        ([t1], "shoes"), ([t1], "bag")]
+    together = engine._widen_all(strat, asks, 24, rs, 8, _Widenings(engine))
+    for (anchors, category), (idx, sc, reasons) in zip(asks, together):
+        want = engine._merged_allowed(strat, anchors, category, 24, 0, rs, 8)
+        assert idx.tolist() == want[0].tolist() and len(idx), (anchors, category)
+        assert np.array_equal(sc, want[1]) and reasons == want[2]
