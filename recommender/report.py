@@ -74,23 +74,13 @@ class ReportData:
 
 def load_report_data(bundle_path: str | os.PathLike, seed: int = 0) -> ReportData:
     """Open a built bundle for the report (needs the ingest and split stages)."""
-    from recommender.compat.model import CompatibilityModel, outfit_index_lists
     from recommender.evaluation.baselines import make_baselines
+    # evaluate's own loaders: evaluation_tables hands these fields to evaluate_loaded,
+    # which must get the catalogue, training outfits and model mixmatch evaluate reads
+    from recommender.evaluation.evaluate import _bundle_state, _load_model
 
-    b = Bundle.open(bundle_path)
-    cp, tp = b.path("catalog.parquet"), b.path("eval", "train_outfits.parquet")
-    for p, stage in ((cp, "ingest"), (tp, "split")):
-        if not p.is_file():
-            raise BundleError(f"bundle {b.root} has no {p.name}: run the {stage} stage")
-    catalog = pd.read_parquet(cp)
-    index = {k: i for i, k in enumerate(catalog["item_id"].astype(str))}
-    train = outfit_index_lists(pd.read_parquet(tp).astype(str), catalog)
-    seen = np.zeros(len(catalog), bool)
-    for o in train:
-        seen[o] = True
-    model = (CompatibilityModel.load(b) if b.path("models", "compat.txt").is_file()
-             else None)
-    return ReportData(b, catalog, index, train, seen, model,
+    b, catalog, index, train, seen = _bundle_state(bundle_path)
+    return ReportData(b, catalog, index, train, seen, _load_model(b),
                       make_baselines(train, len(catalog), seed))
 
 
