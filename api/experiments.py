@@ -292,7 +292,8 @@ class Experiments:
         version of its own from the contents: the version is the name a data
         scientist writes and asks the report for, and a renamed one would split their
         data under a name they never wrote. Weights with the same shares (1:1 and
-        2:2) and experiments removed change nothing recorded, and pass.
+        2:2) and experiments removed change nothing recorded, and pass; an experiment
+        added is refused as well, since the record holds no weights for it.
         """
         if not recorded or self.version is None:
             return
@@ -300,12 +301,17 @@ class Experiments:
                    if not _same_shares(weights, recorded.get(name))]
         if changed:
             name = changed[0]
+            now = _weights(self.allocation()[name])
+            # an experiment added under the version has no weights on record: "other
+            # weights (not in it)" read as if the record were wrong
+            what = (f"with other weights for experiment {name!r} "
+                    f"({_weights(recorded[name])}; now {now})" if recorded.get(name)
+                    else f"without experiment {name!r} (now {now})")
             raise InputError(
                 f"experiments file {self.source}: version {self.version!r} was recorded "
-                f"with other weights for experiment {name!r} ({_weights(recorded.get(name))}"
-                f"; now {_weights(self.allocation()[name])}): the A/B report checks each "
-                f"version's sample ratio against the weights first recorded for it; "
-                f"bump the file's version key to change the weights",
+                f"{what}: the A/B report checks each version's sample ratio against the "
+                f"weights first recorded for it; bump the file's version key to change "
+                f"the weights",
                 field="experiments", value=self.version)
 
     def describe(self) -> dict:
@@ -325,9 +331,7 @@ def _same_shares(a: dict | None, b: dict | None) -> bool:
     return all(math.isclose(a[v] / ta, b[v] / tb, rel_tol=1e-9) for v in a)
 
 
-def _weights(weights: dict | None) -> str:
-    if not weights:
-        return "not in it"
+def _weights(weights: dict) -> str:
     return ", ".join(f"{v} {w:g}" for v, w in weights.items())
 
 

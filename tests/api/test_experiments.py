@@ -250,3 +250,29 @@ def test_the_config_version_is_its_version_key_else_a_hash_of_its_contents():
         with pytest.raises(SchemaError) as err:
             Experiments.from_dict({**cfg, "version": bad}, rules=["v2"])
         assert err.value.field == "version" and repr(bad) in str(err.value)
+
+
+def test_a_recorded_version_refuses_other_weights_and_an_added_experiment():
+    """The events database's record of a version's weights stands; a config under that
+    version passes only with the same shares, and is refused by name otherwise. An
+    experiment the record lacks was reported as "recorded with other weights ... (not
+    in it", as if the record were wrong: it says the version was recorded without it."""
+    cfg = json.loads(json.dumps(VECTORS["config"]))
+    exp = Experiments.from_dict({**cfg, "version": "v1"}, rules=VECTORS["rules_names"])
+    recorded = json.loads(json.dumps(exp.allocation()))
+    exp.check_recorded(recorded)
+    exp.check_recorded({k: {v: 2 * w for v, w in ws.items()}       # 1:1 as 2:2
+                        for k, ws in recorded.items()})
+    exp.check_recorded({**recorded, "stopped": {"a": 1.0}})         # removed since
+    exp.check_recorded(None)
+    with pytest.raises(InputError) as err:
+        exp.check_recorded({**recorded, "diversity": {"low": 1.0, "high": 3.0}})
+    assert err.value.field == "experiments" and (
+        "version 'v1' was recorded with other weights for experiment 'diversity' "
+        "(low 1, high 3; now low 1, high 1)") in str(err.value)
+    without = {k: v for k, v in recorded.items() if k != "diversity"}
+    with pytest.raises(InputError) as err:
+        exp.check_recorded(without)
+    msg = str(err.value)
+    assert ("version 'v1' was recorded without experiment 'diversity' (now low 1, "
+            "high 1): ") in msg and "not in it" not in msg and "bump" in msg, msg
