@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "of one commit (SQLite's online backup; `cp` misses the "
                             "events still in its -wal file).")
     ap.add_argument("--db", required=True, help="the events database (EVENTS_DB; "
-                    "default <bundle>/serving/events.db)")
+                    "default DATA_DIR/events.db: <bundle>/serving/events.db)")
     ap.add_argument("--out", required=True, help="the backup file (must not exist)")
     ap = actions.add_parser("restore", help="replace the database's rows with a "
                             "backup's", description="Replace the rows of the events "

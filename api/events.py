@@ -28,12 +28,18 @@ may post it again. A write the code got wrong (a constraint, a bad binding) is a
 and stays an error of its own (500).
 
 A file renamed over the database while the server runs (``mv backup.db events.db``)
-is followed: each write checks, under the lock, that the path still names the file its
-connection opened, and if not moves to the new one (:meth:`EventStore._follow_replacement`
-says how the old file's write-ahead log is kept out of it). A file overwritten in place
-(``cp backup.db events.db``) cannot be followed and is refused (503): back up and
-restore with :func:`backup` and :func:`restore` (``mixmatch events backup|restore``),
-safe while the servers run.
+is followed by the connections opened before it: each write checks, under the lock,
+that the path still names the file its connection opened, and if not moves to the new
+one (:meth:`EventStore._follow_replacement` says how the old file's write-ahead log is
+kept out of it). A connection first opened after the rename (a thread's first write, a
+worker started since, each request of the dev server) cannot tell: until a connection
+of the old file has followed, it reads the old file's log, still at the path, as the
+new file's, and the events it acknowledges do not reach the new file; once one has,
+a process that has not followed yet refuses it as overwritten (its size check) while
+the new file is smaller than the old one was. A file overwritten in place (``cp
+backup.db events.db``) cannot be followed and is refused (503): back up and restore
+with :func:`backup` and :func:`restore` (``mixmatch events backup|restore``), safe
+while the servers run.
 
 Two busy timeouts, because the two writes wait for different people: a batch of events
 is posted by a page that retries on 503, so it may wait long for a lock
@@ -253,9 +259,10 @@ class EventStore:
         saw: overwritten in place (``cp backup.db events.db``), which no reopening
         mends. The log (``-wal``) holds the pages of the file the copy replaced and
         SQLite lays them over it: the server answered 201 and the restore did not
-        happen, or mixed pages of both. This store never deletes rows, so its file
-        only grows; a shrink SQLite made (a ``VACUUM``, a ``.restore`` of a smaller
-        database, then a checkpoint) is refused too, until a restart."""
+        happen, or mixed pages of both. Its file only grows: the store deletes rows
+        only in :func:`restore`, whose freed pages SQLite keeps; a shrink SQLite
+        made (a ``VACUUM``, a ``.restore`` of a smaller database, then a checkpoint)
+        is refused too, until a restart."""
         seen = self._size_seen
         if size >= seen:
             self._size_seen = size

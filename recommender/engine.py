@@ -178,9 +178,9 @@ class Engine:
         with another pairing matrix (a served rules file that pairs differently, the
         bundle's own edited since). Those groups are still served, filled by the
         strategy's top-up alone, without the graph's candidates (outfit history,
-        two-hop, popular items); rebuilding the graph with a pairing that includes
-        them restores those. Pairs the graph holds and the rules no longer ask for
-        cost nothing: the engine never reads them.
+        two-hop; the top-up takes popular items itself); rebuilding the graph with a
+        pairing that includes them restores those. Pairs the graph holds and the
+        rules no longer ask for cost nothing: the engine never reads them.
         """
         rs = self._rules(rules)
         if self._graph_pairs is None:

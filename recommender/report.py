@@ -5,8 +5,9 @@ and compatibility model) and returns DataFrames or plain dicts; pictures are dra
 by :mod:`recommender.viz`.
 
 - :func:`evaluation_tables` -- FITB and compatibility AUC of the model beside the
-  baselines (:func:`recommender.evaluation.evaluate.evaluate_bundle_files` on the
-  bundle's four evaluation files), and the cold-start view of the same run;
+  baselines (what ``mixmatch evaluate`` computes,
+  :func:`recommender.evaluation.evaluate.evaluate_loaded`, on the bundle's four
+  evaluation files), and the cold-start view of the same run;
 - :func:`fitb_by_category` -- FITB accuracy per category of the blank's answer;
 - :func:`calibration_bins` / :func:`expected_calibration_error` -- how well
   compatibility scores match observed frequencies; :func:`pair_calibration_data`
