@@ -9,8 +9,10 @@ case-insensitive):
 ============== ===================================================================
 BUNDLE         bundle folder to serve (None: start empty; /admin/reload loads one)
 RULES          rules file (default: the bundle's rules/rules.toml, else the engine's)
-RULES_FILES    {name: path}: extra rules versions variants may choose
-MODELS         {name: bundle path}: extra engines variants may choose
+RULES_FILES    {name: path}: extra rules versions variants may choose ("default"
+               names RULES: refused as a name here)
+MODELS         {name: bundle path}: extra engines variants may choose ("default"
+               names BUNDLE: refused as a name here)
 EXPERIMENTS    experiments file (see :mod:`api.experiments`); None: no experiments.
                Re-read on every reload and watched, like a rules file
 DATA_DIR       where the events database and the reload control file live
@@ -60,7 +62,7 @@ from api.errors import register_error_handlers
 from api.events import EventStore
 from api.responses import FiniteJSONProvider, rules_version_for
 from api.schemas import Limits, build_schemas
-from api.state import (EXTENSION, Serving, StateHolder, build_state,
+from api.state import (DEFAULT_RULES, EXTENSION, Serving, StateHolder, build_state,
                        default_engine_loader, load_experiments)
 from recommender.bundle import SERVING_DIR
 
@@ -91,6 +93,22 @@ DEFAULT_CONFIG: dict[str, Any] = {
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
+def _check_extra_names(spec: dict) -> None:
+    """Refuse a ``MODELS`` or ``RULES_FILES`` entry named ``"default"``: the name of
+    the main bundle and of its rules (``DEFAULT_RULES``). A bundle so named was loaded
+    and never served (a variant's ``model = "default"`` is the main engine), and its
+    ``/healthz`` and ``/metrics`` figures took the main bundle's name (two series of
+    one name fail a Prometheus scrape); a rules file so named replaced ``RULES``."""
+    from features.exceptions import InputError
+
+    for key, names, main in (("MODELS", spec["models"], "bundle (BUNDLE)"),
+                             ("RULES_FILES", spec["rules_files"], "rules (RULES)")):
+        if DEFAULT_RULES in names:
+            raise InputError(f"{key} name {DEFAULT_RULES!r} names the main {main}: "
+                             f"give {names[DEFAULT_RULES]} another name", field=key,
+                             value=DEFAULT_RULES)
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` overrides :data:`DEFAULT_CONFIG` (keys upper-cased).
 
@@ -119,6 +137,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             "rules_files": dict(cfg["RULES_FILES"] or {}),
             "models": dict(cfg["MODELS"] or {}),
             "experiments": str(cfg["EXPERIMENTS"]) if cfg["EXPERIMENTS"] else None}
+    _check_extra_names(spec)
     holder_ref: list[StateHolder] = []
     # before the state: a config whose version was recorded with other weights is
     # refused (see Experiments.check_recorded), at start as at a reload

@@ -240,3 +240,23 @@ def test_a_pairing_gap_is_logged_once_per_process_not_at_every_reload(
         assert warnings() == 2
         assert "version once-2" in caplog.records[-1].getMessage()
     assert c.get("/healthz").get_json()["graph_pairing_differs"] is True
+
+
+@pytest.mark.parametrize("key", ["MODELS", "RULES_FILES"])
+def test_a_models_or_rules_files_entry_named_default_is_refused(served_bundle, tmp_path,
+                                                                make_app, key):
+    # before: "default" names the main bundle and its rules. A MODELS bundle so named
+    # was loaded and never served (a variant's model = "default" is the main engine),
+    # /healthz's graph_pairing_differs described it instead of the main bundle, and
+    # /metrics wrote each gauge twice under model="default" (Prometheus fails the whole
+    # scrape on a duplicate series); a RULES_FILES file so named replaced RULES
+    from features.exceptions import InputError
+
+    entry = str(served_bundle) if key == "MODELS" else str(tmp_path / "rules.toml")
+    write_pairing(tmp_path / "rules.toml", "r-1", '["top", "bottom"]')
+    with pytest.raises(InputError) as err:
+        make_app(BUNDLE=str(served_bundle), **{key: {"default": entry}})
+    assert err.value.field == key and "'default'" in str(err.value)
+    assert "another name" in str(err.value), str(err.value)
+    c = make_app(BUNDLE=str(served_bundle), **{key: {"v2": entry}}).test_client()
+    assert c.get("/healthz").status_code == 200
