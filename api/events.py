@@ -28,15 +28,16 @@ may post it again. A write the code got wrong (a constraint, a bad binding) is a
 and stays an error of its own (500).
 
 A file renamed over the database while the server runs (``mv backup.db events.db``)
-is followed by the connections opened before it: each write checks, under the lock,
-that the path still names the file its connection opened, and if not moves to the new
-one (:meth:`EventStore._follow_replacement` says how the old file's write-ahead log is
-kept out of it). A connection first opened after the rename (a thread's first write, a
-worker started since, each request of the dev server) cannot tell: until a connection
-of the old file has followed, it reads the old file's log, still at the path, as the
-new file's, and the events it acknowledges do not reach the new file; once one has,
-a process that has not followed yet refuses it as overwritten (its size check) while
-the new file is smaller than the old one was. A file overwritten in place (``cp
+is followed: each write checks, under the lock, that the path still names the file its
+connection opened, and if not moves to the new one (:meth:`EventStore._follow_replacement`
+says how the old file's write-ahead log is kept out of it), and a thread's first
+connection waits for the old log to be set aside
+(:meth:`EventStore._before_first_connection`). A gunicorn worker with no connection
+from before the rename (started since, or one that had not written) cannot tell: while
+no other worker has followed, it reads the old file's log, still at the path, as the
+new file's, and its writes do not reach the new file; after, it refuses them as
+overwritten (its size check, from the master's start) while the new file is smaller
+than the file was then. A file overwritten in place (``cp
 backup.db events.db``) cannot be followed and is refused (503): back up and restore
 with :func:`backup` and :func:`restore` (``mixmatch events backup|restore``), safe
 while the servers run.
@@ -217,7 +218,15 @@ class EventStore:
             # a forked worker must not reuse its parent's connection, nor a thread one
             # that close() closed
             generation = self._generation
+            new_file = self._before_first_connection()
             con = self._connect()
+            if new_file:
+                try:
+                    con.executescript(SCHEMA)   # as _follow_replacement: a backup
+                    _migrate(con)               # from an older server
+                except BaseException:
+                    con.close()
+                    raise
             with self._cons_lock:
                 ended = [c for owner, t, c in self._cons
                          if owner == pid and not _alive(t())]
@@ -300,6 +309,17 @@ class EventStore:
         ``con``'s open handles into the old file, which keeps every event written to
         it (``mv events.db old.db`` first leaves them all in old.db). A connection to a
         moved file does not checkpoint on close, nor delete the log."""
+        self._set_aside(con)
+        self._drop(con)
+        con = self._con()
+        con.executescript(SCHEMA)   # a backup from an older server, or an empty file
+        _migrate(con)
+
+    def _set_aside(self, con: sqlite3.Connection) -> None:
+        """The part of :meth:`_follow_replacement` done through ``con``, a connection
+        of the replaced file holding its write lock: unlink its log and index if still
+        at the path, release the lock, checkpoint the log into the old file. Then this
+        process writes into a new file, with its own records and size."""
         log.warning("the events database %s was replaced while the server ran: the "
                     "events go to the file now at that path", self.path)
         for suffix, seen in (("-wal", con.wal_id), ("-shm", con.shm_id)):
@@ -314,14 +334,69 @@ class EventStore:
         if busy:
             log.warning("the log of the replaced events database was not all written "
                         "into it: %s", busy)
-        self._drop(con)
+        self._new_file()
+
+    def _new_file(self) -> None:
         # the new file has its own record of experiments configs (none, maybe), and
         # its own size
         self._allocations_recorded.clear()
         self._size_seen = 0
-        con = self._con()
-        con.executescript(SCHEMA)   # a backup from an older server, or an empty file
-        _migrate(con)
+
+    def _before_first_connection(self) -> bool:
+        """Before a thread opens its connection: if the path names another file than
+        this process's connections have open (one renamed over it) and the old file's
+        log is still beside it, set that log aside first, or refuse.
+
+        A connection opened now would read that log as the new file's (it is named
+        after the path): its writes went into the old file's log, answered 201, and
+        the old pages were laid over the new file. A connection of an ended thread
+        (the dev server's thread per request) sets it aside, as
+        :meth:`_follow_replacement` does; while only live threads hold one, each
+        follows at its next write and this write is refused (503, retry in 1 s).
+        When the log was set aside (by another worker), the new file is this
+        process's from now, its size included (else a smaller file read as
+        overwritten). A process with no connection at all (a worker forked since)
+        cannot tell, and opens the path as it is. True: the connection about to be
+        opened goes to a file this process has not written to (its tables are made,
+        as :meth:`_follow_replacement` makes them)."""
+        pid, here = os.getpid(), _file_id(self.path)
+        with self._cons_lock:
+            old = [(t, c) for owner, t, c in self._cons
+                   if owner == pid and c.file_id != here]
+        if here is None or not old:
+            return False
+        log_here = _file_id(self._side("-wal"))
+        if not any(c.wal_id is not None and c.wal_id == log_here for _, c in old):
+            self._new_file()
+            return True
+        with self._cons_lock:
+            entry = next((e for e in self._cons if e[0] == pid
+                          and e[2].file_id != here and not _alive(e[1]())), None)
+            self._cons[:] = [e for e in self._cons if e is not entry]
+        if entry is None:
+            raise ServiceUnavailable(
+                "the events database file was replaced while the server ran, and the "
+                "old file's log is still beside it until this worker's threads write "
+                f"again: nothing of this request was stored; retry in {RETRY_AFTER_S} s",
+                retry_after=RETRY_AFTER_S)
+        idle = entry[2]
+        try:
+            # the old file's lock, as a follower takes it; waited for no longer than
+            # an exposure may wait (this may be one)
+            idle.execute(f"PRAGMA busy_timeout="
+                         f"{int(min(self.busy_timeout_ms, self.exposure_busy_timeout_ms))}")
+            idle.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as exc:
+            with self._cons_lock:   # kept: the log is still to be set aside
+                self._cons.append(entry)
+            if not _cannot_write(exc):
+                raise
+            raise self._unavailable(exc) from exc
+        try:
+            self._set_aside(idle)
+        finally:
+            idle.close()
+        return True
 
     def _drop(self, con: sqlite3.Connection) -> None:
         """Close the calling thread's connection ``con``; its next use opens another."""
@@ -379,7 +454,7 @@ class EventStore:
         try:
             return self._con().execute("SELECT COUNT(*) FROM sqlite_master "
                                        "WHERE type = 'table'").fetchone()[0]
-        except sqlite3.Error:
+        except (sqlite3.Error, ServiceUnavailable):  # the latter: a file replaced
             return None
 
     def add_events(self, events: Iterable[dict], *, ts: float | None = None) -> list[int]:
@@ -443,7 +518,7 @@ class EventStore:
         try:
             row = self._con().execute("SELECT allocation FROM experiments_configs "
                                       "WHERE version = ?", (version,)).fetchone()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ServiceUnavailable) as exc:  # the latter: file replaced
             log.warning("could not read the recorded weights of experiments version "
                         "%r from %s: %s", version, self.path, exc)
             return None

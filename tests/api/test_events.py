@@ -697,3 +697,107 @@ def test_a_restore_while_the_server_runs_keeps_it_writing(busy_app, tmp_path):
     # version once, and would not write them again
     assert read_experiments_configs(store.path) == {"v1": {"e": {"a": 1.0, "b": 1.0}},
                                                     "v2": {"e": {"a": 1.0, "b": 3.0}}}
+
+
+def _in_a_new_thread(fn):
+    """``fn()``'s result, or the exception it raised, run in a thread of its own (a
+    thread's first write opens its connection, as a new gunicorn or dev-server thread)."""
+    out = {}
+
+    def run():
+        try:
+            out["value"] = fn()
+        except Exception as exc:       # handed back to the test
+            out["error"] = exc
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def test_a_thread_first_writing_after_a_rename_never_writes_into_the_old_files_log(
+        tmp_path):
+    """`mv old.db` then `mv backup.db events.db` while a thread that wrote before is
+    idle: another thread's first write opened the new file with the old file's -wal
+    still beside it, read that log as the new file's and was answered with an id (201)
+    for an event that reached only the old file. It is refused (503, retry) until a
+    connection of the old file has set its log aside; then it lands in the new file."""
+    from features.exceptions import ServiceUnavailable
+
+    path = tmp_path / "events.db"
+    store = EventStore(path)
+    store.add_events([{"type": "click", "request_id": "old1"}])
+    _backup(tmp_path / "backup.db", "restored")
+    path.rename(tmp_path / "old.db")
+    (tmp_path / "backup.db").rename(path)
+    write = lambda rid: store.add_events([{"type": "click", "request_id": rid}])  # noqa: E731
+    with pytest.raises(ServiceUnavailable) as err:
+        _in_a_new_thread(lambda: write("early"))
+    assert err.value.retry_after == 1 and "replaced" in str(err.value)
+    write("main")                             # the thread that wrote before follows
+    _in_a_new_thread(lambda: write("late"))
+    store.close()
+    assert _read_ids(path) == ["restored", "main", "late"]
+    assert _read_ids(tmp_path / "old.db") == ["old1"]
+
+
+def test_a_connection_of_an_ended_thread_sets_the_old_log_aside(tmp_path):
+    """The dev server runs each request in a thread of its own: after a rename no
+    thread that wrote before writes again, and their connections (closed when a new
+    thread opens one) neither checkpoint nor remove the old file's log. The next
+    thread's first write sets that log aside through an ended thread's connection,
+    the old file keeping its events, and writes into the new file, brought up to date
+    when an older server wrote it."""
+    path = tmp_path / "events.db"
+    store = EventStore(path)
+    for rid in ("old1", "old2"):
+        _in_a_new_thread(lambda rid=rid: store.add_events([{"type": "click",
+                                                             "request_id": rid}]))
+    backup = sqlite3.connect(tmp_path / "backup.db")
+    backup.executescript(OLD_SCHEMA + "\nINSERT INTO events (ts, request_id, type) "
+                         "VALUES (1.0, 'restored', 'click');")
+    backup.close()
+    path.rename(tmp_path / "old.db")
+    (tmp_path / "backup.db").rename(path)
+    for rid in ("new1", "new2"):
+        _in_a_new_thread(lambda rid=rid: store.add_events([{"type": "click",
+                                                             "request_id": rid}]))
+    _in_a_new_thread(lambda: store.add_exposures(
+        "x", "u", [("l", "e", "a", False)], endpoint="complements", bundle_version=None,
+        rules_version=None, experiments_version="v1",
+        experiments_allocation={"e": {"a": 1.0}}))
+    store.close()
+    assert _read_ids(path) == ["restored", "new1", "new2"]
+    assert _read_ids(tmp_path / "old.db") == ["old1", "old2"]
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT request_id, experiments_version FROM exposures "
+                       "ORDER BY id").fetchall() == [("old-1", None), ("x", "v1")]
+    con.close()
+
+
+def test_a_worker_whose_log_another_worker_set_aside_writes_into_a_smaller_new_file(
+        tmp_path):
+    """Two workers wrote into a file grown past the backup's size; a smaller backup is
+    renamed over it and the first worker follows. The second worker's new thread opened
+    the new file and was refused as "overwritten" (the file smaller than the size that
+    worker had seen), with Retry-After 60, until that worker's own old thread wrote."""
+    path = tmp_path / "events.db"
+    w1, w2 = EventStore(path), EventStore(path)
+    w1.add_events([{"type": "click", "request_id": "old1"}])
+    w2.add_events([{"type": "click", "request_id": "old2"}])
+    _backup(tmp_path / "backup.db", "restored")
+    w1.add_events([{"type": "click", "request_id": f"big{i}", "item_id": "x" * 500}
+                   for i in range(100)])
+    w1.query("PRAGMA wal_checkpoint(TRUNCATE)")
+    w2.add_events([{"type": "click", "request_id": "seen"}])   # w2 saw the big file
+    assert (tmp_path / "backup.db").stat().st_size < path.stat().st_size
+    path.rename(tmp_path / "old.db")
+    (tmp_path / "backup.db").rename(path)
+    w1.add_events([{"type": "click", "request_id": "w1"}])
+    _in_a_new_thread(lambda: w2.add_events([{"type": "click", "request_id": "w2"}]))
+    w1.close()
+    w2.close()
+    assert _read_ids(path) == ["restored", "w1", "w2"]
