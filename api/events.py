@@ -671,7 +671,13 @@ def backup(db: str | os.PathLike, out: str | os.PathLike) -> dict[str, int]:
             counts = _counts(dst)
         finally:
             dst.close()
-        os.replace(tmp, out)
+        try:
+            # a link, not a rename: it fails where a file came to be at --out while
+            # the backup ran, which a rename would overwrite
+            os.link(tmp, out)
+        except FileExistsError:
+            raise InputError(f"--out {out} already exists: a backup is written to a new "
+                             "file, never over one", field="out", value=str(out)) from None
     except sqlite3.DatabaseError as exc:
         raise InputError(f"cannot back up the events database {db}: {exc}", field="db",
                          value=str(db)) from exc

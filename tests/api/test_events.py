@@ -653,6 +653,29 @@ def test_a_backup_of_a_live_database_is_the_database_as_of_one_commit(tmp_path):
     store.close()
 
 
+def test_a_backup_never_overwrites_a_file_that_appeared_at_its_path(tmp_path, monkeypatch):
+    """--out is checked before the copy and may appear while it runs (another backup
+    to the same name): that file is kept and the backup refused, no temp file left."""
+    import api.events as ev
+    from features.exceptions import InputError
+
+    store = EventStore(tmp_path / "events.db")
+    store.add_events([{"type": "click", "request_id": "r"}])
+    out = tmp_path / "backup.db"
+    counts = ev._counts
+
+    def meanwhile(con):
+        out.write_text("someone else's file")
+        return counts(con)
+
+    monkeypatch.setattr(ev, "_counts", meanwhile)
+    with pytest.raises(InputError, match="already exists"):
+        ev.backup(store.path, out)
+    assert out.read_text() == "someone else's file"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".backup")]
+    store.close()
+
+
 def test_a_restore_while_the_server_runs_keeps_it_writing(busy_app, tmp_path):
     """``mixmatch events restore`` while the server runs: the restored rows are what the
     A/B report reads, and the server's next writes land in the restored database, after
