@@ -180,9 +180,58 @@ def test_saved_weights_score_identically(palette_fit):
                                  model.to_arrays()).score(qs, ans, groups, codes, None)
 
 
+def test_late_term_is_the_mean_over_context_items_and_saved_with_the_model(palette_fit):
+    import torch
+
+    model, codes, _, groups, pal, _, outfits = palette_fit
+    assert model.config.interaction == "late"     # the default
+    net = model._modules()[0]
+    assert {"key.weight", "cand_item.weight"} <= set(model.weights_[0])
+    torch.manual_seed(0)
+    h_ctx, h_cand = torch.randn(5, 3, 32), torch.randn(5, 4, 32)
+    pad = torch.tensor([[False] * 3, [False, False, True], [False, True, True]] * 2)[:5]
+    slot = torch.from_numpy(groups[:5])
+    with torch.no_grad():
+        got = net.encode(h_ctx, pad, slot, h_cand)
+        net.late = False
+        query_only = net.encode(h_ctx, pad, slot, h_cand)
+        net.late = True
+        # the late term written out: the encoder's outputs of the context items, each
+        # against each candidate, averaged over the items present
+        h = torch.cat([net.slot(slot)[:, None], h_ctx], 1)
+        mask = torch.cat([torch.zeros(5, 1, dtype=torch.bool), pad], 1)
+        out = net.enc(h, src_key_padding_mask=mask)[:, 1:]
+        for b in range(5):
+            k = net.key(out[b][~pad[b]])                  # (items present, dim)
+            want = (net.cand_item(h_cand[b]) @ k.T).mean(1) * net.scale
+            torch.testing.assert_close(got[b] - query_only[b], want, rtol=1e-4,
+                                       atol=1e-5)
+
+
+def test_a_model_saved_before_the_late_term_loads_as_query_only():
+    # a bundle saved before the option has no "interaction" in its config and no
+    # late-term weights: it must load and score as it was trained
+    codes, n_values, groups, pal, _, outfits = _palette_data(120)
+    old = OutfitContext(ContextConfig(**dict(SMALL, epochs=2, members=1,
+                                             interaction="query"))).fit(
+        codes, n_values, None, outfits, groups)
+    assert not any(k.startswith(("key.", "cand_item.")) for k in old.weights_[0])
+    meta = json.loads(json.dumps(old.to_json()))
+    del meta["config"]["interaction"]
+    back = OutfitContext.from_saved(meta, old.to_arrays())
+    assert back.config.interaction == "query"
+    qs, ans, _ = _questions(outfits, groups, pal, np.ones(len(groups), bool),
+                            np.random.default_rng(4), 20)
+    np.testing.assert_allclose(back.score(qs, ans, groups, codes, None),
+                               old.score(qs, ans, groups, codes, None), rtol=1e-5,
+                               atol=1e-5)
+
+
 def test_bad_settings_and_inputs_are_named():
     with pytest.raises(InputError, match="depth"):
         ContextConfig.from_dict({"depth": 3})
+    with pytest.raises(InputError, match="interaction 'pairwise'"):
+        ContextConfig.from_dict({"interaction": "pairwise"})
     with pytest.raises(InputError, match="multiple of heads"):
         ContextConfig.from_dict({"dim": 30, "heads": 4})
     with pytest.raises(NotFittedError):
