@@ -83,17 +83,25 @@ def write_pairing(path, version: str, shoes: str) -> None:
     path.write_text(f'version = "{version}"\n[pairing]\nshoes = {shoes}\n')
 
 
+def engine_with_shoes_and_jewellery(bundle):
+    """The bundle's engine; the test skips when it has no shoes or no jewellery (the
+    pairing tests ask for that pair)."""
+    from recommender.engine import Engine
+
+    engine = Engine.load(bundle)
+    if not {"shoes", "jewellery"} <= set(engine.categories):
+        pytest.skip("the served bundle has no shoes or no jewellery")
+    return engine
+
+
 def test_healthz_says_when_the_served_rules_pair_what_the_graph_was_not_built_for(
         served_bundle, tmp_path, make_app, caplog):
     # before: with RULES pairing shoes with jewellery, a graph built with the default
     # pairing holds no jewellery neighbours of shoes; the jewellery group of a shoe
     # was filled by the strategy's top-up alone while /healthz and the log said nothing
-    from recommender.engine import Engine
     from recommender.rules import load_rules
 
-    engine = Engine.load(served_bundle)
-    if "jewellery" not in engine.categories or "shoes" not in engine.categories:
-        pytest.skip("the served bundle has no shoes or no jewellery")
+    engine = engine_with_shoes_and_jewellery(served_bundle)
     rules = tmp_path / "rules.toml"
     write_pairing(rules, "pair-1", SHOES_WITH_JEWELLERY)
     with caplog.at_level("WARNING", logger="api.state"):
@@ -122,10 +130,7 @@ def test_healthz_says_when_the_served_rules_pair_what_the_graph_was_not_built_fo
 
 def test_healthz_pairing_check_covers_rules_files_and_models(served_bundle, tmp_path,
                                                              make_app):
-    from recommender.engine import Engine
-
-    if "jewellery" not in Engine.load(served_bundle).categories:
-        pytest.skip("the served bundle has no jewellery")
+    engine_with_shoes_and_jewellery(served_bundle)
     variant_rules = tmp_path / "variant.toml"
     write_pairing(variant_rules, "v-1", SHOES_WITH_JEWELLERY)
     model = tmp_path / "model"
@@ -186,10 +191,7 @@ def test_metrics_has_the_stale_stages_and_the_pairing_flag_of_each_model(
         served_bundle, tmp_path, make_app):
     # before: /metrics had neither, so an alert on a graph served out of date needed a
     # JSON probe of /healthz beside the Prometheus scrape
-    from recommender.engine import Engine
-
-    if "jewellery" not in Engine.load(served_bundle).categories:
-        pytest.skip("the served bundle has no jewellery")
+    engine_with_shoes_and_jewellery(served_bundle)
     stale = tmp_path / "stale_model"
     shutil.copytree(served_bundle, stale)
     make_graph_stale(stale)
@@ -214,11 +216,7 @@ def test_a_pairing_gap_is_logged_once_per_process_not_at_every_reload(
         served_bundle, tmp_path, make_app, caplog):
     # before: every reload (admin, file watch) rebuilt the state and logged the same
     # warning again, in every worker, for as long as the gap lasted
-    from recommender.engine import Engine
-
-    engine = Engine.load(served_bundle)
-    if "jewellery" not in engine.categories or "shoes" not in engine.categories:
-        pytest.skip("the served bundle has no shoes or no jewellery")
+    engine_with_shoes_and_jewellery(served_bundle)
     rules = tmp_path / "rules.toml"
     write_pairing(rules, "once-1", SHOES_WITH_JEWELLERY)
 
