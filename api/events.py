@@ -178,8 +178,7 @@ class EventStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as con:  # create the schema once, up front
-                con.executescript(SCHEMA)
-                _migrate(con)
+                _make_tables(con)
             con.close()
             self._size_seen = self.path.stat().st_size
         except (OSError, sqlite3.DatabaseError) as exc:
@@ -222,8 +221,7 @@ class EventStore:
             con = self._connect()
             if new_file:
                 try:
-                    con.executescript(SCHEMA)   # as _follow_replacement: a backup
-                    _migrate(con)               # from an older server
+                    _make_tables(con)   # as _follow_replacement
                 except BaseException:
                     con.close()
                     raise
@@ -279,9 +277,7 @@ class EventStore:
         reason = (f"its file was overwritten while the server ran: {size} bytes, it had "
                   f"{seen}")
         if self._table_count() == 0:    # the connection wrote a header into 0 bytes
-            reason = (f"its file holds no table at all (emptied to 0 bytes, or "
-                      f"replaced by an empty database) while the server ran: it had "
-                      f"{seen} bytes")
+            reason = f"{NO_TABLES} while the server ran: it had {seen} bytes"
         con.execute("ROLLBACK")
         log.error("the events database %s is unusable: %s. Nothing is written into it "
                   "until its file is put back or the server restarted: its write-ahead "
@@ -311,9 +307,7 @@ class EventStore:
         moved file does not checkpoint on close, nor delete the log."""
         self._set_aside(con)
         self._drop(con)
-        con = self._con()
-        con.executescript(SCHEMA)   # a backup from an older server, or an empty file
-        _migrate(con)
+        _make_tables(self._con())
 
     def _set_aside(self, con: sqlite3.Connection) -> None:
         """The part of :meth:`_follow_replacement` done through ``con``, a connection
@@ -432,8 +426,7 @@ class EventStore:
             # SQLite, so a file emptied under the server opens, and is made a 1-page
             # database by the connection's WAL pragma: no table at all says so
             if self._table_count() == 0:
-                reason = (f"its file holds no table at all (emptied to 0 bytes, or "
-                          f"replaced by an empty database): {reason}")
+                reason = f"{NO_TABLES}: {reason}"
             else:
                 reason = f"{reason}: the file has lost the server's tables"
         elif isinstance(exc, sqlite3.OperationalError):  # locked, disk I/O, read-only
@@ -545,6 +538,19 @@ class EventStore:
         return {"path": str(self.path)}
 
 
+#: What a file with no table at all is called (its tables gone under the server).
+NO_TABLES = ("its file holds no table at all (emptied to 0 bytes, or replaced by an "
+             "empty database)")
+
+
+def _make_tables(con: sqlite3.Connection) -> None:
+    """Create the tables that are missing and add the columns a file of an older
+    server lacks: at start, and on a file that replaced the database (a backup from
+    an older server, an empty file)."""
+    con.executescript(SCHEMA)
+    _migrate(con)
+
+
 class _Connection(sqlite3.Connection):
     """A connection that remembers the files it opened, as ``(device, inode)``: the
     database (``file_id``), its write-ahead log (``wal_id``) and the log's index
@@ -642,8 +648,9 @@ def backup(db: str | os.PathLike, out: str | os.PathLike) -> dict[str, int]:
     read transaction, so the copy is the database as of one commit, with the events
     still in the write-ahead log, and no server waits for it (readers do not block
     writers in WAL mode). ``cp events.db`` is not a backup: the latest events are in
-    ``events.db-wal``. Written to a temporary file beside ``out``, renamed when
-    complete: an interrupted backup leaves no file that looks like one.
+    ``events.db-wal``. Written to a temporary file beside ``out``, put in place
+    when complete (a link: a file that appeared at ``out`` meanwhile is kept and the
+    backup refused): an interrupted backup leaves no file that looks like one.
 
     >>> import tempfile
     >>> d = Path(tempfile.mkdtemp())
@@ -654,8 +661,7 @@ def backup(db: str | os.PathLike, out: str | os.PathLike) -> dict[str, int]:
     db, out = Path(db), Path(out)
     _check_events_file(db, "--db")
     if out.exists() or out.is_symlink():
-        raise InputError(f"--out {out} already exists: a backup is written to a new file, "
-                         "never over one", field="out", value=str(out))
+        raise _out_exists(out)
     if not out.parent.is_dir():
         raise InputError(f"--out {out}: its folder {out.parent} does not exist",
                          field="out", value=str(out))
@@ -676,8 +682,7 @@ def backup(db: str | os.PathLike, out: str | os.PathLike) -> dict[str, int]:
             # the backup ran, which a rename would overwrite
             os.link(tmp, out)
         except FileExistsError:
-            raise InputError(f"--out {out} already exists: a backup is written to a new "
-                             "file, never over one", field="out", value=str(out)) from None
+            raise _out_exists(out) from None
     except sqlite3.DatabaseError as exc:
         raise InputError(f"cannot back up the events database {db}: {exc}", field="db",
                          value=str(db)) from exc
@@ -762,6 +767,11 @@ def cli_events(args) -> int:
         counts = restore(args.db, args.source)
         print(f"restored {args.source} into {args.db}: {_describe_counts(counts)}")
     return 0
+
+
+def _out_exists(out: Path) -> InputError:
+    return InputError(f"--out {out} already exists: a backup is written to a new file, "
+                      "never over one", field="out", value=str(out))
 
 
 def _check_events_file(path: Path, option: str) -> None:
