@@ -102,7 +102,7 @@ def healthz():
     # the counters here (exposures_dropped, reloads, reload_failures) are this
     # process's: under gunicorn two calls may be answered by two workers
     per_worker = {"exposures_dropped": serving.metrics.exposure_failures,
-               "worker_pid": os.getpid()}
+                  "worker_pid": os.getpid()}
     if state is None:
         return respond({"status": "no_bundle", "items": None, "loaded_at": None,
                         **per_worker, **serving.holder.describe()}, 503)
