@@ -1575,10 +1575,18 @@ class _ScoredOnce:
         self._scores = np.concatenate([self._scores, sc])[order]
 
 
-class _Deferred(Exception):
+class _Deferred(BaseException):
     """A strategy asked :class:`_ScoredOnce` for pairs while it defers scoring them:
-    the call is abandoned and made again once they are scored (``Engine._widen_all``).
-    Strategies let it pass (they catch no exceptions around ``pair_scores``)."""
+    the call is abandoned and made again once they are scored (``Engine._widen_all``,
+    the retrieval evaluation's ``_rankings``).
+
+    A ``BaseException``, as ``GeneratorExit`` is, because it is control flow, not an
+    error: a strategy (a registered one included) may wrap its scoring in ``except
+    Exception`` to fall back, say, to popular items, and that fallback was then kept
+    as the widening's answer -- other looks than the strategy's own, silently. Code
+    between the strategies and the scorer catches it by name only; cleanup that
+    catches ``BaseException`` must re-raise it.
+    """
 
 
 class _Widenings:

@@ -603,6 +603,39 @@ def test_complete_under_rules_scores_the_beams_widenings_together(engine, monkey
     assert len(calls) <= 2 * len(slots)
 
 
+class _FallsBackToPopular:
+    """A strategy as a data scientist may register one: scoring wrapped in a
+    defensive ``except Exception`` that shows the category's popular items instead."""
+
+    def candidates(self, state, item_idx, category, k, fill=0):
+        try:
+            return super().candidates(state, item_idx, category, k, fill)
+        except Exception:
+            idx, w = state.popular(category)
+            keep = idx != item_idx
+            idx, w = idx[keep][:k].astype(np.int64), w[keep][:k].astype(float)
+            return idx, w, [""] * len(idx)
+
+
+def test_a_strategy_catching_exceptions_does_not_swallow_the_widenings_deferral(
+        engine, monkeypatch):
+    # complete() stops a widening whose pairs are not scored yet (_Deferred) to score
+    # the beams' pairs in one call; an Exception, it was caught by a strategy's
+    # fallback, whose answer (popular bags) was kept as the widening's: t1's looks
+    # 2-5 under these rules showed other shoes and bags than without the try/except
+    from recommender.strategies import STRATEGIES, DefaultStrategy
+
+    class Guarded(_FallsBackToPopular, DefaultStrategy):
+        name = "guarded"
+
+    monkeypatch.setitem(STRATEGIES, "guarded", Guarded)
+    r = parse_rules(NO_BLACK_WHITE)
+    plain = engine.complete(["t1"], n=5, rules=r, per_slot=2)
+    guarded = engine.complete(["t1"], n=5, rules=r, per_slot=2, strategy="guarded")
+    assert len(plain["looks"]) == 5
+    assert {**guarded, "strategy": "default"} == plain
+
+
 def test_rules_allowed_reads_the_category_from_its_rows_and_filters_the_rest(engine):
     # the widening's state looks a row of its category up in the allowed rows: the
     # same answer as the rules' filters, for those and for rows of other categories

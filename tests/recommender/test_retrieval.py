@@ -93,3 +93,39 @@ def test_retrieval_scores_the_top_ups_together_with_the_rankings_of_one_at_a_tim
     assert {n: (m["recall"], m["ndcg"]) for n, m in r["strategies"].items()} == want
     # one call per strategy at most (the first scores most pairs), not one per ranking
     assert 1 <= len(calls) <= len(STRATEGIES)
+
+
+def test_retrieval_rankings_of_a_strategy_catching_exceptions_are_its_own(tmp_path):
+    """A strategy that wraps its scoring in ``except Exception`` (falling back to the
+    popular items) caught the deferral of the top-ups' pairs (``_Deferred``): its
+    fallback was counted as its ranking, not the one the engine gives it alone."""
+    import numpy as np
+
+    from recommender.bundle import Bundle
+    from recommender.engine import Engine, _ScoredOnce
+    from recommender.evaluation.retrieval import _rankings
+    from recommender.pipeline import BuildContext, run_stages
+    from recommender.strategies import DefaultStrategy
+    from tests.recommender.tiny_bundle import make_tiny_bundle
+
+    class Guarded(DefaultStrategy):
+        def candidates(self, state, item_idx, category, k, fill=0):
+            try:
+                return super().candidates(state, item_idx, category, k, fill)
+            except Exception:
+                idx, w = state.popular(category)
+                idx = idx[idx != item_idx][:k].astype(np.int64)
+                return idx, np.asarray(w, dtype=float)[:len(idx)], [""] * len(idx)
+
+    b = Bundle.open(make_tiny_bundle(tmp_path / "bundle"))
+    # one-item graph rows: a ranking of k = 4 is the strategy's top-up (pairs scored)
+    run_stages(BuildContext(b, {"source": "test", "seed": 0, "quick": True,
+                                "stages": {"graph": {"k_compat": 1, "k_visual": 1}}},
+                            log=lambda m: None), ["graph"])
+    engine = Engine.load(b.root)
+    asks = [(int(engine._idx(a)), c) for a in ("t1", "t4", "p1")
+            for c in ("bottom", "shoes", "bag") if c != engine.table.category[engine._idx(a)]]
+    got = _rankings(Guarded(), _ScoredOnce(engine), asks, 4)
+    for a, c in asks:
+        idx, _, _ = Guarded().candidates(engine, a, c, 4, fill=4)
+        assert list(got[(a, c)]) == idx.tolist(), (a, c)
