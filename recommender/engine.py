@@ -468,17 +468,23 @@ class Engine:
         acc: dict[int, float] = {}
         reason: dict[int, str] = {}
         deferred = False
+        state = self if state is None else state
         for a in anchors:
             key = (strategy.name, a, category, depth, fill)
             got = None if memo is None else memo.get(key)
             if got is None:
                 # a strategy is deterministic (its contract): the same question in the
                 # same request has the same answer
+                stops = getattr(state, "deferrals", 0)
                 try:
-                    got = strategy.candidates(self if state is None else state, a,
-                                              category, depth, fill=fill)
+                    got = strategy.candidates(state, a, category, depth, fill=fill)
                 except _Deferred:
                     # the other anchors' pairs go into the same scorer call
+                    deferred = True
+                    continue
+                if getattr(state, "deferrals", 0) != stops:
+                    # it caught the deferral (a bare ``except:``) and answered anyway:
+                    # not its answer, asked again once the pairs are scored
                     deferred = True
                     continue
                 if memo is not None:
@@ -1528,6 +1534,9 @@ class _ScoredOnce:
     #: while True, a call with pairs not scored yet raises :class:`_Deferred` and
     #: keeps them for :meth:`score_deferred` (``Engine._widen_all``)
     defer = False
+    #: how many calls raised :class:`_Deferred`: a strategy call that returns with
+    #: this changed caught it (a bare ``except:``), and its answer is not kept
+    deferrals = 0
 
     def __init__(self, engine: "Engine"):
         self._engine = engine
@@ -1553,6 +1562,7 @@ class _ScoredOnce:
         if len(new):
             if self.defer:
                 self._deferred.append(new)
+                self.deferrals += 1
                 raise _Deferred
             self._score(new)
             pos = np.searchsorted(self._keys, keys)
@@ -1585,7 +1595,9 @@ class _Deferred(BaseException):
     Exception`` to fall back, say, to popular items, and that fallback was then kept
     as the widening's answer -- other looks than the strategy's own, silently. Code
     between the strategies and the scorer catches it by name only; cleanup that
-    catches ``BaseException`` must re-raise it.
+    catches ``BaseException`` must re-raise it. A strategy that swallows it anyway
+    (a bare ``except:``) is caught out by ``_ScoredOnce.deferrals``: its answer is
+    not kept.
     """
 
 

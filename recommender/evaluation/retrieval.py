@@ -113,7 +113,11 @@ def _rankings(strat, scored, asks: list[tuple[int, str]], k: int
 
     def ask(a: int, cat: str) -> dict[int, int]:
         # fill=k: the ranking a k-item group shows, past a shorter graph row
+        stops = scored.deferrals
         idx, _, _ = strat.candidates(scored, a, cat, k, fill=k)
+        if scored.deferrals != stops:
+            # the strategy caught the deferral (a bare ``except:``): not its ranking
+            raise _Deferred
         return {int(i): p + 1 for p, i in enumerate(idx.tolist())}
 
     out: dict[tuple[int, str], dict[int, int]] = {}

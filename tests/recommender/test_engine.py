@@ -605,28 +605,35 @@ def test_complete_under_rules_scores_the_beams_widenings_together(engine, monkey
 
 class _FallsBackToPopular:
     """A strategy as a data scientist may register one: scoring wrapped in a
-    defensive ``except Exception`` that shows the category's popular items instead."""
+    defensive ``except`` (of ``catches``) that shows the category's popular items
+    instead."""
+
+    catches: type[BaseException] = Exception
 
     def candidates(self, state, item_idx, category, k, fill=0):
         try:
             return super().candidates(state, item_idx, category, k, fill)
-        except Exception:
+        except self.catches:
             idx, w = state.popular(category)
             keep = idx != item_idx
             idx, w = idx[keep][:k].astype(np.int64), w[keep][:k].astype(float)
             return idx, w, [""] * len(idx)
 
 
+@pytest.mark.parametrize("catches", [Exception, BaseException])
 def test_a_strategy_catching_exceptions_does_not_swallow_the_widenings_deferral(
-        engine, monkeypatch):
+        engine, monkeypatch, catches):
     # complete() stops a widening whose pairs are not scored yet (_Deferred) to score
     # the beams' pairs in one call; an Exception, it was caught by a strategy's
     # fallback, whose answer (popular bags) was kept as the widening's: t1's looks
-    # 2-5 under these rules showed other shoes and bags than without the try/except
+    # 2-5 under these rules showed other shoes and bags than without the try/except.
+    # A BaseException, it still met a bare ``except:`` (or ``except BaseException``)
     from recommender.strategies import STRATEGIES, DefaultStrategy
 
     class Guarded(_FallsBackToPopular, DefaultStrategy):
         name = "guarded"
+
+    Guarded.catches = catches
 
     monkeypatch.setitem(STRATEGIES, "guarded", Guarded)
     r = parse_rules(NO_BLACK_WHITE)

@@ -95,10 +95,12 @@ def test_retrieval_scores_the_top_ups_together_with_the_rankings_of_one_at_a_tim
     assert 1 <= len(calls) <= len(STRATEGIES)
 
 
-def test_retrieval_rankings_of_a_strategy_catching_exceptions_are_its_own(tmp_path):
+@pytest.mark.parametrize("catches", [Exception, BaseException])
+def test_retrieval_rankings_of_a_strategy_catching_exceptions_are_its_own(tmp_path, catches):
     """A strategy that wraps its scoring in ``except Exception`` (falling back to the
     popular items) caught the deferral of the top-ups' pairs (``_Deferred``): its
-    fallback was counted as its ranking, not the one the engine gives it alone."""
+    fallback was counted as its ranking, not the one the engine gives it alone (and
+    a bare ``except:``, as ``except BaseException``, still did once it was one)."""
     import numpy as np
 
     from recommender.bundle import Bundle
@@ -112,7 +114,7 @@ def test_retrieval_rankings_of_a_strategy_catching_exceptions_are_its_own(tmp_pa
         def candidates(self, state, item_idx, category, k, fill=0):
             try:
                 return super().candidates(state, item_idx, category, k, fill)
-            except Exception:
+            except catches:
                 idx, w = state.popular(category)
                 idx = idx[idx != item_idx][:k].astype(np.int64)
                 return idx, np.asarray(w, dtype=float)[:len(idx)], [""] * len(idx)
