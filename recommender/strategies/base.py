@@ -31,6 +31,10 @@ Contract (checked for every strategy by tests/recommender/strategies/test_contra
   beyond it, up to ``fill``, scored on the row's own scale; with ``state.allowed``
   the added items are allowed ones, up to ``fill`` allowed in all (at most ``k``);
 - deterministic: the same call gives the same answer;
+- exceptions from ``state`` pass through: the engine stops a call whose pairs it
+  wants to score together with other calls' (``recommender.engine._Deferred``, a
+  ``BaseException``, so an ``except Exception`` fallback does not catch it; an answer
+  given after catching it anyway is asked for again, not kept);
 - an unknown category simply yields nothing (the engine validates names).
 """
 from __future__ import annotations
