@@ -98,6 +98,18 @@ _SCORED_ITEM = {
 #: the arrays of scored items: their order is the one to show
 _DISPLAY_ORDER = ("in display order (best first after diversity and the rules' pins); "
                   "each item's score is its relevance, not its rank")
+#: /healthz's changed_outputs, of the main bundle and of each MODELS one
+_CHANGED_OUTPUTS = {
+    "type": "object",
+    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+    # apart from stale_stages, which keeps its meaning (a stage's inputs rewritten
+    # by another stage since): here no record changed, the files did
+    "description": "stage -> its output files (paths in the bundle) that are gone or "
+    "are no longer the bytes the build recorded (a model copied in by hand, a copy "
+    "cut short), read when the bundle loaded: served as they are; copy the bundle "
+    "again or rerun the stage (the load log says how). Empty when the bundle is as "
+    "built; a bundle built before each output's hash was kept is checked for missing "
+    "files only"}
 
 
 def _response(properties: dict, required: list[str]) -> dict:
@@ -168,16 +180,18 @@ RESPONSES: dict[str, dict] = {
                               "inputs another stage has rewritten since (e.g. the graph "
                               "after the compatibility model alone was retrained): "
                               "served as they are until rebuilt"},
+                          "changed_outputs": _CHANGED_OUTPUTS,
                           "models": {
                               "type": "object",
                               "description": "each MODELS bundle served (name -> "
-                              "its stale_stages and graph_pairing_differs, as the keys "
-                              "of those names say of the main bundle); empty without "
-                              "MODELS",
+                              "its stale_stages, changed_outputs and "
+                              "graph_pairing_differs, as the keys of those names say of "
+                              "the main bundle); empty without MODELS",
                               "additionalProperties": {
                                   "type": "object", "required": ["stale_stages"],
                                   "properties": {"stale_stages": {
                                       "type": "array", "items": {"type": "string"}},
+                                      "changed_outputs": _CHANGED_OUTPUTS,
                                       "graph_pairing_differs": {"type": "boolean"}}}},
                           "graph_pairing_differs": {
                               "type": "boolean",

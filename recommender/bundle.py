@@ -569,6 +569,33 @@ class Bundle:
                 changed.append(o)
         return changed
 
+    def changed_stage_outputs(self) -> dict[str, list[str]]:
+        """:meth:`changed_outputs` of every recorded stage, for those with any (stage
+        -> files): the bundle on disk is not the one its manifest describes, which a
+        server reports on load (``/healthz``'s ``changed_outputs``) rather than serve
+        a model copied in by hand, or a copy cut short, as the build it records.
+
+        Unlike :meth:`stale_stages` this reads the files (about 0.1 s for a MANGO
+        bundle's 80 MB, page cache warm): a copy keeps the manifest and can keep sizes.
+        Records from before ``output_hashes`` was kept say only what is missing.
+
+        >>> import tempfile
+        >>> b = Bundle.create(tempfile.mkdtemp(), source="demo", image_root=None)
+        >>> _ = b.path("m.txt").write_text("model")
+        >>> b.record_stage("compatibility", inputs_hash="a", outputs=["m.txt"])
+        >>> b.changed_stage_outputs()
+        {}
+        >>> _ = b.path("m.txt").write_text("another model")
+        >>> b.changed_stage_outputs()
+        {'compatibility': ['m.txt']}
+        """
+        out = {}
+        for name in sorted(self.manifest.get("stages", {})):
+            changed = self.changed_outputs(name)
+            if changed:
+                out[name] = changed
+        return out
+
     def stage_is_current(self, name: str, inputs_hash: str) -> bool:
         """True when ``name`` finished on the same inputs and its outputs are still
         the files it wrote (:meth:`changed_outputs`): one replaced from outside would

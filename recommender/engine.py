@@ -86,6 +86,8 @@ class Engine:
     price_available : bool
     stale_stages : list of stages built from files another stage has rewritten
         since (:meth:`Bundle.stale_stages`), served as they are until rebuilt
+    changed_outputs : dict stage -> its output files that are not the bytes the build
+        recorded, or are gone (:meth:`Bundle.changed_stage_outputs`), read on load
     """
 
     def __init__(self, bundle: Bundle, catalog: pd.DataFrame, features: pd.DataFrame | None,
@@ -102,6 +104,7 @@ class Engine:
         self._content = ContentScorer(emb, self.colours)
         self.price_available = self.table.has_price
         self.stale_stages = bundle.stale_stages()
+        self.changed_outputs = bundle.changed_stage_outputs()
         self.categories = [c for c in CATEGORIES if (self.table.category == c).any()]
         self._cat_rows = {c: np.flatnonzero(self.table.category == c) for c in self.categories}
         self.attribute_vocab = self._vocab()
@@ -170,6 +173,19 @@ class Engine:
                         ", ".join(engine.stale_stages),
                         "; then ".join(rebuild_command(n, b.root)
                                        for n in engine.stale_stages))
+        if engine.changed_outputs:
+            # not a stale stage (no input changed: the build's record still holds),
+            # but not the build either: a model copied in by hand, a copy cut short
+            from recommender.pipeline import STAGE_NAMES, rebuild_command
+
+            order = sorted(engine.changed_outputs, key=lambda n: (
+                STAGE_NAMES.index(n) if n in STAGE_NAMES else len(STAGE_NAMES), n))
+            log.warning("bundle %s: output(s) %s differ from what the build recorded "
+                        "(replaced or removed since); serving them as they are. Copy "
+                        "the bundle again, or rebuild: %s", b.root,
+                        "; ".join(f"of stage {n} ({', '.join(engine.changed_outputs[n])})"
+                                  for n in order),
+                        "; then ".join(rebuild_command(n, b.root) for n in order))
         return engine
 
     def graph_pairs_missing(self, rules: Rules | None = None) -> list[str]:

@@ -82,14 +82,19 @@ def healthz():
     photo routes answer at once), which a started worker does in the background.
     ``stale_stages``: stages of the served bundle built from inputs rewritten since
     (the graph after the compatibility model alone was retrained), still served.
+    ``changed_outputs``: stage -> its output files that are gone or no longer the
+    bytes the build recorded (a model copied in by hand, a copy cut short), read when
+    the bundle loaded; still served. Not counted in ``stale_stages``, whose stages'
+    inputs changed: here the build's record holds, and the files are not the build.
     ``graph_pairing_differs``: a served rules file (``RULES``, the bundle's own,
     a ``RULES_FILES`` one) asks complements for category pairs the graph was not
     built to pair (another ``[pairing]``): those groups are served from the
     strategy's top-up alone, without the graph's precomputed neighbours; the load
     logged which pairs and the rebuild. Pairs only the graph has are never read.
-    ``models``: both for each ``MODELS`` bundle (name -> ``{"stale_stages",
-    "graph_pairing_differs"}``): a variant's engine is served as much as the main
-    one, and its stale graph would otherwise show only in the load log.
+    ``models``: those for each ``MODELS`` bundle (name -> ``{"stale_stages",
+    "changed_outputs", "graph_pairing_differs"}``): a variant's engine is served as
+    much as the main one, and its stale graph would otherwise show only in the load
+    log.
     ``experiments_version``: the experiments config this worker assigns with (it
     is reloadable: after an edit, every worker should show the new one).
     ``exposures_dropped``: exposures this worker could not write to the events
@@ -111,12 +116,20 @@ def healthz():
     return respond({"status": "ok", "items": n, "loaded_at": state.loaded_at,
                     "vision_loaded": bool(getattr(state.engine, "vision_loaded", False)),
                     "stale_stages": list(getattr(state.engine, "stale_stages", [])),
+                    "changed_outputs": _changed_outputs(state.engine),
                     "graph_pairing_differs": bool(gaps.get(DEFAULT_RULES)),
                     "models": {name: {"stale_stages": list(getattr(e, "stale_stages", [])),
+                                      "changed_outputs": _changed_outputs(e),
                                       "graph_pairing_differs": bool(gaps.get(name))}
                                for name, e in state.models.items()},
                     "experiments_version": state.experiments.version,
                     **per_worker, **serving.holder.describe()})
+
+
+def _changed_outputs(engine) -> dict[str, list[str]]:
+    # an engine that cannot say (a test's stand-in) has nothing changed
+    return {stage: list(files) for stage, files in
+            (getattr(engine, "changed_outputs", None) or {}).items()}
 
 
 @bp.get("/metrics")
@@ -141,9 +154,10 @@ def metrics():
 
 
 def _served_out_of_date(state, pid: int) -> list[str]:
-    """``/healthz``'s ``stale_stages`` and ``graph_pairing_differs`` as gauges, one per
-    served engine (``model="default"``: the main bundle; else a ``MODELS`` name), so an
-    alert on a graph served out of date needs no JSON probe beside the scrape."""
+    """``/healthz``'s ``stale_stages``, ``changed_outputs`` (how many files) and
+    ``graph_pairing_differs`` as gauges, one per served engine (``model="default"``:
+    the main bundle; else a ``MODELS`` name), so an alert on a graph served out of
+    date needs no JSON probe beside the scrape."""
     engines = [(DEFAULT_RULES, state.engine), *state.models.items()]
     gaps = getattr(state, "graph_pairing_gaps", {})
     lines = ["# HELP mixmatch_stale_stages Stages of the served bundle built from "
@@ -151,6 +165,11 @@ def _served_out_of_date(state, pid: int) -> list[str]:
              "# TYPE mixmatch_stale_stages gauge"]
     lines += [f'mixmatch_stale_stages{{model="{_esc(name)}",pid="{pid}"}} '
               f'{len(getattr(e, "stale_stages", []))}' for name, e in engines]
+    lines += ["# HELP mixmatch_changed_outputs Output files of the served bundle's "
+              "stages that are gone or not the bytes the build recorded (on load).",
+              "# TYPE mixmatch_changed_outputs gauge"]
+    lines += [f'mixmatch_changed_outputs{{model="{_esc(name)}",pid="{pid}"}} '
+              f'{sum(map(len, _changed_outputs(e).values()))}' for name, e in engines]
     lines += ["# HELP mixmatch_graph_pairing_differs 1 when a served rules file pairs "
               "categories the bundle's graph was not built to pair.",
               "# TYPE mixmatch_graph_pairing_differs gauge"]

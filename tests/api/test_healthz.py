@@ -143,7 +143,8 @@ def test_healthz_pairing_check_covers_rules_files_and_models(served_bundle, tmp_
                  MODELS={"v2": str(model)}).test_client()
     body = c.get("/healthz").get_json()
     assert body["graph_pairing_differs"] is True
-    assert body["models"]["v2"] == {"stale_stages": [], "graph_pairing_differs": True}
+    assert body["models"]["v2"] == {"stale_stages": [], "changed_outputs": {},
+                                    "graph_pairing_differs": True}
 
 
 def test_healthz_names_the_worker_that_answered(make_app):
@@ -258,3 +259,52 @@ def test_a_models_or_rules_files_entry_named_default_is_refused(served_bundle, t
     assert "another name" in str(err.value), str(err.value)
     c = make_app(BUNDLE=str(served_bundle), **{key: {"v2": entry}}).test_client()
     assert c.get("/healthz").status_code == 200
+
+
+def replace_an_output(root) -> tuple[str, str]:
+    """Copy another array of the same shape over a graph file the build recorded (as
+    a file copied by hand from another bundle); returns (stage, file)."""
+    import numpy as np
+
+    from recommender.bundle import Bundle
+
+    rec = Bundle.open(root).stage_record("graph") or {}
+    weights = [f for f in rec.get("output_hashes") or {} if f.endswith("_weights.npy")]
+    if not weights:
+        pytest.skip("the served bundle records no hashed graph weights")
+    np.save(root / weights[0], np.load(root / weights[0]) * 0.5)
+    return "graph", weights[0]
+
+
+def test_healthz_and_metrics_report_outputs_replaced_since_the_build(served_bundle,
+                                                                     tmp_path, make_app):
+    # before: a graph file copied by hand over one the build recorded was served with
+    # /healthz, /metrics and the log all saying the bundle was as built
+    changed = tmp_path / "changed"
+    shutil.copytree(served_bundle, changed)
+    stage, rel = replace_an_output(changed)
+    variant = tmp_path / "variant"
+    shutil.copytree(changed, variant)
+    fresh = tmp_path / "fresh"
+    shutil.copytree(served_bundle, fresh)
+    c = make_app(BUNDLE=str(changed),
+                 MODELS={"v2": str(variant), "v3": str(fresh)}).test_client()
+    body = c.get("/healthz").get_json()
+    assert body["changed_outputs"] == {stage: [rel]}
+    assert body["stale_stages"] == []             # its meaning unchanged
+    assert body["models"]["v2"]["changed_outputs"] == {stage: [rel]}
+    assert body["models"]["v3"] == {"stale_stages": [], "changed_outputs": {},
+                                    "graph_pairing_differs": False}
+    schema = healthz_schema(c)
+    assert "changed_outputs" in schema["properties"]
+    assert "changed_outputs" in schema["properties"]["models"][
+        "additionalProperties"]["properties"]
+    jsonschema.validate(body, schema)
+    assert gauges(c, "mixmatch_changed_outputs") == {"default": 1, "v2": 1, "v3": 0}
+    assert gauges(c, "mixmatch_stale_stages") == {"default": 0, "v2": 0, "v3": 0}
+
+
+def test_healthz_changed_outputs_is_empty_for_a_bundle_as_built(served_bundle, make_app):
+    c = make_app(BUNDLE=str(served_bundle)).test_client()
+    assert c.get("/healthz").get_json()["changed_outputs"] == {}
+    assert gauges(c, "mixmatch_changed_outputs") == {"default": 0}

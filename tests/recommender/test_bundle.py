@@ -70,3 +70,34 @@ def test_a_well_formed_manifest_still_opens(tmp_path):
     b.record_stage("graph", inputs_hash="h", outputs=[])
     again = Bundle.open(b.root)
     assert again.image_root == tmp_path and again.stage_record("graph")["inputs_hash"] == "h"
+
+
+def test_changed_stage_outputs_names_each_stage_s_replaced_or_missing_files(tmp_path):
+    # what a server reports on load: the bundle on disk is not what its manifest says
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    for f in ("m.txt", "c.npz", "g.npy"):
+        b.path(f).write_text(f)
+    b.record_stage("compatibility", inputs_hash="a", outputs=["m.txt", "c.npz"])
+    b.record_stage("graph", inputs_hash="b", outputs=["g.npy"])
+    assert Bundle.open(b.root).changed_stage_outputs() == {}
+    b.path("c.npz").write_text("from another bundle")
+    b.path("g.npy").unlink()
+    assert Bundle.open(b.root).changed_stage_outputs() == {
+        "compatibility": ["c.npz"], "graph": ["g.npy"]}
+
+
+def test_changed_stage_outputs_of_records_without_hashes_checks_existence_only(tmp_path):
+    # a bundle built before output_hashes were kept (the MANGO one): nothing to compare
+    # a file's bytes with, so a rewritten file is not called changed; a lost one is
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    for f in ("m.txt", "g.npy"):
+        b.path(f).write_text(f)
+    b.record_stage("compatibility", inputs_hash="a", outputs=["m.txt"])
+    b.record_stage("graph", inputs_hash="b", outputs=["g.npy"])
+    for rec in b.manifest["stages"].values():
+        del rec["output_hashes"]
+    b.save()
+    b.path("m.txt").write_text("another model")
+    assert Bundle.open(b.root).changed_stage_outputs() == {}
+    b.path("g.npy").unlink()
+    assert Bundle.open(b.root).changed_stage_outputs() == {"graph": ["g.npy"]}

@@ -677,3 +677,56 @@ def test_widenings_shared_by_the_beams_answer_each_beam_as_alone(engine, strateg
         want = engine._merged_allowed(strat, anchors, category, 24, 0, rs, 8)
         assert idx.tolist() == want[0].tolist() and len(idx), (anchors, category)
         assert np.array_equal(sc, want[1]) and reasons == want[2]
+
+
+def _record_graph_stage(root) -> list[str]:
+    """Record the bundle's graph files as the graph stage's outputs, as a build does
+    (the tiny bundle is written without stage records)."""
+    from recommender.bundle import Bundle
+
+    b = Bundle.open(root)
+    outputs = sorted(str(p.relative_to(root)) for p in (root / "graph").iterdir())
+    b.record_stage("graph", inputs_hash="h", outputs=outputs)
+    return outputs
+
+
+def test_load_reports_the_outputs_replaced_since_the_build(tiny_bundle, tmp_path, caplog):
+    # before: a graph file copied by hand over the one the build recorded (another
+    # bundle's, same shape) was served with no sign: `mixmatch build` would rerun the
+    # stage, while the engine, its log and /healthz said nothing
+    import shutil
+
+    root = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, root)
+    _record_graph_stage(root)
+    assert Engine.load(root).changed_outputs == {}
+    rel = "graph/csr_compat_top_weights.npy"
+    np.save(root / rel, np.load(root / rel) * 0.5)
+    with caplog.at_level("WARNING", logger="recommender.engine"):
+        engine = Engine.load(root)
+    assert engine.changed_outputs == {"graph": [rel]}
+    assert engine.stale_stages == []          # its own meaning: inputs rewritten since
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and rel in warnings[0], warnings
+    assert f"mixmatch graph --bundle {root}" in warnings[0]
+    assert engine.complements("t2", k=3)["groups"]   # served all the same
+
+
+def test_load_of_a_bundle_recorded_without_output_hashes_reports_nothing_changed(
+        tiny_bundle, tmp_path, caplog):
+    # bundles built before output_hashes were kept (the MANGO one): no bytes to compare
+    import shutil
+
+    from recommender.bundle import Bundle
+
+    root = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, root)
+    _record_graph_stage(root)
+    b = Bundle.open(root)
+    del b.manifest["stages"]["graph"]["output_hashes"]
+    b.save()
+    rel = "graph/csr_compat_top_weights.npy"
+    np.save(root / rel, np.load(root / rel) * 0.5)
+    with caplog.at_level("WARNING", logger="recommender.engine"):
+        assert Engine.load(root).changed_outputs == {}
+    assert "differ from what the build recorded" not in caplog.text
