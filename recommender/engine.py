@@ -166,26 +166,24 @@ class Engine:
         if engine.stale_stages:
             # served all the same: a graph scored by the previous model still answers,
             # where refusing the bundle would leave nothing to serve
-            from recommender.pipeline import rebuild_command
+            from recommender.pipeline import rebuild_commands
 
             log.warning("bundle %s: stage(s) %s built from inputs that have changed "
                         "since; serving them as they are. Rebuild: %s", b.root,
                         ", ".join(engine.stale_stages),
-                        "; then ".join(rebuild_command(n, b.root)
-                                       for n in engine.stale_stages))
+                        rebuild_commands(engine.stale_stages, b.root))
         if engine.changed_outputs:
             # not a stale stage (no input changed: the build's record still holds),
             # but not the build either: a model copied in by hand, a copy cut short
-            from recommender.pipeline import STAGE_NAMES, rebuild_command
+            from recommender.pipeline import rebuild_commands
 
-            order = sorted(engine.changed_outputs, key=lambda n: (
-                STAGE_NAMES.index(n) if n in STAGE_NAMES else len(STAGE_NAMES), n))
+            changed = engine.changed_outputs
             log.warning("bundle %s: output(s) %s differ from what the build recorded "
                         "(replaced or removed since); serving them as they are. Copy "
                         "the bundle again, or rebuild: %s", b.root,
-                        "; ".join(f"of stage {n} ({', '.join(engine.changed_outputs[n])})"
-                                  for n in order),
-                        "; then ".join(rebuild_command(n, b.root) for n in order))
+                        "; ".join(f"of stage {n} ({', '.join(files)})"
+                                  for n, files in changed.items()),
+                        rebuild_commands(changed, b.root))
         return engine
 
     def graph_pairs_missing(self, rules: Rules | None = None) -> list[str]:

@@ -171,7 +171,7 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
             ctx.log(f"stage(s) {', '.join(stale)} of bundle {ctx.bundle.root} were built "
                     f"from inputs that have changed since and are out of date (served "
                     f"as they are until rebuilt); rebuild them: "
-                    + "; then ".join(rebuild_command(n, ctx.bundle.root) for n in stale))
+                    + rebuild_commands(stale, ctx.bundle.root))
     return results
 
 
@@ -231,6 +231,18 @@ def out_of_date_after(ctx: BuildContext, ran: list[str]) -> list[str]:
         if not ctx.bundle.stage_is_current(stage.name, inputs_hash):
             stale.append(stage.name)
     return stale
+
+
+def rebuild_commands(names, root) -> str:
+    """The commands that rerun stages ``names`` of the bundle at ``root``, in the
+    pipeline's order (a stage's inputs rebuilt before it), joined by "; then ".
+
+    >>> rebuild_commands(["graph", "compatibility"], "b")
+    'mixmatch train --bundle b --stage compatibility; then mixmatch graph --bundle b'
+    """
+    order = sorted(names, key=lambda n: (STAGE_NAMES.index(n) if n in STAGE_NAMES
+                                         else len(STAGE_NAMES), n))
+    return "; then ".join(rebuild_command(n, root) for n in order)
 
 
 def rebuild_command(name: str, root) -> str:

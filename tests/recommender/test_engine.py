@@ -730,3 +730,30 @@ def test_load_of_a_bundle_recorded_without_output_hashes_reports_nothing_changed
     with caplog.at_level("WARNING", logger="recommender.engine"):
         assert Engine.load(root).changed_outputs == {}
     assert "differ from what the build recorded" not in caplog.text
+
+
+def test_load_says_to_rebuild_stale_stages_in_the_pipelines_order(tiny_bundle, tmp_path,
+                                                                   caplog):
+    # the stale stages are listed by name, but rebuilt in the pipeline's order: the
+    # log said "train --stage compatibility; then features", rebuilding the model
+    # from the features about to be replaced
+    import shutil
+
+    from recommender.bundle import Bundle, file_hash
+
+    root = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, root)
+    b = Bundle.open(root)
+    (root / "net.pt").write_text("old network")
+    b.record_stage("attributes", inputs_hash="a", outputs=["net.pt"])
+    for stage in ("features", "compatibility"):
+        b.record_stage(stage, inputs_hash="b", outputs=[],
+                       extra={"reads": {"net.pt": file_hash(root / "net.pt")}})
+    (root / "net.pt").write_text("retrained network")
+    b.record_stage("attributes", inputs_hash="c", outputs=["net.pt"])
+    with caplog.at_level("WARNING", logger="recommender.engine"):
+        engine = Engine.load(root)
+    assert engine.stale_stages == ["compatibility", "features"]
+    said = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    first = said.index(f"mixmatch features --bundle {root}")
+    assert first < said.index(f"mixmatch train --bundle {root} --stage compatibility")
