@@ -78,10 +78,10 @@ def load_report_data(bundle_path: str | os.PathLike, seed: int = 0) -> ReportDat
     from recommender.evaluation.baselines import make_baselines
     # evaluate's own loaders: evaluation_tables hands these fields to evaluate_loaded,
     # which must get the catalogue, training outfits and model mixmatch evaluate reads
-    from recommender.evaluation.evaluate import _bundle_state, _load_model
+    from recommender.evaluation.evaluate import load_compat_model, load_eval_state
 
-    b, catalog, index, train, seen = _bundle_state(bundle_path)
-    return ReportData(b, catalog, index, train, seen, _load_model(b),
+    b, catalog, index, train, seen = load_eval_state(bundle_path)
+    return ReportData(b, catalog, index, train, seen, load_compat_model(b),
                       make_baselines(train, len(catalog), seed))
 
 

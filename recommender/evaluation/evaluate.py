@@ -114,7 +114,25 @@ def compat_metrics(scorer, data: dict) -> dict:
     return out
 
 
-def _bundle_state(bundle_path):
+def load_eval_state(bundle_path):
+    """Open the bundle at ``bundle_path`` with what scoring its evaluation files needs.
+
+    Returns ``(bundle, catalog, index, train, seen)``: the opened
+    :class:`~recommender.bundle.Bundle`, its catalogue (``catalog.parquet``), ``index``
+    (item id -> catalogue row), the training outfits (``eval/train_outfits.parquet``)
+    as lists of catalogue rows, and ``seen`` (a boolean per catalogue row: the item is
+    in a training outfit; the warm/cold split reads it).
+
+    Raises :class:`~features.exceptions.NotFoundError` when there is no bundle at
+    ``bundle_path`` and :class:`~features.exceptions.BundleError` when its manifest is
+    unreadable or of another schema, or the ingest or split stage has not run.
+    ``mixmatch evaluate`` and the model report both read the bundle through here, so
+    that the report's figures are those of the same catalogue and split.
+
+    >>> load_eval_state("/nonexistent")  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    features.exceptions.NotFoundError: no bundle at /nonexistent (no manifest.json)
+    """
     from recommender.bundle import Bundle
     from recommender.compat.model import outfit_index_lists
 
@@ -147,7 +165,16 @@ class _ContextOnly:
         return self.model.score_fitb(questions, answers, "context")
 
 
-def _load_model(b):
+def load_compat_model(b):
+    """The compatibility model of the open bundle ``b``, or None when it has none.
+
+    None when ``models/compat.txt`` is absent (the train stage has not run): the
+    caller then scores the baselines only, which is what ``mixmatch evaluate`` prints
+    for such a bundle rather than an error. Otherwise
+    :meth:`~recommender.compat.model.CompatibilityModel.load`, which raises
+    :class:`~features.exceptions.BundleError` when the model's files are incomplete
+    or disagree with ``models/compat.json``.
+    """
     from recommender.compat.model import CompatibilityModel
 
     if not b.path("models", "compat.txt").is_file():
@@ -174,8 +201,8 @@ def evaluate_bundle_files(bundle_path, fitb=None, compat=None, ablations: bool =
     "fitb_cold_accuracy", "compat_auc", "n_compat", "n_unknown_ids", "model",
     "baselines": {name: {...}}, "ablations": {...}}`` (keys for what was asked).
     """
-    b, catalog, index, train, seen = _bundle_state(bundle_path)
-    return evaluate_loaded(b, catalog, index, train, seen, _load_model(b), fitb=fitb,
+    b, catalog, index, train, seen = load_eval_state(bundle_path)
+    return evaluate_loaded(b, catalog, index, train, seen, load_compat_model(b), fitb=fitb,
                            compat=compat, ablations=ablations, seed=seed,
                            print_text=print_text)
 

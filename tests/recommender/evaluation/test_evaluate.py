@@ -3,9 +3,10 @@ import json
 import pytest
 
 from api.cli import main
-from features.exceptions import BundleError
+from features.exceptions import BundleError, NotFoundError
 from recommender.bundle import Bundle
-from recommender.evaluation.evaluate import evaluate_bundle_files
+from recommender.evaluation.evaluate import (evaluate_bundle_files, load_compat_model,
+                                             load_eval_state)
 from recommender.evaluation.make_eval import read_fitb, write_compat, write_fitb
 from recommender.pipeline import BuildContext, run_stages
 from tests.recommender.compat.synthetic import make_bundle
@@ -72,6 +73,23 @@ def test_bundle_without_split_is_refused(tmp_path):
     make_bundle(tmp_path / "nosplit", per_sub=20, n_outfits=10)
     with pytest.raises(BundleError, match="split"):
         evaluate_bundle_files(tmp_path / "nosplit", fitb="x", print_text=False)
+
+
+def test_public_loaders_give_what_evaluate_and_the_report_read(built, tmp_path):
+    # the model report used evaluate's private _bundle_state/_load_model; these are
+    # their public names, with the same returns and refusals
+    b, _ = built
+    b2, catalog, index, train, seen = load_eval_state(b.root)
+    assert b2.root == b.root and len(index) == len(catalog) == len(seen)
+    assert all(index[k] == i for i, k in enumerate(catalog["item_id"].astype(str)))
+    assert seen.sum() == len({r for o in train for r in o}) > 0
+    assert load_compat_model(b2) is not None
+    make_bundle(tmp_path / "nomodel", per_sub=20, n_outfits=10)
+    assert load_compat_model(Bundle.open(tmp_path / "nomodel")) is None
+    with pytest.raises(BundleError, match="split stage"):
+        load_eval_state(tmp_path / "nomodel")
+    with pytest.raises(NotFoundError, match="no bundle"):
+        load_eval_state(tmp_path / "nothing")
 
 
 def test_ablations_ladder(built, capsys):
