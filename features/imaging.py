@@ -33,6 +33,10 @@ from features.exceptions import (InputError, NotFoundError, PayloadTooLarge,
 
 #: Image formats accepted from uploads (PIL format names).
 UPLOAD_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+#: PIL's names for formats that are one of those: a JPEG with a Multi-Picture block
+#: (phones and cameras add a depth map or a preview after the photo) opens as "MPO",
+#: and is decoded as its first picture, the photo a browser shows.
+_FORMAT_ALIASES = {"MPO": "JPEG"}
 #: Default pixel budget of an upload (about 5000 x 5000).
 DEFAULT_MAX_PIXELS = 25_000_000
 
@@ -308,7 +312,7 @@ def decode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
         except (OSError, SyntaxError, ValueError) as exc:
             raise InputError(f"image header unreadable ({exc})", field="image") from exc
         with im:
-            if im.format not in UPLOAD_FORMATS:
+            if _FORMAT_ALIASES.get(im.format, im.format) not in UPLOAD_FORMATS:
                 raise UnsupportedMediaType(f"image format {im.format!r} is not accepted",
                                            field="image", value=im.format,
                                            allowed=UPLOAD_FORMATS)

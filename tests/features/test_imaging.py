@@ -158,3 +158,21 @@ def test_catalogue_photos_are_turned_upright_like_uploads(tmp_path):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "plain.jpg")
     assert orientation_stamp(tmp_path / "plain.jpg") == ""
     assert orientation_stamp(tmp_path / "missing.jpg") == ""
+
+
+def test_decode_upload_takes_a_multi_picture_jpeg_as_its_main_photo():
+    """Many phones and cameras write JPEGs with a Multi-Picture (MPF) block (a depth
+    map or preview after the main photo); PIL names their format "MPO". They are
+    JPEG files a browser shows as the first picture, and must not be refused as an
+    unknown format (415)."""
+    main = np.full((40, 30, 3), (30, 60, 150), np.uint8)
+    extra = np.full((40, 30, 3), (200, 0, 0), np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(main).save(buf, "MPO", save_all=True,
+                               append_images=[Image.fromarray(extra)], quality=95)
+    data = buf.getvalue()
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "MPO"           # what PIL makes of such a phone photo
+    out = decode_upload(data)
+    assert out.shape == (40, 30, 3)
+    assert np.abs(out.astype(int) - main).max() <= 3    # the main photo, not the extra
