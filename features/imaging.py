@@ -140,7 +140,8 @@ def load_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray
     NotFoundError
         The file does not exist.
     InputError
-        The file is not a readable image (corrupt, truncated, unknown format).
+        The file is not a readable image (corrupt, truncated, unknown format, or
+        more pixels than PIL decodes: ``2 * Image.MAX_IMAGE_PIXELS``).
 
     Examples
     --------
@@ -163,7 +164,10 @@ def load_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray
                 im.draft("RGB", (max_side, max_side))
             im.load()
             arr = pil_to_rgb_array(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+            Image.DecompressionBombError) as exc:
+        # DecompressionBombError (not an OSError): a header declaring more pixels
+        # than PIL will decode is as unusable as a corrupt file, and said per file.
         raise InputError(f"image unreadable: {path} ({exc.__class__.__name__}: {exc})",
                          field="image_path", value=str(path)) from exc
     if max_side is not None:

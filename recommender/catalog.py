@@ -112,7 +112,10 @@ def _check_image(path: Path) -> str | None:
             if im.format == "JPEG":
                 im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
             im.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+            Image.DecompressionBombError) as exc:
+        # DecompressionBombError is no OSError: one giant image must be its row's
+        # issue, not end the ingest
         return f"image unreadable: {path} ({exc.__class__.__name__}: {exc})"
     return None
 

@@ -56,3 +56,19 @@ def turned_photo(path, orientation=6, h=40, w=80):
     exif[0x0112] = orientation
     im.save(path, "JPEG", quality=95, exif=exif.tobytes())
     return path
+
+
+def oversized_png(path, w=15_000, h=15_000):
+    """A PNG of a few bytes whose header declares ``w x h`` RGB pixels (15000 x 15000
+    = 225 M: past PIL's hard limit of 2 x ``Image.MAX_IMAGE_PIXELS``, so that
+    ``Image.open`` itself raises ``DecompressionBombError``, a decompression bomb
+    or a scan far too large to decode)."""
+    import struct
+    import zlib
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
+    return path

@@ -176,3 +176,16 @@ def test_decode_upload_takes_a_multi_picture_jpeg_as_its_main_photo():
     out = decode_upload(data)
     assert out.shape == (40, 30, 3)
     assert np.abs(out.astype(int) - main).max() <= 3    # the main photo, not the extra
+
+
+def test_load_rgb_refuses_an_image_past_the_decoders_limit_naming_the_file(tmp_path):
+    """A catalogue file whose header declares more pixels than PIL will decode (a
+    decompression bomb, or a giant scan) is unreadable like a corrupt one: an
+    InputError naming the file, which the features stage records for that item,
+    not PIL's own exception."""
+    from tests.features.synth import oversized_png
+
+    p = oversized_png(tmp_path / "huge.png")
+    with pytest.raises(InputError, match="huge.png") as e:
+        load_rgb(p, max_side=512)
+    assert "225000000 pixels" in str(e.value)

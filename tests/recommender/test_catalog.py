@@ -129,6 +129,21 @@ def test_bad_images_listed_per_row_and_the_rest_loads(image_dir):
     assert "3 row(s) with image problems" in text and "item i3" in text
 
 
+def test_an_image_past_the_decoders_limit_is_a_row_issue_not_a_crash(image_dir):
+    """One giant (or bomb) image must not end the ingest with PIL's traceback: it is
+    listed with its row, like a corrupt file, and the rest loads."""
+    from tests.features.synth import oversized_png
+
+    (image_dir / "img" / "i0.jpg").write_bytes(_jpeg_bytes(1))
+    oversized_png(image_dir / "img" / "i1.png")
+    df = _rows(2, image_path=["img/i0.jpg", "img/i1.png"])
+    cat, report = validate_catalog(df, image_dir)
+    assert report.ok and cat["image_ok"].tolist() == [True, False]
+    issues = dict(report.row_issues)
+    assert set(issues) == {"i1"}
+    assert "unreadable" in issues["i1"] and "225000000 pixels" in issues["i1"]
+
+
 def test_empty_image_path_means_no_image_not_an_error(image_dir):
     _, report = validate_catalog(_rows(1, image_path=[""]), image_dir)
     assert report.ok and report.row_issues == []
