@@ -107,6 +107,12 @@ def pil_to_rgb_array(im) -> np.ndarray:
     report's thumbnails): turned upright as its EXIF orientation tag says (as a
     browser shows it), transparency composited on white, 16-bit greyscale scaled to
     8 bits."""
+    return np.asarray(_rgb_image(im), dtype=np.uint8)
+
+
+def _rgb_image(im):
+    """:func:`pil_to_rgb_array`'s decoding, kept a PIL image in mode ``RGB`` (so
+    :func:`load_rgb` can shrink it before any full-size array is made)."""
     from PIL import Image
 
     im = upright(im)
@@ -115,13 +121,14 @@ def pil_to_rgb_array(im) -> np.ndarray:
         # would clip every sample above 255 to white; scale 0..65535 to 0..255.
         a = np.asarray(im, dtype=np.float64)
         grey = np.rint(np.clip(a, 0, 65535) / 257.0).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=-1)
+        return Image.fromarray(np.repeat(grey[..., None], 3, axis=-1))
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         # Composite transparency on white: packshots with alpha are cut-outs.
         im = im.convert("RGBA")
         bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(bg, im)
-    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    # convert() copies even an RGB image: a 12000 x 12000 scan is 432 MB per copy
+    return im if im.mode == "RGB" else im.convert("RGB")
 
 
 def load_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray:
@@ -163,15 +170,20 @@ def load_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray
                 # draft() lets the JPEG decoder skip detail we would throw away anyway.
                 im.draft("RGB", (max_side, max_side))
             im.load()
-            arr = pil_to_rgb_array(im)
+            rgb = _rgb_image(im)
+            if max_side is not None:
+                # shrunk as a PIL image, as resize_max_side would shrink the array:
+                # the same pixels, without the full-size array and the copy back to
+                # PIL that resizing it takes (4-5 times the decoded image at peak)
+                h, w = _shrunk_shape(rgb.height, rgb.width, max_side)
+                rgb = _resize_rgb_image(rgb, (h, w))
+            arr = np.asarray(rgb, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
             Image.DecompressionBombError) as exc:
         # DecompressionBombError (not an OSError): a header declaring more pixels
         # than PIL will decode is as unusable as a corrupt file, and said per file.
         raise InputError(f"image unreadable: {path} ({exc.__class__.__name__}: {exc})",
                          field="image_path", value=str(path)) from exc
-    if max_side is not None:
-        arr = resize_max_side(arr, max_side)
     return arr
 
 
@@ -188,8 +200,26 @@ def resize_max_side(img: np.ndarray, max_side: int) -> np.ndarray:
     h, w = img.shape[:2]
     if max(h, w) <= max_side:
         return img
+    return resize_to(img, _shrunk_shape(h, w, max_side))
+
+
+def _shrunk_shape(h: int, w: int, max_side: int) -> tuple[int, int]:
+    """(h, w) shrunk, aspect kept, so the longer side is at most ``max_side``."""
+    if max(h, w) <= max_side:
+        return h, w
     s = max_side / max(h, w)
-    return resize_to(img, (max(1, round(h * s)), max(1, round(w * s))))
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def _resize_rgb_image(im, shape: tuple[int, int]):
+    """A PIL RGB image resized to ``shape`` (h, w) the way :func:`resize_to` resizes
+    a uint8 array: box filter to shrink, bilinear otherwise."""
+    from PIL import Image
+
+    h, w = int(shape[0]), int(shape[1])
+    if (im.height, im.width) == (h, w):
+        return im
+    return im.resize((w, h), Image.BOX if h < im.height else Image.BILINEAR)
 
 
 def resize_to(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -208,8 +238,7 @@ def resize_to(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         out = Image.fromarray(img.astype(np.uint8) * 255).resize((w, h), Image.NEAREST)
         return np.asarray(out) > 127
     if img.dtype == np.uint8:
-        resample = Image.BOX if h < img.shape[0] else Image.BILINEAR
-        return np.asarray(Image.fromarray(img).resize((w, h), resample))
+        return np.asarray(_resize_rgb_image(Image.fromarray(img), (h, w)))
     out = Image.fromarray(img.astype(np.float32)).resize((w, h), Image.BILINEAR)
     return np.asarray(out)
 

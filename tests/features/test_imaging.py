@@ -189,3 +189,28 @@ def test_load_rgb_refuses_an_image_past_the_decoders_limit_naming_the_file(tmp_p
     with pytest.raises(InputError, match="huge.png") as e:
         load_rgb(p, max_side=512)
     assert "225000000 pixels" in str(e.value)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_load_rgb_shrinks_a_large_image_without_a_full_size_array(tmp_path, mode):
+    """The features stage reads every packshot at max_side (512): a 12000 x 12000
+    PNG scan peaked near 2 GB in a worker (the decoded image, an array of it, and a
+    copy back to PIL to shrink it). Shrunk as a PIL image instead, no full-size
+    array is made (numpy's allocations are what tracemalloc sees; a 1500 x 1500 RGB
+    array is 6.75 MB), and the pixels are those resize_max_side gives."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (30, 30, 4 if mode == "RGBA" else 3), dtype=np.uint8)
+    im = Image.fromarray(small).resize((1500, 1500), Image.NEAREST)
+    p = tmp_path / "big.png"
+    (im if mode != "L" else im.convert("L")).save(p)
+    tracemalloc.start()
+    try:
+        out = load_rgb(p, max_side=64)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+    assert peak < 1_000_000, f"{peak / 1e6:.1f} MB allocated while loading"
+    np.testing.assert_array_equal(out, resize_max_side(load_rgb(p), 64))
