@@ -106,7 +106,8 @@ def pil_to_rgb_array(im) -> np.ndarray:
     loader shares (:func:`load_rgb`, uploads, attribute and keypoint training, the
     report's thumbnails): turned upright as its EXIF orientation tag says (as a
     browser shows it), transparency composited on white, 16-bit greyscale scaled to
-    8 bits."""
+    8 bits. 32-bit samples (TIFF modes ``I`` and ``F``) are refused as
+    :class:`UnsupportedMediaType`."""
     return np.asarray(_rgb_image(im), dtype=np.uint8)
 
 
@@ -122,6 +123,14 @@ def _rgb_image(im):
         a = np.asarray(im, dtype=np.float64)
         grey = np.rint(np.clip(a, 0, 65535) / 257.0).astype(np.uint8)
         return Image.fromarray(np.repeat(grey[..., None], 3, axis=-1))
+    if im.mode in ("I", "F"):
+        # 32-bit samples (TIFF) have no one 8-bit reading (floats are 0..1 by
+        # convention, integers any range): convert would clip them to a black or a
+        # white image, and every feature would describe that.
+        kind = "float" if im.mode == "F" else "integer"
+        raise UnsupportedMediaType(f"image has 32-bit {kind} samples (PIL mode "
+                                   f"{im.mode!r}): save it with 8 or 16 bits per sample",
+                                   field="image", value=im.mode)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         # Composite transparency on white: packshots with alpha are cut-outs.
         im = im.convert("RGBA")
@@ -359,6 +368,8 @@ def decode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
             try:
                 im.load()
                 arr = pil_to_rgb_array(im)   # turned upright there
+            except InputError:
+                raise                        # says itself what is wrong (not "corrupt")
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
                 raise PayloadTooLarge(f"image exceeds the decoder's limit: {exc}",
                                       field="image") from exc

@@ -214,3 +214,22 @@ def test_load_rgb_shrinks_a_large_image_without_a_full_size_array(tmp_path, mode
     assert out.shape == (64, 64, 3) and out.dtype == np.uint8
     assert peak < 1_000_000, f"{peak / 1e6:.1f} MB allocated while loading"
     np.testing.assert_array_equal(out, resize_max_side(load_rgb(p), 64))
+
+
+@pytest.mark.parametrize("mode", ["F", "I"])
+def test_32_bit_samples_are_refused_not_read_as_black_or_white(tmp_path, mode):
+    """A TIFF with 32-bit float (mode F, light 0..1 by convention) or 32-bit integer
+    samples (mode I, any range) has no one 8-bit reading: PIL's convert clips it,
+    so a 0..1 float photo read all black and a 0..255000 one all white, and the
+    analysis answered for a blank image. Refused, saying which kind of file works."""
+    grey = np.full((30, 20), 0.9, np.float32)
+    grey[5:25, 5:15] = 0.2
+    im = Image.fromarray(grey if mode == "F" else (grey * 255_000).astype(np.int32))
+    assert im.mode == mode
+    p = tmp_path / "g32.tif"
+    im.save(p)
+    with pytest.raises(UnsupportedMediaType, match="32-bit") as e:
+        decode_upload(p.read_bytes())
+    assert e.value.field == "image"
+    with pytest.raises(InputError, match="32-bit"):
+        load_rgb(p)
