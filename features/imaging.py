@@ -131,8 +131,11 @@ def _rgb_image(im):
         raise UnsupportedMediaType(f"image has 32-bit {kind} samples (PIL mode "
                                    f"{im.mode!r}): save it with 8 or 16 bits per sample",
                                    field="image", value=im.mode)
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        # Composite transparency on white: packshots with alpha are cut-outs.
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode in ("P", "RGB", "L")
+                                           and "transparency" in im.info):
+        # Composite transparency on white: packshots with alpha are cut-outs. A
+        # palette, RGB or greyscale image may mark one colour transparent instead
+        # (tRNS), often the black around a cut-out; convert applies it as alpha.
         im = im.convert("RGBA")
         bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(bg, im)

@@ -233,3 +233,19 @@ def test_32_bit_samples_are_refused_not_read_as_black_or_white(tmp_path, mode):
     assert e.value.field == "image"
     with pytest.raises(InputError, match="32-bit"):
         load_rgb(p)
+
+
+@pytest.mark.parametrize("mode,key", [("RGB", (0, 0, 0)), ("L", 0)])
+def test_a_transparent_colour_key_is_composited_on_white_like_alpha(tmp_path, mode, key):
+    """A PNG may mark one colour transparent (tRNS) instead of carrying alpha: a
+    cut-out saved so has a black background that browsers show as transparent.
+    It is composited on white like alpha and palette transparency, not read as a
+    garment on black."""
+    a = np.zeros((30, 20, 3), np.uint8)
+    a[5:25, 5:15] = (30, 60, 150)
+    p = tmp_path / "keyed.png"
+    Image.fromarray(a).convert(mode).save(p, transparency=key)
+    garment = Image.fromarray(a).convert(mode).convert("RGB").getpixel((10, 15))
+    for out in (load_rgb(p), decode_upload(p.read_bytes())):
+        assert out[0, 0].tolist() == [255, 255, 255]
+        assert out[15, 10].tolist() == list(garment)
