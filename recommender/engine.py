@@ -1187,10 +1187,15 @@ class Engine:
     @staticmethod
     def _check_rgb(rgb: Any) -> np.ndarray:
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 \
-                or rgb.shape[2] != 3 or min(rgb.shape[:2]) < 8:
+                or rgb.shape[2] != 3:
             raise InputError("image must be an RGB uint8 array (H, W, 3), at least 8x8 "
                              "pixels", field="image",
                              value=getattr(rgb, "shape", type(rgb).__name__))
+        if min(rgb.shape[:2]) < 8:
+            # a decoded upload that is too small: said in the photo's terms, since
+            # the API's caller sent an image file, not an array
+            raise InputError(f"image is {rgb.shape[1]}x{rgb.shape[0]} pixels; at least "
+                             f"8x8 are needed", field="image", value=list(rgb.shape[:2]))
         return rgb
 
     def _perceive(self, rgb: np.ndarray) -> dict:

@@ -176,6 +176,20 @@ def test_image_errors_name_the_field(engine_t):
         assert err.value.field == "image"
 
 
+def test_a_too_small_photo_is_refused_with_its_size(engine):
+    """A 1x1 upload (a tracking pixel, a broken thumbnail) is a 400 whose message
+    says the photo's size and the least one taken, not that "an RGB uint8 array"
+    was expected: the shopper's page sent a PNG, never an array. Checked before the
+    models are needed (the tiny bundle has none)."""
+    for h, w in ((1, 1), (7, 40)):
+        with pytest.raises(InputError, match=f"image is {w}x{h} pixels; at least 8x8") \
+                as err:
+            engine.analyze_image(np.zeros((h, w, 3), np.uint8))
+        assert err.value.field == "image"
+    with pytest.raises(InputError, match="at least 8x8"):
+        engine.search_by_image(np.zeros((1, 1, 3), np.uint8), {}, 3)
+
+
 def test_no_attribute_network_is_stage_not_available(engine):
     # the tiny bundle has embeddings but no models/attributes.pt
     with pytest.raises(StageNotAvailable, match="attributes.pt"):
