@@ -249,3 +249,22 @@ def test_a_transparent_colour_key_is_composited_on_white_like_alpha(tmp_path, mo
     for out in (load_rgb(p), decode_upload(p.read_bytes())):
         assert out[0, 0].tolist() == [255, 255, 255]
         assert out[15, 10].tolist() == list(garment)
+
+
+def test_a_photo_past_pils_warning_size_is_refused_by_our_limit_and_words(tmp_path):
+    """A 12000 x 12000 upload (144 M pixels: past PIL's DecompressionBombWarning
+    size, 89 M) is refused by the service's own limit with its size and the limit,
+    like a 9000 x 9000 one, not with PIL's "could be decompression bomb DOS attack"
+    text, which accused a merchandiser's large photo of an attack."""
+    from tests.features.synth import oversized_png
+
+    data = oversized_png(tmp_path / "big.png", 12_000, 12_000).read_bytes()
+    with pytest.raises(PayloadTooLarge) as e:
+        decode_upload(data, max_pixels=25_000_000)
+    assert str(e.value) == ("image is 12000x12000 = 144000000 pixels; at most 25000000 "
+                            "are accepted")
+    # past PIL's hard limit (2 x 89 M), PIL opens nothing: the limit is still named
+    data = oversized_png(tmp_path / "huge.png").read_bytes()
+    with pytest.raises(PayloadTooLarge, match="at most 25000000 are accepted") as e:
+        decode_upload(data, max_pixels=25_000_000)
+    assert "DOS attack" not in str(e.value)
