@@ -24,6 +24,11 @@ GENERATOR_VERSION = "1.0.0"
 TABLE_FORM_ITEMS = 20_000
 DEFAULT_TABLE_IMAGE_SAMPLE = 2_000
 JPEG_QUALITY = 90
+#: What :func:`generate_demo` writes into its folder. A folder holding anything else
+#: is not a demo catalogue: regenerating into it would delete its ``images/`` (a
+#: MANGO data folder's photos) and overwrite its tables.
+DEMO_ENTRIES = frozenset({"catalog.csv", "catalog.parquet", "outfits.csv",
+                          "outfits.parquet", "images", "masks", "fashionai", "demo.json"})
 
 SIMULATED_FIELDS = {
     "price": "simulated: base price per subcategory x formality x premium material x "
@@ -73,6 +78,29 @@ def item_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, 0x5EED, index])
 
 
+def check_out_dir(out: Path) -> None:
+    """Refuse an ``out`` that is a file, or a folder holding what the generator did not
+    write (:data:`DEMO_ENTRIES`); a new or empty folder, or an earlier demo catalogue's
+    (even one whose generation was interrupted, so without ``demo.json``), is fine.
+
+    >>> import tempfile
+    >>> check_out_dir(Path(tempfile.mkdtemp()) / "new")
+    """
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder", field="out", value=str(out))
+    # hidden entries (.DS_Store) are nobody's data and are left as they are
+    foreign = sorted(p.name for p in out.iterdir()
+                     if p.name not in DEMO_ENTRIES and not p.name.startswith(".")
+                     ) if out.is_dir() else []
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more"
+                                          if len(foreign) > 5 else "")
+        raise InputError(f"{out} holds {shown}, which mixmatch demo did not write: the "
+                         "demo catalogue goes into a new or empty folder, or over an "
+                         "earlier demo catalogue (whose images/, masks/ and fashionai/ "
+                         "it replaces); choose another folder", field="out", value=str(out))
+
+
 def generate_demo(out_dir, n_items: int = 2000, seed: int = 0, n_outfits: int | None = None,
                   image_sample: int | None = None, fashionai_keypoints=None,
                   progress=None) -> dict:
@@ -94,6 +122,8 @@ def generate_demo(out_dir, n_items: int = 2000, seed: int = 0, n_outfits: int | 
     Parameters
     ----------
     out_dir : path
+        A new or empty folder, or an earlier demo catalogue's; any other is refused
+        (:func:`check_out_dir`), as its ``images/`` would be deleted.
     n_items : int
         Catalogue size (1 .. 1,000,000 and beyond: the table form is vectorised).
     seed : int
@@ -135,6 +165,7 @@ def generate_demo(out_dir, n_items: int = 2000, seed: int = 0, n_outfits: int | 
     stats = resolve_shape_stats(fashionai_keypoints)
 
     out = Path(out_dir)
+    check_out_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     # the marker of an earlier run goes first and comes back last: a generation that is
     # interrupted leaves no demo.json for a build to mistake the folder's mix for it

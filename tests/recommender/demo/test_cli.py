@@ -19,3 +19,30 @@ def test_cli_demo_refuses_a_negative_image_sample(tmp_path, capsys):
     assert main(["demo", "--out", str(out), "--items", "10", "--image-sample", "-1"]) == 2
     assert "image_sample must be >= 0, got -1" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_cli_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):
+    # before: --out pointing at a data folder (MANGO's: product_data.csv beside images/)
+    # exited 0 after deleting its images/ to make room for the packshots; a file as
+    # --out was a FileExistsError traceback (exit 1)
+    data = tmp_path / "mango"
+    (data / "images").mkdir(parents=True)
+    (data / "images" / "2019_53000586_TO.jpg").write_bytes(b"a photo")
+    (data / "product_data.csv").write_text("cod_modelo_color\n1\n")
+    argv = ["demo", "--items", "5", "--fashionai-keypoints", "none", "--out"]
+    assert main(argv + [str(data)]) == 2
+    err = capsys.readouterr().err
+    assert f"mixmatch demo: error: {data} holds product_data.csv, which mixmatch demo " \
+           "did not write" in err and "Traceback" not in err
+    assert (data / "images" / "2019_53000586_TO.jpg").read_bytes() == b"a photo"
+    assert sorted(p.name for p in data.iterdir()) == ["images", "product_data.csv"]
+    text = tmp_path / "notes.txt"
+    text.write_text("mine")
+    assert main(argv + [str(text)]) == 2
+    assert f"mixmatch demo: error: --out {text} is a file, not a folder" in (
+        capsys.readouterr().err)
+    assert text.read_text() == "mine"
+    # an earlier demo catalogue is regenerated in place, as before
+    demo = tmp_path / "demo"
+    assert main(argv + [str(demo)]) == 0
+    assert main(argv + [str(demo), "--seed", "1"]) == 0
