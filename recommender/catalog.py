@@ -255,6 +255,11 @@ def load_catalog(path: str | os.PathLike, image_root: str | os.PathLike | None =
 
             raise InputError(f"catalogue file {path} is not UTF-8 text ({exc.reason}); "
                              "save it as UTF-8", field="catalog", value=str(path)) from exc
+        except pd.errors.EmptyDataError:
+            from features.exceptions import InputError
+
+            raise InputError(f"catalogue file {path} is empty: expected a header row",
+                             field="catalog", value=str(path)) from None
         check_row_width(df, f"catalogue file {path}", "catalog", path)
         for c in OPTIONAL_COLUMNS:
             if c in df.columns and not (pd.api.types.is_numeric_dtype(df[c])

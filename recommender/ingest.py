@@ -68,6 +68,16 @@ def default_fashionai_dir() -> Path:
 
 
 # -- reading a source ----------------------------------------------------------------------
+def _read_demo_csv(path: Path, what: str) -> pd.DataFrame:
+    """A CSV of a demo folder; InputError naming it when empty (no header: pandas' bare
+    EmptyDataError names no file)."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"demo {what} {path} is empty (generate it again with `mixmatch "
+                         "demo --out DIR`)", field="data", value=str(path)) from None
+
+
 def read_demo_source(folder: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
     """The generated demo folder's canonical ``catalog.csv`` and ``outfits.csv``."""
     folder = Path(folder)
@@ -75,12 +85,12 @@ def read_demo_source(folder: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFr
     if not cpath.is_file():
         raise NotFoundError(f"demo catalogue not found: {cpath} (generate it with "
                             "`mixmatch demo --out DIR`)", field="data", value=str(cpath))
-    catalog = pd.read_csv(cpath, dtype=str, keep_default_na=False)
+    catalog = _read_demo_csv(cpath, "catalogue")
     for c in ("price", "in_stock"):
         if c in catalog.columns:  # a blank cell means unknown, not malformed
             catalog[c] = catalog[c].where(catalog[c].str.strip() != "")
     opath = folder / DEMO_OUTFITS
-    outfits = (pd.read_csv(opath, dtype=str, keep_default_na=False) if opath.is_file()
+    outfits = (_read_demo_csv(opath, "outfits file") if opath.is_file()
                else pd.DataFrame({"outfit_id": [], "item_id": []}, dtype=str))
     return catalog, outfits, folder
 

@@ -298,3 +298,47 @@ def test_events_backup_and_restore_from_the_command_line(tmp_path, capsys):
     assert not missing.exists() and not (tmp_path / "x.db").exists()
     assert read_event_tables(db)[1]["request_id"].tolist() == ["r1", "r3"]
     assert read_event_tables(out)[1]["request_id"].tolist() == ["r1"]
+
+
+def _empty_csv_cases(tmp_path):
+    """(argv, the file named) of every command reading a CSV a user gives, on an empty
+    file (a failed export, a `>` that truncated it)."""
+    mango, demo = tmp_path / "mango", tmp_path / "demo"
+    mango.mkdir()
+    demo.mkdir()
+    (mango / "product_data.csv").write_text("")
+    (demo / "catalog.csv").write_text("")
+    (tmp_path / "p.csv").write_text("")
+    mapping = tmp_path / "map.toml"
+    mapping.write_text('catalog = "p.csv"\n[columns]\nitem_id = "sku"\ncategory = "type"\n')
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text("item_id,category,subcategory,colour,material,gender,image_path\n"
+                       "1,top,tee,RED,cotton,Female,\n2,bottom,jeans,BLUE,denim,Female,\n")
+    outfits = tmp_path / "outfits.csv"
+    outfits.write_text("outfit_id,item_id\nA,1\nA,2\n")
+    out = str(tmp_path / "out")
+    return [
+        (["ingest", "--source", "mango", "--data", str(mango), "--out", out],
+         f"MANGO file {mango / 'product_data.csv'} is empty"),
+        (["ingest", "--source", "demo", "--data", str(demo), "--out", out],
+         f"demo catalogue {demo / 'catalog.csv'} is empty"),
+        (["ingest", "--source", "csv", "--mapping", str(mapping), "--out", out],
+         f"{tmp_path / 'p.csv'} (mapping key catalog) is empty"),
+        (["make-eval", "--outfits", str(empty), "--catalog", str(catalog), "--out", out],
+         f"outfits file {empty} is empty"),
+        (["make-eval", "--outfits", str(outfits), "--catalog", str(empty), "--out", out],
+         f"catalogue file {empty} is empty"),
+    ]
+
+
+def test_an_empty_csv_is_named_not_a_traceback(tmp_path, capsys):
+    # before: pandas' "EmptyDataError: No columns to parse from file" traceback, exit 1,
+    # naming no file
+    for argv, said in _empty_csv_cases(tmp_path):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"mixmatch {argv[0]}: error: {said}" in err, err
+        assert "Traceback" not in err
+        assert not (tmp_path / "out").exists()

@@ -195,6 +195,9 @@ def _read_table(path: Path, fmt: str | None, sep: str, key: str) -> pd.DataFrame
             raise InputError(f"{path} (mapping key {key}) is not UTF-8 text: "
                              f"{_first_bad_byte(path)}; save the file as UTF-8", field=key,
                              value=str(path)) from exc
+        except pd.errors.EmptyDataError:
+            raise InputError(f"{path} (mapping key {key}) is empty: expected a header row",
+                             field=key, value=str(path)) from None
         except pd.errors.ParserError as exc:
             raise InputError(f"{path} (mapping key {key}) is not a well-formed table: {exc}",
                              field=key, value=str(path)) from exc

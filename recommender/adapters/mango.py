@@ -169,7 +169,11 @@ def image_path_from_filename(des_filename: str) -> str:
 def _read_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise NotFoundError(f"MANGO file not found: {path}", field="data", value=str(path))
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:  # not even a header: a failed export or download
+        raise SchemaError(f"MANGO file {path} is empty: expected a CSV with a header row",
+                          field="data", value=str(path)) from None
 
 
 def read_products(data: str | os.PathLike) -> pd.DataFrame:

@@ -196,6 +196,9 @@ def read_outfits_file(path: str | os.PathLike) -> pd.DataFrame:
     except UnicodeDecodeError as exc:
         raise InputError(f"outfits file {path} is not UTF-8 text ({exc.reason}); save it "
                          "as UTF-8", field="outfits", value=str(path)) from exc
+    except pd.errors.EmptyDataError:
+        raise InputError(f"outfits file {path} is empty: expected a header row "
+                         "(outfit_id,item_id)", field="outfits", value=str(path)) from None
     except pd.errors.ParserError as exc:
         raise InputError(f"outfits file {path} is not a well-formed table: {exc}",
                          field="outfits", value=str(path)) from exc
