@@ -229,6 +229,27 @@ def check_row_width(df: pd.DataFrame, what: str, field: str,
                          value=str(path))
 
 
+def read_parquet_file(path: str | os.PathLike, name: str, field: str) -> pd.DataFrame:
+    """``pd.read_parquet(path)`` of a file a user gave; InputError naming it (``name``,
+    the file as the message calls it; ``field``, the argument) when it is cut short or
+    not Parquet, instead of Arrow's traceback (``Parquet magic bytes not found``).
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "c.parquet"; _ = p.write_text("item_id,colour")
+    >>> read_parquet_file(p, f"catalogue file {p}", "catalog")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    features.exceptions.InputError: catalogue file .../c.parquet is not a readable ...
+    """
+    from features.exceptions import InputError
+
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:   # Arrow's errors are ValueErrors or OSErrors
+        raise InputError(f"{name} is not a readable Parquet file (an interrupted "
+                         f"copy, or another format named .parquet): {exc}", field=field,
+                         value=str(path)) from None
+
+
 def load_catalog(path: str | os.PathLike, image_root: str | os.PathLike | None = None, *,
                  check_images: bool = False) -> pd.DataFrame:
     """Read a canonical catalogue (Parquet or CSV) and validate it.
@@ -246,7 +267,7 @@ def load_catalog(path: str | os.PathLike, image_root: str | os.PathLike | None =
         raise NotFoundError(f"catalogue file not found: {path}", field="catalog",
                             value=str(path))
     if path.suffix == ".parquet":
-        df = pd.read_parquet(path)
+        df = read_parquet_file(path, f"catalogue file {path}", "catalog")
     else:
         try:
             df = pd.read_csv(path, dtype={"item_id": str}, keep_default_na=False)

@@ -342,3 +342,43 @@ def test_an_empty_csv_is_named_not_a_traceback(tmp_path, capsys):
         assert f"mixmatch {argv[0]}: error: {said}" in err, err
         assert "Traceback" not in err
         assert not (tmp_path / "out").exists()
+
+
+def test_a_damaged_parquet_file_is_named_not_a_traceback(tmp_path, capsys):
+    # before: pyarrow's "ArrowInvalid: ... Parquet magic bytes not found in footer"
+    # traceback, exit 1, from make-eval, an ingest mapping naming a Parquet file, and
+    # evaluate on a bundle whose catalogue copy was cut short
+    import pandas as pd
+
+    from tests.recommender.tiny_bundle import make_tiny_bundle
+
+    bundle = make_tiny_bundle(tmp_path / "bundle")
+    good = pd.read_parquet(bundle / "catalog.parquet")
+    whole = tmp_path / "whole.parquet"
+    good.to_parquet(whole)
+    cut = tmp_path / "cut.parquet"
+    cut.write_bytes(whole.read_bytes()[:200])
+    outfits = tmp_path / "outfits.csv"
+    outfits.write_text("outfit_id,item_id\nA,1\nA,2\n")
+    mapping = tmp_path / "map.toml"
+    mapping.write_text('catalog = "cut.parquet"\n[columns]\nitem_id = "item_id"\n'
+                       'category = "category"\n')
+    fitb = tmp_path / "fitb.jsonl"
+    fitb.write_text("")
+    out = str(tmp_path / "out")
+    for argv, said in (
+            (["make-eval", "--outfits", str(cut), "--catalog", str(whole), "--out", out],
+             f"outfits file {cut} is not a readable Parquet file"),
+            (["make-eval", "--outfits", str(outfits), "--catalog", str(cut), "--out", out],
+             f"catalogue file {cut} is not a readable Parquet file"),
+            (["ingest", "--source", "csv", "--mapping", str(mapping), "--out", out],
+             f"{cut} (mapping key catalog) is not a readable Parquet file")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"mixmatch {argv[0]}: error: {said}" in err, err
+        assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    (bundle / "catalog.parquet").write_bytes(cut.read_bytes())
+    assert main(["evaluate", "--bundle", str(bundle), "--fitb", str(fitb)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot read {bundle / 'catalog.parquet'}" in err and "damaged" in err, err

@@ -83,7 +83,7 @@ import pandas as pd
 
 from features.exceptions import InputError, NotFoundError, SchemaError
 from recommender.catalog import (CATEGORIES, OPTIONAL_COLUMNS, REQUIRED_COLUMNS,
-                                 check_row_width)
+                                 check_row_width, read_parquet_file)
 
 MAPPING_KEYS = ("catalog", "format", "sep", "image_root", "columns", "category_map",
                 "defaults", "attributes", "outfits")
@@ -186,7 +186,7 @@ def _read_table(path: Path, fmt: str | None, sep: str, key: str) -> pd.DataFrame
                             "exist", field=key, value=str(path))
     fmt = (fmt or path.suffix.lstrip(".")).lower()
     if fmt == "parquet":
-        return pd.read_parquet(path)
+        return read_parquet_file(path, f"{path} (mapping key {key})", key)
     if fmt in ("csv", "tsv", "txt"):
         try:
             df = pd.read_csv(path, dtype=str, keep_default_na=False,

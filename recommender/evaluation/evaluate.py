@@ -133,7 +133,7 @@ def load_eval_state(bundle_path):
     Traceback (most recent call last):
     features.exceptions.NotFoundError: no bundle at /nonexistent (no manifest.json)
     """
-    from recommender.bundle import Bundle
+    from recommender.bundle import Bundle, read_bundle_file
     from recommender.compat.model import outfit_index_lists
 
     b = Bundle.open(bundle_path)
@@ -144,9 +144,10 @@ def load_eval_state(bundle_path):
     if not tp.is_file():
         raise BundleError(f"bundle {b.root} has no eval/train_outfits.parquet: run the "
                           "split stage (baselines and warm/cold need the training outfits)")
-    catalog = pd.read_parquet(cp)
+    # a file cut short by an interrupted copy is named (BundleError), not Arrow's traceback
+    catalog = read_bundle_file(cp, pd.read_parquet)
     index = {k: i for i, k in enumerate(catalog["item_id"].astype(str))}
-    train = outfit_index_lists(pd.read_parquet(tp).astype(str), catalog)
+    train = outfit_index_lists(read_bundle_file(tp, pd.read_parquet).astype(str), catalog)
     seen = np.zeros(len(catalog), bool)
     for o in train:
         seen[o] = True

@@ -190,8 +190,10 @@ def read_outfits_file(path: str | os.PathLike) -> pd.DataFrame:
         from features.exceptions import NotFoundError
         raise NotFoundError(f"outfits file not found: {path}", field="outfits",
                             value=str(path))
+    from recommender.catalog import read_parquet_file
     try:
-        df = (pd.read_parquet(path) if path.suffix == ".parquet"
+        df = (read_parquet_file(path, f"outfits file {path}", "outfits")
+              if path.suffix == ".parquet"
               else pd.read_csv(path, dtype=str, keep_default_na=False))
     except UnicodeDecodeError as exc:
         raise InputError(f"outfits file {path} is not UTF-8 text ({exc.reason}); save it "

@@ -35,20 +35,21 @@ def evaluate_retrieval(bundle_path, print_text: bool = True, *, k: int = K,
     Returns ``{"k", "n_pairs", "n_outfits", "random_recall", "strategies":
     {name: {"recall", "ndcg", "recall_warm", "recall_cold", "n_warm", "n_cold"}}}``.
     """
-    from recommender.bundle import Bundle
+    from recommender.bundle import Bundle, read_bundle_file
     from recommender.engine import Engine, _ScoredOnce
 
     b = Bundle.open(bundle_path)
     tp = b.path("eval", "test_outfits.parquet")
     if not tp.is_file():
         raise BundleError(f"{tp} missing: run the split stage (mixmatch build) first")
-    test = pd.read_parquet(tp)
+    test = read_bundle_file(tp, pd.read_parquet)
     if test.empty:
         raise BundleError(f"bundle {b.root} holds out no outfits (built with --holdout 0: "
                           "every outfit trained it), so it has nothing to retrieve; "
                           "evaluate a bundle built with a holdout")
     trp = b.path("eval", "train_outfits.parquet")
-    train_items = set(pd.read_parquet(trp)["item_id"].astype(str)) if trp.is_file() else set()
+    train_items = (set(read_bundle_file(trp, pd.read_parquet)["item_id"].astype(str))
+                   if trp.is_file() else set())
     engine = Engine.load(bundle_path)
     pos = engine.table.index_of(test["item_id"].astype(str))
     test = test.assign(idx=pos)[pos >= 0]
