@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import IO, Iterable
 
@@ -56,8 +57,10 @@ def _not_text(src, exc: UnicodeDecodeError) -> SchemaError:
 def read_keypoints_csv(src: str | os.PathLike | IO[str]) -> pd.DataFrame:
     """Read a FashionAI keypoint CSV into the wide in-memory table (see module doc).
 
-    Raises :class:`SchemaError` naming the line and cell of a malformed value.
+    Raises :class:`SchemaError` naming the line and cell of a malformed value, after
+    the file's path when ``src`` is one (``mixmatch evaluate`` reads two files alike).
     """
+    where = f"{src}: " if isinstance(src, (str, os.PathLike)) else ""
     fh = _open_text(src)
     try:
         reader = csv.reader(fh)
@@ -65,7 +68,8 @@ def read_keypoints_csv(src: str | os.PathLike | IO[str]) -> pd.DataFrame:
         if header:
             header[0] = header[0].removeprefix(_BOM)    # an open stream keeps the BOM
         if header is None or tuple(h.strip() for h in header) != KEYPOINT_HEADER:
-            raise SchemaError(f"keypoint CSV header must be {','.join(KEYPOINT_HEADER[:3])},..."
+            raise SchemaError(f"{where}keypoint CSV header must be "
+                              f"{','.join(KEYPOINT_HEADER[:3])},..."
                               f" (26 columns); got {header!r:.200}", field="header")
         records = [rec for rec in reader]
     except UnicodeDecodeError as exc:
@@ -77,7 +81,7 @@ def read_keypoints_csv(src: str | os.PathLike | IO[str]) -> pd.DataFrame:
     arr = _parse_cells_fast(records)
     if arr is None:
         # Something is off: the cell-by-cell parser names the line and cell.
-        arr = _parse_cells_checked(records)
+        arr = _parse_cells_checked(records, where)
     keep = [rec for rec in records if rec]
     df = pd.DataFrame(arr, columns=cols)
     df.insert(0, "image_category", [rec[1] for rec in keep])
@@ -102,8 +106,12 @@ def _parse_cells_fast(records: list[list[str]]) -> np.ndarray | None:
     if "," in body or '"' in body:
         return None
     try:
-        arr = pd.read_csv(io.StringIO(body.replace("_", ",")), header=None, sep=",",
-                          dtype=np.int64, engine="c", na_filter=False).to_numpy()
+        # a cell like inf_3_1 made pandas warn "invalid value encountered in cast" on
+        # the way to its error: the checked parser names the cell instead
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            arr = pd.read_csv(io.StringIO(body.replace("_", ",")), header=None, sep=",",
+                              dtype=np.int64, engine="c", na_filter=False).to_numpy()
     except (ValueError, pd.errors.ParserError):
         return None
     if arr.shape != (len(keep), 3 * len(KEYPOINT_NAMES)):
@@ -113,16 +121,17 @@ def _parse_cells_fast(records: list[list[str]]) -> np.ndarray | None:
     return arr
 
 
-def _parse_cells_checked(records: list[list[str]]) -> np.ndarray:
+def _parse_cells_checked(records: list[list[str]], where: str = "") -> np.ndarray:
+    """The cells cell by cell; SchemaError naming ``where`` (the file), line and cell."""
     rows = []
     for lineno, rec in enumerate(records, start=2):
         if not rec:
             continue
         if len(rec) != len(KEYPOINT_HEADER):
-            raise SchemaError(f"line {lineno}: expected {len(KEYPOINT_HEADER)} cells, "
+            raise SchemaError(f"{where}line {lineno}: expected {len(KEYPOINT_HEADER)} cells, "
                               f"got {len(rec)}", field=f"line {lineno}")
         if rec[1] not in KEYPOINT_CATEGORIES:
-            raise SchemaError(f"line {lineno}: unknown image_category {rec[1]!r}",
+            raise SchemaError(f"{where}line {lineno}: unknown image_category {rec[1]!r}",
                               field="image_category", value=rec[1],
                               allowed=KEYPOINT_CATEGORIES)
         vals = []
@@ -131,10 +140,10 @@ def _parse_cells_checked(records: list[list[str]]) -> np.ndarray:
             try:
                 x, y, v = (int(p) for p in parts)
             except ValueError:
-                raise SchemaError(f"line {lineno}: keypoint {name} cell {cell!r} is not "
+                raise SchemaError(f"{where}line {lineno}: keypoint {name} cell {cell!r} is not "
                                   "x_y_visibility", field=name, value=cell) from None
             if v not in (-1, 0, 1):
-                raise SchemaError(f"line {lineno}: keypoint {name} visibility {v} not in "
+                raise SchemaError(f"{where}line {lineno}: keypoint {name} visibility {v} not in "
                                   "-1, 0, 1", field=name, value=cell)
             vals.extend((x, y, v))
         rows.append(vals)

@@ -10,7 +10,7 @@ from features.fashionai.io import (keypoints_from_arrays, keypoints_to_arrays,
 from features.fashionai.metrics import (attribute_ap, attribute_map, attribute_map_report,
                                         basic_precision, evaluate_keypoint_files,
                                         normalized_error)
-from features.fashionai.schema import KEYPOINT_INDEX, NORMALISING_PAIR
+from features.fashionai.schema import KEYPOINT_INDEX, KEYPOINT_NAMES, NORMALISING_PAIR
 
 K = KEYPOINT_INDEX
 
@@ -132,6 +132,33 @@ def test_files_and_cli(tmp_path, capsys):
                  "--keypoints-pred", str(tmp_path / "p.csv")]) == 0
     assert "keypoint NE: 0.0200 over 5 keypoints" in capsys.readouterr().out
 
+
+
+@pytest.mark.parametrize("cell, said", [
+    ("1_x_1", "line 2: keypoint waistband_left cell '1_x_1' is not x_y_visibility"),
+    ("inf_3_1", "line 2: keypoint waistband_left cell 'inf_3_1' is not x_y_visibility"),
+    ("1_2_7", "line 2: keypoint waistband_left visibility 7 not in -1, 0, 1")])
+def test_cli_names_the_file_with_the_bad_cell(tmp_path, capsys, cell, said):
+    # before: "error: line 2: keypoint waistband_left cell ..." without saying whether
+    # the truth or the prediction file held it (both are line-for-line alike), and
+    # a cell like inf_3_1 printed numpy's "RuntimeWarning: invalid value encountered
+    # in cast" above the message
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    write_keypoints_csv(TRUTH, good)
+    text = good.read_text().splitlines()
+    cells = text[1].split(",")
+    cells[2 + KEYPOINT_NAMES.index("waistband_left")] = cell
+    text[1] = ",".join(cells)
+    bad.write_text("\n".join(text) + "\n")
+    for truth, pred in ((good, bad), (bad, good)):
+        assert main(["evaluate", "--keypoints-truth", str(truth),
+                     "--keypoints-pred", str(pred)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"mixmatch evaluate: error: {bad}: {said}\n"
+    (bad).write_text("image_id,cat\n")
+    assert main(["evaluate", "--keypoints-truth", str(good), "--keypoints-pred",
+                 str(bad)]) == 2
+    assert f"error: {bad}: keypoint CSV header must be" in capsys.readouterr().err
 
 # -- the real train.csv, read once ---------------------------------------------------------
 @pytest.fixture(scope="module")
