@@ -28,6 +28,8 @@ from recommender.paths import DATA_ENV, default_data_root
 from recommender.pipeline import STAGE_NAMES, STAGES, BuildContext, run_stages
 
 SOURCES = ("demo", "mango", "csv")
+#: The tables of a build config: per-stage settings and the Dask cluster's sizes.
+CONFIG_KEYS = ("dask", "stages")
 
 
 def read_config_file(path: str | os.PathLike | None) -> dict:
@@ -53,6 +55,11 @@ def read_config_file(path: str | os.PathLike | None) -> dict:
     if not isinstance(cfg, dict):
         raise InputError(f"config file {p} must hold a table of settings, got "
                          f"{type(cfg).__name__}", field="config", value=str(p))
+    for key in cfg:
+        # a typo ([stage.graph], [graph]) would otherwise build with the defaults
+        if key not in CONFIG_KEYS:
+            raise InputError(f"config file {p}: unknown key {key!r}", field=key,
+                             value=key, allowed=CONFIG_KEYS)
     stages = cfg.get("stages", {})
     if not isinstance(stages, dict):
         raise InputError(f"config file {p}: [stages] must be a table of stage tables, "

@@ -67,6 +67,10 @@ def test_the_manifest_records_the_recipe_a_mango_build_ran_with(mango, tmp_path)
     ("stages = 3\n", "[stages] must be a table of stage tables, got 3"),
     ("[stages]\nattributes = 3\n", "[stages.attributes] must be a table, got 3"),
     ("[stages.atributes]\nepochs = 3\n", "unknown stage 'atributes' in [stages]"),
+    # before: a top-level table other than [stages] and [dask] was ignored, so a typo
+    # ([stage.graph], [graph]) built with the defaults and exited 0
+    ("[stage.graph]\nk_visual = 5\n", "unknown key 'stage' (allowed: dask, stages)"),
+    ("seed = 3\n", "unknown key 'seed' (allowed: dask, stages)"),
 ])
 def test_a_config_that_is_not_stage_tables_is_refused_by_name(tmp_path, capsys, text,
                                                               message):
