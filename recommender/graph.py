@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from features.exceptions import BundleError
+from features.exceptions import BundleError, InputError
 from recommender.bundle import atomic_files, atomic_write_text
 from recommender.candidates import CategoryIndex, cooccurrence_matrix, row_topk_sparse
 from recommender.catalog import CATEGORIES
@@ -624,10 +624,28 @@ class ServingGraph:
 
 
 # --------------------------------------------------------------------------- stage
+#: Settings of ``[stages.graph]`` that must be at least 1 (the others at least 0): no
+#: popular fallback left an empty edge table to deduplicate (IndexError), and a search
+#: or scoring batch of 0 never ends.
+_GRAPH_AT_LEAST_ONE = ("k_popular", "list_size", "n_probe", "chunk", "search_chunk")
+
+
 def _config(ctx) -> GraphConfig:
+    """The stage's GraphConfig; InputError naming a ``[stages.graph]`` setting that is
+    unknown (a misspelt one was ignored) or not a whole number in range, before the
+    stage starts (``stage_inputs`` calls this)."""
     over = ctx.stage_config("graph")
-    cfg = GraphConfig(**{k: v for k, v in over.items()
-                         if k in {f.name for f in dataclasses.fields(GraphConfig)}})
+    names = sorted(f.name for f in dataclasses.fields(GraphConfig))
+    unknown = sorted(set(over) - set(names))
+    if unknown:
+        raise InputError(f"unknown [stages.graph] setting {unknown[0]!r}",
+                         field="stages.graph", value=unknown[0], allowed=names)
+    for k, v in over.items():
+        low = 1 if k in _GRAPH_AT_LEAST_ONE else 0
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise InputError(f"[stages.graph] {k} must be a whole number >= {low}, got "
+                             f"{v!r}", field=f"stages.graph.{k}", value=v)
+    cfg = GraphConfig(**over)
     if ctx.config.get("quick"):
         cfg.k_candidates = min(cfg.k_candidates, 20)
     cfg.seed = int(ctx.config.get("seed", cfg.seed))

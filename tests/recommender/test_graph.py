@@ -465,3 +465,29 @@ def test_bundle_from_tables_refuses_a_bundle_its_other_stages_built(tmp_path):
     assert b.path("manifest.json").read_text() == manifest  # as it was, source included
     pd.testing.assert_frame_equal(pd.read_parquet(b.path("catalog.parquet")), cat_before)
     Bundle.open(b.root).check_complete()
+
+
+@pytest.mark.parametrize("table, said", [
+    ("k_visual = \"five\"", "[stages.graph] k_visual must be a whole number >= 0, got "
+                            "'five'"),
+    ("k_visual = -3", "[stages.graph] k_visual must be a whole number >= 0, got -3"),
+    ("k_popular = 0", "[stages.graph] k_popular must be a whole number >= 1, got 0"),
+    ("n_probe = 1.5", "[stages.graph] n_probe must be a whole number >= 1, got 1.5"),
+    ("k_visul = 5", "unknown [stages.graph] setting 'k_visul' (allowed: chunk, exact_max"),
+])
+def test_graph_settings_are_checked_before_the_graph_is_rebuilt(tmp_path, capsys, table,
+                                                                 said):
+    # before: a string was a TypeError traceback after the stage had started (exit 1),
+    # k_popular = 0 an IndexError traceback, a negative count built a smaller graph
+    # and exited 0, and an unknown (misspelt) setting was ignored: "up to date"
+    from api.cli import main
+    from tests.recommender.tiny_bundle import make_tiny_bundle
+
+    bundle = make_tiny_bundle(tmp_path / "bundle")
+    before = json.loads((bundle / "manifest.json").read_text())["stages"]["graph"]
+    cfg = tmp_path / "graph.toml"
+    cfg.write_text(f"[stages.graph]\n{table}\n")
+    assert main(["graph", "--bundle", str(bundle), "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"mixmatch graph: error: {said}" in err and "Traceback" not in err, err
+    assert json.loads((bundle / "manifest.json").read_text())["stages"]["graph"] == before
