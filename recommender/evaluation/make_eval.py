@@ -475,9 +475,29 @@ def summary(info: dict) -> str:
 
 
 # -- pipeline stage and CLI ----------------------------------------------------------
+#: The settings of ``[stages.split]``.
+SPLIT_SETTINGS = ("seed", "test_fraction")
+
+
 def _split_params(ctx) -> tuple[int, float]:
+    """``(seed, test_fraction)`` of the stage; InputError naming a ``[stages.split]``
+    setting that is unknown (a misspelt one was ignored) or out of range, before the
+    stage starts (``stage_inputs`` calls this), not a traceback from numpy."""
     cfg = ctx.stage_config("split")
-    return int(cfg.get("seed", ctx.config.get("seed", 0))), float(cfg.get("test_fraction", 0.2))
+    unknown = sorted(set(cfg) - set(SPLIT_SETTINGS))
+    if unknown:
+        raise InputError(f"unknown [stages.split] setting {unknown[0]!r}",
+                         field="stages.split", value=unknown[0], allowed=SPLIT_SETTINGS)
+    seed = cfg.get("seed", ctx.config.get("seed", 0))
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"[stages.split] seed must be a whole number >= 0, got {seed!r}",
+                         field="stages.split.seed", value=seed)
+    frac = cfg.get("test_fraction", 0.2)
+    if (isinstance(frac, bool) or not isinstance(frac, (int, float))
+            or not 0 <= frac < 1):
+        raise InputError(f"[stages.split] test_fraction must be a fraction in [0, 1), got "
+                         f"{frac!r}", field="stages.split.test_fraction", value=frac)
+    return seed, float(frac)
 
 
 def stage_inputs(ctx) -> dict:

@@ -297,3 +297,35 @@ def test_fitb_and_compat_files_not_utf8_are_named(tmp_path):
     for read, path in ((read_fitb, fitb), (read_compat, compat)):
         with pytest.raises(SchemaError, match=f"{path}: not UTF-8 text"):
             read(path)
+
+
+@pytest.mark.parametrize("table, said", [
+    ('test_fraction = "abc"', "[stages.split] test_fraction must be a fraction in [0, 1), "
+                              "got 'abc'"),
+    ("test_fraction = 1.5", "[stages.split] test_fraction must be a fraction in [0, 1), "
+                            "got 1.5"),
+    ("seed = -1", "[stages.split] seed must be a whole number >= 0, got -1"),
+    ("test_fracton = 0.1", "unknown [stages.split] setting 'test_fracton' (allowed: seed, "
+                           "test_fraction)"),
+])
+def test_split_settings_are_checked_before_the_split_is_rewritten(tmp_path, capsys, table,
+                                                                  said):
+    # before: test_fraction = "abc" was a ValueError traceback and seed = -1 numpy's
+    # "expected non-negative integer" traceback (exit 1), 1.5 was refused only once the
+    # stage had started, and a misspelt setting was ignored (the default 0.2 held out)
+    from api.cli import main
+    from recommender.bundle import Bundle
+
+    out = tmp_path / "b"
+    assert main(["build", "--out", str(out), "--items", "20", "--quick",
+                 "--stages", "ingest,split"]) == 0
+    capsys.readouterr()
+    before = Bundle.open(out).manifest["stages"]["split"]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"[stages.split]\n{table}\n")
+    assert main(["build", "--out", str(out), "--items", "20", "--quick",
+                 "--stages", "split", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"mixmatch build: error: {said}" in err and "Traceback" not in err, err
+    assert "[split] held-out outfits" not in err   # refused before the stage started
+    assert Bundle.open(out).manifest["stages"]["split"] == before
