@@ -181,6 +181,9 @@ def cli_ingest(args) -> int:
     """
     t0 = time.perf_counter()
     out = Path(args.out)
+    if out.exists() and not out.is_dir():  # named now, not by mkdir's traceback at the end
+        raise InputError(f"--out {out} is a file, not a folder", field="out",
+                         value=str(out))
     if args.source == "fashionai":
         from recommender.adapters.fashionai import format_counts, ingest_fashionai
 

@@ -382,3 +382,26 @@ def test_a_damaged_parquet_file_is_named_not_a_traceback(tmp_path, capsys):
     assert main(["evaluate", "--bundle", str(bundle), "--fitb", str(fitb)]) == 2
     err = capsys.readouterr().err
     assert f"cannot read {bundle / 'catalog.parquet'}" in err and "damaged" in err, err
+
+
+def test_out_naming_a_file_is_refused_by_name(tmp_path, capsys):
+    # before: ingest and make-eval wrote nothing but ended with a FileExistsError
+    # traceback from mkdir (exit 1)
+    demo = tmp_path / "demo"
+    assert main(["demo", "--out", str(demo), "--items", "6", "--fashionai-keypoints",
+                 "none"]) == 0
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text("item_id,category,subcategory,colour,material,gender,image_path\n"
+                       "1,top,tee,RED,cotton,Female,\n2,bottom,jeans,BLUE,denim,Female,\n")
+    outfits = tmp_path / "outfits.csv"
+    outfits.write_text("outfit_id,item_id\nA,1\nA,2\n")
+    capsys.readouterr()
+    text = tmp_path / "notes.txt"
+    text.write_text("mine")
+    for argv in (["ingest", "--source", "demo", "--data", str(demo)],
+                 ["make-eval", "--outfits", str(outfits), "--catalog", str(catalog)]):
+        assert main(argv + ["--out", str(text)]) == 2, argv
+        err = capsys.readouterr().err
+        assert f"mixmatch {argv[0]}: error: --out {text} is a file, not a folder" in err
+        assert "Traceback" not in err
+    assert text.read_text() == "mine"

@@ -528,6 +528,10 @@ def cli_make_eval(args) -> int:
     """``mixmatch make-eval --outfits F --catalog C --seed S --out DIR``."""
     from recommender.catalog import load_catalog
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():  # named now, not by mkdir's traceback at the end
+        raise InputError(f"--out {out} is a file, not a folder", field="out",
+                         value=str(out))
     catalog = load_catalog(args.catalog)
     outfits = read_outfits_file(args.outfits)
     ev = make_eval(outfits, catalog, seed=args.seed,
