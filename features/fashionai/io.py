@@ -140,11 +140,11 @@ def _parse_cells_checked(records: list[list[str]], where: str = "") -> np.ndarra
             try:
                 x, y, v = (int(p) for p in parts)
             except ValueError:
-                raise SchemaError(f"{where}line {lineno}: keypoint {name} cell {cell!r} is not "
-                                  "x_y_visibility", field=name, value=cell) from None
+                raise SchemaError(f"{where}line {lineno}: keypoint {name} cell {cell!r} "
+                                  "is not x_y_visibility", field=name, value=cell) from None
             if v not in (-1, 0, 1):
-                raise SchemaError(f"{where}line {lineno}: keypoint {name} visibility {v} not in "
-                                  "-1, 0, 1", field=name, value=cell)
+                raise SchemaError(f"{where}line {lineno}: keypoint {name} visibility {v} "
+                                  "not in -1, 0, 1", field=name, value=cell)
             vals.extend((x, y, v))
         rows.append(vals)
     return np.asarray(rows, dtype=np.int64).reshape(len(rows), 3 * len(KEYPOINT_NAMES))
