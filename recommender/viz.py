@@ -123,8 +123,12 @@ class ItemImages:
                     canvas.paste(im, ((self.size - im.width) // 2,
                                       (self.size - im.height) // 2))
                     return np.asarray(canvas, dtype=np.uint8)
-            except OSError:
-                pass  # unreadable photo: the placeholder says so by being grey
+            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+                # unreadable photo, or one the decoder refuses (past PIL's pixel
+                # limit, 32-bit samples: not OSErrors; an ingest with
+                # --no-check-images lets them through): the placeholder says so by
+                # being grey, and the rest of the sheet is drawn
+                pass
         return np.full((self.size, self.size, 3), 225, dtype=np.uint8)
 
 

@@ -56,6 +56,25 @@ def test_missing_or_broken_photo_is_a_grey_placeholder(images, item):
     assert (images.get(item) == 225).all()
 
 
+def test_an_image_the_decoder_refuses_is_a_placeholder_not_the_end_of_the_sheet(tmp_path):
+    """An ingest run with --no-check-images lets any file through: one the decoder
+    refuses (a header past PIL's pixel limit raises DecompressionBombError, 32-bit
+    samples UnsupportedMediaType: neither an OSError) is a grey tile, and the sheet
+    goes on."""
+    from tests.features.synth import oversized_png
+
+    oversized_png(tmp_path / "bomb.png")
+    Image.fromarray(np.zeros((8, 8), np.float32), "F").save(tmp_path / "float.tif")
+    Image.new("RGB", (40, 20), (255, 0, 0)).save(tmp_path / "red.png")
+    cat = pd.DataFrame({"item_id": ["bomb", "float", "r"], "category": ["top"] * 3,
+                        "image_path": ["bomb.png", "float.tif", "red.png"]})
+    images = viz.ItemImages(cat, tmp_path, size=32)
+    assert (images.get("bomb") == 225).all()
+    assert (images.get("float") == 225).all()
+    fig = viz.grid([("tops", [{"item_id": i} for i in ("bomb", "float", "r")])], images)
+    assert len(fig.axes) == 3
+
+
 def test_label(images):
     assert images.label("r") == "red tote"
     assert images.label("unknown") == "unknown"
