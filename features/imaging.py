@@ -120,9 +120,15 @@ def _rgb_image(im):
     if im.mode.startswith("I;16") or (im.mode == "I" and im.format == "PNG"):
         # 16-bit greyscale (older Pillow opens a 16-bit PNG as "I"): PIL's convert
         # would clip every sample above 255 to white; scale 0..65535 to 0..255.
-        a = np.asarray(im, dtype=np.float64)
-        grey = np.rint(np.clip(a, 0, 65535) / 257.0).astype(np.uint8)
-        return Image.fromarray(np.repeat(grey[..., None], 3, axis=-1))
+        # Integer maths, in place: (v + 128) // 257 is round(v / 257) for every v
+        # (257 is odd, so no v / 257 ends in .5); float64 took 24 bytes a pixel.
+        a = np.asarray(im)
+        if a.dtype.kind != "u":              # mode "I" (int32), "I;16S" (int16)
+            a = np.clip(a, 0, 65535)
+        grey = a.astype(np.uint32)
+        grey += 128
+        grey //= 257
+        return Image.fromarray(grey.astype(np.uint8)).convert("RGB")  # from mode L
     if im.mode in ("I", "F"):
         # 32-bit samples (TIFF) have no one 8-bit reading (floats are 0..1 by
         # convention, integers any range): convert would clip them to a black or a

@@ -121,6 +121,36 @@ def test_16_bit_greyscale_keeps_its_tones(tmp_path):
     assert up[15, 10].tolist() == [78] * 3
 
 
+def test_16_bit_greyscale_scaling_is_exact_for_every_sample_and_small_in_memory():
+    """Every 16-bit value 0..65535 (and a big-endian TIFF's, and the clipped ones of
+    an old Pillow's mode "I") maps to round(v / 257), as the float maths did; the
+    conversion takes a few bytes per pixel, not float64 copies (24 per pixel: a
+    12000 x 12000 scan was 3.5 GB at peak)."""
+    import tracemalloc
+
+    from features.imaging import pil_to_rgb_array
+
+    v = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    want = np.rint(np.arange(65536) / 257.0).astype(np.uint8).reshape(256, 256)
+    im = Image.fromarray(v)
+    assert im.mode == "I;16"
+    assert (pil_to_rgb_array(im) == want[..., None]).all()
+    assert (pil_to_rgb_array(Image.frombytes("I;16B", (256, 256), v.astype(">u2").tobytes()))
+            == want[..., None]).all()
+    old = Image.fromarray(np.array([[-5, 0, 128, 129, 65535, 70000]], np.int32), "I")
+    old.format = "PNG"                       # how an old Pillow opens a 16-bit PNG
+    assert pil_to_rgb_array(old)[0, :, 0].tolist() == [0, 0, 0, 1, 255, 255]
+    big = Image.fromarray(np.full((1000, 1000), 30000, np.uint16))
+    tracemalloc.start()
+    try:
+        out = pil_to_rgb_array(big)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out[0, 0].tolist() == [117] * 3
+    assert peak < 10 * 1000 * 1000, f"{peak / 1e6:.1f} bytes per pixel"
+
+
 def test_decode_upload_turns_a_phone_photo_upright():
     """A portrait phone photo is stored as landscape pixels with EXIF orientation 6
     (turn 90 degrees clockwise to view): the analysis must see it as shown."""
