@@ -52,7 +52,7 @@ from features.colour import colour_group, colourfulness, dominant_colours
 from features.exceptions import InputError, MixmatchError
 from features.fashionai.schema import CATEGORY_KEYPOINTS, KEYPOINT_INDEX, KEYPOINT_NAMES
 from features.files import atomic_files
-from features.imaging import load_rgb, orientation_stamp
+from features.imaging import load_rgb, open_image, orientation_stamp
 from features.keypoints import category_for
 from features.keypoints.silhouette import estimate_keypoints
 from features.mask import garment_mask
@@ -198,8 +198,7 @@ def _process_items(items: list[tuple], max_side: int) -> pd.DataFrame:
             kp = res["keypoints"]
             if kp is not None:
                 # Keypoints in the coordinates of the image file, not the shrunk copy.
-                from PIL import Image
-                with Image.open(path) as im:
+                with open_image(path) as im:
                     fw, fh = im.size
                 s = max(fw, fh) / max(rgb.shape[:2]) if max(rgb.shape[:2]) else 1.0
                 kcat_, xy, vis, conf = kp
@@ -278,9 +277,7 @@ def _keypoints_in_image_frame(path, rgb: np.ndarray, xy: np.ndarray,
                               vis: np.ndarray) -> np.ndarray:
     """Keypoints stored in the image file's pixel frame, moved to ``rgb``'s (the copy
     shrunk to ``max_side``)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
+    with open_image(path) as im:
         fw, fh = im.size
     s = max(rgb.shape[:2]) / max(fw, fh, 1)
     return np.where(np.asarray(vis)[:, None] >= 0, np.asarray(xy, float) * s, -1.0)

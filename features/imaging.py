@@ -21,6 +21,7 @@ Examples
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
@@ -149,6 +150,35 @@ def _rgb_image(im):
     return im if im.mode == "RGB" else im.convert("RGB")
 
 
+@contextlib.contextmanager
+def open_image(path: str | os.PathLike):
+    """``Image.open(path)`` for a catalogue image, as a context manager, without PIL's
+    ``DecompressionBombWarning`` inside the block.
+
+    PIL warns for images past ``Image.MAX_IMAGE_PIXELS`` (about 89 M pixels) and
+    refuses them past twice that (``DecompressionBombError``, still raised). In
+    between, a catalogue image is decoded on purpose (:func:`load_rgb` shrinks it
+    as a PIL image): the warning, printed once per image by every stage that opens
+    it, said nothing to act on, and under warnings-as-errors failed the image. It is
+    silenced inside the block only (uploads have their own, smaller limit:
+    :func:`decode_upload`).
+
+    >>> import tempfile, os, numpy as np
+    >>> from PIL import Image
+    >>> p = os.path.join(tempfile.mkdtemp(), "x.png")
+    >>> Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(p)
+    >>> with open_image(p) as im:
+    ...     im.size
+    (6, 4)
+    """
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as im:
+            yield im
+
+
 def load_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray:
     """Read an image file as ``uint8`` RGB ``(H, W, 3)``, optionally shrunk.
 
@@ -183,7 +213,7 @@ def load_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray
     if not path.is_file():
         raise NotFoundError(f"image not found: {path}", field="image_path", value=str(path))
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             if max_side is not None and max(im.size) > max_side:
                 # draft() lets the JPEG decoder skip detail we would throw away anyway.
                 im.draft("RGB", (max_side, max_side))
@@ -307,10 +337,8 @@ def orientation_stamp(path: str | os.PathLike) -> str:
     >>> orientation_stamp(p)
     ''
     """
-    from PIL import Image
-
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             o = exif_orientation(im)
     except Exception:  # noqa: BLE001 - missing or unreadable: the decoders report it
         return ""

@@ -101,14 +101,17 @@ def _check_image(path: Path) -> str | None:
     """Return why the image at ``path`` is unusable, or None when it opens."""
     from PIL import Image, UnidentifiedImageError
 
+    from features.imaging import open_image
+
     if not path.is_file():
         return f"image not found: {path}"
     try:
-        with Image.open(path) as im:
+        # open_image: without PIL's warning for images the features stage decodes
+        with open_image(path) as im:
             im.verify()
         # verify() does not decode JPEG data, so a truncated JPEG passes it; decoding
         # (at 1/8 scale for JPEG: ~0.2 ms per MANGO packshot) catches those.
-        with Image.open(path) as im:
+        with open_image(path) as im:
             if im.format == "JPEG":
                 im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
             im.load()

@@ -110,12 +110,12 @@ class ItemImages:
     def _load(self, item_id: str) -> np.ndarray:
         from PIL import Image
 
-        from features.imaging import pil_to_rgb_array
+        from features.imaging import open_image, pil_to_rgb_array
 
         p = self.path(item_id)
         if p is not None and p.is_file():
             try:
-                with Image.open(p) as im:
+                with open_image(p) as im:
                     # decoded as the pipeline saw it (upright, alpha on white)
                     im = Image.fromarray(pil_to_rgb_array(im))
                     im.thumbnail((self.size, self.size))

@@ -40,8 +40,8 @@ from PIL import Image
 
 from features.exceptions import InputError
 from features.files import atomic_files
-from features.imaging import (TRANSPOSING, exif_orientation, orientation_stamp,
-                              pil_to_rgb_array)
+from features.imaging import (TRANSPOSING, exif_orientation, open_image,
+                              orientation_stamp, pil_to_rgb_array)
 
 #: Mean and scale used to normalise uint8 pixels (roughly centred for packshots).
 PIXEL_MEAN, PIXEL_STD = 0.5, 0.25
@@ -140,7 +140,7 @@ def load_image(path: str | os.PathLike, size: tuple[int, int] | None = None,
     target is much smaller (several times faster, same quality after resampling); a
     garment crop asks for a larger scale, since only part of the frame is kept.
     """
-    with Image.open(path) as im:
+    with open_image(path) as im:
         if size is not None and im.format == "JPEG":
             f = 2 if check_crop(crop) == "frame" else 3
             want = (size[1] * f, size[0] * f)

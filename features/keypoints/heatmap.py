@@ -43,7 +43,6 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image
 
 from features.attributes.data import PIXEL_MEAN, PIXEL_STD, letterbox
 from features.attributes.model import (ConvBNAct, InvertedResidual, read_model_json,
@@ -52,7 +51,7 @@ from features.exceptions import BundleError, InputError, NotFittedError, SchemaE
 from features.fashionai.io import keypoints_from_arrays
 from features.fashionai.schema import (CATEGORY_KEYPOINTS, KEYPOINT_CATEGORIES,
                                        KEYPOINT_INDEX, KEYPOINT_NAMES, NORMALISING_PAIR)
-from features.imaging import pil_to_rgb_array
+from features.imaging import open_image, pil_to_rgb_array
 
 MODEL_SCHEMA = 1
 N_KEYPOINTS = len(KEYPOINT_NAMES)
@@ -271,7 +270,7 @@ def _prepare(images, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     tf = np.zeros((len(images), 3))
     for i, im in enumerate(images):
         if isinstance(im, (str, os.PathLike)):
-            with Image.open(im) as pil:
+            with open_image(im) as pil:
                 im = pil_to_rgb_array(pil)     # as load_rgb gives the features stage
         a = np.asarray(im)
         if a.ndim != 3 or a.shape[-1] < 3 or a.dtype != np.uint8:

@@ -1,6 +1,7 @@
 import io
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -149,6 +150,55 @@ def test_16_bit_greyscale_scaling_is_exact_for_every_sample_and_small_in_memory(
         tracemalloc.stop()
     assert out[0, 0].tolist() == [117] * 3
     assert peak < 10 * 1000 * 1000, f"{peak / 1e6:.1f} bytes per pixel"
+
+
+def _size_warned_catalogue(tmp_path):
+    """A catalogue of one real JPEG (40 x 40) with PIL's warning size lowered below it:
+    a 100-megapixel studio scan in small (past Image.MAX_IMAGE_PIXELS, under twice it,
+    so PIL decodes it but warns DecompressionBombWarning on every open)."""
+    p = tmp_path / "scan.jpg"
+    Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(p)
+    return pd.DataFrame({"item_id": ["a"], "category": ["top"], "subcategory": ["Shirts"],
+                         "image_path": ["scan.jpg"]})
+
+
+@pytest.mark.parametrize("loader", ["load_rgb", "load_rgb_shrunk", "orientation_stamp",
+                                    "attribute_images", "keypoint_images", "features"])
+def test_catalogue_image_past_pils_warning_size_opens_without_the_warning(tmp_path,
+                                                                           monkeypatch,
+                                                                           loader):
+    """The catalogue's loaders decode such an image (only past twice the size is it
+    refused): PIL's warning, once per image in `mixmatch features`, is noise there,
+    and under warnings-as-errors it failed the image."""
+    import warnings
+
+    from features import imaging
+
+    cat = _size_warned_catalogue(tmp_path)
+    p = tmp_path / "scan.jpg"
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        if loader == "load_rgb":
+            assert imaging.load_rgb(p).shape == (40, 40, 3)
+        elif loader == "load_rgb_shrunk":
+            assert imaging.load_rgb(p, max_side=20).shape == (20, 20, 3)
+        elif loader == "orientation_stamp":
+            assert imaging.orientation_stamp(p) == ""
+        elif loader == "attribute_images":
+            from features.attributes.data import load_image
+            assert load_image(p, (16, 16)).shape == (16, 16, 3)
+        elif loader == "keypoint_images":
+            from features.keypoints.heatmap import _prepare
+            assert _prepare([p], (16, 12))[0].shape == (1, 16, 12, 3)
+        else:
+            from features.extract import extract_features
+            s = extract_features(cat, tmp_path, tmp_path / "out", progress=False)
+            assert s["n_failed"] == 0, s["failed_examples"]
+    assert [str(w.message) for w in seen
+            if issubclass(w.category, Image.DecompressionBombWarning)] == []
+    with pytest.warns(Image.DecompressionBombWarning):   # PIL itself still warns
+        Image.open(p).close()
 
 
 def test_decode_upload_turns_a_phone_photo_upright():

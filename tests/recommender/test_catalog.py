@@ -144,6 +144,21 @@ def test_an_image_past_the_decoders_limit_is_a_row_issue_not_a_crash(image_dir):
     assert "unreadable" in issues["i1"] and "225000000 pixels" in issues["i1"]
 
 
+def test_an_image_past_pils_warning_size_is_checked_without_the_warning(image_dir,
+                                                                          monkeypatch):
+    """Between PIL's warning size and twice it an image is decoded (the features stage
+    shrinks it): the ingest checks it without PIL's DecompressionBombWarning, which
+    was printed per image and, under warnings-as-errors, ended the ingest."""
+    import warnings
+
+    (image_dir / "img" / "i0.jpg").write_bytes(_jpeg_bytes(1))     # 40 x 30
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cat, report = validate_catalog(_rows(1, image_path=["img/i0.jpg"]), image_dir)
+    assert report.ok and cat["image_ok"].tolist() == [True] and not report.row_issues
+
+
 def test_empty_image_path_means_no_image_not_an_error(image_dir):
     _, report = validate_catalog(_rows(1, image_path=[""]), image_dir)
     assert report.ok and report.row_issues == []

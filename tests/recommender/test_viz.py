@@ -75,6 +75,20 @@ def test_an_image_the_decoder_refuses_is_a_placeholder_not_the_end_of_the_sheet(
     assert len(fig.axes) == 3
 
 
+def test_thumbnail_of_an_image_past_pils_warning_size_is_shown(tmp_path, monkeypatch):
+    """Decoded (only past twice PIL's warning size is an image refused), without the
+    DecompressionBombWarning that under warnings-as-errors made it a placeholder."""
+    import warnings
+
+    Image.new("RGB", (40, 20), (255, 0, 0)).save(tmp_path / "red.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    images = viz.ItemImages(pd.DataFrame({"item_id": ["r"], "category": ["bag"],
+                                          "image_path": ["red.png"]}), tmp_path, size=32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert (images.get("r")[8:24] == [255, 0, 0]).all()
+
+
 def test_label(images):
     assert images.label("r") == "red tote"
     assert images.label("unknown") == "unknown"
