@@ -198,6 +198,44 @@ def test_features_stage_uses_a_trained_keypoint_detector(tmp_path):
     assert set(conf["kp_method"]) == {"heatmap"}
 
 
+class _FractionDetector:
+    """A stand-in keypoint detector with a known answer: every point at (30 %, 60 %)
+    of the image it is given; it records the sizes it was given."""
+
+    def __init__(self):
+        self.shapes = []
+
+    def predict(self, images, categories):
+        n = len(images)
+        xy, vis, conf = np.zeros((n, 24, 2)), np.ones((n, 24), int), np.full((n, 24), 0.9)
+        for i, im in enumerate(images):
+            h, w = np.asarray(im).shape[:2]
+            self.shapes.append((h, w))
+            xy[i] = (0.3 * w, 0.6 * h)
+        return xy, vis, conf
+
+
+def test_keypoint_detector_gets_images_at_max_side_and_points_in_the_files_frame(tmp_path):
+    """A batch of large photos (a 6000 x 8000 phone packshot is 144 MB decoded; 64 of
+    them were held at once, ~9 GB) reaches the detector shrunk to ``max_side``, like
+    every other step of the stage; its points are written in the image file's pixels,
+    as FashionAI keypoints are, and an image within ``max_side`` is given as it is."""
+    for name, (w, h) in {"big": (900, 1200), "small": (150, 200)}.items():
+        img = np.full((h, w, 3), 235, np.uint8)
+        img[h // 5:h * 4 // 5, w // 4:w * 3 // 4] = (30, 60, 150)
+        Image.fromarray(img).save(tmp_path / f"{name}.jpg")
+    cat = pd.DataFrame({"item_id": ["big", "small"], "category": ["bottom"] * 2,
+                        "subcategory": ["Skirts"] * 2,
+                        "image_path": ["big.jpg", "small.jpg"]})
+    det = _FractionDetector()
+    extract_features(cat, tmp_path, tmp_path / "out", keypoint_model=det, progress=False,
+                     workers=1, max_side=300)
+    assert det.shapes == [(300, 225), (200, 150)]
+    kp = read_keypoints_csv(tmp_path / "out" / "keypoints.csv").set_index("image_id")
+    assert kp.loc["big.jpg", ["hemline_left_x", "hemline_left_y"]].tolist() == [270, 720]
+    assert kp.loc["small.jpg", ["hemline_left_x", "hemline_left_y"]].tolist() == [45, 120]
+
+
 def test_attributes_pooled_over_colour_variants(tmp_path):
     """Rows of one group (colour variants of a garment) get one answer for a pooled
     head: the argmax of their renormalised geometric-mean probabilities."""
