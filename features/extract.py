@@ -19,8 +19,11 @@ Outputs (relative to the bundle root, see the interfaces doc)::
 The classical part runs in chunks (``chunk_size`` items with an image path), each
 written as a part file named under a signature of the catalogue and settings: an
 interrupted run resumes by skipping finished parts; a finished run re-assembles
-the same bytes. Items without an image path all get the same "no image" row (id
-and keypoint category aside), written at once as one more part
+the same bytes. Parts are reused while the settings, the items and each image's
+size, mtime and decoding stamp (:func:`features.imaging.decoding_stamp`: its EXIF
+turn, and a revision for kinds of file whose decoding changed) are unchanged.
+Items without an image path all get the same "no image" row (id and keypoint
+category aside), written at once as one more part
 (``no_image.parquet``): a table-only catalogue of a million items is then one
 vectorised frame, not 15,000 chunk round trips (~27 ms of CPU each).
 With many items the chunks run on ``workers`` processes. A missing or corrupt
@@ -52,7 +55,7 @@ from features.colour import colour_group, colourfulness, dominant_colours
 from features.exceptions import InputError, MixmatchError
 from features.fashionai.schema import CATEGORY_KEYPOINTS, KEYPOINT_INDEX, KEYPOINT_NAMES
 from features.files import atomic_files
-from features.imaging import load_rgb, open_image, orientation_stamp
+from features.imaging import decoding_stamp, load_rgb, open_image
 from features.keypoints import category_for
 from features.keypoints.silhouette import estimate_keypoints
 from features.mask import garment_mask
@@ -254,6 +257,10 @@ def _resolve(path: str, root: Path | None) -> str | None:
 
 
 def _signature(items: list[tuple], settings: dict) -> str:
+    """Name of the part files' folder: the code version, the settings, and every
+    item with its image's size, mtime and :func:`features.imaging.decoding_stamp`.
+    Parts are reused while none of these changed; a replaced image, or a decoder
+    change for a kind of file the catalogue holds, reruns every part once."""
     h = hashlib.sha256()
     h.update(json.dumps({"v": FEATURES_VERSION, **settings}, sort_keys=True).encode())
     for it in items:
@@ -262,7 +269,7 @@ def _signature(items: list[tuple], settings: dict) -> str:
         if p is not None:
             try:
                 st = os.stat(p)
-                h.update(f"{st.st_size}:{int(st.st_mtime)}{orientation_stamp(p)}".encode())
+                h.update(f"{st.st_size}:{int(st.st_mtime)}{decoding_stamp(p)}".encode())
             except OSError:
                 h.update(b"missing")
     return h.hexdigest()[:16]

@@ -154,12 +154,13 @@ def image_fingerprint(paths: Iterable[str], root: Path | None) -> dict:
     """Hash of (path, size, mtime) of every referenced image: cheap, and changes when
     an image is replaced, added or removed (relative paths are under ``root``).
 
-    A photo with an EXIF tag that turns it adds the tag
-    (:func:`features.imaging.orientation_stamp`): stages that ran before catalogue
-    photos were turned upright read it lying on its side, and rerun once; a
-    catalogue without such photos keeps its fingerprint, so its stages stay current.
+    A photo with an EXIF tag that turns it adds the tag, and a file of a kind whose
+    decoding changed adds that (:func:`features.imaging.decoding_stamp`): stages that
+    ran before read it otherwise (lying on its side, a cut-out on black), and rerun
+    once; a catalogue without such files (MANGO's JPEGs) keeps its fingerprint, so
+    its stages stay current.
     """
-    from features.imaging import orientation_stamp
+    from features.imaging import decoding_stamp
 
     h = hashlib.sha256()
     n = 0
@@ -167,7 +168,7 @@ def image_fingerprint(paths: Iterable[str], root: Path | None) -> dict:
         full = Path(p) if Path(p).is_absolute() or root is None else Path(root) / p
         try:
             st = full.stat()
-            h.update(f"{p}\t{st.st_size}\t{st.st_mtime_ns}{orientation_stamp(full)}\n"
+            h.update(f"{p}\t{st.st_size}\t{st.st_mtime_ns}{decoding_stamp(full)}\n"
                      .encode())
         except OSError:
             h.update(f"{p}\tmissing\n".encode())

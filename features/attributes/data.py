@@ -40,8 +40,8 @@ from PIL import Image
 
 from features.exceptions import InputError
 from features.files import atomic_files
-from features.imaging import (TRANSPOSING, exif_orientation, open_image,
-                              orientation_stamp, pil_to_rgb_array)
+from features.imaging import (TRANSPOSING, decoding_stamp, exif_orientation, open_image,
+                              pil_to_rgb_array)
 
 #: Mean and scale used to normalise uint8 pixels (roughly centred for packshots).
 PIXEL_MEAN, PIXEL_STD = 0.5, 0.25
@@ -176,14 +176,14 @@ def letterbox(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def file_stamp(path: str | os.PathLike) -> str:
     """``|size:mtime_ns`` of a file (``|missing``), for cache keys that must change
     when a file is replaced at the same path; with
-    :func:`features.imaging.orientation_stamp` after it for a photo its EXIF tag
-    turns, whose caches from before catalogue photos were turned upright hold it
-    lying on its side (nothing added otherwise: those caches stay current)."""
+    :func:`features.imaging.decoding_stamp` after it for a photo its EXIF tag turns
+    or a file of a kind whose decoding changed, whose caches from before hold it
+    otherwise decoded (nothing added for the rest: those caches stay current)."""
     try:
         st = os.stat(path)
     except (OSError, TypeError, ValueError):
         return "|missing"
-    return f"|{st.st_size}:{st.st_mtime_ns}" + orientation_stamp(path)
+    return f"|{st.st_size}:{st.st_mtime_ns}" + decoding_stamp(path)
 
 
 def load_images(paths: Sequence[str | os.PathLike], size: tuple[int, int], *,

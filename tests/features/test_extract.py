@@ -198,6 +198,27 @@ def test_features_stage_uses_a_trained_keypoint_detector(tmp_path):
     assert set(conf["kp_method"]) == {"heatmap"}
 
 
+def test_features_made_before_a_decoding_change_are_not_reused(tmp_path, monkeypatch):
+    """Part files are keyed on each image's size, mtime and decoding_stamp: a
+    colour-keyed PNG extracted before such keys were read opaque (a garment on
+    black), so its parts, keyed then as a plain file is, must not be found again;
+    a catalogue of JPEGs keeps its key (MANGO's ~10 min extraction is reused)."""
+    from features import imaging
+
+    a = np.zeros((30, 20, 3), np.uint8)
+    a[5:25, 5:15] = (30, 60, 150)
+    Image.fromarray(a).save(tmp_path / "keyed.png", transparency=(0, 0, 0))
+    Image.fromarray(a).save(tmp_path / "plain.jpg")
+    keyed = [("k", str(tmp_path / "keyed.png"), "bottom", "Skirts")]
+    plain = [("p", str(tmp_path / "plain.jpg"), "bottom", "Skirts")]
+    settings = {"max_side": 512, "chunk_size": 64}
+    now = X._signature(keyed, settings), X._signature(plain, settings)
+    # the key before: size, mtime and the orientation tag alone
+    monkeypatch.setattr(X, "decoding_stamp", imaging.orientation_stamp)
+    before = X._signature(keyed, settings), X._signature(plain, settings)
+    assert now[0] != before[0] and now[1] == before[1]
+
+
 class _FractionDetector:
     """A stand-in keypoint detector with a known answer: every point at (30 %, 60 %)
     of the image it is given; it records the sizes it was given."""

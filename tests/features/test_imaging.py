@@ -331,6 +331,33 @@ def test_a_transparent_colour_key_is_composited_on_white_like_alpha(tmp_path, mo
         assert out[15, 10].tolist() == list(garment)
 
 
+def test_decoding_stamp_names_files_whose_decoding_changed(tmp_path):
+    """Cache keys (features parts, the bundle's image fingerprint, decoded-image
+    caches) add decoding_stamp: files of a kind whose decoding changed since such
+    caches were made (a tRNS colour key once read opaque, 32-bit samples once clipped
+    to a black or white image) are stamped, so their stale results are not reused;
+    a plain JPEG (every MANGO image), an alpha cut-out or a 16-bit scan keeps an
+    empty stamp, and its caches."""
+    from features.imaging import DECODING_REVISIONS, decoding_stamp
+    from tests.features.synth import turned_photo
+
+    a = np.zeros((30, 20, 3), np.uint8)
+    Image.fromarray(a).save(tmp_path / "plain.jpg")
+    Image.fromarray(a).save(tmp_path / "keyed.png", transparency=(0, 0, 0))
+    Image.fromarray(a).convert("L").save(tmp_path / "keyed_grey.png", transparency=0)
+    Image.fromarray(a).convert("RGBA").save(tmp_path / "alpha.png")
+    Image.fromarray(np.zeros((30, 20), np.uint16)).save(tmp_path / "g16.png")
+    Image.fromarray(np.zeros((8, 8), np.float32)).save(tmp_path / "float.tif")
+    key, deep = DECODING_REVISIONS["colour-key"], DECODING_REVISIONS["32-bit"]
+    assert key >= 2 and deep >= 2              # 1: before each kind's decoding changed
+    assert decoding_stamp(tmp_path / "keyed.png") == f"|colour-key@{key}"
+    assert decoding_stamp(tmp_path / "keyed_grey.png") == f"|colour-key@{key}"
+    assert decoding_stamp(tmp_path / "float.tif") == f"|32-bit@{deep}"
+    for name in ("plain.jpg", "alpha.png", "g16.png", "missing.png"):
+        assert decoding_stamp(tmp_path / name) == "", name
+    assert decoding_stamp(turned_photo(tmp_path / "turned.jpg", 6)) == "|exif6"
+
+
 def test_a_photo_past_pils_warning_size_is_refused_by_our_limit_and_words(tmp_path):
     """A 12000 x 12000 upload (144 M pixels: past PIL's DecompressionBombWarning
     size, 89 M) is refused by the service's own limit with its size and the limit,
