@@ -50,3 +50,36 @@ def test_a_missing_images_folder_is_refused_by_name(tmp_path, capsys):
 def test_make_sheet_refuses_a_count_below_one(images):
     with pytest.raises(InputError, match="n must be a whole number >= 1.*got -1"):
         make_sheet(sorted(images.iterdir()), -1)
+
+
+def test_make_sheet_holds_only_the_n_worst_images_while_it_masks(images, monkeypatch):
+    # before: every image and its mask were kept until the end, for n of them shown
+    # (400 MANGO packshots by default, any --sample asked for: ~0.4 MB each)
+    import weakref
+
+    import features.contact_sheet as cs
+
+    live = [0]
+    most = []
+    real_load, real_mask = cs.load_rgb, cs.garment_mask
+
+    def load(p):
+        a = real_load(p)
+        live[0] += 1
+        weakref.finalize(a, lambda: live.__setitem__(0, live[0] - 1))
+        return a
+
+    def mask(rgb):
+        most.append(live[0])
+        return real_mask(np.asarray(rgb))
+
+    monkeypatch.setattr(cs, "load_rgb", load)
+    monkeypatch.setattr(cs, "garment_mask", mask)
+    paths = sorted(images.iterdir()) * 5
+    sheet, rows = make_sheet(paths, 2)
+    assert max(most) <= 3, most      # the 2 kept and the one being masked
+    # the same rows as masking all and sorting: the worst first, ties in path order
+    qualities = [real_mask(real_load(p)).quality for p in paths]
+    want = sorted(range(len(paths)), key=lambda i: qualities[i])[:2]
+    assert [p for _, p, *_ in rows] == [paths[i] for i in want]
+    assert [q for q, *_ in rows] == [qualities[i] for i in want]
