@@ -1,6 +1,7 @@
 """Batch feature extraction: the pipeline's ``features`` stage and its library function.
 
-For every catalogue item: load the image, garment mask (:mod:`features.mask`),
+For every catalogue item: load the image, garment mask (:mod:`features.mask`; a
+cut-out's transparency is its mask),
 dominant colours and colour group (:mod:`features.colour`), FashionAI keypoints
 for apparel (the trained heatmap detector when the bundle has one and the
 module offers it, else :mod:`features.keypoints.silhouette`), shape features
@@ -55,7 +56,7 @@ from features.colour import colour_group, colourfulness, dominant_colours
 from features.exceptions import InputError, MixmatchError
 from features.fashionai.schema import CATEGORY_KEYPOINTS, KEYPOINT_INDEX, KEYPOINT_NAMES
 from features.files import atomic_files
-from features.imaging import decoding_stamp, load_rgb, open_image
+from features.imaging import decoding_stamp, load_rgb, load_rgb_alpha, open_image
 from features.keypoints import category_for
 from features.keypoints.silhouette import estimate_keypoints
 from features.mask import garment_mask
@@ -87,8 +88,8 @@ _KP_COLS = ([f"kp_x_{i}" for i in range(24)] + [f"kp_y_{i}" for i in range(24)]
 
 # -- one image -----------------------------------------------------------------
 def analyse_image(rgb: np.ndarray, slot: str | None = None, subcategory: str = "",
-                  keypoint_category: str | None = None, keypoint_model=None
-                  ) -> dict[str, Any]:
+                  keypoint_category: str | None = None, keypoint_model=None,
+                  alpha: np.ndarray | None = None) -> dict[str, Any]:
     """Every classical feature of one image (mask, colours, keypoints, shape).
 
     Parameters
@@ -104,6 +105,11 @@ def analyse_image(rgb: np.ndarray, slot: str | None = None, subcategory: str = "
         A trained detector (``predict(images, categories) -> (xy, vis, conf)``,
         e.g. ``features.keypoints.heatmap``) used instead of the silhouette
         estimator; ``kp_method`` says which ran.
+    alpha : uint8 (H, W), optional
+        The image's transparency (:func:`features.imaging.load_rgb_alpha`): a
+        cut-out's is its garment mask (``mask_method`` ``"alpha"``), which the
+        colours, silhouette keypoints and shape then read. ``rgb`` stays the image
+        composited on white, what a keypoint network sees.
 
     Returns
     -------
@@ -122,7 +128,7 @@ def analyse_image(rgb: np.ndarray, slot: str | None = None, subcategory: str = "
     >>> out["row"]["colour_group"], out["keypoints"][0], round(out["row"]["shape_skirt_length"], 1)
     ('BLUE', 'skirt', 2.1)
     """
-    m = garment_mask(rgb)
+    m = garment_mask(rgb, alpha=alpha)
     mask = m.mask
     h, w = mask.shape
     row: dict[str, Any] = {"mask_quality": float(m.quality), "mask_method": m.method,
@@ -187,8 +193,8 @@ def _process_items(items: list[tuple], max_side: int) -> pd.DataFrame:
             kp = None
         else:
             try:
-                rgb = load_rgb(path, max_side=max_side)
-                res = analyse_image(rgb, slot, sub)
+                rgb, alpha = load_rgb_alpha(path, max_side=max_side)
+                res = analyse_image(rgb, slot, sub, alpha=alpha)
             except MixmatchError as exc:
                 rows.append({**_empty_row(item_id, str(exc)[:300], kcat),
                              **dict.fromkeys(_KP_COLS, np.nan)})

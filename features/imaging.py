@@ -8,6 +8,8 @@ Uploads from the API go through :func:`decode_upload`, which reads only the
 image header first and refuses non-images, truncated files and enormous declared
 dimensions before any pixel is decoded. Uploads and catalogue files alike are
 turned upright by their EXIF orientation tag (:func:`pil_to_rgb_array`).
+Transparency is composited on white; a cut-out's alpha, its garment mask, is kept
+beside the image by :func:`load_rgb_alpha` and :func:`decode_upload_alpha`.
 
 Examples
 --------
@@ -119,9 +121,13 @@ def pil_to_rgb_array(im) -> np.ndarray:
 #: are not reused for it. Raise a kind's number (or add the kind) with any change to
 #: how :func:`_rgb_image` decodes it; files of kinds not listed (plain 8-bit RGB and
 #: greyscale: every JPEG) keep an empty stamp, and their caches.
-#: colour-key: composited on white, once read opaque (a cut-out on black);
+#: The transparency that :func:`load_rgb_alpha` keeps beside the image counts too:
+#: the features read it as a cut-out's garment mask.
+#: alpha: its transparency kept as the garment mask, once dropped;
+#: colour-key: composited on white, once read opaque (a cut-out on black); then its
+#: transparency kept as the garment mask;
 #: 32-bit: refused, once clipped to a black or white image.
-DECODING_REVISIONS: dict[str, int] = {"colour-key": 2, "32-bit": 2}
+DECODING_REVISIONS: dict[str, int] = {"alpha": 2, "colour-key": 3, "32-bit": 2}
 
 
 def _decoding_kind(im) -> str:
@@ -207,6 +213,42 @@ def open_image(path: str | os.PathLike):
             yield im
 
 
+def pil_to_rgb_alpha(im) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`pil_to_rgb_array` and the image's transparency: ``(rgb, alpha)``.
+
+    ``rgb`` is exactly what :func:`pil_to_rgb_array` gives (composited on white:
+    what the networks were trained on). ``alpha`` is ``uint8`` ``(H, W)``, upright
+    like ``rgb``, for an image with transparency (an alpha channel, or a transparent
+    colour key) of which some pixel is not fully opaque; otherwise None (a JPEG, or
+    a PNG saved with an all-opaque alpha channel). A cut-out's alpha is its garment
+    mask (:func:`features.mask.garment_mask`'s ``alpha``).
+
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> px = np.zeros((4, 6, 4), np.uint8); px[1:3, 2:4] = 255
+    >>> rgb, alpha = pil_to_rgb_alpha(Image.fromarray(px, "RGBA"))
+    >>> rgb[0, 0].tolist(), int(alpha[0, 0]), int(alpha[1, 2])
+    ([255, 255, 255], 0, 255)
+    """
+    alpha = _alpha_image(im)
+    return (pil_to_rgb_array(im),
+            None if alpha is None else np.asarray(alpha, dtype=np.uint8))
+
+
+def _alpha_image(im):
+    """The transparency of an open PIL image as an upright mode ``L`` image, the
+    frame of :func:`_rgb_image`'s; None without transparency or when every pixel is
+    fully opaque (many editors save an all-opaque alpha channel: no cut-out)."""
+    if _decoding_kind(im) not in ("alpha", "colour-key"):
+        return None           # a JPEG and every other opaque image: nothing read
+    im = upright(im)
+    # an alpha channel is read as it is; a palette or a colour key (tRNS) becomes
+    # alpha the way _rgb_image's convert applies it before compositing
+    alpha = im.getchannel("A") if im.mode in ("RGBA", "LA") else \
+        im.convert("RGBA").getchannel("A")
+    return None if alpha.getextrema()[0] == 255 else alpha
+
+
 def load_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray:
     """Read an image file as ``uint8`` RGB ``(H, W, 3)``, optionally shrunk.
 
@@ -235,11 +277,38 @@ def load_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray
     >>> load_rgb(p, max_side=10).shape
     (10, 5, 3)
     """
+    return _load_image(path, max_side, with_alpha=False)[0]
+
+
+def load_rgb_alpha(path: str | os.PathLike, max_side: int | None = None
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`load_rgb` and the file's transparency: ``(rgb, alpha)``.
+
+    ``rgb`` is what :func:`load_rgb` gives; ``alpha`` is ``uint8`` ``(H, W)``,
+    shrunk with it, for a cut-out (an image with a pixel that is not fully opaque,
+    see :func:`pil_to_rgb_alpha`), else None. Raises as :func:`load_rgb` does.
+
+    >>> import tempfile, os, numpy as np
+    >>> from PIL import Image
+    >>> p = os.path.join(tempfile.mkdtemp(), "x.png")
+    >>> px = np.zeros((40, 20, 4), np.uint8); px[10:30, 5:15] = 255
+    >>> Image.fromarray(px, "RGBA").save(p)
+    >>> rgb, alpha = load_rgb_alpha(p, max_side=10)
+    >>> rgb.shape, alpha.shape, int(alpha[5, 2]), int(alpha[0, 0])
+    ((10, 5, 3), (10, 5), 255, 0)
+    """
+    return _load_image(path, max_side, with_alpha=True)
+
+
+def _load_image(path, max_side: int | None, with_alpha: bool):
+    """(rgb, alpha or None) of :func:`load_rgb_alpha`; alpha is only read when
+    ``with_alpha``."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"image not found: {path}", field="image_path", value=str(path))
+    alpha = None
     try:
         with open_image(path) as im:
             if max_side is not None and max(im.size) > max_side:
@@ -247,20 +316,26 @@ def load_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray
                 im.draft("RGB", (max_side, max_side))
             im.load()
             rgb = _rgb_image(im)
+            if with_alpha:
+                alpha = _alpha_image(im)
             if max_side is not None:
                 # shrunk as a PIL image, as resize_max_side would shrink the array:
                 # the same pixels, without the full-size array and the copy back to
                 # PIL that resizing it takes (4-5 times the decoded image at peak)
                 h, w = _shrunk_shape(rgb.height, rgb.width, max_side)
                 rgb = _resize_rgb_image(rgb, (h, w))
+                if alpha is not None:   # the same filter: the mask stays on the pixels
+                    alpha = _resize_rgb_image(alpha, (h, w))
             arr = np.asarray(rgb, dtype=np.uint8)
+            if alpha is not None:
+                alpha = np.asarray(alpha, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
             Image.DecompressionBombError) as exc:
         # DecompressionBombError (not an OSError): a header declaring more pixels
         # than PIL will decode is as unusable as a corrupt file, and said per file.
         raise InputError(f"image unreadable: {path} ({exc.__class__.__name__}: {exc})",
                          field="image_path", value=str(path)) from exc
-    return arr
+    return arr, alpha
 
 
 def resize_max_side(img: np.ndarray, max_side: int) -> np.ndarray:
@@ -392,7 +467,7 @@ def decoding_stamp(path: str | os.PathLike) -> str:
     >>> Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(os.path.join(d, "k.png"),
     ...                                                      transparency=(0, 0, 0))
     >>> decoding_stamp(os.path.join(d, "x.jpg")), decoding_stamp(os.path.join(d, "k.png"))
-    ('', '|colour-key@2')
+    ('', '|colour-key@3')
     """
     try:
         with open_image(path) as im:
@@ -426,6 +501,28 @@ def decode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
     Traceback (most recent call last):
     UnsupportedMediaType: upload is not a recognised image
     """
+    return _decode_upload(data, max_pixels, with_alpha=False)[0]
+
+
+def decode_upload_alpha(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS
+                        ) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`decode_upload` and the upload's transparency: ``(rgb, alpha)``, alpha
+    ``uint8`` ``(H, W)`` for a cut-out (see :func:`pil_to_rgb_alpha`), else None.
+    Refuses what :func:`decode_upload` refuses, the same way.
+
+    >>> import io, numpy as np
+    >>> from PIL import Image
+    >>> buf = io.BytesIO(); Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(buf, "PNG")
+    >>> rgb, alpha = decode_upload_alpha(buf.getvalue())
+    >>> rgb.shape, alpha is None
+    ((4, 6, 3), True)
+    """
+    return _decode_upload(data, max_pixels, with_alpha=True)
+
+
+def _decode_upload(data, max_pixels, with_alpha: bool):
+    """(rgb, alpha or None) of :func:`decode_upload_alpha`; alpha is only read when
+    ``with_alpha``."""
     from PIL import Image, UnidentifiedImageError
 
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -467,6 +564,9 @@ def decode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
             try:
                 im.load()
                 arr = pil_to_rgb_array(im)   # turned upright there
+                alpha = _alpha_image(im) if with_alpha else None
+                if alpha is not None:
+                    alpha = np.asarray(alpha, dtype=np.uint8)
             except InputError:
                 raise                        # says itself what is wrong (not "corrupt")
             except Image.DecompressionBombError as exc:
@@ -475,4 +575,4 @@ def decode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
             except (OSError, SyntaxError, ValueError, EOFError) as exc:
                 raise InputError(f"image data is truncated or corrupt ({exc})",
                                  field="image") from exc
-    return arr
+    return arr, alpha

@@ -1,6 +1,6 @@
 """Garment mask for packshots on plain backgrounds, with a quality score.
 
-Two paths, the better one kept by quality:
+Three paths, the better one kept by quality:
 
 ``classical``
     The background is modelled from the image borders in CIELAB as a smooth
@@ -20,6 +20,13 @@ Two paths, the better one kept by quality:
     but coherent edges and small colour differences are closed with a larger
     structuring element, everything not reachable from the border through
     background is garment, and background-like holes are reopened.
+
+``alpha``
+    A cut-out (a transparent PNG or WebP packshot) carries its garment mask: its
+    alpha channel, given as ``alpha``, is the mask wherever it holds real
+    transparency (:data:`ALPHA_THRESHOLD`). The colours cannot say it: a white
+    garment composited on white is white on white. Used unless it is degenerate
+    (scores below the retry quality while a classical path scores better).
 
 The quality score (0..1) multiplies soft scores of sanity checks: plausible
 area fraction, little contact with the image border, little fragmentation,
@@ -49,6 +56,12 @@ from features.imaging import resize_max_side, resize_to, rgb_to_lab
 WORK_SIDE = 256
 #: Below this quality the better (edge-driven) path is also tried.
 RETRY_QUALITY = 0.75
+#: A cut-out's pixel is garment when its alpha is at least this (0..255): half
+#: covered or more, as a rasterised outline takes a pixel whose centre is inside.
+#: Lower would take the faint drop shadow and the feathered halo that cut-out tools
+#: leave around a garment (pale pixels, composited on white, in its colours); 255
+#: would drop the anti-aliased rim and every sheer fabric.
+ALPHA_THRESHOLD = 128
 
 #: Hard sanity limits (see :func:`sanity_failures`).
 MIN_AREA, MAX_AREA = 0.01, 0.92
@@ -69,7 +82,8 @@ class MaskResult:
     quality : float
         0..1, product of soft sanity scores (1: every check comfortably passed).
     method : str
-        ``"classical"`` or ``"edges"`` (the path that produced the mask).
+        ``"classical"``, ``"edges"`` or ``"alpha"`` (the path that produced the mask;
+        ``"alpha"``: a cut-out's transparency).
     checks : dict
         The raw sanity measures (area, border_touch, fragments, edge_alignment,
         solidity), for reports and contact sheets.
@@ -473,19 +487,27 @@ def _score(mask: np.ndarray, ev: _Evidence) -> tuple[float, dict]:
 
 
 def garment_mask(rgb: np.ndarray, *, retry_quality: float = RETRY_QUALITY,
-                 work_side: int = WORK_SIDE) -> MaskResult:
-    """Segment the garment of a packshot on a plain background.
+                 work_side: int = WORK_SIDE, alpha: np.ndarray | None = None
+                 ) -> MaskResult:
+    """Segment the garment of a packshot on a plain background, or of a cut-out.
 
     Parameters
     ----------
     rgb : np.ndarray, uint8 (H, W, 3)
-        The image.
+        The image (a cut-out composited on white, as
+        :func:`features.imaging.load_rgb_alpha` gives it).
     retry_quality : float
         When the classical mask scores below this, the edge-driven path is tried
         too and the better of the two (by quality) is returned. 0 disables it;
         1 always tries both.
     work_side : int
         Longest side the computation runs at (the mask is returned full size).
+    alpha : np.ndarray, uint8 (H, W), optional
+        The image's transparency (:func:`features.imaging.load_rgb_alpha`). When it
+        has both garment (at least :data:`ALPHA_THRESHOLD`) and transparent pixels,
+        the mask is the garment pixels (``method`` ``"alpha"``, read at full size),
+        scored by the sanity checks; only when that score is below
+        ``retry_quality`` are the classical paths tried too, the best kept.
 
     Returns
     -------
@@ -498,6 +520,14 @@ def garment_mask(rgb: np.ndarray, *, retry_quality: float = RETRY_QUALITY,
     >>> r = garment_mask(img)
     >>> bool(r.mask[30, 20]), bool(r.mask[2, 2])
     (True, False)
+
+    A white garment cut out on transparency, white on white once composited:
+
+    >>> white = np.full((60, 40, 3), 255, np.uint8)
+    >>> a = np.zeros((60, 40), np.uint8); a[10:50, 10:30] = 255
+    >>> r = garment_mask(white, alpha=a)
+    >>> r.method, int(r.mask.sum()) == 40 * 20, r.quality
+    ('alpha', True, 1.0)
     """
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -505,12 +535,21 @@ def garment_mask(rgb: np.ndarray, *, retry_quality: float = RETRY_QUALITY,
                          f"{rgb.shape}", field="rgb")
     if min(rgb.shape[:2]) < 8:
         raise InputError(f"image too small for a mask: {rgb.shape[:2]}", field="rgb")
+    tried: dict = {}
+    tried_checks: dict = {}
+    cut = _alpha_mask(alpha, rgb.shape[:2], work_side)
+    if cut is not None:
+        mask, q, checks = cut
+        tried["alpha"], tried_checks["alpha"] = q, checks
+        if q >= retry_quality:
+            return MaskResult(mask=mask, quality=round(q, 4), method="alpha",
+                              checks=checks, tried=tried, tried_checks=tried_checks)
     small = resize_max_side(rgb, work_side)
     ev = _evidence(small)
     mask = _classical(ev)
     q, checks = _score(mask, ev)
     method = "classical"
-    tried, tried_checks = {"classical": q}, {"classical": checks}
+    tried["classical"], tried_checks["classical"] = q, checks
     for radius in (5, 8):
         # A larger closing bridges wider gaps in a faint outline at the price of
         # rounding concave corners, so it is only tried when still needed.
@@ -523,5 +562,33 @@ def garment_mask(rgb: np.ndarray, *, retry_quality: float = RETRY_QUALITY,
             mask, q, checks, method = mask2, q2, checks2, "edges"
     if small.shape[:2] != rgb.shape[:2]:
         mask = resize_to(mask, rgb.shape[:2])
+    if cut is not None and cut[1] >= q:
+        # a poor alpha still beats a poorer guess from the colours
+        mask, q, checks, method = cut[0], cut[1], cut[2], "alpha"
     return MaskResult(mask=mask, quality=round(q, 4), method=method, checks=checks,
                       tried=tried, tried_checks=tried_checks)
+
+
+def _alpha_mask(alpha: np.ndarray | None, shape: tuple[int, int], work_side: int
+                ) -> tuple[np.ndarray, float, dict] | None:
+    """(mask, quality, checks) of a cut-out's transparency; None when ``alpha`` is
+    None or holds no real transparency (all garment or all transparent: no outline)."""
+    if alpha is None:
+        return None
+    alpha = np.asarray(alpha)
+    if alpha.shape != tuple(shape) or alpha.dtype != np.uint8:
+        raise InputError(f"alpha must be uint8 (H, W) = {tuple(shape)}, the image's "
+                         f"size; got {alpha.dtype} {alpha.shape}", field="alpha",
+                         value=list(alpha.shape))
+    mask = alpha >= ALPHA_THRESHOLD
+    if mask.all() or not mask.any():
+        return None
+    # stray opaque specks a cut-out tool leaves go, as in the classical path (by
+    # area only: a thin strap or chain stays)
+    mask = _keep_significant(mask)
+    # Scored at the working size, like the classical paths (comparable when both
+    # run). No image gradient to align with: the outline is the alpha's own. Nor is
+    # touching the border a leak here: cut-outs are often trimmed to the garment.
+    checks = mask_checks(resize_max_side(mask, work_side))
+    q = quality_from_checks({**checks, "border_touch": 0.0})
+    return mask, q, checks

@@ -72,3 +72,20 @@ def oversized_png(path, w=15_000, h=15_000):
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
                      + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
     return path
+
+
+def cutout(h=160, w=120, fg=(255, 255, 255), shape="tshirt", seed=0, outside=(0, 0, 0)):
+    """A transparent cut-out of :func:`packshot`'s ``shape``: the garment opaque, all
+    else fully transparent (its colour ``outside``, black as many tools save it).
+
+    Returns (rgba uint8 (H, W, 4), mask bool). Composited on white, a white garment
+    is white on white: only the alpha knows its outline."""
+    img, m = packshot(h=h, w=w, fg=fg, shape=shape, seed=seed, noise=1.0)
+    rgb = np.where(m[..., None], img, np.array(outside, np.uint8))
+    return np.dstack([rgb, np.where(m, 255, 0)]).astype(np.uint8), m
+
+
+def on_white(rgba):
+    """``rgba`` composited on white, as the decoders give it (uint8 RGB)."""
+    a = rgba[..., 3:].astype(float) / 255
+    return np.round(rgba[..., :3] * a + 255 * (1 - a)).astype(np.uint8)

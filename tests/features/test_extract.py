@@ -391,3 +391,33 @@ def test_a_decoded_image_cache_cut_short_is_decoded_again(tmp_path, monkeypatch)
     fresh, fresh_ok = load_images(paths, (16, 12))
     assert np.array_equal(arr, fresh) and np.array_equal(ok, fresh_ok) and ok.sum() == 6
     assert len(list(cache.iterdir())) == 2  # the array and its mask, no temporaries
+
+
+def test_a_catalogue_of_white_cutouts_is_masked_by_their_alpha(tmp_path):
+    """Transparent packshots of white garments: composited on white they are white on
+    white, and the colours gave an empty mask (quality 0) whose fallback, the whole
+    frame, made the colours, keypoints and shape describe the picture, not the
+    garment. The alpha is read as the mask, by the features stage's own loader."""
+    from tests.features.synth import cutout
+
+    (tmp_path / "images").mkdir()
+    rows, truths = [], []
+    for i, (slot, sub, shape) in enumerate([("top", "T-shirt", "tshirt"),
+                                            ("bottom", "Trousers", "trousers"),
+                                            ("bottom", "Skirts", "rect")]):
+        rgba, truth = cutout(shape=shape, fg=(254, 254, 253), seed=i)
+        Image.fromarray(rgba, "RGBA").save(tmp_path / "images" / f"c{i}.png")
+        rows.append((f"c{i}", slot, sub, f"images/c{i}.png"))
+        truths.append(truth)
+    cat = pd.DataFrame(rows, columns=["item_id", "category", "subcategory", "image_path"])
+    extract_features(cat, tmp_path, tmp_path / "out", progress=False, workers=1)
+    f = pd.read_parquet(tmp_path / "out" / "features.parquet")
+    assert f["feat_ok"].all()
+    assert f["mask_method"].tolist() == ["alpha"] * 3
+    assert (f["mask_quality"] > 0.8).all()
+    assert f["mask_area"].to_numpy() == pytest.approx([t.mean() for t in truths], abs=1e-6)
+    assert f["colour_group"].tolist() == ["WHITE"] * 3
+    ys, xs = np.nonzero(truths[0])
+    assert f["bbox_aspect"].iloc[0] == pytest.approx(
+        (np.ptp(ys) + 1) / (np.ptp(xs) + 1))
+    assert (f["kp_conf"].iloc[:2] > 0.2).all()    # the silhouette keypoints found it

@@ -9,6 +9,7 @@ from features.exceptions import (InputError, NotFoundError, PayloadTooLarge,
                                  UnsupportedMediaType)
 from features.imaging import (decode_upload, lab_to_rgb, load_rgb, resize_max_side,
                               resize_to, rgb_to_lab)
+from tests.features.synth import cutout, iou
 
 
 def _png(arr, fmt="PNG"):
@@ -335,9 +336,9 @@ def test_decoding_stamp_names_files_whose_decoding_changed(tmp_path):
     """Cache keys (features parts, the bundle's image fingerprint, decoded-image
     caches) add decoding_stamp: files of a kind whose decoding changed since such
     caches were made (a tRNS colour key once read opaque, 32-bit samples once clipped
-    to a black or white image) are stamped, so their stale results are not reused;
-    a plain JPEG (every MANGO image), an alpha cut-out or a 16-bit scan keeps an
-    empty stamp, and its caches."""
+    to a black or white image, an alpha cut-out or a colour key whose transparency
+    is now its mask) are stamped, so their stale results are not reused; a plain
+    JPEG (every MANGO image) or a 16-bit scan keeps an empty stamp, and its caches."""
     from features.imaging import DECODING_REVISIONS, decoding_stamp
     from tests.features.synth import turned_photo
 
@@ -349,11 +350,13 @@ def test_decoding_stamp_names_files_whose_decoding_changed(tmp_path):
     Image.fromarray(np.zeros((30, 20), np.uint16)).save(tmp_path / "g16.png")
     Image.fromarray(np.zeros((8, 8), np.float32)).save(tmp_path / "float.tif")
     key, deep = DECODING_REVISIONS["colour-key"], DECODING_REVISIONS["32-bit"]
-    assert key >= 2 and deep >= 2              # 1: before each kind's decoding changed
+    alpha = DECODING_REVISIONS["alpha"]
+    assert key >= 3 and deep >= 2 and alpha >= 2  # 1: before each kind's decoding changed
     assert decoding_stamp(tmp_path / "keyed.png") == f"|colour-key@{key}"
     assert decoding_stamp(tmp_path / "keyed_grey.png") == f"|colour-key@{key}"
     assert decoding_stamp(tmp_path / "float.tif") == f"|32-bit@{deep}"
-    for name in ("plain.jpg", "alpha.png", "g16.png", "missing.png"):
+    assert decoding_stamp(tmp_path / "alpha.png") == f"|alpha@{alpha}"
+    for name in ("plain.jpg", "g16.png", "missing.png"):
         assert decoding_stamp(tmp_path / name) == "", name
     assert decoding_stamp(turned_photo(tmp_path / "turned.jpg", 6)) == "|exif6"
 
@@ -375,3 +378,76 @@ def test_a_photo_past_pils_warning_size_is_refused_by_our_limit_and_words(tmp_pa
     with pytest.raises(PayloadTooLarge, match="at most 25000000 are accepted") as e:
         decode_upload(data, max_pixels=25_000_000)
     assert "DOS attack" not in str(e.value)
+
+
+# -- cut-outs: the transparency kept beside the composited image ------------------
+def _cutout_file(tmp_path, fmt="PNG", mode="RGBA", name="cut"):
+    rgba, m = cutout(fg=(252, 250, 246))
+    p = tmp_path / f"{name}.{fmt.lower()}"
+    im = Image.fromarray(rgba, "RGBA")
+    if mode == "P":   # palette cut-out: one palette entry transparent
+        im = im.convert("P", palette=Image.ADAPTIVE, colors=16)
+        im.info["transparency"] = im.getpixel((0, 0))
+        im.save(p, fmt, transparency=im.getpixel((0, 0)))
+    elif mode == "LA":
+        im.convert("LA").save(p, fmt)
+    else:
+        im.save(p, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    return p, m
+
+
+@pytest.mark.parametrize("fmt,mode", [("PNG", "RGBA"), ("WEBP", "RGBA"), ("PNG", "LA"),
+                                      ("PNG", "P")])
+def test_a_cutouts_transparency_is_kept_beside_the_image(tmp_path, fmt, mode):
+    """A transparent packshot keeps its alpha (the garment's outline) next to the RGB
+    composited on white, which stays exactly what load_rgb and decode_upload give."""
+    from features.imaging import decode_upload_alpha, load_rgb_alpha, pil_to_rgb_alpha
+
+    p, m = _cutout_file(tmp_path, fmt, mode)
+    rgb, alpha = load_rgb_alpha(p)
+    assert np.array_equal(rgb, load_rgb(p))
+    assert alpha.dtype == np.uint8 and alpha.shape == m.shape
+    assert np.array_equal(alpha >= 128, m)
+    rgb_u, alpha_u = decode_upload_alpha(p.read_bytes())
+    assert np.array_equal(rgb_u, decode_upload(p.read_bytes()))
+    assert np.array_equal(alpha_u, alpha)
+    with Image.open(p) as im:
+        rgb_p, alpha_p = pil_to_rgb_alpha(im)
+    assert np.array_equal(rgb_p, rgb) and np.array_equal(alpha_p, alpha)
+    # shrunk with the image, by the same filter
+    small, a_small = load_rgb_alpha(p, max_side=60)
+    assert np.array_equal(small, load_rgb(p, max_side=60))
+    assert a_small.shape == small.shape[:2] == (60, 45)
+    assert iou(a_small >= 128, resize_to(m, (60, 45))) > 0.95
+
+
+def test_opaque_images_have_no_alpha(tmp_path):
+    """No transparency, nothing more read: a JPEG, an RGB PNG, and a PNG saved with an
+    alpha channel that is opaque everywhere (many editors do) give alpha None."""
+    from features.imaging import decode_upload_alpha, load_rgb_alpha
+
+    a = np.full((30, 20, 3), 200, np.uint8)
+    a[5:25, 5:15] = 30
+    Image.fromarray(a).save(tmp_path / "p.jpg")
+    Image.fromarray(a).save(tmp_path / "p.png")
+    Image.fromarray(np.dstack([a, np.full((30, 20), 255, np.uint8)]), "RGBA").save(
+        tmp_path / "opaque.png")
+    for name in ("p.jpg", "p.png", "opaque.png"):
+        rgb, alpha = load_rgb_alpha(tmp_path / name)
+        assert alpha is None and np.array_equal(rgb, load_rgb(tmp_path / name)), name
+        assert decode_upload_alpha((tmp_path / name).read_bytes())[1] is None, name
+
+
+def test_a_cutouts_alpha_is_turned_upright_with_it(tmp_path):
+    """An EXIF orientation tag turns the transparency as it turns the colours."""
+    from features.imaging import load_rgb_alpha
+
+    px = np.zeros((40, 80, 4), np.uint8)
+    px[:, :20] = (0, 0, 0, 255)          # an opaque band on the left of the stored pixels
+    im = Image.fromarray(px, "RGBA")
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(tmp_path / "turned.png", exif=exif.tobytes())
+    rgb, alpha = load_rgb_alpha(tmp_path / "turned.png")
+    assert rgb.shape == (80, 40, 3) and alpha.shape == (80, 40)
+    assert alpha[:20].min() == 255 and alpha[30:].max() == 0   # the band is on top

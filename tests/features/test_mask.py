@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage as ndi
 
 from features.exceptions import InputError
 from features.imaging import load_rgb
@@ -40,7 +41,6 @@ def test_white_on_light_background():
     img, truth = packshot(shape="tshirt", bg=(236, 233, 226), fg=(246, 246, 244),
                           noise=1.0)
     # a faint outline, as packshot lighting gives a white garment
-    from scipy import ndimage as ndi
     edge = truth & ~ndi.binary_erosion(truth, iterations=2)
     img[edge] = (215, 213, 208)
     r = garment_mask(img)
@@ -118,3 +118,78 @@ def test_garment_touching_one_border_is_found(box):
     img = np.clip(np.round(img + rng.normal(0, 1.5, img.shape)), 0, 255).astype(np.uint8)
     r = garment_mask(img)
     assert iou(r.mask, truth) > 0.95
+
+
+# -- cut-outs: the alpha is the mask ------------------------------------------------
+@pytest.mark.parametrize("shape", ["rect", "tshirt", "trousers"])
+@pytest.mark.parametrize("fg", [(255, 255, 255), (252, 251, 249), (243, 236, 220)])
+def test_a_cutouts_alpha_is_its_mask(shape, fg):
+    """A white or cream garment cut out on transparency is white on white once
+    composited: the colours find nothing (IoU 0, quality 0 for pure white before the
+    alpha was read). Its alpha is the mask."""
+    from tests.features.synth import cutout, on_white
+
+    rgba, truth = cutout(shape=shape, fg=fg)
+    r = garment_mask(on_white(rgba), alpha=rgba[..., 3])
+    assert r.method == "alpha" and r.mask.dtype == bool
+    assert iou(r.mask, truth) == 1.0
+    assert r.quality > 0.8 and r.tried == {"alpha": r.quality}
+
+
+def test_alpha_is_garment_from_half_coverage():
+    """Anti-aliased rim pixels at least half covered are garment; a cut-out tool's
+    faint drop shadow (low alpha) is not."""
+    from tests.features.synth import cutout, on_white
+
+    rgba, truth = cutout(shape="rect")
+    a = rgba[..., 3].copy()
+    rim = truth & ~ndi.binary_erosion(truth)
+    a[rim] = 140                                     # anti-aliased outline
+    shadow = ndi.binary_dilation(truth, iterations=6) & ~truth
+    a[shadow] = 60                                   # a soft drop shadow around it
+    rgba[..., 3] = a
+    r = garment_mask(on_white(rgba), alpha=a)
+    assert r.method == "alpha" and iou(r.mask, truth) == 1.0
+
+
+def test_an_alpha_without_transparency_is_not_a_mask():
+    """An all-opaque alpha (or an all-transparent one) has no outline: the image's
+    colours decide, exactly as without it."""
+    img, truth = packshot(shape="tshirt", fg=(180, 30, 40))
+    plain = garment_mask(img)
+    for a in (np.full(truth.shape, 255, np.uint8), np.zeros(truth.shape, np.uint8)):
+        r = garment_mask(img, alpha=a)
+        assert r.method == plain.method == "classical"
+        assert np.array_equal(r.mask, plain.mask) and r.quality == plain.quality
+
+
+def test_a_cutout_trimmed_to_the_garment_keeps_its_alpha():
+    """Cut-outs are often trimmed to the garment's bounds: touching every border is
+    no leak there, so the alpha mask still scores high."""
+    from tests.features.synth import cutout, on_white
+
+    rgba, truth = cutout(shape="tshirt")
+    ys, xs = np.nonzero(truth)
+    rgba, truth = (rgba[ys.min():ys.max() + 1, xs.min():xs.max() + 1],
+                   truth[ys.min():ys.max() + 1, xs.min():xs.max() + 1])
+    r = garment_mask(on_white(rgba), alpha=rgba[..., 3])
+    assert r.method == "alpha" and iou(r.mask, truth) == 1.0 and r.quality > 0.8
+
+
+def test_a_degenerate_alpha_gives_way_to_a_better_classical_mask():
+    """A photo whose only transparency is a thin frame (rounded corners, an export
+    margin) is no cut-out: the alpha 'mask' is the whole frame, scores low, and the
+    classical mask of the garment is kept; ``tried`` shows both."""
+    img, truth = packshot(shape="tshirt", fg=(180, 30, 40))
+    a = np.full(truth.shape, 255, np.uint8)
+    a[:2], a[-2:], a[:, :2], a[:, -2:] = 0, 0, 0, 0
+    r = garment_mask(img, alpha=a)
+    assert r.method == "classical" and iou(r.mask, truth) > 0.95
+    assert r.tried["alpha"] < r.quality
+
+
+def test_an_alpha_of_another_size_is_refused():
+    img, _ = packshot()
+    with pytest.raises(InputError, match="alpha must be uint8") as e:
+        garment_mask(img, alpha=np.zeros((10, 10), np.uint8))
+    assert e.value.field == "alpha"
