@@ -161,7 +161,20 @@ RESPONSES: dict[str, dict] = {
                           "attributes": {"type": ["object", "array", "null"]},
                           "colours": {"type": ["array", "object", "null"]},
                           "keypoints": {"type": ["object", "array", "null"]},
-                          "shape": {"type": ["object", "null"]}}, ["category"]),
+                          "shape": {"type": ["object", "null"]},
+                          "mask": {
+                              "type": "object",
+                              "description": "the garment mask the colours, keypoints "
+                              "and shape read: method classical or edges (from the "
+                              "image's colours and outlines) or alpha (a cut-out's "
+                              "transparency: a PNG or WebP with transparent pixels), "
+                              "its quality (0..1) and area (fraction of the image)",
+                              "properties": {
+                                  "quality": {"type": ["number", "null"]},
+                                  "method": {"type": "string",
+                                             "enum": ["classical", "edges", "alpha"]},
+                                  "area": {"type": ["number", "null"]}}}},
+                         ["category"]),
     "events": _response({"stored": {"type": "integer", "minimum": 0},
                          "ids": {"type": "array", "items": {"type": "integer"}}},
                         ["stored", "ids"]),

@@ -1198,12 +1198,13 @@ class Engine:
                              f"8x8 are needed", field="image", value=list(rgb.shape[:2]))
         return rgb
 
-    def _perceive(self, rgb: np.ndarray) -> dict:
+    def _perceive(self, rgb: np.ndarray, alpha: np.ndarray | None = None) -> dict:
         """Everything the engine needs from a photo: recognised category and
         attributes (with probabilities), embedding, and the classical features of
-        :func:`features.extract.analyse_image` (mask, colours, keypoints, shape)."""
+        :func:`features.extract.analyse_image` (mask, colours, keypoints, shape).
+        ``alpha``: the photo's transparency, a cut-out's mask (shrunk with it)."""
         from features.extract import analyse_image
-        from features.imaging import resize_max_side
+        from features.imaging import resize_max_side, resize_to
 
         rgb = self._check_rgb(rgb)
         v = self._vision()
@@ -1213,12 +1214,20 @@ class Engine:
                              f"{v['max_side']} pixels on its long side the short side is "
                              f"under 8", field="image", value=list(rgb.shape[:2]))
         scale = max(rgb.shape[:2]) / max(img.shape[:2])
+        if alpha is not None:
+            alpha = np.asarray(alpha)
+            if alpha.shape != rgb.shape[:2] or alpha.dtype != np.uint8:
+                raise InputError(f"alpha must be uint8 (H, W) = {rgb.shape[:2]}, the "
+                                 f"image's size; got {alpha.dtype} {alpha.shape}",
+                                 field="alpha", value=list(alpha.shape))
+            # the filter that shrank the photo: the mask stays on its pixels
+            alpha = resize_to(alpha, img.shape[:2])
         amodel = v["attributes"]
         probs, z = amodel.predict_all([img])
         e = z[0].astype(np.float32)
         e /= max(float(np.linalg.norm(e)), 1e-12)
         cat, cat_conf, sub, method = self._photo_category(probs, amodel, e, v)
-        res = analyse_image(img, cat, sub or "", keypoint_model=v["keypoints"])
+        res = analyse_image(img, cat, sub or "", keypoint_model=v["keypoints"], alpha=alpha)
         if res["keypoints"] is not None and getattr(amodel, "region_kind", None) == "neck":
             # A network with the keypoint-guided neck path answers from the photo's
             # keypoints, as the features stage answered for catalogue items.
@@ -1298,7 +1307,7 @@ class Engine:
         top = np.argpartition(-sims, n - 1)[:n] if n else np.zeros(0, np.int64)
         return top[np.argsort(-sims[top], kind="stable")]
 
-    def analyze_image(self, rgb: np.ndarray) -> dict:
+    def analyze_image(self, rgb: np.ndarray, *, alpha: np.ndarray | None = None) -> dict:
         """Category, attributes with confidences, colours, keypoints and shape of a photo.
 
         Parameters
@@ -1306,6 +1315,10 @@ class Engine:
         rgb : uint8 array (H, W, 3)
             The photo (e.g. from :func:`features.imaging.decode_upload`). It is shrunk
             to the features stage's ``max_side`` first, as catalogue images were.
+        alpha : uint8 array (H, W), optional
+            The photo's transparency (:func:`features.imaging.decode_upload_alpha`):
+            a cut-out's is its garment mask (``mask.method`` ``"alpha"``), read by
+            the colours, keypoints and shape as the features stage reads it.
 
         Returns
         -------
@@ -1319,7 +1332,8 @@ class Engine:
             (FashionAI), ``"method"``, ``"mean_confidence"``, ``"points": [{"name",
             "x", "y", "visible", "confidence"}]}`` in the photo's pixels, or None for
             items without FashionAI points (shoes, bags, ...); ``shape``: the
-            applicable shape features; ``mask``: quality, method, area.
+            applicable shape features; ``mask``: quality, method (``classical``,
+            ``edges``, ``alpha``), area.
 
         Raises StageNotAvailable when the bundle has no attribute network.
 
@@ -1331,7 +1345,7 @@ class Engine:
         from features.fashionai.schema import CATEGORY_KEYPOINTS, KEYPOINT_INDEX
         from features.imaging import lab_to_rgb
 
-        p = self._perceive(rgb)
+        p = self._perceive(rgb, alpha)
         res = p["classical"]
         row = res["row"]
         colours = []
@@ -1393,7 +1407,8 @@ class Engine:
         return field, vals
 
     def search_by_image(self, rgb: np.ndarray, overrides: dict | None = None, k: int = 10,
-                        rules: Rules | None = None) -> dict:
+                        rules: Rules | None = None, *, alpha: np.ndarray | None = None
+                        ) -> dict:
         """Items sharing the photo's recognised attributes except ``overrides``, ranked
         by visual similarity (embedding cosine) to the photo.
 
@@ -1406,7 +1421,9 @@ class Engine:
         ``k`` items match them all, the least confident recognised attributes are
         relaxed one at a time (``relaxed`` lists them) -- never the overrides or the
         category. Items the rules' filters or stock exclude do not count as matches
-        (``n_matches``), as in :meth:`search`.
+        (``n_matches``), as in :meth:`search`. ``alpha``: the photo's transparency, as
+        in :meth:`analyze_image` (the keypoints a neck-region network reads come
+        from its mask).
 
         >>> # engine.search_by_image(rgb, {"sleeve_length_labels": "Long Sleeves"}, k=5)
         """
@@ -1421,7 +1438,7 @@ class Engine:
             field, vals = self._filter_values(str(name), val)
             hard[field] = vals
         given = {f: list(v) for f, v in hard.items()}
-        p = self._perceive(rgb)
+        p = self._perceive(rgb, alpha)
         released = {self._concept(f) for f in hard}
         if "subcategory" in released:
             released.add("category")
@@ -1492,13 +1509,14 @@ class Engine:
         part = part[np.lexsort((rows[part], -sims[part]))]
         return rows[part], sims[part].astype(float)
 
-    def image_features(self, rgb: np.ndarray) -> tuple[dict, np.ndarray]:
+    def image_features(self, rgb: np.ndarray, *, alpha: np.ndarray | None = None
+                       ) -> tuple[dict, np.ndarray]:
         """A photo as a new item: (feature fields, embedding) for
         :meth:`complements_for_features` -- the catalogue fields the photo gives
         (``category``, ``subcategory``, ``colour`` from the colour head when the
         network has one), the features-table columns (colours, shape, mask,
-        ``attr_<head>`` and ``attr_<head>_conf``)."""
-        p = self._perceive(rgb)
+        ``attr_<head>`` and ``attr_<head>_conf``). ``alpha`` as in :meth:`analyze_image`."""
+        p = self._perceive(rgb, alpha)
         if p["category"] is None:
             raise InputError("the photo's category could not be recognised", field="image")
         feats = {"category": p["category"], "subcategory": p["subcategory"] or ""}
@@ -1512,13 +1530,14 @@ class Engine:
         return feats, p["embedding"]
 
     def complements_for_image(self, rgb: np.ndarray, k: int = 5, categories=None,
-                              rules: Rules | None = None) -> dict:
+                              rules: Rules | None = None, *, alpha: np.ndarray | None = None
+                              ) -> dict:
         """Cold start from a photo: complements for a new item that only exists as a
         picture (no rebuild) -- :meth:`image_features` then
         :meth:`complements_for_features`."""
         k = self._k(k)
         cats = self._cats(categories)
-        feats, e = self.image_features(rgb)
+        feats, e = self.image_features(rgb, alpha=alpha)
         out = self.complements_for_features(feats, e, k=k, categories=cats, rules=rules)
         out["recognised"] = {"category": feats["category"],
                              "subcategory": feats["subcategory"],

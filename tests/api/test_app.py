@@ -128,6 +128,30 @@ def test_analyze_and_image_search(client, engine, served_bundle):
     assert len(r.get_json()["items"]) <= 3
 
 
+def test_analyze_reads_a_cutouts_alpha_as_its_mask(client, engine, served_bundle):
+    """A white T-shirt uploaded as a transparent PNG: composited on white it is white on
+    white, and the mask came out empty (quality 0, colours of the whole frame). The
+    upload's alpha is its mask now, said by ``mask.method``; search by photo reads it
+    too."""
+    from PIL import Image
+
+    from tests.features.synth import cutout
+    analysable_image(served_bundle, engine)       # skips when the engine cannot
+    rgba, truth = cutout(h=200, w=150, fg=(254, 254, 252), shape="tshirt")
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG")
+    r = client.post("/v1/analyze", data={"image": (io.BytesIO(buf.getvalue()), "t.png")},
+                    content_type="multipart/form-data")
+    assert r.status_code == 200, r.get_json()
+    mask = r.get_json()["mask"]
+    assert mask["method"] == "alpha" and mask["quality"] > 0.8
+    assert mask["area"] == pytest.approx(truth.mean(), abs=0.01)
+    assert r.get_json()["colour_group"] == "WHITE"
+    r = client.post("/v1/search", data={"image": (io.BytesIO(buf.getvalue()), "t.png"),
+                                        "k": "3"}, content_type="multipart/form-data")
+    assert r.status_code == 200, r.get_json()
+
+
 def first_image_path(engine):
     paths = [p for p in engine.catalog["image_path"] if p]
     if not paths:
