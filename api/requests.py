@@ -112,19 +112,14 @@ def form_fields(name: str) -> dict:
 
 
 def image_upload(field: str = "image"):
-    """Decode the uploaded image of a multipart request into uint8 RGB (H, W, 3).
+    """Decode the uploaded image of a multipart request: ``(rgb, alpha)``, ``rgb``
+    uint8 (H, W, 3) (transparency composited on white), ``alpha`` uint8 (H, W) for a
+    cut-out (its garment mask), else None (:func:`features.imaging.decode_upload_alpha`).
 
     Refused before a full decode: a body that is not multipart (415), no ``image``
     part (400), more than ``MAX_IMAGE_BYTES`` (413), not an image (415), declared
     dimensions above ``MAX_IMAGE_PIXELS`` (413), truncated or corrupt (400).
     """
-    return image_upload_alpha(field)[0]
-
-
-def image_upload_alpha(field: str = "image"):
-    """:func:`image_upload` and the upload's transparency: ``(rgb, alpha)``, alpha
-    uint8 (H, W) for a cut-out, else None (:func:`features.imaging.decode_upload_alpha`).
-    Refused as :func:`image_upload` refuses."""
     if request.mimetype != "multipart/form-data":
         raise UnsupportedMediaType("send the image as multipart/form-data",
                                    field="body", allowed=["multipart/form-data"])
@@ -135,16 +130,10 @@ def image_upload_alpha(field: str = "image"):
     data = f.stream.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLarge(f"the image is larger than {limit} bytes", field=field)
-    return decode_image_alpha(data, int(current_app.config["MAX_IMAGE_PIXELS"]),
-                              field=field)
+    return decode_image(data, int(current_app.config["MAX_IMAGE_PIXELS"]), field=field)
 
 
 def decode_image(data: bytes, max_pixels: int, *, field: str = "image"):
-    """:func:`features.imaging.decode_upload` with the request's field named in errors."""
-    return decode_image_alpha(data, max_pixels, field=field)[0]
-
-
-def decode_image_alpha(data: bytes, max_pixels: int, *, field: str = "image"):
     """:func:`features.imaging.decode_upload_alpha` with the request's field named in
     errors: ``(rgb, alpha or None)``."""
     from features.imaging import decode_upload_alpha

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from api.blueprints.items import variant_choice
-from api.requests import form_fields, image_upload_alpha
+from api.requests import form_fields, image_upload
 from api.responses import assign, respond
 from api.state import get_state
 
@@ -16,7 +16,7 @@ def analyze():
     """Tag a new arrival or a shopper's photo (multipart field ``image``)."""
     fields = form_fields("image_form")
     # a cut-out's transparency is its garment mask: white on white once composited
-    rgb, alpha = image_upload_alpha("image")
+    rgb, alpha = image_upload("image")
     a = assign("analyze", fields)
     engine, _strategy, _rules = variant_choice(a, get_state())
     return respond(engine.analyze_image(rgb, alpha=alpha))

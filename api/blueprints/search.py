@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from api.blueprints.items import variant_choice
-from api.requests import form_fields, image_upload_alpha, query, reserved
+from api.requests import form_fields, image_upload, query, reserved
 from api.responses import assign, respond
 from api.state import get_state
 
@@ -33,7 +33,7 @@ def search_image():
     """"This dress, but with long sleeves": items sharing the photo's attributes except
     the overridden ones (form fields ``<attribute>=<value>``), by visual similarity."""
     fields = form_fields("image_form")
-    rgb, alpha = image_upload_alpha("image")
+    rgb, alpha = image_upload("image")
     a = assign("search_image", fields)
     engine, _strategy, rules = variant_choice(a, get_state())
     overrides = reserved(fields, *_NOT_FILTERS)
