@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from features.exceptions import InputError
-from features.imaging import load_rgb, resize_to
+from features.imaging import load_rgb_alpha, resize_to
 from features.mask import garment_mask, sanity_failures
 
 
@@ -69,13 +69,13 @@ def make_sheet(paths: list[Path], n: int, tile_h: int = 200) -> tuple[np.ndarray
     # every image of --sample); ties keep the earlier path, as a stable sort would
     worst: list = []     # (-quality, -index, path, image, mask); (-q, -i) unique
     for i, p in enumerate(paths):
-        rgb = load_rgb(p)
-        r = garment_mask(rgb)
+        rgb, alpha = load_rgb_alpha(p)     # a cut-out's alpha is its mask, as in features
+        r = garment_mask(rgb, alpha=alpha)
         if len(worst) < n:
             heapq.heappush(worst, (-r.quality, -i, p, rgb, r))
         elif (-r.quality, -i) > worst[0][:2]:
             heapq.heapreplace(worst, (-r.quality, -i, p, rgb, r))
-        del rgb, r
+        del rgb, alpha, r
     rows = [(-q, p, rgb, r) for q, _, p, rgb, r in sorted(worst, reverse=True)]
     tiles = []
     for q, p, rgb, r in rows:

@@ -61,25 +61,37 @@ def test_make_sheet_holds_only_the_n_worst_images_while_it_masks(images, monkeyp
 
     live = [0]
     most = []
-    real_load, real_mask = cs.load_rgb, cs.garment_mask
+    real_load, real_mask = cs.load_rgb_alpha, cs.garment_mask
 
     def load(p):
-        a = real_load(p)
+        a, alpha = real_load(p)
         live[0] += 1
         weakref.finalize(a, lambda: live.__setitem__(0, live[0] - 1))
-        return a
+        return a, alpha
 
-    def mask(rgb):
+    def mask(rgb, alpha=None):
         most.append(live[0])
-        return real_mask(np.asarray(rgb))
+        return real_mask(rgb, alpha=alpha)
 
-    monkeypatch.setattr(cs, "load_rgb", load)
+    monkeypatch.setattr(cs, "load_rgb_alpha", load)
     monkeypatch.setattr(cs, "garment_mask", mask)
     paths = sorted(images.iterdir()) * 5
     sheet, rows = make_sheet(paths, 2)
     assert max(most) <= 3, most      # the 2 kept and the one being masked
     # the same rows as masking all and sorting: the worst first, ties in path order
-    qualities = [real_mask(real_load(p)).quality for p in paths]
+    qualities = [real_mask(real_load(p)[0], alpha=real_load(p)[1]).quality for p in paths]
     want = sorted(range(len(paths)), key=lambda i: qualities[i])[:2]
     assert [p for _, p, *_ in rows] == [paths[i] for i in want]
     assert [q for q, *_ in rows] == [qualities[i] for i in want]
+
+
+def test_a_cutout_on_the_sheet_is_masked_by_its_alpha(tmp_path):
+    # the features stage masks a cut-out by its transparency; the sheet showed the
+    # colour-only mask (nothing, for a white garment once composited on white)
+    a = np.zeros((60, 40, 4), np.uint8)
+    a[10:50, 8:32] = (255, 255, 255, 255)      # a white garment on full transparency
+    Image.fromarray(a).save(tmp_path / "cutout.png")
+    _, rows = make_sheet([tmp_path / "cutout.png"], 1)
+    (q, _, _, r), = rows
+    assert r.method == "alpha" and q > 0.8
+    assert int(r.mask.sum()) == 40 * 24
