@@ -110,25 +110,27 @@ class ItemImages:
     def _load(self, item_id: str) -> np.ndarray:
         from PIL import Image
 
-        from features.imaging import open_image, pil_to_rgb_array
+        from features.exceptions import InputError, NotFoundError
+        from features.imaging import load_rgb
 
         p = self.path(item_id)
         if p is not None and p.is_file():
             try:
-                with open_image(p) as im:
-                    # decoded as the pipeline saw it (upright, alpha on white)
-                    im = Image.fromarray(pil_to_rgb_array(im))
-                    im.thumbnail((self.size, self.size))
-                    canvas = Image.new("RGB", (self.size, self.size), (255, 255, 255))
-                    canvas.paste(im, ((self.size - im.width) // 2,
-                                      (self.size - im.height) // 2))
-                    return np.asarray(canvas, dtype=np.uint8)
-            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+                # decoded as the pipeline sees it (upright, alpha on white), shrunk
+                # while decoding (a JPEG's draft): a full-size decode of a large
+                # studio photo took seconds, for a 160-pixel tile
+                im = Image.fromarray(load_rgb(p, max_side=self.size))
+            except (InputError, NotFoundError):   # NotFound: removed since is_file
                 # unreadable photo, or one the decoder refuses (past PIL's pixel
-                # limit, 32-bit samples: not OSErrors; an ingest with
-                # --no-check-images lets them through): the placeholder says so by
-                # being grey, and the rest of the sheet is drawn
+                # limit, 32-bit samples; an ingest with --no-check-images lets them
+                # through): the placeholder says so by being grey, and the rest of
+                # the sheet is drawn
                 pass
+            else:
+                canvas = Image.new("RGB", (self.size, self.size), (255, 255, 255))
+                canvas.paste(im, ((self.size - im.width) // 2,
+                                  (self.size - im.height) // 2))
+                return np.asarray(canvas, dtype=np.uint8)
         return np.full((self.size, self.size, 3), 225, dtype=np.uint8)
 
 
