@@ -57,6 +57,7 @@ from features.exceptions import InputError, MixmatchError
 from features.fashionai.schema import CATEGORY_KEYPOINTS, KEYPOINT_INDEX, KEYPOINT_NAMES
 from features.files import atomic_files
 from features.imaging import decoding_stamp, load_rgb, load_rgb_alpha, open_image
+from features.settings import check_settings
 from features.keypoints import category_for
 from features.keypoints.silhouette import estimate_keypoints
 from features.mask import garment_mask
@@ -709,12 +710,11 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
 
 # -- pipeline stage ------------------------------------------------------------
 def _stage_settings(ctx) -> dict:
-    cfg = {**DEFAULTS, **ctx.stage_config("features")}
-    unknown = set(cfg) - set(DEFAULTS)
-    if unknown:
-        raise InputError(f"unknown [stages.features] setting {sorted(unknown)[0]!r}",
-                         field="stages.features", allowed=sorted(DEFAULTS))
-    return cfg
+    # every setting is a count of at least 1 (extract_features would refuse the rest,
+    # but only once the stage had started)
+    return {**DEFAULTS, **check_settings("features", ctx.stage_config("features"),
+                                         {k: type(v) for k, v in DEFAULTS.items()},
+                                         at_least=dict.fromkeys(DEFAULTS, 1))}
 
 
 def stage_inputs(ctx) -> dict:

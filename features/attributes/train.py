@@ -62,6 +62,7 @@ from features.attributes.data import (augment, class_balanced_weights, group_key
 from features.attributes.taxonomy import Taxonomy
 from features.exceptions import BundleError, InputError
 from features.fashionai.schema import ATTRIBUTE_TASKS
+from features.settings import check_settings, parameter_kinds
 
 #: Bumped when training changes in a way that should invalidate finished stages.
 TRAIN_VERSION = 2
@@ -78,9 +79,12 @@ REGION_SIZE = (80, 80)
 DETAIL_SIZE = (64, 64)
 #: Where a FashionAI-format source keeps its labelled keypoints.
 FASHIONAI_KEYPOINTS_CSV = "source/fashionai/keypoints.csv"
-#: Stage config keys that are not AttributeModel parameters.
-_STAGE_ONLY = ("heads", "group_sep", "cache", "regions", "region_size", "keypoints_csv",
-               "descriptors")
+#: Stage config keys that are not AttributeModel parameters, with the kind of value
+#: each takes (features.settings; None: any, e.g. ``regions = "auto"`` or ``false``).
+_STAGE_ONLY = {"heads": list, "group_sep": None, "cache": str, "regions": None,
+               "region_size": list, "keypoints_csv": str, "descriptors": bool}
+#: AttributeModel parameters the stage sets itself (the seed is the build's).
+_SET_BY_STAGE = ("taxonomy", "random_state", "verbose")
 
 #: Catalogue columns tried as heads when the stage config names none.
 DEFAULT_HEAD_CANDIDATES = ("subcategory", "product_type", "colour", "material", "pattern")
@@ -319,8 +323,18 @@ def _default_heads(catalog: pd.DataFrame) -> list[str]:
     return keep
 
 
+def _stage_settings(ctx) -> dict[str, Any]:
+    """The stage's ``[stages.attributes]`` table; InputError naming a key that is
+    neither an AttributeModel parameter nor one of :data:`_STAGE_ONLY` (it was a
+    TypeError traceback from the constructor), or a value of the wrong kind."""
+    from features.attributes.estimator import AttributeModel
+
+    kinds = {**parameter_kinds(AttributeModel, leave_out=_SET_BY_STAGE), **_STAGE_ONLY}
+    return check_settings("attributes", ctx.stage_config("attributes"), kinds)
+
+
 def _stage_params(ctx) -> dict[str, Any]:
-    cfg = ctx.stage_config("attributes")
+    cfg = _stage_settings(ctx)
     quick = bool(ctx.config.get("quick"))
     base: dict[str, Any] = (
         {"preset": "tiny", "image_size": [64, 48], "epochs": 2, "batch_size": 32,
@@ -333,9 +347,26 @@ def _stage_params(ctx) -> dict[str, Any]:
     return base
 
 
+def checked_params(ctx) -> dict[str, Any]:
+    """The stage's AttributeModel parameters, checked as ``fit`` would check them, so
+    that a bad ``[stages.attributes]`` setting is refused (InputError naming it) by
+    ``stage_inputs``, before the stage starts and leaves the bundle marked: by name
+    and kind (:func:`_stage_settings`), then by range."""
+    from features.attributes.estimator import AttributeModel
+
+    params = _stage_params(ctx)
+    try:
+        AttributeModel(**params)._validate_params()
+    except InputError as exc:   # "epochs must be >= 1": say where it was set
+        raise InputError(f"[stages.attributes] {exc}", field=f"stages.attributes.{exc.field}",
+                         value=exc.value) from None
+    return params
+
+
 def stage_inputs(ctx) -> dict:
     from features.files import file_hash
 
+    checked_params(ctx)   # refused here, before the stage starts
     cat = ctx.bundle.path("catalog.parquet")
     kcsv = ctx.bundle.path(ctx.stage_config("attributes").get("keypoints_csv",
                                                               FASHIONAI_KEYPOINTS_CSV))

@@ -30,6 +30,7 @@ import pandas as pd
 
 from features.exceptions import BundleError
 from features.fashionai.io import keypoints_to_arrays, read_keypoints_csv, write_keypoints_csv
+from features.settings import check_settings, parameter_kinds
 
 TRAIN_VERSION = 2
 DEFAULT_CSV = "source/fashionai/keypoints.csv"
@@ -39,9 +40,21 @@ def _csv_path(ctx) -> Path:
     return ctx.bundle.path(ctx.stage_config("keypoints").get("csv", DEFAULT_CSV))
 
 
+def _stage_settings(ctx) -> dict:
+    """The stage's ``[stages.keypoints]`` table; InputError naming a key that is
+    neither ``csv`` nor a HeatmapKeypointDetector parameter the stage leaves to it (it
+    was a TypeError traceback from the constructor), or a value of the wrong kind."""
+    from features.keypoints.heatmap import HeatmapKeypointDetector
+
+    kinds = {"csv": str, **parameter_kinds(HeatmapKeypointDetector,
+                                           leave_out=("random_state", "verbose"))}
+    return check_settings("keypoints", ctx.stage_config("keypoints"), kinds)
+
+
 def stage_inputs(ctx) -> dict:
     from features.files import file_hash
 
+    _stage_settings(ctx)   # refused here, before the stage starts
     csv = _csv_path(ctx)
     split = ctx.bundle.path("models", "attributes_split.parquet")
     return {"csv": file_hash(csv) if csv.is_file() else None,
@@ -102,7 +115,7 @@ def run_stage(ctx) -> dict:
     xy, vis = keypoints_to_arrays(df)
     cats = df["image_category"].to_numpy()
     tr, va, te = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
-    cfg = ctx.stage_config("keypoints")
+    cfg = _stage_settings(ctx)
     quick = bool(ctx.config.get("quick"))
     params = ({"preset": "tiny", "image_size": (64, 48), "epochs": 2, "batch_size": 16,
                "num_threads": 1} if quick else

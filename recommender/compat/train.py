@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from features.exceptions import BundleError
+from features.settings import check_settings, parameter_kinds
 
 OUTPUTS = ["models/compat.txt", "models/compat.json", "models/cooc.npz"]
 #: Smaller, faster settings for tests and smoke builds (``quick``).
@@ -46,8 +47,19 @@ def model_settings(config: dict, quick: bool = False) -> dict:
                 "style": dict(STYLE), "context_params": dict(CONTEXT)}
     if quick or config.get("quick"):
         settings.update(QUICK)
-    settings.update(config.get("stages", {}).get("compatibility", {}))
+    settings.update(stage_settings(config))
     return settings
+
+
+def stage_settings(config: dict) -> dict:
+    """The ``[stages.compatibility]`` table of a build config; InputError naming a key
+    that is not a CompatibilityModel parameter (it was a TypeError traceback from the
+    constructor) or a value of the wrong kind (a LightGBM traceback), before the stage
+    starts (``stage_inputs`` reads the settings)."""
+    from recommender.compat.model import CompatibilityModel
+
+    return check_settings("compatibility", config.get("stages", {}).get("compatibility", {}),
+                          parameter_kinds(CompatibilityModel))
 
 
 def load_inputs(b):

@@ -149,3 +149,85 @@ def test_a_stage_command_config_overrides_the_bundles_tables_key_by_key(tmp_path
     capsys.readouterr()
     assert main(["graph", "--bundle", str(root)]) == 0
     assert "[graph] up to date, skipped" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def split_bundle(tmp_path_factory):
+    """A quick demo bundle through the split stage (every later stage's settings are
+    refused before it starts, so the tests below share it)."""
+    out = tmp_path_factory.mktemp("settings") / "b"
+    assert main(["build", "--out", str(out), "--items", "20", "--quick",
+                 "--stages", "ingest,split"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("stage, table, said", [
+    ("attributes", 'epochs = "two"',
+     "[stages.attributes] epochs must be a whole number, got 'two'"),
+    ("attributes", "epohcs = 2",
+     "unknown [stages.attributes] setting 'epohcs' (allowed: augment, batch_size, cache, "
+     "crop, descriptors, device,"),
+    ("attributes", "epochs = 0", "[stages.attributes] epochs must be >= 1"),
+    ("attributes", "descriptors = \"yes\"",
+     "[stages.attributes] descriptors must be true or false, got 'yes'"),
+    ("keypoints", 'epochs = "two"', "[stages.keypoints] epochs must be a whole number, got "
+                                    "'two'"),
+    ("keypoints", "random_state = 1",
+     "unknown [stages.keypoints] setting 'random_state' (allowed: augment, batch_size, "
+     "budget_clock, coord_weight, csv, decoder,"),
+    ("compatibility", 'num_leaves = "x"',
+     "[stages.compatibility] num_leaves must be a whole number, got 'x'"),
+    ("compatibility", "num_leavs = 7",
+     "unknown [stages.compatibility] setting 'num_leavs' (allowed: aggregate, context,"),
+    ("features", 'batch_size = "x"',
+     "[stages.features] batch_size must be a whole number >= 1, got 'x'"),
+    ("features", "workers = 0", "[stages.features] workers must be a whole number >= 1, "
+                                "got 0"),
+])
+def test_stage_settings_are_checked_before_the_stage_starts(split_bundle, tmp_path, capsys,
+                                                            stage, table, said):
+    # before: an unknown key was a TypeError traceback from the estimator's constructor
+    # and a string where a number belongs a ValueError (LightGBMError for the
+    # compatibility model) traceback, after the stage had started (exit 1)
+    manifest = (split_bundle / "manifest.json").read_text()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"[stages.{stage}]\n{table}\n")
+    capsys.readouterr()
+    assert main(["build", "--out", str(split_bundle), "--items", "20", "--quick",
+                 "--stages", stage, "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"mixmatch build: error: {said}" in err and "Traceback" not in err, err
+    assert f"[{stage}] " not in err                     # refused before the stage started
+    assert (split_bundle / "manifest.json").read_text() == manifest
+
+
+def test_the_mango_defaults_the_recipe_and_nested_settings_pass_the_stage_checks():
+    """Every key the MANGO defaults, the recipe file and ``mixmatch up`` use is an
+    allowed setting of the kind it has there, and lists and tables (image_size, style, lgb_params) are
+    passed on as they are."""
+    from features.attributes.train import checked_params
+    from features.extract import _stage_settings as features_settings
+    from features.keypoints.train import _stage_settings as keypoint_settings
+    from recommender.compat.train import model_settings
+
+    recipe = tomllib.loads(RECIPE.read_text())["stages"]
+    for stages in (recipe, resolve_stage_config("mango", False, {})):
+        params = checked_params(BuildContext(bundle=None, config={
+            "source": "mango", "quick": False, "stages": stages}))
+        assert {k: params[k] for k in ("preset", "image_size", "tta_zoom")} == {
+            "preset": "small", "image_size": [160, 112], "tta_zoom": 1.08}
+    stages = {"keypoints": {"image_size": [64, 48], "csv": "k.csv", "lr": 1},
+              "compatibility": {"style": {"dim": 16}, "lgb_params": {"cat_smooth": 50},
+                                "groups": ["metadata", "colour"], "learning_rate": 0.1},
+              "features": {"workers": 1}}
+    ctx = BuildContext(bundle=None, config={"source": "demo", "stages": stages})
+    assert keypoint_settings(ctx) == stages["keypoints"]
+    settings = model_settings(ctx.config)
+    assert (settings["style"], settings["lgb_params"], settings["groups"]) == (
+        {"dim": 16}, {"cat_smooth": 50}, ["metadata", "colour"])
+    assert features_settings(ctx)["workers"] == 1
+    from api.cli import UP_PROFILE                       # what `mixmatch up` trains with
+
+    ctx = BuildContext(bundle=None, config={"source": "demo", "stages": UP_PROFILE})
+    assert checked_params(ctx)["epochs"] == 8 and keypoint_settings(ctx)["epochs"] == 20
+    assert model_settings(ctx.config)["context_params"] == {"members": 1, "num_threads": 2}

@@ -1,0 +1,118 @@
+"""Checking a pipeline stage's settings (a ``[stages.NAME]`` table of a build config).
+
+A stage passes its table to an estimator's constructor or a config dataclass, so a
+misspelt key was a ``TypeError: __init__() got an unexpected keyword argument``
+traceback and a string where a number belongs a ``ValueError`` from deep inside the
+stage, after it had started. :func:`check_settings` refuses both by name before the
+stage starts (its ``stage_inputs`` calls it). The allowed keys and their types come
+from the real parameters (:func:`parameter_kinds` of an ``__init__`` signature or a
+dataclass), not from a list kept beside them that could drift. It lives in
+``features`` because the perception stages use it and ``features`` imports nothing
+from ``recommender``.
+
+Examples
+--------
+>>> import dataclasses
+>>> @dataclasses.dataclass
+... class Cfg:
+...     epochs: int = 2
+...     lr: float = 0.1
+>>> kinds = parameter_kinds(Cfg)
+>>> check_settings("demo", {"epochs": 3, "lr": 1}, kinds)
+{'epochs': 3, 'lr': 1}
+>>> check_settings("demo", {"epochs": "two"}, kinds)
+Traceback (most recent call last):
+...
+features.exceptions.InputError: [stages.demo] epochs must be a whole number, got 'two'
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from typing import Any, Callable, Iterable, Mapping
+
+from features.exceptions import InputError
+
+#: What a TOML value of each kind is called in a message.
+_KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number",
+               str: "a string", list: "a list", dict: "a table"}
+#: Python types a kind takes besides itself (a float setting may be written ``lr = 1``).
+_ACCEPTS = {float: (int, float), list: (list, tuple)}
+
+
+def _kind_of(default: Any, annotation: Any) -> type | None:
+    """The kind of value a parameter takes, from its default or, when the default is
+    None (``time_budget_s: float | None = None``), its annotation; None: any value
+    (the estimator checks it)."""
+    if default is None or default is inspect.Parameter.empty:
+        args = typing.get_args(annotation) if isinstance(
+            annotation, (types.UnionType, type(typing.Optional[int]))) else (annotation,)
+        kinds = [a for a in args if a is not type(None)]
+        if len(kinds) != 1:
+            return None
+        default = kinds[0]
+        if not isinstance(default, type):
+            default = typing.get_origin(default)
+        if not isinstance(default, type):
+            return None
+        cls = default
+    else:
+        cls = type(default)
+    for kind in (bool, int, float, str, dict):   # bool before int: True is an int
+        if issubclass(cls, kind):
+            return kind
+    if issubclass(cls, (list, tuple)):
+        return list                               # a TOML array
+    return None
+
+
+def parameter_kinds(obj: Callable | type, leave_out: Iterable[str] = ()) -> dict[str, type | None]:
+    """``{keyword: kind}`` of a constructor's keyword parameters (a class's
+    ``__init__``) or a dataclass's fields, less ``leave_out`` (those the stage sets
+    itself: ``random_state``, ``verbose``). A kind is the Python type a TOML value
+    must have (``float`` also takes a whole number), or None for any."""
+    leave = set(leave_out)
+    if dataclasses.is_dataclass(obj):
+        hints = typing.get_type_hints(obj)
+        return {f.name: _kind_of(f.default if f.default is not dataclasses.MISSING
+                                 else None, hints.get(f.name))
+                for f in dataclasses.fields(obj) if f.name not in leave}
+    try:
+        sig = inspect.signature(obj, eval_str=True)
+    except NameError:    # an annotation naming something the module imports lazily
+        sig = inspect.signature(obj)
+    return {name: _kind_of(p.default, p.annotation) for name, p in sig.parameters.items()
+            if name not in leave and name != "self"
+            and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+
+
+def check_settings(stage: str, settings: Mapping[str, Any],
+                   kinds: Mapping[str, type | None], *,
+                   at_least: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """``settings`` (a ``[stages.<stage>]`` table) as a dict, or InputError naming the
+    first key that is not in ``kinds`` (with the allowed keys), whose value is not of
+    its kind, or that is under its ``at_least`` minimum.
+
+    Values of kind None, lists and tables are passed on unchecked inside: the
+    estimator checks what is in them.
+    """
+    unknown = sorted(set(settings) - set(kinds))
+    if unknown:
+        raise InputError(f"unknown [stages.{stage}] setting {unknown[0]!r}",
+                         field=f"stages.{stage}", value=unknown[0], allowed=sorted(kinds))
+    for key, value in settings.items():
+        kind = kinds[key]
+        if kind is None:
+            continue
+        low = (at_least or {}).get(key)
+        ok = (isinstance(value, bool) if kind is bool else
+              not isinstance(value, bool) and isinstance(value, _ACCEPTS.get(kind, kind)))
+        if ok and low is not None and value < low:
+            ok = False
+        if not ok:
+            words = _KIND_WORDS[kind] + (f" >= {low}" if low is not None else "")
+            raise InputError(f"[stages.{stage}] {key} must be {words}, got {value!r}",
+                             field=f"stages.{stage}.{key}", value=value)
+    return dict(settings)
