@@ -280,9 +280,12 @@ def bundle_from_tables(root: str | os.PathLike, catalog, outfits, embeddings, *,
 
 
 def _stage_list(value: str | None) -> list[str] | None:
-    if not value:
+    if value is None:
         return None
     names = [s.strip() for s in value.split(",") if s.strip()]
+    if not names:   # "--stages ," ran nothing, after generating the demo source
+        raise InputError(f"no stage named in {value!r}", field="stages", value=value,
+                         allowed=STAGE_NAMES)
     for n in names:
         if n not in STAGE_NAMES:
             raise InputError(f"unknown stage {n!r}", field="stages", value=n,

@@ -231,3 +231,21 @@ def test_the_mango_defaults_the_recipe_and_nested_settings_pass_the_stage_checks
     ctx = BuildContext(bundle=None, config={"source": "demo", "stages": UP_PROFILE})
     assert checked_params(ctx)["epochs"] == 8 and keypoint_settings(ctx)["epochs"] == 20
     assert model_settings(ctx.config)["context_params"] == {"members": 1, "num_threads": 2}
+
+
+@pytest.mark.parametrize("value", [",", "", " , "])
+def test_a_stage_list_naming_no_stage_is_refused(tmp_path, capsys, value):
+    # before: build --stages , generated the demo source (~25 s), ran nothing, exit 0
+    # (and --stages "" ran every stage)
+    from tests.recommender.tiny_bundle import make_tiny_bundle
+
+    assert main(["build", "--out", str(tmp_path / "b"), "--quick", "--stages", value]) == 2
+    err = capsys.readouterr().err
+    assert f"build: error: no stage named in {value!r} (allowed: ingest," in err, err
+    assert not (tmp_path / "b").exists()
+    root = make_tiny_bundle(tmp_path / "t")
+    manifest = (root / "manifest.json").read_text()
+    if value:   # train --stage "" trains its three stages, as with no --stage
+        assert main(["train", "--bundle", str(root), "--stage", value]) == 2
+        assert f"train: error: no stage named in {value!r}" in capsys.readouterr().err
+    assert (root / "manifest.json").read_text() == manifest
