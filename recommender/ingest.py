@@ -68,14 +68,20 @@ def default_fashionai_dir() -> Path:
 
 
 # -- reading a source ----------------------------------------------------------------------
-def _read_demo_csv(path: Path, what: str) -> pd.DataFrame:
+def _read_demo_csv(path: Path, what: str, **kw) -> pd.DataFrame:
     """A CSV of a demo folder; InputError naming it when empty (no header: pandas' bare
-    EmptyDataError names no file)."""
+    EmptyDataError names no file) or not UTF-8 (a catalogue saved again as cp1252:
+    pandas' UnicodeDecodeError names neither the file nor the line)."""
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
+        return pd.read_csv(path, dtype=str, keep_default_na=False, **kw)
     except pd.errors.EmptyDataError:
         raise InputError(f"demo {what} {path} is empty (generate it again with `mixmatch "
                          "demo --out DIR`)", field="data", value=str(path)) from None
+    except UnicodeDecodeError as exc:
+        from recommender.adapters.generic import first_bad_byte
+
+        raise InputError(f"demo {what} {path} is not UTF-8 text: {first_bad_byte(path)}; "
+                         "save the file as UTF-8", field="data", value=str(path)) from exc
 
 
 def read_demo_source(folder: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
@@ -271,8 +277,8 @@ def stage_inputs(ctx) -> dict:
         for name in (DEMO_CATALOG, DEMO_OUTFITS):
             p = data / name
             files[name] = file_hash(p) if p.is_file() else None
-        paths = (pd.read_csv(data / DEMO_CATALOG, dtype=str, keep_default_na=False,
-                             usecols=["image_path"])["image_path"]
+        paths = (_read_demo_csv(data / DEMO_CATALOG, "catalogue",
+                                usecols=["image_path"])["image_path"]
                  if (data / DEMO_CATALOG).is_file() else [])
         root = data
     return {"source": source, "data": str(data) if data else None,

@@ -405,3 +405,34 @@ def test_out_naming_a_file_is_refused_by_name(tmp_path, capsys):
         assert f"mixmatch {argv[0]}: error: --out {text} is a file, not a folder" in err
         assert "Traceback" not in err
     assert text.read_text() == "mine"
+
+
+def test_a_csv_not_utf8_is_named_not_a_traceback(tmp_path, capsys):
+    # before: pandas' "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xf3"
+    # traceback, exit 1, naming no file, for a MANGO product_data.csv or a demo
+    # catalog.csv saved again by a spreadsheet as cp1252 (an accented name)
+    mango, demo = tmp_path / "mango", tmp_path / "demo"
+    mango.mkdir()
+    demo.mkdir()
+    (mango / "product_data.csv").write_bytes(
+        "cod_modelo_color,des_product_family\n1-01,Camisa algodón\n".encode("cp1252"))
+    (demo / "catalog.csv").write_bytes(
+        "item_id,category,subcategory,colour,material,gender,image_path,colour_name\n"
+        "D1,top,tee,RED,cotton,Female,images/camisón.jpg,rojo\n".encode("cp1252"))
+    (demo / "demo.json").write_text('{"seed": 0, "n_items": 1}')  # not generated again
+    out = str(tmp_path / "out")
+    for argv, said in [
+            (["ingest", "--source", "mango", "--data", str(mango), "--out", out],
+             f"MANGO file {mango / 'product_data.csv'} is not UTF-8 text: byte b'\\xf3' on "
+             "line 2; save the file as UTF-8"),
+            (["ingest", "--source", "demo", "--data", str(demo), "--out", out],
+             f"demo catalogue {demo / 'catalog.csv'} is not UTF-8 text: byte b'\\xf3' on "
+             "line 2; save the file as UTF-8"),
+            # the build reads the image paths first, for the stage's inputs
+            (["build", "--source", "demo", "--data", str(demo), "--items", "1", "--out", out,
+              "--stages", "ingest"],
+             f"demo catalogue {demo / 'catalog.csv'} is not UTF-8 text")]:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"mixmatch {argv[0]}: error: {said}" in err and "Traceback" not in err, err
+        assert not list((tmp_path / "out").glob("*.parquet"))

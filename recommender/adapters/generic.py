@@ -101,7 +101,7 @@ def read_mapping(path: str | os.PathLike) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(f"mapping file {path} is not UTF-8 text: {_first_bad_byte(path)}",
+        raise InputError(f"mapping file {path} is not UTF-8 text: {first_bad_byte(path)}",
                          field="mapping", value=str(path)) from exc
     suffix = path.suffix.lower()
     try:
@@ -193,7 +193,7 @@ def _read_table(path: Path, fmt: str | None, sep: str, key: str) -> pd.DataFrame
                              sep="\t" if fmt == "tsv" and sep == "," else sep)
         except UnicodeDecodeError as exc:
             raise InputError(f"{path} (mapping key {key}) is not UTF-8 text: "
-                             f"{_first_bad_byte(path)}; save the file as UTF-8", field=key,
+                             f"{first_bad_byte(path)}; save the file as UTF-8", field=key,
                              value=str(path)) from exc
         except pd.errors.EmptyDataError:
             raise InputError(f"{path} (mapping key {key}) is empty: expected a header row",
@@ -208,8 +208,17 @@ def _read_table(path: Path, fmt: str | None, sep: str, key: str) -> pd.DataFrame
                      allowed=("csv", "parquet"))
 
 
-def _first_bad_byte(path: Path) -> str:
-    """Where a file stops being UTF-8 (pandas reports offsets within its read buffer)."""
+def first_bad_byte(path: Path) -> str:
+    r"""Where a file stops being UTF-8 (pandas reports offsets within its read buffer),
+    for the message of a CSV reader's UnicodeDecodeError (this one's, the demo's and
+    the MANGO adapter's).
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "c.csv"
+    >>> _ = p.write_bytes("id,name\n1,caf\u00e9\n".encode("cp1252"))
+    >>> first_bad_byte(p)
+    "byte b'\\xe9' on line 2"
+    """
     raw = path.read_bytes()
     try:
         raw.decode("utf-8")

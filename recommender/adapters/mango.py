@@ -174,6 +174,11 @@ def _read_csv(path: Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:  # not even a header: a failed export or download
         raise SchemaError(f"MANGO file {path} is empty: expected a CSV with a header row",
                           field="data", value=str(path)) from None
+    except UnicodeDecodeError as exc:  # saved again by a spreadsheet as cp1252
+        from recommender.adapters.generic import first_bad_byte
+
+        raise SchemaError(f"MANGO file {path} is not UTF-8 text: {first_bad_byte(path)}; "
+                          "save the file as UTF-8", field="data", value=str(path)) from exc
 
 
 def read_products(data: str | os.PathLike) -> pd.DataFrame:
