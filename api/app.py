@@ -126,6 +126,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     cfg = app.config
 
     bundle = str(cfg["BUNDLE"]) if cfg["BUNDLE"] else None
+    if bundle and not cfg["DATA_DIR"] and not Path(bundle).is_dir():
+        # the events database goes inside the bundle: said before it is opened, or a
+        # file given as the bundle was "cannot open the events database", and a
+        # missing folder was created to hold one
+        from features.exceptions import NotFoundError
+
+        raise NotFoundError(f"no bundle at {bundle} ("
+                            + ("a file, not a bundle folder" if Path(bundle).exists()
+                               else "no such folder") + ")", field="bundle", value=bundle)
     data_dir = Path(cfg["DATA_DIR"] or (Path(bundle) / SERVING_DIR if bundle
                                         else ".mixmatch"))
     events_db = cfg["EVENTS_DB"] or data_dir / "events.db"

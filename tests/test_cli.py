@@ -108,6 +108,20 @@ def test_serve_and_up_refuse_a_worker_count_below_one(tmp_path, capsys, workers)
         assert not bundle.exists()
 
 
+def test_serve_says_there_is_no_bundle_at_a_file_or_a_missing_folder(tmp_path, capsys):
+    # before: --bundle naming a file was "cannot open the events database
+    # FILE/serving/events.db: Not a directory", and a missing folder was created (with
+    # serving/ and its events database) before "no bundle at ... (no manifest.json)"
+    afile, missing = tmp_path / "bundle.tar", tmp_path / "nowhere"
+    afile.write_bytes(b"not a bundle")
+    for path, why in ((afile, "a file, not a bundle folder"), (missing, "no such folder")):
+        assert main(["serve", "--bundle", str(path), "--port", "0", "--dev"]) == 2
+        err = capsys.readouterr().err
+        assert f"mixmatch serve: error: no bundle at {path} ({why})" in err, err
+        assert "events database" not in err and "Traceback" not in err
+    assert afile.read_bytes() == b"not a bundle" and not missing.exists()
+
+
 def test_serve_names_a_config_file_that_is_missing_or_not_text(tmp_path, capsys):
     # before: FileNotFoundError / UnicodeDecodeError tracebacks (exit 1)
     missing = tmp_path / "no such.toml"
