@@ -189,8 +189,23 @@ def _read_keypoint_arrays(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(xy (N,24,2), vis (N,24), categories) of a FashionAI keypoint CSV.
 
     Vectorised: the 63,765-row ``train.csv`` reads in about a second, several
-    times faster than the row-wise validating reader of ``features.fashionai.io``.
+    times faster than the row-wise validating reader of ``features.fashionai.io``,
+    which reads a file this one cannot (a malformed cell, not UTF-8) to say where
+    (SchemaError naming the file, line and cell) rather than pandas' bare ValueError.
     """
+    try:
+        return _read_keypoint_arrays_fast(path)
+    except (UnicodeDecodeError, ValueError) as exc:
+        if isinstance(exc, SchemaError):
+            raise
+        from features.fashionai.io import keypoints_to_arrays, read_keypoints_csv
+
+        df = read_keypoints_csv(path)
+        xy, vis = keypoints_to_arrays(df)
+        return xy, vis, df["image_category"].to_numpy(dtype=object)
+
+
+def _read_keypoint_arrays_fast(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import io
 
     import pandas as pd

@@ -46,3 +46,28 @@ def test_cli_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):
     demo = tmp_path / "demo"
     assert main(argv + [str(demo)]) == 0
     assert main(argv + [str(demo), "--seed", "1"]) == 0
+
+
+def test_cli_demo_names_the_line_and_cell_of_a_bad_keypoint_file(tmp_path, capsys):
+    # before: "ValueError: could not convert string to float: '2x'" traceback from the
+    # demo's fast reader (exit 1), naming neither the file nor the line
+    from features.fashionai.io import KEYPOINT_HEADER
+
+    rows = [",".join(KEYPOINT_HEADER)]
+    for i, bad in enumerate((None, "10_2x_1", None)):
+        cells = ["10_20_1"] * 24
+        cells[4] = bad or cells[4]
+        rows.append(",".join([f"Images/blouse/{i}.jpg", "blouse"] + cells))
+    kp = tmp_path / "train.csv"
+    kp.write_text("\n".join(rows) + "\n")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(("\n".join(rows[:2] + [rows[3] + ",caf\xe9"]) + "\n").encode("latin-1"))
+    out = tmp_path / "demo"
+    for path, said in ((kp, f"{kp}: line 3: keypoint shoulder_right cell '10_2x_1' is "
+                            "not x_y_visibility"),
+                       (latin, f"{latin} is not UTF-8 text (byte b'\\xe9'")):
+        assert main(["demo", "--out", str(out), "--items", "5",
+                     "--fashionai-keypoints", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"mixmatch demo: error: {said}" in err and "Traceback" not in err, err
+        assert not out.exists()
