@@ -55,7 +55,7 @@ import pandas as pd
 from features.colour import colour_group, colourfulness, dominant_colours
 from features.exceptions import InputError, MixmatchError
 from features.fashionai.schema import CATEGORY_KEYPOINTS, KEYPOINT_INDEX, KEYPOINT_NAMES
-from features.files import atomic_files
+from features.files import atomic_files, read_bundle_file
 from features.imaging import decoding_stamp, load_rgb, load_rgb_alpha, open_image
 from features.settings import check_settings
 from features.keypoints import category_for
@@ -778,7 +778,7 @@ def _attribute_pooling(bundle, catalog, model) -> tuple[list | None, list[str]]:
     split = bundle.path("models", "attributes_split.parquet")
     if model is None or GROUP_COLUMN not in catalog.columns or not split.is_file():
         return None, []
-    sp = pd.read_parquet(split)
+    sp = read_bundle_file(split, pd.read_parquet)
     train_ids = set(sp.loc[sp["split"] == "train", "item_id"].astype(str))
     names = [h for h in model.taxonomy_.names if h in catalog.columns]
     train = catalog[catalog["item_id"].astype(str).isin(train_ids)]
@@ -796,7 +796,7 @@ def run_stage(ctx) -> dict:
     if not cpath.is_file():
         from features.exceptions import BundleError
         raise BundleError(f"{cpath} not found: run the ingest stage first")
-    catalog = pd.read_parquet(cpath)
+    catalog = read_bundle_file(cpath, pd.read_parquet)   # named when cut short
     amodel, asrc = _load_attribute_model(ctx)
     kmodel, ksrc = _load_keypoint_model(ctx)
     ctx.log(f"[features] {len(catalog)} items; attributes: {asrc}; keypoints: {ksrc}")

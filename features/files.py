@@ -2,10 +2,11 @@
 
 A model or table a stage writes is read by a server that may be watching the folder,
 so it is written beside its target and renamed into place (:func:`atomic_files`);
-stage inputs are recognised by the hash of their bytes (:func:`file_hash`). These
-live in ``features`` because the perception stages save their own models and
-``features`` imports nothing from ``recommender`` or ``api``;
-:mod:`recommender.bundle` re-exports them.
+stage inputs are recognised by the hash of their bytes (:func:`file_hash`), and a
+bundle file a stage or the server reads is named when it is damaged
+(:func:`read_bundle_file`). These live in ``features`` because the perception stages
+save their own models and read the bundle's tables, and ``features`` imports nothing
+from ``recommender`` or ``api``; :mod:`recommender.bundle` re-exports them.
 """
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import hashlib
 import os
 import secrets
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
+
+from features.exceptions import BundleError
 
 
 def file_hash(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
@@ -89,3 +92,23 @@ def atomic_files(*paths: str | os.PathLike) -> Iterator[list[Path]]:
         for tmp in tmps:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def read_bundle_file(path: str | os.PathLike, read: Callable[[Path], Any]) -> Any:
+    """``read(path)``; BundleError naming the file when it is cut short or damaged (an
+    interrupted copy of the bundle), not numpy's ``mmap length is greater than file
+    size`` or Arrow's ``Parquet magic bytes not found`` without a name (a traceback
+    from the CLI).
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "e.npy"; _ = p.write_bytes(b"\\x93NUMPY")
+    >>> import numpy as np
+    >>> read_bundle_file(p, np.load)  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    features.exceptions.BundleError: cannot read .../e.npy (...)
+    """
+    try:
+        return read(Path(path))
+    except (OSError, EOFError, ValueError) as e:   # Arrow's errors are ValueErrors
+        raise BundleError(f"cannot read {path} ({e.__class__.__name__}: {e}): the bundle "
+                          f"is damaged; copy it again or rebuild it") from None

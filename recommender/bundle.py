@@ -44,10 +44,11 @@ import socket
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from features.exceptions import BundleBeingBuilt, BundleError, NotFoundError
-from features.files import atomic_files, atomic_write_text, file_hash  # noqa: F401 (re-exported)
+from features.files import (atomic_files, atomic_write_text, file_hash,  # noqa: F401
+                            read_bundle_file)  # (re-exported)
 
 BUNDLE_SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -174,26 +175,6 @@ def image_fingerprint(paths: Iterable[str], root: Path | None) -> dict:
             h.update(f"{p}\tmissing\n".encode())
         n += 1
     return {"n": n, "hash": h.hexdigest()[:16]}
-
-
-def read_bundle_file(path: str | os.PathLike, read: Callable[[Path], Any]) -> Any:
-    """``read(path)``; BundleError naming the file when it is cut short or damaged (an
-    interrupted copy of the bundle), not numpy's ``mmap length is greater than file
-    size`` or Arrow's ``Parquet magic bytes not found`` without a name (a traceback
-    from the CLI).
-
-    >>> import tempfile
-    >>> p = Path(tempfile.mkdtemp()) / "e.npy"; _ = p.write_bytes(b"\\x93NUMPY")
-    >>> import numpy as np
-    >>> read_bundle_file(p, np.load)  # doctest: +IGNORE_EXCEPTION_DETAIL
-    Traceback (most recent call last):
-    features.exceptions.BundleError: cannot read .../e.npy (...)
-    """
-    try:
-        return read(Path(path))
-    except (OSError, EOFError, ValueError) as e:   # Arrow's errors are ValueErrors
-        raise BundleError(f"cannot read {path} ({e.__class__.__name__}: {e}): the bundle "
-                          f"is damaged; copy it again or rebuild it") from None
 
 
 def json_hash(obj: Any) -> str:
@@ -330,7 +311,8 @@ class Bundle:
             return None
         import pandas as pd
 
-        paths = pd.read_parquet(cp, columns=["image_path"])["image_path"]
+        paths = read_bundle_file(cp, lambda p: pd.read_parquet(p, columns=["image_path"])
+                                 )["image_path"]
         return image_fingerprint(paths, self.image_root)
 
     # -- stage records -------------------------------------------------------

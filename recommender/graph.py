@@ -58,7 +58,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from features.exceptions import BundleError, InputError
-from recommender.bundle import atomic_files, atomic_write_text
+from recommender.bundle import atomic_files, atomic_write_text, read_bundle_file
 from recommender.candidates import CategoryIndex, cooccurrence_matrix, row_topk_sparse
 from recommender.catalog import CATEGORIES
 
@@ -704,9 +704,9 @@ def load_scorer(bundle_root: str):
     ep, fp = b.path("features", "embeddings.npy"), b.path("features", "features.parquet")
     catalog = features = None
     if not b.path("models", "compat.txt").is_file():  # the content scorer reads these
-        catalog = pd.read_parquet(b.path("catalog.parquet"))
-        features = pd.read_parquet(fp) if fp.is_file() else None
-    return _load_scorer(b, np.load(ep, mmap_mode="r"), catalog, features, lambda m: None)
+        catalog = read_bundle_file(b.path("catalog.parquet"), pd.read_parquet)
+        features = read_bundle_file(fp, pd.read_parquet) if fp.is_file() else None
+    return _load_scorer(b, _mapped(ep), catalog, features, lambda m: None)
 
 
 def bundle_pairing(bundle) -> dict[str, tuple[str, ...]]:
@@ -721,15 +721,17 @@ def run_stage(ctx) -> dict:
     """Build the graph of ``ctx.bundle`` and write its files (module docstring)."""
     b = ctx.bundle
     cfg = _config(ctx)
-    catalog = pd.read_parquet(b.path("catalog.parquet"))
+    # a file cut short (an interrupted copy) is named as the bundle's damage, as the
+    # server and evaluate name it, not Arrow's or numpy's traceback
+    catalog = read_bundle_file(b.path("catalog.parquet"), pd.read_parquet)
     ep = b.path("features", "embeddings.npy")
     if not ep.is_file():
         raise BundleError(f"{ep} missing: run the features stage first")
-    emb = np.load(ep, mmap_mode="r")
+    emb = _mapped(ep)
     fp = b.path("features", "features.parquet")
-    features = pd.read_parquet(fp) if fp.is_file() else None
+    features = read_bundle_file(fp, pd.read_parquet) if fp.is_file() else None
     tp, from_split = _train_outfits_path(b)
-    outfits = pd.read_parquet(tp) if tp.is_file() else None
+    outfits = read_bundle_file(tp, pd.read_parquet) if tp.is_file() else None
     if not from_split:
         ctx.log("graph: no eval/train_outfits.parquet; co-occurrence uses ALL outfits "
                 "(held-out retrieval metrics on this bundle would leak)")

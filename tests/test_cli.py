@@ -450,3 +450,26 @@ def test_a_csv_not_utf8_is_named_not_a_traceback(tmp_path, capsys):
         err = capsys.readouterr().err
         assert f"mixmatch {argv[0]}: error: {said}" in err and "Traceback" not in err, err
         assert not list((tmp_path / "out").glob("*.parquet"))
+
+
+@pytest.mark.parametrize("command, rel", [
+    (["graph"], "catalog.parquet"),
+    (["graph"], "features/features.parquet"),
+    (["graph"], "features/embeddings.npy"),
+    (["graph"], "eval/train_outfits.parquet"),
+    (["train", "--stage", "compatibility"], "eval/train_outfits.parquet"),
+    (["features"], "catalog.parquet"),
+])
+def test_a_stage_names_a_damaged_bundle_file(tmp_path, capsys, command, rel):
+    # before: pyarrow's "ArrowInvalid: ... Parquet magic bytes not found in footer" (or
+    # numpy's "mmap length is greater than file size") traceback, exit 1, where
+    # evaluate and serve already said which file of the bundle was damaged
+    from tests.recommender.tiny_bundle import make_tiny_bundle
+
+    bundle = make_tiny_bundle(tmp_path / "bundle")
+    path = bundle / rel
+    path.write_bytes(path.read_bytes()[:200])
+    assert main(command + ["--bundle", str(bundle), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert f"mixmatch {command[0]}: error: cannot read {path} (" in err, err
+    assert "the bundle is damaged" in err and "Traceback" not in err

@@ -62,6 +62,7 @@ from features.attributes.data import (augment, class_balanced_weights, group_key
 from features.attributes.taxonomy import Taxonomy
 from features.exceptions import BundleError, InputError
 from features.fashionai.schema import ATTRIBUTE_TASKS
+from features.files import read_bundle_file
 from features.settings import check_settings, parameter_kinds
 
 #: Bumped when training changes in a way that should invalidate finished stages.
@@ -411,7 +412,7 @@ def load_training_table(bundle, heads: list[str] | None = None) -> tuple[pd.Data
     path = bundle.path("catalog.parquet")
     if not path.is_file():
         raise BundleError(f"{path} missing: run the ingest stage first")
-    cat = pd.read_parquet(path)
+    cat = read_bundle_file(path, pd.read_parquet)   # named when cut short
     heads = list(heads) if heads else _default_heads(cat)
     if not heads:
         raise InputError("the catalogue has no labelled column to train attribute heads on "

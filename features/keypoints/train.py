@@ -30,6 +30,7 @@ import pandas as pd
 
 from features.exceptions import BundleError
 from features.fashionai.io import keypoints_to_arrays, read_keypoints_csv, write_keypoints_csv
+from features.files import read_bundle_file
 from features.settings import check_settings, parameter_kinds
 
 TRAIN_VERSION = 2
@@ -110,7 +111,7 @@ def run_stage(ctx) -> dict:
     split = grouped_split(stems, seed=seed, group_sep=None).to_numpy()
     sp_path = ctx.bundle.path("models", "attributes_split.parquet")
     if sp_path.is_file():
-        known = pd.read_parquet(sp_path).set_index("item_id")["split"]
+        known = read_bundle_file(sp_path, pd.read_parquet).set_index("item_id")["split"]
         split = np.array([known.get(s, d) for s, d in zip(stems, split)])
     xy, vis = keypoints_to_arrays(df)
     cats = df["image_category"].to_numpy()

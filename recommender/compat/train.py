@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from features.exceptions import BundleError
+from features.files import read_bundle_file
 from features.settings import check_settings, parameter_kinds
 
 OUTPUTS = ["models/compat.txt", "models/compat.json", "models/cooc.npz"]
@@ -70,19 +71,20 @@ def load_inputs(b):
     if not tp.is_file():
         raise BundleError(f"bundle {b.root} has no eval/train_outfits.parquet: run the split "
                           "stage first (the model trains on training outfits only)")
-    catalog = pd.read_parquet(cp)
-    train = pd.read_parquet(tp).astype(str)
+    # a file cut short is named as the bundle's damage, not an Arrow traceback
+    catalog = read_bundle_file(cp, pd.read_parquet)
+    train = read_bundle_file(tp, pd.read_parquet).astype(str)
     features = embeddings = None
     fp, ep = b.path("features", "features.parquet"), b.path("features", "embeddings.npy")
     if fp.is_file():
-        features = pd.read_parquet(fp)
+        features = read_bundle_file(fp, pd.read_parquet)
         if "item_id" in features.columns and not np.array_equal(
                 features["item_id"].astype(str).to_numpy(),
                 catalog["item_id"].astype(str).to_numpy()):
             raise BundleError("features/features.parquet is not row-aligned with "
                               "catalog.parquet: re-run the features stage")
     if ep.is_file():
-        embeddings = np.load(ep)
+        embeddings = read_bundle_file(ep, np.load)
         if len(embeddings) != len(catalog):
             raise BundleError(f"features/embeddings.npy has {len(embeddings)} rows for "
                               f"{len(catalog)} catalogue items: re-run the features stage")

@@ -56,6 +56,7 @@ import numpy as np
 import pandas as pd
 
 from features.exceptions import InputError, SchemaError
+from recommender.bundle import read_bundle_file
 
 N_ANSWERS = 4
 #: Bump when the split writes other files, so existing bundles write them too (the
@@ -515,8 +516,8 @@ def run_stage(ctx) -> dict:
     """Write ``eval/`` into the bundle from its catalogue and outfits."""
     b = ctx.bundle
     seed, frac = _split_params(ctx)
-    catalog = pd.read_parquet(b.path("catalog.parquet"))
-    outfits = pd.read_parquet(b.path("outfits.parquet")).astype(str)
+    catalog = read_bundle_file(b.path("catalog.parquet"), pd.read_parquet)
+    outfits = read_bundle_file(b.path("outfits.parquet"), pd.read_parquet).astype(str)
     ev = make_eval(outfits, catalog, seed=seed, test_fraction=frac)
     write_eval(ev, b.path("eval"))
     ctx.log("[split] " + summary(ev.info).replace("\n", "\n[split] "))
