@@ -717,6 +717,10 @@ def _stage_settings(ctx) -> dict:
                                          at_least=dict.fromkeys(DEFAULTS, 1))}
 
 
+#: Checked before any stage of a build starts (recommender.pipeline).
+check_config = _stage_settings
+
+
 def stage_inputs(ctx) -> dict:
     """The catalogue, image root, settings, code version and model files."""
     from features.files import file_hash

@@ -665,6 +665,10 @@ def _train_outfits_path(bundle) -> tuple[Path, bool]:
 GRAPH_VERSION = 4
 
 
+#: Checked before any stage of a build starts (recommender.pipeline).
+check_config = _config
+
+
 def stage_inputs(ctx) -> dict:
     from recommender.bundle import file_hash
 

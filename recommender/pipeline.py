@@ -9,6 +9,13 @@ Each stage lives in the module that owns its work and exposes two functions:
     Does the work and returns ``{"outputs": [paths relative to the bundle],
     "metrics": {...}}``.
 
+and may expose a third:
+
+``check_config(ctx)``
+    Raises InputError naming a bad setting of its ``[stages.NAME]`` table. Every
+    stage to run is checked before the first one starts, so a misspelt graph
+    setting is refused before the attribute network trains, not an hour later.
+
 A stage whose module has not landed yet is reported plainly (``StageNotAvailable``)
 and the build stops there with a non-zero exit; no stage pretends.
 
@@ -120,12 +127,18 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
         if unknown:
             raise InputError(f"unknown stage {unknown[0]!r}", field="stage",
                              value=unknown[0], allowed=STAGE_NAMES)
+    run = [stage for stage in STAGES
+           if (stage.name in names if names is not None
+               else stage.sources is None or ctx.source in stage.sources)]
+    for stage in run:
+        try:
+            check = getattr(load_stage_module(stage), "check_config", None)
+        except StageNotAvailable:
+            continue   # said when the build reaches it, after the stages before it
+        if check is not None:
+            check(ctx)
     results: dict[str, dict] = {}
-    for stage in STAGES:
-        if names is not None and stage.name not in names:
-            continue
-        if names is None and stage.sources is not None and ctx.source not in stage.sources:
-            continue
+    for stage in run:
         module = load_stage_module(stage)
         inputs = module.stage_inputs(ctx)
         inputs_hash = json_hash({"stage": stage.name, "inputs": inputs})

@@ -364,6 +364,10 @@ def checked_params(ctx) -> dict[str, Any]:
     return params
 
 
+#: Checked before any stage of a build starts (recommender.pipeline).
+check_config = checked_params
+
+
 def stage_inputs(ctx) -> dict:
     from features.files import file_hash
 

@@ -52,6 +52,10 @@ def _stage_settings(ctx) -> dict:
     return check_settings("keypoints", ctx.stage_config("keypoints"), kinds)
 
 
+#: Checked before any stage of a build starts (recommender.pipeline).
+check_config = _stage_settings
+
+
 def stage_inputs(ctx) -> dict:
     from features.files import file_hash
 

@@ -104,6 +104,11 @@ def load_inputs(b):
 TRAIN_VERSION = 8
 
 
+def check_config(ctx) -> None:
+    """Checked before any stage of a build starts (recommender.pipeline)."""
+    model_settings(ctx.config)
+
+
 def stage_inputs(ctx) -> dict:
     from recommender.bundle import file_hash
 

@@ -501,6 +501,10 @@ def _split_params(ctx) -> tuple[int, float]:
     return seed, float(frac)
 
 
+#: Checked before any stage of a build starts (recommender.pipeline).
+check_config = _split_params
+
+
 def stage_inputs(ctx) -> dict:
     """The split depends on the catalogue, the outfits, the seed and the fraction."""
     from recommender.bundle import file_hash

@@ -249,3 +249,22 @@ def test_a_stage_list_naming_no_stage_is_refused(tmp_path, capsys, value):
         assert main(["train", "--bundle", str(root), "--stage", value]) == 2
         assert f"train: error: no stage named in {value!r}" in capsys.readouterr().err
     assert (root / "manifest.json").read_text() == manifest
+
+
+@pytest.mark.parametrize("table", ["[stages.graph]\nk_visul = 3\n",
+                                   "[stages.compatibility]\nnum_leaves = \"x\"\n",
+                                   "[stages.split]\ntest_fraction = 1.5\n"])
+def test_every_stages_settings_are_checked_before_the_first_stage_runs(tmp_path, capsys,
+                                                                        table):
+    # before: a whole build ran ingest, split, attributes, keypoints, features (and
+    # compatibility) before refusing a misspelt [stages.graph] key: on MANGO about an
+    # hour of training before the error
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(table)
+    out = tmp_path / "b"
+    assert main(["build", "--out", str(out), "--items", "20", "--quick",
+                 "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    stage = table.split("]")[0].split(".")[1]
+    assert f"mixmatch build: error: " in err and f"[stages.{stage}]" in err, err
+    assert "[ingest]" not in err and not (out / "catalog.parquet").exists()
