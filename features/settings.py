@@ -68,7 +68,8 @@ def _kind_of(default: Any, annotation: Any) -> type | None:
     return None
 
 
-def parameter_kinds(obj: Callable | type, leave_out: Iterable[str] = ()) -> dict[str, type | None]:
+def parameter_kinds(obj: Callable | type,
+                    leave_out: Iterable[str] = ()) -> dict[str, type | None]:
     """``{keyword: kind}`` of a constructor's keyword parameters (a class's
     ``__init__``) or a dataclass's fields, less ``leave_out`` (those the stage sets
     itself: ``random_state``, ``verbose``). A kind is the Python type a TOML value

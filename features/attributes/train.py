@@ -359,8 +359,8 @@ def checked_params(ctx) -> dict[str, Any]:
     try:
         AttributeModel(**params)._validate_params()
     except InputError as exc:   # "epochs must be >= 1": say where it was set
-        raise InputError(f"[stages.attributes] {exc}", field=f"stages.attributes.{exc.field}",
-                         value=exc.value) from None
+        raise InputError(f"[stages.attributes] {exc}", value=exc.value,
+                         field=f"stages.attributes.{exc.field}") from None
     return params
 
 

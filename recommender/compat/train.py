@@ -59,8 +59,8 @@ def stage_settings(config: dict) -> dict:
     starts (``stage_inputs`` reads the settings)."""
     from recommender.compat.model import CompatibilityModel
 
-    return check_settings("compatibility", config.get("stages", {}).get("compatibility", {}),
-                          parameter_kinds(CompatibilityModel))
+    table = config.get("stages", {}).get("compatibility", {})
+    return check_settings("compatibility", table, parameter_kinds(CompatibilityModel))
 
 
 def load_inputs(b):

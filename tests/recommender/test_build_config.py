@@ -203,8 +203,8 @@ def test_stage_settings_are_checked_before_the_stage_starts(split_bundle, tmp_pa
 
 def test_the_mango_defaults_the_recipe_and_nested_settings_pass_the_stage_checks():
     """Every key the MANGO defaults, the recipe file and ``mixmatch up`` use is an
-    allowed setting of the kind it has there, and lists and tables (image_size, style, lgb_params) are
-    passed on as they are."""
+    allowed setting of the kind it has there, and lists and tables (image_size, style,
+    lgb_params) are passed on as they are."""
     from features.attributes.train import checked_params
     from features.extract import _stage_settings as features_settings
     from features.keypoints.train import _stage_settings as keypoint_settings
