@@ -412,6 +412,25 @@ class HeatmapKeypointDetector:
         m = mask.float()
         return ((ce + self.coord_weight * l1) * m).sum() / m.sum().clamp_min(1.0)
 
+    def _validate_params(self) -> None:
+        """InputError naming a parameter out of range (``fit`` calls this first, the
+        keypoints stage before it starts): ``epochs = 0`` trained nothing and saved an
+        untrained detector, and a batch of 0 or less did the same."""
+        if self.preset not in PRESETS:
+            raise InputError(f"unknown preset {self.preset!r}", field="preset",
+                             value=self.preset, allowed=PRESETS)
+        for name in ("epochs", "batch_size", "num_threads"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be >= 1", field=name,
+                                 value=getattr(self, name))
+        if self.decoder not in DECODERS:
+            raise InputError(f"unknown decoder {self.decoder!r}", field="decoder",
+                             value=self.decoder, allowed=DECODERS)
+        if self.budget_clock not in ("wall", "cpu"):
+            raise InputError(f"unknown budget_clock {self.budget_clock!r}",
+                             field="budget_clock", value=self.budget_clock,
+                             allowed=("wall", "cpu"))
+
     def fit(self, images, xy: np.ndarray, vis: np.ndarray, *,
             eval_set: tuple | None = None) -> "HeatmapKeypointDetector":
         """Train on images (paths or uint8 arrays of any size), their points ``xy``
@@ -419,9 +438,7 @@ class HeatmapKeypointDetector:
 
         ``eval_set=(images, xy, vis, categories)`` is scored (NE) after each epoch.
         """
-        if self.preset not in PRESETS:
-            raise InputError(f"unknown preset {self.preset!r}", field="preset",
-                             value=self.preset, allowed=PRESETS)
+        self._validate_params()
         xy = np.asarray(xy, dtype=np.float64)
         vis = np.asarray(vis)
         if xy.shape != (len(vis), N_KEYPOINTS, 2) or vis.shape != (len(xy), N_KEYPOINTS):

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.exceptions import BundleError
+from features.exceptions import BundleError, InputError
 from features.fashionai.io import keypoints_to_arrays, read_keypoints_csv, write_keypoints_csv
 from features.files import read_bundle_file
 from features.settings import check_settings, parameter_kinds
@@ -52,14 +52,42 @@ def _stage_settings(ctx) -> dict:
     return check_settings("keypoints", ctx.stage_config("keypoints"), kinds)
 
 
+def checked_params(ctx) -> dict:
+    """The stage's HeatmapKeypointDetector parameters (less the seed and logger),
+    checked by name and kind (:func:`_stage_settings`), then by range as ``fit``
+    would check them, so a bad ``[stages.keypoints]`` setting is refused before the
+    stage starts (``epochs = 0`` trained nothing and saved an untrained detector)."""
+    from features.keypoints.heatmap import HeatmapKeypointDetector
+
+    cfg = _stage_settings(ctx)
+    quick = bool(ctx.config.get("quick"))
+    params = ({"preset": "tiny", "image_size": (64, 48), "epochs": 2, "batch_size": 16,
+               "num_threads": 1} if quick else
+              {"preset": "base", "image_size": (160, 112), "epochs": 60, "batch_size": 32,
+               # One thread and a CPU-second budget: on the shared 2-core machine a
+               # second thread mostly spins (3x the CPU seconds per image), and a
+               # wall-clock budget gave 2 to 5 epochs depending on the load (test
+               # NE 0.084); 300 CPU seconds are 19 epochs (test NE 0.028, see
+               # benchmarks/demo_perception.py).
+               "num_threads": 1, "time_budget_s": 300, "budget_clock": "cpu"})
+    params.update({k: v for k, v in cfg.items() if k != "csv"})
+    params["image_size"] = tuple(params["image_size"])
+    try:
+        HeatmapKeypointDetector(**params)._validate_params()
+    except InputError as exc:   # "epochs must be >= 1": say where it was set
+        raise InputError(f"[stages.keypoints] {exc}", value=exc.value,
+                         field=f"stages.keypoints.{exc.field}") from None
+    return params
+
+
 #: Checked before any stage of a build starts (recommender.pipeline).
-check_config = _stage_settings
+check_config = checked_params
 
 
 def stage_inputs(ctx) -> dict:
     from features.files import file_hash
 
-    _stage_settings(ctx)   # refused here, before the stage starts
+    checked_params(ctx)   # refused here, before the stage starts
     csv = _csv_path(ctx)
     split = ctx.bundle.path("models", "attributes_split.parquet")
     return {"csv": file_hash(csv) if csv.is_file() else None,
@@ -120,19 +148,7 @@ def run_stage(ctx) -> dict:
     xy, vis = keypoints_to_arrays(df)
     cats = df["image_category"].to_numpy()
     tr, va, te = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
-    cfg = _stage_settings(ctx)
-    quick = bool(ctx.config.get("quick"))
-    params = ({"preset": "tiny", "image_size": (64, 48), "epochs": 2, "batch_size": 16,
-               "num_threads": 1} if quick else
-              {"preset": "base", "image_size": (160, 112), "epochs": 60, "batch_size": 32,
-               # One thread and a CPU-second budget: on the shared 2-core machine a
-               # second thread mostly spins (3x the CPU seconds per image), and a
-               # wall-clock budget gave 2 to 5 epochs depending on the load (test
-               # NE 0.084); 300 CPU seconds are 19 epochs (test NE 0.028, see
-               # benchmarks/demo_perception.py).
-               "num_threads": 1, "time_budget_s": 300, "budget_clock": "cpu"})
-    params.update({k: v for k, v in cfg.items() if k != "csv"})
-    params["image_size"] = tuple(params["image_size"])
+    params = checked_params(ctx)
     ctx.log(f"[keypoints] {len(df)} labelled images; train/val/test = "
             f"{len(tr)}/{len(va)}/{len(te)}")
     det = HeatmapKeypointDetector(random_state=seed, verbose=ctx.log, **params)

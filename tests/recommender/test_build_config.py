@@ -172,6 +172,9 @@ def split_bundle(tmp_path_factory):
      "[stages.attributes] descriptors must be true or false, got 'yes'"),
     ("keypoints", 'epochs = "two"', "[stages.keypoints] epochs must be a whole number, got "
                                     "'two'"),
+    ("keypoints", "epochs = 0", "[stages.keypoints] epochs must be >= 1"),
+    ("keypoints", 'decoder = "nearest"', "[stages.keypoints] unknown decoder 'nearest' "
+                                         "(allowed: quadratic, local, global)"),
     ("keypoints", "random_state = 1",
      "unknown [stages.keypoints] setting 'random_state' (allowed: augment, batch_size, "
      "budget_clock, coord_weight, csv, decoder,"),
@@ -188,7 +191,9 @@ def test_stage_settings_are_checked_before_the_stage_starts(split_bundle, tmp_pa
                                                             stage, table, said):
     # before: an unknown key was a TypeError traceback from the estimator's constructor
     # and a string where a number belongs a ValueError (LightGBMError for the
-    # compatibility model) traceback, after the stage had started (exit 1)
+    # compatibility model) traceback, after the stage had started (exit 1); keypoints'
+    # epochs = 0 saved an untrained detector (exit 0), an unknown decoder was refused
+    # only when the trained detector first predicted
     manifest = (split_bundle / "manifest.json").read_text()
     cfg = tmp_path / "c.toml"
     cfg.write_text(f"[stages.{stage}]\n{table}\n")
