@@ -57,10 +57,10 @@ from features.exceptions import InputError, MixmatchError
 from features.fashionai.schema import CATEGORY_KEYPOINTS, KEYPOINT_INDEX, KEYPOINT_NAMES
 from features.files import atomic_files, read_bundle_file
 from features.imaging import decoding_stamp, load_rgb, load_rgb_alpha, open_image
-from features.settings import check_settings
 from features.keypoints import category_for
 from features.keypoints.silhouette import estimate_keypoints
 from features.mask import garment_mask
+from features.settings import check_settings
 from features.shape import SHAPE_FEATURES, shape_features
 
 #: Bumped when the per-item results or the part layout change, so stale part
