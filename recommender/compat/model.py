@@ -225,6 +225,33 @@ class CompatibilityModel:
         ``trainer`` turns pairs into a booster (default :func:`train_booster`, in
         this process; the Dask build passes ``DaskExecutor.train_booster``).
         """
+        self._validate_params()
+        log = log or (lambda msg: None)
+        prep = self._prepare(catalog, train_outfits, features, embeddings, log)
+        if self.negatives == "auto":
+            return self._fit_auto(prep, log, trainer)
+        return self._fit_prepared(prep, log, trainer)._finalize(prep, log)
+
+    def _validate_params(self) -> None:
+        """InputError naming the first setting out of its range or set, before any
+        training: ``fit`` calls it, and the compatibility stage before it starts
+        (a ``negatives = "bogus"`` was refused an hour into a MANGO build)."""
+        for name, low, high in (("val_fraction", 0.0, 1.0),):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not low < v < high:
+                raise InputError(f"{name} must be a number strictly between {low:g} and "
+                                 f"{high:g}, got {v!r}", field=name, value=v)
+        for name, least in (("n_negatives", 1), ("num_boost_round", 1), ("num_leaves", 2)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least:
+                raise InputError(f"{name} must be a whole number >= {least}, got {v!r}",
+                                 field=name, value=v)
+        if (isinstance(self.learning_rate, bool)
+                or not isinstance(self.learning_rate, (int, float))
+                or not self.learning_rate > 0):
+            raise InputError(f"learning_rate must be a number > 0, got "
+                             f"{self.learning_rate!r}", field="learning_rate",
+                             value=self.learning_rate)
         if self.negatives not in NEGATIVE_MODES:
             raise InputError(f"unknown negatives mode {self.negatives!r}", field="negatives",
                              value=self.negatives, allowed=NEGATIVE_MODES)
@@ -247,11 +274,6 @@ class CompatibilityModel:
         if unknown:
             raise InputError(f"unknown ranker_params {sorted(unknown)}", field="ranker_params",
                              value=sorted(unknown), allowed=tuple(RANKER_DEFAULTS))
-        log = log or (lambda msg: None)
-        prep = self._prepare(catalog, train_outfits, features, embeddings, log)
-        if self.negatives == "auto":
-            return self._fit_auto(prep, log, trainer)
-        return self._fit_prepared(prep, log, trainer)._finalize(prep, log)
 
     def _prepare(self, catalog, train_outfits, features, embeddings, log=None
                  ) -> "_Prepared":

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.exceptions import BundleError
+from features.exceptions import BundleError, InputError
 from features.files import read_bundle_file
 from features.settings import check_settings, parameter_kinds
 
@@ -60,7 +60,15 @@ def stage_settings(config: dict) -> dict:
     from recommender.compat.model import CompatibilityModel
 
     table = config.get("stages", {}).get("compatibility", {})
-    return check_settings("compatibility", table, parameter_kinds(CompatibilityModel))
+    table = check_settings("compatibility", table, parameter_kinds(CompatibilityModel))
+    try:
+        # ranges and modes too (negatives = "bogus", val_fraction = 2.0), which fit
+        # checks only once the stage has started
+        CompatibilityModel(**table)._validate_params()
+    except InputError as exc:
+        raise InputError(f"[stages.compatibility] {exc}", field=f"stages.compatibility."
+                         f"{exc.field}", value=getattr(exc, "value", None)) from None
+    return table
 
 
 def load_inputs(b):

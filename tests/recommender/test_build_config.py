@@ -182,6 +182,13 @@ def split_bundle(tmp_path_factory):
      "[stages.compatibility] num_leaves must be a whole number, got 'x'"),
     ("compatibility", "num_leavs = 7",
      "unknown [stages.compatibility] setting 'num_leavs' (allowed: aggregate, context,"),
+    ("compatibility", 'negatives = "bogus"',
+     "[stages.compatibility] unknown negatives mode 'bogus' (allowed: "),
+    ("compatibility", "val_fraction = 2.0",
+     "[stages.compatibility] val_fraction must be a number strictly between 0 and 1, "
+     "got 2.0"),
+    ("compatibility", "num_leaves = 1",
+     "[stages.compatibility] num_leaves must be a whole number >= 2, got 1"),
     ("features", 'batch_size = "x"',
      "[stages.features] batch_size must be a whole number >= 1, got 'x'"),
     ("features", "workers = 0", "[stages.features] workers must be a whole number >= 1, "
