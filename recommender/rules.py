@@ -836,15 +836,20 @@ def apply_rules(groups: list[Group], rules: Rules, table: ItemTable, *, k: int,
             slots[t] = {"idx": q, "score": s, "reason": r, "pinned": True, "fallback": False}
         free = iter(kept)
         items = []
-        for t in range(max(slots, default=-1) + 1 + len(kept)):
+        t, end = 0, max(slots, default=-1) + 1 + len(kept)
+        while t < end and len(items) < k:
             if t in slots:
                 items.append(slots[t])
             else:
                 nxt = next(free, None)
-                if nxt is not None:
-                    items.append({"idx": nxt[0], "score": nxt[1], "reason": nxt[2],
-                                  "pinned": False, "fallback": False})
-        items = items[:k]
+                if nxt is None:
+                    # ranked items used up: skip to the next pin rather than count slot
+                    # by slot up to a pin's position (a position of 10**12 is valid)
+                    t = min((s for s in slots if s > t), default=end)
+                    continue
+                items.append({"idx": nxt[0], "score": nxt[1], "reason": nxt[2],
+                              "pinned": False, "fallback": False})
+            t += 1
         group_seen.update(it["idx"] for it in items)
         if rules.dedupe:
             shown.update(group_seen)

@@ -369,3 +369,27 @@ def test_colourways_flag_must_be_boolean():
     # switch existed) serves as it did under its version
     assert default_rules().colourways is True
     assert parse_rules({"version": 1}).colourways is False
+
+
+def test_a_pin_far_beyond_the_group_lands_at_the_end_without_hanging(table):
+    """A position is 1-based and one beyond the group's length lands at the end, but the
+    group was assembled slot by slot up to the pin's position: a typo such as
+    ``position = 1000000000000`` (or any number in the millions) held the request for
+    as long as it took to count there, on every page showing that category."""
+    import threading
+
+    out = {}
+
+    def call():
+        out["groups"] = run(table, {"pin": [{"item_id": "b6", "position": 10 ** 12},
+                                            {"item_id": "b7", "position": 2 ** 62}],
+                                    "filters": {"include_ids": ["b0", "b1", "b6", "b7"]}},
+                            mode="search")
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "apply_rules counted up to the pin's position"
+    # the ranked items first, then the pins closed up behind them in file order
+    assert ids(table, out["groups"][0]) == ["b0", "b1", "b6", "b7"]
+    assert [it["pinned"] for it in out["groups"][0]["items"]] == [False, False, True, True]
