@@ -422,7 +422,13 @@ def load_rules(path: str | os.PathLike) -> Rules:
     if not path.is_file():
         raise NotFoundError(f"rules file not found: {path}", field="rules", value=str(path))
     try:
-        data = tomllib.loads(path.read_text())
+        # utf-8-sig: a byte-order mark (Notepad's UTF-8) is not part of the TOML
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RulesError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8",
+                         field="rules", value=str(path)) from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(f"{path}: not valid TOML: {exc}", field="rules") from exc
     try:

@@ -393,3 +393,21 @@ def test_a_pin_far_beyond_the_group_lands_at_the_end_without_hanging(table):
     # the ranked items first, then the pins closed up behind them in file order
     assert ids(table, out["groups"][0]) == ["b0", "b1", "b6", "b7"]
     assert [it["pinned"] for it in out["groups"][0]["items"]] == [False, False, True, True]
+
+
+def test_a_rules_file_in_another_encoding_is_named_and_a_bom_is_read(tmp_path):
+    """A merchandiser's editor may save the file as Windows-1252 (a "café" in the
+    description) or as UTF-8 with a byte-order mark (Notepad). The first raised a bare
+    UnicodeDecodeError that named no file (``mixmatch serve`` printed "'utf-8' codec
+    can't decode byte 0xe9"; a reload reported it in /healthz the same way), the second
+    "not valid TOML: Invalid statement (at line 1, column 1)" for a file that reads
+    correctly in any editor."""
+    p = tmp_path / "rules.toml"
+    p.write_bytes('version = "1"\ndescription = "café"\n'.encode("cp1252"))
+    with pytest.raises(RulesError) as exc:
+        load_rules(p)
+    assert str(p) in str(exc.value) and "not UTF-8" in str(exc.value), str(exc.value)
+    assert exc.value.field == "rules"
+    p.write_bytes('version = "1"\ndescription = "café"\n'.encode("utf-8-sig"))
+    r = load_rules(p)
+    assert r.version == "1" and r.raw["description"] == "café"
