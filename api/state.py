@@ -539,6 +539,8 @@ def _failed_field(exc: Exception, bundle, rules) -> str:
     field = getattr(exc, "field", None)
     if field in ("rules", "bundle", "experiments"):
         return field
+    if isinstance(field, str) and field.startswith("rules."):
+        return "rules"   # a RulesError's key path (rules.boost[0].factor): a rules file
     if rules and not bundle:
         return "rules"
     return "bundle"

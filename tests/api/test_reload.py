@@ -837,3 +837,32 @@ def test_an_edit_of_the_weights_that_keeps_the_version_is_refused(tmp_path):
     from features.exceptions import InputError
     with pytest.raises(InputError, match="bump"):
         experiments_app(tmp_path)
+
+
+@pytest.mark.parametrize("text, reason", [
+    ('version = "2"\n[[boost]]\nfield = "colour"\nvalue = "BLACK"\nfactor = -1\n',
+     "rules.boost[0].factor: -1 must be > 0"),
+    ('version = "2"\n[filters]\nexclude_ids = [\n', "not valid TOML"),
+    ('description = "no version"\n', "rules.version: missing"),
+])
+def test_a_bad_rules_edit_is_refused_as_the_rules_not_the_bundle(tmp_path, text, reason):
+    """A rules edit the reload refused was answered ``"field": "bundle"`` (422): the
+    error's field was the key path in the rules file (``rules.boost[0].factor``), which
+    the refusal did not recognise, so a client or script reading the field was sent to
+    the bundle. The refusal names the rules; the old rules keep serving."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text('version = "1"\n')
+    app = experiments_app(tmp_path, RULES=str(rules))
+    c = app.test_client()
+    rules.write_text(text)
+    r = c.post("/admin/reload", headers=ADMIN)
+    assert r.status_code == 422, r.get_json()
+    body = r.get_json()
+    assert body["field"] == "rules" and reason in body["error"], body
+    assert str(rules) in body["error"]
+    health = c.get("/healthz").get_json()
+    assert health["rules_version"] == "1" and reason in health["last_error"]
+    assert health["reload_failures"] == 1
+    r = c.get("/v1/items/X/complements")
+    assert r.status_code == 200 and r.get_json()["rules_version"] == "1"
+    app.extensions["mixmatch"].events.close()
