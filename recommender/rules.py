@@ -23,7 +23,8 @@ group of a response (a cross-sell group, the up-sell list, a search result):
    (or ``values``) and exactly one of ``factor`` (multiplicative:
    ``score *= factor``, factor > 0; a boost needs factor >= 1, a bury
    0 < factor <= 1) or ``add`` (additive: ``score += add``; a boost adds >= 0,
-   a bury adds <= 0). Several matching rules compose: boosts first, then buries,
+   a bury adds <= 0; a factor is at most 1e6, an addend at most 1e6 in size).
+   Several matching rules compose: boosts first, then buries,
    each in file order. When any score changed, the group is re-sorted by the
    adjusted score (the score shown); otherwise the incoming order -- the
    strategy's ranking after the diversity re-ranking -- is kept.
@@ -104,6 +105,10 @@ from recommender.catalog import CATEGORIES
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("default_rules.toml")
 DEFAULT_BAND = (1.0, 1.6)
+#: Largest boost factor and largest addend (either sign). Scores are about 0..1, so
+#: this already moves every match first or last; larger ones, composed, overflowed a
+#: score to infinity (served as null).
+MAX_SCORE_CHANGE = 1e6
 
 
 class RulesError(InputError):
@@ -278,6 +283,9 @@ def _score_rules(v: Any, path: str, kind: str) -> tuple[ScoreRule, ...]:
             f = _num(d["factor"], f"{p}.factor")
             if f <= 0:
                 raise _fail(f"{p}.factor", f"{d['factor']!r} must be > 0", d["factor"])
+            if f > MAX_SCORE_CHANGE:
+                raise _fail(f"{p}.factor", f"{d['factor']!r} must be <= 1e6 (that much "
+                            "already puts every match first)", d["factor"])
             if kind == "boost" and f < 1:
                 raise _fail(f"{p}.factor", f"{d['factor']!r} must be >= 1 for a boost "
                             "(use [[bury]] to lower a score)", d["factor"])
@@ -287,6 +295,9 @@ def _score_rules(v: Any, path: str, kind: str) -> tuple[ScoreRule, ...]:
             out.append(ScoreRule(field, values, factor=f))
         else:
             a = _num(d["add"], f"{p}.add")
+            if abs(a) > MAX_SCORE_CHANGE:
+                raise _fail(f"{p}.add", f"{d['add']!r} must be between -1e6 and 1e6 (that "
+                            "much already moves every match first or last)", d["add"])
             if kind == "boost" and a < 0:
                 raise _fail(f"{p}.add", f"{d['add']!r} must be >= 0 for a boost", d["add"])
             if kind == "bury" and a > 0:

@@ -411,3 +411,22 @@ def test_a_rules_file_in_another_encoding_is_named_and_a_bom_is_read(tmp_path):
     p.write_bytes('version = "1"\ndescription = "café"\n'.encode("utf-8-sig"))
     r = load_rules(p)
     assert r.version == "1" and r.raw["description"] == "café"
+
+
+@pytest.mark.parametrize("kind, key, value", [
+    ("boost", "factor", 1e308), ("boost", "add", 1e308), ("bury", "add", -1e308),
+    ("boost", "factor", 1e7),
+])
+def test_a_boost_too_large_to_score_is_refused(table, kind, key, value):
+    """``factor = 1e308`` (or ``add``) passed as finite, and two such rules on one item
+    overflowed its score to infinity: a RuntimeWarning in the server log, and shoppers
+    were served ``"score": null``. A factor or an addend is at most 1e6 in size (a
+    boost of that much already puts every match first)."""
+    rule = {"field": "colour", "value": "BLACK", key: value}
+    with pytest.raises(RulesError) as exc:
+        parse_rules({"version": 1, kind: [rule, rule]})
+    assert exc.value.field == f"rules.{kind}[0].{key}" and "1e6" in str(exc.value)
+    # the largest allowed, twice, still scores
+    rule[key] = 1e6 if value > 0 else -1e6
+    out = run(table, {kind: [rule, rule]}, mode="search")
+    assert all(np.isfinite(it["score"]) for it in out[0]["items"])
