@@ -323,6 +323,10 @@ def parse_rules(data: dict) -> Rules:
         raise _fail("rules.version", f"{version!r} must be a non-empty string or integer",
                     version)
     kw: dict[str, Any] = {"version": str(version), "raw": data}
+    if "description" in data and not isinstance(data["description"], str):
+        # a [description] header made a table of it, swallowing the keys below it
+        raise _fail("rules.description", f"{data['description']!r} must be a string",
+                    data["description"])
 
     if "in_stock_only" in data:
         if not isinstance(data["in_stock_only"], bool):
@@ -365,8 +369,9 @@ def parse_rules(data: dict) -> Rules:
         if isinstance(pos, bool) or not isinstance(pos, int) or pos < 1:
             raise _fail(f"{p}.position", f"{pos!r} must be an integer >= 1 (1-based)", pos)
         anchor = d.get("anchor")
-        if anchor is not None and not isinstance(anchor, str):
-            raise _fail(f"{p}.anchor", f"{anchor!r} must be an item id string", anchor)
+        if anchor is not None and (not isinstance(anchor, str) or not anchor):
+            raise _fail(f"{p}.anchor", f"{anchor!r} must be a non-empty item id string",
+                        anchor)
         out_pins.append(Pin(d["item_id"], pos, anchor))
     kw["pins"] = tuple(out_pins)
 
@@ -393,7 +398,7 @@ def parse_rules(data: dict) -> Rules:
         if isinstance(m, bool) or not isinstance(m, int) or m < 1:
             raise _fail(f"{p}.max", f"{m!r} must be an integer >= 1", m)
         v = d.get("value")
-        if v is not None and not isinstance(v, (str, int)):
+        if v is not None and (not isinstance(v, (str, int)) or isinstance(v, bool)):
             raise _fail(f"{p}.value", f"{v!r} must be a string", v)
         out_caps.append(Cap(_field(d, p), m, None if v is None else str(v)))
     kw["caps"] = tuple(out_caps)

@@ -430,3 +430,22 @@ def test_a_boost_too_large_to_score_is_refused(table, kind, key, value):
     rule[key] = 1e6 if value > 0 else -1e6
     out = run(table, {kind: [rule, rule]}, mode="search")
     assert all(np.isfinite(it["score"]) for it in out[0]["items"])
+
+
+@pytest.mark.parametrize("data, path", [
+    # a [description] header: the keys below it were swallowed by a table nobody reads
+    ({"version": 1, "description": {"in_stock_only": True}}, "rules.description"),
+    ({"version": 1, "description": ["spring", "sale"]}, "rules.description"),
+    # true was read as the value "True" (a rule's value refuses a boolean)
+    ({"version": 1, "caps": [{"field": "colour", "max": 1, "value": True}]},
+     "rules.caps[0].value"),
+    # an empty anchor matches no item: the pin never applied
+    ({"version": 1, "pin": [{"item_id": "b1", "position": 1, "anchor": ""}]},
+     "rules.pin[0].anchor"),
+])
+def test_a_value_of_the_wrong_type_is_refused_not_read_otherwise(data, path):
+    """Keys that take a string accepted a table, a list or a boolean, and the file
+    served as if the key said something else (or nothing)."""
+    with pytest.raises(RulesError) as exc:
+        parse_rules(data)
+    assert exc.value.field == path and str(exc.value).startswith(path + ":")
