@@ -24,8 +24,12 @@ from recommender.rules import Rules, parse_rules, validate_rules_fields
 
 
 def next_version(version: str) -> str:
-    """The version after ``version``: its trailing number plus one, else ``.1`` added."""
-    m = re.search(r"(\d+)$", str(version))
+    """The version after ``version``: its trailing number plus one, else ``.1`` added.
+
+    ``version`` may be an integer, as in a rules file (``version = 3`` gives ``"4"``).
+    """
+    version = str(version)
+    m = re.search(r"(\d+)$", version)
     if not m:
         return f"{version}.1"
     return f"{version[:m.start()]}{int(m.group(1)) + 1}"
@@ -41,6 +45,9 @@ def apply_edits(raw: dict, edits: dict | str, *, version: str | None = None) -> 
     says. ``version`` (default: :func:`next_version` of the old one) is set last.
     ``raw`` is not modified.
     """
+    if not isinstance(raw, dict):
+        raise InputError(f"raw must be a rules mapping (a Rules' .raw), got "
+                         f"{type(raw).__name__}", field="raw", value=raw)
     if isinstance(edits, str):
         try:
             edits = tomllib.loads(edits)
@@ -71,10 +78,16 @@ def validate_for(engine, raw: dict) -> Rules:
     return rules
 
 
-def pick_items(engine, item_ids: Sequence[str] = (), category: str | None = None,
+def pick_items(engine, item_ids: Sequence[str] | str = (), category: str | None = None,
                filters: dict | None = None, n: int = 3) -> list[str]:
-    """Items to look at: ``item_ids`` when given (checked), else the ``n`` most-worn
-    items matching ``category`` and attribute ``filters`` (:meth:`Engine.search`)."""
+    """Items to look at: ``item_ids`` (or one id) when given (checked), else the ``n``
+    most-worn items matching ``category`` and attribute ``filters``
+    (:meth:`Engine.search`)."""
+    if isinstance(item_ids, str):
+        item_ids = [item_ids]   # one id written without its list, not its letters
+    if filters is not None and not isinstance(filters, dict):
+        raise InputError(f"filters must be a mapping of field to value, got {filters!r}",
+                         field="filters", value=filters)
     if item_ids:
         for i in item_ids:
             engine._idx(i)  # unknown ids raise NotFoundError naming the id
@@ -136,7 +149,7 @@ def readable_diff(diff, images) -> "pd.DataFrame":
                         columns=["item", "category", "what changed", "removed", "added"])
 
 
-def rules_summary(rules: Rules) -> dict[str, Any]:
+def rules_summary(rules: Rules | dict) -> dict[str, Any]:
     """What a rules object does, in a few counts (for a quick look in the notebook).
 
     Every step of :func:`recommender.rules.apply_rules` is listed, those left at their
@@ -148,6 +161,11 @@ def rules_summary(rules: Rules) -> dict[str, Any]:
     >>> s["dedupe: no item in two groups"], s["colourways: one colour per model per group"]
     (True, False)
     """
+    if isinstance(rules, dict):
+        rules = parse_rules(rules)   # a rules mapping (a notebook's new_raw) is validated
+    if not isinstance(rules, Rules):
+        raise InputError(f"rules_summary needs Rules or a rules mapping, got "
+                         f"{type(rules).__name__}", field="rules", value=rules)
     price = ("any" if rules.price_min is None and rules.price_max is None
              else f"{rules.price_min if rules.price_min is not None else 0:g} to "
                   f"{rules.price_max if rules.price_max is not None else float('inf'):g}")

@@ -108,3 +108,29 @@ def test_readable_diff_names_the_items_and_what_changed(engine):
     assert row["what changed"].startswith("1 removed")
     unchanged = table[table["category"] != cat]
     assert (unchanged["what changed"] == "no change").all()
+
+
+def test_a_rules_file_with_an_integer_version_gets_the_next_one():
+    """``version = 3`` is a valid rules file (a non-empty string or integer), but the
+    notebook's edit step crashed on it with "TypeError: 'int' object is not
+    subscriptable" (next_version sliced the number)."""
+    assert tuning.next_version(3) == "4"
+    assert tuning.apply_edits({"version": 3}, {"in_stock_only": True}) == {
+        "version": "4", "in_stock_only": True}
+
+
+def test_tuning_arguments_of_the_wrong_shape_are_named(engine):
+    """The notebook's parameters cell is edited by hand: a single id written without
+    its list (``item_ids = "t1"``) was read letter by letter ("unknown item id 't'"),
+    filters written as a list raised "dictionary update sequence element #0 has length
+    6", and rules passed as their mapping (``new_raw``) or no rules mapping at all
+    raised AttributeError from inside the helper."""
+    assert tuning.pick_items(engine, "t1") == ["t1"]
+    with pytest.raises(InputError, match=r"filters must be a mapping .*\['colour'\]"):
+        tuning.pick_items(engine, category="top", filters=["colour"])
+    with pytest.raises(InputError, match="rules mapping"):
+        tuning.apply_edits(None, {"in_stock_only": True})
+    raw = tuning.apply_edits(default_rules().raw, {"in_stock_only": True})
+    assert tuning.rules_summary(raw)["in_stock_only"] is True
+    with pytest.raises(InputError, match="rules_summary"):
+        tuning.rules_summary(None)
