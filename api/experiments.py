@@ -413,7 +413,9 @@ class _Validator:
         self.mapping(data, "", ["version", "salt", "holdout", "layers"])
         version = self.version(data)
         salt = self.string(data.get("salt"), "salt", required=False, default="mixmatch")
-        holdout = data.get("holdout") or {}
+        # absent or YAML's empty ``holdout:`` is none; 0 or [] is a mistake, not none
+        holdout = data.get("holdout")
+        holdout = {} if holdout is None else holdout
         self.mapping(holdout, "holdout", ["fraction", "salt"])
         fraction = self.number(holdout.get("fraction", 0.0), "holdout.fraction", 0.0, 0.5)
         h_salt = self.string(holdout.get("salt"), "holdout.salt", required=False,

@@ -276,3 +276,18 @@ def test_a_recorded_version_refuses_other_weights_and_an_added_experiment():
     msg = str(err.value)
     assert ("version 'v1' was recorded without experiment 'diversity' (now low 1, "
             "high 1): ") in msg and "not in it" not in msg and "bump" in msg, msg
+
+
+@pytest.mark.parametrize("holdout", [0, "", [], False])
+def test_a_holdout_that_is_not_a_table_is_refused_even_when_empty(holdout):
+    """``holdout = 0.05`` (the fraction written without its table) was refused, but
+    ``holdout = 0``, ``""``, ``[]`` or ``false`` passed as "no holdout": a falsy value
+    was taken for a missing one. A holdout is a table; an absent one (or YAML's empty
+    ``holdout:``) still means none."""
+    cfg = json.loads(json.dumps(VECTORS["config"]))
+    cfg["holdout"] = holdout
+    with pytest.raises(SchemaError) as err:
+        Experiments.from_dict(cfg, rules=["v2"])
+    assert err.value.field == "holdout" and "must be a table" in str(err.value)
+    cfg["holdout"] = None
+    assert Experiments.from_dict(cfg, rules=["v2"]).holdout_fraction == 0.0
