@@ -336,13 +336,14 @@ def _weights(weights: dict) -> str:
 
 
 def read_config_file(path: Path, field: str) -> str:
-    """The UTF-8 text of a config file; a folder or another encoding is an
-    :class:`InputError` naming the path (not a traceback from ``mixmatch serve``).
-    A missing file raises ``FileNotFoundError`` for the caller to word."""
+    """The UTF-8 text of a config file (a byte-order mark dropped); a folder or another
+    encoding is an :class:`InputError` naming the path (not a traceback from ``mixmatch
+    serve``). A missing file raises ``FileNotFoundError`` for the caller to word."""
     if path.is_dir():
         raise InputError(f"{path} is not a file (a folder)", field=field, value=str(path))
     try:
-        return path.read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark (Notepad's UTF-8) is not part of the text
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (byte {exc.start})", field=field,
                          value=str(path)) from None

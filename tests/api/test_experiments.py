@@ -291,3 +291,18 @@ def test_a_holdout_that_is_not_a_table_is_refused_even_when_empty(holdout):
     assert err.value.field == "holdout" and "must be a table" in str(err.value)
     cfg["holdout"] = None
     assert Experiments.from_dict(cfg, rules=["v2"]).holdout_fraction == 0.0
+
+
+@pytest.mark.parametrize("suffix, text", [
+    (".toml", 'version = "bom"\n'), (".json", '{"version": "bom"}'),
+    (".yaml", "version: bom\n")])
+def test_an_experiments_file_with_a_utf8_byte_order_mark_is_read(tmp_path, suffix, text):
+    """Saved by an editor that writes UTF-8 with a byte-order mark (Notepad), a TOML
+    file was refused as "Invalid statement (at line 1, column 1)" and a JSON one as
+    "Unexpected UTF-8 BOM", for a file that reads correctly in any editor; YAML read
+    it. The mark is not part of the text."""
+    from api.ab_report import load_experiments_for_analysis
+    p = tmp_path / f"exp{suffix}"
+    p.write_bytes(text.encode("utf-8-sig"))
+    assert Experiments.load(p).version == "bom"
+    load_experiments_for_analysis(p)
