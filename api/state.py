@@ -162,7 +162,35 @@ def load_rules_file(path: str | os.PathLike, engine: Any = None) -> tuple[Any, s
             validate_rules_fields(rules, vocab)
         except RulesError as exc:
             raise in_file(exc, path) from None
+    table = getattr(engine, "table", None)
+    if table is not None:
+        _log_unknown_item_ids(rules, table, path, engine)
     return rules, str(rules.version)
+
+
+_unknown_ids_logged: set[tuple] = set()
+_unknown_ids_lock = threading.Lock()
+
+
+def _log_unknown_item_ids(rules: Any, table: Any, path, engine: Any) -> None:
+    """Log, once per process for one file version and bundle, the item ids a rules
+    file names that the catalogue lacks: served all the same (a catalogue changes
+    under its rules; a delisted item may stay excluded), but a typo'd pin did nothing
+    and an allow-list of unknown ids hid every item without a word."""
+    from recommender.rules import unknown_item_ids
+    unknown = unknown_item_ids(rules, table)
+    if not unknown:
+        return
+    root = getattr(getattr(engine, "bundle", None), "root", None)
+    key = (str(path), str(rules.version), str(root), str(sorted(unknown.items())))
+    with _unknown_ids_lock:
+        if key in _unknown_ids_logged:
+            return
+        _unknown_ids_logged.add(key)
+    log.warning("rules file %s (version %s) names item ids bundle %s does not hold: %s; "
+                "those rules do nothing (an include_ids of them hides every item)", path,
+                rules.version, root, "; ".join(f"{k}: {', '.join(map(repr, v))}"
+                                               for k, v in unknown.items()))
 
 
 def load_experiments(spec: dict) -> Experiments:

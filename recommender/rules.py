@@ -61,6 +61,9 @@ group of a response (a cross-sell group, the up-sell list, a search result):
 Conflicts: exclusion beats pinning; a pin at a position beyond the group's
 length lands at the end; two pins at one position keep file order (the later
 moves down one); a pinned item repeated in two groups is shown in the first only.
+A field or value the catalogue lacks is an error (:func:`validate_rules_fields`); an
+item id it lacks is not (an excluded item may since be delisted), but is reported
+(:func:`unknown_item_ids`): such a pin does nothing.
 
 Rules file (TOML)::
 
@@ -486,6 +489,33 @@ def validate_rules_fields(rules: Rules, vocab: dict[str, Sequence[str]]) -> None
                 if v not in allowed:
                     raise _fail(f"{path}.value", f"{v!r} is not a value of {field}", v,
                                 sorted(allowed))
+
+
+def unknown_item_ids(rules: Rules, table: "ItemTable") -> dict[str, list[str]]:
+    """Key path -> the item ids ``rules`` names that ``table``'s catalogue lacks
+    (``exclude_ids``, ``include_ids``, each pin's ``item_id`` and ``anchor``).
+
+    Not an error, unlike an unknown field or value: a catalogue changes under its rules
+    file (an excluded item is delisted), and a bundle reload must not be refused for
+    that. But such a pin does nothing and an allow-list of such ids hides every item,
+    so callers say so (the server's log, the tuning notebook's warning).
+
+    >>> t = ItemTable(pd.DataFrame({"item_id": ["a"], "category": ["bag"]}))
+    >>> unknown_item_ids(parse_rules({"version": 1, "pin": [{"item_id": "b"}]}), t)
+    {'rules.pin[0].item_id': ['b']}
+    """
+    named = [("rules.filters.exclude_ids", sorted(rules.exclude_ids)),
+             ("rules.filters.include_ids", sorted(rules.include_ids))]
+    for i, p in enumerate(rules.pins):
+        named.append((f"rules.pin[{i}].item_id", [p.item_id]))
+        if p.anchor is not None:
+            named.append((f"rules.pin[{i}].anchor", [p.anchor]))
+    out = {}
+    for path, ids in named:
+        missing = [i for i, pos in zip(ids, table.index_of(ids)) if pos < 0] if ids else []
+        if missing:
+            out[path] = missing
+    return out
 
 
 # --------------------------------------------------------------------------- writing

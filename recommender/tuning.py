@@ -17,10 +17,12 @@ from __future__ import annotations
 import copy
 import re
 import tomllib
+import warnings
 from typing import Any, Sequence
 
 from features.exceptions import InputError
-from recommender.rules import Rules, parse_rules, validate_rules_fields
+from recommender.rules import (Rules, parse_rules, unknown_item_ids,
+                               validate_rules_fields)
 
 
 def next_version(version: str) -> str:
@@ -72,9 +74,17 @@ def apply_edits(raw: dict, edits: dict | str, *, version: str | None = None) -> 
 
 def validate_for(engine, raw: dict) -> Rules:
     """Parse ``raw`` and check every field and value it names exists in the engine's
-    catalogue; raises :class:`recommender.rules.RulesError` naming the key."""
+    catalogue; raises :class:`recommender.rules.RulesError` naming the key. Item ids
+    the catalogue lacks are a warning (a pin of a typo'd id does nothing), not an
+    error: a rules file may still exclude items since delisted."""
     rules = parse_rules(raw)
     validate_rules_fields(rules, engine.attribute_vocab)
+    unknown = unknown_item_ids(rules, engine.table)
+    if unknown:
+        warnings.warn("item ids not in this catalogue (those rules do nothing; an "
+                      "include_ids of them hides every item): " + "; ".join(
+                          f"{k}: {', '.join(map(repr, v))}" for k, v in unknown.items()),
+                      UserWarning, stacklevel=2)
     return rules
 
 

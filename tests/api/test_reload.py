@@ -866,3 +866,27 @@ def test_a_bad_rules_edit_is_refused_as_the_rules_not_the_bundle(tmp_path, text,
     r = c.get("/v1/items/X/complements")
     assert r.status_code == 200 and r.get_json()["rules_version"] == "1"
     app.extensions["mixmatch"].events.close()
+
+
+def test_a_rules_file_naming_item_ids_the_bundle_lacks_serves_and_is_logged(tmp_path,
+                                                                             caplog):
+    """A pin or allow-list id the catalogue does not hold (a typo, or an item since
+    delisted) was served without a word, and the pin did nothing. Not refused: a
+    catalogue changes under its rules file, and a bundle reload must not fail for an
+    exclusion of a delisted item. The server logs the file, the key and the id."""
+    import logging
+
+    from api import create_app
+    from tests.recommender.tiny_bundle import make_tiny_bundle
+    bundle = make_tiny_bundle(tmp_path / "bundle")
+    rules = tmp_path / "rules.toml"
+    rules.write_text('version = "typo"\n[[pin]]\nitem_id = "t11"\nposition = 1\n')
+    with caplog.at_level(logging.WARNING, logger="api.state"):
+        app = create_app({"TESTING": True, "BUNDLE": str(bundle), "RULES": str(rules),
+                          "DATA_DIR": str(tmp_path / "data"), "WATCH_INTERVAL": 0,
+                          "WARM_VISION": False})
+    assert app.test_client().get("/healthz").get_json()["rules_version"] == "typo"
+    logged = [r.getMessage() for r in caplog.records if "t11" in r.getMessage()]
+    assert len(logged) == 1 and str(rules) in logged[0], caplog.text
+    assert "rules.pin[0].item_id" in logged[0]
+    app.extensions["mixmatch"].events.close()

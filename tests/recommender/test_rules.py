@@ -449,3 +449,20 @@ def test_a_value_of_the_wrong_type_is_refused_not_read_otherwise(data, path):
     with pytest.raises(RulesError) as exc:
         parse_rules(data)
     assert exc.value.field == path and str(exc.value).startswith(path + ":")
+
+
+def test_unknown_item_ids_names_each_key_and_id(table):
+    """Item ids are not checked like fields and values: a catalogue changes under its
+    rules file (an excluded item is delisted), so a rules file naming an id the
+    catalogue lacks is not refused. But a typo'd pin, anchor or allow-list id did
+    nothing (or hid every item) without a word: callers say so with this."""
+    from recommender.rules import unknown_item_ids
+    r = parse_rules({"version": 1, "filters": {"exclude_ids": ["b1", "gone"],
+                                               "include_ids": ["b0", "b9"]},
+                     "pin": [{"item_id": "b6", "position": 1},
+                             {"item_id": "b66", "position": 2, "anchor": "t1"}]})
+    assert unknown_item_ids(r, table) == {
+        "rules.filters.exclude_ids": ["gone"], "rules.filters.include_ids": ["b9"],
+        "rules.pin[1].item_id": ["b66"], "rules.pin[1].anchor": ["t1"]}
+    assert unknown_item_ids(parse_rules({"version": 1, "pin": [
+        {"item_id": "b6", "position": 1, "anchor": "t0"}]}), table) == {}

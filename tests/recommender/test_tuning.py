@@ -134,3 +134,15 @@ def test_tuning_arguments_of_the_wrong_shape_are_named(engine):
     assert tuning.rules_summary(raw)["in_stock_only"] is True
     with pytest.raises(InputError, match="rules_summary"):
         tuning.rules_summary(None)
+
+
+def test_validate_for_warns_of_item_ids_the_catalogue_lacks(engine):
+    """A pin of a typo'd id validated and then did nothing on the pages reviewed: the
+    notebook said nothing. Not refused (a rules file may exclude delisted items), but
+    the warning names the key and the id."""
+    raw = tuning.apply_edits(default_rules().raw,
+                             {"pin": [{"item_id": "t1", "position": 1},
+                                      {"item_id": "t11", "position": 2}]})
+    with pytest.warns(UserWarning, match=r"rules\.pin\[1\]\.item_id: 't11'"):
+        rules = tuning.validate_for(engine, raw)
+    assert [p.item_id for p in rules.pins] == ["t1", "t11"]
