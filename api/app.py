@@ -93,6 +93,28 @@ DEFAULT_CONFIG: dict[str, Any] = {
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
+def _check_file_settings(cfg: Mapping[str, Any]) -> None:
+    """``RULES`` and ``EXPERIMENTS`` are a path (or unset), ``RULES_FILES`` and ``MODELS``
+    a table of name = path. A list there was a ValueError traceback from ``mixmatch
+    serve`` ("dictionary update sequence element #0"), a number or a list where a path
+    belongs "expected str, bytes or os.PathLike object, not int", naming no setting."""
+    from features.exceptions import InputError
+
+    def is_path(v: Any) -> bool:
+        return isinstance(v, (str, os.PathLike)) and str(v) != ""
+
+    for key in ("RULES", "EXPERIMENTS"):
+        v = cfg[key]
+        if v and not is_path(v):
+            raise InputError(f"{key} must be a file path (a string), got {v!r}", field=key,
+                             value=v)
+    for key in ("RULES_FILES", "MODELS"):
+        v = cfg[key]
+        if v and not (isinstance(v, Mapping) and all(is_path(p) for p in v.values())):
+            raise InputError(f"{key} must be a table of name = path, got {v!r}",
+                             field=key, value=v)
+
+
 def _check_extra_names(spec: dict) -> None:
     """Refuse a ``MODELS`` or ``RULES_FILES`` entry named ``"default"``: the name of
     the main bundle and of its rules (``DEFAULT_RULES``). A bundle so named was loaded
@@ -142,6 +164,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     schemas = build_schemas(limits)
 
     loader = cfg["ENGINE_LOADER"] or default_engine_loader
+    _check_file_settings(cfg)
     spec = {"bundle": bundle, "rules": cfg["RULES"],
             "rules_files": dict(cfg["RULES_FILES"] or {}),
             "models": dict(cfg["MODELS"] or {}),

@@ -136,6 +136,31 @@ def test_serve_names_a_config_file_that_is_missing_or_not_text(tmp_path, capsys)
     assert f"{latin}: not UTF-8 text" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("line, key", [
+    ('RULES_FILES = ["v2.toml"]', "RULES_FILES"),
+    ("RULES_FILES = { v2 = 5 }", "RULES_FILES"),
+    ("RULES = 5", "RULES"),
+    ('RULES = ["rules.toml"]', "RULES"),
+    ("EXPERIMENTS = 3", "EXPERIMENTS"),
+    ('MODELS = ["b2"]', "MODELS"),
+])
+def test_serve_names_a_rules_or_experiments_setting_of_the_wrong_type(tmp_path, capsys,
+                                                                      line, key):
+    """``mixmatch serve --config``: a list where RULES_FILES' table of name = path
+    belongs was a ValueError traceback ("dictionary update sequence element #0", exit
+    1); a number or a list where a path belongs exited 2 with "expected str, bytes or
+    os.PathLike object, not int", naming no setting."""
+    from tests.recommender.tiny_bundle import make_tiny_bundle
+
+    bundle = make_tiny_bundle(tmp_path / "bundle")
+    cfg = tmp_path / "serve.toml"
+    cfg.write_text(f'DATA_DIR = "{tmp_path / "data"}"\nWARM_VISION = false\n{line}\n')
+    assert main(["serve", "--dev", "--bundle", str(bundle), "--port", "0",
+                 "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {key} must be" in err and "Traceback" not in err, err
+
+
 def _strict_json(text):
     """json.loads that refuses NaN and Infinity, as jq and JSON.parse do."""
     import json
