@@ -60,7 +60,8 @@ group of a response (a cross-sell group, the up-sell list, a search result):
 
 Conflicts: exclusion beats pinning; a pin at a position beyond the group's
 length lands at the end; two pins at one position keep file order (the later
-moves down one); a pinned item repeated in two groups is shown in the first only.
+moves down one); a pinned item repeated in two groups is shown in the first only; one
+item pinned twice for the same anchor (or twice for every anchor) is an error.
 A field or value the catalogue lacks is an error (:func:`validate_rules_fields`); an
 item id it lacks is not (an excluded item may since be delisted), but is reported
 (:func:`unknown_item_ids`): such a pin does nothing.
@@ -375,6 +376,15 @@ def parse_rules(data: dict) -> Rules:
         if anchor is not None and (not isinstance(anchor, str) or not anchor):
             raise _fail(f"{p}.anchor", f"{anchor!r} must be a non-empty item id string",
                         anchor)
+        # a second pin of one item for the same anchor(s) would never apply (the first
+        # wins): refused, or moving a pin by adding one left it where it was
+        same = [j for j, q in enumerate(out_pins)
+                if q.item_id == d["item_id"] and q.anchor == anchor]
+        if same:
+            raise _fail(f"{p}.item_id", f"{d['item_id']!r} is already pinned by "
+                        f"rules.pin[{same[0]}]" + (f" for anchor {anchor!r}" if anchor
+                                                   else "") + " (one pin per item and "
+                        "anchor)", d["item_id"])
         out_pins.append(Pin(d["item_id"], pos, anchor))
     kw["pins"] = tuple(out_pins)
 

@@ -466,3 +466,24 @@ def test_unknown_item_ids_names_each_key_and_id(table):
         "rules.pin[1].item_id": ["b66"], "rules.pin[1].anchor": ["t1"]}
     assert unknown_item_ids(parse_rules({"version": 1, "pin": [
         {"item_id": "b6", "position": 1, "anchor": "t0"}]}), table) == {}
+
+
+def test_an_item_pinned_twice_for_the_same_anchor_is_refused(table):
+    """The second pin of one item (for the same anchor, or both for every anchor) was
+    dropped without a word: a merchandiser who moved a pin by adding a new one, and
+    forgot the old, saw the item at the old position. The same item may still be
+    pinned differently for different anchors."""
+    with pytest.raises(RulesError) as exc:
+        parse_rules({"version": 1, "pin": [{"item_id": "b6", "position": 1},
+                                           {"item_id": "b6", "position": 3}]})
+    assert exc.value.field == "rules.pin[1].item_id"
+    assert "'b6' is already pinned by rules.pin[0]" in str(exc.value)
+    with pytest.raises(RulesError, match=r"rules\.pin\[2\]\.item_id"):
+        parse_rules({"version": 1, "pin": [
+            {"item_id": "b6", "position": 1, "anchor": "t0"},
+            {"item_id": "b6", "position": 2, "anchor": "s0"},
+            {"item_id": "b6", "position": 3, "anchor": "t0"}]})
+    rules = {"pin": [{"item_id": "b6", "position": 1, "anchor": "t0"},
+                     {"item_id": "b6", "position": 3, "anchor": "s0"}]}
+    assert ids(table, run(table, rules, mode="search", anchor_ids=["t0"])[0])[0] == "b6"
+    assert ids(table, run(table, rules, mode="search", anchor_ids=["s0"])[0])[2] == "b6"
