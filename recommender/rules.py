@@ -530,12 +530,28 @@ def unknown_item_ids(rules: Rules, table: "ItemTable") -> dict[str, list[str]]:
 
 # --------------------------------------------------------------------------- writing
 def _toml_key(k: str) -> str:
-    return k if k.replace("_", "").replace("-", "").isalnum() else _toml_str(k)
+    # a bare key is ASCII letters, digits, _ and - only (str.isalnum takes "é" too)
+    bare = k.replace("_", "").replace("-", "")
+    return k if bare.isascii() and bare.isalnum() else _toml_str(k)
 
 
 def _toml_str(s: str) -> str:
-    out = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
-    return f'"{out}"'
+    # every control character escaped: TOML refuses them raw in a string, and a "\r"
+    # pasted into a description made save_rules write a file nobody could load
+    out = []
+    for ch in s:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+_TOML_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 
 
 def _toml_value(v: Any) -> str:
@@ -594,7 +610,13 @@ def save_rules(data: dict | Rules, path: str | os.PathLike) -> Rules:
 
     raw = data.raw if isinstance(data, Rules) else data
     rules = parse_rules(raw)
-    atomic_write_text(path, dumps_toml(raw))
+    text = dumps_toml(raw)
+    try:  # never replace a good file with one that cannot be read back
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RulesError(f"cannot write these rules as TOML ({exc}); {path} is unchanged",
+                         field="rules") from None
+    atomic_write_text(path, text)
     return rules
 
 

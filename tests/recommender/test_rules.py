@@ -487,3 +487,16 @@ def test_an_item_pinned_twice_for_the_same_anchor_is_refused(table):
                      {"item_id": "b6", "position": 3, "anchor": "s0"}]}
     assert ids(table, run(table, rules, mode="search", anchor_ids=["t0"])[0])[0] == "b6"
     assert ids(table, run(table, rules, mode="search", anchor_ids=["s0"])[0])[2] == "b6"
+
+
+@pytest.mark.parametrize("text", ["line one\r\nline two", "bell\x07", "nul\x00", "del\x7f",
+                                  "form\x0cfeed", "café ☕ \u2028"])
+def test_save_rules_writes_any_string_so_it_reads_back(tmp_path, text):
+    """A description or id holding a control character (a carriage return pasted from a
+    Windows editor into the notebook's edits) was written unescaped: save_rules
+    replaced a good rules file with one that is not valid TOML ("Illegal character
+    '\\r'"), which the server then refused and the notebook could not load again."""
+    p = tmp_path / "rules.toml"
+    raw = {"version": "2", "description": text, "filters": {"exclude_ids": [text]}}
+    save_rules(raw, p)
+    assert load_rules(p).raw == raw
