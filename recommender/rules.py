@@ -448,6 +448,9 @@ def load_rules(path: str | os.PathLike) -> Rules:
     ('accessory', 'bag')
     """
     path = Path(path)
+    if path.is_dir():
+        raise RulesError(f"{path}: is a folder, not a rules file (name the .toml in it)",
+                         field="rules", value=str(path))
     if not path.is_file():
         raise NotFoundError(f"rules file not found: {path}", field="rules", value=str(path))
     try:

@@ -500,3 +500,12 @@ def test_save_rules_writes_any_string_so_it_reads_back(tmp_path, text):
     raw = {"version": "2", "description": text, "filters": {"exclude_ids": [text]}}
     save_rules(raw, p)
     assert load_rules(p).raw == raw
+
+
+def test_a_folder_given_as_the_rules_file_is_named_a_folder(tmp_path):
+    """``RULES = "<bundle>/rules"`` (the folder, not rules.toml in it) was refused as
+    "rules file not found: <bundle>/rules", of a path that plainly exists."""
+    with pytest.raises(RulesError, match=r": is a folder, not a rules file"):
+        load_rules(tmp_path / ".." / tmp_path.name)
+    with pytest.raises(Exception, match="rules file not found"):
+        load_rules(tmp_path / "nope.toml")
