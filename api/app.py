@@ -353,7 +353,8 @@ def load_config_file(path: str | os.PathLike) -> dict:
     if not p.is_file():
         raise NotFoundError(f"API config file not found: {p}", field="config", value=str(p))
     try:
-        text = p.read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark (Notepad's UTF-8) is not part of the TOML
+        text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(f"{p}: not UTF-8 text (byte {exc.start})", field="config",
                          value=str(p)) from exc

@@ -136,6 +136,15 @@ def test_serve_names_a_config_file_that_is_missing_or_not_text(tmp_path, capsys)
     assert f"{latin}: not UTF-8 text" in capsys.readouterr().err
 
 
+def test_an_api_config_file_saved_with_a_byte_order_mark_is_read(tmp_path):
+    # before: Notepad's UTF-8 (a BOM first) was "Invalid statement (at line 1, column 1)"
+    from api.app import load_config_file
+
+    cfg = tmp_path / "serve.toml"
+    cfg.write_bytes(b"\xef\xbb\xbf" + 'EVENTS_DB = "caf\u00e9.db"\n'.encode())
+    assert load_config_file(cfg) == {"EVENTS_DB": "caf\u00e9.db"}
+
+
 @pytest.mark.parametrize("line, key", [
     ('RULES_FILES = ["v2.toml"]', "RULES_FILES"),
     ("RULES_FILES = { v2 = 5 }", "RULES_FILES"),
