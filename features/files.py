@@ -30,9 +30,10 @@ def file_hash(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old or the new file, never half."""
+    """Write ``text`` to ``path`` so readers see the old or the new file, never half.
+    UTF-8 whatever the locale: the project's readers (rules, manifests) read UTF-8."""
     with atomic_files(path) as (tmp,):
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _new_file_beside(path: Path) -> Path:
