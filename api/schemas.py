@@ -98,6 +98,8 @@ _SCORED_ITEM = {
 #: the arrays of scored items: their order is the one to show
 _DISPLAY_ORDER = ("in display order (best first after diversity and the rules' pins); "
                   "each item's score is its relevance, not its rank")
+#: name -> path (RULES_FILES, MODELS), as /healthz's failed_target reports them
+_NAMED_PATHS = {"type": "object", "additionalProperties": {"type": "string"}}
 #: /healthz's changed_outputs, of the main bundle and of each MODELS one
 _CHANGED_OUTPUTS = {
     "type": "object",
@@ -242,11 +244,15 @@ RESPONSES: dict[str, dict] = {
                           "failed_target": {
                               "type": ["object", "null"],
                               "description": "the paths that reload tried; rules null: "
-                              "the bundle's own; experiments null: none configured",
+                              "the bundle's own; experiments null: none configured; "
+                              "rules_files and models: name -> path of each RULES_FILES "
+                              "and MODELS entry (empty: none configured)",
                               "properties": {"bundle": {"type": ["string", "null"]},
                                              "rules": {"type": ["string", "null"]},
                                              "experiments": {"type": ["string",
-                                                                      "null"]}}}},
+                                                                      "null"]},
+                                             "rules_files": _NAMED_PATHS,
+                                             "models": _NAMED_PATHS}}},
                          ["status"]),
     "reload": _response({"reloaded": {"type": "boolean"},
                          "published": {"type": "boolean",

@@ -429,7 +429,11 @@ class StateHolder:
                 self.failed_target = {"bundle": _path_or_none(spec.get("bundle")),
                                       "rules": _path_or_none(spec.get("rules")),
                                       "experiments": _path_or_none(
-                                          spec.get("experiments"))}
+                                          spec.get("experiments")),
+                                      # a failing RULES_FILES or MODELS entry showed
+                                      # only the main rules and bundle, not its path
+                                      "rules_files": _paths(spec.get("rules_files")),
+                                      "models": _paths(spec.get("models"))}
                 log.warning("%s: %s", kept, self.last_error)
                 raise ReloadRefused(f"{kept}: {exc}",
                                     field=_failed_field(exc, bundle, rules)) from exc
@@ -561,6 +565,10 @@ class StateHolder:
 
 def _path_or_none(path) -> str | None:
     return str(path) if path else None
+
+
+def _paths(named) -> dict[str, str]:
+    return {str(name): str(path) for name, path in (named or {}).items()}
 
 
 def _failed_field(exc: Exception, bundle, rules) -> str:

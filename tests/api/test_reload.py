@@ -544,7 +544,8 @@ def test_healthz_names_the_published_target_this_worker_failed_to_load(tmp_path)
     assert r.status_code == 200 and body["status"] == "ok"    # bundle a still serves
     assert "is broken" in body["last_error"]
     assert body["failed_target"] == {"bundle": str(tmp_path / "b"), "rules": None,
-                                     "experiments": None}
+                                     "experiments": None, "rules_files": {},
+                                     "models": {}}
     doc = c.get("/openapi.json").get_json()
     schema = doc["paths"]["/healthz"]["get"]["responses"]["200"]["content"][
         "application/json"]["schema"]
@@ -750,7 +751,8 @@ def test_a_bad_experiments_edit_keeps_the_old_config_and_is_reported(tmp_path, b
     assert health["status"] == "ok" and reason in health["last_error"]
     assert str(exp) in health["last_error"]
     assert health["failed_target"] == {"bundle": str(tmp_path / "a"), "rules": None,
-                                       "experiments": str(exp)}
+                                       "experiments": str(exp), "rules_files": {},
+                                       "models": {}}
     exp.write_text(EXPERIMENTS_V2)
     assert c.post("/admin/reload", headers=ADMIN).status_code == 200
     health = c.get("/healthz").get_json()
@@ -865,6 +867,24 @@ def test_a_bad_rules_edit_is_refused_as_the_rules_not_the_bundle(tmp_path, text,
     assert health["reload_failures"] == 1
     r = c.get("/v1/items/X/complements")
     assert r.status_code == 200 and r.get_json()["rules_version"] == "1"
+    app.extensions["mixmatch"].events.close()
+
+
+def test_a_refused_rules_files_edit_names_its_path_in_failed_target(tmp_path):
+    """A RULES_FILES entry whose edit a reload refused: ``failed_target`` listed the
+    main rules (None: the bundle's own) and not the file that failed."""
+    main_rules, v2 = tmp_path / "rules.toml", tmp_path / "v2.toml"
+    main_rules.write_text('version = "1"\n')
+    v2.write_text('version = "v2-1"\n')
+    app = experiments_app(tmp_path, RULES=str(main_rules), RULES_FILES={"v2": str(v2)})
+    c = app.test_client()
+    v2.write_text('version = "v2-2"\n[[boost]]\nfield = "colour"\nvalue = "BLACK"\n'
+                  'factor = -1\n')
+    assert c.post("/admin/reload", headers=ADMIN).status_code == 422
+    health = c.get("/healthz").get_json()
+    assert str(v2) in health["last_error"]
+    assert health["failed_target"]["rules_files"] == {"v2": str(v2)}
+    assert health["failed_target"]["rules"] == str(main_rules)
     app.extensions["mixmatch"].events.close()
 
 
