@@ -395,6 +395,13 @@ def parse_rules(data: dict) -> Rules:
         pm = _check_keys(data["pairing"], set(CATEGORIES), "rules.pairing")
         kw["pairing"] = {c: tuple(sorted(_categories(v, f"rules.pairing.{c}")))
                          for c, v in pm.items()}
+        for c, row in kw["pairing"].items():
+            if c in row:
+                # never applied (complements leave out the anchor's own category):
+                # a merchandiser's edit that did nothing, without a word
+                raise _fail(f"rules.pairing.{c}", f"{c!r} pairs with itself: complements "
+                            f"show other categories than the anchor's (up-sell offers "
+                            f"alternatives in its own)", c)
 
     up = _check_keys(data.get("upsell", {}), {"band"}, "rules.upsell")
     if "band" in up:

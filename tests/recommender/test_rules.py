@@ -509,3 +509,10 @@ def test_a_folder_given_as_the_rules_file_is_named_a_folder(tmp_path):
         load_rules(tmp_path / ".." / tmp_path.name)
     with pytest.raises(Exception, match="rules file not found"):
         load_rules(tmp_path / "nope.toml")
+
+
+def test_a_category_paired_with_itself_is_refused():
+    # before: `top = ["top", "bottom"]` was read, and the top never shown (complements
+    # leave out the anchor's own category): an edit that did nothing, without a word
+    with pytest.raises(RulesError, match=r"rules.pairing.top: 'top' pairs with itself"):
+        parse_rules({"version": 1, "pairing": {"top": ["top", "bottom"]}})
