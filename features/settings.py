@@ -27,6 +27,7 @@ features.exceptions.InputError: [stages.demo] epochs must be a whole number, got
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import types
@@ -117,3 +118,21 @@ def check_settings(stage: str, settings: Mapping[str, Any],
             raise InputError(f"[stages.{stage}] {key} must be {words}, got {value!r}",
                              field=f"stages.{stage}.{key}", value=value)
     return dict(settings)
+
+
+@contextlib.contextmanager
+def said_of_stage(stage: str):
+    """An InputError raised inside (an estimator's range check: "epochs must be >= 1")
+    raised again saying where the value was set: ``[stages.<stage>] epochs ...``.
+
+    >>> with said_of_stage("demo"):
+    ...     raise InputError("epochs must be >= 1, got 0", field="epochs", value=0)
+    Traceback (most recent call last):
+    ...
+    features.exceptions.InputError: [stages.demo] epochs must be >= 1, got 0
+    """
+    try:
+        yield
+    except InputError as exc:
+        raise InputError(f"[stages.{stage}] {exc}", value=exc.value,
+                         field=f"stages.{stage}.{exc.field}") from None

@@ -63,7 +63,7 @@ from features.attributes.taxonomy import Taxonomy
 from features.exceptions import BundleError, InputError
 from features.fashionai.schema import ATTRIBUTE_TASKS
 from features.files import read_bundle_file
-from features.settings import check_settings, parameter_kinds
+from features.settings import check_settings, parameter_kinds, said_of_stage
 
 #: Bumped when training changes in a way that should invalidate finished stages.
 TRAIN_VERSION = 2
@@ -356,11 +356,8 @@ def checked_params(ctx) -> dict[str, Any]:
     from features.attributes.estimator import AttributeModel
 
     params = _stage_params(ctx)
-    try:
+    with said_of_stage("attributes"):     # "epochs must be >= 1": say where it was set
         AttributeModel(**params)._validate_params()
-    except InputError as exc:   # "epochs must be >= 1": say where it was set
-        raise InputError(f"[stages.attributes] {exc}", value=exc.value,
-                         field=f"stages.attributes.{exc.field}") from None
     return params
 
 

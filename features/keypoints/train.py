@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.exceptions import BundleError, InputError
+from features.exceptions import BundleError
 from features.fashionai.io import keypoints_to_arrays, read_keypoints_csv, write_keypoints_csv
 from features.files import read_bundle_file
-from features.settings import check_settings, parameter_kinds
+from features.settings import check_settings, parameter_kinds, said_of_stage
 
 TRAIN_VERSION = 2
 DEFAULT_CSV = "source/fashionai/keypoints.csv"
@@ -72,11 +72,8 @@ def checked_params(ctx) -> dict:
                "num_threads": 1, "time_budget_s": 300, "budget_clock": "cpu"})
     params.update({k: v for k, v in cfg.items() if k != "csv"})
     params["image_size"] = tuple(params["image_size"])
-    try:
+    with said_of_stage("keypoints"):     # "epochs must be >= 1": say where it was set
         HeatmapKeypointDetector(**params)._validate_params()
-    except InputError as exc:   # "epochs must be >= 1": say where it was set
-        raise InputError(f"[stages.keypoints] {exc}", value=exc.value,
-                         field=f"stages.keypoints.{exc.field}") from None
     return params
 
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.exceptions import BundleError, InputError
+from features.exceptions import BundleError
 from features.files import read_bundle_file
-from features.settings import check_settings, parameter_kinds
+from features.settings import check_settings, parameter_kinds, said_of_stage
 
 OUTPUTS = ["models/compat.txt", "models/compat.json", "models/cooc.npz"]
 #: Smaller, faster settings for tests and smoke builds (``quick``).
@@ -61,13 +61,10 @@ def stage_settings(config: dict) -> dict:
 
     table = config.get("stages", {}).get("compatibility", {})
     table = check_settings("compatibility", table, parameter_kinds(CompatibilityModel))
-    try:
+    with said_of_stage("compatibility"):
         # ranges and modes too (negatives = "bogus", val_fraction = 2.0), which fit
         # checks only once the stage has started
         CompatibilityModel(**table)._validate_params()
-    except InputError as exc:
-        raise InputError(f"[stages.compatibility] {exc}", field=f"stages.compatibility."
-                         f"{exc.field}", value=getattr(exc, "value", None)) from None
     return table
 
 
