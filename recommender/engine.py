@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 MAX_K = 100
 #: most candidates a group is widened to when the rules' filters leave too few
 MAX_RULES_WIDENING = 2000
+#: MMR's weight of relevance (``Engine.mmr``'s ``lam``) when a request sets no
+#: ``diversity``: complements mix styles, up-sell alternatives stay close to the item
+COMPLEMENTS_LAM = 0.7
+UPSELL_LAM = 0.85
 MAX_ITEMS = 20
 #: catalogue columns never offered as search attributes
 NON_ATTRIBUTE_COLUMNS = {"item_id", "image_path", "price", "in_stock", "image_ok"}
@@ -298,6 +302,20 @@ class Engine:
     def _strategy(self, name: str):
         return get_strategy(name)
 
+    @staticmethod
+    def _lam(diversity: Any, default: float) -> float:
+        """The MMR weight of relevance for ``diversity`` (``lam = 1 - diversity``);
+        ``None`` keeps the list's own ``default``, exactly (not ``1 - (1 - default)``,
+        which may differ in the last bit and reorder near-ties)."""
+        if diversity is None:
+            return default
+        if isinstance(diversity, bool) or not isinstance(diversity, (int, float,
+                                                                    np.floating)) \
+                or not 0.0 <= diversity <= 1.0:  # NaN fails the comparison too
+            raise InputError(f"diversity must be a number in [0, 1], got {diversity!r}",
+                             field="diversity", value=diversity)
+        return 1.0 - float(diversity)
+
     def _rules(self, rules: Rules | None) -> Rules:
         if rules is None:
             return self.rules
@@ -524,7 +542,8 @@ class Engine:
 
     def complements(self, item_id: str | Sequence[str], k: int = 5, categories=None,
                     strategy: str = "default", rules: Rules | None = None,
-                    context: Sequence[str] | None = None) -> dict:
+                    context: Sequence[str] | None = None, diversity: float | None = None
+                    ) -> dict:
         """Cross-sell: complementary items grouped by category, top ``k`` each.
 
         ``item_id`` is one id or a cart (list); ``context`` adds more cart items.
@@ -534,9 +553,12 @@ class Engine:
         category has them: past the graph's row (``k_compat`` = 20 edges) the
         strategy tops it up with further items it scores (the compatibility scorer,
         or embedding cosine for ``visual``; ``cooccurrence`` adds popular items, then
-        the compatibility scorer's choice below them).
+        the compatibility scorer's choice below them). ``diversity`` in [0, 1]
+        weighs the MMR re-ranking (:meth:`mmr`, ``lam = 1 - diversity``; default 0.3,
+        0: the score order).
         """
         k = self._k(k)
+        lam = self._lam(diversity, COMPLEMENTS_LAM)
         anchors = self._ids([item_id] if isinstance(item_id, str) else item_id, "item_id")
         if context:
             anchors += [i for i in self._ids(context, "context") if i not in anchors]
@@ -557,7 +579,7 @@ class Engine:
         groups = []
         for c in wanted:
             idx, sc, rsn = self._merged_allowed(strat, anchors, c, depth, fill, rs, k)
-            order = self.mmr(idx, sc, depth=min(len(idx), 3 * k))
+            order = self.mmr(idx, sc, lam=lam, depth=min(len(idx), 3 * k))
             groups.append(Group(c, idx[order], sc[order], [rsn[o] for o in order]))
         out = apply_rules(groups, rs, self.table, k=k, mode="complements",
                           anchor_ids=[self.table.ids[a] for a in anchors],
@@ -674,7 +696,8 @@ class Engine:
 
     # ------------------------------------------------------------------ cold start
     def complements_for_features(self, features: dict, embedding: np.ndarray, k: int = 5,
-                                 categories=None, rules: Rules | None = None) -> dict:
+                                 categories=None, rules: Rules | None = None,
+                                 diversity: float | None = None) -> dict:
         """Complements for an item that is not in the bundle (no rebuild).
 
         ``features``: a dict of catalogue/feature fields; needs ``category`` and
@@ -683,9 +706,10 @@ class Engine:
         each target category by embedding, plus the partners of its nearest
         same-category items (how it inherits outfit history); scored by the
         compatibility model (``score_pairs_rows``) when present, else the content
-        scorer.
+        scorer. ``diversity``: as for :meth:`complements`.
         """
         k = self._k(k)
+        lam = self._lam(diversity, COMPLEMENTS_LAM)
         if not isinstance(features, dict):
             raise InputError("features must be a dict of fields", field="features")
         cat = features.get("category")
@@ -722,7 +746,7 @@ class Engine:
             sc = self._cold_scores(features, e, colour, idx)
             order = np.lexsort((idx, -sc))
             idx, sc = idx[order], sc[order]
-            mo = self.mmr(idx, sc, depth=min(len(idx), 3 * k))
+            mo = self.mmr(idx, sc, lam=lam, depth=min(len(idx), 3 * k))
             groups.append(Group(c, idx[mo], sc[mo], [""] * len(idx)))
         out = apply_rules(groups, rs, self.table, k=k, mode="complements",
                           anchor_categories=[cat])
@@ -771,7 +795,7 @@ class Engine:
     # ------------------------------------------------------------------ up-sell
     def upsell(self, item_id: str, k: int = 5, context: Sequence[str] | None = None,
                band: Sequence[float] | None = None, strategy: str = "default",
-               rules: Rules | None = None) -> dict:
+               rules: Rules | None = None, diversity: float | None = None) -> dict:
         """Pricier alternatives in the same slot, similar and compatible with ``context``.
 
         Score = ``0.6 * similarity + 0.2 * attribute agreement + 0.2 * compatibility
@@ -779,9 +803,11 @@ class Engine:
         With prices: only items priced in ``(lo * p, hi * p]`` (``band``, default the
         rules' ``[upsell] band``). Without prices (e.g. MANGO): ``price_available`` is
         false, no price is invented, and the ranking is by similarity and compatibility
-        only -- the ``note`` says so.
+        only -- the ``note`` says so. ``diversity``: as for :meth:`complements`
+        (default 0.15: alternatives to one item are meant to be alike).
         """
         k = self._k(k)
+        lam = self._lam(diversity, UPSELL_LAM)
         i = self._idx(item_id)
         ctx = self._ids(context, "context") if context else []
         self._strategy(strategy)  # validated; similarity drives up-sell whatever it is
@@ -816,7 +842,7 @@ class Engine:
             score = 0.75 * sim + 0.25 * agree
         order = np.lexsort((cand, -score))[:max(50, 4 * k)]
         cand, score = cand[order], score[order]
-        mo = self.mmr(cand, score, lam=0.85, depth=min(len(cand), 3 * k))
+        mo = self.mmr(cand, score, lam=lam, depth=min(len(cand), 3 * k))
         reasons = []
         for j in cand[mo]:
             bits = []
@@ -1530,15 +1556,17 @@ class Engine:
         return feats, p["embedding"]
 
     def complements_for_image(self, rgb: np.ndarray, k: int = 5, categories=None,
-                              rules: Rules | None = None, *, alpha: np.ndarray | None = None
-                              ) -> dict:
+                              rules: Rules | None = None, *, alpha: np.ndarray | None = None,
+                              diversity: float | None = None) -> dict:
         """Cold start from a photo: complements for a new item that only exists as a
         picture (no rebuild) -- :meth:`image_features` then
         :meth:`complements_for_features`."""
         k = self._k(k)
         cats = self._cats(categories)
+        self._lam(diversity, COMPLEMENTS_LAM)  # refused before the photo is perceived
         feats, e = self.image_features(rgb, alpha=alpha)
-        out = self.complements_for_features(feats, e, k=k, categories=cats, rules=rules)
+        out = self.complements_for_features(feats, e, k=k, categories=cats, rules=rules,
+                                            diversity=diversity)
         out["recognised"] = {"category": feats["category"],
                              "subcategory": feats["subcategory"],
                              "colour_group": feats.get("colour_group") or None}

@@ -757,3 +757,48 @@ def test_load_says_to_rebuild_stale_stages_in_the_pipelines_order(tiny_bundle, t
     said = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     first = said.index(f"mixmatch features --bundle {root}")
     assert first < said.index(f"mixmatch train --bundle {root} --stage compatibility")
+
+
+def test_diversity_unset_keeps_each_lists_own_default(engine):
+    # an A/B variant without params passes nothing: the lists are today's, bit for bit
+    assert engine.complements("t0", k=5) == engine.complements("t0", k=5, diversity=None)
+    assert engine.upsell("t2", k=3) == engine.upsell("t2", k=3, diversity=None)
+    # the defaults, as diversity: complements lam 0.7, upsell lam 0.85
+    assert engine.complements("t0", k=5, diversity=0.3) == engine.complements("t0", k=5)
+    assert engine.upsell("t2", k=3, diversity=0.15) == engine.upsell("t2", k=3)
+
+
+def test_diversity_zero_is_the_relevance_order(engine):
+    # t0's bottoms: the default re-ranking shows a different style before two closer
+    # scored ones; diversity 0 (lam 1) is the score order, the same on every call
+    def bottoms(**kw):
+        return engine.complements("t0", k=5, categories=["bottom"], **kw)["groups"][0]
+    default, plain = bottoms(), bottoms(diversity=0.0)
+    scores = [it["score"] for it in plain["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert ids(default) != ids(plain)
+    assert bottoms(diversity=0.0) == plain and bottoms(diversity=1.0) == bottoms(diversity=1.0)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "0.3", True, [0.3]])
+def test_diversity_out_of_range_is_refused_by_name(engine, bad):
+    for call in (lambda: engine.complements("t0", diversity=bad),
+                 lambda: engine.upsell("t2", diversity=bad)):
+        with pytest.raises(InputError) as e:
+            call()
+        assert e.value.field == "diversity" and "[0, 1]" in str(e.value)
+
+
+def test_diversity_reorders_upsell_and_cold_start(engine):
+    def up(**kw):
+        return [it["item_id"] for it in engine.upsell("t0", k=5, **kw)["items"]]
+    assert len({tuple(up()), tuple(up(diversity=0.0)), tuple(up(diversity=1.0))}) == 3
+    feats, emb = {"category": "top", "colour": "Black"}, np.asarray(engine.emb[engine._idx("t0")])
+
+    def cold(**kw):
+        out = engine.complements_for_features(feats, emb, k=5, categories=["bag"], **kw)
+        return ids(out["groups"][0])
+    assert cold() == cold(diversity=None) == cold(diversity=0.3)
+    # the near-identical black bags: all five without diversity, one at most with it
+    assert sum(b.startswith("nb") for b in cold(diversity=0.0)) == 5
+    assert sum(b.startswith("nb") for b in cold(diversity=1.0)) <= 1
