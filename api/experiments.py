@@ -27,7 +27,7 @@ as long as they set different keys. Example (TOML)::
         name = "visual"
         weight = 1
         strategy = "visual"
-        params = { diversity = 0.3 }
+        params = { diversity = 0.5 }  # the engine's MMR: see VARIANT_PARAMS
 
     [[layers]]
     name = "rules"
@@ -44,8 +44,19 @@ as long as they set different keys. Example (TOML)::
 
 A variant may set ``strategy`` (one of :data:`api.schemas.STRATEGIES`), ``model``
 (a name from the app's ``MODELS``: another bundle), ``rules`` (a name from
-``RULES_FILES``) and free ``params`` (echoed, and passed to the engine where it
-takes them). What a variant leaves unset keeps the serving default.
+``RULES_FILES``) and ``params``, engine settings from :data:`VARIANT_PARAMS`:
+
+- ``diversity``, a number in [0, 1]: how much the MMR re-ranking trades relevance for
+  variety (``lam = 1 - diversity``; 0 is the score order). Unset, each list keeps its
+  own: 0.3 for complements, 0.15 for up-sell. Honoured by ``complements``, ``upsell``
+  and ``preview`` (its complements; its completed look has no MMR).
+
+A param is passed to the engine on the endpoints that honour it and echoed in the
+response's ``assignments`` entry of its variant (``"params": {"diversity": 0.5}``).
+Any other key in ``params``, a value out of range, or an experiment whose endpoints
+(every endpoint when it lists none) include one that does not honour a param its
+variants set, is refused: such an arm would run as an A/A test under a name that says
+otherwise. What a variant leaves unset keeps the serving default.
 
 Assignment: a unit (``user_id``, else ``session_id``) maps to ``u = H(salt, unit)``,
 the first 8 bytes of ``sha256(f"{salt}:{unit}")`` read big-endian over ``2**64``:
@@ -96,6 +107,24 @@ from api.schemas import STRATEGIES
 #: Keys a variant may set besides ``name`` and ``weight``.
 VARIANT_SETTINGS: tuple[str, ...] = ("strategy", "model", "rules", "params")
 HOLDOUT = "holdout"
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantParam:
+    """An engine setting a variant's ``params`` may set: its range, and the endpoints
+    whose engine calls take it (the blueprints pass it as a keyword argument)."""
+
+    low: float
+    high: float
+    endpoints: tuple[str, ...]
+
+
+#: The ``params`` a variant may set. Only knobs the engine has: a key the engine does
+#: not read would make its arm an A/A test.
+VARIANT_PARAMS: dict[str, VariantParam] = {
+    # Engine.complements/upsell(diversity=...): the MMR re-ranking's 1 - lam
+    "diversity": VariantParam(0.0, 1.0, ("complements", "upsell", "preview")),
+}
 
 
 def unit_hash(salt: str, unit: str) -> float:
@@ -155,6 +184,15 @@ class Assignment:
     unit: str | None
     entries: tuple[tuple[str, str, str, bool], ...] = ()  # layer, experiment, variant, forced
     settings: dict = dataclasses.field(default_factory=dict)
+    #: experiment -> the params its variant set (those experiments only): echoed in
+    #: that experiment's entry of :meth:`as_list`
+    params_of: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def params(self) -> dict:
+        """The engine keyword arguments of the variants' ``params`` (validated at load
+        to be ones the assigned endpoint's engine call takes)."""
+        return dict(self.settings.get("params", {}))
 
     @property
     def experiment(self) -> str | None:
@@ -165,7 +203,10 @@ class Assignment:
         return ",".join(e[2] for e in self.entries) or None
 
     def as_list(self) -> list[dict]:
-        return [{"layer": l, "experiment": e, "variant": v, "forced": f}
+        # a new key, only in the entry of a variant that sets params: a page reading
+        # the four keys of every entry reads them as before
+        return [{"layer": l, "experiment": e, "variant": v, "forced": f,
+                 **({"params": dict(self.params_of[e])} if e in self.params_of else {})}
                 for l, e, v, f in self.entries]
 
 
@@ -224,6 +265,7 @@ class Experiments:
         forced_exp, forced_var = self._resolve_forced(forced) if forced else (None, None)
         entries: list[tuple[str, str, str, bool]] = []
         settings: dict = {}
+        params_of: dict = {}
         holdout = unit is not None and self.holdout_fraction > 0 and self.in_holdout(unit)
         if holdout and forced_exp is None:
             return Assignment(unit, ((HOLDOUT, HOLDOUT, HOLDOUT, False),), {})
@@ -242,7 +284,9 @@ class Experiments:
             exp, var, is_forced = chosen
             entries.append((layer.name, exp.name, var.name, is_forced))
             settings.update(var.settings)  # layers set disjoint keys (validated)
-        return Assignment(unit, tuple(entries), settings)
+            if "params" in var.settings:
+                params_of[exp.name] = var.settings["params"]
+        return Assignment(unit, tuple(entries), settings, params_of)
 
     def _resolve_forced(self, forced: str) -> tuple[Experiment, Variant]:
         if ":" in forced:
@@ -471,7 +515,7 @@ class _Validator:
                                   f"endpoint names, got {endpoints!r}", allowed=ENDPOINTS)
                     endpoints = tuple(endpoints)
                 variants = self.variants(eraw.get("variants"), f"{ek}.variants", lname,
-                                         layer_keys)
+                                         layer_keys, endpoints or tuple(ENDPOINTS))
                 esalt = self.string(eraw.get("salt"), f"{ek}.salt", required=False,
                                     default=f"{salt}:{ename}")
                 self.unique_salt(salts, esalt, f"{ek}.salt", lname)
@@ -504,7 +548,7 @@ class _Validator:
                       "distinct salt, or a distinct name when the salt is the default)")
         salts.setdefault(value, (key, layer))
 
-    def variants(self, raw, key, layer, layer_keys) -> tuple[Variant, ...]:
+    def variants(self, raw, key, layer, layer_keys, endpoints) -> tuple[Variant, ...]:
         if not isinstance(raw, list) or len(raw) < 1:
             self.fail(key, "must be a non-empty list of variants")
         out, names = [], set()
@@ -534,8 +578,8 @@ class _Validator:
                 if s == "rules" and val not in self.rules:
                     self.fail(f"{vk}.rules", f"unknown rules {val!r} (the app's "
                               "RULES_FILES names them)", allowed=sorted(self.rules))
-                if s == "params" and not isinstance(val, dict):
-                    self.fail(f"{vk}.params", f"must be a table/mapping, got {val!r}")
+                if s == "params":
+                    val = self.params(val, f"{vk}.params", endpoints)
                 owner = layer_keys.setdefault(s, layer)
                 if owner != layer:
                     # two layers setting one key would make the merged variant depend
@@ -545,6 +589,26 @@ class _Validator:
                 settings[s] = val
             out.append(Variant(name, float(weight), settings))
         return tuple(out)
+
+    def params(self, raw, key, endpoints) -> dict:
+        """A variant's ``params``: keys of :data:`VARIANT_PARAMS`, each in its range
+        and honoured on every endpoint of the experiment (numbers kept as floats)."""
+        if not isinstance(raw, dict):
+            self.fail(key, f"must be a table/mapping, got {raw!r}")
+        out = {}
+        for name, val in raw.items():
+            spec = VARIANT_PARAMS.get(name)
+            if spec is None:
+                self.fail(f"{key}.{name}", f"unknown param {name!r} (the engine takes "
+                          f"no such setting)", allowed=sorted(VARIANT_PARAMS))
+            out[name] = self.number(val, f"{key}.{name}", spec.low, spec.high)
+            inert = [p for p in endpoints if p not in spec.endpoints]
+            if inert:
+                self.fail(f"{key}.{name}", f"params.{name} has no effect on endpoint "
+                          f"{inert[0]} (it has on {', '.join(spec.endpoints)}): the arm "
+                          f"would be an A/A test there; limit the experiment's endpoints "
+                          f"to those", allowed=list(spec.endpoints))
+        return out
 
 
 #: Endpoint names an experiment may be limited to.

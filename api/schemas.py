@@ -114,16 +114,27 @@ _CHANGED_OUTPUTS = {
     "files only"}
 
 
+#: an assignments entry's ``params`` (api.experiments.VARIANT_PARAMS names them)
+_VARIANT_PARAMS = {
+    "type": "object", "additionalProperties": {"type": "number"},
+    "description": "the engine settings this variant sets (e.g. diversity), passed to "
+    "the engine on this endpoint; only in the entry of a variant that sets any"}
+
+
 def _response(properties: dict, required: list[str]) -> dict:
     return {"type": "object", "required": required + ENVELOPE_REQUIRED,
             "properties": {**properties, **ENVELOPE_PROPERTIES,
                            "assignments": {"type": "array", "items": {
                                "type": "object",
                                "required": ["layer", "experiment", "variant"],
+                               # every key listed: an undocumented one fails the
+                               # JSON contract tests, not a page that reads it
+                               "additionalProperties": False,
                                "properties": {"layer": {"type": "string"},
                                               "experiment": {"type": "string"},
                                               "variant": {"type": "string"},
-                                              "forced": {"type": "boolean"}}}}}}
+                                              "forced": {"type": "boolean"},
+                                              "params": _VARIANT_PARAMS}}}}}
 
 
 RESPONSES: dict[str, dict] = {

@@ -22,7 +22,10 @@ def check_item_id(item_id: str) -> str:
 
 
 def variant_choice(assignment, state):
-    """(engine, strategy, rules object) the assigned variant chose."""
+    """(engine, strategy, rules object) the assigned variant chose. Its ``params``
+    (``assignment.params``) are engine keyword arguments of the endpoints that honour
+    them (:data:`api.experiments.VARIANT_PARAMS`): those pass them on, as ``**``, so an
+    engine call without a variant's params is the call it always was."""
     s = assignment.settings
     return (state.engine_for(s.get("model")), s.get("strategy", "default"),
             state.rules_for(s.get("rules")).rules)
@@ -39,7 +42,7 @@ def complements(item_id: str):
     state = get_state()
     engine, strategy, rules = variant_choice(a, state)
     result = engine.complements(item_id, k=args.get("k", DEFAULT_K), categories=cats,
-                                strategy=strategy, rules=rules)
+                                strategy=strategy, rules=rules, **a.params)
     return respond({"strategy": strategy, **result})
 
 
@@ -54,5 +57,5 @@ def upsell(item_id: str):
     state = get_state()
     engine, strategy, rules = variant_choice(a, state)
     result = engine.upsell(item_id, k=args.get("k", DEFAULT_K), context=context or [],
-                           strategy=strategy, rules=rules)
+                           strategy=strategy, rules=rules, **a.params)
     return respond({"item_id": item_id, "strategy": strategy, **result})

@@ -71,7 +71,8 @@ def preview(item_id: str):
     state = get_state()
     engine, strategy, rules = variant_choice(a, state)
     k = args.get("k", 4)
-    comp = engine.complements(item_id, k=k, strategy=strategy, rules=rules)
+    # the variant's params are the complements' (diversity): the look has no MMR
+    comp = engine.complements(item_id, k=k, strategy=strategy, rules=rules, **a.params)
     looks = engine.complete([item_id], n=1, rules=rules, strategy=strategy).get("looks", [])
     groups = [{"category": grp["category"],
                "items": [_card(state, it["item_id"], it.get("score"), it.get("reason"))

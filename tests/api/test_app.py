@@ -526,3 +526,74 @@ def test_a_failed_exposure_write_still_serves_and_is_counted(ab_app, failure, ca
     c.get(url)                                  # the database is back: logged again
     assert store.count("exposures") == stored + len(r.get_json()["assignments"])
     assert c.get("/healthz").get_json()["exposures_dropped"] == 1
+
+
+@pytest.fixture
+def diversity_app(served_bundle, engine, tmp_path):
+    """A diversity experiment: ``control`` sets no params, ``plain`` and ``wide`` set
+    diversity 0 and 1 (forced with ?variant=, units drawn by hash otherwise)."""
+    exp = {"salt": "d", "layers": [{"name": "ranking", "experiments": [
+        {"name": "div", "coverage": 1.0, "qa_override": True,
+         "endpoints": ["complements", "upsell", "preview"], "variants": [
+             {"name": "control"}, {"name": "plain", "params": {"diversity": 0}},
+             {"name": "wide", "params": {"diversity": 1.0}}]}]}]}
+    (tmp_path / "exp.json").write_text(json.dumps(exp))
+    app = create_app({"TESTING": True, "BUNDLE": str(served_bundle),
+                      "EXPERIMENTS": str(tmp_path / "exp.json"),
+                      "DATA_DIR": str(tmp_path / "data"), "WATCH_INTERVAL": 0})
+    yield app
+    app.extensions["mixmatch"].events.close()
+
+
+def _reordered_by_diversity(engine, call) -> str:
+    """An item whose list diversity 0 and 1 order differently (where MMR matters)."""
+    for item in engine.catalog["item_id"].astype(str):
+        try:
+            if call(item, diversity=0.0) != call(item, diversity=1.0):
+                return item
+        except InputError:
+            continue
+    pytest.skip("no item of the served bundle is reordered by diversity")
+
+
+@pytest.mark.parametrize("endpoint", ["complements", "upsell"])
+def test_a_variants_diversity_reaches_the_engine_and_is_echoed(diversity_app, engine,
+                                                               endpoint):
+    """A variant's params were never passed on: an experiment's diversity arms served
+    one list (an A/A test), and the response did not say what the arm set."""
+    call = getattr(engine, endpoint)
+    item = _reordered_by_diversity(engine, lambda i, **kw: call(i, k=5, **kw))
+    c = diversity_app.test_client()
+    want = {"control": call(item, k=5), "plain": call(item, k=5, diversity=0.0),
+            "wide": call(item, k=5, diversity=1.0)}
+    assert roundtrip(want["plain"]) != roundtrip(want["wide"])
+    assert roundtrip(want["control"]) == roundtrip(call(item, k=5, diversity=None))
+    # interleaved and repeated: one variant's list is never served to another
+    for variant in ("wide", "plain", "control", "wide", "plain", "control"):
+        body = c.get(f"/v1/items/{item}/{endpoint}?k=5&session_id=s&variant=div:"
+                     f"{variant}").get_json()
+        assert strip(body) == roundtrip(want[variant]), variant
+        entry = {"layer": "ranking", "experiment": "div", "variant": variant,
+                 "forced": True}
+        if variant != "control":
+            entry["params"] = {"diversity": 0.0 if variant == "plain" else 1.0}
+        assert body["assignments"] == [entry]
+
+
+def test_a_variants_diversity_reaches_the_preview_complements(diversity_app, engine):
+    import re
+    item = _reordered_by_diversity(engine, lambda i, **kw: engine.complements(i, k=4, **kw))
+    c = diversity_app.test_client()
+
+    def shown(variant):
+        html = c.get(f"/preview/{item}?variant=div:{variant}").get_data(as_text=True)
+        # the item's own card first, then the complements' groups, then the look
+        return re.findall(r'class="card [^"]*" data-item-id="([^"]+)"', html)[1:]
+
+    def cards(**kw):
+        out = engine.complements(item, k=4, **kw)
+        return [it["item_id"] for g in out["groups"] for it in g["items"]]
+    plain, wide = shown("plain"), shown("wide")
+    assert plain[:len(cards(diversity=0.0))] == cards(diversity=0.0)
+    assert wide[:len(cards(diversity=1.0))] == cards(diversity=1.0)
+    assert plain != wide and shown("control")[:len(cards())] == cards()

@@ -306,3 +306,54 @@ def test_an_experiments_file_with_a_utf8_byte_order_mark_is_read(tmp_path, suffi
     p.write_bytes(text.encode("utf-8-sig"))
     assert Experiments.load(p).version == "bom"
     load_experiments_for_analysis(p)
+
+
+def _diversity_config(params, endpoints=("complements", "upsell")) -> dict:
+    exp = {"name": "div", "coverage": 1.0, "qa_override": True, "variants": [
+        {"name": "control"}, {"name": "wide", "params": params}]}
+    if endpoints is not None:
+        exp["endpoints"] = list(endpoints)
+    return {"layers": [{"name": "ranking", "experiments": [exp]}]}
+
+
+@pytest.mark.parametrize("params, key, words", [
+    ({"k": 3}, "params.k", "unknown param 'k'"),
+    ({"diversity": 1.5}, "params.diversity", "must be a number in [0.0, 1.0], got 1.5"),
+    ({"diversity": -0.1}, "params.diversity", "got -0.1"),
+    ({"diversity": "0.3"}, "params.diversity", "got '0.3'"),
+    ({"diversity": True}, "params.diversity", "got True"),
+    ({"diversity": float("nan")}, "params.diversity", "got nan"),
+    ([0.3], "params", "must be a table/mapping"),
+])
+def test_variant_params_are_engine_settings_in_range(params, key, words):
+    # any key or value passed before, and was then never used: an A/A test
+    with pytest.raises(SchemaError) as err:
+        Experiments.from_dict(_diversity_config(params))
+    full = f"layers[0].experiments[0].variants[1].{key}"
+    assert err.value.field == full and full in str(err.value)
+    assert words in str(err.value)
+
+
+@pytest.mark.parametrize("endpoints, inert", [(["complements", "analyze"], "analyze"),
+                                              (["complete"], "complete"),
+                                              (None, "complete")])  # none: every one
+def test_a_param_on_an_endpoint_that_does_not_honour_it_is_refused(endpoints, inert):
+    with pytest.raises(SchemaError) as err:
+        Experiments.from_dict(_diversity_config({"diversity": 0.5}, endpoints))
+    assert err.value.field == "layers[0].experiments[0].variants[1].params.diversity"
+    assert f"params.diversity has no effect on endpoint {inert}" in str(err.value)
+    assert err.value.allowed == ["complements", "upsell", "preview"]
+
+
+def test_variant_params_reach_the_assignment_and_its_echo():
+    exp = Experiments.from_dict(_diversity_config({"diversity": 1}, ["complements",
+                                                                     "upsell", "preview"]))
+    a = exp.assign(None, endpoint="upsell", forced="div:wide")
+    assert a.params == {"diversity": 1.0} and isinstance(a.params["diversity"], float)
+    assert a.as_list() == [{"layer": "ranking", "experiment": "div", "variant": "wide",
+                            "forced": True, "params": {"diversity": 1.0}}]
+    # the control sets none: its entry and its engine call are as before
+    c = exp.assign(None, endpoint="complements", forced="div:control")
+    assert c.params == {} and "params" not in c.as_list()[0]
+    # an endpoint outside the experiment: no entry, no params
+    assert exp.assign(None, endpoint="analyze", forced="div:wide").params == {}

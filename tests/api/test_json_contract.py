@@ -126,3 +126,32 @@ def test_preview_of_an_unknown_priced_item_shows_no_price(client):
     assert r.status_code == 200
     html = r.get_data(as_text=True)
     assert f"<b>{UNKNOWN_PRICE}</b>" in html and "nan" not in html.lower()
+
+
+@pytest.mark.parametrize("endpoint", ["complements", "upsell"])
+def test_an_assignment_echoes_its_variants_params_as_documented(tmp_path, endpoint):
+    """The docstring promised a variant's params echoed; the response said nothing of
+    them. They are a new key of the variant's ``assignments`` entry, in the schema."""
+    root = make_tiny_bundle(tmp_path / "bundle")
+    (tmp_path / "exp.json").write_text(json.dumps({"layers": [{"name": "ranking",
+        "experiments": [{"name": "div", "qa_override": True,
+                         "endpoints": ["complements", "upsell"], "variants": [
+                             {"name": "control"},
+                             {"name": "wide", "params": {"diversity": 0.75}}]}]}]}))
+    app = create_app({"TESTING": True, "BUNDLE": str(root), "WATCH_INTERVAL": 0,
+                      "DATA_DIR": str(tmp_path / "data"),
+                      "EXPERIMENTS": str(tmp_path / "exp.json")})
+    c = app.test_client()
+    schema = response_schema(c, f"/v1/items/{{item_id}}/{endpoint}", "get")
+    entry = schema["properties"]["assignments"]["items"]
+    for variant, echo in (("wide", {"params": {"diversity": 0.75}}), ("control", {})):
+        body = strict_json(c.get(f"/v1/items/t0/{endpoint}?k=3&variant=div:{variant}"))
+        assert body["assignments"] == [{"layer": "ranking", "experiment": "div",
+                                        "variant": variant, "forced": True, **echo}]
+        jsonschema.validate(body, schema)
+    # an entry with a key the schema does not name is refused by it
+    body["assignments"][0]["paramz"] = {}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(body, schema)
+    assert entry["properties"]["params"]["additionalProperties"] == {"type": "number"}
+    app.extensions["mixmatch"].events.close()

@@ -630,15 +630,18 @@ name = "ranking"
     strategy = "visual"
 '''
 # a second layer with its own experiment: "strat" is unchanged, so its units keep theirs
+# (a variant's params are engine settings, on the endpoints that honour them: the page
+# size ``k = 3`` this experiment once set was never read, and is refused now)
 EXPERIMENTS_V2 = EXPERIMENTS_V1 + '''
 [[layers]]
 name = "page"
   [[layers.experiments]]
-  name = "size"
+  name = "div"
   coverage = 1.0
+  endpoints = ["complements", "upsell"]
     [[layers.experiments.variants]]
-    name = "small"
-    params = { k = 3 }
+    name = "wide"
+    params = { diversity = 0.5 }
 '''
 BAD_EXPERIMENTS = {
     "toml syntax": (EXPERIMENTS_V1 + "[[layers]\n", "at line 13"),
@@ -646,10 +649,14 @@ BAD_EXPERIMENTS = {
                                              'strategy = "visual"\n    model = "nope"'),
                       "unknown model 'nope'"),
     # named like its layer: both draw with the default salt "t:page"
-    "salt reused": (EXPERIMENTS_V2.replace('name = "size"', 'name = "page"'),
+    "salt reused": (EXPERIMENTS_V2.replace('name = "div"', 'name = "page"'),
                     "salt 't:page' is also the salt of layers[1].salt"),
     "weight invalid": (EXPERIMENTS_V1.replace('name = "vis"', 'name = "vis"\n    weight = -1'),
                        "variants[1].weight: must be a number in (0.0, 1000000.0]"),
+    "unknown param": (EXPERIMENTS_V2.replace("diversity = 0.5", "k = 3"),
+                      "layers[1].experiments[0].variants[0].params.k: unknown param 'k'"),
+    "inert param": (EXPERIMENTS_V2.replace('"upsell"]', '"analyze"]'),
+                    "params.diversity has no effect on endpoint analyze"),
 }
 ADMIN = {"Authorization": "Bearer s3cret"}
 
@@ -709,7 +716,7 @@ def test_an_edited_experiments_file_is_served_after_an_admin_reload_in_every_wor
     assert r.get_json()["experiments_version"] not in (None, v1)
     assert r.get_json()["previous"]["experiments_version"] == v1
     after = assignments(c1)
-    assert after == {u: {**a, "size": "small"} for u, a in before.items()}
+    assert after == {u: {**a, "div": "wide"} for u, a in before.items()}
     assert exposure_versions(w1) == {v1, r.get_json()["experiments_version"]}
     # each version's weights are kept for the A/B report, which checks each version's
     # sample ratio against its own (the file itself now says only the new ones)
@@ -718,7 +725,7 @@ def test_an_edited_experiments_file_is_served_after_an_admin_reload_in_every_wor
     assert {v: json.loads(a) for v, a in recorded.items()} == {
         v1: {"strat": {"def": 1.0, "vis": 1.0}},
         r.get_json()["experiments_version"]: {"strat": {"def": 1.0, "vis": 1.0},
-                                              "size": {"small": 1.0}}}
+                                              "div": {"wide": 1.0}}}
     # the other worker follows the publication (its next check of the control file)
     assert w2.extensions["mixmatch"].holder.maybe_check(now=time.monotonic() + 60,
                                                         background=False) is True
@@ -757,7 +764,7 @@ def test_a_bad_experiments_edit_keeps_the_old_config_and_is_reported(tmp_path, b
     assert c.post("/admin/reload", headers=ADMIN).status_code == 200
     health = c.get("/healthz").get_json()
     assert health["last_error"] is None and health["failed_target"] is None
-    assert assignments(c, range(10)) == {u: {**a, "size": "small"}
+    assert assignments(c, range(10)) == {u: {**a, "div": "wide"}
                                          for u, a in before.items()}
     app.extensions["mixmatch"].events.close()
 
@@ -772,7 +779,7 @@ def test_the_watch_reloads_an_edited_experiments_file(tmp_path):
     before = assignments(c, range(5))
     exp = tmp_path / "experiments.toml"
     exp.write_text(EXPERIMENTS_V2)
-    want = {u: {**a, "size": "small"} for u, a in before.items()}
+    want = {u: {**a, "div": "wide"} for u, a in before.items()}
     deadline = time.monotonic() + 10
     while assignments(c, range(5)) != want and time.monotonic() < deadline:
         time.sleep(0.05)
