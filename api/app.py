@@ -178,8 +178,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     def check_experiments(experiments) -> None:
         if experiments.version is not None:
-            experiments.check_recorded(event_store.recorded_allocation(
-                experiments.version))
+            experiments.check_recorded(
+                event_store.recorded_allocation(experiments.version),
+                recorded_params=event_store.recorded_params(experiments.version))
 
     def build(s: dict):
         previous = holder_ref[0].current() if holder_ref else None
@@ -319,7 +320,10 @@ def _log_exposure(serving: Serving, assignment, response) -> None:
             # its weights, recorded once per version: the report checks each version's
             # sample ratio against them after the file has been edited
             experiments_allocation=(state.experiments.allocation() if state is not None
-                                    else None))
+                                    else None),
+            # and what each variant set: the exposure names its variant only
+            experiments_params=(state.experiments.variant_params() if state is not None
+                                else None))
     except Exception:
         serving.metrics.exposure_failed()
         log.exception("could not log the exposure of request %s", g.get("request_id"))

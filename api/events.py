@@ -8,8 +8,9 @@ Two tables, both tied to the ``request_id`` a response carried:
 
 A third, ``experiments_configs``, has one row per version of the experiments config
 that assigned an exposure, with each experiment's variant weights (its
-``allocation``, JSON ``{experiment: {variant: weight}}``), written with the first
-exposure that version logs. The config is reloadable, so an experiment's exposures may
+``allocation``, JSON ``{experiment: {variant: weight}}``) and the engine ``params`` its
+variants set (JSON ``{experiment: {variant: params}}``, NULL in rows of an older
+server), written with the first exposure that version logs. The config is reloadable, so an experiment's exposures may
 span versions with different weights: the A/B report checks each version's sample
 ratio against that version's weights (:mod:`api.ab_report`), which the server no
 longer has once the file was edited.
@@ -118,7 +119,8 @@ CREATE INDEX IF NOT EXISTS events_request ON events(request_id);
 CREATE TABLE IF NOT EXISTS experiments_configs (
     version TEXT PRIMARY KEY,
     ts REAL NOT NULL,
-    allocation TEXT NOT NULL
+    allocation TEXT NOT NULL,
+    params TEXT
 );
 """
 
@@ -470,6 +472,7 @@ class EventStore:
                       client_request_id: str | None = None,
                       experiments_version: str | None = None,
                       experiments_allocation: dict | None = None,
+                      experiments_params: dict | None = None,
                       ts: float | None = None) -> list[int]:
         """One row per (layer, experiment, variant, forced) entry of an assignment.
 
@@ -479,8 +482,11 @@ class EventStore:
         it (the config is reloadable, so one experiment's rows may span edits), and
         ``experiments_allocation`` that config's weights
         (:meth:`api.experiments.Experiments.allocation`), recorded in
-        ``experiments_configs`` the first time the version is seen: the first record
-        of a version stands, so a ``version`` key must change with every edit.
+        ``experiments_configs`` the first time the version is seen, with
+        ``experiments_params`` (:meth:`api.experiments.Experiments.variant_params`):
+        an exposure names its variant, and the record says what that variant set. The
+        first record of a version stands, so a ``version`` key must change with every
+        edit.
 
         Waits at most ``exposure_busy_timeout_ms`` for the lock, then raises
         :class:`ServiceUnavailable` with nothing stored."""
@@ -493,9 +499,10 @@ class EventStore:
         if (experiments_version is not None and experiments_allocation is not None
                 and experiments_version not in self._allocations_recorded):
             self._write("INSERT OR IGNORE INTO experiments_configs (version, ts, "
-                        "allocation) VALUES (?, ?, ?)",
+                        "allocation, params) VALUES (?, ?, ?, ?)",
                         [(experiments_version, now,
-                          json.dumps(experiments_allocation, sort_keys=True))],
+                          json.dumps(experiments_allocation, sort_keys=True),
+                          json.dumps(experiments_params or {}, sort_keys=True))],
                         busy_timeout_ms=self.exposure_busy_timeout_ms)
             self._allocations_recorded.add(experiments_version)
         return self._write(
@@ -516,6 +523,18 @@ class EventStore:
                         "%r from %s: %s", version, self.path, exc)
             return None
         return None if row is None else json.loads(row[0])
+
+    def recorded_params(self, version: str) -> dict | None:
+        """The variants' params recorded for experiments config ``version`` (``None``:
+        none recorded, recorded by a server that kept none, or unreadable now)."""
+        try:
+            row = self._con().execute("SELECT params FROM experiments_configs "
+                                      "WHERE version = ?", (version,)).fetchone()
+        except (sqlite3.Error, ServiceUnavailable) as exc:
+            log.warning("could not read the recorded params of experiments version "
+                        "%r from %s: %s", version, self.path, exc)
+            return None
+        return None if row is None or row[0] is None else json.loads(row[0])
 
     # -- reading (tests, notebooks, metrics) ------------------------------------
     def count(self, table: str) -> int:
@@ -618,6 +637,9 @@ def _migrate(con: sqlite3.Connection) -> None:
         for col in ("client_request_id", "experiments_version"):
             if col not in cols:
                 con.execute(f"ALTER TABLE exposures ADD COLUMN {col} TEXT")
+        if "params" not in {r[1] for r in con.execute(
+                "PRAGMA table_info(experiments_configs)")}:
+            con.execute("ALTER TABLE experiments_configs ADD COLUMN params TEXT")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -735,10 +757,12 @@ def restore(db: str | os.PathLike, source: str | os.PathLike, *,
                 con.execute(f"DELETE FROM main.{table}")
                 con.execute(f"INSERT INTO main.{table} ({cols}) "
                             f"SELECT {cols} FROM backup.{table}")
-            if _columns(con, "backup", "experiments_configs"):
-                con.execute("INSERT OR REPLACE INTO main.experiments_configs (version, ts, "
-                            "allocation) SELECT version, ts, allocation "
-                            "FROM backup.experiments_configs")
+            cols = ", ".join(c for c in _columns(con, "backup", "experiments_configs")
+                             if c in _columns(con, "main", "experiments_configs"))
+            if cols:
+                # a backup of an older server has no params: NULL, unknown
+                con.execute(f"INSERT OR REPLACE INTO main.experiments_configs ({cols}) "
+                            f"SELECT {cols} FROM backup.experiments_configs")
             con.execute("COMMIT")
         except BaseException:
             if con.in_transaction:

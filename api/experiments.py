@@ -325,8 +325,19 @@ class Experiments:
         return {e.name: {v.name: v.weight for v in e.variants}
                 for l in self.layers for e in l.experiments}
 
-    def check_recorded(self, recorded: dict | None) -> None:
-        """Refuse this config if its version was recorded with other weights.
+    def variant_params(self) -> dict[str, dict[str, dict]]:
+        """``{experiment: {variant: params}}`` of the variants that set params: what an
+        exposure's variant meant, recorded with the version's weights."""
+        return {e.name: {v.name: v.settings["params"] for v in e.variants
+                         if v.settings.get("params")}
+                for l in self.layers for e in l.experiments
+                if any(v.settings.get("params") for v in e.variants)}
+
+    def check_recorded(self, recorded: dict | None, *,
+                       recorded_params: dict | None = None) -> None:
+        """Refuse this config if its version was recorded with other weights, or with
+        other params (``recorded_params``, :meth:`variant_params` as recorded; ``None``
+        when the record has none: a server before params were kept).
 
         ``recorded`` is the allocation the events database holds for
         :attr:`version` (:meth:`api.events.EventStore.recorded_allocation`). The
@@ -337,7 +348,10 @@ class Experiments:
         scientist writes and asks the report for, and a renamed one would split their
         data under a name they never wrote. Weights with the same shares (1:1 and
         2:2) and experiments removed change nothing recorded, and pass; an experiment
-        added is refused as well, since the record holds no weights for it.
+        added is refused as well, since the record holds no weights for it. Params
+        likewise: an exposure names its variant, not what it set, so rows logged
+        before and after an edit of a diversity under one version would be read as
+        one arm.
         """
         if not recorded or self.version is None:
             return
@@ -357,6 +371,7 @@ class Experiments:
                 f"weights first recorded for it; bump the file's version key to change "
                 f"the weights",
                 field="experiments", value=self.version)
+        self._check_recorded_params(recorded_params)
 
     def describe(self) -> dict:
         return {"source": self.source, "version": self.version,
@@ -365,6 +380,26 @@ class Experiments:
                     {"name": e.name, "coverage": e.coverage,
                      "variants": [v.name for v in e.variants]} for e in l.experiments]}
                     for l in self.layers]}
+
+    def _check_recorded_params(self, recorded: dict | None) -> None:
+        if recorded is None:
+            return
+        now = self.variant_params()
+        for name in self.allocation():   # experiments removed since change nothing
+            was, new = recorded.get(name, {}), now.get(name, {})
+            if was != new:
+                raise InputError(
+                    f"experiments file {self.source}: version {self.version!r} was "
+                    f"recorded with other params for experiment {name!r} "
+                    f"({_params(was)}; now {_params(new)}): an exposure names its "
+                    f"variant, and the A/B report would read the rows before and after "
+                    f"the edit as one arm; bump the file's version key to change them",
+                    field="experiments", value=self.version)
+
+
+def _params(by_variant: dict) -> str:
+    return ", ".join(f"{v} {json.dumps(p, sort_keys=True)}"
+                     for v, p in sorted(by_variant.items())) or "none"
 
 
 def _same_shares(a: dict | None, b: dict | None) -> bool:

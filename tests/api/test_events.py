@@ -824,3 +824,35 @@ def test_a_worker_whose_log_another_worker_set_aside_writes_into_a_smaller_new_f
     w1.close()
     w2.close()
     assert _read_ids(path) == ["restored", "w1", "w2"]
+
+
+def test_each_version_records_its_variants_params_and_an_older_record_has_none(tmp_path):
+    """An exposure names its variant; what that variant set (a diversity) was nowhere
+    in the database. The version's record keeps it beside the weights; a record of an
+    older server (no params column) is migrated, read as unknown (None), and restored
+    from a backup as it is."""
+    from api.events import backup, restore
+    db = tmp_path / "events.db"
+    con = sqlite3.connect(db)
+    con.executescript(OLD_SCHEMA + """
+CREATE TABLE experiments_configs (version TEXT PRIMARY KEY, ts REAL NOT NULL,
+                                  allocation TEXT NOT NULL);
+INSERT INTO experiments_configs VALUES ('old', 1.0, '{"e": {"a": 1.0}}');""")
+    con.close()
+    backup(db, tmp_path / "old-backup.db")          # before any server opened it
+    store = EventStore(db)
+    for version, params in (("v1", {"e": {"b": {"diversity": 0.5}}}), ("v2", None)):
+        store.add_exposures(f"r-{version}", "u", [("l", "e", "b", False)],
+                            endpoint="complements", bundle_version=None,
+                            rules_version=None, experiments_version=version,
+                            experiments_allocation={"e": {"a": 1.0, "b": 1.0}},
+                            experiments_params=params)
+    assert store.recorded_params("v1") == {"e": {"b": {"diversity": 0.5}}}
+    assert store.recorded_params("v2") == {}        # recorded: no variant sets any
+    assert store.recorded_params("old") is None     # recorded before params were kept
+    assert store.recorded_params("never") is None
+    assert store.recorded_allocation("old") == {"e": {"a": 1.0}}
+    restore(db, tmp_path / "old-backup.db")
+    assert store.recorded_params("old") is None and store.recorded_params("v1") == {
+        "e": {"b": {"diversity": 0.5}}}             # recorded since the backup: kept
+    store.close()

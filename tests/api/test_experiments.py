@@ -357,3 +357,22 @@ def test_variant_params_reach_the_assignment_and_its_echo():
     assert c.params == {} and "params" not in c.as_list()[0]
     # an endpoint outside the experiment: no entry, no params
     assert exp.assign(None, endpoint="analyze", forced="div:wide").params == {}
+
+
+def test_a_recorded_version_refuses_other_params():
+    cfg = {**_diversity_config({"diversity": 0.5}), "version": "v1"}
+    exp = Experiments.from_dict(cfg)
+    recorded = exp.allocation()
+    assert exp.variant_params() == {"div": {"wide": {"diversity": 0.5}}}
+    exp.check_recorded(recorded, recorded_params={"div": {"wide": {"diversity": 0.5}}})
+    exp.check_recorded(recorded, recorded_params=None)        # an older record: unknown
+    exp.check_recorded(recorded, recorded_params={"div": {"wide": {"diversity": 0.5}},
+                                                  "stopped": {"x": {"diversity": 1}}})
+    for other, was in (({"div": {"wide": {"diversity": 0.2}}}, 'wide {"diversity": 0.2}'),
+                       ({}, "none"), ({"div": {"control": {"diversity": 0.5}}},
+                                      'control {"diversity": 0.5}')):
+        with pytest.raises(InputError) as err:
+            exp.check_recorded(recorded, recorded_params=other)
+        assert err.value.field == "experiments" and (
+            f"version 'v1' was recorded with other params for experiment 'div' ({was}; "
+            f'now wide {{"diversity": 0.5}})') in str(err.value)

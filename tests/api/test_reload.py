@@ -917,3 +917,36 @@ def test_a_rules_file_naming_item_ids_the_bundle_lacks_serves_and_is_logged(tmp_
     assert len(logged) == 1 and str(rules) in logged[0], caplog.text
     assert "rules.pin[0].item_id" in logged[0]
     app.extensions["mixmatch"].events.close()
+
+
+def test_an_edit_of_the_params_that_keeps_the_version_is_refused(tmp_path):
+    """An exposure names its variant, not what it set: an edit of a variant's diversity
+    under the same ``version`` key served, and the A/B report read the rows before and
+    after it as one arm. The version's record keeps the params; such an edit is
+    refused like one of the weights, and a bumped version is served and recorded."""
+    v1 = 'version = "2024-06-01"\n' + EXPERIMENTS_V2
+    app = experiments_app(tmp_path, text=v1)
+    c = app.test_client()
+    before = assignments(c, range(10))
+    exp = tmp_path / "experiments.toml"
+    exp.write_text(v1.replace("diversity = 0.5", "diversity = 0.7"))
+    r = c.post("/admin/reload", headers=ADMIN)
+    assert r.status_code == 422, r.get_json()
+    error = r.get_json()["error"]
+    assert ("version '2024-06-01' was recorded with other params for experiment 'div' "
+            '(wide {"diversity": 0.5}; now wide {"diversity": 0.7})') in error, error
+    assert "bump" in error and "bump" in c.get("/healthz").get_json()["last_error"]
+    assert assignments(c, range(10)) == before
+    body = c.get("/v1/items/X/complements?user_id=u1").get_json()
+    assert {"layer": "page", "experiment": "div", "variant": "wide", "forced": False,
+            "params": {"diversity": 0.5}} in body["assignments"]
+    exp.write_text(v1.replace("diversity = 0.5", "diversity = 0.7").replace(
+        "2024-06-01", "2024-06-02"))
+    assert c.post("/admin/reload", headers=ADMIN).status_code == 200
+    assignments(c, range(10))
+    recorded = dict(app.extensions["mixmatch"].events.query(
+        "SELECT version, params FROM experiments_configs"))
+    assert {v: json.loads(p) for v, p in recorded.items()} == {
+        "2024-06-01": {"div": {"wide": {"diversity": 0.5}}},
+        "2024-06-02": {"div": {"wide": {"diversity": 0.7}}}}
+    app.extensions["mixmatch"].events.close()
