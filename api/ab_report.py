@@ -104,6 +104,29 @@ def read_experiments_configs(db_path: str | os.PathLike
     return {version: json.loads(allocation) for version, allocation in rows}
 
 
+def read_experiments_params(db_path: str | os.PathLike
+                            ) -> dict[str, dict[str, dict[str, dict]] | None]:
+    """``{version: {experiment: {variant: params}}}``: the engine params (a variant's
+    ``params``, e.g. ``diversity``) each logged experiments config version set, from
+    ``experiments_configs`` (opened read-only); a version's value is None when its row
+    was written before the server recorded params (unknown, not "none set"), and the
+    result ``{}`` for a database without the table."""
+    con = _open_read_only(db_path)
+    try:
+        if con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                       "AND name = 'experiments_configs'").fetchone() is None:
+            return {}
+        cols = {r[1] for r in con.execute("PRAGMA table_info(experiments_configs)")}
+        if "params" not in cols:
+            return {v: None for (v,) in con.execute(
+                "SELECT version FROM experiments_configs")}
+        rows = con.execute("SELECT version, params FROM experiments_configs").fetchall()
+    finally:
+        con.close()
+    return {version: (json.loads(params) if params is not None else None)
+            for version, params in rows}
+
+
 def tie_client_request_ids(exposures: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     """``events`` with a client's X-Request-ID replaced by the server's request id,
     where that client id named exactly one request.
@@ -212,7 +235,8 @@ def ab_summary(exposures: pd.DataFrame, events: pd.DataFrame, experiment: str, *
                control: str | None = None, weights: dict[str, float] | None = None,
                confidence: float = 0.95, include_forced: bool = False,
                configs: dict[str, dict[str, dict[str, float]]] | None = None,
-               version: str | None = None, pool_versions: bool = False) -> dict:
+               version: str | None = None, pool_versions: bool = False,
+               params: dict[str, dict | None] | None = None) -> dict:
     """Per-variant report of one experiment (see :func:`api.ab_analysis.variant_report`)
     plus ``exposures`` (requests) and ``units`` per variant, and its config versions.
 
@@ -225,7 +249,11 @@ def ab_summary(exposures: pd.DataFrame, events: pd.DataFrame, experiment: str, *
     version only), ``version`` one of them (``"unknown"``: rows logged before versions
     were). ``versions`` has one row per version: ``exposures``, ``units``,
     ``first_ts``/``last_ts``, ``weights``, its own SRM ``srm_p_value`` and
-    ``srm_mismatch`` (NaN/None without weights), and ``analysed``.
+    ``srm_mismatch`` (NaN/None without weights), ``params`` (variant -> the engine
+    params it set under that version, from ``params``:
+    :func:`read_experiments_params`; None where not recorded) and ``analysed``.
+    Versions whose variants set other params are not pooled either (each arm was
+    another treatment in each), as versions with other allocations are not.
 
     Examples
     --------
@@ -244,7 +272,7 @@ def ab_summary(exposures: pd.DataFrame, events: pd.DataFrame, experiment: str, *
                          value=experiment,
                          allowed=experiment_names(exposures, include_forced))
     versions, exp, weights, note = _pick_versions(exp, experiment, configs or {}, weights,
-                                                  version, pool_versions)
+                                                  version, pool_versions, params or {})
     if control is None:
         control = exp.groupby("variant")["unit"].nunique().idxmax()
     rep = variant_report(exp, events, experiment, control, weights, confidence)
@@ -274,7 +302,7 @@ def _same_allocation(a: dict[str, float] | None, b: dict[str, float] | None) -> 
 
 def _pick_versions(exp: pd.DataFrame, experiment: str, configs: dict,
                    weights: dict[str, float] | None, version: str | None,
-                   pool_versions: bool):
+                   pool_versions: bool, params: dict):
     """(versions table, the exposures to analyse, their weights, note) for
     :func:`ab_summary`."""
     col = (exp["experiments_version"] if "experiments_version" in exp.columns
@@ -294,6 +322,11 @@ def _pick_versions(exp: pd.DataFrame, experiment: str, configs: dict,
         recorded = configs.get(v, {}).get(experiment)
         return recorded or (weights if v == latest else None)
 
+    def params_of(v: str) -> dict | None:
+        # None: not recorded (an older server, or no record of this version)
+        recorded = params.get(v)
+        return None if recorded is None else recorded.get(experiment, {})
+
     rows = []
     for v in names:
         e = exp[exp["experiments_version"] == v]
@@ -306,9 +339,14 @@ def _pick_versions(exp: pd.DataFrame, experiment: str, configs: dict,
                      "last_ts": pd.to_datetime(t.max(), unit="s", utc=True),
                      "weights": w,
                      "srm_p_value": srm["p_value"] if srm else math.nan,
-                     "srm_mismatch": srm["mismatch"] if srm else None})
+                     "srm_mismatch": srm["mismatch"] if srm else None,
+                     "params": params_of(v)})
     table = pd.DataFrame(rows)
     changed = any(not _same_allocation(weights_of(v), weights_of(latest)) for v in names)
+    # a variant whose params changed between versions was another treatment in each
+    # (known on both sides only: an older record says nothing)
+    treated = any(params_of(v) is not None and params_of(latest) is not None
+                  and params_of(v) != params_of(latest) for v in names)
 
     note = None
     if version is not None:
@@ -321,22 +359,30 @@ def _pick_versions(exp: pd.DataFrame, experiment: str, configs: dict,
             note = (f"only config version {version!r} is analysed, as asked "
                     f"({int(table.set_index('version').loc[version, 'exposures'])} of "
                     f"{len(exp)} exposures)")
-    elif pool_versions or not changed:
+    elif pool_versions or not (changed or treated):
         picked = names
-        if changed:
+        if changed or treated:
+            differ = " and ".join(w for w, d in (("allocations", changed),
+                                                 ("variants' params", treated)) if d)
+            mixed = " and ".join(w for w, d in (("shares of traffic", changed),
+                                                ("treatments", treated)) if d)
             note = (f"config versions {names} of experiment {experiment!r} pooled, as "
-                    f"asked, although their allocations differ: the rates mix periods "
-                    f"with different shares of traffic per variant, and the "
-                    f"sample-ratio check is per version only (see versions)")
+                    f"asked, although their {differ} differ: the rates mix periods "
+                    f"with different {mixed} per variant, and the sample-ratio check "
+                    f"is per version only (see versions)")
     else:
         picked = [latest]
         unknown = [v for v in names if weights_of(v) is None]
         why = (f"; the weights of {unknown} are not recorded, so whether they "
                f"differ cannot be told" if unknown else "")
         n = int(table.set_index("version").loc[latest, "exposures"])
+        differ = " and ".join(w for w, d in (("allocations", changed),
+                                             ("params of its variants", treated)) if d)
+        what = " and ".join(w for w, d in (("share of traffic", changed),
+                                           ("treatment", treated)) if d)
         note = (f"experiment {experiment!r} ran under config versions {names} with "
-                f"different allocations{why}: pooling them would confound time with "
-                f"each variant's share of traffic, so only the latest version "
+                f"different {differ}{why}: pooling them would confound time with "
+                f"each variant's {what}, so only the latest version "
                 f"{latest!r} is analysed ({n} of {len(exp)} exposures); pass "
                 f"pool_versions=True to pool them or version=... to pick one")
     table["analysed"] = table["version"].isin(picked)

@@ -177,7 +177,8 @@ def test_events_keyed_by_a_client_request_id_are_tied_only_when_it_was_unique():
     assert events["request_id"].tolist() == ["page-1", "sess", "s4", "zz"]   # a copy
 
 
-def _store_two_versions(db, w1, w2, n1=40, n2=100, b_every2=2, b_every=10):
+def _store_two_versions(db, w1, w2, n1=40, n2=100, b_every2=2, b_every=10,
+                        params1=None, params2=None):
     """An events database whose experiment 'e' ran under config version v1 (units
     u0.. split by ``b_every2``) and then v2 (units w0.., one in ``b_every`` in b), the
     server recording each version's weights with its first exposure."""
@@ -188,13 +189,13 @@ def _store_two_versions(db, w1, w2, n1=40, n2=100, b_every2=2, b_every=10):
                                                   else "a", False)],
                             endpoint="complements", bundle_version="b", rules_version="1",
                             experiments_version="v1", experiments_allocation={"e": w1},
-                            ts=1000.0 + i)
+                            experiments_params=params1, ts=1000.0 + i)
     for i in range(n2):
         store.add_exposures(f"r2-{i}", f"w{i}", [("l", "e", "b" if i % b_every == 0
                                                   else "a", False)],
                             endpoint="complements", bundle_version="b", rules_version="1",
                             experiments_version="v2", experiments_allocation={"e": w2},
-                            ts=2000.0 + i)
+                            experiments_params=params2, ts=2000.0 + i)
     store.add_events([{"type": "click", "request_id": "r2-1", "item_id": "x"}])
     store.close()
 
@@ -255,6 +256,39 @@ def test_a_version_bump_with_the_same_allocation_is_pooled_without_a_note(tmp_pa
     assert rep["counts"]["units"].sum() == 140
     assert rep["srm"]["expected"] == {"a": 70.0, "b": 70.0}
     assert rep["versions"]["version"].tolist() == ["v1", "v2"]
+
+
+def test_a_variants_params_edited_between_versions_are_not_pooled(tmp_path):
+    """Same weights, but the treatment arm's diversity changed with the version (0.5,
+    then 0.8): the report pooled both periods as one arm (it read the weights only).
+    Each version lists its params; only the latest is analysed, with a note; the same
+    params under both versions pool as before."""
+    from api.ab_report import (ab_summary, read_event_tables, read_experiments_configs,
+                               read_experiments_params)
+    db = tmp_path / "events.db"
+    _store_two_versions(db, {"a": 1.0, "b": 1.0}, {"a": 1.0, "b": 1.0}, b_every=2,
+                        params1={"e": {"b": {"diversity": 0.5}}},
+                        params2={"e": {"b": {"diversity": 0.8}}})
+    exposures, events = read_event_tables(db)
+    params = read_experiments_params(db)
+    assert params == {"v1": {"e": {"b": {"diversity": 0.5}}},
+                      "v2": {"e": {"b": {"diversity": 0.8}}}}
+    rep = ab_summary(exposures, events, "e", control="a",
+                     configs=read_experiments_configs(db), params=params)
+    v = rep["versions"].set_index("version")
+    assert v.loc["v1", "params"] == {"b": {"diversity": 0.5}}
+    assert rep["analysed_versions"] == ["v2"]
+    assert "different params of its variants" in rep["note"]
+    assert "each variant's treatment" in rep["note"]
+    same = tmp_path / "same.db"
+    _store_two_versions(same, {"a": 1.0, "b": 1.0}, {"a": 1.0, "b": 1.0}, b_every=2,
+                        params1={"e": {"b": {"diversity": 0.5}}},
+                        params2={"e": {"b": {"diversity": 0.5}}})
+    exposures, events = read_event_tables(same)
+    rep = ab_summary(exposures, events, "e", control="a",
+                     configs=read_experiments_configs(same),
+                     params=read_experiments_params(same))
+    assert rep["note"] is None and rep["analysed_versions"] == ["v1", "v2"]
 
 
 def test_exposures_from_before_versions_were_logged_are_one_unknown_version(tmp_path):
