@@ -10,10 +10,10 @@ A third, ``experiments_configs``, has one row per version of the experiments con
 that assigned an exposure, with each experiment's variant weights (its
 ``allocation``, JSON ``{experiment: {variant: weight}}``) and the engine ``params`` its
 variants set (JSON ``{experiment: {variant: params}}``, NULL in rows of an older
-server), written with the first exposure that version logs. The config is reloadable, so an experiment's exposures may
-span versions with different weights: the A/B report checks each version's sample
-ratio against that version's weights (:mod:`api.ab_report`), which the server no
-longer has once the file was edited.
+server), written with the first exposure that version logs. The config is reloadable,
+so an experiment's exposures may span versions with different weights: the A/B report
+checks each version's sample ratio against that version's weights
+(:mod:`api.ab_report`), which the server no longer has once the file was edited.
 
 Durability: WAL journal with ``synchronous=FULL``, and every write commits before the
 caller acknowledges it, so a server killed at any moment keeps every event it answered
@@ -515,24 +515,20 @@ class EventStore:
         """The weights recorded for experiments config ``version`` (``None``: none
         recorded, or the database cannot be read now: a reload is not refused for
         the events database's trouble)."""
-        try:
-            row = self._con().execute("SELECT allocation FROM experiments_configs "
-                                      "WHERE version = ?", (version,)).fetchone()
-        except (sqlite3.Error, ServiceUnavailable) as exc:  # the latter: file replaced
-            log.warning("could not read the recorded weights of experiments version "
-                        "%r from %s: %s", version, self.path, exc)
-            return None
-        return None if row is None else json.loads(row[0])
+        return self._recorded(version, "allocation", "weights")
 
     def recorded_params(self, version: str) -> dict | None:
         """The variants' params recorded for experiments config ``version`` (``None``:
         none recorded, recorded by a server that kept none, or unreadable now)."""
+        return self._recorded(version, "params", "params")
+
+    def _recorded(self, version: str, column: str, what: str) -> dict | None:
         try:
-            row = self._con().execute("SELECT params FROM experiments_configs "
+            row = self._con().execute(f"SELECT {column} FROM experiments_configs "
                                       "WHERE version = ?", (version,)).fetchone()
-        except (sqlite3.Error, ServiceUnavailable) as exc:
-            log.warning("could not read the recorded params of experiments version "
-                        "%r from %s: %s", version, self.path, exc)
+        except (sqlite3.Error, ServiceUnavailable) as exc:  # the latter: file replaced
+            log.warning("could not read the recorded %s of experiments version %r from "
+                        "%s: %s", what, version, self.path, exc)
             return None
         return None if row is None or row[0] is None else json.loads(row[0])
 
@@ -752,13 +748,11 @@ def restore(db: str | os.PathLike, source: str | os.PathLike, *,
         con.execute("BEGIN IMMEDIATE")
         try:
             for table in EVENT_TABLES:
-                cols = ", ".join(c for c in _columns(con, "backup", table)
-                                 if c in _columns(con, "main", table))
+                cols = _shared_columns(con, table)
                 con.execute(f"DELETE FROM main.{table}")
                 con.execute(f"INSERT INTO main.{table} ({cols}) "
                             f"SELECT {cols} FROM backup.{table}")
-            cols = ", ".join(c for c in _columns(con, "backup", "experiments_configs")
-                             if c in _columns(con, "main", "experiments_configs"))
+            cols = _shared_columns(con, "experiments_configs")
             if cols:
                 # a backup of an older server has no params: NULL, unknown
                 con.execute(f"INSERT OR REPLACE INTO main.experiments_configs ({cols}) "
@@ -838,6 +832,13 @@ def _read_only_uri(path: Path) -> str:
 
 def _columns(con: sqlite3.Connection, schema: str, table: str) -> list[str]:
     return [r[1] for r in con.execute(f"PRAGMA {schema}.table_info({table})")]
+
+
+def _shared_columns(con: sqlite3.Connection, table: str) -> str:
+    """The columns of ``table`` both the backup and the main database have, as an SQL
+    list: a backup of an older server lacks the newer ones (left NULL)."""
+    return ", ".join(c for c in _columns(con, "backup", table)
+                     if c in _columns(con, "main", table))
 
 
 def _counts(con: sqlite3.Connection) -> dict[str, int]:

@@ -208,7 +208,7 @@ def _process_items(items: list[tuple], max_side: int) -> pd.DataFrame:
             kp = res["keypoints"]
             if kp is not None:
                 kcat_, xy, vis, conf = kp
-                kp = (kcat_, _keypoints_in_file_frame(path, rgb, xy, vis), vis, conf)
+                kp = (kcat_, _keypoints_in_frame(path, rgb, xy, vis, to_file=True), vis, conf)
         flat = dict.fromkeys(_KP_COLS, np.nan)
         if kp is not None:
             _, xy, vis, conf = kp
@@ -282,23 +282,16 @@ def _signature(items: list[tuple], settings: dict) -> str:
     return h.hexdigest()[:16]
 
 
-def _keypoints_in_file_frame(path, rgb: np.ndarray, xy: np.ndarray,
-                             vis: np.ndarray) -> np.ndarray:
-    """Keypoints found on ``rgb`` (the image shrunk to ``max_side``) in the image
-    file's pixel frame, as FashionAI keypoint files hold them (-1 where absent)."""
+def _keypoints_in_frame(path, rgb: np.ndarray, xy: np.ndarray, vis: np.ndarray, *,
+                        to_file: bool) -> np.ndarray:
+    """Keypoints moved between ``rgb`` (the image shrunk to ``max_side``) and the image
+    file's pixel frame, the one FashionAI keypoint files hold: to the file's
+    (``to_file``: a detector's points on ``rgb``) or from it (stored points); -1
+    where absent."""
     with open_image(path) as im:
-        fw, fh = im.size
-    s = max(fw, fh) / max(rgb.shape[:2]) if max(rgb.shape[:2]) else 1.0
-    return np.where(np.asarray(vis)[:, None] >= 0, np.asarray(xy, float) * s, -1.0)
-
-
-def _keypoints_in_image_frame(path, rgb: np.ndarray, xy: np.ndarray,
-                              vis: np.ndarray) -> np.ndarray:
-    """Keypoints stored in the image file's pixel frame, moved to ``rgb``'s (the copy
-    shrunk to ``max_side``)."""
-    with open_image(path) as im:
-        fw, fh = im.size
-    s = max(rgb.shape[:2]) / max(fw, fh, 1)
+        file_side = max(im.size)
+    side = max(rgb.shape[:2])
+    s = (file_side / side if side else 1.0) if to_file else side / max(file_side, 1)
     return np.where(np.asarray(vis)[:, None] >= 0, np.asarray(xy, float) * s, -1.0)
 
 
@@ -345,8 +338,8 @@ def _attribute_outputs(model, paths: list[str | None], ok: np.ndarray, max_side:
         extra = {} if desc is None else {"descriptors": desc[idx]}
         regions = None
         if keypoints is not None and getattr(model, "region_kind", None) == "neck":
-            kxy = np.stack([_keypoints_in_image_frame(paths[i], im, keypoints[0][i],
-                                                      keypoints[1][i])
+            kxy = np.stack([_keypoints_in_frame(paths[i], im, keypoints[0][i],
+                                                keypoints[1][i], to_file=False)
                             for i, im in zip(idx, images)])
             regions = model.region_inputs(images, kxy, keypoints[1][idx])
         probs, z = model.predict_all(images, regions, **extra) if regions is not None else \
@@ -397,7 +390,7 @@ def _keypoint_block(job: tuple):
     model, block_paths, block_cats, max_side = job
     images = [load_rgb(p, max_side=max_side) for p in block_paths]
     xy, vis, conf = model.predict(images, block_cats)
-    xy = np.stack([_keypoints_in_file_frame(p, im, pxy, pvis)
+    xy = np.stack([_keypoints_in_frame(p, im, pxy, pvis, to_file=True)
                    for p, im, pxy, pvis in zip(block_paths, images, xy, vis)]) \
         if len(images) else np.asarray(xy)
     return xy, vis, conf

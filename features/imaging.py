@@ -424,34 +424,11 @@ def upright(im):
         return im
 
 
-def orientation_stamp(path: str | os.PathLike) -> str:
-    """``""`` for an image file decoded as stored; ``"|exif<k>"`` for one that
-    :func:`upright` turns (``k``: its orientation tag).
-
-    For cache keys and the catalogue's image fingerprint: they stay as they were
-    for files without a turning tag (existing bundles and caches are still current),
-    and change for those whose pixels were once read lying on their side. Reads the
-    header only (~0.1 ms a JPEG); an unreadable file is ``""`` (the decoders say why).
-
-    >>> import tempfile, os, numpy as np
-    >>> from PIL import Image
-    >>> p = os.path.join(tempfile.mkdtemp(), "x.jpg")
-    >>> Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(p)
-    >>> orientation_stamp(p)
-    ''
-    """
-    try:
-        with open_image(path) as im:
-            o = exif_orientation(im)
-    except Exception:  # noqa: BLE001 - missing or unreadable: the decoders report it
-        return ""
-    return "" if o == 1 else f"|exif{o}"
-
-
 def decoding_stamp(path: str | os.PathLike) -> str:
-    """What cache keys add to an image file's size and mtime: its
-    :func:`orientation_stamp`, then ``"|<kind>@<n>"`` when the file is of a kind
-    whose decoding changed (:data:`DECODING_REVISIONS`), else nothing.
+    """What cache keys add to an image file's size and mtime: ``"|exif<k>"`` for a
+    file that :func:`upright` turns (``k``: its orientation tag), then
+    ``"|<kind>@<n>"`` when the file is of a kind whose decoding changed
+    (:data:`DECODING_REVISIONS`), else nothing.
 
     The features stage's part files, the bundle's image fingerprint (which stages
     are current) and the attribute stage's decoded-image caches are reused while an

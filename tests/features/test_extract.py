@@ -213,8 +213,8 @@ def test_features_made_before_a_decoding_change_are_not_reused(tmp_path, monkeyp
     plain = [("p", str(tmp_path / "plain.jpg"), "bottom", "Skirts")]
     settings = {"max_side": 512, "chunk_size": 64}
     now = X._signature(keyed, settings), X._signature(plain, settings)
-    # the key before: size, mtime and the orientation tag alone
-    monkeypatch.setattr(X, "decoding_stamp", imaging.orientation_stamp)
+    # the key before: size, mtime and the orientation tag alone (no decoding revised)
+    monkeypatch.setattr(imaging, "DECODING_REVISIONS", {})
     before = X._signature(keyed, settings), X._signature(plain, settings)
     assert now[0] != before[0] and now[1] == before[1]
 

@@ -163,7 +163,7 @@ def _size_warned_catalogue(tmp_path):
                          "image_path": ["scan.jpg"]})
 
 
-@pytest.mark.parametrize("loader", ["load_rgb", "load_rgb_shrunk", "orientation_stamp",
+@pytest.mark.parametrize("loader", ["load_rgb", "load_rgb_shrunk", "decoding_stamp",
                                     "attribute_images", "keypoint_images", "features"])
 def test_catalogue_image_past_pils_warning_size_opens_without_the_warning(tmp_path,
                                                                            monkeypatch,
@@ -184,8 +184,8 @@ def test_catalogue_image_past_pils_warning_size_opens_without_the_warning(tmp_pa
             assert imaging.load_rgb(p).shape == (40, 40, 3)
         elif loader == "load_rgb_shrunk":
             assert imaging.load_rgb(p, max_side=20).shape == (20, 20, 3)
-        elif loader == "orientation_stamp":
-            assert imaging.orientation_stamp(p) == ""
+        elif loader == "decoding_stamp":
+            assert imaging.decoding_stamp(p) == ""
         elif loader == "attribute_images":
             from features.attributes.data import load_image
             assert load_image(p, (16, 16)).shape == (16, 16, 3)
@@ -224,7 +224,7 @@ def test_decode_upload_turns_a_phone_photo_upright():
 def test_catalogue_photos_are_turned_upright_like_uploads(tmp_path):
     """A catalogue photo stored on its side with an EXIF orientation tag is read as a
     browser shows it by load_rgb (features, masks, contact sheet), as uploads are."""
-    from features.imaging import orientation_stamp
+    from features.imaging import decoding_stamp
     from tests.features.synth import turned_photo
 
     p = turned_photo(tmp_path / "turned.jpg")
@@ -234,11 +234,11 @@ def test_catalogue_photos_are_turned_upright_like_uploads(tmp_path):
     small = load_rgb(p, max_side=40)
     assert small.shape == (40, 20, 3) and small[:10].mean() < 40
     # the caches and the image fingerprint see it; untagged and upright ones add nothing
-    assert orientation_stamp(p) == "|exif6"
-    assert orientation_stamp(turned_photo(tmp_path / "as_stored.jpg", 1)) == ""
+    assert decoding_stamp(p) == "|exif6"
+    assert decoding_stamp(turned_photo(tmp_path / "as_stored.jpg", 1)) == ""
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "plain.jpg")
-    assert orientation_stamp(tmp_path / "plain.jpg") == ""
-    assert orientation_stamp(tmp_path / "missing.jpg") == ""
+    assert decoding_stamp(tmp_path / "plain.jpg") == ""
+    assert decoding_stamp(tmp_path / "missing.jpg") == ""
 
 
 def test_decode_upload_takes_a_multi_picture_jpeg_as_its_main_photo():
