@@ -232,6 +232,51 @@ def check_row_width(df: pd.DataFrame, what: str, field: str,
                          value=str(path))
 
 
+def first_bad_byte(path: Path) -> str:
+    r"""Where a file stops being UTF-8 (pandas reports offsets within its read buffer),
+    for the message of a CSV reader's UnicodeDecodeError (:func:`read_user_csv`, the
+    mapping file's).
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "c.csv"
+    >>> _ = p.write_bytes("id,name\n1,caf\u00e9\n".encode("cp1252"))
+    >>> first_bad_byte(p)
+    "byte b'\\xe9' on line 2"
+    """
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        return f"byte {raw[exc.start:exc.start + 1]!r} on line {line}"
+    return "undecodable bytes"
+
+
+def read_user_csv(path: Path, name: str, field: str, *, error: type = None,
+                  empty: str = "expected a header row", **read_kw) -> pd.DataFrame:
+    """``pd.read_csv(path, **read_kw)`` of a file a user gave; ``error`` (InputError by
+    default) naming it (``name``, the file as the message calls it; ``field``, the
+    argument) when it is empty (pandas' EmptyDataError names no file; ``empty`` says
+    what was expected) or not UTF-8 (pandas names neither the file nor the line).
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "o.csv"; _ = p.write_text("")
+    >>> read_user_csv(p, f"outfits file {p}", "outfits")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    features.exceptions.InputError: outfits file .../o.csv is empty: expected a header row
+    """
+    from features.exceptions import InputError
+
+    error = error or InputError
+    try:
+        return pd.read_csv(path, **read_kw)
+    except pd.errors.EmptyDataError:
+        raise error(f"{name} is empty: {empty}", field=field, value=str(path)) from None
+    except UnicodeDecodeError as exc:   # a file saved again by a spreadsheet as cp1252
+        raise error(f"{name} is not UTF-8 text: {first_bad_byte(Path(path))}; save the "
+                    "file as UTF-8", field=field, value=str(path)) from exc
+
+
 def read_parquet_file(path: str | os.PathLike, name: str, field: str) -> pd.DataFrame:
     """``pd.read_parquet(path)`` of a file a user gave; InputError naming it (``name``,
     the file as the message calls it; ``field``, the argument) when it is cut short or
@@ -272,18 +317,8 @@ def load_catalog(path: str | os.PathLike, image_root: str | os.PathLike | None =
     if path.suffix == ".parquet":
         df = read_parquet_file(path, f"catalogue file {path}", "catalog")
     else:
-        try:
-            df = pd.read_csv(path, dtype={"item_id": str}, keep_default_na=False)
-        except UnicodeDecodeError as exc:
-            from features.exceptions import InputError
-
-            raise InputError(f"catalogue file {path} is not UTF-8 text ({exc.reason}); "
-                             "save it as UTF-8", field="catalog", value=str(path)) from exc
-        except pd.errors.EmptyDataError:
-            from features.exceptions import InputError
-
-            raise InputError(f"catalogue file {path} is empty: expected a header row",
-                             field="catalog", value=str(path)) from None
+        df = read_user_csv(path, f"catalogue file {path}", "catalog",
+                           dtype={"item_id": str}, keep_default_na=False)
         check_row_width(df, f"catalogue file {path}", "catalog", path)
         for c in OPTIONAL_COLUMNS:
             if c in df.columns and not (pd.api.types.is_numeric_dtype(df[c])

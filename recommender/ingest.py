@@ -47,7 +47,7 @@ from features.exceptions import BundleError, InputError, NotFoundError
 from recommender.bundle import MANIFEST, atomic_files, atomic_write_text, file_hash
 from recommender.bundle import image_fingerprint as _image_fingerprint
 from recommender.catalog import (CATEGORIES, CatalogError, CatalogReport, catalog_summary,
-                                 validate_catalog, validate_outfits)
+                                 read_user_csv, validate_catalog, validate_outfits)
 from recommender.paths import default_data_root
 
 SOURCES = ("demo", "mango", "csv")
@@ -69,19 +69,10 @@ def default_fashionai_dir() -> Path:
 
 # -- reading a source ----------------------------------------------------------------------
 def _read_demo_csv(path: Path, what: str, **kw) -> pd.DataFrame:
-    """A CSV of a demo folder; InputError naming it when empty (no header: pandas' bare
-    EmptyDataError names no file) or not UTF-8 (a catalogue saved again as cp1252:
-    pandas' UnicodeDecodeError names neither the file nor the line)."""
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, **kw)
-    except pd.errors.EmptyDataError:
-        raise InputError(f"demo {what} {path} is empty (generate it again with `mixmatch "
-                         "demo --out DIR`)", field="data", value=str(path)) from None
-    except UnicodeDecodeError as exc:
-        from recommender.adapters.generic import first_bad_byte
-
-        raise InputError(f"demo {what} {path} is not UTF-8 text: {first_bad_byte(path)}; "
-                         "save the file as UTF-8", field="data", value=str(path)) from exc
+    """A CSV of a demo folder, named when empty or not UTF-8."""
+    return read_user_csv(path, f"demo {what} {path}", "data",
+                         empty="generate it again with `mixmatch demo --out DIR`",
+                         dtype=str, keep_default_na=False, **kw)
 
 
 def read_demo_source(folder: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame, Path]:

@@ -83,7 +83,8 @@ import pandas as pd
 
 from features.exceptions import InputError, NotFoundError, SchemaError
 from recommender.catalog import (CATEGORIES, OPTIONAL_COLUMNS, REQUIRED_COLUMNS,
-                                 check_row_width, read_parquet_file)
+                                 check_row_width, first_bad_byte, read_parquet_file,
+                                 read_user_csv)
 
 MAPPING_KEYS = ("catalog", "format", "sep", "image_root", "columns", "category_map",
                 "defaults", "attributes", "outfits")
@@ -189,15 +190,9 @@ def _read_table(path: Path, fmt: str | None, sep: str, key: str) -> pd.DataFrame
         return read_parquet_file(path, f"{path} (mapping key {key})", key)
     if fmt in ("csv", "tsv", "txt"):
         try:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False,
-                             sep="\t" if fmt == "tsv" and sep == "," else sep)
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{path} (mapping key {key}) is not UTF-8 text: "
-                             f"{first_bad_byte(path)}; save the file as UTF-8", field=key,
-                             value=str(path)) from exc
-        except pd.errors.EmptyDataError:
-            raise InputError(f"{path} (mapping key {key}) is empty: expected a header row",
-                             field=key, value=str(path)) from None
+            df = read_user_csv(path, f"{path} (mapping key {key})", key, dtype=str,
+                               keep_default_na=False,
+                               sep="\t" if fmt == "tsv" and sep == "," else sep)
         except pd.errors.ParserError as exc:
             raise InputError(f"{path} (mapping key {key}) is not a well-formed table: {exc}",
                              field=key, value=str(path)) from exc
@@ -206,26 +201,6 @@ def _read_table(path: Path, fmt: str | None, sep: str, key: str) -> pd.DataFrame
     raise InputError(f"cannot read {path}: format {fmt!r} is not csv or parquet "
                      "(set the mapping key format)", field="format", value=fmt,
                      allowed=("csv", "parquet"))
-
-
-def first_bad_byte(path: Path) -> str:
-    r"""Where a file stops being UTF-8 (pandas reports offsets within its read buffer),
-    for the message of a CSV reader's UnicodeDecodeError (this one's, the demo's and
-    the MANGO adapter's).
-
-    >>> import tempfile
-    >>> p = Path(tempfile.mkdtemp()) / "c.csv"
-    >>> _ = p.write_bytes("id,name\n1,caf\u00e9\n".encode("cp1252"))
-    >>> first_bad_byte(p)
-    "byte b'\\xe9' on line 2"
-    """
-    raw = path.read_bytes()
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        return f"byte {raw[exc.start:exc.start + 1]!r} on line {line}"
-    return "undecodable bytes"
 
 
 def _need_columns(df: pd.DataFrame, wanted: dict[str, str], where: str,

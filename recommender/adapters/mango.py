@@ -82,7 +82,7 @@ from pathlib import Path
 import pandas as pd
 
 from features.exceptions import NotFoundError, SchemaError
-from recommender.catalog import CATEGORIES
+from recommender.catalog import CATEGORIES, read_user_csv
 
 PRODUCTS_FILE = "product_data.csv"
 OUTFITS_FILE = "outfit_data.csv"
@@ -169,16 +169,10 @@ def image_path_from_filename(des_filename: str) -> str:
 def _read_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise NotFoundError(f"MANGO file not found: {path}", field="data", value=str(path))
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:  # not even a header: a failed export or download
-        raise SchemaError(f"MANGO file {path} is empty: expected a CSV with a header row",
-                          field="data", value=str(path)) from None
-    except UnicodeDecodeError as exc:  # saved again by a spreadsheet as cp1252
-        from recommender.adapters.generic import first_bad_byte
-
-        raise SchemaError(f"MANGO file {path} is not UTF-8 text: {first_bad_byte(path)}; "
-                          "save the file as UTF-8", field="data", value=str(path)) from exc
+    # empty: a failed export or download; not UTF-8: saved again by a spreadsheet
+    return read_user_csv(path, f"MANGO file {path}", "data", error=SchemaError,
+                         empty="expected a CSV with a header row", dtype=str,
+                         keep_default_na=False)
 
 
 def read_products(data: str | os.PathLike) -> pd.DataFrame:

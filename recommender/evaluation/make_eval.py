@@ -191,17 +191,13 @@ def read_outfits_file(path: str | os.PathLike) -> pd.DataFrame:
         from features.exceptions import NotFoundError
         raise NotFoundError(f"outfits file not found: {path}", field="outfits",
                             value=str(path))
-    from recommender.catalog import read_parquet_file
+    from recommender.catalog import read_parquet_file, read_user_csv
+    name = f"outfits file {path}"
     try:
-        df = (read_parquet_file(path, f"outfits file {path}", "outfits")
-              if path.suffix == ".parquet"
-              else pd.read_csv(path, dtype=str, keep_default_na=False))
-    except UnicodeDecodeError as exc:
-        raise InputError(f"outfits file {path} is not UTF-8 text ({exc.reason}); save it "
-                         "as UTF-8", field="outfits", value=str(path)) from exc
-    except pd.errors.EmptyDataError:
-        raise InputError(f"outfits file {path} is empty: expected a header row "
-                         "(outfit_id,item_id)", field="outfits", value=str(path)) from None
+        df = (read_parquet_file(path, name, "outfits") if path.suffix == ".parquet"
+              else read_user_csv(path, name, "outfits",
+                                 empty="expected a header row (outfit_id,item_id)",
+                                 dtype=str, keep_default_na=False))
     except pd.errors.ParserError as exc:
         raise InputError(f"outfits file {path} is not a well-formed table: {exc}",
                          field="outfits", value=str(path)) from exc
