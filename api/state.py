@@ -168,8 +168,21 @@ def load_rules_file(path: str | os.PathLike, engine: Any = None) -> tuple[Any, s
     return rules, str(rules.version)
 
 
-_unknown_ids_logged: set[tuple] = set()
-_unknown_ids_lock = threading.Lock()
+#: What :func:`_warn_once` has logged in this process (a worker inherits what the
+#: gunicorn master logged before it forked)
+_warned: set[tuple] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(key: tuple, msg: str, *args) -> None:
+    """``log.warning(msg, *args)`` the first time ``key`` is seen in this process: every
+    reload (each file-watch tick that saw any change, every admin reload, in every
+    worker) builds the state again, and repeated what it found while it lasted."""
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    log.warning(msg, *args)
 
 
 def _log_unknown_item_ids(rules: Any, table: Any, path, engine: Any) -> None:
@@ -182,15 +195,12 @@ def _log_unknown_item_ids(rules: Any, table: Any, path, engine: Any) -> None:
     if not unknown:
         return
     root = getattr(getattr(engine, "bundle", None), "root", None)
-    key = (str(path), str(rules.version), str(root), str(sorted(unknown.items())))
-    with _unknown_ids_lock:
-        if key in _unknown_ids_logged:
-            return
-        _unknown_ids_logged.add(key)
-    log.warning("rules file %s (version %s) names item ids bundle %s does not hold: %s; "
-                "those rules do nothing (an include_ids of them hides every item)", path,
-                rules.version, root, "; ".join(f"{k}: {', '.join(map(repr, v))}"
-                                               for k, v in unknown.items()))
+    key = ("unknown ids", str(path), str(rules.version), str(root),
+           str(sorted(unknown.items())))
+    _warn_once(key, "rules file %s (version %s) names item ids bundle %s does not hold: "
+               "%s; those rules do nothing (an include_ids of them hides every item)",
+               path, rules.version, root,
+               "; ".join(f"{k}: {', '.join(map(repr, v))}" for k, v in unknown.items()))
 
 
 def load_experiments(spec: dict) -> Experiments:
@@ -217,12 +227,6 @@ def default_engine_loader(bundle_path: str) -> Any:
     return Engine.load(bundle_path)
 
 
-#: The pairing gaps :func:`graph_pairing_gaps` has logged in this process: (bundle folder,
-#: bundle version, rules path, rules version, pairs)
-_pairing_logged: set[tuple] = set()
-_pairing_logged_lock = threading.Lock()
-
-
 def graph_pairing_gaps(engine: Any, rules: dict[str, RulesVersion]) -> dict[str, list[str]]:
     """Served rules name -> the category pairs (``"shoes->jewellery"``) it asks
     complements for that ``engine``'s graph was not built to pair
@@ -245,21 +249,15 @@ def graph_pairing_gaps(engine: Any, rules: dict[str, RulesVersion]) -> dict[str,
         from recommender.pipeline import rebuild_command
 
         root = engine.bundle.root
-        # once per process for one gap: every reload (each file-watch tick that saw
-        # any change, every admin reload, in every worker) rebuilt the state and
-        # repeated it while the gap lasted; /healthz and /metrics keep saying it
-        key = (str(root), str(getattr(engine, "bundle_version", None)), rv.path,
-               rv.version, tuple(missing))
-        with _pairing_logged_lock:
-            if key in _pairing_logged:
-                continue
-            _pairing_logged.add(key)
-        log.warning("rules %r (%s, version %s) pair %s, which the graph of bundle %s was "
-                    "not built to pair: those groups are served from the strategy's "
-                    "top-up alone, without the graph's precomputed neighbours. Rebuild "
-                    "the graph with a [pairing] that includes them in %s: %s", name,
-                    rv.path or "the bundle's own", rv.version, ", ".join(missing), root,
-                    Path(root) / "rules" / "rules.toml", rebuild_command("graph", root))
+        # once per process for one gap; /healthz and /metrics keep saying it
+        key = ("pairing", str(root), str(getattr(engine, "bundle_version", None)),
+               rv.path, rv.version, tuple(missing))
+        _warn_once(key, "rules %r (%s, version %s) pair %s, which the graph of bundle %s "
+                   "was not built to pair: those groups are served from the strategy's "
+                   "top-up alone, without the graph's precomputed neighbours. Rebuild the "
+                   "graph with a [pairing] that includes them in %s: %s", name,
+                   rv.path or "the bundle's own", rv.version, ", ".join(missing), root,
+                   Path(root) / "rules" / "rules.toml", rebuild_command("graph", root))
     return out
 
 
