@@ -7,9 +7,11 @@ primaries, the same convention as skimage and OpenCV's float path).
 Uploads from the API go through :func:`decode_upload`, which reads only the
 image header first and refuses non-images, truncated files and enormous declared
 dimensions before any pixel is decoded. Uploads and catalogue files alike are
-turned upright by their EXIF orientation tag (:func:`pil_to_rgb_array`).
-Transparency is composited on white; a cut-out's alpha, its garment mask, is kept
-beside the image by :func:`load_rgb_alpha` and :func:`decode_upload_alpha`.
+turned upright by their EXIF orientation tag (:func:`pil_to_rgb_array`), and
+converted to sRGB when they embed another colour profile (a phone's Display P3, an
+Adobe RGB export, a profiled CMYK JPEG). Transparency is composited on white; a
+cut-out's alpha, its garment mask, is kept beside the image by
+:func:`load_rgb_alpha` and :func:`decode_upload_alpha`.
 
 Examples
 --------
@@ -24,6 +26,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import warnings
@@ -108,9 +111,10 @@ def pil_to_rgb_array(im) -> np.ndarray:
     """An open PIL image as ``uint8`` RGB ``(H, W, 3)``, decoded the one way every
     loader shares (:func:`load_rgb`, uploads, attribute and keypoint training, the
     report's thumbnails): turned upright as its EXIF orientation tag says (as a
-    browser shows it), transparency composited on white, 16-bit greyscale scaled to
-    8 bits. 32-bit samples (TIFF modes ``I`` and ``F``) are refused as
-    :class:`UnsupportedMediaType`."""
+    browser shows it), converted to sRGB from an embedded colour profile that is not
+    sRGB's (:func:`_srgb_transform`), transparency composited on white, 16-bit
+    greyscale scaled to 8 bits. 32-bit samples (TIFF modes ``I`` and ``F``) are
+    refused as :class:`UnsupportedMediaType`."""
     return np.asarray(_rgb_image(im), dtype=np.uint8)
 
 
@@ -126,8 +130,11 @@ def pil_to_rgb_array(im) -> np.ndarray:
 #: alpha: its transparency kept as the garment mask, once dropped;
 #: colour-key: composited on white, once read opaque (a cut-out on black); then its
 #: transparency kept as the garment mask;
-#: 32-bit: refused, once clipped to a black or white image.
-DECODING_REVISIONS: dict[str, int] = {"alpha": 2, "colour-key": 3, "32-bit": 2}
+#: 32-bit: refused, once clipped to a black or white image;
+#: icc: (any kind) its embedded colour profile, not sRGB's, converted to sRGB, once
+#: ignored (:func:`_srgb_transform`; a file with an sRGB profile keeps its stamp).
+DECODING_REVISIONS: dict[str, int] = {"alpha": 2, "colour-key": 3, "32-bit": 2,
+                                      "icc": 1}
 
 
 def _decoding_kind(im) -> str:
@@ -146,13 +153,88 @@ def _decoding_kind(im) -> str:
     return "plain"
 
 
-def _rgb_image(im):
+#: The mode ImageCms reads an image of each PIL mode in, for its colour profile;
+#: modes not listed (LAB, YCbCr, 32-bit) ignore a profile.
+_PROFILE_MODES = {"RGB": "RGB", "RGBA": "RGB", "RGBX": "RGB", "P": "RGB", "PA": "RGB",
+                  "L": "L", "LA": "L", "1": "L", "I;16": "L", "I;16B": "L", "I;16L": "L",
+                  "CMYK": "CMYK"}
+
+
+def _srgb_transform(im):
+    """``(transform, mode)``: the ImageCms transform from the colour profile the open
+    image ``im`` embeds (``info["icc_profile"]``) to sRGB, and the mode it reads
+    (``"RGB"``, ``"L"`` or ``"CMYK"``); None when there is nothing to convert.
+
+    Phones save Display P3, studios export Adobe RGB, print shops send CMYK JPEGs:
+    read as sRGB, their colours came out desaturated or shifted (a profiled CMYK
+    JPEG far off), and the colour features, masks and attribute network saw that.
+    None for an image without a profile, with an sRGB profile (converting would
+    change nothing), or with a profile that is unreadable or does not fit the image
+    (an RGB profile on a CMYK JPEG): such images decode as they always have, like an
+    unreadable EXIF block. Header only (the profile comes before the pixels)."""
+    icc = im.info.get("icc_profile")
+    mode = _PROFILE_MODES.get(im.mode)
+    if not icc or mode is None:
+        return None
+    transform = _profile_transform(bytes(icc), mode)
+    return None if transform is None else (transform, mode)
+
+
+@functools.lru_cache(maxsize=16)
+def _profile_transform(icc: bytes, mode: str):
+    """:func:`_srgb_transform` for one profile's bytes: built once per process (a
+    catalogue's photos share a few profiles; building takes ~2 ms)."""
+    try:
+        from PIL import Image, ImageCms
+
+        # relative colorimetric: in-gamut colours kept as measured (what the colour
+        # features name), those outside sRGB clipped to its edge
+        transform = ImageCms.buildTransform(
+            ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"),
+            mode, "RGB", ImageCms.Intent.RELATIVE_COLORIMETRIC)
+        # An sRGB profile (IEC61966-2.1 as most cameras and editors embed it, 54
+        # MANGO packshots among them) differs from littlecms's own sRGB by at most
+        # one level: it is left alone, so such images keep their pixels and caches.
+        # Probed on a grid of colours, compared with the plain decoding.
+        channels, steps = {"RGB": (3, 18), "L": (1, 256), "CMYK": (4, 6)}[mode]
+        levels = np.linspace(0, 255, steps).round().astype(np.uint8)
+        grid = np.stack(np.meshgrid(*[levels] * channels, indexing="ij"), axis=-1)
+        grid = grid.reshape(1, -1, channels)
+        probe = Image.fromarray(grid[..., 0] if mode == "L" else grid, mode)
+        as_plain = np.asarray(probe.convert("RGB"), dtype=np.int16)
+        as_profiled = np.asarray(ImageCms.applyTransform(probe, transform), dtype=np.int16)
+    except Exception:  # noqa: BLE001 - a broken colour profile must not refuse the photo
+        return None
+    return None if np.abs(as_profiled - as_plain).max() <= 1 else transform
+
+
+def _to_srgb(im, srgb, in_place: bool = False):
+    """``im`` (any mode :data:`_PROFILE_MODES` maps to ``srgb``'s) converted by
+    :func:`_srgb_transform`'s ``srgb`` to an sRGB mode ``RGB`` image; an RGB image
+    in place when ``in_place`` (no second copy of a large scan)."""
+    from PIL import ImageCms
+
+    transform, mode = srgb
+    if im.mode != mode:
+        im, in_place = im.convert(mode), True
+    if mode == "RGB" and in_place:
+        ImageCms.applyTransform(im, transform, inPlace=True)
+        return im
+    return ImageCms.applyTransform(im, transform)
+
+
+def _rgb_image(im, owned: bool = False):
     """:func:`pil_to_rgb_array`'s decoding, kept a PIL image in mode ``RGB`` (so
-    :func:`load_rgb` can shrink it before any full-size array is made)."""
+    :func:`load_rgb` can shrink it before any full-size array is made). An image
+    with a colour profile is converted to sRGB before transparency is composited
+    (white is white in every profile; the alpha is left as it is). ``owned``: the
+    caller will not use ``im`` again, so its pixels may be converted in place."""
     from PIL import Image
 
     kind = _decoding_kind(im)    # before turning: a turned copy has no format
-    im = upright(im)
+    srgb = _srgb_transform(im)
+    turned = upright(im)
+    owned, im = owned or turned is not im, turned
     if kind == "16-bit":
         # 16-bit greyscale (older Pillow opens a 16-bit PNG as "I"): PIL's convert
         # would clip every sample above 255 to white; scale 0..65535 to 0..255.
@@ -164,7 +246,8 @@ def _rgb_image(im):
         grey = a.astype(np.uint32)
         grey += 128
         grey //= 257
-        return Image.fromarray(grey.astype(np.uint8)).convert("RGB")  # from mode L
+        grey = Image.fromarray(grey.astype(np.uint8))                 # mode L
+        return grey.convert("RGB") if srgb is None else _to_srgb(grey, srgb)
     if kind == "32-bit":
         # 32-bit samples (TIFF) have no one 8-bit reading (floats are 0..1 by
         # convention, integers any range): convert would clip them to a black or a
@@ -177,9 +260,17 @@ def _rgb_image(im):
         # Composite transparency on white: packshots with alpha are cut-outs. A
         # palette, RGB or greyscale image may mark one colour transparent instead
         # (tRNS), often the black around a cut-out; convert applies it as alpha.
-        im = im.convert("RGBA")
-        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(bg, im)
+        rgba = im.convert("RGBA")
+        if srgb is not None:
+            # the colours converted without their alpha (LA: its grey channel)
+            colour = rgba.convert("RGB") if srgb[1] == "RGB" else im.convert("L")
+            colour = _to_srgb(colour, srgb, in_place=True)
+            colour.putalpha(rgba.getchannel("A"))
+            rgba = colour
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, rgba)
+    elif srgb is not None:
+        return _to_srgb(im, srgb, in_place=owned)
     # convert() copies even an RGB image: a 12000 x 12000 scan is 432 MB per copy
     return im if im.mode == "RGB" else im.convert("RGB")
 
@@ -315,7 +406,7 @@ def _load_image(path, max_side: int | None, with_alpha: bool):
                 # draft() lets the JPEG decoder skip detail we would throw away anyway.
                 im.draft("RGB", (max_side, max_side))
             im.load()
-            rgb = _rgb_image(im)
+            rgb = _rgb_image(im, owned=True)
             if with_alpha:
                 alpha = _alpha_image(im)
             if max_side is not None:
@@ -428,7 +519,8 @@ def decoding_stamp(path: str | os.PathLike) -> str:
     """What cache keys add to an image file's size and mtime: ``"|exif<k>"`` for a
     file that :func:`upright` turns (``k``: its orientation tag), then
     ``"|<kind>@<n>"`` when the file is of a kind whose decoding changed
-    (:data:`DECODING_REVISIONS`), else nothing.
+    (:data:`DECODING_REVISIONS`), then ``"|icc@<n>"`` when its embedded colour
+    profile is converted to sRGB (not for an sRGB profile), else nothing.
 
     The features stage's part files, the bundle's image fingerprint (which stages
     are current) and the attribute stage's decoded-image caches are reused while an
@@ -450,10 +542,12 @@ def decoding_stamp(path: str | os.PathLike) -> str:
         with open_image(path) as im:
             o = exif_orientation(im)
             kind = _decoding_kind(im)
+            profiled = _srgb_transform(im) is not None
     except Exception:  # noqa: BLE001 - missing or unreadable: the decoders report it
         return ""
-    n = DECODING_REVISIONS.get(kind)
-    return ("" if o == 1 else f"|exif{o}") + (f"|{kind}@{n}" if n else "")
+    n, icc = DECODING_REVISIONS.get(kind), DECODING_REVISIONS.get("icc")
+    return (("" if o == 1 else f"|exif{o}") + (f"|{kind}@{n}" if n else "")
+            + (f"|icc@{icc}" if profiled and icc else ""))
 
 
 # -- uploads -----------------------------------------------------------------
@@ -465,7 +559,9 @@ def decode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
     ``max_pixels`` (a decompression bomb, or just too large) are refused as
     :class:`PayloadTooLarge` before any pixel is decoded; a truncated or corrupt
     body is an :class:`InputError`. A photo with an EXIF orientation tag is turned
-    upright, as a browser shows it (keypoints and masks are in that frame).
+    upright, as a browser shows it (keypoints and masks are in that frame), and one
+    with an embedded colour profile other than sRGB's (a phone's Display P3, Adobe
+    RGB, a profiled CMYK JPEG) is converted to sRGB, as a browser shows its colours.
 
     Examples
     --------
@@ -540,7 +636,8 @@ def _decode_upload(data, max_pixels, with_alpha: bool):
                                       value=w * h)
             try:
                 im.load()
-                arr = pil_to_rgb_array(im)   # turned upright there
+                # turned upright and converted to sRGB there (as pil_to_rgb_array)
+                arr = np.asarray(_rgb_image(im, owned=True), dtype=np.uint8)
                 alpha = _alpha_image(im) if with_alpha else None
                 if alpha is not None:
                     alpha = np.asarray(alpha, dtype=np.uint8)

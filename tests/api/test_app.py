@@ -152,6 +152,32 @@ def test_analyze_reads_a_cutouts_alpha_as_its_mask(client, engine, served_bundle
     assert r.status_code == 200, r.get_json()
 
 
+def test_analyze_reads_a_display_p3_photo_in_its_colours(client, engine, served_bundle):
+    """A phone photo in Display P3 (its ICC profile embedded): its colours were read
+    as if sRGB, a terracotta (200, 120, 80) reported as that instead of the
+    (213, 115, 70) a browser shows. The analysis now reads the converted colours;
+    the same pixels without a profile still read as stored."""
+    from PIL import Image
+
+    from tests.features import synth
+    analysable_image(served_bundle, engine)       # skips when the engine cannot
+    img, _ = synth.packshot(h=200, w=150, fg=(200, 120, 80), noise=0.0)
+
+    def garment_colour(**save):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "PNG", **save)
+        r = client.post("/v1/analyze", data={"image": (io.BytesIO(buf.getvalue()), "p.png")},
+                        content_type="multipart/form-data")
+        assert r.status_code == 200, r.get_json()
+        top = max(r.get_json()["colours"], key=lambda c: c["weight"])
+        return np.array([int(top["hex"].lstrip("#")[i:i + 2], 16) for i in (0, 2, 4)])
+
+    want = synth.expected_srgb((200, 120, 80), synth.P3)
+    np.testing.assert_allclose(garment_colour(icc_profile=synth.rgb_icc_profile(synth.P3)),
+                               want, atol=4)
+    np.testing.assert_allclose(garment_colour(), (200, 120, 80), atol=4)
+
+
 def first_image_path(engine):
     paths = [p for p in engine.catalog["image_path"] if p]
     if not paths:

@@ -89,3 +89,165 @@ def on_white(rgba):
     """``rgba`` composited on white, as the decoders give it (uint8 RGB)."""
     a = rgba[..., 3:].astype(float) / 255
     return np.round(rgba[..., :3] * a + 255 * (1 - a)).astype(np.uint8)
+
+
+# -- colour profiles (ICC v2, written by hand: ImageCms only makes sRGB, LAB, XYZ) --
+#: Display P3 and Adobe RGB (1998): (x, y) chromaticities of red, green and blue,
+#: D65 white, and each one's tone curve (P3 uses sRGB's; Adobe RGB gamma 563/256).
+P3 = {"primaries": ((0.680, 0.320), (0.265, 0.690), (0.150, 0.060)), "trc": "srgb",
+      "name": "Display P3 (test)"}
+ADOBE_RGB = {"primaries": ((0.64, 0.33), (0.21, 0.71), (0.15, 0.06)), "trc": 563 / 256,
+             "name": "Adobe RGB 1998 (test)"}
+_D65_XY = (0.3127, 0.3290)
+_D50_XYZ = np.array([0.9642, 1.0, 0.8249])
+_BRADFORD = np.array([[0.8951, 0.2664, -0.1614],
+                      [-0.7502, 1.7135, 0.0367],
+                      [0.0389, -0.0685, 1.0296]])
+#: linear sRGB -> XYZ (D65), IEC 61966-2-1
+SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
+                        [0.2126729, 0.7151522, 0.0721750],
+                        [0.0193339, 0.1191920, 0.9503041]])
+
+
+def _xyz(xy):
+    x, y = xy
+    return np.array([x / y, 1.0, (1 - x - y) / y])
+
+
+def rgb_to_xyz_matrix(primaries, white=_D65_XY):
+    """linear RGB -> XYZ (Y of white 1) of an RGB space with these primaries."""
+    m = np.stack([_xyz(p) for p in primaries], axis=1)
+    return m * np.linalg.solve(m, _xyz(white))
+
+
+def _d65_to_d50():
+    src, dst = _BRADFORD @ _xyz(_D65_XY), _BRADFORD @ _D50_XYZ
+    return np.linalg.inv(_BRADFORD) @ np.diag(dst / src) @ _BRADFORD
+
+
+def srgb_encode(lin):
+    """linear sRGB (0..1, clipped) -> uint8-scale floats 0..255."""
+    lin = np.clip(lin, 0.0, 1.0)
+    return 255 * np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
+
+
+def decode_trc(v, trc):
+    """8-bit code values -> linear light under ``trc`` ("srgb" or a gamma)."""
+    c = np.asarray(v, float) / 255
+    if trc == "srgb":
+        return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return c ** trc
+
+
+def expected_srgb(rgb, space):
+    """What an 8-bit colour ``rgb`` in ``space`` (:data:`P3`, :data:`ADOBE_RGB`) is in
+    sRGB, computed from the spaces' matrices (floats, clipped to 0..255)."""
+    lin = decode_trc(rgb, space["trc"])
+    xyz = rgb_to_xyz_matrix(space["primaries"]) @ lin
+    return srgb_encode(np.linalg.solve(SRGB_TO_XYZ, xyz))
+
+
+def _s15(v):
+    import struct
+    return struct.pack(">i", int(round(v * 65536)))
+
+
+def _tag_xyz(xyz):
+    return b"XYZ \0\0\0\0" + b"".join(_s15(v) for v in xyz)
+
+
+def _tag_desc(text):
+    import struct
+    a = text.encode("ascii") + b"\0"
+    return (b"desc\0\0\0\0" + struct.pack(">I", len(a)) + a
+            + struct.pack(">II", 0, 0) + struct.pack(">HB", 0, 0) + b"\0" * 67)
+
+
+def _tag_text(text):
+    return b"text\0\0\0\0" + text.encode("ascii") + b"\0"
+
+
+def _tag_curve(trc):
+    import struct
+    if trc == "srgb":   # tabulated: v2 curveType has no parametric form
+        c = np.linspace(0, 1, 1024)
+        lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+        return (b"curv\0\0\0\0" + struct.pack(">I", 1024)
+                + np.round(lin * 65535).astype(">u2").tobytes())
+    return b"curv\0\0\0\0" + struct.pack(">IH", 1, int(round(trc * 256)))
+
+
+def _icc(device_class, colour_space, tags):
+    """An ICC v2.1 profile: 128-byte header, tag table, tags (4-byte aligned)."""
+    import struct
+    table, data = [], b""
+    offset = 128 + 4 + 12 * len(tags)
+    for sig, body in tags:
+        body += b"\0" * (-len(body) % 4)
+        table.append(struct.pack(">4sII", sig, offset + len(data), len(body)))
+        data += body
+    size = offset + len(data)
+    header = (struct.pack(">I", size) + b"none" + bytes([2, 0x10, 0, 0]) + device_class
+              + colour_space + b"XYZ " + b"\0" * 12 + b"acsp" + b"\0" * 24
+              + struct.pack(">I", 0) + b"".join(_s15(v) for v in _D50_XYZ) + b"\0" * 48)
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + b"".join(table) + data
+
+
+def rgb_icc_profile(space=P3):
+    """An ICC v2 matrix/TRC display profile for ``space`` (:data:`P3`,
+    :data:`ADOBE_RGB`): the colorants D50-adapted (Bradford) as ICC requires."""
+    m50 = _d65_to_d50() @ rgb_to_xyz_matrix(space["primaries"])
+    curve = _tag_curve(space["trc"])
+    return _icc(b"mntr", b"RGB ", [
+        (b"desc", _tag_desc(space["name"])), (b"cprt", _tag_text("no copyright, test")),
+        (b"wtpt", _tag_xyz(_D50_XYZ)),
+        (b"rXYZ", _tag_xyz(m50[:, 0])), (b"gXYZ", _tag_xyz(m50[:, 1])),
+        (b"bXYZ", _tag_xyz(m50[:, 2])),
+        (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)])
+
+
+def grey_icc_profile(gamma=1.8):
+    """An ICC v2 greyscale display profile with a plain ``gamma`` tone curve."""
+    return _icc(b"mntr", b"GRAY", [
+        (b"desc", _tag_desc(f"Gray gamma {gamma} (test)")),
+        (b"cprt", _tag_text("no copyright, test")), (b"wtpt", _tag_xyz(_D50_XYZ)),
+        (b"kTRC", _tag_curve(gamma))])
+
+
+#: The sRGB colour (8-bit) each ink prints alone on white paper in
+#: :func:`cmyk_icc_profile`; inks multiply in linear light.
+CMYK_INKS = {"C": (0, 160, 230), "M": (230, 0, 126), "Y": (255, 240, 0), "K": (35, 31, 32)}
+
+
+def cmyk_ink_srgb(cmyk):
+    """sRGB (floats 0..255) of CMYK corner ``cmyk`` (each 0 or 255) under
+    :func:`cmyk_icc_profile`'s inks."""
+    lin = np.ones(3)
+    for ink, v in zip("CMYK", cmyk):
+        if v:
+            lin = lin * decode_trc(CMYK_INKS[ink], "srgb")
+    return srgb_encode(lin)
+
+
+def cmyk_icc_profile():
+    """An ICC v2 CMYK output profile whose only table, A2B0 (a lut16 to XYZ with 2
+    grid points per ink), prints :data:`CMYK_INKS`: a full-ink corner reads exactly
+    :func:`cmyk_ink_srgb`, where PIL's naive CMYK -> RGB reads pure cyan as
+    (0, 255, 255)."""
+    import itertools
+    import struct
+
+    to50 = _d65_to_d50()
+    clut = []
+    for corner in itertools.product((0, 255), repeat=4):   # first ink varies slowest
+        lin = decode_trc(cmyk_ink_srgb(corner), "srgb")
+        clut.append(np.clip(to50 @ SRGB_TO_XYZ @ lin * 32768, 0, 65535))
+    ramp = np.array([0, 65535], ">u2").tobytes()
+    lut = (b"mft2\0\0\0\0" + struct.pack(">BBBB", 4, 3, 2, 0)
+           + b"".join(_s15(v) for v in np.eye(3).ravel())
+           + struct.pack(">HH", 2, 2) + ramp * 4
+           + np.round(np.array(clut)).astype(">u2").tobytes() + ramp * 3)
+    return _icc(b"prtr", b"CMYK", [
+        (b"desc", _tag_desc("Toy CMYK (test)")), (b"cprt", _tag_text("no copyright, test")),
+        (b"wtpt", _tag_xyz(_D50_XYZ)), (b"A2B0", lut)])

@@ -451,3 +451,223 @@ def test_a_cutouts_alpha_is_turned_upright_with_it(tmp_path):
     rgb, alpha = load_rgb_alpha(tmp_path / "turned.png")
     assert rgb.shape == (80, 40, 3) and alpha.shape == (80, 40)
     assert alpha[:20].min() == 255 and alpha[30:].max() == 0   # the band is on top
+
+
+# -- embedded colour profiles --------------------------------------------------
+#: flat patches (8-bit values as stored in the file) of the profile tests: in-gamut
+#: colours, a mid grey, white, black and each space's pure red (outside sRGB)
+_PATCHES = np.array([(200, 120, 80), (40, 60, 150), (90, 160, 70), (128, 128, 128),
+                     (255, 255, 255), (0, 0, 0), (255, 0, 0)], np.uint8)
+
+
+def _patch_file(path, patches, mode="RGB", **save):
+    """``patches`` side by side as 16 x 16 flat squares, saved at ``path``; returns
+    the (row, column) of each patch's centre."""
+    a = np.repeat(np.repeat(np.asarray(patches, np.uint8)[None], 16, 0), 16, 1)
+    Image.fromarray(a, mode).save(path, **save)
+    return [(8, 16 * i + 8) for i in range(len(patches))]
+
+
+def _centres(rgb, centres):
+    return np.array([rgb[r, c] for r, c in centres], int)
+
+
+@pytest.mark.parametrize("space", ["P3", "ADOBE_RGB"])
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_a_wide_gamut_photo_is_converted_to_srgb(tmp_path, space, fmt):
+    """A phone photo in Display P3 or an Adobe RGB studio export stores its colours
+    in that space and says so in an embedded ICC profile. Read as sRGB, a terracotta
+    (200, 120, 80) in P3 came out (200, 120, 80) instead of about (213, 115, 70):
+    every colour desaturated, and the colour features named that. Converted to sRGB
+    as a browser shows it (expected values from the spaces' matrices)."""
+    from features.imaging import decode_upload_alpha, load_rgb_alpha
+    from tests.features import synth
+
+    space = getattr(synth, space)
+    p = tmp_path / f"wide.{fmt.lower()}"
+    save = {"quality": 100, "subsampling": 0} if fmt == "JPEG" else {}
+    centres = _patch_file(p, _PATCHES, format=fmt, icc_profile=synth.rgb_icc_profile(space),
+                          **save)
+    expected = np.array([synth.expected_srgb(c, space) for c in _PATCHES])
+    tol = 2 if fmt == "PNG" else 3                  # littlecms's rounding; JPEG's loss
+    for rgb in (load_rgb(p), decode_upload(p.read_bytes()), load_rgb_alpha(p)[0],
+                decode_upload_alpha(p.read_bytes())[0]):
+        got = _centres(rgb, centres)
+        np.testing.assert_allclose(got, expected, atol=tol)
+        assert np.abs(got[:3] - _PATCHES[:3]).max() > 5       # not read as stored
+        grey = got[3]
+        assert grey.max() - grey.min() <= 1                    # grey stays grey
+        assert got[6].tolist() == [255, 0, 0]                  # pure red: clipped to sRGB's
+
+
+def test_a_wide_gamut_png_shrinks_like_its_full_size_reading(tmp_path):
+    """load_rgb converts before it shrinks (the features read every packshot at
+    512 px): the shrunk image is the full-size reading shrunk, and the conversion
+    in place of a file's own pixels leaves a caller's open image alone."""
+    from features.imaging import pil_to_rgb_array
+    from tests.features import synth
+
+    rng = np.random.default_rng(0)
+    px = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    p = tmp_path / "big.png"
+    Image.fromarray(px).resize((300, 400), Image.NEAREST).save(
+        p, icc_profile=synth.rgb_icc_profile(synth.P3))
+    np.testing.assert_array_equal(load_rgb(p, max_side=64),
+                                  resize_max_side(load_rgb(p), 64))
+    with Image.open(p) as im:
+        im.load()
+        before = np.asarray(im).copy()
+        first = pil_to_rgb_array(im)
+        np.testing.assert_array_equal(np.asarray(im), before)
+        np.testing.assert_array_equal(pil_to_rgb_array(im), first)
+    assert not np.array_equal(first, before)
+
+
+@pytest.mark.parametrize("max_side", [None, 32])
+def test_a_profiled_cmyk_jpeg_is_converted_to_srgb(tmp_path, max_side):
+    """A print shop's CMYK JPEG with its press profile: PIL's naive CMYK -> RGB read
+    full cyan as (0, 255, 255) and full black as (0, 0, 0), whatever the inks; the
+    profile says cyan ink prints (0, 160, 230) and black ink (35, 31, 32). Shrunk
+    (the JPEG decoded at a fraction of its size) or not."""
+    from tests.features import synth
+
+    inks = [(255, 0, 0, 0), (0, 255, 0, 0), (0, 0, 255, 0), (0, 0, 0, 255), (0, 0, 0, 0),
+            (255, 255, 0, 0)]
+    p = tmp_path / "print.jpg"
+    centres = _patch_file(p, inks, "CMYK", quality=100,
+                          icc_profile=synth.cmyk_icc_profile())
+    expected = np.array([synth.cmyk_ink_srgb(c) for c in inks])
+    rgb = load_rgb(p) if max_side is None else load_rgb(p, max_side=max_side)
+    if max_side is not None:                              # 16 x 96 -> 5 x 32
+        centres = [(r * 32 // 96, c * 32 // 96) for r, c in centres]
+    for out in (rgb,) if max_side else (rgb, decode_upload(p.read_bytes())):
+        np.testing.assert_allclose(_centres(out, centres), expected, atol=4)
+
+
+def test_a_transparent_cutout_with_a_profile_converts_its_colours_not_its_alpha(tmp_path):
+    """A P3 cut-out: its colours converted before compositing on white, its alpha
+    (the garment mask) as stored."""
+    from features.imaging import decode_upload_alpha, load_rgb_alpha
+    from tests.features import synth
+
+    rgba, m = cutout(fg=(200, 120, 80))
+    p = tmp_path / "cut.png"
+    Image.fromarray(rgba).save(p, icc_profile=synth.rgb_icc_profile(synth.P3))
+    want = synth.expected_srgb((200, 120, 80), synth.P3)
+    for rgb, alpha in (load_rgb_alpha(p), decode_upload_alpha(p.read_bytes())):
+        np.testing.assert_array_equal(alpha, rgba[..., 3])
+        np.testing.assert_allclose(rgb[m].mean(axis=0), want, atol=2)
+        assert (rgb[~m] == 255).all()
+
+
+def test_a_greyscale_image_with_a_grey_profile_is_converted(tmp_path):
+    """A greyscale scan with a gamma 1.8 profile: its tones read through that curve."""
+    from tests.features import synth
+
+    levels = np.array([0, 64, 128, 192, 255], np.uint8)
+    p = tmp_path / "grey.png"
+    centres = _patch_file(p, levels, "L", icc_profile=synth.grey_icc_profile(1.8))
+    got = _centres(load_rgb(p), centres)
+    want = synth.srgb_encode(synth.decode_trc(levels, 1.8))
+    np.testing.assert_allclose(got, np.repeat(want[:, None], 3, 1), atol=1)
+    assert got[2, 0] > 140                         # 128 as stored would be 128
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_an_srgb_profile_leaves_the_pixels_as_they_were(tmp_path, fmt):
+    """sRGB is what the decoders already assume: an image with an sRGB profile
+    (most cameras and editors embed one) decodes bit for bit as without it, and
+    keeps an empty stamp (its caches stand)."""
+    from PIL import ImageCms
+
+    from features.imaging import decoding_stamp
+
+    rng = np.random.default_rng(1)
+    px = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    profiled, plain = tmp_path / f"s.{fmt.lower()}", tmp_path / f"p.{fmt.lower()}"
+    Image.fromarray(px).save(profiled, fmt, icc_profile=icc)
+    Image.fromarray(px).save(plain, fmt)
+    with Image.open(profiled) as im:
+        assert im.info["icc_profile"]
+    np.testing.assert_array_equal(load_rgb(profiled), load_rgb(plain))
+    np.testing.assert_array_equal(decode_upload(profiled.read_bytes()),
+                                  decode_upload(plain.read_bytes()))
+    assert decoding_stamp(profiled) == ""
+
+
+@pytest.mark.parametrize("icc", ["garbage", "truncated", "cmyk-on-rgb", "rgb-on-grey"])
+def test_a_broken_or_mismatched_profile_decodes_as_before(tmp_path, icc):
+    """A profile that littlecms cannot read, or one for another colour space than
+    the image's, must not refuse the photo: it decodes as without a profile, with
+    no exception or warning, and an empty stamp."""
+    from features.imaging import decoding_stamp
+    from tests.features import synth
+
+    grey = icc == "rgb-on-grey"
+    data = {"garbage": b"not a colour profile" * 20,
+            "truncated": synth.rgb_icc_profile(synth.P3)[:300],
+            "cmyk-on-rgb": synth.cmyk_icc_profile(),
+            "rgb-on-grey": synth.rgb_icc_profile(synth.P3)}[icc]
+    px = np.random.default_rng(2).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    im = Image.fromarray(px).convert("L") if grey else Image.fromarray(px)
+    bad, plain = tmp_path / "bad.png", tmp_path / "plain.png"
+    im.save(bad, icc_profile=data)
+    im.save(plain)
+    np.testing.assert_array_equal(load_rgb(bad), load_rgb(plain))
+    np.testing.assert_array_equal(decode_upload(bad.read_bytes()), load_rgb(plain))
+    assert decoding_stamp(bad) == ""
+
+
+def test_decoding_stamp_names_files_converted_from_their_profile(tmp_path):
+    """Images whose profile is now converted were decoded differently before: their
+    caches rerun once (``|icc@n``, after any other part of the stamp)."""
+    from features.imaging import DECODING_REVISIONS, decoding_stamp
+    from tests.features import synth
+
+    n, alpha = DECODING_REVISIONS["icc"], DECODING_REVISIONS["alpha"]
+    p3 = synth.rgb_icc_profile(synth.P3)
+    a = np.zeros((30, 20, 3), np.uint8)
+    Image.fromarray(a).save(tmp_path / "p3.jpg", icc_profile=p3)
+    Image.fromarray(a).convert("RGBA").save(tmp_path / "p3.png", icc_profile=p3)
+    Image.fromarray(a).convert("CMYK").save(tmp_path / "cmyk.jpg",
+                                            icc_profile=synth.cmyk_icc_profile())
+    Image.fromarray(a).convert("CMYK").save(tmp_path / "naive.jpg")
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(tmp_path / "turned.jpg", exif=exif.tobytes(), icc_profile=p3)
+    assert n >= 1
+    assert decoding_stamp(tmp_path / "p3.jpg") == f"|icc@{n}"
+    assert decoding_stamp(tmp_path / "p3.png") == f"|alpha@{alpha}|icc@{n}"
+    assert decoding_stamp(tmp_path / "cmyk.jpg") == f"|icc@{n}"
+    assert decoding_stamp(tmp_path / "turned.jpg") == f"|exif6|icc@{n}"
+    assert decoding_stamp(tmp_path / "naive.jpg") == ""
+
+
+@pytest.mark.realdata
+def test_mango_photos_with_an_srgb_profile_keep_their_pixels_and_stamp(mango_dir,
+                                                                       monkeypatch):
+    """54 MANGO packshots embed the 3,144-byte sRGB IEC61966-2.1 profile: they must
+    decode exactly as before profiles were read, with an empty stamp, so a built
+    MANGO bundle's features and attribute caches stand."""
+    from features import imaging
+
+    profiled = []
+    for p in sorted((mango_dir / "images").glob("*.jpg")):
+        with Image.open(p) as im:
+            if im.info.get("icc_profile"):
+                profiled.append(p)
+                if len(profiled) == 4:
+                    break
+    if not profiled:
+        pytest.skip("no MANGO image with a colour profile")
+    now = [(imaging.load_rgb(p), imaging.load_rgb(p, max_side=128),
+            imaging.decode_upload(p.read_bytes()), imaging.decoding_stamp(p))
+           for p in profiled]
+    monkeypatch.setattr(imaging, "_srgb_transform", lambda im: None)  # profiles ignored
+    for p, (full, small, upload, stamp) in zip(profiled, now):
+        assert stamp == "", p.name
+        np.testing.assert_array_equal(full, imaging.load_rgb(p))
+        np.testing.assert_array_equal(small, imaging.load_rgb(p, max_side=128))
+        np.testing.assert_array_equal(upload, imaging.decode_upload(p.read_bytes()))
