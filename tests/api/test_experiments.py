@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from features.exceptions import InputError, SchemaError
-from api.experiments import Experiments, unit_hash
+from api.experiments import Experiments, parse_config_text, unit_hash
 
 VECTORS = json.loads((Path(__file__).parent / "assignment_vectors.json").read_text())
 
@@ -376,3 +376,65 @@ def test_a_recorded_version_refuses_other_params():
         assert err.value.field == "experiments" and (
             f"version 'v1' was recorded with other params for experiment 'div' ({was}; "
             f'now wide {{"diversity": 0.5}})') in str(err.value)
+
+
+DUPLICATE_COVERAGE = {
+    # the reader sees coverage 0.1 at the top of the experiment; the last one served
+    ".json": ('{"layers": [{"name": "l", "experiments": [{"name": "e",\n'
+              '  "coverage": 0.1,\n'
+              '  "variants": [{"name": "a"}, {"name": "b"}],\n'
+              '  "coverage": 1.0}]}]}\n',
+              "line 4: duplicate key 'coverage' of layers[0].experiments[0] "
+              "(first at line 2)"),
+    ".yaml": ("layers:\n- name: l\n  experiments:\n  - name: e\n    coverage: 0.1\n"
+              "    variants: [{name: a}, {name: b}]\n    coverage: 1.0\n",
+              "line 7: duplicate key 'coverage' (first at line 5)"),
+    ".toml": ('[[layers]]\nname = "l"\n[[layers.experiments]]\nname = "e"\n'
+              'coverage = 0.1\ncoverage = 1.0\n', "line 6"),
+}
+
+
+@pytest.mark.parametrize("suffix", sorted(DUPLICATE_COVERAGE))
+def test_a_key_given_twice_is_refused_in_every_format(tmp_path, suffix):
+    """``json.loads`` and ``yaml.safe_load`` keep a repeated key's last value: a file
+    with two ``coverage`` keys (an edit appended below the old one) served coverage 1.0
+    while its reader saw 0.1 (TOML refuses it by spec). Refused naming key and line."""
+    from api.ab_report import load_experiments_for_analysis
+    text, words = DUPLICATE_COVERAGE[suffix]
+    p = tmp_path / f"exp{suffix}"
+    p.write_text(text)
+    for load in (Experiments.load, load_experiments_for_analysis):
+        with pytest.raises(SchemaError) as err:
+            load(p)
+        assert words in str(err.value) and str(p) in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("text", [
+    '{"layers": [{"name": "l", "experiments": [{"name": "e", "variants": [\n'
+    '  {"name": "a", "strategy": "default"},\n  {"name": "b", "strategy": "visual"}]}],\n'
+    '  "experiments": [{"name": "e2", "variants": [{"name": "c"}]}]}]}',
+    '{"salt": "s", "layers": [], "salt": "t"}'])
+def test_a_json_key_given_twice_at_any_depth_is_refused(text):
+    # a second "experiments" array replaced the first one's experiment and variants
+    with pytest.raises(SchemaError, match="duplicate key '(experiments|salt)'"):
+        Experiments.from_dict(parse_config_text(text, ".json", "x.json"))
+
+
+def test_keys_given_once_and_a_yaml_merge_override_are_read():
+    """The same key in two objects is no repeat, nor YAML's ``<<`` merge whose own keys
+    override the merged ones (what a merge is for)."""
+    got = parse_config_text('{"a": {"name": 1}, "b": [{"name": 2}, {"name": 3}]}',
+                            ".json", "x.json")
+    assert got == {"a": {"name": 1}, "b": [{"name": 2}, {"name": 3}]}
+    got = parse_config_text("base: &b {weight: 1, name: a}\n"
+                            "v: {<<: *b, name: b}\n", ".yaml", "x.yaml")
+    assert got["v"] == {"weight": 1, "name": "b"}
+
+
+def test_an_api_config_file_with_a_key_given_twice_is_refused(tmp_path):
+    # the serve config is read by the same parser: two EVENTS_DB keys served the last
+    from api.app import load_config_file
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text("events_db: a.db\nrules: r.toml\nevents_db: b.db\n")
+    with pytest.raises(SchemaError, match="line 3: duplicate key 'events_db'"):
+        load_config_file(cfg)

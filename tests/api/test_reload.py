@@ -671,9 +671,9 @@ class ExperimentEngine:
         return {"groups": []}
 
 
-def experiments_app(tmp_path, text=EXPERIMENTS_V1, **cfg):
+def experiments_app(tmp_path, text=EXPERIMENTS_V1, name="experiments.toml", **cfg):
     (tmp_path / "a").mkdir(exist_ok=True)
-    exp = tmp_path / "experiments.toml"
+    exp = tmp_path / name
     if not exp.exists():
         exp.write_text(text)
     from api import create_app
@@ -949,4 +949,32 @@ def test_an_edit_of_the_params_that_keeps_the_version_is_refused(tmp_path):
     assert {v: json.loads(p) for v, p in recorded.items()} == {
         "2024-06-01": {"div": {"wide": {"diversity": 0.5}}},
         "2024-06-02": {"div": {"wide": {"diversity": 0.7}}}}
+    app.extensions["mixmatch"].events.close()
+
+
+def test_a_json_edit_that_repeats_a_key_is_refused_and_the_old_config_serves(tmp_path):
+    """``json.loads`` keeps a repeated key's last value: an edit that gave the "vis"
+    variant a second ``strategy`` (the old line left above the new) was served, and
+    turned the strategy experiment into an A/A test no reader of the file could see.
+    The reload is refused naming the key and line; the previous config keeps serving."""
+    import tomllib
+    v1 = json.dumps(tomllib.loads(EXPERIMENTS_V1), indent=1)
+    app = experiments_app(tmp_path, text=v1, name="experiments.json")
+    c = app.test_client()
+    before = assignments(c, range(10))
+    assert {a["strat"] for a in before.values()} == {"def", "vis"}
+    exp = tmp_path / "experiments.json"
+    bad = v1.replace('"strategy": "visual"',
+                     '"strategy": "visual",\n"strategy": "default"')
+    assert bad != v1 and json.loads(bad) != json.loads(v1)
+    exp.write_text(bad)
+    r = c.post("/admin/reload", headers=ADMIN)
+    assert r.status_code == 422, r.get_json()
+    body = r.get_json()
+    line = bad.splitlines().index('"strategy": "default"') + 1
+    assert body["field"] == "experiments" and str(exp) in body["error"]
+    assert (f"line {line}: duplicate key 'strategy' of layers[0].experiments[0]."
+            f"variants[1] (first at line {line - 1})") in body["error"], body["error"]
+    assert assignments(c, range(10)) == before
+    assert str(exp) in c.get("/healthz").get_json()["last_error"]
     app.extensions["mixmatch"].events.close()
