@@ -59,6 +59,16 @@ Any other key in ``params``, a value out of range, or an experiment whose endpoi
 variants set, is refused: such an arm would run as an A/A test under a name that says
 otherwise. What a variant leaves unset keeps the serving default.
 
+An experiment is in a request only on the endpoints where its variants' settings act
+(:data:`SETTING_ENDPOINTS`: ``strategy`` on ``complements``, ``complete`` and
+``preview``, not ``upsell``, which ranks by similarity whatever the strategy; ``rules``
+on those, ``upsell`` and the two searches; ``model`` on every endpoint; a param where
+it is honoured), and within its ``endpoints`` when it lists them. Elsewhere the unit
+gets no ``assignments`` entry and no exposure is logged: an exposure there would count
+the unit in an arm that saw nothing different, and dilute the A/B report's effect. An
+experiment none of whose variants sets anything (a page reading its variant from the
+envelope) is in every request of its endpoints.
+
 Assignment: a unit (``user_id``, else ``session_id``) maps to ``u = H(salt, unit)``,
 the first 8 bytes of ``sha256(f"{salt}:{unit}")`` read big-endian over ``2**64``:
 uniform in [0, 1), the same in every process, machine and restart. The holdout uses
@@ -154,6 +164,9 @@ class Experiment:
     variants: tuple[Variant, ...]
     qa_override: bool = False
     endpoints: tuple[str, ...] | None = None  # None: every endpoint
+    # the endpoints where a variant's setting changes the answer (SETTING_ENDPOINTS);
+    # None: no variant sets one (a page-side experiment, read from the envelope)
+    acts_on: tuple[str, ...] | None = None
 
     def pick(self, unit: str) -> Variant:
         """The variant of ``unit`` by weight (a second hash, with this salt)."""
@@ -167,7 +180,14 @@ class Experiment:
         return self.variants[-1]  # x == total is impossible, but float sums can round
 
     def applies_to(self, endpoint: str | None) -> bool:
-        return self.endpoints is None or endpoint is None or endpoint in self.endpoints
+        """Whether a request on ``endpoint`` is in this experiment (None: any). Not
+        where none of its variants' settings acts: the exposure logged there would
+        count a unit in an arm that saw nothing different, and dilute the effect."""
+        if endpoint is None:
+            return True
+        if self.endpoints is not None and endpoint not in self.endpoints:
+            return False
+        return self.acts_on is None or endpoint in self.acts_on
 
 
 @dataclasses.dataclass(frozen=True)
@@ -669,7 +689,7 @@ class _Validator:
                                     default=f"{salt}:{ename}")
                 self.unique_salt(salts, esalt, f"{ek}.salt", lname)
                 exps.append(Experiment(ename, lname, esalt, cov, start, variants, qa,
-                                       endpoints))
+                                       endpoints, _acts_on(variants)))
                 start += cov
             layers.append(Layer(lname, lsalt, tuple(exps)))
         return Experiments(tuple(layers), fraction, h_salt, source, version)
@@ -763,3 +783,31 @@ class _Validator:
 #: Endpoint names an experiment may be limited to.
 ENDPOINTS: list[str] = ["complements", "upsell", "complete", "score", "search",
                         "search_image", "analyze", "preview"]
+
+#: The endpoints where a variant's ``strategy``, ``rules`` or ``model`` changes the
+#: answer (what the blueprints pass to the engine; ``params``: :data:`VARIANT_PARAMS`).
+SETTING_ENDPOINTS: dict[str, tuple[str, ...]] = {
+    # up-sell validates and echoes the strategy but ranks by similarity whatever it
+    # is; search, score and analyze take none
+    "strategy": ("complements", "complete", "preview"),
+    # score and analyze take no rules
+    "rules": ("complements", "upsell", "complete", "search", "search_image", "preview"),
+    # every endpoint asks the variant's engine (analyze: its bundle's attribute models)
+    "model": tuple(ENDPOINTS),
+}
+
+
+def _acts_on(variants: tuple[Variant, ...]) -> tuple[str, ...] | None:
+    """The endpoints where any of ``variants``' settings acts, in ENDPOINTS order;
+    None when none sets one."""
+    acts: set[str] = set()
+    sets_any = False
+    for v in variants:
+        for key, val in v.settings.items():
+            if key == "params":   # an empty ``params`` table sets nothing
+                acts.update(p for name in val for p in VARIANT_PARAMS[name].endpoints)
+                sets_any = sets_any or bool(val)
+            else:
+                acts.update(SETTING_ENDPOINTS[key])
+                sets_any = True
+    return tuple(p for p in ENDPOINTS if p in acts) if sets_any else None

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from features.exceptions import InputError, SchemaError
-from api.experiments import Experiments, parse_config_text, unit_hash
+from api.experiments import ENDPOINTS, Experiments, parse_config_text, unit_hash
 
 VECTORS = json.loads((Path(__file__).parent / "assignment_vectors.json").read_text())
 
@@ -438,3 +438,108 @@ def test_an_api_config_file_with_a_key_given_twice_is_refused(tmp_path):
     cfg.write_text("events_db: a.db\nrules: r.toml\nevents_db: b.db\n")
     with pytest.raises(SchemaError, match="line 3: duplicate key 'events_db'"):
         load_config_file(cfg)
+
+
+def _one_experiment(**settings) -> Experiments:
+    """One experiment over every endpoint (no ``endpoints`` list), everyone in it."""
+    return Experiments.from_dict({"layers": [{"name": "l", "experiments": [
+        {"name": "e", "coverage": 1.0, "qa_override": True, "variants": [
+            {"name": "control"}, {"name": "treat", **settings}]}]}]},
+        models=["m2"], rules=["v2"])
+
+
+@pytest.mark.parametrize("settings, acts_on", [
+    # up-sell echoes the strategy but ranks by similarity whatever it is
+    ({"strategy": "visual"}, {"complements", "complete", "preview"}),
+    ({"rules": "v2"}, {"complements", "upsell", "complete", "search", "search_image",
+                       "preview"}),
+    ({"model": "m2"}, set(ENDPOINTS)),
+    ({"strategy": "visual", "rules": "v2"}, set(ENDPOINTS) - {"score", "analyze"}),
+    # nothing set on the server: a page reads its variant from the envelope
+    ({}, set(ENDPOINTS)),
+    ({"params": {}}, set(ENDPOINTS)),
+])
+def test_an_experiment_is_in_a_request_only_where_a_variants_setting_acts(settings,
+                                                                           acts_on):
+    """With no ``endpoints`` list an experiment was in every request, so a strategy
+    experiment logged exposures on search, score, analyze and up-sell, where both arms
+    got the same answer: the A/B report counted those units in the arms and diluted
+    the effect. It is in the requests of the endpoints where a setting acts."""
+    exp = _one_experiment(**settings)
+    got = {p for p in ENDPOINTS if exp.assign("u1", endpoint=p).entries}
+    assert got == acts_on
+    # a QA override too: the forced variant shows nothing different elsewhere
+    assert {p for p in ENDPOINTS
+            if exp.assign(None, endpoint=p, forced="treat").entries} == acts_on
+    assert exp.assign("u1").entries   # no endpoint named: the unit's assignment
+
+
+def test_a_listed_endpoint_where_nothing_acts_logs_no_exposure_either():
+    exp = Experiments.from_dict({"layers": [{"name": "l", "experiments": [
+        {"name": "e", "endpoints": ["complements", "upsell"], "variants": [
+            {"name": "a", "strategy": "default"}, {"name": "b", "strategy": "visual"}]}]}]})
+    assert exp.assign("u1", endpoint="complements").entries
+    assert not exp.assign("u1", endpoint="upsell").entries
+    assert not exp.assign("u1", endpoint="complete").entries   # not listed
+
+
+class _AnswerEngine:
+    """Answers every JSON endpoint with nothing: the test reads the exposures."""
+
+    def __init__(self, path):
+        self.bundle_version = "fake"
+
+    def complements(self, item_id, **kw):
+        return {"groups": []}
+
+    def upsell(self, item_id, **kw):
+        return {"items": []}
+
+    def search(self, filters, **kw):
+        return {"items": []}
+
+    def score_outfit(self, items):
+        return {"score": 0.5, "pairs": []}
+
+    def complete(self, items, **kw):
+        return {"looks": []}
+
+
+def test_exposures_are_logged_only_on_endpoints_where_the_experiment_acts(tmp_path):
+    (tmp_path / "bundle").mkdir()
+    rules = tmp_path / "v2.toml"
+    rules.write_text('version = "v2"\n')
+    cfg = tmp_path / "exp.json"
+    cfg.write_text(json.dumps({"layers": [
+        {"name": "ranking", "experiments": [{"name": "strat", "variants": [
+            {"name": "def", "strategy": "default"},
+            {"name": "vis", "strategy": "visual"}]}]},
+        {"name": "merch", "experiments": [{"name": "rules", "variants": [
+            {"name": "v1"}, {"name": "v2", "rules": "v2"}]}]}]}))
+    from api import create_app
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data"),
+                      "BUNDLE": str(tmp_path / "bundle"), "WATCH_INTERVAL": 0,
+                      "WARM_VISION": False, "ENGINE_LOADER": _AnswerEngine,
+                      "RULES_FILES": {"v2": str(rules)}, "EXPERIMENTS": str(cfg)})
+    c = app.test_client()
+    store = app.extensions["mixmatch"].events
+    calls = {"complements": lambda: c.get("/v1/items/X/complements?user_id=u1"),
+             "upsell": lambda: c.get("/v1/items/X/upsell?user_id=u1"),
+             "search": lambda: c.get("/v1/search?user_id=u1&category=top"),
+             "score": lambda: c.post("/v1/outfits/score",
+                                     json={"items": ["a", "b"], "user_id": "u1"}),
+             "complete": lambda: c.post("/v1/outfits/complete",
+                                        json={"items": ["a"], "user_id": "u1"})}
+    want = {"complements": {"strat", "rules"}, "complete": {"strat", "rules"},
+            "upsell": {"rules"}, "search": {"rules"}, "score": set()}
+    for endpoint, call in calls.items():
+        r = call()
+        assert r.status_code == 200, (endpoint, r.get_json())
+        body = r.get_json()
+        assert {a["experiment"] for a in body.get("assignments", [])} == want[endpoint]
+        logged = {e for (e,) in store.query(
+            "SELECT experiment FROM exposures WHERE endpoint = ?", (endpoint,))}
+        assert logged == want[endpoint], endpoint
+    # up-sell serves the default strategy, and says so: the variant's did nothing there
+    assert c.get("/v1/items/X/upsell?user_id=u1").get_json()["strategy"] == "default"
+    store.close()
