@@ -45,7 +45,9 @@ side by side as long as they set different keys. Example (TOML)::
 
 A variant may set ``strategy`` (one of :data:`api.schemas.STRATEGIES`), ``model``
 (a name from the app's ``MODELS``: another bundle), ``rules`` (a name from
-``RULES_FILES``) and ``params``, engine settings from :data:`VARIANT_PARAMS`:
+``RULES_FILES``; the server checks a rules file's fields against the catalogue of every
+bundle the config may serve it with, :meth:`Experiments.served_together`) and
+``params``, engine settings from :data:`VARIANT_PARAMS`:
 
 - ``diversity``, a number in [0, 1]: how much the MMR re-ranking trades relevance for
   variety (``lam = 1 - diversity``; 0 is the score order). Unset, each list keeps its
@@ -337,6 +339,38 @@ class Experiments:
                              "(set qa_override = true in its config)", field="variant",
                              value=forced)
         return exp, var
+
+    def served_together(self) -> set[tuple[str | None, str | None]]:
+        """The ``(model, rules)`` pairs a request may be served with (None: the main
+        bundle, the served ``RULES``): a rules file must hold for every bundle it meets.
+
+        Layers are independent, so a ``model`` layer's variants meet every variant of
+        a ``rules`` layer; in one layer only a variant's own pair is served. None is
+        always possible (the holdout, a request without a unit, an endpoint outside
+        the experiment), so the pairs may include a few no unit is assigned.
+
+        >>> Experiments.from_dict({"layers": [{"name": "l", "experiments": [
+        ...     {"name": "e", "variants": [{"name": "a", "model": "m2"},
+        ...                                {"name": "b", "rules": "v2"}]}]}]},
+        ...     models=["m2"], rules=["v2"]).served_together() == {
+        ...     (None, None), ("m2", None), (None, "v2")}
+        True
+        """
+        layer_of: dict[str, str] = {}
+        names: dict[str, set] = {"model": {None}, "rules": {None}}
+        for layer in self.layers:
+            for e in layer.experiments:
+                for v in e.variants:
+                    for key in names:
+                        if key in v.settings:
+                            layer_of[key] = layer.name   # one layer per key (validated)
+                            names[key].add(v.settings[key])
+        if "model" in layer_of and layer_of["model"] == layer_of.get("rules"):
+            return {(None, None)} | {
+                (v.settings.get("model"), v.settings.get("rules"))
+                for layer in self.layers if layer.name == layer_of["model"]
+                for e in layer.experiments for v in e.variants}
+        return {(m, r) for m in names["model"] for r in names["rules"]}
 
     def allocation(self) -> dict[str, dict[str, float]]:
         """Each experiment's variant weights, ``{experiment: {variant: weight}}``: what

@@ -155,6 +155,14 @@ def load_rules_file(path: str | os.PathLike, engine: Any = None) -> tuple[Any, s
     check the fields it names exist in the engine's catalogue (when it can say)."""
     from recommender.rules import load_rules
     rules = load_rules(path)
+    check_rules_for(rules, path, engine)
+    return rules, str(rules.version)
+
+
+def check_rules_for(rules: Any, path, engine: Any) -> None:
+    """Check the fields and values ``rules`` names exist in ``engine``'s catalogue (when
+    it can say: :class:`recommender.rules.RulesError` naming ``path`` and the key), and
+    log the item ids it lacks (:func:`_log_unknown_item_ids`)."""
     vocab = getattr(engine, "attribute_vocab", None)
     if vocab is not None:
         from recommender.rules import RulesError, in_file, validate_rules_fields
@@ -165,7 +173,39 @@ def load_rules_file(path: str | os.PathLike, engine: Any = None) -> tuple[Any, s
     table = getattr(engine, "table", None)
     if table is not None:
         _log_unknown_item_ids(rules, table, path, engine)
-    return rules, str(rules.version)
+
+
+def check_rules_for_models(rules: dict[str, RulesVersion], models: dict[str, Any],
+                           spec: dict, experiments: Experiments) -> None:
+    """Check each rules version against every ``MODELS`` bundle the experiments serve it
+    with (:meth:`api.experiments.Experiments.served_together`), as the main bundle's are
+    when they load. A rules file is checked against the main catalogue only, while a
+    variant's ``model`` serves another: a field or value only the main one has made an
+    include filter hide every item of that arm, and a boost or exclusion do nothing,
+    without a word. Raises :class:`recommender.rules.RulesError` naming the rules file,
+    the model and its bundle."""
+    from recommender.rules import RulesError
+    for model, name in sorted(experiments.served_together(), key=str):
+        rv = rules.get(name or DEFAULT_RULES)
+        if model is None or model not in models or rv is None or rv.rules is None:
+            continue
+        where = rv.path or _rules_label(spec)
+        try:
+            check_rules_for(rv.rules, where, models[model])
+        except RulesError as exc:
+            out = RulesError(f"{exc} (the catalogue of MODELS {model!r}, bundle "
+                             f"{spec['models'][model]}, which the experiments serve "
+                             f"rules {name or DEFAULT_RULES!r} with)", field=exc.field,
+                             value=exc.value)
+            out.allowed = exc.allowed
+            raise out from None
+
+
+def _rules_label(spec: dict) -> str:
+    """What the served rules are when ``RULES`` is not set: the bundle's own file, or
+    the packaged defaults."""
+    own = _bundle_rules(spec.get("bundle"))
+    return str(own) if own is not None and own.is_file() else "the packaged default rules"
 
 
 #: What :func:`_warn_once` has logged in this process (a worker inherits what the
@@ -312,6 +352,7 @@ def build_state(spec: dict, engine_loader: Callable[[str], Any] = default_engine
     for name, path in (spec.get("rules_files") or {}).items():
         obj, ver = load_rules_file(path, engine)
         rules[name] = RulesVersion(name, obj, ver, str(path))
+    check_rules_for_models(rules, models, spec, experiments)
     gaps = {name: graph_pairing_gaps(e, rules)
             for name, e in [(DEFAULT_RULES, engine), *models.items()]}
     bundle_version = str(getattr(engine, "bundle_version", None) or "unknown")

@@ -978,3 +978,70 @@ def test_a_json_edit_that_repeats_a_key_is_refused_and_the_old_config_serves(tmp
     assert assignments(c, range(10)) == before
     assert str(exp) in c.get("/healthz").get_json()["last_error"]
     app.extensions["mixmatch"].events.close()
+
+
+def _two_bundles_and_rules(tmp_path):
+    """The main bundle's catalogue has a ``material`` field the ``other`` bundle lacks;
+    rules ``v2`` show only cotton items."""
+    import pandas as pd
+
+    from tests.recommender.tiny_bundle import make_tiny_bundle
+    main, other = make_tiny_bundle(tmp_path / "main"), make_tiny_bundle(tmp_path / "other")
+    cat = pd.read_parquet(main / "catalog.parquet")
+    cat["material"] = ["Cotton" if i % 2 else "Linen" for i in range(len(cat))]
+    cat.to_parquet(main / "catalog.parquet")
+    rules = tmp_path / "v2.toml"
+    rules.write_text('version = "v2"\n[[filters.include_attributes]]\nfield = "material"\n'
+                     'values = ["Cotton"]\n')
+    return main, other, rules
+
+
+def _model_and_rules_layers(same_layer=False) -> dict:
+    model = {"name": "model", "variants": [{"name": "main"},
+                                           {"name": "other", "model": "other"}]}
+    rules = {"name": "merch", "variants": [{"name": "v1"}, {"name": "v2", "rules": "v2"}]}
+    if same_layer:   # one experiment: an arm's new model, or its new rules, never both
+        return {"layers": [{"name": "l", "experiments": [
+            {"name": "e", "variants": [{"name": "main"}, *model["variants"][1:],
+                                       *rules["variants"][1:]]}]}]}
+    return {"layers": [{"name": "m", "experiments": [model]},
+                       {"name": "r", "experiments": [rules]}]}
+
+
+def test_rules_are_checked_against_every_model_bundle_the_experiments_serve_them_with(
+        tmp_path):
+    """RULES_FILES were checked against the main bundle's catalogue only, while a
+    variant's ``model`` serves another bundle: rules naming a field only the main one
+    has, met with the other model in a unit's layers, served every group of that arm
+    empty (an include filter on a field the catalogue lacks hides every item) with a
+    200 and no word. Refused at the start and on reload, naming the rules file, the
+    model and its bundle; in one layer, where no unit meets both, it is served."""
+    from api import create_app
+    from features.exceptions import InputError
+    main, other, rules = _two_bundles_and_rules(tmp_path)
+    exp = tmp_path / "exp.json"
+    exp.write_text(json.dumps(_model_and_rules_layers()))
+    cfg = {"TESTING": True, "BUNDLE": str(main), "MODELS": {"other": str(other)},
+           "RULES_FILES": {"v2": str(rules)}, "EXPERIMENTS": str(exp),
+           "DATA_DIR": str(tmp_path / "data"), "WATCH_INTERVAL": 0, "WARM_VISION": False,
+           "ADMIN_TOKEN": "s3cret"}
+    words = (f"{rules}: rules.filters.include_attributes[0].field: 'material' is not a "
+             f"field of this catalogue")
+    named = f"(the catalogue of MODELS 'other', bundle {other}, which the experiments"
+    with pytest.raises(InputError) as err:
+        create_app(cfg)
+    assert words in str(err.value) and named in str(err.value), str(err.value)
+    # in one layer no unit is served the other model with rules v2: served
+    exp.write_text(json.dumps(_model_and_rules_layers(same_layer=True)))
+    app = create_app(cfg)
+    c = app.test_client()
+    assert c.get("/v1/items/t0/complements?user_id=u1").status_code == 200
+    # an edit that puts them in two layers is refused; the previous config serves
+    version = c.get("/healthz").get_json()["experiments_version"]
+    exp.write_text(json.dumps(_model_and_rules_layers()))
+    r = c.post("/admin/reload", headers=ADMIN)
+    assert r.status_code == 422, r.get_json()
+    body = r.get_json()
+    assert body["field"] == "rules" and words in body["error"] and named in body["error"]
+    assert c.get("/healthz").get_json()["experiments_version"] == version
+    app.extensions["mixmatch"].events.close()
