@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
+import numbers
 import types
 import typing
 from typing import Any, Callable, Iterable, Mapping
@@ -118,6 +119,45 @@ def check_settings(stage: str, settings: Mapping[str, Any],
             raise InputError(f"[stages.{stage}] {key} must be {words}, got {value!r}",
                              field=f"stages.{stage}.{key}", value=value)
     return dict(settings)
+
+
+def kinds_of_defaults(defaults: Mapping[str, Any]) -> dict[str, type | None]:
+    """``{key: kind}`` of a table of defaults (``RANKER_DEFAULTS``), as
+    :func:`parameter_kinds` reads a signature's: a None default takes any value.
+
+    >>> kinds_of_defaults({"folds": 5, "base": "mean", "columns": None})
+    {'folds': <class 'int'>, 'base': <class 'str'>, 'columns': None}
+    """
+    return {key: _kind_of(value, None) for key, value in defaults.items()}
+
+
+def check_value(name: str, value: Any, kind: type, *, least: float | None = None,
+                above: float | None = None, below: float | None = None,
+                what: str = "") -> None:
+    """InputError naming ``name`` unless ``value`` is of ``kind`` (int: a whole number,
+    float: any number; true/false is neither) and ``>= least``, ``> above`` and
+    ``< below`` where given: a config dataclass's range check (``validate``), so that
+    ``dim = 0`` is refused by name before training, not met as a torch error inside it.
+    ``what`` starts the message ("context ").
+
+    >>> check_value("dropout", 1.0, float, least=0, below=1, what="context ")
+    Traceback (most recent call last):
+    ...
+    features.exceptions.InputError: context dropout must be a number >= 0 and < 1, got 1.0
+    """
+    # numbers.Integral: a numpy integer from library code counts as a whole number too
+    types_ = {int: numbers.Integral, float: numbers.Real}.get(kind, kind)
+    ok = (isinstance(value, bool) if kind is bool else
+          not isinstance(value, bool) and isinstance(value, types_))
+    bounds = [(op, b) for op, b in ((">=", least), (">", above), ("<", below))
+              if b is not None]
+    if ok:
+        ok = all(value >= b if op == ">=" else value > b if op == ">" else value < b
+                 for op, b in bounds)
+    if not ok:
+        said = "".join(f" {'and ' if k else ''}{op} {b:g}" for k, (op, b) in enumerate(bounds))
+        raise InputError(f"{what}{name} must be {_KIND_WORDS[kind]}{said}, got {value!r}",
+                         field=name, value=value)
 
 
 @contextlib.contextmanager

@@ -64,6 +64,7 @@ import math
 import numpy as np
 
 from features.exceptions import BundleError, InputError, NotFittedError
+from features.settings import check_value
 from recommender.compat.style import content_inputs, content_rows, fit_standardiser
 
 CONTEXT_FORMAT = "mixmatch-outfit-context/1"
@@ -129,20 +130,38 @@ class ContextConfig:
         if bad:
             raise InputError(f"unknown outfit context settings {bad}", field="context_params",
                              value=bad, allowed=sorted(known))
-        cfg = cls(**d)
-        if cfg.dim % cfg.heads:
-            raise InputError(f"context dim {cfg.dim} is not a multiple of heads {cfg.heads}",
-                             field="dim", value=cfg.dim)
-        if cfg.interaction not in INTERACTIONS:
-            raise InputError(f"unknown context interaction {cfg.interaction!r}",
-                             field="interaction", value=cfg.interaction,
+        return cls(**d).validate()
+
+    def validate(self, what: str = "context ") -> "ContextConfig":
+        """``self``, or InputError naming the first setting of the wrong kind or out of
+        its range, before any training. The limits are what the networks need:
+        ``heads = 0`` was a ZeroDivisionError, ``dim = 0`` one in the score scale,
+        ``hidden = 0`` a zero-width layer, ``dropout = 1`` zeroes every activation,
+        ``members = "three"`` a ValueError, ``batch_size = 0`` a range() error,
+        ``num_threads = 0`` a torch error, a negative seed numpy's and
+        ``max_outfits = 1`` left a network no training outfit; ``layers = 0`` is an
+        encoder of no layer (the item tower and slot query alone). ``what`` starts each
+        message (a build's check passes "": its ``[stages...]`` prefix names the table)."""
+        for name, least in (("dim", 1), ("layers", 0), ("heads", 1), ("field_dim", 1),
+                            ("hidden", 1), ("negatives", 1), ("max_context", 1),
+                            ("epochs", 1), ("patience", 1), ("batch_size", 1),
+                            ("members", 1), ("max_outfits", 2), ("num_threads", 1),
+                            ("seed", 0)):
+            check_value(name, getattr(self, name), int, least=least, what=what)
+        if self.dim % self.heads:
+            raise InputError(f"{what}dim {self.dim} is not a multiple of heads {self.heads}",
+                             field="dim", value=self.dim)
+        if self.interaction not in INTERACTIONS:
+            raise InputError(f"unknown {what}interaction {self.interaction!r}",
+                             field="interaction", value=self.interaction,
                              allowed=INTERACTIONS)
-        for name in ("negatives", "max_context", "members", "epochs", "max_outfits"):
-            if int(getattr(cfg, name)) < 1:
-                raise InputError(f"context {name} must be at least 1, got "
-                                 f"{getattr(cfg, name)!r}", field=name,
-                                 value=getattr(cfg, name))
-        return cfg
+        check_value("dropout", self.dropout, float, least=0, below=1, what=what)
+        check_value("lr", self.lr, float, above=0, what=what)
+        check_value("weight_decay", self.weight_decay, float, least=0, what=what)
+        # each member holds out this share of the outfits to stop early
+        check_value("val_fraction", self.val_fraction, float, above=0, below=1,
+                    what=what)
+        return self
 
 
 def _torch_modules():

@@ -51,7 +51,8 @@ import pandas as pd
 
 from features.exceptions import BundleError, InputError, NotFittedError, NotFoundError
 from recommender.compat.pair_features import GROUPS, PairFeaturizer
-from recommender.compat.style import outfit_pairs
+from features.settings import check_value, kinds_of_defaults
+from recommender.compat.style import StyleConfig, outfit_pairs
 
 NEGATIVE_MODES = ("auto", "random", "matched", "mixed")
 #: What "auto" tries; the validation split (never the test files) picks one.
@@ -89,6 +90,19 @@ MIN_CONTEXT_OUTFITS = 200
 COMPAT_FORMAT = "mixmatch-compat/1"
 #: The outfit context model's weights, beside compat.txt in ``models/``.
 CONTEXT_FILE = "compat_context.npz"
+
+
+def lightgbm_aliases() -> dict[str, str] | None:
+    """``{name or alias: parameter}`` of every parameter this LightGBM knows, from its
+    own list (the library's ``LGBM_DumpParamAliases``), or None where this LightGBM
+    does not give one (``lgb_params`` names are then left to it)."""
+    try:
+        from lightgbm.basic import _ConfigAliases
+
+        table = _ConfigAliases._get_all_param_aliases()
+    except (ImportError, AttributeError):
+        return None
+    return {alias: name for name, names in table.items() for alias in (name, *names)}
 #: What numpy raises for an .npz cut short or damaged (zip, header, array errors).
 _UNREADABLE_NPZ = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
 #: Defaults of ``max_train_outfits`` / ``max_val_outfits`` (see :class:`CompatibilityModel`).
@@ -207,13 +221,47 @@ class CompatibilityModel:
 
     # -- training ----------------------------------------------------------------------
     def _params(self) -> dict:
+        return {**self._own_params(), **(self.lgb_params or {})}
+
+    def _own_params(self) -> dict:
+        """The LightGBM parameters the model sets itself (``lgb_params`` overrides)."""
         return {"objective": "binary", "learning_rate": self.learning_rate,
                 "num_leaves": self.num_leaves, "min_data_in_leaf": self.min_data_in_leaf,
                 "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1,
                 "lambda_l2": 1.0, "cat_smooth": 10, "max_cat_to_onehot": 8,
                 "num_threads": self.num_threads, "seed": self.random_state,
-                "deterministic": True, "force_row_wise": True, "verbosity": -1,
-                **(self.lgb_params or {})}
+                "deterministic": True, "force_row_wise": True, "verbosity": -1}
+
+    def _check_lgb_params(self, what: str = "lgb_params ") -> None:
+        """InputError naming an ``lgb_params`` key LightGBM does not know (with the
+        model's verbosity -1 LightGBM ignored it without a word), a value that is not a
+        LightGBM value (a table), or a value of another kind than the model's own
+        setting of that parameter (``cat_smooth = "x"`` was a LightGBMError once
+        training started). Other values' types LightGBM checks itself: it does not
+        list them."""
+        params = self.lgb_params or {}
+        if not isinstance(params, dict):
+            raise InputError(f"lgb_params must be a table of LightGBM parameters, got "
+                             f"{params!r}", field="lgb_params", value=params)
+        aliases = lightgbm_aliases()
+        unknown = sorted(set(params) - set(aliases)) if aliases else []
+        if unknown:
+            raise InputError(f"unknown LightGBM parameter {unknown[0]!r} in lgb_params (see "
+                             "https://lightgbm.readthedocs.io/en/latest/Parameters.html)",
+                             field="lgb_params", value=unknown[0])
+        own = self._own_params()
+        scalar = (bool, int, float, str)
+        for key, value in params.items():
+            mine = own.get((aliases or {}).get(key, key))
+            if mine is not None and not isinstance(mine, (bool, str)):
+                check_value(key, value, float, what=what)   # int or float alike
+            elif mine is not None:
+                check_value(key, value, type(mine), what=what)
+            elif not (isinstance(value, scalar) or isinstance(value, (list, tuple))
+                      and all(isinstance(v, scalar) for v in value)):
+                raise InputError(f"{what}{key} must be a number, a string, true or "
+                                 f"false, or a list of them, got {value!r}", field=key,
+                                 value=value)
 
     def fit(self, catalog: pd.DataFrame, train_outfits: pd.DataFrame,
             features: pd.DataFrame | None = None, embeddings: np.ndarray | None = None,
@@ -269,11 +317,17 @@ class CompatibilityModel:
             raise InputError(f"context_refit must be true or false, got "
                              f"{self.context_refit!r}", field="context_refit",
                              value=self.context_refit)
-        self._context_config()  # bad settings fail before any training
+        # bad settings of the nested tables fail before any training too
+        StyleConfig.from_dict(self._style_config())
+        self._context_config()
+        self._check_lgb_params()
         unknown = set(self.ranker_params or {}) - set(RANKER_DEFAULTS)
         if unknown:
             raise InputError(f"unknown ranker_params {sorted(unknown)}", field="ranker_params",
                              value=sorted(unknown), allowed=tuple(RANKER_DEFAULTS))
+        for key, kind in kinds_of_defaults(RANKER_DEFAULTS).items():
+            if kind is not None and key in (self.ranker_params or {}):
+                check_value(key, self.ranker_params[key], kind, what="ranker_params ")
 
     def _prepare(self, catalog, train_outfits, features, embeddings, log=None
                  ) -> "_Prepared":

@@ -422,7 +422,7 @@ class PairFeaturizer:
         else:
             cfg = self.style if self.style is not None else StyleConfig()
             if isinstance(cfg, dict):
-                cfg = StyleConfig(**cfg)
+                cfg = StyleConfig.from_dict(cfg)
         n_values = {f: len(self.vocab_[f]) + 1 for f in codes}
         groups = items.codes.get("subcategory", np.zeros(len(items), np.int64))
         sel = (range(len(outfits)) if self.style_outfits is None

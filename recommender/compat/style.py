@@ -38,6 +38,7 @@ import dataclasses
 import numpy as np
 
 from features.exceptions import BundleError, InputError, NotFittedError
+from features.settings import check_value
 
 #: Items per block of :meth:`StyleEmbedding.transform`'s forward pass.
 TRANSFORM_BLOCK = 65_536
@@ -69,6 +70,37 @@ class StyleConfig:
     patience: int = 2
     num_threads: int = 1
     seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "StyleConfig":
+        """A checked config from a ``style`` table: InputError naming an unknown key
+        (it was a TypeError from the constructor, once the stage had started) or a
+        value :meth:`validate` refuses."""
+        d = dict(d or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(d) - known)
+        if bad:
+            raise InputError(f"unknown style settings {bad}", field="style", value=bad,
+                             allowed=sorted(known))
+        return cls(**d).validate()
+
+    def validate(self, what: str = "style ") -> "StyleConfig":
+        """``self``, or InputError naming the first setting of the wrong kind or out of
+        its range. The limits are what training needs: ``epochs = 0`` kept no weights
+        (a torch error at the end of the fit), ``batch_size = 0`` and
+        ``num_threads = 0`` are torch or range() errors, a negative seed numpy's.
+        ``what`` starts each message (a build's check passes "": its ``[stages...]``
+        prefix names the table)."""
+        for name, least in (("field_dim", 1), ("hidden", 0), ("dim", 1), ("epochs", 1),
+                            ("batch_size", 1), ("patience", 1), ("num_threads", 1),
+                            ("seed", 0)):
+            check_value(name, getattr(self, name), int, least=least, what=what)
+        check_value("lr", self.lr, float, above=0, what=what)
+        check_value("weight_decay", self.weight_decay, float, least=0, what=what)
+        # the held-out share stops training early: none or all of it leaves no signal
+        check_value("val_fraction", self.val_fraction, float, above=0, below=1,
+                    what=what)
+        return self
 
 
 def _torch_modules():

@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.exceptions import BundleError
+from features.exceptions import BundleError, InputError
 from features.files import read_bundle_file
-from features.settings import check_settings, parameter_kinds, said_of_stage
+from features.settings import check_settings, kinds_of_defaults, parameter_kinds, said_of_stage
 
 OUTPUTS = ["models/compat.txt", "models/compat.json", "models/cooc.npz"]
 #: Smaller, faster settings for tests and smoke builds (``quick``).
@@ -56,16 +56,64 @@ def stage_settings(config: dict) -> dict:
     """The ``[stages.compatibility]`` table of a build config; InputError naming a key
     that is not a CompatibilityModel parameter (it was a TypeError traceback from the
     constructor) or a value of the wrong kind (a LightGBM traceback), before the stage
-    starts (``stage_inputs`` reads the settings)."""
+    starts (``stage_inputs`` reads the settings). Its nested tables are checked the
+    same way, by their own names (``[stages.compatibility.context_params] epocs``):
+    :func:`check_nested`."""
     from recommender.compat.model import CompatibilityModel
 
     table = config.get("stages", {}).get("compatibility", {})
-    table = check_settings("compatibility", table, parameter_kinds(CompatibilityModel))
+    # the nested settings are tables (style = "x" was a ValueError from dict.update)
+    kinds = {**parameter_kinds(CompatibilityModel), **dict.fromkeys(NESTED, dict)}
+    table = check_settings("compatibility", table, kinds)
+    check_nested(table)
     with said_of_stage("compatibility"):
         # ranges and modes too (negatives = "bogus", val_fraction = 2.0), which fit
         # checks only once the stage has started
         CompatibilityModel(**table)._validate_params()
     return table
+
+
+#: The stage's nested tables (CompatibilityModel parameters that take a table).
+NESTED = ("style", "context_params", "ranker_params", "lgb_params")
+#: Where LightGBM lists its parameters (an unknown ``lgb_params`` key points there).
+LIGHTGBM_PARAMETERS = "https://lightgbm.readthedocs.io/en/latest/Parameters.html"
+
+
+def check_nested(table: dict) -> None:
+    """InputError naming the first bad key of a nested table of ``[stages.compatibility]``
+    by its path (``[stages.compatibility.context_params] epocs``), as the stage's own
+    keys are named: an unknown key with the allowed ones, a value of the wrong kind or
+    out of its range. A misspelt key there was silently ignored (style) or refused
+    only when the stage fitted, after the earlier stages had run (an hour on MANGO);
+    ``members = "three"`` was a ValueError traceback. Names and kinds come from the
+    config dataclasses (StyleConfig, ContextConfig) and RANKER_DEFAULTS, ranges from
+    their ``validate``; ``lgb_params`` names from LightGBM's own list of parameters
+    and aliases (the kinds of those the model sets itself: LightGBM does not list
+    its types)."""
+    from recommender.compat.context import ContextConfig
+    from recommender.compat.model import RANKER_DEFAULTS, CompatibilityModel, lightgbm_aliases
+    from recommender.compat.style import StyleConfig
+
+    for key, cls in (("style", StyleConfig), ("context_params", ContextConfig)):
+        if key in table:
+            where = f"compatibility.{key}"
+            settings = check_settings(where, table[key], parameter_kinds(cls))
+            with said_of_stage(where):
+                cls(**settings).validate(what="")
+    if "ranker_params" in table:
+        check_settings("compatibility.ranker_params", table["ranker_params"],
+                       kinds_of_defaults(RANKER_DEFAULTS))
+    if "lgb_params" in table:
+        aliases = lightgbm_aliases()
+        unknown = sorted(set(table["lgb_params"]) - set(aliases)) if aliases else []
+        if unknown:
+            # LightGBM's list is some 300 names and aliases: a link, not the list
+            raise InputError(f"unknown [stages.compatibility.lgb_params] setting "
+                             f"{unknown[0]!r} (not a LightGBM parameter or alias: see "
+                             f"{LIGHTGBM_PARAMETERS})",
+                             field="stages.compatibility.lgb_params", value=unknown[0])
+        with said_of_stage("compatibility.lgb_params"):
+            CompatibilityModel(lgb_params=table["lgb_params"])._check_lgb_params(what="")
 
 
 def load_inputs(b):

@@ -280,3 +280,108 @@ def test_every_stages_settings_are_checked_before_the_first_stage_runs(tmp_path,
     stage = table.split("]")[0].split(".")[1]
     assert f"mixmatch build: error: " in err and f"[stages.{stage}]" in err, err
     assert "[ingest]" not in err and not (out / "catalog.parquet").exists()
+
+
+@pytest.mark.parametrize("nested, said, field", [
+    ({"context_params": {"epocs": 3}},
+     "unknown [stages.compatibility.context_params] setting 'epocs' (allowed: batch_size, "
+     "dim, dropout, epochs,", "stages.compatibility.context_params"),
+    ({"context_params": {"members": "three"}},
+     "[stages.compatibility.context_params] members must be a whole number, got 'three'",
+     "stages.compatibility.context_params.members"),
+    ({"context_params": {"dim": -1}},
+     "[stages.compatibility.context_params] dim must be a whole number >= 1, got -1",
+     "stages.compatibility.context_params.dim"),
+    ({"context_params": {"heads": 0}},
+     "[stages.compatibility.context_params] heads must be a whole number >= 1, got 0",
+     "stages.compatibility.context_params.heads"),
+    ({"context_params": {"dim": 30}},
+     "[stages.compatibility.context_params] dim 30 is not a multiple of heads 4",
+     "stages.compatibility.context_params.dim"),
+    ({"context_params": {"dropout": 1.0}},
+     "[stages.compatibility.context_params] dropout must be a number >= 0 and < 1, got 1.0",
+     "stages.compatibility.context_params.dropout"),
+    ({"context_params": {"lr": 0}},
+     "[stages.compatibility.context_params] lr must be a number > 0, got 0",
+     "stages.compatibility.context_params.lr"),
+    ({"context_params": 3}, "[stages.compatibility] context_params must be a table, got 3",
+     "stages.compatibility.context_params"),
+    ({"style": {"dimm": 8}},
+     "unknown [stages.compatibility.style] setting 'dimm' (allowed: batch_size, dim,",
+     "stages.compatibility.style"),
+    ({"style": {"epochs": 0}},
+     "[stages.compatibility.style] epochs must be a whole number >= 1, got 0",
+     "stages.compatibility.style.epochs"),
+    ({"style": {"val_fraction": 1}},
+     "[stages.compatibility.style] val_fraction must be a number > 0 and < 1, got 1",
+     "stages.compatibility.style.val_fraction"),
+    ({"style": "wide"}, "[stages.compatibility] style must be a table, got 'wide'",
+     "stages.compatibility.style"),
+    ({"ranker_params": {"folds": "five"}},
+     "[stages.compatibility.ranker_params] folds must be a whole number, got 'five'",
+     "stages.compatibility.ranker_params.folds"),
+    ({"ranker_params": {"fold": 5}},
+     "unknown [stages.compatibility.ranker_params] setting 'fold' (allowed: base,",
+     "stages.compatibility.ranker_params"),
+    ({"lgb_params": {"cat_smoth": 50}},
+     "unknown [stages.compatibility.lgb_params] setting 'cat_smoth' (not a LightGBM "
+     "parameter or alias: see https://lightgbm.readthedocs.io/",
+     "stages.compatibility.lgb_params"),
+    ({"lgb_params": {"cat_smooth": "x"}},
+     "[stages.compatibility.lgb_params] cat_smooth must be a number, got 'x'",
+     "stages.compatibility.lgb_params.cat_smooth"),
+    ({"lgb_params": {"reg_lambda": True}},        # an alias of lambda_l2, a number
+     "[stages.compatibility.lgb_params] reg_lambda must be a number, got True",
+     "stages.compatibility.lgb_params.reg_lambda"),
+    ({"lgb_params": {"max_bin_by_feature": {"a": 1}}},
+     "[stages.compatibility.lgb_params] max_bin_by_feature must be a number, a string, "
+     "true or false, or a list of them", "stages.compatibility.lgb_params.max_bin_by_feature"),
+])
+def test_nested_compatibility_settings_are_checked_by_their_path(nested, said, field):
+    # before: context_params epocs was named only as "[stages.compatibility] unknown
+    # outfit context settings", members = "three" was a ValueError and heads = 0 a
+    # ZeroDivisionError traceback; dim = 0, dropout = 1.0, lr = 0, every style key and
+    # value and every lgb_params key (LightGBM at verbosity -1 ignores unknown ones)
+    # passed the check, failing (or ignored) only once the stage fitted, after the
+    # earlier stages had run; a style that is not a table was a ValueError
+    from recommender.compat.train import model_settings
+
+    with pytest.raises(InputError) as e:
+        model_settings({"source": "demo", "stages": {"compatibility": nested}})
+    assert str(e.value).startswith(said), str(e.value)
+    assert e.value.field == field
+
+
+def test_good_nested_compatibility_settings_pass_as_they_are():
+    from recommender.compat.train import model_settings
+
+    nested = {"style": {"dim": 8, "hidden": 0, "lr": 1},
+              "context_params": {"dim": 32, "heads": 2, "layers": 0, "members": 1,
+                                 "dropout": 0.0, "interaction": "query"},
+              "ranker_params": {"folds": 3, "pair_columns": ["style_cos"]},
+              "lgb_params": {"cat_smooth": 50, "reg_lambda": 2.5, "extra_trees": True,
+                             "monotone_constraints": [1, 0], "metric": "auc"}}
+    settings = model_settings({"source": "demo", "stages": {"compatibility": nested}})
+    assert {k: settings[k] for k in nested} == nested
+
+
+@pytest.mark.parametrize("table, said", [
+    ('[stages.compatibility.context_params]\nmembers = "three"\n',
+     "[stages.compatibility.context_params] members must be a whole number, got 'three'"),
+    ("[stages.compatibility.style]\ndimm = 8\n",
+     "unknown [stages.compatibility.style] setting 'dimm' (allowed: batch_size, dim,"),
+])
+def test_a_bad_nested_setting_stops_a_build_before_its_first_stage(tmp_path, capsys, table,
+                                                                    said):
+    # before: members = "three" was a ValueError traceback (exit 1); a misspelt style
+    # key passed the check, so the build ran ingest to features (on MANGO about an
+    # hour) before the compatibility stage's TypeError traceback
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(table)
+    out = tmp_path / "b"
+    assert main(["build", "--out", str(out), "--items", "20", "--quick",
+                 "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"mixmatch build: error: {said}" in err, err
+    assert "Traceback" not in err and "[ingest]" not in err
+    assert not (out / "catalog.parquet").exists()

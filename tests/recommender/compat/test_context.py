@@ -269,6 +269,21 @@ def test_bad_settings_and_inputs_are_named():
         ContextConfig.from_dict({"interaction": "pairwise"})
     with pytest.raises(InputError, match="multiple of heads"):
         ContextConfig.from_dict({"dim": 30, "heads": 4})
+    # before: a ValueError, a ZeroDivisionError, or accepted and met inside training
+    for bad, said in (({"members": "three"}, "context members must be a whole number >= 1"),
+                      ({"heads": 0}, "context heads must be a whole number >= 1, got 0"),
+                      ({"dim": 0}, "context dim must be a whole number >= 1, got 0"),
+                      ({"members": 1.5}, "context members must be a whole number >= 1"),
+                      ({"dropout": 1.0}, "context dropout must be a number >= 0 and < 1"),
+                      ({"lr": 0}, "context lr must be a number > 0, got 0"),
+                      ({"batch_size": 0}, "context batch_size must be a whole number >= 1"),
+                      ({"max_outfits": 1}, "context max_outfits must be a whole number >= 2"),
+                      ({"num_threads": 0}, "context num_threads must be a whole number >= 1"),
+                      ({"seed": -1}, "context seed must be a whole number >= 0, got -1")):
+        with pytest.raises(InputError, match=said) as e:
+            ContextConfig.from_dict(bad)
+        assert e.value.field == next(iter(bad))
+    assert ContextConfig.from_dict({"layers": 0, "dropout": 0, "lr": 1}).layers == 0
     with pytest.raises(NotFittedError):
         OutfitContext().score([[0]], [[1, 2]], np.zeros(3, int))
     codes, n_values, groups, *_ = _palette_data(10)

@@ -216,6 +216,28 @@ def test_unfitted_model_and_bad_settings():
                                                  pd.DataFrame({"outfit_id": [], "item_id": []}))
 
 
+@pytest.mark.parametrize("settings, said", [
+    (dict(style={"dim": 0}), "style dim must be a whole number >= 1, got 0"),
+    (dict(style={"depth": 2}), r"unknown style settings \['depth'\]"),
+    (dict(context_params={"heads": 0}), "context heads must be a whole number >= 1, got 0"),
+    (dict(lgb_params={"bogus_leaves": 3}), "unknown LightGBM parameter 'bogus_leaves' in "
+                                           "lgb_params"),
+    (dict(lgb_params={"lambda_l2": "1"}), "lgb_params lambda_l2 must be a number, got '1'"),
+    (dict(lgb_params={"deterministic": 1}),
+     "lgb_params deterministic must be true or false, got 1"),
+    (dict(ranker_params={"history": "yes"}),
+     "ranker_params history must be true or false, got 'yes'"),
+])
+def test_nested_settings_are_refused_before_any_training(settings, said):
+    # before: fit prepared the outfits and statistics and refused these (a torch
+    # ZeroDivisionError, a TypeError, a LightGBMError) only when it reached the style
+    # tower, the context networks or the booster; the unknown LightGBM parameter was
+    # ignored without a word (verbosity -1)
+    with pytest.raises(InputError, match=said):
+        CompatibilityModel(**settings).fit(pd.DataFrame({"item_id": []}),
+                                           pd.DataFrame({"outfit_id": [], "item_id": []}))
+
+
 def test_fitb_scores_by_mean_probability_or_mean_log_odds(fitted):
     _, _, _, model = fitted
     q, ans = [0, 70], [130, 131]

@@ -60,6 +60,24 @@ def test_style_round_trip_and_errors(data):
         StyleEmbedding.from_saved({"config": {}}, {})
 
 
+def test_style_settings_are_checked_by_name_kind_and_range():
+    # before: StyleConfig(**table) was a TypeError for a misspelt key, and dim = "x",
+    # epochs = 0 (no weights kept: a torch error at the end of the fit) or
+    # batch_size = 0 failed only inside training
+    for bad, said in (({"dimm": 8}, r"unknown style settings \['dimm'\]"),
+                      ({"dim": "x"}, "style dim must be a whole number >= 1, got 'x'"),
+                      ({"epochs": 0}, "style epochs must be a whole number >= 1, got 0"),
+                      ({"batch_size": 0}, "style batch_size must be a whole number >= 1"),
+                      ({"hidden": -1}, "style hidden must be a whole number >= 0, got -1"),
+                      ({"val_fraction": 1.0}, "style val_fraction must be a number > 0 and "
+                                              "< 1, got 1.0"),
+                      ({"weight_decay": -1e-5}, "style weight_decay must be a number >= 0")):
+        with pytest.raises(InputError, match=said):
+            StyleConfig.from_dict(bad)
+    assert StyleConfig.from_dict({"hidden": 0, "lr": 1}) == StyleConfig(hidden=0, lr=1)
+    assert StyleConfig.from_dict(None) == StyleConfig()
+
+
 def test_same_group_swap_stays_in_group():
     groups = np.array([0, 0, 1, 1, 1, 2])
     rng = np.random.default_rng(0)
