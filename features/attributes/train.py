@@ -84,6 +84,9 @@ FASHIONAI_KEYPOINTS_CSV = "source/fashionai/keypoints.csv"
 #: each takes (features.settings; None: any, e.g. ``regions = "auto"`` or ``false``).
 _STAGE_ONLY = {"heads": list, "group_sep": None, "cache": str, "regions": None,
                "region_size": list, "keypoints_csv": str, "descriptors": bool}
+#: What ``regions`` takes: "auto" (keypoint regions when the source has them; true
+#: too), "detail" crops, or none (false, "none", "off").
+REGION_MODES = ("auto", "detail", "none", "off", True, False)
 #: AttributeModel parameters the stage sets itself (the seed is the build's).
 _SET_BY_STAGE = ("taxonomy", "random_state", "verbose")
 
@@ -331,7 +334,14 @@ def _stage_settings(ctx) -> dict[str, Any]:
     from features.attributes.estimator import AttributeModel
 
     kinds = {**parameter_kinds(AttributeModel, leave_out=_SET_BY_STAGE), **_STAGE_ONLY}
-    return check_settings("attributes", ctx.stage_config("attributes"), kinds)
+    cfg = check_settings("attributes", ctx.stage_config("attributes"), kinds)
+    # a misspelt mode (regions = "detial") trained the keypoint regions ("auto") silently
+    regions = cfg.get("regions", "auto")
+    if not any(regions is m if isinstance(m, bool) else regions == m for m in REGION_MODES):
+        raise InputError(f"[stages.attributes] unknown regions {regions!r}",
+                         field="stages.attributes.regions", value=regions,
+                         allowed=["auto", "detail", "none", "off", "true", "false"])
+    return cfg
 
 
 def _stage_params(ctx) -> dict[str, Any]:

@@ -170,6 +170,9 @@ def split_bundle(tmp_path_factory):
     ("attributes", "epochs = 0", "[stages.attributes] epochs must be >= 1"),
     ("attributes", "descriptors = \"yes\"",
      "[stages.attributes] descriptors must be true or false, got 'yes'"),
+    ("attributes", 'regions = "detial"',     # before: trained the "auto" regions
+     "[stages.attributes] unknown regions 'detial' (allowed: auto, detail, none, off, true, "
+     "false)"),
     ("keypoints", 'epochs = "two"', "[stages.keypoints] epochs must be a whole number, got "
                                     "'two'"),
     ("keypoints", "epochs = 0", "[stages.keypoints] epochs must be >= 1"),
@@ -211,6 +214,14 @@ def test_stage_settings_are_checked_before_the_stage_starts(split_bundle, tmp_pa
     assert f"mixmatch build: error: {said}" in err and "Traceback" not in err, err
     assert f"[{stage}] " not in err                     # refused before the stage started
     assert (split_bundle / "manifest.json").read_text() == manifest
+
+
+@pytest.mark.parametrize("regions", ["auto", "detail", "none", "off", True, False])
+def test_every_regions_mode_passes_the_attributes_check(regions):
+    from features.attributes.train import checked_params
+
+    checked_params(BuildContext(bundle=None, config={
+        "source": "demo", "stages": {"attributes": {"regions": regions}}}))
 
 
 def test_the_mango_defaults_the_recipe_and_nested_settings_pass_the_stage_checks():
