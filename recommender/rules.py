@@ -58,6 +58,16 @@ group of a response (a cross-sell group, the up-sell list, a search result):
     excludes is never shown, not even as a fallback*; a group the filters shorten
     stays short. ``[fallback] enabled = false`` turns it off.
 
+Pins with and without an anchor: a pin applies to a request when it has no anchor or
+its anchor is one of the request's anchor items. An item with both kinds takes its pin
+for the anchor (the more specific), wherever each stands in the file; an item pinned
+for two anchors of one request takes the first of those pins in the file. The pins
+that apply then claim their positions in file order, whatever their kind: a pin whose
+position an earlier pin took moves down to the next free one (so an unanchored pin
+above an anchored one at the same position keeps it). The ranked items fill the other
+slots and the list closes up; no pin is dropped while a group has no more pins than
+``k`` (ranked items give way), beyond that the last in file order are.
+
 Conflicts: exclusion beats pinning; a pin at a position beyond the group's
 length lands at the end; two pins at one position keep file order (the later
 moves down one); a pinned item repeated in two groups is shown in the first only; one
@@ -838,8 +848,8 @@ def apply_rules(groups: list[Group], rules: Rules, table: ItemTable, *, k: int,
         reasons = list(g.reasons)
         ok = _filters_ok(rules, table, idx)  # steps 1-2
         # step 3: pins for this group (must pass 1-2 to be shown)
-        pins: list[tuple[int, int]] = []  # (position, idx)
-        for p in rules.pins:
+        chosen: dict[int, tuple[int, Pin]] = {}  # idx -> (file order, the pin applying)
+        for n, p in enumerate(rules.pins):
             if p.anchor is not None and p.anchor not in anchor_set:
                 continue
             pi = int(table.index_of([p.item_id])[0])
@@ -849,8 +859,15 @@ def apply_rules(groups: list[Group], rules: Rules, table: ItemTable, *, k: int,
                 continue  # exclusion beats pinning
             if not in_band(pi):
                 continue  # an up-sell never shows an item outside the price band
-            if pi not in [q for _, q in pins]:
-                pins.append((p.position, pi))
+            # an item's pin for the request's anchor overrides its pin for every anchor,
+            # wherever each is in the file (the first pin of an item applied, so an
+            # unanchored one above it left the anchored one unused); two pins of an
+            # item for two of the request's anchors: the first in the file
+            if pi not in chosen or (chosen[pi][1].anchor is None and p.anchor is not None):
+                chosen[pi] = (n, p)
+        # the pins that apply claim positions in file order, whatever their kind
+        pins: list[tuple[int, int]] = [(p.position, pi) for pi, (_, p) in
+                                       sorted(chosen.items(), key=lambda c: c[1][0])]
         pin_set = {q for _, q in pins}
         # step 4: boost/bury then re-sort (stable: ties keep strategy order)
         adj = adjust_scores(rules, table, idx, scores)

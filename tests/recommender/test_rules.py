@@ -100,6 +100,34 @@ def test_two_pins_same_position_keep_file_order(table):
     assert ids(table, out[0]) == ["b7", "b6", "b0", "b1"]
 
 
+def test_anchored_and_unanchored_pins_on_one_request(table):
+    """Pins of both kinds apply together: an item's pin for one of the request's
+    anchors replaces its pin for every anchor, and the pins that apply claim their
+    positions in file order whatever their kind (a later one at a taken position moves
+    down); the ranked items fill the other slots, and no pin is dropped while there are
+    no more pins than k. Before, the first pin of an item in the file applied: the
+    unanchored b6 at 4 kept b6 there on t0's page, its pin for t0 at 1 ignored."""
+    rules = {"pin": [{"item_id": "b6", "position": 4},                  # every anchor
+                     {"item_id": "b7", "position": 1},                  # every anchor
+                     {"item_id": "b6", "position": 1, "anchor": "t0"},  # b6's own, for t0
+                     {"item_id": "b5", "position": 1, "anchor": "t0"}]}
+    other = run(table, rules, k=5, mode="search", anchor_ids=["s0"])[0]
+    assert ids(table, other) == ["b7", "b0", "b1", "b6", "b2"]
+    page = run(table, rules, k=5, mode="search", anchor_ids=["t0"])[0]
+    # b7 (file order 2nd) takes 1; b6's pin for t0 (3rd) finds 1 taken and moves to 2;
+    # b5 (4th) to 3; b6's pin for every anchor does not apply on t0's page
+    assert ids(table, page) == ["b7", "b6", "b5", "b0", "b1"]
+    assert [it["pinned"] for it in page["items"]] == [True, True, True, False, False]
+    # three pins for a page of two: the first two in file order are shown
+    assert ids(table, run(table, rules, k=2, mode="search", anchor_ids=["t0"])[0]) == [
+        "b7", "b6"]
+    # one item pinned for two anchors of one request: the first pin in the file applies
+    two = {"pin": [{"item_id": "b6", "position": 3, "anchor": "s0"},
+                   {"item_id": "b6", "position": 1, "anchor": "t0"}]}
+    assert ids(table, run(table, two, mode="search", anchor_ids=["t0", "s0"])[0]) == [
+        "b0", "b1", "b6", "b2"]
+
+
 def test_conflict_excluded_id_never_shown_even_if_pinned(table):
     out = run(table, {"filters": {"exclude_ids": ["b6"]},
                       "pin": [{"item_id": "b6", "position": 1}]}, mode="search")
