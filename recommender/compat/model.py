@@ -326,6 +326,12 @@ class CompatibilityModel:
             raise InputError(f"context_refit must be true or false, got "
                              f"{self.context_refit!r}", field="context_refit",
                              value=self.context_refit)
+        # a misspelt group was refused by the featurizer's fit, after a build's earlier
+        # stages had run
+        unknown = [g for g in self.groups if g not in GROUPS]
+        if unknown:
+            raise InputError(f"unknown feature group {unknown[0]!r}", field="groups",
+                             value=unknown[0], allowed=GROUPS)
         # bad settings of the nested tables fail before any training too
         StyleConfig.from_dict(self._style_config())
         self._context_config()

@@ -276,6 +276,9 @@ def test_a_stage_list_naming_no_stage_is_refused(tmp_path, capsys, value):
 
 @pytest.mark.parametrize("table", ["[stages.graph]\nk_visul = 3\n",
                                    "[stages.compatibility]\nnum_leaves = \"x\"\n",
+                                   # before: refused by the compatibility stage's fit
+                                   "[stages.compatibility]\ngroups = [\"metadata\", "
+                                   "\"colours\"]\n",
                                    "[stages.split]\ntest_fraction = 1.5\n"])
 def test_every_stages_settings_are_checked_before_the_first_stage_runs(tmp_path, capsys,
                                                                         table):
