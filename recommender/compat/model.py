@@ -50,8 +50,8 @@ import numpy as np
 import pandas as pd
 
 from features.exceptions import BundleError, InputError, NotFittedError, NotFoundError
-from recommender.compat.pair_features import GROUPS, PairFeaturizer
 from features.settings import check_value, kinds_of_defaults
+from recommender.compat.pair_features import GROUPS, PairFeaturizer
 from recommender.compat.style import StyleConfig, outfit_pairs
 
 NEGATIVE_MODES = ("auto", "random", "matched", "mixed")
@@ -90,6 +90,17 @@ MIN_CONTEXT_OUTFITS = 200
 COMPAT_FORMAT = "mixmatch-compat/1"
 #: The outfit context model's weights, beside compat.txt in ``models/``.
 CONTEXT_FILE = "compat_context.npz"
+#: What numpy raises for an .npz cut short or damaged (zip, header, array errors).
+_UNREADABLE_NPZ = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
+#: Defaults of ``max_train_outfits`` / ``max_val_outfits`` (see :class:`CompatibilityModel`).
+MAX_TRAIN_OUTFITS = 30_000
+MAX_VAL_OUTFITS = 5_000
+#: Pairs featurised at once: the float64 columns of a block are a transient
+#: (rows x features x 8 bytes), so a million pairs are never built in one go.
+PAIR_BLOCK = 100_000
+
+#: Where LightGBM lists its parameters (an unknown ``lgb_params`` key points there).
+LIGHTGBM_PARAMETERS = "https://lightgbm.readthedocs.io/en/latest/Parameters.html"
 
 
 def _questions_key(questions, answers) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -112,14 +123,6 @@ def lightgbm_aliases() -> dict[str, str] | None:
     except (ImportError, AttributeError):
         return None
     return {alias: name for name, names in table.items() for alias in (name, *names)}
-#: What numpy raises for an .npz cut short or damaged (zip, header, array errors).
-_UNREADABLE_NPZ = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
-#: Defaults of ``max_train_outfits`` / ``max_val_outfits`` (see :class:`CompatibilityModel`).
-MAX_TRAIN_OUTFITS = 30_000
-MAX_VAL_OUTFITS = 5_000
-#: Pairs featurised at once: the float64 columns of a block are a transient
-#: (rows x features x 8 bytes), so a million pairs are never built in one go.
-PAIR_BLOCK = 100_000
 
 
 def _sigmoid(x):
@@ -256,8 +259,7 @@ class CompatibilityModel:
         unknown = sorted(set(params) - set(aliases)) if aliases else []
         if unknown:
             raise InputError(f"unknown LightGBM parameter {unknown[0]!r} in lgb_params (see "
-                             "https://lightgbm.readthedocs.io/en/latest/Parameters.html)",
-                             field="lgb_params", value=unknown[0])
+                             f"{LIGHTGBM_PARAMETERS})", field="lgb_params", value=unknown[0])
         own = self._own_params()
         scalar = (bool, int, float, str)
         for key, value in params.items():
@@ -824,7 +826,7 @@ class CompatibilityModel:
         subs = self.items_.codes.get("subcategory", np.zeros(len(self.items_), np.int64))
         # the forward scores of the last questions are kept: ``mixmatch evaluate`` asks
         # for them twice, as a ranker feature and for its "context only" row (on the
-        # MANGO fitb.jsonl 0.5 s of networks run again for the same figures)
+        # MANGO fitb.jsonl 0.25 s of networks run again for the same figures)
         key = _questions_key(questions, answers)
         memo = getattr(self, "_context_memo", None)
         if (memo is not None and memo[0] is self.context_ and memo[1] is self.items_

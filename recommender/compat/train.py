@@ -75,8 +75,6 @@ def stage_settings(config: dict) -> dict:
 
 #: The stage's nested tables (CompatibilityModel parameters that take a table).
 NESTED = ("style", "context_params", "ranker_params", "lgb_params")
-#: Where LightGBM lists its parameters (an unknown ``lgb_params`` key points there).
-LIGHTGBM_PARAMETERS = "https://lightgbm.readthedocs.io/en/latest/Parameters.html"
 
 
 def check_nested(table: dict) -> None:
@@ -91,7 +89,8 @@ def check_nested(table: dict) -> None:
     and aliases (the kinds of those the model sets itself: LightGBM does not list
     its types)."""
     from recommender.compat.context import ContextConfig
-    from recommender.compat.model import RANKER_DEFAULTS, CompatibilityModel, lightgbm_aliases
+    from recommender.compat.model import (LIGHTGBM_PARAMETERS, RANKER_DEFAULTS,
+                                          CompatibilityModel, lightgbm_aliases)
     from recommender.compat.style import StyleConfig
 
     for key, cls in (("style", StyleConfig), ("context_params", ContextConfig)):
