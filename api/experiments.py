@@ -113,7 +113,8 @@ import tomllib
 from pathlib import Path
 from typing import Any, Iterable
 
-from features.exceptions import InputError, SchemaError
+from features.configfiles import load_json, load_yaml
+from features.exceptions import DuplicateKeyError, InputError, SchemaError
 
 from api.schemas import STRATEGIES
 
@@ -500,10 +501,10 @@ def parse_config_text(text: str, suffix: str, where: str) -> Any:
         if suffix == ".toml":
             return tomllib.loads(text)
         if suffix in (".yaml", ".yml"):
-            return _load_yaml(text)
+            return load_yaml(text)
         if suffix == ".json":
-            return _load_json(text)
-    except _DuplicateKey as exc:
+            return load_json(text)
+    except DuplicateKeyError as exc:
         raise SchemaError(f"{where}: {exc}", field=exc.path or where,
                           value=exc.key) from None
     except tomllib.TOMLDecodeError as exc:
@@ -516,106 +517,6 @@ def parse_config_text(text: str, suffix: str, where: str) -> Any:
         raise
     raise SchemaError(f"{where}: unknown config format {suffix!r}", field=where,
                       allowed=[".toml", ".yaml", ".yml", ".json"])
-
-
-class _DuplicateKey(Exception):
-    """A key given twice in one JSON object or YAML mapping (``path``: the object's key
-    path, e.g. ``layers[0].experiments[1]``, when known)."""
-
-    def __init__(self, msg: str, key: Any, path: str | None = None):
-        super().__init__(msg)
-        self.key, self.path = key, path
-
-
-class _Object(dict):
-    """A decoded JSON object; ``repeat``: the pair indexes (first, repeat) of the first
-    key it gives twice, and ``lines`` their lines once known."""
-
-    repeat: tuple[int, int] | None = None
-    lines: tuple[int, int] = (0, 0)
-
-
-def _object_pairs(pairs: list) -> _Object:
-    obj, index = _Object(), {}
-    for i, (k, v) in enumerate(pairs):
-        if k in index and obj.repeat is None:
-            obj.repeat = (index[k], i)
-        index.setdefault(k, i)
-        obj[k] = v
-    return obj
-
-
-def _load_json(text: str) -> Any:
-    """``json.loads`` refusing a key repeated in one object (:class:`_DuplicateKey`
-    naming both lines and the object's key path). The pure-Python scanner is the one
-    whose object parser can be wrapped to learn where each value starts: a config is
-    small."""
-    from json.decoder import JSONObject
-    from json.scanner import py_make_scanner
-
-    def parse_object(s_and_end, strict, scan_once, *args):
-        starts: list[int] = []   # where each of this object's values starts, in order
-
-        def scan_value(s, idx):
-            starts.append(idx)
-            return scan_once(s, idx)   # nested objects call the scanner's own
-
-        obj, end = JSONObject(s_and_end, strict, scan_value, *args)
-        if isinstance(obj, _Object) and obj.repeat is not None:
-            s = s_and_end[0]
-            obj.lines = tuple(s.count("\n", 0, starts[i]) + 1 for i in obj.repeat)
-        return obj, end
-
-    decoder = json.JSONDecoder(object_pairs_hook=_object_pairs)
-    decoder.parse_object = parse_object
-    decoder.scan_once = py_make_scanner(decoder)
-    data = decoder.decode(text)
-    found = []   # (lines, path, key) of every object that repeats a key
-    stack = [("", data)]
-    while stack:
-        path, v = stack.pop()
-        if isinstance(v, _Object) and v.repeat is not None:
-            found.append((v.lines, path, list(v)[v.repeat[0]]))
-        if isinstance(v, dict):
-            stack.extend((f"{path}.{k}" if path else str(k), x) for k, x in v.items())
-        elif isinstance(v, list):
-            stack.extend((f"{path}[{i}]", x) for i, x in enumerate(v))
-    if found:
-        (first, line), path, key = min(found, key=lambda f: f[0][1])
-        at = f" of {path}" if path else ""
-        raise _DuplicateKey(f"line {line}: duplicate key {key!r}{at} (first at line "
-                            f"{first}): JSON keeps only the last value; give each key "
-                            f"once", key, path or None)
-    return data
-
-
-def _load_yaml(text: str) -> Any:
-    """``yaml.safe_load`` refusing a key repeated in one mapping (both lines named).
-
-    A ``<<`` merge is not a repeat: YAML's merge lets the mapping's own keys override
-    the merged ones, and the check reads the mapping's own keys only."""
-    import yaml
-
-    class UniqueKeyLoader(yaml.SafeLoader):
-        def construct_mapping(self, node, deep=False):
-            if isinstance(node, yaml.MappingNode):
-                seen: dict = {}
-                for key_node, _ in node.value:
-                    if key_node.tag == "tag:yaml.org,2002:merge":
-                        continue
-                    key = self.construct_object(key_node, deep=deep)
-                    try:
-                        first = seen.setdefault(key, key_node)
-                    except TypeError:
-                        continue   # an unhashable key: the constructor says so
-                    if first is not key_node:
-                        raise _DuplicateKey(
-                            f"line {key_node.start_mark.line + 1}: duplicate key {key!r} "
-                            f"(first at line {first.start_mark.line + 1}): YAML keeps "
-                            f"only the last value; give each key once", key)
-            return super().construct_mapping(node, deep=deep)
-
-    return yaml.load(text, Loader=UniqueKeyLoader)   # a SafeLoader: no arbitrary tags
 
 
 class _Validator:

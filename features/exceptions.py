@@ -61,6 +61,28 @@ class SchemaError(InputError):
     """A table or file does not follow the schema it claims (missing column, bad type)."""
 
 
+class DuplicateKeyError(SchemaError):
+    """A key given twice in one JSON object or YAML mapping of a file a user wrote
+    (:mod:`features.configfiles`), which ``json.loads`` and ``yaml.safe_load`` would
+    read as its last value. The message names the key and both lines but not the file:
+    each reader words it in its own error, naming the file.
+
+    ``key``: the repeated key; ``path``: the object's key path (e.g.
+    ``layers[0].experiments[1]``) when known, else None; ``lines``: (first, repeat).
+
+    Examples
+    --------
+    >>> err = DuplicateKeyError("line 3: duplicate key 'a'", key="a", lines=(1, 3))
+    >>> err.key, err.path, err.lines, err.field
+    ('a', None, (1, 3), None)
+    """
+
+    def __init__(self, message: str, *, key: Any, path: str | None = None,
+                 lines: tuple[int, int] = (0, 0)):
+        super().__init__(message, field=path, value=key)
+        self.key, self.path, self.lines = key, path, lines
+
+
 class NotFoundError(MixmatchError, KeyError):
     """A referenced object (item id, bundle, file) does not exist."""
 
