@@ -22,7 +22,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
-from features.exceptions import BundleError, InputError, NotFoundError, StageNotAvailable
+from features.configfiles import load_json
+from features.exceptions import (BundleError, DuplicateKeyError, InputError, NotFoundError,
+                                 StageNotAvailable)
 from recommender.bundle import MANIFEST, Bundle, atomic_files, write_lock
 from recommender.paths import DATA_ENV, default_data_root
 from recommender.pipeline import STAGE_NAMES, STAGES, BuildContext, run_stages
@@ -33,7 +35,11 @@ CONFIG_KEYS = ("dask", "stages")
 
 
 def read_config_file(path: str | os.PathLike | None) -> dict:
-    """Read a build config (TOML or JSON) of per-stage overrides; {} when None."""
+    """Read a build config (TOML or JSON) of per-stage overrides; {} when None.
+
+    A key given twice is refused as TOML refuses it, not read as its last value (what
+    ``json.loads`` does: a second ``"stages"`` object dropped the first one's tables).
+    """
     if not path:
         return {}
     p = Path(path)
@@ -48,8 +54,8 @@ def read_config_file(path: str | os.PathLike | None) -> dict:
         if p.suffix == ".toml":
             cfg = tomllib.loads(text)
         else:
-            cfg = json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            cfg = load_json(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, DuplicateKeyError) as exc:
         raise InputError(f"config file {p} is not valid: {exc}", field="config",
                          value=str(p)) from exc
     if not isinstance(cfg, dict):

@@ -91,6 +91,29 @@ def test_a_json_config_must_be_an_object(tmp_path):
         read_config_file(f)
 
 
+def test_a_json_config_giving_a_key_twice_is_refused_naming_it(tmp_path, capsys):
+    """Before: ``json.loads`` kept the last ``stages`` object, so the graph's k_visual
+    above it was dropped without a word and the build ran the graph with its default
+    (exit 0). Refused like a syntax error, naming the file, the key and both lines."""
+    f = tmp_path / "c.json"
+    f.write_text('{"stages": {"graph": {"k_visual": 5}},\n'
+                 ' "stages": {"split": {"test_fraction": 0.0}}}\n')
+    said = (f"config file {f} is not valid: line 2: duplicate key 'stages' (first at "
+            f"line 1)")
+    with pytest.raises(InputError) as exc:
+        read_config_file(f)
+    assert said in str(exc.value) and exc.value.field == "config", str(exc.value)
+    assert main(["build", "--out", str(tmp_path / "b"), "--config", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err
+    assert not (tmp_path / "b").exists()
+    # a repeat inside a stage table is named with its table's path
+    f.write_text('{"stages": {"graph": {"k_visual": 5,\n  "k_visual": 8}}}')
+    with pytest.raises(InputError, match="line 2: duplicate key 'k_visual' of "
+                                         r"stages\.graph \(first at line 1\)"):
+        read_config_file(f)
+
+
 def test_a_failed_rebuild_leaves_the_manifest_of_the_existing_bundle(tmp_path):
     """A build into an existing bundle that fails before any stage ran (here: a mapping
     naming an absent column) must not rewrite the manifest's source and config."""
