@@ -81,7 +81,8 @@ from typing import Any
 
 import pandas as pd
 
-from features.exceptions import InputError, NotFoundError, SchemaError
+from features.configfiles import load_json, load_yaml
+from features.exceptions import DuplicateKeyError, InputError, NotFoundError, SchemaError
 from recommender.catalog import (CATEGORIES, OPTIONAL_COLUMNS, REQUIRED_COLUMNS,
                                  check_row_width, first_bad_byte, read_parquet_file,
                                  read_user_csv)
@@ -94,7 +95,12 @@ EMPTY_IF_UNMAPPED = ("colour", "material", "gender", "image_path")
 
 
 def read_mapping(path: str | os.PathLike) -> dict:
-    """Read and check a mapping file's structure (not yet against the data)."""
+    """Read and check a mapping file's structure (not yet against the data).
+
+    A key given twice is refused in every format (TOML by its spec), not read as its
+    last value as ``json.loads`` and ``yaml.safe_load`` would: a second
+    ``columns.category`` silently took the categories from another column.
+    """
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"mapping file not found: {path}", field="mapping",
@@ -109,16 +115,15 @@ def read_mapping(path: str | os.PathLike) -> dict:
         if suffix == ".toml":
             m = tomllib.loads(text)
         elif suffix == ".json":
-            m = json.loads(text)
+            m = load_json(text)
         elif suffix in (".yaml", ".yml"):
-            import yaml
-
-            m = yaml.safe_load(text)
+            m = load_yaml(text)
         else:
             raise InputError(f"mapping file {path} must end in .toml, .json, .yaml or .yml",
                              field="mapping", value=str(path))
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"mapping file {path} is not valid {suffix[1:].upper()}: {exc}",
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, DuplicateKeyError) as exc:
+        kind = "YAML" if suffix == ".yml" else suffix[1:].upper()
+        raise InputError(f"mapping file {path} is not valid {kind}: {exc}",
                          field="mapping", value=str(path)) from exc
     except Exception as exc:  # yaml.YAMLError without importing yaml at module level
         if exc.__class__.__module__.startswith("yaml"):

@@ -144,6 +144,40 @@ def test_missing_files_and_bad_syntax(shop):
         read_mapping(shop / "broken.yaml")
 
 
+DUPLICATE_CATEGORY = {
+    # the reader sees category = type at the top of [columns]; the last one was read
+    ".json": ('{"catalog": "shop.csv",\n "columns": {"item_id": "sku", "category": "type",'
+              '\n  "category": "fit"}}\n',
+              "is not valid JSON: line 3: duplicate key 'category' of columns (first at "
+              "line 2)"),
+    ".yaml": ("catalog: shop.csv\ncolumns:\n  item_id: sku\n  category: type\n"
+              "  category: fit\n",
+              "is not valid YAML: line 5: duplicate key 'category' (first at line 4)"),
+}
+DUPLICATE_CATEGORY[".yml"] = DUPLICATE_CATEGORY[".yaml"]   # YAML too, not "YML"
+
+
+@pytest.mark.parametrize("suffix", sorted(DUPLICATE_CATEGORY))
+def test_a_mapping_key_given_twice_is_refused_naming_it(shop, capsys, suffix):
+    """Before: ``json.loads``/``yaml.safe_load`` kept the last ``category``, so ingest
+    read the categories from a column a reader of the file's top did not see (with two
+    columns whose values both map, it wrote every item into the other's slot and exited
+    0). Refused like a syntax error, naming the file, the key and both lines."""
+    from api.cli import main
+
+    text, said = DUPLICATE_CATEGORY[suffix]
+    p = shop / f"dup{suffix}"
+    p.write_text(text)
+    with pytest.raises(InputError) as exc:
+        read_mapping(p)
+    assert f"mapping file {p} {said}" in str(exc.value), str(exc.value)
+    assert exc.value.field == "mapping"
+    out = shop / "b"
+    assert main(["ingest", "--source", "csv", "--mapping", str(p), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err
+
+
 def test_unreadable_source_csv_is_an_input_error(shop):
     # a shop export in Latin-1 (not UTF-8), and a row with more fields than the header
     (shop / "shop.csv").write_bytes(b"sku,type\nA1,T-Shirts\nA2,Jeans caf\xe9\n")
