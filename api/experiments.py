@@ -69,7 +69,10 @@ it is honoured), and within its ``endpoints`` when it lists them. Elsewhere the 
 gets no ``assignments`` entry and no exposure is logged: an exposure there would count
 the unit in an arm that saw nothing different, and dilute the A/B report's effect. An
 experiment none of whose variants sets anything (a page reading its variant from the
-envelope) is in every request of its endpoints.
+envelope) is in every request of its endpoints. Where an experiment is in a request,
+only its variant's settings that act there are applied and echoed: in an experiment
+that a param brings into ``upsell``, the variant's ``strategy`` is not (up-sell answers
+``"strategy": "default"``, the ranking it ran), nor its ``rules`` on ``score``.
 
 Assignment: a unit (``user_id``, else ``session_id``) maps to ``u = H(salt, unit)``,
 the first 8 bytes of ``sha256(f"{salt}:{unit}")`` read big-endian over ``2**64``:
@@ -307,9 +310,13 @@ class Experiments:
                 continue
             exp, var, is_forced = chosen
             entries.append((layer.name, exp.name, var.name, is_forced))
-            settings.update(var.settings)  # layers set disjoint keys (validated)
-            if "params" in var.settings:
-                params_of[exp.name] = var.settings["params"]
+            # layers set disjoint keys (validated). Only the settings that act here: an
+            # experiment a param brings into up-sell would pass (and echo) its
+            # variant's strategy, which up-sell ranks without
+            acting = {k: v for k, v in var.settings.items() if _acts_here(k, v, endpoint)}
+            settings.update(acting)
+            if "params" in acting:
+                params_of[exp.name] = acting["params"]
         return Assignment(unit, tuple(entries), settings, params_of)
 
     def _resolve_forced(self, forced: str) -> tuple[Experiment, Variant]:
@@ -730,6 +737,15 @@ SETTING_ENDPOINTS: dict[str, tuple[str, ...]] = {
     # every endpoint asks the variant's engine (analyze: its bundle's attribute models)
     "model": tuple(ENDPOINTS),
 }
+
+
+def _acts_here(key: str, value: Any, endpoint: str | None) -> bool:
+    """Whether a variant's setting ``key`` acts on ``endpoint`` (None: any)."""
+    if endpoint is None:
+        return True
+    if key == "params":   # validated to act on every endpoint of its experiment
+        return all(endpoint in VARIANT_PARAMS[name].endpoints for name in value)
+    return endpoint in SETTING_ENDPOINTS[key]
 
 
 def _acts_on(variants: tuple[Variant, ...]) -> tuple[str, ...] | None:

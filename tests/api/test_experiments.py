@@ -543,3 +543,59 @@ def test_exposures_are_logged_only_on_endpoints_where_the_experiment_acts(tmp_pa
     # up-sell serves the default strategy, and says so: the variant's did nothing there
     assert c.get("/v1/items/X/upsell?user_id=u1").get_json()["strategy"] == "default"
     store.close()
+
+
+def test_a_setting_is_in_the_assignment_only_on_endpoints_where_it_acts():
+    """An experiment with a strategy and a param is in up-sell's requests (the param
+    acts there), and its variant's strategy came along in the settings: up-sell
+    answered ``"strategy": "visual"`` for a ranking that took no strategy."""
+    exp = Experiments.from_dict({"layers": [{"name": "l", "experiments": [
+        {"name": "e", "qa_override": True, "endpoints": ["complements", "upsell"],
+         "variants": [{"name": "a"}, {"name": "vis", "strategy": "visual",
+                                      "params": {"diversity": 0.5}}]}]}]})
+    up = exp.assign("u1", endpoint="upsell", forced="vis")
+    assert up.settings == {"params": {"diversity": 0.5}}
+    assert up.as_list() == [{"layer": "l", "experiment": "e", "variant": "vis",
+                             "forced": True, "params": {"diversity": 0.5}}]
+    assert exp.assign("u1", endpoint="complements", forced="vis").settings == {
+        "strategy": "visual", "params": {"diversity": 0.5}}
+    # no endpoint named: the unit's whole assignment, every setting
+    assert exp.assign("u1", forced="vis").settings["strategy"] == "visual"
+    # a model brings a rules experiment into score, which takes no rules: the envelope
+    # and the exposure reported the variant's rules version for it
+    exp = _one_experiment(model="m2", rules="v2")
+    assert exp.assign("u1", endpoint="score", forced="treat").settings == {"model": "m2"}
+    assert exp.assign("u1", endpoint="search", forced="treat").settings == {
+        "model": "m2", "rules": "v2"}
+
+
+def test_upsell_echoes_no_strategy_its_variant_set_where_a_param_brings_it_in(tmp_path):
+    (tmp_path / "bundle").mkdir()
+    cfg = tmp_path / "exp.json"
+    cfg.write_text(json.dumps({"layers": [{"name": "ranking", "experiments": [
+        {"name": "div", "endpoints": ["complements", "upsell"], "variants": [
+            {"name": "def", "strategy": "default"},
+            {"name": "vis", "strategy": "visual", "params": {"diversity": 0.5}}]}]}]}))
+    strategies = []
+
+    class Engine(_AnswerEngine):
+        def upsell(self, item_id, **kw):
+            strategies.append(kw["strategy"])
+            return {"items": []}
+
+    from api import create_app
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data"),
+                      "BUNDLE": str(tmp_path / "bundle"), "WATCH_INTERVAL": 0,
+                      "WARM_VISION": False, "ENGINE_LOADER": Engine,
+                      "EXPERIMENTS": str(cfg)})
+    c = app.test_client()
+    exps = app.extensions["mixmatch"].holder.current().experiments
+    users = [u for u in (f"u{i}" for i in range(40))
+             if exps.assign(u, endpoint="upsell").variant == "vis"]
+    assert users
+    body = c.get(f"/v1/items/X/upsell?user_id={users[0]}").get_json()
+    # in the experiment (its param acts), the variant named, the strategy not echoed
+    assert body["variant"] == "vis" and body["strategy"] == "default", body
+    assert body["assignments"][0]["params"] == {"diversity": 0.5}
+    assert strategies == ["default"]
+    app.extensions["mixmatch"].events.close()
