@@ -96,7 +96,17 @@ def load_json(text: str) -> Any:
         raise DuplicateKeyError(f"line {line}: duplicate key {key!r}{at} (first at line "
                                 f"{first}): JSON keeps only the last value; give each key "
                                 f"once", key=key, path=path or None, lines=(first, line))
-    return data
+    return _plain(data)
+
+
+def _plain(v: Any) -> Any:
+    """``v`` with every ``_Object`` made a plain ``dict``, as ``json.loads`` gives
+    (``yaml.safe_dump`` of a loaded config refused the subclass)."""
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
 
 
 def load_yaml(text: str) -> Any:
