@@ -275,18 +275,71 @@ def _rgb_image(im, owned: bool = False):
     return im if im.mode == "RGB" else im.convert("RGB")
 
 
+def _open_unwarned(fp, filename: str = ""):
+    """``Image.open(fp)`` for a binary file object, without PIL's
+    ``DecompressionBombWarning``: the same format plugins tried the same way (those
+    registered, then :func:`PIL.Image.preinit`'s, then :func:`PIL.Image.init`'s), and
+    ``DecompressionBombError`` still raised past twice ``Image.MAX_IMAGE_PIXELS``.
+
+    Image.open warns past ``Image.MAX_IMAGE_PIXELS`` and the warning can only be
+    silenced through the process-wide ``warnings.filters``: ``catch_warnings`` swaps
+    that list and puts it back on exit, and two threads doing it at once (uploads
+    decoded by gunicorn's threads, beside the thread warming the models) restore each
+    other's lists, leaving the filter installed for good, or dropping one another
+    part of the program had set. Our callers decide on the size themselves (an
+    upload's own limit; a catalogue image is decoded on purpose), so the warning is
+    not raised in the first place. Raises ``UnidentifiedImageError`` as Image.open does.
+    """
+    import struct
+
+    from PIL import Image, UnidentifiedImageError
+
+    fp.seek(0)
+    prefix = fp.read(16)
+    tried: set[str] = set()
+    for loader in (lambda: None, Image.preinit, Image.init):
+        loader()
+        for fmt in list(Image.ID):
+            if fmt in tried:
+                continue
+            tried.add(fmt)
+            factory, accept = Image.OPEN[fmt]
+            try:
+                # an accept test reads the prefix, shorter than it expects for a body
+                # of a few bytes (struct.error): not this format either
+                ok = not accept or accept(prefix)
+                if not ok or isinstance(ok, str):   # a str: a plugin not installed
+                    continue
+                fp.seek(0)
+                im = factory(fp, filename)
+            except (SyntaxError, IndexError, TypeError, struct.error):
+                continue                        # not this format: the next one
+            if Image.MAX_IMAGE_PIXELS is not None:
+                pixels = max(1, im.size[0]) * max(1, im.size[1])
+                if pixels > 2 * Image.MAX_IMAGE_PIXELS:
+                    im.close()
+                    raise Image.DecompressionBombError(
+                        f"Image size ({pixels} pixels) exceeds limit of "
+                        f"{2 * Image.MAX_IMAGE_PIXELS} pixels, could be decompression "
+                        f"bomb DOS attack.")
+            return im
+    raise UnidentifiedImageError(f"cannot identify image file {filename or fp!r}")
+
+
 @contextlib.contextmanager
 def open_image(path: str | os.PathLike):
     """``Image.open(path)`` for a catalogue image, as a context manager, without PIL's
-    ``DecompressionBombWarning`` inside the block.
+    ``DecompressionBombWarning``.
 
     PIL warns for images past ``Image.MAX_IMAGE_PIXELS`` (about 89 M pixels) and
     refuses them past twice that (``DecompressionBombError``, still raised). In
     between, a catalogue image is decoded on purpose (:func:`load_rgb` shrinks it
     as a PIL image): the warning, printed once per image by every stage that opens
     it, said nothing to act on, and under warnings-as-errors failed the image. It is
-    silenced inside the block only (uploads have their own, smaller limit:
-    :func:`decode_upload`).
+    not raised when opening (:func:`_open_unwarned`); a few formats check again while
+    decoding (a TIFF's tiles, a GIF's frames), so for an image past the warning size,
+    and only for one (a studio scan, in the batch stages), it is also silenced inside
+    the block (uploads have their own, smaller limit: :func:`decode_upload`).
 
     >>> import tempfile, os, numpy as np
     >>> from PIL import Image
@@ -298,9 +351,15 @@ def open_image(path: str | os.PathLike):
     """
     from PIL import Image
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(path) as im:
+    with open(path, "rb") as fp, _open_unwarned(fp, os.fspath(path)) as im:
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit is None or im.size[0] * im.size[1] <= limit:
+            yield im        # every photo: the global warning filters left alone
+            return
+        # catch_warnings swaps the process-wide filters (not thread-safe): kept to
+        # this rare size, which the request path (uploads) never reaches
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             yield im
 
 
@@ -605,48 +664,47 @@ def _decode_upload(data, max_pixels, with_alpha: bool):
     if max_pixels is None or max_pixels <= 0:
         raise InputError(f"max_pixels must be positive, got {max_pixels!r}",
                          field="max_pixels", value=max_pixels)
-    with warnings.catch_warnings():
-        # PIL warns (DecompressionBombWarning) past Image.MAX_IMAGE_PIXELS: our own
-        # limit, read from the same header just below, decides instead (and says
-        # the photo's size and the limit, not PIL's "decompression bomb DOS
-        # attack"). Past twice that PIL raises and opens nothing: refused too.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    # No catch_warnings here (it swaps the process-wide filter list, and uploads are
+    # decoded by concurrent threads): _open_unwarned raises no DecompressionBombWarning
+    # past Image.MAX_IMAGE_PIXELS; our own limit, read from the same header just below,
+    # decides instead (and says the photo's size and the limit, not PIL's
+    # "decompression bomb DOS attack"). Past twice that PIL opens nothing: refused too.
+    try:
+        im = _open_unwarned(io.BytesIO(bytes(data)))
+    except Image.DecompressionBombError as exc:
+        raise PayloadTooLarge(f"image is larger than the decoder opens "
+                              f"({2 * Image.MAX_IMAGE_PIXELS} pixels); at most "
+                              f"{max_pixels} are accepted", field="image") from exc
+    except UnidentifiedImageError as exc:
+        raise UnsupportedMediaType("upload is not a recognised image", field="image",
+                                   allowed=UPLOAD_FORMATS) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"image header unreadable ({exc})", field="image") from exc
+    with im:
+        if _FORMAT_ALIASES.get(im.format, im.format) not in UPLOAD_FORMATS:
+            raise UnsupportedMediaType(f"image format {im.format!r} is not accepted",
+                                       field="image", value=im.format,
+                                       allowed=UPLOAD_FORMATS)
+        w, h = im.size
+        if w <= 0 or h <= 0:
+            raise InputError(f"image has no pixels ({w}x{h})", field="image")
+        if w * h > max_pixels:
+            raise PayloadTooLarge(f"image is {w}x{h} = {w * h} pixels; at most "
+                                  f"{max_pixels} are accepted", field="image",
+                                  value=w * h)
         try:
-            im = Image.open(io.BytesIO(bytes(data)))
+            im.load()
+            # turned upright and converted to sRGB there (as pil_to_rgb_array)
+            arr = np.asarray(_rgb_image(im, owned=True), dtype=np.uint8)
+            alpha = _alpha_image(im) if with_alpha else None
+            if alpha is not None:
+                alpha = np.asarray(alpha, dtype=np.uint8)
+        except InputError:
+            raise                        # says itself what is wrong (not "corrupt")
         except Image.DecompressionBombError as exc:
-            raise PayloadTooLarge(f"image is larger than the decoder opens "
-                                  f"({2 * Image.MAX_IMAGE_PIXELS} pixels); at most "
-                                  f"{max_pixels} are accepted", field="image") from exc
-        except UnidentifiedImageError as exc:
-            raise UnsupportedMediaType("upload is not a recognised image", field="image",
-                                       allowed=UPLOAD_FORMATS) from exc
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise InputError(f"image header unreadable ({exc})", field="image") from exc
-        with im:
-            if _FORMAT_ALIASES.get(im.format, im.format) not in UPLOAD_FORMATS:
-                raise UnsupportedMediaType(f"image format {im.format!r} is not accepted",
-                                           field="image", value=im.format,
-                                           allowed=UPLOAD_FORMATS)
-            w, h = im.size
-            if w <= 0 or h <= 0:
-                raise InputError(f"image has no pixels ({w}x{h})", field="image")
-            if w * h > max_pixels:
-                raise PayloadTooLarge(f"image is {w}x{h} = {w * h} pixels; at most "
-                                      f"{max_pixels} are accepted", field="image",
-                                      value=w * h)
-            try:
-                im.load()
-                # turned upright and converted to sRGB there (as pil_to_rgb_array)
-                arr = np.asarray(_rgb_image(im, owned=True), dtype=np.uint8)
-                alpha = _alpha_image(im) if with_alpha else None
-                if alpha is not None:
-                    alpha = np.asarray(alpha, dtype=np.uint8)
-            except InputError:
-                raise                        # says itself what is wrong (not "corrupt")
-            except Image.DecompressionBombError as exc:
-                raise PayloadTooLarge(f"image exceeds the decoder's limit: {exc}",
-                                      field="image") from exc
-            except (OSError, SyntaxError, ValueError, EOFError) as exc:
-                raise InputError(f"image data is truncated or corrupt ({exc})",
-                                 field="image") from exc
+            raise PayloadTooLarge(f"image exceeds the decoder's limit: {exc}",
+                                  field="image") from exc
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise InputError(f"image data is truncated or corrupt ({exc})",
+                             field="image") from exc
     return arr, alpha

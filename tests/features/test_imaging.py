@@ -202,6 +202,66 @@ def test_catalogue_image_past_pils_warning_size_opens_without_the_warning(tmp_pa
         Image.open(p).close()
 
 
+class _OwnWarning(UserWarning):
+    pass
+
+
+@pytest.mark.parametrize("decoder", ["decode_upload", "load_rgb"])
+def test_decoding_leaves_the_warning_filters_of_other_threads_alone(tmp_path, monkeypatch,
+                                                                      decoder):
+    """gunicorn's threads decode uploads while other threads (another upload, the
+    model warm-up) set their own warning filters. catch_warnings swaps the one
+    process-wide filter list and puts its copy back on exit: a decode that started
+    before another thread's block and ended inside it dropped that thread's filter
+    while its block ran, and the block's exit then left PIL's
+    DecompressionBombWarning ignored for good. Decoding must not touch the list."""
+    import threading
+    import warnings
+
+    from features import imaging
+
+    data = _png(np.full((8, 8, 3), 90, np.uint8))
+    (tmp_path / "x.png").write_bytes(data)
+    inside, go_on = threading.Event(), threading.Event()
+    real = imaging._rgb_image
+
+    def held(im):        # the decode waits, in the middle, for the other thread's block
+        inside.set()
+        assert go_on.wait(10)
+        return real(im)
+
+    monkeypatch.setattr(imaging, "_rgb_image", held)
+    out, errors = [], []
+
+    def decode():
+        try:
+            out.append(imaging.decode_upload(data) if decoder == "decode_upload"
+                       else imaging.load_rgb(tmp_path / "x.png"))
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            errors.append(exc)
+
+    t = threading.Thread(target=decode)
+    t.start()
+    assert inside.wait(10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", _OwnWarning)   # this thread's own filter
+        go_on.set()
+        t.join(10)
+        warnings.warn("still ignored", _OwnWarning)    # an error if the filter was lost
+    assert not errors and out[0].shape == (8, 8, 3)
+    assert [f for f in warnings.filters
+            if f[2] is Image.DecompressionBombWarning and f[0] == "ignore"] == []
+
+
+@pytest.mark.parametrize("body", [b"aB;", b"BM", b"\x89P", b"\x00"])
+def test_an_upload_of_a_few_bytes_is_not_a_recognised_image(body):
+    """A body shorter than the prefix some formats' accept tests read (BMP's reads 4
+    bytes): PIL's Image.open counts that as "not this format"; the opener that
+    replaced it (without PIL's size warning) let the struct.error out, a 500."""
+    with pytest.raises(UnsupportedMediaType, match="not a recognised image"):
+        decode_upload(body)
+
+
 def test_decode_upload_turns_a_phone_photo_upright():
     """A portrait phone photo is stored as landscape pixels with EXIF orientation 6
     (turn 90 degrees clockwise to view): the analysis must see it as shown."""
