@@ -11,7 +11,7 @@ from werkzeug.exceptions import BadRequest
 
 from features.exceptions import InputError, PayloadTooLarge, UnsupportedMediaType
 from api.schemas import validate_body, validate_query
-from api.state import get_serving
+from api.state import get_serving, get_state, peek_state
 
 
 def query(name: str) -> dict:
@@ -112,13 +112,19 @@ def form_fields(name: str) -> dict:
 
 
 def image_upload(field: str = "image"):
-    """Decode the uploaded image of a multipart request: ``(rgb, alpha)``, ``rgb``
-    uint8 (H, W, 3) (transparency composited on white), ``alpha`` uint8 (H, W) for a
-    cut-out (its garment mask), else None (:func:`features.imaging.decode_upload_alpha`).
+    """Decode the uploaded image of a multipart request: ``(rgb, alpha, (h, w))``,
+    ``rgb`` uint8 (H, W, 3) (transparency composited on white), ``alpha`` uint8 (H, W)
+    for a cut-out (its garment mask), else None, and the photo's own (upright) size.
+
+    rgb and alpha are shrunk while decoding to the longest side an engine of the
+    request's state analyses (:func:`photo_max_side`; the photo's size is what the
+    keypoints are scaled back to): a 5000 x 5000 photo decoded whole, to be shrunk
+    to 512 pixels by the engine, took ~230 MB at peak.
 
     Refused before a full decode: a body that is not multipart (415), no ``image``
     part (400), more than ``MAX_IMAGE_BYTES`` (413), not an image (415), declared
-    dimensions above ``MAX_IMAGE_PIXELS`` (413), truncated or corrupt (400).
+    dimensions above ``MAX_IMAGE_PIXELS`` (413), truncated or corrupt (400). These are
+    said before a missing bundle is (503): the upload is checked first.
     """
     if request.mimetype != "multipart/form-data":
         raise UnsupportedMediaType("send the image as multipart/form-data",
@@ -130,16 +136,35 @@ def image_upload(field: str = "image"):
     data = f.stream.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLarge(f"the image is larger than {limit} bytes", field=field)
-    return decode_image(data, int(current_app.config["MAX_IMAGE_PIXELS"]), field=field)
+    return decode_image(data, int(current_app.config["MAX_IMAGE_PIXELS"]), field=field,
+                        max_side=photo_max_side())
 
 
-def decode_image(data: bytes, max_pixels: int, *, field: str = "image"):
-    """:func:`features.imaging.decode_upload_alpha` with the request's field named in
-    errors: ``(rgb, alpha or None)``."""
-    from features.imaging import decode_upload_alpha
+def photo_max_side() -> int | None:
+    """The longest side at which an engine of the request's state analyses a photo
+    (:attr:`recommender.engine.Engine.photo_max_side`): the largest of the served
+    engine's and the variants' models', since the variant is assigned after the
+    upload is checked; an engine with a smaller one shrinks the photo further. None
+    (decode whole) with no bundle loaded, or an engine that does not say."""
+    if peek_state() is None:
+        return None
+    state = get_state()          # taken for the request: the engine that analyses
+    sides = [getattr(e, "photo_max_side", None)
+             for e in (state.engine, *state.models.values())]
+    return None if None in sides else max(sides)
+
+
+def decode_image(data: bytes, max_pixels: int, *, field: str = "image",
+                 max_side: int | None = None):
+    """:func:`features.imaging.decode_upload_shrunk` (not shrunk when ``max_side`` is
+    None) with the request's field named in errors: ``(rgb, alpha or None, (h, w))``."""
+    from features.imaging import decode_upload_alpha, decode_upload_shrunk
 
     try:
-        return decode_upload_alpha(data, max_pixels)
+        if max_side is None:
+            rgb, alpha = decode_upload_alpha(data, max_pixels)
+            return rgb, alpha, rgb.shape[:2]
+        return decode_upload_shrunk(data, max_side, max_pixels)
     except InputError as exc:
         exc.field = field
         raise

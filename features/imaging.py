@@ -649,12 +649,43 @@ def decode_upload_alpha(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS
     >>> rgb.shape, alpha is None
     ((4, 6, 3), True)
     """
-    return _decode_upload(data, max_pixels, with_alpha=True)
+    return _decode_upload(data, max_pixels, with_alpha=True)[:2]
 
 
-def _decode_upload(data, max_pixels, with_alpha: bool):
-    """(rgb, alpha or None) of :func:`decode_upload_alpha`; alpha is only read when
-    ``with_alpha``."""
+def decode_upload_shrunk(data: bytes, max_side: int,
+                         max_pixels: int = DEFAULT_MAX_PIXELS
+                         ) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int]]:
+    """:func:`decode_upload_alpha` shrunk while decoding so that the longer side is at
+    most ``max_side`` (aspect kept, never enlarged), and the photo's own size:
+    ``(rgb, alpha, (h, w))``, ``(h, w)`` upright, as :func:`decode_upload` would
+    have returned it. Refuses what :func:`decode_upload` refuses, the same way.
+
+    For a caller that shrinks the photo anyway (the engine analyses a photo at the
+    features stage's ``max_side``, 512): a 5000 x 5000 JPEG is decoded at an eighth
+    of its sides (``draft``, as :func:`load_rgb` decodes a catalogue image) and no
+    full-size array is made, where decoding it whole and shrinking the array took
+    about 230 MB at peak. The shrink is :func:`resize_max_side`'s (box filter, the
+    same shape), so a photo the JPEG decoder cannot shrink by half (a side under
+    twice ``max_side``), or that is not a JPEG, gives the same pixels as decoding it
+    whole and shrinking it after; a larger JPEG gives the pixels :func:`load_rgb`
+    gives the features stage.
+
+    >>> import io, numpy as np
+    >>> from PIL import Image
+    >>> buf = io.BytesIO(); Image.fromarray(np.zeros((400, 600, 3), np.uint8)).save(buf, "PNG")
+    >>> rgb, alpha, size = decode_upload_shrunk(buf.getvalue(), max_side=60)
+    >>> rgb.shape, alpha is None, size
+    ((40, 60, 3), True, (400, 600))
+    """
+    if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 1:
+        raise InputError(f"max_side must be a positive integer, got {max_side!r}",
+                         field="max_side", value=max_side)
+    return _decode_upload(data, max_pixels, with_alpha=True, max_side=max_side)
+
+
+def _decode_upload(data, max_pixels, with_alpha: bool, max_side: int | None = None):
+    """(rgb, alpha or None, (h, w)) of :func:`decode_upload_shrunk` (``max_side``
+    None: not shrunk); alpha is only read when ``with_alpha``."""
     from PIL import Image, UnidentifiedImageError
 
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -693,10 +724,26 @@ def _decode_upload(data, max_pixels, with_alpha: bool):
                                   f"{max_pixels} are accepted", field="image",
                                   value=w * h)
         try:
+            if max_side is not None and max(w, h) > max_side:
+                # the JPEG decoder skips the detail the shrink below throws away
+                im.draft("RGB", (max_side, max_side))
             im.load()
             # turned upright and converted to sRGB there (as pil_to_rgb_array)
-            arr = np.asarray(_rgb_image(im, owned=True), dtype=np.uint8)
+            rgb = _rgb_image(im, owned=True)
+            # the photo's size in rgb's frame: turned when the EXIF tag swaps the
+            # sides (a square drafted image cannot tell by its own sides)
+            turned = (exif_orientation(im) in TRANSPOSING
+                      and (rgb.size != im.size or im.size[0] == im.size[1]))
+            size = (w, h) if turned else (h, w)
             alpha = _alpha_image(im) if with_alpha else None
+            if max_side is not None:
+                # resize_max_side's shape and filter, from the photo's own size: the
+                # engine's shrink of the whole photo, done here on the PIL image
+                shape = _shrunk_shape(size[0], size[1], max_side)
+                rgb = _resize_rgb_image(rgb, shape)
+                if alpha is not None:        # the same filter: the mask on the pixels
+                    alpha = _resize_rgb_image(alpha, shape)
+            arr = np.asarray(rgb, dtype=np.uint8)
             if alpha is not None:
                 alpha = np.asarray(alpha, dtype=np.uint8)
         except InputError:
@@ -707,4 +754,4 @@ def _decode_upload(data, max_pixels, with_alpha: bool):
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise InputError(f"image data is truncated or corrupt ({exc})",
                              field="image") from exc
-    return arr, alpha
+    return arr, alpha, size

@@ -1151,7 +1151,6 @@ class Engine:
                     "analysis and image search need it (run the attributes and features "
                     "stages)")
             from features.attributes import AttributeModel
-            from features.extract import DEFAULTS
 
             amodel = AttributeModel.load(models)
             amodel.num_threads = 1  # one request, one core; workers give parallelism
@@ -1168,14 +1167,24 @@ class Engine:
                 else:
                     kmodel, kmethod = load_detector(models), "heatmap"
                     kmodel.num_threads = 1
-            stages = self.bundle.manifest.get("config", {}).get("stages", {}) or {}
-            max_side = int((stages.get("features") or {}).get("max_side",
-                                                               DEFAULTS["max_side"]))
             heads = list(amodel.taxonomy_.names)
             self._vision_models = {"attributes": amodel, "keypoints": kmodel,
-                                   "keypoint_method": kmethod, "max_side": max_side,
+                                   "keypoint_method": kmethod,
+                                   "max_side": self.photo_max_side,
                                    "heads": heads, "sub_to_cat": self._sub_to_cat()}
             return self._vision_models
+
+    @property
+    def photo_max_side(self) -> int:
+        """The longer side, in pixels, a photo is shrunk to before it is analysed: the
+        features stage's ``max_side``, so a photo is processed as the catalogue images
+        were. A caller decoding an upload may shrink it to this while decoding
+        (:func:`features.imaging.decode_upload_shrunk`) and pass the photo's own
+        ``size`` to :meth:`analyze_image`: nothing larger is read."""
+        from features.extract import DEFAULTS
+
+        stages = self.bundle.manifest.get("config", {}).get("stages", {}) or {}
+        return int((stages.get("features") or {}).get("max_side", DEFAULTS["max_side"]))
 
     def warm_vision(self) -> bool:
         """Load the perception models now instead of on the first photo.
@@ -1211,35 +1220,50 @@ class Engine:
         return dict(zip(cnt.drop_duplicates("s")["s"], cnt.drop_duplicates("s")["c"]))
 
     @staticmethod
-    def _check_rgb(rgb: Any) -> np.ndarray:
+    def _check_rgb(rgb: Any, size: Any = None) -> tuple[np.ndarray, tuple[int, int]]:
+        """``(rgb, (h, w))``: the photo and its own size (``size``, given when ``rgb``
+        was shrunk while decoding, else rgb's)."""
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 \
                 or rgb.shape[2] != 3:
             raise InputError("image must be an RGB uint8 array (H, W, 3), at least 8x8 "
                              "pixels", field="image",
                              value=getattr(rgb, "shape", type(rgb).__name__))
-        if min(rgb.shape[:2]) < 8:
+        if size is None:
+            size = rgb.shape[:2]
+        elif (not isinstance(size, (tuple, list)) or len(size) != 2
+              or any(isinstance(x, bool) or not isinstance(x, (int, np.integer))
+                     for x in size)
+              or size[0] < rgb.shape[0] or size[1] < rgb.shape[1]):
+            raise InputError(f"size must be the photo's (h, w) before it was shrunk, at "
+                             f"least the image's {rgb.shape[:2]}; got {size!r}",
+                             field="size", value=repr(size))
+        h, w = int(size[0]), int(size[1])
+        if min(h, w) < 8:
             # a decoded upload that is too small: said in the photo's terms, since
             # the API's caller sent an image file, not an array
-            raise InputError(f"image is {rgb.shape[1]}x{rgb.shape[0]} pixels; at least "
-                             f"8x8 are needed", field="image", value=list(rgb.shape[:2]))
-        return rgb
+            raise InputError(f"image is {w}x{h} pixels; at least 8x8 are needed",
+                             field="image", value=[h, w])
+        return rgb, (h, w)
 
-    def _perceive(self, rgb: np.ndarray, alpha: np.ndarray | None = None) -> dict:
+    def _perceive(self, rgb: np.ndarray, alpha: np.ndarray | None = None,
+                  size: tuple[int, int] | None = None) -> dict:
         """Everything the engine needs from a photo: recognised category and
         attributes (with probabilities), embedding, and the classical features of
         :func:`features.extract.analyse_image` (mask, colours, keypoints, shape).
-        ``alpha``: the photo's transparency, a cut-out's mask (shrunk with it)."""
+        ``alpha``: the photo's transparency, a cut-out's mask (shrunk with it).
+        ``size``: the photo's (h, w) when ``rgb`` is it shrunk (keypoints are scaled
+        back to it)."""
         from features.extract import analyse_image
         from features.imaging import resize_max_side, resize_to
 
-        rgb = self._check_rgb(rgb)
+        rgb, (photo_h, photo_w) = self._check_rgb(rgb, size)
         v = self._vision()
         img = resize_max_side(rgb, v["max_side"])
         if min(img.shape[:2]) < 8:
-            raise InputError(f"image {rgb.shape[1]}x{rgb.shape[0]} is too thin: at "
+            raise InputError(f"image {photo_w}x{photo_h} is too thin: at "
                              f"{v['max_side']} pixels on its long side the short side is "
-                             f"under 8", field="image", value=list(rgb.shape[:2]))
-        scale = max(rgb.shape[:2]) / max(img.shape[:2])
+                             f"under 8", field="image", value=[photo_h, photo_w])
+        scale = max(photo_h, photo_w) / max(img.shape[:2])
         if alpha is not None:
             alpha = np.asarray(alpha)
             if alpha.shape != rgb.shape[:2] or alpha.dtype != np.uint8:
@@ -1267,7 +1291,8 @@ class Engine:
             top = np.argsort(-p, kind="stable")[:3]
             attrs[h] = {"value": str(classes[top[0]]), "confidence": _r(p[top[0]]),
                         "top": [{"value": str(classes[j]), "p": _r(p[j])} for j in top]}
-        return {"rgb": img, "scale": scale, "embedding": e, "attributes": attrs,
+        return {"rgb": img, "scale": scale, "size": (photo_h, photo_w), "embedding": e,
+                "attributes": attrs,
                 "category": cat, "category_confidence": cat_conf, "subcategory": sub,
                 "category_method": method, "classical": res,
                 "keypoint_method": v["keypoint_method"]}
@@ -1333,7 +1358,8 @@ class Engine:
         top = np.argpartition(-sims, n - 1)[:n] if n else np.zeros(0, np.int64)
         return top[np.argsort(-sims[top], kind="stable")]
 
-    def analyze_image(self, rgb: np.ndarray, *, alpha: np.ndarray | None = None) -> dict:
+    def analyze_image(self, rgb: np.ndarray, *, alpha: np.ndarray | None = None,
+                      size: tuple[int, int] | None = None) -> dict:
         """Category, attributes with confidences, colours, keypoints and shape of a photo.
 
         Parameters
@@ -1345,6 +1371,11 @@ class Engine:
             The photo's transparency (:func:`features.imaging.decode_upload_alpha`):
             a cut-out's is its garment mask (``mask.method`` ``"alpha"``), read by
             the colours, keypoints and shape as the features stage reads it.
+        size : (h, w), optional
+            The photo's own size when ``rgb`` (and ``alpha``) are the photo already
+            shrunk (:func:`features.imaging.decode_upload_shrunk` with
+            :attr:`photo_max_side`): the keypoints and ``image_size`` are given in the
+            photo's pixels all the same. Default: ``rgb``'s.
 
         Returns
         -------
@@ -1371,7 +1402,7 @@ class Engine:
         from features.fashionai.schema import CATEGORY_KEYPOINTS, KEYPOINT_INDEX
         from features.imaging import lab_to_rgb
 
-        p = self._perceive(rgb, alpha)
+        p = self._perceive(rgb, alpha, size)
         res = p["classical"]
         row = res["row"]
         colours = []
@@ -1405,7 +1436,7 @@ class Engine:
             "keypoints": kp, "shape": shape,
             "mask": {"quality": _r(row["mask_quality"]), "method": row["mask_method"],
                      "area": _r(row["mask_area"])},
-            "image_size": [int(x) for x in np.asarray(rgb).shape[:2]],
+            "image_size": list(p["size"]),
             "embedding_dim": int(len(p["embedding"])),
             "bundle_version": self.bundle_version,
         }
@@ -1433,8 +1464,8 @@ class Engine:
         return field, vals
 
     def search_by_image(self, rgb: np.ndarray, overrides: dict | None = None, k: int = 10,
-                        rules: Rules | None = None, *, alpha: np.ndarray | None = None
-                        ) -> dict:
+                        rules: Rules | None = None, *, alpha: np.ndarray | None = None,
+                        size: tuple[int, int] | None = None) -> dict:
         """Items sharing the photo's recognised attributes except ``overrides``, ranked
         by visual similarity (embedding cosine) to the photo.
 
@@ -1449,7 +1480,8 @@ class Engine:
         category. Items the rules' filters or stock exclude do not count as matches
         (``n_matches``), as in :meth:`search`. ``alpha``: the photo's transparency, as
         in :meth:`analyze_image` (the keypoints a neck-region network reads come
-        from its mask).
+        from its mask); ``size``: the photo's own size when ``rgb`` is it shrunk, as
+        in :meth:`analyze_image`.
 
         >>> # engine.search_by_image(rgb, {"sleeve_length_labels": "Long Sleeves"}, k=5)
         """
@@ -1464,7 +1496,7 @@ class Engine:
             field, vals = self._filter_values(str(name), val)
             hard[field] = vals
         given = {f: list(v) for f, v in hard.items()}
-        p = self._perceive(rgb, alpha)
+        p = self._perceive(rgb, alpha, size)
         released = {self._concept(f) for f in hard}
         if "subcategory" in released:
             released.add("category")

@@ -15,8 +15,9 @@ bp = Blueprint("analyze", __name__)
 def analyze():
     """Tag a new arrival or a shopper's photo (multipart field ``image``)."""
     fields = form_fields("image_form")
-    # a cut-out's transparency is its garment mask: white on white once composited
-    rgb, alpha = image_upload("image")
+    # a cut-out's transparency is its garment mask: white on white once composited;
+    # decoded shrunk, the photo's size kept for the keypoints (in its pixels)
+    rgb, alpha, size = image_upload("image")
     a = assign("analyze", fields)
     engine, _strategy, _rules = variant_choice(a, get_state())
-    return respond(engine.analyze_image(rgb, alpha=alpha))
+    return respond(engine.analyze_image(rgb, alpha=alpha, size=size))

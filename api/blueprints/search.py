@@ -33,9 +33,9 @@ def search_image():
     """"This dress, but with long sleeves": items sharing the photo's attributes except
     the overridden ones (form fields ``<attribute>=<value>``), by visual similarity."""
     fields = form_fields("image_form")
-    rgb, alpha = image_upload("image")
+    rgb, alpha, size = image_upload("image")
     a = assign("search_image", fields)
     engine, _strategy, rules = variant_choice(a, get_state())
     overrides = reserved(fields, *_NOT_FILTERS)
     return respond(engine.search_by_image(rgb, overrides, fields.get("k", DEFAULT_K),
-                                          rules=rules, alpha=alpha))
+                                          rules=rules, alpha=alpha, size=size))

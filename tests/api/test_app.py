@@ -128,6 +128,39 @@ def test_analyze_and_image_search(client, engine, served_bundle):
     assert len(r.get_json()["items"]) <= 3
 
 
+def test_a_large_photo_is_decoded_at_the_size_the_engine_analyses(client, engine,
+                                                                   served_bundle,
+                                                                   monkeypatch):
+    """The engine analyses a photo at its features stage's max_side (512): a 5000 x
+    5000 upload was decoded whole and handed over as a 75 MB array (~230 MB at peak
+    in the worker) to be shrunk there. It is shrunk while decoded now, and the answer
+    is the whole photo's: keypoints in its pixels, its image_size (a PNG: the same
+    pixels either way)."""
+    from PIL import Image
+
+    from recommender.engine import Engine
+
+    photo = Image.open(io.BytesIO(analysable_image(served_bundle, engine))).convert("RGB")
+    k = -(-1100 // max(photo.size))              # past twice max_side on its long side
+    big = photo.resize((photo.width * k, photo.height * k), Image.BILINEAR)
+    buf = io.BytesIO()
+    big.save(buf, "PNG")
+    real, seen = Engine.analyze_image, []
+
+    def spy(self, rgb, **kw):
+        seen.append(rgb.shape)
+        return real(self, rgb, **kw)
+
+    monkeypatch.setattr(Engine, "analyze_image", spy)
+    r = client.post("/v1/analyze", data={"image": (io.BytesIO(buf.getvalue()), "p.png")},
+                    content_type="multipart/form-data")
+    assert r.status_code == 200, r.get_json()
+    assert max(seen[0][:2]) == engine.photo_max_side < max(big.size)
+    body = r.get_json()
+    assert body["image_size"] == [big.height, big.width]
+    assert strip(body) == roundtrip(real(engine, np.asarray(big)))
+
+
 def test_analyze_reads_a_cutouts_alpha_as_its_mask(client, engine, served_bundle):
     """A white T-shirt uploaded as a transparent PNG: composited on white it is white on
     white, and the mask came out empty (quality 0, colours of the whole frame). The

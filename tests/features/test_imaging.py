@@ -225,10 +225,10 @@ def test_decoding_leaves_the_warning_filters_of_other_threads_alone(tmp_path, mo
     inside, go_on = threading.Event(), threading.Event()
     real = imaging._rgb_image
 
-    def held(im):        # the decode waits, in the middle, for the other thread's block
+    def held(im, **kw):  # the decode waits, in the middle, for the other thread's block
         inside.set()
         assert go_on.wait(10)
-        return real(im)
+        return real(im, **kw)
 
     monkeypatch.setattr(imaging, "_rgb_image", held)
     out, errors = [], []
@@ -731,3 +731,90 @@ def test_mango_photos_with_an_srgb_profile_keep_their_pixels_and_stamp(mango_dir
         np.testing.assert_array_equal(full, imaging.load_rgb(p))
         np.testing.assert_array_equal(small, imaging.load_rgb(p, max_side=128))
         np.testing.assert_array_equal(upload, imaging.decode_upload(p.read_bytes()))
+
+
+# -- uploads decoded at the size the engine analyses -------------------------------
+def _jpeg(arr, **kw):
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "JPEG", quality=92, **kw)
+    return buf.getvalue()
+
+
+def _photo(h, w, seed=0):
+    """A smooth photo-like image (noise upscaled): JPEG-friendly, no flat areas."""
+    small = np.random.default_rng(seed).integers(0, 256, (h // 50 + 2, w // 50 + 2, 3),
+                                                 dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize((w, h), Image.BILINEAR))
+
+
+def test_decode_upload_shrunk_is_the_whole_decode_shrunk():
+    """What the engine did with a whole upload (resize_max_side), done while decoding:
+    the same pixels and mask where the decoder cannot shrink (a PNG; a JPEG under
+    twice max_side), and the photo's own size beside them."""
+    from features.imaging import decode_upload_alpha, decode_upload_shrunk
+
+    rgba, _ = cutout(h=300, w=200)
+    png = _png(rgba)
+    rgb, alpha, size = decode_upload_shrunk(png, max_side=64)
+    full_rgb, full_alpha = decode_upload_alpha(png)
+    assert size == (300, 200)
+    np.testing.assert_array_equal(rgb, resize_max_side(full_rgb, 64))
+    np.testing.assert_array_equal(alpha, resize_to(full_alpha, rgb.shape[:2]))
+    jpg = _jpeg(_photo(1100, 800))                        # 1100 < 2 x 600: not drafted
+    rgb, alpha, size = decode_upload_shrunk(jpg, max_side=600)
+    np.testing.assert_array_equal(rgb, resize_max_side(decode_upload(jpg), 600))
+    assert alpha is None and size == (1100, 800)
+    small, _, size = decode_upload_shrunk(jpg, max_side=2000)  # never enlarged
+    np.testing.assert_array_equal(small, decode_upload(jpg))
+    with pytest.raises(PayloadTooLarge):                  # refused as decode_upload does
+        decode_upload_shrunk(jpg, max_side=64, max_pixels=1000)
+    with pytest.raises(InputError, match="max_side must be a positive integer"):
+        decode_upload_shrunk(jpg, max_side=0)
+
+
+def test_a_large_jpeg_upload_is_shrunk_while_it_is_decoded():
+    """A 3000 x 3000 photo analysed at 512 pixels: decoding it whole made a 27 MB
+    array (and PIL's 36 MB image, and the copies the shrink took: ~230 MB at peak for
+    5000 x 5000). The JPEG decoder now shrinks it (as load_rgb decodes a catalogue
+    image), so no full-size array is made, and the pixels stay the whole decode's
+    shrunk to within JPEG's own noise."""
+    import tracemalloc
+
+    from features.imaging import decode_upload_shrunk
+
+    jpg = _jpeg(_photo(3000, 2400))
+    want = resize_max_side(decode_upload(jpg), 512)
+    tracemalloc.start()
+    try:
+        rgb, alpha, size = decode_upload_shrunk(jpg, max_side=512)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert size == (3000, 2400) and alpha is None and rgb.shape == want.shape
+    assert peak < 3 * 1000 * 1000, f"{peak / 1e6:.1f} MB traced"
+    # a level or two on 0..255 (the random colours here are a hard case for JPEG's
+    # halved chroma); the same shrink one pixel off differs by 8
+    assert np.abs(rgb.astype(int) - want).mean() < 2.0
+
+
+@pytest.mark.parametrize("h,w", [(1200, 2400),     # stored landscape, drafted 300 x 600
+                                 (1599, 1600)])    # drafted square: its tag says
+def test_a_turned_jpeg_shrunk_while_decoded_gives_its_upright_size(h, w):
+    """A phone photo is stored landscape with EXIF orientation 6: the size returned
+    is the upright one (the keypoints are scaled back to it), and the shrunk image is
+    turned like decode_upload's."""
+    from features.imaging import decode_upload_shrunk
+
+    stored = _photo(h, w)
+    exif = Image.new("RGB", (1, 1)).getexif()
+    exif[0x0112] = 6
+    jpg = _jpeg(stored, exif=exif.tobytes())
+    rgb, _, size = decode_upload_shrunk(jpg, max_side=150)
+    whole = decode_upload(jpg)
+    assert whole.shape[:2] == (w, h)
+    assert size == (w, h)
+    want = resize_max_side(whole, 150)
+    assert rgb.shape == want.shape
+    # a few levels (an eighth-size decode of random colours); turned the other way
+    # (half a turn from right) it differs by ~56
+    assert np.abs(rgb.astype(int) - want).mean() < 4.0

@@ -176,6 +176,33 @@ def test_image_errors_name_the_field(engine_t):
         assert err.value.field == "image"
 
 
+def test_a_photo_shrunk_while_decoded_is_answered_in_its_own_pixels(quick_engine):
+    """The API decodes an upload shrunk to photo_max_side and passes the photo's size:
+    the answer is the one for the whole photo (keypoints and image_size in its
+    pixels), and a size that cannot be the photo's is refused, naming it."""
+    from PIL import Image
+
+    from features.imaging import resize_max_side
+
+    e = quick_engine
+    i = int(np.flatnonzero(e.table.category == "top")[0])
+    p = Image.fromarray(photo(e, i))
+    k = -(-1100 // max(p.size))
+    whole = np.asarray(p.resize((p.width * k, p.height * k), Image.BILINEAR))
+    small = resize_max_side(whole, e.photo_max_side)
+    out = e.analyze_image(small, size=whole.shape[:2])
+    assert out == e.analyze_image(whole)
+    assert out["image_size"] == list(whole.shape[:2])
+    for bad in ((10, 10), (whole.shape[0],), "x", (True, 3000)):
+        with pytest.raises(InputError, match="size must be the photo's") as err:
+            e.analyze_image(small, size=bad)
+        assert err.value.field == "size"
+    # too thin at max_side: said in the photo's size, not the shrunk array's
+    thin = resize_max_side(np.zeros((40, 5000, 3), np.uint8), e.photo_max_side)
+    with pytest.raises(InputError, match="image 5000x40 is too thin"):
+        e.analyze_image(thin, size=(40, 5000))
+
+
 def test_a_too_small_photo_is_refused_with_its_size(engine):
     """A 1x1 upload (a tracking pixel, a broken thumbnail) is a 400 whose message
     says the photo's size and the least one taken, not that "an RGB uint8 array"
