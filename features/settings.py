@@ -160,6 +160,25 @@ def check_value(name: str, value: Any, kind: type, *, least: float | None = None
                          field=name, value=value)
 
 
+def check_size(name: str, value: Any, *, least: int, what: str = "") -> None:
+    """InputError naming ``name`` unless ``value`` is a ``[height, width]`` pair of whole
+    numbers ``>= least`` (an ``image_size`` or ``region_size`` setting): ``[160]`` was
+    an IndexError, ``["a", 1]`` a TypeError and ``[-1, 5]`` a numpy ValueError from
+    inside the stage, and ``[16.5, 20]`` was cut to 16 without a word.
+
+    >>> check_size("image_size", [160], least=16)
+    Traceback (most recent call last):
+    ...
+    features.exceptions.InputError: image_size must be two whole numbers [height, width] >= 16, got [160]
+    """
+    ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= least
+        for v in value)
+    if not ok:
+        raise InputError(f"{what}{name} must be two whole numbers [height, width] >= "
+                         f"{least}, got {value!r}", field=name, value=value)
+
+
 @contextlib.contextmanager
 def said_of_stage(stage: str):
     """An InputError raised inside (an estimator's range check: "epochs must be >= 1")

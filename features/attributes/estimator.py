@@ -36,6 +36,7 @@ from features.attributes.regions import (GEOMETRY_DIM, RegionInputs, detail_inpu
                                          region_inputs)
 from features.attributes.taxonomy import Taxonomy
 from features.exceptions import BundleError, InputError, NotFittedError, SchemaError
+from features.settings import check_size
 
 MODEL_SCHEMA = 1
 
@@ -183,10 +184,7 @@ class AttributeModel:
         if self.preset not in PRESETS:
             raise InputError(f"unknown preset {self.preset!r}", field="preset",
                              value=self.preset, allowed=PRESETS)
-        size = tuple(self.image_size)
-        if len(size) != 2 or min(size) < 16:
-            raise InputError(f"image_size must be (height, width) >= 16; got {size}",
-                             field="image_size", value=self.image_size)
+        check_size("image_size", self.image_size, least=16)
         for name in ("epochs", "batch_size", "num_threads"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1", field=name, value=getattr(self, name))

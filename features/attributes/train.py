@@ -13,7 +13,7 @@ with a seeded split of products grouped by model code, and writes::
 Stage config (``ctx.stage_config("attributes")``, all optional): ``heads`` (list of
 catalogue columns), ``preset``, ``image_size``, ``epochs``, ``batch_size``, ``lr``,
 ``time_budget_s``, ``num_threads``, ``device``, ``sampling_power``, ``sampling_mix``,
-``group_sep`` (split grouping; default "-" for MANGO, none otherwise), ``cache``
+``group_sep`` (split grouping; default "-" for MANGO, none otherwise; "" for none), ``cache``
 (directory for the decoded-image cache; default ``<bundle>/cache``), ``regions``
 ("auto", "detail" or false), ``region_size``, ``keypoints_csv``, ``descriptors``
 (true: fuse full-resolution texture / colour descriptors with the network).
@@ -63,7 +63,7 @@ from features.attributes.taxonomy import Taxonomy
 from features.exceptions import BundleError, InputError
 from features.fashionai.schema import ATTRIBUTE_TASKS
 from features.files import read_bundle_file
-from features.settings import check_settings, parameter_kinds, said_of_stage
+from features.settings import check_settings, check_size, parameter_kinds, said_of_stage
 
 #: Bumped when training changes in a way that should invalidate finished stages.
 TRAIN_VERSION = 2
@@ -341,7 +341,59 @@ def _stage_settings(ctx) -> dict[str, Any]:
         raise InputError(f"[stages.attributes] unknown regions {regions!r}",
                          field="stages.attributes.regions", value=regions,
                          allowed=["auto", "detail", "none", "off", "true", "false"])
+    _check_stage_only(cfg)
     return cfg
+
+
+#: Smallest region crop side: the crops the tests train on are 8 to 32 px.
+MIN_REGION_SIZE = 8
+
+
+def _check_stage_only(cfg: dict[str, Any]) -> None:
+    """InputError naming a stage-only setting whose contents the stage cannot use,
+    before the first stage: each was a traceback (or a silent default) once the stage
+    had started, after the ingest and split stages and the images' decoding
+    (``heads = [1]`` a KeyError, ``region_size = [-1, 5]`` a numpy ValueError,
+    ``group_sep = 5`` a TypeError; ``heads = []`` trained the default heads, an
+    empty ``cache`` wrote the decoded images into the working directory). Whether the
+    heads are catalogue columns is known only once the catalogue is ingested:
+    :func:`check_heads`."""
+    heads = cfg.get("heads")
+    if heads is not None and (not heads or not all(isinstance(h, str) and h.strip()
+                                                   for h in heads)
+                              or len(set(heads)) != len(heads)):
+        raise InputError(f"[stages.attributes] heads must be a list of distinct catalogue "
+                         f"column names (leave it out for the default heads), got {heads!r}",
+                         field="stages.attributes.heads", value=heads)
+    if "group_sep" in cfg and not isinstance(cfg["group_sep"], str):
+        raise InputError(f"[stages.attributes] group_sep must be a string (the separator "
+                         f"after an item id's group, \"-\" for MANGO's model code; \"\" for "
+                         f"none), got {cfg['group_sep']!r}",
+                         field="stages.attributes.group_sep", value=cfg["group_sep"])
+    if "region_size" in cfg:
+        with said_of_stage("attributes"):
+            check_size("region_size", cfg["region_size"], least=MIN_REGION_SIZE)
+    for key in ("cache", "keypoints_csv"):
+        if cfg.get(key) == "":
+            raise InputError(f"[stages.attributes] {key} must name a path (leave it out "
+                             f"for the default), got ''", field=f"stages.attributes.{key}",
+                             value="")
+
+
+def check_heads(catalog_columns, heads) -> None:
+    """InputError naming a ``heads`` entry that is not a column of the bundle's
+    catalogue, with the columns it has (it was a pandas KeyError traceback after the
+    images of the whole catalogue had been decoded)."""
+    unknown = [h for h in heads if h not in catalog_columns]
+    if unknown:
+        allowed = [c for c in catalog_columns if c not in _NOT_HEADS]
+        raise InputError(f"[stages.attributes] heads names {unknown[0]!r}, not a column of "
+                         f"the catalogue", field="stages.attributes.heads",
+                         value=unknown[0], allowed=allowed)
+
+
+#: Catalogue columns that are no labels to train a head on.
+_NOT_HEADS = ("item_id", "image_path", "image_ok")
 
 
 def _stage_params(ctx) -> dict[str, Any]:
@@ -380,6 +432,11 @@ def stage_inputs(ctx) -> dict:
 
     checked_params(ctx)   # refused here, before the stage starts
     cat = ctx.bundle.path("catalog.parquet")
+    heads = ctx.stage_config("attributes").get("heads")
+    if heads and cat.is_file():   # the catalogue's columns, once ingested
+        import pyarrow.parquet as pq
+
+        check_heads(read_bundle_file(cat, pq.read_schema).names, heads)
     kcsv = ctx.bundle.path(ctx.stage_config("attributes").get("keypoints_csv",
                                                               FASHIONAI_KEYPOINTS_CSV))
     deps = {"catalog": file_hash(cat) if cat.is_file() else None,
@@ -424,6 +481,8 @@ def load_training_table(bundle, heads: list[str] | None = None) -> tuple[pd.Data
     if not path.is_file():
         raise BundleError(f"{path} missing: run the ingest stage first")
     cat = read_bundle_file(path, pd.read_parquet)   # named when cut short
+    if heads:
+        check_heads(list(cat.columns), heads)
     heads = list(heads) if heads else _default_heads(cat)
     if not heads:
         raise InputError("the catalogue has no labelled column to train attribute heads on "

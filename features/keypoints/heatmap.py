@@ -52,6 +52,7 @@ from features.fashionai.io import keypoints_from_arrays
 from features.fashionai.schema import (CATEGORY_KEYPOINTS, KEYPOINT_CATEGORIES,
                                        KEYPOINT_INDEX, KEYPOINT_NAMES, NORMALISING_PAIR)
 from features.imaging import open_image, pil_to_rgb_array
+from features.settings import check_size
 
 MODEL_SCHEMA = 1
 N_KEYPOINTS = len(KEYPOINT_NAMES)
@@ -419,6 +420,9 @@ class HeatmapKeypointDetector:
         if self.preset not in PRESETS:
             raise InputError(f"unknown preset {self.preset!r}", field="preset",
                              value=self.preset, allowed=PRESETS)
+        # [64] was an IndexError and [0, 48] a torch error once training started; 16,
+        # as the attribute network: a heatmap (1/4 of the input) of at least 4x4
+        check_size("image_size", self.image_size, least=16)
         for name in ("epochs", "batch_size", "num_threads"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1", field=name,

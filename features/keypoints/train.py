@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.exceptions import BundleError
+from features.exceptions import BundleError, InputError
 from features.fashionai.io import keypoints_to_arrays, read_keypoints_csv, write_keypoints_csv
 from features.files import read_bundle_file
 from features.settings import check_settings, parameter_kinds, said_of_stage
@@ -49,7 +49,11 @@ def _stage_settings(ctx) -> dict:
 
     kinds = {"csv": str, **parameter_kinds(HeatmapKeypointDetector,
                                            leave_out=("random_state", "verbose"))}
-    return check_settings("keypoints", ctx.stage_config("keypoints"), kinds)
+    cfg = check_settings("keypoints", ctx.stage_config("keypoints"), kinds)
+    if cfg.get("csv") == "":     # the bundle folder itself: no labels, silently
+        raise InputError("[stages.keypoints] csv must name a keypoint CSV file (relative "
+                         "to the bundle), got ''", field="stages.keypoints.csv", value="")
+    return cfg
 
 
 def checked_params(ctx) -> dict:
@@ -71,9 +75,9 @@ def checked_params(ctx) -> dict:
                # benchmarks/demo_perception.py).
                "num_threads": 1, "time_budget_s": 300, "budget_clock": "cpu"})
     params.update({k: v for k, v in cfg.items() if k != "csv"})
-    params["image_size"] = tuple(params["image_size"])
     with said_of_stage("keypoints"):     # "epochs must be >= 1": say where it was set
         HeatmapKeypointDetector(**params)._validate_params()
+    params["image_size"] = tuple(params["image_size"])   # checked as the user wrote it
     return params
 
 

@@ -422,3 +422,119 @@ def test_a_bad_nested_setting_stops_a_build_before_its_first_stage(tmp_path, cap
     assert f"mixmatch build: error: {said}" in err, err
     assert "Traceback" not in err and "[ingest]" not in err
     assert not (out / "catalog.parquet").exists()
+
+
+@pytest.mark.parametrize("stage, table, said, field", [
+    ("attributes", {"image_size": [160]},        # before: refused, but so was [0, 112]
+     "[stages.attributes] image_size must be two whole numbers [height, width] >= 16, got "
+     "[160]", "image_size"),
+    ("attributes", {"image_size": ["a", 1]},     # before: TypeError traceback
+     "[stages.attributes] image_size must be two whole numbers [height, width] >= 16, got "
+     "['a', 1]", "image_size"),
+    ("attributes", {"image_size": [16.5, 20]},   # before: cut to 16 without a word
+     "[stages.attributes] image_size must be two whole numbers", "image_size"),
+    ("attributes", {"region_size": [-1, 5], "regions": "detail"},  # before: numpy error
+     "[stages.attributes] region_size must be two whole numbers [height, width] >= 8, got "
+     "[-1, 5]", "region_size"),
+    ("attributes", {"region_size": ["a"]},
+     "[stages.attributes] region_size must be two whole numbers", "region_size"),
+    ("attributes", {"region_size": -1}, "[stages.attributes] region_size must be a list, "
+                                        "got -1", "region_size"),
+    ("attributes", {"heads": [1]},               # before: KeyError traceback
+     "[stages.attributes] heads must be a list of distinct catalogue column names (leave it "
+     "out for the default heads), got [1]", "heads"),
+    ("attributes", {"heads": []},                # before: trained the default heads
+     "[stages.attributes] heads must be a list of distinct catalogue column names", "heads"),
+    ("attributes", {"heads": ["colour", "colour"]},
+     "[stages.attributes] heads must be a list of distinct catalogue column names", "heads"),
+    ("attributes", {"group_sep": 5},             # before: TypeError traceback
+     "[stages.attributes] group_sep must be a string (the separator after an item id's "
+     "group, \"-\" for MANGO's model code; \"\" for none), got 5", "group_sep"),
+    ("attributes", {"cache": ""},   # before: decoded images cached in the working folder
+     "[stages.attributes] cache must name a path (leave it out for the default), got ''",
+     "cache"),
+    ("attributes", {"keypoints_csv": ""},
+     "[stages.attributes] keypoints_csv must name a path", "keypoints_csv"),
+    ("keypoints", {"image_size": [64]},          # before: IndexError traceback
+     "[stages.keypoints] image_size must be two whole numbers [height, width] >= 16, got "
+     "[64]", "image_size"),
+    ("keypoints", {"image_size": [0, 48]},       # before: torch error once training
+     "[stages.keypoints] image_size must be two whole numbers [height, width] >= 16, got "
+     "[0, 48]", "image_size"),
+    ("keypoints", {"image_size": ["a", 1]},      # before: ValueError from int('a')
+     "[stages.keypoints] image_size must be two whole numbers", "image_size"),
+    ("keypoints", {"csv": ""},                   # before: "<bundle> missing" after training
+     "[stages.keypoints] csv must name a keypoint CSV file (relative to the bundle), got ''",
+     "csv"),
+])
+def test_list_and_string_settings_are_checked_inside_before_the_first_stage(stage, table,
+                                                                            said, field):
+    # before: every one of these passed the check (kind only, or none) and failed, or
+    # silently did something else, once its stage ran, after the stages before it
+    from features.attributes.train import checked_params as attribute_params
+    from features.keypoints.train import checked_params as keypoint_params
+
+    check = attribute_params if stage == "attributes" else keypoint_params
+    with pytest.raises(InputError) as e:
+        check(BuildContext(bundle=None, config={"source": "demo", "quick": True,
+                                                "stages": {stage: table}}))
+    assert str(e.value).startswith(said), str(e.value)
+    assert e.value.field == f"stages.{stage}.{field}"
+
+
+@pytest.mark.parametrize("stage, table", [
+    ("attributes", {"image_size": [16, 16], "region_size": [8, 12], "group_sep": "",
+                    "heads": ["colour", "subcategory"], "cache": "c", "keypoints_csv": "k"}),
+    ("keypoints", {"image_size": [16, 16], "csv": "k.csv"}),
+])
+def test_the_smallest_sizes_and_an_empty_group_sep_pass(stage, table):
+    from features.attributes.train import checked_params as attribute_params
+    from features.keypoints.train import checked_params as keypoint_params
+
+    check = attribute_params if stage == "attributes" else keypoint_params
+    params = check(BuildContext(bundle=None, config={"source": "demo", "quick": True,
+                                                     "stages": {stage: table}}))
+    assert list(params["image_size"]) == [16, 16]
+
+
+@pytest.mark.parametrize("table, said", [
+    ('[stages.attributes]\nimage_size = ["a", 1]\n',
+     "[stages.attributes] image_size must be two whole numbers [height, width] >= 16"),
+    ("[stages.attributes]\nregions = \"detail\"\nregion_size = [-1, 5]\n",
+     "[stages.attributes] region_size must be two whole numbers [height, width] >= 8"),
+    ("[stages.keypoints]\nimage_size = [64]\n",
+     "[stages.keypoints] image_size must be two whole numbers [height, width] >= 16"),
+])
+def test_a_bad_size_stops_a_build_before_its_first_stage(tmp_path, capsys, table, said):
+    # before: a traceback (exit 1) once the stage ran: the attribute network's after
+    # ingest, split and the images' decoding, the keypoint detector's after the
+    # attribute network had trained (on MANGO about half an hour)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(table)
+    out = tmp_path / "b"
+    assert main(["build", "--out", str(out), "--items", "20", "--quick",
+                 "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"mixmatch build: error: {said}" in err, err
+    assert "Traceback" not in err and "[ingest]" not in err
+    assert not (out / "catalog.parquet").exists()
+
+
+def test_heads_naming_no_catalogue_column_are_refused_before_the_stage(split_bundle,
+                                                                       tmp_path, capsys):
+    # before: a pandas KeyError traceback (exit 1) once the stage had started and
+    # decoded the images, leaving the stage marked as unfinished; which columns the
+    # catalogue has is known once it is ingested, so the stage refuses it before it
+    # starts (after ingest and split: seconds on MANGO)
+    manifest = (split_bundle / "manifest.json").read_text()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[stages.attributes]\nheads = ["colour", "nonexistent_field"]\n')
+    capsys.readouterr()
+    assert main(["build", "--out", str(split_bundle), "--items", "20", "--quick",
+                 "--stages", "attributes", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    said = ("mixmatch build: error: [stages.attributes] heads names 'nonexistent_field', "
+            "not a column of the catalogue (allowed: category, subcategory, colour,")
+    assert said in err and "Traceback" not in err, err
+    assert "item_id" not in err.split("allowed:")[1] and "[attributes] " not in err
+    assert (split_bundle / "manifest.json").read_text() == manifest
