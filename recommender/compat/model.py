@@ -80,6 +80,10 @@ FITB_RANKER_MODES = ("auto", "off")
 RANKER_DEFAULTS = {"objective": "lambdarank", "num_boost_round": 100, "learning_rate": 0.05,
                    "num_leaves": 7, "min_data_in_leaf": 40, "base": "logit_mean", "folds": 5,
                    "history": True, "pair_columns": None, "extra_draws": 2}
+#: Least value of the ranker settings that take a count: LightGBM's own checks (a tree
+#: of 2+ leaves, 1+ round; min_data_in_leaf 0 or more), 2 folds to cross-fit at all.
+RANKER_LEAST = {"num_boost_round": 1, "num_leaves": 2, "min_data_in_leaf": 0, "folds": 2,
+                "extra_draws": 0}
 #: The ranker's LightGBM text model, beside compat.txt in ``models/``.
 RANKER_FILE = "compat_ranker.txt"
 #: What ``context`` accepts: "auto" fits the outfit context model when at least
@@ -338,13 +342,41 @@ class CompatibilityModel:
         StyleConfig.from_dict(self._style_config())
         self._context_config()
         self._check_lgb_params()
-        unknown = set(self.ranker_params or {}) - set(RANKER_DEFAULTS)
+        self._check_ranker_params()
+
+    def _check_ranker_params(self, what: str = "ranker_params ") -> None:
+        """InputError naming a ``ranker_params`` key that is unknown, of the wrong kind
+        or out of its range (:data:`RANKER_LEAST`, the objectives the ranker knows, a
+        base that is a candidate feature). Each was met only when the ranker was
+        cross-fitted, at the end of the stage's validation (on MANGO over an hour into
+        a build): ``num_leaves = 1`` a LightGBMError, ``num_boost_round = 0`` a
+        ValueError, ``folds = 1`` "the ranker needs at least 2 questions, got 0", and
+        ``folds = -2`` cross-fitted on two folds without a word."""
+        from recommender.compat.ranker import FitbRanker, candidate_feature_names
+
+        params = self.ranker_params or {}
+        unknown = set(params) - set(RANKER_DEFAULTS)
         if unknown:
             raise InputError(f"unknown ranker_params {sorted(unknown)}", field="ranker_params",
                              value=sorted(unknown), allowed=tuple(RANKER_DEFAULTS))
         for key, kind in kinds_of_defaults(RANKER_DEFAULTS).items():
-            if kind is not None and key in (self.ranker_params or {}):
-                check_value(key, self.ranker_params[key], kind, what="ranker_params ")
+            if kind is not None and key in params:
+                check_value(key, params[key], kind, least=RANKER_LEAST.get(key),
+                            above=0 if key == "learning_rate" else None, what=what)
+        if params.get("objective", "lambdarank") not in FitbRanker.OBJECTIVES:
+            raise InputError(f"{what}unknown objective {params['objective']!r}",
+                             field="objective", value=params["objective"],
+                             allowed=FitbRanker.OBJECTIVES)
+        cols = params.get("pair_columns")
+        if cols is not None and (not isinstance(cols, (list, tuple)) or not all(
+                isinstance(c, str) and c for c in cols)):
+            raise InputError(f"{what}pair_columns must be a list of pair-feature names, "
+                             f"got {cols!r}", field="pair_columns", value=cols)
+        cfg = self._ranker_settings()
+        names = candidate_feature_names(cfg["pair_columns"], bool(cfg["history"]))
+        if cfg["base"] is not None and cfg["base"] not in names:
+            raise InputError(f"{what}base {cfg['base']!r} is not a ranker feature",
+                             field="base", value=cfg["base"], allowed=names)
 
     def _prepare(self, catalog, train_outfits, features, embeddings, log=None
                  ) -> "_Prepared":

@@ -299,6 +299,22 @@ def pool_questions(sets: dict) -> tuple[list, list, np.ndarray, np.ndarray]:
     return qs, ans, np.array(labels, np.int64), np.array(which)
 
 
+def candidate_feature_names(pair_columns=None, history: bool = True) -> list[str]:
+    """Every feature :func:`candidate_features` can give with these ranker settings
+    (the outfit context scores included): what a ranker ``base`` may name. The pair
+    model may lack some pair columns; those are then left out at fit.
+
+    >>> names = candidate_feature_names(["style_cos"], history=False)
+    >>> "logit_mean" in names, "style_cos_max" in names, "own_log_count" in names
+    (True, True, False)
+    """
+    cols = PAIR_COLUMNS if pair_columns is None else pair_columns
+    one = np.zeros(1)
+    return candidate_features(one, {c: one for c in cols}, np.zeros(1, np.int64), 1, 1, one,
+                              np.ones(1), history=history,
+                              extra={"context": one, "context_reverse": one})[1]
+
+
 def question_folds(questions, answers, labels, n_folds: int, seed: int) -> np.ndarray:
     """Fold of each question, questions from one outfit always in the same fold.
 

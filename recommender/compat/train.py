@@ -102,6 +102,9 @@ def check_nested(table: dict) -> None:
     if "ranker_params" in table:
         check_settings("compatibility.ranker_params", table["ranker_params"],
                        kinds_of_defaults(RANKER_DEFAULTS))
+        with said_of_stage("compatibility.ranker_params"):   # ranges (folds = 1)
+            CompatibilityModel(ranker_params=table["ranker_params"])._check_ranker_params(
+                what="")
     if "lgb_params" in table:
         aliases = lightgbm_aliases()
         unknown = sorted(set(table["lgb_params"]) - set(aliases)) if aliases else []

@@ -360,6 +360,43 @@ def test_every_stages_settings_are_checked_before_the_first_stage_runs(tmp_path,
     ({"ranker_params": {"fold": 5}},
      "unknown [stages.compatibility.ranker_params] setting 'fold' (allowed: base,",
      "stages.compatibility.ranker_params"),
+    # before: each range passed the check and failed when the ranker was cross-fitted,
+    # at the end of the stage's validation: a LightGBMError (num_leaves, learning_rate,
+    # min_data_in_leaf), a ValueError (num_boost_round), "the ranker needs at least 2
+    # questions, got 0" (folds = 1); folds = -2 cross-fitted on 2 folds without a word
+    ({"ranker_params": {"folds": 1}},
+     "[stages.compatibility.ranker_params] folds must be a whole number >= 2, got 1",
+     "stages.compatibility.ranker_params.folds"),
+    ({"ranker_params": {"folds": -2}},
+     "[stages.compatibility.ranker_params] folds must be a whole number >= 2, got -2",
+     "stages.compatibility.ranker_params.folds"),
+    ({"ranker_params": {"num_leaves": 1}},
+     "[stages.compatibility.ranker_params] num_leaves must be a whole number >= 2, got 1",
+     "stages.compatibility.ranker_params.num_leaves"),
+    ({"ranker_params": {"num_boost_round": 0}},
+     "[stages.compatibility.ranker_params] num_boost_round must be a whole number >= 1, "
+     "got 0", "stages.compatibility.ranker_params.num_boost_round"),
+    ({"ranker_params": {"learning_rate": 0}},
+     "[stages.compatibility.ranker_params] learning_rate must be a number > 0, got 0",
+     "stages.compatibility.ranker_params.learning_rate"),
+    ({"ranker_params": {"min_data_in_leaf": -1}},
+     "[stages.compatibility.ranker_params] min_data_in_leaf must be a whole number >= 0, "
+     "got -1", "stages.compatibility.ranker_params.min_data_in_leaf"),
+    ({"ranker_params": {"extra_draws": -1}},          # before: silently none
+     "[stages.compatibility.ranker_params] extra_draws must be a whole number >= 0, got -1",
+     "stages.compatibility.ranker_params.extra_draws"),
+    ({"ranker_params": {"objective": "rank"}},
+     "[stages.compatibility.ranker_params] unknown objective 'rank' (allowed: lambdarank, "
+     "binary)", "stages.compatibility.ranker_params.objective"),
+    ({"ranker_params": {"base": "logit_maen"}},
+     "[stages.compatibility.ranker_params] base 'logit_maen' is not a ranker feature "
+     "(allowed: p_mean, p_min,", "stages.compatibility.ranker_params.base"),
+    ({"ranker_params": {"base": "own_log_count", "history": False}},
+     "[stages.compatibility.ranker_params] base 'own_log_count' is not a ranker feature",
+     "stages.compatibility.ranker_params.base"),
+    ({"ranker_params": {"pair_columns": ["style_cos", 3]}},
+     "[stages.compatibility.ranker_params] pair_columns must be a list of pair-feature "
+     "names, got ['style_cos', 3]", "stages.compatibility.ranker_params.pair_columns"),
     ({"lgb_params": {"cat_smoth": 50}},
      "unknown [stages.compatibility.lgb_params] setting 'cat_smoth' (not a LightGBM "
      "parameter or alias: see https://lightgbm.readthedocs.io/",
@@ -395,7 +432,9 @@ def test_good_nested_compatibility_settings_pass_as_they_are():
     nested = {"style": {"dim": 8, "hidden": 0, "lr": 1},
               "context_params": {"dim": 32, "heads": 2, "layers": 0, "members": 1,
                                  "dropout": 0.0, "interaction": "query"},
-              "ranker_params": {"folds": 3, "pair_columns": ["style_cos"]},
+              "ranker_params": {"folds": 3, "pair_columns": ["style_cos"],
+                                "base": "style_cos_mean", "min_data_in_leaf": 0,
+                                "num_leaves": 2, "extra_draws": 0, "objective": "binary"},
               "lgb_params": {"cat_smooth": 50, "reg_lambda": 2.5, "extra_trees": True,
                              "monotone_constraints": [1, 0], "metric": "auc"}}
     settings = model_settings({"source": "demo", "stages": {"compatibility": nested}})

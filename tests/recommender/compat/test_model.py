@@ -227,6 +227,10 @@ def test_unfitted_model_and_bad_settings():
      "lgb_params deterministic must be true or false, got 1"),
     (dict(ranker_params={"history": "yes"}),
      "ranker_params history must be true or false, got 'yes'"),
+    # before: a LightGBMError / "needs at least 2 questions" at the end of validation
+    (dict(ranker_params={"num_leaves": 1}),
+     "ranker_params num_leaves must be a whole number >= 2, got 1"),
+    (dict(ranker_params={"folds": 1}), "ranker_params folds must be a whole number >= 2"),
 ])
 def test_nested_settings_are_refused_before_any_training(settings, said):
     # before: fit prepared the outfits and statistics and refused these (a torch
