@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--engine", choices=("local", "dask"), default="local")
         sp.add_argument("--scheduler", default=None, help="Dask scheduler address "
                         "(default with --engine dask: a local cluster)")
-        sp.add_argument("--config", default=None, help="build config file (TOML/JSON) "
+        sp.add_argument("--config", default=None, help="build config file (TOML/JSON/YAML) "
                         "overriding stage defaults")
 
     sp = add("build", cmd_build, "Run every stage into one bundle folder with a manifest.")

@@ -22,7 +22,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
-from features.configfiles import load_json
+from features.configfiles import load_json, load_yaml
 from features.exceptions import (BundleError, DuplicateKeyError, InputError, NotFoundError,
                                  StageNotAvailable)
 from recommender.bundle import MANIFEST, Bundle, atomic_files, write_lock
@@ -32,13 +32,18 @@ from recommender.pipeline import STAGE_NAMES, STAGES, BuildContext, run_stages
 SOURCES = ("demo", "mango", "csv")
 #: The tables of a build config: per-stage settings and the Dask cluster's sizes.
 CONFIG_KEYS = ("dask", "stages")
+#: What a build config file's name may end in (its format).
+CONFIG_SUFFIXES = (".toml", ".json", ".yaml", ".yml")
 
 
 def read_config_file(path: str | os.PathLike | None) -> dict:
-    """Read a build config (TOML or JSON) of per-stage overrides; {} when None.
+    """Read a build config (TOML, JSON or YAML, by its suffix: :data:`CONFIG_SUFFIXES`)
+    of per-stage overrides; {} when None.
 
     A key given twice is refused as TOML refuses it, not read as its last value (what
     ``json.loads`` does: a second ``"stages"`` object dropped the first one's tables).
+    YAML is read as the column-mapping and serving configs are (it was parsed as JSON,
+    "Expecting value: line 1 column 1"); another suffix is refused naming the allowed.
     """
     if not path:
         return {}
@@ -50,14 +55,25 @@ def read_config_file(path: str | os.PathLike | None) -> dict:
     except UnicodeDecodeError as exc:
         raise InputError(f"config file {p} is not UTF-8 text (byte {exc.start})",
                          field="config", value=str(p)) from exc
+    suffix = p.suffix.lower()
+    if suffix not in CONFIG_SUFFIXES:
+        raise InputError(f"config file {p} must end in {', '.join(CONFIG_SUFFIXES)}",
+                         field="config", value=str(p))
     try:
-        if p.suffix == ".toml":
+        if suffix == ".toml":
             cfg = tomllib.loads(text)
-        else:
+        elif suffix == ".json":
             cfg = load_json(text)
+        else:
+            cfg = load_yaml(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, DuplicateKeyError) as exc:
         raise InputError(f"config file {p} is not valid: {exc}", field="config",
                          value=str(p)) from exc
+    except Exception as exc:  # yaml.YAMLError without importing yaml at module level
+        if type(exc).__module__.startswith("yaml"):
+            raise InputError(f"config file {p} is not valid: {exc}", field="config",
+                             value=str(p)) from exc
+        raise
     if not isinstance(cfg, dict):
         raise InputError(f"config file {p} must hold a table of settings, got "
                          f"{type(cfg).__name__}", field="config", value=str(p))

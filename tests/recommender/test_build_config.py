@@ -577,3 +577,33 @@ def test_heads_naming_no_catalogue_column_are_refused_before_the_stage(split_bun
     assert said in err and "Traceback" not in err, err
     assert "item_id" not in err.split("allowed:")[1] and "[attributes] " not in err
     assert (split_bundle / "manifest.json").read_text() == manifest
+
+
+def test_a_yaml_config_is_read_and_another_suffix_refused(tmp_path, capsys):
+    """Before: every file not ending in .toml was parsed as JSON, so a YAML config (as
+    the column-mapping and serving configs take) was "is not valid: Expecting value:
+    line 1 column 1 (char 0)", and c.cfg holding TOML the same."""
+    for name in ("c.yaml", "c.YML"):
+        f = tmp_path / name
+        f.write_text("stages:\n  graph:\n    k_visual: 5\n  split:\n    test_fraction: 0.0\n")
+        assert read_config_file(f) == {"stages": {"graph": {"k_visual": 5},
+                                                  "split": {"test_fraction": 0.0}}}
+    out = tmp_path / "b"
+    assert main(["build", "--out", str(out), "--items", "20", "--quick", "--stages",
+                 "ingest", "--config", str(tmp_path / "c.yaml")]) == 0
+    assert Bundle.open(out).manifest["config"]["stages"]["graph"] == {"k_visual": 5}
+    f = tmp_path / "c.yaml"                       # refused as TOML and JSON are
+    f.write_text("stages:\n  graph:\n    k_visual: 5\n    k_visual: 8\n")
+    with pytest.raises(InputError, match=f"config file {f} is not valid: .*duplicate key "
+                                         "'k_visual'"):
+        read_config_file(f)
+    f.write_text("stages: [\n")
+    with pytest.raises(InputError, match=f"config file {f} is not valid: "):
+        read_config_file(f)
+    f = tmp_path / "c.cfg"
+    f.write_text("[stages.graph]\nk_visual = 5\n")
+    capsys.readouterr()
+    assert main(["build", "--out", str(tmp_path / "b2"), "--config", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert f"config file {f} must end in .toml, .json, .yaml, .yml" in err, err
+    assert "Traceback" not in err and not (tmp_path / "b2").exists()
