@@ -102,11 +102,21 @@ class ServingState:
     # model name (DEFAULT_RULES: the main engine) -> served rules name -> category
     # pairs those rules ask for that the engine's graph holds no neighbours for
     graph_pairing_gaps: dict = dataclasses.field(default_factory=dict)
+    # variant ``model`` name -> its bundle's image root (None: it has none): a model
+    # arm's photos are its own bundle's, not the main one's
+    model_image_roots: dict = dataclasses.field(default_factory=dict)
 
     def engine_for(self, model: str | None) -> Any:
         if not model or model == DEFAULT_RULES:
             return self.engine
         return self.models[model]
+
+    def image_root_for(self, model: str | None) -> Path | None:
+        """The image root of the bundle ``model`` serves (None or ``"default"``: the
+        main bundle's)."""
+        if not model or model == DEFAULT_RULES:
+            return self.image_root
+        return self.model_image_roots.get(model)
 
     def rules_for(self, name: str | None) -> RulesVersion:
         return self.rules[name or DEFAULT_RULES]
@@ -356,18 +366,24 @@ def build_state(spec: dict, engine_loader: Callable[[str], Any] = default_engine
     gaps = {name: graph_pairing_gaps(e, rules)
             for name, e in [(DEFAULT_RULES, engine), *models.items()]}
     bundle_version = str(getattr(engine, "bundle_version", None) or "unknown")
-    image_root = None
-    try:
-        from recommender.bundle import Bundle
-        image_root = Bundle.open(bundle).image_root
-    except MixmatchError:
-        image_root = None
+    model_image_roots = {name: _image_root(path)
+                         for name, path in (spec.get("models") or {}).items()}
     return ServingState(engine=engine, bundle_path=str(bundle),
-                        bundle_version=bundle_version, image_root=image_root, rules=rules,
-                        models=models, spec=dict(spec), signature=signature,
+                        bundle_version=bundle_version, image_root=_image_root(bundle),
+                        rules=rules, models=models, spec=dict(spec), signature=signature,
                         loaded_at=time.time(), generation=uuid.uuid4().hex[:12],
                         bundle_signature=bsig, experiments=experiments,
-                        graph_pairing_gaps=gaps)
+                        graph_pairing_gaps=gaps, model_image_roots=model_image_roots)
+
+
+def _image_root(bundle: str | os.PathLike) -> Path | None:
+    """The manifest's ``image_root`` of ``bundle`` (None: it has none, or the manifest
+    cannot say)."""
+    try:
+        from recommender.bundle import Bundle
+        return Bundle.open(bundle).image_root
+    except MixmatchError:
+        return None
 
 
 # -- the holder --------------------------------------------------------------------

@@ -50,17 +50,21 @@ def _rows():
 
 
 def make_tiny_bundle(root: Path, *, with_price: bool = True,
-                     unknown_price: tuple[str, ...] = ()) -> Path:
+                     unknown_price: tuple[str, ...] = (), id_prefix: str = "") -> Path:
     """Build the bundle under ``root``; ``unknown_price``: ids whose price cell is
-    blank (loaded as NaN: unknown), in a catalogue that has prices."""
+    blank (loaded as NaN: unknown), in a catalogue that has prices. ``id_prefix``
+    starts every item id (``"x"``: ``xt0``...), for a second bundle whose items the
+    first does not hold."""
     rows = _rows()
+    for r in rows:
+        r["item_id"] = id_prefix + r["item_id"]
     rng = np.random.default_rng(0)
     emb = np.zeros((len(rows), DIM), dtype=np.float32)
     for i, r in enumerate(rows):
         emb[i, r["style"]] = 1.0
         emb[i, CAT_DIM[r["category"]]] = 0.5
         emb[i, 11:] = rng.normal(scale=0.01 if r.get("near") else 0.15, size=DIM - 11)
-        if r["item_id"] == "t0_lux":
+        if r["item_id"] == id_prefix + "t0_lux":
             emb[i, 11] += 0.5
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     cat = pd.DataFrame({
@@ -78,10 +82,10 @@ def make_tiny_bundle(root: Path, *, with_price: bool = True,
     assert report.ok, report.summary()
     outfits = []
     for s in range(6):
-        outfits += [(f"o{s}a", x) for x in (f"t{s}", f"p{s}", f"h{s}", f"g{s}")]
-        outfits += [(f"o{s}b", x) for x in (f"t{s}", f"p{s}", f"h{s}")]
+        outfits += [(f"o{s}a", id_prefix + x) for x in (f"t{s}", f"p{s}", f"h{s}", f"g{s}")]
+        outfits += [(f"o{s}b", id_prefix + x) for x in (f"t{s}", f"p{s}", f"h{s}")]
         if s < 3:
-            outfits += [(f"o{s}c", x) for x in (f"d{s}", f"h{s}", f"g{s}")]
+            outfits += [(f"o{s}c", id_prefix + x) for x in (f"d{s}", f"h{s}", f"g{s}")]
     outfits = pd.DataFrame(outfits, columns=["outfit_id", "item_id"])
     held = outfits["outfit_id"].isin(["o1b", "o4b"])
     b = Bundle.create(root, source="test", image_root=None)

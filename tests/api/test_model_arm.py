@@ -1,0 +1,126 @@
+"""An experiment's ``model`` arm (a variant serving another bundle, from ``MODELS``) is
+served wholly from that bundle: the preview page's cards and photos, and the envelope's
+``bundle_version``, not the main bundle's."""
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from api import create_app
+
+RED, BLUE, GREEN = (200, 0, 0), (0, 0, 200), (0, 200, 0)
+
+
+def _with_images(bundle, root, colour, price_factor=1.0):
+    """Give every item of ``bundle`` a photo ``<id>.png`` of one ``colour`` under
+    ``root`` (the manifest's image_root), and multiply its prices by
+    ``price_factor``."""
+    from PIL import Image
+    root.mkdir()
+    cat = pd.read_parquet(bundle / "catalog.parquet")
+    cat["image_path"] = [f"{i}.png" for i in cat["item_id"]]
+    cat["price"] = cat["price"] * price_factor
+    cat.to_parquet(bundle / "catalog.parquet")
+    for i in cat["item_id"]:
+        Image.new("RGB", (4, 4), colour).save(root / f"{i}.png")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["image_root"] = str(root)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    """main (red photos); ``other``: items the main bundle does not hold (ids ``x...``,
+    blue photos); ``same``: the main bundle's ids with green photos and doubled
+    prices."""
+    from tests.recommender.tiny_bundle import make_tiny_bundle
+    tmp = tmp_path_factory.mktemp("model_arm")
+    return {"main": _with_images(make_tiny_bundle(tmp / "main"), tmp / "main_img", RED),
+            "other": _with_images(make_tiny_bundle(tmp / "other", id_prefix="x"),
+                                  tmp / "other_img", BLUE),
+            "same": _with_images(make_tiny_bundle(tmp / "same"), tmp / "same_img", GREEN,
+                                 price_factor=2.0)}
+
+
+@pytest.fixture
+def app(bundles, tmp_path):
+    exp = tmp_path / "experiments.json"
+    exp.write_text(json.dumps({"layers": [{"name": "m", "experiments": [
+        {"name": "model", "coverage": 1.0, "qa_override": True, "variants": [
+            {"name": "main", "weight": 1}, {"name": "other", "weight": 1, "model": "other"},
+            {"name": "same", "weight": 1, "model": "same"}]}]}]}))
+    app = create_app({"TESTING": True, "BUNDLE": str(bundles["main"]),
+                      "MODELS": {"other": str(bundles["other"]), "same": str(bundles["same"])},
+                      "EXPERIMENTS": str(exp), "DATA_DIR": str(tmp_path / "data"),
+                      "WATCH_INTERVAL": 0, "WARM_VISION": False})
+    yield app
+    app.extensions["mixmatch"].events.close()
+
+
+CARD = re.compile(r'<div class="card[^"]*" data-item-id="([^"]+)">\s*(?:<img src="([^"]+)"'
+                  r'|<div class="noimg">)[^<]*(?:</div>)?\s*<div><b>[^<]+</b>([^<]*)</div>')
+
+
+def cards(html: str) -> list[tuple[str, str | None, str]]:
+    """(item id, image URL or None, "subcategory colour · price") of each card."""
+    return [(i, img or None, " ".join(text.split())) for i, img, text in CARD.findall(html)]
+
+
+def pixel(client, url) -> tuple:
+    from io import BytesIO
+
+    from PIL import Image
+    with client.get(url) as r:
+        assert r.status_code == 200 and r.mimetype == "image/png", (url, r.status_code)
+        return Image.open(BytesIO(r.data)).convert("RGB").getpixel((0, 0))
+
+
+def engine(app, model):
+    state = app.extensions["mixmatch"].holder.current()
+    return state.engine_for(model)
+
+
+def want_text(eng, item_id) -> str:
+    row = eng.catalog.set_index("item_id").loc[item_id]
+    return f"{row['subcategory']} {row['colour']} · {row['price']:.2f}"
+
+
+@pytest.mark.parametrize("model, item, colour", [("other", "xt0", BLUE),
+                                                 ("same", "t0", GREEN),
+                                                 (None, "t0", RED)])
+def test_preview_of_a_model_arm_shows_that_bundles_items_and_photos(app, model, item,
+                                                                    colour):
+    # before: the cards were read from the main catalogue: the ``other`` arm's items,
+    # which only its bundle holds, were blank ("no image", no name or price), and the
+    # ``same`` arm showed the main bundle's prices and red photos for its items
+    c = app.test_client()
+    variant = model or "main"
+    r = c.get(f"/preview/{item}?variant=model:{variant}&k=2")
+    assert r.status_code == 200, r.get_data(as_text=True)
+    shown = cards(r.get_data(as_text=True))
+    eng = engine(app, model)
+    served = {it["item_id"] for g in eng.complements(item, k=2)["groups"]
+              for it in g["items"]}
+    assert {i for i, _, _ in shown} >= served | {item}
+    for item_id, url, text in shown:
+        assert url is not None, f"{item_id}: blank card"
+        assert text == want_text(eng, item_id)
+        assert ("model=" in url) == (model is not None), url
+        assert pixel(c, url) == colour, (item_id, url)
+
+
+def test_an_image_of_a_model_that_is_not_served_is_404(app):
+    c = app.test_client()
+    r = c.get("/images/t0.png?model=nope")
+    assert r.status_code == 404
+    body = r.get_json()
+    assert body["field"] == "model"
+    assert "no model 'nope' is served (MODELS: other, same)" in body["error"]
+    # the main bundle does not hold the other bundle's photos, and a model's image
+    # route is confined to its own root as the main one is
+    assert c.get("/images/xt0.png").status_code == 404
+    assert c.get("/images/../main_img/t0.png?model=other").status_code == 404
