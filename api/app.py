@@ -60,7 +60,7 @@ from flask import Flask, g, request
 
 from api.errors import register_error_handlers
 from api.events import EventStore
-from api.responses import FiniteJSONProvider, rules_version_for
+from api.responses import FiniteJSONProvider, bundle_version_for, rules_version_for
 from api.schemas import Limits, build_schemas
 from api.state import (DEFAULT_RULES, EXTENSION, Serving, StateHolder, build_state,
                        default_engine_loader, load_experiments)
@@ -312,7 +312,8 @@ def _log_exposure(serving: Serving, assignment, response) -> None:
             g.request_id, assignment.unit, assignment.entries,
             endpoint=g.get("endpoint", request.endpoint or ""),
             client_request_id=g.get("client_request_id"),
-            bundle_version=state.bundle_version if state is not None else None,
+            # the variant's model's, as the envelope reports it
+            bundle_version=bundle_version_for(assignment),
             rules_version=rules_version_for(assignment),
             # the config that assigned it: rows before and after a reload differ
             experiments_version=(state.experiments.version if state is not None

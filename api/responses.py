@@ -60,12 +60,24 @@ def rules_version_for(assignment: Assignment) -> str | None:
     return (rv or state.rules_for(None)).version
 
 
+def bundle_version_for(assignment: Assignment) -> str | None:
+    """The version of the bundle that served ``assignment``: its variant's ``model``
+    when it sets one (a model arm was reported, and its exposures logged, with the
+    main bundle's version, so its events could not be tied to the bundle that ranked
+    them)."""
+    state = peek_state()
+    if state is None:
+        return None
+    model = assignment.settings.get("model")
+    if not model or model not in state.models:
+        return state.bundle_version
+    return str(getattr(state.models[model], "bundle_version", None) or "unknown")
+
+
 def envelope() -> dict:
     a: Assignment = g.get("assignment", NO_ASSIGNMENT)
-    state = peek_state()
     out = {"request_id": g.get("request_id", ""), "experiment": a.experiment,
-           "variant": a.variant,
-           "bundle_version": state.bundle_version if state is not None else None,
+           "variant": a.variant, "bundle_version": bundle_version_for(a),
            "rules_version": rules_version_for(a)}
     if a.entries:
         out["assignments"] = a.as_list()

@@ -124,3 +124,52 @@ def test_an_image_of_a_model_that_is_not_served_is_404(app):
     # route is confined to its own root as the main one is
     assert c.get("/images/xt0.png").status_code == 404
     assert c.get("/images/../main_img/t0.png?model=other").status_code == 404
+
+
+def _plain(body: dict) -> dict:
+    from recommender.json_output import json_safe
+    body = json.loads(json.dumps(json_safe(body, default=str)))
+    return {k: v for k, v in body.items()
+            if k not in {"request_id", "experiment", "variant", "bundle_version",
+                         "rules_version", "assignments", "strategy"}}
+
+
+@pytest.mark.parametrize("model", ["other", "same"])
+def test_every_endpoint_of_a_model_arm_answers_with_that_bundle_and_its_version(app,
+                                                                               model):
+    # before: the bodies were the arm's engine's, but the envelope's bundle_version (and
+    # the exposure logged with it, and the preview page's footer) was the main
+    # bundle's: the events a page posted back named a bundle that had not ranked them
+    c = app.test_client()
+    eng = engine(app, model)
+    x = "x" if model == "other" else ""
+    top, bottom = f"{x}t0", f"{x}p0"
+    q = f"variant=model:{model}&user_id=u1"
+    calls = [
+        (c.get(f"/v1/items/{top}/complements?k=2&{q}"),
+         eng.complements(top, k=2, strategy="default", rules=None)),
+        (c.get(f"/v1/items/{top}/upsell?k=2&context={bottom}&{q}"),
+         eng.upsell(top, k=2, context=[bottom], strategy="default", rules=None)),
+        (c.post(f"/v1/outfits/complete?{q}", json={"items": [top], "n": 1,
+                                                   "variant": f"model:{model}"}),
+         eng.complete([top], n=1, rules=None)),
+        (c.post("/v1/outfits/score", json={"items": [top, bottom],
+                                           "variant": f"model:{model}"}),
+         eng.score_outfit([top, bottom])),
+        (c.get(f"/v1/search?category=top&k=3&{q}"),
+         eng.search({"category": "top"}, like=None, k=3)),
+    ]
+    for r, want in calls:
+        body = r.get_json()
+        assert r.status_code == 200, body
+        assert body["variant"] == model
+        assert body["bundle_version"] == str(eng.bundle_version) != str(
+            engine(app, None).bundle_version)
+        # item names, categories and prices are the arm's catalogue's (the ``same``
+        # arm's prices are twice the main bundle's)
+        assert _plain(body) == _plain(want)
+    html = c.get(f"/preview/{top}?{q}").get_data(as_text=True)
+    assert f"bundle {eng.bundle_version}" in html
+    logged = app.extensions["mixmatch"].events.query(
+        "SELECT DISTINCT bundle_version FROM exposures")
+    assert logged == [(str(eng.bundle_version),)]
