@@ -54,7 +54,8 @@ def app(bundles, tmp_path):
             {"name": "main", "weight": 1}, {"name": "other", "weight": 1, "model": "other"},
             {"name": "same", "weight": 1, "model": "same"}]}]}]}))
     app = create_app({"TESTING": True, "BUNDLE": str(bundles["main"]),
-                      "MODELS": {"other": str(bundles["other"]), "same": str(bundles["same"])},
+                      "MODELS": {"other": str(bundles["other"]),
+                                 "same": str(bundles["same"])},
                       "EXPERIMENTS": str(exp), "DATA_DIR": str(tmp_path / "data"),
                       "WATCH_INTERVAL": 0, "WARM_VISION": False})
     yield app
