@@ -89,7 +89,7 @@ def build_document(s: Schemas) -> dict:
                       "<attribute>=<value> is a filter", r["search"],
                       _query_params(q["search"]), codes=("400", "404", "503")),
             "post": op("searchImage", "Search by photo with attribute overrides",
-                       r["search"], body=multipart,
+                       r["search_image"], body=multipart,
                        codes=("400", "404", "413", "415", "503"))},
         "/v1/analyze": {"post": op(
             "analyzeImage", "Category, attributes, colours, keypoints, shape of a photo",

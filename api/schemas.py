@@ -95,6 +95,28 @@ _SCORED_ITEM = {
         "down the list"},
         "reason": {"type": ["string", "null"]}},
 }
+#: a recommended item: a scored one and how the rules placed it
+_RECOMMENDED_ITEM = {**_SCORED_ITEM, "properties": {
+    **_SCORED_ITEM["properties"],
+    "pinned": {"type": "boolean", "description": "placed by the rules' pins"},
+    "fallback": {"type": "boolean", "description": "filled in by the rules' fallback: "
+                 "an item the caps or the one-colourway dedupe had removed, put back "
+                 "in a list they left short of k"}}}
+#: the ids a response answers for (the anchors, or the outfit's items), in order
+_ANCHOR_IDS = {"type": "array", "items": {"type": "string"}}
+#: the ranking that served a list: the variant's ``strategy``, else "default"
+_STRATEGY = {"type": "string", "enum": list(STRATEGIES),
+             "description": "the ranking strategy that served this response"}
+#: attribute search's applied filters: field -> the values it matched
+_FILTERS = {"type": "object", "additionalProperties": {"type": "array"},
+            "description": "the filters applied: field (as the catalogue names it) -> "
+            "the values matched"}
+_N_MATCHES = {"type": "integer", "minimum": 0,
+              "description": "items matching the filters that the rules and stock "
+              "allow (what a page may show), not only the k returned"}
+#: a search result: a scored item and its category
+_SEARCH_ITEM = {**_SCORED_ITEM, "properties": {**_SCORED_ITEM["properties"],
+                                               "category": {"type": "string"}}}
 #: the arrays of scored items: their order is the one to show
 _DISPLAY_ORDER = ("in display order (best first after diversity and the rules' pins); "
                   "each item's score is its relevance, not its rank")
@@ -140,20 +162,36 @@ def _response(properties: dict, required: list[str]) -> dict:
 RESPONSES: dict[str, dict] = {
     "complements": _response({
         "item_id": {"type": "string"},
-        "strategy": {"type": "string"},
+        "items": {**_ANCHOR_IDS, "description": "the anchor ids"},
+        "strategy": _STRATEGY,
         "groups": {"type": "array", "items": {
             "type": "object", "required": ["category", "items"],
             "properties": {"category": {"type": "string"},
-                           "items": {"type": "array", "items": _SCORED_ITEM,
+                           "items": {"type": "array", "items": _RECOMMENDED_ITEM,
                                      "description": _DISPLAY_ORDER}}}},
-    }, ["item_id", "groups"]),
+    }, ["item_id", "strategy", "groups"]),
     "upsell": _response({
         "item_id": {"type": "string"},
+        # served as complements' is: a page logs it alike from both lists
+        "strategy": {**_STRATEGY, "description": "\"default\": up-sell ranks by "
+                     "similarity and compatibility whatever the strategy, so a "
+                     "variant's strategy does not reach it"},
         "price_available": {"type": "boolean"},
-        "items": {"type": "array", "items": _SCORED_ITEM, "description": _DISPLAY_ORDER},
+        "price": {"type": ["number", "null"],
+                  "description": "the item's price; null when it has none"},
+        "band": {"type": "array", "items": {"type": "number"}, "minItems": 2,
+                 "maxItems": 2, "description": "[lo, hi]: alternatives priced in "
+                 "(lo x price, hi x price] (not applied without a price)"},
+        "items": {"type": "array", "items": {**_RECOMMENDED_ITEM, "properties": {
+            **_RECOMMENDED_ITEM["properties"],
+            "price": {"type": ["number", "null"],
+                      "description": "only with price_available"}}},
+                  "description": _DISPLAY_ORDER},
         "note": {"type": ["string", "null"]},
-    }, ["items", "price_available"]),
+    }, ["items", "strategy", "price_available"]),
     "complete": _response({
+        "items": {**_ANCHOR_IDS, "description": "the given items"},
+        "strategy": _STRATEGY,
         "looks": {"type": "array", "items": {
             "type": "object", "required": ["items"],
             "properties": {"items": {"type": "array"}, "score": {
@@ -162,6 +200,7 @@ RESPONSES: dict[str, dict] = {
                 "(nothing to add, e.g. slots [\"top\"] for a top): no pair to score"}}}},
     }, ["looks"]),
     "score": _response({
+        "items": {**_ANCHOR_IDS, "description": "the outfit's items"},
         "score": {"type": ["number", "null"]},
         "pairs": {"type": "array", "items": {
             "type": "object", "required": ["a", "b"],
@@ -169,8 +208,37 @@ RESPONSES: dict[str, dict] = {
                            "score": {"type": ["number", "null"]},
                            "reasons": {"type": "array", "items": {"type": "string"}}}}},
     }, ["score", "pairs"]),
-    "search": _response({"items": {"type": "array", "items": _SCORED_ITEM}}, ["items"]),
+    "search": _response({
+        "filters": _FILTERS,
+        "like": {"type": ["string", "null"], "description": "the like= item, if any"},
+        "n_matches": _N_MATCHES,
+        "items": {"type": "array", "items": _SEARCH_ITEM}}, ["items"]),
+    "search_image": _response({
+        "recognised": {"type": "object", "description": "what the photo was read as: "
+                       "category, category_confidence, attributes (head -> value)",
+                       "properties": {"category": {"type": ["string", "null"]},
+                                      "category_confidence": {"type": ["number", "null"]},
+                                      "attributes": {"type": "object"}}},
+        "overrides": {**_FILTERS, "description": "the form's overrides: field -> values"},
+        "filters": {**_FILTERS, "description": "the filters applied: the overrides and "
+                    "the recognised attributes kept"},
+        "relaxed": {"type": "array", "items": {"type": "string"},
+                    "description": "recognised attributes dropped (least confident "
+                    "first) because too few items matched them all"},
+        "n_matches": _N_MATCHES,
+        "items": {"type": "array", "items": _SEARCH_ITEM}}, ["items"]),
     "analyze": _response({"category": {"type": ["string", "null"]},
+                          "category_confidence": {"type": ["number", "null"]},
+                          "category_method": {"type": ["string", "null"],
+                                              "description": "how the category was "
+                                              "read from the photo"},
+                          "subcategory": {"type": ["string", "null"]},
+                          "colour_group": {"type": ["string", "null"]},
+                          "colourfulness": {"type": ["number", "null"]},
+                          "image_size": {"type": "array", "items": {"type": "integer"},
+                                         "description": "[height, width] of the "
+                                         "uploaded photo in pixels"},
+                          "embedding_dim": {"type": "integer"},
                           "attributes": {"type": ["object", "array", "null"]},
                           "colours": {"type": ["array", "object", "null"]},
                           "keypoints": {"type": ["object", "array", "null"]},
@@ -266,6 +334,15 @@ RESPONSES: dict[str, dict] = {
                                              "models": _NAMED_PATHS}}},
                          ["status"]),
     "reload": _response({"reloaded": {"type": "boolean"},
+                         # the state now served (ServingState.describe)
+                         "bundle": {"type": "string", "description": "bundle path"},
+                         "rules": {"type": "object",
+                                   "additionalProperties": {"type": "string"},
+                                   "description": "rules name (default, RULES_FILES) "
+                                   "-> version"},
+                         "experiments_version": {"type": ["string", "null"]},
+                         "generation": {"type": "string",
+                                        "description": "id of this loaded version"},
                          "published": {"type": "boolean",
                                        "description": "whether the other workers were "
                                        "told (false: see warning)"},

@@ -1,0 +1,167 @@
+"""Every operation of the served ``/openapi.json`` answers what the document says: a
+documented status and content type, a JSON body valid under its schema, and no key the
+schema does not list.
+
+The fuzz test (``test_openapi_fuzz.py``) validates bodies too, but a schema without
+``additionalProperties: false`` lets any undocumented key through: up-sell's top-level
+``strategy`` was served and not listed (complements' was). Here a key is undocumented
+wherever the schema lists an object's ``properties`` and has no schema for the others.
+"""
+from __future__ import annotations
+
+import io
+import json
+
+import jsonschema
+import pytest
+
+from api import create_app
+from tests.recommender.tiny_bundle import make_tiny_bundle
+
+ADMIN = {"Authorization": "Bearer s3cret"}
+
+
+def undocumented(body, schema: dict, where: str = "body") -> list[str]:
+    """Paths of the keys in ``body`` that ``schema`` does not list (``items[].price``)."""
+    out: list[str] = []
+    if isinstance(body, dict) and isinstance(schema, dict):
+        props, extra = schema.get("properties"), schema.get("additionalProperties")
+        for key, value in body.items():
+            if props is not None and key in props:
+                out += undocumented(value, props[key], f"{where}.{key}")
+            elif isinstance(extra, dict):
+                out += undocumented(value, extra, f"{where}.{key}")
+            elif props is not None and extra is not False:   # False: jsonschema says
+                out.append(f"{where}.{key}")
+    elif isinstance(body, list) and isinstance(schema, dict) and isinstance(
+            schema.get("items"), dict):
+        for value in body:
+            out += [p for p in undocumented(value, schema["items"], f"{where}[]")
+                    if p not in out]
+    return out
+
+
+def check_against_document(doc: dict, op: str, response) -> None:
+    """``response`` of operation ``op`` ("GET /v1/search") is what ``doc`` says."""
+    method, path = op.split(" ", 1)
+    responses = doc["paths"][path][method.lower()]["responses"]
+    documented = responses.get(str(response.status_code)) or responses.get("default")
+    assert documented is not None, f"{op}: status {response.status_code} not documented"
+    content = documented["content"]
+    assert response.mimetype in content, (op, response.mimetype, list(content))
+    if response.mimetype != "application/json":
+        return
+    schema = content["application/json"]["schema"]
+    if "$ref" in schema:
+        schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    body = json.loads(response.get_data(as_text=True))
+    jsonschema.validate(body, schema)
+    missing = undocumented(body, schema)
+    assert not missing, f"{op} {response.status_code}: served, not in the document: " \
+                        f"{', '.join(missing)}"
+
+
+def png() -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (48, 64), (180, 30, 40)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def image_form(**fields):
+    return {"data": {"image": (io.BytesIO(png()), "photo.png"), **fields},
+            "content_type": "multipart/form-data"}
+
+
+#: operation -> requests that exercise it on the tiny bundle (t3 has no price; the
+#: ``div`` experiment's ``wide`` variant sets params, so ``assignments`` are served)
+CASES = {
+    "GET /v1/items/{item_id}/complements": [
+        ("get", "/v1/items/t0/complements?k=3&variant=div:wide", {}),
+        ("get", "/v1/items/t0/complements?k=x", {}),
+        ("get", "/v1/items/NOPE/complements", {})],
+    "GET /v1/items/{item_id}/upsell": [
+        ("get", "/v1/items/t0/upsell?k=3&context=p0&variant=div:wide", {}),
+        ("get", "/v1/items/t3/upsell?k=3", {})],
+    "POST /v1/outfits/complete": [
+        ("post", "/v1/outfits/complete", {"json": {"items": ["t0"], "n": 2}})],
+    "POST /v1/outfits/score": [
+        ("post", "/v1/outfits/score", {"json": {"items": ["t0", "p0"]}})],
+    "GET /v1/search": [("get", "/v1/search?category=top&k=3", {}),
+                       ("get", "/v1/search?like=t0&k=3", {})],
+    # the tiny bundle has no attribute network: its error body (see the demo bundle's
+    # test below for the answers)
+    "POST /v1/search": [("post", "/v1/search", image_form(k="3"))],
+    "POST /v1/analyze": [("post", "/v1/analyze", image_form())],
+    "POST /v1/events": [("post", "/v1/events", {"json": {
+        "type": "click", "request_id": "r-1", "item_id": "t0", "user_id": "u1"}})],
+    "GET /healthz": [("get", "/healthz", {})],
+    "GET /metrics": [("get", "/metrics", {})],
+    "GET /preview/{item_id}": [("get", "/preview/t0?k=2", {})],
+    "POST /admin/reload": [("post", "/admin/reload", {"headers": ADMIN}),
+                           ("post", "/admin/reload", {})],
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_app(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("openapi_contract")
+    root = make_tiny_bundle(tmp / "bundle", unknown_price=("t3",))
+    (tmp / "exp.json").write_text(json.dumps({"layers": [{"name": "ranking",
+        "experiments": [{"name": "div", "qa_override": True,
+                         "endpoints": ["complements", "upsell"], "variants": [
+                             {"name": "control"},
+                             {"name": "wide", "params": {"diversity": 0.75}}]}]}]}))
+    app = create_app({"TESTING": True, "BUNDLE": str(root), "WATCH_INTERVAL": 0,
+                      "DATA_DIR": str(tmp / "data"), "ADMIN_TOKEN": "s3cret",
+                      "EXPERIMENTS": str(tmp / "exp.json"), "WARM_VISION": False})
+    yield app
+    app.extensions["mixmatch"].events.close()
+
+
+def test_every_operation_of_the_document_has_a_contract_case(tiny_app):
+    doc = tiny_app.test_client().get("/openapi.json").get_json()
+    ops = {f"{m.upper()} {p}" for p, methods in doc["paths"].items() for m in methods}
+    assert ops == set(CASES), "a new operation needs a case in CASES"
+
+
+@pytest.mark.parametrize("op", sorted(CASES))
+def test_each_operation_answers_what_the_document_says(tiny_app, op):
+    c = tiny_app.test_client()
+    doc = c.get("/openapi.json").get_json()
+    for method, url, kwargs in CASES[op]:
+        r = getattr(c, method)(url, **kwargs)
+        assert r.status_code < 500 or r.status_code == 501, (url, r.get_data(as_text=True))
+        check_against_document(doc, op, r)
+
+
+def test_a_served_key_the_schema_does_not_list_is_caught(tiny_app):
+    """The check itself: up-sell's ``strategy`` taken out of the document is reported
+    (it was missing there, and no test saw it)."""
+    c = tiny_app.test_client()
+    doc = c.get("/openapi.json").get_json()
+    op = doc["paths"]["/v1/items/{item_id}/upsell"]["get"]
+    del op["responses"]["200"]["content"]["application/json"]["schema"]["properties"][
+        "strategy"]
+    with pytest.raises(AssertionError, match="served, not in the document"):
+        check_against_document(doc, "GET /v1/items/{item_id}/upsell",
+                               c.get("/v1/items/t0/upsell?k=3"))
+
+
+def test_the_photo_operations_answer_what_the_document_says(served_app):
+    """``POST /v1/analyze`` and ``POST /v1/search`` on the demo bundle, whose engine
+    analyses photos (skipped, saying why, where it cannot)."""
+    from features.exceptions import StageNotAvailable
+    import numpy as np
+    engine = served_app.extensions["mixmatch"].holder.current().engine
+    try:
+        engine.analyze_image(np.full((32, 32, 3), 200, np.uint8))
+    except StageNotAvailable as exc:
+        pytest.skip(f"the engine cannot analyse photos: {exc}")
+    c = served_app.test_client()
+    doc = c.get("/openapi.json").get_json()
+    for op, url, form in (("POST /v1/analyze", "/v1/analyze", image_form()),
+                          ("POST /v1/search", "/v1/search", image_form(k="3"))):
+        r = c.post(url, **form)
+        assert r.status_code == 200, r.get_json()
+        check_against_document(doc, op, r)
