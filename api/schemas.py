@@ -379,8 +379,10 @@ def build_schemas(limits: Limits | None = None) -> "Schemas":
                                                        "enum": list(CATEGORIES)},
                                   "colour": {"type": "string", "maxLength": 128},
                                   "like": ITEM_ID, **unit}},
+        # the page assigns its unit and honours a forced variant as the JSON routes
+        # do: the same bounds (an unbounded id went into the exposures table)
         "preview": {"type": "object", "additionalProperties": True, "properties": {
-            "k": {**k, "maximum": min(lim.max_k, 12)}}},
+            "k": {**k, "maximum": min(lim.max_k, 12)}, **unit}},
         "image_form": {"type": "object",
                        "description": "multipart form: ``image`` plus optional ``k`` and "
                        "attribute overrides (<attribute>=<value>)",

@@ -165,3 +165,21 @@ def test_the_photo_operations_answer_what_the_document_says(served_app):
         r = c.post(url, **form)
         assert r.status_code == 200, r.get_json()
         check_against_document(doc, op, r)
+
+
+def test_the_preview_documents_and_bounds_the_ab_parameters_it_reads(tiny_app):
+    """``/preview`` assigns its unit from ``user_id``/``session_id`` and honours
+    ``variant`` as the JSON routes do, but its document listed ``k`` alone, and it
+    took a unit id of any length (written to the exposures table) or an empty one."""
+    c = tiny_app.test_client()
+    doc = c.get("/openapi.json").get_json()
+    params = {p["name"]: p["schema"] for p in
+              doc["paths"]["/preview/{item_id}"]["get"]["parameters"]}
+    complements = {p["name"]: p["schema"] for p in
+                   doc["paths"]["/v1/items/{item_id}/complements"]["get"]["parameters"]}
+    for name in ("user_id", "session_id", "variant"):
+        assert params[name] == complements[name]
+    for bad in ("u" * 129, ""):
+        r = c.get(f"/preview/t0?user_id={bad}")
+        assert r.status_code == 400 and r.get_json()["field"] == "user_id", r.status_code
+    assert c.get(f"/preview/t0?user_id={'u' * 128}&session_id=s1").status_code == 200
