@@ -36,7 +36,7 @@ from features.attributes.regions import (GEOMETRY_DIM, RegionInputs, detail_inpu
                                          region_inputs)
 from features.attributes.taxonomy import Taxonomy
 from features.exceptions import BundleError, InputError, NotFittedError, SchemaError
-from features.settings import check_size
+from features.settings import check_size, check_value
 
 MODEL_SCHEMA = 1
 
@@ -202,8 +202,18 @@ class AttributeModel:
             if not (0.0 <= v and top_ok):
                 raise InputError(f"{name} must be in [0, 1{']' if name == 'sampling_mix' else ')'}",
                                  field=name, value=v)
-        if self.lr <= 0:
-            raise InputError("lr must be > 0", field="lr", value=self.lr)
+        # Each passed a kind-only check and misbehaved in training: lr NaN and
+        # weight_decay < 0 were AdamW's ValueError once the images were decoded,
+        # embed_dim = 0 silently built the backbone's width instead, warmup_epochs < 0
+        # skipped the warmup, sampling_power < 0 drew the common classes more often, and
+        # time_budget_s = 0 meant no budget at all (None says that).
+        check_value("lr", self.lr, float, above=0)
+        check_value("weight_decay", self.weight_decay, float, least=0)
+        check_value("warmup_epochs", self.warmup_epochs, float, least=0)
+        check_value("sampling_power", self.sampling_power, float, least=0)
+        check_value("embed_dim", self.embed_dim, int, least=1)
+        if self.time_budget_s is not None:
+            check_value("time_budget_s", self.time_budget_s, float, above=0)
         self._check_tta_zoom()
         check_crop(self.crop)
         try:

@@ -52,7 +52,7 @@ from features.fashionai.io import keypoints_from_arrays
 from features.fashionai.schema import (CATEGORY_KEYPOINTS, KEYPOINT_CATEGORIES,
                                        KEYPOINT_INDEX, KEYPOINT_NAMES, NORMALISING_PAIR)
 from features.imaging import open_image, pil_to_rgb_array
-from features.settings import check_size
+from features.settings import check_size, check_value
 
 MODEL_SCHEMA = 1
 N_KEYPOINTS = len(KEYPOINT_NAMES)
@@ -427,6 +427,17 @@ class HeatmapKeypointDetector:
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1", field=name,
                                  value=getattr(self, name))
+        # Each passed a kind-only check and misbehaved in training: lr = 0 kept the
+        # random initialisation (saved as trained), sigma = 0 made every target map 0
+        # off its centre cell, coord_weight < 0 rewarded a point far from the truth,
+        # weight_decay < 0 (or lr NaN) was AdamW's ValueError once the images were
+        # decoded, and time_budget_s = 0 meant no budget at all (None says that).
+        check_value("lr", self.lr, float, above=0)
+        check_value("weight_decay", self.weight_decay, float, least=0)
+        check_value("sigma", self.sigma, float, above=0)
+        check_value("coord_weight", self.coord_weight, float, least=0)
+        if self.time_budget_s is not None:
+            check_value("time_budget_s", self.time_budget_s, float, above=0)
         if self.decoder not in DECODERS:
             raise InputError(f"unknown decoder {self.decoder!r}", field="decoder",
                              value=self.decoder, allowed=DECODERS)

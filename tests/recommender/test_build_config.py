@@ -521,6 +521,56 @@ def test_list_and_string_settings_are_checked_inside_before_the_first_stage(stag
     assert e.value.field == f"stages.{stage}.{field}"
 
 
+
+@pytest.mark.parametrize("stage, table, said", [
+    ("keypoints", {"lr": 0}, "[stages.keypoints] lr must be a number > 0, got 0"),
+    ("keypoints", {"sigma": 0}, "[stages.keypoints] sigma must be a number > 0, got 0"),
+    ("keypoints", {"weight_decay": -0.1},
+     "[stages.keypoints] weight_decay must be a number >= 0, got -0.1"),
+    ("keypoints", {"coord_weight": -1},
+     "[stages.keypoints] coord_weight must be a number >= 0, got -1"),
+    ("keypoints", {"time_budget_s": 0},
+     "[stages.keypoints] time_budget_s must be a number > 0, got 0"),
+    ("attributes", {"lr": 0}, "[stages.attributes] lr must be a number > 0, got 0"),
+    ("attributes", {"weight_decay": -0.05},
+     "[stages.attributes] weight_decay must be a number >= 0, got -0.05"),
+    ("attributes", {"warmup_epochs": -1},
+     "[stages.attributes] warmup_epochs must be a number >= 0, got -1"),
+    ("attributes", {"sampling_power": -0.5},
+     "[stages.attributes] sampling_power must be a number >= 0, got -0.5"),
+    ("attributes", {"embed_dim": 0},
+     "[stages.attributes] embed_dim must be a whole number >= 1, got 0"),
+    ("attributes", {"time_budget_s": 0},
+     "[stages.attributes] time_budget_s must be a number > 0, got 0"),
+])
+def test_out_of_range_numbers_are_refused_before_the_first_stage(stage, table, said):
+    # before: each passed the check (kind only) and failed inside training (AdamW's
+    # ValueError for a negative weight_decay) or quietly misbehaved: lr = 0 saved the
+    # random initialisation, sigma = 0 trained on all-zero target maps, a negative
+    # coord_weight rewarded points far from the truth, time_budget_s = 0 trained with
+    # no budget, embed_dim = 0 built the backbone's width
+    from features.attributes.train import checked_params as attribute_params
+    from features.keypoints.train import checked_params as keypoint_params
+
+    check = attribute_params if stage == "attributes" else keypoint_params
+    with pytest.raises(InputError) as e:
+        check(BuildContext(bundle=None, config={"source": "demo", "quick": True,
+                                                "stages": {stage: table}}))
+    assert str(e.value) == said
+    assert e.value.field == f"stages.{stage}.{next(iter(table))}"
+
+
+def test_an_out_of_range_number_stops_a_build_before_its_first_stage(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[stages.keypoints]\nsigma = 0\n")
+    out = tmp_path / "b"
+    assert main(["build", "--out", str(out), "--items", "20", "--quick",
+                 "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "mixmatch build: error: [stages.keypoints] sigma must be a number > 0, got 0" in err
+    assert "Traceback" not in err and "[ingest]" not in err
+    assert not (out / "catalog.parquet").exists()
+
 @pytest.mark.parametrize("stage, table", [
     ("attributes", {"image_size": [16, 16], "region_size": [8, 12], "group_sep": "",
                     "heads": ["colour", "subcategory"], "cache": "c", "keypoints_csv": "k"}),

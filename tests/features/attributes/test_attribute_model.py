@@ -313,3 +313,22 @@ def test_metrics_known_answers():
                         maybe) == 1.0
     assert fashionai_ap(np.array([[0.4, 0.6], [0.3, 0.7]]), np.array([0, 1]),
                         np.zeros((2, 2), bool)) == 0.75
+
+
+@pytest.mark.parametrize("setting, value, said", [
+    ("weight_decay", -0.05, "weight_decay must be a number >= 0, got -0.05"),
+    ("warmup_epochs", -1, "warmup_epochs must be a number >= 0, got -1"),
+    ("sampling_power", -0.5, "sampling_power must be a number >= 0, got -0.5"),
+    ("embed_dim", 0, "embed_dim must be a whole number >= 1, got 0"),
+    ("time_budget_s", 0, "time_budget_s must be a number > 0, got 0"),
+    ("lr", float("nan"), "lr must be a number > 0, got nan"),
+])
+def test_fit_refuses_an_out_of_range_number_by_name(setting, value, said):
+    # before: AdamW's ValueError after the images were framed (weight_decay, lr NaN),
+    # or training quietly did something else: embed_dim = 0 the backbone's width,
+    # warmup_epochs < 0 no warmup, sampling_power < 0 the common classes drawn more,
+    # time_budget_s = 0 no budget
+    imgs, labels = separable_set(8)
+    with pytest.raises(InputError) as e:
+        tiny(**{setting: value}).fit(imgs, labels)
+    assert str(e.value) == said and e.value.field == setting

@@ -276,3 +276,18 @@ def test_a_turned_catalogue_photo_trains_upright(tmp_path):
     img = from_path[0]
     assert (img[:, :6] == 255).all() and (img[:, -6:] == 255).all()
     assert img[:14, 18:30].mean() < 40 and img[24:, 18:30].mean() > 215
+
+
+@pytest.mark.parametrize("setting, value, said", [
+    ("lr", 0, "lr must be a number > 0, got 0"),     # before: kept the random init
+    ("sigma", 0, "sigma must be a number > 0, got 0"),   # before: all-zero targets
+    ("weight_decay", -1e-4, "weight_decay must be a number >= 0, got -0.0001"),
+    ("coord_weight", -0.5, "coord_weight must be a number >= 0, got -0.5"),
+    ("time_budget_s", 0, "time_budget_s must be a number > 0, got 0"),  # before: none
+    ("lr", float("nan"), "lr must be a number > 0, got nan"),
+])
+def test_fit_refuses_an_out_of_range_number_by_name(setting, value, said):
+    imgs, xy, vis, cats = skirts(4)
+    with pytest.raises(InputError) as e:
+        tiny(**{setting: value}).fit(list(imgs), xy, vis)
+    assert str(e.value) == said and e.value.field == setting
