@@ -396,6 +396,40 @@ def check_heads(catalog_columns, heads) -> None:
 _NOT_HEADS = ("item_id", "image_path", "image_ok")
 
 
+def _group_sep(ctx) -> str | None:
+    """The separator the split groups item ids by: the stage's ``group_sep``, else
+    "-" for MANGO (its ids are ``MODEL-COLOUR``) and none for other sources."""
+    return ctx.stage_config("attributes").get("group_sep",
+                                              "-" if ctx.source == "mango" else None)
+
+
+def check_group_sep(item_ids, group_sep: str) -> None:
+    """InputError when no item id contains ``group_sep``: the split then grouped
+    nothing, without a word, so colour variants of one garment fell on both sides of
+    it and the test accuracy the manifest records was inflated by near-duplicates.
+
+    Refused rather than logged: the setting exists only to group, a user who wants no
+    grouping writes ``""``, and a warning among a half-hour build's log lines would
+    leave the inflated figures in the bundle. Ids without it are allowed (each is its
+    own group), so one catalogue may mix grouped and single items.
+
+    >>> check_group_sep(["41085800-02", "41085800-05"], "-")
+    >>> check_group_sep(["41085800-02"], "_")
+    Traceback (most recent call last):
+    ...
+    features.exceptions.InputError: [stages.attributes] group_sep '_' is in none of the catalogue's item ids (e.g. '41085800-02'), so the split would group nothing and variants of one item could fall on both sides of it; set it to the separator after the group part of the ids, or "" for no grouping
+    """
+    ids = pd.Series(item_ids, dtype=object).astype(str)
+    if len(ids) and not ids.str.contains(group_sep, regex=False).any():
+        examples = ", ".join(repr(i) for i in ids.head(3))
+        raise InputError(f"[stages.attributes] group_sep {group_sep!r} is in none of the "
+                         f"catalogue's item ids (e.g. {examples}), so the split would group "
+                         f"nothing and variants of one item could fall on both sides of it; "
+                         f"set it to the separator after the group part of the ids, or \"\" "
+                         f"for no grouping", field="stages.attributes.group_sep",
+                         value=group_sep)
+
+
 def _stage_params(ctx) -> dict[str, Any]:
     cfg = _stage_settings(ctx)
     quick = bool(ctx.config.get("quick"))
@@ -437,6 +471,10 @@ def stage_inputs(ctx) -> dict:
         import pyarrow.parquet as pq
 
         check_heads(read_bundle_file(cat, pq.read_schema).names, heads)
+    group_sep = _group_sep(ctx)
+    if group_sep and cat.is_file():   # the catalogue's ids, once ingested
+        check_group_sep(read_bundle_file(cat, lambda p: pd.read_parquet(
+            p, columns=["item_id"]))["item_id"], group_sep)
     kcsv = ctx.bundle.path(ctx.stage_config("attributes").get("keypoints_csv",
                                                               FASHIONAI_KEYPOINTS_CSV))
     deps = {"catalog": file_hash(cat) if cat.is_file() else None,
@@ -572,7 +610,7 @@ def run_stage(ctx) -> dict:
     cfg = ctx.stage_config("attributes")
     cat, heads = load_training_table(ctx.bundle, cfg.get("heads"))
     seed = int(ctx.config.get("seed", 0) or 0)
-    group_sep = cfg.get("group_sep", "-" if ctx.source == "mango" else None)
+    group_sep = _group_sep(ctx)
     split = grouped_split(cat["item_id"], seed=seed, group_sep=group_sep)
     cat["split"] = split.to_numpy()
     params = _stage_params(ctx)

@@ -657,3 +657,23 @@ def test_a_yaml_config_is_read_and_another_suffix_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"config file {f} must end in .toml, .json, .yaml, .yml" in err, err
     assert "Traceback" not in err and not (tmp_path / "b2").exists()
+
+
+def test_a_group_sep_no_item_id_contains_stops_a_build_before_the_stage(split_bundle,
+                                                                       tmp_path, capsys):
+    # before: the split grouped nothing without a word (the demo's ids have no "_"),
+    # so colour variants of one garment could straddle train and test and the test
+    # accuracy the manifest records was inflated; refused once the catalogue exists,
+    # before the stage starts
+    manifest = (split_bundle / "manifest.json").read_text()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[stages.attributes]\ngroup_sep = "_"\n')
+    capsys.readouterr()
+    assert main(["build", "--out", str(split_bundle), "--items", "20", "--quick",
+                 "--stages", "attributes", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    said = ("mixmatch build: error: [stages.attributes] group_sep '_' is in none of the "
+            "catalogue's item ids (e.g. 'D")
+    assert said in err and "Traceback" not in err and "[attributes] " not in err, err
+    assert 'or "" for no grouping' in err
+    assert (split_bundle / "manifest.json").read_text() == manifest

@@ -9,6 +9,7 @@ from PIL import Image
 from features.attributes import AttributeModel
 from features.attributes.evaluate import evaluate_bundle
 from features.attributes.train import run_stage, stage_inputs
+from features.exceptions import InputError
 from recommender.bundle import Bundle
 from recommender.pipeline import BuildContext
 
@@ -166,3 +167,36 @@ def test_mango_bundle_trains_the_whole_image_network(mango_subset_bundle):
     res = evaluate_bundle(Bundle.open(mango_subset_bundle))
     assert res["regions_from"] == "none"
     assert {"subcategory", "colour"} <= set(res["heads"])
+
+
+def _ctx(bundle, source, table):
+    return BuildContext(bundle=bundle, config={"source": source, "quick": True,
+                                               "stages": {"attributes": table}})
+
+
+def test_a_group_sep_no_item_id_contains_is_refused_before_the_stage(tiny_bundle):
+    # before: the split grouped nothing without a word (ids D000..D039 have no "_"), so
+    # colour variants of one garment could straddle train and test
+    with pytest.raises(InputError) as e:
+        stage_inputs(_ctx(tiny_bundle, "demo", {"group_sep": "_"}))
+    assert str(e.value).startswith(
+        "[stages.attributes] group_sep '_' is in none of the catalogue's item ids (e.g. "
+        "'D000', 'D001', 'D002'), so the split would group nothing"), str(e.value)
+    assert e.value.field == "stages.attributes.group_sep"
+    assert not tiny_bundle.stage_record("attributes")
+
+
+def test_a_group_sep_some_ids_contain_or_none_passes(tiny_bundle):
+    cat = pd.read_parquet(tiny_bundle.path("catalog.parquet"))
+    cat.loc[:1, "item_id"] = ["D000_a", "D000_b"]      # one group of two, the rest alone
+    cat.to_parquet(tiny_bundle.path("catalog.parquet"), index=False)
+    for table in ({"group_sep": "_"}, {"group_sep": ""}, {}):
+        stage_inputs(_ctx(tiny_bundle, "demo", table))
+
+
+def test_the_mango_default_group_sep_is_checked_too(tiny_bundle):
+    # the default "-" of a MANGO build groups by model code; on ids without it the
+    # split would group nothing as silently as a group_sep the user set
+    with pytest.raises(InputError, match="group_sep '-' is in none of the catalogue's"):
+        stage_inputs(_ctx(tiny_bundle, "mango", {}))
+    stage_inputs(_ctx(tiny_bundle, "mango", {"group_sep": ""}))
