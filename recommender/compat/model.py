@@ -378,6 +378,23 @@ class CompatibilityModel:
             raise InputError(f"{what}base {cfg['base']!r} is not a ranker feature",
                              field="base", value=cfg["base"], allowed=names)
 
+    def _check_pair_columns(self, fz) -> None:
+        """InputError naming a ``ranker_params`` ``pair_columns`` entry that is no column
+        of the fitted featurizer ``fz``, with the columns it has: the entry was dropped
+        without a word and the ranker trained without it. Which columns there are
+        depends on ``groups`` and on the data those read (no features table: no shape
+        group), so it is known only here, after the featurizer's fit and before the
+        pairs and the booster. The default (None: :data:`~recommender.compat.ranker.
+        PAIR_COLUMNS`) still keeps those of its columns the model has, as before: a
+        model without the style group has no ``style_cos``, and no user asked for it."""
+        cols = (self.ranker_params or {}).get("pair_columns")
+        unknown = [c for c in cols or () if c not in fz.feature_names_]
+        if unknown:
+            raise InputError(f"ranker_params pair_columns names {unknown[0]!r}, not a pair "
+                             f"feature of this model (groups used: {', '.join(fz.groups_)})",
+                             field="pair_columns", value=unknown[0],
+                             allowed=fz.feature_names_)
+
     def _prepare(self, catalog, train_outfits, features, embeddings, log=None
                  ) -> "_Prepared":
         """What every negatives mode shares: the outfit split, statistics and item table.
@@ -405,6 +422,7 @@ class CompatibilityModel:
                             style_folds=self.style_folds, style_outfits=rows_from,
                             model_code_gap=self.model_code_gap,
                             graph_dim=self.graph_dim).fit(catalog, features, embeddings, fit)
+        self._check_pair_columns(fz)
         items = fz.item_table(catalog, features, embeddings)
         subs = items.codes["subcategory"] if "subcategory" in items.codes else \
             np.zeros(len(catalog), np.int64)

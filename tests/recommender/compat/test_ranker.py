@@ -226,3 +226,34 @@ def test_saved_ranker_round_trips_and_is_checked(fitted):
     assert not b.path("models", RANKER_FILE).is_file()
     assert json.loads(meta_path.read_text())["fitb_ranker"] is None
     model.fitb_ranker_ = kept
+
+
+def test_pair_columns_naming_no_column_of_the_model_are_refused_at_fit(fitted):
+    # before: dropped without a word (the ranker trained without them); which columns
+    # a model has depends on its groups (no style group: no style_cos)
+    _, catalog, outfits, _ = fitted
+    groups = ("metadata", "colour", "cooccurrence")
+    for entry in ("style_cos", "cooc_pair_cnt"):
+        with pytest.raises(InputError) as e:
+            CompatibilityModel(**FAST, groups=groups, ranker_params={
+                "pair_columns": ["cooc_pair_count", entry]}).fit(catalog, outfits)
+        said = str(e.value)
+        assert said.startswith(f"ranker_params pair_columns names {entry!r}, not a pair "
+                               f"feature of this model (groups used: metadata, colour, "
+                               f"cooccurrence) (allowed: "), said
+        assert e.value.field == "pair_columns" and e.value.value == entry
+        assert "cooc_pair_count" in e.value.allowed and "style_cos" not in e.value.allowed
+
+
+def test_default_pair_columns_keep_those_the_model_has(tmp_path):
+    # None (the default, RANKER_DEFAULTS) names every PAIR_COLUMNS entry, style_cos
+    # too: a model without the style group must still fit, on the columns it has
+    from recommender.compat.model import RANKER_DEFAULTS
+
+    assert RANKER_DEFAULTS["pair_columns"] is None
+    b = make_bundle(tmp_path, per_sub=10, n_outfits=60)
+    catalog = pd.read_parquet(b.path("catalog.parquet"))
+    outfits = pd.read_parquet(b.path("outfits.parquet"))
+    model = CompatibilityModel(**FAST, groups=("metadata", "colour", "cooccurrence"),
+                               ranker_params=SMALL_RANKER).fit(catalog, outfits)
+    assert "style_cos" not in model.feature_names_
