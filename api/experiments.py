@@ -68,6 +68,8 @@ on those, ``upsell`` and the two searches; ``model`` on every endpoint; a param 
 it is honoured), and within its ``endpoints`` when it lists them. Elsewhere the unit
 gets no ``assignments`` entry and no exposure is logged: an exposure there would count
 the unit in an arm that saw nothing different, and dilute the A/B report's effect. An
+endpoint an experiment lists where none of its settings acts is not refused (the A/B
+report reads old files again) but logged when the server loads the file. An
 experiment none of whose variants sets anything (a page reading its variant from the
 envelope) is in every request of its endpoints. Where an experiment is in a request,
 only its variant's settings that act there are applied and echoed: in an experiment
@@ -194,6 +196,16 @@ class Experiment:
         if self.endpoints is not None and endpoint not in self.endpoints:
             return False
         return self.acts_on is None or endpoint in self.acts_on
+
+    @property
+    def inert_endpoints(self) -> tuple[str, ...]:
+        """The endpoints the experiment lists where none of its variants' settings
+        acts: :meth:`applies_to` leaves it out of their requests (no assignment entry,
+        no exposure). Not refused, since the A/B report reads old files again; the
+        server logs them at load (:func:`api.state.build_state`)."""
+        if self.endpoints is None or self.acts_on is None:
+            return ()
+        return tuple(p for p in self.endpoints if p not in self.acts_on)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -253,6 +253,25 @@ def _log_unknown_item_ids(rules: Any, table: Any, path, engine: Any) -> None:
                "; ".join(f"{k}: {', '.join(map(repr, v))}" for k, v in unknown.items()))
 
 
+def _log_inert_endpoints(experiments: Experiments) -> None:
+    """Log, once per process for one experiments version, each experiment that lists
+    endpoints where none of its variants' settings acts (a ``strategy`` arm limited
+    to ``upsell``, ``search``): it is left out of those requests without a word, so
+    its report shows no exposure there. Served all the same: refusing the file would
+    break the old configs the A/B report reads again."""
+    for layer in experiments.layers:
+        for exp in layer.experiments:
+            inert = exp.inert_endpoints
+            if inert:
+                _warn_once(("inert endpoints", experiments.source, experiments.version,
+                            exp.name, inert),
+                           "experiments file %s (version %s): experiment %r lists "
+                           "endpoint(s) %s where none of its variants' settings acts (it "
+                           "acts on %s); it is not in their requests and logs no exposure "
+                           "there", experiments.source, experiments.version, exp.name,
+                           ", ".join(inert), ", ".join(exp.acts_on))
+
+
 def load_experiments(spec: dict) -> Experiments:
     """The experiments file ``spec`` names (``experiments``; None: no experiments),
     validated against the ``models`` and ``rules_files`` variants may choose.
@@ -337,6 +356,7 @@ def build_state(spec: dict, engine_loader: Callable[[str], Any] = default_engine
         raise NotFittedError("no bundle configured (set BUNDLE)")
     # first: a bad edit is refused in milliseconds, before a bundle load of seconds
     experiments = load_experiments(spec)
+    _log_inert_endpoints(experiments)
     bsig = _bundle_signature(spec)
     # compared with the stats recorded when ``previous`` loaded, not with its paths'
     # stats now: a bundle rebuilt in place has the same paths and a new manifest

@@ -483,6 +483,45 @@ def test_a_listed_endpoint_where_nothing_acts_logs_no_exposure_either():
     assert not exp.assign("u1", endpoint="complete").entries   # not listed
 
 
+
+def test_a_listed_endpoint_where_nothing_acts_is_logged_at_load(tmp_path, caplog):
+    """An experiment listing up-sell and search for a strategy arm is left out of their
+    requests (above): the server served on without a word, and its report showed no
+    exposure there. Not refused (old files the A/B report reads again would break):
+    the load logs the experiment and its inert endpoints, once per version."""
+    (tmp_path / "bundle").mkdir()
+    cfg = tmp_path / "exp.json"
+    cfg.write_text(json.dumps({"version": "inert-1", "layers": [
+        {"name": "ranking", "experiments": [
+            {"name": "strat", "coverage": 0.5,
+             "endpoints": ["complements", "upsell", "search"],
+             "variants": [{"name": "def", "strategy": "default"},
+                          {"name": "vis", "strategy": "visual"}]},
+            # every endpoint it lists acts: not logged
+            {"name": "vis_only", "coverage": 0.5, "endpoints": ["complements"],
+             "variants": [{"name": "a"}, {"name": "b", "strategy": "visual"}]}]},
+        {"name": "page", "experiments": [   # nothing set on the server: not inert
+            {"name": "banner", "endpoints": ["search"], "variants": [
+                {"name": "a"}, {"name": "b"}]}]}]}))
+    from api import create_app
+    conf = {"TESTING": True, "DATA_DIR": str(tmp_path / "data"),
+            "BUNDLE": str(tmp_path / "bundle"), "WATCH_INTERVAL": 0, "WARM_VISION": False,
+            "ENGINE_LOADER": _AnswerEngine, "EXPERIMENTS": str(cfg)}
+    with caplog.at_level("WARNING", logger="api.state"):
+        app = create_app(conf)
+    said = [r.getMessage() for r in caplog.records if "where none of its variants'" in
+            r.getMessage()]
+    assert said == [f"experiments file {cfg} (version inert-1): experiment 'strat' lists "
+                    f"endpoint(s) upsell, search where none of its variants' settings acts "
+                    f"(it acts on complements, complete, preview); it is not in their "
+                    f"requests and logs no exposure there"], caplog.text
+    assert app.test_client().get("/healthz").status_code == 200   # served all the same
+    app.extensions["mixmatch"].events.close()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="api.state"):   # a reload of one version
+        create_app(conf).extensions["mixmatch"].events.close()
+    assert "where none of its variants'" not in caplog.text
+
 class _AnswerEngine:
     """Answers every JSON endpoint with nothing: the test reads the exposures."""
 
