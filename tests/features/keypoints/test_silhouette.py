@@ -218,3 +218,30 @@ def test_mirrored_armpit_stays_on_the_garment():
     assert vis[K["armpit_right"]] == 1
     for i in np.nonzero(vis == 1)[0]:
         assert 0 <= xy[i, 0] <= 159 and 0 <= xy[i, 1] <= 199, KEYPOINT_NAMES[i]
+
+
+def _wedge_trousers(slope, top=130):
+    """Trousers 200 rows high whose legs part in a narrow wedge opening from
+    row ``top`` down: 3 px wide there, each wall ``slope`` px further out per row."""
+    m = np.zeros((230, 140), bool)
+    m[10:210, 20:120] = True
+    xs = np.arange(140)
+    for y in range(top, 210):
+        m[y, np.abs(xs - 69.5) < 1.5 + slope * (y - top)] = False
+    return m
+
+
+@pytest.mark.parametrize("slope", [0.0315, 0.032, 0.034, 0.04])
+def test_crotch_does_not_jump_when_one_pixel_of_the_gap_changes(slope):
+    # Walls that diverge slowly meet far above the gap's first row; the crotch
+    # was either that meeting point or the first row, by a hard cut, so one
+    # background pixel more on a wall moved it by 41 rows (20% of the height).
+    m = _wedge_trousers(slope)
+    ref = estimate_keypoints(m, "trousers")[0][K["crotch"]]
+    for y in range(131, 170, 3):
+        gap = np.nonzero(~m[y, 20:120])[0] + 20
+        for x in (gap.min() - 1, gap.max() + 1):
+            m2 = m.copy()
+            m2[y, x] = False
+            c = estimate_keypoints(m2, "trousers")[0][K["crotch"]]
+            assert np.hypot(*(c - ref)) < 0.03 * 200, (y, x, ref, c)
