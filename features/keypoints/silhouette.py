@@ -239,10 +239,14 @@ def _corners(P: _Points, mask, y0, y1, H, name: str, top: bool):
 def _trousers(P: _Points, mask, y0, y1, H, W):
     _corners(P, mask, y0, y1, H, "waistband", top=True)
     gaps = _gap_tops(mask, y0, y1)
-    # The centre just under the waistband's top row (that row itself may be a
-    # ragged edge); a mask one row high has only that row.
+    # The centre line from the waistband's rows (2-10% down: the median row
+    # midpoint, see _centre_x). One row just under the top, as before, was a
+    # label's or a belt loop's when it stuck up a row more: the centre moved
+    # onto it, the central gap was no longer near it, and the crotch went to a
+    # belt's end hanging beside a leg. A mask one row high has only that row.
     yc = y0 + 1 if y0 + 1 <= y1 and mask[y0 + 1].any() else y0
-    cx = 0.5 * (_edge_row(mask, yc, "left") + _edge_row(mask, yc, "right"))
+    cx = _centre_x(mask, y0, H,
+                   0.5 * (_edge_row(mask, yc, "left") + _edge_row(mask, yc, "right")))
     central = [g for g in gaps if g[2] >= 0.05 * H]
     if not central:
         return

@@ -245,3 +245,25 @@ def test_crotch_does_not_jump_when_one_pixel_of_the_gap_changes(slope):
             m2[y, x] = False
             c = estimate_keypoints(m2, "trousers")[0][K["crotch"]]
             assert np.hypot(*(c - ref)) < 0.03 * 200, (y, x, ref, c)
+
+
+def _belted_trousers(label_rows):
+    """Trousers with a belt's end hanging beside the left leg (a pocket deeper
+    than the central gap) and a label sticking ``label_rows`` rows up at the right."""
+    m = np.zeros((220, 130), bool)
+    m[30:90, 20:100] = True             # hips, waistband at row 30
+    m[90:200, 20:56] = True             # left leg
+    m[90:200, 64:100] = True            # right leg: gap 56..63 from row 90 down
+    m[40:170, 10:14] = True             # the belt's end
+    m[40:44, 14:20] = True              # ... joined to the waist
+    m[30 - label_rows:30, 88:92] = True
+    return m
+
+
+@pytest.mark.parametrize("label_rows", [1, 2, 3])
+def test_crotch_stays_central_whatever_a_label_on_the_waistband(label_rows):
+    # The centre line was the midpoint of the one row under the top: the label's
+    # when it stuck up two rows or more. The central gap was then too far from
+    # it, and the crotch went to the top of the belt's pocket at (16.5, 44).
+    xy, vis, conf = estimate_keypoints(_belted_trousers(label_rows), "trousers")
+    assert xy[K["crotch"]].tolist() == [59.5, 90]
