@@ -212,28 +212,42 @@ def _solid_row(mask, y0, y1, H, from_top: bool) -> int:
     return rows[0]
 
 
-def _corners(P: _Points, mask, y0, y1, H, name: str, top: bool):
-    """The two corners of the top (waistband) or bottom (hem) edge.
+def _edge_corners(mask, y0, y1, H, top: bool, weight: float):
+    """The outermost solid row (see :func:`_solid_row`) and the two corners of
+    the edge there, ``[(x, y) left, (x, y) right]``, or None without pixels.
 
-    Each corner is the extreme mask pixel in a diagonal direction (left and
-    0.5 down for the bottom-left corner, left and 2 up for the top-left), among the rows from the outermost
-    solid row (see :func:`_solid_row`) 20% of the height inward: so a curved
-    hem's corners, which sit higher than its middle, are found where they are.
+    Each corner is the extreme mask pixel in a diagonal direction (for the left
+    corner the least ``x + weight * rows inward``), among the rows from
+    the solid row 20% of the height inward: so a curved edge's corners, which
+    sit further in than its middle, are found where they are, and a ragged
+    edge's last rows (a speck, a thread) cannot decide them.
     """
     y = _solid_row(mask, y0, y1, H, from_top=top)
     span = max(2, int(round(0.2 * H)))
     rows = slice(y, min(y + span, y1) + 1) if top else slice(max(y - span, y0), y + 1)
     ys, xs = np.nonzero(mask[rows])
     if len(ys) == 0:
-        return
+        return y, None
     ys = ys + rows.start
     inward = (ys - y) if top else (y - ys)      # 0 on the outermost row, growing inward
+    out = []
+    for sx in (1.0, -1.0):
+        i = int(np.argmin(sx * xs + weight * inward))
+        out.append((int(xs[i]), int(ys[i])))
+    return y, out
+
+
+def _corners(P: _Points, mask, y0, y1, H, name: str, top: bool):
+    """The two corners of the top (waistband) or bottom (hem) edge
+    (:func:`_edge_corners`): left and 0.5 down for the bottom-left corner, left
+    and 2 up for the top-left."""
     # A waistband is a straight top edge over a body that may flare: stay near
     # the top row. A hem curves up at its corners: follow them further.
-    weight = 2.0 if top else 0.5
-    for side, sx in (("left", 1.0), ("right", -1.0)):
-        i = int(np.argmin(sx * xs + weight * inward))
-        P.set(f"{name}_{side}", xs[i], ys[i], 0.85)
+    _, corners = _edge_corners(mask, y0, y1, H, top, weight=2.0 if top else 0.5)
+    if corners is None:
+        return
+    for side, (x, y) in zip(("left", "right"), corners):
+        P.set(f"{name}_{side}", x, y, 0.85)
 
 
 def _trousers(P: _Points, mask, y0, y1, H, W):
@@ -255,23 +269,26 @@ def _trousers(P: _Points, mask, y0, y1, H, W):
     crotch_y, crotch_x, depth = g[5], g[4], g[2]
     # A deep gap is a clear cue; a shallow one may be a slit or a fold.
     P.set("crotch", crotch_x, crotch_y, 0.5 + 0.45 * min(1.0, depth / (0.4 * H)))
-    ys, xs = np.nonzero(mask)
-    for side, sel in (("left", xs < crotch_x), ("right", xs > crotch_x)):
-        if not sel.any():
+    # Each leg's opening: the corners of its bottom edge, as a hem's, on its
+    # lowest solid row. The two ends of the row 1% of the height above the
+    # leg's lowest pixel, as before, were a thread's or a ragged hem's when
+    # that pixel hung below the rest: one row more of it moved bottom_in by a
+    # leg's width.
+    yc = int(np.ceil(crotch_y))
+    cols = np.arange(mask.shape[1])
+    for side, keep in (("left", cols < crotch_x), ("right", cols > crotch_x)):
+        leg = mask[yc:] & keep          # rows from the crotch's down
+        rows = np.nonzero(leg.any(1))[0]
+        if len(rows) == 0:
             continue
-        y_end = int(ys[sel].max())
-        yb = max(y_end - max(1, int(round(0.01 * H))), int(np.ceil(crotch_y)))
-        row = mask[yb].copy()
-        if side == "left":
-            row[int(np.ceil(crotch_x)):] = False
-        else:
-            row[:int(np.floor(crotch_x)) + 1] = False
-        rxs = np.nonzero(row)[0]
-        if len(rxs) == 0:
+        yb, corners = _edge_corners(leg, int(rows[0]), int(rows[-1]), H,
+                                    top=False, weight=0.5)
+        if corners is None:
             continue
-        out_x, in_x = (rxs.min(), rxs.max()) if side == "left" else (rxs.max(), rxs.min())
-        P.set(f"bottom_{side}_out", out_x, y_end, 0.8)
-        P.set(f"bottom_{side}_in", in_x, y_end, 0.75)
+        (xl, _), (xr, _) = corners
+        out_x, in_x = (xl, xr) if side == "left" else (xr, xl)
+        P.set(f"bottom_{side}_out", out_x, yc + yb, 0.8)
+        P.set(f"bottom_{side}_in", in_x, yc + yb, 0.75)
 
 
 def _concave_corner(edge: np.ndarray, y0: int, H: int, side: str,

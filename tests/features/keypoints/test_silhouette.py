@@ -267,3 +267,17 @@ def test_crotch_stays_central_whatever_a_label_on_the_waistband(label_rows):
     # it, and the crotch went to the top of the belt's pocket at (16.5, 44).
     xy, vis, conf = estimate_keypoints(_belted_trousers(label_rows), "trousers")
     assert xy[K["crotch"]].tolist() == [59.5, 90]
+
+
+@pytest.mark.parametrize("thread_rows", [0, 1, 2, 3])
+def test_leg_opening_ignores_a_thread_hanging_below_the_hem(thread_rows):
+    # A thread (or a ragged hem's last pixels) hanging below the left leg at its
+    # outer edge: the leg's points were read on the row 2 rows above its lowest
+    # pixel, the thread's once it hung 3 rows, and bottom_left_in went from the
+    # gap (55) to the thread (22).
+    m = _trousers()
+    m[190:190 + thread_rows, 20:23] = True
+    xy, vis, conf = estimate_keypoints(m, "trousers")
+    assert xy[K["bottom_left_out"]].tolist() == [20, 189]
+    assert xy[K["bottom_left_in"]].tolist() == [55, 189]
+    assert xy[K["bottom_right_in"]].tolist() == [64, 189]
