@@ -123,20 +123,19 @@ def _apex(ys: np.ndarray, xs: np.ndarray, top: int, bottom: int, y_min: int = 0,
     """
     depth = bottom - top + 1
     n = max(4, min(depth, span))
-    rows = np.arange(top, top + n)
-    lx, rx, ry = [], [], []
-    for y in rows:
-        sel = xs[ys == y]
-        if len(sel):
-            lx.append(sel.min())
-            rx.append(sel.max())
-            ry.append(y)
-    if len(ry) < 4:
+    # Each row's left-most and right-most pixel at once: the pixels come in
+    # row order (np.nonzero), so a row's are one run of the arrays.
+    sel = ys < top + n
+    yy, xx = ys[sel], xs[sel]
+    starts = np.flatnonzero(np.diff(yy, prepend=yy[0] - 1))
+    if len(starts) < 4:
         return None, None
+    ry = yy[starts].astype(float)
+    lx = np.minimum.reduceat(xx, starts).astype(float)
+    rx = np.maximum.reduceat(xx, starts).astype(float)
     x_top = float(xs[ys == top].mean())
-    ry = np.asarray(ry, float)
-    bl, al = np.polyfit(ry, np.asarray(lx, float), 1)
-    br, ar = np.polyfit(ry, np.asarray(rx, float), 1)
+    bl, al = np.polyfit(ry, lx, 1)
+    br, ar = np.polyfit(ry, rx, 1)
     if br - bl <= 0:  # walls not diverging downward: no wedge
         return x_top, float(top)
     y = (al - ar) / (br - bl)
