@@ -66,7 +66,7 @@ from features.shape import SHAPE_FEATURES, shape_features
 #: Bumped when the per-item results or the part layout change, so stale part
 #: files are not reused (2: chunks hold items with an image; the rest is one part;
 #: 3: colour groups of dark colours compared by saturation; 4: the silhouette
-#: estimator's crotch and armpits stable under pixel noise).
+#: estimator's crotch, armpits and leg openings steady under pixel noise).
 FEATURES_VERSION = 4
 FEATURES_DIR = "features"
 FEATURES_TABLE = "features/features.parquet"
