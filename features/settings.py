@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
+import math
 import numbers
 import types
 import typing
@@ -112,10 +113,13 @@ def check_settings(stage: str, settings: Mapping[str, Any],
         low = (at_least or {}).get(key)
         ok = (isinstance(value, bool) if kind is bool else
               not isinstance(value, bool) and isinstance(value, _ACCEPTS.get(kind, kind)))
-        if ok and low is not None and value < low:
+        # NaN compares false with everything (``nan < low`` too): refused as not finite
+        finite = not ok or kind is not float or math.isfinite(value)
+        if ok and (not finite or low is not None and not value >= low):
             ok = False
         if not ok:
-            words = _KIND_WORDS[kind] + (f" >= {low}" if low is not None else "")
+            words = (_KIND_WORDS[kind] if finite else "a finite number") + (
+                f" >= {low}" if low is not None else "")
             raise InputError(f"[stages.{stage}] {key} must be {words}, got {value!r}",
                              field=f"stages.{stage}.{key}", value=value)
     return dict(settings)
@@ -138,6 +142,7 @@ def check_value(name: str, value: Any, kind: type, *, least: float | None = None
     float: any number; true/false is neither) and ``>= least``, ``> above`` and
     ``< below`` where given: a config dataclass's range check (``validate``), so that
     ``dim = 0`` is refused by name before training, not met as a torch error inside it.
+    A float is finite besides: NaN and the infinities are refused, bounds or none.
     ``what`` starts the message ("context ").
 
     >>> check_value("dropout", 1.0, float, least=0, below=1, what="context ")
@@ -151,12 +156,16 @@ def check_value(name: str, value: Any, kind: type, *, least: float | None = None
           not isinstance(value, bool) and isinstance(value, types_))
     bounds = [(op, b) for op, b in ((">=", least), (">", above), ("<", below))
               if b is not None]
+    # a NaN passes no bound but there is none to fail without bounds, and an infinity
+    # passes ``>= 0``: TOML writes both (``lr = nan``), which training met as NaN losses
+    finite = not ok or kind is not float or math.isfinite(value)
     if ok:
-        ok = all(value >= b if op == ">=" else value > b if op == ">" else value < b
-                 for op, b in bounds)
+        ok = finite and all(value >= b if op == ">=" else value > b if op == ">"
+                            else value < b for op, b in bounds)
     if not ok:
         said = "".join(f" {'and ' if k else ''}{op} {b:g}" for k, (op, b) in enumerate(bounds))
-        raise InputError(f"{what}{name} must be {_KIND_WORDS[kind]}{said}, got {value!r}",
+        words = _KIND_WORDS[kind] if finite else "a finite number"
+        raise InputError(f"{what}{name} must be {words}{said}, got {value!r}",
                          field=name, value=value)
 
 

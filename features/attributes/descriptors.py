@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -302,8 +303,10 @@ class DescriptorFusion:
         if max_classes < 2:
             raise InputError(f"max_classes must be at least 2; got {max_classes}",
                              field="max_classes", value=max_classes)
-        if not weights or any(w < 0 for w in weights):
-            raise InputError(f"weights must be non-negative; got {list(weights)}",
+        # NaN passed ``w < 0``: a NaN or infinite weight fused into NaN logits
+        if not weights or any(not 0 <= w < math.inf for w in weights):
+            raise InputError(f"weights must be finite and non-negative; got "
+                             f"{list(weights)}",
                              field="weights", value=list(weights))
         if not 0 < holdout < 0.5:
             raise InputError(f"holdout must be in (0, 0.5); got {holdout}",

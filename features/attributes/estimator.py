@@ -191,10 +191,11 @@ class AttributeModel:
         if self.region_preset not in PRESETS:
             raise InputError(f"unknown region_preset {self.region_preset!r}",
                              field="region_preset", value=self.region_preset, allowed=PRESETS)
-        if float(self.geometry_noise) < 0 or int(self.region_dim) < 1:
-            raise InputError("geometry_noise must be >= 0 and region_dim >= 1",
-                             field="geometry_noise" if float(self.geometry_noise) < 0
-                             else "region_dim")
+        # NaN passed ``float(x) < 0`` and reached the keypoint-guided path's noise
+        check_value("geometry_noise", self.geometry_noise, float, least=0)
+        if int(self.region_dim) < 1:
+            raise InputError(f"region_dim must be >= 1, got {self.region_dim!r}",
+                             field="region_dim", value=self.region_dim)
         for name in ("sampling_mix", "ema_decay", "label_smoothing", "dropout", "jitter",
                      "region_dropout"):
             v = float(getattr(self, name))

@@ -309,12 +309,8 @@ class CompatibilityModel:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least:
                 raise InputError(f"{name} must be a whole number >= {least}, got {v!r}",
                                  field=name, value=v)
-        if (isinstance(self.learning_rate, bool)
-                or not isinstance(self.learning_rate, (int, float))
-                or not self.learning_rate > 0):
-            raise InputError(f"learning_rate must be a number > 0, got "
-                             f"{self.learning_rate!r}", field="learning_rate",
-                             value=self.learning_rate)
+        # an infinity passed ``> 0`` (NaN did not): LightGBM then boosted to NaN scores
+        check_value("learning_rate", self.learning_rate, float, above=0)
         if self.negatives not in NEGATIVE_MODES:
             raise InputError(f"unknown negatives mode {self.negatives!r}", field="negatives",
                              value=self.negatives, allowed=NEGATIVE_MODES)

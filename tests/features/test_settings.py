@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from features.exceptions import InputError
-from features.settings import check_settings, parameter_kinds
+from features.settings import check_settings, check_value, parameter_kinds
 
 
 class Estimator:
@@ -51,3 +51,20 @@ def test_good_settings_pass_as_they_are_and_a_minimum_is_checked():
     with pytest.raises(InputError, match=r"\[stages.c\] k must be a whole number >= 1, "
                                          "got 0"):
         check_settings("c", {"k": 0}, parameter_kinds(Config), at_least={"k": 1})
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_float_setting_that_is_not_finite_is_refused(value):
+    """NaN passed every bare ``value < least`` check (a NaN compares false), and a
+    setting without bounds took NaN or an infinity as a number: TOML writes both
+    (``lr = nan``), and training met them as NaN losses or an optimiser's error."""
+    for bounds in ({}, {"least": 0}, {"above": 0}, {"least": 0, "below": 1}):
+        with pytest.raises(InputError, match=r"rate must be a finite number") as e:
+            check_value("rate", value, float, **bounds)
+        assert e.value.field == "rate"
+    # a minimum of a [stages.NAME] table: NaN < 0 is false, so it passed
+    with pytest.raises(InputError, match=r"\[stages.s\] rate must be a finite number >= 0"):
+        check_settings("s", {"rate": value}, parameter_kinds(Estimator,
+                                                             leave_out=["verbose"]),
+                       at_least={"rate": 0})
+    check_value("rate", 1e300, float, least=0)   # large, finite: a number

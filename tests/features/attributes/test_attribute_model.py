@@ -321,7 +321,12 @@ def test_metrics_known_answers():
     ("sampling_power", -0.5, "sampling_power must be a number >= 0, got -0.5"),
     ("embed_dim", 0, "embed_dim must be a whole number >= 1, got 0"),
     ("time_budget_s", 0, "time_budget_s must be a number > 0, got 0"),
-    ("lr", float("nan"), "lr must be a number > 0, got nan"),
+    ("lr", float("nan"), "lr must be a finite number > 0, got nan"),
+    # before: NaN passed ``float(x) < 0`` and reached the keypoint-guided path's noise
+    ("geometry_noise", float("nan"), "geometry_noise must be a finite number >= 0, got nan"),
+    ("geometry_noise", float("inf"), "geometry_noise must be a finite number >= 0, got inf"),
+    ("geometry_noise", -0.1, "geometry_noise must be a number >= 0, got -0.1"),
+    ("weight_decay", float("inf"), "weight_decay must be a finite number >= 0, got inf"),
 ])
 def test_fit_refuses_an_out_of_range_number_by_name(setting, value, said):
     # before: AdamW's ValueError after the images were framed (weight_decay, lr NaN),

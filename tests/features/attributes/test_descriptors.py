@@ -175,6 +175,10 @@ def test_fusion_checks_its_inputs_and_its_file():
         DescriptorFusion(max_classes=1)
     with pytest.raises(InputError, match="holdout"):
         DescriptorFusion(holdout=0.7)
+    # before: NaN passed ``w < 0``, and a NaN or infinite weight fused into NaN logits
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(InputError, match="weights must be finite and non-negative"):
+            DescriptorFusion(weights=(0.0, bad))
     meta = json.loads(f.to_json())
     meta["descriptor_version"] = 0
     with pytest.raises(SchemaError, match="descriptor version 0"):

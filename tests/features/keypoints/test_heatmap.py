@@ -284,7 +284,8 @@ def test_a_turned_catalogue_photo_trains_upright(tmp_path):
     ("weight_decay", -1e-4, "weight_decay must be a number >= 0, got -0.0001"),
     ("coord_weight", -0.5, "coord_weight must be a number >= 0, got -0.5"),
     ("time_budget_s", 0, "time_budget_s must be a number > 0, got 0"),  # before: none
-    ("lr", float("nan"), "lr must be a number > 0, got nan"),
+    ("lr", float("nan"), "lr must be a finite number > 0, got nan"),
+    ("sigma", float("inf"), "sigma must be a finite number > 0, got inf"),  # before: taken
 ])
 def test_fit_refuses_an_out_of_range_number_by_name(setting, value, said):
     imgs, xy, vis, cats = skirts(4)

@@ -231,6 +231,12 @@ def test_unfitted_model_and_bad_settings():
     (dict(ranker_params={"num_leaves": 1}),
      "ranker_params num_leaves must be a whole number >= 2, got 1"),
     (dict(ranker_params={"folds": 1}), "ranker_params folds must be a whole number >= 2"),
+    # before: inf passed ``not learning_rate > 0`` and NaN the kind-only check of a
+    # LightGBM parameter (TOML writes both: ``lambda_l2 = nan``)
+    (dict(learning_rate=float("inf")), "learning_rate must be a finite number > 0, "
+                                       "got inf"),
+    (dict(lgb_params={"lambda_l2": float("nan")}),
+     "lgb_params lambda_l2 must be a finite number, got nan"),
 ])
 def test_nested_settings_are_refused_before_any_training(settings, said):
     # before: fit prepared the outfits and statistics and refused these (a torch
