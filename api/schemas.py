@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import jsonschema
 
 from features.exceptions import InputError
+from features.fashionai.schema import KEYPOINT_CATEGORIES, KEYPOINT_NAMES
 from recommender.catalog import CATEGORIES
 
 #: Strategies a variant (or nothing: "default") may choose; the engine implements them.
@@ -108,7 +109,8 @@ _ANCHOR_IDS = {"type": "array", "items": {"type": "string"}}
 _STRATEGY = {"type": "string", "enum": list(STRATEGIES),
              "description": "the ranking strategy that served this response"}
 #: attribute search's applied filters: field -> the values it matched
-_FILTERS = {"type": "object", "additionalProperties": {"type": "array"},
+_FILTERS = {"type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
             "description": "the filters applied: field (as the catalogue names it) -> "
             "the values matched"}
 _N_MATCHES = {"type": "integer", "minimum": 0,
@@ -135,6 +137,76 @@ _CHANGED_OUTPUTS = {
     "built; a bundle built before each output's hash was kept is checked for missing "
     "files only"}
 
+
+#: a completed look's item: the given ones are the request's, in the look's order
+_LOOK_ITEM = {
+    "type": "object", "required": ["item_id", "category", "given"],
+    "properties": {"item_id": {"type": "string"},
+                   "category": {"type": "string", "enum": list(CATEGORIES)},
+                   "given": {"type": "boolean", "description": "one of the request's "
+                             "items (true) or added to complete the look (false)"}}}
+
+#: ``ServingState.describe``: the version a reload served (and the one before it)
+_SERVED_VERSION = {
+    "bundle": {"type": "string", "description": "bundle path"},
+    "bundle_version": {"type": "string"},
+    "rules_version": {"type": ["string", "null"]},
+    "rules": {"type": "object", "additionalProperties": {"type": "string"},
+              "description": "rules name (default, RULES_FILES) -> version"},
+    "experiments_version": {"type": ["string", "null"]},
+    "generation": {"type": "string", "description": "id of this loaded version"}}
+
+#: analyze: one attribute head's answer (heads are the bundle's: FashionAI's design
+#: and length heads on the demo bundle, subcategory/product_type/colour/material on
+#: MANGO), so a page can show the value and how sure the network is
+_ATTRIBUTE = {
+    "type": "object", "required": ["value", "confidence", "top"],
+    "properties": {
+        "value": {"type": "string", "description": "the most probable class"},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1,
+                       "description": "its probability"},
+        "top": {"type": "array", "minItems": 1, "maxItems": 3,
+                "description": "the (up to) three most probable classes, most probable "
+                "first",
+                "items": {"type": "object", "required": ["value", "p"],
+                          "properties": {"value": {"type": "string"},
+                                         "p": {"type": "number", "minimum": 0,
+                                               "maximum": 1}}}}}}
+#: analyze: a dominant colour of the garment (CIELAB and its sRGB hex)
+_COLOUR = {
+    "type": "object", "required": ["L", "a", "b", "weight", "hex"],
+    "properties": {"L": {"type": "number"}, "a": {"type": "number"},
+                   "b": {"type": "number"},
+                   "weight": {"type": "number", "minimum": 0, "maximum": 1,
+                              "description": "its share of the garment's pixels (the "
+                              "weights sum to 1)"},
+                   "hex": {"type": "string", "pattern": "^#[0-9a-f]{6}$"}}}
+#: analyze: the garment's FashionAI keypoints, in the uploaded photo's pixels
+_KEYPOINTS = {
+    "type": ["object", "null"],
+    "description": "null for a category without FashionAI keypoints (shoes, bags, "
+    "jewellery, accessories)",
+    "required": ["category", "method", "mean_confidence", "points"],
+    "properties": {
+        "category": {"type": "string", "enum": list(KEYPOINT_CATEGORIES),
+                     "description": "the FashionAI category whose points are given"},
+        "method": {"type": "string", "enum": ["heatmap", "silhouette"],
+                   "description": "heatmap: the bundle's keypoint network; silhouette: "
+                   "estimated from the garment mask's outline"},
+        "mean_confidence": {"type": ["number", "null"]},
+        "points": {"type": "array", "description": "the category's points, in "
+                   "FashionAI's order", "items": {
+                       "type": "object",
+                       "required": ["name", "x", "y", "visible", "confidence"],
+                       "properties": {
+                           "name": {"type": "string", "enum": list(KEYPOINT_NAMES)},
+                           "x": {"type": ["number", "null"],
+                                 "description": "null where the point was not found"},
+                           "y": {"type": ["number", "null"]},
+                           "visible": {"type": "integer", "enum": [-1, 0, 1],
+                                       "description": "FashionAI's: 1 visible, "
+                                       "0 occluded, -1 not found"},
+                           "confidence": {"type": ["number", "null"]}}}}}}
 
 #: an assignments entry's ``params`` (api.experiments.VARIANT_PARAMS names them)
 _VARIANT_PARAMS = {
@@ -193,21 +265,24 @@ RESPONSES: dict[str, dict] = {
         "items": {**_ANCHOR_IDS, "description": "the given items"},
         "strategy": _STRATEGY,
         "looks": {"type": "array", "items": {
-            "type": "object", "required": ["items"],
-            "properties": {"items": {"type": "array"}, "score": {
+            "type": "object", "required": ["items", "score"],
+            "properties": {"items": {"type": "array", "items": _LOOK_ITEM,
+                                     "description": "the look's items, the given ones "
+                                     "included"},
+                           "score": {
                 "type": ["number", "null"],
                 "description": "the look's outfit score; null for a look of one item "
                 "(nothing to add, e.g. slots [\"top\"] for a top): no pair to score"}}}},
-    }, ["looks"]),
+    }, ["items", "strategy", "looks"]),
     "score": _response({
         "items": {**_ANCHOR_IDS, "description": "the outfit's items"},
         "score": {"type": ["number", "null"]},
         "pairs": {"type": "array", "items": {
-            "type": "object", "required": ["a", "b"],
+            "type": "object", "required": ["a", "b", "score", "reasons"],
             "properties": {"a": {"type": "string"}, "b": {"type": "string"},
                            "score": {"type": ["number", "null"]},
                            "reasons": {"type": "array", "items": {"type": "string"}}}}},
-    }, ["score", "pairs"]),
+    }, ["items", "score", "pairs"]),
     "search": _response({
         "filters": _FILTERS,
         "like": {"type": ["string", "null"], "description": "the like= item, if any"},
@@ -216,9 +291,13 @@ RESPONSES: dict[str, dict] = {
     "search_image": _response({
         "recognised": {"type": "object", "description": "what the photo was read as: "
                        "category, category_confidence, attributes (head -> value)",
+                       "required": ["category", "category_confidence", "attributes"],
                        "properties": {"category": {"type": ["string", "null"]},
                                       "category_confidence": {"type": ["number", "null"]},
-                                      "attributes": {"type": "object"}}},
+                                      "attributes": {
+                                          "type": "object",
+                                          "additionalProperties": {"type": "string"},
+                                          "description": "head -> the value read"}}},
         "overrides": {**_FILTERS, "description": "the form's overrides: field -> values"},
         "filters": {**_FILTERS, "description": "the filters applied: the overrides and "
                     "the recognised attributes kept"},
@@ -226,12 +305,19 @@ RESPONSES: dict[str, dict] = {
                     "description": "recognised attributes dropped (least confident "
                     "first) because too few items matched them all"},
         "n_matches": _N_MATCHES,
-        "items": {"type": "array", "items": _SEARCH_ITEM}}, ["items"]),
+        "items": {"type": "array", "items": _SEARCH_ITEM}},
+        ["recognised", "overrides", "filters", "relaxed", "n_matches", "items"]),
     "analyze": _response({"category": {"type": ["string", "null"]},
                           "category_confidence": {"type": ["number", "null"]},
-                          "category_method": {"type": ["string", "null"],
-                                              "description": "how the category was "
-                                              "read from the photo"},
+                          "category_method": {
+                              "type": ["string", "null"],
+                              "enum": ["subcategory head + nearest catalogue items",
+                                       "subcategory head", "nearest catalogue items",
+                                       "none", None],
+                              "description": "how the category was read from the "
+                              "photo: the attribute network's subcategory head and/or "
+                              "a vote of the visually nearest catalogue items; none: "
+                              "not read"},
                           "subcategory": {"type": ["string", "null"]},
                           "colour_group": {"type": ["string", "null"]},
                           "colourfulness": {"type": ["number", "null"]},
@@ -239,12 +325,22 @@ RESPONSES: dict[str, dict] = {
                                          "description": "[height, width] of the "
                                          "uploaded photo in pixels"},
                           "embedding_dim": {"type": "integer"},
-                          "attributes": {"type": ["object", "array", "null"]},
-                          "colours": {"type": ["array", "object", "null"]},
-                          "keypoints": {"type": ["object", "array", "null"]},
-                          "shape": {"type": ["object", "null"]},
+                          "attributes": {"type": "object",
+                                         "additionalProperties": _ATTRIBUTE,
+                                         "description": "attribute head -> its answer"},
+                          "colours": {"type": "array", "items": _COLOUR,
+                                      "maxItems": 3, "description": "the garment's "
+                                      "dominant colours (up to 3), by weight"},
+                          "keypoints": _KEYPOINTS,
+                          "shape": {"type": "object",
+                                    "additionalProperties": {"type": "number"},
+                                    "description": "the shape features the keypoints "
+                                    "give for the garment's category (e.g. "
+                                    "sleeve_length, length_ratio); empty without "
+                                    "keypoints"},
                           "mask": {
                               "type": "object",
+                              "required": ["quality", "method", "area"],
                               "description": "the garment mask the colours, keypoints "
                               "and shape read: method classical or edges (from the "
                               "image's colours and outlines) or alpha (a cut-out's "
@@ -255,7 +351,11 @@ RESPONSES: dict[str, dict] = {
                                   "method": {"type": "string",
                                              "enum": ["classical", "edges", "alpha"]},
                                   "area": {"type": ["number", "null"]}}}},
-                         ["category"]),
+                         # every key, always (null where the photo says nothing)
+                         ["category", "category_confidence", "category_method",
+                          "subcategory", "colour_group", "colourfulness", "image_size",
+                          "embedding_dim", "attributes", "colours", "keypoints",
+                          "shape", "mask"]),
     "events": _response({"stored": {"type": "integer", "minimum": 0},
                          "ids": {"type": "array", "items": {"type": "integer"}}},
                         ["stored", "ids"]),
@@ -347,7 +447,11 @@ RESPONSES: dict[str, dict] = {
                                        "description": "whether the other workers were "
                                        "told (false: see warning)"},
                          "warning": {"type": "string"},
-                         "previous": {"type": "object"}}, ["reloaded"]),
+                         "previous": {"type": "object", "properties": _SERVED_VERSION,
+                                      "description": "the version served before "
+                                      "(empty: none was)"}},
+                        ["reloaded", "published", "bundle", "rules", "generation",
+                         "experiments_version", "previous"]),
 }
 
 

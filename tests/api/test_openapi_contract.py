@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -22,22 +23,32 @@ ADMIN = {"Authorization": "Bearer s3cret"}
 
 
 def undocumented(body, schema: dict, where: str = "body") -> list[str]:
-    """Paths of the keys in ``body`` that ``schema`` does not list (``items[].price``)."""
+    """Paths of the keys in ``body`` that ``schema`` does not list (``items[].price``),
+    at any depth: an object's keys are listed by ``properties`` or described by an
+    ``additionalProperties`` schema, and an array's entries by ``items``. A nested
+    object or array whose schema says neither (``{"type": "object"}``, ``"array"``)
+    is undocumented too: a client generated from it cannot read what is inside (the
+    completed looks' items and the analysed photo's attributes were such)."""
     out: list[str] = []
-    if isinstance(body, dict) and isinstance(schema, dict):
+    if not isinstance(schema, dict):
+        return out
+    if isinstance(body, dict):
         props, extra = schema.get("properties"), schema.get("additionalProperties")
         for key, value in body.items():
             if props is not None and key in props:
                 out += undocumented(value, props[key], f"{where}.{key}")
             elif isinstance(extra, dict):
                 out += undocumented(value, extra, f"{where}.{key}")
-            elif props is not None and extra is not False:   # False: jsonschema says
+            elif extra is not False:   # False: jsonschema says
                 out.append(f"{where}.{key}")
-    elif isinstance(body, list) and isinstance(schema, dict) and isinstance(
-            schema.get("items"), dict):
+    elif isinstance(body, list):
+        items = schema.get("items")
         for value in body:
-            out += [p for p in undocumented(value, schema["items"], f"{where}[]")
-                    if p not in out]
+            if isinstance(items, dict):
+                found = undocumented(value, items, f"{where}[]")
+            else:   # an entry of an array whose entries are not described
+                found = [f"{where}[]"] if isinstance(value, (dict, list)) else []
+            out += [p for p in found if p not in out]
     return out
 
 
@@ -148,6 +159,22 @@ def test_a_served_key_the_schema_does_not_list_is_caught(tiny_app):
                                c.get("/v1/items/t0/upsell?k=3"))
 
 
+def test_a_nested_object_the_schema_leaves_open_is_caught():
+    """The check walks into nested objects and arrays: a key inside an object whose
+    schema lists nothing, and an entry of an array whose ``items`` are not given, are
+    reported; described ones are not."""
+    schema = {"type": "object", "properties": {
+        "looks": {"type": "array", "items": {"type": "object", "properties": {
+            "items": {"type": "array"}, "score": {"type": "number"}}}},
+        "mask": {"type": "object"},
+        "tags": {"type": "array"},
+        "shape": {"type": "object", "additionalProperties": {"type": "number"}}}}
+    body = {"looks": [{"items": [{"item_id": "a"}], "score": 1.0},
+                      {"items": [{"item_id": "b"}], "score": 0.5}],
+            "mask": {"method": "alpha"}, "tags": ["a", "b"], "shape": {"rise": 1.0}}
+    assert undocumented(body, schema) == ["body.looks[].items[]", "body.mask.method"]
+
+
 def test_the_photo_operations_answer_what_the_document_says(served_app):
     """``POST /v1/analyze`` and ``POST /v1/search`` on the demo bundle, whose engine
     analyses photos (skipped, saying why, where it cannot)."""
@@ -165,6 +192,19 @@ def test_the_photo_operations_answer_what_the_document_says(served_app):
         r = c.post(url, **form)
         assert r.status_code == 200, r.get_json()
         check_against_document(doc, op, r)
+    # a catalogue top's photo: its keypoints' points and shape are served and checked
+    # too (the plain square above has none)
+    state = served_app.extensions["mixmatch"].holder.current()
+    cat = state.engine.catalog
+    path = str(cat.loc[cat["category"] == "top", "image_path"].iloc[0])
+    photo = Path(path) if Path(path).is_absolute() else state.image_root / path
+    r = c.post("/v1/analyze", data={"image": (io.BytesIO(photo.read_bytes()),
+                                              photo.name)},
+               content_type="multipart/form-data")
+    assert r.status_code == 200, r.get_json()
+    check_against_document(doc, "POST /v1/analyze", r)
+    body = r.get_json()
+    assert body["keypoints"]["points"] and body["shape"] and body["attributes"], body
 
 
 def test_the_preview_documents_and_bounds_the_ab_parameters_it_reads(tiny_app):
