@@ -378,13 +378,27 @@ RESPONSES: dict[str, dict] = {
                           "models": {
                               "type": "object",
                               "description": "each MODELS bundle served (name -> "
-                              "its stale_stages, changed_outputs and "
-                              "graph_pairing_differs, as the keys of those names say of "
-                              "the main bundle); empty without MODELS",
+                              "its path, bundle_version, items, stale_stages, "
+                              "changed_outputs and graph_pairing_differs, as the keys "
+                              "of those names say of the main bundle); empty without "
+                              "MODELS",
                               "additionalProperties": {
-                                  "type": "object", "required": ["stale_stages"],
-                                  "properties": {"stale_stages": {
-                                      "type": "array", "items": {"type": "string"}},
+                                  "type": "object",
+                                  "required": ["bundle", "bundle_version", "items",
+                                               "stale_stages", "changed_outputs",
+                                               "graph_pairing_differs"],
+                                  "properties": {
+                                      "bundle": {"type": ["string", "null"],
+                                                 "description": "the bundle's path "
+                                                 "(its MODELS entry)"},
+                                      "bundle_version": {
+                                          "type": "string",
+                                          "description": "what a response this model "
+                                          "served carries as bundle_version"},
+                                      "items": {"type": ["integer", "null"],
+                                                "description": "its catalogue's items"},
+                                      "stale_stages": {
+                                          "type": "array", "items": {"type": "string"}},
                                       "changed_outputs": _CHANGED_OUTPUTS,
                                       "graph_pairing_differs": {"type": "boolean"}}}},
                           "graph_pairing_differs": {

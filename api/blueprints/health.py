@@ -91,10 +91,11 @@ def healthz():
     built to pair (another ``[pairing]``): those groups are served from the
     strategy's top-up alone, without the graph's precomputed neighbours; the load
     logged which pairs and the rebuild. Pairs only the graph has are never read.
-    ``models``: those for each ``MODELS`` bundle (name -> ``{"stale_stages",
-    "changed_outputs", "graph_pairing_differs"}``): a variant's engine is served as
-    much as the main one, and its stale graph would otherwise show only in the load
-    log.
+    ``models``: those for each ``MODELS`` bundle (name -> ``{"bundle",
+    "bundle_version", "items", "stale_stages", "changed_outputs",
+    "graph_pairing_differs"}``): a variant's engine is served as much as the main
+    one, and its stale graph would otherwise show only in the load log; its path,
+    version and size say it is the bundle the variant should serve.
     ``experiments_version``: the experiments config this worker assigns with (it
     is reloadable: after an edit, every worker should show the new one).
     ``exposures_dropped``: exposures this worker could not write to the events
@@ -111,19 +112,32 @@ def healthz():
     if state is None:
         return respond({"status": "no_bundle", "items": None, "loaded_at": None,
                         **per_worker, **serving.holder.describe()}, 503)
-    n = getattr(getattr(state.engine, "catalog", None), "shape", (None,))[0]
     gaps = getattr(state, "graph_pairing_gaps", {})
-    return respond({"status": "ok", "items": n, "loaded_at": state.loaded_at,
+    paths = state.spec.get("models") or {}
+    return respond({"status": "ok", "items": _items(state.engine),
+                    "loaded_at": state.loaded_at,
                     "vision_loaded": bool(getattr(state.engine, "vision_loaded", False)),
                     "stale_stages": list(getattr(state.engine, "stale_stages", [])),
                     "changed_outputs": _changed_outputs(state.engine),
                     "graph_pairing_differs": bool(gaps.get(DEFAULT_RULES)),
-                    "models": {name: {"stale_stages": list(getattr(e, "stale_stages", [])),
-                                      "changed_outputs": _changed_outputs(e),
-                                      "graph_pairing_differs": bool(gaps.get(name))}
-                               for name, e in state.models.items()},
+                    "models": {name: {
+                        # what the main bundle's items and bundle_version say of it:
+                        # an operator can tell a variant serves the bundle it should
+                        "bundle": str(paths.get(name, "")) or None,
+                        "bundle_version": str(getattr(e, "bundle_version", None)
+                                              or "unknown"),
+                        "items": _items(e),
+                        "stale_stages": list(getattr(e, "stale_stages", [])),
+                        "changed_outputs": _changed_outputs(e),
+                        "graph_pairing_differs": bool(gaps.get(name))}
+                        for name, e in state.models.items()},
                     "experiments_version": state.experiments.version,
                     **per_worker, **serving.holder.describe()})
+
+
+def _items(engine) -> int | None:
+    # catalogue rows; None for an engine without a catalogue (a test's stand-in)
+    return getattr(getattr(engine, "catalog", None), "shape", (None,))[0]
 
 
 def _changed_outputs(engine) -> dict[str, list[str]]:

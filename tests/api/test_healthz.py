@@ -70,6 +70,35 @@ def test_healthz_reports_the_stale_stages_of_each_served_model(served_bundle, tm
     jsonschema.validate(body, schema)
 
 
+#: a models entry's keys that say whether the bundle is served as built
+PLAIN = ("stale_stages", "changed_outputs", "graph_pairing_differs")
+
+
+def test_healthz_says_what_each_model_serves(served_bundle, tmp_path, make_app):
+    """An operator checking that a variant serves the bundle it should saw its stale
+    stages only: not its size nor its version, which the main bundle's ``items`` and
+    ``bundle_version`` give. Each ``models`` entry now has them, and its path."""
+    from tests.api.test_openapi_contract import check_against_document
+    from tests.recommender.tiny_bundle import make_tiny_bundle
+
+    tiny = make_tiny_bundle(tmp_path / "tiny")
+    c = make_app(BUNDLE=str(served_bundle), MODELS={"small": str(tiny)}).test_client()
+    body = c.get("/healthz").get_json()
+    app_state = c.application.extensions["mixmatch"].holder.current()
+    small = app_state.models["small"]
+    entry = body["models"]["small"]
+    assert entry["items"] == len(small.catalog) != body["items"]
+    assert entry["bundle_version"] == small.bundle_version != body["bundle_version"]
+    assert entry["bundle"] == str(tiny)
+    assert {k: entry[k] for k in PLAIN} == {"stale_stages": [], "changed_outputs": {},
+                                            "graph_pairing_differs": False}
+    schema = healthz_schema(c)
+    assert {"items", "bundle_version", "bundle"} <= set(
+        schema["properties"]["models"]["additionalProperties"]["required"])
+    check_against_document(c.get("/openapi.json").get_json(), "GET /healthz",
+                           c.get("/healthz"))
+
+
 def test_healthz_models_is_empty_without_models(served_bundle, make_app):
     body = make_app(BUNDLE=str(served_bundle)).test_client().get("/healthz").get_json()
     assert body["models"] == {}
@@ -143,8 +172,8 @@ def test_healthz_pairing_check_covers_rules_files_and_models(served_bundle, tmp_
                  MODELS={"v2": str(model)}).test_client()
     body = c.get("/healthz").get_json()
     assert body["graph_pairing_differs"] is True
-    assert body["models"]["v2"] == {"stale_stages": [], "changed_outputs": {},
-                                    "graph_pairing_differs": True}
+    assert {k: body["models"]["v2"][k] for k in PLAIN} == {
+        "stale_stages": [], "changed_outputs": {}, "graph_pairing_differs": True}
 
 
 def test_healthz_names_the_worker_that_answered(make_app):
@@ -293,8 +322,8 @@ def test_healthz_and_metrics_report_outputs_replaced_since_the_build(served_bund
     assert body["changed_outputs"] == {stage: [rel]}
     assert body["stale_stages"] == []             # its meaning unchanged
     assert body["models"]["v2"]["changed_outputs"] == {stage: [rel]}
-    assert body["models"]["v3"] == {"stale_stages": [], "changed_outputs": {},
-                                    "graph_pairing_differs": False}
+    assert {k: body["models"]["v3"][k] for k in PLAIN} == {
+        "stale_stages": [], "changed_outputs": {}, "graph_pairing_differs": False}
     schema = healthz_schema(c)
     assert "changed_outputs" in schema["properties"]
     assert "changed_outputs" in schema["properties"]["models"][
