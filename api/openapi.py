@@ -10,6 +10,7 @@ import copy
 
 from flask import Blueprint, jsonify
 
+from api.blueprints.preview import IMAGE_SUFFIXES
 from api.schemas import ERROR_SCHEMA, ITEM_ID, Schemas
 from api.state import get_serving
 
@@ -107,6 +108,22 @@ def build_document(s: Schemas) -> dict:
             None, [_path_item_id(), *_query_params(q["preview"])],
             codes=("400", "404", "503"),
             content={"text/html": {"schema": {"type": "string"}}})},
+        # the photos the preview's cards show; 404 (JSON) for anything else: a path
+        # outside the image root, a file that is not an image, a model not served
+        "/images/{path}": {"get": op(
+            "getImage", "A catalogue photo of the main bundle, or of a MODELS bundle "
+            "(model)", None, [
+                {"name": "path", "in": "path", "required": True,
+                 "schema": {"type": "string", "minLength": 1},
+                 "description": "the item's image_path under the bundle's image root "
+                 "(it may hold /); " + ", ".join(IMAGE_SUFFIXES) + " files only"},
+                {"name": "model", "in": "query", "required": False,
+                 "schema": {"type": "string"},
+                 "description": "a MODELS name: that bundle's photos (the preview's "
+                 "cards of a model arm link them so)"}],
+            codes=("404", "503"),
+            content={f"image/{t}": {"schema": {"type": "string", "format": "binary"}}
+                     for t in ("jpeg", "png", "webp", "gif")})},
         "/admin/reload": {"post": {**op(
             "adminReload", "Reload the bundle, rules and experiments (token)", r["reload"],
             body={"application/json": {"schema": b["reload"]}},

@@ -111,6 +111,11 @@ CASES = {
     "GET /preview/{item_id}": [("get", "/preview/t0?k=2", {})],
     "POST /admin/reload": [("post", "/admin/reload", {"headers": ADMIN}),
                            ("post", "/admin/reload", {})],
+    # the tiny bundle has no image root: its 404s (the demo bundle's test below
+    # fetches a photo)
+    "GET /images/{path}": [("get", "/images/t0.png", {}),
+                           ("get", "/images/t0.png?model=nope", {}),
+                           ("get", "/images/a/../../b.txt", {})],
 }
 
 
@@ -205,6 +210,26 @@ def test_the_photo_operations_answer_what_the_document_says(served_app):
     check_against_document(doc, "POST /v1/analyze", r)
     body = r.get_json()
     assert body["keypoints"]["points"] and body["shape"] and body["attributes"], body
+
+
+def test_a_catalogue_photo_answers_what_the_document_says(served_app):
+    """``/images/<path>`` serves the bundle's photos (the preview's cards show them):
+    it was not in the document, so a page or a client generated from it did not know
+    the route, its ``model`` parameter or its 404 body."""
+    c = served_app.test_client()
+    doc = c.get("/openapi.json").get_json()
+    state = served_app.extensions["mixmatch"].holder.current()
+    if state.image_root is None:
+        pytest.skip("the served bundle has no image root")
+    path = str(state.engine.catalog["image_path"].iloc[0])
+    with c.get(f"/images/{path}") as r:   # closes the file it streams
+        assert r.status_code == 200 and r.mimetype.startswith("image/"), r.status_code
+        check_against_document(doc, "GET /images/{path}", r)
+    for url in (f"/images/{path}?model=nope", "/images/nope.jpg",
+                f"/images/{path}.txt", "/images/../manifest.json"):
+        r = c.get(url)
+        assert r.status_code == 404, url
+        check_against_document(doc, "GET /images/{path}", r)
 
 
 def test_the_preview_documents_and_bounds_the_ab_parameters_it_reads(tiny_app):
