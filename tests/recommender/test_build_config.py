@@ -615,18 +615,28 @@ def test_heads_naming_no_catalogue_column_are_refused_before_the_stage(split_bun
     # decoded the images, leaving the stage marked as unfinished; which columns the
     # catalogue has is known once it is ingested, so the stage refuses it before it
     # starts (after ingest and split: seconds on MANGO)
+    err = _attributes_stage_refused(
+        split_bundle, tmp_path, capsys, 'heads = ["colour", "nonexistent_field"]',
+        "[stages.attributes] heads names 'nonexistent_field', not a column of the "
+        "catalogue (allowed: category, subcategory, colour,")
+    assert "item_id" not in err.split("allowed:")[1]
+
+
+def _attributes_stage_refused(split_bundle, tmp_path, capsys, setting: str, said: str):
+    """``mixmatch build --stages attributes`` on ``split_bundle`` with ``setting`` in its
+    ``[stages.attributes]``: exit 2 saying ``said``, before the stage starts (its log
+    line absent, the manifest as it was); returns the error output."""
     manifest = (split_bundle / "manifest.json").read_text()
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[stages.attributes]\nheads = ["colour", "nonexistent_field"]\n')
+    cfg.write_text(f"[stages.attributes]\n{setting}\n")
     capsys.readouterr()
     assert main(["build", "--out", str(split_bundle), "--items", "20", "--quick",
                  "--stages", "attributes", "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
-    said = ("mixmatch build: error: [stages.attributes] heads names 'nonexistent_field', "
-            "not a column of the catalogue (allowed: category, subcategory, colour,")
-    assert said in err and "Traceback" not in err, err
-    assert "item_id" not in err.split("allowed:")[1] and "[attributes] " not in err
+    assert f"mixmatch build: error: {said}" in err, err
+    assert "Traceback" not in err and "[attributes] " not in err, err
     assert (split_bundle / "manifest.json").read_text() == manifest
+    return err
 
 
 def test_a_yaml_config_is_read_and_another_suffix_refused(tmp_path, capsys):
@@ -665,15 +675,7 @@ def test_a_group_sep_no_item_id_contains_stops_a_build_before_the_stage(split_bu
     # so colour variants of one garment could straddle train and test and the test
     # accuracy the manifest records was inflated; refused once the catalogue exists,
     # before the stage starts
-    manifest = (split_bundle / "manifest.json").read_text()
-    cfg = tmp_path / "c.toml"
-    cfg.write_text('[stages.attributes]\ngroup_sep = "_"\n')
-    capsys.readouterr()
-    assert main(["build", "--out", str(split_bundle), "--items", "20", "--quick",
-                 "--stages", "attributes", "--config", str(cfg)]) == 2
-    err = capsys.readouterr().err
-    said = ("mixmatch build: error: [stages.attributes] group_sep '_' is in none of the "
-            "catalogue's item ids (e.g. 'D")
-    assert said in err and "Traceback" not in err and "[attributes] " not in err, err
+    err = _attributes_stage_refused(
+        split_bundle, tmp_path, capsys, 'group_sep = "_"',
+        "[stages.attributes] group_sep '_' is in none of the catalogue's item ids (e.g. 'D")
     assert 'or "" for no grouping' in err
-    assert (split_bundle / "manifest.json").read_text() == manifest
