@@ -190,8 +190,9 @@ def check_size(name: str, value: Any, *, least: int, what: str = "") -> None:
 
 @contextlib.contextmanager
 def said_of_stage(stage: str):
-    """An InputError raised inside (an estimator's range check: "epochs must be >= 1")
-    raised again saying where the value was set: ``[stages.<stage>] epochs ...``.
+    """An InputError raised inside (an estimator's range check: "epochs must be a whole
+    number >= 1") raised again saying where the value was set: ``[stages.<stage>]
+    epochs ...``.
 
     >>> with said_of_stage("demo"):
     ...     raise InputError("epochs must be >= 1, got 0", field="epochs", value=0)

@@ -73,6 +73,7 @@ from features.attributes.regions import background_difference
 from features.exceptions import BundleError, InputError, NotFoundError, SchemaError
 from features.files import atomic_files
 from features.imaging import load_rgb, resize_to, rgb_to_lab
+from features.settings import check_value
 
 #: Version of the descriptor definition (cache keys and saved fusions carry it).
 DESCRIPTOR_VERSION = 1
@@ -311,6 +312,13 @@ class DescriptorFusion:
         if not 0 < holdout < 0.5:
             raise InputError(f"holdout must be in (0, 0.5); got {holdout}",
                              field="holdout", value=holdout)
+        # unchecked before: learning_rate 0 or NaN and num_leaves 1 were LightGBM
+        # errors inside the attribute stage's last minute, min_gain NaN fused no head
+        check_value("num_leaves", num_leaves, int, least=2)
+        check_value("learning_rate", learning_rate, float, above=0)
+        check_value("max_rounds", max_rounds, int, least=1)
+        check_value("min_gain", min_gain, float, least=0)
+        check_value("num_threads", num_threads, int, least=1)
         self.max_classes = int(max_classes)
         self.num_leaves = int(num_leaves)
         self.learning_rate = float(learning_rate)

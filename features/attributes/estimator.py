@@ -186,16 +186,14 @@ class AttributeModel:
                              value=self.preset, allowed=PRESETS)
         check_size("image_size", self.image_size, least=16)
         for name in ("epochs", "batch_size", "num_threads"):
-            if int(getattr(self, name)) < 1:
-                raise InputError(f"{name} must be >= 1", field=name, value=getattr(self, name))
+            # whole numbers: int() cut epochs = 2.7 to 2 and was a ValueError on NaN
+            check_value(name, getattr(self, name), int, least=1)
         if self.region_preset not in PRESETS:
             raise InputError(f"unknown region_preset {self.region_preset!r}",
                              field="region_preset", value=self.region_preset, allowed=PRESETS)
         # NaN passed ``float(x) < 0`` and reached the keypoint-guided path's noise
         check_value("geometry_noise", self.geometry_noise, float, least=0)
-        if int(self.region_dim) < 1:
-            raise InputError(f"region_dim must be >= 1, got {self.region_dim!r}",
-                             field="region_dim", value=self.region_dim)
+        check_value("region_dim", self.region_dim, int, least=1)
         for name in ("sampling_mix", "ema_decay", "label_smoothing", "dropout", "jitter",
                      "region_dropout"):
             v = float(getattr(self, name))

@@ -452,7 +452,7 @@ def checked_params(ctx) -> dict[str, Any]:
     from features.attributes.estimator import AttributeModel
 
     params = _stage_params(ctx)
-    with said_of_stage("attributes"):     # "epochs must be >= 1": say where it was set
+    with said_of_stage("attributes"):     # "epochs must be a whole number >= 1": say where
         AttributeModel(**params)._validate_params()
     return params
 

@@ -424,9 +424,8 @@ class HeatmapKeypointDetector:
         # as the attribute network: a heatmap (1/4 of the input) of at least 4x4
         check_size("image_size", self.image_size, least=16)
         for name in ("epochs", "batch_size", "num_threads"):
-            if int(getattr(self, name)) < 1:
-                raise InputError(f"{name} must be >= 1", field=name,
-                                 value=getattr(self, name))
+            # whole numbers: int() cut epochs = 2.7 to 2 and was a ValueError on NaN
+            check_value(name, getattr(self, name), int, least=1)
         # Each passed a kind-only check and misbehaved in training: lr = 0 kept the
         # random initialisation (saved as trained), sigma = 0 made every target map 0
         # off its centre cell, coord_weight < 0 rewarded a point far from the truth,

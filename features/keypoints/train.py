@@ -75,7 +75,7 @@ def checked_params(ctx) -> dict:
                # benchmarks/demo_perception.py).
                "num_threads": 1, "time_budget_s": 300, "budget_clock": "cpu"})
     params.update({k: v for k, v in cfg.items() if k != "csv"})
-    with said_of_stage("keypoints"):     # "epochs must be >= 1": say where it was set
+    with said_of_stage("keypoints"):     # "epochs must be a whole number >= 1": say where
         HeatmapKeypointDetector(**params)._validate_params()
     params["image_size"] = tuple(params["image_size"])   # checked as the user wrote it
     return params

@@ -190,7 +190,7 @@ def split_bundle(tmp_path_factory):
     ("attributes", "epohcs = 2",
      "unknown [stages.attributes] setting 'epohcs' (allowed: augment, batch_size, cache, "
      "crop, descriptors, device,"),
-    ("attributes", "epochs = 0", "[stages.attributes] epochs must be >= 1"),
+    ("attributes", "epochs = 0", "[stages.attributes] epochs must be a whole number >= 1"),
     ("attributes", "descriptors = \"yes\"",
      "[stages.attributes] descriptors must be true or false, got 'yes'"),
     ("attributes", 'regions = "detial"',     # before: trained the "auto" regions
@@ -198,7 +198,7 @@ def split_bundle(tmp_path_factory):
      "false)"),
     ("keypoints", 'epochs = "two"', "[stages.keypoints] epochs must be a whole number, got "
                                     "'two'"),
-    ("keypoints", "epochs = 0", "[stages.keypoints] epochs must be >= 1"),
+    ("keypoints", "epochs = 0", "[stages.keypoints] epochs must be a whole number >= 1"),
     ("keypoints", 'decoder = "nearest"', "[stages.keypoints] unknown decoder 'nearest' "
                                          "(allowed: quadratic, local, global)"),
     ("keypoints", "random_state = 1",

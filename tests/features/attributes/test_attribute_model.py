@@ -327,6 +327,10 @@ def test_metrics_known_answers():
     ("geometry_noise", float("inf"), "geometry_noise must be a finite number >= 0, got inf"),
     ("geometry_noise", -0.1, "geometry_noise must be a number >= 0, got -0.1"),
     ("weight_decay", float("inf"), "weight_decay must be a finite number >= 0, got inf"),
+    # before: int() cut 2.7 to 2 epochs without a word, and NaN was int()'s ValueError
+    ("epochs", 2.7, "epochs must be a whole number >= 1, got 2.7"),
+    ("batch_size", float("nan"), "batch_size must be a whole number >= 1, got nan"),
+    ("region_dim", 0, "region_dim must be a whole number >= 1, got 0"),
 ])
 def test_fit_refuses_an_out_of_range_number_by_name(setting, value, said):
     # before: AdamW's ValueError after the images were framed (weight_decay, lr NaN),

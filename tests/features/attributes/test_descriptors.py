@@ -4,6 +4,7 @@ letterboxed network cannot see."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -179,6 +180,15 @@ def test_fusion_checks_its_inputs_and_its_file():
     for bad in (float("nan"), float("inf")):
         with pytest.raises(InputError, match="weights must be finite and non-negative"):
             DescriptorFusion(weights=(0.0, bad))
+    # before: unchecked, met as LightGBM errors at the attribute stage's end (or, for
+    # min_gain NaN, no head fused without a word)
+    for kw, said in (({"learning_rate": 0}, "learning_rate must be a number > 0, got 0"),
+                     ({"learning_rate": float("nan")}, "learning_rate must be a finite"),
+                     ({"num_leaves": 1}, "num_leaves must be a whole number >= 2, got 1"),
+                     ({"max_rounds": 2.5}, "max_rounds must be a whole number >= 1"),
+                     ({"min_gain": float("nan")}, "min_gain must be a finite number >= 0")):
+        with pytest.raises(InputError, match=re.escape(said)):
+            DescriptorFusion(**kw)
     meta = json.loads(f.to_json())
     meta["descriptor_version"] = 0
     with pytest.raises(SchemaError, match="descriptor version 0"):

@@ -286,6 +286,10 @@ def test_a_turned_catalogue_photo_trains_upright(tmp_path):
     ("time_budget_s", 0, "time_budget_s must be a number > 0, got 0"),  # before: none
     ("lr", float("nan"), "lr must be a finite number > 0, got nan"),
     ("sigma", float("inf"), "sigma must be a finite number > 0, got inf"),  # before: taken
+    # before: int() cut 2.7 to 2 epochs without a word, and NaN was int()'s ValueError
+    ("epochs", 2.7, "epochs must be a whole number >= 1, got 2.7"),
+    ("batch_size", float("nan"), "batch_size must be a whole number >= 1, got nan"),
+    ("num_threads", 0, "num_threads must be a whole number >= 1, got 0"),
 ])
 def test_fit_refuses_an_out_of_range_number_by_name(setting, value, said):
     imgs, xy, vis, cats = skirts(4)
