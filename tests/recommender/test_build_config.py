@@ -184,6 +184,20 @@ def split_bundle(tmp_path_factory):
     return out
 
 
+def _build_refused(tmp_path, capsys, table: str, said: str) -> None:
+    """``mixmatch build`` of a quick demo with ``table`` as its config: exit 2 saying
+    ``said``, without a traceback, before the first stage (no ingest, no catalogue)."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(table)
+    out = tmp_path / "b"
+    assert main(["build", "--out", str(out), "--items", "20", "--quick",
+                 "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"mixmatch build: error: {said}" in err, err
+    assert "Traceback" not in err and "[ingest]" not in err
+    assert not (out / "catalog.parquet").exists()
+
+
 @pytest.mark.parametrize("stage, table, said", [
     ("attributes", 'epochs = "two"',
      "[stages.attributes] epochs must be a whole number, got 'two'"),
@@ -452,15 +466,7 @@ def test_a_bad_nested_setting_stops_a_build_before_its_first_stage(tmp_path, cap
     # before: members = "three" was a ValueError traceback (exit 1); a misspelt style
     # key passed the check, so the build ran ingest to features (on MANGO about an
     # hour) before the compatibility stage's TypeError traceback
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(table)
-    out = tmp_path / "b"
-    assert main(["build", "--out", str(out), "--items", "20", "--quick",
-                 "--config", str(cfg)]) == 2
-    err = capsys.readouterr().err
-    assert f"mixmatch build: error: {said}" in err, err
-    assert "Traceback" not in err and "[ingest]" not in err
-    assert not (out / "catalog.parquet").exists()
+    _build_refused(tmp_path, capsys, table, said)
 
 
 @pytest.mark.parametrize("stage, table, said, field", [
@@ -561,15 +567,8 @@ def test_out_of_range_numbers_are_refused_before_the_first_stage(stage, table, s
 
 
 def test_an_out_of_range_number_stops_a_build_before_its_first_stage(tmp_path, capsys):
-    cfg = tmp_path / "c.toml"
-    cfg.write_text("[stages.keypoints]\nsigma = 0\n")
-    out = tmp_path / "b"
-    assert main(["build", "--out", str(out), "--items", "20", "--quick",
-                 "--config", str(cfg)]) == 2
-    err = capsys.readouterr().err
-    assert "mixmatch build: error: [stages.keypoints] sigma must be a number > 0, got 0" in err
-    assert "Traceback" not in err and "[ingest]" not in err
-    assert not (out / "catalog.parquet").exists()
+    _build_refused(tmp_path, capsys, "[stages.keypoints]\nsigma = 0\n",
+                   "[stages.keypoints] sigma must be a number > 0, got 0")
 
 @pytest.mark.parametrize("stage, table", [
     ("attributes", {"image_size": [16, 16], "region_size": [8, 12], "group_sep": "",
@@ -598,15 +597,7 @@ def test_a_bad_size_stops_a_build_before_its_first_stage(tmp_path, capsys, table
     # before: a traceback (exit 1) once the stage ran: the attribute network's after
     # ingest, split and the images' decoding, the keypoint detector's after the
     # attribute network had trained (on MANGO about half an hour)
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(table)
-    out = tmp_path / "b"
-    assert main(["build", "--out", str(out), "--items", "20", "--quick",
-                 "--config", str(cfg)]) == 2
-    err = capsys.readouterr().err
-    assert f"mixmatch build: error: {said}" in err, err
-    assert "Traceback" not in err and "[ingest]" not in err
-    assert not (out / "catalog.parquet").exists()
+    _build_refused(tmp_path, capsys, table, said)
 
 
 def test_heads_naming_no_catalogue_column_are_refused_before_the_stage(split_bundle,
