@@ -226,63 +226,113 @@ def seed_value(text: str) -> int:
     return value
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, except that an epilog of examples keeps its lines.
+
+    Wrapped like prose, the example commands would run into one paragraph; the
+    descriptions are still wrapped to the terminal as argparse does.
+    """
+
+    def _fill_text(self, text, width, indent):
+        if text.startswith("examples:\n"):
+            return "\n".join(indent + line for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mixmatch", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name, fn, help_):
-        sp = sub.add_parser(name, help=help_, description=help_)
+    def add(name, fn, help_, examples=()):
+        epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples) if examples else None
+        sp = sub.add_parser(name, help=help_, description=help_, epilog=epilog,
+                            formatter_class=HelpFormatter)
         sp.set_defaults(func=fn)
         return sp
 
     sources = ("demo", "mango", "csv")
+    # the range ``--port`` states is what api.server.check_port refuses outside of,
+    # before serving and before ``up`` builds
+    host_help = "address to listen on (default: %(default)s, this machine only)"
+    port_help = "port to listen on, 0-65535 (default: %(default)s)"
 
     sp = add("ingest", cmd_ingest, "Map a source catalogue onto the canonical schema "
              "(catalog.parquet, outfits.parquet) and print a summary.")
-    sp.add_argument("--source", choices=sources + ("fashionai",), required=True)
-    sp.add_argument("--data", help="source folder (mango: holds product_data.csv; "
-                    f"default for mango/fashionai: ${DATA_ENV}/<source>)")
-    sp.add_argument("--mapping", help="column-mapping file (TOML/JSON/YAML) for --source csv")
-    sp.add_argument("--out", required=True, help="output folder")
+    sp.add_argument("--source", choices=sources + ("fashionai",), required=True,
+                    help="demo (a folder written by `mixmatch demo`), mango (the MANGO "
+                    "datathon files), csv (your own, with --mapping) or fashionai "
+                    "(FashionAI keypoint and attribute labels)")
+    sp.add_argument("--data", metavar="DIR", help="source folder (demo: required; mango: "
+                    "holds product_data.csv; csv: the catalogue file, instead of the "
+                    f"mapping's; default for mango/fashionai: ${DATA_ENV}/<source>)")
+    sp.add_argument("--mapping", metavar="FILE",
+                    help="column-mapping file (TOML/JSON/YAML) for --source csv")
+    sp.add_argument("--out", required=True, metavar="DIR", help="output folder")
     sp.add_argument("--no-check-images", action="store_true",
                     help="skip opening every image (faster on huge catalogues)")
 
     sp = add("demo", cmd_demo, "Generate the demo catalogue: packshots, attributes, "
              "FashionAI keypoints and outfits by a style grammar.")
-    sp.add_argument("--out", required=True)
-    sp.add_argument("--items", type=int, default=2000)
-    sp.add_argument("--seed", type=seed_value, default=0)
-    sp.add_argument("--image-sample", type=int, default=None,
+    sp.add_argument("--out", required=True, metavar="DIR", help="folder to write: new, "
+                    "empty or an earlier demo catalogue's (any other is refused)")
+    sp.add_argument("--items", type=int, default=2000, metavar="N",
+                    help="catalogue size, at least 1 (default: %(default)s; above "
+                    "20,000 the table form: Parquet too, images for a sample)")
+    sp.add_argument("--seed", type=seed_value, default=0,
+                    help="seed of everything drawn: same seed, byte-identical files "
+                    "(default: %(default)s)")
+    sp.add_argument("--image-sample", type=int, default=None, metavar="N",
                     help="render images only for this many items (table form for "
                     "benchmarks; default: all items up to 20,000, else 2,000)")
-    sp.add_argument("--outfits", type=int, default=None, help="number of outfits "
-                    "(default: about items/3)")
-    sp.add_argument("--fashionai-keypoints", default=None, help="FashionAI train.csv to "
-                    "seed garment shapes (default: the shared data when present)")
+    sp.add_argument("--outfits", type=int, default=None, metavar="N",
+                    help="number of outfits (default: about items/3)")
+    sp.add_argument("--fashionai-keypoints", default=None, metavar="CSV",
+                    help="FashionAI train.csv to seed garment shapes (default: the shared "
+                    "data's when present, else built-in shapes; 'none': built-in)")
 
-    def bundle_build_args(sp):
-        sp.add_argument("--seed", type=seed_value, default=0)
-        sp.add_argument("--force", action="store_true", help="re-run finished stages")
-        sp.add_argument("--engine", choices=("local", "dask"), default="local")
-        sp.add_argument("--scheduler", default=None, help="Dask scheduler address "
-                        "(default with --engine dask: a local cluster)")
-        sp.add_argument("--config", default=None, help="build config file (TOML/JSON/YAML) "
-                        "overriding stage defaults")
+    def bundle_build_args(sp, seed_help):
+        sp.add_argument("--seed", type=seed_value, default=0, help=seed_help)
+        sp.add_argument("--force", action="store_true",
+                        help="re-run stages even when finished on the same inputs")
+        sp.add_argument("--engine", choices=("local", "dask"), default="local",
+                        help="run the stages in this process (local) or on a Dask cluster "
+                        "(dask; needs mixmatch[dask]) (default: %(default)s)")
+        sp.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="Dask scheduler address, e.g. tcp://host:8786 (default with "
+                        "--engine dask: a local cluster for the run, 2 processes unless "
+                        "the config's [dask] sizes it)")
+        sp.add_argument("--config", default=None, metavar="FILE",
+                        help="build config file (TOML/JSON/YAML) overriding stage "
+                        "defaults ([stages.<stage>] tables, [dask] cluster sizes)")
 
-    sp = add("build", cmd_build, "Run every stage into one bundle folder with a manifest.")
-    sp.add_argument("--source", choices=sources, default="demo")
-    sp.add_argument("--data", help="source folder (default: generated, for demo; "
-                    f"${DATA_ENV}/mango for mango)")
-    sp.add_argument("--mapping", help="column-mapping file for --source csv")
-    sp.add_argument("--out", required=True, help="bundle folder")
-    sp.add_argument("--items", type=int, default=2000, help="demo catalogue size")
-    sp.add_argument("--stages", default=None, help="comma-separated subset of stages")
+    sp = add("build", cmd_build, "Run every stage into one bundle folder with a manifest.",
+             examples=("mixmatch build --out bundles/demo",
+                       "mixmatch build --source mango --out bundles/mango --holdout 0",
+                       "mixmatch build --source csv --mapping shop.toml --out bundles/shop "
+                       "--engine dask"))
+    sp.add_argument("--source", choices=sources, default="demo",
+                    help="demo (generated), mango (the MANGO datathon files) or csv (your "
+                    "own, with --mapping) (default: %(default)s)")
+    sp.add_argument("--data", metavar="DIR", help="source folder (demo: generated there, "
+                    f"default BUNDLE/source; mango: default ${DATA_ENV}/mango; csv: the "
+                    "catalogue file, instead of the mapping's)")
+    sp.add_argument("--mapping", metavar="FILE",
+                    help="column-mapping file (TOML/JSON/YAML), needed by --source csv")
+    sp.add_argument("--out", required=True, metavar="BUNDLE",
+                    help="bundle folder (an unfinished build there resumes)")
+    sp.add_argument("--items", type=int, default=2000, metavar="N",
+                    help="demo catalogue size (default: %(default)s; --source demo only)")
+    sp.add_argument("--stages", default=None, help="comma-separated subset of: ingest, "
+                    "split, attributes, keypoints, features, compatibility, graph "
+                    "(default: every stage of the source)")
     sp.add_argument("--quick", action="store_true",
                     help="smaller models and fewer epochs (tests, smoke runs)")
     sp.add_argument("--holdout", type=float, default=None, metavar="FRACTION",
-                    help="share of outfits held out for the bundle's evaluation files "
-                    "(default 0.2); 0 trains on every outfit: the bundle to serve")
-    bundle_build_args(sp)
+                    help="share of outfits, in [0, 1), held out for the bundle's "
+                    "evaluation files (default 0.2); 0 trains on every outfit: the bundle "
+                    "to serve")
+    bundle_build_args(sp, "seed of the demo catalogue, the outfit split and the models "
+                      "(default: %(default)s)")
 
     for name, fn, help_ in (
             ("features", cmd_features, "Extract the features table and embeddings of a "
@@ -291,48 +341,72 @@ def build_parser() -> argparse.ArgumentParser:
             ("train", cmd_train, "Train a bundle's models: attribute network, keypoint "
              "detector, compatibility model.")):
         sp = add(name, fn, help_)
-        sp.add_argument("--bundle", required=True)
-        sp.add_argument("--quick", action="store_true")
+        sp.add_argument("--bundle", required=True,
+                        help="bundle folder, as written by `mixmatch build`")
+        sp.add_argument("--quick", action="store_true", help="smaller models and fewer "
+                        "epochs (always on for a bundle built with --quick)")
         if name == "train":
             sp.add_argument("--stage", default=None,
-                            help="comma-separated: attributes, keypoints, compatibility")
-        bundle_build_args(sp)
+                            help="comma-separated: attributes, keypoints, compatibility "
+                            "(default: those a build of the bundle's source trains; "
+                            "keypoints only for demo)")
+        bundle_build_args(sp, "seed of the stages run (default: the bundle's own)")
         # the bundle's own seed unless one is given: a default of 0 would rebuild the
         # stage of a bundle built with another seed
         sp.set_defaults(seed=None)
 
     sp = add("make-eval", cmd_make_eval, "Split outfits and write FITB and compatibility "
              "files (Polyvore protocol).")
-    sp.add_argument("--outfits", required=True, help="outfits file (outfit_id,item_id)")
-    sp.add_argument("--catalog", required=True, help="canonical catalogue (parquet/csv)")
-    sp.add_argument("--seed", type=seed_value, default=0)
-    sp.add_argument("--out", required=True)
-    sp.add_argument("--test-fraction", type=float, default=0.2)
+    sp.add_argument("--outfits", required=True, metavar="FILE",
+                    help="outfits file, CSV or Parquet (outfit_id,item_id)")
+    sp.add_argument("--catalog", required=True, metavar="FILE",
+                    help="canonical catalogue (parquet/csv)")
+    sp.add_argument("--seed", type=seed_value, default=0, help="seed of the split and of "
+                    "the drawn wrong answers (default: %(default)s)")
+    sp.add_argument("--out", required=True, metavar="DIR",
+                    help="folder for the FITB and compatibility files")
+    sp.add_argument("--test-fraction", type=float, default=0.2, metavar="FRACTION",
+                    help="share of outfits held out, in [0, 1) (default: %(default)s)")
 
     sp = add("evaluate", cmd_evaluate, "Score a bundle or prediction files: FITB, "
-             "compatibility AUC, attributes, keypoint NE, retrieval.")
-    sp.add_argument("--bundle")
-    sp.add_argument("--fitb", help="FITB JSONL")
-    sp.add_argument("--compat", help="compatibility TSV")
+             "compatibility AUC, attributes, keypoint NE, retrieval.",
+             examples=("mixmatch evaluate --bundle B --fitb B/eval/fitb.jsonl "
+                       "--compat B/eval/compatibility.tsv",
+                       "mixmatch evaluate --bundle B --attributes --retrieval --json",
+                       "mixmatch evaluate --keypoints-truth truth.csv --keypoints-pred "
+                       "pred.csv"))
+    sp.add_argument("--bundle", help="bundle folder, needed by --fitb, --compat, "
+                    "--attributes, --ablations and --retrieval")
+    sp.add_argument("--fitb", metavar="FILE",
+                    help="FITB JSONL (a bundle's: BUNDLE/eval/fitb.jsonl)")
+    sp.add_argument("--compat", metavar="FILE",
+                    help="compatibility TSV (a bundle's: BUNDLE/eval/compatibility.tsv)")
     sp.add_argument("--attributes", action="store_true",
                     help="per-head accuracy and macro-F1 on held-out products")
-    sp.add_argument("--keypoints-truth", help="FashionAI keypoint CSV (truth)")
-    sp.add_argument("--keypoints-pred", help="FashionAI keypoint CSV (predictions)")
-    sp.add_argument("--ablations", action="store_true", help="feature-group ablations")
+    sp.add_argument("--keypoints-truth", metavar="CSV",
+                    help="FashionAI keypoint CSV (truth; with --keypoints-pred)")
+    sp.add_argument("--keypoints-pred", metavar="CSV",
+                    help="FashionAI keypoint CSV (predictions)")
+    sp.add_argument("--ablations", action="store_true", help="feature-group ablations "
+                    "(retrains the compatibility model per step; needs a holdout)")
     sp.add_argument("--retrieval", action="store_true",
                     help="complementary-item Recall@10/NDCG@10 per strategy")
-    sp.add_argument("--seed", type=seed_value, default=0, help="tie-breaking seed")
+    sp.add_argument("--seed", type=seed_value, default=0, help="seed of FITB tie-breaking "
+                    "and of the random baseline (default: %(default)s)")
     sp.add_argument("--json", action="store_true", help="print one JSON object")
 
     sp = add("serve", cmd_serve, "Serve a bundle over HTTP (gunicorn; --dev for Flask's "
              "server).")
-    sp.add_argument("--bundle", required=True)
-    sp.add_argument("--host", default="127.0.0.1")
-    sp.add_argument("--port", type=int, default=8000)
-    sp.add_argument("--workers", type=int, default=2)
-    sp.add_argument("--config", default=None, help="API config file (experiments, rules, "
-                    "events database, CORS, admin token)")
-    sp.add_argument("--dev", action="store_true")
+    sp.add_argument("--bundle", required=True, help="bundle folder to serve")
+    sp.add_argument("--host", default="127.0.0.1", help=host_help)
+    sp.add_argument("--port", type=int, default=8000, help=port_help)
+    sp.add_argument("--workers", type=int, default=2, metavar="N",
+                    help="gunicorn worker processes, at least 1 (default: %(default)s; "
+                    "not used with --dev)")
+    sp.add_argument("--config", default=None, metavar="FILE", help="API config file "
+                    "(experiments, rules, events database, CORS, admin token)")
+    sp.add_argument("--dev", action="store_true", help="Flask's development server (one "
+                    "threaded process) instead of gunicorn, for debugging")
 
     sp = add("events", cmd_events, "Back up or restore the events database (exposures, "
              "shop events), safely while servers write to it.")
@@ -341,24 +415,33 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Copy the events database into a new file, as "
                             "of one commit (SQLite's online backup; `cp` misses the "
                             "events still in its -wal file).")
-    ap.add_argument("--db", required=True, help="the events database (EVENTS_DB; "
-                    "default DATA_DIR/events.db: <bundle>/serving/events.db)")
-    ap.add_argument("--out", required=True, help="the backup file (must not exist)")
+    ap.add_argument("--db", required=True, metavar="DB", help="the events database "
+                    "(EVENTS_DB; default DATA_DIR/events.db: <bundle>/serving/events.db)")
+    ap.add_argument("--out", required=True, metavar="FILE",
+                    help="the backup file (must not exist)")
     ap = actions.add_parser("restore", help="replace the database's rows with a "
                             "backup's", description="Replace the rows of the events "
                             "database with a backup's, in one transaction the servers "
                             "wait for; they keep serving and write into the restored "
                             "database.")
-    ap.add_argument("--db", required=True, help="the events database the servers use")
+    ap.add_argument("--db", required=True, metavar="DB",
+                    help="the events database the servers use")
     ap.add_argument("--from", dest="source", required=True, metavar="FILE",
                     help="a backup made by `mixmatch events backup`")
 
-    sp = add("up", cmd_up, "Build the demo bundle when missing, then serve it.")
-    sp.add_argument("--bundle", default="bundles/demo")
-    sp.add_argument("--items", type=int, default=1000)
-    sp.add_argument("--host", default="127.0.0.1")
-    sp.add_argument("--port", type=int, default=8000)
-    sp.add_argument("--workers", type=int, default=2)
+    sp = add("up", cmd_up, "Build the demo bundle when missing, then serve it.",
+             examples=("mixmatch up                 # bundles/demo on http://127.0.0.1:8000",
+                       "mixmatch up --port 8001     # when 8000 is taken",
+                       "mixmatch up --no-serve      # build and validate only"))
+    sp.add_argument("--bundle", default="bundles/demo", help="bundle folder, built "
+                    "there when missing or unfinished (default: %(default)s)")
+    sp.add_argument("--items", type=int, default=1000, metavar="N", help="demo catalogue "
+                    "size (default: %(default)s; built with seed 0 and smaller networks "
+                    "than `mixmatch build` trains)")
+    sp.add_argument("--host", default="127.0.0.1", help=host_help)
+    sp.add_argument("--port", type=int, default=8000, help=port_help)
+    sp.add_argument("--workers", type=int, default=2, metavar="N",
+                    help="gunicorn worker processes, at least 1 (default: %(default)s)")
     sp.add_argument("--no-serve", action="store_true", help="build and validate only")
     return p
 

@@ -11,12 +11,79 @@ COMMANDS = ["ingest", "demo", "features", "train", "graph", "build", "make-eval"
             "evaluate", "serve", "events", "up"]
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_has_help(command, capsys):
+def _parsers(parser, path=()):
+    """``(path, parser)`` of the ``mixmatch`` parser and of every subparser under it,
+    nested ones (``events backup``) included, as ``--help`` reaches them."""
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, path + (name,))
+
+
+def _command_paths():
+    return [path for path, _ in _parsers(build_parser()) if path]
+
+
+def test_the_walk_finds_every_command():
+    # the help tests below walk the parser: a walk that found nothing would pass them
+    paths = _command_paths()
+    assert sorted(p[0] for p in paths if len(p) == 1) == sorted(COMMANDS)
+    assert ("events", "backup") in paths and ("events", "restore") in paths
+
+
+@pytest.mark.parametrize("path", _command_paths(), ids=" ".join)
+def test_every_command_has_help(path, capsys):
     with pytest.raises(SystemExit) as exc:
-        build_parser().parse_args([command, "--help"])
+        main([*path, "--help"])
     assert exc.value.code == 0
-    assert "usage: mixmatch " + command in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "usage: mixmatch " + " ".join(path) in out
+
+
+def test_every_option_says_what_it_is_and_its_default():
+    """``mixmatch <command> --help`` explains every option: before, ``up --help`` listed
+    ``--bundle BUNDLE --items ITEMS --host HOST ...`` with nothing beside them, and a
+    user read the source to learn what ``--items`` defaults to."""
+    import argparse
+
+    bare, no_default = [], []
+    for path, parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if not action.option_strings or isinstance(action, argparse._HelpAction):
+                continue
+            name = " ".join(("mixmatch", *path, action.option_strings[-1]))
+            if not (action.help or "").strip():
+                bare.append(name)
+            elif (action.default not in (None, False) and "%(default)s" not in action.help
+                  and not ("default" in action.help
+                           and str(action.default) in action.help)):
+                no_default.append(f"{name} (default {action.default!r})")
+    assert not bare, "options without help: " + ", ".join(bare)
+    assert not no_default, "defaults not named: " + ", ".join(no_default)
+
+
+def test_up_help_shows_the_defaults_and_examples_on_lines_of_their_own(capsys):
+    with pytest.raises(SystemExit):
+        main(["up", "--help"])
+    out = capsys.readouterr().out
+    for said in ("(default: bundles/demo)", "(default: 1000;", "(default: 127.0.0.1,",
+                 "0-65535 (default: 8000)", "at least 1 (default: 2)"):
+        assert said in " ".join(out.split()), said
+    # an epilog wrapped as prose would run the example commands into one paragraph
+    assert "\nexamples:\n  mixmatch up  " in out
+    assert "\n  mixmatch up --no-serve  " in out
+
+
+def test_build_stages_help_names_every_stage():
+    # the list is written out in the help (the CLI imports no stage code for --help)
+    from recommender.pipeline import STAGE_NAMES
+
+    [build] = [parser for path, parser in _parsers(build_parser()) if path == ("build",)]
+    [stages] = [a for a in build._actions if a.dest == "stages"]
+    assert ", ".join(STAGE_NAMES) in stages.help
 
 
 def test_console_script_runs():
