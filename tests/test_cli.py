@@ -574,3 +574,20 @@ def test_a_stage_names_a_damaged_bundle_file(tmp_path, capsys, command, rel):
     err = capsys.readouterr().err
     assert f"mixmatch {command[0]}: error: cannot read {path} (" in err, err
     assert "the bundle is damaged" in err and "Traceback" not in err
+
+
+def test_the_readmes_example_commands_parse():
+    """The ``mixmatch`` lines of the README's bash blocks are commands a reader copies:
+    ``mixmatch build --engine dask`` was printed without the required ``--out``."""
+    import re
+    import shlex
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    lines = [line for block in re.findall(r"```bash\n(.*?)```", readme, re.S)
+             for line in block.splitlines() if line.startswith("mixmatch ")]
+    assert len(lines) >= 4
+    for line in lines:
+        try:
+            build_parser().parse_args(shlex.split(line, comments=True)[1:])
+        except SystemExit:
+            pytest.fail(f"README command does not parse: {line}")
