@@ -9,8 +9,9 @@ image header first and refuses non-images, truncated files and enormous declared
 dimensions before any pixel is decoded. Uploads and catalogue files alike are
 turned upright by their EXIF orientation tag (:func:`pil_to_rgb_array`), and
 converted to sRGB when they embed another colour profile (a phone's Display P3, an
-Adobe RGB export, a profiled CMYK JPEG). Transparency is composited on white; a
-cut-out's alpha, its garment mask, is kept beside the image by
+Adobe RGB export, a profiled CMYK JPEG) or, without a profile, say in other words
+that their colours are not sRGB's (a PNG's gAMA and cHRM chunks:
+:func:`_srgb_transform`). Transparency is composited on white; a cut-out's alpha, its garment mask, is kept beside the image by
 :func:`load_rgb_alpha` and :func:`decode_upload_alpha`.
 
 Examples
@@ -36,6 +37,8 @@ import numpy as np
 
 from features.exceptions import (InputError, NotFoundError, PayloadTooLarge,
                                  UnsupportedMediaType)
+from features.icc import (D65, SRGB_PRIMARIES, SRGB_TONE, grey_profile, rgb_profile,
+                          rgb_to_xyz_matrix)
 
 #: Image formats accepted from uploads (PIL format names).
 UPLOAD_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
@@ -112,7 +115,7 @@ def pil_to_rgb_array(im) -> np.ndarray:
     loader shares (:func:`load_rgb`, uploads, attribute and keypoint training, the
     report's thumbnails): turned upright as its EXIF orientation tag says (as a
     browser shows it), converted to sRGB from an embedded colour profile that is not
-    sRGB's (:func:`_srgb_transform`), transparency composited on white, 16-bit
+    sRGB's, or from a PNG's gamma and chromaticities (:func:`_srgb_transform`), transparency composited on white, 16-bit
     greyscale scaled to 8 bits. 32-bit samples (TIFF modes ``I`` and ``F``) are
     refused as :class:`UnsupportedMediaType`."""
     return np.asarray(_rgb_image(im), dtype=np.uint8)
@@ -132,9 +135,14 @@ def pil_to_rgb_array(im) -> np.ndarray:
 #: transparency kept as the garment mask;
 #: 32-bit: refused, once clipped to a black or white image;
 #: icc: (any kind) its embedded colour profile, not sRGB's, converted to sRGB, once
-#: ignored (:func:`_srgb_transform`; a file with an sRGB profile keeps its stamp).
+#: ignored (:func:`_srgb_transform`; a file with an sRGB profile keeps its stamp);
+#: png-gamma: (a PNG without a profile or an sRGB chunk) the gamma and primaries of
+#: its gAMA and cHRM chunks converted to sRGB, once ignored (a PNG whose chunks are
+#: sRGB's, gAMA 1/2.2 included, keeps its stamp).
+#: Each way a file describes its colours has a key of its own, so a change to one
+#: reruns only the caches of files it converts.
 DECODING_REVISIONS: dict[str, int] = {"alpha": 2, "colour-key": 3, "32-bit": 2,
-                                      "icc": 1}
+                                      "icc": 1, "png-gamma": 1}
 
 
 def _decoding_kind(im) -> str:
@@ -161,23 +169,41 @@ _PROFILE_MODES = {"RGB": "RGB", "RGBA": "RGB", "RGBX": "RGB", "P": "RGB", "PA": 
 
 
 def _srgb_transform(im):
-    """``(transform, mode)``: the ImageCms transform from the colour profile the open
-    image ``im`` embeds (``info["icc_profile"]``) to sRGB, and the mode it reads
-    (``"RGB"``, ``"L"`` or ``"CMYK"``); None when there is nothing to convert.
+    """``(transform, mode, kind)``: the ImageCms transform from the colours the open
+    image ``im`` is in to sRGB, the mode it reads (``"RGB"``, ``"L"`` or ``"CMYK"``)
+    and what said those colours are not sRGB's (its :data:`DECODING_REVISIONS` key);
+    None when there is nothing to convert.
 
     Phones save Display P3, studios export Adobe RGB, print shops send CMYK JPEGs:
     read as sRGB, their colours came out desaturated or shifted (a profiled CMYK
     JPEG far off), and the colour features, masks and attribute network saw that.
-    None for an image without a profile, with an sRGB profile (converting would
-    change nothing), or with a profile that is unreadable or does not fit the image
-    (an RGB profile on a CMYK JPEG): such images decode as they always have, like an
-    unreadable EXIF block. Header only (the profile comes before the pixels)."""
-    icc = im.info.get("icc_profile")
+    A file says so in one of these ways, the first one it has deciding alone (the
+    PNG specification's order, which browsers follow):
+
+    - ``"icc"``: an embedded colour profile (``info["icc_profile"]``).
+    - ``"png-gamma"``: a PNG's ``sRGB`` chunk (sRGB: nothing to do), else its
+      ``gAMA`` and ``cHRM`` chunks (:func:`_png_colours`): a renderer's linear-light
+      PNG (gamma 1.0), read as sRGB, was far too dark.
+
+    None for an image that says nothing or says sRGB (converting would change
+    nothing), or with a profile or chunks that are unreadable or do not fit the
+    image (an RGB profile on a CMYK JPEG, a gamma of 0): such images decode as they
+    always have, like an unreadable EXIF block. Header only (the profile and the
+    chunks come before the pixels)."""
     mode = _PROFILE_MODES.get(im.mode)
-    if not icc or mode is None:
+    if mode is None:
         return None
-    transform = _profile_transform(bytes(icc), mode)
-    return None if transform is None else (transform, mode)
+    icc = im.info.get("icc_profile")
+    if icc:
+        # even an sRGB or a broken profile decides: the chunks beside it are not read
+        kind, transform = "icc", _profile_transform(bytes(icc), mode)
+    else:
+        described = _described_colours(im, mode)
+        if described is None:
+            return None
+        kind, tone, primaries, white = described
+        transform = _described_transform(tone, primaries, white, mode)
+    return None if transform is None else (transform, mode, kind)
 
 
 @functools.lru_cache(maxsize=16)
@@ -208,13 +234,80 @@ def _profile_transform(icc: bytes, mode: str):
     return None if np.abs(as_profiled - as_plain).max() <= 1 else transform
 
 
+#: sRGB's cHRM chunk (white, red, green, blue: x, y) and the gAMA most tools write
+#: beside sRGB data (1/2.2, stored 45455); within these tolerances, sRGB.
+_SRGB_CHRM = (*D65, *(v for xy in SRGB_PRIMARIES for v in xy))
+_SRGB_GAMA, _GAMA_TOLERANCE, _CHRM_TOLERANCE = 1 / 2.2, 0.01, 0.01
+
+
+def _described_colours(im, mode: str):
+    """``(kind, tone, primaries, white)`` of an image without a profile whose PNG
+    chunks say its colours are not sRGB's (:func:`_srgb_transform`),
+    ``tone`` the decoding gamma (or :data:`features.icc.SRGB_TONE`); else None.
+    RGB and greyscale images only."""
+    if mode not in ("RGB", "L"):
+        return None
+    fmt = _FORMAT_ALIASES.get(im.format, im.format)
+    if fmt == "PNG":
+        return _png_colours(im.info, grey=mode == "L")
+    return None
+
+
+def _png_colours(info: dict, grey: bool):
+    """:func:`_described_colours` of a PNG from its ``sRGB``, ``gAMA`` and ``cHRM``
+    chunks (PIL's ``info["srgb"]``, ``["gamma"]``, ``["chromaticity"]``).
+
+    As browsers read them, so the shop shows the colours the engine names: an sRGB
+    chunk is sRGB whatever the others say; a gAMA of about 1/2.2 (many tools write
+    it beside plain sRGB data) without a cHRM, or with sRGB's, is sRGB too, and such
+    files keep their pixels. Otherwise the gAMA's gamma (PNG stores the encoding
+    exponent: linear light is the value to the power 1/gamma; sRGB's curve without
+    one) and the cHRM's primaries and white (sRGB's without one; a greyscale image
+    has no primaries). A chunk with values no image can have (a gamma of 0, primaries
+    on a line) is ignored, as libpng ignores it."""
+    if "srgb" in info:
+        return None
+    gamma, chrm = info.get("gamma"), info.get("chromaticity")
+    # libpng's range for gAMA: 16 .. 625000000 as stored (x 1/100000)
+    if not isinstance(gamma, float) or not 0.00016 <= gamma <= 6250:
+        gamma = None
+    try:
+        chrm = tuple(float(v) for v in chrm)
+        if len(chrm) != 8:
+            raise ValueError(f"{len(chrm)} values, not 8")
+        rgb_to_xyz_matrix((chrm[2:4], chrm[4:6], chrm[6:8]), chrm[:2])
+    except (TypeError, ValueError, IndexError):     # absent, or no colour space
+        chrm = None
+    srgb_tone = gamma is None or abs(gamma - _SRGB_GAMA) <= _GAMA_TOLERANCE
+    srgb_chrm = grey or chrm is None or max(
+        abs(a - b) for a, b in zip(chrm, _SRGB_CHRM)) <= _CHRM_TOLERANCE
+    if srgb_tone and srgb_chrm:
+        return None
+    tone = SRGB_TONE if gamma is None else 1 / gamma
+    if grey or chrm is None:
+        return "png-gamma", tone, SRGB_PRIMARIES, D65
+    return "png-gamma", tone, (chrm[2:4], chrm[4:6], chrm[6:8]), chrm[:2]
+
+
+@functools.lru_cache(maxsize=16)
+def _described_transform(tone, primaries, white, mode: str):
+    """:func:`_profile_transform` of the profile :mod:`features.icc` writes for these
+    colours (a greyscale one for mode ``"L"``): littlecms converts them as it
+    converts an embedded profile, in C, built once per description."""
+    try:
+        icc = grey_profile(tone) if mode == "L" else rgb_profile(tone, primaries, white)
+    except ValueError:
+        return None
+    return _profile_transform(icc, mode)
+
+
 def _to_srgb(im, srgb, in_place: bool = False):
     """``im`` (any mode :data:`_PROFILE_MODES` maps to ``srgb``'s) converted by
     :func:`_srgb_transform`'s ``srgb`` to an sRGB mode ``RGB`` image; an RGB image
     in place when ``in_place`` (no second copy of a large scan)."""
     from PIL import ImageCms
 
-    transform, mode = srgb
+    transform, mode = srgb[:2]
     if im.mode != mode:
         im, in_place = im.convert(mode), True
     if mode == "RGB" and in_place:
@@ -228,7 +321,9 @@ def _rgb_image(im, owned: bool = False):
     :func:`load_rgb` can shrink it before any full-size array is made). An image
     with a colour profile is converted to sRGB before transparency is composited
     (white is white in every profile; the alpha is left as it is). ``owned``: the
-    caller will not use ``im`` again, so its pixels may be converted in place."""
+    caller will not use ``im`` again, so its pixels may be converted in place.
+    The same for colours described without a profile (a PNG's gAMA and cHRM:
+    :func:`_srgb_transform`)."""
     from PIL import Image
 
     kind = _decoding_kind(im)    # before turning: a turned copy has no format
@@ -579,7 +674,9 @@ def decoding_stamp(path: str | os.PathLike) -> str:
     file that :func:`upright` turns (``k``: its orientation tag), then
     ``"|<kind>@<n>"`` when the file is of a kind whose decoding changed
     (:data:`DECODING_REVISIONS`), then ``"|icc@<n>"`` when its embedded colour
-    profile is converted to sRGB (not for an sRGB profile), else nothing.
+    profile is converted to sRGB (not for an sRGB profile), or ``"|png-gamma@<n>"``
+    for a PNG converted from its gAMA and cHRM chunks (not for sRGB's), else
+    nothing.
 
     The features stage's part files, the bundle's image fingerprint (which stages
     are current) and the attribute stage's decoded-image caches are reused while an
@@ -601,12 +698,14 @@ def decoding_stamp(path: str | os.PathLike) -> str:
         with open_image(path) as im:
             o = exif_orientation(im)
             kind = _decoding_kind(im)
-            profiled = _srgb_transform(im) is not None
+            srgb = _srgb_transform(im)
     except Exception:  # noqa: BLE001 - missing or unreadable: the decoders report it
         return ""
-    n, icc = DECODING_REVISIONS.get(kind), DECODING_REVISIONS.get("icc")
+    n = DECODING_REVISIONS.get(kind)
+    source = None if srgb is None else srgb[2]          # "icc", "png-gamma", ...
+    m = DECODING_REVISIONS.get(source)
     return (("" if o == 1 else f"|exif{o}") + (f"|{kind}@{n}" if n else "")
-            + (f"|icc@{icc}" if profiled and icc else ""))
+            + (f"|{source}@{m}" if m else ""))
 
 
 # -- uploads -----------------------------------------------------------------
@@ -620,7 +719,9 @@ def decode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
     body is an :class:`InputError`. A photo with an EXIF orientation tag is turned
     upright, as a browser shows it (keypoints and masks are in that frame), and one
     with an embedded colour profile other than sRGB's (a phone's Display P3, Adobe
-    RGB, a profiled CMYK JPEG) is converted to sRGB, as a browser shows its colours.
+    RGB, a profiled CMYK JPEG) or, without one, a PNG whose gAMA and cHRM chunks
+    are not sRGB's (a linear-light render) is converted to sRGB, as a browser shows
+    its colours.
 
     Examples
     --------

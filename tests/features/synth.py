@@ -98,6 +98,12 @@ P3 = {"primaries": ((0.680, 0.320), (0.265, 0.690), (0.150, 0.060)), "trc": "srg
       "name": "Display P3 (test)"}
 ADOBE_RGB = {"primaries": ((0.64, 0.33), (0.21, 0.71), (0.15, 0.06)), "trc": 563 / 256,
              "name": "Adobe RGB 1998 (test)"}
+#: sRGB's primaries with another tone curve (a PNG's gAMA alone): linear light.
+LINEAR_SRGB = {"primaries": ((0.64, 0.33), (0.30, 0.60), (0.15, 0.06)), "trc": 1.0}
+#: ProPhoto RGB's primaries and D50 white (a cHRM chunk far from sRGB's, of another
+#: white) with the gamma 2.2 of a gAMA of 45455.
+WIDE_D50 = {"primaries": ((0.7347, 0.2653), (0.1596, 0.8404), (0.0366, 0.0001)),
+            "white": (0.3457, 0.3585), "trc": 1 / 0.45455}
 _D65_XY = (0.3127, 0.3290)
 _D50_XYZ = np.array([0.9642, 1.0, 0.8249])
 _BRADFORD = np.array([[0.8951, 0.2664, -0.1614],
@@ -120,6 +126,12 @@ def rgb_to_xyz_matrix(primaries, white=_D65_XY):
     return m * np.linalg.solve(m, _xyz(white))
 
 
+def bradford(src_xy, dst_xy=_D65_XY):
+    """Bradford chromatic adaptation (XYZ -> XYZ) from white ``src_xy`` to ``dst_xy``."""
+    src, dst = _BRADFORD @ _xyz(src_xy), _BRADFORD @ _xyz(dst_xy)
+    return np.linalg.inv(_BRADFORD) @ np.diag(dst / src) @ _BRADFORD
+
+
 def _d65_to_d50():
     src, dst = _BRADFORD @ _xyz(_D65_XY), _BRADFORD @ _D50_XYZ
     return np.linalg.inv(_BRADFORD) @ np.diag(dst / src) @ _BRADFORD
@@ -140,10 +152,12 @@ def decode_trc(v, trc):
 
 
 def expected_srgb(rgb, space):
-    """What an 8-bit colour ``rgb`` in ``space`` (:data:`P3`, :data:`ADOBE_RGB`) is in
-    sRGB, computed from the spaces' matrices (floats, clipped to 0..255)."""
+    """What an 8-bit colour ``rgb`` in ``space`` (:data:`P3`, :data:`ADOBE_RGB`, ...)
+    is in sRGB, computed from the spaces' matrices (floats, clipped to 0..255); a
+    space of another white than D65 adapted to it (Bradford)."""
     lin = decode_trc(rgb, space["trc"])
-    xyz = rgb_to_xyz_matrix(space["primaries"]) @ lin
+    white = space.get("white", _D65_XY)
+    xyz = bradford(white) @ rgb_to_xyz_matrix(space["primaries"], white) @ lin
     return srgb_encode(np.linalg.solve(SRGB_TO_XYZ, xyz))
 
 
@@ -251,3 +265,28 @@ def cmyk_icc_profile():
     return _icc(b"prtr", b"CMYK", [
         (b"desc", _tag_desc("Toy CMYK (test)")), (b"cprt", _tag_text("no copyright, test")),
         (b"wtpt", _tag_xyz(_D50_XYZ)), (b"A2B0", lut)])
+
+
+# -- colours described without a profile (PNG chunks) -----------------------------
+def png_colour_chunks(gama=None, chrm=None, srgb=None):
+    """A PngInfo (``save(pnginfo=...)``) writing a gAMA chunk (``gama``: the stored
+    number, 100000 times the encoding gamma: 45455 for 1/2.2, 100000 for linear
+    light), a cHRM chunk (``chrm``: white, red, green, blue as x, y floats; any
+    count) and an sRGB chunk (``srgb``: its rendering intent), before the pixels."""
+    import struct
+
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    if gama is not None:
+        info.add(b"gAMA", struct.pack(">I", gama))
+    if chrm is not None:
+        info.add(b"cHRM", struct.pack(f">{len(chrm)}I", *(round(v * 100000) for v in chrm)))
+    if srgb is not None:
+        info.add(b"sRGB", bytes([srgb]))
+    return info
+
+
+def chrm_of(space):
+    """A cHRM chunk's eight values (white, red, green, blue) for ``space``."""
+    return (*space.get("white", _D65_XY), *(v for xy in space["primaries"] for v in xy))

@@ -733,6 +733,165 @@ def test_mango_photos_with_an_srgb_profile_keep_their_pixels_and_stamp(mango_dir
         np.testing.assert_array_equal(upload, imaging.decode_upload(p.read_bytes()))
 
 
+# -- colours described without a profile: PNG gAMA/cHRM --------------------------
+#: flat patches of the tests below: saturated in-gamut colours, a mid grey, white
+#: and black (8-bit values as stored in the file)
+_DESCRIBED = np.array([(200, 120, 80), (40, 60, 150), (90, 160, 70), (128, 128, 128),
+                       (255, 255, 255), (0, 0, 0)], np.uint8)
+
+
+def _all_decoders(p):
+    """The file at ``p`` as each decoder gives it: catalogue (whole, with alpha)
+    and upload (whole, with alpha, shrunk at a max_side it is under)."""
+    from features.imaging import decode_upload_alpha, decode_upload_shrunk, load_rgb_alpha
+
+    data = p.read_bytes()
+    return [load_rgb(p), load_rgb_alpha(p)[0], load_rgb(p, max_side=4096),
+            decode_upload(data), decode_upload_alpha(data)[0],
+            decode_upload_shrunk(data, max_side=4096)[0]]
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "P", "RGBA"])
+def test_a_linear_light_png_is_converted_to_srgb(tmp_path, mode):
+    """Some renderers write linear-light PNGs and say so with gAMA 1.0 (stored
+    100000). Read as sRGB they were far too dark: a mid grey 128 (half the light)
+    shows as about 188 in a browser, and stayed 128."""
+    from tests.features import synth
+
+    p = tmp_path / "linear.png"
+    patches = _DESCRIBED[:, 0] if mode == "L" else _DESCRIBED
+    centres = _patch_file(p, patches, "L" if mode == "L" else "RGB")
+    with Image.open(p) as im:   # the same patches as a palette, with an opaque alpha
+        im.load()
+        im = {"P": lambda: im.quantize(8, dither=Image.Dither.NONE),
+              "RGBA": lambda: im.convert("RGBA")}.get(mode, lambda: im.copy())()
+    im.save(p, pnginfo=synth.png_colour_chunks(gama=100000))
+    with Image.open(p) as im:
+        assert im.mode == mode and im.info["gamma"] == 1.0
+        np.testing.assert_array_equal(_centres(np.asarray(im.convert("RGB")), centres),
+                                      np.repeat(patches[:, None], 3, 1) if mode == "L"
+                                      else patches)           # stored as they were
+    expected = np.array([synth.expected_srgb(c, synth.LINEAR_SRGB) for c in _DESCRIBED])
+    if mode == "L":
+        expected = synth.srgb_encode(synth.decode_trc(patches, 1.0))[:, None].repeat(3, 1)
+    for rgb in _all_decoders(p):
+        got = _centres(rgb, centres)
+        np.testing.assert_allclose(got, expected, atol=1)
+        assert got[3].tolist() == [188, 188, 188]
+
+
+@pytest.mark.parametrize("chunks", ["gama-45455", "gama-45000", "gama-and-srgb-chrm",
+                                    "srgb", "srgb-beside-gama-1", "chrm-srgb"])
+def test_a_png_whose_chunks_say_srgb_decodes_as_before(tmp_path, chunks):
+    """An sRGB chunk is sRGB whatever gAMA says beside it (the PNG specification's
+    order), and a gAMA of about 1/2.2 (45455: many tools write it beside plain
+    sRGB data) alone or with sRGB's cHRM is sRGB too, as browsers read them: such
+    PNGs keep their pixels bit for bit, and an empty stamp."""
+    from features.imaging import decoding_stamp
+    from tests.features import synth
+
+    srgb_chrm = synth.chrm_of({"primaries": synth.LINEAR_SRGB["primaries"]})
+    info = {"gama-45455": {"gama": 45455}, "gama-45000": {"gama": 45000},
+            "gama-and-srgb-chrm": {"gama": 45455, "chrm": srgb_chrm},
+            "srgb": {"srgb": 0}, "srgb-beside-gama-1": {"srgb": 0, "gama": 100000},
+            "chrm-srgb": {"chrm": srgb_chrm}}[chunks]
+    px = np.random.default_rng(4).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    tagged, plain = tmp_path / "tagged.png", tmp_path / "plain.png"
+    Image.fromarray(px).save(tagged, pnginfo=synth.png_colour_chunks(**info))
+    Image.fromarray(px).save(plain)
+    with Image.open(tagged) as im:                    # the chunks are there
+        read = {"gama": "gamma", "chrm": "chromaticity", "srgb": "srgb"}
+        assert all(read[k] in im.info for k in info)
+    for rgb in _all_decoders(tagged):
+        np.testing.assert_array_equal(rgb, px)
+    assert decoding_stamp(tagged) == decoding_stamp(plain) == ""
+
+
+def test_a_png_with_wide_primaries_and_another_white_is_converted(tmp_path):
+    """A cHRM chunk of wide primaries (ProPhoto's) and a D50 white, beside gAMA
+    45455: the colours are the primaries' mixtures, adapted to sRGB's D65 white
+    (Bradford), so the file's grey is sRGB's grey; clipped where outside sRGB."""
+    from tests.features import synth
+
+    p = tmp_path / "wide.png"
+    centres = _patch_file(p, _DESCRIBED, pnginfo=synth.png_colour_chunks(
+        gama=45455, chrm=synth.chrm_of(synth.WIDE_D50)))
+    expected = np.array([synth.expected_srgb(c, synth.WIDE_D50) for c in _DESCRIBED])
+    for rgb in _all_decoders(p):
+        got = _centres(rgb, centres)
+        np.testing.assert_allclose(got, expected, atol=2)
+        assert np.abs(got[:3] - _DESCRIBED[:3]).max() > 15
+        assert got[3].max() - got[3].min() <= 1                   # D50 grey: grey
+
+
+def test_a_png_with_a_profile_follows_the_profile_not_its_gamma(tmp_path):
+    """An embedded profile decides alone (iCCP comes first): a P3 PNG that also
+    carries gAMA 1.0 decodes as the same P3 PNG without it, and is stamped for its
+    profile only."""
+    from features.imaging import DECODING_REVISIONS, decoding_stamp
+    from tests.features import synth
+
+    p3 = synth.rgb_icc_profile(synth.P3)
+    both, profiled = tmp_path / "both.png", tmp_path / "profiled.png"
+    _patch_file(both, _DESCRIBED, icc_profile=p3,
+                pnginfo=synth.png_colour_chunks(gama=100000))
+    _patch_file(profiled, _DESCRIBED, icc_profile=p3)
+    with Image.open(both) as im:
+        assert im.info["gamma"] == 1.0 and im.info["icc_profile"]
+    want = load_rgb(profiled)
+    for rgb in _all_decoders(both):
+        np.testing.assert_array_equal(rgb, want)
+    assert decoding_stamp(both) == f"|icc@{DECODING_REVISIONS['icc']}"
+
+
+@pytest.mark.parametrize("chunks", ["gama-0", "gama-huge", "chrm-on-a-line",
+                                    "chrm-y-0", "chrm-white-outside",
+                                    "gama-0-chrm-on-a-line"])
+def test_a_png_with_impossible_chunks_decodes_as_before(tmp_path, chunks):
+    """A gAMA of 0 (or past 2**31 stored, a negative number misread) or a cHRM
+    that makes no colour space (primaries on one line, a y of 0, a white outside
+    the primaries) is ignored, as libpng ignores it: the PNG
+    decodes as without it, no exception or warning, an empty stamp."""
+    from features.imaging import decoding_stamp
+    from tests.features import synth
+
+    line = (0.3127, 0.329, 0.6, 0.3, 0.4, 0.2, 0.2, 0.1)     # r, g, b on x = 2y
+    info = {"gama-0": {"gama": 0}, "gama-huge": {"gama": 0xFFFFFFFF},
+            "chrm-on-a-line": {"chrm": line},
+            "chrm-y-0": {"chrm": (0.3127, 0.329, 0.64, 0.0, 0.3, 0.6, 0.15, 0.06)},
+            "chrm-white-outside": {"chrm": (0.05, 0.9, 0.64, 0.33, 0.3, 0.6, 0.15, 0.06)},
+            "gama-0-chrm-on-a-line": {"gama": 0, "chrm": line}}[chunks]
+    px = np.random.default_rng(5).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    p = tmp_path / "odd.png"
+    Image.fromarray(px).save(p, pnginfo=synth.png_colour_chunks(**info))
+    with Image.open(p) as im:
+        assert "gamma" in im.info or "chromaticity" in im.info
+    for rgb in _all_decoders(p):
+        np.testing.assert_array_equal(rgb, px)
+    assert decoding_stamp(p) == ""
+
+
+def test_decoding_stamp_names_files_converted_from_their_png_chunks(tmp_path):
+    """A PNG converted from its gAMA and cHRM chunks was decoded differently
+    before: ``|png-gamma@n`` (a key of its own: the files with a profile keep their
+    ``|icc@1``), after any other part."""
+    from features.imaging import DECODING_REVISIONS, decoding_stamp
+    from tests.features import synth
+
+    gamma = DECODING_REVISIONS["png-gamma"]
+    alpha = DECODING_REVISIONS["alpha"]
+    a = np.full((30, 20, 3), 90, np.uint8)
+    Image.fromarray(a).save(tmp_path / "linear.png",
+                            pnginfo=synth.png_colour_chunks(gama=100000))
+    Image.fromarray(a).convert("RGBA").save(
+        tmp_path / "linear_cut.png", pnginfo=synth.png_colour_chunks(gama=100000))
+    Image.fromarray(a).save(tmp_path / "wide.png", pnginfo=synth.png_colour_chunks(
+        gama=45455, chrm=synth.chrm_of(synth.WIDE_D50)))
+    assert gamma >= 1
+    assert decoding_stamp(tmp_path / "linear.png") == f"|png-gamma@{gamma}"
+    assert decoding_stamp(tmp_path / "linear_cut.png") == f"|alpha@{alpha}|png-gamma@{gamma}"
+    assert decoding_stamp(tmp_path / "wide.png") == f"|png-gamma@{gamma}"
+
 # -- uploads decoded at the size the engine analyses -------------------------------
 def _jpeg(arr, **kw):
     buf = io.BytesIO()
