@@ -10,8 +10,9 @@ dimensions before any pixel is decoded. Uploads and catalogue files alike are
 turned upright by their EXIF orientation tag (:func:`pil_to_rgb_array`), and
 converted to sRGB when they embed another colour profile (a phone's Display P3, an
 Adobe RGB export, a profiled CMYK JPEG) or, without a profile, say in other words
-that their colours are not sRGB's (a PNG's gAMA and cHRM chunks:
-:func:`_srgb_transform`). Transparency is composited on white; a cut-out's alpha, its garment mask, is kept beside the image by
+that their colours are not sRGB's (a camera's Adobe RGB JPEG in its EXIF block, a
+PNG's gAMA and cHRM chunks: :func:`_srgb_transform`). Transparency is composited
+on white; a cut-out's alpha, its garment mask, is kept beside the image by
 :func:`load_rgb_alpha` and :func:`decode_upload_alpha`.
 
 Examples
@@ -37,8 +38,8 @@ import numpy as np
 
 from features.exceptions import (InputError, NotFoundError, PayloadTooLarge,
                                  UnsupportedMediaType)
-from features.icc import (D65, SRGB_PRIMARIES, SRGB_TONE, grey_profile, rgb_profile,
-                          rgb_to_xyz_matrix)
+from features.icc import (ADOBE_RGB_PRIMARIES, D65, SRGB_PRIMARIES, SRGB_TONE,
+                          grey_profile, rgb_profile, rgb_to_xyz_matrix)
 
 #: Image formats accepted from uploads (PIL format names).
 UPLOAD_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
@@ -115,7 +116,8 @@ def pil_to_rgb_array(im) -> np.ndarray:
     loader shares (:func:`load_rgb`, uploads, attribute and keypoint training, the
     report's thumbnails): turned upright as its EXIF orientation tag says (as a
     browser shows it), converted to sRGB from an embedded colour profile that is not
-    sRGB's, or from a PNG's gamma and chromaticities (:func:`_srgb_transform`), transparency composited on white, 16-bit
+    sRGB's, or from the EXIF block's Adobe RGB or a PNG's gamma and chromaticities
+    (:func:`_srgb_transform`), transparency composited on white, 16-bit
     greyscale scaled to 8 bits. 32-bit samples (TIFF modes ``I`` and ``F``) are
     refused as :class:`UnsupportedMediaType`."""
     return np.asarray(_rgb_image(im), dtype=np.uint8)
@@ -136,13 +138,16 @@ def pil_to_rgb_array(im) -> np.ndarray:
 #: 32-bit: refused, once clipped to a black or white image;
 #: icc: (any kind) its embedded colour profile, not sRGB's, converted to sRGB, once
 #: ignored (:func:`_srgb_transform`; a file with an sRGB profile keeps its stamp);
+#: exif-adobe-rgb: (a JPEG without a profile) Adobe RGB as its EXIF block says
+#: (ColorSpace uncalibrated, interoperability index R03) converted to sRGB, once
+#: read as sRGB (a JPEG whose EXIF says sRGB, or says nothing, keeps its stamp);
 #: png-gamma: (a PNG without a profile or an sRGB chunk) the gamma and primaries of
 #: its gAMA and cHRM chunks converted to sRGB, once ignored (a PNG whose chunks are
 #: sRGB's, gAMA 1/2.2 included, keeps its stamp).
 #: Each way a file describes its colours has a key of its own, so a change to one
 #: reruns only the caches of files it converts.
 DECODING_REVISIONS: dict[str, int] = {"alpha": 2, "colour-key": 3, "32-bit": 2,
-                                      "icc": 1, "png-gamma": 1}
+                                      "icc": 1, "exif-adobe-rgb": 1, "png-gamma": 1}
 
 
 def _decoding_kind(im) -> str:
@@ -184,18 +189,23 @@ def _srgb_transform(im):
     - ``"png-gamma"``: a PNG's ``sRGB`` chunk (sRGB: nothing to do), else its
       ``gAMA`` and ``cHRM`` chunks (:func:`_png_colours`): a renderer's linear-light
       PNG (gamma 1.0), read as sRGB, was far too dark.
+    - ``"exif-adobe-rgb"``: a JPEG's EXIF block (:func:`_exif_colours`): a camera in
+      Adobe RGB mode writes no profile, only ColorSpace "uncalibrated" and the
+      interoperability index ``R03``. Browsers ignore it (such a photo looks
+      desaturated there); the engine names the colours that were shot.
 
     None for an image that says nothing or says sRGB (converting would change
     nothing), or with a profile or chunks that are unreadable or do not fit the
     image (an RGB profile on a CMYK JPEG, a gamma of 0): such images decode as they
-    always have, like an unreadable EXIF block. Header only (the profile and the
-    chunks come before the pixels)."""
+    always have, like an unreadable EXIF block. Header only (the profile, the
+    chunks and the EXIF block come before the pixels)."""
     mode = _PROFILE_MODES.get(im.mode)
     if mode is None:
         return None
     icc = im.info.get("icc_profile")
     if icc:
-        # even an sRGB or a broken profile decides: the chunks beside it are not read
+        # even an sRGB or a broken profile decides: the chunks or EXIF block beside
+        # it are not read (an editor that embeds sRGB may leave a camera's R03)
         kind, transform = "icc", _profile_transform(bytes(icc), mode)
     else:
         described = _described_colours(im, mode)
@@ -234,6 +244,11 @@ def _profile_transform(icc: bytes, mode: str):
     return None if np.abs(as_profiled - as_plain).max() <= 1 else transform
 
 
+#: EXIF tags: the Exif and Interoperability sub-IFDs, ColorSpace (1 sRGB, 0xFFFF
+#: uncalibrated) and InteroperabilityIndex (DCF: "R98" sRGB, "R03" Adobe RGB).
+_EXIF_IFD, _INTEROP_IFD, _COLOR_SPACE, _INTEROP_INDEX = 0x8769, 0xA005, 0xA001, 0x0001
+#: Adobe RGB (1998)'s tone: linear light is the code value to the power 563/256.
+_ADOBE_RGB_TONE = 563 / 256
 #: sRGB's cHRM chunk (white, red, green, blue: x, y) and the gAMA most tools write
 #: beside sRGB data (1/2.2, stored 45455); within these tolerances, sRGB.
 _SRGB_CHRM = (*D65, *(v for xy in SRGB_PRIMARIES for v in xy))
@@ -242,14 +257,16 @@ _SRGB_GAMA, _GAMA_TOLERANCE, _CHRM_TOLERANCE = 1 / 2.2, 0.01, 0.01
 
 def _described_colours(im, mode: str):
     """``(kind, tone, primaries, white)`` of an image without a profile whose PNG
-    chunks say its colours are not sRGB's (:func:`_srgb_transform`),
+    chunks or EXIF block say its colours are not sRGB's (:func:`_srgb_transform`),
     ``tone`` the decoding gamma (or :data:`features.icc.SRGB_TONE`); else None.
-    RGB and greyscale images only."""
+    RGB and greyscale images only (a CMYK JPEG has no such words)."""
     if mode not in ("RGB", "L"):
         return None
     fmt = _FORMAT_ALIASES.get(im.format, im.format)
     if fmt == "PNG":
         return _png_colours(im.info, grey=mode == "L")
+    if fmt == "JPEG":
+        return _exif_colours(im)
     return None
 
 
@@ -289,6 +306,28 @@ def _png_colours(info: dict, grey: bool):
     return "png-gamma", tone, (chrm[2:4], chrm[4:6], chrm[6:8]), chrm[:2]
 
 
+def _exif_colours(im):
+    """:func:`_described_colours` of a JPEG from its EXIF block: Adobe RGB (1998)
+    when ColorSpace is 0xFFFF ("uncalibrated") and the interoperability index is
+    ``R03``, DCF's mark of Adobe RGB (cameras in Adobe RGB mode write no profile).
+    ColorSpace 1 is sRGB, and "uncalibrated" with another index (``R98`` is sRGB's)
+    or none says no colour space at all: both are read as sRGB, as before. A JPEG
+    without an Exif sub-IFD (no EXIF block: every MANGO JPEG but 53, whose
+    ColorSpace is 1) costs one lookup in the block PIL has already read."""
+    try:
+        exif = im.getexif()
+        if _EXIF_IFD not in exif or exif.get_ifd(_EXIF_IFD).get(_COLOR_SPACE) != 0xFFFF:
+            return None
+        index = exif.get_ifd(_INTEROP_IFD).get(_INTEROP_INDEX)
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not refuse the photo
+        return None
+    if isinstance(index, bytes):
+        index = index.decode("latin-1")
+    if not isinstance(index, str) or index.strip("\0 ") != "R03":
+        return None
+    return "exif-adobe-rgb", _ADOBE_RGB_TONE, ADOBE_RGB_PRIMARIES, D65
+
+
 @functools.lru_cache(maxsize=16)
 def _described_transform(tone, primaries, white, mode: str):
     """:func:`_profile_transform` of the profile :mod:`features.icc` writes for these
@@ -322,8 +361,8 @@ def _rgb_image(im, owned: bool = False):
     with a colour profile is converted to sRGB before transparency is composited
     (white is white in every profile; the alpha is left as it is). ``owned``: the
     caller will not use ``im`` again, so its pixels may be converted in place.
-    The same for colours described without a profile (a PNG's gAMA and cHRM:
-    :func:`_srgb_transform`)."""
+    The same for colours described without a profile (EXIF Adobe RGB, a PNG's gAMA
+    and cHRM: :func:`_srgb_transform`)."""
     from PIL import Image
 
     kind = _decoding_kind(im)    # before turning: a turned copy has no format
@@ -674,9 +713,10 @@ def decoding_stamp(path: str | os.PathLike) -> str:
     file that :func:`upright` turns (``k``: its orientation tag), then
     ``"|<kind>@<n>"`` when the file is of a kind whose decoding changed
     (:data:`DECODING_REVISIONS`), then ``"|icc@<n>"`` when its embedded colour
-    profile is converted to sRGB (not for an sRGB profile), or ``"|png-gamma@<n>"``
-    for a PNG converted from its gAMA and cHRM chunks (not for sRGB's), else
-    nothing.
+    profile is converted to sRGB (not for an sRGB profile), ``"|exif-adobe-rgb@<n>"``
+    for a JPEG converted from the Adobe RGB its EXIF block names, or
+    ``"|png-gamma@<n>"`` for a PNG converted from its gAMA and cHRM chunks (not
+    for sRGB's), else nothing.
 
     The features stage's part files, the bundle's image fingerprint (which stages
     are current) and the attribute stage's decoded-image caches are reused while an
@@ -721,7 +761,7 @@ def decode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
     with an embedded colour profile other than sRGB's (a phone's Display P3, Adobe
     RGB, a profiled CMYK JPEG) or, without one, a PNG whose gAMA and cHRM chunks
     are not sRGB's (a linear-light render) is converted to sRGB, as a browser shows
-    its colours.
+    its colours; so is a camera's Adobe RGB JPEG that says so in its EXIF block.
 
     Examples
     --------

@@ -267,7 +267,33 @@ def cmyk_icc_profile():
         (b"wtpt", _tag_xyz(_D50_XYZ)), (b"A2B0", lut)])
 
 
-# -- colours described without a profile (PNG chunks) -----------------------------
+# -- colours described without a profile (EXIF, PNG chunks) ------------------------
+def exif_colour_space(colour_space, interop_index=None, orientation=None):
+    """EXIF bytes (for ``save(exif=...)``) with ColorSpace ``colour_space`` (1 sRGB,
+    0xFFFF uncalibrated) in the Exif sub-IFD and, when given, an Interoperability
+    IFD whose InteroperabilityIndex is ``interop_index`` ("R03" Adobe RGB, "R98"
+    sRGB), as an Adobe RGB camera writes them. By hand: PIL's Exif.tobytes writes
+    no Interoperability IFD. Big-endian TIFF: IFD0, Exif IFD, Interop IFD."""
+    import struct
+
+    def ifd(entries):
+        out = struct.pack(">H", len(entries))
+        for tag, kind, count, value in sorted(entries):
+            out += struct.pack(">HHI", tag, kind, count) + value
+        return out + struct.pack(">I", 0)              # no next IFD
+
+    ifd0 = [] if orientation is None else [(0x0112, 3, 1, struct.pack(">HH", orientation, 0))]
+    exif_at = 8 + 2 + 12 * (len(ifd0) + 1) + 4
+    ifd0.append((0x8769, 4, 1, struct.pack(">I", exif_at)))
+    sub = [(0xA001, 3, 1, struct.pack(">HH", colour_space, 0))]
+    interop = b""
+    if interop_index is not None:
+        interop_at = exif_at + 2 + 12 * 2 + 4
+        sub.append((0xA005, 4, 1, struct.pack(">I", interop_at)))
+        interop = ifd([(0x0001, 2, 4, interop_index.encode("ascii")[:3] + b"\0")])
+    return b"Exif\0\0MM\0*" + struct.pack(">I", 8) + ifd(ifd0) + ifd(sub) + interop
+
+
 def png_colour_chunks(gama=None, chrm=None, srgb=None):
     """A PngInfo (``save(pnginfo=...)``) writing a gAMA chunk (``gama``: the stored
     number, 100000 times the encoding gamma: 45455 for 1/2.2, 100000 for linear

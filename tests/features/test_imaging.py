@@ -733,7 +733,7 @@ def test_mango_photos_with_an_srgb_profile_keep_their_pixels_and_stamp(mango_dir
         np.testing.assert_array_equal(upload, imaging.decode_upload(p.read_bytes()))
 
 
-# -- colours described without a profile: PNG gAMA/cHRM --------------------------
+# -- colours described without a profile: EXIF Adobe RGB, PNG gAMA/cHRM -----------
 #: flat patches of the tests below: saturated in-gamut colours, a mid grey, white
 #: and black (8-bit values as stored in the file)
 _DESCRIBED = np.array([(200, 120, 80), (40, 60, 150), (90, 160, 70), (128, 128, 128),
@@ -749,6 +749,50 @@ def _all_decoders(p):
     return [load_rgb(p), load_rgb_alpha(p)[0], load_rgb(p, max_side=4096),
             decode_upload(data), decode_upload_alpha(data)[0],
             decode_upload_shrunk(data, max_side=4096)[0]]
+
+
+def test_an_adobe_rgb_jpeg_said_in_exif_only_is_converted_to_srgb(tmp_path):
+    """Canon, Nikon and Sony cameras in Adobe RGB mode embed no profile: EXIF
+    ColorSpace 0xFFFF ("uncalibrated") and the interoperability index R03 say Adobe
+    RGB. Read as sRGB, the terracotta (200, 120, 80) stayed (200, 120, 80) instead of
+    about (224, 121, 77), every colour desaturated. Expected values worked out from
+    the spaces' matrices (gamma 563/256 -> XYZ -> linear sRGB -> sRGB's curve)."""
+    from tests.features import synth
+
+    p = tmp_path / "camera.jpg"
+    centres = _patch_file(p, _DESCRIBED, quality=100, subsampling=0,
+                          exif=synth.exif_colour_space(0xFFFF, "R03"))
+    with Image.open(p) as im:                         # as a camera writes it
+        assert "icc_profile" not in im.info
+        assert im.getexif().get_ifd(0xA005)[0x0001] == "R03"
+    expected = np.array([synth.expected_srgb(c, synth.ADOBE_RGB) for c in _DESCRIBED])
+    assert np.round(expected[0]).tolist() == [224, 121, 77]     # the matrices' answer
+    for rgb in _all_decoders(p):
+        got = _centres(rgb, centres)
+        np.testing.assert_allclose(got, expected, atol=2)
+        assert np.abs(got[:3] - _DESCRIBED[:3]).max() > 15           # not read as stored
+        assert got[3].max() - got[3].min() <= 1 and got[3, 0] == 129  # grey stays grey
+
+
+@pytest.mark.parametrize("colour_space,index", [(1, None), (1, "R98"), (1, "R03"),
+                                                (0xFFFF, "R98"), (0xFFFF, None)])
+def test_a_jpeg_whose_exif_says_srgb_or_no_space_decodes_as_before(tmp_path, colour_space,
+                                                                    index):
+    """ColorSpace 1 is sRGB (whatever the index); "uncalibrated" with the index R98
+    (sRGB's) or none names no colour space: all decode bit for bit as the same JPEG
+    without EXIF, with an empty stamp."""
+    from features.imaging import decoding_stamp
+    from tests.features import synth
+
+    px = np.random.default_rng(3).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    tagged, plain = tmp_path / "tagged.jpg", tmp_path / "plain.jpg"
+    Image.fromarray(px).save(tagged, quality=95,
+                             exif=synth.exif_colour_space(colour_space, index))
+    Image.fromarray(px).save(plain, quality=95)
+    want = load_rgb(plain)
+    for rgb in _all_decoders(tagged):
+        np.testing.assert_array_equal(rgb, want)
+    assert decoding_stamp(tagged) == ""
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "P", "RGBA"])
@@ -871,26 +915,57 @@ def test_a_png_with_impossible_chunks_decodes_as_before(tmp_path, chunks):
     assert decoding_stamp(p) == ""
 
 
-def test_decoding_stamp_names_files_converted_from_their_png_chunks(tmp_path):
-    """A PNG converted from its gAMA and cHRM chunks was decoded differently
-    before: ``|png-gamma@n`` (a key of its own: the files with a profile keep their
-    ``|icc@1``), after any other part."""
+def test_decoding_stamp_names_files_converted_from_their_exif_or_png_chunks(tmp_path):
+    """A file converted from its EXIF's Adobe RGB or its PNG chunks was decoded
+    differently before: ``|exif-adobe-rgb@n`` or ``|png-gamma@n`` (keys of their
+    own: the files with a profile keep their ``|icc@1``), after any other part."""
     from features.imaging import DECODING_REVISIONS, decoding_stamp
     from tests.features import synth
 
-    gamma = DECODING_REVISIONS["png-gamma"]
+    adobe, gamma = DECODING_REVISIONS["exif-adobe-rgb"], DECODING_REVISIONS["png-gamma"]
     alpha = DECODING_REVISIONS["alpha"]
     a = np.full((30, 20, 3), 90, np.uint8)
+    Image.fromarray(a).save(tmp_path / "camera.jpg",
+                            exif=synth.exif_colour_space(0xFFFF, "R03"))
+    Image.fromarray(a).save(tmp_path / "turned.jpg",
+                            exif=synth.exif_colour_space(0xFFFF, "R03", orientation=6))
     Image.fromarray(a).save(tmp_path / "linear.png",
                             pnginfo=synth.png_colour_chunks(gama=100000))
     Image.fromarray(a).convert("RGBA").save(
         tmp_path / "linear_cut.png", pnginfo=synth.png_colour_chunks(gama=100000))
     Image.fromarray(a).save(tmp_path / "wide.png", pnginfo=synth.png_colour_chunks(
         gama=45455, chrm=synth.chrm_of(synth.WIDE_D50)))
-    assert gamma >= 1
+    assert adobe >= 1 and gamma >= 1
+    assert decoding_stamp(tmp_path / "camera.jpg") == f"|exif-adobe-rgb@{adobe}"
+    assert decoding_stamp(tmp_path / "turned.jpg") == f"|exif6|exif-adobe-rgb@{adobe}"
     assert decoding_stamp(tmp_path / "linear.png") == f"|png-gamma@{gamma}"
     assert decoding_stamp(tmp_path / "linear_cut.png") == f"|alpha@{alpha}|png-gamma@{gamma}"
     assert decoding_stamp(tmp_path / "wide.png") == f"|png-gamma@{gamma}"
+
+
+@pytest.mark.realdata
+def test_mango_photos_with_exif_colour_space_keep_their_pixels_and_stamp(mango_dir,
+                                                                          monkeypatch):
+    """53 MANGO packshots carry an EXIF block with ColorSpace 1 (sRGB), none
+    0xFFFF and none an interoperability index: they must decode exactly as before
+    EXIF colour spaces were read, with an empty stamp (a built bundle's caches stand)."""
+    from features import imaging
+
+    tagged = []
+    for p in sorted((mango_dir / "images").glob("*.jpg")):
+        with Image.open(p) as im:
+            exif = im.getexif()
+            if 0x8769 in exif and 0xA001 in exif.get_ifd(0x8769):
+                tagged.append(p)
+    if not tagged:
+        pytest.skip("no MANGO image with an EXIF ColorSpace tag")
+    assert all(imaging.decoding_stamp(p) == "" for p in tagged)
+    now = [(imaging.load_rgb(p), imaging.decode_upload(p.read_bytes())) for p in tagged[:6]]
+    monkeypatch.setattr(imaging, "_described_colours", lambda im, mode: None)  # EXIF unread
+    for p, (full, upload) in zip(tagged, now):
+        np.testing.assert_array_equal(full, imaging.load_rgb(p))
+        np.testing.assert_array_equal(upload, imaging.decode_upload(p.read_bytes()))
+
 
 # -- uploads decoded at the size the engine analyses -------------------------------
 def _jpeg(arr, **kw):
