@@ -125,6 +125,47 @@ def check_settings(stage: str, settings: Mapping[str, Any],
     return dict(settings)
 
 
+#: How a ``[stages.*]`` table says "no time budget: train every epoch" for a stage's
+#: ``time_budget_s`` (:func:`check_time_budget`). TOML has no null, so a word is needed,
+#: and the other switches of a stage table are words too (``context = "off"``,
+#: ``regions = "none"``): "none" because the estimators' own spelling is None, which
+#: JSON's ``null`` and YAML's ``~`` give and which is taken as the same. Not ``false``
+#: or ``0``: a number setting takes no true/false, and 0 once silently meant no budget.
+NO_TIME_BUDGET = "none"
+
+
+def check_time_budget(stage: str, settings: Mapping[str, Any],
+                      key: str = "time_budget_s") -> dict[str, Any]:
+    """``settings`` (a checked ``[stages.<stage>]`` table) with its ``key`` of
+    :data:`NO_TIME_BUDGET` (or a JSON / YAML null) as None, the estimator's "no
+    budget"; InputError naming the value unless it is that or a finite number > 0.
+
+    A stage's default budget (the keypoints stage's 300 CPU seconds, MANGO's 1,460 s
+    for the attribute network) could not be turned off from a config file before:
+    ``"none"`` and ``null`` were both refused as "must be a number".
+
+    >>> check_time_budget("demo", {"time_budget_s": "none", "epochs": 3})
+    {'time_budget_s': None, 'epochs': 3}
+    >>> check_time_budget("demo", {"time_budget_s": 0})
+    Traceback (most recent call last):
+    ...
+    features.exceptions.InputError: [stages.demo] time_budget_s must be a number > 0, or "none" for no time budget, got 0
+    """
+    out = dict(settings)
+    if key not in out:
+        return out
+    value = out[key]
+    if value is None or value == NO_TIME_BUDGET:
+        out[key] = None
+        return out
+    if not (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0):
+        raise InputError(f"[stages.{stage}] {key} must be a number > 0, or "
+                         f"\"{NO_TIME_BUDGET}\" for no time budget, got {value!r}",
+                         field=f"stages.{stage}.{key}", value=value)
+    return out
+
+
 def kinds_of_defaults(defaults: Mapping[str, Any]) -> dict[str, type | None]:
     """``{key: kind}`` of a table of defaults (``RANKER_DEFAULTS``), as
     :func:`parameter_kinds` reads a signature's: a None default takes any value.

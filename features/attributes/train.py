@@ -12,7 +12,8 @@ with a seeded split of products grouped by model code, and writes::
 
 Stage config (``ctx.stage_config("attributes")``, all optional): ``heads`` (list of
 catalogue columns), ``preset``, ``image_size``, ``epochs``, ``batch_size``, ``lr``,
-``time_budget_s``, ``num_threads``, ``device``, ``sampling_power``, ``sampling_mix``,
+``time_budget_s`` (``"none"``: no budget, as a JSON / YAML null; MANGO's default is
+1,460 s), ``num_threads``, ``device``, ``sampling_power``, ``sampling_mix``,
 ``group_sep`` (split grouping; default "-" for MANGO, none otherwise; "" for none), ``cache``
 (directory for the decoded-image cache; default ``<bundle>/cache``), ``regions``
 ("auto", "detail" or false), ``region_size``, ``keypoints_csv``, ``descriptors``
@@ -63,7 +64,8 @@ from features.attributes.taxonomy import Taxonomy
 from features.exceptions import BundleError, InputError
 from features.fashionai.schema import ATTRIBUTE_TASKS
 from features.files import read_bundle_file
-from features.settings import check_settings, check_size, parameter_kinds, said_of_stage
+from features.settings import (check_settings, check_size, check_time_budget,
+                               parameter_kinds, said_of_stage)
 
 #: Bumped when training changes in a way that should invalidate finished stages.
 TRAIN_VERSION = 2
@@ -333,8 +335,10 @@ def _stage_settings(ctx) -> dict[str, Any]:
     TypeError traceback from the constructor), or a value of the wrong kind."""
     from features.attributes.estimator import AttributeModel
 
-    kinds = {**parameter_kinds(AttributeModel, leave_out=_SET_BY_STAGE), **_STAGE_ONLY}
-    cfg = check_settings("attributes", ctx.stage_config("attributes"), kinds)
+    kinds = {**parameter_kinds(AttributeModel, leave_out=_SET_BY_STAGE), **_STAGE_ONLY,
+             "time_budget_s": None}   # a number or "none": check_time_budget
+    cfg = check_time_budget("attributes", check_settings(
+        "attributes", ctx.stage_config("attributes"), kinds))
     # a misspelt mode (regions = "detial") trained the keypoint regions ("auto") silently
     regions = cfg.get("regions", "auto")
     if not any(regions is m if isinstance(m, bool) else regions == m for m in REGION_MODES):

@@ -19,6 +19,8 @@ training images) as the floor a detector has to beat.
 Stage config (``ctx.stage_config("keypoints")``): ``csv`` (path, relative to the
 bundle), ``preset``, ``image_size``, ``epochs``, ``batch_size``, ``lr``,
 ``time_budget_s``, ``budget_clock``, ``num_threads``, ``flip_test``, ``decoder``.
+``time_budget_s = "none"`` (or a JSON / YAML null) trains every epoch, with no budget:
+the full build's default is 300 CPU seconds.
 """
 from __future__ import annotations
 
@@ -31,7 +33,8 @@ import pandas as pd
 from features.exceptions import BundleError, InputError
 from features.fashionai.io import keypoints_to_arrays, read_keypoints_csv, write_keypoints_csv
 from features.files import read_bundle_file
-from features.settings import check_settings, parameter_kinds, said_of_stage
+from features.settings import (check_settings, check_time_budget, parameter_kinds,
+                               said_of_stage)
 
 TRAIN_VERSION = 2
 DEFAULT_CSV = "source/fashionai/keypoints.csv"
@@ -48,8 +51,10 @@ def _stage_settings(ctx) -> dict:
     from features.keypoints.heatmap import HeatmapKeypointDetector
 
     kinds = {"csv": str, **parameter_kinds(HeatmapKeypointDetector,
-                                           leave_out=("random_state", "verbose"))}
-    cfg = check_settings("keypoints", ctx.stage_config("keypoints"), kinds)
+                                           leave_out=("random_state", "verbose")),
+             "time_budget_s": None}   # a number or "none": check_time_budget
+    cfg = check_time_budget("keypoints", check_settings(
+        "keypoints", ctx.stage_config("keypoints"), kinds))
     if cfg.get("csv") == "":     # the bundle folder itself: no labels, silently
         raise InputError("[stages.keypoints] csv must name a keypoint CSV file (relative "
                          "to the bundle), got ''", field="stages.keypoints.csv", value="")

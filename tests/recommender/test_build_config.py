@@ -536,7 +536,8 @@ def test_list_and_string_settings_are_checked_inside_before_the_first_stage(stag
     ("keypoints", {"coord_weight": -1},
      "[stages.keypoints] coord_weight must be a number >= 0, got -1"),
     ("keypoints", {"time_budget_s": 0},
-     "[stages.keypoints] time_budget_s must be a number > 0, got 0"),
+     "[stages.keypoints] time_budget_s must be a number > 0, or \"none\" for no time "
+     "budget, got 0"),
     ("attributes", {"lr": 0}, "[stages.attributes] lr must be a number > 0, got 0"),
     ("attributes", {"weight_decay": -0.05},
      "[stages.attributes] weight_decay must be a number >= 0, got -0.05"),
@@ -547,7 +548,8 @@ def test_list_and_string_settings_are_checked_inside_before_the_first_stage(stag
     ("attributes", {"embed_dim": 0},
      "[stages.attributes] embed_dim must be a whole number >= 1, got 0"),
     ("attributes", {"time_budget_s": 0},
-     "[stages.attributes] time_budget_s must be a number > 0, got 0"),
+     "[stages.attributes] time_budget_s must be a number > 0, or \"none\" for no time "
+     "budget, got 0"),
 ])
 def test_out_of_range_numbers_are_refused_before_the_first_stage(stage, table, said):
     # before: each passed the check (kind only) and failed inside training (AdamW's
@@ -564,6 +566,58 @@ def test_out_of_range_numbers_are_refused_before_the_first_stage(stage, table, s
                                                 "stages": {stage: table}}))
     assert str(e.value) == said
     assert e.value.field == f"stages.{stage}.{next(iter(table))}"
+
+
+@pytest.mark.parametrize("name, text", [
+    ("c.toml", '[stages.keypoints]\ntime_budget_s = "none"\n'
+               '[stages.attributes]\ntime_budget_s = "none"\n'),
+    ("c.json", '{"stages": {"keypoints": {"time_budget_s": null},'
+               ' "attributes": {"time_budget_s": null}}}'),
+    ("c.yaml", "stages:\n  keypoints:\n    time_budget_s: null\n"
+               "  attributes:\n    time_budget_s: ~\n"),
+])
+def test_a_config_file_turns_the_stages_time_budgets_off(tmp_path, name, text):
+    # before: "none" and null were both refused ("time_budget_s must be a number"), so
+    # the keypoints stage's 300 CPU seconds and MANGO's 1,460 s for the attribute
+    # network could not be turned off from a config file (TOML has no null)
+    from features.attributes.train import checked_params as attribute_params
+    from features.keypoints.train import checked_params as keypoint_params
+
+    def params(stages):
+        ctx = BuildContext(bundle=None, config={
+            "source": "mango", "quick": False,
+            "stages": resolve_stage_config("mango", False, stages)})
+        return attribute_params(ctx), keypoint_params(ctx)
+
+    attributes, keypoints = params({})
+    assert (attributes["time_budget_s"], keypoints["time_budget_s"]) == (1460, 300)
+    f = tmp_path / name
+    f.write_text(text)
+    attributes, keypoints = params(read_config_file(f)["stages"])
+    assert attributes["time_budget_s"] is None and keypoints["time_budget_s"] is None
+    assert attributes["epochs"] == 47        # the rest of the recipe is kept
+
+
+@pytest.mark.parametrize("stage", ["keypoints", "attributes"])
+@pytest.mark.parametrize("value", ["off", "None", False, True, -5, float("nan"),
+                                   float("inf"), [300]])
+def test_a_time_budget_neither_a_positive_number_nor_none_is_refused(stage, value):
+    from features.attributes.train import checked_params as attribute_params
+    from features.keypoints.train import checked_params as keypoint_params
+
+    check = attribute_params if stage == "attributes" else keypoint_params
+    with pytest.raises(InputError) as e:
+        check(BuildContext(bundle=None, config={"source": "demo", "quick": True,
+                                                "stages": {stage: {"time_budget_s": value}}}))
+    assert str(e.value) == (f"[stages.{stage}] time_budget_s must be a number > 0, or "
+                            f"\"none\" for no time budget, got {value!r}")
+    assert e.value.field == f"stages.{stage}.time_budget_s"
+
+
+def test_a_misspelt_no_budget_stops_a_build_before_its_first_stage(tmp_path, capsys):
+    _build_refused(tmp_path, capsys, '[stages.keypoints]\ntime_budget_s = "off"\n',
+                   "[stages.keypoints] time_budget_s must be a number > 0, or \"none\" "
+                   "for no time budget, got 'off'")
 
 
 def test_an_out_of_range_number_stops_a_build_before_its_first_stage(tmp_path, capsys):

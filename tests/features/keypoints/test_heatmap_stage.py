@@ -37,3 +37,30 @@ def test_keypoints_stage(tmp_path):
     assert pred["image_id"].tolist() == truth["image_id"].tolist()
     from features.keypoints.heatmap import load_detector
     assert load_detector(b.path("models")).n_train_ == m["n_train"]
+
+
+def test_the_stage_trains_without_a_budget_when_its_config_says_none(tmp_path):
+    # before: a full build's keypoints stage always stopped at its default 300 CPU
+    # seconds: ``time_budget_s = "none"`` was refused as "must be a number"
+    import json
+
+    b = Bundle.create(tmp_path / "bundle", source="demo",
+                      image_root=tmp_path / "bundle" / "source")
+    src = b.path("source")
+    (src / "images").mkdir(parents=True)
+    (src / "fashionai").mkdir()
+    imgs, xy, vis, cats = skirts(12)
+    ids = [f"images/D{i:03d}.jpg" for i in range(12)]
+    for i, im in enumerate(imgs):
+        Image.fromarray(im).save(src / ids[i], quality=95)
+    write_keypoints_csv(keypoints_from_arrays(ids, cats, xy, vis),
+                        src / "fashionai" / "keypoints.csv")
+    # not quick: the full build's defaults (with their budget), made tiny to train fast
+    stage = {"preset": "tiny", "image_size": [64, 48], "epochs": 1, "batch_size": 8,
+             "flip_test": False, "time_budget_s": "none"}
+    ctx = BuildContext(bundle=b, config={"source": "demo", "quick": False, "seed": 0,
+                                         "stages": {"keypoints": stage}},
+                       log=lambda m: None)
+    run_stage(ctx)
+    params = json.loads(b.path("models", "keypoints.json").read_text())["params"]
+    assert params["time_budget_s"] is None and params["budget_clock"] == "cpu"
