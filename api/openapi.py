@@ -131,10 +131,12 @@ def build_document(s: Schemas) -> dict:
             "security": [{"adminToken": []}]}},
     }
     paths["/admin/reload"]["post"]["requestBody"]["required"] = False
-    # /healthz answers 503 with its own body (status "no_bundle"), not an Error body
+    # /healthz answers 503 with its own body (status "no_bundle"), not an Error body,
+    # and not the 200's either: fewer keys (no catalogue, versions or MODELS to report)
     paths["/healthz"]["get"]["responses"]["503"] = {
-        "description": "no bundle loaded yet (status no_bundle)",
-        "content": _json(r["healthz"])}
+        "description": "no bundle loaded yet (status no_bundle): none given, or none "
+        "could load (last_error says why)",
+        "content": _json(r["healthz_no_bundle"])}
     # the events database busy, failing or unusable: nothing stored, the same batch
     # may be sent again after Retry-After (a 500 would have said retrying was pointless)
     paths["/v1/events"]["post"]["responses"]["503"] = {

@@ -215,6 +215,99 @@ _VARIANT_PARAMS = {
     "the engine on this endpoint; only in the entry of a variant that sets any"}
 
 
+#: /healthz's keys about the worker that answered, in both of its answers (200 and 503):
+#: a server that could not load its bundle says why here as one that keeps serving does
+_HEALTHZ_WORKER = {
+    "exposures_dropped": {
+        "type": "integer", "minimum": 0,
+        "description": "exposures this worker could not write to the events database "
+        "(locked past EXPOSURE_BUSY_TIMEOUT_MS, failing; logged; the responses were "
+        "served)"},
+    "worker_pid": {
+        "type": "integer",
+        "description": "the gunicorn worker (process id) that answered: reloads, "
+        "reload_failures and exposures_dropped are that worker's own counts, not summed "
+        "across workers"},
+    "reloads": {"type": "integer", "minimum": 0},
+    "reload_failures": {"type": "integer", "minimum": 0,
+                        "description": "reloads refused for a fault (a build still "
+                        "writing the bundle is not one: see waiting_for_build)"},
+    "waiting_for_build": {
+        "type": ["string", "null"],
+        "description": "a build is writing the served bundle now (who, since when): the "
+        "previous version serves until it finishes, then reloads; null otherwise"},
+    "last_error": {"type": ["string", "null"],
+                   "description": "why this worker's last reload was refused (null once "
+                   "one succeeds)"},
+    "failed_target": {
+        "type": ["object", "null"],
+        "description": "the paths that reload tried; rules null: the bundle's own; "
+        "experiments null: none configured; rules_files and models: name -> path of "
+        "each RULES_FILES and MODELS entry (empty: none configured); null once a "
+        "reload succeeds",
+        "required": ["bundle", "rules", "experiments", "rules_files", "models"],
+        "properties": {"bundle": {"type": ["string", "null"]},
+                       "rules": {"type": ["string", "null"]},
+                       "experiments": {"type": ["string", "null"]},
+                       "rules_files": _NAMED_PATHS,
+                       "models": _NAMED_PATHS}}}
+
+#: /healthz 200: a bundle is served; every key is always there (the 503 has fewer)
+_HEALTHZ_OK = {
+    "status": {"type": "string", "enum": ["ok"]},
+    "items": {"type": ["integer", "null"],
+              "description": "the served catalogue's items"},
+    "loaded_at": {"type": "number",
+                  "description": "when the served version loaded (Unix seconds)"},
+    "vision_loaded": {"type": "boolean",
+                      "description": "this worker has its perception models loaded (the "
+                      "photo routes answer at once)"},
+    "experiments_version": {
+        "type": ["string", "null"],
+        "description": "the experiments config this worker assigns with (its version "
+        "key, else a hash of the file); null: no EXPERIMENTS"},
+    "stale_stages": {
+        "type": "array", "items": {"type": "string"},
+        "description": "stages of the bundle served built from inputs another stage has "
+        "rewritten since (e.g. the graph after the compatibility model alone was "
+        "retrained): served as they are until rebuilt"},
+    "changed_outputs": _CHANGED_OUTPUTS,
+    "models": {
+        "type": "object",
+        "description": "each MODELS bundle served (name -> its path, bundle_version, "
+        "items, stale_stages, changed_outputs and graph_pairing_differs, as the keys of "
+        "those names say of the main bundle); empty without MODELS",
+        "additionalProperties": {
+            "type": "object",
+            "required": ["bundle", "bundle_version", "items", "stale_stages",
+                         "changed_outputs", "graph_pairing_differs"],
+            "properties": {
+                "bundle": {"type": ["string", "null"],
+                           "description": "the bundle's path (its MODELS entry)"},
+                "bundle_version": {"type": "string",
+                                   "description": "what a response this model served "
+                                   "carries as bundle_version"},
+                "items": {"type": ["integer", "null"],
+                          "description": "its catalogue's items"},
+                "stale_stages": {"type": "array", "items": {"type": "string"}},
+                "changed_outputs": _CHANGED_OUTPUTS,
+                "graph_pairing_differs": {"type": "boolean"}}}},
+    "graph_pairing_differs": {
+        "type": "boolean",
+        "description": "a served rules file (RULES, the bundle's own, a RULES_FILES "
+        "one) pairs categories the bundle's graph was not built to pair: those groups "
+        "are served from the strategy's top-up alone, without the graph's precomputed "
+        "neighbours (the log names the pairs and the rebuild)"},
+    **_HEALTHZ_WORKER}
+
+#: /healthz 503: no bundle loaded yet (none given, or none loaded: last_error says why)
+_HEALTHZ_NO_BUNDLE = {
+    "status": {"type": "string", "enum": ["no_bundle"]},
+    "items": {"type": "null", "description": "null: no catalogue is served"},
+    "loaded_at": {"type": "null", "description": "null: nothing has loaded"},
+    **_HEALTHZ_WORKER}
+
+
 def _response(properties: dict, required: list[str]) -> dict:
     return {"type": "object", "required": required + ENVELOPE_REQUIRED,
             "properties": {**properties, **ENVELOPE_PROPERTIES,
@@ -359,94 +452,10 @@ RESPONSES: dict[str, dict] = {
     "events": _response({"stored": {"type": "integer", "minimum": 0},
                          "ids": {"type": "array", "items": {"type": "integer"}}},
                         ["stored", "ids"]),
-    "healthz": _response({"status": {"type": "string", "enum": ["ok", "no_bundle"]},
-                          "items": {"type": ["integer", "null"]},
-                          "loaded_at": {"type": ["number", "null"]},
-                          "vision_loaded": {"type": "boolean"},
-                          "experiments_version": {
-                              "type": ["string", "null"],
-                              "description": "the experiments config this worker "
-                              "assigns with (its version key, else a hash of the file); "
-                              "null: no EXPERIMENTS"},
-                          "stale_stages": {
-                              "type": "array", "items": {"type": "string"},
-                              "description": "stages of the bundle served built from "
-                              "inputs another stage has rewritten since (e.g. the graph "
-                              "after the compatibility model alone was retrained): "
-                              "served as they are until rebuilt"},
-                          "changed_outputs": _CHANGED_OUTPUTS,
-                          "models": {
-                              "type": "object",
-                              "description": "each MODELS bundle served (name -> "
-                              "its path, bundle_version, items, stale_stages, "
-                              "changed_outputs and graph_pairing_differs, as the keys "
-                              "of those names say of the main bundle); empty without "
-                              "MODELS",
-                              "additionalProperties": {
-                                  "type": "object",
-                                  "required": ["bundle", "bundle_version", "items",
-                                               "stale_stages", "changed_outputs",
-                                               "graph_pairing_differs"],
-                                  "properties": {
-                                      "bundle": {"type": ["string", "null"],
-                                                 "description": "the bundle's path "
-                                                 "(its MODELS entry)"},
-                                      "bundle_version": {
-                                          "type": "string",
-                                          "description": "what a response this model "
-                                          "served carries as bundle_version"},
-                                      "items": {"type": ["integer", "null"],
-                                                "description": "its catalogue's items"},
-                                      "stale_stages": {
-                                          "type": "array", "items": {"type": "string"}},
-                                      "changed_outputs": _CHANGED_OUTPUTS,
-                                      "graph_pairing_differs": {"type": "boolean"}}}},
-                          "graph_pairing_differs": {
-                              "type": "boolean",
-                              "description": "a served rules file (RULES, the "
-                              "bundle's own, a RULES_FILES one) pairs categories the "
-                              "bundle's graph was not built to pair: those groups are "
-                              "served from the strategy's top-up alone, without the "
-                              "graph's precomputed neighbours (the log names the pairs "
-                              "and the rebuild)"},
-                          "exposures_dropped": {
-                              "type": "integer", "minimum": 0,
-                              "description": "exposures this worker could not write "
-                              "to the events database (locked past "
-                              "EXPOSURE_BUSY_TIMEOUT_MS, failing; logged; the responses "
-                              "were served)"},
-                          "worker_pid": {
-                              "type": "integer",
-                              "description": "the gunicorn worker (process id) that "
-                              "answered: reloads, reload_failures and "
-                              "exposures_dropped are that worker's own counts, not "
-                              "summed across workers"},
-                          "reloads": {"type": "integer"},
-                          "reload_failures": {"type": "integer",
-                                              "description": "reloads refused for a "
-                                              "fault (a build still writing the bundle "
-                                              "is not one: see waiting_for_build)"},
-                          "waiting_for_build": {
-                              "type": ["string", "null"],
-                              "description": "a build is writing the served bundle "
-                              "now (who, since when): the previous version serves until "
-                              "it finishes, then reloads; null otherwise"},
-                          "last_error": {"type": ["string", "null"],
-                                         "description": "why this worker's last reload "
-                                         "was refused (null once one succeeds)"},
-                          "failed_target": {
-                              "type": ["object", "null"],
-                              "description": "the paths that reload tried; rules null: "
-                              "the bundle's own; experiments null: none configured; "
-                              "rules_files and models: name -> path of each RULES_FILES "
-                              "and MODELS entry (empty: none configured)",
-                              "properties": {"bundle": {"type": ["string", "null"]},
-                                             "rules": {"type": ["string", "null"]},
-                                             "experiments": {"type": ["string",
-                                                                      "null"]},
-                                             "rules_files": _NAMED_PATHS,
-                                             "models": _NAMED_PATHS}}},
-                         ["status"]),
+    # one schema per answer, every key it always carries required: with one schema for
+    # both, only status was, and a client could not tell what a 200 promises
+    "healthz": _response(_HEALTHZ_OK, list(_HEALTHZ_OK)),
+    "healthz_no_bundle": _response(_HEALTHZ_NO_BUNDLE, list(_HEALTHZ_NO_BUNDLE)),
     "reload": _response({"reloaded": {"type": "boolean"},
                          # the state now served (ServingState.describe)
                          "bundle": {"type": "string", "description": "bundle path"},

@@ -248,3 +248,100 @@ def test_the_preview_documents_and_bounds_the_ab_parameters_it_reads(tiny_app):
         r = c.get(f"/preview/t0?user_id={bad}")
         assert r.status_code == 400 and r.get_json()["field"] == "user_id", r.status_code
     assert c.get(f"/preview/t0?user_id={'u' * 128}&session_id=s1").status_code == 200
+
+
+def _healthz_schema(doc: dict, status: int) -> dict:
+    schema = doc["paths"]["/healthz"]["get"]["responses"][str(status)]["content"][
+        "application/json"]["schema"]
+    if "$ref" in schema:
+        schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+@pytest.fixture(scope="module")
+def healthz_answers(tmp_path_factory):
+    """``/healthz`` in each state a worker can be in: no bundle (none given; a reload
+    refused), a bundle with MODELS, RULES_FILES and EXPERIMENTS, and that bundle still
+    served after a reload was refused. ``[(state, status, body)]``."""
+    tmp = tmp_path_factory.mktemp("healthz_states")
+    root = make_tiny_bundle(tmp / "bundle")
+    alt = make_tiny_bundle(tmp / "alt", id_prefix="x")
+    (tmp / "wide.toml").write_text('version = "wide-1"\n')
+    (tmp / "exp.json").write_text(json.dumps({"layers": [{"name": "ranking",
+        "experiments": [{"name": "arm", "endpoints": ["complements"], "variants": [
+            {"name": "control"}, {"name": "alt", "model": "alt"}]}]}]}))
+    out, apps = [], []
+    for state, config in (
+            ("no bundle", {}),
+            ("a bundle with MODELS and RULES_FILES", {
+                "BUNDLE": str(root), "MODELS": {"alt": str(alt)},
+                "RULES_FILES": {"wide": str(tmp / "wide.toml")},
+                "EXPERIMENTS": str(tmp / "exp.json")})):
+        app = create_app({"TESTING": True, "DATA_DIR": str(tmp / f"data{len(apps)}"),
+                          "WATCH_INTERVAL": 0, "ADMIN_TOKEN": "s3cret",
+                          "WARM_VISION": False, **config})
+        apps.append(app)
+        c = app.test_client()
+        r = c.get("/healthz")
+        out.append((state, r.status_code, r.get_json()))
+        refused = c.post("/admin/reload", json={"bundle": str(tmp / "nope")},
+                         headers=ADMIN)
+        assert refused.status_code == 422, refused.get_json()
+        r = c.get("/healthz")
+        out.append((f"{state}, a reload refused", r.status_code, r.get_json()))
+    doc = apps[0].test_client().get("/openapi.json").get_json()
+    yield doc, out
+    for app in apps:
+        app.extensions["mixmatch"].events.close()
+
+
+def test_healthz_answers_each_carry_every_key_their_own_schema_requires(healthz_answers):
+    # before: the 200 and the 503 shared one schema requiring status alone (and the
+    # envelope), so a client could not tell from the document what a 200 promises
+    doc, answers = healthz_answers
+    assert [(s, status) for s, status, _ in answers] == [
+        ("no bundle", 503), ("no bundle, a reload refused", 503),
+        ("a bundle with MODELS and RULES_FILES", 200),
+        ("a bundle with MODELS and RULES_FILES, a reload refused", 200)]
+    for state, status, body in answers:
+        schema = _healthz_schema(doc, status)
+        jsonschema.validate(body, schema)
+        assert not undocumented(body, schema), (state, undocumented(body, schema))
+        # every key served in every state is required; assignments only with a variant
+        assert set(body) - {"assignments"} == set(schema["required"]), state
+        other = _healthz_schema(doc, 503 if status == 200 else 200)
+        with pytest.raises(jsonschema.ValidationError):   # each answer is its own
+            jsonschema.validate(body, other)
+    bodies = {state: body for state, _, body in answers}
+    assert bodies["a bundle with MODELS and RULES_FILES"]["models"]["alt"]
+    for state in ("no bundle, a reload refused",
+                  "a bundle with MODELS and RULES_FILES, a reload refused"):
+        assert bodies[state]["last_error"] and bodies[state]["failed_target"], state
+    served = bodies["a bundle with MODELS and RULES_FILES"]["models"]["alt"]["bundle"]
+    assert bodies["a bundle with MODELS and RULES_FILES, a reload refused"][
+        "failed_target"]["models"] == {"alt": served}
+
+
+def test_a_healthz_answer_missing_a_key_its_schema_requires_fails(healthz_answers):
+    """The check itself: each required key taken out of a real answer (the 200's
+    ``vision_loaded``, the 503's ``last_error``, a MODELS entry's ``items``, a failed
+    target's ``models``) fails its schema."""
+    doc, answers = healthz_answers
+    for state, status, body in answers:
+        schema = _healthz_schema(doc, status)
+        for key in schema["required"]:
+            cut = {k: v for k, v in body.items() if k != key}
+            with pytest.raises(jsonschema.ValidationError, match=repr(key)):
+                jsonschema.validate(cut, schema)
+        nested = [("failed_target", "models")] + (
+            [("models", "alt")] if status == 200 else [])
+        for outer, inner in nested:
+            if not body[outer]:
+                continue
+            cut = json.loads(json.dumps(body))
+            if outer == "models":
+                del cut["models"]["alt"]["items"]
+            else:
+                del cut[outer][inner]
+            with pytest.raises(jsonschema.ValidationError):
+                jsonschema.validate(cut, schema)
