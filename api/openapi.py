@@ -109,7 +109,8 @@ def build_document(s: Schemas) -> dict:
             codes=("400", "404", "503"),
             content={"text/html": {"schema": {"type": "string"}}})},
         # the photos the preview's cards show; 404 (JSON) for anything else: a path
-        # outside the image root, a file that is not an image, a model not served
+        # outside the image root, a file that is not an image; 400 for a model not
+        # served (an unknown parameter value, as an unknown variant is elsewhere)
         "/images/{path}": {"get": op(
             "getImage", "A catalogue photo of the main bundle, or of a MODELS bundle "
             "(model)", None, [
@@ -120,8 +121,9 @@ def build_document(s: Schemas) -> dict:
                 {"name": "model", "in": "query", "required": False,
                  "schema": {"type": "string"},
                  "description": "a MODELS name: that bundle's photos (the preview's "
-                 "cards of a model arm link them so)"}],
-            codes=("404", "503"),
+                 "cards of a model arm link them so); another name is a 400 whose "
+                 "allowed lists the served ones"}],
+            codes=("400", "404", "503"),
             content={f"image/{t}": {"schema": {"type": "string", "format": "binary"}}
                      for t in ("jpeg", "png", "webp", "gif")})},
         "/admin/reload": {"post": {**op(

@@ -6,7 +6,7 @@ that served the unit: a variant's ``model`` arm shows its own bundle's items.
 ``/images/<path>``: files under the main bundle's image root only, and
 ``/images/<path>?model=<name>`` under the image root of that ``MODELS`` bundle; ``..``,
 absolute paths and other escapes answer 404 (werkzeug's ``safe_join``), as does any
-file that is not an image and a model that is not served.
+file that is not an image; a model that is not served is a 400 naming the served ones.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from flask import Blueprint, render_template, request, send_from_directory, url_for
 
-from features.exceptions import NotFoundError
+from features.exceptions import InputError, NotFoundError
 from api.blueprints.items import check_item_id, variant_choice
 from api.requests import query
 from api.responses import assign, envelope
@@ -108,9 +108,17 @@ def image(path: str):
     state = get_state()
     model = request.args.get("model")
     if model is not None and model not in state.models:
-        raise NotFoundError(f"no model {model[:40]!r} is served (MODELS: "
-                            f"{', '.join(sorted(state.models)) or 'none'})", field="model",
-                            value=model[:40])
+        # a bad parameter value, not a missing photo: 400 naming it and the names
+        # allowed, as the JSON routes answer an unknown ``variant`` (whose names, like
+        # these, /healthz lists anyway); it was a 404 with the names in its text only
+        shown = model[:40]   # bounded: the value is echoed in the body and the log
+        if not state.models:
+            raise InputError(f"unknown model {shown!r}: no MODELS bundle is served; "
+                             "leave model out for the main bundle's photos",
+                             field="model", value=shown)
+        raise InputError(f"unknown model {shown!r}: a MODELS name, or leave model out "
+                         "for the main bundle's photos", field="model", value=shown,
+                         allowed=sorted(state.models))
     root = state.image_root_for(model)
     if root is None or not path.lower().endswith(IMAGE_SUFFIXES):
         raise NotFoundError(f"no image {path[:80]!r}", field="path")

@@ -118,18 +118,42 @@ def test_preview_of_a_model_arm_shows_that_bundles_items_and_photos(app, model, 
         assert pixel(c, url) == colour, (item_id, url)
 
 
-def test_an_image_of_a_model_that_is_not_served_is_404(app):
+def test_an_image_of_a_model_that_is_not_served_is_a_400_naming_the_served_ones(app):
+    # before: a 404, as for a missing photo, with the names in its text only; an
+    # unknown variant, the JSON routes' parameter naming what is served, is a 400 with
+    # the names allowed, and so is this parameter's bad value now
     c = app.test_client()
-    r = c.get("/images/t0.png?model=nope")
-    assert r.status_code == 404
-    body = r.get_json()
-    assert body["field"] == "model"
-    assert "no model 'nope' is served (MODELS: other, same)" in body["error"]
+    for value in ("nope", "", "default", "x" * 100):
+        r = c.get(f"/images/t0.png?model={value}")
+        assert r.status_code == 400, (value, r.status_code)
+        body = r.get_json()
+        assert body["field"] == "model" and body["allowed"] == ["other", "same"], body
+        assert body["error"] == (
+            f"unknown model {value[:40]!r}: a MODELS name, or leave model out for the "
+            f"main bundle's photos (allowed: other, same)")
+    assert pixel(c, "/images/t0.png?model=same") == GREEN     # a served one: its photo
     # the main bundle does not hold the other bundle's photos, and a model's image
     # route is confined to its own root as the main one is
     assert c.get("/images/xt0.png").status_code == 404
     assert c.get("/images/../main_img/t0.png?model=other").status_code == 404
 
+
+
+def test_an_image_model_without_models_served_is_a_400_saying_none_is(tmp_path):
+    from tests.recommender.tiny_bundle import make_tiny_bundle
+
+    app = create_app({"TESTING": True, "BUNDLE": str(make_tiny_bundle(tmp_path / "b")),
+                      "DATA_DIR": str(tmp_path / "data"), "WATCH_INTERVAL": 0,
+                      "WARM_VISION": False})
+    try:
+        r = app.test_client().get("/images/t0.png?model=nope")
+        assert r.status_code == 400
+        assert r.get_json()["error"] == ("unknown model 'nope': no MODELS bundle is "
+                                         "served; leave model out for the main bundle's "
+                                         "photos")
+        assert r.get_json()["field"] == "model"
+    finally:
+        app.extensions["mixmatch"].events.close()
 
 def _plain(body: dict) -> dict:
     from recommender.json_output import json_safe

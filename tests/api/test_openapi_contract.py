@@ -111,8 +111,8 @@ CASES = {
     "GET /preview/{item_id}": [("get", "/preview/t0?k=2", {})],
     "POST /admin/reload": [("post", "/admin/reload", {"headers": ADMIN}),
                            ("post", "/admin/reload", {})],
-    # the tiny bundle has no image root: its 404s (the demo bundle's test below
-    # fetches a photo)
+    # the tiny bundle has no image root: its 404s, and the 400 of a model not served
+    # (the demo bundle's test below fetches a photo)
     "GET /images/{path}": [("get", "/images/t0.png", {}),
                            ("get", "/images/t0.png?model=nope", {}),
                            ("get", "/images/a/../../b.txt", {})],
@@ -225,10 +225,10 @@ def test_a_catalogue_photo_answers_what_the_document_says(served_app):
     with c.get(f"/images/{path}") as r:   # closes the file it streams
         assert r.status_code == 200 and r.mimetype.startswith("image/"), r.status_code
         check_against_document(doc, "GET /images/{path}", r)
-    for url in (f"/images/{path}?model=nope", "/images/nope.jpg",
-                f"/images/{path}.txt", "/images/../manifest.json"):
+    for url, status in ((f"/images/{path}?model=nope", 400), ("/images/nope.jpg", 404),
+                        (f"/images/{path}.txt", 404), ("/images/../manifest.json", 404)):
         r = c.get(url)
-        assert r.status_code == 404, url
+        assert r.status_code == status, url
         check_against_document(doc, "GET /images/{path}", r)
 
 
