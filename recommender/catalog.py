@@ -55,6 +55,12 @@ STRING_COLUMNS: tuple[str, ...] = (
     "item_id", "category", "subcategory", "colour", "material", "gender", "image_path",
 )
 
+#: ``in_stock`` text read as true / false (stripped, any case). A shop's own words
+#: ("ja", "lieferbar") are added by its column mapping (``true_values``/``false_values``
+#: in :mod:`recommender.adapters.generic`).
+TRUE_VALUES: frozenset[str] = frozenset({"1", "true", "yes", "y", "t"})
+FALSE_VALUES: frozenset[str] = frozenset({"0", "false", "no", "n", "f"})
+
 #: Outfits table: one row per (outfit, item).
 OUTFIT_COLUMNS: tuple[str, ...] = ("outfit_id", "item_id")
 
@@ -186,14 +192,12 @@ def validate_catalog(df: pd.DataFrame, image_root: str | os.PathLike | None = No
             report.errors.append(f"negative price in {len(neg)} row(s), e.g. item {neg[0]}")
         out["price"] = price.astype(float)
     if "in_stock" in out.columns:
-        truthy = {"1", "true", "yes", "y", "t"}
-        falsy = {"0", "false", "no", "n", "f"}
         raw = out["in_stock"].astype("string").str.strip().str.lower()
-        bad = raw[~raw.isin(truthy | falsy)]
+        bad = raw[~raw.isin(TRUE_VALUES | FALSE_VALUES)]
         if len(bad):
             report.errors.append(f"in_stock must be true/false; got {bad.iloc[0]!r} "
                                  f"in {len(bad)} row(s)")
-        out["in_stock"] = raw.isin(truthy).astype(bool)
+        out["in_stock"] = raw.isin(TRUE_VALUES).astype(bool)
 
     image_ok = np.zeros(len(out), dtype=bool)
     if check_images:
@@ -232,10 +236,10 @@ def check_row_width(df: pd.DataFrame, what: str, field: str,
                          value=str(path))
 
 
-def first_bad_byte(path: Path) -> str:
-    r"""Where a file stops being UTF-8 (pandas reports offsets within its read buffer),
-    for the message of a CSV reader's UnicodeDecodeError (:func:`read_user_csv`, the
-    mapping file's).
+def first_bad_byte(path: Path, encoding: str = "utf-8") -> str:
+    r"""Where a file stops being ``encoding`` text (pandas reports offsets within its
+    read buffer), for the message of a CSV reader's UnicodeDecodeError
+    (:func:`read_user_csv`, the mapping file's).
 
     >>> import tempfile
     >>> p = Path(tempfile.mkdtemp()) / "c.csv"
@@ -245,7 +249,7 @@ def first_bad_byte(path: Path) -> str:
     """
     raw = path.read_bytes()
     try:
-        raw.decode("utf-8")
+        raw.decode(encoding)
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         return f"byte {raw[exc.start:exc.start + 1]!r} on line {line}"
@@ -253,11 +257,13 @@ def first_bad_byte(path: Path) -> str:
 
 
 def read_user_csv(path: Path, name: str, field: str, *, error: type = None,
-                  empty: str = "expected a header row", **read_kw) -> pd.DataFrame:
+                  empty: str = "expected a header row",
+                  fix: str = "save the file as UTF-8", **read_kw) -> pd.DataFrame:
     """``pd.read_csv(path, **read_kw)`` of a file a user gave; ``error`` (InputError by
     default) naming it (``name``, the file as the message calls it; ``field``, the
     argument) when it is empty (pandas' EmptyDataError names no file; ``empty`` says
-    what was expected) or not UTF-8 (pandas names neither the file nor the line).
+    what was expected) or not text in its encoding (``read_kw["encoding"]``, UTF-8 by
+    default; pandas names neither the file nor the line; ``fix`` says what to do).
 
     >>> import tempfile
     >>> p = Path(tempfile.mkdtemp()) / "o.csv"; _ = p.write_text("")
@@ -273,8 +279,12 @@ def read_user_csv(path: Path, name: str, field: str, *, error: type = None,
     except pd.errors.EmptyDataError:
         raise error(f"{name} is empty: {empty}", field=field, value=str(path)) from None
     except UnicodeDecodeError as exc:   # a file saved again by a spreadsheet as cp1252
-        raise error(f"{name} is not UTF-8 text: {first_bad_byte(Path(path))}; save the "
-                    "file as UTF-8", field=field, value=str(path)) from exc
+        import codecs
+
+        encoding = read_kw.get("encoding") or "utf-8"
+        said = "UTF-8" if codecs.lookup(encoding).name == "utf-8" else encoding
+        raise error(f"{name} is not {said} text: {first_bad_byte(Path(path), encoding)}; "
+                    f"{fix}", field=field, value=str(path)) from exc
 
 
 def read_parquet_file(path: str | os.PathLike, name: str, field: str) -> pd.DataFrame:

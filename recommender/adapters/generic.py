@@ -11,6 +11,22 @@ catalog : str, required (or given as ``data`` to :func:`load_mapped`)
     The catalogue file, ``.csv`` or ``.parquet`` (``format`` overrides the suffix).
 sep : str, optional
     CSV delimiter (default ``,``).
+encoding : str, optional
+    The CSV's text encoding, any codec Python knows (default ``utf-8``; a UTF-8 byte
+    order mark is skipped). Excel on Windows saves "CSV" in the machine's code page:
+    ``cp1252`` in Western Europe. A name Python does not know is refused.
+decimal, thousands : str, optional
+    How ``price`` (the numeric canonical column) is written: ``decimal`` is ``.``
+    (default) or ``,``; ``thousands`` is ``,``, ``.``, ``" "`` (also matching the
+    no-break spaces French exports use) or ``'``, and absent means none. They must
+    differ from each other and from a CSV's ``sep``. Given either, prices are read
+    strictly in that convention: ``1.299,00`` with ``decimal = ","`` and
+    ``thousands = "."``, while ``23.99`` there is refused (not read as 2399), naming
+    the rows. Attribute columns are kept as text.
+true_values, false_values : list of str, optional
+    ``in_stock`` values meaning in stock / out of stock, besides those always
+    accepted (``1 true yes y t`` / ``0 false no n f``); matched stripped and in any
+    case. Given either, an ``in_stock`` value in neither is refused, naming it.
 image_root : str, optional
     Folder that relative ``image_path`` values are relative to (default: the
     catalogue file's folder).
@@ -31,7 +47,8 @@ attributes : list, optional
     ``source_<name>``).
 outfits : table, optional
     ``path`` (CSV or Parquet), ``outfit_id`` and ``item_id`` (source column names,
-    default the same names), ``sep``.
+    default the same names), ``sep`` and ``encoding`` (defaults as above, not the
+    catalogue's).
 
 Example mapping (TOML)::
 
@@ -59,6 +76,15 @@ Example mapping (TOML)::
     outfit_id = "look"
     item_id = "sku"
 
+A European shop's or Excel's export (``23,99``, ``1.299,00``, ``ja``/``nein``)::
+
+    sep = ";"
+    encoding = "cp1252"
+    decimal = ","
+    thousands = "."
+    true_values = ["ja", "lieferbar"]
+    false_values = ["nein"]
+
 Examples
 --------
 >>> import json, tempfile, pathlib
@@ -73,22 +99,32 @@ Examples
 """
 from __future__ import annotations
 
+import codecs
 import json
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from features.configfiles import load_json, load_yaml
 from features.exceptions import DuplicateKeyError, InputError, NotFoundError, SchemaError
-from recommender.catalog import (CATEGORIES, OPTIONAL_COLUMNS, REQUIRED_COLUMNS,
-                                 check_row_width, first_bad_byte, read_parquet_file,
-                                 read_user_csv)
+from recommender.catalog import (CATEGORIES, FALSE_VALUES, OPTIONAL_COLUMNS,
+                                 REQUIRED_COLUMNS, TRUE_VALUES, check_row_width,
+                                 first_bad_byte, read_parquet_file, read_user_csv)
 
-MAPPING_KEYS = ("catalog", "format", "sep", "image_root", "columns", "category_map",
+MAPPING_KEYS = ("catalog", "format", "sep", "encoding", "decimal", "thousands",
+                "true_values", "false_values", "image_root", "columns", "category_map",
                 "defaults", "attributes", "outfits")
+OUTFITS_KEYS = ("path", "outfit_id", "item_id", "sep", "encoding")
+DECIMAL_MARKS = (".", ",")
+THOUSANDS_MARKS = (",", ".", " ", "'")
+#: What ``thousands = " "`` matches: French exports group digits with a no-break space
+#: (U+00A0) or a narrow one (U+202F), which nobody can see to type in a mapping file.
+_SPACES = " \u00a0\u202f"
 CANONICAL_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 #: Canonical columns that may be absent from both ``columns`` and ``defaults``.
 EMPTY_IF_UNMAPPED = ("colour", "material", "gender", "image_path")
@@ -137,15 +173,22 @@ def read_mapping(path: str | os.PathLike) -> dict:
     if unknown:
         raise InputError(f"unknown mapping key {unknown[0]!r} in {path}", field=unknown[0],
                          value=unknown[0], allowed=MAPPING_KEYS)
-    for key in ("catalog", "format", "sep", "image_root"):
+    for key in ("catalog", "format", "sep", "encoding", "image_root"):
         if key in m and not (isinstance(m[key], str) and m[key]):
             raise InputError(f"mapping key {key} must be a non-empty string, got "
                              f"{m[key]!r}", field=key, value=m[key])
-    if isinstance(m.get("outfits"), dict) and "sep" in m["outfits"] \
-            and not (isinstance(m["outfits"]["sep"], str) and m["outfits"]["sep"]):
-        raise InputError(f"mapping key outfits.sep must be a non-empty string, got "
-                         f"{m['outfits']['sep']!r}", field="outfits.sep",
-                         value=m["outfits"]["sep"])
+    for key in ("sep", "encoding"):
+        if isinstance(m.get("outfits"), dict) and key in m["outfits"] \
+                and not (isinstance(m["outfits"][key], str) and m["outfits"][key]):
+            raise InputError(f"mapping key outfits.{key} must be a non-empty string, got "
+                             f"{m['outfits'][key]!r}", field=f"outfits.{key}",
+                             value=m["outfits"][key])
+    if "encoding" in m:
+        _check_encoding(m["encoding"], "encoding")
+    if isinstance(m.get("outfits"), dict) and "encoding" in m["outfits"]:
+        _check_encoding(m["outfits"]["encoding"], "outfits.encoding")
+    _check_number_marks(m)
+    _check_stock_values(m)
     for key in ("columns", "category_map", "defaults", "outfits"):
         if key in m and not isinstance(m[key], dict):
             raise InputError(f"mapping key {key} must be a table, got "
@@ -186,7 +229,68 @@ def read_mapping(path: str | os.PathLike) -> dict:
     return m
 
 
-def _read_table(path: Path, fmt: str | None, sep: str, key: str) -> pd.DataFrame:
+def _check_encoding(name: str, key: str) -> None:
+    """Refuse an encoding Python does not know (or a codec that is not a text encoding,
+    such as ``base64``) when the mapping is read, not as a traceback inside pandas."""
+    try:
+        codecs.lookup(name)
+        "".encode(name)   # LookupError for bytes-to-bytes and str-to-str codecs
+    except LookupError as exc:
+        raise InputError(f"mapping key {key} {name!r} is not a text encoding Python knows "
+                         f"({exc}); e.g. utf-8, cp1252 (Excel on Windows in Western "
+                         "Europe), latin-1, utf-16", field=key, value=name) from None
+
+
+def _check_number_marks(m: dict) -> None:
+    """``decimal`` and ``thousands``: known marks, and not the same one (``sep`` is
+    checked when a CSV is read: a Parquet catalogue has none)."""
+    for key, allowed in (("decimal", DECIMAL_MARKS), ("thousands", THOUSANDS_MARKS)):
+        if key in m and not (isinstance(m[key], str) and m[key] in allowed):
+            none = " (leave it out for none)" if key == "thousands" else ""
+            raise InputError(f"mapping key {key} must be one of "
+                             f"{', '.join(map(repr, allowed))}{none}, got {m[key]!r}",
+                             field=key, value=m[key], allowed=allowed)
+    if "thousands" in m and m["thousands"] == m.get("decimal", "."):
+        raise InputError(f"mapping key thousands {m['thousands']!r} is also the decimal "
+                         f"mark (decimal {m.get('decimal', '.')!r}"
+                         f"{'' if 'decimal' in m else ', the default'}): a price could "
+                         "not be read both ways; "
+                         + ("set decimal = \",\"" if m["thousands"] == "." else
+                            "set the other one"), field="thousands", value=m["thousands"])
+
+
+def _check_stock_values(m: dict) -> None:
+    """``true_values``/``false_values``: lists of strings, no value meaning both."""
+    for key in ("true_values", "false_values"):
+        if key not in m:
+            continue
+        vals = m[key]
+        bad = vals if not isinstance(vals, list) else next(
+            (v for v in vals if not (isinstance(v, str) and v.strip())), None)
+        if not isinstance(vals, list) or bad is not None:
+            # YAML 1.1 reads an unquoted yes/no/on/off as a boolean
+            hint = "; quote it in YAML" if isinstance(bad, bool) else ""
+            raise InputError(f"mapping key {key} must be a list of non-empty strings "
+                             f"(in_stock values), got {bad!r}{hint}", field=key, value=bad)
+    said = {"true_values": {v.strip().lower() for v in m.get("true_values", [])},
+            "false_values": {v.strip().lower() for v in m.get("false_values", [])}}
+    for key, other, builtin in (("true_values", "false_values", FALSE_VALUES),
+                                ("false_values", "true_values", TRUE_VALUES)):
+        for v in sorted(said[key]):
+            if v in said[other] or v in builtin:
+                why = (f"{other} lists it too" if v in said[other] else
+                       "it always means " + ("out of stock" if key == "true_values"
+                                             else "in stock"))
+                raise InputError(f"mapping key {key} lists {v!r}, but {why}: an in_stock "
+                                 "value must mean one thing", field=key, value=v)
+
+
+def _read_table(path: Path, fmt: str | None, sep: str, key: str, *,
+                encoding: str | None = None, encoding_key: str = "encoding",
+                marks: dict[str, str] | None = None) -> pd.DataFrame:
+    """The table at ``path``. A CSV is read as ``encoding`` (None: not given, UTF-8),
+    the mapping key ``encoding_key`` naming it in messages; ``marks`` (mapping key ->
+    decimal or thousands mark) must differ from its delimiter."""
     if not path.is_file():
         raise NotFoundError(f"mapping key {key} names file {str(path)!r}, which does not "
                             "exist", field=key, value=str(path))
@@ -194,10 +298,22 @@ def _read_table(path: Path, fmt: str | None, sep: str, key: str) -> pd.DataFrame
     if fmt == "parquet":
         return read_parquet_file(path, f"{path} (mapping key {key})", key)
     if fmt in ("csv", "tsv", "txt"):
+        sep = "\t" if fmt == "tsv" and sep == "," else sep
+        for mark_key, mark in (marks or {}).items():
+            if mark == sep:
+                # the usual slip: decimal = "," without sep = ";" (the default is ",")
+                hint = ("exports writing 23,99 separate columns with ';' (set "
+                        "sep = \";\")" if mark == "," else "set sep to the file's")
+                raise InputError(f"mapping key {mark_key} {mark!r} is also the column "
+                                 f"separator of {path} (sep {sep!r}): {hint}",
+                                 field=mark_key, value=mark)
+        fix = ("save the file as UTF-8, or name its encoding in the mapping key "
+               f"{encoding_key} (e.g. \"cp1252\" for Excel on Windows)"
+               if encoding is None else f"check the mapping key {encoding_key}")
         try:
             df = read_user_csv(path, f"{path} (mapping key {key})", key, dtype=str,
-                               keep_default_na=False,
-                               sep="\t" if fmt == "tsv" and sep == "," else sep)
+                               keep_default_na=False, sep=sep, encoding=encoding or "utf-8",
+                               fix=fix)
         except pd.errors.ParserError as exc:
             raise InputError(f"{path} (mapping key {key}) is not a well-formed table: {exc}",
                              field=key, value=str(path)) from exc
@@ -219,6 +335,64 @@ def _need_columns(df: pd.DataFrame, wanted: dict[str, str], where: str,
 
 def _as_str(s: pd.Series) -> pd.Series:
     return s.astype("string").fillna("").astype(str).str.strip()
+
+
+def _read_prices(price: pd.Series, item_id: pd.Series, mapping: dict) -> pd.Series:
+    """``price`` text in the mapping's ``decimal``/``thousands`` convention -> float.
+
+    Strict, unlike stripping every thousands mark: with ``decimal = ","`` and
+    ``thousands = "."`` a ``23.99`` (the file is not what the mapping says) would read
+    as 2399, so a value whose digit groups do not fit is refused, as the catalogue's
+    validation refuses a non-numeric price: with the row count and an example.
+    """
+    if pd.api.types.is_numeric_dtype(price):   # a Parquet column holds numbers already
+        return price
+    decimal, thousands = mapping.get("decimal", "."), mapping.get("thousands")
+    group = f"[{_SPACES}]" if thousands == " " else re.escape(thousands or "")
+    whole = rf"\d{{1,3}}(?:{group}\d{{3}})+|\d+" if thousands else r"\d+"
+    d = re.escape(decimal)
+    pattern = re.compile(rf"[+-]?(?:(?:{whole})(?:{d}\d+)?|{d}\d+)")
+    drop = _SPACES if thousands == " " else (thousands or "")
+
+    def parse(v) -> float | None:
+        if not isinstance(v, str):
+            return np.nan if pd.isna(v) else float(v)   # a blank, or a default number
+        text = v.strip()
+        if not pattern.fullmatch(text):
+            return None
+        for ch in drop:
+            text = text.replace(ch, "")
+        return float(text.replace(decimal, "."))
+
+    values = [parse(v) for v in price]
+    bad = [i for i, v in enumerate(values) if v is None]
+    if bad:
+        marks = (f"decimal {decimal!r} and thousands {thousands!r}" if thousands
+                 else f"decimal {decimal!r} and no thousands separator")
+        raise SchemaError(f"non-numeric price in {len(bad)} row(s), e.g. item "
+                          f"{item_id.iloc[bad[0]]}: {price.iloc[bad[0]]!r} (read with "
+                          f"{marks}, as the mapping says)", field="columns.price",
+                          value=price.iloc[bad[0]])
+    return pd.Series(values, index=price.index, dtype=float)
+
+
+def _read_stock(stock: pd.Series, mapping: dict) -> pd.Series:
+    """``in_stock`` text -> bool with the mapping's ``true_values``/``false_values``
+    added to those always accepted; blanks stay missing for validation to judge."""
+    if pd.api.types.is_bool_dtype(stock):
+        return stock
+    true = TRUE_VALUES | {v.strip().lower() for v in mapping.get("true_values", [])}
+    false = FALSE_VALUES | {v.strip().lower() for v in mapping.get("false_values", [])}
+    key = stock.map(lambda v: v if pd.isna(v) else str(v).strip().lower())
+    unknown = stock[key.notna() & ~key.isin(true | false)].value_counts()
+    if len(unknown):
+        shown = ", ".join(f"{k!r} ({v} rows)" for k, v in unknown.items())
+        raise SchemaError(f"in_stock value(s) not covered by true_values/false_values: "
+                          f"{shown}; add them to one of the two (read as in stock: "
+                          f"{', '.join(sorted(true))}; as out of stock: "
+                          f"{', '.join(sorted(false))})", field="true_values",
+                          value=unknown.index[0], allowed=tuple(sorted(true | false)))
+    return key.map(lambda k: k if pd.isna(k) else k in true)
 
 
 def apply_mapping(src: pd.DataFrame, mapping: dict, *, where: str = "the file"
@@ -245,6 +419,11 @@ def apply_mapping(src: pd.DataFrame, mapping: dict, *, where: str = "the file"
                 and not pd.api.types.is_bool_dtype(out[canon]):
             # Blank cells of a CSV mean "unknown", not a malformed value.
             out[canon] = out[canon].where(out[canon].astype(str).str.strip() != "")
+    if "price" in out.columns and ("decimal" in mapping or "thousands" in mapping):
+        out["price"] = _read_prices(out["price"], out["item_id"], mapping)
+    if "in_stock" in out.columns and ("true_values" in mapping
+                                      or "false_values" in mapping):
+        out["in_stock"] = _read_stock(out["in_stock"], mapping)
 
     raw = out["category"].astype(str)
     cmap: dict[str, str] = {str(k): v for k, v in mapping.get("category_map", {}).items()}
@@ -313,7 +492,9 @@ def load_mapped(mapping_path: str | os.PathLike, data: str | os.PathLike | None 
     m = read_mapping(mapping_path)
     base = mapping_path.parent
     cat_path = _catalog_path(m, base, data, mapping_path)
-    src = _read_table(cat_path, m.get("format"), m.get("sep", ","), "catalog")
+    src = _read_table(cat_path, m.get("format"), m.get("sep", ","), "catalog",
+                      encoding=m.get("encoding"),
+                      marks={k: m[k] for k in ("decimal", "thousands") if k in m})
     catalog = apply_mapping(src, m, where=str(cat_path))
     image_root = (_resolve(base, m["image_root"]) if m.get("image_root")
                   else cat_path.parent)
@@ -322,13 +503,13 @@ def load_mapped(mapping_path: str | os.PathLike, data: str | os.PathLike | None 
     if o:
         if not o.get("path"):
             raise InputError("mapping key outfits needs outfits.path", field="outfits.path")
-        unknown = [k for k in o if k not in ("path", "outfit_id", "item_id", "sep")]
+        unknown = [k for k in o if k not in OUTFITS_KEYS]
         if unknown:
             raise InputError(f"unknown mapping key outfits.{unknown[0]}",
-                             field=f"outfits.{unknown[0]}",
-                             allowed=("path", "outfit_id", "item_id", "sep"))
+                             field=f"outfits.{unknown[0]}", allowed=OUTFITS_KEYS)
         opath = _resolve(base, o["path"])
-        osrc = _read_table(opath, None, o.get("sep", ","), "outfits.path")
+        osrc = _read_table(opath, None, o.get("sep", ","), "outfits.path",
+                           encoding=o.get("encoding"), encoding_key="outfits.encoding")
         ocols = {"outfit_id": o.get("outfit_id", "outfit_id"),
                  "item_id": o.get("item_id", "item_id")}
         _need_columns(osrc, ocols, str(opath), "outfits.")

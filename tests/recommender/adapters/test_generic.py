@@ -229,3 +229,224 @@ def test_default_category_and_kept_attributes(shop):
     assert cat["subcategory"].tolist() == ["top"] * 4
     assert list(cat.columns) == ["item_id", "category", "subcategory", "colour",
                                  "material", "gender", "image_path", "fit"]
+
+
+# --- a shop's export in its own conventions: encoding, decimal comma, its stock words ---
+
+EURO_MAP = """
+catalog = "export.csv"
+sep = ";"
+{encoding}
+decimal = ","
+thousands = "."
+true_values = ["ja", "Lieferbar"]
+false_values = ["nein"]
+
+[columns]
+item_id = "Artikel"
+category = "Typ"
+colour = "Farbe"
+image_path = "Bild"
+price = "Preis"
+in_stock = "Bestand"
+
+[outfits]
+path = "looks.csv"
+sep = ";"
+{outfits_encoding}
+outfit_id = "Look"
+item_id = "Artikel"
+"""
+
+EURO_CSV = ("Artikel;Typ;Farbe;Bild;Preis;Bestand\n"
+            "A1;top;crème;a1.png;23,99;ja\n"
+            "A2;bottom;Bordeaux-Rosé;a2.png;1.299,00; NEIN \n"
+            "A3;shoes;schwarz;a3.png;;LIEFERBAR\n"
+            "A4;bag;grün;a4.png;5;0\n")
+
+
+def _png(path, rgb=(200, 30, 30)):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 12), rgb).save(path)
+
+
+@pytest.mark.parametrize("encoding,bom", [("cp1252", ""), ("utf-16", ""),
+                                          (None, "\ufeff")],   # UTF-8 with Excel's BOM
+                         ids=["cp1252", "utf-16", "utf-8-bom"])
+def test_a_european_export_ingests_as_its_mapping_says(tmp_path, capsys, encoding, bom):
+    """Before: ``error: non-numeric price in 4 row(s), e.g. item A1: '23,99'``,
+    ``in_stock must be true/false; got 'ja'``, and a cp1252 file refused as not UTF-8,
+    with no way to say how the shop writes them but editing the export."""
+    from api.cli import main
+
+    enc = encoding or "utf-8"
+    (tmp_path / "export.csv").write_bytes((bom + EURO_CSV).encode(enc))
+    (tmp_path / "looks.csv").write_bytes("Look;Artikel\nSommer-Brisé;A1\nSommer-Brisé;A2\n"
+                                         .encode(enc))
+    line = f'encoding = "{encoding}"' if encoding else ""
+    (tmp_path / "map.toml").write_text(EURO_MAP.format(encoding=line,
+                                                       outfits_encoding=line))
+    for i in range(1, 5):
+        _png(tmp_path / f"a{i}.png")
+    cat, outfits, root = load_mapped(tmp_path / "map.toml")
+    clean, report = validate_catalog(cat, root)
+    assert report.ok, report.summary()
+    assert clean["colour"].tolist() == ["crème", "Bordeaux-Rosé", "schwarz", "grün"]
+    assert clean["price"].tolist()[:2] == [23.99, 1299.0] and pd.isna(clean["price"][2])
+    assert clean["price"][3] == 5.0
+    assert clean["in_stock"].tolist() == [True, False, True, False]
+    assert clean["image_ok"].all()
+    assert outfits.to_dict("list") == {"outfit_id": ["Sommer-Brisé"] * 2,
+                                       "item_id": ["A1", "A2"]}
+    out = tmp_path / "o"
+    assert main(["ingest", "--source", "csv", "--mapping", str(tmp_path / "map.toml"),
+                 "--out", str(out)]) == 0, capsys.readouterr().err
+    written = pd.read_parquet(out / "catalog.parquet")
+    assert written["price"].tolist()[:2] == [23.99, 1299.0]
+    assert written["in_stock"].tolist() == [True, False, True, False]
+    assert written["colour"][1] == "Bordeaux-Rosé"
+
+
+@pytest.mark.parametrize("decimal,thousands,text,value", [
+    (",", None, "1299,5", 1299.5),
+    (",", " ", "1\u202f299,50", 1299.5),     # French Excel: a narrow no-break space
+    (",", " ", "1 299,50", 1299.5),
+    (".", "'", "1'299.50", 1299.5),          # Swiss
+    (".", ",", "1,299.50", 1299.5),
+    (".", ",", "-12", -12.0),                # refused later by validation, as before
+    (",", ".", ",5", 0.5),
+])
+def test_price_conventions(tmp_path, decimal, thousands, text, value):
+    (tmp_path / "p.csv").write_text(f"sku;type;price\nA1;top;{text}\n")
+    m = {"catalog": "p.csv", "sep": ";", "decimal": decimal,
+         "columns": {"item_id": "sku", "category": "type", "price": "price"}}
+    if thousands:
+        m["thousands"] = thousands
+    (tmp_path / "m.json").write_text(json.dumps(m))
+    cat = load_mapped(tmp_path / "m.json")[0]
+    assert cat["price"].tolist() == [value]
+
+
+@pytest.mark.parametrize("decimal,thousands,text", [
+    (",", ".", "23.99"),       # a dot-decimal price in a file said to use commas: not 2399
+    (",", ".", "1.2999,00"),   # digit groups of three
+    (",", None, "1.299,00"),   # thousands dots the mapping does not mention
+    (",", ".", "23,99 EUR"),
+    (".", ",", "1e3"),
+])
+def test_a_price_not_in_the_mappings_convention_is_named(tmp_path, decimal, thousands,
+                                                         text):
+    (tmp_path / "p.csv").write_text(f"sku;type;price\nA1;top;1\nA2;top;{text}\n"
+                                    f"A3;top;{text}\n")
+    m = {"catalog": "p.csv", "sep": ";", "decimal": decimal,
+         "columns": {"item_id": "sku", "category": "type", "price": "price"}}
+    if thousands:
+        m["thousands"] = thousands
+    (tmp_path / "m.json").write_text(json.dumps(m))
+    with pytest.raises(SchemaError) as exc:
+        load_mapped(tmp_path / "m.json")
+    assert f"non-numeric price in 2 row(s), e.g. item A2: {text!r} (read with decimal " \
+           f"{decimal!r}" in str(exc.value), str(exc.value)
+    assert exc.value.field == "columns.price"
+
+
+def test_an_in_stock_value_neither_list_has_is_named(tmp_path):
+    (tmp_path / "export.csv").write_text(EURO_CSV.replace(";0\n", ";vielleicht\n"))
+    (tmp_path / "looks.csv").write_text("Look;Artikel\n")
+    (tmp_path / "map.toml").write_text(EURO_MAP.format(encoding="", outfits_encoding=""))
+    with pytest.raises(SchemaError) as exc:
+        load_mapped(tmp_path / "map.toml")
+    msg = str(exc.value)
+    assert "in_stock value(s) not covered by true_values/false_values: 'vielleicht' " \
+           "(1 rows); add them to one of the two" in msg, msg
+    assert "(read as in stock: 1, ja, lieferbar, t, true, y, yes; as out of stock: 0, f, " \
+           "false, n, nein, no)" in msg
+    assert "vielleicht" not in exc.value.allowed and "nein" in exc.value.allowed
+
+
+def _mapping(tmp_path, suffix=".json", **keys):
+    (tmp_path / "p.csv").write_text("sku;type;price;stock\nA1;top;2,5;ja\n")
+    (tmp_path / "looks.csv").write_text("outfit_id;item_id\n1;A1\n")
+    m = {"catalog": "p.csv", "columns": {"item_id": "sku", "category": "type",
+                                         "price": "price", "in_stock": "stock"}, **keys}
+    p = tmp_path / f"m{suffix}"
+    p.write_text(yaml.safe_dump(m) if suffix == ".yaml" else json.dumps(m))
+    return p
+
+
+@pytest.mark.parametrize("keys,said,field", [
+    ({"encoding": "utf9"}, "mapping key encoding 'utf9' is not a text encoding Python "
+     "knows (unknown encoding: utf9); e.g. utf-8, cp1252", "encoding"),
+    ({"encoding": "base64"}, "mapping key encoding 'base64' is not a text encoding",
+     "encoding"),
+    ({"encoding": 1252}, "mapping key encoding must be a non-empty string, got 1252",
+     "encoding"),
+    ({"outfits": {"path": "looks.csv", "encoding": "latin-2000"}},
+     "mapping key outfits.encoding 'latin-2000' is not a text encoding", "outfits.encoding"),
+    ({"decimal": ";"}, "mapping key decimal must be one of '.', ',', got ';'", "decimal"),
+    ({"thousands": "_"}, "mapping key thousands must be one of ',', '.', ' ', \"'\" "
+     "(leave it out for none), got '_'", "thousands"),
+    ({"thousands": "."}, "mapping key thousands '.' is also the decimal mark (decimal "
+     "'.', the default): a price could not be read both ways; set decimal = \",\"",
+     "thousands"),
+    ({"decimal": ",", "thousands": ","}, "thousands ',' is also the decimal mark",
+     "thousands"),
+    ({"true_values": "ja"}, "mapping key true_values must be a list of non-empty strings "
+     "(in_stock values), got 'ja'", "true_values"),
+    ({"false_values": ["nein", 0]}, "false_values must be a list of non-empty strings "
+     "(in_stock values), got 0", "false_values"),
+    ({"true_values": ["ja"], "false_values": [" JA"]}, "mapping key true_values lists "
+     "'ja', but false_values lists it too", "true_values"),
+    ({"true_values": ["0"]}, "mapping key true_values lists '0', but it always means out "
+     "of stock", "true_values"),
+], ids=["encoding-unknown", "encoding-not-text", "encoding-not-a-string",
+        "outfits-encoding-unknown", "decimal-unknown", "thousands-unknown",
+        "thousands-is-the-default-decimal", "thousands-is-decimal", "true-values-a-string",
+        "false-values-a-number", "a-value-in-both-lists", "true-values-a-false-word"])
+def test_csv_convention_keys_are_checked(tmp_path, keys, said, field):
+    with pytest.raises(InputError) as exc:
+        read_mapping(_mapping(tmp_path, **keys))
+    assert said in str(exc.value), str(exc.value)
+    assert exc.value.field == field
+
+
+def test_yaml_yes_in_true_values_is_refused_with_a_hint(tmp_path):
+    p = tmp_path / "m.yaml"
+    p.write_text("catalog: p.csv\ncolumns: {item_id: sku, category: type}\n"
+                 "true_values: [ja, yes]\n")
+    with pytest.raises(InputError, match="got True; quote it in YAML"):
+        read_mapping(p)
+
+
+def test_a_decimal_or_thousands_mark_that_is_the_separator_is_refused(tmp_path):
+    # the usual slip: decimal = "," without sep = ";" (CSV's default is ",")
+    with pytest.raises(InputError) as exc:
+        load_mapped(_mapping(tmp_path, decimal=","))
+    assert "mapping key decimal ',' is also the column separator of" in str(exc.value)
+    assert "(set sep = \";\")" in str(exc.value) and exc.value.field == "decimal"
+    with pytest.raises(InputError, match="mapping key thousands ' ' is also the column "
+                       r"separator of .*p.csv \(sep ' '\): set sep to the file's$"):
+        load_mapped(_mapping(tmp_path, sep=" ", thousands=" "))
+    # a Parquet catalogue has no separator to clash with
+    pd.DataFrame({"sku": ["A1"], "type": ["top"], "price": ["2,5"], "stock": ["ja"]}
+                 ).to_parquet(tmp_path / "p.parquet")
+    cat = load_mapped(_mapping(tmp_path, decimal=",", true_values=["ja"]),
+                      data=tmp_path / "p.parquet")[0]
+    assert cat["price"].tolist() == [2.5] and cat["in_stock"].tolist() == [True]
+
+
+def test_a_file_not_in_its_encoding_names_the_mapping_key(tmp_path):
+    (tmp_path / "p.csv").write_bytes("sku;type\nA1;café\n".encode("cp1252"))
+    m = {"catalog": "p.csv", "sep": ";", "columns": {"item_id": "sku", "category": "type"}}
+    (tmp_path / "m.json").write_text(json.dumps(m))
+    with pytest.raises(InputError) as exc:
+        load_mapped(tmp_path / "m.json")
+    assert "is not UTF-8 text: byte b'\\xe9' on line 2; save the file as UTF-8, or name " \
+           "its encoding in the mapping key encoding (e.g. \"cp1252\"" in str(exc.value)
+    (tmp_path / "m.json").write_text(json.dumps({**m, "encoding": "ascii"}))
+    with pytest.raises(InputError) as exc:
+        load_mapped(tmp_path / "m.json")
+    assert "is not ascii text: byte b'\\xe9' on line 2; check the mapping key encoding" \
+        in str(exc.value), str(exc.value)
