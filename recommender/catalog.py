@@ -193,10 +193,24 @@ def validate_catalog(df: pd.DataFrame, image_root: str | os.PathLike | None = No
         out["price"] = price.astype(float)
     if "in_stock" in out.columns:
         raw = out["in_stock"].astype("string").str.strip().str.lower()
-        bad = raw[~raw.isin(TRUE_VALUES | FALSE_VALUES)]
+        known = raw.isin(TRUE_VALUES | FALSE_VALUES).fillna(False).astype(bool)
+        blank = (raw.isna() | (raw == "")).fillna(True).astype(bool)
+        words = (f"one of {', '.join(sorted(TRUE_VALUES))} (in stock) or "
+                 f"{', '.join(sorted(FALSE_VALUES))} (out of stock); a column mapping "
+                 "adds a shop's own words (true_values, false_values)")
+        if blank.any():
+            # a blank is not "out of stock": the stock filter would drop the item, and
+            # inventing "in stock" would show what cannot be bought
+            report.errors.append(
+                f"in_stock is blank in {int(blank.sum())} row(s), e.g. item "
+                f"{out.loc[blank, 'item_id'].iloc[0]}: give every row {words}, or leave "
+                "the column out when stock is not known")
+        bad = out.loc[~known & ~blank, ["item_id", "in_stock"]]
         if len(bad):
-            report.errors.append(f"in_stock must be true/false; got {bad.iloc[0]!r} "
-                                 f"in {len(bad)} row(s)")
+            report.errors.append(
+                f"in_stock {str(bad['in_stock'].iloc[0]).strip()!r} is not a stock value "
+                f"in {len(bad)} row(s), e.g. item {bad['item_id'].iloc[0]}; allowed: "
+                + words)
         out["in_stock"] = raw.isin(TRUE_VALUES).astype(bool)
 
     image_ok = np.zeros(len(out), dtype=bool)

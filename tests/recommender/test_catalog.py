@@ -178,3 +178,18 @@ def test_summary_counts_categories_and_outfit_sizes():
     text = catalog_summary(cat, outfits)
     assert "items: 4" in text and "price: none" in text
     assert "outfits: 2, items per outfit: min 2, median 2, max 3" in text
+
+
+def test_in_stock_blanks_and_unknown_words_are_named_with_the_allowed_words(tmp_path):
+    """A blank in_stock cell is neither in nor out of stock: named with an item and the
+    fix (it read "got <NA>"); an unknown word names the item and the words allowed."""
+    df = _rows(in_stock=["yes", "", "ja", pd.NA])
+    _, report = validate_catalog(df, tmp_path, check_images=False)
+    blank, word = report.errors
+    assert blank.startswith("in_stock is blank in 2 row(s), e.g. item i1:")
+    assert "leave the column out when stock is not known" in blank
+    assert word.startswith("in_stock 'ja' is not a stock value in 1 row(s), e.g. item i2;")
+    assert "1, t, true, y, yes (in stock)" in word and "true_values, false_values" in word
+    cat, report = validate_catalog(_rows(in_stock=[" Yes", "no", "T", "0"]), tmp_path,
+                                   check_images=False)
+    assert report.ok and cat["in_stock"].tolist() == [True, False, True, False]
