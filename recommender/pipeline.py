@@ -4,7 +4,9 @@ Each stage lives in the module that owns its work and exposes two functions:
 
 ``stage_inputs(ctx) -> dict``
     Everything the stage's result depends on (config values, input file hashes).
-    Hashed to decide whether a finished stage can be skipped.
+    Hashed to decide whether a finished stage can be skipped, and kept in the
+    stage's record (:func:`kept_inputs`), so that a stage run again says what
+    changed (:func:`stage_reason`).
 ``run_stage(ctx) -> dict``
     Does the work and returns ``{"outputs": [paths relative to the bundle],
     "metrics": {...}}``.
@@ -28,6 +30,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
+import re
 import sys
 import time
 from typing import Any, Callable
@@ -121,7 +125,9 @@ def run_stages(ctx: BuildContext, names: list[str] | None = None) -> dict[str, d
         return _run_stages(ctx, names)
 
 
-def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
+def _selected(ctx: BuildContext, names: list[str] | None) -> list[Stage]:
+    """The stages a run of ``names`` (default: all that apply to the source) considers,
+    in order, each config checked before the first one starts."""
     if names is not None:
         unknown = [n for n in names if n not in STAGE_NAMES]
         if unknown:
@@ -137,21 +143,33 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
             continue   # said when the build reaches it, after the stages before it
         if check is not None:
             check(ctx)
+    return run
+
+
+def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
+    run = _selected(ctx, names)
     results: dict[str, dict] = {}
+    backfilled = False
     for stage in run:
         module = load_stage_module(stage)
         inputs = module.stage_inputs(ctx)
         inputs_hash = json_hash({"stage": stage.name, "inputs": inputs})
-        if not ctx.force and ctx.bundle.stage_is_current(stage.name, inputs_hash):
-            ctx.log(f"[{stage.name}] up to date, skipped")
-            results[stage.name] = ctx.bundle.stage_record(stage.name).get("metrics", {})
-            continue
         rec = ctx.bundle.stage_record(stage.name)
-        if not ctx.force and rec and rec.get("inputs_hash") == inputs_hash:
-            # same inputs: rerun only because a file it wrote was replaced or removed,
-            # which the user should hear of (a model copied in by hand is discarded)
-            ctx.log(f"[{stage.name}] outputs changed since it ran: "
-                    f"{', '.join(ctx.bundle.changed_outputs(stage.name))}; running it again")
+        reason = stage_reason(ctx, stage.name, inputs_hash, inputs)
+        if reason is None:
+            ctx.log(f"[{stage.name}] up to date, skipped")
+            if "inputs" not in rec:
+                # a record made before inputs were kept, on these very inputs (same
+                # hash): kept now, so that the next change can be named
+                rec["inputs"] = kept_inputs(inputs)
+                backfilled = True
+            results[stage.name] = rec.get("metrics", {})
+            continue
+        # why, before a rerun that may take half an hour: a setting, the catalogue,
+        # the images' fingerprint, a package or code version; or a model copied in by
+        # hand over the stage's output, which the rerun discards
+        again = rec is not None or reason == UNFINISHED
+        ctx.log(f"[{stage.name}] {reason}; running it{' again' if again else ''}")
         # marked before the stage writes: its old record is not trusted again until it
         # finishes, and loaders see a build under way (Bundle.check_complete); a stage
         # that refuses before writing anything leaves the bundle as it was
@@ -168,9 +186,12 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
                                 extra={"seconds": round(elapsed, 2),
                                        "seed": ctx.config.get("seed", 0),
                                        "quick": bool(ctx.config.get("quick")),
-                                       "reads": files_read(ctx.bundle, stage.name, inputs)})
+                                       "reads": files_read(ctx.bundle, stage.name, inputs),
+                                       "inputs": kept_inputs(inputs)})
         ctx.log(f"[{stage.name}] done in {elapsed:.1f}s")
         results[stage.name] = metrics
+    if backfilled:
+        ctx.bundle.save()
     pending = ctx.bundle.finish_build(every_stage=names is None)
     if pending:
         ctx.log(f"bundle {ctx.bundle.root} stays marked as being built: stage(s) "
@@ -186,6 +207,120 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
                     f"as they are until rebuilt); rebuild them: "
                     + rebuild_commands(stale, ctx.bundle.root))
     return results
+
+
+#: Kept inputs (:func:`kept_inputs`): a list of more items than KEPT_ITEMS, a mapping of
+#: more keys than KEPT_KEYS or a string longer than KEPT_TEXT is kept as its size and
+#: hash. Every stage's inputs are small (the largest, the graph's, about 1 KB on MANGO;
+#: the largest table, its config, 14 keys), but a config table may hold a long list,
+#: and the manifest is read on every load.
+KEPT_ITEMS = 32
+KEPT_KEYS = 64
+KEPT_TEXT = 200
+#: The reason of a stage whose run started and did not finish (its record dropped).
+UNFINISHED = "its last run did not finish"
+
+
+def kept_inputs(inputs: Any) -> Any:
+    """``inputs`` (a stage's ``stage_inputs``) as its record keeps them: as JSON reads
+    them back, with long lists, mappings and strings replaced by their size and hash.
+
+    Only to say what changed (:func:`stage_reason`): whether a stage is current is
+    decided by ``inputs_hash``, the hash of the inputs in full.
+
+    >>> kept_inputs({"epochs": 8, "size": (112, 80), "ids": list(range(100))})
+    {'epochs': 8, 'size': [112, 80], 'ids': '<list of 100, hash 51f2696d83d68db9>'}
+    """
+    def keep(value: Any) -> Any:
+        if isinstance(value, dict):
+            if len(value) > KEPT_KEYS:
+                return f"<mapping of {len(value)}, hash {json_hash(value)}>"
+            return {str(k): keep(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            if len(value) > KEPT_ITEMS:
+                return f"<list of {len(value)}, hash {json_hash(value)}>"
+            return [keep(v) for v in value]
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        text = str(value)  # what json_hash hashes a path or a date as
+        if len(text) > KEPT_TEXT:
+            return f"<text of {len(text)}, hash {json_hash(text)}>"
+        return text
+
+    return keep(inputs)
+
+
+def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Leaves of nested mappings by dotted key (a list is one leaf)."""
+    if isinstance(obj, dict) and obj:
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1] or "inputs": obj}
+
+
+def _shown(value: Any, width: int = 40) -> str:
+    """A kept value, short: a hash by its first 8 digits, a path by its end."""
+    if isinstance(value, str):
+        if re.fullmatch(r"[0-9a-f]{12,}", value):
+            return value[:8] + "…"
+        return value if len(value) <= width else "…" + value[-(width - 1):]
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def inputs_changes(old: Any, new: Any, limit: int = 8) -> list[str]:
+    """What differs between two kept inputs, as ``dotted.key old -> new``, at most
+    ``limit`` lines (then how many more).
+
+    >>> inputs_changes({"stage": {"epochs": 47}, "images": {"hash": "79d1e9c46c2ccc5b"}},
+    ...                {"stage": {"epochs": 40}, "images": {"hash": "5a0e11d2c3b4a596"}})
+    ['images.hash 79d1e9c4… -> 5a0e11d2…', 'stage.epochs 47 -> 40']
+    """
+    a, b = _flat(old), _flat(new)
+    out = [f"{key} {_shown(a[key]) if key in a else '(absent)'} -> "
+           f"{_shown(b[key]) if key in b else '(absent)'}"
+           for key in sorted(set(a) | set(b))
+           if key not in a or key not in b or a[key] != b[key]]
+    if len(out) > limit:
+        out[limit:] = [f"and {len(out) - limit} more"]
+    return out
+
+
+def stage_reason(ctx: BuildContext, name: str, inputs_hash: str | None,
+                 inputs: Any = None) -> str | None:
+    """Why stage ``name`` would run now, or None when it is current (a run skips it):
+    not run before, its last run did not finish, forced, its outputs changed since it
+    ran, or which of its inputs (``stage_inputs`` now, hashed as ``inputs_hash``)
+    changed, old and new. A record made before inputs were kept says only that the
+    hash differs.
+
+    >>> import tempfile
+    >>> b = Bundle.create(tempfile.mkdtemp(), source="demo", image_root=None)
+    >>> b.record_stage("graph", inputs_hash="a", outputs=[],
+    ...                extra={"inputs": {"config": {"k_visual": 20}}})
+    >>> ctx = BuildContext(bundle=b, config={})
+    >>> stage_reason(ctx, "graph", "a") is None
+    True
+    >>> stage_reason(ctx, "graph", "b", {"config": {"k_visual": 5}})
+    'inputs changed since it ran: config.k_visual 20 -> 5'
+    """
+    b = ctx.bundle
+    rec = b.stage_record(name)
+    if rec is None:
+        return UNFINISHED if name in b.unfinished_stages() else "not run before"
+    if ctx.force:
+        return "forced (--force)"
+    if rec.get("inputs_hash") == inputs_hash:
+        changed = b.changed_outputs(name)
+        return f"outputs changed since it ran: {', '.join(changed)}" if changed else None
+    if "inputs" not in rec:
+        return "its record predates kept inputs (inputs hash differs)"
+    changes = inputs_changes(rec["inputs"], kept_inputs(inputs))
+    if not changes:  # kept alike, hashed apart: a value JSON reads back otherwise
+        return "inputs changed since it ran (inputs hash differs)"
+    return "inputs changed since it ran: " + "; ".join(changes)
 
 
 def files_read(bundle: Bundle, name: str, inputs: Any) -> dict[str, str | None]:

@@ -402,3 +402,58 @@ def test_retraining_the_compatibility_model_alone_reports_the_graph_stale(
                       "DATA_DIR": str(tmp_path / "data2")})
     assert app.test_client().get("/healthz").get_json()["stale_stages"] == []
     app.extensions["mixmatch"].events.close()
+
+
+def test_a_rerun_says_which_input_changed_with_its_old_and_new_value(tmp_path, counting):
+    # before: a stage not current just ran ("[ingest] count ..."), and only a scratch
+    # script could tell which of its inputs had changed (a setting, the catalogue, the
+    # images' fingerprint, a version); the record kept nothing but their hash
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    logs = []
+    run_stages(BuildContext(bundle=b, config={"value": 1}, log=logs.append))
+    assert logs[0] == "[ingest] not run before; running it"
+    assert Bundle.open(b.root).stage_record("ingest")["inputs"] == {"value": 1}
+    logs.clear()
+    run_stages(BuildContext(bundle=b, config={"value": 2}, log=logs.append))
+    assert logs[0] == "[ingest] inputs changed since it ran: value 1 -> 2; running it again"
+    logs.clear()
+    run_stages(BuildContext(bundle=b, config={"value": 2}, force=True, log=logs.append))
+    assert logs[0] == "[ingest] forced (--force); running it again"
+    assert counting == [1, 2, 2]
+
+
+def test_inputs_are_kept_by_dotted_key_and_long_values_by_their_hash(tmp_path, counting):
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    run_stages(BuildContext(bundle=b, config={"value": {"k": 3, "ids": list(range(1000))}},
+                            log=lambda m: None))
+    kept = Bundle.open(b.root).stage_record("ingest")["inputs"]
+    assert kept["value"]["k"] == 3
+    assert kept["value"]["ids"].startswith("<list of 1000, hash ")
+    logs = []
+    run_stages(BuildContext(bundle=b, config={"value": {"k": 4, "ids": list(range(1001))}},
+                            log=logs.append))
+    assert logs[0].startswith("[ingest] inputs changed since it ran: value.ids <list of "
+                              "1000, hash ")
+    assert "-> <list of 1001, hash " in logs[0] and "; value.k 3 -> 4; running" in logs[0]
+
+
+def test_a_record_from_before_inputs_were_kept_is_honoured_by_its_hash(tmp_path, counting):
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    run_stages(BuildContext(bundle=b, config={"value": 1}, log=lambda m: None))
+    del b.manifest["stages"]["ingest"]["inputs"]
+    b.save()
+    logs = []
+    run_stages(BuildContext(bundle=Bundle.open(b.root), config={"value": 1},
+                            log=logs.append))
+    assert counting == [1] and logs == ["[ingest] up to date, skipped"]
+    # found current on the same inputs: they are kept now, for the next change
+    b = Bundle.open(b.root)
+    assert b.stage_record("ingest")["inputs"] == {"value": 1}
+    del b.manifest["stages"]["ingest"]["inputs"]
+    b.save()
+    run_stages(BuildContext(bundle=Bundle.open(b.root), config={"value": 2},
+                            log=logs.append))
+    assert counting == [1, 2]
+    assert ("[ingest] its record predates kept inputs (inputs hash differs); running it "
+            "again") in logs
+
