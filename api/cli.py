@@ -294,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--seed", type=seed_value, default=0, help=seed_help)
         sp.add_argument("--force", action="store_true",
                         help="re-run stages even when finished on the same inputs")
+        sp.add_argument("--dry-run", action="store_true",
+                        help="print each stage's plan (up to date, or would run and "
+                        "why) and exit without writing anything; takes no lock, so it "
+                        "works while a build runs")
         sp.add_argument("--engine", choices=("local", "dask"), default="local",
                         help="run the stages in this process (local) or on a Dask cluster "
                         "(dask; needs mixmatch[dask]) (default: %(default)s)")

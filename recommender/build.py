@@ -27,7 +27,8 @@ from features.exceptions import (BundleError, DuplicateKeyError, InputError, Not
                                  StageNotAvailable)
 from recommender.bundle import MANIFEST, Bundle, atomic_files, write_lock
 from recommender.paths import DATA_ENV, default_data_root
-from recommender.pipeline import STAGE_NAMES, STAGES, BuildContext, run_stages
+from recommender.pipeline import (STAGE_NAMES, STAGES, BuildContext, plan_stages,
+                                  run_stages)
 
 SOURCES = ("demo", "mango", "csv")
 #: The tables of a build config: per-stage settings and the Dask cluster's sizes.
@@ -152,15 +153,21 @@ def merge_stage_config(base: dict[str, Any], stages: dict | None) -> dict[str, A
     return out
 
 
+def demo_source_ready(source_dir: Path, items: int, seed: int) -> bool:
+    """Whether ``source_dir`` holds the demo catalogue of ``items`` items and ``seed``."""
+    marker = source_dir / "demo.json"
+    if not marker.is_file():
+        return False
+    meta = json.loads(marker.read_text())
+    return meta.get("seed") == seed and meta.get("n_items", meta.get("items")) == items
+
+
 def prepare_demo_source(source_dir: Path, items: int, seed: int,
                         log: Callable[[str], None]) -> Path:
     """Generate the demo catalogue into ``source_dir`` unless the same one is there."""
-    marker = source_dir / "demo.json"
-    if marker.is_file():
-        meta = json.loads(marker.read_text())
-        if meta.get("seed") == seed and meta.get("n_items", meta.get("items")) == items:
-            log(f"[demo] catalogue of {items} items (seed {seed}) already at {source_dir}")
-            return source_dir
+    if demo_source_ready(source_dir, items, seed):
+        log(f"[demo] catalogue of {items} items (seed {seed}) already at {source_dir}")
+        return source_dir
     try:  # lazily: only demo builds need the generator
         from recommender.demo import generate_demo
     except ModuleNotFoundError as exc:
@@ -194,6 +201,83 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
     outfit: the bundle to serve, or to score on outfits from elsewhere.
     """
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    out = Path(out)
+    stage_cfg, data = _build_settings(source=source, data=data, mapping=mapping,
+                                      quick=quick, engine=engine, overrides=overrides,
+                                      holdout=holdout)
+    # held from the manifest read to its last save: a second build of ``out`` is refused
+    # at once, rather than mixing its stages' files and manifest with this one's
+    with write_lock(out):
+        if source == "demo":
+            data = prepare_demo_source(Path(data) if data else out / "source", items, seed,
+                                       log)
+        config = _build_config(source=source, data=data, mapping=mapping, items=items,
+                               seed=seed, quick=quick, engine=engine, scheduler=scheduler,
+                               stage_cfg=stage_cfg, overrides=overrides)
+        if (out / MANIFEST).is_file():
+            # An existing bundle: the new source and config are saved with the first
+            # stage that runs under them (record_stage saves the manifest), or once the
+            # build finishes, so a build that fails before any stage ran (a bad
+            # mapping) leaves the manifest describing what the bundle holds.
+            bundle = Bundle.open(out)
+            bundle.manifest["source"] = source
+            bundle.manifest["config"] = config
+        else:
+            bundle = Bundle.create(out, source=source, image_root=None, config=config)
+        ctx = BuildContext(bundle=bundle, config=config, force=force, log=log)
+        run_stages(ctx, stages)
+        bundle.save()
+    return out
+
+
+def plan_build(out: str | os.PathLike, *, source: str = "demo",
+               data: str | os.PathLike | None = None,
+               mapping: str | os.PathLike | None = None, items: int = 2000,
+               seed: int = 0, quick: bool = False, stages: list[str] | None = None,
+               force: bool = False, engine: str = "local", scheduler: str | None = None,
+               overrides: dict | None = None, holdout: float | None = None
+               ) -> list[tuple[str, str]]:
+    """What :func:`build_bundle` with the same arguments would do, as (step, what)
+    pairs (:func:`recommender.pipeline.plan_stages`), doing none of it.
+
+    Writes nothing and takes no lock: no demo catalogue generated, no bundle folder
+    made, no manifest saved. With no bundle at ``out`` yet, every stage would run.
+
+    >>> import tempfile
+    >>> plan_build(Path(tempfile.mkdtemp()) / "b", stages=["ingest"])[1]
+    ('ingest', 'would run: not run before')
+    """
+    out = Path(out)
+    stage_cfg, data = _build_settings(source=source, data=data, mapping=mapping,
+                                      quick=quick, engine=engine, overrides=overrides,
+                                      holdout=holdout)
+    plan: list[tuple[str, str]] = []
+    before = None
+    if source == "demo":
+        data = Path(data) if data else out / "source"
+        if demo_source_ready(data, items, seed):
+            plan.append(("demo", f"catalogue of {items} items (seed {seed}) already at "
+                                 f"{data}"))
+        else:
+            plan.append(("demo", f"would generate {items} items (seed {seed}) into "
+                                 f"{data}"))
+            before = "the demo catalogue"
+    config = _build_config(source=source, data=data, mapping=mapping, items=items,
+                           seed=seed, quick=quick, engine=engine, scheduler=scheduler,
+                           stage_cfg=stage_cfg, overrides=overrides)
+    if (out / MANIFEST).is_file():
+        bundle = Bundle.open(out)
+        bundle.manifest["source"] = source   # in memory only, as the build would set
+        bundle.manifest["config"] = config
+    else:  # a bundle not made: nothing recorded, every stage would run
+        bundle = Bundle(out, {"source": source, "config": config, "stages": {}})
+    ctx = BuildContext(bundle=bundle, config=config, force=force)
+    return plan + plan_stages(ctx, stages, before=before)
+
+
+def _build_settings(*, source: str, data, mapping, quick: bool, engine: str,
+                    overrides: dict | None, holdout: float | None):
+    """The checked settings of a build: its ``[stages]`` tables and its data folder."""
     if source not in SOURCES:
         raise InputError(f"unknown source {source!r}", field="source", value=source,
                          allowed=SOURCES)
@@ -211,7 +295,6 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
             raise InputError(f"config [stages] split must be a table, got {split!r}",
                              field="stages.split", value=split)
         split["test_fraction"] = float(holdout)
-    out = Path(out)
     if source == "mango":
         data = Path(data) if data else default_data_root() / "mango"
         if not (Path(data) / "product_data.csv").is_file():
@@ -220,34 +303,21 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
     elif source == "csv":
         if not mapping:
             raise InputError("--source csv needs --mapping FILE", field="mapping")
-    # held from the manifest read to its last save: a second build of ``out`` is refused
-    # at once, rather than mixing its stages' files and manifest with this one's
-    with write_lock(out):
-        if source == "demo":
-            data = prepare_demo_source(Path(data) if data else out / "source", items, seed,
-                                       log)
-        config: dict[str, Any] = {
-            "source": source, "data": str(data) if data else None,
-            "mapping": str(mapping) if mapping else None, "items": items, "seed": seed,
-            "quick": bool(quick), "engine": engine, "scheduler": scheduler,
-            "stages": stage_cfg,
-            # [dask]: cluster sizes (engine dask)
-            "dask": (overrides or {}).get("dask", {}),
-        }
-        if (out / MANIFEST).is_file():
-            # An existing bundle: the new source and config are saved with the first
-            # stage that runs under them (record_stage saves the manifest), or once the
-            # build finishes, so a build that fails before any stage ran (a bad
-            # mapping) leaves the manifest describing what the bundle holds.
-            bundle = Bundle.open(out)
-            bundle.manifest["source"] = source
-            bundle.manifest["config"] = config
-        else:
-            bundle = Bundle.create(out, source=source, image_root=None, config=config)
-        ctx = BuildContext(bundle=bundle, config=config, force=force, log=log)
-        run_stages(ctx, stages)
-        bundle.save()
-    return out
+    return stage_cfg, data
+
+
+def _build_config(*, source: str, data, mapping, items: int, seed: int, quick: bool,
+                  engine: str, scheduler: str | None, stage_cfg: dict,
+                  overrides: dict | None) -> dict[str, Any]:
+    """The config a build records in the manifest and its stages read."""
+    return {
+        "source": source, "data": str(data) if data else None,
+        "mapping": str(mapping) if mapping else None, "items": items, "seed": seed,
+        "quick": bool(quick), "engine": engine, "scheduler": scheduler,
+        "stages": stage_cfg,
+        # [dask]: cluster sizes (engine dask)
+        "dask": (overrides or {}).get("dask", {}),
+    }
 
 
 def bundle_from_tables(root: str | os.PathLike, catalog, outfits, embeddings, *,
@@ -315,15 +385,39 @@ def _stage_list(value: str | None) -> list[str] | None:
     return names
 
 
+def print_plan(root: str | os.PathLike, plan: list[tuple[str, str]]) -> None:
+    """Print a dry run's plan (:func:`plan_build`, or
+    :func:`~recommender.pipeline.plan_stages`) of the bundle at ``root``: one line per
+    step, and the process writing the bundle now, if one is (the plan is of the
+    bundle as it stands)."""
+    root = Path(root)
+    print(f"dry run of bundle {root} (nothing written):")
+    if (root / MANIFEST).is_file():
+        holder = Bundle.open(root).writer()
+        if holder is not None:
+            print(f"  a build is running in it now: pid {holder.get('pid')} on "
+                  f"{holder.get('host')} since {holder.get('since')} "
+                  f"({holder.get('command') or 'command unknown'}); as it stands:")
+    else:
+        print(f"  no bundle at {root} yet: every stage would run")
+    width = max([len(name) for name, _ in plan] + [12])
+    for name, what in plan:
+        print(f"  {name:<{width}}  {what}")
+
+
 def cli_build(args) -> int:
     """Handler of ``mixmatch build``."""
     overrides = read_config_file(args.config)
+    settings = dict(source=args.source, data=args.data, mapping=args.mapping,
+                    items=args.items, seed=args.seed, quick=args.quick,
+                    stages=_stage_list(args.stages), force=args.force,
+                    engine=args.engine, scheduler=args.scheduler, overrides=overrides,
+                    holdout=getattr(args, "holdout", None))
+    if getattr(args, "dry_run", False):
+        print_plan(args.out, plan_build(args.out, **settings))
+        return 0
     t0 = time.perf_counter()
-    out = build_bundle(args.out, source=args.source, data=args.data, mapping=args.mapping,
-                       items=args.items, seed=args.seed, quick=args.quick,
-                       stages=_stage_list(args.stages), force=args.force,
-                       engine=args.engine, scheduler=args.scheduler, overrides=overrides,
-                       holdout=getattr(args, "holdout", None))
+    out = build_bundle(args.out, **settings)
     b = Bundle.open(out)
     print(f"bundle {out} (version {b.version}) built in {time.perf_counter() - t0:.1f}s")
     for name, rec in b.manifest.get("stages", {}).items():
@@ -337,13 +431,25 @@ def cli_build(args) -> int:
 def cli_stages(args) -> int:
     """Handler of ``mixmatch features | train | graph`` on an existing bundle."""
     Bundle.open(args.bundle)  # no bundle there: named, and no folder made to lock
+    if getattr(args, "dry_run", False):
+        # no lock: a dry run beside a running build reports the bundle as it stands
+        ctx, names = _stages_context(args)
+        print_plan(args.bundle, plan_stages(ctx, names))
+        return 0
     # from the manifest read to its last save: a build running meanwhile would
     # otherwise have its records overwritten by the manifest read before it finished
     with write_lock(args.bundle):
-        return _cli_stages_locked(args)
+        ctx, names = _stages_context(args)
+        results = run_stages(ctx, names)
+    for name, metrics in results.items():
+        print(f"{name}: " + json.dumps(metrics, default=str)[:400])
+    return 0
 
 
-def _cli_stages_locked(args) -> int:
+def _stages_context(args) -> tuple[BuildContext, list[str] | None]:
+    """The context and stage names of ``mixmatch features | train | graph``: the
+    bundle's recorded config with the command's options over it (in memory: saved
+    with the first stage that runs)."""
     b = Bundle.open(args.bundle)
     config = dict(b.manifest.get("config", {}))
     config["quick"] = bool(getattr(args, "quick", False)) or config.get("quick", False)
@@ -374,7 +480,4 @@ def _cli_stages_locked(args) -> int:
         for name in skip:
             ctx.log(f"[{name}] not a stage of a {source!r} bundle, skipped")
         names = [n for n in names if n not in skip]
-    results = run_stages(ctx, names)
-    for name, metrics in results.items():
-        print(f"{name}: " + json.dumps(metrics, default=str)[:400])
-    return 0
+    return ctx, names

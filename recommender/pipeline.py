@@ -18,6 +18,9 @@ and may expose a third:
     stage to run is checked before the first one starts, so a misspelt graph
     setting is refused before the attribute network trains, not an hour later.
 
+:func:`plan_stages` says what a run would do (``mixmatch build --dry-run``) without
+doing it.
+
 A stage whose module has not landed yet is reported plainly (``StageNotAvailable``)
 and the build stops there with a non-zero exit; no stage pretends.
 
@@ -321,6 +324,60 @@ def stage_reason(ctx: BuildContext, name: str, inputs_hash: str | None,
     if not changes:  # kept alike, hashed apart: a value JSON reads back otherwise
         return "inputs changed since it ran (inputs hash differs)"
     return "inputs changed since it ran: " + "; ".join(changes)
+
+
+def plan_stages(ctx: BuildContext, names: list[str] | None = None, *,
+                before: str | None = None) -> list[tuple[str, str]]:
+    """What :func:`run_stages` would do, as (stage, what) pairs, doing none of it:
+    ``"up to date"``, ``"would run: <why>"`` (:func:`stage_reason`), or, for a stage
+    current now after one that would run, that it runs if that one changes its
+    inputs (they are that stage's outputs, unknown until it has run). ``before``
+    names a step that would run ahead of the stages (the demo catalogue).
+
+    Reads only: no lock taken (a dry run beside a running build reports the bundle
+    as it stands), no manifest saved, no stage run. The configs are checked as a
+    run checks them.
+    """
+    plan = []
+    first = before
+    writer = ctx.bundle.writer()
+    building = ctx.bundle.manifest.get("building")
+    now = building.get("stage") if isinstance(building, dict) else building
+    for stage in _selected(ctx, names):
+        try:
+            module = load_stage_module(stage)
+        except StageNotAvailable as exc:
+            plan.append((stage.name, f"would stop the build: {exc}"))
+            break
+        if ctx.bundle.stage_record(stage.name) is None:
+            # nothing recorded to compare: it runs whatever its inputs
+            reason = stage_reason(ctx, stage.name, None)
+            if writer is not None and stage.name == now:
+                # the stages after it are planned as after any stage that would run
+                plan.append((stage.name, f"running now (pid {writer.get('pid')}); "
+                             f"would run again if that run does not finish"))
+                first = first or stage.name
+                continue
+        else:
+            try:
+                inputs = module.stage_inputs(ctx)
+            except (MixmatchError, OSError) as exc:
+                plan.append((stage.name,
+                             f"would run after {first} (its inputs are not there yet)"
+                             if first else f"cannot tell: its inputs cannot be read "
+                             f"now ({exc})"))
+                continue
+            reason = stage_reason(ctx, stage.name,
+                                  json_hash({"stage": stage.name, "inputs": inputs}),
+                                  inputs)
+        if reason is None:
+            plan.append((stage.name, "up to date" if first is None else
+                         f"up to date now; would run after {first} if that changes "
+                         f"its inputs"))
+            continue
+        plan.append((stage.name, f"would run: {reason}"))
+        first = first or stage.name
+    return plan
 
 
 def files_read(bundle: Bundle, name: str, inputs: Any) -> dict[str, str | None]:

@@ -140,3 +140,26 @@ def test_a_bundle_marked_while_its_writer_runs_says_so_and_not_once_it_is_gone(t
     with pytest.raises(BundleError, match="interrupted") as err:
         Bundle.open(b.root).check_complete()
     assert not isinstance(err.value, BundleBeingBuilt)
+
+
+def test_a_dry_run_beside_a_running_build_reports_it_and_takes_no_lock(holder, counting,
+                                                                       capsys):
+    # a dry run reads only: refused like a writer, it could not say what the build in
+    # progress will leave to do; it must not take the lock the build holds either
+    from api.cli import main
+
+    root, proc = holder
+    before = sorted(p.name for p in root.iterdir())
+    manifest = (root / "manifest.json").read_bytes()
+    assert main(["build", "--out", str(root), "--items", "10", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"a build is running in it now: pid {proc.pid} on " in out
+    assert (f"  ingest        running now (pid {proc.pid}); would run again if that run "
+            f"does not finish\n") in out
+    assert sorted(p.name for p in root.iterdir()) == before   # no demo source made
+    assert (root / "manifest.json").read_bytes() == manifest
+    assert f'"pid": {proc.pid}' in (root / LOCK).read_text()   # still the build's
+    with pytest.raises(BundleError, match=f"pid {proc.pid}"):
+        run_stages(BuildContext(bundle=Bundle.open(root), config={"value": 1},
+                                log=lambda m: None))
+    assert counting == []

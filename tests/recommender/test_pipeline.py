@@ -457,3 +457,99 @@ def test_a_record_from_before_inputs_were_kept_is_honoured_by_its_hash(tmp_path,
     assert ("[ingest] its record predates kept inputs (inputs hash differs); running it "
             "again") in logs
 
+
+def _folder_state(root):
+    """Every file under ``root`` with its bytes and mtime (the manifest's included)."""
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def two_stages(monkeypatch):
+    from tests.recommender import reading_stage
+
+    counting_stage.RUNS.clear()
+    reading_stage.RUNS.clear()
+    monkeypatch.setattr(pipeline, "STAGES", (
+        Stage("ingest", "tests.recommender.counting_stage", 0, "count"),
+        Stage("graph", "tests.recommender.reading_stage", 0, "read")))
+    return counting_stage.RUNS, reading_stage.RUNS
+
+
+def test_a_plan_says_what_a_run_would_do_and_does_nothing(tmp_path, two_stages):
+    from recommender.pipeline import plan_stages
+
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    assert plan_stages(BuildContext(bundle=b, config={"value": 1})) == [
+        ("ingest", "would run: not run before"), ("graph", "would run: not run before")]
+    run_stages(BuildContext(bundle=b, config={"value": 1}, log=lambda m: None))
+    before = _folder_state(b.root)
+    assert plan_stages(BuildContext(bundle=Bundle.open(b.root), config={"value": 1})) == [
+        ("ingest", "up to date"), ("graph", "up to date")]
+    # the graph reads what ingest writes: it is current now, and unknown after ingest
+    assert plan_stages(BuildContext(bundle=Bundle.open(b.root), config={"value": 2})) == [
+        ("ingest", "would run: inputs changed since it ran: value 1 -> 2"),
+        ("graph", "up to date now; would run after ingest if that changes its inputs")]
+    assert _folder_state(b.root) == before and two_stages == ([1], ["1"])
+
+
+def test_stage_commands_dry_run_prints_the_plan_and_writes_nothing(tmp_path, two_stages,
+                                                                  capsys):
+    from api.cli import main
+
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None, config={"value": 1})
+    run_stages(BuildContext(bundle=b, config={"value": 1}, log=lambda m: None))
+    assert main(["graph", "--bundle", str(b.root), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"dry run of bundle {b.root} (nothing written):" in out
+    assert "  graph         up to date" in out
+    b.path("out.txt").write_text("2")   # what the graph stage read, rewritten
+    before = _folder_state(b.root)
+    assert main(["graph", "--bundle", str(b.root), "--dry-run", "--seed", "4"]) == 0
+    out = capsys.readouterr().out
+    h1 = b.stage_record("graph")["inputs"]["files"]["out.txt"][:8]
+    assert (f"  graph         would run: inputs changed since it ran: files.out.txt "
+            f"{h1}… -> ") in out
+    assert _folder_state(b.root) == before and two_stages == ([1], ["1"])
+
+
+def test_build_dry_run_of_a_missing_bundle_says_every_stage_would_run(tmp_path, capsys):
+    from api.cli import main
+
+    out = tmp_path / "b"
+    assert main(["build", "--out", str(out), "--items", "10", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert f"no bundle at {out} yet: every stage would run" in text
+    assert f"demo           would generate 10 items (seed 0) into {out / 'source'}" in text
+    for name in ("ingest", "split", "attributes", "keypoints", "features", "compatibility",
+                 "graph"):
+        assert f"  {name:<13}  would run: not run before" in text
+    assert not out.exists()   # no folder, lock, demo catalogue or manifest
+
+
+@pytest.mark.slow
+def test_a_dry_run_of_real_stages_writes_nothing(tiny_bundle, tmp_path, capsys):
+    import shutil
+
+    from api.cli import main
+
+    root = tmp_path / "b"
+    shutil.copytree(tiny_bundle, root)
+    # the tiny bundle's graph was built with these settings, which its manifest's
+    # config does not record: without them the command would rebuild it, and says so
+    same, other = tmp_path / "same.toml", tmp_path / "other.toml"
+    same.write_text("[stages.graph]\nk_compat = 10\nk_visual = 10\n")
+    other.write_text("[stages.graph]\nk_compat = 10\nk_visual = 2\n")
+    before = _folder_state(root)
+    assert main(["graph", "--bundle", str(root), "--dry-run"]) == 0
+    assert ("  graph         would run: inputs changed since it ran: config.k_candidates "
+            "20 -> 40; config.k_compat 10 -> 20; config.k_visual 10 -> 20\n"
+            ) in capsys.readouterr().out
+    assert main(["graph", "--bundle", str(root), "--quick", "--config", str(same),
+                 "--dry-run"]) == 0
+    assert "  graph         up to date\n" in capsys.readouterr().out
+    assert main(["graph", "--bundle", str(root), "--quick", "--config", str(other),
+                 "--dry-run"]) == 0
+    assert ("  graph         would run: inputs changed since it ran: config.k_visual "
+            "10 -> 2\n") in capsys.readouterr().out
+    assert _folder_state(root) == before
