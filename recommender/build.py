@@ -351,7 +351,10 @@ def bundle_from_tables(root: str | os.PathLike, catalog, outfits, embeddings, *,
                     f"tables written over it would sit beside the features and models "
                     f"made from other tables. Write the tables bundle to a folder of "
                     f"its own (or remove this one)")
-        b = Bundle.create(root, source=source, image_root=None)
+        # the config the graph runs with is the bundle's: `mixmatch graph --bundle`
+        # reads it from the manifest, and rebuilt it with the defaults otherwise
+        cfg = {"source": source, "seed": 0, **(config or {})}
+        b = Bundle.create(root, source=source, image_root=None, config=cfg)
         files = (b.path("catalog.parquet"), b.path("outfits.parquet"),
                  b.path("eval", "train_outfits.parquet"),
                  b.path("features", "embeddings.npy"))
@@ -366,8 +369,7 @@ def bundle_from_tables(root: str | os.PathLike, catalog, outfits, embeddings, *,
             outfits.to_parquet(out)
             (outfits if train_outfits is None else train_outfits).to_parquet(train)
             np.save(emb, np.asarray(embeddings, np.float32))
-        run_stages(BuildContext(b, {"source": source, "seed": 0, **(config or {})},
-                                log=log or (lambda m: None)), ["graph"])
+        run_stages(BuildContext(b, cfg, log=log or (lambda m: None)), ["graph"])
     return b
 
 

@@ -491,3 +491,19 @@ def test_graph_settings_are_checked_before_the_graph_is_rebuilt(tmp_path, capsys
     err = capsys.readouterr().err
     assert f"mixmatch graph: error: {said}" in err and "Traceback" not in err, err
     assert json.loads((bundle / "manifest.json").read_text())["stages"]["graph"] == before
+
+
+def test_a_tables_bundle_keeps_its_graph_config_for_the_graph_command(tmp_path, capsys):
+    # before: the config the tables' graph was built with was not written into the
+    # manifest, so `mixmatch graph --bundle` saw the defaults and rebuilt the graph
+    # with them (k_visual 5 -> 20)
+    from api.cli import main
+    from recommender.build import bundle_from_tables
+    from recommender.bundle import Bundle
+
+    config = {"quick": True, "stages": {"graph": {"k_visual": 5}}}
+    b = bundle_from_tables(tmp_path / "b", *two_piece_tables(4), config=config)
+    assert Bundle.open(b.root).manifest["config"]["stages"] == {"graph": {"k_visual": 5}}
+    assert main(["graph", "--bundle", str(b.root), "--dry-run"]) in (0, None)
+    plan = capsys.readouterr().out
+    assert "graph" in plan and "up to date" in plan and "would run" not in plan
