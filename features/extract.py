@@ -21,8 +21,9 @@ The classical part runs in chunks (``chunk_size`` items with an image path), eac
 written as a part file named under a signature of the catalogue and settings: an
 interrupted run resumes by skipping finished parts; a finished run re-assembles
 the same bytes. Parts are reused while the settings, the items and each image's
-size, mtime and decoding stamp (:func:`features.imaging.decoding_stamp`: its EXIF
-turn, and a revision for kinds of file whose decoding changed) are unchanged.
+content hash (:class:`features.files.ContentHashes`, not its mtime: a copied data
+folder reuses them) and decoding stamp (:func:`features.imaging.decoding_stamp`: its
+EXIF turn, and a revision for kinds of file whose decoding changed) are unchanged.
 Items without an image path all get the same "no image" row (id and keypoint
 category aside), written at once as one more part
 (``no_image.parquet``): a table-only catalogue of a million items is then one
@@ -55,7 +56,7 @@ import pandas as pd
 from features.colour import colour_group, colourfulness, dominant_colours
 from features.exceptions import InputError, MixmatchError
 from features.fashionai.schema import CATEGORY_KEYPOINTS, KEYPOINT_INDEX, KEYPOINT_NAMES
-from features.files import atomic_files, read_bundle_file
+from features.files import ContentHashes, atomic_files, content_hashes, read_bundle_file
 from features.imaging import decoding_stamp, load_rgb, load_rgb_alpha, open_image
 from features.keypoints import category_for
 from features.keypoints.silhouette import estimate_keypoints
@@ -264,22 +265,26 @@ def _resolve(path: str, root: Path | None) -> str | None:
     return str(p)
 
 
-def _signature(items: list[tuple], settings: dict) -> str:
+def _signature(items: list[tuple], settings: dict,
+               index: ContentHashes | None = None) -> str:
     """Name of the part files' folder: the code version, the settings, and every
-    item with its image's size, mtime and :func:`features.imaging.decoding_stamp`.
-    Parts are reused while none of these changed; a replaced image, or a decoder
-    change for a kind of file the catalogue holds, reruns every part once."""
+    item with its image's content hash (from ``index``, the bundle's
+    :class:`features.files.ContentHashes`; None: the process's in-memory one) and
+    :func:`features.imaging.decoding_stamp`. Parts are reused while none of these
+    changed, whatever the images' mtimes (a copied or re-provisioned data folder); a
+    replaced image, or a decoder change for a kind of file the catalogue holds,
+    reruns every part once. (Parts named on size and mtime, before, run once more.)"""
+    index = index if index is not None else content_hashes(None)
     h = hashlib.sha256()
     h.update(json.dumps({"v": FEATURES_VERSION, **settings}, sort_keys=True).encode())
     for it in items:
         h.update(repr(it).encode())
         p = it[1]
         if p is not None:
-            try:
-                st = os.stat(p)
-                h.update(f"{st.st_size}:{int(st.st_mtime)}{decoding_stamp(p)}".encode())
-            except OSError:
-                h.update(b"missing")
+            digest = index.digest(p)
+            h.update(b"missing" if digest is None
+                     else f"{digest}{decoding_stamp(p)}".encode())
+    index.save()
     return h.hexdigest()[:16]
 
 
@@ -463,7 +468,8 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
                      progress: bool = True, batch_size: int = 64, *, workers: int = 2,
                      chunk_size: int = 64, max_side: int = 512, executor=None,
                      groups=None, pooled_heads=(),
-                     descriptor_cache: str | os.PathLike | None = None) -> dict:
+                     descriptor_cache: str | os.PathLike | None = None,
+                     content_index: ContentHashes | None = None) -> dict:
     """Extract the features of every item of ``catalog`` into ``out_dir``.
 
     Parameters
@@ -491,6 +497,9 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
         (:func:`features.attributes.descriptors.descriptor_table`) for a model with
         fused heads: the attribute stage leaves the catalogue's there, so they are not
         measured twice (about 115 s on MANGO).
+    content_index : features.files.ContentHashes, optional
+        The images' content hashes that name the part files' folder (the bundle's,
+        so a rerun hashes no image again; None: the process's in-memory index).
     progress : bool
         tqdm progress bars on stderr.
     batch_size : int
@@ -542,7 +551,7 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
     paths = [_resolve(p, root) for p in catalog["image_path"].tolist()]
     items = list(zip(ids, paths, catalog["category"].astype(str).tolist(), subs))
     settings = {"max_side": int(max_side), "chunk_size": int(chunk_size)}
-    sig = _signature(items, settings)
+    sig = _signature(items, settings, content_index)
     parts_dir = out / "parts" / sig
     with_image = [k for k, it in enumerate(items) if it[1] is not None]
     no_image = [k for k, it in enumerate(items) if it[1] is None]
@@ -809,7 +818,8 @@ def run_stage(ctx) -> dict:
                                max_side=int(cfg["max_side"]),
                                executor=getattr(ctx, "executor", None),
                                groups=groups, pooled_heads=pooled,
-                               descriptor_cache=b.path("cache"))
+                               descriptor_cache=b.path("cache"),
+                               content_index=b.content_hashes())
     summary["attributes_pooled"] = list(pooled)
     if summary["n_failed"]:
         ctx.log(f"[features] {summary['n_failed']} of {summary['n_items']} items failed "

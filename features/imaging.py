@@ -124,7 +124,8 @@ def pil_to_rgb_array(im) -> np.ndarray:
 
 
 #: How many times the decoding of each kind of image file (:func:`_decoding_kind`)
-#: has changed since caches were first keyed on a file's size and mtime. A file of a
+#: has changed since caches were first keyed on a file (its size and mtime, now its
+#: content hash: :class:`features.files.ContentHashes`). A file of a
 #: kind listed here adds ``|<kind>@<n>`` to its :func:`decoding_stamp`, so features,
 #: the bundle's image fingerprint and decoded-image caches made by an older decoder
 #: are not reused for it. Raise a kind's number (or add the kind) with any change to
@@ -709,7 +710,7 @@ def upright(im):
 
 
 def decoding_stamp(path: str | os.PathLike) -> str:
-    """What cache keys add to an image file's size and mtime: ``"|exif<k>"`` for a
+    """What cache keys add to an image file's content hash: ``"|exif<k>"`` for a
     file that :func:`upright` turns (``k``: its orientation tag), then
     ``"|<kind>@<n>"`` when the file is of a kind whose decoding changed
     (:data:`DECODING_REVISIONS`), then ``"|icc@<n>"`` when its embedded colour
@@ -720,7 +721,7 @@ def decoding_stamp(path: str | os.PathLike) -> str:
 
     The features stage's part files, the bundle's image fingerprint (which stages
     are current) and the attribute stage's decoded-image caches are reused while an
-    image's path, size, mtime and this stamp are unchanged. A change of decoder for
+    image's path, content hash and this stamp are unchanged. A change of decoder for
     a kind of file reruns them once for catalogues holding such files; a catalogue
     of plain JPEGs (MANGO) keeps its stamps, and its caches. Reads the header only
     (~0.1 ms a JPEG); an unreadable file is ``""`` (the decoders say why).

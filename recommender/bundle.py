@@ -47,7 +47,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from features.exceptions import BundleBeingBuilt, BundleError, NotFoundError
-from features.files import (atomic_files, atomic_write_text, file_hash,  # noqa: F401
+from features.files import (CONTENT_HASHES, ContentHashes,  # noqa: F401
+                            atomic_files, atomic_write_text, content_hashes, file_hash,
                             read_bundle_file)  # (re-exported)
 
 BUNDLE_SCHEMA_VERSION = 1
@@ -57,6 +58,9 @@ LOCK = ".write.lock"
 #: the server's data folder when it is given no DATA_DIR (events database, reload
 #: control file): written by a running server, not by a stage, in no file stamp
 SERVING_DIR = "serving"
+#: the bundle's cache folder: decoded images, descriptor tables, and the images'
+#: content-hash index (:data:`features.files.CONTENT_HASHES`); none of it a stage output
+CACHE_DIR = "cache"
 
 #: write locks this process holds: (bundle folder, thread) -> [lock file, depth]
 _HELD: dict[tuple[str, int], list] = {}
@@ -151,9 +155,19 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def image_fingerprint(paths: Iterable[str], root: Path | None) -> dict:
-    """Hash of (path, size, mtime) of every referenced image: cheap, and changes when
-    an image is replaced, added or removed (relative paths are under ``root``).
+def image_fingerprint(paths: Iterable[str], root: Path | None,
+                      index: ContentHashes | None = None) -> dict:
+    """Hash of (path, content hash) of every referenced image: changes when an image
+    is replaced, added or removed (relative paths are under ``root``); a file whose
+    bytes did not change keeps its fingerprint whatever its mtime (a copy without
+    ``-p``, a checkout, an unpacked archive, a re-provisioned data folder).
+
+    The content hashes come from ``index`` (:class:`features.files.ContentHashes`;
+    the bundle's, :meth:`Bundle.content_hashes`, or None: the process's in-memory
+    one), which hashes a file only when its size, mtime, ctime or inode changed
+    since it was last hashed: a no-op build stats the images and reads none.
+    Fingerprints before content hashes were on (size, mtime): a bundle built then
+    reruns its image stages once.
 
     A photo with an EXIF tag that turns it adds the tag, and a file of a kind whose
     decoding changed adds that (:func:`features.imaging.decoding_stamp`): stages that
@@ -163,17 +177,18 @@ def image_fingerprint(paths: Iterable[str], root: Path | None) -> dict:
     """
     from features.imaging import decoding_stamp
 
+    index = index if index is not None else content_hashes(None)
     h = hashlib.sha256()
     n = 0
     for p in sorted(set(p for p in paths if isinstance(p, str) and p)):
         full = Path(p) if Path(p).is_absolute() or root is None else Path(root) / p
-        try:
-            st = full.stat()
-            h.update(f"{p}\t{st.st_size}\t{st.st_mtime_ns}{decoding_stamp(full)}\n"
-                     .encode())
-        except OSError:
+        digest = index.digest(full)
+        if digest is None:
             h.update(f"{p}\tmissing\n".encode())
+        else:
+            h.update(f"{p}\t{digest}{decoding_stamp(full)}\n".encode())
         n += 1
+    index.save()
     return {"n": n, "hash": h.hexdigest()[:16]}
 
 
@@ -313,7 +328,13 @@ class Bundle:
 
         paths = read_bundle_file(cp, lambda p: pd.read_parquet(p, columns=["image_path"])
                                  )["image_path"]
-        return image_fingerprint(paths, self.image_root)
+        return image_fingerprint(paths, self.image_root, self.content_hashes())
+
+    def content_hashes(self) -> ContentHashes:
+        """The images' content-hash index of this bundle
+        (:func:`features.files.content_hashes` of its ``cache/``): a no-op build reads
+        no image, a bundle copied with its cache hashes none again."""
+        return content_hashes(self.path(CACHE_DIR))
 
     # -- stage records -------------------------------------------------------
     def stage_record(self, name: str) -> dict | None:
@@ -399,7 +420,9 @@ class Bundle:
             for n in names:
                 p = os.path.join(folder, n)
                 if (n in (MANIFEST, LOCK) and folder == str(self.root)
-                        or n.startswith(f".{MANIFEST}.")):
+                        or n.startswith(f".{MANIFEST}.")
+                        # a cache of the images' hashes, saved while reading inputs
+                        or CONTENT_HASHES in n and folder == str(self.path(CACHE_DIR))):
                     continue
                 try:
                     st = os.lstat(p)

@@ -24,8 +24,9 @@ As a build stage (``ingest``, see :mod:`recommender.pipeline`) it writes into th
 bundle and records the image root in the manifest. Stage settings
 (``[stages.ingest]`` of a build config): ``check_images`` (default true) and
 ``image_sample`` (open only that many images, for huge catalogues). Its inputs are the source files'
-hashes (content hash for the tables and mapping; size and mtime for each referenced
-image), so re-running on unchanged data is skipped.
+hashes (content hash for the tables, the mapping and each referenced image, see
+:func:`recommender.bundle.image_fingerprint`), so re-running on unchanged data is
+skipped, whatever the files' mtimes.
 
 Example::
 
@@ -274,7 +275,8 @@ def stage_inputs(ctx) -> dict:
         root = data
     return {"source": source, "data": str(data) if data else None,
             "mapping": str(mapping) if mapping else None, "check_images": check,
-            "image_sample": conf.get("image_sample"), "files": files, "images": _image_fingerprint(paths, Path(root))}
+            "image_sample": conf.get("image_sample"), "files": files,
+            "images": _image_fingerprint(paths, Path(root), ctx.bundle.content_hashes())}
 
 
 def run_stage(ctx) -> dict:

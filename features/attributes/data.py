@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from features.exceptions import InputError
-from features.files import atomic_files
+from features.files import ContentHashes, atomic_files, content_hashes
 from features.imaging import (TRANSPOSING, decoding_stamp, exif_orientation, open_image,
                               pil_to_rgb_array)
 
@@ -173,17 +173,32 @@ def letterbox(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def file_stamp(path: str | os.PathLike) -> str:
-    """``|size:mtime_ns`` of a file (``|missing``), for cache keys that must change
-    when a file is replaced at the same path; with
+def file_stamp(path: str | os.PathLike, index: ContentHashes | None = None) -> str:
+    """``|<content hash>`` of a file (``|missing``), for cache keys that must change
+    when a file is replaced at the same path and stay when only its times change (a
+    copy without ``-p``, a re-provisioned data folder); the hash is ``index``'s
+    (:class:`features.files.ContentHashes`, rehashing only a file whose stat
+    changed; None: the process's in-memory one). With
     :func:`features.imaging.decoding_stamp` after it for a photo its EXIF tag turns
     or a file of a kind whose decoding changed, whose caches from before hold it
-    otherwise decoded (nothing added for the rest: those caches stay current)."""
+    otherwise decoded (nothing added for the rest: those caches stay current).
+    Caches keyed on ``|size:mtime_ns``, before, are made once more."""
+    index = index if index is not None else content_hashes(None)
     try:
-        st = os.stat(path)
-    except (OSError, TypeError, ValueError):
+        digest = index.digest(path)
+    except (TypeError, ValueError):   # not a path (an array, a NUL in the name)
         return "|missing"
-    return f"|{st.st_size}:{st.st_mtime_ns}" + decoding_stamp(path)
+    return "|missing" if digest is None else f"|{digest}" + decoding_stamp(path)
+
+
+def file_stamps(paths: Sequence[str | os.PathLike], cache: str | os.PathLike) -> str:
+    """:func:`file_stamp` of every path, joined, with the content-hash index kept in
+    the ``cache`` folder (:func:`features.files.content_hashes`), saved when it grew:
+    the cache keys of decoded images, descriptor tables and detail crops."""
+    index = content_hashes(cache)
+    stamps = "".join(file_stamp(p, index) for p in paths)
+    index.save()
+    return stamps
 
 
 def load_images(paths: Sequence[str | os.PathLike], size: tuple[int, int], *,
@@ -204,10 +219,9 @@ def load_images(paths: Sequence[str | os.PathLike], size: tuple[int, int], *,
     tag = "" if crop == "frame" else f"_{crop}_v{CROP_VERSION}"
     key = hashlib.sha256(("\n".join(paths) + f"|{size}").encode()).hexdigest()[:16]
     if cache is not None:
-        # and of the files' (size, mtime): an image replaced at the same path must not
-        # be served from the decoded array of the old one
-        key = hashlib.sha256((key + "".join(map(file_stamp, paths))).encode()
-                             ).hexdigest()[:16]
+        # and of the files' contents: an image replaced at the same path must not be
+        # served from the decoded array of the old one (a touched one still is)
+        key = hashlib.sha256((key + file_stamps(paths, cache)).encode()).hexdigest()[:16]
         cdir = Path(cache)
         arr_path = cdir / f"images_{size[0]}x{size[1]}{tag}_{key}.npy"
         ok_path = cdir / f"images_{size[0]}x{size[1]}{tag}_{key}.ok.npy"

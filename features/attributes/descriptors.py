@@ -210,11 +210,11 @@ def _cache_file(items: Sequence, cache: str | os.PathLike | None) -> Path | None
     if cache is None or not items or \
             not all(isinstance(p, (str, os.PathLike)) for p in items):
         return None
-    from features.attributes.data import file_stamp
+    from features.attributes.data import file_stamps
 
-    # the files' (size, mtime) too: an image replaced at the same path is measured again
+    # the files' contents too: an image replaced at the same path is measured again
     key = hashlib.sha256(("\n".join(map(str, items)) + f"|{DESCRIPTOR_SIDE}"
-                          + "".join(map(file_stamp, items))).encode()).hexdigest()[:16]
+                          + file_stamps(items, cache)).encode()).hexdigest()[:16]
     return Path(cache) / f"descriptors_v{DESCRIPTOR_VERSION}_{key}.npy"
 
 

@@ -323,15 +323,15 @@ def detail_inputs(images: Sequence, size: tuple[int, int], *, side: float = DETA
     """
     import hashlib
 
-    from features.attributes.data import file_stamp, load_image
+    from features.attributes.data import file_stamps, load_image
 
     n = len(images)
     all_paths = all(isinstance(im, (str, os.PathLike)) for im in images)
     cfile = None
     if cache is not None and all_paths and n:
-        # the files' (size, mtime) too: an image replaced at the same path is cut again
+        # the files' contents too: an image replaced at the same path is cut again
         key = hashlib.sha256(("\n".join(map(str, images)) + f"|{tuple(size)}|{side}"
-                              + "".join(map(file_stamp, images))).encode()).hexdigest()[:16]
+                              + file_stamps(images, cache)).encode()).hexdigest()[:16]
         cfile = os.path.join(cache, f"detail_{size[0]}x{size[1]}_{key}.npz")
         if os.path.isfile(cfile):
             with np.load(cfile) as z:

@@ -199,7 +199,7 @@ def test_features_stage_uses_a_trained_keypoint_detector(tmp_path):
 
 
 def test_features_made_before_a_decoding_change_are_not_reused(tmp_path, monkeypatch):
-    """Part files are keyed on each image's size, mtime and decoding_stamp: a
+    """Part files are keyed on each image's content hash and decoding_stamp: a
     colour-keyed PNG extracted before such keys were read opaque (a garment on
     black), so its parts, keyed then as a plain file is, must not be found again;
     a catalogue of JPEGs keeps its key (MANGO's ~10 min extraction is reused)."""
@@ -213,7 +213,7 @@ def test_features_made_before_a_decoding_change_are_not_reused(tmp_path, monkeyp
     plain = [("p", str(tmp_path / "plain.jpg"), "bottom", "Skirts")]
     settings = {"max_side": 512, "chunk_size": 64}
     now = X._signature(keyed, settings), X._signature(plain, settings)
-    # the key before: size, mtime and the orientation tag alone (no decoding revised)
+    # the key before: content and the orientation tag alone (no decoding revised)
     monkeypatch.setattr(imaging, "DECODING_REVISIONS", {})
     before = X._signature(keyed, settings), X._signature(plain, settings)
     assert now[0] != before[0] and now[1] == before[1]
@@ -349,17 +349,16 @@ def test_only_photos_an_exif_tag_turns_change_the_image_keys(tmp_path):
     without one (no MANGO image has a turning tag) keep their fingerprint and cache
     keys, so their bundles stay current."""
     import hashlib
-    import os
 
     from features.attributes.data import file_stamp
+    from features.files import file_hash
     from recommender.bundle import image_fingerprint
     from tests.features.synth import turned_photo
 
-    def as_before(paths):   # the fingerprint existing bundles recorded
+    def as_before(paths):   # the fingerprint of the images' contents alone
         h = hashlib.sha256()
         for p in sorted(paths):
-            st = (tmp_path / p).stat()
-            h.update(f"{p}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+            h.update(f"{p}\t{file_hash(tmp_path / p)}\n".encode())
         return {"n": len(paths), "hash": h.hexdigest()[:16]}
 
     cat = _catalogue(tmp_path)
@@ -367,8 +366,7 @@ def test_only_photos_an_exif_tag_turns_change_the_image_keys(tmp_path):
     plain = [p for p in cat["image_path"] if p and p != "images/gone.jpg"]
     plain.append("images/upright_as_stored.jpg")
     assert image_fingerprint(plain, tmp_path) == as_before(plain)
-    st = os.stat(tmp_path / plain[0])
-    assert file_stamp(tmp_path / plain[0]) == f"|{st.st_size}:{st.st_mtime_ns}"
+    assert file_stamp(tmp_path / plain[0]) == f"|{file_hash(tmp_path / plain[0])}"
     turned_photo(tmp_path / "images" / "turned.jpg")
     with_turned = plain + ["images/turned.jpg"]
     assert image_fingerprint(with_turned, tmp_path) != as_before(with_turned)

@@ -553,3 +553,28 @@ def test_a_dry_run_of_real_stages_writes_nothing(tiny_bundle, tmp_path, capsys):
     assert ("  graph         would run: inputs changed since it ran: config.k_visual "
             "10 -> 2\n") in capsys.readouterr().out
     assert _folder_state(root) == before
+
+
+@pytest.mark.slow
+def test_a_build_after_every_image_was_touched_skips_every_stage(tmp_path):
+    # before: the image stages' inputs held each image's mtime, so a data folder
+    # re-provisioned or copied without -p (same bytes, new times) retrained the
+    # attribute network and re-extracted the features: on MANGO 35 minutes for nothing
+    import os
+
+    from recommender.build import build_bundle
+
+    out = tmp_path / "bundle"
+    build_bundle(out, source="demo", items=60, seed=0, quick=True, log=lambda m: None)
+    built = Bundle.open(out)
+    images = [p for p in (out / "source").rglob("*") if p.suffix in (".jpg", ".png")]
+    assert len(images) >= 60
+    for p in images:
+        os.utime(p, (2_000_000_000, 2_000_000_000))
+    logs = []
+    build_bundle(out, source="demo", items=60, seed=0, quick=True, log=logs.append)
+    stages = list(built.manifest["stages"])
+    assert {"ingest", "attributes", "features"} <= set(stages)
+    said = sorted(m for m in logs if m.startswith("[") and not m.startswith("[demo]"))
+    assert said == sorted(f"[{s}] up to date, skipped" for s in stages)
+    assert Bundle.open(out).version == built.version
