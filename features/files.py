@@ -89,8 +89,10 @@ class ContentHashes:
     True
     """
 
-    def __init__(self, path: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike | None = None, *, read_only: bool = False):
         self.path = Path(path) if path is not None else None
+        #: read the index file, never write it (a dry run reports and writes nothing)
+        self.read_only = read_only
         self._entries: dict[str, bytes] = {}     # abspath -> stat fields + digest
         self._dirty = False
         self._seen: bytes | None = None     # the file's stat when last read or written
@@ -159,8 +161,9 @@ class ContentHashes:
 
     def save(self) -> bool:
         """Write the index file when entries were added or changed since it was read;
-        True when written. A folder that cannot be written keeps it in memory."""
-        if self.path is None or not self._dirty:
+        True when written. A folder that cannot be written, or an index opened
+        ``read_only``, keeps it in memory."""
+        if self.path is None or not self._dirty or self.read_only:
             return False
         import numpy as np
         import pyarrow as pa
@@ -184,14 +187,16 @@ class ContentHashes:
         return True
 
 
-_SHARED: dict[str | None, ContentHashes] = {}
+_SHARED: dict[tuple[str | None, bool], ContentHashes] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def content_hashes(folder: str | os.PathLike | None) -> ContentHashes:
+def content_hashes(folder: str | os.PathLike | None, *,
+                   read_only: bool = False) -> ContentHashes:
     """The process's :class:`ContentHashes` for the index in ``folder`` (a bundle's
     ``cache/``; None: one kept in memory only), read once and merged again when
-    another process saved it since.
+    another process saved it since; ``read_only``: one of its own that never writes
+    the file (``--dry-run``).
 
     Stage inputs, the features' part folder and the attribute caches ask for the same
     images several times in one build: one instance hashes each image once.
@@ -199,9 +204,9 @@ def content_hashes(folder: str | os.PathLike | None) -> ContentHashes:
     key = os.path.abspath(os.path.join(folder, CONTENT_HASHES)) if folder is not None \
         else None
     with _SHARED_LOCK:
-        index = _SHARED.get(key)
+        index = _SHARED.get((key, read_only))
         if index is None:
-            index = _SHARED[key] = ContentHashes(key)
+            index = _SHARED[(key, read_only)] = ContentHashes(key, read_only=read_only)
             return index
     index.reload()
     return index

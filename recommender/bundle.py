@@ -236,6 +236,9 @@ class Bundle:
     def __init__(self, root: str | os.PathLike, manifest: dict):
         self.root = Path(root)
         self.manifest = manifest
+        #: set while a dry run reads the bundle: nothing may be written into it, the
+        #: images' content-hash index included (:meth:`content_hashes`)
+        self.read_only = False
 
     # -- construction -------------------------------------------------------
     @classmethod
@@ -334,7 +337,7 @@ class Bundle:
         """The images' content-hash index of this bundle
         (:func:`features.files.content_hashes` of its ``cache/``): a no-op build reads
         no image, a bundle copied with its cache hashes none again."""
-        return content_hashes(self.path(CACHE_DIR))
+        return content_hashes(self.path(CACHE_DIR), read_only=self.read_only)
 
     # -- stage records -------------------------------------------------------
     def stage_record(self, name: str) -> dict | None:

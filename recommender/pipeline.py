@@ -335,9 +335,19 @@ def plan_stages(ctx: BuildContext, names: list[str] | None = None, *,
     names a step that would run ahead of the stages (the demo catalogue).
 
     Reads only: no lock taken (a dry run beside a running build reports the bundle
-    as it stands), no manifest saved, no stage run. The configs are checked as a
+    as it stands), no manifest saved, no stage run, and the images hashed for their
+    fingerprint not recorded in the bundle's index (:attr:`Bundle.read_only`). The configs are checked as a
     run checks them.
     """
+    read_only, ctx.bundle.read_only = ctx.bundle.read_only, True
+    try:
+        return _plan(ctx, names, before)
+    finally:
+        ctx.bundle.read_only = read_only
+
+
+def _plan(ctx: BuildContext, names: list[str] | None, before: str | None
+          ) -> list[tuple[str, str]]:
     plan = []
     first = before
     writer = ctx.bundle.writer()

@@ -556,13 +556,14 @@ def test_a_dry_run_of_real_stages_writes_nothing(tiny_bundle, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_build_after_every_image_was_touched_skips_every_stage(tmp_path):
+def test_a_build_after_every_image_was_touched_skips_every_stage(tmp_path, monkeypatch):
     # before: the image stages' inputs held each image's mtime, so a data folder
     # re-provisioned or copied without -p (same bytes, new times) retrained the
     # attribute network and re-extracted the features: on MANGO 35 minutes for nothing
     import os
 
-    from recommender.build import build_bundle
+    from features import files
+    from recommender.build import build_bundle, plan_build
 
     out = tmp_path / "bundle"
     build_bundle(out, source="demo", items=60, seed=0, quick=True, log=lambda m: None)
@@ -570,7 +571,20 @@ def test_a_build_after_every_image_was_touched_skips_every_stage(tmp_path):
     images = [p for p in (out / "source").rglob("*") if p.suffix in (".jpg", ".png")]
     assert len(images) >= 60
     for p in images:
-        os.utime(p, (2_000_000_000, 2_000_000_000))
+        os.utime(p, (1_500_000_000, 1_500_000_000))
+    # a dry run hashes the touched images for their fingerprint but records nothing in
+    # the bundle's index: it writes nothing, and says every stage is up to date (the
+    # files count as settled at once, or none would be recorded by any run)
+    monkeypatch.setattr(files, "RACY_SECONDS", 0.0)
+    index = out / "cache" / "content_hashes.parquet"
+    index.unlink(missing_ok=True)   # none yet when every image was made just now
+    before = _folder_state(out)
+    plan = plan_build(out, source="demo", items=60, seed=0, quick=True)
+    assert {s for s, what in plan if what != "up to date"} <= {"demo"}
+    assert _folder_state(out) == before and not index.exists()
+    logs = []
+    build_bundle(out, source="demo", items=60, seed=0, quick=True, log=logs.append)
+    assert index.exists()   # a run records them
     logs = []
     build_bundle(out, source="demo", items=60, seed=0, quick=True, log=logs.append)
     stages = list(built.manifest["stages"])
