@@ -94,8 +94,11 @@ def _tag_curve(tone) -> bytes:
     return b"para\0\0\0\0" + struct.pack(">HH", 0, 0) + _s15(tone)
 
 
-def _profile(colour_space: bytes, tags: list[tuple[bytes, bytes]]) -> bytes:
-    """An ICC v2.1 display profile: 128-byte header, tag table, tags (4-byte aligned)."""
+def _profile(colour_space: bytes, tags: list[tuple[bytes, bytes]],
+             device_class: bytes = b"mntr") -> bytes:
+    """An ICC v2.1 profile (a display one unless ``device_class`` says otherwise, as
+    the tests' printer profile does): 128-byte header, tag table, tags (4-byte
+    aligned)."""
     table, data = [], b""
     offset = 128 + 4 + 12 * len(tags)
     for sig, body in tags:
@@ -103,7 +106,7 @@ def _profile(colour_space: bytes, tags: list[tuple[bytes, bytes]]) -> bytes:
         table.append(struct.pack(">4sII", sig, offset + len(data), len(body)))
         data += body
     size = offset + len(data)
-    header = (struct.pack(">I", size) + b"none" + bytes([2, 0x10, 0, 0]) + b"mntr"
+    header = (struct.pack(">I", size) + b"none" + bytes([2, 0x10, 0, 0]) + device_class
               + colour_space + b"XYZ " + b"\0" * 12 + b"acsp" + b"\0" * 24
               + struct.pack(">I", 0) + b"".join(_s15(v) for v in _D50_XYZ) + b"\0" * 48)
     return header + struct.pack(">I", len(tags)) + b"".join(table) + data

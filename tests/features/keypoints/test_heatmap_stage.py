@@ -12,18 +12,24 @@ from recommender.pipeline import BuildContext
 from tests.features.keypoints.test_heatmap import skirts
 
 
-def test_keypoints_stage(tmp_path):
+def _skirts_bundle(tmp_path, n):
+    """A demo bundle whose source holds ``n`` skirt packshots and their keypoints."""
     b = Bundle.create(tmp_path / "bundle", source="demo", image_root=tmp_path / "bundle" /
                       "source")
     src = b.path("source")
     (src / "images").mkdir(parents=True)
     (src / "fashionai").mkdir()
-    imgs, xy, vis, cats = skirts(30)
-    ids = [f"images/D{i:03d}.jpg" for i in range(30)]
+    imgs, xy, vis, cats = skirts(n)
+    ids = [f"images/D{i:03d}.jpg" for i in range(n)]
     for i, im in enumerate(imgs):
         Image.fromarray(im).save(src / ids[i], quality=95)
     write_keypoints_csv(keypoints_from_arrays(ids, cats, xy, vis),
                         src / "fashionai" / "keypoints.csv")
+    return b
+
+
+def test_keypoints_stage(tmp_path):
+    b = _skirts_bundle(tmp_path, 30)
     ctx = BuildContext(bundle=b, config={"source": "demo", "quick": True, "seed": 0},
                        log=lambda m: None)
     out = run_stage(ctx)
@@ -44,17 +50,7 @@ def test_the_stage_trains_without_a_budget_when_its_config_says_none(tmp_path):
     # seconds: ``time_budget_s = "none"`` was refused as "must be a number"
     import json
 
-    b = Bundle.create(tmp_path / "bundle", source="demo",
-                      image_root=tmp_path / "bundle" / "source")
-    src = b.path("source")
-    (src / "images").mkdir(parents=True)
-    (src / "fashionai").mkdir()
-    imgs, xy, vis, cats = skirts(12)
-    ids = [f"images/D{i:03d}.jpg" for i in range(12)]
-    for i, im in enumerate(imgs):
-        Image.fromarray(im).save(src / ids[i], quality=95)
-    write_keypoints_csv(keypoints_from_arrays(ids, cats, xy, vis),
-                        src / "fashionai" / "keypoints.csv")
+    b = _skirts_bundle(tmp_path, 12)
     # not quick: the full build's defaults (with their budget), made tiny to train fast
     stage = {"preset": "tiny", "image_size": [64, 48], "epochs": 1, "batch_size": 8,
              "flip_test": False, "time_budget_s": "none"}
