@@ -153,8 +153,21 @@ def write_tables(catalog: pd.DataFrame, outfits: pd.DataFrame, out: str | os.Pat
     return [CATALOG_TABLE, OUTFITS_TABLE]
 
 
+def source_currency(source: str, mapping: str | os.PathLike | None) -> str | None:
+    """The currency a source declares its prices in: a mapped catalogue's ``currency``
+    key (:mod:`recommender.adapters.generic`), else None (not declared)."""
+    if source != "csv" or not mapping:
+        return None
+    from recommender.adapters.generic import declared_currency, read_mapping
+
+    return declared_currency(read_mapping(mapping))
+
+
 def ingest_metrics(catalog: pd.DataFrame, outfits: pd.DataFrame, report: CatalogReport,
-                   outfit_problems: Iterable[str] = ()) -> dict:
+                   outfit_problems: Iterable[str] = (), *, currency: str | None = None
+                   ) -> dict:
+    """What an ingest records (``ingest.json``, the build's ingest stage): counts, and
+    ``currency``, the ISO code the source declares its prices in (None: undeclared)."""
     counts = catalog["category"].value_counts()
     sizes = outfits.groupby("outfit_id").size() if len(outfits) else pd.Series(dtype=int)
     return {
@@ -167,6 +180,7 @@ def ingest_metrics(catalog: pd.DataFrame, outfits: pd.DataFrame, report: Catalog
         "images_missing": int((~catalog["image_ok"]).sum()),
         "image_problems": len(report.row_issues),
         "outfit_problems": list(outfit_problems),
+        "currency": currency,
     }
 
 
@@ -207,7 +221,8 @@ def cli_ingest(args) -> int:
               file=sys.stderr)
         return 1
     write_tables(catalog, outfits, out)
-    metrics = ingest_metrics(catalog, outfits, report, problems)
+    metrics = ingest_metrics(catalog, outfits, report, problems,
+                             currency=source_currency(args.source, args.mapping))
     atomic_write_text(out / "ingest.json", json.dumps(
         {"source": args.source, "data": str(args.data) if args.data else None,
          "mapping": str(args.mapping) if args.mapping else None,
@@ -295,7 +310,8 @@ def run_stage(ctx) -> dict:
     outputs = write_tables(catalog, outfits, ctx.bundle.root)
     ctx.bundle.manifest["image_root"] = str(Path(image_root).resolve())
     ctx.bundle.save()
-    metrics = ingest_metrics(catalog, outfits, report, problems)
+    metrics = ingest_metrics(catalog, outfits, report, problems,
+                             currency=source_currency(source, mapping))
     ctx.log(f"[ingest] {metrics['n_items']} items, {metrics['n_outfits']} outfits, "
             f"{metrics['images_missing']} without a usable image")
     if report.row_issues:

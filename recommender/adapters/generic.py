@@ -23,6 +23,17 @@ decimal, thousands : str, optional
     strictly in that convention: ``1.299,00`` with ``decimal = ","`` and
     ``thousands = "."``, while ``23.99`` there is refused (not read as 2399), naming
     the rows. Attribute columns are kept as text.
+currency : str, optional
+    The ISO 4217 code of the prices' currency (``"EUR"``, ``"USD"``, ``"GBP"``, ...;
+    the codes of :data:`CURRENCY_SYMBOLS`, in any case). Given it, a price may carry
+    that currency's code or symbol before or after the number, with or without a
+    space (``€23,99``, ``23,99 €``, ``EUR 23,99``, ``23,99EUR``); the number is then
+    read strictly in the ``decimal``/``thousands`` convention (``.`` and none when
+    not given). A price carrying another currency's symbol or code (``$12`` in a
+    ``"EUR"`` file) is refused, naming the item: one catalogue's prices share one
+    currency. Without the key a price carrying a symbol or code is refused, naming
+    the currency it looks like; prices without one are read as before. The ingest
+    records it (``currency`` of its metrics; None when not declared).
 true_values, false_values : list of str, optional
     ``in_stock`` values meaning in stock / out of stock, besides those always
     accepted (``1 true yes y t`` / ``0 false no n f``); matched stripped and in any
@@ -84,6 +95,7 @@ A European shop's or Excel's export (``23,99``, ``1.299,00``, ``ja``/``nein``)::
     thousands = "."
     true_values = ["ja", "lieferbar"]
     false_values = ["nein"]
+    currency = "EUR"        # prices written 23,99 €, €23,99 or EUR 23,99 as well
 
 Examples
 --------
@@ -117,15 +129,58 @@ from recommender.catalog import (CATEGORIES, FALSE_VALUES, OPTIONAL_COLUMNS,
                                  first_bad_byte, read_parquet_file, read_user_csv)
 
 MAPPING_KEYS = ("catalog", "format", "sep", "encoding", "decimal", "thousands",
-                "true_values", "false_values", "image_root", "columns", "category_map",
-                "defaults", "attributes", "outfits")
+                "currency", "true_values", "false_values", "image_root", "columns",
+                "category_map", "defaults", "attributes", "outfits")
 OUTFITS_KEYS = ("path", "outfit_id", "item_id", "sep", "encoding")
 DECIMAL_MARKS = (".", ",")
 THOUSANDS_MARKS = (",", ".", " ", "'")
 #: What ``thousands = " "`` matches: French exports group digits with a no-break space
 #: (U+00A0) or a narrow one (U+202F), which nobody can see to type in a mapping file.
 _SPACES = " \u00a0\u202f"
+#: The currencies a mapping's ``currency`` may name (ISO 4217 code -> the symbols and
+#: abbreviations shops write beside a price in it; the code itself is accepted too).
+#: Matched in any case, before or after the number. A symbol several currencies use
+#: belongs to each of them (``$`` to every dollar and the peso, ``kr`` to the three
+#: Scandinavian crowns, ``¥`` to the yen and the yuan), so it is accepted for any of
+#: them and refused only for a currency that does not use it. Kept short on purpose:
+#: a currency is added here with the symbols its shops write.
+CURRENCY_SYMBOLS: dict[str, tuple[str, ...]] = {
+    "EUR": ("€",),
+    "USD": ("$", "US$"),
+    "GBP": ("£",),
+    "JPY": ("¥", "￥", "円"),
+    "CNY": ("¥", "￥", "元", "CN¥", "RMB"),
+    "CHF": ("Fr.", "SFr."),
+    "SEK": ("kr", "kr."),
+    "NOK": ("kr", "kr."),
+    "DKK": ("kr", "kr."),
+    "PLN": ("zł",),
+    "CZK": ("Kč",),
+    "CAD": ("$", "C$", "CA$"),
+    "AUD": ("$", "A$", "AU$"),
+    "NZD": ("$", "NZ$"),
+    "HKD": ("$", "HK$"),
+    "SGD": ("$", "S$"),
+    "MXN": ("$", "MX$", "Mex$"),
+    "INR": ("₹", "Rs", "Rs."),
+    "BRL": ("R$",),
+    "TRY": ("₺", "TL"),
+    "KRW": ("₩",),
+}
 CANONICAL_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+#: Each symbol or code (lower case) -> the currencies that write it.
+_MARK_CURRENCIES: dict[str, tuple[str, ...]] = {}
+for _code, _symbols in CURRENCY_SYMBOLS.items():
+    for _mark in (_code, *_symbols):
+        _MARK_CURRENCIES[_mark.lower()] = _MARK_CURRENCIES.get(_mark.lower(), ()) + (_code,)
+del _code, _symbols, _mark
+# A number-like text (digits, marks, spaces, a sign) with a symbol or code at one end;
+# longest marks first, so that R$ is not read as R and $.
+_MARKS = "|".join(re.escape(m) for m in sorted(_MARK_CURRENCIES, key=len, reverse=True))
+_NUMBERISH = rf"[+-]?[\d.,'{_SPACES}]*\d[\d.,'{_SPACES}]*"
+_MARKED_PRICE = re.compile(
+    rf"(?P<sign>[+-]?)(?P<pre>{_MARKS})[{_SPACES}]*(?P<num>{_NUMBERISH})"
+    rf"|(?P<num_before>{_NUMBERISH})[{_SPACES}]*(?P<post>{_MARKS})", re.IGNORECASE)
 #: Canonical columns that may be absent from both ``columns`` and ``defaults``.
 EMPTY_IF_UNMAPPED = ("colour", "material", "gender", "image_path")
 
@@ -188,6 +243,7 @@ def read_mapping(path: str | os.PathLike) -> dict:
     if isinstance(m.get("outfits"), dict) and "encoding" in m["outfits"]:
         _check_encoding(m["outfits"]["encoding"], "outfits.encoding")
     _check_number_marks(m)
+    _check_currency(m)
     _check_stock_values(m)
     for key in ("columns", "category_map", "defaults", "outfits"):
         if key in m and not isinstance(m[key], dict):
@@ -257,6 +313,31 @@ def _check_number_marks(m: dict) -> None:
                          "not be read both ways; "
                          + ("set decimal = \",\"" if m["thousands"] == "." else
                             "set the other one"), field="thousands", value=m["thousands"])
+
+
+def _check_currency(m: dict) -> None:
+    """``currency``: a code of :data:`CURRENCY_SYMBOLS` (in any case)."""
+    if "currency" not in m:
+        return
+    code = m["currency"]
+    if isinstance(code, str) and code.upper() in CURRENCY_SYMBOLS:
+        return
+    known = _MARK_CURRENCIES.get(code.strip().lower()) if isinstance(code, str) else None
+    hint = (f"; {code!r} is written for {' or '.join(known)}: give the code"
+            if known else "")
+    raise InputError(f"mapping key currency {code!r} is not a currency code this reader "
+                     f"knows (an ISO 4217 code of CURRENCY_SYMBOLS in {__name__}){hint}",
+                     field="currency", value=code, allowed=tuple(CURRENCY_SYMBOLS))
+
+
+def declared_currency(mapping: dict) -> str | None:
+    """The ISO code of a checked mapping's ``currency`` (None: not declared).
+
+    >>> declared_currency({"currency": "eur"}), declared_currency({})
+    ('EUR', None)
+    """
+    code = mapping.get("currency")
+    return code.upper() if code is not None else None
 
 
 def _check_stock_values(m: dict) -> None:
@@ -337,15 +418,95 @@ def _as_str(s: pd.Series) -> pd.Series:
     return s.astype("string").fillna("").astype(str).str.strip()
 
 
+def _currency_mark(text: str) -> tuple[str, str] | None:
+    """``(mark, number)`` when ``text`` is number-like with a currency's symbol or code
+    before or after it (a sign may stand before a leading symbol: ``-€12``), else None.
+
+    >>> _currency_mark("23,99\u00a0€"), _currency_mark("-$1,299.00"), _currency_mark("12")
+    (('€', '23,99'), ('$', '-1,299.00'), None)
+    """
+    m = _MARKED_PRICE.fullmatch(text.strip())
+    if m is None:
+        return None
+    if m["pre"] is not None:
+        return m["pre"], m["sign"] + m["num"].strip(_SPACES)
+    return m["post"], m["num_before"].strip(_SPACES)
+
+
+def _looks_like(mark: str) -> str:
+    codes = _MARK_CURRENCIES[mark.lower()]
+    return codes[0] if len(codes) == 1 else "one of " + ", ".join(codes)
+
+
+def _strip_currency(price: pd.Series, item_id: pd.Series, currency: str | None) -> list:
+    """``price``'s cells with the declared ``currency``'s symbol or code taken off.
+
+    A cell with the symbol or code of another currency is refused, and so is any
+    symbol or code when the mapping declares no currency, naming the item, the cell
+    and the currency it looks like. A cell with neither is returned as it is.
+    """
+    numbers, foreign, undeclared = [], [], []
+    for i, v in enumerate(price):
+        text = v.strip() if isinstance(v, str) else ""
+        # a symbol or code stands at one end: a cell that starts and ends with a digit
+        # (every plain price) has none, and is not matched against the marks
+        found = (_currency_mark(text) if text and not (text[0].isdigit()
+                                                       and text[-1].isdigit()) else None)
+        if found is None:
+            numbers.append(v)
+        elif currency is None:
+            undeclared.append(i)
+        elif currency not in _MARK_CURRENCIES[found[0].lower()]:
+            foreign.append(i)
+        else:
+            numbers.append(found[1])
+    if foreign:
+        i = foreign[0]
+        mark = _currency_mark(price.iloc[i])[0]
+        raise SchemaError(f"price in another currency than the mapping's currency "
+                          f"{currency!r} in {len(foreign)} row(s), e.g. item "
+                          f"{item_id.iloc[i]}: {price.iloc[i]!r} ({mark!r} is written for "
+                          f"{' or '.join(_MARK_CURRENCIES[mark.lower()])}): one "
+                          "catalogue's prices must share one currency; convert them, or "
+                          "ingest them with a mapping of their own", field="columns.price",
+                          value=price.iloc[i],
+                          allowed=(currency, *CURRENCY_SYMBOLS[currency]))
+    if undeclared:
+        i = undeclared[0]
+        mark = _currency_mark(price.iloc[i])[0]
+        codes = _MARK_CURRENCIES[mark.lower()]
+        add = (f'add currency = "{codes[0]}" to the mapping' if len(codes) == 1 else
+               f'add currency = "{codes[0]}" (or the one it is) to the mapping')
+        seen = sorted({c for j in undeclared
+                       for c in _MARK_CURRENCIES[_currency_mark(price.iloc[j])[0].lower()]})
+        mixed = (f" (the column holds symbols or codes of {', '.join(seen)}: one catalogue's "
+                 "prices must share one currency)"
+                 if len(seen) > len(codes) else "")
+        raise SchemaError(f"price with a currency symbol or code in {len(undeclared)} "
+                          f"row(s), e.g. item {item_id.iloc[i]}: {price.iloc[i]!r}, which "
+                          f"looks like {_looks_like(mark)}; the mapping declares no "
+                          f"currency: {add}{mixed}", field="currency",
+                          value=price.iloc[i])
+    return numbers
+
+
 def _read_prices(price: pd.Series, item_id: pd.Series, mapping: dict) -> pd.Series:
-    """``price`` text in the mapping's ``decimal``/``thousands`` convention -> float.
+    """``price`` text in the mapping's ``decimal``/``thousands`` convention, with its
+    ``currency``'s symbol or code where it declares one -> float.
 
     Strict, unlike stripping every thousands mark: with ``decimal = ","`` and
     ``thousands = "."`` a ``23.99`` (the file is not what the mapping says) would read
     as 2399, so a value whose digit groups do not fit is refused, as the catalogue's
     validation refuses a non-numeric price: with the row count and an example.
+    A mapping with none of the three keys leaves the text as it is, for the
+    catalogue's validation to read (a cell with a currency symbol is refused here,
+    naming the currency it looks like).
     """
     if pd.api.types.is_numeric_dtype(price):   # a Parquet column holds numbers already
+        return price
+    currency = declared_currency(mapping)
+    numbers = _strip_currency(price, item_id, currency)
+    if currency is None and "decimal" not in mapping and "thousands" not in mapping:
         return price
     decimal, thousands = mapping.get("decimal", "."), mapping.get("thousands")
     group = f"[{_SPACES}]" if thousands == " " else re.escape(thousands or "")
@@ -364,11 +525,13 @@ def _read_prices(price: pd.Series, item_id: pd.Series, mapping: dict) -> pd.Seri
             text = text.replace(ch, "")
         return float(text.replace(decimal, "."))
 
-    values = [parse(v) for v in price]
+    values = [parse(v) for v in numbers]
     bad = [i for i, v in enumerate(values) if v is None]
     if bad:
         marks = (f"decimal {decimal!r} and thousands {thousands!r}" if thousands
                  else f"decimal {decimal!r} and no thousands separator")
+        if currency is not None:
+            marks += f", currency {currency!r}"
         raise SchemaError(f"non-numeric price in {len(bad)} row(s), e.g. item "
                           f"{item_id.iloc[bad[0]]}: {price.iloc[bad[0]]!r} (read with "
                           f"{marks}, as the mapping says)", field="columns.price",
@@ -419,7 +582,7 @@ def apply_mapping(src: pd.DataFrame, mapping: dict, *, where: str = "the file"
                 and not pd.api.types.is_bool_dtype(out[canon]):
             # Blank cells of a CSV mean "unknown", not a malformed value.
             out[canon] = out[canon].where(out[canon].astype(str).str.strip() != "")
-    if "price" in out.columns and ("decimal" in mapping or "thousands" in mapping):
+    if "price" in out.columns:
         out["price"] = _read_prices(out["price"], out["item_id"], mapping)
     if "in_stock" in out.columns and ("true_values" in mapping
                                       or "false_values" in mapping):

@@ -155,6 +155,28 @@ def test_stage_mango_and_csv(mango, tmp_path):
         run_stages(_ctx(tmp_path / "b2", source="csv"), ["ingest"])
 
 
+def test_stage_records_the_declared_currency(mango, tmp_path):
+    """The ingest stage's metrics say which currency the prices are in: the mapping's
+    ``currency``, None where no source declares one (MANGO, a mapping without it)."""
+    (tmp_path / "s.csv").write_text("sku;kind;price\na;top;€23,99\nb;bottom;5,00 EUR\n")
+    toml = ('catalog = "s.csv"\nsep = ";"\ndecimal = ","\n{currency}[columns]\n'
+            'item_id = "sku"\ncategory = "kind"\nprice = "price"\n')
+    (tmp_path / "m.toml").write_text(toml.format(currency='currency = "EUR"\n'))
+    ctx = _ctx(tmp_path / "b", source="csv", mapping=str(tmp_path / "m.toml"))
+    assert run_stages(ctx, ["ingest"])["ingest"]["currency"] == "EUR"
+    b = Bundle.open(tmp_path / "b")
+    assert b.stage_record("ingest")["metrics"]["currency"] == "EUR"
+    assert pd.read_parquet(b.path("catalog.parquet"))["price"].tolist() == [23.99, 5.0]
+
+    (tmp_path / "s.csv").write_text("sku;kind;price\na;top;23,99\nb;bottom;5,00\n")
+    (tmp_path / "m.toml").write_text(toml.format(currency=""))
+    assert run_stages(BuildContext(bundle=Bundle.open(tmp_path / "b"), config=ctx.config,
+                                   log=lambda m: None), ["ingest"])["ingest"]["currency"] \
+        is None
+    m = run_stages(_ctx(tmp_path / "b1", source="mango", data=str(mango)), ["ingest"])
+    assert m["ingest"]["currency"] is None
+
+
 def test_stage_refuses_a_bad_catalogue(tmp_path):
     _demo(tmp_path / "b" / "source", dup=True)
     with pytest.raises(CatalogError, match="duplicate item_id"):

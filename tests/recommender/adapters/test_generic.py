@@ -333,7 +333,7 @@ def test_price_conventions(tmp_path, decimal, thousands, text, value):
     (",", ".", "23.99"),       # a dot-decimal price in a file said to use commas: not 2399
     (",", ".", "1.2999,00"),   # digit groups of three
     (",", None, "1.299,00"),   # thousands dots the mapping does not mention
-    (",", ".", "23,99 EUR"),
+    (",", ".", "23,99 Euro"),  # a word that is no currency code or symbol
     (".", ",", "1e3"),
 ])
 def test_a_price_not_in_the_mappings_convention_is_named(tmp_path, decimal, thousands,
@@ -350,6 +350,218 @@ def test_a_price_not_in_the_mappings_convention_is_named(tmp_path, decimal, thou
     assert f"non-numeric price in 2 row(s), e.g. item A2: {text!r} (read with decimal " \
            f"{decimal!r}" in str(exc.value), str(exc.value)
     assert exc.value.field == "columns.price"
+
+
+# --- prices carrying their currency: € 23,99, 23,99 EUR, $1,299.00 ---
+
+def _priced(tmp_path, cells, **keys):
+    """A catalogue A1, A2, ... with these price cells and a mapping with ``keys``."""
+    rows = "".join(f"A{i};top;{c}\n" for i, c in enumerate(cells, 1))
+    (tmp_path / "p.csv").write_text("sku;type;price\n" + rows)
+    m = {"catalog": "p.csv", "sep": ";", **keys,
+         "columns": {"item_id": "sku", "category": "type", "price": "price"}}
+    (tmp_path / "m.json").write_text(json.dumps(m))
+    return tmp_path / "m.json"
+
+
+NB, NNB = "\u00a0", "\u202f"   # the no-break spaces of French and Nordic exports
+
+
+@pytest.mark.parametrize("keys,text,value", [
+    ({"currency": "EUR", "decimal": ",", "thousands": "."}, "€23,99", 23.99),
+    ({"currency": "EUR", "decimal": ",", "thousands": "."}, "€ 23,99", 23.99),
+    ({"currency": "EUR", "decimal": ",", "thousands": "."}, "23,99 €", 23.99),
+    ({"currency": "EUR", "decimal": ",", "thousands": "."}, f"23,99{NB}€", 23.99),
+    ({"currency": "EUR", "decimal": ",", "thousands": "."}, "1.299,00€", 1299.0),
+    ({"currency": "EUR", "decimal": ",", "thousands": "."}, "EUR 23,99", 23.99),
+    ({"currency": "EUR", "decimal": ",", "thousands": "."}, "23,99EUR", 23.99),
+    ({"currency": "EUR", "decimal": ",", "thousands": "."}, "23,99 eur", 23.99),
+    ({"currency": "EUR", "decimal": ",", "thousands": "."}, "23,99", 23.99),   # no symbol
+    ({"currency": "eur", "decimal": ","}, "23,99 €", 23.99),     # the code in any case
+    ({"currency": "EUR", "decimal": ",", "thousands": " "}, f"1{NNB}299,50{NNB}€", 1299.5),
+    ({"currency": "EUR"}, "€23.99", 23.99),                      # decimal "." by default
+    ({"currency": "EUR"}, "-€12", -12.0),      # refused later by validation, as before
+    ({"currency": "EUR"}, "€-12", -12.0),
+    ({"currency": "USD", "thousands": ","}, "$1,299.00", 1299.0),
+    ({"currency": "USD", "thousands": ","}, "US$ 1,299", 1299.0),
+    ({"currency": "USD"}, "23.99 USD", 23.99),
+    ({"currency": "GBP"}, "£12", 12.0),
+    ({"currency": "CAD"}, "$12.50", 12.5),     # $ is every dollar's
+    ({"currency": "AUD"}, "A$12.50", 12.5),
+    ({"currency": "MXN", "thousands": ","}, "$1,299", 1299.0),
+    ({"currency": "JPY", "thousands": ","}, "¥1,200", 1200.0),
+    ({"currency": "CNY"}, "¥12.50", 12.5),     # the yen's symbol is the yuan's too
+    ({"currency": "CHF", "thousands": "'"}, "CHF 1'299.50", 1299.5),
+    ({"currency": "CHF", "thousands": "'"}, "Fr. 1'299.50", 1299.5),
+    ({"currency": "SEK", "decimal": ",", "thousands": " "}, f"1{NB}299,00 kr", 1299.0),
+    ({"currency": "NOK", "decimal": ",", "thousands": "."}, "kr 1.299,00", 1299.0),
+    ({"currency": "DKK", "decimal": ",", "thousands": "."}, "1.299,00 kr.", 1299.0),
+    ({"currency": "PLN", "decimal": ",", "thousands": " "}, "1 299,99 zł", 1299.99),
+    ({"currency": "CZK", "decimal": ","}, "499 Kč", 499.0),
+    ({"currency": "INR", "thousands": ","}, "₹1,299", 1299.0),
+    ({"currency": "INR"}, "Rs.499", 499.0),
+    ({"currency": "BRL", "decimal": ",", "thousands": "."}, "R$ 1.299,90", 1299.9),
+    ({"currency": "TRY", "decimal": ",", "thousands": "."}, "1.299,90 TL", 1299.9),
+    ({"currency": "TRY", "decimal": ","}, "₺49,90", 49.9),
+])
+def test_a_price_may_carry_the_declared_currency(tmp_path, keys, text, value):
+    """Before: every one of these was refused as a non-numeric price, and a shop had to
+    edit its export to ingest it."""
+    cat = load_mapped(_priced(tmp_path, ["5", text, ""], **keys))[0]
+    assert cat["price"].tolist()[:2] == [5.0, value] and pd.isna(cat["price"][2])
+
+
+def test_a_negative_price_with_its_symbol_is_refused_as_without(tmp_path):
+    cat, _, root = load_mapped(_priced(tmp_path, ["5", "-€12"], currency="EUR"))
+    report = validate_catalog(cat, root, check_images=False)[1]
+    assert not report.ok and "negative price in 1 row(s), e.g. item A2" in report.summary()
+
+
+@pytest.mark.parametrize("keys,text,looks", [
+    ({"currency": "EUR", "decimal": ","}, "$12", "'$' is written for USD or CAD or AUD or "
+     "NZD or HKD or SGD or MXN"),
+    ({"currency": "EUR"}, "12 USD", "'USD' is written for USD"),
+    ({"currency": "EUR", "decimal": ","}, "12 kr", "'kr' is written for SEK or NOK or DKK"),
+    ({"currency": "CAD"}, "US$12", "'US$' is written for USD"),   # $ would be CAD's
+    ({"currency": "JPY"}, "RMB 12", "'RMB' is written for CNY"),
+    ({"currency": "GBP"}, "€12", "'€' is written for EUR"),
+])
+def test_a_price_in_another_currency_is_refused_naming_it(tmp_path, keys, text, looks):
+    """Read as a number, a $12 among euros would be 12 euros: mixing currencies is
+    refused, naming the item, the cell and the currency the mapping declares."""
+    with pytest.raises(SchemaError) as exc:
+        load_mapped(_priced(tmp_path, ["5", text, text], **keys))
+    msg = str(exc.value)
+    said = (f"price in another currency than the mapping's currency "
+            f"{keys['currency'].upper()!r} in 2 row(s), e.g. item A2: {text!r} ({looks}): "
+            "one catalogue's prices must share one currency")
+    assert said in msg, msg
+    assert exc.value.field == "columns.price" and exc.value.value == text
+
+
+@pytest.mark.parametrize("keys,text", [
+    ({"currency": "EUR", "decimal": ",", "thousands": "."}, "€23.99"),   # not 2399 €
+    ({"currency": "EUR", "decimal": ","}, "€ 23,99 €"),
+    ({"currency": "EUR", "decimal": ","}, "EUR €23,99"),
+    ({"currency": "EUR", "decimal": ","}, "23 € 99"),
+    ({"currency": "EUR", "decimal": ","}, "-€-12"),
+    ({"currency": "EUR"}, "€1e3"),           # strict, as with decimal and thousands
+    ({"currency": "EUR"}, "€"),
+])
+def test_the_number_beside_the_symbol_is_read_as_strictly_as_before(tmp_path, keys,
+                                                                     text):
+    with pytest.raises(SchemaError) as exc:
+        load_mapped(_priced(tmp_path, ["5", text, text], **keys))
+    msg = str(exc.value)
+    assert f"non-numeric price in 2 row(s), e.g. item A2: {text!r} (read with decimal " \
+        f"{keys.get('decimal', '.')!r}" in msg, msg
+    assert ", currency 'EUR', as the mapping says)" in msg
+    assert exc.value.field == "columns.price"
+
+
+@pytest.mark.parametrize("keys,cells,said", [
+    ({}, ["€23.99"], "e.g. item A2: '€23.99', which looks like EUR; the mapping declares "
+     "no currency: add currency = \"EUR\" to the mapping"),
+    ({"decimal": ",", "thousands": "."}, ["23,99 EUR"], "'23,99 EUR', which looks like "
+     "EUR; the mapping declares no currency: add currency = \"EUR\" to the mapping"),
+    ({}, ["£12"], "'£12', which looks like GBP; the mapping declares no currency: add "
+     "currency = \"GBP\" to the mapping"),
+    ({"thousands": ","}, ["$1,299.00"], "'$1,299.00', which looks like one of USD, CAD, "
+     "AUD, NZD, HKD, SGD, MXN; the mapping declares no currency: add currency = \"USD\" "
+     "(or the one it is) to the mapping"),
+    ({"decimal": ","}, [f"99{NB}kr"], "which looks like one of SEK, NOK, DKK; the mapping "
+     "declares no currency: add currency = \"SEK\" (or the one it is)"),
+    ({}, ["€23.99", "$5"], "add currency = \"EUR\" to the mapping (the column holds "
+     "symbols or codes of AUD, CAD, EUR, HKD, MXN, NZD, SGD, USD: one catalogue's prices "
+     "must share one currency)"),
+], ids=["euro-no-keys", "code-with-decimal-keys", "pound", "dollar", "crown", "mixed"])
+def test_a_currency_symbol_without_the_currency_key_says_which_to_add(tmp_path, keys,
+                                                                     cells, said):
+    """Before: ``non-numeric price in 1 row(s), e.g. item A2: '€23.99'``, nothing saying
+    what to do. Still refused (which currency is not the reader's guess), now naming
+    the currency and the key to add."""
+    with pytest.raises(SchemaError) as exc:
+        load_mapped(_priced(tmp_path, ["5", *cells, ""], **keys))
+    msg = str(exc.value)
+    assert f"price with a currency symbol or code in {len(cells)} row(s), e.g. item A2:" \
+        in msg, msg
+    assert said in msg, msg
+    assert exc.value.field == "currency" and exc.value.value == cells[0]
+
+
+def test_symbol_less_prices_ingest_byte_identically_with_or_without_currency(tmp_path):
+    """A mapping without ``currency`` reads prices as before: its catalog.parquet is the
+    one the canonical (demo) reader writes from the same table, a reader that knows
+    nothing of currencies, lenient forms (``1e3``, `` 12 ``, ``12.``, ``+5``) included.
+    And declaring the currency of a file whose prices carry no symbol changes nothing."""
+    from api.cli import main
+
+    canon = pd.DataFrame({
+        "item_id": ["a", "b", "c", "d", "e", "f"],
+        "category": ["top", "bottom", "shoes", "bag", "top", "top"],
+        "subcategory": ["Tee", "Jeans", "Boot", "Tote", "Tee", "Tee"],
+        "colour": ["red", "", "", "", "", ""], "material": [""] * 6,
+        "gender": ["Female"] + [""] * 5, "image_path": [""] * 6,
+        "price": ["19.99", "1e3", " 12 ", "12.", "+5", ""],
+        "in_stock": ["1", "0", "true", "0", "1", "1"]})
+    (tmp_path / "src").mkdir()
+    canon.to_csv(tmp_path / "src" / "catalog.csv", index=False)
+    (tmp_path / "m.json").write_text(json.dumps({
+        "catalog": "src/catalog.csv", "columns": {c: c for c in canon.columns}}))
+
+    def ingest(*args):
+        out = tmp_path / f"o{len(list(tmp_path.glob('o*')))}"
+        assert main(["ingest", *args, "--out", str(out), "--no-check-images"]) == 0
+        return (out / "catalog.parquet").read_bytes()
+
+    via_mapping = ingest("--source", "csv", "--mapping", str(tmp_path / "m.json"))
+    assert via_mapping == ingest("--source", "demo", "--data", str(tmp_path / "src"))
+    assert pd.read_parquet(tmp_path / "o0" / "catalog.parquet")["price"].tolist()[:5] == \
+        [19.99, 1000.0, 12.0, 12.0, 5.0]
+
+    # a European file, symbol-less, read with decimal/thousands, then also with currency
+    (tmp_path / "e.csv").write_text(EURO_CSV.replace(";ja\n", ";1\n")
+                                    .replace("NEIN", "0").replace("LIEFERBAR", "1"))
+    keys = {"catalog": "e.csv", "sep": ";", "decimal": ",", "thousands": ".",
+            "columns": {"item_id": "Artikel", "category": "Typ", "price": "Preis",
+                        "in_stock": "Bestand"}}
+    (tmp_path / "e.json").write_text(json.dumps(keys))
+    (tmp_path / "e_eur.json").write_text(json.dumps({**keys, "currency": "EUR"}))
+    plain = ingest("--source", "csv", "--mapping", str(tmp_path / "e.json"))
+    assert plain == ingest("--source", "csv", "--mapping", str(tmp_path / "e_eur.json"))
+
+
+def test_an_export_with_euro_signs_ingests_and_records_its_currency(tmp_path, capsys):
+    """End to end through ``mixmatch ingest``, as the European export above: the prices
+    with their symbol or code, and the currency recorded beside the ingest's counts."""
+    from api.cli import main
+
+    (tmp_path / "export.csv").write_text(
+        EURO_CSV.replace(";23,99;", ";€23,99;").replace(";1.299,00;", f";1.299,00{NB}€;")
+        .replace(";5;", ";EUR 5;"), encoding="utf-8")
+    (tmp_path / "looks.csv").write_text("Look;Artikel\nL1;A1\nL1;A2\n")
+    (tmp_path / "map.toml").write_text(EURO_MAP.format(encoding="", outfits_encoding="")
+                                       .replace('thousands = "."',
+                                                'thousands = "."\ncurrency = "EUR"'))
+    for i in range(1, 5):
+        _png(tmp_path / f"a{i}.png")
+    out = tmp_path / "o"
+    assert main(["ingest", "--source", "csv", "--mapping", str(tmp_path / "map.toml"),
+                 "--out", str(out)]) == 0, capsys.readouterr().err
+    written = pd.read_parquet(out / "catalog.parquet")
+    assert written["price"].tolist()[:2] == [23.99, 1299.0] and pd.isna(written["price"][2])
+    assert written["price"][3] == 5.0
+    assert json.loads((out / "ingest.json").read_text())["metrics"]["currency"] == "EUR"
+
+    # the same file, its mapping without currency: refused naming it, nothing written
+    (tmp_path / "map.toml").write_text(EURO_MAP.format(encoding="", outfits_encoding=""))
+    out2 = tmp_path / "o2"
+    assert main(["ingest", "--source", "csv", "--mapping", str(tmp_path / "map.toml"),
+                 "--out", str(out2)]) == 2
+    err = capsys.readouterr().err
+    assert "e.g. item A1: '€23,99', which looks like EUR; the mapping declares no " \
+           "currency: add currency = \"EUR\" to the mapping" in err, err
+    assert not (out2 / "catalog.parquet").exists()
 
 
 def test_an_in_stock_value_neither_list_has_is_named(tmp_path):
@@ -393,6 +605,13 @@ def _mapping(tmp_path, suffix=".json", **keys):
      "thousands"),
     ({"decimal": ",", "thousands": ","}, "thousands ',' is also the decimal mark",
      "thousands"),
+    ({"currency": "XYZ"}, "mapping key currency 'XYZ' is not a currency code this reader "
+     "knows (an ISO 4217 code of CURRENCY_SYMBOLS in recommender.adapters.generic) "
+     "(allowed: EUR, USD, GBP, JPY, CNY, CHF, SEK", "currency"),
+    ({"currency": "€"}, "mapping key currency '€' is not a currency code this reader knows "
+     "(an ISO 4217 code of CURRENCY_SYMBOLS in recommender.adapters.generic); '€' is "
+     "written for EUR: give the code (allowed: EUR,", "currency"),
+    ({"currency": 978}, "mapping key currency 978 is not a currency code", "currency"),
     ({"true_values": "ja"}, "mapping key true_values must be a list of non-empty strings "
      "(in_stock values), got 'ja'", "true_values"),
     ({"false_values": ["nein", 0]}, "false_values must be a list of non-empty strings "
@@ -403,7 +622,8 @@ def _mapping(tmp_path, suffix=".json", **keys):
      "of stock", "true_values"),
 ], ids=["encoding-unknown", "encoding-not-text", "encoding-not-a-string",
         "outfits-encoding-unknown", "decimal-unknown", "thousands-unknown",
-        "thousands-is-the-default-decimal", "thousands-is-decimal", "true-values-a-string",
+        "thousands-is-the-default-decimal", "thousands-is-decimal", "currency-unknown",
+        "currency-a-symbol", "currency-a-number", "true-values-a-string",
         "false-values-a-number", "a-value-in-both-lists", "true-values-a-false-word"])
 def test_csv_convention_keys_are_checked(tmp_path, keys, said, field):
     with pytest.raises(InputError) as exc:
