@@ -479,8 +479,8 @@ def _strip_currency(price: pd.Series, item_id: pd.Series, currency: str | None) 
                f'add currency = "{codes[0]}" (or the one it is) to the mapping')
         seen = sorted({c for j in undeclared
                        for c in _MARK_CURRENCIES[_currency_mark(price.iloc[j])[0].lower()]})
-        mixed = (f" (the column holds symbols or codes of {', '.join(seen)}: one catalogue's "
-                 "prices must share one currency)"
+        mixed = (f" (the column holds symbols or codes of {', '.join(seen)}: one "
+                 "catalogue's prices must share one currency)"
                  if len(seen) > len(codes) else "")
         raise SchemaError(f"price with a currency symbol or code in {len(undeclared)} "
                           f"row(s), e.g. item {item_id.iloc[i]}: {price.iloc[i]!r}, which "
