@@ -72,8 +72,9 @@ class ContentHashes:
     ``path`` is the index file (``None``: kept in memory only). It is a cache: a
     missing, damaged or old-format file is an empty index (rebuilt as files are
     hashed); :meth:`save` writes it atomically, only when an entry was added or
-    changed, and keeps it in memory when the folder cannot be written (a read-only
-    bundle). Two writers at once: the last rename wins and the other's new entries
+    changed, leaving out the entries of files since deleted, moved away or changed
+    (:meth:`prune`), and keeps it in memory when the folder cannot be written (a
+    read-only bundle). Two writers at once: the last rename wins and the other's new entries
     cost one rehash next time. Parquet, as the other bundle tables: 1M entries load in
     about 0.9 s, save in 1.0 s (53 MB) and take ~0.2 GB in memory (JSON lines: 4.5 s
     and 3.2 s, 133 MB). Use :func:`content_hashes` for the instance shared in a
@@ -159,9 +160,37 @@ class ContentHashes:
                 self._dirty = True
         return h
 
+    def prune(self) -> int:
+        """Drop the entries that can never match again: their file is gone (deleted,
+        or its folder moved away) or its stat is no longer the recorded one (the file
+        changed, and is hashed again when next asked for). Returns how many went.
+
+        One ``stat`` per entry: a 100k-entry save took 0.5 s instead of 0.1 s on a
+        busy 2-core machine (MANGO's 9k images: about 0.04 s more). :meth:`save`
+        prunes before it writes, so the index holds what is there, not every path
+        it ever hashed; an index with nothing new to write is left as it is.
+        """
+        with self._lock:
+            entries = list(self._entries.items())
+        stale = []
+        for key, rec in entries:
+            try:
+                if _stat_key(os.stat(key)) == rec[:_STAT.size]:
+                    continue
+            except OSError:
+                pass
+            stale.append((key, rec))
+        with self._lock:
+            for key, rec in stale:
+                # an entry digest() recorded again meanwhile (another thread) stays
+                if self._entries.get(key) is rec:
+                    del self._entries[key]
+        return len(stale)
+
     def save(self) -> bool:
         """Write the index file when entries were added or changed since it was read;
-        True when written. A folder that cannot be written, or an index opened
+        True when written. Entries whose file is gone or changed are dropped first
+        (:meth:`prune`). A folder that cannot be written, or an index opened
         ``read_only``, keeps it in memory."""
         if self.path is None or not self._dirty or self.read_only:
             return False
@@ -169,6 +198,7 @@ class ContentHashes:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        self.prune()
         with self._lock:
             paths = list(self._entries)
             rec = np.frombuffer(b"".join(self._entries.values()), _RECORD_DTYPE)

@@ -176,3 +176,84 @@ def test_the_shared_index_takes_in_what_another_process_saved(tmp_path):
     assert again is shared and len(again) == 2
     assert sorted(pq.read_table(tmp_path / "cache" / CONTENT_HASHES).column("path")
                   .to_pylist()) == sorted(map(str, paths[:2]))
+
+
+def _indexed(index_file):
+    return sorted(pq.read_table(index_file).column("path").to_pylist())
+
+
+def test_saving_drops_the_entries_of_files_deleted_or_moved_away(tmp_path):
+    # before: every path ever hashed stayed in the index file for good; a data folder
+    # moved or images deleted left their entries behind, read on every build
+    paths = _images(tmp_path / "images", n=4)
+    _settle(paths)
+    index_file = tmp_path / "cache" / CONTENT_HASHES
+    index = ContentHashes(index_file)
+    for p in paths:
+        index.digest(p)
+    assert index.save() and _indexed(index_file) == sorted(map(str, paths))
+    paths[3].unlink()
+    (tmp_path / "images").rename(tmp_path / "moved")
+    moved = [tmp_path / "moved" / p.name for p in paths[:3]]
+    assert [index.digest(p) for p in moved] == [file_hash(p) for p in moved]
+    assert index.save()
+    assert _indexed(index_file) == sorted(map(str, moved)) and len(index) == 3
+    assert len(ContentHashes(index_file)) == 3
+
+
+def test_saving_drops_an_entry_whose_file_changed_and_keeps_the_racy_guard(tmp_path,
+                                                                        monkeypatch):
+    paths = _images(tmp_path / "images", n=3)
+    _settle(paths)
+    index_file = tmp_path / CONTENT_HASHES
+    index = ContentHashes(index_file)
+    for p in paths:
+        index.digest(p)
+    assert index.save()
+    img, _ = packshot(shape="tshirt", seed=7)
+    Image.fromarray(img).save(paths[0], quality=92)   # its entry can never match again
+    monkeypatch.setattr(files, "RACY_SECONDS", 2.0)
+    (new,) = _images(tmp_path / "new", n=1)
+    assert index.digest(new) == file_hash(new)        # written just now: not recorded
+    monkeypatch.setattr(files, "RACY_SECONDS", 0.0)
+    (extra,) = _images(tmp_path / "extra", n=1)
+    assert index.digest(extra) == file_hash(extra)    # recorded: the index is saved
+    assert index.save()
+    assert _indexed(index_file) == sorted(map(str, [*paths[1:], extra]))
+    assert index.digest(paths[0]) == file_hash(paths[0])   # hashed again, not stale
+
+
+def test_a_read_only_index_drops_nothing_and_writes_nothing(tmp_path):
+    # a dry run reads the bundle's index and hashes what changed, but never writes it
+    paths = _images(tmp_path / "images", n=2)
+    _settle(paths)
+    index_file = tmp_path / CONTENT_HASHES
+    index = ContentHashes(index_file)
+    for p in paths:
+        index.digest(p)
+    assert index.save()
+    before = index_file.read_bytes()
+    paths[0].unlink()
+    (new,) = _images(tmp_path / "new", n=1)
+    _settle([new])
+    dry = ContentHashes(index_file, read_only=True)
+    assert dry.digest(new) == file_hash(new)
+    assert not dry.save()
+    assert index_file.read_bytes() == before and _indexed(index_file) == sorted(
+        map(str, paths))
+
+
+def test_an_unchanged_index_is_not_rewritten_to_prune_it(tmp_path):
+    # pruning rides along with a save that has something new to write: a no-op build
+    # stats the images it uses and writes nothing
+    paths = _images(tmp_path / "images", n=2)
+    _settle(paths)
+    index_file = tmp_path / CONTENT_HASHES
+    index = ContentHashes(index_file)
+    for p in paths:
+        index.digest(p)
+    assert index.save()
+    paths[0].unlink()
+    again = ContentHashes(index_file)
+    assert again.digest(paths[1]) == file_hash(paths[1])
+    assert not again.save() and len(_indexed(index_file)) == 2
