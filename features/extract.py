@@ -724,6 +724,12 @@ def _stage_settings(ctx) -> dict:
 check_config = _stage_settings
 
 
+#: The image root says where the images are; their content is in ``images``
+#: (:meth:`recommender.bundle.Bundle.catalog_images`): moved or copied elsewhere with
+#: the same bytes, the stage is not run again (recommender.pipeline.data_moved).
+LOCATION_INPUTS = ("image_root",)
+
+
 def stage_inputs(ctx) -> dict:
     """The catalogue, image root, settings, code version and model files."""
     from features.files import file_hash

@@ -26,7 +26,9 @@ bundle and records the image root in the manifest. Stage settings
 ``image_sample`` (open only that many images, for huge catalogues). Its inputs are the source files'
 hashes (content hash for the tables, the mapping and each referenced image, see
 :func:`recommender.bundle.image_fingerprint`), so re-running on unchanged data is
-skipped, whatever the files' mtimes.
+skipped, whatever the files' mtimes. A source moved or copied elsewhere with the same
+bytes is not read again: the stage records the new image root (:func:`relocate`), and
+the image stages after it stay current.
 
 Example::
 
@@ -259,6 +261,12 @@ def _stage_source(ctx) -> tuple[str, Path | None, Path | None]:
     return source, data, Path(mapping) if mapping else None
 
 
+#: Inputs that say where the source lies, not what it holds (the files' and images'
+#: hashes do): a data folder moved or copied with the same bytes is not ingested again,
+#: its new place is recorded (:func:`relocate`, :func:`recommender.pipeline.data_moved`).
+LOCATION_INPUTS = ("data", "mapping")
+
+
 def stage_inputs(ctx) -> dict:
     """What the ingest result depends on: source, settings, and the source files."""
     source, data, mapping = _stage_source(ctx)
@@ -292,6 +300,26 @@ def stage_inputs(ctx) -> dict:
             "mapping": str(mapping) if mapping else None, "check_images": check,
             "image_sample": conf.get("image_sample"), "files": files,
             "images": _image_fingerprint(paths, Path(root), ctx.bundle.content_hashes())}
+
+
+def _image_root(source: str, data: Path | None, mapping: Path | None) -> Path:
+    """Where the source's image paths are relative to, as :func:`read_source` says."""
+    if source == "csv":
+        from recommender.adapters.generic import load_mapped
+
+        return load_mapped(mapping, data)[2]
+    return data
+
+
+def relocate(ctx) -> str:
+    """Set the bundle's image root (in memory) to the place of the build's source,
+    for a source that moved with the same content: the tables stand, and the stages
+    after it read the images from there. Reads no image and writes no table."""
+    root = str(Path(_image_root(*_stage_source(ctx))).resolve())
+    was = ctx.bundle.manifest.get("image_root")
+    ctx.bundle.manifest["image_root"] = root
+    return (f"recorded the new image root {root}" if root != was
+            else f"image root {root} unchanged")
 
 
 def run_stage(ctx) -> dict:

@@ -18,6 +18,20 @@ and may expose a third:
     stage to run is checked before the first one starts, so a misspelt graph
     setting is refused before the attribute network trains, not an hour later.
 
+and, when its inputs name where its data lies as well as what it holds, two more:
+
+``LOCATION_INPUTS``
+    The keys of its inputs that say only where the data is (the ingest's data
+    folder, an image stage's image root): the content there is in other keys
+    (file and image hashes). A stage whose inputs differ from its record in
+    those keys alone is not run again (:func:`data_moved`): a data folder
+    moved or copied with its bytes keeps every stage current, and the record
+    follows it to the new place.
+``relocate(ctx) -> str``
+    What a stage that records a place itself does then instead of running:
+    the ingest sets the bundle's image root to the new folder (in memory; the
+    pipeline saves it with the record) and says so.
+
 :func:`plan_stages` says what a run would do (``mixmatch build --dry-run``) without
 doing it.
 
@@ -31,6 +45,7 @@ Examples
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
 import json
@@ -159,6 +174,20 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
         inputs_hash = json_hash({"stage": stage.name, "inputs": inputs})
         rec = ctx.bundle.stage_record(stage.name)
         reason = stage_reason(ctx, stage.name, inputs_hash, inputs)
+        moved = (data_moved(ctx, stage.name, module, inputs) if reason and not ctx.force
+                 else None)
+        if moved is not None:
+            # the same files at a new place: their results stand; only where to read
+            # them is recorded (MANGO: the attribute network's 27 minutes, not rerun)
+            said = module.relocate(ctx) if hasattr(module, "relocate") else None
+            rec["inputs_hash"] = inputs_hash
+            rec["inputs"] = kept_inputs(inputs)
+            rec["locations"] = _locations(module, inputs)
+            ctx.bundle.save()
+            ctx.log(f"[{stage.name}] same content at a new place ({'; '.join(moved)}): "
+                    f"{said or 'recorded the new place'}; not run again")
+            results[stage.name] = rec.get("metrics", {})
+            continue
         if reason is None:
             ctx.log(f"[{stage.name}] up to date, skipped")
             if "inputs" not in rec:
@@ -190,7 +219,8 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
                                        "seed": ctx.config.get("seed", 0),
                                        "quick": bool(ctx.config.get("quick")),
                                        "reads": files_read(ctx.bundle, stage.name, inputs),
-                                       "inputs": kept_inputs(inputs)})
+                                       "inputs": kept_inputs(inputs),
+                                       "locations": _locations(module, inputs)})
         ctx.log(f"[{stage.name}] done in {elapsed:.1f}s")
         results[stage.name] = metrics
     if backfilled:
@@ -326,13 +356,66 @@ def stage_reason(ctx: BuildContext, name: str, inputs_hash: str | None,
     return "inputs changed since it ran: " + "; ".join(changes)
 
 
+def _locations(module, inputs: Any) -> dict[str, Any]:
+    """The values of the stage's ``LOCATION_INPUTS`` in ``inputs``, kept in full in
+    its record (:func:`kept_inputs` keeps a long path only as its hash)."""
+    keys = getattr(module, "LOCATION_INPUTS", ())
+    return {k: inputs[k] for k in keys if isinstance(inputs, dict) and k in inputs}
+
+
+def data_moved(ctx: BuildContext, name: str, module, inputs: Any) -> list[str] | None:
+    """How the place of stage ``name``'s data changed (``key old -> new``, in full)
+    when its inputs (``stage_inputs`` now) differ from its record only in the
+    module's ``LOCATION_INPUTS``: the same files, hashed alike, at another place (a
+    data folder moved, copied, mounted elsewhere). None when anything else differs,
+    when nothing does, or when an output of the stage was replaced since it ran (a
+    run with ``--force`` runs the stage whatever this says).
+
+    The record's inputs hash is the proof: the inputs now, with the recorded
+    places put back, must hash to it. A record made before the places were kept
+    in full (``locations``) gives them from its kept inputs.
+
+    >>> import tempfile, types
+    >>> b = Bundle.create(tempfile.mkdtemp(), source="demo", image_root=None)
+    >>> was = {"data": "/mnt/a", "images": {"n": 2, "hash": "5a0e11d2c3b4a596"}}
+    >>> b.record_stage("ingest", inputs_hash=json_hash({"stage": "ingest", "inputs": was}),
+    ...                outputs=[], extra={"inputs": kept_inputs(was)})
+    >>> ingest = types.SimpleNamespace(LOCATION_INPUTS=("data",))
+    >>> ctx = BuildContext(bundle=b, config={})
+    >>> data_moved(ctx, "ingest", ingest, {**was, "data": "/mnt/b"})
+    ['data /mnt/a -> /mnt/b']
+    >>> data_moved(ctx, "ingest", ingest, {"data": "/mnt/b",
+    ...                                    "images": {"n": 2, "hash": "79d1e9c46c2ccc5b"}})
+    """
+    keys = getattr(module, "LOCATION_INPUTS", ())
+    rec = ctx.bundle.stage_record(name)
+    if (not keys or not isinstance(rec, dict) or not isinstance(inputs, dict)
+            or not isinstance(rec.get("inputs"), dict)):
+        return None
+    recorded = rec.get("locations")
+    recorded = recorded if isinstance(recorded, dict) else {}
+    then = dict(inputs)
+    for k in keys:
+        if k in inputs and (k in recorded or k in rec["inputs"]):
+            then[k] = recorded[k] if k in recorded else rec["inputs"][k]
+    if then == inputs or json_hash({"stage": name, "inputs": then}) != rec.get("inputs_hash"):
+        return None
+    if ctx.bundle.changed_outputs(name):
+        return None
+    # in full, not shortened as inputs_changes shows a path: the new place is the news
+    return [f"{k} {then[k]} -> {inputs[k]}" for k in keys
+            if k in inputs and then[k] != inputs[k]]
+
+
 def plan_stages(ctx: BuildContext, names: list[str] | None = None, *,
                 before: str | None = None) -> list[tuple[str, str]]:
     """What :func:`run_stages` would do, as (stage, what) pairs, doing none of it:
-    ``"up to date"``, ``"would run: <why>"`` (:func:`stage_reason`), or, for a stage
-    current now after one that would run, that it runs if that one changes its
-    inputs (they are that stage's outputs, unknown until it has run). ``before``
-    names a step that would run ahead of the stages (the demo catalogue).
+    ``"up to date"``, ``"would run: <why>"`` (:func:`stage_reason`), ``"up to
+    date, same content at a new place (<old -> new>): would record the new place
+    only"`` (:func:`data_moved`), or, for a stage current now after one that would
+    run, that it runs if that one changes its inputs (they are that stage's
+    outputs, unknown until it has run). ``before`` names a step that would run
+    ahead of the stages (the demo catalogue).
 
     Reads only: no lock taken (a dry run beside a running build reports the bundle
     as it stands), no manifest saved, no stage run, and the images hashed for their
@@ -340,10 +423,14 @@ def plan_stages(ctx: BuildContext, names: list[str] | None = None, *,
     run checks them.
     """
     read_only, ctx.bundle.read_only = ctx.bundle.read_only, True
+    # a stage's relocate() sets the new place in memory, for the stages after it to
+    # be planned where the run would read them; put back afterwards
+    manifest = copy.deepcopy(ctx.bundle.manifest)
     try:
         return _plan(ctx, names, before)
     finally:
         ctx.bundle.read_only = read_only
+        ctx.bundle.manifest = manifest
 
 
 def _plan(ctx: BuildContext, names: list[str] | None, before: str | None
@@ -380,6 +467,16 @@ def _plan(ctx: BuildContext, names: list[str] | None, before: str | None
             reason = stage_reason(ctx, stage.name,
                                   json_hash({"stage": stage.name, "inputs": inputs}),
                                   inputs)
+            moved = (data_moved(ctx, stage.name, module, inputs)
+                     if reason and not ctx.force else None)
+            if reason is not None and hasattr(module, "relocate"):
+                module.relocate(ctx)   # the place the run records, moved or run again
+            if moved is not None:
+                plan.append((stage.name, f"up to date, same content at a new place "
+                             f"({'; '.join(moved)}): would record the new place only"
+                             + (f"; would run after {first} if that changes its inputs"
+                                if first else "")))
+                continue
         if reason is None:
             plan.append((stage.name, "up to date" if first is None else
                          f"up to date now; would run after {first} if that changes "
@@ -437,13 +534,14 @@ def out_of_date_after(ctx: BuildContext, ran: list[str]) -> list[str]:
             continue
         try:
             module = load_stage_module(stage)
-            inputs_hash = json_hash({"stage": stage.name,
-                                     "inputs": module.stage_inputs(ctx)})
+            inputs = module.stage_inputs(ctx)
         except (MixmatchError, OSError):
             # a stage whose inputs cannot be read now is for `mixmatch build` to say;
             # the stage that ran has finished and the command succeeded
             continue
-        if not ctx.bundle.stage_is_current(stage.name, inputs_hash):
+        inputs_hash = json_hash({"stage": stage.name, "inputs": inputs})
+        if (not ctx.bundle.stage_is_current(stage.name, inputs_hash)
+                and data_moved(ctx, stage.name, module, inputs) is None):
             stale.append(stage.name)
     return stale
 

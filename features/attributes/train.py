@@ -465,6 +465,12 @@ def checked_params(ctx) -> dict[str, Any]:
 check_config = checked_params
 
 
+#: The image root says where the images are; their content is in ``images``
+#: (:meth:`recommender.bundle.Bundle.catalog_images`): moved or copied elsewhere with
+#: the same bytes, the stage is not run again (recommender.pipeline.data_moved).
+LOCATION_INPUTS = ("image_root",)
+
+
 def stage_inputs(ctx) -> dict:
     from features.files import file_hash
 

@@ -229,3 +229,61 @@ def test_cli_refuses_to_write_its_tables_into_a_bundle(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{b.root} holds a bundle" in err and "mixmatch build" in err
     assert not b.path("catalog.parquet").exists()
+
+
+def _csv_source(folder):
+    """A shop's catalogue with a mapping beside it, images under ``photos/``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"sku": ["a", "b"], "kind": ["Tee", "Jeans"],
+                  "pic": ["a.jpg", "b.jpg"]}).to_csv(folder / "s.csv", index=False)
+    (folder / "m.toml").write_text('catalog = "s.csv"\nimage_root = "photos"\n[columns]\n'
+                                   'item_id = "sku"\ncategory = "kind"\nimage_path = "pic"\n'
+                                   '[category_map]\nTee = "top"\nJeans = "bottom"\n')
+    for k, i in enumerate("ab"):
+        _jpeg(folder / "photos" / f"{i}.jpg", k)
+    return folder
+
+
+@pytest.mark.parametrize("source", ["demo", "mango", "csv"])
+def test_a_source_moved_with_the_same_files_records_only_its_new_image_root(
+        tmp_path, source, request):
+    # before: the stage's inputs held the data folder's path, so a source moved or
+    # copied elsewhere (same bytes) was ingested again, and the image stages after it
+    # retrained on identical images
+    import shutil
+
+    if source == "demo":
+        old = _demo(tmp_path / "data")
+    elif source == "mango":
+        old = request.getfixturevalue("mango")
+    else:
+        old = _csv_source(tmp_path / "data")
+    where = {"csv": lambda f: {"mapping": str(f / "m.toml")}}.get(
+        source, lambda f: {"data": str(f)})
+    images = {"csv": "photos", "mango": "."}.get(source, ".")
+    config = {"source": source, **where(old)}
+    ctx = _ctx(tmp_path / "b", **config)
+    run_stages(ctx, ["ingest"])
+    b = Bundle.open(tmp_path / "b")
+    assert b.image_root == (old / images).resolve()
+    tables = {p: b.path(p).stat().st_mtime_ns for p in ("catalog.parquet", "outfits.parquet")}
+    new = tmp_path / "elsewhere" / "moved"
+    new.parent.mkdir()
+    shutil.move(old, new)
+    logs = []
+    run_stages(BuildContext(bundle=b, config={"source": source, **where(new)},
+                            log=logs.append), ["ingest"])
+    b = Bundle.open(tmp_path / "b")
+    assert b.image_root == (new / images).resolve()
+    assert logs[0].startswith("[ingest] same content at a new place (")
+    assert logs[0].endswith(f"): recorded the new image root {(new / images).resolve()}; "
+                            f"not run again")
+    assert {p: b.path(p).stat().st_mtime_ns for p in tables} == tables   # not rewritten
+    # a file changed at the new place: ingested again
+    first = sorted((new / images).rglob("*.jpg"))[0]
+    _jpeg(first, seed=9)
+    logs.clear()
+    run_stages(BuildContext(bundle=b, config={"source": source, **where(new)},
+                            log=logs.append), ["ingest"])
+    assert logs[0].startswith("[ingest] inputs changed since it ran: images.hash ")
+    assert logs[0].endswith("; running it again")

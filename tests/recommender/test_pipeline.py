@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -592,3 +593,165 @@ def test_a_build_after_every_image_was_touched_skips_every_stage(tmp_path, monke
     said = sorted(m for m in logs if m.startswith("[") and not m.startswith("[demo]"))
     assert said == sorted(f"[{s}] up to date, skipped" for s in stages)
     assert Bundle.open(out).version == built.version
+
+
+@pytest.fixture
+def placed(monkeypatch):
+    from tests.recommender import imaging_stage, placed_stage
+
+    placed_stage.RUNS.clear()
+    imaging_stage.RUNS.clear()
+    monkeypatch.setattr(pipeline, "STAGES", (
+        Stage("ingest", "tests.recommender.placed_stage", 0, "place"),
+        Stage("attributes", "tests.recommender.imaging_stage", 0, "images")))
+    return placed_stage.RUNS, imaging_stage.RUNS
+
+
+def test_a_data_folder_moved_with_the_same_content_reruns_no_stage(tmp_path, placed):
+    # before: the ingest's inputs held the data folder's path and the image stages' the
+    # image root, so a data folder moved or copied (same bytes) reran ingest and
+    # retrained the attribute network: on MANGO 27 minutes on identical images
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    run_stages(BuildContext(bundle=b, config={"data": "/mnt/a", "content": 1},
+                            log=lambda m: None))
+    logs = []
+    run_stages(BuildContext(bundle=Bundle.open(b.root),
+                            config={"data": "/mnt/b", "content": 1}, log=logs.append))
+    assert placed == ([("/mnt/a", 1)], ["/mnt/a"])
+    assert logs[:2] == [
+        "[ingest] same content at a new place (data /mnt/a -> /mnt/b): image root now "
+        "/mnt/b; not run again",
+        "[attributes] same content at a new place (image_root /mnt/a -> /mnt/b): "
+        "recorded the new place; not run again"]
+    b = Bundle.open(b.root)
+    assert b.image_root == Path("/mnt/b")
+    assert b.stage_record("ingest")["inputs"]["data"] == "/mnt/b"
+    assert b.stage_record("attributes")["inputs"]["image_root"] == "/mnt/b"
+    logs.clear()
+    run_stages(BuildContext(bundle=b, config={"data": "/mnt/b", "content": 1},
+                            log=logs.append))
+    assert logs[:2] == ["[ingest] up to date, skipped", "[attributes] up to date, skipped"]
+    # content changed at the new place as well: both run, saying both changes
+    logs.clear()
+    run_stages(BuildContext(bundle=b, config={"data": "/mnt/c", "content": 2},
+                            log=logs.append))
+    assert logs[0] == ("[ingest] inputs changed since it ran: content 1 -> 2; data /mnt/b "
+                       "-> /mnt/c; running it again")
+    assert placed == ([("/mnt/a", 1), ("/mnt/c", 2)], ["/mnt/a", "/mnt/c"])
+    # an image changed at a new place: the catalogue stands, the image stage runs
+    logs.clear()
+    run_stages(BuildContext(bundle=b, config={"data": "/mnt/d", "content": 2, "images": 2},
+                            log=logs.append))
+    assert logs[0].startswith("[ingest] same content at a new place (data /mnt/c -> ")
+    assert logs[1] == ("[attributes] inputs changed since it ran: image_root /mnt/c -> "
+                       "/mnt/d; images null -> 2; running it again")
+    assert placed == ([("/mnt/a", 1), ("/mnt/c", 2)], ["/mnt/a", "/mnt/c", "/mnt/d"])
+
+
+def test_a_moved_stage_still_reruns_when_forced_or_its_output_was_replaced(tmp_path,
+                                                                         placed):
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    run_stages(BuildContext(bundle=b, config={"data": "/mnt/a", "content": 1},
+                            log=lambda m: None))
+    run_stages(BuildContext(bundle=b, config={"data": "/mnt/b", "content": 1}, force=True,
+                            log=lambda m: None))
+    assert placed == ([("/mnt/a", 1), ("/mnt/b", 1)], ["/mnt/a", "/mnt/b"])
+    b.path("model.txt").write_text("a model copied in by hand")
+    logs = []
+    run_stages(BuildContext(bundle=b, config={"data": "/mnt/c", "content": 1},
+                            log=logs.append))
+    assert placed[1] == ["/mnt/a", "/mnt/b", "/mnt/c"]
+    assert ("[attributes] inputs changed since it ran: image_root /mnt/b -> /mnt/c; "
+            "running it again") in logs
+
+
+@pytest.mark.parametrize("kept", ["locations", "kept inputs only", "a long path"])
+def test_a_moved_record_is_found_by_its_full_place(tmp_path, placed, kept):
+    # a record made before this change keeps the place only in its kept inputs (a
+    # bundle built then needs no rerun either); one of over KEPT_TEXT characters is
+    # kept there as its hash, and in full in the record's locations
+    old = "/mnt/" + "a" * (300 if kept == "a long path" else 1)
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    run_stages(BuildContext(bundle=b, config={"data": old, "content": 1},
+                            log=lambda m: None))
+    if kept == "kept inputs only":
+        for rec in b.manifest["stages"].values():
+            del rec["locations"]
+        b.save()
+    run_stages(BuildContext(bundle=Bundle.open(b.root),
+                            config={"data": "/mnt/b", "content": 1}, log=lambda m: None))
+    assert placed == ([(old, 1)], [old])
+    assert Bundle.open(b.root).stage_record("attributes")["locations"] == {
+        "image_root": "/mnt/b"}
+
+
+def test_a_dry_run_says_a_moved_data_folder_is_only_recorded_and_writes_nothing(
+        tmp_path, placed):
+    from recommender.pipeline import plan_stages
+
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    run_stages(BuildContext(bundle=b, config={"data": "/mnt/a", "content": 1},
+                            log=lambda m: None))
+    before = _folder_state(b.root)
+    b = Bundle.open(b.root)
+    # the image stage is planned where the ingest would record the images: at /mnt/b
+    assert plan_stages(BuildContext(bundle=b, config={"data": "/mnt/b", "content": 1})) == [
+        ("ingest", "up to date, same content at a new place (data /mnt/a -> /mnt/b): "
+                   "would record the new place only"),
+        ("attributes", "up to date, same content at a new place (image_root /mnt/a -> "
+                       "/mnt/b): would record the new place only")]
+    assert b.image_root == Path("/mnt/a")     # the plan's new place, in memory, undone
+    assert plan_stages(BuildContext(bundle=b, config={"data": "/mnt/b", "content": 2})) == [
+        ("ingest", "would run: inputs changed since it ran: content 1 -> 2; data /mnt/a -> "
+                   "/mnt/b"),
+        ("attributes", "up to date, same content at a new place (image_root /mnt/a -> "
+                       "/mnt/b): would record the new place only; would run after ingest "
+                       "if that changes its inputs")]
+    assert _folder_state(b.root) == before and placed == ([("/mnt/a", 1)], ["/mnt/a"])
+
+
+@pytest.mark.slow
+def test_a_bundle_copied_with_its_data_elsewhere_retrains_nothing(tmp_path):
+    # the demo source lies in the bundle (BUNDLE/source): copying the bundle copies
+    # the data folder. Before, the copy's build reran ingest and, on the new image
+    # root, the attribute network and the features
+    import shutil
+
+    from recommender.build import build_bundle, plan_build
+
+    out = tmp_path / "bundle"
+    build_bundle(out, source="demo", items=60, seed=0, quick=True, log=lambda m: None)
+    copy = tmp_path / "elsewhere" / "bundle"
+    shutil.copytree(out, copy, symlinks=True)   # cp -a: same bytes and times
+    built = Bundle.open(copy)
+    before = _folder_state(copy)
+    plan = dict(plan_build(copy, source="demo", items=60, seed=0, quick=True))
+    moved = {"ingest": f"data {out / 'source'} -> {copy / 'source'}",
+             "attributes": f"image_root {out / 'source'} -> {copy / 'source'}",
+             "features": f"image_root {out / 'source'} -> {copy / 'source'}"}
+    for name, what in plan.items():
+        if name in moved:
+            assert what == (f"up to date, same content at a new place ({moved[name]}): "
+                            f"would record the new place only")
+        elif name != "demo":
+            assert what == "up to date", name
+    assert _folder_state(copy) == before
+    logs = []
+    build_bundle(copy, source="demo", items=60, seed=0, quick=True, log=logs.append)
+    said = [m for m in logs if m.startswith("[") and not m.startswith("[demo]")]
+    assert said == [f"[{s}] same content at a new place ({moved[s]}): "
+                    + (f"recorded the new image root {copy / 'source'}" if s == "ingest"
+                       else "recorded the new place") + "; not run again"
+                    if s in moved else f"[{s}] up to date, skipped"
+                    for s in pipeline.STAGE_NAMES if s in built.manifest["stages"]]
+    b = Bundle.open(copy)
+    assert b.image_root == copy / "source" and b.version == built.version
+    assert Bundle.open(out).image_root == out / "source"   # the original, untouched
+    # an image changed in the copy: what reads the images runs again
+    img = sorted((copy / "source" / "images").glob("*.jpg"))[0]
+    data = bytearray(img.read_bytes())
+    data[len(data) // 2] ^= 0xFF                     # one byte of the scan data
+    img.write_bytes(bytes(data))
+    plan = dict(plan_build(copy, source="demo", items=60, seed=0, quick=True))
+    for name in ("ingest", "attributes", "keypoints", "features"):
+        assert plan[name].startswith("would run: inputs changed since it ran: images.hash")
