@@ -165,8 +165,8 @@ class ContentHashes:
         or its folder moved away) or its stat is no longer the recorded one (the file
         changed, and is hashed again when next asked for). Returns how many went.
 
-        One ``stat`` per entry: a 100k-entry save took 0.5 s instead of 0.1 s on a
-        busy 2-core machine (MANGO's 9k images: about 0.04 s more). :meth:`save`
+        One ``stat`` per entry: a 100k-entry save took 0.5-0.7 s instead of 0.1-0.15 s
+        on a busy 2-core machine (MANGO's 9k images: about 0.05 s more). :meth:`save`
         prunes before it writes, so the index holds what is there, not every path
         it ever hashed; an index with nothing new to write is left as it is.
         """
