@@ -10,6 +10,11 @@ dataclass), not from a list kept beside them that could drift. It lives in
 ``features`` because the perception stages use it and ``features`` imports nothing
 from ``recommender``.
 
+What a stage records of its table in its inputs (hashed to decide whether it is up to
+date) is :func:`canonical_settings` of it: one spelling for each value, so that
+``lr = 1`` and ``lr = 1.0``, or a key stated at its default and left out, do not rerun
+a stage that took half an hour.
+
 Examples
 --------
 >>> import dataclasses
@@ -28,8 +33,10 @@ features.exceptions.InputError: [stages.demo] epochs must be a whole number, got
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import inspect
+import json
 import math
 import numbers
 import types
@@ -174,6 +181,155 @@ def kinds_of_defaults(defaults: Mapping[str, Any]) -> dict[str, type | None]:
     {'folds': <class 'int'>, 'base': <class 'str'>, 'columns': None}
     """
     return {key: _kind_of(value, None) for key, value in defaults.items()}
+
+
+def parameter_defaults(obj: Callable | type,
+                       leave_out: Iterable[str] = ()) -> dict[str, Any]:
+    """``{keyword: default}`` of a constructor's keyword parameters (a class's
+    ``__init__``) or a dataclass's fields, less ``leave_out`` and those without a
+    default: what an estimator runs with where a stage table leaves a key out, read
+    from the signature as :func:`parameter_kinds` reads the kinds.
+
+    >>> import dataclasses
+    >>> @dataclasses.dataclass
+    ... class Cfg:
+    ...     epochs: int = 2
+    ...     size: tuple = (4, 3)
+    >>> parameter_defaults(Cfg)
+    {'epochs': 2, 'size': (4, 3)}
+    """
+    leave = set(leave_out)
+    if dataclasses.is_dataclass(obj):
+        return {f.name: f.default for f in dataclasses.fields(obj)
+                if f.name not in leave and f.default is not dataclasses.MISSING}
+    sig = inspect.signature(obj)
+    return {name: p.default for name, p in sig.parameters.items()
+            if name not in leave and name != "self" and p.default is not p.empty
+            and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+
+
+#: Values of a stage table's keys spelled two ways, as ``{key: ((alias, word), ...)}``:
+#: :func:`canonical_settings` records the alias as the word. The time budget's JSON /
+#: YAML null is TOML's ``"none"`` (:func:`check_time_budget`).
+TIME_BUDGET_WORDS = {"time_budget_s": ((None, NO_TIME_BUDGET),)}
+
+
+def canonical_value(value: Any) -> Any:
+    """``value`` spelled one way, as a stage records it: a whole number written as a
+    float as the whole number (TOML's ``1``, JSON's and YAML's ``1.0``: a config
+    file's format is no reason to retrain), a tuple as a list (what JSON writes), the
+    same inside lists and tables. No setting here means one thing by ``1`` and
+    another by ``1.0`` (one that takes a whole number refuses a float).
+
+    >>> canonical_value({"lr": 1.0, "dropout": 0.5, "size": (160, 112), "on": True})
+    {'lr': 1, 'dropout': 0.5, 'size': [160, 112], 'on': True}
+    """
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, (list, tuple)):
+        return [canonical_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: canonical_value(v) for k, v in value.items()}
+    return value
+
+
+def spelled(key: str, value: Any, words: Mapping[str, Iterable[tuple[Any, Any]]]) -> Any:
+    """``value`` of setting ``key`` as :func:`canonical_settings` records it: its word
+    where ``words`` gives one, else :func:`canonical_value`.
+
+    >>> spelled("regions", False, {"regions": ((True, "auto"), (False, "none"))})
+    'none'
+    """
+    for alias, word in words.get(key, ()):
+        # by type too: ``regions = true`` is "auto", but 1 is not true
+        if type(value) is type(alias) and value == alias:
+            return word
+    return canonical_value(value)
+
+
+def canonical_settings(settings: Mapping[str, Any], defaults: Mapping[str, Any], *,
+                       keep: Iterable[str] = (),
+                       words: Mapping[str, Iterable[tuple[Any, Any]]] | None = None,
+                       nested: Mapping[str, Mapping[str, Any]] | None = None
+                       ) -> dict[str, Any]:
+    """``settings`` (a checked ``[stages.NAME]`` table) as the stage records it in its
+    inputs, hashed to decide whether the stage is up to date: one spelling for each
+    thing the stage runs with, so that a config written another way reruns nothing.
+
+    * numbers and lists as :func:`canonical_value` writes them (``lr = 1.0`` as ``1``);
+    * a value ``words`` names as its word (``{"time_budget_s": ((None, "none"),)}``);
+    * a key at its default left out: ``defaults[key]`` is what the stage runs with
+      where the table leaves it out (its own base, else the estimator's default), so
+      ``dropout = 0.2`` stated is ``dropout`` left out. Keys in ``keep`` stay: the
+      settings a source supplies (MANGO's recipe, some of which restate a default),
+      recorded as they always were;
+    * a table in ``nested`` (``{key: its defaults}``) the same way inside, and left
+      out when it then equals the table the stage runs with without it
+      (``defaults[key]``, None for none).
+
+    Settings already spelled so (whole numbers as ints, no key restating its default)
+    come back as they are: their inputs, and so every bundle built on them, keep
+    their hash.
+
+    >>> canonical_settings({"lr": 1.0, "epochs": 20, "time_budget_s": None},
+    ...                    {"lr": 0.002, "epochs": 20, "time_budget_s": 300},
+    ...                    words=TIME_BUDGET_WORDS)
+    {'lr': 1, 'time_budget_s': 'none'}
+    >>> canonical_settings({"style": {"dim": 32, "lr": 0.003}}, {"style": {"dim": 32}},
+    ...                    nested={"style": {"dim": 16, "lr": 3e-3}})
+    {}
+    """
+    if _AS_WRITTEN.get():
+        return dict(settings)
+    words = words or {}
+    nested = nested or {}
+    keep = set(keep)
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        value = spelled(key, value, words)
+        if key in nested and isinstance(value, dict):
+            value = canonical_settings(value, nested[key])
+            default = canonical_settings(defaults.get(key) or {}, nested[key])
+        elif key in defaults:
+            default = spelled(key, defaults[key], words)
+        else:
+            out[key] = value
+            continue
+        # by type too: True == 1 and [1] == [True] in Python, not in a setting
+        if key in keep or not _same(value, default):
+            out[key] = value
+    return out
+
+
+#: Set by :func:`settings_as_written`.
+_AS_WRITTEN: contextvars.ContextVar[bool] = contextvars.ContextVar("settings_as_written",
+                                                                  default=False)
+
+
+@contextlib.contextmanager
+def settings_as_written():
+    """Within it, :func:`canonical_settings` returns each table as written: the inputs
+    a stage recorded before it recorded its settings one way. The pipeline takes a
+    record of those as current (a bundle built on ``lr = 1.0`` before stays up to date
+    with its config) and records the new way from then on.
+
+    >>> with settings_as_written():
+    ...     canonical_settings({"lr": 1.0, "epochs": 2}, {"epochs": 2})
+    {'lr': 1.0, 'epochs': 2}
+    """
+    token = _AS_WRITTEN.set(True)
+    try:
+        yield
+    finally:
+        _AS_WRITTEN.reset(token)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two canonical values are one (``True`` is not ``1``)."""
+    if isinstance(a, (list, dict)) or isinstance(b, (list, dict)):
+        return json.dumps(a, sort_keys=True, default=str) == json.dumps(
+            b, sort_keys=True, default=str)
+    return type(a) is type(b) and a == b
 
 
 def check_value(name: str, value: Any, kind: type, *, least: float | None = None,

@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
 from features.exceptions import InputError
-from features.settings import check_settings, check_value, parameter_kinds
+from features.settings import (canonical_settings, canonical_value, check_settings,
+                               check_value, parameter_defaults, parameter_kinds,
+                               settings_as_written)
+
+
+def json_hash(obj) -> str:
+    """What recommender.bundle.json_hash hashes (features imports nothing from there)."""
+    return json.dumps(obj, sort_keys=True, default=str)
 
 
 class Estimator:
@@ -68,3 +76,91 @@ def test_a_float_setting_that_is_not_finite_is_refused(value):
                                                              leave_out=["verbose"]),
                        at_least={"rate": 0})
     check_value("rate", 1e300, float, least=0)   # large, finite: a number
+
+
+# -- canonical_settings: one spelling per value in a stage's recorded inputs ------------
+
+def test_parameter_defaults_come_from_the_signature_or_the_dataclass():
+    assert parameter_defaults(Estimator, leave_out=["verbose"]) == {
+        "size": (4, 3), "rate": 0.1, "budget": None, "mode": "auto", "on": True,
+        "extra": None}
+    assert parameter_defaults(Config) == {"k": 2, "name": "x"}
+
+
+DEFAULTS = {"size": (4, 3), "rate": 0.1, "budget": 300, "mode": "auto", "on": True,
+            "extra": None, "lr": 0.002}
+
+
+@pytest.mark.parametrize("one, other", [
+    ({"lr": 1}, {"lr": 1.0}),                              # TOML 1, JSON / YAML 1.0
+    ({"budget": 100}, {"budget": 100.0}),
+    ({"size": [5, 3]}, {"size": (5, 3)}),                  # a list, a tuple
+    ({"lr": 1, "size": [5, 3]}, {"size": [5, 3], "lr": 1}),   # another order
+    ({"budget": "none"}, {"budget": None}),                # TOML's word, JSON's null
+    ({}, {"rate": 0.1, "mode": "auto", "on": True, "size": [4, 3], "budget": 300,
+          "extra": None}),                                 # every default stated
+    ({}, {"lr": 0.002}),
+    ({"rate": 0}, {"rate": 0.0}),
+])
+def test_equivalent_spellings_are_recorded_alike(one, other):
+    words = {"budget": ((None, "none"),)}
+    a = canonical_settings(one, DEFAULTS, words=words)
+    b = canonical_settings(other, DEFAULTS, words=words)
+    assert a == b and json_hash(a) == json_hash(b)
+
+
+@pytest.mark.parametrize("one, other", [
+    ({"lr": 1}, {"lr": 1.5}), ({"lr": 1}, {}), ({"size": [4, 3]}, {"size": [3, 4]}),
+    ({"budget": "none"}, {}), ({"on": False}, {}), ({"mode": "Auto"}, {}),
+    ({"on": 1}, {}),                                       # True == 1 in Python, not here
+])
+def test_different_values_are_recorded_apart(one, other):
+    words = {"budget": ((None, "none"),)}
+    assert json_hash(canonical_settings(one, DEFAULTS, words=words)) != json_hash(
+        canonical_settings(other, DEFAULTS, words=words))
+
+
+@pytest.mark.parametrize("table", [
+    {}, {"lr": 0.5, "size": [8, 8], "budget": 100, "mode": "fast", "on": False},
+    {"budget": "none"}, {"rate": 1e-4, "extra": {"a": 1, "b": [1, 2]}},
+])
+def test_a_table_already_spelled_one_way_is_recorded_as_it_is(table):
+    """What every bundle built before records (the table as written): a canonical
+    one keeps its hash, so its stages stay up to date."""
+    got = canonical_settings(table, DEFAULTS, words={"budget": ((None, "none"),)})
+    assert got == table and json_hash(got) == json_hash(table)
+
+
+def test_kept_keys_stay_at_their_default_and_are_still_spelled_one_way():
+    # MANGO's recipe states batch_size 64, the stage's own default: recorded as ever
+    kept = canonical_settings({"rate": 0.1, "lr": 1.0}, DEFAULTS, keep={"rate", "lr"})
+    assert kept == {"rate": 0.1, "lr": 1}
+    assert canonical_settings({"rate": 0.1}, DEFAULTS) == {}
+
+
+def test_a_nested_table_is_spelled_inside_and_left_out_when_it_runs_as_without_it():
+    base = {"dim": 32, "hidden": 128}                      # the stage's, in place of none
+    inner = {"dim": 16, "hidden": 64, "lr": 3e-3, "seed": 0}   # the class's
+    defaults, nested = {"style": base, "params": None}, {"style": inner, "params": inner}
+
+    def rec(table):
+        return canonical_settings(table, defaults, nested=nested)
+
+    assert rec({"style": {"dim": 32, "hidden": 128.0, "lr": 0.003}}) == {}
+    assert rec({"style": {"dim": 32.0}}) == {"style": {"dim": 32}}   # hidden: the class's
+    assert rec({"style": {}}) == {"style": {}} != rec({})
+    assert rec({"params": {}}) == rec({"params": {"lr": 0.003, "seed": 0}}) == {}
+    assert rec({"params": {"lr": 1.0}}) == {"params": {"lr": 1}}
+
+
+def test_whole_numbers_are_spelled_as_ints_other_values_as_they_are():
+    assert canonical_value([1.0, 0.5, -0.0, True, None, "1.0", (2.0, 3)]) == [
+        1, 0.5, 0, True, None, "1.0", [2, 3]]
+    assert canonical_value(float("inf")) == float("inf")
+
+
+def test_settings_as_written_records_every_table_as_before():
+    table = {"lr": 1.0, "rate": 0.1, "budget": None}
+    with settings_as_written():
+        assert canonical_settings(table, DEFAULTS) == table
+    assert canonical_settings(table, DEFAULTS) == {"lr": 1, "budget": None}
