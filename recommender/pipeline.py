@@ -106,6 +106,17 @@ class BuildContext:
     def stage_config(self, name: str) -> dict:
         return dict(self.config.get("stages", {}).get(name, {}))
 
+    def source_defaults(self, name: str) -> dict:
+        """The ``[stages.NAME]`` settings the source builds with where the config is
+        silent (:func:`recommender.build.source_stage_defaults`: MANGO's attribute
+        recipe). A stage records these in its inputs whatever their value, as it
+        always did, where it leaves out other keys stated at their default
+        (:func:`features.settings.canonical_settings`)."""
+        from recommender.build import source_stage_defaults   # build imports this module
+
+        return source_stage_defaults(self.source, bool(self.config.get("quick"))).get(
+            name, {})
+
 
 def load_stage_module(stage: Stage):
     """Import a stage's module, or raise StageNotAvailable if it has not landed."""
@@ -174,6 +185,15 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
         inputs_hash = json_hash({"stage": stage.name, "inputs": inputs})
         rec = ctx.bundle.stage_record(stage.name)
         reason = stage_reason(ctx, stage.name, inputs_hash, inputs)
+        written = reason and recorded_as_written(ctx, stage.name, module, inputs_hash)
+        if written:
+            # recorded before its settings were recorded one way, on these settings
+            # as written: current unless forced or an output was replaced, and
+            # recorded the new way from now on
+            reason = stage_reason(ctx, stage.name, written)
+            if reason is None:
+                rec["inputs_hash"] = inputs_hash
+                rec.pop("inputs", None)
         moved = (data_moved(ctx, stage.name, module, inputs) if reason and not ctx.force
                  else None)
         if moved is not None:
@@ -192,7 +212,8 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
             ctx.log(f"[{stage.name}] up to date, skipped")
             if "inputs" not in rec:
                 # a record made before inputs were kept, on these very inputs (same
-                # hash): kept now, so that the next change can be named
+                # hash), or re-recorded just above: kept now, so that the next change
+                # can be named
                 rec["inputs"] = kept_inputs(inputs)
                 backfilled = True
             results[stage.name] = rec.get("metrics", {})
@@ -407,6 +428,26 @@ def data_moved(ctx: BuildContext, name: str, module, inputs: Any) -> list[str] |
             if k in inputs and then[k] != inputs[k]]
 
 
+def recorded_as_written(ctx: BuildContext, name: str, module, inputs_hash: str
+                        ) -> str | None:
+    """The inputs hash stage ``name`` recorded, when it is not ``inputs_hash`` (its
+    ``stage_inputs`` now) but the hash of the same inputs with the settings as
+    written (:func:`features.settings.settings_as_written`): a record made before
+    stages recorded their settings one way, on these very settings (``lr = 1.0``, a
+    key stated at its default), which would otherwise rerun once for a spelling.
+    None otherwise. Whether the stage is current is then :func:`stage_reason` of that
+    hash (forced, or an output replaced since, it still runs)."""
+    from features.settings import settings_as_written
+
+    rec = ctx.bundle.stage_record(name)
+    if rec is None or rec.get("inputs_hash") == inputs_hash:
+        return None
+    with settings_as_written():
+        written = json_hash({"stage": name, "inputs": module.stage_inputs(ctx)})
+    return (written if written != inputs_hash and rec.get("inputs_hash") == written
+            else None)
+
+
 def plan_stages(ctx: BuildContext, names: list[str] | None = None, *,
                 before: str | None = None) -> list[tuple[str, str]]:
     """What :func:`run_stages` would do, as (stage, what) pairs, doing none of it:
@@ -464,9 +505,12 @@ def _plan(ctx: BuildContext, names: list[str] | None, before: str | None
                              if first else f"cannot tell: its inputs cannot be read "
                              f"now ({exc})"))
                 continue
-            reason = stage_reason(ctx, stage.name,
-                                  json_hash({"stage": stage.name, "inputs": inputs}),
-                                  inputs)
+            inputs_hash = json_hash({"stage": stage.name, "inputs": inputs})
+            reason = stage_reason(ctx, stage.name, inputs_hash, inputs)
+            written = reason and recorded_as_written(ctx, stage.name, module,
+                                                     inputs_hash)
+            if written:
+                reason = stage_reason(ctx, stage.name, written)
             moved = (data_moved(ctx, stage.name, module, inputs)
                      if reason and not ctx.force else None)
             if reason is not None and hasattr(module, "relocate"):
@@ -540,8 +584,12 @@ def out_of_date_after(ctx: BuildContext, ran: list[str]) -> list[str]:
             # the stage that ran has finished and the command succeeded
             continue
         inputs_hash = json_hash({"stage": stage.name, "inputs": inputs})
-        if (not ctx.bundle.stage_is_current(stage.name, inputs_hash)
-                and data_moved(ctx, stage.name, module, inputs) is None):
+        if ctx.bundle.stage_is_current(stage.name, inputs_hash):
+            continue
+        written = recorded_as_written(ctx, stage.name, module, inputs_hash)
+        if written and ctx.bundle.stage_is_current(stage.name, written):
+            continue
+        if data_moved(ctx, stage.name, module, inputs) is None:
             stale.append(stage.name)
     return stale
 

@@ -755,3 +755,101 @@ def test_a_bundle_copied_with_its_data_elsewhere_retrains_nothing(tmp_path):
     plan = dict(plan_build(copy, source="demo", items=60, seed=0, quick=True))
     for name in ("ingest", "attributes", "keypoints", "features"):
         assert plan[name].startswith("would run: inputs changed since it ran: images.hash")
+
+
+@pytest.fixture
+def spelling(monkeypatch):
+    from tests.recommender import spelling_stage
+
+    spelling_stage.RUNS.clear()
+    counting_stage.RUNS.clear()
+    monkeypatch.setattr(pipeline, "STAGES", (
+        Stage("ingest", "tests.recommender.counting_stage", 0, "count"),
+        Stage("graph", "tests.recommender.spelling_stage", 0, "spell")))
+    return spelling_stage.RUNS
+
+
+def _spelled(table):
+    """A config with ``table`` as the spelling stage's settings."""
+    return {"value": 1, "stages": {"demo": table}}
+
+
+def test_a_record_of_settings_as_written_before_is_current_and_recorded_one_way(
+        tmp_path, spelling):
+    """A bundle built before stages recorded their settings one way, on ``lr = 1.0``
+    and ``epochs = 2`` (its default): its config finds it up to date (a dry run
+    writes nothing), the next build records the settings the new way without
+    running the stage, and from then on every spelling of them is current. Without
+    the fallback it would run once more, for a spelling."""
+    from features.settings import settings_as_written
+    from recommender.pipeline import plan_stages
+
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    written = {"lr": 1.0, "epochs": 2}
+    with settings_as_written():
+        run_stages(BuildContext(bundle=b, config=_spelled(written), log=lambda m: None))
+    assert spelling == [written]
+    old = Bundle.open(b.root).stage_record("graph")
+    assert old["inputs"] == {"stage": written}
+    before = _folder_state(b.root)
+    assert plan_stages(BuildContext(bundle=Bundle.open(b.root),
+                                    config=_spelled(written))) == [
+        ("ingest", "up to date"), ("graph", "up to date")]
+    assert _folder_state(b.root) == before
+    logs = []
+    b = Bundle.open(b.root)
+    run_stages(BuildContext(bundle=b, config=_spelled(written), log=logs.append))
+    assert spelling == [written] and "[graph] up to date, skipped" in logs
+    rec = Bundle.open(b.root).stage_record("graph")
+    assert rec["inputs"] == {"stage": {"lr": 1}} != old["inputs"]
+    assert rec["inputs_hash"] != old["inputs_hash"]
+    assert rec["outputs_hash"] == old["outputs_hash"]
+    for table in ({"lr": 1}, {"lr": 1.0}, {"epochs": 2.0, "lr": 1}):
+        assert plan_stages(BuildContext(bundle=Bundle.open(b.root),
+                                        config=_spelled(table))) == [
+            ("ingest", "up to date"), ("graph", "up to date")], table
+    # a different value still runs, naming it, and --force still forces
+    logs = []
+    run_stages(BuildContext(bundle=Bundle.open(b.root), config=_spelled({"lr": 2}),
+                            log=logs.append))
+    assert ("[graph] inputs changed since it ran: stage.lr 1 -> 2; running it again"
+            in logs)
+    assert spelling == [written, {"lr": 2}]
+
+
+def test_a_record_as_written_is_not_current_when_forced_or_its_output_replaced(
+        tmp_path, spelling):
+    from features.settings import settings_as_written
+    from recommender.pipeline import plan_stages
+
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    with settings_as_written():
+        run_stages(BuildContext(bundle=b, config=_spelled({"lr": 1.0}),
+                                log=lambda m: None))
+    assert plan_stages(BuildContext(bundle=Bundle.open(b.root), config=_spelled(
+        {"lr": 1.0}), force=True))[1] == ("graph", "would run: forced (--force)")
+    b.path("spelled.txt").write_text("by hand")
+    assert plan_stages(BuildContext(bundle=Bundle.open(b.root),
+                                    config=_spelled({"lr": 1.0})))[1] == (
+        "graph", "would run: outputs changed since it ran: spelled.txt")
+
+
+def test_a_stage_run_alone_does_not_call_a_record_as_written_out_of_date(tmp_path,
+                                                                         spelling):
+    # `mixmatch build --stages ingest` checks the stages after it: one recorded before
+    # on these settings as written is current, not "built from inputs that changed"
+    from features.settings import settings_as_written
+
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    with settings_as_written():
+        run_stages(BuildContext(bundle=b, config=_spelled({"lr": 1.0}),
+                                log=lambda m: None))
+    logs = []
+    run_stages(BuildContext(bundle=Bundle.open(b.root), config=_spelled({"lr": 1.0}),
+                            force=True, log=logs.append), ["ingest"])
+    assert counting_stage.RUNS == [1, 1] and spelling == [{"lr": 1.0}]
+    assert not [m for m in logs if "out of date" in m], logs
+    logs = []
+    run_stages(BuildContext(bundle=Bundle.open(b.root), config=_spelled({"lr": 3}),
+                            force=True, log=logs.append), ["ingest"])
+    assert [m for m in logs if "stage(s) graph of bundle" in m and "out of date" in m]
