@@ -6,7 +6,9 @@ Each stage lives in the module that owns its work and exposes two functions:
     Everything the stage's result depends on (config values, input file hashes).
     Hashed to decide whether a finished stage can be skipped, and kept in the
     stage's record (:func:`kept_inputs`), so that a stage run again says what
-    changed (:func:`stage_reason`).
+    changed (:func:`stage_reason`). Settings go in spelled one way
+    (:func:`features.settings.canonical_settings`): ``lr = 1`` and ``lr = 1.0``, or a
+    key stated at its default and left out, are the same inputs.
 ``run_stage(ctx) -> dict``
     Does the work and returns ``{"outputs": [paths relative to the bundle],
     "metrics": {...}}``.

@@ -64,8 +64,9 @@ from features.attributes.taxonomy import Taxonomy
 from features.exceptions import BundleError, InputError
 from features.fashionai.schema import ATTRIBUTE_TASKS
 from features.files import read_bundle_file
-from features.settings import (check_settings, check_size, check_time_budget,
-                               parameter_kinds, said_of_stage)
+from features.settings import (TIME_BUDGET_WORDS, canonical_settings, check_settings,
+                               check_size, check_time_budget, parameter_defaults,
+                               parameter_kinds, said_of_stage, spelled)
 
 #: Bumped when training changes in a way that should invalidate finished stages.
 TRAIN_VERSION = 2
@@ -89,6 +90,10 @@ _STAGE_ONLY = {"heads": list, "group_sep": None, "cache": str, "regions": None,
 #: What ``regions`` takes: "auto" (keypoint regions when the source has them; true
 #: too), "detail" crops, or none (false, "none", "off").
 REGION_MODES = ("auto", "detail", "none", "off", True, False)
+#: The modes of :data:`REGION_MODES` that train alike, recorded as one word in the
+#: stage's inputs (features.settings.canonical_settings): true is "auto", false and
+#: "off" are "none".
+REGION_WORDS = {"regions": ((True, "auto"), (False, "none"), ("off", "none"))}
 #: AttributeModel parameters the stage sets itself (the seed is the build's).
 _SET_BY_STAGE = ("taxonomy", "random_state", "verbose")
 
@@ -434,15 +439,23 @@ def check_group_sep(item_ids, group_sep: str) -> None:
                          value=group_sep)
 
 
+def _stage_base(quick: bool) -> dict[str, Any]:
+    """The AttributeModel parameters the stage trains with where its table is silent."""
+    return ({"preset": "tiny", "image_size": [64, 48], "epochs": 2, "batch_size": 32,
+             "num_threads": 1, "embed_dim": 64, "region_preset": "tiny", "region_dim": 32}
+            if quick else
+            {"preset": "base", "image_size": [160, 112], "epochs": 20, "batch_size": 64,
+             "num_threads": 2, "embed_dim": 256})
+
+
+def _region_size(regions: Any, quick: bool) -> tuple[int, int]:
+    """The crop size of ``regions`` where ``region_size`` is left out."""
+    return DETAIL_SIZE if regions == "detail" else (32, 32) if quick else REGION_SIZE
+
+
 def _stage_params(ctx) -> dict[str, Any]:
     cfg = _stage_settings(ctx)
-    quick = bool(ctx.config.get("quick"))
-    base: dict[str, Any] = (
-        {"preset": "tiny", "image_size": [64, 48], "epochs": 2, "batch_size": 32,
-         "num_threads": 1, "embed_dim": 64, "region_preset": "tiny", "region_dim": 32}
-        if quick else
-        {"preset": "base", "image_size": [160, 112], "epochs": 20, "batch_size": 64,
-         "num_threads": 2, "embed_dim": 256})
+    base = _stage_base(bool(ctx.config.get("quick")))
     base.update({k: v for k, v in cfg.items() if k not in _STAGE_ONLY})
     base["random_state"] = int(ctx.config.get("seed", 0) or 0)
     return base
@@ -490,12 +503,39 @@ def stage_inputs(ctx) -> dict:
     deps = {"catalog": file_hash(cat) if cat.is_file() else None,
             "image_root": str(ctx.bundle.image_root), "images": ctx.bundle.catalog_images(),
             "quick": bool(ctx.config.get("quick")),
-            "seed": ctx.config.get("seed", 0), "stage": ctx.stage_config("attributes"),
+            "seed": ctx.config.get("seed", 0), "stage": recorded_settings(ctx),
             "keypoints": file_hash(kcsv) if kcsv.is_file() else None,
             "version": TRAIN_VERSION}
     if ctx.stage_config("attributes").get("descriptors", False):
         deps["fusion_version"] = FUSION_VERSION
     return deps
+
+
+def recorded_settings(ctx) -> dict[str, Any]:
+    """The stage's ``[stages.attributes]`` table as its inputs record it: one spelling
+    for each setting (:func:`features.settings.canonical_settings`), so that
+    ``label_smoothing = 0`` or ``0.0``, ``time_budget_s = "none"`` or null,
+    ``regions = false`` or ``"off"``, and a key stated at the value the stage uses
+    without it (``dropout = 0.2``, ``regions = "auto"``, ``preset = "base"``) do not
+    retrain the network. The source's own settings (MANGO's recipe) are recorded
+    whatever their value, as before, so its bundles stay up to date.
+
+    A table already spelled so is recorded as it is (``stage_inputs`` recorded the
+    table as written before).
+    """
+    from features.attributes.estimator import AttributeModel
+
+    cfg = ctx.stage_config("attributes")
+    quick = bool(ctx.config.get("quick"))
+    regions = spelled("regions", cfg.get("regions", "auto"), REGION_WORDS)
+    defaults = {**parameter_defaults(AttributeModel, leave_out=_SET_BY_STAGE),
+                **_stage_base(quick),
+                "group_sep": "-" if ctx.source == "mango" else None,
+                "cache": str(ctx.bundle.path("cache")), "regions": "auto",
+                "region_size": _region_size(regions, quick),
+                "keypoints_csv": FASHIONAI_KEYPOINTS_CSV, "descriptors": False}
+    return canonical_settings(cfg, defaults, keep=ctx.source_defaults("attributes"),
+                              words={**TIME_BUDGET_WORDS, **REGION_WORDS})
 
 
 #: Where a FashionAI-format source keeps its attribute label files (y/m/n strings).
@@ -652,8 +692,8 @@ def run_stage(ctx) -> dict:
         ctx.log(f"[attributes] detail crops {rsize[0]}x{rsize[1]}: "
                 f"{int(reg['train'].has_crop.sum())} of {len(tr)} training images")
     elif kp is not None:
-        rsize = tuple(int(v) for v in cfg.get("region_size", (32, 32) if ctx.config.get(
-            "quick") else REGION_SIZE))
+        rsize = tuple(int(v) for v in cfg.get("region_size", _region_size(
+            "auto", bool(ctx.config.get("quick")))))
         paths = cat["abs_path"].tolist()
         for name, idx in (("train", tr), ("val", va), ("test", te)):
             reg[name] = region_inputs([paths[i] for i in idx], kp[0][idx], kp[1][idx], rsize)

@@ -33,7 +33,8 @@ import pandas as pd
 from features.exceptions import BundleError, InputError
 from features.fashionai.io import keypoints_to_arrays, read_keypoints_csv, write_keypoints_csv
 from features.files import read_bundle_file
-from features.settings import (check_settings, check_time_budget, parameter_kinds,
+from features.settings import (TIME_BUDGET_WORDS, canonical_settings, check_settings,
+                               check_time_budget, parameter_defaults, parameter_kinds,
                                said_of_stage)
 
 TRAIN_VERSION = 2
@@ -61,6 +62,20 @@ def _stage_settings(ctx) -> dict:
     return cfg
 
 
+def _stage_base(quick: bool) -> dict:
+    """The HeatmapKeypointDetector parameters the stage trains with where its table is
+    silent."""
+    return ({"preset": "tiny", "image_size": (64, 48), "epochs": 2, "batch_size": 16,
+             "num_threads": 1} if quick else
+            {"preset": "base", "image_size": (160, 112), "epochs": 60, "batch_size": 32,
+             # One thread and a CPU-second budget: on the shared 2-core machine a
+             # second thread mostly spins (3x the CPU seconds per image), and a
+             # wall-clock budget gave 2 to 5 epochs depending on the load (test
+             # NE 0.084); 300 CPU seconds are 19 epochs (test NE 0.028, see
+             # benchmarks/demo_perception.py).
+             "num_threads": 1, "time_budget_s": 300, "budget_clock": "cpu"})
+
+
 def checked_params(ctx) -> dict:
     """The stage's HeatmapKeypointDetector parameters (less the seed and logger),
     checked by name and kind (:func:`_stage_settings`), then by range as ``fit``
@@ -69,16 +84,7 @@ def checked_params(ctx) -> dict:
     from features.keypoints.heatmap import HeatmapKeypointDetector
 
     cfg = _stage_settings(ctx)
-    quick = bool(ctx.config.get("quick"))
-    params = ({"preset": "tiny", "image_size": (64, 48), "epochs": 2, "batch_size": 16,
-               "num_threads": 1} if quick else
-              {"preset": "base", "image_size": (160, 112), "epochs": 60, "batch_size": 32,
-               # One thread and a CPU-second budget: on the shared 2-core machine a
-               # second thread mostly spins (3x the CPU seconds per image), and a
-               # wall-clock budget gave 2 to 5 epochs depending on the load (test
-               # NE 0.084); 300 CPU seconds are 19 epochs (test NE 0.028, see
-               # benchmarks/demo_perception.py).
-               "num_threads": 1, "time_budget_s": 300, "budget_clock": "cpu"})
+    params = _stage_base(bool(ctx.config.get("quick")))
     params.update({k: v for k, v in cfg.items() if k != "csv"})
     with said_of_stage("keypoints"):     # "epochs must be a whole number >= 1": say where
         HeatmapKeypointDetector(**params)._validate_params()
@@ -100,7 +106,24 @@ def stage_inputs(ctx) -> dict:
             "split": file_hash(split) if split.is_file() else None,
             "images": ctx.bundle.catalog_images(),
             "quick": bool(ctx.config.get("quick")), "seed": ctx.config.get("seed", 0),
-            "stage": ctx.stage_config("keypoints"), "version": TRAIN_VERSION}
+            "stage": recorded_settings(ctx), "version": TRAIN_VERSION}
+
+
+def recorded_settings(ctx) -> dict:
+    """The stage's ``[stages.keypoints]`` table as its inputs record it: one spelling
+    for each setting (:func:`features.settings.canonical_settings`), so that
+    ``sigma = 2`` or ``2.0``, ``time_budget_s = "none"`` or null, and a key stated at
+    the value the stage uses without it (``decoder = "local"``, the default ``csv``)
+    do not retrain the detector. A table already spelled so is recorded as it is
+    (``stage_inputs`` recorded the table as written before)."""
+    from features.keypoints.heatmap import HeatmapKeypointDetector
+
+    defaults = {**parameter_defaults(HeatmapKeypointDetector,
+                                     leave_out=("random_state", "verbose")),
+                **_stage_base(bool(ctx.config.get("quick"))), "csv": DEFAULT_CSV}
+    return canonical_settings(ctx.stage_config("keypoints"), defaults,
+                              keep=ctx.source_defaults("keypoints"),
+                              words=TIME_BUDGET_WORDS)
 
 
 def mean_shape_predict(xy: np.ndarray, vis: np.ndarray, cats: np.ndarray,

@@ -18,7 +18,8 @@ import pandas as pd
 
 from features.exceptions import BundleError, InputError
 from features.files import read_bundle_file
-from features.settings import check_settings, kinds_of_defaults, parameter_kinds, said_of_stage
+from features.settings import (canonical_settings, check_settings, kinds_of_defaults,
+                               parameter_defaults, parameter_kinds, said_of_stage)
 
 OUTPUTS = ["models/compat.txt", "models/compat.json", "models/cooc.npz"]
 #: Smaller, faster settings for tests and smoke builds (``quick``).
@@ -44,12 +45,50 @@ CONTEXT = {"num_threads": 2}
 
 def model_settings(config: dict, quick: bool = False) -> dict:
     """CompatibilityModel keyword arguments from a build config."""
+    settings = _stage_base(config, quick)
+    settings.update(stage_settings(config))
+    return settings
+
+
+def _stage_base(config: dict, quick: bool = False) -> dict:
+    """The CompatibilityModel keyword arguments the stage sets where its table is
+    silent (the seed, the wider style tower, ``quick``'s smaller booster)."""
     settings = {"random_state": int(config.get("seed", 0)), "num_threads": 1,
                 "style": dict(STYLE), "context_params": dict(CONTEXT)}
     if quick or config.get("quick"):
         settings.update(QUICK)
-    settings.update(stage_settings(config))
     return settings
+
+
+def recorded_settings(ctx) -> dict:
+    """:func:`model_settings` as the stage's inputs record them: the stage's own
+    settings, and its table with one spelling for each setting
+    (:func:`features.settings.canonical_settings`) merged over them, so that
+    ``learning_rate = 1`` or ``1.0`` and a key stated at the value the model uses
+    without it (``negatives = "auto"``, ``ranker_params = {folds = 5}``,
+    ``style.lr`` at the style tower's, ``lgb_params`` at the model's own LightGBM
+    parameters) do not refit the model. A table already spelled so is recorded as
+    :func:`model_settings` always was.
+
+    Nested tables replace the stage's whole (``style = {dim = 16}`` trains the class's
+    other style settings, not :data:`STYLE`'s), so each is compared with what the
+    model runs with inside it: the class defaults under the model's seed and threads.
+    """
+    from recommender.compat.context import ContextConfig
+    from recommender.compat.model import RANKER_DEFAULTS, CompatibilityModel
+    from recommender.compat.style import StyleConfig
+
+    base = _stage_base(ctx.config)
+    table = stage_settings(ctx.config)
+    merged = {**base, **table}
+    run = {"seed": merged["random_state"], "num_threads": merged["num_threads"]}
+    nested = {"style": {**parameter_defaults(StyleConfig), **run},
+              "context_params": {**parameter_defaults(ContextConfig), **run},
+              "ranker_params": dict(RANKER_DEFAULTS),
+              "lgb_params": CompatibilityModel(**merged)._own_params()}
+    defaults = {**parameter_defaults(CompatibilityModel), **base}
+    return {**base, **canonical_settings(table, defaults, nested=nested,
+                                         keep=ctx.source_defaults("compatibility"))}
 
 
 def stage_settings(config: dict) -> dict:
@@ -173,7 +212,7 @@ def stage_inputs(ctx) -> dict:
                 "features/embeddings.npy"):
         p = b.path(rel)
         deps[rel] = file_hash(p) if p.is_file() else None
-    deps["settings"] = model_settings(ctx.config)
+    deps["settings"] = recorded_settings(ctx)
     deps["version"] = TRAIN_VERSION
     return deps
 
