@@ -47,6 +47,7 @@ from typing import Iterable
 import pandas as pd
 
 from features.exceptions import BundleError, InputError, NotFoundError
+from features.source_files import source_dir
 from recommender.bundle import MANIFEST, atomic_files, atomic_write_text, file_hash
 from recommender.bundle import image_fingerprint as _image_fingerprint
 from recommender.catalog import (CATEGORIES, CatalogError, CatalogReport, catalog_summary,
@@ -249,8 +250,8 @@ def _stage_source(ctx) -> tuple[str, Path | None, Path | None]:
     mapping = ctx.config.get("mapping")
     if source == "mango":
         data = Path(data) if data else default_mango_dir()
-    elif source == "demo":
-        data = Path(data) if data else ctx.bundle.path("source")
+    elif source == "demo":  # where the perception stages find its FashionAI labels too
+        data = source_dir(ctx.bundle, ctx.config)
     elif source == "csv":
         if not mapping:
             raise InputError("--source csv needs --mapping FILE", field="mapping")

@@ -172,11 +172,12 @@ def evaluate_bundle(bundle, split: str = "test") -> dict:
     elif model.uses_regions:
         # The keypoints the product uses (features stage: detector or silhouette),
         # else the source's labelled ones.
-        from features.attributes.train import FASHIONAI_KEYPOINTS_CSV, keypoints_by_item
+        from features.attributes.train import keypoints_by_item, label_keypoints_csv
 
-        for rel, what in (("features/keypoints.csv", "features stage keypoints"),
-                          (FASHIONAI_KEYPOINTS_CSV, "label keypoints")):
-            kp = keypoints_by_item(bundle.path(rel), sub["item_id"])
+        for csv, what in ((bundle.path("features", "keypoints.csv"),
+                           "features stage keypoints"),
+                          (label_keypoints_csv(bundle), "label keypoints")):
+            kp = keypoints_by_item(csv, sub["item_id"])
             if kp is not None and (kp[1] >= 0).any():
                 regions = model.region_inputs(sub["abs_path"].tolist(), *kp)
                 regions_from = what

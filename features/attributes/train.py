@@ -33,8 +33,9 @@ front's fastening that the letterboxed whole view blurs (knit against jersey,
 cardigan against sweater).  The model cuts them itself at prediction.
 
 Keypoint-guided regions (:mod:`features.attributes.regions`): when the heads include
-FashionAI tasks and the source ships a FashionAI keypoint CSV (the demo:
-``source/fashionai/keypoints.csv``), the network gets the neck-crop and geometry
+FashionAI tasks and the source ships a FashionAI keypoint CSV (the demo catalogue's
+``fashionai/keypoints.csv``, in its ``--data`` folder or ``<bundle>/source``: see
+:mod:`features.source_files`), the network gets the neck-crop and geometry
 path, trained on those labelled keypoints; the features stage then feeds it the
 keypoints it extracts (the trained detector's).  The stage's own val/test figures
 use the labelled keypoints (the detector is trained after this stage);
@@ -67,6 +68,12 @@ from features.files import read_bundle_file
 from features.settings import (TIME_BUDGET_WORDS, canonical_settings, check_settings,
                                check_size, check_time_budget, parameter_defaults,
                                parameter_kinds, said_of_stage, spelled)
+from features.source_files import ATTRIBUTE_DIR, KEYPOINTS_CSV, build_config, source_file
+
+#: ``keypoints_csv`` stated at the bundle's own source file: for a build on the bundle's
+#: own source what the stage reads without it, so recorded as left out (the file's hash
+#: is among the inputs whichever way it is found).
+KEYPOINTS_DEFAULT = "source/" + KEYPOINTS_CSV
 
 #: Bumped when training changes in a way that should invalidate finished stages.
 TRAIN_VERSION = 2
@@ -81,8 +88,6 @@ REGION_SIZE = (80, 80)
 #: Detail crop size of ``regions = "detail"`` (64 px: about the garment centre's
 #: native resolution in a 334x239 MANGO packshot; 96 px scored no better on a GPU sweep).
 DETAIL_SIZE = (64, 64)
-#: Where a FashionAI-format source keeps its labelled keypoints.
-FASHIONAI_KEYPOINTS_CSV = "source/fashionai/keypoints.csv"
 #: Stage config keys that are not AttributeModel parameters, with the kind of value
 #: each takes (features.settings; None: any, e.g. ``regions = "auto"`` or ``false``).
 _STAGE_ONLY = {"heads": list, "group_sep": None, "cache": str, "regions": None,
@@ -498,8 +503,7 @@ def stage_inputs(ctx) -> dict:
     if group_sep and cat.is_file():   # the catalogue's ids, once ingested
         check_group_sep(read_bundle_file(cat, lambda p: pd.read_parquet(
             p, columns=["item_id"]))["item_id"], group_sep)
-    kcsv = ctx.bundle.path(ctx.stage_config("attributes").get("keypoints_csv",
-                                                              FASHIONAI_KEYPOINTS_CSV))
+    kcsv = label_keypoints_csv(ctx.bundle, ctx.config)
     deps = {"catalog": file_hash(cat) if cat.is_file() else None,
             "image_root": str(ctx.bundle.image_root), "images": ctx.bundle.catalog_images(),
             "quick": bool(ctx.config.get("quick")),
@@ -533,22 +537,30 @@ def recorded_settings(ctx) -> dict[str, Any]:
                 "group_sep": "-" if ctx.source == "mango" else None,
                 "cache": str(ctx.bundle.path("cache")), "regions": "auto",
                 "region_size": _region_size(regions, quick),
-                "keypoints_csv": FASHIONAI_KEYPOINTS_CSV, "descriptors": False}
+                "keypoints_csv": KEYPOINTS_DEFAULT, "descriptors": False}
     return canonical_settings(cfg, defaults, keep=ctx.source_defaults("attributes"),
                               words={**TIME_BUDGET_WORDS, **REGION_WORDS})
 
 
-#: Where a FashionAI-format source keeps its attribute label files (y/m/n strings).
-FASHIONAI_LABEL_DIR = "source/fashionai/attributes"
+def label_keypoints_csv(bundle, config: dict | None = None) -> Path:
+    """The labelled keypoints the region path trains on: ``[stages.attributes]
+    keypoints_csv`` (relative to the bundle) when set, else the source's FashionAI
+    keypoint CSV (:func:`features.source_files.source_file`; it may be absent).
+    ``config`` is the build's (None: the one the bundle's manifest recorded)."""
+    cfg = build_config(bundle, config)
+    setting = ((cfg.get("stages") or {}).get("attributes") or {}).get("keypoints_csv")
+    return source_file(bundle, cfg, KEYPOINTS_CSV, setting)
 
 
-def _attach_fashionai_labels(bundle, cat: pd.DataFrame, heads: list[str]) -> None:
+def _attach_fashionai_labels(bundle, cat: pd.DataFrame, heads: list[str],
+                             config: dict | None = None) -> None:
     """Replace FashionAI task columns by the challenge's y/m/n label strings when the
-    source ships the label files, so "maybe" classes are known to training and to
-    the mAP (the catalogue columns hold only the ``y`` class)."""
+    source ships the label files (``fashionai/attributes/`` in the source's folder:
+    :func:`features.source_files.source_dir`), so "maybe" classes are known to training
+    and to the mAP (the catalogue columns hold only the ``y`` class)."""
     from features.fashionai.io import read_attribute_dir
 
-    label_dir = bundle.path(FASHIONAI_LABEL_DIR)
+    label_dir = source_file(bundle, config, ATTRIBUTE_DIR)
     tasks = [h for h in heads if h in ATTRIBUTE_TASKS]
     if not tasks or not label_dir.is_dir() or not any(label_dir.glob("*.csv")):
         return
@@ -563,8 +575,12 @@ def _attach_fashionai_labels(bundle, cat: pd.DataFrame, heads: list[str]) -> Non
         cat.loc[has, task] = ids[has].map(by_id)
 
 
-def load_training_table(bundle, heads: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """Catalogue rows with a usable image, their absolute image paths and the heads."""
+def load_training_table(bundle, heads: list[str] | None = None, config: dict | None = None
+                        ) -> tuple[pd.DataFrame, list[str]]:
+    """Catalogue rows with a usable image, their absolute image paths and the heads.
+
+    ``config``: the build's (None: the one the bundle's manifest recorded), which says
+    where the source's FashionAI label files are."""
     path = bundle.path("catalog.parquet")
     if not path.is_file():
         raise BundleError(f"{path} missing: run the ingest stage first")
@@ -580,7 +596,7 @@ def load_training_table(bundle, heads: list[str] | None = None) -> tuple[pd.Data
     if "image_ok" in cat.columns:
         ok &= cat["image_ok"].fillna(False).astype(bool)
     cat = cat[ok].reset_index(drop=True)
-    _attach_fashionai_labels(bundle, cat, heads)
+    _attach_fashionai_labels(bundle, cat, heads, config)
     root = bundle.image_root
     cat["abs_path"] = [str((root / p) if root is not None and not str(p).startswith("/") else p)
                        for p in cat["image_path"].astype(str)]
@@ -613,8 +629,7 @@ def _stage_regions(ctx, cat: pd.DataFrame, heads: list[str]):
     if cfg.get("regions", "auto") in (False, "none", "off") or \
             not any(h in ATTRIBUTE_TASKS for h in heads):
         return None
-    kp = keypoints_by_item(ctx.bundle.path(cfg.get("keypoints_csv", FASHIONAI_KEYPOINTS_CSV)),
-                           cat["item_id"])
+    kp = keypoints_by_item(label_keypoints_csv(ctx.bundle, ctx.config), cat["item_id"])
     if kp is None or not (kp[1] >= 0).any():
         return None
     return kp
@@ -658,7 +673,7 @@ def run_stage(ctx) -> dict:
 
     t0 = time.perf_counter()
     cfg = ctx.stage_config("attributes")
-    cat, heads = load_training_table(ctx.bundle, cfg.get("heads"))
+    cat, heads = load_training_table(ctx.bundle, cfg.get("heads"), ctx.config)
     seed = int(ctx.config.get("seed", 0) or 0)
     group_sep = _group_sep(ctx)
     split = grouped_split(cat["item_id"], seed=seed, group_sep=group_sep)

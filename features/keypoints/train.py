@@ -1,7 +1,9 @@
 """The pipeline's ``keypoints`` stage: train the heatmap detector on FashionAI-format data.
 
-Reads ``<bundle>/source/fashionai/keypoints.csv`` (the FashionAI keypoint CSV; its
-``image_id`` values are image paths relative to ``<bundle>/source``), holds out the
+Reads the source's ``fashionai/keypoints.csv`` (the FashionAI keypoint CSV, in the
+folder of the demo catalogue: ``--data DIR`` or ``<bundle>/source``, see
+:func:`features.source_files.source_dir`; its ``image_id`` values are image paths
+relative to that folder), holds out the
 products the attributes stage held out (``models/attributes_split.parquet``, matched
 on the image file's stem = item id) or, without it, a seeded 80/10/10 split, trains
 :class:`~features.keypoints.heatmap.HeatmapKeypointDetector`, and writes::
@@ -16,8 +18,8 @@ so ``mixmatch evaluate --keypoints-truth eval/keypoints_truth_test.csv
 Metrics: NE on val and test, and the NE of the mean shape (per category, from the
 training images) as the floor a detector has to beat.
 
-Stage config (``ctx.stage_config("keypoints")``): ``csv`` (path, relative to the
-bundle), ``preset``, ``image_size``, ``epochs``, ``batch_size``, ``lr``,
+Stage config (``ctx.stage_config("keypoints")``): ``csv`` (another keypoint CSV,
+relative to the bundle; default: the source's), ``preset``, ``image_size``, ``epochs``, ``batch_size``, ``lr``,
 ``time_budget_s``, ``budget_clock``, ``num_threads``, ``flip_test``, ``decoder``.
 ``time_budget_s = "none"`` (or a JSON / YAML null) trains every epoch, with no budget:
 the full build's default is 300 CPU seconds.
@@ -30,19 +32,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.exceptions import BundleError, InputError
+from features.exceptions import InputError
 from features.fashionai.io import keypoints_to_arrays, read_keypoints_csv, write_keypoints_csv
 from features.files import read_bundle_file
 from features.settings import (TIME_BUDGET_WORDS, canonical_settings, check_settings,
                                check_time_budget, parameter_defaults, parameter_kinds,
                                said_of_stage)
+from features.source_files import KEYPOINTS_CSV, require_source_file, source_file
 
 TRAIN_VERSION = 2
-DEFAULT_CSV = "source/fashionai/keypoints.csv"
+#: What the detector trains on, in the error saying the CSV is missing.
+_WHY = "the keypoints stage trains on a FashionAI keypoint CSV"
 
 
 def _csv_path(ctx) -> Path:
-    return ctx.bundle.path(ctx.stage_config("keypoints").get("csv", DEFAULT_CSV))
+    """The keypoint CSV: the ``csv`` setting, else the source's (which, for a bundle
+    whose demo catalogue is its own ``source/``, is where it always was: the stage's
+    inputs, which hash the file's bytes, are unchanged)."""
+    return source_file(ctx.bundle, ctx.config, KEYPOINTS_CSV,
+                       ctx.stage_config("keypoints").get("csv"))
 
 
 def _stage_settings(ctx) -> dict:
@@ -158,10 +166,9 @@ def run_stage(ctx) -> dict:
     from features.keypoints.heatmap import HeatmapKeypointDetector
 
     t0 = time.perf_counter()
-    csv = _csv_path(ctx)
-    if not csv.is_file():
-        raise BundleError(f"{csv} missing: the keypoints stage trains on a FashionAI "
-                          "keypoint CSV (the demo source writes one)")
+    csv = require_source_file(ctx.bundle, ctx.config, KEYPOINTS_CSV, stage="keypoints",
+                              key="csv", why=_WHY,
+                              setting=ctx.stage_config("keypoints").get("csv"))
     df = read_keypoints_csv(csv)
     root = csv.parent.parent if csv.parent.name == "fashionai" else csv.parent
     paths = [str(root / p) for p in df["image_id"]]
