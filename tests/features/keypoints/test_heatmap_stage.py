@@ -2,21 +2,23 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from PIL import Image
 
+from features.exceptions import BundleError, InputError
 from features.fashionai.io import keypoints_from_arrays, read_keypoints_csv, write_keypoints_csv
 from features.keypoints.heatmap import HeatmapKeypointDetector
-from features.keypoints.train import run_stage
+from features.keypoints.train import _csv_path, run_stage, stage_inputs
 from recommender.bundle import Bundle
 from recommender.pipeline import BuildContext
 from tests.features.keypoints.test_heatmap import skirts
 
 
-def _skirts_bundle(tmp_path, n):
-    """A demo bundle whose source holds ``n`` skirt packshots and their keypoints."""
-    b = Bundle.create(tmp_path / "bundle", source="demo", image_root=tmp_path / "bundle" /
-                      "source")
-    src = b.path("source")
+def _skirts_bundle(tmp_path, n, src=None):
+    """A demo bundle whose source holds ``n`` skirt packshots and their keypoints: its
+    own ``source/``, or the folder ``src`` (a catalogue made elsewhere, ``--data``)."""
+    src = src or tmp_path / "bundle" / "source"
+    b = Bundle.create(tmp_path / "bundle", source="demo", image_root=src)
     (src / "images").mkdir(parents=True)
     (src / "fashionai").mkdir()
     imgs, xy, vis, cats = skirts(n)
@@ -60,3 +62,51 @@ def test_the_stage_trains_without_a_budget_when_its_config_says_none(tmp_path):
     run_stage(ctx)
     params = json.loads(b.path("models", "keypoints.json").read_text())["params"]
     assert params["time_budget_s"] is None and params["budget_clock"] == "cpu"
+
+
+def test_the_stage_trains_on_the_csv_of_a_demo_source_outside_the_bundle(tmp_path):
+    # before: `mixmatch build --source demo --data DIR` failed here with
+    # "BUNDLE/source/fashionai/keypoints.csv missing": the CSV was read at a path fixed
+    # relative to the bundle, not in DIR, where `mixmatch demo` wrote it
+    src = tmp_path / "elsewhere" / "demo"
+    b = _skirts_bundle(tmp_path, 12, src)
+    assert not b.path("source").exists()
+    ctx = BuildContext(bundle=b, config={"source": "demo", "quick": True, "seed": 0,
+                                         "data": str(src)}, log=lambda m: None)
+    assert _csv_path(ctx) == src / "fashionai" / "keypoints.csv"
+    m = run_stage(ctx)["metrics"]
+    assert m["n_train"] + m["n_val"] + m["n_test"] == 12
+
+
+def test_a_bundle_with_its_own_source_reads_the_csv_it_always_read(tmp_path):
+    # its stage inputs (the CSV's bytes) are those of a bundle built before the source
+    # folder was looked up: a finished keypoints stage stays up to date
+    b = _skirts_bundle(tmp_path, 3)
+    before = b.path("source/fashionai/keypoints.csv")   # the old fixed path
+    contexts = [BuildContext(bundle=b, config={"source": "demo", "seed": 0, **data})
+                for data in ({}, {"data": None}, {"data": str(b.path("source"))})]
+    assert {_csv_path(ctx) for ctx in contexts} == {before}
+    inputs = [stage_inputs(ctx) for ctx in contexts]
+    assert inputs[0]["csv"] is not None and all(i == inputs[0] for i in inputs)
+
+
+def test_a_missing_csv_is_named_with_the_source_folder_it_was_looked_for_in(tmp_path):
+    b = Bundle.create(tmp_path / "bundle", source="demo", image_root=None)
+    gone = tmp_path / "gone"
+    ctx = BuildContext(bundle=b, config={"source": "demo", "quick": True,
+                                         "data": str(gone)}, log=lambda m: None)
+    with pytest.raises(BundleError) as exc:
+        run_stage(ctx)
+    assert str(exc.value).startswith(
+        f"{gone / 'fashionai' / 'keypoints.csv'} missing: the keypoints stage trains on a "
+        f"FashionAI keypoint CSV, read from the source folder {gone} (which does not "
+        f"exist; `mixmatch demo` writes fashionai/keypoints.csv there)")
+    gone.mkdir()
+    with pytest.raises(BundleError, match=r"\(which has no such file; "):
+        run_stage(ctx)
+    # a CSV the stage config names is refused by its setting
+    ctx.config["stages"] = {"keypoints": {"csv": "labels/kp.csv"}}
+    with pytest.raises(InputError) as exc:
+        run_stage(ctx)
+    assert exc.value.field == "stages.keypoints.csv" and exc.value.value == "labels/kp.csv"
+    assert f"{b.path('labels', 'kp.csv')} missing" in str(exc.value)
