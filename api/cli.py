@@ -317,15 +317,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--source", choices=sources, default="demo",
                     help="demo (generated), mango (the MANGO datathon files) or csv (your "
                     "own, with --mapping) (default: %(default)s)")
-    sp.add_argument("--data", metavar="DIR", help="source folder (demo: generated there, "
-                    f"default BUNDLE/source; mango: default ${DATA_ENV}/mango; csv: the "
-                    "catalogue file, instead of the mapping's)")
+    sp.add_argument("--data", metavar="DIR", help="source folder (demo: the catalogue "
+                    "`mixmatch demo` wrote there, used as it is and never overwritten, or "
+                    "generated there when it has none; default BUNDLE/source; mango: "
+                    f"default ${DATA_ENV}/mango; csv: the catalogue file, instead of the "
+                    "mapping's)")
     sp.add_argument("--mapping", metavar="FILE",
                     help="column-mapping file (TOML/JSON/YAML), needed by --source csv")
     sp.add_argument("--out", required=True, metavar="BUNDLE",
                     help="bundle folder (an unfinished build there resumes)")
-    sp.add_argument("--items", type=int, default=2000, metavar="N",
-                    help="demo catalogue size (default: %(default)s; --source demo only)")
+    sp.add_argument("--items", type=int, default=None, metavar="N",
+                    help="demo catalogue size (default: the size of the one in --data DIR, "
+                    "else 2000; --source demo only). BUNDLE/source is regenerated for "
+                    "another size; a --data catalogue of another size is refused")
     sp.add_argument("--stages", default=None, help="comma-separated subset of: ingest, "
                     "split, attributes, keypoints, features, compatibility, graph "
                     "(default: every stage of the source)")
@@ -335,8 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="share of outfits, in [0, 1), held out for the bundle's "
                     "evaluation files (default 0.2); 0 trains on every outfit: the bundle "
                     "to serve")
-    bundle_build_args(sp, "seed of the demo catalogue, the outfit split and the models "
-                      "(default: %(default)s)")
+    bundle_build_args(sp, "seed of the demo catalogue (a --data one keeps its own), the "
+                      "outfit split and the models (default: %(default)s)")
 
     for name, fn, help_ in (
             ("features", cmd_features, "Extract the features table and embeddings of a "

@@ -25,6 +25,7 @@ from typing import Any, Callable
 from features.configfiles import load_json, load_yaml
 from features.exceptions import (BundleError, DuplicateKeyError, InputError, NotFoundError,
                                  StageNotAvailable)
+from features.source_files import SOURCE_DIR
 from recommender.bundle import MANIFEST, Bundle, atomic_files, write_lock
 from recommender.paths import DATA_ENV, default_data_root
 from recommender.pipeline import (STAGE_NAMES, STAGES, BuildContext, plan_stages,
@@ -153,20 +154,95 @@ def merge_stage_config(base: dict[str, Any], stages: dict | None) -> dict[str, A
     return out
 
 
-def demo_source_ready(source_dir: Path, items: int, seed: int) -> bool:
-    """Whether ``source_dir`` holds the demo catalogue of ``items`` items and ``seed``."""
+#: The demo catalogue's size when a build generates one and ``--items`` does not say.
+DEFAULT_DEMO_ITEMS = 2000
+
+
+def demo_catalogue(source_dir: Path) -> dict | None:
+    """The ``demo.json`` of the demo catalogue in ``source_dir`` (``n_items``, ``seed``
+    ...), None when there is none (a generation interrupted writes it last).
+
+    >>> import tempfile
+    >>> demo_catalogue(Path(tempfile.mkdtemp())) is None
+    True
+    """
     marker = source_dir / "demo.json"
     if not marker.is_file():
-        return False
-    meta = json.loads(marker.read_text())
-    return meta.get("seed") == seed and meta.get("n_items", meta.get("items")) == items
+        return None
+    try:
+        meta = json.loads(marker.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{marker} is not the demo.json `mixmatch demo` writes ({exc}): "
+                         f"generate the demo catalogue into a new folder",
+                         field="data", value=str(source_dir)) from exc
+    if not isinstance(meta, dict):
+        raise InputError(f"{marker} is not the demo.json `mixmatch demo` writes (not an "
+                         f"object)", field="data", value=str(source_dir))
+    meta["n_items"] = meta.get("n_items", meta.get("items"))
+    return meta
 
 
-def prepare_demo_source(source_dir: Path, items: int, seed: int,
-                        log: Callable[[str], None]) -> Path:
-    """Generate the demo catalogue into ``source_dir`` unless the same one is there."""
-    if demo_source_ready(source_dir, items, seed):
-        log(f"[demo] catalogue of {items} items (seed {seed}) already at {source_dir}")
+def demo_source_ready(source_dir: Path, items: int, seed: int) -> bool:
+    """Whether ``source_dir`` holds the demo catalogue of ``items`` items and ``seed``."""
+    meta = demo_catalogue(source_dir)
+    return meta is not None and meta.get("seed") == seed and meta["n_items"] == items
+
+
+def demo_source_step(source_dir: Path, items: int | None, seed: int, *,
+                     outside: bool) -> tuple[int, int, bool]:
+    """What a demo build does with its catalogue folder: ``(items, seed, generate)``,
+    the size and seed of the catalogue it builds on and whether it generates it first.
+
+    The bundle's own ``source/`` (``outside`` false) is the build's to rewrite: it is
+    generated unless it holds the catalogue of ``items`` (None: 2,000,
+    :data:`DEFAULT_DEMO_ITEMS`) and ``seed``. A folder given with ``--data``
+    (``outside``) is generated into only when it holds no demo catalogue; one it holds
+    is the user's, used as it is (its own size and seed; ``seed`` still seeds the
+    split and the models) and never overwritten: ``items`` other than its size is
+    refused (InputError naming the folder, its size and what to do).
+    """
+    meta = demo_catalogue(source_dir)
+    if not outside or meta is None:
+        n = DEFAULT_DEMO_ITEMS if items is None else items
+        return n, seed, not demo_source_ready(source_dir, n, seed)
+    have = meta["n_items"]
+    if items is not None and items != have:
+        raise InputError(
+            f"--data {source_dir} holds a demo catalogue of {have} items (seed "
+            f"{meta.get('seed')}) that a build does not overwrite: --items {items} asks "
+            f"for another size. Drop --items to build on its {have} items, or give "
+            f"--data a new folder (or none: the bundle's own source/) to generate "
+            f"{items} items", field="items", value=items)
+    return have, meta.get("seed"), False
+
+
+def _demo_source(out: Path, data, items: int | None, seed: int
+                 ) -> tuple[Path, bool, int, int, bool]:
+    """A demo build's catalogue folder (``data``, else ``out/source``), whether it lies
+    outside the bundle, and :func:`demo_source_step`'s ``(items, seed, generate)``."""
+    own = out / SOURCE_DIR
+    source_dir = Path(data) if data else own
+    outside = source_dir.resolve() != own.resolve()
+    return (source_dir, outside) + demo_source_step(source_dir, items, seed,
+                                                    outside=outside)
+
+
+def _demo_step_said(source_dir: Path, items: int, seed: int, generate: bool,
+                    outside: bool) -> str:
+    """The plan's and the log's line for the demo catalogue."""
+    if generate:
+        return f"would generate {items} items (seed {seed}) into {source_dir}"
+    return (f"catalogue of {items} items (seed {seed}) already at {source_dir}"
+            + (", used as it is" if outside else ""))
+
+
+def prepare_demo_source(source_dir: Path, items: int | None, seed: int,
+                        log: Callable[[str], None], *, outside: bool = False) -> Path:
+    """Generate the demo catalogue into ``source_dir`` when :func:`demo_source_step`
+    says so (``outside``: a ``--data`` folder, whose catalogue is never overwritten)."""
+    items, cat_seed, generate = demo_source_step(source_dir, items, seed, outside=outside)
+    if not generate:
+        log(f"[demo] {_demo_step_said(source_dir, items, cat_seed, False, outside)}")
         return source_dir
     try:  # lazily: only demo builds need the generator
         from recommender.demo import generate_demo
@@ -185,7 +261,7 @@ def prepare_demo_source(source_dir: Path, items: int, seed: int,
 
 def build_bundle(out: str | os.PathLike, *, source: str = "demo",
                  data: str | os.PathLike | None = None,
-                 mapping: str | os.PathLike | None = None, items: int = 2000,
+                 mapping: str | os.PathLike | None = None, items: int | None = None,
                  seed: int = 0, quick: bool = False, stages: list[str] | None = None,
                  force: bool = False, engine: str = "local", scheduler: str | None = None,
                  overrides: dict | None = None, holdout: float | None = None,
@@ -205,12 +281,15 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
     stage_cfg, data = _build_settings(source=source, data=data, mapping=mapping,
                                       quick=quick, engine=engine, overrides=overrides,
                                       holdout=holdout)
+    if source == "demo":   # refused (a --data catalogue of another size) before the lock
+        _demo_source(out, data, items, seed)
     # held from the manifest read to its last save: a second build of ``out`` is refused
     # at once, rather than mixing its stages' files and manifest with this one's
     with write_lock(out):
         if source == "demo":
-            data = prepare_demo_source(Path(data) if data else out / "source", items, seed,
-                                       log)
+            data, outside, size, _, _ = _demo_source(out, data, items, seed)
+            prepare_demo_source(data, items, seed, log, outside=outside)
+            items = size   # recorded: the size of the catalogue it builds on
         config = _build_config(source=source, data=data, mapping=mapping, items=items,
                                seed=seed, quick=quick, engine=engine, scheduler=scheduler,
                                stage_cfg=stage_cfg, overrides=overrides)
@@ -232,7 +311,7 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
 
 def plan_build(out: str | os.PathLike, *, source: str = "demo",
                data: str | os.PathLike | None = None,
-               mapping: str | os.PathLike | None = None, items: int = 2000,
+               mapping: str | os.PathLike | None = None, items: int | None = None,
                seed: int = 0, quick: bool = False, stages: list[str] | None = None,
                force: bool = False, engine: str = "local", scheduler: str | None = None,
                overrides: dict | None = None, holdout: float | None = None
@@ -253,14 +332,10 @@ def plan_build(out: str | os.PathLike, *, source: str = "demo",
                                       holdout=holdout)
     plan: list[tuple[str, str]] = []
     before = None
-    if source == "demo":
-        data = Path(data) if data else out / "source"
-        if demo_source_ready(data, items, seed):
-            plan.append(("demo", f"catalogue of {items} items (seed {seed}) already at "
-                                 f"{data}"))
-        else:
-            plan.append(("demo", f"would generate {items} items (seed {seed}) into "
-                                 f"{data}"))
+    if source == "demo":   # as build_bundle decides it: refused alike
+        data, outside, items, cat_seed, generate = _demo_source(out, data, items, seed)
+        plan.append(("demo", _demo_step_said(data, items, cat_seed, generate, outside)))
+        if generate:
             before = "the demo catalogue"
     config = _build_config(source=source, data=data, mapping=mapping, items=items,
                            seed=seed, quick=quick, engine=engine, scheduler=scheduler,

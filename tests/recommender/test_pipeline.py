@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from features.exceptions import BundleError, InputError, NotFoundError, StageNotAvailable
@@ -526,6 +527,136 @@ def test_build_dry_run_of_a_missing_bundle_says_every_stage_would_run(tmp_path, 
                  "graph"):
         assert f"  {name:<13}  would run: not run before" in text
     assert not out.exists()   # no folder, lock, demo catalogue or manifest
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory):
+    """A demo catalogue of 20 items (seed 0) that `mixmatch demo` wrote outside any
+    bundle, as a user passes it to ``build --data``; the tests below must leave it as
+    it is (they check)."""
+    from recommender.demo import generate_demo
+
+    out = tmp_path_factory.mktemp("made_elsewhere") / "demo"
+    generate_demo(out, n_items=20, seed=0, fashionai_keypoints=False)
+    return out
+
+
+def _planned(out: str, step: str) -> str:
+    """What a dry run's printed plan ``out`` says of ``step``."""
+    return next(line.split(None, 1)[1] for line in out.splitlines()
+                if line.split(None, 1)[:1] == [step])
+
+
+@pytest.fixture
+def no_generator(monkeypatch):
+    """The demo generator replaced by one that fails the test: nothing regenerates."""
+    import recommender.demo
+
+    def generate_demo(out_dir, *args, **kwargs):
+        raise AssertionError(f"the demo catalogue in {out_dir} was regenerated")
+
+    monkeypatch.setattr(recommender.demo, "generate_demo", generate_demo)
+
+
+@pytest.mark.parametrize("extra", [[], ["--items", "20"], ["--seed", "3"]])
+def test_a_demo_catalogue_made_elsewhere_is_built_on_as_it_is(demo_data, no_generator,
+                                                              tmp_path, capsys, extra):
+    # before: without --items, `build --source demo --data DIR` regenerated the default
+    # 2,000 items into DIR over the catalogue `mixmatch demo` wrote there (and --seed
+    # other than the catalogue's did the same)
+    from api.cli import main
+    from features.attributes.train import load_training_table
+
+    kept = _folder_state(demo_data)
+    out = tmp_path / "b"
+    argv = ["build", "--source", "demo", "--data", str(demo_data), "--out", str(out),
+            "--stages", "ingest"] + extra
+    seed = extra[1] if extra[:1] == ["--seed"] else "0"
+    assert main(argv + ["--dry-run"]) == 0
+    assert _planned(capsys.readouterr().out, "demo") == (
+        f"catalogue of 20 items (seed 0) already at {demo_data}, used as it is")
+    assert main(argv) == 0
+    assert (f"[demo] catalogue of 20 items (seed 0) already at {demo_data}, used as it is"
+            in capsys.readouterr().err)
+    b = Bundle.open(out)
+    assert len(pd.read_parquet(b.path("catalog.parquet"))) == 20
+    assert (b.manifest["config"]["items"], b.manifest["config"]["seed"]) == (20, int(seed))
+    assert b.image_root == demo_data and not (out / "source").exists()
+    # the attribute network's y/m/n labels are the source's, in DIR (they were looked
+    # for in BUNDLE/source, so a FashionAI task column kept only its "y" class name)
+    cat, _ = load_training_table(b, ["sleeve_length_labels"])
+    labels = pd.read_csv(demo_data / "fashionai" / "attributes" / "sleeve_length_labels.csv",
+                         header=None, names=["image_path", "task", "labels"])
+    by_item = dict(zip(labels["image_path"].map(lambda p: Path(p).stem), labels["labels"]))
+    got = cat.set_index("item_id")["sleeve_length_labels"]
+    assert by_item and {i: got[i] for i in by_item if i in got.index} == by_item
+    assert _folder_state(demo_data) == kept
+
+
+def test_another_size_for_a_demo_catalogue_made_elsewhere_is_refused(demo_data,
+                                                                    no_generator, tmp_path,
+                                                                    capsys):
+    from api.cli import main
+
+    kept = _folder_state(demo_data)
+    out = tmp_path / "b"
+    argv = ["build", "--source", "demo", "--data", str(demo_data), "--out", str(out),
+            "--items", "30", "--stages", "ingest"]
+    said = (f"mixmatch build: error: --data {demo_data} holds a demo catalogue of 20 items "
+            f"(seed 0) that a build does not overwrite: --items 30 asks for another size. "
+            f"Drop --items to build on its 20 items, or give --data a new folder (or none: "
+            f"the bundle's own source/) to generate 30 items\n")
+    for dry in (["--dry-run"], []):   # the dry run says what the build would do: refuse
+        assert main(argv + dry) == 2
+        err = capsys.readouterr().err
+        assert err.endswith(said) and "Traceback" not in err
+    assert not out.exists()   # refused before the bundle folder and its lock were made
+    assert _folder_state(demo_data) == kept
+
+
+def test_the_bundles_own_demo_source_is_regenerated_for_another_size(demo_data, tmp_path,
+                                                                     capsys):
+    # inside the bundle (no --data, or --data naming BUNDLE/source) the catalogue is the
+    # build's own: regenerated for another --items, and for none at the default 2,000
+    import shutil
+
+    from api.cli import main
+
+    out = tmp_path / "b"
+    shutil.copytree(demo_data, out / "source")
+    for data in ([], ["--data", str(out / "source")]):
+        for items, said in (
+                (["--items", "20"], f"catalogue of 20 items (seed 0) already at "
+                                    f"{out / 'source'}"),
+                (["--items", "12"], f"would generate 12 items (seed 0) into {out / 'source'}"),
+                ([], f"would generate 2000 items (seed 0) into {out / 'source'}")):
+            assert main(["build", "--out", str(out), "--dry-run"] + data + items) == 0
+            assert _planned(capsys.readouterr().out, "demo") == said
+    assert main(["build", "--out", str(out), "--items", "12", "--stages", "ingest"]) == 0
+    assert "[demo] generating 12 items (seed 0)" in capsys.readouterr().err
+    assert json.loads((out / "source" / "demo.json").read_text())["n_items"] == 12
+    assert len(pd.read_parquet(out / "catalog.parquet")) == 12
+
+
+@pytest.mark.slow
+def test_a_build_on_a_demo_catalogue_made_elsewhere_trains_on_its_labels(demo_data,
+                                                                         no_generator,
+                                                                         tmp_path):
+    # before: the keypoints stage failed with "BUNDLE/source/fashionai/keypoints.csv
+    # missing", after the attribute network had trained without its keypoint regions
+    from api.cli import main
+    from features.files import file_hash
+
+    kept = _folder_state(demo_data)
+    out = tmp_path / "b"
+    assert main(["build", "--source", "demo", "--data", str(demo_data), "--items", "20",
+                 "--out", str(out), "--quick", "--stages", "ingest,attributes,keypoints"]) == 0
+    stages = Bundle.open(out).manifest["stages"]
+    assert stages["attributes"]["metrics"]["regions"] == "label keypoints"
+    assert stages["attributes"]["inputs"]["keypoints"] == stages["keypoints"]["inputs"][
+        "csv"] == file_hash(demo_data / "fashionai" / "keypoints.csv")
+    assert (out / "models" / "keypoints.pt").is_file()
+    assert _folder_state(demo_data) == kept
 
 
 @pytest.mark.slow
