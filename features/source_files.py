@@ -29,6 +29,7 @@ use it too.
 from __future__ import annotations
 
 from pathlib import Path
+
 from features.exceptions import BundleError, InputError
 
 #: The bundle's own source folder (relative to the bundle): where a demo build
@@ -97,4 +98,3 @@ def require_source_file(bundle, config: dict | None, name: str, *, stage: str,
     raise BundleError(f"{path} missing: {why}, read from the source folder {folder} "
                       f"({where}; `mixmatch demo` writes {name} there), or set "
                       f"[stages.{stage}] {key}")
-

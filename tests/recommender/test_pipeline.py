@@ -614,6 +614,19 @@ def test_another_size_for_a_demo_catalogue_made_elsewhere_is_refused(demo_data,
     assert _folder_state(demo_data) == kept
 
 
+def test_a_data_folder_whose_demo_json_is_damaged_is_named(tmp_path, no_generator, capsys):
+    from api.cli import main
+
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "demo.json").write_text('{"n_items": 20,')
+    assert main(["build", "--data", str(data), "--out", str(tmp_path / "b"),
+                 "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"mixmatch build: error: {data / 'demo.json'} is not the demo.json `mixmatch " \
+           f"demo` writes (" in err and "Traceback" not in err
+
+
 def test_the_bundles_own_demo_source_is_regenerated_for_another_size(demo_data, tmp_path,
                                                                      capsys):
     # inside the bundle (no --data, or --data naming BUNDLE/source) the catalogue is the
