@@ -128,7 +128,7 @@ def recorded_settings(ctx) -> dict:
 
     defaults = {**parameter_defaults(HeatmapKeypointDetector,
                                      leave_out=("random_state", "verbose")),
-                **_stage_base(bool(ctx.config.get("quick"))), "csv": DEFAULT_CSV}
+                **_stage_base(bool(ctx.config.get("quick"))), "csv": "source/" + KEYPOINTS_CSV}
     return canonical_settings(ctx.stage_config("keypoints"), defaults,
                               keep=ctx.source_defaults("keypoints"),
                               words=TIME_BUDGET_WORDS)
