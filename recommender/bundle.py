@@ -333,6 +333,60 @@ class Bundle:
                                  )["image_path"]
         return image_fingerprint(paths, self.image_root, self.content_hashes())
 
+    def images_gone(self) -> str | None:
+        """Why the catalogue's images are not where the manifest's ``image_root``
+        says (``"the image folder R does not exist"``, or ``"none of the
+        catalogue's N images is in the image folder R"``), or None when they are.
+
+        Only images the bundle had count: rows with a relative ``image_path`` that
+        the ingest found (``image_ok``; an ingest without ``check_images`` flags
+        every row with a path). A catalogue without images (every path empty),
+        or whose ingest found none, has none to lose, and one image found is
+        enough: a stage whose images moved or whose folder is unmounted would see
+        every one missing, while a few deleted images are that stage's to flag.
+        Stops at the first image found: one ``stat`` on a bundle whose images
+        are there.
+
+        >>> import tempfile, pandas as pd
+        >>> b = Bundle.create(tempfile.mkdtemp(), source="demo", image_root="/nowhere")
+        >>> b.images_gone() is None   # no catalogue yet
+        True
+        >>> pd.DataFrame({"image_path": ["a.jpg", ""], "image_ok": [True, False]}
+        ...              ).to_parquet(b.path("catalog.parquet"))
+        >>> b.images_gone()
+        'the image folder /nowhere does not exist'
+        >>> pd.DataFrame({"image_path": ["", ""], "image_ok": [False, False]}
+        ...              ).to_parquet(b.path("catalog.parquet"))
+        >>> b.images_gone() is None   # a catalogue without images
+        True
+        """
+        root = self.image_root
+        cp = self.path("catalog.parquet")
+        if root is None or not cp.is_file():
+            return None
+        import pandas as pd
+        import pyarrow.parquet as pq
+
+        cols = [c for c in ("image_path", "image_ok")
+                if c in read_bundle_file(cp, pq.read_schema).names]
+        if "image_path" not in cols:
+            return None
+        cat = read_bundle_file(cp, lambda p: pd.read_parquet(p, columns=cols))
+        paths = cat["image_path"].fillna("").astype(str)
+        had = paths.str.len() > 0
+        if "image_ok" in cat.columns:
+            had &= cat["image_ok"].fillna(False).astype(bool)
+        rel = [p for p in paths[had] if not Path(p).is_absolute()]
+        if not rel:
+            return None
+        if not root.is_dir():
+            return (f"the image folder {root} does not exist" if not root.exists()
+                    else f"the image folder {root} is not a folder")
+        if any((root / p).is_file() for p in rel):
+            return None
+        return (f"none of the catalogue's {len(rel)} image{'s' if len(rel) > 1 else ''} "
+                f"is in the image folder {root}")
+
     def content_hashes(self) -> ContentHashes:
         """The images' content-hash index of this bundle
         (:func:`features.files.content_hashes` of its ``cache/``): a no-op build reads

@@ -101,3 +101,53 @@ def test_changed_stage_outputs_of_records_without_hashes_checks_existence_only(t
     assert Bundle.open(b.root).changed_stage_outputs() == {}
     b.path("g.npy").unlink()
     assert Bundle.open(b.root).changed_stage_outputs() == {"graph": ["g.npy"]}
+
+
+def _catalogue(b, paths, ok=None):
+    import pandas as pd
+
+    cols = {"item_id": [f"i{k}" for k in range(len(paths))], "image_path": paths}
+    if ok is not None:
+        cols["image_ok"] = ok
+    pd.DataFrame(cols).to_parquet(b.path("catalog.parquet"))
+
+
+@pytest.mark.parametrize("case, says", [
+    ("folder gone", "the image folder {root} does not exist"),
+    ("a file at its place", "the image folder {root} is not a folder"),
+    ("folder empty", "none of the catalogue's 2 images is in the image folder {root}"),
+    ("no image_ok column", "the image folder {root} does not exist"),
+    ("one image there", None),
+    ("every path empty", None),
+    ("none found by the ingest", None),
+    ("absolute paths only", None),
+])
+def test_images_gone_says_when_none_of_the_images_the_bundle_had_is_there(tmp_path, case,
+                                                                          says):
+    # what a stage reading the images is refused on (recommender.pipeline): a folder
+    # moved away or unmounted, not a catalogue without images or a few deleted ones
+    root = tmp_path / "data"
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=root)
+    paths, ok = ["images/a.jpg", "images/b.jpg", ""], [True, True, False]
+    if case == "every path empty":
+        paths = ["", "", ""]
+    elif case == "none found by the ingest":
+        ok = [False, False, False]
+    elif case == "absolute paths only":
+        paths = [str(tmp_path / "elsewhere" / "a.jpg"), "", ""]
+    _catalogue(b, paths, None if case == "no image_ok column" else ok)
+    if case == "a file at its place":
+        root.write_text("not a folder")
+    elif case in ("folder empty", "one image there"):
+        (root / "images").mkdir(parents=True)
+        if case == "one image there":
+            (root / "images" / "b.jpg").write_bytes(b"jpeg")
+    assert b.images_gone() == (says.format(root=root) if says else None)
+
+
+def test_images_gone_without_an_image_root_or_a_catalogue_is_none(tmp_path):
+    b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
+    _catalogue(b, ["images/a.jpg"], [True])
+    assert b.images_gone() is None
+    b = Bundle.create(tmp_path / "c", source="demo", image_root=tmp_path / "gone")
+    assert b.images_gone() is None
