@@ -728,6 +728,9 @@ check_config = _stage_settings
 #: (:meth:`recommender.bundle.Bundle.catalog_images`): moved or copied elsewhere with
 #: the same bytes, the stage is not run again (recommender.pipeline.data_moved).
 LOCATION_INPUTS = ("image_root",)
+#: It reads the images: refused while they are not where the bundle says (its image
+#: folder moved away or unmounted), not run on none (recommender.pipeline.images_refusal).
+READS_IMAGES = True
 
 
 def stage_inputs(ctx) -> dict:

@@ -34,6 +34,17 @@ and, when its inputs name where its data lies as well as what it holds, two more
     the ingest sets the bundle's image root to the new folder (in memory; the
     pipeline saves it with the record) and says so.
 
+and, when it reads the catalogue's images, one more:
+
+``READS_IMAGES = True``
+    Before it runs (or is planned to), the bundle's images are looked for where
+    the manifest's ``image_root`` says (:meth:`Bundle.images_gone`): a folder
+    moved away or unmounted would have the stage see every image missing and
+    replace what it made from them (a features table with every row a failed
+    image, an attribute network trained on nothing). It is refused instead,
+    before it writes anything (BundleError, :func:`images_refusal`), naming the
+    folder and the build that records a new place.
+
 :func:`plan_stages` says what a run would do (``mixmatch build --dry-run``) without
 doing it.
 
@@ -56,7 +67,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from features.exceptions import InputError, MixmatchError, StageNotAvailable
+from features.exceptions import BundleError, InputError, MixmatchError, StageNotAvailable
 from recommender.bundle import Bundle, json_hash
 
 
@@ -220,6 +231,9 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
                 backfilled = True
             results[stage.name] = rec.get("metrics", {})
             continue
+        refused = images_refusal(ctx, stage.name, module)
+        if refused is not None:
+            raise BundleError(refused)
         # why, before a rerun that may take half an hour: a setting, the catalogue,
         # the images' fingerprint, a package or code version; or a model copied in by
         # hand over the stage's output, which the rerun discards
@@ -528,9 +542,91 @@ def _plan(ctx: BuildContext, names: list[str] | None, before: str | None
                          f"up to date now; would run after {first} if that changes "
                          f"its inputs"))
             continue
+        refused = images_refusal(ctx, stage.name, module)
+        if refused is not None:
+            # what the run would say, instead of "would run: images.hash ..."; it
+            # stops there, so no stage after it is planned
+            plan.append((stage.name, f"would be refused: {refused}"))
+            break
         plan.append((stage.name, f"would run: {reason}"))
         first = first or stage.name
     return plan
+
+
+def images_refusal(ctx: BuildContext, name: str, module) -> str | None:
+    """Why stage ``name`` (its module ``module``) must not run now, or None: it reads
+    the catalogue's images (``READS_IMAGES``) and they are not where the bundle
+    says (:meth:`Bundle.images_gone`: its image folder moved away or unmounted).
+    The message names the folder and the build that records a new place without
+    rerunning a stage (:func:`relocate_command`).
+
+    >>> import tempfile, types
+    >>> b = Bundle.create(tempfile.mkdtemp(), source="demo", image_root="/nowhere")
+    >>> images_refusal(BuildContext(b, {}), "features",
+    ...                types.SimpleNamespace(READS_IMAGES=True)) is None  # no catalogue
+    True
+    """
+    if not getattr(module, "READS_IMAGES", False):
+        return None
+    gone = ctx.bundle.images_gone()
+    if gone is None:
+        return None
+    made = " and replace what it made from them" if ctx.bundle.stage_record(name) else ""
+    return (f"stage {name} reads the catalogue's images, and {gone}: moved or "
+            f"unmounted? Run now, it would see every image missing{made}; refused before "
+            f"writing anything. If the data moved, record its new place without "
+            f"rerunning a stage: {relocate_command(ctx.bundle)}; else put the images "
+            f"back in {ctx.bundle.image_root}")
+
+
+def relocate_command(bundle: Bundle) -> str:
+    """The build that records the new place ``NEWDIR`` of the bundle's data and reruns
+    no stage whose data only moved: its source, ``--data NEWDIR`` (csv: the
+    mapping, and the catalogue file if the build named one, under ``NEWDIR``) and the
+    options of its build that its stages' inputs hold; ``--config
+    FILE_OF_ITS_STAGE_TABLES`` when the build's ``[stages]`` tables are not the
+    source's defaults (the manifest's ``config.stages`` holds them).
+
+    >>> b = Bundle("b", {"config": {"source": "demo", "items": 60, "seed": 0,
+    ...                             "quick": True}})
+    >>> relocate_command(b)
+    'mixmatch build --source demo --data NEWDIR --items 60 --quick --out b'
+    >>> b = Bundle("b", {"config": {"source": "csv", "mapping": "/shop/m.toml",
+    ...                             "stages": {"split": {"test_fraction": 0.0}}}})
+    >>> relocate_command(b)
+    'mixmatch build --source csv --mapping NEWDIR/m.toml --holdout 0.0 --out b'
+    """
+    cfg = bundle.manifest.get("config")
+    cfg = cfg if isinstance(cfg, dict) else {}
+    source = str(cfg.get("source") or bundle.manifest.get("source") or "SOURCE")
+    words = ["mixmatch", "build", "--source", source]
+    if source == "csv":
+        from pathlib import PurePath
+
+        words += ["--mapping", f"NEWDIR/{PurePath(str(cfg.get('mapping'))).name}"]
+        if cfg.get("data"):
+            words += ["--data", f"NEWDIR/{PurePath(str(cfg['data'])).name}"]
+    else:
+        words += ["--data", "NEWDIR"]
+    if source == "demo" and cfg.get("items", 2000) != 2000:
+        words += ["--items", str(cfg["items"])]
+    if cfg.get("seed"):
+        words += ["--seed", str(cfg["seed"])]
+    if cfg.get("quick"):
+        words.append("--quick")
+    stages = cfg.get("stages")
+    stages = copy.deepcopy(stages) if isinstance(stages, dict) else {}
+    split = stages.get("split")
+    if isinstance(split, dict) and "test_fraction" in split:
+        words += ["--holdout", str(split.pop("test_fraction"))]
+        if not split:
+            del stages["split"]
+    from recommender.build import source_stage_defaults   # build imports this module
+
+    if stages != source_stage_defaults(source, bool(cfg.get("quick"))):
+        # tables a config file set: without them the build would rerun their stages
+        words += ["--config", "FILE_OF_ITS_STAGE_TABLES"]
+    return " ".join(words + ["--out", str(bundle.root)])
 
 
 def files_read(bundle: Bundle, name: str, inputs: Any) -> dict[str, str | None]:

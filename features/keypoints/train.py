@@ -102,6 +102,10 @@ def checked_params(ctx) -> dict:
 
 #: Checked before any stage of a build starts (recommender.pipeline).
 check_config = checked_params
+#: Its inputs hold the catalogue's images (their fingerprint): refused while they are
+#: not where the bundle says (its image folder moved away or unmounted), not rerun
+#: because they seem gone (recommender.pipeline.images_refusal).
+READS_IMAGES = True
 
 
 def stage_inputs(ctx) -> dict:

@@ -997,3 +997,160 @@ def test_a_stage_run_alone_does_not_call_a_record_as_written_out_of_date(tmp_pat
     run_stages(BuildContext(bundle=Bundle.open(b.root), config=_spelled({"lr": 3}),
                             force=True, log=logs.append), ["ingest"])
     assert [m for m in logs if "stage(s) graph of bundle" in m and "out of date" in m]
+
+
+def _demo_build(tmp_path, *, images=True, stages="ingest"):
+    """A 4-item demo bundle ``B`` built by the CLI from ``tmp_path/data`` (the demo
+    catalogue of 4 items and seed 0 its marker says, images/ of 30 x 20 JPEGs; with
+    ``images`` False every ``image_path`` empty), the ``stages`` run."""
+    import pandas as pd
+
+    from api.cli import main
+    from tests.recommender.test_ingest import _demo
+
+    data = _demo(tmp_path / "data")
+    if not images:
+        cat = pd.read_csv(data / "catalog.csv", keep_default_na=False)
+        cat.assign(image_path="").to_csv(data / "catalog.csv", index=False)
+    (data / "demo.json").write_text(json.dumps({"seed": 0, "n_items": 4}))
+    root = tmp_path / "B"
+    assert main(["build", "--source", "demo", "--data", str(data), "--items", "4",
+                 "--quick", "--out", str(root), "--stages", stages]) == 0
+    return root, data
+
+
+def _bundle_state(root):
+    """:func:`_folder_state` but the write lock (a writer's mark, no bundle file)."""
+    return {k: v for k, v in _folder_state(root).items() if k != ".write.lock"}
+
+
+def test_a_stage_reading_images_is_refused_while_the_image_folder_is_gone(tmp_path,
+                                                                         capsys):
+    # before: the attribute, keypoint and features stages ran on the image root the
+    # bundle recorded even when it was gone, seeing every image missing: an attribute
+    # network trained on nothing, a features table of failed images over the good one
+    import shutil
+
+    from api.cli import main
+
+    root, data = _demo_build(tmp_path)
+    shutil.move(data, tmp_path / "moved")
+    capsys.readouterr()
+    before = _bundle_state(root)
+    relocate = (f"record its new place without rerunning a stage: mixmatch build "
+                f"--source demo --data NEWDIR --items 4 --quick --out {root}; else put "
+                f"the images back in {data}")
+    for command in (["features"], ["train", "--stage", "attributes"],
+                    ["train", "--stage", "keypoints"]):
+        assert main([*command, "--bundle", str(root)]) == 2, command
+        err = capsys.readouterr().err
+        name = command[-1]
+        assert (f"mixmatch {command[0]}: error: stage {name} reads the catalogue's "
+                f"images, and the image folder {data} does not exist: moved or "
+                f"unmounted? Run now, it would see every image missing; refused before "
+                f"writing anything. If the data moved, {relocate}\n") == err
+        assert main([*command, "--bundle", str(root), "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        assert (f"  {name:<12}  would be refused: stage {name} reads the catalogue's "
+                f"images, and the image folder {data} does not exist") in out
+        assert "would run" not in out
+    assert _bundle_state(root) == before and Bundle.open(root).image_root == data
+    # unmounted: the folder is there, none of the images is
+    data.mkdir()
+    assert main(["features", "--bundle", str(root)]) == 2
+    assert (f"and none of the catalogue's 4 images is in the image folder {data}: moved "
+            f"or unmounted?") in capsys.readouterr().err
+    data.rmdir()
+    assert _bundle_state(root) == before
+
+
+@pytest.mark.slow
+def test_features_refused_on_a_gone_image_folder_keep_the_bundle_and_run_once_it_is_back(
+        tmp_path, capsys):
+    # before: `mixmatch features` on a bundle whose data folder had moved saw the
+    # images' hash change (every one missing) and rewrote features/ with every row a
+    # failed image, over the good table
+    import shlex
+    import shutil
+
+    from api.cli import main
+
+    root, data = _demo_build(tmp_path, stages="ingest,features")
+    moved = tmp_path / "moved"
+    shutil.move(data, moved)
+    capsys.readouterr()
+    before = _bundle_state(root)
+    assert main(["features", "--bundle", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert (f"stage features reads the catalogue's images, and the image folder {data} "
+            f"does not exist: moved or unmounted? Run now, it would see every image "
+            f"missing and replace what it made from them; refused before writing "
+            f"anything.") in err
+    assert main(["features", "--bundle", str(root), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "  features      would be refused: stage features reads" in out
+    assert "images.hash" not in out
+    assert _bundle_state(root) == before   # features/, models, manifest, cache
+    # put back: current, as before
+    shutil.move(moved, data)
+    assert main(["features", "--bundle", str(root)]) == 0
+    assert "[features] up to date, skipped" in capsys.readouterr().err
+    # the images' hashes, too new to record at the build, are recorded now
+    assert {k: v for k, v in _bundle_state(root).items() if not k.startswith("cache")
+            } == before
+    # moved again, and the build the error names run with the new place: recorded,
+    # nothing rerun, and the stage command finds the features current there
+    shutil.move(data, moved)
+    assert main(["features", "--bundle", str(root)]) == 2
+    command = capsys.readouterr().err.split("without rerunning a stage: ")[1].split(";")[0]
+    assert main(shlex.split(command.replace("NEWDIR", str(moved)))[1:]
+                + ["--stages", "ingest,features"]) == 0
+    err = capsys.readouterr().err
+    assert (f"[features] same content at a new place (image_root {data} -> {moved}): "
+            f"recorded the new place; not run again") in err
+    assert Bundle.open(root).image_root == moved
+    features = {k: v for k, v in _bundle_state(root).items() if k.startswith("features")}
+    assert features == {k: v for k, v in before.items() if k.startswith("features")}
+    assert main(["features", "--bundle", str(root)]) == 0
+    assert "[features] up to date, skipped" in capsys.readouterr().err
+
+
+def test_a_catalogue_without_images_is_not_refused_where_its_folder_is_gone(tmp_path,
+                                                                           capsys):
+    import shutil
+
+    from api.cli import main
+
+    root, data = _demo_build(tmp_path, images=False)
+    shutil.rmtree(data)
+    capsys.readouterr()
+    assert main(["features", "--bundle", str(root), "--dry-run"]) == 0
+    assert "  features      would run: not run before\n" in capsys.readouterr().out
+    assert main(["features", "--bundle", str(root)]) == 0
+    assert '"n_items": 4, "n_failed": 4' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("config, says", [
+    ({"source": "mango", "data": "/d/mango", "seed": 0, "quick": False},
+     "--source mango --data NEWDIR --out B"),
+    ({"source": "mango", "data": "/d/mango", "seed": 3, "quick": False,
+      "stages": {"split": {"test_fraction": 0.0}}},
+     "--source mango --data NEWDIR --seed 3 --holdout 0.0 --out B"),
+    ({"source": "demo", "items": 2000, "seed": 0, "quick": False,
+      "stages": {"attributes": {"epochs": 3}}},
+     "--source demo --data NEWDIR --config FILE_OF_ITS_STAGE_TABLES --out B"),
+    ({"source": "csv", "mapping": "/shop/m.toml", "data": "/shop/export.csv",
+      "seed": 0, "quick": True},
+     "--source csv --mapping NEWDIR/m.toml --data NEWDIR/export.csv --quick --out B"),
+])
+def test_the_build_named_to_record_a_new_place_has_the_bundles_options(config, says):
+    # a build with other options than the bundle's would rerun the stages they change
+    # (and a demo build of another --items generate a new catalogue into NEWDIR)
+    from recommender.build import source_stage_defaults
+    from recommender.pipeline import relocate_command
+
+    if config["source"] == "mango" and "stages" not in config:
+        config["stages"] = source_stage_defaults("mango")
+    elif config["source"] == "mango":
+        config["stages"] = {**source_stage_defaults("mango"), **config["stages"]}
+    assert relocate_command(Bundle("B", {"config": config})) == "mixmatch build " + says
