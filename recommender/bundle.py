@@ -373,7 +373,7 @@ class Bundle:
             return None
         cat = read_bundle_file(cp, lambda p: pd.read_parquet(p, columns=cols))
         paths = cat["image_path"].fillna("").astype(str)
-        had = (paths.str.len() > 0) & ~paths.map(os.path.isabs)
+        had = (paths.str.len() > 0) & ~paths.map(os.path.isabs).astype(bool)
         if "image_ok" in cat.columns:
             had &= cat["image_ok"].fillna(False).astype(bool)
         rel = paths[had].tolist()

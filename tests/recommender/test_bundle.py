@@ -151,3 +151,5 @@ def test_images_gone_without_an_image_root_or_a_catalogue_is_none(tmp_path):
     assert b.images_gone() is None
     b = Bundle.create(tmp_path / "c", source="demo", image_root=tmp_path / "gone")
     assert b.images_gone() is None
+    _catalogue(b, [], [])   # a catalogue of no row
+    assert b.images_gone() is None
