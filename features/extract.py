@@ -729,7 +729,8 @@ check_config = _stage_settings
 #: the same bytes, the stage is not run again (recommender.pipeline.data_moved).
 LOCATION_INPUTS = ("image_root",)
 #: It reads the images: refused while they are not where the bundle says (its image
-#: folder moved away or unmounted), not run on none (recommender.pipeline.images_refusal).
+#: folder moved away or unmounted), not run on none
+#: (recommender.pipeline.images_refusal).
 READS_IMAGES = True
 
 

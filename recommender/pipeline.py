@@ -63,8 +63,10 @@ import dataclasses
 import importlib
 import json
 import re
+import shlex
 import sys
 import time
+from pathlib import PurePath
 from typing import Any, Callable
 
 from features.exceptions import BundleError, InputError, MixmatchError, StageNotAvailable
@@ -573,8 +575,8 @@ def images_refusal(ctx: BuildContext, name: str, module) -> str | None:
         return None
     made = " and replace what it made from them" if ctx.bundle.stage_record(name) else ""
     return (f"stage {name} reads the catalogue's images, and {gone}: moved or "
-            f"unmounted? Run now, it would see every image missing{made}; refused before "
-            f"writing anything. If the data moved, record its new place without "
+            f"unmounted? Run now, it would see every image missing{made}; refused "
+            f"before writing anything. If the data moved, record its new place without "
             f"rerunning a stage: {relocate_command(ctx.bundle)}; else put the images "
             f"back in {ctx.bundle.image_root}")
 
@@ -595,14 +597,14 @@ def relocate_command(bundle: Bundle) -> str:
     ...                             "stages": {"split": {"test_fraction": 0.0}}}})
     >>> relocate_command(b)
     'mixmatch build --source csv --mapping NEWDIR/m.toml --holdout 0.0 --out b'
+    >>> relocate_command(Bundle("my bundles/b", {"config": {"source": "demo"}}))
+    "mixmatch build --source demo --data NEWDIR --out 'my bundles/b'"
     """
     cfg = bundle.manifest.get("config")
     cfg = cfg if isinstance(cfg, dict) else {}
     source = str(cfg.get("source") or bundle.manifest.get("source") or "SOURCE")
     words = ["mixmatch", "build", "--source", source]
     if source == "csv":
-        from pathlib import PurePath
-
         words += ["--mapping", f"NEWDIR/{PurePath(str(cfg.get('mapping'))).name}"]
         if cfg.get("data"):
             words += ["--data", f"NEWDIR/{PurePath(str(cfg['data'])).name}"]
@@ -626,7 +628,8 @@ def relocate_command(bundle: Bundle) -> str:
     if stages != source_stage_defaults(source, bool(cfg.get("quick"))):
         # tables a config file set: without them the build would rerun their stages
         words += ["--config", "FILE_OF_ITS_STAGE_TABLES"]
-    return " ".join(words + ["--out", str(bundle.root)])
+    # quoted: a command to copy, and a bundle's folder may have a space in its name
+    return shlex.join(words + ["--out", str(bundle.root)])
 
 
 def files_read(bundle: Bundle, name: str, inputs: Any) -> dict[str, str | None]:

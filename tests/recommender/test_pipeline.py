@@ -1102,7 +1102,8 @@ def test_features_refused_on_a_gone_image_folder_keep_the_bundle_and_run_once_it
     # nothing rerun, and the stage command finds the features current there
     shutil.move(data, moved)
     assert main(["features", "--bundle", str(root)]) == 2
-    command = capsys.readouterr().err.split("without rerunning a stage: ")[1].split(";")[0]
+    err = capsys.readouterr().err
+    command = err.split("without rerunning a stage: ")[1].split(";")[0]
     assert main(shlex.split(command.replace("NEWDIR", str(moved)))[1:]
                 + ["--stages", "ingest,features"]) == 0
     err = capsys.readouterr().err
