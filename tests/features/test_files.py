@@ -182,16 +182,24 @@ def _indexed(index_file):
     return sorted(pq.read_table(index_file).column("path").to_pylist())
 
 
-def test_saving_drops_the_entries_of_files_deleted_or_moved_away(tmp_path):
-    # before: every path ever hashed stayed in the index file for good; a data folder
-    # moved or images deleted left their entries behind, read on every build
-    paths = _images(tmp_path / "images", n=4)
+def _saved_index(tmp_path, n, index_file):
+    """``n`` settled images under ``tmp_path/images``, hashed into an index at
+    ``index_file`` that is then saved: (paths, index)."""
+    paths = _images(tmp_path / "images", n=n)
     _settle(paths)
-    index_file = tmp_path / "cache" / CONTENT_HASHES
     index = ContentHashes(index_file)
     for p in paths:
         index.digest(p)
-    assert index.save() and _indexed(index_file) == sorted(map(str, paths))
+    assert index.save()
+    return paths, index
+
+
+def test_saving_drops_the_entries_of_files_deleted_or_moved_away(tmp_path):
+    # before: every path ever hashed stayed in the index file for good; a data folder
+    # moved or images deleted left their entries behind, read on every build
+    index_file = tmp_path / "cache" / CONTENT_HASHES
+    paths, index = _saved_index(tmp_path, 4, index_file)
+    assert _indexed(index_file) == sorted(map(str, paths))
     paths[3].unlink()
     (tmp_path / "images").rename(tmp_path / "moved")
     moved = [tmp_path / "moved" / p.name for p in paths[:3]]
@@ -203,13 +211,8 @@ def test_saving_drops_the_entries_of_files_deleted_or_moved_away(tmp_path):
 
 def test_saving_drops_an_entry_whose_file_changed_and_keeps_the_racy_guard(tmp_path,
                                                                         monkeypatch):
-    paths = _images(tmp_path / "images", n=3)
-    _settle(paths)
     index_file = tmp_path / CONTENT_HASHES
-    index = ContentHashes(index_file)
-    for p in paths:
-        index.digest(p)
-    assert index.save()
+    paths, index = _saved_index(tmp_path, 3, index_file)
     img, _ = packshot(shape="tshirt", seed=7)
     Image.fromarray(img).save(paths[0], quality=92)   # its entry can never match again
     monkeypatch.setattr(files, "RACY_SECONDS", 2.0)
@@ -225,13 +228,8 @@ def test_saving_drops_an_entry_whose_file_changed_and_keeps_the_racy_guard(tmp_p
 
 def test_a_read_only_index_drops_nothing_and_writes_nothing(tmp_path):
     # a dry run reads the bundle's index and hashes what changed, but never writes it
-    paths = _images(tmp_path / "images", n=2)
-    _settle(paths)
     index_file = tmp_path / CONTENT_HASHES
-    index = ContentHashes(index_file)
-    for p in paths:
-        index.digest(p)
-    assert index.save()
+    paths, _ = _saved_index(tmp_path, 2, index_file)
     before = index_file.read_bytes()
     paths[0].unlink()
     (new,) = _images(tmp_path / "new", n=1)
@@ -246,13 +244,8 @@ def test_a_read_only_index_drops_nothing_and_writes_nothing(tmp_path):
 def test_an_unchanged_index_is_not_rewritten_to_prune_it(tmp_path):
     # pruning rides along with a save that has something new to write: a no-op build
     # stats the images it uses and writes nothing
-    paths = _images(tmp_path / "images", n=2)
-    _settle(paths)
     index_file = tmp_path / CONTENT_HASHES
-    index = ContentHashes(index_file)
-    for p in paths:
-        index.digest(p)
-    assert index.save()
+    paths, _ = _saved_index(tmp_path, 2, index_file)
     paths[0].unlink()
     again = ContentHashes(index_file)
     assert again.digest(paths[1]) == file_hash(paths[1])

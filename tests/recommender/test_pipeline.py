@@ -466,16 +466,23 @@ def _folder_state(root):
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def _test_stages(monkeypatch, *stages):
+    """The pipeline's stages, for one test, are ``stages``: (name, module of
+    tests.recommender, kind) each; their modules' RUNS cleared, and returned."""
+    import importlib
+
+    modules = [importlib.import_module(f"tests.recommender.{m}") for _, m, _ in stages]
+    for module in modules:
+        module.RUNS.clear()
+    monkeypatch.setattr(pipeline, "STAGES", tuple(
+        Stage(name, f"tests.recommender.{m}", 0, kind) for name, m, kind in stages))
+    return [module.RUNS for module in modules]
+
+
 @pytest.fixture
 def two_stages(monkeypatch):
-    from tests.recommender import reading_stage
-
-    counting_stage.RUNS.clear()
-    reading_stage.RUNS.clear()
-    monkeypatch.setattr(pipeline, "STAGES", (
-        Stage("ingest", "tests.recommender.counting_stage", 0, "count"),
-        Stage("graph", "tests.recommender.reading_stage", 0, "read")))
-    return counting_stage.RUNS, reading_stage.RUNS
+    return tuple(_test_stages(monkeypatch, ("ingest", "counting_stage", "count"),
+                              ("graph", "reading_stage", "read")))
 
 
 def test_a_plan_says_what_a_run_would_do_and_does_nothing(tmp_path, two_stages):
@@ -741,14 +748,8 @@ def test_a_build_after_every_image_was_touched_skips_every_stage(tmp_path, monke
 
 @pytest.fixture
 def placed(monkeypatch):
-    from tests.recommender import imaging_stage, placed_stage
-
-    placed_stage.RUNS.clear()
-    imaging_stage.RUNS.clear()
-    monkeypatch.setattr(pipeline, "STAGES", (
-        Stage("ingest", "tests.recommender.placed_stage", 0, "place"),
-        Stage("attributes", "tests.recommender.imaging_stage", 0, "images")))
-    return placed_stage.RUNS, imaging_stage.RUNS
+    return tuple(_test_stages(monkeypatch, ("ingest", "placed_stage", "place"),
+                              ("attributes", "imaging_stage", "images")))
 
 
 def test_a_data_folder_moved_with_the_same_content_reruns_no_stage(tmp_path, placed):
@@ -903,14 +904,8 @@ def test_a_bundle_copied_with_its_data_elsewhere_retrains_nothing(tmp_path):
 
 @pytest.fixture
 def spelling(monkeypatch):
-    from tests.recommender import spelling_stage
-
-    spelling_stage.RUNS.clear()
-    counting_stage.RUNS.clear()
-    monkeypatch.setattr(pipeline, "STAGES", (
-        Stage("ingest", "tests.recommender.counting_stage", 0, "count"),
-        Stage("graph", "tests.recommender.spelling_stage", 0, "spell")))
-    return spelling_stage.RUNS
+    return _test_stages(monkeypatch, ("ingest", "counting_stage", "count"),
+                        ("graph", "spelling_stage", "spell"))[1]
 
 
 def _spelled(table):
