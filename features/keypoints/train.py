@@ -3,9 +3,9 @@
 Reads the source's ``fashionai/keypoints.csv`` (the FashionAI keypoint CSV, in the
 folder of the demo catalogue: ``--data DIR`` or ``<bundle>/source``, see
 :func:`features.source_files.source_dir`; its ``image_id`` values are image paths
-relative to that folder), holds out the
-products the attributes stage held out (``models/attributes_split.parquet``, matched
-on the image file's stem = item id) or, without it, a seeded 80/10/10 split, trains
+relative to that folder), holds out the products the attributes stage held out
+(``models/attributes_split.parquet``, matched on the image file's stem = item id) or,
+without it, a seeded 80/10/10 split, trains
 :class:`~features.keypoints.heatmap.HeatmapKeypointDetector`, and writes::
 
     models/keypoints.pt, models/keypoints.json    the detector
@@ -19,8 +19,9 @@ Metrics: NE on val and test, and the NE of the mean shape (per category, from th
 training images) as the floor a detector has to beat.
 
 Stage config (``ctx.stage_config("keypoints")``): ``csv`` (another keypoint CSV,
-relative to the bundle; default: the source's), ``preset``, ``image_size``, ``epochs``, ``batch_size``, ``lr``,
-``time_budget_s``, ``budget_clock``, ``num_threads``, ``flip_test``, ``decoder``.
+relative to the bundle; default: the source's), ``preset``, ``image_size``,
+``epochs``, ``batch_size``, ``lr``, ``time_budget_s``, ``budget_clock``,
+``num_threads``, ``flip_test``, ``decoder``.
 ``time_budget_s = "none"`` (or a JSON / YAML null) trains every epoch, with no budget:
 the full build's default is 300 CPU seconds.
 """
