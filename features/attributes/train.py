@@ -703,7 +703,8 @@ def run_stage(ctx) -> dict:
     if cfg.get("regions") == "detail":
         from features.attributes.regions import detail_inputs
 
-        rsize = tuple(int(v) for v in cfg.get("region_size", DETAIL_SIZE))
+        rsize = tuple(int(v) for v in cfg.get("region_size", _region_size(
+            "detail", bool(ctx.config.get("quick")))))
         paths = cat["abs_path"].tolist()
         for name, idx in (("train", tr), ("val", va), ("test", te)):
             reg[name] = detail_inputs([paths[i] for i in idx], rsize, cache=cache)
