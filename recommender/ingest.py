@@ -22,8 +22,11 @@ listed.
 
 As a build stage (``ingest``, see :mod:`recommender.pipeline`) it writes into the
 bundle and records the image root in the manifest. Stage settings
-(``[stages.ingest]`` of a build config): ``check_images`` (default true) and
-``image_sample`` (open only that many images, for huge catalogues). Its inputs are the source files'
+(``[stages.ingest]`` of a build config, :data:`STAGE_SETTINGS`): ``check_images``
+(true or false, default true) and ``image_sample`` (open only that many images, evenly
+spread, for huge catalogues: a whole number >= 1; left out or null, every image); any
+other key, or a value of another kind, is refused before the build's first stage
+(:func:`stage_settings`). Its inputs are the source files'
 hashes (content hash for the tables, the mapping and each referenced image, see
 :func:`recommender.bundle.image_fingerprint`), so re-running on unchanged data is
 skipped, whatever the files' mtimes. A source moved or copied elsewhere with the same
@@ -47,6 +50,7 @@ from typing import Iterable
 import pandas as pd
 
 from features.exceptions import BundleError, InputError, NotFoundError
+from features.settings import check_settings
 from features.source_files import source_dir
 from recommender.bundle import MANIFEST, atomic_files, atomic_write_text, file_hash
 from recommender.bundle import image_fingerprint as _image_fingerprint
@@ -262,6 +266,42 @@ def _stage_source(ctx) -> tuple[str, Path | None, Path | None]:
     return source, data, Path(mapping) if mapping else None
 
 
+#: The settings of ``[stages.ingest]`` and the kind of value each takes.
+STAGE_SETTINGS = {"check_images": bool, "image_sample": int}
+
+
+def stage_settings(ctx) -> tuple[bool, int | None]:
+    """``(check_images, image_sample)`` of the build's ``[stages.ingest]`` table, or
+    InputError naming a key it does not take (with the keys it takes) or a value of
+    the wrong kind, before any stage starts (:func:`check_config`).
+
+    Before, the table was read unchecked: a misspelt ``check_image = false`` was
+    ignored (every image opened), ``check_images = "false"`` read as true
+    (``bool("false")``), ``image_sample = 0`` opened no image and flagged every one
+    usable, ``true`` opened one, and -3, 2.5 or ``"ten"`` were a numpy or comparison
+    traceback once the stage had started. A whole number written as a float
+    (``500.0``) is refused as every stage refuses one for a whole-number setting
+    (:func:`features.settings.check_settings`).
+
+    >>> from types import SimpleNamespace as NS
+    >>> stage_settings(NS(stage_config=lambda name: {"image_sample": 500}))
+    (True, 500)
+    >>> stage_settings(NS(stage_config=lambda name: {"check_images": "false"}))
+    Traceback (most recent call last):
+    ...
+    features.exceptions.InputError: [stages.ingest] check_images must be true or false, got 'false'
+    """
+    table = ctx.stage_config("ingest")
+    # null (JSON, YAML) is the default, as leaving the key out: every image opened
+    given = {k: v for k, v in table.items() if not (k == "image_sample" and v is None)}
+    check_settings("ingest", given, STAGE_SETTINGS, at_least={"image_sample": 1})
+    return table.get("check_images", True), table.get("image_sample")
+
+
+#: Checked before any stage of a build starts (recommender.pipeline).
+check_config = stage_settings
+
+
 #: Inputs that say where the source lies, not what it holds (the files' and images'
 #: hashes do): a data folder moved or copied with the same bytes is not ingested again,
 #: its new place is recorded (:func:`relocate`, :func:`recommender.pipeline.data_moved`).
@@ -270,9 +310,8 @@ LOCATION_INPUTS = ("data", "mapping")
 
 def stage_inputs(ctx) -> dict:
     """What the ingest result depends on: source, settings, and the source files."""
+    check, sample = stage_settings(ctx)   # refused here too, before the stage starts
     source, data, mapping = _stage_source(ctx)
-    conf = ctx.stage_config("ingest")
-    check = bool(conf.get("check_images", True))
     files: dict[str, str | None] = {}
     if source == "mango":
         from recommender.adapters.mango import read_products, source_files
@@ -299,7 +338,7 @@ def stage_inputs(ctx) -> dict:
         root = data
     return {"source": source, "data": str(data) if data else None,
             "mapping": str(mapping) if mapping else None, "check_images": check,
-            "image_sample": conf.get("image_sample"), "files": files,
+            "image_sample": sample, "files": files,
             "images": _image_fingerprint(paths, Path(root), ctx.bundle.content_hashes())}
 
 
@@ -329,11 +368,10 @@ def run_stage(ctx) -> dict:
     Raises :class:`~recommender.catalog.CatalogError` (with the full report) when the
     catalogue has errors; image problems only flag their rows.
     """
+    check, sample = stage_settings(ctx)
     source, data, mapping = _stage_source(ctx)
-    conf = ctx.stage_config("ingest")
     catalog, outfits, image_root, report, problems = ingest(
-        source, data, mapping, check_images=bool(conf.get("check_images", True)),
-        image_sample=conf.get("image_sample"))
+        source, data, mapping, check_images=check, image_sample=sample)
     if not report.ok:
         raise CatalogError(report)
     outputs = write_tables(catalog, outfits, ctx.bundle.root)

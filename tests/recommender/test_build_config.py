@@ -318,7 +318,11 @@ def test_a_stage_list_naming_no_stage_is_refused(tmp_path, capsys, value):
                                    # before: refused by the compatibility stage's fit
                                    "[stages.compatibility]\ngroups = [\"metadata\", "
                                    "\"colours\"]\n",
-                                   "[stages.split]\ntest_fraction = 1.5\n"])
+                                   "[stages.split]\ntest_fraction = 1.5\n",
+                                   # before: ignored, and "false" read as true (bool):
+                                   # every image opened
+                                   "[stages.ingest]\ncheck_image = false\n",
+                                   "[stages.ingest]\ncheck_images = \"false\"\n"])
 def test_every_stages_settings_are_checked_before_the_first_stage_runs(tmp_path, capsys,
                                                                         table):
     # before: a whole build ran ingest, split, attributes, keypoints, features (and

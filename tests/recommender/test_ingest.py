@@ -1,6 +1,7 @@
 """`mixmatch ingest` and the build's ingest stage, on sources written by the tests."""
 import json
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -213,6 +214,85 @@ def test_stage_settings_check_images_and_sample(tmp_path):
         ctx = _ctx(bdir, source="demo", stages={"ingest": conf})
         runs[name] = run_stages(ctx, ["ingest"])["ingest"]["image_problems"]
     assert runs == {"default": 1, "no_check": 0, "sample": 0}
+
+
+@pytest.mark.parametrize("table, said, field, value", [
+    # before: ignored, and every image opened
+    ({"check_image": False}, "unknown [stages.ingest] setting 'check_image' (allowed: "
+     "check_images, image_sample)", "stages.ingest", "check_image"),
+    ({"image_samples": 2}, "unknown [stages.ingest] setting 'image_samples' (allowed: "
+     "check_images, image_sample)", "stages.ingest", "image_samples"),
+    # before: bool("false") is true, so every image was opened
+    ({"check_images": "false"}, "[stages.ingest] check_images must be true or false, "
+     "got 'false'", "stages.ingest.check_images", "false"),
+    ({"check_images": 0}, "[stages.ingest] check_images must be true or false, got 0",
+     "stages.ingest.check_images", 0),
+    ({"check_images": None}, "[stages.ingest] check_images must be true or false, got None",
+     "stages.ingest.check_images", None),
+    # before: opened no image and flagged every row with a path usable
+    ({"image_sample": 0}, "[stages.ingest] image_sample must be a whole number >= 1, got 0",
+     "stages.ingest.image_sample", 0),
+    # before: numpy's ValueError, once the stage had started
+    ({"image_sample": -3}, "[stages.ingest] image_sample must be a whole number >= 1, "
+     "got -3", "stages.ingest.image_sample", -3),
+    # before: TypeErrors from numpy and from comparing a string with the row count
+    ({"image_sample": 2.5}, "[stages.ingest] image_sample must be a whole number >= 1, "
+     "got 2.5", "stages.ingest.image_sample", 2.5),
+    ({"image_sample": "ten"}, "[stages.ingest] image_sample must be a whole number >= 1, "
+     "got 'ten'", "stages.ingest.image_sample", "ten"),
+    # before: opened one image
+    ({"image_sample": True}, "[stages.ingest] image_sample must be a whole number >= 1, "
+     "got True", "stages.ingest.image_sample", True),
+    # a whole number written as a float: refused as every stage's whole-number setting
+    # is (features.settings.check_settings); before, a TypeError below the row count
+    ({"image_sample": 2.0}, "[stages.ingest] image_sample must be a whole number >= 1, "
+     "got 2.0", "stages.ingest.image_sample", 2.0),
+])
+def test_a_bad_stage_table_is_refused_before_the_stage_starts(tmp_path, table, said,
+                                                              field, value):
+    from recommender.ingest import check_config
+
+    bdir = tmp_path / "b"
+    _demo(bdir / "source")
+    ctx = _ctx(bdir, source="demo")
+    run_stages(ctx, ["ingest"])                       # a bundle built on a good table
+    manifest = (bdir / "manifest.json").read_text()
+    catalog = (bdir / "catalog.parquet").read_bytes()
+    (bdir / "source" / "images" / "d3.jpg").unlink()  # the stage would run again
+    logs = []
+    ctx = BuildContext(bundle=Bundle.open(bdir), config={
+        **ctx.config, "stages": {"ingest": table}}, log=logs.append)
+    with pytest.raises(InputError) as e:
+        check_config(ctx)
+    assert str(e.value) == said
+    assert (e.value.field, e.value.value) == (field, value)
+    for names in (["ingest"], None):                  # the stage alone, or a whole build
+        with pytest.raises(InputError, match=re.escape(said)):
+            run_stages(ctx, names)
+    assert logs == []                                 # no stage started
+    assert (bdir / "manifest.json").read_text() == manifest
+    assert (bdir / "catalog.parquet").read_bytes() == catalog
+
+
+@pytest.mark.parametrize("table, check, sample", [
+    ({}, True, None), ({"check_images": True}, True, None),
+    ({"check_images": False}, False, None), ({"image_sample": 1}, True, 1),
+    ({"image_sample": None}, True, None),   # JSON's and YAML's null: every image
+    ({"check_images": False, "image_sample": 500}, False, 500),
+])
+def test_a_good_stage_table_is_recorded_as_before(tmp_path, table, check, sample):
+    """The stage's inputs hold ``check_images`` and ``image_sample`` as the stage
+    recorded them before its table was checked (the value, true and null where left
+    out), so a bundle built on a good table stays up to date."""
+    from recommender.ingest import stage_inputs, stage_settings
+
+    bdir = tmp_path / "b"
+    _demo(bdir / "source")
+    ctx = _ctx(bdir, source="demo", stages={"ingest": table})
+    assert stage_settings(ctx) == (check, sample)
+    inputs = stage_inputs(ctx)
+    assert (inputs["check_images"], inputs["image_sample"]) == (check, sample)
+    assert type(inputs["check_images"]) is bool
 
 
 def test_cli_refuses_to_write_its_tables_into_a_bundle(tmp_path, capsys):
