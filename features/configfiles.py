@@ -6,7 +6,9 @@ experiment, two ``stages`` tables in a build config, two ``category`` entries in
 catalogue's column mapping) runs with a value a reader of its top does not see. TOML
 refuses a repeat by its spec; :func:`load_json` and :func:`load_yaml` do the same for
 the other two formats, raising :class:`~features.exceptions.DuplicateKeyError` with the
-key and both lines, for each reader to word in its own error (naming its file).
+key and both lines, for each reader to word in its own error (naming its file). YAML's
+numbers are read as YAML 1.2 (and JSON and TOML) read them: ``1e-3`` is a float, not the
+string YAML 1.1 made of it (:func:`load_yaml`).
 
 They live in ``features``, the bottom of the dependency chain, because both
 ``recommender`` (build configs, column mappings) and ``api`` (experiments and serve
@@ -109,13 +111,32 @@ def _plain(v: Any) -> Any:
     return v
 
 
+#: A YAML 1.2 float (its core schema) that YAML 1.1, which PyYAML follows, reads as a
+#: string: an exponent without a dot (``1e-3``, ``1E3``), an exponent without a sign
+#: (``1.0e3``), a signed leading dot (``-.5``). Plain whole numbers match too but are
+#: ints: the int resolver is asked first.
+YAML12_FLOAT = r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"
+
+
 def load_yaml(text: str) -> Any:
-    """``yaml.safe_load`` refusing a key repeated in one mapping (both lines named).
+    """``yaml.safe_load`` refusing a key repeated in one mapping (both lines named),
+    with YAML 1.2's floats.
 
     A ``<<`` merge is not a repeat: YAML's merge lets the mapping's own keys override
     the merged ones, and the check reads the mapping's own keys only. Syntax errors are
     ``yaml.YAMLError`` as from ``yaml.safe_load``.
+
+    PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent: ``lr:
+    1e-3`` was the string "1e-3", which a setting's check then refused as "must be a
+    number" although JSON, TOML and YAML 1.2 read a number (:data:`YAML12_FLOAT`).
+    Whatever YAML 1.1 reads already is read as before (``1.0e-3``, ints, ``.inf``,
+    ``.nan``), and a quoted ``"1e-3"`` stays a string.
+
+    >>> load_yaml("lr: 1e-3\\nsteps: 1E3\\nquoted: '1e-3'\\nn: 10")
+    {'lr': 0.001, 'steps': 1000.0, 'quoted': '1e-3', 'n': 10}
     """
+    import re
+
     import yaml   # lazily: only YAML files need it
 
     class UniqueKeyLoader(yaml.SafeLoader):
@@ -138,4 +159,7 @@ def load_yaml(text: str) -> Any:
                             f"once", key=key, lines=lines)
             return super().construct_mapping(node, deep=deep)
 
+    # on the subclass only (PyYAML copies the resolvers for it), after YAML 1.1's own
+    UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(YAML12_FLOAT),
+                                          list("-+0123456789."))
     return yaml.load(text, Loader=UniqueKeyLoader)   # a SafeLoader: no arbitrary tags

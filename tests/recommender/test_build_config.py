@@ -714,6 +714,26 @@ def test_a_yaml_config_is_read_and_another_suffix_refused(tmp_path, capsys):
     assert "Traceback" not in err and not (tmp_path / "b2").exists()
 
 
+def test_a_yaml_config_reads_an_exponent_without_a_dot_as_a_number(tmp_path):
+    """Before: PyYAML (YAML 1.1) read ``lr: 1e-3`` as the string "1e-3", and the stage
+    check refused it ("[stages.attributes] lr must be a number, got '1e-3'"), while
+    the same setting in TOML or JSON was read as the number it is."""
+    from features.attributes.train import checked_params
+
+    texts = {"c.yaml": "stages:\n  attributes:\n    lr: 1e-3\n    weight_decay: 5E-5\n",
+             "c.json": '{"stages": {"attributes": {"lr": 1e-3, "weight_decay": 5E-5}}}',
+             "c.toml": "[stages.attributes]\nlr = 1e-3\nweight_decay = 5E-5\n"}
+    read = []
+    for name, text in texts.items():
+        (tmp_path / name).write_text(text)
+        read.append(read_config_file(tmp_path / name))
+    assert read[0] == read[1] == read[2] == {
+        "stages": {"attributes": {"lr": 0.001, "weight_decay": 5e-05}}}
+    params = checked_params(BuildContext(bundle=None, config={
+        "source": "demo", "quick": True, "stages": read[0]["stages"]}))
+    assert (params["lr"], params["weight_decay"]) == (0.001, 5e-05)
+
+
 def test_a_group_sep_no_item_id_contains_stops_a_build_before_the_stage(split_bundle,
                                                                        tmp_path, capsys):
     # before: the split grouped nothing without a word (the demo's ids have no "_"),
