@@ -79,23 +79,38 @@ def read_config_file(path: str | os.PathLike | None) -> dict:
     if not isinstance(cfg, dict):
         raise InputError(f"config file {p} must hold a table of settings, got "
                          f"{type(cfg).__name__}", field="config", value=str(p))
+    check_config_tables(cfg, f"config file {p}")
+    return cfg
+
+
+def check_config_tables(cfg: dict, where: str = "build config") -> None:
+    """InputError naming a key of build config ``cfg`` other than :data:`CONFIG_KEYS`
+    (a typo, ``[stage.graph]`` or ``[graph]``, would otherwise build with the
+    defaults), a ``[stages]`` that is not a table, or a stage table of an unknown
+    stage or that is not a table; ``where`` starts the message (the file). What is
+    in each stage table its stage checks (``check_config``, before the first stage).
+
+    >>> check_config_tables({"stages": {"graph": {"k_visual": 5}}})
+    >>> check_config_tables({"stage": {"graph": {}}})
+    Traceback (most recent call last):
+    ...
+    features.exceptions.InputError: build config: unknown key 'stage' (allowed: dask, stages)
+    """
     for key in cfg:
-        # a typo ([stage.graph], [graph]) would otherwise build with the defaults
         if key not in CONFIG_KEYS:
-            raise InputError(f"config file {p}: unknown key {key!r}", field=key,
+            raise InputError(f"{where}: unknown key {key!r}", field=key,
                              value=key, allowed=CONFIG_KEYS)
     stages = cfg.get("stages", {})
     if not isinstance(stages, dict):
-        raise InputError(f"config file {p}: [stages] must be a table of stage tables, "
+        raise InputError(f"{where}: [stages] must be a table of stage tables, "
                          f"got {stages!r}", field="stages", value=stages)
     for name, table in stages.items():
         if name not in STAGE_NAMES:
-            raise InputError(f"config file {p}: unknown stage {name!r} in [stages]",
+            raise InputError(f"{where}: unknown stage {name!r} in [stages]",
                              field="stages", value=name, allowed=STAGE_NAMES)
         if not isinstance(table, dict):
-            raise InputError(f"config file {p}: [stages.{name}] must be a table, got "
+            raise InputError(f"{where}: [stages.{name}] must be a table, got "
                              f"{table!r}", field=f"stages.{name}", value=table)
-    return cfg
 
 
 def source_stage_defaults(source: str, quick: bool = False) -> dict[str, dict]:
@@ -352,7 +367,11 @@ def plan_build(out: str | os.PathLike, *, source: str = "demo",
 
 def _build_settings(*, source: str, data, mapping, quick: bool, engine: str,
                     overrides: dict | None, holdout: float | None):
-    """The checked settings of a build: its ``[stages]`` tables and its data folder."""
+    """The checked settings of a build: its ``[stages]`` tables and its data folder.
+    ``overrides`` given from Python are checked as a config file's are (a key other
+    than ``stages`` and ``dask``, an unknown stage: ignored before)."""
+    if overrides:
+        check_config_tables(overrides)
     if source not in SOURCES:
         raise InputError(f"unknown source {source!r}", field="source", value=source,
                          allowed=SOURCES)

@@ -84,6 +84,26 @@ def test_a_config_that_is_not_stage_tables_is_refused_by_name(tmp_path, capsys, 
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("overrides, said", [
+    ({"stage": {"graph": {"k_visual": 5}}},
+     "build config: unknown key 'stage' (allowed: dask, stages)"),
+    ({"stages": {"ingset": {"check_images": False}}},
+     "build config: unknown stage 'ingset' in [stages] (allowed: ingest, split,"),
+    ({"stages": {"graph": 5}}, "build config: [stages.graph] must be a table, got 5"),
+])
+def test_overrides_from_python_are_checked_as_a_config_file_is(tmp_path, overrides, said):
+    # before: build_bundle(overrides=...) ignored a key other than stages and dask and a
+    # table of an unknown stage, and built with the defaults
+    from recommender.build import plan_build
+
+    for call in (build_bundle, plan_build):
+        with pytest.raises(InputError) as e:
+            call(tmp_path / "b", quick=True, items=20, stages=["ingest"],
+                 overrides=overrides)
+        assert str(e.value).startswith(said), str(e.value)
+    assert not (tmp_path / "b").exists()
+
+
 def test_a_json_config_must_be_an_object(tmp_path):
     f = tmp_path / "c.json"
     f.write_text("[1, 2]")
