@@ -160,6 +160,6 @@ def load_yaml(text: str) -> Any:
             return super().construct_mapping(node, deep=deep)
 
     # on the subclass only (PyYAML copies the resolvers for it), after YAML 1.1's own
-    UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(YAML12_FLOAT),
-                                          list("-+0123456789."))
+    UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                          re.compile(YAML12_FLOAT), list("-+0123456789."))
     return yaml.load(text, Loader=UniqueKeyLoader)   # a SafeLoader: no arbitrary tags
