@@ -159,3 +159,12 @@ class BundleBeingBuilt(BundleError):
     """A build is writing the bundle right now (its process holds the write lock):
     it loads once that build finishes. Not a fault to alert on, unlike a bundle a
     build left half-written (a plain :class:`BundleError`)."""
+
+
+class MeantOtherwiseThen(Exception):
+    """Raised by a stage's ``stage_inputs`` while it spells its settings as earlier code
+    did (:func:`features.settings.settings_spelled`), when the same settings trained
+    otherwise then: ``lgb_params = {eta = 0.2}``, which LightGBM ignored under the
+    compatibility model's own ``learning_rate`` until aliases were read as their
+    parameters. A record made then on them is not current (the pipeline runs the
+    stage). Not a MixmatchError: the pipeline catches it, no user sees it."""

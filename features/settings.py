@@ -13,7 +13,9 @@ from ``recommender``.
 What a stage records of its table in its inputs (hashed to decide whether it is up to
 date) is :func:`canonical_settings` of it: one spelling for each value, so that
 ``lr = 1`` and ``lr = 1.0``, or a key stated at its default and left out, do not rerun
-a stage that took half an hour.
+a stage that took half an hour. Each time stages came to record more spellings alike,
+the way before stayed readable (:data:`SPELLINGS`, :func:`settings_spelled`), so a
+bundle recorded that way stays up to date.
 
 Examples
 --------
@@ -279,7 +281,7 @@ def canonical_settings(settings: Mapping[str, Any], defaults: Mapping[str, Any],
     ...                    nested={"style": {"dim": 16, "lr": 3e-3}})
     {}
     """
-    if _AS_WRITTEN.get():
+    if not spelled_since(ONE_SPELLING):
         return dict(settings)
     words = words or {}
     nested = nested or {}
@@ -301,27 +303,82 @@ def canonical_settings(settings: Mapping[str, Any], defaults: Mapping[str, Any],
     return out
 
 
-#: Set by :func:`settings_as_written`.
-_AS_WRITTEN: contextvars.ContextVar[bool] = contextvars.ContextVar("settings_as_written",
-                                                                  default=False)
+#: How stages have spelled their settings in the inputs they record, oldest first: an
+#: index here is what :func:`settings_spelled` takes, and the last is how they record
+#: them now. A record made under an earlier one, on the same settings, is current
+#: (recommender.pipeline.recorded_earlier), so a new spelling reruns no stage.
+SPELLINGS = (
+    # before canonical_settings: each table as written
+    "as written",
+    # canonical_settings: whole numbers as ints, words, keys at their default left out,
+    # nested tables the same
+    "one spelling per value",
+    # besides, a key under one name (an lgb_params alias as its LightGBM parameter) and
+    # a value the stage derives from its data left out when stated at it (the
+    # catalogue's default heads; no grouping, ``group_sep = ""``, where that is the
+    # source's)
+    "one name per key",
+)
+#: Indexes of :data:`SPELLINGS`.
+AS_WRITTEN, ONE_SPELLING, ONE_NAME = range(len(SPELLINGS))
+#: How stages record their settings now.
+SPELLING = len(SPELLINGS) - 1
+
+#: Set by :func:`settings_spelled`.
+_SPELLING: contextvars.ContextVar[int] = contextvars.ContextVar("settings_spelled",
+                                                                default=SPELLING)
 
 
 @contextlib.contextmanager
-def settings_as_written():
-    """Within it, :func:`canonical_settings` returns each table as written: the inputs
-    a stage recorded before it recorded its settings one way. The pipeline takes a
-    record of those as current (a bundle built on ``lr = 1.0`` before stays up to date
-    with its config) and records the new way from then on.
+def settings_spelled(spelling: int):
+    """Within it, stages record their settings as they did under ``spelling`` (an
+    index of :data:`SPELLINGS`): :func:`canonical_settings` returns each table as
+    written under :data:`AS_WRITTEN`, and a stage leaves out what it came to leave out
+    later (:func:`spelled_since`). The pipeline takes a record made so, on these
+    settings, as current and records the new way from then on.
 
-    >>> with settings_as_written():
+    >>> with settings_spelled(AS_WRITTEN):
     ...     canonical_settings({"lr": 1.0, "epochs": 2}, {"epochs": 2})
     {'lr': 1.0, 'epochs': 2}
     """
-    token = _AS_WRITTEN.set(True)
+    if not (isinstance(spelling, int) and 0 <= spelling < len(SPELLINGS)):
+        raise ValueError(f"spelling must be an index of SPELLINGS (0 to "
+                         f"{len(SPELLINGS) - 1}), got {spelling!r}")
+    token = _SPELLING.set(spelling)
     try:
         yield
     finally:
-        _AS_WRITTEN.reset(token)
+        _SPELLING.reset(token)
+
+
+def settings_as_written():
+    """:func:`settings_spelled` of :data:`AS_WRITTEN`: the inputs a stage recorded
+    before it recorded its settings one way (a bundle built on ``lr = 1.0`` before
+    stays up to date with its config)."""
+    return settings_spelled(AS_WRITTEN)
+
+
+def spelled_since(spelling: int) -> bool:
+    """Whether stages record their settings as :data:`SPELLINGS` ``[spelling]`` and
+    later ones do (a stage asks before a step that spelling added).
+
+    >>> spelled_since(ONE_NAME), spelled_since(AS_WRITTEN)
+    (True, True)
+    >>> with settings_spelled(ONE_SPELLING):
+    ...     spelled_since(ONE_NAME)
+    False
+    """
+    return _SPELLING.get() >= spelling
+
+
+def same_setting(a: Any, b: Any) -> bool:
+    """Whether two setting values are one once spelled one way
+    (:func:`canonical_value`): ``1`` and ``1.0`` are, ``True`` and ``1`` are not.
+
+    >>> same_setting(1, 1.0), same_setting(True, 1), same_setting([0.5, 2], (0.5, 2.0))
+    (True, False, True)
+    """
+    return _same(canonical_value(a), canonical_value(b))
 
 
 def _same(a: Any, b: Any) -> bool:

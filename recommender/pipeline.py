@@ -8,7 +8,9 @@ Each stage lives in the module that owns its work and exposes two functions:
     stage's record (:func:`kept_inputs`), so that a stage run again says what
     changed (:func:`stage_reason`). Settings go in spelled one way
     (:func:`features.settings.canonical_settings`): ``lr = 1`` and ``lr = 1.0``, or a
-    key stated at its default and left out, are the same inputs.
+    key stated at its default and left out, are the same inputs; a record made when
+    they were spelled otherwise, on the same settings, is current
+    (:func:`recorded_earlier`).
 ``run_stage(ctx) -> dict``
     Does the work and returns ``{"outputs": [paths relative to the bundle],
     "metrics": {...}}``.
@@ -69,7 +71,8 @@ import time
 from pathlib import PurePath
 from typing import Any, Callable
 
-from features.exceptions import BundleError, InputError, MixmatchError, StageNotAvailable
+from features.exceptions import (BundleError, InputError, MeantOtherwiseThen, MixmatchError,
+                                 StageNotAvailable)
 from recommender.bundle import Bundle, json_hash
 
 
@@ -200,11 +203,12 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
         inputs_hash = json_hash({"stage": stage.name, "inputs": inputs})
         rec = ctx.bundle.stage_record(stage.name)
         reason = stage_reason(ctx, stage.name, inputs_hash, inputs)
-        written = reason and recorded_as_written(ctx, stage.name, module, inputs_hash)
+        written = reason and recorded_earlier(ctx, stage.name, module, inputs_hash)
         if written:
-            # recorded before its settings were recorded one way, on these settings
-            # as written: current unless forced or an output was replaced, and
-            # recorded the new way from now on
+            # recorded by earlier code on these settings, spelled as it spelled them
+            # (as written, or before aliases and derived defaults were one way):
+            # current unless forced or an output was replaced, and recorded the new
+            # way from now on
             reason = stage_reason(ctx, stage.name, written)
             if reason is None:
                 rec["inputs_hash"] = inputs_hash
@@ -446,24 +450,32 @@ def data_moved(ctx: BuildContext, name: str, module, inputs: Any) -> list[str] |
             if k in inputs and then[k] != inputs[k]]
 
 
-def recorded_as_written(ctx: BuildContext, name: str, module, inputs_hash: str
-                        ) -> str | None:
+def recorded_earlier(ctx: BuildContext, name: str, module, inputs_hash: str
+                     ) -> str | None:
     """The inputs hash stage ``name`` recorded, when it is not ``inputs_hash`` (its
-    ``stage_inputs`` now) but the hash of the same inputs with the settings as
-    written (:func:`features.settings.settings_as_written`): a record made before
-    stages recorded their settings one way, on these very settings (``lr = 1.0``, a
-    key stated at its default), which would otherwise rerun once for a spelling.
-    None otherwise. Whether the stage is current is then :func:`stage_reason` of that
-    hash (forced, or an output replaced since, it still runs)."""
-    from features.settings import settings_as_written
+    ``stage_inputs`` now) but the hash of the same inputs with the settings spelled as
+    earlier code recorded them (:data:`features.settings.SPELLINGS`: as written, or
+    one spelling per value before aliases and derived defaults were): a record made
+    then, on these very settings (``lr = 1.0``, a key stated at its default, the
+    default heads written out), which would otherwise rerun once for a spelling.
+    None otherwise, and for a spelling under which these settings trained otherwise
+    then (the stage raises :class:`~features.exceptions.MeantOtherwiseThen`).
+    Whether the stage is current is then :func:`stage_reason` of that hash (forced,
+    or an output replaced since, it still runs)."""
+    from features.settings import SPELLING, settings_spelled
 
     rec = ctx.bundle.stage_record(name)
     if rec is None or rec.get("inputs_hash") == inputs_hash:
         return None
-    with settings_as_written():
-        written = json_hash({"stage": name, "inputs": module.stage_inputs(ctx)})
-    return (written if written != inputs_hash and rec.get("inputs_hash") == written
-            else None)
+    for spelling in range(SPELLING - 1, -1, -1):    # the latest first: the likeliest
+        try:
+            with settings_spelled(spelling):
+                then = json_hash({"stage": name, "inputs": module.stage_inputs(ctx)})
+        except MeantOtherwiseThen:
+            continue
+        if then != inputs_hash and rec.get("inputs_hash") == then:
+            return then
+    return None
 
 
 def plan_stages(ctx: BuildContext, names: list[str] | None = None, *,
@@ -525,8 +537,8 @@ def _plan(ctx: BuildContext, names: list[str] | None, before: str | None
                 continue
             inputs_hash = json_hash({"stage": stage.name, "inputs": inputs})
             reason = stage_reason(ctx, stage.name, inputs_hash, inputs)
-            written = reason and recorded_as_written(ctx, stage.name, module,
-                                                     inputs_hash)
+            written = reason and recorded_earlier(ctx, stage.name, module,
+                                                  inputs_hash)
             if written:
                 reason = stage_reason(ctx, stage.name, written)
             moved = (data_moved(ctx, stage.name, module, inputs)
@@ -687,7 +699,7 @@ def out_of_date_after(ctx: BuildContext, ran: list[str]) -> list[str]:
         inputs_hash = json_hash({"stage": stage.name, "inputs": inputs})
         if ctx.bundle.stage_is_current(stage.name, inputs_hash):
             continue
-        written = recorded_as_written(ctx, stage.name, module, inputs_hash)
+        written = recorded_earlier(ctx, stage.name, module, inputs_hash)
         if written and ctx.bundle.stage_is_current(stage.name, written):
             continue
         if data_moved(ctx, stage.name, module, inputs) is None:

@@ -7,9 +7,11 @@ import json
 import pytest
 
 from features.exceptions import InputError
-from features.settings import (canonical_settings, canonical_value, check_settings,
+from features.settings import (AS_WRITTEN, ONE_NAME, ONE_SPELLING, SPELLING, SPELLINGS,
+                               canonical_settings, canonical_value, check_settings,
                                check_value, parameter_defaults, parameter_kinds,
-                               settings_as_written)
+                               same_setting, settings_as_written, settings_spelled,
+                               spelled_since)
 
 
 def json_hash(obj) -> str:
@@ -164,3 +166,32 @@ def test_settings_as_written_records_every_table_as_before():
     with settings_as_written():
         assert canonical_settings(table, DEFAULTS) == table
     assert canonical_settings(table, DEFAULTS) == {"lr": 1, "budget": None}
+
+
+def test_each_earlier_spelling_is_readable_and_the_latest_is_the_current_one():
+    """A stage asks :func:`spelled_since` before a step a later spelling added, so the
+    pipeline can recompute what earlier code recorded (and find a bundle it built up
+    to date): as written, then one spelling per value, then one name per key."""
+    table = {"lr": 1.0, "rate": 0.1, "budget": None}
+    assert SPELLINGS[SPELLING] == "one name per key" and SPELLING == ONE_NAME
+    assert spelled_since(ONE_NAME) and spelled_since(AS_WRITTEN)
+    with settings_spelled(ONE_SPELLING):
+        assert spelled_since(ONE_SPELLING) and not spelled_since(ONE_NAME)
+        assert canonical_settings(table, DEFAULTS) == {"lr": 1, "budget": None}
+    with settings_spelled(AS_WRITTEN):
+        assert not spelled_since(ONE_SPELLING)
+        assert canonical_settings(table, DEFAULTS) == table
+    assert spelled_since(ONE_NAME)                    # back to the current one after
+    for bad in (-1, len(SPELLINGS), "as written"):
+        with pytest.raises(ValueError, match="spelling must be an index of SPELLINGS"):
+            with settings_spelled(bad):
+                pass
+
+
+@pytest.mark.parametrize("one, other, same", [
+    (1, 1.0, True), (0.5, 0.5, True), ([1, 2], (1.0, 2), True), ("a", "a", True),
+    (True, 1, False), (0, False, False), (1, 1.5, False), ("1", 1, False),
+    ({"a": 1.0}, {"a": 1}, True), ([1, 2], [2, 1], False),
+])
+def test_same_setting_compares_values_spelled_one_way(one, other, same):
+    assert same_setting(one, other) is same and same_setting(other, one) is same

@@ -8,7 +8,7 @@ from features.exceptions import BundleError, InputError, NotFoundError, StageNot
 from recommender import pipeline
 from recommender.bundle import BUNDLE_SCHEMA_VERSION, SERVING_DIR, Bundle
 from recommender.pipeline import BuildContext, Stage, run_stages
-from tests.recommender import counting_stage, refusing_stage
+from tests.recommender import counting_stage, refusing_stage, spelling_stage
 
 
 @pytest.fixture
@@ -954,6 +954,49 @@ def test_a_record_of_settings_as_written_before_is_current_and_recorded_one_way(
     assert ("[graph] inputs changed since it ran: stage.lr 1 -> 2; running it again"
             in logs)
     assert spelling == [written, {"lr": 2}]
+
+
+def test_a_record_of_every_earlier_spelling_is_current_unless_it_meant_otherwise(
+        tmp_path, spelling, monkeypatch):
+    """Records made under each earlier spelling (features.settings.SPELLINGS) on these
+    settings are current: ``rate = 1.0`` as written, and as ``{"rate": 1}`` one
+    spelling per value, before ``rate`` was recorded as ``lr``; the next build records
+    them as ``lr`` without running the stage. A record made on settings that meant
+    another thing then (the stage raises MeantOtherwiseThen under that spelling) is
+    not: the stage runs, saying what changed."""
+    from features.settings import AS_WRITTEN, ONE_SPELLING, settings_spelled
+    from recommender.pipeline import plan_stages
+
+    for n, spelled in enumerate((AS_WRITTEN, ONE_SPELLING)):
+        b = Bundle.create(tmp_path / f"b{n}", source="demo", image_root=None)
+        with settings_spelled(spelled):
+            run_stages(BuildContext(bundle=b, config=_spelled({"rate": 1.0}),
+                                    log=lambda m: None))
+        old = Bundle.open(b.root).stage_record("graph")
+        assert old["inputs"] == {"stage": {"rate": 1.0 if spelled == AS_WRITTEN else 1}}
+        assert plan_stages(BuildContext(bundle=Bundle.open(b.root), config=_spelled(
+            {"rate": 1.0})))[1] == ("graph", "up to date"), spelled
+        logs = []
+        run_stages(BuildContext(bundle=Bundle.open(b.root), config=_spelled({"rate": 1.0}),
+                                log=logs.append))
+        assert "[graph] up to date, skipped" in logs
+        assert Bundle.open(b.root).stage_record("graph")["inputs"] == {"stage": {"lr": 1}}
+        assert plan_stages(BuildContext(bundle=Bundle.open(b.root), config=_spelled(
+            {"lr": 1})))[1] == ("graph", "up to date"), spelled
+    assert len(spelling) == 2
+    b = Bundle.create(tmp_path / "meant", source="demo", image_root=None)
+    with settings_spelled(AS_WRITTEN), monkeypatch.context() as before:
+        before.setattr(spelling_stage, "IGNORED_THEN", ())
+        run_stages(BuildContext(bundle=b, config=_spelled({"steps": 3}),
+                                log=lambda m: None))
+    said = ("inputs changed since it ran: stage.epochs (absent) -> 3; "
+            "stage.steps 3 -> (absent)")
+    assert plan_stages(BuildContext(bundle=Bundle.open(b.root), config=_spelled(
+        {"steps": 3})))[1] == ("graph", f"would run: {said}")
+    logs = []
+    run_stages(BuildContext(bundle=Bundle.open(b.root), config=_spelled({"steps": 3}),
+                            log=logs.append))
+    assert len(spelling) == 4 and f"[graph] {said}; running it again" in logs, logs
 
 
 def test_a_record_as_written_is_not_current_when_forced_or_its_output_replaced(
