@@ -40,6 +40,7 @@ True
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import zipfile
@@ -120,6 +121,14 @@ def lightgbm_aliases() -> dict[str, str] | None:
     """``{name or alias: parameter}`` of every parameter this LightGBM knows, from its
     own list (the library's ``LGBM_DumpParamAliases``), or None where this LightGBM
     does not give one (``lgb_params`` names are then left to it)."""
+    table = _lightgbm_alias_table()
+    return None if table is None else dict(table)
+
+
+@functools.lru_cache(maxsize=1)
+def _lightgbm_alias_table() -> dict[str, str] | None:
+    # once per process: the library call and its JSON take ~9 ms, and a build asks
+    # for every stage check and every spelling of the stage's inputs
     try:
         from lightgbm.basic import _ConfigAliases
 
@@ -127,6 +136,37 @@ def lightgbm_aliases() -> dict[str, str] | None:
     except (ImportError, AttributeError):
         return None
     return {alias: name for name, names in table.items() for alias in (name, *names)}
+
+
+def lightgbm_main_names(params: dict, what: str = "lgb_params ") -> dict:
+    """``params`` (LightGBM parameters) with each alias under its parameter's own name
+    (``eta`` as ``learning_rate``, ``reg_lambda`` as ``lambda_l2``), in their order;
+    names this LightGBM does not list are kept as given.
+
+    LightGBM takes a parameter's own name over an alias of it
+    (``{"learning_rate": 0.05, "eta": 0.5}`` trains at 0.05), so an alias in
+    ``lgb_params`` was ignored where the model sets that parameter itself. Two keys
+    naming one parameter are refused, both named (LightGBM warned and took one).
+    ``what`` starts the message.
+
+    >>> lightgbm_main_names({"eta": 0.1, "reg_lambda": 2, "cat_smooth": 5})
+    {'learning_rate': 0.1, 'lambda_l2': 2, 'cat_smooth': 5}
+    >>> lightgbm_main_names({"num_leaves": 7, "max_leaves": 7})
+    Traceback (most recent call last):
+    ...
+    features.exceptions.InputError: lgb_params num_leaves and max_leaves both set LightGBM's num_leaves: give it once
+    """
+    aliases = _lightgbm_alias_table() or {}
+    out: dict = {}
+    given: dict[str, str] = {}
+    for key, value in params.items():
+        name = aliases.get(key, key)
+        if name in given:
+            raise InputError(f"{what}{given[name]} and {key} both set LightGBM's {name}: "
+                             f"give it once", field=key, value=[given[name], key])
+        given[name] = key
+        out[name] = value
+    return out
 
 
 def _sigmoid(x):
@@ -175,7 +215,9 @@ class CompatibilityModel:
     graph_dim : size of the co-occurrence graph vectors (0: none; see
         :func:`recommender.compat.pair_features.graph_vectors`)
     lgb_params : further LightGBM parameters (override the defaults above), e.g.
-        ``{"feature_fraction": 0.5, "cat_smooth": 50}``
+        ``{"feature_fraction": 0.5, "cat_smooth": 50}``; an alias counts as its
+        parameter (``eta`` overrides ``learning_rate``), one parameter named twice
+        is refused
     fitb_ranker : "auto" (fit a second-stage FITB ranker on questions from the
         validation outfits and keep it for :meth:`score_fitb` when its cross-fitted
         validation FITB, mean of mixed and cold, beats the plain aggregate's) or "off"
@@ -237,7 +279,8 @@ class CompatibilityModel:
 
     # -- training ----------------------------------------------------------------------
     def _params(self) -> dict:
-        return {**self._own_params(), **(self.lgb_params or {})}
+        # by main name: an alias beside the model's own setting was ignored by LightGBM
+        return {**self._own_params(), **lightgbm_main_names(self.lgb_params or {})}
 
     def _own_params(self) -> dict:
         """The LightGBM parameters the model sets itself (``lgb_params`` overrides)."""
@@ -253,8 +296,9 @@ class CompatibilityModel:
         model's verbosity -1 LightGBM ignored it without a word), a value that is not a
         LightGBM value (a table), or a value of another kind than the model's own
         setting of that parameter (``cat_smooth = "x"`` was a LightGBMError once
-        training started). Other values' types LightGBM checks itself: it does not
-        list them."""
+        training started), or two keys naming one parameter (``eta`` beside
+        ``learning_rate``: :func:`lightgbm_main_names`). Other values' types LightGBM
+        checks itself: it does not list them."""
         params = self.lgb_params or {}
         if not isinstance(params, dict):
             raise InputError(f"lgb_params must be a table of LightGBM parameters, got "
@@ -264,6 +308,7 @@ class CompatibilityModel:
         if unknown:
             raise InputError(f"unknown LightGBM parameter {unknown[0]!r} in lgb_params (see "
                              f"{LIGHTGBM_PARAMETERS})", field="lgb_params", value=unknown[0])
+        lightgbm_main_names(params, what)   # one parameter named twice: refused
         own = self._own_params()
         scalar = (bool, int, float, str)
         for key, value in params.items():

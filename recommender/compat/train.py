@@ -16,10 +16,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.exceptions import BundleError, InputError
+from features.exceptions import BundleError, InputError, MeantOtherwiseThen
 from features.files import read_bundle_file
-from features.settings import (canonical_settings, check_settings, kinds_of_defaults,
-                               parameter_defaults, parameter_kinds, said_of_stage)
+from features.settings import (ONE_NAME, canonical_settings, check_settings,
+                               kinds_of_defaults, parameter_defaults, parameter_kinds,
+                               said_of_stage, same_setting, spelled_since)
 
 OUTPUTS = ["models/compat.txt", "models/compat.json", "models/cooc.npz"]
 #: Smaller, faster settings for tests and smoke builds (``quick``).
@@ -67,28 +68,55 @@ def recorded_settings(ctx) -> dict:
     ``learning_rate = 1`` or ``1.0`` and a key stated at the value the model uses
     without it (``negatives = "auto"``, ``ranker_params = {folds = 5}``,
     ``style.lr`` at the style tower's, ``lgb_params`` at the model's own LightGBM
-    parameters) do not refit the model. A table already spelled so is recorded as
-    :func:`model_settings` always was.
+    parameters) do not refit the model. ``lgb_params`` keys are recorded under their
+    LightGBM names (``eta`` as ``learning_rate``, as the model trains them:
+    :func:`recommender.compat.model.lightgbm_main_names`). A table already spelled so
+    is recorded as :func:`model_settings` always was.
 
     Nested tables replace the stage's whole (``style = {dim = 16}`` trains the class's
     other style settings, not :data:`STYLE`'s), so each is compared with what the
     model runs with inside it: the class defaults under the model's seed and threads.
+
+    Spelled as before aliases were one name (:func:`features.settings.settings_spelled`),
+    it raises :class:`~features.exceptions.MeantOtherwiseThen` where an alias set a
+    parameter the model sets itself to another value: LightGBM ignored it then.
     """
     from recommender.compat.context import ContextConfig
-    from recommender.compat.model import RANKER_DEFAULTS, CompatibilityModel
+    from recommender.compat.model import (RANKER_DEFAULTS, CompatibilityModel,
+                                          lightgbm_main_names)
     from recommender.compat.style import StyleConfig
 
     base = _stage_base(ctx.config)
     table = stage_settings(ctx.config)
     merged = {**base, **table}
+    own = CompatibilityModel(**merged)._own_params()
+    if "lgb_params" in table:
+        if spelled_since(ONE_NAME):
+            table["lgb_params"] = lightgbm_main_names(table["lgb_params"])
+        else:
+            _ignored_then(table["lgb_params"], own)
     run = {"seed": merged["random_state"], "num_threads": merged["num_threads"]}
     nested = {"style": {**parameter_defaults(StyleConfig), **run},
               "context_params": {**parameter_defaults(ContextConfig), **run},
-              "ranker_params": dict(RANKER_DEFAULTS),
-              "lgb_params": CompatibilityModel(**merged)._own_params()}
+              "ranker_params": dict(RANKER_DEFAULTS), "lgb_params": own}
     defaults = {**parameter_defaults(CompatibilityModel), **base}
     return {**base, **canonical_settings(table, defaults, nested=nested,
                                          keep=ctx.source_defaults("compatibility"))}
+
+
+def _ignored_then(lgb_params: dict, own: dict) -> None:
+    """MeantOtherwiseThen naming an ``lgb_params`` alias of a parameter the model sets
+    itself (``own``) to another value: before aliases were read as their parameters
+    LightGBM took the model's own and ignored it, so a model fitted then on these
+    settings is not what they fit now."""
+    from recommender.compat.model import lightgbm_aliases
+
+    aliases = lightgbm_aliases() or {}
+    for key, value in lgb_params.items():
+        name = aliases.get(key, key)
+        if name != key and name in own and not same_setting(value, own[name]):
+            raise MeantOtherwiseThen(f"lgb_params {key} = {value!r} was ignored then "
+                                     f"(LightGBM took the model's {name} = {own[name]!r})")
 
 
 def stage_settings(config: dict) -> dict:

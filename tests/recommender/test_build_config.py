@@ -441,6 +441,12 @@ def test_every_stages_settings_are_checked_before_the_first_stage_runs(tmp_path,
     ({"lgb_params": {"reg_lambda": True}},        # an alias of lambda_l2, a number
      "[stages.compatibility.lgb_params] reg_lambda must be a number, got True",
      "stages.compatibility.lgb_params.reg_lambda"),
+    ({"lgb_params": {"learning_rate": 0.1, "eta": 0.2}},   # before: LightGBM took one
+     "[stages.compatibility.lgb_params] learning_rate and eta both set LightGBM's "
+     "learning_rate: give it once", "stages.compatibility.lgb_params.eta"),
+    ({"lgb_params": {"min_child_samples": 5, "min_data": 5}},
+     "[stages.compatibility.lgb_params] min_child_samples and min_data both set "
+     "LightGBM's min_data_in_leaf", "stages.compatibility.lgb_params.min_data"),
     ({"lgb_params": {"max_bin_by_feature": {"a": 1}}},
      "[stages.compatibility.lgb_params] max_bin_by_feature must be a number, a string, "
      "true or false, or a list of them", "stages.compatibility.lgb_params.max_bin_by_feature"),
@@ -831,6 +837,17 @@ EQUIVALENT = [
                                          "embedding", "cooccurrence", "style"]}]),
     ("compatibility", True, [{"style": {"dim": 8, "lr": 1}},
                              {"style": {"lr": 1.0, "dim": 8, "hidden": 64}}]),
+    # LightGBM aliases under their parameter's name; at the model's own value left out
+    ("compatibility", True, [{}, {"lgb_params": {"eta": 0.1}},
+                             {"lgb_params": {"shrinkage_rate": 0.1, "colsample_bytree": 0.8,
+                                             "reg_lambda": 1, "random_state": 0,
+                                             "num_leaf": 15, "min_child_samples": 10}}]),
+    ("compatibility", True, [{"lgb_params": {"lambda_l1": 0.5, "num_leaves": 31,
+                                             "feature_fraction": 0.5, "seed": 3}},
+                             {"lgb_params": {"reg_alpha": 0.5, "max_leaves": 31,
+                                             "sub_feature": 0.5, "random_state": 3}},
+                             {"lgb_params": {"random_seed": 3, "l1_regularization": 0.5,
+                                             "colsample_bytree": 0.5, "num_leaf": 31.0}}]),
     ("compatibility", True, [{"context_params": {"dropout": 0, "members": 5}},
                              {"context_params": {"members": 5, "dropout": 0.0,
                                                  "num_threads": 1, "seed": 0}}]),
@@ -862,6 +879,9 @@ DIFFERENT = [
     ("compatibility", True, {}, {"ranker_params": {"folds": 3}}),
     ("compatibility", True, {}, {"lgb_params": {"lambda_l2": 2}}),
     ("compatibility", True, {}, {"negatives": "random"}),
+    ("compatibility", True, {}, {"lgb_params": {"eta": 0.2}}),
+    ("compatibility", True, {"lgb_params": {"reg_alpha": 0.5}},
+     {"lgb_params": {"reg_lambda": 0.5}}),
 ]
 
 

@@ -248,6 +248,53 @@ def test_nested_settings_are_refused_before_any_training(settings, said):
                                            pd.DataFrame({"outfit_id": [], "item_id": []}))
 
 
+@pytest.mark.parametrize("lgb_params, both", [
+    ({"eta": 0.1, "learning_rate": 0.1}, ["eta", "learning_rate"]),
+    ({"num_leaf": 31, "max_leaves": 31}, ["num_leaf", "max_leaves"]),
+    ({"reg_lambda": 1.0, "lambda_l2": 2.0}, ["reg_lambda", "lambda_l2"]),
+    ({"seed": 1, "cat_smooth": 5, "random_state": 1}, ["seed", "random_state"]),
+])
+def test_one_lightgbm_parameter_named_twice_is_refused_naming_both(lgb_params, both):
+    # before: passed on to LightGBM, which warned and took one of them (its own name's)
+    with pytest.raises(InputError) as e:
+        CompatibilityModel(lgb_params=lgb_params)._validate_params()
+    assert str(e.value).startswith(f"lgb_params {both[0]} and {both[1]} both set "
+                                   f"LightGBM's "), str(e.value)
+    assert e.value.value == both and e.value.field == both[1]
+
+
+def test_an_lgb_params_alias_trains_as_the_parameter_it_names():
+    """LightGBM takes a parameter's own name over an alias, and the model always sets
+    ``learning_rate``, ``num_leaves``, ``lambda_l2``, ``seed``... itself: before,
+    ``lgb_params = {eta = 0.5}`` was ignored (the booster trained at 0.05) while
+    ``{learning_rate = 0.5}`` was not. Now the alias is its parameter."""
+    import lightgbm as lgb
+
+    from recommender.compat.model import lightgbm_aliases, lightgbm_main_names
+
+    own = CompatibilityModel()._own_params()
+    assert all(lightgbm_aliases()[k] == k for k in own)    # the model's own: main names
+    assert lightgbm_main_names({"eta": 0.5, "min_child_samples": 9, "sub_feature": 0.5,
+                                "reg_lambda": 2, "random_state": 3, "num_leaf": 5,
+                                "cat_smooth": 5}) == {
+        "learning_rate": 0.5, "min_data_in_leaf": 9, "feature_fraction": 0.5,
+        "lambda_l2": 2, "seed": 3, "num_leaves": 5, "cat_smooth": 5}
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 4))
+    y = (x[:, 0] + rng.normal(size=400) > 0).astype(int)
+
+    def predictions(model):
+        params = {**model._params(), "force_row_wise": True}
+        return lgb.train(params, lgb.Dataset(x, y), num_boost_round=3).predict(x[:20])
+
+    by_alias = predictions(CompatibilityModel(lgb_params={"eta": 0.5, "num_leaf": 4}))
+    by_name = predictions(CompatibilityModel(lgb_params={"learning_rate": 0.5,
+                                                         "num_leaves": 4}))
+    default = predictions(CompatibilityModel())
+    np.testing.assert_array_equal(by_alias, by_name)
+    assert not np.allclose(by_alias, default)
+
+
 def test_fitb_scores_by_mean_probability_or_mean_log_odds(fitted):
     _, _, _, model = fitted
     q, ans = [0, 70], [130, 131]
