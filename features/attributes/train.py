@@ -65,9 +65,10 @@ from features.attributes.taxonomy import Taxonomy
 from features.exceptions import BundleError, InputError
 from features.fashionai.schema import ATTRIBUTE_TASKS
 from features.files import read_bundle_file
-from features.settings import (TIME_BUDGET_WORDS, canonical_settings, check_settings,
-                               check_size, check_time_budget, parameter_defaults,
-                               parameter_kinds, said_of_stage, spelled)
+from features.settings import (ONE_NAME, TIME_BUDGET_WORDS, canonical_settings,
+                               check_settings, check_size, check_time_budget,
+                               parameter_defaults, parameter_kinds, said_of_stage,
+                               spelled, spelled_since)
 from features.source_files import ATTRIBUTE_DIR, KEYPOINTS_CSV, build_config, source_file
 
 #: ``keypoints_csv`` stated at the bundle's own source file: for a build on the bundle's
@@ -101,6 +102,10 @@ REGION_MODES = ("auto", "detail", "none", "off", True, False)
 REGION_WORDS = {"regions": ((True, "auto"), (False, "none"), ("off", "none"))}
 #: AttributeModel parameters the stage sets itself (the seed is the build's).
 _SET_BY_STAGE = ("taxonomy", "random_state", "verbose")
+
+#: ``group_sep`` of no grouping (:func:`_group_sep`: the default of every source but
+#: MANGO, whose ids group by "-").
+NO_GROUPING = ""
 
 #: Catalogue columns tried as heads when the stage config names none.
 DEFAULT_HEAD_CANDIDATES = ("subcategory", "product_type", "colour", "material", "pattern")
@@ -524,9 +529,17 @@ def recorded_settings(ctx) -> dict[str, Any]:
     for each setting (:func:`features.settings.canonical_settings`), so that
     ``label_smoothing = 0`` or ``0.0``, ``time_budget_s = "none"`` or null,
     ``regions = false`` or ``"off"``, and a key stated at the value the stage uses
-    without it (``dropout = 0.2``, ``regions = "auto"``, ``preset = "base"``) do not
-    retrain the network. The source's own settings (MANGO's recipe) are recorded
-    whatever their value, as before, so its bundles stay up to date.
+    without it (``dropout = 0.2``, ``regions = "auto"``, ``preset = "base"``, the
+    heads it picks from the catalogue in their order, ``group_sep = ""`` where the
+    source groups nothing) do not retrain the network. The source's own settings
+    (MANGO's recipe) are recorded whatever their value, as before, so its bundles
+    stay up to date.
+
+    Heads in another order are another network (each head's layer is drawn from the
+    seeded generator in that order, and the taxonomy keeps it), so they are recorded.
+    ``group_sep = ""`` and no ``group_sep`` group nothing alike
+    (:func:`features.attributes.data.group_keys`); for MANGO, whose ids are grouped
+    by ``"-"``, ``""`` is another split.
 
     A table already spelled so is recorded as it is (``stage_inputs`` recorded the
     table as written before).
@@ -538,12 +551,32 @@ def recorded_settings(ctx) -> dict[str, Any]:
     regions = spelled("regions", cfg.get("regions", "auto"), REGION_WORDS)
     defaults = {**parameter_defaults(AttributeModel, leave_out=_SET_BY_STAGE),
                 **_stage_base(quick),
-                "group_sep": "-" if ctx.source == "mango" else None,
+                "group_sep": ("-" if ctx.source == "mango" else
+                              NO_GROUPING if spelled_since(ONE_NAME) else None),
                 "cache": str(ctx.bundle.path("cache")), "regions": "auto",
                 "region_size": _region_size(regions, quick),
                 "keypoints_csv": KEYPOINTS_DEFAULT, "descriptors": False}
+    if "heads" in cfg and spelled_since(ONE_NAME):
+        heads = catalogue_default_heads(ctx.bundle)
+        if heads is not None:   # before the ingest: recorded as written
+            defaults["heads"] = heads
     return canonical_settings(cfg, defaults, keep=ctx.source_defaults("attributes"),
                               words={**TIME_BUDGET_WORDS, **REGION_WORDS})
+
+
+def catalogue_default_heads(bundle) -> list[str] | None:
+    """The heads the stage trains on ``bundle``'s catalogue where ``heads`` is left
+    out (:func:`_default_heads`), read from the columns that may be heads only; None
+    when the catalogue is not ingested yet."""
+    import pyarrow.parquet as pq
+
+    path = bundle.path("catalog.parquet")
+    if not path.is_file():
+        return None
+    names = read_bundle_file(path, pq.read_schema).names
+    columns = [c for c in (*DEFAULT_HEAD_CANDIDATES, *ATTRIBUTE_TASKS) if c in names]
+    return _default_heads(read_bundle_file(path, lambda p: pd.read_parquet(
+        p, columns=columns)))
 
 
 def label_keypoints_csv(bundle, config: dict | None = None) -> Path:

@@ -3,6 +3,7 @@ config files refused by name when they are not tables of stage tables."""
 import tomllib
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from api.cli import main
@@ -848,6 +849,7 @@ EQUIVALENT = [
                                              "sub_feature": 0.5, "random_state": 3}},
                              {"lgb_params": {"random_seed": 3, "l1_regularization": 0.5,
                                              "colsample_bytree": 0.5, "num_leaf": 31.0}}]),
+    ("attributes", True, [{}, {"group_sep": ""}]),     # demo: no grouping either way
     ("compatibility", True, [{"context_params": {"dropout": 0, "members": 5}},
                              {"context_params": {"members": 5, "dropout": 0.0,
                                                  "num_threads": 1, "seed": 0}}]),
@@ -882,6 +884,7 @@ DIFFERENT = [
     ("compatibility", True, {}, {"lgb_params": {"eta": 0.2}}),
     ("compatibility", True, {"lgb_params": {"reg_alpha": 0.5}},
      {"lgb_params": {"reg_lambda": 0.5}}),
+    ("attributes", True, {}, {"group_sep": "D"}),
 ]
 
 
@@ -890,6 +893,52 @@ def test_a_genuinely_different_setting_still_changes_the_hash(empty_bundle, stag
                                                                one, other):
     assert (_inputs_hash(empty_bundle, stage, one, quick=quick)
             != _inputs_hash(empty_bundle, stage, other, quick=quick))
+
+
+def test_the_default_heads_written_out_are_recorded_as_left_out(split_bundle):
+    """``heads`` written as the heads the stage picks from the catalogue without it, in
+    their order, trains the same network: before, its inputs hash differed from the
+    table without it and the stage ran again (on MANGO 27 minutes). Heads in another
+    order are another network (each head's layer is drawn from the seeded generator
+    in turn, and the taxonomy keeps the order), so they, and fewer heads, still do."""
+    from features.attributes.train import _default_heads, catalogue_default_heads
+
+    b = Bundle.open(split_bundle)
+    heads = catalogue_default_heads(b)
+    assert heads == _default_heads(pd.read_parquet(b.path("catalog.parquet")))
+    assert len(heads) >= 3, heads
+    left_out = _inputs_hash(b, "attributes", {})
+    assert _inputs_hash(b, "attributes", {"heads": heads}) == left_out
+    assert _inputs_hash(b, "attributes", {"heads": heads, "dropout": 0.2}) == left_out
+    others = [heads[::-1], heads[1:] + heads[:1], heads[:-1]]
+    hashes = {_inputs_hash(b, "attributes", {"heads": h}) for h in others}
+    assert len(hashes) == len(others) and left_out not in hashes
+    # no catalogue yet (a dry run before the ingest): recorded as written
+    assert catalogue_default_heads(Bundle.create(split_bundle.parent / "none",
+                                                 source="demo", image_root=None)) is None
+
+
+def test_a_group_sep_equal_to_the_sources_own_is_recorded_as_left_out(empty_bundle):
+    """``group_sep = ""`` groups nothing, as leaving it out does on every source but
+    MANGO (the same split, item for item), so it reruns nothing there; MANGO's own
+    "-" left out or written is one setting as before, and ``""`` is another split."""
+    from features.attributes.data import grouped_split
+
+    ids = [f"{m}-{c}" for m in range(30) for c in range(3)]
+    assert grouped_split(ids, seed=3, group_sep="").equals(
+        grouped_split(ids, seed=3, group_sep=None))
+    assert not grouped_split(ids, seed=3, group_sep="-").equals(
+        grouped_split(ids, seed=3, group_sep=""))
+    for quick in (True, False):
+        def rec(table, source):
+            return _inputs_hash(empty_bundle, "attributes", table, source=source,
+                                quick=quick)
+
+        assert rec({"group_sep": ""}, "demo") == rec({}, "demo")
+        assert rec({"group_sep": ""}, "csv") == rec({}, "csv")
+        assert rec({"group_sep": "-"}, "mango") == rec({}, "mango")
+        assert rec({"group_sep": ""}, "mango") != rec({}, "mango")
+        assert rec({"group_sep": "-"}, "demo") != rec({}, "demo")
 
 
 def _canonical_configs():
@@ -910,6 +959,12 @@ def _canonical_configs():
                                           "context_params": {"dropout": 0},
                                           "ranker_params": {"learning_rate": 1},
                                           "lgb_params": {"cat_smooth": 50}}}),
+        # LightGBM's own names, heads and a grouping of the user's: kept as they were
+        ("demo", False, {"attributes": {"heads": ["colour", "subcategory"],
+                                        "group_sep": "_"},
+                         "compatibility": {"lgb_params": {
+                             "lambda_l1": 0.5, "feature_fraction": 0.6, "num_leaves": 31,
+                             "min_data_in_leaf": 20, "seed": 3, "extra_trees": True}}}),
     ]
 
 
@@ -918,16 +973,19 @@ def test_settings_spelled_one_way_already_hash_as_before(empty_bundle, source, q
                                                          stages):
     """The inputs of every stage under the configs bundles are built with (no config,
     MANGO's recipe, ``mixmatch up``'s, the README's) are the ones the code before
-    recorded (:func:`features.settings.settings_as_written`: each table as written),
-    so those bundles stay up to date without the fallback to the old hash."""
-    from features.settings import settings_as_written
+    recorded, under every earlier spelling (:data:`features.settings.SPELLINGS`: each
+    table as written, then one spelling per value), so those bundles stay up to date
+    without the fallback to the old hash."""
+    from features.settings import SPELLING, settings_spelled
 
     for stage in ("attributes", "keypoints", "compatibility"):
         table = stages.get(stage, {})
         now = _inputs_hash(empty_bundle, stage, table, source=source, quick=quick)
-        with settings_as_written():
-            before = _inputs_hash(empty_bundle, stage, table, source=source, quick=quick)
-        assert now == before, (stage, table)
+        for spelling in range(SPELLING):
+            with settings_spelled(spelling):
+                before = _inputs_hash(empty_bundle, stage, table, source=source,
+                                      quick=quick)
+            assert now == before, (stage, table, spelling)
 
 
 SPELLINGS = {
@@ -1003,3 +1061,63 @@ def test_a_bundle_built_before_stays_up_to_date_under_every_spelling(tmp_path, c
             "its inputs\n") in said, said     # it reads the attribute stage's split
     assert ("  compatibility  would run: inputs changed since it ran: "
             "settings.learning_rate 1 -> 0.5\n") in said, said
+
+
+@pytest.mark.slow
+def test_a_bundle_built_on_aliases_and_stated_defaults_stays_up_to_date(tmp_path,
+                                                                        monkeypatch):
+    """A quick demo bundle built by the code before (settings one spelling per value:
+    :data:`features.settings.ONE_SPELLING`) on the catalogue's default heads written
+    out, ``group_sep = ""`` and LightGBM aliases: its config finds it up to date, a
+    build records it anew without running a stage, and from then on the heads left
+    out, no ``group_sep`` and LightGBM's own names are current too. Before, those
+    reran the attribute network and the compatibility model (on MANGO 27 and 26-48
+    minutes). Heads in another order still rerun, and so does a record made on an
+    alias LightGBM ignored then (``eta`` beside the model's own ``learning_rate``)."""
+    from features.attributes.train import catalogue_default_heads
+    from features.settings import ONE_SPELLING, settings_spelled
+    from recommender.build import plan_build
+    from recommender.compat import train as compat_train
+
+    out = tmp_path / "b"
+    run = dict(source="demo", items=60, seed=0, quick=True)
+    stages = ["ingest", "split", "attributes", "compatibility"]
+    build_bundle(out, **run, stages=["ingest"], log=lambda m: None)
+    heads = catalogue_default_heads(Bundle.open(out))
+
+    def config(attributes, lgb_params):
+        return {"stages": {"attributes": attributes,
+                           "compatibility": {"lgb_params": lgb_params}}}
+
+    def plan(overrides):
+        return {s: w for s, w in plan_build(out, **run, stages=stages, overrides=overrides)
+                if s != "demo"}
+
+    # quick's own min_data_in_leaf is 10 and feature_fraction 0.8: aliases at those
+    built = config({"heads": heads, "group_sep": ""},
+                   {"reg_alpha": 0.5, "colsample_bytree": 0.8, "min_child_samples": 10})
+    with settings_spelled(ONE_SPELLING):
+        build_bundle(out, **run, stages=stages, log=lambda m: None, overrides=built)
+    assert set(plan(built).values()) == {"up to date"}, plan(built)
+    logs = []
+    build_bundle(out, **run, stages=stages, log=logs.append, overrides=built)
+    assert [m for m in logs if "running it" in m] == [], logs
+    same = config({"dropout": 0.2}, {"lambda_l1": 0.5, "feature_fraction": 0.8})
+    assert set(plan(same).values()) == {"up to date"}, plan(same)
+    other = plan(config({"heads": heads[::-1]}, {"lambda_l1": 0.5}))
+    assert other["attributes"].startswith("would run: inputs changed since it ran: "), other
+    assert 'stage.heads (absent) -> ["sleeve_length_labels", ' in other["attributes"], other
+    assert other["compatibility"].startswith("up to date now; would run after "
+                                             "attributes"), other
+    # LightGBM took the model's learning_rate (quick: 0.1) over eta then; now eta is it.
+    # The code before recorded eta as ONE_SPELLING does, without asking whether it
+    # was ignored (which makes the record of it not current now)
+    eta = config({}, {"eta": 0.3})
+    with settings_spelled(ONE_SPELLING), monkeypatch.context() as before:
+        before.setattr(compat_train, "_ignored_then", lambda lgb_params, own: None)
+        build_bundle(out, **run, stages=["compatibility"], log=lambda m: None,
+                     overrides=eta)
+    assert plan(eta)["compatibility"] == ("would run: inputs changed since it ran: "
+                                          "settings.lgb_params.eta 0.3 -> (absent); "
+                                          "settings.lgb_params.learning_rate (absent) "
+                                          "-> 0.3"), plan(eta)
