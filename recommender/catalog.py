@@ -139,6 +139,19 @@ def resolve_image_path(image_path: str, image_root: str | os.PathLike | None) ->
     return p
 
 
+def opened_rows(n_rows: int, image_sample: int | None = None) -> np.ndarray:
+    """The rows whose image :func:`validate_catalog` opens: every one, or with
+    ``image_sample`` that many, evenly spread (the others are flagged ``image_ok`` when
+    they have a path).
+
+    >>> opened_rows(10, 3).tolist(), len(opened_rows(4, 9))
+    ([0, 4, 9], 4)
+    """
+    if image_sample is not None and image_sample < n_rows:
+        return np.unique(np.linspace(0, n_rows - 1, image_sample).astype(int))
+    return np.arange(n_rows)
+
+
 def validate_catalog(df: pd.DataFrame, image_root: str | os.PathLike | None = None, *,
                      check_images: bool = True,
                      image_sample: int | None = None) -> tuple[pd.DataFrame, CatalogReport]:
@@ -215,9 +228,8 @@ def validate_catalog(df: pd.DataFrame, image_root: str | os.PathLike | None = No
 
     image_ok = np.zeros(len(out), dtype=bool)
     if check_images:
-        idx = np.arange(len(out))
-        if image_sample is not None and image_sample < len(out):
-            idx = np.unique(np.linspace(0, len(out) - 1, image_sample).astype(int))
+        idx = opened_rows(len(out), image_sample)
+        if len(idx) < len(out):
             image_ok[:] = out["image_path"].to_numpy() != ""
             image_ok[idx] = False
         ids = out["item_id"].to_numpy()

@@ -52,7 +52,8 @@ import pandas as pd
 from features.exceptions import BundleError, InputError, NotFoundError
 from features.settings import check_settings
 from features.source_files import source_dir
-from recommender.bundle import MANIFEST, atomic_files, atomic_write_text, file_hash
+from recommender.bundle import (MANIFEST, atomic_files, atomic_write_text, file_hash,
+                                images_gone_from)
 from recommender.bundle import image_fingerprint as _image_fingerprint
 from recommender.catalog import (CATEGORIES, CatalogError, CatalogReport, catalog_summary,
                                  read_user_csv, validate_catalog, validate_outfits)
@@ -314,32 +315,85 @@ def stage_inputs(ctx) -> dict:
     source, data, mapping = _stage_source(ctx)
     files: dict[str, str | None] = {}
     if source == "mango":
-        from recommender.adapters.mango import read_products, source_files
+        from recommender.adapters.mango import source_files
 
         sf = source_files(data)
         for k in ("products", "outfits"):
             files[k] = file_hash(sf[k]) if sf[k].is_file() else None
-        paths = read_products(data)["image_path"] if sf["products"].is_file() else []
-        root = data
     elif source == "csv":
-        from recommender.adapters.generic import load_mapped, source_files
+        from recommender.adapters.generic import source_files
 
         for k, p in source_files(mapping, data).items():
             files[k] = file_hash(p) if p.is_file() else None
-        catalog, _, root = load_mapped(mapping, data)
-        paths = catalog["image_path"]
     else:
         for name in (DEMO_CATALOG, DEMO_OUTFITS):
             p = data / name
             files[name] = file_hash(p) if p.is_file() else None
-        paths = (_read_demo_csv(data / DEMO_CATALOG, "catalogue",
-                                usecols=["image_path"])["image_path"]
-                 if (data / DEMO_CATALOG).is_file() else [])
-        root = data
+    paths, root = _source_images(source, data, mapping)
     return {"source": source, "data": str(data) if data else None,
             "mapping": str(mapping) if mapping else None, "check_images": check,
             "image_sample": sample, "files": files,
             "images": _image_fingerprint(paths, Path(root), ctx.bundle.content_hashes())}
+
+
+def _source_images(source: str, data: Path | None, mapping: Path | None
+                   ) -> tuple[Iterable, Path]:
+    """The ``image_path`` of every row of the source's catalogue, as read (none when
+    the catalogue file is not there), and the folder they are relative to."""
+    if source == "mango":
+        from recommender.adapters.mango import read_products, source_files
+
+        paths = (read_products(data)["image_path"]
+                 if source_files(data)["products"].is_file() else [])
+        root = data
+    elif source == "csv":
+        from recommender.adapters.generic import load_mapped
+
+        catalog, _, root = load_mapped(mapping, data)
+        paths = catalog["image_path"]
+    else:
+        paths = (_read_demo_csv(data / DEMO_CATALOG, "catalogue",
+                                usecols=["image_path"])["image_path"]
+                 if (data / DEMO_CATALOG).is_file() else [])
+        root = data
+    return paths, Path(root)
+
+
+def images_after_run(ctx) -> tuple[Path, str | None]:
+    """The image root this stage records when it runs, and what
+    :meth:`Bundle.images_gone <recommender.bundle.Bundle.images_gone>` will say of the
+    catalogue it writes there (None: its images are there), told before it runs: a
+    build whose image stages would be refused after the ingest refuses before it
+    (:func:`recommender.pipeline.refusal_up_front`), the bundle left as it was. Reads
+    the source's catalogue and looks for its images; opens none.
+
+    The images counted are those the ingest will flag ``image_ok``: every row with a
+    relative path that it does not open (``check_images = false``, or beyond its
+    ``image_sample``), and those it opens and finds. In a bundle that had images
+    every row with a relative path counts: an ingest that opens them all and finds
+    none flags none ``image_ok``, and the image stages after it would replace what
+    they made with results from no image.
+
+    Only the ingest can tell whether an image that is there decodes (it is then not
+    ``image_ok``): counted here as found. So an ingest that opens some of the
+    images (``image_sample``) and finds only such files there is followed by the
+    image stage's own refusal, after the ingest and the split have written.
+    """
+    from recommender.catalog import opened_rows
+
+    source, data, mapping = _stage_source(ctx)
+    paths, root = _source_images(source, data, mapping)
+    root = root.resolve()
+    # spelled as validate_catalog spells them (a missing path "")
+    paths = pd.Series(paths, dtype="string").fillna("").astype(str).tolist()
+    rel = [(i, p) for i, p in enumerate(paths) if p and not os.path.isabs(p)]
+    conf = ctx.stage_config("ingest")
+    if conf.get("check_images", True) and not ctx.bundle.images_had():
+        opened = set(opened_rows(len(paths), conf.get("image_sample")).tolist())
+        if any(os.path.isfile(os.path.join(root, p)) for i, p in rel if i in opened):
+            return root, None   # found, so image_ok: the images are there
+        rel = [(i, p) for i, p in rel if i not in opened]
+    return root, images_gone_from(root, [p for _, p in rel])
 
 
 def _image_root(source: str, data: Path | None, mapping: Path | None) -> Path:

@@ -43,9 +43,17 @@ and, when it reads the catalogue's images, one more:
     the manifest's ``image_root`` says (:meth:`Bundle.images_gone`): a folder
     moved away or unmounted would have the stage see every image missing and
     replace what it made from them (a features table with every row a failed
-    image, an attribute network trained on nothing). It is refused instead,
-    before it writes anything (BundleError, :func:`images_refusal`), naming the
-    folder and the build that records a new place.
+    image, an attribute network trained on nothing). It is refused instead
+    (BundleError, :func:`images_refusal`), naming the folder and the build that
+    records a new place; decided before the run's first stage
+    (:func:`refusal_up_front`), so that an ingest or split before it writes
+    nothing either.
+
+and, when it writes the catalogue and records where its images are, one more:
+
+``images_after_run(ctx) -> (image root, why its images are gone or None)``
+    The image root it records and whether the image stages after it would find
+    the images of the catalogue it writes (the ingest's), told before it runs.
 
 :func:`plan_stages` says what a run would do (``mixmatch build --dry-run``) without
 doing it.
@@ -73,7 +81,7 @@ from typing import Any, Callable
 
 from features.exceptions import (BundleError, InputError, MeantOtherwiseThen, MixmatchError,
                                  StageNotAvailable)
-from recommender.bundle import Bundle, json_hash
+from recommender.bundle import Bundle, images_gone_from, json_hash
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,6 +203,11 @@ def _selected(ctx: BuildContext, names: list[str] | None) -> list[Stage]:
 
 def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
     run = _selected(ctx, names)
+    refused = refusal_up_front(ctx, run, names)
+    if refused is not None:
+        # before the first stage: an ingest or split written, then the image stage
+        # after them refused, would leave a bundle that is neither the old nor the new
+        raise BundleError(refused)
     results: dict[str, dict] = {}
     backfilled = False
     for stage in run:
@@ -237,6 +250,8 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
                 backfilled = True
             results[stage.name] = rec.get("metrics", {})
             continue
+        # decided before the first stage (refusal_up_front); checked again for what
+        # only shows now: images removed, or found not to decode, since then
         refused = images_refusal(ctx, stage.name, module)
         if refused is not None:
             raise BundleError(refused)
@@ -486,37 +501,53 @@ def plan_stages(ctx: BuildContext, names: list[str] | None = None, *,
     only"`` (:func:`data_moved`), or, for a stage current now after one that would
     run, that it runs if that one changes its inputs (they are that stage's
     outputs, unknown until it has run). ``before`` names a step that would run
-    ahead of the stages (the demo catalogue).
+    ahead of the stages (the demo catalogue). A stage reading images whose images
+    would be gone says ``"would be refused: <why>"`` (:func:`images_refusal`) and
+    nothing after it is planned: the run refuses before its first stage
+    (:func:`refusal_up_front`, which decides it with this plan).
 
     Reads only: no lock taken (a dry run beside a running build reports the bundle
     as it stands), no manifest saved, no stage run, and the images hashed for their
-    fingerprint not recorded in the bundle's index (:attr:`Bundle.read_only`). The configs are checked as a
-    run checks them.
+    fingerprint not recorded in the bundle's index (:attr:`Bundle.read_only`). The
+    configs are checked as a run checks them.
     """
+    return _planned(ctx, names, before, ctx.bundle.writer())[0]
+
+
+def _planned(ctx: BuildContext, names: list[str] | None, before: str | None,
+             writer: dict | None) -> tuple[list[tuple[str, str]], str | None]:
+    """:func:`_plan` with the bundle read only and its manifest put back after."""
     read_only, ctx.bundle.read_only = ctx.bundle.read_only, True
     # a stage's relocate() sets the new place in memory, for the stages after it to
     # be planned where the run would read them; put back afterwards
     manifest = copy.deepcopy(ctx.bundle.manifest)
     try:
-        return _plan(ctx, names, before)
+        return _plan(ctx, names, before, writer)
     finally:
         ctx.bundle.read_only = read_only
         ctx.bundle.manifest = manifest
 
 
-def _plan(ctx: BuildContext, names: list[str] | None, before: str | None
-          ) -> list[tuple[str, str]]:
+def _plan(ctx: BuildContext, names: list[str] | None, before: str | None,
+          writer: dict | None) -> tuple[list[tuple[str, str]], str | None]:
+    """The plan of :func:`plan_stages`, and the refusal it ends on (None: none).
+    ``writer``: the process building the bundle now (another build's stage is
+    planned as running), None in a run's own :func:`refusal_up_front`."""
     plan = []
     first = before
-    writer = ctx.bundle.writer()
     building = ctx.bundle.manifest.get("building")
     now = building.get("stage") if isinstance(building, dict) else building
+    #: (image root, why its images are gone or None) once a stage that writes the
+    #: catalogue and records its image root (the ingest's images_after_run) would run
+    after: tuple[Any, str | None] | None = None
     for stage in _selected(ctx, names):
         try:
             module = load_stage_module(stage)
         except StageNotAvailable as exc:
             plan.append((stage.name, f"would stop the build: {exc}"))
             break
+        # after a stage that would run: what it runs on is that stage's outputs
+        later = False
         if ctx.bundle.stage_record(stage.name) is None:
             # nothing recorded to compare: it runs whatever its inputs
             reason = stage_reason(ctx, stage.name, None)
@@ -525,52 +556,130 @@ def _plan(ctx: BuildContext, names: list[str] | None, before: str | None
                 plan.append((stage.name, f"running now (pid {writer.get('pid')}); "
                              f"would run again if that run does not finish"))
                 first = first or stage.name
+                after = after or _images_after(ctx, module, before)
                 continue
+            what = f"would run: {reason}"
         else:
             try:
                 inputs = module.stage_inputs(ctx)
             except (MixmatchError, OSError) as exc:
-                plan.append((stage.name,
-                             f"would run after {first} (its inputs are not there yet)"
-                             if first else f"cannot tell: its inputs cannot be read "
-                             f"now ({exc})"))
-                continue
-            inputs_hash = json_hash({"stage": stage.name, "inputs": inputs})
-            reason = stage_reason(ctx, stage.name, inputs_hash, inputs)
-            written = reason and recorded_earlier(ctx, stage.name, module,
-                                                  inputs_hash)
-            if written:
-                reason = stage_reason(ctx, stage.name, written)
-            moved = (data_moved(ctx, stage.name, module, inputs)
-                     if reason and not ctx.force else None)
-            if reason is not None and hasattr(module, "relocate"):
-                module.relocate(ctx)   # the place the run records, moved or run again
-            if moved is not None:
-                plan.append((stage.name, f"up to date, same content at a new place "
-                             f"({'; '.join(moved)}): would record the new place only"
-                             + (f"; would run after {first} if that changes its inputs"
-                                if first else "")))
-                continue
-        if reason is None:
-            plan.append((stage.name, "up to date" if first is None else
-                         f"up to date now; would run after {first} if that changes "
-                         f"its inputs"))
-            continue
-        refused = images_refusal(ctx, stage.name, module)
-        if refused is not None:
-            # what the run would say, instead of "would run: images.hash ..."; it
-            # stops there, so no stage after it is planned
-            plan.append((stage.name, f"would be refused: {refused}"))
-            break
-        plan.append((stage.name, f"would run: {reason}"))
-        first = first or stage.name
-    return plan
+                inputs, reason = None, None
+                later = first is not None
+                what = (f"would run after {first} (its inputs are not there yet)"
+                        if first else f"cannot tell: its inputs cannot be read now "
+                        f"({exc})")
+            if inputs is not None:
+                inputs_hash = json_hash({"stage": stage.name, "inputs": inputs})
+                reason = stage_reason(ctx, stage.name, inputs_hash, inputs)
+                written = reason and recorded_earlier(ctx, stage.name, module,
+                                                      inputs_hash)
+                if written:
+                    reason = stage_reason(ctx, stage.name, written)
+                moved = (data_moved(ctx, stage.name, module, inputs)
+                         if reason and not ctx.force else None)
+                if reason is not None and hasattr(module, "relocate"):
+                    module.relocate(ctx)   # the place the run records, moved or run again
+                later = first is not None and (reason is None or moved is not None)
+                if moved is not None:
+                    reason = None
+                    what = (f"up to date, same content at a new place "
+                            f"({'; '.join(moved)}): would record the new place only"
+                            + (f"; would run after {first} if that changes its inputs"
+                               if first else ""))
+                elif reason is None:
+                    what = ("up to date" if first is None else f"up to date now; would "
+                            f"run after {first} if that changes its inputs")
+                else:
+                    what = f"would run: {reason}"
+        if reason is not None or later:
+            # it runs, or may after a stage that would run: refused now if its images
+            # would be gone then (they are hashed in its inputs: gone, they change them)
+            refused = images_refusal(ctx, stage.name, module, after)
+            if refused is not None:
+                # what the run would say, instead of "would run: images.hash ..."; it
+                # stops there, so no stage after it is planned
+                plan.append((stage.name, f"would be refused: {refused}"))
+                return plan, refused
+        plan.append((stage.name, what))
+        if reason is not None:
+            first = first or stage.name
+            after = after or _images_after(ctx, module, before)
+    return plan, None
 
 
-def images_refusal(ctx: BuildContext, name: str, module) -> str | None:
+def _images_after(ctx: BuildContext, module, before: str | None
+                  ) -> tuple[Any, str | None] | None:
+    """``module``'s ``images_after_run`` (the ingest's: the image root it records and
+    whether the catalogue it writes has its images there), for a plan in which the
+    stage runs; None for a stage without one. After ``before`` (the demo catalogue
+    generated into the folder the ingest reads, every image with it) or when the
+    stage cannot read its source (it fails before writing, which stops the run), no
+    image is gone."""
+    after = getattr(module, "images_after_run", None)
+    if after is None:
+        return None
+    try:
+        root, gone = after(ctx)
+    except (MixmatchError, OSError):
+        return None, None
+    return root, None if before is not None else gone
+
+
+def refusal_up_front(ctx: BuildContext, run: list[Stage], names: list[str] | None
+                     ) -> str | None:
+    """Why a run of ``run`` (the stages :func:`_selected` of ``names``) must stop
+    before its first stage, or None: a stage reading images that it would reach
+    while they are gone (:func:`images_refusal`). Decided up front, as the dry run
+    decides it (the same :func:`_plan`), so that a refused build leaves the bundle as
+    it was: the ingest and the split before that stage do not run either.
+
+    The images are looked for where the image stages would read them: where the
+    bundle records, or, when the ingest would run or record the new place of its
+    source, in the source's image folder (its ``images_after_run``). The plan is
+    made (every stage's inputs hashed a second time) only when one of those would
+    miss them; a build whose images are there looks for one per place.
+
+    What only the run can tell is left to the check before each image stage (an
+    image that is there and does not decode, images removed while the build runs).
+    """
+    modules = [_module_or_none(stage) for stage in run]
+    reads = [getattr(m, "READS_IMAGES", False) for m in modules]
+    if not any(reads):
+        return None
+    if not _images_may_be_gone(ctx, modules[:reads.index(True)]):
+        return None
+    return _planned(ctx, names, None, None)[1]
+
+
+def _images_may_be_gone(ctx: BuildContext, modules: list) -> bool:
+    """Whether the image stages after ``modules`` (the stages a run has before them)
+    may find their images gone: where the bundle records them, or, should a stage
+    among ``modules`` record its source's image root (the ingest), there, for the
+    bundle's catalogue (the place recorded alone) or the one it would write."""
+    if ctx.bundle.images_gone() is not None:
+        return True
+    for module in modules:
+        root, gone = _images_after(ctx, module, None) or (None, None)
+        if gone is not None or (root is not None and images_gone_from(
+                root, ctx.bundle.images_had()) is not None):
+            return True
+    return False
+
+
+def _module_or_none(stage: Stage):
+    try:
+        return load_stage_module(stage)
+    except StageNotAvailable:
+        return None
+
+
+def images_refusal(ctx: BuildContext, name: str, module,
+                   after: tuple[Any, str | None] | None = None) -> str | None:
     """Why stage ``name`` (its module ``module``) must not run now, or None: it reads
     the catalogue's images (``READS_IMAGES``) and they are not where the bundle
-    says (:meth:`Bundle.images_gone`: its image folder moved away or unmounted).
+    says (:meth:`Bundle.images_gone`: its image folder moved away or unmounted), or,
+    with ``after`` (the image root a stage before it records and why the images of
+    the catalogue it writes are gone, :func:`_images_after`), not there.
     The message names the folder and the build that records a new place without
     rerunning a stage (:func:`relocate_command`).
 
@@ -582,7 +691,8 @@ def images_refusal(ctx: BuildContext, name: str, module) -> str | None:
     """
     if not getattr(module, "READS_IMAGES", False):
         return None
-    gone = ctx.bundle.images_gone()
+    root, gone = after if after is not None else (ctx.bundle.image_root,
+                                                  ctx.bundle.images_gone())
     if gone is None:
         return None
     made = " and replace what it made from them" if ctx.bundle.stage_record(name) else ""
@@ -590,7 +700,7 @@ def images_refusal(ctx: BuildContext, name: str, module) -> str | None:
             f"unmounted? Run now, it would see every image missing{made}; refused "
             f"before writing anything. If the data moved, record its new place without "
             f"rerunning a stage: {relocate_command(ctx.bundle)}; else put the images "
-            f"back in {ctx.bundle.image_root}")
+            f"back in {root}")
 
 
 def relocate_command(bundle: Bundle) -> str:

@@ -1169,6 +1169,127 @@ def test_a_catalogue_without_images_is_not_refused_where_its_folder_is_gone(tmp_
     assert '"n_items": 4, "n_failed": 4' in capsys.readouterr().out
 
 
+def test_a_build_refused_at_an_image_stage_runs_no_stage_before_it(tmp_path, capsys):
+    # before: `--stages split,attributes` with the image folder gone wrote the split
+    # (eval/, the manifest), then refused the attribute stage
+    import shutil
+
+    from api.cli import main
+
+    root, data = _demo_build(tmp_path)
+    shutil.rmtree(data / "images")
+    capsys.readouterr()
+    before = _bundle_state(root)
+    argv = ["build", "--source", "demo", "--data", str(data), "--quick", "--out",
+            str(root), "--stages", "split,attributes"]
+    refusal = (f"stage attributes reads the catalogue's images, and none of the "
+               f"catalogue's 4 images is in the image folder {data}: moved or unmounted?")
+    assert main(argv + ["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert _planned(out, "split") == "would run: not run before"
+    assert _planned(out, "attributes").startswith(f"would be refused: {refusal}")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"mixmatch build: error: {refusal}" in err and "[split]" not in err
+    assert _bundle_state(root) == before
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_a_build_on_a_folder_without_the_images_is_refused_before_its_ingest(tmp_path,
+                                                                            capsys, check):
+    # before: the ingest and the split ran on the catalogue of the folder --data named,
+    # then the attribute stage was refused (check_images false: every image flagged
+    # there) or, the ingest having flagged every image missing, trained on none (while
+    # the dry run said it would be refused): the bundle's catalogue and split replaced
+    import shutil
+
+    from api.cli import main
+    from tests.recommender.test_ingest import _demo
+
+    data = _demo(tmp_path / "data")
+    (data / "demo.json").write_text(json.dumps({"seed": 0, "n_items": 4}))
+    config = tmp_path / "c.toml"
+    config.write_text(f"[stages.ingest]\ncheck_images = {str(check).lower()}\n")
+    root = tmp_path / "B"
+    argv = ["build", "--source", "demo", "--quick", "--config", str(config), "--out",
+            str(root)]
+    assert main(argv + ["--data", str(data), "--stages", "ingest"]) == 0
+    new = tmp_path / "new"   # the tables copied, the images not
+    new.mkdir()
+    for name in ("catalog.csv", "outfits.csv", "demo.json"):
+        shutil.copy(data / name, new)
+    capsys.readouterr()
+    before = _bundle_state(root)
+    refusal = (f"stage attributes reads the catalogue's images, and none of the "
+               f"catalogue's 4 images is in the image folder {new}: moved or unmounted? "
+               f"Run now, it would see every image missing; refused before writing "
+               f"anything.")
+    assert main(argv + ["--data", str(new), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert _planned(out, "ingest").startswith("would run: inputs changed since it ran: "
+                                              "data …")
+    assert _planned(out, "split") == "would run: not run before"
+    assert _planned(out, "attributes").startswith(f"would be refused: {refusal}")
+    assert main(argv + ["--data", str(new)]) == 2
+    err = capsys.readouterr().err
+    assert f"mixmatch build: error: {refusal}" in err
+    assert "[ingest]" not in err and "[split]" not in err
+    assert _bundle_state(root) == before and Bundle.open(root).image_root == data
+
+
+@pytest.fixture
+def ingest_split_images(monkeypatch):
+    """The pipeline's stages, for one test: the real ingest and split, then an image
+    stage (``attributes``: tests.recommender.catalog_images_stage) that records the
+    image root it ran on; its runs returned."""
+    from tests.recommender import catalog_images_stage
+
+    catalog_images_stage.RUNS.clear()
+    monkeypatch.setattr(pipeline, "STAGES", pipeline.STAGES[:2] + (
+        Stage("attributes", "tests.recommender.catalog_images_stage", 0, "images"),))
+    return catalog_images_stage.RUNS
+
+
+def test_an_image_stage_whose_images_the_ingest_finds_runs_and_plans_once(
+        tmp_path, capsys, monkeypatch, ingest_split_images):
+    # the refusal decided before the ingest runs refuses nothing that the images of
+    # the catalogue it writes allow; a build whose images are where the bundle and
+    # the source say is not planned (its inputs hashed twice) to find out
+    import shutil
+
+    from api.cli import main
+
+    plans = []
+    planned = pipeline._planned
+    monkeypatch.setattr(pipeline, "_planned", lambda *a: plans.append(a) or planned(*a))
+    root, data = _demo_build(tmp_path, stages="ingest,split,attributes")
+    assert ingest_split_images == [str(data)] and plans == []
+    # the catalogue changed where it is: ingested, split, and the image stage runs
+    cat = pd.read_csv(data / "catalog.csv", keep_default_na=False)
+    cat.assign(colour="BLACK").to_csv(data / "catalog.csv", index=False)
+    argv = ["build", "--source", "demo", "--quick", "--out", str(root)]
+    assert main(argv + ["--data", str(data)]) == 0
+    assert "[ingest] inputs changed since it ran: files.catalog.csv " in (
+        capsys.readouterr().err)
+    assert ingest_split_images == [str(data)] * 2 and plans == []
+    # moved with its images: the new place recorded, nothing run
+    moved = tmp_path / "moved"
+    shutil.move(data, moved)
+    assert main(argv + ["--data", str(moved)]) == 0
+    assert (f"[attributes] same content at a new place (image_root {data} -> {moved}): "
+            f"recorded the new place; not run again") in capsys.readouterr().err
+    # planned once: where the bundle records them, the images are gone
+    assert ingest_split_images == [str(data)] * 2 and len(plans) == 1
+    assert main(argv + ["--data", str(moved)]) == 0
+    assert len(plans) == 1
+    # a new bundle of a catalogue whose images are all missing: the ingest flags them,
+    # and the image stage runs on the catalogue as ingested (it had no image to lose)
+    shutil.rmtree(moved / "images")
+    assert main(argv + ["--data", str(moved), "--out", str(tmp_path / "B2")]) == 0
+    assert "4 without a usable image" in capsys.readouterr().err
+    assert ingest_split_images[2:] == [str(moved)] and len(plans) == 1
+
+
 @pytest.mark.parametrize("config, says", [
     ({"source": "mango", "data": "/d/mango", "seed": 0, "quick": False},
      "--source mango --data NEWDIR --out B"),
