@@ -42,6 +42,12 @@ def read_config_file(path: str | os.PathLike | None) -> dict:
     """Read a build config (TOML, JSON or YAML, by its suffix: :data:`CONFIG_SUFFIXES`)
     of per-stage overrides; {} when None.
 
+    A bundle's ``manifest.json`` is read as the config its build recorded (its
+    ``config``'s ``stages`` and ``dask`` tables): ``--config B/manifest.json`` builds
+    with B's stage tables, as the build that records B's new data folder must
+    (:func:`recommender.pipeline.relocate_command`), or builds another bundle
+    with them.
+
     A key given twice is refused as TOML refuses it, not read as its last value (what
     ``json.loads`` does: a second ``"stages"`` object dropped the first one's tables).
     YAML is read as the column-mapping and serving configs are (it was parsed as JSON,
@@ -79,6 +85,11 @@ def read_config_file(path: str | os.PathLike | None) -> dict:
     if not isinstance(cfg, dict):
         raise InputError(f"config file {p} must hold a table of settings, got "
                          f"{type(cfg).__name__}", field="config", value=str(p))
+    if p.name == MANIFEST and "schema_version" in cfg:
+        # opened as a bundle: a manifest of another schema, or not shaped as one, is
+        # named as such (BundleError), not as a config with unknown keys
+        recorded = Bundle.open(p.parent).manifest.get("config", {})
+        cfg = {key: recorded[key] for key in CONFIG_KEYS if key in recorded}
     check_config_tables(cfg, f"config file {p}")
     return cfg
 

@@ -81,7 +81,7 @@ from typing import Any, Callable
 
 from features.exceptions import (BundleError, InputError, MeantOtherwiseThen, MixmatchError,
                                  StageNotAvailable)
-from recommender.bundle import Bundle, images_gone_from, json_hash
+from recommender.bundle import MANIFEST, Bundle, images_gone_from, json_hash
 
 
 @dataclasses.dataclass(frozen=True)
@@ -708,8 +708,11 @@ def relocate_command(bundle: Bundle) -> str:
     no stage whose data only moved: its source, ``--data NEWDIR`` (csv: the
     mapping, and the catalogue file if the build named one, under ``NEWDIR``) and the
     options of its build that its stages' inputs hold; ``--config
-    FILE_OF_ITS_STAGE_TABLES`` when the build's ``[stages]`` tables are not the
-    source's defaults (the manifest's ``config.stages`` holds them).
+    BUNDLE/manifest.json`` when the build's ``[stages]`` tables are not the source's
+    defaults: the manifest's ``config.stages`` holds them, and a build reads a
+    manifest given as its config as those tables
+    (:func:`recommender.build.read_config_file`). A build without ``--config`` runs
+    with the source's defaults, not with the tables the bundle recorded.
 
     >>> b = Bundle("b", {"config": {"source": "demo", "items": 60, "seed": 0,
     ...                             "quick": True}})
@@ -719,6 +722,9 @@ def relocate_command(bundle: Bundle) -> str:
     ...                             "stages": {"split": {"test_fraction": 0.0}}}})
     >>> relocate_command(b)
     'mixmatch build --source csv --mapping NEWDIR/m.toml --holdout 0.0 --out b'
+    >>> relocate_command(Bundle("b", {"config": {"source": "demo", "stages": {
+    ...     "attributes": {"epochs": 3}}}}))
+    'mixmatch build --source demo --data NEWDIR --config b/manifest.json --out b'
     >>> relocate_command(Bundle("my bundles/b", {"config": {"source": "demo"}}))
     "mixmatch build --source demo --data NEWDIR --out 'my bundles/b'"
     """
@@ -749,7 +755,7 @@ def relocate_command(bundle: Bundle) -> str:
 
     if stages != source_stage_defaults(source, bool(cfg.get("quick"))):
         # tables a config file set: without them the build would rerun their stages
-        words += ["--config", "FILE_OF_ITS_STAGE_TABLES"]
+        words += ["--config", str(bundle.root / MANIFEST)]
     # quoted: a command to copy, and a bundle's folder may have a space in its name
     return shlex.join(words + ["--out", str(bundle.root)])
 

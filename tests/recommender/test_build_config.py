@@ -157,6 +157,35 @@ def test_a_failed_rebuild_leaves_the_manifest_of_the_existing_bundle(tmp_path):
     assert "split" not in b.manifest["config"]["stages"]
 
 
+def test_a_bundles_manifest_is_read_as_the_config_its_build_recorded(tmp_path):
+    # the config a bundle's build ran with is in its manifest: `--config B/manifest.json`
+    # builds with it (the build named to record B's new data folder, or another bundle)
+    import json
+
+    from features.exceptions import BundleError
+
+    tables = {"graph": {"k_visual": 5}, "split": {"test_fraction": 0.5}}
+    b = Bundle.create(tmp_path / "b", source="mango", image_root=None, config={
+        "source": "mango", "seed": 3, "stages": resolve_stage_config("mango", False, tables),
+        "dask": {"workers": 2}})
+    manifest = b.path("manifest.json")
+    recorded = read_config_file(manifest)
+    assert recorded == {"stages": b.manifest["config"]["stages"], "dask": {"workers": 2}}
+    assert recorded["stages"]["graph"] == {"k_visual": 5}
+    # merged over the source's defaults, as a build merges a config: the tables it had
+    assert resolve_stage_config("mango", False, recorded["stages"]) == b.manifest[
+        "config"]["stages"]
+    # a manifest of another schema is named as such, not read as unknown config keys
+    manifest.write_text(json.dumps({**b.manifest, "schema_version": 99}))
+    with pytest.raises(BundleError, match="has schema_version 99"):
+        read_config_file(manifest)
+    # a config file of one's own named manifest.json is a config file
+    own = tmp_path / "mine" / "manifest.json"
+    own.parent.mkdir()
+    own.write_text(json.dumps({"stages": {"graph": {"k_visual": 8}}}))
+    assert read_config_file(own) == {"stages": {"graph": {"k_visual": 8}}}
+
+
 def test_a_config_that_is_not_utf8_is_refused_by_name(tmp_path, capsys):
     # before: UnicodeDecodeError traceback (exit 1)
     f = tmp_path / "c.toml"

@@ -1290,6 +1290,62 @@ def test_an_image_stage_whose_images_the_ingest_finds_runs_and_plans_once(
     assert ingest_split_images[2:] == [str(moved)] and len(plans) == 1
 
 
+def test_the_build_named_to_record_a_new_place_runs_as_printed_with_the_bundles_tables(
+        tmp_path, capsys, ingest_split_images):
+    # before: a bundle built with a --config file of stage tables was told to record
+    # its new place with `--config FILE_OF_ITS_STAGE_TABLES`, a placeholder; the build
+    # without them reran the stages they set (here the ingest, for image_sample)
+    import shlex
+    import shutil
+
+    from api.cli import main
+    from tests.recommender.test_ingest import _demo
+
+    data = _demo(tmp_path / "data")
+    (data / "demo.json").write_text(json.dumps({"seed": 0, "n_items": 4}))
+    config = tmp_path / "tables.toml"
+    config.write_text("[stages.ingest]\nimage_sample = 100\n\n"
+                      "[stages.split]\ntest_fraction = 0.5\n")
+    root = tmp_path / "B"
+    assert main(["build", "--source", "demo", "--data", str(data), "--quick", "--config",
+                 str(config), "--out", str(root)]) == 0
+    assert ingest_split_images == [str(data)]
+    moved = tmp_path / "moved"
+    shutil.move(data, moved)
+    config.unlink()   # the command does not need the file the bundle was built with
+    capsys.readouterr()
+    assert main(["train", "--bundle", str(root), "--stage", "attributes"]) == 2
+    command = capsys.readouterr().err.split("without rerunning a stage: ")[1].split(
+        "; else put")[0]
+    manifest = root / "manifest.json"
+    assert command == (f"mixmatch build --source demo --data NEWDIR --items 4 --quick "
+                       f"--holdout 0.5 --config {manifest} --out {root}")
+    argv = shlex.split(command.replace("NEWDIR", str(moved)))[1:]
+    # without the bundle's tables the ingest would run again (image_sample)
+    without = argv[:argv.index("--config")] + argv[argv.index("--config") + 2:]
+    assert main(without + ["--dry-run"]) == 0
+    assert _planned(capsys.readouterr().out, "ingest").endswith("image_sample 100 -> null")
+    def outputs():   # the stages' (the images' hashes at the new place are cached)
+        return {k: v for k, v in _bundle_state(root).items()
+                if k != "manifest.json" and not k.startswith("cache")}
+
+    before = outputs()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert (f"[ingest] same content at a new place (data {data} -> {moved}): recorded "
+            f"the new image root {moved}; not run again") in err
+    assert "[split] up to date, skipped" in err
+    assert (f"[attributes] same content at a new place (image_root {data} -> {moved}): "
+            f"recorded the new place; not run again") in err
+    assert ingest_split_images == [str(data)]
+    b = Bundle.open(root)
+    assert b.image_root == moved and b.manifest["config"]["stages"] == {
+        "ingest": {"image_sample": 100}, "split": {"test_fraction": 0.5}}
+    assert outputs() == before
+    assert main(["train", "--bundle", str(root), "--stage", "attributes"]) == 0
+    assert "[attributes] up to date, skipped" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("config, says", [
     ({"source": "mango", "data": "/d/mango", "seed": 0, "quick": False},
      "--source mango --data NEWDIR --out B"),
@@ -1298,7 +1354,7 @@ def test_an_image_stage_whose_images_the_ingest_finds_runs_and_plans_once(
      "--source mango --data NEWDIR --seed 3 --holdout 0.0 --out B"),
     ({"source": "demo", "items": 2000, "seed": 0, "quick": False,
       "stages": {"attributes": {"epochs": 3}}},
-     "--source demo --data NEWDIR --config FILE_OF_ITS_STAGE_TABLES --out B"),
+     "--source demo --data NEWDIR --config B/manifest.json --out B"),
     ({"source": "csv", "mapping": "/shop/m.toml", "data": "/shop/export.csv",
       "seed": 0, "quick": True},
      "--source csv --mapping NEWDIR/m.toml --data NEWDIR/export.csv --quick --out B"),
