@@ -339,8 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="share of outfits, in [0, 1), held out for the bundle's "
                     "evaluation files (default 0.2); 0 trains on every outfit: the bundle "
                     "to serve")
-    bundle_build_args(sp, "seed of the demo catalogue (a --data one keeps its own), the "
-                      "outfit split and the models (default: %(default)s)")
+    bundle_build_args(sp, "seed of the demo catalogue (a --data one keeps its own, and "
+                      "the build says so when it is another), the outfit split and the "
+                      "models (default: 0)")
+    # None when not given: a --data catalogue of another seed is said only when asked
+    sp.set_defaults(seed=None)
 
     for name, fn, help_ in (
             ("features", cmd_features, "Extract the features table and embeddings of a "

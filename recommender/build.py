@@ -254,21 +254,40 @@ def _demo_source(out: Path, data, items: int | None, seed: int
 
 
 def _demo_step_said(source_dir: Path, items: int, seed: int, generate: bool,
-                    outside: bool) -> str:
-    """The plan's and the log's line for the demo catalogue."""
+                    outside: bool, asked: int | None = None) -> str:
+    """The plan's and the log's line for the demo catalogue (``seed``: its seed;
+    ``asked``: the build's ``--seed``, None when not given).
+
+    A catalogue in ``--data`` of another seed than ``--seed`` is used as it is, and
+    said so: ``--seed`` seeds the split and the models of a build on it, and the
+    build that records a moved bundle's new folder repeats the bundle's ``--seed``,
+    so it is not refused as another ``--items`` is.
+
+    >>> _demo_step_said(Path("D"), 60, 0, False, True, asked=7)  # doctest: +NORMALIZE_WHITESPACE
+    'catalogue of 60 items (seed 0) already at D, used as it is; --seed 7 seeds the
+     split and the models, not this catalogue (give --data a new folder, or none, to
+     generate one of seed 7)'
+    """
     if generate:
         return f"would generate {items} items (seed {seed}) into {source_dir}"
-    return (f"catalogue of {items} items (seed {seed}) already at {source_dir}"
+    said = (f"catalogue of {items} items (seed {seed}) already at {source_dir}"
             + (", used as it is" if outside else ""))
+    if outside and asked is not None and asked != seed:
+        said += (f"; --seed {asked} seeds the split and the models, not this catalogue "
+                 f"(give --data a new folder, or none, to generate one of seed {asked})")
+    return said
 
 
 def prepare_demo_source(source_dir: Path, items: int | None, seed: int,
-                        log: Callable[[str], None], *, outside: bool = False) -> Path:
+                        log: Callable[[str], None], *, outside: bool = False,
+                        asked: int | None = None) -> Path:
     """Generate the demo catalogue into ``source_dir`` when :func:`demo_source_step`
-    says so (``outside``: a ``--data`` folder, whose catalogue is never overwritten)."""
+    says so (``outside``: a ``--data`` folder, whose catalogue is never overwritten;
+    ``asked``: the build's ``--seed`` when given, said when that catalogue's differs)."""
     items, cat_seed, generate = demo_source_step(source_dir, items, seed, outside=outside)
     if not generate:
-        log(f"[demo] {_demo_step_said(source_dir, items, cat_seed, False, outside)}")
+        log(f"[demo] "
+            f"{_demo_step_said(source_dir, items, cat_seed, False, outside, asked)}")
         return source_dir
     try:  # lazily: only demo builds need the generator
         from recommender.demo import generate_demo
@@ -288,14 +307,19 @@ def prepare_demo_source(source_dir: Path, items: int | None, seed: int,
 def build_bundle(out: str | os.PathLike, *, source: str = "demo",
                  data: str | os.PathLike | None = None,
                  mapping: str | os.PathLike | None = None, items: int | None = None,
-                 seed: int = 0, quick: bool = False, stages: list[str] | None = None,
-                 force: bool = False, engine: str = "local", scheduler: str | None = None,
+                 seed: int | None = None, quick: bool = False,
+                 stages: list[str] | None = None, force: bool = False,
+                 engine: str = "local", scheduler: str | None = None,
                  overrides: dict | None = None, holdout: float | None = None,
                  log: Callable[[str], None] | None = None) -> Path:
     """Run the build stages into the bundle folder ``out`` and return its path.
 
     Finished stages whose inputs did not change are skipped, so re-running is cheap
     and an interrupted build resumes at the stage it was in.
+
+    ``seed`` (None: 0) seeds the split and the models, and the demo catalogue the
+    build generates; a demo catalogue in ``data`` keeps its own, said in the log when
+    a ``seed`` given is another (:func:`_demo_step_said`).
 
     ``holdout`` (the split stage's ``test_fraction``, 0.2 unless the config says
     otherwise): the share of outfits held out for the bundle's own evaluation
@@ -304,6 +328,7 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
     """
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     out = Path(out)
+    asked, seed = seed, 0 if seed is None else seed
     stage_cfg, data = _build_settings(source=source, data=data, mapping=mapping,
                                       quick=quick, engine=engine, overrides=overrides,
                                       holdout=holdout)
@@ -314,7 +339,7 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
     with write_lock(out):
         if source == "demo":
             data, outside, size, _, _ = _demo_source(out, data, items, seed)
-            prepare_demo_source(data, items, seed, log, outside=outside)
+            prepare_demo_source(data, items, seed, log, outside=outside, asked=asked)
             items = size   # recorded: the size of the catalogue it builds on
         config = _build_config(source=source, data=data, mapping=mapping, items=items,
                                seed=seed, quick=quick, engine=engine, scheduler=scheduler,
@@ -338,8 +363,9 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
 def plan_build(out: str | os.PathLike, *, source: str = "demo",
                data: str | os.PathLike | None = None,
                mapping: str | os.PathLike | None = None, items: int | None = None,
-               seed: int = 0, quick: bool = False, stages: list[str] | None = None,
-               force: bool = False, engine: str = "local", scheduler: str | None = None,
+               seed: int | None = None, quick: bool = False,
+               stages: list[str] | None = None, force: bool = False,
+               engine: str = "local", scheduler: str | None = None,
                overrides: dict | None = None, holdout: float | None = None
                ) -> list[tuple[str, str]]:
     """What :func:`build_bundle` with the same arguments would do, as (step, what)
@@ -353,6 +379,7 @@ def plan_build(out: str | os.PathLike, *, source: str = "demo",
     ('ingest', 'would run: not run before')
     """
     out = Path(out)
+    asked, seed = seed, 0 if seed is None else seed
     stage_cfg, data = _build_settings(source=source, data=data, mapping=mapping,
                                       quick=quick, engine=engine, overrides=overrides,
                                       holdout=holdout)
@@ -360,7 +387,8 @@ def plan_build(out: str | os.PathLike, *, source: str = "demo",
     before = None
     if source == "demo":   # as build_bundle decides it: refused alike
         data, outside, items, cat_seed, generate = _demo_source(out, data, items, seed)
-        plan.append(("demo", _demo_step_said(data, items, cat_seed, generate, outside)))
+        plan.append(("demo", _demo_step_said(data, items, cat_seed, generate, outside,
+                                             asked)))
         if generate:
             before = "the demo catalogue"
     config = _build_config(source=source, data=data, mapping=mapping, items=items,

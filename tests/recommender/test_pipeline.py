@@ -565,12 +565,14 @@ def no_generator(monkeypatch):
     monkeypatch.setattr(recommender.demo, "generate_demo", generate_demo)
 
 
-@pytest.mark.parametrize("extra", [[], ["--items", "20"], ["--seed", "3"]])
+@pytest.mark.parametrize("extra", [[], ["--items", "20"], ["--seed", "0"],
+                                   ["--seed", "3"]])
 def test_a_demo_catalogue_made_elsewhere_is_built_on_as_it_is(demo_data, no_generator,
                                                               tmp_path, capsys, extra):
     # before: without --items, `build --source demo --data DIR` regenerated the default
     # 2,000 items into DIR over the catalogue `mixmatch demo` wrote there (and --seed
-    # other than the catalogue's did the same)
+    # other than the catalogue's did the same); then --seed other than the catalogue's
+    # was taken without a word, the catalogue's seed kept
     from api.cli import main
     from features.attributes.train import load_training_table
 
@@ -579,12 +581,14 @@ def test_a_demo_catalogue_made_elsewhere_is_built_on_as_it_is(demo_data, no_gene
     argv = ["build", "--source", "demo", "--data", str(demo_data), "--out", str(out),
             "--stages", "ingest"] + extra
     seed = extra[1] if extra[:1] == ["--seed"] else "0"
+    said = f"catalogue of 20 items (seed 0) already at {demo_data}, used as it is"
+    if seed != "0":   # asked for, and not the catalogue's: said, in the log and the plan
+        said += (f"; --seed {seed} seeds the split and the models, not this catalogue "
+                 f"(give --data a new folder, or none, to generate one of seed {seed})")
     assert main(argv + ["--dry-run"]) == 0
-    assert _planned(capsys.readouterr().out, "demo") == (
-        f"catalogue of 20 items (seed 0) already at {demo_data}, used as it is")
+    assert _planned(capsys.readouterr().out, "demo") == said
     assert main(argv) == 0
-    assert (f"[demo] catalogue of 20 items (seed 0) already at {demo_data}, used as it is"
-            in capsys.readouterr().err)
+    assert f"[demo] {said}\n" in capsys.readouterr().err
     b = Bundle.open(out)
     assert len(pd.read_parquet(b.path("catalog.parquet"))) == 20
     assert (b.manifest["config"]["items"], b.manifest["config"]["seed"]) == (20, int(seed))
@@ -598,6 +602,25 @@ def test_a_demo_catalogue_made_elsewhere_is_built_on_as_it_is(demo_data, no_gene
     got = cat.set_index("item_id")["sleeve_length_labels"]
     assert by_item and {i: got[i] for i in by_item if i in got.index} == by_item
     assert _folder_state(demo_data) == kept
+
+
+@pytest.mark.parametrize("extra, note", [([], False), (["--seed", "3"], False),
+                                         (["--seed", "0"], True)])
+def test_a_seed_other_than_the_demo_catalogues_is_said_only_when_given(
+        tmp_path, no_generator, capsys, extra, note):
+    # a build without --seed on a catalogue of seed 3 seeds its split with 0, as it
+    # always did, without a note; an explicit --seed 0 is a wish for the catalogue too
+    from api.cli import main
+    from tests.recommender.test_ingest import _demo
+
+    data = _demo(tmp_path / "d")
+    (data / "demo.json").write_text(json.dumps({"seed": 3, "n_items": 4}))
+    assert main(["build", "--data", str(data), "--out", str(tmp_path / "b"), "--stages",
+                 "ingest", "--dry-run"] + extra) == 0
+    said = _planned(capsys.readouterr().out, "demo")
+    assert said.startswith(f"catalogue of 4 items (seed 3) already at {data}, used as it "
+                           f"is")
+    assert ("; --seed 0 seeds the split and the models, not this catalogue" in said) == note
 
 
 def test_another_size_for_a_demo_catalogue_made_elsewhere_is_refused(demo_data,
