@@ -656,12 +656,14 @@ def _images_may_be_gone(ctx: BuildContext, modules: list) -> bool:
     may find their images gone: where the bundle records them, or, should a stage
     among ``modules`` record its source's image root (the ingest), there, for the
     bundle's catalogue (the place recorded alone) or the one it would write."""
-    if ctx.bundle.images_gone() is not None:
+    had = ctx.bundle.images_had()   # read once (MANGO: 0.1-0.3 s), looked for twice
+    if ctx.bundle.image_root is not None and images_gone_from(
+            ctx.bundle.image_root, had) is not None:
         return True
     for module in modules:
         root, gone = _images_after(ctx, module, None) or (None, None)
-        if gone is not None or (root is not None and images_gone_from(
-                root, ctx.bundle.images_had()) is not None):
+        if gone is not None or (root is not None
+                                and images_gone_from(root, had) is not None):
             return True
     return False
 
