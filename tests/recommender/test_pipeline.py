@@ -1290,20 +1290,20 @@ def test_an_image_stage_whose_images_the_ingest_finds_runs_and_plans_once(
     # the catalogue changed where it is: ingested, split, and the image stage runs
     cat = pd.read_csv(data / "catalog.csv", keep_default_na=False)
     cat.assign(colour="BLACK").to_csv(data / "catalog.csv", index=False)
-    argv = ["build", "--source", "demo", "--quick", "--out", str(root)]
-    assert main(argv + ["--data", str(data)]) == 0
+    argv = ["build", "--source", "demo", "--quick"]
+    assert main(argv + ["--data", str(data), "--out", str(root)]) == 0
     assert "[ingest] inputs changed since it ran: files.catalog.csv " in (
         capsys.readouterr().err)
     assert ingest_split_images == [str(data)] * 2 and plans == []
     # moved with its images: the new place recorded, nothing run
     moved = tmp_path / "moved"
     shutil.move(data, moved)
-    assert main(argv + ["--data", str(moved)]) == 0
+    assert main(argv + ["--data", str(moved), "--out", str(root)]) == 0
     assert (f"[attributes] same content at a new place (image_root {data} -> {moved}): "
             f"recorded the new place; not run again") in capsys.readouterr().err
     # planned once: where the bundle records them, the images are gone
     assert ingest_split_images == [str(data)] * 2 and len(plans) == 1
-    assert main(argv + ["--data", str(moved)]) == 0
+    assert main(argv + ["--data", str(moved), "--out", str(root)]) == 0
     assert len(plans) == 1
     # a new bundle of a catalogue whose images are all missing: the ingest flags them,
     # and the image stage runs on the catalogue as ingested (it had no image to lose)
