@@ -387,9 +387,9 @@ def images_after_run(ctx) -> tuple[Path, str | None]:
     # spelled as validate_catalog spells them (a missing path "")
     paths = pd.Series(paths, dtype="string").fillna("").astype(str).tolist()
     rel = [(i, p) for i, p in enumerate(paths) if p and not os.path.isabs(p)]
-    conf = ctx.stage_config("ingest")
-    if conf.get("check_images", True) and not ctx.bundle.images_had():
-        opened = set(opened_rows(len(paths), conf.get("image_sample")).tolist())
+    check, sample = stage_settings(ctx)
+    if check and not ctx.bundle.images_had():
+        opened = set(opened_rows(len(paths), sample).tolist())
         if any(os.path.isfile(os.path.join(root, p)) for i, p in rel if i in opened):
             return root, None   # found, so image_ok: the images are there
         rel = [(i, p) for i, p in rel if i not in opened]
