@@ -132,8 +132,14 @@ def load_yaml(text: str) -> Any:
     Whatever YAML 1.1 reads already is read as before (``1.0e-3``, ints, ``.inf``,
     ``.nan``), and a quoted ``"1e-3"`` stays a string.
 
+    Mapping keys are read as YAML 1.1 reads them: a key is a name (a category code
+    ``1E3`` of a column mapping's ``category_map``, an experiment's variant), and the
+    float 1000.0 would match nothing the file means.
+
     >>> load_yaml("lr: 1e-3\\nsteps: 1E3\\nquoted: '1e-3'\\nn: 10")
     {'lr': 0.001, 'steps': 1000.0, 'quoted': '1e-3', 'n': 10}
+    >>> load_yaml("category_map: {1E3: top, 2.5: bottom}")
+    {'category_map': {'1E3': 'top', 2.5: 'bottom'}}
     """
     import re
 
@@ -144,6 +150,8 @@ def load_yaml(text: str) -> Any:
             if isinstance(node, yaml.MappingNode):
                 seen: dict = {}
                 for key_node, _ in node.value:
+                    if _yaml12_only_float(key_node):
+                        key_node.tag = "tag:yaml.org,2002:str"   # a key as YAML 1.1 reads it
                     if key_node.tag == "tag:yaml.org,2002:merge":
                         continue
                     key = self.construct_object(key_node, deep=deep)
@@ -159,7 +167,17 @@ def load_yaml(text: str) -> Any:
                             f"once", key=key, lines=lines)
             return super().construct_mapping(node, deep=deep)
 
+    float_tag = "tag:yaml.org,2002:float"
+
+    def _yaml12_only_float(key_node) -> bool:
+        # a plain scalar our resolver made a float that YAML 1.1's own would not have
+        if not (isinstance(key_node, yaml.ScalarNode) and key_node.tag == float_tag
+                and key_node.style is None and key_node.value):
+            return False
+        own = yaml.SafeLoader.yaml_implicit_resolvers.get(key_node.value[0], [])
+        return not any(tag == float_tag and rx.match(key_node.value) for tag, rx in own)
+
     # on the subclass only (PyYAML copies the resolvers for it), after YAML 1.1's own
-    UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:float",
-                                          re.compile(YAML12_FLOAT), list("-+0123456789."))
+    UniqueKeyLoader.add_implicit_resolver(float_tag, re.compile(YAML12_FLOAT),
+                                          list("-+0123456789."))
     return yaml.load(text, Loader=UniqueKeyLoader)   # a SafeLoader: no arbitrary tags

@@ -74,3 +74,13 @@ def test_yaml_floats_leave_pyyaml_itself_alone():
     (a library reading its own files) still reads YAML 1.1."""
     load_yaml("lr: 1e-3\n")
     assert yaml.safe_load("lr: 1e-3\n") == {"lr": "1e-3"}
+
+
+@pytest.mark.parametrize("key, read", [("1E3", "1E3"), ("1e-3", "1e-3"), ("-.5", "-.5"),
+                                       ("1.0e-3", 0.001), ("2.5", 2.5), ("10", 10)])
+def test_yaml_mapping_keys_are_read_as_yaml_1_1_reads_them(key, read):
+    # a key is a name (a category code, a variant): 1E3 must not become 1000.0, while
+    # what YAML 1.1 already read as a number stays one
+    assert load_yaml(f"category_map:\n  {key}: top\n") == {"category_map": {read: "top"}}
+    assert load_yaml(f"{{{key}: top}}") == {read: "top"}
+    assert load_yaml(f"x: {key}\n")["x"] == (float(key) if key != "10" else 10)
