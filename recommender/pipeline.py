@@ -368,12 +368,23 @@ def inputs_changes(old: Any, new: Any, limit: int = 8) -> list[str]:
     >>> inputs_changes({"stage": {"epochs": 47}, "images": {"hash": "79d1e9c46c2ccc5b"}},
     ...                {"stage": {"epochs": 40}, "images": {"hash": "5a0e11d2c3b4a596"}})
     ['images.hash 79d1e9c4… -> 5a0e11d2…', 'stage.epochs 47 -> 40']
+    >>> inputs_changes({"stage": {"lr": 0.001}}, {"stage": {}})
+    ['stage.lr 0.001 -> (absent)']
     """
     a, b = _flat(old), _flat(new)
+    keys = sorted(set(a) | set(b))
+
+    def emptied(key: str) -> bool:
+        # a table emptied or filled ({} on one side, its keys on the other) is said
+        # by its keys' lines alone, not also as "stage (absent) -> {}"
+        one = a.get(key, b.get(key))
+        return (one == {} and (key in a) != (key in b)
+                and any(k.startswith(key + ".") for k in keys))
+
     out = [f"{key} {_shown(a[key]) if key in a else '(absent)'} -> "
            f"{_shown(b[key]) if key in b else '(absent)'}"
-           for key in sorted(set(a) | set(b))
-           if key not in a or key not in b or a[key] != b[key]]
+           for key in keys
+           if (key not in a or key not in b or a[key] != b[key]) and not emptied(key)]
     if len(out) > limit:
         out[limit:] = [f"and {len(out) - limit} more"]
     return out
