@@ -106,15 +106,32 @@ def check_settings(stage: str, settings: Mapping[str, Any],
                    at_least: Mapping[str, float] | None = None) -> dict[str, Any]:
     """``settings`` (a ``[stages.<stage>]`` table) as a dict, or InputError naming the
     first key that is not in ``kinds`` (with the allowed keys), whose value is not of
-    its kind, or that is under its ``at_least`` minimum.
+    its kind, or that is under its ``at_least`` minimum: :func:`check_table` of the
+    table ``stages.<stage>``.
 
     Values of kind None, lists and tables are passed on unchecked inside: the
     estimator checks what is in them.
     """
+    return check_table(f"stages.{stage}", settings, kinds, at_least=at_least)
+
+
+def check_table(table: str, settings: Mapping[str, Any],
+                kinds: Mapping[str, type | None], *,
+                at_least: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """``settings`` (the config table named ``table``: ``stages.graph``, ``dask``) as
+    a dict, or InputError naming the first key that is not in ``kinds`` (field
+    ``table``, with the allowed keys), or whose value is not of its kind or under its
+    ``at_least`` minimum (field ``table.key``).
+
+    >>> check_table("dask", {"n_worker": 3}, {"n_workers": int})
+    Traceback (most recent call last):
+    ...
+    features.exceptions.InputError: unknown [dask] setting 'n_worker' (allowed: n_workers)
+    """
     unknown = sorted(set(settings) - set(kinds))
     if unknown:
-        raise InputError(f"unknown [stages.{stage}] setting {unknown[0]!r}",
-                         field=f"stages.{stage}", value=unknown[0], allowed=sorted(kinds))
+        raise InputError(f"unknown [{table}] setting {unknown[0]!r}",
+                         field=table, value=unknown[0], allowed=sorted(kinds))
     for key, value in settings.items():
         kind = kinds[key]
         if kind is None:
@@ -129,8 +146,8 @@ def check_settings(stage: str, settings: Mapping[str, Any],
         if not ok:
             words = (_KIND_WORDS[kind] if finite else "a finite number") + (
                 f" >= {low}" if low is not None else "")
-            raise InputError(f"[stages.{stage}] {key} must be {words}, got {value!r}",
-                             field=f"stages.{stage}.{key}", value=value)
+            raise InputError(f"[{table}] {key} must be {words}, got {value!r}",
+                             field=f"{table}.{key}", value=value)
     return dict(settings)
 
 
