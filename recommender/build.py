@@ -27,6 +27,7 @@ from features.exceptions import (BundleError, DuplicateKeyError, InputError, Not
                                  StageNotAvailable)
 from features.source_files import SOURCE_DIR
 from recommender.bundle import MANIFEST, Bundle, atomic_files, write_lock
+from recommender.distributed import check_dask_settings, dask_settings_unused
 from recommender.paths import DATA_ENV, default_data_root
 from recommender.pipeline import (STAGE_NAMES, STAGES, BuildContext, plan_stages,
                                   run_stages)
@@ -99,13 +100,21 @@ def check_config_tables(cfg: dict, where: str = "build config") -> None:
     (a typo, ``[stage.graph]`` or ``[graph]``, would otherwise build with the
     defaults), a ``[stages]`` that is not a table, or a stage table of an unknown
     stage or that is not a table; ``where`` starts the message (the file). What is
-    in each stage table its stage checks (``check_config``, before the first stage).
+    in each stage table its stage checks (``check_config``, before the first stage);
+    the ``[dask]`` table is checked here, whatever the engine
+    (:func:`recommender.distributed.check_dask_settings`: ``n_worker = 3`` or
+    ``n_workers = "three"`` is refused by a local build too, not only once a Dask
+    cluster starts).
 
     >>> check_config_tables({"stages": {"graph": {"k_visual": 5}}})
     >>> check_config_tables({"stage": {"graph": {}}})
     Traceback (most recent call last):
     ...
     features.exceptions.InputError: build config: unknown key 'stage' (allowed: dask, stages)
+    >>> check_config_tables({"dask": {"n_worker": 3}})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    features.exceptions.InputError: unknown [dask] setting 'n_worker' (allowed: ...)
     """
     for key in cfg:
         if key not in CONFIG_KEYS:
@@ -122,6 +131,8 @@ def check_config_tables(cfg: dict, where: str = "build config") -> None:
         if not isinstance(table, dict):
             raise InputError(f"{where}: [stages.{name}] must be a table, got "
                              f"{table!r}", field=f"stages.{name}", value=table)
+    if "dask" in cfg:
+        check_dask_settings(cfg["dask"])
 
 
 def source_stage_defaults(source: str, quick: bool = False) -> dict[str, dict]:
@@ -355,6 +366,9 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
         else:
             bundle = Bundle.create(out, source=source, image_root=None, config=config)
         ctx = BuildContext(bundle=bundle, config=config, force=force, log=log)
+        unused = dask_settings_unused(config)
+        if unused:
+            log(unused)
         run_stages(ctx, stages)
         bundle.save()
     return out

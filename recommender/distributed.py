@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import threading
 import warnings
 from collections import OrderedDict
@@ -38,6 +39,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
+
+from features.exceptions import InputError
+from features.settings import check_table, kinds_of_defaults
 
 #: The local cluster started when no scheduler address is given. Processes, not
 #: threads: LightGBM's network is one per process, and the GIL would serialise
@@ -47,6 +51,105 @@ LOCAL_CLUSTER = {"n_workers": 2, "threads_per_worker": 1, "memory_limit": "2GiB"
 #: pair-feature partitions per worker for LightGBM, and the fewest pairs in one
 #: (below it the per-task overhead outweighs the work).
 EXECUTOR_DEFAULTS = {"parts_per_worker": 2, "min_pairs_per_part": 20_000}
+#: The keys of a build config's ``[dask]`` table, each with the kind of value it takes:
+#: every key :func:`dask_executor` reads, those of :data:`LOCAL_CLUSTER` and of
+#: :data:`EXECUTOR_DEFAULTS`. ``memory_limit`` takes more than one kind (Dask reads a
+#: size, a number of bytes or a fraction): :func:`check_memory_limit` checks it.
+DASK_SETTINGS = {**kinds_of_defaults({**LOCAL_CLUSTER, **EXECUTOR_DEFAULTS}),
+                 "memory_limit": None}
+#: The least value of the whole-number ``[dask]`` settings: 0 workers or threads would
+#: start a cluster that runs nothing, and 0 pairs per part divides by zero.
+DASK_AT_LEAST = {"n_workers": 1, "threads_per_worker": 1, "parts_per_worker": 1,
+                 "min_pairs_per_part": 1}
+
+
+def check_dask_settings(table: Any) -> dict[str, Any]:
+    """The ``[dask]`` table of a build config as a dict, or InputError naming a key
+    it does not take (field ``dask``, with the keys it takes) or a value of the wrong
+    kind (field ``dask.<key>``), as a ``[stages.<name>]`` table's are named
+    (:func:`features.settings.check_table`). The build checks it whatever the engine,
+    before anything runs (:func:`recommender.build.check_config_tables`), and
+    :func:`dask_executor` again before a cluster starts.
+
+    Before, it was checked only as the cluster started, unknown keys alone: a typo
+    (``n_worker = 3``) built with the default sizes, ``n_workers = "three"`` was a
+    TypeError from inside Dask, and with ``--engine local`` nothing was checked.
+
+    >>> check_dask_settings({"n_workers": 4, "memory_limit": "3GiB"})
+    {'n_workers': 4, 'memory_limit': '3GiB'}
+    >>> check_dask_settings({"n_workers": "three"})
+    Traceback (most recent call last):
+    ...
+    features.exceptions.InputError: [dask] n_workers must be a whole number >= 1, got 'three'
+    """
+    if not isinstance(table, dict):
+        raise InputError(f"[dask] must be a table of settings, got {table!r}",
+                         field="dask", value=table)
+    settings = check_table("dask", table, DASK_SETTINGS, at_least=DASK_AT_LEAST)
+    if "memory_limit" in settings:
+        check_memory_limit(settings["memory_limit"])
+    return settings
+
+
+def check_memory_limit(value: Any) -> None:
+    """InputError naming ``value`` unless Dask takes it as a worker's memory limit: a
+    size (``"2GiB"``, ``"500 MB"``, ``"auto"``), a number of bytes, a fraction of the
+    machine's memory (a number <= 1), or 0 or null (JSON, YAML) for no limit. Sizes
+    are read by Dask's own parser when Dask is installed (a local build does not
+    need it; the Dask engine does).
+
+    >>> check_memory_limit("5.5GiB"), check_memory_limit(0.5)
+    (None, None)
+    >>> check_memory_limit("lots")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    features.exceptions.InputError: [dask] memory_limit must be a size ("2GiB", ... got 'lots'
+    """
+    ok = value is None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        ok = math.isfinite(value) and value >= 0
+    elif isinstance(value, str):
+        ok = value == "auto" or _size_bytes(value) >= 0
+    if not ok:
+        raise InputError(f"[dask] memory_limit must be a size (\"2GiB\", \"auto\"), a "
+                         f"number of bytes or a fraction of memory, got {value!r}",
+                         field="dask.memory_limit", value=value)
+
+
+def _size_bytes(size: str) -> float:
+    """``size`` in bytes as Dask reads it (-1 when it cannot), or 0 without Dask."""
+    try:
+        from dask.utils import parse_bytes
+    except ImportError:   # a local build; the Dask engine says it needs mixmatch[dask]
+        return 0
+    try:
+        return parse_bytes(size)
+    except ValueError:
+        return -1
+
+
+def dask_settings_unused(config: dict) -> str | None:
+    """What a build with ``config`` leaves unused of its ``[dask]`` table, said for
+    the log (a user may take it to have sized the build): all of it on the local
+    engine, the local cluster's sizes (:data:`LOCAL_CLUSTER`) on a scheduler's
+    cluster; None when it uses all of it.
+
+    >>> dask_settings_unused({"engine": "local", "dask": {"n_workers": 3}})
+    '[dask] n_workers not used: engine local runs the stages in this process'
+    >>> dask_settings_unused({"engine": "dask", "dask": {"n_workers": 3}}) is None
+    True
+    """
+    table = config.get("dask") or {}
+    if not isinstance(table, dict) or not table:
+        return None
+    if config.get("engine", "local") != "dask":
+        return (f"[dask] {', '.join(sorted(table))} not used: engine local runs the "
+                f"stages in this process")
+    local_only = sorted(set(table) & set(LOCAL_CLUSTER))
+    if config.get("scheduler") and local_only:
+        return (f"[dask] {', '.join(local_only)} not used: they size a local cluster, "
+                f"and the stages run on the cluster at {config['scheduler']}")
+    return None
 
 
 # -- models loaded once per worker --------------------------------------------------
@@ -289,23 +392,19 @@ def dask_executor(config: dict) -> Iterator[DaskExecutor]:
     that one, so a stage run alone and a stage run in a build behave the same.
     ``config["dask"]`` (the ``[dask]`` table of a build config) may set the keys
     of :data:`LOCAL_CLUSTER` (for the local cluster) and of
-    :data:`EXECUTOR_DEFAULTS`. On exit the client closes before the cluster it
+    :data:`EXECUTOR_DEFAULTS`, checked (:func:`check_dask_settings`) before any
+    cluster starts. On exit the client closes before the cluster it
     talks to, so shutdown does not race.
     """
     global _ACTIVE
     if _ACTIVE is not None:
         yield _ACTIVE
         return
+    # before Dask is imported: checked as the build checks it, named by key and value
+    opts = check_dask_settings(config.get("dask", {}))
     from distributed import Client, LocalCluster
 
-    from features.exceptions import InputError
-
     scheduler = config.get("scheduler")
-    opts = dict(config.get("dask") or {})
-    unknown = set(opts) - set(LOCAL_CLUSTER) - set(EXECUTOR_DEFAULTS)
-    if unknown:
-        raise InputError(f"unknown [dask] setting {sorted(unknown)[0]!r}", field="dask",
-                         allowed=sorted({**LOCAL_CLUSTER, **EXECUTOR_DEFAULTS}))
     ex_opts = {k: opts.pop(k, v) for k, v in EXECUTOR_DEFAULTS.items()}
     with contextlib.ExitStack() as stack:
         if scheduler:
@@ -327,4 +426,6 @@ def dask_executor(config: dict) -> Iterator[DaskExecutor]:
 
 
 __all__ = ["DaskExecutor", "WorkerCached", "dask_executor",
-           "pair_feature_frame", "FirstRowsLogloss", "LOCAL_CLUSTER", "EXECUTOR_DEFAULTS"]
+           "pair_feature_frame", "FirstRowsLogloss", "LOCAL_CLUSTER", "EXECUTOR_DEFAULTS",
+           "DASK_SETTINGS", "check_dask_settings", "check_memory_limit",
+           "dask_settings_unused"]

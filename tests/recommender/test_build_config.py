@@ -91,6 +91,8 @@ def test_a_config_that_is_not_stage_tables_is_refused_by_name(tmp_path, capsys, 
     ({"stages": {"ingset": {"check_images": False}}},
      "build config: unknown stage 'ingset' in [stages] (allowed: ingest, split,"),
     ({"stages": {"graph": 5}}, "build config: [stages.graph] must be a table, got 5"),
+    ({"dask": {"n_workers": "three"}}, "[dask] n_workers must be a whole number >= 1, "
+     "got 'three'"),
 ])
 def test_overrides_from_python_are_checked_as_a_config_file_is(tmp_path, overrides, said):
     # before: build_bundle(overrides=...) ignored a key other than stages and dask and a
@@ -167,10 +169,10 @@ def test_a_bundles_manifest_is_read_as_the_config_its_build_recorded(tmp_path):
     tables = {"graph": {"k_visual": 5}, "split": {"test_fraction": 0.5}}
     b = Bundle.create(tmp_path / "b", source="mango", image_root=None, config={
         "source": "mango", "seed": 3, "stages": resolve_stage_config("mango", False, tables),
-        "dask": {"workers": 2}})
+        "dask": {"n_workers": 2}})
     manifest = b.path("manifest.json")
     recorded = read_config_file(manifest)
-    assert recorded == {"stages": b.manifest["config"]["stages"], "dask": {"workers": 2}}
+    assert recorded == {"stages": b.manifest["config"]["stages"], "dask": {"n_workers": 2}}
     assert recorded["stages"]["graph"] == {"k_visual": 5}
     # merged over the source's defaults, as a build merges a config: the tables it had
     assert resolve_stage_config("mango", False, recorded["stages"]) == b.manifest[
@@ -381,6 +383,100 @@ def test_every_stages_settings_are_checked_before_the_first_stage_runs(tmp_path,
     err = _build_refused(tmp_path, capsys, table, "")
     stage = table.split("]")[0].split(".")[1]
     assert f"[stages.{stage}]" in err, err
+
+
+DASK_KEYS = "memory_limit, min_pairs_per_part, n_workers, parts_per_worker, threads_per_worker"
+MEMORY_WORDS = 'a size ("2GiB", "auto"), a number of bytes or a fraction of memory'
+
+
+@pytest.mark.parametrize("table, said, field, value", [
+    # before: with --engine local none of these was looked at, and with --engine dask
+    # the typo was refused without its value once the cluster started, "three" was a
+    # TypeError from inside Dask and "lots" a ValueError from its byte parser
+    ("[dask]\nn_worker = 3\n", f"unknown [dask] setting 'n_worker' (allowed: {DASK_KEYS})",
+     "dask", "n_worker"),
+    ('[dask]\nn_workers = "three"\n', "[dask] n_workers must be a whole number >= 1, "
+     "got 'three'", "dask.n_workers", "three"),
+    ("[dask]\nn_workers = 0\n", "[dask] n_workers must be a whole number >= 1, got 0",
+     "dask.n_workers", 0),
+    ("[dask]\nthreads_per_worker = 1.5\n", "[dask] threads_per_worker must be a whole "
+     "number >= 1, got 1.5", "dask.threads_per_worker", 1.5),
+    ("[dask]\nparts_per_worker = true\n", "[dask] parts_per_worker must be a whole "
+     "number >= 1, got True", "dask.parts_per_worker", True),
+    # 0 divided the pair count (ZeroDivisionError in the compatibility stage)
+    ("[dask]\nmin_pairs_per_part = 0\n", "[dask] min_pairs_per_part must be a whole "
+     "number >= 1, got 0", "dask.min_pairs_per_part", 0),
+    ('[dask]\nmemory_limit = "lots"\n', f"[dask] memory_limit must be {MEMORY_WORDS}, "
+     "got 'lots'", "dask.memory_limit", "lots"),
+    ("[dask]\nmemory_limit = -1\n", f"[dask] memory_limit must be {MEMORY_WORDS}, got -1",
+     "dask.memory_limit", -1),
+    ("[dask]\nmemory_limit = true\n", f"[dask] memory_limit must be {MEMORY_WORDS}, "
+     "got True", "dask.memory_limit", True),
+    ("dask = 3\n", "[dask] must be a table of settings, got 3", "dask", 3),
+])
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_bad_dask_table_is_refused_before_the_first_stage_whatever_the_engine(
+        tmp_path, capsys, table, said, field, value, engine):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(table)
+    with pytest.raises(InputError) as exc:
+        read_config_file(cfg)
+    assert str(exc.value) == said and exc.value.field == field
+    assert exc.value.value == value and type(exc.value.value) is type(value)
+    out = tmp_path / "b"
+    # --engine dask: refused as the local engine refuses it, before a cluster starts
+    assert main(["build", "--out", str(out), "--items", "20", "--quick", "--engine",
+                 engine, "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"mixmatch build: error: {said}" in err, err
+    assert "Traceback" not in err and "[ingest]" not in err and "[demo]" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("table", [
+    {}, {"min_pairs_per_part": 400},                               # the Dask build test's
+    {"n_workers": 4, "memory_limit": "3GiB"},                       # the benchmark's
+    {"n_workers": 2, "threads_per_worker": 1, "memory_limit": "5.5GiB",
+     "parts_per_worker": 2, "min_pairs_per_part": 20_000},         # every key
+    {"memory_limit": "auto"}, {"memory_limit": "500 MB"}, {"memory_limit": 4_000_000_000},
+    {"memory_limit": 0.5}, {"memory_limit": 0}, {"memory_limit": None},
+])
+def test_the_dask_tables_dask_takes_pass_as_they_are(table):
+    from recommender.distributed import check_dask_settings
+
+    assert read_config_file(None) == {}
+    assert check_dask_settings(table) == table
+
+
+def test_a_dask_table_a_local_build_does_not_use_is_said_in_the_log(tmp_path, capsys):
+    """A ``[dask]`` table sizes the Dask engine only; on the local engine the build
+    runs as before and says it did not use it (a user may take it to have)."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[dask]\nn_workers = 3\nmemory_limit = \"2GiB\"\n")
+    out = tmp_path / "b"
+    assert main(["build", "--out", str(out), "--items", "20", "--quick", "--stages",
+                 "ingest", "--config", str(cfg)]) == 0
+    err = capsys.readouterr().err
+    assert ("[dask] memory_limit, n_workers not used: engine local runs the stages in "
+            "this process") in err, err
+    assert Bundle.open(out).manifest["config"]["dask"] == {"n_workers": 3,
+                                                           "memory_limit": "2GiB"}
+    # none said without a table
+    assert main(["build", "--out", str(out), "--stages", "ingest"]) == 0
+    assert "[dask]" not in capsys.readouterr().err
+
+
+def test_the_local_cluster_sizes_are_said_unused_on_a_schedulers_cluster():
+    from recommender.distributed import dask_settings_unused
+
+    config = {"engine": "dask", "scheduler": "tcp://host:8786",
+              "dask": {"n_workers": 3, "min_pairs_per_part": 400}}
+    assert dask_settings_unused(config) == (
+        "[dask] n_workers not used: they size a local cluster, and the stages run on "
+        "the cluster at tcp://host:8786")
+    assert dask_settings_unused({**config, "scheduler": None}) is None
+    assert dask_settings_unused({**config, "dask": {"min_pairs_per_part": 400}}) is None
+    assert dask_settings_unused({"engine": "local", "dask": {}}) is None
 
 
 @pytest.mark.parametrize("nested, said, field", [

@@ -223,10 +223,29 @@ def test_first_rows_logloss_is_the_logloss_of_one_copy():
     assert v == pytest.approx(log_loss(y, p), rel=1e-12)
 
 
-def test_unknown_dask_setting_is_refused_before_any_cluster_starts():
-    with pytest.raises(InputError, match="n_worker"):
-        with dask_executor({"dask": {"n_worker": 3}}):
+@pytest.mark.parametrize("table, said, field, value", [
+    ({"n_worker": 3}, "unknown [dask] setting 'n_worker' (allowed: memory_limit, "
+     "min_pairs_per_part, n_workers, parts_per_worker, threads_per_worker)", "dask",
+     "n_worker"),
+    # before: a TypeError and a ValueError from inside Dask as the cluster started
+    ({"n_workers": "three"}, "[dask] n_workers must be a whole number >= 1, got 'three'",
+     "dask.n_workers", "three"),
+    ({"memory_limit": "lots"}, "[dask] memory_limit must be a size (\"2GiB\", \"auto\"), "
+     "a number of bytes or a fraction of memory, got 'lots'", "dask.memory_limit", "lots"),
+])
+def test_a_bad_dask_setting_is_refused_before_any_cluster_starts(monkeypatch, table, said,
+                                                                 field, value):
+    import distributed
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("a cluster was started")
+
+    monkeypatch.setattr(distributed, "LocalCluster", no_cluster)
+    monkeypatch.setattr(distributed, "Client", no_cluster)
+    with pytest.raises(InputError) as exc:
+        with dask_executor({"dask": table}):
             pass
+    assert (str(exc.value), exc.value.field, exc.value.value) == (said, field, value)
 
 
 def test_local_build_never_imports_dask():
