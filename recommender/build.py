@@ -619,7 +619,15 @@ def _stages_context(args) -> tuple[BuildContext, list[str] | None]:
         # stage that runs, as a build does), so a later command without --config
         # finds the stage current instead of rerunning it on the old tables
         b.manifest.setdefault("config", {})["stages"] = config["stages"]
+    if "dask" in overrides:
+        # the config's [dask] sizes this run's cluster (it was dropped: the one the
+        # bundle recorded was used), and is recorded as the build records its own
+        config["dask"] = overrides["dask"]
+        b.manifest.setdefault("config", {})["dask"] = overrides["dask"]
     ctx = BuildContext(bundle=b, config=config, force=bool(getattr(args, "force", False)))
+    unused = dask_settings_unused(config) if "dask" in overrides else None
+    if unused:
+        ctx.log(unused)
     names = _stage_list(args.stages)
     if names and getattr(args, "applicable_only", False):
         # the stages a build of this source runs (run_stages runs every stage named)

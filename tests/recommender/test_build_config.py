@@ -479,6 +479,30 @@ def test_the_local_cluster_sizes_are_said_unused_on_a_schedulers_cluster():
     assert dask_settings_unused({"engine": "local", "dask": {}}) is None
 
 
+def test_a_stage_commands_dask_table_is_used_and_recorded(tmp_path, capsys):
+    """``mixmatch graph --config`` with a ``[dask]`` table: checked as a build's, run
+    with (here: said unused, the engine being local) and recorded. Before, it was
+    dropped without a word and the table the bundle recorded was used."""
+    from tests.recommender.tiny_bundle import make_tiny_bundle
+
+    root = make_tiny_bundle(tmp_path / "b")
+    b = Bundle.open(root)
+    b.manifest["config"] = {"source": "test", "seed": 0, "quick": True,
+                            "dask": {"n_workers": 2}}
+    b.save()
+    f = tmp_path / "c.toml"
+    f.write_text("[dask]\nn_workers = 3\n")
+    assert main(["graph", "--bundle", str(root), "--config", str(f)]) == 0
+    assert ("[dask] n_workers not used: engine local runs the stages in this process"
+            in capsys.readouterr().err)
+    assert Bundle.open(root).manifest["config"]["dask"] == {"n_workers": 3}
+    f.write_text("[dask]\nn_worker = 3\n")
+    manifest = (root / "manifest.json").read_text()
+    assert main(["graph", "--bundle", str(root), "--config", str(f)]) == 2
+    assert "graph: error: unknown [dask] setting 'n_worker'" in capsys.readouterr().err
+    assert (root / "manifest.json").read_text() == manifest
+
+
 @pytest.mark.parametrize("nested, said, field", [
     ({"context_params": {"epocs": 3}},
      "unknown [stages.compatibility.context_params] setting 'epocs' (allowed: batch_size, "
