@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from features.exceptions import SchemaError
+from features.settings import check_value
 
 #: The outfit slots. Small and closed: cross-sell groups by it, rules pair it.
 CATEGORIES: tuple[str, ...] = (
@@ -139,14 +140,50 @@ def resolve_image_path(image_path: str, image_root: str | os.PathLike | None) ->
     return p
 
 
+#: How :func:`validate_catalog` checks the images: the kind of value each option takes,
+#: and the least ``image_sample``. The one place of these rules: the functions taking
+#: them (:func:`check_image_options`) and the ingest stage's ``[stages.ingest]`` table,
+#: which takes these keys (:func:`recommender.ingest.stage_settings`), apply them.
+IMAGE_OPTIONS: dict[str, type] = {"check_images": bool, "image_sample": int}
+IMAGE_OPTIONS_AT_LEAST: dict[str, int] = {"image_sample": 1}
+
+
+def check_image_options(check_images: bool = True, image_sample: int | None = None
+                        ) -> None:
+    """InputError naming the parameter and its value unless ``check_images`` is true or
+    false and ``image_sample`` None (every image) or a whole number >= 1: the rules
+    of ``[stages.ingest]`` (:data:`IMAGE_OPTIONS`), in its words less the table's
+    name.
+
+    Before, :func:`validate_catalog` took ``image_sample = 0`` as "open no image" and
+    flagged every row with a path usable, -3 was a numpy ValueError, ``"ten"`` a
+    TypeError, 2.5 opened every image and ``True`` one; ``check_images = "false"``
+    was true.
+
+    >>> check_image_options(False, 500)
+    >>> check_image_options(image_sample=0)
+    Traceback (most recent call last):
+    ...
+    features.exceptions.InputError: image_sample must be a whole number >= 1, got 0
+    """
+    for name, value in (("check_images", check_images), ("image_sample", image_sample)):
+        if name == "image_sample" and value is None:
+            continue
+        if isinstance(value, np.bool_):   # a flag read from a table: one of the two
+            value = bool(value)
+        check_value(name, value, IMAGE_OPTIONS[name], least=IMAGE_OPTIONS_AT_LEAST.get(name))
+
+
 def opened_rows(n_rows: int, image_sample: int | None = None) -> np.ndarray:
     """The rows whose image :func:`validate_catalog` opens: every one, or with
     ``image_sample`` that many, evenly spread (the others are flagged ``image_ok`` when
-    they have a path).
+    they have a path). InputError for an ``image_sample`` other than None or a whole
+    number >= 1 (:func:`check_image_options`).
 
     >>> opened_rows(10, 3).tolist(), len(opened_rows(4, 9))
     ([0, 4, 9], 4)
     """
+    check_image_options(image_sample=image_sample)
     if image_sample is not None and image_sample < n_rows:
         return np.unique(np.linspace(0, n_rows - 1, image_sample).astype(int))
     return np.arange(n_rows)
@@ -164,9 +201,12 @@ def validate_catalog(df: pd.DataFrame, image_root: str | os.PathLike | None = No
     row. ``image_sample`` checks only that many images (chosen evenly), for
     million-row catalogues.
 
-    Raises nothing: callers decide; :func:`load_catalog` raises
-    :class:`CatalogError` when ``report.ok`` is false.
+    Raises nothing for the catalogue's problems: callers decide; :func:`load_catalog`
+    raises :class:`CatalogError` when ``report.ok`` is false. A ``check_images`` other
+    than true or false, or an ``image_sample`` other than None or a whole number >= 1,
+    is InputError naming it (:func:`check_image_options`), before anything is read.
     """
+    check_image_options(check_images, image_sample)
     report = CatalogReport(n_rows=len(df))
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
@@ -338,7 +378,8 @@ def load_catalog(path: str | os.PathLike, image_root: str | os.PathLike | None =
                  check_images: bool = False) -> pd.DataFrame:
     """Read a canonical catalogue (Parquet or CSV) and validate it.
 
-    Raises :class:`CatalogError` listing every problem when it cannot be used.
+    Raises :class:`CatalogError` listing every problem when it cannot be used, and
+    InputError for a ``check_images`` other than true or false, before reading.
 
     >>> load_catalog("/nonexistent.parquet")  # doctest: +IGNORE_EXCEPTION_DETAIL
     Traceback (most recent call last):
@@ -346,6 +387,7 @@ def load_catalog(path: str | os.PathLike, image_root: str | os.PathLike | None =
     """
     from features.exceptions import NotFoundError
 
+    check_image_options(check_images)
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"catalogue file not found: {path}", field="catalog",

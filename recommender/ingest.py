@@ -55,8 +55,10 @@ from features.source_files import source_dir
 from recommender.bundle import (MANIFEST, atomic_files, atomic_write_text, file_hash,
                                 images_gone_from)
 from recommender.bundle import image_fingerprint as _image_fingerprint
-from recommender.catalog import (CATEGORIES, CatalogError, CatalogReport, catalog_summary,
-                                 read_user_csv, validate_catalog, validate_outfits)
+from recommender.catalog import (CATEGORIES, IMAGE_OPTIONS, IMAGE_OPTIONS_AT_LEAST,
+                                 CatalogError, CatalogReport, catalog_summary,
+                                 check_image_options, read_user_csv, validate_catalog,
+                                 validate_outfits)
 from recommender.paths import default_data_root
 
 SOURCES = ("demo", "mango", "csv")
@@ -136,7 +138,17 @@ def ingest(source: str, data: str | os.PathLike | None = None,
     ``image_sample`` opens only that many images, evenly spread (for catalogues of
     a million rows). Returns ``(catalog, outfits, image_root, report,
     outfit_problems)``; the caller decides what to do when ``report.ok`` is false.
+    A ``check_images`` other than true or false, or an ``image_sample`` other than
+    None or a whole number >= 1, is InputError naming it before the source is read
+    (:func:`recommender.catalog.check_image_options`: the rules of
+    ``[stages.ingest]``).
+
+    >>> ingest("demo", "/nowhere", check_images="false")
+    Traceback (most recent call last):
+    ...
+    features.exceptions.InputError: check_images must be true or false, got 'false'
     """
+    check_image_options(check_images, image_sample)
     raw, outfits, image_root = read_source(source, data, mapping)
     catalog, report = validate_catalog(raw, image_root, check_images=check_images,
                                        image_sample=image_sample)
@@ -267,8 +279,9 @@ def _stage_source(ctx) -> tuple[str, Path | None, Path | None]:
     return source, data, Path(mapping) if mapping else None
 
 
-#: The settings of ``[stages.ingest]`` and the kind of value each takes.
-STAGE_SETTINGS = {"check_images": bool, "image_sample": int}
+#: The settings of ``[stages.ingest]`` and the kind of value each takes: the options
+#: of :func:`ingest` and :func:`recommender.catalog.validate_catalog`, and their rules.
+STAGE_SETTINGS = IMAGE_OPTIONS
 
 
 def stage_settings(ctx) -> tuple[bool, int | None]:
@@ -295,7 +308,7 @@ def stage_settings(ctx) -> tuple[bool, int | None]:
     table = ctx.stage_config("ingest")
     # null (JSON, YAML) is the default, as leaving the key out: every image opened
     given = {k: v for k, v in table.items() if not (k == "image_sample" and v is None)}
-    check_settings("ingest", given, STAGE_SETTINGS, at_least={"image_sample": 1})
+    check_settings("ingest", given, STAGE_SETTINGS, at_least=IMAGE_OPTIONS_AT_LEAST)
     return table.get("check_images", True), table.get("image_sample")
 
 

@@ -193,3 +193,60 @@ def test_in_stock_blanks_and_unknown_words_are_named_with_the_allowed_words(tmp_
     cat, report = validate_catalog(_rows(in_stock=[" Yes", "no", "T", "0"]), tmp_path,
                                    check_images=False)
     assert report.ok and cat["in_stock"].tolist() == [True, False, True, False]
+
+
+#: Image options the ingest stage's table refuses, each with its message less the
+#: table's name (``[stages.ingest] ``) and what it did before the functions checked it.
+BAD_IMAGE_OPTIONS = [
+    # before: opened no image and flagged every row with a path usable
+    ("image_sample", 0, "image_sample must be a whole number >= 1, got 0"),
+    # before: numpy's ValueError (a negative number of samples)
+    ("image_sample", -3, "image_sample must be a whole number >= 1, got -3"),
+    # before: numpy's TypeError (a float number of samples), 2.0 too
+    ("image_sample", 2.5, "image_sample must be a whole number >= 1, got 2.5"),
+    ("image_sample", 2.0, "image_sample must be a whole number >= 1, got 2.0"),
+    # before: a TypeError comparing a string with the row count
+    ("image_sample", "ten", "image_sample must be a whole number >= 1, got 'ten'"),
+    # before: opened one image
+    ("image_sample", True, "image_sample must be a whole number >= 1, got True"),
+    # before: bool("false") is true: every image opened; 0 and None opened none
+    ("check_images", "false", "check_images must be true or false, got 'false'"),
+    ("check_images", 0, "check_images must be true or false, got 0"),
+    ("check_images", None, "check_images must be true or false, got None"),
+]
+
+
+@pytest.mark.parametrize("name, value, said", BAD_IMAGE_OPTIONS)
+def test_a_bad_image_option_is_refused_naming_it(image_dir, name, value, said):
+    from features.exceptions import InputError
+    from recommender.catalog import opened_rows
+
+    calls = [lambda: validate_catalog(_rows(), image_dir, **{name: value})]
+    if name == "check_images":
+        # before reading: the file is not there, and that is not what is said
+        calls.append(lambda: load_catalog(image_dir / "none.csv", check_images=value))
+    else:
+        calls.append(lambda: opened_rows(4, value))
+    for call in calls:
+        with pytest.raises(InputError) as exc:
+            call()
+        assert str(exc.value) == said
+        assert exc.value.field == name
+        assert exc.value.value == value and type(exc.value.value) is type(value)
+
+
+@pytest.mark.parametrize("options, image_ok", [
+    ({}, [True, False, False, True]),                        # every image opened
+    ({"image_sample": 2}, [True, True, True, True]),         # rows 0 and 3 opened
+    ({"image_sample": np.int64(2)}, [True, True, True, True]),
+    ({"image_sample": 9}, [True, False, False, True]),       # more than the rows: all
+    ({"image_sample": None}, [True, False, False, True]),
+    ({"check_images": False}, [True, True, True, True]),     # none opened: a path is set
+    ({"check_images": np.True_, "image_sample": 1}, [True, True, True, True]),
+])
+def test_good_image_options_open_the_images_they_did(image_dir, options, image_ok):
+    for k in (0, 3):
+        (image_dir / "img" / f"i{k}.jpg").write_bytes(_jpeg_bytes(k))
+    cat, report = validate_catalog(_rows(), image_dir, **options)
+    assert report.ok
+    assert cat["image_ok"].tolist() == image_ok

@@ -14,6 +14,7 @@ from recommender.bundle import Bundle
 from recommender.catalog import CatalogError
 from recommender.pipeline import BuildContext, run_stages
 from tests.recommender.adapters.test_mango import _product, write_mango
+from tests.recommender.test_catalog import BAD_IMAGE_OPTIONS
 
 
 def _jpeg(path, seed=0):
@@ -272,6 +273,42 @@ def test_a_bad_stage_table_is_refused_before_the_stage_starts(tmp_path, table, s
     assert logs == []                                 # no stage started
     assert (bdir / "manifest.json").read_text() == manifest
     assert (bdir / "catalog.parquet").read_bytes() == catalog
+
+
+@pytest.mark.parametrize("name, value, said", BAD_IMAGE_OPTIONS)
+def test_the_python_ingest_refuses_what_the_stage_refuses_in_its_words(tmp_path, name,
+                                                                        value, said):
+    """``ingest(...)`` (``mixmatch ingest``, notebooks) refuses the image options the
+    build's ``[stages.ingest]`` table refuses, by the same rules and in the same words
+    less the table's name, before the source is read."""
+    from types import SimpleNamespace as NS
+
+    from recommender.ingest import ingest, stage_settings
+
+    with pytest.raises(InputError) as stage:
+        stage_settings(NS(stage_config=lambda stage_name: {name: value}))
+    assert str(stage.value) == f"[stages.ingest] {said}"
+    for data in (tmp_path / "nowhere", _demo(tmp_path / "src")):
+        with pytest.raises(InputError) as exc:
+            ingest("demo", data, **{name: value})
+        assert str(exc.value) == said
+        assert (exc.value.field, exc.value.value) == (name, value)
+        assert stage.value.field == f"stages.ingest.{name}"
+
+
+@pytest.mark.parametrize("options, problems", [
+    ({}, 1), ({"check_images": False}, 0), ({"image_sample": 2}, 0),  # rows 0 and 3
+    ({"image_sample": 3}, 0), ({"image_sample": 4}, 1),              # rows 0, 1, 3; all
+    ({"check_images": True, "image_sample": None}, 1),
+])
+def test_the_python_ingest_opens_the_images_it_did(tmp_path, options, problems):
+    from recommender.ingest import ingest
+
+    src = _demo(tmp_path / "src")
+    (src / "images" / "d3.jpg").unlink()           # row 2 of 4
+    catalog, outfits, root, report, _ = ingest("demo", src, **options)
+    assert report.ok and len(catalog) == 4 and root == src
+    assert len(report.row_issues) == problems
 
 
 @pytest.mark.parametrize("table, check, sample", [
