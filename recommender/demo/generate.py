@@ -11,6 +11,7 @@ import pandas as pd
 from PIL import Image
 
 from features.exceptions import InputError, NotFoundError
+from features.settings import check_value
 from features.fashionai.io import keypoints_from_arrays, write_attribute_file, write_keypoints_csv
 from features.fashionai.schema import (ATTRIBUTE_TASKS, LABEL_MAYBE, LABEL_NO, LABEL_YES)
 from recommender.demo.garments import (ShapeStats, build_garment, builtin_shape_stats,
@@ -132,7 +133,8 @@ def generate_demo(out_dir, n_items: int = 2000, seed: int = 0, n_outfits: int | 
         Default ``n_items // 3``.
     image_sample : int, optional
         Render images (and masks, keypoints, attribute rows) for this many items,
-        chosen at random; default all items up to 20,000, else 2,000.
+        chosen at random (a whole number >= 0, at most ``n_items`` used); default all
+        items up to 20,000, else 2,000.
     fashionai_keypoints : path, None or False
         FashionAI ``train.csv`` whose geometry seeds the shape proportions; None
         uses the shared data when present; False (or "none") the built-in ones.
@@ -158,10 +160,11 @@ def generate_demo(out_dir, n_items: int = 2000, seed: int = 0, n_outfits: int | 
     table_form = n_items > TABLE_FORM_ITEMS
     if image_sample is None:
         image_sample = DEFAULT_TABLE_IMAGE_SAMPLE if table_form else n_items
-    elif int(image_sample) < 0:
-        raise InputError(f"image_sample must be >= 0, got {image_sample}",
-                         field="image_sample", value=image_sample)
-    image_sample = int(min(max(int(image_sample), 0), n_items))
+    else:
+        # as the ingest's image_sample is checked (0 renders none here): 2.5 was cut
+        # to 2, True rendered one image and "ten" was int()'s ValueError
+        check_value("image_sample", image_sample, int, least=0)
+    image_sample = int(min(image_sample, n_items))
     stats = resolve_shape_stats(fashionai_keypoints)
 
     out = Path(out_dir)

@@ -1,6 +1,8 @@
 """``mixmatch demo`` end to end through the real command line."""
 from __future__ import annotations
 
+import pytest
+
 from api.cli import main
 
 
@@ -17,8 +19,23 @@ def test_cli_demo_refuses_a_negative_image_sample(tmp_path, capsys):
     # before: --image-sample -1 was clamped to 0 and the demo exited 0 with no image
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--items", "10", "--image-sample", "-1"]) == 2
-    assert "image_sample must be >= 0, got -1" in capsys.readouterr().err
+    assert "image_sample must be a whole number >= 0, got -1" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("value", [2.5, True, "ten", -1])
+def test_generate_demo_refuses_an_image_sample_not_a_count(tmp_path, value):
+    # before: 2.5 was cut to 2 and True rendered one image without a word, and "ten"
+    # was int()'s ValueError
+    from features.exceptions import InputError
+    from recommender.demo import generate_demo
+
+    with pytest.raises(InputError) as exc:
+        generate_demo(tmp_path / "demo", n_items=5, image_sample=value,
+                      fashionai_keypoints=False)
+    assert str(exc.value) == f"image_sample must be a whole number >= 0, got {value!r}"
+    assert (exc.value.field, exc.value.value) == ("image_sample", value)
+    assert not (tmp_path / "demo").exists()
 
 
 def test_cli_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):
