@@ -2,6 +2,7 @@
 and image uploads refused before they are decoded in full."""
 from __future__ import annotations
 
+import json
 import math
 import sys
 from typing import Any
@@ -31,8 +32,8 @@ def json_body(name: str) -> dict:
                                    field="body", allowed=["application/json"])
     try:
         data = request.get_json(force=False, silent=False)
-    except BadRequest:
-        raise InputError("the body is not valid JSON", field="body") from None
+    except BadRequest as exc:
+        raise InputError(_unreadable_json(exc), field="body") from None
     except RecursionError:
         # the decoder recurses per level: "[[[[..." a few thousand deep is bad input
         raise InputError("the body's JSON is nested too deeply", field="body") from None
@@ -49,6 +50,30 @@ def json_body(name: str) -> dict:
 
 
 _FLOAT_MAX = sys.float_info.max
+
+
+def _unreadable_json(exc: BaseException) -> str:
+    """Why the decoder refused the body, from the error Flask wraps in ``BadRequest``.
+
+    A bare "not valid JSON" sent a page hunting for a syntax error in a body that was
+    valid JSON with a 5000-digit number (past Python's int conversion limit), or one
+    sent in Latin-1. Says where the syntax error is, or which byte is not UTF-8.
+    """
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ValueError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, json.JSONDecodeError):
+        if not cause.doc.strip():
+            return "the body is empty: send a JSON object"
+        return (f"the body is not valid JSON: {cause.msg} at line {cause.lineno} "
+                f"column {cause.colno}")
+    if isinstance(cause, UnicodeDecodeError):
+        return (f"the body is not UTF-8 text: byte 0x{cause.object[cause.start]:02x} at "
+                f"position {cause.start}")
+    if cause is not None:   # a plain ValueError: the int conversion limit
+        return (f"a number in the body has more than {sys.get_int_max_str_digits()} "
+                "digits: out of range")
+    return "the body is not valid JSON"
 
 
 def _utf8(s: str) -> bool:

@@ -89,6 +89,20 @@ def test_body_must_be_json_object(client):
                             content_type="application/x-www-form-urlencoded"), 415, "body")
 
 
+@pytest.mark.parametrize("data, says", [
+    # valid JSON, but past Python's 4300-digit int conversion limit: it was "the body
+    # is not valid JSON", which sent the page looking for a syntax error
+    ('{"items": ["a"], "n": ' + "9" * 5000 + "}", "more than 4300 digits"),
+    ('{"items": ["a"],}', "line 1 column 17"),
+    ("", "the body is empty"),
+    (b'{"items": ["\xff"]}', "not UTF-8 text: byte 0xff at position 12"),
+])
+def test_unreadable_json_body_says_why(client, data, says):
+    body = check_error(client.post("/v1/outfits/complete", data=data,
+                                   content_type="application/json"), 400, "body")
+    assert says in body["error"], body
+
+
 @pytest.mark.parametrize("url", ["/v1/events", "/v1/outfits/complete"])
 def test_deeply_nested_json_is_400_not_500(client, url):
     # json.loads gives up on deep nesting with RecursionError, which is not a ValueError
