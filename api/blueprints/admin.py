@@ -14,7 +14,7 @@ import hmac
 
 from flask import Blueprint, current_app, request
 
-from features.exceptions import MixmatchError
+from features.exceptions import InputError, MixmatchError
 from api.requests import json_body
 from api.responses import respond
 from api.state import get_serving
@@ -52,6 +52,13 @@ def reload():
     # the body itself, not Content-Length, says whether there is one: a chunked body
     # has no length, and was taken for none (the same paths reloaded, answered 200)
     body = json_body("reload") if request.get_data(cache=True) else {}
+    for key in ("bundle", "rules"):
+        if "\x00" in body.get(key, ""):
+            # no path holds one: the OS call's "embedded null byte" was a 422, as if
+            # the bundle were broken, naming neither the value nor the field's fault
+            shown = body[key][:80]
+            raise InputError(f"{key} path {shown!r} holds a NUL byte: not a path",
+                             field=key, value=shown)
     holder = get_serving().holder
     new, old = holder.reload(bundle=body.get("bundle"), rules=body.get("rules"),
                              publish=True)

@@ -1045,3 +1045,16 @@ def test_rules_are_checked_against_every_model_bundle_the_experiments_serve_them
     assert body["field"] == "rules" and words in body["error"] and named in body["error"]
     assert c.get("/healthz").get_json()["experiments_version"] == version
     app.extensions["mixmatch"].events.close()
+
+
+@pytest.mark.parametrize("key", ["bundle", "rules"])
+def test_an_admin_reload_path_holding_a_nul_byte_is_bad_input(client, key):
+    """A NUL cannot be in a path: it was a 422 'reload refused: embedded null byte'
+    (the OS call's ValueError), naming no value, as if the bundle were broken."""
+    r = client.post("/admin/reload", json={key: "/srv/bundle\x00x"},
+                    headers={"Authorization": "Bearer s3cret"})
+    assert r.status_code == 400, r.get_json()
+    body = r.get_json()
+    assert body["field"] == key and "'/srv/bundle\\x00x'" in body["error"], body
+    assert "NUL" in body["error"], body
+    assert client.get("/healthz").get_json()["status"] == "no_bundle"
