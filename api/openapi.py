@@ -23,6 +23,9 @@ ERRORS = {
     "415": "wrong media type: not JSON, not multipart, not an accepted image",
     "422": "reload refused: the previous version keeps serving",
     "503": "no bundle loaded yet",
+    "501": "this bundle has no attribute network (models/attributes.pt): the photo "
+           "routes are not available on it (the same answer until a bundle with one "
+           "is served)",
 }
 
 
@@ -91,10 +94,10 @@ def build_document(s: Schemas) -> dict:
                       _query_params(q["search"]), codes=("400", "404", "503")),
             "post": op("searchImage", "Search by photo with attribute overrides",
                        r["search_image"], body=multipart,
-                       codes=("400", "404", "413", "415", "503"))},
+                       codes=("400", "404", "413", "415", "501", "503"))},
         "/v1/analyze": {"post": op(
             "analyzeImage", "Category, attributes, colours, keypoints, shape of a photo",
-            r["analyze"], body=multipart, codes=("400", "413", "415", "503"))},
+            r["analyze"], body=multipart, codes=("400", "413", "415", "501", "503"))},
         "/v1/events": {"post": op(
             "postEvents", "Store shop events tied to a request_id", r["events"],
             body=_json(b["events"]), codes=("400", "413", "415", "503"))},

@@ -345,3 +345,20 @@ def test_a_healthz_answer_missing_a_key_its_schema_requires_fails(healthz_answer
                 del cut[outer][inner]
             with pytest.raises(jsonschema.ValidationError):
                 jsonschema.validate(cut, schema)
+
+
+@pytest.mark.parametrize("op, url", [("POST /v1/analyze", "/v1/analyze"),
+                                     ("POST /v1/search", "/v1/search")])
+def test_a_photo_route_without_an_attribute_network_is_a_documented_501(tiny_app, op,
+                                                                         url):
+    """The tiny bundle has no attribute network: the photo routes answer 501 (the same
+    answer every time, not a fault to retry), which the document only covered as
+    "default: any other error"."""
+    c = tiny_app.test_client()
+    doc = c.get("/openapi.json").get_json()
+    r = c.post(url, **image_form())
+    assert r.status_code == 501, r.get_json()
+    assert "attribute network" in r.get_json()["error"]
+    method, path = op.split(" ")
+    documented = doc["paths"][path][method.lower()]["responses"]
+    assert "501" in documented and "attribute network" in documented["501"]["description"]
