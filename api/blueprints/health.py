@@ -16,6 +16,11 @@ from api.state import DEFAULT_RULES, get_serving
 
 bp = Blueprint("health", __name__)
 
+#: Methods counted under their own name; any other is counted as "other": the method is
+#: the client's, and each made-up one was a series of its own (a quote or newline in it
+#: wrote the client's lines into the scrape, which then failed to parse).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
 #: Latency histogram buckets in seconds.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"))
 
@@ -36,6 +41,7 @@ class Metrics:
             self.exposure_failures += 1
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        method = method if method in METHODS else "other"
         with self._lock:
             self.requests[(route, method, status)] += 1
             h = self.hist[route]

@@ -337,3 +337,19 @@ def test_healthz_changed_outputs_is_empty_for_a_bundle_as_built(served_bundle, m
     c = make_app(BUNDLE=str(served_bundle)).test_client()
     assert c.get("/healthz").get_json()["changed_outputs"] == {}
     assert gauges(c, "mixmatch_changed_outputs") == {"default": 0}
+
+
+def test_metrics_label_an_unknown_method_other_and_still_parse(client):
+    """The method label was the client's method as sent: each made-up method was a
+    series of its own (without bound), and a quote or newline in it (werkzeug's server
+    passes them) wrote lines of the client's into the scrape, which then failed."""
+    for method in ("FOO1", "FOO2", 'X"Y} 1\nmixmatch_evil{a="b'):
+        assert client.open("/healthz", method=method).status_code == 405
+    assert client.get("/healthz").status_code == 503   # no bundle: a known method
+    lines = [ln for ln in client.get("/metrics").get_data(as_text=True).splitlines()
+             if ln.startswith("mixmatch_requests_total")]
+    methods = sorted(ln.split('method="')[1].split('"')[0] for ln in lines)
+    assert methods == ["GET", "other"], lines
+    assert not any("evil" in ln or "FOO" in ln for ln in lines), lines
+    other = next(ln for ln in lines if 'method="other"' in ln)
+    assert other.endswith(" 3"), other
