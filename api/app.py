@@ -26,7 +26,8 @@ EXPOSURE_BUSY_TIMEOUT_MS  the same for the exposure a recommendation writes befo
                /healthz) and the recommendation served; short, because the shopper
                waits for it and nobody retries it
 ADMIN_TOKEN    token for /admin/*; None disables the admin endpoints
-CORS_ORIGINS   list of allowed origins, or "*" (default: none)
+CORS_ORIGINS   list of allowed origins, or "*" (default: none); one origin as a
+               string is a list of one (matched whole, never as a substring)
 MAX_CONTENT_LENGTH  largest request body in bytes (413 above)
 MAX_IMAGE_BYTES     largest image upload in bytes (413 above)
 MAX_IMAGE_PIXELS    largest declared width x height of an upload (413 above)
@@ -115,6 +116,24 @@ def _check_file_settings(cfg: Mapping[str, Any]) -> None:
                              field=key, value=v)
 
 
+def _cors_origins(value: Any) -> str | list[str]:
+    """``CORS_ORIGINS`` as ``"*"`` or a list of origins. One origin given as a string
+    (``cors_origins = "https://shop.example"`` in a config file) is a list of one: it
+    was matched with ``in`` on the string, so an ``Origin: https://shop`` (a substring)
+    was allowed and echoed back."""
+    from features.exceptions import InputError
+
+    if not value:
+        return []
+    if isinstance(value, str):
+        return value if value == "*" else [value]
+    if (isinstance(value, (list, tuple))
+            and all(isinstance(o, str) and o for o in value)):
+        return list(value)
+    raise InputError(f'CORS_ORIGINS must be "*" or a list of origins (strings), got '
+                     f"{value!r}", field="CORS_ORIGINS", value=value)
+
+
 def _check_extra_names(spec: dict) -> None:
     """Refuse a ``MODELS`` or ``RULES_FILES`` entry named ``"default"``: the name of
     the main bundle and of its rules (``DEFAULT_RULES``). A bundle so named was loaded
@@ -165,6 +184,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     loader = cfg["ENGINE_LOADER"] or default_engine_loader
     _check_file_settings(cfg)
+    cfg["CORS_ORIGINS"] = _cors_origins(cfg["CORS_ORIGINS"])
     spec = {"bundle": bundle, "rules": cfg["RULES"],
             "rules_files": dict(cfg["RULES_FILES"] or {}),
             "models": dict(cfg["MODELS"] or {}),

@@ -223,6 +223,29 @@ def test_request_id_is_echoed_when_valid(client):
     assert r.get_json()["request_id"] == r.headers["X-Request-ID"] != "bad id with spaces"
 
 
+def test_cors_origins_given_as_one_string_is_one_origin_not_a_substring(tmp_path):
+    """``cors_origins = "https://shop.example"`` (a string, natural in a config file)
+    was matched with ``in`` on the string: an Origin of ``https://shop`` or ``e`` was
+    allowed, and echoed back in Access-Control-Allow-Origin."""
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "WATCH_INTERVAL": 0,
+                      "CORS_ORIGINS": "https://shop.example"})
+    c = app.test_client()
+    for origin in ("https://shop", "e", "shop.example"):
+        r = c.get("/healthz", headers={"Origin": origin})
+        assert r.headers.get("Access-Control-Allow-Origin") is None, origin
+    r = c.get("/healthz", headers={"Origin": "https://shop.example"})
+    assert r.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+
+
+@pytest.mark.parametrize("bad", [5, ["https://shop.example", 5], {"a": "b"}])
+def test_cors_origins_that_are_not_origins_stop_the_start(tmp_path, bad):
+    from features.exceptions import InputError
+    with pytest.raises(InputError, match="CORS_ORIGINS") as err:
+        create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "WATCH_INTERVAL": 0,
+                    "CORS_ORIGINS": bad})
+    assert err.value.field == "CORS_ORIGINS"
+
+
 def test_cors_from_config(tmp_path):
     app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "WATCH_INTERVAL": 0,
                       "CORS_ORIGINS": ["https://shop.example"]})
