@@ -62,10 +62,25 @@ def handle_http_error(exc: HTTPException):
             extra["allowed"] = sorted(allowed)
     message = exc.description or exc.name
     if status == 413:
-        limit = request.max_content_length
-        message = (f"the request body is larger than the limit of {limit} bytes"
-                   if limit else message)
+        message = _too_large_message(message)
     return _body(message, _HTTP_FIELDS.get(status), status, extra)
+
+
+def _too_large_message(default: str) -> str:
+    """Which limit a 413 is about. werkzeug raises the same bare 413 for a body over
+    ``MAX_CONTENT_LENGTH`` and for a form over ``MAX_FORM_PARTS`` parts or with a text
+    field over ``MAX_FORM_MEMORY_SIZE`` bytes; the latter were answered "the request
+    body is larger than the limit of 10485760 bytes" for a body of 20 kB."""
+    limit, length = request.max_content_length, request.content_length
+    body_over = f"the request body is larger than the limit of {limit} bytes"
+    if limit is not None and length is not None and length > limit:
+        return body_over
+    if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        form = (f"the form has more than {request.max_form_parts} parts, or a text "
+                f"field larger than {request.max_form_memory_size} bytes")
+        # a chunked body has no length: it may be over the byte limit too
+        return form + (f", or {body_over}" if length is None and limit else "")
+    return body_over if limit else default
 
 
 def handle_unexpected(exc: Exception):

@@ -19,7 +19,8 @@ bp = Blueprint("openapi", __name__)
 ERRORS = {
     "400": "bad input: the body names the field and the reason",
     "404": "unknown item id or path",
-    "413": "body, upload or declared image dimensions too large",
+    "413": "body, upload or declared image dimensions too large, or a form of too many "
+           "parts or with too long a text field",
     "415": "wrong media type: not JSON, not multipart, not an accepted image",
     "422": "reload refused: the previous version keeps serving",
     "503": "no bundle loaded yet",
