@@ -105,8 +105,13 @@ def preview(item_id: str):
 
 @bp.get("/images/<path:path>")
 def image(path: str):
+    models = request.args.getlist("model")
+    if len(models) > 1:
+        # ambiguous, as on the JSON routes: the first was taken, whatever followed it
+        raise InputError(f"parameter 'model' is given {len(models)} times; give it once",
+                         field="model")
     state = get_state()
-    model = request.args.get("model")
+    model = models[0] if models else None
     if model is not None and model not in state.models:
         # a bad parameter value, not a missing photo: 400 naming it and the names
         # allowed, as the JSON routes answer an unknown ``variant`` (whose names, like

@@ -139,6 +139,20 @@ def test_an_image_of_a_model_that_is_not_served_is_a_400_naming_the_served_ones(
 
 
 
+def test_an_image_model_given_twice_is_a_400_as_any_repeated_parameter(app):
+    # the first was taken: ?model=same&model=nope served the "same" bundle's photo, and
+    # ?model=nope&model=same said "unknown model 'nope'"; the JSON routes refuse a
+    # repeated parameter as ambiguous
+    c = app.test_client()
+    for query in ("model=same&model=nope", "model=same&model=same",
+                  "model=nope&model=same"):
+        r = c.get(f"/images/t0.png?{query}")
+        assert r.status_code == 400, (query, r.status_code)
+        assert r.get_json()["field"] == "model"
+        assert r.get_json()["error"] == ("parameter 'model' is given 2 times; give it "
+                                         "once"), query
+
+
 def test_an_image_model_without_models_served_is_a_400_saying_none_is(tmp_path):
     from tests.recommender.tiny_bundle import make_tiny_bundle
 
