@@ -8,7 +8,6 @@ import sys
 from typing import Any
 
 from flask import current_app, request
-from werkzeug.exceptions import BadRequest
 
 from features.exceptions import InputError, PayloadTooLarge, UnsupportedMediaType
 from api.schemas import validate_body, validate_query
@@ -31,8 +30,12 @@ def json_body(name: str) -> dict:
         raise UnsupportedMediaType("the body must be JSON (Content-Type: application/json)",
                                    field="body", allowed=["application/json"])
     try:
-        data = request.get_json(force=False, silent=False)
-    except BadRequest as exc:
+        # decoded here, not by request.get_json: a repeated key is refused (json takes
+        # the last of them, silently). Bytes, as get_json does: UTF-8/16/32 and a BOM
+        data = json.loads(request.get_data(cache=True), object_pairs_hook=_unique_keys)
+    except InputError:
+        raise
+    except ValueError as exc:
         raise InputError(_unreadable_json(exc), field="body") from None
     except RecursionError:
         # the decoder recurses per level: "[[[[..." a few thousand deep is bad input
@@ -52,8 +55,21 @@ def json_body(name: str) -> dict:
 _FLOAT_MAX = sys.float_info.max
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """``object_pairs_hook`` refusing a key given twice in one object: the decoder kept
+    the last, so ``{"type": "click", ..., "type": "purchase"}`` was stored a purchase."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            shown = key[:80]
+            raise InputError(f"key {shown!r} is given twice in one object of the body; "
+                             "give it once", field=shown, value=shown)
+        seen.add(key)
+    return dict(pairs)
+
+
 def _unreadable_json(exc: BaseException) -> str:
-    """Why the decoder refused the body, from the error Flask wraps in ``BadRequest``.
+    """Why the decoder refused the body, from its error (or one wrapping it).
 
     A bare "not valid JSON" sent a page hunting for a syntax error in a body that was
     valid JSON with a 5000-digit number (past Python's int conversion limit), or one

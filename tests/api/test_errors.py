@@ -103,6 +103,21 @@ def test_unreadable_json_body_says_why(client, data, says):
     assert says in body["error"], body
 
 
+@pytest.mark.parametrize("url, data, key", [
+    ("/v1/events", '{"type": "click", "request_id": "r", "type": "purchase"}', "type"),
+    ("/v1/events", '{"events": [{"type": "click", "request_id": "r", "item_id": "a", '
+                   '"item_id": "b"}]}', "item_id"),
+    ("/v1/outfits/complete", '{"items": ["a"], "items": ["b", "c"]}', "items"),
+])
+def test_a_key_repeated_in_a_json_body_is_400_naming_it(client, app, url, data, key):
+    """The last of the two was taken, silently: a page's event stored as a purchase it
+    also called a click. The config files refuse a repeated key; so does the API."""
+    body = check_error(client.post(url, data=data, content_type="application/json"),
+                       400, key)
+    assert f"{key!r} is given twice" in body["error"], body
+    assert app.extensions["mixmatch"].events.count("events") == 0
+
+
 @pytest.mark.parametrize("url", ["/v1/events", "/v1/outfits/complete"])
 def test_deeply_nested_json_is_400_not_500(client, url):
     # json.loads gives up on deep nesting with RecursionError, which is not a ValueError
