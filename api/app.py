@@ -150,6 +150,39 @@ def _check_extra_names(spec: dict) -> None:
                              value=DEFAULT_RULES)
 
 
+def limits_from_config(table: Any) -> Limits:
+    """The ``LIMITS`` setting as :class:`api.schemas.Limits`, or InputError naming a
+    key it does not take or a value that is not a whole number >= 1: a typo or a
+    string was a TypeError traceback out of ``mixmatch serve``, and a negative limit
+    a server refusing every request.
+
+    >>> limits_from_config({"max_k": 20}).max_k
+    20
+    >>> limits_from_config({"max_kk": 20})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    features.exceptions.InputError: unknown LIMITS key 'max_kk' (allowed: max_k, ...)
+    """
+    import dataclasses
+
+    from features.exceptions import InputError
+
+    if not table:
+        return Limits()
+    allowed = [f.name for f in dataclasses.fields(Limits)]
+    if not isinstance(table, Mapping):
+        raise InputError(f"LIMITS must be a table of {', '.join(allowed)}, got "
+                         f"{table!r}", field="LIMITS", value=table, allowed=allowed)
+    for key, value in table.items():
+        if key not in allowed:
+            raise InputError(f"unknown LIMITS key {key!r} (allowed: {', '.join(allowed)})",
+                             field="LIMITS", value=key, allowed=allowed)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"LIMITS {key} must be a whole number >= 1, got {value!r}",
+                             field=f"LIMITS.{key}", value=value)
+    return Limits(**table)
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` overrides :data:`DEFAULT_CONFIG` (keys upper-cased).
 
@@ -179,7 +212,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     data_dir = Path(cfg["DATA_DIR"] or (Path(bundle) / SERVING_DIR if bundle
                                         else ".mixmatch"))
     events_db = cfg["EVENTS_DB"] or data_dir / "events.db"
-    limits = Limits(**dict(cfg["LIMITS"] or {}))
+    limits = limits_from_config(cfg["LIMITS"])
     schemas = build_schemas(limits)
 
     loader = cfg["ENGINE_LOADER"] or default_engine_loader

@@ -237,6 +237,24 @@ def test_serve_names_a_rules_or_experiments_setting_of_the_wrong_type(tmp_path, 
     assert f"error: {key} must be" in err and "Traceback" not in err, err
 
 
+@pytest.mark.parametrize("line, named", [
+    ("LIMITS = {nosuch = 3}", "unknown LIMITS key 'nosuch' (allowed: max_k, "),
+    ('LIMITS = {max_k = "many"}', "LIMITS max_k must be a whole number >= 1, got 'many'"),
+    ("LIMITS = {max_k = -3}", "LIMITS max_k must be a whole number >= 1, got -3"),
+    ("LIMITS = 5", "LIMITS must be a table of max_k, "),
+])
+def test_serve_names_a_bad_limits_setting(tmp_path, capsys, line, named):
+    """``mixmatch serve --config`` with an unknown LIMITS key was a TypeError traceback
+    ("Limits.__init__() got an unexpected keyword argument", exit 1); a string or a
+    negative limit started a server that refused every request."""
+    cfg = tmp_path / "serve.toml"
+    cfg.write_text(f'DATA_DIR = "{tmp_path / "data"}"\nWARM_VISION = false\n{line}\n')
+    assert main(["serve", "--dev", "--bundle", str(tmp_path), "--port", "0",
+                 "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"mixmatch serve: error: {named}" in err and "Traceback" not in err, err
+
+
 def _strict_json(text):
     """json.loads that refuses NaN and Infinity, as jq and JSON.parse do."""
     import json
