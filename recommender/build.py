@@ -27,7 +27,8 @@ from features.exceptions import (BundleError, DuplicateKeyError, InputError, Not
                                  StageNotAvailable)
 from features.source_files import SOURCE_DIR
 from recommender.bundle import MANIFEST, Bundle, atomic_files, write_lock
-from recommender.distributed import check_dask_settings, dask_settings_unused
+from recommender.distributed import (check_dask_settings, check_scheduler_address,
+                                     dask_settings_unused)
 from recommender.paths import DATA_ENV, default_data_root
 from recommender.pipeline import (STAGE_NAMES, STAGES, BuildContext, plan_stages,
                                   run_stages)
@@ -342,7 +343,7 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
     asked, seed = seed, 0 if seed is None else seed
     stage_cfg, data = _build_settings(source=source, data=data, mapping=mapping,
                                       quick=quick, engine=engine, overrides=overrides,
-                                      holdout=holdout)
+                                      holdout=holdout, items=items, scheduler=scheduler)
     if source == "demo":   # refused (a --data catalogue of another size) before the lock
         _demo_source(out, data, items, seed)
     # held from the manifest read to its last save: a second build of ``out`` is refused
@@ -396,7 +397,7 @@ def plan_build(out: str | os.PathLike, *, source: str = "demo",
     asked, seed = seed, 0 if seed is None else seed
     stage_cfg, data = _build_settings(source=source, data=data, mapping=mapping,
                                       quick=quick, engine=engine, overrides=overrides,
-                                      holdout=holdout)
+                                      holdout=holdout, items=items, scheduler=scheduler)
     plan: list[tuple[str, str]] = []
     before = None
     if source == "demo":   # as build_bundle decides it: refused alike
@@ -419,7 +420,8 @@ def plan_build(out: str | os.PathLike, *, source: str = "demo",
 
 
 def _build_settings(*, source: str, data, mapping, quick: bool, engine: str,
-                    overrides: dict | None, holdout: float | None):
+                    overrides: dict | None, holdout: float | None,
+                    items: int | None = None, scheduler: str | None = None):
     """The checked settings of a build: its ``[stages]`` tables and its data folder.
     ``overrides`` given from Python are checked as a config file's are (a key other
     than ``stages`` and ``dask``, an unknown stage: ignored before)."""
@@ -431,6 +433,13 @@ def _build_settings(*, source: str, data, mapping, quick: bool, engine: str,
     if engine not in ("local", "dask"):
         raise InputError(f"unknown engine {engine!r}", field="engine", value=engine,
                          allowed=("local", "dask"))
+    if engine == "dask" and scheduler:
+        check_scheduler_address(scheduler)
+    # before a dry run plans a catalogue of -1 items, and before the lock is taken
+    if items is not None and (isinstance(items, bool) or not isinstance(items, int)
+                              or items < 1):
+        raise InputError(f"items must be a whole number >= 1, got {items!r}",
+                         field="items", value=items)
     stage_cfg = resolve_stage_config(source, quick, (overrides or {}).get("stages"))
     if holdout is not None:
         if isinstance(holdout, bool) or not (isinstance(holdout, (int, float))
@@ -606,6 +615,8 @@ def _stages_context(args) -> tuple[BuildContext, list[str] | None]:
     config["seed"] = config.get("seed", 0) if seed is None else seed
     config["engine"] = getattr(args, "engine", config.get("engine", "local"))
     config["scheduler"] = getattr(args, "scheduler", None)
+    if config["engine"] == "dask" and config["scheduler"]:
+        check_scheduler_address(config["scheduler"])
     overrides = read_config_file(getattr(args, "config", None))
     if overrides.get("stages"):
         # merged over what the bundle recorded, not over the source's defaults: a

@@ -63,6 +63,34 @@ DASK_AT_LEAST = {"n_workers": 1, "threads_per_worker": 1, "parts_per_worker": 1,
                  "min_pairs_per_part": 1}
 
 
+def check_scheduler_address(address: str) -> str:
+    """``address`` (``--scheduler``) if Dask can parse it, else InputError naming it.
+
+    A malformed one was a ValueError traceback from inside ``distributed.Client``
+    after the build had started, then a 60 s wait for the half-made client to close.
+
+    >>> check_scheduler_address("tcp://127.0.0.1:8786")
+    'tcp://127.0.0.1:8786'
+    >>> check_scheduler_address("scheduler")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    features.exceptions.InputError: --scheduler 'scheduler' is not a Dask scheduler ...
+    """
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, location = parse_address(address)
+        get_backend(scheme)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"--scheduler {address!r} is not a Dask scheduler address "
+                         f"({exc}); give one like tcp://host:8786", field="scheduler",
+                         value=address) from None
+    return address
+
+
 def check_dask_settings(table: Any) -> dict[str, Any]:
     """The ``[dask]`` table of a build config as a dict, or InputError naming a key
     it does not take (field ``dask``, with the keys it takes) or a value of the wrong
@@ -408,7 +436,13 @@ def dask_executor(config: dict) -> Iterator[DaskExecutor]:
     ex_opts = {k: opts.pop(k, v) for k, v in EXECUTOR_DEFAULTS.items()}
     with contextlib.ExitStack() as stack:
         if scheduler:
-            client = stack.enter_context(Client(scheduler, set_as_default=False))
+            check_scheduler_address(scheduler)
+            try:
+                client = stack.enter_context(Client(scheduler, set_as_default=False))
+            except OSError as exc:   # nothing listening there, or a timeout
+                raise InputError(f"cannot reach the Dask scheduler --scheduler "
+                                 f"{scheduler}: {exc}", field="scheduler",
+                                 value=scheduler) from None
         else:
             # No dashboard; the scheduler's HTTP endpoints (health, metrics) on a free
             # loopback port: the default 8787 may belong to another cluster, and

@@ -255,6 +255,43 @@ def test_serve_names_a_bad_limits_setting(tmp_path, capsys, line, named):
     assert f"mixmatch serve: error: {named}" in err and "Traceback" not in err, err
 
 
+@pytest.mark.parametrize("address, why", [
+    ("scheduler", "missing port number"),
+    ("tcp://host:port", "invalid literal"),
+    ("foo://host:8786", "unknown address scheme 'foo'"),
+])
+def test_build_and_stages_name_a_malformed_scheduler_address(tmp_path, capsys, address,
+                                                             why):
+    """``--engine dask --scheduler notaurl`` was a ValueError traceback from inside
+    distributed.Client once the build had started (exit 1), then a 60 s wait for the
+    half-made client to close; now refused before anything, dry run included."""
+    from tests.recommender.tiny_bundle import make_tiny_bundle
+
+    bundle = make_tiny_bundle(tmp_path / "bundle")
+    for argv in (["build", "--out", str(tmp_path / "new"), "--dry-run"],
+                 ["build", "--out", str(tmp_path / "new")],
+                 ["graph", "--bundle", str(bundle), "--force"]):
+        assert main(argv + ["--engine", "dask", "--scheduler", address]) == 2, argv
+        err = capsys.readouterr().err
+        assert (f"error: --scheduler {address!r} is not a Dask scheduler address" in err
+                and why in err and "Traceback" not in err), err
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("items", ["0", "-1"])
+def test_build_refuses_a_catalogue_size_below_one_before_a_dry_run_plans_it(
+        tmp_path, capsys, items):
+    """``mixmatch build --items 0 --dry-run`` printed "would generate 0 items" and
+    exited 0, and the build itself said "generating 0 items" before the refusal."""
+    for extra in (["--dry-run"], []):
+        assert main(["build", "--out", str(tmp_path / "b"), "--items", items]
+                    + extra) == 2
+        captured = capsys.readouterr()
+        assert f"error: items must be a whole number >= 1, got {items}" in captured.err
+        assert "generat" not in captured.out + captured.err, captured
+    assert not (tmp_path / "b").exists()
+
+
 def _strict_json(text):
     """json.loads that refuses NaN and Infinity, as jq and JSON.parse do."""
     import json

@@ -257,3 +257,21 @@ def test_local_build_never_imports_dask():
     r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
                        text=True, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr
+
+
+def test_an_unreachable_scheduler_is_named_not_a_traceback():
+    """``--scheduler`` where nothing listens was an OSError traceback ("Timed out trying
+    to connect", exit 1); now an InputError naming the address (exit 2)."""
+    import socket
+
+    import dask
+
+    with socket.socket() as s:      # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        with pytest.raises(InputError, match=f"cannot reach the Dask scheduler "
+                           f"--scheduler {address}") as exc:
+            with dask_executor({"scheduler": address}):
+                pass
+    assert exc.value.field == "scheduler" and exc.value.value == address
