@@ -343,7 +343,8 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
     asked, seed = seed, 0 if seed is None else seed
     stage_cfg, data = _build_settings(source=source, data=data, mapping=mapping,
                                       quick=quick, engine=engine, overrides=overrides,
-                                      holdout=holdout, items=items, scheduler=scheduler)
+                                      holdout=holdout, items=items, scheduler=scheduler,
+                                      out=out)
     if source == "demo":   # refused (a --data catalogue of another size) before the lock
         _demo_source(out, data, items, seed)
     # held from the manifest read to its last save: a second build of ``out`` is refused
@@ -397,7 +398,8 @@ def plan_build(out: str | os.PathLike, *, source: str = "demo",
     asked, seed = seed, 0 if seed is None else seed
     stage_cfg, data = _build_settings(source=source, data=data, mapping=mapping,
                                       quick=quick, engine=engine, overrides=overrides,
-                                      holdout=holdout, items=items, scheduler=scheduler)
+                                      holdout=holdout, items=items, scheduler=scheduler,
+                                      out=out)
     plan: list[tuple[str, str]] = []
     before = None
     if source == "demo":   # as build_bundle decides it: refused alike
@@ -421,7 +423,8 @@ def plan_build(out: str | os.PathLike, *, source: str = "demo",
 
 def _build_settings(*, source: str, data, mapping, quick: bool, engine: str,
                     overrides: dict | None, holdout: float | None,
-                    items: int | None = None, scheduler: str | None = None):
+                    items: int | None = None, scheduler: str | None = None,
+                    out: Path | None = None):
     """The checked settings of a build: its ``[stages]`` tables and its data folder.
     ``overrides`` given from Python are checked as a config file's are (a key other
     than ``stages`` and ``dask``, an unknown stage: ignored before)."""
@@ -435,6 +438,15 @@ def _build_settings(*, source: str, data, mapping, quick: bool, engine: str,
                          allowed=("local", "dask"))
     if engine == "dask" and scheduler:
         check_scheduler_address(scheduler)
+    # before a demo catalogue is generated into them (1000 items: seconds of work)
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise InputError(f"bundle folder {out} is a file, not a folder", field="out",
+                         value=str(out))
+    if out is not None and (Path(out) / MANIFEST).is_file():
+        Bundle.open(out)    # a manifest.json that is not JSON is named now
+    if source == "demo" and data and Path(data).exists() and not Path(data).is_dir():
+        raise InputError(f"--data {data} is a file, not a folder (the demo catalogue's)",
+                         field="data", value=str(data))
     # before a dry run plans a catalogue of -1 items, and before the lock is taken
     if items is not None and (isinstance(items, bool) or not isinstance(items, int)
                               or items < 1):

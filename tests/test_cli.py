@@ -577,6 +577,44 @@ def test_out_naming_a_file_is_refused_by_name(tmp_path, capsys):
     assert text.read_text() == "mine"
 
 
+def test_build_and_up_name_a_file_given_as_a_folder_before_any_work(tmp_path, capsys):
+    """A file as the bundle was refused only by the lock (FileExistsError in the
+    message), after a dry run had planned to build there (exit 0); a file as --data
+    was generated into, then refused as "--out FILE", an option not given."""
+    text = tmp_path / "notes.txt"
+    text.write_text("mine")
+    for argv, named in (
+            (["build", "--out", str(text), "--dry-run"], f"bundle folder {text} is a file"),
+            (["build", "--out", str(text), "--items", "6"], f"bundle folder {text} is a file"),
+            (["up", "--bundle", str(text), "--no-serve"], f"bundle folder {text} is a file"),
+            (["build", "--out", str(tmp_path / "b"), "--data", str(text), "--dry-run"],
+             f"--data {text} is a file, not a folder"),
+            (["build", "--out", str(tmp_path / "b"), "--data", str(text), "--items", "6"],
+             f"--data {text} is a file, not a folder")):
+        assert main(argv) == 2, argv
+        captured = capsys.readouterr()
+        assert f"mixmatch {argv[0]}: error: {named}" in captured.err, captured.err
+        assert "generat" not in captured.err + captured.out and "Traceback" not in (
+            captured.err)
+    assert text.read_text() == "mine" and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("argv", [["build", "--items", "6", "--out"],
+                                  ["up", "--items", "6", "--no-serve", "--bundle"]])
+def test_build_and_up_name_a_manifest_that_is_not_json_before_generating(tmp_path, capsys,
+                                                                        argv):
+    """A bundle whose manifest.json is damaged had the demo catalogue generated into it
+    (seconds for ``up``'s 1000 items) before the manifest was read and refused."""
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text("{not json")
+    assert main(argv + [str(bundle)]) == 2
+    captured = capsys.readouterr()
+    assert f"{bundle / 'manifest.json'} is not valid JSON" in captured.err, captured.err
+    assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json"]
+    assert (bundle / "manifest.json").read_text() == "{not json"
+
+
 def test_a_csv_not_utf8_is_named_not_a_traceback(tmp_path, capsys):
     # before: pandas' "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xf3"
     # traceback, exit 1, naming no file, for a MANGO product_data.csv or a demo
