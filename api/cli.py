@@ -64,10 +64,12 @@ def cmd_features(args) -> int:
 
 
 def cmd_train(args) -> int:
-    args.stages = args.stage or "attributes,keypoints,compatibility"
+    # --stage "" names no stage, refused as build --stages "" is, not the default
+    given = args.stage is not None
+    args.stages = args.stage if given else "attributes,keypoints,compatibility"
     # without --stage, only those a build of the bundle's source runs: the keypoint
     # detector trains on the demo's FashionAI labels, a MANGO bundle has none
-    args.applicable_only = not args.stage
+    args.applicable_only = not given
     return _impl("recommender.build", "cli_stages", 3)(args)
 
 

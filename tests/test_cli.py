@@ -615,6 +615,33 @@ def test_build_and_up_name_a_manifest_that_is_not_json_before_generating(tmp_pat
     assert (bundle / "manifest.json").read_text() == "{not json"
 
 
+def test_demo_names_a_catalogue_size_too_large_for_memory(tmp_path, capsys, monkeypatch):
+    """``mixmatch demo --items 100000000000`` was a numpy _ArrayMemoryError traceback
+    (exit 1); the allocation is faked here, the real one asks for 745 GiB."""
+    import recommender.demo as demo
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 745. GiB for an array")
+
+    monkeypatch.setattr(demo, "generate_demo", out_of_memory)
+    assert main(["demo", "--out", str(tmp_path / "d"), "--items", "100000000000"]) == 2
+    err = capsys.readouterr().err
+    assert ("mixmatch demo: error: not enough memory for a demo catalogue of --items "
+            "100000000000 (Unable to allocate 745. GiB" in err), err
+
+
+@pytest.mark.parametrize("stage", ["", " , "])
+def test_train_refuses_a_stage_list_naming_no_stage(tmp_path, capsys, stage):
+    """``mixmatch train --stage ""`` trained the default stages (exit 0), where
+    ``build --stages ""`` is refused."""
+    from tests.recommender.tiny_bundle import make_tiny_bundle
+
+    bundle = make_tiny_bundle(tmp_path / "bundle")
+    assert main(["train", "--bundle", str(bundle), "--stage", stage, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"mixmatch train: error: no stage named in {stage!r}" in err, err
+
+
 def test_a_csv_not_utf8_is_named_not_a_traceback(tmp_path, capsys):
     # before: pandas' "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xf3"
     # traceback, exit 1, naming no file, for a MANGO product_data.csv or a demo

@@ -45,10 +45,18 @@ def cli_demo(args) -> int:
             print(f"\r  rendered {done}/{total}", end="" if done < total else "\n",
                   file=sys.stderr, flush=True)
 
-    counts = generate_demo(out, n_items=args.items, seed=args.seed,
-                           n_outfits=getattr(args, "outfits", None),
-                           image_sample=getattr(args, "image_sample", None),
-                           fashionai_keypoints=fa, progress=progress)
+    try:
+        counts = generate_demo(out, n_items=args.items, seed=args.seed,
+                               n_outfits=getattr(args, "outfits", None),
+                               image_sample=getattr(args, "image_sample", None),
+                               fashionai_keypoints=fa, progress=progress)
+    except MemoryError as exc:
+        # --items 100000000000 was a numpy allocation traceback (exit 1)
+        from features.exceptions import InputError
+
+        raise InputError(f"not enough memory for a demo catalogue of --items "
+                         f"{args.items} ({exc}); give fewer items", field="items",
+                         value=args.items) from None
     cat = pd.read_csv(out / "catalog.csv", dtype={"item_id": str}, keep_default_na=False)
     # every image written is opened once; items without one are skipped quickly
     clean, report = validate_catalog(cat, out)
