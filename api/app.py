@@ -134,6 +134,29 @@ def _cors_origins(value: Any) -> str | list[str]:
                      f"{value!r}", field="CORS_ORIGINS", value=value)
 
 
+def _check_server_settings(cfg: Mapping[str, Any]) -> None:
+    """The size limits are whole numbers >= 1 (``MAX_CONTENT_LENGTH`` may be unset: no
+    limit), ``WATCH_INTERVAL`` a number of seconds >= 0, ``CORS_ORIGINS`` a list of
+    origins or ``"*"``. A string there started a server whose every request failed
+    (500, or ``WATCH_INTERVAL = "abc"`` a ValueError traceback from ``mixmatch serve``),
+    and ``CORS_ORIGINS = "https://shop.example"`` allowed any origin it contains
+    (``"https://shop.ex"``): ``in`` on a string matches substrings."""
+    from features.exceptions import InputError
+
+    for key in ("MAX_CONTENT_LENGTH", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS"):
+        v = cfg[key]
+        if v is None and key == "MAX_CONTENT_LENGTH":
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise InputError(f"{key} must be a whole number >= 1, got {v!r}", field=key,
+                             value=v)
+    v = cfg["WATCH_INTERVAL"]
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                          or not 0 <= v < float("inf")):
+        raise InputError(f"WATCH_INTERVAL must be a number of seconds >= 0, got {v!r}",
+                         field="WATCH_INTERVAL", value=v)
+
+
 def _check_extra_names(spec: dict) -> None:
     """Refuse a ``MODELS`` or ``RULES_FILES`` entry named ``"default"``: the name of
     the main bundle and of its rules (``DEFAULT_RULES``). A bundle so named was loaded
@@ -218,6 +241,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     loader = cfg["ENGINE_LOADER"] or default_engine_loader
     _check_file_settings(cfg)
     cfg["CORS_ORIGINS"] = _cors_origins(cfg["CORS_ORIGINS"])
+    _check_server_settings(cfg)
     spec = {"bundle": bundle, "rules": cfg["RULES"],
             "rules_files": dict(cfg["RULES_FILES"] or {}),
             "models": dict(cfg["MODELS"] or {}),

@@ -292,6 +292,29 @@ def test_build_refuses_a_catalogue_size_below_one_before_a_dry_run_plans_it(
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("line, named", [
+    ('WATCH_INTERVAL = "abc"', "WATCH_INTERVAL must be a number of seconds >= 0, got 'abc'"),
+    ("WATCH_INTERVAL = -1", "WATCH_INTERVAL must be a number of seconds >= 0, got -1"),
+    ('MAX_CONTENT_LENGTH = "big"', "MAX_CONTENT_LENGTH must be a whole number >= 1, got "
+                                   "'big'"),
+    ("MAX_IMAGE_BYTES = 0", "MAX_IMAGE_BYTES must be a whole number >= 1, got 0"),
+    ("MAX_IMAGE_PIXELS = 1.5", "MAX_IMAGE_PIXELS must be a whole number >= 1, got 1.5"),
+    ("CORS_ORIGINS = 5", 'CORS_ORIGINS must be "*" or a list of origins (strings), got 5'),
+    ("CORS_ORIGINS = [5]", 'CORS_ORIGINS must be "*" or a list of origins (strings), got '
+                           "[5]"),
+])
+def test_serve_names_a_bad_server_setting(tmp_path, capsys, line, named):
+    """``mixmatch serve --config``: WATCH_INTERVAL = "abc" was a ValueError traceback
+    (exit 1); the others started a server failing every request (500). A CORS_ORIGINS
+    string is one origin (tests/api: matched whole, not as a substring)."""
+    cfg = tmp_path / "serve.toml"
+    cfg.write_text(f'DATA_DIR = "{tmp_path / "data"}"\nWARM_VISION = false\n{line}\n')
+    assert main(["serve", "--dev", "--bundle", str(tmp_path), "--port", "0",
+                 "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"mixmatch serve: error: {named}" in err and "Traceback" not in err, err
+
+
 def _strict_json(text):
     """json.loads that refuses NaN and Infinity, as jq and JSON.parse do."""
     import json
