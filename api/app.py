@@ -95,8 +95,8 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def _check_file_settings(cfg: Mapping[str, Any]) -> None:
-    """``RULES`` and ``EXPERIMENTS`` are a path (or unset), ``RULES_FILES`` and ``MODELS``
-    a table of name = path. A list there was a ValueError traceback from ``mixmatch
+    """``RULES``, ``EXPERIMENTS``, ``DATA_DIR`` and ``EVENTS_DB`` are a path (or unset),
+    ``RULES_FILES`` and ``MODELS`` a table of name = path. A list there was a ValueError traceback from ``mixmatch
     serve`` ("dictionary update sequence element #0"), a number or a list where a path
     belongs "expected str, bytes or os.PathLike object, not int", naming no setting."""
     from features.exceptions import InputError
@@ -104,7 +104,7 @@ def _check_file_settings(cfg: Mapping[str, Any]) -> None:
     def is_path(v: Any) -> bool:
         return isinstance(v, (str, os.PathLike)) and str(v) != ""
 
-    for key in ("RULES", "EXPERIMENTS"):
+    for key in ("RULES", "EXPERIMENTS", "DATA_DIR", "EVENTS_DB"):
         v = cfg[key]
         if v and not is_path(v):
             raise InputError(f"{key} must be a file path (a string), got {v!r}", field=key,
@@ -155,6 +155,10 @@ def _check_server_settings(cfg: Mapping[str, Any]) -> None:
                           or not 0 <= v < float("inf")):
         raise InputError(f"WATCH_INTERVAL must be a number of seconds >= 0, got {v!r}",
                          field="WATCH_INTERVAL", value=v)
+    v = cfg["WARM_VISION"]
+    if not isinstance(v, bool):     # "false" would be true
+        raise InputError(f"WARM_VISION must be true or false, got {v!r}",
+                         field="WARM_VISION", value=v)
 
 
 def _check_extra_names(spec: dict) -> None:
@@ -221,6 +225,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json = FiniteJSONProvider(app)  # NaN/inf as null: every body is valid JSON
     app.json.sort_keys = False
     cfg = app.config
+    # before any of them is used: DATA_DIR = 5 was a TypeError traceback from Path()
+    _check_file_settings(cfg)
+    cfg["CORS_ORIGINS"] = _cors_origins(cfg["CORS_ORIGINS"])
+    _check_server_settings(cfg)
 
     bundle = str(cfg["BUNDLE"]) if cfg["BUNDLE"] else None
     if bundle and not cfg["DATA_DIR"] and not Path(bundle).is_dir():
@@ -239,9 +247,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     schemas = build_schemas(limits)
 
     loader = cfg["ENGINE_LOADER"] or default_engine_loader
-    _check_file_settings(cfg)
-    cfg["CORS_ORIGINS"] = _cors_origins(cfg["CORS_ORIGINS"])
-    _check_server_settings(cfg)
     spec = {"bundle": bundle, "rules": cfg["RULES"],
             "rules_files": dict(cfg["RULES_FILES"] or {}),
             "models": dict(cfg["MODELS"] or {}),

@@ -219,6 +219,8 @@ def test_an_api_config_file_saved_with_a_byte_order_mark_is_read(tmp_path):
     ('RULES = ["rules.toml"]', "RULES"),
     ("EXPERIMENTS = 3", "EXPERIMENTS"),
     ('MODELS = ["b2"]', "MODELS"),
+    ("EVENTS_DB = 5", "EVENTS_DB"),
+    ("DATA_DIR = 5", "DATA_DIR"),
 ])
 def test_serve_names_a_rules_or_experiments_setting_of_the_wrong_type(tmp_path, capsys,
                                                                       line, key):
@@ -230,7 +232,9 @@ def test_serve_names_a_rules_or_experiments_setting_of_the_wrong_type(tmp_path, 
 
     bundle = make_tiny_bundle(tmp_path / "bundle")
     cfg = tmp_path / "serve.toml"
-    cfg.write_text(f'DATA_DIR = "{tmp_path / "data"}"\nWARM_VISION = false\n{line}\n')
+    base = [f'DATA_DIR = "{tmp_path / "data"}"', "WARM_VISION = false"]
+    cfg.write_text("\n".join([b for b in base if b.split()[0] != line.split()[0]]
+                             + [line]) + "\n")
     assert main(["serve", "--dev", "--bundle", str(bundle), "--port", "0",
                  "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
@@ -302,13 +306,16 @@ def test_build_refuses_a_catalogue_size_below_one_before_a_dry_run_plans_it(
     ("CORS_ORIGINS = 5", 'CORS_ORIGINS must be "*" or a list of origins (strings), got 5'),
     ("CORS_ORIGINS = [5]", 'CORS_ORIGINS must be "*" or a list of origins (strings), got '
                            "[5]"),
+    ('WARM_VISION = "false"', "WARM_VISION must be true or false, got 'false'"),
 ])
 def test_serve_names_a_bad_server_setting(tmp_path, capsys, line, named):
     """``mixmatch serve --config``: WATCH_INTERVAL = "abc" was a ValueError traceback
     (exit 1); the others started a server failing every request (500). A CORS_ORIGINS
     string is one origin (tests/api: matched whole, not as a substring)."""
     cfg = tmp_path / "serve.toml"
-    cfg.write_text(f'DATA_DIR = "{tmp_path / "data"}"\nWARM_VISION = false\n{line}\n')
+    base = [f'DATA_DIR = "{tmp_path / "data"}"', "WARM_VISION = false"]
+    cfg.write_text("\n".join([b for b in base if b.split()[0] != line.split()[0]]
+                             + [line]) + "\n")
     assert main(["serve", "--dev", "--bundle", str(tmp_path), "--port", "0",
                  "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
