@@ -96,9 +96,10 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 def _check_file_settings(cfg: Mapping[str, Any]) -> None:
     """``RULES``, ``EXPERIMENTS``, ``DATA_DIR`` and ``EVENTS_DB`` are a path (or unset),
-    ``RULES_FILES`` and ``MODELS`` a table of name = path. A list there was a ValueError traceback from ``mixmatch
-    serve`` ("dictionary update sequence element #0"), a number or a list where a path
-    belongs "expected str, bytes or os.PathLike object, not int", naming no setting."""
+    ``RULES_FILES`` and ``MODELS`` a table of name = path. A list there was a ValueError
+    traceback from ``mixmatch serve`` ("dictionary update sequence element #0"), a number
+    or a list where a path belongs "expected str, bytes or os.PathLike object, not int",
+    naming no setting (``DATA_DIR = 5``: a TypeError traceback)."""
     from features.exceptions import InputError
 
     def is_path(v: Any) -> bool:

@@ -297,7 +297,8 @@ def test_build_refuses_a_catalogue_size_below_one_before_a_dry_run_plans_it(
 
 
 @pytest.mark.parametrize("line, named", [
-    ('WATCH_INTERVAL = "abc"', "WATCH_INTERVAL must be a number of seconds >= 0, got 'abc'"),
+    ('WATCH_INTERVAL = "abc"',
+     "WATCH_INTERVAL must be a number of seconds >= 0, got 'abc'"),
     ("WATCH_INTERVAL = -1", "WATCH_INTERVAL must be a number of seconds >= 0, got -1"),
     ('MAX_CONTENT_LENGTH = "big"', "MAX_CONTENT_LENGTH must be a whole number >= 1, got "
                                    "'big'"),
@@ -615,8 +616,10 @@ def test_build_and_up_name_a_file_given_as_a_folder_before_any_work(tmp_path, ca
     text.write_text("mine")
     for argv, named in (
             (["build", "--out", str(text), "--dry-run"], f"bundle folder {text} is a file"),
-            (["build", "--out", str(text), "--items", "6"], f"bundle folder {text} is a file"),
-            (["up", "--bundle", str(text), "--no-serve"], f"bundle folder {text} is a file"),
+            (["build", "--out", str(text), "--items", "6"],
+             f"bundle folder {text} is a file"),
+            (["up", "--bundle", str(text), "--no-serve"],
+             f"bundle folder {text} is a file"),
             (["build", "--out", str(tmp_path / "b"), "--data", str(text), "--dry-run"],
              f"--data {text} is a file, not a folder"),
             (["build", "--out", str(tmp_path / "b"), "--data", str(text), "--items", "6"],
