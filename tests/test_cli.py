@@ -230,33 +230,8 @@ def test_serve_names_a_rules_or_experiments_setting_of_the_wrong_type(tmp_path, 
     os.PathLike object, not int", naming no setting."""
     from tests.recommender.tiny_bundle import make_tiny_bundle
 
-    bundle = make_tiny_bundle(tmp_path / "bundle")
-    cfg = tmp_path / "serve.toml"
-    base = [f'DATA_DIR = "{tmp_path / "data"}"', "WARM_VISION = false"]
-    cfg.write_text("\n".join([b for b in base if b.split()[0] != line.split()[0]]
-                             + [line]) + "\n")
-    assert main(["serve", "--dev", "--bundle", str(bundle), "--port", "0",
-                 "--config", str(cfg)]) == 2
-    err = capsys.readouterr().err
-    assert f"error: {key} must be" in err and "Traceback" not in err, err
-
-
-@pytest.mark.parametrize("line, named", [
-    ("LIMITS = {nosuch = 3}", "unknown LIMITS key 'nosuch' (allowed: max_k, "),
-    ('LIMITS = {max_k = "many"}', "LIMITS max_k must be a whole number >= 1, got 'many'"),
-    ("LIMITS = {max_k = -3}", "LIMITS max_k must be a whole number >= 1, got -3"),
-    ("LIMITS = 5", "LIMITS must be a table of max_k, "),
-])
-def test_serve_names_a_bad_limits_setting(tmp_path, capsys, line, named):
-    """``mixmatch serve --config`` with an unknown LIMITS key was a TypeError traceback
-    ("Limits.__init__() got an unexpected keyword argument", exit 1); a string or a
-    negative limit started a server that refused every request."""
-    cfg = tmp_path / "serve.toml"
-    cfg.write_text(f'DATA_DIR = "{tmp_path / "data"}"\nWARM_VISION = false\n{line}\n')
-    assert main(["serve", "--dev", "--bundle", str(tmp_path), "--port", "0",
-                 "--config", str(cfg)]) == 2
-    err = capsys.readouterr().err
-    assert f"mixmatch serve: error: {named}" in err and "Traceback" not in err, err
+    err = _serve_refused(tmp_path, make_tiny_bundle(tmp_path / "bundle"), line, capsys)
+    assert f"error: {key} must be" in err, err
 
 
 @pytest.mark.parametrize("address, why", [
@@ -308,19 +283,34 @@ def test_build_refuses_a_catalogue_size_below_one_before_a_dry_run_plans_it(
     ("CORS_ORIGINS = [5]", 'CORS_ORIGINS must be "*" or a list of origins (strings), got '
                            "[5]"),
     ('WARM_VISION = "false"', "WARM_VISION must be true or false, got 'false'"),
+    ("LIMITS = {nosuch = 3}", "unknown LIMITS key 'nosuch' (allowed: max_k, "),
+    ('LIMITS = {max_k = "many"}', "LIMITS max_k must be a whole number >= 1, got 'many'"),
+    ("LIMITS = {max_k = -3}", "LIMITS max_k must be a whole number >= 1, got -3"),
+    ("LIMITS = 5", "LIMITS must be a table of max_k, "),
 ])
 def test_serve_names_a_bad_server_setting(tmp_path, capsys, line, named):
     """``mixmatch serve --config``: WATCH_INTERVAL = "abc" was a ValueError traceback
-    (exit 1); the others started a server failing every request (500). A CORS_ORIGINS
-    string is one origin (tests/api: matched whole, not as a substring)."""
+    (exit 1), an unknown LIMITS key a TypeError traceback ("Limits.__init__() got an
+    unexpected keyword argument"); the others started a server failing or refusing
+    every request (500). A CORS_ORIGINS string is one origin (tests/api: matched
+    whole, not as a substring)."""
+    err = _serve_refused(tmp_path, tmp_path, line, capsys)
+    assert f"mixmatch serve: error: {named}" in err, err
+
+
+def _serve_refused(tmp_path, bundle, line, capsys) -> str:
+    """The error of ``mixmatch serve --dev`` on ``bundle`` with a config holding
+    ``line`` (beside a DATA_DIR and WARM_VISION = false it replaces if it sets them),
+    asserting exit 2 and no traceback."""
     cfg = tmp_path / "serve.toml"
     base = [f'DATA_DIR = "{tmp_path / "data"}"', "WARM_VISION = false"]
     cfg.write_text("\n".join([b for b in base if b.split()[0] != line.split()[0]]
                              + [line]) + "\n")
-    assert main(["serve", "--dev", "--bundle", str(tmp_path), "--port", "0",
+    assert main(["serve", "--dev", "--bundle", str(bundle), "--port", "0",
                  "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
-    assert f"mixmatch serve: error: {named}" in err and "Traceback" not in err, err
+    assert "Traceback" not in err, err
+    return err
 
 
 def _strict_json(text):
