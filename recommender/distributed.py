@@ -76,8 +76,11 @@ def check_scheduler_address(address: str) -> str:
     ...
     features.exceptions.InputError: --scheduler 'scheduler' is not a Dask scheduler ...
     """
-    from distributed.comm.addressing import parse_address, parse_host_port
-    from distributed.comm.registry import get_backend
+    try:
+        from distributed.comm.addressing import parse_address, parse_host_port
+        from distributed.comm.registry import get_backend
+    except ImportError:   # the Dask engine says it needs mixmatch[dask] when it starts
+        return address
 
     try:
         scheme, location = parse_address(address)
@@ -430,7 +433,12 @@ def dask_executor(config: dict) -> Iterator[DaskExecutor]:
         return
     # before Dask is imported: checked as the build checks it, named by key and value
     opts = check_dask_settings(config.get("dask", {}))
-    from distributed import Client, LocalCluster
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:   # a ModuleNotFoundError traceback from the build before
+        raise InputError(f"--engine dask needs Dask, which is not installed here "
+                         f"({exc}): pip install 'mixmatch[dask]'", field="engine",
+                         value="dask") from None
 
     scheduler = config.get("scheduler")
     ex_opts = {k: opts.pop(k, v) for k, v in EXECUTOR_DEFAULTS.items()}

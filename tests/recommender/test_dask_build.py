@@ -275,3 +275,16 @@ def test_an_unreachable_scheduler_is_named_not_a_traceback():
             with dask_executor({"scheduler": address}):
                 pass
     assert exc.value.field == "scheduler" and exc.value.value == address
+
+
+def test_the_dask_engine_without_dask_installed_says_what_to_install(monkeypatch):
+    # before: a ModuleNotFoundError traceback from inside the build; the address check
+    # leaves the saying to the engine rather than failing on its own import
+    from recommender.distributed import check_scheduler_address
+
+    for name in [m for m in sys.modules if m.split(".")[0] == "distributed"]:
+        monkeypatch.setitem(sys.modules, name, None)   # import of it: ImportError
+    assert check_scheduler_address("tcp://127.0.0.1:8786") == "tcp://127.0.0.1:8786"
+    with pytest.raises(InputError, match=r"--engine dask needs Dask.*mixmatch\[dask\]"):
+        with dask_executor({"engine": "dask"}):
+            pass
