@@ -213,21 +213,13 @@ def _run_stages(ctx: BuildContext, names: list[str] | None) -> dict[str, dict]:
     for stage in run:
         module = load_stage_module(stage)
         inputs = module.stage_inputs(ctx)
-        inputs_hash = json_hash({"stage": stage.name, "inputs": inputs})
         rec = ctx.bundle.stage_record(stage.name)
-        reason = stage_reason(ctx, stage.name, inputs_hash, inputs)
-        written = reason and recorded_earlier(ctx, stage.name, module, inputs_hash)
-        if written:
-            # recorded by earlier code on these settings, spelled as it spelled them
-            # (as written, or before aliases and derived defaults were one way):
-            # current unless forced or an output was replaced, and recorded the new
-            # way from now on
-            reason = stage_reason(ctx, stage.name, written)
-            if reason is None:
-                rec["inputs_hash"] = inputs_hash
-                rec.pop("inputs", None)
-        moved = (data_moved(ctx, stage.name, module, inputs) if reason and not ctx.force
-                 else None)
+        inputs_hash, reason, written, moved = _status(ctx, stage.name, module, inputs)
+        if written and reason is None:
+            # recorded by earlier code on these settings, spelled as it spelled them:
+            # recorded the new way from now on
+            rec["inputs_hash"] = inputs_hash
+            rec.pop("inputs", None)
         if moved is not None:
             # the same files at a new place: their results stand; only where to read
             # them is recorded (MANGO: the attribute network's 27 minutes, not rerun)
@@ -476,6 +468,23 @@ def data_moved(ctx: BuildContext, name: str, module, inputs: Any) -> list[str] |
             if k in inputs and then[k] != inputs[k]]
 
 
+def _status(ctx: BuildContext, name: str, module, inputs: Any
+            ) -> tuple[str, str | None, str | None, list[str] | None]:
+    """Where stage ``name`` stands with its ``inputs`` now, as a run and a plan read
+    it: ``(inputs hash, why it runs or None, the hash a record made under an earlier
+    spelling of these settings holds (:func:`recorded_earlier`) or None, what only
+    moved (:func:`data_moved`) or None)``. A record of an earlier spelling is current
+    unless forced or an output was replaced since; a stage whose data only moved is
+    not rerun (its reason stands beside ``moved``)."""
+    inputs_hash = json_hash({"stage": name, "inputs": inputs})
+    reason = stage_reason(ctx, name, inputs_hash, inputs)
+    written = recorded_earlier(ctx, name, module, inputs_hash) if reason else None
+    if written:
+        reason = stage_reason(ctx, name, written)
+    moved = data_moved(ctx, name, module, inputs) if reason and not ctx.force else None
+    return inputs_hash, reason, written, moved
+
+
 def recorded_earlier(ctx: BuildContext, name: str, module, inputs_hash: str
                      ) -> str | None:
     """The inputs hash stage ``name`` recorded, when it is not ``inputs_hash`` (its
@@ -580,14 +589,7 @@ def _plan(ctx: BuildContext, names: list[str] | None, before: str | None,
                         if first else f"cannot tell: its inputs cannot be read now "
                         f"({exc})")
             if inputs is not None:
-                inputs_hash = json_hash({"stage": stage.name, "inputs": inputs})
-                reason = stage_reason(ctx, stage.name, inputs_hash, inputs)
-                written = reason and recorded_earlier(ctx, stage.name, module,
-                                                      inputs_hash)
-                if written:
-                    reason = stage_reason(ctx, stage.name, written)
-                moved = (data_moved(ctx, stage.name, module, inputs)
-                         if reason and not ctx.force else None)
+                _, reason, _, moved = _status(ctx, stage.name, module, inputs)
                 if reason is not None and hasattr(module, "relocate"):
                     module.relocate(ctx)   # the place the run records, moved or run again
                 later = first is not None and (reason is None or moved is not None)
