@@ -368,13 +368,6 @@ def settings_spelled(spelling: int):
         _SPELLING.reset(token)
 
 
-def settings_as_written():
-    """:func:`settings_spelled` of :data:`AS_WRITTEN`: the inputs a stage recorded
-    before it recorded its settings one way (a bundle built on ``lr = 1.0`` before
-    stays up to date with its config)."""
-    return settings_spelled(AS_WRITTEN)
-
-
 def spelled_since(spelling: int) -> bool:
     """Whether stages record their settings as :data:`SPELLINGS` ``[spelling]`` and
     later ones do (a stage asks before a step that spelling added).

@@ -10,7 +10,7 @@ from features.exceptions import InputError
 from features.settings import (AS_WRITTEN, ONE_NAME, ONE_SPELLING, SPELLING, SPELLINGS,
                                canonical_settings, canonical_value, check_settings,
                                check_value, parameter_defaults, parameter_kinds,
-                               same_setting, settings_as_written, settings_spelled,
+                               same_setting, settings_spelled,
                                spelled_since)
 
 
@@ -163,7 +163,7 @@ def test_whole_numbers_are_spelled_as_ints_other_values_as_they_are():
 
 def test_settings_as_written_records_every_table_as_before():
     table = {"lr": 1.0, "rate": 0.1, "budget": None}
-    with settings_as_written():
+    with settings_spelled(AS_WRITTEN):
         assert canonical_settings(table, DEFAULTS) == table
     assert canonical_settings(table, DEFAULTS) == {"lr": 1, "budget": None}
 

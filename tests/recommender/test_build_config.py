@@ -1175,7 +1175,7 @@ def test_a_bundle_built_before_stays_up_to_date_under_every_spelling(tmp_path, c
     says every stage is up to date. Before, the attribute, keypoint and
     compatibility stages would all run again ("inputs hash differs", or
     ``stage.dropout (absent) -> 0.2``). A different value still reruns its stage."""
-    from features.settings import settings_as_written
+    from features.settings import AS_WRITTEN, settings_spelled
     from recommender.build import plan_build
 
     for name, text in SPELLINGS.items():
@@ -1185,7 +1185,7 @@ def test_a_bundle_built_before_stays_up_to_date_under_every_spelling(tmp_path, c
     # and graph stages recorded their settings one way before
     stages = ["ingest", "split", "attributes", "keypoints", "compatibility"]
     run = dict(source="demo", items=60, seed=0, quick=True, stages=stages)
-    with settings_as_written():
+    with settings_spelled(AS_WRITTEN):
         build_bundle(out, **run, log=lambda m: None,
                      overrides=read_config_file(tmp_path / "built.toml"))
     for name in SPELLINGS:

@@ -943,12 +943,12 @@ def test_a_record_of_settings_as_written_before_is_current_and_recorded_one_way(
     writes nothing), the next build records the settings the new way without
     running the stage, and from then on every spelling of them is current. Without
     the fallback it would run once more, for a spelling."""
-    from features.settings import settings_as_written
+    from features.settings import AS_WRITTEN, settings_spelled
     from recommender.pipeline import plan_stages
 
     b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
     written = {"lr": 1.0, "epochs": 2}
-    with settings_as_written():
+    with settings_spelled(AS_WRITTEN):
         run_stages(BuildContext(bundle=b, config=_spelled(written), log=lambda m: None))
     assert spelling == [written]
     old = Bundle.open(b.root).stage_record("graph")
@@ -1024,11 +1024,11 @@ def test_a_record_of_every_earlier_spelling_is_current_unless_it_meant_otherwise
 
 def test_a_record_as_written_is_not_current_when_forced_or_its_output_replaced(
         tmp_path, spelling):
-    from features.settings import settings_as_written
+    from features.settings import AS_WRITTEN, settings_spelled
     from recommender.pipeline import plan_stages
 
     b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
-    with settings_as_written():
+    with settings_spelled(AS_WRITTEN):
         run_stages(BuildContext(bundle=b, config=_spelled({"lr": 1.0}),
                                 log=lambda m: None))
     assert plan_stages(BuildContext(bundle=Bundle.open(b.root), config=_spelled(
@@ -1043,10 +1043,10 @@ def test_a_stage_run_alone_does_not_call_a_record_as_written_out_of_date(tmp_pat
                                                                          spelling):
     # `mixmatch build --stages ingest` checks the stages after it: one recorded before
     # on these settings as written is current, not "built from inputs that changed"
-    from features.settings import settings_as_written
+    from features.settings import AS_WRITTEN, settings_spelled
 
     b = Bundle.create(tmp_path / "b", source="demo", image_root=None)
-    with settings_as_written():
+    with settings_spelled(AS_WRITTEN):
         run_stages(BuildContext(bundle=b, config=_spelled({"lr": 1.0}),
                                 log=lambda m: None))
     logs = []
