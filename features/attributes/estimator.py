@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from features.attributes.data import as_image_array, check_crop, to_tensor, zoom
-from features.attributes.model import (PRESETS, AttributeNet, AttributeNetConfig,
+from features.attributes.model import (PRESETS, STEMS, AttributeNet, AttributeNetConfig,
                                        read_model_json, read_state_dict)
 from features.attributes.regions import (GEOMETRY_DIM, RegionInputs, detail_inputs,
                                          region_inputs)
@@ -52,6 +52,12 @@ class AttributeModel:
         Backbone size (see :data:`features.attributes.model.PRESETS`).
     image_size : (int, int)
         Network input (height, width); images are letterboxed to it.
+    stem : {"conv", "space_to_depth"}
+        How the network's first layer reads the image
+        (:data:`features.attributes.model.STEMS`): "space_to_depth" folds 2x2 pixel
+        blocks into channels first, so an ``image_size`` twice as large in each side
+        costs the network's body what the "conv" stem's costs (the stem and the
+        augmentation of four times the pixels come on top).
     crop : {"frame", "garment"}
         What is letterboxed: the whole frame, or the garment's box from its mask
         (:func:`features.attributes.data.garment_box`; the whole frame where the mask
@@ -126,7 +132,7 @@ class AttributeModel:
 
     def __init__(self, taxonomy: Taxonomy | None = None, *, preset: str = "base",
                  image_size: tuple[int, int] = (160, 112), crop: str = "frame",
-                 embed_dim: int = 256,
+                 stem: str = "conv", embed_dim: int = 256,
                  dropout: float = 0.2, epochs: int = 20, batch_size: int = 64,
                  lr: float = 2e-3, weight_decay: float = 0.05, warmup_epochs: float = 1.0,
                  label_smoothing: float = 0.1, sampling_power: float = 0.5,
@@ -141,6 +147,7 @@ class AttributeModel:
         self.preset = preset
         self.image_size = image_size
         self.crop = crop
+        self.stem = stem
         self.embed_dim = embed_dim
         self.dropout = dropout
         self.epochs = epochs
@@ -168,7 +175,7 @@ class AttributeModel:
         self.verbose = verbose
 
     # -- parameters ---------------------------------------------------------------------
-    _PARAMS = ("preset", "image_size", "crop", "embed_dim", "dropout", "epochs", "batch_size",
+    _PARAMS = ("preset", "image_size", "crop", "stem", "embed_dim", "dropout", "epochs", "batch_size",
                "lr", "weight_decay", "warmup_epochs", "label_smoothing", "sampling_power",
                "sampling_mix", "ema_decay", "augment", "jitter", "progressive_resize", "tta",
                "tta_zoom",
@@ -185,6 +192,9 @@ class AttributeModel:
             raise InputError(f"unknown preset {self.preset!r}", field="preset",
                              value=self.preset, allowed=PRESETS)
         check_size("image_size", self.image_size, least=16)
+        if self.stem not in STEMS:
+            raise InputError(f"unknown stem {self.stem!r}", field="stem", value=self.stem,
+                             allowed=STEMS)
         for name in ("epochs", "batch_size", "num_threads"):
             # whole numbers: int() cut epochs = 2.7 to 2 and was a ValueError on NaN
             check_value(name, getattr(self, name), int, least=1)
@@ -286,7 +296,7 @@ class AttributeModel:
         torch.manual_seed(self.random_state)
         config = AttributeNetConfig(heads=taxonomy.n_classes(), preset=self.preset,
                                     image_size=size, embed_dim=self.embed_dim,
-                                    dropout=self.dropout,
+                                    dropout=self.dropout, stem=self.stem,
                                     region_size=(tuple(int(v) for v in regions.crops.shape[1:3])
                                                  if regions is not None else None),
                                     region_preset=self.region_preset,
@@ -529,7 +539,8 @@ class AttributeModel:
                               field="heads")
         params = dict(meta.get("params", {}))
         params.pop("image_size", None)
-        model = cls(taxonomy, image_size=config.image_size,
+        params.pop("stem", None)   # the network's own (older files have none: "conv")
+        model = cls(taxonomy, image_size=config.image_size, stem=config.stem,
                     **{k: v for k, v in params.items() if k in cls._PARAMS})
         try:
             model._check_tta_zoom()

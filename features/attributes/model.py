@@ -73,6 +73,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+#: How the network's first layer reads the image.  ``"conv"``: a 3x3 stride-2 conv on
+#: the image.  ``"space_to_depth"``: each 2x2 block of pixels folded into 12 channels
+#: (``nn.PixelUnshuffle``) before that conv, so the body sees the same grid as "conv"
+#: at half the ``image_size`` (an image of 320x224 costs the body what 160x112 costs
+#: with "conv") while the stem still reads every pixel (TResNet's space-to-depth stem,
+#: Ridnik et al. 2021): the detail of a full-size MANGO packshot (334x239) for about
+#: the compute of half its size.
+STEMS = ("conv", "space_to_depth")
+
+
 def read_model_json(path: str | os.PathLike) -> dict:
     """The json config saved beside a network; BundleError naming the file when it
     is cut short or damaged (an interrupted copy of the bundle), not a raw
@@ -128,6 +138,9 @@ class AttributeNetConfig:
         What the region path reads (:data:`features.attributes.regions.REGION_KINDS`):
         the keypoint-guided neck crop, or the garment-centred detail crop that the
         model cuts from the image itself.
+    stem : {"conv", "space_to_depth"}
+        How the first layer reads the image (:data:`STEMS`); networks saved before
+        the setting existed read "conv".
     """
 
     heads: dict[str, int]
@@ -140,6 +153,7 @@ class AttributeNetConfig:
     region_dim: int = 128
     geometry_dim: int = 0
     region_kind: str = "neck"
+    stem: str = "conv"
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -208,12 +222,34 @@ class InvertedResidual(nn.Module):
         return x + y if self.residual else y
 
 
-def _backbone(preset: str) -> tuple[nn.Sequential, int]:
-    """The convolutional stack of ``preset`` and its output channels."""
+class SpaceToDepth(nn.Module):
+    """``(B, C, H, W)`` -> ``(B, 4C, ceil(H/2), ceil(W/2))``: each 2x2 block of pixels
+    folded into channels, an odd side first padded by repeating its last row or
+    column (a progressively resized or odd-sized input).
+
+    >>> x = torch.arange(12.0).view(1, 1, 3, 4)
+    >>> tuple(SpaceToDepth()(x).shape)
+    (1, 4, 2, 2)
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if h % 2 or w % 2:
+            x = F.pad(x, (0, w % 2, 0, h % 2), mode="replicate")
+        return F.pixel_unshuffle(x, 2)
+
+
+def _backbone(preset: str, stem: str = "conv") -> tuple[nn.Sequential, int]:
+    """The convolutional stack of ``preset`` with the first layer ``stem``
+    (:data:`STEMS`) and its output channels."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r} (allowed: {', '.join(PRESETS)})")
+    if stem not in STEMS:
+        raise ValueError(f"unknown stem {stem!r} (allowed: {', '.join(STEMS)})")
     spec = PRESETS[preset]
-    layers: list[nn.Module] = [ConvBNAct(3, spec["stem"], 3, 2)]
+    layers: list[nn.Module] = (
+        [SpaceToDepth(), ConvBNAct(12, spec["stem"], 3, 2)] if stem == "space_to_depth"
+        else [ConvBNAct(3, spec["stem"], 3, 2)])
     cin = spec["stem"]
     for kind, exp, cout, reps, stride, se in spec["stages"]:
         for r in range(reps):
@@ -238,7 +274,7 @@ class AttributeNet(nn.Module):
     def __init__(self, config: AttributeNetConfig):
         super().__init__()
         self.config = config
-        self.backbone, feat = _backbone(config.preset)
+        self.backbone, feat = _backbone(config.preset, config.stem)
         self.embed_dim = config.embed_dim or feat
         self.project = nn.Sequential(nn.Linear(2 * feat, self.embed_dim, bias=False),
                                      nn.BatchNorm1d(self.embed_dim))
