@@ -341,3 +341,89 @@ def test_fit_refuses_an_out_of_range_number_by_name(setting, value, said):
     with pytest.raises(InputError) as e:
         tiny(**{setting: value}).fit(imgs, labels)
     assert str(e.value) == said and e.value.field == setting
+
+
+def test_space_to_depth_stem_reads_every_pixel_and_round_trips(tmp_path):
+    # twice the image's sides, the body's grid unchanged: the stem folds 2x2 blocks
+    imgs, labels = separable_set(64)
+    big = imgs.repeat(2, axis=1).repeat(2, axis=2)                    # (64, 48, 32, 3)
+    model = tiny(stem="space_to_depth", image_size=(48, 32), epochs=12, lr=5e-3,
+                 ema_decay=0.0, augment=False, label_smoothing=0.0,
+                 sampling_mix=0.0).fit(big, labels)
+    conv = AttributeNet(AttributeNetConfig(heads={"a": 2}, preset="tiny", image_size=SIZE))
+    s2d = model.net_
+    with torch.no_grad():
+        assert (s2d.backbone(torch.zeros(1, 3, 48, 32)).shape[2:]
+                == conv.backbone(torch.zeros(1, 3, *SIZE)).shape[2:])
+    test_imgs, test_labels = separable_set(32, seed=1)
+    pred = model.predict(test_imgs.repeat(2, axis=1).repeat(2, axis=2))
+    assert (pred["colour"] == test_labels["colour"]).mean() >= 0.9
+    assert (pred["half"] == test_labels["half"]).mean() >= 0.9
+    model.save(tmp_path)
+    assert json.loads((tmp_path / "attributes.json").read_text())["config"]["stem"] \
+        == "space_to_depth"
+    loaded = AttributeModel.load(tmp_path)
+    assert loaded.stem == "space_to_depth"
+    np.testing.assert_array_equal(loaded.embed(big[:4]), model.embed(big[:4]))
+    # an odd side (a progressively resized batch) is padded, not refused
+    with torch.no_grad():
+        assert s2d.eval()(torch.zeros(2, 3, 47, 31))["colour"].shape == (2, 2)
+
+
+def test_a_network_saved_without_a_stem_reads_conv(fitted, tmp_path):
+    model, imgs, _ = fitted
+    model.save(tmp_path)
+    meta = json.loads((tmp_path / "attributes.json").read_text())
+    del meta["config"]["stem"], meta["params"]["stem"]          # a file from before it
+    (tmp_path / "attributes.json").write_text(json.dumps(meta))
+    loaded = AttributeModel.load(tmp_path)
+    assert loaded.stem == "conv"
+    np.testing.assert_array_equal(loaded.embed(imgs[:4]), model.embed(imgs[:4]))
+
+
+def test_an_unknown_stem_is_refused_by_name():
+    imgs, labels = separable_set(8)
+    with pytest.raises(InputError) as e:
+        tiny(stem="patchify").fit(imgs, labels)
+    assert e.value.field == "stem" and "patchify" in str(e.value)
+
+
+def test_to_tensor_normalises_into_channels_last():
+    from features.attributes.data import PIXEL_MEAN, PIXEL_STD, to_tensor
+
+    u8 = np.random.default_rng(0).integers(0, 256, (3, 10, 7, 3), dtype=np.uint8)
+    x = to_tensor(u8)
+    ref = (torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 255.0 - PIXEL_MEAN) / PIXEL_STD
+    assert x.shape == (3, 3, 10, 7) and x.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(x, ref)
+
+
+def test_augment_is_the_affine_warp_and_contrast_it_draws():
+    # the one-pass version against the textbook one, on the same draws
+    import math
+
+    import torch.nn.functional as F
+
+    from features.attributes.data import PIXEL_STD, augment, to_tensor
+
+    u8 = np.random.default_rng(1).integers(0, 256, (5, 20, 14, 3), dtype=np.uint8)
+    x = to_tensor(u8)
+    got = augment(x, torch.Generator().manual_seed(7), brightness=0.2, contrast=0.3)
+    g = torch.Generator().manual_seed(7)
+
+    def u(lo, hi, *shape):
+        return lo + (hi - lo) * torch.rand(5, *shape, generator=g)
+
+    s, rot = u(0.9, 1.1), u(-5.0, 5.0) * math.pi / 180
+    sign = torch.where(torch.rand(5, generator=g) < 0.5, -1.0, 1.0)
+    tx, ty = u(-0.06, 0.06) * 2, u(-0.06, 0.06) * 2
+    cos, sin = torch.cos(rot) / s, torch.sin(rot) / s
+    theta = torch.stack([torch.stack([cos * sign, -sin, tx], 1),
+                         torch.stack([sin * sign, cos, ty], 1)], 1)
+    warped = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False),
+                           mode="bilinear", padding_mode="border", align_corners=False)
+    mean = warped.mean((1, 2, 3), keepdim=True)
+    c = u(0.7, 1.3, 1, 1, 1)
+    br = u(-0.2, 0.2, 1, 1, 1) / PIXEL_STD
+    torch.testing.assert_close(got, (warped - mean) * c + mean + br, atol=1e-4, rtol=1e-4)
+    assert got.is_contiguous(memory_format=torch.channels_last)
