@@ -526,7 +526,10 @@ def build_schemas(limits: Limits | None = None) -> "Schemas":
             "request_id": REQUEST_ID,
             "item_id": ITEM_ID,
             "user_id": UNIT_ID, "session_id": UNIT_ID,
-            "value": {"type": "number", "description": "e.g. the price paid"},
+            # a negative price was stored and lowered every revenue sum (a refund is
+            # no purchase)
+            "value": {"type": "number", "minimum": 0,
+                      "description": "e.g. the price paid (0 or more)"},
             "quantity": {"type": "integer", "minimum": 1, "maximum": 10_000},
         },
     }

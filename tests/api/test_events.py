@@ -147,6 +147,18 @@ def test_non_finite_event_value_is_refused_not_stored(client, app):
     assert store.count("events") == 0
 
 
+def test_a_negative_event_value_is_refused_by_name_and_not_stored(client, app):
+    store = app.extensions["mixmatch"].events
+    r = client.post("/v1/events", json={"type": "purchase", "request_id": "r1",
+                                        "value": -49.9})
+    assert r.status_code == 400, r.get_data(as_text=True)
+    body = r.get_json()
+    assert body["field"] == "value" and "-49.9" in body["error"], body
+    r = client.post("/v1/events", json={"type": "purchase", "request_id": "r1", "value": 0})
+    assert r.status_code == 201, r.get_data(as_text=True)
+    assert store.query("SELECT value FROM events") == [(0.0,)]
+
+
 def test_integer_value_beyond_64_bits_is_stored_or_refused_not_500(client, app):
     """An integral value is bound to SQLite as a 64-bit INTEGER before the REAL column
     converts it: 10**30 raised OverflowError (500) though it is a JSON number."""
