@@ -82,6 +82,15 @@ def cmd_make_eval(args) -> int:
     return _impl("recommender.evaluation.make_eval", "cli_make_eval", 4)(args)
 
 
+def _has_a_line(path: str) -> bool:
+    """Whether ``path`` has a line that is not blank (read up to the first one)."""
+    try:
+        with open(path, "rb") as f:
+            return any(line.strip() for line in f)
+    except OSError:
+        return True   # left to the reader, which names the error
+
+
 def cmd_evaluate(args) -> int:
     """Score what was asked: keypoint files, attribute heads, FITB/compatibility."""
     # every refusal comes before any scoring: a missing input is named, not found by a
@@ -95,9 +104,14 @@ def cmd_evaluate(args) -> int:
         raise MixmatchError("--fitb/--compat/--ablations need --bundle")
     if args.retrieval and not args.bundle:
         raise MixmatchError("--retrieval needs --bundle")
-    for opt, path in (("--fitb", args.fitb), ("--compat", args.compat)):
+    for opt, path, what in (("--fitb", args.fitb, "questions"),
+                            ("--compat", args.compat, "outfits")):
         if path and not os.path.isfile(path):
             raise MixmatchError(f"{opt} file not found: {path}")
+        if path and not _has_a_line(path):
+            # scored as nothing, it printed n 0 and an empty accuracy with exit 0: a
+            # scripted check read a truncated or wrongly generated file as a pass
+            raise MixmatchError(f"{opt} file {path} is empty: it has no {what} to score")
     result: dict[str, Any] = {}
     did = False
     if args.keypoints_truth or args.keypoints_pred:

@@ -159,6 +159,13 @@ def test_evaluate_refuses_every_missing_input_before_scoring(tmp_path, capsys, m
     assert main(["evaluate", "--bundle", str(tmp_path), "--fitb", str(tmp_path / "t.csv"),
                  "--compat", str(tmp_path / "gone.tsv")]) == 2
     assert "--compat file not found" in capsys.readouterr().err
+    # an empty (or blank) file is named too: it scored nothing and exited 0
+    for opt, what in (("--fitb", "questions"), ("--compat", "outfits")):
+        empty = tmp_path / f"empty{opt}"
+        empty.write_text("\n  \n")
+        assert main(["evaluate", "--bundle", str(tmp_path), opt, str(empty)]) == 2
+        assert f"{opt} file {empty} is empty: it has no {what} to score" \
+            in capsys.readouterr().err
     assert called == []
 
 
