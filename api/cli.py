@@ -24,7 +24,7 @@ import os
 import sys
 from typing import Any, Callable
 
-from features.exceptions import MixmatchError, StageNotAvailable
+from features.exceptions import InputError, MixmatchError, StageNotAvailable
 
 from recommender.paths import DATA_ENV, default_data_root  # noqa: F401  (re-exported)
 
@@ -63,9 +63,24 @@ def cmd_features(args) -> int:
     return _impl("recommender.build", "cli_stages", 3)(args)
 
 
+#: The stages ``mixmatch train --stage`` runs: those that train a model.
+TRAIN_STAGES = ("attributes", "keypoints", "compatibility")
+
+
 def cmd_train(args) -> int:
     # --stage "" names no stage, refused as build --stages "" is, not the default
     given = args.stage is not None
+    if given:
+        # `train --stage ingest` ingested the source again (and `--stage graph` built
+        # the graph) under a command that says it trains models
+        for name in (s.strip() for s in args.stage.split(",")):
+            if name and name not in TRAIN_STAGES:
+                runs = (f"mixmatch {name} --bundle B" if name in ("features", "graph")
+                        else f"mixmatch build --out B --stages {name}")
+                raise InputError(f"train --stage {name!r}: not a stage that trains a "
+                                 f"model (allowed: {', '.join(TRAIN_STAGES)}); `{runs}` "
+                                 f"runs it", field="stage", value=name,
+                                 allowed=list(TRAIN_STAGES))
     args.stages = args.stage if given else "attributes,keypoints,compatibility"
     # without --stage, only those a build of the bundle's source runs: the keypoint
     # detector trains on the demo's FashionAI labels, a MANGO bundle has none

@@ -672,6 +672,24 @@ def test_train_refuses_a_stage_list_naming_no_stage(tmp_path, capsys, stage):
     assert f"mixmatch train: error: no stage named in {stage!r}" in err, err
 
 
+@pytest.mark.parametrize("stage, runs", [
+    ("ingest", "mixmatch build --out B --stages ingest"),
+    ("attributes,graph", "mixmatch graph --bundle B")])
+def test_train_refuses_a_stage_that_trains_no_model(tmp_path, capsys, stage, runs):
+    """``mixmatch train --stage ingest`` ingested the source again, exit 0."""
+    from tests.recommender.tiny_bundle import make_tiny_bundle
+
+    bundle = make_tiny_bundle(tmp_path / "bundle")
+    before = (bundle / "manifest.json").read_bytes()
+    assert main(["train", "--bundle", str(bundle), "--stage", stage]) == 2
+    err = capsys.readouterr().err
+    bad = stage.split(",")[-1]
+    assert (f"mixmatch train: error: train --stage {bad!r}: not a stage that trains a "
+            f"model (allowed: attributes, keypoints, compatibility); `{runs}` runs it"
+            in err), err
+    assert (bundle / "manifest.json").read_bytes() == before
+
+
 def test_a_csv_not_utf8_is_named_not_a_traceback(tmp_path, capsys):
     # before: pandas' "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xf3"
     # traceback, exit 1, naming no file, for a MANGO product_data.csv or a demo
