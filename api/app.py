@@ -52,6 +52,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -254,10 +255,51 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             "experiments": str(cfg["EXPERIMENTS"]) if cfg["EXPERIMENTS"] else None}
     _check_extra_names(spec)
     holder_ref: list[StateHolder] = []
+    # a serving folder made here is removed again when the start fails (a damaged
+    # bundle, a bad experiments file): a refused `mixmatch serve` left BUNDLE/serving
+    # with an empty events database behind
+    made = [d for d in map(_topmost_missing, (data_dir, Path(events_db).parent)) if d]
     # before the state: a config whose version was recorded with other weights is
     # refused (see Experiments.check_recorded), at start as at a reload
     event_store = EventStore(events_db, busy_timeout_ms=cfg["EVENTS_BUSY_TIMEOUT_MS"],
                              exposure_busy_timeout_ms=cfg["EXPOSURE_BUSY_TIMEOUT_MS"])
+    try:
+        holder = _serving_state(cfg, spec, loader, event_store, data_dir, app, holder_ref)
+    except BaseException:
+        event_store.close()
+        for d in made:
+            shutil.rmtree(d, ignore_errors=True)
+        raise
+
+    from api.blueprints.health import Metrics
+    app.extensions[EXTENSION] = Serving(holder=holder, events=event_store,
+                                        schemas=schemas, metrics=Metrics())
+
+    register_error_handlers(app)
+    _register_hooks(app)
+    from api.blueprints import admin, analyze, events, health, items, outfits, preview, search
+    from api import openapi
+    for bp in (items.bp, outfits.bp, search.bp, analyze.bp, events.bp, health.bp,
+               preview.bp, admin.bp, openapi.bp):
+        app.register_blueprint(bp)
+    return app
+
+
+def _topmost_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist (what ``mkdir(parents=True)``
+    would make first), None when it exists."""
+    path = Path(path).absolute()
+    if path.exists():
+        return None
+    while not path.parent.exists():
+        path = path.parent
+    return path
+
+
+def _serving_state(cfg, spec: dict, loader, event_store, data_dir: Path, app: Flask,
+                   holder_ref: list) -> "StateHolder":
+    """The app's state holder, its first state built (the bundle and experiments
+    loaded and checked against what ``event_store`` recorded)."""
 
     def check_experiments(experiments) -> None:
         if experiments.version is not None:
@@ -275,25 +317,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     holder = StateHolder(build, spec,
                          watch_interval=float(cfg["WATCH_INTERVAL"] or 0),
-                         control_file=data_dir / "control.json", lazy=bundle is None)
+                         control_file=data_dir / "control.json",
+                         lazy=spec["bundle"] is None)
     holder_ref.append(holder)
-    if bundle is None:
+    if spec["bundle"] is None:
         # the experiments load with the state (a reload re-reads them); with no bundle
         # there is none yet, but a bad file must still stop the start
         check_experiments(load_experiments(spec))
-
-    from api.blueprints.health import Metrics
-    app.extensions[EXTENSION] = Serving(holder=holder, events=event_store,
-                                        schemas=schemas, metrics=Metrics())
-
-    register_error_handlers(app)
-    _register_hooks(app)
-    from api.blueprints import admin, analyze, events, health, items, outfits, preview, search
-    from api import openapi
-    for bp in (items.bp, outfits.bp, search.bp, analyze.bp, events.bp, health.bp,
-               preview.bp, admin.bp, openapi.bp):
-        app.register_blueprint(bp)
-    return app
+    return holder
 
 
 def warm_vision(app: Flask) -> bool:

@@ -1,3 +1,4 @@
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -194,6 +195,26 @@ def test_serve_says_there_is_no_bundle_at_a_file_or_a_missing_folder(tmp_path, c
         assert f"mixmatch serve: error: no bundle at {path} ({why})" in err, err
         assert "events database" not in err and "Traceback" not in err
     assert afile.read_bytes() == b"not a bundle" and not missing.exists()
+
+
+def test_serve_refusing_a_damaged_bundle_leaves_no_serving_folder(tmp_path, capsys):
+    # before: BUNDLE/serving/ and an empty events database were made, then the
+    # damaged catalogue refused; the folder stayed, though nothing was ever served
+    from tests.recommender.tiny_bundle import make_tiny_bundle
+
+    bundle = make_tiny_bundle(tmp_path / "bundle")
+    shutil.rmtree(bundle / "serving", ignore_errors=True)
+    cat = bundle / "catalog.parquet"
+    cat.write_bytes(cat.read_bytes()[:200])
+    assert main(["serve", "--bundle", str(bundle), "--port", "0", "--dev"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot read {cat}" in err and "Traceback" not in err, err
+    assert not (bundle / "serving").exists()
+    # a serving folder that was there (events of earlier runs) is kept whole
+    (bundle / "serving").mkdir()
+    (bundle / "serving" / "events.db").write_bytes(b"")
+    assert main(["serve", "--bundle", str(bundle), "--port", "0", "--dev"]) == 2
+    assert (bundle / "serving" / "events.db").exists()
 
 
 def test_serve_names_a_config_file_that_is_missing_or_not_text(tmp_path, capsys):
@@ -562,7 +583,7 @@ def test_a_damaged_parquet_file_is_named_not_a_traceback(tmp_path, capsys):
     mapping.write_text('catalog = "cut.parquet"\n[columns]\nitem_id = "item_id"\n'
                        'category = "category"\n')
     fitb = tmp_path / "fitb.jsonl"
-    fitb.write_text("")
+    fitb.write_text('{"question": ["1"], "answers": ["2", "3"], "label": 0}\n')
     out = str(tmp_path / "out")
     for argv, said in (
             (["make-eval", "--outfits", str(cut), "--catalog", str(whole), "--out", out],
