@@ -294,7 +294,11 @@ class Engine:
         out = []
         for c in categories:
             if c not in self.categories:
-                raise InputError(f"unknown category {c!r}", field=field, value=c,
+                # a category of the schema that this catalogue has no item of was
+                # called "unknown", which sent a page checking its spelling
+                why = ("no item of the catalogue is in it" if c in CATEGORIES
+                       else "unknown category")
+                raise InputError(f"category {c!r}: {why}", field=field, value=c,
                                  allowed=self.categories)
             out.append(c)
         return out

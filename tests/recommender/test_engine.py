@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from features.exceptions import InputError, NotFoundError
+from recommender.catalog import CATEGORIES
 from recommender.engine import Engine
 from recommender.rules import RulesError, parse_rules, rules_diff
 
@@ -76,6 +77,11 @@ def test_errors_name_the_field(engine):
     with pytest.raises(InputError) as e:
         engine.complements("t0", categories=["hat"])
     assert e.value.field == "categories" and "bag" in e.value.allowed
+    assert str(e.value).startswith("category 'hat': unknown category")
+    absent = next(c for c in CATEGORIES if c not in engine.categories)
+    with pytest.raises(InputError) as e:   # a category of the schema, none in stock
+        engine.complements("t0", categories=[absent])
+    assert str(e.value).startswith(f"category {absent!r}: no item of the catalogue is in it")
     with pytest.raises(InputError) as e:
         engine.complements("t0", strategy="magic")
     assert e.value.field == "strategy"
