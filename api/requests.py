@@ -19,13 +19,27 @@ def query(name: str) -> dict:
     return validate_query(get_serving().schemas.query[name], request.args)
 
 
+def no_query_string(where: str = "JSON body") -> None:
+    """InputError naming the first query parameter of a request whose route reads
+    none (the POST routes read ``where``): ``POST /v1/outfits/complete?user_id=u1``
+    was answered as if no user were given, so the shopper's A/B arm was drawn afresh
+    and the page never knew."""
+    if request.args:
+        name = next(iter(request.args))[:80]
+        raise InputError(f"{request.method} {request.path} reads its parameters from the "
+                         f"{where}, not the query string: move {name!r} there",
+                         field=name, value=name)
+
+
 def json_body(name: str) -> dict:
-    """The JSON body validated by the ``body[name]`` schema.
+    """The JSON body validated by the ``body[name]`` schema (a query string is refused:
+    :func:`no_query_string`).
 
     A ``oneOf`` schema is validated against the branch the body's keys select (the
     first branch whose required keys are all present), so the error names the field
     inside that branch rather than "not valid under any of the given schemas".
     """
+    no_query_string()
     if not request.is_json:
         raise UnsupportedMediaType("the body must be JSON (Content-Type: application/json)",
                                    field="body", allowed=["application/json"])
@@ -148,7 +162,9 @@ def csv_list(value: str | None, *, field: str, allowed=None, max_len: int) -> li
 
 
 def form_fields(name: str) -> dict:
-    """The multipart form's text fields, validated like a query string."""
+    """The multipart form's text fields, validated like a query string (a query string
+    itself is refused: :func:`no_query_string`)."""
+    no_query_string("form's fields")
     return validate_query(get_serving().schemas.query[name], request.form)
 
 

@@ -15,7 +15,7 @@ import hmac
 from flask import Blueprint, current_app, request
 
 from features.exceptions import InputError, MixmatchError
-from api.requests import json_body
+from api.requests import json_body, no_query_string
 from api.responses import respond
 from api.state import get_serving
 
@@ -49,6 +49,7 @@ def require_token() -> None:
 @bp.post("/reload")
 def reload():
     require_token()
+    no_query_string()   # ?bundle=B was ignored: the same paths reloaded, answered 200
     # the body itself, not Content-Length, says whether there is one: a chunked body
     # has no length, and was taken for none (the same paths reloaded, answered 200)
     body = json_body("reload") if request.get_data(cache=True) else {}

@@ -230,6 +230,21 @@ def test_admin_token(client, tmp_path):
     check_error(app.test_client().post("/admin/reload"), 403, "token")
 
 
+@pytest.mark.parametrize("url, where", [
+    ("/v1/outfits/complete", "JSON body"), ("/v1/outfits/score", "JSON body"),
+    ("/v1/events", "JSON body"), ("/v1/analyze", "form's fields"),
+    ("/admin/reload", "JSON body")])
+def test_a_query_string_on_a_post_route_is_400_naming_it(client, url, where):
+    # before: ignored, so ?user_id=u1 on a completion drew the A/B arm as if none given
+    headers = {"Authorization": "Bearer s3cret"}
+    r = (upload(client, png_bytes(), url=f"{url}?user_id=u1") if "analyze" in url else
+         client.post(f"{url}?user_id=u1&k=3", json={"items": ["A"]}, headers=headers))
+    body = check_error(r, 400, "user_id")
+    assert body["error"] == (f"POST {url} reads its parameters from the {where}, not the "
+                             f"query string: move 'user_id' there")
+    assert client.application.extensions["mixmatch"].events.count("events") == 0
+
+
 def test_no_bundle_is_503_json(client):
     body = check_error(client.get("/v1/items/A/complements"), 503, None)
     assert "no bundle" in body["error"]
