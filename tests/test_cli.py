@@ -681,6 +681,25 @@ def test_demo_names_a_catalogue_size_too_large_for_memory(tmp_path, capsys, monk
             "100000000000 (Unable to allocate 745. GiB" in err), err
 
 
+def test_demo_refuses_more_outfits_than_memory_holds_before_writing(tmp_path, capsys,
+                                                                    monkeypatch):
+    """``mixmatch demo --outfits 100000000000`` composed 50,000 outfits at a time for
+    hours before running out of memory; refused up front, against the machine's
+    memory (faked at 8 GiB here, so the figures do not depend on this machine)."""
+    import recommender.demo.generate as gen
+
+    monkeypatch.setattr(gen, "physical_memory", lambda: 8 * 2**30)
+    out = tmp_path / "d"
+    assert main(["demo", "--out", str(out), "--items", "30", "--outfits",
+                 "100000000000"]) == 2
+    err = capsys.readouterr().err
+    assert ("mixmatch demo: error: outfits: 100000000000 would need about 69,849 GiB to "
+            "compose, more than this machine's 8 GiB of memory; ask for fewer" in err), err
+    assert not out.exists()
+    # what fits is composed (10 million outfits: about 7 GiB)
+    gen.check_outfit_count(10_000_000)
+
+
 @pytest.mark.parametrize("stage", ["", " , "])
 def test_train_refuses_a_stage_list_naming_no_stage(tmp_path, capsys, stage):
     """``mixmatch train --stage ""`` trained the default stages (exit 0), where
