@@ -11,9 +11,9 @@ with a seeded split of products grouped by model code, and writes::
     models/attributes_split.parquet item_id, split (train / val / test)
 
 Stage config (``ctx.stage_config("attributes")``, all optional): ``heads`` (list of
-catalogue columns), ``preset``, ``image_size``, ``epochs``, ``batch_size``, ``lr``,
-``time_budget_s`` (``"none"``: no budget, as a JSON / YAML null; MANGO's default is
-1,460 s), ``num_threads``, ``device``, ``sampling_power``, ``sampling_mix``,
+catalogue columns), ``preset``, ``image_size``, ``stem``, ``epochs``, ``batch_size``,
+``lr``, ``time_budget_s`` (``"none"``: no budget, as a JSON / YAML null; MANGO's
+default is 1,460 s), ``num_threads``, ``device``, ``sampling_power``, ``sampling_mix``,
 ``group_sep`` (split grouping; default "-" for MANGO, none otherwise; "" for none), ``cache``
 (directory for the decoded-image cache; default ``<bundle>/cache``), ``regions``
 ("auto", "detail" or false), ``region_size``, ``keypoints_csv``, ``descriptors``
