@@ -242,7 +242,14 @@ def demo_source_step(source_dir: Path, items: int | None, seed: int, *,
     meta = demo_catalogue(source_dir)
     if not outside or meta is None:
         n = DEFAULT_DEMO_ITEMS if items is None else items
-        return n, seed, not demo_source_ready(source_dir, n, seed)
+        generate = not demo_source_ready(source_dir, n, seed)
+        if generate:
+            # a size the machine cannot compose is refused by the plan too (a dry run
+            # planned --items 100000000000, the build then ran for hours)
+            from recommender.demo.generate import check_outfit_count
+
+            check_outfit_count(max(1, n // 3), items=n)
+        return n, seed, generate
     have = meta["n_items"]
     if items is not None and items != have:
         raise InputError(

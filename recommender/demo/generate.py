@@ -39,18 +39,22 @@ def physical_memory() -> int | None:
         return None
 
 
-def check_outfit_count(n_outfits: int) -> None:
+def check_outfit_count(n_outfits: int, *, items: int | None = None) -> None:
     """InputError when composing ``n_outfits`` would need more memory than the machine
     has: ``--outfits 100000000000`` composed 50,000 at a time for hours before the
-    memory ran out.
+    memory ran out. ``items``: the outfits are those of a build's demo catalogue of
+    that many items (its default count), and the error names ``--items``.
 
     >>> check_outfit_count(1000)
     """
     need, have = n_outfits * OUTFIT_BYTES, physical_memory()
     if have and need > have:
-        raise InputError(f"outfits: {n_outfits} would need about {need / 2**30:,.0f} GiB to "
-                         f"compose, more than this machine's {have / 2**30:,.0f} GiB of "
-                         f"memory; ask for fewer", field="outfits", value=n_outfits)
+        what = (f"outfits: {n_outfits}" if items is None
+                else f"--items {items} ({n_outfits} outfits)")
+        raise InputError(f"{what} would need about {need / 2**30:,.0f} GiB to compose, "
+                         f"more than this machine's {have / 2**30:,.0f} GiB of memory; ask "
+                         f"for fewer", field="outfits" if items is None else "items",
+                         value=n_outfits if items is None else items)
 JPEG_QUALITY = 90
 #: What :func:`generate_demo` writes into its folder. A folder holding anything else
 #: is not a demo catalogue: regenerating into it would delete its ``images/`` (a

@@ -536,6 +536,25 @@ def test_build_dry_run_of_a_missing_bundle_says_every_stage_would_run(tmp_path, 
     assert not out.exists()   # no folder, lock, demo catalogue or manifest
 
 
+@pytest.mark.parametrize("dry", [True, False])
+def test_a_demo_build_too_large_to_compose_is_refused_before_anything(tmp_path, capsys,
+                                                                      monkeypatch, dry):
+    """``build --items 100000000000 --dry-run`` planned the generation, and the build
+    composed outfits for hours; both refuse it up front (memory faked at 8 GiB)."""
+    import recommender.demo.generate as gen
+    from api.cli import main
+
+    monkeypatch.setattr(gen, "physical_memory", lambda: 8 * 2**30)
+    out = tmp_path / "b"
+    assert main(["build", "--out", str(out), "--items", "100000000000"]
+                + ["--dry-run"] * dry) == 2
+    err = capsys.readouterr().err
+    assert ("error: --items 100000000000 (33333333333 outfits) would need about 23,283 "
+            "GiB to compose, more than this machine's 8 GiB of memory; ask for fewer"
+            in err), err
+    assert not out.exists()
+
+
 @pytest.fixture(scope="module")
 def demo_data(tmp_path_factory):
     """A demo catalogue of 20 items (seed 0) that `mixmatch demo` wrote outside any
