@@ -181,13 +181,13 @@ def generate_demo(out_dir, n_items: int = 2000, seed: int = 0, n_outfits: int | 
     (30, 30)
     """
     t0 = time.perf_counter()
-    if int(n_items) < 1:
-        raise InputError(f"n_items must be >= 1, got {n_items}", field="items", value=n_items)
+    # whole numbers, as image_sample: int() cut 2.5 items to 2, made True one item and
+    # "ten" a ValueError traceback
+    check_value("n_items", n_items, int, least=1)
     n_items = int(n_items)
+    if n_outfits is not None:
+        check_value("n_outfits", n_outfits, int, least=0)
     n_outfits = max(1, n_items // 3) if n_outfits is None else int(n_outfits)
-    if n_outfits < 0:
-        raise InputError(f"n_outfits must be >= 0, got {n_outfits}", field="outfits",
-                         value=n_outfits)
     check_outfit_count(n_outfits)
     table_form = n_items > TABLE_FORM_ITEMS
     if image_sample is None:

@@ -38,6 +38,22 @@ def test_generate_demo_refuses_an_image_sample_not_a_count(tmp_path, value):
     assert not (tmp_path / "demo").exists()
 
 
+@pytest.mark.parametrize("key, value, least", [
+    ("n_items", 2.5, 1), ("n_items", True, 1), ("n_items", "ten", 1), ("n_items", 0, 1),
+    ("n_outfits", 1.5, 0), ("n_outfits", "3", 0), ("n_outfits", -1, 0)])
+def test_generate_demo_refuses_a_count_that_is_no_whole_number(tmp_path, key, value,
+                                                               least):
+    # before: int() cut 2.5 items to 2 and made True one item, "ten" was a ValueError
+    from features.exceptions import InputError
+    from recommender.demo import generate_demo
+
+    args = {"n_items": 5, key: value}
+    with pytest.raises(InputError) as exc:
+        generate_demo(tmp_path / "demo", fashionai_keypoints=False, **args)
+    assert str(exc.value) == f"{key} must be a whole number >= {least}, got {value!r}"
+    assert not (tmp_path / "demo").exists()
+
+
 def test_cli_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):
     # before: --out pointing at a data folder (MANGO's: product_data.csv beside images/)
     # exited 0 after deleting its images/ to make room for the packshots; a file as
