@@ -81,7 +81,8 @@ def test_errors_name_the_field(engine):
     absent = next(c for c in CATEGORIES if c not in engine.categories)
     with pytest.raises(InputError) as e:   # a category of the schema, none in stock
         engine.complements("t0", categories=[absent])
-    assert str(e.value).startswith(f"category {absent!r}: no item of the catalogue is in it")
+    assert str(e.value).startswith(f"category {absent!r}: no item of the catalogue is "
+                                   f"in it")
     with pytest.raises(InputError) as e:
         engine.complements("t0", strategy="magic")
     assert e.value.field == "strategy"

@@ -393,7 +393,8 @@ def test_to_tensor_normalises_into_channels_last():
 
     u8 = np.random.default_rng(0).integers(0, 256, (3, 10, 7, 3), dtype=np.uint8)
     x = to_tensor(u8)
-    ref = (torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 255.0 - PIXEL_MEAN) / PIXEL_STD
+    ref = torch.from_numpy(u8).permute(0, 3, 1, 2).float()
+    ref = (ref / 255.0 - PIXEL_MEAN) / PIXEL_STD
     assert x.shape == (3, 3, 10, 7) and x.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(x, ref)
 
