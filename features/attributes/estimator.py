@@ -178,8 +178,9 @@ class AttributeModel:
     _PARAMS = ("preset", "image_size", "crop", "stem", "embed_dim", "dropout", "epochs",
                "batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing",
                "sampling_power", "sampling_mix", "ema_decay", "augment", "jitter",
-               "progressive_resize", "tta", "tta_zoom", "region_preset", "region_dim", "region_dropout", "geometry_noise",
-               "time_budget_s", "num_threads", "device", "random_state")
+               "progressive_resize", "tta", "tta_zoom", "region_preset", "region_dim",
+               "region_dropout", "geometry_noise", "time_budget_s", "num_threads", "device",
+               "random_state")
 
     def get_params(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self._PARAMS}
