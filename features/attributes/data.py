@@ -355,6 +355,29 @@ def _base_grid(h: int, w: int, device) -> torch.Tensor:
     return _BASE_GRIDS[key]
 
 
+#: Side of :func:`random_window`'s windows, a fraction of the image's (0.64 of its
+#: pixels).
+WINDOW_SIDE = 0.8
+
+
+def random_window(x: torch.Tensor, gen: torch.Generator,
+                  side: float = WINDOW_SIDE) -> torch.Tensor:
+    """A window of ``side`` of each side of a batch ``(B, C, H, W)`` at a random place
+    (one for the batch; the augmentation has shifted each image already), at the
+    batch's own scale: what ``window_phase`` trains on.
+
+    >>> x = torch.arange(100.0).view(1, 1, 10, 10)
+    >>> w = random_window(x, torch.Generator().manual_seed(0))
+    >>> tuple(w.shape), float(w[0, 0, 0, 1] - w[0, 0, 0, 0])   # one pixel: the scale kept
+    ((1, 1, 8, 8), 1.0)
+    """
+    h, w = x.shape[-2:]
+    wh, ww = max(1, round(h * side)), max(1, round(w * side))
+    y0 = int(torch.randint(h - wh + 1, (1,), generator=gen))
+    x0 = int(torch.randint(w - ww + 1, (1,), generator=gen))
+    return x[:, :, y0:y0 + wh, x0:x0 + ww].contiguous(memory_format=torch.channels_last)
+
+
 def zoom(x: torch.Tensor, factor: float) -> torch.Tensor:
     """A normalised batch ``(B, 3, H, W)`` zoomed about its centre by ``factor`` (above 1
     magnifies and cuts the border; below 1 shrinks and replicates the border), at the

@@ -90,6 +90,13 @@ class AttributeModel:
         Off by default: downscaling whole packshots makes garments *smaller* than
         at test time (the opposite of FixRes' crops), and on MANGO the validation
         accuracy of shape heads stayed near chance until the full-size phase.
+    window_phase : float
+        Share of the schedule (0: none) trained on random windows of each image,
+        :data:`features.attributes.data.WINDOW_SIDE` of each side at the image's own
+        scale (:func:`features.attributes.data.random_window`), before full images:
+        the steps cost the windows' share of the pixels, so more of them fit a time
+        budget, and garments stay the size they are at test time (the crops FixRes
+        trains on, where ``progressive_resize`` shrinks them).
     tta : bool
         Average predictions over the image and its mirror.
     tta_zoom : float
@@ -138,7 +145,7 @@ class AttributeModel:
                  label_smoothing: float = 0.1, sampling_power: float = 0.5,
                  sampling_mix: float = 0.5, ema_decay: float = 0.998, augment: bool = True,
                  jitter: float = 0.1,
-                 progressive_resize: bool = False,
+                 progressive_resize: bool = False, window_phase: float = 0.0,
                  tta: bool = True, tta_zoom: float = 1.0,
                  region_preset: str = "small", region_dim: int = 128,
                  region_dropout: float = 0.1, geometry_noise: float = 0.03, time_budget_s: float | None = None, num_threads: int = 1,
@@ -162,6 +169,7 @@ class AttributeModel:
         self.augment = augment
         self.jitter = jitter
         self.progressive_resize = progressive_resize
+        self.window_phase = window_phase
         self.tta = tta
         self.tta_zoom = tta_zoom
         self.region_preset = region_preset
@@ -178,7 +186,8 @@ class AttributeModel:
     _PARAMS = ("preset", "image_size", "crop", "stem", "embed_dim", "dropout", "epochs",
                "batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing",
                "sampling_power", "sampling_mix", "ema_decay", "augment", "jitter",
-               "progressive_resize", "tta", "tta_zoom", "region_preset", "region_dim",
+               "progressive_resize", "window_phase", "tta", "tta_zoom", "region_preset",
+               "region_dim",
                "region_dropout", "geometry_noise", "time_budget_s", "num_threads", "device",
                "random_state")
 
@@ -203,6 +212,7 @@ class AttributeModel:
                              field="region_preset", value=self.region_preset, allowed=PRESETS)
         # NaN passed ``float(x) < 0`` and reached the keypoint-guided path's noise
         check_value("geometry_noise", self.geometry_noise, float, least=0)
+        check_value("window_phase", self.window_phase, float, least=0, below=1)
         check_value("region_dim", self.region_dim, int, least=1)
         for name in ("sampling_mix", "ema_decay", "label_smoothing", "dropout", "jitter",
                      "region_dropout"):

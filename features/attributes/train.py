@@ -60,7 +60,8 @@ import torch
 import torch.nn.functional as F
 
 from features.attributes.data import (augment, class_balanced_weights, group_keys,
-                                      grouped_split, load_images, to_tensor)
+                                      grouped_split, load_images, random_window,
+                                      to_tensor)
 from features.attributes.taxonomy import Taxonomy
 from features.exceptions import BundleError, InputError
 from features.fashionai.schema import ATTRIBUTE_TASKS
@@ -277,6 +278,8 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
             j = float(params.get("jitter", 0.1))
             if params["augment"]:
                 xb = augment(xb, gen, brightness=j, contrast=j)
+            if progress < float(params.get("window_phase", 0.0)):
+                xb = random_window(xb, gen)
             scale = resize_scale(progress) if params.get("progressive_resize") else 1.0
             if scale < 1.0:
                 xb = F.interpolate(xb, scale_factor=scale, mode="bilinear", antialias=True,

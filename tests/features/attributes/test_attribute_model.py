@@ -428,3 +428,26 @@ def test_augment_is_the_affine_warp_and_contrast_it_draws():
     br = u(-0.2, 0.2, 1, 1, 1) / PIXEL_STD
     torch.testing.assert_close(got, (warped - mean) * c + mean + br, atol=1e-4, rtol=1e-4)
     assert got.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_window_phase_trains_on_windows_then_whole_images(monkeypatch):
+    import features.attributes.train as train
+
+    seen = []
+    real = train.random_window
+
+    def spy(x, gen):
+        out = real(x, gen)
+        seen.append((tuple(x.shape[2:]), tuple(out.shape[2:])))
+        return out
+
+    monkeypatch.setattr(train, "random_window", spy)
+    imgs, labels = separable_set(64)
+    model = tiny(window_phase=0.5, epochs=4, batch_size=16, augment=False, lr=5e-3,
+                 ema_decay=0.0).fit(imgs, labels)
+    # 4 epochs of 4 steps: the first half on 19x13 windows of the 24x16 images
+    assert seen == [((24, 16), (19, 13))] * 8
+    assert len(model.history_) == 4
+    with pytest.raises(InputError) as e:
+        tiny(window_phase=1.0).fit(imgs, labels)
+    assert e.value.field == "window_phase"
