@@ -27,6 +27,20 @@ DEFAULT_TABLE_IMAGE_SAMPLE = 2_000
 #: Peak memory of composing one outfit, bytes (measured: about 750 at 200,000 outfits
 #: of 2,000 items), for the up-front check of ``n_outfits`` against the machine.
 OUTFIT_BYTES = 750
+JPEG_QUALITY = 90
+#: What :func:`generate_demo` writes into its folder. A folder holding anything else
+#: is not a demo catalogue: regenerating into it would delete its ``images/`` (a
+#: MANGO data folder's photos) and overwrite its tables.
+DEMO_ENTRIES = frozenset({"catalog.csv", "catalog.parquet", "outfits.csv",
+                          "outfits.parquet", "images", "masks", "fashionai", "demo.json"})
+
+SIMULATED_FIELDS = {
+    "price": "simulated: base price per subcategory x formality x premium material x "
+             "lognormal noise, rounded to .99",
+    "in_stock": "simulated: 90% in stock at random",
+    "gender": "constant 'Female' (the MANGO catalogue it imitates is womenswear)",
+    "colour": "MANGO colour group of colour_name (exact, not simulated)",
+}
 
 
 def physical_memory() -> int | None:
@@ -55,20 +69,6 @@ def check_outfit_count(n_outfits: int, *, items: int | None = None) -> None:
                          f"more than this machine's {have / 2**30:,.0f} GiB of memory; ask "
                          f"for fewer", field="outfits" if items is None else "items",
                          value=n_outfits if items is None else items)
-JPEG_QUALITY = 90
-#: What :func:`generate_demo` writes into its folder. A folder holding anything else
-#: is not a demo catalogue: regenerating into it would delete its ``images/`` (a
-#: MANGO data folder's photos) and overwrite its tables.
-DEMO_ENTRIES = frozenset({"catalog.csv", "catalog.parquet", "outfits.csv",
-                          "outfits.parquet", "images", "masks", "fashionai", "demo.json"})
-
-SIMULATED_FIELDS = {
-    "price": "simulated: base price per subcategory x formality x premium material x "
-             "lognormal noise, rounded to .99",
-    "in_stock": "simulated: 90% in stock at random",
-    "gender": "constant 'Female' (the MANGO catalogue it imitates is womenswear)",
-    "colour": "MANGO colour group of colour_name (exact, not simulated)",
-}
 
 
 def default_fashionai_keypoints() -> Path:
