@@ -72,14 +72,17 @@ def cmd_train(args) -> int:
     given = args.stage is not None
     if given:
         # `train --stage ingest` ingested the source again (and `--stage graph` built
-        # the graph) under a command that says it trains models
+        # the graph) under a command that says it trains models; a name that is no
+        # stage at all is left to the stage list's own "unknown stage"
+        from recommender.pipeline import STAGE_NAMES
+
         for name in (s.strip() for s in args.stage.split(",")):
-            if name and name not in TRAIN_STAGES:
+            if name in STAGE_NAMES and name not in TRAIN_STAGES:
                 runs = (f"mixmatch {name} --bundle B" if name in ("features", "graph")
                         else f"mixmatch build --out B --stages {name}")
+                # the error's own "(allowed: ...)" lists the training stages
                 raise InputError(f"train --stage {name!r}: not a stage that trains a "
-                                 f"model (allowed: {', '.join(TRAIN_STAGES)}); `{runs}` "
-                                 f"runs it", field="stage", value=name,
+                                 f"model; `{runs}` runs it", field="stage", value=name,
                                  allowed=list(TRAIN_STAGES))
     args.stages = args.stage if given else "attributes,keypoints,compatibility"
     # without --stage, only those a build of the bundle's source runs: the keypoint

@@ -721,12 +721,16 @@ def test_train_refuses_a_stage_that_trains_no_model(tmp_path, capsys, stage, run
 
     bundle = make_tiny_bundle(tmp_path / "bundle")
     before = (bundle / "manifest.json").read_bytes()
+    # a name that is no stage at all is still said to be unknown
+    assert main(["train", "--bundle", str(bundle), "--stage", "trian", "--dry-run"]) == 2
+    assert "error: unknown stage 'trian'" in capsys.readouterr().err
     assert main(["train", "--bundle", str(bundle), "--stage", stage]) == 2
     err = capsys.readouterr().err
     bad = stage.split(",")[-1]
     assert (f"mixmatch train: error: train --stage {bad!r}: not a stage that trains a "
-            f"model (allowed: attributes, keypoints, compatibility); `{runs}` runs it"
+            f"model; `{runs}` runs it (allowed: attributes, keypoints, compatibility)"
             in err), err
+    assert err.count("allowed:") == 1, err
     assert (bundle / "manifest.json").read_bytes() == before
 
 
