@@ -246,9 +246,9 @@ def demo_source_step(source_dir: Path, items: int | None, seed: int, *,
         if generate:
             # a size the machine cannot compose is refused by the plan too (a dry run
             # planned --items 100000000000, the build then ran for hours)
-            from recommender.demo.generate import check_outfit_count
+            from recommender.demo.generate import check_outfit_count, default_outfits
 
-            check_outfit_count(max(1, n // 3), items=n)
+            check_outfit_count(default_outfits(n), items=n)
         return n, seed, generate
     have = meta["n_items"]
     if items is not None and items != have:

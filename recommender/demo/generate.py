@@ -53,6 +53,15 @@ def physical_memory() -> int | None:
         return None
 
 
+def default_outfits(n_items: int) -> int:
+    """The outfit count of a demo catalogue of ``n_items`` when none is given.
+
+    >>> default_outfits(2000), default_outfits(2)
+    (666, 1)
+    """
+    return max(1, n_items // 3)
+
+
 def check_outfit_count(n_outfits: int, *, items: int | None = None) -> None:
     """InputError when composing ``n_outfits`` would need more memory than the machine
     has: ``--outfits 100000000000`` composed 50,000 at a time for hours before the
@@ -161,7 +170,7 @@ def generate_demo(out_dir, n_items: int = 2000, seed: int = 0, n_outfits: int | 
     seed : int
         Everything is a function of the seed: same seed, byte-identical files.
     n_outfits : int, optional
-        Default ``n_items // 3``.
+        Default :func:`default_outfits` (``n_items // 3``, at least 1).
     image_sample : int, optional
         Render images (and masks, keypoints, attribute rows) for this many items,
         chosen at random (a whole number >= 0, at most ``n_items`` used); default all
@@ -187,7 +196,7 @@ def generate_demo(out_dir, n_items: int = 2000, seed: int = 0, n_outfits: int | 
     n_items = int(n_items)
     if n_outfits is not None:
         check_value("n_outfits", n_outfits, int, least=0)
-    n_outfits = max(1, n_items // 3) if n_outfits is None else int(n_outfits)
+    n_outfits = default_outfits(n_items) if n_outfits is None else int(n_outfits)
     check_outfit_count(n_outfits)
     table_form = n_items > TABLE_FORM_ITEMS
     if image_sample is None:
