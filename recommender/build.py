@@ -30,8 +30,8 @@ from recommender.bundle import MANIFEST, Bundle, atomic_files, write_lock
 from recommender.distributed import (check_dask_settings, check_scheduler_address,
                                      dask_settings_unused)
 from recommender.paths import DATA_ENV, default_data_root
-from recommender.pipeline import (STAGE_NAMES, STAGES, BuildContext, plan_stages,
-                                  run_stages)
+from recommender.pipeline import (STAGE_NAMES, STAGES, BuildContext, missing_input,
+                                  plan_stages, run_stages, stages_of)
 
 SOURCES = ("demo", "mango", "csv")
 #: The tables of a build config: per-stage settings and the Dask cluster's sizes.
@@ -352,6 +352,9 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
                                       quick=quick, engine=engine, overrides=overrides,
                                       holdout=holdout, items=items, scheduler=scheduler,
                                       out=out)
+    missing = missing_input(out, stages_of(stages, source))
+    if missing is not None:   # before the demo catalogue is generated, or a folder made
+        raise BundleError(missing[1])
     if source == "demo":   # refused (a --data catalogue of another size) before the lock
         _demo_source(out, data, items, seed)
     # held from the manifest read to its last save: a second build of ``out`` is refused
@@ -407,6 +410,9 @@ def plan_build(out: str | os.PathLike, *, source: str = "demo",
                                       quick=quick, engine=engine, overrides=overrides,
                                       holdout=holdout, items=items, scheduler=scheduler,
                                       out=out)
+    missing = missing_input(out, stages_of(stages, source))
+    if missing is not None:   # as build_bundle refuses it: before any step
+        return [(missing[0], f"would be refused: {missing[1]}")]
     plan: list[tuple[str, str]] = []
     before = None
     if source == "demo":   # as build_bundle decides it: refused alike
@@ -575,7 +581,7 @@ def print_plan(root: str | os.PathLike, plan: list[tuple[str, str]]) -> None:
             print(f"  a build is running in it now: pid {holder.get('pid')} on "
                   f"{holder.get('host')} since {holder.get('since')} "
                   f"({holder.get('command') or 'command unknown'}); as it stands:")
-    else:
+    elif not any(what.startswith("would be refused") for _, what in plan):
         print(f"  no bundle at {root} yet: every stage would run")
     width = max([len(name) for name, _ in plan] + [12])
     for name, what in plan:

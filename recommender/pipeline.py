@@ -72,6 +72,7 @@ import copy
 import dataclasses
 import importlib
 import json
+import os
 import re
 import shlex
 import sys
@@ -92,22 +93,31 @@ class Stage:
     description: str
     #: sources for which the stage applies (None: all)
     sources: tuple[str, ...] | None = None
+    #: files the stage cannot run without that an earlier stage writes: (path in the
+    #: bundle, that stage); see :func:`missing_input`
+    reads: tuple[tuple[str, str], ...] = ()
 
 
+_CATALOG = ("catalog.parquet", "ingest")
 STAGES: tuple[Stage, ...] = (
     Stage("ingest", "recommender.ingest", 2, "source data -> canonical catalogue + outfits"),
     Stage("split", "recommender.evaluation.make_eval", 4,
-          "held-out outfits and FITB/compatibility files"),
+          "held-out outfits and FITB/compatibility files",
+          reads=(_CATALOG, ("outfits.parquet", "ingest"))),
     Stage("attributes", "features.attributes.train", 3,
-          "train the attribute network (its penultimate layer is the embedding)"),
+          "train the attribute network (its penultimate layer is the embedding)",
+          reads=(_CATALOG,)),
     Stage("keypoints", "features.keypoints.train", 3,
           "train the heatmap keypoint detector on FashionAI-format labels",
           sources=("demo",)),
     Stage("features", "features.extract", 3,
-          "masks, colours, attributes, embeddings, keypoints, shape features"),
+          "masks, colours, attributes, embeddings, keypoints, shape features",
+          reads=(_CATALOG,)),
     Stage("compatibility", "recommender.compat.train", 4,
-          "LightGBM pairwise compatibility model"),
-    Stage("graph", "recommender.graph", 5, "garment graph and serving arrays"),
+          "LightGBM pairwise compatibility model",
+          reads=(_CATALOG, ("eval/train_outfits.parquet", "split"))),
+    Stage("graph", "recommender.graph", 5, "garment graph and serving arrays",
+          reads=(_CATALOG, ("features/embeddings.npy", "features"))),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -180,6 +190,46 @@ def run_stages(ctx: BuildContext, names: list[str] | None = None) -> dict[str, d
         return _run_stages(ctx, names)
 
 
+def stages_of(names: list[str] | None, source: str) -> list[Stage]:
+    """The stages a run of ``names`` (default: all that apply to ``source``) runs, in
+    the pipeline's order; a name that is no stage is left out (:func:`_selected`
+    refuses it).
+
+    >>> [s.name for s in stages_of(["graph", "features"], "demo")]
+    ['features', 'graph']
+    """
+    return [stage for stage in STAGES
+            if (stage.name in names if names is not None
+                else stage.sources is None or source in stage.sources)]
+
+
+def missing_input(root, run: list[Stage]) -> tuple[str, str] | None:
+    """``(stage, why)`` for the first stage of ``run`` that reads a file an earlier
+    stage writes (:attr:`Stage.reads`) which the bundle at ``root`` lacks and no
+    stage before it in ``run`` writes; None when every stage has what it reads.
+    Decided before anything runs: ``--stages split`` on a folder never ingested was
+    a FileNotFoundError traceback, ``--stages ingest,compatibility`` wrote the
+    ingest and then failed, and a demo build generated its catalogue first.
+
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> missing_input(root, stages_of(["ingest", "split"], "demo")) is None
+    True
+    >>> missing_input(root, stages_of(["split"], "demo"))[1].split(":")[0]
+    'the split stage reads catalog.parquet, which the ingest stage writes'
+    """
+    ran: set[str] = set()
+    for stage in run:
+        for rel, writer in stage.reads:
+            if writer not in ran and not os.path.isfile(os.path.join(root, rel)):
+                return stage.name, (
+                    f"the {stage.name} stage reads {rel}, which the {writer} stage "
+                    f"writes: {root} has none and this run does not include {writer}; "
+                    f"run {writer} first: {rebuild_command(writer, root)}")
+        ran.add(stage.name)
+    return None
+
+
 def _selected(ctx: BuildContext, names: list[str] | None) -> list[Stage]:
     """The stages a run of ``names`` (default: all that apply to the source) considers,
     in order, each config checked before the first one starts."""
@@ -188,9 +238,7 @@ def _selected(ctx: BuildContext, names: list[str] | None) -> list[Stage]:
         if unknown:
             raise InputError(f"unknown stage {unknown[0]!r}", field="stage",
                              value=unknown[0], allowed=STAGE_NAMES)
-    run = [stage for stage in STAGES
-           if (stage.name in names if names is not None
-               else stage.sources is None or ctx.source in stage.sources)]
+    run = stages_of(names, ctx.source)
     for stage in run:
         try:
             check = getattr(load_stage_module(stage), "check_config", None)
@@ -560,7 +608,12 @@ def _plan(ctx: BuildContext, names: list[str] | None, before: str | None,
     #: (image root, why its images are gone or None) once a stage that writes the
     #: catalogue and records its image root (the ingest's images_after_run) would run
     after: tuple[Any, str | None] | None = None
-    for stage in _selected(ctx, names):
+    run = _selected(ctx, names)
+    missing = missing_input(ctx.bundle.root, run)
+    for stage in run:
+        if missing is not None and stage.name == missing[0]:
+            plan.append((stage.name, f"would be refused: {missing[1]}"))
+            return plan, missing[1]
         try:
             module = load_stage_module(stage)
         except StageNotAvailable as exc:
@@ -655,6 +708,9 @@ def refusal_up_front(ctx: BuildContext, run: list[Stage], names: list[str] | Non
     What only the run can tell is left to the check before each image stage (an
     image that is there and does not decode, images removed while the build runs).
     """
+    missing = missing_input(ctx.bundle.root, run)
+    if missing is not None:
+        return missing[1]
     modules = [_module_or_none(stage) for stage in run]
     reads = [getattr(m, "READS_IMAGES", False) for m in modules]
     if not any(reads):

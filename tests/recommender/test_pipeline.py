@@ -555,6 +555,57 @@ def test_a_demo_build_too_large_to_compose_is_refused_before_anything(tmp_path, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("stages, stage, reads, writer", [
+    ("split", "split", "catalog.parquet", "ingest"),
+    ("features", "features", "catalog.parquet", "ingest"),
+    ("ingest,compatibility", "compatibility", "eval/train_outfits.parquet", "split"),
+    ("ingest,split,graph", "graph", "features/embeddings.npy", "features"),
+])
+@pytest.mark.parametrize("dry", [True, False])
+def test_a_run_without_the_stage_that_writes_what_a_stage_reads_is_refused_up_front(
+        tmp_path, capsys, no_generator, stages, stage, reads, writer, dry):
+    """``--stages split`` on a new folder was a FileNotFoundError traceback (after the
+    demo catalogue was generated), ``--stages features`` generated it and then failed,
+    ``ingest,compatibility`` wrote the ingest first, and the dry run said that each
+    would run. Now both refuse before the first step, naming the file and the stage
+    that writes it, and nothing is written."""
+    from api.cli import main
+
+    out = tmp_path / "b"
+    rc = main(["build", "--out", str(out), "--items", "30", "--quick", "--stages", stages]
+              + ["--dry-run"] * dry)
+    said = capsys.readouterr()
+    why = (f"the {stage} stage reads {reads}, which the {writer} stage writes: {out} has "
+           f"none and this run does not include {writer}; run {writer} first: ")
+    if dry:
+        assert rc == 0
+        assert f"  {stage:<12}  would be refused: {why}" in said.out, said.out
+        assert "would generate" not in said.out and "would run" not in said.out
+    else:
+        assert rc == 2
+        assert f"error: {why}" in said.err, said.err
+    assert not out.exists()
+
+
+def test_a_stage_command_on_a_bundle_without_what_it_reads_names_the_stage_to_run(
+        tmp_path, capsys):
+    """``mixmatch graph`` on a bundle ingested but not featurised named the missing
+    embeddings only once the stage had started; now it names the features command
+    before it starts, and the bundle's records are left as they were."""
+    from api.cli import main
+
+    out = tmp_path / "b"
+    assert main(["build", "--out", str(out), "--items", "30", "--quick", "--stages",
+                 "ingest"]) == 0
+    capsys.readouterr()
+    manifest = (out / "manifest.json").read_text()
+    assert main(["graph", "--bundle", str(out)]) == 2
+    assert (f"error: the graph stage reads features/embeddings.npy, which the features "
+            f"stage writes: {out} has none and this run does not include features; run "
+            f"features first: mixmatch features --bundle {out}") in capsys.readouterr().err
+    assert (out / "manifest.json").read_text() == manifest
+
+
 @pytest.fixture(scope="module")
 def demo_data(tmp_path_factory):
     """A demo catalogue of 20 items (seed 0) that `mixmatch demo` wrote outside any
