@@ -30,7 +30,8 @@ import pandas as pd
 import torch
 
 from features.attributes.data import as_image_array, check_crop, to_tensor, zoom
-from features.attributes.model import (PRESETS, STEMS, AttributeNet, AttributeNetConfig,
+from features.attributes.model import (POOLS, PRESETS, STEMS, AttributeNet,
+                                       AttributeNetConfig,
                                        read_model_json, read_state_dict)
 from features.attributes.regions import (GEOMETRY_DIM, RegionInputs, detail_inputs,
                                          region_inputs)
@@ -58,6 +59,10 @@ class AttributeModel:
         blocks into channels first, so an ``image_size`` twice as large in each side
         costs the network's body what the "conv" stem's costs (the stem and the
         augmentation of four times the pixels come on top).
+    pool : {"avgmax", "parts"}
+        How the network pools its last feature map
+        (:data:`features.attributes.model.POOLS`): "parts" adds the averages of the
+        centre strip, the flanks, the top and the bottom of the garment's map.
     crop : {"frame", "garment"}
         What is letterboxed: the whole frame, or the garment's box from its mask
         (:func:`features.attributes.data.garment_box`; the whole frame where the mask
@@ -139,7 +144,7 @@ class AttributeModel:
 
     def __init__(self, taxonomy: Taxonomy | None = None, *, preset: str = "base",
                  image_size: tuple[int, int] = (160, 112), crop: str = "frame",
-                 stem: str = "conv", embed_dim: int = 256,
+                 stem: str = "conv", pool: str = "avgmax", embed_dim: int = 256,
                  dropout: float = 0.2, epochs: int = 20, batch_size: int = 64,
                  lr: float = 2e-3, weight_decay: float = 0.05, warmup_epochs: float = 1.0,
                  label_smoothing: float = 0.1, sampling_power: float = 0.5,
@@ -155,6 +160,7 @@ class AttributeModel:
         self.image_size = image_size
         self.crop = crop
         self.stem = stem
+        self.pool = pool
         self.embed_dim = embed_dim
         self.dropout = dropout
         self.epochs = epochs
@@ -183,13 +189,12 @@ class AttributeModel:
         self.verbose = verbose
 
     # -- parameters ---------------------------------------------------------------------
-    _PARAMS = ("preset", "image_size", "crop", "stem", "embed_dim", "dropout", "epochs",
-               "batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing",
-               "sampling_power", "sampling_mix", "ema_decay", "augment", "jitter",
-               "progressive_resize", "window_phase", "tta", "tta_zoom", "region_preset",
-               "region_dim",
-               "region_dropout", "geometry_noise", "time_budget_s", "num_threads", "device",
-               "random_state")
+    _PARAMS = ("preset", "image_size", "crop", "stem", "pool", "embed_dim", "dropout",
+               "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs",
+               "label_smoothing", "sampling_power", "sampling_mix", "ema_decay", "augment",
+               "jitter", "progressive_resize", "window_phase", "tta", "tta_zoom",
+               "region_preset", "region_dim", "region_dropout", "geometry_noise",
+               "time_budget_s", "num_threads", "device", "random_state")
 
     def get_params(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self._PARAMS}
@@ -204,6 +209,9 @@ class AttributeModel:
         if self.stem not in STEMS:
             raise InputError(f"unknown stem {self.stem!r}", field="stem", value=self.stem,
                              allowed=STEMS)
+        if self.pool not in POOLS:
+            raise InputError(f"unknown pool {self.pool!r}", field="pool", value=self.pool,
+                             allowed=POOLS)
         for name in ("epochs", "batch_size", "num_threads"):
             # whole numbers: int() cut epochs = 2.7 to 2 and was a ValueError on NaN
             check_value(name, getattr(self, name), int, least=1)
@@ -307,6 +315,7 @@ class AttributeModel:
         config = AttributeNetConfig(heads=taxonomy.n_classes(), preset=self.preset,
                                     image_size=size, embed_dim=self.embed_dim,
                                     dropout=self.dropout, stem=self.stem,
+                                    pool=self.pool,
                                     region_size=(tuple(int(v) for v in regions.crops.shape[1:3])
                                                  if regions is not None else None),
                                     region_preset=self.region_preset,
@@ -550,7 +559,9 @@ class AttributeModel:
         params = dict(meta.get("params", {}))
         params.pop("image_size", None)
         params.pop("stem", None)   # the network's own (older files have none: "conv")
+        params.pop("pool", None)   # likewise (older files have none: "avgmax")
         model = cls(taxonomy, image_size=config.image_size, stem=config.stem,
+                    pool=config.pool,
                     **{k: v for k, v in params.items() if k in cls._PARAMS})
         try:
             model._check_tta_zoom()

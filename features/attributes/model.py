@@ -82,6 +82,39 @@ PRESETS: dict[str, dict[str, Any]] = {
 #: the compute of half its size.
 STEMS = ("conv", "space_to_depth")
 
+#: How the last feature map ``(B, C, h, w)`` becomes the vector the embedding is
+#: projected from.  ``"avgmax"``: its global average and maximum (2C).  ``"parts"``:
+#: those plus the averages of four parts of a centred packshot (6C), each unchanged by
+#: a mirror image: the centre strip of columns and the two flanks together (a
+#: cardigan's opening or a shirt's placket against a sweater's plain front), the top
+#: rows (neckline, collar, shoulders) and the bottom rows (hem, cuffs).  A global
+#: average can tell that a front opening is there, not where.
+POOLS = ("avgmax", "parts")
+
+
+def pool_parts(f: torch.Tensor) -> torch.Tensor:
+    """The four part averages of :data:`POOLS`' ``"parts"``: ``(B, C, h, w)`` -> ``(B,
+    4C)``, in the order centre, flanks, top, bottom.  The centre strip is the middle
+    half of the columns (at least one), the flanks the rest (the centre again where
+    none is left: a map one column wide), top and bottom the first and last third of
+    the rows (at least one).
+
+    >>> f = torch.arange(20.0).view(1, 1, 5, 4)   # rows 0..4, columns 0..3
+    >>> pool_parts(f).tolist()   # centre cols 1-2, flanks 0 and 3, top row 0, bottom row 4
+    [[9.5, 9.5, 1.5, 17.5]]
+    >>> tuple(pool_parts(torch.ones(2, 3, 1, 1)).shape)
+    (2, 12)
+    """
+    h, w = f.shape[-2:]
+    c0 = w // 4
+    c1 = max(w - c0, c0 + 1)
+    centre = f[..., c0:c1].mean((2, 3))
+    flanks = (torch.cat([f[..., :c0], f[..., c1:]], 3).mean((2, 3)) if w - (c1 - c0)
+              else centre)
+    r = max(1, h // 3)
+    return torch.cat([centre, flanks, f[..., :r, :].mean((2, 3)),
+                      f[..., h - r:, :].mean((2, 3))], 1)
+
 
 def read_model_json(path: str | os.PathLike) -> dict:
     """The json config saved beside a network; BundleError naming the file when it
@@ -141,6 +174,9 @@ class AttributeNetConfig:
     stem : {"conv", "space_to_depth"}
         How the first layer reads the image (:data:`STEMS`); networks saved before
         the setting existed read "conv".
+    pool : {"avgmax", "parts"}
+        How the last feature map is pooled (:data:`POOLS`); networks saved before the
+        setting existed pool "avgmax".
     """
 
     heads: dict[str, int]
@@ -154,6 +190,7 @@ class AttributeNetConfig:
     geometry_dim: int = 0
     region_kind: str = "neck"
     stem: str = "conv"
+    pool: str = "avgmax"
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -276,7 +313,10 @@ class AttributeNet(nn.Module):
         self.config = config
         self.backbone, feat = _backbone(config.preset, config.stem)
         self.embed_dim = config.embed_dim or feat
-        self.project = nn.Sequential(nn.Linear(2 * feat, self.embed_dim, bias=False),
+        if config.pool not in POOLS:
+            raise ValueError(f"unknown pool {config.pool!r} (allowed: {', '.join(POOLS)})")
+        pooled = (6 if config.pool == "parts" else 2) * feat
+        self.project = nn.Sequential(nn.Linear(pooled, self.embed_dim, bias=False),
                                      nn.BatchNorm1d(self.embed_dim))
         head_in = self.embed_dim
         self.region_backbone = self.region_project = self.geometry = None
@@ -324,8 +364,10 @@ class AttributeNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Pre-normalisation embedding ``(B, D)`` of normalised images ``(B, 3, H, W)``."""
         f = self.backbone(x)                                     # (B, C, h, w)
-        pooled = torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1)  # (B, 2C)
-        return F.silu(self.project(pooled))                      # (B, D)
+        pooled = [f.mean((2, 3)), f.amax((2, 3))]                # (B, 2C)
+        if self.config.pool == "parts":
+            pooled.append(pool_parts(f))                         # (B, 6C)
+        return F.silu(self.project(torch.cat(pooled, 1)))        # (B, D)
 
     def head_input(self, z: torch.Tensor, region: torch.Tensor | None = None,
                    has_region: torch.Tensor | None = None,

@@ -388,6 +388,51 @@ def test_an_unknown_stem_is_refused_by_name():
     assert e.value.field == "stem" and "patchify" in str(e.value)
 
 
+def test_part_pooling_trains_round_trips_and_is_unchanged_by_a_mirror(tmp_path):
+    from features.attributes.model import pool_parts
+
+    imgs, labels = separable_set(64)
+    model = tiny(pool="parts", epochs=12, lr=5e-3, ema_decay=0.0, augment=False,
+                 label_smoothing=0.0, sampling_mix=0.0).fit(imgs, labels)
+    feat = model.net_.backbone[-1][0].out_channels
+    assert model.net_.project[0].in_features == 6 * feat   # avg, max and four parts
+    test_imgs, test_labels = separable_set(32, seed=1)
+    pred = model.predict(test_imgs)
+    assert (pred["colour"] == test_labels["colour"]).mean() >= 0.9
+    assert (pred["half"] == test_labels["half"]).mean() >= 0.9
+    model.save(tmp_path)
+    assert json.loads((tmp_path / "attributes.json").read_text())["config"]["pool"] == "parts"
+    loaded = AttributeModel.load(tmp_path)
+    assert loaded.pool == "parts"
+    np.testing.assert_array_equal(loaded.embed(imgs[:4]), model.embed(imgs[:4]))
+    # centre, flanks, top and bottom are each the same for the mirror image (the
+    # prediction averages the two views); a map with columns 0..4 tells centre from
+    # flanks
+    f = torch.randn(3, 5, 5, 4)
+    torch.testing.assert_close(pool_parts(f), pool_parts(torch.flip(f, dims=[3])))
+    cols = torch.arange(5.0).expand(1, 1, 4, 5)
+    assert pool_parts(cols).tolist() == [[2.0, 2.0, 2.0, 2.0]]
+    assert pool_parts(cols ** 2)[0, :2].tolist() == pytest.approx([(1 + 4 + 9) / 3, 16 / 2])
+
+
+def test_a_network_saved_without_a_pool_reads_avgmax(fitted, tmp_path):
+    model, imgs, _ = fitted
+    model.save(tmp_path)
+    meta = json.loads((tmp_path / "attributes.json").read_text())
+    del meta["config"]["pool"], meta["params"]["pool"]          # a file from before it
+    (tmp_path / "attributes.json").write_text(json.dumps(meta))
+    loaded = AttributeModel.load(tmp_path)
+    assert loaded.pool == "avgmax"
+    np.testing.assert_array_equal(loaded.embed(imgs[:4]), model.embed(imgs[:4]))
+
+
+def test_an_unknown_pool_is_refused_by_name():
+    imgs, labels = separable_set(8)
+    with pytest.raises(InputError) as e:
+        tiny(pool="gem").fit(imgs, labels)
+    assert e.value.field == "pool" and "gem" in str(e.value)
+
+
 def test_to_tensor_normalises_into_channels_last():
     from features.attributes.data import PIXEL_MEAN, PIXEL_STD, to_tensor
 
