@@ -370,22 +370,25 @@ def test_space_to_depth_stem_reads_every_pixel_and_round_trips(tmp_path):
         assert s2d.eval()(torch.zeros(2, 3, 47, 31))["colour"].shape == (2, 2)
 
 
-def test_a_network_saved_without_a_stem_reads_conv(fitted, tmp_path):
+@pytest.mark.parametrize("setting, default", [("stem", "conv"), ("pool", "avgmax")])
+def test_a_network_saved_before_a_shape_setting_reads_its_default(fitted, tmp_path,
+                                                                  setting, default):
     model, imgs, _ = fitted
     model.save(tmp_path)
     meta = json.loads((tmp_path / "attributes.json").read_text())
-    del meta["config"]["stem"], meta["params"]["stem"]          # a file from before it
+    del meta["config"][setting], meta["params"][setting]        # a file from before it
     (tmp_path / "attributes.json").write_text(json.dumps(meta))
     loaded = AttributeModel.load(tmp_path)
-    assert loaded.stem == "conv"
+    assert getattr(loaded, setting) == default
     np.testing.assert_array_equal(loaded.embed(imgs[:4]), model.embed(imgs[:4]))
 
 
-def test_an_unknown_stem_is_refused_by_name():
+@pytest.mark.parametrize("setting, value", [("stem", "patchify"), ("pool", "gem")])
+def test_an_unknown_stem_or_pool_is_refused_by_name(setting, value):
     imgs, labels = separable_set(8)
     with pytest.raises(InputError) as e:
-        tiny(stem="patchify").fit(imgs, labels)
-    assert e.value.field == "stem" and "patchify" in str(e.value)
+        tiny(**{setting: value}).fit(imgs, labels)
+    assert e.value.field == setting and value in str(e.value)
 
 
 def test_part_pooling_trains_round_trips_and_is_unchanged_by_a_mirror(tmp_path):
@@ -413,24 +416,6 @@ def test_part_pooling_trains_round_trips_and_is_unchanged_by_a_mirror(tmp_path):
     cols = torch.arange(5.0).expand(1, 1, 4, 5)
     assert pool_parts(cols).tolist() == [[2.0, 2.0, 2.0, 2.0]]
     assert pool_parts(cols ** 2)[0, :2].tolist() == pytest.approx([(1 + 4 + 9) / 3, 16 / 2])
-
-
-def test_a_network_saved_without_a_pool_reads_avgmax(fitted, tmp_path):
-    model, imgs, _ = fitted
-    model.save(tmp_path)
-    meta = json.loads((tmp_path / "attributes.json").read_text())
-    del meta["config"]["pool"], meta["params"]["pool"]          # a file from before it
-    (tmp_path / "attributes.json").write_text(json.dumps(meta))
-    loaded = AttributeModel.load(tmp_path)
-    assert loaded.pool == "avgmax"
-    np.testing.assert_array_equal(loaded.embed(imgs[:4]), model.embed(imgs[:4]))
-
-
-def test_an_unknown_pool_is_refused_by_name():
-    imgs, labels = separable_set(8)
-    with pytest.raises(InputError) as e:
-        tiny(pool="gem").fit(imgs, labels)
-    assert e.value.field == "pool" and "gem" in str(e.value)
 
 
 def test_to_tensor_normalises_into_channels_last():
