@@ -469,7 +469,8 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
                      chunk_size: int = 64, max_side: int = 512, executor=None,
                      groups=None, pooled_heads=(),
                      descriptor_cache: str | os.PathLike | None = None,
-                     content_index: ContentHashes | None = None) -> dict:
+                     content_index: ContentHashes | None = None,
+                     fresh: bool = False) -> dict:
     """Extract the features of every item of ``catalog`` into ``out_dir``.
 
     Parameters
@@ -500,6 +501,10 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
     content_index : features.files.ContentHashes, optional
         The images' content hashes that name the part files' folder (the bundle's,
         so a rerun hashes no image again; None: the process's in-memory index).
+    fresh : bool
+        Compute every part again, replacing the part files of an earlier run with
+        the same signature rather than reusing them (the stage's ``--force``: a rerun
+        asked for is a rerun, not a re-assembly of what the last one cached).
     progress : bool
         tqdm progress bars on stderr.
     batch_size : int
@@ -559,9 +564,9 @@ def extract_features(catalog: pd.DataFrame, image_root: str | os.PathLike | None
     chunks = [image_items[s:s + chunk_size] for s in range(0, len(image_items), chunk_size)]
     part_paths = [parts_dir / f"part_{i:06d}.parquet" for i in range(len(chunks))]
     no_image_part = parts_dir / "no_image.parquet"
-    if no_image and not no_image_part.is_file():
+    if no_image and (fresh or not no_image_part.is_file()):
         _atomic_parquet(_no_image_rows([items[k] for k in no_image]), no_image_part)
-    todo = [i for i, p in enumerate(part_paths) if not p.is_file()]
+    todo = [i for i, p in enumerate(part_paths) if fresh or not p.is_file()]
     resumed = len(chunks) - len(todo)
     bar = tqdm(total=len(image_items), desc="features", file=sys.stderr, disable=not progress,
                initial=sum(len(chunks[i]) for i in range(len(chunks)) if i not in set(todo)))
@@ -829,7 +834,7 @@ def run_stage(ctx) -> dict:
                                executor=getattr(ctx, "executor", None),
                                groups=groups, pooled_heads=pooled,
                                descriptor_cache=b.path("cache"),
-                               content_index=b.content_hashes())
+                               content_index=b.content_hashes(), fresh=ctx.force)
     summary["attributes_pooled"] = list(pooled)
     if summary["n_failed"]:
         ctx.log(f"[features] {summary['n_failed']} of {summary['n_items']} items failed "

@@ -106,6 +106,26 @@ def test_extract_is_idempotent_and_resumable(tmp_path):
     assert s["parts_resumed"] == 2
 
 
+def test_a_fresh_extraction_computes_every_part_again(tmp_path):
+    # before: `mixmatch features --force` said "running it again" and re-assembled
+    # the cached parts, so a part damaged or made by other code stayed in the table
+    cat = _catalogue(tmp_path)
+    out = tmp_path / "feat"
+    extract_features(cat, tmp_path, out, progress=False, workers=1, chunk_size=4)
+    first = pd.read_parquet(out / "features.parquet")
+    part = sorted((out / "parts").rglob("part_*.parquet"))[0]
+    stale = pd.read_parquet(part)
+    stale["colour_group"] = "STALE"
+    stale.to_parquet(part)
+    s = extract_features(cat, tmp_path, out, progress=False, workers=1, chunk_size=4)
+    assert s["parts_resumed"] == 2
+    assert (pd.read_parquet(out / "features.parquet")["colour_group"] == "STALE").sum() == 4
+    s = extract_features(cat, tmp_path, out, progress=False, workers=1, chunk_size=4,
+                         fresh=True)
+    assert s["parts_resumed"] == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "features.parquet"), first)
+
+
 def test_extract_with_two_worker_processes_matches_one(tmp_path, monkeypatch):
     cat = _catalogue(tmp_path)
     extract_features(cat, tmp_path, tmp_path / "one", progress=False, workers=1,
