@@ -352,7 +352,7 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
                                       quick=quick, engine=engine, overrides=overrides,
                                       holdout=holdout, items=items, scheduler=scheduler,
                                       out=out)
-    missing = missing_input(out, stages_of(stages, source))
+    missing = missing_input(out, stages_of(stages, source), from_build=True)
     if missing is not None:   # before the demo catalogue is generated, or a folder made
         raise BundleError(missing[1])
     if source == "demo":   # refused (a --data catalogue of another size) before the lock
@@ -410,7 +410,7 @@ def plan_build(out: str | os.PathLike, *, source: str = "demo",
                                       quick=quick, engine=engine, overrides=overrides,
                                       holdout=holdout, items=items, scheduler=scheduler,
                                       out=out)
-    missing = missing_input(out, stages_of(stages, source))
+    missing = missing_input(out, stages_of(stages, source), from_build=True)
     if missing is not None:   # as build_bundle refuses it: before any step
         return [(missing[0], f"would be refused: {missing[1]}")]
     plan: list[tuple[str, str]] = []

@@ -203,13 +203,16 @@ def stages_of(names: list[str] | None, source: str) -> list[Stage]:
                 else stage.sources is None or source in stage.sources)]
 
 
-def missing_input(root, run: list[Stage]) -> tuple[str, str] | None:
+def missing_input(root, run: list[Stage], *, from_build: bool = False
+                  ) -> tuple[str, str] | None:
     """``(stage, why)`` for the first stage of ``run`` that reads a file an earlier
     stage writes (:attr:`Stage.reads`) which the bundle at ``root`` lacks and no
     stage before it in ``run`` writes; None when every stage has what it reads.
     Decided before anything runs: ``--stages split`` on a folder never ingested was
     a FileNotFoundError traceback, ``--stages ingest,compatibility`` wrote the
     ingest and then failed, and a demo build generated its catalogue first.
+    ``from_build``: the run is ``mixmatch build --stages``, told to add the stage
+    to them; else (a stage command) the command that runs it.
 
     >>> import tempfile
     >>> root = tempfile.mkdtemp()
@@ -217,15 +220,22 @@ def missing_input(root, run: list[Stage]) -> tuple[str, str] | None:
     True
     >>> missing_input(root, stages_of(["split"], "demo"))[1].split(":")[0]
     'the split stage reads catalog.parquet, which the ingest stage writes'
+    >>> missing_input(root, stages_of(["split", "graph"], "demo"), from_build=True
+    ...               )[1].split("; ")[-1]
+    'add it: --stages ingest,split,graph'
     """
     ran: set[str] = set()
     for stage in run:
         for rel, writer in stage.reads:
             if writer not in ran and not os.path.isfile(os.path.join(root, rel)):
+                names = {s.name for s in run} | {writer}
+                todo = (f"add it: --stages {','.join(n for n in STAGE_NAMES if n in names)}"
+                        if from_build else
+                        f"run {writer} first: {rebuild_command(writer, root)}")
                 return stage.name, (
                     f"the {stage.name} stage reads {rel}, which the {writer} stage "
                     f"writes: {root} has none and this run does not include {writer}; "
-                    f"run {writer} first: {rebuild_command(writer, root)}")
+                    + todo)
         ran.add(stage.name)
     return None
 

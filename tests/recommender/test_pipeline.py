@@ -555,15 +555,17 @@ def test_a_demo_build_too_large_to_compose_is_refused_before_anything(tmp_path, 
     assert not out.exists()
 
 
-@pytest.mark.parametrize("stages, stage, reads, writer", [
-    ("split", "split", "catalog.parquet", "ingest"),
-    ("features", "features", "catalog.parquet", "ingest"),
-    ("ingest,compatibility", "compatibility", "eval/train_outfits.parquet", "split"),
-    ("ingest,split,graph", "graph", "features/embeddings.npy", "features"),
+@pytest.mark.parametrize("stages, stage, reads, writer, fix", [
+    ("split", "split", "catalog.parquet", "ingest", "ingest,split"),
+    ("features", "features", "catalog.parquet", "ingest", "ingest,features"),
+    ("ingest,compatibility", "compatibility", "eval/train_outfits.parquet", "split",
+     "ingest,split,compatibility"),
+    ("graph,ingest,split", "graph", "features/embeddings.npy", "features",
+     "ingest,split,features,graph"),
 ])
 @pytest.mark.parametrize("dry", [True, False])
 def test_a_run_without_the_stage_that_writes_what_a_stage_reads_is_refused_up_front(
-        tmp_path, capsys, no_generator, stages, stage, reads, writer, dry):
+        tmp_path, capsys, no_generator, stages, stage, reads, writer, fix, dry):
     """``--stages split`` on a new folder was a FileNotFoundError traceback (after the
     demo catalogue was generated), ``--stages features`` generated it and then failed,
     ``ingest,compatibility`` wrote the ingest first, and the dry run said that each
@@ -576,7 +578,7 @@ def test_a_run_without_the_stage_that_writes_what_a_stage_reads_is_refused_up_fr
               + ["--dry-run"] * dry)
     said = capsys.readouterr()
     why = (f"the {stage} stage reads {reads}, which the {writer} stage writes: {out} has "
-           f"none and this run does not include {writer}; run {writer} first: ")
+           f"none and this run does not include {writer}; add it: --stages {fix}")
     if dry:
         assert rc == 0
         assert f"  {stage:<12}  would be refused: {why}" in said.out, said.out
