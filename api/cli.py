@@ -170,6 +170,11 @@ def cmd_evaluate(args) -> int:
             first = kp["skipped"][0]
             print(f"  {kp['n_skipped']} image(s) skipped: no normalising distance (e.g. "
                   f"{first['image_id']}: {first['reason']}; --json lists them)")
+        if kp.get("n_extra_predictions"):
+            # scored as the challenge scored a submission: only the ground truth's
+            # images count, but a file of the wrong images should not look complete
+            print(f"  {kp['n_extra_predictions']} predicted image(s) not in the ground "
+                  f"truth, ignored")
     if args.attributes and not args.json and "heads" in result:
         per_image = result.get("per_image", {}).get("heads")
         extra = f"{'per image':>12}{'macro_f1':>10}" if per_image else ""

@@ -113,12 +113,22 @@ def test_cli_says_how_many_images_were_skipped(tmp_path, capsys):
     assert "not annotated" not in out
 
 
-def test_extra_predictions_are_ignored_and_counted():
+def test_extra_predictions_are_ignored_and_counted(tmp_path, capsys):
     extra = _table([("zzz.jpg", "skirt", {})])
     import pandas as pd
 
     r = normalized_error(TRUTH, pd.concat([TRUTH, extra], ignore_index=True))
     assert r["ne"] == 0.0 and r["n_extra_predictions"] == 1
+    # the CLI's text says so too (it was in --json only: a file of other images
+    # looked like a complete submission)
+    write_keypoints_csv(TRUTH, tmp_path / "t.csv")
+    write_keypoints_csv(pd.concat([TRUTH, extra], ignore_index=True), tmp_path / "p.csv")
+    assert main(["evaluate", "--keypoints-truth", str(tmp_path / "t.csv"),
+                 "--keypoints-pred", str(tmp_path / "p.csv")]) == 0
+    assert "1 predicted image(s) not in the ground truth, ignored" in capsys.readouterr().out
+    assert main(["evaluate", "--keypoints-truth", str(tmp_path / "t.csv"),
+                 "--keypoints-pred", str(tmp_path / "t.csv")]) == 0
+    assert "not in the ground truth" not in capsys.readouterr().out
 
 
 def test_files_and_cli(tmp_path, capsys):
