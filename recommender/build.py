@@ -227,7 +227,7 @@ def demo_source_ready(source_dir: Path, items: int, seed: int) -> bool:
 
 
 def demo_source_step(source_dir: Path, items: int | None, seed: int, *,
-                     outside: bool) -> tuple[int, int, bool]:
+                     outside: bool, ingests: bool = True) -> tuple[int, int, bool]:
     """What a demo build does with its catalogue folder: ``(items, seed, generate)``,
     the size and seed of the catalogue it builds on and whether it generates it first.
 
@@ -238,9 +238,16 @@ def demo_source_step(source_dir: Path, items: int | None, seed: int, *,
     is the user's, used as it is (its own size and seed; ``seed`` still seeds the
     split and the models) and never overwritten: ``items`` other than its size is
     refused (InputError naming the folder, its size and what to do).
+
+    A run without the ingest stage (``ingests`` false: ``--stages split``) treats the
+    bundle's own catalogue as it treats one in ``--data``: the bundle's
+    ``catalog.parquet`` was ingested from it, and no stage of the run would ingest a
+    new one, so regenerating it (for another ``--items``, or the default size when a
+    smaller bundle is rebuilt without ``--items``) left the catalogue and its images
+    out of step.
     """
     meta = demo_catalogue(source_dir)
-    if not outside or meta is None:
+    if meta is None or not (outside or not ingests):
         n = DEFAULT_DEMO_ITEMS if items is None else items
         generate = not demo_source_ready(source_dir, n, seed)
         if generate:
@@ -251,6 +258,13 @@ def demo_source_step(source_dir: Path, items: int | None, seed: int, *,
             check_outfit_count(default_outfits(n), items=n)
         return n, seed, generate
     have = meta["n_items"]
+    if items is not None and items != have and not outside:
+        raise InputError(
+            f"{source_dir} holds the demo catalogue of {have} items (seed "
+            f"{meta.get('seed')}) that the bundle was ingested from, and this run does "
+            f"not include the ingest stage, which reads it: --items {items} asks for "
+            f"another size. Add ingest to --stages to build on {items} items, or drop "
+            f"--items", field="items", value=items)
     if items is not None and items != have:
         raise InputError(
             f"--data {source_dir} holds a demo catalogue of {have} items (seed "
@@ -261,21 +275,24 @@ def demo_source_step(source_dir: Path, items: int | None, seed: int, *,
     return have, meta.get("seed"), False
 
 
-def _demo_source(out: Path, data, items: int | None, seed: int
+def _demo_source(out: Path, data, items: int | None, seed: int, ingests: bool = True
                  ) -> tuple[Path, bool, int, int, bool]:
     """A demo build's catalogue folder (``data``, else ``out/source``), whether it lies
-    outside the bundle, and :func:`demo_source_step`'s ``(items, seed, generate)``."""
+    outside the bundle, and :func:`demo_source_step`'s ``(items, seed, generate)``
+    (``ingests``: whether the run includes the ingest stage)."""
     own = out / SOURCE_DIR
     source_dir = Path(data) if data else own
     outside = source_dir.resolve() != own.resolve()
     return (source_dir, outside) + demo_source_step(source_dir, items, seed,
-                                                    outside=outside)
+                                                    outside=outside, ingests=ingests)
 
 
 def _demo_step_said(source_dir: Path, items: int, seed: int, generate: bool,
-                    outside: bool, asked: int | None = None) -> str:
+                    outside: bool, asked: int | None = None, ingests: bool = True) -> str:
     """The plan's and the log's line for the demo catalogue (``seed``: its seed;
-    ``asked``: the build's ``--seed``, None when not given).
+    ``asked``: the build's ``--seed``, None when not given; ``ingests``: whether the
+    run includes the ingest stage, without which the bundle's own catalogue is used
+    as it is too).
 
     A catalogue in ``--data`` of another seed than ``--seed`` is used as it is, and
     said so: ``--seed`` seeds the split and the models of a build on it, and the
@@ -289,24 +306,29 @@ def _demo_step_said(source_dir: Path, items: int, seed: int, generate: bool,
     """
     if generate:
         return f"would generate {items} items (seed {seed}) into {source_dir}"
+    kept = outside or not ingests
     said = (f"catalogue of {items} items (seed {seed}) already at {source_dir}"
-            + (", used as it is" if outside else ""))
-    if outside and asked is not None and asked != seed:
+            + (", used as it is" if kept else ""))
+    if kept and asked is not None and asked != seed:
         said += (f"; --seed {asked} seeds the split and the models, not this catalogue "
-                 f"(give --data a new folder, or none, to generate one of seed {asked})")
+                 + (f"(give --data a new folder, or none, to generate one of seed {asked})"
+                    if outside else f"(add ingest to --stages to generate one of seed "
+                    f"{asked})"))
     return said
 
 
 def prepare_demo_source(source_dir: Path, items: int | None, seed: int,
                         log: Callable[[str], None], *, outside: bool = False,
-                        asked: int | None = None) -> Path:
+                        asked: int | None = None, ingests: bool = True) -> Path:
     """Generate the demo catalogue into ``source_dir`` when :func:`demo_source_step`
     says so (``outside``: a ``--data`` folder, whose catalogue is never overwritten;
-    ``asked``: the build's ``--seed`` when given, said when that catalogue's differs)."""
-    items, cat_seed, generate = demo_source_step(source_dir, items, seed, outside=outside)
+    ``asked``: the build's ``--seed`` when given, said when that catalogue's differs;
+    ``ingests``: whether the run includes the ingest stage)."""
+    items, cat_seed, generate = demo_source_step(source_dir, items, seed, outside=outside,
+                                                 ingests=ingests)
     if not generate:
-        log(f"[demo] "
-            f"{_demo_step_said(source_dir, items, cat_seed, False, outside, asked)}")
+        said = _demo_step_said(source_dir, items, cat_seed, False, outside, asked, ingests)
+        log(f"[demo] {said}")
         return source_dir
     try:  # lazily: only demo builds need the generator
         from recommender.demo import generate_demo
@@ -355,14 +377,16 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
     missing = missing_input(out, stages_of(stages, source), from_build=True)
     if missing is not None:   # before the demo catalogue is generated, or a folder made
         raise BundleError(missing[1])
+    ingests = stages is None or "ingest" in stages
     if source == "demo":   # refused (a --data catalogue of another size) before the lock
-        _demo_source(out, data, items, seed)
+        _demo_source(out, data, items, seed, ingests)
     # held from the manifest read to its last save: a second build of ``out`` is refused
     # at once, rather than mixing its stages' files and manifest with this one's
     with write_lock(out):
         if source == "demo":
-            data, outside, size, _, _ = _demo_source(out, data, items, seed)
-            prepare_demo_source(data, items, seed, log, outside=outside, asked=asked)
+            data, outside, size, _, _ = _demo_source(out, data, items, seed, ingests)
+            prepare_demo_source(data, items, seed, log, outside=outside, asked=asked,
+                                ingests=ingests)
             items = size   # recorded: the size of the catalogue it builds on
         config = _build_config(source=source, data=data, mapping=mapping, items=items,
                                seed=seed, quick=quick, engine=engine, scheduler=scheduler,
@@ -416,9 +440,11 @@ def plan_build(out: str | os.PathLike, *, source: str = "demo",
     plan: list[tuple[str, str]] = []
     before = None
     if source == "demo":   # as build_bundle decides it: refused alike
-        data, outside, items, cat_seed, generate = _demo_source(out, data, items, seed)
+        ingests = stages is None or "ingest" in stages
+        data, outside, items, cat_seed, generate = _demo_source(out, data, items, seed,
+                                                                ingests)
         plan.append(("demo", _demo_step_said(data, items, cat_seed, generate, outside,
-                                             asked)))
+                                             asked, ingests)))
         if generate:
             before = "the demo catalogue"
     config = _build_config(source=source, data=data, mapping=mapping, items=items,

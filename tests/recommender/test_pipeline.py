@@ -753,6 +753,39 @@ def test_the_bundles_own_demo_source_is_regenerated_for_another_size(demo_data, 
     assert len(pd.read_parquet(out / "catalog.parquet")) == 12
 
 
+def test_a_run_without_ingest_builds_on_the_bundles_own_demo_catalogue_as_it_is(
+        demo_data, tmp_path, capsys, no_generator):
+    # before: `build --stages split` on a bundle of 20 items regenerated source/ at the
+    # default 2,000 items (--items 12: at 12), and no stage of the run ingested them,
+    # so catalog.parquet described the old catalogue and its images were the new one's
+    import shutil
+
+    from api.cli import main
+
+    out = tmp_path / "b"
+    shutil.copytree(demo_data, out / "source")
+    assert main(["build", "--out", str(out), "--items", "20", "--stages", "ingest"]) == 0
+    kept = _folder_state(out / "source")
+    capsys.readouterr()
+    used = f"catalogue of 20 items (seed 0) already at {out / 'source'}, used as it is"
+    assert main(["build", "--out", str(out), "--stages", "split", "--dry-run"]) == 0
+    assert _planned(capsys.readouterr().out, "demo") == used
+    assert main(["build", "--out", str(out), "--stages", "split", "--seed", "3"]) == 0
+    assert (f"[demo] {used}; --seed 3 seeds the split and the models, not this catalogue "
+            f"(add ingest to --stages to generate one of seed 3)") in capsys.readouterr().err
+    for dry in ([], ["--dry-run"]):
+        assert main(["build", "--out", str(out), "--stages", "split", "--items", "12"]
+                    + dry) == 2
+        assert (f"error: {out / 'source'} holds the demo catalogue of 20 items (seed 0) "
+                f"that the bundle was ingested from, and this run does not include the "
+                f"ingest stage, which reads it: --items 12 asks for another size. Add "
+                f"ingest to --stages to build on 12 items, or drop --items"
+                ) in capsys.readouterr().err
+    assert _folder_state(out / "source") == kept
+    assert len(pd.read_parquet(out / "catalog.parquet")) == 20
+    assert json.loads((out / "manifest.json").read_text())["config"]["items"] == 20
+
+
 @pytest.mark.slow
 def test_a_build_on_a_demo_catalogue_made_elsewhere_trains_on_its_labels(demo_data,
                                                                          no_generator,
