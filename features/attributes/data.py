@@ -297,9 +297,11 @@ def to_tensor(batch: np.ndarray) -> torch.Tensor:
 
 def augment(x: torch.Tensor, gen: torch.Generator, *, flip: bool = True,
             max_scale: float = 0.1, max_shift: float = 0.06, max_rot_deg: float = 5.0,
-            brightness: float = 0.1, contrast: float = 0.1) -> torch.Tensor:
+            brightness: float = 0.1, contrast: float = 0.1,
+            erase: float = 0.0) -> torch.Tensor:
     """Label-preserving augmentation of a normalised batch ``(B, 3, H, W)`` (see module
-    doc for why there is no hue or saturation jitter)."""
+    doc for why there is no hue or saturation jitter); ``erase``: the share of images
+    that also get a random rectangle set to the mean pixel (:func:`random_erase`)."""
     b = x.shape[0]
 
     def u(lo, hi, *shape):
@@ -330,7 +332,40 @@ def augment(x: torch.Tensor, gen: torch.Generator, *, flip: bool = True,
     # (x - mean) * c + mean + br in one pass, written channels-last for the network
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device,
                       memory_format=torch.channels_last)
-    return torch.addcmul(mean * (1 - c) + br, x, c, out=out)
+    out = torch.addcmul(mean * (1 - c) + br, x, c, out=out)
+    return random_erase(out, gen, erase) if erase > 0 else out
+
+
+def random_erase(x: torch.Tensor, gen: torch.Generator, share: float, *,
+                 area: tuple[float, float] = (0.02, 0.25),
+                 aspect: tuple[float, float] = (0.3, 3.3)) -> torch.Tensor:
+    """``share`` of the images of a normalised batch ``(B, 3, H, W)`` with one random
+    rectangle set to 0, the mean pixel (random erasing, Zhong et al. 2020): its area a
+    uniform share in ``area`` of the image's, its height / width log-uniform in
+    ``aspect``, clipped to the image. Changes ``x`` in place and returns it.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = random_erase(torch.ones(4, 3, 20, 10), g, 1.0)
+    >>> [int((x[i, 0] == 0).sum()) > 0 for i in range(4)], bool((x[:, 0] == x[:, 2]).all())
+    ([True, True, True, True], True)
+    >>> bool((random_erase(torch.ones(4, 3, 20, 10), g, 0.0) == 1).all())
+    True
+    """
+    b, _, h, w = x.shape
+    pick = torch.rand(b, generator=gen) < share
+    s = area[0] + (area[1] - area[0]) * torch.rand(b, generator=gen)
+    lo, hi = math.log(aspect[0]), math.log(aspect[1])
+    r = torch.exp(lo + (hi - lo) * torch.rand(b, generator=gen))
+    eh = (torch.sqrt(s * h * w * r)).clamp(1, h)
+    ew = (torch.sqrt(s * h * w / r)).clamp(1, w)
+    y0 = torch.rand(b, generator=gen) * (h - eh)
+    x0 = torch.rand(b, generator=gen) * (w - ew)
+    ys = torch.arange(h, dtype=torch.float32)[None, :, None]
+    xs = torch.arange(w, dtype=torch.float32)[None, None, :]
+    inside = ((ys >= y0[:, None, None]) & (ys < (y0 + eh)[:, None, None])
+              & (xs >= x0[:, None, None]) & (xs < (x0 + ew)[:, None, None])
+              & pick[:, None, None])                                   # (B, H, W)
+    return x.masked_fill_(inside[:, None].to(x.device), 0.0)
 
 
 _BASE_GRIDS: dict = {}

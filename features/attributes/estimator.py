@@ -89,6 +89,10 @@ class AttributeModel:
         Largest brightness shift and contrast change of the augmentation (fraction of
         the pixel range).  Packshots are lit alike; a large shift blurs white, cream
         and light grey, which colour labels keep apart.
+    erase : float
+        Share of training images that get one random rectangle (2-25% of the image,
+        aspect 0.3-3.3) set to the mean pixel (random erasing, Zhong et al. 2020):
+        the heads learn not to rest on one part of a garment.  0 (the default): none.
     progressive_resize : bool
         Train the first 35% of the schedule at 0.6x, the next 35% at 0.8x and the
         rest at full resolution (about 65% of the compute of full-size training).
@@ -149,7 +153,7 @@ class AttributeModel:
                  lr: float = 2e-3, weight_decay: float = 0.05, warmup_epochs: float = 1.0,
                  label_smoothing: float = 0.1, sampling_power: float = 0.5,
                  sampling_mix: float = 0.5, ema_decay: float = 0.998, augment: bool = True,
-                 jitter: float = 0.1,
+                 jitter: float = 0.1, erase: float = 0.0,
                  progressive_resize: bool = False, window_phase: float = 0.0,
                  tta: bool = True, tta_zoom: float = 1.0,
                  region_preset: str = "small", region_dim: int = 128,
@@ -174,6 +178,7 @@ class AttributeModel:
         self.ema_decay = ema_decay
         self.augment = augment
         self.jitter = jitter
+        self.erase = erase
         self.progressive_resize = progressive_resize
         self.window_phase = window_phase
         self.tta = tta
@@ -192,7 +197,7 @@ class AttributeModel:
     _PARAMS = ("preset", "image_size", "crop", "stem", "pool", "embed_dim", "dropout",
                "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs",
                "label_smoothing", "sampling_power", "sampling_mix", "ema_decay", "augment",
-               "jitter", "progressive_resize", "window_phase", "tta", "tta_zoom",
+               "jitter", "erase", "progressive_resize", "window_phase", "tta", "tta_zoom",
                "region_preset", "region_dim", "region_dropout", "geometry_noise",
                "time_budget_s", "num_threads", "device", "random_state")
 
@@ -221,6 +226,10 @@ class AttributeModel:
         # NaN passed ``float(x) < 0`` and reached the keypoint-guided path's noise
         check_value("geometry_noise", self.geometry_noise, float, least=0)
         check_value("window_phase", self.window_phase, float, least=0, below=1)
+        check_value("erase", self.erase, float, least=0)
+        if float(self.erase) > 1:
+            raise InputError(f"erase must be a share in [0, 1], got {self.erase!r}",
+                             field="erase", value=self.erase)
         check_value("region_dim", self.region_dim, int, least=1)
         for name in ("sampling_mix", "ema_decay", "label_smoothing", "dropout", "jitter",
                      "region_dropout"):

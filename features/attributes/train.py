@@ -277,7 +277,8 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
             xb = to_tensor(x[idx]).to(device)                          # (B, 3, H, W)
             j = float(params.get("jitter", 0.1))
             if params["augment"]:
-                xb = augment(xb, gen, brightness=j, contrast=j)
+                xb = augment(xb, gen, brightness=j, contrast=j,
+                             erase=float(params.get("erase", 0.0)))
             if progress < float(params.get("window_phase", 0.0)):
                 xb = random_window(xb, gen)
             scale = resize_scale(progress) if params.get("progressive_resize") else 1.0
