@@ -331,6 +331,8 @@ def test_metrics_known_answers():
     ("epochs", 2.7, "epochs must be a whole number >= 1, got 2.7"),
     ("batch_size", float("nan"), "batch_size must be a whole number >= 1, got nan"),
     ("region_dim", 0, "region_dim must be a whole number >= 1, got 0"),
+    ("erase", 1.5, "erase must be a share in [0, 1], got 1.5"),
+    ("erase", -0.1, "erase must be a number >= 0, got -0.1"),
 ])
 def test_fit_refuses_an_out_of_range_number_by_name(setting, value, said):
     # before: AdamW's ValueError after the images were framed (weight_decay, lr NaN),
@@ -416,6 +418,33 @@ def test_part_pooling_trains_round_trips_and_is_unchanged_by_a_mirror(tmp_path):
     cols = torch.arange(5.0).expand(1, 1, 4, 5)
     assert pool_parts(cols).tolist() == [[2.0, 2.0, 2.0, 2.0]]
     assert pool_parts(cols ** 2)[0, :2].tolist() == pytest.approx([(1 + 4 + 9) / 3, 16 / 2])
+
+
+def test_random_erasing_trains_and_is_recorded(tmp_path):
+    imgs, labels = separable_set(64)
+    model = tiny(erase=0.5, epochs=12, lr=5e-3, ema_decay=0.0, label_smoothing=0.0,
+                 sampling_mix=0.0).fit(imgs, labels)
+    test_imgs, test_labels = separable_set(32, seed=1)
+    assert (model.predict(test_imgs)["colour"] == test_labels["colour"]).mean() >= 0.9
+    model.save(tmp_path)
+    assert AttributeModel.load(tmp_path).erase == 0.5
+
+
+def test_random_erasing_blanks_one_rectangle_per_chosen_image():
+    from features.attributes.data import random_erase
+
+    g = torch.Generator().manual_seed(0)
+    x = random_erase(torch.ones(200, 3, 40, 28), g, 0.5)
+    blank = (x[:, 0] == 0)
+    hit = blank.flatten(1).any(1)
+    assert 70 <= int(hit.sum()) <= 130                      # about half the images
+    share = blank.flatten(1).float().mean(1)[hit]
+    # 2-25% of the image, give or take the pixel rows and columns a side is cut at
+    assert float(share.min()) > 0.005 and float(share.max()) <= 0.32
+    for i in torch.nonzero(hit).flatten()[:20]:              # one solid rectangle
+        rows, cols = torch.nonzero(blank[i], as_tuple=True)
+        box = blank[i, rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        assert bool(box.all())
 
 
 def test_to_tensor_normalises_into_channels_last():
