@@ -247,7 +247,7 @@ def demo_source_step(source_dir: Path, items: int | None, seed: int, *,
     out of step.
     """
     meta = demo_catalogue(source_dir)
-    if meta is None or not (outside or not ingests):
+    if meta is None or (ingests and not outside):
         n = DEFAULT_DEMO_ITEMS if items is None else items
         generate = not demo_source_ready(source_dir, n, seed)
         if generate:
