@@ -31,8 +31,8 @@ import torch
 
 from features.attributes.data import as_image_array, check_crop, to_tensor, zoom
 from features.attributes.model import (POOLS, PRESETS, STEMS, AttributeNet,
-                                       AttributeNetConfig,
-                                       read_model_json, read_state_dict)
+                                       AttributeNetConfig, read_model_json,
+                                       read_state_dict)
 from features.attributes.regions import (GEOMETRY_DIM, RegionInputs, detail_inputs,
                                          region_inputs)
 from features.attributes.taxonomy import Taxonomy

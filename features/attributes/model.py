@@ -109,7 +109,7 @@ def pool_parts(f: torch.Tensor) -> torch.Tensor:
     c0 = w // 4
     c1 = max(w - c0, c0 + 1)
     centre = f[..., c0:c1].mean((2, 3))
-    flanks = (torch.cat([f[..., :c0], f[..., c1:]], 3).mean((2, 3)) if w - (c1 - c0)
+    flanks = (torch.cat([f[..., :c0], f[..., c1:]], 3).mean((2, 3)) if c1 - c0 < w
               else centre)
     r = max(1, h // 3)
     return torch.cat([centre, flanks, f[..., :r, :].mean((2, 3)),
