@@ -368,6 +368,55 @@ def random_erase(x: torch.Tensor, gen: torch.Generator, share: float, *,
     return x.masked_fill_(inside[:, None].to(x.device), 0.0)
 
 
+def cutmix_box(h: int, w: int, gen: torch.Generator
+               ) -> tuple[float, tuple[int, int, int, int]]:
+    """A CutMix rectangle (Yun et al. 2019) for an ``h`` x ``w`` image: its kept share
+    ``lam`` drawn uniform in (0, 1), its area ``1 - lam`` of the image with the image's
+    aspect, centred anywhere and clipped to the image. Returns the share of the image
+    *outside* the clipped box (the weight of the first image's labels) and the box
+    ``(y0, y1, x0, x1)``.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> lam, (y0, y1, x0, x1) = cutmix_box(40, 28, g)
+    >>> 0 <= y0 < y1 <= 40 and 0 <= x0 < x1 <= 28
+    True
+    >>> abs(lam - (1 - (y1 - y0) * (x1 - x0) / (40 * 28))) < 1e-9
+    True
+    """
+    lam = float(torch.rand((), generator=gen))
+    cut = math.sqrt(1.0 - lam)
+    ch, cw = max(1, round(h * cut)), max(1, round(w * cut))
+    cy = int(torch.randint(h, (), generator=gen))
+    cx = int(torch.randint(w, (), generator=gen))
+    y0, y1 = max(0, cy - ch // 2), min(h, cy + (ch + 1) // 2)
+    x0, x1 = max(0, cx - cw // 2), min(w, cx + (cw + 1) // 2)
+    return 1.0 - (y1 - y0) * (x1 - x0) / (h * w), (y0, y1, x0, x1)
+
+
+def cutmix(x: torch.Tensor, gen: torch.Generator
+           ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """CutMix of a batch ``(B, 3, H, W)``: one rectangle (:func:`cutmix_box`) of every
+    image replaced by the same rectangle of another image of the batch (a seeded
+    permutation). Returns the mixed batch (a new tensor), the permutation and ``lam``,
+    the share of each image that is still its own: the loss weighs the image's own
+    labels by ``lam`` and its partner's by ``1 - lam``.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = torch.arange(4.0)[:, None, None, None].expand(4, 3, 8, 6)
+    >>> y, perm, lam = cutmix(x, g)
+    >>> moved = perm != torch.arange(4)          # rows paired with another image
+    >>> own = float((y[moved] == x[moved]).float().mean())
+    >>> bool(((y == x) | (y == x[perm])).all()), int(moved.sum()) > 0, abs(own - lam) < 1e-6
+    (True, True, True)
+    """
+    b, _, h, w = x.shape
+    perm = torch.randperm(b, generator=gen)
+    lam, (y0, y1, x0, x1) = cutmix_box(h, w, gen)
+    out = x.clone()
+    out[:, :, y0:y1, x0:x1] = x[perm.to(x.device), :, y0:y1, x0:x1]
+    return out, perm, lam
+
+
 _BASE_GRIDS: dict = {}
 
 

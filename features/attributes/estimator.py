@@ -93,6 +93,13 @@ class AttributeModel:
         Share of training images that get one random rectangle (2-25% of the image,
         aspect 0.3-3.3) set to the mean pixel (random erasing, Zhong et al. 2020):
         the heads learn not to rest on one part of a garment.  0 (the default): none.
+    cutmix : float
+        Share of training batches mixed by CutMix (Yun et al. 2019,
+        :func:`features.attributes.data.cutmix`): a rectangle of each image is
+        replaced by the same rectangle of another image of the batch, and the loss
+        weighs both images' labels by their shares of the pixels.  A mixed batch trains
+        without the region path's crops and geometry (a crop would show one garment
+        of two).  0 (the default): none.
     progressive_resize : bool
         Train the first 35% of the schedule at 0.6x, the next 35% at 0.8x and the
         rest at full resolution (about 65% of the compute of full-size training).
@@ -153,7 +160,7 @@ class AttributeModel:
                  lr: float = 2e-3, weight_decay: float = 0.05, warmup_epochs: float = 1.0,
                  label_smoothing: float = 0.1, sampling_power: float = 0.5,
                  sampling_mix: float = 0.5, ema_decay: float = 0.998, augment: bool = True,
-                 jitter: float = 0.1, erase: float = 0.0,
+                 jitter: float = 0.1, erase: float = 0.0, cutmix: float = 0.0,
                  progressive_resize: bool = False, window_phase: float = 0.0,
                  tta: bool = True, tta_zoom: float = 1.0,
                  region_preset: str = "small", region_dim: int = 128,
@@ -179,6 +186,7 @@ class AttributeModel:
         self.augment = augment
         self.jitter = jitter
         self.erase = erase
+        self.cutmix = cutmix
         self.progressive_resize = progressive_resize
         self.window_phase = window_phase
         self.tta = tta
@@ -197,7 +205,8 @@ class AttributeModel:
     _PARAMS = ("preset", "image_size", "crop", "stem", "pool", "embed_dim", "dropout",
                "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs",
                "label_smoothing", "sampling_power", "sampling_mix", "ema_decay", "augment",
-               "jitter", "erase", "progressive_resize", "window_phase", "tta", "tta_zoom",
+               "jitter", "erase", "cutmix", "progressive_resize", "window_phase", "tta",
+               "tta_zoom",
                "region_preset", "region_dim", "region_dropout", "geometry_noise",
                "time_budget_s", "num_threads", "device", "random_state")
 
@@ -226,10 +235,12 @@ class AttributeModel:
         # NaN passed ``float(x) < 0`` and reached the keypoint-guided path's noise
         check_value("geometry_noise", self.geometry_noise, float, least=0)
         check_value("window_phase", self.window_phase, float, least=0, below=1)
-        check_value("erase", self.erase, float, least=0)
-        if float(self.erase) > 1:
-            raise InputError(f"erase must be a share in [0, 1], got {self.erase!r}",
-                             field="erase", value=self.erase)
+        for name in ("erase", "cutmix"):
+            check_value(name, getattr(self, name), float, least=0)
+            if float(getattr(self, name)) > 1:
+                raise InputError(f"{name} must be a share in [0, 1], got "
+                                 f"{getattr(self, name)!r}", field=name,
+                                 value=getattr(self, name))
         check_value("region_dim", self.region_dim, int, least=1)
         for name in ("sampling_mix", "ema_decay", "label_smoothing", "dropout", "jitter",
                      "region_dropout"):

@@ -59,9 +59,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from features.attributes.data import (augment, class_balanced_weights, group_keys,
-                                      grouped_split, load_images, random_window,
-                                      to_tensor)
+from features.attributes.data import (augment, class_balanced_weights, cutmix,
+                                      group_keys, grouped_split, load_images,
+                                      random_window, to_tensor)
 from features.attributes.taxonomy import Taxonomy
 from features.exceptions import BundleError, InputError
 from features.fashionai.schema import ATTRIBUTE_TASKS
@@ -286,6 +286,9 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
                 xb = F.interpolate(xb, scale_factor=scale, mode="bilinear", antialias=True,
                                    align_corners=False, recompute_scale_factor=False
                                    ).contiguous(memory_format=torch.channels_last)
+            mixed = torch.rand((), generator=gen) < float(params.get("cutmix", 0.0))
+            if mixed:
+                xb, perm, lam = cutmix(xb, gen)
             extra = region_batch(regions, idx, device)
             if extra:
                 if params["augment"]:
@@ -293,6 +296,8 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
                                               contrast=j, max_scale=0.12, max_shift=0.08)
                 keep = (torch.rand(len(idx), generator=gen)
                         >= float(params.get("region_dropout", 0.1))).to(device)
+                if mixed:   # a crop of one garment of two: the heads answer without
+                    keep[:] = False
                 extra["has_region"] = extra["has_region"] & keep
                 noise = torch.randn(extra["geometry"].shape, generator=gen).to(device)
                 g = extra["geometry"].view(len(idx), -1, 3)
@@ -302,6 +307,11 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
             logits = net(xb, **extra)
             loss = masked_multitask_loss(logits, tgt_t[idx_t], maybe_t[idx_t], taxonomy,
                                          float(params["label_smoothing"]))
+            if mixed:
+                other = idx_t[perm.to(device)]
+                loss = lam * loss + (1 - lam) * masked_multitask_loss(
+                    logits, tgt_t[other], maybe_t[other], taxonomy,
+                    float(params["label_smoothing"]))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
