@@ -163,6 +163,28 @@ def masked_multitask_loss(logits: dict[str, torch.Tensor], targets: torch.Tensor
     return total
 
 
+def cutmix_loss(logits: dict[str, torch.Tensor], targets: torch.Tensor, maybe: torch.Tensor,
+                perm: torch.Tensor, lam: float, taxonomy: Taxonomy,
+                smoothing: float = 0.0) -> torch.Tensor:
+    """Loss of a CutMix batch (:func:`features.attributes.data.cutmix`): row ``i`` shows
+    ``lam`` of its own image and ``1 - lam`` of image ``perm[i]``, so its own labels
+    weigh ``lam`` and its partner's ``1 - lam`` (each :func:`masked_multitask_loss`,
+    a head's rows unlabelled on either side left out of that side's mean).
+
+    >>> tax = Taxonomy((("colour", ("red", "blue")),))
+    >>> logits = {"colour": torch.log(torch.tensor([[0.8, 0.2], [0.3, 0.7]]))}
+    >>> t, no = torch.tensor([[0], [1]]), torch.zeros(2, 2, dtype=torch.bool)
+    >>> own = -(math.log(0.8) + math.log(0.7)) / 2        # row 0 red, row 1 blue
+    >>> partner = -(math.log(0.2) + math.log(0.3)) / 2    # the other way round
+    >>> got = cutmix_loss(logits, t, no, torch.tensor([1, 0]), 0.75, tax)
+    >>> abs(float(got) - (0.75 * own + 0.25 * partner)) < 1e-6
+    True
+    """
+    return (lam * masked_multitask_loss(logits, targets, maybe, taxonomy, smoothing)
+            + (1 - lam) * masked_multitask_loss(logits, targets[perm], maybe[perm],
+                                                taxonomy, smoothing))
+
+
 def _param_groups(net: torch.nn.Module, weight_decay: float) -> list[dict]:
     # No decay on norms and biases: decaying BN scales only fights the normalisation.
     decay, no_decay = [], []
@@ -305,13 +327,13 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
                                * noise.view_as(g)[..., :2] * g[..., 2:], g[..., 2:]], -1)
                 extra["geometry"] = g.view(len(idx), -1) * keep[:, None].to(g.dtype)
             logits = net(xb, **extra)
-            loss = masked_multitask_loss(logits, tgt_t[idx_t], maybe_t[idx_t], taxonomy,
-                                         float(params["label_smoothing"]))
+            smoothing = float(params["label_smoothing"])
             if mixed:
-                other = idx_t[perm.to(device)]
-                loss = lam * loss + (1 - lam) * masked_multitask_loss(
-                    logits, tgt_t[other], maybe_t[other], taxonomy,
-                    float(params["label_smoothing"]))
+                loss = cutmix_loss(logits, tgt_t[idx_t], maybe_t[idx_t], perm.to(device),
+                                   lam, taxonomy, smoothing)
+            else:
+                loss = masked_multitask_loss(logits, tgt_t[idx_t], maybe_t[idx_t],
+                                             taxonomy, smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
