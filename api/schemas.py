@@ -443,12 +443,20 @@ RESPONSES: dict[str, dict] = {
                                   "quality": {"type": ["number", "null"]},
                                   "method": {"type": "string",
                                              "enum": ["classical", "edges", "alpha"]},
-                                  "area": {"type": ["number", "null"]}}}},
+                                  "area": {"type": ["number", "null"]}}},
+                          "garment_found": {
+                              "type": "boolean",
+                              "description": "whether the mask told a garment apart "
+                              "from the background (mask.area at least 0.01 of the "
+                              "photo); false for an empty photo or a garment lost in "
+                              "it (white on white): the category and attributes are "
+                              "then the network's reading of the whole frame, and the "
+                              "colours the frame's"}},
                          # every key, always (null where the photo says nothing)
                          ["category", "category_confidence", "category_method",
                           "subcategory", "colour_group", "colourfulness", "image_size",
                           "embedding_dim", "attributes", "colours", "keypoints",
-                          "shape", "mask"]),
+                          "shape", "mask", "garment_found"]),
     "events": _response({"stored": {"type": "integer", "minimum": 0},
                          "ids": {"type": "array", "items": {"type": "integer"}}},
                         ["stored", "ids"]),

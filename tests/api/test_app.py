@@ -121,11 +121,27 @@ def test_analyze_and_image_search(client, engine, served_bundle):
     r = client.post("/v1/analyze", data={"image": (io.BytesIO(data), "p.png")},
                     content_type="multipart/form-data")
     assert r.status_code == 200, r.get_json()
-    assert r.get_json()["category"]
+    assert r.get_json()["category"] and r.get_json()["garment_found"] is True
     r = client.post("/v1/search", data={"image": (io.BytesIO(data), "p.png"), "k": "3"},
                     content_type="multipart/form-data")
     assert r.status_code == 200, r.get_json()
     assert len(r.get_json()["items"]) <= 3
+
+
+def test_analyze_says_when_a_photo_shows_no_garment(client, engine, served_bundle):
+    """A plain white photo was answered with a category and attributes at low
+    confidence and nothing else to tell a shop page that the photo held no garment
+    (mask.area 0 among the numbers). ``garment_found`` says it."""
+    from PIL import Image
+
+    analysable_image(served_bundle, engine)       # skips when the engine cannot
+    buf = io.BytesIO()
+    Image.new("RGB", (150, 200), (250, 250, 250)).save(buf, "PNG")
+    r = client.post("/v1/analyze", data={"image": (io.BytesIO(buf.getvalue()), "w.png")},
+                    content_type="multipart/form-data")
+    assert r.status_code == 200, r.get_json()
+    body = r.get_json()
+    assert body["garment_found"] is False and body["mask"]["area"] < 0.01
 
 
 def test_a_large_photo_is_decoded_at_the_size_the_engine_analyses(client, engine,
