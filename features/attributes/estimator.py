@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -100,6 +100,10 @@ class AttributeModel:
         weighs both images' labels by their shares of the pixels.  A mixed batch trains
         without the region path's crops and geometry (a crop would show one garment
         of two).  0 (the default): none.
+    head_weights : dict, optional
+        Head name -> weight of its term in the training loss (heads not named weigh
+        1): a head the heads beside it crowd out (a 39-class family beside a 123-class
+        type, whose loss is the larger) can be given more of the network.
     progressive_resize : bool
         Train the first 35% of the schedule at 0.6x, the next 35% at 0.8x and the
         rest at full resolution (about 65% of the compute of full-size training).
@@ -161,6 +165,7 @@ class AttributeModel:
                  label_smoothing: float = 0.1, sampling_power: float = 0.5,
                  sampling_mix: float = 0.5, ema_decay: float = 0.998, augment: bool = True,
                  jitter: float = 0.1, erase: float = 0.0, cutmix: float = 0.0,
+                 head_weights: dict[str, float] | None = None,
                  progressive_resize: bool = False, window_phase: float = 0.0,
                  tta: bool = True, tta_zoom: float = 1.0,
                  region_preset: str = "small", region_dim: int = 128,
@@ -187,6 +192,7 @@ class AttributeModel:
         self.jitter = jitter
         self.erase = erase
         self.cutmix = cutmix
+        self.head_weights = head_weights
         self.progressive_resize = progressive_resize
         self.window_phase = window_phase
         self.tta = tta
@@ -205,8 +211,8 @@ class AttributeModel:
     _PARAMS = ("preset", "image_size", "crop", "stem", "pool", "embed_dim", "dropout",
                "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs",
                "label_smoothing", "sampling_power", "sampling_mix", "ema_decay", "augment",
-               "jitter", "erase", "cutmix", "progressive_resize", "window_phase", "tta",
-               "tta_zoom",
+               "jitter", "erase", "cutmix", "head_weights", "progressive_resize",
+               "window_phase", "tta", "tta_zoom",
                "region_preset", "region_dim", "region_dropout", "geometry_noise",
                "time_budget_s", "num_threads", "device", "random_state")
 
@@ -241,6 +247,7 @@ class AttributeModel:
                 raise InputError(f"{name} must be a share in [0, 1], got "
                                  f"{getattr(self, name)!r}", field=name,
                                  value=getattr(self, name))
+        self._check_head_weights()
         check_value("region_dim", self.region_dim, int, least=1)
         for name in ("sampling_mix", "ema_decay", "label_smoothing", "dropout", "jitter",
                      "region_dropout"):
@@ -272,6 +279,27 @@ class AttributeModel:
             raise InputError(f"device {self.device!r} asked for but this torch has no CUDA "
                              f"device (torch {torch.__version__})", field="device",
                              value=self.device, allowed=["cpu"])
+
+    def _check_head_weights(self, heads: Sequence[str] | None = None) -> None:
+        """Refuse ``head_weights`` that is not a table of numbers >= 0, or (given the
+        taxonomy's ``heads``) names a head the network does not have."""
+        hw = self.head_weights
+        if hw is None:
+            return
+        if not isinstance(hw, dict):
+            raise InputError(f"head_weights must be a table of head -> weight, got {hw!r}",
+                             field="head_weights", value=hw)
+        for h, v in hw.items():
+            check_value(f"head_weights.{h}", v, float, least=0)
+        if heads is not None:
+            unknown = [h for h in hw if h not in heads]
+            if unknown:
+                raise InputError(f"head_weights names {unknown[0]!r}, which is not a head "
+                                 f"of this network", field="head_weights",
+                                 value=unknown[0], allowed=list(heads))
+            if not any(float(hw.get(h, 1.0)) > 0 for h in heads):
+                raise InputError("head_weights leaves every head at weight 0: nothing "
+                                 "would train", field="head_weights", value=hw)
 
     def _check_tta_zoom(self) -> None:
         try:
@@ -316,6 +344,7 @@ class AttributeModel:
         if regions is not None and len(regions) != len(x):
             raise InputError(f"{len(regions)} region rows for {len(x)} images",
                              field="regions")
+        self._check_head_weights(taxonomy.names)
         targets, maybe = taxonomy.encode(labels.reset_index(drop=True))
         if (targets < 0).all():
             raise InputError("no labelled rows to train on", field="labels")

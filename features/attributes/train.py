@@ -52,7 +52,7 @@ import copy
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -138,8 +138,11 @@ def resize_scale(progress: float) -> float:
 
 def masked_multitask_loss(logits: dict[str, torch.Tensor], targets: torch.Tensor,
                           maybe: torch.Tensor, taxonomy: Taxonomy,
-                          smoothing: float = 0.0) -> torch.Tensor:
-    """Sum over heads of the mean cross-entropy over the rows labelled for that head.
+                          smoothing: float = 0.0,
+                          weights: Sequence[float] | None = None) -> torch.Tensor:
+    """Sum over heads of the mean cross-entropy over the rows labelled for that head,
+    each head's term times its entry of ``weights`` (in the taxonomy's order; 1 each
+    when None).
 
     Rows with target -1 are ignored by that head.  Classes flagged "maybe" for a row
     are removed from its softmax (see :mod:`features.attributes.taxonomy`); label
@@ -159,13 +162,15 @@ def masked_multitask_loss(logits: dict[str, torch.Tensor], targets: torch.Tensor
         nll = -logp.gather(1, t[m][:, None]).squeeze(1)             # (b,)
         allowed = ~mm
         smooth = -torch.where(allowed, logp, torch.zeros_like(logp)).sum(1) / allowed.sum(1)
-        total = total + ((1 - smoothing) * nll + smoothing * smooth).mean()
+        term = ((1 - smoothing) * nll + smoothing * smooth).mean()
+        total = total + (term if weights is None else float(weights[j]) * term)
     return total
 
 
 def cutmix_loss(logits: dict[str, torch.Tensor], targets: torch.Tensor, maybe: torch.Tensor,
                 perm: torch.Tensor, lam: float, taxonomy: Taxonomy,
-                smoothing: float = 0.0) -> torch.Tensor:
+                smoothing: float = 0.0,
+                weights: Sequence[float] | None = None) -> torch.Tensor:
     """Loss of a CutMix batch (:func:`features.attributes.data.cutmix`): row ``i`` shows
     ``lam`` of its own image and ``1 - lam`` of image ``perm[i]``, so its own labels
     weigh ``lam`` and its partner's ``1 - lam`` (each :func:`masked_multitask_loss`,
@@ -180,9 +185,10 @@ def cutmix_loss(logits: dict[str, torch.Tensor], targets: torch.Tensor, maybe: t
     >>> abs(float(got) - (0.75 * own + 0.25 * partner)) < 1e-6
     True
     """
-    return (lam * masked_multitask_loss(logits, targets, maybe, taxonomy, smoothing)
+    return (lam * masked_multitask_loss(logits, targets, maybe, taxonomy, smoothing,
+                                        weights)
             + (1 - lam) * masked_multitask_loss(logits, targets[perm], maybe[perm],
-                                                taxonomy, smoothing))
+                                                taxonomy, smoothing, weights))
 
 
 def _param_groups(net: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -274,6 +280,9 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
         ema = copy.deepcopy(net).eval()
         for p in ema.parameters():
             p.requires_grad_(False)
+    given = params.get("head_weights") or {}
+    head_weights = ([float(given.get(h, 1.0)) for h in taxonomy.names] if given
+                    else None)
     tgt_t = torch.as_tensor(targets).to(device)
     maybe_t = torch.as_tensor(maybe).to(device)
     history: list[dict] = []
@@ -330,10 +339,10 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
             smoothing = float(params["label_smoothing"])
             if mixed:
                 loss = cutmix_loss(logits, tgt_t[idx_t], maybe_t[idx_t], perm.to(device),
-                                   lam, taxonomy, smoothing)
+                                   lam, taxonomy, smoothing, head_weights)
             else:
                 loss = masked_multitask_loss(logits, tgt_t[idx_t], maybe_t[idx_t],
-                                             taxonomy, smoothing)
+                                             taxonomy, smoothing, head_weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -568,3 +568,43 @@ def test_cutmix_pastes_one_box_of_a_partner_and_reports_the_share_left():
     assert bool((x == torch.arange(16.0)[:, None, None, None]).all())   # input untouched
     # the kept share is drawn uniform in (0, 1) (clipping at the edges only raises it)
     assert 0.5 < np.mean(lams) < 0.8 and min(lams) < 0.25 and max(lams) > 0.95
+
+
+def test_head_weights_weigh_each_head_s_term_of_the_loss():
+    tax = Taxonomy((("a", ("x", "y")), ("b", ("x", "y", "z"))))
+    logits = {"a": torch.tensor([[2.0, 0.0]]), "b": torch.tensor([[0.0, 1.0, 3.0]])}
+    t, no = torch.tensor([[1, 0]]), torch.zeros(1, 5, dtype=torch.bool)
+    la = float(masked_multitask_loss({"a": logits["a"]}, t[:, :1], no[:, :2],
+                                     Taxonomy((("a", ("x", "y")),))))
+    both = float(masked_multitask_loss(logits, t, no, tax))
+    lb = both - la
+    got = float(masked_multitask_loss(logits, t, no, tax, weights=(3.0, 0.5)))
+    assert got == pytest.approx(3 * la + 0.5 * lb, rel=1e-6)
+
+
+def test_a_head_weighed_zero_is_not_trained_and_the_others_are(tmp_path):
+    imgs, labels = separable_set(64)
+    model = tiny(head_weights={"colour": 0.0}, epochs=12, lr=5e-3, ema_decay=0.0,
+                 label_smoothing=0.0, sampling_mix=0.0).fit(imgs, labels)
+    test_imgs, test_labels = separable_set(64, seed=1)
+    pred = model.predict(test_imgs)
+    assert (pred["half"] == test_labels["half"]).mean() >= 0.9
+    # its layer stays at its random start: no better than a coin on a balanced set
+    assert (pred["colour"] == test_labels["colour"]).mean() <= 0.75
+    model.save(tmp_path)
+    assert AttributeModel.load(tmp_path).head_weights == {"colour": 0.0}
+
+
+@pytest.mark.parametrize("weights, said", [
+    ({"size": 2.0}, "head_weights names 'size', which is not a head of this network "
+                     "(allowed: colour, half)"),
+    ({"colour": -1}, "head_weights.colour must be a number >= 0, got -1"),
+    ({"colour": 0, "half": 0}, "head_weights leaves every head at weight 0: nothing "
+                               "would train"),
+    ([2.0], "head_weights must be a table of head -> weight, got [2.0]"),
+])
+def test_fit_refuses_head_weights_it_cannot_apply(weights, said):
+    imgs, labels = separable_set(8)
+    with pytest.raises(InputError) as e:
+        tiny(head_weights=weights).fit(imgs, labels)
+    assert str(e.value) == said
