@@ -280,6 +280,7 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
         ema = copy.deepcopy(net).eval()
         for p in ema.parameters():
             p.requires_grad_(False)
+    share_mixed = float(params.get("cutmix", 0.0))
     given = params.get("head_weights") or {}
     head_weights = ([float(given.get(h, 1.0)) for h in taxonomy.names] if given
                     else None)
@@ -317,7 +318,9 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
                 xb = F.interpolate(xb, scale_factor=scale, mode="bilinear", antialias=True,
                                    align_corners=False, recompute_scale_factor=False
                                    ).contiguous(memory_format=torch.channels_last)
-            mixed = torch.rand((), generator=gen) < float(params.get("cutmix", 0.0))
+            # drawn only when asked for: a draw per step would shift every later
+            # augmentation of the seed's stream, and so every network trained before
+            mixed = bool(share_mixed > 0 and torch.rand((), generator=gen) < share_mixed)
             if mixed:
                 xb, perm, lam = cutmix(xb, gen)
             extra = region_batch(regions, idx, device)
