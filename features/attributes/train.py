@@ -556,6 +556,16 @@ def stage_inputs(ctx) -> dict:
         import pyarrow.parquet as pq
 
         check_heads(read_bundle_file(cat, pq.read_schema).names, heads)
+    weights = ctx.stage_config("attributes").get("head_weights")
+    if weights and cat.is_file():   # the heads are known once the catalogue is ingested
+        from features.attributes.estimator import AttributeModel
+
+        trained = list(heads) if heads else catalogue_default_heads(ctx.bundle)
+        try:
+            AttributeModel(head_weights=weights)._check_head_weights(trained)
+        except InputError as exc:   # its message names the allowed heads already
+            raise InputError(f"[stages.attributes] {exc}", field="stages.attributes."
+                             "head_weights", value=exc.value) from exc
     group_sep = _group_sep(ctx)
     if group_sep and cat.is_file():   # the catalogue's ids, once ingested
         check_group_sep(read_bundle_file(cat, lambda p: pd.read_parquet(

@@ -257,8 +257,13 @@ def _build_refused(tmp_path, capsys, table: str, said: str) -> str:
      "[stages.attributes] epochs must be a whole number, got 'two'"),
     ("attributes", "epohcs = 2",
      "unknown [stages.attributes] setting 'epohcs' (allowed: augment, batch_size, cache, "
-     "crop, descriptors, device,"),
+     "crop, cutmix, descriptors, device,"),
     ("attributes", "epochs = 0", "[stages.attributes] epochs must be a whole number >= 1"),
+    # before the images are decoded: the heads are the catalogue's
+    ("attributes", "head_weights = {sleeve = 2.0}",
+     "[stages.attributes] head_weights names 'sleeve', which is not a head of this network "
+     "(allowed: "),
+    ("attributes", "head_weights = 2", "[stages.attributes] head_weights must be a table"),
     ("attributes", "descriptors = \"yes\"",
      "[stages.attributes] descriptors must be true or false, got 'yes'"),
     ("attributes", 'regions = "detial"',     # before: trained the "auto" regions
