@@ -608,3 +608,23 @@ def test_fit_refuses_head_weights_it_cannot_apply(weights, said):
     with pytest.raises(InputError) as e:
         tiny(head_weights=weights).fit(imgs, labels)
     assert str(e.value) == said
+
+
+def test_a_seed_draws_the_training_batches_it_drew_before(monkeypatch):
+    # The batches a seed draws, pinned: each step's other draws (augmentation, erasing,
+    # windows, CutMix) come from the same generator, so a draw added to the loop for an
+    # option left off shifts every later batch, and with it every network trained
+    # before. 5bd94e3 did so with CutMix's coin and no test failed (its second batch
+    # began [10, 16, 16, 15]).
+    real, seen = torch.multinomial, []
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        seen.append(out.tolist())
+        return out
+
+    monkeypatch.setattr(torch, "multinomial", spy)
+    imgs, labels = separable_set(32)
+    tiny(epochs=2, batch_size=8).fit(imgs, labels)
+    assert seen[:4] == [[31, 22, 14, 29, 20, 25, 5, 11], [18, 15, 25, 11, 8, 1, 23, 10],
+                        [13, 23, 0, 8, 6, 5, 15, 4], [27, 7, 22, 14, 17, 4, 21, 1]]
