@@ -258,21 +258,24 @@ def demo_source_step(source_dir: Path, items: int | None, seed: int, *,
             check_outfit_count(default_outfits(n), items=n)
         return n, seed, generate
     have = meta["n_items"]
-    if items is not None and items != have and not outside:
-        raise InputError(
-            f"{source_dir} holds the demo catalogue of {have} items (seed "
-            f"{meta.get('seed')}) that the bundle was ingested from, and this run does "
-            f"not include the ingest stage, which reads it: --items {items} asks for "
-            f"another size. Add ingest to --stages to build on {items} items, or drop "
-            f"--items", field="items", value=items)
     if items is not None and items != have:
         raise InputError(
             f"--data {source_dir} holds a demo catalogue of {have} items (seed "
             f"{meta.get('seed')}) that a build does not overwrite: --items {items} asks "
             f"for another size. Drop --items to build on its {have} items, or give "
             f"--data a new folder (or none: the bundle's own source/) to generate "
-            f"{items} items", field="items", value=items)
+            f"{items} items" if outside else
+            f"{source_dir} holds the demo catalogue of {have} items (seed "
+            f"{meta.get('seed')}) that the bundle was ingested from, and this run does "
+            f"not include the ingest stage, which reads it: --items {items} asks for "
+            f"another size. Add ingest to --stages to build on {items} items, or drop "
+            f"--items", field="items", value=items)
     return have, meta.get("seed"), False
+
+
+def _ingests(stages: list[str] | None) -> bool:
+    """Whether a build of ``--stages stages`` (None: every stage) runs the ingest."""
+    return stages is None or "ingest" in stages
 
 
 def _demo_source(out: Path, data, items: int | None, seed: int, ingests: bool = True
@@ -377,7 +380,7 @@ def build_bundle(out: str | os.PathLike, *, source: str = "demo",
     missing = missing_input(out, stages_of(stages, source), from_build=True)
     if missing is not None:   # before the demo catalogue is generated, or a folder made
         raise BundleError(missing[1])
-    ingests = stages is None or "ingest" in stages
+    ingests = _ingests(stages)
     if source == "demo":   # refused (a --data catalogue of another size) before the lock
         _demo_source(out, data, items, seed, ingests)
     # held from the manifest read to its last save: a second build of ``out`` is refused
@@ -440,7 +443,7 @@ def plan_build(out: str | os.PathLike, *, source: str = "demo",
     plan: list[tuple[str, str]] = []
     before = None
     if source == "demo":   # as build_bundle decides it: refused alike
-        ingests = stages is None or "ingest" in stages
+        ingests = _ingests(stages)
         data, outside, items, cat_seed, generate = _demo_source(out, data, items, seed,
                                                                 ingests)
         plan.append(("demo", _demo_step_said(data, items, cat_seed, generate, outside,

@@ -42,6 +42,36 @@ from features.settings import check_size, check_value
 MODEL_SCHEMA = 1
 
 
+def check_head_weights(weights, heads: Sequence[str] | None = None) -> None:
+    """Refuse ``head_weights`` (:class:`AttributeModel`) that is not a table of numbers
+    >= 0, or (given the network's ``heads``) names a head it does not have or leaves
+    every head at weight 0.
+
+    >>> check_head_weights({"colour": 2.0}, ["colour", "fabric"])
+    >>> check_head_weights({"color": 2.0}, ["colour", "fabric"])
+    Traceback (most recent call last):
+    ...
+    features.exceptions.InputError: head_weights names 'color', which is not a head of this network (allowed: colour, fabric)
+    """
+    if weights is None:
+        return
+    if not isinstance(weights, dict):
+        raise InputError(f"head_weights must be a table of head -> weight, got {weights!r}",
+                         field="head_weights", value=weights)
+    for h, v in weights.items():
+        check_value(f"head_weights.{h}", v, float, least=0)
+    if heads is None:
+        return
+    unknown = [h for h in weights if h not in heads]
+    if unknown:
+        raise InputError(f"head_weights names {unknown[0]!r}, which is not a head of this "
+                         f"network", field="head_weights", value=unknown[0],
+                         allowed=list(heads))
+    if not any(float(weights.get(h, 1.0)) > 0 for h in heads):
+        raise InputError("head_weights leaves every head at weight 0: nothing would train",
+                         field="head_weights", value=weights)
+
+
 class AttributeModel:
     """Multi-task attribute classifier whose penultimate layer is a visual embedding.
 
@@ -242,12 +272,12 @@ class AttributeModel:
         check_value("geometry_noise", self.geometry_noise, float, least=0)
         check_value("window_phase", self.window_phase, float, least=0, below=1)
         for name in ("erase", "cutmix"):
-            check_value(name, getattr(self, name), float, least=0)
-            if float(getattr(self, name)) > 1:
-                raise InputError(f"{name} must be a share in [0, 1], got "
-                                 f"{getattr(self, name)!r}", field=name,
-                                 value=getattr(self, name))
-        self._check_head_weights()
+            share = getattr(self, name)
+            check_value(name, share, float, least=0)
+            if float(share) > 1:
+                raise InputError(f"{name} must be a share in [0, 1], got {share!r}",
+                                 field=name, value=share)
+        check_head_weights(self.head_weights)
         check_value("region_dim", self.region_dim, int, least=1)
         for name in ("sampling_mix", "ema_decay", "label_smoothing", "dropout", "jitter",
                      "region_dropout"):
@@ -279,27 +309,6 @@ class AttributeModel:
             raise InputError(f"device {self.device!r} asked for but this torch has no CUDA "
                              f"device (torch {torch.__version__})", field="device",
                              value=self.device, allowed=["cpu"])
-
-    def _check_head_weights(self, heads: Sequence[str] | None = None) -> None:
-        """Refuse ``head_weights`` that is not a table of numbers >= 0, or (given the
-        taxonomy's ``heads``) names a head the network does not have."""
-        hw = self.head_weights
-        if hw is None:
-            return
-        if not isinstance(hw, dict):
-            raise InputError(f"head_weights must be a table of head -> weight, got {hw!r}",
-                             field="head_weights", value=hw)
-        for h, v in hw.items():
-            check_value(f"head_weights.{h}", v, float, least=0)
-        if heads is not None:
-            unknown = [h for h in hw if h not in heads]
-            if unknown:
-                raise InputError(f"head_weights names {unknown[0]!r}, which is not a head "
-                                 f"of this network", field="head_weights",
-                                 value=unknown[0], allowed=list(heads))
-            if not any(float(hw.get(h, 1.0)) > 0 for h in heads):
-                raise InputError("head_weights leaves every head at weight 0: nothing "
-                                 "would train", field="head_weights", value=hw)
 
     def _check_tta_zoom(self) -> None:
         try:
@@ -344,7 +353,7 @@ class AttributeModel:
         if regions is not None and len(regions) != len(x):
             raise InputError(f"{len(regions)} region rows for {len(x)} images",
                              field="regions")
-        self._check_head_weights(taxonomy.names)
+        check_head_weights(self.head_weights, taxonomy.names)
         targets, maybe = taxonomy.encode(labels.reset_index(drop=True))
         if (targets < 0).all():
             raise InputError("no labelled rows to train on", field="labels")

@@ -281,6 +281,7 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
         for p in ema.parameters():
             p.requires_grad_(False)
     share_mixed = float(params.get("cutmix", 0.0))
+    smoothing = float(params["label_smoothing"])
     given = params.get("head_weights") or {}
     head_weights = ([float(given.get(h, 1.0)) for h in taxonomy.names] if given
                     else None)
@@ -339,7 +340,6 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
                                * noise.view_as(g)[..., :2] * g[..., 2:], g[..., 2:]], -1)
                 extra["geometry"] = g.view(len(idx), -1) * keep[:, None].to(g.dtype)
             logits = net(xb, **extra)
-            smoothing = float(params["label_smoothing"])
             if mixed:
                 loss = cutmix_loss(logits, tgt_t[idx_t], maybe_t[idx_t], perm.to(device),
                                    lam, taxonomy, smoothing, head_weights)
@@ -558,11 +558,11 @@ def stage_inputs(ctx) -> dict:
         check_heads(read_bundle_file(cat, pq.read_schema).names, heads)
     weights = ctx.stage_config("attributes").get("head_weights")
     if weights and cat.is_file():   # the heads are known once the catalogue is ingested
-        from features.attributes.estimator import AttributeModel
+        from features.attributes.estimator import check_head_weights
 
         trained = list(heads) if heads else catalogue_default_heads(ctx.bundle)
         try:
-            AttributeModel(head_weights=weights)._check_head_weights(trained)
+            check_head_weights(weights, trained)
         except InputError as exc:   # its message names the allowed heads already
             raise InputError(f"[stages.attributes] {exc}", field="stages.attributes."
                              "head_weights", value=exc.value) from exc
