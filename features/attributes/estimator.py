@@ -36,6 +36,7 @@ from features.attributes.model import (POOLS, PRESETS, STEMS, AttributeNet,
 from features.attributes.regions import (GEOMETRY_DIM, RegionInputs, detail_inputs,
                                          region_inputs)
 from features.attributes.taxonomy import Taxonomy
+from features.attributes.train import OPTIMIZERS
 from features.exceptions import BundleError, InputError, NotFittedError, SchemaError
 from features.settings import check_size, check_value
 
@@ -103,7 +104,12 @@ class AttributeModel:
     embed_dim : int
         Embedding size (penultimate layer).
     epochs, batch_size, lr, weight_decay, warmup_epochs : training schedule
-        AdamW with linear warmup then cosine decay to zero, stepped per batch.
+        Linear warmup then cosine decay to zero, stepped per batch.
+    optimizer : {"adamw", "sgd"}
+        AdamW (decoupled ``weight_decay``), or SGD with Nesterov momentum 0.9 and
+        ``weight_decay`` as an L2 term of the gradient (the usual setting is then
+        ``lr`` about 0.1 and ``weight_decay`` about 5e-4).  Norms and biases are
+        never decayed.
     label_smoothing : float
         Spread over the classes allowed for the row (not the ``m`` ones).
     sampling_power : float
@@ -192,6 +198,7 @@ class AttributeModel:
                  stem: str = "conv", pool: str = "avgmax", embed_dim: int = 256,
                  dropout: float = 0.2, epochs: int = 20, batch_size: int = 64,
                  lr: float = 2e-3, weight_decay: float = 0.05, warmup_epochs: float = 1.0,
+                 optimizer: str = "adamw",
                  label_smoothing: float = 0.1, sampling_power: float = 0.5,
                  sampling_mix: float = 0.5, ema_decay: float = 0.998, augment: bool = True,
                  jitter: float = 0.1, erase: float = 0.0, cutmix: float = 0.0,
@@ -214,6 +221,7 @@ class AttributeModel:
         self.lr = lr
         self.weight_decay = weight_decay
         self.warmup_epochs = warmup_epochs
+        self.optimizer = optimizer
         self.label_smoothing = label_smoothing
         self.sampling_power = sampling_power
         self.sampling_mix = sampling_mix
@@ -240,7 +248,7 @@ class AttributeModel:
     # -- parameters ---------------------------------------------------------------------
     _PARAMS = ("preset", "image_size", "crop", "stem", "pool", "embed_dim", "dropout",
                "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs",
-               "label_smoothing", "sampling_power", "sampling_mix", "ema_decay", "augment",
+               "optimizer", "label_smoothing", "sampling_power", "sampling_mix", "ema_decay", "augment",
                "jitter", "erase", "cutmix", "head_weights", "progressive_resize",
                "window_phase", "tta", "tta_zoom",
                "region_preset", "region_dim", "region_dropout", "geometry_noise",
@@ -265,6 +273,9 @@ class AttributeModel:
         for name in ("epochs", "batch_size", "num_threads"):
             # whole numbers: int() cut epochs = 2.7 to 2 and was a ValueError on NaN
             check_value(name, getattr(self, name), int, least=1)
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"unknown optimizer {self.optimizer!r}", field="optimizer",
+                             value=self.optimizer, allowed=OPTIMIZERS)
         if self.region_preset not in PRESETS:
             raise InputError(f"unknown region_preset {self.region_preset!r}",
                              field="region_preset", value=self.region_preset, allowed=PRESETS)

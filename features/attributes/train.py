@@ -200,6 +200,26 @@ def _param_groups(net: torch.nn.Module, weight_decay: float) -> list[dict]:
             {"params": no_decay, "weight_decay": 0.0}]
 
 
+#: The optimizers :func:`make_optimizer` builds (``AttributeModel(optimizer=...)``).
+OPTIMIZERS = ("adamw", "sgd")
+
+
+def make_optimizer(name: str, groups: list[dict], lr: float) -> torch.optim.Optimizer:
+    """``"adamw"``: AdamW, betas (0.9, 0.999), each group's ``weight_decay`` decoupled
+    from the gradient.  ``"sgd"``: SGD with Nesterov momentum 0.9, the decay an L2 term
+    of the gradient.  ValueError on any other name (the estimator checks it first).
+
+    >>> p = torch.nn.Parameter(torch.ones(2))
+    >>> type(make_optimizer("sgd", [{"params": [p], "weight_decay": 0.0}], 0.1)).__name__
+    'SGD'
+    """
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+    raise ValueError(f"unknown optimizer {name!r}; one of {OPTIMIZERS}")
+
+
 @torch.no_grad()
 def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
     # One fused call per kind instead of a kernel per tensor (~300 of them): on a GPU
@@ -273,8 +293,8 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
     w_t = torch.as_tensor(w, dtype=torch.float64)
     device = torch.device(params.get("device") or "cpu")
     net = net.to(device, memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(_param_groups(net, float(params["weight_decay"])),
-                            lr=float(params["lr"]), betas=(0.9, 0.999))
+    opt = make_optimizer(params.get("optimizer", "adamw"),
+                         _param_groups(net, float(params["weight_decay"])), float(params["lr"]))
     ema = None
     if float(params["ema_decay"]) > 0:
         ema = copy.deepcopy(net).eval()

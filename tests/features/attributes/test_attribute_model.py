@@ -347,6 +347,31 @@ def test_fit_refuses_an_out_of_range_number_by_name(setting, value, said):
     assert str(e.value) == said and e.value.field == setting
 
 
+def test_sgd_trains_the_heads_and_is_saved_with_the_model(tmp_path, monkeypatch):
+    steps = []
+    sgd_step = torch.optim.SGD.step
+    monkeypatch.setattr(torch.optim.SGD, "step",
+                        lambda self, *a, **k: steps.append(1) or sgd_step(self, *a, **k))
+    imgs, labels = separable_set(64)
+    model = tiny(optimizer="sgd", lr=0.1, weight_decay=5e-4, epochs=12, ema_decay=0.0,
+                 label_smoothing=0.0, sampling_mix=0.0).fit(imgs, labels)
+    test_imgs, test_labels = separable_set(64, seed=1)
+    pred = model.predict(test_imgs)
+    for head in ("colour", "half"):
+        assert (pred[head] == test_labels[head]).mean() >= 0.9, head
+    assert len(steps) == 12 * 4   # every step of 12 epochs of 64 rows by 16 was SGD's
+    model.save(tmp_path)
+    assert AttributeModel.load(tmp_path).optimizer == "sgd"
+
+
+def test_fit_refuses_an_unknown_optimizer_by_name():
+    imgs, labels = separable_set(8)
+    with pytest.raises(InputError) as e:
+        tiny(optimizer="adam").fit(imgs, labels)
+    assert str(e.value).startswith("unknown optimizer 'adam'")
+    assert e.value.field == "optimizer" and list(e.value.allowed) == ["adamw", "sgd"]
+
+
 def test_space_to_depth_stem_reads_every_pixel_and_round_trips(tmp_path):
     # twice the image's sides, the body's grid unchanged: the stem folds 2x2 blocks
     imgs, labels = separable_set(64)
