@@ -259,6 +259,10 @@ def _val_accuracy(net, x: np.ndarray, targets: np.ndarray, names, batch: int = 1
     return res
 
 
+def _said(rec: dict) -> str:
+    return " ".join(f"{h}={a:.3f}" for h, a in rec.get("val_accuracy", {}).items())
+
+
 def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
                   maybe: np.ndarray, taxonomy: Taxonomy, params: dict[str, Any], *,
                   val: tuple | None = None,
@@ -275,7 +279,8 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
     keypoints.  ``val`` is ``(images, targets)`` or ``(images, targets, regions)``.
 
     Returns the network to predict with (the EMA copy when ``ema_decay > 0``) and a
-    history of per-epoch dicts (loss, lr, seconds, val accuracy per head).
+    history of per-epoch dicts (loss, lr, seconds, and val accuracy per head after
+    every ``eval_every``-th epoch and the last).
     """
     seed = int(params["random_state"])
     gen = torch.Generator().manual_seed(seed)
@@ -308,6 +313,13 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
     tgt_t = torch.as_tensor(targets).to(device)
     maybe_t = torch.as_tensor(maybe).to(device)
     history: list[dict] = []
+    scoring = val is not None and len(val[0]) > 0
+    every = int(params.get("eval_every", 1))
+
+    def score() -> dict[str, float]:
+        return _val_accuracy(ema if ema is not None else net, val[0], val[1],
+                             taxonomy.names, regions=val[2] if len(val) > 2 else None)
+
     t0 = time.perf_counter()
     step = 0
     done = False
@@ -380,18 +392,19 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
             run_loss += float(loss.detach())
             n_b += 1
             step += 1
-        if n_b == 0:
+        if n_b == 0:   # the budget ran out at the last epoch's end: that one is last
+            if history and "val_accuracy" not in history[-1] and scoring:
+                history[-1]["val_accuracy"] = score()
+                log(f"  epoch {history[-1]['epoch']} {_said(history[-1])}")
             break
         rec = {"epoch": epoch + 1, "loss": run_loss / n_b, "lr": lr, "steps": step,
                "seconds": round(time.perf_counter() - t0, 1)}
-        if val is not None and len(val[0]):
-            rec["val_accuracy"] = _val_accuracy(ema if ema is not None else net, val[0],
-                                                val[1], taxonomy.names,
-                                                regions=val[2] if len(val) > 2 else None)
+        last = done or epoch + 1 == int(params["epochs"])
+        if scoring and (last or (epoch + 1) % every == 0):
+            rec["val_accuracy"] = score()
         history.append(rec)
-        va = " ".join(f"{h}={a:.3f}" for h, a in rec.get("val_accuracy", {}).items())
         log(f"  epoch {epoch + 1}/{params['epochs']} loss {rec['loss']:.4f} lr {lr:.2e} "
-            f"{time.perf_counter() - te:.0f}s {va}")
+            f"{time.perf_counter() - te:.0f}s {_said(rec)}")
         if done:
             break
     out = ema if ema is not None else net

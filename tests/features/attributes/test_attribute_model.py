@@ -63,6 +63,27 @@ def test_shapes_and_types(fitted):
     assert model.n_train_ == 48 and len(model.history_) == 2
 
 
+def test_eval_set_is_scored_every_eval_every_epochs_and_after_the_last():
+    imgs, labels = separable_set(32)
+    model = tiny(epochs=7, eval_every=3).fit(imgs, labels, eval_set=(imgs[:8], labels[:8]))
+    scored = [h["epoch"] for h in model.history_ if "val_accuracy" in h]
+    assert len(model.history_) == 7 and scored == [3, 6, 7]
+    assert set(model.history_[-1]["val_accuracy"]) == {"colour", "half"}
+
+
+def test_the_epoch_a_time_budget_ends_is_scored(monkeypatch):
+    import features.attributes.train as train_mod
+
+    clock = iter(range(10**6))   # a clock that moves a second each time it is read
+    monkeypatch.setattr(train_mod.time, "perf_counter", lambda: float(next(clock)))
+    imgs, labels = separable_set(32)
+    model = tiny(epochs=50, eval_every=100, time_budget_s=20).fit(
+        imgs, labels, eval_set=(imgs[:8], labels[:8]))
+    assert 1 < len(model.history_) < 50
+    scored = [h["epoch"] for h in model.history_ if "val_accuracy" in h]
+    assert scored == [model.history_[-1]["epoch"]]
+
+
 def test_network_shapes():
     cfg = AttributeNetConfig(heads={"a": 3, "b": 7}, preset="tiny", image_size=SIZE,
                              embed_dim=16)
@@ -335,6 +356,7 @@ def test_metrics_known_answers():
     ("erase", -0.1, "erase must be a number >= 0, got -0.1"),
     ("cutmix", 2, "cutmix must be a share in [0, 1], got 2"),
     ("cutmix", float("nan"), "cutmix must be a finite number >= 0, got nan"),
+    ("eval_every", 0, "eval_every must be a whole number >= 1, got 0"),
 ])
 def test_fit_refuses_an_out_of_range_number_by_name(setting, value, said):
     # before: AdamW's ValueError after the images were framed (weight_decay, lr NaN),
