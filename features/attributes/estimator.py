@@ -117,6 +117,12 @@ class AttributeModel:
     sampling_mix : float
         Fraction of each batch drawn from the balanced sampler; the rest uniform
         ("mixed" epochs keep head-class accuracy while rare classes get seen).
+    group_power : float
+        The draws that are not class-balanced weigh each image by ``n ** -group_power``,
+        ``n`` the number of training images of its group (:meth:`fit`'s ``groups``:
+        for MANGO the colour variants of one model, which share a shape): 0 (the
+        default) each image alike, 1 each group alike, so a garment sold in six
+        colours is not drawn six times as often as one sold in one.
     ema_decay : float
         Exponential moving average of the weights used for prediction (0: off).
     augment : bool
@@ -205,7 +211,7 @@ class AttributeModel:
                  lr: float = 2e-3, weight_decay: float = 0.05, warmup_epochs: float = 1.0,
                  optimizer: str = "adamw",
                  label_smoothing: float = 0.1, sampling_power: float = 0.5,
-                 sampling_mix: float = 0.5, ema_decay: float = 0.998, augment: bool = True,
+                 sampling_mix: float = 0.5, group_power: float = 0.0, ema_decay: float = 0.998, augment: bool = True,
                  jitter: float = 0.1, erase: float = 0.0, cutmix: float = 0.0,
                  head_weights: dict[str, float] | None = None,
                  progressive_resize: bool = False, window_phase: float = 0.0,
@@ -232,6 +238,7 @@ class AttributeModel:
         self.label_smoothing = label_smoothing
         self.sampling_power = sampling_power
         self.sampling_mix = sampling_mix
+        self.group_power = group_power
         self.ema_decay = ema_decay
         self.augment = augment
         self.jitter = jitter
@@ -256,7 +263,7 @@ class AttributeModel:
     # -- parameters ---------------------------------------------------------------------
     _PARAMS = ("preset", "image_size", "crop", "stem", "pool", "embed_dim", "dropout",
                "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs",
-               "optimizer", "label_smoothing", "sampling_power", "sampling_mix", "ema_decay", "augment",
+               "optimizer", "label_smoothing", "sampling_power", "sampling_mix", "group_power", "ema_decay", "augment",
                "jitter", "erase", "cutmix", "head_weights", "progressive_resize",
                "window_phase", "tta", "tta_zoom",
                "region_preset", "region_dim", "region_dropout", "geometry_noise",
@@ -314,6 +321,7 @@ class AttributeModel:
         check_value("weight_decay", self.weight_decay, float, least=0)
         check_value("warmup_epochs", self.warmup_epochs, float, least=0)
         check_value("sampling_power", self.sampling_power, float, least=0)
+        check_value("group_power", self.group_power, float, least=0)
         check_value("embed_dim", self.embed_dim, int, least=1)
         if self.time_budget_s is not None:
             check_value("time_budget_s", self.time_budget_s, float, above=0)
@@ -347,7 +355,7 @@ class AttributeModel:
 
     # -- fitting ------------------------------------------------------------------------
     def fit(self, images, labels: pd.DataFrame, *, eval_set: tuple | None = None,
-            regions: RegionInputs | None = None) -> "AttributeModel":
+            regions: RegionInputs | None = None, groups=None) -> "AttributeModel":
         """Train on ``images`` (uint8 array ``(N, H, W, 3)`` or paths) and ``labels``
         (DataFrame, one column per head; missing cells are ignored by that head).
 
@@ -356,6 +364,8 @@ class AttributeModel:
         never influences training.
         ``regions`` (row-aligned :class:`~features.attributes.regions.RegionInputs`)
         adds the keypoint-guided path; prediction then takes regions too.
+        ``groups`` (row-aligned keys, e.g. model codes) is what ``group_power`` counts
+        images by; without it each image is its own group.
         """
         from features.attributes.train import train_network
 
@@ -374,6 +384,10 @@ class AttributeModel:
             raise InputError(f"{len(regions)} region rows for {len(x)} images",
                              field="regions")
         check_head_weights(self.head_weights, taxonomy.names)
+        if groups is not None:
+            groups = np.asarray(groups, dtype=object)
+            if len(groups) != len(x):
+                raise InputError(f"{len(groups)} groups for {len(x)} images", field="groups")
         targets, maybe = taxonomy.encode(labels.reset_index(drop=True))
         if (targets < 0).all():
             raise InputError("no labelled rows to train on", field="labels")
@@ -407,7 +421,8 @@ class AttributeModel:
         torch.set_num_threads(int(self.num_threads))
         try:
             net, history = train_network(net, x, targets, maybe, taxonomy, self.get_params(),
-                                         val=val, log=self._log, regions=regions)
+                                         val=val, log=self._log, regions=regions,
+                                         groups=groups)
         finally:
             torch.set_num_threads(prev)
         self.taxonomy_ = taxonomy

@@ -259,6 +259,27 @@ def _val_accuracy(net, x: np.ndarray, targets: np.ndarray, names, batch: int = 1
     return res
 
 
+def sampling_weights(targets: np.ndarray, power: float, mix: float, groups=None,
+                     group_power: float = 0.0) -> np.ndarray:
+    """The training sampler's draw probability of each row: a ``mix`` share
+    class-balanced (:func:`~features.attributes.data.class_balanced_weights` with
+    ``power``), the rest uniform over rows, each row weighed by ``n ** -group_power``
+    (``n`` the rows of its group in ``groups``; without groups each row is its own).
+
+    >>> t = np.array([[0], [0], [0], [1]])
+    >>> sampling_weights(t, 0.5, 0.0).tolist()
+    [0.25, 0.25, 0.25, 0.25]
+    >>> sampling_weights(t, 0.5, 0.0, ["a", "a", "b", "c"], 1.0).round(4).tolist()
+    [0.1667, 0.1667, 0.3333, 0.3333]
+    """
+    bal = class_balanced_weights(targets, power)
+    if groups is None or group_power == 0:
+        return (1 - mix) / len(targets) + mix * bal / max(bal.sum(), 1e-12)
+    keys = pd.Series(list(groups))
+    uni = keys.map(keys.value_counts()).to_numpy(float) ** -float(group_power)
+    return (1 - mix) * uni / uni.sum() + mix * bal / max(bal.sum(), 1e-12)
+
+
 def _said(rec: dict) -> str:
     return " ".join(f"{h}={a:.3f}" for h, a in rec.get("val_accuracy", {}).items())
 
@@ -267,7 +288,7 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
                   maybe: np.ndarray, taxonomy: Taxonomy, params: dict[str, Any], *,
                   val: tuple | None = None,
                   log: Callable[[str], None] = lambda m: None,
-                  regions=None) -> tuple[torch.nn.Module, list[dict]]:
+                  regions=None, groups=None) -> tuple[torch.nn.Module, list[dict]]:
     """Train ``net`` on uint8 images ``x`` (N, H, W, 3) and encoded targets.
 
     ``regions`` (:class:`~features.attributes.regions.RegionInputs`, row-aligned with
@@ -277,6 +298,8 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
     ``geometry_noise`` (in normalising-pair units, about a detector's error), and a
     ``region_dropout`` share of rows loses both, so the heads also work without
     keypoints.  ``val`` is ``(images, targets)`` or ``(images, targets, regions)``.
+    ``groups`` (row-aligned keys, or None: each row its own) is what the uniform
+    draws' ``group_power`` counts images by (:func:`sampling_weights`).
 
     Returns the network to predict with (the EMA copy when ``ema_decay > 0``) and a
     history of per-epoch dicts (loss, lr, seconds, and val accuracy per head after
@@ -292,9 +315,10 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
     warmup = min(0.3, float(params["warmup_epochs"]) / max(1, int(params["epochs"])))
     budget = params.get("time_budget_s")
     # Sampling: a mixture of uniform and class-balanced draws (see AttributeModel doc).
-    bal = class_balanced_weights(targets[pool], float(params["sampling_power"]))
-    mix = float(params["sampling_mix"])
-    w = (1 - mix) / len(pool) + mix * bal / max(bal.sum(), 1e-12)
+    w = sampling_weights(targets[pool], float(params["sampling_power"]),
+                         float(params["sampling_mix"]),
+                         None if groups is None else np.asarray(groups, dtype=object)[pool],
+                         float(params.get("group_power", 0.0)))
     w_t = torch.as_tensor(w, dtype=torch.float64)
     device = torch.device(params.get("device") or "cpu")
     net = net.to(device, memory_format=torch.channels_last)
@@ -846,7 +870,8 @@ def run_stage(ctx) -> dict:
     model = AttributeModel(taxonomy, verbose=ctx.log, **params)
     model.fit(np.asarray(images[tr]), labels.iloc[tr],
               eval_set=(np.asarray(images[va]), labels.iloc[va], reg.get("val")),
-              regions=reg.get("train"))
+              regions=reg.get("train"),
+              groups=group_keys(cat["item_id"], group_sep).iloc[tr].tolist())
     metrics: dict[str, Any] = {"heads": heads, "n_train": int(len(tr)), "n_val": int(len(va)),
                                "n_test": int(len(te)), "epochs": len(model.history_),
                                "regions": (regions_used if reg else "none")}

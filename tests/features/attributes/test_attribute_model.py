@@ -357,6 +357,7 @@ def test_metrics_known_answers():
     ("cutmix", 2, "cutmix must be a share in [0, 1], got 2"),
     ("cutmix", float("nan"), "cutmix must be a finite number >= 0, got nan"),
     ("eval_every", 0, "eval_every must be a whole number >= 1, got 0"),
+    ("group_power", -1, "group_power must be a number >= 0, got -1"),
 ])
 def test_fit_refuses_an_out_of_range_number_by_name(setting, value, said):
     # before: AdamW's ValueError after the images were framed (weight_decay, lr NaN),
@@ -655,6 +656,31 @@ def test_fit_refuses_head_weights_it_cannot_apply(weights, said):
     with pytest.raises(InputError) as e:
         tiny(head_weights=weights).fit(imgs, labels)
     assert str(e.value) == said
+
+
+def test_group_power_draws_each_group_alike_and_fit_passes_the_groups(monkeypatch):
+    from features.attributes.train import sampling_weights
+
+    t = np.array([[0, 1], [0, 0], [1, 0], [1, 1], [0, 1], [1, 0]])
+    groups = ["a", "a", "a", "b", "c", "c"]
+    plain = sampling_weights(t, 0.5, 0.3)
+    by_group = sampling_weights(t, 0.5, 0.3, groups, 1.0)
+    assert by_group.sum() == pytest.approx(1.0)
+    uniform = (by_group - (plain - 0.7 / 6)) / 0.7   # the draws that are not balanced
+    np.testing.assert_allclose(uniform, [1 / 9] * 3 + [1 / 3] + [1 / 6] * 2)
+    np.testing.assert_allclose(sampling_weights(t, 0.5, 0.3, groups, 0.0), plain)
+
+    seen = []
+    real = torch.multinomial
+    monkeypatch.setattr(torch, "multinomial",
+                        lambda w, *a, **k: seen.append(w.numpy().copy()) or real(w, *a, **k))
+    imgs, labels = separable_set(12)
+    keys = ["m0"] * 6 + [f"m{i}" for i in range(1, 7)]
+    tiny(epochs=1, batch_size=4, group_power=1.0, sampling_mix=0.0).fit(
+        imgs, labels, groups=keys)
+    np.testing.assert_allclose(seen[0], [1 / 42] * 6 + [1 / 7] * 6)
+    with pytest.raises(InputError, match="11 groups for 12 images"):
+        tiny(group_power=1.0).fit(imgs, labels, groups=keys[:11])
 
 
 def test_a_seed_draws_the_training_batches_it_drew_before(monkeypatch):
