@@ -323,7 +323,8 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
     device = torch.device(params.get("device") or "cpu")
     net = net.to(device, memory_format=torch.channels_last)
     opt = make_optimizer(params.get("optimizer", "adamw"),
-                         _param_groups(net, float(params["weight_decay"])), float(params["lr"]))
+                         _param_groups(net, float(params["weight_decay"])),
+                         float(params["lr"]))
     ema = None
     if float(params["ema_decay"]) > 0:
         ema = copy.deepcopy(net).eval()
