@@ -126,6 +126,7 @@ STAGE_DEFAULTS: dict[str, dict] = {
         "time_budget_s": 1460,
         "descriptors": True,
         "tta_zoom": 1.08,
+        "eval_every": 5,
     },
 }
 
