@@ -1,6 +1,6 @@
 """Training of the attribute network, and the pipeline's ``attributes`` stage.
 
-:func:`train_network` is the loop (AdamW, linear warmup + cosine decay per step,
+:func:`train_network` is the loop (AdamW or SGD, linear warmup + cosine decay per step,
 mixed uniform / square-root class-balanced sampling, masked multi-task cross-entropy
 with label smoothing, weight EMA).  :func:`run_stage` trains on a bundle's catalogue
 with a seeded split of products grouped by model code, and writes::
@@ -12,8 +12,9 @@ with a seeded split of products grouped by model code, and writes::
 
 Stage config (``ctx.stage_config("attributes")``, all optional): ``heads`` (list of
 catalogue columns), ``preset``, ``image_size``, ``stem``, ``epochs``, ``batch_size``,
-``lr``, ``time_budget_s`` (``"none"``: no budget, as a JSON / YAML null; MANGO's
-default is 1,460 s), ``num_threads``, ``device``, ``sampling_power``, ``sampling_mix``,
+``lr``, ``optimizer``, ``time_budget_s`` (``"none"``: no budget, as a JSON / YAML null;
+MANGO's default is 1,460 s), ``eval_every`` (MANGO's default 5), ``num_threads``,
+``device``, ``sampling_power``, ``sampling_mix``, ``group_power`` (counts the split's groups),
 ``group_sep`` (split grouping; default "-" for MANGO, none otherwise; "" for none), ``cache``
 (directory for the decoded-image cache; default ``<bundle>/cache``), ``regions``
 ("auto", "detail" or false), ``region_size``, ``keypoints_csv``, ``descriptors``
