@@ -265,19 +265,24 @@ def sampling_weights(targets: np.ndarray, power: float, mix: float, groups=None,
     """The training sampler's draw probability of each row: a ``mix`` share
     class-balanced (:func:`~features.attributes.data.class_balanced_weights` with
     ``power``), the rest uniform over rows, each row weighed by ``n ** -group_power``
-    (``n`` the rows of its group in ``groups``; without groups each row is its own).
+    (``n`` the rows of its group in ``groups``; without groups, or where a key is
+    missing, each row is its own).
 
     >>> t = np.array([[0], [0], [0], [1]])
     >>> sampling_weights(t, 0.5, 0.0).tolist()
     [0.25, 0.25, 0.25, 0.25]
     >>> sampling_weights(t, 0.5, 0.0, ["a", "a", "b", "c"], 1.0).round(4).tolist()
     [0.1667, 0.1667, 0.3333, 0.3333]
+    >>> sampling_weights(t, 0.5, 0.0, ["a", "a", None, None], 1.0).round(4).tolist()
+    [0.1667, 0.1667, 0.3333, 0.3333]
     """
     bal = class_balanced_weights(targets, power)
     if groups is None or group_power == 0:
         return (1 - mix) / len(targets) + mix * bal / max(bal.sum(), 1e-12)
-    keys = pd.Series(list(groups))
-    uni = keys.map(keys.value_counts()).to_numpy(float) ** -float(group_power)
+    codes = pd.factorize(pd.Series(list(groups)))[0]
+    lone = codes < 0   # a missing key: a group of its own
+    codes[lone] = codes.max(initial=-1) + 1 + np.arange(int(lone.sum()))
+    uni = np.bincount(codes)[codes].astype(float) ** -float(group_power)
     return (1 - mix) * uni / uni.sum() + mix * bal / max(bal.sum(), 1e-12)
 
 
