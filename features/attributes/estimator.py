@@ -36,7 +36,7 @@ from features.attributes.model import (POOLS, PRESETS, STEMS, AttributeNet,
 from features.attributes.regions import (GEOMETRY_DIM, RegionInputs, detail_inputs,
                                          region_inputs)
 from features.attributes.taxonomy import Taxonomy
-from features.attributes.train import OPTIMIZERS
+from features.attributes.train import OPTIMIZERS, train_network
 from features.exceptions import BundleError, InputError, NotFittedError, SchemaError
 from features.settings import check_size, check_value
 
@@ -370,8 +370,6 @@ class AttributeModel:
         ``groups`` (row-aligned keys, e.g. model codes) is what ``group_power`` counts
         images by; without it each image is its own group.
         """
-        from features.attributes.train import train_network
-
         self._validate_params()
         if not isinstance(labels, pd.DataFrame):
             raise InputError("labels must be a pandas DataFrame with one column per head",

@@ -795,11 +795,12 @@ def _stage_regions(ctx, cat: pd.DataFrame, heads: list[str]):
 
 
 def _fit_fusion(ctx, model, cat: pd.DataFrame, labels: pd.DataFrame, images, reg: dict,
-                tr: np.ndarray, va: np.ndarray, group_sep: str | None, cache: str,
+                tr: np.ndarray, va: np.ndarray, groups: pd.Series, cache: str,
                 workers: int) -> np.ndarray:
     """Measure every product's full-resolution descriptors and fuse them with the
     fitted network (``descriptors = true``; see features.attributes.descriptors).
-    Returns the descriptor table, row-aligned with ``cat``."""
+    ``groups`` are the split's group keys, row-aligned with ``cat``.  Returns the
+    descriptor table, row-aligned with ``cat``."""
     from features.attributes.descriptors import descriptor_table
 
     t0 = time.perf_counter()
@@ -807,7 +808,6 @@ def _fit_fusion(ctx, model, cat: pd.DataFrame, labels: pd.DataFrame, images, reg
     desc, _ = descriptor_table(cat["abs_path"].tolist(), workers=max(1, workers),
                                cache=cache, progress=True)
     t1 = time.perf_counter()
-    groups = group_keys(cat["item_id"], group_sep)
     net_val = model.predict_proba(np.asarray(images[va]), reg.get("val"))
     model.fit_fusion(desc[tr], labels.iloc[tr], groups.iloc[tr].tolist(), desc[va],
                      labels.iloc[va], net_val)
@@ -875,16 +875,17 @@ def run_stage(ctx) -> dict:
         ctx.log(f"[attributes] keypoint-guided neck crops {rsize[0]}x{rsize[1]}: "
                 f"{int(reg['train'].has_crop.sum())} of {len(tr)} training images")
     model = AttributeModel(taxonomy, verbose=ctx.log, **params)
+    groups = group_keys(cat["item_id"], group_sep)
     model.fit(np.asarray(images[tr]), labels.iloc[tr],
               eval_set=(np.asarray(images[va]), labels.iloc[va], reg.get("val")),
               regions=reg.get("train"),
-              groups=group_keys(cat["item_id"], group_sep).iloc[tr].tolist())
+              groups=groups.iloc[tr].tolist())
     metrics: dict[str, Any] = {"heads": heads, "n_train": int(len(tr)), "n_val": int(len(va)),
                                "n_test": int(len(te)), "epochs": len(model.history_),
                                "regions": (regions_used if reg else "none")}
     desc = None
     if cfg.get("descriptors", False) and len(va):
-        desc = _fit_fusion(ctx, model, cat, labels, images, reg, tr, va, group_sep, cache,
+        desc = _fit_fusion(ctx, model, cat, labels, images, reg, tr, va, groups, cache,
                            int(params.get("num_threads", 1)))
         metrics["descriptor_fusion"] = model.fusion_.report_
     for name, idx in (("val", va), ("test", te)):
