@@ -39,7 +39,13 @@ from features.exceptions import BundleError
 
 #: Stage specifications: (block, expansion, out_channels, repeats, stride, squeeze-excite).
 #: ``fused`` = 3x3 conv expand + 1x1 project; ``mb`` = 1x1 expand, depthwise 3x3, SE,
-#: 1x1 project.  "base" is ~1.2M parameters and ~0.25 GFLOPs at 160x112.
+#: 1x1 project; ``basic`` = ResNet's two 3x3 convs with ReLU (expansion and SE unused).
+#: A preset with ``stem_pool`` max-pools after the stem (ResNet's 1/4-resolution body).
+#: Multiply-adds at 160x112: "base" ~0.21 G (2.4M parameters), "small" ~0.08 G (0.95M),
+#: "resnet" ~0.16 G (2.9M).  "resnet" is ResNet-18 at half width: dense 3x3 convs
+#: that bf16 autocast runs about 1.7x faster on a CPU with AVX512-BF16, where the
+#: depthwise convs of "small" run slower in bf16 than in float32 (see ``precision``
+#: in :class:`~features.attributes.estimator.AttributeModel`).
 PRESETS: dict[str, dict[str, Any]] = {
     "base": {
         "stem": 24,
@@ -59,6 +65,15 @@ PRESETS: dict[str, dict[str, Any]] = {
                    ("mb", 4, 80, 2, 2, True),
                    ("mb", 4, 112, 2, 1, True),
                    ("mb", 6, 160, 1, 2, True)),
+        "head_channels": 384,
+    },
+    "resnet": {
+        "stem": 24,
+        "stem_pool": True,
+        "stages": (("basic", 1, 32, 2, 1, False),
+                   ("basic", 1, 64, 2, 2, False),
+                   ("basic", 1, 128, 2, 2, False),
+                   ("basic", 1, 256, 2, 2, False)),
         "head_channels": 384,
     },
     # For tests and quick builds: a few thousand parameters, still every block kind.
@@ -210,11 +225,13 @@ class AttributeNetConfig:
 
 class ConvBNAct(nn.Sequential):
     def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1,
-                 act: bool = True):
+                 act: bool | str = True):
+        activation = (nn.ReLU(inplace=True) if act == "relu"
+                      else nn.SiLU(inplace=True) if act else nn.Identity())
         super().__init__(
             nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
             nn.BatchNorm2d(cout),
-            nn.SiLU(inplace=True) if act else nn.Identity(),
+            activation,
         )
 
 
@@ -259,6 +276,22 @@ class InvertedResidual(nn.Module):
         return x + y if self.residual else y
 
 
+class BasicBlock(nn.Module):
+    """ResNet's basic block (He et al. 2016): two 3x3 conv-BN, ReLU, and a shortcut
+    (a 1x1 conv-BN where the shape changes)."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.block = nn.Sequential(ConvBNAct(cin, cout, 3, stride, act="relu"),
+                                   ConvBNAct(cout, cout, 3, act=False))
+        self.shortcut = (None if stride == 1 and cin == cout
+                         else ConvBNAct(cin, cout, 1, stride, act=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.block(x)
+        return F.relu(y + (x if self.shortcut is None else self.shortcut(x)))
+
+
 class SpaceToDepth(nn.Module):
     """``(B, C, H, W)`` -> ``(B, 4C, ceil(H/2), ceil(W/2))``: each 2x2 block of pixels
     folded into channels, an odd side first padded by repeating its last row or
@@ -287,11 +320,14 @@ def _backbone(preset: str, stem: str = "conv") -> tuple[nn.Sequential, int]:
     layers: list[nn.Module] = (
         [SpaceToDepth(), ConvBNAct(12, spec["stem"], 3, 2)] if stem == "space_to_depth"
         else [ConvBNAct(3, spec["stem"], 3, 2)])
+    if spec.get("stem_pool"):
+        layers.append(nn.MaxPool2d(3, 2, 1))
     cin = spec["stem"]
     for kind, exp, cout, reps, stride, se in spec["stages"]:
         for r in range(reps):
-            layers.append(InvertedResidual(cin, cout, exp, stride if r == 0 else 1, se,
-                                           fused=kind == "fused"))
+            s = stride if r == 0 else 1
+            layers.append(BasicBlock(cin, cout, s) if kind == "basic" else
+                          InvertedResidual(cin, cout, exp, s, se, fused=kind == "fused"))
             cin = cout
     layers.append(ConvBNAct(cin, spec["head_channels"], 1))
     return nn.Sequential(*layers), spec["head_channels"]
@@ -356,7 +392,7 @@ class AttributeNet(nn.Module):
         # Zero-init the last BN of each residual branch: blocks start as identities,
         # which trains deeper stacks stably from scratch (Goyal et al. 2017).
         for m in self.modules():
-            if isinstance(m, InvertedResidual) and m.residual:
+            if (isinstance(m, InvertedResidual) and m.residual) or isinstance(m, BasicBlock):
                 last = m.block[-1]
                 if isinstance(last, ConvBNAct):
                     nn.init.zeros_(last[1].weight)

@@ -221,6 +221,27 @@ def make_optimizer(name: str, groups: list[dict], lr: float) -> torch.optim.Opti
     raise ValueError(f"unknown optimizer {name!r}; one of {OPTIMIZERS}")
 
 
+#: Number formats of the training step's forward pass (``AttributeModel(precision=...)``):
+#: "float32" throughout, or "bfloat16" autocast (convolutions and matrix products in
+#: bfloat16; batch norm, the loss, the gradients' accumulation in the float32 weights,
+#: the optimizer and the EMA stay float32).  Prediction is always float32.
+PRECISIONS = ("float32", "bfloat16")
+
+
+def autocast(precision: str, device: torch.device):
+    """The autocast context of ``precision`` (:data:`PRECISIONS`) on ``device``.
+
+    >>> with autocast("bfloat16", torch.device("cpu")):
+    ...     y = torch.nn.functional.linear(torch.ones(1, 2), torch.ones(3, 2))
+    >>> y.dtype
+    torch.bfloat16
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; one of {PRECISIONS}")
+    return torch.autocast(device.type, dtype=torch.bfloat16,
+                          enabled=precision == "bfloat16")
+
+
 @torch.no_grad()
 def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
     # One fused call per kind instead of a kernel per tensor (~300 of them): on a GPU
@@ -346,6 +367,7 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
     history: list[dict] = []
     scoring = val is not None and len(val[0]) > 0
     every = int(params.get("eval_every", 1))
+    precision = params.get("precision", "float32")
 
     def score() -> dict[str, float]:
         return _val_accuracy(ema if ema is not None else net, val[0], val[1],
@@ -402,7 +424,9 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
                 g = torch.cat([g[..., :2] + float(params.get("geometry_noise", 0.03))
                                * noise.view_as(g)[..., :2] * g[..., 2:], g[..., 2:]], -1)
                 extra["geometry"] = g.view(len(idx), -1) * keep[:, None].to(g.dtype)
-            logits = net(xb, **extra)
+            with autocast(precision, device):
+                logits = net(xb, **extra)
+            logits = {h: v.float() for h, v in logits.items()}
             if mixed:
                 loss = cutmix_loss(logits, tgt_t[idx_t], maybe_t[idx_t], perm.to(device),
                                    lam, taxonomy, smoothing, head_weights)
