@@ -80,7 +80,7 @@ class AttributeModel:
     ----------
     taxonomy : Taxonomy, optional
         Heads and classes.  ``None``: built in :meth:`fit` from the label columns.
-    preset : {"base", "small", "resnet", "tiny"}
+    preset : {"base", "small", "resnet18", "resnet10", "tiny"}
         Backbone (see :data:`features.attributes.model.PRESETS`).
     image_size : (int, int)
         Network input (height, width); images are letterboxed to it.
@@ -115,7 +115,7 @@ class AttributeModel:
         (:data:`features.attributes.train.PRECISIONS`): "bfloat16" autocasts the
         convolutions, with the weights, the optimizer and batch norm in float32.  On a
         CPU with AVX512-BF16 (an AMD EPYC of 2026) the dense convs of the "resnet"
-        preset step about 1.7x faster in it; the depthwise convs of "small" and
+        presets step about 1.7x faster in it; the depthwise convs of "small" and
         "base" step slower.  Prediction is float32 either way.
     label_smoothing : float
         Spread over the classes allowed for the row (not the ``m`` ones).

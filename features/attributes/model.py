@@ -42,10 +42,11 @@ from features.exceptions import BundleError
 #: 1x1 project; ``basic`` = ResNet's two 3x3 convs with ReLU (expansion and SE unused).
 #: A preset with ``stem_pool`` max-pools after the stem (ResNet's 1/4-resolution body).
 #: Multiply-adds at 160x112: "base" ~0.21 G (2.4M parameters), "small" ~0.08 G (0.95M),
-#: "resnet" ~0.16 G (2.9M).  "resnet" is ResNet-18 at half width: dense 3x3 convs
-#: that bf16 autocast runs about 1.7x faster on a CPU with AVX512-BF16, where the
-#: depthwise convs of "small" run slower in bf16 than in float32 (see ``precision``
-#: in :class:`~features.attributes.estimator.AttributeModel`).
+#: "resnet18" ~0.16 G (2.9M), "resnet10" ~0.07 G (1.3M).  The "resnet" presets are
+#: ResNet-18 and -10 at half width: dense 3x3 convs that bf16 autocast runs about
+#: 1.7x faster on a CPU with AVX512-BF16, where the depthwise convs of "small" run
+#: slower in bf16 than in float32 (``precision`` in
+#: :class:`~features.attributes.estimator.AttributeModel`).
 PRESETS: dict[str, dict[str, Any]] = {
     "base": {
         "stem": 24,
@@ -67,13 +68,22 @@ PRESETS: dict[str, dict[str, Any]] = {
                    ("mb", 6, 160, 1, 2, True)),
         "head_channels": 384,
     },
-    "resnet": {
+    "resnet18": {
         "stem": 24,
         "stem_pool": True,
         "stages": (("basic", 1, 32, 2, 1, False),
                    ("basic", 1, 64, 2, 2, False),
                    ("basic", 1, 128, 2, 2, False),
                    ("basic", 1, 256, 2, 2, False)),
+        "head_channels": 384,
+    },
+    "resnet10": {
+        "stem": 24,
+        "stem_pool": True,
+        "stages": (("basic", 1, 32, 1, 1, False),
+                   ("basic", 1, 64, 1, 2, False),
+                   ("basic", 1, 128, 1, 2, False),
+                   ("basic", 1, 256, 1, 2, False)),
         "head_channels": 384,
     },
     # For tests and quick builds: a few thousand parameters, still every block kind.
