@@ -12,9 +12,10 @@ with a seeded split of products grouped by model code, and writes::
 
 Stage config (``ctx.stage_config("attributes")``, all optional): ``heads`` (list of
 catalogue columns), ``preset``, ``image_size``, ``stem``, ``epochs``, ``batch_size``,
-``lr``, ``optimizer``, ``time_budget_s`` (``"none"``: no budget, as a JSON / YAML null;
-MANGO's default is 1,460 s), ``eval_every`` (MANGO's default 5), ``num_threads``,
-``device``, ``sampling_power``, ``sampling_mix``, ``group_power`` (counts the split's groups),
+``lr``, ``optimizer``, ``precision``, ``time_budget_s`` (``"none"``: no budget, as a
+JSON / YAML null; MANGO's default is 1,460 s), ``eval_every`` (MANGO's default 5),
+``num_threads``, ``device``, ``sampling_power``, ``sampling_mix``, ``group_power``
+(counts the split's groups),
 ``group_sep`` (split grouping; default "-" for MANGO, none otherwise; "" for none), ``cache``
 (directory for the decoded-image cache; default ``<bundle>/cache``), ``regions``
 ("auto", "detail" or false), ``region_size``, ``keypoints_csv``, ``descriptors``

@@ -422,6 +422,55 @@ def test_space_to_depth_stem_reads_every_pixel_and_round_trips(tmp_path):
         assert s2d.eval()(torch.zeros(2, 3, 47, 31))["colour"].shape == (2, 2)
 
 
+def test_resnet_blocks_start_as_identities_and_the_body_reads_a_32nd_grid():
+    # zero-initialised last BN of each branch: an untrained block passes relu(x) on
+    net = AttributeNet(AttributeNetConfig(heads={"a": 2}, preset="resnet18",
+                                          image_size=(160, 112))).eval()
+    block = next(m for m in net.modules()
+                 if type(m).__name__ == "BasicBlock" and m.shortcut is None)
+    x = torch.randn(2, 32, 40, 28)                     # the first stage's width
+    with torch.no_grad():
+        np.testing.assert_allclose(block(x).numpy(), torch.relu(x).numpy(), atol=1e-6)
+        assert net.backbone(torch.zeros(1, 3, 160, 112)).shape == (1, 384, 5, 4)
+
+
+def test_bfloat16_steps_run_the_convs_in_bfloat16_and_predict_in_float32(tmp_path):
+    seen = []
+    imgs, labels = separable_set(64)
+    model = tiny(preset="resnet10", precision="bfloat16", epochs=12, lr=5e-3,
+                 ema_decay=0.0, label_smoothing=0.0, sampling_mix=0.0)
+    real_build = AttributeNet.__init__
+
+    def build(net, config):
+        real_build(net, config)
+        net.backbone[0][0].register_forward_hook(
+            lambda m, i, o: seen.append((m.training, o.dtype)))
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(AttributeNet, "__init__", build)
+        model.fit(imgs, labels)
+        assert {d for training, d in seen if training} == {torch.bfloat16}
+        seen.clear()
+        test_imgs, test_labels = separable_set(64, seed=1)
+        pred = model.predict(test_imgs)
+        assert seen and {d for _, d in seen} == {torch.float32}
+    for head in ("colour", "half"):
+        assert (pred[head] == test_labels[head]).mean() >= 0.9, head
+    model.save(tmp_path)
+    loaded = AttributeModel.load(tmp_path)
+    assert (loaded.preset, loaded.precision) == ("resnet10", "bfloat16")
+    np.testing.assert_array_equal(loaded.embed(test_imgs[:4]), model.embed(test_imgs[:4]))
+
+
+def test_fit_refuses_an_unknown_precision_by_name():
+    imgs, labels = separable_set(8)
+    with pytest.raises(InputError) as e:
+        tiny(precision="float16").fit(imgs, labels)
+    assert str(e.value).startswith("unknown precision 'float16'")
+    assert e.value.field == "precision"
+    assert list(e.value.allowed) == ["float32", "bfloat16"]
+
+
 @pytest.mark.parametrize("setting, default", [("stem", "conv"), ("pool", "avgmax")])
 def test_a_network_saved_before_a_shape_setting_reads_its_default(fitted, tmp_path,
                                                                   setting, default):
