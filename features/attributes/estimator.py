@@ -113,10 +113,10 @@ class AttributeModel:
     precision : {"float32", "bfloat16"}
         Number format of the training step's forward pass
         (:data:`features.attributes.train.PRECISIONS`): "bfloat16" autocasts the
-        convolutions, with the weights, the optimizer and batch norm in float32.  On a
-        CPU with AVX512-BF16 (an AMD EPYC of 2026) the dense convs of the "resnet"
-        presets step about 1.7x faster in it; the depthwise convs of "small" and
-        "base" step slower.  Prediction is float32 either way.
+        convolutions and matrix products; the weights, the optimizer and the EMA stay
+        float32.  On a CPU with AVX512-BF16 (an AMD EPYC of 2026) the dense convs of
+        the "resnet" presets step 1.5-1.7x faster in it; the depthwise convs of "small"
+        step slower.  Prediction is float32 either way.
     label_smoothing : float
         Spread over the classes allowed for the row (not the ``m`` ones).
     sampling_power : float

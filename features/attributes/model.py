@@ -41,10 +41,10 @@ from features.exceptions import BundleError
 #: ``fused`` = 3x3 conv expand + 1x1 project; ``mb`` = 1x1 expand, depthwise 3x3, SE,
 #: 1x1 project; ``basic`` = ResNet's two 3x3 convs with ReLU (expansion and SE unused).
 #: A preset with ``stem_pool`` max-pools after the stem (ResNet's 1/4-resolution body).
-#: Multiply-adds at 160x112: "base" ~0.21 G (2.4M parameters), "small" ~0.08 G (0.95M),
-#: "resnet18" ~0.16 G (2.9M), "resnet10" ~0.07 G (1.3M).  The "resnet" presets are
-#: ResNet-18 and -10 at half width: dense 3x3 convs that bf16 autocast runs about
-#: 1.7x faster on a CPU with AVX512-BF16, where the depthwise convs of "small" run
+#: Multiply-adds at 160x112 and backbone parameters: "base" ~0.21 G (2.1M), "small"
+#: ~0.08 G (0.7M), "resnet18" ~0.16 G (2.9M), "resnet10" ~0.07 G (1.3M).  The "resnet" presets are
+#: ResNet-18 and -10 at half width: dense 3x3 convs that bf16 autocast runs 1.5-1.7x
+#: faster on a CPU with AVX512-BF16, where the depthwise convs of "small" run
 #: slower in bf16 than in float32 (``precision`` in
 #: :class:`~features.attributes.estimator.AttributeModel`).
 PRESETS: dict[str, dict[str, Any]] = {

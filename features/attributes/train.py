@@ -223,9 +223,10 @@ def make_optimizer(name: str, groups: list[dict], lr: float) -> torch.optim.Opti
 
 
 #: Number formats of the training step's forward pass (``AttributeModel(precision=...)``):
-#: "float32" throughout, or "bfloat16" autocast (convolutions and matrix products in
-#: bfloat16; batch norm, the loss, the gradients' accumulation in the float32 weights,
-#: the optimizer and the EMA stay float32).  Prediction is always float32.
+#: "float32" throughout, or "bfloat16" autocast: convolutions and matrix products run in
+#: bfloat16, and the batch norms and activations after them read their bfloat16
+#: outputs; the weights, their gradients, the BatchNorm running statistics, the loss,
+#: the optimizer and the EMA stay float32.  Prediction is always float32.
 PRECISIONS = ("float32", "bfloat16")
 
 
