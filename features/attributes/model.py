@@ -47,6 +47,15 @@ from features.exceptions import BundleError
 #: faster on a CPU with AVX512-BF16, where the depthwise convs of "small" run
 #: slower in bf16 than in float32 (``precision`` in
 #: :class:`~features.attributes.estimator.AttributeModel`).
+def _resnet(blocks: int) -> dict[str, Any]:
+    """A ResNet at half width (stages of 32, 64, 128, 256 channels) with ``blocks``
+    basic blocks a stage: 2 is ResNet-18's layout, 1 ResNet-10's."""
+    widths = (32, 64, 128, 256)
+    return {"stem": 24, "stem_pool": True, "head_channels": 384,
+            "stages": tuple(("basic", 1, w, blocks, 1 if i == 0 else 2, False)
+                            for i, w in enumerate(widths))}
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     "base": {
         "stem": 24,
@@ -68,24 +77,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                    ("mb", 6, 160, 1, 2, True)),
         "head_channels": 384,
     },
-    "resnet18": {
-        "stem": 24,
-        "stem_pool": True,
-        "stages": (("basic", 1, 32, 2, 1, False),
-                   ("basic", 1, 64, 2, 2, False),
-                   ("basic", 1, 128, 2, 2, False),
-                   ("basic", 1, 256, 2, 2, False)),
-        "head_channels": 384,
-    },
-    "resnet10": {
-        "stem": 24,
-        "stem_pool": True,
-        "stages": (("basic", 1, 32, 1, 1, False),
-                   ("basic", 1, 64, 1, 2, False),
-                   ("basic", 1, 128, 1, 2, False),
-                   ("basic", 1, 256, 1, 2, False)),
-        "head_channels": 384,
-    },
+    "resnet18": _resnet(blocks=2),
+    "resnet10": _resnet(blocks=1),
     # For tests and quick builds: a few thousand parameters, still every block kind.
     "tiny": {
         "stem": 8,
