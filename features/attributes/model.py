@@ -37,16 +37,7 @@ import torch.nn.functional as F
 
 from features.exceptions import BundleError
 
-#: Stage specifications: (block, expansion, out_channels, repeats, stride, squeeze-excite).
-#: ``fused`` = 3x3 conv expand + 1x1 project; ``mb`` = 1x1 expand, depthwise 3x3, SE,
-#: 1x1 project; ``basic`` = ResNet's two 3x3 convs with ReLU (expansion and SE unused).
-#: A preset with ``stem_pool`` max-pools after the stem (ResNet's 1/4-resolution body).
-#: Multiply-adds at 160x112 and backbone parameters: "base" ~0.21 G (2.1M), "small"
-#: ~0.08 G (0.7M), "resnet18" ~0.16 G (2.9M), "resnet10" ~0.07 G (1.3M).  The "resnet" presets are
-#: ResNet-18 and -10 at half width: dense 3x3 convs that bf16 autocast runs 1.5-1.7x
-#: faster on a CPU with AVX512-BF16, where the depthwise convs of "small" run
-#: slower in bf16 than in float32 (``precision`` in
-#: :class:`~features.attributes.estimator.AttributeModel`).
+
 def _resnet(blocks: int) -> dict[str, Any]:
     """A ResNet at half width (stages of 32, 64, 128, 256 channels) with ``blocks``
     basic blocks a stage: 2 is ResNet-18's layout, 1 ResNet-10's."""
@@ -56,6 +47,16 @@ def _resnet(blocks: int) -> dict[str, Any]:
                             for i, w in enumerate(widths))}
 
 
+#: Stage specifications: (block, expansion, out_channels, repeats, stride, squeeze-excite).
+#: ``fused`` = 3x3 conv expand + 1x1 project; ``mb`` = 1x1 expand, depthwise 3x3, SE,
+#: 1x1 project; ``basic`` = ResNet's two 3x3 convs with ReLU (expansion and SE unused).
+#: A preset with ``stem_pool`` max-pools after the stem (ResNet's 1/4-resolution body).
+#: Multiply-adds at 160x112 and backbone parameters: "base" ~0.21 G (2.1M), "small"
+#: ~0.08 G (0.7M), "resnet18" ~0.16 G (2.9M), "resnet10" ~0.07 G (1.3M).  The "resnet"
+#: presets are ResNet-18 and -10 at half width: dense 3x3 convs that bf16 autocast runs
+#: 1.5-1.7x faster on a CPU with AVX512-BF16, where the depthwise convs of "small" run
+#: slower in bf16 than in float32 (``precision`` in
+#: :class:`~features.attributes.estimator.AttributeModel`).
 PRESETS: dict[str, dict[str, Any]] = {
     "base": {
         "stem": 24,
@@ -395,7 +396,8 @@ class AttributeNet(nn.Module):
         # Zero-init the last BN of each residual branch: blocks start as identities,
         # which trains deeper stacks stably from scratch (Goyal et al. 2017).
         for m in self.modules():
-            if (isinstance(m, InvertedResidual) and m.residual) or isinstance(m, BasicBlock):
+            if isinstance(m, BasicBlock) or (isinstance(m, InvertedResidual)
+                                             and m.residual):
                 last = m.block[-1]
                 if isinstance(last, ConvBNAct):
                     nn.init.zeros_(last[1].weight)
