@@ -15,11 +15,11 @@ catalogue columns), ``preset``, ``image_size``, ``stem``, ``epochs``, ``batch_si
 ``lr``, ``optimizer``, ``precision``, ``time_budget_s`` (``"none"``: no budget, as a
 JSON / YAML null; MANGO's default is 1,460 s), ``eval_every`` (MANGO's default 5),
 ``num_threads``, ``device``, ``sampling_power``, ``sampling_mix``, ``group_power``
-(counts the split's groups),
-``group_sep`` (split grouping; default "-" for MANGO, none otherwise; "" for none), ``cache``
-(directory for the decoded-image cache; default ``<bundle>/cache``), ``regions``
-("auto", "detail" or false), ``region_size``, ``keypoints_csv``, ``descriptors``
-(true: fuse full-resolution texture / colour descriptors with the network).
+(counts the split's groups), ``group_sep`` (split grouping; default "-" for MANGO,
+none otherwise; "" for none), ``cache`` (directory for the decoded-image cache;
+default ``<bundle>/cache``), ``regions`` ("auto", "detail" or false), ``region_size``,
+``keypoints_csv``, ``descriptors`` (true: fuse full-resolution texture / colour
+descriptors with the network).
 
 Descriptor fusion (``descriptors = true``; :mod:`features.attributes.descriptors`):
 after the network is trained, every product's full-resolution texture, colour and

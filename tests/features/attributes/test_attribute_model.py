@@ -10,6 +10,7 @@ import torch
 
 from features.attributes import AttributeModel, AttributeNet, AttributeNetConfig, Taxonomy
 from features.attributes.evaluate import fashionai_ap, head_metrics
+from features.attributes.model import BasicBlock
 from features.attributes.train import masked_multitask_loss
 from features.exceptions import InputError, NotFittedError, SchemaError
 from tests.faults import disk_full
@@ -427,7 +428,7 @@ def test_resnet_blocks_start_as_identities_and_the_body_reads_a_32nd_grid():
     net = AttributeNet(AttributeNetConfig(heads={"a": 2}, preset="resnet18",
                                           image_size=(160, 112))).eval()
     block = next(m for m in net.modules()
-                 if type(m).__name__ == "BasicBlock" and m.shortcut is None)
+                 if isinstance(m, BasicBlock) and m.shortcut is None)
     x = torch.randn(2, 32, 40, 28)                     # the first stage's width
     with torch.no_grad():
         np.testing.assert_allclose(block(x).numpy(), torch.relu(x).numpy(), atol=1e-6)
