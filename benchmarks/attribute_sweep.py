@@ -13,6 +13,12 @@ in its own process, so several share one GPU::
     python benchmarks/attribute_sweep.py --bundle /tmp/mb --device cuda \\
         --variants b0=160x112:35 c64=160x112+64:28 s128c64=128x92+64:39
 
+A variant may train on a share of the training models (``@SHARE``, seeded, nested:
+colour variants stay together) for a learning curve at a fixed number of epochs::
+
+    python benchmarks/attribute_sweep.py --bundle /tmp/mb --device cpu --parallel 1 \\
+        --variants q25=160x112:39@0.25 q50=160x112:39@0.5 q100=160x112:39
+
 Epochs are what a variant gets in ~28 CPU minutes here (its CPU step time against the
 160x112 network's, which ran 35 epochs), so variants compare at equal CPU cost even
 when a GPU trains them. On a CPU, pass ``--device cpu --parallel 1``. Results go to
@@ -45,19 +51,58 @@ RECIPE = {"preset": "small", "embed_dim": 256, "batch_size": 64, "num_threads": 
 
 
 def parse_variant(text: str) -> dict:
-    """``name=HxW[+CROP]:EPOCHS`` -> dict (``b0=160x112:35``, ``c64=160x112+64:28``)."""
+    """``name=HxW[+CROP]:EPOCHS[@SHARE]`` -> dict (``b0=160x112:35``,
+    ``c64=160x112+64:28``, ``q50=160x112:39@0.5``: half the training models).
+
+    >>> parse_variant("q50=160x112:39@0.5")["share"]
+    0.5
+    >>> parse_variant("b0=160x112:35@1.5")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: variant 'b0=160x112:35@1.5': share 1.5 is not in (0, 1]
+    """
     try:
         name, rest = text.split("=", 1)
+        rest, share = rest.split("@") if "@" in rest else (rest, "1")
         size, epochs = rest.split(":")
         crop = None
         if "+" in size:
             size, crop = size.split("+")
         h, w = (int(v) for v in size.split("x"))
-        return {"name": name, "size": (h, w), "crop": int(crop) if crop else None,
-                "epochs": int(epochs)}
+        v = {"name": name, "size": (h, w), "crop": int(crop) if crop else None,
+             "epochs": int(epochs), "share": float(share)}
     except ValueError as exc:
         raise argparse.ArgumentTypeError(
-            f"variant {text!r} is not name=HxW[+CROP]:EPOCHS (e.g. c64=160x112+64:28)") from exc
+            f"variant {text!r} is not name=HxW[+CROP]:EPOCHS[@SHARE] (e.g. "
+            f"c64=160x112+64:28, q50=160x112:39@0.5)") from exc
+    if not 0.0 < v["share"] <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"variant {text!r}: share {v['share']:g} is not in (0, 1]")
+    return v
+
+
+def train_share(table, train_idx: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """The rows of ``train_idx`` of a seeded ``share`` of its models (``model_code``,
+    else each row its own), so colour variants of a garment stay together: the
+    training set of a learning curve, nested (a smaller share keeps a subset of a
+    larger one's models).
+
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"model_code": ["a", "a", "b", "c", "d"]})
+    >>> rows = train_share(t, np.arange(5), 0.5, seed=0)
+    >>> len(set(t["model_code"].iloc[rows])), len(rows) in (2, 3)
+    (2, True)
+    >>> bool(set(rows) <= set(train_share(t, np.arange(5), 0.75, seed=0)))
+    True
+    """
+    if share >= 1.0:
+        return train_idx
+    keys = (table["model_code"].iloc[train_idx].astype(str).to_numpy()
+            if "model_code" in table.columns else train_idx.astype(str))
+    models = np.unique(keys)
+    order = np.random.default_rng(seed).permutation(len(models))
+    kept = set(models[order[:max(1, int(round(share * len(models))))]])
+    return train_idx[np.fromiter((k in kept for k in keys), bool, len(keys))]
 
 
 def _decode(job):
@@ -134,14 +179,15 @@ def run_variant(args, v: dict, work: Path) -> dict:
 
     labels = table[heads]
     tax = Taxonomy.from_labels(labels, heads)
-    tr, va = idx["train"], idx["val"]
+    tr, va = train_share(table, idx["train"], v.get("share", 1.0), args.seed), idx["val"]
     model = AttributeModel(tax, image_size=(h, w), epochs=v["epochs"], device=args.device,
                            random_state=args.seed, verbose=True, **RECIPE)
     t0 = time.perf_counter()
     model.fit(x[tr], labels.iloc[tr], eval_set=(x[va], labels.iloc[va], reg(va)),
               regions=reg(tr))
     res = {"variant": v, "fit_seconds": round(time.perf_counter() - t0, 1),
-           "device": args.device, "epochs_run": len(model.history_)}
+           "device": args.device, "epochs_run": len(model.history_),
+           "n_train": int(len(tr))}
     for split in ("val", "test"):
         i = idx[split]
         if not len(i):
@@ -214,7 +260,8 @@ def main(argv=None) -> int:
 
 def argv_variants(variants) -> list[str]:
     return [f"{v['name']}={v['size'][0]}x{v['size'][1]}" + (f"+{v['crop']}" if v["crop"] else "")
-            + f":{v['epochs']}" for v in variants]
+            + f":{v['epochs']}" + (f"@{v['share']}" if v.get("share", 1.0) < 1.0 else "")
+            for v in variants]
 
 
 if __name__ == "__main__":
