@@ -101,8 +101,8 @@ def train_share(table, train_idx: np.ndarray, share: float, seed: int) -> np.nda
             if "model_code" in table.columns else train_idx.astype(str))
     models = np.unique(keys)
     order = np.random.default_rng(seed).permutation(len(models))
-    kept = set(models[order[:max(1, int(round(share * len(models))))]])
-    return train_idx[np.fromiter((k in kept for k in keys), bool, len(keys))]
+    kept = models[order[:max(1, int(round(share * len(models))))]]
+    return train_idx[np.isin(keys, kept)]
 
 
 def _decode(job):
