@@ -13,6 +13,11 @@ Augmentation is chosen so that it cannot change a label:
   saturation are left alone, because the colour head must not be taught that a
   red dress can look orange.
 
+One augmentation does change a label, on request (``recolour``, off by default):
+:func:`recolour` turns a garment another hue and saturation, and training drops the
+recoloured rows' colour labels (:func:`colour_heads`), so the shape heads see each
+garment in new colours while the colour head is never taught a wrong one.
+
 Examples
 --------
 >>> import numpy as np
@@ -334,6 +339,59 @@ def augment(x: torch.Tensor, gen: torch.Generator, *, flip: bool = True,
                       memory_format=torch.channels_last)
     out = torch.addcmul(mean * (1 - c) + br, x, c, out=out)
     return random_erase(out, gen, erase) if erase > 0 else out
+
+
+def colour_heads(names: Sequence[str]) -> list[int]:
+    """Positions of the heads whose labels name a colour (their name holds "colo":
+    ``colour``, ``color``, MANGO's ``des_agrup_color_eng``): the labels
+    :func:`recolour` makes wrong.
+
+    >>> colour_heads(["subcategory", "colour", "material", "des_agrup_color_eng"])
+    [1, 3]
+    """
+    return [j for j, n in enumerate(names) if "colo" in n.lower()]
+
+
+def recolour(x: torch.Tensor, gen: torch.Generator, share: float,
+             saturation: tuple[float, float] = (0.6, 1.4)
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ``share`` of the images of a normalised batch ``(B, 3, H, W)`` recoloured:
+    the RGB vector of every pixel turned by a uniform random angle about the grey
+    axis (``R``, Rodrigues' formula about ``u = (1, 1, 1) / sqrt 3``) and its distance
+    from that axis scaled by ``s`` uniform in ``saturation``: ``M = (1 - s) u u^T +
+    s R``.  Greys, whites and blacks stay as they are, and so does each pixel's
+    channel mean (but for clipping to the pixel range).  Returns the batch
+    (channels-last) and a bool ``(B,)`` of the rows recoloured: their colour labels
+    no longer hold.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = torch.zeros(8, 3, 4, 2)
+    >>> x[:, 0] = 1.0                                     # reddish on mid grey
+    >>> y, rows = recolour(x, g, 0.5)
+    >>> bool(torch.equal(y[~rows], x[~rows])), bool((y[rows] != x[rows]).any())
+    (True, True)
+    >>> torch.allclose(y.mean(1), x.mean(1), atol=1e-6)
+    True
+    """
+    b = x.shape[0]
+    pick = torch.rand(b, generator=gen) < share
+    theta = (torch.rand(b, generator=gen) * 2 - 1) * math.pi
+    s = saturation[0] + (saturation[1] - saturation[0]) * torch.rand(b, generator=gen)
+    u = torch.full((3,), 3 ** -0.5)
+    cross = torch.tensor([[0.0, -u[2], u[1]], [u[2], 0.0, -u[0]], [-u[1], u[0], 0.0]])
+    eye, axis = torch.eye(3), torch.outer(u, u)
+    c, sn = torch.cos(theta)[:, None, None], torch.sin(theta)[:, None, None]
+    rot = c * eye + sn * cross + (1 - c) * axis                            # (B, 3, 3)
+    m = (1 - s)[:, None, None] * axis + s[:, None, None] * rot
+    # Pixels are normalised alike on every channel, so M (which fixes greys) applies
+    # to them as it would to raw RGB.
+    m = torch.where(pick[:, None, None], m, eye.expand(b, 3, 3)).to(x.device, x.dtype)
+    # (B, H, W, 3) @ (B, 1, 3, 3): a channels-last batch's own layout, no copy
+    out = torch.matmul(x.permute(0, 2, 3, 1), m.transpose(1, 2)[:, None])
+    out = out.clamp_(-PIXEL_MEAN / PIXEL_STD, (1 - PIXEL_MEAN) / PIXEL_STD)
+    out = out.permute(0, 3, 1, 2)
+    out[~pick] = x[~pick]             # bit-exact where nothing was asked for
+    return out, pick
 
 
 def random_erase(x: torch.Tensor, gen: torch.Generator, share: float, *,

@@ -149,6 +149,13 @@ class AttributeModel:
         weighs both images' labels by their shares of the pixels.  A mixed batch trains
         without the region path's crops and geometry (a crop would show one garment
         of two).  0 (the default): none.
+    recolour : float
+        Share of training images turned another hue and saturation
+        (:func:`features.attributes.data.recolour`: greys and the background stay),
+        whose colour heads' labels (:func:`features.attributes.data.colour_heads`)
+        are then left out of the loss: every garment is also seen in colours it is
+        not sold in, so the shape heads cannot lean on colour.  0 (the default):
+        none.
     head_weights : dict, optional
         Head name -> weight of its term in the training loss (heads not named weigh
         1): a head the heads beside it crowd out (a 39-class family beside a 123-class
@@ -222,6 +229,7 @@ class AttributeModel:
                  sampling_mix: float = 0.5, group_power: float = 0.0,
                  ema_decay: float = 0.998, augment: bool = True,
                  jitter: float = 0.1, erase: float = 0.0, cutmix: float = 0.0,
+                 recolour: float = 0.0,
                  head_weights: dict[str, float] | None = None,
                  progressive_resize: bool = False, window_phase: float = 0.0,
                  tta: bool = True, tta_zoom: float = 1.0,
@@ -254,6 +262,7 @@ class AttributeModel:
         self.jitter = jitter
         self.erase = erase
         self.cutmix = cutmix
+        self.recolour = recolour
         self.head_weights = head_weights
         self.progressive_resize = progressive_resize
         self.window_phase = window_phase
@@ -275,8 +284,8 @@ class AttributeModel:
                "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs",
                "optimizer", "precision", "label_smoothing", "sampling_power",
                "sampling_mix", "group_power", "ema_decay", "augment",
-               "jitter", "erase", "cutmix", "head_weights", "progressive_resize",
-               "window_phase", "tta", "tta_zoom",
+               "jitter", "erase", "cutmix", "recolour", "head_weights",
+               "progressive_resize", "window_phase", "tta", "tta_zoom",
                "region_preset", "region_dim", "region_dropout", "geometry_noise",
                "eval_every", "time_budget_s", "num_threads", "device", "random_state")
 
@@ -311,7 +320,7 @@ class AttributeModel:
         # NaN passed ``float(x) < 0`` and reached the keypoint-guided path's noise
         check_value("geometry_noise", self.geometry_noise, float, least=0)
         check_value("window_phase", self.window_phase, float, least=0, below=1)
-        for name in ("erase", "cutmix"):
+        for name in ("erase", "cutmix", "recolour"):
             share = getattr(self, name)
             check_value(name, share, float, least=0)
             if float(share) > 1:

@@ -61,9 +61,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from features.attributes.data import (augment, class_balanced_weights, cutmix,
-                                      group_keys, grouped_split, load_images,
-                                      random_window, to_tensor)
+from features.attributes.data import (augment, class_balanced_weights, colour_heads,
+                                      cutmix, group_keys, grouped_split, load_images,
+                                      random_window, recolour, to_tensor)
 from features.attributes.taxonomy import Taxonomy
 from features.exceptions import BundleError, InputError
 from features.fashionai.schema import ATTRIBUTE_TASKS
@@ -399,6 +399,14 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
             if params["augment"]:
                 xb = augment(xb, gen, brightness=j, contrast=j,
                              erase=float(params.get("erase", 0.0)))
+            tgt_b = tgt_t[idx_t]
+            if float(params.get("recolour", 0.0)) > 0:
+                xb, moved = recolour(xb, gen, float(params["recolour"]))
+                cols = colour_heads(taxonomy.names)
+                if cols and bool(moved.any()):   # their colour labels no longer hold
+                    tgt_b = tgt_b.clone()
+                    tgt_b[moved.nonzero()[:, :1].to(device), torch.tensor(cols)
+                          .to(device)[None]] = -1
             if progress < float(params.get("window_phase", 0.0)):
                 xb = random_window(xb, gen)
             scale = resize_scale(progress) if params.get("progressive_resize") else 1.0
@@ -430,10 +438,10 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
                 logits = net(xb, **extra)
             logits = {h: v.float() for h, v in logits.items()}
             if mixed:
-                loss = cutmix_loss(logits, tgt_t[idx_t], maybe_t[idx_t], perm.to(device),
+                loss = cutmix_loss(logits, tgt_b, maybe_t[idx_t], perm.to(device),
                                    lam, taxonomy, smoothing, head_weights)
             else:
-                loss = masked_multitask_loss(logits, tgt_t[idx_t], maybe_t[idx_t],
+                loss = masked_multitask_loss(logits, tgt_b, maybe_t[idx_t],
                                              taxonomy, smoothing, head_weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -357,6 +357,7 @@ def test_metrics_known_answers():
     ("erase", -0.1, "erase must be a number >= 0, got -0.1"),
     ("cutmix", 2, "cutmix must be a share in [0, 1], got 2"),
     ("cutmix", float("nan"), "cutmix must be a finite number >= 0, got nan"),
+    ("recolour", 1.5, "recolour must be a share in [0, 1], got 1.5"),
     ("eval_every", 0, "eval_every must be a whole number >= 1, got 0"),
     ("group_power", -1, "group_power must be a number >= 0, got -1"),
 ])
@@ -528,6 +529,73 @@ def test_random_erasing_trains_and_is_recorded(tmp_path):
     assert (model.predict(test_imgs)["colour"] == test_labels["colour"]).mean() >= 0.9
     model.save(tmp_path)
     assert AttributeModel.load(tmp_path).erase == 0.5
+
+
+def test_recolour_turns_the_garment_s_hue_and_leaves_the_grey_background():
+    from features.attributes.data import recolour, to_tensor
+
+    u8 = np.full((300, 20, 14, 3), 235, np.uint8)                # light grey background
+    u8[:, 5:15, 4:10] = (180, 90, 90)                            # a red garment
+    x = to_tensor(u8)
+    y, rows = recolour(x, torch.Generator().manual_seed(0), 0.5)
+    assert 110 <= int(rows.sum()) <= 190                         # about half
+    assert torch.equal(y[~rows], x[~rows])
+    torch.testing.assert_close(y[:, :, 0, 0], x[:, :, 0, 0])     # grey stays grey
+    # the channel mean (the value along the grey axis) is kept, the hue is not
+    torch.testing.assert_close(y.mean(1), x.mean(1), atol=1e-5, rtol=0)
+    g = y[rows][:, :, 10, 7] - y[rows][:, :, 10, 7].mean(1, keepdim=True)
+    hue = torch.rad2deg(torch.atan2(3 ** 0.5 * (g[:, 1] - g[:, 2]),
+                                    2 * g[:, 0] - g[:, 1] - g[:, 2]))   # red is 0
+    assert float(hue.min()) < -150 and float(hue.max()) > 150
+    assert 0.3 < float((hue.abs() < 90).float().mean()) < 0.7    # uniform round the circle
+    sat = g.norm(dim=1) / (x[0, :, 10, 7] - x[0, :, 10, 7].mean()).norm()
+    assert 0.6 - 1e-4 <= float(sat.min()) and float(sat.max()) <= 1.4 + 1e-4
+    again, rows2 = recolour(x, torch.Generator().manual_seed(0), 0.5)
+    assert torch.equal(again, y) and torch.equal(rows2, rows)    # seeded
+    assert again.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_recolour_leaves_only_the_recoloured_images_colour_labels_out(monkeypatch):
+    import features.attributes.train as train
+
+    moved, seen = [], []
+    real_recolour, real_loss = train.recolour, train.masked_multitask_loss
+
+    def spy_recolour(x, gen, share):
+        out, rows = real_recolour(x, gen, share)
+        moved.append(rows.clone())
+        return out, rows
+
+    def spy_loss(logits, targets, *a, **k):
+        seen.append(targets.clone())
+        return real_loss(logits, targets, *a, **k)
+
+    monkeypatch.setattr(train, "recolour", spy_recolour)
+    monkeypatch.setattr(train, "masked_multitask_loss", spy_loss)
+    imgs, labels = separable_set(64)
+    model = tiny(recolour=0.5, epochs=3, ema_decay=0.0).fit(imgs, labels)
+    cols = model.taxonomy_.names.index("colour"), model.taxonomy_.names.index("half")
+    assert len(moved) == len(seen) == 12
+    for rows, t in zip(moved, seen):
+        assert bool((t[rows, cols[0]] == -1).all())          # recoloured: no colour label
+        assert bool((t[~rows, cols[0]] >= 0).all())          # the others keep theirs
+        assert bool((t[:, cols[1]] >= 0).all())              # and every row its half
+    share = float(torch.cat(moved).float().mean())
+    assert 0.35 < share < 0.65, share
+
+
+def test_recolour_trains_the_shape_heads_and_still_the_colour_head(tmp_path):
+    # half of the red and blue squares recoloured: the colour head learns from the
+    # other half, the half head from all of them
+    imgs, labels = separable_set(64)
+    test_imgs, test_labels = separable_set(64, seed=1)
+    model = tiny(recolour=0.5, epochs=12, lr=5e-3, ema_decay=0.0, label_smoothing=0.0,
+                 sampling_mix=0.0).fit(imgs, labels)
+    pred = model.predict(test_imgs)
+    for h in ("colour", "half"):
+        assert (pred[h] == test_labels[h]).mean() >= 0.9, h
+    model.save(tmp_path)
+    assert AttributeModel.load(tmp_path).recolour == 0.5
 
 
 def test_random_erasing_blanks_one_rectangle_per_chosen_image():
