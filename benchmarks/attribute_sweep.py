@@ -13,6 +13,9 @@ in its own process, so several share one GPU::
     python benchmarks/attribute_sweep.py --bundle /tmp/mb --device cuda \\
         --variants b0=160x112:35 c64=160x112+64:28 s128c64=128x92+64:39
 
+``--set KEY=VALUE`` changes an AttributeModel setting of every variant (over the
+recipe's, e.g. ``--set recolour=0.5``).
+
 A variant may train on a share of the training models (``@SHARE``, seeded, nested:
 colour variants stay together) for a learning curve at a fixed number of epochs::
 
@@ -181,13 +184,14 @@ def run_variant(args, v: dict, work: Path) -> dict:
     tax = Taxonomy.from_labels(labels, heads)
     tr, va = train_share(table, idx["train"], v.get("share", 1.0), args.seed), idx["val"]
     model = AttributeModel(tax, image_size=(h, w), epochs=v["epochs"], device=args.device,
-                           random_state=args.seed, verbose=True, **RECIPE)
+                           random_state=args.seed, verbose=True,
+                           **{**RECIPE, **dict(args.set)})
     t0 = time.perf_counter()
     model.fit(x[tr], labels.iloc[tr], eval_set=(x[va], labels.iloc[va], reg(va)),
               regions=reg(tr))
     res = {"variant": v, "fit_seconds": round(time.perf_counter() - t0, 1),
            "device": args.device, "epochs_run": len(model.history_),
-           "n_train": int(len(tr))}
+           "n_train": int(len(tr)), "settings": dict(args.set)}
     for split in ("val", "test"):
         i = idx[split]
         if not len(i):
@@ -213,6 +217,9 @@ def main(argv=None) -> int:
     p.add_argument("--decode-workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--workdir", default="/tmp/mixmatch_attribute_sweep")
     p.add_argument("--out", default=None, help="JSON results (default: <workdir>/sweep.json)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", type=parse_setting,
+                   help="an AttributeModel setting for every variant, over the recipe's "
+                        "(a JSON value, else a string): --set recolour=0.5")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     work = Path(args.workdir)
@@ -227,6 +234,7 @@ def main(argv=None) -> int:
     parallel = args.parallel or (len(by_name) if args.device.startswith("cuda") else 1)
     base = [sys.executable, __file__, "--bundle", args.bundle, "--device", args.device,
             "--seed", str(args.seed), "--workdir", str(work), "--heads", *args.heads,
+            "--set", *(f"{k}={json.dumps(v)}" for k, v in args.set),
             "--variants", *argv_variants(args.variants)]
     pending, running, results = list(by_name), {}, {}
     while pending or running:
@@ -256,6 +264,26 @@ def main(argv=None) -> int:
     print(f"accuracy per head ({', '.join(args.heads)}), pooled over colour variants; "
           f"{out}")
     return 0
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` -> ``(key, value)``, the value read as JSON, else kept a string.
+
+    >>> parse_setting("recolour=0.5"), parse_setting("optimizer=sgd")
+    (('recolour', 0.5), ('optimizer', 'sgd'))
+    >>> parse_setting("recolour")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: setting 'recolour' is not KEY=VALUE (e.g. recolour=0.5)
+    """
+    key, eq, value = text.partition("=")
+    if not eq or not key:
+        raise argparse.ArgumentTypeError(
+            f"setting {text!r} is not KEY=VALUE (e.g. recolour=0.5)")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
 
 
 def argv_variants(variants) -> list[str]:

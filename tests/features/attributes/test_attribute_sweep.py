@@ -1,10 +1,11 @@
 """The attribute sweep's learning-curve shares (benchmarks/attribute_sweep.py): a share
 keeps whole models, is seeded, and a smaller share's models are a subset of a larger
-one's, so the curve's points differ only by the data added."""
+one's, so the curve's points differ only by the data added; and its ``--set`` settings."""
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -60,3 +61,15 @@ def test_a_variant_reads_its_share_and_refuses_one_out_of_range(sweep):
     # the child processes get the variant back as it was given
     v = [sweep.parse_variant("q50=160x112:39@0.5"), sweep.parse_variant("b0=96x64:3")]
     assert [sweep.parse_variant(a) for a in sweep.argv_variants(v)] == v
+
+
+def test_a_setting_reads_its_json_value_and_reaches_the_child_unchanged(sweep):
+    assert sweep.parse_setting("recolour=0.5") == ("recolour", 0.5)
+    assert sweep.parse_setting("head_weights={\"colour\": 2}") == ("head_weights",
+                                                                   {"colour": 2})
+    assert sweep.parse_setting("optimizer=sgd") == ("optimizer", "sgd")
+    with pytest.raises(argparse.ArgumentTypeError, match="'recolour' is not KEY=VALUE"):
+        sweep.parse_setting("recolour")
+    # main() hands each setting to the child process as KEY=<its JSON>
+    for pair in (("recolour", 0.5), ("optimizer", "sgd"), ("augment", False)):
+        assert sweep.parse_setting(f"{pair[0]}={json.dumps(pair[1])}") == pair
