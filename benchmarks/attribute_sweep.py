@@ -222,6 +222,11 @@ def main(argv=None) -> int:
                         "(a JSON value, else a string): --set recolour=0.5")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    from features.attributes.estimator import AttributeModel
+
+    unknown = sorted({k for k, _ in args.set} - set(AttributeModel._PARAMS))
+    if unknown:   # else every variant's child failed on it, each with a traceback
+        p.error(f"--set {unknown[0]!r} is not an AttributeModel setting")
     work = Path(args.workdir)
     by_name = {v["name"]: v for v in args.variants}
     if args.one:  # one variant, in this process

@@ -73,3 +73,12 @@ def test_a_setting_reads_its_json_value_and_reaches_the_child_unchanged(sweep):
     # main() hands each setting to the child process as KEY=<its JSON>
     for pair in (("recolour", 0.5), ("optimizer", "sgd"), ("augment", False)):
         assert sweep.parse_setting(f"{pair[0]}={json.dumps(pair[1])}") == pair
+
+
+def test_an_unknown_setting_is_refused_by_name_before_any_work(sweep, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        sweep.main(["--bundle", str(tmp_path / "none"), "--workdir", str(tmp_path / "w"),
+                    "--set", "recolour=0.5", "recolur=0.5"])
+    assert e.value.code == 2
+    assert "--set 'recolur' is not an AttributeModel setting" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
