@@ -183,15 +183,16 @@ def run_variant(args, v: dict, work: Path) -> dict:
     labels = table[heads]
     tax = Taxonomy.from_labels(labels, heads)
     tr, va = train_share(table, idx["train"], v.get("share", 1.0), args.seed), idx["val"]
+    settings = dict(args.set)
     model = AttributeModel(tax, image_size=(h, w), epochs=v["epochs"], device=args.device,
                            random_state=args.seed, verbose=True,
-                           **{**RECIPE, **dict(args.set)})
+                           **{**RECIPE, **settings})
     t0 = time.perf_counter()
     model.fit(x[tr], labels.iloc[tr], eval_set=(x[va], labels.iloc[va], reg(va)),
               regions=reg(tr))
     res = {"variant": v, "fit_seconds": round(time.perf_counter() - t0, 1),
            "device": args.device, "epochs_run": len(model.history_),
-           "n_train": int(len(tr)), "settings": dict(args.set)}
+           "n_train": int(len(tr)), "settings": settings}
     for split in ("val", "test"):
         i = idx[split]
         if not len(i):
@@ -239,7 +240,7 @@ def main(argv=None) -> int:
     parallel = args.parallel or (len(by_name) if args.device.startswith("cuda") else 1)
     base = [sys.executable, __file__, "--bundle", args.bundle, "--device", args.device,
             "--seed", str(args.seed), "--workdir", str(work), "--heads", *args.heads,
-            "--set", *(f"{k}={json.dumps(v)}" for k, v in args.set),
+            "--set", *argv_settings(args.set),
             "--variants", *argv_variants(args.variants)]
     pending, running, results = list(by_name), {}, {}
     while pending or running:
@@ -289,6 +290,11 @@ def parse_setting(text: str) -> tuple[str, object]:
         return key, json.loads(value)
     except ValueError:
         return key, value
+
+
+def argv_settings(settings) -> list[str]:
+    """``(key, value)`` pairs back to ``KEY=<JSON>`` arguments for a child process."""
+    return [f"{k}={json.dumps(v)}" for k, v in settings]
 
 
 def argv_variants(variants) -> list[str]:

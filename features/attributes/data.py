@@ -385,12 +385,12 @@ def recolour(x: torch.Tensor, gen: torch.Generator, share: float,
     m = (1 - s)[:, None, None] * axis + s[:, None, None] * rot
     # Pixels are normalised alike on every channel, so M (which fixes greys) applies
     # to them as it would to raw RGB.
-    m = torch.where(pick[:, None, None], m, eye.expand(b, 3, 3)).to(x.device, x.dtype)
+    m = m.to(x.device, x.dtype)
     # (B, H, W, 3) @ (B, 1, 3, 3): a channels-last batch's own layout, no copy
     out = torch.matmul(x.permute(0, 2, 3, 1), m.transpose(1, 2)[:, None])
     out = out.clamp_(-PIXEL_MEAN / PIXEL_STD, (1 - PIXEL_MEAN) / PIXEL_STD)
     out = out.permute(0, 3, 1, 2)
-    out[~pick] = x[~pick]             # bit-exact where nothing was asked for
+    out[~pick] = x[~pick]             # the rows not picked, as they were
     return out, pick
 
 

@@ -365,6 +365,8 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
     head_weights = ([float(given.get(h, 1.0)) for h in taxonomy.names] if given
                     else None)
     tgt_t = torch.as_tensor(targets).to(device)
+    colour_cols = torch.tensor(colour_heads(taxonomy.names), dtype=torch.long,
+                               device=device)   # the labels recolouring makes wrong
     maybe_t = torch.as_tensor(maybe).to(device)
     history: list[dict] = []
     scoring = val is not None and len(val[0]) > 0
@@ -402,11 +404,9 @@ def train_network(net: torch.nn.Module, x: np.ndarray, targets: np.ndarray,
             tgt_b = tgt_t[idx_t]
             if float(params.get("recolour", 0.0)) > 0:
                 xb, moved = recolour(xb, gen, float(params["recolour"]))
-                cols = colour_heads(taxonomy.names)
-                if cols and bool(moved.any()):   # their colour labels no longer hold
+                if len(colour_cols) and bool(moved.any()):   # those labels no longer hold
                     tgt_b = tgt_b.clone()
-                    tgt_b[moved.nonzero()[:, :1].to(device), torch.tensor(cols)
-                          .to(device)[None]] = -1
+                    tgt_b[moved.nonzero().to(device), colour_cols] = -1
             if progress < float(params.get("window_phase", 0.0)):
                 xb = random_window(xb, gen)
             scale = resize_scale(progress) if params.get("progressive_resize") else 1.0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 from pathlib import Path
 
 import numpy as np
@@ -70,9 +69,10 @@ def test_a_setting_reads_its_json_value_and_reaches_the_child_unchanged(sweep):
     assert sweep.parse_setting("optimizer=sgd") == ("optimizer", "sgd")
     with pytest.raises(argparse.ArgumentTypeError, match="'recolour' is not KEY=VALUE"):
         sweep.parse_setting("recolour")
-    # main() hands each setting to the child process as KEY=<its JSON>
-    for pair in (("recolour", 0.5), ("optimizer", "sgd"), ("augment", False)):
-        assert sweep.parse_setting(f"{pair[0]}={json.dumps(pair[1])}") == pair
+    # the child processes get the settings back as they were given
+    pairs = [("recolour", 0.5), ("optimizer", "sgd"), ("augment", False),
+             ("head_weights", {"colour": 2})]
+    assert [sweep.parse_setting(a) for a in sweep.argv_settings(pairs)] == pairs
 
 
 def test_an_unknown_setting_is_refused_by_name_before_any_work(sweep, tmp_path, capsys):
